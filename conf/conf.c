@@ -1,0 +1,611 @@
+/* conf.c - load and validate the lmtpd configuration (GKeyFile format).
+ *
+ * Every problem is collected, not just the first, and each is reported as
+ * "file:line: [group] key: problem" so that --check-config tells the
+ * administrator everything in one run.  GKeyFile does not expose line
+ * numbers, so a small pre-scan maps group/key to the line it sits on.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lmtpd-conf.h"
+
+G_DEFINE_QUARK (lmtpd-conf-error-quark, lmtpd_conf_error)
+
+typedef struct {
+  const char *file;
+  GHashTable *lines; /* "group\nkey" -> line number */
+  GString *errors;
+} Loader;
+
+typedef struct {
+  const char *group;
+  const char *keys[16];
+} KnownGroup;
+
+static const KnownGroup known_groups[] = {
+  { "server", { "listen", "socket_mode", "socket_owner", "hostname", "spool_dir",
+                "max_sessions", "idle_timeout", "shutdown_timeout", NULL } },
+  { "limits", { "max_line_length", "max_data_line_length", "max_message_size",
+                "max_recipients", "max_errors", NULL } },
+  { "delivery", { "mail_root", "mailbox", "fsync", NULL } },
+  { "users", { "map", "domains", "postmaster", NULL } },
+};
+
+void
+lmtpd_listen_free (LmtpdListen *l)
+{
+  g_free (l->host);
+  g_free (l->path);
+  g_free (l);
+}
+
+static void
+user_free (gpointer p)
+{
+  LmtpdUser *u = p;
+  g_free (u->address);
+  g_free (u->mailbox);
+  g_free (u);
+}
+
+static LmtpdConfig *
+config_alloc (void)
+{
+  LmtpdConfig *c = g_new0 (LmtpdConfig, 1);
+  g_atomic_ref_count_init (&c->ref_count);
+  return c;
+}
+
+LmtpdConfig *
+lmtpd_config_ref (LmtpdConfig *config)
+{
+  g_return_val_if_fail (config != NULL, NULL);
+  g_atomic_ref_count_inc (&config->ref_count);
+  return config;
+}
+
+void
+lmtpd_config_unref (LmtpdConfig *c)
+{
+  if (c == NULL || !g_atomic_ref_count_dec (&c->ref_count))
+    return;
+  g_clear_pointer (&c->listen, g_ptr_array_unref);
+  g_free (c->socket_owner);
+  g_free (c->hostname);
+  g_free (c->spool_dir);
+  g_free (c->mail_root);
+  g_free (c->mailbox_template);
+  g_free (c->users_map);
+  g_clear_pointer (&c->users, g_hash_table_unref);
+  g_strfreev (c->domains);
+  g_free (c->postmaster);
+  g_free (c->source);
+  g_free (c);
+}
+
+LmtpdConfig *
+lmtpd_config_new_default (void)
+{
+  LmtpdConfig *c = config_alloc ();
+  LmtpdListen *l = g_new0 (LmtpdListen, 1);
+
+  c->listen = g_ptr_array_new_with_free_func ((GDestroyNotify) lmtpd_listen_free);
+  l->kind = LMTPD_LISTEN_INET;
+  l->host = g_strdup ("127.0.0.1");
+  l->port = 2424;
+  g_ptr_array_add (c->listen, l);
+  c->socket_mode = 0660;
+  c->hostname = g_strdup (g_get_host_name ());
+  c->spool_dir = g_strdup ("./var/spool");
+  c->max_sessions = 100;
+  c->idle_timeout = 300;
+  c->shutdown_timeout = 30;
+
+  c->max_line_length = 2048;
+  c->max_data_line_length = 1024 * 1024;
+  c->max_message_size = 50 * 1024 * 1024 + 1024 * 1024;
+  c->max_recipients = 1000;
+  c->max_errors = 20;
+
+  c->mail_root = g_strdup ("./var/mail");
+  c->mailbox_template = g_strdup ("%d/%n/Maildir");
+  c->fsync = TRUE;
+
+  c->users = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, user_free);
+  c->domains = g_strsplit ("*", ";", -1);
+  return c;
+}
+
+/* ---- line numbers ------------------------------------------------------ */
+
+static GHashTable *
+scan_lines (const char *text)
+{
+  GHashTable *lines = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_auto (GStrv) v = g_strsplit (text, "\n", -1);
+  g_autofree char *group = g_strdup ("");
+
+  for (guint i = 0; v[i] != NULL; i++)
+    {
+      char *s = g_strstrip (v[i]);
+      if (*s == '[')
+        {
+          char *end = strchr (s, ']');
+          g_free (group);
+          group = g_strndup (s + 1, end ? (gsize) (end - s - 1) : strlen (s + 1));
+        }
+      else if (*s != '#' && *s != '\0' && strchr (s, '='))
+        {
+          g_autofree char *key = g_strndup (s, strchr (s, '=') - s);
+          g_strstrip (key);
+          g_hash_table_insert (lines, g_strdup_printf ("%s\n%s", group, key),
+                               GUINT_TO_POINTER (i + 1));
+        }
+    }
+  return lines;
+}
+
+static void G_GNUC_PRINTF (4, 5)
+problem (Loader *ld, const char *group, const char *key, const char *fmt, ...)
+{
+  va_list ap;
+  g_autofree char *msg = NULL;
+  guint line = 0;
+
+  if (group && key)
+    {
+      g_autofree char *k = g_strdup_printf ("%s\n%s", group, key);
+      line = GPOINTER_TO_UINT (g_hash_table_lookup (ld->lines, k));
+    }
+  va_start (ap, fmt);
+  msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  if (ld->errors->len)
+    g_string_append_c (ld->errors, '\n');
+  if (line)
+    g_string_append_printf (ld->errors, "%s:%u: ", ld->file, line);
+  else
+    g_string_append_printf (ld->errors, "%s: ", ld->file);
+  if (group && key)
+    g_string_append_printf (ld->errors, "[%s] %s: ", group, key);
+  else if (group)
+    g_string_append_printf (ld->errors, "[%s]: ", group);
+  g_string_append (ld->errors, msg);
+}
+
+/* ---- typed getters ------------------------------------------------------ */
+
+static char *
+get_string (GKeyFile *kf, const char *group, const char *key)
+{
+  char *v = g_key_file_get_string (kf, group, key, NULL);
+  if (v)
+    g_strstrip (v);
+  return v;
+}
+
+/* Number with an optional unit suffix from @units ("k", "M", ... or "s", "m").
+ * Returns FALSE if absent (value untouched); records a problem if invalid. */
+static gboolean
+get_number (Loader *ld, GKeyFile *kf, const char *group, const char *key,
+            gboolean size_units, guint64 min, guint64 max, guint64 *value)
+{
+  g_autofree char *s = get_string (kf, group, key);
+  char *end = NULL;
+  guint64 v, mult = 1;
+
+  if (s == NULL)
+    return FALSE;
+  errno = 0;
+  if (!g_ascii_isdigit (*s) || (v = g_ascii_strtoull (s, &end, 10), errno != 0))
+    {
+      problem (ld, group, key, "'%s' is not a number", s);
+      return FALSE;
+    }
+  while (*end == ' ')
+    end++;
+  if (*end && size_units)
+    {
+      switch (g_ascii_tolower (*end))
+        {
+        case 'k': mult = 1024; break;
+        case 'm': mult = 1024 * 1024; break;
+        case 'g': mult = 1024 * 1024 * 1024; break;
+        default: mult = 0; break;
+        }
+      if (mult && (end[1] == '\0' || (g_ascii_tolower (end[1]) == 'b' && end[2] == '\0')))
+        end = end + strlen (end);
+    }
+  else if (*end && !size_units)
+    {
+      switch (*end)
+        {
+        case 's': mult = 1; break;
+        case 'm': mult = 60; break;
+        case 'h': mult = 3600; break;
+        default: mult = 0; break;
+        }
+      if (mult && end[1] == '\0')
+        end++;
+    }
+  if (*end != '\0' || mult == 0)
+    {
+      problem (ld, group, key, "'%s' has an unknown unit (use %s)", s,
+               size_units ? "k, M or G" : "s, m or h");
+      return FALSE;
+    }
+  if (v > max / mult || v * mult < min || v * mult > max)
+    {
+      problem (ld, group, key, "'%s' is out of range (%" G_GUINT64_FORMAT " to %" G_GUINT64_FORMAT ")",
+               s, min, max);
+      return FALSE;
+    }
+  *value = v * mult;
+  return TRUE;
+}
+
+static void
+get_uint (Loader *ld, GKeyFile *kf, const char *group, const char *key,
+          gboolean size_units, guint64 min, guint64 max, guint *out)
+{
+  guint64 v;
+  if (get_number (ld, kf, group, key, size_units, min, max, &v))
+    *out = (guint) v;
+}
+
+static void
+get_path (GKeyFile *kf, const char *group, const char *key, char **out)
+{
+  char *s = get_string (kf, group, key);
+  if (s == NULL)
+    return;
+  g_free (*out);
+  *out = s;
+}
+
+/* ---- listeners ---------------------------------------------------------- */
+
+static LmtpdListen *
+parse_listen (const char *spec, char **why);
+
+LmtpdListen *
+lmtpd_listen_parse (const char *spec, GError **error)
+{
+  g_autofree char *why = NULL;
+  LmtpdListen *l = parse_listen (spec, &why);
+  if (l == NULL)
+    g_set_error_literal (error, LMTPD_CONF_ERROR, LMTPD_CONF_ERROR_INVALID, why);
+  return l;
+}
+
+static LmtpdListen *
+parse_listen (const char *spec, char **why)
+{
+  LmtpdListen *l = g_new0 (LmtpdListen, 1);
+
+  if (g_str_has_prefix (spec, "unix:") && spec[5] != '\0')
+    {
+      l->kind = LMTPD_LISTEN_UNIX;
+      l->path = g_strdup (spec + 5);
+      if (strlen (l->path) >= 100)
+        {
+          *why = g_strdup_printf ("socket path '%s' is longer than 99 bytes", l->path);
+          lmtpd_listen_free (l);
+          return NULL;
+        }
+      return l;
+    }
+  if (g_str_has_prefix (spec, "inet:"))
+    {
+      const char *hp = spec + 5;
+      const char *colon = strrchr (hp, ':');
+      char *end = NULL;
+      guint64 port;
+
+      if (colon && colon != hp)
+        {
+          port = g_ascii_strtoull (colon + 1, &end, 10);
+          if (end && *end == '\0' && colon[1] && port < 65536)
+            {
+              l->kind = LMTPD_LISTEN_INET;
+              l->host = g_strndup (hp, colon - hp);
+              if (l->host[0] == '[' && g_str_has_suffix (l->host, "]"))
+                {
+                  char *h = g_strndup (l->host + 1, strlen (l->host) - 2);
+                  g_free (l->host);
+                  l->host = h;
+                }
+              l->port = (guint16) port;
+              return l;
+            }
+        }
+    }
+  *why = g_strdup_printf ("'%s' is not inet:HOST:PORT or unix:PATH", spec);
+  lmtpd_listen_free (l);
+  return NULL;
+}
+
+char *
+lmtpd_listen_to_string (const LmtpdListen *l)
+{
+  if (l->kind == LMTPD_LISTEN_UNIX)
+    return g_strdup_printf ("unix:%s", l->path);
+  if (strchr (l->host, ':'))
+    return g_strdup_printf ("inet:[%s]:%u", l->host, l->port);
+  return g_strdup_printf ("inet:%s:%u", l->host, l->port);
+}
+
+/* ---- users map ---------------------------------------------------------- */
+
+static gboolean
+address_is_sane (const char *a)
+{
+  const char *at = strchr (a, '@');
+  if (at == NULL || at == a || at[1] == '\0' || strchr (at + 1, '@'))
+    return FALSE;
+  for (const char *p = a; *p; p++)
+    if ((guchar) *p < 0x21 || *p == 0x7f || *p == '/')
+      return FALSE;
+  return strstr (a, "..") == NULL;
+}
+
+static void
+load_users_map (Loader *ld, LmtpdConfig *c)
+{
+  g_autofree char *text = NULL;
+  g_autoptr (GError) err = NULL;
+  g_auto (GStrv) lines = NULL;
+
+  if (!g_file_get_contents (c->users_map, &text, NULL, &err))
+    {
+      problem (ld, "users", "map", "%s", err->message);
+      return;
+    }
+  lines = g_strsplit (text, "\n", -1);
+  for (guint i = 0; lines[i]; i++)
+    {
+      g_auto (GStrv) f = NULL;
+      char *s = g_strstrip (lines[i]);
+      LmtpdUser *u;
+
+      if (*s == '\0' || *s == '#')
+        continue;
+      f = g_regex_split_simple ("[ \t]+", s, 0, 0);
+      if (g_strv_length (f) > 2 || !address_is_sane (f[0]))
+        {
+          g_string_append_printf (ld->errors, "%s%s:%u: expected 'user@domain [mailbox]', got '%s'",
+                                  ld->errors->len ? "\n" : "", c->users_map, i + 1, s);
+          continue;
+        }
+      u = g_new0 (LmtpdUser, 1);
+      u->address = g_ascii_strdown (f[0], -1);
+      u->mailbox = f[1] ? g_strdup (f[1]) : NULL;
+      if (u->mailbox && (strstr (u->mailbox, "..") || u->mailbox[0] == '\0'))
+        {
+          g_string_append_printf (ld->errors, "%s%s:%u: mailbox '%s' may not contain '..'",
+                                  ld->errors->len ? "\n" : "", c->users_map, i + 1, u->mailbox);
+          user_free (u);
+          continue;
+        }
+      g_hash_table_replace (c->users, u->address, u);
+    }
+}
+
+gboolean
+lmtpd_config_lookup_user (const LmtpdConfig *c, const char *address, const char **out_mailbox)
+{
+  LmtpdUser *u = g_hash_table_lookup (c->users, address);
+  const char *at;
+
+  if (out_mailbox)
+    *out_mailbox = u ? u->mailbox : NULL;
+  if (u)
+    return TRUE;
+  at = strrchr (address, '@');
+  if (at == NULL || c->domains == NULL)
+    return FALSE;
+  for (guint i = 0; c->domains[i]; i++)
+    if (strcmp (c->domains[i], "*") == 0 || g_ascii_strcasecmp (c->domains[i], at + 1) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+/* ---- the whole file ----------------------------------------------------- */
+
+static void
+check_known (Loader *ld, GKeyFile *kf)
+{
+  g_auto (GStrv) groups = g_key_file_get_groups (kf, NULL);
+
+  for (guint i = 0; groups[i]; i++)
+    {
+      const KnownGroup *kg = NULL;
+      g_auto (GStrv) keys = NULL;
+
+      for (guint j = 0; j < G_N_ELEMENTS (known_groups); j++)
+        if (strcmp (known_groups[j].group, groups[i]) == 0)
+          kg = &known_groups[j];
+      if (kg == NULL)
+        {
+          problem (ld, groups[i], NULL, "unknown group");
+          continue;
+        }
+      keys = g_key_file_get_keys (kf, groups[i], NULL, NULL);
+      for (guint k = 0; keys && keys[k]; k++)
+        {
+          gboolean found = FALSE;
+          for (guint j = 0; kg->keys[j]; j++)
+            found |= strcmp (kg->keys[j], keys[k]) == 0;
+          if (!found)
+            problem (ld, groups[i], keys[k], "unknown key");
+        }
+    }
+}
+
+static void
+load_server (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
+{
+  g_auto (GStrv) specs = g_key_file_get_string_list (kf, "server", "listen", NULL, NULL);
+  g_autofree char *mode = get_string (kf, "server", "socket_mode");
+
+  if (specs)
+    {
+      g_ptr_array_set_size (c->listen, 0);
+      for (guint i = 0; specs[i]; i++)
+        {
+          g_autofree char *why = NULL;
+          LmtpdListen *l;
+          char *s = g_strstrip (specs[i]);
+          if (*s == '\0')
+            continue;
+          l = parse_listen (s, &why);
+          if (l)
+            g_ptr_array_add (c->listen, l);
+          else
+            problem (ld, "server", "listen", "%s", why);
+        }
+      if (c->listen->len == 0)
+        problem (ld, "server", "listen", "no listener given");
+    }
+  if (mode)
+    {
+      char *end = NULL;
+      guint64 m = g_ascii_strtoull (mode, &end, 8);
+      if (*mode == '\0' || *end != '\0' || m > 0777)
+        problem (ld, "server", "socket_mode", "'%s' is not an octal mode like 0660", mode);
+      else
+        c->socket_mode = (guint) m;
+    }
+  get_path (kf, "server", "socket_owner", &c->socket_owner);
+  get_path (kf, "server", "hostname", &c->hostname);
+  if (c->hostname[0] == '\0' || strpbrk (c->hostname, " \t\r\n<>()[];"))
+    problem (ld, "server", "hostname", "'%s' is not a host name", c->hostname);
+  get_path (kf, "server", "spool_dir", &c->spool_dir);
+  get_uint (ld, kf, "server", "max_sessions", FALSE, 1, 100000, &c->max_sessions);
+  get_uint (ld, kf, "server", "idle_timeout", FALSE, 1, 86400, &c->idle_timeout);
+  get_uint (ld, kf, "server", "shutdown_timeout", FALSE, 0, 3600, &c->shutdown_timeout);
+}
+
+static void
+load_limits (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
+{
+  guint64 v;
+
+  if (get_number (ld, kf, "limits", "max_line_length", TRUE, 512, 1024 * 1024, &v))
+    c->max_line_length = v;
+  if (get_number (ld, kf, "limits", "max_data_line_length", TRUE, 1000, G_MAXUINT32, &v))
+    c->max_data_line_length = v;
+  get_number (ld, kf, "limits", "max_message_size", TRUE, 0, G_MAXINT64, &c->max_message_size);
+  get_uint (ld, kf, "limits", "max_recipients", FALSE, 1, 100000, &c->max_recipients);
+  get_uint (ld, kf, "limits", "max_errors", FALSE, 1, 10000, &c->max_errors);
+}
+
+static void
+load_delivery (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
+{
+  g_autoptr (GError) err = NULL;
+
+  get_path (kf, "delivery", "mail_root", &c->mail_root);
+  get_path (kf, "delivery", "mailbox", &c->mailbox_template);
+  if (c->mailbox_template[0] == '/' || strstr (c->mailbox_template, ".."))
+    problem (ld, "delivery", "mailbox", "'%s' must be relative to mail_root, without '..'",
+             c->mailbox_template);
+  for (const char *p = c->mailbox_template; *p; p++)
+    if (*p == '%' && !strchr ("udn%", p[1]))
+      {
+        problem (ld, "delivery", "mailbox", "unknown escape '%%%c' (use %%u, %%d, %%n or %%%%)", p[1]);
+        break;
+      }
+    else if (*p == '%')
+      p++;
+  if (g_key_file_has_key (kf, "delivery", "fsync", NULL))
+    {
+      gboolean b = g_key_file_get_boolean (kf, "delivery", "fsync", &err);
+      if (err)
+        problem (ld, "delivery", "fsync", "expected true or false");
+      else
+        c->fsync = b;
+    }
+}
+
+static void
+load_users (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
+{
+  g_auto (GStrv) domains = g_key_file_get_string_list (kf, "users", "domains", NULL, NULL);
+
+  get_path (kf, "users", "map", &c->users_map);
+  get_path (kf, "users", "postmaster", &c->postmaster);
+  if (domains)
+    {
+      GPtrArray *d = g_ptr_array_new ();
+      for (guint i = 0; domains[i]; i++)
+        {
+          char *s = g_strstrip (domains[i]);
+          if (*s)
+            g_ptr_array_add (d, g_ascii_strdown (s, -1));
+        }
+      g_ptr_array_add (d, NULL);
+      g_strfreev (c->domains);
+      c->domains = (char **) g_ptr_array_free (d, FALSE);
+    }
+  else if (c->users_map)
+    {
+      /* A users map alone means: only the users in it. */
+      g_strfreev (c->domains);
+      c->domains = NULL;
+    }
+  if (c->users_map)
+    load_users_map (ld, c);
+  if (c->postmaster)
+    {
+      char *lower = g_ascii_strdown (c->postmaster, -1);
+      g_free (c->postmaster);
+      c->postmaster = lower;
+      if (!address_is_sane (lower))
+        problem (ld, "users", "postmaster", "'%s' is not an address", lower);
+      else if (!lmtpd_config_lookup_user (c, lower, NULL))
+        problem (ld, "users", "postmaster", "'%s' is not a known user", lower);
+    }
+}
+
+LmtpdConfig *
+lmtpd_config_load (const char *path, GError **error)
+{
+  g_autoptr (GKeyFile) kf = g_key_file_new ();
+  g_autoptr (GError) err = NULL;
+  g_autofree char *text = NULL;
+  g_autoptr (LmtpdConfig) c = NULL;
+  g_autoptr (GString) errors = g_string_new (NULL);
+  Loader ld = { path, NULL, errors };
+  gsize len;
+
+  if (!g_file_get_contents (path, &text, &len, &err))
+    {
+      g_set_error (error, LMTPD_CONF_ERROR, LMTPD_CONF_ERROR_INVALID, "%s", err->message);
+      return NULL;
+    }
+  if (!g_key_file_load_from_data (kf, text, len, G_KEY_FILE_NONE, &err))
+    {
+      g_set_error (error, LMTPD_CONF_ERROR, LMTPD_CONF_ERROR_INVALID, "%s: %s", path, err->message);
+      return NULL;
+    }
+  ld.lines = scan_lines (text);
+  c = lmtpd_config_new_default ();
+  c->source = g_strdup (path);
+  check_known (&ld, kf);
+  load_server (&ld, kf, c);
+  load_limits (&ld, kf, c);
+  load_delivery (&ld, kf, c);
+  load_users (&ld, kf, c);
+  g_hash_table_unref (ld.lines);
+  if (errors->len)
+    {
+      g_set_error_literal (error, LMTPD_CONF_ERROR, LMTPD_CONF_ERROR_INVALID, errors->str);
+      return NULL;
+    }
+  return g_steal_pointer (&c);
+}

@@ -1,0 +1,101 @@
+/* lmtpd-conf.h - configuration of opes-lmtpd, loaded from a GKeyFile.
+ *
+ * A configuration is immutable once loaded and reference counted: the
+ * daemon holds the current one, each transaction takes a reference when it
+ * starts, and SIGHUP swaps in a new one without disturbing transactions in
+ * flight.  Loading validates everything and reports every problem with
+ * file:line and the key at fault.
+ */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+#define LMTPD_CONF_ERROR (lmtpd_conf_error_quark ())
+GQuark lmtpd_conf_error_quark (void);
+
+typedef enum {
+  LMTPD_CONF_ERROR_INVALID, /* one or more problems; message lists them */
+} LmtpdConfError;
+
+typedef enum {
+  LMTPD_LISTEN_INET,
+  LMTPD_LISTEN_UNIX,
+} LmtpdListenKind;
+
+typedef struct {
+  LmtpdListenKind kind;
+  char *host;      /* INET: address or name to bind */
+  guint16 port;    /* INET */
+  char *path;      /* UNIX: socket path */
+} LmtpdListen;
+
+/* One entry of the users map: address -> optional mailbox path. */
+typedef struct {
+  char *address;   /* lowercased local@domain */
+  char *mailbox;   /* NULL: use the mailbox template */
+} LmtpdUser;
+
+typedef struct {
+  gatomicrefcount ref_count; /* private */
+
+  /* [server] */
+  GPtrArray *listen;          /* of LmtpdListen* */
+  guint socket_mode;          /* for unix sockets */
+  char *socket_owner;         /* user[:group] or NULL */
+  char *hostname;
+  char *spool_dir;
+  guint max_sessions;
+  guint idle_timeout;         /* seconds */
+  guint shutdown_timeout;     /* seconds */
+
+  /* [limits] */
+  gsize max_line_length;      /* command line, including CRLF */
+  gsize max_data_line_length; /* one line of message data */
+  guint64 max_message_size;   /* bytes, 0 = unlimited */
+  guint max_recipients;       /* per transaction */
+  guint max_errors;           /* per session */
+
+  /* [delivery] */
+  char *mail_root;
+  char *mailbox_template;     /* relative to mail_root; %u %d %n %% */
+  gboolean fsync;
+
+  /* [users] */
+  char *users_map;            /* path or NULL */
+  GHashTable *users;          /* address -> LmtpdUser*, from users_map */
+  char **domains;             /* any local part of these; "*" = any domain */
+  char *postmaster;           /* where bare <postmaster> goes, or NULL */
+
+  char *source;               /* the file this came from */
+} LmtpdConfig;
+
+/* Loads and validates @path.  Returns a new reference, or NULL with @error
+ * set to LMTPD_CONF_ERROR_INVALID whose message has one line per problem,
+ * each "file:line: [group] key: what is wrong". */
+LmtpdConfig *lmtpd_config_load (const char *path, GError **error);
+
+/* The built-in defaults, as if loaded from an empty file. */
+LmtpdConfig *lmtpd_config_new_default (void);
+
+LmtpdConfig *lmtpd_config_ref (LmtpdConfig *config);
+void lmtpd_config_unref (LmtpdConfig *config);
+
+/* Looks up a lowercased local@domain address.  Returns TRUE if it is a
+ * known user (users map or a catch-all domain); *out_mailbox is set to the
+ * users map's explicit mailbox or NULL.  @out_mailbox may be NULL. */
+gboolean lmtpd_config_lookup_user (const LmtpdConfig *config, const char *address,
+                                   const char **out_mailbox);
+
+/* Parses "inet:HOST:PORT" (HOST may be [v6]) or "unix:PATH".  Port 0
+ * means any free port.  Returns NULL with @error set if invalid. */
+LmtpdListen *lmtpd_listen_parse (const char *spec, GError **error);
+void lmtpd_listen_free (LmtpdListen *listen);
+
+/* "inet:127.0.0.1:2424" / "unix:/path" for logs.  Free with g_free. */
+char *lmtpd_listen_to_string (const LmtpdListen *listen);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (LmtpdConfig, lmtpd_config_unref)
+
+G_END_DECLS

@@ -1,0 +1,232 @@
+/* maildir.c - deliver one message into a Maildir, durably.
+ *
+ * The file is written under tmp/, fsynced and closed (each step checked),
+ * then renamed into new/ and new/ is fsynced: a reader sees the whole
+ * message or nothing, and once this returns TRUE the message survives a
+ * crash.  Names follow Dovecot's "<secs>.M<usecs>P<pid>Q<n>.<host>" with
+ * ",S=" (file size) and ",W=" (size with CRLF line ends).  rename() rather
+ * than link()+unlink(): the name is unique, and rename works on file
+ * systems without hard links.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <glib/gstdio.h>
+
+#include "deliver.h"
+
+static gint unique_counter;
+
+static gboolean
+set_errno_error (GError **error, const char *what, const char *path)
+{
+  int e = errno;
+  g_set_error (error, DELIVER_ERROR, e, "%s %s: %s", what, path, g_strerror (e));
+  return FALSE;
+}
+
+char *
+deliver_maildir_unique (const char *hostname)
+{
+  gint64 now = g_get_real_time ();
+  GString *s = g_string_new (NULL);
+
+  g_string_printf (s, "%" G_GINT64_FORMAT ".M%06dP%dQ%u.", now / G_USEC_PER_SEC,
+                   (int) (now % G_USEC_PER_SEC), (int) getpid (),
+                   (guint) g_atomic_int_add (&unique_counter, 1) + 1);
+  for (const char *p = hostname; *p; p++)
+    {
+      if (*p == '/')
+        g_string_append (s, "\\057");
+      else if (*p == ':')
+        g_string_append (s, "\\072");
+      else if (*p == ',')
+        g_string_append (s, "\\054");
+      else
+        g_string_append_c (s, *p);
+    }
+  return g_string_free (s, FALSE);
+}
+
+static gboolean
+fsync_dir (const char *path, GError **error)
+{
+  int fd = open (path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return set_errno_error (error, "open", path);
+  if (fsync (fd) < 0 && errno != EINVAL)
+    {
+      set_errno_error (error, "fsync", path);
+      close (fd);
+      return FALSE;
+    }
+  close (fd);
+  return TRUE;
+}
+
+/* mkdir -p that fsyncs the parent of every directory it creates, so a new
+ * mailbox is as durable as the message in it. */
+static gboolean
+make_dirs (const char *path, gboolean do_fsync, GError **error)
+{
+  g_autofree char *parent = NULL;
+
+  if (mkdir (path, 0700) == 0)
+    goto created;
+  if (errno == EEXIST)
+    return TRUE;
+  if (errno != ENOENT)
+    return set_errno_error (error, "mkdir", path);
+  parent = g_path_get_dirname (path);
+  if (strcmp (parent, path) == 0 || !make_dirs (parent, do_fsync, error))
+    return FALSE;
+  if (mkdir (path, 0700) < 0 && errno != EEXIST)
+    return set_errno_error (error, "mkdir", path);
+created:
+  if (parent == NULL)
+    parent = g_path_get_dirname (path);
+  return !do_fsync || fsync_dir (parent, error);
+}
+
+static gboolean
+create_maildir (const char *maildir, gboolean do_fsync, GError **error)
+{
+  static const char *const subdirs[] = { "cur", "new", "tmp" };
+
+  if (!make_dirs (maildir, do_fsync, error))
+    return FALSE;
+  for (guint i = 0; i < G_N_ELEMENTS (subdirs); i++)
+    {
+      g_autofree char *d = g_build_filename (maildir, subdirs[i], NULL);
+      if (mkdir (d, 0700) < 0 && errno != EEXIST)
+        return set_errno_error (error, "mkdir", d);
+    }
+  return !do_fsync || fsync_dir (maildir, error);
+}
+
+static gboolean
+write_all (int fd, const char *data, gsize len, const char *path, GError **error)
+{
+  while (len > 0)
+    {
+      ssize_t n = write (fd, data, len);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        return set_errno_error (error, "write", path);
+      data += n;
+      len -= n;
+    }
+  return TRUE;
+}
+
+static gboolean
+copy_spool (int in, guint64 size, int out, const char *path, GError **error)
+{
+  loff_t off = 0;
+  char buf[64 * 1024];
+
+  while ((guint64) off < size)
+    {
+      ssize_t n = copy_file_range (in, &off, out, NULL, size - off, 0);
+      if (n > 0)
+        continue;
+      if (n == 0)
+        break;
+      if (errno == EINTR)
+        continue;
+      if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP)
+        return set_errno_error (error, "write", path);
+      break; /* fall back to plain reads and writes */
+    }
+  while ((guint64) off < size)
+    {
+      ssize_t n = pread (in, buf, MIN (sizeof buf, size - off), off);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        {
+          if (n == 0)
+            errno = EIO;
+          return set_errno_error (error, "read spool for", path);
+        }
+      if (!write_all (out, buf, n, path, error))
+        return FALSE;
+      off += n;
+    }
+  return TRUE;
+}
+
+static int
+open_tmp (const char *maildir, const char *tmp, gboolean do_fsync, GError **error)
+{
+  int fd = open (tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+
+  if (fd < 0 && errno == ENOENT)
+    {
+      if (!create_maildir (maildir, do_fsync, error))
+        return -1;
+      fd = open (tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    }
+  if (fd < 0)
+    set_errno_error (error, "create", tmp);
+  return fd;
+}
+
+gboolean
+deliver_maildir_store (const char *maildir, const char *hostname, const char *header,
+                       DeliverSpool *spool, gboolean do_fsync, char **out_path, GError **error)
+{
+  g_autofree char *base = deliver_maildir_unique (hostname);
+  g_autofree char *tmp = g_build_filename (maildir, "tmp", base, NULL);
+  g_autofree char *newdir = g_build_filename (maildir, "new", NULL);
+  g_autofree char *final = NULL;
+  gsize hlen = strlen (header);
+  guint64 hlines = 0, size, vsize;
+  int fd;
+
+  for (const char *p = header; *p; p++)
+    hlines += *p == '\n';
+  size = hlen + deliver_spool_size (spool);
+  vsize = size + hlines + deliver_spool_lines (spool);
+
+  fd = open_tmp (maildir, tmp, do_fsync, error);
+  if (fd < 0)
+    return FALSE;
+  if (!write_all (fd, header, hlen, tmp, error)
+      || !copy_spool (deliver_spool_fd (spool), deliver_spool_size (spool), fd, tmp, error)
+      || (do_fsync && fsync (fd) < 0 && !set_errno_error (error, "fsync", tmp)))
+    {
+      close (fd);
+      unlink (tmp);
+      return FALSE;
+    }
+  if (close (fd) < 0)
+    {
+      set_errno_error (error, "close", tmp);
+      unlink (tmp);
+      return FALSE;
+    }
+  final = g_strdup_printf ("%s/%s,S=%" G_GUINT64_FORMAT ",W=%" G_GUINT64_FORMAT,
+                           newdir, base, size, vsize);
+  if (rename (tmp, final) < 0)
+    {
+      set_errno_error (error, "rename", final);
+      unlink (tmp);
+      return FALSE;
+    }
+  if (do_fsync && !fsync_dir (newdir, error))
+    {
+      /* Not known to be durable: take it back, so the client's retry does
+       * not leave a second copy. */
+      unlink (final);
+      return FALSE;
+    }
+  if (out_path)
+    *out_path = g_steal_pointer (&final);
+  return TRUE;
+}

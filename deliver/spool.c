@@ -1,0 +1,198 @@
+/* spool.c - the message as it arrives, in an unlinked temporary file.
+ *
+ * Wire data has CRLF line ends; the spool stores LF (as Maildir and mbox
+ * readers expect) and counts lines so the CRLF size (Maildir ",W=") is
+ * known without reading the file again.  A CR that ends one write may pair
+ * with an LF that starts the next, so it is held back.  Memory is one
+ * fixed buffer, whatever the size of the message.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+#include <glib/gstdio.h>
+
+#include "deliver.h"
+
+#define SPOOL_BUFSIZE (64 * 1024)
+
+struct DeliverSpool {
+  int fd;
+  guint64 size;      /* bytes written to the file or buffered */
+  guint64 lines;
+  gboolean held_cr;
+  gboolean finished;
+  gsize buf_len;
+  char buf[SPOOL_BUFSIZE];
+};
+
+static int
+open_unlinked (const char *dir, GError **error)
+{
+  int fd;
+
+#ifdef O_TMPFILE
+  fd = open (dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd >= 0)
+    return fd;
+  if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+    goto fail;
+#endif
+  {
+    g_autofree char *tmpl = g_build_filename (dir, "spool.XXXXXX", NULL);
+    fd = g_mkstemp_full (tmpl, O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0)
+      {
+        unlink (tmpl);
+        return fd;
+      }
+  }
+fail:
+  {
+    int e = errno;
+    g_set_error (error, DELIVER_ERROR, e, "cannot create spool file in %s: %s", dir, g_strerror (e));
+  }
+  return -1;
+}
+
+DeliverSpool *
+deliver_spool_new (const char *dir, GError **error)
+{
+  DeliverSpool *s;
+  int fd = open_unlinked (dir, error);
+
+  if (fd < 0)
+    return NULL;
+  s = g_new (DeliverSpool, 1);
+  s->fd = fd;
+  s->size = s->lines = 0;
+  s->held_cr = s->finished = FALSE;
+  s->buf_len = 0;
+  return s;
+}
+
+static gboolean
+spool_flush (DeliverSpool *s, GError **error)
+{
+  gsize off = 0;
+
+  while (off < s->buf_len)
+    {
+      ssize_t n = write (s->fd, s->buf + off, s->buf_len - off);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        {
+          int e = errno;
+          g_set_error (error, DELIVER_ERROR, e, "spool write: %s", g_strerror (e));
+          return FALSE;
+        }
+      off += n;
+    }
+  s->buf_len = 0;
+  return TRUE;
+}
+
+static gboolean
+spool_put (DeliverSpool *s, const char *data, gsize len, GError **error)
+{
+  while (len > 0)
+    {
+      gsize n = MIN (len, SPOOL_BUFSIZE - s->buf_len);
+      memcpy (s->buf + s->buf_len, data, n);
+      s->buf_len += n;
+      s->size += n;
+      data += n;
+      len -= n;
+      if (s->buf_len == SPOOL_BUFSIZE && !spool_flush (s, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+deliver_spool_write (DeliverSpool *s, const void *data, gsize len, GError **error)
+{
+  const char *p = data, *end = p + len;
+
+  g_return_val_if_fail (!s->finished, FALSE);
+  if (len == 0)
+    return TRUE;
+  if (s->held_cr)
+    {
+      s->held_cr = FALSE;
+      if (*p != '\n' && !spool_put (s, "\r", 1, error))
+        return FALSE;
+    }
+  while (p < end)
+    {
+      const char *nl = memchr (p, '\n', end - p);
+      const char *stop = nl ? nl : end;
+      gsize n = stop - p;
+
+      if (nl == NULL && n > 0 && stop[-1] == '\r')
+        {
+          /* maybe the first half of a CRLF split across writes */
+          s->held_cr = TRUE;
+          n--;
+        }
+      else if (nl != NULL && n > 0 && stop[-1] == '\r')
+        n--;
+      if (!spool_put (s, p, n, error))
+        return FALSE;
+      if (nl == NULL)
+        break;
+      if (!spool_put (s, "\n", 1, error))
+        return FALSE;
+      s->lines++;
+      p = nl + 1;
+    }
+  return TRUE;
+}
+
+gboolean
+deliver_spool_finish (DeliverSpool *s, GError **error)
+{
+  if (s->finished)
+    return TRUE;
+  if (s->held_cr)
+    {
+      s->held_cr = FALSE;
+      if (!spool_put (s, "\r", 1, error))
+        return FALSE;
+    }
+  if (!spool_flush (s, error))
+    return FALSE;
+  s->finished = TRUE;
+  return TRUE;
+}
+
+int
+deliver_spool_fd (const DeliverSpool *s)
+{
+  return s->fd;
+}
+
+guint64
+deliver_spool_size (const DeliverSpool *s)
+{
+  return s->size;
+}
+
+guint64
+deliver_spool_lines (const DeliverSpool *s)
+{
+  return s->lines;
+}
+
+void
+deliver_spool_free (DeliverSpool *s)
+{
+  if (s == NULL)
+    return;
+  if (s->fd >= 0)
+    close (s->fd);
+  g_free (s);
+}

@@ -1,0 +1,302 @@
+/* lmtp-server.c - listeners and the set of live sessions.
+ *
+ * One GSocketService accepts on every configured inet and unix listener;
+ * each connection becomes an LmtpSession on the main loop.  The server
+ * enforces the session limit (421 to the one over it), holds the current
+ * configuration (swapped on reload), and runs the graceful shutdown.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <gio/gunixsocketaddress.h>
+
+#include "lmtp-private.h"
+
+struct LmtpServer {
+  LmtpdConfig *config;
+  GSocketService *service;
+  GHashTable *sessions;      /* LmtpSession* set, owns a reference */
+  GPtrArray *unix_paths;     /* to remove at shutdown */
+  guint64 next_id;
+  gboolean shutting_down;
+  GSourceFunc done;
+  gpointer done_data;
+  guint shutdown_timer;
+};
+
+LmtpdConfig *
+lmtp_server_get_config (LmtpServer *server)
+{
+  return server->config;
+}
+
+void
+lmtp_server_set_config (LmtpServer *server, LmtpdConfig *config)
+{
+  LmtpdConfig *old = server->config;
+  server->config = lmtpd_config_ref (config);
+  lmtpd_config_unref (old);
+}
+
+gboolean
+lmtp_server_is_shutting_down (LmtpServer *server)
+{
+  return server->shutting_down;
+}
+
+static char *
+peer_name (GSocketConnection *conn)
+{
+  g_autoptr (GSocketAddress) addr = g_socket_connection_get_remote_address (conn, NULL);
+
+  if (addr && G_IS_INET_SOCKET_ADDRESS (addr))
+    return g_inet_address_to_string (g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (addr)));
+  return g_strdup ("local");
+}
+
+static gboolean
+incoming_cb (GSocketService *service, GSocketConnection *conn, GObject *source, gpointer data)
+{
+  LmtpServer *server = data;
+  g_autofree char *peer = peer_name (conn);
+  LmtpSession *s;
+
+  if (server->shutting_down)
+    return TRUE;
+  if (g_hash_table_size (server->sessions) >= server->config->max_sessions)
+    {
+      /* A fresh socket's send buffer is empty: this cannot block. */
+      g_autofree char *msg = g_strdup_printf ("421 4.3.2 %s Too many connections, try again later\r\n",
+                                              server->config->hostname);
+      GSocket *sock = g_socket_connection_get_socket (conn);
+      g_message ("too many sessions (%u): refused %s", server->config->max_sessions, peer);
+      g_socket_set_blocking (sock, FALSE);
+      g_socket_send (sock, msg, strlen (msg), NULL, NULL);
+      g_io_stream_close (G_IO_STREAM (conn), NULL, NULL);
+      return TRUE;
+    }
+  s = lmtp_session_new (server, conn, ++server->next_id, peer);
+  g_hash_table_add (server->sessions, s);
+  lmtp_session_start (s);
+  return TRUE;
+}
+
+void
+lmtp_server_session_closed (LmtpServer *server, LmtpSession *s)
+{
+  if (!g_hash_table_steal (server->sessions, s))
+    return;
+  lmtp_session_unref (s);
+  if (server->shutting_down && g_hash_table_size (server->sessions) == 0 && server->done)
+    {
+      GSourceFunc done = server->done;
+      server->done = NULL;
+      g_idle_add (done, server->done_data);
+    }
+}
+
+static gboolean
+set_owner (const char *path, const char *owner, GError **error)
+{
+  g_auto (GStrv) parts = g_strsplit (owner, ":", 2);
+  uid_t uid = (uid_t) -1;
+  gid_t gid = (gid_t) -1;
+
+  if (parts[0] && parts[0][0])
+    {
+      struct passwd *pw = getpwnam (parts[0]);
+      if (pw == NULL)
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "socket_owner: no user '%s'", parts[0]);
+          return FALSE;
+        }
+      uid = pw->pw_uid;
+    }
+  if (parts[0] && parts[1] && parts[1][0])
+    {
+      struct group *gr = getgrnam (parts[1]);
+      if (gr == NULL)
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "socket_owner: no group '%s'", parts[1]);
+          return FALSE;
+        }
+      gid = gr->gr_gid;
+    }
+  if (chown (path, uid, gid) < 0)
+    {
+      int e = errno;
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e), "chown %s: %s", path, g_strerror (e));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+listen_unix (LmtpServer *server, const LmtpdListen *l, GError **error)
+{
+  GSocketListener *listener = G_SOCKET_LISTENER (server->service);
+  g_autoptr (GSocketAddress) addr = NULL;
+  struct stat st;
+
+  /* A socket left by an earlier run is replaced; any other file is not. */
+  if (lstat (l->path, &st) == 0)
+    {
+      if (!S_ISSOCK (st.st_mode))
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS, "%s exists and is not a socket", l->path);
+          return FALSE;
+        }
+      unlink (l->path);
+    }
+  addr = g_unix_socket_address_new (l->path);
+  if (!g_socket_listener_add_address (listener, addr, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_DEFAULT,
+                                      NULL, NULL, error))
+    return FALSE;
+  g_ptr_array_add (server->unix_paths, g_strdup (l->path));
+  if (chmod (l->path, server->config->socket_mode) < 0)
+    {
+      int e = errno;
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e), "chmod %s: %s", l->path, g_strerror (e));
+      return FALSE;
+    }
+  if (server->config->socket_owner && !set_owner (l->path, server->config->socket_owner, error))
+    return FALSE;
+  g_message ("listening on unix:%s", l->path);
+  return TRUE;
+}
+
+static gboolean
+listen_inet (LmtpServer *server, const LmtpdListen *l, GError **error)
+{
+  GSocketListener *listener = G_SOCKET_LISTENER (server->service);
+  g_autoptr (GInetAddress) ip = g_inet_address_new_from_string (l->host);
+  g_autolist (GInetAddress) addrs = NULL;
+
+  if (ip)
+    addrs = g_list_prepend (NULL, g_steal_pointer (&ip));
+  else
+    {
+      addrs = g_resolver_lookup_by_name (g_resolver_get_default (), l->host, NULL, error);
+      if (addrs == NULL)
+        return FALSE;
+    }
+  for (GList *i = addrs; i; i = i->next)
+    {
+      g_autoptr (GSocketAddress) sa = g_inet_socket_address_new (i->data, l->port);
+      g_autoptr (GSocketAddress) bound = NULL;
+      g_autofree char *host = g_inet_address_to_string (i->data);
+
+      if (!g_socket_listener_add_address (listener, sa, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP,
+                                          NULL, &bound, error))
+        {
+          g_prefix_error (error, "inet:%s:%u: ", l->host, l->port);
+          return FALSE;
+        }
+      g_message ("listening on inet:%s%s%s:%u", strchr (host, ':') ? "[" : "", host,
+                 strchr (host, ':') ? "]" : "",
+                 g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound)));
+    }
+  return TRUE;
+}
+
+LmtpServer *
+lmtp_server_new (LmtpdConfig *config, GError **error)
+{
+  LmtpServer *server = g_new0 (LmtpServer, 1);
+
+  server->config = lmtpd_config_ref (config);
+  server->service = g_socket_service_new ();
+  server->sessions = g_hash_table_new (NULL, NULL);
+  server->unix_paths = g_ptr_array_new_with_free_func (g_free);
+  g_socket_listener_set_backlog (G_SOCKET_LISTENER (server->service), 128);
+  for (guint i = 0; i < config->listen->len; i++)
+    {
+      const LmtpdListen *l = config->listen->pdata[i];
+      gboolean ok = l->kind == LMTPD_LISTEN_UNIX ? listen_unix (server, l, error)
+                                                  : listen_inet (server, l, error);
+      if (!ok)
+        {
+          lmtp_server_free (server);
+          return NULL;
+        }
+    }
+  g_signal_connect (server->service, "incoming", G_CALLBACK (incoming_cb), server);
+  g_socket_service_start (server->service);
+  return server;
+}
+
+static gboolean
+shutdown_timeout_cb (gpointer data)
+{
+  LmtpServer *server = data;
+  GList *all = g_hash_table_get_keys (server->sessions);
+
+  server->shutdown_timer = 0;
+  if (all)
+    g_message ("shutdown timeout: closing %u sessions", g_list_length (all));
+  for (GList *i = all; i; i = i->next)
+    lmtp_session_abort (i->data);
+  g_list_free (all);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+stop_listening (LmtpServer *server)
+{
+  g_socket_service_stop (server->service);
+  g_socket_listener_close (G_SOCKET_LISTENER (server->service));
+  for (guint i = 0; i < server->unix_paths->len; i++)
+    unlink (server->unix_paths->pdata[i]);
+  g_ptr_array_set_size (server->unix_paths, 0);
+}
+
+void
+lmtp_server_shutdown (LmtpServer *server, GSourceFunc done, gpointer data)
+{
+  GList *all;
+
+  if (server->shutting_down)
+    return;
+  server->shutting_down = TRUE;
+  server->done = done;
+  server->done_data = data;
+  stop_listening (server);
+  all = g_hash_table_get_keys (server->sessions);
+  for (GList *i = all; i; i = i->next)
+    lmtp_session_shutdown (i->data);
+  g_list_free (all);
+  if (g_hash_table_size (server->sessions) == 0)
+    {
+      server->done = NULL;
+      g_idle_add (done, data);
+      return;
+    }
+  server->shutdown_timer = g_timeout_add_seconds (MAX (server->config->shutdown_timeout, 1),
+                                                  shutdown_timeout_cb, server);
+}
+
+void
+lmtp_server_free (LmtpServer *server)
+{
+  GList *all;
+
+  if (server == NULL)
+    return;
+  stop_listening (server);
+  all = g_hash_table_get_keys (server->sessions);
+  for (GList *i = all; i; i = i->next)
+    lmtp_session_abort (i->data);
+  g_list_free (all);
+  if (server->shutdown_timer)
+    g_source_remove (server->shutdown_timer);
+  g_hash_table_unref (server->sessions);
+  g_ptr_array_unref (server->unix_paths);
+  g_object_unref (server->service);
+  lmtpd_config_unref (server->config);
+  g_free (server);
+}

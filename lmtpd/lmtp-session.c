@@ -1,0 +1,1028 @@
+/* lmtp-session.c - one LMTP connection: the RFC 2033 state machine.
+ *
+ * Input is read without blocking into a fixed buffer and parsed here:
+ * command lines are bounded (an overlong line is skipped to its end and
+ * answered 500 5.5.2); message data is dot-unstuffed (DATA) or counted
+ * (BDAT) straight into the spool, so memory does not grow with the
+ * message.  Replies are queued and flushed when the input runs dry, which
+ * is what PIPELINING asks for; commands are handled strictly in order.
+ *
+ * After the end of data each accepted recipient is delivered in a worker
+ * thread, one after the other, and its reply is sent as soon as it is
+ * known (RFC 2033 4.2).  Input processing waits meanwhile.
+ */
+#include "config.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#include "deliver.h"
+#include "lmtp-private.h"
+
+#define INBUF_MIN (64 * 1024)
+#define OUTBUF_HIGH (256 * 1024) /* stop reading while this much is unsent */
+
+typedef enum {
+  MODE_COMMAND,
+  MODE_DATA,
+  MODE_BDAT,
+  MODE_BUSY, /* delivering; input waits */
+} SessionMode;
+
+typedef enum {
+  FAIL_NONE,
+  FAIL_TOO_BIG,
+  FAIL_LINE_TOO_LONG,
+  FAIL_SPOOL,
+} TxnFailure;
+
+typedef struct {
+  LmtpdConfig *config;      /* as of MAIL */
+  char *id;
+  char *sender;             /* "" for <> */
+  gint64 started_us;
+  gboolean smtputf8;
+  gboolean binarymime;
+  GPtrArray *rcpts;         /* of DeliverRecipient* */
+  DeliverSpool *spool;
+  guint64 received;         /* message bytes seen, CRLF counted */
+  TxnFailure failure;
+  gboolean bdat;            /* BDAT used in this transaction */
+  guint delivered;          /* index of the next recipient to deliver */
+} Txn;
+
+struct LmtpSession {
+  gint ref_count;
+  LmtpServer *server;
+  guint64 id;
+  char *log_id;
+  char *peer;
+  char *lhlo;
+  LmtpdConfig *config;      /* for limits outside a transaction */
+  GSocketConnection *conn;
+  GPollableInputStream *in;
+  GOutputStream *out;
+  GCancellable *cancel;
+  GSource *read_source;
+  GSource *idle_source;
+
+  char *inbuf;
+  gsize incap, inlen, inpos;
+  gboolean skipping;        /* discarding the rest of an overlong line */
+  gboolean eof;
+
+  GString *outbuf;          /* queued replies */
+  GString *wbuf;            /* being written */
+  gboolean writing;
+  gboolean close_after_flush;
+  gboolean closed;
+  gboolean shutdown;
+
+  SessionMode mode;
+  guint errors;
+  Txn *txn;
+  gboolean data_bol;
+  guint64 line_len;
+  guint64 bdat_left;
+  gboolean bdat_last;
+  const char *bdat_error;   /* reply for a chunk that is only consumed */
+};
+
+static void session_process (LmtpSession *s);
+static void session_flush (LmtpSession *s);
+static void session_want_read (LmtpSession *s);
+static void session_close (LmtpSession *s);
+
+static guint64 txn_counter;
+
+static LmtpSession *
+session_ref (LmtpSession *s)
+{
+  g_atomic_int_inc (&s->ref_count);
+  return s;
+}
+
+/* ---- transactions -------------------------------------------------------- */
+
+static void
+txn_free (Txn *t)
+{
+  if (t == NULL)
+    return;
+  lmtpd_config_unref (t->config);
+  g_free (t->id);
+  g_free (t->sender);
+  g_ptr_array_unref (t->rcpts);
+  deliver_spool_free (t->spool);
+  g_free (t);
+}
+
+static char *
+txn_new_id (LmtpSession *s)
+{
+  /* unique per host: time, pid and a counter */
+  return g_strdup_printf ("%" G_GINT64_MODIFIER "X%05X%" G_GINT64_MODIFIER "X",
+                          g_get_real_time () / G_USEC_PER_SEC, (guint) getpid () & 0xFFFFF,
+                          (guint64) ++txn_counter);
+}
+
+/* ---- output -------------------------------------------------------------- */
+
+static void G_GNUC_PRINTF (2, 3)
+reply (LmtpSession *s, const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start (ap, fmt);
+  g_string_append_vprintf (s->outbuf, fmt, ap);
+  va_end (ap);
+  g_string_append (s->outbuf, "\r\n");
+}
+
+static void
+reply_status (LmtpSession *s, const DeliverStatus *st)
+{
+  reply (s, "%u %s %s", st->code, st->enhanced, st->text);
+}
+
+/* A protocol error: counted, and too many of them end the session. */
+static void G_GNUC_PRINTF (2, 3)
+reply_error (LmtpSession *s, const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start (ap, fmt);
+  g_string_append_vprintf (s->outbuf, fmt, ap);
+  va_end (ap);
+  g_string_append (s->outbuf, "\r\n");
+  if (++s->errors >= s->config->max_errors && !s->close_after_flush)
+    {
+      reply (s, "421 4.7.0 %s Too many errors, closing connection", s->config->hostname);
+      g_message ("%s: too many errors from %s, disconnecting", s->log_id, s->peer);
+      s->close_after_flush = TRUE;
+    }
+}
+
+static void
+write_done (GObject *source, GAsyncResult *res, gpointer data)
+{
+  LmtpSession *s = data;
+  g_autoptr (GError) error = NULL;
+
+  s->writing = FALSE;
+  if (!g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), res, NULL, &error))
+    {
+      if (!s->closed)
+        g_debug ("%s: write failed: %s", s->log_id, error->message);
+      session_close (s);
+    }
+  else if (!s->closed)
+    {
+      g_string_truncate (s->wbuf, 0);
+      if (s->outbuf->len > 0)
+        session_flush (s);
+      else if (s->close_after_flush)
+        session_close (s);
+      else
+        session_want_read (s);
+    }
+  lmtp_session_unref (s);
+}
+
+static void
+session_flush (LmtpSession *s)
+{
+  GString *tmp;
+
+  if (s->closed || s->writing)
+    return;
+  if (s->outbuf->len == 0)
+    {
+      if (s->close_after_flush)
+        session_close (s);
+      return;
+    }
+  tmp = s->wbuf;
+  s->wbuf = s->outbuf;
+  s->outbuf = tmp;
+  s->writing = TRUE;
+  g_output_stream_write_all_async (s->out, s->wbuf->str, s->wbuf->len, G_PRIORITY_DEFAULT,
+                                   s->cancel, write_done, session_ref (s));
+}
+
+/* ---- timers -------------------------------------------------------------- */
+
+static gboolean
+idle_timeout_cb (gpointer data)
+{
+  LmtpSession *s = data;
+
+  g_message ("%s: idle timeout, disconnecting %s", s->log_id, s->peer);
+  reply (s, "421 4.4.2 %s Idle timeout, closing connection", s->config->hostname);
+  s->close_after_flush = TRUE;
+  if (s->read_source)
+    {
+      g_source_destroy (s->read_source);
+      g_clear_pointer (&s->read_source, g_source_unref);
+    }
+  g_clear_pointer (&s->idle_source, g_source_unref);
+  session_flush (s);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+idle_rearm (LmtpSession *s)
+{
+  if (s->idle_source == NULL)
+    return;
+  if (s->mode == MODE_BUSY || s->close_after_flush)
+    g_source_set_ready_time (s->idle_source, -1);
+  else
+    g_source_set_ready_time (s->idle_source,
+                             g_get_monotonic_time () + (gint64) s->config->idle_timeout * G_USEC_PER_SEC);
+}
+
+/* ---- input --------------------------------------------------------------- */
+
+static gboolean
+read_cb (GObject *stream, gpointer data)
+{
+  LmtpSession *s = data;
+  g_autoptr (GError) error = NULL;
+  gssize n;
+
+  if (s->closed || s->close_after_flush || s->inlen == s->incap)
+    {
+      g_clear_pointer (&s->read_source, g_source_unref);
+      return G_SOURCE_REMOVE;
+    }
+  n = g_pollable_input_stream_read_nonblocking (s->in, s->inbuf + s->inlen, s->incap - s->inlen,
+                                                NULL, &error);
+  if (n < 0 && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+    return G_SOURCE_CONTINUE;
+  if (n <= 0)
+    {
+      if (n < 0)
+        g_debug ("%s: read failed: %s", s->log_id, error->message);
+      s->eof = TRUE;
+      g_clear_pointer (&s->read_source, g_source_unref);
+      session_ref (s);
+      if (s->mode != MODE_BUSY)
+        {
+          if (s->txn)
+            g_message ("%s: %s disconnected in a transaction, nothing delivered", s->log_id, s->peer);
+          session_close (s);
+        }
+      lmtp_session_unref (s);
+      return G_SOURCE_REMOVE;
+    }
+  s->inlen += n;
+  idle_rearm (s);
+  session_ref (s);
+  session_process (s);
+  lmtp_session_unref (s);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+session_want_read (LmtpSession *s)
+{
+  if (s->read_source || s->closed || s->eof || s->close_after_flush || s->mode == MODE_BUSY
+      || s->inlen == s->incap || s->outbuf->len + s->wbuf->len > OUTBUF_HIGH)
+    return;
+  s->read_source = g_pollable_input_stream_create_source (s->in, s->cancel);
+  g_source_set_callback (s->read_source, (GSourceFunc) (void (*) (void)) read_cb, s, NULL);
+  g_source_attach (s->read_source, NULL);
+}
+
+/* ---- end of a transaction ----------------------------------------------- */
+
+static void
+txn_end (LmtpSession *s)
+{
+  g_clear_pointer (&s->txn, txn_free);
+  s->mode = MODE_COMMAND;
+  if (s->shutdown && !s->close_after_flush)
+    {
+      reply (s, "421 4.3.2 %s Service shutting down, closing connection", s->config->hostname);
+      s->close_after_flush = TRUE;
+    }
+}
+
+static void
+log_delivery (LmtpSession *s, const DeliverRecipient *r, const DeliverStatus *st,
+              const char *path)
+{
+  Txn *t = s->txn;
+  g_autofree char *from = deliver_sanitize (t->sender, 256);
+  g_autofree char *to = deliver_sanitize (r->address, 256);
+  g_autofree char *orig = deliver_sanitize (r->original, 256);
+  g_autofree char *text = deliver_sanitize (st->text, 256);
+  gint64 delay_ms = (g_get_real_time () - t->started_us) / 1000;
+
+  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO,
+                    "LMTPD_SESSION", s->log_id, "LMTPD_TXN", t->id, "LMTPD_RCPT", to,
+                    "MESSAGE", "%s: %s: from=<%s> to=<%s>%s%s%s mailbox=%s size=%" G_GUINT64_FORMAT
+                    " status=%u %s delay_ms=%" G_GINT64_FORMAT "%s%s",
+                    s->log_id, t->id, from, to,
+                    strcmp (orig, to) ? " orig_to=<" : "", strcmp (orig, to) ? orig : "",
+                    strcmp (orig, to) ? ">" : "", path ? path : r->mailbox,
+                    t->received, st->code, st->enhanced, delay_ms,
+                    st->code >= 400 ? " reason=" : "", st->code >= 400 ? text : "");
+}
+
+/* ---- delivery ------------------------------------------------------------ */
+
+typedef struct {
+  LmtpdConfig *config;
+  DeliverMessage msg;
+  const DeliverRecipient *rcpt;
+  DeliverStatus status;
+  char *path;
+} DeliverJob;
+
+static void
+deliver_job_free (gpointer p)
+{
+  DeliverJob *job = p;
+  lmtpd_config_unref (job->config);
+  deliver_status_clear (&job->status);
+  g_free (job->path);
+  g_free (job);
+}
+
+static void
+deliver_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancel)
+{
+  DeliverJob *job = data;
+  deliver_pipeline_run (job->config, &job->msg, job->rcpt, &job->status, &job->path);
+  g_task_return_boolean (task, TRUE);
+}
+
+static void deliver_next (LmtpSession *s);
+
+static void
+deliver_done (GObject *source, GAsyncResult *res, gpointer data)
+{
+  LmtpSession *s = data;
+  DeliverJob *job = g_task_get_task_data (G_TASK (res));
+
+  log_delivery (s, job->rcpt, &job->status, job->path);
+  reply_status (s, &job->status);
+  session_flush (s); /* RFC 2033 4.2: each reply as soon as it is known */
+  s->txn->delivered++;
+  deliver_next (s);
+  lmtp_session_unref (s);
+}
+
+static void
+deliver_next (LmtpSession *s)
+{
+  Txn *t = s->txn;
+  DeliverJob *job;
+  g_autoptr (GTask) task = NULL;
+
+  if (t->delivered == t->rcpts->len || s->closed)
+    {
+      txn_end (s);
+      if (s->eof)
+        {
+          session_close (s);
+          return;
+        }
+      idle_rearm (s);
+      session_process (s); /* pipelined input waiting behind the data */
+      return;
+    }
+  job = g_new0 (DeliverJob, 1);
+  job->config = lmtpd_config_ref (t->config);
+  job->msg.id = t->id;
+  job->msg.sender = t->sender;
+  job->msg.helo = s->lhlo;
+  job->msg.client_addr = s->peer;
+  job->msg.protocol = "LMTP";
+  job->msg.received_us = t->started_us;
+  job->msg.spool = t->spool;
+  job->rcpt = t->rcpts->pdata[t->delivered];
+  task = g_task_new (NULL, NULL, deliver_done, session_ref (s));
+  g_task_set_task_data (task, job, deliver_job_free);
+  g_task_run_in_thread (task, deliver_thread);
+}
+
+/* All data is in: answer every recipient (RFC 2033 4.2). */
+static void
+data_complete (LmtpSession *s)
+{
+  Txn *t = s->txn;
+  g_autoptr (GError) error = NULL;
+  DeliverStatus st = { 0 };
+
+  if (t->failure == FAIL_NONE && !deliver_spool_finish (t->spool, &error))
+    {
+      g_warning ("%s: %s: %s", s->log_id, t->id, error->message);
+      t->failure = FAIL_SPOOL;
+    }
+  switch (t->failure)
+    {
+    case FAIL_NONE:
+      s->mode = MODE_BUSY;
+      idle_rearm (s);
+      session_flush (s);
+      deliver_next (s);
+      return;
+    case FAIL_TOO_BIG:
+      deliver_status_set (&st, 552, "5.3.4", "Message too big for system");
+      break;
+    case FAIL_LINE_TOO_LONG:
+      deliver_status_set (&st, 500, "5.5.2", "Message line too long");
+      break;
+    case FAIL_SPOOL:
+      deliver_status_set (&st, 451, "4.3.0", "Temporary internal error");
+      break;
+    }
+  for (guint i = 0; i < t->rcpts->len; i++)
+    {
+      log_delivery (s, t->rcpts->pdata[i], &st, NULL);
+      reply_status (s, &st);
+    }
+  deliver_status_clear (&st);
+  txn_end (s);
+}
+
+/* Message bytes (dot-unstuffed, CRLF line ends) for the spool. */
+static void
+data_append (LmtpSession *s, const char *p, gsize n, gboolean ends_line)
+{
+  Txn *t = s->txn;
+  g_autoptr (GError) error = NULL;
+
+  t->received += n;
+  s->line_len += n;
+  if (t->failure != FAIL_NONE || t->spool == NULL)
+    return;
+  if (t->config->max_message_size && t->received > t->config->max_message_size)
+    t->failure = FAIL_TOO_BIG;
+  else if (!t->bdat && s->line_len > t->config->max_data_line_length + 2)
+    t->failure = FAIL_LINE_TOO_LONG;
+  else if (!deliver_spool_write (t->spool, p, n, &error))
+    {
+      g_warning ("%s: %s: %s", s->log_id, t->id, error->message);
+      t->failure = FAIL_SPOOL;
+    }
+  if (ends_line)
+    s->line_len = 0;
+}
+
+/* DATA: returns TRUE at the terminating "." line. */
+static gboolean
+data_feed (LmtpSession *s)
+{
+  while (s->inpos < s->inlen)
+    {
+      const char *p = s->inbuf + s->inpos;
+      gsize avail = s->inlen - s->inpos;
+      const char *nl;
+      gsize n;
+
+      if (s->data_bol && p[0] == '.')
+        {
+          if (avail >= 2 && p[1] == '\n')
+            {
+              s->inpos += 2;
+              return TRUE;
+            }
+          if (avail >= 3 && p[1] == '\r' && p[2] == '\n')
+            {
+              s->inpos += 3;
+              return TRUE;
+            }
+          if (avail == 1 || (avail == 2 && p[1] == '\r'))
+            return FALSE; /* cannot tell yet */
+          s->inpos++;  /* RFC 5321 4.5.2: remove one leading dot */
+          s->data_bol = FALSE;
+          continue;
+        }
+      nl = memchr (p, '\n', avail);
+      n = nl ? (gsize) (nl - p) + 1 : avail;
+      data_append (s, p, n, nl != NULL);
+      s->inpos += n;
+      s->data_bol = nl != NULL;
+    }
+  return FALSE;
+}
+
+static gboolean
+bdat_feed (LmtpSession *s)
+{
+  gsize n = MIN (s->bdat_left, s->inlen - s->inpos);
+
+  if (n > 0 && s->bdat_error == NULL)
+    data_append (s, s->inbuf + s->inpos, n, FALSE);
+  s->inpos += n;
+  s->bdat_left -= n;
+  return s->bdat_left == 0;
+}
+
+static void
+bdat_complete (LmtpSession *s)
+{
+  s->mode = MODE_COMMAND;
+  if (s->bdat_error)
+    {
+      reply_error (s, "%s", s->bdat_error);
+      s->bdat_error = NULL;
+      return;
+    }
+  if (s->bdat_last)
+    {
+      data_complete (s);
+      return;
+    }
+  if (s->txn->failure == FAIL_TOO_BIG)
+    reply (s, "552 5.3.4 Message too big for system");
+  else if (s->txn->failure == FAIL_SPOOL)
+    reply (s, "451 4.3.0 Temporary internal error");
+  else
+    reply (s, "250 2.0.0 %" G_GUINT64_FORMAT " octets received", s->txn->received);
+}
+
+/* ---- commands ------------------------------------------------------------ */
+
+static void
+cmd_lhlo (LmtpSession *s, const char *args)
+{
+  LmtpdConfig *c = s->config;
+
+  if (*args == '\0' || strchr (args, ' '))
+    {
+      reply_error (s, "501 5.5.4 Syntax: LHLO hostname");
+      return;
+    }
+  g_free (s->lhlo);
+  s->lhlo = deliver_sanitize (args, 255);
+  g_clear_pointer (&s->txn, txn_free);
+  reply (s, "250-%s", c->hostname);
+  reply (s, "250-PIPELINING");
+  reply (s, "250-ENHANCEDSTATUSCODES");
+  reply (s, "250-8BITMIME");
+  reply (s, "250-SIZE %" G_GUINT64_FORMAT, c->max_message_size);
+  reply (s, "250-CHUNKING");
+  reply (s, "250-BINARYMIME");
+  reply (s, "250 SMTPUTF8");
+}
+
+/* Checks MAIL parameters; returns a reply for the first bad one or NULL. */
+static const char *
+mail_params (LmtpSession *s, const LmtpPathArgs *a, Txn *t)
+{
+  for (guint i = 0; i < a->params->len; i++)
+    {
+      const LmtpParam *p = a->params->pdata[i];
+      const char *v = p->value;
+
+      if (strcmp (p->keyword, "SIZE") == 0)
+        {
+          char *end = NULL;
+          guint64 n;
+          if (v == NULL || !g_ascii_isdigit (*v) || (n = g_ascii_strtoull (v, &end, 10), *end))
+            return "501 5.5.4 Invalid SIZE parameter";
+          if (t->config->max_message_size && n > t->config->max_message_size)
+            return "552 5.3.4 Message size exceeds fixed maximum message size";
+        }
+      else if (strcmp (p->keyword, "BODY") == 0)
+        {
+          if (v && g_ascii_strcasecmp (v, "BINARYMIME") == 0)
+            t->binarymime = TRUE;
+          else if (v == NULL || (g_ascii_strcasecmp (v, "7BIT") && g_ascii_strcasecmp (v, "8BITMIME")))
+            return "501 5.5.4 Invalid BODY parameter";
+        }
+      else if (strcmp (p->keyword, "SMTPUTF8") == 0)
+        {
+          if (v != NULL)
+            return "501 5.5.4 SMTPUTF8 takes no value";
+          t->smtputf8 = TRUE;
+        }
+      else if (strcmp (p->keyword, "RET") == 0)
+        {
+          if (v == NULL || (g_ascii_strcasecmp (v, "FULL") && g_ascii_strcasecmp (v, "HDRS")))
+            return "501 5.5.4 Invalid RET parameter";
+        }
+      else if (strcmp (p->keyword, "ENVID") == 0)
+        {
+          g_autofree char *d = v ? lmtp_xtext_decode (v) : NULL;
+          if (d == NULL)
+            return "501 5.5.4 Invalid ENVID parameter";
+        }
+      else
+        return "555 5.5.4 Unsupported parameter";
+    }
+  return NULL;
+}
+
+static void
+cmd_mail (LmtpSession *s, const char *args)
+{
+  LmtpPathArgs a;
+  const char *why, *err;
+  Txn *t;
+
+  if (s->lhlo == NULL)
+    return reply_error (s, "503 5.5.1 Send LHLO first");
+  if (s->txn)
+    return reply_error (s, "503 5.5.1 Nested MAIL command");
+  if (!lmtp_command_parse_path (args, "FROM:", &a, &why))
+    return reply_error (s, "501 5.5.4 %s", why);
+  t = g_new0 (Txn, 1);
+  t->config = lmtpd_config_ref (s->config);
+  t->rcpts = g_ptr_array_new_with_free_func ((GDestroyNotify) deliver_recipient_free);
+  if ((err = mail_params (s, &a, t)) != NULL)
+    {
+      reply_error (s, "%s", err);
+      goto out;
+    }
+  if (a.path[0] != '\0')
+    {
+      g_autofree char *local = NULL, *domain = NULL;
+      if (!deliver_address_parse (a.path, t->smtputf8, &local, &domain, &why) || domain == NULL)
+        {
+          reply_error (s, "501 5.1.7 Invalid sender address: %s", domain ? why : "no domain");
+          goto out;
+        }
+    }
+  t->sender = g_steal_pointer (&a.path);
+  t->id = txn_new_id (s);
+  t->started_us = g_get_real_time ();
+  s->txn = g_steal_pointer (&t);
+  reply (s, "250 2.1.0 OK");
+out:
+  txn_free (t);
+  lmtp_path_args_clear (&a);
+}
+
+static void
+cmd_rcpt (LmtpSession *s, const char *args)
+{
+  Txn *t = s->txn;
+  LmtpPathArgs a;
+  const char *why;
+  g_autofree char *local = NULL, *domain = NULL, *orcpt = NULL;
+  DeliverRecipient *r;
+  DeliverStatus st = { 0 };
+
+  if (t == NULL)
+    return reply_error (s, "503 5.5.1 MAIL needed first");
+  if (t->bdat)
+    return reply_error (s, "503 5.5.1 RCPT not allowed after BDAT");
+  if (!lmtp_command_parse_path (args, "TO:", &a, &why))
+    return reply_error (s, "501 5.5.4 %s", why);
+  for (guint i = 0; i < a.params->len; i++)
+    {
+      const LmtpParam *p = a.params->pdata[i];
+      if (strcmp (p->keyword, "ORCPT") == 0 && p->value && strchr (p->value, ';')
+          && (orcpt = lmtp_xtext_decode (strchr (p->value, ';') + 1)) != NULL)
+        continue;
+      if (strcmp (p->keyword, "NOTIFY") == 0 && p->value)
+        continue;
+      reply_error (s, strcmp (p->keyword, "ORCPT") && strcmp (p->keyword, "NOTIFY")
+                   ? "555 5.5.4 Unsupported parameter" : "501 5.5.4 Invalid %s parameter",
+                   p->keyword);
+      goto out;
+    }
+  if (t->rcpts->len >= t->config->max_recipients)
+    {
+      reply (s, "452 4.5.3 Too many recipients");
+      goto out;
+    }
+  if (!deliver_address_parse (a.path, t->smtputf8, &local, &domain, &why))
+    {
+      if (a.path[0])
+        reply_error (s, "501 5.1.3 Invalid recipient address: %s", why);
+      else
+        reply_error (s, "501 5.1.3 Empty recipient address");
+      goto out;
+    }
+  r = deliver_resolve (t->config, local, domain, &st);
+  if (r == NULL)
+    {
+      g_autofree char *who = deliver_sanitize (a.path, 256);
+      g_message ("%s: %s: rejected to=<%s>: %u %s", s->log_id, t->id, who, st.code, st.enhanced);
+      reply_status (s, &st);
+      deliver_status_clear (&st);
+      goto out;
+    }
+  r->orcpt = g_steal_pointer (&orcpt);
+  g_ptr_array_add (t->rcpts, r);
+  reply (s, "250 2.1.5 OK");
+out:
+  lmtp_path_args_clear (&a);
+}
+
+static gboolean
+data_can_start (LmtpSession *s, const char **err)
+{
+  if (s->txn == NULL)
+    *err = "503 5.5.1 MAIL needed first";
+  else if (s->txn->rcpts->len == 0)
+    *err = "503 5.5.1 No valid recipients";
+  else
+    return TRUE;
+  return FALSE;
+}
+
+static gboolean
+txn_open_spool (LmtpSession *s)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (s->txn->spool)
+    return TRUE;
+  s->txn->spool = deliver_spool_new (s->txn->config->spool_dir, &error);
+  if (s->txn->spool == NULL)
+    {
+      g_warning ("%s: %s", s->log_id, error->message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+cmd_data (LmtpSession *s, const char *args)
+{
+  const char *err;
+
+  if (*args)
+    return reply_error (s, "501 5.5.4 DATA takes no arguments");
+  if (!data_can_start (s, &err))
+    return reply_error (s, "%s", err);
+  if (s->txn->binarymime)
+    return reply_error (s, "503 5.5.1 DATA cannot be used with BODY=BINARYMIME");
+  if (s->txn->bdat)
+    return reply_error (s, "503 5.5.1 DATA not allowed after BDAT");
+  if (!txn_open_spool (s))
+    return reply (s, "451 4.3.0 Temporary internal error");
+  s->mode = MODE_DATA;
+  s->data_bol = TRUE;
+  s->line_len = 0;
+  reply (s, "354 Start mail input; end with <CRLF>.<CRLF>");
+}
+
+static void
+cmd_bdat (LmtpSession *s, const char *args)
+{
+  guint64 size;
+  gboolean last;
+  const char *err = NULL;
+
+  if (!lmtp_command_parse_bdat (args, &size, &last))
+    {
+      /* The chunk size is unknown, so the input cannot be followed. */
+      reply (s, "501 5.5.4 Syntax: BDAT size [LAST]");
+      reply (s, "421 4.5.0 %s Closing connection", s->config->hostname);
+      s->close_after_flush = TRUE;
+      return;
+    }
+  s->mode = MODE_BDAT;
+  s->bdat_left = size;
+  s->bdat_last = last;
+  s->bdat_error = NULL;
+  if (!data_can_start (s, &err))
+    s->bdat_error = err;
+  else if (!txn_open_spool (s))
+    s->bdat_error = "451 4.3.0 Temporary internal error";
+  else
+    s->txn->bdat = TRUE;
+  if (s->bdat_error && last)
+    g_clear_pointer (&s->txn, txn_free);
+}
+
+static void
+cmd_rset (LmtpSession *s, const char *args)
+{
+  if (*args)
+    return reply_error (s, "501 5.5.4 RSET takes no arguments");
+  g_clear_pointer (&s->txn, txn_free);
+  reply (s, "250 2.0.0 OK");
+  txn_end (s);
+}
+
+static void
+session_command (LmtpSession *s, char *line)
+{
+  const char *args;
+  LmtpVerb verb = lmtp_command_verb (line, &args);
+
+  switch (verb)
+    {
+    case LMTP_CMD_LHLO: cmd_lhlo (s, args); break;
+    case LMTP_CMD_MAIL: cmd_mail (s, args); break;
+    case LMTP_CMD_RCPT: cmd_rcpt (s, args); break;
+    case LMTP_CMD_DATA: cmd_data (s, args); break;
+    case LMTP_CMD_BDAT: cmd_bdat (s, args); break;
+    case LMTP_CMD_RSET: cmd_rset (s, args); break;
+    case LMTP_CMD_NOOP: reply (s, "250 2.0.0 OK"); break;
+    case LMTP_CMD_QUIT:
+      reply (s, "221 2.0.0 %s Closing connection", s->config->hostname);
+      s->close_after_flush = TRUE;
+      break;
+    case LMTP_CMD_VRFY:
+      if (*args == '\0')
+        reply_error (s, "501 5.5.4 Syntax: VRFY address");
+      else
+        reply (s, "252 2.3.3 Try RCPT instead");
+      break;
+    case LMTP_CMD_HELP:
+      reply (s, "214 2.0.0 Commands: LHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
+      break;
+    case LMTP_CMD_HELO:
+    case LMTP_CMD_EHLO:
+      reply_error (s, "500 5.5.1 This is LMTP: use LHLO");
+      break;
+    case LMTP_CMD_UNKNOWN:
+      reply_error (s, "500 5.5.1 Unknown command");
+      break;
+    }
+}
+
+/* One command line from the buffer; FALSE if more input is needed. */
+static gboolean
+command_feed (LmtpSession *s)
+{
+  char *p = s->inbuf + s->inpos;
+  gsize avail = s->inlen - s->inpos;
+  char *nl = memchr (p, '\n', avail);
+  gsize len;
+
+  if (nl == NULL)
+    {
+      if (avail > s->config->max_line_length)
+        {
+          s->skipping = TRUE;
+          s->inpos = s->inlen;
+        }
+      return FALSE;
+    }
+  s->inpos += nl - p + 1;
+  if (s->skipping || (gsize) (nl - p + 1) > s->config->max_line_length)
+    {
+      s->skipping = FALSE;
+      reply_error (s, "500 5.5.2 Line too long");
+      return TRUE;
+    }
+  len = nl - p;
+  if (len > 0 && p[len - 1] == '\r')
+    len--;
+  p[len] = '\0';
+  if (memchr (p, '\0', len) || memchr (p, '\r', len))
+    {
+      reply_error (s, "500 5.5.2 Invalid characters in command");
+      return TRUE;
+    }
+  session_command (s, p);
+  return TRUE;
+}
+
+static void
+session_process (LmtpSession *s)
+{
+  gboolean more = TRUE;
+
+  while (more && !s->closed && !s->close_after_flush && s->mode != MODE_BUSY)
+    {
+      switch (s->mode)
+        {
+        case MODE_COMMAND:
+          if (s->inpos == s->inlen)
+            more = FALSE;
+          else
+            more = command_feed (s);
+          break;
+        case MODE_DATA:
+          if (data_feed (s))
+            {
+              s->mode = MODE_COMMAND;
+              data_complete (s);
+            }
+          else
+            more = FALSE;
+          break;
+        case MODE_BDAT:
+          if (bdat_feed (s))
+            bdat_complete (s);
+          else
+            more = FALSE;
+          break;
+        case MODE_BUSY:
+          break;
+        }
+    }
+  if (s->closed)
+    return;
+  /* keep what is unparsed at the front of the buffer */
+  if (s->inpos > 0)
+    {
+      memmove (s->inbuf, s->inbuf + s->inpos, s->inlen - s->inpos);
+      s->inlen -= s->inpos;
+      s->inpos = 0;
+    }
+  if (s->mode != MODE_BUSY)
+    session_flush (s);
+  session_want_read (s);
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+LmtpSession *
+lmtp_session_new (LmtpServer *server, GSocketConnection *conn, guint64 id, const char *peer)
+{
+  LmtpSession *s = g_new0 (LmtpSession, 1);
+
+  s->ref_count = 1;
+  s->server = server;
+  s->id = id;
+  s->log_id = g_strdup_printf ("s%" G_GUINT64_FORMAT, id);
+  s->peer = g_strdup (peer);
+  s->config = lmtpd_config_ref (lmtp_server_get_config (server));
+  s->conn = g_object_ref (conn);
+  s->in = G_POLLABLE_INPUT_STREAM (g_io_stream_get_input_stream (G_IO_STREAM (conn)));
+  s->out = g_io_stream_get_output_stream (G_IO_STREAM (conn));
+  s->cancel = g_cancellable_new ();
+  s->incap = MAX (INBUF_MIN, s->config->max_line_length + 1);
+  s->inbuf = g_malloc (s->incap);
+  s->outbuf = g_string_sized_new (512);
+  s->wbuf = g_string_sized_new (512);
+  return s;
+}
+
+void
+lmtp_session_start (LmtpSession *s)
+{
+  g_debug ("%s: connect from %s", s->log_id, s->peer);
+  s->idle_source = g_timeout_source_new_seconds (s->config->idle_timeout);
+  g_source_set_callback (s->idle_source, idle_timeout_cb, s, NULL);
+  g_source_attach (s->idle_source, NULL);
+  idle_rearm (s);
+  reply (s, "220 %s LMTP opes-lmtpd ready", s->config->hostname);
+  session_flush (s);
+  session_want_read (s);
+}
+
+static void
+session_close (LmtpSession *s)
+{
+  if (s->closed)
+    return;
+  s->closed = TRUE;
+  g_debug ("%s: disconnect %s", s->log_id, s->peer);
+  if (s->read_source)
+    {
+      g_source_destroy (s->read_source);
+      g_clear_pointer (&s->read_source, g_source_unref);
+    }
+  if (s->idle_source)
+    {
+      g_source_destroy (s->idle_source);
+      g_clear_pointer (&s->idle_source, g_source_unref);
+    }
+  g_cancellable_cancel (s->cancel);
+  g_io_stream_close (G_IO_STREAM (s->conn), NULL, NULL);
+  lmtp_server_session_closed (s->server, s);
+}
+
+void
+lmtp_session_shutdown (LmtpSession *s)
+{
+  s->shutdown = TRUE;
+  if (s->closed || s->close_after_flush)
+    return;
+  if (s->txn == NULL && s->mode == MODE_COMMAND)
+    {
+      reply (s, "421 4.3.2 %s Service shutting down, closing connection", s->config->hostname);
+      s->close_after_flush = TRUE;
+      session_flush (s);
+    }
+}
+
+void
+lmtp_session_abort (LmtpSession *s)
+{
+  session_close (s);
+}
+
+void
+lmtp_session_unref (LmtpSession *s)
+{
+  if (!g_atomic_int_dec_and_test (&s->ref_count))
+    return;
+  g_assert_true (s->closed || s->read_source == NULL);
+  txn_free (s->txn);
+  g_clear_object (&s->conn);
+  g_clear_object (&s->cancel);
+  lmtpd_config_unref (s->config);
+  g_string_free (s->outbuf, TRUE);
+  g_string_free (s->wbuf, TRUE);
+  g_free (s->inbuf);
+  g_free (s->log_id);
+  g_free (s->peer);
+  g_free (s->lhlo);
+  g_free (s);
+}

@@ -1,0 +1,73 @@
+/* lmtpd.h - the LMTP server library: command parsing (pure, tested from
+ * case tables) and the server that owns listeners and sessions.
+ */
+#pragma once
+
+#include <gio/gio.h>
+
+#include "lmtpd-conf.h"
+
+G_BEGIN_DECLS
+
+/* ---- commands (lmtp-command.c) ----------------------------------------- */
+
+typedef enum {
+  LMTP_CMD_UNKNOWN,
+  LMTP_CMD_LHLO,
+  LMTP_CMD_HELO,
+  LMTP_CMD_EHLO,
+  LMTP_CMD_MAIL,
+  LMTP_CMD_RCPT,
+  LMTP_CMD_DATA,
+  LMTP_CMD_BDAT,
+  LMTP_CMD_RSET,
+  LMTP_CMD_NOOP,
+  LMTP_CMD_QUIT,
+  LMTP_CMD_VRFY,
+  LMTP_CMD_HELP,
+} LmtpVerb;
+
+/* Identifies the verb of a command line (without CRLF) and points *args at
+ * what follows the verb and its space ("" if nothing). */
+LmtpVerb lmtp_command_verb (const char *line, const char **args);
+
+typedef struct {
+  char *keyword;  /* uppercased */
+  char *value;    /* NULL if the parameter has no '=' */
+} LmtpParam;
+
+typedef struct {
+  char *path;       /* between <>, source route removed; "" for <> */
+  GPtrArray *params; /* of LmtpParam* */
+} LmtpPathArgs;
+
+/* Parses "FROM:<path> params" (prefix "FROM:") or "TO:<path> params".
+ * A space after the colon is tolerated.  On error returns FALSE and sets
+ * *why to a static reason. */
+gboolean lmtp_command_parse_path (const char *args, const char *prefix,
+                                  LmtpPathArgs *out, const char **why);
+void lmtp_path_args_clear (LmtpPathArgs *a);
+const LmtpParam *lmtp_path_args_find (const LmtpPathArgs *a, const char *keyword);
+
+/* "BDAT <size> [LAST]".  Returns FALSE for bad syntax. */
+gboolean lmtp_command_parse_bdat (const char *args, guint64 *size, gboolean *last);
+
+/* Decodes RFC 3461 xtext ("+2B" -> "+").  Returns NULL if malformed. */
+char *lmtp_xtext_decode (const char *s);
+
+/* ---- server (lmtp-server.c) -------------------------------------------- */
+
+typedef struct LmtpServer LmtpServer;
+
+/* Takes a reference to @config.  Binds every listener in it or fails. */
+LmtpServer *lmtp_server_new (LmtpdConfig *config, GError **error);
+/* Swaps in a new configuration for new transactions. */
+void lmtp_server_set_config (LmtpServer *server, LmtpdConfig *config);
+LmtpdConfig *lmtp_server_get_config (LmtpServer *server);
+/* Stops accepting; open sessions finish their transaction (or are closed
+ * after shutdown_timeout); @done runs once the last one is gone. */
+void lmtp_server_shutdown (LmtpServer *server, GSourceFunc done, gpointer data);
+gboolean lmtp_server_is_shutting_down (LmtpServer *server);
+void lmtp_server_free (LmtpServer *server);
+
+G_END_DECLS

@@ -1,0 +1,220 @@
+/* main.c - lmtpd: options, logging, signals, the main loop.
+ *
+ *   lmtpd [-c FILE] [--check-config] [-d] [--listen SPEC]... [--maildir-root DIR]
+ *
+ * Runs in the foreground.  SIGHUP reloads the configuration (a broken one
+ * is reported and the old one kept); SIGTERM and SIGINT stop accepting,
+ * let transactions in flight finish (at most shutdown_timeout seconds) and
+ * exit 0.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <locale.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <glib-unix.h>
+
+#include "lmtpd.h"
+
+typedef struct {
+  char *config_path;
+  char **listen;
+  char *mail_root;
+  GMainLoop *loop;
+  LmtpServer *server;
+  gboolean debug;
+  int exit_code;
+} Daemon;
+
+static gboolean debug_enabled;
+
+static GLogWriterOutput
+log_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer data)
+{
+  const char *message = NULL, *domain = NULL, *tag;
+  g_autoptr (GDateTime) now = NULL;
+  g_autofree char *stamp = NULL;
+
+  if ((level & G_LOG_LEVEL_DEBUG) && !debug_enabled)
+    return G_LOG_WRITER_HANDLED;
+  if (g_log_writer_is_journald (fileno (stderr)))
+    return g_log_writer_journald (level, fields, n_fields, data);
+  for (gsize i = 0; i < n_fields; i++)
+    {
+      if (strcmp (fields[i].key, "MESSAGE") == 0)
+        message = fields[i].value;
+      else if (strcmp (fields[i].key, "GLIB_DOMAIN") == 0)
+        domain = fields[i].value;
+    }
+  switch (level & G_LOG_LEVEL_MASK)
+    {
+    case G_LOG_LEVEL_ERROR: tag = "fatal: "; break;
+    case G_LOG_LEVEL_CRITICAL: tag = "critical: "; break;
+    case G_LOG_LEVEL_WARNING: tag = "warning: "; break;
+    case G_LOG_LEVEL_DEBUG: tag = "debug: "; break;
+    default: tag = ""; break;
+    }
+  now = g_date_time_new_now_local ();
+  stamp = g_date_time_format (now, "%Y-%m-%dT%H:%M:%S.%f");
+  stamp[23] = '\0'; /* milliseconds */
+  fprintf (stderr, "%s %s[%d]: %s%s\n", stamp, domain ? domain : "lmtpd", (int) getpid (), tag,
+           message ? message : "");
+  fflush (stderr);
+  return G_LOG_WRITER_HANDLED;
+}
+
+/* Loads the configuration and applies the command line overrides. */
+static LmtpdConfig *
+load_config (Daemon *d, GError **error)
+{
+  g_autoptr (LmtpdConfig) c = d->config_path ? lmtpd_config_load (d->config_path, error)
+                                             : lmtpd_config_new_default ();
+  if (c == NULL)
+    return NULL;
+  if (d->listen)
+    {
+      /* "HOST:PORT" alone means inet */
+      g_ptr_array_set_size (c->listen, 0);
+      for (guint i = 0; d->listen[i]; i++)
+        {
+          const char *spec = d->listen[i];
+          g_autofree char *full = g_str_has_prefix (spec, "inet:") || g_str_has_prefix (spec, "unix:")
+                                  ? g_strdup (spec) : g_strconcat ("inet:", spec, NULL);
+          LmtpdListen *l = lmtpd_listen_parse (full, error);
+          if (l == NULL)
+            {
+              g_prefix_error (error, "--listen: ");
+              return NULL;
+            }
+          g_ptr_array_add (c->listen, l);
+        }
+    }
+  if (d->mail_root)
+    {
+      g_free (c->mail_root);
+      c->mail_root = g_strdup (d->mail_root);
+    }
+  if (g_mkdir_with_parents (c->spool_dir, 0700) < 0)
+    {
+      int e = errno;
+      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (e), "spool_dir %s: %s",
+                   c->spool_dir, g_strerror (e));
+      return NULL;
+    }
+  return g_steal_pointer (&c);
+}
+
+static gboolean
+on_sighup (gpointer data)
+{
+  Daemon *d = data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LmtpdConfig) c = load_config (d, &error);
+
+  if (c == NULL)
+    {
+      g_warning ("reload failed, keeping the old configuration:\n%s", error->message);
+      return G_SOURCE_CONTINUE;
+    }
+  lmtp_server_set_config (d->server, c);
+  g_message ("configuration reloaded%s%s", d->config_path ? " from " : "",
+             d->config_path ? d->config_path : "");
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+on_stopped (gpointer data)
+{
+  Daemon *d = data;
+  g_message ("stopped");
+  g_main_loop_quit (d->loop);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+on_sigterm (gpointer data)
+{
+  Daemon *d = data;
+
+  if (lmtp_server_is_shutting_down (d->server))
+    {
+      g_message ("second signal: exiting now");
+      g_main_loop_quit (d->loop);
+      return G_SOURCE_CONTINUE;
+    }
+  g_message ("shutting down: finishing transactions in flight");
+  lmtp_server_shutdown (d->server, on_stopped, d);
+  return G_SOURCE_CONTINUE;
+}
+
+int
+main (int argc, char **argv)
+{
+  Daemon d = { 0 };
+  gboolean check = FALSE, version = FALSE;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GOptionContext) ctx = NULL;
+  g_autoptr (LmtpdConfig) config = NULL;
+  GOptionEntry entries[] = {
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &d.config_path, "Configuration file", "FILE" },
+    { "check-config", 0, 0, G_OPTION_ARG_NONE, &check, "Validate the configuration and exit", NULL },
+    { "debug", 'd', 0, G_OPTION_ARG_NONE, &d.debug, "Log debug messages", NULL },
+    { "listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &d.listen,
+      "Listen here instead of [server] listen (inet:HOST:PORT, HOST:PORT or unix:PATH)", "SPEC" },
+    { "maildir-root", 0, 0, G_OPTION_ARG_FILENAME, &d.mail_root, "Override [delivery] mail_root", "DIR" },
+    { "version", 'V', 0, G_OPTION_ARG_NONE, &version, "Print the version", NULL },
+    { NULL }
+  };
+
+  setlocale (LC_ALL, "C");
+  ctx = g_option_context_new ("- LMTP delivery agent with OPES callouts");
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  if (!g_option_context_parse (ctx, &argc, &argv, &error))
+    {
+      fprintf (stderr, "lmtpd: %s\n", error->message);
+      return 64;
+    }
+  if (version)
+    {
+      printf ("lmtpd (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
+      return 0;
+    }
+  debug_enabled = d.debug;
+  g_log_set_writer_func (log_writer, NULL, NULL);
+
+  config = load_config (&d, &error);
+  if (config == NULL)
+    {
+      fprintf (stderr, "lmtpd: configuration is invalid:\n%s\n", error->message);
+      return 78; /* EX_CONFIG */
+    }
+  if (check)
+    {
+      printf ("%s: OK\n", d.config_path ? d.config_path : "(built-in defaults)");
+      return 0;
+    }
+  signal (SIGPIPE, SIG_IGN);
+  d.server = lmtp_server_new (config, &error);
+  if (d.server == NULL)
+    {
+      fprintf (stderr, "lmtpd: cannot listen: %s\n", error->message);
+      return 71; /* EX_OSERR */
+    }
+  d.loop = g_main_loop_new (NULL, FALSE);
+  g_unix_signal_add (SIGHUP, on_sighup, &d);
+  g_unix_signal_add (SIGTERM, on_sigterm, &d);
+  g_unix_signal_add (SIGINT, on_sigterm, &d);
+  g_message ("%s %s started (mail_root %s, hostname %s)", PACKAGE_NAME, PACKAGE_VERSION,
+             config->mail_root, config->hostname);
+  g_main_loop_run (d.loop);
+  lmtp_server_free (d.server);
+  g_main_loop_unref (d.loop);
+  g_free (d.config_path);
+  g_strfreev (d.listen);
+  g_free (d.mail_root);
+  return d.exit_code;
+}

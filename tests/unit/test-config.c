@@ -1,0 +1,156 @@
+/* test-config.c - loading, defaults and error reports with file:line. */
+#include "config.h"
+
+#include <string.h>
+#include <glib/gstdio.h>
+
+#include "lmtpd-conf.h"
+
+static char *
+write_file (const char *name, const char *text)
+{
+  char *path = g_build_filename (g_get_tmp_dir (), name, NULL);
+  g_assert_true (g_file_set_contents (path, text, -1, NULL));
+  return path;
+}
+
+static void
+test_example (void)
+{
+  g_autofree char *path = g_build_filename (TEST_DATA_DIR, "..", "..", "conf", "lmtpd.conf.example", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LmtpdConfig) c = lmtpd_config_load (path, &error);
+  const LmtpdListen *l;
+
+  g_assert_no_error (error);
+  g_assert_cmpuint (c->listen->len, ==, 2);
+  l = c->listen->pdata[0];
+  g_assert_cmpint (l->kind, ==, LMTPD_LISTEN_INET);
+  g_assert_cmpstr (l->host, ==, "127.0.0.1");
+  g_assert_cmpuint (l->port, ==, 2424);
+  l = c->listen->pdata[1];
+  g_assert_cmpint (l->kind, ==, LMTPD_LISTEN_UNIX);
+  g_assert_cmpstr (l->path, ==, "./var/run/lmtpd.sock");
+  g_assert_cmpuint (c->idle_timeout, ==, 300);
+  g_assert_cmpuint (c->max_message_size, ==, 51 * 1024 * 1024);
+  g_assert_cmpuint (c->max_data_line_length, ==, 1024 * 1024);
+  g_assert_true (c->fsync);
+  g_assert_true (lmtpd_config_lookup_user (c, "anyone@anywhere.example", NULL));
+}
+
+static void
+test_errors (void)
+{
+  g_autofree char *path = write_file ("bad.conf",
+    "[server]\n"
+    "listen = tcp:1.2.3.4\n"          /* line 2 */
+    "max_sessions = lots\n"           /* line 3 */
+    "idle_timeout = 10x\n"            /* line 4 */
+    "\n"
+    "[delivery]\n"
+    "mailbox = ../%n\n"               /* line 7 */
+    "fsync = maybe\n"                 /* line 8 */
+    "colour = blue\n"                 /* line 9 */
+    "[nonsense]\n");                  /* line 10 */
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LmtpdConfig) c = lmtpd_config_load (path, &error);
+  g_autofree char *l2 = g_strdup_printf ("%s:2: [server] listen:", path);
+  g_autofree char *l3 = g_strdup_printf ("%s:3: [server] max_sessions:", path);
+  g_autofree char *l4 = g_strdup_printf ("%s:4: [server] idle_timeout:", path);
+  g_autofree char *l7 = g_strdup_printf ("%s:7: [delivery] mailbox:", path);
+  g_autofree char *l8 = g_strdup_printf ("%s:8: [delivery] fsync:", path);
+  g_autofree char *l9 = g_strdup_printf ("%s:9: [delivery] colour: unknown key", path);
+  g_autofree char *l10 = g_strdup_printf ("%s: [nonsense]: unknown group", path);
+
+  g_assert_null (c);
+  g_assert_error (error, LMTPD_CONF_ERROR, LMTPD_CONF_ERROR_INVALID);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, l2));
+  g_assert_nonnull (strstr (error->message, l3));
+  g_assert_nonnull (strstr (error->message, l4));
+  g_assert_nonnull (strstr (error->message, l7));
+  g_assert_nonnull (strstr (error->message, l8));
+  g_assert_nonnull (strstr (error->message, l9));
+  g_assert_nonnull (strstr (error->message, l10));
+}
+
+static void
+test_syntax_error (void)
+{
+  g_autofree char *path = write_file ("syntax.conf", "[server\nlisten=x\n");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LmtpdConfig) c = lmtpd_config_load (path, &error);
+  g_assert_null (c);
+  g_assert_nonnull (strstr (error->message, path));
+}
+
+static void
+test_users_map (void)
+{
+  g_autofree char *map = write_file ("users", "# users\nJoe@Example.org\nann@example.org /srv/ann\n"
+                                               "bad line with three\n");
+  g_autofree char *text = g_strdup_printf ("[users]\nmap = %s\n", map);
+  g_autofree char *path = write_file ("users.conf", text);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LmtpdConfig) c = lmtpd_config_load (path, &error);
+  g_autofree char *l4 = g_strdup_printf ("%s:4:", map);
+  const char *mbox = NULL;
+
+  g_assert_null (c);
+  g_assert_nonnull (strstr (error->message, l4));
+  g_clear_error (&error);
+
+  g_assert_true (g_file_set_contents (map, "Joe@Example.org\nann@example.org /srv/ann\n", -1, NULL));
+  c = lmtpd_config_load (path, &error);
+  g_assert_no_error (error);
+  g_assert_true (lmtpd_config_lookup_user (c, "joe@example.org", &mbox));
+  g_assert_null (mbox);
+  g_assert_true (lmtpd_config_lookup_user (c, "ann@example.org", &mbox));
+  g_assert_cmpstr (mbox, ==, "/srv/ann");
+  g_assert_false (lmtpd_config_lookup_user (c, "eve@example.org", NULL));
+}
+
+static void
+test_listen_parse (void)
+{
+  static const struct { const char *spec; gboolean ok; const char *round; } cases[] = {
+    { "inet:127.0.0.1:24", TRUE, "inet:127.0.0.1:24" },
+    { "inet:[::1]:2424", TRUE, "inet:[::1]:2424" },
+    { "inet:localhost:0", TRUE, "inet:localhost:0" },
+    { "unix:/run/lmtpd.sock", TRUE, "unix:/run/lmtpd.sock" },
+    { "inet:127.0.0.1", FALSE, NULL },
+    { "inet:127.0.0.1:99999", FALSE, NULL },
+    { "unix:", FALSE, NULL },
+    { "127.0.0.1:24", FALSE, NULL },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      LmtpdListen *l = lmtpd_listen_parse (cases[i].spec, &error);
+      if (!cases[i].ok)
+        {
+          g_assert_null (l);
+          g_assert_nonnull (error);
+          continue;
+        }
+      g_assert_no_error (error);
+      {
+        g_autofree char *s = lmtpd_listen_to_string (l);
+        g_assert_cmpstr (s, ==, cases[i].round);
+      }
+      lmtpd_listen_free (l);
+    }
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
+  g_test_add_func ("/config/example", test_example);
+  g_test_add_func ("/config/errors", test_errors);
+  g_test_add_func ("/config/syntax-error", test_syntax_error);
+  g_test_add_func ("/config/users-map", test_users_map);
+  g_test_add_func ("/config/listen-parse", test_listen_parse);
+  return g_test_run ();
+}

@@ -1,0 +1,168 @@
+/* test-maildir.c - spool line-end handling, Maildir names and the bytes a
+ * delivery leaves on disk. */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <glib/gstdio.h>
+
+#include "deliver.h"
+
+static char *
+spool_contents (DeliverSpool *s)
+{
+  guint64 size = deliver_spool_size (s);
+  char *buf = g_malloc0 (size + 1);
+  g_assert_cmpint (pread (deliver_spool_fd (s), buf, size, 0), ==, (gssize) size);
+  return buf;
+}
+
+static void
+test_spool_crlf (void)
+{
+  static const struct { const char *chunks[4]; const char *want; guint64 lines; } cases[] = {
+    { { "a\r\nb\r\n", NULL }, "a\nb\n", 2 },
+    { { "a\r", "\nb\r\n", NULL }, "a\nb\n", 2 },
+    { { "a\r", "b\r\n", NULL }, "a\rb\n", 1 },
+    { { "bare\nlf\n", NULL }, "bare\nlf\n", 2 },
+    { { "cr at end\r", NULL }, "cr at end\r", 0 },
+    { { "x", "\r", "\r", "\n" }, "x\r\n", 1 },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autoptr (DeliverSpool) s = deliver_spool_new (g_get_tmp_dir (), &error);
+      g_autofree char *got = NULL;
+
+      g_assert_no_error (error);
+      for (guint j = 0; j < 4 && cases[i].chunks[j]; j++)
+        g_assert_true (deliver_spool_write (s, cases[i].chunks[j], strlen (cases[i].chunks[j]), &error));
+      g_assert_true (deliver_spool_finish (s, &error));
+      got = spool_contents (s);
+      g_assert_cmpstr (got, ==, cases[i].want);
+      g_assert_cmpuint (deliver_spool_size (s), ==, strlen (cases[i].want));
+      g_assert_cmpuint (deliver_spool_lines (s), ==, cases[i].lines);
+    }
+}
+
+static void
+test_spool_large (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (DeliverSpool) s = deliver_spool_new (g_get_tmp_dir (), &error);
+  char line[1000];
+
+  memset (line, 'x', sizeof line - 2);
+  line[998] = '\r';
+  line[999] = '\n';
+  for (int i = 0; i < 1000; i++)
+    g_assert_true (deliver_spool_write (s, line, sizeof line, &error));
+  g_assert_true (deliver_spool_finish (s, &error));
+  g_assert_cmpuint (deliver_spool_size (s), ==, 999 * 1000);
+  g_assert_cmpuint (deliver_spool_lines (s), ==, 1000);
+}
+
+static void
+test_unique (void)
+{
+  g_autofree char *a = deliver_maildir_unique ("mx/1:b,c");
+  g_autofree char *b = deliver_maildir_unique ("mx/1:b,c");
+  g_autoptr (GRegex) re = g_regex_new ("^[0-9]+\\.M[0-9]{6}P[0-9]+Q[0-9]+\\.mx\\\\0571\\\\072b\\\\054c$",
+                                       0, 0, NULL);
+  g_assert_true (g_regex_match (re, a, 0, NULL));
+  g_assert_cmpstr (a, !=, b);
+}
+
+static void
+test_store (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (DeliverSpool) s = deliver_spool_new (g_get_tmp_dir (), &error);
+  g_autofree char *maildir = g_build_filename (g_get_tmp_dir (), "a", "b", "Maildir", NULL);
+  g_autofree char *path = NULL, *contents = NULL, *base = NULL, *want_suffix = NULL;
+  const char *body = "Subject: hi\r\n\r\nbody\r\n";
+  const char *header = "Return-Path: <a@b>\n";
+  struct stat st;
+  gsize len;
+
+  g_assert_true (deliver_spool_write (s, body, strlen (body), &error));
+  g_assert_true (deliver_spool_finish (s, &error));
+  g_assert_true (deliver_maildir_store (maildir, "host", header, s, TRUE, &path, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_file_get_contents (path, &contents, &len, NULL));
+  g_assert_cmpstr (contents, ==, "Return-Path: <a@b>\nSubject: hi\n\nbody\n");
+  /* ,S= is the file size, ,W= the size with CRLF line ends */
+  want_suffix = g_strdup_printf (",S=%zu,W=%zu", len, len + 4);
+  base = g_path_get_basename (path);
+  g_assert_true (g_str_has_suffix (base, want_suffix));
+  g_assert_true (strstr (path, "/Maildir/new/") != NULL);
+  /* tmp/ is empty again, cur/ exists, permissions are private */
+  {
+    g_autofree char *tmp = g_build_filename (maildir, "tmp", NULL);
+    g_autofree char *cur = g_build_filename (maildir, "cur", NULL);
+    g_autoptr (GDir) d = g_dir_open (tmp, 0, NULL);
+    g_assert_nonnull (d);
+    g_assert_null (g_dir_read_name (d));
+    g_assert_true (g_file_test (cur, G_FILE_TEST_IS_DIR));
+    g_assert_cmpint (stat (maildir, &st), ==, 0);
+    g_assert_cmpint (st.st_mode & 0777, ==, 0700);
+    g_assert_cmpint (stat (path, &st), ==, 0);
+    g_assert_cmpint (st.st_mode & 0777, ==, 0600);
+  }
+}
+
+static void
+test_store_fails_cleanly (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (DeliverSpool) s = deliver_spool_new (g_get_tmp_dir (), &error);
+  g_autofree char *file = g_build_filename (g_get_tmp_dir (), "notadir", NULL);
+  g_autofree char *maildir = g_build_filename (file, "Maildir", NULL);
+  DeliverStatus st = { 0 };
+
+  g_assert_true (g_file_set_contents (file, "x", 1, NULL));
+  g_assert_true (deliver_spool_finish (s, &error));
+  g_assert_false (deliver_maildir_store (maildir, "host", "", s, TRUE, NULL, &error));
+  g_assert_error (error, DELIVER_ERROR, ENOTDIR);
+  deliver_status_from_error (&st, error);
+  g_assert_cmpuint (st.code / 100, ==, 4);
+  deliver_status_clear (&st);
+}
+
+static void
+test_trace (void)
+{
+  g_autoptr (LmtpdConfig) c = lmtpd_config_new_default ();
+  DeliverRecipient r = { .original = "Joe@Example.org", .address = "joe@example.org" };
+  DeliverMessage m = { .id = "TID1", .sender = "s@x.org", .helo = "mx(evil)\\",
+                       .client_addr = "127.0.0.1", .protocol = "LMTP", .received_us = 0 };
+  g_autofree char *h = NULL;
+  g_auto (GStrv) lines = NULL;
+
+  g_free (c->hostname);
+  c->hostname = g_strdup ("mail.example.org");
+  h = deliver_trace_headers (c, &m, &r);
+  lines = g_strsplit (h, "\n", -1);
+  g_assert_cmpstr (lines[0], ==, "Return-Path: <s@x.org>");
+  g_assert_cmpstr (lines[1], ==, "Delivered-To: joe@example.org");
+  g_assert_cmpstr (lines[2], ==, "Received: from mx?evil?? (127.0.0.1)");
+  g_assert_cmpstr (lines[3], ==, "\tby mail.example.org with LMTP id TID1");
+  g_assert_true (g_str_has_prefix (lines[4], "\tfor <Joe@Example.org>; "));
+  g_assert_cmpstr (lines[5], ==, "");
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
+  g_test_add_func ("/spool/crlf", test_spool_crlf);
+  g_test_add_func ("/spool/large", test_spool_large);
+  g_test_add_func ("/maildir/unique", test_unique);
+  g_test_add_func ("/maildir/store", test_store);
+  g_test_add_func ("/maildir/store-fails-cleanly", test_store_fails_cleanly);
+  g_test_add_func ("/trace/headers", test_trace);
+  return g_test_run ();
+}
