@@ -141,8 +141,15 @@ listen_unix (LmtpServer *server, const LmtpdListen *l, GError **error)
 {
   GSocketListener *listener = G_SOCKET_LISTENER (server->service);
   g_autoptr (GSocketAddress) addr = NULL;
+  g_autofree char *dir = g_path_get_dirname (l->path);
   struct stat st;
 
+  if (g_mkdir_with_parents (dir, 0755) < 0)
+    {
+      int e = errno;
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e), "mkdir %s: %s", dir, g_strerror (e));
+      return FALSE;
+    }
   /* A socket left by an earlier run is replaced; any other file is not. */
   if (lstat (l->path, &st) == 0)
     {

@@ -548,10 +548,26 @@ bdat_complete (LmtpSession *s)
 
 /* ---- commands ------------------------------------------------------------ */
 
+/* New transactions use the configuration in force when they begin. */
+static void
+session_refresh_config (LmtpSession *s)
+{
+  LmtpdConfig *current = lmtp_server_get_config (s->server);
+
+  if (current != s->config)
+    {
+      lmtpd_config_unref (s->config);
+      s->config = lmtpd_config_ref (current);
+    }
+}
+
 static void
 cmd_lhlo (LmtpSession *s, const char *args)
 {
-  LmtpdConfig *c = s->config;
+  LmtpdConfig *c;
+
+  session_refresh_config (s);
+  c = s->config;
 
   if (*args == '\0' || strchr (args, ' '))
     {
@@ -632,6 +648,7 @@ cmd_mail (LmtpSession *s, const char *args)
     return reply_error (s, "503 5.5.1 Nested MAIL command");
   if (!lmtp_command_parse_path (args, "FROM:", &a, &why))
     return reply_error (s, "501 5.5.4 %s", why);
+  session_refresh_config (s);
   t = g_new0 (Txn, 1);
   t->config = lmtpd_config_ref (s->config);
   t->rcpts = g_ptr_array_new_with_free_func ((GDestroyNotify) deliver_recipient_free);

@@ -1,0 +1,238 @@
+"""Helpers for integration tests: start the built lmtpd on a private
+configuration (loopback port 0 and a UNIX socket in a temp dir), talk raw
+LMTP to it, read what it wrote, and report results as TAP."""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import unittest
+
+LMTPD = os.environ.get("LMTPD") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "lmtpd", "lmtpd")
+TOP_SRCDIR = os.environ.get("TOP_SRCDIR") or os.path.join(os.path.dirname(__file__), "..", "..")
+
+
+class Daemon:
+    """One lmtpd process with its own directory, config and log."""
+
+    def __init__(self, extra=None, users=None, keep_listen=None):
+        self.dir = tempfile.mkdtemp(prefix="lmtpd-test-")
+        self.mail = os.path.join(self.dir, "mail")
+        self.sock = os.path.join(self.dir, "run", "lmtpd.sock")
+        self.conf = os.path.join(self.dir, "lmtpd.conf")
+        self.log_path = os.path.join(self.dir, "lmtpd.log")
+        self.extra = extra or {}
+        self.users = users
+        self.proc = None
+        self.port = None
+        self.write_config()
+
+    def config_text(self, extra=None):
+        groups = {
+            "server": {
+                "listen": "inet:127.0.0.1:0;unix:%s" % self.sock,
+                "hostname": "lmtp.test",
+                "spool_dir": os.path.join(self.dir, "spool"),
+                "idle_timeout": "60",
+                "shutdown_timeout": "10",
+            },
+            "limits": {},
+            "delivery": {"mail_root": self.mail},
+            "users": {"domains": "*"},
+        }
+        if self.users is not None:
+            path = os.path.join(self.dir, "users")
+            with open(path, "w") as f:
+                f.write("".join(u + "\n" for u in self.users))
+            groups["users"] = {"map": path}
+        for key, value in (extra if extra is not None else self.extra).items():
+            group, name = key.split(".", 1)
+            if value is None:
+                groups[group].pop(name, None)
+            else:
+                groups[group][name] = value
+        out = []
+        for group, kv in groups.items():
+            out.append("[%s]" % group)
+            out.extend("%s = %s" % (k, v) for k, v in kv.items())
+        return "\n".join(out) + "\n"
+
+    def write_config(self, extra=None, text=None):
+        with open(self.conf, "w") as f:
+            f.write(text if text is not None else self.config_text(extra))
+
+    def start(self):
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([LMTPD, "-c", self.conf, "-d"], stdout=self.log,
+                                     stderr=subprocess.STDOUT, cwd=self.dir)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            m = re.search(r"listening on inet:127\.0\.0\.1:(\d+)", self.read_log())
+            if m and "started" in self.read_log():
+                self.port = int(m.group(1))
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError("lmtpd exited: " + self.read_log())
+            time.sleep(0.02)
+        raise RuntimeError("lmtpd did not start: " + self.read_log())
+
+    def read_log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=15):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.log.close()
+        return self.proc.returncode if self.proc else None
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def connect(self, unix=False, timeout=10):
+        return Client(self, unix, timeout)
+
+    def maildir(self, address):
+        local, domain = address.lower().rsplit("@", 1)
+        return os.path.join(self.mail, domain, local, "Maildir")
+
+    def messages(self, address, sub="new"):
+        d = os.path.join(self.maildir(address), sub)
+        if not os.path.isdir(d):
+            return []
+        out = []
+        for name in sorted(os.listdir(d)):
+            with open(os.path.join(d, name), "rb") as f:
+                out.append((name, f.read()))
+        return out
+
+
+class Client:
+    """Raw LMTP over a socket, with bounded reads of replies."""
+
+    def __init__(self, daemon, unix=False, timeout=10):
+        if unix:
+            self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.s.connect(daemon.sock)
+        else:
+            self.s = socket.create_connection(("127.0.0.1", daemon.port))
+        self.s.settimeout(timeout)
+        self.buf = b""
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.s.sendall(data)
+
+    def line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise EOFError("connection closed; have %r" % self.buf)
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line.decode("utf-8", "replace")
+
+    def reply(self):
+        """One reply, multiline joined: returns (code, [lines])."""
+        lines = []
+        while True:
+            line = self.line()
+            lines.append(line)
+            if len(line) < 4 or line[3] != "-":
+                return int(line[:3]), lines
+
+    def code(self):
+        return self.reply()[0]
+
+    def text(self):
+        code, lines = self.reply()
+        return lines[-1]
+
+    def cmd(self, line):
+        self.send(line + "\r\n")
+        return self.text()
+
+    def closed(self, timeout=5):
+        """True if the server closes the connection (EOF) within timeout."""
+        self.s.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.s.recv(65536)
+                if not chunk:
+                    return True
+                self.buf += chunk
+        except (socket.timeout, ConnectionResetError):
+            return False
+
+    def close(self):
+        self.s.close()
+
+
+def dotstuff(body):
+    """bytes with LF or CRLF line ends -> DATA payload with CRLF, stuffed."""
+    lines = body.replace(b"\r\n", b"\n").split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    out = b"".join((b"." + l if l.startswith(b".") else l) + b"\r\n" for l in lines)
+    return out + b".\r\n"
+
+
+def strip_trace(data):
+    """Removes the Return-Path, Delivered-To and Received headers we add."""
+    m = re.match(rb"Return-Path: <[^\n]*>\nDelivered-To: [^\n]*\nReceived: [^\n]*\n(\t[^\n]*\n)*", data)
+    assert m, "no trace headers in %r" % data[:300]
+    return data[m.end():]
+
+
+class TapResult(unittest.TestResult):
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def _emit(self, test, ok, detail=None, directive=""):
+        self.n += 1
+        name = test.id().split(".", 1)[-1]
+        print("%s %d - %s%s" % ("ok" if ok else "not ok", self.n, name, directive))
+        if detail:
+            for line in detail.rstrip().splitlines():
+                print("# " + line)
+        sys.stdout.flush()
+
+    def addSuccess(self, test):
+        self._emit(test, True)
+
+    def addFailure(self, test, err):
+        self._emit(test, False, "".join(traceback.format_exception(*err)))
+
+    def addError(self, test, err):
+        self._emit(test, False, "".join(traceback.format_exception(*err)))
+
+    def addSkip(self, test, reason):
+        self._emit(test, True, directive=" # SKIP " + reason)
+
+
+def main():
+    suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules["__main__"])
+    print("1..%d" % suite.countTestCases())
+    sys.stdout.flush()
+    result = TapResult()
+    suite.run(result)
+    sys.exit(0 if result.wasSuccessful() else 1)
