@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# setup.sh - install what is missing, build, then run lmtpd or the tests.
+#
+#   ./setup.sh run    build and start lmtpd in the foreground on
+#                     conf/lmtpd.conf.example (127.0.0.1:2424 and
+#                     ./var/run/lmtpd.sock, mail under ./var/mail)
+#   ./setup.sh test   build and run the whole test suite; the last line
+#                     is "N passed, M failed"
+#
+# Needs Debian 12 (or similar) and root for apt-get when packages are
+# missing. Extra configure flags: CONFIGURE_FLAGS="--enable-sanitizers".
+set -euo pipefail
+cd "$(dirname "$0")"
+
+mode=${1:-}
+case $mode in run|test) ;; *) echo "usage: $0 run|test" >&2; exit 64 ;; esac
+
+build_pkgs="build-essential autoconf automake pkg-config libglib2.0-dev libgmime-3.0-dev libssl-dev python3"
+test_pkgs="swaks postfix dovecot-imapd"
+
+missing=()
+pkgs=$build_pkgs
+[ "$mode" = test ] && pkgs="$pkgs $test_pkgs"
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  # Postfix and Dovecot are only tools for the tests here: configure
+  # nothing and start no services while installing.
+  echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
+  made_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod 755 /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo -E apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ -n "$made_policy" ] && $sudo rm -f /usr/sbin/policy-rc.d
+fi
+
+flags="${CONFIGURE_FLAGS:-}"
+[ "$mode" = test ] && flags="--enable-werror $flags"
+if [ ! -x configure ]; then ./autogen.sh >/dev/null; fi
+if [ ! -f Makefile ] || [ "$(cat .configure-flags 2>/dev/null)" != "$flags" ]; then
+  # shellcheck disable=SC2086
+  ./configure -q $flags
+  echo "$flags" > .configure-flags
+fi
+make -s -j"$(nproc)"
+
+if [ "$mode" = run ]; then
+  echo "setup: starting lmtpd on conf/lmtpd.conf.example (Ctrl-C stops it)" >&2
+  exec ./lmtpd/lmtpd -c conf/lmtpd.conf.example
+fi
+
+rc=0
+make -s -j"$(nproc)" check >test-output.log 2>&1 || rc=$?
+grep -E '^(PASS|FAIL|ERROR|XPASS|SKIP):' test-output.log || true
+pass=$(awk '/^# PASS:/ {print $3}' test-output.log | tail -1)
+fail=$(awk '/^# (FAIL|ERROR|XPASS):/ {n += $3} END {print n + 0}' test-output.log)
+if [ -z "$pass" ]; then
+  cat test-output.log
+  pass=0; fail=$((fail + 1))
+fi
+if [ "$rc" -ne 0 ] || [ "$fail" -ne 0 ]; then
+  for f in $(grep -lE '^(not ok|ERROR)' tests/unit/*.log tests/integration/*.log 2>/dev/null); do
+    echo "---- $f"; cat "$f"
+  done
+  [ "$fail" -eq 0 ] && fail=1
+fi
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
