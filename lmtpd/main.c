@@ -21,9 +21,9 @@
 #include "lmtpd.h"
 
 typedef struct {
-  char *config_path;
+  const char *config_path;   /* options, owned by main() */
   char **listen;
-  char *mail_root;
+  const char *mail_root;
   GMainLoop *loop;
   LmtpServer *server;
   gboolean debug;
@@ -155,17 +155,19 @@ int
 main (int argc, char **argv)
 {
   Daemon d = { 0 };
+  g_autofree char *config_path = NULL, *mail_root = NULL;
+  g_auto (GStrv) listen = NULL;
   gboolean check = FALSE, version = FALSE;
   g_autoptr (GError) error = NULL;
   g_autoptr (GOptionContext) ctx = NULL;
   g_autoptr (LmtpdConfig) config = NULL;
   GOptionEntry entries[] = {
-    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &d.config_path, "Configuration file", "FILE" },
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, "Configuration file", "FILE" },
     { "check-config", 0, 0, G_OPTION_ARG_NONE, &check, "Validate the configuration and exit", NULL },
     { "debug", 'd', 0, G_OPTION_ARG_NONE, &d.debug, "Log debug messages", NULL },
-    { "listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &d.listen,
+    { "listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &listen,
       "Listen here instead of [server] listen (inet:HOST:PORT, HOST:PORT or unix:PATH)", "SPEC" },
-    { "maildir-root", 0, 0, G_OPTION_ARG_FILENAME, &d.mail_root, "Override [delivery] mail_root", "DIR" },
+    { "maildir-root", 0, 0, G_OPTION_ARG_FILENAME, &mail_root, "Override [delivery] mail_root", "DIR" },
     { "version", 'V', 0, G_OPTION_ARG_NONE, &version, "Print the version", NULL },
     { NULL }
   };
@@ -183,6 +185,9 @@ main (int argc, char **argv)
       printf ("lmtpd (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
       return 0;
     }
+  d.config_path = config_path;
+  d.listen = listen;
+  d.mail_root = mail_root;
   debug_enabled = d.debug;
   g_log_set_writer_func (log_writer, NULL, NULL);
 
@@ -213,8 +218,5 @@ main (int argc, char **argv)
   g_main_loop_run (d.loop);
   lmtp_server_free (d.server);
   g_main_loop_unref (d.loop);
-  g_free (d.config_path);
-  g_strfreev (d.listen);
-  g_free (d.mail_root);
   return d.exit_code;
 }
