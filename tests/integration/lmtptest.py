@@ -104,6 +104,10 @@ class Daemon:
 
     def cleanup(self):
         self.stop()
+        try:
+            self.final_log = self.read_log()
+        except OSError:
+            self.final_log = ""
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def connect(self, unix=False, timeout=10):
@@ -219,11 +223,19 @@ class TapResult(unittest.TestResult):
     def addSuccess(self, test):
         self._emit(test, True)
 
+    @staticmethod
+    def _details(test, err):
+        text = "".join(traceback.format_exception(*err))
+        log = getattr(getattr(test, "d", None), "final_log", "")
+        if log:
+            text += "lmtpd log (last 40 lines):\n" + "\n".join(log.splitlines()[-40:])
+        return text
+
     def addFailure(self, test, err):
-        self._emit(test, False, "".join(traceback.format_exception(*err)))
+        self._emit(test, False, self._details(test, err))
 
     def addError(self, test, err):
-        self._emit(test, False, "".join(traceback.format_exception(*err)))
+        self._emit(test, False, self._details(test, err))
 
     def addSkip(self, test, reason):
         self._emit(test, True, directive=" # SKIP " + reason)
