@@ -226,7 +226,13 @@ class TapResult(unittest.TestResult):
     @staticmethod
     def _details(test, err):
         text = "".join(traceback.format_exception(*err))
-        log = getattr(getattr(test, "d", None), "final_log", "")
+        d = getattr(test, "d", None)
+        log = ""
+        if d is not None:  # reported before or after tearDown, by Python version
+            try:
+                log = d.read_log()
+            except OSError:
+                log = getattr(d, "final_log", "")
         if log:
             text += "lmtpd log (last 40 lines):\n" + "\n".join(log.splitlines()[-40:])
         return text
