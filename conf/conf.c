@@ -23,16 +23,19 @@ typedef struct {
 
 typedef struct {
   const char *group;
-  const char *keys[16];
+  const char *keys[20];
 } KnownGroup;
 
 static const KnownGroup known_groups[] = {
   { "server", { "listen", "socket_mode", "socket_owner", "hostname", "spool_dir",
-                "max_sessions", "idle_timeout", "shutdown_timeout", NULL } },
+                "max_sessions", "idle_timeout", "shutdown_timeout", "user", NULL } },
   { "limits", { "max_line_length", "max_data_line_length", "max_message_size",
                 "max_recipients", "max_errors", NULL } },
-  { "delivery", { "mail_root", "mailbox", "fsync", NULL } },
-  { "users", { "map", "domains", "postmaster", NULL } },
+  { "delivery", { "mail_root", "mailbox", "fsync", "create_folders", "recipient_delimiter",
+                  "detail_folder", "quota_full_tempfail", "single_instance", "duplicate_window",
+                  "duplicate_db", "mbox_quoting", "mbox_lock_timeout", NULL } },
+  { "users", { "map", "domains", "postmaster", "rewrite", NULL } },
+  { "mailboxes", { NULL } }, /* any domain as key */
 };
 
 void
@@ -50,6 +53,16 @@ user_free (gpointer p)
   g_free (u->address);
   g_free (u->mailbox);
   g_free (u);
+}
+
+static void
+rewrite_free (gpointer p)
+{
+  LmtpdRewrite *r = p;
+  g_free (r->from);
+  g_free (r->to);
+  g_clear_pointer (&r->regex, g_regex_unref);
+  g_free (r);
 }
 
 static LmtpdConfig *
@@ -79,6 +92,12 @@ lmtpd_config_unref (LmtpdConfig *c)
   g_free (c->spool_dir);
   g_free (c->mail_root);
   g_free (c->mailbox_template);
+  g_clear_pointer (&c->domain_mailbox, g_hash_table_unref);
+  g_free (c->recipient_delimiter);
+  g_free (c->duplicate_db);
+  g_free (c->user);
+  g_free (c->rewrite_map);
+  g_clear_pointer (&c->rewrites, g_ptr_array_unref);
   g_free (c->users_map);
   g_clear_pointer (&c->users, g_hash_table_unref);
   g_strfreev (c->domains);
@@ -113,7 +132,16 @@ lmtpd_config_new_default (void)
 
   c->mail_root = g_strdup ("./var/mail");
   c->mailbox_template = g_strdup ("%d/%n/Maildir");
+  c->domain_mailbox = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   c->fsync = TRUE;
+  c->create_folders = TRUE;
+  c->recipient_delimiter = g_strdup ("+");
+  c->detail_folder = LMTPD_DETAIL_NO;
+  c->single_instance = TRUE;
+  c->duplicate_window = 4 * 3600;
+  c->duplicate_db = g_strdup ("./var/lib/duplicates");
+  c->mbox_lock_timeout = 30;
+  c->rewrites = g_ptr_array_new_with_free_func (rewrite_free);
 
   c->users = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, user_free);
   c->domains = g_strsplit ("*", ";", -1);
@@ -267,6 +295,32 @@ get_path (GKeyFile *kf, const char *group, const char *key, char **out)
   *out = s;
 }
 
+static gboolean
+parse_size (const char *s, guint64 *out)
+{
+  char *end = NULL;
+  guint64 v, mult = 1;
+
+  if (s == NULL || !g_ascii_isdigit (*s))
+    return FALSE;
+  errno = 0;
+  v = g_ascii_strtoull (s, &end, 10);
+  if (errno)
+    return FALSE;
+  switch (*end)
+    {
+    case '\0': break;
+    case 'k': case 'K': mult = 1024; end++; break;
+    case 'm': case 'M': mult = 1024 * 1024; end++; break;
+    case 'g': case 'G': mult = 1024 * 1024 * 1024; end++; break;
+    default: return FALSE;
+    }
+  if (*end != '\0' || v > G_MAXUINT64 / mult)
+    return FALSE;
+  *out = v * mult;
+  return TRUE;
+}
+
 /* ---- listeners ---------------------------------------------------------- */
 
 static LmtpdListen *
@@ -353,46 +407,219 @@ address_is_sane (const char *a)
   return strstr (a, "..") == NULL;
 }
 
-static void
-load_users_map (Loader *ld, LmtpdConfig *c)
+static gboolean parse_size (const char *s, guint64 *out);
+
+static void G_GNUC_PRINTF (4, 5)
+file_problem (Loader *ld, const char *file, guint line, const char *fmt, ...)
+{
+  va_list ap;
+
+  if (ld->errors->len)
+    g_string_append_c (ld->errors, '\n');
+  g_string_append_printf (ld->errors, "%s:%u: ", file, line);
+  va_start (ap, fmt);
+  g_string_append_vprintf (ld->errors, fmt, ap);
+  va_end (ap);
+}
+
+/* Lines of a map file without comments and blank lines, split on blanks. */
+static GPtrArray *
+read_map (Loader *ld, const char *group, const char *key, const char *path)
 {
   g_autofree char *text = NULL;
   g_autoptr (GError) err = NULL;
   g_auto (GStrv) lines = NULL;
+  GPtrArray *out = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
 
-  if (!g_file_get_contents (c->users_map, &text, NULL, &err))
+  if (!g_file_get_contents (path, &text, NULL, &err))
     {
-      problem (ld, "users", "map", "%s", err->message);
-      return;
+      problem (ld, group, key, "%s", err->message);
+      return out;
     }
   lines = g_strsplit (text, "\n", -1);
   for (guint i = 0; lines[i]; i++)
     {
-      g_auto (GStrv) f = NULL;
       char *s = g_strstrip (lines[i]);
-      LmtpdUser *u;
-
+      char **f;
       if (*s == '\0' || *s == '#')
-        continue;
-      f = g_regex_split_simple ("[ \t]+", s, 0, 0);
-      if (g_strv_length (f) > 2 || !address_is_sane (f[0]))
         {
-          g_string_append_printf (ld->errors, "%s%s:%u: expected 'user@domain [mailbox]', got '%s'",
-                                  ld->errors->len ? "\n" : "", c->users_map, i + 1, s);
+          g_ptr_array_add (out, NULL);
+          continue;
+        }
+      f = g_regex_split_simple ("[ \t]+", s, 0, 0);
+      g_ptr_array_add (out, f);
+    }
+  return out;
+}
+
+static void
+load_users_map (Loader *ld, LmtpdConfig *c)
+{
+  g_autoptr (GPtrArray) lines = read_map (ld, "users", "map", c->users_map);
+
+  for (guint i = 0; i < lines->len; i++)
+    {
+      char **f = lines->pdata[i];
+      LmtpdUser *u;
+      gboolean ok = TRUE;
+
+      if (f == NULL)
+        continue;
+      if (!address_is_sane (f[0]))
+        {
+          file_problem (ld, c->users_map, i + 1, "'%s' is not user@domain", f[0]);
           continue;
         }
       u = g_new0 (LmtpdUser, 1);
       u->address = g_ascii_strdown (f[0], -1);
-      u->mailbox = f[1] ? g_strdup (f[1]) : NULL;
-      if (u->mailbox && (strstr (u->mailbox, "..") || u->mailbox[0] == '\0'))
+      for (guint k = 1; f[k] && ok; k++)
         {
-          g_string_append_printf (ld->errors, "%s%s:%u: mailbox '%s' may not contain '..'",
-                                  ld->errors->len ? "\n" : "", c->users_map, i + 1, u->mailbox);
+          const char *eq = strchr (f[k], '=');
+          if (eq == NULL && k == 1)
+            u->mailbox = g_strdup (f[k]);
+          else if (g_str_has_prefix (f[k], "mailbox=") && eq[1])
+            g_free (u->mailbox), u->mailbox = g_strdup (eq + 1);
+          else if (g_str_has_prefix (f[k], "quota=") && parse_size (eq + 1, &u->quota_bytes))
+            ;
+          else if (g_str_has_prefix (f[k], "quota_messages=") && parse_size (eq + 1, &u->quota_messages))
+            ;
+          else
+            {
+              file_problem (ld, c->users_map, i + 1,
+                            "'%s': expected a mailbox, mailbox=, quota= or quota_messages=", f[k]);
+              ok = FALSE;
+            }
+        }
+      if (ok && u->mailbox && strstr (u->mailbox, ".."))
+        {
+          file_problem (ld, c->users_map, i + 1, "mailbox '%s' may not contain '..'", u->mailbox);
+          ok = FALSE;
+        }
+      if (!ok)
+        {
           user_free (u);
           continue;
         }
       g_hash_table_replace (c->users, u->address, u);
     }
+}
+
+static void
+load_rewrite_map (Loader *ld, LmtpdConfig *c)
+{
+  g_autoptr (GPtrArray) lines = read_map (ld, "users", "rewrite", c->rewrite_map);
+  g_autoptr (GPtrArray) exact = g_ptr_array_new (), domain = g_ptr_array_new (), regex = g_ptr_array_new ();
+
+  for (guint i = 0; i < lines->len; i++)
+    {
+      char **f = lines->pdata[i];
+      LmtpdRewrite *r;
+      gsize len;
+
+      if (f == NULL)
+        continue;
+      if (g_strv_length (f) != 2)
+        {
+          file_problem (ld, c->rewrite_map, i + 1, "expected 'from to', got %u fields", g_strv_length (f));
+          continue;
+        }
+      len = strlen (f[0]);
+      r = g_new0 (LmtpdRewrite, 1);
+      r->to = g_strdup (f[1]);
+      if (len > 2 && f[0][0] == '/' && f[0][len - 1] == '/')
+        {
+          g_autoptr (GError) err = NULL;
+          g_autofree char *pat = g_strndup (f[0] + 1, len - 2);
+          r->kind = LMTPD_REWRITE_REGEX;
+          r->from = g_strdup (f[0]);
+          r->regex = g_regex_new (pat, G_REGEX_CASELESS, 0, &err);
+          if (r->regex == NULL)
+            {
+              file_problem (ld, c->rewrite_map, i + 1, "bad regular expression: %s", err->message);
+              rewrite_free (r);
+              continue;
+            }
+          g_ptr_array_add (regex, r);
+          continue;
+        }
+      r->from = g_ascii_strdown (f[0], -1);
+      if (r->from[0] == '@' && r->from[1] && !strchr (r->from + 1, '@'))
+        {
+          r->kind = LMTPD_REWRITE_DOMAIN;
+          g_ptr_array_add (domain, r);
+        }
+      else if (address_is_sane (r->from))
+        {
+          r->kind = LMTPD_REWRITE_EXACT;
+          g_ptr_array_add (exact, r);
+        }
+      else
+        {
+          file_problem (ld, c->rewrite_map, i + 1, "'%s' is not user@domain, @domain or /regex/", f[0]);
+          rewrite_free (r);
+          continue;
+        }
+      if (r->to[0] == '@' ? strchr (r->to + 1, '@') != NULL || !r->to[1] : !address_is_sane (r->to))
+        {
+          file_problem (ld, c->rewrite_map, i + 1, "'%s' is not user@domain or @domain", r->to);
+          g_ptr_array_remove_index (r->kind == LMTPD_REWRITE_DOMAIN ? domain : exact,
+                                    (r->kind == LMTPD_REWRITE_DOMAIN ? domain : exact)->len - 1);
+          rewrite_free (r);
+        }
+    }
+  g_ptr_array_extend_and_steal (c->rewrites, g_steal_pointer (&exact));
+  g_ptr_array_extend_and_steal (c->rewrites, g_steal_pointer (&domain));
+  g_ptr_array_extend_and_steal (c->rewrites, g_steal_pointer (&regex));
+}
+
+char *
+lmtpd_config_rewrite (const LmtpdConfig *c, const char *address)
+{
+  const char *at = strrchr (address, '@');
+
+  for (guint i = 0; i < c->rewrites->len; i++)
+    {
+      const LmtpdRewrite *r = c->rewrites->pdata[i];
+      switch (r->kind)
+        {
+        case LMTPD_REWRITE_EXACT:
+          if (strcmp (r->from, address) == 0)
+            return r->to[0] == '@' && at ? g_strdup_printf ("%.*s%s", (int) (at - address), address, r->to)
+                                         : g_ascii_strdown (r->to, -1);
+          break;
+        case LMTPD_REWRITE_DOMAIN:
+          if (at && strcmp (r->from, at) == 0)
+            return r->to[0] == '@' ? g_strdup_printf ("%.*s%s", (int) (at - address), address, r->to)
+                                   : g_ascii_strdown (r->to, -1);
+          break;
+        case LMTPD_REWRITE_REGEX:
+          if (g_regex_match (r->regex, address, 0, NULL))
+            {
+              char *out = g_regex_replace (r->regex, address, -1, 0, r->to, 0, NULL);
+              if (out)
+                {
+                  char *lower = g_ascii_strdown (out, -1);
+                  g_free (out);
+                  return lower;
+                }
+            }
+          break;
+        }
+    }
+  return NULL;
+}
+
+const LmtpdUser *
+lmtpd_config_get_user (const LmtpdConfig *c, const char *address)
+{
+  return g_hash_table_lookup (c->users, address);
+}
+
+const char *
+lmtpd_config_mailbox_template (const LmtpdConfig *c, const char *domain)
+{
+  const char *t = domain ? g_hash_table_lookup (c->domain_mailbox, domain) : NULL;
+  return t ? t : c->mailbox_template;
 }
 
 gboolean
@@ -434,6 +661,8 @@ check_known (Loader *ld, GKeyFile *kf)
           problem (ld, groups[i], NULL, "unknown group");
           continue;
         }
+      if (kg->keys[0] == NULL)
+        continue; /* free-form keys */
       keys = g_key_file_get_keys (kf, groups[i], NULL, NULL);
       for (guint k = 0; keys && keys[k]; k++)
         {
@@ -488,6 +717,9 @@ load_server (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
   get_uint (ld, kf, "server", "max_sessions", FALSE, 1, 100000, &c->max_sessions);
   get_uint (ld, kf, "server", "idle_timeout", FALSE, 1, 86400, &c->idle_timeout);
   get_uint (ld, kf, "server", "shutdown_timeout", FALSE, 0, 3600, &c->shutdown_timeout);
+  get_path (kf, "server", "user", &c->user);
+  if (c->user && c->user[0] == '\0')
+    g_clear_pointer (&c->user, g_free);
 }
 
 static void
@@ -505,31 +737,96 @@ load_limits (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
 }
 
 static void
-load_delivery (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
+get_bool (Loader *ld, GKeyFile *kf, const char *group, const char *key, gboolean *out)
 {
   g_autoptr (GError) err = NULL;
+  gboolean b;
 
-  get_path (kf, "delivery", "mail_root", &c->mail_root);
-  get_path (kf, "delivery", "mailbox", &c->mailbox_template);
-  if (c->mailbox_template[0] == '/' || strstr (c->mailbox_template, ".."))
-    problem (ld, "delivery", "mailbox", "'%s' must be relative to mail_root, without '..'",
-             c->mailbox_template);
-  for (const char *p = c->mailbox_template; *p; p++)
-    if (*p == '%' && !strchr ("udn%", p[1]))
+  if (!g_key_file_has_key (kf, group, key, NULL))
+    return;
+  b = g_key_file_get_boolean (kf, group, key, &err);
+  if (err)
+    problem (ld, group, key, "expected true or false");
+  else
+    *out = b;
+}
+
+/* [maildir:|mbox:]PATH[:INBOX=FILE] with only %u %d %n %% escapes */
+static void
+check_mailbox_template (Loader *ld, const char *group, const char *key, const char *t)
+{
+  const char *path = t;
+
+  if (g_str_has_prefix (t, "maildir:"))
+    path = t + 8;
+  else if (g_str_has_prefix (t, "mbox:"))
+    path = t + 5;
+  if (path[0] == '\0' || path[0] == '/' || strstr (path, ".."))
+    problem (ld, group, key, "'%s' must be relative to mail_root, without '..'", t);
+  for (const char *p = path; *p; p++)
+    if (*p == '%' && (p[1] == '\0' || !strchr ("udn%", p[1])))
       {
-        problem (ld, "delivery", "mailbox", "unknown escape '%%%c' (use %%u, %%d, %%n or %%%%)", p[1]);
+        problem (ld, group, key, "unknown escape '%%%c' (use %%u, %%d, %%n or %%%%)", p[1] ? p[1] : ' ');
         break;
       }
     else if (*p == '%')
       p++;
-  if (g_key_file_has_key (kf, "delivery", "fsync", NULL))
+}
+
+static void
+load_delivery (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
+{
+  g_autofree char *detail = get_string (kf, "delivery", "detail_folder");
+  g_autofree char *quoting = get_string (kf, "delivery", "mbox_quoting");
+  g_auto (GStrv) domains = g_key_file_get_keys (kf, "mailboxes", NULL, NULL);
+
+  get_path (kf, "delivery", "mail_root", &c->mail_root);
+  get_path (kf, "delivery", "mailbox", &c->mailbox_template);
+  check_mailbox_template (ld, "delivery", "mailbox", c->mailbox_template);
+  for (guint i = 0; domains && domains[i]; i++)
     {
-      gboolean b = g_key_file_get_boolean (kf, "delivery", "fsync", &err);
-      if (err)
-        problem (ld, "delivery", "fsync", "expected true or false");
-      else
-        c->fsync = b;
+      char *t = get_string (kf, "mailboxes", domains[i]);
+      check_mailbox_template (ld, "mailboxes", domains[i], t);
+      g_hash_table_replace (c->domain_mailbox, g_ascii_strdown (domains[i], -1), t);
     }
+  get_bool (ld, kf, "delivery", "fsync", &c->fsync);
+  get_bool (ld, kf, "delivery", "create_folders", &c->create_folders);
+  get_bool (ld, kf, "delivery", "quota_full_tempfail", &c->quota_full_tempfail);
+  get_bool (ld, kf, "delivery", "single_instance", &c->single_instance);
+  if (g_key_file_has_key (kf, "delivery", "recipient_delimiter", NULL))
+    {
+      g_free (c->recipient_delimiter);
+      c->recipient_delimiter = g_key_file_get_string (kf, "delivery", "recipient_delimiter", NULL);
+      for (const char *p = c->recipient_delimiter; p && *p; p++)
+        if (!g_ascii_isprint (*p) || *p == '@' || *p == ' ' || *p == '/')
+          {
+            problem (ld, "delivery", "recipient_delimiter", "'%c' cannot be a delimiter", *p);
+            break;
+          }
+    }
+  if (detail)
+    {
+      if (g_ascii_strcasecmp (detail, "no") == 0 || g_ascii_strcasecmp (detail, "false") == 0)
+        c->detail_folder = LMTPD_DETAIL_NO;
+      else if (g_ascii_strcasecmp (detail, "yes") == 0 || g_ascii_strcasecmp (detail, "true") == 0)
+        c->detail_folder = LMTPD_DETAIL_YES;
+      else if (g_ascii_strcasecmp (detail, "if-exists") == 0)
+        c->detail_folder = LMTPD_DETAIL_IF_EXISTS;
+      else
+        problem (ld, "delivery", "detail_folder", "'%s' is not no, yes or if-exists", detail);
+    }
+  get_uint (ld, kf, "delivery", "duplicate_window", FALSE, 0, 30 * 86400, &c->duplicate_window);
+  get_path (kf, "delivery", "duplicate_db", &c->duplicate_db);
+  if (quoting)
+    {
+      if (g_ascii_strcasecmp (quoting, "mboxrd") == 0)
+        c->mbox_mboxo = FALSE;
+      else if (g_ascii_strcasecmp (quoting, "mboxo") == 0)
+        c->mbox_mboxo = TRUE;
+      else
+        problem (ld, "delivery", "mbox_quoting", "'%s' is not mboxrd or mboxo", quoting);
+    }
+  get_uint (ld, kf, "delivery", "mbox_lock_timeout", FALSE, 1, 3600, &c->mbox_lock_timeout);
 }
 
 static void
@@ -539,6 +836,9 @@ load_users (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
 
   get_path (kf, "users", "map", &c->users_map);
   get_path (kf, "users", "postmaster", &c->postmaster);
+  get_path (kf, "users", "rewrite", &c->rewrite_map);
+  if (c->rewrite_map)
+    load_rewrite_map (ld, c);
   if (domains)
     {
       GPtrArray *d = g_ptr_array_new ();

@@ -31,11 +31,33 @@ typedef struct {
   char *path;      /* UNIX: socket path */
 } LmtpdListen;
 
-/* One entry of the users map: address -> optional mailbox path. */
+/* One entry of the users map. */
 typedef struct {
-  char *address;   /* lowercased local@domain */
-  char *mailbox;   /* NULL: use the mailbox template */
+  char *address;          /* lowercased local@domain */
+  char *mailbox;          /* mailbox spec, NULL: use the template */
+  guint64 quota_bytes;    /* 0 = none */
+  guint64 quota_messages; /* 0 = none */
 } LmtpdUser;
+
+typedef enum {
+  LMTPD_REWRITE_EXACT,    /* joe@example.org */
+  LMTPD_REWRITE_DOMAIN,   /* @example.org */
+  LMTPD_REWRITE_REGEX,    /* /pattern/ */
+} LmtpdRewriteKind;
+
+/* One line of the rewrite map (RFC 4496 4.7 address rewriting). */
+typedef struct {
+  LmtpdRewriteKind kind;
+  char *from;             /* lowercased address or @domain */
+  GRegex *regex;          /* REGEX, case-insensitive */
+  char *to;               /* address, @domain, or replacement with \1 */
+} LmtpdRewrite;
+
+typedef enum {
+  LMTPD_DETAIL_NO,        /* user+detail goes to INBOX */
+  LMTPD_DETAIL_YES,       /* into folder "detail", created if needed */
+  LMTPD_DETAIL_IF_EXISTS, /* into folder "detail" only if it exists */
+} LmtpdDetailFolder;
 
 typedef struct {
   gatomicrefcount ref_count; /* private */
@@ -49,6 +71,7 @@ typedef struct {
   guint max_sessions;
   guint idle_timeout;         /* seconds */
   guint shutdown_timeout;     /* seconds */
+  char *user;                 /* switch to this user after binding, or NULL */
 
   /* [limits] */
   gsize max_line_length;      /* command line, including CRLF */
@@ -59,14 +82,26 @@ typedef struct {
 
   /* [delivery] */
   char *mail_root;
-  char *mailbox_template;     /* relative to mail_root; %u %d %n %% */
+  char *mailbox_template;     /* [maildir:|mbox:]PATH, relative to mail_root; %u %d %n %% */
+  GHashTable *domain_mailbox; /* [mailboxes] domain -> template */
   gboolean fsync;
+  gboolean create_folders;    /* create a missing folder a delivery names */
+  char *recipient_delimiter;  /* characters that start a detail, "" = none */
+  LmtpdDetailFolder detail_folder;
+  gboolean quota_full_tempfail; /* 452 4.2.2 instead of 552 5.2.2 */
+  gboolean single_instance;   /* hard-link identical copies of one transaction */
+  guint duplicate_window;     /* seconds, 0 = no duplicate suppression */
+  char *duplicate_db;         /* journal path */
+  gboolean mbox_mboxo;        /* quote only "From " (default mboxrd) */
+  guint mbox_lock_timeout;    /* seconds */
 
   /* [users] */
   char *users_map;            /* path or NULL */
   GHashTable *users;          /* address -> LmtpdUser*, from users_map */
   char **domains;             /* any local part of these; "*" = any domain */
   char *postmaster;           /* where bare <postmaster> goes, or NULL */
+  char *rewrite_map;          /* path or NULL */
+  GPtrArray *rewrites;        /* of LmtpdRewrite*, in lookup order */
 
   char *source;               /* the file this came from */
 } LmtpdConfig;
@@ -87,6 +122,16 @@ void lmtpd_config_unref (LmtpdConfig *config);
  * users map's explicit mailbox or NULL.  @out_mailbox may be NULL. */
 gboolean lmtpd_config_lookup_user (const LmtpdConfig *config, const char *address,
                                    const char **out_mailbox);
+/* The users map entry for @address, or NULL (catch-all domains have none). */
+const LmtpdUser *lmtpd_config_get_user (const LmtpdConfig *config, const char *address);
+
+/* Applies the rewrite map to a lowercased address: exact entries first,
+ * then @domain entries, then regular expressions in file order; one pass.
+ * Returns a new string, or NULL if no entry matches. */
+char *lmtpd_config_rewrite (const LmtpdConfig *config, const char *address);
+
+/* The mailbox template for @domain: [mailboxes] entry or the default. */
+const char *lmtpd_config_mailbox_template (const LmtpdConfig *config, const char *domain);
 
 /* Parses "inet:HOST:PORT" (HOST may be [v6]) or "unix:PATH".  Port 0
  * means any free port.  Returns NULL with @error set if invalid. */

@@ -50,22 +50,55 @@ char *deliver_sanitize (const char *s, gsize max);
 
 /* ---- recipients -------------------------------------------------------- */
 
+typedef enum {
+  DELIVER_MAILDIR,
+  DELIVER_MBOX,
+} DeliverFormat;
+
 typedef struct {
   char *original;      /* as the client gave it: local@domain */
-  char *address;       /* final, lowercased local@domain */
+  char *address;       /* final, lowercased local@domain (after rewrite, without detail) */
   char *local;
   char *domain;
-  char *mailbox;       /* path of the Maildir */
-  char *orcpt;         /* ORCPT= parameter (xtext decoded is not applied) or NULL */
+  char *detail;        /* subaddress after the delimiter, or NULL */
+  char *folder;        /* folder the detail selects, or NULL for INBOX */
+  gboolean folder_if_exists; /* deliver to @folder only if it exists */
+  DeliverFormat format;
+  char *mailbox;       /* Maildir root, or the mbox folder directory */
+  char *inbox;         /* mbox INBOX file (DELIVER_MBOX) */
+  guint64 quota_bytes;
+  guint64 quota_messages;
+  char *orcpt;         /* ORCPT= address or NULL */
 } DeliverRecipient;
 
-/* Resolves a recipient to a mailbox.  Returns NULL and sets @status (550
- * 5.1.1 unknown user, 550 5.1.3 unsafe address ...) if it cannot be
- * delivered to.  @domain may be NULL for a bare postmaster. */
+/* Resolves a recipient: rewrite map, subaddress, users, mailbox.  Returns
+ * NULL and sets @status (550 5.1.1 unknown user, 553 5.1.3 unsafe
+ * address ...) if it cannot be delivered to.  @domain may be NULL for a
+ * bare postmaster. */
 DeliverRecipient *deliver_resolve (const LmtpdConfig *config, const char *local,
                                    const char *domain, DeliverStatus *status);
 void deliver_recipient_free (DeliverRecipient *rcpt);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (DeliverRecipient, deliver_recipient_free)
+
+/* ---- folders (folder.c) ------------------------------------------------ */
+
+/* Checks a folder name from untrusted input ("Lists/ietf", "Junk").
+ * Hierarchy separators are '/' and '.'.  Returns FALSE with a static
+ * reason if it could escape the mailbox or is otherwise unusable. */
+gboolean deliver_folder_valid (const char *name, const char **why);
+/* TRUE if @name means INBOX itself. */
+gboolean deliver_folder_is_inbox (const char *name);
+/* IMAP modified UTF-7 (RFC 3501 5.1.3) of one name component. */
+char *deliver_folder_mutf7 (const char *utf8);
+/* The Maildir++ directory of a folder below @maildir (".Lists.ietf"). */
+char *deliver_folder_maildir_path (const char *maildir, const char *name);
+/* The mbox file of a folder below the mbox directory ("Lists/ietf"). */
+char *deliver_folder_mbox_path (const char *dir, const char *name);
+/* Adds @name to the Maildir's "subscriptions" file if it is not there. */
+gboolean deliver_folder_subscribe (const char *maildir, const char *name, GError **error);
+/* Maildir info flags in ASCII order from a flag string ("SF" -> "FS"),
+ * keeping only D F P R S T.  Free with g_free. */
+char *deliver_flags_normalize (const char *flags);
 
 /* ---- spool ------------------------------------------------------------- */
 
@@ -85,6 +118,9 @@ guint64 deliver_spool_lines (const DeliverSpool *spool);  /* LF count */
 void deliver_spool_free (DeliverSpool *spool);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (DeliverSpool, deliver_spool_free)
 
+/* Hex SHA-256 of what was stored (after CRLF -> LF), valid after finish. */
+const char *deliver_spool_digest (const DeliverSpool *spool);
+
 /* ---- messages ---------------------------------------------------------- */
 
 typedef struct {
@@ -97,10 +133,13 @@ typedef struct {
   DeliverSpool *spool;      /* finished */
 } DeliverMessage;
 
-/* The trace headers prepended for one recipient: Return-Path, Delivered-To,
- * Received (RFC 5321 4.4), LF line ends. */
+/* The headers prepended for one recipient: Return-Path, Delivered-To,
+ * X-Original-To (if the address was rewritten), Received (RFC 5321 4.4),
+ * LF line ends.  With @per_recipient FALSE (single instance of a
+ * multi-recipient transaction), Delivered-To and "for <rcpt>" are left
+ * out so every recipient gets the same bytes. */
 char *deliver_trace_headers (const LmtpdConfig *config, const DeliverMessage *msg,
-                             const DeliverRecipient *rcpt);
+                             const DeliverRecipient *rcpt, gboolean per_recipient);
 
 /* ---- Maildir ----------------------------------------------------------- */
 
@@ -108,21 +147,88 @@ char *deliver_trace_headers (const LmtpdConfig *config, const DeliverMessage *ms
  * and ':' escaped as \057 and \072).  Free with g_free. */
 char *deliver_maildir_unique (const char *hostname);
 
+/* Creates a Maildir (tmp, new, cur) and its parents if missing; fsyncs the
+ * parents of what it creates. */
+gboolean deliver_maildir_create (const char *maildir, gboolean do_fsync, GError **error);
+
 /* Writes @header then the spool into tmp/, fsyncs it (if @do_fsync), renames
- * it into new/ with ",S=<size>,W=<crlf size>" and fsyncs new/.  Creates the
- * Maildir if missing.  Nothing is visible in new/ unless all of it is.
- * *out_path (may be NULL) receives the final path. */
+ * it into new/ (or cur/ with ":2,<flags>" when @flags is not empty) with
+ * ",S=<size>,W=<crlf size>" and fsyncs that directory.  Creates the Maildir
+ * if missing.  With @link_from (a delivered file with exactly these bytes)
+ * it hard-links instead of writing, falling back to a copy.  Nothing is
+ * visible in new/ or cur/ unless all of it is.  *out_path (may be NULL)
+ * receives the final path; *out_size the file size. */
 gboolean deliver_maildir_store (const char *maildir, const char *hostname,
-                                const char *header, DeliverSpool *spool,
-                                gboolean do_fsync, char **out_path, GError **error);
+                                const char *header, DeliverSpool *spool, const char *flags,
+                                const char *link_from, gboolean do_fsync,
+                                char **out_path, guint64 *out_size, GError **error);
+
+/* ---- mbox (mbox.c) ----------------------------------------------------- */
+
+/* Appends one message to an mbox file: open O_APPEND|O_NOFOLLOW, dotlock,
+ * fcntl lock (waiting at most @lock_timeout s: then EAGAIN), check it is
+ * the same regular file, write the From_ line, @header and the spool with
+ * mboxrd (or mboxo) quoting and a blank line, fsync; on any error the file
+ * is truncated back to its old size. */
+gboolean deliver_mbox_store (const char *path, const char *sender, gint64 received_us,
+                             const char *header, DeliverSpool *spool, gboolean mboxo,
+                             guint lock_timeout, gboolean do_fsync, GError **error);
+
+/* ---- quota (quota.c) --------------------------------------------------- */
+
+/* Maildir++ quota ("maildirsize", shared with Dovecot and Courier).
+ * Returns FALSE with DELIVER_ERROR EDQUOT if @size more bytes (and one more
+ * message) would exceed it; recalculates maildirsize when missing, stale
+ * or of another quota. */
+gboolean deliver_quota_check (const char *maildir, guint64 quota_bytes, guint64 quota_messages,
+                              guint64 size, GError **error);
+/* Records one delivered message of @size bytes in maildirsize. */
+void deliver_quota_add (const char *maildir, guint64 quota_bytes, guint64 quota_messages,
+                        guint64 size);
+
+/* ---- duplicates (dedupe.c) --------------------------------------------- */
+
+/* A journal of (message digest, recipient) keys delivered within a window,
+ * so a transaction the MTA retries after a lost reply is not delivered
+ * twice.  Thread-safe.  The file is appended to and compacted when it has
+ * grown to twice the live entries. */
+typedef struct DeliverDedupe DeliverDedupe;
+DeliverDedupe *deliver_dedupe_open (const char *path, guint window, GError **error);
+gboolean deliver_dedupe_seen (DeliverDedupe *d, const char *digest, const char *address);
+void deliver_dedupe_record (DeliverDedupe *d, const char *digest, const char *address);
+void deliver_dedupe_free (DeliverDedupe *d);
+
+/* ---- privileges (privs.c) ---------------------------------------------- */
+
+/* Refuses root without a user to switch to; switches to @user (initgroups,
+ * setgid, setuid) when given and running as root. */
+gboolean deliver_drop_privileges (const char *user, GError **error);
+/* chown @path to @user (if running as root and @user is set). */
+gboolean deliver_chown_to_user (const char *path, const char *user, GError **error);
 
 /* ---- the pipeline ------------------------------------------------------ */
 
-/* Delivers @msg to one recipient: (later: callouts, verdict, sieve), then
- * store.  Blocking.  Always fills @status; @out_path gets the file written
- * (may be NULL). */
-void deliver_pipeline_run (const LmtpdConfig *config, const DeliverMessage *msg,
-                           const DeliverRecipient *rcpt, DeliverStatus *status,
-                           char **out_path);
+/* What the recipients of one transaction share: the last file written, so
+ * that identical copies become hard links (single instance). */
+typedef struct {
+  guint n_recipients;
+  char *header;
+  char *flags;
+  char *path;
+} DeliverShared;
+void deliver_shared_clear (DeliverShared *shared);
+
+/* Delivers @msg to one recipient: duplicate check, quota, headers, folder,
+ * store (later also: callouts, verdict, sieve).  Blocking.  Always fills
+ * @status; @out_path gets the file written (may be NULL).  @dedupe and
+ * @shared may be NULL. */
+void deliver_pipeline_run (const LmtpdConfig *config, DeliverDedupe *dedupe,
+                           const DeliverMessage *msg, const DeliverRecipient *rcpt,
+                           DeliverShared *shared, DeliverStatus *status, char **out_path);
+
+/* Quota check before data, from the SIZE= hint (0 = unknown).  Returns
+ * FALSE and sets @status when the recipient is over quota. */
+gboolean deliver_precheck (const LmtpdConfig *config, const DeliverRecipient *rcpt,
+                           guint64 size_hint, DeliverStatus *status);
 
 G_END_DECLS

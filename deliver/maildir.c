@@ -92,8 +92,8 @@ created:
   return !do_fsync || fsync_dir (parent, error);
 }
 
-static gboolean
-create_maildir (const char *maildir, gboolean do_fsync, GError **error)
+gboolean
+deliver_maildir_create (const char *maildir, gboolean do_fsync, GError **error)
 {
   static const char *const subdirs[] = { "cur", "new", "tmp" };
 
@@ -168,7 +168,7 @@ open_tmp (const char *maildir, const char *tmp, gboolean do_fsync, GError **erro
 
   if (fd < 0 && errno == ENOENT)
     {
-      if (!create_maildir (maildir, do_fsync, error))
+      if (!deliver_maildir_create (maildir, do_fsync, error))
         return -1;
       fd = open (tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     }
@@ -177,13 +177,52 @@ open_tmp (const char *maildir, const char *tmp, gboolean do_fsync, GError **erro
   return fd;
 }
 
+/* new/ for plain deliveries, cur/ with ":2,FLAGS" when flags are set */
+static char *
+final_name (const char *maildir, const char *base, guint64 size, guint64 vsize,
+            const char *flags, char **out_dir)
+{
+  gboolean cur = flags && flags[0];
+
+  *out_dir = g_build_filename (maildir, cur ? "cur" : "new", NULL);
+  return g_strdup_printf ("%s/%s,S=%" G_GUINT64_FORMAT ",W=%" G_GUINT64_FORMAT "%s%s",
+                          *out_dir, base, size, vsize, cur ? ":2," : "", cur ? flags : "");
+}
+
+/* Single instance: a hard link to a copy already delivered. */
+static gboolean
+store_link (const char *maildir, const char *link_from, const char *final, const char *dir,
+            gboolean do_fsync, GError **error)
+{
+  if (link (link_from, final) < 0)
+    {
+      if (errno == ENOENT)
+        {
+          /* the Maildir itself may be missing; the source may have moved */
+          if (!deliver_maildir_create (maildir, do_fsync, error))
+            return FALSE;
+          if (link (link_from, final) == 0)
+            goto linked;
+        }
+      return FALSE; /* caller copies instead; error left unset */
+    }
+linked:
+  if (do_fsync && !fsync_dir (dir, error))
+    {
+      unlink (final);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 gboolean
 deliver_maildir_store (const char *maildir, const char *hostname, const char *header,
-                       DeliverSpool *spool, gboolean do_fsync, char **out_path, GError **error)
+                       DeliverSpool *spool, const char *flags, const char *link_from,
+                       gboolean do_fsync, char **out_path, guint64 *out_size, GError **error)
 {
   g_autofree char *base = deliver_maildir_unique (hostname);
   g_autofree char *tmp = g_build_filename (maildir, "tmp", base, NULL);
-  g_autofree char *newdir = g_build_filename (maildir, "new", NULL);
+  g_autofree char *dir = NULL;
   g_autofree char *final = NULL;
   gsize hlen = strlen (header);
   guint64 hlines = 0, size, vsize;
@@ -193,7 +232,17 @@ deliver_maildir_store (const char *maildir, const char *hostname, const char *he
     hlines += *p == '\n';
   size = hlen + deliver_spool_size (spool);
   vsize = size + hlines + deliver_spool_lines (spool);
+  final = final_name (maildir, base, size, vsize, flags, &dir);
+  if (out_size)
+    *out_size = size;
 
+  if (link_from)
+    {
+      if (store_link (maildir, link_from, final, dir, do_fsync, error))
+        goto done;
+      if (error && *error)
+        return FALSE;
+    }
   fd = open_tmp (maildir, tmp, do_fsync, error);
   if (fd < 0)
     return FALSE;
@@ -211,21 +260,20 @@ deliver_maildir_store (const char *maildir, const char *hostname, const char *he
       unlink (tmp);
       return FALSE;
     }
-  final = g_strdup_printf ("%s/%s,S=%" G_GUINT64_FORMAT ",W=%" G_GUINT64_FORMAT,
-                           newdir, base, size, vsize);
   if (rename (tmp, final) < 0)
     {
       set_errno_error (error, "rename", final);
       unlink (tmp);
       return FALSE;
     }
-  if (do_fsync && !fsync_dir (newdir, error))
+  if (do_fsync && !fsync_dir (dir, error))
     {
       /* Not known to be durable: take it back, so the client's retry does
        * not leave a second copy. */
       unlink (final);
       return FALSE;
     }
+done:
   if (out_path)
     *out_path = g_steal_pointer (&final);
   return TRUE;

@@ -24,6 +24,8 @@ struct DeliverSpool {
   guint64 lines;
   gboolean held_cr;
   gboolean finished;
+  GChecksum *sum;
+  char *digest;
   gsize buf_len;
   char buf[SPOOL_BUFSIZE];
 };
@@ -69,6 +71,8 @@ deliver_spool_new (const char *dir, GError **error)
   s->fd = fd;
   s->size = s->lines = 0;
   s->held_cr = s->finished = FALSE;
+  s->sum = g_checksum_new (G_CHECKSUM_SHA256);
+  s->digest = NULL;
   s->buf_len = 0;
   return s;
 }
@@ -102,6 +106,7 @@ spool_put (DeliverSpool *s, const char *data, gsize len, GError **error)
     {
       gsize n = MIN (len, SPOOL_BUFSIZE - s->buf_len);
       memcpy (s->buf + s->buf_len, data, n);
+      g_checksum_update (s->sum, (const guchar *) data, n);
       s->buf_len += n;
       s->size += n;
       data += n;
@@ -166,7 +171,14 @@ deliver_spool_finish (DeliverSpool *s, GError **error)
   if (!spool_flush (s, error))
     return FALSE;
   s->finished = TRUE;
+  s->digest = g_strdup (g_checksum_get_string (s->sum));
   return TRUE;
+}
+
+const char *
+deliver_spool_digest (const DeliverSpool *s)
+{
+  return s->digest;
 }
 
 int
@@ -194,5 +206,7 @@ deliver_spool_free (DeliverSpool *s)
     return;
   if (s->fd >= 0)
     close (s->fd);
+  g_checksum_free (s->sum);
+  g_free (s->digest);
   g_free (s);
 }

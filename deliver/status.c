@@ -53,6 +53,9 @@ deliver_status_from_error (DeliverStatus *st, const GError *error)
     case EFBIG:
       deliver_status_set (st, 552, "5.2.3", "Message too big for mailbox");
       break;
+    case EAGAIN:
+      deliver_status_set (st, 451, "4.2.0", "Mailbox is locked, try again later");
+      break;
     case EACCES:
     case EPERM:
     case EROFS:

@@ -24,14 +24,17 @@ header_token (const char *s, gsize max)
 
 char *
 deliver_trace_headers (const LmtpdConfig *config, const DeliverMessage *msg,
-                       const DeliverRecipient *rcpt)
+                       const DeliverRecipient *rcpt, gboolean per_recipient)
 {
   GString *h = g_string_new (NULL);
   g_autoptr (GDateTime) when = g_date_time_new_from_unix_local (msg->received_us / G_USEC_PER_SEC);
   g_autofree char *date = g_date_time_format (when, "%a, %d %b %Y %H:%M:%S %z");
 
   g_string_append_printf (h, "Return-Path: <%s>\n", msg->sender);
-  g_string_append_printf (h, "Delivered-To: %s\n", rcpt->address);
+  if (per_recipient)
+    g_string_append_printf (h, "Delivered-To: %s\n", rcpt->address);
+  if (g_ascii_strcasecmp (rcpt->original, rcpt->address) != 0)
+    g_string_append_printf (h, "X-Original-To: %s\n", rcpt->original);
   g_string_append (h, "Received:");
   if (msg->helo || msg->client_addr)
     {
@@ -41,7 +44,9 @@ deliver_trace_headers (const LmtpdConfig *config, const DeliverMessage *msg,
     }
   else
     g_string_append_c (h, ' ');
-  g_string_append_printf (h, "by %s with %s id %s\n\tfor <%s>; %s\n",
-                          config->hostname, msg->protocol, msg->id, rcpt->original, date);
+  g_string_append_printf (h, "by %s with %s id %s", config->hostname, msg->protocol, msg->id);
+  if (per_recipient)
+    g_string_append_printf (h, "\n\tfor <%s>", rcpt->original);
+  g_string_append_printf (h, "; %s\n", date);
   return g_string_free (h, FALSE);
 }

@@ -19,3 +19,5 @@ void lmtp_session_unref (LmtpSession *s);
 
 /* Called by a session once its connection is closed. */
 void lmtp_server_session_closed (LmtpServer *server, LmtpSession *s);
+/* The duplicate journal, or NULL when disabled. */
+struct DeliverDedupe *lmtp_server_get_dedupe (LmtpServer *server);

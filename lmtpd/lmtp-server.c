@@ -15,12 +15,14 @@
 #include <unistd.h>
 #include <gio/gunixsocketaddress.h>
 
+#include "deliver.h"
 #include "lmtp-private.h"
 
 struct LmtpServer {
   LmtpdConfig *config;
   GSocketService *service;
   GHashTable *sessions;      /* LmtpSession* set, owns a reference */
+  DeliverDedupe *dedupe;
   GPtrArray *unix_paths;     /* to remove at shutdown */
   guint64 next_id;
   gboolean shutting_down;
@@ -218,6 +220,7 @@ lmtp_server_new (LmtpdConfig *config, GError **error)
 
   server->config = lmtpd_config_ref (config);
   server->service = g_socket_service_new ();
+  g_socket_service_stop (server->service); /* until lmtp_server_start */
   server->sessions = g_hash_table_new (NULL, NULL);
   server->unix_paths = g_ptr_array_new_with_free_func (g_free);
   g_socket_listener_set_backlog (G_SOCKET_LISTENER (server->service), 128);
@@ -233,8 +236,27 @@ lmtp_server_new (LmtpdConfig *config, GError **error)
         }
     }
   g_signal_connect (server->service, "incoming", G_CALLBACK (incoming_cb), server);
-  g_socket_service_start (server->service);
   return server;
+}
+
+gboolean
+lmtp_server_start (LmtpServer *server, GError **error)
+{
+  if (server->config->duplicate_window > 0)
+    {
+      server->dedupe = deliver_dedupe_open (server->config->duplicate_db,
+                                            server->config->duplicate_window, error);
+      if (server->dedupe == NULL)
+        return FALSE;
+    }
+  g_socket_service_start (server->service);
+  return TRUE;
+}
+
+DeliverDedupe *
+lmtp_server_get_dedupe (LmtpServer *server)
+{
+  return server->dedupe;
 }
 
 static gboolean
@@ -304,6 +326,7 @@ lmtp_server_free (LmtpServer *server)
   g_hash_table_unref (server->sessions);
   g_ptr_array_unref (server->unix_paths);
   g_object_unref (server->service);
+  deliver_dedupe_free (server->dedupe);
   lmtpd_config_unref (server->config);
   g_free (server);
 }

@@ -49,6 +49,8 @@ typedef struct {
   TxnFailure failure;
   gboolean bdat;            /* BDAT used in this transaction */
   guint delivered;          /* index of the next recipient to deliver */
+  guint64 size_hint;        /* MAIL SIZE=, 0 if not given */
+  DeliverShared shared;     /* single instance across recipients */
 } Txn;
 
 struct LmtpSession {
@@ -114,6 +116,7 @@ txn_free (Txn *t)
   g_free (t->sender);
   g_ptr_array_unref (t->rcpts);
   deliver_spool_free (t->spool);
+  deliver_shared_clear (&t->shared);
   g_free (t);
 }
 
@@ -335,6 +338,8 @@ log_delivery (LmtpSession *s, const DeliverRecipient *r, const DeliverStatus *st
 
 typedef struct {
   LmtpdConfig *config;
+  DeliverDedupe *dedupe;
+  DeliverShared *shared;
   DeliverMessage msg;
   const DeliverRecipient *rcpt;
   DeliverStatus status;
@@ -355,7 +360,8 @@ static void
 deliver_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancel)
 {
   DeliverJob *job = data;
-  deliver_pipeline_run (job->config, &job->msg, job->rcpt, &job->status, &job->path);
+  deliver_pipeline_run (job->config, job->dedupe, &job->msg, job->rcpt, job->shared, &job->status,
+                        &job->path);
   g_task_return_boolean (task, TRUE);
 }
 
@@ -404,6 +410,9 @@ deliver_next (LmtpSession *s)
   job->msg.received_us = t->started_us;
   job->msg.spool = t->spool;
   job->rcpt = t->rcpts->pdata[t->delivered];
+  job->dedupe = lmtp_server_get_dedupe (s->server);
+  job->shared = &t->shared;
+  t->shared.n_recipients = t->rcpts->len;
   task = g_task_new (NULL, NULL, deliver_done, session_ref (s));
   g_task_set_task_data (task, job, deliver_job_free);
   g_task_run_in_thread (task, deliver_thread);
@@ -604,6 +613,7 @@ mail_params (LmtpSession *s, const LmtpPathArgs *a, Txn *t)
             return "501 5.5.4 Invalid SIZE parameter";
           if (t->config->max_message_size && n > t->config->max_message_size)
             return "552 5.3.4 Message size exceeds fixed maximum message size";
+          t->size_hint = n;
         }
       else if (strcmp (p->keyword, "BODY") == 0)
         {
@@ -725,6 +735,15 @@ cmd_rcpt (LmtpSession *s, const char *args)
       g_message ("%s: %s: rejected to=<%s>: %u %s", s->log_id, t->id, who, st.code, st.enhanced);
       reply_status (s, &st);
       deliver_status_clear (&st);
+      goto out;
+    }
+  if (!deliver_precheck (t->config, r, t->size_hint, &st))
+    {
+      g_autofree char *who = deliver_sanitize (r->address, 256);
+      g_message ("%s: %s: rejected to=<%s>: %u %s", s->log_id, t->id, who, st.code, st.enhanced);
+      reply_status (s, &st);
+      deliver_status_clear (&st);
+      deliver_recipient_free (r);
       goto out;
     }
   r->orcpt = g_steal_pointer (&orcpt);

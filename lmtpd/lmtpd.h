@@ -61,6 +61,9 @@ typedef struct LmtpServer LmtpServer;
 
 /* Takes a reference to @config.  Binds every listener in it or fails. */
 LmtpServer *lmtp_server_new (LmtpdConfig *config, GError **error);
+/* Opens the duplicate journal and starts accepting.  Called after
+ * privileges are dropped, so the journal belongs to the mail user. */
+gboolean lmtp_server_start (LmtpServer *server, GError **error);
 /* Swaps in a new configuration for new transactions. */
 void lmtp_server_set_config (LmtpServer *server, LmtpdConfig *config);
 LmtpdConfig *lmtp_server_get_config (LmtpServer *server);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <glib-unix.h>
 
+#include "deliver.h"
 #include "lmtpd.h"
 
 typedef struct {
@@ -106,6 +107,50 @@ load_config (Daemon *d, GError **error)
       return NULL;
     }
   return g_steal_pointer (&c);
+}
+
+/* Creates the directories lmtpd writes to and, when it will switch users,
+ * hands them to the mail user. */
+static gboolean
+prepare_dirs (const LmtpdConfig *c, GError **error)
+{
+  g_autofree char *dupdir = g_path_get_dirname (c->duplicate_db);
+  const char *dirs[] = { c->spool_dir, c->mail_root, c->duplicate_window ? dupdir : NULL };
+
+  for (guint i = 0; i < G_N_ELEMENTS (dirs); i++)
+    {
+      if (dirs[i] == NULL)
+        continue;
+      if (g_mkdir_with_parents (dirs[i], 0700) < 0)
+        {
+          int e = errno;
+          g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (e), "mkdir %s: %s", dirs[i],
+                       g_strerror (e));
+          return FALSE;
+        }
+      if (!deliver_chown_to_user (dirs[i], c->user, error))
+        return FALSE;
+    }
+  /* a socket directory lmtpd makes is the mail user's, so it can remove
+   * its sockets at shutdown */
+  for (guint i = 0; i < c->listen->len; i++)
+    {
+      const LmtpdListen *l = c->listen->pdata[i];
+      g_autofree char *dir = l->kind == LMTPD_LISTEN_UNIX ? g_path_get_dirname (l->path) : NULL;
+      if (dir == NULL || g_file_test (dir, G_FILE_TEST_EXISTS))
+        continue;
+      if (g_mkdir_with_parents (dir, 0755) < 0 || !deliver_chown_to_user (dir, c->user, error))
+        {
+          if (error && *error == NULL)
+            g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno), "mkdir %s: %s", dir,
+                         g_strerror (errno));
+          return FALSE;
+        }
+    }
+  if (c->duplicate_window && g_file_test (c->duplicate_db, G_FILE_TEST_EXISTS)
+      && !deliver_chown_to_user (c->duplicate_db, c->user, error))
+    return FALSE;
+  return TRUE;
 }
 
 static gboolean
@@ -203,11 +248,29 @@ main (int argc, char **argv)
       return 0;
     }
   signal (SIGPIPE, SIG_IGN);
+  if (geteuid () == 0 && config->user == NULL)
+    {
+      fprintf (stderr, "lmtpd: refusing to run as root: set [server] user to the account that "
+                       "owns the mail (see README, Privileges)\n");
+      return 77; /* EX_NOPERM */
+    }
+  if (!prepare_dirs (config, &error))
+    {
+      fprintf (stderr, "lmtpd: %s\n", error->message);
+      return 73; /* EX_CANTCREAT */
+    }
   d.server = lmtp_server_new (config, &error);
   if (d.server == NULL)
     {
       fprintf (stderr, "lmtpd: cannot listen: %s\n", error->message);
       return 71; /* EX_OSERR */
+    }
+  /* Sockets are bound: from here on, the mail user. */
+  if (!deliver_drop_privileges (config->user, &error) || !lmtp_server_start (d.server, &error))
+    {
+      fprintf (stderr, "lmtpd: %s\n", error->message);
+      lmtp_server_free (d.server);
+      return 77;
     }
   d.loop = g_main_loop_new (NULL, FALSE);
   g_unix_signal_add (SIGHUP, on_sighup, &d);

@@ -10,7 +10,7 @@ import subprocess
 import time
 import unittest
 
-from lmtptest import Daemon, LMTPD, dotstuff, main, strip_trace
+from lmtptest import Daemon, LMTPD, dotstuff, main, own, strip_trace
 
 BODY = (b"From: Sender <s@example.net>\r\nTo: joe@example.org\r\nSubject: hello\r\n"
         b"Message-ID: <1@example.net>\r\n\r\nHello Joe.\r\n")
@@ -257,6 +257,8 @@ class Delivery(Base):
     def test_one_recipient_fails_others_delivered(self):
         # ann's Maildir path is blocked by a file: her delivery fails (4xx)
         os.makedirs(os.path.join(self.d.mail, "example.org", "ann"))
+        own(os.path.join(self.d.mail, "example.org"))
+        own(os.path.join(self.d.mail, "example.org", "ann"))
         with open(os.path.join(self.d.mail, "example.org", "ann", "Maildir"), "w") as f:
             f.write("not a directory")
         c = self.d.connect()

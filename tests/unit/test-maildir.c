@@ -90,7 +90,7 @@ test_store (void)
 
   g_assert_true (deliver_spool_write (s, body, strlen (body), &error));
   g_assert_true (deliver_spool_finish (s, &error));
-  g_assert_true (deliver_maildir_store (maildir, "host", header, s, TRUE, &path, &error));
+  g_assert_true (deliver_maildir_store (maildir, "host", header, s, NULL, NULL, TRUE, &path, NULL, &error));
   g_assert_no_error (error);
   g_assert_true (g_file_get_contents (path, &contents, &len, NULL));
   g_assert_cmpstr (contents, ==, "Return-Path: <a@b>\nSubject: hi\n\nbody\n");
@@ -125,7 +125,7 @@ test_store_fails_cleanly (void)
 
   g_assert_true (g_file_set_contents (file, "x", 1, NULL));
   g_assert_true (deliver_spool_finish (s, &error));
-  g_assert_false (deliver_maildir_store (maildir, "host", "", s, TRUE, NULL, &error));
+  g_assert_false (deliver_maildir_store (maildir, "host", "", s, NULL, NULL, TRUE, NULL, NULL, &error));
   g_assert_error (error, DELIVER_ERROR, ENOTDIR);
   deliver_status_from_error (&st, error);
   g_assert_cmpuint (st.code / 100, ==, 4);
@@ -144,7 +144,7 @@ test_trace (void)
 
   g_free (c->hostname);
   c->hostname = g_strdup ("mail.example.org");
-  h = deliver_trace_headers (c, &m, &r);
+  h = deliver_trace_headers (c, &m, &r, TRUE);
   lines = g_strsplit (h, "\n", -1);
   g_assert_cmpstr (lines[0], ==, "Return-Path: <s@x.org>");
   g_assert_cmpstr (lines[1], ==, "Delivered-To: joe@example.org");
@@ -152,6 +152,16 @@ test_trace (void)
   g_assert_cmpstr (lines[3], ==, "\tby mail.example.org with LMTP id TID1");
   g_assert_true (g_str_has_prefix (lines[4], "\tfor <Joe@Example.org>; "));
   g_assert_cmpstr (lines[5], ==, "");
+  g_strfreev (lines);
+  g_free (h);
+  /* single instance: nothing per recipient, but X-Original-To when rewritten */
+  r.original = "old@example.org";
+  h = deliver_trace_headers (c, &m, &r, FALSE);
+  lines = g_strsplit (h, "\n", -1);
+  g_assert_cmpstr (lines[1], ==, "X-Original-To: old@example.org");
+  g_assert_true (g_str_has_prefix (lines[2], "Received: "));
+  g_assert_true (g_str_has_prefix (lines[3], "\tby mail.example.org with LMTP id TID1; "));
+  g_assert_null (strstr (h, "Delivered-To"));
 }
 
 int

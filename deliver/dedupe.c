@@ -1,0 +1,170 @@
+/* dedupe.c - the duplicate journal.
+ *
+ * When the connection drops after the final dot, the MTA has no replies and
+ * sends the whole transaction again.  A recipient whose copy was already
+ * stored must not get a second one.  Each delivery appends a line
+ * "<unix time> <sha256(digest ':' address)>" to a journal; entries older
+ * than the window are dropped when the journal is loaded and when it is
+ * compacted (rewritten and renamed over) after growing to twice its live
+ * size.  Appends are not fsynced: the journal guards against retries, and
+ * a crash can at worst let one retried copy through.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "deliver.h"
+
+#define COMPACT_MIN 1024
+
+struct DeliverDedupe {
+  GMutex lock;
+  char *path;
+  guint window;
+  int fd;
+  GHashTable *seen;     /* key -> gint64 time */
+  guint lines;          /* lines in the file */
+  guint compacted;      /* live entries at the last compaction */
+};
+
+static char *
+make_key (const char *digest, const char *address)
+{
+  g_autofree char *k = g_strdup_printf ("%s:%s", digest, address);
+  return g_compute_checksum_for_string (G_CHECKSUM_SHA256, k, -1);
+}
+
+static void
+load (DeliverDedupe *d)
+{
+  g_autofree char *text = NULL;
+  g_auto (GStrv) lines = NULL;
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+
+  if (!g_file_get_contents (d->path, &text, NULL, NULL))
+    return;
+  lines = g_strsplit (text, "\n", -1);
+  for (guint i = 0; lines[i]; i++)
+    {
+      long long t;
+      char key[65];
+      if (sscanf (lines[i], "%lld %64s", &t, key) != 2 || strlen (key) != 64)
+        continue;
+      d->lines++;
+      if (now - t <= d->window)
+        g_hash_table_replace (d->seen, g_strdup (key), GSIZE_TO_POINTER ((gsize) t));
+    }
+}
+
+DeliverDedupe *
+deliver_dedupe_open (const char *path, guint window, GError **error)
+{
+  DeliverDedupe *d;
+  g_autofree char *dir = g_path_get_dirname (path);
+
+  if (g_mkdir_with_parents (dir, 0700) < 0)
+    {
+      int e = errno;
+      g_set_error (error, DELIVER_ERROR, e, "mkdir %s: %s", dir, g_strerror (e));
+      return NULL;
+    }
+  d = g_new0 (DeliverDedupe, 1);
+  g_mutex_init (&d->lock);
+  d->path = g_strdup (path);
+  d->window = window;
+  d->seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  load (d);
+  d->compacted = g_hash_table_size (d->seen);
+  d->fd = open (path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (d->fd < 0)
+    {
+      int e = errno;
+      g_set_error (error, DELIVER_ERROR, e, "open %s: %s", path, g_strerror (e));
+      deliver_dedupe_free (d);
+      return NULL;
+    }
+  return d;
+}
+
+gboolean
+deliver_dedupe_seen (DeliverDedupe *d, const char *digest, const char *address)
+{
+  g_autofree char *key = make_key (digest, address);
+  gboolean seen;
+
+  g_mutex_lock (&d->lock);
+  seen = g_hash_table_contains (d->seen, key);
+  g_mutex_unlock (&d->lock);
+  return seen;
+}
+
+/* Rewrites the journal with the live entries.  Called with the lock held. */
+static void
+compact (DeliverDedupe *d)
+{
+  g_autofree char *tmp = g_strconcat (d->path, ".tmp", NULL);
+  g_autoptr (GString) text = g_string_new (NULL);
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+  GHashTableIter it;
+  gpointer key, value;
+  int fd;
+
+  g_hash_table_iter_init (&it, d->seen);
+  while (g_hash_table_iter_next (&it, &key, &value))
+    {
+      gint64 t = (gint64) GPOINTER_TO_SIZE (value);
+      if (now - t > d->window)
+        {
+          g_hash_table_iter_remove (&it);
+          continue;
+        }
+      g_string_append_printf (text, "%" G_GINT64_FORMAT " %s\n", t, (char *) key);
+    }
+  if (!g_file_set_contents (tmp, text->str, text->len, NULL) || rename (tmp, d->path) < 0)
+    {
+      unlink (tmp);
+      return;
+    }
+  fd = open (d->path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+  if (fd >= 0)
+    {
+      close (d->fd);
+      d->fd = fd;
+      d->lines = g_hash_table_size (d->seen);
+      d->compacted = d->lines;
+    }
+}
+
+void
+deliver_dedupe_record (DeliverDedupe *d, const char *digest, const char *address)
+{
+  g_autofree char *key = make_key (digest, address);
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+  g_autofree char *line = g_strdup_printf ("%" G_GINT64_FORMAT " %s\n", now, key);
+
+  g_mutex_lock (&d->lock);
+  if (write (d->fd, line, strlen (line)) < 0)
+    g_warning ("duplicate journal %s: %s", d->path, g_strerror (errno));
+  d->lines++;
+  g_hash_table_replace (d->seen, g_steal_pointer (&key), GSIZE_TO_POINTER ((gsize) now));
+  if (d->lines > COMPACT_MIN && d->lines > 2 * d->compacted)
+    compact (d);
+  g_mutex_unlock (&d->lock);
+}
+
+void
+deliver_dedupe_free (DeliverDedupe *d)
+{
+  if (d == NULL)
+    return;
+  if (d->fd >= 0)
+    close (d->fd);
+  g_hash_table_unref (d->seen);
+  g_mutex_clear (&d->lock);
+  g_free (d->path);
+  g_free (d);
+}

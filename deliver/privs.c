@@ -1,0 +1,77 @@
+/* privs.c - never deliver mail as root.  Both lmtpd and the LDA refuse to
+ * run as root unless a user to switch to is configured; they switch after
+ * binding sockets and opening what only root may open.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
+
+#include "deliver.h"
+
+static gboolean
+lookup (const char *user, struct passwd **out, GError **error)
+{
+  errno = 0;
+  *out = getpwnam (user);
+  if (*out == NULL)
+    {
+      g_set_error (error, DELIVER_ERROR, errno ? errno : ENOENT, "no such user '%s'", user);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+deliver_drop_privileges (const char *user, GError **error)
+{
+  struct passwd *pw;
+
+  if (geteuid () != 0)
+    return TRUE; /* already unprivileged: deliver as ourselves */
+  if (user == NULL)
+    {
+      g_set_error (error, DELIVER_ERROR, EPERM,
+                   "refusing to run as root: set [server] user to the account that owns the mail");
+      return FALSE;
+    }
+  if (!lookup (user, &pw, error))
+    return FALSE;
+  if (pw->pw_uid == 0)
+    {
+      g_set_error (error, DELIVER_ERROR, EPERM, "[server] user '%s' is root", user);
+      return FALSE;
+    }
+  if (initgroups (pw->pw_name, pw->pw_gid) < 0 || setgid (pw->pw_gid) < 0 || setuid (pw->pw_uid) < 0)
+    {
+      int e = errno;
+      g_set_error (error, DELIVER_ERROR, e, "cannot switch to user '%s': %s", user, g_strerror (e));
+      return FALSE;
+    }
+  if (setuid (0) == 0)
+    {
+      g_set_error (error, DELIVER_ERROR, EPERM, "could regain root after switching to '%s'", user);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+deliver_chown_to_user (const char *path, const char *user, GError **error)
+{
+  struct passwd *pw;
+
+  if (geteuid () != 0 || user == NULL)
+    return TRUE;
+  if (!lookup (user, &pw, error))
+    return FALSE;
+  if (chown (path, pw->pw_uid, pw->pw_gid) < 0)
+    {
+      int e = errno;
+      g_set_error (error, DELIVER_ERROR, e, "chown %s: %s", path, g_strerror (e));
+      return FALSE;
+    }
+  return TRUE;
+}

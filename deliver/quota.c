@@ -1,0 +1,180 @@
+/* quota.c - Maildir++ quota: the "maildirsize" file that Courier and
+ * Dovecot also keep.  Its first line is the quota ("<bytes>S,<count>C"),
+ * each further line a change "<bytes> <count>".  It is recalculated from
+ * the file names (",S=") when missing, of another quota, or over 5120
+ * bytes, as the Maildir++ rules say.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "deliver.h"
+
+#define MAILDIRSIZE_MAX 5120
+
+static char *
+quota_line (guint64 bytes, guint64 messages)
+{
+  GString *s = g_string_new (NULL);
+  if (bytes)
+    g_string_append_printf (s, "%" G_GUINT64_FORMAT "S", bytes);
+  if (messages)
+    g_string_append_printf (s, "%s%" G_GUINT64_FORMAT "C", bytes ? "," : "", messages);
+  return g_string_free (s, FALSE);
+}
+
+static void
+count_dir (const char *dir, guint64 *bytes, guint64 *count)
+{
+  DIR *d = opendir (dir);
+  struct dirent *e;
+
+  if (d == NULL)
+    return;
+  while ((e = readdir (d)) != NULL)
+    {
+      const char *s;
+      if (e->d_name[0] == '.')
+        continue;
+      s = strstr (e->d_name, ",S=");
+      if (s)
+        *bytes += g_ascii_strtoull (s + 3, NULL, 10);
+      else
+        {
+          g_autofree char *p = g_build_filename (dir, e->d_name, NULL);
+          struct stat st;
+          if (stat (p, &st) == 0)
+            *bytes += st.st_size;
+        }
+      (*count)++;
+    }
+  closedir (d);
+}
+
+static void
+count_maildir (const char *maildir, guint64 *bytes, guint64 *count)
+{
+  DIR *d;
+  struct dirent *e;
+
+  for (int i = 0; i < 2; i++)
+    {
+      g_autofree char *sub = g_build_filename (maildir, i ? "cur" : "new", NULL);
+      count_dir (sub, bytes, count);
+    }
+  d = opendir (maildir);
+  if (d == NULL)
+    return;
+  while ((e = readdir (d)) != NULL)
+    {
+      /* Maildir++ folders; Trash does not count, as in Courier */
+      if (e->d_name[0] != '.' || strcmp (e->d_name, ".") == 0 || strcmp (e->d_name, "..") == 0
+          || strcmp (e->d_name, ".Trash") == 0)
+        continue;
+      for (int i = 0; i < 2; i++)
+        {
+          g_autofree char *sub = g_build_filename (maildir, e->d_name, i ? "cur" : "new", NULL);
+          count_dir (sub, bytes, count);
+        }
+    }
+  closedir (d);
+}
+
+static void
+recalculate (const char *maildir, const char *path, const char *qline, guint64 *bytes, guint64 *count)
+{
+  g_autofree char *tmp = g_strdup_printf ("%s.%d.tmp", path, (int) getpid ());
+  g_autofree char *text = NULL;
+
+  *bytes = *count = 0;
+  count_maildir (maildir, bytes, count);
+  text = g_strdup_printf ("%s\n%" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT "\n", qline, *bytes, *count);
+  if (g_file_set_contents (tmp, text, -1, NULL))
+    {
+      if (rename (tmp, path) < 0)
+        unlink (tmp);
+    }
+}
+
+/* Usage from maildirsize, recalculating when needed. */
+static void
+usage (const char *maildir, guint64 quota_bytes, guint64 quota_messages, guint64 *bytes, guint64 *count)
+{
+  g_autofree char *path = g_build_filename (maildir, "maildirsize", NULL);
+  g_autofree char *qline = quota_line (quota_bytes, quota_messages);
+  g_autofree char *text = NULL;
+  gsize len = 0;
+  g_auto (GStrv) lines = NULL;
+  gint64 b = 0, c = 0;
+
+  if (!g_file_get_contents (path, &text, &len, NULL) || len > MAILDIRSIZE_MAX)
+    {
+      recalculate (maildir, path, qline, bytes, count);
+      return;
+    }
+  lines = g_strsplit (text, "\n", -1);
+  if (lines[0] == NULL || strcmp (lines[0], qline) != 0)
+    {
+      recalculate (maildir, path, qline, bytes, count);
+      return;
+    }
+  for (guint i = 1; lines[i]; i++)
+    {
+      long long lb, lc;
+      if (sscanf (lines[i], "%lld %lld", &lb, &lc) == 2)
+        {
+          b += lb;
+          c += lc;
+        }
+    }
+  *bytes = b > 0 ? (guint64) b : 0;
+  *count = c > 0 ? (guint64) c : 0;
+}
+
+gboolean
+deliver_quota_check (const char *maildir, guint64 quota_bytes, guint64 quota_messages,
+                     guint64 size, GError **error)
+{
+  guint64 bytes, count;
+
+  if (quota_bytes == 0 && quota_messages == 0)
+    return TRUE;
+  usage (maildir, quota_bytes, quota_messages, &bytes, &count);
+  if ((quota_bytes && bytes + size > quota_bytes) || (quota_messages && count + 1 > quota_messages))
+    {
+      g_set_error (error, DELIVER_ERROR, EDQUOT, "%s: over quota (%" G_GUINT64_FORMAT
+                   " bytes in %" G_GUINT64_FORMAT " messages)", maildir, bytes, count);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+void
+deliver_quota_add (const char *maildir, guint64 quota_bytes, guint64 quota_messages, guint64 size)
+{
+  g_autofree char *path = g_build_filename (maildir, "maildirsize", NULL);
+  g_autofree char *line = g_strdup_printf ("%" G_GUINT64_FORMAT " 1\n", size);
+  int fd;
+
+  if (quota_bytes == 0 && quota_messages == 0)
+    return;
+  fd = open (path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    {
+      /* first delivery to a new Maildir: count what is there now */
+      g_autofree char *qline = quota_line (quota_bytes, quota_messages);
+      guint64 bytes, count;
+      recalculate (maildir, path, qline, &bytes, &count);
+      return;
+    }
+  if (write (fd, line, strlen (line)) < 0)
+    g_debug ("maildirsize %s: %s", path, g_strerror (errno));
+  close (fd);
+}
