@@ -53,6 +53,10 @@ fi
 make -s -j"$(nproc)"
 
 if [ "$mode" = run ]; then
+  # lmtpd never writes mail as root: the example config switches to "lmtpd"
+  if [ "$(id -u)" -eq 0 ] && ! id lmtpd >/dev/null 2>&1; then
+    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin lmtpd
+  fi
   echo "setup: starting lmtpd on conf/lmtpd.conf.example (Ctrl-C stops it)" >&2
   exec ./lmtpd/lmtpd -c conf/lmtpd.conf.example
 fi

@@ -172,7 +172,13 @@ gboolean deliver_maildir_store (const char *maildir, const char *hostname,
  * is truncated back to its old size. */
 gboolean deliver_mbox_store (const char *path, const char *sender, gint64 received_us,
                              const char *header, DeliverSpool *spool, gboolean mboxo,
-                             guint lock_timeout, gboolean do_fsync, GError **error);
+                             guint lock_timeout, gboolean do_fsync, const char *inflight_dir,
+                             GError **error);
+/* Repairs mboxes whose append a dead process left half done, from the
+ * records in @inflight_dir. */
+void deliver_mbox_recover (const char *inflight_dir);
+/* The inflight directory for a configuration: <spool_dir>/inflight. */
+char *deliver_inflight_dir (const LmtpdConfig *config);
 
 /* ---- quota (quota.c) --------------------------------------------------- */
 
@@ -203,6 +209,9 @@ void deliver_dedupe_free (DeliverDedupe *d);
 /* Refuses root without a user to switch to; switches to @user (initgroups,
  * setgid, setuid) when given and running as root. */
 gboolean deliver_drop_privileges (const char *user, GError **error);
+/* Creates spool_dir, mail_root and the duplicate journal's directory and,
+ * when running as root, gives them to the configured user. */
+gboolean deliver_prepare_dirs (const LmtpdConfig *config, GError **error);
 /* chown @path to @user (if running as root and @user is set). */
 gboolean deliver_chown_to_user (const char *path, const char *user, GError **error);
 

@@ -6,7 +6,10 @@
  * and the file is truncated back to it on any error, so no partial message
  * remains.  Our dotlock records "<pid> <old size>": if lmtpd is killed in
  * the middle of an append, the next writer finds the stale lock of a dead
- * process and truncates the half-written message away before appending.
+ * process and truncates the half-written message away before appending;
+ * and while an append runs, a record names the mbox in <spool>/inflight/,
+ * so that lmtpd repairs such a file as soon as it starts again
+ * (deliver_mbox_recover()).
  * Body lines are quoted mboxrd-style (">*From " gains a '>'), or mboxo
  * ("From " only) when configured.
  */
@@ -229,11 +232,78 @@ make_parent (const char *path, GError **error)
   return TRUE;
 }
 
+static gint inflight_counter;
+
+/* "<dir>/mbox.<pid>.<n>" holding the mbox path, while an append runs. */
+static char *
+inflight_begin (const char *dir, const char *path)
+{
+  char *rec;
+
+  if (dir == NULL || (g_mkdir_with_parents (dir, 0700) < 0 && errno != EEXIST))
+    return NULL;
+  rec = g_strdup_printf ("%s/mbox.%d.%d", dir, (int) getpid (), g_atomic_int_add (&inflight_counter, 1));
+  if (!g_file_set_contents (rec, path, -1, NULL))
+    g_clear_pointer (&rec, g_free);
+  return rec;
+}
+
+/* Truncates an mbox back to the size a dead lmtpd recorded in its dotlock,
+ * if that dotlock is still there (nobody else has written since). */
+static void
+repair_one (const char *path)
+{
+  g_autofree char *lock = g_strconcat (path, ".lock", NULL);
+  g_autofree char *text = NULL;
+  int pid = 0, fd;
+  long long size = -1;
+  struct stat st;
+  gint64 deadline = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;
+  g_autoptr (GError) error = NULL;
+
+  if (!g_file_get_contents (lock, &text, NULL, NULL) || sscanf (text, "%d %lld", &pid, &size) != 2
+      || pid <= 0 || size < 0 || kill (pid, 0) == 0 || errno != ESRCH)
+    return;
+  fd = open (path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return;
+  if (fcntl_lock (fd, path, deadline, &error) && fstat (fd, &st) == 0 && st.st_size > size)
+    {
+      g_message ("%s: removing %" G_GINT64_FORMAT " bytes of a delivery interrupted by a crash", path,
+                 (gint64) (st.st_size - size));
+      if (ftruncate (fd, size) < 0 || fsync (fd) < 0)
+        g_warning ("%s: truncate: %s", path, g_strerror (errno));
+    }
+  close (fd);
+  unlink (lock);
+}
+
+void
+deliver_mbox_recover (const char *dir)
+{
+  g_autoptr (GDir) d = dir ? g_dir_open (dir, 0, NULL) : NULL;
+  const char *name;
+
+  while (d && (name = g_dir_read_name (d)) != NULL)
+    {
+      g_autofree char *rec = g_build_filename (dir, name, NULL);
+      g_autofree char *path = NULL;
+      int pid = 0;
+
+      if (sscanf (name, "mbox.%d.", &pid) != 1 || pid <= 0 || (kill (pid, 0) == 0 || errno != ESRCH))
+        continue;
+      if (g_file_get_contents (rec, &path, NULL, NULL))
+        repair_one (path);
+      unlink (rec);
+    }
+}
+
 gboolean
 deliver_mbox_store (const char *path, const char *sender, gint64 received_us, const char *header,
                     DeliverSpool *spool, gboolean mboxo, guint lock_timeout, gboolean do_fsync,
-                    GError **error)
+                    const char *inflight_dir, GError **error)
 {
+  g_autofree char *record = NULL;
   g_autofree char *lock = g_strconcat (path, ".lock", NULL);
   g_autofree Out *o = g_new0 (Out, 1);
   gint64 deadline = g_get_monotonic_time () + (gint64) lock_timeout * G_USEC_PER_SEC;
@@ -285,7 +355,10 @@ deliver_mbox_store (const char *path, const char *sender, gint64 received_us, co
         }
     }
   if (dotlocked)
-    dotlock_note_size (lock, st.st_size);
+    {
+      dotlock_note_size (lock, st.st_size);
+      record = inflight_begin (inflight_dir, path);
+    }
 
   o->fd = fd;
   o->path = path;
@@ -310,5 +383,7 @@ out:
   close (fd); /* releases the fcntl lock */
   if (dotlocked)
     unlink (lock);
+  if (record)
+    unlink (record);
   return ok;
 }

@@ -16,6 +16,12 @@
 
 #include "deliver.h"
 
+char *
+deliver_inflight_dir (const LmtpdConfig *config)
+{
+  return g_build_filename (config->spool_dir, "inflight", NULL);
+}
+
 void
 deliver_shared_clear (DeliverShared *shared)
 {
@@ -140,9 +146,11 @@ deliver_pipeline_run (const LmtpdConfig *config, DeliverDedupe *dedupe, const De
     ok = store_maildir (config, msg, rcpt, shared, header, &path, &error);
   else
     {
+      g_autofree char *inflight = deliver_inflight_dir (config);
       path = mbox_folder (config, rcpt);
       ok = deliver_mbox_store (path, msg->sender, msg->received_us, header, msg->spool,
-                               config->mbox_mboxo, config->mbox_lock_timeout, config->fsync, &error);
+                               config->mbox_mboxo, config->mbox_lock_timeout, config->fsync,
+                               inflight, &error);
     }
   if (!ok)
     {

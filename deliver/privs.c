@@ -75,3 +75,28 @@ deliver_chown_to_user (const char *path, const char *user, GError **error)
     }
   return TRUE;
 }
+
+gboolean
+deliver_prepare_dirs (const LmtpdConfig *c, GError **error)
+{
+  g_autofree char *dupdir = g_path_get_dirname (c->duplicate_db);
+  const char *dirs[] = { c->spool_dir, c->mail_root, c->duplicate_window ? dupdir : NULL };
+
+  for (guint i = 0; i < G_N_ELEMENTS (dirs); i++)
+    {
+      if (dirs[i] == NULL)
+        continue;
+      if (g_mkdir_with_parents (dirs[i], 0700) < 0)
+        {
+          int e = errno;
+          g_set_error (error, DELIVER_ERROR, e, "mkdir %s: %s", dirs[i], g_strerror (e));
+          return FALSE;
+        }
+      if (!deliver_chown_to_user (dirs[i], c->user, error))
+        return FALSE;
+    }
+  if (c->duplicate_window && g_file_test (c->duplicate_db, G_FILE_TEST_EXISTS)
+      && !deliver_chown_to_user (c->duplicate_db, c->user, error))
+    return FALSE;
+  return TRUE;
+}

@@ -114,23 +114,8 @@ load_config (Daemon *d, GError **error)
 static gboolean
 prepare_dirs (const LmtpdConfig *c, GError **error)
 {
-  g_autofree char *dupdir = g_path_get_dirname (c->duplicate_db);
-  const char *dirs[] = { c->spool_dir, c->mail_root, c->duplicate_window ? dupdir : NULL };
-
-  for (guint i = 0; i < G_N_ELEMENTS (dirs); i++)
-    {
-      if (dirs[i] == NULL)
-        continue;
-      if (g_mkdir_with_parents (dirs[i], 0700) < 0)
-        {
-          int e = errno;
-          g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (e), "mkdir %s: %s", dirs[i],
-                       g_strerror (e));
-          return FALSE;
-        }
-      if (!deliver_chown_to_user (dirs[i], c->user, error))
-        return FALSE;
-    }
+  if (!deliver_prepare_dirs (c, error))
+    return FALSE;
   /* a socket directory lmtpd makes is the mail user's, so it can remove
    * its sockets at shutdown */
   for (guint i = 0; i < c->listen->len; i++)
@@ -147,9 +132,6 @@ prepare_dirs (const LmtpdConfig *c, GError **error)
           return FALSE;
         }
     }
-  if (c->duplicate_window && g_file_test (c->duplicate_db, G_FILE_TEST_EXISTS)
-      && !deliver_chown_to_user (c->duplicate_db, c->user, error))
-    return FALSE;
   return TRUE;
 }
 
@@ -272,6 +254,10 @@ main (int argc, char **argv)
       lmtp_server_free (d.server);
       return 77;
     }
+  {
+    g_autofree char *inflight = deliver_inflight_dir (config);
+    deliver_mbox_recover (inflight);
+  }
   d.loop = g_main_loop_new (NULL, FALSE);
   g_unix_signal_add (SIGHUP, on_sighup, &d);
   g_unix_signal_add (SIGTERM, on_sigterm, &d);

@@ -125,8 +125,8 @@ test_mbox_quoting (void)
                        " From not\nFromage\nlast\n\n";
   char *second;
 
-  g_assert_true (deliver_mbox_store (path, "a@b", 0, "Return-Path: <a@b>\n", s, FALSE, 5, TRUE, &error));
-  g_assert_true (deliver_mbox_store (path, "", 0, "Return-Path: <a@b>\n", s, TRUE, 5, TRUE, &error));
+  g_assert_true (deliver_mbox_store (path, "a@b", 0, "Return-Path: <a@b>\n", s, FALSE, 5, TRUE, NULL, &error));
+  g_assert_true (deliver_mbox_store (path, "", 0, "Return-Path: <a@b>\n", s, TRUE, 5, TRUE, NULL, &error));
   g_assert_no_error (error);
   text = read_all (path);
   g_assert_true (g_str_has_prefix (text, "From a@b Thu Jan  1 00:00:00 1970\n"));
@@ -147,12 +147,12 @@ test_mbox_locked_and_repair (void)
   g_autofree char *text = NULL;
   gsize first_len;
 
-  g_assert_true (deliver_mbox_store (path, "a@b", 0, "", s, FALSE, 5, TRUE, &error));
+  g_assert_true (deliver_mbox_store (path, "a@b", 0, "", s, FALSE, 5, TRUE, NULL, &error));
   text = read_all (path);
   first_len = strlen (text);
   /* a live lock holder: we give up after the timeout with EAGAIN */
   g_assert_true (g_file_set_contents (lock, "1 -1\n", -1, NULL));
-  g_assert_false (deliver_mbox_store (path, "a@b", 0, "", s, FALSE, 1, TRUE, &error));
+  g_assert_false (deliver_mbox_store (path, "a@b", 0, "", s, FALSE, 1, TRUE, NULL, &error));
   g_assert_error (error, DELIVER_ERROR, EAGAIN);
   g_clear_error (&error);
   /* a dead lmtpd left half a message and its lock: it is cut away */
@@ -163,7 +163,7 @@ test_mbox_locked_and_repair (void)
     fclose (f);
     g_assert_true (g_file_set_contents (lock, lk, -1, NULL));
   }
-  g_assert_true (deliver_mbox_store (path, "a@b", 0, "", s, FALSE, 5, TRUE, &error));
+  g_assert_true (deliver_mbox_store (path, "a@b", 0, "", s, FALSE, 5, TRUE, NULL, &error));
   g_free (text);
   text = read_all (path);
   g_assert_null (strstr (text, "Subject: half"));
@@ -182,12 +182,12 @@ test_mbox_refuses_symlink_and_fifo (void)
 
   g_assert_cmpint (g_mkdir_with_parents (dir, 0700), ==, 0);
   g_assert_cmpint (symlink (target, link), ==, 0);
-  g_assert_false (deliver_mbox_store (link, "a@b", 0, "", s, FALSE, 1, TRUE, &error));
+  g_assert_false (deliver_mbox_store (link, "a@b", 0, "", s, FALSE, 1, TRUE, NULL, &error));
   g_assert_error (error, DELIVER_ERROR, ELOOP);
   g_clear_error (&error);
   g_assert_false (g_file_test (target, G_FILE_TEST_EXISTS));
   g_assert_cmpint (mkfifo (fifo, 0600), ==, 0);
-  g_assert_false (deliver_mbox_store (fifo, "a@b", 0, "", s, FALSE, 1, TRUE, &error));
+  g_assert_false (deliver_mbox_store (fifo, "a@b", 0, "", s, FALSE, 1, TRUE, NULL, &error));
   g_assert_nonnull (error);
 }
 

@@ -1,0 +1,256 @@
+/* lda-main.c - deliver: the same pipeline as lmtpd, as a command.
+ *
+ *   deliver [-c CONF] [-f SENDER] -a RECIPIENT [-a RECIPIENT ...] < message
+ *
+ * For Postfix's mailbox_command, procmail-style use or scripts.  Exit codes
+ * follow sysexits(3), so the caller can tell temporary from permanent
+ * failures: 0 delivered; 64 usage; 65 bad input; 67 unknown user; 73
+ * cannot create (mailbox full, not writable); 75 temporary failure; 77
+ * refusing to run as root; 78 bad configuration.  Each failure is one line
+ * on stderr.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <locale.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "deliver.h"
+
+enum {
+  EX_OK_ = 0, EX_USAGE_ = 64, EX_DATAERR_ = 65, EX_NOUSER_ = 67, EX_CANTCREAT_ = 73,
+  EX_TEMPFAIL_ = 75, EX_NOPERM_ = 77, EX_CONFIG_ = 78,
+};
+
+static gboolean verbose;
+
+static GLogWriterOutput
+log_writer (GLogLevelFlags level, const GLogField *fields, gsize n, gpointer data)
+{
+  if (!verbose && !(level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL)))
+    return G_LOG_WRITER_HANDLED;
+  for (gsize i = 0; i < n; i++)
+    if (strcmp (fields[i].key, "MESSAGE") == 0)
+      fprintf (stderr, "deliver: %s\n", (const char *) fields[i].value);
+  return G_LOG_WRITER_HANDLED;
+}
+
+/* Reads stdin into the spool, skipping an mbox "From " line at the top
+ * (Postfix's local(8) and procmail-style callers add one). */
+static int
+read_message (const LmtpdConfig *config, DeliverSpool *spool)
+{
+  char buf[64 * 1024];
+  gboolean first = TRUE;
+  guint64 total = 0;
+  g_autoptr (GError) error = NULL;
+
+  for (;;)
+    {
+      ssize_t n = read (STDIN_FILENO, buf, sizeof buf);
+      const char *p = buf;
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        {
+          fprintf (stderr, "deliver: reading the message: %s\n", g_strerror (errno));
+          return EX_TEMPFAIL_;
+        }
+      if (n == 0)
+        break;
+      if (first && n >= 5 && memcmp (buf, "From ", 5) == 0)
+        {
+          const char *nl = memchr (buf, '\n', n);
+          if (nl == NULL)
+            {
+              fprintf (stderr, "deliver: the From_ line is too long\n");
+              return EX_DATAERR_;
+            }
+          n -= nl + 1 - buf;
+          p = nl + 1;
+        }
+      first = FALSE;
+      total += n;
+      if (config->max_message_size && total > config->max_message_size)
+        {
+          fprintf (stderr, "deliver: message is bigger than max_message_size (%" G_GUINT64_FORMAT ")\n",
+                   config->max_message_size);
+          return EX_DATAERR_;
+        }
+      if (!deliver_spool_write (spool, p, n, &error))
+        {
+          fprintf (stderr, "deliver: %s\n", error->message);
+          return EX_TEMPFAIL_;
+        }
+    }
+  if (!deliver_spool_finish (spool, &error))
+    {
+      fprintf (stderr, "deliver: %s\n", error->message);
+      return EX_TEMPFAIL_;
+    }
+  return EX_OK_;
+}
+
+/* The exit code a failed recipient asks for. */
+static int
+exit_code_for (const DeliverStatus *st)
+{
+  if (st->code >= 400 && st->code < 500)
+    return EX_TEMPFAIL_;
+  if (strcmp (st->enhanced, "5.1.1") == 0 || strcmp (st->enhanced, "5.1.3") == 0)
+    return EX_NOUSER_;
+  if (strncmp (st->enhanced, "5.1.", 4) == 0 || strncmp (st->enhanced, "5.5.", 4) == 0)
+    return EX_DATAERR_;
+  return EX_CANTCREAT_;
+}
+
+/* Temporary beats permanent: the MTA then retries, and the duplicate
+ * journal keeps the recipients already served from a second copy. */
+static int
+worse (int a, int b)
+{
+  if (a == EX_TEMPFAIL_ || b == EX_TEMPFAIL_)
+    return EX_TEMPFAIL_;
+  return a ? a : b;
+}
+
+int
+main (int argc, char **argv)
+{
+  g_autofree char *config_path = NULL, *sender = NULL;
+  g_auto (GStrv) rcpts = NULL;
+  g_autoptr (GOptionContext) ctx = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LmtpdConfig) config = NULL;
+  g_autoptr (DeliverSpool) spool = NULL;
+  g_autoptr (GPtrArray) resolved = g_ptr_array_new_with_free_func ((GDestroyNotify) deliver_recipient_free);
+  g_autofree char *id = NULL;
+  DeliverDedupe *dedupe = NULL;
+  DeliverShared shared = { 0 };
+  DeliverMessage msg = { 0 };
+  int rc = EX_OK_;
+  GOptionEntry entries[] = {
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, "Configuration file (as lmtpd's)", "FILE" },
+    { "from", 'f', 0, G_OPTION_ARG_STRING, &sender, "Envelope sender (empty: null sender)", "SENDER" },
+    { "recipient", 'a', 0, G_OPTION_ARG_STRING_ARRAY, &rcpts, "Envelope recipient (repeatable)", "ADDRESS" },
+    { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "Log each delivery on stderr", NULL },
+    { NULL }
+  };
+
+  setlocale (LC_ALL, "C");
+  ctx = g_option_context_new ("< message - deliver a message like lmtpd does");
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  if (!g_option_context_parse (ctx, &argc, &argv, &error) || rcpts == NULL || argc > 1)
+    {
+      fprintf (stderr, "deliver: %s\nusage: deliver [-c CONF] [-f SENDER] -a RECIPIENT... < message\n",
+               error ? error->message : "at least one -a RECIPIENT is needed");
+      return EX_USAGE_;
+    }
+  g_log_set_writer_func (log_writer, NULL, NULL);
+  config = config_path ? lmtpd_config_load (config_path, &error) : lmtpd_config_new_default ();
+  if (config == NULL)
+    {
+      fprintf (stderr, "deliver: configuration is invalid:\n%s\n", error->message);
+      return EX_CONFIG_;
+    }
+  if ((geteuid () == 0 && config->user == NULL) || !deliver_prepare_dirs (config, &error)
+      || !deliver_drop_privileges (config->user, &error))
+    {
+      fprintf (stderr, "deliver: %s\n", error ? error->message
+                       : "refusing to run as root: set [server] user to the account that owns the mail");
+      return error && error->code != EPERM ? EX_CANTCREAT_ : EX_NOPERM_;
+    }
+  {
+    g_autofree char *inflight = deliver_inflight_dir (config);
+    deliver_mbox_recover (inflight);
+  }
+  if (sender && sender[0])
+    {
+      g_autofree char *l = NULL, *d = NULL;
+      const char *why;
+      if (!deliver_address_parse (sender, TRUE, &l, &d, &why) || d == NULL)
+        {
+          fprintf (stderr, "deliver: bad sender <%s>: %s\n", sender, d ? why : "no domain");
+          return EX_DATAERR_;
+        }
+    }
+  if (g_mkdir_with_parents (config->spool_dir, 0700) < 0
+      || (spool = deliver_spool_new (config->spool_dir, &error)) == NULL)
+    {
+      fprintf (stderr, "deliver: spool_dir %s: %s\n", config->spool_dir,
+               error ? error->message : g_strerror (errno));
+      return EX_TEMPFAIL_;
+    }
+
+  /* Recipients first, so that an unknown user costs no reading. */
+  for (guint i = 0; rcpts[i]; i++)
+    {
+      g_autofree char *l = NULL, *d = NULL;
+      const char *why;
+      DeliverStatus st = { 0 };
+      DeliverRecipient *r;
+
+      if (!deliver_address_parse (rcpts[i], TRUE, &l, &d, &why))
+        {
+          fprintf (stderr, "deliver: bad recipient <%s>: %s\n", rcpts[i], why);
+          rc = worse (rc, EX_DATAERR_);
+          continue;
+        }
+      r = deliver_resolve (config, l, d, &st);
+      if (r == NULL)
+        {
+          fprintf (stderr, "deliver: %u %s %s\n", st.code, st.enhanced, st.text);
+          rc = worse (rc, exit_code_for (&st));
+          deliver_status_clear (&st);
+          continue;
+        }
+      g_ptr_array_add (resolved, r);
+    }
+  if (resolved->len == 0)
+    return rc;
+  {
+    int r = read_message (config, spool);
+    if (r != EX_OK_)
+      return r;
+  }
+  if (config->duplicate_window > 0)
+    {
+      dedupe = deliver_dedupe_open (config->duplicate_db, config->duplicate_window, &error);
+      if (dedupe == NULL)
+        {
+          fprintf (stderr, "deliver: duplicate journal not used: %s\n", error->message);
+          g_clear_error (&error);
+        }
+    }
+  id = g_strdup_printf ("%" G_GINT64_MODIFIER "XL%05X", g_get_real_time () / G_USEC_PER_SEC,
+                        (guint) getpid () & 0xFFFFF);
+  msg.id = id;
+  msg.sender = sender ? sender : "";
+  msg.protocol = "local";
+  msg.received_us = g_get_real_time ();
+  msg.spool = spool;
+  shared.n_recipients = resolved->len;
+  for (guint i = 0; i < resolved->len; i++)
+    {
+      const DeliverRecipient *r = resolved->pdata[i];
+      DeliverStatus st = { 0 };
+      g_autofree char *path = NULL;
+
+      if (deliver_precheck (config, r, deliver_spool_size (spool), &st))
+        deliver_pipeline_run (config, dedupe, &msg, r, &shared, &st, &path);
+      if (st.code >= 400)
+        {
+          fprintf (stderr, "deliver: %u %s %s\n", st.code, st.enhanced, st.text);
+          rc = worse (rc, exit_code_for (&st));
+        }
+      else
+        g_message ("%s: from=<%s> to=<%s> mailbox=%s status=%u %s", id, msg.sender, r->address,
+                   path ? path : r->mailbox, st.code, st.enhanced);
+      deliver_status_clear (&st);
+    }
+  deliver_shared_clear (&shared);
+  deliver_dedupe_free (dedupe);
+  return rc;
+}
