@@ -86,7 +86,9 @@ deliver_prepare_dirs (const LmtpdConfig *c, GError **error)
     {
       if (dirs[i] == NULL)
         continue;
-      if (g_mkdir_with_parents (dirs[i], 0700) < 0)
+      g_autofree char *parent = g_path_get_dirname (dirs[i]);
+      /* parents must let the mail user through; the leaf is private */
+      if (g_mkdir_with_parents (parent, 0755) < 0 || g_mkdir_with_parents (dirs[i], 0700) < 0)
         {
           int e = errno;
           g_set_error (error, DELIVER_ERROR, e, "mkdir %s: %s", dirs[i], g_strerror (e));
