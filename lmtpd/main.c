@@ -99,13 +99,6 @@ load_config (Daemon *d, GError **error)
       g_free (c->mail_root);
       c->mail_root = g_strdup (d->mail_root);
     }
-  if (g_mkdir_with_parents (c->spool_dir, 0700) < 0)
-    {
-      int e = errno;
-      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (e), "spool_dir %s: %s",
-                   c->spool_dir, g_strerror (e));
-      return NULL;
-    }
   return g_steal_pointer (&c);
 }
 
@@ -142,7 +135,7 @@ on_sighup (gpointer data)
   g_autoptr (GError) error = NULL;
   g_autoptr (LmtpdConfig) c = load_config (d, &error);
 
-  if (c == NULL)
+  if (c == NULL || !deliver_prepare_dirs (c, &error))
     {
       g_warning ("reload failed, keeping the old configuration:\n%s", error->message);
       return G_SOURCE_CONTINUE;
