@@ -91,8 +91,9 @@ class Daemon:
                                      stderr=subprocess.STDOUT, cwd=self.dir)
         deadline = time.time() + 10
         while time.time() < deadline:
-            m = re.search(r"listening on inet:127\.0\.0\.1:(\d+)", self.read_log())
-            if m and "started" in self.read_log():
+            log = self.read_log()  # one read: a line may be half written
+            m = re.search(r"listening on inet:127\.0\.0\.1:(\d+)\n", log)
+            if m and "started" in log:
                 self.port = int(m.group(1))
                 return self
             if self.proc.poll() is not None:
@@ -151,9 +152,11 @@ class Client:
 
     def __init__(self, daemon, unix=False, timeout=10):
         if unix:
+            self.where = daemon.sock
             self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.s.connect(daemon.sock)
         else:
+            self.where = "127.0.0.1:%d" % daemon.port
             self.s = socket.create_connection(("127.0.0.1", daemon.port))
         self.s.settimeout(timeout)
         self.buf = b""
@@ -167,7 +170,7 @@ class Client:
         while b"\r\n" not in self.buf:
             chunk = self.s.recv(65536)
             if not chunk:
-                raise EOFError("connection closed; have %r" % self.buf)
+                raise EOFError("%s closed the connection; have %r" % (self.where, self.buf))
             self.buf += chunk
         line, self.buf = self.buf.split(b"\r\n", 1)
         return line.decode("utf-8", "replace")
