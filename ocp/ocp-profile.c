@@ -1,0 +1,353 @@
+/* ocp-profile.c - our OCP profile for LMTP delivery (docs/ocp-lmtp-profile.md):
+ * parts, envelope metadata on the AMS, and the verdict on the server's AMS.
+ */
+#include "config.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#include "ocp.h"
+
+static const struct {
+  const char *name;
+  guint bit;
+} part_names[] = {
+  { "envelope", OCP_PART_ENVELOPE },
+  { "message-header", OCP_PART_HEADER },
+  { "message-body", OCP_PART_BODY },
+};
+
+gboolean
+ocp_parts_parse (const char *list, guint *out)
+{
+  g_auto (GStrv) v = g_strsplit_set (list, ",; ", -1);
+
+  *out = 0;
+  for (guint i = 0; v[i]; i++)
+    {
+      gboolean found = FALSE;
+      if (v[i][0] == '\0')
+        continue;
+      for (guint k = 0; k < G_N_ELEMENTS (part_names); k++)
+        if (strcmp (v[i], part_names[k].name) == 0)
+          {
+            *out |= part_names[k].bit;
+            found = TRUE;
+          }
+      if (!found)
+        return FALSE;
+    }
+  return TRUE;
+}
+
+OcpValue *
+ocp_parts_to_value (guint parts)
+{
+  OcpValue *l = ocp_list_new ();
+  for (guint k = 0; k < G_N_ELEMENTS (part_names); k++)
+    if (parts & part_names[k].bit)
+      ocp_value_add (l, ocp_atom_new (part_names[k].name));
+  return l;
+}
+
+guint
+ocp_parts_from_value (const OcpValue *list)
+{
+  guint parts = 0;
+
+  if (list == NULL || list->kind != OCP_LIST)
+    return 0;
+  for (guint i = 0; i < list->items->len; i++)
+    {
+      const char *a = ocp_value_get_atom (list->items->pdata[i]);
+      for (guint k = 0; a && k < G_N_ELEMENTS (part_names); k++)
+        if (strcmp (a, part_names[k].name) == 0)
+          parts |= part_names[k].bit;
+    }
+  return parts;
+}
+
+static const char *const verdict_names[] = {
+  [OCP_VERDICT_ACCEPT] = "accept", [OCP_VERDICT_REJECT] = "reject",
+  [OCP_VERDICT_TEMPFAIL] = "tempfail", [OCP_VERDICT_DISCARD] = "discard",
+  [OCP_VERDICT_QUARANTINE] = "quarantine", [OCP_VERDICT_REDIRECT] = "redirect",
+};
+
+const char *
+ocp_verdict_name (OcpVerdictKind v)
+{
+  return v < G_N_ELEMENTS (verdict_names) ? verdict_names[v] : "accept";
+}
+
+gboolean
+ocp_verdict_parse (const char *name, OcpVerdictKind *out)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (verdict_names); i++)
+    if (name && strcmp (name, verdict_names[i]) == 0)
+      {
+        *out = i;
+        return TRUE;
+      }
+  return FALSE;
+}
+
+void
+ocp_verdict_init (OcpVerdict *v)
+{
+  memset (v, 0, sizeof *v);
+  v->body_fd = -1;
+}
+
+void
+ocp_verdict_clear (OcpVerdict *v)
+{
+  g_free (v->reply_text);
+  g_free (v->folder);
+  g_free (v->redirect);
+  if (v->add_headers)
+    g_ptr_array_unref (v->add_headers);
+  if (v->remove_headers)
+    g_ptr_array_unref (v->remove_headers);
+  g_free (v->subject_tag);
+  g_free (v->flags);
+  g_free (v->service_id);
+  if (v->header)
+    g_bytes_unref (v->header);
+  if (v->body_fd >= 0)
+    close (v->body_fd);
+  ocp_verdict_init (v);
+}
+
+static gboolean
+text_ok (const char *s)
+{
+  /* nothing a verdict carries may break a header or a reply line */
+  for (const guchar *p = (const guchar *) s; *p; p++)
+    if (*p < 0x20 && *p != '\t')
+      return FALSE;
+  return TRUE;
+}
+
+static char *
+get_text (const OcpMessage *m, const char *name, GError **error)
+{
+  const char *a = ocp_value_get_atom (ocp_message_get (m, name));
+  if (a == NULL)
+    return NULL;
+  if (!text_ok (a))
+    {
+      g_set_error (error, OCP_ERROR, OCP_ERROR_PROTOCOL, "%s contains control characters", name);
+      return NULL;
+    }
+  return g_strdup (a);
+}
+
+static GPtrArray *
+get_list (const OcpMessage *m, const char *name, GError **error)
+{
+  const OcpValue *l = ocp_message_get (m, name);
+  GPtrArray *out;
+
+  if (l == NULL)
+    return NULL;
+  if (l->kind != OCP_LIST)
+    {
+      g_set_error (error, OCP_ERROR, OCP_ERROR_PROTOCOL, "%s is not a list", name);
+      return NULL;
+    }
+  out = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; i < l->items->len; i++)
+    {
+      const char *a = ocp_value_get_atom (l->items->pdata[i]);
+      if (a == NULL || !text_ok (a))
+        {
+          g_set_error (error, OCP_ERROR, OCP_ERROR_PROTOCOL, "bad item in %s", name);
+          g_ptr_array_unref (out);
+          return NULL;
+        }
+      g_ptr_array_add (out, g_strdup (a));
+    }
+  return out;
+}
+
+static const struct {
+  const char *name;
+  char letter;
+} flag_names[] = {
+  { "Draft", 'D' }, { "Flagged", 'F' }, { "Answered", 'R' }, { "Seen", 'S' }, { "Deleted", 'T' },
+};
+
+gboolean
+ocp_verdict_from_message (OcpVerdict *v, const OcpMessage *ams, GError **error)
+{
+  const char *verdict = ocp_value_get_atom (ocp_message_get (ams, "Verdict"));
+  const OcpValue *reply = ocp_message_get (ams, "Reply");
+  g_autoptr (GPtrArray) flags = NULL;
+  GError *e = NULL;
+
+  if (verdict && !ocp_verdict_parse (verdict, &v->verdict))
+    {
+      g_set_error (error, OCP_ERROR, OCP_ERROR_PROTOCOL, "unknown verdict '%s'", verdict);
+      return FALSE;
+    }
+  if (reply)
+    {
+      guint64 code = 0;
+      const char *text = reply->kind == OCP_STRUCT && reply->items->len > 1
+                         ? ocp_value_get_atom (reply->items->pdata[1]) : NULL;
+      if (reply->kind != OCP_STRUCT || reply->items->len < 1
+          || !ocp_value_get_uint (reply->items->pdata[0], &code) || code < 200 || code > 599
+          || (text && !text_ok (text)))
+        {
+          g_set_error (error, OCP_ERROR, OCP_ERROR_PROTOCOL, "bad Reply");
+          return FALSE;
+        }
+      v->reply_code = (guint) code;
+      v->reply_text = g_strdup (text);
+    }
+  v->folder = get_text (ams, "Folder", &e);
+  if (!e)
+    v->redirect = get_text (ams, "Redirect", &e);
+  if (!e)
+    v->subject_tag = get_text (ams, "Subject-Tag", &e);
+  if (!e)
+    v->service_id = get_text (ams, "Service-Id", &e);
+  if (!e)
+    v->add_headers = get_list (ams, "Add-Headers", &e);
+  if (!e)
+    v->remove_headers = get_list (ams, "Remove-Headers", &e);
+  if (!e)
+    flags = get_list (ams, "Flags", &e);
+  if (e)
+    {
+      g_propagate_error (error, e);
+      return FALSE;
+    }
+  if (flags)
+    {
+      GString *s = g_string_new (NULL);
+      for (guint i = 0; i < flags->len; i++)
+        for (guint k = 0; k < G_N_ELEMENTS (flag_names); k++)
+          if (g_ascii_strcasecmp (flags->pdata[i], flag_names[k].name) == 0)
+            g_string_append_c (s, flag_names[k].letter);
+      v->flags = g_string_free (s, FALSE);
+    }
+  for (guint i = 0; v->add_headers && i < v->add_headers->len; i++)
+    {
+      const char *h = v->add_headers->pdata[i];
+      const char *colon = strchr (h, ':');
+      if (colon == NULL || colon == h || strcspn (h, " \t") < (gsize) (colon - h))
+        {
+          g_set_error (error, OCP_ERROR, OCP_ERROR_PROTOCOL, "Add-Headers item is not 'Name: value'");
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+void
+ocp_verdict_to_message (const OcpVerdict *v, OcpMessage *ams)
+{
+  ocp_message_set (ams, "Verdict", ocp_atom_new (ocp_verdict_name (v->verdict)));
+  if (v->reply_code)
+    {
+      OcpValue *r = ocp_struct_new ();
+      ocp_value_add (r, ocp_atom_new_uint (v->reply_code));
+      if (v->reply_text)
+        ocp_value_add (r, ocp_atom_new (v->reply_text));
+      ocp_message_set (ams, "Reply", r);
+    }
+  if (v->folder)
+    ocp_message_set (ams, "Folder", ocp_atom_new (v->folder));
+  if (v->redirect)
+    ocp_message_set (ams, "Redirect", ocp_atom_new (v->redirect));
+  if (v->subject_tag)
+    ocp_message_set (ams, "Subject-Tag", ocp_atom_new (v->subject_tag));
+  if (v->service_id)
+    ocp_message_set (ams, "Service-Id", ocp_atom_new (v->service_id));
+  if (v->add_headers && v->add_headers->len)
+    {
+      OcpValue *l = ocp_list_new ();
+      for (guint i = 0; i < v->add_headers->len; i++)
+        ocp_value_add (l, ocp_atom_new (v->add_headers->pdata[i]));
+      ocp_message_set (ams, "Add-Headers", l);
+    }
+  if (v->remove_headers && v->remove_headers->len)
+    {
+      OcpValue *l = ocp_list_new ();
+      for (guint i = 0; i < v->remove_headers->len; i++)
+        ocp_value_add (l, ocp_atom_new (v->remove_headers->pdata[i]));
+      ocp_message_set (ams, "Remove-Headers", l);
+    }
+  if (v->flags && v->flags[0])
+    {
+      OcpValue *l = ocp_list_new ();
+      for (const char *p = v->flags; *p; p++)
+        for (guint k = 0; k < G_N_ELEMENTS (flag_names); k++)
+          if (flag_names[k].letter == *p)
+            ocp_value_add (l, ocp_atom_new (flag_names[k].name));
+      ocp_message_set (ams, "Flags", l);
+    }
+}
+
+static void
+set_text (OcpMessage *m, const char *name, const char *value)
+{
+  if (value)
+    ocp_message_set (m, name, ocp_atom_new (value));
+}
+
+void
+ocp_request_to_message (const OcpRequest *r, OcpMessage *ams)
+{
+  OcpValue *rcpts = ocp_list_new ();
+
+  set_text (ams, "Stage", r->stage);
+  set_text (ams, "Transaction-Id", r->transaction_id);
+  set_text (ams, "Client-Address", r->client_address);
+  set_text (ams, "Client-Name", r->client_name);
+  set_text (ams, "Mail-From", r->mail_from ? r->mail_from : "");
+  set_text (ams, "Mail-Params", r->mail_params);
+  for (guint i = 0; r->rcpt_to && r->rcpt_to[i]; i++)
+    ocp_value_add (rcpts, ocp_atom_new (r->rcpt_to[i]));
+  ocp_message_set (ams, "Rcpt-To", rcpts);
+  if (r->orcpt)
+    {
+      OcpValue *o = ocp_list_new ();
+      for (guint i = 0; r->rcpt_to && r->rcpt_to[i]; i++)
+        ocp_value_add (o, ocp_atom_new (r->orcpt[i] ? r->orcpt[i] : ""));
+      ocp_message_set (ams, "Orcpt", o);
+    }
+  if (r->message_size)
+    ocp_message_set (ams, "Message-Size", ocp_atom_new_uint (r->message_size));
+  set_text (ams, "Bypass", r->bypass);
+}
+
+GHashTable *
+ocp_envelope_from_message (const OcpMessage *ams)
+{
+  GHashTable *env = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+
+  for (guint i = 0; i < ams->named->len; i++)
+    {
+      const OcpNamed *n = ams->named->pdata[i];
+      const OcpValue *v = n->values->len ? n->values->pdata[0] : NULL;
+      if (v == NULL)
+        continue;
+      if (v->kind == OCP_ATOM)
+        g_hash_table_replace (env, g_strdup (n->name), g_strndup (v->atom, v->atom_len));
+      else if (v->kind == OCP_LIST)
+        {
+          GString *s = g_string_new (NULL);
+          for (guint k = 0; k < v->items->len; k++)
+            {
+              const char *a = ocp_value_get_atom (v->items->pdata[k]);
+              if (k)
+                g_string_append (s, ", ");
+              g_string_append (s, a ? a : "");
+            }
+          g_hash_table_replace (env, g_strdup (n->name), g_string_free (s, FALSE));
+        }
+    }
+  return env;
+}

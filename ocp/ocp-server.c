@@ -1,0 +1,649 @@
+/* ocp-server.c - the callout server side of OCP, on the GLib main loop.
+ *
+ * Any number of connections, each with any number of concurrent
+ * transactions (RFC 4037 2.6).  The server sends CS on accept, answers the
+ * processor's NO with our profile and the parts its service wants, keeps
+ * the service groups, collects each transaction's envelope (AMS) and parts
+ * (DUM), and hands the complete original message to the service.  Invalid
+ * input ends the transaction (TE 400) or, when it cannot be tied to one,
+ * the connection (CE 400).  Unknown messages and parameters are ignored.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+#include <glib/gstdio.h>
+#include <gio/gunixsocketaddress.h>
+
+#include "ocp.h"
+
+#define READ_CHUNK (64 * 1024)
+#define HEADER_MAX (1024 * 1024)
+#define MAX_TXNS 1024
+
+typedef struct SConn SConn;
+
+struct OcpServerTxn {
+  gint ref_count;
+  SConn *conn;              /* NULL once the connection is gone */
+  guint64 xid;
+  char *service;
+  OcpMessage *ams;
+  GHashTable *env;
+  GByteArray *header;
+  gboolean header_sent;
+  int body_fd;
+  guint64 body_len;
+  gboolean body_sent;
+  guint64 next_offset;
+  guint64 kept_end;         /* processor keeps [0, kept_end) */
+  gboolean complete;
+  gboolean responded;
+};
+
+struct SConn {
+  gint ref_count;
+  OcpServer *server;
+  GSocketConnection *conn;
+  GCancellable *cancel;
+  GByteArray *in;
+  GString *out;
+  GString *wbuf;            /* being written */
+  gboolean writing;
+  gboolean closing;
+  gboolean closed;
+  gboolean got_cs;
+  GHashTable *groups;       /* sg-id -> uri */
+  GHashTable *txns;         /* xid -> OcpServerTxn* */
+  char buf[READ_CHUNK];
+};
+
+struct OcpServer {
+  GSocketService *service;
+  guint parts;
+  OcpServerHandler handler;
+  gpointer user_data;
+  GPtrArray *unix_paths;
+};
+
+static void conn_read (SConn *c);
+static void conn_flush (SConn *c);
+
+static SConn *
+sconn_ref (SConn *c)
+{
+  c->ref_count++;
+  return c;
+}
+
+static void
+sconn_unref (SConn *c)
+{
+  if (--c->ref_count > 0)
+    return;
+  g_byte_array_unref (c->in);
+  g_string_free (c->out, TRUE);
+  g_string_free (c->wbuf, TRUE);
+  g_hash_table_unref (c->groups);
+  g_hash_table_unref (c->txns);
+  g_object_unref (c->cancel);
+  g_object_unref (c->conn);
+  g_free (c);
+}
+
+OcpServerTxn *
+ocp_server_txn_ref (OcpServerTxn *t)
+{
+  t->ref_count++;
+  return t;
+}
+
+void
+ocp_server_txn_unref (OcpServerTxn *t)
+{
+  if (--t->ref_count > 0)
+    return;
+  g_free (t->service);
+  ocp_message_free (t->ams);
+  if (t->env)
+    g_hash_table_unref (t->env);
+  g_byte_array_unref (t->header);
+  if (t->body_fd >= 0)
+    close (t->body_fd);
+  g_free (t);
+}
+
+static void
+txn_detach (gpointer p)
+{
+  OcpServerTxn *t = p;
+  t->conn = NULL;
+  ocp_server_txn_unref (t);
+}
+
+/* ---- output -------------------------------------------------------------- */
+
+static void
+send_msg (SConn *c, OcpMessage *m)
+{
+  if (!c->closed)
+    ocp_message_write (m, c->out);
+  ocp_message_free (m);
+  conn_flush (c);
+}
+
+static OcpValue *
+result (guint code, const char *reason)
+{
+  OcpValue *r = ocp_struct_new ();
+  ocp_value_add (r, ocp_atom_new_uint (code));
+  if (reason)
+    ocp_value_add (r, ocp_atom_new (reason));
+  return r;
+}
+
+static void
+conn_close (SConn *c)
+{
+  if (c->closed)
+    return;
+  c->closed = TRUE;
+  g_cancellable_cancel (c->cancel);
+  g_io_stream_close (G_IO_STREAM (c->conn), NULL, NULL);
+  g_hash_table_remove_all (c->txns);
+  sconn_unref (c); /* the reference the accept took */
+}
+
+static void
+write_done (GObject *src, GAsyncResult *res, gpointer data)
+{
+  SConn *c = data;
+
+  c->writing = FALSE;
+  if (!g_output_stream_write_all_finish (G_OUTPUT_STREAM (src), res, NULL, NULL))
+    conn_close (c);
+  g_string_truncate (c->wbuf, 0);
+  if (!c->closed)
+    {
+      if (c->out->len)
+        conn_flush (c);
+      else if (c->closing)
+        conn_close (c);
+    }
+  sconn_unref (c);
+}
+
+static void
+conn_flush (SConn *c)
+{
+  GString *s;
+  GOutputStream *out;
+
+  if (c->closed || c->writing || c->out->len == 0)
+    return;
+  s = c->out;
+  c->out = c->wbuf;
+  c->wbuf = s;
+  out = g_io_stream_get_output_stream (G_IO_STREAM (c->conn));
+  c->writing = TRUE;
+  g_output_stream_write_all_async (out, s->str, s->len, G_PRIORITY_DEFAULT, c->cancel, write_done,
+                                   sconn_ref (c));
+}
+
+static void
+conn_fail (SConn *c, const char *why)
+{
+  send_msg (c, ocp_message_add (ocp_message_new ("CE"), result (400, why)));
+  c->closing = TRUE;
+  if (!c->writing)
+    conn_close (c);
+}
+
+static void
+txn_fail (SConn *c, guint64 xid, const char *why)
+{
+  g_hash_table_remove (c->txns, &xid);
+  send_msg (c, ocp_message_add (ocp_message_add_uint (ocp_message_new ("TE"), xid), result (400, why)));
+}
+
+/* ---- input --------------------------------------------------------------- */
+
+static void
+on_no (SConn *c, const OcpMessage *m)
+{
+  const OcpValue *features = ocp_message_anon (m, 0);
+  const OcpValue *sg = ocp_message_get (m, "SG");
+  OcpMessage *nr = ocp_message_new ("NR");
+
+  for (guint i = 0; features && features->kind == OCP_LIST && i < features->items->len; i++)
+    {
+      const OcpValue *f = features->items->pdata[i];
+      if (f->kind == OCP_STRUCT && f->items->len >= 1
+          && g_strcmp0 (ocp_value_get_atom (f->items->pdata[0]), OCP_LMTP_PROFILE) == 0)
+        {
+          const OcpValue *offered = ocp_value_get_named (f, "Parts");
+          guint parts = offered ? ocp_parts_from_value (offered) : OCP_PARTS_ALL;
+          OcpValue *answer = ocp_struct_new ();
+          ocp_value_add (answer, ocp_atom_new (OCP_LMTP_PROFILE));
+          ocp_value_add_named (answer, "Parts",
+                               ocp_parts_to_value ((parts & c->server->parts) | OCP_PART_ENVELOPE));
+          ocp_message_add (nr, answer);
+          break;
+        }
+    }
+  if (sg)
+    ocp_message_set (nr, "SG", ocp_atom_new (sg->atom));
+  send_msg (c, nr);
+}
+
+static OcpServerTxn *
+txn_of (SConn *c, const OcpMessage *m, guint64 *xid)
+{
+  if (!ocp_message_anon_uint (m, 0, xid))
+    return NULL;
+  return g_hash_table_lookup (c->txns, xid);
+}
+
+static gboolean
+body_append (OcpServerTxn *t, const char *p, gsize n)
+{
+  if (t->body_fd < 0)
+    {
+      g_autofree char *path = NULL;
+      t->body_fd = g_file_open_tmp ("ocp-server-XXXXXX", &path, NULL);
+      if (t->body_fd < 0)
+        return FALSE;
+      g_unlink (path);
+    }
+  while (n > 0)
+    {
+      gssize w = write (t->body_fd, p, n);
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w < 0)
+        return FALSE;
+      p += w;
+      n -= w;
+      t->body_len += w;
+    }
+  return TRUE;
+}
+
+static void
+on_dum (SConn *c, const OcpMessage *m)
+{
+  guint64 xid, off, kept_off, kept_size;
+  OcpServerTxn *t = txn_of (c, m, &xid);
+  const char *part = ocp_value_get_atom (ocp_message_get (m, "AM-Part"));
+  const OcpNamed *kept = ocp_message_named (m, "Kept");
+  gsize len = 0;
+  const char *p;
+
+  if (t == NULL)
+    {
+      if (ocp_message_anon_uint (m, 0, &xid))
+        txn_fail (c, xid, "unknown transaction");
+      return;
+    }
+  if (t->ams == NULL || t->complete || !ocp_message_anon_uint (m, 1, &off) || off != t->next_offset
+      || m->payload == NULL)
+    {
+      txn_fail (c, xid, "bad DUM");
+      return;
+    }
+  p = g_bytes_get_data (m->payload, &len);
+  if (kept && kept->values->len == 2 && ocp_value_get_uint (kept->values->pdata[0], &kept_off)
+      && ocp_value_get_uint (kept->values->pdata[1], &kept_size) && kept_off == 0)
+    t->kept_end = MAX (t->kept_end, kept_size);
+  if (g_strcmp0 (part, "message-header") == 0 && !t->body_sent)
+    {
+      if (t->header->len + len > HEADER_MAX)
+        {
+          txn_fail (c, xid, "header too large");
+          return;
+        }
+      g_byte_array_append (t->header, (const guint8 *) p, len);
+      t->header_sent = TRUE;
+    }
+  else if (g_strcmp0 (part, "message-body") == 0)
+    {
+      t->body_sent = TRUE;
+      if (!body_append (t, p, len))
+        {
+          txn_fail (c, xid, "cannot store the body");
+          return;
+        }
+    }
+  else
+    {
+      txn_fail (c, xid, "unknown or out-of-order AM-Part");
+      return;
+    }
+  t->next_offset += len;
+}
+
+static void
+on_message (SConn *c, OcpMessage *m)
+{
+  guint64 xid = 0, sg;
+  OcpServerTxn *t;
+
+  if (!c->got_cs)
+    {
+      if (strcmp (m->name, "CS") != 0)
+        {
+          conn_fail (c, "the first message must be CS");
+          return;
+        }
+      c->got_cs = TRUE;
+      return;
+    }
+  if (strcmp (m->name, "NO") == 0)
+    on_no (c, m);
+  else if (strcmp (m->name, "SGC") == 0)
+    {
+      const OcpValue *services = ocp_message_anon (m, 1);
+      const OcpValue *first = services && services->kind == OCP_LIST && services->items->len
+                              ? services->items->pdata[0] : NULL;
+      const char *uri = first && first->kind == OCP_STRUCT && first->items->len
+                        ? ocp_value_get_atom (first->items->pdata[0]) : NULL;
+      if (!ocp_message_anon_uint (m, 0, &sg) || uri == NULL)
+        conn_fail (c, "bad SGC");
+      else
+        g_hash_table_replace (c->groups, g_memdup2 (&sg, sizeof sg), g_strdup (uri));
+    }
+  else if (strcmp (m->name, "SGD") == 0)
+    {
+      if (ocp_message_anon_uint (m, 0, &sg))
+        g_hash_table_remove (c->groups, &sg);
+    }
+  else if (strcmp (m->name, "TS") == 0)
+    {
+      const char *uri;
+      if (!ocp_message_anon_uint (m, 0, &xid) || !ocp_message_anon_uint (m, 1, &sg))
+        conn_fail (c, "bad TS");
+      else if ((uri = g_hash_table_lookup (c->groups, &sg)) == NULL || g_hash_table_contains (c->txns, &xid)
+               || g_hash_table_size (c->txns) >= MAX_TXNS)
+        txn_fail (c, xid, "unknown service group, duplicate transaction or too many");
+      else
+        {
+          t = g_new0 (OcpServerTxn, 1);
+          t->ref_count = 1;
+          t->conn = c;
+          t->xid = xid;
+          t->service = g_strdup (uri);
+          t->header = g_byte_array_new ();
+          t->body_fd = -1;
+          g_hash_table_insert (c->txns, g_memdup2 (&xid, sizeof xid), t);
+        }
+    }
+  else if (strcmp (m->name, "AMS") == 0)
+    {
+      if ((t = txn_of (c, m, &xid)) == NULL || t->ams)
+        txn_fail (c, xid, "bad AMS");
+      else
+        {
+          t->ams = ocp_message_new ("AMS");
+          g_ptr_array_extend_and_steal (t->ams->named, g_steal_pointer (&m->named));
+          m->named = g_ptr_array_new ();
+          t->env = ocp_envelope_from_message (t->ams);
+        }
+    }
+  else if (strcmp (m->name, "DUM") == 0)
+    on_dum (c, m);
+  else if (strcmp (m->name, "AME") == 0)
+    {
+      if ((t = txn_of (c, m, &xid)) == NULL || t->ams == NULL || t->complete)
+        txn_fail (c, xid, "bad AME");
+      else
+        {
+          t->complete = TRUE;
+          if (t->body_fd >= 0)
+            lseek (t->body_fd, 0, SEEK_SET);
+          ocp_server_txn_ref (t);
+          c->server->handler (t, c->server->user_data);
+          ocp_server_txn_unref (t);
+        }
+    }
+  else if (strcmp (m->name, "TE") == 0)
+    {
+      if (ocp_message_anon_uint (m, 0, &xid))
+        g_hash_table_remove (c->txns, &xid);
+    }
+  else if (strcmp (m->name, "PQ") == 0)
+    {
+      OcpMessage *pa = ocp_message_new ("PA");
+      if (ocp_message_anon_uint (m, 0, &xid) && g_hash_table_contains (c->txns, &xid))
+        ocp_message_add_uint (pa, xid);
+      send_msg (c, pa);
+    }
+  else if (strcmp (m->name, "AQ") == 0)
+    send_msg (c, ocp_message_add (ocp_message_new ("AA"), ocp_atom_new ("false")));
+  else if (strcmp (m->name, "CE") == 0)
+    {
+      c->closing = TRUE;
+      if (!c->writing)
+        conn_close (c);
+    }
+  /* anything else: ignored (RFC 4037 11) */
+}
+
+static void
+read_done (GObject *src, GAsyncResult *res, gpointer data)
+{
+  SConn *c = data;
+  g_autoptr (GError) error = NULL;
+  gssize n = g_input_stream_read_finish (G_INPUT_STREAM (src), res, &error);
+
+  if (c->closed || n <= 0)
+    {
+      conn_close (c);
+      sconn_unref (c);
+      return;
+    }
+  g_byte_array_append (c->in, (guint8 *) c->buf, n);
+  while (!c->closed && !c->closing && c->in->len)
+    {
+      OcpMessage *m = NULL;
+      gsize used = 0;
+      g_autoptr (GError) perr = NULL;
+      OcpParseResult r = ocp_message_parse ((const char *) c->in->data, c->in->len, NULL, &m, &used, &perr);
+      if (r == OCP_PARSE_MORE)
+        break;
+      if (r == OCP_PARSE_ERROR)
+        {
+          conn_fail (c, perr->message);
+          break;
+        }
+      g_byte_array_remove_range (c->in, 0, used);
+      on_message (c, m);
+      ocp_message_free (m);
+    }
+  if (!c->closed && !c->closing)
+    conn_read (c);
+  sconn_unref (c);
+}
+
+static void
+conn_read (SConn *c)
+{
+  GInputStream *in = g_io_stream_get_input_stream (G_IO_STREAM (c->conn));
+  g_input_stream_read_async (in, c->buf, sizeof c->buf, G_PRIORITY_DEFAULT, c->cancel, read_done,
+                             sconn_ref (c));
+}
+
+static gboolean
+incoming (GSocketService *service, GSocketConnection *conn, GObject *src, gpointer data)
+{
+  SConn *c = g_new0 (SConn, 1);
+
+  c->ref_count = 1; /* dropped by conn_close */
+  c->server = data;
+  c->conn = g_object_ref (conn);
+  c->cancel = g_cancellable_new ();
+  c->in = g_byte_array_new ();
+  c->out = g_string_new (NULL);
+  c->wbuf = g_string_new (NULL);
+  c->groups = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, g_free);
+  c->txns = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, txn_detach);
+  send_msg (c, ocp_message_new ("CS"));
+  conn_read (c);
+  return TRUE;
+}
+
+/* ---- responding ---------------------------------------------------------- */
+
+GHashTable *
+ocp_server_txn_envelope (OcpServerTxn *t)
+{
+  return t->env;
+}
+
+const char *
+ocp_server_txn_service (OcpServerTxn *t)
+{
+  return t->service;
+}
+
+GBytes *
+ocp_server_txn_header (OcpServerTxn *t)
+{
+  return t->header_sent ? g_bytes_new (t->header->data, t->header->len) : NULL;
+}
+
+int
+ocp_server_txn_body_fd (OcpServerTxn *t, guint64 *out_len)
+{
+  if (out_len)
+    *out_len = t->body_len;
+  return t->body_sent ? t->body_fd : -1;
+}
+
+static void
+send_dum (SConn *c, guint64 xid, guint64 *off, const char *part, const char *p, gsize n)
+{
+  OcpMessage *dum = ocp_message_add_uint (ocp_message_add_uint (ocp_message_new ("DUM"), xid), *off);
+  ocp_message_set (dum, "AM-Part", ocp_atom_new (part));
+  ocp_message_set_payload (dum, g_bytes_new (p, n));
+  send_msg (c, dum);
+  *off += n;
+}
+
+void
+ocp_server_txn_respond (OcpServerTxn *t, const OcpVerdict *v, GBytes *new_header, int new_body_fd)
+{
+  SConn *c = t->conn;
+  OcpMessage *ams;
+  guint64 off = 0, hlen = t->header_sent ? t->header->len : 0;
+
+  if (c == NULL || c->closed || t->responded)
+    return;
+  t->responded = TRUE;
+  ams = ocp_message_add_uint (ocp_message_new ("AMS"), t->xid);
+  ocp_verdict_to_message (v, ams);
+  send_msg (c, ams);
+  if (new_header)
+    {
+      gsize n;
+      const char *p = g_bytes_get_data (new_header, &n);
+      send_dum (c, t->xid, &off, "message-header", p, n);
+    }
+  if (new_body_fd >= 0)
+    {
+      char buf[READ_CHUNK];
+      gssize n;
+      while ((n = read (new_body_fd, buf, sizeof buf)) > 0)
+        send_dum (c, t->xid, &off, "message-body", buf, n);
+    }
+  else if (new_header && t->body_sent && t->kept_end >= hlen + t->body_len)
+    {
+      /* the body is unchanged and the processor kept it: point at it */
+      OcpMessage *duy = ocp_message_add_uint (ocp_message_new ("DUY"), t->xid);
+      ocp_message_add_uint (ocp_message_add_uint (duy, hlen), t->body_len);
+      send_msg (c, duy);
+    }
+  send_msg (c, ocp_message_add_uint (ocp_message_new ("AME"), t->xid));
+  send_msg (c, ocp_message_add_uint (ocp_message_new ("TE"), t->xid));
+  g_hash_table_remove (c->txns, &t->xid);
+}
+
+void
+ocp_server_txn_abort_connection (OcpServerTxn *t)
+{
+  if (t->conn)
+    conn_close (t->conn);
+}
+
+void
+ocp_server_txn_send_raw (OcpServerTxn *t, const char *bytes, gsize len)
+{
+  if (t->conn && !t->conn->closed)
+    {
+      g_string_append_len (t->conn->out, bytes, len);
+      conn_flush (t->conn);
+    }
+}
+
+/* ---- the server ---------------------------------------------------------- */
+
+OcpServer *
+ocp_server_new (guint parts, OcpServerHandler handler, gpointer user_data)
+{
+  OcpServer *s = g_new0 (OcpServer, 1);
+  s->service = g_socket_service_new ();
+  s->parts = parts | OCP_PART_ENVELOPE;
+  s->handler = handler;
+  s->user_data = user_data;
+  s->unix_paths = g_ptr_array_new_with_free_func (g_free);
+  g_signal_connect (s->service, "incoming", G_CALLBACK (incoming), s);
+  return s;
+}
+
+gboolean
+ocp_server_listen (OcpServer *s, const char *endpoint, guint16 *out_port, GError **error)
+{
+  g_autoptr (GSocketAddress) addr = NULL;
+  g_autoptr (GSocketAddress) bound = NULL;
+
+  if (g_str_has_prefix (endpoint, "unix:"))
+    {
+      g_unlink (endpoint + 5);
+      addr = g_unix_socket_address_new (endpoint + 5);
+      g_ptr_array_add (s->unix_paths, g_strdup (endpoint + 5));
+    }
+  else if (g_str_has_prefix (endpoint, "inet:"))
+    {
+      const char *hp = endpoint + 5, *colon = strrchr (hp, ':');
+      g_autofree char *host = colon ? g_strndup (hp, colon - hp) : NULL;
+      g_autoptr (GInetAddress) ip = host ? g_inet_address_new_from_string (host) : NULL;
+      if (ip)
+        addr = g_inet_socket_address_new (ip, (guint16) g_ascii_strtoull (colon + 1, NULL, 10));
+    }
+  if (addr == NULL)
+    {
+      g_set_error (error, OCP_ERROR, OCP_ERROR_UNAVAILABLE, "bad endpoint '%s'", endpoint);
+      return FALSE;
+    }
+  if (!g_socket_listener_add_address (G_SOCKET_LISTENER (s->service), addr, G_SOCKET_TYPE_STREAM,
+                                      G_SOCKET_PROTOCOL_DEFAULT, NULL, &bound, error))
+    return FALSE;
+  if (out_port && G_IS_INET_SOCKET_ADDRESS (bound))
+    *out_port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+  g_socket_service_start (s->service);
+  return TRUE;
+}
+
+void
+ocp_server_free (OcpServer *s)
+{
+  if (s == NULL)
+    return;
+  g_socket_service_stop (s->service);
+  g_socket_listener_close (G_SOCKET_LISTENER (s->service));
+  for (guint i = 0; i < s->unix_paths->len; i++)
+    g_unlink (s->unix_paths->pdata[i]);
+  g_ptr_array_unref (s->unix_paths);
+  g_object_unref (s->service);
+  g_free (s);
+}
