@@ -28,7 +28,7 @@ typedef struct {
 
 static const KnownGroup known_groups[] = {
   { "server", { "listen", "socket_mode", "socket_owner", "hostname", "spool_dir",
-                "max_sessions", "idle_timeout", "shutdown_timeout", "user", NULL } },
+                "max_sessions", "idle_timeout", "shutdown_timeout", "user", "delivery_threads", NULL } },
   { "limits", { "max_line_length", "max_data_line_length", "max_message_size",
                 "max_recipients", "max_errors", NULL } },
   { "delivery", { "mail_root", "mailbox", "fsync", "create_folders", "recipient_delimiter",
@@ -36,6 +36,10 @@ static const KnownGroup known_groups[] = {
                   "duplicate_db", "mbox_quoting", "mbox_lock_timeout", NULL } },
   { "users", { "map", "domains", "postmaster", "rewrite", NULL } },
   { "mailboxes", { NULL } }, /* any domain as key */
+  { "opes", { "system", "bypass", NULL } },
+  { "service", { "servers", "uri", "stage", "parts", "on_failure", "connect_timeout",
+                 "response_timeout", "timeout", "max_connections", "bypassable", NULL } },
+  { "rule", { "match", "services", NULL } },
 };
 
 void
@@ -53,6 +57,28 @@ user_free (gpointer p)
   g_free (u->address);
   g_free (u->mailbox);
   g_free (u);
+}
+
+static void
+service_free (gpointer p)
+{
+  LmtpdService *sv = p;
+  g_free (sv->name);
+  g_free (sv->uri);
+  g_strfreev (sv->servers);
+  g_free (sv->parts);
+  g_free (sv);
+}
+
+static void
+rule_free (gpointer p)
+{
+  LmtpdRule *r = p;
+  g_free (r->name);
+  g_strfreev (r->match);
+  g_ptr_array_unref (r->regexes);
+  g_ptr_array_unref (r->services);
+  g_free (r);
 }
 
 static void
@@ -98,6 +124,9 @@ lmtpd_config_unref (LmtpdConfig *c)
   g_free (c->user);
   g_free (c->rewrite_map);
   g_clear_pointer (&c->rewrites, g_ptr_array_unref);
+  g_free (c->opes_system);
+  g_clear_pointer (&c->rules, g_ptr_array_unref);
+  g_clear_pointer (&c->services, g_ptr_array_unref);
   g_free (c->users_map);
   g_clear_pointer (&c->users, g_hash_table_unref);
   g_strfreev (c->domains);
@@ -142,6 +171,10 @@ lmtpd_config_new_default (void)
   c->duplicate_db = g_strdup ("./var/lib/duplicates");
   c->mbox_lock_timeout = 30;
   c->rewrites = g_ptr_array_new_with_free_func (rewrite_free);
+  c->delivery_threads = 64;
+  c->opes_system = g_strdup_printf ("urn:x-opes-lmtpd:system:%s", c->hostname);
+  c->services = g_ptr_array_new_with_free_func (service_free);
+  c->rules = g_ptr_array_new_with_free_func (rule_free);
 
   c->users = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, user_free);
   c->domains = g_strsplit ("*", ";", -1);
@@ -654,8 +687,15 @@ check_known (Loader *ld, GKeyFile *kf)
       g_auto (GStrv) keys = NULL;
 
       for (guint j = 0; j < G_N_ELEMENTS (known_groups); j++)
-        if (strcmp (known_groups[j].group, groups[i]) == 0)
-          kg = &known_groups[j];
+        {
+          gsize n = strlen (known_groups[j].group);
+          /* "[service NAME]" and "[rule NAME]" */
+          if (strcmp (known_groups[j].group, groups[i]) == 0
+              || ((strcmp (known_groups[j].group, "service") == 0 || strcmp (known_groups[j].group, "rule") == 0)
+                  && strncmp (groups[i], known_groups[j].group, n) == 0 && groups[i][n] == ' '
+                  && groups[i][n + 1] != '\0'))
+            kg = &known_groups[j];
+        }
       if (kg == NULL)
         {
           problem (ld, groups[i], NULL, "unknown group");
@@ -718,6 +758,7 @@ load_server (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
   get_uint (ld, kf, "server", "idle_timeout", FALSE, 1, 86400, &c->idle_timeout);
   get_uint (ld, kf, "server", "shutdown_timeout", FALSE, 0, 3600, &c->shutdown_timeout);
   get_path (kf, "server", "user", &c->user);
+  get_uint (ld, kf, "server", "delivery_threads", FALSE, 1, 1024, &c->delivery_threads);
   if (c->user && c->user[0] == '\0')
     g_clear_pointer (&c->user, g_free);
 }
@@ -872,6 +913,212 @@ load_users (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
     }
 }
 
+/* ---- OPES: [opes], [service NAME], [rule NAME] ------------------------- */
+
+/* "250ms", "2s", "1m" or plain seconds, to milliseconds */
+static void
+get_ms (Loader *ld, GKeyFile *kf, const char *group, const char *key, guint *out)
+{
+  g_autofree char *s = get_string (kf, group, key);
+  char *end = NULL;
+  guint64 v;
+
+  if (s == NULL)
+    return;
+  v = g_ascii_strtoull (s, &end, 10);
+  if (end == s || v > 3600 * 1000)
+    goto bad;
+  if (strcmp (end, "ms") == 0)
+    ;
+  else if (*end == '\0' || strcmp (end, "s") == 0)
+    v *= 1000;
+  else if (strcmp (end, "m") == 0)
+    v *= 60000;
+  else
+    goto bad;
+  if (v == 0 || v > 3600 * 1000)
+    goto bad;
+  *out = (guint) v;
+  return;
+bad:
+  problem (ld, group, key, "'%s' is not a duration like 500ms, 2s or 1m", s);
+}
+
+static const LmtpdService *
+find_service (const LmtpdConfig *c, const char *name)
+{
+  for (guint i = 0; i < c->services->len; i++)
+    if (strcmp (((LmtpdService *) c->services->pdata[i])->name, name) == 0)
+      return c->services->pdata[i];
+  return NULL;
+}
+
+static void
+load_service (Loader *ld, GKeyFile *kf, LmtpdConfig *c, const char *group)
+{
+  LmtpdService *sv = g_new0 (LmtpdService, 1);
+  g_autofree char *stage = get_string (kf, group, "stage");
+  g_autofree char *fail = get_string (kf, group, "on_failure");
+  g_auto (GStrv) servers = g_key_file_get_string_list (kf, group, "servers", NULL, NULL);
+  GPtrArray *eps = g_ptr_array_new ();
+
+  sv->name = g_strdup (group + strlen ("service "));
+  sv->uri = get_string (kf, group, "uri");
+  if (sv->uri == NULL)
+    sv->uri = g_strdup_printf ("urn:x-opes-lmtpd:service:%s", sv->name);
+  for (guint i = 0; servers && servers[i]; i++)
+    {
+      char *e = g_strstrip (servers[i]);
+      g_autofree char *why = NULL;
+      LmtpdListen *l;
+      if (*e == '\0')
+        continue;
+      l = parse_listen (e, &why);
+      if (l == NULL || (l->kind == LMTPD_LISTEN_INET && l->port == 0))
+        problem (ld, group, "servers", "%s", why ? why : "port 0 is not a server");
+      else
+        g_ptr_array_add (eps, g_strdup (e));
+      if (l)
+        lmtpd_listen_free (l);
+    }
+  if (eps->len == 0 && servers == NULL)
+    problem (ld, group, NULL, "no servers = given");
+  g_ptr_array_add (eps, NULL);
+  sv->servers = (char **) g_ptr_array_free (eps, FALSE);
+  if (stage && strcmp (stage, "rcpt") == 0)
+    sv->rcpt_stage = TRUE;
+  else if (stage && strcmp (stage, "data") != 0)
+    problem (ld, group, "stage", "'%s' is not rcpt or data", stage);
+  sv->parts = get_string (kf, group, "parts");
+  if (sv->parts == NULL)
+    sv->parts = g_strdup (sv->rcpt_stage ? "envelope" : "envelope,message-header,message-body");
+  else
+    {
+      g_auto (GStrv) p = g_strsplit_set (sv->parts, ";, ", -1);
+      for (guint i = 0; p[i]; i++)
+        if (p[i][0] && strcmp (p[i], "envelope") && strcmp (p[i], "message-header")
+            && strcmp (p[i], "message-body"))
+          problem (ld, group, "parts", "unknown part '%s' (envelope, message-header, message-body)", p[i]);
+    }
+  sv->on_failure = LMTPD_FAIL_TEMPFAIL;
+  if (fail && strcmp (fail, "accept") == 0)
+    sv->on_failure = LMTPD_FAIL_ACCEPT;
+  else if (fail && strcmp (fail, "reject") == 0)
+    sv->on_failure = LMTPD_FAIL_REJECT;
+  else if (fail && strcmp (fail, "tempfail") != 0)
+    problem (ld, group, "on_failure", "'%s' is not tempfail, accept or reject", fail);
+  sv->connect_timeout_ms = 2000;
+  sv->response_timeout_ms = 20000;
+  sv->timeout_ms = 30000;
+  sv->max_connections = 16;
+  sv->bypassable = TRUE;
+  get_ms (ld, kf, group, "connect_timeout", &sv->connect_timeout_ms);
+  get_ms (ld, kf, group, "response_timeout", &sv->response_timeout_ms);
+  get_ms (ld, kf, group, "timeout", &sv->timeout_ms);
+  get_uint (ld, kf, group, "max_connections", FALSE, 1, 1024, &sv->max_connections);
+  get_bool (ld, kf, group, "bypassable", &sv->bypassable);
+  if (find_service (c, sv->name))
+    problem (ld, group, NULL, "service defined twice");
+  g_ptr_array_add (c->services, sv);
+}
+
+static void
+load_rule (Loader *ld, GKeyFile *kf, LmtpdConfig *c, const char *group)
+{
+  LmtpdRule *r = g_new0 (LmtpdRule, 1);
+  g_auto (GStrv) names = g_key_file_get_string_list (kf, group, "services", NULL, NULL);
+  g_auto (GStrv) match = g_key_file_get_string_list (kf, group, "match", NULL, NULL);
+  GPtrArray *m = g_ptr_array_new ();
+
+  r->name = g_strdup (group + strlen ("rule "));
+  r->regexes = g_ptr_array_new_with_free_func ((GDestroyNotify) g_regex_unref);
+  r->services = g_ptr_array_new ();
+  for (guint i = 0; match && match[i]; i++)
+    {
+      char *e = g_strstrip (match[i]);
+      gsize n = strlen (e);
+      if (n == 0)
+        continue;
+      if (n > 2 && e[0] == '/' && e[n - 1] == '/')
+        {
+          g_autoptr (GError) err = NULL;
+          g_autofree char *pat = g_strndup (e + 1, n - 2);
+          GRegex *re = g_regex_new (pat, G_REGEX_CASELESS, 0, &err);
+          if (re == NULL)
+            problem (ld, group, "match", "bad regular expression: %s", err->message);
+          else
+            g_ptr_array_add (r->regexes, re);
+          continue;
+        }
+      g_ptr_array_add (m, g_ascii_strdown (e, -1));
+    }
+  g_ptr_array_add (m, NULL);
+  r->match = (char **) g_ptr_array_free (m, FALSE);
+  if (match == NULL)
+    problem (ld, group, NULL, "no match = given");
+  for (guint i = 0; names && names[i]; i++)
+    {
+      char *n = g_strstrip (names[i]);
+      const LmtpdService *sv;
+      if (*n == '\0')
+        continue;
+      sv = find_service (c, n);
+      if (sv == NULL)
+        problem (ld, group, "services", "no [service %s]", n);
+      else
+        g_ptr_array_add (r->services, (gpointer) sv);
+    }
+  g_ptr_array_add (c->rules, r);
+}
+
+static void
+load_opes (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
+{
+  g_auto (GStrv) groups = g_key_file_get_groups (kf, NULL);
+  g_auto (GStrv) bypass = g_key_file_get_string_list (kf, "opes", "bypass", NULL, NULL);
+
+  get_path (kf, "opes", "system", &c->opes_system);
+  for (guint i = 0; bypass && bypass[i]; i++)
+    {
+      char *b = g_strstrip (bypass[i]);
+      if (strcmp (b, "header") == 0)
+        c->opes_bypass |= LMTPD_BYPASS_HEADER;
+      else if (strcmp (b, "parameter") == 0)
+        c->opes_bypass |= LMTPD_BYPASS_PARAMETER;
+      else if (strcmp (b, "none") != 0 && *b)
+        problem (ld, "opes", "bypass", "'%s' is not header, parameter or none", b);
+    }
+  /* services first: rules name them */
+  for (guint i = 0; groups[i]; i++)
+    if (g_str_has_prefix (groups[i], "service ") && groups[i][8])
+      load_service (ld, kf, c, groups[i]);
+  for (guint i = 0; groups[i]; i++)
+    if (g_str_has_prefix (groups[i], "rule ") && groups[i][5])
+      load_rule (ld, kf, c, groups[i]);
+}
+
+const LmtpdRule *
+lmtpd_config_match_rule (const LmtpdConfig *c, const char *address)
+{
+  const char *at = strrchr (address, '@');
+
+  for (guint i = 0; i < c->rules->len; i++)
+    {
+      const LmtpdRule *r = c->rules->pdata[i];
+      for (guint k = 0; r->match[k]; k++)
+        {
+          const char *m = r->match[k];
+          if (strcmp (m, "*") == 0 || strcmp (m, address) == 0 || (m[0] == '@' && at && strcmp (m, at) == 0)
+              || (strpbrk (m, "*?") && g_pattern_match_simple (m, address)))
+            return r;
+        }
+      for (guint k = 0; k < r->regexes->len; k++)
+        if (g_regex_match (r->regexes->pdata[k], address, 0, NULL))
+          return r;
+    }
+  return NULL;
+}
+
 LmtpdConfig *
 lmtpd_config_load (const char *path, GError **error)
 {
@@ -901,6 +1148,7 @@ lmtpd_config_load (const char *path, GError **error)
   load_limits (&ld, kf, c);
   load_delivery (&ld, kf, c);
   load_users (&ld, kf, c);
+  load_opes (&ld, kf, c);
   g_hash_table_unref (ld.lines);
   if (errors->len)
     {

@@ -54,6 +54,41 @@ typedef struct {
 } LmtpdRewrite;
 
 typedef enum {
+  LMTPD_FAIL_TEMPFAIL,    /* 451 4.3.0: the MTA keeps the message and retries */
+  LMTPD_FAIL_ACCEPT,      /* deliver unadapted; the trace says the service was skipped */
+  LMTPD_FAIL_REJECT,      /* 550 5.7.1 */
+} LmtpdFailPolicy;
+
+/* An OPES callout service: [service NAME] (plain values; ocp/ is not seen here). */
+typedef struct {
+  char *name;
+  char *uri;              /* service URI (SGC, trace, bypass) */
+  char **servers;         /* endpoints, primary first */
+  gboolean rcpt_stage;    /* at RCPT, metadata only (else after DATA) */
+  char *parts;            /* "envelope,message-header,message-body" */
+  LmtpdFailPolicy on_failure;
+  guint connect_timeout_ms;
+  guint response_timeout_ms;
+  guint timeout_ms;
+  guint max_connections;
+  gboolean bypassable;
+} LmtpdService;
+
+/* [rule NAME]: which services run for which recipients, first match wins. */
+typedef struct {
+  char *name;
+  char **match;           /* user@domain, @domain, *@domain globs, /regex/, or * */
+  GPtrArray *regexes;     /* compiled /regex/ entries */
+  GPtrArray *services;    /* LmtpdService*, not owned, in order */
+} LmtpdRule;
+
+typedef enum {
+  LMTPD_BYPASS_NONE = 0,
+  LMTPD_BYPASS_HEADER = 1,     /* OPES-Bypass: header in the message */
+  LMTPD_BYPASS_PARAMETER = 2,  /* RCPT TO:<...> OPES-BYPASS=... */
+} LmtpdBypass;
+
+typedef enum {
   LMTPD_DETAIL_NO,        /* user+detail goes to INBOX */
   LMTPD_DETAIL_YES,       /* into folder "detail", created if needed */
   LMTPD_DETAIL_IF_EXISTS, /* into folder "detail" only if it exists */
@@ -72,6 +107,7 @@ typedef struct {
   guint idle_timeout;         /* seconds */
   guint shutdown_timeout;     /* seconds */
   char *user;                 /* switch to this user after binding, or NULL */
+  guint delivery_threads;     /* worker threads for deliveries and callouts */
 
   /* [limits] */
   gsize max_line_length;      /* command line, including CRLF */
@@ -103,6 +139,12 @@ typedef struct {
   char *rewrite_map;          /* path or NULL */
   GPtrArray *rewrites;        /* of LmtpdRewrite*, in lookup order */
 
+  /* [opes], [service NAME], [rule NAME] */
+  char *opes_system;          /* URI naming this OPES system in traces */
+  guint opes_bypass;          /* LmtpdBypass bits honoured */
+  GPtrArray *services;        /* LmtpdService* */
+  GPtrArray *rules;           /* LmtpdRule* */
+
   char *source;               /* the file this came from */
 } LmtpdConfig;
 
@@ -129,6 +171,10 @@ const LmtpdUser *lmtpd_config_get_user (const LmtpdConfig *config, const char *a
  * then @domain entries, then regular expressions in file order; one pass.
  * Returns a new string, or NULL if no entry matches. */
 char *lmtpd_config_rewrite (const LmtpdConfig *config, const char *address);
+
+/* The services that run for a (final, lowercased) recipient: the first
+ * matching rule's, or NULL. */
+const LmtpdRule *lmtpd_config_match_rule (const LmtpdConfig *config, const char *address);
 
 /* The mailbox template for @domain: [mailboxes] entry or the default. */
 const char *lmtpd_config_mailbox_template (const LmtpdConfig *config, const char *domain);

@@ -69,6 +69,7 @@ typedef struct {
   guint64 quota_bytes;
   guint64 quota_messages;
   char *orcpt;         /* ORCPT= address or NULL */
+  char *bypass;        /* OPES bypass asked for on RCPT (service names/URIs or "*"), or NULL */
 } DeliverRecipient;
 
 /* Resolves a recipient: rewrite map, subaddress, users, mailbox.  Returns
@@ -118,8 +119,36 @@ guint64 deliver_spool_lines (const DeliverSpool *spool);  /* LF count */
 void deliver_spool_free (DeliverSpool *spool);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (DeliverSpool, deliver_spool_free)
 
+/* The header part: bytes up to and including the first empty line (all
+ * of it if there is none), and its line count.  Valid after finish. */
+guint64 deliver_spool_header_len (const DeliverSpool *spool);
+guint64 deliver_spool_header_lines (const DeliverSpool *spool);
+
 /* Hex SHA-256 of what was stored (after CRLF -> LF), valid after finish. */
 const char *deliver_spool_digest (const DeliverSpool *spool);
+
+/* ---- content ----------------------------------------------------------- */
+
+/* What a delivery stores after its prefix headers: ranges of files (the
+ * spool, a part of it, or an adapted body), in order. */
+typedef struct {
+  int fd;
+  guint64 offset;
+  guint64 length;
+  guint64 lines;        /* LF count in the range */
+} DeliverSegment;
+
+typedef struct {
+  DeliverSegment seg[2];
+  guint n;
+} DeliverContent;
+
+/* The whole spool as content. */
+void deliver_content_from_spool (DeliverContent *content, const DeliverSpool *spool);
+guint64 deliver_content_size (const DeliverContent *content);
+guint64 deliver_content_lines (const DeliverContent *content);
+/* TRUE if both name the very same bytes (same files and ranges). */
+gboolean deliver_content_same (const DeliverContent *a, const DeliverContent *b);
 
 /* ---- messages ---------------------------------------------------------- */
 
@@ -129,6 +158,7 @@ typedef struct {
   const char *helo;         /* LHLO name or NULL */
   const char *client_addr;  /* peer address or NULL */
   const char *protocol;     /* "LMTP", "local" ... */
+  const char *mail_params;  /* MAIL FROM parameters as given, or NULL */
   gint64 received_us;       /* g_get_real_time() at MAIL */
   DeliverSpool *spool;      /* finished */
 } DeliverMessage;
@@ -159,7 +189,7 @@ gboolean deliver_maildir_create (const char *maildir, gboolean do_fsync, GError 
  * visible in new/ or cur/ unless all of it is.  *out_path (may be NULL)
  * receives the final path; *out_size the file size. */
 gboolean deliver_maildir_store (const char *maildir, const char *hostname,
-                                const char *header, DeliverSpool *spool, const char *flags,
+                                const char *header, const DeliverContent *content, const char *flags,
                                 const char *link_from, gboolean do_fsync,
                                 char **out_path, guint64 *out_size, GError **error);
 
@@ -171,7 +201,7 @@ gboolean deliver_maildir_store (const char *maildir, const char *hostname,
  * mboxrd (or mboxo) quoting and a blank line, fsync; on any error the file
  * is truncated back to its old size. */
 gboolean deliver_mbox_store (const char *path, const char *sender, gint64 received_us,
-                             const char *header, DeliverSpool *spool, gboolean mboxo,
+                             const char *header, const DeliverContent *content, gboolean mboxo,
                              guint lock_timeout, gboolean do_fsync, const char *inflight_dir,
                              GError **error);
 /* Repairs mboxes whose append a dead process left half done, from the
@@ -221,10 +251,16 @@ gboolean deliver_chown_to_user (const char *path, const char *user, GError **err
  * that identical copies become hard links (single instance). */
 typedef struct {
   guint n_recipients;
+  GPtrArray *rcpts;     /* DeliverRecipient* of the transaction (borrowed), or NULL */
+  GMutex lock;          /* stores and callouts of one transaction */
+  GCond cond;
+  GHashTable *callouts; /* group key -> shared callout result */
   char *header;
   char *flags;
+  DeliverContent content;
   char *path;
 } DeliverShared;
+void deliver_shared_init (DeliverShared *shared, GPtrArray *rcpts);
 void deliver_shared_clear (DeliverShared *shared);
 
 /* Delivers @msg to one recipient: duplicate check, quota, headers, folder,
@@ -235,6 +271,12 @@ void deliver_pipeline_run (const LmtpdConfig *config, DeliverDedupe *dedupe,
                            const DeliverMessage *msg, const DeliverRecipient *rcpt,
                            DeliverShared *shared, DeliverStatus *status, char **out_path);
 
+/* The checks at RCPT: quota from the SIZE= hint (0 = unknown), then the
+ * services that run at RCPT with metadata only (access control, RFC 4496
+ * 4.4 and 4.8).  Blocking.  Returns FALSE and sets @status (the quota or
+ * the service's reply) when the recipient is refused. */
+gboolean deliver_rcpt_check (const LmtpdConfig *config, const DeliverMessage *msg,
+                             const DeliverRecipient *rcpt, guint64 size_hint, DeliverStatus *status);
 /* Quota check before data, from the SIZE= hint (0 = unknown).  Returns
  * FALSE and sets @status when the recipient is over quota. */
 gboolean deliver_precheck (const LmtpdConfig *config, const DeliverRecipient *rcpt,

@@ -231,14 +231,14 @@ main (int argc, char **argv)
   msg.protocol = "local";
   msg.received_us = g_get_real_time ();
   msg.spool = spool;
-  shared.n_recipients = resolved->len;
+  deliver_shared_init (&shared, resolved);
   for (guint i = 0; i < resolved->len; i++)
     {
       const DeliverRecipient *r = resolved->pdata[i];
       DeliverStatus st = { 0 };
       g_autofree char *path = NULL;
 
-      if (deliver_precheck (config, r, deliver_spool_size (spool), &st))
+      if (deliver_rcpt_check (config, &msg, r, deliver_spool_size (spool), &st))
         deliver_pipeline_run (config, dedupe, &msg, r, &shared, &st, &path);
       if (st.code >= 400)
         {

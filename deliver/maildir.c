@@ -125,11 +125,12 @@ write_all (int fd, const char *data, gsize len, const char *path, GError **error
 }
 
 static gboolean
-copy_spool (int in, guint64 size, int out, const char *path, GError **error)
+copy_range (int in, guint64 start, guint64 size, int out, const char *path, GError **error)
 {
-  loff_t off = 0;
+  loff_t off = start;
   char buf[64 * 1024];
 
+  size += start;
   while ((guint64) off < size)
     {
       ssize_t n = copy_file_range (in, &off, out, NULL, size - off, 0);
@@ -215,9 +216,18 @@ linked:
   return TRUE;
 }
 
+static gboolean
+copy_content (const DeliverContent *content, int out, const char *path, GError **error)
+{
+  for (guint i = 0; i < content->n; i++)
+    if (!copy_range (content->seg[i].fd, content->seg[i].offset, content->seg[i].length, out, path, error))
+      return FALSE;
+  return TRUE;
+}
+
 gboolean
 deliver_maildir_store (const char *maildir, const char *hostname, const char *header,
-                       DeliverSpool *spool, const char *flags, const char *link_from,
+                       const DeliverContent *content, const char *flags, const char *link_from,
                        gboolean do_fsync, char **out_path, guint64 *out_size, GError **error)
 {
   g_autofree char *base = deliver_maildir_unique (hostname);
@@ -230,8 +240,8 @@ deliver_maildir_store (const char *maildir, const char *hostname, const char *he
 
   for (const char *p = header; *p; p++)
     hlines += *p == '\n';
-  size = hlen + deliver_spool_size (spool);
-  vsize = size + hlines + deliver_spool_lines (spool);
+  size = hlen + deliver_content_size (content);
+  vsize = size + hlines + deliver_content_lines (content);
   final = final_name (maildir, base, size, vsize, flags, &dir);
   if (out_size)
     *out_size = size;
@@ -247,7 +257,7 @@ deliver_maildir_store (const char *maildir, const char *hostname, const char *he
   if (fd < 0)
     return FALSE;
   if (!write_all (fd, header, hlen, tmp, error)
-      || !copy_spool (deliver_spool_fd (spool), deliver_spool_size (spool), fd, tmp, error)
+      || !copy_content (content, fd, tmp, error)
       || (do_fsync && fsync (fd) < 0 && !set_errno_error (error, "fsync", tmp)))
     {
       close (fd);

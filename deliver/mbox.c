@@ -158,12 +158,44 @@ out_put (Out *o, const char *p, gsize n, GError **error)
   return TRUE;
 }
 
-/* The spool with From-quoting; ends with exactly one blank line. */
+/* Reads the content in order, across its segments. */
+typedef struct {
+  const DeliverContent *c;
+  guint seg;
+  guint64 off;
+} Reader;
+
+static gssize
+reader_read (Reader *r, char *buf, gsize n)
+{
+  while (r->seg < r->c->n && r->off >= r->c->seg[r->seg].length)
+    {
+      r->seg++;
+      r->off = 0;
+    }
+  if (r->seg >= r->c->n)
+    return 0;
+  {
+    const DeliverSegment *s = &r->c->seg[r->seg];
+    gssize k = pread (s->fd, buf, MIN (n, s->length - r->off), s->offset + r->off);
+    if (k == 0)
+      {
+        errno = EIO;
+        return -1;
+      }
+    if (k > 0)
+      r->off += k;
+    return k;
+  }
+}
+
+/* The content with From-quoting; ends with exactly one blank line. */
 static gboolean
-write_body (Out *o, DeliverSpool *spool, gboolean mboxo, GError **error)
+write_body (Out *o, const DeliverContent *content, gboolean mboxo, GError **error)
 {
   g_autofree char *buf = g_malloc (2 * CHUNK);
-  guint64 size = deliver_spool_size (spool), off = 0;
+  guint64 size = deliver_content_size (content), off = 0;
+  Reader rd = { content, 0, 0 };
   gsize carry = 0;
   gboolean bol = TRUE, last_nl = TRUE;
 
@@ -175,11 +207,11 @@ write_body (Out *o, DeliverSpool *spool, gboolean mboxo, GError **error)
 
       if (off < size)
         {
-          n = pread (deliver_spool_fd (spool), buf + carry, CHUNK, off);
+          n = reader_read (&rd, buf + carry, CHUNK);
           if (n < 0 && errno == EINTR)
             continue;
           if (n <= 0)
-            return fail (error, n < 0 ? errno : EIO, "read spool for", o->path);
+            return fail (error, n < 0 ? errno : EIO, "read message for", o->path);
           off += n;
         }
       eof = off >= size;
@@ -212,11 +244,8 @@ write_body (Out *o, DeliverSpool *spool, gboolean mboxo, GError **error)
           bol = nl != NULL;
           p = nl ? nl + 1 : end;
         }
-      if (n == 0 && carry > 0 && eof)
-        {
-          /* cannot happen: at eof nothing is carried */
-          break;
-        }
+      if (n == 0 && eof)
+        carry = 0;
     }
   if (size > 0 && !last_nl && !out_put (o, "\n", 1, error))
     return FALSE;
@@ -300,7 +329,7 @@ deliver_mbox_recover (const char *dir)
 
 gboolean
 deliver_mbox_store (const char *path, const char *sender, gint64 received_us, const char *header,
-                    DeliverSpool *spool, gboolean mboxo, guint lock_timeout, gboolean do_fsync,
+                    const DeliverContent *content, gboolean mboxo, guint lock_timeout, gboolean do_fsync,
                     const char *inflight_dir, GError **error)
 {
   g_autofree char *record = NULL;
@@ -368,7 +397,7 @@ deliver_mbox_store (const char *path, const char *sender, gint64 received_us, co
     g_autofree char *from = g_strdelimit (g_strdup (sender[0] ? sender : "MAILER-DAEMON"), " \t", '_');
     g_autofree char *line = g_strdup_printf ("From %s %s\n", from, date);
     ok = out_put (o, line, strlen (line), error) && out_put (o, header, strlen (header), error)
-         && write_body (o, spool, mboxo, error) && out_flush (o, error);
+         && write_body (o, content, mboxo, error) && out_flush (o, error);
   }
   if (ok && do_fsync && fsync (fd) < 0)
     ok = fail (error, errno, "fsync", path);

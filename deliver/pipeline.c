@@ -1,11 +1,13 @@
 /* pipeline.c - one message to one recipient: the steps every delivery
  * takes, whether it came over LMTP or from the LDA command.
  *
- *   duplicate check ▸ trace headers ▸ folder ▸ quota ▸ store ▸ journal
+ *   duplicate check ▸ callouts ▸ verdict ▸ trace headers ▸ folder ▸ quota
+ *   ▸ store ▸ journal
  *
- * Callouts, their verdicts and Sieve will slot in before the store.  The
- * store is Maildir (hard-linking an identical copy already delivered in
- * this transaction) or mbox.
+ * The stored message is a prefix (trace headers, and the header part when
+ * a service changed it) followed by ranges of files: the whole spool, its
+ * body part, or an adapted body.  Maildir stores hard-link an identical
+ * copy already written in the same transaction (single instance).
  */
 #include "config.h"
 
@@ -14,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "callout.h"
 #include "deliver.h"
 
 char *
@@ -23,8 +26,27 @@ deliver_inflight_dir (const LmtpdConfig *config)
 }
 
 void
+deliver_shared_init (DeliverShared *shared, GPtrArray *rcpts)
+{
+  memset (shared, 0, sizeof *shared);
+  g_mutex_init (&shared->lock);
+  g_cond_init (&shared->cond);
+  shared->rcpts = rcpts ? g_ptr_array_ref (rcpts) : NULL;
+  shared->n_recipients = rcpts ? rcpts->len : 1;
+  shared->callouts = callout_shared_table_new ();
+}
+
+void
 deliver_shared_clear (DeliverShared *shared)
 {
+  if (shared->callouts)
+    {
+      g_hash_table_unref (shared->callouts);
+      shared->callouts = NULL;
+      g_mutex_clear (&shared->lock);
+      g_cond_clear (&shared->cond);
+    }
+  g_clear_pointer (&shared->rcpts, g_ptr_array_unref);
   g_clear_pointer (&shared->header, g_free);
   g_clear_pointer (&shared->flags, g_free);
   g_clear_pointer (&shared->path, g_free);
@@ -53,21 +75,29 @@ deliver_precheck (const LmtpdConfig *config, const DeliverRecipient *rcpt, guint
   return FALSE;
 }
 
+gboolean
+deliver_rcpt_check (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipient *rcpt,
+                    guint64 size_hint, DeliverStatus *status)
+{
+  return deliver_precheck (config, rcpt, size_hint, status) && callout_rcpt_stage (config, msg, rcpt, status);
+}
+
 /* The Maildir a folder delivery goes to; INBOX when the folder is missing
  * and may not be created. */
 static char *
-maildir_folder (const LmtpdConfig *config, const DeliverRecipient *rcpt, GError **error)
+maildir_folder (const LmtpdConfig *config, const DeliverRecipient *rcpt, const char *folder,
+                gboolean if_exists, GError **error)
 {
   g_autofree char *dir = NULL, *cur = NULL, *marker = NULL;
   int fd;
 
-  if (rcpt->folder == NULL)
+  if (folder == NULL)
     return g_strdup (rcpt->mailbox);
-  dir = deliver_folder_maildir_path (rcpt->mailbox, rcpt->folder);
+  dir = deliver_folder_maildir_path (rcpt->mailbox, folder);
   cur = g_build_filename (dir, "cur", NULL);
   if (g_file_test (cur, G_FILE_TEST_IS_DIR))
     return g_steal_pointer (&dir);
-  if (rcpt->folder_if_exists || !config->create_folders)
+  if (if_exists || !config->create_folders)
     return g_strdup (rcpt->mailbox);
   if (!deliver_maildir_create (rcpt->mailbox, config->fsync, error)
       || !deliver_maildir_create (dir, config->fsync, error))
@@ -76,52 +106,226 @@ maildir_folder (const LmtpdConfig *config, const DeliverRecipient *rcpt, GError 
   fd = open (marker, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd >= 0)
     close (fd);
-  if (!deliver_folder_subscribe (rcpt->mailbox, rcpt->folder, error))
+  if (!deliver_folder_subscribe (rcpt->mailbox, folder, error))
     return NULL;
   return g_steal_pointer (&dir);
 }
 
 static char *
-mbox_folder (const LmtpdConfig *config, const DeliverRecipient *rcpt)
+mbox_folder (const LmtpdConfig *config, const DeliverRecipient *rcpt, const char *folder, gboolean if_exists)
 {
   g_autofree char *file = NULL;
 
-  if (rcpt->folder == NULL)
+  if (folder == NULL)
     return g_strdup (rcpt->inbox);
-  file = deliver_folder_mbox_path (rcpt->mailbox, rcpt->folder);
-  if (!g_file_test (file, G_FILE_TEST_EXISTS) && (rcpt->folder_if_exists || !config->create_folders))
+  file = deliver_folder_mbox_path (rcpt->mailbox, folder);
+  if (!g_file_test (file, G_FILE_TEST_EXISTS) && (if_exists || !config->create_folders))
     return g_strdup (rcpt->inbox);
   return g_steal_pointer (&file);
 }
 
+typedef struct {
+  const char *folder;
+  gboolean folder_if_exists;
+  const char *flags;
+  const char *prefix;
+  DeliverContent content;
+} Store;
+
 static gboolean
-store_maildir (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipient *rcpt,
-               DeliverShared *shared, const char *header, char **out_path, GError **error)
+store_maildir (const LmtpdConfig *config, const DeliverRecipient *rcpt, DeliverShared *shared,
+               const Store *st, char **out_path, GError **error)
 {
-  g_autofree char *dir = maildir_folder (config, rcpt, error);
+  g_autofree char *dir = maildir_folder (config, rcpt, st->folder, st->folder_if_exists, error);
   g_autofree char *path = NULL;
   const char *link_from = NULL;
-  guint64 size = strlen (header) + deliver_spool_size (msg->spool);
+  guint64 size = strlen (st->prefix) + deliver_content_size (&st->content);
+  gboolean single = config->single_instance && shared && shared->n_recipients > 1;
+  gboolean ok;
 
   if (dir == NULL)
     return FALSE;
   if (!deliver_quota_check (rcpt->mailbox, rcpt->quota_bytes, rcpt->quota_messages, size, error))
     return FALSE;
-  if (config->single_instance && shared && shared->path && g_strcmp0 (shared->header, header) == 0
-      && shared->flags == NULL)
-    link_from = shared->path;
-  if (!deliver_maildir_store (dir, config->hostname, header, msg->spool, NULL, link_from,
-                              config->fsync, &path, &size, error))
+  if (single)
+    {
+      /* one writer at a time, so the others can link to its copy */
+      g_mutex_lock (&shared->lock);
+      if (shared->path && g_strcmp0 (shared->header, st->prefix) == 0
+          && g_strcmp0 (shared->flags, st->flags) == 0 && deliver_content_same (&shared->content, &st->content))
+        link_from = shared->path;
+    }
+  ok = deliver_maildir_store (dir, config->hostname, st->prefix, &st->content, st->flags, link_from,
+                              config->fsync, &path, &size, error);
+  if (single)
+    {
+      if (ok && link_from == NULL)
+        {
+          g_free (shared->header);
+          g_free (shared->flags);
+          g_free (shared->path);
+          shared->header = g_strdup (st->prefix);
+          shared->flags = g_strdup (st->flags);
+          shared->path = g_strdup (path);
+          shared->content = st->content;
+        }
+      g_mutex_unlock (&shared->lock);
+    }
+  if (!ok)
     return FALSE;
   deliver_quota_add (rcpt->mailbox, rcpt->quota_bytes, rcpt->quota_messages, size);
-  if (shared && config->single_instance)
-    {
-      deliver_shared_clear (shared);
-      shared->header = g_strdup (header);
-      shared->path = g_strdup (path);
-    }
   *out_path = g_steal_pointer (&path);
   return TRUE;
+}
+
+/* An adapted body is normalized to LF through a spool of its own. */
+static DeliverSpool *
+adapted_body (const LmtpdConfig *config, int fd, GError **error)
+{
+  g_autoptr (DeliverSpool) s = deliver_spool_new (config->spool_dir, error);
+  char buf[64 * 1024];
+  guint64 off = 0;
+  gssize n;
+
+  if (s == NULL)
+    return NULL;
+  while ((n = pread (fd, buf, sizeof buf, off)) > 0)
+    {
+      if (!deliver_spool_write (s, buf, n, error))
+        return NULL;
+      off += n;
+    }
+  if (n < 0)
+    {
+      g_set_error (error, DELIVER_ERROR, errno, "adapted body: %s", g_strerror (errno));
+      return NULL;
+    }
+  if (!deliver_spool_finish (s, error))
+    return NULL;
+  return g_steal_pointer (&s);
+}
+
+/* Everything after the duplicate check; fills @status. */
+static void
+run (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipient *rcpt,
+     DeliverShared *shared, DeliverStatus *status, char **out_path, GError **error)
+{
+  CalloutResult *owned = NULL;
+  const CalloutResult *result = callout_run (config, msg, rcpt, shared, &owned);
+  g_autoptr (DeliverRecipient) redirected = NULL;
+  g_autoptr (DeliverSpool) body = NULL;
+  g_autofree char *trace = NULL, *opes = NULL, *new_header = NULL, *prefix = NULL, *flags = NULL;
+  g_autofree char *path = NULL;
+  gboolean per_recipient = !config->single_instance || shared == NULL || shared->n_recipients <= 1;
+  CalloutDecision d;
+  Store st = { 0 };
+  gboolean ok;
+
+  callout_decide (config, result, rcpt, &d);
+  switch (d.kind)
+    {
+    case CALLOUT_REJECT:
+    case CALLOUT_TEMPFAIL:
+      callout_refusal (config, &d, rcpt, status);
+      goto out;
+    case CALLOUT_DISCARD:
+      g_message ("%s: <%s> discarded by a content filter", msg->id, rcpt->address);
+      deliver_status_set (status, 250, "2.0.0", "<%s> Discarded by content filter", rcpt->original);
+      goto out;
+    case CALLOUT_REDIRECT:
+      {
+        g_autofree char *local = NULL, *domain = NULL;
+        const char *why;
+        if (d.redirect == NULL || !deliver_address_parse (d.redirect, TRUE, &local, &domain, &why)
+            || domain == NULL
+            || (redirected = deliver_resolve (config, local, domain, status)) == NULL)
+          {
+            deliver_status_clear (status);
+            deliver_status_set (status, 451, "4.3.5", "<%s> Content filter redirected to an unknown recipient",
+                                rcpt->original);
+            goto out;
+          }
+        g_free (redirected->original);
+        redirected->original = g_strdup (rcpt->original);
+        rcpt = redirected;
+      }
+      break;
+    case CALLOUT_QUARANTINE:
+    case CALLOUT_ACCEPT:
+      break;
+    }
+
+  st.folder = rcpt->folder;
+  st.folder_if_exists = rcpt->folder_if_exists;
+  if (d.folder)
+    {
+      const char *why;
+      if (!deliver_folder_valid (d.folder, &why))
+        {
+          deliver_status_set (status, 451, "4.3.5", "<%s> Content filter named a bad folder", rcpt->original);
+          goto out;
+        }
+      st.folder = deliver_folder_is_inbox (d.folder) ? NULL : d.folder;
+      st.folder_if_exists = FALSE;
+    }
+  flags = callout_flags (result);
+  st.flags = flags;
+
+  trace = deliver_trace_headers (config, msg, rcpt, per_recipient);
+  opes = callout_trace (config, result);
+  deliver_content_from_spool (&st.content, msg->spool);
+  if (callout_needs_new_header (result, &d) || d.has_body)
+    {
+      guint64 hlen = deliver_spool_header_len (msg->spool);
+      guint64 hlines = deliver_spool_header_lines (msg->spool);
+      new_header = callout_new_header (msg, result, &d);
+      if (new_header == NULL)
+        {
+          deliver_status_set (status, 451, "4.3.0", "<%s> Adapted header could not be parsed", rcpt->original);
+          goto out;
+        }
+      if (d.has_body)
+        {
+          body = adapted_body (config, d.body_fd, error);
+          if (body == NULL)
+            {
+              deliver_status_from_error (status, *error);
+              goto out;
+            }
+          deliver_content_from_spool (&st.content, body);
+        }
+      else
+        {
+          st.content.seg[0].offset = hlen;
+          st.content.seg[0].length -= hlen;
+          st.content.seg[0].lines -= hlines;
+        }
+    }
+  prefix = g_strconcat (trace, opes, new_header ? new_header : "", NULL);
+  st.prefix = prefix;
+
+  if (rcpt->format == DELIVER_MAILDIR)
+    ok = store_maildir (config, rcpt, shared, &st, &path, error);
+  else
+    {
+      g_autofree char *inflight = deliver_inflight_dir (config);
+      path = mbox_folder (config, rcpt, st.folder, st.folder_if_exists);
+      ok = deliver_mbox_store (path, msg->sender, msg->received_us, st.prefix, &st.content,
+                               config->mbox_mboxo, config->mbox_lock_timeout, config->fsync,
+                               inflight, error);
+    }
+  if (!ok)
+    {
+      if (g_error_matches (*error, DELIVER_ERROR, EDQUOT))
+        quota_status (config, status, rcpt);
+      else
+        deliver_status_from_error (status, *error);
+      goto out;
+    }
+  deliver_status_set (status, 250, "2.0.0", "<%s> Saved", rcpt->original);
+  *out_path = g_steal_pointer (&path);
+out:
+  callout_result_free (owned);
 }
 
 void
@@ -130,10 +334,8 @@ deliver_pipeline_run (const LmtpdConfig *config, DeliverDedupe *dedupe, const De
                       char **out_path)
 {
   const char *digest = deliver_spool_digest (msg->spool);
-  gboolean per_recipient = !config->single_instance || shared == NULL || shared->n_recipients <= 1;
-  g_autofree char *header = NULL, *path = NULL;
   g_autoptr (GError) error = NULL;
-  gboolean ok;
+  g_autofree char *path = NULL;
 
   if (dedupe && digest && deliver_dedupe_seen (dedupe, digest, rcpt->address))
     {
@@ -141,30 +343,14 @@ deliver_pipeline_run (const LmtpdConfig *config, DeliverDedupe *dedupe, const De
       deliver_status_set (status, 250, "2.0.0", "<%s> Saved (duplicate)", rcpt->original);
       return;
     }
-  header = deliver_trace_headers (config, msg, rcpt, per_recipient);
-  if (rcpt->format == DELIVER_MAILDIR)
-    ok = store_maildir (config, msg, rcpt, shared, header, &path, &error);
-  else
-    {
-      g_autofree char *inflight = deliver_inflight_dir (config);
-      path = mbox_folder (config, rcpt);
-      ok = deliver_mbox_store (path, msg->sender, msg->received_us, header, msg->spool,
-                               config->mbox_mboxo, config->mbox_lock_timeout, config->fsync,
-                               inflight, &error);
-    }
-  if (!ok)
+  run (config, msg, rcpt, shared, status, &path, &error);
+  if (error)
     {
       g_autofree char *why = deliver_sanitize (error->message, 512);
       g_warning ("%s: delivery to <%s> failed: %s", msg->id, rcpt->address, why);
-      if (g_error_matches (error, DELIVER_ERROR, EDQUOT))
-        quota_status (config, status, rcpt);
-      else
-        deliver_status_from_error (status, error);
-      return;
     }
-  if (dedupe && digest)
+  if (status->code / 100 == 2 && dedupe && digest)
     deliver_dedupe_record (dedupe, digest, rcpt->address);
-  deliver_status_set (status, 250, "2.0.0", "<%s> Saved", rcpt->original);
   if (out_path)
     *out_path = g_steal_pointer (&path);
 }

@@ -26,6 +26,10 @@ struct DeliverSpool {
   gboolean finished;
   GChecksum *sum;
   char *digest;
+  gboolean header_done;   /* the blank line after the header was seen */
+  gboolean at_bol;
+  guint64 header_len;
+  guint64 header_lines;
   gsize buf_len;
   char buf[SPOOL_BUFSIZE];
 };
@@ -73,6 +77,9 @@ deliver_spool_new (const char *dir, GError **error)
   s->held_cr = s->finished = FALSE;
   s->sum = g_checksum_new (G_CHECKSUM_SHA256);
   s->digest = NULL;
+  s->header_done = FALSE;
+  s->at_bol = TRUE;
+  s->header_len = s->header_lines = 0;
   s->buf_len = 0;
   return s;
 }
@@ -99,6 +106,33 @@ spool_flush (DeliverSpool *s, GError **error)
   return TRUE;
 }
 
+/* Finds the end of the header part: the first empty line.  @base is the
+ * offset of @p in the stored message. */
+static void
+track_header (DeliverSpool *s, const char *p, gsize n, guint64 base)
+{
+  const char *start = p, *end = p + n;
+
+  while (!s->header_done && p < end)
+    {
+      const char *nl = memchr (p, '\n', end - p);
+      if (nl == NULL)
+        {
+          s->at_bol = FALSE;
+          return;
+        }
+      s->header_lines++;
+      if (s->at_bol && nl == p)
+        {
+          s->header_done = TRUE;
+          s->header_len = base + (nl + 1 - start);
+          return;
+        }
+      s->at_bol = TRUE;
+      p = nl + 1;
+    }
+}
+
 static gboolean
 spool_put (DeliverSpool *s, const char *data, gsize len, GError **error)
 {
@@ -107,6 +141,8 @@ spool_put (DeliverSpool *s, const char *data, gsize len, GError **error)
       gsize n = MIN (len, SPOOL_BUFSIZE - s->buf_len);
       memcpy (s->buf + s->buf_len, data, n);
       g_checksum_update (s->sum, (const guchar *) data, n);
+      if (!s->header_done)
+        track_header (s, data, n, s->size);
       s->buf_len += n;
       s->size += n;
       data += n;
@@ -172,7 +208,25 @@ deliver_spool_finish (DeliverSpool *s, GError **error)
     return FALSE;
   s->finished = TRUE;
   s->digest = g_strdup (g_checksum_get_string (s->sum));
+  if (!s->header_done)
+    {
+      /* no empty line: it is all header */
+      s->header_len = s->size;
+      s->header_lines = s->lines;
+    }
   return TRUE;
+}
+
+guint64
+deliver_spool_header_len (const DeliverSpool *s)
+{
+  return s->header_len;
+}
+
+guint64
+deliver_spool_header_lines (const DeliverSpool *s)
+{
+  return s->header_lines;
 }
 
 const char *
@@ -209,4 +263,44 @@ deliver_spool_free (DeliverSpool *s)
   g_checksum_free (s->sum);
   g_free (s->digest);
   g_free (s);
+}
+
+void
+deliver_content_from_spool (DeliverContent *c, const DeliverSpool *s)
+{
+  c->n = 1;
+  c->seg[0].fd = s->fd;
+  c->seg[0].offset = 0;
+  c->seg[0].length = s->size;
+  c->seg[0].lines = s->lines;
+}
+
+guint64
+deliver_content_size (const DeliverContent *c)
+{
+  guint64 n = 0;
+  for (guint i = 0; i < c->n; i++)
+    n += c->seg[i].length;
+  return n;
+}
+
+guint64
+deliver_content_lines (const DeliverContent *c)
+{
+  guint64 n = 0;
+  for (guint i = 0; i < c->n; i++)
+    n += c->seg[i].lines;
+  return n;
+}
+
+gboolean
+deliver_content_same (const DeliverContent *a, const DeliverContent *b)
+{
+  if (a->n != b->n)
+    return FALSE;
+  for (guint i = 0; i < a->n; i++)
+    if (a->seg[i].fd != b->seg[i].fd || a->seg[i].offset != b->seg[i].offset
+        || a->seg[i].length != b->seg[i].length)
+      return FALSE;
+  return TRUE;
 }

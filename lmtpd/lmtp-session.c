@@ -50,7 +50,9 @@ typedef struct {
   gboolean bdat;            /* BDAT used in this transaction */
   guint delivered;          /* index of the next recipient to deliver */
   guint64 size_hint;        /* MAIL SIZE=, 0 if not given */
-  DeliverShared shared;     /* single instance across recipients */
+  char *mail_params;        /* MAIL parameters as given */
+  DeliverShared shared;     /* single instance and shared callouts */
+  GPtrArray *jobs;          /* deliveries in flight, in RCPT order */
 } Txn;
 
 struct LmtpSession {
@@ -115,8 +117,11 @@ txn_free (Txn *t)
   g_free (t->id);
   g_free (t->sender);
   g_ptr_array_unref (t->rcpts);
-  deliver_spool_free (t->spool);
+  if (t->jobs)
+    g_ptr_array_unref (t->jobs);
   deliver_shared_clear (&t->shared);
+  deliver_spool_free (t->spool);
+  g_free (t->mail_params);
   g_free (t);
 }
 
@@ -334,88 +339,137 @@ log_delivery (LmtpSession *s, const DeliverRecipient *r, const DeliverStatus *st
                     st->code >= 400 ? " reason=" : "", st->code >= 400 ? text : "");
 }
 
-/* ---- delivery ------------------------------------------------------------ */
+/* ---- delivery ------------------------------------------------------------- */
 
+/* Work for the delivery threads: a recipient's whole pipeline after the
+ * data, or its checks at RCPT.  Results come back to the main loop; replies
+ * go out in RCPT order as soon as each one and all before it are known. */
 typedef struct {
+  LmtpSession *s;
+  Txn *t;
+  gboolean rcpt_check;
   LmtpdConfig *config;
   DeliverDedupe *dedupe;
-  DeliverShared *shared;
   DeliverMessage msg;
-  const DeliverRecipient *rcpt;
+  DeliverRecipient *rcpt;   /* borrowed from t->rcpts; owned for rcpt_check */
+  guint64 size_hint;
   DeliverStatus status;
   char *path;
-} DeliverJob;
+  gboolean ok;
+  gboolean done;
+} Job;
+
+static GThreadPool *pool;
 
 static void
-deliver_job_free (gpointer p)
+job_free (Job *job)
 {
-  DeliverJob *job = p;
   lmtpd_config_unref (job->config);
   deliver_status_clear (&job->status);
+  if (job->rcpt_check)
+    deliver_recipient_free (job->rcpt);
   g_free (job->path);
   g_free (job);
 }
 
-static void
-deliver_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancel)
+static void deliver_replies (LmtpSession *s);
+static void rcpt_checked (LmtpSession *s, Job *job);
+
+static gboolean
+job_finished (gpointer data)
 {
-  DeliverJob *job = data;
-  deliver_pipeline_run (job->config, job->dedupe, &job->msg, job->rcpt, job->shared, &job->status,
-                        &job->path);
-  g_task_return_boolean (task, TRUE);
-}
+  Job *job = data;
+  LmtpSession *s = job->s;
 
-static void deliver_next (LmtpSession *s);
-
-static void
-deliver_done (GObject *source, GAsyncResult *res, gpointer data)
-{
-  LmtpSession *s = data;
-  DeliverJob *job = g_task_get_task_data (G_TASK (res));
-
-  log_delivery (s, job->rcpt, &job->status, job->path);
-  reply_status (s, &job->status);
-  session_flush (s); /* RFC 2033 4.2: each reply as soon as it is known */
-  s->txn->delivered++;
-  deliver_next (s);
+  job->done = TRUE;
+  if (job->rcpt_check)
+    rcpt_checked (s, job);
+  else
+    deliver_replies (s);
   lmtp_session_unref (s);
+  return G_SOURCE_REMOVE;
 }
 
 static void
-deliver_next (LmtpSession *s)
+job_run (gpointer data, gpointer unused)
 {
-  Txn *t = s->txn;
-  DeliverJob *job;
-  g_autoptr (GTask) task = NULL;
+  Job *job = data;
 
-  if (t->delivered == t->rcpts->len || s->closed)
-    {
-      txn_end (s);
-      if (s->eof)
-        {
-          session_close (s);
-          return;
-        }
-      idle_rearm (s);
-      session_process (s); /* pipelined input waiting behind the data */
-      return;
-    }
-  job = g_new0 (DeliverJob, 1);
+  if (job->rcpt_check)
+    job->ok = deliver_rcpt_check (job->config, &job->msg, job->rcpt, job->size_hint, &job->status);
+  else
+    deliver_pipeline_run (job->config, job->dedupe, &job->msg, job->rcpt, &job->t->shared, &job->status,
+                          &job->path);
+  g_main_context_invoke (NULL, job_finished, job);
+}
+
+static Job *
+job_new (LmtpSession *s, Txn *t, DeliverRecipient *rcpt)
+{
+  Job *job = g_new0 (Job, 1);
+
+  job->s = session_ref (s);
+  job->t = t;
   job->config = lmtpd_config_ref (t->config);
+  job->dedupe = lmtp_server_get_dedupe (s->server);
   job->msg.id = t->id;
   job->msg.sender = t->sender;
   job->msg.helo = s->lhlo;
   job->msg.client_addr = s->peer;
   job->msg.protocol = "LMTP";
+  job->msg.mail_params = t->mail_params;
   job->msg.received_us = t->started_us;
   job->msg.spool = t->spool;
-  job->rcpt = t->rcpts->pdata[t->delivered];
-  job->dedupe = lmtp_server_get_dedupe (s->server);
-  job->shared = &t->shared;
-  t->shared.n_recipients = t->rcpts->len;
-  task = g_task_new (NULL, NULL, deliver_done, session_ref (s));
-  g_task_set_task_data (task, job, deliver_job_free);
-  g_task_run_in_thread (task, deliver_thread);
+  job->rcpt = rcpt;
+  return job;
+}
+
+static void
+job_push (Job *job)
+{
+  if (pool == NULL)
+    pool = g_thread_pool_new (job_run, NULL, (gint) job->config->delivery_threads, FALSE, NULL);
+  g_thread_pool_push (pool, job, NULL);
+}
+
+static void
+deliver_replies (LmtpSession *s)
+{
+  Txn *t = s->txn;
+
+  while (t->delivered < t->jobs->len)
+    {
+      Job *job = t->jobs->pdata[t->delivered];
+      if (!job->done)
+        break;
+      log_delivery (s, job->rcpt, &job->status, job->path);
+      reply_status (s, &job->status);
+      t->delivered++;
+    }
+  session_flush (s); /* RFC 2033 4.2: each reply as soon as it is known */
+  if (t->delivered < t->jobs->len)
+    return;
+  txn_end (s);
+  if (s->eof)
+    {
+      session_close (s);
+      return;
+    }
+  idle_rearm (s);
+  session_process (s); /* pipelined input waiting behind the data */
+}
+
+static void
+deliver_all (LmtpSession *s)
+{
+  Txn *t = s->txn;
+
+  deliver_shared_init (&t->shared, t->rcpts);
+  t->jobs = g_ptr_array_new_with_free_func ((GDestroyNotify) job_free);
+  for (guint i = 0; i < t->rcpts->len; i++)
+    g_ptr_array_add (t->jobs, job_new (s, t, t->rcpts->pdata[i]));
+  for (guint i = 0; i < t->jobs->len; i++)
+    job_push (t->jobs->pdata[i]);
 }
 
 /* All data is in: answer every recipient (RFC 2033 4.2). */
@@ -437,7 +491,7 @@ data_complete (LmtpSession *s)
       s->mode = MODE_BUSY;
       idle_rearm (s);
       session_flush (s);
-      deliver_next (s);
+      deliver_all (s);
       return;
     case FAIL_TOO_BIG:
       deliver_status_set (&st, 552, "5.3.4", "Message too big for system");
@@ -677,6 +731,16 @@ cmd_mail (LmtpSession *s, const char *args)
         }
     }
   t->sender = g_steal_pointer (&a.path);
+  {
+    GString *ps = g_string_new (NULL);
+    for (guint i = 0; i < a.params->len; i++)
+      {
+        const LmtpParam *p = a.params->pdata[i];
+        g_string_append_printf (ps, "%s%s%s%s", i ? " " : "", p->keyword, p->value ? "=" : "",
+                                p->value ? p->value : "");
+      }
+    t->mail_params = g_string_free (ps, FALSE);
+  }
   t->id = txn_new_id (s);
   t->started_us = g_get_real_time ();
   s->txn = g_steal_pointer (&t);
@@ -686,13 +750,72 @@ out:
   lmtp_path_args_clear (&a);
 }
 
+/* Is there anything to check for @r before answering RCPT: a quota, or a
+ * service that runs at RCPT?  (Both may block, so they go to a thread.) */
+static gboolean
+rcpt_needs_check (const LmtpdConfig *c, const DeliverRecipient *r)
+{
+  const LmtpdRule *rule;
+
+  if (r->quota_bytes || r->quota_messages)
+    return TRUE;
+  rule = lmtpd_config_match_rule (c, r->address);
+  for (guint i = 0; rule && i < rule->services->len; i++)
+    if (((const LmtpdService *) rule->services->pdata[i])->rcpt_stage)
+      return TRUE;
+  return FALSE;
+}
+
+static void
+rcpt_accept (LmtpSession *s, DeliverRecipient *r)
+{
+  g_ptr_array_add (s->txn->rcpts, r);
+  reply (s, "250 2.1.5 OK");
+}
+
+static void
+rcpt_refuse (LmtpSession *s, const DeliverRecipient *r, const DeliverStatus *st)
+{
+  g_autofree char *who = deliver_sanitize (r ? r->address : "", 256);
+  g_message ("%s: %s: rejected to=<%s>: %u %s", s->log_id, s->txn->id, who, st->code, st->enhanced);
+  reply_status (s, st);
+}
+
+/* Back on the main loop from a RCPT check. */
+static void
+rcpt_checked (LmtpSession *s, Job *job)
+{
+  if (s->txn == job->t && !s->closed)
+    {
+      if (job->ok)
+        {
+          rcpt_accept (s, job->rcpt);
+          job->rcpt = NULL;
+        }
+      else
+        rcpt_refuse (s, job->rcpt, &job->status);
+    }
+  job->rcpt_check = job->rcpt != NULL; /* job_free frees it only if still ours */
+  job_free (job);
+  if (s->closed)
+    return;
+  s->mode = MODE_COMMAND;
+  if (s->eof)
+    {
+      session_close (s);
+      return;
+    }
+  idle_rearm (s);
+  session_process (s);
+}
+
 static void
 cmd_rcpt (LmtpSession *s, const char *args)
 {
   Txn *t = s->txn;
   LmtpPathArgs a;
   const char *why;
-  g_autofree char *local = NULL, *domain = NULL, *orcpt = NULL;
+  g_autofree char *local = NULL, *domain = NULL, *orcpt = NULL, *bypass = NULL;
   DeliverRecipient *r;
   DeliverStatus st = { 0 };
 
@@ -710,9 +833,13 @@ cmd_rcpt (LmtpSession *s, const char *args)
         continue;
       if (strcmp (p->keyword, "NOTIFY") == 0 && p->value)
         continue;
-      reply_error (s, strcmp (p->keyword, "ORCPT") && strcmp (p->keyword, "NOTIFY")
-                   ? "555 5.5.4 Unsupported parameter" : "501 5.5.4 Invalid %s parameter",
-                   p->keyword);
+      /* RFC 4902 3.2: bypass asked for in the dialog; policy decides */
+      if (strcmp (p->keyword, "OPES-BYPASS") == 0 && p->value && (bypass = lmtp_xtext_decode (p->value)))
+        continue;
+      if (strcmp (p->keyword, "ORCPT") && strcmp (p->keyword, "NOTIFY") && strcmp (p->keyword, "OPES-BYPASS"))
+        reply_error (s, "555 5.5.4 Unsupported parameter %s", p->keyword);
+      else
+        reply_error (s, "501 5.5.4 Invalid %s parameter", p->keyword);
       goto out;
     }
   if (t->rcpts->len >= t->config->max_recipients)
@@ -737,18 +864,21 @@ cmd_rcpt (LmtpSession *s, const char *args)
       deliver_status_clear (&st);
       goto out;
     }
-  if (!deliver_precheck (t->config, r, t->size_hint, &st))
+  r->orcpt = g_steal_pointer (&orcpt);
+  r->bypass = g_steal_pointer (&bypass);
+  if (rcpt_needs_check (t->config, r))
     {
-      g_autofree char *who = deliver_sanitize (r->address, 256);
-      g_message ("%s: %s: rejected to=<%s>: %u %s", s->log_id, t->id, who, st.code, st.enhanced);
-      reply_status (s, &st);
-      deliver_status_clear (&st);
-      deliver_recipient_free (r);
+      Job *job = job_new (s, t, r);
+      job->rcpt_check = TRUE;
+      job->msg.spool = NULL;
+      job->size_hint = t->size_hint;
+      s->mode = MODE_BUSY;
+      idle_rearm (s);
+      session_flush (s);
+      job_push (job);
       goto out;
     }
-  r->orcpt = g_steal_pointer (&orcpt);
-  g_ptr_array_add (t->rcpts, r);
-  reply (s, "250 2.1.5 OK");
+  rcpt_accept (s, r);
 out:
   lmtp_path_args_clear (&a);
 }

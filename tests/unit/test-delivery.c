@@ -11,6 +11,14 @@
 
 #include "deliver.h"
 
+static const DeliverContent *
+content_of (DeliverSpool *s)
+{
+  static DeliverContent c;
+  deliver_content_from_spool (&c, s);
+  return &c;
+}
+
 static DeliverSpool *
 spool_of (const char *text)
 {
@@ -78,7 +86,7 @@ test_flags (void)
   g_autofree char *path = NULL, *norm = deliver_flags_normalize ("SxFRD");
 
   g_assert_cmpstr (norm, ==, "DFRS");
-  g_assert_true (deliver_maildir_store (maildir, "h", "", s, "FS", NULL, TRUE, &path, NULL, &error));
+  g_assert_true (deliver_maildir_store (maildir, "h", "", content_of (s), "FS", NULL, TRUE, &path, NULL, &error));
   g_assert_no_error (error);
   g_assert_nonnull (strstr (path, "/Maildir/cur/"));
   g_assert_true (g_str_has_suffix (path, ":2,FS"));
@@ -94,8 +102,8 @@ test_single_instance_link (void)
   g_autofree char *pa = NULL, *pb = NULL, *gone = NULL;
   struct stat sa, sb;
 
-  g_assert_true (deliver_maildir_store (a, "h", "H: 1\n", s, NULL, NULL, TRUE, &pa, NULL, &error));
-  g_assert_true (deliver_maildir_store (b, "h", "H: 1\n", s, NULL, pa, TRUE, &pb, NULL, &error));
+  g_assert_true (deliver_maildir_store (a, "h", "H: 1\n", content_of (s), NULL, NULL, TRUE, &pa, NULL, &error));
+  g_assert_true (deliver_maildir_store (b, "h", "H: 1\n", content_of (s), NULL, pa, TRUE, &pb, NULL, &error));
   g_assert_no_error (error);
   g_assert_cmpint (stat (pa, &sa), ==, 0);
   g_assert_cmpint (stat (pb, &sb), ==, 0);
@@ -105,7 +113,7 @@ test_single_instance_link (void)
   gone = g_strconcat (pa, ".moved", NULL);
   g_assert_cmpint (rename (pa, gone), ==, 0);
   g_clear_pointer (&pb, g_free);
-  g_assert_true (deliver_maildir_store (b, "h", "H: 1\n", s, NULL, pa, TRUE, &pb, NULL, &error));
+  g_assert_true (deliver_maildir_store (b, "h", "H: 1\n", content_of (s), NULL, pa, TRUE, &pb, NULL, &error));
   g_assert_cmpint (stat (pb, &sb), ==, 0);
   g_assert_cmpuint (sb.st_nlink, ==, 1);
 }
@@ -125,8 +133,8 @@ test_mbox_quoting (void)
                        " From not\nFromage\nlast\n\n";
   char *second;
 
-  g_assert_true (deliver_mbox_store (path, "a@b", 0, "Return-Path: <a@b>\n", s, FALSE, 5, TRUE, NULL, &error));
-  g_assert_true (deliver_mbox_store (path, "", 0, "Return-Path: <a@b>\n", s, TRUE, 5, TRUE, NULL, &error));
+  g_assert_true (deliver_mbox_store (path, "a@b", 0, "Return-Path: <a@b>\n", content_of (s), FALSE, 5, TRUE, NULL, &error));
+  g_assert_true (deliver_mbox_store (path, "", 0, "Return-Path: <a@b>\n", content_of (s), TRUE, 5, TRUE, NULL, &error));
   g_assert_no_error (error);
   text = read_all (path);
   g_assert_true (g_str_has_prefix (text, "From a@b Thu Jan  1 00:00:00 1970\n"));
@@ -147,12 +155,12 @@ test_mbox_locked_and_repair (void)
   g_autofree char *text = NULL;
   gsize first_len;
 
-  g_assert_true (deliver_mbox_store (path, "a@b", 0, "", s, FALSE, 5, TRUE, NULL, &error));
+  g_assert_true (deliver_mbox_store (path, "a@b", 0, "", content_of (s), FALSE, 5, TRUE, NULL, &error));
   text = read_all (path);
   first_len = strlen (text);
   /* a live lock holder: we give up after the timeout with EAGAIN */
   g_assert_true (g_file_set_contents (lock, "1 -1\n", -1, NULL));
-  g_assert_false (deliver_mbox_store (path, "a@b", 0, "", s, FALSE, 1, TRUE, NULL, &error));
+  g_assert_false (deliver_mbox_store (path, "a@b", 0, "", content_of (s), FALSE, 1, TRUE, NULL, &error));
   g_assert_error (error, DELIVER_ERROR, EAGAIN);
   g_clear_error (&error);
   /* a dead lmtpd left half a message and its lock: it is cut away */
@@ -163,7 +171,7 @@ test_mbox_locked_and_repair (void)
     fclose (f);
     g_assert_true (g_file_set_contents (lock, lk, -1, NULL));
   }
-  g_assert_true (deliver_mbox_store (path, "a@b", 0, "", s, FALSE, 5, TRUE, NULL, &error));
+  g_assert_true (deliver_mbox_store (path, "a@b", 0, "", content_of (s), FALSE, 5, TRUE, NULL, &error));
   g_free (text);
   text = read_all (path);
   g_assert_null (strstr (text, "Subject: half"));
@@ -182,12 +190,12 @@ test_mbox_refuses_symlink_and_fifo (void)
 
   g_assert_cmpint (g_mkdir_with_parents (dir, 0700), ==, 0);
   g_assert_cmpint (symlink (target, link), ==, 0);
-  g_assert_false (deliver_mbox_store (link, "a@b", 0, "", s, FALSE, 1, TRUE, NULL, &error));
+  g_assert_false (deliver_mbox_store (link, "a@b", 0, "", content_of (s), FALSE, 1, TRUE, NULL, &error));
   g_assert_error (error, DELIVER_ERROR, ELOOP);
   g_clear_error (&error);
   g_assert_false (g_file_test (target, G_FILE_TEST_EXISTS));
   g_assert_cmpint (mkfifo (fifo, 0600), ==, 0);
-  g_assert_false (deliver_mbox_store (fifo, "a@b", 0, "", s, FALSE, 1, TRUE, NULL, &error));
+  g_assert_false (deliver_mbox_store (fifo, "a@b", 0, "", content_of (s), FALSE, 1, TRUE, NULL, &error));
   g_assert_nonnull (error);
 }
 
@@ -202,7 +210,7 @@ test_quota (void)
   guint64 size = 0;
 
   g_assert_true (deliver_quota_check (maildir, 100, 0, 10, &error));
-  g_assert_true (deliver_maildir_store (maildir, "h", "", s, NULL, NULL, FALSE, NULL, &size, &error));
+  g_assert_true (deliver_maildir_store (maildir, "h", "", content_of (s), NULL, NULL, FALSE, NULL, &size, &error));
   deliver_quota_add (maildir, 100, 0, size);
   text = read_all (size_file);
   g_assert_true (g_str_has_prefix (text, "100S\n"));

@@ -10,6 +10,14 @@
 
 #include "deliver.h"
 
+static const DeliverContent *
+content_of (DeliverSpool *s)
+{
+  static DeliverContent c;
+  deliver_content_from_spool (&c, s);
+  return &c;
+}
+
 static char *
 spool_contents (DeliverSpool *s)
 {
@@ -90,7 +98,7 @@ test_store (void)
 
   g_assert_true (deliver_spool_write (s, body, strlen (body), &error));
   g_assert_true (deliver_spool_finish (s, &error));
-  g_assert_true (deliver_maildir_store (maildir, "host", header, s, NULL, NULL, TRUE, &path, NULL, &error));
+  g_assert_true (deliver_maildir_store (maildir, "host", header, content_of (s), NULL, NULL, TRUE, &path, NULL, &error));
   g_assert_no_error (error);
   g_assert_true (g_file_get_contents (path, &contents, &len, NULL));
   g_assert_cmpstr (contents, ==, "Return-Path: <a@b>\nSubject: hi\n\nbody\n");
@@ -125,7 +133,7 @@ test_store_fails_cleanly (void)
 
   g_assert_true (g_file_set_contents (file, "x", 1, NULL));
   g_assert_true (deliver_spool_finish (s, &error));
-  g_assert_false (deliver_maildir_store (maildir, "host", "", s, NULL, NULL, TRUE, NULL, NULL, &error));
+  g_assert_false (deliver_maildir_store (maildir, "host", "", content_of (s), NULL, NULL, TRUE, NULL, NULL, &error));
   g_assert_error (error, DELIVER_ERROR, ENOTDIR);
   deliver_status_from_error (&st, error);
   g_assert_cmpuint (st.code / 100, ==, 4);

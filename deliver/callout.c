@@ -1,0 +1,601 @@
+/* callout.c - OPES callouts for one recipient, and what their verdicts do.
+ *
+ * Which services run: the first [rule] whose match names the recipient,
+ * less the services a bypass request names that may be bypassed.  Each
+ * service is called over OCP (ocp/); recipients of one transaction that
+ * share a rule and a bypass request share one call per service, with all
+ * their addresses in Rcpt-To, and get the same verdict (docs/ocp-lmtp-
+ * profile.md, "Sharing").  Verdicts combine by precedence:
+ *
+ *   reject > tempfail > discard > redirect > quarantine > modify > accept
+ *
+ * A service that fails is answered by its on_failure policy.  Header
+ * changes are made with GMime; the OPES trace names this system and every
+ * service with what it did (RFC 3897, RFC 4902 3.1).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "callout.h"
+#include "gmime-cleanup.h"
+#include "ocp.h"
+
+/* ---- the client ---------------------------------------------------------- */
+
+static OcpClient *
+client (void)
+{
+  static gsize once;
+  static OcpClient *c;
+
+  if (g_once_init_enter (&once))
+    {
+      c = ocp_client_new ();
+      g_once_init_leave (&once, 1);
+    }
+  return c;
+}
+
+static void
+service_config (const LmtpdService *sv, OcpServiceConfig *out)
+{
+  guint parts = OCP_PARTS_ALL;
+
+  ocp_parts_parse (sv->parts, &parts);
+  out->name = sv->name;
+  out->uri = sv->uri;
+  out->servers = sv->servers;
+  out->parts = parts | OCP_PART_ENVELOPE;
+  out->connect_timeout_ms = sv->connect_timeout_ms;
+  out->response_timeout_ms = sv->response_timeout_ms;
+  out->timeout_ms = sv->timeout_ms;
+  out->max_connections = sv->max_connections;
+}
+
+/* ---- results --------------------------------------------------------------- */
+
+struct CalloutOutcome {
+  const LmtpdService *service;
+  enum { OUT_APPLIED, OUT_SKIPPED, OUT_BYPASSED, OUT_FAILED } state;
+  OcpVerdict verdict;
+  char *why;
+};
+
+static void
+outcome_free (gpointer p)
+{
+  CalloutOutcome *o = p;
+  ocp_verdict_clear (&o->verdict);
+  g_free (o->why);
+  g_free (o);
+}
+
+void
+callout_result_free (CalloutResult *r)
+{
+  if (r == NULL)
+    return;
+  g_ptr_array_unref (r->outcomes);
+  g_free (r);
+}
+
+static const char *
+outcome_word (const CalloutOutcome *o)
+{
+  switch (o->state)
+    {
+    case OUT_SKIPPED: return "skipped";
+    case OUT_BYPASSED: return "bypassed";
+    case OUT_FAILED: return "failed";
+    default: break;
+    }
+  if (o->verdict.verdict == OCP_VERDICT_ACCEPT
+      && (o->verdict.header || o->verdict.body_fd >= 0 || o->verdict.add_headers || o->verdict.remove_headers
+          || o->verdict.subject_tag || o->verdict.flags || o->verdict.folder))
+    return "modify";
+  return ocp_verdict_name (o->verdict.verdict);
+}
+
+static int
+rank (const CalloutOutcome *o, const LmtpdService *sv)
+{
+  if (o->state == OUT_FAILED)
+    return sv->on_failure == LMTPD_FAIL_REJECT ? 6 : 5;
+  if (o->state != OUT_APPLIED)
+    return 0;
+  switch (o->verdict.verdict)
+    {
+    case OCP_VERDICT_REJECT: return 6;
+    case OCP_VERDICT_TEMPFAIL: return 5;
+    case OCP_VERDICT_DISCARD: return 4;
+    case OCP_VERDICT_REDIRECT: return 3;
+    case OCP_VERDICT_QUARANTINE: return 2;
+    case OCP_VERDICT_ACCEPT: return strcmp (outcome_word (o), "modify") == 0 ? 1 : 0;
+    }
+  return 0;
+}
+
+/* ---- bypass ---------------------------------------------------------------- */
+
+/* RFC 3897: a bypass names services by URI ("*" = all).  We also take
+ * service names; an entry that names nothing we know counts as "*". */
+static gboolean
+bypassed (const LmtpdConfig *config, const LmtpdService *sv, const char *request)
+{
+  g_auto (GStrv) items = NULL;
+
+  if (request == NULL || !sv->bypassable)
+    return FALSE;
+  items = g_strsplit_set (request, ", ", -1);
+  for (guint i = 0; items[i]; i++)
+    {
+      gboolean known = FALSE;
+      if (items[i][0] == '\0')
+        continue;
+      if (strcmp (items[i], "*") == 0 || strcmp (items[i], sv->uri) == 0 || strcmp (items[i], sv->name) == 0)
+        return TRUE;
+      for (guint k = 0; k < config->services->len; k++)
+        {
+          const LmtpdService *o = config->services->pdata[k];
+          known |= strcmp (items[i], o->uri) == 0 || strcmp (items[i], o->name) == 0;
+        }
+      if (!known)
+        return TRUE;
+    }
+  return FALSE;
+}
+
+static char *
+header_bypass (const DeliverMessage *msg)
+{
+  guint64 hlen = deliver_spool_header_len (msg->spool);
+  g_autofree char *buf = NULL;
+  g_autoptr (GMimeStream) stream = NULL;
+  g_autoptr (GMimeParser) parser = NULL;
+  g_autoptr (GMimeMessage) m = NULL;
+  const char *v;
+
+  if (hlen == 0 || hlen > 1024 * 1024)
+    return NULL;
+  buf = g_malloc (hlen);
+  if (pread (deliver_spool_fd (msg->spool), buf, hlen, 0) != (gssize) hlen)
+    return NULL;
+  stream = g_mime_stream_mem_new_with_buffer (buf, hlen);
+  parser = g_mime_parser_new_with_stream (stream);
+  m = g_mime_parser_construct_message (parser, NULL);
+  v = m ? g_mime_object_get_header (GMIME_OBJECT (m), "OPES-Bypass") : NULL;
+  return v ? g_strstrip (g_strdup (v)) : NULL;
+}
+
+/* The bypass request that counts for this recipient, per policy. */
+static char *
+bypass_request (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipient *rcpt)
+{
+  GString *s = g_string_new (NULL);
+
+  if ((config->opes_bypass & LMTPD_BYPASS_PARAMETER) && rcpt->bypass)
+    g_string_append (s, rcpt->bypass);
+  if ((config->opes_bypass & LMTPD_BYPASS_HEADER) && msg->spool)
+    {
+      g_autofree char *h = header_bypass (msg);
+      if (h)
+        g_string_append_printf (s, "%s%s", s->len ? "," : "", h);
+    }
+  if (s->len == 0)
+    {
+      g_string_free (s, TRUE);
+      return NULL;
+    }
+  return g_string_free (s, FALSE);
+}
+
+/* ---- calling ---------------------------------------------------------------- */
+
+static CalloutResult *
+run_chain (const LmtpdConfig *config, const DeliverMessage *msg, const LmtpdRule *rule,
+           const char *bypass, GPtrArray *members, gboolean rcpt_stage)
+{
+  CalloutResult *r = g_new0 (CalloutResult, 1);
+  g_autoptr (GPtrArray) addrs = g_ptr_array_new ();
+  g_autoptr (GPtrArray) orcpts = g_ptr_array_new ();
+  OcpRequest req = { 0 };
+
+  r->outcomes = g_ptr_array_new_with_free_func (outcome_free);
+  for (guint i = 0; i < members->len; i++)
+    {
+      const DeliverRecipient *m = members->pdata[i];
+      g_ptr_array_add (addrs, m->address);
+      g_ptr_array_add (orcpts, m->orcpt);
+    }
+  g_ptr_array_add (addrs, NULL);
+  req.stage = rcpt_stage ? "rcpt" : "data";
+  req.transaction_id = msg->id;
+  req.client_address = msg->client_addr;
+  req.client_name = msg->helo;
+  req.mail_from = msg->sender;
+  req.mail_params = msg->mail_params;
+  req.rcpt_to = (const char *const *) addrs->pdata;
+  req.orcpt = (const char *const *) orcpts->pdata;
+  req.bypass = bypass;
+  req.fd = -1;
+  if (!rcpt_stage && msg->spool)
+    {
+      req.fd = deliver_spool_fd (msg->spool);
+      req.header_len = deliver_spool_header_len (msg->spool);
+      req.body_len = deliver_spool_size (msg->spool) - req.header_len;
+      req.message_size = deliver_spool_size (msg->spool);
+    }
+  for (guint i = 0; i < rule->services->len; i++)
+    {
+      const LmtpdService *sv = rule->services->pdata[i];
+      CalloutOutcome *o;
+      OcpServiceConfig sc;
+      g_autoptr (GError) error = NULL;
+      gint64 t0;
+
+      if (sv->rcpt_stage != rcpt_stage)
+        continue;
+      o = g_new0 (CalloutOutcome, 1);
+      o->service = sv;
+      ocp_verdict_init (&o->verdict);
+      g_ptr_array_add (r->outcomes, o);
+      if (bypassed (config, sv, bypass))
+        {
+          o->state = OUT_BYPASSED;
+          continue;
+        }
+      service_config (sv, &sc);
+      t0 = g_get_monotonic_time ();
+      if (ocp_client_call (client (), &sc, &req, &o->verdict, &error))
+        {
+          o->state = OUT_APPLIED;
+          g_debug ("%s: service %s: %s (%" G_GINT64_FORMAT " us)", msg->id, sv->name, outcome_word (o),
+                   g_get_monotonic_time () - t0);
+          continue;
+        }
+      o->why = deliver_sanitize (error->message, 200);
+      o->state = sv->on_failure == LMTPD_FAIL_ACCEPT ? OUT_SKIPPED : OUT_FAILED;
+      g_warning ("%s: service %s failed (%s): %s", msg->id, sv->name,
+                 o->state == OUT_SKIPPED ? "delivering unadapted" : "policy applies", o->why);
+    }
+  return r;
+}
+
+/* The recipients of the transaction that share @rcpt's rule and bypass. */
+static GPtrArray *
+group_members (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverShared *shared,
+               const DeliverRecipient *rcpt, const LmtpdRule *rule, const char *bypass)
+{
+  GPtrArray *members = g_ptr_array_new ();
+
+  for (guint i = 0; shared && shared->rcpts && i < shared->rcpts->len; i++)
+    {
+      const DeliverRecipient *o = shared->rcpts->pdata[i];
+      g_autofree char *ob = NULL;
+      if (lmtpd_config_match_rule (config, o->address) != rule)
+        continue;
+      ob = bypass_request (config, msg, o);
+      if (g_strcmp0 (ob, bypass) == 0)
+        g_ptr_array_add (members, (gpointer) o);
+    }
+  if (members->len == 0)
+    g_ptr_array_add (members, (gpointer) rcpt);
+  return members;
+}
+
+typedef struct {
+  gboolean done;
+  CalloutResult *result;
+} SharedCall;
+
+static void
+shared_call_free (gpointer p)
+{
+  SharedCall *c = p;
+  callout_result_free (c->result);
+  g_free (c);
+}
+
+GHashTable *
+callout_shared_table_new (void)
+{
+  return g_hash_table_new_full (g_str_hash, g_str_equal, g_free, shared_call_free);
+}
+
+const CalloutResult *
+callout_run (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipient *rcpt,
+             DeliverShared *shared, CalloutResult **owned)
+{
+  const LmtpdRule *rule = lmtpd_config_match_rule (config, rcpt->address);
+  g_autofree char *bypass = NULL;
+  g_autofree char *key = NULL;
+  SharedCall *call;
+  gboolean mine = FALSE;
+
+  *owned = NULL;
+  if (rule == NULL || rule->services->len == 0)
+    return NULL;
+  bypass = bypass_request (config, msg, rcpt);
+  if (shared == NULL || shared->callouts == NULL)
+    {
+      g_autoptr (GPtrArray) one = g_ptr_array_new ();
+      g_ptr_array_add (one, (gpointer) rcpt);
+      *owned = run_chain (config, msg, rule, bypass, one, FALSE);
+      return *owned;
+    }
+  key = g_strdup_printf ("%s\n%s", rule->name, bypass ? bypass : "");
+  g_mutex_lock (&shared->lock);
+  call = g_hash_table_lookup (shared->callouts, key);
+  if (call == NULL)
+    {
+      call = g_new0 (SharedCall, 1);
+      g_hash_table_insert (shared->callouts, g_strdup (key), call);
+      mine = TRUE;
+    }
+  g_mutex_unlock (&shared->lock);
+  if (mine)
+    {
+      g_autoptr (GPtrArray) members = group_members (config, msg, shared, rcpt, rule, bypass);
+      CalloutResult *r = run_chain (config, msg, rule, bypass, members, FALSE);
+      g_mutex_lock (&shared->lock);
+      call->result = r;
+      call->done = TRUE;
+      g_cond_broadcast (&shared->cond);
+      g_mutex_unlock (&shared->lock);
+      return r;
+    }
+  g_mutex_lock (&shared->lock);
+  while (!call->done)
+    g_cond_wait (&shared->cond, &shared->lock);
+  g_mutex_unlock (&shared->lock);
+  return call->result;
+}
+
+gboolean
+callout_rcpt_stage (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipient *rcpt,
+                    DeliverStatus *status)
+{
+  const LmtpdRule *rule = lmtpd_config_match_rule (config, rcpt->address);
+  g_autofree char *bypass = NULL;
+  g_autoptr (GPtrArray) one = NULL;
+  CalloutResult *r;
+  CalloutDecision d;
+  gboolean ok;
+
+  if (rule == NULL)
+    return TRUE;
+  for (guint i = 0; i < rule->services->len; i++)
+    if (((LmtpdService *) rule->services->pdata[i])->rcpt_stage)
+      goto run;
+  return TRUE;
+run:
+  bypass = (config->opes_bypass & LMTPD_BYPASS_PARAMETER) && rcpt->bypass ? g_strdup (rcpt->bypass) : NULL;
+  one = g_ptr_array_new ();
+  g_ptr_array_add (one, (gpointer) rcpt);
+  r = run_chain (config, msg, rule, bypass, one, TRUE);
+  callout_decide (config, r, rcpt, &d);
+  ok = d.kind != CALLOUT_REJECT && d.kind != CALLOUT_TEMPFAIL;
+  if (!ok)
+    callout_refusal (config, &d, rcpt, status);
+  callout_result_free (r);
+  return ok;
+}
+
+/* ---- deciding --------------------------------------------------------------- */
+
+void
+callout_decide (const LmtpdConfig *config, const CalloutResult *r, const DeliverRecipient *rcpt,
+                CalloutDecision *d)
+{
+  int best = -1;
+
+  memset (d, 0, sizeof *d);
+  d->kind = CALLOUT_ACCEPT;
+  for (guint i = 0; r && i < r->outcomes->len; i++)
+    {
+      const CalloutOutcome *o = r->outcomes->pdata[i];
+      int k = rank (o, o->service);
+      if (k > best)
+        {
+          best = k;
+          d->decider = o;
+        }
+      if (o->state != OUT_APPLIED)
+        continue;
+      /* modifications accumulate in chain order; a later part wins */
+      if (o->verdict.header)
+        d->header = o->verdict.header;
+      if (o->verdict.body_fd >= 0)
+        {
+          d->body_fd = o->verdict.body_fd;
+          d->body_len = o->verdict.body_len;
+          d->has_body = TRUE;
+        }
+      if (o->verdict.folder && o->verdict.verdict != OCP_VERDICT_QUARANTINE)
+        d->folder = o->verdict.folder;
+    }
+  switch (best)
+    {
+    case 6: d->kind = CALLOUT_REJECT; break;
+    case 5: d->kind = CALLOUT_TEMPFAIL; break;
+    case 4: d->kind = CALLOUT_DISCARD; break;
+    case 3: d->kind = CALLOUT_REDIRECT; d->redirect = d->decider->verdict.redirect; break;
+    case 2: d->kind = CALLOUT_QUARANTINE; d->folder = d->decider->verdict.folder; break;
+    default: d->kind = CALLOUT_ACCEPT; break;
+    }
+}
+
+/* "550 5.7.1 <rcpt> text (OPES system via service)" with the service's own
+ * code when it is of the right class. */
+void
+callout_refusal (const LmtpdConfig *config, const CalloutDecision *d, const DeliverRecipient *rcpt,
+                 DeliverStatus *status)
+{
+  const CalloutOutcome *o = d->decider;
+  gboolean perm = d->kind == CALLOUT_REJECT;
+  guint code = perm ? 550 : 451;
+  char enh[16];
+  g_autofree char *text = NULL;
+  const char *t = NULL;
+
+  g_strlcpy (enh, perm ? "5.7.1" : "4.7.1", sizeof enh);
+  if (o->state == OUT_FAILED)
+    {
+      if (!perm)
+        g_strlcpy (enh, "4.3.0", sizeof enh);
+      text = g_strdup_printf ("Content filter %s unavailable", o->service->name);
+    }
+  else
+    {
+      guint c = o->verdict.reply_code;
+      if (c / 100 == (perm ? 5 : 4))
+        code = c;
+      t = o->verdict.reply_text;
+      /* "x.y.z rest": the service's enhanced code, if of the same class */
+      if (t && g_ascii_isdigit (t[0]) && t[1] == '.' && t[0] == (perm ? '5' : '4'))
+        {
+          gsize n = strcspn (t, " ");
+          if (n < sizeof enh)
+            {
+              g_strlcpy (enh, t, n + 1);
+              t += n;
+              while (*t == ' ')
+                t++;
+            }
+        }
+      text = deliver_sanitize (t && *t ? t : (perm ? "Message refused by content filter"
+                                                   : "Message deferred by content filter"), 300);
+    }
+  deliver_status_set (status, code, enh, "<%s> %s (OPES %s via %s)", rcpt->original, text,
+                      config->opes_system, o->service->uri);
+}
+
+/* ---- the adapted message --------------------------------------------------- */
+
+char *
+callout_trace (const LmtpdConfig *config, const CalloutResult *r)
+{
+  GString *s;
+
+  if (config->services->len == 0)
+    return g_strdup ("");
+  s = g_string_new (NULL);
+  g_string_append_printf (s, "OPES-System: %s\n", config->opes_system);
+  for (guint i = 0; r && i < r->outcomes->len; i++)
+    {
+      const CalloutOutcome *o = r->outcomes->pdata[i];
+      g_string_append_printf (s, "%s%s ; verdict=%s", i ? ",\n\t" : "OPES-Via: ", o->service->uri,
+                              outcome_word (o));
+    }
+  if (r && r->outcomes->len)
+    g_string_append_c (s, '\n');
+  return g_string_free (s, FALSE);
+}
+
+gboolean
+callout_needs_new_header (const CalloutResult *r, const CalloutDecision *d)
+{
+  if (d->header)
+    return TRUE;
+  for (guint i = 0; r && i < r->outcomes->len; i++)
+    {
+      const CalloutOutcome *o = r->outcomes->pdata[i];
+      if (o->state == OUT_APPLIED && (o->verdict.add_headers || o->verdict.remove_headers || o->verdict.subject_tag))
+        return TRUE;
+    }
+  return FALSE;
+}
+
+/* The header part as it will be stored: the adapted one (or the original),
+ * with header removals, additions and subject tags applied through GMime.
+ * LF line ends, final empty line included.  NULL if it cannot be parsed. */
+char *
+callout_new_header (const DeliverMessage *msg, const CalloutResult *r, const CalloutDecision *d)
+{
+  g_autofree char *orig = NULL;
+  const char *src;
+  gsize len;
+  g_autoptr (GMimeStream) stream = NULL;
+  g_autoptr (GMimeParser) parser = NULL;
+  g_autoptr (GMimeMessage) m = NULL;
+  g_autoptr (GMimeFormatOptions) fmt = NULL;
+  GMimeHeaderList *headers;
+  char *text;
+  GString *out;
+
+  if (d->header)
+    src = g_bytes_get_data (d->header, &len);
+  else
+    {
+      len = deliver_spool_header_len (msg->spool);
+      orig = g_malloc (len + 1);
+      if (pread (deliver_spool_fd (msg->spool), orig, len, 0) != (gssize) len)
+        return NULL;
+      src = orig;
+    }
+  stream = g_mime_stream_mem_new_with_buffer (src, len);
+  parser = g_mime_parser_new_with_stream (stream);
+  m = g_mime_parser_construct_message (parser, NULL);
+  if (m == NULL)
+    return NULL;
+  headers = g_mime_object_get_header_list (GMIME_OBJECT (m));
+  for (guint i = 0; r && i < r->outcomes->len; i++)
+    {
+      const CalloutOutcome *o = r->outcomes->pdata[i];
+      if (o->state != OUT_APPLIED)
+        continue;
+      for (guint k = 0; o->verdict.remove_headers && k < o->verdict.remove_headers->len; k++)
+        while (g_mime_header_list_remove (headers, o->verdict.remove_headers->pdata[k]))
+          ;
+      for (guint k = 0; o->verdict.add_headers && k < o->verdict.add_headers->len; k++)
+        {
+          const char *h = o->verdict.add_headers->pdata[k];
+          const char *colon = strchr (h, ':');
+          g_autofree char *name = g_strndup (h, colon - h);
+          g_autofree char *value = g_strstrip (g_strdup (colon + 1));
+          g_mime_header_list_append (headers, name, value, "utf-8");
+        }
+      if (o->verdict.subject_tag)
+        {
+          const char *subject = g_mime_message_get_subject (m);
+          g_autofree char *tag = g_strstrip (g_strdup (o->verdict.subject_tag));
+          g_autofree char *ns = NULL;
+          /* tag once: a message tagged before is not tagged again */
+          if (subject == NULL || !g_str_has_prefix (subject, tag))
+            {
+              ns = g_strdup_printf ("%s %s", tag, subject ? subject : "");
+              g_mime_message_set_subject (m, g_strchomp (ns), "utf-8");
+            }
+        }
+    }
+  fmt = g_mime_format_options_new ();
+  g_mime_format_options_set_newline_format (fmt, GMIME_NEWLINE_FORMAT_UNIX);
+  text = g_mime_header_list_to_string (headers, fmt);
+  out = g_string_new (NULL);
+  /* CRLF from an adapted part becomes LF, as everything we store */
+  for (const char *p = text; *p; p++)
+    if (!(p[0] == '\r' && p[1] == '\n'))
+      g_string_append_c (out, *p);
+  g_free (text);
+  if (out->len && out->str[out->len - 1] != '\n')
+    g_string_append_c (out, '\n');
+  g_string_append_c (out, '\n');
+  return g_string_free (out, FALSE);
+}
+
+char *
+callout_flags (const CalloutResult *r)
+{
+  g_autoptr (GString) all = g_string_new (NULL);
+
+  for (guint i = 0; r && i < r->outcomes->len; i++)
+    {
+      const CalloutOutcome *o = r->outcomes->pdata[i];
+      if (o->state == OUT_APPLIED && o->verdict.flags)
+        g_string_append (all, o->verdict.flags);
+    }
+  return all->len ? deliver_flags_normalize (all->str) : NULL;
+}

@@ -1,0 +1,56 @@
+/* callout.h - inside deliver/: OPES callouts and their verdicts for the
+ * pipeline (callout.c).  Not part of deliver.h's public interface.
+ */
+#pragma once
+
+#include "deliver.h"
+
+typedef struct CalloutOutcome CalloutOutcome;
+
+typedef struct {
+  GPtrArray *outcomes;      /* CalloutOutcome*, in chain order */
+} CalloutResult;
+
+typedef enum {
+  CALLOUT_ACCEPT,
+  CALLOUT_QUARANTINE,
+  CALLOUT_REDIRECT,
+  CALLOUT_DISCARD,
+  CALLOUT_TEMPFAIL,
+  CALLOUT_REJECT,
+} CalloutKind;
+
+/* The combined verdict of a chain; pointers borrow from the result. */
+typedef struct {
+  CalloutKind kind;
+  const CalloutOutcome *decider;
+  const char *folder;       /* quarantine or delivery folder, or NULL */
+  const char *redirect;
+  GBytes *header;           /* adapted header part, or NULL */
+  gboolean has_body;
+  int body_fd;              /* adapted body part */
+  guint64 body_len;
+} CalloutDecision;
+
+/* Runs the DATA-stage services for @rcpt (shared with the recipients of
+ * the same group through @shared).  NULL if no service applies.  *owned
+ * is set when the caller must free the result. */
+const CalloutResult *callout_run (const LmtpdConfig *config, const DeliverMessage *msg,
+                                  const DeliverRecipient *rcpt, DeliverShared *shared,
+                                  CalloutResult **owned);
+/* RCPT-stage services: FALSE with @status when they refuse the recipient. */
+gboolean callout_rcpt_stage (const LmtpdConfig *config, const DeliverMessage *msg,
+                             const DeliverRecipient *rcpt, DeliverStatus *status);
+void callout_result_free (CalloutResult *r);
+/* The table of calls shared by the recipients of one transaction. */
+GHashTable *callout_shared_table_new (void);
+void callout_decide (const LmtpdConfig *config, const CalloutResult *r, const DeliverRecipient *rcpt,
+                     CalloutDecision *d);
+void callout_refusal (const LmtpdConfig *config, const CalloutDecision *d, const DeliverRecipient *rcpt,
+                      DeliverStatus *status);
+/* "OPES-System: ...\nOPES-Via: ...\n", or "" when no service is configured. */
+char *callout_trace (const LmtpdConfig *config, const CalloutResult *r);
+gboolean callout_needs_new_header (const CalloutResult *r, const CalloutDecision *d);
+char *callout_new_header (const DeliverMessage *msg, const CalloutResult *r, const CalloutDecision *d);
+/* Flags the services asked for, normalized, or NULL.  Free with g_free. */
+char *callout_flags (const CalloutResult *r);
