@@ -1077,7 +1077,13 @@ load_opes (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
   g_auto (GStrv) groups = g_key_file_get_groups (kf, NULL);
   g_auto (GStrv) bypass = g_key_file_get_string_list (kf, "opes", "bypass", NULL, NULL);
 
-  get_path (kf, "opes", "system", &c->opes_system);
+  if (g_key_file_has_key (kf, "opes", "system", NULL))
+    get_path (kf, "opes", "system", &c->opes_system);
+  else
+    {
+      g_free (c->opes_system);
+      c->opes_system = g_strdup_printf ("urn:x-opes-lmtpd:system:%s", c->hostname);
+    }
   for (guint i = 0; bypass && bypass[i]; i++)
     {
       char *b = g_strstrip (bypass[i]);

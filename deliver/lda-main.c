@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "deliver.h"
+#include "gmime-cleanup.h"
 
 enum {
   EX_OK_ = 0, EX_USAGE_ = 64, EX_DATAERR_ = 65, EX_NOUSER_ = 67, EX_CANTCREAT_ = 73,
@@ -140,6 +141,7 @@ main (int argc, char **argv)
   };
 
   setlocale (LC_ALL, "C");
+  g_mime_init ();
   ctx = g_option_context_new ("< message - deliver a message like lmtpd does");
   g_option_context_add_main_entries (ctx, entries, NULL);
   if (!g_option_context_parse (ctx, &argc, &argv, &error) || rcpts == NULL || argc > 1)

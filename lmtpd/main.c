@@ -19,6 +19,7 @@
 #include <glib-unix.h>
 
 #include "deliver.h"
+#include "gmime-cleanup.h"
 #include "lmtpd.h"
 
 typedef struct {
@@ -193,6 +194,7 @@ main (int argc, char **argv)
   };
 
   setlocale (LC_ALL, "C");
+  g_mime_init ();
   ctx = g_option_context_new ("- LMTP delivery agent with OPES callouts");
   g_option_context_add_main_entries (ctx, entries, NULL);
   if (!g_option_context_parse (ctx, &argc, &argv, &error))

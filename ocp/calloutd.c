@@ -37,6 +37,7 @@ typedef struct {
 } Rule;
 
 static GPtrArray *rules;
+static OcpServer *server;
 static gboolean debug;
 static guint64 handled;
 
@@ -172,6 +173,9 @@ respond_later (gpointer data)
 {
   Pending *p = data;
   ocp_server_txn_respond (p->txn, &p->verdict, p->header, p->body_fd);
+  if (debug)
+    g_printerr ("calloutd: answered %s: %" G_GUINT64_FORMAT " octets sent in all\n",
+                ocp_verdict_name (p->verdict.verdict), ocp_server_bytes_sent (server));
   ocp_server_txn_unref (p->txn);
   ocp_verdict_clear (&p->verdict);
   if (p->header)
@@ -322,7 +326,6 @@ main (int argc, char **argv)
   g_autoptr (GOptionContext) ctx = NULL;
   g_autoptr (GError) error = NULL;
   GMainLoop *loop;
-  OcpServer *server;
   guint parts = OCP_PARTS_ALL;
   GOptionEntry entries[] = {
     { "listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &listen, "inet:HOST:PORT or unix:PATH", "ENDPOINT" },

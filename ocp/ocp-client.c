@@ -17,6 +17,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <unistd.h>
 #include <glib/gstdio.h>
@@ -32,6 +34,7 @@ typedef struct {
   GSocket *sock;
   char *key;
   GByteArray *in;
+  GString *out;         /* messages not sent yet (queue_msg / flush_out) */
   guint64 next_xid;
   guint parts;
 } Conn;
@@ -55,6 +58,8 @@ conn_free (Conn *c)
       g_object_unref (c->sock);
     }
   g_byte_array_unref (c->in);
+  if (c->out)
+    g_string_free (c->out, TRUE);
   g_free (c->key);
   g_free (c);
 }
@@ -135,13 +140,32 @@ send_all (Conn *c, const char *p, gsize len, gint64 deadline, GError **error)
   return TRUE;
 }
 
+/* Small messages of one transaction go out in one write. */
+static gboolean
+flush_out (Conn *c, gint64 deadline, GError **error)
+{
+  gboolean ok;
+  if (c->out == NULL || c->out->len == 0)
+    return TRUE;
+  ok = send_all (c, c->out->str, c->out->len, deadline, error);
+  g_string_truncate (c->out, 0);
+  return ok;
+}
+
+static gboolean
+queue_msg (Conn *c, OcpMessage *m, gint64 deadline, GError **error)
+{
+  if (c->out == NULL)
+    c->out = g_string_sized_new (4096);
+  ocp_message_write (m, c->out);
+  ocp_message_free (m);
+  return c->out->len < CHUNK || flush_out (c, deadline, error);
+}
+
 static gboolean
 send_msg (Conn *c, OcpMessage *m, gint64 deadline, GError **error)
 {
-  g_autoptr (GString) s = g_string_new (NULL);
-  ocp_message_write (m, s);
-  ocp_message_free (m);
-  return send_all (c, s->str, s->len, deadline, error);
+  return queue_msg (c, m, deadline, error) && flush_out (c, deadline, error);
 }
 
 static OcpMessage *
@@ -262,6 +286,8 @@ conn_open (const OcpServiceConfig *svc, const char *endpoint, const char *key, g
   if (c->sock == NULL)
     goto fail;
   g_socket_set_blocking (c->sock, FALSE);
+  if (g_socket_get_family (c->sock) != G_SOCKET_FAMILY_UNIX)
+    g_socket_set_option (c->sock, IPPROTO_TCP, TCP_NODELAY, 1, NULL);
   if (!g_socket_connect (c->sock, addr, NULL, &e))
     {
       if (!g_error_matches (e, G_IO_ERROR, G_IO_ERROR_PENDING))
@@ -284,7 +310,8 @@ conn_open (const OcpServiceConfig *svc, const char *endpoint, const char *key, g
   ocp_value_add_named (feature, "Parts", ocp_parts_to_value (svc->parts));
   list = ocp_value_add (ocp_list_new (), feature);
   no = ocp_message_add (ocp_message_new ("NO"), list);
-  if (!send_msg (c, ocp_message_new ("CS"), cdeadline, error) || !send_msg (c, no, cdeadline, error))
+  if (!queue_msg (c, ocp_message_new ("CS"), cdeadline, error) || !queue_msg (c, no, cdeadline, error)
+      || !flush_out (c, cdeadline, error))
     goto fail;
   for (;;)
     {
@@ -326,8 +353,9 @@ conn_open (const OcpServiceConfig *svc, const char *endpoint, const char *key, g
     OcpValue *service = ocp_struct_new ();
     ocp_value_add (service, ocp_atom_new (svc->uri));
     ocp_value_add (services, service);
-    if (!send_msg (c, ocp_message_add (ocp_message_add_uint (ocp_message_new ("SGC"), 1), services),
-                   cdeadline, error))
+    /* goes out with the first transaction */
+    if (!queue_msg (c, ocp_message_add (ocp_message_add_uint (ocp_message_new ("SGC"), 1), services),
+                    cdeadline, error))
       goto fail;
   }
   return c;
@@ -479,7 +507,7 @@ send_part (Conn *c, guint64 xid, const OcpRequest *req, const char *part, guint6
       g_ptr_array_add (kept->values, ocp_atom_new_uint (*flow_off + n));
       ocp_message_set (dum, "AM-Part", ocp_atom_new (part));
       ocp_message_set_payload (dum, g_bytes_new (buf, n));
-      if (!send_msg (c, dum, deadline, error))
+      if (!queue_msg (c, dum, deadline, error))
         return FALSE;
       *flow_off += n;
       spool_off += n;
@@ -522,12 +550,12 @@ conn_transact (Conn *c, const OcpServiceConfig *svc, const OcpRequest *req, OcpV
   gint64 first_deadline;
   OcpMessage *ams;
 
-  if (!send_msg (c, ocp_message_add_uint (ocp_message_add_uint (ocp_message_new ("TS"), xid), 1),
-                 deadline, error))
+  if (!queue_msg (c, ocp_message_add_uint (ocp_message_add_uint (ocp_message_new ("TS"), xid), 1),
+                  deadline, error))
     goto fail;
   ams = ocp_message_add_uint (ocp_message_new ("AMS"), xid);
   ocp_request_to_message (req, ams);
-  if (!send_msg (c, ams, deadline, error))
+  if (!queue_msg (c, ams, deadline, error))
     goto fail;
   if (req->fd >= 0 && (c->parts & OCP_PART_HEADER))
     {
@@ -541,7 +569,8 @@ conn_transact (Conn *c, const OcpServiceConfig *svc, const OcpRequest *req, OcpV
         goto fail;
       a.org_body = flow - a.org_header;
     }
-  if (!send_msg (c, ocp_message_add_uint (ocp_message_new ("AME"), xid), deadline, error))
+  if (!queue_msg (c, ocp_message_add_uint (ocp_message_new ("AME"), xid), deadline, error)
+      || !flush_out (c, deadline, error))
     goto fail;
 
   first_deadline = MIN (deadline, g_get_monotonic_time () + (gint64) svc->response_timeout_ms * 1000);

@@ -11,6 +11,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <unistd.h>
 #include <glib/gstdio.h>
@@ -65,6 +67,7 @@ struct OcpServer {
   OcpServerHandler handler;
   gpointer user_data;
   GPtrArray *unix_paths;
+  guint64 bytes_sent;
 };
 
 static void conn_read (SConn *c);
@@ -186,6 +189,7 @@ conn_flush (SConn *c)
   c->out = c->wbuf;
   c->wbuf = s;
   out = g_io_stream_get_output_stream (G_IO_STREAM (c->conn));
+  c->server->bytes_sent += s->len;
   c->writing = TRUE;
   g_output_stream_write_all_async (out, s->str, s->len, G_PRIORITY_DEFAULT, c->cancel, write_done,
                                    sconn_ref (c));
@@ -477,7 +481,10 @@ static gboolean
 incoming (GSocketService *service, GSocketConnection *conn, GObject *src, gpointer data)
 {
   SConn *c = g_new0 (SConn, 1);
+  GSocket *sock = g_socket_connection_get_socket (conn);
 
+  if (g_socket_get_family (sock) != G_SOCKET_FAMILY_UNIX)
+    g_socket_set_option (sock, IPPROTO_TCP, TCP_NODELAY, 1, NULL);
   c->ref_count = 1; /* dropped by conn_close */
   c->server = data;
   c->conn = g_object_ref (conn);
@@ -646,4 +653,10 @@ ocp_server_free (OcpServer *s)
   g_ptr_array_unref (s->unix_paths);
   g_object_unref (s->service);
   g_free (s);
+}
+
+guint64
+ocp_server_bytes_sent (OcpServer *s)
+{
+  return s->bytes_sent;
 }

@@ -231,6 +231,8 @@ OcpServer *ocp_server_new (guint parts, OcpServerHandler handler, gpointer user_
 /* "inet:HOST:PORT" (port 0: any; *out_port gets it) or "unix:PATH". */
 gboolean ocp_server_listen (OcpServer *server, const char *endpoint, guint16 *out_port, GError **error);
 void ocp_server_free (OcpServer *server);
+/* Octets sent to processors so far, on all connections. */
+guint64 ocp_server_bytes_sent (OcpServer *server);
 
 OcpServerTxn *ocp_server_txn_ref (OcpServerTxn *txn);
 void ocp_server_txn_unref (OcpServerTxn *txn);

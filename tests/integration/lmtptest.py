@@ -72,9 +72,9 @@ class Daemon:
         for key, value in (extra if extra is not None else self.extra).items():
             group, name = key.split(".", 1)
             if value is None:
-                groups[group].pop(name, None)
+                groups.setdefault(group, {}).pop(name, None)
             else:
-                groups[group][name] = value
+                groups.setdefault(group, {})[name] = value
         out = []
         for group, kv in groups.items():
             out.append("[%s]" % group)
@@ -276,3 +276,52 @@ def main():
     result = TapResult()
     suite.run(result)
     sys.exit(0 if result.wasSuccessful() else 1)
+
+
+CALLOUTD = os.environ.get("CALLOUTD") or os.path.join(os.path.dirname(LMTPD), "..", "ocp", "ocp-calloutd")
+
+
+class Callout:
+    """ocp-calloutd with a test script, on a loopback port."""
+
+    def __init__(self, script, parts=None):
+        self.dir = tempfile.mkdtemp(prefix="calloutd-")
+        self.script = os.path.join(self.dir, "script")
+        with open(self.script, "w") as f:
+            f.write(script)
+        self.log_path = os.path.join(self.dir, "log")
+        self.log = open(self.log_path, "wb")
+        args = [CALLOUTD, "--listen", "inet:127.0.0.1:0", "--script", self.script, "-d"]
+        if parts:
+            args += ["--parts", parts]
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            m = re.search(r"listening on inet:127\.0\.0\.1:(\d+)\n", self.read_log())
+            if m:
+                self.port = int(m.group(1))
+                self.endpoint = "inet:127.0.0.1:%d" % self.port
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise RuntimeError("ocp-calloutd did not start: " + self.read_log())
+
+    def read_log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def bytes_sent(self):
+        counts = re.findall(r"(\d+) octets sent in all", self.read_log())
+        return int(counts[-1]) if counts else 0
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
