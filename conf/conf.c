@@ -38,7 +38,8 @@ static const KnownGroup known_groups[] = {
   { "mailboxes", { NULL } }, /* any domain as key */
   { "opes", { "system", "bypass", NULL } },
   { "service", { "servers", "uri", "stage", "parts", "on_failure", "connect_timeout",
-                 "response_timeout", "timeout", "max_connections", "bypassable", NULL } },
+                 "response_timeout", "timeout", "max_connections", "bypassable", "tls", "tls_ca_file",
+                 "tls_cert_file", "tls_key_file", "tls_server_name", NULL } },
   { "rule", { "match", "services", NULL } },
 };
 
@@ -67,6 +68,10 @@ service_free (gpointer p)
   g_free (sv->uri);
   g_strfreev (sv->servers);
   g_free (sv->parts);
+  g_free (sv->tls_ca_file);
+  g_free (sv->tls_cert_file);
+  g_free (sv->tls_key_file);
+  g_free (sv->tls_server_name);
   g_free (sv);
 }
 
@@ -1017,6 +1022,15 @@ load_service (Loader *ld, GKeyFile *kf, LmtpdConfig *c, const char *group)
   get_ms (ld, kf, group, "timeout", &sv->timeout_ms);
   get_uint (ld, kf, group, "max_connections", FALSE, 1, 1024, &sv->max_connections);
   get_bool (ld, kf, group, "bypassable", &sv->bypassable);
+  get_bool (ld, kf, group, "tls", &sv->tls);
+  get_path (kf, group, "tls_ca_file", &sv->tls_ca_file);
+  get_path (kf, group, "tls_cert_file", &sv->tls_cert_file);
+  get_path (kf, group, "tls_key_file", &sv->tls_key_file);
+  get_path (kf, group, "tls_server_name", &sv->tls_server_name);
+  if (sv->tls_ca_file && !g_file_test (sv->tls_ca_file, G_FILE_TEST_IS_REGULAR))
+    problem (ld, group, "tls_ca_file", "'%s' is not a file", sv->tls_ca_file);
+  if (sv->tls_cert_file && !g_file_test (sv->tls_cert_file, G_FILE_TEST_IS_REGULAR))
+    problem (ld, group, "tls_cert_file", "'%s' is not a file", sv->tls_cert_file);
   if (find_service (c, sv->name))
     problem (ld, group, NULL, "service defined twice");
   g_ptr_array_add (c->services, sv);

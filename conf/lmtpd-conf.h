@@ -72,6 +72,11 @@ typedef struct {
   guint timeout_ms;
   guint max_connections;
   gboolean bypassable;
+  gboolean tls;
+  char *tls_ca_file;
+  char *tls_cert_file;
+  char *tls_key_file;
+  char *tls_server_name;
 } LmtpdService;
 
 /* [rule NAME]: which services run for which recipients, first match wins. */

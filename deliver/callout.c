@@ -53,6 +53,11 @@ service_config (const LmtpdService *sv, OcpServiceConfig *out)
   out->response_timeout_ms = sv->response_timeout_ms;
   out->timeout_ms = sv->timeout_ms;
   out->max_connections = sv->max_connections;
+  out->tls = sv->tls;
+  out->tls_ca_file = sv->tls_ca_file;
+  out->tls_cert_file = sv->tls_cert_file;
+  out->tls_key_file = sv->tls_key_file;
+  out->tls_server_name = sv->tls_server_name;
 }
 
 /* ---- results --------------------------------------------------------------- */

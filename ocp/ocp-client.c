@@ -25,6 +25,7 @@
 #include <gio/gunixsocketaddress.h>
 
 #include "ocp.h"
+#include "ocp-tls.h"
 
 #define CHUNK (64 * 1024)
 #define HEADER_MAX (1024 * 1024)
@@ -35,6 +36,7 @@ typedef struct {
   char *key;
   GByteArray *in;
   GString *out;         /* messages not sent yet (queue_msg / flush_out) */
+  OcpTls *tls;          /* or NULL */
   guint64 next_xid;
   guint parts;
 } Conn;
@@ -52,6 +54,7 @@ conn_free (Conn *c)
 {
   if (c == NULL)
     return;
+  ocp_tls_free (c->tls);
   if (c->sock)
     {
       g_socket_close (c->sock, NULL);
@@ -116,9 +119,34 @@ wait_io (GSocket *sock, GIOCondition cond, gint64 deadline, GError **error)
   return TRUE;
 }
 
+/* Waits as TLS asks; FALSE (with @error) when the session is over. */
+static gboolean
+tls_wait (Conn *c, OcpTlsStatus st, gint64 deadline, GError **error)
+{
+  if (st == OCP_TLS_WANT_READ)
+    return wait_io (c->sock, G_IO_IN, deadline, error);
+  if (st == OCP_TLS_WANT_WRITE)
+    return wait_io (c->sock, G_IO_OUT, deadline, error);
+  if (error && *error == NULL)
+    g_set_error (error, OCP_ERROR, OCP_ERROR_CLOSED, "callout server closed the TLS session");
+  return FALSE;
+}
+
 static gboolean
 send_all (Conn *c, const char *p, gsize len, gint64 deadline, GError **error)
 {
+  while (len > 0 && c->tls)
+    {
+      gsize n = 0;
+      OcpTlsStatus st = ocp_tls_write (c->tls, p, len, &n, error);
+      if (st == OCP_TLS_OK)
+        {
+          p += n;
+          len -= n;
+        }
+      else if (!tls_wait (c, st, deadline, error))
+        return FALSE;
+    }
   while (len > 0)
     {
       g_autoptr (GError) e = NULL;
@@ -190,6 +218,25 @@ recv_msg (Conn *c, gint64 deadline, GError **error)
           case OCP_PARSE_MORE:
             break;
           }
+      if (c->tls)
+        {
+          gsize got = 0;
+          OcpTlsStatus st = ocp_tls_pending (c->tls) ? OCP_TLS_OK : OCP_TLS_WANT_READ;
+          if (st == OCP_TLS_WANT_READ && !wait_io (c->sock, G_IO_IN, deadline, error))
+            return NULL;
+          st = ocp_tls_read (c->tls, buf, sizeof buf, &got, error);
+          if (st == OCP_TLS_OK)
+            g_byte_array_append (c->in, (guint8 *) buf, got);
+          else if (st == OCP_TLS_WANT_WRITE && !wait_io (c->sock, G_IO_OUT, deadline, error))
+            return NULL;
+          else if (st == OCP_TLS_CLOSED || st == OCP_TLS_ERROR)
+            {
+              if (error && *error == NULL)
+                g_set_error (error, OCP_ERROR, OCP_ERROR_CLOSED, "callout server closed the TLS session");
+              return NULL;
+            }
+          continue;
+        }
       if (!wait_io (c->sock, G_IO_IN, deadline, error))
         return NULL;
       n = g_socket_receive (c->sock, buf, sizeof buf, NULL, &e);
@@ -303,6 +350,37 @@ conn_open (const OcpServiceConfig *svc, const char *endpoint, const char *key, g
           g_set_error (error, OCP_ERROR, OCP_ERROR_UNAVAILABLE, "%s: %s", endpoint, e->message);
           goto fail;
         }
+    }
+  if (svc->tls)
+    {
+      g_autofree char *host = NULL;
+      const char *name = svc->tls_server_name;
+      OcpTlsStatus st;
+      if (name == NULL && g_str_has_prefix (endpoint, "inet:"))
+        {
+          const char *hp = endpoint + 5, *colon = strrchr (hp, ':');
+          host = g_strndup (hp, colon - hp);
+          if (host[0] == '[')
+            {
+              char *h = g_strndup (host + 1, strlen (host) - 2);
+              g_free (host);
+              host = h;
+            }
+          name = host;
+        }
+      c->tls = ocp_tls_new (g_socket_get_fd (c->sock), name ? name : "localhost", svc->tls_ca_file,
+                            svc->tls_cert_file, svc->tls_key_file, error);
+      if (c->tls == NULL)
+        goto fail;
+      while ((st = ocp_tls_handshake (c->tls, error)) != OCP_TLS_OK)
+        if (st == OCP_TLS_ERROR || st == OCP_TLS_CLOSED || !tls_wait (c, st, cdeadline, error))
+          {
+            if (error && *error == NULL)
+              g_set_error (error, OCP_ERROR, OCP_ERROR_UNAVAILABLE, "%s: TLS handshake failed", endpoint);
+            else if (error)
+              (*error)->code = OCP_ERROR_UNAVAILABLE;
+            goto fail;
+          }
     }
   /* bootstrap: CS, then our offer at once (RFC 4037 6.1) */
   feature = ocp_struct_new ();
@@ -547,7 +625,7 @@ conn_transact (Conn *c, const OcpServiceConfig *svc, const OcpRequest *req, OcpV
   guint64 xid = ++c->next_xid, flow = 0;
   gboolean have_ams = FALSE, done = FALSE;
   Adapted a = { req, 0, 0, NULL, -1, 0, FALSE, FALSE };
-  gint64 first_deadline;
+  gint64 first_deadline, progress_at;
   OcpMessage *ams;
 
   if (!queue_msg (c, ocp_message_add_uint (ocp_message_add_uint (ocp_message_new ("TS"), xid), 1),
@@ -574,15 +652,35 @@ conn_transact (Conn *c, const OcpServiceConfig *svc, const OcpRequest *req, OcpV
     goto fail;
 
   first_deadline = MIN (deadline, g_get_monotonic_time () + (gint64) svc->response_timeout_ms * 1000);
+  /* halfway to the first-response deadline, ask how it goes (RFC 4037
+   * 5: PQ before giving up); a server that answers PA gets the whole
+   * transaction deadline */
+  progress_at = g_get_monotonic_time () + (gint64) svc->response_timeout_ms * 500;
   while (!done)
     {
-      g_autoptr (OcpMessage) m = recv_msg (c, have_ams ? deadline : first_deadline, error);
+      g_autoptr (OcpMessage) m = NULL;
       g_autofree char *why = NULL;
       const char *part;
       guint64 off, n;
+      gint64 wait_until = have_ams ? deadline : MIN (first_deadline, progress_at);
 
+      m = recv_msg (c, wait_until, error);
+      if (m == NULL && !have_ams && wait_until == progress_at && progress_at < first_deadline
+          && g_error_matches (*error, OCP_ERROR, OCP_ERROR_TIMEOUT))
+        {
+          g_clear_error (error);
+          progress_at = G_MAXINT64;
+          if (!send_msg (c, ocp_message_add_uint (ocp_message_new ("PQ"), xid), deadline, error))
+            goto fail;
+          continue;
+        }
       if (m == NULL)
         goto fail;
+      if (strcmp (m->name, "PA") == 0 && progress_at == G_MAXINT64)
+        {
+          first_deadline = deadline; /* alive: it may take its time */
+          continue;
+        }
       if (strcmp (m->name, "AMS") == 0 && xid_of (m, xid))
         {
           if (have_ams || !ocp_verdict_from_message (out, m, error))
@@ -689,7 +787,18 @@ conn_drain (Conn *c)
 {
   char buf[4096];
 
-  while (g_socket_condition_check (c->sock, G_IO_IN | G_IO_HUP | G_IO_ERR))
+  while (c->tls && (ocp_tls_pending (c->tls) || g_socket_condition_check (c->sock, G_IO_IN | G_IO_HUP | G_IO_ERR)))
+    {
+      gsize got = 0;
+      OcpTlsStatus st = ocp_tls_read (c->tls, buf, sizeof buf, &got, NULL);
+      if (st == OCP_TLS_OK)
+        g_byte_array_append (c->in, (guint8 *) buf, got);
+      else if (st == OCP_TLS_WANT_READ || st == OCP_TLS_WANT_WRITE)
+        break; /* a TLS record with no data for us (a session ticket) */
+      else
+        return FALSE;
+    }
+  while (!c->tls && g_socket_condition_check (c->sock, G_IO_IN | G_IO_HUP | G_IO_ERR))
     {
       gssize n = g_socket_receive (c->sock, buf, sizeof buf, NULL, NULL);
       if (n <= 0)

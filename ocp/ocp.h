@@ -199,6 +199,11 @@ typedef struct {
   guint response_timeout_ms;    /* first response after our AME */
   guint timeout_ms;             /* whole transaction, connecting included */
   guint max_connections;        /* per endpoint */
+  gboolean tls;                 /* TLS (OpenSSL) to the callout server */
+  char *tls_ca_file;            /* CA to verify the server with; NULL: system store */
+  char *tls_cert_file;          /* client certificate (PEM), or NULL */
+  char *tls_key_file;           /* its key (PEM); NULL: in the certificate file */
+  char *tls_server_name;        /* name to verify; NULL: the endpoint's host */
 } OcpServiceConfig;
 
 typedef struct OcpClient OcpClient;

@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import time
 import unittest
 
@@ -250,6 +251,65 @@ class Stages(unittest.TestCase):
         r = transaction(c, ["spam@example.org"], BODY.replace(b"body", b"third"))
         data = [d for n, d in self.d.messages("spam@example.org") if b"third line" in d][0]
         self.assertIn(b"\nSubject: [SPAM] Hello\n", data)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Tls(unittest.TestCase):
+    """lmtpd's client speaks TLS (OpenSSL) to a callout server behind socat,
+    and verifies its certificate."""
+
+    def setUp(self):
+        self.c = Callout(SCRIPT)
+        self.d = Daemon()
+        for name in ("good", "evil"):
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                            "-subj", "/CN=callout.test", "-addext", "subjectAltName=IP:127.0.0.1",
+                            "-keyout", os.path.join(self.d.dir, name + ".key"),
+                            "-out", os.path.join(self.d.dir, name + ".pem")],
+                           check=True, capture_output=True)
+            os.chmod(os.path.join(self.d.dir, name + ".pem"), 0o644)
+        self.port = free_port()
+        self.socat = subprocess.Popen(
+            ["socat", "OPENSSL-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork,verify=0,cert=%s,key=%s"
+             % (self.port, os.path.join(self.d.dir, "good.pem"), os.path.join(self.d.dir, "good.key")),
+             "TCP:127.0.0.1:%d" % self.c.port], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", self.port)).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        extra = services("inet:127.0.0.1:%d" % self.port, ["tag", "plain"])
+        extra.update({"service tag.tls": "true", "service tag.tls_ca_file": os.path.join(self.d.dir, "good.pem"),
+                      "service plain.tls": "true",
+                      "service plain.tls_ca_file": os.path.join(self.d.dir, "evil.pem")})
+        self.d.write_config(extra=extra)
+        self.d.start()
+
+    def tearDown(self):
+        self.socat.terminate()
+        self.socat.wait()
+        self.d.cleanup()
+        self.c.stop()
+
+    def test_tls_with_verified_server(self):
+        c = self.d.connect()
+        c.reply()
+        c.cmd("LHLO x")
+        r = transaction(c, ["tag@example.org", "plain@example.org"], BODY)
+        self.assertTrue(r[0].startswith("250"), r)
+        (name, data), = self.d.messages("tag@example.org")
+        self.assertIn(b"\nSubject: [SPAM] Hello\n", data)
+        # a server whose certificate the CA did not sign is not trusted
+        self.assertRegex(r[1], r"^451 4\.3\.0 ")
+        self.assertIn("certificate", self.d.read_log())
 
 
 class IndependentPeer(unittest.TestCase):

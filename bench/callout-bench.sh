@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# callout-bench.sh - deliveries per second with a no-op OPES callout per
+# recipient against the same load without callouts, and the time each
+# callout adds (p50/p99, from lmtpd's debug log), via ../shared/bench.
+#
+#   bench/callout-bench.sh [--messages N] [--sessions S] [--repeat R] [--size B]
+#
+# Needs root (the harness creates its mail user), Postfix's smtp-source and
+# a built tree.  Loopback only.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(dirname "$here")
+harness=${LMTP_BENCH:-$top/../shared/bench/lmtp-bench.sh}
+messages=2000 sessions=4 repeat=3 size=4096
+while [ $# -gt 0 ]; do
+  case $1 in
+    --messages) messages=$2; shift 2 ;;
+    --sessions) sessions=$2; shift 2 ;;
+    --repeat) repeat=$2; shift 2 ;;
+    --size) size=$2; shift 2 ;;
+    *) echo "usage: $0 [--messages N] [--sessions S] [--repeat R] [--size B]" >&2; exit 64 ;;
+  esac
+done
+work=$(mktemp -d /tmp/callout-bench.XXXXXX)
+trap 'kill "$cpid" 2>/dev/null || true; rm -rf "$work"' EXIT
+printf '* accept\n' > "$work/script"
+"$top/ocp/ocp-calloutd" --listen inet:127.0.0.1:0 --script "$work/script" 2>"$work/calloutd.log" &
+cpid=$!
+for _ in $(seq 50); do grep -q "listening on" "$work/calloutd.log" && break; sleep 0.1; done
+port=$(sed -n 's/.*listening on inet:127.0.0.1:\([0-9]*\).*/\1/p' "$work/calloutd.log")
+sed "s#@PORT@#$port#" "$here/callout.conf.in" > "$work/callout.part"
+base="sed 's#@W@#{workdir}#g' $here/lmtpd.conf.in > {workdir}/lmtpd.conf"
+with="$base && cat $work/callout.part >> {workdir}/lmtpd.conf"
+lmtpd=$top/lmtpd/lmtpd
+"$harness" --messages "$messages" --recipients 1 --size "$size" --sessions "$sessions" --repeat "$repeat" \
+  --keep --workdir "$work" \
+  --target "no-callout=cmd:$base && exec $lmtpd -c {workdir}/lmtpd.conf --listen {addr} --maildir-root {mailroot}" \
+  --target "noop-callout=cmd:$with && exec $lmtpd -d -c {workdir}/lmtpd.conf --listen {addr} --maildir-root {mailroot}" \
+  | tee "$work/results"
+# the time each callout took, as lmtpd measured it around the OCP call
+find "$work" -name target.out -path '*lmtp-bench*' -exec grep -ho 'service noop: accept ([0-9]* us)' {} + |
+  sed 's/.*(\([0-9]*\) us)/\1/' | sort -n > "$work/lat"
+n=$(wc -l < "$work/lat")
+if [ "$n" -gt 0 ]; then
+  p50=$(sed -n "$(( (n + 1) / 2 ))p" "$work/lat")
+  p99=$(sed -n "$(( (n * 99 + 99) / 100 ))p" "$work/lat")
+  echo "CALLOUT count=$n p50_us=$p50 p99_us=$p99"
+fi
