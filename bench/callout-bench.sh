@@ -33,16 +33,20 @@ base="sed 's#@W@#{workdir}#g' $here/lmtpd.conf.in > {workdir}/lmtpd.conf"
 with="$base && cat $work/callout.part >> {workdir}/lmtpd.conf"
 lmtpd=$top/lmtpd/lmtpd
 "$harness" --messages "$messages" --recipients 1 --size "$size" --sessions "$sessions" --repeat "$repeat" \
-  --keep --workdir "$work" \
+  --keep 2>"$work/harness.log" \
   --target "no-callout=cmd:$base && exec $lmtpd -c {workdir}/lmtpd.conf --listen {addr} --maildir-root {mailroot}" \
   --target "noop-callout=cmd:$with && exec $lmtpd -d -c {workdir}/lmtpd.conf --listen {addr} --maildir-root {mailroot}" \
   | tee "$work/results"
+kept=$(sed -n 's/^lmtp-bench: kept //p' "$work/harness.log" | tail -1)
+grep -E 'error|exited' "$work/harness.log" >&2 || true
 # the time each callout took, as lmtpd measured it around the OCP call
-find "$work" -name target.out -path '*lmtp-bench*' -exec grep -ho 'service noop: accept ([0-9]* us)' {} + |
+[ -n "$kept" ] && find "$kept" -name target.out -exec grep -ho 'service noop: accept ([0-9]* us)' {} + |
   sed 's/.*(\([0-9]*\) us)/\1/' | sort -n > "$work/lat"
+touch "$work/lat"
 n=$(wc -l < "$work/lat")
 if [ "$n" -gt 0 ]; then
   p50=$(sed -n "$(( (n + 1) / 2 ))p" "$work/lat")
   p99=$(sed -n "$(( (n * 99 + 99) / 100 ))p" "$work/lat")
   echo "CALLOUT count=$n p50_us=$p50 p99_us=$p99"
 fi
+[ -n "$kept" ] && rm -rf "$kept"
