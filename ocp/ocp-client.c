@@ -37,6 +37,7 @@ typedef struct {
   GByteArray *in;
   GString *out;         /* messages not sent yet (queue_msg / flush_out) */
   OcpTls *tls;          /* or NULL */
+  GQueue pending;       /* messages read ahead while we were still sending */
   guint64 next_xid;
   guint parts;
 } Conn;
@@ -54,6 +55,7 @@ conn_free (Conn *c)
 {
   if (c == NULL)
     return;
+  g_queue_clear_full (&c->pending, (GDestroyNotify) ocp_message_free);
   ocp_tls_free (c->tls);
   if (c->sock)
     {
@@ -199,6 +201,8 @@ send_msg (Conn *c, OcpMessage *m, gint64 deadline, GError **error)
 static OcpMessage *
 recv_msg (Conn *c, gint64 deadline, GError **error)
 {
+  if (!g_queue_is_empty (&c->pending))
+    return g_queue_pop_head (&c->pending);
   for (;;)
     {
       OcpMessage *m = NULL;
@@ -562,12 +566,51 @@ on_duy (Adapted *a, guint64 off, guint64 n, GError **error)
 }
 
 static gboolean
+xid_of (const OcpMessage *m, guint64 want)
+{
+  guint64 x;
+  return ocp_message_anon_uint (m, 0, &x) && x == want;
+}
+
+/* Reads what the server sent while we are still sending, without
+ * waiting.  TRUE if it asked us to stop sending (DWSR for @xid). */
+static gboolean
+server_wants_stop (Conn *c, guint64 xid)
+{
+  char buf[CHUNK];
+  gboolean stop = FALSE;
+
+  if (c->tls)
+    return FALSE; /* read-ahead is for plain connections only */
+  while (g_socket_condition_check (c->sock, G_IO_IN))
+    {
+      gssize n = g_socket_receive (c->sock, buf, sizeof buf, NULL, NULL);
+      if (n <= 0)
+        break; /* the receive loop will see it */
+      g_byte_array_append (c->in, (guint8 *) buf, n);
+    }
+  for (;;)
+    {
+      OcpMessage *m = NULL;
+      gsize used = 0;
+      if (c->in->len == 0
+          || ocp_message_parse ((const char *) c->in->data, c->in->len, NULL, &m, &used, NULL) != OCP_PARSE_OK)
+        break;
+      g_byte_array_remove_range (c->in, 0, used);
+      if (strcmp (m->name, "DWSR") == 0 && xid_of (m, xid))
+        stop = TRUE;
+      g_queue_push_tail (&c->pending, m);
+    }
+  return stop;
+}
+
+static gboolean
 send_part (Conn *c, guint64 xid, const OcpRequest *req, const char *part, guint64 spool_off,
-           guint64 len, guint64 *flow_off, gint64 deadline, GError **error)
+           guint64 len, guint64 *flow_off, gint64 deadline, gboolean *stopped, GError **error)
 {
   char buf[CHUNK];
 
-  while (len > 0)
+  while (len > 0 && !*stopped)
     {
       gssize n = pread (req->fd, buf, MIN (len, sizeof buf), spool_off);
       OcpMessage *dum;
@@ -590,15 +633,11 @@ send_part (Conn *c, guint64 xid, const OcpRequest *req, const char *part, guint6
       *flow_off += n;
       spool_off += n;
       len -= n;
+      /* RFC 4037 8.1: a server that needs no more says DWSR */
+      if (len > 0 && server_wants_stop (c, xid))
+        *stopped = TRUE;
     }
   return TRUE;
-}
-
-static gboolean
-xid_of (const OcpMessage *m, guint64 want)
-{
-  guint64 x;
-  return ocp_message_anon_uint (m, 0, &x) && x == want;
 }
 
 static gboolean
@@ -623,7 +662,7 @@ conn_transact (Conn *c, const OcpServiceConfig *svc, const OcpRequest *req, OcpV
                gint64 deadline, GError **error)
 {
   guint64 xid = ++c->next_xid, flow = 0;
-  gboolean have_ams = FALSE, done = FALSE;
+  gboolean have_ams = FALSE, done = FALSE, stopped = FALSE;
   Adapted a = { req, 0, 0, NULL, -1, 0, FALSE, FALSE };
   gint64 first_deadline, progress_at;
   OcpMessage *ams;
@@ -637,19 +676,30 @@ conn_transact (Conn *c, const OcpServiceConfig *svc, const OcpRequest *req, OcpV
     goto fail;
   if (req->fd >= 0 && (c->parts & OCP_PART_HEADER))
     {
-      if (!send_part (c, xid, req, "message-header", 0, req->header_len, &flow, deadline, error))
+      if (!send_part (c, xid, req, "message-header", 0, req->header_len, &flow, deadline, &stopped, error))
         goto fail;
       a.org_header = flow;
     }
   if (req->fd >= 0 && (c->parts & OCP_PART_BODY))
     {
-      if (!send_part (c, xid, req, "message-body", req->header_len, req->body_len, &flow, deadline, error))
+      if (!send_part (c, xid, req, "message-body", req->header_len, req->body_len, &flow, deadline, &stopped,
+                      error))
         goto fail;
       a.org_body = flow - a.org_header;
     }
-  if (!queue_msg (c, ocp_message_add_uint (ocp_message_new ("AME"), xid), deadline, error)
-      || !flush_out (c, deadline, error))
-    goto fail;
+  {
+    /* the original ended early when the server asked: AME 206 (RFC 4037 8.1) */
+    OcpMessage *ame = ocp_message_add_uint (ocp_message_new ("AME"), xid);
+    if (stopped)
+      {
+        OcpValue *r = ocp_struct_new ();
+        ocp_value_add (r, ocp_atom_new_uint (206));
+        ocp_value_add (r, ocp_atom_new ("stopped at the server's request"));
+        ocp_message_add (ame, r);
+      }
+    if (!queue_msg (c, ame, deadline, error) || !flush_out (c, deadline, error))
+      goto fail;
+  }
 
   first_deadline = MIN (deadline, g_get_monotonic_time () + (gint64) svc->response_timeout_ms * 1000);
   /* halfway to the first-response deadline, ask how it goes (RFC 4037

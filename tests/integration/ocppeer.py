@@ -233,8 +233,10 @@ class Server:
     """A callout server: accepts our profile, answers each transaction with
     handler(envelope, header, body) -> (verdict-named-params, new_header or None)."""
 
-    def __init__(self, handler):
+    def __init__(self, handler, dwsr=False):
         self.handler = handler
+        self.dwsr = dwsr            # ask for no more body after the first chunk
+        self.ame_results = []
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -274,8 +276,12 @@ class Server:
                     assert int(m.anon[1]) == t["next"], "offsets must be contiguous"
                     t["next"] += len(m.payload)
                     t["header" if m.named["AM-Part"] == b"message-header" else "body"] += m.payload
+                    if self.dwsr and m.named["AM-Part"] == b"message-body" and not t.get("asked"):
+                        t["asked"] = True
+                        c.send(Msg("DWSR", [m.anon[0], t["next"]]))
                 elif m.name == "AME":
                     xid = m.anon[0]
+                    self.ame_results.append(m.anon[1].anon[0] if len(m.anon) > 1 else b"200")
                     t = txns[xid]
                     named, new_header = self.handler(t["env"], t["header"], t["body"])
                     self.transactions += 1

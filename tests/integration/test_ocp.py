@@ -338,6 +338,29 @@ class IndependentPeer(unittest.TestCase):
             d.cleanup()
             peer.close()
 
+    def test_dwsr_stops_the_upload(self):
+        seen = []
+
+        def handler(env, header, body):
+            seen.append(len(body))
+            return {"Verdict": b"accept"}, None
+        peer = ocppeer.Server(handler, dwsr=True)
+        d = Daemon(extra=services("inet:127.0.0.1:%d" % peer.port, ["ok"])).start()
+        try:
+            c = d.connect()
+            c.reply()
+            c.cmd("LHLO x")
+            big = b"Subject: big\r\n\r\n" + (b"y" * 998 + b"\r\n") * 20000
+            r = transaction(c, ["ok@example.org"], big)
+            self.assertTrue(r[0].startswith("250"), r)
+            self.assertEqual(peer.ame_results, [b"206"])
+            self.assertLess(seen[0], 19980000)
+            (name, data), = d.messages("ok@example.org")
+            self.assertEqual(len(data.split(b"\n\n", 1)[1]), 999 * 20000)  # all of it delivered
+        finally:
+            d.cleanup()
+            peer.close()
+
     def test_python_processor_against_calloutd(self):
         co = Callout("rcpt=no@* reject 550 5.7.1 nope\n* set-header X-Seen: 1\n")
         try:
