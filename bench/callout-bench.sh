@@ -35,13 +35,13 @@ lmtpd=$top/lmtpd/lmtpd
 "$harness" --messages "$messages" --recipients 1 --size "$size" --sessions "$sessions" --repeat "$repeat" \
   --keep 2>"$work/harness.log" \
   --target "no-callout=cmd:$base && exec $lmtpd -c {workdir}/lmtpd.conf --listen {addr} --maildir-root {mailroot}" \
-  --target "noop-callout=cmd:$with && exec $lmtpd -d -c {workdir}/lmtpd.conf --listen {addr} --maildir-root {mailroot}" \
+  --target "noop-callout=cmd:$with && exec $lmtpd -c {workdir}/lmtpd.conf --listen {addr} --maildir-root {mailroot}" \
   | tee "$work/results"
 kept=$(sed -n 's/^lmtp-bench: kept //p' "$work/harness.log" | tail -1)
 grep -E 'error|exited' "$work/harness.log" >&2 || true
-# the time each callout took, as lmtpd measured it around the OCP call
-[ -n "$kept" ] && find "$kept" -name target.out -exec grep -ho 'service noop: accept ([0-9]* us)' {} + |
-  sed 's/.*(\([0-9]*\) us)/\1/' | sort -n > "$work/lat"
+# the time each callout took, as lmtpd logs it per delivery (callout_us=)
+[ -n "$kept" ] && find "$kept" -name target.out -exec grep -ho 'callout_us=[0-9]*' {} + |
+  sed 's/callout_us=//' | sort -n > "$work/lat"
 touch "$work/lat"
 n=$(wc -l < "$work/lat")
 if [ "$n" -gt 0 ]; then

@@ -27,6 +27,7 @@ typedef struct {
   guint code;          /* 250, 451, 550 ... */
   char enhanced[16];   /* "2.0.0" */
   char *text;          /* without code; never contains CR or LF */
+  guint64 callout_us;  /* time spent in OPES callouts for this delivery */
 } DeliverStatus;
 
 void deliver_status_set (DeliverStatus *st, guint code, const char *enhanced,

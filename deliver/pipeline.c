@@ -211,7 +211,9 @@ run (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipien
      DeliverShared *shared, DeliverStatus *status, char **out_path, GError **error)
 {
   CalloutResult *owned = NULL;
+  gint64 t0 = g_get_monotonic_time ();
   const CalloutResult *result = callout_run (config, msg, rcpt, shared, &owned);
+  guint64 callout_us = result ? (guint64) (g_get_monotonic_time () - t0) : 0;
   g_autoptr (DeliverRecipient) redirected = NULL;
   g_autoptr (DeliverSpool) body = NULL;
   g_autofree char *trace = NULL, *opes = NULL, *new_header = NULL, *prefix = NULL, *flags = NULL;
@@ -325,6 +327,7 @@ run (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipien
   deliver_status_set (status, 250, "2.0.0", "<%s> Saved", rcpt->original);
   *out_path = g_steal_pointer (&path);
 out:
+  status->callout_us = callout_us;
   callout_result_free (owned);
 }
 

@@ -34,6 +34,7 @@ deliver_status_clear (DeliverStatus *st)
 {
   g_clear_pointer (&st->text, g_free);
   st->code = 0;
+  st->callout_us = 0;
   st->enhanced[0] = '\0';
 }
 

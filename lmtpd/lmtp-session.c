@@ -327,15 +327,19 @@ log_delivery (LmtpSession *s, const DeliverRecipient *r, const DeliverStatus *st
   g_autofree char *orig = deliver_sanitize (r->original, 256);
   g_autofree char *text = deliver_sanitize (st->text, 256);
   gint64 delay_ms = (g_get_real_time () - t->started_us) / 1000;
+  char callouts[48] = "";
+
+  if (st->callout_us)
+    g_snprintf (callouts, sizeof callouts, "callout_us=%" G_GUINT64_FORMAT, st->callout_us);
 
   g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO,
                     "LMTPD_SESSION", s->log_id, "LMTPD_TXN", t->id, "LMTPD_RCPT", to,
                     "MESSAGE", "%s: %s: from=<%s> to=<%s>%s%s%s mailbox=%s size=%" G_GUINT64_FORMAT
-                    " status=%u %s delay_ms=%" G_GINT64_FORMAT "%s%s",
+                    " status=%u %s delay_ms=%" G_GINT64_FORMAT "%s%s%s%s",
                     s->log_id, t->id, from, to,
                     strcmp (orig, to) ? " orig_to=<" : "", strcmp (orig, to) ? orig : "",
                     strcmp (orig, to) ? ">" : "", path ? path : r->mailbox,
-                    t->received, st->code, st->enhanced, delay_ms,
+                    t->received, st->code, st->enhanced, delay_ms, callouts[0] ? " " : "", callouts,
                     st->code >= 400 ? " reason=" : "", st->code >= 400 ? text : "");
 }
 

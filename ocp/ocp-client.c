@@ -604,6 +604,36 @@ server_wants_stop (Conn *c, guint64 xid)
   return stop;
 }
 
+/* TRUE (and the TE consumed) if the server's TE for @xid is already read. */
+static gboolean
+server_sent_te (Conn *c, guint64 xid)
+{
+  OcpMessage *m = NULL;
+  gsize used = 0;
+
+  if (!g_queue_is_empty (&c->pending))
+    {
+      m = g_queue_peek_head (&c->pending);
+      if (strcmp (m->name, "TE") == 0 && xid_of (m, xid))
+        {
+          ocp_message_free (g_queue_pop_head (&c->pending));
+          return TRUE;
+        }
+      return FALSE;
+    }
+  if (c->in->len == 0
+      || ocp_message_parse ((const char *) c->in->data, c->in->len, NULL, &m, &used, NULL) != OCP_PARSE_OK)
+    return FALSE;
+  if (strcmp (m->name, "TE") == 0 && xid_of (m, xid))
+    {
+      g_byte_array_remove_range (c->in, 0, used);
+      ocp_message_free (m);
+      return TRUE;
+    }
+  ocp_message_free (m);
+  return FALSE;
+}
+
 static gboolean
 send_part (Conn *c, guint64 xid, const OcpRequest *req, const char *part, guint64 spool_off,
            guint64 len, guint64 *flow_off, gint64 deadline, gboolean *stopped, GError **error)
@@ -804,7 +834,10 @@ conn_transact (Conn *c, const OcpServiceConfig *svc, const OcpRequest *req, OcpV
       else if (!answer_common (c, m, deadline, error))
         goto fail;
     }
-  if (!send_msg (c, ocp_message_add_uint (ocp_message_new ("TE"), xid), deadline, error))
+  /* The transaction ends at the first TE (RFC 4037 4): if the server's
+   * is already here, ours would name an ended transaction. */
+  if (!server_sent_te (c, xid)
+      && !send_msg (c, ocp_message_add_uint (ocp_message_new ("TE"), xid), deadline, error))
     goto fail;
   if (a.header)
     out->header = g_string_free_to_bytes (g_steal_pointer (&a.header));

@@ -53,6 +53,7 @@ struct SConn {
   GString *out;
   GString *wbuf;            /* being written */
   gboolean writing;
+  gboolean hold;            /* collecting a burst of messages: flush later */
   gboolean closing;
   gboolean closed;
   gboolean got_cs;
@@ -133,7 +134,8 @@ send_msg (SConn *c, OcpMessage *m)
   if (!c->closed)
     ocp_message_write (m, c->out);
   ocp_message_free (m);
-  conn_flush (c);
+  if (!c->hold)
+    conn_flush (c);
 }
 
 static OcpValue *
@@ -547,6 +549,7 @@ ocp_server_txn_respond (OcpServerTxn *t, const OcpVerdict *v, GBytes *new_header
   if (c == NULL || c->closed || t->responded)
     return;
   t->responded = TRUE;
+  c->hold = TRUE; /* one write for the whole answer */
   ams = ocp_message_add_uint (ocp_message_new ("AMS"), t->xid);
   ocp_verdict_to_message (v, ams);
   send_msg (c, ams);
@@ -562,6 +565,7 @@ ocp_server_txn_respond (OcpServerTxn *t, const OcpVerdict *v, GBytes *new_header
       gssize n;
       while ((n = read (new_body_fd, buf, sizeof buf)) > 0)
         send_dum (c, t->xid, &off, "message-body", buf, n);
+      conn_flush (c);
     }
   else if (new_header && t->body_sent && t->kept_end >= hlen + t->body_len)
     {
@@ -572,6 +576,8 @@ ocp_server_txn_respond (OcpServerTxn *t, const OcpVerdict *v, GBytes *new_header
     }
   send_msg (c, ocp_message_add_uint (ocp_message_new ("AME"), t->xid));
   send_msg (c, ocp_message_add_uint (ocp_message_new ("TE"), t->xid));
+  c->hold = FALSE;
+  conn_flush (c);
   g_hash_table_remove (c->txns, &t->xid);
 }
 
