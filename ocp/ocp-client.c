@@ -3,16 +3,19 @@
  * Called from the delivery worker threads, so it is blocking and
  * thread-safe; every wait is bounded by the transaction's deadline (RFC
  * 4037 2.7: no agent may wait forever).  Connections are pooled per
- * service and endpoint; a connection carries one transaction at a time
- * and goes back to the pool afterwards.  An endpoint that cannot be
- * reached is skipped for a while and the next one (stand-by) is used.
+ * service and endpoint and carry many transactions at once (RFC 4037 2.6):
+ * each thread writes whole messages under the connection's write lock, and
+ * whichever thread waits for input reads for all (leader/follower),
+ * handing each message to the transaction it names.  An endpoint that
+ * cannot be reached is skipped for a while and the next one (stand-by) is
+ * used.
  *
  * Per connection: CS, NO offering our profile with the parts this service
  * may receive, NR (the server picks the parts it wants), SGC 1 with the
  * service URI.  Per transaction: TS, AMS with the envelope, DUMs of the
  * header and body parts read from the spool (Kept: the whole range, since
  * the spool keeps it), AME; then the server's AMS (verdict), DUM/DUY
- * (adapted parts), AME, and our TE.
+ * (adapted parts), AME, and TE.
  */
 #include "config.h"
 
@@ -30,43 +33,96 @@
 #define CHUNK (64 * 1024)
 #define HEADER_MAX (1024 * 1024)
 #define DOWN_USEC (5 * G_USEC_PER_SEC)
+#define TXNS_PER_CONN 16
 
 typedef struct {
+  gint refs;
   GSocket *sock;
+  OcpTls *tls;
   char *key;
-  GByteArray *in;
-  GString *out;         /* messages not sent yet (queue_msg / flush_out) */
-  OcpTls *tls;          /* or NULL */
-  GQueue pending;       /* messages read ahead while we were still sending */
-  guint64 next_xid;
   guint parts;
+  GMutex ssl_lock;      /* OpenSSL sessions are not for two threads at once */
+  GMutex wlock;         /* one writer at a time: messages never interleave */
+  GMutex lock;          /* what follows */
+  GCond cond;
+  guint64 next_xid;
+  guint active;         /* transactions in flight */
+  gboolean reading;     /* some thread is reading for everyone */
+  gboolean dead;
+  char *dead_why;
+  GHashTable *inbox;    /* xid -> GQueue of OcpMessage* */
+  GByteArray *in;       /* read, not yet parsed (by the reader only) */
 } Conn;
+
+typedef struct {
+  GPtrArray *conns;     /* Conn*, open connections to one endpoint */
+  guint opening;
+} Pool;
 
 struct OcpClient {
   GMutex lock;
   GCond cond;
-  GHashTable *idle;     /* key -> GQueue of Conn* */
-  GHashTable *open;     /* key -> count of open connections */
+  GHashTable *pools;    /* key -> Pool* */
   GHashTable *down;     /* endpoint -> gint64 until */
 };
 
 static void
-conn_free (Conn *c)
+inbox_free (gpointer q)
 {
-  if (c == NULL)
+  g_queue_free_full (q, (GDestroyNotify) ocp_message_free);
+}
+
+static Conn *
+conn_ref (Conn *c)
+{
+  g_atomic_int_inc (&c->refs);
+  return c;
+}
+
+static void
+conn_unref (Conn *c)
+{
+  if (c == NULL || !g_atomic_int_dec_and_test (&c->refs))
     return;
-  g_queue_clear_full (&c->pending, (GDestroyNotify) ocp_message_free);
-  ocp_tls_free (c->tls);
+  if (c->tls)
+    ocp_tls_free (c->tls);
   if (c->sock)
     {
       g_socket_close (c->sock, NULL);
       g_object_unref (c->sock);
     }
+  g_hash_table_unref (c->inbox);
   g_byte_array_unref (c->in);
-  if (c->out)
-    g_string_free (c->out, TRUE);
+  g_mutex_clear (&c->ssl_lock);
+  g_mutex_clear (&c->wlock);
+  g_mutex_clear (&c->lock);
+  g_cond_clear (&c->cond);
+  g_free (c->dead_why);
   g_free (c->key);
   g_free (c);
+}
+
+static Conn *
+conn_new (const char *key)
+{
+  Conn *c = g_new0 (Conn, 1);
+  c->refs = 1;
+  c->key = g_strdup (key);
+  c->in = g_byte_array_new ();
+  c->inbox = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, inbox_free);
+  g_mutex_init (&c->ssl_lock);
+  g_mutex_init (&c->wlock);
+  g_mutex_init (&c->lock);
+  g_cond_init (&c->cond);
+  return c;
+}
+
+static void
+pool_free (gpointer p)
+{
+  Pool *pool = p;
+  g_ptr_array_unref (pool->conns);
+  g_free (pool);
 }
 
 OcpClient *
@@ -75,8 +131,7 @@ ocp_client_new (void)
   OcpClient *cl = g_new0 (OcpClient, 1);
   g_mutex_init (&cl->lock);
   g_cond_init (&cl->cond);
-  cl->idle = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  cl->open = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  cl->pools = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, pool_free);
   cl->down = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   return cl;
 }
@@ -84,16 +139,9 @@ ocp_client_new (void)
 void
 ocp_client_free (OcpClient *cl)
 {
-  GHashTableIter it;
-  gpointer k, v;
-
   if (cl == NULL)
     return;
-  g_hash_table_iter_init (&it, cl->idle);
-  while (g_hash_table_iter_next (&it, &k, &v))
-    g_queue_free_full (v, (GDestroyNotify) conn_free);
-  g_hash_table_unref (cl->idle);
-  g_hash_table_unref (cl->open);
+  g_hash_table_unref (cl->pools);
   g_hash_table_unref (cl->down);
   g_mutex_clear (&cl->lock);
   g_cond_clear (&cl->cond);
@@ -112,7 +160,7 @@ wait_io (GSocket *sock, GIOCondition cond, gint64 deadline, GError **error)
     {
       if (e && !g_error_matches (e, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
         {
-          g_propagate_error (error, g_steal_pointer (&e));
+          g_set_error (error, OCP_ERROR, OCP_ERROR_CLOSED, "%s", e->message);
           return FALSE;
         }
       g_set_error (error, OCP_ERROR, OCP_ERROR_TIMEOUT, "callout server timed out");
@@ -121,7 +169,6 @@ wait_io (GSocket *sock, GIOCondition cond, gint64 deadline, GError **error)
   return TRUE;
 }
 
-/* Waits as TLS asks; FALSE (with @error) when the session is over. */
 static gboolean
 tls_wait (Conn *c, OcpTlsStatus st, gint64 deadline, GError **error)
 {
@@ -134,13 +181,17 @@ tls_wait (Conn *c, OcpTlsStatus st, gint64 deadline, GError **error)
   return FALSE;
 }
 
+/* Writes whole messages; the caller holds wlock. */
 static gboolean
 send_all (Conn *c, const char *p, gsize len, gint64 deadline, GError **error)
 {
   while (len > 0 && c->tls)
     {
       gsize n = 0;
-      OcpTlsStatus st = ocp_tls_write (c->tls, p, len, &n, error);
+      OcpTlsStatus st;
+      g_mutex_lock (&c->ssl_lock);
+      st = ocp_tls_write (c->tls, p, len, &n, error);
+      g_mutex_unlock (&c->ssl_lock);
       if (st == OCP_TLS_OK)
         {
           p += n;
@@ -170,79 +221,89 @@ send_all (Conn *c, const char *p, gsize len, gint64 deadline, GError **error)
   return TRUE;
 }
 
-/* Small messages of one transaction go out in one write. */
+/* Small messages of one transaction go out in one write, through @out. */
 static gboolean
-flush_out (Conn *c, gint64 deadline, GError **error)
+flush_out (Conn *c, GString *out, gint64 deadline, GError **error)
 {
   gboolean ok;
-  if (c->out == NULL || c->out->len == 0)
+
+  if (out->len == 0)
     return TRUE;
-  ok = send_all (c, c->out->str, c->out->len, deadline, error);
-  g_string_truncate (c->out, 0);
+  g_mutex_lock (&c->wlock);
+  ok = send_all (c, out->str, out->len, deadline, error);
+  g_mutex_unlock (&c->wlock);
+  g_string_truncate (out, 0);
   return ok;
 }
 
 static gboolean
-queue_msg (Conn *c, OcpMessage *m, gint64 deadline, GError **error)
+queue_msg (Conn *c, GString *out, OcpMessage *m, gint64 deadline, GError **error)
 {
-  if (c->out == NULL)
-    c->out = g_string_sized_new (4096);
-  ocp_message_write (m, c->out);
+  ocp_message_write (m, out);
   ocp_message_free (m);
-  return c->out->len < CHUNK || flush_out (c, deadline, error);
+  return out->len < CHUNK || flush_out (c, out, deadline, error);
 }
 
 static gboolean
 send_msg (Conn *c, OcpMessage *m, gint64 deadline, GError **error)
 {
-  return queue_msg (c, m, deadline, error) && flush_out (c, deadline, error);
+  g_autoptr (GString) out = g_string_new (NULL);
+  return queue_msg (c, out, m, deadline, error) && flush_out (c, out, deadline, error);
 }
 
-static OcpMessage *
-recv_msg (Conn *c, gint64 deadline, GError **error)
+/* Reads one chunk (waiting until @deadline unless @nowait) into c->in.
+ * Only the reader calls this. */
+static gboolean
+read_some (Conn *c, gint64 deadline, gboolean nowait, GError **error)
 {
-  if (!g_queue_is_empty (&c->pending))
-    return g_queue_pop_head (&c->pending);
-  for (;;)
-    {
-      OcpMessage *m = NULL;
-      gsize used = 0;
-      char buf[CHUNK];
-      gssize n;
-      g_autoptr (GError) e = NULL;
+  char buf[CHUNK];
 
-      if (c->in->len > 0)
-        switch (ocp_message_parse ((const char *) c->in->data, c->in->len, NULL, &m, &used, error))
-          {
-          case OCP_PARSE_OK:
-            g_byte_array_remove_range (c->in, 0, used);
-            return m;
-          case OCP_PARSE_ERROR:
-            return NULL;
-          case OCP_PARSE_MORE:
-            break;
-          }
-      if (c->tls)
+  if (c->tls)
+    {
+      for (;;)
         {
           gsize got = 0;
-          OcpTlsStatus st = ocp_tls_pending (c->tls) ? OCP_TLS_OK : OCP_TLS_WANT_READ;
-          if (st == OCP_TLS_WANT_READ && !wait_io (c->sock, G_IO_IN, deadline, error))
-            return NULL;
-          st = ocp_tls_read (c->tls, buf, sizeof buf, &got, error);
-          if (st == OCP_TLS_OK)
-            g_byte_array_append (c->in, (guint8 *) buf, got);
-          else if (st == OCP_TLS_WANT_WRITE && !wait_io (c->sock, G_IO_OUT, deadline, error))
-            return NULL;
-          else if (st == OCP_TLS_CLOSED || st == OCP_TLS_ERROR)
+          gboolean pending;
+          OcpTlsStatus st;
+          g_mutex_lock (&c->ssl_lock);
+          pending = ocp_tls_pending (c->tls);
+          g_mutex_unlock (&c->ssl_lock);
+          if (!pending)
             {
-              if (error && *error == NULL)
-                g_set_error (error, OCP_ERROR, OCP_ERROR_CLOSED, "callout server closed the TLS session");
-              return NULL;
+              if (nowait && !g_socket_condition_check (c->sock, G_IO_IN | G_IO_HUP | G_IO_ERR))
+                return TRUE;
+              if (!nowait && !wait_io (c->sock, G_IO_IN, deadline, error))
+                return FALSE;
             }
-          continue;
+          g_mutex_lock (&c->ssl_lock);
+          st = ocp_tls_read (c->tls, buf, sizeof buf, &got, error);
+          g_mutex_unlock (&c->ssl_lock);
+          if (st == OCP_TLS_OK)
+            {
+              g_byte_array_append (c->in, (guint8 *) buf, got);
+              return TRUE;
+            }
+          if (st == OCP_TLS_WANT_READ && nowait)
+            return TRUE; /* a record without data for us (a session ticket) */
+          if (st == OCP_TLS_WANT_READ || st == OCP_TLS_WANT_WRITE)
+            {
+              if (!tls_wait (c, st, deadline, error))
+                return FALSE;
+              continue;
+            }
+          if (error && *error == NULL)
+            g_set_error (error, OCP_ERROR, OCP_ERROR_CLOSED, "callout server closed the TLS session");
+          return FALSE;
         }
-      if (!wait_io (c->sock, G_IO_IN, deadline, error))
-        return NULL;
+    }
+  for (;;)
+    {
+      g_autoptr (GError) e = NULL;
+      gssize n;
+      if (nowait && !g_socket_condition_check (c->sock, G_IO_IN | G_IO_HUP | G_IO_ERR))
+        return TRUE;
+      if (!nowait && !wait_io (c->sock, G_IO_IN, deadline, error))
+        return FALSE;
       n = g_socket_receive (c->sock, buf, sizeof buf, NULL, &e);
       if (n < 0 && g_error_matches (e, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
         continue;
@@ -250,26 +311,57 @@ recv_msg (Conn *c, gint64 deadline, GError **error)
         {
           g_set_error (error, OCP_ERROR, OCP_ERROR_CLOSED, "callout server closed the connection%s%s",
                        e ? ": " : "", e ? e->message : "");
-          return NULL;
+          return FALSE;
         }
       g_byte_array_append (c->in, (guint8 *) buf, n);
+      return TRUE;
     }
 }
 
-/* Answers the messages any agent must answer at any time. */
+/* The next complete message in c->in, or NULL (error set if invalid). */
+static OcpMessage *
+parse_next (Conn *c, GError **error)
+{
+  OcpMessage *m = NULL;
+  gsize used = 0;
+
+  if (c->in->len == 0)
+    return NULL;
+  switch (ocp_message_parse ((const char *) c->in->data, c->in->len, NULL, &m, &used, error))
+    {
+    case OCP_PARSE_OK:
+      g_byte_array_remove_range (c->in, 0, used);
+      return m;
+    case OCP_PARSE_MORE:
+    case OCP_PARSE_ERROR:
+      break;
+    }
+  return NULL;
+}
+
+/* Before the connection is shared (negotiation): the next message. */
+static OcpMessage *
+recv_msg (Conn *c, gint64 deadline, GError **error)
+{
+  for (;;)
+    {
+      OcpMessage *m = parse_next (c, error);
+      if (m || (error && *error))
+        return m;
+      if (!read_some (c, deadline, FALSE, error))
+        return NULL;
+    }
+}
+
+/* Answers the messages any agent must answer at any time.  FALSE when the
+ * connection is over. */
 static gboolean
 answer_common (Conn *c, const OcpMessage *m, gint64 deadline, GError **error)
 {
   if (strcmp (m->name, "PQ") == 0)
-    {
-      OcpMessage *pa = ocp_message_new ("PA");
-      return send_msg (c, pa, deadline, error);
-    }
+    return send_msg (c, ocp_message_new ("PA"), deadline, error);
   if (strcmp (m->name, "AQ") == 0)
-    {
-      OcpMessage *aa = ocp_message_add (ocp_message_new ("AA"), ocp_atom_new ("false"));
-      return send_msg (c, aa, deadline, error);
-    }
+    return send_msg (c, ocp_message_add (ocp_message_new ("AA"), ocp_atom_new ("false")), deadline, error);
   if (strcmp (m->name, "NO") == 0)
     return send_msg (c, ocp_message_new ("NR"), deadline, error); /* we accept nothing offered */
   if (strcmp (m->name, "CE") == 0)
@@ -278,6 +370,156 @@ answer_common (Conn *c, const OcpMessage *m, gint64 deadline, GError **error)
       return FALSE;
     }
   return TRUE;
+}
+
+/* The connection broke: every transaction on it fails. */
+static void
+conn_kill (Conn *c, const char *why)
+{
+  g_mutex_lock (&c->lock);
+  if (!c->dead)
+    {
+      c->dead = TRUE;
+      c->dead_why = g_strdup (why);
+      g_socket_shutdown (c->sock, TRUE, TRUE, NULL);
+    }
+  g_cond_broadcast (&c->cond);
+  g_mutex_unlock (&c->lock);
+}
+
+/* Hands parsed messages to their transactions; the reader calls this. */
+static gboolean
+dispatch (Conn *c, gint64 deadline, GError **error)
+{
+  for (;;)
+    {
+      g_autoptr (GError) perr = NULL;
+      OcpMessage *m = parse_next (c, &perr);
+      guint64 xid;
+      GQueue *q;
+
+      if (perr)
+        {
+          g_propagate_error (error, g_steal_pointer (&perr));
+          return FALSE;
+        }
+      if (m == NULL)
+        return TRUE;
+      g_mutex_lock (&c->lock);
+      q = ocp_message_anon_uint (m, 0, &xid) && strcmp (m->name, "PA") && strcmp (m->name, "PR")
+          ? g_hash_table_lookup (c->inbox, &xid) : NULL;
+      if (q)
+        {
+          g_queue_push_tail (q, m);
+          g_cond_broadcast (&c->cond);
+          g_mutex_unlock (&c->lock);
+          continue;
+        }
+      g_mutex_unlock (&c->lock);
+      /* connection scope, or a transaction that is over (a late TE) */
+      if (!answer_common (c, m, deadline, error))
+        {
+          ocp_message_free (m);
+          return FALSE;
+        }
+      ocp_message_free (m);
+    }
+}
+
+/* One round of reading for everybody.  The caller holds c->lock and has
+ * set c->reading; the lock is released while reading. */
+static void
+lead (Conn *c, gint64 deadline, gboolean nowait, GError **error)
+{
+  gboolean ok;
+  g_autoptr (GError) e = NULL;
+
+  g_mutex_unlock (&c->lock);
+  ok = read_some (c, deadline, nowait, &e) && dispatch (c, deadline, &e);
+  if (!ok && !g_error_matches (e, OCP_ERROR, OCP_ERROR_TIMEOUT))
+    conn_kill (c, e->message);
+  g_mutex_lock (&c->lock);
+  c->reading = FALSE;
+  g_cond_broadcast (&c->cond);
+  if (e)
+    g_propagate_error (error, g_steal_pointer (&e));
+}
+
+/* The next message for transaction @xid, reading for everyone when nobody
+ * else is.  NULL with @error on timeout or a dead connection. */
+static OcpMessage *
+recv_for (Conn *c, guint64 xid, gint64 deadline, GError **error)
+{
+  OcpMessage *m = NULL;
+
+  g_mutex_lock (&c->lock);
+  for (;;)
+    {
+      GQueue *q = g_hash_table_lookup (c->inbox, &xid);
+      if (q && (m = g_queue_pop_head (q)) != NULL)
+        break;
+      if (c->dead)
+        {
+          g_set_error (error, OCP_ERROR, OCP_ERROR_CLOSED, "%s", c->dead_why ? c->dead_why : "connection lost");
+          break;
+        }
+      if (!c->reading)
+        {
+          GError *e = NULL;
+          c->reading = TRUE;
+          lead (c, deadline, FALSE, &e);
+          if (e && g_error_matches (e, OCP_ERROR, OCP_ERROR_TIMEOUT))
+            {
+              g_propagate_error (error, e);
+              break;
+            }
+          g_clear_error (&e);
+          continue;
+        }
+      if (!g_cond_wait_until (&c->cond, &c->lock, deadline))
+        {
+          g_set_error (error, OCP_ERROR, OCP_ERROR_TIMEOUT, "callout server timed out");
+          break;
+        }
+    }
+  g_mutex_unlock (&c->lock);
+  return m;
+}
+
+/* Reads whatever has arrived, without waiting, if nobody else is reading. */
+static void
+pump (Conn *c)
+{
+  g_mutex_lock (&c->lock);
+  if (!c->reading && !c->dead)
+    {
+      c->reading = TRUE;
+      lead (c, g_get_monotonic_time () + G_USEC_PER_SEC, TRUE, NULL);
+    }
+  g_mutex_unlock (&c->lock);
+}
+
+/* Looks at @xid's inbox for a message named @name and takes it out. */
+static gboolean
+inbox_take (Conn *c, guint64 xid, const char *name, gboolean first_only)
+{
+  gboolean found = FALSE;
+  GQueue *q;
+
+  g_mutex_lock (&c->lock);
+  q = g_hash_table_lookup (c->inbox, &xid);
+  for (GList *l = q ? q->head : NULL; l && !found; l = first_only ? NULL : l->next)
+    {
+      OcpMessage *m = l->data;
+      if (strcmp (m->name, name) == 0)
+        {
+          g_queue_delete_link (q, l);
+          ocp_message_free (m);
+          found = TRUE;
+        }
+    }
+  g_mutex_unlock (&c->lock);
+  return found;
 }
 
 /* ---- connections ------------------------------------------------------- */
@@ -322,6 +564,7 @@ conn_open (const OcpServiceConfig *svc, const char *endpoint, const char *key, g
   g_autoptr (GSocketAddress) addr = endpoint_address (endpoint, error);
   g_autoptr (GError) e = NULL;
   gint64 cdeadline = MIN (deadline, g_get_monotonic_time () + (gint64) svc->connect_timeout_ms * 1000);
+  g_autoptr (GString) out = g_string_new (NULL);
   Conn *c;
   OcpMessage *no;
   OcpValue *feature, *list;
@@ -329,9 +572,7 @@ conn_open (const OcpServiceConfig *svc, const char *endpoint, const char *key, g
 
   if (addr == NULL)
     return NULL;
-  c = g_new0 (Conn, 1);
-  c->key = g_strdup (key);
-  c->in = g_byte_array_new ();
+  c = conn_new (key);
   c->sock = g_socket_new (g_socket_address_get_family (addr), G_SOCKET_TYPE_STREAM,
                           G_SOCKET_PROTOCOL_DEFAULT, error);
   if (c->sock == NULL)
@@ -392,8 +633,8 @@ conn_open (const OcpServiceConfig *svc, const char *endpoint, const char *key, g
   ocp_value_add_named (feature, "Parts", ocp_parts_to_value (svc->parts));
   list = ocp_value_add (ocp_list_new (), feature);
   no = ocp_message_add (ocp_message_new ("NO"), list);
-  if (!queue_msg (c, ocp_message_new ("CS"), cdeadline, error) || !queue_msg (c, no, cdeadline, error)
-      || !flush_out (c, cdeadline, error))
+  if (!queue_msg (c, out, ocp_message_new ("CS"), cdeadline, error) || !queue_msg (c, out, no, cdeadline, error)
+      || !flush_out (c, out, cdeadline, error))
     goto fail;
   for (;;)
     {
@@ -435,17 +676,17 @@ conn_open (const OcpServiceConfig *svc, const char *endpoint, const char *key, g
     OcpValue *service = ocp_struct_new ();
     ocp_value_add (service, ocp_atom_new (svc->uri));
     ocp_value_add (services, service);
-    /* goes out with the first transaction */
-    if (!queue_msg (c, ocp_message_add (ocp_message_add_uint (ocp_message_new ("SGC"), 1), services),
-                    cdeadline, error))
+    if (!send_msg (c, ocp_message_add (ocp_message_add_uint (ocp_message_new ("SGC"), 1), services),
+                   cdeadline, error))
       goto fail;
   }
   return c;
 fail:
-  conn_free (c);
+  conn_unref (c);
   return NULL;
 }
 
+/* ---- one transaction ----------------------------------------------------- */
 /* ---- one transaction ----------------------------------------------------- */
 
 typedef struct {
@@ -566,76 +807,7 @@ on_duy (Adapted *a, guint64 off, guint64 n, GError **error)
 }
 
 static gboolean
-xid_of (const OcpMessage *m, guint64 want)
-{
-  guint64 x;
-  return ocp_message_anon_uint (m, 0, &x) && x == want;
-}
-
-/* Reads what the server sent while we are still sending, without
- * waiting.  TRUE if it asked us to stop sending (DWSR for @xid). */
-static gboolean
-server_wants_stop (Conn *c, guint64 xid)
-{
-  char buf[CHUNK];
-  gboolean stop = FALSE;
-
-  if (c->tls)
-    return FALSE; /* read-ahead is for plain connections only */
-  while (g_socket_condition_check (c->sock, G_IO_IN))
-    {
-      gssize n = g_socket_receive (c->sock, buf, sizeof buf, NULL, NULL);
-      if (n <= 0)
-        break; /* the receive loop will see it */
-      g_byte_array_append (c->in, (guint8 *) buf, n);
-    }
-  for (;;)
-    {
-      OcpMessage *m = NULL;
-      gsize used = 0;
-      if (c->in->len == 0
-          || ocp_message_parse ((const char *) c->in->data, c->in->len, NULL, &m, &used, NULL) != OCP_PARSE_OK)
-        break;
-      g_byte_array_remove_range (c->in, 0, used);
-      if (strcmp (m->name, "DWSR") == 0 && xid_of (m, xid))
-        stop = TRUE;
-      g_queue_push_tail (&c->pending, m);
-    }
-  return stop;
-}
-
-/* TRUE (and the TE consumed) if the server's TE for @xid is already read. */
-static gboolean
-server_sent_te (Conn *c, guint64 xid)
-{
-  OcpMessage *m = NULL;
-  gsize used = 0;
-
-  if (!g_queue_is_empty (&c->pending))
-    {
-      m = g_queue_peek_head (&c->pending);
-      if (strcmp (m->name, "TE") == 0 && xid_of (m, xid))
-        {
-          ocp_message_free (g_queue_pop_head (&c->pending));
-          return TRUE;
-        }
-      return FALSE;
-    }
-  if (c->in->len == 0
-      || ocp_message_parse ((const char *) c->in->data, c->in->len, NULL, &m, &used, NULL) != OCP_PARSE_OK)
-    return FALSE;
-  if (strcmp (m->name, "TE") == 0 && xid_of (m, xid))
-    {
-      g_byte_array_remove_range (c->in, 0, used);
-      ocp_message_free (m);
-      return TRUE;
-    }
-  ocp_message_free (m);
-  return FALSE;
-}
-
-static gboolean
-send_part (Conn *c, guint64 xid, const OcpRequest *req, const char *part, guint64 spool_off,
+send_part (Conn *c, GString *out, guint64 xid, const OcpRequest *req, const char *part, guint64 spool_off,
            guint64 len, guint64 *flow_off, gint64 deadline, gboolean *stopped, GError **error)
 {
   char buf[CHUNK];
@@ -658,14 +830,18 @@ send_part (Conn *c, guint64 xid, const OcpRequest *req, const char *part, guint6
       g_ptr_array_add (kept->values, ocp_atom_new_uint (*flow_off + n));
       ocp_message_set (dum, "AM-Part", ocp_atom_new (part));
       ocp_message_set_payload (dum, g_bytes_new (buf, n));
-      if (!queue_msg (c, dum, deadline, error))
+      if (!queue_msg (c, out, dum, deadline, error))
         return FALSE;
       *flow_off += n;
       spool_off += n;
       len -= n;
       /* RFC 4037 8.1: a server that needs no more says DWSR */
-      if (len > 0 && server_wants_stop (c, xid))
-        *stopped = TRUE;
+      if (len > 0 && out->len == 0)
+        {
+          pump (c);
+          if (inbox_take (c, xid, "DWSR", FALSE))
+            *stopped = TRUE;
+        }
     }
   return TRUE;
 }
@@ -691,29 +867,35 @@ static gboolean
 conn_transact (Conn *c, const OcpServiceConfig *svc, const OcpRequest *req, OcpVerdict *out,
                gint64 deadline, GError **error)
 {
-  guint64 xid = ++c->next_xid, flow = 0;
-  gboolean have_ams = FALSE, done = FALSE, stopped = FALSE;
+  guint64 xid, flow = 0;
+  gboolean have_ams = FALSE, done = FALSE, stopped = FALSE, ok = FALSE;
   Adapted a = { req, 0, 0, NULL, -1, 0, FALSE, FALSE };
   gint64 first_deadline, progress_at;
+  g_autoptr (GString) o = g_string_new (NULL);
   OcpMessage *ams;
 
-  if (!queue_msg (c, ocp_message_add_uint (ocp_message_add_uint (ocp_message_new ("TS"), xid), 1),
+  g_mutex_lock (&c->lock);
+  xid = ++c->next_xid;
+  g_hash_table_insert (c->inbox, g_memdup2 (&xid, sizeof xid), g_queue_new ());
+  g_mutex_unlock (&c->lock);
+
+  if (!queue_msg (c, o, ocp_message_add_uint (ocp_message_add_uint (ocp_message_new ("TS"), xid), 1),
                   deadline, error))
     goto fail;
   ams = ocp_message_add_uint (ocp_message_new ("AMS"), xid);
   ocp_request_to_message (req, ams);
-  if (!queue_msg (c, ams, deadline, error))
+  if (!queue_msg (c, o, ams, deadline, error))
     goto fail;
   if (req->fd >= 0 && (c->parts & OCP_PART_HEADER))
     {
-      if (!send_part (c, xid, req, "message-header", 0, req->header_len, &flow, deadline, &stopped, error))
+      if (!send_part (c, o, xid, req, "message-header", 0, req->header_len, &flow, deadline, &stopped, error))
         goto fail;
       a.org_header = flow;
     }
   if (req->fd >= 0 && (c->parts & OCP_PART_BODY))
     {
-      if (!send_part (c, xid, req, "message-body", req->header_len, req->body_len, &flow, deadline, &stopped,
-                      error))
+      if (!send_part (c, o, xid, req, "message-body", req->header_len, req->body_len, &flow, deadline,
+                      &stopped, error))
         goto fail;
       a.org_body = flow - a.org_header;
     }
@@ -727,7 +909,7 @@ conn_transact (Conn *c, const OcpServiceConfig *svc, const OcpRequest *req, OcpV
         ocp_value_add (r, ocp_atom_new ("stopped at the server's request"));
         ocp_message_add (ame, r);
       }
-    if (!queue_msg (c, ame, deadline, error) || !flush_out (c, deadline, error))
+    if (!queue_msg (c, o, ame, deadline, error) || !flush_out (c, o, deadline, error))
       goto fail;
   }
 
@@ -744,7 +926,7 @@ conn_transact (Conn *c, const OcpServiceConfig *svc, const OcpRequest *req, OcpV
       guint64 off, n;
       gint64 wait_until = have_ams ? deadline : MIN (first_deadline, progress_at);
 
-      m = recv_msg (c, wait_until, error);
+      m = recv_for (c, xid, wait_until, error);
       if (m == NULL && !have_ams && wait_until == progress_at && progress_at < first_deadline
           && g_error_matches (*error, OCP_ERROR, OCP_ERROR_TIMEOUT))
         {
@@ -756,18 +938,19 @@ conn_transact (Conn *c, const OcpServiceConfig *svc, const OcpRequest *req, OcpV
         }
       if (m == NULL)
         goto fail;
-      if (strcmp (m->name, "PA") == 0 && progress_at == G_MAXINT64)
+      if (strcmp (m->name, "PA") == 0)
         {
-          first_deadline = deadline; /* alive: it may take its time */
+          if (progress_at == G_MAXINT64)
+            first_deadline = deadline; /* alive: it may take its time */
           continue;
         }
-      if (strcmp (m->name, "AMS") == 0 && xid_of (m, xid))
+      if (strcmp (m->name, "AMS") == 0)
         {
           if (have_ams || !ocp_verdict_from_message (out, m, error))
             goto proto;
           have_ams = TRUE;
         }
-      else if (strcmp (m->name, "DUM") == 0 && xid_of (m, xid))
+      else if (strcmp (m->name, "DUM") == 0)
         {
           gsize len = 0;
           const char *p = m->payload ? g_bytes_get_data (m->payload, &len) : NULL;
@@ -794,13 +977,13 @@ conn_transact (Conn *c, const OcpServiceConfig *svc, const OcpRequest *req, OcpV
           else
             goto proto; /* a part the profile does not adapt */
         }
-      else if (strcmp (m->name, "DUY") == 0 && xid_of (m, xid))
+      else if (strcmp (m->name, "DUY") == 0)
         {
           if (!have_ams || !ocp_message_anon_uint (m, 1, &off) || !ocp_message_anon_uint (m, 2, &n)
               || !on_duy (&a, off, n, error))
             goto proto;
         }
-      else if (strcmp (m->name, "AME") == 0 && xid_of (m, xid))
+      else if (strcmp (m->name, "AME") == 0)
         {
           if (result_failed (m, 1, &why))
             {
@@ -812,31 +995,30 @@ conn_transact (Conn *c, const OcpServiceConfig *svc, const OcpRequest *req, OcpV
             goto proto;
           done = TRUE;
         }
-      else if (strcmp (m->name, "TE") == 0 && xid_of (m, xid))
+      else if (strcmp (m->name, "TE") == 0)
         {
           result_failed (m, 1, &why);
           g_set_error (error, OCP_ERROR, OCP_ERROR_REFUSED, "%s ended the transaction%s%s", svc->name,
                        why ? ": " : "", why ? why : "");
           goto fail;
         }
-      else if (strcmp (m->name, "DWSS") == 0 && xid_of (m, xid))
+      else if (strcmp (m->name, "DWSS") == 0)
         {
           /* we keep the whole original: the server may stop adapting */
           if (!send_msg (c, ocp_message_add_uint (ocp_message_new ("DSS"), xid), deadline, error))
             goto fail;
         }
-      else if (strcmp (m->name, "DWP") == 0 && xid_of (m, xid))
+      else if (strcmp (m->name, "DWP") == 0)
         {
           /* all our data is sent already: paused at once */
           if (!send_msg (c, ocp_message_add_uint (ocp_message_new ("DPM"), xid), deadline, error))
             goto fail;
         }
-      else if (!answer_common (c, m, deadline, error))
-        goto fail;
+      /* DPI, DWSR (too late), DPM, DWM, PR: nothing to do */
     }
   /* The transaction ends at the first TE (RFC 4037 4): if the server's
    * is already here, ours would name an ended transaction. */
-  if (!server_sent_te (c, xid)
+  if (!inbox_take (c, xid, "TE", TRUE)
       && !send_msg (c, ocp_message_add_uint (ocp_message_new ("TE"), xid), deadline, error))
     goto fail;
   if (a.header)
@@ -848,92 +1030,90 @@ conn_transact (Conn *c, const OcpServiceConfig *svc, const OcpRequest *req, OcpV
       out->body_len = a.body_len;
       a.body_fd = -1;
     }
-  return TRUE;
+  ok = TRUE;
+  goto out;
 
 proto:
   if (error && *error == NULL)
     g_set_error (error, OCP_ERROR, OCP_ERROR_PROTOCOL, "%s broke the protocol", svc->name);
+  /* an invalid message in transaction scope ends the transaction (RFC 4037 2.7) */
+  {
+    OcpMessage *te = ocp_message_add_uint (ocp_message_new ("TE"), xid);
+    OcpValue *r = ocp_struct_new ();
+    ocp_value_add (r, ocp_atom_new_uint (400));
+    ocp_message_add (te, r);
+    send_msg (c, te, MIN (deadline, g_get_monotonic_time () + G_USEC_PER_SEC), NULL);
+  }
 fail:
+  if (error && g_error_matches (*error, OCP_ERROR, OCP_ERROR_TIMEOUT))
+    {
+      /* give up on this transaction only; the connection serves others */
+      OcpMessage *te = ocp_message_add_uint (ocp_message_new ("TE"), xid);
+      OcpValue *r = ocp_struct_new ();
+      ocp_value_add (r, ocp_atom_new_uint (400));
+      ocp_value_add (r, ocp_atom_new ("timed out"));
+      ocp_message_add (te, r);
+      send_msg (c, te, g_get_monotonic_time () + G_USEC_PER_SEC / 2, NULL);
+    }
   if (a.header)
     g_string_free (a.header, TRUE);
   if (a.body_fd >= 0)
     close (a.body_fd);
-  return FALSE;
+out:
+  g_mutex_lock (&c->lock);
+  g_hash_table_remove (c->inbox, &xid);
+  g_mutex_unlock (&c->lock);
+  return ok;
 }
 
 /* ---- the pool ------------------------------------------------------------ */
 
-/* An idle connection may hold the server's TE (sent after its AME), a
- * progress report, or news that it is gone.  Returns FALSE if it is gone. */
-static gboolean
-conn_drain (Conn *c)
-{
-  char buf[4096];
-
-  while (c->tls && (ocp_tls_pending (c->tls) || g_socket_condition_check (c->sock, G_IO_IN | G_IO_HUP | G_IO_ERR)))
-    {
-      gsize got = 0;
-      OcpTlsStatus st = ocp_tls_read (c->tls, buf, sizeof buf, &got, NULL);
-      if (st == OCP_TLS_OK)
-        g_byte_array_append (c->in, (guint8 *) buf, got);
-      else if (st == OCP_TLS_WANT_READ || st == OCP_TLS_WANT_WRITE)
-        break; /* a TLS record with no data for us (a session ticket) */
-      else
-        return FALSE;
-    }
-  while (!c->tls && g_socket_condition_check (c->sock, G_IO_IN | G_IO_HUP | G_IO_ERR))
-    {
-      gssize n = g_socket_receive (c->sock, buf, sizeof buf, NULL, NULL);
-      if (n <= 0)
-        return FALSE;
-      g_byte_array_append (c->in, (guint8 *) buf, n);
-    }
-  for (;;)
-    {
-      OcpMessage *m = NULL;
-      gsize used = 0;
-      OcpParseResult r = c->in->len ? ocp_message_parse ((const char *) c->in->data, c->in->len, NULL,
-                                                         &m, &used, NULL)
-                                    : OCP_PARSE_MORE;
-      gboolean bad;
-      if (r == OCP_PARSE_ERROR)
-        return FALSE;
-      if (r == OCP_PARSE_MORE)
-        return TRUE;
-      g_byte_array_remove_range (c->in, 0, used);
-      bad = strcmp (m->name, "CE") == 0
-            || (strcmp (m->name, "PQ") == 0
-                && !send_msg (c, ocp_message_new ("PA"), g_get_monotonic_time () + G_USEC_PER_SEC, NULL));
-      ocp_message_free (m);
-      if (bad)
-        return FALSE;
-    }
-}
-
+/* A connection with room for one more transaction, or permission to open
+ * one (*may_open), or NULL after @deadline. */
 static Conn *
 pool_take (OcpClient *cl, const char *key, guint max, gint64 deadline, gboolean *may_open)
 {
-  Conn *c = NULL;
+  Conn *best = NULL;
 
   g_mutex_lock (&cl->lock);
   for (;;)
     {
-      GQueue *q = g_hash_table_lookup (cl->idle, key);
-      guint open = GPOINTER_TO_UINT (g_hash_table_lookup (cl->open, key));
-      while (q && (c = g_queue_pop_head (q)) != NULL)
+      Pool *pool = g_hash_table_lookup (cl->pools, key);
+      if (pool == NULL)
         {
-          if (conn_drain (c))
-            break;
-          conn_free (c);
-          c = NULL;
-          open--;
-          g_hash_table_replace (cl->open, g_strdup (key), GUINT_TO_POINTER (open));
+          pool = g_new0 (Pool, 1);
+          pool->conns = g_ptr_array_new_with_free_func ((GDestroyNotify) conn_unref);
+          g_hash_table_insert (cl->pools, g_strdup (key), pool);
         }
-      if (c)
-        break;
-      if (open < max)
+      for (guint i = 0; i < pool->conns->len;)
         {
-          g_hash_table_replace (cl->open, g_strdup (key), GUINT_TO_POINTER (open + 1));
+          Conn *c = pool->conns->pdata[i];
+          gboolean dead;
+          if (c->active == 0)
+            pump (c); /* an idle connection may have been closed by the server */
+          g_mutex_lock (&c->lock);
+          dead = c->dead;
+          g_mutex_unlock (&c->lock);
+          if (dead && c->active == 0)
+            {
+              g_ptr_array_remove_index_fast (pool->conns, i);
+              continue;
+            }
+          if (!dead && c->active < TXNS_PER_CONN && (best == NULL || c->active < best->active))
+            best = c;
+          i++;
+        }
+      /* a free connection; or a new one while under the limit and all are busy */
+      if (best && (best->active == 0 || pool->conns->len + pool->opening >= max))
+        {
+          best->active++;
+          conn_ref (best);
+          break;
+        }
+      best = NULL;
+      if (pool->conns->len + pool->opening < max)
+        {
+          pool->opening++;
           *may_open = TRUE;
           break;
         }
@@ -941,31 +1121,37 @@ pool_take (OcpClient *cl, const char *key, guint max, gint64 deadline, gboolean 
         break;
     }
   g_mutex_unlock (&cl->lock);
-  return c;
+  return best;
+}
+
+/* Adds a newly opened connection (or gives back the right to open one). */
+static void
+pool_opened (OcpClient *cl, const char *key, Conn *c)
+{
+  Pool *pool;
+
+  g_mutex_lock (&cl->lock);
+  pool = g_hash_table_lookup (cl->pools, key);
+  pool->opening--;
+  if (c)
+    {
+      c->active = 1;
+      g_ptr_array_add (pool->conns, conn_ref (c));
+    }
+  g_cond_broadcast (&cl->cond);
+  g_mutex_unlock (&cl->lock);
 }
 
 static void
-pool_put (OcpClient *cl, const char *key, Conn *c, gboolean reusable)
+pool_release (OcpClient *cl, Conn *c, gboolean broken)
 {
+  if (broken)
+    conn_kill (c, "transaction failed");
   g_mutex_lock (&cl->lock);
-  if (reusable && c)
-    {
-      GQueue *q = g_hash_table_lookup (cl->idle, key);
-      if (q == NULL)
-        {
-          q = g_queue_new ();
-          g_hash_table_insert (cl->idle, g_strdup (key), q);
-        }
-      g_queue_push_head (q, c);
-    }
-  else
-    {
-      guint open = GPOINTER_TO_UINT (g_hash_table_lookup (cl->open, key));
-      g_hash_table_replace (cl->open, g_strdup (key), GUINT_TO_POINTER (open ? open - 1 : 0));
-      conn_free (c);
-    }
-  g_cond_signal (&cl->cond);
+  c->active--;
+  g_cond_broadcast (&cl->cond);
   g_mutex_unlock (&cl->lock);
+  conn_unref (c);
 }
 
 static gboolean
@@ -1002,23 +1188,23 @@ ocp_client_call (OcpClient *cl, const OcpServiceConfig *svc, const OcpRequest *r
       {
         const char *ep = svc->servers[i];
         g_autofree char *key = g_strdup_printf ("%s\n%s", svc->name, ep);
-        gboolean may_open = FALSE;
-        Conn *c;
 
         if (endpoint_down (cl, ep) != (pass == 1))
           continue;
         for (guint attempt = 0; attempt < 2; attempt++)
           {
-            gboolean reused;
+            gboolean may_open = FALSE, reused, broken;
+            Conn *c;
+
             g_clear_error (&last);
             c = pool_take (cl, key, MAX (svc->max_connections, 1), deadline, &may_open);
             reused = c != NULL;
             if (c == NULL && may_open)
               {
                 c = conn_open (svc, ep, key, deadline, &last);
+                pool_opened (cl, key, c);
                 if (c == NULL)
                   {
-                    pool_put (cl, key, NULL, FALSE);
                     if (g_error_matches (last, OCP_ERROR, OCP_ERROR_UNAVAILABLE)
                         || g_error_matches (last, OCP_ERROR, OCP_ERROR_TIMEOUT))
                       mark_down (cl, ep);
@@ -1032,10 +1218,14 @@ ocp_client_call (OcpClient *cl, const OcpServiceConfig *svc, const OcpRequest *r
               }
             if (conn_transact (c, svc, req, out, deadline, &last))
               {
-                pool_put (cl, key, c, TRUE);
+                pool_release (cl, c, FALSE);
                 return TRUE;
               }
-            pool_put (cl, key, c, FALSE);
+            /* a timeout or refusal ends only this transaction; anything
+             * else (closed, invalid input) the connection */
+            broken = !g_error_matches (last, OCP_ERROR, OCP_ERROR_REFUSED)
+                     && !g_error_matches (last, OCP_ERROR, OCP_ERROR_TIMEOUT);
+            pool_release (cl, c, broken);
             ocp_verdict_clear (out);
             /* a pooled connection the server had closed: one fresh try */
             if (!(reused && g_error_matches (last, OCP_ERROR, OCP_ERROR_CLOSED)))

@@ -233,6 +233,17 @@ typedef struct {
   guint64 body_seen;
 } Peer;
 
+static gboolean
+respond_later (gpointer data)
+{
+  OcpServerTxn *t = data;
+  OcpVerdict v;
+  ocp_verdict_init (&v);
+  ocp_server_txn_respond (t, &v, NULL, -1);
+  ocp_server_txn_unref (t);
+  return G_SOURCE_REMOVE;
+}
+
 static void
 peer_handle (OcpServerTxn *t, gpointer data)
 {
@@ -245,6 +256,14 @@ peer_handle (OcpServerTxn *t, gpointer data)
   ocp_server_txn_body_fd (t, &blen);
   p->body_seen += blen;
   ocp_verdict_init (&v);
+  if (g_str_has_prefix (rcpt, "slow@"))
+    {
+      GSource *src = g_timeout_source_new (300);
+      g_source_set_callback (src, respond_later, ocp_server_txn_ref (t), NULL);
+      g_source_attach (src, g_main_context_get_thread_default ());
+      g_source_unref (src);
+      return;
+    }
   if (g_str_has_prefix (rcpt, "reject@"))
     {
       v.verdict = OCP_VERDICT_REJECT;
@@ -277,6 +296,23 @@ peer_thread (gpointer data)
   ocp_server_free (p->server);
   g_main_context_pop_thread_default (p->ctx);
   return NULL;
+}
+
+typedef struct {
+  OcpClient *cl;
+  const OcpServiceConfig *svc;
+  const OcpRequest *req;
+} CallArgs;
+
+static gpointer
+call_thread (gpointer data)
+{
+  CallArgs *ca = data;
+  OcpVerdict v;
+  gboolean ok = ocp_client_call (ca->cl, ca->svc, ca->req, &v, NULL);
+  ocp_verdict_clear (&v);
+  g_free (ca);
+  return GINT_TO_POINTER (ok);
 }
 
 static void
@@ -363,6 +399,27 @@ test_client_server (void)
       g_assert_true (ocp_client_call (cl, &down, &req, &v, &error));
       ocp_verdict_clear (&v);
     }
+  }
+
+  /* eight transactions at once on a single connection */
+  {
+    GThread *threads[8];
+    gint64 t0 = g_get_monotonic_time ();
+    OcpServiceConfig one = svc;
+    one.name = "one";
+    one.max_connections = 1;
+    rcpts[0] = "slow@example.org";
+    for (int i = 0; i < 8; i++)
+      {
+        CallArgs *ca = g_new0 (CallArgs, 1);
+        ca->cl = cl;
+        ca->svc = &one;
+        ca->req = &req;
+        threads[i] = g_thread_new ("call", call_thread, ca);
+      }
+    for (int i = 0; i < 8; i++)
+      g_assert_true (GPOINTER_TO_INT (g_thread_join (threads[i])));
+    g_assert_cmpint (g_get_monotonic_time () - t0, <, 1200 * 1000);
   }
 
   ocp_client_free (cl);
