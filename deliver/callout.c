@@ -206,6 +206,7 @@ run_chain (const LmtpdConfig *config, const DeliverMessage *msg, const LmtpdRule
   CalloutResult *r = g_new0 (CalloutResult, 1);
   g_autoptr (GPtrArray) addrs = g_ptr_array_new ();
   g_autoptr (GPtrArray) orcpts = g_ptr_array_new ();
+  g_autofree char *prior_text = NULL;
   OcpRequest req = { 0 };
 
   r->outcomes = g_ptr_array_new_with_free_func (outcome_free);
@@ -253,6 +254,18 @@ run_chain (const LmtpdConfig *config, const DeliverMessage *msg, const LmtpdRule
           continue;
         }
       service_config (sv, &sc);
+      {
+        /* what the services before this one said (logging services want it) */
+        GString *prior = g_string_new (NULL);
+        for (guint k = 0; k + 1 < r->outcomes->len; k++)
+          {
+            const CalloutOutcome *p = r->outcomes->pdata[k];
+            g_string_append_printf (prior, "%s%s=%s", prior->len ? ", " : "", p->service->uri, outcome_word (p));
+          }
+        g_free (prior_text);
+        prior_text = g_string_free (prior, FALSE);
+        req.prior_verdicts = prior_text[0] ? prior_text : NULL;
+      }
       t0 = g_get_monotonic_time ();
       if (ocp_client_call (client (), &sc, &req, &o->verdict, &error))
         {

@@ -321,6 +321,7 @@ ocp_request_to_message (const OcpRequest *r, OcpMessage *ams)
   if (r->message_size)
     ocp_message_set (ams, "Message-Size", ocp_atom_new_uint (r->message_size));
   set_text (ams, "Bypass", r->bypass);
+  set_text (ams, "Prior-Verdicts", r->prior_verdicts);
 }
 
 GHashTable *

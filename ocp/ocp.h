@@ -142,6 +142,7 @@ typedef struct {
   const char *const *orcpt;     /* NULL or parallel to rcpt_to (may hold NULLs) */
   guint64 message_size;         /* 0 = unknown */
   const char *bypass;           /* bypass request (service URIs or "*"), or NULL */
+  const char *prior_verdicts;   /* "URI=verdict, ..." of services run before, or NULL */
   int fd;                       /* spool, or -1 at the rcpt stage */
   guint64 header_len;           /* bytes 0..header_len of fd: the header, blank line included */
   guint64 body_len;             /* then the body */

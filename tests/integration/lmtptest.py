@@ -329,3 +329,56 @@ class Callout:
                 self.proc.wait()
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+SERVICES = os.environ.get("SERVICES") or os.path.join(os.path.dirname(LMTPD), "..", "services", "ocp-services")
+
+
+class Services:
+    """ocp-services with a configuration; ports are read from its log."""
+
+    def __init__(self, conf_text, files=None):
+        self.dir = tempfile.mkdtemp(prefix="services-")
+        os.chmod(self.dir, 0o755)
+        for name, text in (files or {}).items():
+            with open(os.path.join(self.dir, name), "w") as f:
+                f.write(text)
+        self.conf = os.path.join(self.dir, "services.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf_text.replace("@DIR@", self.dir))
+        self.log_path = os.path.join(self.dir, "log")
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([SERVICES, "-c", self.conf, "-d"], stdout=self.log,
+                                     stderr=subprocess.STDOUT, cwd=self.dir)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            text = self.read_log()
+            if "started\n" in text:
+                self.ports = {m.group(1): int(m.group(2)) for m in
+                              re.finditer(r"ocp-services: (\S+) \(\w+\) listening on inet:127\.0\.0\.1:(\d+)\n", text)}
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise RuntimeError("ocp-services did not start: " + self.read_log())
+
+    def endpoint(self, name):
+        return "inet:127.0.0.1:%d" % self.ports[name]
+
+    def read_log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)

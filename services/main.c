@@ -1,0 +1,216 @@
+/* main.c - ocp-services: OPES callout services for the RFC 4496 use cases.
+ *
+ *   ocp-services -c services.conf [-d]
+ *
+ * Each [service NAME] names a module and the endpoint it listens on; the
+ * module's check runs in a worker thread (it may talk to spamd, clamd ...),
+ * and the answer goes back on the main loop.  docs/services.md documents
+ * every module.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <locale.h>
+#include <string.h>
+#include <unistd.h>
+#include <glib-unix.h>
+
+#include "gmime-cleanup.h"
+#include "services.h"
+
+static const ServiceModule *const modules[] = {
+  &service_logging, &service_access, &service_blocking, &service_reroute, &service_spam,
+};
+
+static gboolean debug;
+
+typedef struct {
+  Service *svc;
+  OcpServerTxn *txn;
+  ServiceInput in;
+  ServiceOutput out;
+} Job;
+
+static void
+job_free (gpointer p)
+{
+  Job *job = p;
+  ocp_server_txn_unref (job->txn);
+  g_hash_table_unref (job->in.env);
+  g_strfreev (job->in.rcpts);
+  if (job->in.header)
+    g_bytes_unref (job->in.header);
+  if (job->in.body_fd >= 0)
+    close (job->in.body_fd);
+  ocp_verdict_clear (&job->out.verdict);
+  if (job->out.header)
+    g_bytes_unref (job->out.header);
+  if (job->out.body_fd >= 0)
+    close (job->out.body_fd);
+  g_free (job);
+}
+
+static void
+run_check (GTask *task, gpointer src, gpointer data, GCancellable *cancel)
+{
+  Job *job = data;
+  job->svc->module->check (job->svc, &job->in, &job->out);
+  g_task_return_boolean (task, TRUE);
+}
+
+static void
+check_done (GObject *src, GAsyncResult *res, gpointer data)
+{
+  Job *job = g_task_get_task_data (G_TASK (res));
+
+  if (job->out.verdict.service_id == NULL)
+    job->out.verdict.service_id = g_strdup (job->svc->uri);
+  if (debug)
+    g_printerr ("ocp-services: %s: %s for %s\n", job->svc->name, ocp_verdict_name (job->out.verdict.verdict),
+                (char *) g_hash_table_lookup (job->in.env, "Rcpt-To"));
+  ocp_server_txn_respond (job->txn, &job->out.verdict, job->out.header, job->out.body_fd);
+}
+
+static void
+handle (OcpServerTxn *txn, gpointer data)
+{
+  Service *svc = data;
+  Job *job = g_new0 (Job, 1);
+  g_autoptr (GTask) task = NULL;
+  const char *rcpts;
+  int fd;
+
+  job->svc = svc;
+  job->txn = ocp_server_txn_ref (txn);
+  job->in.env = g_hash_table_ref (ocp_server_txn_envelope (txn));
+  rcpts = g_hash_table_lookup (job->in.env, "Rcpt-To");
+  job->in.rcpts = g_strsplit (rcpts ? rcpts : "", ", ", -1);
+  job->in.header = ocp_server_txn_header (txn);
+  fd = ocp_server_txn_body_fd (txn, &job->in.body_len);
+  job->in.body_fd = fd >= 0 ? dup (fd) : -1;
+  job->out.body_fd = -1;
+  ocp_verdict_init (&job->out.verdict);
+  task = g_task_new (NULL, NULL, check_done, NULL);
+  g_task_set_task_data (task, job, job_free);
+  g_task_run_in_thread (task, run_check);
+}
+
+static const ServiceModule *
+find_module (const char *name)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (modules); i++)
+    if (strcmp (modules[i]->name, name) == 0)
+      return modules[i];
+  return NULL;
+}
+
+static gboolean
+on_term (gpointer loop)
+{
+  g_main_loop_quit (loop);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+start_service (GKeyFile *kf, const char *group, GPtrArray *servers, GError **error)
+{
+  g_autofree char *module = service_get_string (kf, group, "module", NULL);
+  g_auto (GStrv) listen = service_get_list (kf, group, "listen");
+  const ServiceModule *m = module ? find_module (module) : NULL;
+  Service *svc;
+  OcpServer *server;
+
+  if (m == NULL)
+    {
+      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                   "[%s] module: '%s' is not logging, access, blocking, reroute or spam", group,
+                   module ? module : "(none)");
+      return FALSE;
+    }
+  if (listen == NULL || listen[0] == NULL)
+    {
+      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND, "[%s] listen: missing", group);
+      return FALSE;
+    }
+  svc = g_new0 (Service, 1);
+  svc->module = m;
+  svc->name = g_strdup (group + strlen ("service "));
+  svc->uri = service_get_string (kf, group, "uri", NULL);
+  if (svc->uri == NULL)
+    svc->uri = g_strdup_printf ("urn:x-opes-lmtpd:service:%s", svc->name);
+  if (!m->configure (svc, kf, group, error))
+    {
+      g_prefix_error (error, "[%s] ", group);
+      return FALSE;
+    }
+  server = ocp_server_new (m->parts, handle, svc);
+  g_ptr_array_add (servers, server);
+  for (guint i = 0; listen[i]; i++)
+    {
+      guint16 port = 0;
+      if (!ocp_server_listen (server, listen[i], &port, error))
+        {
+          g_prefix_error (error, "[%s] listen %s: ", group, listen[i]);
+          return FALSE;
+        }
+      if (port)
+        {
+          g_autofree char *host = g_strndup (listen[i] + 5, strrchr (listen[i], ':') - listen[i] - 5);
+          g_printerr ("ocp-services: %s (%s) listening on inet:%s:%u\n", svc->name, m->name, host, port);
+        }
+      else
+        g_printerr ("ocp-services: %s (%s) listening on %s\n", svc->name, m->name, listen[i]);
+    }
+  return TRUE;
+}
+
+int
+main (int argc, char **argv)
+{
+  g_autofree char *config = NULL;
+  g_autoptr (GOptionContext) ctx = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GKeyFile) kf = g_key_file_new ();
+  g_autoptr (GPtrArray) servers = g_ptr_array_new_with_free_func ((GDestroyNotify) ocp_server_free);
+  g_auto (GStrv) groups = NULL;
+  GMainLoop *loop;
+  GOptionEntry entries[] = {
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config, "Configuration file", "FILE" },
+    { "debug", 'd', 0, G_OPTION_ARG_NONE, &debug, "Log every transaction", NULL },
+    { NULL }
+  };
+
+  setlocale (LC_ALL, "C");
+  ctx = g_option_context_new ("- OPES callout services (RFC 4496)");
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  if (!g_option_context_parse (ctx, &argc, &argv, &error) || config == NULL)
+    {
+      g_printerr ("ocp-services: %s\n", error ? error->message : "-c FILE is required");
+      return 64;
+    }
+  if (!g_key_file_load_from_file (kf, config, G_KEY_FILE_NONE, &error))
+    {
+      g_printerr ("ocp-services: %s: %s\n", config, error->message);
+      return 78;
+    }
+  g_mime_init ();
+  loop = g_main_loop_new (NULL, FALSE);
+  groups = g_key_file_get_groups (kf, NULL);
+  for (guint i = 0; groups[i]; i++)
+    if (g_str_has_prefix (groups[i], "service ") && !start_service (kf, groups[i], servers, &error))
+      {
+        g_printerr ("ocp-services: %s: %s\n", config, error->message);
+        return 78;
+      }
+  if (servers->len == 0)
+    {
+      g_printerr ("ocp-services: %s: no [service NAME]\n", config);
+      return 78;
+    }
+  g_printerr ("ocp-services: started\n");
+  g_unix_signal_add (SIGTERM, on_term, loop);
+  g_unix_signal_add (SIGINT, on_term, loop);
+  g_main_loop_run (loop);
+  g_main_loop_unref (loop);
+  return 0;
+}

@@ -1,0 +1,65 @@
+/* services.h - the callout services of ocp-services, one module per RFC
+ * 4496 use case, hosted on ocp/'s server side.  Each configured service
+ * listens on its own endpoint, so it negotiates exactly the parts it needs
+ * (a metadata-only service never receives a body).
+ */
+#pragma once
+
+#include <gio/gio.h>
+
+#include "ocp.h"
+
+G_BEGIN_DECLS
+
+typedef struct Service Service;
+
+/* What a module sees of one transaction: plain values, safe in a thread. */
+typedef struct {
+  GHashTable *env;        /* envelope: Stage, Mail-From, Rcpt-To, Client-Address ... */
+  char **rcpts;           /* Rcpt-To split */
+  GBytes *header;         /* original header part, or NULL */
+  int body_fd;            /* original body part, or -1 */
+  guint64 body_len;
+} ServiceInput;
+
+/* What it answers: the verdict, and adapted parts (NULL / -1: unchanged). */
+typedef struct {
+  OcpVerdict verdict;
+  GBytes *header;
+  int body_fd;
+} ServiceOutput;
+
+typedef struct {
+  const char *name;        /* module = NAME in the configuration */
+  guint parts;             /* OcpParts it needs */
+  /* Reads its keys from [service NAME]; FALSE with @error if wrong. */
+  gboolean (*configure) (Service *svc, GKeyFile *kf, const char *group, GError **error);
+  /* Decides, in a worker thread.  Must fill out->verdict. */
+  void (*check) (Service *svc, const ServiceInput *in, ServiceOutput *out);
+  void (*free) (gpointer state);
+} ServiceModule;
+
+struct Service {
+  const ServiceModule *module;
+  char *name;
+  char *uri;
+  gpointer state;          /* the module's */
+};
+
+/* Helpers for modules (services-util.c). */
+char *service_get_string (GKeyFile *kf, const char *group, const char *key, const char *def);
+char **service_get_list (GKeyFile *kf, const char *group, const char *key);
+/* The value of header @name in @header (decoded by GMime), or NULL. */
+char *service_header_value (GBytes *header, const char *name);
+/* "reject 550 5.7.1 text" / "tempfail ..." / "discard" / "quarantine F" /
+ * "tag [X]" / "header Name: value" / "accept" into @v. */
+gboolean service_apply_action (OcpVerdict *v, const char *action, GError **error);
+void service_add_header (OcpVerdict *v, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
+
+extern const ServiceModule service_logging;
+extern const ServiceModule service_access;
+extern const ServiceModule service_blocking;
+extern const ServiceModule service_reroute;
+extern const ServiceModule service_spam;
+
+G_END_DECLS

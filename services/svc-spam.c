@@ -1,0 +1,374 @@
+/* svc-spam.c - spam filtering (RFC 4496 4.2): SpamAssassin's spamd (the
+ * SPAMC protocol, with the recipient as User), rspamd (HTTP /checkv2), or
+ * a small built-in scorer for when neither runs.  The score is compared
+ * with each recipient class's threshold ([service] policy file); the
+ * class's actions apply to spam: subject tag, score header, a folder,
+ * reject.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "services.h"
+
+#define GTUBE "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+#define MESSAGE_MAX (32 * 1024 * 1024)
+
+typedef struct {
+  char *pattern;        /* recipient glob */
+  double threshold;
+  char **actions;
+} Policy;
+
+typedef struct {
+  char *backend;        /* builtin, spamd, rspamd */
+  char *endpoint;       /* inet:HOST:PORT of spamd or rspamd */
+  GPtrArray *policies;  /* Policy*, first match wins; the last is the default */
+} Spam;
+
+static void
+policy_free (gpointer p)
+{
+  Policy *pol = p;
+  g_free (pol->pattern);
+  g_strfreev (pol->actions);
+  g_free (pol);
+}
+
+static Policy *
+policy_new (const char *pattern, double threshold, const char *actions, GError **error)
+{
+  Policy *p = g_new0 (Policy, 1);
+  p->pattern = g_ascii_strdown (pattern, -1);
+  p->threshold = threshold;
+  p->actions = g_strsplit (actions, ";", -1);
+  for (guint i = 0; p->actions[i]; i++)
+    {
+      OcpVerdict probe;
+      gboolean ok;
+      g_strstrip (p->actions[i]);
+      if (strcmp (p->actions[i], "junk") == 0)
+        continue;
+      ocp_verdict_init (&probe);
+      ok = service_apply_action (&probe, p->actions[i], error);
+      ocp_verdict_clear (&probe);
+      if (!ok)
+        {
+          policy_free (p);
+          return NULL;
+        }
+    }
+  return p;
+}
+
+static gboolean
+spam_configure (Service *svc, GKeyFile *kf, const char *group, GError **error)
+{
+  Spam *s = g_new0 (Spam, 1);
+  g_autofree char *policy = service_get_string (kf, group, "policy", NULL);
+  g_autofree char *actions = service_get_string (kf, group, "actions", "junk");
+  g_autofree char *threshold = service_get_string (kf, group, "threshold", "5");
+  Policy *def;
+
+  svc->state = s;
+  s->policies = g_ptr_array_new_with_free_func (policy_free);
+  s->backend = service_get_string (kf, group, "backend", "builtin");
+  if (strcmp (s->backend, "spamd") == 0)
+    s->endpoint = service_get_string (kf, group, "spamd", "inet:127.0.0.1:783");
+  else if (strcmp (s->backend, "rspamd") == 0)
+    s->endpoint = service_get_string (kf, group, "rspamd", "inet:127.0.0.1:11333");
+  else if (strcmp (s->backend, "builtin") != 0)
+    {
+      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                   "backend: '%s' is not builtin, spamd or rspamd", s->backend);
+      return FALSE;
+    }
+  if (policy)
+    {
+      g_autofree char *text = NULL;
+      g_auto (GStrv) lines = NULL;
+      if (!g_file_get_contents (policy, &text, NULL, error))
+        return FALSE;
+      lines = g_strsplit (text, "\n", -1);
+      for (guint i = 0; lines[i]; i++)
+        {
+          char *l = g_strstrip (lines[i]);
+          g_auto (GStrv) f = NULL;
+          Policy *p;
+          char *end = NULL;
+          double t;
+          if (*l == '\0' || *l == '#')
+            continue;
+          f = g_regex_split_simple ("\\s+", l, 0, 0);
+          t = f[1] ? g_ascii_strtod (f[1], &end) : 0;
+          if (g_strv_length (f) < 3 || end == f[1] || *end)
+            {
+              g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE,
+                           "%s:%u: expected 'RECIPIENT-GLOB THRESHOLD ACTION[;ACTION]'", policy, i + 1);
+              return FALSE;
+            }
+          {
+            g_autofree char *acts = g_strjoinv (" ", f + 2);
+            p = policy_new (f[0], t, acts, error);
+          }
+          if (p == NULL)
+            {
+              g_prefix_error (error, "%s:%u: ", policy, i + 1);
+              return FALSE;
+            }
+          g_ptr_array_add (s->policies, p);
+        }
+    }
+  def = policy_new ("*", g_ascii_strtod (threshold, NULL), actions, error);
+  if (def == NULL)
+    return FALSE;
+  g_ptr_array_add (s->policies, def);
+  return TRUE;
+}
+
+/* The message as the filters want it: header part then body. */
+static GBytes *
+whole_message (const ServiceInput *in)
+{
+  GByteArray *b = g_byte_array_new ();
+  gsize n = 0;
+  const guint8 *h = in->header ? g_bytes_get_data (in->header, &n) : NULL;
+  guint64 off = 0;
+  guint8 buf[65536];
+
+  if (h)
+    g_byte_array_append (b, h, n);
+  while (in->body_fd >= 0 && off < in->body_len && b->len < MESSAGE_MAX)
+    {
+      gssize r = pread (in->body_fd, buf, sizeof buf, off);
+      if (r <= 0)
+        break;
+      g_byte_array_append (b, buf, r);
+      off += r;
+    }
+  return g_byte_array_free_to_bytes (b);
+}
+
+static gboolean
+builtin_score (const ServiceInput *in, GBytes *msg, double *score, GString *why)
+{
+  gsize n;
+  const char *p = g_bytes_get_data (msg, &n);
+  g_autofree char *subject = service_header_value (in->header, "Subject");
+  g_autofree char *from = service_header_value (in->header, "From");
+  const char *env_from = g_hash_table_lookup (in->env, "Mail-From");
+
+  *score = 0;
+  if (g_strstr_len (p, n, GTUBE))
+    {
+      *score += 1000;
+      g_string_append (why, "GTUBE,");
+    }
+  if (subject && g_utf8_strlen (subject, -1) > 8)
+    {
+      g_autofree char *up = g_utf8_strup (subject, -1);
+      if (strcmp (up, subject) == 0)
+        {
+          *score += 1.5;
+          g_string_append (why, "SUBJ_ALL_CAPS,");
+        }
+    }
+  if (from == NULL)
+    {
+      *score += 1;
+      g_string_append (why, "MISSING_FROM,");
+    }
+  else if (env_from && env_from[0] && strchr (env_from, '@'))
+    {
+      /* envelope and header sender from different domains */
+      g_autofree char *lc = g_ascii_strdown (from, -1);
+      g_autofree char *dom = g_ascii_strdown (strrchr (env_from, '@'), -1);
+      if (!strstr (lc, dom))
+        {
+          *score += 0.5;
+          g_string_append (why, "FROM_MISMATCH,");
+        }
+    }
+  if (why->len)
+    g_string_truncate (why, why->len - 1);
+  return TRUE;
+}
+
+static GSocketConnection *
+connect_to (const char *endpoint, GError **error)
+{
+  g_autoptr (GSocketClient) client = g_socket_client_new ();
+  const char *hp = g_str_has_prefix (endpoint, "inet:") ? endpoint + 5 : endpoint;
+  g_socket_client_set_timeout (client, 30);
+  return g_socket_client_connect_to_host (client, hp, 0, NULL, error);
+}
+
+/* Reads the whole answer (bounded). */
+static char *
+read_answer (GSocketConnection *conn, GError **error)
+{
+  GInputStream *in = g_io_stream_get_input_stream (G_IO_STREAM (conn));
+  GString *s = g_string_new (NULL);
+  char buf[4096];
+  gssize n;
+
+  while ((n = g_input_stream_read (in, buf, sizeof buf, NULL, error)) > 0 && s->len < 1024 * 1024)
+    g_string_append_len (s, buf, n);
+  if (n < 0)
+    {
+      g_string_free (s, TRUE);
+      return NULL;
+    }
+  return g_string_free (s, FALSE);
+}
+
+/* SPAMC/1.5: "CHECK" with User; "Spam: True ; 15.3 / 5.0" */
+static gboolean
+spamd_score (const char *endpoint, const char *user, GBytes *msg, double *score, GString *why, GError **error)
+{
+  g_autoptr (GSocketConnection) conn = connect_to (endpoint, error);
+  g_autofree char *head = NULL, *answer = NULL;
+  GOutputStream *out;
+  const char *spam;
+  gsize n;
+  const char *p = g_bytes_get_data (msg, &n);
+
+  if (conn == NULL)
+    return FALSE;
+  out = g_io_stream_get_output_stream (G_IO_STREAM (conn));
+  head = g_strdup_printf ("CHECK SPAMC/1.5\r\nContent-length: %" G_GSIZE_FORMAT "\r\nUser: %s\r\n\r\n", n, user);
+  if (!g_output_stream_write_all (out, head, strlen (head), NULL, NULL, error)
+      || !g_output_stream_write_all (out, p, n, NULL, NULL, error))
+    return FALSE;
+  g_socket_shutdown (g_socket_connection_get_socket (conn), FALSE, TRUE, NULL);
+  answer = read_answer (conn, error);
+  if (answer == NULL)
+    return FALSE;
+  spam = strstr (answer, "\nSpam: ");
+  if (!g_str_has_prefix (answer, "SPAMD/") || spam == NULL || !strchr (spam, ';'))
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "spamd: unexpected answer");
+      return FALSE;
+    }
+  *score = g_ascii_strtod (strchr (spam, ';') + 1, NULL);
+  g_string_append (why, "spamd");
+  return TRUE;
+}
+
+/* rspamd: POST /checkv2, JSON with "score" */
+static gboolean
+rspamd_score (const char *endpoint, const ServiceInput *in, GBytes *msg, double *score, GString *why,
+              GError **error)
+{
+  g_autoptr (GSocketConnection) conn = connect_to (endpoint, error);
+  g_autoptr (GRegex) re = g_regex_new ("\"score\"\\s*:\\s*(-?[0-9.]+)", 0, 0, NULL);
+  g_autoptr (GMatchInfo) mi = NULL;
+  g_autofree char *head = NULL, *answer = NULL, *s = NULL;
+  GString *h = g_string_new (NULL);
+  GOutputStream *out;
+  gsize n;
+  const char *p = g_bytes_get_data (msg, &n);
+  const char *v;
+
+  if (conn == NULL)
+    {
+      g_string_free (h, TRUE);
+      return FALSE;
+    }
+  g_string_append_printf (h, "POST /checkv2 HTTP/1.0\r\nContent-Length: %" G_GSIZE_FORMAT "\r\n", n);
+  if ((v = g_hash_table_lookup (in->env, "Mail-From")) && v[0])
+    g_string_append_printf (h, "From: %s\r\n", v);
+  if ((v = g_hash_table_lookup (in->env, "Client-Address")) && g_hostname_is_ip_address (v))
+    g_string_append_printf (h, "IP: %s\r\n", v);
+  if ((v = g_hash_table_lookup (in->env, "Client-Name")))
+    g_string_append_printf (h, "Helo: %s\r\n", v);
+  for (guint i = 0; in->rcpts[i]; i++)
+    g_string_append_printf (h, "Rcpt: %s\r\n", in->rcpts[i]);
+  g_string_append (h, "\r\n");
+  head = g_string_free (h, FALSE);
+  out = g_io_stream_get_output_stream (G_IO_STREAM (conn));
+  if (!g_output_stream_write_all (out, head, strlen (head), NULL, NULL, error)
+      || !g_output_stream_write_all (out, p, n, NULL, NULL, error))
+    return FALSE;
+  answer = read_answer (conn, error);
+  if (answer == NULL)
+    return FALSE;
+  if (!g_regex_match (re, answer, 0, &mi))
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "rspamd: no score in the answer");
+      return FALSE;
+    }
+  s = g_match_info_fetch (mi, 1);
+  *score = g_ascii_strtod (s, NULL);
+  g_string_append (why, "rspamd");
+  return TRUE;
+}
+
+static void
+spam_check (Service *svc, const ServiceInput *in, ServiceOutput *out)
+{
+  Spam *s = svc->state;
+  g_autoptr (GBytes) msg = whole_message (in);
+  g_autoptr (GString) why = g_string_new (NULL);
+  g_autoptr (GError) error = NULL;
+  const char *rcpt = in->rcpts[0] ? in->rcpts[0] : "";
+  g_autofree char *lc = g_ascii_strdown (rcpt, -1);
+  const Policy *pol = NULL;
+  double score = 0;
+  gboolean ok;
+  char buf[G_ASCII_DTOSTR_BUF_SIZE], tbuf[G_ASCII_DTOSTR_BUF_SIZE];
+
+  for (guint i = 0; i < s->policies->len && pol == NULL; i++)
+    if (g_pattern_match_simple (((Policy *) s->policies->pdata[i])->pattern, lc))
+      pol = s->policies->pdata[i];
+  if (strcmp (s->backend, "spamd") == 0)
+    ok = spamd_score (s->endpoint, rcpt, msg, &score, why, &error);
+  else if (strcmp (s->backend, "rspamd") == 0)
+    ok = rspamd_score (s->endpoint, in, msg, &score, why, &error);
+  else
+    ok = builtin_score (in, msg, &score, why);
+  if (!ok)
+    {
+      /* the filter is down: say so; lmtpd's on_failure decides what it means */
+      out->verdict.verdict = OCP_VERDICT_TEMPFAIL;
+      out->verdict.reply_code = 451;
+      out->verdict.reply_text = g_strdup_printf ("4.7.1 Spam filter unavailable: %s", error->message);
+      return;
+    }
+  g_ascii_formatd (buf, sizeof buf, "%.1f", score);
+  g_ascii_formatd (tbuf, sizeof tbuf, "%.1f", pol->threshold);
+  service_add_header (&out->verdict, "X-Spam-Score: %s", buf);
+  service_add_header (&out->verdict, "X-Spam-Status: %s, score=%s required=%s tests=%s",
+                      score >= pol->threshold ? "Yes" : "No", buf, tbuf, why->str);
+  if (score < pol->threshold)
+    return;
+  service_add_header (&out->verdict, "X-Spam-Flag: YES");
+  for (guint i = 0; pol->actions[i]; i++)
+    {
+      if (strcmp (pol->actions[i], "junk") == 0)
+        {
+          service_apply_action (&out->verdict, "tag [SPAM]", NULL);
+          service_apply_action (&out->verdict, "folder Junk", NULL);
+        }
+      else
+        service_apply_action (&out->verdict, pol->actions[i], NULL);
+    }
+}
+
+static void
+spam_free (gpointer p)
+{
+  Spam *s = p;
+  g_free (s->backend);
+  g_free (s->endpoint);
+  g_ptr_array_unref (s->policies);
+  g_free (s);
+}
+
+const ServiceModule service_spam = {
+  "spam", OCP_PARTS_ALL, spam_configure, spam_check, spam_free,
+};
