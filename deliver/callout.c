@@ -589,9 +589,22 @@ callout_new_header (const DeliverMessage *msg, const CalloutResult *r, const Cal
             }
         }
     }
+  /* Content-* fields belong to the MIME part in GMime, not to the
+   * message's list: write the whole (body-less) message and keep the
+   * header block. */
   fmt = g_mime_format_options_new ();
   g_mime_format_options_set_newline_format (fmt, GMIME_NEWLINE_FORMAT_UNIX);
-  text = g_mime_header_list_to_string (headers, fmt);
+  {
+    g_autoptr (GMimeStream) mem = g_mime_stream_mem_new ();
+    GByteArray *bytes;
+    const char *end;
+    g_mime_object_write_to_stream (GMIME_OBJECT (m), fmt, mem);
+    bytes = g_mime_stream_mem_get_byte_array (GMIME_STREAM_MEM (mem));
+    text = g_strndup ((const char *) bytes->data, bytes->len);
+    end = strstr (text, "\n\n");
+    if (end)
+      text[end - text + 1] = '\0';
+  }
   out = g_string_new (NULL);
   /* CRLF from an adapted part becomes LF, as everything we store */
   for (const char *p = text; *p; p++)

@@ -61,5 +61,7 @@ extern const ServiceModule service_access;
 extern const ServiceModule service_blocking;
 extern const ServiceModule service_reroute;
 extern const ServiceModule service_spam;
+extern const ServiceModule service_security;
+extern const ServiceModule service_links;
 
 G_END_DECLS

@@ -438,10 +438,18 @@ fix_header (Reroute *r, GBytes *header)
   if (!changed)
     return NULL;
   g_mime_format_options_set_newline_format (fmt, GMIME_NEWLINE_FORMAT_UNIX);
-  text = g_mime_object_get_headers (GMIME_OBJECT (msg), fmt);
-  out = g_string_new (text);
-  g_free (text);
-  g_string_append_c (out, '\n');
+  {
+    /* the whole body-less message: Content-* fields live on the MIME part */
+    g_autoptr (GMimeStream) mem = g_mime_stream_mem_new ();
+    GByteArray *bytes;
+    const char *end;
+    g_mime_object_write_to_stream (GMIME_OBJECT (msg), fmt, mem);
+    bytes = g_mime_stream_mem_get_byte_array (GMIME_STREAM_MEM (mem));
+    text = g_strndup ((const char *) bytes->data, bytes->len);
+    end = strstr (text, "\n\n");
+    out = g_string_new_len (text, end ? (gssize) (end - text + 2) : -1);
+    g_free (text);
+  }
   return g_string_free_to_bytes (out);
 }
 

@@ -81,6 +81,20 @@ class Verdicts(unittest.TestCase):
         self.assertIn(b"verdict=quarantine", data)
         self.assertTrue(data.endswith(b"\nSubject: Hello\nX-Remove-Me: 1\nMessage-ID: <m1@example.net>\n\nbody line\n"))
 
+    def test_tag_keeps_mime_headers(self):
+        # GMime keeps Content-* on the MIME part: a tagged message keeps them
+        mime = (b"Subject: Hello\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n"
+                b"\r\n--b1\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b1--\r\n")
+        c = self.d.connect()
+        c.reply()
+        c.cmd("LHLO x")
+        transaction(c, ["tag@example.org"], mime)
+        (name, data), = self.d.messages("tag@example.org")
+        self.assertIn(b"\nSubject: [SPAM] Hello\n", data)
+        self.assertIn(b'Content-Type: multipart/mixed; boundary="b1"\n', data)
+        self.assertIn(b"MIME-Version: 1.0\n", data)
+        self.assertTrue(data.endswith(b"\n\n--b1\nContent-Type: text/plain\n\nhi\n--b1--\n"))
+
     def test_other_verdicts(self):
         c = self.d.connect()
         c.reply()

@@ -1,5 +1,8 @@
 """The RFC 4496 services of ocp-services, through lmtpd."""
 
+import email
+import email.policy
+import hashlib
 import json
 import os
 import re
@@ -33,6 +36,22 @@ module = reroute
 listen = inet:127.0.0.1:0
 map = @DIR@/directory.map
 
+[service security]
+module = security
+listen = inet:127.0.0.1:0
+block_extensions = exe;scr;vbs
+actions = replace;tag [VIRUS]
+notify_lmtp = @LMTP@
+notify = postmaster@example.org
+
+[service links]
+module = links
+listen = inet:127.0.0.1:0
+store = @DIR@/store
+url = https://files.example.org/att
+max_size = 1048576
+per_recipient = small@example.org 1000
+
 [service spam]
 module = spam
 listen = inet:127.0.0.1:0
@@ -58,19 +77,28 @@ def service(name, endpoint, stage="data"):
 
 class RFC4496(unittest.TestCase):
     def setUp(self):
-        self.s = Services(CONF, FILES)
+        self.d0 = Daemon()  # its LMTP socket takes the admin notices
+        self.s = Services(CONF.replace("@LMTP@", "unix:" + self.d0.sock), FILES)
         extra = {}
         extra.update(service("access", self.s.endpoint("access"), "rcpt"))
         extra.update(service("block", self.s.endpoint("block")))
         extra.update(service("spam", self.s.endpoint("spam")))
         extra.update(service("log", self.s.endpoint("log")))
         extra.update(service("reroute", self.s.endpoint("reroute")))
+        extra.update(service("security", self.s.endpoint("security")))
+        extra.update(service("links", self.s.endpoint("links")))
         extra.update({
             "rule dir.match": "joe@example.org", "rule dir.services": "reroute",
+            "rule mime.match": "@mime.example", "rule mime.services": "security;links",
             "rule boss.match": "boss@example.org", "rule boss.services": "access;block;spam;log",
             "rule all.match": "*", "rule all.services": "access;block;spam;log",
         })
-        self.d = Daemon(extra=extra).start()
+        self.d = Daemon(extra=extra)
+        # one daemon: the notices come back to it
+        self.d0.cleanup()
+        self.d.sock = self.d0.sock
+        self.d.write_config(extra=dict(extra, **{"server.listen": "inet:127.0.0.1:0;unix:%s" % self.d0.sock}))
+        self.d.start()
 
     def tearDown(self):
         self.d.cleanup()
@@ -134,6 +162,74 @@ class RFC4496(unittest.TestCase):
         self.assertIn(b"X-Original-To: joe@example.org\n", data)
         self.assertRegex(data, rb"\nTo: Joe <joe@fr\.example\.org>, ann@example\.org\n")
         self.assertEqual(self.d.messages("joe@example.org"), [])
+
+
+def multipart(parts):
+    msg = email.message.EmailMessage(policy=email.policy.default)
+    msg["Subject"] = "files"
+    msg["From"] = "s@example.net"
+    msg["To"] = "u@mime.example"
+    msg.set_content("Hello, see the attachments.\n")
+    for name, data, ctype in parts:
+        main_t, sub_t = ctype.split("/")
+        msg.add_attachment(data, maintype=main_t, subtype=sub_t, filename=name)
+    return msg.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def parts_of(raw):
+    m = email.message_from_bytes(raw, policy=email.policy.default)
+    return [(p.get_filename(), p.get_content_type(), p.get_payload(decode=True), p.as_bytes())
+            for p in m.walk() if not p.is_multipart()]
+
+
+class MimeServices(RFC4496):
+    EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+    def test_eicar_replaced_other_parts_identical(self):
+        raw = multipart([("report.pdf", bytes(range(256)) * 50, "application/pdf"),
+                         ("eicar.com", self.EICAR, "application/octet-stream"),
+                         ("notes.txt", b"plain notes\n" * 10, "text/plain")])
+        r = transaction(self.session(), ["u@mime.example"], raw)
+        self.assertTrue(r[0].startswith("250"), r)
+        (name, data), = self.d.messages("u@mime.example")
+        self.assertIn(b"\nSubject: [VIRUS] files\n", data)
+        self.assertIn(b"X-Security-Filter: eicar.com: virus Eicar-Test-Signature found", data)
+        got = parts_of(data.split(b"\n", 0)[0])
+        want = parts_of(raw.replace(b"\r\n", b"\n"))
+        self.assertEqual(len(got), len(want))
+        for (gn, gt, gp, graw), (wn, wt, wp, wraw) in zip(got, want):
+            if wn == "eicar.com":
+                self.assertIn(b"was removed by the security filter", gp)
+                self.assertNotIn(b"EICAR", graw)
+            else:
+                self.assertEqual(graw, wraw, wn)  # byte-identical
+        # the admin got a notice through lmtpd
+        notices = self.d.messages("postmaster@example.org")
+        self.assertEqual(len(notices), 1)
+        self.assertIn(b"eicar.com: virus Eicar-Test-Signature found", notices[0][1])
+
+    def test_blocked_extension(self):
+        raw = multipart([("setup.exe", b"MZ\x90\x00" + b"x" * 100, "application/octet-stream")])
+        transaction(self.session(), ["u@mime.example"], raw)
+        (name, data), = self.d.messages("u@mime.example")
+        self.assertIn(b"file name setup.exe is not allowed", data)
+
+    def test_big_attachment_becomes_a_link(self):
+        blob = os.urandom(5 * 1024 * 1024)
+        raw = multipart([("big.bin", blob, "application/octet-stream"),
+                         ("small.txt", b"small\n", "text/plain")])
+        c = self.session()
+        c.s.settimeout(60)
+        r = transaction(c, ["u@mime.example"], raw)
+        self.assertTrue(r[0].startswith("250"), r)
+        (name, data), = self.d.messages("u@mime.example")
+        digest = hashlib.sha256(blob).hexdigest()
+        self.assertIn(("https://files.example.org/att/%s/big.bin" % digest).encode(), data)
+        self.assertLess(len(data), 100000)
+        with open(os.path.join(self.s.path("store"), digest, "big.bin"), "rb") as f:
+            self.assertEqual(f.read(), blob)
+        got = parts_of(data)
+        self.assertEqual(got[-1][2], b"small\n")
 
 
 if __name__ == "__main__":
