@@ -63,5 +63,6 @@ extern const ServiceModule service_reroute;
 extern const ServiceModule service_spam;
 extern const ServiceModule service_security;
 extern const ServiceModule service_links;
+extern const ServiceModule service_normalize;
 
 G_END_DECLS

@@ -52,6 +52,11 @@ url = https://files.example.org/att
 max_size = 1048576
 per_recipient = small@example.org 1000
 
+[service norm]
+module = normalize
+listen = inet:127.0.0.1:0
+max_address = 100
+
 [service spam]
 module = spam
 listen = inet:127.0.0.1:0
@@ -75,7 +80,7 @@ def service(name, endpoint, stage="data"):
             "service %s.timeout" % name: "5s"}
 
 
-class RFC4496(unittest.TestCase):
+class ServicesBase(unittest.TestCase):
     def setUp(self):
         self.d0 = Daemon()  # its LMTP socket takes the admin notices
         self.s = Services(CONF.replace("@LMTP@", "unix:" + self.d0.sock), FILES)
@@ -87,9 +92,11 @@ class RFC4496(unittest.TestCase):
         extra.update(service("reroute", self.s.endpoint("reroute")))
         extra.update(service("security", self.s.endpoint("security")))
         extra.update(service("links", self.s.endpoint("links")))
+        extra.update(service("norm", self.s.endpoint("norm")))
         extra.update({
             "rule dir.match": "joe@example.org", "rule dir.services": "reroute",
             "rule mime.match": "@mime.example", "rule mime.services": "security;links",
+            "rule norm.match": "@norm.example", "rule norm.services": "norm",
             "rule boss.match": "boss@example.org", "rule boss.services": "access;block;spam;log",
             "rule all.match": "*", "rule all.services": "access;block;spam;log",
         })
@@ -110,6 +117,8 @@ class RFC4496(unittest.TestCase):
         c.cmd("LHLO x")
         return c
 
+
+class RFC4496(ServicesBase):
     def test_spam_per_recipient_policy_in_one_transaction(self):
         body = b"Subject: offer\r\nFrom: s@example.net\r\n\r\n" + GTUBE + b"\r\n"
         r = transaction(self.session(), ["ann@example.org", "boss@example.org"], body)
@@ -182,7 +191,24 @@ def parts_of(raw):
             for p in m.walk() if not p.is_multipart()]
 
 
-class MimeServices(RFC4496):
+class Normalize(ServicesBase):
+    def test_long_lines_reencoded_and_long_addresses_refused(self):
+        line = b"a" * 1500
+        raw = (b"Subject: long\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n"
+               b"Content-Transfer-Encoding: 7bit\r\n\r\n" + line + b"\r\nshort line\r\n")
+        r = transaction(self.session(), ["u@norm.example"], raw)
+        self.assertTrue(r[0].startswith("250"), r)
+        (name, data), = self.d.messages("u@norm.example")
+        self.assertIn(b"Content-Transfer-Encoding: quoted-printable", data)
+        self.assertTrue(all(len(l) <= 998 for l in data.split(b"\n")))
+        m = email.message_from_bytes(data, policy=email.policy.default)
+        self.assertEqual(m.get_payload(decode=True).replace(b"\r\n", b"\n"), line + b"\nshort line\n")
+        r = transaction(self.session(), ["u@norm.example"], b"Subject: x\r\n\r\nx\r\n",
+                        sender="a" * 120 + "@example.net")
+        self.assertRegex(r[0], r"^553 5\.1\.7 ")
+
+
+class MimeServices(ServicesBase):
     EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
     def test_eicar_replaced_other_parts_identical(self):
