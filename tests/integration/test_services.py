@@ -258,5 +258,134 @@ class MimeServices(ServicesBase):
         self.assertEqual(got[-1][2], b"small\n")
 
 
+def find(binary):
+    for d in ("/usr/sbin", "/usr/bin"):
+        if os.access(os.path.join(d, binary), os.X_OK):
+            return os.path.join(d, binary)
+    return None
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class RealFilters(unittest.TestCase):
+    """SpamAssassin's spamd and ClamAV's clamd, started here from Debian's
+    packages (clamd with a local EICAR signature, no download)."""
+
+    @classmethod
+    def setUpClass(cls):
+        import subprocess
+        import tempfile
+        import time
+        cls.tmp = tempfile.mkdtemp(prefix="filters-")
+        os.chmod(cls.tmp, 0o755)
+        cls.procs = []
+        cls.spamd_port = None
+        cls.clamd_sock = None
+        if find("spamd"):
+            cls.spamd_port = free_port()
+            log = open(os.path.join(cls.tmp, "spamd.log"), "wb")
+            user = ["-u", "nobody"] if os.geteuid() == 0 else []
+            cls.procs.append(subprocess.Popen(
+                [find("spamd"), "-x", "--listen=127.0.0.1:%d" % cls.spamd_port, "--max-children=2",
+                 "--helper-home-dir=" + cls.tmp, "-s", "stderr"] + user, stdout=log, stderr=subprocess.STDOUT))
+        if find("clamd"):
+            db = os.path.join(cls.tmp, "db")
+            os.makedirs(db)
+            with open(os.path.join(db, "eicar.hdb"), "w") as f:
+                f.write("44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n")
+            cls.clamd_sock = os.path.join(cls.tmp, "clamd.sock")
+            conf = os.path.join(cls.tmp, "clamd.conf")
+            with open(conf, "w") as f:
+                f.write("Foreground yes\nLocalSocket %s\nDatabaseDirectory %s\nLogFile %s/clamd.log\n%s"
+                        % (cls.clamd_sock, db, cls.tmp, "User root\n" if os.geteuid() == 0 else ""))
+            cls.procs.append(subprocess.Popen([find("clamd"), "-c", conf], stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL))
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            ok = True
+            if cls.spamd_port:
+                try:
+                    import socket
+                    socket.create_connection(("127.0.0.1", cls.spamd_port)).close()
+                except OSError:
+                    ok = False
+            if cls.clamd_sock and not os.path.exists(cls.clamd_sock):
+                ok = False
+            if ok:
+                break
+            time.sleep(0.2)
+
+    @classmethod
+    def tearDownClass(cls):
+        import shutil
+        for p in cls.procs:
+            p.terminate()
+            p.wait()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def setUp(self):
+        conf = ""
+        if self.spamd_port:
+            conf += ("[service sa]\nmodule = spam\nlisten = inet:127.0.0.1:0\nbackend = spamd\n"
+                     "spamd = inet:127.0.0.1:%d\nthreshold = 5\nactions = junk\npolicy = @DIR@/spam.policy\n"
+                     % self.spamd_port)
+        if self.clamd_sock:
+            conf += ("[service av]\nmodule = security\nlisten = inet:127.0.0.1:0\nclamd = unix:%s\n"
+                     "actions = replace\n" % self.clamd_sock)
+        if not conf:
+            self.skipTest("neither spamd nor clamd is installed (apt-get install spamd clamav-daemon)")
+        self.s = Services(conf, {"spam.policy": "boss@example.org 5 reject 550 5.7.1 Spam refused\n"})
+        extra = {}
+        if self.spamd_port:
+            extra.update(service("sa", self.s.endpoint("sa")))
+            # one rule per policy class: recipients of a rule share one call
+            extra.update({"rule boss.match": "boss@example.org", "rule boss.services": "sa",
+                          "rule spam.match": "*@example.org", "rule spam.services": "sa"})
+        if self.clamd_sock:
+            extra.update(service("av", self.s.endpoint("av")))
+            extra.update({"rule av.match": "@mime.example", "rule av.services": "av"})
+        self.d = Daemon(extra=extra).start()
+
+    def tearDown(self):
+        self.d.cleanup()
+        self.s.stop()
+
+    def test_spamd_gtube(self):
+        if not self.spamd_port:
+            self.skipTest("spamd is not installed (apt-get install spamd)")
+        c = self.d.connect()
+        c.reply()
+        c.cmd("LHLO x")
+        r = transaction(c, ["ann@example.org", "boss@example.org"],
+                        b"Subject: offer\r\nFrom: s@example.net\r\n\r\n" + GTUBE + b"\r\n")
+        self.assertTrue(r[0].startswith("250"), r)
+        self.assertRegex(r[1], r"^550 5\.7\.1 <boss@example\.org> Spam refused")
+        (name, data), = self.d.messages("ann@example.org", folder=".Junk")
+        self.assertIn(b"\nSubject: [SPAM] offer\n", data)
+        self.assertRegex(data, rb"X-Spam-Status: Yes, score=\d+\.\d required=5\.0 tests=spamd")
+
+    def test_clamd_eicar(self):
+        if not self.clamd_sock:
+            self.skipTest("clamd is not installed (apt-get install clamav-daemon)")
+        raw = multipart([("eicar.com", MimeServices.EICAR, "application/octet-stream"),
+                         ("ok.txt", b"fine\n", "text/plain")])
+        c = self.d.connect()
+        c.reply()
+        c.cmd("LHLO x")
+        r = transaction(c, ["u@mime.example"], raw)
+        self.assertTrue(r[0].startswith("250"), r)
+        (name, data), = self.d.messages("u@mime.example")
+        self.assertIn(b"virus Eicar-Test-Signature", data)
+        self.assertNotIn(b"EICAR-STANDARD", data)
+        self.assertEqual(parts_of(data)[-1][2], b"fine\n")
+
+
 if __name__ == "__main__":
     main()
