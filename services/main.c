@@ -20,7 +20,7 @@
 
 static const ServiceModule *const modules[] = {
   &service_logging, &service_access, &service_blocking, &service_reroute, &service_spam,
-  &service_security, &service_links, &service_normalize,
+  &service_security, &service_links, &service_normalize, &service_smime,
 };
 
 static gboolean debug;
@@ -124,7 +124,7 @@ start_service (GKeyFile *kf, const char *group, GPtrArray *servers, GError **err
   if (m == NULL)
     {
       g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-                   "[%s] module: '%s' is not logging, access, blocking, reroute, spam, security, links or normalize", group,
+                   "[%s] module: '%s' is not logging, access, blocking, reroute, spam, security, links, normalize or smime", group,
                    module ? module : "(none)");
       return FALSE;
     }

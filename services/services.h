@@ -64,5 +64,6 @@ extern const ServiceModule service_spam;
 extern const ServiceModule service_security;
 extern const ServiceModule service_links;
 extern const ServiceModule service_normalize;
+extern const ServiceModule service_smime;
 
 G_END_DECLS

@@ -274,6 +274,90 @@ def free_port():
     return port
 
 
+class Smime(unittest.TestCase):
+    """S/MIME with OpenSSL CMS: verify, decrypt, sign (RFC 4496 4.5)."""
+
+    def ossl(self, *args, data=None):
+        import subprocess
+        return subprocess.run(["openssl"] + list(args), input=data, capture_output=True, check=True,
+                              cwd=self.tmp).stdout
+
+    def setUp(self):
+        import tempfile
+        self.tmp = tempfile.mkdtemp(prefix="smime-")
+        os.chmod(self.tmp, 0o755)
+        self.ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Test CA",
+                  "-keyout", "ca.key", "-out", "ca.pem", "-addext", "basicConstraints=critical,CA:TRUE",
+                  "-addext", "keyUsage=critical,keyCertSign")
+        for name in ("signer", "rcpt", "system"):
+            self.ossl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=%s/emailAddress=%s@example.org" % (name, name),
+                      "-keyout", name + ".key", "-out", name + ".csr")
+            with open(os.path.join(self.tmp, "ext"), "w") as f:
+                f.write("subjectAltName=email:%s@example.org\nkeyUsage=digitalSignature,keyEncipherment\n"
+                        "extendedKeyUsage=emailProtection\n" % name)
+            self.ossl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                      "-days", "2", "-out", name + ".pem", "-extfile", "ext")
+        for f in os.listdir(self.tmp):
+            os.chmod(os.path.join(self.tmp, f), 0o644)
+        conf = ("[service sm]\nmodule = smime\nlisten = inet:127.0.0.1:0\nca_file = {t}/ca.pem\n"
+                "bad_signature = tag [BAD SIGNATURE]\ndecrypt_cert = {t}/rcpt.pem\ndecrypt_key = {t}/rcpt.key\n"
+                "sign_senders = boss@example.org\nsign_cert = {t}/system.pem\nsign_key = {t}/system.key\n"
+                ).format(t=self.tmp)
+        self.s = Services(conf)
+        extra = service("sm", self.s.endpoint("sm"))
+        extra.update({"rule all.match": "*", "rule all.services": "sm"})
+        self.d = Daemon(extra=extra).start()
+
+    def tearDown(self):
+        import shutil
+        self.d.cleanup()
+        self.s.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def deliver(self, raw, sender="signer@example.org"):
+        c = self.d.connect()
+        c.reply()
+        c.cmd("LHLO x")
+        r = transaction(c, ["ann@example.org"], raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"),
+                        sender=sender)
+        self.assertTrue(r[0].startswith("250"), r)
+        msgs = sorted(self.d.messages("ann@example.org"))
+        return msgs[-1][1]
+
+    @staticmethod
+    def unfold(data):
+        return data.replace(b"\n ", b" ").replace(b"\n\t", b" ")
+
+    def test_verify_good_and_bad_signatures(self):
+        entity = b"Content-Type: text/plain\n\nsigned text\n"
+        signed = self.ossl("cms", "-sign", "-signer", "signer.pem", "-inkey", "signer.key", "-binary",
+                           data=entity.replace(b"\n", b"\r\n"))
+        raw = b"Subject: signed\nFrom: signer@example.org\n" + signed
+        data = self.unfold(self.deliver(raw))
+        self.assertIn(b"X-SMIME-Status: valid signature; signer=/CN=signer", data)
+        data = self.unfold(self.deliver(raw.replace(b"signed text", b"forged text")))
+        self.assertIn(b"X-SMIME-Status: invalid signature", data)
+        self.assertIn(b"Subject: [BAD SIGNATURE] signed", data)
+
+    def test_decrypt(self):
+        entity = b"Content-Type: text/plain\r\n\r\nthe secret\r\n"
+        enc = self.ossl("cms", "-encrypt", "-aes256", "-binary", "rcpt.pem", data=entity)
+        data = self.deliver(b"Subject: secret\nFrom: x@example.net\n" + enc)
+        self.assertIn(b"X-SMIME-Status: decrypted", data)
+        self.assertIn(b"\nthe secret\n", data)
+        self.assertNotIn(b"pkcs7-mime", data)
+
+    def test_sign_for_configured_sender(self):
+        data = self.deliver(b"Subject: from the boss\nContent-Type: text/plain\n\nsign me\n", sender="boss@example.org")
+        self.assertIn(b"multipart/signed", data)
+        body = data.split(b"\n\n", 1)
+        path = os.path.join(self.tmp, "delivered.eml")
+        with open(path, "wb") as f:
+            f.write(data)
+        out = self.ossl("cms", "-verify", "-CAfile", "ca.pem", "-in", "delivered.eml")
+        self.assertIn(b"sign me", out)
+
+
 class RealFilters(unittest.TestCase):
     """SpamAssassin's spamd and ClamAV's clamd, started here from Debian's
     packages (clamd with a local EICAR signature, no download)."""

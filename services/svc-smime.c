@@ -1,0 +1,366 @@
+/* svc-smime.c - secure mail (RFC 4496 4.5) with OpenSSL CMS:
+ *   verify   multipart/signed and signed-data; the result goes into a
+ *            header, a bad signature is handled by the configured actions
+ *   decrypt  enveloped-data for which a key is configured
+ *   sign     mail from configured senders, as multipart/signed
+ * MIME handling is GMime's; S/MIME works on the canonical (CRLF) form.
+ */
+#include "config.h"
+
+#include <string.h>
+#include <unistd.h>
+#include <glib/gstdio.h>
+#include <openssl/bio.h>
+#include <openssl/cms.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "gmime-cleanup.h"
+#include "services.h"
+
+typedef struct {
+  X509_STORE *store;        /* trust for verification, or NULL */
+  char **bad_actions;       /* on a signature that does not verify */
+  X509 *decrypt_cert;
+  EVP_PKEY *decrypt_key;
+  char **sign_senders;
+  X509 *sign_cert;
+  EVP_PKEY *sign_key;
+} Smime;
+
+static X509 *
+read_cert (const char *path, GError **error)
+{
+  BIO *b = BIO_new_file (path, "r");
+  X509 *x = b ? PEM_read_bio_X509 (b, NULL, NULL, NULL) : NULL;
+  BIO_free (b);
+  if (x == NULL)
+    g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s: not a PEM certificate", path);
+  return x;
+}
+
+static EVP_PKEY *
+read_key (const char *path, GError **error)
+{
+  BIO *b = BIO_new_file (path, "r");
+  EVP_PKEY *k = b ? PEM_read_bio_PrivateKey (b, NULL, NULL, NULL) : NULL;
+  BIO_free (b);
+  if (k == NULL)
+    g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s: not a PEM private key", path);
+  return k;
+}
+
+static gboolean
+smime_configure (Service *svc, GKeyFile *kf, const char *group, GError **error)
+{
+  Smime *s = g_new0 (Smime, 1);
+  g_autofree char *ca = service_get_string (kf, group, "ca_file", NULL);
+  g_autofree char *bad = service_get_string (kf, group, "bad_signature", "header X-SMIME-Warning: bad signature");
+  g_autofree char *dc = service_get_string (kf, group, "decrypt_cert", NULL);
+  g_autofree char *dk = service_get_string (kf, group, "decrypt_key", NULL);
+  g_autofree char *sc = service_get_string (kf, group, "sign_cert", NULL);
+  g_autofree char *sk = service_get_string (kf, group, "sign_key", NULL);
+
+  svc->state = s;
+  if (ca)
+    {
+      s->store = X509_STORE_new ();
+      if (X509_STORE_load_file (s->store, ca) != 1)
+        {
+          g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL, "ca_file %s cannot be loaded", ca);
+          return FALSE;
+        }
+    }
+  s->bad_actions = g_strsplit (bad, ";", -1);
+  for (guint i = 0; s->bad_actions[i]; i++)
+    {
+      OcpVerdict probe;
+      gboolean ok;
+      g_strstrip (s->bad_actions[i]);
+      ocp_verdict_init (&probe);
+      ok = service_apply_action (&probe, s->bad_actions[i], error);
+      ocp_verdict_clear (&probe);
+      if (!ok)
+        return FALSE;
+    }
+  if ((dc && !(s->decrypt_cert = read_cert (dc, error))) || (dk && !(s->decrypt_key = read_key (dk, error)))
+      || (sc && !(s->sign_cert = read_cert (sc, error))) || (sk && !(s->sign_key = read_key (sk, error))))
+    return FALSE;
+  s->sign_senders = service_get_list (kf, group, "sign_senders");
+  return TRUE;
+}
+
+/* The entity as written by GMime, in canonical CRLF form. */
+static GByteArray *
+canonical (GMimeObject *obj)
+{
+  g_autoptr (GMimeFormatOptions) fmt = g_mime_format_options_new ();
+  g_autoptr (GMimeStream) mem = g_mime_stream_mem_new ();
+  GByteArray *a;
+
+  g_mime_format_options_set_newline_format (fmt, GMIME_NEWLINE_FORMAT_DOS);
+  g_mime_stream_mem_set_owner (GMIME_STREAM_MEM (mem), FALSE);
+  g_mime_object_write_to_stream (obj, fmt, mem);
+  a = g_mime_stream_mem_get_byte_array (GMIME_STREAM_MEM (mem));
+  return a;
+}
+
+static GByteArray *
+part_bytes (GMimePart *part)
+{
+  GMimeDataWrapper *w = g_mime_part_get_content (part);
+  g_autoptr (GMimeStream) mem = g_mime_stream_mem_new ();
+  g_mime_stream_mem_set_owner (GMIME_STREAM_MEM (mem), FALSE);
+  if (w)
+    g_mime_data_wrapper_write_to_stream (w, mem);
+  return g_mime_stream_mem_get_byte_array (GMIME_STREAM_MEM (mem));
+}
+
+static char *
+signer_name (CMS_ContentInfo *cms)
+{
+  STACK_OF (X509) *signers = CMS_get0_signers (cms);
+  char buf[256] = "";
+  if (signers && sk_X509_num (signers) > 0)
+    X509_NAME_oneline (X509_get_subject_name (sk_X509_value (signers, 0)), buf, sizeof buf);
+  sk_X509_free (signers);
+  return g_strdup (buf);
+}
+
+static char *
+ssl_reason (void)
+{
+  char buf[256];
+  unsigned long e = ERR_get_error ();
+  ERR_clear_error ();
+  if (e == 0)
+    return g_strdup ("unknown error");
+  ERR_error_string_n (e, buf, sizeof buf);
+  return g_strdup (buf);
+}
+
+/* Verifies a detached or embedded signature; fills @who / @why. */
+static gboolean
+verify (Smime *s, const GByteArray *sig, const GByteArray *content, char **who, char **why)
+{
+  BIO *sb = BIO_new_mem_buf (sig->data, (int) sig->len);
+  BIO *cb = content ? BIO_new_mem_buf (content->data, (int) content->len) : NULL;
+  CMS_ContentInfo *cms = d2i_CMS_bio (sb, NULL);
+  gboolean ok = FALSE;
+
+  ERR_clear_error ();
+  if (cms == NULL)
+    *why = g_strdup ("unreadable signature");
+  else if (CMS_verify (cms, NULL, s->store, cb, NULL, (content ? CMS_DETACHED : 0) | CMS_BINARY
+                       | (s->store ? 0 : CMS_NO_SIGNER_CERT_VERIFY)) == 1)
+    {
+      ok = TRUE;
+      *who = signer_name (cms);
+    }
+  else
+    *why = ssl_reason ();
+  CMS_ContentInfo_free (cms);
+  BIO_free (sb);
+  BIO_free (cb);
+  return ok;
+}
+
+/* Writes @msg; its header block and body become the adapted parts. */
+static void
+emit (GMimeMessage *msg, ServiceOutput *out)
+{
+  g_autoptr (GMimeFormatOptions) fmt = g_mime_format_options_new ();
+  g_autoptr (GMimeStream) mem = g_mime_stream_mem_new ();
+  GByteArray *a;
+  const char *sep;
+  g_autofree char *path = NULL;
+  int fd;
+
+  g_mime_format_options_set_newline_format (fmt, GMIME_NEWLINE_FORMAT_UNIX);
+  g_mime_object_write_to_stream (GMIME_OBJECT (msg), fmt, mem);
+  a = g_mime_stream_mem_get_byte_array (GMIME_STREAM_MEM (mem));
+  g_byte_array_append (a, (const guint8 *) "", 1);
+  sep = strstr ((const char *) a->data, "\n\n");
+  if (sep == NULL)
+    return;
+  out->header = g_bytes_new (a->data, sep + 2 - (const char *) a->data);
+  fd = g_file_open_tmp ("smime-XXXXXX", &path, NULL);
+  if (fd < 0)
+    return;
+  g_unlink (path);
+  if (write (fd, sep + 2, a->len - 1 - (sep + 2 - (const char *) a->data)) < 0)
+    {
+      close (fd);
+      return;
+    }
+  lseek (fd, 0, SEEK_SET);
+  out->body_fd = fd;
+}
+
+static gboolean
+is_type (GMimeObject *obj, const char *type, const char *subtype)
+{
+  GMimeContentType *ct = g_mime_object_get_content_type (obj);
+  return ct && g_mime_content_type_is_type (ct, type, subtype);
+}
+
+static GMimeMessage *
+load_message (const ServiceInput *in)
+{
+  g_autoptr (GMimeStream) cat = g_mime_stream_cat_new ();
+  g_autoptr (GMimeParser) parser = NULL;
+  gsize n = 0;
+  const char *h = in->header ? g_bytes_get_data (in->header, &n) : NULL;
+
+  if (h == NULL)
+    return NULL;
+  {
+    g_autoptr (GMimeStream) hs = g_mime_stream_mem_new_with_buffer (h, n);
+    g_mime_stream_cat_add_source (GMIME_STREAM_CAT (cat), hs);
+  }
+  if (in->body_fd >= 0)
+    {
+      g_autoptr (GMimeStream) bs = g_mime_stream_fs_new (dup (in->body_fd));
+      g_mime_stream_seek (bs, 0, GMIME_STREAM_SEEK_SET);
+      g_mime_stream_cat_add_source (GMIME_STREAM_CAT (cat), bs);
+    }
+  parser = g_mime_parser_new_with_stream (cat);
+  return g_mime_parser_construct_message (parser, NULL);
+}
+
+static void
+smime_check (Service *svc, const ServiceInput *in, ServiceOutput *out)
+{
+  Smime *s = svc->state;
+  g_autoptr (GMimeMessage) msg = load_message (in);
+  GMimeObject *top = msg ? g_mime_message_get_mime_part (msg) : NULL;
+  const char *from = g_hash_table_lookup (in->env, "Mail-From");
+
+  if (top == NULL)
+    return;
+
+  /* decrypt what we hold a key for */
+  if (s->decrypt_key && s->decrypt_cert && GMIME_IS_PART (top)
+      && (is_type (top, "application", "pkcs7-mime") || is_type (top, "application", "x-pkcs7-mime")))
+    {
+      g_autoptr (GByteArray) der = part_bytes (GMIME_PART (top));
+      BIO *ib = BIO_new_mem_buf (der->data, (int) der->len);
+      BIO *ob = BIO_new (BIO_s_mem ());
+      CMS_ContentInfo *cms = d2i_CMS_bio (ib, NULL);
+      if (cms && CMS_decrypt (cms, s->decrypt_key, s->decrypt_cert, NULL, ob, CMS_BINARY) == 1)
+        {
+          char *data = NULL;
+          long len = BIO_get_mem_data (ob, &data);
+          g_autoptr (GMimeStream) ps = g_mime_stream_mem_new_with_buffer (data, len);
+          g_autoptr (GMimeParser) pp = g_mime_parser_new_with_stream (ps);
+          g_autoptr (GMimeObject) inner = g_mime_parser_construct_part (pp, NULL);
+          if (inner)
+            {
+              g_mime_message_set_mime_part (msg, inner);
+              top = inner;
+              service_add_header (&out->verdict, "X-SMIME-Status: decrypted");
+              emit (msg, out);
+            }
+        }
+      else if (cms)
+        {
+          g_autofree char *why = ssl_reason ();
+          service_add_header (&out->verdict, "X-SMIME-Status: cannot decrypt (%s)", why);
+        }
+      CMS_ContentInfo_free (cms);
+      BIO_free (ib);
+      BIO_free (ob);
+    }
+
+  /* verify signatures */
+  if (GMIME_IS_MULTIPART_SIGNED (top) && g_mime_multipart_get_count (GMIME_MULTIPART (top)) == 2)
+    {
+      GMimeObject *content = g_mime_multipart_get_part (GMIME_MULTIPART (top), 0);
+      GMimeObject *sigpart = g_mime_multipart_get_part (GMIME_MULTIPART (top), 1);
+      g_autofree char *who = NULL, *why = NULL;
+      if (GMIME_IS_PART (sigpart) && (is_type (sigpart, "application", "pkcs7-signature")
+                                      || is_type (sigpart, "application", "x-pkcs7-signature")))
+        {
+          g_autoptr (GByteArray) sig = part_bytes (GMIME_PART (sigpart));
+          g_autoptr (GByteArray) canon = canonical (content);
+          if (verify (s, sig, canon, &who, &why))
+            service_add_header (&out->verdict, "X-SMIME-Status: valid signature; signer=%s", who);
+          else
+            {
+              service_add_header (&out->verdict, "X-SMIME-Status: invalid signature (%s)", why);
+              for (guint i = 0; s->bad_actions[i]; i++)
+                service_apply_action (&out->verdict, s->bad_actions[i], NULL);
+            }
+        }
+      return;
+    }
+
+  /* sign for the configured senders */
+  if (s->sign_cert && s->sign_key && from && s->sign_senders
+      && g_strv_contains ((const char *const *) s->sign_senders, from))
+    {
+      g_autoptr (GByteArray) canon = canonical (top);
+      BIO *cb = BIO_new_mem_buf (canon->data, (int) canon->len);
+      BIO *ob = BIO_new (BIO_s_mem ());
+      CMS_ContentInfo *cms = CMS_sign (s->sign_cert, s->sign_key, NULL, cb, CMS_DETACHED | CMS_BINARY);
+      if (cms && i2d_CMS_bio (ob, cms) == 1)
+        {
+          char *der = NULL;
+          long len = BIO_get_mem_data (ob, &der);
+          GMimeMultipartSigned *mps = g_mime_multipart_signed_new ();
+          GMimePart *sp = g_mime_part_new_with_type ("application", "pkcs7-signature");
+          g_autoptr (GMimeStream) ds = g_mime_stream_mem_new_with_buffer (der, len);
+          GMimeDataWrapper *w = g_mime_data_wrapper_new_with_stream (ds, GMIME_CONTENT_ENCODING_DEFAULT);
+          GMimeContentType *ct = g_mime_object_get_content_type (GMIME_OBJECT (mps));
+
+          g_mime_multipart_set_boundary (GMIME_MULTIPART (mps), NULL); /* a fresh one */
+          g_mime_content_type_set_parameter (ct, "protocol", "application/pkcs7-signature");
+          g_mime_content_type_set_parameter (ct, "micalg", "sha-256");
+          g_mime_part_set_content (sp, w);
+          g_mime_part_set_content_encoding (sp, GMIME_CONTENT_ENCODING_BASE64);
+          g_mime_part_set_filename (sp, "smime.p7s");
+          g_object_unref (w);
+          g_object_ref (top);
+          g_mime_multipart_add (GMIME_MULTIPART (mps), top);
+          g_mime_multipart_add (GMIME_MULTIPART (mps), GMIME_OBJECT (sp));
+          g_object_unref (sp);
+          g_mime_message_set_mime_part (msg, GMIME_OBJECT (mps));
+          g_object_unref (top);
+          g_object_unref (mps);
+          service_add_header (&out->verdict, "X-SMIME-Status: signed by the mail system");
+          if (out->header)
+            {
+              g_bytes_unref (out->header);
+              out->header = NULL;
+            }
+          if (out->body_fd >= 0)
+            {
+              close (out->body_fd);
+              out->body_fd = -1;
+            }
+          emit (msg, out);
+        }
+      CMS_ContentInfo_free (cms);
+      BIO_free (cb);
+      BIO_free (ob);
+    }
+}
+
+static void
+smime_free (gpointer p)
+{
+  Smime *s = p;
+  X509_STORE_free (s->store);
+  g_strfreev (s->bad_actions);
+  X509_free (s->decrypt_cert);
+  EVP_PKEY_free (s->decrypt_key);
+  X509_free (s->sign_cert);
+  EVP_PKEY_free (s->sign_key);
+  g_strfreev (s->sign_senders);
+  g_free (s);
+}
+
+const ServiceModule service_smime = {
+  "smime", OCP_PARTS_ALL, smime_configure, smime_check, smime_free,
+};
