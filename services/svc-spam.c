@@ -130,16 +130,25 @@ spam_configure (Service *svc, GKeyFile *kf, const char *group, GError **error)
   return TRUE;
 }
 
-/* The message as the filters want it: header part then body. */
+/* The message as the filters want it: a Received line naming the real
+ * client (spamd has no other way to learn it), the header part, the body. */
 static GBytes *
 whole_message (const ServiceInput *in)
 {
   GByteArray *b = g_byte_array_new ();
   gsize n = 0;
   const guint8 *h = in->header ? g_bytes_get_data (in->header, &n) : NULL;
+  const char *ip = g_hash_table_lookup (in->env, "Client-Address");
+  const char *helo = g_hash_table_lookup (in->env, "Client-Name");
   guint64 off = 0;
   guint8 buf[65536];
 
+  if (ip && g_hostname_is_ip_address (ip))
+    {
+      g_autofree char *rcv = g_strdup_printf ("Received: from %s ([%s])\n\tby opes-lmtpd with LMTP\n",
+                                              helo && !strpbrk (helo, "\r\n") ? helo : "unknown", ip);
+      g_byte_array_append (b, (const guint8 *) rcv, strlen (rcv));
+    }
   if (h)
     g_byte_array_append (b, h, n);
   while (in->body_fd >= 0 && off < in->body_len && b->len < MESSAGE_MAX)
