@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <glib-unix.h>
 
+#include "deliver.h"
 #include "gmime-cleanup.h"
 #include "services.h"
 
@@ -195,6 +196,12 @@ main (int argc, char **argv)
       return 78;
     }
   g_mime_init ();
+  service_user = service_get_string (kf, "server", "user", NULL);
+  if (geteuid () == 0 && service_user == NULL)
+    {
+      g_printerr ("ocp-services: refusing to run as root: set [server] user\n");
+      return 77;
+    }
   loop = g_main_loop_new (NULL, FALSE);
   groups = g_key_file_get_groups (kf, NULL);
   for (guint i = 0; groups[i]; i++)
@@ -207,6 +214,12 @@ main (int argc, char **argv)
     {
       g_printerr ("ocp-services: %s: no [service NAME]\n", config);
       return 78;
+    }
+  /* configured and listening: from here on, the unprivileged user */
+  if (!deliver_drop_privileges (service_user, &error))
+    {
+      g_printerr ("ocp-services: %s\n", error->message);
+      return 77;
     }
   g_printerr ("ocp-services: started\n");
   g_unix_signal_add (SIGTERM, on_term, loop);

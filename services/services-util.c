@@ -1,10 +1,27 @@
 /* services-util.c - small helpers the service modules share. */
 #include "config.h"
 
+#include <errno.h>
 #include <string.h>
+
+#include <pwd.h>
+#include <unistd.h>
 
 #include "gmime-cleanup.h"
 #include "services.h"
+
+char *service_user;
+
+void
+service_own_path (const char *path)
+{
+  struct passwd *pw;
+
+  if (geteuid () != 0 || service_user == NULL || (pw = getpwnam (service_user)) == NULL)
+    return;
+  if (chown (path, pw->pw_uid, pw->pw_gid) < 0)
+    g_printerr ("ocp-services: chown %s: %s\n", path, g_strerror (errno));
+}
 
 char *
 service_get_string (GKeyFile *kf, const char *group, const char *key, const char *def)

@@ -55,6 +55,10 @@ char *service_header_value (GBytes *header, const char *name);
  * "tag [X]" / "header Name: value" / "accept" into @v. */
 gboolean service_apply_action (OcpVerdict *v, const char *action, GError **error);
 void service_add_header (OcpVerdict *v, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
+/* Hands a file or directory a module creates to [server] user when running
+ * as root (the services switch to that user once configured). */
+void service_own_path (const char *path);
+extern char *service_user;
 
 extern const ServiceModule service_logging;
 extern const ServiceModule service_access;

@@ -435,7 +435,9 @@ links_configure (Service *svc, GKeyFile *kf, const char *group, GError **error)
       g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND, "store and url are required");
       return FALSE;
     }
-  if (g_mkdir_with_parents (l->store, 0755) < 0)
+  if (g_mkdir_with_parents (l->store, 0755) == 0)
+    service_own_path (l->store);
+  else
     {
       g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno), "store %s: %s", l->store, g_strerror (errno));
       return FALSE;

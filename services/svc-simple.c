@@ -58,7 +58,14 @@ logging_configure (Service *svc, GKeyFile *kf, const char *group, GError **error
     }
   l = g_new0 (Logging, 1);
   g_mutex_init (&l->lock);
+  {
+    g_autofree char *dir = g_path_get_dirname (path);
+    if (g_mkdir_with_parents (dir, 0755) == 0)
+      service_own_path (dir);
+  }
   l->fd = open (path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (l->fd >= 0)
+    service_own_path (path);
   if (l->fd < 0)
     {
       g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno), "log %s: %s", path, g_strerror (errno));

@@ -344,6 +344,8 @@ class Services:
             with open(os.path.join(self.dir, name), "w") as f:
                 f.write(text)
         self.conf = os.path.join(self.dir, "services.conf")
+        if os.geteuid() == 0:
+            conf_text = "[server]\nuser = %s\n" % MAIL_USER + conf_text
         with open(self.conf, "w") as f:
             f.write(conf_text.replace("@DIR@", self.dir))
         self.log_path = os.path.join(self.dir, "log")

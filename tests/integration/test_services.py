@@ -104,7 +104,8 @@ class ServicesBase(unittest.TestCase):
         # one daemon: the notices come back to it
         self.d0.cleanup()
         self.d.sock = self.d0.sock
-        self.d.write_config(extra=dict(extra, **{"server.listen": "inet:127.0.0.1:0;unix:%s" % self.d0.sock}))
+        self.d.write_config(extra=dict(extra, **{"server.listen": "inet:127.0.0.1:0;unix:%s" % self.d0.sock,
+                                                 "server.socket_mode": "0666"}))
         self.d.start()
 
     def tearDown(self):
