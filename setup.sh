@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # setup.sh - install what is missing, build, then run lmtpd or the tests.
 #
-#   ./setup.sh run    build and start lmtpd in the foreground on
-#                     conf/lmtpd.conf.example (127.0.0.1:2424 and
-#                     ./var/run/lmtpd.sock, mail under ./var/mail)
+#   ./setup.sh run    build, start the callout services (ocp-services on
+#                     conf/services.conf.example) and lmtpd in the
+#                     foreground on conf/lmtpd.conf.example (127.0.0.1:2424
+#                     and ./var/run/lmtpd.sock, mail under ./var/mail)
 #   ./setup.sh test   build and run the whole test suite; the last line
 #                     is "N passed, M failed"
 #
@@ -57,8 +58,14 @@ if [ "$mode" = run ]; then
   if [ "$(id -u)" -eq 0 ] && ! id lmtpd >/dev/null 2>&1; then
     useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin lmtpd
   fi
+  # the RFC 4496 callout services, then lmtpd in the foreground
+  echo "setup: starting ocp-services on conf/services.conf.example" >&2
+  ./services/ocp-services -c conf/services.conf.example &
+  services_pid=$!
+  trap 'kill "$services_pid" 2>/dev/null; wait "$services_pid" 2>/dev/null' EXIT
   echo "setup: starting lmtpd on conf/lmtpd.conf.example (Ctrl-C stops it)" >&2
-  exec ./lmtpd/lmtpd -c conf/lmtpd.conf.example
+  ./lmtpd/lmtpd -c conf/lmtpd.conf.example
+  exit $?
 fi
 
 rc=0

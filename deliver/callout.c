@@ -373,7 +373,7 @@ callout_run (const LmtpdConfig *config, const DeliverMessage *msg, const Deliver
 }
 
 gboolean
-callout_rcpt_stage (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipient *rcpt,
+callout_rcpt_stage (const LmtpdConfig *config, const DeliverMessage *msg, DeliverRecipient *rcpt,
                     DeliverStatus *status)
 {
   const LmtpdRule *rule = lmtpd_config_match_rule (config, rcpt->address);
@@ -398,6 +398,18 @@ run:
   ok = d.kind != CALLOUT_REJECT && d.kind != CALLOUT_TEMPFAIL;
   if (!ok)
     callout_refusal (config, &d, rcpt, status);
+  else
+    {
+      /* remembered for the trace of the delivered message */
+      GString *t = g_string_new (NULL);
+      for (guint i = 0; i < r->outcomes->len; i++)
+        {
+          const CalloutOutcome *o = r->outcomes->pdata[i];
+          g_string_append_printf (t, "%s%s ; verdict=%s", t->len ? ",\n\t" : "", o->service->uri, outcome_word (o));
+        }
+      g_free (rcpt->rcpt_trace);
+      rcpt->rcpt_trace = g_string_free (t, FALSE);
+    }
   callout_result_free (r);
   return ok;
 }
@@ -494,21 +506,28 @@ callout_refusal (const LmtpdConfig *config, const CalloutDecision *d, const Deli
 /* ---- the adapted message --------------------------------------------------- */
 
 char *
-callout_trace (const LmtpdConfig *config, const CalloutResult *r)
+callout_trace (const LmtpdConfig *config, const CalloutResult *r, const char *rcpt_trace)
 {
   GString *s;
+  gboolean any = FALSE;
 
   if (config->services->len == 0)
     return g_strdup ("");
   s = g_string_new (NULL);
   g_string_append_printf (s, "OPES-System: %s\n", config->opes_system);
+  if (rcpt_trace && rcpt_trace[0])
+    {
+      g_string_append_printf (s, "OPES-Via: %s", rcpt_trace);
+      any = TRUE;
+    }
   for (guint i = 0; r && i < r->outcomes->len; i++)
     {
       const CalloutOutcome *o = r->outcomes->pdata[i];
-      g_string_append_printf (s, "%s%s ; verdict=%s", i ? ",\n\t" : "OPES-Via: ", o->service->uri,
+      g_string_append_printf (s, "%s%s ; verdict=%s", any ? ",\n\t" : "OPES-Via: ", o->service->uri,
                               outcome_word (o));
+      any = TRUE;
     }
-  if (r && r->outcomes->len)
+  if (any)
     g_string_append_c (s, '\n');
   return g_string_free (s, FALSE);
 }

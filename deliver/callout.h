@@ -40,7 +40,7 @@ const CalloutResult *callout_run (const LmtpdConfig *config, const DeliverMessag
                                   CalloutResult **owned);
 /* RCPT-stage services: FALSE with @status when they refuse the recipient. */
 gboolean callout_rcpt_stage (const LmtpdConfig *config, const DeliverMessage *msg,
-                             const DeliverRecipient *rcpt, DeliverStatus *status);
+                             DeliverRecipient *rcpt, DeliverStatus *status);
 void callout_result_free (CalloutResult *r);
 /* The table of calls shared by the recipients of one transaction. */
 GHashTable *callout_shared_table_new (void);
@@ -49,7 +49,7 @@ void callout_decide (const LmtpdConfig *config, const CalloutResult *r, const De
 void callout_refusal (const LmtpdConfig *config, const CalloutDecision *d, const DeliverRecipient *rcpt,
                       DeliverStatus *status);
 /* "OPES-System: ...\nOPES-Via: ...\n", or "" when no service is configured. */
-char *callout_trace (const LmtpdConfig *config, const CalloutResult *r);
+char *callout_trace (const LmtpdConfig *config, const CalloutResult *r, const char *rcpt_trace);
 gboolean callout_needs_new_header (const CalloutResult *r, const CalloutDecision *d);
 char *callout_new_header (const DeliverMessage *msg, const CalloutResult *r, const CalloutDecision *d);
 /* Flags the services asked for, normalized, or NULL.  Free with g_free. */

@@ -71,6 +71,7 @@ typedef struct {
   guint64 quota_messages;
   char *orcpt;         /* ORCPT= address or NULL */
   char *bypass;        /* OPES bypass asked for on RCPT (service names/URIs or "*"), or NULL */
+  char *rcpt_trace;    /* "URI ; verdict=..." of the services that ran at RCPT, or NULL */
 } DeliverRecipient;
 
 /* Resolves a recipient: rewrite map, subaddress, users, mailbox.  Returns
@@ -277,7 +278,7 @@ void deliver_pipeline_run (const LmtpdConfig *config, DeliverDedupe *dedupe,
  * 4.4 and 4.8).  Blocking.  Returns FALSE and sets @status (the quota or
  * the service's reply) when the recipient is refused. */
 gboolean deliver_rcpt_check (const LmtpdConfig *config, const DeliverMessage *msg,
-                             const DeliverRecipient *rcpt, guint64 size_hint, DeliverStatus *status);
+                             DeliverRecipient *rcpt, guint64 size_hint, DeliverStatus *status);
 /* Quota check before data, from the SIZE= hint (0 = unknown).  Returns
  * FALSE and sets @status when the recipient is over quota. */
 gboolean deliver_precheck (const LmtpdConfig *config, const DeliverRecipient *rcpt,

@@ -236,7 +236,7 @@ main (int argc, char **argv)
   deliver_shared_init (&shared, resolved);
   for (guint i = 0; i < resolved->len; i++)
     {
-      const DeliverRecipient *r = resolved->pdata[i];
+      DeliverRecipient *r = resolved->pdata[i];
       DeliverStatus st = { 0 };
       g_autofree char *path = NULL;
 

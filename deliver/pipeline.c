@@ -76,7 +76,7 @@ deliver_precheck (const LmtpdConfig *config, const DeliverRecipient *rcpt, guint
 }
 
 gboolean
-deliver_rcpt_check (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipient *rcpt,
+deliver_rcpt_check (const LmtpdConfig *config, const DeliverMessage *msg, DeliverRecipient *rcpt,
                     guint64 size_hint, DeliverStatus *status)
 {
   return deliver_precheck (config, rcpt, size_hint, status) && callout_rcpt_stage (config, msg, rcpt, status);
@@ -274,7 +274,7 @@ run (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipien
   st.flags = flags;
 
   trace = deliver_trace_headers (config, msg, rcpt, per_recipient);
-  opes = callout_trace (config, result);
+  opes = callout_trace (config, result, rcpt->rcpt_trace);
   deliver_content_from_spool (&st.content, msg->spool);
   if (callout_needs_new_header (result, &d) || d.has_body)
     {

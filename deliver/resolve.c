@@ -106,6 +106,7 @@ deliver_recipient_free (DeliverRecipient *r)
   g_free (r->inbox);
   g_free (r->orcpt);
   g_free (r->bypass);
+  g_free (r->rcpt_trace);
   g_free (r);
 }
 
