@@ -15,18 +15,32 @@ from test_delivery import transaction
 import lmtptest
 
 
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 class Examples(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="examples-")
         os.chmod(self.dir, 0o755)
         shutil.copytree(os.path.join(TOP_SRCDIR, "conf"), os.path.join(self.dir, "conf"))
-        for name in ("lmtpd.conf.example", "services.conf.example"):
+        ports = {}
+        for name in ("services.conf.example", "lmtpd.conf.example"):
             p = os.path.join(self.dir, "conf", name)
             with open(p) as f:
                 text = f.read()
-            # the example's account may not exist on a test machine
+            # the example's account may not exist on a test machine, and its
+            # ports may be taken (by a quick start running here)
+            text = text.replace("user = lmtpd", "user = %s" % MAIL_USER)
+            text = re.sub(r"127\.0\.0\.1:(113\d\d)",
+                          lambda m: "127.0.0.1:%d" % ports.setdefault(m.group(1), free_port()), text)
             with open(p, "w") as f:
-                f.write(text.replace("user = lmtpd", "user = %s" % MAIL_USER))
+                f.write(text)
         self.procs = []
 
     def tearDown(self):
