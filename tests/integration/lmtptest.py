@@ -328,7 +328,11 @@ class Callout:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        log = self.read_log()
         shutil.rmtree(self.dir, ignore_errors=True)
+        for mark in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if mark in log:
+                raise AssertionError("ocp-services: " + log[log.index(mark):][:3000])
 
 
 SERVICES = os.environ.get("SERVICES") or os.path.join(os.path.dirname(LMTPD), "..", "services", "ocp-services")
@@ -383,4 +387,8 @@ class Services:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        log = self.read_log()
         shutil.rmtree(self.dir, ignore_errors=True)
+        for mark in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if mark in log:
+                raise AssertionError("ocp-services: " + log[log.index(mark):][:3000])
