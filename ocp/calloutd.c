@@ -38,6 +38,7 @@ typedef struct {
 
 static GPtrArray *rules;
 static OcpServer *server;
+static GPtrArray *hanging; /* transactions left unanswered on purpose */
 static gboolean debug;
 static guint64 handled;
 
@@ -291,18 +292,23 @@ handle (OcpServerTxn *t, gpointer data)
         }
       else if (g_str_has_prefix (a, "delay "))
         delay = (guint) g_ascii_strtoull (arg, NULL, 10);
-      else if (strcmp (a, "close") == 0)
+      else if (strcmp (a, "close") == 0 || strcmp (a, "garbage") == 0 || strcmp (a, "hang") == 0)
         {
-          ocp_server_txn_abort_connection (t);
-          return; /* leaks p on purpose: test only */
-        }
-      else if (strcmp (a, "garbage") == 0)
-        {
-          ocp_server_txn_send_raw (t, "AMS this is not OCP\r\n{{{\r\n;\r\n", 28);
+          if (a[0] == 'c')
+            ocp_server_txn_abort_connection (t);
+          else if (a[0] == 'g')
+            ocp_server_txn_send_raw (t, "AMS this is not OCP\r\n{{{\r\n;\r\n", 28);
+          else
+            g_ptr_array_add (hanging, ocp_server_txn_ref (t));
+          ocp_server_txn_unref (p->txn);
+          ocp_verdict_clear (&p->verdict);
+          if (p->header)
+            g_bytes_unref (p->header);
+          if (p->body_fd >= 0)
+            close (p->body_fd);
+          g_free (p);
           return;
         }
-      else if (strcmp (a, "hang") == 0)
-        return;
     }
   p->verdict.service_id = g_strdup (ocp_server_txn_service (t));
   if (delay)
@@ -355,6 +361,7 @@ main (int argc, char **argv)
   if (rules == NULL)
     rules = g_ptr_array_new_with_free_func (rule_free);
   g_mime_init ();
+  hanging = g_ptr_array_new_with_free_func ((GDestroyNotify) ocp_server_txn_unref);
   loop = g_main_loop_new (NULL, FALSE);
   server = ocp_server_new (parts, handle, NULL);
   for (guint i = 0; listen[i]; i++)
@@ -377,6 +384,7 @@ main (int argc, char **argv)
   g_unix_signal_add (SIGINT, on_term, loop);
   g_main_loop_run (loop);
   ocp_server_free (server);
+  g_ptr_array_unref (hanging);
   g_main_loop_unref (loop);
   g_ptr_array_unref (rules);
   g_mime_shutdown ();

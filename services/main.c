@@ -25,6 +25,18 @@ static const ServiceModule *const modules[] = {
 };
 
 static gboolean debug;
+static GPtrArray *services; /* Service*, freed at exit */
+
+static void
+service_free (gpointer p)
+{
+  Service *svc = p;
+  if (svc->state && svc->module->free)
+    svc->module->free (svc->state);
+  g_free (svc->name);
+  g_free (svc->uri);
+  g_free (svc);
+}
 
 typedef struct {
   Service *svc;
@@ -135,6 +147,7 @@ start_service (GKeyFile *kf, const char *group, GPtrArray *servers, GError **err
       return FALSE;
     }
   svc = g_new0 (Service, 1);
+  g_ptr_array_add (services, svc);
   svc->module = m;
   svc->name = g_strdup (group + strlen ("service "));
   svc->uri = service_get_string (kf, group, "uri", NULL);
@@ -196,6 +209,7 @@ main (int argc, char **argv)
       return 78;
     }
   g_mime_init ();
+  services = g_ptr_array_new_with_free_func (service_free);
   service_user = service_get_string (kf, "server", "user", NULL);
   if (geteuid () == 0 && service_user == NULL)
     {
@@ -226,5 +240,8 @@ main (int argc, char **argv)
   g_unix_signal_add (SIGINT, on_term, loop);
   g_main_loop_run (loop);
   g_main_loop_unref (loop);
+  g_ptr_array_set_size (servers, 0);
+  g_ptr_array_unref (services);
+  g_free (service_user);
   return 0;
 }

@@ -274,7 +274,8 @@ security_part (GMimePart *part, gpointer data)
   Security *s = scan->sec;
   const char *filename = g_mime_part_get_filename (part);
   GMimeContentType *ct = g_mime_object_get_content_type (GMIME_OBJECT (part));
-  g_autofree char *type = ct ? g_ascii_strdown (g_mime_content_type_get_mime_type (ct), -1) : g_strdup ("");
+  g_autofree char *mime_type = ct ? g_mime_content_type_get_mime_type (ct) : NULL;
+  g_autofree char *type = g_ascii_strdown (mime_type ? mime_type : "", -1);
   g_autoptr (GByteArray) bytes = decoded (part);
   const char *dtype = detected_type (bytes);
   g_autofree char *why = NULL;
