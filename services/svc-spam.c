@@ -202,6 +202,23 @@ builtin_score (const ServiceInput *in, GBytes *msg, double *score, GString *why)
           g_string_append (why, "FROM_MISMATCH,");
         }
     }
+  {
+    /* none of the envelope recipients is named in To or Cc (Bcc or list) */
+    g_autofree char *to = service_header_value (in->header, "To");
+    g_autofree char *cc = service_header_value (in->header, "Cc");
+    g_autofree char *both = g_ascii_strdown (g_strconcat (to ? to : "", ",", cc ? cc : "", NULL), -1);
+    gboolean named = FALSE;
+    for (guint i = 0; in->rcpts[i] && !named; i++)
+      {
+        g_autofree char *r = g_ascii_strdown (in->rcpts[i], -1);
+        named = strstr (both, r) != NULL;
+      }
+    if (!named && in->rcpts[0])
+      {
+        *score += 0.5;
+        g_string_append (why, "RCPT_NOT_IN_TO,");
+      }
+  }
   if (why->len)
     g_string_truncate (why, why->len - 1);
   return TRUE;

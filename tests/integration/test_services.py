@@ -131,7 +131,8 @@ class RFC4496(ServicesBase):
         self.assertIn(b"\nX-Spam-Flag: YES\n", data)
         self.assertEqual(self.d.messages("boss@example.org"), [])
         # and clean mail is just scored
-        r = transaction(self.session(), ["ann@example.org"], b"Subject: hi\r\nFrom: s@example.net\r\n\r\nhello\r\n")
+        r = transaction(self.session(), ["ann@example.org"],
+                        b"Subject: hi\r\nFrom: s@example.net\r\nTo: ann@example.org\r\n\r\nhello\r\n")
         (name, data), = self.d.messages("ann@example.org")
         self.assertIn(b"X-Spam-Status: No, score=0.0", data)
 
@@ -357,6 +358,57 @@ class Smime(unittest.TestCase):
             f.write(data)
         out = self.ossl("cms", "-verify", "-CAfile", "ca.pem", "-in", "delivered.eml")
         self.assertIn(b"sign me", out)
+
+
+class RspamdProtocol(unittest.TestCase):
+    """The rspamd bridge against a stand-in that answers /checkv2 as rspamd
+    does (rspamd itself is not in the test dependencies)."""
+
+    def test_checkv2(self):
+        import http.server
+        import threading
+        seen = {}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                seen.update(path=self.path, rcpt=self.headers.get_all("Rcpt"), ip=self.headers["IP"],
+                            frm=self.headers["From"], body=body)
+                score = 20.5 if b"buy now" in body else 1.0
+                answer = ('{"is_skipped":false,"score":%s,"required_score":15.0,"action":"add header"}'
+                          % score).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        s = Services("[service rs]\nmodule = spam\nlisten = inet:127.0.0.1:0\nbackend = rspamd\n"
+                     "rspamd = inet:127.0.0.1:%d\nthreshold = 15\nactions = junk\n" % httpd.server_port)
+        extra = service("rs", s.endpoint("rs"))
+        extra.update({"rule all.match": "*", "rule all.services": "rs"})
+        d = Daemon(extra=extra).start()
+        try:
+            c = d.connect()
+            c.reply()
+            c.cmd("LHLO x")
+            r = transaction(c, ["ann@example.org"], b"Subject: deal\r\nFrom: s@example.net\r\n\r\nbuy now\r\n")
+            self.assertTrue(r[0].startswith("250"), r)
+            self.assertEqual(seen["path"], "/checkv2")
+            self.assertEqual(seen["rcpt"], ["ann@example.org"])
+            self.assertEqual(seen["ip"], "127.0.0.1")
+            self.assertEqual(seen["frm"], "s@example.net")
+            self.assertIn(b"Subject: deal\n", seen["body"])
+            (name, data), = d.messages("ann@example.org", folder=".Junk")
+            self.assertIn(b"X-Spam-Status: Yes, score=20.5 required=15.0 tests=rspamd", data)
+        finally:
+            d.cleanup()
+            s.stop()
+            httpd.shutdown()
 
 
 class RealFilters(unittest.TestCase):
