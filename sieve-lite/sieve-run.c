@@ -1,0 +1,1010 @@
+/* sieve-run.c - the argument grammar of each command and test, and the
+ * interpreter: match types (RFC 5228 2.7.1, RFC 5231), comparators (2.7.3),
+ * address parts (2.7.4, RFC 5233), implicit keep (2.10.2), runtime errors
+ * (2.10.6: stop, and keep), and the extensions listed in sieve.h.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "gmime-cleanup.h"
+#include "sieve-private.h"
+
+#define MAX_ACTIONS 64
+#define MAX_REDIRECTS 4
+#define MAX_STEPS 100000
+
+enum { M_IS, M_CONTAINS, M_MATCHES, M_COUNT, M_VALUE };
+enum { A_ALL, A_LOCALPART, A_DOMAIN, A_USER, A_DETAIL };
+
+typedef struct {
+  const char *comparator;
+  int match;
+  const char *relop;
+  int addrpart;
+  gboolean copy, last, over, under, percent;
+  const char *field;        /* callout :verdict/:score/:labels */
+  char **flags;             /* :flags */
+  guint64 index;
+  GPtrArray *modifiers;     /* set */
+  GPtrArray *pos;           /* SieveArg*: strings and numbers in order */
+} Args;
+
+static const char *const value_tags[] = { "comparator", "count", "value", "index", "flags", "content", NULL };
+
+static void
+args_clear (Args *a)
+{
+  g_clear_pointer (&a->modifiers, g_ptr_array_unref);
+  g_clear_pointer (&a->pos, g_ptr_array_unref);
+}
+
+/* Splits a node's arguments; FALSE with @why for a tag without its value
+ * or an unknown tag. */
+static gboolean
+get_args (const SieveNode *n, Args *a, const char **why)
+{
+  memset (a, 0, sizeof *a);
+  a->comparator = "i;ascii-casemap";
+  a->pos = g_ptr_array_new ();
+  a->modifiers = g_ptr_array_new ();
+  for (guint i = 0; i < n->args->len; i++)
+    {
+      const SieveArg *x = n->args->pdata[i];
+      const SieveArg *v = i + 1 < n->args->len ? n->args->pdata[i + 1] : NULL;
+      const char *t = x->tag;
+
+      if (x->kind != SIEVE_ARG_TAG)
+        {
+          g_ptr_array_add (a->pos, (gpointer) x);
+          continue;
+        }
+      if (g_strv_contains (value_tags, t))
+        {
+          gboolean want_num = strcmp (t, "index") == 0;
+          if (v == NULL || v->kind != (want_num ? SIEVE_ARG_NUMBER : SIEVE_ARG_STRINGS)
+              || (!want_num && strcmp (t, "flags") && strcmp (t, "content") && v->strings[1]))
+            return (*why = "a tag is missing its value", FALSE);
+          i++;
+          if (strcmp (t, "comparator") == 0)
+            a->comparator = v->strings[0];
+          else if (strcmp (t, "count") == 0 || strcmp (t, "value") == 0)
+            {
+              a->match = t[0] == 'c' ? M_COUNT : M_VALUE;
+              static const char *const ops[] = { "gt", "ge", "lt", "le", "eq", "ne", NULL };
+              a->relop = v->strings[0];
+              if (!g_strv_contains (ops, a->relop))
+                return (*why = "relational operator must be gt, ge, lt, le, eq or ne", FALSE);
+            }
+          else if (strcmp (t, "index") == 0)
+            a->index = v->number;
+          else if (strcmp (t, "flags") == 0)
+            a->flags = v->strings;
+          continue;
+        }
+      if (strcmp (t, "is") == 0) a->match = M_IS;
+      else if (strcmp (t, "contains") == 0) a->match = M_CONTAINS;
+      else if (strcmp (t, "matches") == 0) a->match = M_MATCHES;
+      else if (strcmp (t, "all") == 0) a->addrpart = A_ALL;
+      else if (strcmp (t, "localpart") == 0) a->addrpart = A_LOCALPART;
+      else if (strcmp (t, "domain") == 0) a->addrpart = A_DOMAIN;
+      else if (strcmp (t, "user") == 0) a->addrpart = A_USER;
+      else if (strcmp (t, "detail") == 0) a->addrpart = A_DETAIL;
+      else if (strcmp (t, "copy") == 0) a->copy = TRUE;
+      else if (strcmp (t, "last") == 0) a->last = TRUE;
+      else if (strcmp (t, "over") == 0) a->over = TRUE;
+      else if (strcmp (t, "under") == 0) a->under = TRUE;
+      else if (strcmp (t, "percent") == 0) a->percent = TRUE;
+      else if (strcmp (t, "raw") == 0 || strcmp (t, "text") == 0) ;
+      else if (strcmp (t, "verdict") == 0 || strcmp (t, "score") == 0 || strcmp (t, "labels") == 0)
+        a->field = t;
+      else if (strcmp (t, "lower") == 0 || strcmp (t, "upper") == 0 || strcmp (t, "lowerfirst") == 0
+               || strcmp (t, "upperfirst") == 0 || strcmp (t, "quotewildcard") == 0 || strcmp (t, "length") == 0)
+        g_ptr_array_add (a->modifiers, (gpointer) t);
+      else
+        return (*why = "unknown tag", FALSE);
+    }
+  return TRUE;
+}
+
+/* ---- validation of argument shapes --------------------------------------------- */
+
+static gboolean
+check_shape (GError **error, const SieveScript *s, const SieveNode *n, const char *shape, guint tests)
+{
+  Args a;
+  const char *why = NULL;
+  gboolean ok = get_args (n, &a, &why);
+  guint want = strlen (shape), opt = 0;
+
+  /* shape: 's' string list, 'n' number, lower-case optional prefix 'o' */
+  if (ok && shape[0] == 'o')
+    {
+      opt = 1;
+      shape++;
+      want--;
+    }
+  if (ok && !(a.pos->len == want || (opt && a.pos->len + 1 == want)))
+    ok = (why = "wrong number of arguments", FALSE);
+  for (guint i = 0; ok && i < a.pos->len; i++)
+    {
+      const SieveArg *x = a.pos->pdata[i];
+      char k = shape[want - a.pos->len + i];
+      if ((k == 'n') != (x->kind == SIEVE_ARG_NUMBER))
+        ok = (why = k == 'n' ? "expected a number" : "expected a string", FALSE);
+    }
+  if (ok && n->tests->len != tests && tests != G_MAXUINT)
+    ok = (why = "wrong number of tests", FALSE);
+  if (ok && (a.match == M_COUNT || a.match == M_VALUE) && !g_hash_table_contains (s->caps, "relational"))
+    ok = (why = ":count/:value need require \"relational\"", FALSE);
+  if (ok && (a.addrpart == A_USER || a.addrpart == A_DETAIL) && !g_hash_table_contains (s->caps, "subaddress"))
+    ok = (why = ":user/:detail need require \"subaddress\"", FALSE);
+  if (ok && a.copy && !g_hash_table_contains (s->caps, "copy"))
+    ok = (why = ":copy needs require \"copy\"", FALSE);
+  if (ok && a.flags && !g_hash_table_contains (s->caps, "imap4flags"))
+    ok = (why = ":flags needs require \"imap4flags\"", FALSE);
+  if (ok && a.percent && !g_hash_table_contains (s->caps, "spamtestplus"))
+    ok = (why = ":percent needs require \"spamtestplus\"", FALSE);
+  if (ok && strcmp (a.comparator, "i;ascii-casemap") && strcmp (a.comparator, "i;octet"))
+    {
+      g_autofree char *cap = g_strconcat ("comparator-", a.comparator, NULL);
+      if (strcmp (a.comparator, "i;ascii-numeric"))
+        ok = (why = "unknown comparator", FALSE);
+      else if (!g_hash_table_contains (s->caps, cap))
+        ok = (why = "i;ascii-numeric needs require \"comparator-i;ascii-numeric\"", FALSE);
+    }
+  args_clear (&a);
+  if (!ok)
+    g_set_error (error, SIEVE_ERROR, SIEVE_ERROR_SYNTAX, "%d:%d: %s: %s", n->line, n->col, n->name, why);
+  return ok;
+}
+
+gboolean
+sieve_validate_test (GError **error, const SieveScript *s, const SieveNode *t)
+{
+  const char *cap = NULL;
+  const char *n = t->name;
+
+  if (!sieve_known_test (n, &cap))
+    {
+      g_set_error (error, SIEVE_ERROR, SIEVE_ERROR_SYNTAX, "%d:%d: unknown test '%s'", t->line, t->col, n);
+      return FALSE;
+    }
+  if (cap && !g_hash_table_contains (s->caps, cap))
+    {
+      g_set_error (error, SIEVE_ERROR, SIEVE_ERROR_SYNTAX, "%d:%d: '%s' needs require \"%s\"", t->line, t->col, n, cap);
+      return FALSE;
+    }
+  for (guint i = 0; i < t->tests->len; i++)
+    if (!sieve_validate_test (error, s, t->tests->pdata[i]))
+      return FALSE;
+  if (!strcmp (n, "address") || !strcmp (n, "envelope") || !strcmp (n, "header") || !strcmp (n, "string")
+      || !strcmp (n, "callout"))
+    return check_shape (error, s, t, "ss", 0);
+  if (!strcmp (n, "exists") || !strcmp (n, "body") || !strcmp (n, "spamtest") || !strcmp (n, "virustest"))
+    return check_shape (error, s, t, "s", 0);
+  if (!strcmp (n, "hasflag"))
+    return check_shape (error, s, t, "oss", 0);
+  if (!strcmp (n, "size"))
+    return check_shape (error, s, t, "n", 0);
+  if (!strcmp (n, "not"))
+    return check_shape (error, s, t, "", 1);
+  if (!strcmp (n, "allof") || !strcmp (n, "anyof"))
+    {
+      if (t->tests->len == 0)
+        {
+          g_set_error (error, SIEVE_ERROR, SIEVE_ERROR_SYNTAX, "%d:%d: %s needs tests", t->line, t->col, n);
+          return FALSE;
+        }
+      return check_shape (error, s, t, "", G_MAXUINT);
+    }
+  return check_shape (error, s, t, "", 0); /* true, false */
+}
+
+gboolean
+sieve_validate_command (GError **error, const SieveScript *s, const SieveNode *c)
+{
+  const char *n = c->name;
+
+  if (!strcmp (n, "require"))
+    return TRUE;
+  if (!strcmp (n, "if") || !strcmp (n, "elsif"))
+    return check_shape (error, s, c, "", 1);
+  if (!strcmp (n, "else") || !strcmp (n, "stop") || !strcmp (n, "keep") || !strcmp (n, "discard"))
+    return check_shape (error, s, c, "", 0);
+  if (!strcmp (n, "fileinto") || !strcmp (n, "redirect") || !strcmp (n, "reject") || !strcmp (n, "ereject"))
+    return check_shape (error, s, c, "s", 0);
+  if (!strcmp (n, "setflag") || !strcmp (n, "addflag") || !strcmp (n, "removeflag"))
+    return check_shape (error, s, c, "oss", 0);
+  if (!strcmp (n, "set") || !strcmp (n, "addheader"))
+    return check_shape (error, s, c, "ss", 0);
+  if (!strcmp (n, "deleteheader"))
+    return check_shape (error, s, c, "oss", 0) || (g_clear_error (error), check_shape (error, s, c, "s", 0));
+  return TRUE;
+}
+
+/* ---- running ---------------------------------------------------------------- */
+
+typedef struct {
+  const SieveScript *s;
+  const SieveMessage *m;
+  SieveResult *r;
+  GHashTable *vars;
+  char *mv[10];              /* match variables */
+  GHashTable *flags;         /* the internal flag variable: set of flags */
+  gboolean implicit_keep;
+  gboolean stopped;
+  guint steps;
+  guint redirects;
+  GError *error;
+} Run;
+
+static gboolean
+has_cap (Run *run, const char *cap)
+{
+  return g_hash_table_contains (run->s->caps, cap);
+}
+
+/* ${name} and ${N} (RFC 5229 3), when variables is required */
+static char *
+expand (Run *run, const char *str)
+{
+  GString *out;
+
+  if (!has_cap (run, "variables") || !strstr (str, "${"))
+    return g_strdup (str);
+  out = g_string_new (NULL);
+  for (const char *p = str; *p;)
+    {
+      const char *close;
+      if (p[0] == '$' && p[1] == '{' && (close = strchr (p + 2, '}')) != NULL)
+        {
+          g_autofree char *name = g_ascii_strdown (p + 2, close - p - 2);
+          gboolean ok = name[0] != '\0';
+          for (const char *q = name; *q && ok; q++)
+            ok = g_ascii_isalnum (*q) || *q == '_' || *q == '.';
+          if (ok)
+            {
+              const char *v = NULL;
+              if (g_ascii_isdigit (name[0]))
+                {
+                  guint64 k = g_ascii_strtoull (name, NULL, 10);
+                  v = k < 10 ? run->mv[k] : NULL;
+                }
+              else
+                v = g_hash_table_lookup (run->vars, name);
+              g_string_append (out, v ? v : "");
+              p = close + 1;
+              continue;
+            }
+        }
+      g_string_append_c (out, *p++);
+    }
+  return g_string_free (out, FALSE);
+}
+
+static char **
+expand_list (Run *run, char **list)
+{
+  guint n = list ? g_strv_length (list) : 0;
+  char **out = g_new0 (char *, n + 1);
+  for (guint i = 0; i < n; i++)
+    out[i] = expand (run, list[i]);
+  return out;
+}
+
+/* i;ascii-numeric: the leading digits, or "infinity" (RFC 4790 9.1) */
+static int
+numeric_cmp (const char *a, const char *b)
+{
+  gboolean da = g_ascii_isdigit (a[0]), db = g_ascii_isdigit (b[0]);
+  if (!da || !db)
+    return da ? -1 : db ? 1 : 0;
+  while (*a == '0' && g_ascii_isdigit (a[1]))
+    a++;
+  while (*b == '0' && g_ascii_isdigit (b[1]))
+    b++;
+  {
+    gsize la = strspn (a, "0123456789"), lb = strspn (b, "0123456789");
+    if (la != lb)
+      return la < lb ? -1 : 1;
+    return strncmp (a, b, la);
+  }
+}
+
+static int
+compare (const char *cmp, const char *a, const char *b)
+{
+  if (strcmp (cmp, "i;octet") == 0)
+    return strcmp (a, b);
+  if (strcmp (cmp, "i;ascii-numeric") == 0)
+    return numeric_cmp (a, b);
+  return g_ascii_strcasecmp (a, b);
+}
+
+static gboolean
+relop (const char *op, int c)
+{
+  if (!strcmp (op, "gt")) return c > 0;
+  if (!strcmp (op, "ge")) return c >= 0;
+  if (!strcmp (op, "lt")) return c < 0;
+  if (!strcmp (op, "le")) return c <= 0;
+  if (!strcmp (op, "eq")) return c == 0;
+  return c != 0;
+}
+
+static gboolean
+char_eq (const char *cmp, char a, char b)
+{
+  return strcmp (cmp, "i;octet") == 0 ? a == b : g_ascii_tolower (a) == g_ascii_tolower (b);
+}
+
+/* :matches with * and ? (and \ escapes), capturing what the wildcards
+ * matched into caps[1..] (RFC 5229 3.2). */
+static gboolean
+glob (const char *cmp, const char *pat, const char *str, GPtrArray *caps)
+{
+  if (*pat == '\0')
+    return *str == '\0';
+  if (*pat == '*')
+    {
+      for (const char *s = str;; s++)
+        {
+          guint mark = caps->len;
+          g_ptr_array_add (caps, g_strndup (str, s - str));
+          if (glob (cmp, pat + 1, s, caps))
+            return TRUE;
+          g_ptr_array_set_size (caps, mark);
+          if (*s == '\0')
+            return FALSE;
+        }
+    }
+  if (*str == '\0')
+    return FALSE;
+  if (*pat == '?')
+    {
+      const char *next = g_utf8_next_char (str);
+      guint mark = caps->len;
+      g_ptr_array_add (caps, g_strndup (str, next - str));
+      if (glob (cmp, pat + 1, next, caps))
+        return TRUE;
+      g_ptr_array_set_size (caps, mark);
+      return FALSE;
+    }
+  if (*pat == '\\' && pat[1])
+    pat++;
+  return char_eq (cmp, *pat, *str) && glob (cmp, pat + 1, str + 1, caps);
+}
+
+static gboolean
+contains (const char *cmp, const char *hay, const char *needle)
+{
+  gsize n = strlen (needle);
+  if (strcmp (cmp, "i;octet") == 0)
+    return strstr (hay, needle) != NULL;
+  for (const char *p = hay; *p; p++)
+    if (g_ascii_strncasecmp (p, needle, n) == 0)
+      return TRUE;
+  return n == 0;
+}
+
+/* Does any value match any key?  Sets match variables on :matches. */
+static gboolean
+match_any (Run *run, const Args *a, char **values, char **keys)
+{
+  if (a->match == M_COUNT)
+    {
+      g_autofree char *count = g_strdup_printf ("%u", values ? g_strv_length (values) : 0);
+      for (guint k = 0; keys[k]; k++)
+        if (relop (a->relop, compare ("i;ascii-numeric", count, keys[k])))
+          return TRUE;
+      return FALSE;
+    }
+  for (guint v = 0; values && values[v]; v++)
+    for (guint k = 0; keys[k]; k++)
+      {
+        const char *val = values[v], *key = keys[k];
+        switch (a->match)
+          {
+          case M_IS:
+            if (compare (a->comparator, val, key) == 0)
+              return TRUE;
+            break;
+          case M_CONTAINS:
+            if (contains (a->comparator, val, key))
+              return TRUE;
+            break;
+          case M_VALUE:
+            if (relop (a->relop, compare (a->comparator, val, key)))
+              return TRUE;
+            break;
+          case M_MATCHES:
+            {
+              g_autoptr (GPtrArray) caps = g_ptr_array_new_with_free_func (g_free);
+              if (glob (a->comparator, key, val, caps))
+                {
+                  if (has_cap (run, "variables"))
+                    {
+                      for (guint i = 0; i < 10; i++)
+                        g_clear_pointer (&run->mv[i], g_free);
+                      run->mv[0] = g_strdup (val);
+                      for (guint i = 0; i < caps->len && i < 9; i++)
+                        run->mv[i + 1] = g_strdup (caps->pdata[i]);
+                    }
+                  return TRUE;
+                }
+            }
+            break;
+          }
+      }
+  return FALSE;
+}
+
+/* The address part of one address (RFC 5228 2.7.4, RFC 5233). */
+static char *
+address_part (Run *run, const char *addr, int part)
+{
+  const char *at = strrchr (addr, '@');
+  g_autofree char *local = at ? g_strndup (addr, at - addr) : g_strdup (addr);
+  const char *delim = run->m->delimiter && run->m->delimiter[0] ? run->m->delimiter : "+";
+  gsize n;
+
+  switch (part)
+    {
+    case A_LOCALPART:
+      return g_steal_pointer (&local);
+    case A_DOMAIN:
+      return g_strdup (at ? at + 1 : "");
+    case A_USER:
+      n = strcspn (local, delim);
+      return g_strndup (local, n);
+    case A_DETAIL:
+      n = strcspn (local, delim);
+      return local[n] ? g_strdup (local + n + 1) : NULL; /* no detail: never matches */
+    default:
+      return g_strdup (addr);
+    }
+}
+
+static void
+add_addresses (Run *run, GPtrArray *out, const char *value, int part)
+{
+  InternetAddressList *list = internet_address_list_parse (NULL, value);
+  for (int i = 0; list && i < internet_address_list_length (list); i++)
+    {
+      InternetAddress *ia = internet_address_list_get_address (list, i);
+      if (INTERNET_ADDRESS_IS_GROUP (ia))
+        {
+          InternetAddressList *members = internet_address_group_get_members (INTERNET_ADDRESS_GROUP (ia));
+          for (int k = 0; members && k < internet_address_list_length (members); k++)
+            {
+              InternetAddress *m = internet_address_list_get_address (members, k);
+              if (INTERNET_ADDRESS_IS_MAILBOX (m))
+                {
+                  char *p = address_part (run, internet_address_mailbox_get_addr (INTERNET_ADDRESS_MAILBOX (m)), part);
+                  if (p)
+                    g_ptr_array_add (out, p);
+                }
+            }
+        }
+      else if (INTERNET_ADDRESS_IS_MAILBOX (ia))
+        {
+          char *p = address_part (run, internet_address_mailbox_get_addr (INTERNET_ADDRESS_MAILBOX (ia)), part);
+          if (p)
+            g_ptr_array_add (out, p);
+        }
+    }
+  if (list)
+    g_object_unref (list);
+}
+
+/* Header values as the script sees them, editheader changes included. */
+static char **
+headers (Run *run, const char *name)
+{
+  GPtrArray *out = g_ptr_array_new ();
+  char **orig = run->m->header ? run->m->header (name, run->m->data) : NULL;
+
+  for (guint i = 0; run->r->edits && i < run->r->edits->len; i++)
+    {
+      SieveHeaderEdit *e = run->r->edits->pdata[i];
+      if (e->value && !e->last && g_ascii_strcasecmp (e->name, name) == 0)
+        g_ptr_array_insert (out, 0, g_strdup (e->value));
+    }
+  for (guint i = 0; orig && orig[i]; i++)
+    {
+      gboolean deleted = FALSE;
+      for (guint k = 0; run->r->edits && k < run->r->edits->len && !deleted; k++)
+        {
+          SieveHeaderEdit *e = run->r->edits->pdata[k];
+          if (e->value == NULL && g_ascii_strcasecmp (e->name, name) == 0)
+            deleted = e->match == NULL || g_strv_contains ((const char *const *) e->match, orig[i]);
+        }
+      if (!deleted)
+        g_ptr_array_add (out, g_strdup (orig[i]));
+    }
+  for (guint i = 0; run->r->edits && i < run->r->edits->len; i++)
+    {
+      SieveHeaderEdit *e = run->r->edits->pdata[i];
+      if (e->value && e->last && g_ascii_strcasecmp (e->name, name) == 0)
+        g_ptr_array_add (out, g_strdup (e->value));
+    }
+  g_strfreev (orig);
+  g_ptr_array_add (out, NULL);
+  return (char **) g_ptr_array_free (out, FALSE);
+}
+
+static const char *
+pos_string (const Args *a, guint i)
+{
+  const SieveArg *x = i < a->pos->len ? a->pos->pdata[i] : NULL;
+  return x && x->kind == SIEVE_ARG_STRINGS ? x->strings[0] : NULL;
+}
+
+static char **
+pos_list (const Args *a, guint i)
+{
+  const SieveArg *x = i < a->pos->len ? a->pos->pdata[i] : NULL;
+  return x && x->kind == SIEVE_ARG_STRINGS ? x->strings : NULL;
+}
+
+static gboolean test (Run *run, const SieveNode *t);
+
+static gboolean
+test_inner (Run *run, const SieveNode *t, const Args *a)
+{
+  const char *n = t->name;
+  g_auto (GStrv) keys = NULL;
+
+  if (!strcmp (n, "true"))
+    return TRUE;
+  if (!strcmp (n, "false"))
+    return FALSE;
+  if (!strcmp (n, "not"))
+    return !test (run, t->tests->pdata[0]);
+  if (!strcmp (n, "allof") || !strcmp (n, "anyof"))
+    {
+      gboolean all = n[1] == 'l';
+      for (guint i = 0; i < t->tests->len; i++)
+        if (test (run, t->tests->pdata[i]) != all)
+          return !all;
+      return all;
+    }
+  if (!strcmp (n, "size"))
+    {
+      guint64 limit = ((SieveArg *) a->pos->pdata[0])->number;
+      return a->over ? run->m->size > limit : run->m->size < limit;
+    }
+  if (!strcmp (n, "exists"))
+    {
+      g_auto (GStrv) names = expand_list (run, pos_list (a, 0));
+      for (guint i = 0; names[i]; i++)
+        {
+          g_auto (GStrv) v = headers (run, names[i]);
+          if (v[0] == NULL)
+            return FALSE;
+        }
+      return TRUE;
+    }
+  keys = expand_list (run, pos_list (a, a->pos->len - 1));
+  if (!strcmp (n, "header") || !strcmp (n, "address"))
+    {
+      g_auto (GStrv) names = expand_list (run, pos_list (a, 0));
+      g_autoptr (GPtrArray) values = g_ptr_array_new_with_free_func (g_free);
+      for (guint i = 0; names[i]; i++)
+        {
+          g_auto (GStrv) v = headers (run, names[i]);
+          for (guint k = 0; v[k]; k++)
+            if (n[0] == 'h')
+              g_ptr_array_add (values, g_strdup (v[k]));
+            else
+              add_addresses (run, values, v[k], a->addrpart);
+        }
+      g_ptr_array_add (values, NULL);
+      return match_any (run, a, (char **) values->pdata, keys);
+    }
+  if (!strcmp (n, "envelope"))
+    {
+      g_auto (GStrv) parts = expand_list (run, pos_list (a, 0));
+      g_autoptr (GPtrArray) values = g_ptr_array_new_with_free_func (g_free);
+      for (guint i = 0; parts[i]; i++)
+        {
+          const char *addr = !g_ascii_strcasecmp (parts[i], "from") ? run->m->envelope_from
+                             : !g_ascii_strcasecmp (parts[i], "to") ? run->m->envelope_to : NULL;
+          char *p;
+          if (addr == NULL)
+            continue;
+          /* the null reverse-path is "" for every part */
+          p = addr[0] ? address_part (run, addr, a->addrpart) : g_strdup ("");
+          if (p)
+            g_ptr_array_add (values, p);
+        }
+      g_ptr_array_add (values, NULL);
+      return match_any (run, a, (char **) values->pdata, keys);
+    }
+  if (!strcmp (n, "string"))
+    {
+      g_auto (GStrv) values = expand_list (run, pos_list (a, 0));
+      return match_any (run, a, values, keys);
+    }
+  if (!strcmp (n, "body"))
+    {
+      g_autofree char *text = run->m->body_text ? run->m->body_text (run->m->data) : NULL;
+      char *values[2] = { text ? text : "", NULL };
+      return match_any (run, a, values, keys);
+    }
+  if (!strcmp (n, "hasflag"))
+    {
+      g_autoptr (GPtrArray) values = g_ptr_array_new_with_free_func (g_free);
+      GHashTableIter it;
+      gpointer f;
+      g_hash_table_iter_init (&it, run->flags);
+      while (g_hash_table_iter_next (&it, &f, NULL))
+        g_ptr_array_add (values, g_strdup (f));
+      g_ptr_array_add (values, NULL);
+      return match_any (run, a, (char **) values->pdata, keys);
+    }
+  if (!strcmp (n, "spamtest") || !strcmp (n, "virustest"))
+    {
+      int v = n[0] == 's' ? (a->percent ? run->m->spamtest_percent : run->m->spamtest) : run->m->virustest;
+      g_autofree char *s = g_strdup_printf ("%d", v < 0 ? 0 : v);
+      char *values[2] = { s, NULL };
+      return match_any (run, a, values, keys);
+    }
+  if (!strcmp (n, "callout"))
+    {
+      g_autofree char *service = expand (run, pos_string (a, 0));
+      for (guint i = 0; i < run->m->n_callouts; i++)
+        {
+          const SieveCallout *c = &run->m->callouts[i];
+          const char *field = a->field ? a->field : "verdict";
+          const char *v;
+          g_auto (GStrv) values = NULL;
+          if (g_ascii_strcasecmp (c->service, service) != 0)
+            continue;
+          v = !strcmp (field, "score") ? c->score : !strcmp (field, "labels") ? c->labels : c->verdict;
+          values = !strcmp (field, "labels") ? g_strsplit (v ? v : "", ",", -1) : g_strsplit (v ? v : "", "\1", 1);
+          if (v == NULL)
+            return FALSE;
+          return match_any (run, a, values, keys);
+        }
+      return FALSE;
+    }
+  return FALSE;
+}
+
+static gboolean
+test (Run *run, const SieveNode *t)
+{
+  Args a;
+  const char *why;
+  gboolean result;
+
+  if (run->error)
+    return FALSE;
+  get_args (t, &a, &why);
+  result = test_inner (run, t, &a);
+  args_clear (&a);
+  return result;
+}
+
+/* ---- actions ------------------------------------------------------------------- */
+
+static void
+add_flags (Run *run, char **list, gboolean remove, gboolean replace)
+{
+  if (replace)
+    g_hash_table_remove_all (run->flags);
+  for (guint i = 0; list && list[i]; i++)
+    {
+      g_autofree char *x = expand (run, list[i]);
+      g_auto (GStrv) words = g_strsplit_set (x, " ", -1);
+      for (guint k = 0; words[k]; k++)
+        {
+          if (words[k][0] == '\0')
+            continue;
+          if (remove)
+            g_hash_table_remove (run->flags, words[k]);
+          else
+            g_hash_table_add (run->flags, g_strdup (words[k]));
+        }
+    }
+}
+
+static char *
+flags_string (Run *run, char **explicit_flags)
+{
+  g_autoptr (GString) s = g_string_new (NULL);
+  GHashTableIter it;
+  gpointer f;
+
+  if (!has_cap (run, "imap4flags"))
+    return NULL;
+  if (explicit_flags)
+    {
+      for (guint i = 0; explicit_flags[i]; i++)
+        {
+          g_autofree char *x = expand (run, explicit_flags[i]);
+          g_string_append_printf (s, "%s%s", s->len ? " " : "", x);
+        }
+    }
+  else
+    {
+      g_hash_table_iter_init (&it, run->flags);
+      while (g_hash_table_iter_next (&it, &f, NULL))
+        g_string_append_printf (s, "%s%s", s->len ? " " : "", (char *) f);
+    }
+  return s->len ? g_strdup (s->str) : NULL;
+}
+
+static void
+action (Run *run, SieveActionKind kind, char *arg, char *flags, gboolean copy)
+{
+  SieveAction *x;
+
+  if (run->r->actions->len >= MAX_ACTIONS)
+    {
+      g_set_error (&run->error, SIEVE_ERROR, SIEVE_ERROR_LIMIT, "too many actions");
+      g_free (arg);
+      g_free (flags);
+      return;
+    }
+  /* the same mailbox twice is stored once (RFC 5228 2.10.3) */
+  for (guint i = 0; i < run->r->actions->len; i++)
+    {
+      SieveAction *o = run->r->actions->pdata[i];
+      if (o->kind == kind && g_strcmp0 (o->argument, arg) == 0 && (kind == SIEVE_FILEINTO || kind == SIEVE_KEEP
+                                                                    || kind == SIEVE_REDIRECT))
+        {
+          g_free (arg);
+          g_free (flags);
+          return;
+        }
+    }
+  x = g_new0 (SieveAction, 1);
+  x->kind = kind;
+  x->argument = arg;
+  x->flags = flags;
+  x->copy = copy;
+  g_ptr_array_add (run->r->actions, x);
+}
+
+static gboolean
+command (Run *run, const SieveNode *c, gboolean *if_taken)
+{
+  Args a;
+  const char *why;
+  const char *n = c->name;
+
+  if (run->error || run->stopped)
+    return FALSE;
+  if (++run->steps > MAX_STEPS)
+    {
+      g_set_error (&run->error, SIEVE_ERROR, SIEVE_ERROR_LIMIT, "script ran too long");
+      return FALSE;
+    }
+  get_args (c, &a, &why);
+  if (!strcmp (n, "require"))
+    ;
+  else if (!strcmp (n, "if") || !strcmp (n, "elsif") || !strcmp (n, "else"))
+    {
+      /* *if_taken: a branch of this if/elsif/else chain ran already */
+      if (!strcmp (n, "if") || !*if_taken)
+        {
+          gboolean go = !strcmp (n, "else") ? TRUE : test (run, c->tests->pdata[0]);
+          *if_taken = go;
+          if (go)
+            {
+              gboolean inner = FALSE;
+              for (guint i = 0; i < c->block->len && !run->stopped && !run->error; i++)
+                command (run, c->block->pdata[i], &inner);
+            }
+        }
+      args_clear (&a);
+      return TRUE;
+    }
+  else if (!strcmp (n, "stop"))
+    run->stopped = TRUE;
+  else if (!strcmp (n, "keep"))
+    {
+      action (run, SIEVE_KEEP, NULL, flags_string (run, a.flags), FALSE);
+      run->implicit_keep = FALSE;
+    }
+  else if (!strcmp (n, "discard"))
+    {
+      action (run, SIEVE_DISCARD, NULL, NULL, FALSE);
+      run->implicit_keep = FALSE;
+    }
+  else if (!strcmp (n, "fileinto"))
+    {
+      action (run, SIEVE_FILEINTO, expand (run, pos_string (&a, 0)), flags_string (run, a.flags), a.copy);
+      if (!a.copy)
+        run->implicit_keep = FALSE;
+    }
+  else if (!strcmp (n, "redirect"))
+    {
+      if (++run->redirects > MAX_REDIRECTS)
+        g_set_error (&run->error, SIEVE_ERROR, SIEVE_ERROR_LIMIT, "too many redirects");
+      else
+        {
+          action (run, SIEVE_REDIRECT, expand (run, pos_string (&a, 0)), NULL, a.copy);
+          if (!a.copy)
+            run->implicit_keep = FALSE;
+        }
+    }
+  else if (!strcmp (n, "reject") || !strcmp (n, "ereject"))
+    {
+      action (run, n[0] == 'r' ? SIEVE_REJECT : SIEVE_EREJECT, expand (run, pos_string (&a, 0)), NULL, FALSE);
+      run->implicit_keep = FALSE;
+    }
+  else if (!strcmp (n, "setflag") || !strcmp (n, "addflag") || !strcmp (n, "removeflag"))
+    {
+      char **list = pos_list (&a, a.pos->len - 1);
+      if (a.pos->len == 2)
+        {
+          /* a named flag variable */
+          g_autofree char *var = g_ascii_strdown (pos_string (&a, 0), -1);
+          g_autoptr (GHashTable) saved = run->flags;
+          const char *cur = g_hash_table_lookup (run->vars, var);
+          g_auto (GStrv) curv = g_strsplit (cur ? cur : "", " ", -1);
+          run->flags = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+          add_flags (run, curv, FALSE, FALSE);
+          add_flags (run, list, n[0] == 'r', n[0] == 's');
+          g_hash_table_replace (run->vars, g_steal_pointer (&var), flags_string (run, NULL));
+          g_hash_table_unref (run->flags);
+          run->flags = g_steal_pointer (&saved);
+        }
+      else
+        add_flags (run, list, n[0] == 'r', n[0] == 's');
+    }
+  else if (!strcmp (n, "set"))
+    {
+      g_autofree char *name = g_ascii_strdown (pos_string (&a, 0), -1);
+      char *value = expand (run, pos_string (&a, 1));
+      for (guint i = 0; i < a.modifiers->len; i++)
+        {
+          const char *m = a.modifiers->pdata[i];
+          char *v = NULL;
+          if (!strcmp (m, "lower"))
+            v = g_utf8_strdown (value, -1);
+          else if (!strcmp (m, "upper"))
+            v = g_utf8_strup (value, -1);
+          else if (!strcmp (m, "lowerfirst") || !strcmp (m, "upperfirst"))
+            {
+              v = g_strdup (value);
+              if (v[0])
+                v[0] = m[0] == 'l' ? g_ascii_tolower (v[0]) : g_ascii_toupper (v[0]);
+            }
+          else if (!strcmp (m, "quotewildcard"))
+            {
+              GString *q = g_string_new (NULL);
+              for (const char *p = value; *p; p++)
+                {
+                  if (strchr ("*?\\", *p))
+                    g_string_append_c (q, '\\');
+                  g_string_append_c (q, *p);
+                }
+              v = g_string_free (q, FALSE);
+            }
+          else if (!strcmp (m, "length"))
+            v = g_strdup_printf ("%ld", g_utf8_strlen (value, -1));
+          if (v)
+            {
+              g_free (value);
+              value = v;
+            }
+        }
+      g_hash_table_replace (run->vars, g_steal_pointer (&name), value);
+    }
+  else if (!strcmp (n, "addheader") || !strcmp (n, "deleteheader"))
+    {
+      g_autofree char *name = expand (run, pos_string (&a, 0));
+      /* RFC 5293 4.3/5.1: never Received or Auto-Submitted */
+      if (g_ascii_strcasecmp (name, "Received") && g_ascii_strcasecmp (name, "Auto-Submitted"))
+        {
+          SieveHeaderEdit *e = g_new0 (SieveHeaderEdit, 1);
+          e->name = g_steal_pointer (&name);
+          e->last = a.last;
+          e->index = (int) a.index;
+          if (n[0] == 'a')
+            e->value = expand (run, pos_string (&a, 1));
+          else if (a.pos->len == 2)
+            e->match = expand_list (run, pos_list (&a, 1));
+          g_ptr_array_add (run->r->edits, e);
+        }
+    }
+  args_clear (&a);
+  *if_taken = FALSE;
+  return TRUE;
+}
+
+static void
+action_free (gpointer p)
+{
+  SieveAction *a = p;
+  g_free (a->argument);
+  g_free (a->flags);
+  g_free (a);
+}
+
+static void
+edit_free (gpointer p)
+{
+  SieveHeaderEdit *e = p;
+  g_free (e->name);
+  g_free (e->value);
+  g_strfreev (e->match);
+  g_free (e);
+}
+
+void
+sieve_result_clear (SieveResult *r)
+{
+  g_clear_pointer (&r->actions, g_ptr_array_unref);
+  g_clear_pointer (&r->edits, g_ptr_array_unref);
+  g_clear_pointer (&r->error, g_free);
+}
+
+void
+sieve_run (const SieveScript *script, const SieveMessage *msg, SieveResult *out)
+{
+  Run run = { script, msg, out };
+  gboolean taken = FALSE;
+
+  out->actions = g_ptr_array_new_with_free_func (action_free);
+  out->edits = g_ptr_array_new_with_free_func (edit_free);
+  out->error = NULL;
+  run.vars = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  run.flags = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  run.implicit_keep = TRUE;
+  for (guint i = 0; i < script->commands->len && !run.stopped && !run.error; i++)
+    command (&run, script->commands->pdata[i], &taken);
+  if (run.error)
+    {
+      /* RFC 5228 2.10.6: stop, say so, keep */
+      out->error = g_strdup (run.error->message);
+      g_ptr_array_set_size (out->actions, 0);
+      g_ptr_array_set_size (out->edits, 0);
+      run.implicit_keep = TRUE;
+      g_hash_table_remove_all (run.flags);
+      g_error_free (run.error);
+    }
+  if (run.implicit_keep)
+    {
+      SieveAction *k = g_new0 (SieveAction, 1);
+      k->kind = SIEVE_KEEP;
+      k->flags = flags_string (&run, NULL);
+      g_ptr_array_add (out->actions, k);
+    }
+  for (guint i = 0; i < 10; i++)
+    g_free (run.mv[i]);
+  g_hash_table_unref (run.vars);
+  g_hash_table_unref (run.flags);
+}
+
+const char *
+sieve_action_name (SieveActionKind kind)
+{
+  static const char *const names[] = { "keep", "fileinto", "redirect", "discard", "reject", "ereject" };
+  return kind < G_N_ELEMENTS (names) ? names[kind] : "?";
+}
+
+char *
+sieve_flags_to_maildir (const char *flags)
+{
+  static const struct { const char *imap; char letter; } map[] = {
+    { "\\draft", 'D' }, { "\\flagged", 'F' }, { "\\answered", 'R' }, { "\\seen", 'S' }, { "\\deleted", 'T' },
+  };
+  g_auto (GStrv) words = g_strsplit (flags ? flags : "", " ", -1);
+  GString *s = g_string_new (NULL);
+
+  for (guint k = 0; k < G_N_ELEMENTS (map); k++)
+    for (guint i = 0; words[i]; i++)
+      if (g_ascii_strcasecmp (words[i], map[k].imap) == 0)
+        {
+          g_string_append_c (s, map[k].letter);
+          break;
+        }
+  return g_string_free (s, FALSE);
+}
