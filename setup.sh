@@ -17,7 +17,7 @@ mode=${1:-}
 case $mode in run|test) ;; *) echo "usage: $0 run|test" >&2; exit 64 ;; esac
 
 build_pkgs="build-essential autoconf automake pkg-config libglib2.0-dev libgmime-3.0-dev libssl-dev python3"
-test_pkgs="swaks postfix dovecot-imapd socat openssl spamd spamc clamav-daemon"
+test_pkgs="swaks postfix dovecot-imapd dovecot-sieve socat openssl spamd spamc clamav-daemon"
 
 missing=()
 pkgs=$build_pkgs

@@ -41,6 +41,8 @@ static const KnownGroup known_groups[] = {
                  "response_timeout", "timeout", "max_connections", "bypassable", "tls", "tls_ca_file",
                  "tls_cert_file", "tls_key_file", "tls_server_name", NULL } },
   { "rule", { "match", "services", NULL } },
+  { "sieve", { "script", "before", "after", "max_script_size", "max_actions", "max_redirects",
+               "max_run_time", "submission", "sendmail", "vacation_max_days", NULL } },
 };
 
 void
@@ -136,6 +138,11 @@ lmtpd_config_unref (LmtpdConfig *c)
   g_clear_pointer (&c->users, g_hash_table_unref);
   g_strfreev (c->domains);
   g_free (c->postmaster);
+  g_free (c->sieve_script);
+  g_strfreev (c->sieve_before);
+  g_strfreev (c->sieve_after);
+  g_free (c->submission);
+  g_free (c->sendmail);
   g_free (c->source);
   g_free (c);
 }
@@ -180,6 +187,14 @@ lmtpd_config_new_default (void)
   c->opes_system = g_strdup_printf ("urn:x-opes-lmtpd:system:%s", c->hostname);
   c->services = g_ptr_array_new_with_free_func (service_free);
   c->rules = g_ptr_array_new_with_free_func (rule_free);
+  c->sieve_script = g_strdup ("%d/%n/.dovecot.sieve");
+  c->sieve_before = g_new0 (char *, 1);
+  c->sieve_after = g_new0 (char *, 1);
+  c->sieve_max_script_size = 1024 * 1024;
+  c->sieve_max_actions = 32;
+  c->sieve_max_redirects = 4;
+  c->sieve_max_run_time_ms = 2000;
+  c->vacation_max_days = 90;
 
   c->users = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, user_free);
   c->domains = g_strsplit ("*", ";", -1);
@@ -876,6 +891,67 @@ load_delivery (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
 }
 
 static void
+load_sieve (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
+{
+  guint secs = 0;
+
+  if (g_key_file_has_key (kf, "sieve", "script", NULL))
+    {
+      g_free (c->sieve_script);
+      c->sieve_script = get_string (kf, "sieve", "script");
+      for (const char *p = c->sieve_script; *p; p++)
+        if (*p == '%' && !(p[1] && strchr ("undh%", p[1]) && (p++, TRUE)))
+          {
+            problem (ld, "sieve", "script", "unknown %%-escape (use %%u %%n %%d %%h %%%%)");
+            break;
+          }
+    }
+  for (int k = 0; k < 2; k++)
+    {
+      const char *key = k ? "after" : "before";
+      char ***out = k ? &c->sieve_after : &c->sieve_before;
+      g_auto (GStrv) list = g_key_file_get_string_list (kf, "sieve", key, NULL, NULL);
+      GPtrArray *a = g_ptr_array_new ();
+      for (guint i = 0; list && list[i]; i++)
+        {
+          char *p = g_strstrip (list[i]);
+          if (*p == '\0')
+            continue;
+          if (!g_file_test (p, G_FILE_TEST_IS_REGULAR))
+            problem (ld, "sieve", key, "'%s' is not a readable file", p);
+          g_ptr_array_add (a, g_strdup (p));
+        }
+      g_ptr_array_add (a, NULL);
+      g_strfreev (*out);
+      *out = (char **) g_ptr_array_free (a, FALSE);
+    }
+  get_number (ld, kf, "sieve", "max_script_size", TRUE, 64, 64 * 1024 * 1024, &c->sieve_max_script_size);
+  get_uint (ld, kf, "sieve", "max_actions", FALSE, 1, 1000, &c->sieve_max_actions);
+  get_uint (ld, kf, "sieve", "max_redirects", FALSE, 0, 100, &c->sieve_max_redirects);
+  get_uint (ld, kf, "sieve", "vacation_max_days", FALSE, 1, 365, &c->vacation_max_days);
+  if (g_key_file_has_key (kf, "sieve", "max_run_time", NULL))
+    {
+      get_uint (ld, kf, "sieve", "max_run_time", FALSE, 1, 600, &secs);
+      if (secs)
+        c->sieve_max_run_time_ms = secs * 1000;
+    }
+  if (g_key_file_has_key (kf, "sieve", "submission", NULL))
+    {
+      g_autoptr (GError) e = NULL;
+      LmtpdListen *l;
+      get_path (kf, "sieve", "submission", &c->submission);
+      l = lmtpd_listen_parse (c->submission, &e);
+      if (l == NULL)
+        problem (ld, "sieve", "submission", "%s", e->message);
+      else
+        lmtpd_listen_free (l);
+    }
+  get_path (kf, "sieve", "sendmail", &c->sendmail);
+  if (c->sendmail && c->submission)
+    problem (ld, "sieve", "sendmail", "set submission or sendmail, not both");
+}
+
+static void
 load_users (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
 {
   g_auto (GStrv) domains = g_key_file_get_string_list (kf, "users", "domains", NULL, NULL);
@@ -1169,6 +1245,7 @@ lmtpd_config_load (const char *path, GError **error)
   load_delivery (&ld, kf, c);
   load_users (&ld, kf, c);
   load_opes (&ld, kf, c);
+  load_sieve (&ld, kf, c);
   g_hash_table_unref (ld.lines);
   if (errors->len)
     {

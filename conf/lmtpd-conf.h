@@ -150,6 +150,19 @@ typedef struct {
   GPtrArray *services;        /* LmtpdService* */
   GPtrArray *rules;           /* LmtpdRule* */
 
+  /* [sieve] */
+  char *sieve_script;         /* per-user script template (%u %n %d %h %%), relative to
+                                 mail_root; "" = none */
+  char **sieve_before;        /* global scripts run first, in order */
+  char **sieve_after;         /* global scripts run last */
+  guint64 sieve_max_script_size;
+  guint sieve_max_actions;
+  guint sieve_max_redirects;
+  guint sieve_max_run_time_ms;
+  char *submission;           /* "inet:HOST:PORT" SMTP for redirect and vacation, or NULL */
+  char *sendmail;             /* or a sendmail-compatible command line, or NULL */
+  guint vacation_max_days;    /* cap on :days */
+
   char *source;               /* the file this came from */
 } LmtpdConfig;
 

@@ -649,3 +649,49 @@ callout_flags (const CalloutResult *r)
     }
   return all->len ? deliver_flags_normalize (all->str) : NULL;
 }
+
+void
+callout_for_sieve (const CalloutResult *r, SieveMessage *sm, GArray *callouts, GPtrArray *keep)
+{
+  sm->spamtest = sm->spamtest_percent = sm->virustest = 0;
+  for (guint i = 0; r && i < r->outcomes->len; i++)
+    {
+      const CalloutOutcome *o = r->outcomes->pdata[i];
+      const OcpVerdict *v = &o->verdict;
+      SieveCallout c = { 0 };
+      char *labels = NULL;
+
+      if (o->state != OUT_APPLIED)
+        continue;
+      if (v->labels && v->labels->len)
+        {
+          GString *j = g_string_new (NULL);
+          for (guint k = 0; k < v->labels->len; k++)
+            g_string_append_printf (j, "%s%s", k ? "," : "", (const char *) v->labels->pdata[k]);
+          labels = g_string_free (j, FALSE);
+          g_ptr_array_add (keep, labels);
+        }
+      c.service = o->service->name;
+      c.verdict = ocp_verdict_name (v->verdict);
+      c.score = v->score;
+      c.labels = labels;
+      g_array_append_val (callouts, c);
+      if (v->score && v->threshold && sm->spamtest == 0)
+        {
+          double s = g_ascii_strtod (v->score, NULL), t = g_ascii_strtod (v->threshold, NULL);
+          double ratio = t > 0 ? CLAMP (s / (2 * t), 0.0, 1.0) : (s > 0 ? 1.0 : 0.0);
+          sm->spamtest = 1 + (int) (9 * ratio + 0.5);
+          sm->spamtest_percent = (int) (100 * ratio + 0.5);
+        }
+      for (guint k = 0; v->labels && k < v->labels->len; k++)
+        {
+          const char *l = v->labels->pdata[k];
+          if (strcmp (l, "virus") == 0)
+            sm->virustest = 5;
+          else if (strcmp (l, "virus-scanned") == 0 && sm->virustest == 0)
+            sm->virustest = 1;
+        }
+    }
+  sm->callouts = (const SieveCallout *) (void *) callouts->data;
+  sm->n_callouts = callouts->len;
+}

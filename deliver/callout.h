@@ -4,6 +4,7 @@
 #pragma once
 
 #include "deliver.h"
+#include "sieve.h"
 
 typedef struct CalloutOutcome CalloutOutcome;
 
@@ -54,3 +55,8 @@ gboolean callout_needs_new_header (const CalloutResult *r, const CalloutDecision
 char *callout_new_header (const DeliverMessage *msg, const CalloutResult *r, const CalloutDecision *d);
 /* Flags the services asked for, normalized, or NULL.  Free with g_free. */
 char *callout_flags (const CalloutResult *r);
+
+/* What the services said, as Sieve sees it (plain values, RFC 5235
+ * spamtest/virustest and the callout test).  Strings borrow from @r or
+ * are kept alive in @keep. */
+void callout_for_sieve (const CalloutResult *r, SieveMessage *sm, GArray *callouts, GPtrArray *keep);

@@ -247,6 +247,13 @@ gboolean deliver_prepare_dirs (const LmtpdConfig *config, GError **error);
 /* chown @path to @user (if running as root and @user is set). */
 gboolean deliver_chown_to_user (const char *path, const char *user, GError **error);
 
+/* ---- sending (submit.c) ------------------------------------------------- */
+
+/* Sends @prefix then @content (LF line ends) from @sender ("" = null) to
+ * @rcpt through [sieve] submission (SMTP) or sendmail.  Blocks. */
+gboolean deliver_submit (const LmtpdConfig *config, const char *sender, const char *rcpt,
+                         const char *prefix, const DeliverContent *content, GError **error);
+
 /* ---- the pipeline ------------------------------------------------------ */
 
 /* What the recipients of one transaction share: the last file written, so

@@ -18,6 +18,7 @@
 
 #include "callout.h"
 #include "deliver.h"
+#include "filter.h"
 
 char *
 deliver_inflight_dir (const LmtpdConfig *config)
@@ -178,6 +179,163 @@ store_maildir (const LmtpdConfig *config, const DeliverRecipient *rcpt, DeliverS
   return TRUE;
 }
 
+static gboolean
+store (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipient *rcpt,
+       DeliverShared *shared, const Store *st, char **out_path, GError **error)
+{
+  g_autofree char *inflight = NULL;
+
+  if (rcpt->format == DELIVER_MAILDIR)
+    return store_maildir (config, rcpt, shared, st, out_path, error);
+  inflight = deliver_inflight_dir (config);
+  *out_path = mbox_folder (config, rcpt, st->folder, st->folder_if_exists);
+  return deliver_mbox_store (*out_path, msg->sender, msg->received_us, st->prefix, &st->content,
+                             config->mbox_mboxo, config->mbox_lock_timeout, config->fsync, inflight, error);
+}
+
+/* Flags of a Sieve keep/fileinto on top of the services' (Maildir letters). */
+static char *
+merge_flags (const char *callout_flags, const char *sieve_flags)
+{
+  g_autofree char *letters = sieve_flags_to_maildir (sieve_flags);
+  g_autofree char *all = g_strconcat (callout_flags ? callout_flags : "", letters, NULL);
+  return all[0] ? deliver_flags_normalize (all) : NULL;
+}
+
+/* Carries out a Sieve result (RFC 5228 2.10): reject refuses, header
+ * edits change the stored header, keep/fileinto store (all or none),
+ * redirect sends on (a failed one keeps instead), vacation answers
+ * after the stores. */
+static void
+apply_sieve (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipient *rcpt,
+             DeliverShared *shared, Store *st, FilterOutcome *fo, gboolean header_in_prefix,
+             DeliverStatus *status, char **out_path, GError **error)
+{
+  const SieveResult *r = &fo->result;
+  g_autofree char *edited = NULL;
+  g_autoptr (GPtrArray) stored = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GPtrArray) flags = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GArray) stores = g_array_new (FALSE, TRUE, sizeof (Store));
+  const SieveAction *vacation = NULL;
+  guint redirected = 0;
+  gboolean keep_instead = FALSE;
+
+  for (guint i = 0; i < r->actions->len; i++)
+    {
+      const SieveAction *a = r->actions->pdata[i];
+      if (a->kind == SIEVE_REJECT || a->kind == SIEVE_EREJECT)
+        {
+          /* RFC 5429 2.1/2.2: refused for this recipient, in the protocol */
+          g_autofree char *why = deliver_sanitize (a->argument && a->argument[0] ? a->argument : "Rejected", 200);
+          g_message ("%s: <%s> sieve: %s", msg->id, rcpt->address, sieve_action_name (a->kind));
+          deliver_status_set (status, 550, "5.7.1", "<%s> %s", rcpt->original, why);
+          return;
+        }
+    }
+  if (r->edits->len)
+    {
+      g_autofree char *header = NULL;
+      if (header_in_prefix)
+        header = g_strdup (st->prefix);
+      else
+        {
+          guint64 hlen = deliver_spool_header_len (msg->spool);
+          g_autofree char *orig = g_malloc (hlen + 1);
+          if (pread (deliver_spool_fd (msg->spool), orig, hlen, 0) != (gssize) hlen)
+            {
+              deliver_status_set (status, 451, "4.3.0", "<%s> Could not read the message", rcpt->original);
+              return;
+            }
+          orig[hlen] = '\0';
+          header = g_strconcat (st->prefix, orig, NULL);
+          st->content.seg[0].offset += hlen;
+          st->content.seg[0].length -= hlen;
+          st->content.seg[0].lines -= deliver_spool_header_lines (msg->spool);
+        }
+      edited = filter_edit_header (header, r->edits);
+      st->prefix = edited;
+    }
+  for (guint i = 0; i < r->actions->len; i++)
+    {
+      const SieveAction *a = r->actions->pdata[i];
+      Store one = *st;
+      switch (a->kind)
+        {
+        case SIEVE_FILEINTO:
+          {
+            const char *why;
+            if (!deliver_folder_valid (a->argument, &why))
+              {
+                g_warning ("%s: <%s> sieve: fileinto \"%s\": %s; kept in INBOX instead", msg->id, rcpt->address,
+                           a->argument, why);
+                one.folder = NULL;
+              }
+            else
+              one.folder = deliver_folder_is_inbox (a->argument) ? NULL : a->argument;
+            one.folder_if_exists = FALSE;
+          }
+          /* fall through */
+        case SIEVE_KEEP:
+          one.flags = a->flags ? merge_flags (st->flags, a->flags) : g_strdup (st->flags);
+          g_ptr_array_add (flags, (char *) one.flags);
+          g_array_append_val (stores, one);
+          break;
+        case SIEVE_REDIRECT:
+          if (filter_redirect (config, msg, rcpt, a->argument, st->prefix, &st->content))
+            redirected++;
+          else if (!a->copy)
+            keep_instead = TRUE;
+          break;
+        case SIEVE_VACATION:
+          vacation = a;
+          break;
+        default:
+          break;
+        }
+    }
+  if (keep_instead && stores->len == 0)
+    g_array_append_val (stores, *st);
+  for (guint i = 0; i < stores->len; i++)
+    {
+      char *path = NULL;
+      const Store *one = &g_array_index (stores, Store, i);
+      gboolean dup = FALSE;
+      /* the same folder twice is one copy (RFC 5228 2.10.3) */
+      for (guint k = 0; k < i; k++)
+        dup |= g_strcmp0 (g_array_index (stores, Store, k).folder, one->folder) == 0;
+      if (dup)
+        continue;
+      if (!store (config, msg, rcpt, shared, one, &path, error))
+        {
+          /* all or nothing: the MTA will try again */
+          for (guint k = 0; k < stored->len; k++)
+            if (rcpt->format == DELIVER_MAILDIR)
+              unlink (stored->pdata[k]);
+          g_free (path);
+          if (g_error_matches (*error, DELIVER_ERROR, EDQUOT))
+            quota_status (config, status, rcpt);
+          else
+            deliver_status_from_error (status, *error);
+          return;
+        }
+      g_ptr_array_add (stored, path);
+    }
+  if (vacation)
+    filter_vacation (config, msg, rcpt, vacation, fo, st->prefix, &st->content);
+  if (stored->len)
+    {
+      deliver_status_set (status, 250, "2.0.0", "<%s> Saved", rcpt->original);
+      *out_path = g_strdup (stored->pdata[0]);
+    }
+  else if (redirected)
+    deliver_status_set (status, 250, "2.0.0", "<%s> Redirected by Sieve filter", rcpt->original);
+  else
+    {
+      g_message ("%s: <%s> discarded by Sieve", msg->id, rcpt->address);
+      deliver_status_set (status, 250, "2.0.0", "<%s> Discarded by Sieve filter", rcpt->original);
+    }
+}
+
 /* An adapted body is normalized to LF through a spool of its own. */
 static DeliverSpool *
 adapted_body (const LmtpdConfig *config, int fd, GError **error)
@@ -221,7 +379,6 @@ run (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipien
   gboolean per_recipient = !config->single_instance || shared == NULL || shared->n_recipients <= 1;
   CalloutDecision d;
   Store st = { 0 };
-  gboolean ok;
 
   callout_decide (config, result, rcpt, &d);
   switch (d.kind)
@@ -306,17 +463,21 @@ run (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipien
   prefix = g_strconcat (trace, opes, new_header ? new_header : "", NULL);
   st.prefix = prefix;
 
-  if (rcpt->format == DELIVER_MAILDIR)
-    ok = store_maildir (config, rcpt, shared, &st, &path, error);
-  else
+  if (d.kind == CALLOUT_ACCEPT)
     {
-      g_autofree char *inflight = deliver_inflight_dir (config);
-      path = mbox_folder (config, rcpt, st.folder, st.folder_if_exists);
-      ok = deliver_mbox_store (path, msg->sender, msg->received_us, st.prefix, &st.content,
-                               config->mbox_mboxo, config->mbox_lock_timeout, config->fsync,
-                               inflight, error);
+      /* Sieve sees the message as it would be stored, after the services */
+      FilterOutcome fo;
+      filter_run (config, msg, rcpt, result, prefix, &st.content, &fo);
+      if (fo.ran)
+        {
+          apply_sieve (config, msg, rcpt, shared, &st, &fo, new_header != NULL, status, out_path, error);
+          filter_outcome_clear (&fo);
+          goto out;
+        }
+      filter_outcome_clear (&fo);
     }
-  if (!ok)
+
+  if (!store (config, msg, rcpt, shared, &st, &path, error))
     {
       if (g_error_matches (*error, DELIVER_ERROR, EDQUOT))
         quota_status (config, status, rcpt);

@@ -110,6 +110,9 @@ ocp_verdict_clear (OcpVerdict *v)
     g_ptr_array_unref (v->remove_headers);
   g_free (v->subject_tag);
   g_free (v->flags);
+  g_free (v->score);
+  g_free (v->threshold);
+  g_clear_pointer (&v->labels, g_ptr_array_unref);
   g_free (v->service_id);
   if (v->header)
     g_bytes_unref (v->header);
@@ -177,6 +180,26 @@ static const struct {
   { "Draft", 'D' }, { "Flagged", 'F' }, { "Answered", 'R' }, { "Seen", 'S' }, { "Deleted", 'T' },
 };
 
+/* "-12.5", "3", "0.25" */
+static gboolean
+decimal_ok (const char *s)
+{
+  gboolean digits = FALSE, dot = FALSE;
+
+  if (*s == '-')
+    s++;
+  for (; *s; s++)
+    {
+      if (g_ascii_isdigit (*s))
+        digits = TRUE;
+      else if (*s == '.' && !dot)
+        dot = TRUE;
+      else
+        return FALSE;
+    }
+  return digits;
+}
+
 gboolean
 ocp_verdict_from_message (OcpVerdict *v, const OcpMessage *ams, GError **error)
 {
@@ -218,6 +241,14 @@ ocp_verdict_from_message (OcpVerdict *v, const OcpMessage *ams, GError **error)
     v->remove_headers = get_list (ams, "Remove-Headers", &e);
   if (!e)
     flags = get_list (ams, "Flags", &e);
+  if (!e)
+    v->score = get_text (ams, "Score", &e);
+  if (!e)
+    v->threshold = get_text (ams, "Score-Threshold", &e);
+  if (!e)
+    v->labels = get_list (ams, "Labels", &e);
+  if (!e && ((v->score && !decimal_ok (v->score)) || (v->threshold && !decimal_ok (v->threshold))))
+    g_set_error (&e, OCP_ERROR, OCP_ERROR_PROTOCOL, "Score is not a decimal number");
   if (e)
     {
       g_propagate_error (error, e);
@@ -278,6 +309,17 @@ ocp_verdict_to_message (const OcpVerdict *v, OcpMessage *ams)
       for (guint i = 0; i < v->remove_headers->len; i++)
         ocp_value_add (l, ocp_atom_new (v->remove_headers->pdata[i]));
       ocp_message_set (ams, "Remove-Headers", l);
+    }
+  if (v->score)
+    ocp_message_set (ams, "Score", ocp_atom_new (v->score));
+  if (v->threshold)
+    ocp_message_set (ams, "Score-Threshold", ocp_atom_new (v->threshold));
+  if (v->labels && v->labels->len)
+    {
+      OcpValue *l = ocp_list_new ();
+      for (guint i = 0; i < v->labels->len; i++)
+        ocp_value_add (l, ocp_atom_new (v->labels->pdata[i]));
+      ocp_message_set (ams, "Labels", l);
     }
   if (v->flags && v->flags[0])
     {

@@ -172,6 +172,9 @@ typedef struct {
   char *subject_tag;
   char *flags;                  /* Maildir flag letters, e.g. "FS" */
   char *service_id;             /* for the trace, or NULL */
+  char *score;                  /* a classifier's score, decimal, or NULL */
+  char *threshold;              /* the score from which it counts as positive */
+  GPtrArray *labels;            /* classifications ("spam", "virus", "virus-scanned"), or NULL */
   GBytes *header;               /* adapted header part, or NULL if unchanged */
   int body_fd;                  /* adapted body part in an unlinked file, or -1 if unchanged */
   guint64 body_len;

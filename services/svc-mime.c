@@ -362,6 +362,14 @@ security_check (Service *svc, const ServiceInput *in, ServiceOutput *out)
       return; /* nothing to look at */
     }
   replaced = replace_parts (g_mime_message_get_mime_part (l.msg), security_part, &scan);
+  /* typed results for Sieve's virustest (RFC 5235) */
+  out->verdict.labels = g_ptr_array_new_with_free_func (g_free);
+  if (!scan.error)
+    g_ptr_array_add (out->verdict.labels, g_strdup ("virus-scanned"));
+  if (strstr (scan.findings->str, "virus "))
+    g_ptr_array_add (out->verdict.labels, g_strdup ("virus"));
+  if (replaced && !strstr (scan.findings->str, "virus "))
+    g_ptr_array_add (out->verdict.labels, g_strdup ("dangerous-attachment"));
   if (scan.error)
     {
       out->verdict.verdict = OCP_VERDICT_TEMPFAIL;

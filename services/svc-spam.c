@@ -367,6 +367,10 @@ spam_check (Service *svc, const ServiceInput *in, ServiceOutput *out)
     }
   g_ascii_formatd (buf, sizeof buf, "%.1f", score);
   g_ascii_formatd (tbuf, sizeof tbuf, "%.1f", pol->threshold);
+  out->verdict.score = g_strdup (buf);
+  out->verdict.threshold = g_strdup (tbuf);
+  out->verdict.labels = g_ptr_array_new_with_free_func (g_free);
+  g_ptr_array_add (out->verdict.labels, g_strdup (score >= pol->threshold ? "spam" : "ham"));
   service_add_header (&out->verdict, "X-Spam-Score: %s", buf);
   service_add_header (&out->verdict, "X-Spam-Status: %s, score=%s required=%s tests=%s",
                       score >= pol->threshold ? "Yes" : "No", buf, tbuf, why->str);

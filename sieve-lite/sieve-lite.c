@@ -141,6 +141,10 @@ main (int argc, char **argv)
                 a->flags ? " :flags" : "");
         if (a->flags)
           printf ("  flags: %s\n", a->flags);
+        if (a->vacation)
+          printf ("  days: %u\n  subject: %s\n  from: %s\n  handle: %s\n", a->vacation->days,
+                  a->vacation->subject ? a->vacation->subject : "(default)",
+                  a->vacation->from ? a->vacation->from : "(recipient)", a->vacation->handle);
       }
     for (guint i = 0; i < r.edits->len; i++)
       {

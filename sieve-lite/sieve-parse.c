@@ -15,7 +15,7 @@ G_DEFINE_QUARK (sieve-error-quark, sieve_error)
 static const char *const known_caps[] = {
   "fileinto", "envelope", "reject", "ereject", "copy", "imap4flags", "subaddress", "editheader",
   "variables", "relational", "body", "spamtest", "spamtestplus", "virustest", "comparator-i;octet",
-  "comparator-i;ascii-casemap", "comparator-i;ascii-numeric", "vnd.opes-lmtpd.callout", NULL,
+  "comparator-i;ascii-casemap", "comparator-i;ascii-numeric", "vacation", "vnd.opes-lmtpd.callout", NULL,
 };
 
 typedef struct {
@@ -465,7 +465,7 @@ static const Known knowns[] = {
   { "stop", NULL, FALSE }, { "keep", NULL, FALSE }, { "discard", NULL, FALSE }, { "redirect", NULL, FALSE },
   { "fileinto", "fileinto", FALSE }, { "reject", "reject", FALSE }, { "ereject", "ereject", FALSE },
   { "setflag", "imap4flags", FALSE }, { "addflag", "imap4flags", FALSE }, { "removeflag", "imap4flags", FALSE },
-  { "set", "variables", FALSE }, { "addheader", "editheader", FALSE }, { "deleteheader", "editheader", FALSE },
+  { "set", "variables", FALSE }, { "vacation", "vacation", FALSE }, { "addheader", "editheader", FALSE }, { "deleteheader", "editheader", FALSE },
   { "address", NULL, TRUE }, { "allof", NULL, TRUE }, { "anyof", NULL, TRUE }, { "exists", NULL, TRUE },
   { "false", NULL, TRUE }, { "header", NULL, TRUE }, { "not", NULL, TRUE }, { "size", NULL, TRUE },
   { "true", NULL, TRUE }, { "envelope", "envelope", TRUE }, { "hasflag", "imap4flags", TRUE },

@@ -11,9 +11,10 @@
 #include "gmime-cleanup.h"
 #include "sieve-private.h"
 
-#define MAX_ACTIONS 64
+#define MAX_ACTIONS 32
 #define MAX_REDIRECTS 4
 #define MAX_STEPS 100000
+#define MAX_TIME_MS 2000
 
 enum { M_IS, M_CONTAINS, M_MATCHES, M_COUNT, M_VALUE };
 enum { A_ALL, A_LOCALPART, A_DOMAIN, A_USER, A_DETAIL };
@@ -27,17 +28,41 @@ typedef struct {
   const char *field;        /* callout :verdict/:score/:labels */
   char **flags;             /* :flags */
   guint64 index;
+  guint64 days;             /* vacation */
+  gboolean has_days, mime;
+  const char *subject, *from, *handle;
+  char **addresses;
   GPtrArray *modifiers;     /* set */
   GPtrArray *pos;           /* SieveArg*: strings and numbers in order */
 } Args;
 
-static const char *const value_tags[] = { "comparator", "count", "value", "index", "flags", "content", NULL };
+static const char *const value_tags[] = { "comparator", "count", "value", "index", "flags", "content", "days",
+                                          "subject", "from", "addresses", "handle", NULL };
 
 static void
 args_clear (Args *a)
 {
   g_clear_pointer (&a->modifiers, g_ptr_array_unref);
   g_clear_pointer (&a->pos, g_ptr_array_unref);
+}
+
+/* local@domain, each part non-empty, nothing a mail address cannot hold
+ * outside a quoted local part */
+static gboolean
+address_ok (const char *a)
+{
+  const char *at = strrchr (a, '@');
+
+  if (at == NULL || at == a || at[1] == '\0' || strlen (a) > 320)
+    return FALSE;
+  for (const char *p = a; *p; p++)
+    if ((guchar) *p <= ' ' || strchr ("<>()[],;:\\", *p))
+      {
+        if (p < at && a[0] == '"')
+          continue;
+        return FALSE;
+      }
+  return TRUE;
 }
 
 /* Splits a node's arguments; FALSE with @why for a tag without its value
@@ -62,9 +87,10 @@ get_args (const SieveNode *n, Args *a, const char **why)
         }
       if (g_strv_contains (value_tags, t))
         {
-          gboolean want_num = strcmp (t, "index") == 0;
+          gboolean want_num = strcmp (t, "index") == 0 || strcmp (t, "days") == 0;
           if (v == NULL || v->kind != (want_num ? SIEVE_ARG_NUMBER : SIEVE_ARG_STRINGS)
-              || (!want_num && strcmp (t, "flags") && strcmp (t, "content") && v->strings[1]))
+              || (!want_num && strcmp (t, "flags") && strcmp (t, "content") && strcmp (t, "addresses")
+                  && v->strings[1]))
             return (*why = "a tag is missing its value", FALSE);
           i++;
           if (strcmp (t, "comparator") == 0)
@@ -81,6 +107,16 @@ get_args (const SieveNode *n, Args *a, const char **why)
             a->index = v->number;
           else if (strcmp (t, "flags") == 0)
             a->flags = v->strings;
+          else if (strcmp (t, "days") == 0)
+            a->days = v->number, a->has_days = TRUE;
+          else if (strcmp (t, "subject") == 0)
+            a->subject = v->strings[0];
+          else if (strcmp (t, "from") == 0)
+            a->from = v->strings[0];
+          else if (strcmp (t, "handle") == 0)
+            a->handle = v->strings[0];
+          else if (strcmp (t, "addresses") == 0)
+            a->addresses = v->strings;
           continue;
         }
       if (strcmp (t, "is") == 0) a->match = M_IS;
@@ -96,6 +132,7 @@ get_args (const SieveNode *n, Args *a, const char **why)
       else if (strcmp (t, "over") == 0) a->over = TRUE;
       else if (strcmp (t, "under") == 0) a->under = TRUE;
       else if (strcmp (t, "percent") == 0) a->percent = TRUE;
+      else if (strcmp (t, "mime") == 0) a->mime = TRUE;
       else if (strcmp (t, "raw") == 0 || strcmp (t, "text") == 0) ;
       else if (strcmp (t, "verdict") == 0 || strcmp (t, "score") == 0 || strcmp (t, "labels") == 0)
         a->field = t;
@@ -213,7 +250,20 @@ sieve_validate_command (GError **error, const SieveScript *s, const SieveNode *c
     return check_shape (error, s, c, "", 1);
   if (!strcmp (n, "else") || !strcmp (n, "stop") || !strcmp (n, "keep") || !strcmp (n, "discard"))
     return check_shape (error, s, c, "", 0);
-  if (!strcmp (n, "fileinto") || !strcmp (n, "redirect") || !strcmp (n, "reject") || !strcmp (n, "ereject"))
+  if (!strcmp (n, "redirect"))
+    {
+      const SieveArg *x = c->args->len ? c->args->pdata[c->args->len - 1] : NULL;
+      if (!check_shape (error, s, c, "s", 0))
+        return FALSE;
+      if (x && x->kind == SIEVE_ARG_STRINGS && !strstr (x->strings[0], "${") && !address_ok (x->strings[0]))
+        {
+          g_set_error (error, SIEVE_ERROR, SIEVE_ERROR_SYNTAX, "%d:%d: redirect: '%s' is not a valid address",
+                       c->line, c->col, x->strings[0]);
+          return FALSE;
+        }
+      return TRUE;
+    }
+  if (!strcmp (n, "fileinto") || !strcmp (n, "reject") || !strcmp (n, "ereject") || !strcmp (n, "vacation"))
     return check_shape (error, s, c, "s", 0);
   if (!strcmp (n, "setflag") || !strcmp (n, "addflag") || !strcmp (n, "removeflag"))
     return check_shape (error, s, c, "oss", 0);
@@ -237,6 +287,7 @@ typedef struct {
   gboolean stopped;
   guint steps;
   guint redirects;
+  gint64 deadline;           /* monotonic us */
   GError *error;
 } Run;
 
@@ -743,7 +794,7 @@ action (Run *run, SieveActionKind kind, char *arg, char *flags, gboolean copy)
 {
   SieveAction *x;
 
-  if (run->r->actions->len >= MAX_ACTIONS)
+  if (run->r->actions->len >= (run->m->max_actions ? run->m->max_actions : MAX_ACTIONS))
     {
       g_set_error (&run->error, SIEVE_ERROR, SIEVE_ERROR_LIMIT, "too many actions");
       g_free (arg);
@@ -770,6 +821,50 @@ action (Run *run, SieveActionKind kind, char *arg, char *flags, gboolean copy)
   g_ptr_array_add (run->r->actions, x);
 }
 
+/* RFC 5230 4: one vacation per run; it leaves the implicit keep alone. */
+static void
+vacation (Run *run, Args *a)
+{
+  SieveVacation *v;
+  SieveAction *x;
+
+  for (guint i = 0; i < run->r->actions->len; i++)
+    if (((SieveAction *) run->r->actions->pdata[i])->kind == SIEVE_VACATION)
+      {
+        g_set_error (&run->error, SIEVE_ERROR, SIEVE_ERROR_RUNTIME, "more than one vacation action");
+        return;
+      }
+  v = g_new0 (SieveVacation, 1);
+  v->days = a->has_days ? (guint) MIN (MAX (a->days, 1), 365) : 7;
+  v->subject = a->subject ? expand (run, a->subject) : NULL;
+  v->from = a->from ? expand (run, a->from) : NULL;
+  v->addresses = a->addresses ? expand_list (run, a->addresses) : NULL;
+  v->mime = a->mime;
+  x = g_new0 (SieveAction, 1);
+  x->kind = SIEVE_VACATION;
+  x->argument = expand (run, pos_string (a, 0));
+  x->vacation = v;
+  if (a->handle)
+    v->handle = expand (run, a->handle);
+  else
+    {
+      /* 4.2: the same arguments are the same vacation */
+      g_autoptr (GChecksum) h = g_checksum_new (G_CHECKSUM_SHA256);
+      g_checksum_update (h, (const guchar *) x->argument, -1);
+      g_checksum_update (h, (const guchar *) "\n", 1);
+      if (v->subject)
+        g_checksum_update (h, (const guchar *) v->subject, -1);
+      g_checksum_update (h, (const guchar *) "\n", 1);
+      if (v->from)
+        g_checksum_update (h, (const guchar *) v->from, -1);
+      g_checksum_update (h, (const guchar *) (v->mime ? "\nmime" : "\n"), -1);
+      v->handle = g_strndup (g_checksum_get_string (h), 32);
+    }
+  if (run->r->actions->len >= (run->m->max_actions ? run->m->max_actions : MAX_ACTIONS))
+    g_set_error (&run->error, SIEVE_ERROR, SIEVE_ERROR_LIMIT, "too many actions");
+  g_ptr_array_add (run->r->actions, x);
+}
+
 static gboolean
 command (Run *run, const SieveNode *c, gboolean *if_taken)
 {
@@ -779,7 +874,7 @@ command (Run *run, const SieveNode *c, gboolean *if_taken)
 
   if (run->error || run->stopped)
     return FALSE;
-  if (++run->steps > MAX_STEPS)
+  if (++run->steps > MAX_STEPS || ((run->steps & 255) == 0 && g_get_monotonic_time () > run->deadline))
     {
       g_set_error (&run->error, SIEVE_ERROR, SIEVE_ERROR_LIMIT, "script ran too long");
       return FALSE;
@@ -824,15 +919,27 @@ command (Run *run, const SieveNode *c, gboolean *if_taken)
     }
   else if (!strcmp (n, "redirect"))
     {
-      if (++run->redirects > MAX_REDIRECTS)
+      if (++run->redirects > (run->m->max_redirects ? run->m->max_redirects : MAX_REDIRECTS))
         g_set_error (&run->error, SIEVE_ERROR, SIEVE_ERROR_LIMIT, "too many redirects");
       else
         {
-          action (run, SIEVE_REDIRECT, expand (run, pos_string (&a, 0)), NULL, a.copy);
-          if (!a.copy)
-            run->implicit_keep = FALSE;
+          char *to = expand (run, pos_string (&a, 0));
+          if (!address_ok (to))
+            {
+              /* RFC 5228 4.2: a bad address is an error */
+              g_set_error (&run->error, SIEVE_ERROR, SIEVE_ERROR_RUNTIME, "redirect to an invalid address '%s'", to);
+              g_free (to);
+            }
+          else
+            {
+              action (run, SIEVE_REDIRECT, to, NULL, a.copy);
+              if (!a.copy)
+                run->implicit_keep = FALSE;
+            }
         }
     }
+  else if (!strcmp (n, "vacation"))
+    vacation (run, &a);
   else if (!strcmp (n, "reject") || !strcmp (n, "ereject"))
     {
       action (run, n[0] == 'r' ? SIEVE_REJECT : SIEVE_EREJECT, expand (run, pos_string (&a, 0)), NULL, FALSE);
@@ -910,7 +1017,12 @@ command (Run *run, const SieveNode *c, gboolean *if_taken)
           if (n[0] == 'a')
             e->value = expand (run, pos_string (&a, 1));
           else if (a.pos->len == 2)
-            e->match = expand_list (run, pos_list (&a, 1));
+            {
+              e->match = expand_list (run, pos_list (&a, 1));
+              e->match_type = a.match;
+              e->comparator = g_strdup (a.comparator);
+              e->relop = g_strdup (a.relop);
+            }
           g_ptr_array_add (run->r->edits, e);
         }
     }
@@ -919,19 +1031,33 @@ command (Run *run, const SieveNode *c, gboolean *if_taken)
   return TRUE;
 }
 
-static void
-action_free (gpointer p)
+void
+sieve_action_free (gpointer p)
 {
   SieveAction *a = p;
+  if (a == NULL)
+    return;
   g_free (a->argument);
   g_free (a->flags);
+  if (a->vacation)
+    {
+      g_free (a->vacation->subject);
+      g_free (a->vacation->from);
+      g_strfreev (a->vacation->addresses);
+      g_free (a->vacation->handle);
+      g_free (a->vacation);
+    }
   g_free (a);
 }
 
-static void
-edit_free (gpointer p)
+void
+sieve_header_edit_free (gpointer p)
 {
   SieveHeaderEdit *e = p;
+  if (e == NULL)
+    return;
+  g_free (e->comparator);
+  g_free (e->relop);
   g_free (e->name);
   g_free (e->value);
   g_strfreev (e->match);
@@ -952,12 +1078,13 @@ sieve_run (const SieveScript *script, const SieveMessage *msg, SieveResult *out)
   Run run = { script, msg, out };
   gboolean taken = FALSE;
 
-  out->actions = g_ptr_array_new_with_free_func (action_free);
-  out->edits = g_ptr_array_new_with_free_func (edit_free);
+  out->actions = g_ptr_array_new_with_free_func (sieve_action_free);
+  out->edits = g_ptr_array_new_with_free_func (sieve_header_edit_free);
   out->error = NULL;
   run.vars = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   run.flags = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   run.implicit_keep = TRUE;
+  run.deadline = g_get_monotonic_time () + 1000 * (gint64) (msg->max_time_ms ? msg->max_time_ms : MAX_TIME_MS);
   for (guint i = 0; i < script->commands->len && !run.stopped && !run.error; i++)
     command (&run, script->commands->pdata[i], &taken);
   if (run.error)
@@ -970,6 +1097,7 @@ sieve_run (const SieveScript *script, const SieveMessage *msg, SieveResult *out)
       g_hash_table_remove_all (run.flags);
       g_error_free (run.error);
     }
+  out->implicit_keep = run.implicit_keep;
   if (run.implicit_keep)
     {
       SieveAction *k = g_new0 (SieveAction, 1);
@@ -983,10 +1111,45 @@ sieve_run (const SieveScript *script, const SieveMessage *msg, SieveResult *out)
   g_hash_table_unref (run.flags);
 }
 
+gboolean
+sieve_header_edit_matches (const SieveHeaderEdit *e, const char *value)
+{
+  const char *cmp = e->comparator ? e->comparator : "i;ascii-casemap";
+
+  if (e->match == NULL)
+    return TRUE;
+  for (guint k = 0; e->match[k]; k++)
+    {
+      const char *key = e->match[k];
+      g_autoptr (GPtrArray) caps = g_ptr_array_new_with_free_func (g_free);
+      switch (e->match_type)
+        {
+        case M_CONTAINS:
+          if (contains (cmp, value, key))
+            return TRUE;
+          break;
+        case M_MATCHES:
+          if (glob (cmp, key, value, caps))
+            return TRUE;
+          break;
+        case M_VALUE:
+          if (e->relop && relop (e->relop, compare (cmp, value, key)))
+            return TRUE;
+          break;
+        default:
+          if (compare (cmp, value, key) == 0)
+            return TRUE;
+          break;
+        }
+    }
+  return FALSE;
+}
+
 const char *
 sieve_action_name (SieveActionKind kind)
 {
-  static const char *const names[] = { "keep", "fileinto", "redirect", "discard", "reject", "ereject" };
+  static const char *const names[] = { "keep", "fileinto", "redirect", "discard", "reject", "ereject",
+                                       "vacation" };
   return kind < G_N_ELEMENTS (names) ? names[kind] : "?";
 }
 

@@ -49,6 +49,10 @@ typedef struct {
   int virustest;               /* 0 = not tested, 1..5, or -1 */
   const SieveCallout *callouts;  /* array */
   guint n_callouts;
+  /* limits; 0 = the defaults (32 actions, 4 redirects, 2000 ms) */
+  guint max_actions;
+  guint max_redirects;
+  guint max_time_ms;
 } SieveMessage;
 
 typedef enum {
@@ -58,13 +62,26 @@ typedef enum {
   SIEVE_DISCARD,
   SIEVE_REJECT,
   SIEVE_EREJECT,
+  SIEVE_VACATION,
 } SieveActionKind;
+
+/* vacation (RFC 5230): whether to answer is the caller's decision (4.5,
+ * 4.6: the sender, the headers and the reply log). */
+typedef struct {
+  guint days;            /* 1 or more */
+  char *subject;         /* or NULL */
+  char *from;            /* or NULL */
+  char **addresses;      /* the user's other addresses, or NULL */
+  char *handle;          /* given, or derived from the arguments (4.2) */
+  gboolean mime;         /* the reason is a MIME entity */
+} SieveVacation;
 
 typedef struct {
   SieveActionKind kind;
   char *argument;        /* mailbox, address or reason */
   char *flags;           /* space-separated IMAP flags for keep/fileinto, or NULL */
   gboolean copy;         /* :copy */
+  SieveVacation *vacation;  /* SIEVE_VACATION: argument is the reason */
 } SieveAction;
 
 typedef struct {
@@ -73,17 +90,27 @@ typedef struct {
   char **match;          /* deleteheader values (NULL: all) */
   gboolean last;
   int index;             /* deleteheader :index, 0 = any */
+  int match_type;        /* private: see sieve_header_edit_matches */
+  char *comparator, *relop;
 } SieveHeaderEdit;
+
+/* deleteheader: TRUE if a (decoded) value of the field is to go (no
+ * value patterns: every value). */
+gboolean sieve_header_edit_matches (const SieveHeaderEdit *e, const char *value);
 
 typedef struct {
   GPtrArray *actions;          /* SieveAction*, in order; implicit keep added last */
   GPtrArray *edits;            /* SieveHeaderEdit* (editheader) */
   char *error;                 /* runtime error: actions then are just an implicit keep */
+  gboolean implicit_keep;      /* the last action is the implicit keep (2.10.2) */
 } SieveResult;
 
 /* Runs @script for one message; always leaves a usable result. */
 void sieve_run (const SieveScript *script, const SieveMessage *msg, SieveResult *out);
 void sieve_result_clear (SieveResult *r);
+/* For callers that move actions and edits out of a result (NULL is fine). */
+void sieve_action_free (gpointer action);
+void sieve_header_edit_free (gpointer edit);
 const char *sieve_action_name (SieveActionKind kind);
 
 /* Space-separated IMAP flags to Maildir letters ("\\Seen \\Flagged" -> "FS"). */

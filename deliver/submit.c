@@ -1,0 +1,240 @@
+/* submit.c - sending mail out, for Sieve's redirect and vacation: SMTP to
+ * the configured submission address, or a sendmail-compatible command.
+ * Runs on a delivery worker thread, so it may block (with timeouts).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <gio/gio.h>
+#include <gio/gunixsocketaddress.h>
+
+#include "deliver.h"
+
+#define SUBMIT_TIMEOUT 30
+#define MAX_REPLY_LINE 1000
+
+/* One SMTP reply, all its lines; returns the code or 0 with @error. */
+static guint
+read_reply (GBufferedInputStream *in, GString *text, GError **error)
+{
+  g_string_truncate (text, 0);
+  for (int lines = 0; lines < 100; lines++)
+    {
+      GString *line = g_string_new (NULL);
+      gboolean last;
+      guint code;
+      int c;
+
+      while ((c = g_buffered_input_stream_read_byte (in, NULL, error)) >= 0 && c != '\n')
+        {
+          if (line->len >= MAX_REPLY_LINE)
+            {
+              g_set_error (error, DELIVER_ERROR, EPROTO, "SMTP reply line too long");
+              g_string_free (line, TRUE);
+              return 0;
+            }
+          if (c != '\r')
+            g_string_append_c (line, (char) c);
+        }
+      if (c < 0)
+        {
+          if (error && *error == NULL)
+            g_set_error (error, DELIVER_ERROR, EPIPE, "SMTP server closed the connection");
+          g_string_free (line, TRUE);
+          return 0;
+        }
+      if (line->len < 3 || !g_ascii_isdigit (line->str[0]) || !g_ascii_isdigit (line->str[1])
+          || !g_ascii_isdigit (line->str[2]) || (line->len > 3 && line->str[3] != ' ' && line->str[3] != '-'))
+        {
+          g_set_error (error, DELIVER_ERROR, EPROTO, "bad SMTP reply");
+          g_string_free (line, TRUE);
+          return 0;
+        }
+      code = (guint) atoi (line->str);
+      last = line->len == 3 || line->str[3] == ' ';
+      g_string_append_printf (text, "%s%s", text->len ? " / " : "", line->str);
+      g_string_free (line, TRUE);
+      if (last)
+        return code;
+    }
+  g_set_error (error, DELIVER_ERROR, EPROTO, "SMTP reply too long");
+  return 0;
+}
+
+static gboolean
+command (GOutputStream *out, GBufferedInputStream *in, guint want, GError **error, const char *fmt, ...)
+  G_GNUC_PRINTF (5, 6);
+
+static gboolean
+command (GOutputStream *out, GBufferedInputStream *in, guint want, GError **error, const char *fmt, ...)
+{
+  g_autoptr (GString) reply = g_string_new (NULL);
+  guint code;
+
+  if (fmt)
+    {
+      va_list ap;
+      g_autofree char *line = NULL;
+      va_start (ap, fmt);
+      line = g_strdup_vprintf (fmt, ap);
+      va_end (ap);
+      if (!g_output_stream_write_all (out, line, strlen (line), NULL, NULL, error))
+        return FALSE;
+    }
+  code = read_reply (in, reply, error);
+  if (code == 0)
+    return FALSE;
+  if (code / 100 != want / 100)
+    {
+      g_autofree char *why = deliver_sanitize (reply->str, 300);
+      g_set_error (error, DELIVER_ERROR, code / 100 == 5 ? EPERM : EAGAIN, "submission server said: %s", why);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Writes @prefix and @content; @smtp: CRLF and dot-stuffing. */
+static gboolean
+write_message (GOutputStream *out, const char *prefix, const DeliverContent *content, gboolean smtp,
+               GError **error)
+{
+  g_autoptr (GString) buf = g_string_sized_new (64 * 1024 + 1024);
+  gboolean bol = TRUE;
+  char chunk[32 * 1024];
+
+#define PUT(data, n)                                                                          \
+  do {                                                                                        \
+    for (gsize i_ = 0; i_ < (gsize) (n); i_++)                                                \
+      {                                                                                       \
+        char c_ = (data)[i_];                                                                 \
+        if (smtp && bol && c_ == '.')                                                         \
+          g_string_append_c (buf, '.');                                                       \
+        if (smtp && c_ == '\n')                                                               \
+          g_string_append_c (buf, '\r');                                                      \
+        g_string_append_c (buf, c_);                                                          \
+        bol = c_ == '\n';                                                                     \
+      }                                                                                       \
+    if (buf->len >= 64 * 1024)                                                                \
+      {                                                                                       \
+        if (!g_output_stream_write_all (out, buf->str, buf->len, NULL, NULL, error))          \
+          return FALSE;                                                                       \
+        g_string_truncate (buf, 0);                                                           \
+      }                                                                                       \
+  } while (0)
+
+  PUT (prefix, strlen (prefix));
+  for (guint s = 0; content && s < content->n; s++)
+    {
+      guint64 off = content->seg[s].offset, left = content->seg[s].length;
+      while (left > 0)
+        {
+          gssize n = pread (content->seg[s].fd, chunk, MIN (left, sizeof chunk), off);
+          if (n <= 0)
+            {
+              g_set_error (error, DELIVER_ERROR, n < 0 ? errno : EIO, "reading the message: %s",
+                           n < 0 ? g_strerror (errno) : "short read");
+              return FALSE;
+            }
+          PUT (chunk, n);
+          off += n;
+          left -= n;
+        }
+    }
+#undef PUT
+  if (!bol)
+    g_string_append (buf, smtp ? "\r\n" : "\n");
+  return g_output_stream_write_all (out, buf->str, buf->len, NULL, NULL, error);
+}
+
+static gboolean
+submit_smtp (const LmtpdConfig *config, const char *sender, const char *rcpt, const char *prefix,
+             const DeliverContent *content, GError **error)
+{
+  LmtpdListen *l = NULL;
+  g_autoptr (GSocketClient) client = g_socket_client_new ();
+  g_autoptr (GSocketConnection) conn = NULL;
+  g_autoptr (GInputStream) in = NULL;
+  GOutputStream *out;
+
+  l = lmtpd_listen_parse (config->submission, error);
+  if (l == NULL)
+    return FALSE;
+  g_socket_client_set_timeout (client, SUBMIT_TIMEOUT);
+  if (l->kind == LMTPD_LISTEN_UNIX)
+    {
+      g_autoptr (GSocketAddress) a = g_unix_socket_address_new (l->path);
+      conn = g_socket_client_connect (client, G_SOCKET_CONNECTABLE (a), NULL, error);
+    }
+  else
+    conn = g_socket_client_connect_to_host (client, l->host, l->port, NULL, error);
+  lmtpd_listen_free (l);
+  if (conn == NULL)
+    return FALSE;
+  in = g_buffered_input_stream_new (g_io_stream_get_input_stream (G_IO_STREAM (conn)));
+  out = g_io_stream_get_output_stream (G_IO_STREAM (conn));
+  if (!command (out, G_BUFFERED_INPUT_STREAM (in), 220, error, NULL)
+      || !command (out, G_BUFFERED_INPUT_STREAM (in), 250, error, "EHLO %s\r\n", config->hostname)
+      || !command (out, G_BUFFERED_INPUT_STREAM (in), 250, error, "MAIL FROM:<%s>\r\n", sender)
+      || !command (out, G_BUFFERED_INPUT_STREAM (in), 250, error, "RCPT TO:<%s>\r\n", rcpt)
+      || !command (out, G_BUFFERED_INPUT_STREAM (in), 354, error, "DATA\r\n")
+      || !write_message (out, prefix, content, TRUE, error)
+      || !command (out, G_BUFFERED_INPUT_STREAM (in), 250, error, ".\r\n"))
+    return FALSE;
+  command (out, G_BUFFERED_INPUT_STREAM (in), 221, NULL, "QUIT\r\n");
+  return TRUE;
+}
+
+static gboolean
+submit_command (const LmtpdConfig *config, const char *sender, const char *rcpt, const char *prefix,
+                const DeliverContent *content, GError **error)
+{
+  g_auto (GStrv) words = NULL;
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr (GSubprocess) p = NULL;
+  GOutputStream *in;
+  gboolean ok;
+
+  if (!g_shell_parse_argv (config->sendmail, NULL, &words, error))
+    return FALSE;
+  for (guint i = 0; words[i]; i++)
+    g_ptr_array_add (argv, words[i]);
+  g_ptr_array_add (argv, (gpointer) "-i");
+  g_ptr_array_add (argv, (gpointer) "-f");
+  g_ptr_array_add (argv, (gpointer) (sender[0] ? sender : "<>"));
+  g_ptr_array_add (argv, (gpointer) "--");
+  g_ptr_array_add (argv, (gpointer) rcpt);
+  g_ptr_array_add (argv, NULL);
+  p = g_subprocess_newv ((const char *const *) argv->pdata, G_SUBPROCESS_FLAGS_STDIN_PIPE, error);
+  if (p == NULL)
+    return FALSE;
+  in = g_subprocess_get_stdin_pipe (p);
+  ok = write_message (in, prefix, content, FALSE, error) && g_output_stream_close (in, NULL, error);
+  if (!ok)
+    {
+      g_subprocess_force_exit (p);
+      g_subprocess_wait (p, NULL, NULL);
+      return FALSE;
+    }
+  return g_subprocess_wait_check (p, NULL, error);
+}
+
+gboolean
+deliver_submit (const LmtpdConfig *config, const char *sender, const char *rcpt, const char *prefix,
+                const DeliverContent *content, GError **error)
+{
+  if (strpbrk (sender, "\r\n<>") || strpbrk (rcpt, "\r\n<>") || rcpt[0] == '-')
+    {
+      g_set_error (error, DELIVER_ERROR, EINVAL, "unsafe address");
+      return FALSE;
+    }
+  if (config->submission)
+    return submit_smtp (config, sender, rcpt, prefix, content, error);
+  if (config->sendmail)
+    return submit_command (config, sender, rcpt, prefix, content, error);
+  g_set_error (error, DELIVER_ERROR, ENOSYS, "no [sieve] submission or sendmail configured");
+  return FALSE;
+}

@@ -1,0 +1,364 @@
+"""sieve-lite at delivery (issue 6), through the built lmtpd: several
+recipients whose scripts differ in one transaction, failed scripts that
+keep, the compile cache, editheader, redirect and vacation through a local
+SMTP receiver, global before/after scripts, and callout results as
+spamtest and the callout test."""
+
+import os
+import re
+import socket
+import threading
+import time
+import unittest
+
+from lmtptest import Daemon, Services, dotstuff, main, own
+
+
+def transaction(c, rcpts, body, sender="s@example.net"):
+    c.send("MAIL FROM:<%s>\r\n" % sender + "".join("RCPT TO:<%s>\r\n" % r for r in rcpts) + "DATA\r\n")
+    codes = [c.code() for _ in range(len(rcpts) + 1)]
+    assert all(x == 250 for x in codes), codes
+    assert c.code() == 354
+    c.send(dotstuff(body.encode()))
+    return [c.reply() for _ in rcpts]
+
+
+class SmtpReceiver:
+    """A small SMTP server on loopback that keeps what it receives."""
+
+    def __init__(self):
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(8)
+        self.port = self.srv.getsockname()[1]
+        self.received = []  # (mail_from, [rcpts], data)
+        self.lock = threading.Lock()
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def loop(self):
+        while True:
+            try:
+                conn, _ = self.srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.session, args=(conn,), daemon=True).start()
+
+    def session(self, conn):
+        f = conn.makefile("rb")
+        conn.sendall(b"220 receiver ESMTP\r\n")
+        sender, rcpts = None, []
+        while True:
+            line = f.readline()
+            if not line:
+                return
+            cmd = line.decode().strip()
+            up = cmd.upper()
+            if up.startswith("EHLO") or up.startswith("HELO"):
+                conn.sendall(b"250-receiver\r\n250 8BITMIME\r\n")
+            elif up.startswith("MAIL FROM:"):
+                sender, rcpts = re.search(r"<(.*?)>", cmd).group(1), []
+                conn.sendall(b"250 ok\r\n")
+            elif up.startswith("RCPT TO:"):
+                rcpts.append(re.search(r"<(.*?)>", cmd).group(1))
+                conn.sendall(b"250 ok\r\n")
+            elif up == "DATA":
+                conn.sendall(b"354 go\r\n")
+                data = b""
+                while True:
+                    l = f.readline()
+                    if l in (b".\r\n", b""):
+                        break
+                    data += l[1:] if l.startswith(b"..") else l
+                with self.lock:
+                    self.received.append((sender, rcpts, data))
+                conn.sendall(b"250 queued\r\n")
+            elif up == "QUIT":
+                conn.sendall(b"221 bye\r\n")
+                conn.close()
+                return
+            else:
+                conn.sendall(b"502 no\r\n")
+
+    def wait(self, n, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with self.lock:
+                if len(self.received) >= n:
+                    return list(self.received)
+            time.sleep(0.02)
+        with self.lock:
+            return list(self.received)
+
+    def close(self):
+        self.srv.close()
+
+
+MSG = ("From: Sender <s@example.net>\r\nTo: alice@example.org, bob@example.org, carol@example.org, "
+       "dave@example.org, erin@example.org\r\nSubject: Project status\r\nMessage-ID: <m1@example.net>\r\n"
+       "X-Drop: yes\r\nX-Drop: keep me\r\n\r\nThe weekly report.\r\n")
+
+
+class SieveDeliveryTest(unittest.TestCase):
+    def setUp(self):
+        self.smtp = SmtpReceiver()
+        self.d = Daemon({"sieve.submission": "inet:127.0.0.1:%d" % self.smtp.port})
+
+    def tearDown(self):
+        self.d.cleanup()
+        self.smtp.close()
+
+    def script(self, address, text, name=".dovecot.sieve"):
+        local, domain = address.split("@")
+        home = os.path.join(self.d.mail, domain, local)
+        os.makedirs(home, exist_ok=True)
+        for p in (os.path.join(self.d.mail, domain), home):
+            own(p)
+        path = os.path.join(home, name)
+        with open(path, "w") as f:
+            f.write(text)
+        own(path)
+        return path
+
+    def all_messages(self, address, folder=None):
+        return self.d.messages(address, "new", folder) + self.d.messages(address, "cur", folder)
+
+    def test_recipients_with_different_scripts_in_one_transaction(self):
+        # RFC 2033 4.2: one reply per recipient, each after its own script
+        self.script("alice@example.org", 'require ["fileinto", "imap4flags"];\n'
+                    'if header :contains "subject" "status" { fileinto :flags "\\\\Seen" "Work"; }\n')
+        self.script("bob@example.org", 'if address :domain "from" "example.net" { discard; }\n')
+        self.script("carol@example.org", 'require "reject";\nreject "I do not take reports";\n')
+        self.script("erin@example.org", 'require "ereject";\nif size :over 10 { ereject "Too big for me"; }\n')
+        self.d.start()
+        c = self.d.connect()
+        c.code()
+        c.cmd("LHLO client")
+        replies = transaction(c, ["alice@example.org", "bob@example.org", "carol@example.org",
+                                  "dave@example.org", "erin@example.org"], MSG)
+        codes = [r[0] for r in replies]
+        self.assertEqual(codes, [250, 250, 550, 250, 550], replies)
+        self.assertEqual(replies[2][1], ["550 5.7.1 <carol@example.org> I do not take reports"])
+        self.assertEqual(replies[4][1], ["550 5.7.1 <erin@example.org> Too big for me"])
+        # alice: in Work, seen (Maildir flag S in cur/), not in INBOX
+        work = self.d.messages("alice@example.org", "cur", ".Work")
+        self.assertEqual(len(work), 1)
+        self.assertTrue(work[0][0].endswith(":2,S"), work[0][0])
+        self.assertIn(b"The weekly report.", work[0][1])
+        self.assertEqual(self.all_messages("alice@example.org"), [])
+        # bob: discarded; carol, erin: nothing stored; dave: no script, INBOX
+        self.assertEqual(self.all_messages("bob@example.org"), [])
+        self.assertEqual(self.all_messages("carol@example.org"), [])
+        self.assertEqual(self.all_messages("erin@example.org"), [])
+        self.assertEqual(len(self.d.messages("dave@example.org")), 1)
+
+    def test_broken_script_keeps_and_logs_next_to_it(self):
+        # RFC 5228 2.10.6: an error means keep
+        path = self.script("alice@example.org", 'require "fileinto";\nif header :is "subject" { fileinto "X"; }\n')
+        self.d.start()
+        c = self.d.connect()
+        c.code()
+        c.cmd("LHLO client")
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 250)
+        self.assertEqual(len(self.d.messages("alice@example.org")), 1)
+        with open(path + ".log") as f:
+            log = f.read()
+        self.assertIn(".dovecot.sieve:2:", log)
+        self.assertIn("kept in INBOX", log)
+        self.assertIn("sieve", self.d.read_log())
+
+    def test_runtime_limit_keeps(self):
+        # more redirects than allowed is a runtime error: keep, nothing sent
+        self.script("alice@example.org", "".join('redirect "r%d@example.com";\n' % i for i in range(6)))
+        self.d.start()
+        c = self.d.connect()
+        c.code()
+        c.cmd("LHLO client")
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 250)
+        self.assertEqual(len(self.d.messages("alice@example.org")), 1)
+        time.sleep(0.2)
+        self.assertEqual(self.smtp.received, [])
+
+    def test_script_change_is_seen(self):
+        path = self.script("alice@example.org", 'require "fileinto";\nfileinto "One";\n')
+        self.d.start()
+        c = self.d.connect()
+        c.code()
+        c.cmd("LHLO client")
+        transaction(c, ["alice@example.org"], MSG)
+        time.sleep(0.01)  # (the duplicate journal would drop the same message twice)
+        with open(path, "w") as f:
+            f.write('require "fileinto";\nfileinto "Two";\n# longer\n')
+        transaction(c, ["alice@example.org"], MSG.replace("<m1@", "<m2@"))
+        self.assertEqual(len(self.d.messages("alice@example.org", "new", ".One")), 1)
+        self.assertEqual(len(self.d.messages("alice@example.org", "new", ".Two")), 1)
+
+    def test_editheader(self):
+        # RFC 5293: addheader at the top (or :last), deleteheader by value, never Received
+        self.script("alice@example.org", 'require ["editheader"];\naddheader "X-Sieved" "yes";\n'
+                    'addheader :last "X-Last" "l\u00e9";\ndeleteheader :is "X-Drop" "yes";\n'
+                    'deleteheader "Received";\n')
+        self.d.start()
+        c = self.d.connect()
+        c.code()
+        c.cmd("LHLO client")
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 250)
+        (name, data), = self.d.messages("alice@example.org")
+        header, body = data.split(b"\n\n", 1)
+        self.assertTrue(header.startswith(b"X-Sieved: yes\n"), header)
+        self.assertIn(b"Received: ", header)
+        self.assertNotIn(b"X-Drop: yes\n", header)
+        self.assertIn(b"X-Drop: keep me\n", header)
+        self.assertTrue(header.endswith(b"X-Last: =?UTF-8?b?bMOp?=") or header.endswith(b"X-Last: =?utf-8?b?bMOp?=")
+                        or b"X-Last: =?" in header.split(b"\n")[-1], header)
+        self.assertEqual(body, b"The weekly report.\n")
+        self.assertRegex(name, r",S=%d" % len(data))
+
+    def test_redirect_and_copy(self):
+        self.script("alice@example.org", 'redirect "elsewhere@example.com";\n')
+        self.script("bob@example.org", 'require "copy";\nredirect :copy "archive@example.com";\n')
+        self.d.start()
+        c = self.d.connect()
+        c.code()
+        c.cmd("LHLO client")
+        replies = transaction(c, ["alice@example.org", "bob@example.org"], MSG, sender="orig@example.net")
+        self.assertEqual([r[0] for r in replies], [250, 250])
+        got = sorted(self.smtp.wait(2), key=lambda x: x[1])
+        self.assertEqual([(g[0], g[1]) for g in got],
+                         [("orig@example.net", ["archive@example.com"]), ("orig@example.net", ["elsewhere@example.com"])])
+        self.assertIn(b"X-Sieve-Redirected-From: alice@example.org\r\n", got[1][2])
+        self.assertNotIn(b"Return-Path:", got[1][2])
+        self.assertIn(b"The weekly report.\r\n", got[1][2])
+        self.assertEqual(self.all_messages("alice@example.org"), [])
+        self.assertEqual(len(self.d.messages("bob@example.org")), 1)
+
+    def test_redirect_loop_is_kept(self):
+        self.script("alice@example.org", 'redirect "elsewhere@example.com";\n')
+        self.d.start()
+        c = self.d.connect()
+        c.code()
+        c.cmd("LHLO client")
+        looped = "X-Sieve-Redirected-From: alice@example.org\r\n" + MSG
+        self.assertEqual(transaction(c, ["alice@example.org"], looped)[0][0], 250)
+        self.assertEqual(len(self.d.messages("alice@example.org")), 1)
+        time.sleep(0.2)
+        self.assertEqual(self.smtp.received, [])
+        self.assertIn("would loop", self.d.read_log())
+
+    def test_redirect_failure_keeps(self):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()  # nothing listens there
+        self.d.write_config({"sieve.submission": "inet:127.0.0.1:%d" % port})
+        self.script("alice@example.org", 'redirect "elsewhere@example.com";\n')
+        self.d.start()
+        c = self.d.connect()
+        c.code()
+        c.cmd("LHLO client")
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 250)
+        self.assertEqual(len(self.d.messages("alice@example.org")), 1)
+
+    def test_vacation(self):
+        # RFC 5230: once per sender within :days, null sender, Auto-Submitted
+        self.script("alice@example.org", 'require "vacation";\n'
+                    'vacation :days 3 :subject "Away" "I am away until Monday.";\n')
+        self.d.start()
+        c = self.d.connect()
+        c.code()
+        c.cmd("LHLO client")
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 250)
+        got = self.smtp.wait(1)
+        self.assertEqual(len(got), 1)
+        sender, rcpts, data = got[0]
+        self.assertEqual((sender, rcpts), ("", ["s@example.net"]))
+        self.assertIn(b"Auto-Submitted: auto-replied", data)
+        self.assertIn(b"Subject: Away\r\n", data)
+        self.assertIn(b"In-Reply-To: <m1@example.net>", data)
+        self.assertIn(b"I am away until Monday.", data)
+        self.assertEqual(len(self.d.messages("alice@example.org")), 1)  # implicit keep
+        # the same sender again: no second reply
+        transaction(c, ["alice@example.org"], MSG.replace("<m1@", "<m2@"))
+        # a list message, an auto-reply and a message not addressed to her: none
+        transaction(c, ["alice@example.org"], "Precedence: bulk\r\n" + MSG, sender="x@example.net")
+        transaction(c, ["alice@example.org"], "Auto-Submitted: auto-replied\r\n" + MSG, sender="y@example.net")
+        transaction(c, ["alice@example.org"], MSG.replace("alice@", "someone@"), sender="z@example.net")
+        transaction(c, ["alice@example.org"], MSG.replace("<m1@", "<m3@"), sender="")
+        time.sleep(0.3)
+        self.assertEqual(len(self.smtp.received), 1)
+        self.assertEqual(len(self.d.messages("alice@example.org")), 6)
+        # another sender gets one
+        transaction(c, ["alice@example.org"], MSG.replace("<m1@", "<m4@"), sender="other@example.net")
+        self.assertEqual(len(self.smtp.wait(2)), 2)
+
+
+class SieveGlobalScriptsTest(unittest.TestCase):
+    def test_before_and_after(self):
+        d = Daemon()
+        try:
+            before = os.path.join(d.dir, "before.sieve")
+            after = os.path.join(d.dir, "after.sieve")
+            with open(before, "w") as f:
+                f.write('require ["fileinto"];\nif header :contains "subject" "[SPAM]" { fileinto "Junk"; stop; }\n')
+            with open(after, "w") as f:
+                f.write('require ["editheader"];\naddheader "X-After" "ran";\n')
+            d.write_config(dict(d.extra, **{"sieve.before": "before.sieve", "sieve.after": "after.sieve"}))
+            d.start()
+            c = d.connect()
+            c.code()
+            c.cmd("LHLO client")
+            transaction(c, ["alice@example.org"], MSG.replace("Project status", "[SPAM] buy"))
+            transaction(c, ["alice@example.org"], MSG)
+            junk = d.messages("alice@example.org", "new", ".Junk")
+            inbox = d.messages("alice@example.org")
+            self.assertEqual(len(junk), 1)
+            self.assertNotIn(b"X-After", junk[0][1])  # the sequence ended at the fileinto
+            self.assertEqual(len(inbox), 1)
+            self.assertTrue(inbox[0][1].startswith(b"X-After: ran\n"))
+        finally:
+            d.cleanup()
+
+
+SPAM_CONF = """
+[service spam]
+module = spam
+listen = inet:127.0.0.1:0
+backend = builtin
+threshold = 5
+actions = tag [SPAM]
+"""
+
+
+class SieveCalloutResultsTest(unittest.TestCase):
+    def test_spamtest_and_callout_test(self):
+        svc = Services(SPAM_CONF)
+        d = Daemon({"service spam.servers": svc.endpoint("spam"), "service spam.uri": "urn:test:spam",
+                    "rule all.match": "*", "rule all.services": "spam"})
+        try:
+            home = os.path.join(d.mail, "example.org", "alice")
+            os.makedirs(home)
+            own(os.path.join(d.mail, "example.org"))
+            own(home)
+            with open(os.path.join(home, ".dovecot.sieve"), "w") as f:
+                f.write('require ["fileinto", "spamtest", "relational", "comparator-i;ascii-numeric",'
+                        ' "vnd.opes-lmtpd.callout"];\n'
+                        'if spamtest :value "ge" :comparator "i;ascii-numeric" "6" { fileinto "Junk"; stop; }\n'
+                        'if callout :labels "spam" "ham" { fileinto "Clean"; }\n')
+            d.start()
+            c = d.connect()
+            c.code()
+            c.cmd("LHLO client")
+            self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 250)
+            spammy = MSG.replace("The weekly report.", "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X")
+            self.assertEqual(transaction(c, ["alice@example.org"], spammy)[0][0], 250)
+            clean = d.messages("alice@example.org", "new", ".Clean")
+            junk = d.messages("alice@example.org", "new", ".Junk")
+            self.assertEqual(len(clean), 1, d.read_log())
+            self.assertEqual(len(junk), 1, d.read_log() + svc.read_log())
+            self.assertIn(b"Subject: [SPAM] Project status", junk[0][1])
+        finally:
+            d.cleanup()
+            svc.stop()
+
+
+if __name__ == "__main__":
+    main()
