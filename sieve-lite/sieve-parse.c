@@ -349,12 +349,16 @@ parse_test (Lexer *lx, int depth)
 {
   char *name;
   SieveNode *t;
+  int line, col;
 
   if (depth > MAX_DEPTH)
     {
       fail (lx, "tests nested too deeply");
       return NULL;
     }
+  skip (lx);
+  line = lx->line;
+  col = lx->col;
   name = identifier (lx);
   if (name == NULL)
     {
@@ -362,6 +366,8 @@ parse_test (Lexer *lx, int depth)
       return NULL;
     }
   t = node_new (lx, name);
+  t->line = line;
+  t->col = col;
   if (!parse_arguments (lx, t, depth))
     {
       sieve_node_free (t);

@@ -1,0 +1,489 @@
+/* test-sieve.c - sieve-lite, one case per command, test and extension.
+ * Each case names the RFC section it checks and quotes what it says.
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include <gmime/gmime.h>
+
+#include "sieve.h"
+
+/* ---- a message made of plain values ---------------------------------------- */
+
+typedef struct {
+  const char *const *headers;   /* "Name: value", NULL-terminated */
+  const char *body;
+} Fake;
+
+static const char *const default_headers[] = {
+  "From: Alice <alice@example.com>",
+  "To: bob@example.org, \"Carol\" <carol+lists@example.org>",
+  "Cc: team@example.org",
+  "Subject: Weekly report: all GREEN",
+  "X-Count: 42",
+  "X-Spam: yes",
+  "X-Spam: maybe",
+  NULL,
+};
+
+static char **
+fake_header (const char *name, gpointer data)
+{
+  const Fake *f = data;
+  GPtrArray *out = g_ptr_array_new ();
+  gsize n = strlen (name);
+
+  for (guint i = 0; f->headers[i]; i++)
+    if (g_ascii_strncasecmp (f->headers[i], name, n) == 0 && f->headers[i][n] == ':')
+      {
+        const char *v = f->headers[i] + n + 1;
+        while (*v == ' ')
+          v++;
+        g_ptr_array_add (out, g_strdup (v));
+      }
+  g_ptr_array_add (out, NULL);
+  return (char **) g_ptr_array_free (out, FALSE);
+}
+
+static char *
+fake_body (gpointer data)
+{
+  const Fake *f = data;
+  return g_strdup (f->body ? f->body : "");
+}
+
+/* Runs @script; returns the actions as "kind[:arg][/flags][+copy]" joined
+ * with "; ", or "compile error: ..." */
+static char *
+run_full (const char *script, const char *const *headers, const char *from, const char *to, guint64 size,
+          const SieveCallout *callouts, guint n_callouts, int spamtest, int virustest, char **edits_out)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SieveScript) s = sieve_compile (script, strlen (script), &error);
+  Fake f = { headers ? headers : default_headers, "Hello,\nthe numbers are in.\n" };
+  SieveMessage m = { 0 };
+  SieveResult r = { 0 };
+  GString *out;
+
+  if (s == NULL)
+    return g_strdup_printf ("compile error: %s", error->message);
+  m.envelope_from = from ? from : "alice@example.com";
+  m.envelope_to = to ? to : "bob+work@example.org";
+  m.delimiter = "+";
+  m.size = size ? size : 2000;
+  m.header = fake_header;
+  m.body_text = fake_body;
+  m.data = &f;
+  m.spamtest = spamtest;
+  m.spamtest_percent = spamtest > 0 ? (spamtest - 1) * 100 / 9 : 0;
+  m.virustest = virustest;
+  m.callouts = callouts;
+  m.n_callouts = n_callouts;
+  sieve_run (s, &m, &r);
+  out = g_string_new (r.error ? "error: " : "");
+  if (r.error)
+    g_string_append_printf (out, "%s; ", r.error);
+  for (guint i = 0; i < r.actions->len; i++)
+    {
+      const SieveAction *a = r.actions->pdata[i];
+      g_string_append_printf (out, "%s%s%s%s%s%s%s", i ? "; " : "", sieve_action_name (a->kind),
+                              a->argument ? ":" : "", a->argument ? a->argument : "", a->flags ? "/" : "",
+                              a->flags ? a->flags : "", a->copy ? "+copy" : "");
+    }
+  if (edits_out)
+    {
+      GString *e = g_string_new (NULL);
+      for (guint i = 0; i < r.edits->len; i++)
+        {
+          const SieveHeaderEdit *x = r.edits->pdata[i];
+          g_string_append_printf (e, "%s%s %s%s%s%s", i ? "; " : "", x->value ? "add" : "delete", x->name,
+                                  x->value ? "=" : "", x->value ? x->value : "", x->last ? " last" : "");
+        }
+      *edits_out = g_string_free (e, FALSE);
+    }
+  sieve_result_clear (&r);
+  return g_string_free (out, FALSE);
+}
+
+static char *
+run (const char *script)
+{
+  return run_full (script, NULL, NULL, NULL, 0, NULL, 0, 0, 0, NULL);
+}
+
+#define CHECK(script, expected)                     \
+  do {                                              \
+    g_autofree char *got_ = run (script);           \
+    g_assert_cmpstr (got_, ==, expected);           \
+  } while (0)
+
+/* ---- RFC 5228 core ----------------------------------------------------------- */
+
+/* 2.10.2: "if the script does not take any of these actions, an implicit
+ * keep is performed" */
+static void
+test_implicit_keep (void)
+{
+  CHECK ("", "keep");
+  CHECK ("# nothing\n/* at all */", "keep");
+  CHECK ("if false { discard; }", "keep");
+}
+
+/* 4.3: "Discard is used to silently throw away the message" and it
+ * cancels the implicit keep. */
+static void
+test_discard (void)
+{
+  CHECK ("discard;", "discard");
+}
+
+/* 4.2 redirect: "cancels the implicit keep"; 4.2 "the same address twice
+ * is redirected once" (2.10.3 duplicate actions). */
+static void
+test_redirect (void)
+{
+  CHECK ("redirect \"x@example.net\";", "redirect:x@example.net");
+  CHECK ("redirect \"x@example.net\"; redirect \"x@example.net\";", "redirect:x@example.net");
+  CHECK ("redirect \"x@example.net\"; keep;", "redirect:x@example.net; keep");
+  /* 4.2: "the address MUST be syntactically valid" */
+  CHECK ("redirect \"nobody\";", "compile error: 1:1: redirect: 'nobody' is not a valid address");
+}
+
+/* 3.3 stop: "ends all processing"; the implicit keep still applies. */
+static void
+test_stop (void)
+{
+  CHECK ("stop; discard;", "keep");
+  CHECK ("require \"fileinto\"; fileinto \"A\"; stop; fileinto \"B\";", "fileinto:A");
+}
+
+/* 3.1 if/elsif/else: "the first test that succeeds ... subsequent elsif
+ * and else are not evaluated" */
+static void
+test_if_elsif_else (void)
+{
+  const char *s = "require \"fileinto\";\n"
+                  "if header :is \"x-count\" \"1\" { fileinto \"One\"; }\n"
+                  "elsif header :is \"x-count\" \"42\" { fileinto \"FortyTwo\"; }\n"
+                  "elsif true { fileinto \"Never\"; }\n"
+                  "else { fileinto \"Else\"; }";
+  CHECK (s, "fileinto:FortyTwo");
+  CHECK ("require \"fileinto\"; if false { fileinto \"A\"; } else { fileinto \"B\"; }", "fileinto:B");
+}
+
+/* 3.2 require: "unknown extension ... MUST fail" and must come first. */
+static void
+test_require (void)
+{
+  CHECK ("require \"nope\";", "compile error: 1:1: unsupported extension \"nope\"");
+  CHECK ("fileinto \"A\";", "compile error: 1:1: 'fileinto' needs require \"fileinto\"");
+  CHECK ("keep; require \"fileinto\";", "compile error: 1:7: require must come before other commands");
+}
+
+/* 2.x lexical: strings, escapes, text: blocks with dot-stuffing, comments,
+ * numbers with K/M/G (2.4.1: "K ... 2^10, M ... 2^20, G ... 2^30"). */
+static void
+test_lexical (void)
+{
+  CHECK ("require \"fileinto\"; fileinto \"a\\\"b\\\\c\";", "fileinto:a\"b\\c");
+  CHECK ("require \"fileinto\"; fileinto text:\r\nline\r\n..dot\r\n.\r\n;", "fileinto:line\r\n.dot\r\n");
+  CHECK ("if size :over 1K { discard; }", "discard");
+  CHECK ("if size :over 2K { discard; }", "keep");
+  CHECK ("if size :under 1M { discard; }", "discard");
+  CHECK ("keep", "compile error: 1:5: expected ';' or '{' after keep");
+  CHECK ("/* open comment", "compile error: 1:1: unterminated comment");
+}
+
+/* 5.7 header: ":contains" and comparator "i;ascii-casemap" (default,
+ * 2.7.3); 5.1 any of the values, any of the keys. */
+static void
+test_header (void)
+{
+  CHECK ("if header :contains \"subject\" \"REPORT\" { discard; }", "discard");
+  CHECK ("if header :comparator \"i;octet\" :contains \"subject\" \"REPORT\" { discard; }", "keep");
+  CHECK ("if header :is [\"x-spam\", \"x-none\"] [\"no\", \"maybe\"] { discard; }", "discard");
+  /* 2.7.1 :matches: "*" any sequence, "?" one character, "\\" escapes */
+  CHECK ("if header :matches \"subject\" \"Weekly*GREE?\" { discard; }", "discard");
+  CHECK ("if header :matches \"subject\" \"\\\\*\" { discard; }", "keep");
+}
+
+/* 5.1 address with :all, :localpart, :domain (2.7.4). */
+static void
+test_address (void)
+{
+  CHECK ("if address :domain :is \"from\" \"EXAMPLE.com\" { discard; }", "discard");
+  CHECK ("if address :localpart :is \"to\" \"carol+lists\" { discard; }", "discard");
+  CHECK ("if address :all :is \"from\" \"alice@example.com\" { discard; }", "discard");
+  CHECK ("if address :is \"from\" \"Alice\" { discard; }", "keep");
+}
+
+/* 5.4 envelope: "from" and "to" of the SMTP/LMTP transaction. */
+static void
+test_envelope (void)
+{
+  CHECK ("require \"envelope\"; if envelope :is \"from\" \"alice@example.com\" { discard; }", "discard");
+  CHECK ("require \"envelope\"; if envelope :domain \"to\" \"example.org\" { discard; }", "discard");
+  CHECK ("if envelope \"to\" \"x\" { discard; }", "compile error: 1:4: 'envelope' needs require \"envelope\"");
+}
+
+/* 5.5 exists: "true if the headers listed ... exist" (all of them). */
+static void
+test_exists (void)
+{
+  CHECK ("if exists [\"from\", \"x-count\"] { discard; }", "discard");
+  CHECK ("if exists [\"from\", \"x-none\"] { discard; }", "keep");
+}
+
+/* 5.9 size: ":over" and ":under", neither is true for equality. */
+static void
+test_size (void)
+{
+  CHECK ("if size :over 2000 { discard; }", "keep");
+  CHECK ("if size :under 2000 { discard; }", "keep");
+  CHECK ("if size :over 1999 { discard; }", "discard");
+}
+
+/* 5.2/5.3/5.6/5.8/5.10 allof, anyof, not, true, false. */
+static void
+test_logic (void)
+{
+  CHECK ("if allof (true, not false) { discard; }", "discard");
+  CHECK ("if allof (true, false) { discard; }", "keep");
+  CHECK ("if anyof (false, true) { discard; }", "discard");
+  CHECK ("if anyof (false, false) { discard; }", "keep");
+  CHECK ("if not anyof (false) { discard; }", "discard");
+}
+
+/* 2.7.3 comparators: "i;ascii-numeric" compares numbers and needs its
+ * capability. */
+static void
+test_numeric_comparator (void)
+{
+  CHECK ("require \"comparator-i;ascii-numeric\";"
+         "if header :comparator \"i;ascii-numeric\" :is \"x-count\" \"042\" { discard; }", "discard");
+  CHECK ("if header :comparator \"i;ascii-numeric\" :is \"x-count\" \"42\" { discard; }",
+         "compile error: 1:4: header: i;ascii-numeric needs require \"comparator-i;ascii-numeric\"");
+}
+
+/* 2.10.6: "If an error occurs ... the implicit keep is performed". */
+static void
+test_runtime_error_keeps (void)
+{
+  CHECK ("redirect \"a@b.c\"; redirect \"b@b.c\"; redirect \"c@b.c\"; redirect \"d@b.c\"; redirect \"e@b.c\";",
+         "error: too many redirects; keep");
+}
+
+/* ---- extensions ---------------------------------------------------------------- */
+
+/* RFC 5228 4.1 fileinto; 2.10.3 "the same mailbox twice is stored once". */
+static void
+test_fileinto (void)
+{
+  CHECK ("require \"fileinto\"; fileinto \"Work\";", "fileinto:Work");
+  CHECK ("require \"fileinto\"; fileinto \"Work\"; fileinto \"Work\";", "fileinto:Work");
+}
+
+/* RFC 3894 copy: ":copy ... the implicit keep is not cancelled". */
+static void
+test_copy (void)
+{
+  CHECK ("require [\"fileinto\", \"copy\"]; fileinto :copy \"A\";", "fileinto:A+copy; keep");
+  CHECK ("require \"copy\"; redirect :copy \"x@y.z\";", "redirect:x@y.z+copy; keep");
+  CHECK ("require \"fileinto\"; fileinto :copy \"A\";", "compile error: 1:21: fileinto: :copy needs require \"copy\"");
+}
+
+/* RFC 5429 2.1 reject / 2.2 ereject: cancel the implicit keep. */
+static void
+test_reject (void)
+{
+  CHECK ("require \"reject\"; reject \"No thanks\";", "reject:No thanks");
+  CHECK ("require \"ereject\"; ereject \"No\";", "ereject:No");
+}
+
+/* RFC 5232 imap4flags: the internal variable is used by keep/fileinto
+ * without :flags (3.), ":flags" replaces it for that action (5.). */
+static void
+test_imap4flags (void)
+{
+  CHECK ("require [\"imap4flags\"]; setflag \"\\\\Seen\"; addflag [\"\\\\Flagged\", \"\\\\Seen\"]; "
+         "removeflag \"\\\\Seen\";", "keep/\\Flagged");
+  CHECK ("require [\"imap4flags\", \"fileinto\"]; addflag \"\\\\Seen\"; fileinto :flags \"\\\\Answered\" \"A\";",
+         "fileinto:A/\\Answered");
+  CHECK ("require [\"imap4flags\"]; addflag \"\\\\Seen\"; if hasflag \"\\\\seen\" { discard; }", "discard");
+  {
+    g_autofree char *letters = sieve_flags_to_maildir ("\\Seen \\Flagged $Label \\Answered");
+    g_assert_cmpstr (letters, ==, "FRS");
+  }
+}
+
+/* RFC 5233 subaddress: ":user" and ":detail" (4.). */
+static void
+test_subaddress (void)
+{
+  CHECK ("require [\"subaddress\", \"envelope\"]; if envelope :detail \"to\" \"work\" { discard; }", "discard");
+  CHECK ("require [\"subaddress\", \"envelope\"]; if envelope :user \"to\" \"bob\" { discard; }", "discard");
+  CHECK ("require \"subaddress\"; if address :detail \"to\" \"lists\" { discard; }", "discard");
+}
+
+/* RFC 5229 variables: match variables from :matches (3.2), set with
+ * modifiers (4.), the string test (5.). */
+static void
+test_variables (void)
+{
+  CHECK ("require [\"variables\", \"fileinto\"]; if header :matches \"subject\" \"*: * *\" "
+         "{ fileinto \"${1}-${3}\"; }", "fileinto:Weekly report-GREEN");
+  CHECK ("require [\"variables\", \"fileinto\"]; set :upper \"a\" \"x\"; set :length \"n\" \"abc\"; "
+         "fileinto \"${a}${n}${unknown}\";", "fileinto:X3");
+  CHECK ("require \"variables\"; set \"a\" \"b\"; if string :is \"${a}\" \"b\" { discard; }", "discard");
+}
+
+/* RFC 5231 relational: ":count" and ":value" with the numeric comparator. */
+static void
+test_relational (void)
+{
+  CHECK ("require [\"relational\", \"comparator-i;ascii-numeric\"]; if header :count \"eq\" "
+         ":comparator \"i;ascii-numeric\" \"x-spam\" \"2\" { discard; }", "discard");
+  CHECK ("require [\"relational\", \"comparator-i;ascii-numeric\"]; if header :value \"gt\" "
+         ":comparator \"i;ascii-numeric\" \"x-count\" \"41\" { discard; }", "discard");
+  CHECK ("require [\"relational\", \"comparator-i;ascii-numeric\"]; if address :count \"ge\" "
+         ":comparator \"i;ascii-numeric\" [\"to\", \"cc\"] \"3\" { discard; }", "discard");
+}
+
+/* RFC 5173 body: ":contains" over the text of the body. */
+static void
+test_body (void)
+{
+  CHECK ("require \"body\"; if body :contains \"numbers are in\" { discard; }", "discard");
+  CHECK ("require \"body\"; if body :contains \"absent\" { discard; }", "keep");
+}
+
+/* RFC 5293 editheader: addheader at the top or :last (4.), deleteheader
+ * by name and value (5.); "Received" and "Auto-Submitted" are never
+ * touched (4.3, 5.1 "MUST NOT"). */
+static void
+test_editheader (void)
+{
+  g_autofree char *edits = NULL, *got = NULL;
+
+  got = run_full ("require \"editheader\"; addheader \"X-A\" \"1\"; addheader :last \"X-B\" \"2\"; "
+                  "deleteheader :contains \"X-Spam\" \"ay\"; deleteheader \"Received\";",
+                  NULL, NULL, NULL, 0, NULL, 0, 0, 0, &edits);
+  g_assert_cmpstr (got, ==, "keep");
+  g_assert_cmpstr (edits, ==, "add X-A=1; add X-B=2 last; delete X-Spam");
+}
+
+/* RFC 5235 spamtest/virustest: 0 untested, 1..10 (spam) / 1..5 (virus). */
+static void
+test_spamtest_virustest (void)
+{
+  const char *s = "require [\"spamtest\", \"virustest\", \"relational\", \"comparator-i;ascii-numeric\"];"
+                  "if spamtest :value \"ge\" :comparator \"i;ascii-numeric\" \"8\" { discard; }"
+                  "if virustest :value \"eq\" :comparator \"i;ascii-numeric\" \"5\" { redirect \"av@x.y\"; }";
+  g_autofree char *spam = run_full (s, NULL, NULL, NULL, 0, NULL, 0, 9, 1, NULL);
+  g_autofree char *virus = run_full (s, NULL, NULL, NULL, 0, NULL, 0, 2, 5, NULL);
+  g_autofree char *untested = run_full ("require \"spamtest\"; if spamtest \"0\" { discard; }",
+                                        NULL, NULL, NULL, 0, NULL, 0, 0, 0, NULL);
+  g_autofree char *pct = run_full ("require [\"spamtestplus\", \"relational\", \"comparator-i;ascii-numeric\"];"
+                                   "if spamtest :percent :value \"gt\" :comparator \"i;ascii-numeric\" \"50\""
+                                   "{ discard; }", NULL, NULL, NULL, 0, NULL, 0, 10, 0, NULL);
+  g_assert_cmpstr (spam, ==, "discard");
+  g_assert_cmpstr (virus, ==, "redirect:av@x.y");
+  g_assert_cmpstr (untested, ==, "discard");
+  g_assert_cmpstr (pct, ==, "discard");
+}
+
+/* RFC 5230 vacation: does not cancel the implicit keep (4.); :days
+ * defaults to 7 and is at least 1 (4.1); one vacation per script. */
+static void
+test_vacation (void)
+{
+  g_autoptr (GError) error = NULL;
+  const char *text = "require \"vacation\"; vacation :days 0 :subject \"Away\" "
+                     ":addresses [\"b@x.y\"] \"Gone fishing\";";
+  g_autoptr (SieveScript) s = sieve_compile (text, strlen (text), &error);
+  Fake f = { default_headers, NULL };
+  SieveMessage m = { .envelope_from = "a@b.c", .envelope_to = "b@x.y", .header = fake_header, .data = &f };
+  SieveResult r = { 0 };
+  const SieveAction *a;
+
+  g_assert_no_error (error);
+  sieve_run (s, &m, &r);
+  g_assert_cmpuint (r.actions->len, ==, 2);
+  a = r.actions->pdata[0];
+  g_assert_cmpint (a->kind, ==, SIEVE_VACATION);
+  g_assert_cmpstr (a->argument, ==, "Gone fishing");
+  g_assert_cmpuint (a->vacation->days, ==, 1);
+  g_assert_cmpstr (a->vacation->subject, ==, "Away");
+  g_assert_cmpstr (a->vacation->addresses[0], ==, "b@x.y");
+  g_assert_nonnull (a->vacation->handle);
+  g_assert_cmpint (((SieveAction *) r.actions->pdata[1])->kind, ==, SIEVE_KEEP);
+  g_assert_true (r.implicit_keep);
+  sieve_result_clear (&r);
+  CHECK ("require \"vacation\"; vacation \"a\"; vacation \"b\";", "error: more than one vacation action; keep");
+}
+
+/* Our own "vnd.opes-lmtpd.callout": a service's verdict, score and labels,
+ * which no header can forge. */
+static void
+test_callout (void)
+{
+  const SieveCallout c[] = { { "spam", "modify", "7.5", "spam,bulk" }, { "av", "accept", NULL, "virus-scanned" } };
+  const char *s = "require [\"vnd.opes-lmtpd.callout\", \"fileinto\", \"relational\", "
+                  "\"comparator-i;ascii-numeric\"];"
+                  "if callout :labels \"spam\" \"bulk\" { fileinto \"Bulk\"; }"
+                  "if callout :score :value \"ge\" :comparator \"i;ascii-numeric\" \"spam\" \"7\" { fileinto \"Seven\"; }"
+                  "if callout \"av\" \"accept\" { fileinto \"Clean\"; }"
+                  "if callout \"absent\" \"accept\" { fileinto \"Never\"; }";
+  g_autofree char *got = run_full (s, NULL, NULL, NULL, 0, c, G_N_ELEMENTS (c), 0, 0, NULL);
+  g_assert_cmpstr (got, ==, "fileinto:Bulk; fileinto:Seven; fileinto:Clean");
+}
+
+/* Limits: "too many actions" is a runtime error, so keep (2.10.6). */
+static void
+test_limits (void)
+{
+  GString *s = g_string_new ("require \"fileinto\";");
+  g_autofree char *got = NULL;
+  for (int i = 0; i < 40; i++)
+    g_string_append_printf (s, "fileinto \"F%d\";", i);
+  got = run (s->str);
+  g_assert_cmpstr (got, ==, "error: too many actions; keep");
+  g_string_free (s, TRUE);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_mime_init ();
+  g_test_add_func ("/sieve/rfc5228/implicit-keep", test_implicit_keep);
+  g_test_add_func ("/sieve/rfc5228/discard", test_discard);
+  g_test_add_func ("/sieve/rfc5228/redirect", test_redirect);
+  g_test_add_func ("/sieve/rfc5228/stop", test_stop);
+  g_test_add_func ("/sieve/rfc5228/if-elsif-else", test_if_elsif_else);
+  g_test_add_func ("/sieve/rfc5228/require", test_require);
+  g_test_add_func ("/sieve/rfc5228/lexical", test_lexical);
+  g_test_add_func ("/sieve/rfc5228/header", test_header);
+  g_test_add_func ("/sieve/rfc5228/address", test_address);
+  g_test_add_func ("/sieve/rfc5228/envelope", test_envelope);
+  g_test_add_func ("/sieve/rfc5228/exists", test_exists);
+  g_test_add_func ("/sieve/rfc5228/size", test_size);
+  g_test_add_func ("/sieve/rfc5228/logic", test_logic);
+  g_test_add_func ("/sieve/rfc5228/numeric-comparator", test_numeric_comparator);
+  g_test_add_func ("/sieve/rfc5228/runtime-error-keeps", test_runtime_error_keeps);
+  g_test_add_func ("/sieve/fileinto", test_fileinto);
+  g_test_add_func ("/sieve/rfc3894/copy", test_copy);
+  g_test_add_func ("/sieve/rfc5429/reject", test_reject);
+  g_test_add_func ("/sieve/rfc5232/imap4flags", test_imap4flags);
+  g_test_add_func ("/sieve/rfc5233/subaddress", test_subaddress);
+  g_test_add_func ("/sieve/rfc5229/variables", test_variables);
+  g_test_add_func ("/sieve/rfc5231/relational", test_relational);
+  g_test_add_func ("/sieve/rfc5173/body", test_body);
+  g_test_add_func ("/sieve/rfc5293/editheader", test_editheader);
+  g_test_add_func ("/sieve/rfc5235/spamtest-virustest", test_spamtest_virustest);
+  g_test_add_func ("/sieve/rfc5230/vacation", test_vacation);
+  g_test_add_func ("/sieve/callout", test_callout);
+  g_test_add_func ("/sieve/limits", test_limits);
+  return g_test_run ();
+}
