@@ -75,6 +75,42 @@ test_errors (void)
 }
 
 static void
+test_sieve (void)
+{
+  g_autofree char *path = write_file ("sieve.conf",
+    "[sieve]\n"
+    "script = %d/%x/s\n"                 /* line 2 */
+    "before = /nonexistent/b.sieve\n"    /* line 3 */
+    "max_actions = 0\n"                  /* line 4 */
+    "submission = smtp:host\n"           /* line 5 */
+    "sendmail = /usr/sbin/sendmail\n"    /* line 6 */
+    "max_run_time = 5m\n");              /* line 7: fine */
+  g_autofree char *good = write_file ("sieve-good.conf",
+    "[sieve]\nscript = /home/%n/.sieve\nmax_run_time = 5s\nsubmission = inet:127.0.0.1:25\n");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LmtpdConfig) c = lmtpd_config_load (path, &error);
+  g_autoptr (LmtpdConfig) g = NULL;
+  const char *want[] = { ":2: [sieve] script:", ":3: [sieve] before:", ":4: [sieve] max_actions:",
+                         ":5: [sieve] submission:", ":6: [sieve] sendmail:" };
+
+  g_assert_null (c);
+  g_test_message ("%s", error->message);
+  for (guint i = 0; i < G_N_ELEMENTS (want); i++)
+    {
+      g_autofree char *w = g_strconcat (path, want[i], NULL);
+      g_assert_nonnull (strstr (error->message, w));
+    }
+  g_assert_null (strstr (error->message, "max_run_time"));
+  g_clear_error (&error);
+  g = lmtpd_config_load (good, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (g->sieve_script, ==, "/home/%n/.sieve");
+  g_assert_cmpuint (g->sieve_max_run_time_ms, ==, 5000);
+  g_assert_cmpuint (g->sieve_max_actions, ==, 32);
+  g_assert_cmpstr (g->submission, ==, "inet:127.0.0.1:25");
+}
+
+static void
 test_syntax_error (void)
 {
   g_autofree char *path = write_file ("syntax.conf", "[server\nlisten=x\n");
@@ -150,6 +186,7 @@ main (int argc, char **argv)
   g_test_add_func ("/config/example", test_example);
   g_test_add_func ("/config/errors", test_errors);
   g_test_add_func ("/config/syntax-error", test_syntax_error);
+  g_test_add_func ("/config/sieve", test_sieve);
   g_test_add_func ("/config/users-map", test_users_map);
   g_test_add_func ("/config/listen-parse", test_listen_parse);
   return g_test_run ();
