@@ -12,6 +12,7 @@ import time
 import unittest
 
 from lmtptest import Daemon, Services, dotstuff, main, own
+from test_delivery import dovecot
 
 
 def transaction(c, rcpts, body, sender="s@example.net"):
@@ -150,6 +151,10 @@ class SieveDeliveryTest(unittest.TestCase):
         self.assertEqual(self.all_messages("carol@example.org"), [])
         self.assertEqual(self.all_messages("erin@example.org"), [])
         self.assertEqual(len(self.d.messages("dave@example.org")), 1)
+        # Dovecot sees the folder and the flag
+        out = dovecot("maildir:DATA:INDEX=MEMORY", 'a SELECT "Work"\r\nb FETCH 1 (FLAGS)\r\nc LOGOUT\r\n',
+                      self.d.maildir("alice@example.org"))
+        self.assertRegex(out, r"\* 1 FETCH \(FLAGS \(\\Seen( \\Recent)?\)\)", out)
 
     def test_broken_script_keeps_and_logs_next_to_it(self):
         # RFC 5228 2.10.6: an error means keep
