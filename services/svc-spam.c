@@ -206,7 +206,8 @@ builtin_score (const ServiceInput *in, GBytes *msg, double *score, GString *why)
     /* none of the envelope recipients is named in To or Cc (Bcc or list) */
     g_autofree char *to = service_header_value (in->header, "To");
     g_autofree char *cc = service_header_value (in->header, "Cc");
-    g_autofree char *both = g_ascii_strdown (g_strconcat (to ? to : "", ",", cc ? cc : "", NULL), -1);
+    g_autofree char *joined = g_strconcat (to ? to : "", ",", cc ? cc : "", NULL);
+    g_autofree char *both = g_ascii_strdown (joined, -1);
     gboolean named = FALSE;
     for (guint i = 0; in->rcpts[i] && !named; i++)
       {
