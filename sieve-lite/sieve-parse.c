@@ -290,7 +290,7 @@ parse_arguments (Lexer *lx, SieveNode *n, int depth)
         }
       if (*lx->p == '[')
         {
-          GPtrArray *list = g_ptr_array_new ();
+          GPtrArray *list = g_ptr_array_new_with_free_func (g_free);
           advance (lx, 1);
           for (;;)
             {
