@@ -263,6 +263,46 @@ class SieveDeliveryTest(unittest.TestCase):
         self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 250)
         self.assertEqual(len(self.d.messages("alice@example.org")), 1)
 
+    def test_script_size_limit_keeps(self):
+        self.d.write_config({"sieve.submission": "inet:127.0.0.1:%d" % self.smtp.port,
+                             "sieve.max_script_size": "64"})
+        path = self.script("alice@example.org", "discard;\n" + "# padding\n" * 10)
+        self.d.start()
+        c = self.d.connect()
+        c.code()
+        c.cmd("LHLO client")
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 250)
+        self.assertEqual(len(self.d.messages("alice@example.org")), 1)
+        with open(path + ".log") as f:
+            self.assertIn("max_script_size", f.read())
+
+    def test_sendmail_command_and_vacation_from_mime(self):
+        out = os.path.join(self.d.dir, "sent")
+        tool = os.path.join(self.d.dir, "fake-sendmail")
+        with open(tool, "w") as f:
+            f.write("#!/bin/sh\n{ echo \"ARGS: $*\"; cat; echo END; } >> %s\n" % out)
+        os.chmod(tool, 0o755)
+        open(out, "w").close()
+        os.chmod(out, 0o666)
+        self.d.write_config({"sieve.sendmail": tool})
+        self.script("alice@example.org", 'require "vacation";\n'
+                    'vacation :from "Alice Away <alice@example.org>" :mime text:\n'
+                    'Content-Type: text/plain; charset=utf-8\n\nBack on Monday.\n.\n;\n'
+                    'redirect "copy@example.com";\n')
+        self.d.start()
+        c = self.d.connect()
+        c.code()
+        c.cmd("LHLO client")
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG, sender="orig@example.net")[0][0], 250)
+        with open(out) as f:
+            sent = f.read()
+        self.assertIn("ARGS: -i -f orig@example.net -- copy@example.com\n", sent)
+        self.assertIn("ARGS: -i -f <> -- orig@example.net\n", sent)
+        self.assertIn("From: Alice Away <alice@example.org>", sent)
+        self.assertIn("Back on Monday.", sent)
+        self.assertIn("X-Sieve-Redirected-From: alice@example.org\n", sent)
+        self.assertEqual(self.all_messages("alice@example.org"), [])
+
     def test_vacation(self):
         # RFC 5230: once per sender within :days, null sender, Auto-Submitted
         self.script("alice@example.org", 'require "vacation";\n'
