@@ -104,6 +104,7 @@ compiled_get (const LmtpdConfig *config, const char *path)
 /* ---- the message as Sieve sees it --------------------------------------------- */
 
 struct FilterView {
+  const DeliverRecipient *rcpt;
   const char *prefix;
   const DeliverContent *content;
   GMimeMessage *mime;       /* parsed on first use */
@@ -210,6 +211,27 @@ view_body (gpointer data)
 
 /* ---- scripts ------------------------------------------------------------------ */
 
+static gboolean
+view_mailbox_exists (const char *name, gpointer data)
+{
+  const FilterView *v = data;
+  const char *why;
+  g_autofree char *path = NULL;
+
+  if (deliver_folder_is_inbox (name))
+    return TRUE;
+  if (!deliver_folder_valid (name, &why))
+    return FALSE;
+  if (v->rcpt->format == DELIVER_MAILDIR)
+    {
+      g_autofree char *dir = deliver_folder_maildir_path (v->rcpt->mailbox, name);
+      path = g_build_filename (dir, "cur", NULL);
+      return g_file_test (path, G_FILE_TEST_IS_DIR);
+    }
+  path = deliver_folder_mbox_path (v->rcpt->mailbox, name);
+  return g_file_test (path, G_FILE_TEST_IS_REGULAR);
+}
+
 static char *
 script_path (const LmtpdConfig *config, const DeliverRecipient *rcpt)
 {
@@ -277,7 +299,7 @@ filter_run (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverR
             const CalloutResult *callouts, const char *prefix, const DeliverContent *content,
             FilterOutcome *out)
 {
-  FilterView view = { prefix, content, NULL, FALSE };
+  FilterView view = { rcpt, prefix, content, NULL, FALSE };
   g_autoptr (GPtrArray) scripts = g_ptr_array_new_with_free_func (g_free);
   g_autoptr (GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
   g_autoptr (GArray) cs = g_array_new (FALSE, TRUE, sizeof (SieveCallout));
@@ -307,6 +329,7 @@ filter_run (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverR
   sm.size = strlen (prefix) + deliver_content_size (content);
   sm.header = view_header;
   sm.body_text = view_body;
+  sm.mailbox_exists = view_mailbox_exists;
   sm.data = &view;
   sm.max_actions = config->sieve_max_actions;
   sm.max_redirects = config->sieve_max_redirects ? config->sieve_max_redirects : 1;
@@ -487,7 +510,7 @@ gboolean
 filter_redirect (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipient *rcpt,
                  const char *target, const char *prefix, const DeliverContent *content)
 {
-  FilterView view = { prefix, content, NULL, FALSE };
+  FilterView view = { rcpt, prefix, content, NULL, FALSE };
   g_auto (GStrv) hops = NULL;
   g_autofree char *local = NULL, *domain = NULL, *head = NULL;
   g_autoptr (GError) error = NULL;
@@ -712,7 +735,7 @@ filter_vacation (const LmtpdConfig *config, const DeliverMessage *msg, const Del
                  const DeliverContent *content)
 {
   const SieveVacation *v = action->vacation;
-  FilterView view = { prefix, content, NULL, FALSE };
+  FilterView view = { rcpt, prefix, content, NULL, FALSE };
   g_autoptr (GPtrArray) mine = g_ptr_array_new ();
   g_autofree char *log = NULL, *text = NULL;
   g_autoptr (GError) error = NULL;

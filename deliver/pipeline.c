@@ -87,7 +87,7 @@ deliver_rcpt_check (const LmtpdConfig *config, const DeliverMessage *msg, Delive
  * and may not be created. */
 static char *
 maildir_folder (const LmtpdConfig *config, const DeliverRecipient *rcpt, const char *folder,
-                gboolean if_exists, GError **error)
+                gboolean if_exists, gboolean create, GError **error)
 {
   g_autofree char *dir = NULL, *cur = NULL, *marker = NULL;
   int fd;
@@ -98,7 +98,7 @@ maildir_folder (const LmtpdConfig *config, const DeliverRecipient *rcpt, const c
   cur = g_build_filename (dir, "cur", NULL);
   if (g_file_test (cur, G_FILE_TEST_IS_DIR))
     return g_steal_pointer (&dir);
-  if (if_exists || !config->create_folders)
+  if (if_exists || !(config->create_folders || create))
     return g_strdup (rcpt->mailbox);
   if (!deliver_maildir_create (rcpt->mailbox, config->fsync, error)
       || !deliver_maildir_create (dir, config->fsync, error))
@@ -113,14 +113,15 @@ maildir_folder (const LmtpdConfig *config, const DeliverRecipient *rcpt, const c
 }
 
 static char *
-mbox_folder (const LmtpdConfig *config, const DeliverRecipient *rcpt, const char *folder, gboolean if_exists)
+mbox_folder (const LmtpdConfig *config, const DeliverRecipient *rcpt, const char *folder, gboolean if_exists,
+             gboolean create)
 {
   g_autofree char *file = NULL;
 
   if (folder == NULL)
     return g_strdup (rcpt->inbox);
   file = deliver_folder_mbox_path (rcpt->mailbox, folder);
-  if (!g_file_test (file, G_FILE_TEST_EXISTS) && (if_exists || !config->create_folders))
+  if (!g_file_test (file, G_FILE_TEST_EXISTS) && (if_exists || !(config->create_folders || create)))
     return g_strdup (rcpt->inbox);
   return g_steal_pointer (&file);
 }
@@ -128,6 +129,7 @@ mbox_folder (const LmtpdConfig *config, const DeliverRecipient *rcpt, const char
 typedef struct {
   const char *folder;
   gboolean folder_if_exists;
+  gboolean create;          /* create the folder even without create_folders */
   const char *flags;
   const char *prefix;
   DeliverContent content;
@@ -137,7 +139,7 @@ static gboolean
 store_maildir (const LmtpdConfig *config, const DeliverRecipient *rcpt, DeliverShared *shared,
                const Store *st, char **out_path, GError **error)
 {
-  g_autofree char *dir = maildir_folder (config, rcpt, st->folder, st->folder_if_exists, error);
+  g_autofree char *dir = maildir_folder (config, rcpt, st->folder, st->folder_if_exists, st->create, error);
   g_autofree char *path = NULL;
   const char *link_from = NULL;
   guint64 size = strlen (st->prefix) + deliver_content_size (&st->content);
@@ -188,7 +190,7 @@ store (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipi
   if (rcpt->format == DELIVER_MAILDIR)
     return store_maildir (config, rcpt, shared, st, out_path, error);
   inflight = deliver_inflight_dir (config);
-  *out_path = mbox_folder (config, rcpt, st->folder, st->folder_if_exists);
+  *out_path = mbox_folder (config, rcpt, st->folder, st->folder_if_exists, st->create);
   return deliver_mbox_store (*out_path, msg->sender, msg->received_us, st->prefix, &st->content,
                              config->mbox_mboxo, config->mbox_lock_timeout, config->fsync, inflight, error);
 }
@@ -273,6 +275,7 @@ apply_sieve (const LmtpdConfig *config, const DeliverMessage *msg, const Deliver
             else
               one.folder = deliver_folder_is_inbox (a->argument) ? NULL : a->argument;
             one.folder_if_exists = FALSE;
+            one.create = a->create;
           }
           /* fall through */
         case SIEVE_KEEP:

@@ -64,6 +64,13 @@ body_text (gpointer data)
   return g_string_free (s, FALSE);
 }
 
+/* No mailbox store here: only INBOX exists. */
+static gboolean
+mailbox_exists (const char *name, gpointer data)
+{
+  return g_ascii_strcasecmp (name, "INBOX") == 0;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -128,6 +135,7 @@ main (int argc, char **argv)
     sm.size = g_mime_stream_length (stream);
     sm.header = header_values;
     sm.body_text = body_text;
+    sm.mailbox_exists = mailbox_exists;
     sm.data = &m;
     sm.spamtest = sm.spamtest_percent = sm.virustest = -1;
     sieve_run (script, &sm, &r);
@@ -136,9 +144,9 @@ main (int argc, char **argv)
     for (guint i = 0; i < r.actions->len; i++)
       {
         SieveAction *a = r.actions->pdata[i];
-        printf ("%s%s%s%s%s%s\n", sieve_action_name (a->kind), a->argument ? " \"" : "",
+        printf ("%s%s%s%s%s%s%s\n", sieve_action_name (a->kind), a->argument ? " \"" : "",
                 a->argument ? a->argument : "", a->argument ? "\"" : "", a->copy ? " :copy" : "",
-                a->flags ? " :flags" : "");
+                a->create ? " :create" : "", a->flags ? " :flags" : "");
         if (a->flags)
           printf ("  flags: %s\n", a->flags);
         if (a->vacation)

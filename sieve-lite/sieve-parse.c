@@ -15,7 +15,7 @@ G_DEFINE_QUARK (sieve-error-quark, sieve_error)
 static const char *const known_caps[] = {
   "fileinto", "envelope", "reject", "ereject", "copy", "imap4flags", "subaddress", "editheader",
   "variables", "relational", "body", "spamtest", "spamtestplus", "virustest", "comparator-i;octet",
-  "comparator-i;ascii-casemap", "comparator-i;ascii-numeric", "vacation", "vnd.opes-lmtpd.callout", NULL,
+  "comparator-i;ascii-casemap", "comparator-i;ascii-numeric", "vacation", "mailbox", "vnd.opes-lmtpd.callout", NULL,
 };
 
 typedef struct {
@@ -476,7 +476,7 @@ static const Known knowns[] = {
   { "false", NULL, TRUE }, { "header", NULL, TRUE }, { "not", NULL, TRUE }, { "size", NULL, TRUE },
   { "true", NULL, TRUE }, { "envelope", "envelope", TRUE }, { "hasflag", "imap4flags", TRUE },
   { "string", "variables", TRUE }, { "body", "body", TRUE }, { "spamtest", "spamtest", TRUE },
-  { "virustest", "virustest", TRUE }, { "callout", "vnd.opes-lmtpd.callout", TRUE },
+  { "virustest", "virustest", TRUE }, { "mailboxexists", "mailbox", TRUE }, { "callout", "vnd.opes-lmtpd.callout", TRUE },
 };
 
 static gboolean

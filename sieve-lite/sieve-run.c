@@ -24,7 +24,7 @@ typedef struct {
   int match;
   const char *relop;
   int addrpart;
-  gboolean copy, last, over, under, percent;
+  gboolean copy, last, over, under, percent, create;
   const char *field;        /* callout :verdict/:score/:labels */
   char **flags;             /* :flags */
   guint64 index;
@@ -128,6 +128,7 @@ get_args (const SieveNode *n, Args *a, const char **why)
       else if (strcmp (t, "user") == 0) a->addrpart = A_USER;
       else if (strcmp (t, "detail") == 0) a->addrpart = A_DETAIL;
       else if (strcmp (t, "copy") == 0) a->copy = TRUE;
+      else if (strcmp (t, "create") == 0) a->create = TRUE;
       else if (strcmp (t, "last") == 0) a->last = TRUE;
       else if (strcmp (t, "over") == 0) a->over = TRUE;
       else if (strcmp (t, "under") == 0) a->under = TRUE;
@@ -177,6 +178,8 @@ check_shape (GError **error, const SieveScript *s, const SieveNode *n, const cha
     ok = (why = ":count/:value need require \"relational\"", FALSE);
   if (ok && (a.addrpart == A_USER || a.addrpart == A_DETAIL) && !g_hash_table_contains (s->caps, "subaddress"))
     ok = (why = ":user/:detail need require \"subaddress\"", FALSE);
+  if (ok && a.create && (strcmp (n->name, "fileinto") || !g_hash_table_contains (s->caps, "mailbox")))
+    ok = (why = ":create needs require \"mailbox\" and goes with fileinto", FALSE);
   if (ok && a.copy && !g_hash_table_contains (s->caps, "copy"))
     ok = (why = ":copy needs require \"copy\"", FALSE);
   if (ok && a.flags && !g_hash_table_contains (s->caps, "imap4flags"))
@@ -223,6 +226,8 @@ sieve_validate_test (GError **error, const SieveScript *s, const SieveNode *t)
     return check_shape (error, s, t, "s", 0);
   if (!strcmp (n, "hasflag"))
     return check_shape (error, s, t, "oss", 0);
+  if (!strcmp (n, "mailboxexists"))
+    return check_shape (error, s, t, "s", 0);
   if (!strcmp (n, "size"))
     return check_shape (error, s, t, "n", 0);
   if (!strcmp (n, "not"))
@@ -685,6 +690,16 @@ test_inner (Run *run, const SieveNode *t, const Args *a)
       char *values[2] = { text ? text : "", NULL };
       return match_any (run, a, values, keys);
     }
+  if (!strcmp (n, "mailboxexists"))
+    {
+      /* RFC 5490 3.1: true if all the mailboxes exist */
+      char **names = expand_list (run, pos_list (a, 0));
+      gboolean all = run->m->mailbox_exists != NULL;
+      for (guint i = 0; all && names[i]; i++)
+        all = run->m->mailbox_exists (names[i], run->m->data);
+      g_strfreev (names);
+      return all;
+    }
   if (!strcmp (n, "hasflag"))
     {
       g_autoptr (GPtrArray) values = g_ptr_array_new_with_free_func (g_free);
@@ -913,7 +928,14 @@ command (Run *run, const SieveNode *c, gboolean *if_taken)
     }
   else if (!strcmp (n, "fileinto"))
     {
-      action (run, SIEVE_FILEINTO, expand (run, pos_string (&a, 0)), flags_string (run, a.flags), a.copy);
+      g_autofree char *box = expand (run, pos_string (&a, 0));
+      action (run, SIEVE_FILEINTO, g_strdup (box), flags_string (run, a.flags), a.copy);
+      for (guint i = 0; a.create && i < run->r->actions->len; i++)
+        {
+          SieveAction *x = run->r->actions->pdata[i];
+          if (x->kind == SIEVE_FILEINTO && g_strcmp0 (x->argument, box) == 0)
+            x->create = TRUE;
+        }
       if (!a.copy)
         run->implicit_keep = FALSE;
     }

@@ -41,6 +41,8 @@ typedef struct {
   guint64 size;
   /* All values of header @name (decoded, unfolded), NULL-terminated, or NULL. */
   char **(*header) (const char *name, gpointer data);
+  /* mailboxexists (RFC 5490): does the user's folder exist?  NULL: no. */
+  gboolean (*mailbox_exists) (const char *name, gpointer data);
   /* The decoded text parts, or NULL (for the body test). */
   char *(*body_text) (gpointer data);
   gpointer data;
@@ -81,6 +83,7 @@ typedef struct {
   char *argument;        /* mailbox, address or reason */
   char *flags;           /* space-separated IMAP flags for keep/fileinto, or NULL */
   gboolean copy;         /* :copy */
+  gboolean create;       /* fileinto :create (RFC 5490) */
   SieveVacation *vacation;  /* SIEVE_VACATION: argument is the reason */
 } SieveAction;
 

@@ -100,7 +100,11 @@ SCRIPTS = [
     '{ fileinto "Tagged"; }',
     'require ["variables", "fileinto"];\nset "a" "x"; set "b" "${a}${a}"; if string :is "${b}" "xx" '
     '{ fileinto "Str"; }',
+    'require ["fileinto", "mailbox"];\nfileinto :create "Bench"; stop;',
+    'require ["fileinto", "mailbox"];\nif mailboxexists "INBOX" { fileinto "Yes"; }',
+    'require ["fileinto", "mailbox"];\nif mailboxexists ["INBOX", "Nope"] { fileinto "Yes"; }',
     # errors both must refuse
+    'require "mailbox";\nif true { keep :create; }',
     'fileinto "X";',
     'if header "subject" { keep; }',
     'require "nonexistent";',

@@ -293,6 +293,39 @@ test_copy (void)
   CHECK ("require \"fileinto\"; fileinto :copy \"A\";", "compile error: 1:21: fileinto: :copy needs require \"copy\"");
 }
 
+/* RFC 5490 mailbox: "fileinto :create" (3.2) and mailboxexists (3.1),
+ * "true if all the named mailboxes exist". */
+static gboolean
+only_work (const char *name, gpointer data)
+{
+  return strcmp (name, "Work") == 0;
+}
+
+static void
+test_mailbox (void)
+{
+  g_autoptr (GError) error = NULL;
+  const char *text = "require [\"fileinto\", \"mailbox\"];"
+                     "if mailboxexists \"Work\" { fileinto :create \"A\"; }"
+                     "if mailboxexists [\"Work\", \"Other\"] { fileinto \"B\"; }";
+  g_autoptr (SieveScript) s = sieve_compile (text, strlen (text), &error);
+  Fake f = { default_headers, NULL };
+  SieveMessage m = { .envelope_from = "a@b.c", .envelope_to = "b@x.y", .header = fake_header, .data = &f,
+                     .mailbox_exists = only_work };
+  SieveResult r = { 0 };
+  const SieveAction *a;
+
+  g_assert_no_error (error);
+  sieve_run (s, &m, &r);
+  g_assert_cmpuint (r.actions->len, ==, 1);
+  a = r.actions->pdata[0];
+  g_assert_cmpstr (a->argument, ==, "A");
+  g_assert_true (a->create);
+  sieve_result_clear (&r);
+  CHECK ("require \"fileinto\"; fileinto :create \"A\";",
+         "compile error: 1:21: fileinto: :create needs require \"mailbox\" and goes with fileinto");
+}
+
 /* RFC 5429 2.1 reject / 2.2 ereject: cancel the implicit keep. */
 static void
 test_reject (void)
@@ -475,6 +508,7 @@ main (int argc, char **argv)
   g_test_add_func ("/sieve/fileinto", test_fileinto);
   g_test_add_func ("/sieve/rfc3894/copy", test_copy);
   g_test_add_func ("/sieve/rfc5429/reject", test_reject);
+  g_test_add_func ("/sieve/rfc5490/mailbox", test_mailbox);
   g_test_add_func ("/sieve/rfc5232/imap4flags", test_imap4flags);
   g_test_add_func ("/sieve/rfc5233/subaddress", test_subaddress);
   g_test_add_func ("/sieve/rfc5229/variables", test_variables);
