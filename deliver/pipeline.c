@@ -204,6 +204,41 @@ merge_flags (const char *callout_flags, const char *sieve_flags)
   return all[0] ? deliver_flags_normalize (all) : NULL;
 }
 
+/* The stores of a Sieve result, all or none (paths into @stored). */
+static gboolean
+store_all (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipient *rcpt,
+           DeliverShared *shared, GArray *stores, GPtrArray *stored, DeliverStatus *status, GError **error)
+{
+  guint before = stored->len;
+
+  for (guint i = 0; i < stores->len; i++)
+    {
+      char *path = NULL;
+      const Store *one = &g_array_index (stores, Store, i);
+      gboolean dup = FALSE;
+      /* the same folder twice is one copy (RFC 5228 2.10.3) */
+      for (guint k = 0; k < i; k++)
+        dup |= g_strcmp0 (g_array_index (stores, Store, k).folder, one->folder) == 0;
+      if (dup)
+        continue;
+      if (!store (config, msg, rcpt, shared, one, &path, error))
+        {
+          /* all or nothing: the MTA will try again */
+          for (guint k = before; k < stored->len; k++)
+            if (rcpt->format == DELIVER_MAILDIR)
+              unlink (stored->pdata[k]);
+          g_free (path);
+          if (g_error_matches (*error, DELIVER_ERROR, EDQUOT))
+            quota_status (config, status, rcpt);
+          else
+            deliver_status_from_error (status, *error);
+          return FALSE;
+        }
+      g_ptr_array_add (stored, path);
+    }
+  return TRUE;
+}
+
 /* Carries out a Sieve result (RFC 5228 2.10): reject refuses, header
  * edits change the stored header, keep/fileinto store (all or none),
  * redirect sends on (a failed one keeps instead), vacation answers
@@ -219,6 +254,7 @@ apply_sieve (const LmtpdConfig *config, const DeliverMessage *msg, const Deliver
   g_autoptr (GPtrArray) flags = g_ptr_array_new_with_free_func (g_free);
   g_autoptr (GArray) stores = g_array_new (FALSE, TRUE, sizeof (Store));
   const SieveAction *vacation = NULL;
+  g_autoptr (GPtrArray) redirects = g_ptr_array_new ();
   guint redirected = 0;
   gboolean keep_instead = FALSE;
 
@@ -284,10 +320,7 @@ apply_sieve (const LmtpdConfig *config, const DeliverMessage *msg, const Deliver
           g_array_append_val (stores, one);
           break;
         case SIEVE_REDIRECT:
-          if (filter_redirect (config, msg, rcpt, a->argument, st->prefix, &st->content))
-            redirected++;
-          else if (!a->copy)
-            keep_instead = TRUE;
+          g_ptr_array_add (redirects, (gpointer) a);
           break;
         case SIEVE_VACATION:
           vacation = a;
@@ -296,32 +329,23 @@ apply_sieve (const LmtpdConfig *config, const DeliverMessage *msg, const Deliver
           break;
         }
     }
-  if (keep_instead && stores->len == 0)
-    g_array_append_val (stores, *st);
-  for (guint i = 0; i < stores->len; i++)
+  /* stores first: a store that fails sends nothing on */
+  if (!store_all (config, msg, rcpt, shared, stores, stored, status, error))
+    return;
+  for (guint i = 0; i < redirects->len; i++)
     {
-      char *path = NULL;
-      const Store *one = &g_array_index (stores, Store, i);
-      gboolean dup = FALSE;
-      /* the same folder twice is one copy (RFC 5228 2.10.3) */
-      for (guint k = 0; k < i; k++)
-        dup |= g_strcmp0 (g_array_index (stores, Store, k).folder, one->folder) == 0;
-      if (dup)
-        continue;
-      if (!store (config, msg, rcpt, shared, one, &path, error))
-        {
-          /* all or nothing: the MTA will try again */
-          for (guint k = 0; k < stored->len; k++)
-            if (rcpt->format == DELIVER_MAILDIR)
-              unlink (stored->pdata[k]);
-          g_free (path);
-          if (g_error_matches (*error, DELIVER_ERROR, EDQUOT))
-            quota_status (config, status, rcpt);
-          else
-            deliver_status_from_error (status, *error);
-          return;
-        }
-      g_ptr_array_add (stored, path);
+      const SieveAction *a = redirects->pdata[i];
+      if (filter_redirect (config, msg, rcpt, a->argument, st->prefix, &st->content))
+        redirected++;
+      else if (!a->copy)
+        keep_instead = TRUE;
+    }
+  if (keep_instead && stored->len == 0)
+    {
+      g_array_set_size (stores, 0);
+      g_array_append_val (stores, *st);
+      if (!store_all (config, msg, rcpt, shared, stores, stored, status, error))
+        return;
     }
   if (vacation)
     filter_vacation (config, msg, rcpt, vacation, fo, st->prefix, &st->content);
