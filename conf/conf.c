@@ -42,7 +42,8 @@ static const KnownGroup known_groups[] = {
                  "tls_cert_file", "tls_key_file", "tls_server_name", NULL } },
   { "rule", { "match", "services", NULL } },
   { "sieve", { "script", "before", "after", "max_script_size", "max_actions", "max_redirects",
-               "max_run_time", "submission", "sendmail", "vacation_max_days", NULL } },
+               "max_run_time", "submission", "sendmail", "vacation_max_days",
+               "vacation_never_reply", NULL } },
 };
 
 void
@@ -143,6 +144,7 @@ lmtpd_config_unref (LmtpdConfig *c)
   g_strfreev (c->sieve_after);
   g_free (c->submission);
   g_free (c->sendmail);
+  g_strfreev (c->vacation_never_reply);
   g_free (c->source);
   g_free (c);
 }
@@ -195,6 +197,7 @@ lmtpd_config_new_default (void)
   c->sieve_max_redirects = 4;
   c->sieve_max_run_time_ms = 2000;
   c->vacation_max_days = 90;
+  c->vacation_never_reply = g_new0 (char *, 1);
 
   c->users = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, user_free);
   c->domains = g_strsplit ("*", ";", -1);
@@ -947,6 +950,17 @@ load_sieve (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
         lmtpd_listen_free (l);
     }
   get_path (kf, "sieve", "sendmail", &c->sendmail);
+  if (g_key_file_has_key (kf, "sieve", "vacation_never_reply", NULL))
+    {
+      g_auto (GStrv) list = g_key_file_get_string_list (kf, "sieve", "vacation_never_reply", NULL, NULL);
+      GPtrArray *a = g_ptr_array_new ();
+      for (guint i = 0; list && list[i]; i++)
+        if (*g_strstrip (list[i]))
+          g_ptr_array_add (a, g_ascii_strdown (list[i], -1));
+      g_ptr_array_add (a, NULL);
+      g_strfreev (c->vacation_never_reply);
+      c->vacation_never_reply = (char **) g_ptr_array_free (a, FALSE);
+    }
   if (c->sendmail && c->submission)
     problem (ld, "sieve", "sendmail", "set submission or sendmail, not both");
 }

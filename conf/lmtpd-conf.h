@@ -162,6 +162,7 @@ typedef struct {
   char *submission;           /* "inet:HOST:PORT" SMTP for redirect and vacation, or NULL */
   char *sendmail;             /* or a sendmail-compatible command line, or NULL */
   guint vacation_max_days;    /* cap on :days */
+  char **vacation_never_reply; /* sender globs never answered (besides RFC 5230 4.6's) */
 
   char *source;               /* the file this came from */
 } LmtpdConfig;

@@ -729,6 +729,16 @@ reply_text (const LmtpdConfig *config, const DeliverRecipient *rcpt, const Sieve
   return g_mime_object_to_string (GMIME_OBJECT (m), fmt);
 }
 
+static gboolean
+never_reply (const LmtpdConfig *config, const char *sender)
+{
+  g_autofree char *lc = g_ascii_strdown (sender, -1);
+  for (guint i = 0; config->vacation_never_reply[i]; i++)
+    if (g_pattern_match_simple (config->vacation_never_reply[i], lc))
+      return TRUE;
+  return FALSE;
+}
+
 void
 filter_vacation (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipient *rcpt,
                  const SieveAction *action, const FilterOutcome *outcome, const char *prefix,
@@ -750,6 +760,8 @@ filter_vacation (const LmtpdConfig *config, const DeliverMessage *msg, const Del
 
   if (msg->sender[0] == '\0')
     why = "the sender is null";
+  else if (never_reply (config, msg->sender))
+    why = "the sender is on vacation_never_reply";
   else if (addr_in (msg->sender, (const char *const *) mine->pdata))
     why = "the sender is the user";
   else if ((why = automatic (&view, msg->sender)) != NULL)

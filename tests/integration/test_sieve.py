@@ -305,6 +305,8 @@ class SieveDeliveryTest(unittest.TestCase):
 
     def test_vacation(self):
         # RFC 5230: once per sender within :days, null sender, Auto-Submitted
+        self.d.write_config({"sieve.submission": "inet:127.0.0.1:%d" % self.smtp.port,
+                             "sieve.vacation_never_reply": "bounce*@*"})
         self.script("alice@example.org", 'require "vacation";\n'
                     'vacation :days 3 :subject "Away" "I am away until Monday.";\n')
         self.d.start()
@@ -328,9 +330,14 @@ class SieveDeliveryTest(unittest.TestCase):
         transaction(c, ["alice@example.org"], "Auto-Submitted: auto-replied\r\n" + MSG, sender="y@example.net")
         transaction(c, ["alice@example.org"], MSG.replace("alice@", "someone@"), sender="z@example.net")
         transaction(c, ["alice@example.org"], MSG.replace("<m1@", "<m3@"), sender="")
+        transaction(c, ["alice@example.org"], MSG.replace("<m1@", "<m5@"), sender="Bounce-7@example.net")
         time.sleep(0.3)
         self.assertEqual(len(self.smtp.received), 1)
-        self.assertEqual(len(self.d.messages("alice@example.org")), 6)
+        self.assertEqual(len(self.d.messages("alice@example.org")), 7)
+        log = self.d.read_log()
+        for why in ("answered already", "Precedence", "Auto-Submitted", "not in To, Cc or Bcc", "sender is null",
+                    "vacation_never_reply"):
+            self.assertIn(why, log)
         # another sender gets one
         transaction(c, ["alice@example.org"], MSG.replace("<m1@", "<m4@"), sender="other@example.net")
         self.assertEqual(len(self.smtp.wait(2)), 2)
