@@ -48,14 +48,6 @@ compiled_unref (gpointer p)
     }
 }
 
-void
-filter_cache_clear (void)
-{
-  g_mutex_lock (&cache_lock);
-  g_clear_pointer (&cache, g_hash_table_unref);
-  g_mutex_unlock (&cache_lock);
-}
-
 /* The compiled script at @path, or NULL if there is no such file. */
 static Compiled *
 compiled_get (const LmtpdConfig *config, const char *path)
@@ -64,10 +56,17 @@ compiled_get (const LmtpdConfig *config, const char *path)
   Compiled *c;
   g_autofree char *text = NULL;
   g_autoptr (GError) error = NULL;
-  gsize len;
+  gsize len = 0;
+  int fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 
-  if (stat (path, &st) < 0 || !S_ISREG (st.st_mode))
+  /* one open file for the checks and the read */
+  if (fd < 0)
     return NULL;
+  if (fstat (fd, &st) < 0 || !S_ISREG (st.st_mode))
+    {
+      close (fd);
+      return NULL;
+    }
   g_mutex_lock (&cache_lock);
   if (cache == NULL)
     cache = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, compiled_unref);
@@ -77,6 +76,7 @@ compiled_get (const LmtpdConfig *config, const char *path)
     {
       g_atomic_ref_count_inc (&c->ref);
       g_mutex_unlock (&cache_lock);
+      close (fd);
       return c;
     }
   g_mutex_unlock (&cache_lock);
@@ -87,11 +87,22 @@ compiled_get (const LmtpdConfig *config, const char *path)
   c->ino = st.st_ino;
   c->size = st.st_size;
   c->mtime_ns = (gint64) st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-  if ((guint64) st.st_size > config->sieve_max_script_size)
+  if ((guint64) st.st_size <= config->sieve_max_script_size)
+    {
+      gssize n = 0;
+      text = g_malloc (config->sieve_max_script_size + 1);
+      while (len <= config->sieve_max_script_size
+             && (n = read (fd, text + len, config->sieve_max_script_size + 1 - len)) > 0)
+        len += n;
+      if (n < 0)
+        c->error = g_strdup_printf ("%s: %s", path, g_strerror (errno));
+    }
+  close (fd);
+  if (c->error)
+    ;
+  else if ((guint64) st.st_size > config->sieve_max_script_size || len > config->sieve_max_script_size)
     c->error = g_strdup_printf ("script is larger than max_script_size (%" G_GUINT64_FORMAT " bytes)",
                                 config->sieve_max_script_size);
-  else if (!g_file_get_contents (path, &text, &len, &error))
-    c->error = g_strdup (error->message);
   else if ((c->script = sieve_compile (text, len, &error)) == NULL)
     c->error = g_strdup_printf ("%s:%s", path, error->message);
   g_mutex_lock (&cache_lock);
@@ -179,7 +190,7 @@ view_header (const char *name, gpointer data)
           if (g_ascii_strcasecmp (g_mime_header_get_name (h), name) == 0)
             {
               const char *val = g_mime_header_get_value (h);
-              g_ptr_array_add (out, g_mime_utils_header_decode_text (NULL, val ? val : ""));
+              g_ptr_array_add (out, g_strdup (val ? val : "")); /* decoded by GMime already */
             }
         }
     }
@@ -279,6 +290,26 @@ user_log (const char *script, const char *what)
   close (fd);
 }
 
+/* RFC 5429 2.1 across the scripts of a sequence: a reject in one and a
+ * delivery or answer in another. */
+static gboolean
+rejects_with_others (const SieveResult *so_far, const SieveResult *next)
+{
+  gboolean rej = FALSE, other = FALSE;
+  const SieveResult *both[] = { so_far, next };
+
+  for (guint k = 0; k < 2; k++)
+    for (guint i = 0; i < both[k]->actions->len - (k == 1 && next->implicit_keep ? 1 : 0); i++)
+      {
+        SieveActionKind kind = ((SieveAction *) both[k]->actions->pdata[i])->kind;
+        if (kind == SIEVE_REJECT || kind == SIEVE_EREJECT)
+          rej = TRUE;
+        else if (kind != SIEVE_DISCARD)
+          other = TRUE;
+      }
+  return rej && other;
+}
+
 /* Moves @from's actions and edits over; its implicit keep goes to
  * *pending, as only the last script's counts. */
 static void
@@ -356,6 +387,8 @@ filter_run (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverR
             for (guint k = 0; k < r.actions->len; k++)
               if (((SieveAction *) r.actions->pdata[k])->kind == SIEVE_REDIRECT)
                 why = "redirect is not allowed here";
+          if (why == NULL && rejects_with_others (&out->result, &r))
+            why = "reject conflicts with an action of an earlier script";
         }
       else
         why = c->error;
@@ -624,56 +657,84 @@ automatic (FilterView *view, const char *sender)
   return NULL;
 }
 
-/* The reply log: "EXPIRES HANDLE SENDER" lines, under an exclusive lock.
- * TRUE if @sender was answered for @handle and it has not expired;
- * otherwise, with @record, notes it for @days. */
+/* The reply log: "EXPIRES KEY SENDER" lines (KEY: a digest of the
+ * handle), held under an exclusive lock from the check until the reply is
+ * recorded, so concurrent deliveries answer a sender once. */
+typedef struct {
+  int fd;
+  GString *kept;     /* unexpired lines */
+  char key[33];
+} ReplyLog;
+
 static gboolean
-reply_log (const char *path, const char *handle, const char *sender, guint days, gboolean record)
+reply_log_open (ReplyLog *log, const char *path, const char *handle)
 {
-  int fd = open (path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-  g_autoptr (GString) text = g_string_new (NULL), out = g_string_new (NULL);
-  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
-  gboolean seen = FALSE;
+  g_autofree char *digest = g_compute_checksum_for_string (G_CHECKSUM_SHA256, handle, -1);
   char buf[8192];
   gssize n;
 
-  if (fd < 0)
+  memset (log, 0, sizeof *log);
+  g_strlcpy (log->key, digest, sizeof log->key);
+  log->fd = open (path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (log->fd < 0 || flock (log->fd, LOCK_EX) < 0)
+    {
+      g_warning ("vacation log %s: %s", path, g_strerror (errno));
+      if (log->fd >= 0)
+        close (log->fd);
+      log->fd = -1;
+      return FALSE;
+    }
+  log->kept = g_string_new (NULL);
+  while ((n = read (log->fd, buf, sizeof buf)) > 0 && log->kept->len < 16 * 1024 * 1024)
+    g_string_append_len (log->kept, buf, n);
+  if (n < 0)
     {
       g_warning ("vacation log %s: %s", path, g_strerror (errno));
       return FALSE;
     }
-  if (flock (fd, LOCK_EX) < 0)
+  return TRUE;
+}
+
+/* TRUE if @sender was answered for this handle and that has not expired;
+ * drops expired lines. */
+static gboolean
+reply_log_seen (ReplyLog *log, const char *sender)
+{
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+  g_auto (GStrv) lines = g_strsplit (log->kept->str, "\n", -1);
+  gboolean seen = FALSE;
+
+  g_string_truncate (log->kept, 0);
+  for (guint i = 0; lines[i]; i++)
     {
-      close (fd);
-      return FALSE;
+      g_auto (GStrv) w = g_strsplit (lines[i], " ", 3);
+      if (g_strv_length (w) != 3 || g_ascii_strtoll (w[0], NULL, 10) <= now)
+        continue;
+      if (!strcmp (w[1], log->key) && !g_ascii_strcasecmp (w[2], sender))
+        seen = TRUE;
+      g_string_append_printf (log->kept, "%s\n", lines[i]);
     }
-  while ((n = read (fd, buf, sizeof buf)) > 0 && text->len < 16 * 1024 * 1024)
-    g_string_append_len (text, buf, n);
-  {
-    g_auto (GStrv) lines = g_strsplit (text->str, "\n", -1);
-    for (guint i = 0; lines[i]; i++)
-      {
-        g_auto (GStrv) w = g_strsplit (lines[i], " ", 3);
-        gint64 expires;
-        if (g_strv_length (w) != 3)
-          continue;
-        expires = g_ascii_strtoll (w[0], NULL, 10);
-        if (expires <= now)
-          continue; /* pruned */
-        if (!strcmp (w[1], handle) && !g_ascii_strcasecmp (w[2], sender))
-          seen = TRUE;
-        g_string_append_printf (out, "%s\n", lines[i]);
-      }
-  }
-  if (record && !seen)
-    {
-      g_string_append_printf (out, "%" G_GINT64_FORMAT " %s %s\n", now + (gint64) days * 86400, handle, sender);
-      if (lseek (fd, 0, SEEK_SET) < 0 || ftruncate (fd, 0) < 0
-          || write (fd, out->str, out->len) != (gssize) out->len || fsync (fd) < 0)
-        g_warning ("vacation log %s: %s", path, g_strerror (errno));
-    }
-  close (fd);
   return seen;
+}
+
+static void
+reply_log_record (ReplyLog *log, const char *path, const char *sender, guint days)
+{
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+
+  g_string_append_printf (log->kept, "%" G_GINT64_FORMAT " %s %s\n", now + (gint64) days * 86400, log->key, sender);
+  if (lseek (log->fd, 0, SEEK_SET) < 0 || ftruncate (log->fd, 0) < 0
+      || write (log->fd, log->kept->str, log->kept->len) != (gssize) log->kept->len || fsync (log->fd) < 0)
+    g_warning ("vacation log %s: %s", path, g_strerror (errno));
+}
+
+static void
+reply_log_close (ReplyLog *log)
+{
+  if (log->fd >= 0)
+    close (log->fd);
+  if (log->kept)
+    g_string_free (log->kept, TRUE);
 }
 
 static char *
@@ -751,6 +812,7 @@ filter_vacation (const LmtpdConfig *config, const DeliverMessage *msg, const Del
   g_autoptr (GError) error = NULL;
   const char *why = NULL;
   guint days = MIN (v->days, config->vacation_max_days);
+  ReplyLog rl = { -1, NULL, "" };
 
   g_ptr_array_add (mine, rcpt->original);
   g_ptr_array_add (mine, rcpt->address);
@@ -768,18 +830,36 @@ filter_vacation (const LmtpdConfig *config, const DeliverMessage *msg, const Del
     ;
   else if (!addressed_to_user (&view, (const char *const *) mine->pdata))
     why = "the user is not in To, Cc or Bcc";
-  if (why == NULL)
-    {
-      if (outcome->user_script)
-        log = g_strconcat (outcome->user_script, ".vacation", NULL);
-      else
-        log = g_strdup_printf ("%s/vacation-%s", config->spool_dir, rcpt->address);
-      if (reply_log (log, v->handle, msg->sender, days, FALSE))
-        why = "answered already";
-    }
   if (why)
     {
       g_message ("%s: <%s> sieve: no vacation reply to <%s>: %s", msg->id, rcpt->address, msg->sender, why);
+      view_clear (&view);
+      return;
+    }
+  /* next to the user's script if its directory is there, else in the spool */
+  if (outcome->user_script)
+    {
+      g_autofree char *dir = g_path_get_dirname (outcome->user_script);
+      if (g_file_test (dir, G_FILE_TEST_IS_DIR))
+        log = g_strconcat (outcome->user_script, ".vacation", NULL);
+    }
+  if (log == NULL)
+    {
+      g_autofree char *dir = g_build_filename (config->spool_dir, "vacation", NULL);
+      g_autofree char *name = g_strconcat (rcpt->address, ".log", NULL);
+      if (g_mkdir_with_parents (dir, 0700) < 0)
+        g_warning ("%s: %s", dir, g_strerror (errno));
+      log = g_build_filename (dir, name, NULL);
+    }
+  /* fail closed: without a working log, no reply (no loops, no floods) */
+  if (!reply_log_open (&rl, log, v->handle))
+    why = "the reply log cannot be used";
+  else if (reply_log_seen (&rl, msg->sender))
+    why = "answered already";
+  if (why)
+    {
+      g_message ("%s: <%s> sieve: no vacation reply to <%s>: %s", msg->id, rcpt->address, msg->sender, why);
+      reply_log_close (&rl);
       view_clear (&view);
       return;
     }
@@ -789,8 +869,10 @@ filter_vacation (const LmtpdConfig *config, const DeliverMessage *msg, const Del
     {
       g_autofree char *w = deliver_sanitize (error->message, 300);
       g_warning ("%s: <%s> sieve: vacation reply to <%s> failed: %s", msg->id, rcpt->address, msg->sender, w);
+      reply_log_close (&rl);
       return;
     }
-  reply_log (log, v->handle, msg->sender, days, TRUE);
+  reply_log_record (&rl, log, msg->sender, days);
+  reply_log_close (&rl);
   g_message ("%s: <%s> sieve: vacation reply sent to <%s>", msg->id, rcpt->address, msg->sender);
 }

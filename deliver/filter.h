@@ -38,6 +38,3 @@ gboolean filter_redirect (const LmtpdConfig *config, const DeliverMessage *msg, 
 void filter_vacation (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipient *rcpt,
                       const SieveAction *action, const FilterOutcome *outcome, const char *prefix,
                       const DeliverContent *content);
-
-/* Forgets the compiled scripts (tests). */
-void filter_cache_clear (void);

@@ -223,6 +223,17 @@ store_all (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRe
         continue;
       if (!store (config, msg, rcpt, shared, one, &path, error))
         {
+          if (rcpt->format != DELIVER_MAILDIR && stored->len > before)
+            {
+              /* an mbox append cannot be taken back once another process
+               * may have appended after it: keep what was stored rather
+               * than have the MTA retry and store it twice */
+              g_autofree char *why = deliver_sanitize ((*error)->message, 300);
+              g_warning ("%s: <%s> sieve: a store failed after another succeeded: %s", msg->id, rcpt->address, why);
+              g_clear_error (error);
+              g_free (path);
+              return TRUE;
+            }
           /* all or nothing: the MTA will try again */
           for (guint k = before; k < stored->len; k++)
             if (rcpt->format == DELIVER_MAILDIR)

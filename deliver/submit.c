@@ -115,6 +115,8 @@ write_message (GOutputStream *out, const char *prefix, const DeliverContent *con
           g_string_append_c (buf, '.');                                                       \
         if (smtp && c_ == '\n')                                                               \
           g_string_append_c (buf, '\r');                                                      \
+        if (smtp && c_ == '\r')                                                               \
+          c_ = '\n', g_string_append_c (buf, '\r'); /* no bare CR in DATA */                  \
         g_string_append_c (buf, c_);                                                          \
         bol = c_ == '\n';                                                                     \
       }                                                                                       \
@@ -217,6 +219,16 @@ submit_command (const LmtpdConfig *config, const char *sender, const char *rcpt,
     {
       g_subprocess_force_exit (p);
       g_subprocess_wait (p, NULL, NULL);
+      return FALSE;
+    }
+  /* bounded: a hung command must not hold a delivery thread for ever */
+  for (int i = 0; i < SUBMIT_TIMEOUT * 20 && g_subprocess_get_identifier (p) != NULL; i++)
+    g_usleep (G_USEC_PER_SEC / 20);
+  if (g_subprocess_get_identifier (p) != NULL)
+    {
+      g_subprocess_force_exit (p);
+      g_subprocess_wait (p, NULL, NULL);
+      g_set_error (error, DELIVER_ERROR, ETIMEDOUT, "%s did not finish in %d s", words[0], SUBMIT_TIMEOUT);
       return FALSE;
     }
   return g_subprocess_wait_check (p, NULL, error);

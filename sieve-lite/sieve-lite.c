@@ -35,7 +35,7 @@ header_values (const char *name, gpointer data)
           if (g_ascii_strcasecmp (g_mime_header_get_name (h), name) == 0)
             {
               const char *v = g_mime_header_get_value (h);
-              g_ptr_array_add (out, g_mime_utils_header_decode_text (NULL, v ? v : ""));
+              g_ptr_array_add (out, g_strdup (v ? v : "")); /* decoded by GMime already */
             }
         }
     }

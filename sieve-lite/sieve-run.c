@@ -559,35 +559,38 @@ add_addresses (Run *run, GPtrArray *out, const char *value, int part)
 static char **
 headers (Run *run, const char *name)
 {
-  GPtrArray *out = g_ptr_array_new ();
+  GPtrArray *out = g_ptr_array_new_with_free_func (g_free);
   char **orig = run->m->header ? run->m->header (name, run->m->data) : NULL;
 
-  for (guint i = 0; run->r->edits && i < run->r->edits->len; i++)
-    {
-      SieveHeaderEdit *e = run->r->edits->pdata[i];
-      if (e->value && !e->last && g_ascii_strcasecmp (e->name, name) == 0)
-        g_ptr_array_insert (out, 0, g_strdup (e->value));
-    }
   for (guint i = 0; orig && orig[i]; i++)
-    {
-      gboolean deleted = FALSE;
-      for (guint k = 0; run->r->edits && k < run->r->edits->len && !deleted; k++)
-        {
-          SieveHeaderEdit *e = run->r->edits->pdata[k];
-          if (e->value == NULL && g_ascii_strcasecmp (e->name, name) == 0)
-            deleted = e->match == NULL || g_strv_contains ((const char *const *) e->match, orig[i]);
-        }
-      if (!deleted)
-        g_ptr_array_add (out, g_strdup (orig[i]));
-    }
+    g_ptr_array_add (out, g_steal_pointer (&orig[i]));
+  g_free (orig);
+  /* RFC 5293 3: later tests see the edits so far, in order, as they
+   * will be applied to the message */
   for (guint i = 0; run->r->edits && i < run->r->edits->len; i++)
     {
       SieveHeaderEdit *e = run->r->edits->pdata[i];
-      if (e->value && e->last && g_ascii_strcasecmp (e->name, name) == 0)
-        g_ptr_array_add (out, g_strdup (e->value));
+      guint n = out->len, occurrence = 0;
+      if (g_ascii_strcasecmp (e->name, name) != 0)
+        continue;
+      if (e->value)
+        {
+          g_ptr_array_insert (out, e->last ? -1 : 0, g_strdup (e->value));
+          continue;
+        }
+      for (guint k = 0; k < out->len;)
+        {
+          guint at;
+          occurrence++;
+          at = e->last ? n - occurrence + 1 : occurrence;
+          if ((e->index == 0 || (guint) e->index == at) && sieve_header_edit_matches (e, out->pdata[k]))
+            g_ptr_array_remove_index (out, k);
+          else
+            k++;
+        }
     }
-  g_strfreev (orig);
   g_ptr_array_add (out, NULL);
+  g_ptr_array_set_free_func (out, NULL);
   return (char **) g_ptr_array_free (out, FALSE);
 }
 
@@ -816,6 +819,22 @@ action (Run *run, SieveActionKind kind, char *arg, char *flags, gboolean copy)
       g_free (flags);
       return;
     }
+  /* RFC 5429 2.1: reject does not go with anything that delivers or
+   * answers the message (a runtime error, as in Pigeonhole) */
+  for (guint i = 0; i < run->r->actions->len; i++)
+    {
+      SieveActionKind o = ((SieveAction *) run->r->actions->pdata[i])->kind;
+      gboolean new_rej = kind == SIEVE_REJECT || kind == SIEVE_EREJECT;
+      gboolean old_rej = o == SIEVE_REJECT || o == SIEVE_EREJECT;
+      if ((new_rej && old_rej) || (new_rej && o != SIEVE_DISCARD) || (old_rej && kind != SIEVE_DISCARD))
+        {
+          g_set_error (&run->error, SIEVE_ERROR, SIEVE_ERROR_RUNTIME, "%s conflicts with %s",
+                       sieve_action_name (kind), sieve_action_name (o));
+          g_free (arg);
+          g_free (flags);
+          return;
+        }
+    }
   /* the same mailbox twice is stored once (RFC 5228 2.10.3) */
   for (guint i = 0; i < run->r->actions->len; i++)
     {
@@ -844,11 +863,15 @@ vacation (Run *run, Args *a)
   SieveAction *x;
 
   for (guint i = 0; i < run->r->actions->len; i++)
-    if (((SieveAction *) run->r->actions->pdata[i])->kind == SIEVE_VACATION)
-      {
-        g_set_error (&run->error, SIEVE_ERROR, SIEVE_ERROR_RUNTIME, "more than one vacation action");
-        return;
-      }
+    {
+      SieveActionKind o = ((SieveAction *) run->r->actions->pdata[i])->kind;
+      if (o == SIEVE_VACATION || o == SIEVE_REJECT || o == SIEVE_EREJECT)
+        {
+          g_set_error (&run->error, SIEVE_ERROR, SIEVE_ERROR_RUNTIME, o == SIEVE_VACATION
+                       ? "more than one vacation action" : "vacation conflicts with reject");
+          return;
+        }
+    }
   v = g_new0 (SieveVacation, 1);
   v->days = a->has_days ? (guint) MIN (MAX (a->days, 1), 365) : 7;
   v->subject = a->subject ? expand (run, a->subject) : NULL;

@@ -303,6 +303,34 @@ class SieveDeliveryTest(unittest.TestCase):
         self.assertIn("X-Sieve-Redirected-From: alice@example.org\n", sent)
         self.assertEqual(self.all_messages("alice@example.org"), [])
 
+    def test_vacation_concurrent_and_odd_handle(self):
+        # the reply log is held from the check to the record: one reply for
+        # four messages from one sender delivered at once; a :handle with
+        # spaces and a newline still matches
+        self.script("alice@example.org", 'require "vacation";\n'
+                    'vacation :handle "my handle\n2" "Away.";\n')
+        self.d.start()
+        results = []
+
+        def one(i):
+            c = self.d.connect()
+            c.code()
+            c.cmd("LHLO client")
+            results.append(transaction(c, ["alice@example.org"], MSG.replace("<m1@", "<c%d@" % i))[0][0])
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        c = self.d.connect()
+        c.code()
+        c.cmd("LHLO client")
+        results.append(transaction(c, ["alice@example.org"], MSG.replace("<m1@", "<c9@"))[0][0])
+        self.assertEqual(results, [250] * 5)
+        time.sleep(0.3)
+        self.assertEqual(len(self.smtp.wait(1)), 1)
+
     def test_vacation(self):
         # RFC 5230: once per sender within :days, null sender, Auto-Submitted
         self.d.write_config({"sieve.submission": "inet:127.0.0.1:%d" % self.smtp.port,

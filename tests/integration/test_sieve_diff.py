@@ -27,6 +27,8 @@ MESSAGES = {
              "--b1\nContent-Type: text/plain; charset=utf-8\n\nViele Gr\xc3\xbc\xc3\x9fe, invoice attached.\n"
              "--b1\nContent-Type: application/pdf; name=\"invoice.pdf\"\nContent-Transfer-Encoding: base64\n\n"
              "JVBERi0xLjQK\n--b1--\n"),
+    "encoded": ("From: =?utf-8?b?w4Frb2I=?= <jakob@example.net>\nTo: =?utf-8?q?B=C3=B6b?= <bob@example.org>\n"
+                "Subject: =?utf-8?q?=3D=3Futf-8=3Fq=3Fhidden=3F=3D?=\nX-Count: 3\n\nbody\n"),
     "list": ("From: announce-bounces@lists.example.org\nSender: owner-announce@lists.example.org\n"
              "To: announce@lists.example.org\nList-Id: <announce.lists.example.org>\nPrecedence: list\n"
              "Subject: [announce] New release 2.0\nX-Count: 7\n\nRelease notes follow.\n"),
@@ -103,6 +105,20 @@ SCRIPTS = [
     'require ["fileinto", "mailbox"];\nfileinto :create "Bench"; stop;',
     'require ["fileinto", "mailbox"];\nif mailboxexists "INBOX" { fileinto "Yes"; }',
     'require ["fileinto", "mailbox"];\nif mailboxexists ["INBOX", "Nope"] { fileinto "Yes"; }',
+    'require ["reject", "fileinto"];\nfileinto "A"; reject "x";',
+    'require "reject";\nreject "x"; keep;',
+    'require "reject";\ndiscard; reject "x";',
+    'require "reject";\nreject "x"; redirect "a@b.c";',
+    'require ["reject", "vacation"];\nvacation "v"; reject "x";',
+    'require "reject";\nreject "x"; reject "y";',
+    'require ["editheader", "fileinto"];\ndeleteheader :contains "subject" "report";\n'
+    'if exists "subject" { fileinto "Still"; }',
+    'require ["editheader", "fileinto"];\naddheader :last "X-New" "v";\ndeleteheader :index 1 :last "X-New";\n'
+    'if exists "x-new" { fileinto "Still"; }',
+    'require "fileinto";\nif header :is "subject" "hidden" { fileinto "Twice"; }\n'
+    'if header :is "subject" "=?utf-8?q?hidden?=" { fileinto "Once"; }',
+    'require "fileinto";\nif address :is "to" "bob@example.org" { fileinto "EncTo"; }',
+    'require "fileinto";\nif header :contains "from" "\u00c1kob" { fileinto "Akob"; }',
     # errors both must refuse
     'require "mailbox";\nif true { keep :create; }',
     'fileinto "X";',
