@@ -58,6 +58,12 @@ if [ "$mode" = run ]; then
   if [ "$(id -u)" -eq 0 ] && ! id lmtpd >/dev/null 2>&1; then
     useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin lmtpd
   fi
+  # paths in the example config are relative to this directory, which the
+  # mail user must be able to search (a mktemp -d checkout is 0700)
+  if [ "$(id -u)" -eq 0 ] && ! su -s /bin/sh lmtpd -c "cd '$PWD'" 2>/dev/null; then
+    echo "setup: letting user lmtpd search $PWD (chmod o+x)" >&2
+    chmod o+x .
+  fi
   # the RFC 4496 callout services, then lmtpd in the foreground
   echo "setup: starting ocp-services on conf/services.conf.example" >&2
   ./services/ocp-services -c conf/services.conf.example &
