@@ -6,8 +6,11 @@
  * "<unix time> <sha256(digest ':' address)>" to a journal; entries older
  * than the window are dropped when the journal is loaded and when it is
  * compacted (rewritten and renamed over) after growing to twice its live
- * size.  Appends are not fsynced: the journal guards against retries, and
- * a crash can at worst let one retried copy through.
+ * size.  A delivery is recorded the moment its Maildir copy becomes
+ * visible (before the directory fsync), and taken back with a "-KEY" line
+ * if it fails after all, so a kill of lmtpd at any moment lets no retried
+ * copy through.  Appends are not fsynced: after a power loss, at worst one
+ * retried copy gets through.
  */
 #include "config.h"
 
@@ -51,8 +54,17 @@ load (DeliverDedupe *d)
   for (guint i = 0; lines[i]; i++)
     {
       long long t;
-      char key[65];
-      if (sscanf (lines[i], "%lld %64s", &t, key) != 2 || strlen (key) != 64)
+      char key[66];
+      if (sscanf (lines[i], "%lld %65s", &t, key) != 2)
+        continue;
+      if (key[0] == '-' && strlen (key) == 65)
+        {
+          /* a record taken back */
+          g_hash_table_remove (d->seen, key + 1);
+          d->lines++;
+          continue;
+        }
+      if (strlen (key) != 64)
         continue;
       d->lines++;
       if (now - t <= d->window)
@@ -153,6 +165,19 @@ deliver_dedupe_record (DeliverDedupe *d, const char *digest, const char *address
   g_hash_table_replace (d->seen, g_steal_pointer (&key), GSIZE_TO_POINTER ((gsize) now));
   if (d->lines > COMPACT_MIN && d->lines > 2 * d->compacted)
     compact (d);
+  g_mutex_unlock (&d->lock);
+}
+
+void
+deliver_dedupe_forget (DeliverDedupe *d, const char *digest, const char *address)
+{
+  g_autofree char *key = make_key (digest, address);
+  g_autofree char *line = g_strdup_printf ("%" G_GINT64_FORMAT " -%s\n", g_get_real_time () / G_USEC_PER_SEC, key);
+
+  g_mutex_lock (&d->lock);
+  if (g_hash_table_remove (d->seen, key) && write (d->fd, line, strlen (line)) < 0)
+    g_warning ("duplicate journal %s: %s", d->path, g_strerror (errno));
+  d->lines++;
   g_mutex_unlock (&d->lock);
 }
 

@@ -194,6 +194,13 @@ gboolean deliver_maildir_store (const char *maildir, const char *hostname,
                                 const char *header, const DeliverContent *content, const char *flags,
                                 const char *link_from, gboolean do_fsync,
                                 char **out_path, guint64 *out_size, GError **error);
+/* The same, calling @committed the moment the file becomes visible (after
+ * the rename or link, before the directory fsync). */
+typedef void (*DeliverCommitFunc) (gpointer data);
+gboolean deliver_maildir_store_full (const char *maildir, const char *hostname, const char *header,
+                                     const DeliverContent *content, const char *flags, const char *link_from,
+                                     gboolean do_fsync, DeliverCommitFunc committed, gpointer data,
+                                     char **out_path, guint64 *out_size, GError **error);
 
 /* ---- mbox (mbox.c) ----------------------------------------------------- */
 
@@ -234,6 +241,8 @@ typedef struct DeliverDedupe DeliverDedupe;
 DeliverDedupe *deliver_dedupe_open (const char *path, guint window, GError **error);
 gboolean deliver_dedupe_seen (DeliverDedupe *d, const char *digest, const char *address);
 void deliver_dedupe_record (DeliverDedupe *d, const char *digest, const char *address);
+/* Takes a record back (the delivery it announced failed after all). */
+void deliver_dedupe_forget (DeliverDedupe *d, const char *digest, const char *address);
 void deliver_dedupe_free (DeliverDedupe *d);
 
 /* ---- privileges (privs.c) ---------------------------------------------- */

@@ -193,7 +193,7 @@ final_name (const char *maildir, const char *base, guint64 size, guint64 vsize,
 /* Single instance: a hard link to a copy already delivered. */
 static gboolean
 store_link (const char *maildir, const char *link_from, const char *final, const char *dir,
-            gboolean do_fsync, GError **error)
+            gboolean do_fsync, DeliverCommitFunc committed, gpointer data, GError **error)
 {
   if (link (link_from, final) < 0)
     {
@@ -208,6 +208,8 @@ store_link (const char *maildir, const char *link_from, const char *final, const
       return FALSE; /* caller copies instead; error left unset */
     }
 linked:
+  if (committed)
+    committed (data);
   if (do_fsync && !fsync_dir (dir, error))
     {
       unlink (final);
@@ -230,6 +232,16 @@ deliver_maildir_store (const char *maildir, const char *hostname, const char *he
                        const DeliverContent *content, const char *flags, const char *link_from,
                        gboolean do_fsync, char **out_path, guint64 *out_size, GError **error)
 {
+  return deliver_maildir_store_full (maildir, hostname, header, content, flags, link_from, do_fsync,
+                                     NULL, NULL, out_path, out_size, error);
+}
+
+gboolean
+deliver_maildir_store_full (const char *maildir, const char *hostname, const char *header,
+                            const DeliverContent *content, const char *flags, const char *link_from,
+                            gboolean do_fsync, DeliverCommitFunc committed, gpointer data,
+                            char **out_path, guint64 *out_size, GError **error)
+{
   g_autofree char *base = deliver_maildir_unique (hostname);
   g_autofree char *tmp = g_build_filename (maildir, "tmp", base, NULL);
   g_autofree char *dir = NULL;
@@ -248,7 +260,7 @@ deliver_maildir_store (const char *maildir, const char *hostname, const char *he
 
   if (link_from)
     {
-      if (store_link (maildir, link_from, final, dir, do_fsync, error))
+      if (store_link (maildir, link_from, final, dir, do_fsync, committed, data, error))
         goto done;
       if (error && *error)
         return FALSE;
@@ -276,6 +288,10 @@ deliver_maildir_store (const char *maildir, const char *hostname, const char *he
       unlink (tmp);
       return FALSE;
     }
+  /* visible now: whoever must know it (the duplicate journal) learns it
+   * before the slow directory fsync, so a kill cannot fall in between */
+  if (committed)
+    committed (data);
   if (do_fsync && !fsync_dir (dir, error))
     {
       /* Not known to be durable: take it back, so the client's retry does

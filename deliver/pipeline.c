@@ -126,6 +126,26 @@ mbox_folder (const LmtpdConfig *config, const DeliverRecipient *rcpt, const char
   return g_steal_pointer (&file);
 }
 
+/* The duplicate journal learns of a delivery the moment its first copy
+ * becomes visible. */
+typedef struct {
+  DeliverDedupe *dedupe;
+  const char *digest;
+  const char *address;
+  gboolean recorded;
+} Commit;
+
+static void
+commit_record (gpointer data)
+{
+  Commit *c = data;
+  if (c && c->dedupe && c->digest && !c->recorded)
+    {
+      deliver_dedupe_record (c->dedupe, c->digest, c->address);
+      c->recorded = TRUE;
+    }
+}
+
 typedef struct {
   const char *folder;
   gboolean folder_if_exists;
@@ -133,6 +153,7 @@ typedef struct {
   const char *flags;
   const char *prefix;
   DeliverContent content;
+  Commit *commit;
 } Store;
 
 static gboolean
@@ -158,8 +179,8 @@ store_maildir (const LmtpdConfig *config, const DeliverRecipient *rcpt, DeliverS
           && g_strcmp0 (shared->flags, st->flags) == 0 && deliver_content_same (&shared->content, &st->content))
         link_from = shared->path;
     }
-  ok = deliver_maildir_store (dir, config->hostname, st->prefix, &st->content, st->flags, link_from,
-                              config->fsync, &path, &size, error);
+  ok = deliver_maildir_store_full (dir, config->hostname, st->prefix, &st->content, st->flags, link_from,
+                                   config->fsync, commit_record, st->commit, &path, &size, error);
   if (single)
     {
       if (ok && link_from == NULL)
@@ -404,7 +425,7 @@ adapted_body (const LmtpdConfig *config, int fd, GError **error)
 /* Everything after the duplicate check; fills @status. */
 static void
 run (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipient *rcpt,
-     DeliverShared *shared, DeliverStatus *status, char **out_path, GError **error)
+     DeliverShared *shared, Commit *commit, DeliverStatus *status, char **out_path, GError **error)
 {
   CalloutResult *owned = NULL;
   gint64 t0 = g_get_monotonic_time ();
@@ -452,6 +473,7 @@ run (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipien
       break;
     }
 
+  st.commit = commit;
   st.folder = rcpt->folder;
   st.folder_if_exists = rcpt->folder_if_exists;
   if (d.folder)
@@ -545,14 +567,18 @@ deliver_pipeline_run (const LmtpdConfig *config, DeliverDedupe *dedupe, const De
       deliver_status_set (status, 250, "2.0.0", "<%s> Saved (duplicate)", rcpt->original);
       return;
     }
-  run (config, msg, rcpt, shared, status, &path, &error);
+  Commit commit = { dedupe, digest, rcpt->address, FALSE };
+
+  run (config, msg, rcpt, shared, &commit, status, &path, &error);
   if (error)
     {
       g_autofree char *why = deliver_sanitize (error->message, 512);
       g_warning ("%s: delivery to <%s> failed: %s", msg->id, rcpt->address, why);
     }
-  if (status->code / 100 == 2 && dedupe && digest)
-    deliver_dedupe_record (dedupe, digest, rcpt->address);
+  if (status->code / 100 == 2)
+    commit_record (&commit);
+  else if (commit.recorded)
+    deliver_dedupe_forget (dedupe, digest, rcpt->address);
   if (out_path)
     *out_path = g_steal_pointer (&path);
 }

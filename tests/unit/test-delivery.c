@@ -243,6 +243,14 @@ test_dedupe (void)
   /* survives a restart */
   d = deliver_dedupe_open (path, 3600, &error);
   g_assert_true (deliver_dedupe_seen (d, "abc", "joe@x"));
+  /* a record taken back stays taken back after a restart */
+  deliver_dedupe_record (d, "def", "joe@x");
+  deliver_dedupe_forget (d, "def", "joe@x");
+  g_assert_false (deliver_dedupe_seen (d, "def", "joe@x"));
+  deliver_dedupe_free (d);
+  d = deliver_dedupe_open (path, 3600, &error);
+  g_assert_false (deliver_dedupe_seen (d, "def", "joe@x"));
+  g_assert_true (deliver_dedupe_seen (d, "abc", "joe@x"));
   /* old entries are forgotten */
   deliver_dedupe_free (d);
   g_assert_true (g_file_set_contents (path, "1000 0000000000000000000000000000000000000000000000000000000000000000\n",
