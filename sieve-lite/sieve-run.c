@@ -397,40 +397,79 @@ char_eq (const char *cmp, char a, char b)
 }
 
 /* :matches with * and ? (and \ escapes), capturing what the wildcards
- * matched into caps[1..] (RFC 5229 3.2). */
+ * matched into caps[1..] (RFC 5229 3.2).  Backtracking, but a (pattern,
+ * string) position that failed once fails again whatever was captured, so
+ * failures are remembered: polynomial, not exponential, in the number of
+ * stars; and a step budget bounds the rest (over it: no match). */
+typedef struct {
+  const char *cmp, *pat, *str;
+  gsize plen, slen;
+  guint8 *failed;           /* bit per (pattern, string) position, or NULL */
+  guint64 steps;
+} Glob;
+
+#define GLOB_MAX_STEPS 2000000
+#define GLOB_MAX_MEMO (64u * 1024 * 1024) /* bits */
+
 static gboolean
-glob (const char *cmp, const char *pat, const char *str, GPtrArray *caps)
+glob_at (Glob *g, gsize pi, gsize si, GPtrArray *caps)
 {
+  const char *pat = g->pat + pi, *str = g->str + si;
+  gsize bit = pi * (g->slen + 1) + si;
+  gboolean ok = FALSE;
+
+  if (++g->steps > GLOB_MAX_STEPS)
+    return FALSE;
+  if (g->failed && (g->failed[bit / 8] & (1 << (bit % 8))))
+    return FALSE;
   if (*pat == '\0')
-    return *str == '\0';
-  if (*pat == '*')
+    ok = *str == '\0';
+  else if (*pat == '*')
     {
       for (const char *s = str;; s++)
         {
           guint mark = caps->len;
           g_ptr_array_add (caps, g_strndup (str, s - str));
-          if (glob (cmp, pat + 1, s, caps))
+          if (glob_at (g, pi + 1, s - g->str, caps))
             return TRUE;
           g_ptr_array_set_size (caps, mark);
-          if (*s == '\0')
-            return FALSE;
+          if (*s == '\0' || g->steps > GLOB_MAX_STEPS)
+            break;
         }
     }
-  if (*str == '\0')
-    return FALSE;
-  if (*pat == '?')
+  else if (*str == '\0')
+    ok = FALSE;
+  else if (*pat == '?')
     {
       const char *next = g_utf8_next_char (str);
       guint mark = caps->len;
       g_ptr_array_add (caps, g_strndup (str, next - str));
-      if (glob (cmp, pat + 1, next, caps))
+      if (glob_at (g, pi + 1, next - g->str, caps))
         return TRUE;
       g_ptr_array_set_size (caps, mark);
-      return FALSE;
     }
-  if (*pat == '\\' && pat[1])
-    pat++;
-  return char_eq (cmp, *pat, *str) && glob (cmp, pat + 1, str + 1, caps);
+  else
+    {
+      gsize skip = (*pat == '\\' && pat[1]) ? 1 : 0;
+      ok = char_eq (g->cmp, pat[skip], *str) && glob_at (g, pi + skip + 1, si + 1, caps);
+    }
+  if (!ok && g->failed)
+    g->failed[bit / 8] |= 1 << (bit % 8);
+  return ok;
+}
+
+static gboolean
+glob (const char *cmp, const char *pat, const char *str, GPtrArray *caps)
+{
+  Glob g = { cmp, pat, str, strlen (pat), strlen (str), NULL, 0 };
+  guint64 bits = (guint64) (g.plen + 1) * (g.slen + 1);
+  gboolean ok;
+
+  if (bits <= GLOB_MAX_MEMO)
+    g.failed = g_malloc0 (bits / 8 + 1);
+  ok = glob_at (&g, 0, 0, caps);
+  g_free (g.failed);
+  return ok;
 }
 
 static gboolean

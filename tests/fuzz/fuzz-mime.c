@@ -53,8 +53,8 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
       g_ptr_array_add (edits, &del);
       g_ptr_array_add (edits, &add);
       out = filter_edit_header (hdr, edits);
-      if (strstr (out, "\nInjected: 1"))
-        __builtin_trap (); /* header injection */
+      if (strstr (out, "\nInjected: 1") && !strstr (hdr, "Injected: 1"))
+        __builtin_trap (); /* header injection through addheader */
       g_ptr_array_unref (edits);
     }
   return 0;

@@ -1,0 +1,2 @@
+require "fileinto";
+if header :is "subject" "weekly report: status green" { fileinto "Exact"; }

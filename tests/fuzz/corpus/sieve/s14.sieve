@@ -1,0 +1,2 @@
+require "fileinto";
+if header :comparator "i;octet" :is "subject" "weekly report: status green" { fileinto "Octet"; }

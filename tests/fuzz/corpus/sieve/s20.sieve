@@ -1,0 +1,2 @@
+require ["fileinto", "subaddress"];
+if address :detail "to" "news" { fileinto "News"; }

@@ -1,0 +1,2 @@
+require ["fileinto", "subaddress"];
+if address :user "to" "carol" { fileinto "CarolUser"; }

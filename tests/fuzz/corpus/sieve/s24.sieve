@@ -1,0 +1,2 @@
+require ["fileinto", "envelope"];
+if envelope :domain "to" "example.org" { fileinto "EnvDom"; }

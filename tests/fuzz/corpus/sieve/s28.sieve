@@ -1,0 +1,2 @@
+require "fileinto";
+if size :over 1K { fileinto "Big"; }

@@ -1,0 +1,2 @@
+require "fileinto";
+if allof (header :contains "from" "alice", not header :contains "subject" "x") { fileinto "All"; }

@@ -1,0 +1,2 @@
+require "fileinto";
+if anyof (false, header :contains "subject" "release") { fileinto "Any"; }

@@ -1,0 +1,2 @@
+require "fileinto";
+if true { fileinto "T"; stop; } fileinto "After";

@@ -1,0 +1,2 @@
+require ["fileinto", "variables"];
+set :lower "f" "INBOX.Sub"; fileinto "${f}";

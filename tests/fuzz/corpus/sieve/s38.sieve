@@ -1,0 +1,2 @@
+require ["fileinto", "imap4flags"];
+addflag "\\Flagged"; fileinto "Flagged"; removeflag "\\Flagged"; keep;

@@ -1,0 +1,2 @@
+require ["fileinto", "imap4flags"];
+setflag "\\Seen"; if hasflag "\\Seen" { fileinto "Has"; }

@@ -1,0 +1,2 @@
+require ["fileinto", "body"];
+if body :contains "invoice" { fileinto "Invoices"; }

@@ -1,0 +1,2 @@
+require ["fileinto", "body"];
+if body :contains "numbers are in" { fileinto "Numbers"; }

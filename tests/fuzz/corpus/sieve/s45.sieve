@@ -1,0 +1,2 @@
+require ["vacation", "fileinto"];
+vacation "Away"; fileinto "Seen";

@@ -1,0 +1,6 @@
+require "vacation";
+vacation :subject "Out" text:
+I am out.
+..dot-stuffed line
+.
+;

@@ -1,0 +1,2 @@
+require "fileinto";
+if header :contains "content-type" "multipart" { fileinto "Multipart"; }

@@ -1,0 +1,2 @@
+require ["fileinto", "mailbox"];
+if mailboxexists ["INBOX", "Nope"] { fileinto "Yes"; }

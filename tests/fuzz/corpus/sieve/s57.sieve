@@ -1,0 +1,2 @@
+require ["reject", "fileinto"];
+fileinto "A"; reject "x";

@@ -1,0 +1,2 @@
+require "reject";
+discard; reject "x";

@@ -1,0 +1,2 @@
+require ["reject", "vacation"];
+vacation "v"; reject "x";

@@ -1,0 +1,3 @@
+require ["editheader", "fileinto"];
+deleteheader :contains "subject" "report";
+if exists "subject" { fileinto "Still"; }

@@ -1,0 +1,2 @@
+require "fileinto";
+if address :is "to" "bob@example.org" { fileinto "EncTo"; }

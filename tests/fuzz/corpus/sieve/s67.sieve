@@ -1,0 +1,2 @@
+require "fileinto";
+if header :contains "from" "Ákob" { fileinto "Akob"; }

@@ -1,0 +1,2 @@
+require "mailbox";
+if true { keep :create; }
