@@ -17,7 +17,7 @@ mode=${1:-}
 case $mode in run|test) ;; *) echo "usage: $0 run|test" >&2; exit 64 ;; esac
 
 build_pkgs="build-essential autoconf automake pkg-config libglib2.0-dev libgmime-3.0-dev libssl-dev python3"
-test_pkgs="swaks postfix dovecot-imapd dovecot-sieve socat openssl spamd spamc clamav-daemon"
+test_pkgs="swaks postfix dovecot-imapd dovecot-sieve socat openssl spamd spamc clamav-daemon clang libclang-rt-14-dev"
 
 missing=()
 pkgs=$build_pkgs
@@ -82,6 +82,15 @@ fail=$(awk '/^# (FAIL|ERROR|XPASS):/ {n += $3} END {print n + 0}' test-output.lo
 if [ -z "$pass" ]; then
   cat test-output.log
   pass=0; fail=$((fail + 1))
+fi
+# each libFuzzer target for a short budget (ASan+UBSan); longer: tests/fuzz/run.sh 600
+if command -v clang >/dev/null; then
+  FUZZ_BUILD="$PWD/build-fuzz" tests/fuzz/run.sh "${FUZZ_SECONDS:-10}" >fuzz-output.log 2>&1 || true
+  cat fuzz-output.log
+  ok=$(grep -c ', no finding$' fuzz-output.log || true)
+  bad=$(grep -c 'FINDING' fuzz-output.log || true)
+  [ "$ok" -eq 0 ] && [ "$bad" -eq 0 ] && bad=1  # the build failed
+  pass=$((pass + ok)); fail=$((fail + bad))
 fi
 if [ "$rc" -ne 0 ] || [ "$fail" -ne 0 ]; then
   for f in $(grep -lE '^(not ok|ERROR)' tests/unit/*.log tests/integration/*.log 2>/dev/null); do

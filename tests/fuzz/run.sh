@@ -15,13 +15,12 @@ mkdir -p "$build"
 cd "$build"
 if [ ! -f Makefile ]; then
   [ -x "$top/configure" ] || (cd "$top" && ./autogen.sh >/dev/null)
-  # a VPATH build needs a clean source tree: build from a copy if it is configured
+  # a VPATH build needs an unconfigured source tree: when this one is
+  # configured, build a clone of its last commit
+  src=$top
   if [ -f "$top/Makefile" ]; then
-    rm -rf src && git -C "$top" worktree list >/dev/null 2>&1 && cp -a "$top" src.tmp && mv src.tmp src
-    (cd src && make distclean >/dev/null 2>&1 || true)
+    rm -rf src && git clone -q "$top" src && (cd src && ./autogen.sh >/dev/null)
     src=$build/src
-  else
-    src=$top
   fi
   "$src/configure" -q CC=clang --enable-fuzzing >/dev/null
 fi
