@@ -24,6 +24,14 @@ def transaction(c, rcpts, body, sender="s@example.net"):
     return [c.reply() for _ in rcpts]
 
 
+def session(daemon):
+    """A connected client past the greeting and LHLO."""
+    c = daemon.connect()
+    c.code()
+    c.cmd("LHLO client")
+    return c
+
+
 class SmtpReceiver:
     """A small SMTP server on loopback that keeps what it receives."""
 
@@ -131,9 +139,7 @@ class SieveDeliveryTest(unittest.TestCase):
         self.script("carol@example.org", 'require "reject";\nreject "I do not take reports";\n')
         self.script("erin@example.org", 'require "ereject";\nif size :over 10 { ereject "Too big for me"; }\n')
         self.d.start()
-        c = self.d.connect()
-        c.code()
-        c.cmd("LHLO client")
+        c = session(self.d)
         replies = transaction(c, ["alice@example.org", "bob@example.org", "carol@example.org",
                                   "dave@example.org", "erin@example.org"], MSG)
         codes = [r[0] for r in replies]
@@ -160,9 +166,7 @@ class SieveDeliveryTest(unittest.TestCase):
         # RFC 5228 2.10.6: an error means keep
         path = self.script("alice@example.org", 'require "fileinto";\nif header :is "subject" { fileinto "X"; }\n')
         self.d.start()
-        c = self.d.connect()
-        c.code()
-        c.cmd("LHLO client")
+        c = session(self.d)
         self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 250)
         self.assertEqual(len(self.d.messages("alice@example.org")), 1)
         with open(path + ".log") as f:
@@ -175,9 +179,7 @@ class SieveDeliveryTest(unittest.TestCase):
         # more redirects than allowed is a runtime error: keep, nothing sent
         self.script("alice@example.org", "".join('redirect "r%d@example.com";\n' % i for i in range(6)))
         self.d.start()
-        c = self.d.connect()
-        c.code()
-        c.cmd("LHLO client")
+        c = session(self.d)
         self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 250)
         self.assertEqual(len(self.d.messages("alice@example.org")), 1)
         time.sleep(0.2)
@@ -186,9 +188,7 @@ class SieveDeliveryTest(unittest.TestCase):
     def test_script_change_is_seen(self):
         path = self.script("alice@example.org", 'require "fileinto";\nfileinto "One";\n')
         self.d.start()
-        c = self.d.connect()
-        c.code()
-        c.cmd("LHLO client")
+        c = session(self.d)
         transaction(c, ["alice@example.org"], MSG)
         time.sleep(0.01)  # (the duplicate journal would drop the same message twice)
         with open(path, "w") as f:
@@ -203,9 +203,7 @@ class SieveDeliveryTest(unittest.TestCase):
                     'addheader :last "X-Last" "l\u00e9";\ndeleteheader :is "X-Drop" "yes";\n'
                     'deleteheader "Received";\n')
         self.d.start()
-        c = self.d.connect()
-        c.code()
-        c.cmd("LHLO client")
+        c = session(self.d)
         self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 250)
         (name, data), = self.d.messages("alice@example.org")
         header, body = data.split(b"\n\n", 1)
@@ -222,9 +220,7 @@ class SieveDeliveryTest(unittest.TestCase):
         self.script("alice@example.org", 'redirect "elsewhere@example.com";\n')
         self.script("bob@example.org", 'require "copy";\nredirect :copy "archive@example.com";\n')
         self.d.start()
-        c = self.d.connect()
-        c.code()
-        c.cmd("LHLO client")
+        c = session(self.d)
         replies = transaction(c, ["alice@example.org", "bob@example.org"], MSG, sender="orig@example.net")
         self.assertEqual([r[0] for r in replies], [250, 250])
         got = sorted(self.smtp.wait(2), key=lambda x: x[1])
@@ -239,9 +235,7 @@ class SieveDeliveryTest(unittest.TestCase):
     def test_redirect_loop_is_kept(self):
         self.script("alice@example.org", 'redirect "elsewhere@example.com";\n')
         self.d.start()
-        c = self.d.connect()
-        c.code()
-        c.cmd("LHLO client")
+        c = session(self.d)
         looped = "X-Sieve-Redirected-From: alice@example.org\r\n" + MSG
         self.assertEqual(transaction(c, ["alice@example.org"], looped)[0][0], 250)
         self.assertEqual(len(self.d.messages("alice@example.org")), 1)
@@ -257,9 +251,7 @@ class SieveDeliveryTest(unittest.TestCase):
         self.d.write_config({"sieve.submission": "inet:127.0.0.1:%d" % port})
         self.script("alice@example.org", 'redirect "elsewhere@example.com";\n')
         self.d.start()
-        c = self.d.connect()
-        c.code()
-        c.cmd("LHLO client")
+        c = session(self.d)
         self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 250)
         self.assertEqual(len(self.d.messages("alice@example.org")), 1)
 
@@ -268,9 +260,7 @@ class SieveDeliveryTest(unittest.TestCase):
                              "sieve.max_script_size": "64"})
         path = self.script("alice@example.org", "discard;\n" + "# padding\n" * 10)
         self.d.start()
-        c = self.d.connect()
-        c.code()
-        c.cmd("LHLO client")
+        c = session(self.d)
         self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 250)
         self.assertEqual(len(self.d.messages("alice@example.org")), 1)
         with open(path + ".log") as f:
@@ -290,9 +280,7 @@ class SieveDeliveryTest(unittest.TestCase):
                     'Content-Type: text/plain; charset=utf-8\n\nBack on Monday.\n.\n;\n'
                     'redirect "copy@example.com";\n')
         self.d.start()
-        c = self.d.connect()
-        c.code()
-        c.cmd("LHLO client")
+        c = session(self.d)
         self.assertEqual(transaction(c, ["alice@example.org"], MSG, sender="orig@example.net")[0][0], 250)
         with open(out) as f:
             sent = f.read()
@@ -313,9 +301,7 @@ class SieveDeliveryTest(unittest.TestCase):
         results = []
 
         def one(i):
-            c = self.d.connect()
-            c.code()
-            c.cmd("LHLO client")
+            c = session(self.d)
             results.append(transaction(c, ["alice@example.org"], MSG.replace("<m1@", "<c%d@" % i))[0][0])
 
         threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
@@ -323,9 +309,7 @@ class SieveDeliveryTest(unittest.TestCase):
             t.start()
         for t in threads:
             t.join()
-        c = self.d.connect()
-        c.code()
-        c.cmd("LHLO client")
+        c = session(self.d)
         results.append(transaction(c, ["alice@example.org"], MSG.replace("<m1@", "<c9@"))[0][0])
         self.assertEqual(results, [250] * 5)
         time.sleep(0.3)
@@ -338,9 +322,7 @@ class SieveDeliveryTest(unittest.TestCase):
         self.script("alice@example.org", 'require "vacation";\n'
                     'vacation :days 3 :subject "Away" "I am away until Monday.";\n')
         self.d.start()
-        c = self.d.connect()
-        c.code()
-        c.cmd("LHLO client")
+        c = session(self.d)
         self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 250)
         got = self.smtp.wait(1)
         self.assertEqual(len(got), 1)
@@ -383,9 +365,7 @@ class SieveGlobalScriptsTest(unittest.TestCase):
                 f.write('require ["editheader"];\naddheader "X-After" "ran";\n')
             d.write_config(dict(d.extra, **{"sieve.before": "before.sieve", "sieve.after": "after.sieve"}))
             d.start()
-            c = d.connect()
-            c.code()
-            c.cmd("LHLO client")
+            c = session(d)
             transaction(c, ["alice@example.org"], MSG.replace("Project status", "[SPAM] buy"))
             transaction(c, ["alice@example.org"], MSG)
             junk = d.messages("alice@example.org", "new", ".Junk")
@@ -424,9 +404,7 @@ class SieveCalloutResultsTest(unittest.TestCase):
                         'if spamtest :value "ge" :comparator "i;ascii-numeric" "6" { fileinto "Junk"; stop; }\n'
                         'if callout :labels "spam" "ham" { fileinto "Clean"; }\n')
             d.start()
-            c = d.connect()
-            c.code()
-            c.cmd("LHLO client")
+            c = session(d)
             self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 250)
             spammy = MSG.replace("The weekly report.", "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X")
             self.assertEqual(transaction(c, ["alice@example.org"], spammy)[0][0], 250)
