@@ -39,7 +39,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     made_policy=1
   fi
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo -E apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   [ -n "$made_policy" ] && $sudo rm -f /usr/sbin/policy-rc.d
 fi
 
