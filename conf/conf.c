@@ -28,9 +28,10 @@ typedef struct {
 
 static const KnownGroup known_groups[] = {
   { "server", { "listen", "socket_mode", "socket_owner", "hostname", "spool_dir",
-                "max_sessions", "idle_timeout", "shutdown_timeout", "user", "delivery_threads", NULL } },
+                "max_sessions", "idle_timeout", "shutdown_timeout", "user", "delivery_threads",
+                "max_memory", NULL } },
   { "limits", { "max_line_length", "max_data_line_length", "max_message_size",
-                "max_recipients", "max_errors", NULL } },
+                "max_recipients", "max_errors", "min_data_rate", NULL } },
   { "delivery", { "mail_root", "mailbox", "fsync", "create_folders", "recipient_delimiter",
                   "detail_folder", "quota_full_tempfail", "single_instance", "duplicate_window",
                   "duplicate_db", "mbox_quoting", "mbox_lock_timeout", NULL } },
@@ -172,6 +173,8 @@ lmtpd_config_new_default (void)
   c->max_message_size = 50 * 1024 * 1024 + 1024 * 1024;
   c->max_recipients = 1000;
   c->max_errors = 20;
+  c->min_data_rate = 500;
+  c->max_memory = G_GUINT64_CONSTANT (1) << 30;
 
   c->mail_root = g_strdup ("./var/mail");
   c->mailbox_template = g_strdup ("%d/%n/Maildir");
@@ -782,6 +785,7 @@ load_server (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
   get_uint (ld, kf, "server", "shutdown_timeout", FALSE, 0, 3600, &c->shutdown_timeout);
   get_path (kf, "server", "user", &c->user);
   get_uint (ld, kf, "server", "delivery_threads", FALSE, 1, 1024, &c->delivery_threads);
+  get_number (ld, kf, "server", "max_memory", TRUE, 0, G_MAXINT64, &c->max_memory);
   if (c->user && c->user[0] == '\0')
     g_clear_pointer (&c->user, g_free);
 }
@@ -798,6 +802,7 @@ load_limits (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
   get_number (ld, kf, "limits", "max_message_size", TRUE, 0, G_MAXINT64, &c->max_message_size);
   get_uint (ld, kf, "limits", "max_recipients", FALSE, 1, 100000, &c->max_recipients);
   get_uint (ld, kf, "limits", "max_errors", FALSE, 1, 10000, &c->max_errors);
+  get_number (ld, kf, "limits", "min_data_rate", TRUE, 0, G_MAXUINT32, &c->min_data_rate);
 }
 
 static void

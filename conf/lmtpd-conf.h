@@ -113,6 +113,7 @@ typedef struct {
   guint shutdown_timeout;     /* seconds */
   char *user;                 /* switch to this user after binding, or NULL */
   guint delivery_threads;     /* worker threads for deliveries and callouts */
+  guint64 max_memory;         /* resident bytes above which new sessions get 421, 0 = no limit */
 
   /* [limits] */
   gsize max_line_length;      /* command line, including CRLF */
@@ -120,6 +121,7 @@ typedef struct {
   guint64 max_message_size;   /* bytes, 0 = unlimited */
   guint max_recipients;       /* per transaction */
   guint max_errors;           /* per session */
+  guint64 min_data_rate;      /* bytes/s a client must keep up in DATA/BDAT, 0 = no minimum */
 
   /* [delivery] */
   char *mail_root;

@@ -83,6 +83,13 @@ DeliverRecipient *deliver_resolve (const LmtpdConfig *config, const char *local,
 void deliver_recipient_free (DeliverRecipient *rcpt);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (DeliverRecipient, deliver_recipient_free)
 
+/* Checks that @path (which may not exist yet) stays inside the mail root
+ * once symlinks are followed: its deepest existing ancestor must resolve
+ * below the resolved mail root.  A path the configuration itself puts
+ * outside the mail root (an absolute mailbox template) is checked against
+ * nothing.  Fails with ELOOP in DELIVER_ERROR. */
+gboolean deliver_path_contained (const LmtpdConfig *config, const char *path, GError **error);
+
 /* ---- folders (folder.c) ------------------------------------------------ */
 
 /* Checks a folder name from untrusted input ("Lists/ietf", "Junk").
@@ -182,6 +189,10 @@ char *deliver_maildir_unique (const char *hostname);
 /* Creates a Maildir (tmp, new, cur) and its parents if missing; fsyncs the
  * parents of what it creates. */
 gboolean deliver_maildir_create (const char *maildir, gboolean do_fsync, GError **error);
+/* Removes files in tmp/ not touched for @max_age seconds (36 hours by the
+ * Maildir rules; stores do this once an hour per Maildir).  Returns how
+ * many went. */
+guint deliver_maildir_clean_tmp (const char *maildir, gint64 max_age);
 
 /* Writes @header then the spool into tmp/, fsyncs it (if @do_fsync), renames
  * it into new/ (or cur/ with ":2,<flags>" when @flags is not empty) with

@@ -10,6 +10,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -20,6 +21,68 @@
 #include "deliver.h"
 
 static gint unique_counter;
+
+#define TMP_MAX_AGE (36 * 60 * 60)   /* the Maildir rule for stale tmp/ files */
+#define TMP_SCAN_INTERVAL (60 * 60)  /* per Maildir and process */
+
+guint
+deliver_maildir_clean_tmp (const char *maildir, gint64 max_age)
+{
+  g_autofree char *path = g_build_filename (maildir, "tmp", NULL);
+  int dfd = open (path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+  guint removed = 0;
+  DIR *dir;
+  struct dirent *e;
+
+  if (dfd < 0 || (dir = fdopendir (dfd)) == NULL)
+    {
+      if (dfd >= 0)
+        close (dfd);
+      return 0;
+    }
+  while ((e = readdir (dir)) != NULL)
+    {
+      struct stat st;
+
+      if (e->d_name[0] == '.')
+        continue;
+      /* ctime too: a file whose mtime was set back is not stale */
+      if (fstatat (dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR (st.st_mode)
+          && st.st_mtime < now - max_age && st.st_ctime < now - max_age
+          && unlinkat (dfd, e->d_name, 0) == 0)
+        {
+          g_message ("%s: removed stale tmp/%s", maildir, e->d_name);
+          removed++;
+        }
+    }
+  closedir (dir);
+  return removed;
+}
+
+/* Each Maildir's tmp/ is looked at once an hour by this process, after a
+ * delivery into it, so a crash's leftovers go in time. */
+static void
+maybe_clean_tmp (const char *maildir)
+{
+  static GMutex lock;
+  static GHashTable *scanned; /* maildir -> time of the last scan */
+  gint64 now = g_get_monotonic_time () / G_USEC_PER_SEC;
+  gboolean due;
+
+  g_mutex_lock (&lock);
+  if (scanned == NULL)
+    scanned = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  if (g_hash_table_size (scanned) > 100000)
+    g_hash_table_remove_all (scanned);
+  due = !g_hash_table_contains (scanned, maildir)
+        || now - GPOINTER_TO_SIZE (g_hash_table_lookup (scanned, maildir)) >= TMP_SCAN_INTERVAL;
+  if (due)
+    g_hash_table_insert (scanned, g_strdup (maildir), GSIZE_TO_POINTER ((gsize) now));
+  g_mutex_unlock (&lock);
+  if (due)
+    deliver_maildir_clean_tmp (maildir, TMP_MAX_AGE);
+}
 
 static gboolean
 set_errno_error (GError **error, const char *what, const char *path)
@@ -300,6 +363,7 @@ deliver_maildir_store_full (const char *maildir, const char *hostname, const cha
       return FALSE;
     }
 done:
+  maybe_clean_tmp (maildir);
   if (out_path)
     *out_path = g_steal_pointer (&final);
   return TRUE;

@@ -160,13 +160,20 @@ static gboolean
 store_maildir (const LmtpdConfig *config, const DeliverRecipient *rcpt, DeliverShared *shared,
                const Store *st, char **out_path, GError **error)
 {
-  g_autofree char *dir = maildir_folder (config, rcpt, st->folder, st->folder_if_exists, st->create, error);
+  g_autofree char *target = st->folder ? deliver_folder_maildir_path (rcpt->mailbox, st->folder)
+                                        : g_strdup (rcpt->mailbox);
+  g_autofree char *dir = NULL;
   g_autofree char *path = NULL;
   const char *link_from = NULL;
   guint64 size = strlen (st->prefix) + deliver_content_size (&st->content);
   gboolean single = config->single_instance && shared && shared->n_recipients > 1;
   gboolean ok;
 
+  /* nothing is created, let alone written, through a symlink that leads
+   * out of the mail root */
+  if (!deliver_path_contained (config, target, error))
+    return FALSE;
+  dir = maildir_folder (config, rcpt, st->folder, st->folder_if_exists, st->create, error);
   if (dir == NULL)
     return FALSE;
   if (!deliver_quota_check (rcpt->mailbox, rcpt->quota_bytes, rcpt->quota_messages, size, error))
@@ -212,6 +219,8 @@ store (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipi
     return store_maildir (config, rcpt, shared, st, out_path, error);
   inflight = deliver_inflight_dir (config);
   *out_path = mbox_folder (config, rcpt, st->folder, st->folder_if_exists, st->create);
+  if (!deliver_path_contained (config, *out_path, error))
+    return FALSE;
   return deliver_mbox_store (*out_path, msg->sender, msg->received_us, st->prefix, &st->content,
                              config->mbox_mboxo, config->mbox_lock_timeout, config->fsync, inflight, error);
 }

@@ -8,6 +8,9 @@
  */
 #include "config.h"
 
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "deliver.h"
@@ -62,6 +65,37 @@ static char *
 under_root (const LmtpdConfig *config, const char *path)
 {
   return g_path_is_absolute (path) ? g_strdup (path) : g_build_filename (config->mail_root, path, NULL);
+}
+
+gboolean
+deliver_path_contained (const LmtpdConfig *config, const char *path, GError **error)
+{
+  g_autofree char *root = realpath (config->mail_root, NULL);
+  g_autofree char *probe = g_strdup (path);
+  g_autofree char *real = NULL;
+  gsize mlen = strlen (config->mail_root), rlen;
+
+  if (root == NULL || mlen == 0 || strncmp (path, config->mail_root, mlen) != 0
+      || (path[mlen] != '/' && config->mail_root[mlen - 1] != '/'))
+    return TRUE; /* placed outside by the configuration, or no root yet */
+  while ((real = realpath (probe, NULL)) == NULL && errno == ENOENT)
+    {
+      char *slash = strrchr (probe, '/');
+      if (slash == NULL || slash == probe)
+        return TRUE;
+      *slash = '\0';
+    }
+  if (real == NULL)
+    {
+      int e = errno;
+      g_set_error (error, DELIVER_ERROR, e, "%s: %s", probe, g_strerror (e));
+      return FALSE;
+    }
+  rlen = strlen (root);
+  if (strcmp (real, root) == 0 || (strncmp (real, root, rlen) == 0 && (real[rlen] == '/' || rlen == 1)))
+    return TRUE;
+  g_set_error (error, DELIVER_ERROR, ELOOP, "%s leads outside the mail root (to %s)", probe, real);
+  return FALSE;
 }
 
 /* Fills format, mailbox and inbox from a mailbox spec. */

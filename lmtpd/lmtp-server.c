@@ -11,6 +11,8 @@
 #include <grp.h>
 #include <pwd.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <gio/gunixsocketaddress.h>
@@ -61,6 +63,49 @@ peer_name (GSocketConnection *conn)
   return g_strdup ("local");
 }
 
+/* Resident set size in bytes, 0 if unknown. */
+static guint64
+resident_bytes (void)
+{
+  unsigned long long size, rss;
+  FILE *f = fopen ("/proc/self/statm", "re");
+  int n;
+
+  if (f == NULL)
+    return 0;
+  n = fscanf (f, "%llu %llu", &size, &rss);
+  fclose (f);
+  return n == 2 ? rss * (guint64) sysconf (_SC_PAGESIZE) : 0;
+}
+
+/* Accepted descriptors take the lowest free number, so a high one means
+ * the table is nearly full.  Sessions already open keep enough for their
+ * spool files, mailbox files and callout connections. */
+static gboolean
+fds_low (LmtpServer *server, GSocketConnection *conn)
+{
+  struct rlimit rl;
+  int fd = g_socket_get_fd (g_socket_connection_get_socket (conn));
+  rlim_t reserve = 32 + 4 * (rlim_t) server->config->delivery_threads;
+
+  return getrlimit (RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+         && (rlim_t) fd + reserve >= rl.rlim_cur;
+}
+
+/* A fresh socket's send buffer is empty: the reply cannot block. */
+static void
+refuse (LmtpServer *server, GSocketConnection *conn, const char *peer, const char *why)
+{
+  g_autofree char *msg = g_strdup_printf ("421 4.3.2 %s %s, try again later\r\n",
+                                          server->config->hostname, why);
+  GSocket *sock = g_socket_connection_get_socket (conn);
+
+  g_message ("%s: refused %s", why, peer);
+  g_socket_set_blocking (sock, FALSE);
+  g_socket_send (sock, msg, strlen (msg), NULL, NULL);
+  g_io_stream_close (G_IO_STREAM (conn), NULL, NULL);
+}
+
 static gboolean
 incoming_cb (GSocketService *service, GSocketConnection *conn, GObject *source, gpointer data)
 {
@@ -72,14 +117,17 @@ incoming_cb (GSocketService *service, GSocketConnection *conn, GObject *source, 
     return TRUE;
   if (g_hash_table_size (server->sessions) >= server->config->max_sessions)
     {
-      /* A fresh socket's send buffer is empty: this cannot block. */
-      g_autofree char *msg = g_strdup_printf ("421 4.3.2 %s Too many connections, try again later\r\n",
-                                              server->config->hostname);
-      GSocket *sock = g_socket_connection_get_socket (conn);
-      g_message ("too many sessions (%u): refused %s", server->config->max_sessions, peer);
-      g_socket_set_blocking (sock, FALSE);
-      g_socket_send (sock, msg, strlen (msg), NULL, NULL);
-      g_io_stream_close (G_IO_STREAM (conn), NULL, NULL);
+      refuse (server, conn, peer, "Too many connections");
+      return TRUE;
+    }
+  if (fds_low (server, conn))
+    {
+      refuse (server, conn, peer, "Out of file descriptors");
+      return TRUE;
+    }
+  if (server->config->max_memory && resident_bytes () > server->config->max_memory)
+    {
+      refuse (server, conn, peer, "Out of memory");
       return TRUE;
     }
   s = lmtp_session_new (server, conn, ++server->next_id, peer);

@@ -47,6 +47,7 @@ typedef struct {
   DeliverSpool *spool;
   guint64 received;         /* message bytes seen, CRLF counted */
   TxnFailure failure;
+  GError *spool_error;      /* why the spool failed (FAIL_SPOOL) */
   gboolean bdat;            /* BDAT used in this transaction */
   guint delivered;          /* index of the next recipient to deliver */
   guint64 size_hint;        /* MAIL SIZE=, 0 if not given */
@@ -89,6 +90,8 @@ struct LmtpSession {
   guint64 line_len;
   guint64 bdat_left;
   gboolean bdat_last;
+  gint64 data_started_us;   /* monotonic, when DATA or the first BDAT came; 0 outside */
+  guint64 data_seen;        /* bytes read since then */
   const char *bdat_error;   /* reply for a chunk that is only consumed */
 };
 
@@ -121,6 +124,7 @@ txn_free (Txn *t)
     g_ptr_array_unref (t->jobs);
   deliver_shared_clear (&t->shared);
   deliver_spool_free (t->spool);
+  g_clear_error (&t->spool_error);
   g_free (t->mail_params);
   g_free (t);
 }
@@ -225,8 +229,17 @@ idle_timeout_cb (gpointer data)
 {
   LmtpSession *s = data;
 
-  g_message ("%s: idle timeout, disconnecting %s", s->log_id, s->peer);
-  reply (s, "421 4.4.2 %s Idle timeout, closing connection", s->config->hostname);
+  if (s->data_started_us)
+    {
+      g_message ("%s: data timeout after %" G_GUINT64_FORMAT " bytes, disconnecting %s", s->log_id,
+                 s->data_seen, s->peer);
+      reply (s, "421 4.4.2 %s Timeout waiting for data, closing connection", s->config->hostname);
+    }
+  else
+    {
+      g_message ("%s: idle timeout, disconnecting %s", s->log_id, s->peer);
+      reply (s, "421 4.4.2 %s Idle timeout, closing connection", s->config->hostname);
+    }
   s->close_after_flush = TRUE;
   if (s->read_source)
     {
@@ -238,16 +251,38 @@ idle_timeout_cb (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
+/* The timer is pushed back only by progress: a whole command, or message
+ * data arriving at least at min_data_rate (Postfix's smtpd_min_data_rate)
+ * on top of one idle_timeout.  A client trickling a byte at a time is cut
+ * off however often it writes. */
 static void
 idle_rearm (LmtpSession *s)
 {
+  gint64 now = g_get_monotonic_time ();
+  gint64 idle = (gint64) s->config->idle_timeout * G_USEC_PER_SEC;
+  gint64 deadline = now + idle;
+
   if (s->idle_source == NULL)
     return;
   if (s->mode == MODE_BUSY || s->close_after_flush)
-    g_source_set_ready_time (s->idle_source, -1);
-  else
-    g_source_set_ready_time (s->idle_source,
-                             g_get_monotonic_time () + (gint64) s->config->idle_timeout * G_USEC_PER_SEC);
+    {
+      g_source_set_ready_time (s->idle_source, -1);
+      return;
+    }
+  if (s->data_started_us && s->config->min_data_rate)
+    deadline = MIN (deadline, s->data_started_us + idle
+                              + (gint64) (s->data_seen * G_USEC_PER_SEC / s->config->min_data_rate));
+  g_source_set_ready_time (s->idle_source, deadline);
+}
+
+static void
+data_phase_start (LmtpSession *s)
+{
+  if (s->data_started_us == 0)
+    {
+      s->data_started_us = g_get_monotonic_time ();
+      s->data_seen = 0;
+    }
 }
 
 /* ---- input --------------------------------------------------------------- */
@@ -285,7 +320,11 @@ read_cb (GObject *stream, gpointer data)
       return G_SOURCE_REMOVE;
     }
   s->inlen += n;
-  idle_rearm (s);
+  if (s->data_started_us)
+    {
+      s->data_seen += n;
+      idle_rearm (s);
+    }
   session_ref (s);
   session_process (s);
   lmtp_session_unref (s);
@@ -310,6 +349,7 @@ txn_end (LmtpSession *s)
 {
   g_clear_pointer (&s->txn, txn_free);
   s->mode = MODE_COMMAND;
+  s->data_started_us = 0;
   if (s->shutdown && !s->close_after_flush)
     {
       reply (s, "421 4.3.2 %s Service shutting down, closing connection", s->config->hostname);
@@ -488,6 +528,7 @@ data_complete (LmtpSession *s)
     {
       g_warning ("%s: %s: %s", s->log_id, t->id, error->message);
       t->failure = FAIL_SPOOL;
+      t->spool_error = g_steal_pointer (&error);
     }
   switch (t->failure)
     {
@@ -504,7 +545,8 @@ data_complete (LmtpSession *s)
       deliver_status_set (&st, 500, "5.5.2", "Message line too long");
       break;
     case FAIL_SPOOL:
-      deliver_status_set (&st, 451, "4.3.0", "Temporary internal error");
+      /* disk full is 452 4.3.1, anything else 451 4.3.0 */
+      deliver_status_from_error (&st, t->spool_error);
       break;
     }
   for (guint i = 0; i < t->rcpts->len; i++)
@@ -535,6 +577,7 @@ data_append (LmtpSession *s, const char *p, gsize n, gboolean ends_line)
     {
       g_warning ("%s: %s: %s", s->log_id, t->id, error->message);
       t->failure = FAIL_SPOOL;
+      t->spool_error = g_steal_pointer (&error);
     }
   if (ends_line)
     s->line_len = 0;
@@ -594,6 +637,8 @@ static void
 bdat_complete (LmtpSession *s)
 {
   s->mode = MODE_COMMAND;
+  if (s->bdat_last)
+    s->data_started_us = 0;
   if (s->bdat_error)
     {
       reply_error (s, "%s", s->bdat_error);
@@ -931,6 +976,7 @@ cmd_data (LmtpSession *s, const char *args)
   if (!txn_open_spool (s))
     return reply (s, "451 4.3.0 Temporary internal error");
   s->mode = MODE_DATA;
+  data_phase_start (s);
   s->data_bol = TRUE;
   s->line_len = 0;
   reply (s, "354 Start mail input; end with <CRLF>.<CRLF>");
@@ -952,6 +998,7 @@ cmd_bdat (LmtpSession *s, const char *args)
       return;
     }
   s->mode = MODE_BDAT;
+  data_phase_start (s);
   s->bdat_left = size;
   s->bdat_last = last;
   s->bdat_error = NULL;
@@ -1048,6 +1095,7 @@ command_feed (LmtpSession *s)
       return TRUE;
     }
   session_command (s, p);
+  idle_rearm (s);
   return TRUE;
 }
 
@@ -1070,6 +1118,7 @@ session_process (LmtpSession *s)
           if (data_feed (s))
             {
               s->mode = MODE_COMMAND;
+              s->data_started_us = 0;
               data_complete (s);
             }
           else

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <locale.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -225,6 +226,16 @@ main (int argc, char **argv)
       return 0;
     }
   signal (SIGPIPE, SIG_IGN);
+  {
+    /* every session holds a socket and, while delivering, a few files:
+       take all the descriptors the hard limit allows */
+    struct rlimit rl;
+    if (getrlimit (RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max)
+      {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit (RLIMIT_NOFILE, &rl);
+      }
+  }
   if (geteuid () == 0 && config->user == NULL)
     {
       fprintf (stderr, "lmtpd: refusing to run as root: set [server] user to the account that "

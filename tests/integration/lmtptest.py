@@ -46,6 +46,8 @@ class Daemon:
         self.users = users
         self.proc = None
         self.port = None
+        self.wrap = []    # e.g. ["prlimit", "--nofile=64"]
+        self.env = None   # environment for lmtpd, None = the test's
         self.write_config()
 
     def config_text(self, extra=None):
@@ -87,8 +89,8 @@ class Daemon:
 
     def start(self):
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([LMTPD, "-c", "lmtpd.conf", "-d"], stdout=self.log,
-                                     stderr=subprocess.STDOUT, cwd=self.dir)
+        self.proc = subprocess.Popen(self.wrap + [LMTPD, "-c", "lmtpd.conf", "-d"], stdout=self.log,
+                                     stderr=subprocess.STDOUT, cwd=self.dir, env=self.env)
         deadline = time.time() + 10
         while time.time() < deadline:
             log = self.read_log()  # one read: a line may be half written
@@ -208,7 +210,9 @@ class Client:
                 if not chunk:
                     return True
                 self.buf += chunk
-        except (socket.timeout, ConnectionResetError):
+        except ConnectionResetError:
+            return True  # closed with our unread input pending
+        except socket.timeout:
             return False
 
     def close(self):

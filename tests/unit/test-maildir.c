@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -172,6 +173,34 @@ test_trace (void)
   g_assert_null (strstr (h, "Delivered-To"));
 }
 
+/* Maildir rules: tmp/ files untouched for 36 hours go; fresh ones (a
+ * delivery in progress) and other directories stay. */
+static void
+test_clean_tmp (void)
+{
+  g_autofree char *md = g_build_filename (g_get_tmp_dir (), "clean", "Maildir", NULL);
+  g_autofree char *old = g_build_filename (md, "tmp", "1.M1P1Q1.old", NULL);
+  g_autofree char *fresh = g_build_filename (md, "tmp", "2.M2P2Q2.fresh", NULL);
+  g_autofree char *sub = g_build_filename (md, "tmp", "adir", NULL);
+  gint64 t = g_get_real_time () / G_USEC_PER_SEC - 37 * 3600;
+  struct timespec times[2] = { { t, 0 }, { t, 0 } };
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (deliver_maildir_create (md, FALSE, &error));
+  g_assert_true (g_file_set_contents (old, "half", -1, NULL));
+  g_assert_true (g_file_set_contents (fresh, "being written", -1, NULL));
+  g_assert_cmpint (g_mkdir (sub, 0700), ==, 0);
+  g_assert_cmpint (utimensat (AT_FDCWD, old, times, 0), ==, 0);
+  g_assert_cmpint (utimensat (AT_FDCWD, fresh, times, 0), ==, 0);
+  /* a set-back mtime alone does not make a file stale: its ctime is new */
+  g_assert_cmpuint (deliver_maildir_clean_tmp (md, 36 * 3600), ==, 0);
+  g_assert_cmpuint (deliver_maildir_clean_tmp (md, 0), ==, 0);
+  sleep (1);
+  g_assert_cmpuint (deliver_maildir_clean_tmp (md, 0), ==, 2);
+  g_assert_false (g_file_test (old, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (sub, G_FILE_TEST_IS_DIR));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -181,6 +210,7 @@ main (int argc, char **argv)
   g_test_add_func ("/maildir/unique", test_unique);
   g_test_add_func ("/maildir/store", test_store);
   g_test_add_func ("/maildir/store-fails-cleanly", test_store_fails_cleanly);
+  g_test_add_func ("/maildir/clean-tmp", test_clean_tmp);
   g_test_add_func ("/trace/headers", test_trace);
   return g_test_run ();
 }
