@@ -137,6 +137,18 @@ incoming_cb (GSocketService *service, GSocketConnection *conn, GObject *source, 
 }
 
 void
+lmtp_server_adopt (LmtpServer *server, GSocketConnection *conn)
+{
+  incoming_cb (server->service, conn, NULL, server);
+}
+
+guint
+lmtp_server_n_sessions (LmtpServer *server)
+{
+  return g_hash_table_size (server->sessions);
+}
+
+void
 lmtp_server_session_closed (LmtpServer *server, LmtpSession *s)
 {
   if (!g_hash_table_steal (server->sessions, s))

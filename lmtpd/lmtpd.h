@@ -71,6 +71,11 @@ LmtpdConfig *lmtp_server_get_config (LmtpServer *server);
  * after shutdown_timeout); @done runs once the last one is gone. */
 void lmtp_server_shutdown (LmtpServer *server, GSourceFunc done, gpointer data);
 gboolean lmtp_server_is_shutting_down (LmtpServer *server);
+/* Serves a connection accepted elsewhere (inetd style, tests, the fuzz
+ * target), with the same limits as one from a listener. */
+void lmtp_server_adopt (LmtpServer *server, GSocketConnection *conn);
+/* Sessions open now. */
+guint lmtp_server_n_sessions (LmtpServer *server);
 void lmtp_server_free (LmtpServer *server);
 
 G_END_DECLS

@@ -2,14 +2,14 @@
 # run.sh - builds the libFuzzer targets (clang, ASan+UBSan) in a separate
 # build directory and runs each for SECONDS (default 60) on its seed corpus.
 #
-#   tests/fuzz/run.sh [SECONDS] [TARGET...]     targets: sieve address ocp mime
+#   tests/fuzz/run.sh [SECONDS] [TARGET...]     targets: sieve address ocp mime lmtp
 #
 # Findings are left as crash-*/timeout-*/leak-* files in the build directory.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 secs=${1:-60}
 shift || true
-targets=${*:-sieve address ocp mime}
+targets=${*:-sieve address ocp mime lmtp}
 build=${FUZZ_BUILD:-$top/build-fuzz}
 mkdir -p "$build"
 cd "$build"
