@@ -292,14 +292,14 @@ CALLOUTD = os.environ.get("CALLOUTD") or os.path.join(os.path.dirname(LMTPD), ".
 class Callout:
     """ocp-calloutd with a test script, on a loopback port."""
 
-    def __init__(self, script, parts=None):
+    def __init__(self, script, parts=None, listen="inet:127.0.0.1:0"):
         self.dir = tempfile.mkdtemp(prefix="calloutd-")
         self.script = os.path.join(self.dir, "script")
         with open(self.script, "w") as f:
             f.write(script)
         self.log_path = os.path.join(self.dir, "log")
         self.log = open(self.log_path, "wb")
-        args = [CALLOUTD, "--listen", "inet:127.0.0.1:0", "--script", self.script, "-d"]
+        args = [CALLOUTD, "--listen", listen, "--script", self.script, "-d"]
         if parts:
             args += ["--parts", parts]
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)

@@ -1,5 +1,6 @@
 """Crash safety (issue 7): lmtpd is killed with SIGKILL at random moments
-under load from several sessions with several recipients each, and
+under load from several sessions with several recipients each (Python
+senders that remember every 250, plus Postfix's smtp-source -L), and
 restarted.  Clients retry what was not acknowledged, with the same bytes,
 as an MTA does.  After every round:
 
@@ -8,6 +9,11 @@ as an MTA does.  After every round:
 - no message is stored twice for a recipient, even when the MTA retried it
   because the kill took the replies (the duplicate journal learns of a copy
   the moment it becomes visible, before the directory fsync).
+
+The same holds when the callout server (ocp-calloutd, which stamps every
+message it sees) is killed at random moments and restarted while lmtpd
+keeps running: deliveries in flight get 4xx (on_failure = tempfail), are
+retried, and every stored copy went through the service.
 
 CRASH_ROUNDS (default 5) sets the number of kills; the long run is
 CRASH_ROUNDS=50 python3 tests/integration/test_crash.py."""
@@ -22,7 +28,8 @@ import threading
 import time
 import unittest
 
-from lmtptest import Daemon, dotstuff, main
+from lmtptest import Callout, Daemon, dotstuff, main
+from test_clients import tool
 
 ROUNDS = int(os.environ.get("CRASH_ROUNDS", "5"))
 DOMAIN = "crash.example"
@@ -120,6 +127,12 @@ class CrashTest(unittest.TestCase):
                 senders = [Sender(d.port, queue, acked, lock, stop) for _ in range(4)]
                 for t in senders:
                     t.start()
+                # Postfix's smtp-source -L as more load (it cannot say which
+                # recipient got 250, so its copies are checked for wholeness)
+                source = subprocess.Popen([tool("smtp-source"), "-L", "-s", "3", "-m", "100000", "-r", "2",
+                                           "-l", "20000", "-f", "s@example.net", "-t", "load@" + DOMAIN,
+                                           "127.0.0.1:%d" % d.port],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(rnd.uniform(0.05, 0.8))
                 d.proc.send_signal(signal.SIGKILL)
                 d.proc.wait()
@@ -128,6 +141,9 @@ class CrashTest(unittest.TestCase):
                 stop.set()
                 for t in senders:
                     t.join(10)
+                source.kill()
+                source.wait()
+                self.check_whole(d, "after kill %d" % (rnd_i + 1))
                 stored = self.check(d, acked, "after kill %d" % (rnd_i + 1))
                 self.acked_before = set(acked)
                 print("# kill %d: %d acknowledged, %d stored, %d pending" % (rnd_i + 1, len(acked), len(stored),
@@ -152,7 +168,78 @@ class CrashTest(unittest.TestCase):
         finally:
             d.cleanup()
 
-    def check(self, d, acked, when):
+    def test_callout_server_killed(self):
+        callout = Callout("* set-header X-Checked: yes\n")
+        port = callout.port
+        d = Daemon({"delivery.fsync": "true",
+                    "service stamp.servers": callout.endpoint, "service stamp.on_failure": "tempfail",
+                    "service stamp.connect_timeout": "300ms", "service stamp.timeout": "3s",
+                    "rule all.match": "*@" + DOMAIN, "rule all.services": "stamp"})
+        rnd = random.Random(4037)
+        queue, acked, lock = [], set(), threading.Lock()
+        n = 0
+        try:
+            d.start()
+            for rnd_i in range(ROUNDS):
+                with lock:
+                    for _ in range(150):
+                        n += 1
+                        rcpts = rnd.sample(USERS, rnd.randint(1, 4))
+                        queue.append(("c%d" % n, rcpts, message("c%d" % n, rnd.choice([300, 4000, 60000]))))
+                stop = threading.Event()
+                senders = [Sender(d.port, queue, acked, lock, stop) for _ in range(4)]
+                for t in senders:
+                    t.start()
+                time.sleep(rnd.uniform(0.02, 0.3))
+                callout.proc.send_signal(signal.SIGKILL)
+                callout.proc.wait()
+                callout.stop()
+                time.sleep(rnd.uniform(0, 0.5))   # the service is down
+                callout = Callout("* set-header X-Checked: yes\n", listen="inet:127.0.0.1:%d" % port)
+                time.sleep(rnd.uniform(0.05, 0.4))
+                stop.set()
+                for t in senders:
+                    t.join(30)
+                self.assertIsNone(d.proc.poll(), "lmtpd died")
+                stored = self.check(d, acked, "after callout kill %d" % (rnd_i + 1), stamp=b"X-Checked: yes\n")
+                print("# callout kill %d: %d acknowledged, %d stored, %d pending" % (rnd_i + 1, len(acked),
+                                                                                    len(stored), len(queue)))
+            stop = threading.Event()
+            for _ in range(20):
+                with lock:
+                    if not queue:
+                        break
+                senders = [Sender(d.port, queue, acked, lock, stop) for _ in range(4)]
+                for t in senders:
+                    t.start()
+                for t in senders:
+                    t.join(120)
+            copies = self.check(d, acked, "at the end", stamp=b"X-Checked: yes\n")
+            self.assertEqual(queue, [])
+            self.assertEqual(set(copies), acked)
+            tempfails = d.read_log().count("status=451 ")
+            self.assertGreater(tempfails, 0, "the kills never hit a delivery")
+            print("# %d callout kills, %d deliveries acknowledged, %d tempfailed and retried: 0 lost, 0 partial, "
+                  "0 duplicated, all stamped" % (ROUNDS, len(acked), tempfails))
+        finally:
+            d.cleanup()
+            callout.stop()
+
+    def check_whole(self, d, when):
+        """smtp-source's copies: each as long as its name says, whole lines."""
+        n = 0
+        for u in ("load@" + DOMAIN, "2load@" + DOMAIN):
+            for sub in ("new", "cur"):
+                path = os.path.join(d.maildir(u), sub)
+                for name in (os.listdir(path) if os.path.isdir(path) else []):
+                    with open(os.path.join(path, name), "rb") as f:
+                        data = f.read()
+                    self.assertRegex(name, r",S=%d" % len(data), "%s: partial %s" % (when, name))
+                    self.assertTrue(data.endswith(b"\n"), "%s: partial %s" % (when, name))
+                    n += 1
+        self.assertGreater(n, 0, "smtp-source delivered nothing")
+
+    def check(self, d, acked, when, stamp=None):
         """Returns {(mid, rcpt): copies}; fails on partial or duplicated copies
         and on acknowledged messages without a copy."""
         copies = {}
@@ -165,12 +252,14 @@ class CrashTest(unittest.TestCase):
                 for name in os.listdir(path):
                     with open(os.path.join(path, name), "rb") as f:
                         data = f.read()
-                    m = re.search(rb"Message-ID: <(m\d+)@crash>", data)
+                    m = re.search(rb"Message-ID: <([mc]\d+)@crash>", data)
                     self.assertIsNotNone(m, "%s: %s/%s has no Message-ID" % (when, u, name))
                     mid = m.group(1).decode()
                     self.assertTrue(data.endswith(("END-%s\n" % mid).encode()),
                                     "%s: partial file %s/%s/%s" % (when, u, sub, name))
                     self.assertRegex(name, r",S=%d" % len(data))
+                    if stamp:
+                        self.assertIn(stamp, data, "%s: %s/%s/%s skipped the service" % (when, u, sub, name))
                     copies[(mid, u)] = copies.get((mid, u), 0) + 1
                     self.names.setdefault((mid, u), []).append(name)
         dup = {k: v for k, v in copies.items() if v > 1}
