@@ -5,8 +5,9 @@
 #                     conf/services.conf.example) and lmtpd in the
 #                     foreground on conf/lmtpd.conf.example (127.0.0.1:2424
 #                     and ./var/run/lmtpd.sock, mail under ./var/mail)
-#   ./setup.sh test   build and run the whole test suite; the last line
-#                     is "N passed, M failed"
+#   ./setup.sh test   build and run the whole test suite, then again under
+#                     ASan+UBSan (SANITIZE=0 skips that), then each fuzz
+#                     target briefly; the last line is "N passed, M failed"
 #
 # Needs Debian 12 (or similar) and root for apt-get when packages are
 # missing. Extra configure flags: CONFIGURE_FLAGS="--enable-sanitizers".
@@ -82,6 +83,28 @@ fail=$(awk '/^# (FAIL|ERROR|XPASS):/ {n += $3} END {print n + 0}' test-output.lo
 if [ -z "$pass" ]; then
   cat test-output.log
   pass=0; fail=$((fail + 1))
+fi
+# the whole suite again under ASan+UBSan, in a copy of the tracked files
+# (build-asan/); SANITIZE=0 skips it
+if [ "${SANITIZE:-1}" != 0 ]; then
+  rm -rf build-asan && mkdir -p build-asan/src
+  git ls-files -z | tar --null -T - -cf - | tar -xf - -C build-asan/src
+  asan_rc=0
+  (cd build-asan/src && ./autogen.sh >/dev/null 2>&1 && ./configure -q --enable-werror --enable-sanitizers \
+     && make -s -j"$(nproc)" >/dev/null 2>&1 && make -s -j"$(nproc)" check) >asan-output.log 2>&1 || asan_rc=$?
+  echo "---- the suite under ASan+UBSan (build-asan/):"
+  grep -E '^(PASS|FAIL|ERROR|XPASS|SKIP):' asan-output.log | sed 's/^/asan /' || true
+  apass=$(awk '/^# PASS:/ {print $3}' asan-output.log | tail -1)
+  afail=$(awk '/^# (FAIL|ERROR|XPASS):/ {n += $3} END {print n + 0}' asan-output.log)
+  if [ -z "$apass" ] || { [ "$asan_rc" -ne 0 ] && [ "$afail" -eq 0 ]; }; then
+    tail -50 asan-output.log; apass=${apass:-0}; afail=$((afail + 1))
+  fi
+  if [ "$afail" -ne 0 ]; then
+    for f in $(grep -lE '^(not ok|ERROR)' build-asan/src/tests/unit/*.log build-asan/src/tests/integration/*.log 2>/dev/null); do
+      echo "---- $f"; cat "$f"
+    done
+  fi
+  pass=$((pass + apass)); fail=$((fail + afail))
 fi
 # each libFuzzer target for a short budget (ASan+UBSan); longer: tests/fuzz/run.sh 600
 if command -v clang >/dev/null; then
