@@ -46,7 +46,9 @@ class Daemon:
         self.users = users
         self.proc = None
         self.port = None
-        self.wrap = []    # e.g. ["prlimit", "--nofile=64"]
+        # e.g. ["prlimit", "--nofile=64"]; LMTPD_WRAP runs every lmtpd of the
+        # tests under a tool, such as valgrind (README, Testing)
+        self.wrap = os.environ.get("LMTPD_WRAP", "").split()
         self.env = None   # environment for lmtpd, None = the test's
         self.write_config()
 
@@ -133,6 +135,11 @@ class Daemon:
         for mark in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
             if mark in self.final_log:
                 raise AssertionError("lmtpd: " + self.final_log[self.final_log.index(mark):][:3000])
+        # under valgrind (LMTPD_WRAP), its error summary must be zero
+        m = re.search(r"^==\d+== (Invalid |Conditional jump|Use of uninitialised|Syscall param|Mismatched free"
+                      r"|.* definitely lost in)", self.final_log, re.M)
+        if m or (self.proc and self.proc.returncode == 99 and "valgrind" in " ".join(self.wrap)):
+            raise AssertionError("lmtpd under valgrind: " + self.final_log[-6000:])
 
     def connect(self, unix=False, timeout=10):
         return Client(self, unix, timeout)

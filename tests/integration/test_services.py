@@ -77,7 +77,7 @@ FILES = {
 
 def service(name, endpoint, stage="data"):
     return {"service %s.servers" % name: endpoint, "service %s.stage" % name: stage,
-            "service %s.timeout" % name: "5s"}
+            "service %s.timeout" % name: "20s"}
 
 
 class ServicesBase(unittest.TestCase):
