@@ -5,6 +5,7 @@
 #                     conf/services.conf.example) and lmtpd in the
 #                     foreground on conf/lmtpd.conf.example (127.0.0.1:2424
 #                     and ./var/run/lmtpd.sock, mail under ./var/mail)
+#   ./setup.sh build  install the build dependencies and build, nothing else
 #   ./setup.sh test   build and run the whole test suite, then again under
 #                     ASan+UBSan (SANITIZE=0 skips that), then each fuzz
 #                     target briefly; the last line is "N passed, M failed"
@@ -15,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 mode=${1:-}
-case $mode in run|test) ;; *) echo "usage: $0 run|test" >&2; exit 64 ;; esac
+case $mode in run|test|build) ;; *) echo "usage: $0 run|test|build" >&2; exit 64 ;; esac
 
 build_pkgs="build-essential autoconf automake pkg-config libglib2.0-dev libgmime-3.0-dev libssl-dev python3"
 test_pkgs="swaks postfix dovecot-imapd dovecot-sieve socat openssl spamd spamc clamav-daemon clang libclang-rt-14-dev"
@@ -53,6 +54,7 @@ if [ ! -f Makefile ] || [ "$(cat .configure-flags 2>/dev/null)" != "$flags" ]; t
   echo "$flags" > .configure-flags
 fi
 make -s -j"$(nproc)"
+[ "$mode" = build ] && exit 0
 
 if [ "$mode" = run ]; then
   # lmtpd never writes mail as root: the example config switches to "lmtpd"

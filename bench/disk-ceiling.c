@@ -1,0 +1,97 @@
+/* disk-ceiling.c - what the disk allows: lmtpd's exact sequence for one
+ * Maildir delivery (create in tmp/, write, fsync, close, rename into new/,
+ * open new/, fsync it, close) done by THREADS writers into one Maildir,
+ * COUNT times in all.  Prints deliveries per second.
+ *
+ *   disk-ceiling DIR THREADS COUNT SIZE
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *dir;
+static int count, size;
+static int next;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void
+die (const char *what)
+{
+  perror (what);
+  exit (1);
+}
+
+static void *
+writer (void *arg)
+{
+  char *buf = malloc (size), tmp[4096], final[4096], newdir[4096];
+
+  memset (buf, 'x', size);
+  snprintf (newdir, sizeof newdir, "%s/new", dir);
+  for (;;)
+    {
+      int i, fd;
+
+      pthread_mutex_lock (&lock);
+      i = next++;
+      pthread_mutex_unlock (&lock);
+      if (i >= count)
+        break;
+      snprintf (tmp, sizeof tmp, "%s/tmp/%d.%ld", dir, i, (long) getpid ());
+      snprintf (final, sizeof final, "%s/new/%d.%ld", dir, i, (long) getpid ());
+      fd = open (tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+      if (fd < 0)
+        die ("open");
+      if (write (fd, buf, size) != size || fsync (fd) < 0 || close (fd) < 0)
+        die ("write/fsync/close");
+      if (rename (tmp, final) < 0)
+        die ("rename");
+      fd = open (newdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (fd < 0 || fsync (fd) < 0 || close (fd) < 0)
+        die ("fsync dir");
+    }
+  free (buf);
+  return NULL;
+}
+
+int
+main (int argc, char **argv)
+{
+  int threads;
+  pthread_t t[256];
+  struct timespec a, b;
+  char path[4096];
+  double secs;
+
+  if (argc != 5)
+    {
+      fprintf (stderr, "usage: disk-ceiling DIR THREADS COUNT SIZE\n");
+      return 64;
+    }
+  dir = argv[1];
+  threads = atoi (argv[2]);
+  count = atoi (argv[3]);
+  size = atoi (argv[4]);
+  if (threads < 1 || threads > 256 || count < 1 || size < 1)
+    return 64;
+  mkdir (dir, 0700);
+  snprintf (path, sizeof path, "%s/tmp", dir);
+  mkdir (path, 0700);
+  snprintf (path, sizeof path, "%s/new", dir);
+  mkdir (path, 0700);
+  clock_gettime (CLOCK_MONOTONIC, &a);
+  for (int i = 0; i < threads; i++)
+    pthread_create (&t[i], NULL, writer, NULL);
+  for (int i = 0; i < threads; i++)
+    pthread_join (t[i], NULL);
+  clock_gettime (CLOCK_MONOTONIC, &b);
+  secs = (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+  printf ("%.0f\n", count / secs);
+  return 0;
+}
