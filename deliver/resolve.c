@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "deliver.h"
 
@@ -67,35 +68,93 @@ under_root (const LmtpdConfig *config, const char *path)
   return g_path_is_absolute (path) ? g_strdup (path) : g_build_filename (config->mail_root, path, NULL);
 }
 
+/* The resolved mail root, remembered per configured path (realpath costs
+ * a readlink per component). */
+static char *
+real_root (const char *mail_root)
+{
+  static GMutex lock;
+  static char *configured, *resolved;
+  char *out;
+
+  g_mutex_lock (&lock);
+  if (configured == NULL || strcmp (configured, mail_root) != 0 || resolved == NULL)
+    {
+      g_free (configured);
+      free (resolved);
+      configured = g_strdup (mail_root);
+      resolved = realpath (mail_root, NULL);
+    }
+  out = resolved ? g_strdup (resolved) : NULL;
+  g_mutex_unlock (&lock);
+  return out;
+}
+
+static gboolean
+under (const char *real, const char *root)
+{
+  gsize rlen = strlen (root);
+  return strcmp (real, root) == 0 || (strncmp (real, root, rlen) == 0 && (real[rlen] == '/' || rlen == 1));
+}
+
 gboolean
 deliver_path_contained (const LmtpdConfig *config, const char *path, GError **error)
 {
-  g_autofree char *root = realpath (config->mail_root, NULL);
-  g_autofree char *probe = g_strdup (path);
-  g_autofree char *real = NULL;
-  gsize mlen = strlen (config->mail_root), rlen;
+  g_autofree char *root = NULL, *probe = NULL, *real = NULL;
+  gsize mlen = strlen (config->mail_root);
+  char *p;
 
-  if (root == NULL || mlen == 0 || strncmp (path, config->mail_root, mlen) != 0
+  if (mlen == 0 || strncmp (path, config->mail_root, mlen) != 0
       || (path[mlen] != '/' && config->mail_root[mlen - 1] != '/'))
-    return TRUE; /* placed outside by the configuration, or no root yet */
-  while ((real = realpath (probe, NULL)) == NULL && errno == ENOENT)
+    return TRUE; /* placed outside by the configuration */
+  root = real_root (config->mail_root);
+  if (root == NULL)
+    return TRUE; /* no root yet: nothing below it either */
+  /* the usual case costs one lstat per component below the root: only a
+   * symlink among them needs resolving */
+  probe = g_strdup (path);
+  for (p = probe + mlen; *p; )
     {
-      char *slash = strrchr (probe, '/');
-      if (slash == NULL || slash == probe)
-        return TRUE;
-      *slash = '\0';
+      struct stat st;
+      char *slash;
+
+      while (*p == '/')
+        p++;
+      if (*p == '\0')
+        break;
+      slash = strchr (p, '/');
+      if (slash)
+        *slash = '\0';
+      if (lstat (probe, &st) < 0)
+        {
+          int e = errno;
+          if (e == ENOENT)
+            return TRUE; /* the rest will be created as real directories */
+          g_set_error (error, DELIVER_ERROR, e, "%s: %s", probe, g_strerror (e));
+          return FALSE;
+        }
+      if (S_ISLNK (st.st_mode))
+        {
+          real = realpath (probe, NULL);
+          if (real == NULL)
+            {
+              int e = errno;
+              g_set_error (error, DELIVER_ERROR, e == ENOENT ? ELOOP : e, "%s: %s", probe, g_strerror (e));
+              return FALSE;
+            }
+          if (!under (real, root))
+            {
+              g_set_error (error, DELIVER_ERROR, ELOOP, "%s leads outside the mail root (to %s)", probe, real);
+              return FALSE;
+            }
+          g_clear_pointer (&real, free);
+        }
+      if (slash == NULL)
+        break;
+      *slash = '/';
+      p = slash + 1;
     }
-  if (real == NULL)
-    {
-      int e = errno;
-      g_set_error (error, DELIVER_ERROR, e, "%s: %s", probe, g_strerror (e));
-      return FALSE;
-    }
-  rlen = strlen (root);
-  if (strcmp (real, root) == 0 || (strncmp (real, root, rlen) == 0 && (real[rlen] == '/' || rlen == 1)))
-    return TRUE;
-  g_set_error (error, DELIVER_ERROR, ELOOP, "%s leads outside the mail root (to %s)", probe, real);
-  return FALSE;
+  return TRUE;
 }
 
 /* Fills format, mailbox and inbox from a mailbox spec. */

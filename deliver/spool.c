@@ -20,6 +20,7 @@
 
 struct DeliverSpool {
   int fd;
+  char *dir;         /* where the file was made, for reuse */
   guint64 size;      /* bytes written to the file or buffered */
   guint64 lines;
   gboolean held_cr;
@@ -63,19 +64,49 @@ fail:
   return -1;
 }
 
+/* Spools of finished transactions, emptied, for the next ones: creating
+ * and freeing an inode per transaction is the largest cost of a small
+ * delivery on ext4 (the allocator scans past recently freed inodes). */
+#define SPOOL_POOL_MAX 32
+static GMutex pool_lock;
+static GQueue pool = G_QUEUE_INIT;
+
+static DeliverSpool *
+pool_take (const char *dir)
+{
+  DeliverSpool *s = NULL;
+
+  g_mutex_lock (&pool_lock);
+  for (GList *l = pool.head; l; l = l->next)
+    if (strcmp (((DeliverSpool *) l->data)->dir, dir) == 0)
+      {
+        s = l->data;
+        g_queue_delete_link (&pool, l);
+        break;
+      }
+  g_mutex_unlock (&pool_lock);
+  return s;
+}
+
 DeliverSpool *
 deliver_spool_new (const char *dir, GError **error)
 {
-  DeliverSpool *s;
-  int fd = open_unlinked (dir, error);
+  DeliverSpool *s = pool_take (dir);
 
-  if (fd < 0)
-    return NULL;
-  s = g_new (DeliverSpool, 1);
-  s->fd = fd;
+  if (s)
+    g_checksum_reset (s->sum);
+  else
+    {
+      int fd = open_unlinked (dir, error);
+      if (fd < 0)
+        return NULL;
+      s = g_new (DeliverSpool, 1);
+      s->fd = fd;
+      s->dir = g_strdup (dir);
+      s->sum = g_checksum_new (G_CHECKSUM_SHA256);
+    }
   s->size = s->lines = 0;
   s->held_cr = s->finished = FALSE;
-  s->sum = g_checksum_new (G_CHECKSUM_SHA256);
   s->digest = NULL;
   s->header_done = FALSE;
   s->at_bol = TRUE;
@@ -258,10 +289,24 @@ deliver_spool_free (DeliverSpool *s)
 {
   if (s == NULL)
     return;
+  g_clear_pointer (&s->digest, g_free);
+  /* emptied (nothing of this message stays) and rewound for the next */
+  if (s->fd >= 0 && ftruncate (s->fd, 0) == 0 && lseek (s->fd, 0, SEEK_SET) == 0)
+    {
+      g_mutex_lock (&pool_lock);
+      if (pool.length < SPOOL_POOL_MAX)
+        {
+          g_queue_push_head (&pool, s);
+          s = NULL;
+        }
+      g_mutex_unlock (&pool_lock);
+      if (s == NULL)
+        return;
+    }
   if (s->fd >= 0)
     close (s->fd);
   g_checksum_free (s->sum);
-  g_free (s->digest);
+  g_free (s->dir);
   g_free (s);
 }
 

@@ -91,6 +91,8 @@ struct LmtpSession {
   guint64 bdat_left;
   gboolean bdat_last;
   gint64 data_started_us;   /* monotonic, when DATA or the first BDAT came; 0 outside */
+  gint64 deadline_us;       /* when the idle timer must fire, -1 = never (busy) */
+  gint64 armed_us;          /* the idle source's ready time, -1 = not armed */
   guint64 data_seen;        /* bytes read since then */
   const char *bdat_error;   /* reply for a chunk that is only consumed */
 };
@@ -224,10 +226,27 @@ session_flush (LmtpSession *s)
 
 /* ---- timers -------------------------------------------------------------- */
 
+/* a source with only a ready time */
+static gboolean
+idle_dispatch (GSource *source, GSourceFunc callback, gpointer data)
+{
+  return callback (data);
+}
+
+static GSourceFuncs idle_funcs = { NULL, NULL, idle_dispatch, NULL, NULL, NULL };
+
 static gboolean
 idle_timeout_cb (gpointer data)
 {
   LmtpSession *s = data;
+
+  if (s->deadline_us < 0 || g_get_monotonic_time () < s->deadline_us)
+    {
+      /* moved since it was armed: sleep again until the real deadline */
+      s->armed_us = s->deadline_us;
+      g_source_set_ready_time (s->idle_source, s->deadline_us);
+      return G_SOURCE_CONTINUE;
+    }
 
   if (s->data_started_us)
     {
@@ -254,7 +273,11 @@ idle_timeout_cb (gpointer data)
 /* The timer is pushed back only by progress: a whole command, or message
  * data arriving at least at min_data_rate (Postfix's smtpd_min_data_rate)
  * on top of one idle_timeout.  A client trickling a byte at a time is cut
- * off however often it writes. */
+ * off however often it writes.
+ *
+ * Moving a GSource's ready time wakes the main context up (an eventfd
+ * write and read), so the source is only re-armed when the deadline comes
+ * earlier; a later one is picked up when the source fires. */
 static void
 idle_rearm (LmtpSession *s)
 {
@@ -266,13 +289,18 @@ idle_rearm (LmtpSession *s)
     return;
   if (s->mode == MODE_BUSY || s->close_after_flush)
     {
-      g_source_set_ready_time (s->idle_source, -1);
+      s->deadline_us = -1; /* the source finds this when it fires */
       return;
     }
   if (s->data_started_us && s->config->min_data_rate)
     deadline = MIN (deadline, s->data_started_us + idle
                               + (gint64) (s->data_seen * G_USEC_PER_SEC / s->config->min_data_rate));
-  g_source_set_ready_time (s->idle_source, deadline);
+  s->deadline_us = deadline;
+  if (s->armed_us < 0 || deadline < s->armed_us)
+    {
+      s->armed_us = deadline;
+      g_source_set_ready_time (s->idle_source, deadline);
+    }
 }
 
 static void
@@ -1176,8 +1204,9 @@ void
 lmtp_session_start (LmtpSession *s)
 {
   g_debug ("%s: connect from %s", s->log_id, s->peer);
-  s->idle_source = g_timeout_source_new_seconds (s->config->idle_timeout);
+  s->idle_source = g_source_new (&idle_funcs, sizeof (GSource));
   g_source_set_callback (s->idle_source, idle_timeout_cb, s, NULL);
+  s->armed_us = -1;
   g_source_attach (s->idle_source, NULL);
   idle_rearm (s);
   reply (s, "220 %s LMTP opes-lmtpd ready", s->config->hostname);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <glib-unix.h>
 
@@ -35,16 +36,36 @@ typedef struct {
 
 static gboolean debug_enabled;
 
+static void
+write_all_stderr (const char *p, gsize n)
+{
+  while (n > 0)
+    {
+      ssize_t w = write (STDERR_FILENO, p, n);
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w <= 0)
+        return;
+      p += w;
+      n -= w;
+    }
+}
+
 static GLogWriterOutput
 log_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer data)
 {
+  static int journald = -1;
   const char *message = NULL, *domain = NULL, *tag;
-  g_autoptr (GDateTime) now = NULL;
-  g_autofree char *stamp = NULL;
+  char stamp[32], line[2048];
+  struct timespec ts;
+  struct tm tm;
+  int n;
 
   if ((level & G_LOG_LEVEL_DEBUG) && !debug_enabled)
     return G_LOG_WRITER_HANDLED;
-  if (g_log_writer_is_journald (fileno (stderr)))
+  if (journald < 0)
+    journald = g_log_writer_is_journald (fileno (stderr));
+  if (journald)
     return g_log_writer_journald (level, fields, n_fields, data);
   for (gsize i = 0; i < n_fields; i++)
     {
@@ -61,12 +82,22 @@ log_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpoin
     case G_LOG_LEVEL_DEBUG: tag = "debug: "; break;
     default: tag = ""; break;
     }
-  now = g_date_time_new_now_local ();
-  stamp = g_date_time_format (now, "%Y-%m-%dT%H:%M:%S.%f");
-  stamp[23] = '\0'; /* milliseconds */
-  fprintf (stderr, "%s %s[%d]: %s%s\n", stamp, domain ? domain : "lmtpd", (int) getpid (), tag,
-           message ? message : "");
-  fflush (stderr);
+  /* one line per record, one write: lines from threads never interleave;
+   * localtime_r reads the zone once (GDateTime looked it up every time) */
+  clock_gettime (CLOCK_REALTIME, &ts);
+  localtime_r (&ts.tv_sec, &tm);
+  strftime (stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+  n = snprintf (line, sizeof line, "%s.%03ld %s[%d]: %s%s\n", stamp, ts.tv_nsec / 1000000,
+                domain ? domain : "lmtpd", (int) getpid (), tag, message ? message : "");
+  if (n >= 0 && (gsize) n < sizeof line)
+    write_all_stderr (line, n);
+  else
+    {
+      g_autofree char *big = g_strdup_printf ("%s.%03ld %s[%d]: %s%s\n", stamp, ts.tv_nsec / 1000000,
+                                              domain ? domain : "lmtpd", (int) getpid (), tag,
+                                              message ? message : "");
+      write_all_stderr (big, strlen (big));
+    }
   return G_LOG_WRITER_HANDLED;
 }
 
