@@ -207,7 +207,7 @@ gboolean deliver_maildir_store (const char *maildir, const char *hostname,
                                 char **out_path, guint64 *out_size, GError **error);
 /* The same, calling @committed the moment the file becomes visible (after
  * the rename or link, before the directory fsync). */
-typedef void (*DeliverCommitFunc) (gpointer data);
+typedef void (*DeliverCommitFunc) (gpointer data, const char *path);
 gboolean deliver_maildir_store_full (const char *maildir, const char *hostname, const char *header,
                                      const DeliverContent *content, const char *flags, const char *link_from,
                                      gboolean do_fsync, DeliverCommitFunc committed, gpointer data,

@@ -272,7 +272,7 @@ store_link (const char *maildir, const char *link_from, const char *final, const
     }
 linked:
   if (committed)
-    committed (data);
+    committed (data, final);
   if (do_fsync && !fsync_dir (dir, error))
     {
       unlink (final);
@@ -354,7 +354,7 @@ deliver_maildir_store_full (const char *maildir, const char *hostname, const cha
   /* visible now: whoever must know it (the duplicate journal) learns it
    * before the slow directory fsync, so a kill cannot fall in between */
   if (committed)
-    committed (data);
+    committed (data, final);
   if (do_fsync && !fsync_dir (dir, error))
     {
       /* Not known to be durable: take it back, so the client's retry does

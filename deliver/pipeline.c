@@ -136,7 +136,7 @@ typedef struct {
 } Commit;
 
 static void
-commit_record (gpointer data)
+commit_record (gpointer data, const char *path)
 {
   Commit *c = data;
   if (c && c->dedupe && c->digest && !c->recorded)
@@ -156,6 +156,36 @@ typedef struct {
   Commit *commit;
 } Store;
 
+/* Single instance: the first copy of a transaction is published (and the
+ * lock its writer holds let go) the moment it is visible, before the
+ * directory fsync, so the other recipients link to it in parallel. */
+typedef struct {
+  Commit *commit;
+  DeliverShared *shared;
+  const Store *st;
+  gboolean published;
+  char *path;
+} Publish;
+
+static void
+publish (gpointer data, const char *path)
+{
+  Publish *p = data;
+  DeliverShared *shared = p->shared;
+
+  commit_record (p->commit, path);
+  g_free (shared->header);
+  g_free (shared->flags);
+  g_free (shared->path);
+  shared->header = g_strdup (p->st->prefix);
+  shared->flags = g_strdup (p->st->flags);
+  shared->path = g_strdup (path);
+  shared->content = p->st->content;
+  p->path = g_strdup (path);
+  p->published = TRUE;
+  g_mutex_unlock (&shared->lock);
+}
+
 static gboolean
 store_maildir (const LmtpdConfig *config, const DeliverRecipient *rcpt, DeliverShared *shared,
                const Store *st, char **out_path, GError **error)
@@ -164,10 +194,11 @@ store_maildir (const LmtpdConfig *config, const DeliverRecipient *rcpt, DeliverS
                                         : g_strdup (rcpt->mailbox);
   g_autofree char *dir = NULL;
   g_autofree char *path = NULL;
-  const char *link_from = NULL;
+  g_autofree char *link_from = NULL;
   guint64 size = strlen (st->prefix) + deliver_content_size (&st->content);
   gboolean single = config->single_instance && shared && shared->n_recipients > 1;
-  gboolean ok;
+  gboolean writer = FALSE, ok;
+  Publish pub;
 
   /* nothing is created, let alone written, through a symlink that leads
    * out of the mail root */
@@ -180,28 +211,32 @@ store_maildir (const LmtpdConfig *config, const DeliverRecipient *rcpt, DeliverS
     return FALSE;
   if (single)
     {
-      /* one writer at a time, so the others can link to its copy */
       g_mutex_lock (&shared->lock);
-      if (shared->path && g_strcmp0 (shared->header, st->prefix) == 0
-          && g_strcmp0 (shared->flags, st->flags) == 0 && deliver_content_same (&shared->content, &st->content))
-        link_from = shared->path;
-    }
-  ok = deliver_maildir_store_full (dir, config->hostname, st->prefix, &st->content, st->flags, link_from,
-                                   config->fsync, commit_record, st->commit, &path, &size, error);
-  if (single)
-    {
-      if (ok && link_from == NULL)
+      if (shared->path == NULL)
+        writer = TRUE; /* the lock is kept until this copy is visible: the others wait, then link */
+      else
         {
-          g_free (shared->header);
-          g_free (shared->flags);
-          g_free (shared->path);
-          shared->header = g_strdup (st->prefix);
-          shared->flags = g_strdup (st->flags);
-          shared->path = g_strdup (path);
-          shared->content = st->content;
+          if (g_strcmp0 (shared->header, st->prefix) == 0 && g_strcmp0 (shared->flags, st->flags) == 0
+              && deliver_content_same (&shared->content, &st->content))
+            link_from = g_strdup (shared->path);
+          g_mutex_unlock (&shared->lock);
         }
+    }
+  pub = (Publish) { st->commit, shared, st, FALSE, NULL };
+  ok = deliver_maildir_store_full (dir, config->hostname, st->prefix, &st->content, st->flags, link_from,
+                                   config->fsync, writer ? publish : commit_record, writer ? (gpointer) &pub
+                                   : (gpointer) st->commit, &path, &size, error);
+  if (writer && !pub.published)
+    g_mutex_unlock (&shared->lock); /* failed before it was visible: the next one writes */
+  else if (writer && !ok)
+    {
+      /* visible, then taken back (directory fsync failed): nobody may link to it */
+      g_mutex_lock (&shared->lock);
+      if (g_strcmp0 (shared->path, pub.path) == 0)
+        g_clear_pointer (&shared->path, g_free);
       g_mutex_unlock (&shared->lock);
     }
+  g_free (pub.path);
   if (!ok)
     return FALSE;
   deliver_quota_add (rcpt->mailbox, rcpt->quota_bytes, rcpt->quota_messages, size);
@@ -585,7 +620,7 @@ deliver_pipeline_run (const LmtpdConfig *config, DeliverDedupe *dedupe, const De
       g_warning ("%s: delivery to <%s> failed: %s", msg->id, rcpt->address, why);
     }
   if (status->code / 100 == 2)
-    commit_record (&commit);
+    commit_record (&commit, NULL);
   else if (commit.recorded)
     deliver_dedupe_forget (dedupe, digest, rcpt->address);
   if (out_path)

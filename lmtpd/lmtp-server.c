@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 #include <gio/gunixsocketaddress.h>
 
@@ -130,6 +132,11 @@ incoming_cb (GSocketService *service, GSocketConnection *conn, GObject *source, 
       refuse (server, conn, peer, "Out of memory");
       return TRUE;
     }
+  /* Replies are queued and written together when the input runs dry;
+   * Nagle would hold back the second of several per-recipient replies
+   * for the client's delayed ACK (40 ms a transaction). */
+  if (G_IS_TCP_CONNECTION (conn))
+    g_socket_set_option (g_socket_connection_get_socket (conn), IPPROTO_TCP, TCP_NODELAY, 1, NULL);
   s = lmtp_session_new (server, conn, ++server->next_id, peer);
   g_hash_table_add (server->sessions, s);
   lmtp_session_start (s);
