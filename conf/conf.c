@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <gio/gio.h>
 
 #include "lmtpd-conf.h"
 
@@ -29,7 +30,7 @@ typedef struct {
 static const KnownGroup known_groups[] = {
   { "server", { "listen", "socket_mode", "socket_owner", "hostname", "spool_dir",
                 "max_sessions", "idle_timeout", "shutdown_timeout", "user", "delivery_threads",
-                "max_memory", NULL } },
+                "max_memory", "xforward_hosts", NULL } },
   { "limits", { "max_line_length", "max_data_line_length", "max_message_size",
                 "max_recipients", "max_errors", "min_data_rate", NULL } },
   { "delivery", { "mail_root", "mailbox", "fsync", "create_folders", "recipient_delimiter",
@@ -139,6 +140,8 @@ lmtpd_config_unref (LmtpdConfig *c)
   g_free (c->users_map);
   g_clear_pointer (&c->users, g_hash_table_unref);
   g_strfreev (c->domains);
+  if (c->xforward_hosts)
+    g_ptr_array_unref (c->xforward_hosts);
   g_free (c->postmaster);
   g_free (c->sieve_script);
   g_strfreev (c->sieve_before);
@@ -741,6 +744,55 @@ check_known (Loader *ld, GKeyFile *kf)
     }
 }
 
+/* [server] xforward_hosts: CIDR blocks or addresses, and "local" for the
+ * UNIX sockets, separated by ';', ',' or blanks. */
+static void
+load_xforward_hosts (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
+{
+  g_autofree char *text = get_string (kf, "server", "xforward_hosts");
+  g_auto (GStrv) items = NULL;
+
+  if (text == NULL)
+    return;
+  items = g_strsplit_set (text, ";, \t", -1);
+  c->xforward_hosts = g_ptr_array_new_with_free_func (g_object_unref);
+  for (guint i = 0; items[i]; i++)
+    {
+      g_autoptr (GError) err = NULL;
+      GInetAddressMask *m;
+
+      if (items[i][0] == '\0')
+        continue;
+      if (g_ascii_strcasecmp (items[i], "local") == 0)
+        {
+          c->xforward_local = TRUE;
+          continue;
+        }
+      m = g_inet_address_mask_new_from_string (items[i], &err);
+      if (m == NULL)
+        problem (ld, "server", "xforward_hosts", "'%s' is not an address or CIDR block", items[i]);
+      else
+        g_ptr_array_add (c->xforward_hosts, m);
+    }
+}
+
+gboolean
+lmtpd_config_xforward_allowed (const LmtpdConfig *config, const char *peer)
+{
+  g_autoptr (GInetAddress) a = NULL;
+
+  if (peer == NULL)
+    return FALSE;
+  if (strcmp (peer, "local") == 0)
+    return config->xforward_local;
+  if (config->xforward_hosts == NULL || (a = g_inet_address_new_from_string (peer)) == NULL)
+    return FALSE;
+  for (guint i = 0; i < config->xforward_hosts->len; i++)
+    if (g_inet_address_mask_matches (config->xforward_hosts->pdata[i], a))
+      return TRUE;
+  return FALSE;
+}
+
 static void
 load_server (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
 {
@@ -786,6 +838,7 @@ load_server (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
   get_path (kf, "server", "user", &c->user);
   get_uint (ld, kf, "server", "delivery_threads", FALSE, 1, 1024, &c->delivery_threads);
   get_number (ld, kf, "server", "max_memory", TRUE, 0, G_MAXINT64, &c->max_memory);
+  load_xforward_hosts (ld, kf, c);
   if (c->user && c->user[0] == '\0')
     g_clear_pointer (&c->user, g_free);
 }

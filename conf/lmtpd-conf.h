@@ -114,6 +114,8 @@ typedef struct {
   char *user;                 /* switch to this user after binding, or NULL */
   guint delivery_threads;     /* worker threads for deliveries and callouts */
   guint64 max_memory;         /* resident bytes above which new sessions get 421, 0 = no limit */
+  GPtrArray *xforward_hosts;  /* GInetAddressMask* allowed to send XFORWARD, or NULL */
+  gboolean xforward_local;    /* UNIX socket peers may send XFORWARD */
 
   /* [limits] */
   gsize max_line_length;      /* command line, including CRLF */
@@ -185,6 +187,10 @@ void lmtpd_config_unref (LmtpdConfig *config);
  * users map's explicit mailbox or NULL.  @out_mailbox may be NULL. */
 gboolean lmtpd_config_lookup_user (const LmtpdConfig *config, const char *address,
                                    const char **out_mailbox);
+/* TRUE if @peer ("local" for a UNIX socket, else an IP address) may send
+ * XFORWARD ([server] xforward_hosts). */
+gboolean lmtpd_config_xforward_allowed (const LmtpdConfig *config, const char *peer);
+
 /* The users map entry for @address, or NULL (catch-all domains have none). */
 const LmtpdUser *lmtpd_config_get_user (const LmtpdConfig *config, const char *address);
 

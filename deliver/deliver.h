@@ -166,6 +166,7 @@ typedef struct {
   const char *sender;       /* reverse-path without <>; "" for the null sender */
   const char *helo;         /* LHLO name or NULL */
   const char *client_addr;  /* peer address or NULL */
+  const char *client_name;  /* the peer's host name (XFORWARD NAME) or NULL */
   const char *protocol;     /* "LMTP", "local" ... */
   const char *mail_params;  /* MAIL FROM parameters as given, or NULL */
   gint64 received_us;       /* g_get_real_time() at MAIL */

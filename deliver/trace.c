@@ -3,12 +3,33 @@
  */
 #include "config.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "deliver.h"
 
 /* A client-supplied token for a header comment: printable ASCII only, no
  * parentheses or backslashes that could end or escape the comment. */
+/* RFC 5322 3.3 date in local time, English names whatever the locale;
+ * localtime_r reads the zone once (a GDateTime looked it up each time). */
+static void
+rfc5322_date (gint64 secs, char *out, gsize len)
+{
+  static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+  static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+  time_t t = (time_t) secs;
+  struct tm tm;
+  long off;
+
+  localtime_r (&t, &tm);
+  off = tm.tm_gmtoff / 60;
+  g_snprintf (out, len, "%s, %02d %s %d %02d:%02d:%02d %c%02ld%02ld", days[tm.tm_wday], tm.tm_mday,
+              months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
+              off < 0 ? '-' : '+', labs (off) / 60, labs (off) % 60);
+}
+
 static char *
 header_token (const char *s, gsize max)
 {
@@ -27,8 +48,9 @@ deliver_trace_headers (const LmtpdConfig *config, const DeliverMessage *msg,
                        const DeliverRecipient *rcpt, gboolean per_recipient)
 {
   GString *h = g_string_new (NULL);
-  g_autoptr (GDateTime) when = g_date_time_new_from_unix_local (msg->received_us / G_USEC_PER_SEC);
-  g_autofree char *date = g_date_time_format (when, "%a, %d %b %Y %H:%M:%S %z");
+  char date[64];
+
+  rfc5322_date (msg->received_us / G_USEC_PER_SEC, date, sizeof date);
 
   g_string_append_printf (h, "Return-Path: <%s>\n", msg->sender);
   if (per_recipient)
@@ -40,7 +62,13 @@ deliver_trace_headers (const LmtpdConfig *config, const DeliverMessage *msg,
     {
       g_autofree char *helo = header_token (msg->helo ? msg->helo : "unknown", 255);
       g_autofree char *addr = header_token (msg->client_addr ? msg->client_addr : "unknown", 255);
-      g_string_append_printf (h, " from %s (%s)\n\t", helo, addr);
+      if (msg->client_name)
+        {
+          g_autofree char *name = header_token (msg->client_name, 255);
+          g_string_append_printf (h, " from %s (%s [%s])\n\t", helo, name, addr);
+        }
+      else
+        g_string_append_printf (h, " from %s (%s)\n\t", helo, addr);
     }
   else
     g_string_append_c (h, ' ');

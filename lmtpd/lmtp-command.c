@@ -23,6 +23,8 @@ lmtp_command_verb (const char *line, const char **args)
   gsize n = strcspn (line, " ");
 
   *args = line[n] == ' ' ? line + n + 1 : line + n;
+  if (n == 8 && g_ascii_strncasecmp (line, "XFORWARD", 8) == 0)
+    return LMTP_CMD_XFORWARD;
   if (n != 4)
     return LMTP_CMD_UNKNOWN;
   for (guint i = 0; i < G_N_ELEMENTS (verbs); i++)

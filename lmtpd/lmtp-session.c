@@ -63,6 +63,7 @@ struct LmtpSession {
   char *log_id;
   char *peer;
   char *lhlo;
+  char *xf_name, *xf_addr, *xf_helo; /* XFORWARD, for the next transaction */
   LmtpdConfig *config;      /* for limits outside a transaction */
   GSocketConnection *conn;
   GPollableInputStream *in;
@@ -372,12 +373,22 @@ session_want_read (LmtpSession *s)
 
 /* ---- end of a transaction ----------------------------------------------- */
 
+/* XFORWARD attributes last for one transaction (Postfix's smtpd too) */
+static void
+xforward_clear (LmtpSession *s)
+{
+  g_clear_pointer (&s->xf_name, g_free);
+  g_clear_pointer (&s->xf_addr, g_free);
+  g_clear_pointer (&s->xf_helo, g_free);
+}
+
 static void
 txn_end (LmtpSession *s)
 {
   g_clear_pointer (&s->txn, txn_free);
   s->mode = MODE_COMMAND;
   s->data_started_us = 0;
+  xforward_clear (s);
   if (s->shutdown && !s->close_after_flush)
     {
       reply (s, "421 4.3.2 %s Service shutting down, closing connection", s->config->hostname);
@@ -486,8 +497,9 @@ job_new (LmtpSession *s, Txn *t, DeliverRecipient *rcpt)
   job->dedupe = lmtp_server_get_dedupe (s->server);
   job->msg.id = t->id;
   job->msg.sender = t->sender;
-  job->msg.helo = s->lhlo;
-  job->msg.client_addr = s->peer;
+  job->msg.helo = s->xf_helo ? s->xf_helo : s->lhlo;
+  job->msg.client_addr = s->xf_addr ? s->xf_addr : s->peer;
+  job->msg.client_name = s->xf_name;
   job->msg.protocol = "LMTP";
   job->msg.mail_params = t->mail_params;
   job->msg.received_us = t->started_us;
@@ -717,6 +729,7 @@ cmd_lhlo (LmtpSession *s, const char *args)
   g_free (s->lhlo);
   s->lhlo = deliver_sanitize (args, 255);
   g_clear_pointer (&s->txn, txn_free);
+  xforward_clear (s);
   reply (s, "250-%s", c->hostname);
   reply (s, "250-PIPELINING");
   reply (s, "250-ENHANCEDSTATUSCODES");
@@ -724,6 +737,8 @@ cmd_lhlo (LmtpSession *s, const char *args)
   reply (s, "250-SIZE %" G_GUINT64_FORMAT, c->max_message_size);
   reply (s, "250-CHUNKING");
   reply (s, "250-BINARYMIME");
+  if (lmtpd_config_xforward_allowed (c, s->peer))
+    reply (s, "250-XFORWARD NAME ADDR PROTO HELO SOURCE IDENT PORT");
   reply (s, "250 SMTPUTF8");
 }
 
@@ -1050,6 +1065,74 @@ cmd_rset (LmtpSession *s, const char *args)
   txn_end (s);
 }
 
+/* XFORWARD (Postfix's XFORWARD_README): the MTA passes on the original
+ * client's name, address and HELO, which go into the Received header and
+ * to the callout services.  Only from [server] xforward_hosts. */
+static const char *const xforward_attrs[] = { "NAME", "ADDR", "PROTO", "HELO", "SOURCE", "IDENT", "PORT", NULL };
+
+static void
+cmd_xforward (LmtpSession *s, const char *args)
+{
+  g_auto (GStrv) items = NULL;
+  g_autofree char *name = NULL, *addr = NULL, *helo = NULL;
+  gboolean any = FALSE;
+
+  if (!lmtpd_config_xforward_allowed (s->config, s->peer))
+    return reply_error (s, "550 5.7.0 Error: insufficient authorization");
+  if (s->txn)
+    return reply_error (s, "503 5.5.1 Error: MAIL transaction in progress");
+  items = g_strsplit (args, " ", -1);
+  for (guint i = 0; items[i]; i++)
+    {
+      char *eq = strchr (items[i], '=');
+      g_autofree char *value = NULL;
+      gboolean known = FALSE, unavailable;
+
+      if (items[i][0] == '\0')
+        continue;
+      if (eq == NULL || eq == items[i])
+        return reply_error (s, "501 5.5.4 Syntax: XFORWARD attribute=value...");
+      *eq = '\0';
+      for (guint k = 0; xforward_attrs[k]; k++)
+        known |= g_ascii_strcasecmp (items[i], xforward_attrs[k]) == 0;
+      if (!known)
+        return reply_error (s, "501 5.5.4 Bad XFORWARD attribute name");
+      value = lmtp_xtext_decode (eq + 1);
+      if (value == NULL || value[0] == '\0')
+        return reply_error (s, "501 5.5.4 Bad XFORWARD attribute value");
+      any = TRUE;
+      unavailable = strcmp (value, "[UNAVAILABLE]") == 0 || strcmp (value, "[TEMPUNAVAIL]") == 0;
+      if (g_ascii_strcasecmp (items[i], "ADDR") == 0 && !unavailable)
+        {
+          const char *a = g_ascii_strncasecmp (value, "IPV6:", 5) == 0 ? value + 5 : value;
+          g_autoptr (GInetAddress) ip = g_inet_address_new_from_string (a);
+          if (ip == NULL)
+            return reply_error (s, "501 5.5.4 Bad XFORWARD address");
+          g_free (addr);
+          addr = g_inet_address_to_string (ip);
+        }
+      else if (g_ascii_strcasecmp (items[i], "NAME") == 0 && !unavailable)
+        {
+          g_free (name);
+          name = deliver_sanitize (value, 255);
+        }
+      else if (g_ascii_strcasecmp (items[i], "HELO") == 0 && !unavailable)
+        {
+          g_free (helo);
+          helo = deliver_sanitize (value, 255);
+        }
+    }
+  if (!any)
+    return reply_error (s, "501 5.5.4 Syntax: XFORWARD attribute=value...");
+  if (addr)
+    g_free (s->xf_addr), s->xf_addr = g_steal_pointer (&addr);
+  if (name)
+    g_free (s->xf_name), s->xf_name = g_steal_pointer (&name);
+  if (helo)
+    g_free (s->xf_helo), s->xf_helo = g_steal_pointer (&helo);
+  reply (s, "250 2.0.0 Ok");
+}
+
 static void
 session_command (LmtpSession *s, char *line)
 {
@@ -1078,6 +1161,7 @@ session_command (LmtpSession *s, char *line)
     case LMTP_CMD_HELP:
       reply (s, "214 2.0.0 Commands: LHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
       break;
+    case LMTP_CMD_XFORWARD: cmd_xforward (s, args); break;
     case LMTP_CMD_HELO:
     case LMTP_CMD_EHLO:
       reply_error (s, "500 5.5.1 This is LMTP: use LHLO");
@@ -1272,5 +1356,6 @@ lmtp_session_unref (LmtpSession *s)
   g_free (s->log_id);
   g_free (s->peer);
   g_free (s->lhlo);
+  xforward_clear (s);
   g_free (s);
 }

@@ -25,6 +25,7 @@ typedef enum {
   LMTP_CMD_QUIT,
   LMTP_CMD_VRFY,
   LMTP_CMD_HELP,
+  LMTP_CMD_XFORWARD,
 } LmtpVerb;
 
 /* Identifies the verb of a command line (without CRLF) and points *args at
