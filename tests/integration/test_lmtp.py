@@ -336,6 +336,53 @@ class CatchAll(Base):
         self.assertTrue(c.closed())
 
 
+class Xforward(Base):
+    """XFORWARD (Postfix's lmtp_send_xforward_command): trusted peers only;
+    the original client reaches the Received header; one transaction."""
+    extra = {"server.xforward_hosts": "local, 192.0.2.0/24"}
+
+    def test_trusted_unix_peer(self):
+        c = self.d.connect(unix=True)
+        lines = self.lhlo(c)
+        self.assertIn("250-XFORWARD NAME ADDR PROTO HELO SOURCE IDENT PORT", lines)
+        self.assertEqual(c.cmd("XFORWARD NAME=mx.origin.example ADDR=IPV6:2001:DB8::7 PROTO=ESMTP"),
+                         "250 2.0.0 Ok")
+        self.assertEqual(c.cmd("XFORWARD HELO=helo.origin.example SOURCE=REMOTE PORT=2525 IDENT=[UNAVAILABLE]"),
+                         "250 2.0.0 Ok")
+        self.assertTrue(c.cmd("XFORWARD ADDR=not-an-address").startswith("501 5.5.4"))
+        self.assertTrue(c.cmd("XFORWARD BOGUS=1").startswith("501 5.5.4"))
+        self.assertTrue(c.cmd("XFORWARD").startswith("501 5.5.4"))
+        c.send("MAIL FROM:<s@example.net>\r\nRCPT TO:<joe@example.org>\r\n")
+        self.assertEqual([c.code(), c.code()], [250, 250])
+        self.assertTrue(c.cmd("XFORWARD NAME=late.example").startswith("503 5.5.1"))
+        c.send("DATA\r\n")
+        self.assertEqual(c.code(), 354)
+        c.send(dotstuff(BODY))
+        self.assertEqual(c.code(), 250)
+        # the next transaction has the session's own identity again
+        c.send("MAIL FROM:<s@example.net>\r\nRCPT TO:<ann@example.org>\r\nDATA\r\n")
+        self.assertEqual([c.code() for _ in range(3)], [250, 250, 354])
+        c.send(dotstuff(BODY))
+        self.assertEqual(c.code(), 250)
+        (_, data), = self.d.messages("joe@example.org")
+        self.assertRegex(data, rb"\nReceived: from helo\.origin\.example \(mx\.origin\.example \[2001:db8::7\]\)\n")
+        (_, data), = self.d.messages("ann@example.org")
+        self.assertRegex(data, rb"\nReceived: from client\.test \(local\)\n")
+
+    def test_untrusted_peer_refused(self):
+        c = self.d.connect()  # 127.0.0.1 is not in xforward_hosts
+        lines = self.lhlo(c)
+        self.assertFalse(any("XFORWARD" in l for l in lines))
+        self.assertTrue(c.cmd("XFORWARD ADDR=192.0.2.1").startswith("550 5.7.0"))
+
+    def test_bad_setting_reported(self):
+        self.d.write_config({"server.xforward_hosts": "10.0.0.0/8, nonsense"})
+        p = subprocess.run([LMTPD, "-c", "lmtpd.conf", "--check-config"], cwd=self.d.dir, capture_output=True,
+                           text=True)
+        self.assertEqual(p.returncode, 78)
+        self.assertRegex(p.stderr, r"\[server\] xforward_hosts: 'nonsense' is not an address or CIDR block")
+
+
 class Timeouts(Base):
     extra = {"server.idle_timeout": "1", "server.max_sessions": "2"}
 
