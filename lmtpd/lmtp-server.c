@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <string.h>
@@ -280,10 +281,58 @@ listen_inet (LmtpServer *server, const LmtpdListen *l, GError **error)
   return TRUE;
 }
 
+/* Socket activation (systemd's sd_listen_fds protocol): listening
+ * sockets passed as descriptors 3.. with LISTEN_FDS and LISTEN_PID.  When
+ * there are any, they replace the configured listeners.  Returns how many
+ * were taken, or -1. */
+static int
+listen_activated (LmtpServer *server, GError **error)
+{
+  const char *pid = g_getenv ("LISTEN_PID"), *fds = g_getenv ("LISTEN_FDS");
+  GSocketListener *listener = G_SOCKET_LISTENER (server->service);
+  guint64 n;
+
+  if (pid == NULL || fds == NULL || g_ascii_strtoull (pid, NULL, 10) != (guint64) getpid ())
+    return 0;
+  n = g_ascii_strtoull (fds, NULL, 10);
+  g_unsetenv ("LISTEN_PID");
+  g_unsetenv ("LISTEN_FDS");
+  g_unsetenv ("LISTEN_FDNAMES");
+  for (guint64 i = 0; i < n && i < 1024; i++)
+    {
+      int fd = 3 + (int) i;
+      g_autoptr (GSocket) sock = NULL;
+      g_autoptr (GSocketAddress) addr = NULL;
+      g_autofree char *where = NULL;
+
+      fcntl (fd, F_SETFD, FD_CLOEXEC);
+      sock = g_socket_new_from_fd (fd, error);
+      if (sock == NULL || !g_socket_listener_add_socket (listener, sock, NULL, error))
+        {
+          g_prefix_error (error, "socket activation, descriptor %d: ", fd);
+          return -1;
+        }
+      addr = g_socket_get_local_address (sock, NULL);
+      if (addr && G_IS_INET_SOCKET_ADDRESS (addr))
+        {
+          g_autofree char *host = g_inet_address_to_string (
+            g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (addr)));
+          where = g_strdup_printf ("inet:%s%s%s:%u", strchr (host, ':') ? "[" : "", host,
+                                   strchr (host, ':') ? "]" : "",
+                                   g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (addr)));
+        }
+      else if (addr && G_IS_UNIX_SOCKET_ADDRESS (addr))
+        where = g_strdup_printf ("unix:%s", g_unix_socket_address_get_path (G_UNIX_SOCKET_ADDRESS (addr)));
+      g_message ("listening on %s (socket activation, descriptor %d)", where ? where : "?", fd);
+    }
+  return (int) n;
+}
+
 LmtpServer *
 lmtp_server_new (LmtpdConfig *config, GError **error)
 {
   LmtpServer *server = g_new0 (LmtpServer, 1);
+  int activated;
 
   server->config = lmtpd_config_ref (config);
   server->service = g_socket_service_new ();
@@ -291,7 +340,13 @@ lmtp_server_new (LmtpdConfig *config, GError **error)
   server->sessions = g_hash_table_new (NULL, NULL);
   server->unix_paths = g_ptr_array_new_with_free_func (g_free);
   g_socket_listener_set_backlog (G_SOCKET_LISTENER (server->service), 128);
-  for (guint i = 0; i < config->listen->len; i++)
+  activated = listen_activated (server, error);
+  if (activated < 0)
+    {
+      lmtp_server_free (server);
+      return NULL;
+    }
+  for (guint i = 0; activated == 0 && i < config->listen->len; i++)
     {
       const LmtpdListen *l = config->listen->pdata[i];
       gboolean ok = l->kind == LMTPD_LISTEN_UNIX ? listen_unix (server, l, error)

@@ -3,6 +3,7 @@ wire and bytes on disk."""
 
 import os
 import re
+import shutil
 import signal
 import smtplib
 import socket
@@ -381,6 +382,49 @@ class Xforward(Base):
                            text=True)
         self.assertEqual(p.returncode, 78)
         self.assertRegex(p.stderr, r"\[server\] xforward_hosts: 'nonsense' is not an address or CIDR block")
+
+
+class SocketActivation(unittest.TestCase):
+    """systemd socket activation: systemd-socket-activate listens, starts
+    lmtpd on the first connection and passes the sockets (LISTEN_FDS);
+    they replace the configured listeners."""
+
+    def test_listen_fds(self):
+        tool = shutil.which("systemd-socket-activate")
+        if tool is None:
+            self.skipTest("systemd-socket-activate is not installed")
+        d = Daemon()
+        try:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            sock = os.path.join(d.dir, "activated.sock")
+            d.wrap = [tool, "-l", "127.0.0.1:%d" % port, "-l", sock]
+            d.log = open(d.log_path, "wb")
+            d.proc = subprocess.Popen(d.wrap + [LMTPD, "-c", "lmtpd.conf", "-d"], stdout=d.log,
+                                      stderr=subprocess.STDOUT, cwd=d.dir)
+            deadline = time.time() + 10
+            while not os.path.exists(sock) and time.time() < deadline:
+                time.sleep(0.05)
+            os.chmod(sock, 0o666)
+            d.port, d.sock = port, sock
+            for unix in (False, True):
+                c = d.connect(unix=unix)
+                self.assertEqual(c.code(), 220)
+                c.send("LHLO act\r\nMAIL FROM:<s@example.net>\r\nRCPT TO:<joe@example.org>\r\nDATA\r\n")
+                c.reply()
+                self.assertEqual([c.code() for _ in range(3)], [250, 250, 354])
+                c.send(dotstuff(BODY + (b"over %s\r\n" % (b"unix" if unix else b"tcp"))))
+                self.assertEqual(c.code(), 250)
+                c.close()
+            self.assertEqual(len(d.messages("joe@example.org")), 2)
+            log = d.read_log()
+            self.assertIn("listening on inet:127.0.0.1:%d (socket activation, descriptor 3)" % port, log)
+            self.assertIn("(socket activation, descriptor 4)", log)
+            # the configured listeners were not opened
+            self.assertNotIn("listening on unix:run/lmtpd.sock", log)
+        finally:
+            d.cleanup()
 
 
 class Timeouts(Base):
