@@ -30,7 +30,7 @@ typedef struct {
 static const KnownGroup known_groups[] = {
   { "server", { "listen", "socket_mode", "socket_owner", "hostname", "spool_dir",
                 "max_sessions", "idle_timeout", "shutdown_timeout", "user", "delivery_threads",
-                "max_memory", "xforward_hosts", NULL } },
+                "max_memory", "xforward_hosts", "metrics_listen", NULL } },
   { "limits", { "max_line_length", "max_data_line_length", "max_message_size",
                 "max_recipients", "max_errors", "min_data_rate", NULL } },
   { "delivery", { "mail_root", "mailbox", "fsync", "create_folders", "recipient_delimiter",
@@ -140,6 +140,7 @@ lmtpd_config_unref (LmtpdConfig *c)
   g_free (c->users_map);
   g_clear_pointer (&c->users, g_hash_table_unref);
   g_strfreev (c->domains);
+  g_free (c->metrics_listen);
   if (c->xforward_hosts)
     g_ptr_array_unref (c->xforward_hosts);
   g_free (c->postmaster);
@@ -839,6 +840,18 @@ load_server (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
   get_uint (ld, kf, "server", "delivery_threads", FALSE, 1, 1024, &c->delivery_threads);
   get_number (ld, kf, "server", "max_memory", TRUE, 0, G_MAXINT64, &c->max_memory);
   load_xforward_hosts (ld, kf, c);
+  get_path (kf, "server", "metrics_listen", &c->metrics_listen);
+  if (c->metrics_listen && c->metrics_listen[0] == '\0')
+    g_clear_pointer (&c->metrics_listen, g_free);
+  if (c->metrics_listen)
+    {
+      g_autoptr (GError) err = NULL;
+      LmtpdListen *l = lmtpd_listen_parse (c->metrics_listen, &err);
+      if (l == NULL)
+        problem (ld, "server", "metrics_listen", "%s", err->message);
+      else
+        lmtpd_listen_free (l);
+    }
   if (c->user && c->user[0] == '\0')
     g_clear_pointer (&c->user, g_free);
 }

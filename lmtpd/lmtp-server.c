@@ -120,16 +120,19 @@ incoming_cb (GSocketService *service, GSocketConnection *conn, GObject *source, 
     return TRUE;
   if (g_hash_table_size (server->sessions) >= server->config->max_sessions)
     {
+      lmtp_metrics_refused (LMTP_REFUSED_SESSIONS);
       refuse (server, conn, peer, "Too many connections");
       return TRUE;
     }
   if (fds_low (server, conn))
     {
+      lmtp_metrics_refused (LMTP_REFUSED_DESCRIPTORS);
       refuse (server, conn, peer, "Out of file descriptors");
       return TRUE;
     }
   if (server->config->max_memory && resident_bytes () > server->config->max_memory)
     {
+      lmtp_metrics_refused (LMTP_REFUSED_MEMORY);
       refuse (server, conn, peer, "Out of memory");
       return TRUE;
     }
@@ -140,6 +143,7 @@ incoming_cb (GSocketService *service, GSocketConnection *conn, GObject *source, 
     g_socket_set_option (g_socket_connection_get_socket (conn), IPPROTO_TCP, TCP_NODELAY, 1, NULL);
   s = lmtp_session_new (server, conn, ++server->next_id, peer);
   g_hash_table_add (server->sessions, s);
+  lmtp_metrics_session (+1);
   lmtp_session_start (s);
   return TRUE;
 }
@@ -161,6 +165,7 @@ lmtp_server_session_closed (LmtpServer *server, LmtpSession *s)
 {
   if (!g_hash_table_steal (server->sessions, s))
     return;
+  lmtp_metrics_session (-1);
   lmtp_session_unref (s);
   if (server->shutting_down && g_hash_table_size (server->sessions) == 0 && server->done)
     {

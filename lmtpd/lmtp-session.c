@@ -405,8 +405,11 @@ log_delivery (LmtpSession *s, const DeliverRecipient *r, const DeliverStatus *st
   g_autofree char *to = deliver_sanitize (r->address, 256);
   g_autofree char *orig = deliver_sanitize (r->original, 256);
   g_autofree char *text = deliver_sanitize (st->text, 256);
-  gint64 delay_ms = (g_get_real_time () - t->started_us) / 1000;
+  gint64 delay_us = g_get_real_time () - t->started_us;
+  gint64 delay_ms = delay_us / 1000;
   char callouts[48] = "";
+
+  lmtp_metrics_delivery (st->code, (guint64) MAX (delay_us, 0), st->callout_us);
 
   if (st->callout_us)
     g_snprintf (callouts, sizeof callouts, "callout_us=%" G_GUINT64_FORMAT, st->callout_us);
@@ -564,6 +567,7 @@ data_complete (LmtpSession *s)
   g_autoptr (GError) error = NULL;
   DeliverStatus st = { 0 };
 
+  lmtp_metrics_transaction (t->received);
   if (t->failure == FAIL_NONE && !deliver_spool_finish (t->spool, &error))
     {
       g_warning ("%s: %s: %s", s->log_id, t->id, error->message);

@@ -79,4 +79,25 @@ void lmtp_server_adopt (LmtpServer *server, GSocketConnection *conn);
 guint lmtp_server_n_sessions (LmtpServer *server);
 void lmtp_server_free (LmtpServer *server);
 
+/* ---- metrics (lmtp-metrics.c) ------------------------------------------- */
+
+typedef enum {
+  LMTP_REFUSED_SESSIONS,
+  LMTP_REFUSED_DESCRIPTORS,
+  LMTP_REFUSED_MEMORY,
+  LMTP_REFUSED_N
+} LmtpRefused;
+
+void lmtp_metrics_session (int delta);          /* +1 opened, -1 closed */
+void lmtp_metrics_refused (LmtpRefused why);
+void lmtp_metrics_transaction (guint64 bytes);  /* data received */
+void lmtp_metrics_delivery (guint code, guint64 delay_us, guint64 callout_us);
+/* Prometheus text format 0.0.4. */
+char *lmtp_metrics_render (void);
+/* One line for the log (SIGUSR1). */
+char *lmtp_metrics_summary (void);
+/* Serves GET /metrics over HTTP on @spec ("inet:HOST:PORT" or "unix:PATH")
+ * from worker threads. */
+GSocketService *lmtp_metrics_listen (const char *spec, GError **error);
+
 G_END_DECLS

@@ -30,6 +30,7 @@ typedef struct {
   const char *mail_root;
   GMainLoop *loop;
   LmtpServer *server;
+  GSocketService *metrics;
   gboolean debug;
   int exit_code;
 } Daemon;
@@ -161,6 +162,15 @@ prepare_dirs (const LmtpdConfig *c, GError **error)
   return TRUE;
 }
 
+/* SIGUSR1: one line of counters in the log */
+static gboolean
+on_sigusr1 (gpointer data)
+{
+  g_autofree char *line = lmtp_metrics_summary ();
+  g_message ("%s", line);
+  return G_SOURCE_CONTINUE;
+}
+
 static gboolean
 on_sighup (gpointer data)
 {
@@ -284,6 +294,16 @@ main (int argc, char **argv)
       fprintf (stderr, "lmtpd: cannot listen: %s\n", error->message);
       return 71; /* EX_OSERR */
     }
+  if (config->metrics_listen)
+    {
+      d.metrics = lmtp_metrics_listen (config->metrics_listen, &error);
+      if (d.metrics == NULL)
+        {
+          fprintf (stderr, "lmtpd: cannot listen for metrics: %s\n", error->message);
+          lmtp_server_free (d.server);
+          return 71; /* EX_OSERR */
+        }
+    }
   /* Sockets are bound: from here on, the mail user. */
   if (!deliver_drop_privileges (config->user, &error) || !lmtp_server_start (d.server, &error))
     {
@@ -297,11 +317,18 @@ main (int argc, char **argv)
   }
   d.loop = g_main_loop_new (NULL, FALSE);
   g_unix_signal_add (SIGHUP, on_sighup, &d);
+  g_unix_signal_add (SIGUSR1, on_sigusr1, &d);
   g_unix_signal_add (SIGTERM, on_sigterm, &d);
   g_unix_signal_add (SIGINT, on_sigterm, &d);
   g_message ("%s %s started (mail_root %s, hostname %s)", PACKAGE_NAME, PACKAGE_VERSION,
              config->mail_root, config->hostname);
   g_main_loop_run (d.loop);
+  if (d.metrics)
+    {
+      g_socket_service_stop (d.metrics);
+      g_socket_listener_close (G_SOCKET_LISTENER (d.metrics));
+      g_object_unref (d.metrics);
+    }
   lmtp_server_free (d.server);
   g_main_loop_unref (d.loop);
   return d.exit_code;

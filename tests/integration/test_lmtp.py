@@ -427,6 +427,58 @@ class SocketActivation(unittest.TestCase):
             d.cleanup()
 
 
+class Metrics(Base):
+    """Prometheus text on [server] metrics_listen, changing as mail flows;
+    SIGUSR1 logs a one-line summary."""
+    extra = {"server.metrics_listen": "inet:127.0.0.1:0"}
+
+    def scrape(self):
+        m = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", self.d.read_log())
+        with socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=10) as s:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        head, body = data.split(b"\r\n\r\n", 1)
+        self.assertTrue(head.startswith(b"HTTP/1.0 200 OK"))
+        self.assertIn(b"Content-Type: text/plain; version=0.0.4", head)
+        values = {}
+        for line in body.decode().splitlines():
+            if line.startswith("#"):
+                self.assertRegex(line, r"^# (HELP|TYPE) lmtpd_[a-z_]+ ")
+                continue
+            name, value = line.rsplit(" ", 1)
+            self.assertRegex(name, r'^lmtpd_[a-z_]+(\{[a-z]+="[^"]*"\})?$')
+            values[name] = float(value)
+        return values
+
+    def test_prometheus_text_changes_as_mail_flows(self):
+        before = self.scrape()
+        self.assertEqual(before['lmtpd_deliveries_total{status="2xx"}'], 0)
+        c = self.d.connect()
+        self.lhlo(c)
+        c.send("MAIL FROM:<s@example.net>\r\nRCPT TO:<joe@example.org>\r\nRCPT TO:<ann@example.org>\r\nDATA\r\n")
+        self.assertEqual([c.code() for _ in range(4)], [250, 250, 250, 354])
+        c.send(dotstuff(BODY))
+        self.assertEqual([c.code(), c.code()], [250, 250])
+        after = self.scrape()
+        self.assertEqual(after['lmtpd_deliveries_total{status="2xx"}'], 2)
+        self.assertEqual(after["lmtpd_transactions_total"], 1)
+        self.assertEqual(after["lmtpd_received_bytes_total"], len(BODY))
+        self.assertEqual(after["lmtpd_sessions_active"], 1)
+        self.assertEqual(after['lmtpd_delivery_seconds_bucket{le="+Inf"}'], 2)
+        self.assertEqual(after["lmtpd_delivery_seconds_count"], 2)
+        self.d.signal(signal.SIGUSR1)
+        deadline = time.time() + 5
+        while "stats: " not in self.d.read_log() and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertRegex(self.d.read_log(), r"stats: sessions=\d+ active=1 refused=0 transactions=1 delivered=2 "
+                                            r"tempfailed=0 rejected=0 bytes=%d" % len(BODY))
+
+
 class Timeouts(Base):
     extra = {"server.idle_timeout": "1", "server.max_sessions": "2"}
 

@@ -1,0 +1,226 @@
+/* lmtp-metrics.c - counters and histograms in the Prometheus text format
+ * (version 0.0.4), served over HTTP on [server] metrics_listen, and a
+ * one-line summary for SIGUSR1.
+ *
+ * Counters are updated on the main loop and read by the HTTP handler
+ * thread: plain 64-bit atomics, no locks.
+ */
+#include "config.h"
+
+#include <string.h>
+#include <gio/gunixsocketaddress.h>
+
+#include "lmtpd.h"
+
+#define N_BUCKETS 12
+static const double bucket_le[N_BUCKETS] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10 };
+
+typedef struct {
+  guint64 count[N_BUCKETS + 1]; /* last: +Inf only */
+  guint64 n;
+  guint64 sum_us;
+} Histogram;
+
+static struct {
+  guint64 sessions_total, sessions_active, refused[LMTP_REFUSED_N];
+  guint64 transactions, bytes;
+  guint64 deliveries[3]; /* 2xx, 4xx, 5xx */
+  Histogram delivery, callout;
+} m;
+
+#define ADD(var, v) __atomic_add_fetch (&(var), (v), __ATOMIC_RELAXED)
+#define GET(var) __atomic_load_n (&(var), __ATOMIC_RELAXED)
+
+static void
+observe (Histogram *h, guint64 us)
+{
+  double s = us / 1e6;
+  guint i = 0;
+
+  while (i < N_BUCKETS && s > bucket_le[i])
+    i++;
+  ADD (h->count[i], 1);
+  ADD (h->n, 1);
+  ADD (h->sum_us, us);
+}
+
+void
+lmtp_metrics_session (int delta)
+{
+  if (delta > 0)
+    ADD (m.sessions_total, 1);
+  ADD (m.sessions_active, (guint64) (gint64) delta);
+}
+
+void
+lmtp_metrics_refused (LmtpRefused why)
+{
+  ADD (m.refused[why], 1);
+}
+
+void
+lmtp_metrics_transaction (guint64 bytes)
+{
+  ADD (m.transactions, 1);
+  ADD (m.bytes, bytes);
+}
+
+void
+lmtp_metrics_delivery (guint code, guint64 delay_us, guint64 callout_us)
+{
+  ADD (m.deliveries[code >= 500 ? 2 : code >= 400 ? 1 : 0], 1);
+  observe (&m.delivery, delay_us);
+  if (callout_us)
+    observe (&m.callout, callout_us);
+}
+
+static void
+histogram (GString *out, const char *name, const char *help, Histogram *h)
+{
+  guint64 cum = 0;
+
+  g_string_append_printf (out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+  for (guint i = 0; i < N_BUCKETS; i++)
+    {
+      cum += GET (h->count[i]);
+      g_string_append_printf (out, "%s_bucket{le=\"%g\"} %" G_GUINT64_FORMAT "\n", name, bucket_le[i], cum);
+    }
+  cum += GET (h->count[N_BUCKETS]);
+  g_string_append_printf (out, "%s_bucket{le=\"+Inf\"} %" G_GUINT64_FORMAT "\n", name, cum);
+  g_string_append_printf (out, "%s_sum %.6f\n%s_count %" G_GUINT64_FORMAT "\n", name, GET (h->sum_us) / 1e6, name,
+                          GET (h->n));
+}
+
+static void
+counter (GString *out, const char *name, const char *type, const char *help, guint64 v)
+{
+  g_string_append_printf (out, "# HELP %s %s\n# TYPE %s %s\n%s %" G_GUINT64_FORMAT "\n", name, help, name, type,
+                          name, v);
+}
+
+char *
+lmtp_metrics_render (void)
+{
+  static const char *const refused[LMTP_REFUSED_N] = { "sessions", "descriptors", "memory" };
+  static const char *const classes[3] = { "2xx", "4xx", "5xx" };
+  GString *out = g_string_new (NULL);
+
+  counter (out, "lmtpd_sessions_total", "counter", "LMTP sessions accepted.", GET (m.sessions_total));
+  counter (out, "lmtpd_sessions_active", "gauge", "LMTP sessions open now.", GET (m.sessions_active));
+  g_string_append (out, "# HELP lmtpd_sessions_refused_total Sessions refused with 421, by reason.\n"
+                        "# TYPE lmtpd_sessions_refused_total counter\n");
+  for (guint i = 0; i < LMTP_REFUSED_N; i++)
+    g_string_append_printf (out, "lmtpd_sessions_refused_total{reason=\"%s\"} %" G_GUINT64_FORMAT "\n", refused[i],
+                            GET (m.refused[i]));
+  counter (out, "lmtpd_transactions_total", "counter", "Transactions whose data was received.", GET (m.transactions));
+  counter (out, "lmtpd_received_bytes_total", "counter", "Message bytes received.", GET (m.bytes));
+  g_string_append (out, "# HELP lmtpd_deliveries_total Per-recipient results after the data, by reply class.\n"
+                        "# TYPE lmtpd_deliveries_total counter\n");
+  for (guint i = 0; i < 3; i++)
+    g_string_append_printf (out, "lmtpd_deliveries_total{status=\"%s\"} %" G_GUINT64_FORMAT "\n", classes[i],
+                            GET (m.deliveries[i]));
+  histogram (out, "lmtpd_delivery_seconds", "Time from MAIL to a recipient's reply.", &m.delivery);
+  histogram (out, "lmtpd_callout_seconds", "Time a recipient's OPES callouts took.", &m.callout);
+  return g_string_free (out, FALSE);
+}
+
+char *
+lmtp_metrics_summary (void)
+{
+  return g_strdup_printf ("stats: sessions=%" G_GUINT64_FORMAT " active=%" G_GUINT64_FORMAT
+                          " refused=%" G_GUINT64_FORMAT " transactions=%" G_GUINT64_FORMAT
+                          " delivered=%" G_GUINT64_FORMAT " tempfailed=%" G_GUINT64_FORMAT
+                          " rejected=%" G_GUINT64_FORMAT " bytes=%" G_GUINT64_FORMAT,
+                          GET (m.sessions_total), GET (m.sessions_active),
+                          GET (m.refused[0]) + GET (m.refused[1]) + GET (m.refused[2]), GET (m.transactions),
+                          GET (m.deliveries[0]), GET (m.deliveries[1]), GET (m.deliveries[2]), GET (m.bytes));
+}
+
+/* ---- HTTP ----------------------------------------------------------------- */
+
+/* One request per connection, in a worker thread: read the head (at most
+ * 8 KiB, 5 s), answer GET /metrics, close. */
+static gboolean
+serve (GThreadedSocketService *service, GSocketConnection *conn, GObject *source, gpointer data)
+{
+  GSocket *sock = g_socket_connection_get_socket (conn);
+  GOutputStream *os = g_io_stream_get_output_stream (G_IO_STREAM (conn));
+  char head[8192];
+  gsize len = 0;
+  g_autofree char *body = NULL, *reply = NULL;
+  const char *status = "200 OK";
+
+  g_socket_set_timeout (sock, 5);
+  while (len < sizeof head - 1)
+    {
+      gssize n = g_socket_receive (sock, head + len, sizeof head - 1 - len, NULL, NULL);
+      if (n <= 0)
+        break;
+      len += n;
+      head[len] = '\0';
+      if (strstr (head, "\r\n\r\n") || strstr (head, "\n\n"))
+        break;
+    }
+  head[len] = '\0';
+  if (!g_str_has_prefix (head, "GET ") && !g_str_has_prefix (head, "HEAD "))
+    {
+      status = "405 Method Not Allowed";
+      body = g_strdup ("only GET\n");
+    }
+  else if (!g_str_has_prefix (strchr (head, ' ') + 1, "/metrics ") && !g_str_has_prefix (strchr (head, ' ') + 1, "/ "))
+    {
+      status = "404 Not Found";
+      body = g_strdup ("try /metrics\n");
+    }
+  else
+    body = lmtp_metrics_render ();
+  reply = g_strdup_printf ("HTTP/1.0 %s\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+                           "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                           status, strlen (body), g_str_has_prefix (head, "HEAD ") ? "" : body);
+  g_output_stream_write_all (os, reply, strlen (reply), NULL, NULL, NULL);
+  g_io_stream_close (G_IO_STREAM (conn), NULL, NULL);
+  return TRUE;
+}
+
+GSocketService *
+lmtp_metrics_listen (const char *spec, GError **error)
+{
+  g_autoptr (GSocketService) service = g_threaded_socket_service_new (2);
+  g_autoptr (GSocketAddress) addr = NULL, bound = NULL;
+  LmtpdListen *l = lmtpd_listen_parse (spec, error);
+
+  if (l == NULL)
+    return NULL;
+  if (l->kind == LMTPD_LISTEN_UNIX)
+    {
+      unlink (l->path);
+      addr = g_unix_socket_address_new (l->path);
+    }
+  else
+    {
+      g_autoptr (GInetAddress) ip = g_inet_address_new_from_string (l->host);
+      if (ip == NULL)
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "metrics_listen: '%s' is not an address",
+                       l->host);
+          lmtpd_listen_free (l);
+          return NULL;
+        }
+      addr = g_inet_socket_address_new (ip, l->port);
+    }
+  if (!g_socket_listener_add_address (G_SOCKET_LISTENER (service), addr, G_SOCKET_TYPE_STREAM,
+                                      G_SOCKET_PROTOCOL_DEFAULT, NULL, &bound, error))
+    {
+      lmtpd_listen_free (l);
+      return NULL;
+    }
+  if (bound && G_IS_INET_SOCKET_ADDRESS (bound))
+    g_message ("metrics on http://%s:%u/metrics", l->host,
+               g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound)));
+  else
+    g_message ("metrics on unix:%s", l->path);
+  lmtpd_listen_free (l);
+  g_signal_connect (service, "run", G_CALLBACK (serve), NULL);
+  g_socket_service_start (service);
+  return g_steal_pointer (&service);
+}
