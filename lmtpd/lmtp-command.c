@@ -25,6 +25,8 @@ lmtp_command_verb (const char *line, const char **args)
   *args = line[n] == ' ' ? line + n + 1 : line + n;
   if (n == 8 && g_ascii_strncasecmp (line, "XFORWARD", 8) == 0)
     return LMTP_CMD_XFORWARD;
+  if (n == 7 && g_ascii_strncasecmp (line, "XCLIENT", 7) == 0)
+    return LMTP_CMD_XCLIENT;
   if (n != 4)
     return LMTP_CMD_UNKNOWN;
   for (guint i = 0; i < G_N_ELEMENTS (verbs); i++)

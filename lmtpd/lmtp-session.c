@@ -64,6 +64,8 @@ struct LmtpSession {
   char *peer;
   char *lhlo;
   char *xf_name, *xf_addr, *xf_helo; /* XFORWARD, for the next transaction */
+  char *real_peer;          /* the connection's own peer, for authorization */
+  char *client_name;        /* from XCLIENT NAME, or NULL */
   LmtpdConfig *config;      /* for limits outside a transaction */
   GSocketConnection *conn;
   GPollableInputStream *in;
@@ -502,7 +504,7 @@ job_new (LmtpSession *s, Txn *t, DeliverRecipient *rcpt)
   job->msg.sender = t->sender;
   job->msg.helo = s->xf_helo ? s->xf_helo : s->lhlo;
   job->msg.client_addr = s->xf_addr ? s->xf_addr : s->peer;
-  job->msg.client_name = s->xf_name;
+  job->msg.client_name = s->xf_name ? s->xf_name : s->client_name;
   job->msg.protocol = "LMTP";
   job->msg.mail_params = t->mail_params;
   job->msg.received_us = t->started_us;
@@ -741,8 +743,11 @@ cmd_lhlo (LmtpSession *s, const char *args)
   reply (s, "250-SIZE %" G_GUINT64_FORMAT, c->max_message_size);
   reply (s, "250-CHUNKING");
   reply (s, "250-BINARYMIME");
-  if (lmtpd_config_xforward_allowed (c, s->peer))
-    reply (s, "250-XFORWARD NAME ADDR PROTO HELO SOURCE IDENT PORT");
+  if (lmtpd_config_xforward_allowed (c, s->real_peer))
+    {
+      reply (s, "250-XFORWARD NAME ADDR PROTO HELO SOURCE IDENT PORT");
+      reply (s, "250-XCLIENT NAME ADDR PORT PROTO HELO LOGIN DESTADDR DESTPORT");
+    }
   reply (s, "250 SMTPUTF8");
 }
 
@@ -1069,72 +1074,126 @@ cmd_rset (LmtpSession *s, const char *args)
   txn_end (s);
 }
 
-/* XFORWARD (Postfix's XFORWARD_README): the MTA passes on the original
- * client's name, address and HELO, which go into the Received header and
- * to the callout services.  Only from [server] xforward_hosts. */
-static const char *const xforward_attrs[] = { "NAME", "ADDR", "PROTO", "HELO", "SOURCE", "IDENT", "PORT", NULL };
+/* XFORWARD and XCLIENT (Postfix's XFORWARD_README, XCLIENT_README): the
+ * MTA passes on the original client's name, address and HELO, which go
+ * into the Received header and to the callout services.  Only from
+ * [server] xforward_hosts (checked against the real peer). */
+typedef struct {
+  char *name, *addr, *helo;
+} Forwarded;
 
 static void
-cmd_xforward (LmtpSession *s, const char *args)
+forwarded_clear (Forwarded *f)
 {
-  g_auto (GStrv) items = NULL;
-  g_autofree char *name = NULL, *addr = NULL, *helo = NULL;
+  g_clear_pointer (&f->name, g_free);
+  g_clear_pointer (&f->addr, g_free);
+  g_clear_pointer (&f->helo, g_free);
+}
+
+/* Parses "ATTR=xtext ..." into @f; returns NULL or the error reply. */
+static const char *
+forwarded_parse (const char *args, const char *const *attrs, Forwarded *f)
+{
+  g_auto (GStrv) items = g_strsplit (args, " ", -1);
   gboolean any = FALSE;
 
-  if (!lmtpd_config_xforward_allowed (s->config, s->peer))
-    return reply_error (s, "550 5.7.0 Error: insufficient authorization");
-  if (s->txn)
-    return reply_error (s, "503 5.5.1 Error: MAIL transaction in progress");
-  items = g_strsplit (args, " ", -1);
   for (guint i = 0; items[i]; i++)
     {
       char *eq = strchr (items[i], '=');
       g_autofree char *value = NULL;
       gboolean known = FALSE, unavailable;
+      char **slot = NULL;
 
       if (items[i][0] == '\0')
         continue;
       if (eq == NULL || eq == items[i])
-        return reply_error (s, "501 5.5.4 Syntax: XFORWARD attribute=value...");
+        return "501 5.5.4 Syntax: attribute=value...";
       *eq = '\0';
-      for (guint k = 0; xforward_attrs[k]; k++)
-        known |= g_ascii_strcasecmp (items[i], xforward_attrs[k]) == 0;
+      for (guint k = 0; attrs[k]; k++)
+        known |= g_ascii_strcasecmp (items[i], attrs[k]) == 0;
       if (!known)
-        return reply_error (s, "501 5.5.4 Bad XFORWARD attribute name");
+        return "501 5.5.4 Bad attribute name";
       value = lmtp_xtext_decode (eq + 1);
       if (value == NULL || value[0] == '\0')
-        return reply_error (s, "501 5.5.4 Bad XFORWARD attribute value");
+        return "501 5.5.4 Bad attribute value";
       any = TRUE;
       unavailable = strcmp (value, "[UNAVAILABLE]") == 0 || strcmp (value, "[TEMPUNAVAIL]") == 0;
-      if (g_ascii_strcasecmp (items[i], "ADDR") == 0 && !unavailable)
+      if (g_ascii_strcasecmp (items[i], "ADDR") == 0)
         {
           const char *a = g_ascii_strncasecmp (value, "IPV6:", 5) == 0 ? value + 5 : value;
-          g_autoptr (GInetAddress) ip = g_inet_address_new_from_string (a);
-          if (ip == NULL)
-            return reply_error (s, "501 5.5.4 Bad XFORWARD address");
-          g_free (addr);
-          addr = g_inet_address_to_string (ip);
+          g_autoptr (GInetAddress) ip = unavailable ? NULL : g_inet_address_new_from_string (a);
+          if (!unavailable && ip == NULL)
+            return "501 5.5.4 Bad address";
+          g_free (f->addr);
+          f->addr = ip ? g_inet_address_to_string (ip) : NULL;
+          continue;
         }
-      else if (g_ascii_strcasecmp (items[i], "NAME") == 0 && !unavailable)
+      if (g_ascii_strcasecmp (items[i], "NAME") == 0)
+        slot = &f->name;
+      else if (g_ascii_strcasecmp (items[i], "HELO") == 0)
+        slot = &f->helo;
+      if (slot)
         {
-          g_free (name);
-          name = deliver_sanitize (value, 255);
-        }
-      else if (g_ascii_strcasecmp (items[i], "HELO") == 0 && !unavailable)
-        {
-          g_free (helo);
-          helo = deliver_sanitize (value, 255);
+          g_free (*slot);
+          *slot = unavailable ? NULL : deliver_sanitize (value, 255);
         }
     }
-  if (!any)
-    return reply_error (s, "501 5.5.4 Syntax: XFORWARD attribute=value...");
-  if (addr)
-    g_free (s->xf_addr), s->xf_addr = g_steal_pointer (&addr);
-  if (name)
-    g_free (s->xf_name), s->xf_name = g_steal_pointer (&name);
-  if (helo)
-    g_free (s->xf_helo), s->xf_helo = g_steal_pointer (&helo);
+  return any ? NULL : "501 5.5.4 Syntax: attribute=value...";
+}
+
+static const char *const xforward_attrs[] = { "NAME", "ADDR", "PROTO", "HELO", "SOURCE", "IDENT", "PORT", NULL };
+static const char *const xclient_attrs[] = { "NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN", "DESTADDR",
+                                             "DESTPORT", NULL };
+
+static void
+cmd_xforward (LmtpSession *s, const char *args)
+{
+  Forwarded f = { s->xf_name, s->xf_addr, s->xf_helo };
+  const char *err;
+
+  if (!lmtpd_config_xforward_allowed (s->config, s->real_peer))
+    return reply_error (s, "550 5.7.0 Error: insufficient authorization");
+  if (s->txn)
+    return reply_error (s, "503 5.5.1 Error: MAIL transaction in progress");
+  s->xf_name = s->xf_addr = s->xf_helo = NULL;
+  err = forwarded_parse (args, xforward_attrs, &f);
+  s->xf_name = f.name, s->xf_addr = f.addr, s->xf_helo = f.helo;
+  if (err)
+    return reply_error (s, "%s", err);
   reply (s, "250 2.0.0 Ok");
+}
+
+/* XCLIENT replaces the session's client for good and starts over with a
+ * new greeting (the client sends LHLO again). */
+static void
+cmd_xclient (LmtpSession *s, const char *args)
+{
+  Forwarded f = { 0 };
+  const char *err;
+
+  if (!lmtpd_config_xforward_allowed (s->config, s->real_peer))
+    return reply_error (s, "550 5.7.0 Error: insufficient authorization");
+  if (s->txn)
+    return reply_error (s, "503 5.5.1 Error: MAIL transaction in progress");
+  err = forwarded_parse (args, xclient_attrs, &f);
+  if (err)
+    {
+      forwarded_clear (&f);
+      return reply_error (s, "%s", err);
+    }
+  if (f.addr)
+    {
+      g_free (s->peer);
+      s->peer = g_steal_pointer (&f.addr);
+    }
+  g_free (s->client_name);
+  s->client_name = g_steal_pointer (&f.name);
+  g_free (s->lhlo);
+  s->lhlo = g_steal_pointer (&f.helo);
+  xforward_clear (s);
+  forwarded_clear (&f);
+  g_message ("%s: XCLIENT: client is now %s", s->log_id, s->peer);
+  reply (s, "220 %s LMTP opes-lmtpd ready", s->config->hostname);
 }
 
 static void
@@ -1166,6 +1225,7 @@ session_command (LmtpSession *s, char *line)
       reply (s, "214 2.0.0 Commands: LHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
       break;
     case LMTP_CMD_XFORWARD: cmd_xforward (s, args); break;
+    case LMTP_CMD_XCLIENT: cmd_xclient (s, args); break;
     case LMTP_CMD_HELO:
     case LMTP_CMD_EHLO:
       reply_error (s, "500 5.5.1 This is LMTP: use LHLO");
@@ -1276,6 +1336,7 @@ lmtp_session_new (LmtpServer *server, GSocketConnection *conn, guint64 id, const
   s->id = id;
   s->log_id = g_strdup_printf ("s%" G_GUINT64_FORMAT, id);
   s->peer = g_strdup (peer);
+  s->real_peer = g_strdup (peer);
   s->config = lmtpd_config_ref (lmtp_server_get_config (server));
   s->conn = g_object_ref (conn);
   s->in = G_POLLABLE_INPUT_STREAM (g_io_stream_get_input_stream (G_IO_STREAM (conn)));
@@ -1359,6 +1420,8 @@ lmtp_session_unref (LmtpSession *s)
   g_free (s->inbuf);
   g_free (s->log_id);
   g_free (s->peer);
+  g_free (s->real_peer);
+  g_free (s->client_name);
   g_free (s->lhlo);
   xforward_clear (s);
   g_free (s);

@@ -26,6 +26,7 @@ typedef enum {
   LMTP_CMD_VRFY,
   LMTP_CMD_HELP,
   LMTP_CMD_XFORWARD,
+  LMTP_CMD_XCLIENT,
 } LmtpVerb;
 
 /* Identifies the verb of a command line (without CRLF) and points *args at

@@ -370,11 +370,31 @@ class Xforward(Base):
         (_, data), = self.d.messages("ann@example.org")
         self.assertRegex(data, rb"\nReceived: from client\.test \(local\)\n")
 
+    def test_xclient(self):
+        c = self.d.connect(unix=True)
+        lines = self.lhlo(c)
+        self.assertIn("250-XCLIENT NAME ADDR PORT PROTO HELO LOGIN DESTADDR DESTPORT", lines)
+        self.assertTrue(c.cmd("XCLIENT ADDR=nonsense").startswith("501 5.5.4"))
+        self.assertEqual(c.cmd("XCLIENT NAME=orig.example ADDR=192.0.2.9 HELO=orig-helo.example LOGIN=[UNAVAILABLE]"),
+                         "220 lmtp.test LMTP opes-lmtpd ready")
+        c.send("LHLO again.example\r\n")
+        c.reply()
+        c.send("MAIL FROM:<s@example.net>\r\nRCPT TO:<joe@example.org>\r\nDATA\r\n")
+        self.assertEqual([c.code() for _ in range(3)], [250, 250, 354])
+        c.send(dotstuff(BODY))
+        self.assertEqual(c.code(), 250)
+        (_, data), = self.d.messages("joe@example.org")
+        # LHLO after XCLIENT names the client's HELO from then on, as in Postfix
+        self.assertRegex(data, rb"\nReceived: from again\.example \(orig\.example \[192\.0\.2\.9\]\)\n")
+        # authorization stays with the real peer (the UNIX socket)
+        self.assertEqual(c.cmd("XFORWARD ADDR=192.0.2.10"), "250 2.0.0 Ok")
+
     def test_untrusted_peer_refused(self):
         c = self.d.connect()  # 127.0.0.1 is not in xforward_hosts
         lines = self.lhlo(c)
         self.assertFalse(any("XFORWARD" in l for l in lines))
         self.assertTrue(c.cmd("XFORWARD ADDR=192.0.2.1").startswith("550 5.7.0"))
+        self.assertTrue(c.cmd("XCLIENT ADDR=192.0.2.1").startswith("550 5.7.0"))
 
     def test_bad_setting_reported(self):
         self.d.write_config({"server.xforward_hosts": "10.0.0.0/8, nonsense"})
