@@ -30,7 +30,7 @@ typedef struct {
 static const KnownGroup known_groups[] = {
   { "server", { "listen", "socket_mode", "socket_owner", "hostname", "spool_dir",
                 "max_sessions", "idle_timeout", "shutdown_timeout", "user", "delivery_threads",
-                "max_memory", "xforward_hosts", "metrics_listen", NULL } },
+                "max_memory", "xforward_hosts", "metrics_listen", "log_format", NULL } },
   { "limits", { "max_line_length", "max_data_line_length", "max_message_size",
                 "max_recipients", "max_errors", "min_data_rate", NULL } },
   { "delivery", { "mail_root", "mailbox", "fsync", "create_folders", "recipient_delimiter",
@@ -841,6 +841,13 @@ load_server (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
   get_number (ld, kf, "server", "max_memory", TRUE, 0, G_MAXINT64, &c->max_memory);
   load_xforward_hosts (ld, kf, c);
   get_path (kf, "server", "metrics_listen", &c->metrics_listen);
+  {
+    g_autofree char *fmt = get_string (kf, "server", "log_format");
+    if (fmt && strcmp (fmt, "json") == 0)
+      c->log_json = TRUE;
+    else if (fmt && strcmp (fmt, "text") != 0)
+      problem (ld, "server", "log_format", "'%s' is not text or json", fmt);
+  }
   if (c->metrics_listen && c->metrics_listen[0] == '\0')
     g_clear_pointer (&c->metrics_listen, g_free);
   if (c->metrics_listen)

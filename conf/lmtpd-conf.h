@@ -116,6 +116,7 @@ typedef struct {
   guint64 max_memory;         /* resident bytes above which new sessions get 421, 0 = no limit */
   GPtrArray *xforward_hosts;  /* GInetAddressMask* allowed to send XFORWARD, or NULL */
   gboolean xforward_local;    /* UNIX socket peers may send XFORWARD */
+  gboolean log_json;          /* log_format = json: one JSON object per line */
   char *metrics_listen;       /* "inet:HOST:PORT" / "unix:PATH" for GET /metrics, or NULL */
 
   /* [limits] */

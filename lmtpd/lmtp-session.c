@@ -409,15 +409,24 @@ log_delivery (LmtpSession *s, const DeliverRecipient *r, const DeliverStatus *st
   g_autofree char *text = deliver_sanitize (st->text, 256);
   gint64 delay_us = g_get_real_time () - t->started_us;
   gint64 delay_ms = delay_us / 1000;
-  char callouts[48] = "";
+  char callouts[48] = "", size[24], code[8], delay[24], cus[24];
 
   lmtp_metrics_delivery (st->code, (guint64) MAX (delay_us, 0), st->callout_us);
 
   if (st->callout_us)
     g_snprintf (callouts, sizeof callouts, "callout_us=%" G_GUINT64_FORMAT, st->callout_us);
 
+  g_snprintf (size, sizeof size, "%" G_GUINT64_FORMAT, t->received);
+  g_snprintf (code, sizeof code, "%u", st->code);
+  g_snprintf (delay, sizeof delay, "%" G_GINT64_FORMAT, delay_ms);
+  g_snprintf (cus, sizeof cus, "%" G_GUINT64_FORMAT, st->callout_us);
+  /* the same facts as fields, for the journal and log_format = json */
   g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO,
                     "LMTPD_SESSION", s->log_id, "LMTPD_TXN", t->id, "LMTPD_RCPT", to,
+                    "LMTPD_FROM", from, "LMTPD_ORIG_RCPT", orig, "LMTPD_MAILBOX", path ? path : r->mailbox,
+                    "LMTPD_SIZE", size, "LMTPD_STATUS", code, "LMTPD_DSN", st->enhanced,
+                    "LMTPD_DELAY_MS", delay, "LMTPD_CALLOUT_US", cus,
+                    "LMTPD_REASON", st->code >= 400 ? text : "",
                     "MESSAGE", "%s: %s: from=<%s> to=<%s>%s%s%s mailbox=%s size=%" G_GUINT64_FORMAT
                     " status=%u %s delay_ms=%" G_GINT64_FORMAT "%s%s%s%s",
                     s->log_id, t->id, from, to,

@@ -36,6 +36,70 @@ typedef struct {
 } Daemon;
 
 static gboolean debug_enabled;
+static gboolean log_json;   /* [server] log_format = json */
+
+static void
+json_string (GString *out, const char *v)
+{
+  g_autofree char *valid = g_utf8_make_valid (v, -1);
+
+  g_string_append_c (out, '"');
+  for (const char *p = valid; *p; p++)
+    {
+      unsigned char c = *p;
+      if (c == '"' || c == '\\')
+        g_string_append_printf (out, "\\%c", c);
+      else if (c < 0x20)
+        g_string_append_printf (out, "\\u%04x", c);
+      else
+        g_string_append_c (out, c);
+    }
+  g_string_append_c (out, '"');
+}
+
+/* {"time":..., "level":..., "program":..., "pid":..., "message":...} plus
+ * every LMTPD_ field, lowercased, numbers as numbers. */
+static char *
+json_record (GLogLevelFlags level, const GLogField *fields, gsize n, const char *domain, const char *message)
+{
+  static const char *const numeric[] = { "size", "status", "delay_ms", "callout_us", NULL };
+  GString *out = g_string_new ("{\"time\":");
+  g_autoptr (GDateTime) now = g_date_time_new_now_utc ();
+  g_autofree char *stamp = g_date_time_format_iso8601 (now);
+  const char *lvl;
+
+  switch (level & G_LOG_LEVEL_MASK)
+    {
+    case G_LOG_LEVEL_ERROR: lvl = "fatal"; break;
+    case G_LOG_LEVEL_CRITICAL: lvl = "critical"; break;
+    case G_LOG_LEVEL_WARNING: lvl = "warning"; break;
+    case G_LOG_LEVEL_DEBUG: lvl = "debug"; break;
+    default: lvl = "info"; break;
+    }
+  json_string (out, stamp);
+  g_string_append_printf (out, ",\"level\":\"%s\",\"program\":", lvl);
+  json_string (out, domain ? domain : "lmtpd");
+  g_string_append_printf (out, ",\"pid\":%d,\"message\":", (int) getpid ());
+  json_string (out, message ? message : "");
+  for (gsize i = 0; i < n; i++)
+    {
+      g_autofree char *key = NULL;
+      gboolean number = FALSE;
+
+      if (!g_str_has_prefix (fields[i].key, "LMTPD_") || fields[i].length >= 0)
+        continue;
+      key = g_ascii_strdown (fields[i].key + 6, -1);
+      for (guint k = 0; numeric[k]; k++)
+        number |= strcmp (key, numeric[k]) == 0;
+      g_string_append_printf (out, ",\"%s\":", key);
+      if (number && g_ascii_isdigit (((const char *) fields[i].value)[0]))
+        g_string_append (out, fields[i].value);
+      else
+        json_string (out, fields[i].value);
+    }
+  g_string_append (out, "}\n");
+  return g_string_free (out, FALSE);
+}
 
 static void
 write_all_stderr (const char *p, gsize n)
@@ -82,6 +146,12 @@ log_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpoin
     case G_LOG_LEVEL_WARNING: tag = "warning: "; break;
     case G_LOG_LEVEL_DEBUG: tag = "debug: "; break;
     default: tag = ""; break;
+    }
+  if (log_json)
+    {
+      g_autofree char *json = json_record (level, fields, n_fields, domain, message);
+      write_all_stderr (json, strlen (json));
+      return G_LOG_WRITER_HANDLED;
     }
   /* one line per record, one write: lines from threads never interleave;
    * localtime_r reads the zone once (GDateTime looked it up every time) */
@@ -184,6 +254,7 @@ on_sighup (gpointer data)
       return G_SOURCE_CONTINUE;
     }
   lmtp_server_set_config (d->server, c);
+  log_json = c->log_json;
   g_message ("configuration reloaded%s%s", d->config_path ? " from " : "",
              d->config_path ? d->config_path : "");
   return G_SOURCE_CONTINUE;
@@ -256,6 +327,8 @@ main (int argc, char **argv)
   g_log_set_writer_func (log_writer, NULL, NULL);
 
   config = load_config (&d, &error);
+  if (config)
+    log_json = config->log_json;
   if (config == NULL)
     {
       fprintf (stderr, "lmtpd: configuration is invalid:\n%s\n", error->message);

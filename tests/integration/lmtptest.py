@@ -96,7 +96,7 @@ class Daemon:
         deadline = time.time() + 10
         while time.time() < deadline:
             log = self.read_log()  # one read: a line may be half written
-            m = re.search(r"listening on inet:127\.0\.0\.1:(\d+)\n", log)
+            m = re.search(r"listening on inet:127\.0\.0\.1:(\d+)[\n\"]", log)
             if m and "started" in log:
                 self.port = int(m.group(1))
                 return self

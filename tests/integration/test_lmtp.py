@@ -499,6 +499,29 @@ class Metrics(Base):
                                             r"tempfailed=0 rejected=0 bytes=%d" % len(BODY))
 
 
+class JsonLog(Base):
+    extra = {"server.log_format": "json"}
+
+    def test_one_json_object_per_line(self):
+        import json
+        c = self.d.connect()
+        self.lhlo(c)
+        c.send("MAIL FROM:<s@example.net>\r\nRCPT TO:<joe@example.org>\r\nDATA\r\n")
+        self.assertEqual([c.code() for _ in range(3)], [250, 250, 354])
+        c.send(dotstuff(BODY + b"quote \" and \\ and \x01\r\n"))
+        self.assertEqual(c.code(), 250)
+        c.close()
+        time.sleep(0.2)
+        records = [json.loads(l) for l in self.d.read_log().splitlines() if l.startswith("{")]
+        deliveries = [r for r in records if r.get("rcpt") == "joe@example.org"]
+        self.assertEqual(len(deliveries), 1, records)
+        d = deliveries[0]
+        self.assertEqual((d["status"], d["dsn"], d["from"], d["level"]), (250, "2.0.0", "s@example.net", "info"))
+        self.assertIsInstance(d["size"], int)
+        self.assertIn("/new/", d["mailbox"])
+        self.assertTrue(any("started" in r["message"] for r in records))
+
+
 class Timeouts(Base):
     extra = {"server.idle_timeout": "1", "server.max_sessions": "2"}
 
