@@ -30,7 +30,8 @@ typedef struct {
 static const KnownGroup known_groups[] = {
   { "server", { "listen", "socket_mode", "socket_owner", "hostname", "spool_dir",
                 "max_sessions", "idle_timeout", "shutdown_timeout", "user", "delivery_threads",
-                "max_memory", "xforward_hosts", "metrics_listen", "log_format", NULL } },
+                "max_memory", "xforward_hosts", "metrics_listen", "log_format",
+                "tls_cert_file", "tls_key_file", "tls_client_ca_file", NULL } },
   { "limits", { "max_line_length", "max_data_line_length", "max_message_size",
                 "max_recipients", "max_errors", "min_data_rate", NULL } },
   { "delivery", { "mail_root", "mailbox", "fsync", "create_folders", "recipient_delimiter",
@@ -141,6 +142,9 @@ lmtpd_config_unref (LmtpdConfig *c)
   g_clear_pointer (&c->users, g_hash_table_unref);
   g_strfreev (c->domains);
   g_free (c->metrics_listen);
+  g_free (c->tls_cert_file);
+  g_free (c->tls_key_file);
+  g_free (c->tls_client_ca_file);
   if (c->xforward_hosts)
     g_ptr_array_unref (c->xforward_hosts);
   g_free (c->postmaster);
@@ -841,6 +845,12 @@ load_server (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
   get_number (ld, kf, "server", "max_memory", TRUE, 0, G_MAXINT64, &c->max_memory);
   load_xforward_hosts (ld, kf, c);
   get_path (kf, "server", "metrics_listen", &c->metrics_listen);
+  get_path (kf, "server", "tls_cert_file", &c->tls_cert_file);
+  get_path (kf, "server", "tls_key_file", &c->tls_key_file);
+  get_path (kf, "server", "tls_client_ca_file", &c->tls_client_ca_file);
+  if ((c->tls_cert_file == NULL) != (c->tls_key_file == NULL))
+    problem (ld, "server", c->tls_cert_file ? "tls_key_file" : "tls_cert_file",
+             "STARTTLS needs both tls_cert_file and tls_key_file");
   {
     g_autofree char *fmt = get_string (kf, "server", "log_format");
     if (fmt && strcmp (fmt, "json") == 0)

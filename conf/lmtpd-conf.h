@@ -117,6 +117,9 @@ typedef struct {
   GPtrArray *xforward_hosts;  /* GInetAddressMask* allowed to send XFORWARD, or NULL */
   gboolean xforward_local;    /* UNIX socket peers may send XFORWARD */
   gboolean log_json;          /* log_format = json: one JSON object per line */
+  char *tls_cert_file;        /* STARTTLS certificate chain (PEM), or NULL */
+  char *tls_key_file;         /* its key */
+  char *tls_client_ca_file;   /* verify client certificates against these, or NULL */
   char *metrics_listen;       /* "inet:HOST:PORT" / "unix:PATH" for GET /metrics, or NULL */
 
   /* [limits] */

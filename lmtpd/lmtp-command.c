@@ -27,6 +27,8 @@ lmtp_command_verb (const char *line, const char **args)
     return LMTP_CMD_XFORWARD;
   if (n == 7 && g_ascii_strncasecmp (line, "XCLIENT", 7) == 0)
     return LMTP_CMD_XCLIENT;
+  if (n == 8 && g_ascii_strncasecmp (line, "STARTTLS", 8) == 0)
+    return LMTP_CMD_STARTTLS;
   if (n != 4)
     return LMTP_CMD_UNKNOWN;
   for (guint i = 0; i < G_N_ELEMENTS (verbs); i++)

@@ -21,3 +21,27 @@ void lmtp_session_unref (LmtpSession *s);
 void lmtp_server_session_closed (LmtpServer *server, LmtpSession *s);
 /* The duplicate journal, or NULL when disabled. */
 struct DeliverDedupe *lmtp_server_get_dedupe (LmtpServer *server);
+
+/* STARTTLS (lmtp-tls.c) */
+typedef struct LmtpTlsContext LmtpTlsContext;
+typedef struct LmtpTls LmtpTls;
+typedef enum {
+  LMTP_TLS_OK,
+  LMTP_TLS_WANT_READ,
+  LMTP_TLS_WANT_WRITE,
+  LMTP_TLS_CLOSED,
+  LMTP_TLS_ERROR,
+} LmtpTlsStatus;
+
+LmtpTlsContext *lmtp_tls_context_new (const char *cert_file, const char *key_file, const char *client_ca_file,
+                                      GError **error);
+void lmtp_tls_context_free (LmtpTlsContext *c);
+LmtpTls *lmtp_tls_new (LmtpTlsContext *c, int fd, GError **error);
+LmtpTlsStatus lmtp_tls_handshake (LmtpTls *t, GError **error);
+LmtpTlsStatus lmtp_tls_read (LmtpTls *t, void *buf, gsize len, gsize *got, GError **error);
+LmtpTlsStatus lmtp_tls_write (LmtpTls *t, const void *buf, gsize len, gsize *written, GError **error);
+gboolean lmtp_tls_pending (LmtpTls *t);
+char *lmtp_tls_describe (LmtpTls *t);
+void lmtp_tls_free (LmtpTls *t);
+/* The server's TLS context for STARTTLS, or NULL when no certificate is set. */
+LmtpTlsContext *lmtp_server_get_tls (LmtpServer *server);

@@ -34,6 +34,7 @@ struct LmtpServer {
   GSourceFunc done;
   gpointer done_data;
   guint shutdown_timer;
+  LmtpTlsContext *tls;       /* STARTTLS, or NULL */
 };
 
 LmtpdConfig *
@@ -42,10 +43,38 @@ lmtp_server_get_config (LmtpServer *server)
   return server->config;
 }
 
+LmtpTlsContext *
+lmtp_server_get_tls (LmtpServer *server)
+{
+  return server->tls;
+}
+
+static gboolean
+load_tls (LmtpServer *server, LmtpdConfig *config, GError **error)
+{
+  LmtpTlsContext *ctx = NULL;
+
+  if (config->tls_cert_file)
+    {
+      ctx = lmtp_tls_context_new (config->tls_cert_file, config->tls_key_file, config->tls_client_ca_file, error);
+      if (ctx == NULL)
+        return FALSE;
+    }
+  lmtp_tls_context_free (server->tls);
+  server->tls = ctx;
+  return TRUE;
+}
+
 void
 lmtp_server_set_config (LmtpServer *server, LmtpdConfig *config)
 {
   LmtpdConfig *old = server->config;
+  g_autoptr (GError) error = NULL;
+
+  /* certificates are read again on reload (renewed ones take effect);
+   * a broken one keeps the old */
+  if (!load_tls (server, config, &error))
+    g_warning ("STARTTLS: keeping the old certificate: %s", error->message);
   server->config = lmtpd_config_ref (config);
   lmtpd_config_unref (old);
 }
@@ -345,6 +374,11 @@ lmtp_server_new (LmtpdConfig *config, GError **error)
   server->sessions = g_hash_table_new (NULL, NULL);
   server->unix_paths = g_ptr_array_new_with_free_func (g_free);
   g_socket_listener_set_backlog (G_SOCKET_LISTENER (server->service), 128);
+  if (!load_tls (server, config, error))
+    {
+      lmtp_server_free (server);
+      return NULL;
+    }
   activated = listen_activated (server, error);
   if (activated < 0)
     {
@@ -454,6 +488,7 @@ lmtp_server_free (LmtpServer *server)
   g_ptr_array_unref (server->unix_paths);
   g_object_unref (server->service);
   deliver_dedupe_free (server->dedupe);
+  lmtp_tls_context_free (server->tls);
   lmtpd_config_unref (server->config);
   g_free (server);
 }

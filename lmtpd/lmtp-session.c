@@ -66,6 +66,10 @@ struct LmtpSession {
   char *xf_name, *xf_addr, *xf_helo; /* XFORWARD, for the next transaction */
   char *real_peer;          /* the connection's own peer, for authorization */
   char *client_name;        /* from XCLIENT NAME, or NULL */
+  LmtpTls *tls;             /* after STARTTLS: all I/O goes through it */
+  gboolean tls_starting;    /* 220 to STARTTLS queued: handshake once it is out */
+  GSource *tls_source;      /* a handshake or a TLS write waiting for the socket */
+  gsize wpos;               /* TLS: bytes of wbuf written */
   LmtpdConfig *config;      /* for limits outside a transaction */
   GSocketConnection *conn;
   GPollableInputStream *in;
@@ -180,30 +184,87 @@ reply_error (LmtpSession *s, const char *fmt, ...)
     }
 }
 
+static void tls_begin (LmtpSession *s);
+static void session_want_read (LmtpSession *s);
+
+/* The queued replies are out (or the connection failed). */
+static void
+write_finished (LmtpSession *s, gboolean ok)
+{
+  s->writing = FALSE;
+  if (!ok)
+    session_close (s);
+  else if (!s->closed)
+    {
+      g_string_truncate (s->wbuf, 0);
+      s->wpos = 0;
+      if (s->outbuf->len > 0)
+        session_flush (s);
+      else if (s->close_after_flush)
+        session_close (s);
+      else if (s->tls_starting)
+        tls_begin (s);
+      else
+        session_want_read (s);
+    }
+}
+
 static void
 write_done (GObject *source, GAsyncResult *res, gpointer data)
 {
   LmtpSession *s = data;
   g_autoptr (GError) error = NULL;
+  gboolean ok = g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), res, NULL, &error);
 
-  s->writing = FALSE;
-  if (!g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), res, NULL, &error))
-    {
-      if (!s->closed)
-        g_debug ("%s: write failed: %s", s->log_id, error->message);
-      session_close (s);
-    }
-  else if (!s->closed)
-    {
-      g_string_truncate (s->wbuf, 0);
-      if (s->outbuf->len > 0)
-        session_flush (s);
-      else if (s->close_after_flush)
-        session_close (s);
-      else
-        session_want_read (s);
-    }
+  if (!ok && !s->closed)
+    g_debug ("%s: write failed: %s", s->log_id, error->message);
+  write_finished (s, ok);
   lmtp_session_unref (s);
+}
+
+/* TLS: as much of wbuf as the socket takes; waits for it otherwise. */
+static gboolean tls_write_cb (GSocket *sock, GIOCondition cond, gpointer data);
+
+static void
+tls_write_some (LmtpSession *s)
+{
+  g_autoptr (GError) error = NULL;
+
+  while (s->wpos < s->wbuf->len)
+    {
+      gsize n = 0;
+      LmtpTlsStatus st = lmtp_tls_write (s->tls, s->wbuf->str + s->wpos, s->wbuf->len - s->wpos, &n, &error);
+      if (st == LMTP_TLS_OK)
+        {
+          s->wpos += n;
+          continue;
+        }
+      if (st == LMTP_TLS_WANT_WRITE || st == LMTP_TLS_WANT_READ)
+        {
+          s->tls_source = g_socket_create_source (g_socket_connection_get_socket (s->conn),
+                                                  st == LMTP_TLS_WANT_WRITE ? G_IO_OUT : G_IO_IN, s->cancel);
+          g_source_set_callback (s->tls_source, (GSourceFunc) (void (*) (void)) tls_write_cb, session_ref (s),
+                                 (GDestroyNotify) lmtp_session_unref);
+          g_source_attach (s->tls_source, NULL);
+          return;
+        }
+      if (st == LMTP_TLS_ERROR)
+        g_debug ("%s: %s", s->log_id, error->message);
+      write_finished (s, FALSE);
+      return;
+    }
+  write_finished (s, TRUE);
+}
+
+static gboolean
+tls_write_cb (GSocket *sock, GIOCondition cond, gpointer data)
+{
+  LmtpSession *s = data;
+
+  g_clear_pointer (&s->tls_source, g_source_unref);
+  if (!s->closed)
+    tls_write_some (s);
+  return G_SOURCE_REMOVE;
 }
 
 static void
@@ -223,6 +284,12 @@ session_flush (LmtpSession *s)
   s->wbuf = s->outbuf;
   s->outbuf = tmp;
   s->writing = TRUE;
+  if (s->tls)
+    {
+      s->wpos = 0;
+      tls_write_some (s);
+      return;
+    }
   g_output_stream_write_all_async (s->out, s->wbuf->str, s->wbuf->len, G_PRIORITY_DEFAULT,
                                    s->cancel, write_done, session_ref (s));
 }
@@ -251,6 +318,13 @@ idle_timeout_cb (gpointer data)
       return G_SOURCE_CONTINUE;
     }
 
+  if (s->tls_starting)
+    {
+      g_message ("%s: TLS handshake timeout, disconnecting %s", s->log_id, s->peer);
+      g_clear_pointer (&s->idle_source, g_source_unref);
+      session_close (s);
+      return G_SOURCE_REMOVE;
+    }
   if (s->data_started_us)
     {
       g_message ("%s: data timeout after %" G_GUINT64_FORMAT " bytes, disconnecting %s", s->log_id,
@@ -318,26 +392,12 @@ data_phase_start (LmtpSession *s)
 
 /* ---- input --------------------------------------------------------------- */
 
+/* After a read of @n bytes (0: end of input). */
 static gboolean
-read_cb (GObject *stream, gpointer data)
+read_got (LmtpSession *s, gssize n)
 {
-  LmtpSession *s = data;
-  g_autoptr (GError) error = NULL;
-  gssize n;
-
-  if (s->closed || s->close_after_flush || s->inlen == s->incap)
-    {
-      g_clear_pointer (&s->read_source, g_source_unref);
-      return G_SOURCE_REMOVE;
-    }
-  n = g_pollable_input_stream_read_nonblocking (s->in, s->inbuf + s->inlen, s->incap - s->inlen,
-                                                NULL, &error);
-  if (n < 0 && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
-    return G_SOURCE_CONTINUE;
   if (n <= 0)
     {
-      if (n < 0)
-        g_debug ("%s: read failed: %s", s->log_id, error->message);
       s->eof = TRUE;
       g_clear_pointer (&s->read_source, g_source_unref);
       session_ref (s);
@@ -362,14 +422,94 @@ read_cb (GObject *stream, gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
+static gboolean
+read_cb (GObject *stream, gpointer data)
+{
+  LmtpSession *s = data;
+  g_autoptr (GError) error = NULL;
+  gssize n;
+
+  if (s->closed || s->close_after_flush || s->inlen == s->incap)
+    {
+      g_clear_pointer (&s->read_source, g_source_unref);
+      return G_SOURCE_REMOVE;
+    }
+  n = g_pollable_input_stream_read_nonblocking (s->in, s->inbuf + s->inlen, s->incap - s->inlen,
+                                                NULL, &error);
+  if (n < 0 && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+    return G_SOURCE_CONTINUE;
+  if (n < 0)
+    g_debug ("%s: read failed: %s", s->log_id, error->message);
+  return read_got (s, n);
+}
+
+/* The same over TLS: decrypted bytes may wait inside OpenSSL with nothing
+ * on the socket, so the source is an idle one while any are pending. */
+static void session_want_read (LmtpSession *s);
+
+static gboolean
+tls_read_cb (gpointer data)
+{
+  LmtpSession *s = data;
+  g_autoptr (GError) error = NULL;
+  gsize got = 0;
+  LmtpTlsStatus st;
+  gboolean r;
+
+  if (s->closed || s->close_after_flush || s->inlen == s->incap)
+    {
+      g_clear_pointer (&s->read_source, g_source_unref);
+      return G_SOURCE_REMOVE;
+    }
+  st = lmtp_tls_read (s->tls, s->inbuf + s->inlen, s->incap - s->inlen, &got, &error);
+  if (st == LMTP_TLS_WANT_READ || st == LMTP_TLS_WANT_WRITE)
+    return G_SOURCE_CONTINUE;
+  if (st == LMTP_TLS_ERROR)
+    g_message ("%s: %s", s->log_id, error->message);
+  r = read_got (s, st == LMTP_TLS_OK ? (gssize) got : 0);
+  if (r == G_SOURCE_CONTINUE && s->read_source && !s->closed)
+    {
+      /* idle while OpenSSL holds decrypted bytes, the socket otherwise */
+      g_source_destroy (s->read_source);
+      g_clear_pointer (&s->read_source, g_source_unref);
+      session_want_read (s);
+      return G_SOURCE_REMOVE;
+    }
+  return r;
+}
+
+static gboolean
+tls_read_socket_cb (GSocket *sock, GIOCondition cond, gpointer data)
+{
+  return tls_read_cb (data);
+}
+
 static void
 session_want_read (LmtpSession *s)
 {
   if (s->read_source || s->closed || s->eof || s->close_after_flush || s->mode == MODE_BUSY
       || s->inlen == s->incap || s->outbuf->len + s->wbuf->len > OUTBUF_HIGH)
     return;
-  s->read_source = g_pollable_input_stream_create_source (s->in, s->cancel);
-  g_source_set_callback (s->read_source, (GSourceFunc) (void (*) (void)) read_cb, s, NULL);
+  if (s->tls_starting)
+    return;
+  if (s->tls)
+    {
+      if (lmtp_tls_pending (s->tls))
+        {
+          s->read_source = g_idle_source_new ();
+          g_source_set_callback (s->read_source, tls_read_cb, s, NULL);
+        }
+      else
+        {
+          s->read_source = g_socket_create_source (g_socket_connection_get_socket (s->conn), G_IO_IN, s->cancel);
+          g_source_set_callback (s->read_source, (GSourceFunc) (void (*) (void)) tls_read_socket_cb, s, NULL);
+        }
+    }
+  else
+    {
+      s->read_source = g_pollable_input_stream_create_source (s->in, s->cancel);
+      g_source_set_callback (s->read_source, (GSourceFunc) (void (*) (void)) read_cb, s, NULL);
+    }
   g_source_attach (s->read_source, NULL);
 }
 
@@ -752,6 +892,8 @@ cmd_lhlo (LmtpSession *s, const char *args)
   reply (s, "250-SIZE %" G_GUINT64_FORMAT, c->max_message_size);
   reply (s, "250-CHUNKING");
   reply (s, "250-BINARYMIME");
+  if (lmtp_server_get_tls (s->server) && s->tls == NULL)
+    reply (s, "250-STARTTLS");
   if (lmtpd_config_xforward_allowed (c, s->real_peer))
     {
       reply (s, "250-XFORWARD NAME ADDR PROTO HELO SOURCE IDENT PORT");
@@ -1205,6 +1347,97 @@ cmd_xclient (LmtpSession *s, const char *args)
   reply (s, "220 %s LMTP opes-lmtpd ready", s->config->hostname);
 }
 
+/* ---- STARTTLS (RFC 3207) --------------------------------------------------- */
+
+static gboolean tls_handshake_cb (GSocket *sock, GIOCondition cond, gpointer data);
+
+static void
+tls_step (LmtpSession *s)
+{
+  g_autoptr (GError) error = NULL;
+  LmtpTlsStatus st = lmtp_tls_handshake (s->tls, &error);
+
+  if (st == LMTP_TLS_WANT_READ || st == LMTP_TLS_WANT_WRITE)
+    {
+      s->tls_source = g_socket_create_source (g_socket_connection_get_socket (s->conn),
+                                              st == LMTP_TLS_WANT_READ ? G_IO_IN : G_IO_OUT, s->cancel);
+      g_source_set_callback (s->tls_source, (GSourceFunc) (void (*) (void)) tls_handshake_cb, session_ref (s),
+                             (GDestroyNotify) lmtp_session_unref);
+      g_source_attach (s->tls_source, NULL);
+      return;
+    }
+  if (st != LMTP_TLS_OK)
+    {
+      g_message ("%s: TLS handshake with %s failed: %s", s->log_id, s->peer,
+                 error ? error->message : "connection closed");
+      session_close (s);
+      return;
+    }
+  {
+    g_autofree char *how = lmtp_tls_describe (s->tls);
+    g_message ("%s: TLS established with %s: %s", s->log_id, s->peer, how);
+  }
+  /* RFC 3207 4.2: everything learnt before is forgotten */
+  s->tls_starting = FALSE;
+  g_clear_pointer (&s->lhlo, g_free);
+  g_clear_pointer (&s->txn, txn_free);
+  xforward_clear (s);
+  idle_rearm (s);
+  session_want_read (s);
+}
+
+static gboolean
+tls_handshake_cb (GSocket *sock, GIOCondition cond, gpointer data)
+{
+  LmtpSession *s = data;
+
+  g_clear_pointer (&s->tls_source, g_source_unref);
+  if (!s->closed)
+    tls_step (s);
+  return G_SOURCE_REMOVE;
+}
+
+/* Called once the 220 is on the wire. */
+static void
+tls_begin (LmtpSession *s)
+{
+  g_autoptr (GError) error = NULL;
+  LmtpTlsContext *ctx = lmtp_server_get_tls (s->server);
+  int fd = g_socket_get_fd (g_socket_connection_get_socket (s->conn));
+
+  s->tls = ctx ? lmtp_tls_new (ctx, fd, &error) : NULL;
+  if (s->tls == NULL)
+    {
+      g_warning ("%s: TLS: %s", s->log_id, error ? error->message : "no context");
+      session_close (s);
+      return;
+    }
+  tls_step (s);
+}
+
+static void
+cmd_starttls (LmtpSession *s, const char *args)
+{
+  if (lmtp_server_get_tls (s->server) == NULL)
+    return reply_error (s, "502 5.5.1 STARTTLS is not configured");
+  if (*args)
+    return reply_error (s, "501 5.5.4 Syntax: STARTTLS");
+  if (s->tls)
+    return reply_error (s, "503 5.5.1 TLS is already active");
+  if (s->txn)
+    return reply_error (s, "503 5.5.1 STARTTLS not allowed in a transaction");
+  reply (s, "220 2.0.0 Ready to start TLS");
+  /* commands pipelined behind STARTTLS are plaintext a man in the middle
+   * could have added: they are dropped (CVE-2011-0411) */
+  s->tls_starting = TRUE;
+  /* from now on the socket's bytes are the handshake's */
+  if (s->read_source)
+    {
+      g_source_destroy (s->read_source);
+      g_clear_pointer (&s->read_source, g_source_unref);
+    }
+}
+
 static void
 session_command (LmtpSession *s, char *line)
 {
@@ -1235,6 +1468,7 @@ session_command (LmtpSession *s, char *line)
       break;
     case LMTP_CMD_XFORWARD: cmd_xforward (s, args); break;
     case LMTP_CMD_XCLIENT: cmd_xclient (s, args); break;
+    case LMTP_CMD_STARTTLS: cmd_starttls (s, args); break;
     case LMTP_CMD_HELO:
     case LMTP_CMD_EHLO:
       reply_error (s, "500 5.5.1 This is LMTP: use LHLO");
@@ -1289,7 +1523,7 @@ session_process (LmtpSession *s)
 {
   gboolean more = TRUE;
 
-  while (more && !s->closed && !s->close_after_flush && s->mode != MODE_BUSY)
+  while (more && !s->closed && !s->close_after_flush && s->mode != MODE_BUSY && !s->tls_starting)
     {
       switch (s->mode)
         {
@@ -1321,6 +1555,8 @@ session_process (LmtpSession *s)
     }
   if (s->closed)
     return;
+  if (s->tls_starting)
+    s->inpos = s->inlen; /* pipelined after STARTTLS: dropped */
   /* keep what is unparsed at the front of the buffer */
   if (s->inpos > 0)
     {
@@ -1389,7 +1625,13 @@ session_close (LmtpSession *s)
       g_source_destroy (s->idle_source);
       g_clear_pointer (&s->idle_source, g_source_unref);
     }
+  if (s->tls_source)
+    {
+      g_source_destroy (s->tls_source);
+      g_clear_pointer (&s->tls_source, g_source_unref);
+    }
   g_cancellable_cancel (s->cancel);
+  g_clear_pointer (&s->tls, lmtp_tls_free);
   g_io_stream_close (G_IO_STREAM (s->conn), NULL, NULL);
   lmtp_server_session_closed (s->server, s);
 }

@@ -27,6 +27,7 @@ typedef enum {
   LMTP_CMD_HELP,
   LMTP_CMD_XFORWARD,
   LMTP_CMD_XCLIENT,
+  LMTP_CMD_STARTTLS,
 } LmtpVerb;
 
 /* Identifies the verb of a command line (without CRLF) and points *args at

@@ -522,6 +522,108 @@ class JsonLog(Base):
         self.assertTrue(any("started" in r["message"] for r in records))
 
 
+class StartTls(unittest.TestCase):
+    """STARTTLS with OpenSSL: advertised only when a certificate is set,
+    TLS 1.2 or later, state reset after the handshake, and commands
+    pipelined behind STARTTLS dropped (CVE-2011-0411)."""
+
+    def setUp(self):
+        self.d = Daemon()
+        self.cert = os.path.join(self.d.dir, "cert.pem")
+        self.key = os.path.join(self.d.dir, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", self.key, "-out", self.cert, "-days", "2", "-subj", "/CN=lmtp.test",
+                        "-addext", "subjectAltName=DNS:lmtp.test,IP:127.0.0.1"],
+                       check=True, capture_output=True)
+        self.d.write_config({"server.tls_cert_file": self.cert, "server.tls_key_file": self.key})
+        self.d.start()
+
+    def tearDown(self):
+        self.d.cleanup()
+
+    def context(self):
+        import ssl
+        ctx = ssl.create_default_context(cafile=self.cert)
+        ctx.check_hostname = False
+        return ctx
+
+    def test_smtplib_starttls(self):
+        with smtplib.LMTP("127.0.0.1", self.d.port) as c:
+            c.ehlo()
+            self.assertTrue(c.has_extn("starttls"))
+            code, _ = c.starttls(context=self.context())
+            self.assertEqual(code, 220)
+            c.ehlo()
+            self.assertFalse(c.has_extn("starttls"))
+            refused = c.sendmail("s@example.net", ["joe@example.org"], BODY)
+            self.assertEqual(refused, {})
+            # megabytes through the TLS read and write paths
+            big = b"Subject: big\r\n\r\n" + (b"t" * 998 + b"\r\n") * 3000
+            self.assertEqual(c.sendmail("s@example.net", ["ann@example.org"], big), {})
+        (_, data), = self.d.messages("joe@example.org")
+        self.assertTrue(data.endswith(b"Hello Joe.\n"))
+        (_, data), = self.d.messages("ann@example.org")
+        self.assertEqual(data.count(b"t" * 998 + b"\n"), 3000)
+        self.assertRegex(self.d.read_log(), r"TLS established with 127\.0\.0\.1: TLSv1\.[23] ")
+
+    def test_pipelined_commands_after_starttls_dropped(self):
+        import ssl
+        raw = socket.create_connection(("127.0.0.1", self.d.port), timeout=10)
+        f = raw.makefile("rb")
+        self.assertTrue(f.readline().startswith(b"220 "))
+        raw.sendall(b"LHLO x\r\n")
+        while not f.readline().startswith(b"250 "):
+            pass
+        raw.sendall(b"STARTTLS\r\nNOOP injected\r\nRSET\r\n")
+        self.assertEqual(f.readline(), b"220 2.0.0 Ready to start TLS\r\n")
+        tls = self.context().wrap_socket(raw, server_hostname="lmtp.test")
+        tf = tls.makefile("rb")
+        tls.sendall(b"MAIL FROM:<s@example.net>\r\n")
+        # no answer to the injected commands; LHLO is needed again
+        self.assertTrue(tf.readline().startswith(b"503 "))
+        tls.sendall(b"LHLO y\r\n")
+        lines = []
+        while True:
+            line = tf.readline()
+            lines.append(line)
+            if line.startswith(b"250 "):
+                break
+        self.assertNotIn(b"250-STARTTLS\r\n", lines)
+        tls.sendall(b"STARTTLS\r\n")
+        self.assertTrue(tf.readline().startswith(b"503 5.5.1"))
+        tls.close()
+
+    def test_old_tls_refused(self):
+        import ssl
+        raw = socket.create_connection(("127.0.0.1", self.d.port), timeout=10)
+        f = raw.makefile("rb")
+        f.readline()
+        raw.sendall(b"STARTTLS\r\n")
+        self.assertTrue(f.readline().startswith(b"220 "))
+        ctx = self.context()
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        ctx.set_ciphers("ALL:@SECLEVEL=0")
+        with self.assertRaises((ssl.SSLError, OSError)):
+            ctx.wrap_socket(raw, server_hostname="lmtp.test")
+        raw.close()
+        # the server goes on
+        c = self.d.connect()
+        self.assertEqual(c.code(), 220)
+
+    def test_not_offered_without_certificate(self):
+        d = Daemon().start()
+        try:
+            c = d.connect()
+            c.reply()
+            c.send("LHLO x\r\n")
+            code, lines = c.reply()
+            self.assertNotIn("250-STARTTLS", lines)
+            self.assertTrue(c.cmd("STARTTLS").startswith("502 5.5.1"))
+        finally:
+            d.cleanup()
+
+
 class Timeouts(Base):
     extra = {"server.idle_timeout": "1", "server.max_sessions": "2"}
 
