@@ -218,8 +218,10 @@ handle (OcpServerTxn *t, gpointer data)
     if (matches (t, ((Rule *) rules->pdata[i])->cond))
       rule = rules->pdata[i];
   if (debug)
-    g_printerr ("calloutd: %s for %s: %s\n", ocp_server_txn_service (t),
+    g_printerr ("calloutd: %s for %s from client %s (%s): %s\n", ocp_server_txn_service (t),
                 (char *) g_hash_table_lookup (ocp_server_txn_envelope (t), "Rcpt-To"),
+                (char *) g_hash_table_lookup (ocp_server_txn_envelope (t), "Client-Address"),
+                (char *) g_hash_table_lookup (ocp_server_txn_envelope (t), "Client-Name"),
                 rule ? rule->cond : "(no rule: accept)");
   for (guint k = 0; rule && rule->actions[k]; k++)
     {

@@ -163,6 +163,10 @@ class PostfixToLmtpd(unittest.TestCase):
         self.assertRegex(joe, rb"Received: from client\.origin\.example \(localhost \[127\.0\.0\.1\]\)\n"
                               rb"\tby lmtp\.test with LMTP")
         self.assertIn(b"Subject: hello", joe)
+        # and so does the callout service (RFC 4496 4.2/4.4 need the real source)
+        seen = re.findall(r"for (.+?) from client (\S+) \((\S+)\)", self.callout.read_log())
+        self.assertGreaterEqual(len(seen), 2, self.callout.read_log())  # the TCP and the UNIX socket deliveries
+        self.assertTrue(all((a, h) == ("127.0.0.1", "client.origin.example") for _, a, h in seen), seen)
         log = self.pf.maillog()
         self.assertRegex(log, r"to=<joe@example\.org>, relay=[^,]*lmtpd\.sock\[?[^,]*, .*status=sent")
         self.assertRegex(log, r"to=<ann@example\.net>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:%d, .*status=sent"
