@@ -466,6 +466,7 @@ tls_read_cb (gpointer data)
     return G_SOURCE_CONTINUE;
   if (st == LMTP_TLS_ERROR)
     g_message ("%s: %s", s->log_id, error->message);
+  session_ref (s); /* read_got may drop the last other reference */
   r = read_got (s, st == LMTP_TLS_OK ? (gssize) got : 0);
   if (r == G_SOURCE_CONTINUE && s->read_source && !s->closed)
     {
@@ -473,8 +474,9 @@ tls_read_cb (gpointer data)
       g_source_destroy (s->read_source);
       g_clear_pointer (&s->read_source, g_source_unref);
       session_want_read (s);
-      return G_SOURCE_REMOVE;
+      r = G_SOURCE_REMOVE;
     }
+  lmtp_session_unref (s);
   return r;
 }
 
