@@ -23,6 +23,14 @@
 #include "gmime-cleanup.h"
 #include "ocp.h"
 
+static DeliverCalloutObserver observer;
+
+void
+deliver_set_callout_observer (DeliverCalloutObserver fn)
+{
+  observer = fn;
+}
+
 /* ---- the client ---------------------------------------------------------- */
 
 static OcpClient *
@@ -269,11 +277,15 @@ run_chain (const LmtpdConfig *config, const DeliverMessage *msg, const LmtpdRule
       t0 = g_get_monotonic_time ();
       if (ocp_client_call (client (), &sc, &req, &o->verdict, &error))
         {
+          if (observer)
+            observer (sv->name, g_get_monotonic_time () - t0, FALSE);
           o->state = OUT_APPLIED;
           g_debug ("%s: service %s: %s (%" G_GINT64_FORMAT " us)", msg->id, sv->name, outcome_word (o),
                    g_get_monotonic_time () - t0);
           continue;
         }
+      if (observer)
+        observer (sv->name, g_get_monotonic_time () - t0, TRUE);
       o->why = deliver_sanitize (error->message, 200);
       o->state = sv->on_failure == LMTPD_FAIL_ACCEPT ? OUT_SKIPPED : OUT_FAILED;
       g_warning ("%s: service %s failed (%s): %s", msg->id, sv->name,

@@ -159,6 +159,13 @@ guint64 deliver_content_lines (const DeliverContent *content);
 /* TRUE if both name the very same bytes (same files and ranges). */
 gboolean deliver_content_same (const DeliverContent *a, const DeliverContent *b);
 
+/* ---- observing callouts ------------------------------------------------- */
+
+/* Called from delivery threads after each call to a callout service: its
+ * name, how long it took, and whether it failed (metrics). */
+typedef void (*DeliverCalloutObserver) (const char *service, gint64 us, gboolean failed);
+void deliver_set_callout_observer (DeliverCalloutObserver observer);
+
 /* ---- messages ---------------------------------------------------------- */
 
 typedef struct {

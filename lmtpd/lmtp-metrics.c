@@ -28,6 +28,15 @@ static struct {
   Histogram delivery, callout;
 } m;
 
+/* per callout service, from delivery threads */
+typedef struct {
+  Histogram latency;
+  guint64 failures;
+} ServiceStats;
+
+static GMutex services_lock;
+static GHashTable *services; /* name -> ServiceStats* */
+
 #define ADD(var, v) __atomic_add_fetch (&(var), (v), __ATOMIC_RELAXED)
 #define GET(var) __atomic_load_n (&(var), __ATOMIC_RELAXED)
 
@@ -42,6 +51,25 @@ observe (Histogram *h, guint64 us)
   ADD (h->count[i], 1);
   ADD (h->n, 1);
   ADD (h->sum_us, us);
+}
+
+void
+lmtp_metrics_callout (const char *service, gint64 us, gboolean failed)
+{
+  ServiceStats *st;
+
+  g_mutex_lock (&services_lock);
+  if (services == NULL)
+    services = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  st = g_hash_table_lookup (services, service);
+  if (st == NULL && g_hash_table_size (services) < 1000)
+    g_hash_table_insert (services, g_strdup (service), st = g_new0 (ServiceStats, 1));
+  g_mutex_unlock (&services_lock);
+  if (st == NULL)
+    return;
+  observe (&st->latency, (guint64) MAX (us, 0));
+  if (failed)
+    ADD (st->failures, 1);
 }
 
 void
@@ -74,21 +102,77 @@ lmtp_metrics_delivery (guint code, guint64 delay_us, guint64 callout_us)
     observe (&m.callout, callout_us);
 }
 
+/* @labels: "" or 'service="x",' (with the trailing comma) */
 static void
-histogram (GString *out, const char *name, const char *help, Histogram *h)
+histogram_series (GString *out, const char *name, const char *labels, Histogram *h)
 {
+  g_autofree char *bare = labels[0] ? g_strndup (labels, strlen (labels) - 1) : g_strdup ("");
   guint64 cum = 0;
 
-  g_string_append_printf (out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
   for (guint i = 0; i < N_BUCKETS; i++)
     {
       cum += GET (h->count[i]);
-      g_string_append_printf (out, "%s_bucket{le=\"%g\"} %" G_GUINT64_FORMAT "\n", name, bucket_le[i], cum);
+      g_string_append_printf (out, "%s_bucket{%sle=\"%g\"} %" G_GUINT64_FORMAT "\n", name, labels, bucket_le[i], cum);
     }
   cum += GET (h->count[N_BUCKETS]);
-  g_string_append_printf (out, "%s_bucket{le=\"+Inf\"} %" G_GUINT64_FORMAT "\n", name, cum);
-  g_string_append_printf (out, "%s_sum %.6f\n%s_count %" G_GUINT64_FORMAT "\n", name, GET (h->sum_us) / 1e6, name,
-                          GET (h->n));
+  g_string_append_printf (out, "%s_bucket{%sle=\"+Inf\"} %" G_GUINT64_FORMAT "\n", name, labels, cum);
+  g_string_append_printf (out, "%s_sum%s%s%s %.6f\n%s_count%s%s%s %" G_GUINT64_FORMAT "\n",
+                          name, bare[0] ? "{" : "", bare, bare[0] ? "}" : "", GET (h->sum_us) / 1e6,
+                          name, bare[0] ? "{" : "", bare, bare[0] ? "}" : "", GET (h->n));
+}
+
+static void
+histogram (GString *out, const char *name, const char *help, Histogram *h)
+{
+  g_string_append_printf (out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+  histogram_series (out, name, "", h);
+}
+
+/* a label value: backslash, quote and newline escaped */
+static char *
+label (const char *v)
+{
+  GString *s = g_string_new (NULL);
+  for (const char *p = v; *p; p++)
+    {
+      if (*p == '\\' || *p == '"')
+        g_string_append_c (s, '\\');
+      if (*p == '\n')
+        g_string_append (s, "\\n");
+      else
+        g_string_append_c (s, *p);
+    }
+  return g_string_free (s, FALSE);
+}
+
+static void
+services_render (GString *out)
+{
+  GHashTableIter it;
+  gpointer k, v;
+  GString *fail = g_string_new (NULL);
+
+  g_string_append (out, "# HELP lmtpd_service_callout_seconds Time each call to a callout service took.\n"
+                        "# TYPE lmtpd_service_callout_seconds histogram\n");
+  g_mutex_lock (&services_lock);
+  if (services)
+    {
+      g_hash_table_iter_init (&it, services);
+      while (g_hash_table_iter_next (&it, &k, &v))
+        {
+          g_autofree char *l = label (k);
+          g_autofree char *labels = g_strdup_printf ("service=\"%s\",", l);
+          ServiceStats *st = v;
+          histogram_series (out, "lmtpd_service_callout_seconds", labels, &st->latency);
+          g_string_append_printf (fail, "lmtpd_service_callout_failures_total{service=\"%s\"} %" G_GUINT64_FORMAT "\n",
+                                  l, GET (st->failures));
+        }
+    }
+  g_mutex_unlock (&services_lock);
+  g_string_append (out, "# HELP lmtpd_service_callout_failures_total Calls to a callout service that failed.\n"
+                        "# TYPE lmtpd_service_callout_failures_total counter\n");
+  g_string_append_len (out, fail->str, fail->len);
+  g_string_free (fail, TRUE);
 }
 
 static void
@@ -121,6 +205,7 @@ lmtp_metrics_render (void)
                             GET (m.deliveries[i]));
   histogram (out, "lmtpd_delivery_seconds", "Time from MAIL to a recipient's reply.", &m.delivery);
   histogram (out, "lmtpd_callout_seconds", "Time a recipient's OPES callouts took.", &m.callout);
+  services_render (out);
   return g_string_free (out, FALSE);
 }
 

@@ -340,6 +340,7 @@ main (int argc, char **argv)
       return 0;
     }
   signal (SIGPIPE, SIG_IGN);
+  deliver_set_callout_observer (lmtp_metrics_callout);
   {
     /* every session holds a socket and, while delivering, a few files:
        take all the descriptors the hard limit allows */

@@ -471,9 +471,36 @@ class Metrics(Base):
                 self.assertRegex(line, r"^# (HELP|TYPE) lmtpd_[a-z_]+ ")
                 continue
             name, value = line.rsplit(" ", 1)
-            self.assertRegex(name, r'^lmtpd_[a-z_]+(\{[a-z]+="[^"]*"\})?$')
+            self.assertRegex(name, r'^lmtpd_[a-z_]+(\{[a-z]+="[^"]*"(,[a-z]+="[^"]*")*\})?$')
             values[name] = float(value)
         return values
+
+    def test_per_service_callout_metrics(self):
+        from lmtptest import Callout
+        callout = Callout("* accept\n")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            dead = probe.getsockname()[1]
+        self.d.cleanup()
+        self.d = Daemon(extra={"server.metrics_listen": "inet:127.0.0.1:0",
+                               "service up.servers": callout.endpoint,
+                               "service down.servers": "inet:127.0.0.1:%d" % dead,
+                               "service down.on_failure": "accept", "service down.connect_timeout": "300ms",
+                               "rule all.match": "*", "rule all.services": "up;down"}).start()
+        try:
+            c = self.d.connect()
+            self.lhlo(c)
+            c.send("MAIL FROM:<s@example.net>\r\nRCPT TO:<joe@example.org>\r\nDATA\r\n")
+            self.assertEqual([c.code() for _ in range(3)], [250, 250, 354])
+            c.send(dotstuff(BODY))
+            self.assertEqual(c.code(), 250)
+            v = self.scrape()
+            self.assertEqual(v['lmtpd_service_callout_seconds_count{service="up"}'], 1)
+            self.assertEqual(v['lmtpd_service_callout_failures_total{service="up"}'], 0)
+            self.assertEqual(v['lmtpd_service_callout_failures_total{service="down"}'], 1)
+            self.assertEqual(v['lmtpd_service_callout_seconds_bucket{service="up",le="+Inf"}'], 1)
+        finally:
+            callout.stop()
 
     def test_prometheus_text_changes_as_mail_flows(self):
         before = self.scrape()
