@@ -1250,15 +1250,19 @@ load_rule (Loader *ld, GKeyFile *kf, LmtpdConfig *c, const char *group)
     problem (ld, group, NULL, "no match = given");
   for (guint i = 0; names && names[i]; i++)
     {
-      char *n = g_strstrip (names[i]);
-      const LmtpdService *sv;
-      if (*n == '\0')
-        continue;
-      sv = find_service (c, n);
-      if (sv == NULL)
-        problem (ld, group, "services", "no [service %s]", n);
-      else
-        g_ptr_array_add (r->services, (gpointer) sv);
+      /* "a;b", "a, b" and "a b" all list two services */
+      g_auto (GStrv) parts = g_strsplit_set (names[i], ", \t", -1);
+      for (guint j = 0; parts[j]; j++)
+        {
+          const LmtpdService *sv;
+          if (parts[j][0] == '\0')
+            continue;
+          sv = find_service (c, parts[j]);
+          if (sv == NULL)
+            problem (ld, group, "services", "no [service %s]", parts[j]);
+          else
+            g_ptr_array_add (r->services, (gpointer) sv);
+        }
     }
   g_ptr_array_add (c->rules, r);
 }

@@ -486,7 +486,7 @@ class Metrics(Base):
                                "service up.servers": callout.endpoint,
                                "service down.servers": "inet:127.0.0.1:%d" % dead,
                                "service down.on_failure": "accept", "service down.connect_timeout": "300ms",
-                               "rule all.match": "*", "rule all.services": "up;down"}).start()
+                               "rule all.match": "*", "rule all.services": "up, down"}).start()
         try:
             c = self.d.connect()
             self.lhlo(c)
