@@ -8,8 +8,11 @@
  * compacted (rewritten and renamed over) after growing to twice its live
  * size.  A delivery is recorded the moment its Maildir copy becomes
  * visible (before the directory fsync), and taken back with a "-KEY" line
- * if it fails after all, so a kill of lmtpd at any moment lets no retried
- * copy through.  Appends are not fsynced: after a power loss, at worst one
+ * if it fails after all.  Just before the rename, an intent line names the
+ * file ("<time> <key> <path>"); the line after the rename confirms it.  An
+ * intent without its confirmation (lmtpd was killed in between) counts
+ * when the journal is loaded only if the file is there, so a kill at any
+ * moment neither lets a retried copy through nor suppresses a lost one.  Appends are not fsynced: after a power loss, at worst one
  * retried copy gets through.
  */
 #include "config.h"
@@ -30,6 +33,7 @@ struct DeliverDedupe {
   guint window;
   int fd;
   GHashTable *seen;     /* key -> gint64 time */
+  GHashTable *pending;  /* key -> path: recorded before the rename, not yet confirmed */
   guint lines;          /* lines in the file */
   guint compacted;      /* live entries at the last compaction */
 };
@@ -41,12 +45,49 @@ make_key (const char *digest, const char *address)
   return g_compute_checksum_for_string (G_CHECKSUM_SHA256, k, -1);
 }
 
+/* A Maildir file, by the name it was renamed to: still in new/ (or cur/),
+ * or moved to cur/ by a reader, which appends ":2,FLAGS". */
+static gboolean
+maildir_file_exists (const char *path)
+{
+  g_autofree char *dir = g_path_get_dirname (path);
+  g_autofree char *base = g_path_get_basename (path);
+  g_autofree char *top = g_path_get_dirname (dir);
+  char *colon = strchr (base, ':');
+  static const char *const subs[] = { "new", "cur" };
+
+  if (g_file_test (path, G_FILE_TEST_EXISTS))
+    return TRUE;
+  if (colon)
+    *colon = '\0';
+  for (guint i = 0; i < G_N_ELEMENTS (subs); i++)
+    {
+      g_autofree char *sub = g_build_filename (top, subs[i], NULL);
+      GDir *dh = g_dir_open (sub, 0, NULL);
+      const char *name;
+      gboolean found = FALSE;
+      gsize n = strlen (base);
+      if (dh == NULL)
+        continue;
+      while (!found && (name = g_dir_read_name (dh)))
+        found = strncmp (name, base, n) == 0 && (name[n] == '\0' || name[n] == ':');
+      g_dir_close (dh);
+      if (found)
+        return TRUE;
+    }
+  return FALSE;
+}
+
 static void
 load (DeliverDedupe *d)
 {
   g_autofree char *text = NULL;
   g_auto (GStrv) lines = NULL;
   gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+
+  g_autoptr (GHashTable) intents = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  GHashTableIter it;
+  gpointer k, v;
 
   if (!g_file_get_contents (d->path, &text, NULL, NULL))
     return;
@@ -55,20 +96,40 @@ load (DeliverDedupe *d)
     {
       long long t;
       char key[66];
-      if (sscanf (lines[i], "%lld %65s", &t, key) != 2)
+      int end = 0;
+      if (sscanf (lines[i], "%lld %65s%n", &t, key, &end) != 2)
         continue;
       if (key[0] == '-' && strlen (key) == 65)
         {
           /* a record taken back */
           g_hash_table_remove (d->seen, key + 1);
+          g_hash_table_remove (intents, key + 1);
           d->lines++;
           continue;
         }
       if (strlen (key) != 64)
         continue;
       d->lines++;
-      if (now - t <= d->window)
-        g_hash_table_replace (d->seen, g_strdup (key), GSIZE_TO_POINTER ((gsize) t));
+      if (now - t > d->window)
+        continue;
+      if (lines[i][end] == ' ' && lines[i][end + 1])
+        {
+          /* an intent: "<time> <key> <path>" */
+          g_hash_table_replace (intents, g_strdup (key), g_strdup_printf ("%lld %s", t, lines[i] + end + 1));
+          continue;
+        }
+      g_hash_table_remove (intents, key);
+      g_hash_table_replace (d->seen, g_strdup (key), GSIZE_TO_POINTER ((gsize) t));
+    }
+  /* intents without a confirmation: the kill came between the intent and
+   * the confirmation; the copy counts if it became visible */
+  g_hash_table_iter_init (&it, intents);
+  while (g_hash_table_iter_next (&it, &k, &v))
+    {
+      char *path = strchr (v, ' ') + 1;
+      if (!g_hash_table_contains (d->seen, k) && maildir_file_exists (path))
+        g_hash_table_replace (d->seen, g_strdup (k),
+                              GSIZE_TO_POINTER ((gsize) g_ascii_strtoll (v, NULL, 10)));
     }
 }
 
@@ -89,6 +150,7 @@ deliver_dedupe_open (const char *path, guint window, GError **error)
   d->path = g_strdup (path);
   d->window = window;
   d->seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  d->pending = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   load (d);
   d->compacted = g_hash_table_size (d->seen);
   d->fd = open (path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -134,7 +196,11 @@ compact (DeliverDedupe *d)
           g_hash_table_iter_remove (&it);
           continue;
         }
-      g_string_append_printf (text, "%" G_GINT64_FORMAT " %s\n", t, (char *) key);
+      if (g_hash_table_contains (d->pending, key))
+        g_string_append_printf (text, "%" G_GINT64_FORMAT " %s %s\n", t, (char *) key,
+                                (char *) g_hash_table_lookup (d->pending, key));
+      else
+        g_string_append_printf (text, "%" G_GINT64_FORMAT " %s\n", t, (char *) key);
     }
   if (!g_file_set_contents (tmp, text->str, text->len, NULL) || rename (tmp, d->path) < 0)
     {
@@ -152,6 +218,25 @@ compact (DeliverDedupe *d)
 }
 
 void
+deliver_dedupe_intend (DeliverDedupe *d, const char *digest, const char *address, const char *path)
+{
+  g_autofree char *key = make_key (digest, address);
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+  g_autofree char *line = NULL;
+
+  if (strchr (path, '\n'))
+    return deliver_dedupe_record (d, digest, address); /* cannot be named on a line */
+  line = g_strdup_printf ("%" G_GINT64_FORMAT " %s %s\n", now, key, path);
+  g_mutex_lock (&d->lock);
+  if (write (d->fd, line, strlen (line)) < 0)
+    g_warning ("duplicate journal %s: %s", d->path, g_strerror (errno));
+  d->lines++;
+  g_hash_table_replace (d->pending, g_strdup (key), g_strdup (path));
+  g_hash_table_replace (d->seen, g_steal_pointer (&key), GSIZE_TO_POINTER ((gsize) now));
+  g_mutex_unlock (&d->lock);
+}
+
+void
 deliver_dedupe_record (DeliverDedupe *d, const char *digest, const char *address)
 {
   g_autofree char *key = make_key (digest, address);
@@ -162,6 +247,7 @@ deliver_dedupe_record (DeliverDedupe *d, const char *digest, const char *address
   if (write (d->fd, line, strlen (line)) < 0)
     g_warning ("duplicate journal %s: %s", d->path, g_strerror (errno));
   d->lines++;
+  g_hash_table_remove (d->pending, key);
   g_hash_table_replace (d->seen, g_steal_pointer (&key), GSIZE_TO_POINTER ((gsize) now));
   if (d->lines > COMPACT_MIN && d->lines > 2 * d->compacted)
     compact (d);
@@ -175,6 +261,7 @@ deliver_dedupe_forget (DeliverDedupe *d, const char *digest, const char *address
   g_autofree char *line = g_strdup_printf ("%" G_GINT64_FORMAT " -%s\n", g_get_real_time () / G_USEC_PER_SEC, key);
 
   g_mutex_lock (&d->lock);
+  g_hash_table_remove (d->pending, key);
   if (g_hash_table_remove (d->seen, key) && write (d->fd, line, strlen (line)) < 0)
     g_warning ("duplicate journal %s: %s", d->path, g_strerror (errno));
   d->lines++;
@@ -189,6 +276,7 @@ deliver_dedupe_free (DeliverDedupe *d)
   if (d->fd >= 0)
     close (d->fd);
   g_hash_table_unref (d->seen);
+  g_hash_table_unref (d->pending);
   g_mutex_clear (&d->lock);
   g_free (d->path);
   g_free (d);

@@ -215,7 +215,9 @@ gboolean deliver_maildir_store (const char *maildir, const char *hostname,
                                 char **out_path, guint64 *out_size, GError **error);
 /* The same, calling @committed the moment the file becomes visible (after
  * the rename or link, before the directory fsync). */
-typedef void (*DeliverCommitFunc) (gpointer data, const char *path);
+/* @visible FALSE: just before the rename or link that makes @path appear;
+ * TRUE: right after it. */
+typedef void (*DeliverCommitFunc) (gpointer data, const char *path, gboolean visible);
 gboolean deliver_maildir_store_full (const char *maildir, const char *hostname, const char *header,
                                      const DeliverContent *content, const char *flags, const char *link_from,
                                      gboolean do_fsync, DeliverCommitFunc committed, gpointer data,
@@ -260,6 +262,10 @@ typedef struct DeliverDedupe DeliverDedupe;
 DeliverDedupe *deliver_dedupe_open (const char *path, guint window, GError **error);
 gboolean deliver_dedupe_seen (DeliverDedupe *d, const char *digest, const char *address);
 void deliver_dedupe_record (DeliverDedupe *d, const char *digest, const char *address);
+/* Records a delivery about to become visible as @path (a Maildir file);
+ * deliver_dedupe_record() confirms it after the rename.  Unconfirmed, it
+ * counts after a restart only if the file exists. */
+void deliver_dedupe_intend (DeliverDedupe *d, const char *digest, const char *address, const char *path);
 /* Takes a record back (the delivery it announced failed after all). */
 void deliver_dedupe_forget (DeliverDedupe *d, const char *digest, const char *address);
 void deliver_dedupe_free (DeliverDedupe *d);

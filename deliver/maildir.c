@@ -258,6 +258,8 @@ static gboolean
 store_link (const char *maildir, const char *link_from, const char *final, const char *dir,
             gboolean do_fsync, DeliverCommitFunc committed, gpointer data, GError **error)
 {
+  if (committed)
+    committed (data, final, FALSE);
   if (link (link_from, final) < 0)
     {
       if (errno == ENOENT)
@@ -272,7 +274,7 @@ store_link (const char *maildir, const char *link_from, const char *final, const
     }
 linked:
   if (committed)
-    committed (data, final);
+    committed (data, final, TRUE);
   if (do_fsync && !fsync_dir (dir, error))
     {
       unlink (final);
@@ -345,6 +347,8 @@ deliver_maildir_store_full (const char *maildir, const char *hostname, const cha
       unlink (tmp);
       return FALSE;
     }
+  if (committed)
+    committed (data, final, FALSE);
   if (rename (tmp, final) < 0)
     {
       set_errno_error (error, "rename", final);
@@ -354,7 +358,7 @@ deliver_maildir_store_full (const char *maildir, const char *hostname, const cha
   /* visible now: whoever must know it (the duplicate journal) learns it
    * before the slow directory fsync, so a kill cannot fall in between */
   if (committed)
-    committed (data, final);
+    committed (data, final, TRUE);
   if (do_fsync && !fsync_dir (dir, error))
     {
       /* Not known to be durable: take it back, so the client's retry does

@@ -133,16 +133,31 @@ typedef struct {
   const char *digest;
   const char *address;
   gboolean recorded;
+  gboolean pending;         /* only the intent is written */
 } Commit;
 
 static void
-commit_record (gpointer data, const char *path)
+commit_record (gpointer data, const char *path, gboolean visible)
 {
   Commit *c = data;
-  if (c && c->dedupe && c->digest && !c->recorded)
+
+  if (c == NULL || c->dedupe == NULL || c->digest == NULL)
+    return;
+  if (!visible)
+    {
+      /* the intent, naming the file, just before it appears */
+      if (!c->recorded && path)
+        {
+          deliver_dedupe_intend (c->dedupe, c->digest, c->address, path);
+          c->recorded = c->pending = TRUE;
+        }
+      return;
+    }
+  if (!c->recorded || c->pending)
     {
       deliver_dedupe_record (c->dedupe, c->digest, c->address);
       c->recorded = TRUE;
+      c->pending = FALSE;
     }
 }
 
@@ -168,12 +183,14 @@ typedef struct {
 } Publish;
 
 static void
-publish (gpointer data, const char *path)
+publish (gpointer data, const char *path, gboolean visible)
 {
   Publish *p = data;
   DeliverShared *shared = p->shared;
 
-  commit_record (p->commit, path);
+  commit_record (p->commit, path, visible);
+  if (!visible)
+    return;
   g_free (shared->header);
   g_free (shared->flags);
   g_free (shared->path);
@@ -611,7 +628,7 @@ deliver_pipeline_run (const LmtpdConfig *config, DeliverDedupe *dedupe, const De
       deliver_status_set (status, 250, "2.0.0", "<%s> Saved (duplicate)", rcpt->original);
       return;
     }
-  Commit commit = { dedupe, digest, rcpt->address, FALSE };
+  Commit commit = { dedupe, digest, rcpt->address, FALSE, FALSE };
 
   run (config, msg, rcpt, shared, &commit, status, &path, &error);
   if (error)
@@ -620,7 +637,7 @@ deliver_pipeline_run (const LmtpdConfig *config, DeliverDedupe *dedupe, const De
       g_warning ("%s: delivery to <%s> failed: %s", msg->id, rcpt->address, why);
     }
   if (status->code / 100 == 2)
-    commit_record (&commit, NULL);
+    commit_record (&commit, NULL, TRUE);
   else if (commit.recorded)
     deliver_dedupe_forget (dedupe, digest, rcpt->address);
   if (out_path)

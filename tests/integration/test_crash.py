@@ -118,10 +118,11 @@ class CrashTest(unittest.TestCase):
             for rnd_i in range(ROUNDS):
                 # fresh work each round, plus whatever was left over
                 with lock:
-                    for _ in range(40):
+                    for _ in range(150):
                         n += 1
                         rcpts = rnd.sample(USERS, rnd.randint(1, 4))
                         queue.append(("m%d" % n, rcpts, message("m%d" % n, rnd.choice([300, 4000, 60000, 400000]))))
+                    start = len(acked)
                 d.start()
                 stop = threading.Event()
                 senders = [Sender(d.port, queue, acked, lock, stop) for _ in range(4)]
@@ -133,7 +134,13 @@ class CrashTest(unittest.TestCase):
                                            "-l", "20000", "-f", "s@example.net", "-t", "load@" + DOMAIN,
                                            "127.0.0.1:%d" % d.port],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                time.sleep(rnd.uniform(0.05, 0.8))
+                # kill in the middle of the load: after a random number of
+                # acknowledged deliveries, while more are in flight
+                target = start + rnd.randint(1, 120)
+                deadline = time.time() + 20
+                while len(acked) < target and time.time() < deadline:
+                    time.sleep(0.001)
+                time.sleep(rnd.uniform(0, 0.01))
                 d.proc.send_signal(signal.SIGKILL)
                 d.proc.wait()
                 d.log.close()
@@ -143,7 +150,7 @@ class CrashTest(unittest.TestCase):
                     t.join(10)
                 source.kill()
                 source.wait()
-                self.check_whole(d, "after kill %d" % (rnd_i + 1))
+                whole = self.check_whole(d, "after kill %d" % (rnd_i + 1))
                 stored = self.check(d, acked, "after kill %d" % (rnd_i + 1))
                 self.acked_before = set(acked)
                 print("# kill %d: %d acknowledged, %d stored, %d pending" % (rnd_i + 1, len(acked), len(stored),
@@ -161,6 +168,7 @@ class CrashTest(unittest.TestCase):
                 for t in senders:
                     t.join(120)
             d.stop()
+            self.assertGreater(whole, 0, "smtp-source delivered nothing")
             copies = self.check(d, acked, "at the end")
             # in the end everything was acknowledged and stored
             self.assertEqual(set(copies), acked)
@@ -182,15 +190,21 @@ class CrashTest(unittest.TestCase):
             d.start()
             for rnd_i in range(ROUNDS):
                 with lock:
-                    for _ in range(150):
+                    for _ in range(400):
                         n += 1
                         rcpts = rnd.sample(USERS, rnd.randint(1, 4))
                         queue.append(("c%d" % n, rcpts, message("c%d" % n, rnd.choice([300, 4000, 60000]))))
+                    start = len(acked)
                 stop = threading.Event()
                 senders = [Sender(d.port, queue, acked, lock, stop) for _ in range(4)]
                 for t in senders:
                     t.start()
-                time.sleep(rnd.uniform(0.02, 0.3))
+                # kill while deliveries are under way: after a random number
+                # of them, never after the work ran out
+                target = start + rnd.randint(5, 150)
+                deadline = time.time() + 20
+                while len(acked) < target and time.time() < deadline:
+                    time.sleep(0.002)
                 callout.proc.send_signal(signal.SIGKILL)
                 callout.proc.wait()
                 callout.stop()
@@ -237,7 +251,7 @@ class CrashTest(unittest.TestCase):
                     self.assertRegex(name, r",S=%d" % len(data), "%s: partial %s" % (when, name))
                     self.assertTrue(data.endswith(b"\n"), "%s: partial %s" % (when, name))
                     n += 1
-        self.assertGreater(n, 0, "smtp-source delivered nothing")
+        return n
 
     def check(self, d, acked, when, stamp=None):
         """Returns {(mid, rcpt): copies}; fails on partial or duplicated copies

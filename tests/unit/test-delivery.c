@@ -251,6 +251,34 @@ test_dedupe (void)
   d = deliver_dedupe_open (path, 3600, &error);
   g_assert_false (deliver_dedupe_seen (d, "def", "joe@x"));
   g_assert_true (deliver_dedupe_seen (d, "abc", "joe@x"));
+  /* a kill between the intent and the confirmation: the entry counts after
+   * a restart only if the file became visible (even if a reader moved it
+   * to cur/ since) */
+  {
+    g_autofree char *md = g_build_filename (g_get_tmp_dir (), "intent", "Maildir", NULL);
+    g_autofree char *shown = g_build_filename (md, "new", "1.M1P1Q1.h,S=5,W=6", NULL);
+    g_autofree char *moved = g_build_filename (md, "new", "2.M2P2Q2.h,S=5,W=6", NULL);
+    g_autofree char *moved_to = g_build_filename (md, "cur", "2.M2P2Q2.h,S=5,W=6:2,S", NULL);
+    g_autofree char *never = g_build_filename (md, "new", "3.M3P3Q3.h,S=5,W=6", NULL);
+    g_assert_true (deliver_maildir_create (md, FALSE, &error));
+    deliver_dedupe_intend (d, "i1", "joe@x", shown);
+    deliver_dedupe_intend (d, "i2", "joe@x", moved);
+    deliver_dedupe_intend (d, "i3", "joe@x", never);
+    g_assert_true (deliver_dedupe_seen (d, "i3", "joe@x")); /* in this process: pending */
+    g_assert_true (g_file_set_contents (shown, "hello", -1, NULL));
+    g_assert_true (g_file_set_contents (moved_to, "hello", -1, NULL));
+    deliver_dedupe_free (d);
+    d = deliver_dedupe_open (path, 3600, &error);
+    g_assert_true (deliver_dedupe_seen (d, "i1", "joe@x"));
+    g_assert_true (deliver_dedupe_seen (d, "i2", "joe@x"));
+    g_assert_false (deliver_dedupe_seen (d, "i3", "joe@x"));
+    /* confirmed: counts whatever happens to the file */
+    deliver_dedupe_intend (d, "i4", "joe@x", never);
+    deliver_dedupe_record (d, "i4", "joe@x");
+    deliver_dedupe_free (d);
+    d = deliver_dedupe_open (path, 3600, &error);
+    g_assert_true (deliver_dedupe_seen (d, "i4", "joe@x"));
+  }
   /* old entries are forgotten */
   deliver_dedupe_free (d);
   g_assert_true (g_file_set_contents (path, "1000 0000000000000000000000000000000000000000000000000000000000000000\n",
