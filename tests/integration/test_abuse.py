@@ -44,6 +44,15 @@ class Base(unittest.TestCase):
         c.close()
         return code
 
+    def user_script(self, local, text):
+        """The Sieve script of local@DOMAIN, owned as an admin would."""
+        script = os.path.join(self.d.mail, DOMAIN, local, ".dovecot.sieve")
+        os.makedirs(os.path.dirname(script))
+        for p in (os.path.join(self.d.mail, DOMAIN), os.path.dirname(script)):
+            own(p)
+        with open(script, "w") as f:
+            f.write(text)
+
     def assert_serving(self):
         n = len(self.d.messages("ok@" + DOMAIN))
         self.assertRegex(self.deliver(), r"^250 ")
@@ -243,14 +252,9 @@ class Bytes(Base):
         self.assert_serving()
 
     def test_megabyte_header_lines(self):
-        script = os.path.join(self.d.mail, DOMAIN, "hdr", ".dovecot.sieve")
-        os.makedirs(os.path.dirname(script))
-        for p in (os.path.join(self.d.mail, DOMAIN), os.path.dirname(script)):
-            own(p)
-        with open(script, "w") as f:
-            f.write('require ["fileinto", "editheader"];\n'
-                    'addheader "X-Seen" "yes";\n'
-                    'if header :contains "subject" "needle" { fileinto "Found"; }\n')
+        self.user_script("hdr", 'require ["fileinto", "editheader"];\n'
+                         'addheader "X-Seen" "yes";\n'
+                         'if header :contains "subject" "needle" { fileinto "Found"; }\n')
         subject = b"Subject: " + b"hay " * 200000 + b"needle\n"   # 800 KB, one line
         data = subject + b"X-Other: " + b"o" * 500000 + b"\n\nbody\n"
         self.assertRegex(self.deliver("hdr@" + DOMAIN, data), r"^250 ")
@@ -264,13 +268,8 @@ class Bytes(Base):
         self.assert_serving()
 
     def test_deeply_nested_mime(self):
-        script = os.path.join(self.d.mail, DOMAIN, "deep", ".dovecot.sieve")
-        os.makedirs(os.path.dirname(script))
-        for p in (os.path.join(self.d.mail, DOMAIN), os.path.dirname(script)):
-            own(p)
-        with open(script, "w") as f:
-            f.write('require ["fileinto", "body"];\n'
-                    'if body :text :contains "bottom" { fileinto "Deep"; }\n')
+        self.user_script("deep", 'require ["fileinto", "body"];\n'
+                          'if body :text :contains "bottom" { fileinto "Deep"; }\n')
         depth = 5000
         parts = [b"Subject: deep\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b0\"\n\n"]
         for i in range(1, depth):

@@ -105,6 +105,20 @@ class Sender(threading.Thread):
             return
 
 
+def drain(d, queue, acked, lock, passes=20):
+    """Sends what is left, a few sessions at a time, until nothing is."""
+    stop = threading.Event()
+    for _ in range(passes):
+        with lock:
+            if not queue:
+                return
+        senders = [Sender(d.port, queue, acked, lock, stop) for _ in range(4)]
+        for t in senders:
+            t.start()
+        for t in senders:
+            t.join(120)
+
+
 class CrashTest(unittest.TestCase):
     def test_sigkill_under_load(self):
         d = Daemon({"delivery.fsync": "true"})
@@ -157,16 +171,7 @@ class CrashTest(unittest.TestCase):
                                                                             len(queue)))
             # a last clean round delivers everything left
             d.start()
-            stop = threading.Event()
-            while True:
-                with lock:
-                    if not queue:
-                        break
-                senders = [Sender(d.port, queue, acked, lock, stop) for _ in range(4)]
-                for t in senders:
-                    t.start()
-                for t in senders:
-                    t.join(120)
+            drain(d, queue, acked, lock)
             d.stop()
             self.assertGreater(whole, 0, "smtp-source delivered nothing")
             copies = self.check(d, acked, "at the end")
@@ -218,16 +223,7 @@ class CrashTest(unittest.TestCase):
                 stored = self.check(d, acked, "after callout kill %d" % (rnd_i + 1), stamp=b"X-Checked: yes\n")
                 print("# callout kill %d: %d acknowledged, %d stored, %d pending" % (rnd_i + 1, len(acked),
                                                                                     len(stored), len(queue)))
-            stop = threading.Event()
-            for _ in range(20):
-                with lock:
-                    if not queue:
-                        break
-                senders = [Sender(d.port, queue, acked, lock, stop) for _ in range(4)]
-                for t in senders:
-                    t.start()
-                for t in senders:
-                    t.join(120)
+            drain(d, queue, acked, lock)
             copies = self.check(d, acked, "at the end", stamp=b"X-Checked: yes\n")
             self.assertEqual(queue, [])
             self.assertEqual(set(copies), acked)
