@@ -16,6 +16,8 @@ void lmtp_session_shutdown (LmtpSession *s);
 /* Now: close the connection, deliveries in flight finish first. */
 void lmtp_session_abort (LmtpSession *s);
 void lmtp_session_unref (LmtpSession *s);
+/* Bytes of replies queued or being written to the client. */
+gsize lmtp_session_backlog (LmtpSession *s);
 
 /* Called by a session once its connection is closed. */
 void lmtp_server_session_closed (LmtpServer *server, LmtpSession *s);

@@ -34,6 +34,7 @@ struct LmtpServer {
   GSourceFunc done;
   gpointer done_data;
   guint shutdown_timer;
+  guint memory_timer;        /* the max_memory watch */
   LmtpTlsContext *tls;       /* STARTTLS, or NULL */
 };
 
@@ -204,13 +205,14 @@ lmtp_server_session_closed (LmtpServer *server, LmtpSession *s)
     }
 }
 
+/* socket_owner "user[:group]" as ids; -1 for what is not given. */
 static gboolean
-set_owner (const char *path, const char *owner, GError **error)
+owner_ids (const char *owner, uid_t *uid, gid_t *gid, GError **error)
 {
   g_auto (GStrv) parts = g_strsplit (owner, ":", 2);
-  uid_t uid = (uid_t) -1;
-  gid_t gid = (gid_t) -1;
 
+  *uid = (uid_t) -1;
+  *gid = (gid_t) -1;
   if (parts[0] && parts[0][0])
     {
       struct passwd *pw = getpwnam (parts[0]);
@@ -219,7 +221,7 @@ set_owner (const char *path, const char *owner, GError **error)
           g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "socket_owner: no user '%s'", parts[0]);
           return FALSE;
         }
-      uid = pw->pw_uid;
+      *uid = pw->pw_uid;
     }
   if (parts[0] && parts[1] && parts[1][0])
     {
@@ -229,15 +231,62 @@ set_owner (const char *path, const char *owner, GError **error)
           g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "socket_owner: no group '%s'", parts[1]);
           return FALSE;
         }
-      gid = gr->gr_gid;
-    }
-  if (chown (path, uid, gid) < 0)
-    {
-      int e = errno;
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e), "chown %s: %s", path, g_strerror (e));
-      return FALSE;
+      *gid = gr->gr_gid;
     }
   return TRUE;
+}
+
+static gboolean
+errno_error (GError **error, const char *what, const char *path)
+{
+  int e = errno;
+
+  g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e), "%s %s: %s", what, path, g_strerror (e));
+  return FALSE;
+}
+
+/* Hands the socket just bound at @path to socket_owner.  The directory
+ * may be writable by the mail user, who could have put a link or another
+ * file in its place since bind(): the name is opened without following
+ * it (O_PATH|O_NOFOLLOW) and changed only if it is a socket we own. */
+static gboolean
+socket_set_owner (const char *path, const char *owner, GError **error)
+{
+  uid_t uid;
+  gid_t gid;
+  struct stat st;
+  int fd;
+  gboolean ok;
+
+  if (!owner_ids (owner, &uid, &gid, error))
+    return FALSE;
+  fd = open (path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return errno_error (error, "open", path);
+  if (fstat (fd, &st) < 0 || !S_ISSOCK (st.st_mode) || st.st_uid != geteuid ())
+    {
+      close (fd);
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                   "%s was replaced by something else after it was bound: refusing to change its owner", path);
+      return FALSE;
+    }
+  ok = fchownat (fd, "", uid, gid, AT_EMPTY_PATH) == 0 || errno_error (error, "chown", path);
+  close (fd);
+  return ok;
+}
+
+/* Binds with the socket's mode already right: under a umask made from
+ * socket_mode bind() creates it so, and no chmod() by name (which would
+ * follow a link planted after the bind) is needed. */
+static gboolean
+bind_unix (GSocketListener *listener, GSocketAddress *addr, guint mode, GError **error)
+{
+  mode_t old = umask (~mode & 0777);
+  gboolean ok = g_socket_listener_add_address (listener, addr, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_DEFAULT,
+                                               NULL, NULL, error);
+
+  umask (old);
+  return ok;
 }
 
 static gboolean
@@ -265,17 +314,10 @@ listen_unix (LmtpServer *server, const LmtpdListen *l, GError **error)
       unlink (l->path);
     }
   addr = g_unix_socket_address_new (l->path);
-  if (!g_socket_listener_add_address (listener, addr, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_DEFAULT,
-                                      NULL, NULL, error))
+  if (!bind_unix (listener, addr, server->config->socket_mode, error))
     return FALSE;
   g_ptr_array_add (server->unix_paths, g_strdup (l->path));
-  if (chmod (l->path, server->config->socket_mode) < 0)
-    {
-      int e = errno;
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e), "chmod %s: %s", l->path, g_strerror (e));
-      return FALSE;
-    }
-  if (server->config->socket_owner && !set_owner (l->path, server->config->socket_owner, error))
+  if (server->config->socket_owner && !socket_set_owner (l->path, server->config->socket_owner, error))
     return FALSE;
   g_message ("listening on unix:%s", l->path);
   return TRUE;
@@ -400,6 +442,8 @@ lmtp_server_new (LmtpdConfig *config, GError **error)
   return server;
 }
 
+static gboolean memory_watch_cb (gpointer data);
+
 gboolean
 lmtp_server_start (LmtpServer *server, GError **error)
 {
@@ -411,7 +455,38 @@ lmtp_server_start (LmtpServer *server, GError **error)
         return FALSE;
     }
   g_socket_service_start (server->service);
+  server->memory_timer = g_timeout_add_seconds (1, memory_watch_cb, server);
   return TRUE;
+}
+
+/* Sessions that hold this much unsent output are the first to go when
+ * the process is over max_memory: their clients do not read. */
+#define SHED_BACKLOG (64 * 1024)
+
+/* Once a second: over max_memory, the sessions that hoard replies their
+ * clients do not read are closed, so the ones that do go on (new ones
+ * are refused at accept meanwhile). */
+static gboolean
+memory_watch_cb (gpointer data)
+{
+  LmtpServer *server = data;
+  guint64 limit = server->config->max_memory, rss;
+  GList *all;
+
+  if (limit == 0 || (rss = resident_bytes ()) <= limit)
+    return G_SOURCE_CONTINUE;
+  all = g_hash_table_get_keys (server->sessions);
+  for (GList *i = all; i; i = i->next)
+    {
+      gsize backlog = lmtp_session_backlog (i->data);
+      if (backlog < SHED_BACKLOG)
+        continue;
+      g_message ("over max_memory (%" G_GUINT64_FORMAT " KB resident): closing a session with %" G_GSIZE_FORMAT
+                 " bytes of unread replies", rss / 1024, backlog);
+      lmtp_session_abort (i->data);
+    }
+  g_list_free (all);
+  return G_SOURCE_CONTINUE;
 }
 
 DeliverDedupe *
@@ -484,6 +559,8 @@ lmtp_server_free (LmtpServer *server)
   g_list_free (all);
   if (server->shutdown_timer)
     g_source_remove (server->shutdown_timer);
+  if (server->memory_timer)
+    g_source_remove (server->memory_timer);
   g_hash_table_unref (server->sessions);
   g_ptr_array_unref (server->unix_paths);
   g_object_unref (server->service);

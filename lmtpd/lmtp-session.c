@@ -86,6 +86,9 @@ struct LmtpSession {
   GString *outbuf;          /* queued replies */
   GString *wbuf;            /* being written */
   gboolean writing;
+  gint64 write_progress_us; /* monotonic, when the write last moved (or began) */
+  gboolean processing;      /* in session_process: a write done in it resumes nothing */
+  gboolean resume;          /* output drained while processing: go round again */
   gboolean close_after_flush;
   gboolean closed;
   gboolean shutdown;
@@ -187,6 +190,33 @@ reply_error (LmtpSession *s, const char *fmt, ...)
 static void tls_begin (LmtpSession *s);
 static void session_want_read (LmtpSession *s);
 
+/* Replies waiting to go out, queued or being written. */
+static gsize
+output_pending (LmtpSession *s)
+{
+  return s->outbuf->len + (s->writing ? s->wbuf->len - s->wpos : 0);
+}
+
+/* Over the mark, input waits: a client that does not read its replies
+ * cannot make us queue more of them (LHLO answers 16 times its size). */
+static gboolean
+output_full (LmtpSession *s)
+{
+  return output_pending (s) > OUTBUF_HIGH;
+}
+
+/* Output has drained below the mark: parse what is buffered, read more. */
+static void
+session_resume (LmtpSession *s)
+{
+  if (s->processing)
+    s->resume = TRUE;
+  else if (s->inlen > 0 && s->mode != MODE_BUSY)
+    session_process (s);
+  else
+    session_want_read (s);
+}
+
 /* The queued replies are out (or the connection failed). */
 static void
 write_finished (LmtpSession *s, gboolean ok)
@@ -205,21 +235,42 @@ write_finished (LmtpSession *s, gboolean ok)
       else if (s->tls_starting)
         tls_begin (s);
       else
-        session_want_read (s);
+        session_resume (s);
     }
 }
 
+static void write_some (LmtpSession *s);
+
+/* Plain writes go out piece by piece, so progress can be seen: a client
+ * that stops reading is cut off after idle_timeout without any. */
 static void
 write_done (GObject *source, GAsyncResult *res, gpointer data)
 {
   LmtpSession *s = data;
   g_autoptr (GError) error = NULL;
-  gboolean ok = g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), res, NULL, &error);
+  gssize n = g_output_stream_write_finish (G_OUTPUT_STREAM (source), res, &error);
 
-  if (!ok && !s->closed)
+  if (n < 0 && !s->closed)
     g_debug ("%s: write failed: %s", s->log_id, error->message);
-  write_finished (s, ok);
+  if (n < 0 || s->closed)
+    write_finished (s, FALSE);
+  else
+    {
+      s->wpos += n;
+      s->write_progress_us = g_get_monotonic_time ();
+      if (s->wpos < s->wbuf->len)
+        write_some (s);
+      else
+        write_finished (s, TRUE);
+    }
   lmtp_session_unref (s);
+}
+
+static void
+write_some (LmtpSession *s)
+{
+  g_output_stream_write_async (s->out, s->wbuf->str + s->wpos, s->wbuf->len - s->wpos, G_PRIORITY_DEFAULT,
+                               s->cancel, write_done, session_ref (s));
 }
 
 /* TLS: as much of wbuf as the socket takes; waits for it otherwise. */
@@ -237,6 +288,7 @@ tls_write_some (LmtpSession *s)
       if (st == LMTP_TLS_OK)
         {
           s->wpos += n;
+          s->write_progress_us = g_get_monotonic_time ();
           continue;
         }
       if (st == LMTP_TLS_WANT_WRITE || st == LMTP_TLS_WANT_READ)
@@ -267,6 +319,8 @@ tls_write_cb (GSocket *sock, GIOCondition cond, gpointer data)
   return G_SOURCE_REMOVE;
 }
 
+static void timer_update (LmtpSession *s);
+
 static void
 session_flush (LmtpSession *s)
 {
@@ -284,14 +338,13 @@ session_flush (LmtpSession *s)
   s->wbuf = s->outbuf;
   s->outbuf = tmp;
   s->writing = TRUE;
+  s->wpos = 0;
+  s->write_progress_us = g_get_monotonic_time ();
+  timer_update (s);
   if (s->tls)
-    {
-      s->wpos = 0;
-      tls_write_some (s);
-      return;
-    }
-  g_output_stream_write_all_async (s->out, s->wbuf->str, s->wbuf->len, G_PRIORITY_DEFAULT,
-                                   s->cancel, write_done, session_ref (s));
+    tls_write_some (s);
+  else
+    write_some (s);
 }
 
 /* ---- timers -------------------------------------------------------------- */
@@ -305,26 +358,45 @@ idle_dispatch (GSource *source, GSourceFunc callback, gpointer data)
 
 static GSourceFuncs idle_funcs = { NULL, NULL, idle_dispatch, NULL, NULL, NULL };
 
-static gboolean
-idle_timeout_cb (gpointer data)
+/* A write that has made no progress for idle_timeout: the client does
+ * not read.  Nothing more can reach it, so the session just ends. */
+static gint64
+write_deadline (LmtpSession *s)
 {
-  LmtpSession *s = data;
+  if (!s->writing)
+    return -1;
+  return s->write_progress_us + (gint64) s->config->idle_timeout * G_USEC_PER_SEC;
+}
 
-  if (s->deadline_us < 0 || g_get_monotonic_time () < s->deadline_us)
-    {
-      /* moved since it was armed: sleep again until the real deadline */
-      s->armed_us = s->deadline_us;
-      g_source_set_ready_time (s->idle_source, s->deadline_us);
-      return G_SOURCE_CONTINUE;
-    }
+/* The earlier of the read deadline and the write deadline, -1 = none. */
+static gint64
+timer_deadline (LmtpSession *s)
+{
+  gint64 w = write_deadline (s);
 
-  if (s->tls_starting)
+  if (s->deadline_us < 0)
+    return w;
+  return w < 0 ? s->deadline_us : MIN (w, s->deadline_us);
+}
+
+/* Arms the timer if its deadline came earlier (see idle_rearm). */
+static void
+timer_update (LmtpSession *s)
+{
+  gint64 deadline = timer_deadline (s);
+
+  if (s->idle_source == NULL || deadline < 0)
+    return;
+  if (s->armed_us < 0 || deadline < s->armed_us)
     {
-      g_message ("%s: TLS handshake timeout, disconnecting %s", s->log_id, s->peer);
-      g_clear_pointer (&s->idle_source, g_source_unref);
-      session_close (s);
-      return G_SOURCE_REMOVE;
+      s->armed_us = deadline;
+      g_source_set_ready_time (s->idle_source, deadline);
     }
+}
+
+static void
+idle_expired (LmtpSession *s)
+{
   if (s->data_started_us)
     {
       g_message ("%s: data timeout after %" G_GUINT64_FORMAT " bytes, disconnecting %s", s->log_id,
@@ -337,14 +409,47 @@ idle_timeout_cb (gpointer data)
       reply (s, "421 4.4.2 %s Idle timeout, closing connection", s->config->hostname);
     }
   s->close_after_flush = TRUE;
+  s->deadline_us = -1; /* only the write deadline is left */
   if (s->read_source)
     {
       g_source_destroy (s->read_source);
       g_clear_pointer (&s->read_source, g_source_unref);
     }
-  g_clear_pointer (&s->idle_source, g_source_unref);
   session_flush (s);
-  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+idle_timeout_cb (gpointer data)
+{
+  LmtpSession *s = data;
+  gint64 now = g_get_monotonic_time ();
+  gint64 deadline = timer_deadline (s);
+
+  if (deadline < 0 || now < deadline)
+    {
+      /* moved since it was armed: sleep again until the real deadline */
+      s->armed_us = deadline;
+      g_source_set_ready_time (s->idle_source, deadline);
+      return G_SOURCE_CONTINUE;
+    }
+  s->armed_us = -1;
+  g_source_set_ready_time (s->idle_source, -1);
+  if (s->writing && now >= write_deadline (s))
+    {
+      g_message ("%s: write timeout, %" G_GSIZE_FORMAT " bytes unread, disconnecting %s", s->log_id,
+                 output_pending (s), s->peer);
+      session_close (s);
+      return G_SOURCE_CONTINUE; /* session_close destroyed it */
+    }
+  if (s->tls_starting)
+    {
+      g_message ("%s: TLS handshake timeout, disconnecting %s", s->log_id, s->peer);
+      session_close (s);
+      return G_SOURCE_CONTINUE;
+    }
+  idle_expired (s);
+  timer_update (s);
+  return G_SOURCE_CONTINUE;
 }
 
 /* The timer is pushed back only by progress: a whole command, or message
@@ -367,17 +472,14 @@ idle_rearm (LmtpSession *s)
   if (s->mode == MODE_BUSY || s->close_after_flush)
     {
       s->deadline_us = -1; /* the source finds this when it fires */
+      timer_update (s);    /* a stalled write still ends the session */
       return;
     }
   if (s->data_started_us && s->config->min_data_rate)
     deadline = MIN (deadline, s->data_started_us + idle
                               + (gint64) (s->data_seen * G_USEC_PER_SEC / s->config->min_data_rate));
   s->deadline_us = deadline;
-  if (s->armed_us < 0 || deadline < s->armed_us)
-    {
-      s->armed_us = deadline;
-      g_source_set_ready_time (s->idle_source, deadline);
-    }
+  timer_update (s);
 }
 
 static void
@@ -429,7 +531,7 @@ read_cb (GObject *stream, gpointer data)
   g_autoptr (GError) error = NULL;
   gssize n;
 
-  if (s->closed || s->close_after_flush || s->inlen == s->incap)
+  if (s->closed || s->close_after_flush || s->inlen == s->incap || output_full (s))
     {
       g_clear_pointer (&s->read_source, g_source_unref);
       return G_SOURCE_REMOVE;
@@ -456,7 +558,7 @@ tls_read_cb (gpointer data)
   LmtpTlsStatus st;
   gboolean r;
 
-  if (s->closed || s->close_after_flush || s->inlen == s->incap)
+  if (s->closed || s->close_after_flush || s->inlen == s->incap || output_full (s))
     {
       g_clear_pointer (&s->read_source, g_source_unref);
       return G_SOURCE_REMOVE;
@@ -490,7 +592,7 @@ static void
 session_want_read (LmtpSession *s)
 {
   if (s->read_source || s->closed || s->eof || s->close_after_flush || s->mode == MODE_BUSY
-      || s->inlen == s->incap || s->outbuf->len + s->wbuf->len > OUTBUF_HIGH)
+      || s->inlen == s->incap || output_full (s))
     return;
   if (s->tls_starting)
     return;
@@ -1520,12 +1622,15 @@ command_feed (LmtpSession *s)
   return TRUE;
 }
 
+/* Parses buffered input until it runs dry, a delivery starts or the
+ * replies waiting for the client pass the mark. */
 static void
-session_process (LmtpSession *s)
+session_parse (LmtpSession *s)
 {
   gboolean more = TRUE;
 
-  while (more && !s->closed && !s->close_after_flush && s->mode != MODE_BUSY && !s->tls_starting)
+  while (more && !s->closed && !s->close_after_flush && s->mode != MODE_BUSY && !s->tls_starting
+         && !output_full (s))
     {
       switch (s->mode)
         {
@@ -1555,8 +1660,6 @@ session_process (LmtpSession *s)
           break;
         }
     }
-  if (s->closed)
-    return;
   if (s->tls_starting)
     s->inpos = s->inlen; /* pipelined after STARTTLS: dropped */
   /* keep what is unparsed at the front of the buffer */
@@ -1566,9 +1669,28 @@ session_process (LmtpSession *s)
       s->inlen -= s->inpos;
       s->inpos = 0;
     }
-  if (s->mode != MODE_BUSY)
-    session_flush (s);
-  session_want_read (s);
+}
+
+static void
+session_process (LmtpSession *s)
+{
+  if (s->processing)
+    {
+      s->resume = TRUE;
+      return;
+    }
+  s->processing = TRUE;
+  do
+    {
+      s->resume = FALSE;
+      session_parse (s);
+      if (!s->closed && s->mode != MODE_BUSY)
+        session_flush (s); /* over TLS this may finish at once and ask to resume */
+    }
+  while (s->resume && !s->closed && s->inlen > 0);
+  s->processing = FALSE;
+  if (!s->closed)
+    session_want_read (s);
 }
 
 /* ---- life cycle ---------------------------------------------------------- */
@@ -1650,6 +1772,12 @@ lmtp_session_shutdown (LmtpSession *s)
       s->close_after_flush = TRUE;
       session_flush (s);
     }
+}
+
+gsize
+lmtp_session_backlog (LmtpSession *s)
+{
+  return s->closed ? 0 : output_pending (s);
 }
 
 void

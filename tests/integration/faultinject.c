@@ -52,3 +52,30 @@ fdatasync (int fd)
 {
   return fsync (fd);
 }
+
+/* FAULT_BIND_SWAP=VICTIM: right after a UNIX socket is bound, its name is
+ * replaced by a symlink to VICTIM, as a mail user who can write in the
+ * socket's directory could do before the server sets mode and owner. */
+#include <sys/socket.h>
+#include <sys/un.h>
+
+int
+bind (int fd, const struct sockaddr *addr, socklen_t len)
+{
+  static int (*real) (int, const struct sockaddr *, socklen_t);
+  const char *victim = getenv ("FAULT_BIND_SWAP");
+  int r;
+
+  if (real == NULL)
+    real = (int (*) (int, const struct sockaddr *, socklen_t)) dlsym (RTLD_NEXT, "bind");
+  r = real (fd, addr, len);
+  if (r == 0 && victim && addr->sa_family == AF_UNIX)
+    {
+      const char *path = ((const struct sockaddr_un *) addr)->sun_path;
+      char moved[sizeof ((struct sockaddr_un *) 0)->sun_path + 8];
+      snprintf (moved, sizeof moved, "%s.moved", path);
+      if (rename (path, moved) == 0)
+        symlink (victim, path);
+    }
+  return r;
+}
