@@ -4,7 +4,12 @@
  * the write side is shut, and the session runs until it closes, through
  * commands, pipelining, DATA/BDAT, the per-recipient pipeline and Maildir
  * delivery (fsync off).  Replies are read and checked for shape: each
- * line is "DDD" followed by ' ' or '-', CRLF-terminated. */
+ * line is "DDD" followed by ' ' or '-', CRLF-terminated.
+ *
+ * With FUZZ_LMTP_DEAF=1 the client never reads while it writes (tiny
+ * socket buffers, replies read only once all input is out or refused):
+ * the server must stop reading instead of queueing replies, and end a
+ * write that makes no progress (idle_timeout is 1 s in this mode). */
 #include "config.h"
 
 #include <errno.h>
@@ -21,6 +26,7 @@ int LLVMFuzzerTestOneInput (const guint8 *data, size_t size);
 static LmtpServer *server;
 static char *dir, *mail;
 static guint runs;
+static gboolean deaf;
 
 static GLogWriterOutput
 quiet (GLogLevelFlags level, const GLogField *fields, gsize n, gpointer data)
@@ -39,16 +45,17 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
 
   g_log_set_writer_func (quiet, NULL, NULL);
   g_log_set_always_fatal (G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_ERROR);
+  deaf = g_strcmp0 (g_getenv ("FUZZ_LMTP_DEAF"), "1") == 0;
   dir = g_dir_make_tmp ("fuzz-lmtp-XXXXXX", NULL);
   mail = g_build_filename (dir, "mail", NULL);
   conf = g_build_filename (dir, "lmtpd.conf", NULL);
   text = g_strdup_printf ("[server]\nlisten = unix:%s/sock\nhostname = fuzz.test\nspool_dir = %s/spool\n"
-                          "idle_timeout = 5\n"
+                          "idle_timeout = %d\n"
                           "[limits]\nmax_message_size = 64k\nmax_recipients = 8\nmax_line_length = 512\n"
                           "max_data_line_length = 2000\nmax_errors = 50\n"
                           "[delivery]\nmail_root = %s\nfsync = false\nduplicate_window = 0\n"
                           "recipient_delimiter = +\n"
-                          "[users]\ndomains = *\n", dir, dir, mail);
+                          "[users]\ndomains = *\n", dir, dir, deaf ? 1 : 5, mail);
   g_assert_true (g_file_set_contents (conf, text, -1, NULL));
   g_mkdir_with_parents (mail, 0700);
   config = lmtpd_config_load (conf, &error);
@@ -64,6 +71,9 @@ typedef struct {
   const guint8 *data;
   size_t size;
   GString *replies;
+  GMutex lock;
+  GCond cond;
+  gboolean written;     /* the writer is done: a deaf reader may start */
 } Peer;
 
 static gpointer
@@ -82,6 +92,10 @@ writer (gpointer p)
       off += n;
     }
   shutdown (peer->fd, SHUT_WR);
+  g_mutex_lock (&peer->lock);
+  peer->written = TRUE;
+  g_cond_signal (&peer->cond);
+  g_mutex_unlock (&peer->lock);
   return NULL;
 }
 
@@ -92,6 +106,10 @@ reader (gpointer p)
   char buf[4096];
   ssize_t n;
 
+  g_mutex_lock (&peer->lock);
+  while (deaf && !peer->written)
+    g_cond_wait (&peer->cond, &peer->lock);
+  g_mutex_unlock (&peer->lock);
   while ((n = read (peer->fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
     if (n > 0 && peer->replies->len < (1 << 20))
       g_string_append_len (peer->replies, buf, n);
@@ -135,7 +153,13 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
   sock = g_socket_new_from_fd (sv[0], &error);
   g_assert_no_error (error);
   conn = g_socket_connection_factory_create_connection (sock);
-  peer = (Peer) { sv[1], data, size, g_string_new (NULL) };
+  peer = (Peer) { sv[1], data, size, g_string_new (NULL), { 0 }, { 0 }, FALSE };
+  if (deaf)
+    {
+      int small = 1024; /* the kernel doubles it and keeps a minimum */
+      setsockopt (sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+      setsockopt (sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    }
   lmtp_server_adopt (server, conn);
   w = g_thread_new ("writer", writer, &peer);
   r = g_thread_new ("reader", reader, &peer);

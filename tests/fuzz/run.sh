@@ -2,14 +2,16 @@
 # run.sh - builds the libFuzzer targets (clang, ASan+UBSan) in a separate
 # build directory and runs each for SECONDS (default 60) on its seed corpus.
 #
-#   tests/fuzz/run.sh [SECONDS] [TARGET...]     targets: sieve address ocp mime lmtp
+#   tests/fuzz/run.sh [SECONDS] [TARGET...]     targets: sieve address ocp mime lmtp lmtp-deaf
+#
+# lmtp-deaf is fuzz-lmtp with a client that never reads (FUZZ_LMTP_DEAF=1).
 #
 # Findings are left as crash-*/timeout-*/leak-* files in the build directory.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 secs=${1:-60}
 shift || true
-targets=${*:-sieve address ocp mime lmtp}
+targets=${*:-sieve address ocp mime lmtp lmtp-deaf}
 build=${FUZZ_BUILD:-$top/build-fuzz}
 mkdir -p "$build"
 cd "$build"
@@ -24,12 +26,13 @@ if [ ! -f Makefile ]; then
   fi
   "$src/configure" -q CC=clang --enable-fuzzing >/dev/null
 fi
-make -s -j"$(nproc)" $(for t in $targets; do printf 'tests/fuzz/fuzz-%s ' "$t"; done) >/dev/null
+make -s -j"$(nproc)" $(for t in $targets; do printf 'tests/fuzz/fuzz-%s ' "${t%-deaf}"; done | tr ' ' '\n' | sort -u) >/dev/null
 rc=0
 for t in $targets; do
   corpus=$(mktemp -d)
-  cp "$top/tests/fuzz/corpus/$t/"* "$corpus/"
-  if ./tests/fuzz/fuzz-$t -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 "$corpus" >"fuzz-$t.log" 2>&1; then
+  bin=${t%-deaf}
+  cp "$top/tests/fuzz/corpus/$bin/"* "$corpus/"
+  if env FUZZ_LMTP_DEAF=$([ "$t" = "$bin" ] && echo 0 || echo 1) ./tests/fuzz/fuzz-$bin -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 "$corpus" >"fuzz-$t.log" 2>&1; then
     echo "fuzz-$t: $(grep -o 'Done [0-9]* runs in [0-9]* second(s)' "fuzz-$t.log" | tail -1), no finding"
   else
     echo "fuzz-$t: FINDING (see $build/fuzz-$t.log)"; grep -E 'ERROR|SUMMARY' "fuzz-$t.log" | head -3
