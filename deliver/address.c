@@ -127,8 +127,17 @@ deliver_address_parse (const char *s, gboolean allow_utf8,
   return TRUE;
 }
 
-char *
-deliver_sanitize (const char *s, gsize max)
+/* What a log line must not carry raw: C0 controls (line breaks that forge
+ * records, ESC), DEL, and the C1 controls (U+0080..U+009F: U+009B is a
+ * one-character CSI for a terminal). */
+static gboolean
+unsafe_in_log (gunichar c)
+{
+  return c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0);
+}
+
+static char *
+sanitize (const char *s, gsize max, gboolean keep_newlines)
 {
   GString *out;
   const char *p, *end;
@@ -146,7 +155,7 @@ deliver_sanitize (const char *s, gsize max)
           p++;
           continue;
         }
-      if (c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0))
+      if (unsafe_in_log (c) && !(keep_newlines && (c == '\n' || c == '\t')))
         g_string_append_c (out, '?');
       else
         g_string_append_len (out, p, g_utf8_next_char (p) - p);
@@ -155,4 +164,16 @@ deliver_sanitize (const char *s, gsize max)
   if (p < end)
     g_string_append (out, "...");
   return g_string_free (out, FALSE);
+}
+
+char *
+deliver_sanitize (const char *s, gsize max)
+{
+  return sanitize (s, max, FALSE);
+}
+
+char *
+deliver_sanitize_record (const char *s)
+{
+  return sanitize (s, G_MAXSIZE, TRUE);
 }

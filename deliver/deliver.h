@@ -49,6 +49,12 @@ gboolean deliver_address_parse (const char *s, gboolean allow_utf8,
  * anything past @max bytes is cut with "...". */
 char *deliver_sanitize (const char *s, gsize max);
 
+/* The same, for a whole log record as the log writer gets it: line breaks
+ * and tabs a caller put there stay, nothing else unsafe does, and nothing
+ * is cut.  A last line of defence: strings from outside are sanitised with
+ * deliver_sanitize() where they are logged. */
+char *deliver_sanitize_record (const char *s);
+
 /* ---- recipients -------------------------------------------------------- */
 
 typedef enum {

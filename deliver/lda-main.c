@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <locale.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,6 +28,24 @@ enum {
 
 static gboolean verbose;
 
+/* One failure on stderr.  The caller's log gets what we say: addresses and
+ * texts from outside go through the sanitiser, like lmtpd's log lines. */
+static void say (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
+
+static void
+say (const char *fmt, ...)
+{
+  va_list ap;
+  g_autofree char *text = NULL;
+  g_autofree char *safe = NULL;
+
+  va_start (ap, fmt);
+  text = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  safe = deliver_sanitize_record (text);
+  fprintf (stderr, "deliver: %s\n", safe);
+}
+
 static GLogWriterOutput
 log_writer (GLogLevelFlags level, const GLogField *fields, gsize n, gpointer data)
 {
@@ -34,7 +53,7 @@ log_writer (GLogLevelFlags level, const GLogField *fields, gsize n, gpointer dat
     return G_LOG_WRITER_HANDLED;
   for (gsize i = 0; i < n; i++)
     if (strcmp (fields[i].key, "MESSAGE") == 0)
-      fprintf (stderr, "deliver: %s\n", (const char *) fields[i].value);
+      say ("%s", (const char *) fields[i].value);
   return G_LOG_WRITER_HANDLED;
 }
 
@@ -56,7 +75,7 @@ read_message (const LmtpdConfig *config, DeliverSpool *spool)
         continue;
       if (n < 0)
         {
-          fprintf (stderr, "deliver: reading the message: %s\n", g_strerror (errno));
+          say ("reading the message: %s", g_strerror (errno));
           return EX_TEMPFAIL_;
         }
       if (n == 0)
@@ -66,7 +85,7 @@ read_message (const LmtpdConfig *config, DeliverSpool *spool)
           const char *nl = memchr (buf, '\n', n);
           if (nl == NULL)
             {
-              fprintf (stderr, "deliver: the From_ line is too long\n");
+              say ("the From_ line is too long");
               return EX_DATAERR_;
             }
           n -= nl + 1 - buf;
@@ -76,19 +95,19 @@ read_message (const LmtpdConfig *config, DeliverSpool *spool)
       total += n;
       if (config->max_message_size && total > config->max_message_size)
         {
-          fprintf (stderr, "deliver: message is bigger than max_message_size (%" G_GUINT64_FORMAT ")\n",
-                   config->max_message_size);
+          say ("message is bigger than max_message_size (%" G_GUINT64_FORMAT ")",
+               config->max_message_size);
           return EX_DATAERR_;
         }
       if (!deliver_spool_write (spool, p, n, &error))
         {
-          fprintf (stderr, "deliver: %s\n", error->message);
+          say ("%s", error->message);
           return EX_TEMPFAIL_;
         }
     }
   if (!deliver_spool_finish (spool, &error))
     {
-      fprintf (stderr, "deliver: %s\n", error->message);
+      say ("%s", error->message);
       return EX_TEMPFAIL_;
     }
   return EX_OK_;
@@ -146,7 +165,7 @@ main (int argc, char **argv)
   g_option_context_add_main_entries (ctx, entries, NULL);
   if (!g_option_context_parse (ctx, &argc, &argv, &error) || rcpts == NULL || argc > 1)
     {
-      fprintf (stderr, "deliver: %s\nusage: deliver [-c CONF] [-f SENDER] -a RECIPIENT... < message\n",
+      say ("%s\nusage: deliver [-c CONF] [-f SENDER] -a RECIPIENT... < message",
                error ? error->message : "at least one -a RECIPIENT is needed");
       return EX_USAGE_;
     }
@@ -154,13 +173,13 @@ main (int argc, char **argv)
   config = config_path ? lmtpd_config_load (config_path, &error) : lmtpd_config_new_default ();
   if (config == NULL)
     {
-      fprintf (stderr, "deliver: configuration is invalid:\n%s\n", error->message);
+      say ("configuration is invalid:\n%s", error->message);
       return EX_CONFIG_;
     }
   if ((geteuid () == 0 && config->user == NULL) || !deliver_prepare_dirs (config, &error)
       || !deliver_drop_privileges (config->user, &error))
     {
-      fprintf (stderr, "deliver: %s\n", error ? error->message
+      say ("%s", error ? error->message
                        : "refusing to run as root: set [server] user to the account that owns the mail");
       return error && error->code != EPERM ? EX_CANTCREAT_ : EX_NOPERM_;
     }
@@ -171,17 +190,17 @@ main (int argc, char **argv)
   if (sender && sender[0])
     {
       g_autofree char *l = NULL, *d = NULL;
-      const char *why;
+      const char *why = NULL;
       if (!deliver_address_parse (sender, TRUE, &l, &d, &why) || d == NULL)
         {
-          fprintf (stderr, "deliver: bad sender <%s>: %s\n", sender, d ? why : "no domain");
+          say ("bad sender <%s>: %s", sender, why ? why : "no domain");
           return EX_DATAERR_;
         }
     }
   if (g_mkdir_with_parents (config->spool_dir, 0700) < 0
       || (spool = deliver_spool_new (config->spool_dir, &error)) == NULL)
     {
-      fprintf (stderr, "deliver: spool_dir %s: %s\n", config->spool_dir,
+      say ("spool_dir %s: %s", config->spool_dir,
                error ? error->message : g_strerror (errno));
       return EX_TEMPFAIL_;
     }
@@ -196,14 +215,14 @@ main (int argc, char **argv)
 
       if (!deliver_address_parse (rcpts[i], TRUE, &l, &d, &why))
         {
-          fprintf (stderr, "deliver: bad recipient <%s>: %s\n", rcpts[i], why);
+          say ("bad recipient <%s>: %s", rcpts[i], why);
           rc = worse (rc, EX_DATAERR_);
           continue;
         }
       r = deliver_resolve (config, l, d, &st);
       if (r == NULL)
         {
-          fprintf (stderr, "deliver: %u %s %s\n", st.code, st.enhanced, st.text);
+          say ("%u %s %s", st.code, st.enhanced, st.text);
           rc = worse (rc, exit_code_for (&st));
           deliver_status_clear (&st);
           continue;
@@ -222,7 +241,7 @@ main (int argc, char **argv)
       dedupe = deliver_dedupe_open (config->duplicate_db, config->duplicate_window, &error);
       if (dedupe == NULL)
         {
-          fprintf (stderr, "deliver: duplicate journal not used: %s\n", error->message);
+          say ("duplicate journal not used: %s", error->message);
           g_clear_error (&error);
         }
     }
@@ -244,7 +263,7 @@ main (int argc, char **argv)
         deliver_pipeline_run (config, dedupe, &msg, r, &shared, &st, &path);
       if (st.code >= 400)
         {
-          fprintf (stderr, "deliver: %u %s %s\n", st.code, st.enhanced, st.text);
+          say ("%u %s %s", st.code, st.enhanced, st.text);
           rc = worse (rc, exit_code_for (&st));
         }
       else
