@@ -260,20 +260,22 @@ void deliver_quota_add (const char *maildir, guint64 quota_bytes, guint64 quota_
 
 /* ---- duplicates (dedupe.c) --------------------------------------------- */
 
-/* A journal of (message digest, recipient) keys delivered within a window,
+/* A journal of (message digest, envelope sender, recipient) keys delivered
+ * within a window,
  * so a transaction the MTA retries after a lost reply is not delivered
  * twice.  Thread-safe.  The file is appended to and compacted when it has
  * grown to twice the live entries. */
 typedef struct DeliverDedupe DeliverDedupe;
 DeliverDedupe *deliver_dedupe_open (const char *path, guint window, GError **error);
-gboolean deliver_dedupe_seen (DeliverDedupe *d, const char *digest, const char *address);
-void deliver_dedupe_record (DeliverDedupe *d, const char *digest, const char *address);
+gboolean deliver_dedupe_seen (DeliverDedupe *d, const char *digest, const char *sender, const char *address);
+void deliver_dedupe_record (DeliverDedupe *d, const char *digest, const char *sender, const char *address);
 /* Records a delivery about to become visible as @path (a Maildir file);
  * deliver_dedupe_record() confirms it after the rename.  Unconfirmed, it
  * counts after a restart only if the file exists. */
-void deliver_dedupe_intend (DeliverDedupe *d, const char *digest, const char *address, const char *path);
+void deliver_dedupe_intend (DeliverDedupe *d, const char *digest, const char *sender, const char *address,
+                            const char *path);
 /* Takes a record back (the delivery it announced failed after all). */
-void deliver_dedupe_forget (DeliverDedupe *d, const char *digest, const char *address);
+void deliver_dedupe_forget (DeliverDedupe *d, const char *digest, const char *sender, const char *address);
 void deliver_dedupe_free (DeliverDedupe *d);
 
 /* ---- privileges (privs.c) ---------------------------------------------- */
