@@ -45,6 +45,12 @@ void deliver_status_from_error (DeliverStatus *st, const GError *error);
 gboolean deliver_address_parse (const char *s, gboolean allow_utf8,
                                 char **out_local, char **out_domain, const char **why);
 
+/* The reply for an address deliver_address_parse() refused with @why (NULL:
+ * a bare name where a domain is needed): sets @code (501, or 553 for
+ * non-ASCII without SMTPUTF8) and returns the enhanced code: 5.1.7 bad
+ * sender syntax, 5.1.3 bad recipient syntax, 5.6.7 non-ASCII. */
+const char *deliver_address_status (const char *why, gboolean sender, guint *code);
+
 /* Copies @s for a log line: control and non-UTF-8 bytes become '?', and
  * anything past @max bytes is cut with "...". */
 char *deliver_sanitize (const char *s, gsize max);

@@ -979,9 +979,12 @@ cmd_mail (LmtpSession *s, const char *args)
   if (a.path[0] != '\0')
     {
       g_autofree char *local = NULL, *domain = NULL;
+      guint code;
+      why = NULL;
       if (!deliver_address_parse (a.path, t->smtputf8, &local, &domain, &why) || domain == NULL)
         {
-          reply_error (s, "501 5.1.7 Invalid sender address: %s", domain ? why : "no domain");
+          const char *dsn = deliver_address_status (why, TRUE, &code);
+          reply_error (s, "%u %s Invalid sender address: %s", code, dsn, why ? why : "no domain");
           goto out;
         }
     }
@@ -1104,8 +1107,10 @@ cmd_rcpt (LmtpSession *s, const char *args)
     }
   if (!deliver_address_parse (a.path, t->smtputf8, &local, &domain, &why))
     {
+      guint code;
+      const char *dsn = deliver_address_status (why, FALSE, &code);
       if (a.path[0])
-        reply_error (s, "501 5.1.3 Invalid recipient address: %s", why);
+        reply_error (s, "%u %s Invalid recipient address: %s", code, dsn, why);
       else
         reply_error (s, "501 5.1.3 Empty recipient address");
       goto out;
