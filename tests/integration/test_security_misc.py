@@ -245,14 +245,15 @@ class LdaInput(unittest.TestCase):
         return strip_trace(data)
 
     def test_from_line_split_across_reads(self):
-        rest = b"Subject: split\n\nbody\n"
-        self.assertEqual(self.feed([b"Fr", b"om s@example.net Mon Jan  1 00:00:00 2024\n" + rest]), rest)
-        self.assertEqual(self.feed([b"From s@exa", b"mple.net Mon Jan  1", b" 00:00:00 2024\n", rest]), rest)
-        self.assertEqual(self.feed([b"F", b"r", b"o", b"m", b" s@example.net x\nSub", b"ject: split\n\nbody\n"]),
-                         rest)
+        # each body differs: the duplicate journal would drop a repeat
+        rest = [b"Subject: split %d\n\nbody\n" % i for i in range(5)]
+        self.assertEqual(self.feed([b"Fr", b"om s@example.net Mon Jan  1 00:00:00 2024\n" + rest[0]]), rest[0])
+        self.assertEqual(self.feed([b"From s@exa", b"mple.net Mon Jan  1", b" 00:00:00 2024\n", rest[1]]),
+                         rest[1])
+        self.assertEqual(self.feed([b"F", b"r", b"o", b"m", b" s@example.net x\nSub", rest[2][3:]]), rest[2])
         # not a From_ line: every byte kept
-        self.assertEqual(self.feed([b"Fr", b"ied: yes\n" + rest]), b"Fried: yes\n" + rest)
-        self.assertEqual(self.feed([b"From", b": a@example.net\n" + rest]), b"From: a@example.net\n" + rest)
+        self.assertEqual(self.feed([b"Fr", b"ied: yes\n" + rest[3]]), b"Fried: yes\n" + rest[3])
+        self.assertEqual(self.feed([b"From", b": a@example.net\n" + rest[4]]), b"From: a@example.net\n" + rest[4])
 
 
 # ---- 17: subject tags leave the rest of the header alone -----------------------------
