@@ -273,6 +273,7 @@ HEADER = (b"From: s@example.net\n"
           b"X-Raw: caf\xc3\xa9 \xff raw\n"
           b"X-Remove-Me: 1\n"
           b"X-NoSpace:tight\n"
+          b"this line is not a field\n"
           b"Message-ID: <m1@example.net>\n")
 
 
