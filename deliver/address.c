@@ -10,6 +10,10 @@
 #define LOCAL_MAX 255
 #define DOMAIN_MAX 255
 
+/* Reasons compared by address in deliver_address_status(). */
+static const char NON_ASCII_LOCAL[] = "non-ASCII local part without SMTPUTF8";
+static const char NON_ASCII_DOMAIN[] = "non-ASCII domain without SMTPUTF8";
+
 static gboolean
 is_atext (guchar c, gboolean allow_utf8)
 {
@@ -36,7 +40,9 @@ parse_local (const char *s, const char *end, gboolean allow_utf8, GString *out, 
                 return (*why = "bad quoted pair in local part", FALSE);
               c = *p;
             }
-          else if (c < 32 || c == 127 || (c >= 0x80 && !allow_utf8))
+          else if (c >= 0x80 && !allow_utf8)
+            return (*why = NON_ASCII_LOCAL, FALSE);
+          else if (c < 32 || c == 127)
             return (*why = "invalid character in quoted local part", FALSE);
           g_string_append_c (out, c);
         }
@@ -54,8 +60,7 @@ parse_local (const char *s, const char *end, gboolean allow_utf8, GString *out, 
             return (*why = "misplaced dot in local part", FALSE);
         }
       else if (!is_atext (*p, allow_utf8))
-        return (*why = (guchar) *p >= 0x80 ? "non-ASCII local part without SMTPUTF8"
-                                           : "invalid character in local part", FALSE);
+        return (*why = (guchar) *p >= 0x80 ? NON_ASCII_LOCAL : "invalid character in local part", FALSE);
       g_string_append_c (out, *p);
     }
   return TRUE;
@@ -91,7 +96,9 @@ parse_domain (const char *s, gboolean allow_utf8, const char **why)
             return TRUE;
           label = p + 1;
         }
-      else if (!(g_ascii_isalnum (*p) || *p == '-' || ((guchar) *p >= 0x80 && allow_utf8)))
+      else if ((guchar) *p >= 0x80 && !allow_utf8)
+        return (*why = NON_ASCII_DOMAIN, FALSE);
+      else if (!(g_ascii_isalnum (*p) || *p == '-' || (guchar) *p >= 0x80))
         return (*why = "invalid character in domain", FALSE);
     }
 }
@@ -127,8 +134,30 @@ deliver_address_parse (const char *s, gboolean allow_utf8,
   return TRUE;
 }
 
-char *
-deliver_sanitize (const char *s, gsize max)
+const char *
+deliver_address_status (const char *why, gboolean sender, guint *code)
+{
+  if (why == NON_ASCII_LOCAL || why == NON_ASCII_DOMAIN)
+    {
+      /* RFC 6531 3.6 */
+      *code = 553;
+      return "5.6.7";
+    }
+  *code = 501;
+  return sender ? "5.1.7" : "5.1.3";
+}
+
+/* What a log line must not carry raw: C0 controls (line breaks that forge
+ * records, ESC), DEL, and the C1 controls (U+0080..U+009F: U+009B is a
+ * one-character CSI for a terminal). */
+static gboolean
+unsafe_in_log (gunichar c)
+{
+  return c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0);
+}
+
+static char *
+sanitize (const char *s, gsize max, gboolean keep_newlines)
 {
   GString *out;
   const char *p, *end;
@@ -146,7 +175,7 @@ deliver_sanitize (const char *s, gsize max)
           p++;
           continue;
         }
-      if (c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0))
+      if (unsafe_in_log (c) && !(keep_newlines && (c == '\n' || c == '\t')))
         g_string_append_c (out, '?');
       else
         g_string_append_len (out, p, g_utf8_next_char (p) - p);
@@ -155,4 +184,16 @@ deliver_sanitize (const char *s, gsize max)
   if (p < end)
     g_string_append (out, "...");
   return g_string_free (out, FALSE);
+}
+
+char *
+deliver_sanitize (const char *s, gsize max)
+{
+  return sanitize (s, max, FALSE);
+}
+
+char *
+deliver_sanitize_record (const char *s)
+{
+  return sanitize (s, G_MAXSIZE, TRUE);
 }

@@ -558,21 +558,191 @@ callout_needs_new_header (const CalloutResult *r, const CalloutDecision *d)
   return FALSE;
 }
 
+/* ---- the stored header: edits on the raw fields ---------------------------
+ *
+ * Header removals, additions and subject tags are applied to the header
+ * as received, field by field: every line not edited is stored byte for
+ * byte (duplicate fields, undecodable charsets, raw 8-bit, lines that are
+ * not fields at all).  A parse-and-rewrite through GMime lost all three. */
+
+/* One field as received, continuation lines and LF included; @name is
+ * what precedes the colon (NULL: a line that is not a field). */
+typedef struct {
+  char *name;
+  GString *raw;
+} RawField;
+
+static void
+raw_field_free (gpointer p)
+{
+  RawField *f = p;
+
+  g_free (f->name);
+  g_string_free (f->raw, TRUE);
+  g_free (f);
+}
+
+static RawField *
+raw_field_new (const char *line, gsize n)
+{
+  RawField *f = g_new0 (RawField, 1);
+  const char *colon = memchr (line, ':', n);
+
+  if (colon && colon > line)
+    f->name = g_strchomp (g_strndup (line, colon - line));
+  f->raw = g_string_new_len (line, n);
+  return f;
+}
+
+/* The fields up to the empty line (or the end), CRLF made LF. */
+static GPtrArray *
+split_fields (const char *src, gsize len)
+{
+  GPtrArray *fields = g_ptr_array_new_with_free_func (raw_field_free);
+  const char *p = src, *end = src + len;
+
+  while (p < end)
+    {
+      const char *nl = memchr (p, '\n', end - p);
+      gsize n = (nl ? nl : end) - p;
+      if (n && p[n - 1] == '\r')
+        n--;
+      if (n == 0)
+        break;
+      if ((p[0] == ' ' || p[0] == '\t') && fields->len)
+        g_string_append_len (((RawField *) g_ptr_array_index (fields, fields->len - 1))->raw, p, n);
+      else
+        g_ptr_array_add (fields, raw_field_new (p, n));
+      g_string_append_c (((RawField *) g_ptr_array_index (fields, fields->len - 1))->raw, '\n');
+      p = nl ? nl + 1 : end;
+    }
+  return fields;
+}
+
+static RawField *
+find_field (GPtrArray *fields, const char *name)
+{
+  for (guint i = 0; i < fields->len; i++)
+    {
+      RawField *f = fields->pdata[i];
+      if (f->name && g_ascii_strcasecmp (f->name, name) == 0)
+        return f;
+    }
+  return NULL;
+}
+
+static void
+remove_fields (GPtrArray *fields, const char *name)
+{
+  RawField *f;
+
+  while ((f = find_field (fields, name)) != NULL)
+    g_ptr_array_remove (fields, f);
+}
+
+static gboolean
+needs_encoding (const char *s)
+{
+  for (const guchar *p = (const guchar *) s; *p; p++)
+    if (*p < 0x20 || *p >= 0x7f)
+      return TRUE;
+  return FALSE;
+}
+
+/* @h is "Name: value" (checked by the OCP layer); the value is encoded
+ * if needed and the field folded. */
+static void
+add_field (GPtrArray *fields, const char *h)
+{
+  const char *colon = strchr (h, ':');
+  g_autofree char *name = g_strndup (h, colon - h);
+  g_autofree char *value = g_strstrip (g_strdup (colon + 1));
+  g_autofree char *encoded = g_mime_utils_header_encode_text (NULL, value, "utf-8");
+  g_autofree char *line = g_strdup_printf ("%s: %s", name, encoded);
+  g_autoptr (GMimeFormatOptions) fmt = g_mime_format_options_new ();
+  g_autofree char *folded = NULL;
+  RawField *f;
+
+  g_mime_format_options_set_newline_format (fmt, GMIME_NEWLINE_FORMAT_UNIX);
+  folded = g_mime_utils_unstructured_header_fold (NULL, fmt, line);
+  f = raw_field_new (folded, strlen (folded));
+  if (f->raw->len == 0 || f->raw->str[f->raw->len - 1] != '\n')
+    g_string_append_c (f->raw, '\n');
+  g_ptr_array_add (fields, f);
+}
+
+/* @tag as it goes into the raw value: as is if plain printable ASCII, else
+ * one RFC 2047 encoded word.  @space_inside: the space that follows the
+ * tag goes inside the word, since the blank between two encoded words
+ * does not survive decoding (RFC 2047 6.2). */
+static char *
+encode_tag (const char *tag, gboolean space_inside)
+{
+  g_autofree char *text = g_strconcat (tag, space_inside ? " " : "", NULL);
+  g_autofree char *b64 = NULL;
+
+  if (!needs_encoding (tag))
+    return g_steal_pointer (&text);
+  b64 = g_base64_encode ((const guchar *) text, strlen (text));
+  return g_strdup_printf ("=?UTF-8?B?%s?=", b64);
+}
+
+/* Prepends @tag to the first Subject field's raw value and leaves the rest
+ * of it, and every other field, as it was.  A subject that already starts
+ * with the tag is left alone; with no Subject, one is added. */
+static void
+tag_subject (GPtrArray *fields, const char *tag_in)
+{
+  g_autofree char *tag = g_strstrip (g_strdup (tag_in));
+  RawField *f = find_field (fields, "Subject");
+  const char *rest;
+  g_autofree char *value = NULL, *decoded = NULL, *word = NULL;
+  gboolean space_inside, blank;
+  GString *raw;
+
+  if (f == NULL)
+    {
+      g_autofree char *enc = encode_tag (tag, FALSE);
+      g_autofree char *line = g_strdup_printf ("Subject: %s\n", enc);
+      g_ptr_array_add (fields, raw_field_new (line, strlen (line)));
+      return;
+    }
+  rest = strchr (f->raw->str, ':') + 1;
+  value = g_mime_utils_header_unfold (rest);
+  decoded = g_mime_utils_header_decode_text (NULL, g_strstrip (value));
+  if (g_str_has_prefix (g_strstrip (decoded), tag))
+    return;  /* tag once: a message tagged before is not tagged again */
+  space_inside = needs_encoding (tag) && g_str_has_prefix (rest + strspn (rest, " \t\n"), "=?");
+  word = encode_tag (tag, space_inside);
+  /* the value's own leading blank, if any, separates it from the tag */
+  blank = space_inside || rest[0] == ' ' || rest[0] == '\t' || rest[0] == '\n';
+  raw = g_string_new_len (f->raw->str, rest - f->raw->str);
+  g_string_append_printf (raw, " %s%s%s", word, blank ? "" : " ", rest);
+  g_string_free (f->raw, TRUE);
+  f->raw = raw;
+}
+
+static void
+apply_edits (GPtrArray *fields, const CalloutOutcome *o)
+{
+  for (guint k = 0; o->verdict.remove_headers && k < o->verdict.remove_headers->len; k++)
+    remove_fields (fields, o->verdict.remove_headers->pdata[k]);
+  for (guint k = 0; o->verdict.add_headers && k < o->verdict.add_headers->len; k++)
+    add_field (fields, o->verdict.add_headers->pdata[k]);
+  if (o->verdict.subject_tag)
+    tag_subject (fields, o->verdict.subject_tag);
+}
+
 /* The header part as it will be stored: the adapted one (or the original),
- * with header removals, additions and subject tags applied through GMime.
- * LF line ends, final empty line included.  NULL if it cannot be parsed. */
+ * with header removals, additions and subject tags applied.  LF line ends,
+ * final empty line included.  NULL if it cannot be read. */
 char *
 callout_new_header (const DeliverMessage *msg, const CalloutResult *r, const CalloutDecision *d)
 {
   g_autofree char *orig = NULL;
+  g_autoptr (GPtrArray) fields = NULL;
   const char *src;
   gsize len;
-  g_autoptr (GMimeStream) stream = NULL;
-  g_autoptr (GMimeParser) parser = NULL;
-  g_autoptr (GMimeMessage) m = NULL;
-  g_autoptr (GMimeFormatOptions) fmt = NULL;
-  GMimeHeaderList *headers;
-  char *text;
   GString *out;
 
   if (d->header)
@@ -585,65 +755,19 @@ callout_new_header (const DeliverMessage *msg, const CalloutResult *r, const Cal
         return NULL;
       src = orig;
     }
-  stream = g_mime_stream_mem_new_with_buffer (src, len);
-  parser = g_mime_parser_new_with_stream (stream);
-  m = g_mime_parser_construct_message (parser, NULL);
-  if (m == NULL)
-    return NULL;
-  headers = g_mime_object_get_header_list (GMIME_OBJECT (m));
+  fields = split_fields (src, len);
   for (guint i = 0; r && i < r->outcomes->len; i++)
     {
       const CalloutOutcome *o = r->outcomes->pdata[i];
-      if (o->state != OUT_APPLIED)
-        continue;
-      for (guint k = 0; o->verdict.remove_headers && k < o->verdict.remove_headers->len; k++)
-        while (g_mime_header_list_remove (headers, o->verdict.remove_headers->pdata[k]))
-          ;
-      for (guint k = 0; o->verdict.add_headers && k < o->verdict.add_headers->len; k++)
-        {
-          const char *h = o->verdict.add_headers->pdata[k];
-          const char *colon = strchr (h, ':');
-          g_autofree char *name = g_strndup (h, colon - h);
-          g_autofree char *value = g_strstrip (g_strdup (colon + 1));
-          g_mime_header_list_append (headers, name, value, "utf-8");
-        }
-      if (o->verdict.subject_tag)
-        {
-          const char *subject = g_mime_message_get_subject (m);
-          g_autofree char *tag = g_strstrip (g_strdup (o->verdict.subject_tag));
-          g_autofree char *ns = NULL;
-          /* tag once: a message tagged before is not tagged again */
-          if (subject == NULL || !g_str_has_prefix (subject, tag))
-            {
-              ns = g_strdup_printf ("%s %s", tag, subject ? subject : "");
-              g_mime_message_set_subject (m, g_strchomp (ns), "utf-8");
-            }
-        }
+      if (o->state == OUT_APPLIED)
+        apply_edits (fields, o);
     }
-  /* Content-* fields belong to the MIME part in GMime, not to the
-   * message's list: write the whole (body-less) message and keep the
-   * header block. */
-  fmt = g_mime_format_options_new ();
-  g_mime_format_options_set_newline_format (fmt, GMIME_NEWLINE_FORMAT_UNIX);
-  {
-    g_autoptr (GMimeStream) mem = g_mime_stream_mem_new ();
-    GByteArray *bytes;
-    const char *end;
-    g_mime_object_write_to_stream (GMIME_OBJECT (m), fmt, mem);
-    bytes = g_mime_stream_mem_get_byte_array (GMIME_STREAM_MEM (mem));
-    text = g_strndup ((const char *) bytes->data, bytes->len);
-    end = strstr (text, "\n\n");
-    if (end)
-      text[end - text + 1] = '\0';
-  }
-  out = g_string_new (NULL);
-  /* CRLF from an adapted part becomes LF, as everything we store */
-  for (const char *p = text; *p; p++)
-    if (!(p[0] == '\r' && p[1] == '\n'))
-      g_string_append_c (out, *p);
-  g_free (text);
-  if (out->len && out->str[out->len - 1] != '\n')
-    g_string_append_c (out, '\n');
+  out = g_string_sized_new (len + 256);
+  for (guint i = 0; i < fields->len; i++)
+    {
+      const RawField *f = fields->pdata[i];
+      g_string_append_len (out, f->raw->str, f->raw->len);
+    }
   g_string_append_c (out, '\n');
   return g_string_free (out, FALSE);
 }

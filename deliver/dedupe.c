@@ -3,7 +3,10 @@
  * When the connection drops after the final dot, the MTA has no replies and
  * sends the whole transaction again.  A recipient whose copy was already
  * stored must not get a second one.  Each delivery appends a line
- * "<unix time> <sha256(digest ':' address)>" to a journal; entries older
+ * "<unix time> <key>" to a journal, the key a SHA-256 of the message
+ * digest, the envelope sender and the recipient: the same bytes from
+ * another sender are another message (keys of the older format, without
+ * the sender, still load and simply never match again).  Entries older
  * than the window are dropped when the journal is loaded and when it is
  * compacted (rewritten and renamed over) after growing to twice its live
  * size.  A delivery is recorded the moment its Maildir copy becomes
@@ -38,11 +41,18 @@ struct DeliverDedupe {
   guint compacted;      /* live entries at the last compaction */
 };
 
+/* NUL-separated: neither a digest nor an address holds a NUL, so no two
+ * triples give the same input. */
 static char *
-make_key (const char *digest, const char *address)
+make_key (const char *digest, const char *sender, const char *address)
 {
-  g_autofree char *k = g_strdup_printf ("%s:%s", digest, address);
-  return g_compute_checksum_for_string (G_CHECKSUM_SHA256, k, -1);
+  g_autoptr (GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+
+  g_checksum_update (sum, (const guchar *) "v2", 3);
+  g_checksum_update (sum, (const guchar *) digest, strlen (digest) + 1);
+  g_checksum_update (sum, (const guchar *) sender, strlen (sender) + 1);
+  g_checksum_update (sum, (const guchar *) address, strlen (address));
+  return g_strdup (g_checksum_get_string (sum));
 }
 
 /* A Maildir file, by the name it was renamed to: still in new/ (or cur/),
@@ -165,9 +175,9 @@ deliver_dedupe_open (const char *path, guint window, GError **error)
 }
 
 gboolean
-deliver_dedupe_seen (DeliverDedupe *d, const char *digest, const char *address)
+deliver_dedupe_seen (DeliverDedupe *d, const char *digest, const char *sender, const char *address)
 {
-  g_autofree char *key = make_key (digest, address);
+  g_autofree char *key = make_key (digest, sender, address);
   gboolean seen;
 
   g_mutex_lock (&d->lock);
@@ -218,14 +228,15 @@ compact (DeliverDedupe *d)
 }
 
 void
-deliver_dedupe_intend (DeliverDedupe *d, const char *digest, const char *address, const char *path)
+deliver_dedupe_intend (DeliverDedupe *d, const char *digest, const char *sender, const char *address,
+                       const char *path)
 {
-  g_autofree char *key = make_key (digest, address);
+  g_autofree char *key = make_key (digest, sender, address);
   gint64 now = g_get_real_time () / G_USEC_PER_SEC;
   g_autofree char *line = NULL;
 
   if (strchr (path, '\n'))
-    return deliver_dedupe_record (d, digest, address); /* cannot be named on a line */
+    return deliver_dedupe_record (d, digest, sender, address); /* cannot be named on a line */
   line = g_strdup_printf ("%" G_GINT64_FORMAT " %s %s\n", now, key, path);
   g_mutex_lock (&d->lock);
   if (write (d->fd, line, strlen (line)) < 0)
@@ -237,9 +248,9 @@ deliver_dedupe_intend (DeliverDedupe *d, const char *digest, const char *address
 }
 
 void
-deliver_dedupe_record (DeliverDedupe *d, const char *digest, const char *address)
+deliver_dedupe_record (DeliverDedupe *d, const char *digest, const char *sender, const char *address)
 {
-  g_autofree char *key = make_key (digest, address);
+  g_autofree char *key = make_key (digest, sender, address);
   gint64 now = g_get_real_time () / G_USEC_PER_SEC;
   g_autofree char *line = g_strdup_printf ("%" G_GINT64_FORMAT " %s\n", now, key);
 
@@ -255,9 +266,9 @@ deliver_dedupe_record (DeliverDedupe *d, const char *digest, const char *address
 }
 
 void
-deliver_dedupe_forget (DeliverDedupe *d, const char *digest, const char *address)
+deliver_dedupe_forget (DeliverDedupe *d, const char *digest, const char *sender, const char *address)
 {
-  g_autofree char *key = make_key (digest, address);
+  g_autofree char *key = make_key (digest, sender, address);
   g_autofree char *line = g_strdup_printf ("%" G_GINT64_FORMAT " -%s\n", g_get_real_time () / G_USEC_PER_SEC, key);
 
   g_mutex_lock (&d->lock);

@@ -45,9 +45,21 @@ void deliver_status_from_error (DeliverStatus *st, const GError *error);
 gboolean deliver_address_parse (const char *s, gboolean allow_utf8,
                                 char **out_local, char **out_domain, const char **why);
 
+/* The reply for an address deliver_address_parse() refused with @why (NULL:
+ * a bare name where a domain is needed): sets @code (501, or 553 for
+ * non-ASCII without SMTPUTF8) and returns the enhanced code: 5.1.7 bad
+ * sender syntax, 5.1.3 bad recipient syntax, 5.6.7 non-ASCII. */
+const char *deliver_address_status (const char *why, gboolean sender, guint *code);
+
 /* Copies @s for a log line: control and non-UTF-8 bytes become '?', and
  * anything past @max bytes is cut with "...". */
 char *deliver_sanitize (const char *s, gsize max);
+
+/* The same, for a whole log record as the log writer gets it: line breaks
+ * and tabs a caller put there stay, nothing else unsafe does, and nothing
+ * is cut.  A last line of defence: strings from outside are sanitised with
+ * deliver_sanitize() where they are logged. */
+char *deliver_sanitize_record (const char *s);
 
 /* ---- recipients -------------------------------------------------------- */
 
@@ -254,20 +266,22 @@ void deliver_quota_add (const char *maildir, guint64 quota_bytes, guint64 quota_
 
 /* ---- duplicates (dedupe.c) --------------------------------------------- */
 
-/* A journal of (message digest, recipient) keys delivered within a window,
+/* A journal of (message digest, envelope sender, recipient) keys delivered
+ * within a window,
  * so a transaction the MTA retries after a lost reply is not delivered
  * twice.  Thread-safe.  The file is appended to and compacted when it has
  * grown to twice the live entries. */
 typedef struct DeliverDedupe DeliverDedupe;
 DeliverDedupe *deliver_dedupe_open (const char *path, guint window, GError **error);
-gboolean deliver_dedupe_seen (DeliverDedupe *d, const char *digest, const char *address);
-void deliver_dedupe_record (DeliverDedupe *d, const char *digest, const char *address);
+gboolean deliver_dedupe_seen (DeliverDedupe *d, const char *digest, const char *sender, const char *address);
+void deliver_dedupe_record (DeliverDedupe *d, const char *digest, const char *sender, const char *address);
 /* Records a delivery about to become visible as @path (a Maildir file);
  * deliver_dedupe_record() confirms it after the rename.  Unconfirmed, it
  * counts after a restart only if the file exists. */
-void deliver_dedupe_intend (DeliverDedupe *d, const char *digest, const char *address, const char *path);
+void deliver_dedupe_intend (DeliverDedupe *d, const char *digest, const char *sender, const char *address,
+                            const char *path);
 /* Takes a record back (the delivery it announced failed after all). */
-void deliver_dedupe_forget (DeliverDedupe *d, const char *digest, const char *address);
+void deliver_dedupe_forget (DeliverDedupe *d, const char *digest, const char *sender, const char *address);
 void deliver_dedupe_free (DeliverDedupe *d);
 
 /* ---- privileges (privs.c) ---------------------------------------------- */

@@ -4,15 +4,18 @@
  *
  * For Postfix's mailbox_command, procmail-style use or scripts.  Exit codes
  * follow sysexits(3), so the caller can tell temporary from permanent
- * failures: 0 delivered; 64 usage; 65 bad input; 67 unknown user; 73
- * cannot create (mailbox full, not writable); 75 temporary failure; 77
- * refusing to run as root; 78 bad configuration.  Each failure is one line
+ * failures: 0 delivered; 64 usage; 65 bad input (an empty message too);
+ * 66 stdin closed; 67 unknown user; 73 cannot create (mailbox full, not
+ * writable); 75 temporary failure; 77 refusing to run as root; 78 bad
+ * configuration.  Each failure is one line
  * on stderr.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <locale.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -21,11 +24,29 @@
 #include "gmime-cleanup.h"
 
 enum {
-  EX_OK_ = 0, EX_USAGE_ = 64, EX_DATAERR_ = 65, EX_NOUSER_ = 67, EX_CANTCREAT_ = 73,
+  EX_OK_ = 0, EX_USAGE_ = 64, EX_DATAERR_ = 65, EX_NOINPUT_ = 66, EX_NOUSER_ = 67, EX_CANTCREAT_ = 73,
   EX_TEMPFAIL_ = 75, EX_NOPERM_ = 77, EX_CONFIG_ = 78,
 };
 
 static gboolean verbose;
+
+/* One failure on stderr.  The caller's log gets what we say: addresses and
+ * texts from outside go through the sanitiser, like lmtpd's log lines. */
+static void say (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
+
+static void
+say (const char *fmt, ...)
+{
+  va_list ap;
+  g_autofree char *text = NULL;
+  g_autofree char *safe = NULL;
+
+  va_start (ap, fmt);
+  text = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  safe = deliver_sanitize_record (text);
+  fprintf (stderr, "deliver: %s\n", safe);
+}
 
 static GLogWriterOutput
 log_writer (GLogLevelFlags level, const GLogField *fields, gsize n, gpointer data)
@@ -34,63 +55,147 @@ log_writer (GLogLevelFlags level, const GLogField *fields, gsize n, gpointer dat
     return G_LOG_WRITER_HANDLED;
   for (gsize i = 0; i < n; i++)
     if (strcmp (fields[i].key, "MESSAGE") == 0)
-      fprintf (stderr, "deliver: %s\n", (const char *) fields[i].value);
+      say ("%s", (const char *) fields[i].value);
   return G_LOG_WRITER_HANDLED;
 }
 
-/* Reads stdin into the spool, skipping an mbox "From " line at the top
- * (Postfix's local(8) and procmail-style callers add one). */
+/* An mbox "From " line is at most this long; longer is not one we skip. */
+#define FROM_LINE_MAX (64 * 1024)
+
+static ssize_t
+read_stdin (char *buf, gsize size)
+{
+  for (;;)
+    {
+      ssize_t n = read (STDIN_FILENO, buf, size);
+      if (n >= 0 || errno != EINTR)
+        return n;
+    }
+}
+
+/* Reads the start of stdin into @head until it can tell whether it is an
+ * mbox "From " line (Postfix's local(8) and procmail-style callers add
+ * one), however the reads split it, and drops that line.  @head keeps the
+ * bytes that belong to the message; *@eof is set at the end of input. */
+static int
+read_head (GString *head, gboolean *eof)
+{
+  char buf[4096];
+
+  for (;;)
+    {
+      gsize cmp = MIN (head->len, 5);
+      const char *nl;
+      ssize_t n;
+
+      if (memcmp (head->str, "From ", cmp) != 0)
+        return EX_OK_;   /* cannot be a From_ line */
+      if (cmp == 5 && (nl = memchr (head->str, '\n', head->len)) != NULL)
+        {
+          g_string_erase (head, 0, nl + 1 - head->str);
+          return EX_OK_;
+        }
+      if (head->len > FROM_LINE_MAX)
+        {
+          say ("the From_ line is too long");
+          return EX_DATAERR_;
+        }
+      if ((n = read_stdin (buf, sizeof buf)) < 0)
+        {
+          say ("reading the message: %s", g_strerror (errno));
+          return EX_TEMPFAIL_;
+        }
+      if (n == 0)
+        {
+          /* a From_ line and nothing else is no message */
+          if (cmp == 5)
+            g_string_truncate (head, 0);
+          *eof = TRUE;
+          return EX_OK_;
+        }
+      g_string_append_len (head, buf, n);
+    }
+}
+
+/* Appends @n bytes to the spool, within max_message_size. */
+static int
+spool_append (const LmtpdConfig *config, DeliverSpool *spool, const char *p, gsize n, guint64 *total)
+{
+  g_autoptr (GError) error = NULL;
+
+  *total += n;
+  if (config->max_message_size && *total > config->max_message_size)
+    {
+      say ("message is bigger than max_message_size (%" G_GUINT64_FORMAT ")", config->max_message_size);
+      return EX_DATAERR_;
+    }
+  if (!deliver_spool_write (spool, p, n, &error))
+    {
+      say ("%s", error->message);
+      return EX_TEMPFAIL_;
+    }
+  return EX_OK_;
+}
+
+/* Reads stdin into the spool, without a From_ line at the top.  An empty
+ * message is refused: it is what a caller's broken pipe looks like. */
 static int
 read_message (const LmtpdConfig *config, DeliverSpool *spool)
 {
   char buf[64 * 1024];
-  gboolean first = TRUE;
-  guint64 total = 0;
+  g_autoptr (GString) head = g_string_new (NULL);
   g_autoptr (GError) error = NULL;
+  gboolean eof = FALSE;
+  guint64 total = 0;
+  int rc;
 
-  for (;;)
+  if ((rc = read_head (head, &eof)) != EX_OK_
+      || (rc = spool_append (config, spool, head->str, head->len, &total)) != EX_OK_)
+    return rc;
+  while (!eof)
     {
-      ssize_t n = read (STDIN_FILENO, buf, sizeof buf);
-      const char *p = buf;
-      if (n < 0 && errno == EINTR)
-        continue;
+      ssize_t n = read_stdin (buf, sizeof buf);
       if (n < 0)
         {
-          fprintf (stderr, "deliver: reading the message: %s\n", g_strerror (errno));
+          say ("reading the message: %s", g_strerror (errno));
           return EX_TEMPFAIL_;
         }
-      if (n == 0)
-        break;
-      if (first && n >= 5 && memcmp (buf, "From ", 5) == 0)
-        {
-          const char *nl = memchr (buf, '\n', n);
-          if (nl == NULL)
-            {
-              fprintf (stderr, "deliver: the From_ line is too long\n");
-              return EX_DATAERR_;
-            }
-          n -= nl + 1 - buf;
-          p = nl + 1;
-        }
-      first = FALSE;
-      total += n;
-      if (config->max_message_size && total > config->max_message_size)
-        {
-          fprintf (stderr, "deliver: message is bigger than max_message_size (%" G_GUINT64_FORMAT ")\n",
-                   config->max_message_size);
-          return EX_DATAERR_;
-        }
-      if (!deliver_spool_write (spool, p, n, &error))
-        {
-          fprintf (stderr, "deliver: %s\n", error->message);
-          return EX_TEMPFAIL_;
-        }
+      eof = n == 0;
+      if (n > 0 && (rc = spool_append (config, spool, buf, n, &total)) != EX_OK_)
+        return rc;
+    }
+  if (total == 0)
+    {
+      say ("the message is empty");
+      return EX_DATAERR_;
     }
   if (!deliver_spool_finish (spool, &error))
     {
-      fprintf (stderr, "deliver: %s\n", error->message);
+      say ("%s", error->message);
       return EX_TEMPFAIL_;
     }
+  return EX_OK_;
+}
+
+/* Standard input must be open: closed, the next file we open would become
+ * descriptor 0 and be read as the message (the spool: an empty message).
+ * Closed stdout or stderr get /dev/null, so that our messages cannot land
+ * in a file we opened. */
+static int
+check_stdio (void)
+{
+  int fd;
+
+  if (fcntl (STDIN_FILENO, F_GETFD) < 0 && errno == EBADF)
+    {
+      if (fcntl (STDERR_FILENO, F_GETFD) >= 0)
+        say ("standard input is closed: no message to deliver");
+      return EX_NOINPUT_;
+    }
+  while ((fd = open ("/dev/null", O_RDWR | O_CLOEXEC)) >= 0 && fd <= STDERR_FILENO)
+    fcntl (fd, F_SETFD, 0);
+  if (fd > STDERR_FILENO)
+    close (fd);
   return EX_OK_;
 }
 
@@ -140,13 +245,15 @@ main (int argc, char **argv)
     { NULL }
   };
 
+  if ((rc = check_stdio ()) != EX_OK_)
+    return rc;
   setlocale (LC_ALL, "C");
   g_mime_init ();
   ctx = g_option_context_new ("< message - deliver a message like lmtpd does");
   g_option_context_add_main_entries (ctx, entries, NULL);
   if (!g_option_context_parse (ctx, &argc, &argv, &error) || rcpts == NULL || argc > 1)
     {
-      fprintf (stderr, "deliver: %s\nusage: deliver [-c CONF] [-f SENDER] -a RECIPIENT... < message\n",
+      say ("%s\nusage: deliver [-c CONF] [-f SENDER] -a RECIPIENT... < message",
                error ? error->message : "at least one -a RECIPIENT is needed");
       return EX_USAGE_;
     }
@@ -154,13 +261,13 @@ main (int argc, char **argv)
   config = config_path ? lmtpd_config_load (config_path, &error) : lmtpd_config_new_default ();
   if (config == NULL)
     {
-      fprintf (stderr, "deliver: configuration is invalid:\n%s\n", error->message);
+      say ("configuration is invalid:\n%s", error->message);
       return EX_CONFIG_;
     }
   if ((geteuid () == 0 && config->user == NULL) || !deliver_prepare_dirs (config, &error)
       || !deliver_drop_privileges (config->user, &error))
     {
-      fprintf (stderr, "deliver: %s\n", error ? error->message
+      say ("%s", error ? error->message
                        : "refusing to run as root: set [server] user to the account that owns the mail");
       return error && error->code != EPERM ? EX_CANTCREAT_ : EX_NOPERM_;
     }
@@ -171,17 +278,17 @@ main (int argc, char **argv)
   if (sender && sender[0])
     {
       g_autofree char *l = NULL, *d = NULL;
-      const char *why;
+      const char *why = NULL;
       if (!deliver_address_parse (sender, TRUE, &l, &d, &why) || d == NULL)
         {
-          fprintf (stderr, "deliver: bad sender <%s>: %s\n", sender, d ? why : "no domain");
+          say ("bad sender <%s>: %s", sender, why ? why : "no domain");
           return EX_DATAERR_;
         }
     }
   if (g_mkdir_with_parents (config->spool_dir, 0700) < 0
       || (spool = deliver_spool_new (config->spool_dir, &error)) == NULL)
     {
-      fprintf (stderr, "deliver: spool_dir %s: %s\n", config->spool_dir,
+      say ("spool_dir %s: %s", config->spool_dir,
                error ? error->message : g_strerror (errno));
       return EX_TEMPFAIL_;
     }
@@ -196,14 +303,14 @@ main (int argc, char **argv)
 
       if (!deliver_address_parse (rcpts[i], TRUE, &l, &d, &why))
         {
-          fprintf (stderr, "deliver: bad recipient <%s>: %s\n", rcpts[i], why);
+          say ("bad recipient <%s>: %s", rcpts[i], why);
           rc = worse (rc, EX_DATAERR_);
           continue;
         }
       r = deliver_resolve (config, l, d, &st);
       if (r == NULL)
         {
-          fprintf (stderr, "deliver: %u %s %s\n", st.code, st.enhanced, st.text);
+          say ("%u %s %s", st.code, st.enhanced, st.text);
           rc = worse (rc, exit_code_for (&st));
           deliver_status_clear (&st);
           continue;
@@ -222,7 +329,7 @@ main (int argc, char **argv)
       dedupe = deliver_dedupe_open (config->duplicate_db, config->duplicate_window, &error);
       if (dedupe == NULL)
         {
-          fprintf (stderr, "deliver: duplicate journal not used: %s\n", error->message);
+          say ("duplicate journal not used: %s", error->message);
           g_clear_error (&error);
         }
     }
@@ -244,7 +351,7 @@ main (int argc, char **argv)
         deliver_pipeline_run (config, dedupe, &msg, r, &shared, &st, &path);
       if (st.code >= 400)
         {
-          fprintf (stderr, "deliver: %u %s %s\n", st.code, st.enhanced, st.text);
+          say ("%u %s %s", st.code, st.enhanced, st.text);
           rc = worse (rc, exit_code_for (&st));
         }
       else

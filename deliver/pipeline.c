@@ -131,6 +131,7 @@ mbox_folder (const LmtpdConfig *config, const DeliverRecipient *rcpt, const char
 typedef struct {
   DeliverDedupe *dedupe;
   const char *digest;
+  const char *sender;
   const char *address;
   gboolean recorded;
   gboolean pending;         /* only the intent is written */
@@ -148,14 +149,14 @@ commit_record (gpointer data, const char *path, gboolean visible)
       /* the intent, naming the file, just before it appears */
       if (!c->recorded && path)
         {
-          deliver_dedupe_intend (c->dedupe, c->digest, c->address, path);
+          deliver_dedupe_intend (c->dedupe, c->digest, c->sender, c->address, path);
           c->recorded = c->pending = TRUE;
         }
       return;
     }
   if (!c->recorded || c->pending)
     {
-      deliver_dedupe_record (c->dedupe, c->digest, c->address);
+      deliver_dedupe_record (c->dedupe, c->digest, c->sender, c->address);
       c->recorded = TRUE;
       c->pending = FALSE;
     }
@@ -622,13 +623,13 @@ deliver_pipeline_run (const LmtpdConfig *config, DeliverDedupe *dedupe, const De
   g_autoptr (GError) error = NULL;
   g_autofree char *path = NULL;
 
-  if (dedupe && digest && deliver_dedupe_seen (dedupe, digest, rcpt->address))
+  if (dedupe && digest && deliver_dedupe_seen (dedupe, digest, msg->sender, rcpt->address))
     {
       g_message ("%s: <%s> has this message already: duplicate not delivered", msg->id, rcpt->address);
       deliver_status_set (status, 250, "2.0.0", "<%s> Saved (duplicate)", rcpt->original);
       return;
     }
-  Commit commit = { dedupe, digest, rcpt->address, FALSE, FALSE };
+  Commit commit = { dedupe, digest, msg->sender, rcpt->address, FALSE, FALSE };
 
   run (config, msg, rcpt, shared, &commit, status, &path, &error);
   if (error)
@@ -639,7 +640,7 @@ deliver_pipeline_run (const LmtpdConfig *config, DeliverDedupe *dedupe, const De
   if (status->code / 100 == 2)
     commit_record (&commit, NULL, TRUE);
   else if (commit.recorded)
-    deliver_dedupe_forget (dedupe, digest, rcpt->address);
+    deliver_dedupe_forget (dedupe, digest, msg->sender, rcpt->address);
   if (out_path)
     *out_path = g_steal_pointer (&path);
 }

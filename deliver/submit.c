@@ -190,32 +190,47 @@ submit_smtp (const LmtpdConfig *config, const char *sender, const char *rcpt, co
   return TRUE;
 }
 
-static gboolean
-submit_command (const LmtpdConfig *config, const char *sender, const char *rcpt, const char *prefix,
-                const DeliverContent *content, GError **error)
-{
-  g_auto (GStrv) words = NULL;
-  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
-  g_autoptr (GSubprocess) p = NULL;
-  GOutputStream *in;
-  gboolean ok;
+/* What the helper prints is read back from a file once it has exited, at
+ * most this much, and logged through the sanitiser: inherited, its stdout
+ * and stderr went into our log raw (escapes, forged lines); a pipe we did
+ * not drain while writing its input could fill and hang it. */
+#define HELPER_OUTPUT_MAX 500
 
-  if (!g_shell_parse_argv (config->sendmail, NULL, &words, error))
-    return FALSE;
-  for (guint i = 0; words[i]; i++)
-    g_ptr_array_add (argv, words[i]);
-  g_ptr_array_add (argv, (gpointer) "-i");
-  g_ptr_array_add (argv, (gpointer) "-f");
-  g_ptr_array_add (argv, (gpointer) (sender[0] ? sender : "<>"));
-  g_ptr_array_add (argv, (gpointer) "--");
-  g_ptr_array_add (argv, (gpointer) rcpt);
-  g_ptr_array_add (argv, NULL);
-  p = g_subprocess_newv ((const char *const *) argv->pdata, G_SUBPROCESS_FLAGS_STDIN_PIPE, error);
-  if (p == NULL)
-    return FALSE;
-  in = g_subprocess_get_stdin_pipe (p);
-  ok = write_message (in, prefix, content, FALSE, error) && g_output_stream_close (in, NULL, error);
-  if (!ok)
+static int
+helper_output_file (GError **error)
+{
+  g_autofree char *path = NULL;
+  int fd = g_file_open_tmp ("lmtpd-sendmail-XXXXXX", &path, error);
+
+  if (fd >= 0)
+    unlink (path);
+  return fd;
+}
+
+static void
+log_helper_output (int fd, const char *name)
+{
+  char buf[HELPER_OUTPUT_MAX + 4];
+  ssize_t n = pread (fd, buf, sizeof buf - 1, 0);
+  g_autofree char *said = NULL;
+
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+    n--;
+  if (n <= 0)
+    return;
+  buf[n] = '\0';
+  said = deliver_sanitize (buf, HELPER_OUTPUT_MAX);
+  g_message ("%s said: %s", name, said);
+}
+
+/* Writes the message to the running helper and waits for it, bounded. */
+static gboolean
+feed_helper (GSubprocess *p, const char *name, const char *prefix, const DeliverContent *content,
+             GError **error)
+{
+  GOutputStream *in = g_subprocess_get_stdin_pipe (p);
+
+  if (!write_message (in, prefix, content, FALSE, error) || !g_output_stream_close (in, NULL, error))
     {
       g_subprocess_force_exit (p);
       g_subprocess_wait (p, NULL, NULL);
@@ -228,10 +243,43 @@ submit_command (const LmtpdConfig *config, const char *sender, const char *rcpt,
     {
       g_subprocess_force_exit (p);
       g_subprocess_wait (p, NULL, NULL);
-      g_set_error (error, DELIVER_ERROR, ETIMEDOUT, "%s did not finish in %d s", words[0], SUBMIT_TIMEOUT);
+      g_set_error (error, DELIVER_ERROR, ETIMEDOUT, "%s did not finish in %d s", name, SUBMIT_TIMEOUT);
       return FALSE;
     }
   return g_subprocess_wait_check (p, NULL, error);
+}
+
+static gboolean
+submit_command (const LmtpdConfig *config, const char *sender, const char *rcpt, const char *prefix,
+                const DeliverContent *content, GError **error)
+{
+  g_auto (GStrv) words = NULL;
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr (GSubprocessLauncher) launcher = NULL;
+  g_autoptr (GSubprocess) p = NULL;
+  gboolean ok;
+  int out;
+
+  if (!g_shell_parse_argv (config->sendmail, NULL, &words, error))
+    return FALSE;
+  for (guint i = 0; words[i]; i++)
+    g_ptr_array_add (argv, words[i]);
+  g_ptr_array_add (argv, (gpointer) "-i");
+  g_ptr_array_add (argv, (gpointer) "-f");
+  g_ptr_array_add (argv, (gpointer) (sender[0] ? sender : "<>"));
+  g_ptr_array_add (argv, (gpointer) "--");
+  g_ptr_array_add (argv, (gpointer) rcpt);
+  g_ptr_array_add (argv, NULL);
+  if ((out = helper_output_file (error)) < 0)
+    return FALSE;
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDIN_PIPE);
+  g_subprocess_launcher_take_stdout_fd (launcher, dup (out));
+  g_subprocess_launcher_take_stderr_fd (launcher, dup (out));
+  p = g_subprocess_launcher_spawnv (launcher, (const char *const *) argv->pdata, error);
+  ok = p != NULL && feed_helper (p, words[0], prefix, content, error);
+  log_helper_output (out, words[0]);
+  close (out);
+  return ok;
 }
 
 gboolean

@@ -651,6 +651,7 @@ log_delivery (LmtpSession *s, const DeliverRecipient *r, const DeliverStatus *st
   g_autofree char *to = deliver_sanitize (r->address, 256);
   g_autofree char *orig = deliver_sanitize (r->original, 256);
   g_autofree char *text = deliver_sanitize (st->text, 256);
+  g_autofree char *mailbox = deliver_sanitize (path ? path : r->mailbox, 1024);
   gint64 delay_us = g_get_real_time () - t->started_us;
   gint64 delay_ms = delay_us / 1000;
   char callouts[48] = "", size[24], code[8], delay[24], cus[24];
@@ -667,7 +668,7 @@ log_delivery (LmtpSession *s, const DeliverRecipient *r, const DeliverStatus *st
   /* the same facts as fields, for the journal and log_format = json */
   g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO,
                     "LMTPD_SESSION", s->log_id, "LMTPD_TXN", t->id, "LMTPD_RCPT", to,
-                    "LMTPD_FROM", from, "LMTPD_ORIG_RCPT", orig, "LMTPD_MAILBOX", path ? path : r->mailbox,
+                    "LMTPD_FROM", from, "LMTPD_ORIG_RCPT", orig, "LMTPD_MAILBOX", mailbox,
                     "LMTPD_SIZE", size, "LMTPD_STATUS", code, "LMTPD_DSN", st->enhanced,
                     "LMTPD_DELAY_MS", delay, "LMTPD_CALLOUT_US", cus,
                     "LMTPD_REASON", st->code >= 400 ? text : "",
@@ -675,7 +676,7 @@ log_delivery (LmtpSession *s, const DeliverRecipient *r, const DeliverStatus *st
                     " status=%u %s delay_ms=%" G_GINT64_FORMAT "%s%s%s%s",
                     s->log_id, t->id, from, to,
                     strcmp (orig, to) ? " orig_to=<" : "", strcmp (orig, to) ? orig : "",
-                    strcmp (orig, to) ? ">" : "", path ? path : r->mailbox,
+                    strcmp (orig, to) ? ">" : "", mailbox,
                     t->received, st->code, st->enhanced, delay_ms, callouts[0] ? " " : "", callouts,
                     st->code >= 400 ? " reason=" : "", st->code >= 400 ? text : "");
 }
@@ -1080,9 +1081,12 @@ cmd_mail (LmtpSession *s, const char *args)
   if (a.path[0] != '\0')
     {
       g_autofree char *local = NULL, *domain = NULL;
+      guint code;
+      why = NULL;
       if (!deliver_address_parse (a.path, t->smtputf8, &local, &domain, &why) || domain == NULL)
         {
-          reply_error (s, "501 5.1.7 Invalid sender address: %s", domain ? why : "no domain");
+          const char *dsn = deliver_address_status (why, TRUE, &code);
+          reply_error (s, "%u %s Invalid sender address: %s", code, dsn, why ? why : "no domain");
           goto out;
         }
     }
@@ -1205,8 +1209,10 @@ cmd_rcpt (LmtpSession *s, const char *args)
     }
   if (!deliver_address_parse (a.path, t->smtputf8, &local, &domain, &why))
     {
+      guint code;
+      const char *dsn = deliver_address_status (why, FALSE, &code);
       if (a.path[0])
-        reply_error (s, "501 5.1.3 Invalid recipient address: %s", why);
+        reply_error (s, "%u %s Invalid recipient address: %s", code, dsn, why);
       else
         reply_error (s, "501 5.1.3 Empty recipient address");
       goto out;

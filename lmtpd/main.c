@@ -41,7 +41,7 @@ static gboolean log_json;   /* [server] log_format = json */
 static void
 json_string (GString *out, const char *v)
 {
-  g_autofree char *valid = g_utf8_make_valid (v, -1);
+  g_autofree char *valid = deliver_sanitize_record (v);
 
   g_string_append_c (out, '"');
   for (const char *p = valid; *p; p++)
@@ -121,6 +121,7 @@ log_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpoin
 {
   static int journald = -1;
   const char *message = NULL, *domain = NULL, *tag;
+  g_autofree char *safe = NULL;
   char stamp[32], line[2048];
   struct timespec ts;
   struct tm tm;
@@ -158,15 +159,16 @@ log_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpoin
   clock_gettime (CLOCK_REALTIME, &ts);
   localtime_r (&ts.tv_sec, &tm);
   strftime (stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+  /* no terminal escapes in the log, whoever forgot to sanitise */
+  safe = deliver_sanitize_record (message);
   n = snprintf (line, sizeof line, "%s.%03ld %s[%d]: %s%s\n", stamp, ts.tv_nsec / 1000000,
-                domain ? domain : "lmtpd", (int) getpid (), tag, message ? message : "");
+                domain ? domain : "lmtpd", (int) getpid (), tag, safe);
   if (n >= 0 && (gsize) n < sizeof line)
     write_all_stderr (line, n);
   else
     {
       g_autofree char *big = g_strdup_printf ("%s.%03ld %s[%d]: %s%s\n", stamp, ts.tv_nsec / 1000000,
-                                              domain ? domain : "lmtpd", (int) getpid (), tag,
-                                              message ? message : "");
+                                              domain ? domain : "lmtpd", (int) getpid (), tag, safe);
       write_all_stderr (big, strlen (big));
     }
   return G_LOG_WRITER_HANDLED;

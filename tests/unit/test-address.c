@@ -125,6 +125,43 @@ test_sanitize (void)
   g_assert_cmpstr (d, ==, "?? ok");
 }
 
+/* issue 13: C1 controls (U+009B is a one-character CSI) and ESC are
+ * replaced like C0; the record form keeps the caller's line breaks */
+static void
+test_sanitize_c1 (void)
+{
+  g_autofree char *a = deliver_sanitize ("a\xc2\x9b" "31mb\xc2\x85" "c\x1b[0m", 100);
+  g_autofree char *b = deliver_sanitize_record ("one\ntwo\t\xc2\x9b\x1b\r\xc2\xa0");
+  g_assert_cmpstr (a, ==, "a?31mb?c?[0m");
+  g_assert_cmpstr (b, ==, "one\ntwo\t???\xc2\xa0");
+}
+
+/* issue 13: the reply says what is wrong, with the right enhanced code */
+static void
+test_address_status (void)
+{
+  static const struct { const char *in; gboolean utf8, sender; guint code; const char *enh, *why; } cases[] = {
+    { "a@[]", FALSE, TRUE, 501, "5.1.7", "bad address literal" },
+    { "a@[]", TRUE, FALSE, 501, "5.1.3", "bad address literal" },
+    { "a\xff@example.org", TRUE, TRUE, 501, "5.1.7", "address is not UTF-8" },
+    { "j\xc3\xb6@example.org", FALSE, FALSE, 553, "5.6.7", "non-ASCII local part without SMTPUTF8" },
+    { "\"j\xc3\xb6\"@example.org", FALSE, TRUE, 553, "5.6.7", "non-ASCII local part without SMTPUTF8" },
+    { "j@ex\xc3\xa4mple.org", FALSE, TRUE, 553, "5.6.7", "non-ASCII domain without SMTPUTF8" },
+    { "j@ex_ample.org", TRUE, FALSE, 501, "5.1.3", "invalid character in domain" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *local = NULL, *domain = NULL;
+      const char *why = NULL;
+      guint code = 0;
+      g_assert_false (deliver_address_parse (cases[i].in, cases[i].utf8, &local, &domain, &why));
+      g_assert_cmpstr (why, ==, cases[i].why);
+      g_assert_cmpstr (deliver_address_status (why, cases[i].sender, &code), ==, cases[i].enh);
+      g_assert_cmpuint (code, ==, cases[i].code);
+    }
+}
+
 static void
 test_status (void)
 {
@@ -155,5 +192,7 @@ main (int argc, char **argv)
   g_test_add_func ("/address/unknown-user", test_unknown_user);
   g_test_add_func ("/address/sanitize", test_sanitize);
   g_test_add_func ("/address/status", test_status);
+  g_test_add_func ("/address/sanitize-c1", test_sanitize_c1);
+  g_test_add_func ("/address/reply-status", test_address_status);
   return g_test_run ();
 }

@@ -235,22 +235,25 @@ test_dedupe (void)
   DeliverDedupe *d = deliver_dedupe_open (path, 3600, &error);
 
   g_assert_no_error (error);
-  g_assert_false (deliver_dedupe_seen (d, "abc", "joe@x"));
-  deliver_dedupe_record (d, "abc", "joe@x");
-  g_assert_true (deliver_dedupe_seen (d, "abc", "joe@x"));
-  g_assert_false (deliver_dedupe_seen (d, "abc", "ann@x"));
+  g_assert_false (deliver_dedupe_seen (d, "abc", "s@y", "joe@x"));
+  deliver_dedupe_record (d, "abc", "s@y", "joe@x");
+  g_assert_true (deliver_dedupe_seen (d, "abc", "s@y", "joe@x"));
+  g_assert_false (deliver_dedupe_seen (d, "abc", "s@y", "ann@x"));
+  /* the same data from another sender is another message */
+  g_assert_false (deliver_dedupe_seen (d, "abc", "t@y", "joe@x"));
+  g_assert_false (deliver_dedupe_seen (d, "abc", "", "joe@x"));
   deliver_dedupe_free (d);
   /* survives a restart */
   d = deliver_dedupe_open (path, 3600, &error);
-  g_assert_true (deliver_dedupe_seen (d, "abc", "joe@x"));
+  g_assert_true (deliver_dedupe_seen (d, "abc", "s@y", "joe@x"));
   /* a record taken back stays taken back after a restart */
-  deliver_dedupe_record (d, "def", "joe@x");
-  deliver_dedupe_forget (d, "def", "joe@x");
-  g_assert_false (deliver_dedupe_seen (d, "def", "joe@x"));
+  deliver_dedupe_record (d, "def", "s@y", "joe@x");
+  deliver_dedupe_forget (d, "def", "s@y", "joe@x");
+  g_assert_false (deliver_dedupe_seen (d, "def", "s@y", "joe@x"));
   deliver_dedupe_free (d);
   d = deliver_dedupe_open (path, 3600, &error);
-  g_assert_false (deliver_dedupe_seen (d, "def", "joe@x"));
-  g_assert_true (deliver_dedupe_seen (d, "abc", "joe@x"));
+  g_assert_false (deliver_dedupe_seen (d, "def", "s@y", "joe@x"));
+  g_assert_true (deliver_dedupe_seen (d, "abc", "s@y", "joe@x"));
   /* a kill between the intent and the confirmation: the entry counts after
    * a restart only if the file became visible (even if a reader moved it
    * to cur/ since) */
@@ -261,23 +264,23 @@ test_dedupe (void)
     g_autofree char *moved_to = g_build_filename (md, "cur", "2.M2P2Q2.h,S=5,W=6:2,S", NULL);
     g_autofree char *never = g_build_filename (md, "new", "3.M3P3Q3.h,S=5,W=6", NULL);
     g_assert_true (deliver_maildir_create (md, FALSE, &error));
-    deliver_dedupe_intend (d, "i1", "joe@x", shown);
-    deliver_dedupe_intend (d, "i2", "joe@x", moved);
-    deliver_dedupe_intend (d, "i3", "joe@x", never);
-    g_assert_true (deliver_dedupe_seen (d, "i3", "joe@x")); /* in this process: pending */
+    deliver_dedupe_intend (d, "i1", "s@y", "joe@x", shown);
+    deliver_dedupe_intend (d, "i2", "s@y", "joe@x", moved);
+    deliver_dedupe_intend (d, "i3", "s@y", "joe@x", never);
+    g_assert_true (deliver_dedupe_seen (d, "i3", "s@y", "joe@x")); /* in this process: pending */
     g_assert_true (g_file_set_contents (shown, "hello", -1, NULL));
     g_assert_true (g_file_set_contents (moved_to, "hello", -1, NULL));
     deliver_dedupe_free (d);
     d = deliver_dedupe_open (path, 3600, &error);
-    g_assert_true (deliver_dedupe_seen (d, "i1", "joe@x"));
-    g_assert_true (deliver_dedupe_seen (d, "i2", "joe@x"));
-    g_assert_false (deliver_dedupe_seen (d, "i3", "joe@x"));
+    g_assert_true (deliver_dedupe_seen (d, "i1", "s@y", "joe@x"));
+    g_assert_true (deliver_dedupe_seen (d, "i2", "s@y", "joe@x"));
+    g_assert_false (deliver_dedupe_seen (d, "i3", "s@y", "joe@x"));
     /* confirmed: counts whatever happens to the file */
-    deliver_dedupe_intend (d, "i4", "joe@x", never);
-    deliver_dedupe_record (d, "i4", "joe@x");
+    deliver_dedupe_intend (d, "i4", "s@y", "joe@x", never);
+    deliver_dedupe_record (d, "i4", "s@y", "joe@x");
     deliver_dedupe_free (d);
     d = deliver_dedupe_open (path, 3600, &error);
-    g_assert_true (deliver_dedupe_seen (d, "i4", "joe@x"));
+    g_assert_true (deliver_dedupe_seen (d, "i4", "s@y", "joe@x"));
   }
   /* old entries are forgotten */
   deliver_dedupe_free (d);
@@ -287,10 +290,10 @@ test_dedupe (void)
   for (int i = 0; i < 3000; i++)
     {
       g_autofree char *dg = g_strdup_printf ("d%d", i);
-      deliver_dedupe_record (d, dg, "joe@x");
+      deliver_dedupe_record (d, dg, "s@y", "joe@x");
     }
-  g_assert_true (deliver_dedupe_seen (d, "d0", "joe@x"));
-  g_assert_true (deliver_dedupe_seen (d, "d2999", "joe@x"));
+  g_assert_true (deliver_dedupe_seen (d, "d0", "s@y", "joe@x"));
+  g_assert_true (deliver_dedupe_seen (d, "d2999", "s@y", "joe@x"));
   deliver_dedupe_free (d);
 }
 
