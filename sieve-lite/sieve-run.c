@@ -566,11 +566,13 @@ glob_at (Glob *g, gsize pi, gsize si)
   guint mark = g->caps->len;
   gboolean ok = FALSE;
 
-  if (g->failed && (g->failed[bit / 8] & (1 << (bit % 8))))
+  /* a step even when the memo answers: the budget bounds the loop of
+   * every star above */
+  if (!glob_step (g) || (g->failed && (g->failed[bit / 8] & (1 << (bit % 8)))))
     return FALSE;
   /* literals and '?' in a loop, not a call each: the depth stays the
    * number of stars however long the pattern */
-  while (glob_step (g) && pi < g->plen && g->pat[pi] != '*')
+  while (pi < g->plen && g->pat[pi] != '*' && glob_step (g))
     {
       if (si == g->slen)
         break;
@@ -583,15 +585,16 @@ glob_at (Glob *g, gsize pi, gsize si)
           pi++;
           continue;
         }
-      if (g->pat[pi] == '\\' && pi + 1 < g->plen)
-        pi++;
-      if (!char_eq (g->cmp, g->pat[pi], g->str[si]))
+      gsize lit = g->pat[pi] == '\\' && pi + 1 < g->plen ? pi + 1 : pi;
+      if (!char_eq (g->cmp, g->pat[lit], g->str[si]))
         break;
-      pi++;
+      pi = lit + 1;
       si++;
     }
   if (g->steps > GLOB_MAX_STEPS || g->timed_out)
     ok = FALSE;
+  else if (pi < g->plen && g->pat[pi] != '*')
+    ok = FALSE;       /* a literal or '?' that did not match */
   else if (pi == g->plen)
     ok = si == g->slen;
   else if (g->pat[pi] == '*')
