@@ -216,6 +216,21 @@ class RedirectLoop(Base):
         self.assertIn("would loop", self.d.read_log())
 
 
+class DeliveredToChain(Base):
+    def test_delivered_here_before_is_not_redirected(self):
+        # no redirect mark, but the delivered-to chain names alice: the
+        # message was delivered to her before, so her redirect would loop
+        self.script("alice", 'redirect "bob@%s";\n' % DOMAIN)
+        self.d.start()
+        msg = "Delivered-To: alice@example.org\nSubject: again\n\nbody\n"
+        reply, _ = self.deliver("alice@" + DOMAIN, msg)
+        self.assertEqual(reply[0], 250)
+        self.assertEqual(len(self.stored("alice")), 1)
+        time.sleep(0.5)
+        self.assertEqual(self.smtp.received, [])
+        self.assertIn("would loop", self.d.read_log())
+
+
 class LogInjection(Base):
     def test_fileinto_name_from_header_is_sanitised(self):
         self.script("alice", 'require ["fileinto", "variables"];\n'
