@@ -335,10 +335,9 @@ printable (const char *s, gsize max)
   while (*p && out->len < max)
     {
       gunichar c = g_utf8_get_char_validated (p, -1);
-      const char *next = c == (gunichar) -1 || c == (gunichar) -2 ? p + 1 : g_utf8_next_char (p);
-      if (next == p + 1 && (guchar) *p >= 0x80)
-        g_string_append_c (out, '?');
-      else if (c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0))
+      gboolean invalid = c == (gunichar) -1 || c == (gunichar) -2;
+      const char *next = invalid ? p + 1 : g_utf8_next_char (p);
+      if (invalid || c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0))
         g_string_append_c (out, '?');
       else
         g_string_append_len (out, p, next - p);
