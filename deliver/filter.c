@@ -20,6 +20,11 @@
 #define MAX_REDIRECT_HOPS 5
 #define REDIRECT_HEADER "X-Sieve-Redirected-From"
 
+/* Fields editheader leaves alone besides sieve-lite's trace fields: the
+ * loop mark (deleting it let two scripts bounce a message for ever) and
+ * the rest of what deliver_trace_headers writes. */
+static const char *const protected_fields[] = { REDIRECT_HEADER, "X-Original-To", NULL };
+
 /* ---- compiled scripts, cached ------------------------------------------------ */
 
 typedef struct {
@@ -365,6 +370,7 @@ filter_run (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverR
   sm.max_actions = config->sieve_max_actions;
   sm.max_redirects = config->sieve_max_redirects ? config->sieve_max_redirects : 1;
   sm.max_time_ms = config->sieve_max_run_time_ms;
+  sm.protected_headers = protected_fields;
   callout_for_sieve (callouts, &sm, cs, keep);
 
   for (guint i = 0; i < scripts->len; i++)
@@ -396,7 +402,12 @@ filter_run (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverR
         {
           /* RFC 5228 2.10.6: a failed script keeps the message, and whoever
            * owns the script hears of it */
-          what = g_strdup_printf ("%s: %s; message kept in INBOX", path, why);
+          {
+            /* the error may quote the message (a decoded header through
+             * ${1}): one sanitiser for the log and the user's log */
+            g_autofree char *shown = deliver_sanitize (why, 400);
+            what = g_strdup_printf ("%s: %s; message kept in INBOX", path, shown);
+          }
           g_warning ("%s: <%s> sieve: %s", msg->id, rcpt->address, what);
           if (i == user_index)
             user_log (path, what);
@@ -467,14 +478,13 @@ field_value (const char *field)
   return g_mime_utils_header_decode_text (NULL, s->str);
 }
 
-char *
-filter_edit_header (const char *header, const GPtrArray *edits)
+/* One entry per field of @header, continuation lines included. */
+static GPtrArray *
+header_fields (const char *header)
 {
-  g_autoptr (GPtrArray) fields = g_ptr_array_new_with_free_func (g_free);
+  GPtrArray *fields = g_ptr_array_new_with_free_func (g_free);
   const char *p = header;
-  GString *out;
 
-  /* one entry per field, continuation lines included */
   while (*p && *p != '\n')
     {
       const char *end = p;
@@ -487,10 +497,21 @@ filter_edit_header (const char *header, const GPtrArray *edits)
       g_ptr_array_add (fields, g_strndup (p, end - p));
       p = end;
     }
+  return fields;
+}
+
+char *
+filter_edit_header (const char *header, const GPtrArray *edits)
+{
+  g_autoptr (GPtrArray) fields = header_fields (header);
+  GString *out;
+
   for (guint i = 0; i < edits->len; i++)
     {
       const SieveHeaderEdit *e = edits->pdata[i];
-      if (!field_name_ok (e->name))
+      /* sieve-lite refuses these already; this is where they would be
+       * written, so the rule holds here too */
+      if (!field_name_ok (e->name) || sieve_header_protected (e->name, protected_fields))
         continue;
       if (e->value)
         {
@@ -539,6 +560,49 @@ filter_edit_header (const char *header, const GPtrArray *edits)
 
 /* ---- redirect ------------------------------------------------------------------ */
 
+/* The header as lmtpd received it, before trace fields, services and
+ * editheader: the delivered-to chain no script can change. */
+static char *
+received_header (const DeliverMessage *msg)
+{
+  guint64 hlen = msg->spool ? deliver_spool_header_len (msg->spool) : 0;
+  char *h = g_malloc (hlen + 1);
+
+  if (hlen && pread (deliver_spool_fd (msg->spool), h, hlen, 0) != (gssize) hlen)
+    hlen = 0;
+  h[hlen] = '\0';
+  return h;
+}
+
+static gboolean
+names_recipient (const char *value, const DeliverRecipient *rcpt)
+{
+  g_autofree char *v = g_strstrip (g_strdup (value));
+  return g_ascii_strcasecmp (v, rcpt->address) == 0 || g_ascii_strcasecmp (v, rcpt->original) == 0;
+}
+
+/* Was the message here before?  A Delivered-To (RFC 9228; as Postfix
+ * local and Pigeonhole read it) or our redirect mark naming this
+ * recipient in the header as received. */
+static gboolean
+delivered_here_before (const DeliverMessage *msg, const DeliverRecipient *rcpt)
+{
+  g_autofree char *header = received_header (msg);
+  g_autoptr (GPtrArray) fields = header_fields (header);
+
+  for (guint i = 0; i < fields->len; i++)
+    {
+      g_autofree char *name = field_name (fields->pdata[i]);
+      g_autofree char *value = NULL;
+      if (g_ascii_strcasecmp (name, "Delivered-To") && g_ascii_strcasecmp (name, REDIRECT_HEADER))
+        continue;
+      value = field_value (fields->pdata[i]);
+      if (names_recipient (value, rcpt))
+        return TRUE;
+    }
+  return FALSE;
+}
+
 gboolean
 filter_redirect (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipient *rcpt,
                  const char *target, const char *prefix, const DeliverContent *content)
@@ -548,26 +612,25 @@ filter_redirect (const LmtpdConfig *config, const DeliverMessage *msg, const Del
   g_autofree char *local = NULL, *domain = NULL, *head = NULL;
   g_autoptr (GError) error = NULL;
   const char *why = NULL, *rest = prefix;
-  gboolean loop = FALSE;
+  g_autofree char *shown = deliver_sanitize (target, 330);
+  gboolean loop;
 
   if (!deliver_address_parse (target, TRUE, &local, &domain, &why) || domain == NULL)
     {
       g_warning ("%s: <%s> sieve: redirect to a bad address: %s", msg->id, rcpt->address, why ? why : "no domain");
       return FALSE;
     }
-  /* loops: our own mark, too many hops, or back to ourselves */
+  /* loops: delivered here before, our own mark, too many hops, or back
+   * to ourselves (editheader cannot remove the mark or Delivered-To) */
+  loop = delivered_here_before (msg, rcpt);
   hops = view_header (REDIRECT_HEADER, &view);
   for (guint i = 0; hops[i]; i++)
-    {
-      g_autofree char *h = g_strstrip (g_strdup (hops[i]));
-      if (g_ascii_strcasecmp (h, rcpt->address) == 0 || g_ascii_strcasecmp (h, rcpt->original) == 0)
-        loop = TRUE;
-    }
+    loop |= names_recipient (hops[i], rcpt);
   view_clear (&view);
   if (loop || g_strv_length (hops) >= MAX_REDIRECT_HOPS || g_ascii_strcasecmp (target, rcpt->address) == 0
       || g_ascii_strcasecmp (target, rcpt->original) == 0)
     {
-      g_warning ("%s: <%s> sieve: redirect to <%s> would loop; kept instead", msg->id, rcpt->address, target);
+      g_warning ("%s: <%s> sieve: redirect to <%s> would loop; kept instead", msg->id, rcpt->address, shown);
       return FALSE;
     }
   /* Return-Path belongs to the final delivery only */
@@ -580,10 +643,10 @@ filter_redirect (const LmtpdConfig *config, const DeliverMessage *msg, const Del
   if (!deliver_submit (config, msg->sender, target, head, content, &error))
     {
       g_autofree char *w = deliver_sanitize (error->message, 300);
-      g_warning ("%s: <%s> sieve: redirect to <%s> failed: %s; kept instead", msg->id, rcpt->address, target, w);
+      g_warning ("%s: <%s> sieve: redirect to <%s> failed: %s; kept instead", msg->id, rcpt->address, shown, w);
       return FALSE;
     }
-  g_message ("%s: <%s> sieve: redirected to <%s>", msg->id, rcpt->address, target);
+  g_message ("%s: <%s> sieve: redirected to <%s>", msg->id, rcpt->address, shown);
   return TRUE;
 }
 

@@ -398,8 +398,9 @@ apply_sieve (const LmtpdConfig *config, const DeliverMessage *msg, const Deliver
             const char *why;
             if (!deliver_folder_valid (a->argument, &why))
               {
+                g_autofree char *shown = deliver_sanitize (a->argument, 300);
                 g_warning ("%s: <%s> sieve: fileinto \"%s\": %s; kept in INBOX instead", msg->id, rcpt->address,
-                           a->argument, why);
+                           shown, why);
                 one.folder = NULL;
               }
             else

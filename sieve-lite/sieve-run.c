@@ -15,6 +15,11 @@
 #define MAX_REDIRECTS 4
 #define MAX_STEPS 100000
 #define MAX_TIME_MS 2000
+#define MAX_VARIABLE_SIZE 4096
+#define MAX_MEMORY (4 * 1024 * 1024)
+#define MAX_HEADER_SIZE (64 * 1024)
+#define MAX_BODY_SIZE (1024 * 1024)
+#define MAX_ERROR_TEXT 200
 
 enum { M_IS, M_CONTAINS, M_MATCHES, M_COUNT, M_VALUE };
 enum { A_ALL, A_LOCALPART, A_DOMAIN, A_USER, A_DETAIL };
@@ -293,8 +298,67 @@ typedef struct {
   guint steps;
   guint redirects;
   gint64 deadline;           /* monotonic us */
+  gsize mem_used, mem_max;   /* bytes of strings built by expansion */
+  gsize var_max;             /* per variable */
   GError *error;
 } Run;
+
+/* Limits are runtime errors (RFC 5228 2.10.6); the first one counts. */
+static void
+run_fail (Run *run, int code, const char *what)
+{
+  if (run->error == NULL)
+    g_set_error_literal (&run->error, SIEVE_ERROR, code, what);
+}
+
+/* Checked where the work is done (each command and test, inside matching
+ * and expansion), so one costly step cannot run far past the limit. */
+static gboolean
+out_of_time (Run *run)
+{
+  if (run->error)
+    return TRUE;
+  if (g_get_monotonic_time () <= run->deadline)
+    return FALSE;
+  run_fail (run, SIEVE_ERROR_LIMIT, "script ran too long");
+  return TRUE;
+}
+
+/* A copy of @s fit for a log line: control characters become '?' (a
+ * header decoded into a string may hold LF or ESC), at most @max bytes. */
+static char *
+printable (const char *s, gsize max)
+{
+  GString *out = g_string_new (NULL);
+  const char *p = s;
+
+  while (*p && out->len < max)
+    {
+      gunichar c = g_utf8_get_char_validated (p, -1);
+      gboolean invalid = c == (gunichar) -1 || c == (gunichar) -2;
+      const char *next = invalid ? p + 1 : g_utf8_next_char (p);
+      if (invalid || c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0))
+        g_string_append_c (out, '?');
+      else
+        g_string_append_len (out, p, next - p);
+      p = next;
+    }
+  return g_string_free (out, FALSE);
+}
+
+/* Cuts @s to at most @max bytes on a UTF-8 character boundary. */
+static void
+cut_utf8 (char *s, gsize max)
+{
+  gsize n = strlen (s);
+
+  if (n <= max)
+    return;
+  n = max;
+  while (n > 0 && ((guchar) s[n] & 0xc0) == 0x80)
+    n--;
+  s[n] = '\0';
+}
 
 static gboolean
 has_cap (Run *run, const char *cap)
@@ -302,17 +366,27 @@ has_cap (Run *run, const char *cap)
   return g_hash_table_contains (run->s->caps, cap);
 }
 
-/* ${name} and ${N} (RFC 5229 3), when variables is required */
+/* ${name} and ${N} (RFC 5229 3), when variables is required.  What it
+ * builds counts against the run's memory (a string may name a 4 KB
+ * variable thousands of times); over it, the run fails and the result is
+ * cut short. */
 static char *
 expand (Run *run, const char *str)
 {
   GString *out;
+  gsize room;
 
   if (!has_cap (run, "variables") || !strstr (str, "${"))
     return g_strdup (str);
+  room = run->mem_max - run->mem_used;
   out = g_string_new (NULL);
   for (const char *p = str; *p;)
     {
+      if (out->len > room)
+        {
+          run_fail (run, SIEVE_ERROR_LIMIT, "script used too much memory (variables)");
+          break;
+        }
       const char *close;
       if (p[0] == '$' && p[1] == '{' && (close = strchr (p + 2, '}')) != NULL)
         {
@@ -337,7 +411,36 @@ expand (Run *run, const char *str)
         }
       g_string_append_c (out, *p++);
     }
+  run->mem_used += MIN (out->len, room);
   return g_string_free (out, FALSE);
+}
+
+/* RFC 5229 3: an implementation may limit the size of a variable; a
+ * script that sets a longer one fails (the doubling of a string would
+ * otherwise reach gigabytes in forty lines).  Takes @value. */
+static void
+set_variable (Run *run, char *name, char *value)
+{
+  if (strlen (value) > run->var_max)
+    {
+      g_autofree char *why = g_strdup_printf ("a variable would be longer than %" G_GSIZE_FORMAT " bytes",
+                                              run->var_max);
+      run_fail (run, SIEVE_ERROR_LIMIT, why);
+      g_free (name);
+      g_free (value);
+      return;
+    }
+  g_hash_table_replace (run->vars, name, value);
+}
+
+/* A match variable: as a variable, but cut to the limit rather than
+ * failing (a long Subject against "*" is ordinary mail). */
+static char *
+match_value (Run *run, const char *s, gsize len)
+{
+  char *v = g_strndup (s, len);
+  cut_utf8 (v, run->var_max);
+  return v;
 }
 
 static char **
@@ -396,91 +499,153 @@ char_eq (const char *cmp, char a, char b)
   return strcmp (cmp, "i;octet") == 0 ? a == b : g_ascii_tolower (a) == g_ascii_tolower (b);
 }
 
-/* :matches with * and ? (and \ escapes), capturing what the wildcards
- * matched into caps[1..] (RFC 5229 3.2).  Backtracking, but a (pattern,
- * string) position that failed once fails again whatever was captured, so
- * failures are remembered: polynomial, not exponential, in the number of
- * stars; and a step budget bounds the rest (over it: no match). */
+/* :matches with * and ? (and \ escapes), recording what the wildcards
+ * matched as offsets into the string (RFC 5229 3.2): nothing is copied
+ * while matching, so a long value is not quadratic.  Backtracking, but a
+ * (pattern, string) position that failed once fails again whatever was
+ * captured, so failures are remembered: polynomial, not exponential, in
+ * the number of stars; a step budget bounds the rest (over it: no match),
+ * and the run's deadline is checked as it goes. */
+typedef struct {
+  gsize start, len;
+} GlobCap;
+
 typedef struct {
   const char *cmp, *pat, *str;
   gsize plen, slen;
   guint8 *failed;           /* bit per (pattern, string) position, or NULL */
   guint64 steps;
+  guint depth;              /* nested stars */
+  gint64 deadline;          /* monotonic us, or 0: none */
+  gboolean timed_out;
+  GArray *caps;             /* GlobCap */
 } Glob;
 
 #define GLOB_MAX_STEPS 2000000
 #define GLOB_MAX_MEMO (64u * 1024 * 1024) /* bits */
+#define GLOB_MAX_DEPTH 4096
 
 static gboolean
-glob_at (Glob *g, gsize pi, gsize si, GPtrArray *caps)
+glob_step (Glob *g)
 {
-  const char *pat = g->pat + pi, *str = g->str + si;
-  gsize bit = pi * (g->slen + 1) + si;
-  gboolean ok = FALSE;
+  if (++g->steps > GLOB_MAX_STEPS || g->timed_out)
+    return FALSE;
+  if (g->deadline && (g->steps & 1023) == 0 && g_get_monotonic_time () > g->deadline)
+    g->timed_out = TRUE;
+  return !g->timed_out;
+}
 
-  if (++g->steps > GLOB_MAX_STEPS)
+static gboolean glob_at (Glob *g, gsize pi, gsize si);
+
+/* The pattern is at a star: the shortest match first (as before). */
+static gboolean
+glob_star (Glob *g, gsize pi, gsize si)
+{
+  if (++g->depth > GLOB_MAX_DEPTH)
     return FALSE;
-  if (g->failed && (g->failed[bit / 8] & (1 << (bit % 8))))
-    return FALSE;
-  if (*pat == '\0')
-    ok = *str == '\0';
-  else if (*pat == '*')
+  for (gsize s = si;; s++)
     {
-      for (const char *s = str;; s++)
-        {
-          guint mark = caps->len;
-          g_ptr_array_add (caps, g_strndup (str, s - str));
-          if (glob_at (g, pi + 1, s - g->str, caps))
-            return TRUE;
-          g_ptr_array_set_size (caps, mark);
-          if (*s == '\0' || g->steps > GLOB_MAX_STEPS)
-            break;
-        }
-    }
-  else if (*str == '\0')
-    ok = FALSE;
-  else if (*pat == '?')
-    {
-      const char *next = g_utf8_next_char (str);
-      guint mark = caps->len;
-      g_ptr_array_add (caps, g_strndup (str, next - str));
-      if (glob_at (g, pi + 1, next - g->str, caps))
+      GlobCap c = { si, s - si };
+      guint mark = g->caps->len;
+      g_array_append_val (g->caps, c);
+      if (glob_at (g, pi + 1, s))
         return TRUE;
-      g_ptr_array_set_size (caps, mark);
+      g_array_set_size (g->caps, mark);
+      if (s == g->slen || g->steps > GLOB_MAX_STEPS || g->timed_out)
+        break;
     }
-  else
-    {
-      gsize skip = (*pat == '\\' && pat[1]) ? 1 : 0;
-      ok = char_eq (g->cmp, pat[skip], *str) && glob_at (g, pi + skip + 1, si + 1, caps);
-    }
-  if (!ok && g->failed)
-    g->failed[bit / 8] |= 1 << (bit % 8);
-  return ok;
+  g->depth--;
+  return FALSE;
 }
 
 static gboolean
-glob (const char *cmp, const char *pat, const char *str, GPtrArray *caps)
+glob_at (Glob *g, gsize pi, gsize si)
 {
-  Glob g = { cmp, pat, str, strlen (pat), strlen (str), NULL, 0 };
+  gsize pi0 = pi, si0 = si, bit = pi * (g->slen + 1) + si;
+  guint mark = g->caps->len;
+  gboolean ok = FALSE;
+
+  /* a step even when the memo answers: the budget bounds the loop of
+   * every star above */
+  if (!glob_step (g) || (g->failed && (g->failed[bit / 8] & (1 << (bit % 8)))))
+    return FALSE;
+  /* literals and '?' in a loop, not a call each: the depth stays the
+   * number of stars however long the pattern */
+  while (pi < g->plen && g->pat[pi] != '*' && glob_step (g))
+    {
+      if (si == g->slen)
+        break;
+      if (g->pat[pi] == '?')
+        {
+          GlobCap c = { si, g_utf8_next_char (g->str + si) - (g->str + si) };
+          c.len = MIN (c.len, g->slen - si);
+          g_array_append_val (g->caps, c);
+          si += c.len;
+          pi++;
+          continue;
+        }
+      gsize lit = g->pat[pi] == '\\' && pi + 1 < g->plen ? pi + 1 : pi;
+      if (!char_eq (g->cmp, g->pat[lit], g->str[si]))
+        break;
+      pi = lit + 1;
+      si++;
+    }
+  if (g->steps > GLOB_MAX_STEPS || g->timed_out)
+    ok = FALSE;
+  else if (pi < g->plen && g->pat[pi] != '*')
+    ok = FALSE;       /* a literal or '?' that did not match */
+  else if (pi == g->plen)
+    ok = si == g->slen;
+  else if (g->pat[pi] == '*')
+    ok = glob_star (g, pi, si);
+  if (!ok)
+    {
+      g_array_set_size (g->caps, mark);
+      if (g->failed)
+        {
+          bit = pi0 * (g->slen + 1) + si0;
+          g->failed[bit / 8] |= 1 << (bit % 8);
+        }
+    }
+  return ok;
+}
+
+/* TRUE if @str matches @pat; what the wildcards matched goes to @caps
+ * (GlobCap offsets into @str).  *@timed_out: @deadline passed. */
+static gboolean
+glob (const char *cmp, const char *pat, const char *str, GArray *caps, gint64 deadline, gboolean *timed_out)
+{
+  Glob g = { cmp, pat, str, strlen (pat), strlen (str), NULL, 0, 0, deadline, FALSE, caps };
   guint64 bits = (guint64) (g.plen + 1) * (g.slen + 1);
   gboolean ok;
 
   if (bits <= GLOB_MAX_MEMO)
     g.failed = g_malloc0 (bits / 8 + 1);
-  ok = glob_at (&g, 0, 0, caps);
+  ok = glob_at (&g, 0, 0);
   g_free (g.failed);
+  if (timed_out)
+    *timed_out = g.timed_out;
   return ok;
 }
 
+/* i;octet uses strstr (linear); the case-insensitive scan checks the
+ * deadline as it goes. */
 static gboolean
-contains (const char *cmp, const char *hay, const char *needle)
+contains (const char *cmp, const char *hay, const char *needle, gint64 deadline, gboolean *timed_out)
 {
   gsize n = strlen (needle);
   if (strcmp (cmp, "i;octet") == 0)
     return strstr (hay, needle) != NULL;
   for (const char *p = hay; *p; p++)
-    if (g_ascii_strncasecmp (p, needle, n) == 0)
-      return TRUE;
+    {
+      if (deadline && ((p - hay) & 0xffff) == 0xffff && g_get_monotonic_time () > deadline)
+        {
+          *timed_out = TRUE;
+          return FALSE;
+        }
+      if (g_ascii_tolower (*p) == g_ascii_tolower (needle[0]) && g_ascii_strncasecmp (p, needle, n) == 0)
+        return TRUE;
+    }
   return n == 0;
 }
 
@@ -496,10 +661,11 @@ match_any (Run *run, const Args *a, char **values, char **keys)
           return TRUE;
       return FALSE;
     }
-  for (guint v = 0; values && values[v]; v++)
+  for (guint v = 0; values && values[v] && !out_of_time (run); v++)
     for (guint k = 0; keys[k]; k++)
       {
         const char *val = values[v], *key = keys[k];
+        gboolean late = FALSE;
         switch (a->match)
           {
           case M_IS:
@@ -507,7 +673,7 @@ match_any (Run *run, const Args *a, char **values, char **keys)
               return TRUE;
             break;
           case M_CONTAINS:
-            if (contains (a->comparator, val, key))
+            if (contains (a->comparator, val, key, run->deadline, &late))
               return TRUE;
             break;
           case M_VALUE:
@@ -516,21 +682,29 @@ match_any (Run *run, const Args *a, char **values, char **keys)
             break;
           case M_MATCHES:
             {
-              g_autoptr (GPtrArray) caps = g_ptr_array_new_with_free_func (g_free);
-              if (glob (a->comparator, key, val, caps))
+              g_autoptr (GArray) caps = g_array_new (FALSE, FALSE, sizeof (GlobCap));
+              if (glob (a->comparator, key, val, caps, run->deadline, &late))
                 {
                   if (has_cap (run, "variables"))
                     {
                       for (guint i = 0; i < 10; i++)
                         g_clear_pointer (&run->mv[i], g_free);
-                      run->mv[0] = g_strdup (val);
+                      run->mv[0] = match_value (run, val, strlen (val));
                       for (guint i = 0; i < caps->len && i < 9; i++)
-                        run->mv[i + 1] = g_strdup (caps->pdata[i]);
+                        {
+                          GlobCap *c = &g_array_index (caps, GlobCap, i);
+                          run->mv[i + 1] = match_value (run, val + c->start, c->len);
+                        }
                     }
                   return TRUE;
                 }
             }
             break;
+          }
+        if (late)
+          {
+            run_fail (run, SIEVE_ERROR_LIMIT, "script ran too long");
+            return FALSE;
           }
       }
   return FALSE;
@@ -601,8 +775,13 @@ headers (Run *run, const char *name)
   GPtrArray *out = g_ptr_array_new_with_free_func (g_free);
   char **orig = run->m->header ? run->m->header (name, run->m->data) : NULL;
 
+  /* tests see at most max_header_size of a value (a Subject folded over
+   * megabytes is no more spam for its tail) */
   for (guint i = 0; orig && orig[i]; i++)
-    g_ptr_array_add (out, g_steal_pointer (&orig[i]));
+    {
+      cut_utf8 (orig[i], run->m->max_header_size ? run->m->max_header_size : MAX_HEADER_SIZE);
+      g_ptr_array_add (out, g_steal_pointer (&orig[i]));
+    }
   g_free (orig);
   /* RFC 5293 3: later tests see the edits so far, in order, as they
    * will be applied to the message */
@@ -730,6 +909,8 @@ test_inner (Run *run, const SieveNode *t, const Args *a)
     {
       g_autofree char *text = run->m->body_text ? run->m->body_text (run->m->data) : NULL;
       char *values[2] = { text ? text : "", NULL };
+      if (text)
+        cut_utf8 (text, run->m->max_body_size ? run->m->max_body_size : MAX_BODY_SIZE);
       return match_any (run, a, values, keys);
     }
   if (!strcmp (n, "mailboxexists"))
@@ -789,7 +970,7 @@ test (Run *run, const SieveNode *t)
   const char *why;
   gboolean result;
 
-  if (run->error)
+  if (out_of_time (run))
     return FALSE;
   get_args (t, &a, &why);
   result = test_inner (run, t, &a);
@@ -851,9 +1032,10 @@ action (Run *run, SieveActionKind kind, char *arg, char *flags, gboolean copy)
 {
   SieveAction *x;
 
-  if (run->r->actions->len >= (run->m->max_actions ? run->m->max_actions : MAX_ACTIONS))
+  /* an expansion of the arguments may have failed the run */
+  if (run->error || run->r->actions->len >= (run->m->max_actions ? run->m->max_actions : MAX_ACTIONS))
     {
-      g_set_error (&run->error, SIEVE_ERROR, SIEVE_ERROR_LIMIT, "too many actions");
+      run_fail (run, SIEVE_ERROR_LIMIT, "too many actions");
       g_free (arg);
       g_free (flags);
       return;
@@ -938,7 +1120,7 @@ vacation (Run *run, Args *a)
       v->handle = g_strndup (g_checksum_get_string (h), 32);
     }
   if (run->r->actions->len >= (run->m->max_actions ? run->m->max_actions : MAX_ACTIONS))
-    g_set_error (&run->error, SIEVE_ERROR, SIEVE_ERROR_LIMIT, "too many actions");
+    run_fail (run, SIEVE_ERROR_LIMIT, "too many actions");
   g_ptr_array_add (run->r->actions, x);
 }
 
@@ -951,11 +1133,10 @@ command (Run *run, const SieveNode *c, gboolean *if_taken)
 
   if (run->error || run->stopped)
     return FALSE;
-  if (++run->steps > MAX_STEPS || ((run->steps & 255) == 0 && g_get_monotonic_time () > run->deadline))
-    {
-      g_set_error (&run->error, SIEVE_ERROR, SIEVE_ERROR_LIMIT, "script ran too long");
-      return FALSE;
-    }
+  if (++run->steps > MAX_STEPS)
+    run_fail (run, SIEVE_ERROR_LIMIT, "script ran too long");
+  if (out_of_time (run))
+    return FALSE;
   get_args (c, &a, &why);
   if (!strcmp (n, "require"))
     ;
@@ -1008,10 +1189,14 @@ command (Run *run, const SieveNode *c, gboolean *if_taken)
       else
         {
           char *to = expand (run, pos_string (&a, 0));
-          if (!address_ok (to))
+          if (run->error)
+            g_free (to);
+          else if (!address_ok (to))
             {
               /* RFC 5228 4.2: a bad address is an error */
-              g_set_error (&run->error, SIEVE_ERROR, SIEVE_ERROR_RUNTIME, "redirect to an invalid address '%s'", to);
+              g_autofree char *shown = printable (to, MAX_ERROR_TEXT);
+              g_set_error (&run->error, SIEVE_ERROR, SIEVE_ERROR_RUNTIME, "redirect to an invalid address '%s'",
+                           shown);
               g_free (to);
             }
           else
@@ -1042,7 +1227,8 @@ command (Run *run, const SieveNode *c, gboolean *if_taken)
           run->flags = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
           add_flags (run, curv, FALSE, FALSE);
           add_flags (run, list, n[0] == 'r', n[0] == 's');
-          g_hash_table_replace (run->vars, g_steal_pointer (&var), flags_string (run, NULL));
+          char *value = flags_string (run, NULL);
+          set_variable (run, g_steal_pointer (&var), value ? value : g_strdup (""));
           g_hash_table_unref (run->flags);
           run->flags = g_steal_pointer (&saved);
         }
@@ -1086,13 +1272,14 @@ command (Run *run, const SieveNode *c, gboolean *if_taken)
               value = v;
             }
         }
-      g_hash_table_replace (run->vars, g_steal_pointer (&name), value);
+      set_variable (run, g_steal_pointer (&name), value);
     }
   else if (!strcmp (n, "addheader") || !strcmp (n, "deleteheader"))
     {
       g_autofree char *name = expand (run, pos_string (&a, 0));
-      /* RFC 5293 4.3/5.1: never Received or Auto-Submitted */
-      if (g_ascii_strcasecmp (name, "Received") && g_ascii_strcasecmp (name, "Auto-Submitted"))
+      /* the trace fields and the caller's own (a loop mark) stay as they
+       * are: the edit is ignored, as before for Received */
+      if (!sieve_header_protected (name, run->m->protected_headers))
         {
           SieveHeaderEdit *e = g_new0 (SieveHeaderEdit, 1);
           e->name = g_steal_pointer (&name);
@@ -1169,6 +1356,8 @@ sieve_run (const SieveScript *script, const SieveMessage *msg, SieveResult *out)
   run.flags = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   run.implicit_keep = TRUE;
   run.deadline = g_get_monotonic_time () + 1000 * (gint64) (msg->max_time_ms ? msg->max_time_ms : MAX_TIME_MS);
+  run.mem_max = msg->max_memory ? msg->max_memory : MAX_MEMORY;
+  run.var_max = msg->max_variable_size ? msg->max_variable_size : MAX_VARIABLE_SIZE;
   for (guint i = 0; i < script->commands->len && !run.stopped && !run.error; i++)
     command (&run, script->commands->pdata[i], &taken);
   if (run.error)
@@ -1196,6 +1385,24 @@ sieve_run (const SieveScript *script, const SieveMessage *msg, SieveResult *out)
 }
 
 gboolean
+sieve_header_protected (const char *name, const char *const *extra)
+{
+  /* RFC 5293 4.3, 5.1: Received and Auto-Submitted; Return-Path and
+   * Delivered-To are trace fields too: one above the real ones would be
+   * read as the real one */
+  static const char *const trace[] = { "Received", "Auto-Submitted", "Return-Path", "Delivered-To", NULL };
+  g_autofree char *bare = g_strstrip (g_strdup (name));
+
+  for (guint i = 0; trace[i]; i++)
+    if (g_ascii_strcasecmp (bare, trace[i]) == 0)
+      return TRUE;
+  for (guint i = 0; extra && extra[i]; i++)
+    if (g_ascii_strcasecmp (bare, extra[i]) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+gboolean
 sieve_header_edit_matches (const SieveHeaderEdit *e, const char *value)
 {
   const char *cmp = e->comparator ? e->comparator : "i;ascii-casemap";
@@ -1205,15 +1412,15 @@ sieve_header_edit_matches (const SieveHeaderEdit *e, const char *value)
   for (guint k = 0; e->match[k]; k++)
     {
       const char *key = e->match[k];
-      g_autoptr (GPtrArray) caps = g_ptr_array_new_with_free_func (g_free);
+      g_autoptr (GArray) caps = g_array_new (FALSE, FALSE, sizeof (GlobCap));
       switch (e->match_type)
         {
         case M_CONTAINS:
-          if (contains (cmp, value, key))
+          if (contains (cmp, value, key, 0, NULL))
             return TRUE;
           break;
         case M_MATCHES:
-          if (glob (cmp, key, value, caps))
+          if (glob (cmp, key, value, caps, 0, NULL))
             return TRUE;
           break;
         case M_VALUE:

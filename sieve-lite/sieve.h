@@ -55,6 +55,17 @@ typedef struct {
   guint max_actions;
   guint max_redirects;
   guint max_time_ms;
+  /* 0 = the defaults: 4 KB per variable (as Pigeonhole; RFC 5229 3 lets
+   * an implementation limit it), 4 MB of strings built in one run, 64 KB
+   * of each header value and 1 MB of body text as tests see them.  Over a
+   * size limit is a runtime error (a match variable is cut instead). */
+  gsize max_variable_size;
+  gsize max_memory;
+  gsize max_header_size;
+  gsize max_body_size;
+  /* Fields editheader leaves alone besides the trace fields (Received,
+   * Auto-Submitted, Return-Path, Delivered-To), NULL-terminated, or NULL. */
+  const char *const *protected_headers;
 } SieveMessage;
 
 typedef enum {
@@ -96,6 +107,11 @@ typedef struct {
   int match_type;        /* private: see sieve_header_edit_matches */
   char *comparator, *relop;
 } SieveHeaderEdit;
+
+/* TRUE if editheader may not add or delete field @name: a trace field
+ * (RFC 5293 4.3, 5.1; Return-Path and Delivered-To alike) or one of
+ * @extra (NULL-terminated, or NULL). */
+gboolean sieve_header_protected (const char *name, const char *const *extra);
 
 /* deleteheader: TRUE if a (decoded) value of the field is to go (no
  * value patterns: every value). */

@@ -485,6 +485,180 @@ test_limits (void)
   g_string_free (s, TRUE);
 }
 
+/* ---- hostile scripts and messages (issue 13) ----------------------------------- */
+
+/* Runs @script on @headers with @m's limits; the outcome as run_full
+ * gives it (error first). */
+static char *
+run_limited (const char *script, const char *const *headers, SieveMessage *m, char **edits_out)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SieveScript) s = sieve_compile (script, strlen (script), &error);
+  Fake f = { headers ? headers : default_headers, NULL };
+  SieveResult r = { 0 };
+  GString *out;
+
+  g_assert_no_error (error);
+  m->envelope_from = "alice@example.com";
+  m->envelope_to = "bob@example.org";
+  m->header = fake_header;
+  m->body_text = fake_body;
+  m->data = &f;
+  sieve_run (s, m, &r);
+  out = g_string_new (NULL);
+  if (r.error)
+    g_string_append_printf (out, "error: %s; ", r.error);
+  for (guint i = 0; i < r.actions->len; i++)
+    {
+      const SieveAction *a = r.actions->pdata[i];
+      g_string_append_printf (out, "%s%s%s%s", i ? "; " : "", sieve_action_name (a->kind), a->argument ? ":" : "",
+                              a->argument ? a->argument : "");
+    }
+  if (edits_out)
+    {
+      GString *e = g_string_new (NULL);
+      for (guint i = 0; i < r.edits->len; i++)
+        g_string_append_printf (e, "%s%s", i ? "; " : "", ((SieveHeaderEdit *) r.edits->pdata[i])->name);
+      *edits_out = g_string_free (e, FALSE);
+    }
+  sieve_result_clear (&r);
+  return g_string_free (out, FALSE);
+}
+
+/* RFC 5229 3 lets an implementation limit a variable; doubling a string
+ * forty times must stop there, not in the allocator. */
+static void
+test_variable_size_limit (void)
+{
+  GString *s = g_string_new ("require \"variables\"; set \"a\" \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\";\n");
+  SieveMessage m = { 0 };
+  g_autofree char *got = NULL, *edge = NULL;
+
+  for (int i = 0; i < 40; i++)
+    g_string_append (s, "set \"a\" \"${a}${a}\";\n");
+  g_string_append (s, "discard;\n");
+  got = run_limited (s->str, NULL, &m, NULL);
+  g_assert_cmpstr (got, ==, "error: a variable would be longer than 4096 bytes; keep");
+  /* 32 doubled 7 times is 4096: allowed */
+  g_string_assign (s, "require \"variables\"; set \"a\" \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\";\n");
+  for (int i = 0; i < 7; i++)
+    g_string_append (s, "set \"a\" \"${a}${a}\";\n");
+  g_string_append (s, "discard;\n");
+  edge = run_limited (s->str, NULL, &m, NULL);
+  g_assert_cmpstr (edge, ==, "discard");
+  g_string_free (s, TRUE);
+}
+
+/* Each variable within its limit, but one string naming it thousands of
+ * times: the memory of the run is bounded too. */
+static void
+test_run_memory_limit (void)
+{
+  GString *s = g_string_new ("require [\"variables\", \"fileinto\"]; set \"a\" \"");
+  SieveMessage m = { 0 };
+  g_autofree char *got = NULL;
+
+  for (int i = 0; i < 4000; i++)
+    g_string_append_c (s, 'x');
+  g_string_append (s, "\";\nif string :is \"");
+  for (int i = 0; i < 5000; i++)
+    g_string_append (s, "${a}");
+  g_string_append (s, "\" \"\" { discard; }\n");
+  got = run_limited (s->str, NULL, &m, NULL);
+  g_assert_cmpstr (got, ==, "error: script used too much memory (variables); keep");
+  g_string_free (s, TRUE);
+}
+
+/* A match variable longer than the limit is cut (at a character), not an
+ * error: a long Subject against "*" is ordinary mail. */
+static void
+test_match_variable_cut (void)
+{
+  g_autofree char *ys = g_strnfill (4095, 'y');
+  g_autofree char *subject = g_strdup_printf ("Subject: %s\xc3\xa9tail", ys);
+  const char *const headers[] = { subject, NULL };
+  SieveMessage m = { 0 };
+  g_autofree char *got = run_limited ("require [\"variables\", \"fileinto\"];\n"
+                                      "if header :matches \"Subject\" \"*\" { set :length \"n\" \"${1}\"; fileinto \"${n}\"; }\n",
+                                      headers, &m, NULL);
+  g_assert_cmpstr (got, ==, "fileinto:4095");
+}
+
+/* :matches on many long values with a pattern that fails slowly: the
+ * deadline is checked inside matching, so the run ends as an error close
+ * to the limit instead of running through every value. */
+static void
+test_matches_deadline (void)
+{
+  g_autofree char *as = g_strnfill (60000, 'a');
+  g_autofree char *value = g_strdup_printf ("X-Long: %s", as);
+  const char *headers[301];
+  SieveMessage m = { 0 };
+  g_autofree char *got = NULL;
+  gint64 t0 = g_get_monotonic_time ();
+
+  for (guint i = 0; i < 300; i++)
+    headers[i] = value;
+  headers[300] = NULL;
+  m.max_time_ms = 50;
+  got = run_limited ("if header :matches \"X-Long\" \"*a*a*a*a*b\" { discard; }\n", headers, &m, NULL);
+  g_assert_cmpstr (got, ==, "error: script ran too long; keep");
+  /* bounded, with room for a loaded machine */
+  g_assert_cmpint (g_get_monotonic_time () - t0, <, 20 * G_USEC_PER_SEC);
+}
+
+/* :matches works on offsets; what it matched is still right, and a
+ * pattern longer than the stack could hold by recursion is fine. */
+static void
+test_matches_captures (void)
+{
+  g_autofree char *big = g_strnfill (200000, 'q');
+  g_autofree char *script = g_strdup_printf ("require \"variables\";\n"
+                                             "if string :matches \"%s\" \"%s\" { discard; }\n", big, big);
+  SieveMessage m = { 0 };
+  g_autofree char *got = run_limited (script, NULL, &m, NULL);
+  g_autofree char *caps = run_limited ("require [\"variables\", \"fileinto\"];\n"
+                                       "if header :matches \"Subject\" \"W?ekly *: \\\\* *\" { fileinto \"${1}|${2}|${3}\"; }\n"
+                                       "elsif header :matches \"Subject\" \"W?ekly *: *\" { fileinto \"${1}|${2}|${3}\"; }\n",
+                                       NULL, &m, NULL);
+
+  g_assert_cmpstr (got, ==, "discard");
+  g_assert_cmpstr (caps, ==, "fileinto:e|report|all GREEN");
+}
+
+/* RFC 5293 4.3/5.1 and issue 13: no edits of trace fields or of the
+ * caller's protected ones; others go through. */
+static void
+test_editheader_protected (void)
+{
+  const char *const extra[] = { "X-Sieve-Redirected-From", NULL };
+  SieveMessage m = { 0 };
+  g_autofree char *edits = NULL;
+  g_autofree char *got = NULL;
+
+  m.protected_headers = extra;
+  got = run_limited ("require \"editheader\";\n"
+                     "addheader \"Return-Path\" \"<x@evil>\"; addheader \"delivered-to\" \"x@evil\";\n"
+                     "deleteheader \"Received\"; deleteheader \"AUTO-SUBMITTED\";\n"
+                     "deleteheader \"x-sieve-redirected-from\"; addheader \"X-Ok\" \"1\";\n", NULL, &m, &edits);
+  g_assert_cmpstr (got, ==, "keep");
+  g_assert_cmpstr (edits, ==, "X-Ok");
+  g_assert_true (sieve_header_protected ("Delivered-To", NULL));
+  g_assert_false (sieve_header_protected ("X-Sieve-Redirected-From", NULL));
+}
+
+/* An error that quotes the message keeps no control characters. */
+static void
+test_error_text_printable (void)
+{
+  const char *const headers[] = { "Subject: x\nlmtpd[1]: forged\x1b[31m", NULL };
+  SieveMessage m = { 0 };
+  g_autofree char *got = run_limited ("require \"variables\";\n"
+                                      "if header :matches \"Subject\" \"*\" { redirect \"${1}\"; }\n", headers, &m, NULL);
+
+  g_assert_cmpstr (got, ==, "error: redirect to an invalid address 'x?lmtpd[1]: forged?[31m'; keep");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -519,5 +693,12 @@ main (int argc, char **argv)
   g_test_add_func ("/sieve/rfc5230/vacation", test_vacation);
   g_test_add_func ("/sieve/callout", test_callout);
   g_test_add_func ("/sieve/limits", test_limits);
+  g_test_add_func ("/sieve/limits/variable-size", test_variable_size_limit);
+  g_test_add_func ("/sieve/limits/run-memory", test_run_memory_limit);
+  g_test_add_func ("/sieve/limits/match-variable-cut", test_match_variable_cut);
+  g_test_add_func ("/sieve/limits/matches-deadline", test_matches_deadline);
+  g_test_add_func ("/sieve/matches-captures", test_matches_captures);
+  g_test_add_func ("/sieve/rfc5293/protected", test_editheader_protected);
+  g_test_add_func ("/sieve/error-text-printable", test_error_text_printable);
   return g_test_run ();
 }
