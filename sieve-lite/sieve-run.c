@@ -504,8 +504,9 @@ char_eq (const char *cmp, char a, char b)
  * while matching, so a long value is not quadratic.  Backtracking, but a
  * (pattern, string) position that failed once fails again whatever was
  * captured, so failures are remembered: polynomial, not exponential, in
- * the number of stars; a step budget bounds the rest (over it: no match),
- * and the run's deadline is checked as it goes. */
+ * the number of stars; a step budget bounds the rest and the run's
+ * deadline is checked as it goes.  Over either, the test is a run-time
+ * error, not "no match": a crafted value must not slip past a rule. */
 typedef struct {
   gsize start, len;
 } GlobCap;
@@ -611,7 +612,8 @@ glob_at (Glob *g, gsize pi, gsize si)
 }
 
 /* TRUE if @str matches @pat; what the wildcards matched goes to @caps
- * (GlobCap offsets into @str).  *@timed_out: @deadline passed. */
+ * (GlobCap offsets into @str).  *@timed_out: @deadline passed or the
+ * step budget ran out, the answer is none. */
 static gboolean
 glob (const char *cmp, const char *pat, const char *str, GArray *caps, gint64 deadline, gboolean *timed_out)
 {
@@ -624,7 +626,7 @@ glob (const char *cmp, const char *pat, const char *str, GArray *caps, gint64 de
   ok = glob_at (&g, 0, 0);
   g_free (g.failed);
   if (timed_out)
-    *timed_out = g.timed_out;
+    *timed_out = g.timed_out || g.steps > GLOB_MAX_STEPS;
   return ok;
 }
 
@@ -703,7 +705,7 @@ match_any (Run *run, const Args *a, char **values, char **keys)
           }
         if (late)
           {
-            run_fail (run, SIEVE_ERROR_LIMIT, "script ran too long");
+            run_fail (run, SIEVE_ERROR_LIMIT, "script ran too long (or a :matches was too complex)");
             return FALSE;
           }
       }
