@@ -106,7 +106,7 @@ maildir_folder (const LmtpdConfig *config, const DeliverRecipient *rcpt, const c
       || !deliver_maildir_create (dir, config->fsync, error))
     return NULL;
   marker = g_build_filename (dir, "maildirfolder", NULL);
-  fd = open (marker, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  fd = deliver_mailfile_open (marker, O_WRONLY | O_CREAT, NULL); /* a planted FIFO must not block */
   if (fd >= 0)
     close (fd);
   if (!deliver_folder_subscribe (rcpt->mailbox, folder, error))

@@ -199,6 +199,16 @@ class BlockingFilesTest(Base):
         self.assertEqual(code // 100, 4, text)  # the folder cannot be subscribed: retried
         self.assertEqual(deliver(d, "s@" + DOMAIN, message("s2"))[0], 250)
 
+    def test_fifo_folder_marker(self):
+        d = self.daemon(["s@%s" % DOMAIN], {"delivery.detail_folder": "yes"}).start()
+        md = d.maildir("s@" + DOMAIN)
+        make_maildir(md)
+        makedirs(os.path.join(md, ".Lists"))
+        os.mkfifo(os.path.join(md, ".Lists", "maildirfolder"))
+        code, text = deliver(d, "s+lists@" + DOMAIN, message("s1"))
+        self.assertEqual(code, 250, text)
+        self.assertEqual(len(d.messages("s@" + DOMAIN, folder=".lists")), 1)
+
     def test_fifo_dotlock(self):
         d = self.daemon(["m@%s mbox:m" % DOMAIN], {"delivery.mbox_lock_timeout": "2"}).start()
         box = os.path.join(d.mail, "m")
