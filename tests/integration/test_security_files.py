@@ -203,8 +203,9 @@ class BlockingFilesTest(Base):
         d = self.daemon(["s@%s" % DOMAIN], {"delivery.detail_folder": "yes"}).start()
         md = d.maildir("s@" + DOMAIN)
         make_maildir(md)
-        makedirs(os.path.join(md, ".Lists"))
-        os.mkfifo(os.path.join(md, ".Lists", "maildirfolder"))
+        makedirs(os.path.join(md, ".lists"))
+        os.mkfifo(os.path.join(md, ".lists", "maildirfolder"))
+        own(os.path.join(md, ".lists", "maildirfolder"))
         code, text = deliver(d, "s+lists@" + DOMAIN, message("s1"))
         self.assertEqual(code, 250, text)
         self.assertEqual(len(d.messages("s@" + DOMAIN, folder=".lists")), 1)
@@ -330,7 +331,8 @@ class QuotaOverflowTest(Base):
         own(big)
         size = os.path.join(md, "maildirsize")
         with open(size, "w") as f:
-            f.write("10240S\n9000 1\n9223372036854775000 1\n9223372036854775000 1\n")
+            # 9000 + INT64_MAX: wrapped, the total was negative, read as 0
+            f.write("10240S\n9000 1\n9223372036854775807 1\n")
         own(size)
         code, text = deliver(d, "q@" + DOMAIN, message("q1", 4096))
         self.assertEqual(code, 552, text)
