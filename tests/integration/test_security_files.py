@@ -24,7 +24,7 @@ import socket
 import subprocess
 import unittest
 
-from lmtptest import LMTPD, MAIL_USER, Daemon, dotstuff, main, own
+from lmtptest import LMTPD, MAIL_USER, Callout, Daemon, dotstuff, main, own
 
 ROOT = os.geteuid() == 0
 DOMAIN = "files.example"
@@ -210,6 +210,21 @@ class BlockingFilesTest(Base):
         self.assertEqual(code, 250, text)
         self.assertEqual(len(d.messages("s@" + DOMAIN, folder=".lists")), 1)
 
+    def test_fifo_vacation_log(self):
+        d = self.daemon(["u@%s" % DOMAIN]).start()
+        home = os.path.join(d.mail, DOMAIN, "u")
+        makedirs(home)
+        script = os.path.join(home, ".dovecot.sieve")
+        with open(script, "w") as f:
+            f.write('require "vacation";\nvacation "away";\n')
+        own(script)
+        os.mkfifo(script + ".vacation")
+        own(script + ".vacation")
+        data = b"From: f@example.net\nTo: u@%s\nSubject: v\n\nhello END-v\n" % DOMAIN.encode()
+        code, text = deliver(d, "u@" + DOMAIN, data)
+        self.assertEqual(code, 250, text)  # kept; no reply without a usable log
+        self.assertEqual(len(d.messages("u@" + DOMAIN)), 1)
+
     def test_fifo_dotlock(self):
         d = self.daemon(["m@%s mbox:m" % DOMAIN], {"delivery.mbox_lock_timeout": "2"}).start()
         box = os.path.join(d.mail, "m")
@@ -233,6 +248,26 @@ class BlockingFilesTest(Base):
         self.assertIn("4.4.7", text)
         inbox = os.path.join(box, "inbox")
         self.assertFalse(os.path.exists(inbox) and os.path.getsize(inbox), "stored past the deadline")
+
+    def test_delivery_deadline_maildir(self):
+        # a service slower than the deadline (but within its own timeout):
+        # 451 4.4.7 and nothing in the Maildir; the next delivery works
+        callout = Callout("* delay 3000\n* accept\n")
+        try:
+            d = self.daemon(["u@%s" % DOMAIN, "v@%s" % DOMAIN],
+                            {"delivery.delivery_timeout": "1",
+                             "service slow.servers": callout.endpoint, "service slow.timeout": "60s",
+                             "service slow.response_timeout": "60s", "service slow.on_failure": "tempfail",
+                             "rule all.match": "u@" + DOMAIN, "rule all.services": "slow"}).start()
+            code, text = deliver(d, "u@" + DOMAIN, message("u1"), timeout=120)
+            self.assertEqual(code, 451, text)
+            self.assertIn("4.4.7", text)
+            md = d.maildir("u@" + DOMAIN)
+            for sub in ("new", "cur", "tmp"):
+                self.assertEqual(files_in(os.path.join(md, sub)), [], sub)
+            self.assertEqual(deliver(d, "v@" + DOMAIN, message("v1"))[0], 250)
+        finally:
+            callout.stop()
 
     def test_delivery_timeout_is_validated(self):
         d = self.daemon(["a@%s" % DOMAIN], {"delivery.delivery_timeout": "0"})
