@@ -647,12 +647,12 @@ run (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipien
       /* Sieve sees the message as it would be stored, after the services */
       FilterOutcome fo;
       filter_run (config, msg, rcpt, result, prefix, &st.content, &fo);
-      if (fo.ran && past_deadline (commit))
-        deadline_status (status, rcpt);
-      else if (fo.ran)
-        apply_sieve (config, msg, rcpt, shared, &st, &fo, new_header != NULL, status, out_path, error);
       if (fo.ran)
         {
+          if (past_deadline (commit))
+            deadline_status (status, rcpt);
+          else
+            apply_sieve (config, msg, rcpt, shared, &st, &fo, new_header != NULL, status, out_path, error);
           filter_outcome_clear (&fo);
           goto out;
         }

@@ -117,10 +117,13 @@ walk_step (int dirfd, const char *name, mode_t mode, gboolean *made)
         return -1;
       return openat (dirfd, name, flags);
     }
-  if ((errno == ELOOP || errno == ENOTDIR) && trusted_symlink (dirfd, name))
-    return openat (dirfd, name, flags & ~O_NOFOLLOW);
-  if (errno == ELOOP)
-    errno = ENOTDIR; /* a planted symlink: "not a directory" says it best */
+  if (errno == ELOOP || errno == ENOTDIR)
+    {
+      int e = errno;
+      if (trusted_symlink (dirfd, name))
+        return openat (dirfd, name, flags & ~O_NOFOLLOW);
+      errno = e;
+    }
   return -1;
 }
 
@@ -140,12 +143,14 @@ walk_dirs (const char *path, mode_t mode, gboolean *created, GError **error)
       last = i;
   for (guint i = 0; fd >= 0 && parts[i]; i++)
     {
-      int next;
+      int next, e;
       if (parts[i][0] == '\0' || strcmp (parts[i], ".") == 0)
         continue;
       next = walk_step (fd, parts[i], i == last ? mode : 0755, created);
+      e = errno;
       close (fd);
       fd = next;
+      errno = e;
     }
   if (fd < 0)
     {
