@@ -121,10 +121,16 @@ sum_lines (char **lines, guint64 *bytes, guint64 *count)
 
   for (guint i = 1; lines[i]; i++)
     {
-      long long lb, lc;
-      if (sscanf (lines[i], "%lld %lld", &lb, &lc) != 2)
+      char *end1, *end2;
+      gint64 lb, lc;
+
+      /* g_ascii_strtoll: an out-of-range number is ERANGE, not undefined as with sscanf */
+      errno = 0;
+      lb = g_ascii_strtoll (lines[i], &end1, 10);
+      lc = g_ascii_strtoll (end1, &end2, 10);
+      if (end1 == lines[i] || end2 == end1)
         continue;
-      if (__builtin_add_overflow (b, (gint64) lb, &b) || __builtin_add_overflow (c, (gint64) lc, &c))
+      if (errno == ERANGE || __builtin_add_overflow (b, lb, &b) || __builtin_add_overflow (c, lc, &c))
         return FALSE;
     }
   *bytes = b > 0 ? (guint64) b : 0;

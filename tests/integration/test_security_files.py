@@ -356,7 +356,7 @@ class MboxQuotaTest(Base):
 class QuotaOverflowTest(Base):
     """Item 9: maildirsize lines that sum past INT64 are not trusted."""
 
-    def test_overflowing_lines_are_recalculated(self):
+    def check_recalculated(self, lines):
         d = self.daemon(["q@%s quota=10k" % DOMAIN]).start()
         md = d.maildir("q@" + DOMAIN)
         make_maildir(md)
@@ -366,12 +366,20 @@ class QuotaOverflowTest(Base):
         own(big)
         size = os.path.join(md, "maildirsize")
         with open(size, "w") as f:
-            # 9000 + INT64_MAX: wrapped, the total was negative, read as 0
-            f.write("10240S\n9000 1\n9223372036854775807 1\n")
+            f.write("10240S\n9000 1\n" + lines)
         own(size)
         code, text = deliver(d, "q@" + DOMAIN, message("q1", 4096))
         self.assertEqual(code, 552, text)
         self.assertEqual(d.messages("q@" + DOMAIN), [])
+        with open(size) as f:
+            self.assertEqual(f.read(), "10240S\n9000 1\n")  # recalculated from the file names
+
+    def test_overflowing_lines_are_recalculated(self):
+        # 9000 + INT64_MAX: wrapped, the total was negative, read as 0
+        self.check_recalculated("9223372036854775807 1\n")
+
+    def test_out_of_range_line_is_recalculated(self):
+        self.check_recalculated("99999999999999999999 1\n")
 
 
 class FolderNameTest(Base):
