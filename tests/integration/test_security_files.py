@@ -189,6 +189,17 @@ class BlockingFilesTest(Base):
             self.assertTrue(f.readline().startswith("102400S"))
         self.assertEqual(deliver(d, "ok@" + DOMAIN, message("ok"))[0], 250)
 
+    def test_maildirsize_symlink_to_dev_zero(self):
+        # not followed (the old code read /dev/zero until memory ran out:
+        # this one is not run against it)
+        d = self.daemon(["q@%s quota=100k" % DOMAIN]).start()
+        md = d.maildir("q@" + DOMAIN)
+        make_maildir(md)
+        os.symlink("/dev/zero", os.path.join(md, "maildirsize"))
+        self.assertEqual(deliver(d, "q@" + DOMAIN, message("z1"))[0], 250)
+        self.assertFalse(os.path.islink(os.path.join(md, "maildirsize")))
+        self.assertEqual(len(d.messages("q@" + DOMAIN)), 1)
+
     def test_fifo_subscriptions(self):
         d = self.daemon(["s@%s" % DOMAIN], {"delivery.detail_folder": "yes"}).start()
         md = d.maildir("s@" + DOMAIN)
