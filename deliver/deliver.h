@@ -207,8 +207,10 @@ guint deliver_maildir_clean_tmp (const char *maildir, gint64 max_age);
  * ",S=<size>,W=<crlf size>" and fsyncs that directory.  Creates the Maildir
  * if missing.  With @link_from (a delivered file with exactly these bytes)
  * it hard-links instead of writing, falling back to a copy.  Nothing is
- * visible in new/ or cur/ unless all of it is.  *out_path (may be NULL)
- * receives the final path; *out_size the file size. */
+ * visible in new/ or cur/ unless all of it is.  tmp/, new/ and cur/ are
+ * opened relative to the Maildir and never through a symlink (then it
+ * fails: ELOOP or ENOTDIR).  *out_path (may be NULL) receives the final
+ * path; *out_size the file size. */
 gboolean deliver_maildir_store (const char *maildir, const char *hostname,
                                 const char *header, const DeliverContent *content, const char *flags,
                                 const char *link_from, gboolean do_fsync,
