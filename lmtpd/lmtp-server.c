@@ -231,7 +231,9 @@ set_owner (const char *path, const char *owner, GError **error)
         }
       gid = gr->gr_gid;
     }
-  if (chown (path, uid, gid) < 0)
+  /* lchown: the socket's directory may be the mail user's, who could put
+   * a symlink where the socket was; root must not chown its target */
+  if (lchown (path, uid, gid) < 0)
     {
       int e = errno;
       g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e), "chown %s: %s", path, g_strerror (e));
@@ -269,7 +271,9 @@ listen_unix (LmtpServer *server, const LmtpdListen *l, GError **error)
                                       NULL, NULL, error))
     return FALSE;
   g_ptr_array_add (server->unix_paths, g_strdup (l->path));
-  if (chmod (l->path, server->config->socket_mode) < 0)
+  /* never through a symlink (see set_owner): with AT_SYMLINK_NOFOLLOW a
+   * symlink fails (EOPNOTSUPP), a socket does not */
+  if (fchmodat (AT_FDCWD, l->path, server->config->socket_mode, AT_SYMLINK_NOFOLLOW) < 0)
     {
       int e = errno;
       g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e), "chmod %s: %s", l->path, g_strerror (e));

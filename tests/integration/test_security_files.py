@@ -20,12 +20,13 @@ a long timeout, never that it is fast."""
 import os
 import pwd
 import shutil
-import socket
 import subprocess
+import tempfile
 import unittest
 
 from lmtptest import LMTPD, MAIL_USER, Callout, Daemon, dotstuff, main, own
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.geteuid() == 0
 DOMAIN = "files.example"
 
@@ -160,6 +161,24 @@ class PrivilegesTest(Base):
         self.assertFalse(started, "lmtpd started with a spool reached through a planted symlink")
         self.assertIn("var/spool", d.read_log())
 
+    def test_socket_swapped_for_a_symlink(self):
+        # the mail user owns the socket's directory: between bind() and
+        # chmod()/chown() it replaces the socket by a symlink (a shim does
+        # it, deterministically); root must not change the target
+        d = self.daemon(["a@%s" % DOMAIN], {"server.socket_mode": "0666",
+                                            "server.socket_owner": MAIL_USER})
+        victim = self.victim(d)
+        os.chmod(victim, 0o600)
+        shim = os.path.join(tempfile.mkdtemp(prefix="swapsocket-"), "swapsocket.so")
+        self.tmp.append(os.path.dirname(shim))
+        subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", shim, os.path.join(HERE, "swapsocket.c"), "-ldl"],
+                       check=True)
+        d.env = dict(os.environ, LD_PRELOAD=shim, SWAP_TARGET=victim)
+        self.start_quietly(d)
+        st = os.stat(victim)
+        self.assertEqual(oct(st.st_mode & 0o7777), oct(0o600), "root chmodded the symlink's target")
+        self.assertEqual(st.st_uid, 0, "root chowned the symlink's target")
+
     def test_lda_does_not_chown_through_a_symlink(self):
         d = self.daemon(["a@%s" % DOMAIN])
         victim = self.victim(d)
@@ -169,6 +188,20 @@ class PrivilegesTest(Base):
         subprocess.run([lda, "-c", "lmtpd.conf", "-a", "a@" + DOMAIN], input=message("lda"), cwd=d.dir,
                        capture_output=True, timeout=60)
         self.assertEqual(os.stat(victim).st_uid, 0)
+
+
+class SocketModeTest(Base):
+    """The socket still gets socket_mode (now set without following a symlink)."""
+
+    def test_socket_mode_applied(self):
+        d = self.daemon(["a@%s" % DOMAIN], {"server.socket_mode": "0666"}).start()
+        st = os.lstat(d.sock)
+        self.assertEqual(oct(st.st_mode & 0o7777), oct(0o666))
+        c = d.connect(unix=True, timeout=60)
+        try:
+            self.assertEqual(c.code(), 220)
+        finally:
+            c.close()
 
 
 class BlockingFilesTest(Base):
