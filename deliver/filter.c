@@ -281,7 +281,7 @@ user_log (const char *script, const char *what)
   g_autoptr (GDateTime) now = g_date_time_new_now_local ();
   g_autofree char *stamp = g_date_time_format (now, "%Y-%m-%d %H:%M:%S");
   g_autofree char *line = g_strdup_printf ("%s: %s\n", stamp, what);
-  int fd = open (path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+  int fd = deliver_mailfile_open (path, O_WRONLY | O_CREAT | O_APPEND, NULL); /* a FIFO must not block */
 
   if (fd < 0)
     return;

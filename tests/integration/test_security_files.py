@@ -269,6 +269,21 @@ class BlockingFilesTest(Base):
         self.assertEqual(code, 250, text)  # kept; no reply without a usable log
         self.assertEqual(len(d.messages("u@" + DOMAIN)), 1)
 
+    def test_fifo_script_log(self):
+        # a broken script: its owner hears of it in .dovecot.sieve.log
+        d = self.daemon(["u@%s" % DOMAIN]).start()
+        home = os.path.join(d.mail, DOMAIN, "u")
+        makedirs(home)
+        script = os.path.join(home, ".dovecot.sieve")
+        with open(script, "w") as f:
+            f.write('this is not sieve;\n')
+        own(script)
+        os.mkfifo(script + ".log")
+        own(script + ".log")
+        code, text = deliver(d, "u@" + DOMAIN, message("b1"))
+        self.assertEqual(code, 250, text)
+        self.assertEqual(len(d.messages("u@" + DOMAIN)), 1)
+
     def test_fifo_dotlock(self):
         d = self.daemon(["m@%s mbox:m" % DOMAIN], {"delivery.mbox_lock_timeout": "2"}).start()
         box = os.path.join(d.mail, "m")
