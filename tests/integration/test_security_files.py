@@ -2,10 +2,12 @@
 mail user can plant in its mailboxes and in the directories lmtpd hands
 over to it.
 
-- root never chowns through a symlink nor a directory that was there;
-- a FIFO planted where lmtpd reads (maildirsize, subscriptions, a
-  dotlock) does not hang a delivery thread, and a delivery has a
-  deadline ([delivery] delivery_timeout, then 451 4.4.7, nothing stored);
+- root never chowns (or chmods) through a symlink, nor a directory that
+  was there: the configured directories, the journal, the UNIX socket;
+- a FIFO or a symlink planted where lmtpd reads or writes (maildirsize,
+  subscriptions, maildirfolder, a dotlock, the vacation and script logs)
+  does not hang a delivery thread, and a delivery has a deadline
+  ([delivery] delivery_timeout, then 451 4.4.7, nothing stored);
 - a symlinked new/ or tmp/ inside a Maildir is not written through;
 - the byte quota holds for mbox users; a message quota for them is
   refused by the configuration check;
@@ -81,7 +83,6 @@ def files_in(path):
 class Base(unittest.TestCase):
     def setUp(self):
         self.daemons = []
-        self.outside = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
         self.tmp = []
 
     def tearDown(self):
