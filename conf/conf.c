@@ -36,7 +36,7 @@ static const KnownGroup known_groups[] = {
                 "max_recipients", "max_errors", "min_data_rate", NULL } },
   { "delivery", { "mail_root", "mailbox", "fsync", "create_folders", "recipient_delimiter",
                   "detail_folder", "quota_full_tempfail", "single_instance", "duplicate_window",
-                  "duplicate_db", "mbox_quoting", "mbox_lock_timeout", NULL } },
+                  "duplicate_db", "mbox_quoting", "mbox_lock_timeout", "delivery_timeout", NULL } },
   { "users", { "map", "domains", "postmaster", "rewrite", NULL } },
   { "mailboxes", { NULL } }, /* any domain as key */
   { "opes", { "system", "bypass", NULL } },
@@ -195,6 +195,7 @@ lmtpd_config_new_default (void)
   c->duplicate_window = 4 * 3600;
   c->duplicate_db = g_strdup ("./var/lib/duplicates");
   c->mbox_lock_timeout = 30;
+  c->delivery_timeout = 120;
   c->rewrites = g_ptr_array_new_with_free_func (rewrite_free);
   c->delivery_threads = 64;
   c->opes_system = g_strdup_printf ("urn:x-opes-lmtpd:system:%s", c->hostname);
@@ -519,6 +520,15 @@ read_map (Loader *ld, const char *group, const char *key, const char *path)
   return out;
 }
 
+/* The user's mailbox, or else its domain's template, is an mbox. */
+static gboolean
+user_is_mbox (const LmtpdConfig *c, const LmtpdUser *u)
+{
+  const char *at = strrchr (u->address, '@');
+  const char *m = u->mailbox ? u->mailbox : lmtpd_config_mailbox_template (c, at ? at + 1 : NULL);
+  return g_str_has_prefix (m, "mbox:");
+}
+
 static void
 load_users_map (Loader *ld, LmtpdConfig *c)
 {
@@ -560,6 +570,14 @@ load_users_map (Loader *ld, LmtpdConfig *c)
       if (ok && u->mailbox && strstr (u->mailbox, ".."))
         {
           file_problem (ld, c->users_map, i + 1, "mailbox '%s' may not contain '..'", u->mailbox);
+          ok = FALSE;
+        }
+      if (ok && u->quota_messages && user_is_mbox (c, u))
+        {
+          /* counting the messages of an mbox means reading all of it on
+           * every delivery: refused rather than silently ignored */
+          file_problem (ld, c->users_map, i + 1,
+                        "quota_messages= is not supported for an mbox mailbox (use quota= for bytes)");
           ok = FALSE;
         }
       if (!ok)
@@ -979,6 +997,7 @@ load_delivery (Loader *ld, GKeyFile *kf, LmtpdConfig *c)
         problem (ld, "delivery", "mbox_quoting", "'%s' is not mboxrd or mboxo", quoting);
     }
   get_uint (ld, kf, "delivery", "mbox_lock_timeout", FALSE, 1, 3600, &c->mbox_lock_timeout);
+  get_uint (ld, kf, "delivery", "delivery_timeout", FALSE, 1, 86400, &c->delivery_timeout);
 }
 
 static void

@@ -144,6 +144,7 @@ typedef struct {
   char *duplicate_db;         /* journal path */
   gboolean mbox_mboxo;        /* quote only "From " (default mboxrd) */
   guint mbox_lock_timeout;    /* seconds */
+  guint delivery_timeout;     /* seconds one recipient's delivery may take (then 451 4.4.7) */
 
   /* [users] */
   char *users_map;            /* path or NULL */

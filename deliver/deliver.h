@@ -219,8 +219,10 @@ guint deliver_maildir_clean_tmp (const char *maildir, gint64 max_age);
  * ",S=<size>,W=<crlf size>" and fsyncs that directory.  Creates the Maildir
  * if missing.  With @link_from (a delivered file with exactly these bytes)
  * it hard-links instead of writing, falling back to a copy.  Nothing is
- * visible in new/ or cur/ unless all of it is.  *out_path (may be NULL)
- * receives the final path; *out_size the file size. */
+ * visible in new/ or cur/ unless all of it is.  tmp/, new/ and cur/ are
+ * opened relative to the Maildir and never through a symlink (then it
+ * fails: ELOOP or ENOTDIR).  *out_path (may be NULL) receives the final
+ * path; *out_size the file size. */
 gboolean deliver_maildir_store (const char *maildir, const char *hostname,
                                 const char *header, const DeliverContent *content, const char *flags,
                                 const char *link_from, gboolean do_fsync,
@@ -229,7 +231,9 @@ gboolean deliver_maildir_store (const char *maildir, const char *hostname,
  * the rename or link, before the directory fsync). */
 /* @visible FALSE: just before the rename or link that makes @path appear;
  * TRUE: right after it. */
-typedef void (*DeliverCommitFunc) (gpointer data, const char *path, gboolean visible);
+/* Returning FALSE before the rename or link (the delivery is past its
+ * deadline) stops the store: nothing appears, ETIMEDOUT. */
+typedef gboolean (*DeliverCommitFunc) (gpointer data, const char *path, gboolean visible);
 gboolean deliver_maildir_store_full (const char *maildir, const char *hostname, const char *header,
                                      const DeliverContent *content, const char *flags, const char *link_from,
                                      gboolean do_fsync, DeliverCommitFunc committed, gpointer data,
@@ -252,6 +256,21 @@ void deliver_mbox_recover (const char *inflight_dir);
 /* The inflight directory for a configuration: <spool_dir>/inflight. */
 char *deliver_inflight_dir (const LmtpdConfig *config);
 
+/* ---- files inside a mailbox (mailfile.c) ------------------------------ */
+
+/* Opens a file inside a mailbox (maildirsize, subscriptions, a dotlock, a
+ * vacation log): never through a symlink, never blocking (a FIFO), and
+ * only a regular file (else ELOOP).  @flags as for open(); created 0600.
+ * Returns the descriptor or -1 with @error set. */
+int deliver_mailfile_open (const char *path, int flags, GError **error);
+/* Reads all of @fd, at most @max bytes (else EFBIG).  *out is NUL-terminated. */
+gboolean deliver_mailfile_read_fd (int fd, const char *path, gsize max, char **out, gsize *out_len,
+                                   GError **error);
+/* deliver_mailfile_open() then deliver_mailfile_read_fd(). */
+gboolean deliver_mailfile_read (const char *path, gsize max, char **out, gsize *out_len, GError **error);
+/* An exclusive flock(), waiting at most @timeout_s seconds (then EAGAIN). */
+gboolean deliver_mailfile_lock (int fd, const char *path, guint timeout_s, GError **error);
+
 /* ---- quota (quota.c) --------------------------------------------------- */
 
 /* Maildir++ quota ("maildirsize", shared with Dovecot and Courier).
@@ -260,6 +279,9 @@ char *deliver_inflight_dir (const LmtpdConfig *config);
  * or of another quota. */
 gboolean deliver_quota_check (const char *maildir, guint64 quota_bytes, guint64 quota_messages,
                               guint64 size, GError **error);
+/* The byte quota of an mbox user: FALSE with EDQUOT if the mbox file
+ * @path (its size from lstat, 0 when missing) cannot take @size more. */
+gboolean deliver_quota_check_mbox (const char *path, guint64 quota_bytes, guint64 size, GError **error);
 /* Records one delivered message of @size bytes in maildirsize. */
 void deliver_quota_add (const char *maildir, guint64 quota_bytes, guint64 quota_messages,
                         guint64 size);
@@ -289,10 +311,16 @@ void deliver_dedupe_free (DeliverDedupe *d);
 /* Refuses root without a user to switch to; switches to @user (initgroups,
  * setgid, setuid) when given and running as root. */
 gboolean deliver_drop_privileges (const char *user, GError **error);
-/* Creates spool_dir, mail_root and the duplicate journal's directory and,
- * when running as root, gives them to the configured user. */
+/* Creates spool_dir, mail_root, the duplicate journal's directory and the
+ * journal with deliver_make_dir_for_user(): running as root, only what it
+ * creates goes to the configured user. */
 gboolean deliver_prepare_dirs (const LmtpdConfig *config, GError **error);
-/* chown @path to @user (if running as root and @user is set). */
+/* Creates the directory @path (the last level @mode) where missing, never through a symlink the
+ * mail user could have planted, and (running as root, @user set) gives
+ * @user the directories it created; an existing one keeps its owner. */
+gboolean deliver_make_dir_for_user (const char *path, mode_t mode, const char *user, GError **error);
+/* chown @path (never through a symlink) to @user, if running as root and
+ * @user is set. */
 gboolean deliver_chown_to_user (const char *path, const char *user, GError **error);
 
 /* ---- sending (submit.c) ------------------------------------------------- */

@@ -286,7 +286,7 @@ user_log (const char *script, const char *what)
   g_autoptr (GDateTime) now = g_date_time_new_now_local ();
   g_autofree char *stamp = g_date_time_format (now, "%Y-%m-%d %H:%M:%S");
   g_autofree char *line = g_strdup_printf ("%s: %s\n", stamp, what);
-  int fd = open (path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+  int fd = deliver_mailfile_open (path, O_WRONLY | O_CREAT | O_APPEND, NULL); /* a FIFO must not block */
 
   if (fd < 0)
     return;
@@ -729,19 +729,24 @@ typedef struct {
   char key[33];
 } ReplyLog;
 
+#define VACATION_LOCK_TIMEOUT 30 /* seconds */
+
 static gboolean
 reply_log_open (ReplyLog *log, const char *path, const char *handle)
 {
   g_autofree char *digest = g_compute_checksum_for_string (G_CHECKSUM_SHA256, handle, -1);
+  g_autoptr (GError) error = NULL;
   char buf[8192];
   gssize n;
 
   memset (log, 0, sizeof *log);
   g_strlcpy (log->key, digest, sizeof log->key);
-  log->fd = open (path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (log->fd < 0 || flock (log->fd, LOCK_EX) < 0)
+  /* the user's file: no symlink, no FIFO, and a lock held forever by
+   * someone else only costs VACATION_LOCK_TIMEOUT */
+  log->fd = deliver_mailfile_open (path, O_RDWR | O_CREAT, &error);
+  if (log->fd < 0 || !deliver_mailfile_lock (log->fd, path, VACATION_LOCK_TIMEOUT, &error))
     {
-      g_warning ("vacation log %s: %s", path, g_strerror (errno));
+      g_warning ("vacation log: %s", error->message);
       if (log->fd >= 0)
         close (log->fd);
       log->fd = -1;

@@ -12,12 +12,37 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "deliver.h"
 
 #define FOLDER_MAX 255
+#define SUBSCRIPTIONS_MAX (1024 * 1024)
+#define LOCK_SUFFIX_LEN 5 /* ".lock" of an mbox dotlock */
+
+static char **folder_levels (const char *name);
+
+/* A valid name must fit the file system once encoded: the Maildir++
+ * directory ".A.B" is one name, and an mbox level gains ".lock" for its
+ * dotlock.  Else every delivery to it would fail (and be retried)
+ * forever; refused here, it goes to INBOX instead. */
+static gboolean
+folder_fits (const char *name)
+{
+  g_auto (GStrv) levels = folder_levels (name);
+  gsize total = 0;
+
+  for (guint i = 0; levels[i]; i++)
+    {
+      gsize n = strlen (levels[i]);
+      if (n + LOCK_SUFFIX_LEN > NAME_MAX)
+        return FALSE;
+      total += n + 1; /* the leading '.' or a separator */
+    }
+  return total <= NAME_MAX;
+}
 
 gboolean
 deliver_folder_valid (const char *name, const char **why)
@@ -37,6 +62,8 @@ deliver_folder_valid (const char *name, const char **why)
       if ((c == '/' || c == '.') && (p == name || p[1] == '\0' || p[1] == '/' || p[1] == '.'))
         return (*why = "empty level in folder name", FALSE);
     }
+  if (!folder_fits (name))
+    return (*why = "folder name too long once encoded", FALSE);
   return TRUE;
 }
 
@@ -143,19 +170,21 @@ deliver_folder_subscribe (const char *maildir, const char *name, GError **error)
   g_autofree char *line = g_strconcat (entry, "\n", NULL);
   int fd;
 
-  if (g_file_get_contents (path, &text, NULL, NULL))
+  /* the file is the mail user's: not followed, not a FIFO, bounded */
+  if (deliver_mailfile_read (path, SUBSCRIPTIONS_MAX, &text, NULL, NULL))
     {
       g_auto (GStrv) lines = g_strsplit (text, "\n", -1);
       for (guint i = 0; lines[i]; i++)
         if (strcmp (lines[i], entry) == 0)
           return TRUE;
     }
-  fd = open (path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0 || write (fd, line, strlen (line)) != (gssize) strlen (line))
+  fd = deliver_mailfile_open (path, O_WRONLY | O_APPEND | O_CREAT, error);
+  if (fd < 0)
+    return FALSE;
+  if (write (fd, line, strlen (line)) != (gssize) strlen (line))
     {
       int e = errno;
-      if (fd >= 0)
-        close (fd);
+      close (fd);
       g_set_error (error, DELIVER_ERROR, e, "update %s: %s", path, g_strerror (e));
       return FALSE;
     }

@@ -225,59 +225,108 @@ copy_range (int in, guint64 start, guint64 size, int out, const char *path, GErr
   return TRUE;
 }
 
-static int
-open_tmp (const char *maildir, const char *tmp, gboolean do_fsync, GError **error)
-{
-  int fd = open (tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+/* The directories one store goes through, each opened once: the Maildir
+ * (its own path was checked against the mail root by the caller), then
+ * tmp/ and new/ or cur/ relative to it, never through a symlink: a
+ * "new -> /elsewhere" planted by the mail user fails the store (ELOOP)
+ * instead of putting the message outside the mail root. */
+typedef struct {
+  int maildir;
+  int tmp;
+  int dest;
+} MaildirDirs;
 
-  if (fd < 0 && errno == ENOENT)
-    {
-      if (!deliver_maildir_create (maildir, do_fsync, error))
-        return -1;
-      fd = open (tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    }
-  if (fd < 0)
-    set_errno_error (error, "create", tmp);
-  return fd;
+static void
+dirs_close (MaildirDirs *d)
+{
+  if (d->maildir >= 0)
+    close (d->maildir);
+  if (d->tmp >= 0)
+    close (d->tmp);
+  if (d->dest >= 0)
+    close (d->dest);
 }
 
-/* new/ for plain deliveries, cur/ with ":2,FLAGS" when flags are set */
+static gboolean
+dirs_try_open (const char *maildir, const char *dest, MaildirDirs *d)
+{
+  dirs_close (d);
+  d->tmp = d->dest = -1;
+  d->maildir = open (maildir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (d->maildir < 0)
+    return FALSE;
+  /* tmp/ is only a place for names: O_PATH is enough for openat/renameat */
+  d->tmp = openat (d->maildir, "tmp", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (d->tmp < 0)
+    return FALSE;
+  /* new/ or cur/ is fsynced: a real descriptor */
+  d->dest = openat (d->maildir, dest, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  return d->dest >= 0;
+}
+
+static gboolean
+dirs_open (const char *maildir, const char *dest, gboolean do_fsync, MaildirDirs *d, GError **error)
+{
+  *d = (MaildirDirs) { -1, -1, -1 };
+  if (dirs_try_open (maildir, dest, d))
+    return TRUE;
+  if (errno == ENOENT)
+    {
+      /* the Maildir, or a part of it, is missing: create what is */
+      if (!deliver_maildir_create (maildir, do_fsync, error))
+        {
+          dirs_close (d);
+          return FALSE;
+        }
+      if (dirs_try_open (maildir, dest, d))
+        return TRUE;
+    }
+  /* a symlink as tmp/ or new/ gives ELOOP (or ENOTDIR with O_PATH) */
+  set_errno_error (error, "open", maildir);
+  dirs_close (d);
+  return FALSE;
+}
+
+/* The final file name in new/, or in cur/ with ":2,FLAGS" when flags are set */
 static char *
-final_name (const char *maildir, const char *base, guint64 size, guint64 vsize,
-            const char *flags, char **out_dir)
+final_leaf (const char *base, guint64 size, guint64 vsize, const char *flags)
 {
   gboolean cur = flags && flags[0];
 
-  *out_dir = g_build_filename (maildir, cur ? "cur" : "new", NULL);
-  return g_strdup_printf ("%s/%s,S=%" G_GUINT64_FORMAT ",W=%" G_GUINT64_FORMAT "%s%s",
-                          *out_dir, base, size, vsize, cur ? ":2," : "", cur ? flags : "");
+  return g_strdup_printf ("%s,S=%" G_GUINT64_FORMAT ",W=%" G_GUINT64_FORMAT "%s%s", base, size, vsize,
+                          cur ? ":2," : "", cur ? flags : "");
 }
 
-/* Single instance: a hard link to a copy already delivered. */
 static gboolean
-store_link (const char *maildir, const char *link_from, const char *final, const char *dir,
+fsync_dest (const MaildirDirs *d, const char *final, GError **error)
+{
+  if (fsync (d->dest) < 0 && errno != EINVAL)
+    return set_errno_error (error, "fsync directory of", final);
+  return TRUE;
+}
+
+static gboolean
+too_late (GError **error, const char *final)
+{
+  g_set_error (error, DELIVER_ERROR, ETIMEDOUT, "%s: delivery deadline passed", final);
+  return FALSE;
+}
+
+/* Single instance: a hard link to a copy already delivered.  FALSE with
+ * @error unset: the caller copies instead. */
+static gboolean
+store_link (const MaildirDirs *d, const char *link_from, const char *leaf, const char *final,
             gboolean do_fsync, DeliverCommitFunc committed, gpointer data, GError **error)
 {
-  if (committed)
-    committed (data, final, FALSE);
-  if (link (link_from, final) < 0)
-    {
-      if (errno == ENOENT)
-        {
-          /* the Maildir itself may be missing; the source may have moved */
-          if (!deliver_maildir_create (maildir, do_fsync, error))
-            return FALSE;
-          if (link (link_from, final) == 0)
-            goto linked;
-        }
-      return FALSE; /* caller copies instead; error left unset */
-    }
-linked:
+  if (committed && !committed (data, final, FALSE))
+    return too_late (error, final);
+  if (linkat (AT_FDCWD, link_from, d->dest, leaf, 0) < 0)
+    return FALSE; /* the source may have moved */
   if (committed)
     committed (data, final, TRUE);
-  if (do_fsync && !fsync_dir (dir, error))
+  if (do_fsync && !fsync_dest (d, final, error))
     {
-      unlink (final);
+      unlinkat (d->dest, leaf, 0);
       return FALSE;
     }
   return TRUE;
@@ -289,6 +338,62 @@ copy_content (const DeliverContent *content, int out, const char *path, GError *
   for (guint i = 0; i < content->n; i++)
     if (!copy_range (content->seg[i].fd, content->seg[i].offset, content->seg[i].length, out, path, error))
       return FALSE;
+  return TRUE;
+}
+
+/* Writes tmp/<base>, durably when asked; unlinks it on failure. */
+static gboolean
+write_tmp (const MaildirDirs *d, const char *base, const char *tmp, const char *header,
+           const DeliverContent *content, gboolean do_fsync, GError **error)
+{
+  int fd = openat (d->tmp, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+
+  if (fd < 0)
+    return set_errno_error (error, "create", tmp);
+  if (!write_all (fd, header, strlen (header), tmp, error)
+      || !copy_content (content, fd, tmp, error)
+      || (do_fsync && fsync (fd) < 0 && !set_errno_error (error, "fsync", tmp)))
+    {
+      close (fd);
+      unlinkat (d->tmp, base, 0);
+      return FALSE;
+    }
+  if (close (fd) < 0)
+    {
+      set_errno_error (error, "close", tmp);
+      unlinkat (d->tmp, base, 0);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* tmp/<base> becomes <dest>/<leaf>, then the directory is fsynced. */
+static gboolean
+publish_tmp (const MaildirDirs *d, const char *base, const char *leaf, const char *final, gboolean do_fsync,
+             DeliverCommitFunc committed, gpointer data, GError **error)
+{
+  if (committed && !committed (data, final, FALSE))
+    {
+      unlinkat (d->tmp, base, 0);
+      return too_late (error, final);
+    }
+  if (renameat (d->tmp, base, d->dest, leaf) < 0)
+    {
+      set_errno_error (error, "rename", final);
+      unlinkat (d->tmp, base, 0);
+      return FALSE;
+    }
+  /* visible now: whoever must know it (the duplicate journal) learns it
+   * before the slow directory fsync, so a kill cannot fall in between */
+  if (committed)
+    committed (data, final, TRUE);
+  if (do_fsync && !fsync_dest (d, final, error))
+    {
+      /* Not known to be durable: take it back, so the client's retry does
+       * not leave a second copy. */
+      unlinkat (d->dest, leaf, 0);
+      return FALSE;
+    }
   return TRUE;
 }
 
@@ -309,64 +414,30 @@ deliver_maildir_store_full (const char *maildir, const char *hostname, const cha
 {
   g_autofree char *base = deliver_maildir_unique (hostname);
   g_autofree char *tmp = g_build_filename (maildir, "tmp", base, NULL);
-  g_autofree char *dir = NULL;
-  g_autofree char *final = NULL;
-  gsize hlen = strlen (header);
+  g_autofree char *leaf = NULL, *final = NULL;
+  const char *sub = flags && flags[0] ? "cur" : "new";
   guint64 hlines = 0, size, vsize;
-  int fd;
+  MaildirDirs d;
+  gboolean ok;
 
   for (const char *p = header; *p; p++)
     hlines += *p == '\n';
-  size = hlen + deliver_content_size (content);
+  size = strlen (header) + deliver_content_size (content);
   vsize = size + hlines + deliver_content_lines (content);
-  final = final_name (maildir, base, size, vsize, flags, &dir);
+  leaf = final_leaf (base, size, vsize, flags);
+  final = g_build_filename (maildir, sub, leaf, NULL);
   if (out_size)
     *out_size = size;
-
-  if (link_from)
-    {
-      if (store_link (maildir, link_from, final, dir, do_fsync, committed, data, error))
-        goto done;
-      if (error && *error)
-        return FALSE;
-    }
-  fd = open_tmp (maildir, tmp, do_fsync, error);
-  if (fd < 0)
+  if (!dirs_open (maildir, sub, do_fsync, &d, error))
     return FALSE;
-  if (!write_all (fd, header, hlen, tmp, error)
-      || !copy_content (content, fd, tmp, error)
-      || (do_fsync && fsync (fd) < 0 && !set_errno_error (error, "fsync", tmp)))
-    {
-      close (fd);
-      unlink (tmp);
-      return FALSE;
-    }
-  if (close (fd) < 0)
-    {
-      set_errno_error (error, "close", tmp);
-      unlink (tmp);
-      return FALSE;
-    }
-  if (committed)
-    committed (data, final, FALSE);
-  if (rename (tmp, final) < 0)
-    {
-      set_errno_error (error, "rename", final);
-      unlink (tmp);
-      return FALSE;
-    }
-  /* visible now: whoever must know it (the duplicate journal) learns it
-   * before the slow directory fsync, so a kill cannot fall in between */
-  if (committed)
-    committed (data, final, TRUE);
-  if (do_fsync && !fsync_dir (dir, error))
-    {
-      /* Not known to be durable: take it back, so the client's retry does
-       * not leave a second copy. */
-      unlink (final);
-      return FALSE;
-    }
-done:
+
+  ok = link_from && store_link (&d, link_from, leaf, final, do_fsync, committed, data, error);
+  if (!ok && !(error && *error))
+    ok = write_tmp (&d, base, tmp, header, content, do_fsync, error)
+         && publish_tmp (&d, base, leaf, final, do_fsync, committed, data, error);
+  dirs_close (&d);
+  if (!ok)
+    return FALSE;
   maybe_clean_tmp (maildir);
   if (out_path)
     *out_path = g_steal_pointer (&final);

@@ -29,6 +29,7 @@
 #define DOTLOCK_STALE_SECS 120
 #define LOCK_POLL_US 50000
 #define CHUNK (64 * 1024)
+#define DOTLOCK_MAX 64  /* "<pid> <size>\n" */
 
 static gboolean
 fail (GError **error, int e, const char *what, const char *path)
@@ -68,7 +69,7 @@ dotlock_take (const char *lock, gint64 deadline, gint64 *repair_size, GError **e
           long long size = -1;
           gboolean dead = FALSE;
 
-          if (g_file_get_contents (lock, &text, NULL, NULL) && sscanf (text, "%d %lld", &pid, &size) >= 1
+          if (deliver_mailfile_read (lock, DOTLOCK_MAX, &text, NULL, NULL) && sscanf (text, "%d %lld", &pid, &size) >= 1
               && pid > 0 && kill (pid, 0) < 0 && errno == ESRCH)
             dead = TRUE;
           if (dead || time (NULL) - st.st_mtime > DOTLOCK_STALE_SECS)
@@ -88,7 +89,7 @@ dotlock_take (const char *lock, gint64 deadline, gint64 *repair_size, GError **e
 static void
 dotlock_note_size (const char *lock, goffset size)
 {
-  int fd = open (lock, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
+  int fd = deliver_mailfile_open (lock, O_WRONLY | O_TRUNC, NULL);
   char buf[48];
   int n;
 
@@ -290,10 +291,10 @@ repair_one (const char *path)
   gint64 deadline = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;
   g_autoptr (GError) error = NULL;
 
-  if (!g_file_get_contents (lock, &text, NULL, NULL) || sscanf (text, "%d %lld", &pid, &size) != 2
+  if (!deliver_mailfile_read (lock, DOTLOCK_MAX, &text, NULL, NULL) || sscanf (text, "%d %lld", &pid, &size) != 2
       || pid <= 0 || size < 0 || kill (pid, 0) == 0 || errno != ESRCH)
     return;
-  fd = open (path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+  fd = deliver_mailfile_open (path, O_WRONLY, NULL);
   if (fd < 0)
     return;
   if (fcntl_lock (fd, path, deadline, &error) && fstat (fd, &st) == 0 && st.st_size > size)
@@ -346,15 +347,9 @@ deliver_mbox_store (const char *path, const char *sender, gint64 received_us, co
 
   if (!make_parent (path, error))
     return FALSE;
-  fd = open (path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+  fd = deliver_mailfile_open (path, O_WRONLY | O_APPEND | O_CREAT, error);
   if (fd < 0)
-    return fail (error, errno, "open", path);
-  if (fstat (fd, &st) < 0 || !S_ISREG (st.st_mode))
-    {
-      fail (error, EPERM, "not a regular file:", path);
-      close (fd);
-      return FALSE;
-    }
+    return FALSE;
   if (!dotlock_take (lock, deadline, &repair, error))
     {
       /* no permission to lock in the directory: kernel locks alone */

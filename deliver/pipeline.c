@@ -68,9 +68,11 @@ deliver_precheck (const LmtpdConfig *config, const DeliverRecipient *rcpt, guint
 {
   g_autoptr (GError) error = NULL;
 
-  if (rcpt->format != DELIVER_MAILDIR || (rcpt->quota_bytes == 0 && rcpt->quota_messages == 0))
+  if (rcpt->quota_bytes == 0 && rcpt->quota_messages == 0)
     return TRUE;
-  if (deliver_quota_check (rcpt->mailbox, rcpt->quota_bytes, rcpt->quota_messages, size_hint, &error))
+  if (rcpt->format == DELIVER_MAILDIR
+      ? deliver_quota_check (rcpt->mailbox, rcpt->quota_bytes, rcpt->quota_messages, size_hint, &error)
+      : deliver_quota_check_mbox (rcpt->inbox, rcpt->quota_bytes, size_hint, &error))
     return TRUE;
   quota_status (config, status, rcpt);
   return FALSE;
@@ -104,7 +106,7 @@ maildir_folder (const LmtpdConfig *config, const DeliverRecipient *rcpt, const c
       || !deliver_maildir_create (dir, config->fsync, error))
     return NULL;
   marker = g_build_filename (dir, "maildirfolder", NULL);
-  fd = open (marker, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  fd = deliver_mailfile_open (marker, O_WRONLY | O_CREAT, NULL); /* a planted FIFO must not block */
   if (fd >= 0)
     close (fd);
   if (!deliver_folder_subscribe (rcpt->mailbox, folder, error))
@@ -135,15 +137,32 @@ typedef struct {
   const char *address;
   gboolean recorded;
   gboolean pending;         /* only the intent is written */
+  gint64 deadline;          /* monotonic; past it nothing more is published */
 } Commit;
 
+static gboolean
+past_deadline (const Commit *c)
+{
+  return c && c->deadline && g_get_monotonic_time () > c->deadline;
+}
+
 static void
+deadline_status (DeliverStatus *status, const DeliverRecipient *rcpt)
+{
+  deliver_status_set (status, 451, "4.4.7", "<%s> Delivery took too long, try again later", rcpt->original);
+}
+
+/* FALSE (before a file appears) when the delivery is past its deadline:
+ * then it must not appear at all. */
+static gboolean
 commit_record (gpointer data, const char *path, gboolean visible)
 {
   Commit *c = data;
 
+  if (!visible && past_deadline (c))
+    return FALSE;
   if (c == NULL || c->dedupe == NULL || c->digest == NULL)
-    return;
+    return TRUE;
   if (!visible)
     {
       /* the intent, naming the file, just before it appears */
@@ -152,7 +171,7 @@ commit_record (gpointer data, const char *path, gboolean visible)
           deliver_dedupe_intend (c->dedupe, c->digest, c->sender, c->address, path);
           c->recorded = c->pending = TRUE;
         }
-      return;
+      return TRUE;
     }
   if (!c->recorded || c->pending)
     {
@@ -160,6 +179,7 @@ commit_record (gpointer data, const char *path, gboolean visible)
       c->recorded = TRUE;
       c->pending = FALSE;
     }
+  return TRUE;
 }
 
 typedef struct {
@@ -183,15 +203,16 @@ typedef struct {
   char *path;
 } Publish;
 
-static void
+static gboolean
 publish (gpointer data, const char *path, gboolean visible)
 {
   Publish *p = data;
   DeliverShared *shared = p->shared;
 
-  commit_record (p->commit, path, visible);
+  if (!commit_record (p->commit, path, visible))
+    return FALSE;
   if (!visible)
-    return;
+    return TRUE;
   g_free (shared->header);
   g_free (shared->flags);
   g_free (shared->path);
@@ -202,6 +223,7 @@ publish (gpointer data, const char *path, gboolean visible)
   p->path = g_strdup (path);
   p->published = TRUE;
   g_mutex_unlock (&shared->lock);
+  return TRUE;
 }
 
 static gboolean
@@ -263,19 +285,50 @@ store_maildir (const LmtpdConfig *config, const DeliverRecipient *rcpt, DeliverS
 }
 
 static gboolean
+deadline_error (GError **error, const char *path)
+{
+  g_set_error (error, DELIVER_ERROR, ETIMEDOUT, "%s: delivery deadline passed", path);
+  return FALSE;
+}
+
+/* The mbox lock wait ends at the delivery's deadline, if that is sooner. */
+static guint
+lock_timeout (const LmtpdConfig *config, const Commit *commit)
+{
+  gint64 left;
+
+  if (commit == NULL || commit->deadline == 0)
+    return config->mbox_lock_timeout;
+  left = (commit->deadline - g_get_monotonic_time () + G_USEC_PER_SEC - 1) / G_USEC_PER_SEC;
+  return (guint) CLAMP (left, 1, (gint64) config->mbox_lock_timeout);
+}
+
+static gboolean
 store (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipient *rcpt,
        DeliverShared *shared, const Store *st, char **out_path, GError **error)
 {
   g_autofree char *inflight = NULL;
+  guint64 size = strlen (st->prefix) + deliver_content_size (&st->content);
 
   if (rcpt->format == DELIVER_MAILDIR)
     return store_maildir (config, rcpt, shared, st, out_path, error);
   inflight = deliver_inflight_dir (config);
   *out_path = mbox_folder (config, rcpt, st->folder, st->folder_if_exists, st->create);
-  if (!deliver_path_contained (config, *out_path, error))
+  if (!deliver_path_contained (config, *out_path, error)
+      || !deliver_quota_check_mbox (*out_path, rcpt->quota_bytes, size, error))
     return FALSE;
-  return deliver_mbox_store (*out_path, msg->sender, msg->received_us, st->prefix, &st->content,
-                             config->mbox_mboxo, config->mbox_lock_timeout, config->fsync, inflight, error);
+  if (past_deadline (st->commit))
+    return deadline_error (error, *out_path);
+  if (deliver_mbox_store (*out_path, msg->sender, msg->received_us, st->prefix, &st->content,
+                          config->mbox_mboxo, lock_timeout (config, st->commit), config->fsync, inflight, error))
+    return TRUE;
+  /* the lock wait was cut short by the deadline: say so */
+  if (g_error_matches (*error, DELIVER_ERROR, EAGAIN) && past_deadline (st->commit))
+    {
+      g_clear_error (error);
+      return deadline_error (error, *out_path);
+    }
+  return FALSE;
 }
 
 /* Flags of a Sieve keep/fileinto on top of the services' (Maildir letters). */
@@ -502,6 +555,11 @@ run (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipien
   CalloutDecision d;
   Store st = { 0 };
 
+  if (past_deadline (commit))
+    {
+      deadline_status (status, rcpt);
+      goto out;
+    }
   callout_decide (config, result, rcpt, &d);
   switch (d.kind)
     {
@@ -593,7 +651,10 @@ run (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipien
       filter_run (config, msg, rcpt, result, prefix, &st.content, &fo);
       if (fo.ran)
         {
-          apply_sieve (config, msg, rcpt, shared, &st, &fo, new_header != NULL, status, out_path, error);
+          if (past_deadline (commit))
+            deadline_status (status, rcpt);
+          else
+            apply_sieve (config, msg, rcpt, shared, &st, &fo, new_header != NULL, status, out_path, error);
           filter_outcome_clear (&fo);
           goto out;
         }
@@ -630,7 +691,8 @@ deliver_pipeline_run (const LmtpdConfig *config, DeliverDedupe *dedupe, const De
       deliver_status_set (status, 250, "2.0.0", "<%s> Saved (duplicate)", rcpt->original);
       return;
     }
-  Commit commit = { dedupe, digest, msg->sender, rcpt->address, FALSE, FALSE };
+  Commit commit = { dedupe, digest, msg->sender, rcpt->address, FALSE, FALSE,
+                    g_get_monotonic_time () + (gint64) config->delivery_timeout * G_USEC_PER_SEC };
 
   run (config, msg, rcpt, shared, &commit, status, &path, &error);
   if (error)

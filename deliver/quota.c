@@ -30,6 +30,14 @@ quota_line (guint64 bytes, guint64 messages)
   return g_string_free (s, FALSE);
 }
 
+/* File names are the mail user's: a ",S=" of twenty digits must not wrap
+ * the total round to a small number. */
+static guint64
+add_saturated (guint64 a, guint64 b)
+{
+  return a > G_MAXUINT64 - b ? G_MAXUINT64 : a + b;
+}
+
 static void
 count_dir (const char *dir, guint64 *bytes, guint64 *count)
 {
@@ -45,13 +53,13 @@ count_dir (const char *dir, guint64 *bytes, guint64 *count)
         continue;
       s = strstr (e->d_name, ",S=");
       if (s)
-        *bytes += g_ascii_strtoull (s + 3, NULL, 10);
+        *bytes = add_saturated (*bytes, g_ascii_strtoull (s + 3, NULL, 10));
       else
         {
           g_autofree char *p = g_build_filename (dir, e->d_name, NULL);
           struct stat st;
           if (stat (p, &st) == 0)
-            *bytes += st.st_size;
+            *bytes = add_saturated (*bytes, st.st_size);
         }
       (*count)++;
     }
@@ -103,6 +111,33 @@ recalculate (const char *maildir, const char *path, const char *qline, guint64 *
     }
 }
 
+/* Sums the change lines of maildirsize.  FALSE if a sum leaves the range
+ * of gint64 (lines written by the mail user, or corrupt): then the file
+ * cannot be trusted and is recalculated. */
+static gboolean
+sum_lines (char **lines, guint64 *bytes, guint64 *count)
+{
+  gint64 b = 0, c = 0;
+
+  for (guint i = 1; lines[i]; i++)
+    {
+      char *end1, *end2;
+      gint64 lb, lc;
+
+      /* g_ascii_strtoll: an out-of-range number is ERANGE, not undefined as with sscanf */
+      errno = 0;
+      lb = g_ascii_strtoll (lines[i], &end1, 10);
+      lc = g_ascii_strtoll (end1, &end2, 10);
+      if (end1 == lines[i] || end2 == end1)
+        continue;
+      if (errno == ERANGE || __builtin_add_overflow (b, lb, &b) || __builtin_add_overflow (c, lc, &c))
+        return FALSE;
+    }
+  *bytes = b > 0 ? (guint64) b : 0;
+  *count = c > 0 ? (guint64) c : 0;
+  return TRUE;
+}
+
 /* Usage from maildirsize, recalculating when needed. */
 static void
 usage (const char *maildir, guint64 quota_bytes, guint64 quota_messages, guint64 *bytes, guint64 *count)
@@ -110,32 +145,17 @@ usage (const char *maildir, guint64 quota_bytes, guint64 quota_messages, guint64
   g_autofree char *path = g_build_filename (maildir, "maildirsize", NULL);
   g_autofree char *qline = quota_line (quota_bytes, quota_messages);
   g_autofree char *text = NULL;
-  gsize len = 0;
   g_auto (GStrv) lines = NULL;
-  gint64 b = 0, c = 0;
 
-  if (!g_file_get_contents (path, &text, &len, NULL) || len > MAILDIRSIZE_MAX)
+  /* a FIFO, a symlink or an oversized file there is replaced, not read */
+  if (!deliver_mailfile_read (path, MAILDIRSIZE_MAX, &text, NULL, NULL))
     {
       recalculate (maildir, path, qline, bytes, count);
       return;
     }
   lines = g_strsplit (text, "\n", -1);
-  if (lines[0] == NULL || strcmp (lines[0], qline) != 0)
-    {
-      recalculate (maildir, path, qline, bytes, count);
-      return;
-    }
-  for (guint i = 1; lines[i]; i++)
-    {
-      long long lb, lc;
-      if (sscanf (lines[i], "%lld %lld", &lb, &lc) == 2)
-        {
-          b += lb;
-          c += lc;
-        }
-    }
-  *bytes = b > 0 ? (guint64) b : 0;
-  *count = c > 0 ? (guint64) c : 0;
+  if (lines[0] == NULL || strcmp (lines[0], qline) != 0 || !sum_lines (lines, bytes, count))
+    recalculate (maildir, path, qline, bytes, count);
 }
 
 gboolean
@@ -147,7 +167,8 @@ deliver_quota_check (const char *maildir, guint64 quota_bytes, guint64 quota_mes
   if (quota_bytes == 0 && quota_messages == 0)
     return TRUE;
   usage (maildir, quota_bytes, quota_messages, &bytes, &count);
-  if ((quota_bytes && bytes + size > quota_bytes) || (quota_messages && count + 1 > quota_messages))
+  if ((quota_bytes && (size > quota_bytes || bytes > quota_bytes - size))
+      || (quota_messages && count >= quota_messages))
     {
       g_set_error (error, DELIVER_ERROR, EDQUOT, "%s: over quota (%" G_GUINT64_FORMAT
                    " bytes in %" G_GUINT64_FORMAT " messages)", maildir, bytes, count);
@@ -165,7 +186,7 @@ deliver_quota_add (const char *maildir, guint64 quota_bytes, guint64 quota_messa
 
   if (quota_bytes == 0 && quota_messages == 0)
     return;
-  fd = open (path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+  fd = deliver_mailfile_open (path, O_WRONLY | O_APPEND, NULL);
   if (fd < 0)
     {
       /* first delivery to a new Maildir: count what is there now */
@@ -177,4 +198,23 @@ deliver_quota_add (const char *maildir, guint64 quota_bytes, guint64 quota_messa
   if (write (fd, line, strlen (line)) < 0)
     g_debug ("maildirsize %s: %s", path, g_strerror (errno));
   close (fd);
+}
+
+gboolean
+deliver_quota_check_mbox (const char *path, guint64 quota_bytes, guint64 size, GError **error)
+{
+  struct stat st;
+  guint64 used = 0;
+
+  if (quota_bytes == 0)
+    return TRUE;
+  /* lstat: the append refuses anything but a regular file anyway */
+  if (lstat (path, &st) == 0 && S_ISREG (st.st_mode))
+    used = st.st_size;
+  if (size > quota_bytes || used > quota_bytes - size)
+    {
+      g_set_error (error, DELIVER_ERROR, EDQUOT, "%s: over quota (%" G_GUINT64_FORMAT " bytes)", path, used);
+      return FALSE;
+    }
+  return TRUE;
 }

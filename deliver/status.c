@@ -57,6 +57,9 @@ deliver_status_from_error (DeliverStatus *st, const GError *error)
     case EAGAIN:
       deliver_status_set (st, 451, "4.2.0", "Mailbox is locked, try again later");
       break;
+    case ETIMEDOUT:
+      deliver_status_set (st, 451, "4.4.7", "Delivery took too long, try again later");
+      break;
     case EACCES:
     case EPERM:
     case EROFS:

@@ -223,13 +223,8 @@ prepare_dirs (const LmtpdConfig *c, GError **error)
       g_autofree char *dir = l->kind == LMTPD_LISTEN_UNIX ? g_path_get_dirname (l->path) : NULL;
       if (dir == NULL || g_file_test (dir, G_FILE_TEST_EXISTS))
         continue;
-      if (g_mkdir_with_parents (dir, 0755) < 0 || !deliver_chown_to_user (dir, c->user, error))
-        {
-          if (error && *error == NULL)
-            g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno), "mkdir %s: %s", dir,
-                         g_strerror (errno));
-          return FALSE;
-        }
+      if (!deliver_make_dir_for_user (dir, 0755, c->user, error))
+        return FALSE;
     }
   return TRUE;
 }

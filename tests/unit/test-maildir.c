@@ -141,6 +141,98 @@ test_store_fails_cleanly (void)
   deliver_status_clear (&st);
 }
 
+static gboolean
+refuse_commit (gpointer data, const char *path, gboolean visible)
+{
+  guint *calls = data;
+  (*calls)++;
+  g_assert_false (visible); /* refused: it never becomes visible */
+  return FALSE;
+}
+
+static guint
+count_entries (const char *maildir, const char *sub)
+{
+  g_autofree char *path = g_build_filename (maildir, sub, NULL);
+  g_autoptr (GDir) d = g_dir_open (path, 0, NULL);
+  guint n = 0;
+
+  while (d && g_dir_read_name (d))
+    n++;
+  return n;
+}
+
+/* A delivery past its deadline: the commit callback refuses just before
+ * the rename, and nothing is left in new/ or tmp/. */
+static void
+test_store_commit_refused (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (DeliverSpool) s = deliver_spool_new (g_get_tmp_dir (), &error);
+  g_autofree char *root = g_dir_make_tmp ("test-maildir-XXXXXX", NULL);
+  g_autofree char *maildir = g_build_filename (root, "Maildir", NULL);
+  guint calls = 0;
+
+  g_assert_true (deliver_spool_write (s, "a\n", 2, &error) && deliver_spool_finish (s, &error));
+  g_assert_false (deliver_maildir_store_full (maildir, "host", "", content_of (s), NULL, NULL, FALSE,
+                                              refuse_commit, &calls, NULL, NULL, &error));
+  g_assert_error (error, DELIVER_ERROR, ETIMEDOUT);
+  g_assert_cmpuint (calls, ==, 1);
+  g_assert_cmpuint (count_entries (maildir, "new"), ==, 0);
+  g_assert_cmpuint (count_entries (maildir, "tmp"), ==, 0);
+}
+
+/* new/ or tmp/ as a symlink: the store fails and nothing is written
+ * where it points. */
+static void
+test_store_symlinked_subdir (void)
+{
+  static const char *const subs[] = { "new", "tmp", "cur" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (subs); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autoptr (DeliverSpool) s = deliver_spool_new (g_get_tmp_dir (), &error);
+      g_autofree char *root = g_dir_make_tmp ("test-maildir-XXXXXX", NULL);
+      g_autofree char *maildir = g_build_filename (root, "Maildir", NULL);
+      g_autofree char *elsewhere = g_build_filename (root, "elsewhere", NULL);
+      g_autofree char *link = g_build_filename (maildir, subs[i], NULL);
+      const char *flags = strcmp (subs[i], "cur") == 0 ? "S" : NULL;
+
+      g_assert_true (deliver_spool_write (s, "a\n", 2, &error) && deliver_spool_finish (s, &error));
+      g_assert_true (deliver_maildir_create (maildir, FALSE, &error));
+      g_assert_cmpint (g_mkdir (elsewhere, 0700), ==, 0);
+      g_assert_cmpint (rmdir (link), ==, 0);
+      g_assert_cmpint (symlink (elsewhere, link), ==, 0);
+      g_assert_false (deliver_maildir_store (maildir, "host", "", content_of (s), flags, NULL, FALSE, NULL, NULL,
+                                             &error));
+      g_assert_nonnull (error);
+      g_assert_cmpuint (count_entries (root, "elsewhere"), ==, 0);
+    }
+}
+
+/* Valid names must fit NAME_MAX once encoded. */
+static void
+test_folder_fits (void)
+{
+  g_autofree char *x255 = g_strnfill (255, 'x');
+  g_autofree char *x200 = g_strnfill (200, 'x');
+  GString *emoji = g_string_new (NULL), *levels = g_string_new (NULL);
+  const char *why = NULL;
+
+  for (int i = 0; i < 60; i++)
+    g_string_append (emoji, "\xf0\x9f\x98\x80");
+  for (int i = 0; i < 127; i++)
+    g_string_append (levels, i ? "/&" : "&");
+  g_assert_false (deliver_folder_valid (x255, &why));
+  g_assert_false (deliver_folder_valid (emoji->str, &why));
+  g_assert_false (deliver_folder_valid (levels->str, &why));
+  g_assert_true (deliver_folder_valid (x200, &why));
+  g_assert_true (deliver_folder_valid ("Lists/ietf", &why));
+  g_string_free (emoji, TRUE);
+  g_string_free (levels, TRUE);
+}
+
 static void
 test_trace (void)
 {
@@ -211,6 +303,9 @@ main (int argc, char **argv)
   g_test_add_func ("/maildir/store", test_store);
   g_test_add_func ("/maildir/store-fails-cleanly", test_store_fails_cleanly);
   g_test_add_func ("/maildir/clean-tmp", test_clean_tmp);
+  g_test_add_func ("/maildir/store-commit-refused", test_store_commit_refused);
+  g_test_add_func ("/maildir/store-symlinked-subdir", test_store_symlinked_subdir);
+  g_test_add_func ("/folder/fits", test_folder_fits);
   g_test_add_func ("/trace/headers", test_trace);
   return g_test_run ();
 }
