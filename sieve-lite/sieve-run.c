@@ -17,7 +17,7 @@
 #define MAX_TIME_MS 2000
 #define MAX_VARIABLE_SIZE 4096
 #define MAX_MEMORY (4 * 1024 * 1024)
-#define MAX_HEADER_SIZE (64 * 1024)
+#define MAX_HEADER_SIZE (1024 * 1024) /* like the body: a folded field can be longer */
 #define MAX_BODY_SIZE (1024 * 1024)
 #define MAX_ERROR_TEXT 200
 

@@ -23,6 +23,20 @@ TOP_SRCDIR = os.environ.get("TOP_SRCDIR") or os.path.join(os.path.dirname(__file
 MAIL_USER = "nobody"  # lmtpd refuses to deliver as root
 
 
+def _sanitized():
+    try:
+        out = subprocess.run(["ldd", LMTPD], capture_output=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return b"libasan" in out or b"libubsan" in out
+
+
+# Time and memory bounds of the tests are for a release build; ASan makes
+# lmtpd several times slower, holds freed memory in quarantine and turns
+# realloc's in-place growth into copies: bounds are multiplied by this.
+SLOWDOWN = 6 if _sanitized() else 1
+
+
 def own(path):
     """Hands a path the test made to the mail user, as an admin would."""
     if os.geteuid() == 0:
