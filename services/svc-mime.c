@@ -4,7 +4,9 @@
  *   links    (4.9)           large attachments move to a store directory
  *                            and become a link
  * An offending part is replaced by a text/plain notice; GMime writes every
- * other part back byte for byte, and only the body part is sent back.
+ * other part back byte for byte.  The body part is sent back, and the header
+ * part too when it changed (a replaced top-level body brings its own
+ * Content-* fields).
  */
 #include "config.h"
 
@@ -403,7 +405,9 @@ clamd_scan (const char *endpoint, const GByteArray *a, GError **error)
  */
 
 typedef struct {
-  GPtrArray *contents;  /* GByteArray: distinct, non-empty; as declared first */
+  GPtrArray *contents;  /* GByteArray: distinct, non-empty */
+  guint shown;          /* the first ones are what a client shows: as
+                           declared, and its inline uuencoded files */
   GPtrArray *names;     /* file names the part goes by */
 } Views;
 
@@ -425,7 +429,7 @@ views_add (Views *v, GByteArray *a)
     g_byte_array_unref (a);
 }
 
-/* @in through GMime's decoder for @enc. */
+/* @data through GMime's decoder for @enc. */
 static GByteArray *
 filtered (const guint8 *data, gsize len, GMimeContentEncoding enc)
 {
@@ -457,15 +461,17 @@ views_add_uuencoded (Views *v, const GByteArray *a)
     {
       const guint8 *nl = memchr (p, '\n', end - p);
       const guint8 *eol = nl ? nl : end;
-      g_autofree char *line = g_strndup ((const char *) p, eol - p);
-      char *name;
 
-      if (g_str_has_prefix (line, "begin ") && (name = strchr (line + 6, ' ')) != NULL
-          && strspn (line + 6, "01234567") == (gsize) (name - line - 6))
+      if (eol - p > 6 && memcmp (p, "begin ", 6) == 0)
         {
-          g_ptr_array_add (v->names, g_strdup (g_strstrip (name + 1)));
-          views_add (v, filtered (p, end - p, GMIME_CONTENT_ENCODING_UUENCODE));
-          blocks++;
+          g_autofree char *line = g_strndup ((const char *) p, eol - p);
+          char *name = strchr (line + 6, ' ');
+          if (name && strspn (line + 6, "01234567") == (gsize) (name - line - 6))
+            {
+              g_ptr_array_add (v->names, g_strdup (g_strstrip (name + 1)));
+              views_add (v, filtered (p, end - p, GMIME_CONTENT_ENCODING_UUENCODE));
+              blocks++;
+            }
         }
       p = eol + 1;
     }
@@ -504,6 +510,7 @@ views_init (Views *v)
 {
   v->contents = g_ptr_array_new_with_free_func ((GDestroyNotify) g_byte_array_unref);
   v->names = g_ptr_array_new_with_free_func (g_free);
+  v->shown = 0;
 }
 
 static void
@@ -529,9 +536,10 @@ views_of_part (Views *v, GMimePart *part)
     if (names[i] && names[i][0])
       g_ptr_array_add (v->names, g_strdup (names[i]));
   views_add (v, decoded (part));
-  views_add_readings (v, raw);
   if (v->contents->len)
     views_add_uuencoded (v, v->contents->pdata[0]);
+  v->shown = v->contents->len;
+  views_add_readings (v, raw);
 }
 
 /* ---- the security checks -------------------------------------------------- */
@@ -569,7 +577,9 @@ content_why (Scan *scan, const Views *v)
 {
   const Security *s = scan->sec;
 
-  for (guint i = 0; s->types && i < v->contents->len; i++)
+  /* only what a client shows: a guessed decoding of text can start with
+   * "MZ" by chance, and that is no executable */
+  for (guint i = 0; s->types && i < v->shown; i++)
     {
       const char *dtype = detected_type (v->contents->pdata[i]);
       if (dtype && g_strv_contains ((const char *const *) s->types, dtype))
@@ -618,8 +628,10 @@ security_leaf (GMimePart *part, gpointer data)
     filename = v.names->pdata[0];
   if (why)
     add_finding (scan, filename ? filename : type, why);
-  text = why ? g_strdup_printf ("The attachment %s was removed by the security filter: %s.\n",
-                                filename ? filename : "(unnamed)", why) : NULL;
+  if (why && filename)
+    text = g_strdup_printf ("The attachment %s was removed by the security filter: %s.\n", filename, why);
+  else if (why)
+    text = g_strdup_printf ("A %s part was removed by the security filter: %s.\n", type, why);
   views_clear (&v);
   return text ? GMIME_OBJECT (notice_part (text)) : NULL;
 }

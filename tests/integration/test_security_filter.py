@@ -32,7 +32,7 @@ CONF = """
 module = security
 listen = inet:127.0.0.1:0
 block_extensions = exe;scr;vbs
-block_types = application/x-msdownload
+block_types = application/x-msdownload;application/x-dosexec
 actions = replace;tag [VIRUS]
 
 [service secrej]
@@ -318,6 +318,26 @@ class Cases(FilterBase):
         self.assertReplaced(HDR + b"MIME-Version: 1.0\n" + body, keep=[b"Hello, keep me."],
                             finding="type application/x-msdownload is not allowed")
 
+    def test_detected_type_top_level(self):
+        self.assertReplaced(single(b"application/octet-stream", b64(b"MZ\x90\x00" + b"x" * 40), b"base64"),
+                            finding="content detected as application/x-dosexec is not allowed")
+
+    def test_text_is_not_guessed_into_an_executable(self):
+        # "TVpr" read as base64 starts with "MZ": a guess, not what a client shows
+        raw = HDR + b"\nTVpro reviews for the week\n"
+        reply, data = self.deliver(raw)
+        self.assertTrue(reply.startswith("250"), reply)
+        self.assertNotIn(b"X-Security-Filter", data)
+        self.assertTrue(data.endswith(b"\n\nTVpro reviews for the week\n"), data)
+
+    def test_nested_too_deep_is_removed_not_skipped(self):
+        inner = part(b"application/octet-stream", b64(EICAR), b"base64", ATTACH)
+        for depth in range(60, 0, -1):
+            inner = multipart([inner], boundary=b"d%d" % depth)
+        data = self.assertReplaced(HDR + b"MIME-Version: 1.0\n" + multipart([HELLO, inner], boundary=b"top"),
+                                   keep=[b"Hello, keep me."], finding="nested too deeply to be scanned")
+        self.assertNoEicar(data)
+
     # -- refused, as configured ----------------------------------------------
 
     def test_top_level_refused_when_configured(self):
@@ -394,6 +414,7 @@ class WithClamd(Cases):
     test_blocked_extension_in_name_parameter = test_blocked_extension_top_level
     test_blocked_extension_inline_uuencode = test_blocked_extension_top_level
     test_blocked_type_inside_rfc822 = test_blocked_extension_top_level
+    test_detected_type_top_level = test_blocked_extension_top_level
 
 
 if __name__ == "__main__":
