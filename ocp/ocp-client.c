@@ -34,7 +34,7 @@
 #define HEADER_MAX (1024 * 1024)
 #define DOWN_USEC (5 * G_USEC_PER_SEC)
 #define TXNS_PER_CONN 16
-#define TE_GRACE_USEC (100 * 1000)
+#define TE_GRACE_USEC (250 * 1000)
 
 typedef struct {
   gint refs;
@@ -48,6 +48,7 @@ typedef struct {
   GCond cond;
   guint64 next_xid;     /* the last xid used: each TS names a higher one */
   gboolean negotiated;  /* the server accepted our profile */
+  gboolean te_silent;   /* the server once sent AME without its TE */
   guint active;         /* transactions in flight */
   gboolean reading;     /* some thread is reading for everyone */
   gboolean dead;
@@ -593,6 +594,20 @@ pump (Conn *c)
   g_mutex_unlock (&c->lock);
 }
 
+/* The next message already in @xid's inbox, or NULL. */
+static OcpMessage *
+inbox_pop (Conn *c, guint64 xid)
+{
+  OcpMessage *m;
+  GQueue *q;
+
+  g_mutex_lock (&c->lock);
+  q = g_hash_table_lookup (c->inbox, &xid);
+  m = q ? g_queue_pop_head (q) : NULL;
+  g_mutex_unlock (&c->lock);
+  return m;
+}
+
 /* Looks at @xid's inbox for a message named @name and takes it out. */
 static gboolean
 inbox_take (Conn *c, guint64 xid, const char *name, gboolean first_only)
@@ -943,18 +958,25 @@ send_part (Conn *c, GString *out, guint64 xid, const OcpRequest *req, const char
 
 /* After the server's AME: whether its TE comes too.  Servers send AME and
  * TE together, but they may arrive in two reads; a short wait spares the
- * server a TE for a transaction it has already ended. */
+ * server a TE for a transaction it has already ended.  A server that once
+ * left the TE to us is not waited for again. */
 static gboolean
 server_ended (Conn *c, guint64 xid, gint64 deadline)
 {
-  gint64 until = MIN (deadline, g_get_monotonic_time () + TE_GRACE_USEC);
+  gint64 until = MIN (deadline, g_get_monotonic_time () + (c->te_silent ? 0 : TE_GRACE_USEC));
 
   for (;;)
     {
       g_autoptr (GError) e = NULL;
-      g_autoptr (OcpMessage) m = recv_for (c, xid, until, &e);
+      g_autoptr (OcpMessage) m = inbox_pop (c, xid);
+      if (m == NULL && until > g_get_monotonic_time ())
+        m = recv_for (c, xid, until, &e);
       if (m == NULL)
-        return FALSE;
+        {
+          if (g_error_matches (e, OCP_ERROR, OCP_ERROR_TIMEOUT) || e == NULL)
+            c->te_silent = TRUE;
+          return FALSE;
+        }
       if (strcmp (m->name, "TE") == 0)
         return TRUE;
     }

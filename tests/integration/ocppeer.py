@@ -242,10 +242,11 @@ class Server:
     answer in progress_answers.  keepalive: (count, seconds) sends that many
     "PA xid" that far apart before answering.  ask_ability: sends AQ for the
     profile after NR and records the answer in ability_answers.  modp_only:
-    answers a DUY-based way: an empty DUM with only Modp, then DUY of all."""
+    answers a DUY-based way: an empty DUM with only Modp, then DUY of all.
+    te_gap: seconds between AME and TE, so they arrive in two reads."""
 
     def __init__(self, handler, dwsr=False, strict=False, ask_progress=False, keepalive=None,
-                 ask_ability=False, modp_only=False):
+                 ask_ability=False, modp_only=False, te_gap=0):
         self.handler = handler
         self.dwsr = dwsr            # ask for no more body after the first chunk
         self.strict = strict
@@ -253,6 +254,7 @@ class Server:
         self.keepalive = keepalive
         self.ask_ability = ask_ability
         self.modp_only = modp_only
+        self.te_gap = te_gap        # seconds between AME and TE (two reads)
         self.ame_results = []
         self.progress_answers = []
         self.ability_answers = []
@@ -303,6 +305,8 @@ class Server:
             elif new_header is not None and t["body"]:
                 c.send(Msg("DUY", [xid, len(t["header"]), len(t["body"])]))
         c.send(Msg("AME", [xid]))
+        if self.te_gap:
+            time.sleep(self.te_gap)
         c.send(Msg("TE", [xid]))
         t["ended"] = True
 

@@ -125,7 +125,8 @@ class Processor(unittest.TestCase):
         self.assertEqual(self.peer.ability_answers, [[b"true"]])
 
     def test_no_te_after_the_servers_te(self):
-        d = self.start(ocppeer.Server(accept, strict=True), max_connections=1)
+        # AME and TE in two reads, 20 ms apart
+        d = self.start(ocppeer.Server(accept, strict=True, te_gap=0.02), max_connections=1)
         results = []
 
         def one():
