@@ -193,6 +193,17 @@ class Processor(unittest.TestCase):
             self.assertEqual(strip_trace(data), want, body)
         self.assertEqual(self.peer.errors, [])
 
+    def test_trace_rule_for_a_recipient_no_rule_selects(self):
+        d = self.start(ocppeer.Server(accept, strict=True))
+        self.assertTrue(session(d, "other@example.org")[0].startswith("250"))
+        (name, data), = d.messages("other@example.org")
+        self.assertIn(b"\nOPES-System: urn:x-opes-lmtpd:system:lmtp.test\nFrom: ", data)
+        self.assertNotIn(b"OPES-Via", data)
+        with open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "ocp-lmtp-profile.md")) as f:
+            doc = " ".join(f.read().split())
+        self.assertIn("A recipient that no rule selects gets `OPES-System` alone", doc)
+        self.assertIn("byte for byte the original", doc)
+
 
 class Calloutd:
     """ocp-calloutd with extra options; its port from its log."""
