@@ -33,18 +33,25 @@ deliver_set_callout_observer (DeliverCalloutObserver fn)
 
 /* ---- the client ---------------------------------------------------------- */
 
+static gsize client_once;
+static OcpClient *the_client;
+
 static OcpClient *
 client (void)
 {
-  static gsize once;
-  static OcpClient *c;
-
-  if (g_once_init_enter (&once))
+  if (g_once_init_enter (&client_once))
     {
-      c = ocp_client_new ();
-      g_once_init_leave (&once, 1);
+      the_client = ocp_client_new ();
+      g_once_init_leave (&client_once, 1);
     }
-  return c;
+  return the_client;
+}
+
+void
+deliver_close_callouts (void)
+{
+  if (g_atomic_pointer_get (&client_once))
+    ocp_client_close (the_client);
 }
 
 static void

@@ -177,6 +177,8 @@ gboolean deliver_content_same (const DeliverContent *a, const DeliverContent *b)
  * name, how long it took, and whether it failed (metrics). */
 typedef void (*DeliverCalloutObserver) (const char *service, gint64 us, gboolean failed);
 void deliver_set_callout_observer (DeliverCalloutObserver observer);
+/* Ends the callout connections with CE (RFC 4037) before the process exits. */
+void deliver_close_callouts (void);
 
 /* ---- messages ---------------------------------------------------------- */
 

@@ -361,5 +361,6 @@ main (int argc, char **argv)
     }
   deliver_shared_clear (&shared);
   deliver_dedupe_free (dedupe);
+  deliver_close_callouts ();
   return rc;
 }

@@ -401,6 +401,7 @@ main (int argc, char **argv)
       g_object_unref (d.metrics);
     }
   lmtp_server_free (d.server);
+  deliver_close_callouts ();
   g_main_loop_unref (d.loop);
   return d.exit_code;
 }

@@ -4,6 +4,7 @@
  *
  *   ocp-calloutd --listen inet:127.0.0.1:0 [--listen unix:PATH] --script FILE
  *                [--parts envelope,message-header,message-body] [-d]
+ *                [--max-connections N] [--handshake-timeout S] [--idle-timeout S]
  *
  * The script has one rule per line, "CONDITION ACTION [; ACTION]...", and
  * the first rule whose condition matches a transaction decides:
@@ -335,11 +336,15 @@ main (int argc, char **argv)
   g_autoptr (GError) error = NULL;
   GMainLoop *loop;
   guint parts = OCP_PARTS_ALL;
+  gint max_conns = 1024, handshake_s = 30, idle_s = 600;
   GOptionEntry entries[] = {
     { "listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &listen, "inet:HOST:PORT or unix:PATH", "ENDPOINT" },
     { "script", 's', 0, G_OPTION_ARG_FILENAME, &script, "Rules of the test service", "FILE" },
     { "parts", 'p', 0, G_OPTION_ARG_STRING, &parts_s, "Parts the service wants", "LIST" },
     { "debug", 'd', 0, G_OPTION_ARG_NONE, &debug, "Log each transaction", NULL },
+    { "max-connections", 0, 0, G_OPTION_ARG_INT, &max_conns, "Connections at once (0: no limit)", "N" },
+    { "handshake-timeout", 0, 0, G_OPTION_ARG_INT, &handshake_s, "Seconds to wait for CS and NO", "S" },
+    { "idle-timeout", 0, 0, G_OPTION_ARG_INT, &idle_s, "Seconds an idle connection is kept", "S" },
     { NULL }
   };
 
@@ -348,6 +353,11 @@ main (int argc, char **argv)
   if (!g_option_context_parse (ctx, &argc, &argv, &error) || listen == NULL)
     {
       g_printerr ("ocp-calloutd: %s\n", error ? error->message : "--listen is required");
+      return 64;
+    }
+  if (max_conns < 0 || handshake_s < 0 || idle_s < 0)
+    {
+      g_printerr ("ocp-calloutd: limits must not be negative\n");
       return 64;
     }
   if (parts_s && !ocp_parts_parse (parts_s, &parts))
@@ -366,6 +376,7 @@ main (int argc, char **argv)
   hanging = g_ptr_array_new_with_free_func ((GDestroyNotify) ocp_server_txn_unref);
   loop = g_main_loop_new (NULL, FALSE);
   server = ocp_server_new (parts, handle, NULL);
+  ocp_server_set_limits (server, max_conns, handshake_s, idle_s);
   for (guint i = 0; listen[i]; i++)
     {
       guint16 port = 0;

@@ -34,6 +34,7 @@
 #define HEADER_MAX (1024 * 1024)
 #define DOWN_USEC (5 * G_USEC_PER_SEC)
 #define TXNS_PER_CONN 16
+#define TE_GRACE_USEC (250 * 1000)
 
 typedef struct {
   gint refs;
@@ -45,7 +46,9 @@ typedef struct {
   GMutex wlock;         /* one writer at a time: messages never interleave */
   GMutex lock;          /* what follows */
   GCond cond;
-  guint64 next_xid;
+  guint64 next_xid;     /* the last xid used: each TS names a higher one */
+  gboolean negotiated;  /* the server accepted our profile */
+  gboolean te_silent;   /* the server once sent AME without its TE */
   guint active;         /* transactions in flight */
   gboolean reading;     /* some thread is reading for everyone */
   gboolean dead;
@@ -65,6 +68,8 @@ struct OcpClient {
   GHashTable *pools;    /* key -> Pool* */
   GHashTable *down;     /* endpoint -> gint64 until */
 };
+
+static void conn_end (Conn *c, guint code, const char *why);
 
 static void
 inbox_free (gpointer q)
@@ -137,10 +142,25 @@ ocp_client_new (void)
 }
 
 void
+ocp_client_close (OcpClient *cl)
+{
+  GHashTableIter it;
+  gpointer pool;
+
+  g_mutex_lock (&cl->lock);
+  g_hash_table_iter_init (&it, cl->pools);
+  while (g_hash_table_iter_next (&it, NULL, &pool))
+    for (guint i = 0; i < ((Pool *) pool)->conns->len; i++)
+      conn_end (((Pool *) pool)->conns->pdata[i], 200, NULL);
+  g_mutex_unlock (&cl->lock);
+}
+
+void
 ocp_client_free (OcpClient *cl)
 {
   if (cl == NULL)
     return;
+  ocp_client_close (cl);
   g_hash_table_unref (cl->pools);
   g_hash_table_unref (cl->down);
   g_mutex_clear (&cl->lock);
@@ -353,15 +373,44 @@ recv_msg (Conn *c, gint64 deadline, GError **error)
     }
 }
 
+/* AQ asks whether a feature is supported now (RFC 4037 11.23): only our
+ * profile, once the server's NR accepted it on this connection. */
+static gboolean
+ability (Conn *c, const OcpMessage *m)
+{
+  const OcpValue *f = ocp_message_anon (m, 0);
+
+  return c->negotiated && f && f->kind == OCP_STRUCT && f->items->len >= 1
+         && g_strcmp0 (ocp_value_get_atom (f->items->pdata[0]), OCP_LMTP_PROFILE) == 0;
+}
+
+/* PQ is answered at once, even for an unknown xid; the PA names the xid
+ * only while we still work on it (RFC 4037 11.22). */
+static OcpMessage *
+progress_answer (Conn *c, const OcpMessage *m)
+{
+  OcpMessage *pa = ocp_message_new ("PA");
+  guint64 xid;
+  gboolean live;
+
+  if (!ocp_message_anon_uint (m, 0, &xid))
+    return pa;
+  g_mutex_lock (&c->lock);
+  live = g_hash_table_contains (c->inbox, &xid);
+  g_mutex_unlock (&c->lock);
+  return live ? ocp_message_add_uint (pa, xid) : pa;
+}
+
 /* Answers the messages any agent must answer at any time.  FALSE when the
  * connection is over. */
 static gboolean
 answer_common (Conn *c, const OcpMessage *m, gint64 deadline, GError **error)
 {
   if (strcmp (m->name, "PQ") == 0)
-    return send_msg (c, ocp_message_new ("PA"), deadline, error);
+    return send_msg (c, progress_answer (c, m), deadline, error);
   if (strcmp (m->name, "AQ") == 0)
-    return send_msg (c, ocp_message_add (ocp_message_new ("AA"), ocp_atom_new ("false")), deadline, error);
+    return send_msg (c, ocp_message_add (ocp_message_new ("AA"), ocp_atom_new (ability (c, m) ? "true" : "false")),
+                     deadline, error);
   if (strcmp (m->name, "NO") == 0)
     return send_msg (c, ocp_message_new ("NR"), deadline, error); /* we accept nothing offered */
   if (strcmp (m->name, "CE") == 0)
@@ -372,58 +421,104 @@ answer_common (Conn *c, const OcpMessage *m, gint64 deadline, GError **error)
   return TRUE;
 }
 
-/* The connection broke: every transaction on it fails. */
+/* Tells the server the connection ends (RFC 4037 11.4: CE with a result,
+ * 400 for a failure).  Best effort and bounded: a thread in the middle of
+ * writing a message holds the write lock, and then the connection only
+ * closes, as it would after a crash. */
 static void
-conn_kill (Conn *c, const char *why)
+send_ce (Conn *c, guint code, const char *why)
 {
+  g_autoptr (GString) out = g_string_new (NULL);
+  OcpMessage *ce = ocp_message_new ("CE");
+
+  if (!g_mutex_trylock (&c->wlock))
+    {
+      ocp_message_free (ce);
+      return;
+    }
+  if (code != 200)
+    {
+      OcpValue *r = ocp_struct_new ();
+      ocp_value_add (r, ocp_atom_new_uint (code));
+      if (why)
+        ocp_value_add (r, ocp_atom_new (why));
+      ocp_message_add (ce, r);
+    }
+  ocp_message_write (ce, out);
+  ocp_message_free (ce);
+  send_all (c, out->str, out->len, g_get_monotonic_time () + G_USEC_PER_SEC / 2, NULL);
+  g_mutex_unlock (&c->wlock);
+}
+
+/* Ends the connection with CE @code: every transaction on it fails. */
+static void
+conn_end (Conn *c, guint code, const char *why)
+{
+  gboolean first;
+
   g_mutex_lock (&c->lock);
-  if (!c->dead)
+  first = !c->dead;
+  if (first)
     {
       c->dead = TRUE;
       c->dead_why = g_strdup (why);
-      g_socket_shutdown (c->sock, TRUE, TRUE, NULL);
     }
   g_cond_broadcast (&c->cond);
   g_mutex_unlock (&c->lock);
+  if (first)
+    {
+      send_ce (c, code, why);
+      g_socket_shutdown (c->sock, TRUE, TRUE, NULL);
+    }
 }
 
-/* Hands parsed messages to their transactions; the reader calls this. */
+/* The connection broke. */
+static void
+conn_kill (Conn *c, const char *why)
+{
+  conn_end (c, 400, why);
+}
+
+/* Whether @m goes to the inbox of a transaction.  PQ and AQ are answered
+ * for the connection; PA and PR with an xid tell the transaction the server
+ * is alive. */
+static gboolean
+for_transaction (const OcpMessage *m, guint64 *xid)
+{
+  return ocp_message_anon_uint (m, 0, xid) && strcmp (m->name, "PQ") != 0 && strcmp (m->name, "AQ") != 0;
+}
+
+/* Hands parsed messages to their transactions; the reader calls this.  All
+ * messages of one read are routed under one hold of the lock, so a
+ * transaction that sees the server's AME also sees a TE sent with it. */
 static gboolean
 dispatch (Conn *c, gint64 deadline, GError **error)
 {
-  for (;;)
-    {
-      g_autoptr (GError) perr = NULL;
-      OcpMessage *m = parse_next (c, &perr);
-      guint64 xid;
-      GQueue *q;
+  g_autoptr (GPtrArray) rest = g_ptr_array_new_with_free_func ((GDestroyNotify) ocp_message_free);
+  g_autoptr (GError) perr = NULL;
+  OcpMessage *m;
 
-      if (perr)
-        {
-          g_propagate_error (error, g_steal_pointer (&perr));
-          return FALSE;
-        }
-      if (m == NULL)
-        return TRUE;
-      g_mutex_lock (&c->lock);
-      q = ocp_message_anon_uint (m, 0, &xid) && strcmp (m->name, "PA") && strcmp (m->name, "PR")
-          ? g_hash_table_lookup (c->inbox, &xid) : NULL;
+  g_mutex_lock (&c->lock);
+  while ((m = parse_next (c, &perr)) != NULL)
+    {
+      guint64 xid;
+      GQueue *q = for_transaction (m, &xid) ? g_hash_table_lookup (c->inbox, &xid) : NULL;
       if (q)
-        {
-          g_queue_push_tail (q, m);
-          g_cond_broadcast (&c->cond);
-          g_mutex_unlock (&c->lock);
-          continue;
-        }
-      g_mutex_unlock (&c->lock);
-      /* connection scope, or a transaction that is over (a late TE) */
-      if (!answer_common (c, m, deadline, error))
-        {
-          ocp_message_free (m);
-          return FALSE;
-        }
-      ocp_message_free (m);
+        g_queue_push_tail (q, m);
+      else
+        g_ptr_array_add (rest, m); /* connection scope, or a transaction that is over (a late TE) */
     }
+  g_cond_broadcast (&c->cond);
+  g_mutex_unlock (&c->lock);
+  for (guint i = 0; i < rest->len; i++)
+    if (!answer_common (c, rest->pdata[i], deadline, error))
+      return FALSE;
+  if (perr)
+    {
+      g_propagate_error (error, g_steal_pointer (&perr));
+      return FALSE;
+    }
+  return TRUE;
 }
 
 /* One round of reading for everybody.  The caller holds c->lock and has
@@ -497,6 +592,20 @@ pump (Conn *c)
       lead (c, g_get_monotonic_time () + G_USEC_PER_SEC, TRUE, NULL);
     }
   g_mutex_unlock (&c->lock);
+}
+
+/* The next message already in @xid's inbox, or NULL. */
+static OcpMessage *
+inbox_pop (Conn *c, guint64 xid)
+{
+  OcpMessage *m;
+  GQueue *q;
+
+  g_mutex_lock (&c->lock);
+  q = g_hash_table_lookup (c->inbox, &xid);
+  m = q ? g_queue_pop_head (q) : NULL;
+  g_mutex_unlock (&c->lock);
+  return m;
 }
 
 /* Looks at @xid's inbox for a message named @name and takes it out. */
@@ -669,6 +778,7 @@ conn_open (const OcpServiceConfig *svc, const char *endpoint, const char *key, g
                                                   : svc->parts;
       c->parts &= svc->parts;
       c->parts |= OCP_PART_ENVELOPE;
+      c->negotiated = TRUE;
       break;
     }
   {
@@ -846,6 +956,72 @@ send_part (Conn *c, GString *out, guint64 xid, const OcpRequest *req, const char
   return TRUE;
 }
 
+/* After the server's AME: whether its TE comes too.  Servers send AME and
+ * TE together, but they may arrive in two reads; a short wait spares the
+ * server a TE for a transaction it has already ended.  A server that once
+ * left the TE to us is not waited for again. */
+static gboolean
+server_ended (Conn *c, guint64 xid, gint64 deadline)
+{
+  gint64 until = MIN (deadline, g_get_monotonic_time () + (c->te_silent ? 0 : TE_GRACE_USEC));
+
+  for (;;)
+    {
+      g_autoptr (GError) e = NULL;
+      g_autoptr (OcpMessage) m = inbox_pop (c, xid);
+      if (m == NULL && until > g_get_monotonic_time ())
+        m = recv_for (c, xid, until, &e);
+      if (m == NULL)
+        {
+          if (g_error_matches (e, OCP_ERROR, OCP_ERROR_TIMEOUT) || e == NULL)
+            c->te_silent = TRUE;
+          return FALSE;
+        }
+      if (strcmp (m->name, "TE") == 0)
+        return TRUE;
+    }
+}
+
+/* Whether @n octets of @p (or, if NULL, of @fd from its start) are the
+ * spool's from @spool_off. */
+static gboolean
+same_octets (const OcpRequest *req, guint64 spool_off, const char *p, int fd, guint64 n)
+{
+  char a[CHUNK], b[CHUNK];
+  guint64 off = 0;
+
+  while (off < n)
+    {
+      gsize k = MIN (n - off, sizeof a);
+      if (pread (req->fd, a, k, spool_off + off) != (gssize) k)
+        return FALSE;
+      if (p == NULL && pread (fd, b, k, off) != (gssize) k)
+        return FALSE;
+      if (memcmp (a, p ? p + off : b, k) != 0)
+        return FALSE;
+      off += k;
+    }
+  return TRUE;
+}
+
+/* Whether the adapted message is the original octet for octet (a part not
+ * sent back is the original part). */
+static gboolean
+adapted_is_original (const Adapted *a)
+{
+  const OcpRequest *req = a->req;
+  guint64 hlen = a->header ? a->header->len : req->header_len;
+  guint64 blen = a->body_fd >= 0 ? a->body_len : req->body_len;
+
+  if (req->fd < 0 || (a->header == NULL && a->body_fd < 0))
+    return FALSE;
+  if (hlen + blen != req->header_len + req->body_len)
+    return FALSE;
+  if (a->header && !same_octets (req, 0, a->header->str, -1, hlen))
+    return FALSE;
+  return a->body_fd < 0 || same_octets (req, hlen, NULL, a->body_fd, blen);
+}
+
 static gboolean
 result_failed (const OcpMessage *m, guint idx, char **why)
 {
@@ -863,6 +1039,35 @@ result_failed (const OcpMessage *m, guint idx, char **why)
   return TRUE;
 }
 
+/* Opens a transaction: TS and AMS.  The xid is taken and the TS written
+ * under the write lock, so TSs leave in the order of their xids, each
+ * higher than every earlier one on the connection (RFC 4037 10.2); a
+ * writer that took a lower xid cannot overtake.  *xid is 0 on failure
+ * before the xid was taken. */
+static gboolean
+txn_start (Conn *c, const OcpRequest *req, guint64 *xid, gint64 deadline, GError **error)
+{
+  g_autoptr (GString) out = g_string_new (NULL);
+  OcpMessage *ts, *ams;
+  gboolean ok;
+
+  g_mutex_lock (&c->wlock);
+  g_mutex_lock (&c->lock);
+  *xid = ++c->next_xid;
+  g_hash_table_insert (c->inbox, g_memdup2 (xid, sizeof *xid), g_queue_new ());
+  g_mutex_unlock (&c->lock);
+  ts = ocp_message_add_uint (ocp_message_add_uint (ocp_message_new ("TS"), *xid), 1);
+  ams = ocp_message_add_uint (ocp_message_new ("AMS"), *xid);
+  ocp_request_to_message (req, ams);
+  ocp_message_write (ts, out);
+  ocp_message_write (ams, out);
+  ocp_message_free (ts);
+  ocp_message_free (ams);
+  ok = send_all (c, out->str, out->len, deadline, error);
+  g_mutex_unlock (&c->wlock);
+  return ok;
+}
+
 static gboolean
 conn_transact (Conn *c, const OcpServiceConfig *svc, const OcpRequest *req, OcpVerdict *out,
                gint64 deadline, GError **error)
@@ -872,19 +1077,8 @@ conn_transact (Conn *c, const OcpServiceConfig *svc, const OcpRequest *req, OcpV
   Adapted a = { req, 0, 0, NULL, -1, 0, FALSE, FALSE };
   gint64 first_deadline, progress_at;
   g_autoptr (GString) o = g_string_new (NULL);
-  OcpMessage *ams;
 
-  g_mutex_lock (&c->lock);
-  xid = ++c->next_xid;
-  g_hash_table_insert (c->inbox, g_memdup2 (&xid, sizeof xid), g_queue_new ());
-  g_mutex_unlock (&c->lock);
-
-  if (!queue_msg (c, o, ocp_message_add_uint (ocp_message_add_uint (ocp_message_new ("TS"), xid), 1),
-                  deadline, error))
-    goto fail;
-  ams = ocp_message_add_uint (ocp_message_new ("AMS"), xid);
-  ocp_request_to_message (req, ams);
-  if (!queue_msg (c, o, ams, deadline, error))
+  if (!txn_start (c, req, &xid, deadline, error))
     goto fail;
   if (req->fd >= 0 && (c->parts & OCP_PART_HEADER))
     {
@@ -938,10 +1132,12 @@ conn_transact (Conn *c, const OcpServiceConfig *svc, const OcpRequest *req, OcpV
         }
       if (m == NULL)
         goto fail;
-      if (strcmp (m->name, "PA") == 0)
+      if (strcmp (m->name, "PA") == 0 || strcmp (m->name, "PR") == 0)
         {
-          if (progress_at == G_MAXINT64)
-            first_deadline = deadline; /* alive: it may take its time */
+          /* the server says it works on it, asked or not: it may take
+           * the whole transaction deadline (RFC 4037 5) */
+          first_deadline = deadline;
+          progress_at = G_MAXINT64;
           continue;
         }
       if (strcmp (m->name, "AMS") == 0)
@@ -955,7 +1151,13 @@ conn_transact (Conn *c, const OcpServiceConfig *svc, const OcpRequest *req, OcpV
           gsize len = 0;
           const char *p = m->payload ? g_bytes_get_data (m->payload, &len) : NULL;
           part = ocp_value_get_atom (ocp_message_get (m, "AM-Part"));
-          if (!have_ams || m->payload == NULL || part == NULL)
+          if (!have_ams)
+            goto proto;
+          /* no data, only parameters such as Modp (a DUY-based server
+           * sends that): nothing to store, and valid (RFC 4037 11.9) */
+          if (len == 0 && part == NULL)
+            continue;
+          if (part == NULL)
             goto proto;
           if (strcmp (part, "message-header") == 0)
             {
@@ -1016,11 +1218,21 @@ conn_transact (Conn *c, const OcpServiceConfig *svc, const OcpRequest *req, OcpV
         }
       /* DPI, DWSR (too late), DPM, DWM, PR: nothing to do */
     }
-  /* The transaction ends at the first TE (RFC 4037 4): if the server's
-   * is already here, ours would name an ended transaction. */
-  if (!inbox_take (c, xid, "TE", TRUE)
+  /* The transaction ends at the first TE (RFC 4037 4): if the server
+   * sent one, ours would name an ended transaction. */
+  if (!server_ended (c, xid, deadline)
       && !send_msg (c, ocp_message_add_uint (ocp_message_new ("TE"), xid), deadline, error))
     goto fail;
+  if (adapted_is_original (&a))
+    {
+      /* an echo: as if nothing had been adapted (stored and traced so) */
+      if (a.header)
+        g_string_free (a.header, TRUE);
+      a.header = NULL;
+      if (a.body_fd >= 0)
+        close (a.body_fd);
+      a.body_fd = -1;
+    }
   if (a.header)
     out->header = g_string_free_to_bytes (g_steal_pointer (&a.header));
   if (a.body_fd >= 0)

@@ -23,6 +23,10 @@
 #define READ_CHUNK (64 * 1024)
 #define HEADER_MAX (1024 * 1024)
 #define MAX_TXNS 1024
+/* a connection costs about 66 KB (its read buffer): bounded by default */
+#define DEFAULT_MAX_CONNECTIONS 1024
+#define DEFAULT_HANDSHAKE_TIMEOUT 30
+#define DEFAULT_IDLE_TIMEOUT 600
 
 typedef struct SConn SConn;
 
@@ -57,6 +61,12 @@ struct SConn {
   gboolean closing;
   gboolean closed;
   gboolean got_cs;
+  gboolean got_no;          /* the processor's first offer: negotiation began */
+  gboolean negotiated;      /* our profile was accepted for the connection */
+  guint64 last_xid;         /* each TS must name a higher one (RFC 4037 10.2) */
+  gboolean any_xid;
+  gint64 last_input;        /* monotonic time of the last read */
+  guint timer;              /* handshake and idle timeouts */
   GHashTable *groups;       /* sg-id -> uri */
   GHashTable *txns;         /* xid -> OcpServerTxn* */
   char buf[READ_CHUNK];
@@ -69,6 +79,10 @@ struct OcpServer {
   gpointer user_data;
   GPtrArray *unix_paths;
   guint64 bytes_sent;
+  guint connections;        /* open now */
+  guint max_connections;
+  guint handshake_timeout;  /* seconds from accept to CS and NO */
+  guint idle_timeout;       /* seconds without input or transactions */
 };
 
 static void conn_read (SConn *c);
@@ -154,6 +168,10 @@ conn_close (SConn *c)
   if (c->closed)
     return;
   c->closed = TRUE;
+  c->server->connections--;
+  if (c->timer)
+    g_source_remove (c->timer);
+  c->timer = 0;
   g_cancellable_cancel (c->cancel);
   g_io_stream_close (G_IO_STREAM (c->conn), NULL, NULL);
   g_hash_table_remove_all (c->txns);
@@ -222,6 +240,7 @@ on_no (SConn *c, const OcpMessage *m)
   const OcpValue *sg = ocp_message_get (m, "SG");
   OcpMessage *nr = ocp_message_new ("NR");
 
+  c->got_no = TRUE;
   for (guint i = 0; features && features->kind == OCP_LIST && i < features->items->len; i++)
     {
       const OcpValue *f = features->items->pdata[i];
@@ -235,6 +254,7 @@ on_no (SConn *c, const OcpMessage *m)
           ocp_value_add_named (answer, "Parts",
                                ocp_parts_to_value ((parts & c->server->parts) | OCP_PART_ENVELOPE));
           ocp_message_add (nr, answer);
+          c->negotiated = TRUE;
           break;
         }
     }
@@ -249,6 +269,70 @@ txn_of (SConn *c, const OcpMessage *m, guint64 *xid)
   if (!ocp_message_anon_uint (m, 0, xid))
     return NULL;
   return g_hash_table_lookup (c->txns, xid);
+}
+
+/* A transaction that was started and is over: messages for it that cross
+ * our TE on the wire are dropped, not answered with a second TE (RFC 4037
+ * 4: a transaction ends at the first TE).  xids only grow, so an unknown
+ * one at or below the last is such a transaction. */
+static gboolean
+txn_ended (SConn *c, guint64 xid)
+{
+  return c->any_xid && xid <= c->last_xid && !g_hash_table_contains (c->txns, &xid);
+}
+
+/* Ends transaction @xid for invalid input, unless it has ended already. */
+static void
+txn_refuse (SConn *c, guint64 xid, const char *why)
+{
+  if (!txn_ended (c, xid))
+    txn_fail (c, xid, why);
+}
+
+/* AQ: supported now means our profile, negotiated on this connection. */
+static void
+on_aq (SConn *c, const OcpMessage *m)
+{
+  const OcpValue *f = ocp_message_anon (m, 0);
+  gboolean yes = c->negotiated && f && f->kind == OCP_STRUCT && f->items->len >= 1
+                 && g_strcmp0 (ocp_value_get_atom (f->items->pdata[0]), OCP_LMTP_PROFILE) == 0;
+
+  send_msg (c, ocp_message_add (ocp_message_new ("AA"), ocp_atom_new (yes ? "true" : "false")));
+}
+
+static void
+on_ts (SConn *c, const OcpMessage *m)
+{
+  guint64 xid, sg;
+  const char *uri;
+  OcpServerTxn *t;
+
+  if (!ocp_message_anon_uint (m, 0, &xid) || !ocp_message_anon_uint (m, 1, &sg))
+    {
+      conn_fail (c, "bad TS");
+      return;
+    }
+  /* a reused or lower xid cannot be told from an earlier transaction */
+  if (c->any_xid && xid <= c->last_xid)
+    {
+      conn_fail (c, "transaction id not higher than an earlier one");
+      return;
+    }
+  c->any_xid = TRUE;
+  c->last_xid = xid;
+  if ((uri = g_hash_table_lookup (c->groups, &sg)) == NULL || g_hash_table_size (c->txns) >= MAX_TXNS)
+    {
+      txn_fail (c, xid, "unknown service group or too many transactions");
+      return;
+    }
+  t = g_new0 (OcpServerTxn, 1);
+  t->ref_count = 1;
+  t->conn = c;
+  t->xid = xid;
+  t->service = g_strdup (uri);
+  t->header = g_byte_array_new ();
+  t->body_fd = -1;
+  g_hash_table_insert (c->txns, g_memdup2 (&xid, sizeof xid), t);
 }
 
 static gboolean
@@ -289,7 +373,7 @@ on_dum (SConn *c, const OcpMessage *m)
   if (t == NULL)
     {
       if (ocp_message_anon_uint (m, 0, &xid))
-        txn_fail (c, xid, "unknown transaction");
+        txn_refuse (c, xid, "unknown transaction");
       return;
     }
   if (t->ams == NULL || t->complete || !ocp_message_anon_uint (m, 1, &off) || off != t->next_offset
@@ -365,29 +449,11 @@ on_message (SConn *c, OcpMessage *m)
         g_hash_table_remove (c->groups, &sg);
     }
   else if (strcmp (m->name, "TS") == 0)
-    {
-      const char *uri;
-      if (!ocp_message_anon_uint (m, 0, &xid) || !ocp_message_anon_uint (m, 1, &sg))
-        conn_fail (c, "bad TS");
-      else if ((uri = g_hash_table_lookup (c->groups, &sg)) == NULL || g_hash_table_contains (c->txns, &xid)
-               || g_hash_table_size (c->txns) >= MAX_TXNS)
-        txn_fail (c, xid, "unknown service group, duplicate transaction or too many");
-      else
-        {
-          t = g_new0 (OcpServerTxn, 1);
-          t->ref_count = 1;
-          t->conn = c;
-          t->xid = xid;
-          t->service = g_strdup (uri);
-          t->header = g_byte_array_new ();
-          t->body_fd = -1;
-          g_hash_table_insert (c->txns, g_memdup2 (&xid, sizeof xid), t);
-        }
-    }
+    on_ts (c, m);
   else if (strcmp (m->name, "AMS") == 0)
     {
       if ((t = txn_of (c, m, &xid)) == NULL || t->ams)
-        txn_fail (c, xid, "bad AMS");
+        txn_refuse (c, xid, "bad AMS");
       else
         {
           t->ams = ocp_message_new ("AMS");
@@ -401,7 +467,7 @@ on_message (SConn *c, OcpMessage *m)
   else if (strcmp (m->name, "AME") == 0)
     {
       if ((t = txn_of (c, m, &xid)) == NULL || t->ams == NULL || t->complete)
-        txn_fail (c, xid, "bad AME");
+        txn_refuse (c, xid, "bad AME");
       else
         {
           t->complete = TRUE;
@@ -425,7 +491,7 @@ on_message (SConn *c, OcpMessage *m)
       send_msg (c, pa);
     }
   else if (strcmp (m->name, "AQ") == 0)
-    send_msg (c, ocp_message_add (ocp_message_new ("AA"), ocp_atom_new ("false")));
+    on_aq (c, m);
   else if (strcmp (m->name, "CE") == 0)
     {
       c->closing = TRUE;
@@ -449,6 +515,7 @@ read_done (GObject *src, GAsyncResult *res, gpointer data)
       return;
     }
   g_byte_array_append (c->in, (guint8 *) c->buf, n);
+  c->last_input = g_get_monotonic_time ();
   while (!c->closed && !c->closing && c->in->len)
     {
       OcpMessage *m = NULL;
@@ -479,11 +546,36 @@ conn_read (SConn *c)
                              sconn_ref (c));
 }
 
+/* Once a second: a connection that has not finished its handshake (CS
+ * and NO) in time, or has had no input and no transaction for too long,
+ * is ended (RFC 4037 2.7: no agent waits forever). */
+static gboolean
+conn_tick (gpointer data)
+{
+  SConn *c = data;
+  OcpServer *s = c->server;
+  gint64 quiet = (g_get_monotonic_time () - c->last_input) / G_USEC_PER_SEC;
+
+  if (c->closed || c->closing)
+    return G_SOURCE_CONTINUE;
+  if (!(c->got_cs && c->got_no) && s->handshake_timeout && quiet >= s->handshake_timeout)
+    conn_fail (c, "no handshake in time");
+  else if (c->got_cs && g_hash_table_size (c->txns) == 0 && s->idle_timeout && quiet >= s->idle_timeout)
+    {
+      send_msg (c, ocp_message_add (ocp_message_new ("CE"), result (200, "idle")));
+      c->closing = TRUE;
+      if (!c->writing)
+        conn_close (c);
+    }
+  return G_SOURCE_CONTINUE;
+}
+
 static gboolean
 incoming (GSocketService *service, GSocketConnection *conn, GObject *src, gpointer data)
 {
   SConn *c = g_new0 (SConn, 1);
   GSocket *sock = g_socket_connection_get_socket (conn);
+  OcpServer *s = data;
 
   if (g_socket_get_family (sock) != G_SOCKET_FAMILY_UNIX)
     g_socket_set_option (sock, IPPROTO_TCP, TCP_NODELAY, 1, NULL);
@@ -496,7 +588,16 @@ incoming (GSocketService *service, GSocketConnection *conn, GObject *src, gpoint
   c->wbuf = g_string_new (NULL);
   c->groups = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, g_free);
   c->txns = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, txn_detach);
+  c->last_input = g_get_monotonic_time ();
+  s->connections++;
   send_msg (c, ocp_message_new ("CS"));
+  if (s->max_connections && s->connections > s->max_connections)
+    {
+      conn_fail (c, "too many connections");
+      return TRUE;
+    }
+  c->timer = g_timeout_add_seconds_full (G_PRIORITY_DEFAULT, 1, conn_tick, sconn_ref (c),
+                                         (GDestroyNotify) sconn_unref);
   conn_read (c);
   return TRUE;
 }
@@ -609,6 +710,9 @@ ocp_server_new (guint parts, OcpServerHandler handler, gpointer user_data)
   s->handler = handler;
   s->user_data = user_data;
   s->unix_paths = g_ptr_array_new_with_free_func (g_free);
+  s->max_connections = DEFAULT_MAX_CONNECTIONS;
+  s->handshake_timeout = DEFAULT_HANDSHAKE_TIMEOUT;
+  s->idle_timeout = DEFAULT_IDLE_TIMEOUT;
   g_signal_connect (s->service, "incoming", G_CALLBACK (incoming), s);
   return s;
 }
@@ -659,6 +763,14 @@ ocp_server_free (OcpServer *s)
   g_ptr_array_unref (s->unix_paths);
   g_object_unref (s->service);
   g_free (s);
+}
+
+void
+ocp_server_set_limits (OcpServer *s, guint max_connections, guint handshake_timeout, guint idle_timeout)
+{
+  s->max_connections = max_connections;
+  s->handshake_timeout = handshake_timeout;
+  s->idle_timeout = idle_timeout;
 }
 
 guint64

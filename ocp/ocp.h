@@ -213,6 +213,9 @@ typedef struct {
 typedef struct OcpClient OcpClient;
 
 OcpClient *ocp_client_new (void);
+/* Ends every pooled connection with CE (at shutdown); the client stays
+ * usable and opens new connections when called again. */
+void ocp_client_close (OcpClient *client);
 void ocp_client_free (OcpClient *client);
 /* One transaction with a callout server: picks a pooled connection (or
  * opens one, failing over to the next endpoint), negotiates the profile,
@@ -239,6 +242,12 @@ typedef void (*OcpServerHandler) (OcpServerTxn *txn, gpointer user_data);
 OcpServer *ocp_server_new (guint parts, OcpServerHandler handler, gpointer user_data);
 /* "inet:HOST:PORT" (port 0: any; *out_port gets it) or "unix:PATH". */
 gboolean ocp_server_listen (OcpServer *server, const char *endpoint, guint16 *out_port, GError **error);
+/* Connections beyond @max_connections get CE 400 at once; one that has not
+ * sent CS and NO after @handshake_timeout seconds, or has been idle (no
+ * input, no transaction) for @idle_timeout seconds, is ended.  0 = no
+ * limit.  Defaults: 1024 connections, 30 s, 600 s. */
+void ocp_server_set_limits (OcpServer *server, guint max_connections, guint handshake_timeout,
+                            guint idle_timeout);
 void ocp_server_free (OcpServer *server);
 /* Octets sent to processors so far, on all connections. */
 guint64 ocp_server_bytes_sent (OcpServer *server);

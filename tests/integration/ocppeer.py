@@ -6,6 +6,7 @@ lmtpd's client and ocp-calloutd speak the protocol as written."""
 import re
 import socket
 import threading
+import time
 
 SAFE = re.compile(rb"[A-Za-z0-9_-]")
 
@@ -231,17 +232,41 @@ PROFILE = b"urn:x-opes-lmtpd:ocp:lmtp:1"
 
 class Server:
     """A callout server: accepts our profile, answers each transaction with
-    handler(envelope, header, body) -> (verdict-named-params, new_header or None)."""
+    handler(envelope, header, body) -> (verdict-named-params, new_header or
+    None[, new_body or None]).
 
-    def __init__(self, handler, dwsr=False):
+    strict: RFC 4037 read to the letter: a TS whose xid is not higher than
+    every earlier one on the connection closes the connection (s10.2), and a
+    message for a transaction this side already ended is recorded in errors.
+    ask_progress: sends "PQ xid" after the processor's AME and records the
+    answer in progress_answers.  keepalive: (count, seconds) sends that many
+    "PA xid" that far apart before answering.  ask_ability: sends AQ for the
+    profile after NR and records the answer in ability_answers.  modp_only:
+    answers a DUY-based way: an empty DUM with only Modp, then DUY of all.
+    te_gap: seconds between AME and TE, so they arrive in two reads."""
+
+    def __init__(self, handler, dwsr=False, strict=False, ask_progress=False, keepalive=None,
+                 ask_ability=False, modp_only=False, te_gap=0):
         self.handler = handler
         self.dwsr = dwsr            # ask for no more body after the first chunk
+        self.strict = strict
+        self.ask_progress = ask_progress
+        self.keepalive = keepalive
+        self.ask_ability = ask_ability
+        self.modp_only = modp_only
+        self.te_gap = te_gap        # seconds between AME and TE (two reads)
         self.ame_results = []
+        self.progress_answers = []
+        self.ability_answers = []
+        self.closed_by_ce = []      # per connection: did it end with CE?
+        self.non_increasing = 0
+        self.lock = threading.Lock()
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
+        self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.transactions = 0
+        self.connections = 0
         self.errors = []
         threading.Thread(target=self.serve, daemon=True).start()
 
@@ -251,23 +276,72 @@ class Server:
                 s, _ = self.sock.accept()
             except OSError:
                 return
+            self.connections += 1
             threading.Thread(target=self.conn, args=(Conn(s, 60),), daemon=True).start()
 
+    def answer(self, c, xid, t):
+        if self.keepalive:
+            count, every = self.keepalive
+            for _ in range(count):
+                time.sleep(every)
+                c.send(Msg("PA", [xid]))
+        out = self.handler(t["env"], t["header"], t["body"])
+        if isinstance(out, bytes):      # raw bytes: not OCP at all
+            c.send(out)
+            return
+        named, new_header = out[0], out[1]
+        new_body = out[2] if len(out) > 2 else None
+        with self.lock:
+            self.transactions += 1
+        c.send(Msg("AMS", [xid], named))
+        if self.modp_only:
+            c.send(Msg("DUM", [xid, 0], {"Modp": 0}, b""))
+            c.send(Msg("DUY", [xid, 0, len(t["header"]) + len(t["body"])]))
+        else:
+            if new_header is not None:
+                c.send(Msg("DUM", [xid, 0], {"AM-Part": b"message-header"}, new_header))
+            if new_body is not None:
+                c.send(Msg("DUM", [xid, len(new_header or b"")], {"AM-Part": b"message-body"}, new_body))
+            elif new_header is not None and t["body"]:
+                c.send(Msg("DUY", [xid, len(t["header"]), len(t["body"])]))
+        c.send(Msg("AME", [xid]))
+        if self.te_gap:
+            time.sleep(self.te_gap)
+        c.send(Msg("TE", [xid]))
+        t["ended"] = True
+
     def conn(self, c):
+        ended_by_ce = False
         try:
             c.send(Msg("CS"))
             first = c.recv()
             assert first.name == "CS", first
             txns = {}
+            last_xid = -1
+            pending = []        # answers that wait for a PA
             while True:
                 m = c.recv()
+                xid = m.anon[0] if m.anon and isinstance(m.anon[0], bytes) else None
+                if self.strict and xid is not None and m.name not in ("TS", "PA", "PR", "PQ", "SGC", "SGD"):
+                    t = txns.get(xid)
+                    if t is not None and t.get("ended"):
+                        self.errors.append("%s for transaction %s already ended" % (m.name, xid.decode()))
                 if m.name == "NO":
                     f = m.anon[0][0]
                     assert isinstance(f, Struct) and f.anon[0] == PROFILE, m
                     c.send(Msg("NR", [Struct([PROFILE], {"Parts": f.named.get("Parts", [])})]))
+                    if self.ask_ability:
+                        c.send(Msg("AQ", [Struct([PROFILE])]))
+                elif m.name == "AA":
+                    self.ability_answers.append(m.anon)
                 elif m.name == "SGC":
                     pass
                 elif m.name == "TS":
+                    if self.strict and int(xid) <= last_xid:
+                        with self.lock:
+                            self.non_increasing += 1
+                        raise EOFError("non-increasing xid %s after %d" % (xid.decode(), last_xid))
+                    last_xid = int(xid)
                     txns[m.anon[0]] = {"env": {}, "header": b"", "body": b"", "next": 0}
                 elif m.name == "AMS":
                     txns[m.anon[0]]["env"] = m.named
@@ -280,28 +354,36 @@ class Server:
                         t["asked"] = True
                         c.send(Msg("DWSR", [m.anon[0], t["next"]]))
                 elif m.name == "AME":
-                    xid = m.anon[0]
                     self.ame_results.append(m.anon[1].anon[0] if len(m.anon) > 1 else b"200")
-                    t = txns[xid]
-                    named, new_header = self.handler(t["env"], t["header"], t["body"])
-                    self.transactions += 1
-                    c.send(Msg("AMS", [xid], named))
-                    if new_header is not None:
-                        c.send(Msg("DUM", [xid, 0], {"AM-Part": b"message-header"}, new_header))
-                        if t["body"]:
-                            c.send(Msg("DUY", [xid, len(t["header"]), len(t["body"])]))
-                    c.send(Msg("AME", [xid]))
-                    c.send(Msg("TE", [xid]))
+                    if self.ask_progress:
+                        pending.append(xid)
+                        c.send(Msg("PQ", [xid]))
+                    else:
+                        self.answer(c, xid, txns[xid])
+                elif m.name == "PA" and self.ask_progress:
+                    self.progress_answers.append(m.anon)
+                    if xid in pending:
+                        pending.remove(xid)
+                        self.answer(c, xid, txns[xid])
                 elif m.name == "TE":
-                    txns.pop(m.anon[0], None)
+                    t = txns.get(m.anon[0])
+                    if t is not None:
+                        t["ended"] = True
                 elif m.name == "PQ":
                     c.send(Msg("PA"))
                 elif m.name == "CE":
+                    ended_by_ce = True
                     return
         except EOFError:
             return
         except Exception as e:  # reported by the test
             self.errors.append(repr(e))
+        finally:
+            self.closed_by_ce.append(ended_by_ce)
+            try:
+                c.s.close()
+            except OSError:
+                pass
 
     def close(self):
         self.sock.close()
