@@ -80,6 +80,7 @@ struct OcpServer {
   GPtrArray *unix_paths;
   guint64 bytes_sent;
   guint connections;        /* open now */
+  GHashTable *conns;        /* SConn* open now, closed when the server goes */
   guint max_connections;
   guint handshake_timeout;  /* seconds from accept to CS and NO */
   guint idle_timeout;       /* seconds without input or transactions */
@@ -169,6 +170,7 @@ conn_close (SConn *c)
     return;
   c->closed = TRUE;
   c->server->connections--;
+  g_hash_table_remove (c->server->conns, c);
   if (c->timer)
     g_source_remove (c->timer);
   c->timer = 0;
@@ -590,6 +592,7 @@ incoming (GSocketService *service, GSocketConnection *conn, GObject *src, gpoint
   c->txns = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, txn_detach);
   c->last_input = g_get_monotonic_time ();
   s->connections++;
+  g_hash_table_add (s->conns, c);
   send_msg (c, ocp_message_new ("CS"));
   if (s->max_connections && s->connections > s->max_connections)
     {
@@ -710,6 +713,7 @@ ocp_server_new (guint parts, OcpServerHandler handler, gpointer user_data)
   s->handler = handler;
   s->user_data = user_data;
   s->unix_paths = g_ptr_array_new_with_free_func (g_free);
+  s->conns = g_hash_table_new (NULL, NULL);
   s->max_connections = DEFAULT_MAX_CONNECTIONS;
   s->handshake_timeout = DEFAULT_HANDSHAKE_TIMEOUT;
   s->idle_timeout = DEFAULT_IDLE_TIMEOUT;
@@ -761,6 +765,15 @@ ocp_server_free (OcpServer *s)
   for (guint i = 0; i < s->unix_paths->len; i++)
     g_unlink (s->unix_paths->pdata[i]);
   g_ptr_array_unref (s->unix_paths);
+  /* connections still open would call back into a freed server (a reload
+   * frees the old one while the main loop runs): they end with it */
+  {
+    GList *open = g_hash_table_get_keys (s->conns);
+    for (GList *i = open; i; i = i->next)
+      conn_close (i->data);
+    g_list_free (open);
+  }
+  g_hash_table_unref (s->conns);
   g_object_unref (s->service);
   g_free (s);
 }

@@ -316,6 +316,40 @@ call_thread (gpointer data)
 }
 
 static void
+ignore_txn (OcpServerTxn *t, gpointer data)
+{
+}
+
+/* A server freed (as ocp-services' reload does) while a connection is
+ * open: the connection ends with it, nothing calls back into the freed
+ * server when the peer writes afterwards (ASan saw a use after free). */
+static void
+test_server_free_with_open_connection (void)
+{
+  OcpServer *server = ocp_server_new (OCP_PARTS_ALL, ignore_txn, NULL);
+  guint16 port = 0;
+  g_autoptr (GSocketClient) sc = g_socket_client_new ();
+  g_autoptr (GSocketConnection) conn = NULL;
+  g_autofree char *addr = NULL;
+  GOutputStream *out;
+  gint64 until;
+
+  g_assert_true (ocp_server_listen (server, "inet:127.0.0.1:0", &port, NULL));
+  addr = g_strdup_printf ("127.0.0.1:%u", port);
+  conn = g_socket_client_connect_to_host (sc, addr, 0, NULL, NULL);
+  g_assert_nonnull (conn);
+  until = g_get_monotonic_time () + G_USEC_PER_SEC / 5;
+  while (g_get_monotonic_time () < until)
+    g_main_context_iteration (NULL, FALSE); /* accepted, CS sent */
+  ocp_server_free (server);
+  out = g_io_stream_get_output_stream (G_IO_STREAM (conn));
+  g_output_stream_write_all (out, "CS;\nNO ( \"x\" );\n", 17, NULL, NULL, NULL);
+  until = g_get_monotonic_time () + G_USEC_PER_SEC / 5;
+  while (g_get_monotonic_time () < until)
+    g_main_context_iteration (NULL, FALSE);
+}
+
+static void
 test_client_server (void)
 {
   Peer p = { 0 };
@@ -444,5 +478,6 @@ main (int argc, char **argv)
   g_test_add_func ("/ocp/codec/limits", test_limits);
   g_test_add_func ("/ocp/profile/verdict", test_verdict_roundtrip);
   g_test_add_func ("/ocp/client-server", test_client_server);
+  g_test_add_func ("/ocp/server-free-with-open-connection", test_server_free_with_open_connection);
   return g_test_run ();
 }
