@@ -401,5 +401,5 @@ spam_free (gpointer p)
 }
 
 const ServiceModule service_spam = {
-  "spam", OCP_PARTS_ALL, spam_configure, spam_check, spam_free,
+  "spam", OCP_PARTS_ALL, spam_configure, spam_check, spam_free, TRUE,
 };

@@ -1,0 +1,245 @@
+"""A verdict per recipient (issue 14, section 1): one callout for a
+transaction of several recipients, and each recipient gets its own
+service's decision, in every order of the recipients.
+
+The quick start's own configuration (conf/lmtpd.conf.example,
+conf/services.conf.example and conf/services/spam.policy, with test ports
+and the test's mail user) gets a GTUBE message for three recipients of
+three spam policies:
+
+- alice@example.org: the default policy, junk (tagged, into Junk);
+- boss@example.org: reject 550;
+- abuse@example.org: accept (threshold out of reach), untouched in INBOX;
+
+in all six orders, through lmtpd alone and through a private Postfix.
+Recipients whose stored bytes are the same share one file (hard link),
+those that differ get their own."""
+
+import itertools
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+
+from lmtptest import LMTPD, MAIL_USER, SERVICES, TOP_SRCDIR, Client, Daemon, main
+from test_delivery import transaction
+from test_examples import free_port
+
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+RCPTS = ["alice@example.org", "boss@example.org", "abuse@example.org"]
+ROOT = os.geteuid() == 0
+
+
+def header_of(n, rcpts):
+    return ("From: sender@example.net\nTo: %s\nSubject: cheap watches\nDate: Fri, 04 Dec 2026 04:00:00 +0000\n"
+            "Message-ID: <order-%s@example.net>\n" % (", ".join(rcpts), n))
+
+
+BODY = "Buy now.\n%s\n" % GTUBE
+
+
+class QuickStart:
+    """ocp-services and lmtpd on copies of the quick start's files."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="verdicts-")
+        os.chmod(self.dir, 0o755)
+        shutil.copytree(os.path.join(TOP_SRCDIR, "conf"), os.path.join(self.dir, "conf"))
+        ports = {}
+        for name in ("services.conf.example", "lmtpd.conf.example"):
+            p = os.path.join(self.dir, "conf", name)
+            with open(p) as f:
+                text = f.read()
+            text = text.replace("user = lmtpd", "user = %s" % MAIL_USER)
+            text = text.replace("socket_mode = 0660", "socket_mode = 0666")  # Postfix's lmtp client
+            text = re.sub(r"127\.0\.0\.1:(113\d\d|2424)\b",
+                          lambda m: "127.0.0.1:%d" % ports.setdefault(m.group(1), free_port()), text)
+            with open(p, "w") as f:
+                f.write(text)
+        self.port = ports["2424"]
+        self.sock = os.path.join(self.dir, "var", "run", "lmtpd.sock")
+        self.mail = os.path.join(self.dir, "var", "mail")
+        self.procs = []
+        self.start([SERVICES, "-c", "conf/services.conf.example", "-d"], "ocp-services: started")
+        self.start([LMTPD, "-c", "conf/lmtpd.conf.example", "-d"], "started")
+
+    def start(self, args, ready):
+        log = open(os.path.join(self.dir, os.path.basename(args[0]) + ".log"), "wb")
+        p = subprocess.Popen(args, cwd=self.dir, stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(p)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            text = self.log(args[0])
+            if ready in text:
+                return
+            if p.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError("%s did not start: %s" % (args[0], self.log(args[0])))
+
+    def log(self, prog):
+        with open(os.path.join(self.dir, os.path.basename(prog) + ".log"), errors="replace") as f:
+            return f.read()
+
+    def files(self, address, folder=None):
+        local, domain = address.split("@")
+        d = os.path.join(self.mail, domain, local, "Maildir", *([folder] if folder else []), "new")
+        return sorted(os.path.join(d, n) for n in os.listdir(d)) if os.path.isdir(d) else []
+
+    def everything(self, address):
+        """Every file in @address's Maildir, any folder."""
+        local, domain = address.split("@")
+        out = []
+        for root, dirs, names in os.walk(os.path.join(self.mail, domain, local)):
+            out += [os.path.join(root, n) for n in names if os.path.basename(root) in ("new", "cur")]
+        return out
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Expect(unittest.TestCase):
+    """What each policy stores: the header as sent with the spam service's
+    edits (every other byte as received), then the body untouched."""
+
+    def stored(self, path, header, spam):
+        with open(path, "rb") as f:
+            data = f.read()
+        if spam:
+            header = header.replace("Subject: cheap watches", "Subject: [SPAM] cheap watches")
+            edits = ("X-Spam-Score: 1000.0\nX-Spam-Status: Yes, score=1000.0 required=5.0 tests=GTUBE\n"
+                     "X-Spam-Flag: YES\n")
+        else:
+            edits = "X-Spam-Score: 1000.0\nX-Spam-Status: No, score=1000.0 required=1000000.0 tests=GTUBE\n"
+        tail = (header + edits + "\n" + BODY).encode()
+        self.assertTrue(data.endswith(tail), "%s:\n%r\nwant it to end with\n%r" % (path, data, tail))
+        self.assertIn(b"\nOPES-Via: ", data)
+        return data
+
+    def check_order(self, qs, n, order, replies, before):
+        by_rcpt = dict(zip(order, replies))
+        self.assertRegex(by_rcpt["alice@example.org"], r"^250 2\.0\.0 <alice@example\.org> ")
+        self.assertRegex(by_rcpt["abuse@example.org"], r"^250 2\.0\.0 <abuse@example\.org> ")
+        self.assertRegex(by_rcpt["boss@example.org"],
+                         r"^550 5\.7\.1 <boss@example\.org> Spam is refused here \(OPES .* via "
+                         r"urn:x-opes-lmtpd:service:spam\)$")
+        new = {a: sorted(set(qs.everything(a)) - before[a]) for a in RCPTS}
+        self.assertEqual(new["boss@example.org"], [], "boss stored nothing")
+        alice, = new["alice@example.org"]
+        abuse, = new["abuse@example.org"]
+        self.assertIn("/Maildir/.Junk/new/", alice)
+        self.assertRegex(abuse, r"/abuse/Maildir/new/")
+        header = header_of(n, order)
+        a = self.stored(alice, header, True)
+        b = self.stored(abuse, header, False)
+        self.assertNotEqual(a, b)
+        self.assertNotEqual(os.stat(alice).st_ino, os.stat(abuse).st_ino)
+
+
+class LmtpdAlone(Expect):
+    def setUp(self):
+        self.qs = QuickStart()
+
+    def tearDown(self):
+        self.qs.stop()
+
+    def send(self, rcpts, n):
+        d = Daemon.__new__(Daemon)
+        d.port = self.qs.port
+        c = Client(d, timeout=60)
+        c.reply()
+        c.cmd("LHLO x")
+        msg = (header_of(n, rcpts) + "\n" + BODY).replace("\n", "\r\n").encode()
+        r = transaction(c, rcpts, msg, sender="sender@example.net")
+        c.close()
+        return r
+
+    def test_three_policies_in_every_order(self):
+        for n, order in enumerate(itertools.permutations(RCPTS)):
+            with self.subTest(order=order):
+                before = {a: set(self.qs.everything(a)) for a in RCPTS}
+                replies = self.send(list(order), n)
+                self.assertEqual(len(replies), 3, replies)
+                self.check_order(self.qs, n, list(order), replies, before)
+        # one call per transaction, not one per recipient
+        self.assertEqual(len(re.findall(r"ocp-services: spam: \w+ for ", self.qs.log(SERVICES))), 6,
+                         self.qs.log(SERVICES))
+
+    def test_same_bytes_share_one_file(self):
+        # ann has alice's (default) policy: one file, two links; abuse its own
+        rcpts = ["ann@example.org", "boss@example.org", "alice@example.org", "abuse@example.org"]
+        replies = self.send(rcpts, "shared")
+        self.assertEqual([r[:3] for r in replies], ["250", "550", "250", "250"], replies)
+        ann, = self.qs.files("ann@example.org", ".Junk")
+        alice, = self.qs.files("alice@example.org", ".Junk")
+        abuse, = self.qs.files("abuse@example.org")
+        header = header_of("shared", rcpts)
+        self.assertEqual(self.stored(ann, header, True), self.stored(alice, header, True))
+        self.assertEqual(os.stat(ann).st_ino, os.stat(alice).st_ino)
+        self.assertNotEqual(os.stat(abuse).st_ino, os.stat(alice).st_ino)
+        self.stored(abuse, header, False)
+
+
+@unittest.skipUnless(ROOT and shutil.which("postfix") and shutil.which("swaks"),
+                     "a private Postfix needs root, postfix and swaks")
+class ThroughPostfix(Expect):
+    def setUp(self):
+        from test_postfix import Postfix
+        self.qs = QuickStart()
+        self.pf = Postfix(self.qs.sock, self.qs.port)
+
+    def tearDown(self):
+        self.pf.stop()
+        self.qs.stop()
+
+    def wait_for(self, what, cond, timeout=120):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if cond():
+                return
+            time.sleep(0.2)
+        self.fail("%s; postfix log:\n%s\nlmtpd log:\n%s" % (what, self.pf.maillog()[-4000:],
+                                                           self.qs.log(LMTPD)[-4000:]))
+
+    def test_three_policies_in_every_order(self):
+        orders = list(itertools.permutations(RCPTS))
+        for n, order in enumerate(orders):
+            msg = header_of(n, order) + "\n" + BODY
+            r = subprocess.run([shutil.which("swaks"), "--server", "127.0.0.1:%d" % self.pf.port,
+                                "--helo", "client.example", "--from", "sender@example.net",
+                                "--to", ",".join(order), "--data", "-"],
+                               input=msg.rstrip("\n").replace("\n", "\r\n"), capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.wait_for("six deliveries and six bounces",
+                      lambda: len(self.qs.files("alice@example.org", ".Junk")) == 6
+                      and len(self.qs.files("abuse@example.org")) == 6
+                      and len(re.findall(r"to=<boss@example\.org>.*status=bounced", self.pf.maillog())) == 6)
+        log = self.pf.maillog()
+        for line in re.findall(r"to=<boss@example\.org>.*status=bounced.*", log):
+            self.assertIn("550 5.7.1 <boss@example.org> Spam is refused here", line)
+        self.assertEqual(len(re.findall(r"to=<(alice|abuse)@example\.org>.*status=sent", log)), 12, log)
+        self.assertEqual(self.qs.everything("boss@example.org"), [])
+        texts = {}
+        for path in self.qs.files("alice@example.org", ".Junk") + self.qs.files("abuse@example.org"):
+            with open(path, "rb") as f:
+                data = f.read()
+            n = int(re.search(rb"Message-ID: <order-(\d+)@", data).group(1))
+            texts.setdefault(n, []).append(path)
+        self.assertEqual(sorted(texts), list(range(6)))
+        for n, (alice, abuse) in texts.items():
+            if "/alice/" not in alice:
+                alice, abuse = abuse, alice
+            # Postfix adds its own Received and Return-Path above the header as sent
+            self.stored(alice, header_of(n, orders[n]), True)
+            self.stored(abuse, header_of(n, orders[n]), False)
+
+
+if __name__ == "__main__":
+    main()
