@@ -233,8 +233,10 @@ class Server:
     """A callout server: accepts our profile, answers each transaction with
     handler(envelope, header, body) -> (verdict-named-params, new_header or None)."""
 
-    def __init__(self, handler, dwsr=False):
+    def __init__(self, handler, dwsr=False, profiles=(PROFILE,)):
         self.handler = handler
+        self.profiles = profiles    # the versions of our profile it speaks, preferred first
+        self.offered = []
         self.dwsr = dwsr            # ask for no more body after the first chunk
         self.ame_results = []
         self.sock = socket.socket()
@@ -262,9 +264,10 @@ class Server:
             while True:
                 m = c.recv()
                 if m.name == "NO":
-                    f = m.anon[0][0]
-                    assert isinstance(f, Struct) and f.anon[0] == PROFILE, m
-                    c.send(Msg("NR", [Struct([PROFILE], {"Parts": f.named.get("Parts", [])})]))
+                    offered = {f.anon[0]: f for f in m.anon[0] if isinstance(f, Struct) and f.anon}
+                    self.offered.append(list(offered))
+                    chosen = next(p for p in self.profiles if p in offered)
+                    c.send(Msg("NR", [Struct([chosen], {"Parts": offered[chosen].named.get("Parts", [])})]))
                 elif m.name == "SGC":
                     pass
                 elif m.name == "TS":

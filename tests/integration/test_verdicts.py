@@ -25,6 +25,7 @@ import time
 import unittest
 
 from lmtptest import LMTPD, MAIL_USER, SERVICES, TOP_SRCDIR, Client, Daemon, main
+import ocppeer
 from test_delivery import transaction
 from test_examples import free_port
 
@@ -125,6 +126,7 @@ class Expect(unittest.TestCase):
 
     def check_order(self, qs, n, order, replies, before):
         by_rcpt = dict(zip(order, replies))
+        self.assertEqual(by_rcpt["boss@example.org"][:3], "550", (order, replies))
         self.assertRegex(by_rcpt["alice@example.org"], r"^250 2\.0\.0 <alice@example\.org> ")
         self.assertRegex(by_rcpt["abuse@example.org"], r"^250 2\.0\.0 <abuse@example\.org> ")
         self.assertRegex(by_rcpt["boss@example.org"],
@@ -163,11 +165,10 @@ class LmtpdAlone(Expect):
 
     def test_three_policies_in_every_order(self):
         for n, order in enumerate(itertools.permutations(RCPTS)):
-            with self.subTest(order=order):
-                before = {a: set(self.qs.everything(a)) for a in RCPTS}
-                replies = self.send(list(order), n)
-                self.assertEqual(len(replies), 3, replies)
-                self.check_order(self.qs, n, list(order), replies, before)
+            before = {a: set(self.qs.everything(a)) for a in RCPTS}
+            replies = self.send(list(order), n)
+            self.assertEqual(len(replies), 3, (order, replies))
+            self.check_order(self.qs, n, list(order), replies, before)
         # one call per transaction, not one per recipient
         self.assertEqual(len(re.findall(r"ocp-services: spam: \w+ for ", self.qs.log(SERVICES))), 6,
                          self.qs.log(SERVICES))
@@ -185,6 +186,70 @@ class LmtpdAlone(Expect):
         self.assertEqual(os.stat(ann).st_ino, os.stat(alice).st_ino)
         self.assertNotEqual(os.stat(abuse).st_ino, os.stat(alice).st_ino)
         self.stored(abuse, header, False)
+
+
+PROFILE_2 = b"urn:x-opes-lmtpd:ocp:lmtp:2"
+
+
+def sections(env, header, body):
+    """An independent server's answer: a verdict for alice and one for boss,
+    the call's own (with a common adapted header) for everyone else."""
+    assert [r for r in env["Rcpt-To"]] == [b"alice@example.org", b"boss@example.org", b"carol@example.org"]
+    named = {"Verdict": b"accept",
+             "Recipient-Verdicts": [
+                 ocppeer.Struct([b"alice@example.org"], {"Verdict": b"quarantine", "Folder": b"Junk",
+                                                         "Flags": [b"Seen"],
+                                                         "Header": b"X-Own: alice\n" + header}),
+                 ocppeer.Struct([b"boss@example.org"], {"Verdict": b"reject",
+                                                        "Reply": ocppeer.Struct([b"550", b"5.7.1 not for boss"])})]}
+    return named, b"X-Common: yes\n" + header
+
+
+class Negotiation(unittest.TestCase):
+    """lmtpd against a server written from the profile alone (ocppeer):
+    version 2 when the server speaks it, version 1 (one verdict for all, as
+    before) when it does not."""
+
+    def run_peer(self, profiles):
+        peer = ocppeer.Server(sections, profiles=profiles)
+        d = Daemon(extra={"service peer.servers": "inet:127.0.0.1:%d" % peer.port, "service peer.timeout": "30s",
+                          "service peer.on_failure": "tempfail", "rule all.match": "*",
+                          "rule all.services": "peer"}).start()
+        self.addCleanup(peer.close)
+        self.addCleanup(d.cleanup)
+        c = d.connect(timeout=60)
+        c.reply()
+        c.cmd("LHLO x")
+        r = transaction(c, ["alice@example.org", "boss@example.org", "carol@example.org"],
+                        b"From: s@example.net\r\nSubject: hi\r\n\r\nbody line\r\n")
+        self.assertEqual(peer.errors, [])
+        self.assertEqual(peer.transactions, 1)
+        self.assertEqual(peer.offered, [[PROFILE_2, ocppeer.PROFILE]])
+        return d, r
+
+    def test_version_2_a_verdict_each(self):
+        d, r = self.run_peer((PROFILE_2, ocppeer.PROFILE))
+        self.assertRegex(r[0], r"^250 2\.0\.0 <alice@example\.org> ")
+        self.assertRegex(r[1], r"^550 5\.7\.1 <boss@example\.org> not for boss \(OPES ")
+        self.assertRegex(r[2], r"^250 2\.0\.0 <carol@example\.org> ")
+        (name, alice), = d.messages("alice@example.org", sub="cur", folder=".Junk")
+        self.assertTrue(name.endswith(":2,S"), name)
+        self.assertTrue(alice.endswith(b"verdict=quarantine\nX-Own: alice\nFrom: s@example.net\nSubject: hi\n"
+                                       b"\nbody line\n"), alice)
+        self.assertEqual(d.messages("alice@example.org"), [])
+        self.assertEqual(d.messages("boss@example.org"), [])
+        (_, carol), = d.messages("carol@example.org")
+        self.assertTrue(carol.endswith(b"verdict=modify\nX-Common: yes\nFrom: s@example.net\nSubject: hi\n"
+                                       b"\nbody line\n"), carol)
+
+    def test_version_1_server_one_verdict_for_all(self):
+        # it sends sections anyway: not negotiated, so not honoured
+        d, r = self.run_peer((ocppeer.PROFILE,))
+        self.assertEqual([x[:3] for x in r], ["250", "250", "250"], r)
+        for a in ("alice@example.org", "boss@example.org", "carol@example.org"):
+            (_, data), = d.messages(a)
+            self.assertTrue(data.endswith(b"verdict=modify\nX-Common: yes\nFrom: s@example.net\nSubject: hi\n"
+                                          b"\nbody line\n"), data)
 
 
 @unittest.skipUnless(ROOT and shutil.which("postfix") and shutil.which("swaks"),
