@@ -524,6 +524,58 @@ set_text (OcpMessage *m, const char *name, const char *value)
     ocp_message_set (m, name, ocp_atom_new (value));
 }
 
+/* Recipient-Data: ({"address"\r\nName: value\r\n...}, ...) for the
+ * recipients that have settings; none at all if nobody has any. */
+static void
+recipient_data_to_message (const OcpRequest *r, OcpMessage *ams)
+{
+  OcpValue *l = ocp_list_new ();
+
+  for (guint i = 0; r->rcpt_to && r->rcpt_to[i]; i++)
+    {
+      GHashTable *data = r->rcpt_data[i];
+      g_autoptr (GList) names = NULL;
+      OcpValue *sec;
+
+      if (data == NULL || g_hash_table_size (data) == 0)
+        continue;
+      sec = ocp_value_add (ocp_struct_new (), ocp_atom_new (r->rcpt_to[i]));
+      names = g_list_sort (g_hash_table_get_keys (data), (GCompareFunc) strcmp);
+      for (GList *n = names; n; n = n->next)
+        ocp_value_add_named (sec, n->data, ocp_atom_new (g_hash_table_lookup (data, n->data)));
+      ocp_value_add (l, sec);
+    }
+  if (l->items->len)
+    ocp_message_set (ams, "Recipient-Data", l);
+  else
+    ocp_value_free (l);
+}
+
+char *
+ocp_recipient_data_key (const char *address, const char *name)
+{
+  g_autofree char *lc = g_ascii_strdown (address, -1);
+  return g_strdup_printf ("Recipient-Data:%s:%s", lc, name);
+}
+
+static void
+recipient_data_from_value (GHashTable *env, const OcpValue *list)
+{
+  for (guint i = 0; i < list->items->len; i++)
+    {
+      const OcpValue *sec = list->items->pdata[i];
+      const char *address = sec->kind == OCP_STRUCT && sec->items->len
+                            ? ocp_value_get_atom (sec->items->pdata[0]) : NULL;
+      for (guint k = 0; address && k < sec->named->len; k++)
+        {
+          const OcpNamed *n = sec->named->pdata[k];
+          const char *v = n->values->len ? ocp_value_get_atom (n->values->pdata[0]) : NULL;
+          if (v && text_ok (v))
+            g_hash_table_replace (env, ocp_recipient_data_key (address, n->name), g_strdup (v));
+        }
+    }
+}
+
 void
 ocp_request_to_message (const OcpRequest *r, OcpMessage *ams)
 {
@@ -545,6 +597,8 @@ ocp_request_to_message (const OcpRequest *r, OcpMessage *ams)
         ocp_value_add (o, ocp_atom_new (r->orcpt[i] ? r->orcpt[i] : ""));
       ocp_message_set (ams, "Orcpt", o);
     }
+  if (r->rcpt_data)
+    recipient_data_to_message (r, ams);
   if (r->message_size)
     ocp_message_set (ams, "Message-Size", ocp_atom_new_uint (r->message_size));
   set_text (ams, "Bypass", r->bypass);
@@ -562,7 +616,9 @@ ocp_envelope_from_message (const OcpMessage *ams)
       const OcpValue *v = n->values->len ? n->values->pdata[0] : NULL;
       if (v == NULL)
         continue;
-      if (v->kind == OCP_ATOM)
+      if (strcmp (n->name, "Recipient-Data") == 0 && v->kind == OCP_LIST)
+        recipient_data_from_value (env, v);
+      else if (v->kind == OCP_ATOM)
         g_hash_table_replace (env, g_strdup (n->name), g_strndup (v->atom, v->atom_len));
       else if (v->kind == OCP_LIST)
         {

@@ -152,6 +152,8 @@ typedef struct {
   int fd;                       /* spool, or -1 at the rcpt stage */
   guint64 header_len;           /* bytes 0..header_len of fd: the header, blank line included */
   guint64 body_len;             /* then the body */
+  GHashTable *const *rcpt_data; /* NULL or parallel to rcpt_to: a recipient's settings, name -> value
+                                 * (a user directory's spam threshold ...), sent as Recipient-Data */
 } OcpRequest;
 
 typedef enum {
@@ -213,8 +215,11 @@ void ocp_verdict_add_recipient (OcpVerdict *v, const char *address, const OcpVer
 
 /* Envelope metadata as AMS named parameters, and back. */
 void ocp_request_to_message (const OcpRequest *r, OcpMessage *ams);
-/* name -> value (strings; Rcpt-To joined with ", ") */
+/* name -> value (strings; Rcpt-To joined with ", "; a recipient's
+ * Recipient-Data as ocp_recipient_data_key() -> value) */
 GHashTable *ocp_envelope_from_message (const OcpMessage *ams);
+/* "Recipient-Data:ADDRESS:NAME" with the address in lower case. */
+char *ocp_recipient_data_key (const char *address, const char *name);
 
 /* ---- the processor side (ocp-client.c) --------------------------------- */
 

@@ -146,16 +146,26 @@ add_section (Job *job, const char *rcpt, ServiceOutput *mine)
   ocp_verdict_add_recipient (&job->out.verdict, rcpt, &mine->verdict);
 }
 
+/* The envelope as one recipient's check sees it: Rcpt-To is that
+ * recipient alone, and its Recipient-Data settings (a user directory's
+ * "Spam-Threshold" ...) appear under their own names, never over an
+ * envelope parameter. */
 static GHashTable *
 env_for (GHashTable *env, const char *rcpt)
 {
   GHashTable *copy = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  g_autofree char *prefix = ocp_recipient_data_key (rcpt, "");
   GHashTableIter it;
   gpointer k, v;
 
   g_hash_table_iter_init (&it, env);
   while (g_hash_table_iter_next (&it, &k, &v))
-    g_hash_table_replace (copy, g_strdup (k), g_strdup (v));
+    if (!g_str_has_prefix (k, "Recipient-Data:"))
+      g_hash_table_replace (copy, g_strdup (k), g_strdup (v));
+  g_hash_table_iter_init (&it, env);
+  while (g_hash_table_iter_next (&it, &k, &v))
+    if (g_str_has_prefix (k, prefix) && !g_hash_table_contains (copy, (char *) k + strlen (prefix)))
+      g_hash_table_insert (copy, g_strdup ((char *) k + strlen (prefix)), g_strdup (v));
   g_hash_table_replace (copy, g_strdup ("Rcpt-To"), g_strdup (rcpt));
   return copy;
 }
@@ -206,6 +216,8 @@ run_check (GTask *task, gpointer src, gpointer data, GCancellable *cancel)
 
   if (job->svc->module->per_recipient && g_strv_length (job->in.rcpts) > 1)
     check_each_recipient (job);
+  else if (g_strv_length (job->in.rcpts) == 1)
+    check_one (job, 0, &job->out);
   else
     job->svc->module->check (job->svc, &job->in, &job->out);
   g_task_return_boolean (task, TRUE);
