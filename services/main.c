@@ -194,9 +194,13 @@ check_each_recipient (Job *job)
   guint n = g_strv_length (job->in.rcpts);
   g_autofree ServiceOutput *outs = g_new0 (ServiceOutput, n);
   gboolean same = TRUE;
+  /* a module may read the body with read(): each check starts where the first did */
+  off_t body_start = job->in.body_fd >= 0 ? lseek (job->in.body_fd, 0, SEEK_CUR) : 0;
 
   for (guint i = 0; i < n; i++)
     {
+      if (job->in.body_fd >= 0 && lseek (job->in.body_fd, body_start, SEEK_SET) < 0)
+        g_printerr ("ocp-services: %s: body: %s\n", job->svc->name, g_strerror (errno));
       check_one (job, i, &outs[i]);
       same = same && same_verdict (&outs[0].verdict, &outs[i].verdict)
              && same_header (outs[0].header, outs[i].header) && same_body (outs[0].body_fd, outs[i].body_fd);

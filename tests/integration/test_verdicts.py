@@ -24,7 +24,7 @@ import tempfile
 import time
 import unittest
 
-from lmtptest import LMTPD, MAIL_USER, SERVICES, TOP_SRCDIR, Client, Daemon, main
+from lmtptest import LMTPD, MAIL_USER, SERVICES, TOP_SRCDIR, Client, Daemon, Services, main
 import ocppeer
 from test_delivery import transaction
 from test_examples import free_port
@@ -250,6 +250,63 @@ class Negotiation(unittest.TestCase):
             (_, data), = d.messages(a)
             self.assertTrue(data.endswith(b"verdict=modify\nX-Common: yes\nFrom: s@example.net\nSubject: hi\n"
                                           b"\nbody line\n"), data)
+
+
+LINKS_CONF = """[service links]
+module = links
+listen = inet:127.0.0.1:0
+store = @DIR@/store
+url = http://files.test/a
+max_size = 100000
+per_recipient = *@lists.example.org 1000
+"""
+
+ATTACHED = ("From: s@example.net\r\nSubject: report\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+            "--b\r\nContent-Type: application/octet-stream\r\n"
+            "Content-Disposition: attachment; filename=data.bin\r\n\r\n"
+            + ("x" * 70 + "\r\n") * 70 + "--b--\r\n")
+
+
+class BodiesThatDiffer(unittest.TestCase):
+    """links: the list's 1000-byte limit moves the 5 KB attachment out, the
+    default 100 KB one does not.  The adapted body is one per call, so the
+    recipient whose body is not the first one's is deferred (451) and gets
+    its own body when delivered alone: nobody gets the other's content."""
+
+    def setUp(self):
+        self.sv = Services(LINKS_CONF)
+        self.d = Daemon(extra={"service links.servers": self.sv.endpoint("links"), "service links.timeout": "30s",
+                               "service links.on_failure": "tempfail", "rule all.match": "*",
+                               "rule all.services": "links"}).start()
+
+    def tearDown(self):
+        self.d.cleanup()
+        self.sv.stop()
+
+    def send(self, rcpts):
+        c = self.d.connect(timeout=60)
+        c.reply()
+        c.cmd("LHLO x")
+        r = transaction(c, rcpts, ATTACHED.encode())
+        c.close()
+        return r
+
+    def check(self, address, moved):
+        (_, data), = self.d.messages(address)
+        self.assertEqual(b"http://files.test/a/" in data, moved, data[:2000])
+        self.assertEqual(b"x" * 70 in data, not moved)
+
+    def test_each_gets_its_own_body(self):
+        for first, second in (("ann@example.org", "x@lists.example.org"), ("y@lists.example.org", "bob@example.org")):
+            r = self.send([first, second])
+            self.assertRegex(r[0], r"^250 ")
+            self.assertRegex(r[1], r"^451 4\.3\.0 <%s> Content adapted differently" % re.escape(second))
+            self.assertEqual(self.d.messages(second), [])
+            self.check(first, "lists" in first)
+            r = self.send([second])
+            self.assertRegex(r[0], r"^250 ")
+            self.check(second, "lists" in second)
 
 
 @unittest.skipUnless(ROOT and shutil.which("postfix") and shutil.which("swaks"),
