@@ -312,6 +312,59 @@ class BodiesThatDiffer(unittest.TestCase):
             self.check(second, "lists" in second)
 
 
+MAPS_CONF = """[service blocking]
+module = blocking
+listen = inet:127.0.0.1:0
+deny_recipients = denied@example.org
+action = reject 550 5.7.1 Blocked by content policy
+
+[service reroute]
+module = reroute
+listen = inet:127.0.0.1:0
+map = @DIR@/directory.map
+
+[service access]
+module = access
+listen = inet:127.0.0.1:0
+map = @DIR@/access.map
+"""
+
+
+class MapsPerRecipient(unittest.TestCase):
+    """blocking, reroute and access at the data stage, one call each for
+    four recipients: each map's entry applies to its recipient alone (a
+    denied recipient used to get the whole transaction refused, and only the
+    first recipient was looked up in the directory)."""
+
+    def test_each_recipient_its_own_entry(self):
+        sv = Services(MAPS_CONF, files={"directory.map": "joe@example.org -> joe@fr.example.org\n",
+                                        "access.map": "rcpt closed@example.org tempfail 450 4.7.1 Closed\n"})
+        self.addCleanup(sv.stop)
+        extra = {"rule all.match": "*", "rule all.services": "blocking;reroute;access"}
+        for name in ("blocking", "reroute", "access"):
+            extra["service %s.servers" % name] = sv.endpoint(name)
+            extra["service %s.timeout" % name] = "30s"
+        d = Daemon(extra=extra).start()
+        self.addCleanup(d.cleanup)
+        c = d.connect(timeout=60)
+        c.reply()
+        c.cmd("LHLO x")
+        r = transaction(c, ["ann@example.org", "joe@example.org", "denied@example.org", "closed@example.org"],
+                        b"From: s@example.net\r\nTo: ann@example.org, joe@example.org\r\nSubject: hi\r\n\r\nhello\r\n")
+        self.assertRegex(r[0], r"^250 2\.0\.0 <ann@example\.org> ")
+        self.assertRegex(r[1], r"^250 2\.0\.0 <joe@example\.org> ")
+        self.assertRegex(r[2], r"^550 5\.7\.1 <denied@example\.org> Blocked by content policy ")
+        self.assertRegex(r[3], r"^450 4\.7\.1 <closed@example\.org> Closed ")
+        (_, ann), = d.messages("ann@example.org")
+        (_, joe), = d.messages("joe@fr.example.org")
+        self.assertEqual(d.messages("joe@example.org"), [])
+        self.assertEqual(d.messages("denied@example.org") + d.messages("closed@example.org"), [])
+        self.assertIn(b"urn:x-opes-lmtpd:service:reroute ; verdict=redirect", joe)
+        self.assertIn(b"\nTo: ann@example.org, joe@fr.example.org\n", joe)
+        self.assertIn(b"urn:x-opes-lmtpd:service:reroute ; verdict=accept", ann)
+        self.assertIn(b"\nTo: ann@example.org, joe@example.org\n", ann)
+
+
 @unittest.skipUnless(ROOT and shutil.which("postfix") and shutil.which("swaks"),
                      "a private Postfix needs root, postfix and swaks")
 class ThroughPostfix(Expect):
