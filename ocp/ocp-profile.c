@@ -132,10 +132,22 @@ recipient_verdict_free (gpointer p)
   g_free (rv);
 }
 
+static gpointer
+copy_string (gconstpointer s, gpointer unused)
+{
+  return g_strdup (s);
+}
+
 static GPtrArray *
 strv_copy (const GPtrArray *a)
 {
-  return a ? g_ptr_array_copy ((GPtrArray *) a, (GCopyFunc) (void (*) (void)) g_strdup, NULL) : NULL;
+  GPtrArray *c;
+
+  if (a == NULL)
+    return NULL;
+  c = g_ptr_array_copy ((GPtrArray *) a, copy_string, NULL);
+  g_ptr_array_set_free_func (c, g_free);
+  return c;
 }
 
 void
@@ -149,18 +161,12 @@ ocp_verdict_copy (OcpVerdict *dst, const OcpVerdict *src)
   dst->redirect = g_strdup (src->redirect);
   dst->add_headers = strv_copy (src->add_headers);
   dst->remove_headers = strv_copy (src->remove_headers);
-  if (dst->add_headers)
-    g_ptr_array_set_free_func (dst->add_headers, g_free);
-  if (dst->remove_headers)
-    g_ptr_array_set_free_func (dst->remove_headers, g_free);
   dst->subject_tag = g_strdup (src->subject_tag);
   dst->flags = g_strdup (src->flags);
   dst->service_id = g_strdup (src->service_id);
   dst->score = g_strdup (src->score);
   dst->threshold = g_strdup (src->threshold);
   dst->labels = strv_copy (src->labels);
-  if (dst->labels)
-    g_ptr_array_set_free_func (dst->labels, g_free);
   dst->header = src->header ? g_bytes_ref (src->header) : NULL;
   dst->body_fd = src->body_fd >= 0 ? dup (src->body_fd) : -1;
   dst->body_len = src->body_len;
