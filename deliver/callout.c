@@ -4,8 +4,9 @@
  * less the services a bypass request names that may be bypassed.  Each
  * service is called over OCP (ocp/); recipients of one transaction that
  * share a rule and a bypass request share one call per service, with all
- * their addresses in Rcpt-To, and get the same verdict (docs/ocp-lmtp-
- * profile.md, "Sharing").  Verdicts combine by precedence:
+ * their addresses in Rcpt-To.  Each recipient applies its own verdict: the
+ * section the service returned for it (profile 2), else the call's one
+ * (docs/ocp-lmtp-profile.md, "Sharing").  Verdicts combine by precedence:
  *
  *   reject > tempfail > discard > redirect > quarantine > modify > accept
  *
@@ -336,6 +337,63 @@ shared_call_free (gpointer p)
   g_free (c);
 }
 
+/* The outcome as @address sees it: its own section of the verdict, with
+ * the call's adapted body (and header, unless it has its own). */
+static CalloutOutcome *
+outcome_for_recipient (const CalloutOutcome *o, const char *address)
+{
+  CalloutOutcome *mine = g_new0 (CalloutOutcome, 1);
+  const OcpRecipientVerdict *rv = o->state == OUT_APPLIED ? ocp_verdict_for_recipient (&o->verdict, address)
+                                                           : NULL;
+
+  mine->service = o->service;
+  mine->state = o->state;
+  mine->why = g_strdup (o->why);
+  if (rv == NULL)
+    {
+      ocp_verdict_copy (&mine->verdict, &o->verdict);
+      return mine;
+    }
+  ocp_verdict_copy (&mine->verdict, &rv->verdict);
+  if (mine->verdict.header == NULL && o->verdict.header)
+    mine->verdict.header = g_bytes_ref (o->verdict.header);
+  if (o->verdict.body_fd >= 0)
+    mine->verdict.body_fd = dup (o->verdict.body_fd);
+  mine->verdict.body_len = o->verdict.body_len;
+  if (mine->verdict.service_id == NULL)
+    mine->verdict.service_id = g_strdup (o->verdict.service_id);
+  return mine;
+}
+
+/* @rcpt's own view of a shared call, or NULL when no service answered
+ * for it alone (the shared result then applies as it is). */
+static CalloutResult *
+result_for_recipient (const CalloutResult *shared, const DeliverRecipient *rcpt)
+{
+  CalloutResult *r;
+  gboolean any = FALSE;
+
+  for (guint i = 0; i < shared->outcomes->len && !any; i++)
+    {
+      const CalloutOutcome *o = shared->outcomes->pdata[i];
+      any = o->state == OUT_APPLIED && ocp_verdict_for_recipient (&o->verdict, rcpt->address);
+    }
+  if (!any)
+    return NULL;
+  r = g_new0 (CalloutResult, 1);
+  r->outcomes = g_ptr_array_new_with_free_func (outcome_free);
+  for (guint i = 0; i < shared->outcomes->len; i++)
+    g_ptr_array_add (r->outcomes, outcome_for_recipient (shared->outcomes->pdata[i], rcpt->address));
+  return r;
+}
+
+static const CalloutResult *
+own_view (const CalloutResult *shared, const DeliverRecipient *rcpt, CalloutResult **owned)
+{
+  *owned = result_for_recipient (shared, rcpt);
+  return *owned ? *owned : shared;
+}
+
 GHashTable *
 callout_shared_table_new (void)
 {
@@ -382,13 +440,13 @@ callout_run (const LmtpdConfig *config, const DeliverMessage *msg, const Deliver
       call->done = TRUE;
       g_cond_broadcast (&shared->cond);
       g_mutex_unlock (&shared->lock);
-      return r;
+      return own_view (r, rcpt, owned);
     }
   g_mutex_lock (&shared->lock);
   while (!call->done)
     g_cond_wait (&shared->cond, &shared->lock);
   g_mutex_unlock (&shared->lock);
-  return call->result;
+  return own_view (call->result, rcpt, owned);
 }
 
 gboolean

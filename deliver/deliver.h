@@ -334,19 +334,25 @@ gboolean deliver_submit (const LmtpdConfig *config, const char *sender, const ch
 
 /* ---- the pipeline ------------------------------------------------------ */
 
-/* What the recipients of one transaction share: the last file written, so
- * that identical copies become hard links (single instance). */
+/* What the recipients of one transaction share: every distinct file
+ * written, so that identical copies become hard links (single instance)
+ * even when recipients' verdicts make several different ones. */
 typedef struct {
   guint n_recipients;
   GPtrArray *rcpts;     /* DeliverRecipient* of the transaction (borrowed), or NULL */
   GMutex lock;          /* stores and callouts of one transaction */
   GCond cond;
   GHashTable *callouts; /* group key -> shared callout result */
+  GPtrArray *copies;    /* DeliverSharedCopy*, or NULL */
+} DeliverShared;
+
+/* One file written for the transaction: its prefix, flags and content. */
+typedef struct {
   char *header;
   char *flags;
   DeliverContent content;
   char *path;
-} DeliverShared;
+} DeliverSharedCopy;
 void deliver_shared_init (DeliverShared *shared, GPtrArray *rcpts);
 void deliver_shared_clear (DeliverShared *shared);
 

@@ -48,9 +48,34 @@ deliver_shared_clear (DeliverShared *shared)
       g_cond_clear (&shared->cond);
     }
   g_clear_pointer (&shared->rcpts, g_ptr_array_unref);
-  g_clear_pointer (&shared->header, g_free);
-  g_clear_pointer (&shared->flags, g_free);
-  g_clear_pointer (&shared->path, g_free);
+  g_clear_pointer (&shared->copies, g_ptr_array_unref);
+}
+
+static void
+shared_copy_free (gpointer p)
+{
+  DeliverSharedCopy *c = p;
+
+  g_free (c->header);
+  g_free (c->flags);
+  g_free (c->path);
+  g_free (c);
+}
+
+/* A copy already written with the same bytes as @st would store, or NULL.
+ * Called with shared->lock held. */
+static const DeliverSharedCopy *
+shared_copy_find (const DeliverShared *shared, const char *prefix, const char *flags,
+                  const DeliverContent *content)
+{
+  for (guint i = 0; shared->copies && i < shared->copies->len; i++)
+    {
+      const DeliverSharedCopy *c = shared->copies->pdata[i];
+      if (g_strcmp0 (c->header, prefix) == 0 && g_strcmp0 (c->flags, flags) == 0
+          && deliver_content_same (&c->content, content))
+        return c;
+    }
+  return NULL;
 }
 
 static void
@@ -208,18 +233,20 @@ publish (gpointer data, const char *path, gboolean visible)
 {
   Publish *p = data;
   DeliverShared *shared = p->shared;
+  DeliverSharedCopy *copy;
 
   if (!commit_record (p->commit, path, visible))
     return FALSE;
   if (!visible)
     return TRUE;
-  g_free (shared->header);
-  g_free (shared->flags);
-  g_free (shared->path);
-  shared->header = g_strdup (p->st->prefix);
-  shared->flags = g_strdup (p->st->flags);
-  shared->path = g_strdup (path);
-  shared->content = p->st->content;
+  copy = g_new0 (DeliverSharedCopy, 1);
+  copy->header = g_strdup (p->st->prefix);
+  copy->flags = g_strdup (p->st->flags);
+  copy->path = g_strdup (path);
+  copy->content = p->st->content;
+  if (shared->copies == NULL)
+    shared->copies = g_ptr_array_new_with_free_func (shared_copy_free);
+  g_ptr_array_add (shared->copies, copy);
   p->path = g_strdup (path);
   p->published = TRUE;
   g_mutex_unlock (&shared->lock);
@@ -251,14 +278,14 @@ store_maildir (const LmtpdConfig *config, const DeliverRecipient *rcpt, DeliverS
     return FALSE;
   if (single)
     {
+      const DeliverSharedCopy *same;
       g_mutex_lock (&shared->lock);
-      if (shared->path == NULL)
+      same = shared_copy_find (shared, st->prefix, st->flags, &st->content);
+      if (same == NULL)
         writer = TRUE; /* the lock is kept until this copy is visible: the others wait, then link */
       else
         {
-          if (g_strcmp0 (shared->header, st->prefix) == 0 && g_strcmp0 (shared->flags, st->flags) == 0
-              && deliver_content_same (&shared->content, &st->content))
-            link_from = g_strdup (shared->path);
+          link_from = g_strdup (same->path);
           g_mutex_unlock (&shared->lock);
         }
     }
@@ -272,8 +299,9 @@ store_maildir (const LmtpdConfig *config, const DeliverRecipient *rcpt, DeliverS
     {
       /* visible, then taken back (directory fsync failed): nobody may link to it */
       g_mutex_lock (&shared->lock);
-      if (g_strcmp0 (shared->path, pub.path) == 0)
-        g_clear_pointer (&shared->path, g_free);
+      for (guint i = 0; shared->copies && i < shared->copies->len; i++)
+        if (g_strcmp0 (((DeliverSharedCopy *) shared->copies->pdata[i])->path, pub.path) == 0)
+          g_ptr_array_remove_index (shared->copies, i--);
       g_mutex_unlock (&shared->lock);
     }
   g_free (pub.path);

@@ -42,6 +42,7 @@ typedef struct {
   OcpTls *tls;
   char *key;
   guint parts;
+  guint version;        /* of our profile, as the server chose in NR */
   GMutex ssl_lock;      /* OpenSSL sessions are not for two threads at once */
   GMutex wlock;         /* one writer at a time: messages never interleave */
   GMutex lock;          /* what follows */
@@ -373,15 +374,15 @@ recv_msg (Conn *c, gint64 deadline, GError **error)
     }
 }
 
-/* AQ asks whether a feature is supported now (RFC 4037 11.23): only our
- * profile, once the server's NR accepted it on this connection. */
+/* AQ asks whether a feature is supported now (RFC 4037 11.23): only the
+ * version of our profile the server's NR accepted on this connection. */
 static gboolean
 ability (Conn *c, const OcpMessage *m)
 {
   const OcpValue *f = ocp_message_anon (m, 0);
 
   return c->negotiated && f && f->kind == OCP_STRUCT && f->items->len >= 1
-         && g_strcmp0 (ocp_value_get_atom (f->items->pdata[0]), OCP_LMTP_PROFILE) == 0;
+         && ocp_profile_version (ocp_value_get_atom (f->items->pdata[0])) == c->version;
 }
 
 /* PQ is answered at once, even for an unknown xid; the PA names the xid
@@ -736,11 +737,16 @@ conn_open (const OcpServiceConfig *svc, const char *endpoint, const char *key, g
             goto fail;
           }
     }
-  /* bootstrap: CS, then our offer at once (RFC 4037 6.1) */
-  feature = ocp_struct_new ();
-  ocp_value_add (feature, ocp_atom_new (OCP_LMTP_PROFILE));
-  ocp_value_add_named (feature, "Parts", ocp_parts_to_value (svc->parts));
-  list = ocp_value_add (ocp_list_new (), feature);
+  /* bootstrap: CS, then our offer at once (RFC 4037 6.1): version 2 of
+   * the profile, then version 1 for a server that knows only that one */
+  list = ocp_list_new ();
+  for (guint v = 2; v >= 1; v--)
+    {
+      feature = ocp_struct_new ();
+      ocp_value_add (feature, ocp_atom_new (v == 2 ? OCP_LMTP_PROFILE_2 : OCP_LMTP_PROFILE));
+      ocp_value_add_named (feature, "Parts", ocp_parts_to_value (svc->parts));
+      ocp_value_add (list, feature);
+    }
   no = ocp_message_add (ocp_message_new ("NO"), list);
   if (!queue_msg (c, out, ocp_message_new ("CS"), cdeadline, error) || !queue_msg (c, out, no, cdeadline, error)
       || !flush_out (c, out, cdeadline, error))
@@ -769,7 +775,7 @@ conn_open (const OcpServiceConfig *svc, const char *endpoint, const char *key, g
         }
       f = ocp_message_anon (m, 0);
       if (f == NULL || f->kind != OCP_STRUCT || f->items->len < 1
-          || g_strcmp0 (ocp_value_get_atom (f->items->pdata[0]), OCP_LMTP_PROFILE) != 0)
+          || (c->version = ocp_profile_version (ocp_value_get_atom (f->items->pdata[0]))) == 0)
         {
           g_set_error (error, OCP_ERROR, OCP_ERROR_PROTOCOL, "%s does not speak the LMTP profile", endpoint);
           goto fail;
@@ -1144,6 +1150,8 @@ conn_transact (Conn *c, const OcpServiceConfig *svc, const OcpRequest *req, OcpV
         {
           if (have_ams || !ocp_verdict_from_message (out, m, error))
             goto proto;
+          if (c->version < 2) /* not negotiated: not ours to honour */
+            g_clear_pointer (&out->recipients, g_ptr_array_unref);
           have_ams = TRUE;
         }
       else if (strcmp (m->name, "DUM") == 0)

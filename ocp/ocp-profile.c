@@ -118,7 +118,103 @@ ocp_verdict_clear (OcpVerdict *v)
     g_bytes_unref (v->header);
   if (v->body_fd >= 0)
     close (v->body_fd);
+  g_clear_pointer (&v->recipients, g_ptr_array_unref);
   ocp_verdict_init (v);
+}
+
+static void
+recipient_verdict_free (gpointer p)
+{
+  OcpRecipientVerdict *rv = p;
+
+  g_free (rv->address);
+  ocp_verdict_clear (&rv->verdict);
+  g_free (rv);
+}
+
+static gpointer
+copy_string (gconstpointer s, gpointer unused)
+{
+  return g_strdup (s);
+}
+
+static GPtrArray *
+strv_copy (const GPtrArray *a)
+{
+  GPtrArray *c;
+
+  if (a == NULL)
+    return NULL;
+  c = g_ptr_array_copy ((GPtrArray *) a, copy_string, NULL);
+  g_ptr_array_set_free_func (c, g_free);
+  return c;
+}
+
+void
+ocp_verdict_copy (OcpVerdict *dst, const OcpVerdict *src)
+{
+  ocp_verdict_init (dst);
+  dst->verdict = src->verdict;
+  dst->reply_code = src->reply_code;
+  dst->reply_text = g_strdup (src->reply_text);
+  dst->folder = g_strdup (src->folder);
+  dst->redirect = g_strdup (src->redirect);
+  dst->add_headers = strv_copy (src->add_headers);
+  dst->remove_headers = strv_copy (src->remove_headers);
+  dst->subject_tag = g_strdup (src->subject_tag);
+  dst->flags = g_strdup (src->flags);
+  dst->service_id = g_strdup (src->service_id);
+  dst->score = g_strdup (src->score);
+  dst->threshold = g_strdup (src->threshold);
+  dst->labels = strv_copy (src->labels);
+  dst->header = src->header ? g_bytes_ref (src->header) : NULL;
+  dst->body_fd = src->body_fd >= 0 ? dup (src->body_fd) : -1;
+  dst->body_len = src->body_len;
+  for (guint i = 0; src->recipients && i < src->recipients->len; i++)
+    {
+      const OcpRecipientVerdict *rv = src->recipients->pdata[i];
+      ocp_verdict_add_recipient (dst, rv->address, &rv->verdict);
+    }
+}
+
+void
+ocp_verdict_add_recipient (OcpVerdict *v, const char *address, const OcpVerdict *rv)
+{
+  OcpRecipientVerdict *section = g_new0 (OcpRecipientVerdict, 1);
+
+  section->address = g_strdup (address);
+  ocp_verdict_copy (&section->verdict, rv);
+  /* a section has no body and no sections of its own */
+  if (section->verdict.body_fd >= 0)
+    close (section->verdict.body_fd);
+  section->verdict.body_fd = -1;
+  section->verdict.body_len = 0;
+  g_clear_pointer (&section->verdict.recipients, g_ptr_array_unref);
+  if (v->recipients == NULL)
+    v->recipients = g_ptr_array_new_with_free_func (recipient_verdict_free);
+  g_ptr_array_add (v->recipients, section);
+}
+
+const OcpRecipientVerdict *
+ocp_verdict_for_recipient (const OcpVerdict *v, const char *address)
+{
+  for (guint i = 0; v->recipients && address && i < v->recipients->len; i++)
+    {
+      const OcpRecipientVerdict *rv = v->recipients->pdata[i];
+      if (g_ascii_strcasecmp (rv->address, address) == 0)
+        return rv;
+    }
+  return NULL;
+}
+
+guint
+ocp_profile_version (const char *uri)
+{
+  if (g_strcmp0 (uri, OCP_LMTP_PROFILE_2) == 0)
+    return 2;
+  if (g_strcmp0 (uri, OCP_LMTP_PROFILE) == 0)
+    return 1;
+  return 0;
 }
 
 static gboolean
@@ -131,10 +227,27 @@ text_ok (const char *s)
   return TRUE;
 }
 
-static char *
-get_text (const OcpMessage *m, const char *name, GError **error)
+/* The verdict's parameters are named parameters of the AMS (@m), or named
+ * members of a recipient's section (@s) in Recipient-Verdicts. */
+static const OcpValue *
+param (const OcpMessage *m, const OcpValue *s, const char *name)
 {
-  const char *a = ocp_value_get_atom (ocp_message_get (m, name));
+  return s ? ocp_value_get_named (s, name) : ocp_message_get (m, name);
+}
+
+static void
+put (OcpMessage *m, OcpValue *s, const char *name, OcpValue *value)
+{
+  if (s)
+    ocp_value_add_named (s, name, value);
+  else
+    ocp_message_set (m, name, value);
+}
+
+static char *
+get_text (const OcpMessage *m, const OcpValue *s, const char *name, GError **error)
+{
+  const char *a = ocp_value_get_atom (param (m, s, name));
   if (a == NULL)
     return NULL;
   if (!text_ok (a))
@@ -146,9 +259,9 @@ get_text (const OcpMessage *m, const char *name, GError **error)
 }
 
 static GPtrArray *
-get_list (const OcpMessage *m, const char *name, GError **error)
+get_list (const OcpMessage *m, const OcpValue *s, const char *name, GError **error)
 {
-  const OcpValue *l = ocp_message_get (m, name);
+  const OcpValue *l = param (m, s, name);
   GPtrArray *out;
 
   if (l == NULL)
@@ -200,11 +313,11 @@ decimal_ok (const char *s)
   return digits;
 }
 
-gboolean
-ocp_verdict_from_message (OcpVerdict *v, const OcpMessage *ams, GError **error)
+static gboolean
+verdict_from_params (OcpVerdict *v, const OcpMessage *ams, const OcpValue *sec, GError **error)
 {
-  const char *verdict = ocp_value_get_atom (ocp_message_get (ams, "Verdict"));
-  const OcpValue *reply = ocp_message_get (ams, "Reply");
+  const char *verdict = ocp_value_get_atom (param (ams, sec, "Verdict"));
+  const OcpValue *reply = param (ams, sec, "Reply");
   g_autoptr (GPtrArray) flags = NULL;
   GError *e = NULL;
 
@@ -228,25 +341,25 @@ ocp_verdict_from_message (OcpVerdict *v, const OcpMessage *ams, GError **error)
       v->reply_code = (guint) code;
       v->reply_text = g_strdup (text);
     }
-  v->folder = get_text (ams, "Folder", &e);
+  v->folder = get_text (ams, sec, "Folder", &e);
   if (!e)
-    v->redirect = get_text (ams, "Redirect", &e);
+    v->redirect = get_text (ams, sec, "Redirect", &e);
   if (!e)
-    v->subject_tag = get_text (ams, "Subject-Tag", &e);
+    v->subject_tag = get_text (ams, sec, "Subject-Tag", &e);
   if (!e)
-    v->service_id = get_text (ams, "Service-Id", &e);
+    v->service_id = get_text (ams, sec, "Service-Id", &e);
   if (!e)
-    v->add_headers = get_list (ams, "Add-Headers", &e);
+    v->add_headers = get_list (ams, sec, "Add-Headers", &e);
   if (!e)
-    v->remove_headers = get_list (ams, "Remove-Headers", &e);
+    v->remove_headers = get_list (ams, sec, "Remove-Headers", &e);
   if (!e)
-    flags = get_list (ams, "Flags", &e);
+    flags = get_list (ams, sec, "Flags", &e);
   if (!e)
-    v->score = get_text (ams, "Score", &e);
+    v->score = get_text (ams, sec, "Score", &e);
   if (!e)
-    v->threshold = get_text (ams, "Score-Threshold", &e);
+    v->threshold = get_text (ams, sec, "Score-Threshold", &e);
   if (!e)
-    v->labels = get_list (ams, "Labels", &e);
+    v->labels = get_list (ams, sec, "Labels", &e);
   if (!e && ((v->score && !decimal_ok (v->score)) || (v->threshold && !decimal_ok (v->threshold))))
     g_set_error (&e, OCP_ERROR, OCP_ERROR_PROTOCOL, "Score is not a decimal number");
   if (e)
@@ -276,50 +389,50 @@ ocp_verdict_from_message (OcpVerdict *v, const OcpMessage *ams, GError **error)
   return TRUE;
 }
 
-void
-ocp_verdict_to_message (const OcpVerdict *v, OcpMessage *ams)
+static void
+verdict_to_params (const OcpVerdict *v, OcpMessage *ams, OcpValue *sec)
 {
-  ocp_message_set (ams, "Verdict", ocp_atom_new (ocp_verdict_name (v->verdict)));
+  put (ams, sec, "Verdict", ocp_atom_new (ocp_verdict_name (v->verdict)));
   if (v->reply_code)
     {
       OcpValue *r = ocp_struct_new ();
       ocp_value_add (r, ocp_atom_new_uint (v->reply_code));
       if (v->reply_text)
         ocp_value_add (r, ocp_atom_new (v->reply_text));
-      ocp_message_set (ams, "Reply", r);
+      put (ams, sec, "Reply", r);
     }
   if (v->folder)
-    ocp_message_set (ams, "Folder", ocp_atom_new (v->folder));
+    put (ams, sec, "Folder", ocp_atom_new (v->folder));
   if (v->redirect)
-    ocp_message_set (ams, "Redirect", ocp_atom_new (v->redirect));
+    put (ams, sec, "Redirect", ocp_atom_new (v->redirect));
   if (v->subject_tag)
-    ocp_message_set (ams, "Subject-Tag", ocp_atom_new (v->subject_tag));
+    put (ams, sec, "Subject-Tag", ocp_atom_new (v->subject_tag));
   if (v->service_id)
-    ocp_message_set (ams, "Service-Id", ocp_atom_new (v->service_id));
+    put (ams, sec, "Service-Id", ocp_atom_new (v->service_id));
   if (v->add_headers && v->add_headers->len)
     {
       OcpValue *l = ocp_list_new ();
       for (guint i = 0; i < v->add_headers->len; i++)
         ocp_value_add (l, ocp_atom_new (v->add_headers->pdata[i]));
-      ocp_message_set (ams, "Add-Headers", l);
+      put (ams, sec, "Add-Headers", l);
     }
   if (v->remove_headers && v->remove_headers->len)
     {
       OcpValue *l = ocp_list_new ();
       for (guint i = 0; i < v->remove_headers->len; i++)
         ocp_value_add (l, ocp_atom_new (v->remove_headers->pdata[i]));
-      ocp_message_set (ams, "Remove-Headers", l);
+      put (ams, sec, "Remove-Headers", l);
     }
   if (v->score)
-    ocp_message_set (ams, "Score", ocp_atom_new (v->score));
+    put (ams, sec, "Score", ocp_atom_new (v->score));
   if (v->threshold)
-    ocp_message_set (ams, "Score-Threshold", ocp_atom_new (v->threshold));
+    put (ams, sec, "Score-Threshold", ocp_atom_new (v->threshold));
   if (v->labels && v->labels->len)
     {
       OcpValue *l = ocp_list_new ();
       for (guint i = 0; i < v->labels->len; i++)
         ocp_value_add (l, ocp_atom_new (v->labels->pdata[i]));
-      ocp_message_set (ams, "Labels", l);
+      put (ams, sec, "Labels", l);
     }
   if (v->flags && v->flags[0])
     {
@@ -328,8 +441,86 @@ ocp_verdict_to_message (const OcpVerdict *v, OcpMessage *ams)
         for (guint k = 0; k < G_N_ELEMENTS (flag_names); k++)
           if (flag_names[k].letter == *p)
             ocp_value_add (l, ocp_atom_new (flag_names[k].name));
-      ocp_message_set (ams, "Flags", l);
+      put (ams, sec, "Flags", l);
     }
+}
+
+/* Recipient-Verdicts: ({"address"\r\nVerdict: ...\r\nHeader: ...\r\n}, ...) */
+static gboolean
+recipients_from_message (OcpVerdict *v, const OcpMessage *ams, GError **error)
+{
+  const OcpValue *l = ocp_message_get (ams, "Recipient-Verdicts");
+
+  if (l == NULL)
+    return TRUE;
+  if (l->kind != OCP_LIST)
+    {
+      g_set_error (error, OCP_ERROR, OCP_ERROR_PROTOCOL, "Recipient-Verdicts is not a list");
+      return FALSE;
+    }
+  v->recipients = g_ptr_array_new_with_free_func (recipient_verdict_free);
+  for (guint i = 0; i < l->items->len; i++)
+    {
+      const OcpValue *sec = l->items->pdata[i];
+      const char *address = sec->kind == OCP_STRUCT && sec->items->len >= 1
+                            ? ocp_value_get_atom (sec->items->pdata[0]) : NULL;
+      const OcpValue *header = ocp_value_get_named (sec, "Header");
+      OcpRecipientVerdict *rv;
+
+      if (address == NULL || !text_ok (address) || (header && header->kind != OCP_ATOM))
+        {
+          g_set_error (error, OCP_ERROR, OCP_ERROR_PROTOCOL, "bad item in Recipient-Verdicts");
+          return FALSE;
+        }
+      rv = g_new0 (OcpRecipientVerdict, 1);
+      rv->address = g_strdup (address);
+      ocp_verdict_init (&rv->verdict);
+      g_ptr_array_add (v->recipients, rv);
+      if (!verdict_from_params (&rv->verdict, NULL, sec, error))
+        return FALSE;
+      if (header)
+        rv->verdict.header = g_bytes_new (header->atom, header->atom_len);
+    }
+  return TRUE;
+}
+
+gboolean
+ocp_verdict_from_message (OcpVerdict *v, const OcpMessage *ams, GError **error)
+{
+  return verdict_from_params (v, ams, NULL, error) && recipients_from_message (v, ams, error);
+}
+
+void
+ocp_verdict_to_message (const OcpVerdict *v, OcpMessage *ams)
+{
+  verdict_to_params (v, ams, NULL);
+}
+
+void
+ocp_verdict_recipients_to_message (const OcpVerdict *v, OcpMessage *ams)
+{
+  OcpValue *l;
+
+  if (v->recipients == NULL || v->recipients->len == 0)
+    return;
+  l = ocp_list_new ();
+  for (guint i = 0; i < v->recipients->len; i++)
+    {
+      const OcpRecipientVerdict *rv = v->recipients->pdata[i];
+      OcpValue *sec = ocp_struct_new ();
+      gsize n;
+      const char *h;
+
+      ocp_value_add (sec, ocp_atom_new (rv->address));
+      verdict_to_params (&rv->verdict, NULL, sec);
+      if (rv->verdict.header)
+        {
+          h = g_bytes_get_data (rv->verdict.header, &n);
+          ocp_value_add_named (sec, "Header", ocp_atom_new_len (h, n));
+        }
+      ocp_value_add (l, sec);
+    }
+  ocp_message_set (ams, "Recipient-Verdicts", l);
 }
 
 static void
@@ -337,6 +528,58 @@ set_text (OcpMessage *m, const char *name, const char *value)
 {
   if (value)
     ocp_message_set (m, name, ocp_atom_new (value));
+}
+
+/* Recipient-Data: ({"address"\r\nName: value\r\n...}, ...) for the
+ * recipients that have settings; none at all if nobody has any. */
+static void
+recipient_data_to_message (const OcpRequest *r, OcpMessage *ams)
+{
+  OcpValue *l = ocp_list_new ();
+
+  for (guint i = 0; r->rcpt_to && r->rcpt_to[i]; i++)
+    {
+      GHashTable *data = r->rcpt_data[i];
+      g_autoptr (GList) names = NULL;
+      OcpValue *sec;
+
+      if (data == NULL || g_hash_table_size (data) == 0)
+        continue;
+      sec = ocp_value_add (ocp_struct_new (), ocp_atom_new (r->rcpt_to[i]));
+      names = g_list_sort (g_hash_table_get_keys (data), (GCompareFunc) strcmp);
+      for (GList *n = names; n; n = n->next)
+        ocp_value_add_named (sec, n->data, ocp_atom_new (g_hash_table_lookup (data, n->data)));
+      ocp_value_add (l, sec);
+    }
+  if (l->items->len)
+    ocp_message_set (ams, "Recipient-Data", l);
+  else
+    ocp_value_free (l);
+}
+
+char *
+ocp_recipient_data_key (const char *address, const char *name)
+{
+  g_autofree char *lc = g_ascii_strdown (address, -1);
+  return g_strdup_printf ("Recipient-Data:%s:%s", lc, name);
+}
+
+static void
+recipient_data_from_value (GHashTable *env, const OcpValue *list)
+{
+  for (guint i = 0; i < list->items->len; i++)
+    {
+      const OcpValue *sec = list->items->pdata[i];
+      const char *address = sec->kind == OCP_STRUCT && sec->items->len
+                            ? ocp_value_get_atom (sec->items->pdata[0]) : NULL;
+      for (guint k = 0; address && k < sec->named->len; k++)
+        {
+          const OcpNamed *n = sec->named->pdata[k];
+          const char *v = n->values->len ? ocp_value_get_atom (n->values->pdata[0]) : NULL;
+          if (v && text_ok (v))
+            g_hash_table_replace (env, ocp_recipient_data_key (address, n->name), g_strdup (v));
+        }
+    }
 }
 
 void
@@ -360,6 +603,8 @@ ocp_request_to_message (const OcpRequest *r, OcpMessage *ams)
         ocp_value_add (o, ocp_atom_new (r->orcpt[i] ? r->orcpt[i] : ""));
       ocp_message_set (ams, "Orcpt", o);
     }
+  if (r->rcpt_data)
+    recipient_data_to_message (r, ams);
   if (r->message_size)
     ocp_message_set (ams, "Message-Size", ocp_atom_new_uint (r->message_size));
   set_text (ams, "Bypass", r->bypass);
@@ -377,7 +622,9 @@ ocp_envelope_from_message (const OcpMessage *ams)
       const OcpValue *v = n->values->len ? n->values->pdata[0] : NULL;
       if (v == NULL)
         continue;
-      if (v->kind == OCP_ATOM)
+      if (strcmp (n->name, "Recipient-Data") == 0 && v->kind == OCP_LIST)
+        recipient_data_from_value (env, v);
+      else if (v->kind == OCP_ATOM)
         g_hash_table_replace (env, g_strdup (n->name), g_strndup (v->atom, v->atom_len));
       else if (v->kind == OCP_LIST)
         {

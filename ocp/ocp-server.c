@@ -63,6 +63,7 @@ struct SConn {
   gboolean got_cs;
   gboolean got_no;          /* the processor's first offer: negotiation began */
   gboolean negotiated;      /* our profile was accepted for the connection */
+  guint version;            /* of our profile, as negotiated (2: verdicts per recipient) */
   guint64 last_xid;         /* each TS must name a higher one (RFC 4037 10.2) */
   gboolean any_xid;
   gint64 last_input;        /* monotonic time of the last read */
@@ -241,24 +242,30 @@ on_no (SConn *c, const OcpMessage *m)
   const OcpValue *features = ocp_message_anon (m, 0);
   const OcpValue *sg = ocp_message_get (m, "SG");
   OcpMessage *nr = ocp_message_new ("NR");
+  const OcpValue *chosen = NULL;
 
   c->got_no = TRUE;
+  /* the highest version of our profile that the processor offers */
   for (guint i = 0; features && features->kind == OCP_LIST && i < features->items->len; i++)
     {
       const OcpValue *f = features->items->pdata[i];
-      if (f->kind == OCP_STRUCT && f->items->len >= 1
-          && g_strcmp0 (ocp_value_get_atom (f->items->pdata[0]), OCP_LMTP_PROFILE) == 0)
+      guint version = f->kind == OCP_STRUCT && f->items->len >= 1
+                      ? ocp_profile_version (ocp_value_get_atom (f->items->pdata[0])) : 0;
+      if (version > c->version)
         {
-          const OcpValue *offered = ocp_value_get_named (f, "Parts");
-          guint parts = offered ? ocp_parts_from_value (offered) : OCP_PARTS_ALL;
-          OcpValue *answer = ocp_struct_new ();
-          ocp_value_add (answer, ocp_atom_new (OCP_LMTP_PROFILE));
-          ocp_value_add_named (answer, "Parts",
-                               ocp_parts_to_value ((parts & c->server->parts) | OCP_PART_ENVELOPE));
-          ocp_message_add (nr, answer);
-          c->negotiated = TRUE;
-          break;
+          c->version = version;
+          chosen = f;
         }
+    }
+  if (chosen)
+    {
+      const OcpValue *offered = ocp_value_get_named (chosen, "Parts");
+      c->negotiated = TRUE;
+      guint parts = offered ? ocp_parts_from_value (offered) : OCP_PARTS_ALL;
+      OcpValue *answer = ocp_struct_new ();
+      ocp_value_add (answer, ocp_atom_new (c->version == 2 ? OCP_LMTP_PROFILE_2 : OCP_LMTP_PROFILE));
+      ocp_value_add_named (answer, "Parts", ocp_parts_to_value ((parts & c->server->parts) | OCP_PART_ENVELOPE));
+      ocp_message_add (nr, answer);
     }
   if (sg)
     ocp_message_set (nr, "SG", ocp_atom_new (sg->atom));
@@ -291,13 +298,14 @@ txn_refuse (SConn *c, guint64 xid, const char *why)
     txn_fail (c, xid, why);
 }
 
-/* AQ: supported now means our profile, negotiated on this connection. */
+/* AQ: supported now means the version of our profile negotiated on this
+ * connection. */
 static void
 on_aq (SConn *c, const OcpMessage *m)
 {
   const OcpValue *f = ocp_message_anon (m, 0);
   gboolean yes = c->negotiated && f && f->kind == OCP_STRUCT && f->items->len >= 1
-                 && g_strcmp0 (ocp_value_get_atom (f->items->pdata[0]), OCP_LMTP_PROFILE) == 0;
+                 && ocp_profile_version (ocp_value_get_atom (f->items->pdata[0])) == c->version;
 
   send_msg (c, ocp_message_add (ocp_message_new ("AA"), ocp_atom_new (yes ? "true" : "false")));
 }
@@ -656,6 +664,8 @@ ocp_server_txn_respond (OcpServerTxn *t, const OcpVerdict *v, GBytes *new_header
   c->hold = TRUE; /* one write for the whole answer */
   ams = ocp_message_add_uint (ocp_message_new ("AMS"), t->xid);
   ocp_verdict_to_message (v, ams);
+  if (c->version >= 2)
+    ocp_verdict_recipients_to_message (v, ams);
   send_msg (c, ams);
   if (new_header)
     {

@@ -22,8 +22,14 @@ typedef enum {
   OCP_ERROR_REFUSED,     /* the server refused the transaction (TE/AME 400) */
 } OcpErrorCode;
 
-/* Our profile: the feature URI negotiated with NO/NR (docs/ocp-lmtp-profile.md). */
+/* Our profile: the feature URIs negotiated with NO/NR (docs/ocp-lmtp-profile.md).
+ * Version 2 adds a verdict per recipient; the processor offers both, so a
+ * server that knows only version 1 still works as before. */
 #define OCP_LMTP_PROFILE "urn:x-opes-lmtpd:ocp:lmtp:1"
+#define OCP_LMTP_PROFILE_2 "urn:x-opes-lmtpd:ocp:lmtp:2"
+
+/* 2, 1, or 0 for a URI that is not our profile. */
+guint ocp_profile_version (const char *uri);
 
 /* ---- values and messages (ocp-codec.c) --------------------------------- */
 
@@ -146,6 +152,8 @@ typedef struct {
   int fd;                       /* spool, or -1 at the rcpt stage */
   guint64 header_len;           /* bytes 0..header_len of fd: the header, blank line included */
   guint64 body_len;             /* then the body */
+  GHashTable *const *rcpt_data; /* NULL or parallel to rcpt_to: a recipient's settings, name -> value
+                                 * (a user directory's spam threshold ...), sent as Recipient-Data */
 } OcpRequest;
 
 typedef enum {
@@ -178,19 +186,40 @@ typedef struct {
   GBytes *header;               /* adapted header part, or NULL if unchanged */
   int body_fd;                  /* adapted body part in an unlinked file, or -1 if unchanged */
   guint64 body_len;
+  GPtrArray *recipients;        /* OcpRecipientVerdict*: profile 2's verdict per recipient, or NULL */
 } OcpVerdict;
+
+/* One recipient's own verdict (profile 2): a whole verdict, which replaces
+ * the transaction's one for that recipient.  verdict.header is its own
+ * adapted header (NULL: the transaction's); the body is always the
+ * transaction's, so verdict.body_fd stays -1. */
+typedef struct {
+  char *address;
+  OcpVerdict verdict;
+} OcpRecipientVerdict;
 
 void ocp_verdict_init (OcpVerdict *v);
 void ocp_verdict_clear (OcpVerdict *v);
 /* Reads the verdict parameters of a server's AMS into @v. */
 gboolean ocp_verdict_from_message (OcpVerdict *v, const OcpMessage *ams, GError **error);
-/* Writes @v's verdict parameters onto an AMS. */
+/* Writes @v's verdict parameters onto an AMS (not the per-recipient ones). */
 void ocp_verdict_to_message (const OcpVerdict *v, OcpMessage *ams);
+/* Writes @v's per-recipient verdicts as Recipient-Verdicts (profile 2 only). */
+void ocp_verdict_recipients_to_message (const OcpVerdict *v, OcpMessage *ams);
+/* A deep copy of @src into @dst (descriptors duplicated); sections too. */
+void ocp_verdict_copy (OcpVerdict *dst, const OcpVerdict *src);
+/* The section of @v for @address (case-insensitive), or NULL. */
+const OcpRecipientVerdict *ocp_verdict_for_recipient (const OcpVerdict *v, const char *address);
+/* Adds a section for @address (a copy of @rv's parameters and header). */
+void ocp_verdict_add_recipient (OcpVerdict *v, const char *address, const OcpVerdict *rv);
 
 /* Envelope metadata as AMS named parameters, and back. */
 void ocp_request_to_message (const OcpRequest *r, OcpMessage *ams);
-/* name -> value (strings; Rcpt-To joined with ", ") */
+/* name -> value (strings; Rcpt-To joined with ", "; a recipient's
+ * Recipient-Data as ocp_recipient_data_key() -> value) */
 GHashTable *ocp_envelope_from_message (const OcpMessage *ams);
+/* "Recipient-Data:ADDRESS:NAME" with the address in lower case. */
+char *ocp_recipient_data_key (const char *address, const char *name);
 
 /* ---- the processor side (ocp-client.c) --------------------------------- */
 

@@ -65,10 +65,165 @@ job_free (gpointer p)
 }
 
 static void
+output_clear (ServiceOutput *out)
+{
+  ocp_verdict_clear (&out->verdict);
+  g_clear_pointer (&out->header, g_bytes_unref);
+  if (out->body_fd >= 0)
+    close (out->body_fd);
+  out->body_fd = -1;
+}
+
+/* Adapted bodies are read from their current offset (ocp_server_txn_respond). */
+static gboolean
+same_body (int a, int b)
+{
+  off_t oa, ob;
+  char ba[65536], bb[65536];
+  gssize na, nb;
+
+  if (a < 0 || b < 0)
+    return a == b;
+  oa = lseek (a, 0, SEEK_CUR);
+  ob = lseek (b, 0, SEEK_CUR);
+  do
+    {
+      na = pread (a, ba, sizeof ba, oa);
+      nb = pread (b, bb, sizeof bb, ob);
+      if (na != nb || na < 0 || memcmp (ba, bb, na) != 0)
+        return FALSE;
+      oa += na;
+      ob += nb;
+    }
+  while (na > 0);
+  return TRUE;
+}
+
+static gboolean
+same_verdict (const OcpVerdict *a, const OcpVerdict *b)
+{
+  g_autoptr (OcpMessage) ma = ocp_message_new ("AMS");
+  g_autoptr (OcpMessage) mb = ocp_message_new ("AMS");
+  g_autoptr (GBytes) ba = NULL, bb = NULL;
+
+  ocp_verdict_to_message (a, ma);
+  ocp_verdict_to_message (b, mb);
+  ba = ocp_message_to_bytes (ma);
+  bb = ocp_message_to_bytes (mb);
+  return g_bytes_equal (ba, bb);
+}
+
+static gboolean
+same_header (GBytes *a, GBytes *b)
+{
+  return a == NULL || b == NULL ? a == b : g_bytes_equal (a, b);
+}
+
+/* Recipient @i's section: its own verdict and, when it differs from the
+ * transaction's (the first recipient's), its own header.  The body is one
+ * for all: a recipient for whom the service made another body is deferred,
+ * so the MTA delivers it again in a transaction of its own rather than
+ * with someone else's content. */
+static void
+add_section (Job *job, const char *rcpt, ServiceOutput *mine)
+{
+  const ServiceOutput *first = &job->out;
+
+  if (!same_body (first->body_fd, mine->body_fd))
+    {
+      OcpVerdict defer;
+      ocp_verdict_init (&defer);
+      service_apply_action (&defer, "tempfail 451 4.3.0 Content adapted differently for this recipient, "
+                                    "deliver it separately", NULL);
+      ocp_verdict_add_recipient (&job->out.verdict, rcpt, &defer);
+      ocp_verdict_clear (&defer);
+      return;
+    }
+  g_clear_pointer (&mine->verdict.header, g_bytes_unref);
+  if (!same_header (first->header, mine->header))
+    mine->verdict.header = mine->header ? g_bytes_ref (mine->header)
+                           : job->in.header ? g_bytes_ref (job->in.header) : NULL;
+  ocp_verdict_add_recipient (&job->out.verdict, rcpt, &mine->verdict);
+}
+
+/* The envelope as one recipient's check sees it: Rcpt-To is that
+ * recipient alone, and its Recipient-Data settings (a user directory's
+ * "Spam-Threshold" ...) appear under their own names, never over an
+ * envelope parameter. */
+static GHashTable *
+env_for (GHashTable *env, const char *rcpt)
+{
+  GHashTable *copy = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  g_autofree char *prefix = ocp_recipient_data_key (rcpt, "");
+  GHashTableIter it;
+  gpointer k, v;
+
+  g_hash_table_iter_init (&it, env);
+  while (g_hash_table_iter_next (&it, &k, &v))
+    if (!g_str_has_prefix (k, "Recipient-Data:"))
+      g_hash_table_replace (copy, g_strdup (k), g_strdup (v));
+  g_hash_table_iter_init (&it, env);
+  while (g_hash_table_iter_next (&it, &k, &v))
+    if (g_str_has_prefix (k, prefix) && !g_hash_table_contains (copy, (char *) k + strlen (prefix)))
+      g_hash_table_insert (copy, g_strdup ((char *) k + strlen (prefix)), g_strdup (v));
+  g_hash_table_replace (copy, g_strdup ("Rcpt-To"), g_strdup (rcpt));
+  return copy;
+}
+
+static void
+check_one (Job *job, guint i, ServiceOutput *out)
+{
+  char *one[] = { job->in.rcpts[i], NULL };
+  ServiceInput in = job->in;
+
+  in.rcpts = one;
+  in.env = env_for (job->in.env, one[0]);
+  out->body_fd = -1;
+  ocp_verdict_init (&out->verdict);
+  job->svc->module->check (job->svc, &in, out);
+  g_hash_table_unref (in.env);
+}
+
+/* A module with settings per recipient decides for each recipient alone.
+ * The first recipient's answer is the transaction's (what a processor that
+ * speaks only profile 1 applies to all, as before); when any other differs,
+ * every recipient gets a section of its own. */
+static void
+check_each_recipient (Job *job)
+{
+  guint n = g_strv_length (job->in.rcpts);
+  g_autofree ServiceOutput *outs = g_new0 (ServiceOutput, n);
+  gboolean same = TRUE;
+  /* a module may read the body with read(): each check starts where the first did */
+  off_t body_start = job->in.body_fd >= 0 ? lseek (job->in.body_fd, 0, SEEK_CUR) : 0;
+
+  for (guint i = 0; i < n; i++)
+    {
+      if (job->in.body_fd >= 0 && lseek (job->in.body_fd, body_start, SEEK_SET) < 0)
+        g_printerr ("ocp-services: %s: body: %s\n", job->svc->name, g_strerror (errno));
+      check_one (job, i, &outs[i]);
+      same = same && same_verdict (&outs[0].verdict, &outs[i].verdict)
+             && same_header (outs[0].header, outs[i].header) && same_body (outs[0].body_fd, outs[i].body_fd);
+    }
+  job->out = outs[0];
+  for (guint i = 0; !same && i < n; i++)
+    add_section (job, job->in.rcpts[i], i == 0 ? &job->out : &outs[i]);
+  /* outs[0] now belongs to job->out */
+  for (guint i = 1; i < n; i++)
+    output_clear (&outs[i]);
+}
+
+static void
 run_check (GTask *task, gpointer src, gpointer data, GCancellable *cancel)
 {
   Job *job = data;
-  job->svc->module->check (job->svc, &job->in, &job->out);
+
+  if (job->svc->module->per_recipient && g_strv_length (job->in.rcpts) > 1)
+    check_each_recipient (job);
+  else if (g_strv_length (job->in.rcpts) == 1)
+    check_one (job, 0, &job->out);
+  else
+    job->svc->module->check (job->svc, &job->in, &job->out);
   g_task_return_boolean (task, TRUE);
 }
 

@@ -37,6 +37,10 @@ typedef struct {
   /* Decides, in a worker thread.  Must fill out->verdict. */
   void (*check) (Service *svc, const ServiceInput *in, ServiceOutput *out);
   void (*free) (gpointer state);
+  /* It has settings per recipient (policies, maps, limits): with several
+   * recipients, check runs once for each, alone in in->rcpts, and each
+   * gets its own verdict (profile 2; main.c). */
+  gboolean per_recipient;
 } ServiceModule;
 
 struct Service {

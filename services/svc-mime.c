@@ -933,5 +933,5 @@ links_free (gpointer p)
 }
 
 const ServiceModule service_links = {
-  "links", OCP_PARTS_ALL, links_configure, links_check, links_free,
+  "links", OCP_PARTS_ALL, links_configure, links_check, links_free, TRUE,
 };

@@ -264,7 +264,7 @@ access_free (gpointer p)
 }
 
 const ServiceModule service_access = {
-  "access", OCP_PART_ENVELOPE, access_configure, access_check, access_free,
+  "access", OCP_PART_ENVELOPE, access_configure, access_check, access_free, TRUE,
 };
 
 /* ---- blocking -------------------------------------------------------------- */
@@ -342,7 +342,7 @@ blocking_free (gpointer p)
 }
 
 const ServiceModule service_blocking = {
-  "blocking", OCP_PART_ENVELOPE | OCP_PART_HEADER, blocking_configure, blocking_check, blocking_free,
+  "blocking", OCP_PART_ENVELOPE | OCP_PART_HEADER, blocking_configure, blocking_check, blocking_free, TRUE,
 };
 
 /* ---- reroute --------------------------------------------------------------- */
@@ -482,5 +482,5 @@ reroute_free (gpointer p)
 }
 
 const ServiceModule service_reroute = {
-  "reroute", OCP_PART_ENVELOPE | OCP_PART_HEADER, reroute_configure, reroute_check, reroute_free,
+  "reroute", OCP_PART_ENVELOPE | OCP_PART_HEADER, reroute_configure, reroute_check, reroute_free, TRUE,
 };

@@ -349,9 +349,28 @@ spam_check (Service *svc, const ServiceInput *in, ServiceOutput *out)
   gboolean ok;
   char buf[G_ASCII_DTOSTR_BUF_SIZE], tbuf[G_ASCII_DTOSTR_BUF_SIZE];
 
+  const char *own_threshold = g_hash_table_lookup (in->env, "Spam-Threshold");
+  const char *own_actions = g_hash_table_lookup (in->env, "Spam-Actions");
+  g_autoptr (GError) own_error = NULL;
+  Policy *own = NULL;
+
   for (guint i = 0; i < s->policies->len && pol == NULL; i++)
     if (g_pattern_match_simple (((Policy *) s->policies->pdata[i])->pattern, lc))
       pol = s->policies->pdata[i];
+  /* the recipient's own settings (Recipient-Data, from lmtpd's user
+   * directory) over the policy file's; invalid ones are ignored */
+  if (own_threshold || own_actions)
+    {
+      char *end = NULL;
+      double t = own_threshold ? g_ascii_strtod (own_threshold, &end) : pol->threshold;
+      g_autofree char *acts = own_actions ? g_strdup (own_actions) : g_strjoinv (";", pol->actions);
+      if (own_threshold && (end == own_threshold || *end))
+        g_printerr ("ocp-services: spam: %s: Spam-Threshold '%s' is not a number\n", rcpt, own_threshold);
+      else if ((own = policy_new (lc, t, acts, &own_error)) == NULL)
+        g_printerr ("ocp-services: spam: %s: Spam-Actions: %s\n", rcpt, own_error->message);
+      else
+        pol = own;
+    }
   if (strcmp (s->backend, "spamd") == 0)
     ok = spamd_score (s->endpoint, rcpt, msg, &score, why, &error);
   else if (strcmp (s->backend, "rspamd") == 0)
@@ -360,6 +379,8 @@ spam_check (Service *svc, const ServiceInput *in, ServiceOutput *out)
     ok = builtin_score (in, msg, &score, why);
   if (!ok)
     {
+      if (own)
+        policy_free (own);
       /* the filter is down: say so; lmtpd's on_failure decides what it means */
       out->verdict.verdict = OCP_VERDICT_TEMPFAIL;
       out->verdict.reply_code = 451;
@@ -376,7 +397,7 @@ spam_check (Service *svc, const ServiceInput *in, ServiceOutput *out)
   service_add_header (&out->verdict, "X-Spam-Status: %s, score=%s required=%s tests=%s",
                       score >= pol->threshold ? "Yes" : "No", buf, tbuf, why->str);
   if (score < pol->threshold)
-    return;
+    goto out;
   service_add_header (&out->verdict, "X-Spam-Flag: YES");
   for (guint i = 0; pol->actions[i]; i++)
     {
@@ -388,6 +409,9 @@ spam_check (Service *svc, const ServiceInput *in, ServiceOutput *out)
       else
         service_apply_action (&out->verdict, pol->actions[i], NULL);
     }
+out:
+  if (own)
+    policy_free (own);
 }
 
 static void
@@ -401,5 +425,5 @@ spam_free (gpointer p)
 }
 
 const ServiceModule service_spam = {
-  "spam", OCP_PARTS_ALL, spam_configure, spam_check, spam_free,
+  "spam", OCP_PARTS_ALL, spam_configure, spam_check, spam_free, TRUE,
 };

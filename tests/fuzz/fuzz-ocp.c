@@ -39,6 +39,7 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
         ocp_verdict_from_message (&v, m, &error);
         g_clear_error (&error);
         ocp_verdict_clear (&v);
+        g_hash_table_unref (ocp_envelope_from_message (m));
       }
       ocp_message_free (m);
       if (used == 0 || used > left)

@@ -243,11 +243,14 @@ class Server:
     "PA xid" that far apart before answering.  ask_ability: sends AQ for the
     profile after NR and records the answer in ability_answers.  modp_only:
     answers a DUY-based way: an empty DUM with only Modp, then DUY of all.
-    te_gap: seconds between AME and TE, so they arrive in two reads."""
+    te_gap: seconds between AME and TE, so they arrive in two reads.
+    profiles: the versions of our profile it speaks, preferred first."""
 
     def __init__(self, handler, dwsr=False, strict=False, ask_progress=False, keepalive=None,
-                 ask_ability=False, modp_only=False, te_gap=0):
+                 ask_ability=False, modp_only=False, te_gap=0, profiles=(PROFILE,)):
         self.handler = handler
+        self.profiles = profiles    # the versions of our profile it speaks, preferred first
+        self.offered = []
         self.dwsr = dwsr            # ask for no more body after the first chunk
         self.strict = strict
         self.ask_progress = ask_progress
@@ -327,11 +330,12 @@ class Server:
                     if t is not None and t.get("ended"):
                         self.errors.append("%s for transaction %s already ended" % (m.name, xid.decode()))
                 if m.name == "NO":
-                    f = m.anon[0][0]
-                    assert isinstance(f, Struct) and f.anon[0] == PROFILE, m
-                    c.send(Msg("NR", [Struct([PROFILE], {"Parts": f.named.get("Parts", [])})]))
+                    offered = {f.anon[0]: f for f in m.anon[0] if isinstance(f, Struct) and f.anon}
+                    self.offered.append(list(offered))
+                    chosen = next(p for p in self.profiles if p in offered)
+                    c.send(Msg("NR", [Struct([chosen], {"Parts": offered[chosen].named.get("Parts", [])})]))
                     if self.ask_ability:
-                        c.send(Msg("AQ", [Struct([PROFILE])]))
+                        c.send(Msg("AQ", [Struct([chosen])]))
                 elif m.name == "AA":
                     self.ability_answers.append(m.anon)
                 elif m.name == "SGC":

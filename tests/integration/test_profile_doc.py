@@ -1,12 +1,14 @@
-"""Replays every dialog of docs/ocp-lmtp-profile.md against ocp-calloutd,
-byte for byte, so the profile document and the code cannot drift apart."""
+"""Replays every dialog of docs/ocp-lmtp-profile.md against ocp-calloutd
+(or, for a dialog with "# services-conf" lines, against ocp-services on
+that configuration), byte for byte, so the profile document and the code
+cannot drift apart."""
 
 import os
 import re
 import socket
 import unittest
 
-from lmtptest import Callout, TOP_SRCDIR, main
+from lmtptest import Callout, Services, TOP_SRCDIR, main
 
 DOC = os.path.join(TOP_SRCDIR, "docs", "ocp-lmtp-profile.md")
 
@@ -23,19 +25,28 @@ def dialogs():
 
 class ProfileDoc(unittest.TestCase):
     def test_document_has_dialogs(self):
-        self.assertGreaterEqual(len(dialogs()), 2)
+        self.assertGreaterEqual(len(dialogs()), 4)
 
     def test_replay(self):
         for n, block in enumerate(dialogs()):
-            script, parts, steps = [], None, []
+            script, parts, steps, conf, files = [], None, [], [], {}
             for line in block.splitlines():
                 if line.startswith("# script "):
                     script.append(line[9:])
                 elif line.startswith("# parts "):
                     parts = line[8:]
+                elif line.startswith("# services-conf "):
+                    conf.append(line[16:])
+                elif line.startswith("# file "):
+                    name, text = line[7:].split(" ", 1)
+                    files[name] = files.get(name, "") + text + "\n"
                 elif line[:3] in ("P: ", "S: "):
                     steps.append((line[0], unescape(line[3:])))
-            co = Callout("\n".join(script) + "\n", parts)
+            if conf:
+                co = Services("\n".join(conf) + "\n", files)
+                co.port, = co.ports.values()
+            else:
+                co = Callout("\n".join(script) + "\n", parts)
             try:
                 s = socket.create_connection(("127.0.0.1", co.port))
                 s.settimeout(5)
