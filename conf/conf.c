@@ -233,6 +233,14 @@ scan_lines (const char *text)
           char *end = strchr (s, ']');
           g_free (group);
           group = g_strndup (s + 1, end ? (gsize) (end - s - 1) : strlen (s + 1));
+          /* "group\n" (no key): where the group first starts */
+          {
+            char *k = g_strdup_printf ("%s\n", group);
+            if (!g_hash_table_contains (lines, k))
+              g_hash_table_insert (lines, k, GUINT_TO_POINTER (i + 1));
+            else
+              g_free (k);
+          }
         }
       else if (*s != '#' && *s != '\0' && strchr (s, '='))
         {
@@ -245,6 +253,35 @@ scan_lines (const char *text)
   return lines;
 }
 
+/* The first line GKeyFile would refuse (not blank, a comment, a group or
+ * a key=value pair), 1-based, or 0: its own error names no line. */
+guint
+lmtpd_keyfile_bad_line (const char *text)
+{
+  g_auto (GStrv) v = g_strsplit (text, "\n", -1);
+
+  for (guint i = 0; v[i] != NULL; i++)
+    {
+      const char *s = v[i];
+      while (g_ascii_isspace (*s))
+        s++;
+      if (*s == '\0' || *s == '#')
+        continue;
+      if (*s == '[' ? strchr (s, ']') == NULL : (strchr (s, '=') == NULL || *s == '='))
+        return i + 1;
+    }
+  return 0;
+}
+
+guint
+lmtpd_keyfile_group_line (const char *text, const char *group)
+{
+  g_autoptr (GHashTable) lines = scan_lines (text);
+  g_autofree char *k = g_strdup_printf ("%s\n", group);
+
+  return GPOINTER_TO_UINT (g_hash_table_lookup (lines, k));
+}
+
 static void G_GNUC_PRINTF (4, 5)
 problem (Loader *ld, const char *group, const char *key, const char *fmt, ...)
 {
@@ -252,9 +289,9 @@ problem (Loader *ld, const char *group, const char *key, const char *fmt, ...)
   g_autofree char *msg = NULL;
   guint line = 0;
 
-  if (group && key)
+  if (group)
     {
-      g_autofree char *k = g_strdup_printf ("%s\n%s", group, key);
+      g_autofree char *k = g_strdup_printf ("%s\n%s", group, key ? key : "");
       line = GPOINTER_TO_UINT (g_hash_table_lookup (ld->lines, k));
     }
   va_start (ap, fmt);
@@ -1358,7 +1395,11 @@ lmtpd_config_load (const char *path, GError **error)
     }
   if (!g_key_file_load_from_data (kf, text, len, G_KEY_FILE_NONE, &err))
     {
-      g_set_error (error, LMTPD_CONF_ERROR, LMTPD_CONF_ERROR_INVALID, "%s: %s", path, err->message);
+      guint line = lmtpd_keyfile_bad_line (text);
+      if (line)
+        g_set_error (error, LMTPD_CONF_ERROR, LMTPD_CONF_ERROR_INVALID, "%s:%u: %s", path, line, err->message);
+      else
+        g_set_error (error, LMTPD_CONF_ERROR, LMTPD_CONF_ERROR_INVALID, "%s: %s", path, err->message);
       return NULL;
     }
   ld.lines = scan_lines (text);
