@@ -743,6 +743,7 @@ typedef struct {
   char *path;
   gboolean ok;
   gboolean done;
+  gpointer same_as;         /* Job* of the same recipient earlier in the transaction, or NULL */
 } Job;
 
 static GThreadPool *pool;
@@ -827,10 +828,11 @@ deliver_replies (LmtpSession *s)
   while (t->delivered < t->jobs->len)
     {
       Job *job = t->jobs->pdata[t->delivered];
+      const Job *result = job->same_as ? job->same_as : job;
       if (!job->done)
         break;
-      log_delivery (s, job->rcpt, &job->status, job->path);
-      reply_delivered (s, &job->status);
+      log_delivery (s, job->rcpt, &result->status, result->path);
+      reply_delivered (s, &result->status);
       t->delivered++;
     }
   session_flush (s); /* RFC 2033 4.2: each reply as soon as it is known */
@@ -846,17 +848,47 @@ deliver_replies (LmtpSession *s)
   session_process (s); /* pipelined input waiting behind the data */
 }
 
+/* The job of an earlier recipient with the same address as @r's, as the
+ * client wrote it (case aside), or NULL. */
+static Job *
+job_same_recipient (GPtrArray *jobs, const DeliverRecipient *r)
+{
+  for (guint i = 0; i < jobs->len; i++)
+    {
+      Job *other = jobs->pdata[i];
+      if (other->same_as == NULL && g_ascii_strcasecmp (other->rcpt->original, r->original) == 0)
+        return other;
+    }
+  return NULL;
+}
+
+/* The same recipient twice is stored once, as Dovecot does, and answered
+ * twice with the first one's reply: two copies in one mailbox are never
+ * what the sender meant, and RFC 2033 wants a reply per RCPT. */
 static void
 deliver_all (LmtpSession *s)
 {
   Txn *t = s->txn;
+  g_autoptr (GPtrArray) distinct = g_ptr_array_new ();
 
-  deliver_shared_init (&t->shared, t->rcpts);
   t->jobs = g_ptr_array_new_with_free_func ((GDestroyNotify) job_free);
   for (guint i = 0; i < t->rcpts->len; i++)
-    g_ptr_array_add (t->jobs, job_new (s, t, t->rcpts->pdata[i]));
+    {
+      Job *job = job_new (s, t, t->rcpts->pdata[i]);
+      job->same_as = job_same_recipient (t->jobs, job->rcpt);
+      if (job->same_as)
+        {
+          job->done = TRUE;
+          g_clear_pointer (&job->s, lmtp_session_unref); /* it never runs */
+        }
+      else
+        g_ptr_array_add (distinct, job->rcpt);
+      g_ptr_array_add (t->jobs, job);
+    }
+  deliver_shared_init (&t->shared, distinct);
   for (guint i = 0; i < t->jobs->len; i++)
-    job_push (t->jobs->pdata[i]);
+    if (((Job *) t->jobs->pdata[i])->same_as == NULL)
+      job_push (t->jobs->pdata[i]);
 }
 
 /* The Message-ID as the log shows it: sanitised (it comes from the

@@ -17,6 +17,8 @@ import unittest
 
 from lmtptest import LMTPD, SERVICES, Callout, Daemon, Services, dotstuff, main
 
+TOP = os.environ.get("TOP_SRCDIR") or os.path.join(os.path.dirname(__file__), "..", "..")
+
 BODY = (b"From: a@example.net\nTo: joe@example.org\nSubject: trace me\n"
         b"Message-ID: <trace.1@example.net>\n\nhello\n")
 
@@ -310,6 +312,176 @@ class ServicesCheckConfig(unittest.TestCase):
         p = self.check(SPAM_CONF + "what is this\n")
         self.assertEqual(p.returncode, 78)
         self.assertRegex(p.stderr, r"services\.conf:%d: .*what is this" % n)
+
+
+class LmtpdCheckConfig(unittest.TestCase):
+    """--check-config finds what start would trip over, with file:line; the
+    exit code is the man page's 78 (invalid configuration) both ways."""
+
+    def setUp(self):
+        self.d = Daemon()
+
+    def tearDown(self):
+        self.d.cleanup()
+
+    def lmtpd(self, *args):
+        return subprocess.run([LMTPD, "-c", self.d.conf] + list(args), capture_output=True, text=True,
+                              timeout=60, cwd=self.d.dir)
+
+    def test_no_such_user(self):
+        self.d.write_config({"server.user": "nosuchuser"})
+        p = self.lmtpd("--check-config")
+        self.assertEqual(p.returncode, 78, p.stdout + p.stderr)
+        self.assertRegex(p.stderr, r"lmtpd\.conf: \[server\] user: no user 'nosuchuser'")
+        p = self.lmtpd()
+        self.assertEqual(p.returncode, 78, p.stderr)
+        with open(os.path.join(TOP, "docs", "man", "lmtpd.8")) as f:
+            self.assertIn("78 invalid configuration", f.read())
+
+    def test_syntax_error_and_unknown_group_have_lines(self):
+        self.d.write_config(text=self.d.config_text() + "\n# fine\nthis is not a setting\n")
+        n = self.d.config_text().count("\n") + 3
+        p = self.lmtpd("--check-config")
+        self.assertEqual(p.returncode, 78)
+        self.assertIn("%s:%d: " % (self.d.conf, n), p.stderr)
+        self.d.write_config(text=self.d.config_text() + "[mailboxs]\nx = 1\n")
+        n = self.d.config_text().count("\n") + 1
+        p = self.lmtpd("--check-config")
+        self.assertEqual(p.returncode, 78)
+        self.assertIn("%s:%d: [mailboxs]: unknown group" % (self.d.conf, n), p.stderr)
+
+
+class ReloadSaysWhatItCannotApply(Base):
+    extra = {"server.delivery_threads": "4"}
+
+    def test_sighup_names_settings_needing_restart(self):
+        self.d.write_config({"server.delivery_threads": "8",
+                             "server.listen": "inet:127.0.0.1:0;unix:run/other.sock",
+                             "server.metrics_listen": "inet:127.0.0.1:0", "limits.max_recipients": "7"})
+        self.d.signal(signal.SIGHUP)
+        self.wait_log(r"configuration reloaded.*, 3 setting\(s\) not applied")
+        log = self.d.read_log()
+        self.assertRegex(log, r"reload: \[server\] delivery_threads changed \(4 -> 8\): not applied")
+        self.assertRegex(log, r"reload: \[server\] listen changed .*other\.sock\): not applied")
+        self.assertRegex(log, r"reload: \[server\] metrics_listen changed \(unset -> inet:127\.0\.0\.1:0\)")
+        # what can change did: the new recipient limit is in force
+        c = self.session()
+        c.send("MAIL FROM:<a@example.net>\r\n" + "".join("RCPT TO:<u%d@example.org>\r\n" % i for i in range(8)))
+        codes = [c.code() for _ in range(9)]
+        self.assertEqual(codes[-1], 452, codes)
+        # a reload that changes nothing of the kind says just that
+        self.d.write_config({"server.delivery_threads": "4"})
+        self.d.signal(signal.SIGHUP)
+        deadline = time.time() + 30
+        while time.time() < deadline and len(re.findall(r"configuration reloaded", self.d.read_log())) < 2:
+            time.sleep(0.05)
+        self.assertRegex(self.d.read_log().splitlines()[-1], r"configuration reloaded from lmtpd\.conf$")
+
+
+class SameRecipientTwice(Base):
+    users = ["joe@example.org", "ann@example.org"]
+
+    def test_stored_once_answered_twice(self):
+        c = self.session()
+        c.send("MAIL FROM:<a@example.net>\r\nRCPT TO:<joe@example.org>\r\nRCPT TO:<ann@example.org>\r\n"
+               "RCPT TO:<Joe@example.org>\r\nRCPT TO:<joe@example.org>\r\nDATA\r\n")
+        self.assertEqual([c.code() for _ in range(6)], [250] * 5 + [354])
+        c.send(dotstuff(BODY))
+        replies = [c.text() for _ in range(4)]
+        for r in replies:
+            self.assertRegex(r, r"^250 2\.0\.0 <\S+> Saved id=\w+$")
+        self.assertEqual(len(self.d.messages("joe@example.org")), 1)
+        self.assertEqual(len(self.d.messages("ann@example.org")), 1)
+        # the server is still in step: the next transaction is normal
+        c.send("MAIL FROM:<a@example.net>\r\nRCPT TO:<joe@example.org>\r\nDATA\r\n")
+        self.assertEqual([c.code() for _ in range(3)], [250, 250, 354])
+        c.send(dotstuff(b"Subject: 2\n\nagain\n"))
+        self.assertTrue(c.text().startswith("250 "))
+        self.assertEqual(len(self.d.messages("joe@example.org")), 2)
+
+
+def children(pid):
+    """Direct children of @pid (Linux /proc)."""
+    out = []
+    for task in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+                out += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+class SetupRunStops(unittest.TestCase):
+    """./setup.sh run stops lmtpd and ocp-services on SIGTERM, SIGINT and
+    SIGHUP (a service manager or kill sends SIGTERM to the script only)."""
+
+    def setUp(self):
+        self.d = Daemon()  # only for its directory and configuration
+        self.svc_conf = os.path.join(self.d.dir, "services.conf")
+        with open(self.svc_conf, "w") as f:
+            if os.geteuid() == 0:
+                f.write("[server]\nuser = nobody\n")
+            f.write("[service log]\nmodule = logging\nlisten = inet:127.0.0.1:0\nlog = %s/log.jsonl\n" % self.d.dir)
+        text = self.d.config_text().replace("= spool", "= %s/spool" % self.d.dir) \
+            .replace("= mail", "= %s/mail" % self.d.dir).replace("= lib/", "= %s/lib/" % self.d.dir) \
+            .replace("unix:run/", "unix:%s/run/" % self.d.dir)
+        self.d.write_config(text=text)
+
+    def tearDown(self):
+        self.d.cleanup()
+
+    def run_and_signal(self, sig):
+        env = dict(os.environ, SKIP_BUILD="1", LMTPD_CONF=self.d.conf, SERVICES_CONF=self.svc_conf)
+        out_path = os.path.join(self.d.dir, "setup.out")
+        with open(out_path, "wb") as out:
+            p = subprocess.Popen(["bash", os.path.join(TOP, "setup.sh"), "run"], stdout=out,
+                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                with open(out_path, "rb") as f:
+                    text = f.read().decode("utf-8", "replace")
+                if "ocp-services: started" in text and re.search(r"lmtpd\[\d+\]: .* started", text):
+                    break
+                self.assertIsNone(p.poll(), text)
+                time.sleep(0.05)
+            else:
+                self.fail("setup.sh run did not start both: " + text)
+            kids = children(p.pid)
+            self.assertEqual(len(kids), 2, kids)
+            p.send_signal(sig)
+            p.wait(60)
+            deadline = time.time() + 30
+            while time.time() < deadline and any(alive(k) for k in kids):
+                time.sleep(0.05)
+            self.assertEqual([k for k in kids if alive(k)], [], "left running after %s" % sig)
+            return p.returncode
+        finally:
+            # whatever is left of the script's session, so a failure leaves nothing behind
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            if p.poll() is None:
+                p.wait()
+
+    def test_sigterm(self):
+        self.assertEqual(self.run_and_signal(signal.SIGTERM), 143)
+
+    def test_sigint(self):
+        self.assertEqual(self.run_and_signal(signal.SIGINT), 130)
+
+    def test_sighup(self):
+        self.assertEqual(self.run_and_signal(signal.SIGHUP), 129)
 
 
 if __name__ == "__main__":
