@@ -484,5 +484,43 @@ class SetupRunStops(unittest.TestCase):
         self.assertEqual(self.run_and_signal(signal.SIGHUP), 129)
 
 
+@unittest.skipUnless(os.geteuid() == 0 and shutil.which("postfix") and shutil.which("swaks"),
+                     "needs root, Postfix and swaks")
+class PostfixQueueIdBothLogs(unittest.TestCase):
+    """The acceptance line: grep of a Postfix queue id finds Postfix's line
+    and lmtpd's; lmtpd's names the Message-ID, and Postfix's status=sent
+    reply names lmtpd's transaction."""
+
+    def setUp(self):
+        from test_postfix import Postfix
+        self.d = Daemon(extra={"server.xforward_hosts": "local, 127.0.0.1", "server.socket_mode": "0666"},
+                        users=["joe@example.org", "ann@example.net"]).start()
+        self.pf = Postfix(self.d.sock, self.d.port)
+
+    def tearDown(self):
+        self.pf.stop()
+        self.d.cleanup()
+
+    def test_grep_queue_id(self):
+        from test_postfix import swaks
+        for to in ("joe@example.org", "ann@example.net"):  # the UNIX socket and TCP
+            p = swaks(self.pf.port, "sender@example.com", to, "trace " + to)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        deadline = time.time() + 60
+        sent = []
+        while time.time() < deadline and len(sent) < 2:
+            sent = re.findall(r"postfix/lmtp\[\d+\]: ([0-9A-F]+): to=<(\S+)>, .*status=sent \(.* id=(\w+)\)",
+                              self.pf.maillog())
+            time.sleep(0.2)
+        self.assertEqual(len(sent), 2, self.pf.maillog())
+        for qid, to, txn in sent:
+            pf_lines = [l for l in self.pf.maillog().splitlines() if qid in l]
+            ours = [l for l in self.d.read_log().splitlines() if qid in l]
+            self.assertTrue(pf_lines)
+            self.assertEqual(len(ours), 1, self.d.read_log())
+            self.assertIn(": %s: from=<sender@example.com> to=<%s>" % (txn, to), ours[0])
+            self.assertRegex(ours[0], r" queue_id=%s message_id=<[^>\s]+@[^>\s]+>" % qid)
+
+
 if __name__ == "__main__":
     main()
