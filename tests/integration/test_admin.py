@@ -522,5 +522,18 @@ class PostfixQueueIdBothLogs(unittest.TestCase):
             self.assertRegex(ours[0], r" queue_id=%s message_id=<[^>\s]+@[^>\s]+>" % qid)
 
 
+class ServicesUnit(unittest.TestCase):
+    def test_unit_checks_and_reloads_the_documented_default(self):
+        with open(os.path.join(TOP, "conf", "systemd", "ocp-services.service")) as f:
+            unit = f.read()
+        p = subprocess.run([SERVICES, "--help"], capture_output=True, text=True, timeout=30)
+        default = re.search(r"default (/\S+)\)", p.stdout).group(1)
+        self.assertIn("ExecStartPre=/usr/local/sbin/ocp-services -c %s --check-config" % default, unit)
+        self.assertIn("ExecStart=/usr/local/sbin/ocp-services -c %s\n" % default, unit)
+        self.assertIn("ExecReload=/bin/kill -HUP $MAINPID", unit)
+        with open(os.path.join(TOP, "docs", "man", "ocp-calloutd.8")) as f:
+            self.assertIn(default, f.read())
+
+
 if __name__ == "__main__":
     main()
