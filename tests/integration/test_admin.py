@@ -535,5 +535,196 @@ class ServicesUnit(unittest.TestCase):
             self.assertIn(default, f.read())
 
 
+DELIVER = os.path.join(os.path.dirname(LMTPD), "..", "deliver", "deliver")
+
+
+@unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv"), "runs deliver as another user")
+class DeliverAsMailboxCommand(unittest.TestCase):
+    """docs/postfix.md's deliver.conf for mailbox_command: Postfix runs the
+    command as the recipient, with HOME set; nothing in it may need root
+    or the vmail user."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="lda-admin-")
+        os.chmod(self.dir, 0o755)
+        self.home = os.path.join(self.dir, "home", "nobody")
+        os.makedirs(self.home)
+        os.chmod(os.path.dirname(self.home), 0o755)
+        shutil.chown(self.home, "nobody")
+        with open(os.path.join(TOP, "docs", "postfix.md")) as f:
+            doc = f.read()
+        conf = re.search(r"```ini\n(# /etc/lmtpd/deliver\.conf.*?)```", doc, re.S).group(1)
+        self.conf = os.path.join(self.dir, "deliver.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf.replace("mail_root = /home", "mail_root = " + os.path.dirname(self.home)))
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def test_runs_as_the_recipient(self):
+        p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                            "env", "HOME=" + self.home, "USER=nobody",
+                            DELIVER, "-c", self.conf, "-f", "s@example.net", "-a", "nobody@mx.example.org"],
+                           input=BODY, capture_output=True, timeout=60, cwd="/")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stderr, b"")
+        new = os.path.join(self.home, "Maildir", "new")
+        (name,) = os.listdir(new)
+        with open(os.path.join(new, name), "rb") as f:
+            data = f.read()
+        self.assertTrue(data.endswith(BODY), data)
+        self.assertEqual(os.stat(os.path.join(new, name)).st_uid, pwd_uid("nobody"))
+
+
+def pwd_uid(name):
+    import pwd
+    return pwd.getpwnam(name).pw_uid
+
+
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+class ReadmeTryIt(unittest.TestCase):
+    """The README's try-it address goes through every service of the quick
+    start, and GTUBE and EICAR do what the README says."""
+
+    def setUp(self):
+        from test_examples import Examples
+        self.ex = Examples("test_every_service_starts_and_lmtpd_uses_them")
+        self.ex.setUp()
+        with open(os.path.join(TOP, "README.md")) as f:
+            self.readme = f.read()
+        self.addr = re.search(r"swaks --protocol LMTP --server 127\.0\.0\.1:2424 --to (\S+)`", self.readme).group(1)
+
+    def tearDown(self):
+        self.ex.tearDown()
+
+    def test_try_it(self):
+        from test_delivery import transaction
+        import lmtptest
+        self.ex.start([SERVICES, "-c", "conf/services.conf.example"], "ocp-services: started")
+        text = self.ex.start([LMTPD, "-c", "conf/lmtpd.conf.example", "--listen", "127.0.0.1:0", "-d"], "started")
+        d = lmtptest.Daemon.__new__(lmtptest.Daemon)
+        d.port = int(re.search(r"listening on inet:127\.0\.0\.1:(\d+)\n", text).group(1))
+
+        def send(rcpt, raw):
+            c = lmtptest.Client(d, timeout=60)
+            c.reply()
+            c.cmd("LHLO x")
+            r = transaction(c, [rcpt], raw)
+            c.close()
+            return r[0]
+
+        local, domain = self.addr.split("@")
+        maildir = os.path.join(self.ex.dir, "var", "mail", domain, local, "Maildir")
+
+        def only(folder):
+            new = os.path.join(maildir, folder, "new")
+            names = sorted(os.listdir(new), key=lambda n: os.stat(os.path.join(new, n)).st_mtime)
+            with open(os.path.join(new, names[-1]), "rb") as f:
+                return len(names), f.read()
+
+        head = b"From: s@example.net\r\nTo: %s\r\nSubject: %s\r\n" % (self.addr.encode(), b"%s")
+        self.assertTrue(send(self.addr, head % b"hello" + b"\r\nhi\r\n").startswith("250"))
+        n, data = only("")
+        for svc in ("access", "blocking", "normalize", "security", "links", "spam", "logging", "reroute"):
+            self.assertRegex(data, (r"urn:x-opes-lmtpd:service:%s ; verdict=(accept|modify)" % svc).encode())
+        # GTUBE: junk (tagged, into Junk), as the README says
+        self.assertIn("GTUBE", self.readme)
+        self.assertTrue(send(self.addr, head % b"gtube" + b"\r\n" + GTUBE + b"\r\n").startswith("250"))
+        n, data = only(".Junk")
+        self.assertIn(b"X-Spam-Flag: YES", data)
+        # EICAR as an attachment: the part is replaced by a notice, the subject tagged
+        self.assertIn("EICAR", self.readme)
+        mime = (head % b"eicar" + b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+                b"--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+                b"--b\r\nContent-Type: application/octet-stream\r\n"
+                b"Content-Disposition: attachment; filename=eicar.com\r\n\r\n" + EICAR + b"\r\n--b--\r\n")
+        self.assertTrue(send(self.addr, mime).startswith("250"))
+        n, data = only("")
+        self.assertNotIn(EICAR, data)
+        self.assertIn(b"Subject: [VIRUS] eicar", data)
+        # boss@example.org has the reject policy
+        self.assertRegex(send("boss@example.org", head % b"gtube" + b"\r\n" + GTUBE + b"\r\n"), r"^550 5\.7\.1")
+
+
+def doc_block(doc, first_line):
+    """The fenced block of @doc whose first line is @first_line."""
+    with open(os.path.join(TOP, "docs", doc)) as f:
+        text = f.read()
+    m = re.search(r"```\w*\n(%s\n.*?)```" % re.escape(first_line), text, re.S)
+    if m is None:
+        raise AssertionError("%s has no block starting %r" % (doc, first_line))
+    return m.group(1)
+
+
+class PostfixGuideConfigs(unittest.TestCase):
+    """docs/postfix.md's lmtpd.conf, users map and services.conf pass
+    --check-config (paths moved below a temporary directory, the account
+    made one that exists here)."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="guide-")
+        os.chmod(self.dir, 0o755)
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def place(self, text):
+        text = text.replace("/etc/lmtpd/", self.dir + "/etc/lmtpd/").replace("/var/", self.dir + "/var/")
+        return text.replace("user = vmail", "user = nobody").replace("socket_owner = postfix:postfix", "")
+
+    def write(self, path, text):
+        path = self.dir + path
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_guide_configurations_check(self):
+        self.write("/etc/lmtpd/users", doc_block("postfix.md", "# /etc/lmtpd/users"))
+        for name in ("access.map", "spam.policy"):
+            with open(os.path.join(TOP, "conf", "services", name)) as f:
+                self.write("/etc/lmtpd/services/" + name, f.read())
+        conf = self.write("/etc/lmtpd/lmtpd.conf", self.place(doc_block("postfix.md", "# /etc/lmtpd/lmtpd.conf")))
+        p = subprocess.run([LMTPD, "-c", conf, "--check-config"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        svc = self.write("/etc/lmtpd/services.conf",
+                         self.place(doc_block("postfix.md", "# /etc/lmtpd/services.conf")))
+        p = subprocess.run([SERVICES, "-c", svc, "--check-config"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        # the chrooted lmtp client's private/lmtpd is where lmtpd and its socket unit listen
+        self.assertIn("listen = unix:/var/spool/postfix/private/lmtpd;",
+                      doc_block("postfix.md", "# /etc/lmtpd/lmtpd.conf"))
+        with open(os.path.join(TOP, "conf", "systemd", "lmtpd.socket")) as f:
+            self.assertIn("ListenStream=/var/spool/postfix/private/lmtpd\n", f.read())
+
+
+class UsersMapFields(unittest.TestCase):
+    """After the address, a users map line takes its fields in any order;
+    a wrong field is named for what it is."""
+
+    def check(self, lines):
+        d = Daemon(users=lines)
+        try:
+            return subprocess.run([LMTPD, "-c", d.conf, "--check-config"], capture_output=True, text=True,
+                                  timeout=60, cwd=d.dir)
+        finally:
+            d.cleanup()
+
+    def test_any_order(self):
+        p = self.check(["a@example.org quota=1G example.org/a/Maildir",
+                        "b@example.org mbox:b quota=5M", "c@example.org quota_messages=100 maildir:c/Maildir"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_errors_name_the_token(self):
+        p = self.check(["a@example.org quota=lots"])
+        self.assertIn("users:1: 'quota=lots': 'lots' is not a size", p.stderr)
+        p = self.check(["a@example.org colour=blue"])
+        self.assertIn("users:1: 'colour=': unknown setting", p.stderr)
+        p = self.check(["a@example.org x/Maildir quota=1M y/Maildir"])
+        self.assertIn("users:1: 'y/Maildir': a second mailbox (the first is 'x/Maildir')", p.stderr)
+
+
 if __name__ == "__main__":
     main()
