@@ -574,6 +574,12 @@ class DeliverAsMailboxCommand(unittest.TestCase):
             data = f.read()
         self.assertTrue(data.endswith(BODY), data)
         self.assertEqual(os.stat(os.path.join(new, name)).st_uid, pwd_uid("nobody"))
+        # -v: the delivery line names the Message-ID, as lmtpd's does
+        p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                            "env", "HOME=" + self.home, DELIVER, "-c", self.conf, "-v", "-f", "s@example.net",
+                            "-a", "nobody@mx.example.org"], input=BODY, capture_output=True, timeout=60, cwd="/")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertRegex(p.stderr, rb"to=<nobody@mx\.example\.org> .*status=250 2\.0\.0 message_id=<trace\.1@example\.net>")
 
 
 def pwd_uid(name):
