@@ -2,9 +2,13 @@
 # setup.sh - install what is missing, build, then run lmtpd or the tests.
 #
 #   ./setup.sh run    build, start the callout services (ocp-services on
-#                     conf/services.conf.example) and lmtpd in the
-#                     foreground on conf/lmtpd.conf.example (127.0.0.1:2424
-#                     and ./var/run/lmtpd.sock, mail under ./var/mail)
+#                     conf/services.conf.example) and lmtpd on
+#                     conf/lmtpd.conf.example (127.0.0.1:2424 and
+#                     ./var/run/lmtpd.sock, mail under ./var/mail); runs
+#                     until one of them exits or setup.sh gets SIGTERM,
+#                     SIGINT (Ctrl-C) or SIGHUP, and then stops both.
+#                     LMTPD_CONF and SERVICES_CONF name other configurations;
+#                     SKIP_BUILD=1 uses the build that is there
 #   ./setup.sh build  install the build dependencies and build, nothing else
 #   ./setup.sh test   build and run the whole test suite, then again under
 #                     ASan+UBSan (SANITIZE=0 skips that), then each fuzz
@@ -17,6 +21,8 @@ cd "$(dirname "$0")"
 
 mode=${1:-}
 case $mode in run|test|build) ;; *) echo "usage: $0 run|test|build" >&2; exit 64 ;; esac
+skip_build=""
+[ "$mode" = run ] && [ "${SKIP_BUILD:-0}" = 1 ] && [ -x lmtpd/lmtpd ] && [ -x services/ocp-services ] && skip_build=1
 
 build_pkgs="build-essential autoconf automake pkg-config libglib2.0-dev libgmime-3.0-dev libssl-dev python3"
 test_pkgs="swaks postfix dovecot-imapd dovecot-sieve socat openssl spamd spamc clamav-daemon clang libclang-rt-14-dev"
@@ -24,6 +30,7 @@ test_pkgs="swaks postfix dovecot-imapd dovecot-sieve socat openssl spamd spamc c
 missing=()
 pkgs=$build_pkgs
 [ "$mode" = test ] && pkgs="$pkgs $test_pkgs"
+[ -n "$skip_build" ] && pkgs=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
@@ -47,34 +54,57 @@ fi
 
 flags="${CONFIGURE_FLAGS:-}"
 [ "$mode" = test ] && flags="--enable-werror $flags"
-if [ ! -x configure ]; then ./autogen.sh >/dev/null; fi
-if [ ! -f Makefile ] || [ "$(cat .configure-flags 2>/dev/null)" != "$flags" ]; then
-  # shellcheck disable=SC2086
-  ./configure -q $flags
-  echo "$flags" > .configure-flags
+if [ -z "$skip_build" ]; then
+  if [ ! -x configure ]; then ./autogen.sh >/dev/null; fi
+  if [ ! -f Makefile ] || [ "$(cat .configure-flags 2>/dev/null)" != "$flags" ]; then
+    # shellcheck disable=SC2086
+    ./configure -q $flags
+    echo "$flags" > .configure-flags
+  fi
+  make -s -j"$(nproc)"
 fi
-make -s -j"$(nproc)"
 [ "$mode" = build ] && exit 0
 
 if [ "$mode" = run ]; then
   # lmtpd never writes mail as root: the example config switches to "lmtpd"
-  if [ "$(id -u)" -eq 0 ] && ! id lmtpd >/dev/null 2>&1; then
+  if [ -z "${LMTPD_CONF:-}" ] && [ "$(id -u)" -eq 0 ] && ! id lmtpd >/dev/null 2>&1; then
     useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin lmtpd
   fi
   # paths in the example config are relative to this directory, which the
   # mail user must be able to search (a mktemp -d checkout is 0700)
-  if [ "$(id -u)" -eq 0 ] && ! su -s /bin/sh lmtpd -c "cd '$PWD'" 2>/dev/null; then
+  if [ -z "${LMTPD_CONF:-}" ] && [ "$(id -u)" -eq 0 ] && ! su -s /bin/sh lmtpd -c "cd '$PWD'" 2>/dev/null; then
     echo "setup: letting user lmtpd search $PWD (chmod o+x)" >&2
     chmod o+x .
   fi
-  # the RFC 4496 callout services, then lmtpd in the foreground
-  echo "setup: starting ocp-services on conf/services.conf.example" >&2
-  ./services/ocp-services -c conf/services.conf.example &
-  services_pid=$!
-  trap 'kill "$services_pid" 2>/dev/null; wait "$services_pid" 2>/dev/null' EXIT
-  echo "setup: starting lmtpd on conf/lmtpd.conf.example (Ctrl-C stops it)" >&2
-  ./lmtpd/lmtpd -c conf/lmtpd.conf.example
-  exit $?
+  # Both run in the background and the shell waits for them: a signal to
+  # the shell then runs its trap at once (a foreground child would delay
+  # it, and SIGTERM from a service manager or kill would reach only the
+  # shell, leaving lmtpd running).  Background children of a script ignore
+  # SIGINT, so Ctrl-C too goes through the trap.
+  pids=()
+  stop_all() {
+    trap - TERM INT HUP EXIT
+    local p
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  }
+  trap 'stop_all; exit 143' TERM
+  trap 'stop_all; exit 130' INT
+  trap 'stop_all; exit 129' HUP
+  trap stop_all EXIT
+  services_conf=${SERVICES_CONF:-conf/services.conf.example}
+  lmtpd_conf=${LMTPD_CONF:-conf/lmtpd.conf.example}
+  echo "setup: starting ocp-services on $services_conf" >&2
+  ./services/ocp-services -c "$services_conf" &
+  pids+=($!)
+  echo "setup: starting lmtpd on $lmtpd_conf (Ctrl-C stops both)" >&2
+  ./lmtpd/lmtpd -c "$lmtpd_conf" &
+  pids+=($!)
+  # until either one exits: then the other is stopped too
+  rc=0
+  wait -n "${pids[@]}" || rc=$?
+  stop_all
+  exit "$rc"
 fi
 
 rc=0

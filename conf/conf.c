@@ -233,6 +233,14 @@ scan_lines (const char *text)
           char *end = strchr (s, ']');
           g_free (group);
           group = g_strndup (s + 1, end ? (gsize) (end - s - 1) : strlen (s + 1));
+          /* "group\n" (no key): where the group first starts */
+          {
+            char *k = g_strdup_printf ("%s\n", group);
+            if (!g_hash_table_contains (lines, k))
+              g_hash_table_insert (lines, k, GUINT_TO_POINTER (i + 1));
+            else
+              g_free (k);
+          }
         }
       else if (*s != '#' && *s != '\0' && strchr (s, '='))
         {
@@ -245,6 +253,35 @@ scan_lines (const char *text)
   return lines;
 }
 
+/* The first line GKeyFile would refuse (not blank, a comment, a group or
+ * a key=value pair), 1-based, or 0: its own error names no line. */
+guint
+lmtpd_keyfile_bad_line (const char *text)
+{
+  g_auto (GStrv) v = g_strsplit (text, "\n", -1);
+
+  for (guint i = 0; v[i] != NULL; i++)
+    {
+      const char *s = v[i];
+      while (g_ascii_isspace (*s))
+        s++;
+      if (*s == '\0' || *s == '#')
+        continue;
+      if (*s == '[' ? strchr (s, ']') == NULL : (strchr (s, '=') == NULL || *s == '='))
+        return i + 1;
+    }
+  return 0;
+}
+
+guint
+lmtpd_keyfile_group_line (const char *text, const char *group)
+{
+  g_autoptr (GHashTable) lines = scan_lines (text);
+  g_autofree char *k = g_strdup_printf ("%s\n", group);
+
+  return GPOINTER_TO_UINT (g_hash_table_lookup (lines, k));
+}
+
 static void G_GNUC_PRINTF (4, 5)
 problem (Loader *ld, const char *group, const char *key, const char *fmt, ...)
 {
@@ -252,9 +289,9 @@ problem (Loader *ld, const char *group, const char *key, const char *fmt, ...)
   g_autofree char *msg = NULL;
   guint line = 0;
 
-  if (group && key)
+  if (group)
     {
-      g_autofree char *k = g_strdup_printf ("%s\n%s", group, key);
+      g_autofree char *k = g_strdup_printf ("%s\n%s", group, key ? key : "");
       line = GPOINTER_TO_UINT (g_hash_table_lookup (ld->lines, k));
     }
   va_start (ap, fmt);
@@ -529,6 +566,51 @@ user_is_mbox (const LmtpdConfig *c, const LmtpdUser *u)
   return g_str_has_prefix (m, "mbox:");
 }
 
+/* One field after the address, in any order: a bare mailbox (once),
+ * mailbox=, quota= or quota_messages=.  The error says what is wrong with
+ * the very token, not what was expected in its place. */
+static gboolean
+user_field (Loader *ld, const char *map, guint line, LmtpdUser *u, const char *field)
+{
+  const char *eq = strchr (field, '=');
+  gsize klen = eq ? (gsize) (eq - field) : 0;
+
+  gboolean setting = eq && ((klen == 7 && strncmp (field, "mailbox", 7) == 0)
+                            || (klen == 5 && strncmp (field, "quota", 5) == 0)
+                            || (klen == 14 && strncmp (field, "quota_messages", 14) == 0));
+
+  if (!setting)
+    {
+      /* "maildir:/x=y" is a mailbox too: only known keys are settings */
+      if (u->mailbox)
+        {
+          file_problem (ld, map, line, "'%s': a second mailbox (the first is '%s')", field, u->mailbox);
+          return FALSE;
+        }
+      if (eq && !strchr (field, ':') && !strchr (field, '/'))
+        {
+          file_problem (ld, map, line, "'%.*s=': unknown setting (mailbox=, quota= or quota_messages=)",
+                        (int) klen, field);
+          return FALSE;
+        }
+      u->mailbox = g_strdup (field);
+      return TRUE;
+    }
+  if (eq[1] == '\0')
+    file_problem (ld, map, line, "'%s': no value", field);
+  else if (strncmp (field, "mailbox=", 8) == 0)
+    {
+      g_free (u->mailbox);
+      u->mailbox = g_strdup (eq + 1);
+      return TRUE;
+    }
+  else if (parse_size (eq + 1, strncmp (field, "quota=", 6) == 0 ? &u->quota_bytes : &u->quota_messages))
+    return TRUE;
+  else
+    file_problem (ld, map, line, "'%s': '%s' is not a size (e.g. 500M, 2G, 10000)", field, eq + 1);
+  return FALSE;
+}
+
 static void
 load_users_map (Loader *ld, LmtpdConfig *c)
 {
@@ -550,23 +632,7 @@ load_users_map (Loader *ld, LmtpdConfig *c)
       u = g_new0 (LmtpdUser, 1);
       u->address = g_ascii_strdown (f[0], -1);
       for (guint k = 1; f[k] && ok; k++)
-        {
-          const char *eq = strchr (f[k], '=');
-          if (eq == NULL && k == 1)
-            u->mailbox = g_strdup (f[k]);
-          else if (g_str_has_prefix (f[k], "mailbox=") && eq[1])
-            g_free (u->mailbox), u->mailbox = g_strdup (eq + 1);
-          else if (g_str_has_prefix (f[k], "quota=") && parse_size (eq + 1, &u->quota_bytes))
-            ;
-          else if (g_str_has_prefix (f[k], "quota_messages=") && parse_size (eq + 1, &u->quota_messages))
-            ;
-          else
-            {
-              file_problem (ld, c->users_map, i + 1,
-                            "'%s': expected a mailbox, mailbox=, quota= or quota_messages=", f[k]);
-              ok = FALSE;
-            }
-        }
+        ok = user_field (ld, c->users_map, i + 1, u, f[k]);
       if (ok && u->mailbox && strstr (u->mailbox, ".."))
         {
           file_problem (ld, c->users_map, i + 1, "mailbox '%s' may not contain '..'", u->mailbox);
@@ -1358,7 +1424,11 @@ lmtpd_config_load (const char *path, GError **error)
     }
   if (!g_key_file_load_from_data (kf, text, len, G_KEY_FILE_NONE, &err))
     {
-      g_set_error (error, LMTPD_CONF_ERROR, LMTPD_CONF_ERROR_INVALID, "%s: %s", path, err->message);
+      guint line = lmtpd_keyfile_bad_line (text);
+      if (line)
+        g_set_error (error, LMTPD_CONF_ERROR, LMTPD_CONF_ERROR_INVALID, "%s:%u: %s", path, line, err->message);
+      else
+        g_set_error (error, LMTPD_CONF_ERROR, LMTPD_CONF_ERROR_INVALID, "%s: %s", path, err->message);
       return NULL;
     }
   ld.lines = scan_lines (text);

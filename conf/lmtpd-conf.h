@@ -181,6 +181,10 @@ typedef struct {
  * set to LMTPD_CONF_ERROR_INVALID whose message has one line per problem,
  * each "file:line: [group] key: what is wrong". */
 LmtpdConfig *lmtpd_config_load (const char *path, GError **error);
+/* For messages that name a line of a GKeyFile's @text: the first line it
+ * would refuse, and where [@group] first starts; 0 if none. */
+guint lmtpd_keyfile_bad_line (const char *text);
+guint lmtpd_keyfile_group_line (const char *text, const char *group);
 
 /* The built-in defaults, as if loaded from an empty file. */
 LmtpdConfig *lmtpd_config_new_default (void);

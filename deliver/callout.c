@@ -285,15 +285,15 @@ run_chain (const LmtpdConfig *config, const DeliverMessage *msg, const LmtpdRule
       t0 = g_get_monotonic_time ();
       if (ocp_client_call (client (), &sc, &req, &o->verdict, &error))
         {
-          if (observer)
-            observer (sv->name, g_get_monotonic_time () - t0, FALSE);
           o->state = OUT_APPLIED;
+          if (observer)
+            observer (sv->name, g_get_monotonic_time () - t0, outcome_word (o));
           g_debug ("%s: service %s: %s (%" G_GINT64_FORMAT " us)", msg->id, sv->name, outcome_word (o),
                    g_get_monotonic_time () - t0);
           continue;
         }
       if (observer)
-        observer (sv->name, g_get_monotonic_time () - t0, TRUE);
+        observer (sv->name, g_get_monotonic_time () - t0, NULL);
       o->why = deliver_sanitize (error->message, 200);
       o->state = sv->on_failure == LMTPD_FAIL_ACCEPT ? OUT_SKIPPED : OUT_FAILED;
       g_warning ("%s: service %s failed (%s): %s", msg->id, sv->name,

@@ -145,6 +145,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (DeliverSpool, deliver_spool_free)
 guint64 deliver_spool_header_len (const DeliverSpool *spool);
 guint64 deliver_spool_header_lines (const DeliverSpool *spool);
 
+/* The first @name field's value (unfolded, trimmed), or NULL; looks at the
+ * first 64 KiB of the header.  Valid after finish.  Free with g_free. */
+char *deliver_spool_header_value (const DeliverSpool *spool, const char *name);
+
 /* Hex SHA-256 of what was stored (after CRLF -> LF), valid after finish. */
 const char *deliver_spool_digest (const DeliverSpool *spool);
 
@@ -174,8 +178,9 @@ gboolean deliver_content_same (const DeliverContent *a, const DeliverContent *b)
 /* ---- observing callouts ------------------------------------------------- */
 
 /* Called from delivery threads after each call to a callout service: its
- * name, how long it took, and whether it failed (metrics). */
-typedef void (*DeliverCalloutObserver) (const char *service, gint64 us, gboolean failed);
+ * name, how long it took, and its verdict as traced ("accept", "modify",
+ * "reject", ...), or NULL if the call failed (metrics). */
+typedef void (*DeliverCalloutObserver) (const char *service, gint64 us, const char *verdict);
 void deliver_set_callout_observer (DeliverCalloutObserver observer);
 /* Ends the callout connections with CE (RFC 4037) before the process exits. */
 void deliver_close_callouts (void);

@@ -232,7 +232,7 @@ main (int argc, char **argv)
   g_autoptr (LmtpdConfig) config = NULL;
   g_autoptr (DeliverSpool) spool = NULL;
   g_autoptr (GPtrArray) resolved = g_ptr_array_new_with_free_func ((GDestroyNotify) deliver_recipient_free);
-  g_autofree char *id = NULL;
+  g_autofree char *id = NULL, *message_id = NULL;
   DeliverDedupe *dedupe = NULL;
   DeliverShared shared = { 0 };
   DeliverMessage msg = { 0 };
@@ -333,6 +333,11 @@ main (int argc, char **argv)
           g_clear_error (&error);
         }
     }
+  {
+    /* for the -v line, as lmtpd logs it */
+    g_autofree char *raw = deliver_spool_header_value (spool, "Message-ID");
+    message_id = raw && raw[0] ? deliver_sanitize (raw, 256) : NULL;
+  }
   id = g_strdup_printf ("%" G_GINT64_MODIFIER "XL%05X", g_get_real_time () / G_USEC_PER_SEC,
                         (guint) getpid () & 0xFFFFF);
   msg.id = id;
@@ -355,8 +360,9 @@ main (int argc, char **argv)
           rc = worse (rc, exit_code_for (&st));
         }
       else
-        g_message ("%s: from=<%s> to=<%s> mailbox=%s status=%u %s", id, msg.sender, r->address,
-                   path ? path : r->mailbox, st.code, st.enhanced);
+        g_message ("%s: from=<%s> to=<%s> mailbox=%s status=%u %s%s%s", id, msg.sender, r->address,
+                   path ? path : r->mailbox, st.code, st.enhanced, message_id ? " message_id=" : "",
+                   message_id ? message_id : "");
       deliver_status_clear (&st);
     }
   deliver_shared_clear (&shared);

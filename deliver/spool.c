@@ -273,6 +273,50 @@ deliver_spool_header_lines (const DeliverSpool *s)
   return s->header_lines;
 }
 
+/* Is @line (of @n bytes, no LF) the start of the field @name? */
+static const char *
+field_value_start (const char *line, gsize n, const char *name)
+{
+  gsize len = strlen (name);
+
+  if (n <= len || g_ascii_strncasecmp (line, name, len) != 0)
+    return NULL;
+  for (line += len, n -= len; n > 0 && (*line == ' ' || *line == '\t'); line++, n--)
+    ;
+  return n > 0 && *line == ':' ? line + 1 : NULL;
+}
+
+/* Only the first SPOOL_BUFSIZE bytes of the header are looked at: the
+ * value is for the log, and a field past 64 KiB of header is not worth a
+ * second read.  Folded lines are joined with their leading white space. */
+char *
+deliver_spool_header_value (const DeliverSpool *s, const char *name)
+{
+  gsize want = (gsize) MIN (s->header_len, (guint64) SPOOL_BUFSIZE);
+  g_autofree char *buf = g_malloc (want + 1);
+  GString *value = NULL;
+  ssize_t got = want ? pread (s->fd, buf, want, 0) : 0;
+  gsize pos = 0;
+
+  while (got > 0 && pos < (gsize) got)
+    {
+      const char *line = buf + pos, *nl = memchr (line, '\n', (gsize) got - pos);
+      gsize n = nl ? (gsize) (nl - line) : (gsize) got - pos;
+      const char *v;
+
+      pos += n + 1;
+      if (value && n > 0 && (line[0] == ' ' || line[0] == '\t'))
+        g_string_append_len (value, line, (gssize) n);
+      else if (value || n == 0)
+        break;
+      else if ((v = field_value_start (line, n, name)) != NULL)
+        value = g_string_new_len (v, (gssize) (n - (gsize) (v - line)));
+    }
+  if (value == NULL)
+    return NULL;
+  return g_strstrip (g_string_free (value, FALSE));
+}
+
 const char *
 deliver_spool_digest (const DeliverSpool *s)
 {

@@ -12,6 +12,11 @@
 
 #include "lmtpd.h"
 
+/* the words callout.c traces a verdict with; anything else is "other" */
+static const char *const verdict_names[] = { "accept", "modify", "reject", "tempfail", "discard", "quarantine",
+                                             "redirect", "other" };
+#define N_VERDICTS G_N_ELEMENTS (verdict_names)
+
 #define N_BUCKETS 12
 static const double bucket_le[N_BUCKETS] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10 };
 
@@ -25,6 +30,7 @@ static struct {
   guint64 sessions_total, sessions_active, refused[LMTP_REFUSED_N];
   guint64 transactions, bytes;
   guint64 deliveries[3]; /* 2xx, 4xx, 5xx */
+  guint64 rcpt_refused[2]; /* 4xx, 5xx */
   Histogram delivery, callout;
 } m;
 
@@ -32,6 +38,7 @@ static struct {
 typedef struct {
   Histogram latency;
   guint64 failures;
+  guint64 verdicts[N_VERDICTS];
 } ServiceStats;
 
 static GMutex services_lock;
@@ -53,8 +60,18 @@ observe (Histogram *h, guint64 us)
   ADD (h->sum_us, us);
 }
 
+static guint
+verdict_index (const char *verdict)
+{
+  guint i = 0;
+
+  while (i + 1 < N_VERDICTS && strcmp (verdict, verdict_names[i]) != 0)
+    i++;
+  return i;
+}
+
 void
-lmtp_metrics_callout (const char *service, gint64 us, gboolean failed)
+lmtp_metrics_callout (const char *service, gint64 us, const char *verdict)
 {
   ServiceStats *st;
 
@@ -68,8 +85,10 @@ lmtp_metrics_callout (const char *service, gint64 us, gboolean failed)
   if (st == NULL)
     return;
   observe (&st->latency, (guint64) MAX (us, 0));
-  if (failed)
+  if (verdict == NULL)
     ADD (st->failures, 1);
+  else
+    ADD (st->verdicts[verdict_index (verdict)], 1);
 }
 
 void
@@ -91,6 +110,12 @@ lmtp_metrics_transaction (guint64 bytes)
 {
   ADD (m.transactions, 1);
   ADD (m.bytes, bytes);
+}
+
+void
+lmtp_metrics_rcpt_refused (guint code)
+{
+  ADD (m.rcpt_refused[code >= 500 ? 1 : 0], 1);
 }
 
 void
@@ -150,7 +175,7 @@ services_render (GString *out)
 {
   GHashTableIter it;
   gpointer k, v;
-  GString *fail = g_string_new (NULL);
+  GString *fail = g_string_new (NULL), *verdicts = g_string_new (NULL);
 
   g_string_append (out, "# HELP lmtpd_service_callout_seconds Time each call to a callout service took.\n"
                         "# TYPE lmtpd_service_callout_seconds histogram\n");
@@ -166,6 +191,9 @@ services_render (GString *out)
           histogram_series (out, "lmtpd_service_callout_seconds", labels, &st->latency);
           g_string_append_printf (fail, "lmtpd_service_callout_failures_total{service=\"%s\"} %" G_GUINT64_FORMAT "\n",
                                   l, GET (st->failures));
+          for (guint i = 0; i < N_VERDICTS; i++)
+            g_string_append_printf (verdicts, "lmtpd_service_verdicts_total{service=\"%s\",verdict=\"%s\"} %"
+                                    G_GUINT64_FORMAT "\n", l, verdict_names[i], GET (st->verdicts[i]));
         }
     }
   g_mutex_unlock (&services_lock);
@@ -173,6 +201,10 @@ services_render (GString *out)
                         "# TYPE lmtpd_service_callout_failures_total counter\n");
   g_string_append_len (out, fail->str, fail->len);
   g_string_free (fail, TRUE);
+  g_string_append (out, "# HELP lmtpd_service_verdicts_total Calls to a callout service, by the verdict it gave.\n"
+                        "# TYPE lmtpd_service_verdicts_total counter\n");
+  g_string_append_len (out, verdicts->str, verdicts->len);
+  g_string_free (verdicts, TRUE);
 }
 
 static void
@@ -203,6 +235,11 @@ lmtp_metrics_render (void)
   for (guint i = 0; i < 3; i++)
     g_string_append_printf (out, "lmtpd_deliveries_total{status=\"%s\"} %" G_GUINT64_FORMAT "\n", classes[i],
                             GET (m.deliveries[i]));
+  g_string_append (out, "# HELP lmtpd_rcpt_refused_total Recipients refused at RCPT, by reply class.\n"
+                        "# TYPE lmtpd_rcpt_refused_total counter\n");
+  for (guint i = 0; i < 2; i++)
+    g_string_append_printf (out, "lmtpd_rcpt_refused_total{status=\"%s\"} %" G_GUINT64_FORMAT "\n", classes[i + 1],
+                            GET (m.rcpt_refused[i]));
   histogram (out, "lmtpd_delivery_seconds", "Time from MAIL to a recipient's reply.", &m.delivery);
   histogram (out, "lmtpd_callout_seconds", "Time a recipient's OPES callouts took.", &m.callout);
   services_render (out);

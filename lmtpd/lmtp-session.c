@@ -52,6 +52,7 @@ typedef struct {
   guint delivered;          /* index of the next recipient to deliver */
   guint64 size_hint;        /* MAIL SIZE=, 0 if not given */
   char *mail_params;        /* MAIL parameters as given */
+  char *message_id;         /* the Message-ID field, sanitised, for the log; NULL if none */
   DeliverShared shared;     /* single instance and shared callouts */
   GPtrArray *jobs;          /* deliveries in flight, in RCPT order */
 } Txn;
@@ -64,6 +65,7 @@ struct LmtpSession {
   char *peer;
   char *lhlo;
   char *xf_name, *xf_addr, *xf_helo; /* XFORWARD, for the next transaction */
+  char *xf_ident;           /* XFORWARD IDENT: the MTA's queue id, for the log */
   char *real_peer;          /* the connection's own peer, for authorization */
   char *client_name;        /* from XCLIENT NAME, or NULL */
   LmtpTls *tls;             /* after STARTTLS: all I/O goes through it */
@@ -138,6 +140,7 @@ txn_free (Txn *t)
   deliver_spool_free (t->spool);
   g_clear_error (&t->spool_error);
   g_free (t->mail_params);
+  g_free (t->message_id);
   g_free (t);
 }
 
@@ -167,6 +170,18 @@ static void
 reply_status (LmtpSession *s, const DeliverStatus *st)
 {
   reply (s, "%u %s %s", st->code, st->enhanced, st->text);
+}
+
+/* A recipient's reply after the data.  A success names the transaction
+ * (as Dovecot's "250 2.0.0 <user> id Saved" does), so the MTA's log line
+ * for it ("status=sent (250 ...)") leads to ours. */
+static void
+reply_delivered (LmtpSession *s, const DeliverStatus *st)
+{
+  if (st->code >= 400)
+    reply_status (s, st);
+  else
+    reply (s, "%u %s %s id=%s", st->code, st->enhanced, st->text, s->txn->id);
 }
 
 /* A protocol error: counted, and too many of them end the session. */
@@ -626,6 +641,7 @@ xforward_clear (LmtpSession *s)
   g_clear_pointer (&s->xf_name, g_free);
   g_clear_pointer (&s->xf_addr, g_free);
   g_clear_pointer (&s->xf_helo, g_free);
+  g_clear_pointer (&s->xf_ident, g_free);
 }
 
 static void
@@ -642,43 +658,71 @@ txn_end (LmtpSession *s)
     }
 }
 
+/* One recipient's result, as a line and as fields.  @mailbox is NULL for a
+ * refusal at RCPT (nothing was stored, so neither size nor mailbox). */
+typedef struct {
+  const char *to, *orig, *mailbox;
+  const DeliverStatus *st;
+  guint64 callout_us;
+} LogResult;
+
 static void
-log_delivery (LmtpSession *s, const DeliverRecipient *r, const DeliverStatus *st,
-              const char *path)
+log_result (LmtpSession *s, const LogResult *res)
 {
   Txn *t = s->txn;
+  gboolean rcpt = res->mailbox == NULL;
   g_autofree char *from = deliver_sanitize (t->sender, 256);
-  g_autofree char *to = deliver_sanitize (r->address, 256);
-  g_autofree char *orig = deliver_sanitize (r->original, 256);
-  g_autofree char *text = deliver_sanitize (st->text, 256);
-  g_autofree char *mailbox = deliver_sanitize (path ? path : r->mailbox, 1024);
-  gint64 delay_us = g_get_real_time () - t->started_us;
-  gint64 delay_ms = delay_us / 1000;
+  g_autofree char *to = deliver_sanitize (res->to, 256);
+  g_autofree char *orig = deliver_sanitize (res->orig, 256);
+  g_autofree char *text = deliver_sanitize (res->st->text, 256);
+  g_autofree char *mailbox = deliver_sanitize (rcpt ? "" : res->mailbox, 1024);
+  const char *qid = s->xf_ident ? s->xf_ident : "", *msgid = t->message_id ? t->message_id : "";
+  gint64 delay_ms = (g_get_real_time () - t->started_us) / 1000;
+  gboolean failed = res->st->code >= 400, orig_differs = strcmp (orig, to) != 0;
   char callouts[48] = "", size[24], code[8], delay[24], cus[24];
 
-  lmtp_metrics_delivery (st->code, (guint64) MAX (delay_us, 0), st->callout_us);
-
-  if (st->callout_us)
-    g_snprintf (callouts, sizeof callouts, "callout_us=%" G_GUINT64_FORMAT, st->callout_us);
-
-  g_snprintf (size, sizeof size, "%" G_GUINT64_FORMAT, t->received);
-  g_snprintf (code, sizeof code, "%u", st->code);
+  if (res->callout_us)
+    g_snprintf (callouts, sizeof callouts, " callout_us=%" G_GUINT64_FORMAT, res->callout_us);
+  g_snprintf (size, sizeof size, "%" G_GUINT64_FORMAT, rcpt ? 0 : t->received);
+  g_snprintf (code, sizeof code, "%u", res->st->code);
   g_snprintf (delay, sizeof delay, "%" G_GINT64_FORMAT, delay_ms);
-  g_snprintf (cus, sizeof cus, "%" G_GUINT64_FORMAT, st->callout_us);
+  g_snprintf (cus, sizeof cus, "%" G_GUINT64_FORMAT, res->callout_us);
   /* the same facts as fields, for the journal and log_format = json */
   g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO,
                     "LMTPD_SESSION", s->log_id, "LMTPD_TXN", t->id, "LMTPD_RCPT", to,
                     "LMTPD_FROM", from, "LMTPD_ORIG_RCPT", orig, "LMTPD_MAILBOX", mailbox,
-                    "LMTPD_SIZE", size, "LMTPD_STATUS", code, "LMTPD_DSN", st->enhanced,
+                    "LMTPD_SIZE", size, "LMTPD_STATUS", code, "LMTPD_DSN", res->st->enhanced,
                     "LMTPD_DELAY_MS", delay, "LMTPD_CALLOUT_US", cus,
-                    "LMTPD_REASON", st->code >= 400 ? text : "",
-                    "MESSAGE", "%s: %s: from=<%s> to=<%s>%s%s%s mailbox=%s size=%" G_GUINT64_FORMAT
-                    " status=%u %s delay_ms=%" G_GINT64_FORMAT "%s%s%s%s",
-                    s->log_id, t->id, from, to,
-                    strcmp (orig, to) ? " orig_to=<" : "", strcmp (orig, to) ? orig : "",
-                    strcmp (orig, to) ? ">" : "", mailbox,
-                    t->received, st->code, st->enhanced, delay_ms, callouts[0] ? " " : "", callouts,
-                    st->code >= 400 ? " reason=" : "", st->code >= 400 ? text : "");
+                    "LMTPD_STAGE", rcpt ? "rcpt" : "data", "LMTPD_QUEUE_ID", qid, "LMTPD_MESSAGE_ID", msgid,
+                    "LMTPD_REASON", failed ? text : "",
+                    "MESSAGE", "%s: %s: %sfrom=<%s> to=<%s>%s%s%s%s%s%s%s status=%u %s delay_ms=%" G_GINT64_FORMAT
+                    "%s%s%s%s%s%s%s",
+                    s->log_id, t->id, rcpt ? "rejected at RCPT: " : "", from, to,
+                    orig_differs ? " orig_to=<" : "", orig_differs ? orig : "", orig_differs ? ">" : "",
+                    rcpt ? "" : " mailbox=", mailbox, rcpt ? "" : " size=", rcpt ? "" : size,
+                    res->st->code, res->st->enhanced, delay_ms, callouts,
+                    qid[0] ? " queue_id=" : "", qid, msgid[0] ? " message_id=" : "", msgid,
+                    failed ? " reason=" : "", failed ? text : "");
+}
+
+static void
+log_delivery (LmtpSession *s, const DeliverRecipient *r, const DeliverStatus *st,
+              const char *path)
+{
+  LogResult res = { r->address, r->original, path ? path : r->mailbox, st, st->callout_us };
+
+  lmtp_metrics_delivery (st->code, (guint64) MAX (g_get_real_time () - s->txn->started_us, 0), st->callout_us);
+  log_result (s, &res);
+}
+
+/* A recipient refused at RCPT: logged and counted like a delivery. */
+static void
+log_rcpt_refusal (LmtpSession *s, const char *address, const DeliverStatus *st)
+{
+  LogResult res = { address, address, NULL, st, 0 };
+
+  lmtp_metrics_rcpt_refused (st->code);
+  log_result (s, &res);
 }
 
 /* ---- delivery ------------------------------------------------------------- */
@@ -699,6 +743,7 @@ typedef struct {
   char *path;
   gboolean ok;
   gboolean done;
+  gpointer same_as;         /* Job* of the same recipient earlier in the transaction, or NULL */
 } Job;
 
 static GThreadPool *pool;
@@ -783,10 +828,11 @@ deliver_replies (LmtpSession *s)
   while (t->delivered < t->jobs->len)
     {
       Job *job = t->jobs->pdata[t->delivered];
+      const Job *result = job->same_as ? job->same_as : job;
       if (!job->done)
         break;
-      log_delivery (s, job->rcpt, &job->status, job->path);
-      reply_status (s, &job->status);
+      log_delivery (s, job->rcpt, &result->status, result->path);
+      reply_delivered (s, &result->status);
       t->delivered++;
     }
   session_flush (s); /* RFC 2033 4.2: each reply as soon as it is known */
@@ -802,17 +848,59 @@ deliver_replies (LmtpSession *s)
   session_process (s); /* pipelined input waiting behind the data */
 }
 
+/* The job of an earlier recipient with the same address as @r's, as the
+ * client wrote it (case aside), or NULL. */
+static Job *
+job_same_recipient (GPtrArray *jobs, const DeliverRecipient *r)
+{
+  for (guint i = 0; i < jobs->len; i++)
+    {
+      Job *other = jobs->pdata[i];
+      if (other->same_as == NULL && g_ascii_strcasecmp (other->rcpt->original, r->original) == 0)
+        return other;
+    }
+  return NULL;
+}
+
+/* The same recipient twice is stored once, as Dovecot does, and answered
+ * twice with the first one's reply: two copies in one mailbox are never
+ * what the sender meant, and RFC 2033 wants a reply per RCPT. */
 static void
 deliver_all (LmtpSession *s)
 {
   Txn *t = s->txn;
+  g_autoptr (GPtrArray) distinct = g_ptr_array_new ();
 
-  deliver_shared_init (&t->shared, t->rcpts);
   t->jobs = g_ptr_array_new_with_free_func ((GDestroyNotify) job_free);
   for (guint i = 0; i < t->rcpts->len; i++)
-    g_ptr_array_add (t->jobs, job_new (s, t, t->rcpts->pdata[i]));
+    {
+      Job *job = job_new (s, t, t->rcpts->pdata[i]);
+      job->same_as = job_same_recipient (t->jobs, job->rcpt);
+      if (job->same_as)
+        {
+          job->done = TRUE;
+          g_clear_pointer (&job->s, lmtp_session_unref); /* it never runs */
+        }
+      else
+        g_ptr_array_add (distinct, job->rcpt);
+      g_ptr_array_add (t->jobs, job);
+    }
+  deliver_shared_init (&t->shared, distinct);
   for (guint i = 0; i < t->jobs->len; i++)
-    job_push (t->jobs->pdata[i]);
+    if (((Job *) t->jobs->pdata[i])->same_as == NULL)
+      job_push (t->jobs->pdata[i]);
+}
+
+/* The Message-ID as the log shows it: sanitised (it comes from the
+ * sender) and cut to a length a log line can carry. */
+static char *
+message_id_for_log (const DeliverSpool *spool)
+{
+  g_autofree char *raw = deliver_spool_header_value (spool, "Message-ID");
+
+  if (raw == NULL || raw[0] == '\0')
+    return NULL;
+  return deliver_sanitize (raw, 256);
 }
 
 /* All data is in: answer every recipient (RFC 2033 4.2). */
@@ -830,6 +918,8 @@ data_complete (LmtpSession *s)
       t->failure = FAIL_SPOOL;
       t->spool_error = g_steal_pointer (&error);
     }
+  if (t->failure == FAIL_NONE)
+    t->message_id = message_id_for_log (t->spool);
   switch (t->failure)
     {
     case FAIL_NONE:
@@ -1136,8 +1226,7 @@ rcpt_accept (LmtpSession *s, DeliverRecipient *r)
 static void
 rcpt_refuse (LmtpSession *s, const DeliverRecipient *r, const DeliverStatus *st)
 {
-  g_autofree char *who = deliver_sanitize (r ? r->address : "", 256);
-  g_message ("%s: %s: rejected to=<%s>: %u %s", s->log_id, s->txn->id, who, st->code, st->enhanced);
+  log_rcpt_refusal (s, r ? r->address : "", st);
   reply_status (s, st);
 }
 
@@ -1220,8 +1309,7 @@ cmd_rcpt (LmtpSession *s, const char *args)
   r = deliver_resolve (t->config, local, domain, &st);
   if (r == NULL)
     {
-      g_autofree char *who = deliver_sanitize (a.path, 256);
-      g_message ("%s: %s: rejected to=<%s>: %u %s", s->log_id, t->id, who, st.code, st.enhanced);
+      log_rcpt_refusal (s, a.path, &st);
       reply_status (s, &st);
       deliver_status_clear (&st);
       goto out;
@@ -1340,7 +1428,7 @@ cmd_rset (LmtpSession *s, const char *args)
  * into the Received header and to the callout services.  Only from
  * [server] xforward_hosts (checked against the real peer). */
 typedef struct {
-  char *name, *addr, *helo;
+  char *name, *addr, *helo, *ident;
 } Forwarded;
 
 static void
@@ -1349,6 +1437,7 @@ forwarded_clear (Forwarded *f)
   g_clear_pointer (&f->name, g_free);
   g_clear_pointer (&f->addr, g_free);
   g_clear_pointer (&f->helo, g_free);
+  g_clear_pointer (&f->ident, g_free);
 }
 
 /* Parses "ATTR=xtext ..." into @f; returns NULL or the error reply. */
@@ -1393,6 +1482,8 @@ forwarded_parse (const char *args, const char *const *attrs, Forwarded *f)
         slot = &f->name;
       else if (g_ascii_strcasecmp (items[i], "HELO") == 0)
         slot = &f->helo;
+      else if (g_ascii_strcasecmp (items[i], "IDENT") == 0)
+        slot = &f->ident;
       if (slot)
         {
           g_free (*slot);
@@ -1409,16 +1500,16 @@ static const char *const xclient_attrs[] = { "NAME", "ADDR", "PORT", "PROTO", "H
 static void
 cmd_xforward (LmtpSession *s, const char *args)
 {
-  Forwarded f = { s->xf_name, s->xf_addr, s->xf_helo };
+  Forwarded f = { s->xf_name, s->xf_addr, s->xf_helo, s->xf_ident };
   const char *err;
 
   if (!lmtpd_config_xforward_allowed (s->config, s->real_peer))
     return reply_error (s, "550 5.7.0 Error: insufficient authorization");
   if (s->txn)
     return reply_error (s, "503 5.5.1 Error: MAIL transaction in progress");
-  s->xf_name = s->xf_addr = s->xf_helo = NULL;
+  s->xf_name = s->xf_addr = s->xf_helo = s->xf_ident = NULL;
   err = forwarded_parse (args, xforward_attrs, &f);
-  s->xf_name = f.name, s->xf_addr = f.addr, s->xf_helo = f.helo;
+  s->xf_name = f.name, s->xf_addr = f.addr, s->xf_helo = f.helo, s->xf_ident = f.ident;
   if (err)
     return reply_error (s, "%s", err);
   reply (s, "250 2.0.0 Ok");

@@ -94,8 +94,11 @@ void lmtp_metrics_session (int delta);          /* +1 opened, -1 closed */
 void lmtp_metrics_refused (LmtpRefused why);
 void lmtp_metrics_transaction (guint64 bytes);  /* data received */
 void lmtp_metrics_delivery (guint code, guint64 delay_us, guint64 callout_us);
-/* One call to a callout service (from any thread). */
-void lmtp_metrics_callout (const char *service, gint64 us, gboolean failed);
+/* A recipient refused at RCPT (by the user map, a quota or a service). */
+void lmtp_metrics_rcpt_refused (guint code);
+/* One call to a callout service (from any thread): its verdict, NULL if
+ * the call failed. */
+void lmtp_metrics_callout (const char *service, gint64 us, const char *verdict);
 /* Prometheus text format 0.0.4. */
 char *lmtp_metrics_render (void);
 /* One line for the log (SIGUSR1). */

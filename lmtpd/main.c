@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <locale.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@ typedef struct {
   GMainLoop *loop;
   LmtpServer *server;
   GSocketService *metrics;
+  LmtpdConfig *started;      /* the configuration the listeners and threads were made from */
   gboolean debug;
   int exit_code;
 } Daemon;
@@ -238,22 +240,84 @@ on_sigusr1 (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
+/* The mail user must exist on this host: found by --check-config and
+ * reported as a configuration error at start, not only when start drops
+ * privileges.  (The loader does not look: the example names a user that
+ * setup.sh creates.) */
+static gboolean
+check_user (const LmtpdConfig *c, const char *path, GError **error)
+{
+  if (c->user == NULL || getpwnam (c->user) != NULL)
+    return TRUE;
+  g_set_error (error, LMTPD_CONF_ERROR, LMTPD_CONF_ERROR_INVALID, "%s: [server] user: no user '%s' on this system",
+               path ? path : "(built-in defaults)", c->user);
+  return FALSE;
+}
+
+static char *
+listen_text (const GPtrArray *listen)
+{
+  GString *out = g_string_new (NULL);
+
+  for (guint i = 0; listen && i < listen->len; i++)
+    {
+      const LmtpdListen *l = listen->pdata[i];
+      if (l->kind == LMTPD_LISTEN_UNIX)
+        g_string_append_printf (out, "%sunix:%s", i ? ";" : "", l->path);
+      else
+        g_string_append_printf (out, "%sinet:%s:%u", i ? ";" : "", l->host, l->port);
+    }
+  return g_string_free (out, FALSE);
+}
+
+static gboolean
+warn_unchanged (const char *key, const char *was, const char *now)
+{
+  if (g_strcmp0 (was, now) == 0)
+    return FALSE;
+  g_warning ("reload: [server] %s changed (%s -> %s): not applied, it needs a restart", key,
+             was ? was : "unset", now ? now : "unset");
+  return TRUE;
+}
+
+/* Settings read once at start: a reload that changes them from what is
+ * running says so rather than seem to apply them.  Returns how many. */
+static guint
+report_not_reloadable (const LmtpdConfig *old, const LmtpdConfig *c)
+{
+  g_autofree char *l_old = listen_text (old->listen), *l_new = listen_text (c->listen);
+  g_autofree char *t_old = g_strdup_printf ("%u", old->delivery_threads);
+  g_autofree char *t_new = g_strdup_printf ("%u", c->delivery_threads);
+  guint n = 0;
+
+  n += warn_unchanged ("listen", l_old, l_new);
+  n += warn_unchanged ("metrics_listen", old->metrics_listen, c->metrics_listen);
+  n += warn_unchanged ("delivery_threads", t_old, t_new);
+  n += warn_unchanged ("user", old->user, c->user);
+  return n;
+}
+
 static gboolean
 on_sighup (gpointer data)
 {
   Daemon *d = data;
   g_autoptr (GError) error = NULL;
   g_autoptr (LmtpdConfig) c = load_config (d, &error);
+  guint not_applied;
 
   if (c == NULL || !deliver_prepare_dirs (c, &error))
     {
       g_warning ("reload failed, keeping the old configuration:\n%s", error->message);
       return G_SOURCE_CONTINUE;
     }
+  not_applied = report_not_reloadable (d->started, c);
   lmtp_server_set_config (d->server, c);
   log_json = c->log_json;
-  g_message ("configuration reloaded%s%s", d->config_path ? " from " : "",
-             d->config_path ? d->config_path : "");
+  if (not_applied)
+    g_message ("configuration reloaded%s%s, %u setting(s) not applied (see above)", d->config_path ? " from " : "",
+               d->config_path ? d->config_path : "", not_applied);
+  else
+    g_message ("configuration reloaded%s%s", d->config_path ? " from " : "", d->config_path ? d->config_path : "");
   return G_SOURCE_CONTINUE;
 }
 
@@ -324,6 +388,8 @@ main (int argc, char **argv)
   g_log_set_writer_func (log_writer, NULL, NULL);
 
   config = load_config (&d, &error);
+  if (config && !check_user (config, d.config_path, &error))
+    g_clear_pointer (&config, lmtpd_config_unref);
   if (config)
     log_json = config->log_json;
   if (config == NULL)
@@ -386,6 +452,7 @@ main (int argc, char **argv)
     g_autofree char *inflight = deliver_inflight_dir (config);
     deliver_mbox_recover (inflight);
   }
+  d.started = lmtpd_config_ref (config);
   d.loop = g_main_loop_new (NULL, FALSE);
   g_unix_signal_add (SIGHUP, on_sighup, &d);
   g_unix_signal_add (SIGUSR1, on_sigusr1, &d);
@@ -402,6 +469,7 @@ main (int argc, char **argv)
     }
   lmtp_server_free (d.server);
   deliver_close_callouts ();
+  lmtpd_config_unref (d.started);
   g_main_loop_unref (d.loop);
   return d.exit_code;
 }

@@ -1,22 +1,28 @@
 /* main.c - ocp-services: OPES callout services for the RFC 4496 use cases.
  *
- *   ocp-services -c services.conf [-d]
+ *   ocp-services [-c services.conf] [-d] [--check-config]
  *
  * Each [service NAME] names a module and the endpoint it listens on; the
  * module's check runs in a worker thread (it may talk to spamd, clamd ...),
- * and the answer goes back on the main loop.  docs/services.md documents
+ * and the answer goes back on the main loop, where one line per recipient
+ * logs the decision.  SIGHUP reloads the modules' settings (maps, policies,
+ * thresholds); what cannot change without a restart (listeners, [server])
+ * is named in the log and keeps its old value; a configuration with an
+ * error is not applied at all, as with lmtpd.  docs/services.md documents
  * every module.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <locale.h>
+#include <pwd.h>
 #include <string.h>
 #include <unistd.h>
 #include <glib-unix.h>
 
 #include "deliver.h"
 #include "gmime-cleanup.h"
+#include "lmtpd-conf.h"
 #include "services.h"
 
 static const ServiceModule *const modules[] = {
@@ -24,31 +30,71 @@ static const ServiceModule *const modules[] = {
   &service_security, &service_links, &service_normalize, &service_smime,
 };
 
+#ifndef SERVICES_CONFIG
+#define SERVICES_CONFIG "/etc/lmtpd/services.conf"
+#endif
+
 static gboolean debug;
-static GPtrArray *services; /* Service*, freed at exit */
+
+/* A configured service, shared by the jobs that use it: a reload makes a
+ * new one, and the old goes when its last job is done. */
+typedef struct {
+  Service svc;        /* first: modules get &live->svc */
+  gint ref_count;
+  char *module_name;
+  char *listen;       /* the listen value as written, to notice a change */
+} Live;
+
+/* A service's listeners, which outlive reloads; handle() uses whatever
+ * Live is current. */
+typedef struct {
+  OcpServer *server;
+  Live *live;
+} Slot;
+
+static Live *
+live_ref (Live *l)
+{
+  g_atomic_int_inc (&l->ref_count);
+  return l;
+}
 
 static void
-service_free (gpointer p)
+live_unref (Live *l)
 {
-  Service *svc = p;
-  if (svc->state && svc->module->free)
-    svc->module->free (svc->state);
-  g_free (svc->name);
-  g_free (svc->uri);
-  g_free (svc);
+  if (!g_atomic_int_dec_and_test (&l->ref_count))
+    return;
+  if (l->svc.state && l->svc.module->free)
+    l->svc.module->free (l->svc.state);
+  g_free (l->svc.name);
+  g_free (l->svc.uri);
+  g_free (l->module_name);
+  g_free (l->listen);
+  g_free (l);
+}
+
+static void
+slot_free (gpointer p)
+{
+  Slot *slot = p;
+  ocp_server_free (slot->server);
+  live_unref (slot->live);
+  g_free (slot);
 }
 
 typedef struct {
-  Service *svc;
+  Live *live;
   OcpServerTxn *txn;
   ServiceInput in;
   ServiceOutput out;
+  gint64 started_us;
 } Job;
 
 static void
 job_free (gpointer p)
 {
   Job *job = p;
+  live_unref (job->live);
   ocp_server_txn_unref (job->txn);
   g_hash_table_unref (job->in.env);
   g_strfreev (job->in.rcpts);
@@ -180,7 +226,7 @@ check_one (Job *job, guint i, ServiceOutput *out)
   in.env = env_for (job->in.env, one[0]);
   out->body_fd = -1;
   ocp_verdict_init (&out->verdict);
-  job->svc->module->check (job->svc, &in, out);
+  job->live->svc.module->check (&job->live->svc, &in, out);
   g_hash_table_unref (in.env);
 }
 
@@ -200,7 +246,7 @@ check_each_recipient (Job *job)
   for (guint i = 0; i < n; i++)
     {
       if (job->in.body_fd >= 0 && lseek (job->in.body_fd, body_start, SEEK_SET) < 0)
-        g_printerr ("ocp-services: %s: body: %s\n", job->svc->name, g_strerror (errno));
+        g_printerr ("ocp-services: %s: body: %s\n", job->live->svc.name, g_strerror (errno));
       check_one (job, i, &outs[i]);
       same = same && same_verdict (&outs[0].verdict, &outs[i].verdict)
              && same_header (outs[0].header, outs[i].header) && same_body (outs[0].body_fd, outs[i].body_fd);
@@ -218,38 +264,101 @@ run_check (GTask *task, gpointer src, gpointer data, GCancellable *cancel)
 {
   Job *job = data;
 
-  if (job->svc->module->per_recipient && g_strv_length (job->in.rcpts) > 1)
+  if (job->live->svc.module->per_recipient && g_strv_length (job->in.rcpts) > 1)
     check_each_recipient (job);
   else if (g_strv_length (job->in.rcpts) == 1)
     check_one (job, 0, &job->out);
   else
-    job->svc->module->check (job->svc, &job->in, &job->out);
+    job->live->svc.module->check (&job->live->svc, &job->in, &job->out);
   g_task_return_boolean (task, TRUE);
+}
+
+/* What a verdict does to the message, in one word: an accept that files
+ * the message in a folder is "junk", one that changes it is "modify" (the
+ * words lmtpd traces, so both logs say the same).  @adapted: the message
+ * comes back changed. */
+static const char *
+verdict_word (const OcpVerdict *v, gboolean adapted)
+{
+  if (v->verdict != OCP_VERDICT_ACCEPT)
+    return ocp_verdict_name (v->verdict);
+  if (v->folder)
+    return "junk";
+  if (adapted || v->header || v->body_fd >= 0 || v->add_headers || v->remove_headers || v->subject_tag || v->flags)
+    return "modify";
+  return "accept";
+}
+
+/* Why, as far as the verdict says: the reply, the folder or address, the
+ * score and classifications. */
+static char *
+verdict_reason (const OcpVerdict *v)
+{
+  GString *why = g_string_new (NULL);
+
+  if (v->reply_code || v->reply_text)
+    g_string_append_printf (why, " reply=\"%u %s\"", v->reply_code, v->reply_text ? v->reply_text : "");
+  if (v->folder)
+    g_string_append_printf (why, " folder=%s", v->folder);
+  if (v->redirect)
+    g_string_append_printf (why, " redirect=<%s>", v->redirect);
+  if (v->score)
+    g_string_append_printf (why, " score=%s/%s", v->score, v->threshold ? v->threshold : "-");
+  for (guint i = 0; v->labels && i < v->labels->len; i++)
+    g_string_append_printf (why, "%s%s", i ? "," : " labels=", (const char *) v->labels->pdata[i]);
+  return g_string_free (why, FALSE);
+}
+
+/* One line per recipient and decision, whatever -d says: a recipient with
+ * a section of its own (profile 2) is logged with its own verdict. */
+static void
+log_decision (const Job *job, const char *rcpt_in, const OcpVerdict *v, const char *word, const char *stamp)
+{
+  const char *xid = g_hash_table_lookup (job->in.env, "Transaction-Id");
+  g_autofree char *why = verdict_reason (v);
+  g_autofree char *safe_why = deliver_sanitize (why, 512);
+  g_autofree char *safe_xid = deliver_sanitize (xid ? xid : "-", 64);
+  g_autofree char *rcpt = deliver_sanitize (rcpt_in, 256);
+
+  g_printerr ("%s ocp-services[%d]: %s: txn=%s rcpt=<%s> verdict=%s%s\n", stamp, (int) getpid (),
+              job->live->svc.name, safe_xid, rcpt, word, safe_why);
 }
 
 static void
 check_done (GObject *src, GAsyncResult *res, gpointer data)
 {
   Job *job = g_task_get_task_data (G_TASK (res));
+  const OcpVerdict *top = &job->out.verdict;
+  gboolean adapted = job->out.header || job->out.body_fd >= 0;
+  gint64 took = g_get_monotonic_time () - job->started_us;
+  g_autoptr (GDateTime) now = g_date_time_new_now_local ();
+  g_autofree char *stamp = g_date_time_format (now, "%Y-%m-%dT%H:%M:%S.%f");
 
+  stamp[23] = '\0'; /* milliseconds, as lmtpd's lines */
   if (job->out.verdict.service_id == NULL)
-    job->out.verdict.service_id = g_strdup (job->svc->uri);
-  if (debug)
-    g_printerr ("ocp-services: %s: %s for %s\n", job->svc->name, ocp_verdict_name (job->out.verdict.verdict),
-                (char *) g_hash_table_lookup (job->in.env, "Rcpt-To"));
+    job->out.verdict.service_id = g_strdup (job->live->svc.uri);
+  for (guint i = 0; job->in.rcpts[i]; i++)
+    {
+      const OcpRecipientVerdict *own = ocp_verdict_for_recipient (top, job->in.rcpts[i]);
+      const OcpVerdict *v = own ? &own->verdict : top;
+      const char *word = verdict_word (v, own ? own->verdict.header != NULL || job->out.body_fd >= 0 : adapted);
+      log_decision (job, job->in.rcpts[i], v, word, stamp);
+      service_metrics_decision (job->live->svc.name, word, 1, i == 0 ? took : -1);
+    }
   ocp_server_txn_respond (job->txn, &job->out.verdict, job->out.header, job->out.body_fd);
 }
 
 static void
 handle (OcpServerTxn *txn, gpointer data)
 {
-  Service *svc = data;
+  Slot *slot = data;
   Job *job = g_new0 (Job, 1);
   g_autoptr (GTask) task = NULL;
   const char *rcpts;
   int fd;
 
-  job->svc = svc;
+  job->live = live_ref (slot->live);
+  job->started_us = g_get_monotonic_time ();
   job->txn = ocp_server_txn_ref (txn);
   job->in.env = g_hash_table_ref (ocp_server_txn_envelope (txn));
   rcpts = g_hash_table_lookup (job->in.env, "Rcpt-To");
@@ -273,6 +382,249 @@ find_module (const char *name)
   return NULL;
 }
 
+/* ---- configuration ---------------------------------------------------------- */
+
+/* [service NAME] read and configured, nothing opened yet. */
+static Live *
+live_new (GKeyFile *kf, const char *group, GError **error)
+{
+  g_autofree char *module = service_get_string (kf, group, "module", NULL);
+  g_auto (GStrv) listen = service_get_list (kf, group, "listen");
+  const ServiceModule *m = module ? find_module (module) : NULL;
+  Live *l;
+
+  if (m == NULL)
+    {
+      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                   "[%s] module: '%s' is not logging, access, blocking, reroute, spam, security, links, normalize or smime", group,
+                   module ? module : "(none)");
+      return NULL;
+    }
+  if (listen == NULL || listen[0] == NULL)
+    {
+      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND, "[%s] listen: missing", group);
+      return NULL;
+    }
+  l = g_new0 (Live, 1);
+  l->ref_count = 1;
+  l->svc.module = m;
+  l->svc.name = g_strdup (group + strlen ("service "));
+  l->svc.uri = service_get_string (kf, group, "uri", NULL);
+  if (l->svc.uri == NULL)
+    l->svc.uri = g_strdup_printf ("urn:x-opes-lmtpd:service:%s", l->svc.name);
+  l->module_name = g_steal_pointer (&module);
+  l->listen = g_strjoinv (",", listen);
+  if (!m->configure (&l->svc, kf, group, error))
+    {
+      g_prefix_error (error, "[%s] ", group);
+      live_unref (l);
+      return NULL;
+    }
+  return l;
+}
+
+/* The whole file, every service configured: a list of Live, or NULL with
+ * @error (the file name and, for syntax, the line in the message). */
+static GPtrArray *
+config_load (const char *path, GKeyFile *kf, GError **error)
+{
+  g_autoptr (GPtrArray) lives = g_ptr_array_new_with_free_func ((GDestroyNotify) live_unref);
+  g_auto (GStrv) groups = NULL;
+
+  g_autofree char *text = NULL;
+  gsize len;
+
+  if (!g_file_get_contents (path, &text, &len, error))
+    return NULL;
+  if (!g_key_file_load_from_data (kf, text, len, G_KEY_FILE_NONE, error))
+    {
+      guint line = lmtpd_keyfile_bad_line (text);
+      if (line)
+        g_prefix_error (error, "%s:%u: ", path, line);
+      else
+        g_prefix_error (error, "%s: ", path);
+      return NULL;
+    }
+  /* at start, modules hand what they create to the user; a reload runs as it */
+  if (service_user == NULL)
+    service_user = service_get_string (kf, "server", "user", NULL);
+  if (service_user && getpwnam (service_user) == NULL)
+    {
+      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE, "%s: [server] user: no user '%s'",
+                   path, service_user);
+      return NULL;
+    }
+  groups = g_key_file_get_groups (kf, NULL);
+  for (guint i = 0; groups[i]; i++)
+    {
+      Live *l;
+      if (strcmp (groups[i], "server") == 0)
+        continue;
+      if (!g_str_has_prefix (groups[i], "service "))
+        {
+          g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_GROUP_NOT_FOUND,
+                       "%s:%u: [%s]: unknown group (only [server] and [service NAME])", path,
+                       lmtpd_keyfile_group_line (text, groups[i]), groups[i]);
+          return NULL;
+        }
+      if ((l = live_new (kf, groups[i], error)) == NULL)
+        {
+          g_prefix_error (error, "%s: ", path);
+          return NULL;
+        }
+      g_ptr_array_add (lives, l);
+    }
+  if (lives->len == 0)
+    {
+      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_GROUP_NOT_FOUND, "%s: no [service NAME]", path);
+      return NULL;
+    }
+  return g_steal_pointer (&lives);
+}
+
+static Slot *
+slot_open (Live *l, GError **error)
+{
+  g_auto (GStrv) listen = g_strsplit (l->listen, ",", -1);
+  Slot *slot = g_new0 (Slot, 1);
+
+  slot->live = live_ref (l);
+  slot->server = ocp_server_new (l->svc.module->parts, handle, slot);
+  for (guint i = 0; listen[i]; i++)
+    {
+      guint16 port = 0;
+      if (!ocp_server_listen (slot->server, listen[i], &port, error))
+        {
+          g_prefix_error (error, "[service %s] listen %s: ", l->svc.name, listen[i]);
+          slot_free (slot);
+          return NULL;
+        }
+      if (port)
+        {
+          g_autofree char *host = g_strndup (listen[i] + 5, strrchr (listen[i], ':') - listen[i] - 5);
+          g_printerr ("ocp-services: %s (%s) listening on inet:%s:%u\n", l->svc.name, l->module_name, host, port);
+        }
+      else
+        g_printerr ("ocp-services: %s (%s) listening on %s\n", l->svc.name, l->module_name, listen[i]);
+    }
+  return slot;
+}
+
+/* ---- reload ------------------------------------------------------------------- */
+
+typedef struct {
+  char *path;
+  GPtrArray *slots;       /* Slot* */
+  char *server_group;     /* [server] as loaded at start, to notice a change */
+  GMainLoop *loop;
+} Daemon;
+
+static char *
+server_group_text (GKeyFile *kf)
+{
+  g_auto (GStrv) keys = g_key_file_get_keys (kf, "server", NULL, NULL);
+  GString *out = g_string_new (NULL);
+
+  for (guint i = 0; keys && keys[i]; i++)
+    {
+      g_autofree char *v = g_key_file_get_value (kf, "server", keys[i], NULL);
+      g_string_append_printf (out, "%s=%s\n", keys[i], v ? v : "");
+    }
+  return g_string_free (out, FALSE);
+}
+
+static Slot *
+slot_named (Daemon *d, const char *name)
+{
+  for (guint i = 0; i < d->slots->len; i++)
+    {
+      Slot *slot = d->slots->pdata[i];
+      if (strcmp (slot->live->svc.name, name) == 0)
+        return slot;
+    }
+  return NULL;
+}
+
+static gboolean
+live_listed (GPtrArray *lives, const char *name)
+{
+  for (guint i = 0; i < lives->len; i++)
+    if (strcmp (((Live *) lives->pdata[i])->svc.name, name) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+/* Puts each new service in its slot; returns how many settings could not
+ * change (each one logged). */
+static guint
+reload_apply (Daemon *d, GPtrArray *lives)
+{
+  guint not_applied = 0;
+
+  for (guint i = 0; i < lives->len; i++)
+    {
+      Live *l = lives->pdata[i];
+      Slot *slot = slot_named (d, l->svc.name);
+      if (slot == NULL)
+        {
+          g_printerr ("ocp-services: reload: [service %s] is new: not applied, it needs a restart\n", l->svc.name);
+          not_applied++;
+          continue;
+        }
+      if (strcmp (slot->live->module_name, l->module_name) || strcmp (slot->live->listen, l->listen))
+        {
+          g_printerr ("ocp-services: reload: [service %s] %s changed: not applied (the old one stays), "
+                      "it needs a restart\n", l->svc.name, strcmp (slot->live->listen, l->listen) ? "listen" : "module");
+          not_applied++;
+          continue;
+        }
+      live_unref (slot->live);
+      slot->live = live_ref (l);
+    }
+  for (guint i = 0; i < d->slots->len; i++)
+    {
+      Slot *slot = d->slots->pdata[i];
+      if (!live_listed (lives, slot->live->svc.name))
+        {
+          g_printerr ("ocp-services: reload: [service %s] removed: still serving until a restart\n",
+                      slot->live->svc.name);
+          not_applied++;
+        }
+    }
+  return not_applied;
+}
+
+static gboolean
+on_hup (gpointer data)
+{
+  Daemon *d = data;
+  g_autoptr (GKeyFile) kf = g_key_file_new ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) lives = config_load (d->path, kf, &error);
+  g_autofree char *server = NULL;
+  guint not_applied;
+
+  if (lives == NULL)
+    {
+      g_printerr ("ocp-services: reload failed, keeping the old configuration: %s\n", error->message);
+      service_metrics_reload (FALSE);
+      return G_SOURCE_CONTINUE;
+    }
+  not_applied = reload_apply (d, lives);
+  server = server_group_text (kf);
+  if (strcmp (server, d->server_group) != 0)
+    {
+      g_printerr ("ocp-services: reload: [server] changed: not applied, it needs a restart\n");
+      not_applied++;
+    }
+  service_metrics_reload (TRUE);
+  if (not_applied)
+    g_printerr ("ocp-services: configuration reloaded, %u setting(s) not applied (see above)\n", not_applied);
+  else
+    g_printerr ("ocp-services: configuration reloaded\n");
+  return G_SOURCE_CONTINUE;
+}
+
 static gboolean
 on_term (gpointer loop)
 {
@@ -280,72 +632,80 @@ on_term (gpointer loop)
   return G_SOURCE_REMOVE;
 }
 
-static gboolean
-start_service (GKeyFile *kf, const char *group, GPtrArray *servers, GError **error)
-{
-  g_autofree char *module = service_get_string (kf, group, "module", NULL);
-  g_auto (GStrv) listen = service_get_list (kf, group, "listen");
-  const ServiceModule *m = module ? find_module (module) : NULL;
-  Service *svc;
-  OcpServer *server;
+/* ---- main ---------------------------------------------------------------------- */
 
-  if (m == NULL)
+/* Opens every listener, then the metrics; the exit code on failure. */
+static int
+daemon_open (Daemon *d, GPtrArray *lives, GKeyFile *kf, GSocketService **metrics)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *metrics_listen = service_get_string (kf, "server", "metrics_listen", NULL);
+
+  for (guint i = 0; i < lives->len; i++)
     {
-      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-                   "[%s] module: '%s' is not logging, access, blocking, reroute, spam, security, links, normalize or smime", group,
-                   module ? module : "(none)");
-      return FALSE;
-    }
-  if (listen == NULL || listen[0] == NULL)
-    {
-      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND, "[%s] listen: missing", group);
-      return FALSE;
-    }
-  svc = g_new0 (Service, 1);
-  g_ptr_array_add (services, svc);
-  svc->module = m;
-  svc->name = g_strdup (group + strlen ("service "));
-  svc->uri = service_get_string (kf, group, "uri", NULL);
-  if (svc->uri == NULL)
-    svc->uri = g_strdup_printf ("urn:x-opes-lmtpd:service:%s", svc->name);
-  if (!m->configure (svc, kf, group, error))
-    {
-      g_prefix_error (error, "[%s] ", group);
-      return FALSE;
-    }
-  server = ocp_server_new (m->parts, handle, svc);
-  g_ptr_array_add (servers, server);
-  for (guint i = 0; listen[i]; i++)
-    {
-      guint16 port = 0;
-      if (!ocp_server_listen (server, listen[i], &port, error))
+      Slot *slot = slot_open (lives->pdata[i], &error);
+      if (slot == NULL)
         {
-          g_prefix_error (error, "[%s] listen %s: ", group, listen[i]);
-          return FALSE;
+          g_printerr ("ocp-services: %s: %s\n", d->path, error->message);
+          return 78;
         }
-      if (port)
-        {
-          g_autofree char *host = g_strndup (listen[i] + 5, strrchr (listen[i], ':') - listen[i] - 5);
-          g_printerr ("ocp-services: %s (%s) listening on inet:%s:%u\n", svc->name, m->name, host, port);
-        }
-      else
-        g_printerr ("ocp-services: %s (%s) listening on %s\n", svc->name, m->name, listen[i]);
+      g_ptr_array_add (d->slots, slot);
     }
-  return TRUE;
+  if (metrics_listen && (*metrics = service_metrics_listen (metrics_listen, &error)) == NULL)
+    {
+      g_printerr ("ocp-services: %s: %s\n", d->path, error->message);
+      return 78;
+    }
+  return 0;
+}
+
+static int
+run (Daemon *d, GPtrArray *lives, GKeyFile *kf)
+{
+  g_autoptr (GError) error = NULL;
+  GSocketService *metrics = NULL;
+  int rc;
+
+  d->slots = g_ptr_array_new_with_free_func (slot_free);
+  d->server_group = server_group_text (kf);
+  d->loop = g_main_loop_new (NULL, FALSE);
+  rc = daemon_open (d, lives, kf, &metrics);
+  /* configured and listening: from here on, the unprivileged user */
+  if (rc == 0 && !deliver_drop_privileges (service_user, &error))
+    {
+      g_printerr ("ocp-services: %s\n", error->message);
+      rc = 77;
+    }
+  if (rc == 0)
+    {
+      g_printerr ("ocp-services: started\n");
+      g_unix_signal_add (SIGTERM, on_term, d->loop);
+      g_unix_signal_add (SIGINT, on_term, d->loop);
+      g_unix_signal_add (SIGHUP, on_hup, d);
+      g_main_loop_run (d->loop);
+    }
+  if (metrics)
+    g_socket_service_stop (metrics), g_object_unref (metrics);
+  g_ptr_array_unref (d->slots);
+  g_main_loop_unref (d->loop);
+  g_free (d->server_group);
+  return rc;
 }
 
 int
 main (int argc, char **argv)
 {
   g_autofree char *config = NULL;
+  gboolean check_only = FALSE;
   g_autoptr (GOptionContext) ctx = NULL;
   g_autoptr (GError) error = NULL;
   g_autoptr (GKeyFile) kf = g_key_file_new ();
-  g_autoptr (GPtrArray) servers = g_ptr_array_new_with_free_func ((GDestroyNotify) ocp_server_free);
-  g_auto (GStrv) groups = NULL;
-  GMainLoop *loop;
+  g_autoptr (GPtrArray) lives = NULL;
+  Daemon d = { 0 };
+  int rc;
   GOptionEntry entries[] = {
-    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config, "Configuration file", "FILE" },
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config, "Configuration file (default " SERVICES_CONFIG ")", "FILE" },
+    { "check-config", 0, 0, G_OPTION_ARG_NONE, &check_only, "Check the configuration and exit", NULL },
     { "debug", 'd', 0, G_OPTION_ARG_NONE, &debug, "Log every transaction", NULL },
     { NULL }
   };
@@ -353,50 +713,31 @@ main (int argc, char **argv)
   setlocale (LC_ALL, "C");
   ctx = g_option_context_new ("- OPES callout services (RFC 4496)");
   g_option_context_add_main_entries (ctx, entries, NULL);
-  if (!g_option_context_parse (ctx, &argc, &argv, &error) || config == NULL)
+  if (!g_option_context_parse (ctx, &argc, &argv, &error) || argc > 1)
     {
-      g_printerr ("ocp-services: %s\n", error ? error->message : "-c FILE is required");
+      g_printerr ("ocp-services: %s\n", error ? error->message : "unexpected arguments");
       return 64;
     }
-  if (!g_key_file_load_from_file (kf, config, G_KEY_FILE_NONE, &error))
+  d.path = config ? config : SERVICES_CONFIG;
+  g_mime_init ();
+  lives = config_load (d.path, kf, &error);
+  if (lives == NULL)
     {
-      g_printerr ("ocp-services: %s: %s\n", config, error->message);
+      g_printerr ("ocp-services: %s\n", error->message);
       return 78;
     }
-  g_mime_init ();
-  services = g_ptr_array_new_with_free_func (service_free);
-  service_user = service_get_string (kf, "server", "user", NULL);
+  if (check_only)
+    {
+      g_printerr ("ocp-services: %s: configuration OK (%u services)\n", d.path, lives->len);
+      return 0;
+    }
   if (geteuid () == 0 && service_user == NULL)
     {
       g_printerr ("ocp-services: refusing to run as root: set [server] user\n");
       return 77;
     }
-  loop = g_main_loop_new (NULL, FALSE);
-  groups = g_key_file_get_groups (kf, NULL);
-  for (guint i = 0; groups[i]; i++)
-    if (g_str_has_prefix (groups[i], "service ") && !start_service (kf, groups[i], servers, &error))
-      {
-        g_printerr ("ocp-services: %s: %s\n", config, error->message);
-        return 78;
-      }
-  if (servers->len == 0)
-    {
-      g_printerr ("ocp-services: %s: no [service NAME]\n", config);
-      return 78;
-    }
-  /* configured and listening: from here on, the unprivileged user */
-  if (!deliver_drop_privileges (service_user, &error))
-    {
-      g_printerr ("ocp-services: %s\n", error->message);
-      return 77;
-    }
-  g_printerr ("ocp-services: started\n");
-  g_unix_signal_add (SIGTERM, on_term, loop);
-  g_unix_signal_add (SIGINT, on_term, loop);
-  g_main_loop_run (loop);
-  g_main_loop_unref (loop);
-  g_ptr_array_set_size (servers, 0);
-  g_ptr_array_unref (services);
+  rc = run (&d, lives, kf);
+  g_clear_pointer (&lives, g_ptr_array_unref);
   g_free (service_user);
-  return 0;
+  return rc;
 }

@@ -64,6 +64,12 @@ void service_add_header (OcpVerdict *v, const char *fmt, ...) G_GNUC_PRINTF (2, 
 void service_own_path (const char *path);
 extern char *service_user;
 
+/* Counters for [server] metrics_listen (services-metrics.c). */
+/* @check_us < 0: one more recipient of a call already counted. */
+void service_metrics_decision (const char *service, const char *verdict, guint n_rcpts, gint64 check_us);
+void service_metrics_reload (gboolean ok);
+GSocketService *service_metrics_listen (const char *spec, GError **error);
+
 extern const ServiceModule service_logging;
 extern const ServiceModule service_access;
 extern const ServiceModule service_blocking;

@@ -60,7 +60,7 @@ test_errors (void)
   g_autofree char *l7 = g_strdup_printf ("%s:7: [delivery] mailbox:", path);
   g_autofree char *l8 = g_strdup_printf ("%s:8: [delivery] fsync:", path);
   g_autofree char *l9 = g_strdup_printf ("%s:9: [delivery] colour: unknown key", path);
-  g_autofree char *l10 = g_strdup_printf ("%s: [nonsense]: unknown group", path);
+  g_autofree char *l10 = g_strdup_printf ("%s:10: [nonsense]: unknown group", path);
 
   g_assert_null (c);
   g_assert_error (error, LMTPD_CONF_ERROR, LMTPD_CONF_ERROR_INVALID);
