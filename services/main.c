@@ -337,6 +337,12 @@ check_done (GObject *src, GAsyncResult *res, gpointer data)
   stamp[23] = '\0'; /* milliseconds, as lmtpd's lines */
   if (job->out.verdict.service_id == NULL)
     job->out.verdict.service_id = g_strdup (job->live->svc.uri);
+  if (debug) /* one line per call, with the recipients in the order lmtpd listed them */
+    {
+      g_autofree char *all = g_strjoinv (", ", job->in.rcpts);
+      g_autofree char *safe = deliver_sanitize (all, 2048);
+      g_printerr ("ocp-services: %s: %s for %s\n", job->live->svc.name, verdict_word (top, adapted), safe);
+    }
   for (guint i = 0; job->in.rcpts[i]; i++)
     {
       const OcpRecipientVerdict *own = ocp_verdict_for_recipient (top, job->in.rcpts[i]);
