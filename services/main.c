@@ -97,6 +97,7 @@ job_free (gpointer p)
   live_unref (job->live);
   ocp_server_txn_unref (job->txn);
   g_hash_table_unref (job->in.env);
+  g_hash_table_unref (job->in.call_memo);
   g_strfreev (job->in.rcpts);
   if (job->in.header)
     g_bytes_unref (job->in.header);
@@ -367,6 +368,7 @@ handle (OcpServerTxn *txn, gpointer data)
   job->started_us = g_get_monotonic_time ();
   job->txn = ocp_server_txn_ref (txn);
   job->in.env = g_hash_table_ref (ocp_server_txn_envelope (txn));
+  job->in.call_memo = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   rcpts = g_hash_table_lookup (job->in.env, "Rcpt-To");
   job->in.rcpts = g_strsplit (rcpts ? rcpts : "", ", ", -1);
   job->in.header = ocp_server_txn_header (txn);

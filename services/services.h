@@ -20,6 +20,10 @@ typedef struct {
   GBytes *header;         /* original header part, or NULL */
   int body_fd;            /* original body part, or -1 */
   guint64 body_len;
+  /* string -> string, for the whole call: what a module found for one
+   * recipient that holds for the others too (spam's score of the message)
+   * is worked out once.  Only the call's own thread uses it. */
+  GHashTable *call_memo;
 } ServiceInput;
 
 /* What it answers: the verdict, and adapted parts (NULL / -1: unchanged). */

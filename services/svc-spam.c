@@ -335,6 +335,42 @@ rspamd_score (const char *endpoint, const ServiceInput *in, GBytes *msg, double 
   return TRUE;
 }
 
+
+/* The message's score: one scan a call.  The builtin scorer and rspamd
+ * look only at the message, so every recipient of the call shares the
+ * first one's scan (in->call_memo); spamd scores with the recipient's
+ * own preferences (User:), so it is asked once per recipient. */
+static gboolean
+message_score (Spam *s, const ServiceInput *in, const char *rcpt, GBytes *msg, double *score, GString *why,
+               GError **error)
+{
+  g_autofree char *key = strcmp (s->backend, "spamd") == 0 ? g_strconcat ("spam:spamd:", rcpt, NULL)
+                                                            : g_strconcat ("spam:", s->backend, NULL);
+  const char *memo = in->call_memo ? g_hash_table_lookup (in->call_memo, key) : NULL;
+  gboolean ok;
+
+  if (memo)
+    {
+      char *end;
+      *score = g_ascii_strtod (memo, &end);
+      g_string_append (why, end + 1);
+      return TRUE;
+    }
+  if (strcmp (s->backend, "spamd") == 0)
+    ok = spamd_score (s->endpoint, rcpt, msg, score, why, error);
+  else if (strcmp (s->backend, "rspamd") == 0)
+    ok = rspamd_score (s->endpoint, in, msg, score, why, error);
+  else
+    ok = builtin_score (in, msg, score, why);
+  if (ok && in->call_memo)
+    {
+      char buf[G_ASCII_DTOSTR_BUF_SIZE];
+      g_ascii_dtostr (buf, sizeof buf, *score);
+      g_hash_table_insert (in->call_memo, g_steal_pointer (&key), g_strconcat (buf, " ", why->str, NULL));
+    }
+  return ok;
+}
+
 static void
 spam_check (Service *svc, const ServiceInput *in, ServiceOutput *out)
 {
@@ -371,12 +407,7 @@ spam_check (Service *svc, const ServiceInput *in, ServiceOutput *out)
       else
         pol = own;
     }
-  if (strcmp (s->backend, "spamd") == 0)
-    ok = spamd_score (s->endpoint, rcpt, msg, &score, why, &error);
-  else if (strcmp (s->backend, "rspamd") == 0)
-    ok = rspamd_score (s->endpoint, in, msg, &score, why, &error);
-  else
-    ok = builtin_score (in, msg, &score, why);
+  ok = message_score (s, in, lc, msg, &score, why, &error);
   if (!ok)
     {
       if (own)

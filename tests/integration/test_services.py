@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import re
+import tempfile
+import shutil
 import unittest
 
 from lmtptest import Daemon, Services, dotstuff, main
@@ -409,6 +411,62 @@ class RspamdProtocol(unittest.TestCase):
             d.cleanup()
             s.stop()
             httpd.shutdown()
+
+
+class RspamdOneScan(unittest.TestCase):
+    """One scan, a verdict per recipient: three recipients with three
+    policies in one transaction cost rspamd one request, and each gets its
+    own verdict from the one score."""
+
+    def test_one_request_three_verdicts(self):
+        import http.server
+        import threading
+        posts = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                posts.append(self.headers.get_all("Rcpt"))
+                answer = b'{"is_skipped":false,"score":20.5,"required_score":15.0,"action":"add header"}'
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        tmp = tempfile.mkdtemp(prefix="spam-policy-")
+        policy = os.path.join(tmp, "spam.policy")
+        with open(policy, "w") as f:
+            f.write("boss@example.org 15 reject 550 5.7.1 Spam is refused here\n"
+                    "abuse@example.org 1000000 accept\n")
+        s = Services("[service rs]\nmodule = spam\nlisten = inet:127.0.0.1:0\nbackend = rspamd\n"
+                     "rspamd = inet:127.0.0.1:%d\nthreshold = 15\nactions = junk\npolicy = %s\n"
+                     % (httpd.server_port, policy))
+        extra = service("rs", s.endpoint("rs"))
+        extra.update({"rule all.match": "*", "rule all.services": "rs"})
+        d = Daemon(extra=extra).start()
+        try:
+            c = d.connect()
+            c.reply()
+            c.cmd("LHLO x")
+            r = transaction(c, ["ann@example.org", "boss@example.org", "abuse@example.org"],
+                            b"Subject: deal\r\nFrom: s@example.net\r\n\r\nbuy now\r\n")
+            self.assertEqual(len(posts), 1, posts)
+            self.assertTrue(r[0].startswith("250"), r)
+            self.assertTrue(r[1].startswith("550 5.7.1"), r)
+            self.assertTrue(r[2].startswith("250"), r)
+            self.assertEqual(len(d.messages("ann@example.org", folder=".Junk")), 1)
+            self.assertEqual(len(d.messages("abuse@example.org")), 1)
+            self.assertEqual(d.messages("boss@example.org"), [])
+        finally:
+            d.cleanup()
+            s.stop()
+            httpd.shutdown()
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 class RealFilters(unittest.TestCase):
