@@ -134,6 +134,16 @@ find_named (GPtrArray *named, const char *name)
   return NULL;
 }
 
+OcpValue *
+ocp_result_new (guint code, const char *reason)
+{
+  OcpValue *r = ocp_struct_new ();
+  ocp_value_add (r, ocp_atom_new_uint (code));
+  if (reason)
+    ocp_value_add (r, ocp_atom_new (reason));
+  return r;
+}
+
 const OcpValue *
 ocp_value_get_named (const OcpValue *s, const char *name)
 {

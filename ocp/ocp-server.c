@@ -154,16 +154,6 @@ send_msg (SConn *c, OcpMessage *m)
     conn_flush (c);
 }
 
-static OcpValue *
-result (guint code, const char *reason)
-{
-  OcpValue *r = ocp_struct_new ();
-  ocp_value_add (r, ocp_atom_new_uint (code));
-  if (reason)
-    ocp_value_add (r, ocp_atom_new (reason));
-  return r;
-}
-
 static void
 conn_close (SConn *c)
 {
@@ -221,7 +211,7 @@ conn_flush (SConn *c)
 static void
 conn_fail (SConn *c, const char *why)
 {
-  send_msg (c, ocp_message_add (ocp_message_new ("CE"), result (400, why)));
+  send_msg (c, ocp_message_add (ocp_message_new ("CE"), ocp_result_new (400, why)));
   c->closing = TRUE;
   if (!c->writing)
     conn_close (c);
@@ -231,7 +221,7 @@ static void
 txn_fail (SConn *c, guint64 xid, const char *why)
 {
   g_hash_table_remove (c->txns, &xid);
-  send_msg (c, ocp_message_add (ocp_message_add_uint (ocp_message_new ("TE"), xid), result (400, why)));
+  send_msg (c, ocp_message_add (ocp_message_add_uint (ocp_message_new ("TE"), xid), ocp_result_new (400, why)));
 }
 
 /* ---- input --------------------------------------------------------------- */
@@ -572,7 +562,7 @@ conn_tick (gpointer data)
     conn_fail (c, "no handshake in time");
   else if (c->got_cs && g_hash_table_size (c->txns) == 0 && s->idle_timeout && quiet >= s->idle_timeout)
     {
-      send_msg (c, ocp_message_add (ocp_message_new ("CE"), result (200, "idle")));
+      send_msg (c, ocp_message_add (ocp_message_new ("CE"), ocp_result_new (200, "idle")));
       c->closing = TRUE;
       if (!c->writing)
         conn_close (c);
