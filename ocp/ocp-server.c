@@ -516,6 +516,8 @@ on_ce (SConn *c, OcpMessage *m)
     conn_close (c);
 }
 
+/* One handler per message name; a handler may take what it keeps out of
+ * the message (AMS takes its named parameters). */
 static const struct {
   const char *name;
   void (*run) (SConn *c, OcpMessage *m);
