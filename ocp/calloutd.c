@@ -168,7 +168,31 @@ typedef struct {
   OcpVerdict verdict;
   GBytes *header;
   int body_fd;
+  guint delay;          /* ms before the answer */
 } Pending;
+
+static Pending *
+pending_new (OcpServerTxn *t)
+{
+  Pending *p = g_new0 (Pending, 1);
+
+  p->txn = ocp_server_txn_ref (t);
+  p->body_fd = -1;
+  ocp_verdict_init (&p->verdict);
+  return p;
+}
+
+static void
+pending_free (Pending *p)
+{
+  ocp_server_txn_unref (p->txn);
+  ocp_verdict_clear (&p->verdict);
+  if (p->header)
+    g_bytes_unref (p->header);
+  if (p->body_fd >= 0)
+    close (p->body_fd);
+  g_free (p);
+}
 
 static gboolean
 respond_later (gpointer data)
@@ -178,13 +202,7 @@ respond_later (gpointer data)
   if (debug)
     g_printerr ("calloutd: answered %s: %" G_GUINT64_FORMAT " octets sent in all\n",
                 ocp_verdict_name (p->verdict.verdict), ocp_server_bytes_sent (server));
-  ocp_server_txn_unref (p->txn);
-  ocp_verdict_clear (&p->verdict);
-  if (p->header)
-    g_bytes_unref (p->header);
-  if (p->body_fd >= 0)
-    close (p->body_fd);
-  g_free (p);
+  pending_free (p);
   return G_SOURCE_REMOVE;
 }
 
@@ -204,118 +222,217 @@ header_with (OcpServerTxn *t, const char *line)
   return g_string_free_to_bytes (s);
 }
 
+/* ---- the actions: each returns FALSE when the transaction gets no answer */
+
+/* reject CODE TEXT | tempfail CODE TEXT */
+static gboolean
+act_refuse (Pending *p, const char *a, const char *arg)
+{
+  p->verdict.verdict = a[0] == 'r' ? OCP_VERDICT_REJECT : OCP_VERDICT_TEMPFAIL;
+  p->verdict.reply_code = (guint) g_ascii_strtoull (arg, NULL, 10);
+  p->verdict.reply_text = g_strdup (strchr (arg, ' ') ? strchr (arg, ' ') + 1 : "");
+  return TRUE;
+}
+
+static gboolean
+act_accept (Pending *p, const char *a, const char *arg)
+{
+  p->verdict.verdict = OCP_VERDICT_ACCEPT;
+  return TRUE;
+}
+
+static gboolean
+act_discard (Pending *p, const char *a, const char *arg)
+{
+  p->verdict.verdict = OCP_VERDICT_DISCARD;
+  return TRUE;
+}
+
+static gboolean
+act_quarantine (Pending *p, const char *a, const char *arg)
+{
+  p->verdict.verdict = OCP_VERDICT_QUARANTINE;
+  p->verdict.folder = g_strdup (arg);
+  return TRUE;
+}
+
+static gboolean
+act_redirect (Pending *p, const char *a, const char *arg)
+{
+  p->verdict.verdict = OCP_VERDICT_REDIRECT;
+  p->verdict.redirect = g_strdup (arg);
+  return TRUE;
+}
+
+/* flags Seen,Flagged,... as Maildir letters */
+static gboolean
+act_flags (Pending *p, const char *a, const char *arg)
+{
+  static const struct {
+    const char *name;
+    char letter;
+  } letters[] = {
+    { "Seen", 'S' }, { "Flagged", 'F' }, { "Answered", 'R' }, { "Draft", 'D' }, { "Deleted", 'T' },
+  };
+  g_auto (GStrv) f = g_strsplit (arg, ",", -1);
+  GString *s = g_string_new (NULL);
+
+  for (guint i = 0; f[i]; i++)
+    for (guint k = 0; k < G_N_ELEMENTS (letters); k++)
+      if (!g_ascii_strcasecmp (f[i], letters[k].name))
+        g_string_append_c (s, letters[k].letter);
+  p->verdict.flags = g_string_free (s, FALSE);
+  return TRUE;
+}
+
+static void
+add_string (GPtrArray **list, const char *s)
+{
+  if (*list == NULL)
+    *list = g_ptr_array_new_with_free_func (g_free);
+  g_ptr_array_add (*list, g_strdup (s));
+}
+
+static gboolean
+act_add_header (Pending *p, const char *a, const char *arg)
+{
+  add_string (&p->verdict.add_headers, arg);
+  return TRUE;
+}
+
+static gboolean
+act_remove_header (Pending *p, const char *a, const char *arg)
+{
+  add_string (&p->verdict.remove_headers, arg);
+  return TRUE;
+}
+
+static gboolean
+act_tag_subject (Pending *p, const char *a, const char *arg)
+{
+  p->verdict.subject_tag = g_strdup (arg);
+  return TRUE;
+}
+
+static gboolean
+act_set_header (Pending *p, const char *a, const char *arg)
+{
+  p->header = header_with (p->txn, arg);
+  return TRUE;
+}
+
+/* replace-body TEXT (C escapes) in an unlinked file */
+static gboolean
+act_replace_body (Pending *p, const char *a, const char *arg)
+{
+  g_autofree char *path = NULL;
+  g_autofree char *body = g_strcompress (arg);
+
+  p->body_fd = g_file_open_tmp ("calloutd-XXXXXX", &path, NULL);
+  if (p->body_fd >= 0)
+    {
+      unlink (path);
+      if (write (p->body_fd, body, strlen (body)) < 0)
+        g_printerr ("calloutd: %s\n", g_strerror (errno));
+      lseek (p->body_fd, 0, SEEK_SET);
+    }
+  return TRUE;
+}
+
+static gboolean
+act_delay (Pending *p, const char *a, const char *arg)
+{
+  p->delay = (guint) g_ascii_strtoull (arg, NULL, 10);
+  return TRUE;
+}
+
+static gboolean
+act_close (Pending *p, const char *a, const char *arg)
+{
+  ocp_server_txn_abort_connection (p->txn);
+  return FALSE;
+}
+
+static gboolean
+act_garbage (Pending *p, const char *a, const char *arg)
+{
+  ocp_server_txn_send_raw (p->txn, "AMS this is not OCP\r\n{{{\r\n;\r\n", 28);
+  return FALSE;
+}
+
+static gboolean
+act_hang (Pending *p, const char *a, const char *arg)
+{
+  g_ptr_array_add (hanging, ocp_server_txn_ref (p->txn));
+  return FALSE;
+}
+
+static const struct {
+  const char *word;     /* the action, or how it starts (prefix) */
+  gboolean prefix;
+  gboolean (*run) (Pending *p, const char *action, const char *arg);
+} actions[] = {
+  { "reject", TRUE, act_refuse },
+  { "tempfail", TRUE, act_refuse },
+  { "accept", FALSE, act_accept },
+  { "discard", FALSE, act_discard },
+  { "quarantine ", TRUE, act_quarantine },
+  { "redirect ", TRUE, act_redirect },
+  { "flags ", TRUE, act_flags },
+  { "add-header ", TRUE, act_add_header },
+  { "remove-header ", TRUE, act_remove_header },
+  { "tag-subject ", TRUE, act_tag_subject },
+  { "set-header ", TRUE, act_set_header },
+  { "replace-body ", TRUE, act_replace_body },
+  { "delay ", TRUE, act_delay },
+  { "close", FALSE, act_close },
+  { "garbage", FALSE, act_garbage },
+  { "hang", FALSE, act_hang },
+};
+
+/* Runs action @a of a rule (unknown ones do nothing). */
+static gboolean
+run_action (Pending *p, const char *a)
+{
+  const char *arg = strchr (a, ' ') ? strchr (a, ' ') + 1 : "";
+
+  for (guint i = 0; i < G_N_ELEMENTS (actions); i++)
+    if (actions[i].prefix ? g_str_has_prefix (a, actions[i].word) : strcmp (a, actions[i].word) == 0)
+      return actions[i].run (p, a, arg);
+  return TRUE;
+}
+
+/* The first rule whose condition matches, or NULL. */
+static const Rule *
+rule_for (OcpServerTxn *t)
+{
+  for (guint i = 0; i < rules->len; i++)
+    if (matches (t, ((Rule *) rules->pdata[i])->cond))
+      return rules->pdata[i];
+  return NULL;
+}
+
 static void
 handle (OcpServerTxn *t, gpointer data)
 {
-  Pending *p = g_new0 (Pending, 1);
-  guint delay = 0;
-  const Rule *rule = NULL;
+  Pending *p = pending_new (t);
+  const Rule *rule = rule_for (t);
+  GHashTable *env = ocp_server_txn_envelope (t);
 
   handled++;
-  p->txn = ocp_server_txn_ref (t);
-  p->body_fd = -1;
-  ocp_verdict_init (&p->verdict);
-  for (guint i = 0; i < rules->len && rule == NULL; i++)
-    if (matches (t, ((Rule *) rules->pdata[i])->cond))
-      rule = rules->pdata[i];
   if (debug)
     g_printerr ("calloutd: %s for %s from client %s (%s): %s\n", ocp_server_txn_service (t),
-                (char *) g_hash_table_lookup (ocp_server_txn_envelope (t), "Rcpt-To"),
-                (char *) g_hash_table_lookup (ocp_server_txn_envelope (t), "Client-Address"),
-                (char *) g_hash_table_lookup (ocp_server_txn_envelope (t), "Client-Name"),
-                rule ? rule->cond : "(no rule: accept)");
+                (char *) g_hash_table_lookup (env, "Rcpt-To"), (char *) g_hash_table_lookup (env, "Client-Address"),
+                (char *) g_hash_table_lookup (env, "Client-Name"), rule ? rule->cond : "(no rule: accept)");
   for (guint k = 0; rule && rule->actions[k]; k++)
-    {
-      const char *a = rule->actions[k];
-      const char *arg = strchr (a, ' ') ? strchr (a, ' ') + 1 : "";
-      OcpVerdict *v = &p->verdict;
-
-      if (g_str_has_prefix (a, "reject") || g_str_has_prefix (a, "tempfail"))
-        {
-          v->verdict = a[0] == 'r' ? OCP_VERDICT_REJECT : OCP_VERDICT_TEMPFAIL;
-          v->reply_code = (guint) g_ascii_strtoull (arg, NULL, 10);
-          v->reply_text = g_strdup (strchr (arg, ' ') ? strchr (arg, ' ') + 1 : "");
-        }
-      else if (strcmp (a, "accept") == 0)
-        v->verdict = OCP_VERDICT_ACCEPT;
-      else if (strcmp (a, "discard") == 0)
-        v->verdict = OCP_VERDICT_DISCARD;
-      else if (g_str_has_prefix (a, "quarantine "))
-        {
-          v->verdict = OCP_VERDICT_QUARANTINE;
-          v->folder = g_strdup (arg);
-        }
-      else if (g_str_has_prefix (a, "redirect "))
-        {
-          v->verdict = OCP_VERDICT_REDIRECT;
-          v->redirect = g_strdup (arg);
-        }
-      else if (g_str_has_prefix (a, "flags "))
-        {
-          g_auto (GStrv) f = g_strsplit (arg, ",", -1);
-          GString *s = g_string_new (NULL);
-          for (guint i = 0; f[i]; i++)
-            {
-              if (!g_ascii_strcasecmp (f[i], "Seen")) g_string_append_c (s, 'S');
-              if (!g_ascii_strcasecmp (f[i], "Flagged")) g_string_append_c (s, 'F');
-              if (!g_ascii_strcasecmp (f[i], "Answered")) g_string_append_c (s, 'R');
-              if (!g_ascii_strcasecmp (f[i], "Draft")) g_string_append_c (s, 'D');
-              if (!g_ascii_strcasecmp (f[i], "Deleted")) g_string_append_c (s, 'T');
-            }
-          v->flags = g_string_free (s, FALSE);
-        }
-      else if (g_str_has_prefix (a, "add-header "))
-        {
-          if (v->add_headers == NULL)
-            v->add_headers = g_ptr_array_new_with_free_func (g_free);
-          g_ptr_array_add (v->add_headers, g_strdup (arg));
-        }
-      else if (g_str_has_prefix (a, "remove-header "))
-        {
-          if (v->remove_headers == NULL)
-            v->remove_headers = g_ptr_array_new_with_free_func (g_free);
-          g_ptr_array_add (v->remove_headers, g_strdup (arg));
-        }
-      else if (g_str_has_prefix (a, "tag-subject "))
-        v->subject_tag = g_strdup (arg);
-      else if (g_str_has_prefix (a, "set-header "))
-        p->header = header_with (t, arg);
-      else if (g_str_has_prefix (a, "replace-body "))
-        {
-          g_autofree char *path = NULL;
-          g_autofree char *body = g_strcompress (arg);
-          p->body_fd = g_file_open_tmp ("calloutd-XXXXXX", &path, NULL);
-          if (p->body_fd >= 0)
-            {
-              unlink (path);
-              if (write (p->body_fd, body, strlen (body)) < 0)
-                g_printerr ("calloutd: %s\n", g_strerror (errno));
-              lseek (p->body_fd, 0, SEEK_SET);
-            }
-        }
-      else if (g_str_has_prefix (a, "delay "))
-        delay = (guint) g_ascii_strtoull (arg, NULL, 10);
-      else if (strcmp (a, "close") == 0 || strcmp (a, "garbage") == 0 || strcmp (a, "hang") == 0)
-        {
-          if (a[0] == 'c')
-            ocp_server_txn_abort_connection (t);
-          else if (a[0] == 'g')
-            ocp_server_txn_send_raw (t, "AMS this is not OCP\r\n{{{\r\n;\r\n", 28);
-          else
-            g_ptr_array_add (hanging, ocp_server_txn_ref (t));
-          ocp_server_txn_unref (p->txn);
-          ocp_verdict_clear (&p->verdict);
-          if (p->header)
-            g_bytes_unref (p->header);
-          if (p->body_fd >= 0)
-            close (p->body_fd);
-          g_free (p);
-          return;
-        }
-    }
+    if (!run_action (p, rule->actions[k]))
+      {
+        pending_free (p);
+        return;
+      }
   p->verdict.service_id = g_strdup (ocp_server_txn_service (t));
-  if (delay)
-    g_timeout_add (delay, respond_later, p);
+  if (p->delay)
+    g_timeout_add (p->delay, respond_later, p);
   else
     respond_later (p);
 }
@@ -327,63 +444,74 @@ on_term (gpointer loop)
   return G_SOURCE_REMOVE;
 }
 
-int
-main (int argc, char **argv)
+typedef struct {
+  char **listen;
+  char *script;
+  char *parts_s;
+  guint parts;
+  gint max_conns, handshake_s, idle_s;
+} Options;
+
+static void
+options_clear (Options *o)
 {
-  g_auto (GStrv) listen = NULL;
-  g_autofree char *script = NULL, *parts_s = NULL;
+  g_strfreev (o->listen);
+  g_free (o->script);
+  g_free (o->parts_s);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Options, options_clear)
+
+/* The command line into @o: 0, or the exit status after a message. */
+static int
+parse_options (int *argc, char ***argv, Options *o)
+{
   g_autoptr (GOptionContext) ctx = NULL;
   g_autoptr (GError) error = NULL;
-  GMainLoop *loop;
-  guint parts = OCP_PARTS_ALL;
-  gint max_conns = 1024, handshake_s = 30, idle_s = 600;
   GOptionEntry entries[] = {
-    { "listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &listen, "inet:HOST:PORT or unix:PATH", "ENDPOINT" },
-    { "script", 's', 0, G_OPTION_ARG_FILENAME, &script, "Rules of the test service", "FILE" },
-    { "parts", 'p', 0, G_OPTION_ARG_STRING, &parts_s, "Parts the service wants", "LIST" },
+    { "listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &o->listen, "inet:HOST:PORT or unix:PATH", "ENDPOINT" },
+    { "script", 's', 0, G_OPTION_ARG_FILENAME, &o->script, "Rules of the test service", "FILE" },
+    { "parts", 'p', 0, G_OPTION_ARG_STRING, &o->parts_s, "Parts the service wants", "LIST" },
     { "debug", 'd', 0, G_OPTION_ARG_NONE, &debug, "Log each transaction", NULL },
-    { "max-connections", 0, 0, G_OPTION_ARG_INT, &max_conns, "Connections at once (0: no limit)", "N" },
-    { "handshake-timeout", 0, 0, G_OPTION_ARG_INT, &handshake_s, "Seconds to wait for CS and NO", "S" },
-    { "idle-timeout", 0, 0, G_OPTION_ARG_INT, &idle_s, "Seconds an idle connection is kept", "S" },
+    { "max-connections", 0, 0, G_OPTION_ARG_INT, &o->max_conns, "Connections at once (0: no limit)", "N" },
+    { "handshake-timeout", 0, 0, G_OPTION_ARG_INT, &o->handshake_s, "Seconds to wait for CS and NO", "S" },
+    { "idle-timeout", 0, 0, G_OPTION_ARG_INT, &o->idle_s, "Seconds an idle connection is kept", "S" },
     { NULL }
   };
 
   ctx = g_option_context_new ("- OCP callout server with a scriptable test service");
   g_option_context_add_main_entries (ctx, entries, NULL);
-  if (!g_option_context_parse (ctx, &argc, &argv, &error) || listen == NULL)
+  if (!g_option_context_parse (ctx, argc, argv, &error) || o->listen == NULL)
     {
       g_printerr ("ocp-calloutd: %s\n", error ? error->message : "--listen is required");
       return 64;
     }
-  if (max_conns < 0 || handshake_s < 0 || idle_s < 0)
+  if (o->max_conns < 0 || o->handshake_s < 0 || o->idle_s < 0)
     {
       g_printerr ("ocp-calloutd: limits must not be negative\n");
       return 64;
     }
-  if (parts_s && !ocp_parts_parse (parts_s, &parts))
+  if (o->parts_s && !ocp_parts_parse (o->parts_s, &o->parts))
     {
-      g_printerr ("ocp-calloutd: bad --parts '%s'\n", parts_s);
+      g_printerr ("ocp-calloutd: bad --parts '%s'\n", o->parts_s);
       return 64;
     }
-  if (script && !load_script (script, &error))
-    {
-      g_printerr ("ocp-calloutd: %s\n", error->message);
-      return 66;
-    }
-  if (rules == NULL)
-    rules = g_ptr_array_new_with_free_func (rule_free);
-  g_mime_init ();
-  hanging = g_ptr_array_new_with_free_func ((GDestroyNotify) ocp_server_txn_unref);
-  loop = g_main_loop_new (NULL, FALSE);
-  server = ocp_server_new (parts, handle, NULL);
-  ocp_server_set_limits (server, max_conns, handshake_s, idle_s);
+  return 0;
+}
+
+/* Listens on every endpoint and says where (the tests read the port). */
+static gboolean
+listen_all (char **listen)
+{
+  g_autoptr (GError) error = NULL;
+
   for (guint i = 0; listen[i]; i++)
     {
       guint16 port = 0;
       if (!ocp_server_listen (server, listen[i], &port, &error))
         {
           g_printerr ("ocp-calloutd: %s: %s\n", listen[i], error->message);
-          return 71;
+          return FALSE;
         }
       if (port)
         {
@@ -393,6 +521,33 @@ main (int argc, char **argv)
       else
         g_printerr ("ocp-calloutd: listening on %s\n", listen[i]);
     }
+  return TRUE;
+}
+
+int
+main (int argc, char **argv)
+{
+  g_auto (Options) o = { .parts = OCP_PARTS_ALL, .max_conns = 1024, .handshake_s = 30, .idle_s = 600 };
+  g_autoptr (GError) error = NULL;
+  GMainLoop *loop;
+  int status = parse_options (&argc, &argv, &o);
+
+  if (status != 0)
+    return status;
+  if (o.script && !load_script (o.script, &error))
+    {
+      g_printerr ("ocp-calloutd: %s\n", error->message);
+      return 66;
+    }
+  if (rules == NULL)
+    rules = g_ptr_array_new_with_free_func (rule_free);
+  g_mime_init ();
+  hanging = g_ptr_array_new_with_free_func ((GDestroyNotify) ocp_server_txn_unref);
+  loop = g_main_loop_new (NULL, FALSE);
+  server = ocp_server_new (o.parts, handle, NULL);
+  ocp_server_set_limits (server, o.max_conns, o.handshake_s, o.idle_s);
+  if (!listen_all (o.listen))
+    return 71;
   g_unix_signal_add (SIGTERM, on_term, loop);
   g_unix_signal_add (SIGINT, on_term, loop);
   g_main_loop_run (loop);

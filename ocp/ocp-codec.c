@@ -134,6 +134,16 @@ find_named (GPtrArray *named, const char *name)
   return NULL;
 }
 
+OcpValue *
+ocp_result_new (guint code, const char *reason)
+{
+  OcpValue *r = ocp_struct_new ();
+  ocp_value_add (r, ocp_atom_new_uint (code));
+  if (reason)
+    ocp_value_add (r, ocp_atom_new (reason));
+  return r;
+}
+
 const OcpValue *
 ocp_value_get_named (const OcpValue *s, const char *name)
 {
@@ -394,6 +404,14 @@ fail (P *p, const char *why)
   return FALSE;
 }
 
+/* A limit was exceeded: OCP_ERROR_LIMIT rather than a syntax error. */
+static gboolean
+too_large (P *p, const char *why)
+{
+  p->limit = TRUE;
+  return fail (p, why);
+}
+
 static gboolean
 at_end (P *p)
 {
@@ -428,10 +446,7 @@ parse_data (P *p, gsize max, const char **data, gsize *len)
   if (p->buf[p->pos] != ':' || !parse_dec (p->buf + start, p->pos - start, &n))
     return fail (p, "bad size");
   if (n > max)
-    {
-      p->limit = TRUE;
-      return fail (p, "value or payload too large");
-    }
+    return too_large (p, "value or payload too large");
   p->pos++;
   if (p->len - p->pos < n)
     {
@@ -521,102 +536,193 @@ parse_named (P *p, GPtrArray *out, gsize depth)
     }
 }
 
+/* '"' size ":" octets '"' */
+static OcpValue *
+parse_quoted (P *p)
+{
+  const char *data;
+  gsize len;
+
+  p->pos++;
+  if (!parse_data (p, p->limits->max_value, &data, &len) || !expect (p, "\""))
+    return NULL;
+  return ocp_atom_new_len (data, len);
+}
+
+/* an atom of safe characters, unquoted */
+static OcpValue *
+parse_bare (P *p)
+{
+  gsize start = p->pos;
+
+  while (!at_end (p) && is_safe (p->buf[p->pos]))
+    p->pos++;
+  if (at_end (p))
+    {
+      more (p);
+      return NULL;
+    }
+  if (p->pos - start > p->limits->max_value)
+    {
+      too_large (p, "value too large");
+      return NULL;
+    }
+  return ocp_atom_new_len (p->buf + start, p->pos - start);
+}
+
+/* "(" [value *("," value)] ")", into @v */
+static gboolean
+parse_list (P *p, OcpValue *v, gsize depth)
+{
+  p->pos++;
+  if (at_end (p))
+    return more (p);
+  if (p->buf[p->pos] == ')')
+    {
+      p->pos++;
+      return TRUE;
+    }
+  for (;;)
+    {
+      OcpValue *item = parse_value (p, depth + 1);
+      if (item == NULL)
+        return FALSE;
+      g_ptr_array_add (v->items, item);
+      if (at_end (p))
+        return more (p);
+      if (p->buf[p->pos] == ')')
+        {
+          p->pos++;
+          return TRUE;
+        }
+      if (p->buf[p->pos] != ',')
+        return fail (p, "expected ',' or ')' in a list");
+      p->pos++;
+    }
+}
+
+/* "{" [anonymous members] [CRLF named members CRLF] "}", into @v */
+static gboolean
+parse_struct (P *p, OcpValue *v, gsize depth)
+{
+  p->pos++;
+  if (at_end (p))
+    return more (p);
+  if (p->buf[p->pos] != '\r' && p->buf[p->pos] != '}' && !parse_anon (p, v->items, depth + 1))
+    return FALSE;
+  if (at_end (p))
+    return more (p);
+  if (p->buf[p->pos] == '\r'
+      && (!expect (p, "\r\n") || !parse_named (p, v->named, depth + 1) || !expect (p, "\r\n")))
+    return FALSE;
+  return expect (p, "}");
+}
+
 static OcpValue *
 parse_value (P *p, gsize depth)
 {
   OcpValue *v;
+  gboolean ok;
   char c;
 
   if (at_end (p))
-    return more (p), NULL;
+    {
+      more (p);
+      return NULL;
+    }
   if (depth > p->limits->max_depth)
     {
-      p->limit = TRUE;
-      return fail (p, "values nested too deeply"), NULL;
+      too_large (p, "values nested too deeply");
+      return NULL;
     }
   c = p->buf[p->pos];
   if (c == '"')
-    {
-      const char *data;
-      gsize len;
-      p->pos++;
-      if (!parse_data (p, p->limits->max_value, &data, &len))
-        return NULL;
-      if (!expect (p, "\""))
-        return NULL;
-      return ocp_atom_new_len (data, len);
-    }
+    return parse_quoted (p);
   if (is_safe (c))
-    {
-      gsize start = p->pos;
-      while (!at_end (p) && is_safe (p->buf[p->pos]))
-        p->pos++;
-      if (at_end (p))
-        return more (p), NULL;
-      if (p->pos - start > p->limits->max_value)
-        {
-          p->limit = TRUE;
-          return fail (p, "value too large"), NULL;
-        }
-      return ocp_atom_new_len (p->buf + start, p->pos - start);
-    }
+    return parse_bare (p);
   if (c == '(')
     {
-      p->pos++;
       v = ocp_list_new ();
-      if (at_end (p))
-        goto need;
-      if (p->buf[p->pos] == ')')
-        {
-          p->pos++;
-          return v;
-        }
-      for (;;)
-        {
-          OcpValue *item = parse_value (p, depth + 1);
-          if (item == NULL)
-            goto bad;
-          g_ptr_array_add (v->items, item);
-          if (at_end (p))
-            goto need;
-          if (p->buf[p->pos] == ')')
-            {
-              p->pos++;
-              return v;
-            }
-          if (p->buf[p->pos] != ',')
-            {
-              fail (p, "expected ',' or ')' in a list");
-              goto bad;
-            }
-          p->pos++;
-        }
+      ok = parse_list (p, v, depth);
     }
-  if (c == '{')
+  else if (c == '{')
     {
-      p->pos++;
       v = ocp_struct_new ();
-      if (at_end (p))
-        goto need;
-      if (p->buf[p->pos] != '\r' && p->buf[p->pos] != '}' && !parse_anon (p, v->items, depth + 1))
-        goto bad;
-      if (at_end (p))
-        goto need;
-      if (p->buf[p->pos] == '\r')
-        {
-          if (!expect (p, "\r\n") || !parse_named (p, v->named, depth + 1) || !expect (p, "\r\n"))
-            goto bad;
-        }
-      if (!expect (p, "}"))
-        goto bad;
-      return v;
+      ok = parse_struct (p, v, depth);
     }
-  return fail (p, "unexpected character where a value should be"), NULL;
-need:
-  more (p);
-bad:
-  ocp_value_free (v);
-  return NULL;
+  else
+    {
+      fail (p, "unexpected character where a value should be");
+      return NULL;
+    }
+  if (!ok)
+    g_clear_pointer (&v, ocp_value_free);
+  return v;
+}
+
+/* named-parameters CRLF [CRLF] */
+static gboolean
+parse_named_block (P *p, OcpMessage *m)
+{
+  if (!parse_named (p, m->named, 0) || !expect (p, "\r\n"))
+    return FALSE;
+  if (at_end (p))
+    return more (p);
+  return p->buf[p->pos] != '\r' || expect (p, "\r\n");
+}
+
+/* payload CRLF */
+static gboolean
+parse_payload (P *p, OcpMessage *m)
+{
+  const char *data;
+  gsize len;
+
+  if (!parse_data (p, p->limits->max_payload, &data, &len) || !expect (p, "\r\n"))
+    return FALSE;
+  m->payload = g_bytes_new (data, len);
+  return TRUE;
+}
+
+/* After the anonymous parameters: [CRLF [named-parameters] [payload]],
+ * up to the final ";" */
+static gboolean
+parse_tail (P *p, OcpMessage *m)
+{
+  if (at_end (p))
+    return more (p);
+  if (p->buf[p->pos] != '\r')
+    return TRUE;
+  if (!expect (p, "\r\n"))
+    return FALSE;
+  if (at_end (p))
+    return more (p);
+  if (g_ascii_isalpha (p->buf[p->pos]) && !parse_named_block (p, m))
+    return FALSE;
+  if (!at_end (p) && g_ascii_isdigit (p->buf[p->pos]))
+    return parse_payload (p, m);
+  return TRUE;
+}
+
+/* A parse that stopped short: MORE (with the octets needed, if known), or
+ * ERROR. */
+static OcpParseResult
+parse_stopped (const P *p, gsize *consumed, GError **error)
+{
+  if (p->error == NULL && p->more)
+    {
+      /* a message without its payload may not grow without bound */
+      if (p->need == 0 && p->len > p->limits->max_message)
+        {
+          g_set_error (error, OCP_ERROR, OCP_ERROR_LIMIT, "message too large");
+          return OCP_PARSE_ERROR;
+        }
+      *consumed = p->need;
+      return OCP_PARSE_MORE;
+    }
+  g_set_error (error, OCP_ERROR, p->limit ? OCP_ERROR_LIMIT : OCP_ERROR_PARSE, "%s at octet %" G_GSIZE_FORMAT,
+               p->error ? p->error : "invalid message", p->pos);
+  return OCP_PARSE_ERROR;
 }
 
 OcpParseResult
@@ -630,7 +736,7 @@ ocp_message_parse (const char *buf, gsize len, const OcpLimits *limits, OcpMessa
   *out = NULL;
   *consumed = 0;
   if (!parse_name (&p, &nlen))
-    goto end;
+    return parse_stopped (&p, consumed, error);
   m = ocp_message_new ("");
   g_free (m->name);
   m->name = g_strndup (buf, nlen);
@@ -638,62 +744,11 @@ ocp_message_parse (const char *buf, gsize len, const OcpLimits *limits, OcpMessa
     {
       p.pos++;
       if (!parse_anon (&p, m->anon, 0))
-        goto end;
+        return parse_stopped (&p, consumed, error);
     }
-  if (at_end (&p))
-    {
-      more (&p);
-      goto end;
-    }
-  if (buf[p.pos] == '\r')
-    {
-      if (!expect (&p, "\r\n"))
-        goto end;
-      if (at_end (&p))
-        {
-          more (&p);
-          goto end;
-        }
-      if (g_ascii_isalpha (buf[p.pos]))
-        {
-          if (!parse_named (&p, m->named, 0) || !expect (&p, "\r\n"))
-            goto end;
-          if (at_end (&p))
-            {
-              more (&p);
-              goto end;
-            }
-          if (buf[p.pos] == '\r' && !expect (&p, "\r\n"))
-            goto end;
-        }
-      if (!at_end (&p) && g_ascii_isdigit (buf[p.pos]))
-        {
-          const char *data;
-          gsize dlen;
-          if (!parse_data (&p, p.limits->max_payload, &data, &dlen) || !expect (&p, "\r\n"))
-            goto end;
-          m->payload = g_bytes_new (data, dlen);
-        }
-    }
-  if (!expect (&p, ";\r\n"))
-    goto end;
+  if (!parse_tail (&p, m) || !expect (&p, ";\r\n"))
+    return parse_stopped (&p, consumed, error);
   *out = g_steal_pointer (&m);
   *consumed = p.pos;
   return OCP_PARSE_OK;
-
-end:
-  if (p.error == NULL && p.more)
-    {
-      /* a message without its payload may not grow without bound */
-      if (p.need == 0 && len > p.limits->max_message)
-        {
-          g_set_error (error, OCP_ERROR, OCP_ERROR_LIMIT, "message too large");
-          return OCP_PARSE_ERROR;
-        }
-      *consumed = p.need;
-      return OCP_PARSE_MORE;
-    }
-  g_set_error (error, OCP_ERROR, p.limit ? OCP_ERROR_LIMIT : OCP_ERROR_PARSE, "%s at octet %" G_GSIZE_FORMAT,
-               p.error ? p.error : "invalid message", p.pos);
-  return OCP_PARSE_ERROR;
 }

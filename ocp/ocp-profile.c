@@ -313,34 +313,36 @@ decimal_ok (const char *s)
   return digits;
 }
 
+/* Reply: {code ["text"]} */
 static gboolean
-verdict_from_params (OcpVerdict *v, const OcpMessage *ams, const OcpValue *sec, GError **error)
+reply_from_params (OcpVerdict *v, const OcpMessage *ams, const OcpValue *sec, GError **error)
 {
-  const char *verdict = ocp_value_get_atom (param (ams, sec, "Verdict"));
   const OcpValue *reply = param (ams, sec, "Reply");
-  g_autoptr (GPtrArray) flags = NULL;
-  GError *e = NULL;
+  const char *text;
+  guint64 code = 0;
 
-  if (verdict && !ocp_verdict_parse (verdict, &v->verdict))
+  if (reply == NULL)
+    return TRUE;
+  text = reply->kind == OCP_STRUCT && reply->items->len > 1 ? ocp_value_get_atom (reply->items->pdata[1]) : NULL;
+  if (reply->kind != OCP_STRUCT || reply->items->len < 1 || !ocp_value_get_uint (reply->items->pdata[0], &code)
+      || code < 200 || code > 599 || (text && !text_ok (text)))
     {
-      g_set_error (error, OCP_ERROR, OCP_ERROR_PROTOCOL, "unknown verdict '%s'", verdict);
+      g_set_error (error, OCP_ERROR, OCP_ERROR_PROTOCOL, "bad Reply");
       return FALSE;
     }
-  if (reply)
-    {
-      guint64 code = 0;
-      const char *text = reply->kind == OCP_STRUCT && reply->items->len > 1
-                         ? ocp_value_get_atom (reply->items->pdata[1]) : NULL;
-      if (reply->kind != OCP_STRUCT || reply->items->len < 1
-          || !ocp_value_get_uint (reply->items->pdata[0], &code) || code < 200 || code > 599
-          || (text && !text_ok (text)))
-        {
-          g_set_error (error, OCP_ERROR, OCP_ERROR_PROTOCOL, "bad Reply");
-          return FALSE;
-        }
-      v->reply_code = (guint) code;
-      v->reply_text = g_strdup (text);
-    }
+  v->reply_code = (guint) code;
+  v->reply_text = g_strdup (text);
+  return TRUE;
+}
+
+/* The text and list parameters, in this order: the first bad one is the
+ * error.  Flags come as names, into *flags. */
+static gboolean
+texts_from_params (OcpVerdict *v, const OcpMessage *ams, const OcpValue *sec, GPtrArray **flags,
+                   GError **error)
+{
+  GError *e = NULL;
+
   v->folder = get_text (ams, sec, "Folder", &e);
   if (!e)
     v->redirect = get_text (ams, sec, "Redirect", &e);
@@ -353,7 +355,7 @@ verdict_from_params (OcpVerdict *v, const OcpMessage *ams, const OcpValue *sec, 
   if (!e)
     v->remove_headers = get_list (ams, sec, "Remove-Headers", &e);
   if (!e)
-    flags = get_list (ams, sec, "Flags", &e);
+    *flags = get_list (ams, sec, "Flags", &e);
   if (!e)
     v->score = get_text (ams, sec, "Score", &e);
   if (!e)
@@ -367,15 +369,26 @@ verdict_from_params (OcpVerdict *v, const OcpMessage *ams, const OcpValue *sec, 
       g_propagate_error (error, e);
       return FALSE;
     }
-  if (flags)
-    {
-      GString *s = g_string_new (NULL);
-      for (guint i = 0; i < flags->len; i++)
-        for (guint k = 0; k < G_N_ELEMENTS (flag_names); k++)
-          if (g_ascii_strcasecmp (flags->pdata[i], flag_names[k].name) == 0)
-            g_string_append_c (s, flag_names[k].letter);
-      v->flags = g_string_free (s, FALSE);
-    }
+  return TRUE;
+}
+
+/* Flag names -> Maildir letters; unknown names are skipped. */
+static char *
+flag_letters (GPtrArray *names)
+{
+  GString *s = g_string_new (NULL);
+
+  for (guint i = 0; i < names->len; i++)
+    for (guint k = 0; k < G_N_ELEMENTS (flag_names); k++)
+      if (g_ascii_strcasecmp (names->pdata[i], flag_names[k].name) == 0)
+        g_string_append_c (s, flag_names[k].letter);
+  return g_string_free (s, FALSE);
+}
+
+/* Every Add-Headers item must be "Name: value". */
+static gboolean
+add_headers_ok (const OcpVerdict *v, GError **error)
+{
   for (guint i = 0; v->add_headers && i < v->add_headers->len; i++)
     {
       const char *h = v->add_headers->pdata[i];
@@ -387,6 +400,62 @@ verdict_from_params (OcpVerdict *v, const OcpMessage *ams, const OcpValue *sec, 
         }
     }
   return TRUE;
+}
+
+static gboolean
+verdict_from_params (OcpVerdict *v, const OcpMessage *ams, const OcpValue *sec, GError **error)
+{
+  const char *verdict = ocp_value_get_atom (param (ams, sec, "Verdict"));
+  g_autoptr (GPtrArray) flags = NULL;
+
+  if (verdict && !ocp_verdict_parse (verdict, &v->verdict))
+    {
+      g_set_error (error, OCP_ERROR, OCP_ERROR_PROTOCOL, "unknown verdict '%s'", verdict);
+      return FALSE;
+    }
+  if (!reply_from_params (v, ams, sec, error) || !texts_from_params (v, ams, sec, &flags, error))
+    return FALSE;
+  if (flags)
+    v->flags = flag_letters (flags);
+  return add_headers_ok (v, error);
+}
+
+/* A list parameter of atoms, unless there are none. */
+static void
+put_list (OcpMessage *ams, OcpValue *sec, const char *name, const GPtrArray *items)
+{
+  OcpValue *l;
+
+  if (items == NULL || items->len == 0)
+    return;
+  l = ocp_list_new ();
+  for (guint i = 0; i < items->len; i++)
+    ocp_value_add (l, ocp_atom_new (items->pdata[i]));
+  put (ams, sec, name, l);
+}
+
+/* A text parameter, unless it is NULL. */
+static void
+put_text (OcpMessage *ams, OcpValue *sec, const char *name, const char *text)
+{
+  if (text)
+    put (ams, sec, name, ocp_atom_new (text));
+}
+
+/* Maildir letters -> Flags: (names) */
+static void
+put_flags (OcpMessage *ams, OcpValue *sec, const char *letters)
+{
+  OcpValue *l;
+
+  if (letters == NULL || letters[0] == '\0')
+    return;
+  l = ocp_list_new ();
+  for (const char *p = letters; *p; p++)
+    for (guint k = 0; k < G_N_ELEMENTS (flag_names); k++)
+      if (flag_names[k].letter == *p)
+        ocp_value_add (l, ocp_atom_new (flag_names[k].name));
+  put (ams, sec, "Flags", l);
 }
 
 static void
@@ -401,48 +470,16 @@ verdict_to_params (const OcpVerdict *v, OcpMessage *ams, OcpValue *sec)
         ocp_value_add (r, ocp_atom_new (v->reply_text));
       put (ams, sec, "Reply", r);
     }
-  if (v->folder)
-    put (ams, sec, "Folder", ocp_atom_new (v->folder));
-  if (v->redirect)
-    put (ams, sec, "Redirect", ocp_atom_new (v->redirect));
-  if (v->subject_tag)
-    put (ams, sec, "Subject-Tag", ocp_atom_new (v->subject_tag));
-  if (v->service_id)
-    put (ams, sec, "Service-Id", ocp_atom_new (v->service_id));
-  if (v->add_headers && v->add_headers->len)
-    {
-      OcpValue *l = ocp_list_new ();
-      for (guint i = 0; i < v->add_headers->len; i++)
-        ocp_value_add (l, ocp_atom_new (v->add_headers->pdata[i]));
-      put (ams, sec, "Add-Headers", l);
-    }
-  if (v->remove_headers && v->remove_headers->len)
-    {
-      OcpValue *l = ocp_list_new ();
-      for (guint i = 0; i < v->remove_headers->len; i++)
-        ocp_value_add (l, ocp_atom_new (v->remove_headers->pdata[i]));
-      put (ams, sec, "Remove-Headers", l);
-    }
-  if (v->score)
-    put (ams, sec, "Score", ocp_atom_new (v->score));
-  if (v->threshold)
-    put (ams, sec, "Score-Threshold", ocp_atom_new (v->threshold));
-  if (v->labels && v->labels->len)
-    {
-      OcpValue *l = ocp_list_new ();
-      for (guint i = 0; i < v->labels->len; i++)
-        ocp_value_add (l, ocp_atom_new (v->labels->pdata[i]));
-      put (ams, sec, "Labels", l);
-    }
-  if (v->flags && v->flags[0])
-    {
-      OcpValue *l = ocp_list_new ();
-      for (const char *p = v->flags; *p; p++)
-        for (guint k = 0; k < G_N_ELEMENTS (flag_names); k++)
-          if (flag_names[k].letter == *p)
-            ocp_value_add (l, ocp_atom_new (flag_names[k].name));
-      put (ams, sec, "Flags", l);
-    }
+  put_text (ams, sec, "Folder", v->folder);
+  put_text (ams, sec, "Redirect", v->redirect);
+  put_text (ams, sec, "Subject-Tag", v->subject_tag);
+  put_text (ams, sec, "Service-Id", v->service_id);
+  put_list (ams, sec, "Add-Headers", v->add_headers);
+  put_list (ams, sec, "Remove-Headers", v->remove_headers);
+  put_text (ams, sec, "Score", v->score);
+  put_text (ams, sec, "Score-Threshold", v->threshold);
+  put_list (ams, sec, "Labels", v->labels);
+  put_flags (ams, sec, v->flags);
 }
 
 /* Recipient-Verdicts: ({"address"\r\nVerdict: ...\r\nHeader: ...\r\n}, ...) */

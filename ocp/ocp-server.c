@@ -154,16 +154,6 @@ send_msg (SConn *c, OcpMessage *m)
     conn_flush (c);
 }
 
-static OcpValue *
-result (guint code, const char *reason)
-{
-  OcpValue *r = ocp_struct_new ();
-  ocp_value_add (r, ocp_atom_new_uint (code));
-  if (reason)
-    ocp_value_add (r, ocp_atom_new (reason));
-  return r;
-}
-
 static void
 conn_close (SConn *c)
 {
@@ -221,7 +211,7 @@ conn_flush (SConn *c)
 static void
 conn_fail (SConn *c, const char *why)
 {
-  send_msg (c, ocp_message_add (ocp_message_new ("CE"), result (400, why)));
+  send_msg (c, ocp_message_add (ocp_message_new ("CE"), ocp_result_new (400, why)));
   c->closing = TRUE;
   if (!c->writing)
     conn_close (c);
@@ -231,13 +221,13 @@ static void
 txn_fail (SConn *c, guint64 xid, const char *why)
 {
   g_hash_table_remove (c->txns, &xid);
-  send_msg (c, ocp_message_add (ocp_message_add_uint (ocp_message_new ("TE"), xid), result (400, why)));
+  send_msg (c, ocp_message_add (ocp_message_add_uint (ocp_message_new ("TE"), xid), ocp_result_new (400, why)));
 }
 
 /* ---- input --------------------------------------------------------------- */
 
 static void
-on_no (SConn *c, const OcpMessage *m)
+on_no (SConn *c, OcpMessage *m)
 {
   const OcpValue *features = ocp_message_anon (m, 0);
   const OcpValue *sg = ocp_message_get (m, "SG");
@@ -301,7 +291,7 @@ txn_refuse (SConn *c, guint64 xid, const char *why)
 /* AQ: supported now means the version of our profile negotiated on this
  * connection. */
 static void
-on_aq (SConn *c, const OcpMessage *m)
+on_aq (SConn *c, OcpMessage *m)
 {
   const OcpValue *f = ocp_message_anon (m, 0);
   gboolean yes = c->negotiated && f && f->kind == OCP_STRUCT && f->items->len >= 1
@@ -311,7 +301,7 @@ on_aq (SConn *c, const OcpMessage *m)
 }
 
 static void
-on_ts (SConn *c, const OcpMessage *m)
+on_ts (SConn *c, OcpMessage *m)
 {
   guint64 xid, sg;
   const char *uri;
@@ -370,15 +360,45 @@ body_append (OcpServerTxn *t, const char *p, gsize n)
   return TRUE;
 }
 
+/* Kept: 0 size: the processor keeps [0, size) of the original. */
 static void
-on_dum (SConn *c, const OcpMessage *m)
+note_kept (OcpServerTxn *t, const OcpMessage *m)
 {
-  guint64 xid, off, kept_off, kept_size;
-  OcpServerTxn *t = txn_of (c, m, &xid);
-  const char *part = ocp_value_get_atom (ocp_message_get (m, "AM-Part"));
   const OcpNamed *kept = ocp_message_named (m, "Kept");
+  guint64 kept_off, kept_size;
+
+  if (kept && kept->values->len == 2 && ocp_value_get_uint (kept->values->pdata[0], &kept_off)
+      && ocp_value_get_uint (kept->values->pdata[1], &kept_size) && kept_off == 0)
+    t->kept_end = MAX (t->kept_end, kept_size);
+}
+
+/* Stores a DUM's data in its part: NULL, or why it cannot. */
+static const char *
+store_part (OcpServerTxn *t, const char *part, const char *p, gsize len)
+{
+  if (g_strcmp0 (part, "message-header") == 0 && !t->body_sent)
+    {
+      if (t->header->len + len > HEADER_MAX)
+        return "header too large";
+      g_byte_array_append (t->header, (const guint8 *) p, len);
+      t->header_sent = TRUE;
+      return NULL;
+    }
+  if (g_strcmp0 (part, "message-body") == 0)
+    {
+      t->body_sent = TRUE;
+      return body_append (t, p, len) ? NULL : "cannot store the body";
+    }
+  return "unknown or out-of-order AM-Part";
+}
+
+static void
+on_dum (SConn *c, OcpMessage *m)
+{
+  guint64 xid, off;
+  OcpServerTxn *t = txn_of (c, m, &xid);
   gsize len = 0;
-  const char *p;
+  const char *p, *why;
 
   if (t == NULL)
     {
@@ -393,121 +413,137 @@ on_dum (SConn *c, const OcpMessage *m)
       return;
     }
   p = g_bytes_get_data (m->payload, &len);
-  if (kept && kept->values->len == 2 && ocp_value_get_uint (kept->values->pdata[0], &kept_off)
-      && ocp_value_get_uint (kept->values->pdata[1], &kept_size) && kept_off == 0)
-    t->kept_end = MAX (t->kept_end, kept_size);
-  if (g_strcmp0 (part, "message-header") == 0 && !t->body_sent)
+  note_kept (t, m);
+  why = store_part (t, ocp_value_get_atom (ocp_message_get (m, "AM-Part")), p, len);
+  if (why)
     {
-      if (t->header->len + len > HEADER_MAX)
-        {
-          txn_fail (c, xid, "header too large");
-          return;
-        }
-      g_byte_array_append (t->header, (const guint8 *) p, len);
-      t->header_sent = TRUE;
-    }
-  else if (g_strcmp0 (part, "message-body") == 0)
-    {
-      t->body_sent = TRUE;
-      if (!body_append (t, p, len))
-        {
-          txn_fail (c, xid, "cannot store the body");
-          return;
-        }
-    }
-  else
-    {
-      txn_fail (c, xid, "unknown or out-of-order AM-Part");
+      txn_fail (c, xid, why);
       return;
     }
   t->next_offset += len;
 }
 
+/* SGC sg-id ({uri}): a service group */
+static void
+on_sgc (SConn *c, OcpMessage *m)
+{
+  const OcpValue *services = ocp_message_anon (m, 1);
+  const OcpValue *first = services && services->kind == OCP_LIST && services->items->len
+                          ? services->items->pdata[0] : NULL;
+  const char *uri = first && first->kind == OCP_STRUCT && first->items->len
+                    ? ocp_value_get_atom (first->items->pdata[0]) : NULL;
+  guint64 sg;
+
+  if (!ocp_message_anon_uint (m, 0, &sg) || uri == NULL)
+    conn_fail (c, "bad SGC");
+  else
+    g_hash_table_replace (c->groups, g_memdup2 (&sg, sizeof sg), g_strdup (uri));
+}
+
+static void
+on_sgd (SConn *c, OcpMessage *m)
+{
+  guint64 sg;
+
+  if (ocp_message_anon_uint (m, 0, &sg))
+    g_hash_table_remove (c->groups, &sg);
+}
+
+/* The envelope: the AMS keeps only its named parameters (taken from @m). */
+static void
+on_ams (SConn *c, OcpMessage *m)
+{
+  guint64 xid = 0;
+  OcpServerTxn *t = txn_of (c, m, &xid);
+
+  if (t == NULL || t->ams)
+    {
+      txn_refuse (c, xid, "bad AMS");
+      return;
+    }
+  t->ams = ocp_message_new ("AMS");
+  g_ptr_array_extend_and_steal (t->ams->named, g_steal_pointer (&m->named));
+  m->named = g_ptr_array_new ();
+  t->env = ocp_envelope_from_message (t->ams);
+}
+
+/* The original is complete: the service's turn. */
+static void
+on_ame (SConn *c, OcpMessage *m)
+{
+  guint64 xid = 0;
+  OcpServerTxn *t = txn_of (c, m, &xid);
+
+  if (t == NULL || t->ams == NULL || t->complete)
+    {
+      txn_refuse (c, xid, "bad AME");
+      return;
+    }
+  t->complete = TRUE;
+  if (t->body_fd >= 0)
+    lseek (t->body_fd, 0, SEEK_SET);
+  ocp_server_txn_ref (t);
+  c->server->handler (t, c->server->user_data);
+  ocp_server_txn_unref (t);
+}
+
+static void
+on_te (SConn *c, OcpMessage *m)
+{
+  guint64 xid;
+
+  if (ocp_message_anon_uint (m, 0, &xid))
+    g_hash_table_remove (c->txns, &xid);
+}
+
+/* PQ: PA names the xid only while the transaction lives. */
+static void
+on_pq (SConn *c, OcpMessage *m)
+{
+  OcpMessage *pa = ocp_message_new ("PA");
+  guint64 xid;
+
+  if (ocp_message_anon_uint (m, 0, &xid) && g_hash_table_contains (c->txns, &xid))
+    ocp_message_add_uint (pa, xid);
+  send_msg (c, pa);
+}
+
+static void
+on_ce (SConn *c, OcpMessage *m)
+{
+  c->closing = TRUE;
+  if (!c->writing)
+    conn_close (c);
+}
+
+/* One handler per message name; a handler may take what it keeps out of
+ * the message (AMS takes its named parameters). */
+static const struct {
+  const char *name;
+  void (*run) (SConn *c, OcpMessage *m);
+} handlers[] = {
+  { "NO", on_no },   { "SGC", on_sgc }, { "SGD", on_sgd }, { "TS", on_ts }, { "AMS", on_ams },
+  { "DUM", on_dum }, { "AME", on_ame }, { "TE", on_te },   { "PQ", on_pq }, { "AQ", on_aq },
+  { "CE", on_ce },
+};
+
 static void
 on_message (SConn *c, OcpMessage *m)
 {
-  guint64 xid = 0, sg;
-  OcpServerTxn *t;
-
   if (!c->got_cs)
     {
       if (strcmp (m->name, "CS") != 0)
-        {
-          conn_fail (c, "the first message must be CS");
-          return;
-        }
-      c->got_cs = TRUE;
+        conn_fail (c, "the first message must be CS");
+      else
+        c->got_cs = TRUE;
       return;
     }
-  if (strcmp (m->name, "NO") == 0)
-    on_no (c, m);
-  else if (strcmp (m->name, "SGC") == 0)
-    {
-      const OcpValue *services = ocp_message_anon (m, 1);
-      const OcpValue *first = services && services->kind == OCP_LIST && services->items->len
-                              ? services->items->pdata[0] : NULL;
-      const char *uri = first && first->kind == OCP_STRUCT && first->items->len
-                        ? ocp_value_get_atom (first->items->pdata[0]) : NULL;
-      if (!ocp_message_anon_uint (m, 0, &sg) || uri == NULL)
-        conn_fail (c, "bad SGC");
-      else
-        g_hash_table_replace (c->groups, g_memdup2 (&sg, sizeof sg), g_strdup (uri));
-    }
-  else if (strcmp (m->name, "SGD") == 0)
-    {
-      if (ocp_message_anon_uint (m, 0, &sg))
-        g_hash_table_remove (c->groups, &sg);
-    }
-  else if (strcmp (m->name, "TS") == 0)
-    on_ts (c, m);
-  else if (strcmp (m->name, "AMS") == 0)
-    {
-      if ((t = txn_of (c, m, &xid)) == NULL || t->ams)
-        txn_refuse (c, xid, "bad AMS");
-      else
-        {
-          t->ams = ocp_message_new ("AMS");
-          g_ptr_array_extend_and_steal (t->ams->named, g_steal_pointer (&m->named));
-          m->named = g_ptr_array_new ();
-          t->env = ocp_envelope_from_message (t->ams);
-        }
-    }
-  else if (strcmp (m->name, "DUM") == 0)
-    on_dum (c, m);
-  else if (strcmp (m->name, "AME") == 0)
-    {
-      if ((t = txn_of (c, m, &xid)) == NULL || t->ams == NULL || t->complete)
-        txn_refuse (c, xid, "bad AME");
-      else
-        {
-          t->complete = TRUE;
-          if (t->body_fd >= 0)
-            lseek (t->body_fd, 0, SEEK_SET);
-          ocp_server_txn_ref (t);
-          c->server->handler (t, c->server->user_data);
-          ocp_server_txn_unref (t);
-        }
-    }
-  else if (strcmp (m->name, "TE") == 0)
-    {
-      if (ocp_message_anon_uint (m, 0, &xid))
-        g_hash_table_remove (c->txns, &xid);
-    }
-  else if (strcmp (m->name, "PQ") == 0)
-    {
-      OcpMessage *pa = ocp_message_new ("PA");
-      if (ocp_message_anon_uint (m, 0, &xid) && g_hash_table_contains (c->txns, &xid))
-        ocp_message_add_uint (pa, xid);
-      send_msg (c, pa);
-    }
-  else if (strcmp (m->name, "AQ") == 0)
-    on_aq (c, m);
-  else if (strcmp (m->name, "CE") == 0)
-    {
-      c->closing = TRUE;
-      if (!c->writing)
-        conn_close (c);
-    }
+  for (guint i = 0; i < G_N_ELEMENTS (handlers); i++)
+    if (strcmp (m->name, handlers[i].name) == 0)
+      {
+        handlers[i].run (c, m);
+        return;
+      }
   /* anything else: ignored (RFC 4037 11) */
 }
 
@@ -572,7 +608,7 @@ conn_tick (gpointer data)
     conn_fail (c, "no handshake in time");
   else if (c->got_cs && g_hash_table_size (c->txns) == 0 && s->idle_timeout && quiet >= s->idle_timeout)
     {
-      send_msg (c, ocp_message_add (ocp_message_new ("CE"), result (200, "idle")));
+      send_msg (c, ocp_message_add (ocp_message_new ("CE"), ocp_result_new (200, "idle")));
       c->closing = TRUE;
       if (!c->writing)
         conn_close (c);

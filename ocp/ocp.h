@@ -77,6 +77,8 @@ const OcpValue *ocp_value_get_named (const OcpValue *structure, const char *name
 /* An atom as a number; FALSE if not a valid dec-number. */
 gboolean ocp_value_get_uint (const OcpValue *v, guint64 *out);
 const char *ocp_value_get_atom (const OcpValue *v);
+/* A result, {code} or {code reason} (RFC 4037 3.5), as CE, AME and TE carry. */
+OcpValue *ocp_result_new (guint code, const char *reason);
 
 OcpMessage *ocp_message_new (const char *name);
 void ocp_message_free (OcpMessage *m);

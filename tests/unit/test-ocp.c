@@ -156,6 +156,30 @@ test_numbers (void)
   g_assert_true (ocp_message_anon_uint (c, 1, &v) && v == 0);
 }
 
+/* CE, AME and TE carry a result: {code} or {code reason} (RFC 4037 3.5) */
+static void
+test_result (void)
+{
+  static const struct {
+    guint code;
+    const char *reason;
+    const char *wire;
+  } cases[] = {
+    { 400, NULL, "TE 1 {400};\r\n" },
+    { 206, "stopped at the server's request", "TE 1 {206 \"31:stopped at the server's request\"};\r\n" },
+    { 400, "timed out", "TE 1 {400 \"9:timed out\"};\r\n" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (OcpMessage) m = ocp_message_add (ocp_message_add_uint (ocp_message_new ("TE"), 1),
+                                                  ocp_result_new (cases[i].code, cases[i].reason));
+      g_autoptr (GString) out = g_string_new (NULL);
+      ocp_message_write (m, out);
+      g_assert_cmpstr (out->str, ==, cases[i].wire);
+    }
+}
+
 static void
 test_limits (void)
 {
@@ -476,6 +500,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ocp/codec/invalid", test_invalid);
   g_test_add_func ("/ocp/codec/numbers", test_numbers);
   g_test_add_func ("/ocp/codec/limits", test_limits);
+  g_test_add_func ("/ocp/codec/result", test_result);
   g_test_add_func ("/ocp/profile/verdict", test_verdict_roundtrip);
   g_test_add_func ("/ocp/client-server", test_client_server);
   g_test_add_func ("/ocp/server-free-with-open-connection", test_server_free_with_open_connection);
