@@ -28,7 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <glib-unix.h>
-#include "gmime-cleanup.h"
+#include "lmtpd-util.h"
 
 #include "ocp.h"
 
@@ -83,22 +83,13 @@ load_script (const char *path, GError **error)
 static char *
 header_value (GBytes *header, const char *name)
 {
-  g_autoptr (GMimeStream) stream = NULL;
-  g_autoptr (GMimeParser) parser = NULL;
-  g_autoptr (GMimeMessage) msg = NULL;
-  gsize n;
-  const char *p;
+  g_autoptr (GMimeMessage) msg = util_gmime_parse_header (header);
+  const char *v;
 
-  if (header == NULL)
-    return NULL;
-  p = g_bytes_get_data (header, &n);
-  stream = g_mime_stream_mem_new_with_buffer (p, n);
-  parser = g_mime_parser_new_with_stream (stream);
-  msg = g_mime_parser_construct_message (parser, NULL);
   if (msg == NULL)
     return NULL;
-  p = g_mime_object_get_header (GMIME_OBJECT (msg), name);
-  return p ? g_strdup (p) : NULL;
+  v = g_mime_object_get_header (GMIME_OBJECT (msg), name);
+  return v ? g_strdup (v) : NULL;
 }
 
 static gboolean

@@ -47,7 +47,7 @@ ocp_conn_unref (OcpConn *c)
   if (c == NULL || !g_atomic_int_dec_and_test (&c->refs))
     return;
   if (c->tls)
-    ocp_tls_free (c->tls);
+    util_tls_free (c->tls);
   if (c->sock)
     {
       g_socket_close (c->sock, NULL);
@@ -86,14 +86,27 @@ ocp_conn_wait_io (GSocket *sock, GIOCondition cond, gint64 deadline, GError **er
 }
 
 gboolean
-ocp_conn_tls_wait (OcpConn *c, OcpTlsStatus st, gint64 deadline, GError **error)
+ocp_conn_tls_wait (OcpConn *c, UtilTlsStatus st, gint64 deadline, GError **error)
 {
-  if (st == OCP_TLS_WANT_READ)
+  if (st == UTIL_TLS_WANT_READ)
     return ocp_conn_wait_io (c->sock, G_IO_IN, deadline, error);
-  if (st == OCP_TLS_WANT_WRITE)
+  if (st == UTIL_TLS_WANT_WRITE)
     return ocp_conn_wait_io (c->sock, G_IO_OUT, deadline, error);
   if (error && *error == NULL)
     g_set_error (error, OCP_ERROR, OCP_ERROR_CLOSED, "callout server closed the TLS session");
+  return ocp_conn_tls_failed (error);
+}
+
+/* A TLS failure makes the endpoint unavailable: util/ says why, ocp/'s
+ * callers decide by OCP_ERROR codes. */
+gboolean
+ocp_conn_tls_failed (GError **error)
+{
+  if (error && *error && (*error)->domain == UTIL_ERROR)
+    {
+      (*error)->domain = OCP_ERROR;
+      (*error)->code = OCP_ERROR_UNAVAILABLE;
+    }
   return FALSE;
 }
 
@@ -121,11 +134,11 @@ send_tls (OcpConn *c, const char *p, gsize len, gint64 deadline, GError **error)
   while (len > 0)
     {
       gsize n = 0;
-      OcpTlsStatus st;
+      UtilTlsStatus st;
       g_mutex_lock (&c->ssl_lock);
-      st = ocp_tls_write (c->tls, p, len, &n, error);
+      st = util_tls_write (c->tls, p, len, &n, error);
       g_mutex_unlock (&c->ssl_lock);
-      if (st == OCP_TLS_OK)
+      if (st == UTIL_TLS_OK)
         {
           p += n;
           len -= n;
@@ -205,7 +218,7 @@ tls_pending (OcpConn *c)
   gboolean pending;
 
   g_mutex_lock (&c->ssl_lock);
-  pending = ocp_tls_pending (c->tls);
+  pending = util_tls_pending (c->tls);
   g_mutex_unlock (&c->ssl_lock);
   return pending;
 }
@@ -216,21 +229,21 @@ read_tls (OcpConn *c, char *buf, gsize size, gint64 deadline, gboolean nowait, G
   for (;;)
     {
       gsize got = 0;
-      OcpTlsStatus st;
+      UtilTlsStatus st;
       InputState in = tls_pending (c) ? INPUT_READY : await_input (c, deadline, nowait, error);
       if (in != INPUT_READY)
         return in == INPUT_NONE;
       g_mutex_lock (&c->ssl_lock);
-      st = ocp_tls_read (c->tls, buf, size, &got, error);
+      st = util_tls_read (c->tls, buf, size, &got, error);
       g_mutex_unlock (&c->ssl_lock);
-      if (st == OCP_TLS_OK)
+      if (st == UTIL_TLS_OK)
         {
           g_byte_array_append (c->in, (guint8 *) buf, got);
           return TRUE;
         }
-      if (st == OCP_TLS_WANT_READ && nowait)
+      if (st == UTIL_TLS_WANT_READ && nowait)
         return TRUE; /* a record without data for us (a session ticket) */
-      if (st == OCP_TLS_WANT_READ || st == OCP_TLS_WANT_WRITE)
+      if (st == UTIL_TLS_WANT_READ || st == UTIL_TLS_WANT_WRITE)
         {
           if (!ocp_conn_tls_wait (c, st, deadline, error))
             return FALSE;
@@ -238,7 +251,7 @@ read_tls (OcpConn *c, char *buf, gsize size, gint64 deadline, gboolean nowait, G
         }
       if (error && *error == NULL)
         g_set_error (error, OCP_ERROR, OCP_ERROR_CLOSED, "callout server closed the TLS session");
-      return FALSE;
+      return ocp_conn_tls_failed (error);
     }
 }
 

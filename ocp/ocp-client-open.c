@@ -96,25 +96,27 @@ conn_start_tls (OcpConn *c, const OcpServiceConfig *svc, const char *endpoint, g
 {
   g_autofree char *host = NULL;
   const char *name = svc->tls_server_name;
-  OcpTlsStatus st;
+  UtilTlsContext *ctx;
+  UtilTlsStatus st;
 
   if (name == NULL && g_str_has_prefix (endpoint, "inet:"))
     {
       host = inet_host (endpoint);
       name = host;
     }
-  c->tls = ocp_tls_new (g_socket_get_fd (c->sock), name ? name : "localhost", svc->tls_ca_file,
-                        svc->tls_cert_file, svc->tls_key_file, error);
+  ctx = util_tls_client_context_new (svc->tls_ca_file, svc->tls_cert_file, svc->tls_key_file, error);
+  if (ctx == NULL)
+    return ocp_conn_tls_failed (error);
+  c->tls = util_tls_client_new (ctx, g_socket_get_fd (c->sock), name ? name : "localhost", error);
+  util_tls_context_free (ctx); /* the session holds its own reference */
   if (c->tls == NULL)
-    return FALSE;
-  while ((st = ocp_tls_handshake (c->tls, error)) != OCP_TLS_OK)
-    if (st == OCP_TLS_ERROR || st == OCP_TLS_CLOSED || !ocp_conn_tls_wait (c, st, deadline, error))
+    return ocp_conn_tls_failed (error);
+  while ((st = util_tls_handshake (c->tls, error)) != UTIL_TLS_OK)
+    if (st == UTIL_TLS_ERROR || st == UTIL_TLS_CLOSED || !ocp_conn_tls_wait (c, st, deadline, error))
       {
         if (error && *error == NULL)
           g_set_error (error, OCP_ERROR, OCP_ERROR_UNAVAILABLE, "%s: TLS handshake failed", endpoint);
-        else if (error)
-          (*error)->code = OCP_ERROR_UNAVAILABLE;
-        return FALSE;
+        return ocp_conn_tls_failed (error);
       }
   return TRUE;
 }

@@ -14,7 +14,7 @@
 #pragma once
 
 #include "ocp.h"
-#include "ocp-tls.h"
+#include "lmtpd-util.h"
 
 G_BEGIN_DECLS
 
@@ -25,7 +25,7 @@ G_BEGIN_DECLS
 typedef struct {
   gint refs;
   GSocket *sock;
-  OcpTls *tls;
+  UtilTls *tls;
   char *key;
   guint parts;
   guint version;        /* of our profile, as the server chose in NR */
@@ -50,7 +50,8 @@ OcpConn *ocp_conn_new (const char *key);
 OcpConn *ocp_conn_ref (OcpConn *c);
 void ocp_conn_unref (OcpConn *c);
 gboolean ocp_conn_wait_io (GSocket *sock, GIOCondition cond, gint64 deadline, GError **error);
-gboolean ocp_conn_tls_wait (OcpConn *c, OcpTlsStatus st, gint64 deadline, GError **error);
+gboolean ocp_conn_tls_wait (OcpConn *c, UtilTlsStatus st, gint64 deadline, GError **error);
+gboolean ocp_conn_tls_failed (GError **error);
 /* Writes whole messages; the caller holds wlock. */
 gboolean ocp_conn_send_all (OcpConn *c, const char *p, gsize len, gint64 deadline, GError **error);
 /* Small messages of one transaction go out in one write, through @out. */
