@@ -431,19 +431,16 @@ live_new (GKeyFile *kf, const char *group, GError **error)
   return l;
 }
 
-/* The whole file, every service configured: a list of Live, or NULL with
- * @error (the file name and, for syntax, the line in the message). */
-static GPtrArray *
-config_load (const char *path, GKeyFile *kf, GError **error)
+/* @path read into @kf and its text into @out_text; a syntax error names
+ * the line. */
+static gboolean
+keyfile_load (const char *path, GKeyFile *kf, char **out_text, GError **error)
 {
-  g_autoptr (GPtrArray) lives = g_ptr_array_new_with_free_func ((GDestroyNotify) live_unref);
-  g_auto (GStrv) groups = NULL;
-
   g_autofree char *text = NULL;
   gsize len;
 
   if (!g_file_get_contents (path, &text, &len, error))
-    return NULL;
+    return FALSE;
   if (!g_key_file_load_from_data (kf, text, len, G_KEY_FILE_NONE, error))
     {
       guint line = lmtpd_keyfile_bad_line (text);
@@ -451,18 +448,34 @@ config_load (const char *path, GKeyFile *kf, GError **error)
         g_prefix_error (error, "%s:%u: ", path, line);
       else
         g_prefix_error (error, "%s: ", path);
-      return NULL;
+      return FALSE;
     }
-  /* at start, modules hand what they create to the user; a reload runs as it */
+  *out_text = g_steal_pointer (&text);
+  return TRUE;
+}
+
+/* [server] user must exist.  At start, modules hand what they create to
+ * that user; a reload runs as it and keeps the one of the start. */
+static gboolean
+server_user_check (const char *path, GKeyFile *kf, GError **error)
+{
   if (service_user == NULL)
     service_user = service_get_string (kf, "server", "user", NULL);
   if (service_user && getpwnam (service_user) == NULL)
     {
       g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE, "%s: [server] user: no user '%s'",
                    path, service_user);
-      return NULL;
+      return FALSE;
     }
-  groups = g_key_file_get_groups (kf, NULL);
+  return TRUE;
+}
+
+/* Every [service NAME] of @kf configured, in order, into @lives. */
+static gboolean
+services_configure (const char *path, const char *text, GKeyFile *kf, GPtrArray *lives, GError **error)
+{
+  g_auto (GStrv) groups = g_key_file_get_groups (kf, NULL);
+
   for (guint i = 0; groups[i]; i++)
     {
       Live *l;
@@ -473,15 +486,29 @@ config_load (const char *path, GKeyFile *kf, GError **error)
           g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_GROUP_NOT_FOUND,
                        "%s:%u: [%s]: unknown group (only [server] and [service NAME])", path,
                        lmtpd_keyfile_group_line (text, groups[i]), groups[i]);
-          return NULL;
+          return FALSE;
         }
       if ((l = live_new (kf, groups[i], error)) == NULL)
         {
           g_prefix_error (error, "%s: ", path);
-          return NULL;
+          return FALSE;
         }
       g_ptr_array_add (lives, l);
     }
+  return TRUE;
+}
+
+/* The whole file, every service configured: a list of Live, or NULL with
+ * @error (the file name and, for syntax, the line in the message). */
+static GPtrArray *
+config_load (const char *path, GKeyFile *kf, GError **error)
+{
+  g_autoptr (GPtrArray) lives = g_ptr_array_new_with_free_func ((GDestroyNotify) live_unref);
+  g_autofree char *text = NULL;
+
+  if (!keyfile_load (path, kf, &text, error) || !server_user_check (path, kf, error)
+      || !services_configure (path, text, kf, lives, error))
+    return NULL;
   if (lives->len == 0)
     {
       g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_GROUP_NOT_FOUND, "%s: no [service NAME]", path);
@@ -693,11 +720,36 @@ run (Daemon *d, GPtrArray *lives, GKeyFile *kf)
       g_main_loop_run (d->loop);
     }
   if (metrics)
-    g_socket_service_stop (metrics), g_object_unref (metrics);
+    {
+      g_socket_service_stop (metrics);
+      g_object_unref (metrics);
+    }
   g_ptr_array_unref (d->slots);
   g_main_loop_unref (d->loop);
   g_free (d->server_group);
   return rc;
+}
+
+/* The command line; FALSE, having said why, if it is wrong. */
+static gboolean
+parse_options (int *argc, char ***argv, char **config, gboolean *check_only)
+{
+  g_autoptr (GOptionContext) ctx = g_option_context_new ("- OPES callout services (RFC 4496)");
+  g_autoptr (GError) error = NULL;
+  GOptionEntry entries[] = {
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, config, "Configuration file (default " SERVICES_CONFIG ")", "FILE" },
+    { "check-config", 0, 0, G_OPTION_ARG_NONE, check_only, "Check the configuration and exit", NULL },
+    { "debug", 'd', 0, G_OPTION_ARG_NONE, &debug, "Log every transaction", NULL },
+    { NULL }
+  };
+
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  if (!g_option_context_parse (ctx, argc, argv, &error) || *argc > 1)
+    {
+      g_printerr ("ocp-services: %s\n", error ? error->message : "unexpected arguments");
+      return FALSE;
+    }
+  return TRUE;
 }
 
 int
@@ -705,27 +757,15 @@ main (int argc, char **argv)
 {
   g_autofree char *config = NULL;
   gboolean check_only = FALSE;
-  g_autoptr (GOptionContext) ctx = NULL;
   g_autoptr (GError) error = NULL;
   g_autoptr (GKeyFile) kf = g_key_file_new ();
   g_autoptr (GPtrArray) lives = NULL;
   Daemon d = { 0 };
   int rc;
-  GOptionEntry entries[] = {
-    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config, "Configuration file (default " SERVICES_CONFIG ")", "FILE" },
-    { "check-config", 0, 0, G_OPTION_ARG_NONE, &check_only, "Check the configuration and exit", NULL },
-    { "debug", 'd', 0, G_OPTION_ARG_NONE, &debug, "Log every transaction", NULL },
-    { NULL }
-  };
 
   setlocale (LC_ALL, "C");
-  ctx = g_option_context_new ("- OPES callout services (RFC 4496)");
-  g_option_context_add_main_entries (ctx, entries, NULL);
-  if (!g_option_context_parse (ctx, &argc, &argv, &error) || argc > 1)
-    {
-      g_printerr ("ocp-services: %s\n", error ? error->message : "unexpected arguments");
-      return 64;
-    }
+  if (!parse_options (&argc, &argv, &config, &check_only))
+    return 64;
   d.path = config ? config : SERVICES_CONFIG;
   g_mime_init ();
   lives = config_load (d.path, kf, &error);
