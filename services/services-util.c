@@ -46,6 +46,43 @@ service_get_list (GKeyFile *kf, const char *group, const char *key)
   return v;
 }
 
+guint64
+service_get_number (GKeyFile *kf, const char *group, const char *key, const char *def)
+{
+  g_autofree char *v = service_get_string (kf, group, key, def);
+  return g_ascii_strtoull (v, NULL, 10);
+}
+
+char **
+service_read_lines (const char *path, GError **error)
+{
+  g_autofree char *text = NULL;
+
+  if (!g_file_get_contents (path, &text, NULL, error))
+    return NULL;
+  return g_strsplit (text, "\n", -1);
+}
+
+gboolean
+service_load_lines (const char *path, ServiceLineParser parse, GPtrArray *items, GError **error)
+{
+  g_auto (GStrv) lines = service_read_lines (path, error);
+
+  for (guint i = 0; lines && lines[i]; i++)
+    {
+      GError *bad = NULL;
+      gpointer item = parse (lines[i], path, i + 1, &bad);
+      if (bad)
+        {
+          g_propagate_error (error, bad);
+          return FALSE;
+        }
+      if (item)
+        g_ptr_array_add (items, item);
+    }
+  return lines != NULL;
+}
+
 /* ---- the input and the output, through GMime ------------------------------ */
 
 GMimeMessage *

@@ -58,6 +58,15 @@ struct Service {
 /* Helpers for modules (services-util.c). */
 char *service_get_string (GKeyFile *kf, const char *group, const char *key, const char *def);
 char **service_get_list (GKeyFile *kf, const char *group, const char *key);
+/* A decimal number setting (@def if unset; what strtoull makes of it). */
+guint64 service_get_number (GKeyFile *kf, const char *group, const char *key, const char *def);
+/* The lines of the file @path, or NULL with @error. */
+char **service_read_lines (const char *path, GError **error);
+/* One line of a map or policy file: the item it makes, or NULL for a line
+ * to skip (a comment, an empty line) or with @error to stop reading. */
+typedef gpointer (*ServiceLineParser) (char *line, const char *path, guint lineno, GError **error);
+/* Each line of the file @path through @parse, its items appended to @items. */
+gboolean service_load_lines (const char *path, ServiceLineParser parse, GPtrArray *items, GError **error);
 /* A header part parsed by GMime as a message without a body, or NULL. */
 GMimeMessage *service_header_message (GBytes *header);
 /* The value of header @name in @header (decoded by GMime), or NULL. */

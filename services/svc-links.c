@@ -28,13 +28,12 @@ static gboolean
 links_configure (Service *svc, GKeyFile *kf, const char *group, GError **error)
 {
   Links *l = g_new0 (Links, 1);
-  g_autofree char *max = service_get_string (kf, group, "max_size", "1048576");
   g_auto (GStrv) per = service_get_list (kf, group, "per_recipient");
 
   svc->state = l;
   l->store = service_get_string (kf, group, "store", NULL);
   l->url = service_get_string (kf, group, "url", NULL);
-  l->max_size = g_ascii_strtoull (max, NULL, 10);
+  l->max_size = service_get_number (kf, group, "max_size", "1048576");
   l->limits = g_ptr_array_new_with_free_func (g_free);
   for (guint i = 0; per && per[i]; i++)
     if (per[i][0])

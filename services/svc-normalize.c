@@ -24,8 +24,7 @@ static gboolean
 normalize_configure (Service *svc, GKeyFile *kf, const char *group, GError **error)
 {
   Normalize *n = g_new0 (Normalize, 1);
-  g_autofree char *max = service_get_string (kf, group, "max_address", "256");
-  n->max_address = (guint) g_ascii_strtoull (max, NULL, 10);
+  n->max_address = (guint) service_get_number (kf, group, "max_address", "256");
   svc->state = n;
   return TRUE;
 }

@@ -151,25 +151,19 @@ access_rule_free (gpointer p)
   g_free (r);
 }
 
-/* The lines of the file [service NAME] map names. */
-static char **
-map_lines (GKeyFile *kf, const char *group, char **out_path, GError **error)
+/* The file [service NAME] map names. */
+static char *
+map_path (GKeyFile *kf, const char *group, GError **error)
 {
-  g_autofree char *text = NULL;
+  char *path = service_get_string (kf, group, "map", NULL);
 
-  *out_path = service_get_string (kf, group, "map", NULL);
-  if (*out_path == NULL)
-    {
-      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND, "map: missing");
-      return NULL;
-    }
-  if (!g_file_get_contents (*out_path, &text, NULL, error))
-    return NULL;
-  return g_strsplit (text, "\n", -1);
+  if (path == NULL)
+    g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND, "map: missing");
+  return path;
 }
 
 /* "KIND PATTERN ACTION" (a comment or an empty line: NULL, no error). */
-static AccessRule *
+static gpointer
 access_rule_parse (char *line, const char *path, guint lineno, GError **error)
 {
   char *s = g_strstrip (line);
@@ -204,27 +198,13 @@ static gboolean
 access_configure (Service *svc, GKeyFile *kf, const char *group, GError **error)
 {
   g_autofree char *path = NULL;
-  g_auto (GStrv) lines = NULL;
   Access *a = g_new0 (Access, 1);
 
   svc->state = a;
   a->rules = g_ptr_array_new_with_free_func (access_rule_free);
   a->fallback = service_get_string (kf, group, "default", "accept");
-  if ((lines = map_lines (kf, group, &path, error)) == NULL)
-    return FALSE;
-  for (guint i = 0; lines[i]; i++)
-    {
-      GError *bad = NULL;
-      AccessRule *r = access_rule_parse (lines[i], path, i + 1, &bad);
-      if (bad)
-        {
-          g_propagate_error (error, bad);
-          return FALSE;
-        }
-      if (r)
-        g_ptr_array_add (a->rules, r);
-    }
-  return TRUE;
+  path = map_path (kf, group, error);
+  return path && service_load_lines (path, access_rule_parse, a->rules, error);
 }
 
 static gboolean
@@ -369,7 +349,7 @@ reroute_configure (Service *svc, GKeyFile *kf, const char *group, GError **error
 
   svc->state = r;
   r->map = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
-  if ((lines = map_lines (kf, group, &path, error)) == NULL)
+  if ((path = map_path (kf, group, error)) == NULL || (lines = service_read_lines (path, error)) == NULL)
     return FALSE;
   for (guint i = 0; lines[i]; i++)
     {

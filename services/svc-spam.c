@@ -56,7 +56,7 @@ policy_new (const char *pattern, double threshold, const char *actions, GError *
 
 /* One line of the policy file: "RECIPIENT-GLOB THRESHOLD ACTION[;ACTION]".
  * A comment or an empty line: NULL, no error. */
-static Policy *
+static gpointer
 policy_parse_line (char *line, const char *path, guint lineno, GError **error)
 {
   char *l = g_strstrip (line);
@@ -81,31 +81,6 @@ policy_parse_line (char *line, const char *path, guint lineno, GError **error)
   if (p == NULL)
     g_prefix_error (error, "%s:%u: ", path, lineno);
   return p;
-}
-
-/* The policy file's classes, in order, into @policies. */
-static gboolean
-policy_file_load (const char *path, GPtrArray *policies, GError **error)
-{
-  g_autofree char *text = NULL;
-  g_auto (GStrv) lines = NULL;
-
-  if (!g_file_get_contents (path, &text, NULL, error))
-    return FALSE;
-  lines = g_strsplit (text, "\n", -1);
-  for (guint i = 0; lines[i]; i++)
-    {
-      GError *bad = NULL;
-      Policy *p = policy_parse_line (lines[i], path, i + 1, &bad);
-      if (bad)
-        {
-          g_propagate_error (error, bad);
-          return FALSE;
-        }
-      if (p)
-        g_ptr_array_add (policies, p);
-    }
-  return TRUE;
 }
 
 /* backend = and the endpoint that goes with it. */
@@ -139,7 +114,7 @@ spam_configure (Service *svc, GKeyFile *kf, const char *group, GError **error)
   s->policies = g_ptr_array_new_with_free_func (policy_free);
   if (!spam_backend (s, kf, group, error))
     return FALSE;
-  if (policy && !policy_file_load (policy, s->policies, error))
+  if (policy && !service_load_lines (policy, policy_parse_line, s->policies, error))
     return FALSE;
   def = policy_new ("*", g_ascii_strtod (threshold, NULL), actions, error);
   if (def == NULL)
