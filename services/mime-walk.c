@@ -30,25 +30,6 @@ mime_load (const ServiceInput *in, MimeLoaded *out)
   return out->msg != NULL;
 }
 
-/* The message as GMime writes it (every part not replaced byte for byte). */
-GByteArray *
-mime_serialize (GMimeObject *obj)
-{
-  g_autoptr (GMimeFormatOptions) fmt = g_mime_format_options_new ();
-  g_autoptr (GMimeStream) mem = g_mime_stream_mem_new ();
-  GByteArray *a;
-
-  g_mime_stream_mem_set_owner (GMIME_STREAM_MEM (mem), FALSE);
-  g_mime_format_options_set_newline_format (fmt, GMIME_NEWLINE_FORMAT_UNIX);
-  a = g_mime_stream_mem_get_byte_array (GMIME_STREAM_MEM (mem));
-  if (g_mime_object_write_to_stream (obj, fmt, mem) < 0)
-    {
-      g_byte_array_unref (a);
-      return NULL;
-    }
-  return a;
-}
-
 /* Splits @a into the adapted parts: the body always, the header only when
  * it is no longer the one lmtpd sent (a replaced top-level body changes
  * its Content-* fields).  FALSE if no file could be written. */
@@ -79,8 +60,9 @@ emit (const MimeLoaded *l, const GByteArray *a, ServiceOutput *out)
 gboolean
 mime_adapt (const MimeLoaded *l, ServiceOutput *out)
 {
-  g_autoptr (GByteArray) a = mime_serialize (GMIME_OBJECT (l->msg));
-  return a != NULL && emit (l, a, out);
+  gboolean complete;
+  g_autoptr (GByteArray) a = service_object_bytes (GMIME_OBJECT (l->msg), GMIME_NEWLINE_FORMAT_UNIX, &complete);
+  return complete && emit (l, a, out);
 }
 
 GByteArray *

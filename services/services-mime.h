@@ -20,8 +20,6 @@ typedef struct {
 
 /* FALSE for an empty input (or one GMime makes no message of). */
 gboolean mime_load (const ServiceInput *in, MimeLoaded *out);
-/* The object as GMime writes it (LF line ends), or NULL. */
-GByteArray *mime_serialize (GMimeObject *obj);
 /* Writes the message and hands back its adapted parts. */
 gboolean mime_adapt (const MimeLoaded *l, ServiceOutput *out);
 /* Decoded content of a leaf part (bounded). */

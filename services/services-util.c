@@ -147,6 +147,21 @@ service_input_message (const ServiceInput *in, ServiceParseFlags flags)
   return g_mime_parser_construct_message (parser, NULL);
 }
 
+GByteArray *
+service_object_bytes (GMimeObject *obj, GMimeNewLineFormat newline, gboolean *out_complete)
+{
+  g_autoptr (GMimeFormatOptions) fmt = g_mime_format_options_new ();
+  g_autoptr (GMimeStream) mem = g_mime_stream_mem_new ();
+  gboolean complete;
+
+  g_mime_stream_mem_set_owner (GMIME_STREAM_MEM (mem), FALSE);
+  g_mime_format_options_set_newline_format (fmt, newline);
+  complete = g_mime_object_write_to_stream (obj, fmt, mem) >= 0;
+  if (out_complete)
+    *out_complete = complete;
+  return g_mime_stream_mem_get_byte_array (GMIME_STREAM_MEM (mem));
+}
+
 int
 service_body_file (const char *tmpl, const void *data, gsize len)
 {
@@ -168,16 +183,13 @@ service_body_file (const char *tmpl, const void *data, gsize len)
 gboolean
 service_emit_message (GMimeMessage *msg, const char *tmpl, ServiceOutput *out)
 {
-  g_autoptr (GMimeFormatOptions) fmt = g_mime_format_options_new ();
-  g_autoptr (GMimeStream) mem = g_mime_stream_mem_new ();
-  GByteArray *bytes;
+  gboolean complete;
+  g_autoptr (GByteArray) bytes = service_object_bytes (GMIME_OBJECT (msg), GMIME_NEWLINE_FORMAT_UNIX, &complete);
   const char *sep;
   gsize hlen;
 
-  g_mime_format_options_set_newline_format (fmt, GMIME_NEWLINE_FORMAT_UNIX);
-  if (g_mime_object_write_to_stream (GMIME_OBJECT (msg), fmt, mem) < 0)
+  if (!complete)
     return FALSE;
-  bytes = g_mime_stream_mem_get_byte_array (GMIME_STREAM_MEM (mem));
   g_byte_array_append (bytes, (const guint8 *) "", 1);
   sep = strstr ((const char *) bytes->data, "\n\n");
   if (sep == NULL)

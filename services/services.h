@@ -72,6 +72,9 @@ GMimeMessage *service_header_message (GBytes *header);
 /* The value of header @name in @header (decoded by GMime), or NULL. */
 char *service_header_value (GBytes *header, const char *name);
 
+/* @obj as GMime writes it with @newline line ends (a new array); if
+ * @out_complete, whether all of it could be written. */
+GByteArray *service_object_bytes (GMimeObject *obj, GMimeNewLineFormat newline, gboolean *out_complete);
 /* How service_input_message reads the input. */
 typedef enum {
   SERVICE_PARSE_PERSIST = 1 << 0,   /* large contents stay in the body file */

@@ -261,10 +261,11 @@ static gboolean
 security_leftovers (Scan *scan, GMimeMessage *msg)
 {
   GMimeObject *top = g_mime_message_get_mime_part (msg);
-  g_autoptr (GByteArray) a = top ? mime_serialize (top) : NULL;
+  gboolean complete = FALSE;
+  g_autoptr (GByteArray) a = top ? service_object_bytes (top, GMIME_NEWLINE_FORMAT_UNIX, &complete) : NULL;
   g_autoptr (GMimePart) notice = NULL;
 
-  if (a == NULL || g_strstr_len ((const char *) a->data, a->len, EICAR) == NULL)
+  if (!complete || g_strstr_len ((const char *) a->data, a->len, EICAR) == NULL)
     return FALSE;
   add_finding (scan, "message body", "virus Eicar-Test-Signature found");
   notice = mime_notice_part ("The message body was removed by the security filter: "

@@ -418,15 +418,10 @@ reroute_addresses (Reroute *r, GMimeMessage *msg)
 static GBytes *
 header_block (GMimeMessage *msg)
 {
-  g_autoptr (GMimeFormatOptions) fmt = g_mime_format_options_new ();
-  g_autoptr (GMimeStream) mem = g_mime_stream_mem_new ();
-  GByteArray *bytes;
+  g_autoptr (GByteArray) bytes = service_object_bytes (GMIME_OBJECT (msg), GMIME_NEWLINE_FORMAT_UNIX, NULL);
   g_autofree char *text = NULL;
   const char *end;
 
-  g_mime_format_options_set_newline_format (fmt, GMIME_NEWLINE_FORMAT_UNIX);
-  g_mime_object_write_to_stream (GMIME_OBJECT (msg), fmt, mem);
-  bytes = g_mime_stream_mem_get_byte_array (GMIME_STREAM_MEM (mem));
   text = g_strndup ((const char *) bytes->data, bytes->len);
   end = strstr (text, "\n\n");
   return g_bytes_new (text, end ? (gsize) (end - text + 2) : strlen (text));

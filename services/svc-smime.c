@@ -84,15 +84,7 @@ smime_configure (Service *svc, GKeyFile *kf, const char *group, GError **error)
 static GByteArray *
 canonical (GMimeObject *obj)
 {
-  g_autoptr (GMimeFormatOptions) fmt = g_mime_format_options_new ();
-  g_autoptr (GMimeStream) mem = g_mime_stream_mem_new ();
-  GByteArray *a;
-
-  g_mime_format_options_set_newline_format (fmt, GMIME_NEWLINE_FORMAT_DOS);
-  g_mime_stream_mem_set_owner (GMIME_STREAM_MEM (mem), FALSE);
-  g_mime_object_write_to_stream (obj, fmt, mem);
-  a = g_mime_stream_mem_get_byte_array (GMIME_STREAM_MEM (mem));
-  return a;
+  return service_object_bytes (obj, GMIME_NEWLINE_FORMAT_DOS, NULL);
 }
 
 static GByteArray *
