@@ -13,7 +13,7 @@
 
 #include "services.h"
 
-/* the words a decision is logged with; see verdict_word() in main.c */
+/* the words a decision is logged with; see verdict_word() in services-call.c */
 static const char *const verdict_names[] = { "accept", "modify", "junk", "reject", "tempfail", "discard",
                                              "quarantine", "redirect" };
 #define N_VERDICTS G_N_ELEMENTS (verdict_names)

@@ -1,4 +1,7 @@
-/* services-util.c - small helpers the service modules share. */
+/* services-util.c - small helpers the service modules share: settings,
+ * the input parsed by GMime, adapted parts written back, connections to
+ * outside daemons, and the actions a configuration names.
+ */
 #include "config.h"
 
 #include <errno.h>
@@ -6,6 +9,8 @@
 
 #include <pwd.h>
 #include <unistd.h>
+#include <glib/gstdio.h>
+#include <gio/gunixsocketaddress.h>
 
 #include "gmime-cleanup.h"
 #include "services.h"
@@ -41,13 +46,50 @@ service_get_list (GKeyFile *kf, const char *group, const char *key)
   return v;
 }
 
-char *
-service_header_value (GBytes *header, const char *name)
+guint64
+service_get_number (GKeyFile *kf, const char *group, const char *key, const char *def)
+{
+  g_autofree char *v = service_get_string (kf, group, key, def);
+  return g_ascii_strtoull (v, NULL, 10);
+}
+
+char **
+service_read_lines (const char *path, GError **error)
+{
+  g_autofree char *text = NULL;
+
+  if (!g_file_get_contents (path, &text, NULL, error))
+    return NULL;
+  return g_strsplit (text, "\n", -1);
+}
+
+gboolean
+service_load_lines (const char *path, ServiceLineParser parse, GPtrArray *items, GError **error)
+{
+  g_auto (GStrv) lines = service_read_lines (path, error);
+
+  for (guint i = 0; lines && lines[i]; i++)
+    {
+      GError *bad = NULL;
+      gpointer item = parse (lines[i], path, i + 1, &bad);
+      if (bad)
+        {
+          g_propagate_error (error, bad);
+          return FALSE;
+        }
+      if (item)
+        g_ptr_array_add (items, item);
+    }
+  return lines != NULL;
+}
+
+/* ---- the input and the output, through GMime ------------------------------ */
+
+GMimeMessage *
+service_header_message (GBytes *header)
 {
   g_autoptr (GMimeStream) stream = NULL;
   g_autoptr (GMimeParser) parser = NULL;
-  g_autoptr (GMimeMessage) msg = NULL;
-  const char *v;
   gsize n;
   const char *p;
 
@@ -56,7 +98,15 @@ service_header_value (GBytes *header, const char *name)
   p = g_bytes_get_data (header, &n);
   stream = g_mime_stream_mem_new_with_buffer (p, n);
   parser = g_mime_parser_new_with_stream (stream);
-  msg = g_mime_parser_construct_message (parser, NULL);
+  return g_mime_parser_construct_message (parser, NULL);
+}
+
+char *
+service_header_value (GBytes *header, const char *name)
+{
+  g_autoptr (GMimeMessage) msg = service_header_message (header);
+  const char *v;
+
   if (msg == NULL)
     return NULL;
   if (g_ascii_strcasecmp (name, "Subject") == 0)
@@ -65,6 +115,107 @@ service_header_value (GBytes *header, const char *name)
     v = g_mime_object_get_header (GMIME_OBJECT (msg), name);
   return v ? g_strdup (v) : NULL;
 }
+
+GMimeMessage *
+service_input_message (const ServiceInput *in, ServiceParseFlags flags)
+{
+  g_autoptr (GMimeStream) cat = g_mime_stream_cat_new ();
+  g_autoptr (GMimeParser) parser = NULL;
+  gsize n = 0;
+  const char *h = in->header ? g_bytes_get_data (in->header, &n) : NULL;
+
+  if (flags & SERVICE_PARSE_BODY_ONLY)
+    {
+      g_autoptr (GMimeStream) nl = g_mime_stream_mem_new_with_buffer ("\n", 1);
+      g_mime_stream_cat_add_source (GMIME_STREAM_CAT (cat), nl);
+    }
+  if (h != NULL)
+    {
+      g_autoptr (GMimeStream) hs = g_mime_stream_mem_new_with_buffer (h, n);
+      g_mime_stream_cat_add_source (GMIME_STREAM_CAT (cat), hs);
+    }
+  if (in->body_fd >= 0)
+    {
+      g_autoptr (GMimeStream) bs = g_mime_stream_fs_new (dup (in->body_fd));
+      g_mime_stream_fs_set_owner (GMIME_STREAM_FS (bs), TRUE);
+      g_mime_stream_seek (bs, 0, GMIME_STREAM_SEEK_SET);
+      g_mime_stream_cat_add_source (GMIME_STREAM_CAT (cat), bs);
+    }
+  parser = g_mime_parser_new_with_stream (cat);
+  if (flags & SERVICE_PARSE_PERSIST)
+    g_mime_parser_set_persist_stream (parser, TRUE);
+  return g_mime_parser_construct_message (parser, NULL);
+}
+
+GByteArray *
+service_object_bytes (GMimeObject *obj, GMimeNewLineFormat newline, gboolean *out_complete)
+{
+  g_autoptr (GMimeFormatOptions) fmt = g_mime_format_options_new ();
+  g_autoptr (GMimeStream) mem = g_mime_stream_mem_new ();
+  gboolean complete;
+
+  g_mime_stream_mem_set_owner (GMIME_STREAM_MEM (mem), FALSE);
+  g_mime_format_options_set_newline_format (fmt, newline);
+  complete = g_mime_object_write_to_stream (obj, fmt, mem) >= 0;
+  if (out_complete)
+    *out_complete = complete;
+  return g_mime_stream_mem_get_byte_array (GMIME_STREAM_MEM (mem));
+}
+
+int
+service_body_file (const char *tmpl, const void *data, gsize len)
+{
+  g_autofree char *path = NULL;
+  int fd = g_file_open_tmp (tmpl, &path, NULL);
+
+  if (fd < 0)
+    return -1;
+  g_unlink (path);
+  if (write (fd, data, len) != (gssize) len)
+    {
+      close (fd);
+      return -1;
+    }
+  lseek (fd, 0, SEEK_SET);
+  return fd;
+}
+
+gboolean
+service_emit_message (GMimeMessage *msg, const char *tmpl, ServiceOutput *out)
+{
+  gboolean complete;
+  g_autoptr (GByteArray) bytes = service_object_bytes (GMIME_OBJECT (msg), GMIME_NEWLINE_FORMAT_UNIX, &complete);
+  const char *sep;
+  gsize hlen;
+
+  if (!complete)
+    return FALSE;
+  g_byte_array_append (bytes, (const guint8 *) "", 1);
+  sep = strstr ((const char *) bytes->data, "\n\n");
+  if (sep == NULL)
+    return FALSE;
+  hlen = sep + 2 - (const char *) bytes->data;
+  out->header = g_bytes_new (bytes->data, hlen);
+  out->body_fd = service_body_file (tmpl, sep + 2, bytes->len - 1 - hlen);
+  return out->body_fd >= 0;
+}
+
+GSocketConnection *
+service_connect (const char *endpoint, guint16 default_port, guint timeout_s, GError **error)
+{
+  g_autoptr (GSocketClient) client = g_socket_client_new ();
+
+  g_socket_client_set_timeout (client, timeout_s);
+  if (g_str_has_prefix (endpoint, "unix:"))
+    {
+      g_autoptr (GSocketAddress) addr = g_unix_socket_address_new (endpoint + 5);
+      return g_socket_client_connect (client, G_SOCKET_CONNECTABLE (addr), NULL, error);
+    }
+  return g_socket_client_connect_to_host (client, g_str_has_prefix (endpoint, "inet:") ? endpoint + 5 : endpoint,
+                                          default_port, NULL, error);
+}
+
+/* ---- verdicts ------------------------------------------------------------- */
 
 void
 service_add_header (OcpVerdict *v, const char *fmt, ...)
@@ -81,52 +232,86 @@ service_add_header (OcpVerdict *v, const char *fmt, ...)
   g_ptr_array_add (v->add_headers, h);
 }
 
+static void
+replace_string (char **field, const char *value)
+{
+  g_free (*field);
+  *field = g_strdup (value);
+}
+
+/* "reject 5xx TEXT" or "tempfail 4xx TEXT", @arg after the word. */
+static gboolean
+apply_reply (OcpVerdict *v, const char *action, const char *arg)
+{
+  char *end = NULL;
+  guint64 code = g_ascii_strtoull (arg, &end, 10);
+  gboolean reject = action[0] == 'r';
+
+  if (code / 100 != (reject ? 5u : 4u) || *end != ' ')
+    return FALSE;
+  v->verdict = reject ? OCP_VERDICT_REJECT : OCP_VERDICT_TEMPFAIL;
+  v->reply_code = (guint) code;
+  replace_string (&v->reply_text, end + 1);
+  return TRUE;
+}
+
 gboolean
 service_apply_action (OcpVerdict *v, const char *action, GError **error)
 {
   const char *arg = strchr (action, ' ');
-  arg = arg ? arg + 1 : "";
+  gboolean ok = TRUE;
 
+  arg = arg ? arg + 1 : "";
   if (strcmp (action, "accept") == 0)
     v->verdict = OCP_VERDICT_ACCEPT;
   else if (strcmp (action, "discard") == 0)
     v->verdict = OCP_VERDICT_DISCARD;
   else if (g_str_has_prefix (action, "reject ") || g_str_has_prefix (action, "tempfail "))
-    {
-      char *end = NULL;
-      guint64 code = g_ascii_strtoull (arg, &end, 10);
-      gboolean reject = action[0] == 'r';
-      if (code / 100 != (reject ? 5u : 4u) || *end != ' ')
-        goto bad;
-      v->verdict = reject ? OCP_VERDICT_REJECT : OCP_VERDICT_TEMPFAIL;
-      v->reply_code = (guint) code;
-      g_free (v->reply_text);
-      v->reply_text = g_strdup (end + 1);
-    }
+    ok = apply_reply (v, action, arg);
   else if (g_str_has_prefix (action, "quarantine ") && arg[0])
     {
       v->verdict = OCP_VERDICT_QUARANTINE;
-      g_free (v->folder);
-      v->folder = g_strdup (arg);
+      replace_string (&v->folder, arg);
     }
   else if (g_str_has_prefix (action, "folder ") && arg[0])
-    {
-      g_free (v->folder);
-      v->folder = g_strdup (arg);
-    }
+    replace_string (&v->folder, arg);
   else if (g_str_has_prefix (action, "tag ") && arg[0])
-    {
-      g_free (v->subject_tag);
-      v->subject_tag = g_strdup (arg);
-    }
+    replace_string (&v->subject_tag, arg);
   else if (g_str_has_prefix (action, "header ") && strchr (arg, ':'))
     service_add_header (v, "%s", arg);
   else
-    goto bad;
-  return TRUE;
-bad:
-  g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-               "'%s' is not an action (accept, discard, reject 5xx TEXT, tempfail 4xx TEXT, "
-               "quarantine FOLDER, folder FOLDER, tag TEXT, header NAME: VALUE)", action);
-  return FALSE;
+    ok = FALSE;
+  if (!ok)
+    g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                 "'%s' is not an action (accept, discard, reject 5xx TEXT, tempfail 4xx TEXT, "
+                 "quarantine FOLDER, folder FOLDER, tag TEXT, header NAME: VALUE)", action);
+  return ok;
+}
+
+gboolean
+service_action_valid (const char *action, GError **error)
+{
+  OcpVerdict probe;
+  gboolean ok;
+
+  ocp_verdict_init (&probe);
+  ok = service_apply_action (&probe, action, error);
+  ocp_verdict_clear (&probe);
+  return ok;
+}
+
+char **
+service_parse_actions (const char *text, const char *keyword, GError **error)
+{
+  g_auto (GStrv) actions = g_strsplit (text, ";", -1);
+
+  for (guint i = 0; actions[i]; i++)
+    {
+      g_strstrip (actions[i]);
+      if (keyword && strcmp (actions[i], keyword) == 0)
+        continue;
+      if (!service_action_valid (actions[i], error))
+        return NULL;
+    }
+  return g_steal_pointer (&actions);
 }

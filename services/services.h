@@ -6,6 +6,7 @@
 #pragma once
 
 #include <gio/gio.h>
+#include <gmime/gmime.h>
 
 #include "ocp.h"
 
@@ -57,11 +58,49 @@ struct Service {
 /* Helpers for modules (services-util.c). */
 char *service_get_string (GKeyFile *kf, const char *group, const char *key, const char *def);
 char **service_get_list (GKeyFile *kf, const char *group, const char *key);
+/* A decimal number setting (@def if unset; what strtoull makes of it). */
+guint64 service_get_number (GKeyFile *kf, const char *group, const char *key, const char *def);
+/* The lines of the file @path, or NULL with @error. */
+char **service_read_lines (const char *path, GError **error);
+/* One line of a map or policy file: the item it makes, or NULL for a line
+ * to skip (a comment, an empty line) or with @error to stop reading. */
+typedef gpointer (*ServiceLineParser) (char *line, const char *path, guint lineno, GError **error);
+/* Each line of the file @path through @parse, its items appended to @items. */
+gboolean service_load_lines (const char *path, ServiceLineParser parse, GPtrArray *items, GError **error);
+/* A header part parsed by GMime as a message without a body, or NULL. */
+GMimeMessage *service_header_message (GBytes *header);
 /* The value of header @name in @header (decoded by GMime), or NULL. */
 char *service_header_value (GBytes *header, const char *name);
+
+/* @obj as GMime writes it with @newline line ends (a new array); if
+ * @out_complete, whether all of it could be written. */
+GByteArray *service_object_bytes (GMimeObject *obj, GMimeNewLineFormat newline, gboolean *out_complete);
+/* How service_input_message reads the input. */
+typedef enum {
+  SERVICE_PARSE_PERSIST = 1 << 0,   /* large contents stay in the body file */
+  SERVICE_PARSE_BODY_ONLY = 1 << 1, /* an empty line first: all of it is body */
+} ServiceParseFlags;
+/* The header part and the body part (either may be missing) as one
+ * message parsed by GMime, or NULL. */
+GMimeMessage *service_input_message (const ServiceInput *in, ServiceParseFlags flags);
+/* An unlinked temporary file (@tmpl as for g_file_open_tmp) holding @data,
+ * at offset 0; -1 if it cannot be written. */
+int service_body_file (const char *tmpl, const void *data, gsize len);
+/* @msg written by GMime (LF line ends): its header block becomes
+ * out->header and the rest out->body_fd.  FALSE if it could not be. */
+gboolean service_emit_message (GMimeMessage *msg, const char *tmpl, ServiceOutput *out);
+
+/* A connection to "unix:PATH", "inet:HOST:PORT" or "HOST:PORT". */
+GSocketConnection *service_connect (const char *endpoint, guint16 default_port, guint timeout_s, GError **error);
+
 /* "reject 550 5.7.1 text" / "tempfail ..." / "discard" / "quarantine F" /
  * "tag [X]" / "header Name: value" / "accept" into @v. */
 gboolean service_apply_action (OcpVerdict *v, const char *action, GError **error);
+/* FALSE with @error if service_apply_action would not take @action. */
+gboolean service_action_valid (const char *action, GError **error);
+/* "ACTION;ACTION..." split and each one checked, except @keyword (a
+ * module's own word such as "junk", or NULL); NULL with @error. */
+char **service_parse_actions (const char *text, const char *keyword, GError **error);
 void service_add_header (OcpVerdict *v, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
 /* Hands a file or directory a module creates to [server] user when running
  * as root (the services switch to that user once configured). */

@@ -10,8 +10,6 @@
 #include "config.h"
 
 #include <string.h>
-#include <unistd.h>
-#include <glib/gstdio.h>
 
 #include "gmime-cleanup.h"
 #include "services.h"
@@ -26,8 +24,7 @@ static gboolean
 normalize_configure (Service *svc, GKeyFile *kf, const char *group, GError **error)
 {
   Normalize *n = g_new0 (Normalize, 1);
-  g_autofree char *max = service_get_string (kf, group, "max_address", "256");
-  n->max_address = (guint) g_ascii_strtoull (max, NULL, 10);
+  n->max_address = (guint) service_get_number (kf, group, "max_address", "256");
   svc->state = n;
   return TRUE;
 }
@@ -61,126 +58,112 @@ needs_encoding (GMimePart *part)
   return eightbit && enc != GMIME_CONTENT_ENCODING_8BIT;
 }
 
+/* A file name a file system could take wrongly becomes a plain one. */
+static gboolean
+fix_filename (GMimePart *part)
+{
+  const char *name = g_mime_part_get_filename (part);
+  g_autofree char *safe = NULL;
+
+  if (name == NULL || !(strpbrk (name, "/\\\r\n\t") || name[0] == '.' || strlen (name) > 200))
+    return FALSE;
+  safe = g_path_get_basename (name);
+  g_strdelimit (safe, "/\\\r\n\t:", '_');
+  if (safe[0] == '.')
+    safe[0] = '_';
+  if (strlen (safe) > 200)
+    safe[200] = '\0';
+  g_mime_part_set_filename (part, safe);
+  return TRUE;
+}
+
+/* Quoted-printable for text, base64 for the rest. */
+static gboolean
+fix_encoding (GMimePart *part)
+{
+  GMimeContentType *ct;
+  gboolean text;
+
+  if (!needs_encoding (part))
+    return FALSE;
+  ct = g_mime_object_get_content_type (GMIME_OBJECT (part));
+  text = ct && g_mime_content_type_is_type (ct, "text", "*");
+  g_mime_part_set_content_encoding (part, text ? GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE
+                                               : GMIME_CONTENT_ENCODING_BASE64);
+  return TRUE;
+}
+
+static gboolean fix_part (GMimeObject *obj);
+
+static gboolean
+fix_multipart (GMimeMultipart *mp)
+{
+  gboolean changed = FALSE;
+
+  if (g_mime_multipart_get_boundary (mp) == NULL)
+    {
+      g_mime_multipart_set_boundary (mp, NULL); /* generates one */
+      changed = TRUE;
+    }
+  for (int i = 0; i < g_mime_multipart_get_count (mp); i++)
+    changed |= fix_part (g_mime_multipart_get_part (mp, i));
+  return changed;
+}
+
 static gboolean
 fix_part (GMimeObject *obj)
 {
   gboolean changed = FALSE;
 
   if (GMIME_IS_MULTIPART (obj))
-    {
-      GMimeMultipart *mp = GMIME_MULTIPART (obj);
-      if (g_mime_multipart_get_boundary (mp) == NULL)
-        {
-          g_mime_multipart_set_boundary (mp, NULL); /* generates one */
-          changed = TRUE;
-        }
-      for (int i = 0; i < g_mime_multipart_get_count (mp); i++)
-        changed |= fix_part (g_mime_multipart_get_part (mp, i));
-    }
+    changed = fix_multipart (GMIME_MULTIPART (obj));
   else if (GMIME_IS_PART (obj))
     {
-      GMimePart *part = GMIME_PART (obj);
-      const char *name = g_mime_part_get_filename (part);
-      if (name && (strpbrk (name, "/\\\r\n\t") || name[0] == '.' || strlen (name) > 200))
-        {
-          g_autofree char *safe = g_path_get_basename (name);
-          g_strdelimit (safe, "/\\\r\n\t:", '_');
-          if (safe[0] == '.')
-            safe[0] = '_';
-          if (strlen (safe) > 200)
-            safe[200] = '\0';
-          g_mime_part_set_filename (part, safe);
-          changed = TRUE;
-        }
-      if (needs_encoding (part))
-        {
-          GMimeContentType *ct = g_mime_object_get_content_type (obj);
-          gboolean text = ct && g_mime_content_type_is_type (ct, "text", "*");
-          g_mime_part_set_content_encoding (part, text ? GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE
-                                                       : GMIME_CONTENT_ENCODING_BASE64);
-          changed = TRUE;
-        }
+      changed = fix_filename (GMIME_PART (obj));
+      changed |= fix_encoding (GMIME_PART (obj));
     }
   else if (GMIME_IS_MESSAGE_PART (obj))
     {
       GMimeMessage *inner = g_mime_message_part_get_message (GMIME_MESSAGE_PART (obj));
       if (inner && g_mime_message_get_mime_part (inner))
-        changed |= fix_part (g_mime_message_get_mime_part (inner));
+        changed = fix_part (g_mime_message_get_mime_part (inner));
     }
   return changed;
+}
+
+/* The reply for an absurdly long sender or recipient, or NULL. */
+static const char *
+address_too_long (const Normalize *n, const ServiceInput *in)
+{
+  const char *from = g_hash_table_lookup (in->env, "Mail-From");
+
+  if (from && strlen (from) > n->max_address)
+    return "reject 553 5.1.7 Sender address too long";
+  for (guint i = 0; in->rcpts[i]; i++)
+    if (strlen (in->rcpts[i]) > n->max_address)
+      return "reject 553 5.1.3 Recipient address too long";
+  return NULL;
 }
 
 static void
 normalize_check (Service *svc, const ServiceInput *in, ServiceOutput *out)
 {
-  Normalize *n = svc->state;
-  const char *from = g_hash_table_lookup (in->env, "Mail-From");
-  g_autoptr (GMimeStream) cat = NULL;
-  g_autoptr (GMimeParser) parser = NULL;
+  const char *refusal = address_too_long (svc->state, in);
   g_autoptr (GMimeMessage) msg = NULL;
-  g_autoptr (GMimeFormatOptions) fmt = NULL;
-  g_autoptr (GMimeStream) mem = NULL;
-  GByteArray *bytes;
-  gsize hlen = 0;
-  const char *h;
-  char *sep;
 
-  if (from && strlen (from) > n->max_address)
+  if (refusal)
     {
-      service_apply_action (&out->verdict, "reject 553 5.1.7 Sender address too long", NULL);
+      service_apply_action (&out->verdict, refusal, NULL);
       return;
     }
-  for (guint i = 0; in->rcpts[i]; i++)
-    if (strlen (in->rcpts[i]) > n->max_address)
-      {
-        service_apply_action (&out->verdict, "reject 553 5.1.3 Recipient address too long", NULL);
-        return;
-      }
   if (in->header == NULL || in->body_fd < 0)
     return;
-  h = g_bytes_get_data (in->header, &hlen);
-  cat = g_mime_stream_cat_new ();
-  {
-    g_autoptr (GMimeStream) hs = g_mime_stream_mem_new_with_buffer (h, hlen);
-    g_autoptr (GMimeStream) bs = g_mime_stream_fs_new (dup (in->body_fd));
-    g_mime_stream_seek (bs, 0, GMIME_STREAM_SEEK_SET);
-    g_mime_stream_cat_add_source (GMIME_STREAM_CAT (cat), hs);
-    g_mime_stream_cat_add_source (GMIME_STREAM_CAT (cat), bs);
-  }
-  parser = g_mime_parser_new_with_stream (cat);
-  g_mime_parser_set_persist_stream (parser, TRUE);
-  msg = g_mime_parser_construct_message (parser, NULL);
+  msg = service_input_message (in, SERVICE_PARSE_PERSIST);
   if (msg == NULL || g_mime_message_get_mime_part (msg) == NULL
       || !fix_part (g_mime_message_get_mime_part (msg)))
     return;
-  fmt = g_mime_format_options_new ();
-  g_mime_format_options_set_newline_format (fmt, GMIME_NEWLINE_FORMAT_UNIX);
-  mem = g_mime_stream_mem_new ();
-  g_mime_stream_mem_set_owner (GMIME_STREAM_MEM (mem), TRUE);
-  if (g_mime_object_write_to_stream (GMIME_OBJECT (msg), fmt, mem) < 0)
-    return;
-  bytes = g_mime_stream_mem_get_byte_array (GMIME_STREAM_MEM (mem));
-  g_byte_array_append (bytes, (const guint8 *) "", 1);
-  sep = strstr ((char *) bytes->data, "\n\n");
-  if (sep == NULL)
-    return;
-  out->header = g_bytes_new (bytes->data, sep + 2 - (char *) bytes->data);
-  {
-    g_autofree char *path = NULL;
-    int fd = g_file_open_tmp ("normalize-XXXXXX", &path, NULL);
-    gsize body_len = bytes->len - 1 - (sep + 2 - (char *) bytes->data);
-    if (fd < 0)
-      return;
-    g_unlink (path);
-    if (write (fd, sep + 2, body_len) != (gssize) body_len)
-      {
-        close (fd);
-        return;
-      }
-    lseek (fd, 0, SEEK_SET);
-    out->body_fd = fd;
-  }
-  service_add_header (&out->verdict, "X-Normalized: MIME structure repaired");
+  if (service_emit_message (msg, "normalize-XXXXXX", out))
+    service_add_header (&out->verdict, "X-Normalized: MIME structure repaired");
 }
 
 const ServiceModule service_normalize = {

@@ -151,66 +151,60 @@ access_rule_free (gpointer p)
   g_free (r);
 }
 
-static gboolean
-load_lines (const char *path, char ***out, GError **error)
+/* The file [service NAME] map names. */
+static char *
+map_path (GKeyFile *kf, const char *group, GError **error)
 {
-  g_autofree char *text = NULL;
-  if (!g_file_get_contents (path, &text, NULL, error))
-    return FALSE;
-  *out = g_strsplit (text, "\n", -1);
-  return TRUE;
+  char *path = service_get_string (kf, group, "map", NULL);
+
+  if (path == NULL)
+    g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND, "map: missing");
+  return path;
+}
+
+/* "KIND PATTERN ACTION" (a comment or an empty line: NULL, no error). */
+static gpointer
+access_rule_parse (char *line, const char *path, guint lineno, GError **error)
+{
+  char *s = g_strstrip (line);
+  g_auto (GStrv) f = NULL;
+  AccessRule *r;
+
+  if (*s == '\0' || *s == '#')
+    return NULL;
+  f = g_regex_split_simple ("\\s+", s, 0, 0);
+  if (g_strv_length (f) < 3 || !strstr ("from rcpt client helo", f[0]))
+    {
+      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE,
+                   "%s:%u: expected 'from|rcpt|client|helo PATTERN ACTION'", path, lineno);
+      return NULL;
+    }
+  r = g_new0 (AccessRule, 1);
+  r->kind = g_strdup (f[0]);
+  r->pattern = g_ascii_strdown (f[1], -1);
+  r->action = g_strjoinv (" ", f + 2);
+  if (strcmp (r->kind, "client") == 0 && strchr (r->pattern, '/'))
+    r->mask = g_inet_address_mask_new_from_string (r->pattern, NULL);
+  if (!service_action_valid (r->action, error))
+    {
+      g_prefix_error (error, "%s:%u: ", path, lineno);
+      access_rule_free (r);
+      return NULL;
+    }
+  return r;
 }
 
 static gboolean
 access_configure (Service *svc, GKeyFile *kf, const char *group, GError **error)
 {
-  g_autofree char *path = service_get_string (kf, group, "map", NULL);
-  g_auto (GStrv) lines = NULL;
+  g_autofree char *path = NULL;
   Access *a = g_new0 (Access, 1);
-  OcpVerdict probe;
 
   svc->state = a;
   a->rules = g_ptr_array_new_with_free_func (access_rule_free);
   a->fallback = service_get_string (kf, group, "default", "accept");
-  if (path == NULL)
-    {
-      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND, "map: missing");
-      return FALSE;
-    }
-  if (!load_lines (path, &lines, error))
-    return FALSE;
-  for (guint i = 0; lines[i]; i++)
-    {
-      char *s = g_strstrip (lines[i]);
-      g_auto (GStrv) f = NULL;
-      AccessRule *r;
-      gboolean ok;
-      if (*s == '\0' || *s == '#')
-        continue;
-      f = g_regex_split_simple ("\\s+", s, 0, 0);
-      if (g_strv_length (f) < 3 || !strstr ("from rcpt client helo", f[0]))
-        {
-          g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE,
-                       "%s:%u: expected 'from|rcpt|client|helo PATTERN ACTION'", path, i + 1);
-          return FALSE;
-        }
-      r = g_new0 (AccessRule, 1);
-      r->kind = g_strdup (f[0]);
-      r->pattern = g_ascii_strdown (f[1], -1);
-      r->action = g_strjoinv (" ", f + 2);
-      if (strcmp (r->kind, "client") == 0 && strchr (r->pattern, '/'))
-        r->mask = g_inet_address_mask_new_from_string (r->pattern, NULL);
-      ocp_verdict_init (&probe);
-      ok = service_apply_action (&probe, r->action, error);
-      ocp_verdict_clear (&probe);
-      g_ptr_array_add (a->rules, r);
-      if (!ok)
-        {
-          g_prefix_error (error, "%s:%u: ", path, i + 1);
-          return FALSE;
-        }
-    }
-  return TRUE;
+  path = map_path (kf, group, error);
+  return path && service_load_lines (path, access_rule_parse, a->rules, error);
 }
 
 static gboolean
@@ -280,18 +274,13 @@ static gboolean
 blocking_configure (Service *svc, GKeyFile *kf, const char *group, GError **error)
 {
   Blocking *b = g_new0 (Blocking, 1);
-  OcpVerdict probe;
-  gboolean ok;
 
   svc->state = b;
   b->senders = service_get_list (kf, group, "deny_senders");
   b->recipients = service_get_list (kf, group, "deny_recipients");
   b->keywords = service_get_list (kf, group, "subject_keywords");
   b->action = service_get_string (kf, group, "action", "reject 550 5.7.1 Blocked by policy");
-  ocp_verdict_init (&probe);
-  ok = service_apply_action (&probe, b->action, error);
-  ocp_verdict_clear (&probe);
-  return ok;
+  return service_action_valid (b->action, error);
 }
 
 static gboolean
@@ -354,36 +343,30 @@ typedef struct {
 static gboolean
 reroute_configure (Service *svc, GKeyFile *kf, const char *group, GError **error)
 {
-  g_autofree char *path = service_get_string (kf, group, "map", NULL);
+  g_autofree char *path = NULL;
   g_auto (GStrv) lines = NULL;
   Reroute *r = g_new0 (Reroute, 1);
 
   svc->state = r;
   r->map = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
-  if (path == NULL)
-    {
-      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND, "map: missing");
-      return FALSE;
-    }
-  if (!load_lines (path, &lines, error))
+  if ((path = map_path (kf, group, error)) == NULL || (lines = service_read_lines (path, error)) == NULL)
     return FALSE;
   for (guint i = 0; lines[i]; i++)
     {
       char *s = g_strstrip (lines[i]);
       g_auto (GStrv) f = NULL;
+      const char *to;
       if (*s == '\0' || *s == '#')
         continue;
-      f = g_regex_split_simple ("\\s+(->\\s+)?", s, 0, 0);
       /* "from to" or "from -> to" */
-      {
-        const char *to = g_strv_length (f) == 3 ? f[2] : f[1];
-        if (g_strv_length (f) < 2 || !strchr (f[0], '@') || !strchr (to, '@'))
-          {
-            g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE, "%s:%u: expected 'FROM -> TO'", path, i + 1);
-            return FALSE;
-          }
-        g_hash_table_replace (r->map, g_ascii_strdown (f[0], -1), g_ascii_strdown (to, -1));
-      }
+      f = g_regex_split_simple ("\\s+(->\\s+)?", s, 0, 0);
+      to = g_strv_length (f) == 3 ? f[2] : f[1];
+      if (g_strv_length (f) < 2 || !strchr (f[0], '@') || !strchr (to, '@'))
+        {
+          g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE, "%s:%u: expected 'FROM -> TO'", path, i + 1);
+          return FALSE;
+        }
+      g_hash_table_replace (r->map, g_ascii_strdown (f[0], -1), g_ascii_strdown (to, -1));
     }
   return TRUE;
 }
@@ -402,29 +385,14 @@ reroute_lookup (Reroute *r, const char *address)
   return NULL;
 }
 
-/* Rewrites the addresses of To and Cc that the map names (RFC 4902 5.6). */
-static GBytes *
-fix_header (Reroute *r, GBytes *header)
+/* Rewrites the addresses of To and Cc that the map names (RFC 4902 5.6);
+ * TRUE if any. */
+static gboolean
+reroute_addresses (Reroute *r, GMimeMessage *msg)
 {
-  g_autoptr (GMimeStream) stream = NULL;
-  g_autoptr (GMimeParser) parser = NULL;
-  g_autoptr (GMimeMessage) msg = NULL;
-  g_autoptr (GMimeFormatOptions) fmt = g_mime_format_options_new ();
   static const GMimeAddressType types[] = { GMIME_ADDRESS_TYPE_TO, GMIME_ADDRESS_TYPE_CC };
   gboolean changed = FALSE;
-  gsize n;
-  const char *p;
-  char *text;
-  GString *out;
 
-  if (header == NULL)
-    return NULL;
-  p = g_bytes_get_data (header, &n);
-  stream = g_mime_stream_mem_new_with_buffer (p, n);
-  parser = g_mime_parser_new_with_stream (stream);
-  msg = g_mime_parser_construct_message (parser, NULL);
-  if (msg == NULL)
-    return NULL;
   for (guint t = 0; t < G_N_ELEMENTS (types); t++)
     {
       InternetAddressList *list = g_mime_message_get_addresses (msg, types[t]);
@@ -442,22 +410,32 @@ fix_header (Reroute *r, GBytes *header)
             }
         }
     }
-  if (!changed)
+  return changed;
+}
+
+/* The header block of @msg as GMime writes it: the whole body-less
+ * message, since Content-* fields live on the MIME part. */
+static GBytes *
+header_block (GMimeMessage *msg)
+{
+  g_autoptr (GByteArray) bytes = service_object_bytes (GMIME_OBJECT (msg), GMIME_NEWLINE_FORMAT_UNIX, NULL);
+  g_autofree char *text = NULL;
+  const char *end;
+
+  text = g_strndup ((const char *) bytes->data, bytes->len);
+  end = strstr (text, "\n\n");
+  return g_bytes_new (text, end ? (gsize) (end - text + 2) : strlen (text));
+}
+
+/* @header with To and Cc rerouted, or NULL if it stays as it is. */
+static GBytes *
+fix_header (Reroute *r, GBytes *header)
+{
+  g_autoptr (GMimeMessage) msg = service_header_message (header);
+
+  if (msg == NULL || !reroute_addresses (r, msg))
     return NULL;
-  g_mime_format_options_set_newline_format (fmt, GMIME_NEWLINE_FORMAT_UNIX);
-  {
-    /* the whole body-less message: Content-* fields live on the MIME part */
-    g_autoptr (GMimeStream) mem = g_mime_stream_mem_new ();
-    GByteArray *bytes;
-    const char *end;
-    g_mime_object_write_to_stream (GMIME_OBJECT (msg), fmt, mem);
-    bytes = g_mime_stream_mem_get_byte_array (GMIME_STREAM_MEM (mem));
-    text = g_strndup ((const char *) bytes->data, bytes->len);
-    end = strstr (text, "\n\n");
-    out = g_string_new_len (text, end ? (gssize) (end - text + 2) : -1);
-    g_free (text);
-  }
-  return g_string_free_to_bytes (out);
+  return header_block (msg);
 }
 
 static void

@@ -7,9 +7,7 @@
  */
 #include "config.h"
 
-#include <string.h>
 #include <unistd.h>
-#include <glib/gstdio.h>
 #include <openssl/bio.h>
 #include <openssl/cms.h>
 #include <openssl/err.h>
@@ -72,18 +70,9 @@ smime_configure (Service *svc, GKeyFile *kf, const char *group, GError **error)
           return FALSE;
         }
     }
-  s->bad_actions = g_strsplit (bad, ";", -1);
-  for (guint i = 0; s->bad_actions[i]; i++)
-    {
-      OcpVerdict probe;
-      gboolean ok;
-      g_strstrip (s->bad_actions[i]);
-      ocp_verdict_init (&probe);
-      ok = service_apply_action (&probe, s->bad_actions[i], error);
-      ocp_verdict_clear (&probe);
-      if (!ok)
-        return FALSE;
-    }
+  s->bad_actions = service_parse_actions (bad, NULL, error);
+  if (s->bad_actions == NULL)
+    return FALSE;
   if ((dc && !(s->decrypt_cert = read_cert (dc, error))) || (dk && !(s->decrypt_key = read_key (dk, error)))
       || (sc && !(s->sign_cert = read_cert (sc, error))) || (sk && !(s->sign_key = read_key (sk, error))))
     return FALSE;
@@ -95,15 +84,7 @@ smime_configure (Service *svc, GKeyFile *kf, const char *group, GError **error)
 static GByteArray *
 canonical (GMimeObject *obj)
 {
-  g_autoptr (GMimeFormatOptions) fmt = g_mime_format_options_new ();
-  g_autoptr (GMimeStream) mem = g_mime_stream_mem_new ();
-  GByteArray *a;
-
-  g_mime_format_options_set_newline_format (fmt, GMIME_NEWLINE_FORMAT_DOS);
-  g_mime_stream_mem_set_owner (GMIME_STREAM_MEM (mem), FALSE);
-  g_mime_object_write_to_stream (obj, fmt, mem);
-  a = g_mime_stream_mem_get_byte_array (GMIME_STREAM_MEM (mem));
-  return a;
+  return service_object_bytes (obj, GMIME_NEWLINE_FORMAT_DOS, NULL);
 }
 
 static GByteArray *
@@ -166,38 +147,6 @@ verify (Smime *s, const GByteArray *sig, const GByteArray *content, char **who, 
   return ok;
 }
 
-/* Writes @msg; its header block and body become the adapted parts. */
-static void
-emit (GMimeMessage *msg, ServiceOutput *out)
-{
-  g_autoptr (GMimeFormatOptions) fmt = g_mime_format_options_new ();
-  g_autoptr (GMimeStream) mem = g_mime_stream_mem_new ();
-  GByteArray *a;
-  const char *sep;
-  g_autofree char *path = NULL;
-  int fd;
-
-  g_mime_format_options_set_newline_format (fmt, GMIME_NEWLINE_FORMAT_UNIX);
-  g_mime_object_write_to_stream (GMIME_OBJECT (msg), fmt, mem);
-  a = g_mime_stream_mem_get_byte_array (GMIME_STREAM_MEM (mem));
-  g_byte_array_append (a, (const guint8 *) "", 1);
-  sep = strstr ((const char *) a->data, "\n\n");
-  if (sep == NULL)
-    return;
-  out->header = g_bytes_new (a->data, sep + 2 - (const char *) a->data);
-  fd = g_file_open_tmp ("smime-XXXXXX", &path, NULL);
-  if (fd < 0)
-    return;
-  g_unlink (path);
-  if (write (fd, sep + 2, a->len - 1 - (sep + 2 - (const char *) a->data)) < 0)
-    {
-      close (fd);
-      return;
-    }
-  lseek (fd, 0, SEEK_SET);
-  out->body_fd = fd;
-}
-
 static gboolean
 is_type (GMimeObject *obj, const char *type, const char *subtype)
 {
@@ -205,146 +154,170 @@ is_type (GMimeObject *obj, const char *type, const char *subtype)
   return ct && g_mime_content_type_is_type (ct, type, subtype);
 }
 
-static GMimeMessage *
-load_message (const ServiceInput *in)
+/* An entity parsed from what CMS_decrypt wrote into @ob, or NULL. */
+static GMimeObject *
+decrypted_entity (BIO *ob)
 {
-  g_autoptr (GMimeStream) cat = g_mime_stream_cat_new ();
-  g_autoptr (GMimeParser) parser = NULL;
-  gsize n = 0;
-  const char *h = in->header ? g_bytes_get_data (in->header, &n) : NULL;
+  char *data = NULL;
+  long len = BIO_get_mem_data (ob, &data);
+  g_autoptr (GMimeStream) ps = g_mime_stream_mem_new_with_buffer (data, len);
+  g_autoptr (GMimeParser) pp = g_mime_parser_new_with_stream (ps);
 
-  if (h == NULL)
-    return NULL;
-  {
-    g_autoptr (GMimeStream) hs = g_mime_stream_mem_new_with_buffer (h, n);
-    g_mime_stream_cat_add_source (GMIME_STREAM_CAT (cat), hs);
-  }
-  if (in->body_fd >= 0)
+  return g_mime_parser_construct_part (pp, NULL);
+}
+
+/* Decrypts an enveloped top-level part; returns the message's top-level
+ * part afterwards (the decrypted one, or still @top). */
+static GMimeObject *
+smime_decrypt (Smime *s, GMimeMessage *msg, GMimeObject *top, ServiceOutput *out)
+{
+  g_autoptr (GByteArray) der = part_bytes (GMIME_PART (top));
+  BIO *ib = BIO_new_mem_buf (der->data, (int) der->len);
+  BIO *ob = BIO_new (BIO_s_mem ());
+  CMS_ContentInfo *cms = d2i_CMS_bio (ib, NULL);
+
+  if (cms && CMS_decrypt (cms, s->decrypt_key, s->decrypt_cert, NULL, ob, CMS_BINARY) == 1)
     {
-      g_autoptr (GMimeStream) bs = g_mime_stream_fs_new (dup (in->body_fd));
-      g_mime_stream_seek (bs, 0, GMIME_STREAM_SEEK_SET);
-      g_mime_stream_cat_add_source (GMIME_STREAM_CAT (cat), bs);
+      g_autoptr (GMimeObject) inner = decrypted_entity (ob);
+      if (inner)
+        {
+          g_mime_message_set_mime_part (msg, inner);
+          top = inner; /* the message holds it */
+          service_add_header (&out->verdict, "X-SMIME-Status: decrypted");
+          service_emit_message (msg, "smime-XXXXXX", out);
+        }
     }
-  parser = g_mime_parser_new_with_stream (cat);
-  return g_mime_parser_construct_message (parser, NULL);
+  else if (cms)
+    {
+      g_autofree char *why = ssl_reason ();
+      service_add_header (&out->verdict, "X-SMIME-Status: cannot decrypt (%s)", why);
+    }
+  CMS_ContentInfo_free (cms);
+  BIO_free (ib);
+  BIO_free (ob);
+  return top;
+}
+
+/* A multipart/signed of two parts: the result goes into a header, and a
+ * bad signature gets the configured actions. */
+static void
+smime_verify (Smime *s, GMimeMultipart *top, ServiceOutput *out)
+{
+  GMimeObject *content = g_mime_multipart_get_part (top, 0);
+  GMimeObject *sigpart = g_mime_multipart_get_part (top, 1);
+  g_autofree char *who = NULL, *why = NULL;
+  g_autoptr (GByteArray) sig = NULL, canon = NULL;
+
+  if (!GMIME_IS_PART (sigpart) || !(is_type (sigpart, "application", "pkcs7-signature")
+                                    || is_type (sigpart, "application", "x-pkcs7-signature")))
+    return;
+  sig = part_bytes (GMIME_PART (sigpart));
+  canon = canonical (content);
+  if (verify (s, sig, canon, &who, &why))
+    {
+      service_add_header (&out->verdict, "X-SMIME-Status: valid signature; signer=%s", who);
+      return;
+    }
+  service_add_header (&out->verdict, "X-SMIME-Status: invalid signature (%s)", why);
+  for (guint i = 0; s->bad_actions[i]; i++)
+    service_apply_action (&out->verdict, s->bad_actions[i], NULL);
+}
+
+/* @content and its detached signature @der as one multipart/signed. */
+static GMimeObject *
+signed_entity (GMimeObject *content, const char *der, long len)
+{
+  GMimeMultipartSigned *mps = g_mime_multipart_signed_new ();
+  GMimePart *sp = g_mime_part_new_with_type ("application", "pkcs7-signature");
+  g_autoptr (GMimeStream) ds = g_mime_stream_mem_new_with_buffer (der, len);
+  GMimeDataWrapper *w = g_mime_data_wrapper_new_with_stream (ds, GMIME_CONTENT_ENCODING_DEFAULT);
+  GMimeContentType *ct = g_mime_object_get_content_type (GMIME_OBJECT (mps));
+
+  g_mime_multipart_set_boundary (GMIME_MULTIPART (mps), NULL); /* a fresh one */
+  g_mime_content_type_set_parameter (ct, "protocol", "application/pkcs7-signature");
+  g_mime_content_type_set_parameter (ct, "micalg", "sha-256");
+  g_mime_part_set_content (sp, w);
+  g_mime_part_set_content_encoding (sp, GMIME_CONTENT_ENCODING_BASE64);
+  g_mime_part_set_filename (sp, "smime.p7s");
+  g_object_unref (w);
+  g_mime_multipart_add (GMIME_MULTIPART (mps), content);
+  g_mime_multipart_add (GMIME_MULTIPART (mps), GMIME_OBJECT (sp));
+  g_object_unref (sp);
+  return GMIME_OBJECT (mps);
+}
+
+/* Forgets adapted parts written before (a decrypted message now signed). */
+static void
+output_reset (ServiceOutput *out)
+{
+  g_clear_pointer (&out->header, g_bytes_unref);
+  if (out->body_fd >= 0)
+    {
+      close (out->body_fd);
+      out->body_fd = -1;
+    }
+}
+
+/* Signs @top for a configured sender, as multipart/signed. */
+static void
+smime_sign (Smime *s, GMimeMessage *msg, GMimeObject *top, ServiceOutput *out)
+{
+  g_autoptr (GByteArray) canon = canonical (top);
+  BIO *cb = BIO_new_mem_buf (canon->data, (int) canon->len);
+  BIO *ob = BIO_new (BIO_s_mem ());
+  CMS_ContentInfo *cms = CMS_sign (s->sign_cert, s->sign_key, NULL, cb, CMS_DETACHED | CMS_BINARY);
+
+  if (cms && i2d_CMS_bio (ob, cms) == 1)
+    {
+      char *der = NULL;
+      long len = BIO_get_mem_data (ob, &der);
+      g_autoptr (GMimeObject) mps = NULL;
+
+      g_object_ref (top);
+      mps = signed_entity (top, der, len);
+      g_mime_message_set_mime_part (msg, mps);
+      g_object_unref (top);
+      service_add_header (&out->verdict, "X-SMIME-Status: signed by the mail system");
+      output_reset (out);
+      service_emit_message (msg, "smime-XXXXXX", out);
+    }
+  CMS_ContentInfo_free (cms);
+  BIO_free (cb);
+  BIO_free (ob);
+}
+
+static gboolean
+is_enveloped (GMimeObject *obj)
+{
+  return GMIME_IS_PART (obj)
+         && (is_type (obj, "application", "pkcs7-mime") || is_type (obj, "application", "x-pkcs7-mime"));
+}
+
+static gboolean
+signs_for (const Smime *s, const char *from)
+{
+  return s->sign_cert && s->sign_key && from && s->sign_senders
+         && g_strv_contains ((const char *const *) s->sign_senders, from);
 }
 
 static void
 smime_check (Service *svc, const ServiceInput *in, ServiceOutput *out)
 {
   Smime *s = svc->state;
-  g_autoptr (GMimeMessage) msg = load_message (in);
+  g_autoptr (GMimeMessage) msg = in->header ? service_input_message (in, 0) : NULL;
   GMimeObject *top = msg ? g_mime_message_get_mime_part (msg) : NULL;
-  const char *from = g_hash_table_lookup (in->env, "Mail-From");
 
   if (top == NULL)
     return;
-
   /* decrypt what we hold a key for */
-  if (s->decrypt_key && s->decrypt_cert && GMIME_IS_PART (top)
-      && (is_type (top, "application", "pkcs7-mime") || is_type (top, "application", "x-pkcs7-mime")))
-    {
-      g_autoptr (GByteArray) der = part_bytes (GMIME_PART (top));
-      BIO *ib = BIO_new_mem_buf (der->data, (int) der->len);
-      BIO *ob = BIO_new (BIO_s_mem ());
-      CMS_ContentInfo *cms = d2i_CMS_bio (ib, NULL);
-      if (cms && CMS_decrypt (cms, s->decrypt_key, s->decrypt_cert, NULL, ob, CMS_BINARY) == 1)
-        {
-          char *data = NULL;
-          long len = BIO_get_mem_data (ob, &data);
-          g_autoptr (GMimeStream) ps = g_mime_stream_mem_new_with_buffer (data, len);
-          g_autoptr (GMimeParser) pp = g_mime_parser_new_with_stream (ps);
-          g_autoptr (GMimeObject) inner = g_mime_parser_construct_part (pp, NULL);
-          if (inner)
-            {
-              g_mime_message_set_mime_part (msg, inner);
-              top = inner;
-              service_add_header (&out->verdict, "X-SMIME-Status: decrypted");
-              emit (msg, out);
-            }
-        }
-      else if (cms)
-        {
-          g_autofree char *why = ssl_reason ();
-          service_add_header (&out->verdict, "X-SMIME-Status: cannot decrypt (%s)", why);
-        }
-      CMS_ContentInfo_free (cms);
-      BIO_free (ib);
-      BIO_free (ob);
-    }
-
+  if (s->decrypt_key && s->decrypt_cert && is_enveloped (top))
+    top = smime_decrypt (s, msg, top, out);
   /* verify signatures */
   if (GMIME_IS_MULTIPART_SIGNED (top) && g_mime_multipart_get_count (GMIME_MULTIPART (top)) == 2)
-    {
-      GMimeObject *content = g_mime_multipart_get_part (GMIME_MULTIPART (top), 0);
-      GMimeObject *sigpart = g_mime_multipart_get_part (GMIME_MULTIPART (top), 1);
-      g_autofree char *who = NULL, *why = NULL;
-      if (GMIME_IS_PART (sigpart) && (is_type (sigpart, "application", "pkcs7-signature")
-                                      || is_type (sigpart, "application", "x-pkcs7-signature")))
-        {
-          g_autoptr (GByteArray) sig = part_bytes (GMIME_PART (sigpart));
-          g_autoptr (GByteArray) canon = canonical (content);
-          if (verify (s, sig, canon, &who, &why))
-            service_add_header (&out->verdict, "X-SMIME-Status: valid signature; signer=%s", who);
-          else
-            {
-              service_add_header (&out->verdict, "X-SMIME-Status: invalid signature (%s)", why);
-              for (guint i = 0; s->bad_actions[i]; i++)
-                service_apply_action (&out->verdict, s->bad_actions[i], NULL);
-            }
-        }
-      return;
-    }
-
+    smime_verify (s, GMIME_MULTIPART (top), out);
   /* sign for the configured senders */
-  if (s->sign_cert && s->sign_key && from && s->sign_senders
-      && g_strv_contains ((const char *const *) s->sign_senders, from))
-    {
-      g_autoptr (GByteArray) canon = canonical (top);
-      BIO *cb = BIO_new_mem_buf (canon->data, (int) canon->len);
-      BIO *ob = BIO_new (BIO_s_mem ());
-      CMS_ContentInfo *cms = CMS_sign (s->sign_cert, s->sign_key, NULL, cb, CMS_DETACHED | CMS_BINARY);
-      if (cms && i2d_CMS_bio (ob, cms) == 1)
-        {
-          char *der = NULL;
-          long len = BIO_get_mem_data (ob, &der);
-          GMimeMultipartSigned *mps = g_mime_multipart_signed_new ();
-          GMimePart *sp = g_mime_part_new_with_type ("application", "pkcs7-signature");
-          g_autoptr (GMimeStream) ds = g_mime_stream_mem_new_with_buffer (der, len);
-          GMimeDataWrapper *w = g_mime_data_wrapper_new_with_stream (ds, GMIME_CONTENT_ENCODING_DEFAULT);
-          GMimeContentType *ct = g_mime_object_get_content_type (GMIME_OBJECT (mps));
-
-          g_mime_multipart_set_boundary (GMIME_MULTIPART (mps), NULL); /* a fresh one */
-          g_mime_content_type_set_parameter (ct, "protocol", "application/pkcs7-signature");
-          g_mime_content_type_set_parameter (ct, "micalg", "sha-256");
-          g_mime_part_set_content (sp, w);
-          g_mime_part_set_content_encoding (sp, GMIME_CONTENT_ENCODING_BASE64);
-          g_mime_part_set_filename (sp, "smime.p7s");
-          g_object_unref (w);
-          g_object_ref (top);
-          g_mime_multipart_add (GMIME_MULTIPART (mps), top);
-          g_mime_multipart_add (GMIME_MULTIPART (mps), GMIME_OBJECT (sp));
-          g_object_unref (sp);
-          g_mime_message_set_mime_part (msg, GMIME_OBJECT (mps));
-          g_object_unref (top);
-          g_object_unref (mps);
-          service_add_header (&out->verdict, "X-SMIME-Status: signed by the mail system");
-          if (out->header)
-            {
-              g_bytes_unref (out->header);
-              out->header = NULL;
-            }
-          if (out->body_fd >= 0)
-            {
-              close (out->body_fd);
-              out->body_fd = -1;
-            }
-          emit (msg, out);
-        }
-      CMS_ContentInfo_free (cms);
-      BIO_free (cb);
-      BIO_free (ob);
-    }
+  else if (signs_for (s, g_hash_table_lookup (in->env, "Mail-From")))
+    smime_sign (s, msg, top, out);
 }
 
 static void

@@ -45,24 +45,60 @@ policy_new (const char *pattern, double threshold, const char *actions, GError *
   Policy *p = g_new0 (Policy, 1);
   p->pattern = g_ascii_strdown (pattern, -1);
   p->threshold = threshold;
-  p->actions = g_strsplit (actions, ";", -1);
-  for (guint i = 0; p->actions[i]; i++)
+  p->actions = service_parse_actions (actions, "junk", error);
+  if (p->actions == NULL)
     {
-      OcpVerdict probe;
-      gboolean ok;
-      g_strstrip (p->actions[i]);
-      if (strcmp (p->actions[i], "junk") == 0)
-        continue;
-      ocp_verdict_init (&probe);
-      ok = service_apply_action (&probe, p->actions[i], error);
-      ocp_verdict_clear (&probe);
-      if (!ok)
-        {
-          policy_free (p);
-          return NULL;
-        }
+      policy_free (p);
+      return NULL;
     }
   return p;
+}
+
+/* One line of the policy file: "RECIPIENT-GLOB THRESHOLD ACTION[;ACTION]".
+ * A comment or an empty line: NULL, no error. */
+static gpointer
+policy_parse_line (char *line, const char *path, guint lineno, GError **error)
+{
+  char *l = g_strstrip (line);
+  g_auto (GStrv) f = NULL;
+  g_autofree char *acts = NULL;
+  Policy *p;
+  char *end = NULL;
+  double t;
+
+  if (*l == '\0' || *l == '#')
+    return NULL;
+  f = g_regex_split_simple ("\\s+", l, 0, 0);
+  t = f[1] ? g_ascii_strtod (f[1], &end) : 0;
+  if (g_strv_length (f) < 3 || end == f[1] || *end)
+    {
+      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE,
+                   "%s:%u: expected 'RECIPIENT-GLOB THRESHOLD ACTION[;ACTION]'", path, lineno);
+      return NULL;
+    }
+  acts = g_strjoinv (" ", f + 2);
+  p = policy_new (f[0], t, acts, error);
+  if (p == NULL)
+    g_prefix_error (error, "%s:%u: ", path, lineno);
+  return p;
+}
+
+/* backend = and the endpoint that goes with it. */
+static gboolean
+spam_backend (Spam *s, GKeyFile *kf, const char *group, GError **error)
+{
+  s->backend = service_get_string (kf, group, "backend", "builtin");
+  if (strcmp (s->backend, "spamd") == 0)
+    s->endpoint = service_get_string (kf, group, "spamd", "inet:127.0.0.1:783");
+  else if (strcmp (s->backend, "rspamd") == 0)
+    s->endpoint = service_get_string (kf, group, "rspamd", "inet:127.0.0.1:11333");
+  else if (strcmp (s->backend, "builtin") != 0)
+    {
+      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                   "backend: '%s' is not builtin, spamd or rspamd", s->backend);
+      return FALSE;
+    }
+  return TRUE;
 }
 
 static gboolean
@@ -76,53 +112,10 @@ spam_configure (Service *svc, GKeyFile *kf, const char *group, GError **error)
 
   svc->state = s;
   s->policies = g_ptr_array_new_with_free_func (policy_free);
-  s->backend = service_get_string (kf, group, "backend", "builtin");
-  if (strcmp (s->backend, "spamd") == 0)
-    s->endpoint = service_get_string (kf, group, "spamd", "inet:127.0.0.1:783");
-  else if (strcmp (s->backend, "rspamd") == 0)
-    s->endpoint = service_get_string (kf, group, "rspamd", "inet:127.0.0.1:11333");
-  else if (strcmp (s->backend, "builtin") != 0)
-    {
-      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-                   "backend: '%s' is not builtin, spamd or rspamd", s->backend);
-      return FALSE;
-    }
-  if (policy)
-    {
-      g_autofree char *text = NULL;
-      g_auto (GStrv) lines = NULL;
-      if (!g_file_get_contents (policy, &text, NULL, error))
-        return FALSE;
-      lines = g_strsplit (text, "\n", -1);
-      for (guint i = 0; lines[i]; i++)
-        {
-          char *l = g_strstrip (lines[i]);
-          g_auto (GStrv) f = NULL;
-          Policy *p;
-          char *end = NULL;
-          double t;
-          if (*l == '\0' || *l == '#')
-            continue;
-          f = g_regex_split_simple ("\\s+", l, 0, 0);
-          t = f[1] ? g_ascii_strtod (f[1], &end) : 0;
-          if (g_strv_length (f) < 3 || end == f[1] || *end)
-            {
-              g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE,
-                           "%s:%u: expected 'RECIPIENT-GLOB THRESHOLD ACTION[;ACTION]'", policy, i + 1);
-              return FALSE;
-            }
-          {
-            g_autofree char *acts = g_strjoinv (" ", f + 2);
-            p = policy_new (f[0], t, acts, error);
-          }
-          if (p == NULL)
-            {
-              g_prefix_error (error, "%s:%u: ", policy, i + 1);
-              return FALSE;
-            }
-          g_ptr_array_add (s->policies, p);
-        }
-    }
+  if (!spam_backend (s, kf, group, error))
+    return FALSE;
+  if (policy && !service_load_lines (policy, policy_parse_line, s->policies, error))
+    return FALSE;
   def = policy_new ("*", g_ascii_strtod (threshold, NULL), actions, error);
   if (def == NULL)
     return FALSE;
@@ -162,6 +155,55 @@ whole_message (const ServiceInput *in)
   return g_byte_array_free_to_bytes (b);
 }
 
+static void
+add_rule (double *score, GString *why, double points, const char *name)
+{
+  *score += points;
+  g_string_append_printf (why, "%s,", name);
+}
+
+static gboolean
+subject_all_caps (const char *subject)
+{
+  g_autofree char *up = NULL;
+
+  if (subject == NULL || g_utf8_strlen (subject, -1) <= 8)
+    return FALSE;
+  up = g_utf8_strup (subject, -1);
+  return strcmp (up, subject) == 0;
+}
+
+/* Envelope and header sender from different domains. */
+static gboolean
+from_mismatch (const char *from, const char *env_from)
+{
+  g_autofree char *lc = NULL, *dom = NULL;
+
+  if (env_from == NULL || env_from[0] == '\0' || !strchr (env_from, '@'))
+    return FALSE;
+  lc = g_ascii_strdown (from, -1);
+  dom = g_ascii_strdown (strrchr (env_from, '@'), -1);
+  return !strstr (lc, dom);
+}
+
+/* None of the envelope recipients is named in To or Cc (Bcc or list). */
+static gboolean
+rcpt_not_named (const ServiceInput *in)
+{
+  g_autofree char *to = service_header_value (in->header, "To");
+  g_autofree char *cc = service_header_value (in->header, "Cc");
+  g_autofree char *joined = g_strconcat (to ? to : "", ",", cc ? cc : "", NULL);
+  g_autofree char *both = g_ascii_strdown (joined, -1);
+  gboolean named = FALSE;
+
+  for (guint i = 0; in->rcpts[i] && !named; i++)
+    {
+      g_autofree char *r = g_ascii_strdown (in->rcpts[i], -1);
+      named = strstr (both, r) != NULL;
+    }
+  return !named && in->rcpts[0];
+}
+
 static gboolean
 builtin_score (const ServiceInput *in, GBytes *msg, double *score, GString *why)
 {
@@ -169,57 +211,18 @@ builtin_score (const ServiceInput *in, GBytes *msg, double *score, GString *why)
   const char *p = g_bytes_get_data (msg, &n);
   g_autofree char *subject = service_header_value (in->header, "Subject");
   g_autofree char *from = service_header_value (in->header, "From");
-  const char *env_from = g_hash_table_lookup (in->env, "Mail-From");
 
   *score = 0;
   if (g_strstr_len (p, n, GTUBE))
-    {
-      *score += 1000;
-      g_string_append (why, "GTUBE,");
-    }
-  if (subject && g_utf8_strlen (subject, -1) > 8)
-    {
-      g_autofree char *up = g_utf8_strup (subject, -1);
-      if (strcmp (up, subject) == 0)
-        {
-          *score += 1.5;
-          g_string_append (why, "SUBJ_ALL_CAPS,");
-        }
-    }
+    add_rule (score, why, 1000, "GTUBE");
+  if (subject_all_caps (subject))
+    add_rule (score, why, 1.5, "SUBJ_ALL_CAPS");
   if (from == NULL)
-    {
-      *score += 1;
-      g_string_append (why, "MISSING_FROM,");
-    }
-  else if (env_from && env_from[0] && strchr (env_from, '@'))
-    {
-      /* envelope and header sender from different domains */
-      g_autofree char *lc = g_ascii_strdown (from, -1);
-      g_autofree char *dom = g_ascii_strdown (strrchr (env_from, '@'), -1);
-      if (!strstr (lc, dom))
-        {
-          *score += 0.5;
-          g_string_append (why, "FROM_MISMATCH,");
-        }
-    }
-  {
-    /* none of the envelope recipients is named in To or Cc (Bcc or list) */
-    g_autofree char *to = service_header_value (in->header, "To");
-    g_autofree char *cc = service_header_value (in->header, "Cc");
-    g_autofree char *joined = g_strconcat (to ? to : "", ",", cc ? cc : "", NULL);
-    g_autofree char *both = g_ascii_strdown (joined, -1);
-    gboolean named = FALSE;
-    for (guint i = 0; in->rcpts[i] && !named; i++)
-      {
-        g_autofree char *r = g_ascii_strdown (in->rcpts[i], -1);
-        named = strstr (both, r) != NULL;
-      }
-    if (!named && in->rcpts[0])
-      {
-        *score += 0.5;
-        g_string_append (why, "RCPT_NOT_IN_TO,");
-      }
-  }
+    add_rule (score, why, 1, "MISSING_FROM");
+  else if (from_mismatch (from, g_hash_table_lookup (in->env, "Mail-From")))
+    add_rule (score, why, 0.5, "FROM_MISMATCH");
+  if (rcpt_not_named (in))
+    add_rule (score, why, 0.5, "RCPT_NOT_IN_TO");
   if (why->len)
     g_string_truncate (why, why->len - 1);
   return TRUE;
@@ -286,27 +289,14 @@ spamd_score (const char *endpoint, const char *user, GBytes *msg, double *score,
   return TRUE;
 }
 
-/* rspamd: POST /checkv2, JSON with "score" */
-static gboolean
-rspamd_score (const char *endpoint, const ServiceInput *in, GBytes *msg, double *score, GString *why,
-              GError **error)
+/* rspamd's request head: what it knows of the envelope. */
+static char *
+rspamd_head (const ServiceInput *in, gsize len)
 {
-  g_autoptr (GSocketConnection) conn = connect_to (endpoint, error);
-  g_autoptr (GRegex) re = g_regex_new ("\"score\"\\s*:\\s*(-?[0-9.]+)", 0, 0, NULL);
-  g_autoptr (GMatchInfo) mi = NULL;
-  g_autofree char *head = NULL, *answer = NULL, *s = NULL;
   GString *h = g_string_new (NULL);
-  GOutputStream *out;
-  gsize n;
-  const char *p = g_bytes_get_data (msg, &n);
   const char *v;
 
-  if (conn == NULL)
-    {
-      g_string_free (h, TRUE);
-      return FALSE;
-    }
-  g_string_append_printf (h, "POST /checkv2 HTTP/1.0\r\nContent-Length: %" G_GSIZE_FORMAT "\r\n", n);
+  g_string_append_printf (h, "POST /checkv2 HTTP/1.0\r\nContent-Length: %" G_GSIZE_FORMAT "\r\n", len);
   if ((v = g_hash_table_lookup (in->env, "Mail-From")) && v[0])
     g_string_append_printf (h, "From: %s\r\n", v);
   if ((v = g_hash_table_lookup (in->env, "Client-Address")) && g_hostname_is_ip_address (v))
@@ -316,7 +306,25 @@ rspamd_score (const char *endpoint, const ServiceInput *in, GBytes *msg, double 
   for (guint i = 0; in->rcpts[i]; i++)
     g_string_append_printf (h, "Rcpt: %s\r\n", in->rcpts[i]);
   g_string_append (h, "\r\n");
-  head = g_string_free (h, FALSE);
+  return g_string_free (h, FALSE);
+}
+
+/* rspamd: POST /checkv2, JSON with "score" */
+static gboolean
+rspamd_score (const char *endpoint, const ServiceInput *in, GBytes *msg, double *score, GString *why,
+              GError **error)
+{
+  g_autoptr (GSocketConnection) conn = connect_to (endpoint, error);
+  g_autoptr (GRegex) re = g_regex_new ("\"score\"\\s*:\\s*(-?[0-9.]+)", 0, 0, NULL);
+  g_autoptr (GMatchInfo) mi = NULL;
+  g_autofree char *head = NULL, *answer = NULL, *s = NULL;
+  GOutputStream *out;
+  gsize n;
+  const char *p = g_bytes_get_data (msg, &n);
+
+  if (conn == NULL)
+    return FALSE;
+  head = rspamd_head (in, n);
   out = g_io_stream_get_output_stream (G_IO_STREAM (conn));
   if (!g_output_stream_write_all (out, head, strlen (head), NULL, NULL, error)
       || !g_output_stream_write_all (out, p, n, NULL, NULL, error))
@@ -334,7 +342,6 @@ rspamd_score (const char *endpoint, const ServiceInput *in, GBytes *msg, double 
   g_string_append (why, "rspamd");
   return TRUE;
 }
-
 
 /* The message's score: one scan a call.  The builtin scorer and rspamd
  * look only at the message, so every recipient of the call shares the
@@ -371,6 +378,78 @@ message_score (Spam *s, const ServiceInput *in, const char *rcpt, GBytes *msg, d
   return ok;
 }
 
+/* The first policy class the recipient matches (the last one is "*"). */
+static const Policy *
+policy_for (const Spam *s, const char *lc_rcpt)
+{
+  for (guint i = 0; i < s->policies->len; i++)
+    if (g_pattern_match_simple (((Policy *) s->policies->pdata[i])->pattern, lc_rcpt))
+      return s->policies->pdata[i];
+  return NULL;
+}
+
+/* The recipient's own settings (Recipient-Data, from lmtpd's user
+ * directory) over @pol, or NULL when it has none; invalid ones are
+ * logged and ignored. */
+static Policy *
+own_policy (const ServiceInput *in, const char *rcpt, const char *lc, const Policy *pol)
+{
+  const char *own_threshold = g_hash_table_lookup (in->env, "Spam-Threshold");
+  const char *own_actions = g_hash_table_lookup (in->env, "Spam-Actions");
+  g_autoptr (GError) own_error = NULL;
+  g_autofree char *acts = NULL;
+  char *end = NULL;
+  double t;
+  Policy *own;
+
+  if (!own_threshold && !own_actions)
+    return NULL;
+  t = own_threshold ? g_ascii_strtod (own_threshold, &end) : pol->threshold;
+  acts = own_actions ? g_strdup (own_actions) : g_strjoinv (";", pol->actions);
+  if (own_threshold && (end == own_threshold || *end))
+    {
+      g_printerr ("ocp-services: spam: %s: Spam-Threshold '%s' is not a number\n", rcpt, own_threshold);
+      return NULL;
+    }
+  if ((own = policy_new (lc, t, acts, &own_error)) == NULL)
+    g_printerr ("ocp-services: spam: %s: Spam-Actions: %s\n", rcpt, own_error->message);
+  return own;
+}
+
+/* Score, threshold, the label and the X-Spam-* headers of a scan. */
+static void
+spam_report (const Policy *pol, double score, const GString *why, OcpVerdict *v)
+{
+  char buf[G_ASCII_DTOSTR_BUF_SIZE], tbuf[G_ASCII_DTOSTR_BUF_SIZE];
+
+  g_ascii_formatd (buf, sizeof buf, "%.1f", score);
+  g_ascii_formatd (tbuf, sizeof tbuf, "%.1f", pol->threshold);
+  v->score = g_strdup (buf);
+  v->threshold = g_strdup (tbuf);
+  v->labels = g_ptr_array_new_with_free_func (g_free);
+  g_ptr_array_add (v->labels, g_strdup (score >= pol->threshold ? "spam" : "ham"));
+  service_add_header (v, "X-Spam-Score: %s", buf);
+  service_add_header (v, "X-Spam-Status: %s, score=%s required=%s tests=%s",
+                      score >= pol->threshold ? "Yes" : "No", buf, tbuf, why->str);
+}
+
+/* The class's actions on spam; "junk" is the subject tag and the folder. */
+static void
+spam_act (const Policy *pol, OcpVerdict *v)
+{
+  service_add_header (v, "X-Spam-Flag: YES");
+  for (guint i = 0; pol->actions[i]; i++)
+    {
+      if (strcmp (pol->actions[i], "junk") == 0)
+        {
+          service_apply_action (v, "tag [SPAM]", NULL);
+          service_apply_action (v, "folder Junk", NULL);
+        }
+      else
+        service_apply_action (v, pol->actions[i], NULL);
+    }
+}
+
 static void
 spam_check (Service *svc, const ServiceInput *in, ServiceOutput *out)
 {
@@ -380,67 +459,25 @@ spam_check (Service *svc, const ServiceInput *in, ServiceOutput *out)
   g_autoptr (GError) error = NULL;
   const char *rcpt = in->rcpts[0] ? in->rcpts[0] : "";
   g_autofree char *lc = g_ascii_strdown (rcpt, -1);
-  const Policy *pol = NULL;
+  const Policy *pol = policy_for (s, lc);
+  Policy *own = own_policy (in, rcpt, lc, pol);
   double score = 0;
-  gboolean ok;
-  char buf[G_ASCII_DTOSTR_BUF_SIZE], tbuf[G_ASCII_DTOSTR_BUF_SIZE];
 
-  const char *own_threshold = g_hash_table_lookup (in->env, "Spam-Threshold");
-  const char *own_actions = g_hash_table_lookup (in->env, "Spam-Actions");
-  g_autoptr (GError) own_error = NULL;
-  Policy *own = NULL;
-
-  for (guint i = 0; i < s->policies->len && pol == NULL; i++)
-    if (g_pattern_match_simple (((Policy *) s->policies->pdata[i])->pattern, lc))
-      pol = s->policies->pdata[i];
-  /* the recipient's own settings (Recipient-Data, from lmtpd's user
-   * directory) over the policy file's; invalid ones are ignored */
-  if (own_threshold || own_actions)
+  if (own)
+    pol = own;
+  if (!message_score (s, in, lc, msg, &score, why, &error))
     {
-      char *end = NULL;
-      double t = own_threshold ? g_ascii_strtod (own_threshold, &end) : pol->threshold;
-      g_autofree char *acts = own_actions ? g_strdup (own_actions) : g_strjoinv (";", pol->actions);
-      if (own_threshold && (end == own_threshold || *end))
-        g_printerr ("ocp-services: spam: %s: Spam-Threshold '%s' is not a number\n", rcpt, own_threshold);
-      else if ((own = policy_new (lc, t, acts, &own_error)) == NULL)
-        g_printerr ("ocp-services: spam: %s: Spam-Actions: %s\n", rcpt, own_error->message);
-      else
-        pol = own;
-    }
-  ok = message_score (s, in, lc, msg, &score, why, &error);
-  if (!ok)
-    {
-      if (own)
-        policy_free (own);
       /* the filter is down: say so; lmtpd's on_failure decides what it means */
       out->verdict.verdict = OCP_VERDICT_TEMPFAIL;
       out->verdict.reply_code = 451;
       out->verdict.reply_text = g_strdup_printf ("4.7.1 Spam filter unavailable: %s", error->message);
-      return;
     }
-  g_ascii_formatd (buf, sizeof buf, "%.1f", score);
-  g_ascii_formatd (tbuf, sizeof tbuf, "%.1f", pol->threshold);
-  out->verdict.score = g_strdup (buf);
-  out->verdict.threshold = g_strdup (tbuf);
-  out->verdict.labels = g_ptr_array_new_with_free_func (g_free);
-  g_ptr_array_add (out->verdict.labels, g_strdup (score >= pol->threshold ? "spam" : "ham"));
-  service_add_header (&out->verdict, "X-Spam-Score: %s", buf);
-  service_add_header (&out->verdict, "X-Spam-Status: %s, score=%s required=%s tests=%s",
-                      score >= pol->threshold ? "Yes" : "No", buf, tbuf, why->str);
-  if (score < pol->threshold)
-    goto out;
-  service_add_header (&out->verdict, "X-Spam-Flag: YES");
-  for (guint i = 0; pol->actions[i]; i++)
+  else
     {
-      if (strcmp (pol->actions[i], "junk") == 0)
-        {
-          service_apply_action (&out->verdict, "tag [SPAM]", NULL);
-          service_apply_action (&out->verdict, "folder Junk", NULL);
-        }
-      else
-        service_apply_action (&out->verdict, pol->actions[i], NULL);
+      spam_report (pol, score, why, &out->verdict);
+      if (score >= pol->threshold)
+        spam_act (pol, &out->verdict);
     }
-out:
   if (own)
     policy_free (own);
 }
