@@ -19,8 +19,6 @@
 #include <unistd.h>
 #include <glib-unix.h>
 
-#include "deliver.h"
-#include "gmime-cleanup.h"
 #include "lmtpd-conf.h"
 #include "services-call.h"
 
@@ -384,7 +382,7 @@ run (Daemon *d, GPtrArray *lives, GKeyFile *kf)
   d->loop = g_main_loop_new (NULL, FALSE);
   rc = daemon_open (d, lives, kf, &metrics);
   /* configured and listening: from here on, the unprivileged user */
-  if (rc == 0 && !deliver_drop_privileges (service_user, &error))
+  if (rc == 0 && !util_drop_privileges (service_user, &error))
     {
       g_printerr ("ocp-services: %s\n", error->message);
       rc = 77;

@@ -10,7 +10,6 @@
 
 #include <string.h>
 
-#include "gmime-cleanup.h"
 #include "services-mime.h"
 
 static void

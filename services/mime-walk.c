@@ -9,7 +9,6 @@
 
 #include <string.h>
 
-#include "gmime-cleanup.h"
 #include "services-mime.h"
 
 /* ---- the message and its parts ------------------------------------------ */

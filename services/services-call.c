@@ -11,7 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "deliver.h"
 #include "services-call.h"
 
 ServiceLive *
@@ -271,9 +270,9 @@ log_decision (const Job *job, const char *rcpt_in, const OcpVerdict *v, const ch
 {
   const char *xid = g_hash_table_lookup (job->in.env, "Transaction-Id");
   g_autofree char *why = verdict_reason (v);
-  g_autofree char *safe_why = deliver_sanitize (why, 512);
-  g_autofree char *safe_xid = deliver_sanitize (xid ? xid : "-", 64);
-  g_autofree char *rcpt = deliver_sanitize (rcpt_in, 256);
+  g_autofree char *safe_why = util_sanitize (why, 512);
+  g_autofree char *safe_xid = util_sanitize (xid ? xid : "-", 64);
+  g_autofree char *rcpt = util_sanitize (rcpt_in, 256);
 
   g_printerr ("%s ocp-services[%d]: %s: txn=%s rcpt=<%s> verdict=%s%s\n", stamp, (int) getpid (),
               job->live->svc.name, safe_xid, rcpt, word, safe_why);
@@ -295,7 +294,7 @@ check_done (GObject *src, GAsyncResult *res, gpointer data)
   if (job->debug) /* one line per call, with the recipients in the order lmtpd listed them */
     {
       g_autofree char *all = g_strjoinv (", ", job->in.rcpts);
-      g_autofree char *safe = deliver_sanitize (all, 2048);
+      g_autofree char *safe = util_sanitize (all, 2048);
       g_printerr ("ocp-services: %s: %s for %s\n", job->live->svc.name, verdict_word (top, adapted), safe);
     }
   for (guint i = 0; job->in.rcpts[i]; i++)

@@ -12,7 +12,6 @@
 #include <glib/gstdio.h>
 #include <gio/gunixsocketaddress.h>
 
-#include "gmime-cleanup.h"
 #include "services.h"
 
 char *service_user;
@@ -85,26 +84,10 @@ service_load_lines (const char *path, ServiceLineParser parse, GPtrArray *items,
 
 /* ---- the input and the output, through GMime ------------------------------ */
 
-GMimeMessage *
-service_header_message (GBytes *header)
-{
-  g_autoptr (GMimeStream) stream = NULL;
-  g_autoptr (GMimeParser) parser = NULL;
-  gsize n;
-  const char *p;
-
-  if (header == NULL)
-    return NULL;
-  p = g_bytes_get_data (header, &n);
-  stream = g_mime_stream_mem_new_with_buffer (p, n);
-  parser = g_mime_parser_new_with_stream (stream);
-  return g_mime_parser_construct_message (parser, NULL);
-}
-
 char *
 service_header_value (GBytes *header, const char *name)
 {
-  g_autoptr (GMimeMessage) msg = service_header_message (header);
+  g_autoptr (GMimeMessage) msg = util_gmime_parse_header (header);
   const char *v;
 
   if (msg == NULL)

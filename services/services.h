@@ -8,6 +8,7 @@
 #include <gio/gio.h>
 #include <gmime/gmime.h>
 
+#include "lmtpd-util.h"
 #include "ocp.h"
 
 G_BEGIN_DECLS
@@ -67,8 +68,6 @@ char **service_read_lines (const char *path, GError **error);
 typedef gpointer (*ServiceLineParser) (char *line, const char *path, guint lineno, GError **error);
 /* Each line of the file @path through @parse, its items appended to @items. */
 gboolean service_load_lines (const char *path, ServiceLineParser parse, GPtrArray *items, GError **error);
-/* A header part parsed by GMime as a message without a body, or NULL. */
-GMimeMessage *service_header_message (GBytes *header);
 /* The value of header @name in @header (decoded by GMime), or NULL. */
 char *service_header_value (GBytes *header, const char *name);
 

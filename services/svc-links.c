@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <glib/gstdio.h>
 
-#include "gmime-cleanup.h"
 #include "services-mime.h"
 
 typedef struct {

@@ -11,7 +11,6 @@
 
 #include <string.h>
 
-#include "gmime-cleanup.h"
 #include "services.h"
 
 #define LINE_MAX_OCTETS 998

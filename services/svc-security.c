@@ -9,7 +9,6 @@
 
 #include <string.h>
 
-#include "gmime-cleanup.h"
 #include "services-mime.h"
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GMimePart, g_object_unref)

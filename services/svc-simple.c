@@ -12,7 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "gmime-cleanup.h"
 #include "services.h"
 
 static const char *
@@ -431,7 +430,7 @@ header_block (GMimeMessage *msg)
 static GBytes *
 fix_header (Reroute *r, GBytes *header)
 {
-  g_autoptr (GMimeMessage) msg = service_header_message (header);
+  g_autoptr (GMimeMessage) msg = util_gmime_parse_header (header);
 
   if (msg == NULL || !reroute_addresses (r, msg))
     return NULL;

@@ -14,7 +14,6 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "gmime-cleanup.h"
 #include "services.h"
 
 typedef struct {
