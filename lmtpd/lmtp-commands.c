@@ -1,5 +1,6 @@
 /* lmtp-commands.c - the LMTP commands: a table of { verb, check,
- * proceed } (as OpenSMTPD's smtp_session.c has).  The check says, from
+ * proceed } (as OpenSMTPD's smtp_session.c has), and lmtp_protocol, what
+ * the session calls for its input in each mode.  The check says, from
  * the session's state alone, why a command cannot run now (a counted
  * protocol error); proceed does the command.  Arguments are parsed by
  * the pure parser (lmtp-command.c); recipients go to lmtp-delivery.c.
@@ -363,8 +364,8 @@ cmd_starttls (LmtpSession *s, const char *args)
   lmtp_io_stop_reading (s->io);
 }
 
-void
-lmtp_session_tls_begin (LmtpSession *s)
+static void
+tls_begin (LmtpSession *s)
 {
   g_autoptr (GError) error = NULL;
 
@@ -375,10 +376,9 @@ lmtp_session_tls_begin (LmtpSession *s)
     }
 }
 
-void
-lmtp_session_tls_done (gpointer owner, const char *why)
+static void
+tls_done (LmtpSession *s, const char *why)
 {
-  LmtpSession *s = owner;
   g_autofree char *how = NULL;
 
   if (why)
@@ -462,8 +462,8 @@ static const LmtpCommandDef commands[] = {
   { LMTP_CMD_UNKNOWN, check_unknown, NULL },
 };
 
-void
-lmtp_session_command (LmtpSession *s, char *line)
+static void
+session_command (LmtpSession *s, char *line)
 {
   const char *args, *err;
   LmtpVerb verb = lmtp_command_verb (line, &args);
@@ -480,3 +480,47 @@ lmtp_session_command (LmtpSession *s, char *line)
       return;
     }
 }
+
+/* One command line from the buffer; FALSE if more input is needed. */
+static gboolean
+command_feed (LmtpSession *s)
+{
+  char *p = s->inbuf + s->inpos;
+  gsize avail = s->inlen - s->inpos;
+  char *nl = memchr (p, '\n', avail);
+  gsize len;
+
+  if (nl == NULL)
+    {
+      if (avail > s->config->max_line_length)
+        {
+          s->skipping = TRUE;
+          s->inpos = s->inlen;
+        }
+      return FALSE;
+    }
+  s->inpos += nl - p + 1;
+  if (s->skipping || (gsize) (nl - p + 1) > s->config->max_line_length)
+    {
+      s->skipping = FALSE;
+      lmtp_session_reply_error (s, LMTP_REPLY_LINE_TOO_LONG);
+      return TRUE;
+    }
+  len = nl - p;
+  if (len > 0 && p[len - 1] == '\r')
+    len--;
+  p[len] = '\0';
+  if (memchr (p, '\0', len) || memchr (p, '\r', len))
+    {
+      lmtp_session_reply_error (s, LMTP_REPLY_BAD_CHARACTERS);
+      return TRUE;
+    }
+  session_command (s, p);
+  lmtp_session_rearm (s);
+  return TRUE;
+}
+
+const struct LmtpSessionProtocol lmtp_protocol = {
+  command_feed, lmtp_data_feed, lmtp_bdat_feed, lmtp_delivery_data_complete, lmtp_bdat_complete,
+  tls_begin, tls_done,
+};

@@ -9,6 +9,10 @@
 typedef struct LmtpSession LmtpSession;
 typedef struct LmtpTlsContext LmtpTlsContext;
 struct DeliverDedupe;
+struct LmtpSessionProtocol;
+
+/* The LMTP protocol (lmtp-commands.c) that sessions speak. */
+extern const struct LmtpSessionProtocol lmtp_protocol;
 
 /* What a session needs from the server that owns it: the server calls
  * the session, the session only calls back through this, so the two
@@ -24,6 +28,8 @@ typedef struct {
   GThreadPool *(*pool) (gpointer server);
   /* the session's connection is closed */
   void (*closed) (gpointer server, LmtpSession *s);
+  /* what the session speaks: &lmtp_protocol */
+  const struct LmtpSessionProtocol *protocol;
 } LmtpSessionHost;
 
 /* Takes a reference to @conn.  @peer: "192.0.2.1" or "local". */

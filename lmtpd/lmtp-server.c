@@ -77,7 +77,7 @@ host_pool (gpointer server)
 static void host_closed (gpointer server, LmtpSession *s);
 
 static const LmtpSessionHost session_host = {
-  host_config, host_tls, host_dedupe, host_pool, host_closed,
+  host_config, host_tls, host_dedupe, host_pool, host_closed, &lmtp_protocol,
 };
 
 static gboolean

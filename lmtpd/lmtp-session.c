@@ -1,10 +1,12 @@
 /* lmtp-session.c - one LMTP connection: its modes, timers and life cycle.
  *
- * Input is read (lmtp-io.c) into a fixed buffer and parsed here: command
- * lines are bounded (an overlong line is skipped to its end and answered
- * 500 5.5.2) and handed to the command table (lmtp-commands.c); message
- * data goes to lmtp-data.c, which dot-unstuffs (DATA) or counts (BDAT)
- * it straight into the spool, so memory does not grow with the message.
+ * Input is read (lmtp-io.c) into a fixed buffer and handed, in the
+ * session's mode, to the protocol (LmtpSessionProtocol: command lines to
+ * the command table in lmtp-commands.c, message data to lmtp-data.c,
+ * which dot-unstuffs or counts it straight into the spool, so memory
+ * does not grow with the message).  This file calls the protocol only
+ * through that table, and the protocol's files call this one: the
+ * dependency goes one way.
  * Replies are queued and flushed when the input runs dry, which is what
  * PIPELINING asks for; commands are handled strictly in order.
  *
@@ -134,7 +136,7 @@ io_write_done (gpointer owner, gboolean ok)
   else if (s->close_after_flush)
     lmtp_session_close (s);
   else if (s->tls_starting)
-    lmtp_session_tls_begin (s);
+    s->host->protocol->tls_begin (s);
   else
     session_resume (s);
 }
@@ -344,45 +346,6 @@ lmtp_session_want_read (LmtpSession *s)
   lmtp_io_want_read (s->io);
 }
 
-/* One command line from the buffer; FALSE if more input is needed. */
-static gboolean
-command_feed (LmtpSession *s)
-{
-  char *p = s->inbuf + s->inpos;
-  gsize avail = s->inlen - s->inpos;
-  char *nl = memchr (p, '\n', avail);
-  gsize len;
-
-  if (nl == NULL)
-    {
-      if (avail > s->config->max_line_length)
-        {
-          s->skipping = TRUE;
-          s->inpos = s->inlen;
-        }
-      return FALSE;
-    }
-  s->inpos += nl - p + 1;
-  if (s->skipping || (gsize) (nl - p + 1) > s->config->max_line_length)
-    {
-      s->skipping = FALSE;
-      lmtp_session_reply_error (s, LMTP_REPLY_LINE_TOO_LONG);
-      return TRUE;
-    }
-  len = nl - p;
-  if (len > 0 && p[len - 1] == '\r')
-    len--;
-  p[len] = '\0';
-  if (memchr (p, '\0', len) || memchr (p, '\r', len))
-    {
-      lmtp_session_reply_error (s, LMTP_REPLY_BAD_CHARACTERS);
-      return TRUE;
-    }
-  lmtp_session_command (s, p);
-  lmtp_session_rearm (s);
-  return TRUE;
-}
-
 /* One step in the current mode; FALSE if more input is needed. */
 static gboolean
 parse_step (LmtpSession *s)
@@ -390,18 +353,18 @@ parse_step (LmtpSession *s)
   switch (s->mode)
     {
     case MODE_COMMAND:
-      return s->inpos < s->inlen && command_feed (s);
+      return s->inpos < s->inlen && s->host->protocol->command_feed (s);
     case MODE_DATA:
-      if (!lmtp_data_feed (s))
+      if (!s->host->protocol->data_feed (s))
         return FALSE;
       s->mode = MODE_COMMAND;
       s->data_started_us = 0;
-      lmtp_delivery_data_complete (s);
+      s->host->protocol->data_end (s);
       return TRUE;
     case MODE_BDAT:
-      if (!lmtp_bdat_feed (s))
+      if (!s->host->protocol->bdat_feed (s))
         return FALSE;
-      lmtp_bdat_complete (s);
+      s->host->protocol->bdat_end (s);
       return TRUE;
     case MODE_BUSY:
       break;
@@ -478,8 +441,16 @@ io_unref (gpointer owner)
   lmtp_session_unref (owner);
 }
 
+static void
+io_handshake_done (gpointer owner, const char *why)
+{
+  LmtpSession *s = owner;
+
+  s->host->protocol->tls_done (s, why);
+}
+
 static const LmtpIoHandler io_handler = {
-  io_read_buffer, io_read_done, io_may_read, io_write_begun, io_write_done, lmtp_session_tls_done,
+  io_read_buffer, io_read_done, io_may_read, io_write_begun, io_write_done, io_handshake_done,
   io_ref, io_unref,
 };
 

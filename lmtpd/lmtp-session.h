@@ -1,7 +1,8 @@
 /* lmtp-session.h - inside one LMTP session: the state that its files
- * share.  lmtp-session.c (modes, timers, input, life cycle),
- * lmtp-commands.c (the command table), lmtp-data.c (message data) and
- * lmtp-delivery.c (recipients, the delivery threads, their replies).
+ * share.  lmtp-session.c (modes, timers, input, life cycle) at the
+ * bottom; above it lmtp-delivery.c (recipients, the delivery threads,
+ * their replies), lmtp-data.c (message data) and lmtp-commands.c (the
+ * command table), each calling only the files below it.
  * Not installed.
  */
 #pragma once
@@ -108,12 +109,19 @@ void lmtp_session_txn_free (Txn *t);
 /* The transaction is over: back to commands, XFORWARD forgotten. */
 void lmtp_session_txn_end (LmtpSession *s);
 
-/* ---- lmtp-commands.c */
-/* One command line (without its CRLF). */
-void lmtp_session_command (LmtpSession *s, char *line);
-/* STARTTLS: called once the 220 is on the wire. */
-void lmtp_session_tls_begin (LmtpSession *s);
-void lmtp_session_tls_done (gpointer owner, const char *why);
+/* ---- the protocol the session speaks (lmtp_protocol, lmtp-commands.c);
+ * lmtp-session.c calls it only through this table */
+struct LmtpSessionProtocol {
+  /* input in the session's mode; each returns FALSE if more is needed */
+  gboolean (*command_feed) (LmtpSession *s); /* one command line */
+  gboolean (*data_feed) (LmtpSession *s);    /* TRUE at the end of the data */
+  gboolean (*bdat_feed) (LmtpSession *s);    /* TRUE at the end of the chunk */
+  void (*data_end) (LmtpSession *s);
+  void (*bdat_end) (LmtpSession *s);
+  /* STARTTLS: the 220 is on the wire; then the handshake's end */
+  void (*tls_begin) (LmtpSession *s);
+  void (*tls_done) (LmtpSession *s, const char *why);
+};
 
 /* ---- lmtp-data.c */
 void lmtp_data_start (LmtpSession *s);
