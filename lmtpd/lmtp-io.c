@@ -26,6 +26,7 @@ struct LmtpIo {
   LmtpTls *tls;             /* after STARTTLS: all I/O goes through it */
   GSource *read_source;
   GSource *tls_source;      /* a handshake or a TLS write waiting for the socket */
+  void (*tls_next) (LmtpIo *io); /* what goes on once the socket is ready */
   GString *outbuf;          /* queued replies */
   GString *wbuf;            /* being written */
   gsize wpos;               /* bytes of wbuf written */
@@ -90,13 +91,25 @@ owner_unref (gpointer data)
   io->h->unref (io->owner);
 }
 
-/* A TLS step that waits for the socket: @cb runs once it is ready. */
-static void
-tls_wait (LmtpIo *io, GIOCondition cond, GSocketSourceFunc cb)
+static gboolean
+tls_ready_cb (GSocket *sock, GIOCondition cond, gpointer data)
 {
+  LmtpIo *io = data;
+
+  g_clear_pointer (&io->tls_source, g_source_unref);
+  if (!io->closed)
+    io->tls_next (io);
+  return G_SOURCE_REMOVE;
+}
+
+/* A TLS step that waits for the socket: @next runs once it is ready. */
+static void
+tls_wait (LmtpIo *io, GIOCondition cond, void (*next) (LmtpIo *io))
+{
+  io->tls_next = next;
   io->tls_source = g_socket_create_source (g_socket_connection_get_socket (io->conn), cond, io->cancel);
   io->h->ref (io->owner);
-  g_source_set_callback (io->tls_source, (GSourceFunc) (void (*) (void)) cb, io, owner_unref);
+  g_source_set_callback (io->tls_source, (GSourceFunc) (void (*) (void)) tls_ready_cb, io, owner_unref);
   g_source_attach (io->tls_source, NULL);
 }
 
@@ -180,8 +193,6 @@ write_some (LmtpIo *io)
 }
 
 /* TLS: as much of wbuf as the socket takes; waits for it otherwise. */
-static gboolean tls_write_cb (GSocket *sock, GIOCondition cond, gpointer data);
-
 static void
 tls_write_some (LmtpIo *io)
 {
@@ -199,7 +210,7 @@ tls_write_some (LmtpIo *io)
         }
       if (st == LMTP_TLS_WANT_WRITE || st == LMTP_TLS_WANT_READ)
         {
-          tls_wait (io, st == LMTP_TLS_WANT_WRITE ? G_IO_OUT : G_IO_IN, tls_write_cb);
+          tls_wait (io, st == LMTP_TLS_WANT_WRITE ? G_IO_OUT : G_IO_IN, tls_write_some);
           return;
         }
       if (st == LMTP_TLS_ERROR)
@@ -208,17 +219,6 @@ tls_write_some (LmtpIo *io)
       return;
     }
   write_finished (io, TRUE);
-}
-
-static gboolean
-tls_write_cb (GSocket *sock, GIOCondition cond, gpointer data)
-{
-  LmtpIo *io = data;
-
-  g_clear_pointer (&io->tls_source, g_source_unref);
-  if (!io->closed)
-    tls_write_some (io);
-  return G_SOURCE_REMOVE;
 }
 
 void
@@ -364,8 +364,6 @@ lmtp_io_want_read (LmtpIo *io)
 
 /* ---- STARTTLS (RFC 3207) ------------------------------------------------- */
 
-static gboolean tls_handshake_cb (GSocket *sock, GIOCondition cond, gpointer data);
-
 static void
 tls_step (LmtpIo *io)
 {
@@ -373,22 +371,11 @@ tls_step (LmtpIo *io)
   LmtpTlsStatus st = lmtp_tls_handshake (io->tls, &error);
 
   if (st == LMTP_TLS_WANT_READ || st == LMTP_TLS_WANT_WRITE)
-    tls_wait (io, st == LMTP_TLS_WANT_READ ? G_IO_IN : G_IO_OUT, tls_handshake_cb);
+    tls_wait (io, st == LMTP_TLS_WANT_READ ? G_IO_IN : G_IO_OUT, tls_step);
   else if (st != LMTP_TLS_OK)
     io->h->handshake_done (io->owner, error ? error->message : "connection closed");
   else
     io->h->handshake_done (io->owner, NULL);
-}
-
-static gboolean
-tls_handshake_cb (GSocket *sock, GIOCondition cond, gpointer data)
-{
-  LmtpIo *io = data;
-
-  g_clear_pointer (&io->tls_source, g_source_unref);
-  if (!io->closed)
-    tls_step (io);
-  return G_SOURCE_REMOVE;
 }
 
 gboolean
