@@ -372,8 +372,10 @@ rcpt_param (const LmtpParam *p, LmtpRcptParams *out)
   const char *v = p->value;
 
   if (strcmp (p->keyword, "ORCPT") == 0)
-    return v && strchr (v, ';') && rcpt_param_xtext (strchr (v, ';') + 1, &out->orcpt) ? LMTP_PARAM_OK
-                                                                                         : LMTP_PARAM_INVALID;
+    {
+      const char *addr = v ? strchr (v, ';') : NULL;
+      return addr && rcpt_param_xtext (addr + 1, &out->orcpt) ? LMTP_PARAM_OK : LMTP_PARAM_INVALID;
+    }
   if (strcmp (p->keyword, "NOTIFY") == 0)
     return v ? LMTP_PARAM_OK : LMTP_PARAM_INVALID;
   if (strcmp (p->keyword, "OPES-BYPASS") == 0)
