@@ -46,7 +46,7 @@ cmd_lhlo (LmtpSession *s, const char *args)
     }
   g_free (s->lhlo);
   s->lhlo = deliver_sanitize (args, 255);
-  g_clear_pointer (&s->txn, lmtp_session_txn_free);
+  g_clear_pointer (&s->txn, lmtp_delivery_txn_free);
   lmtp_forwarded_clear (&s->xf);
   lmtp_session_reply (s, LMTP_REPLY_LHLO_FIRST, c->hostname);
   lmtp_session_reply (s, LMTP_REPLY_LHLO_PIPELINING);
@@ -265,7 +265,7 @@ cmd_bdat (LmtpSession *s, const char *args)
   else if (s->bdat_error == NULL)
     s->txn->bdat = TRUE;
   if (s->bdat_error && last)
-    g_clear_pointer (&s->txn, lmtp_session_txn_free);
+    g_clear_pointer (&s->txn, lmtp_delivery_txn_free);
 }
 
 static const char *
@@ -277,7 +277,7 @@ check_no_args (LmtpSession *s, const char *args)
 static void
 cmd_rset (LmtpSession *s, const char *args)
 {
-  g_clear_pointer (&s->txn, lmtp_session_txn_free);
+  g_clear_pointer (&s->txn, lmtp_delivery_txn_free);
   lmtp_session_reply (s, LMTP_REPLY_OK);
   lmtp_session_txn_end (s);
 }
@@ -392,7 +392,7 @@ tls_done (LmtpSession *s, const char *why)
   /* RFC 3207 4.2: everything learnt before is forgotten */
   s->tls_starting = FALSE;
   g_clear_pointer (&s->lhlo, g_free);
-  g_clear_pointer (&s->txn, lmtp_session_txn_free);
+  g_clear_pointer (&s->txn, lmtp_delivery_txn_free);
   lmtp_forwarded_clear (&s->xf);
   lmtp_session_rearm (s);
   lmtp_session_want_read (s);
@@ -522,5 +522,5 @@ command_feed (LmtpSession *s)
 
 const struct LmtpSessionProtocol lmtp_protocol = {
   command_feed, lmtp_data_feed, lmtp_bdat_feed, lmtp_delivery_data_complete, lmtp_bdat_complete,
-  tls_begin, tls_done,
+  tls_begin, tls_done, lmtp_delivery_txn_free,
 };

@@ -15,6 +15,27 @@
 
 #include "lmtp-session.h"
 
+/* ---- transactions ------------------------------------------------------------ */
+
+void
+lmtp_delivery_txn_free (Txn *t)
+{
+  if (t == NULL)
+    return;
+  lmtpd_config_unref (t->config);
+  g_free (t->id);
+  g_free (t->sender);
+  g_ptr_array_unref (t->rcpts);
+  if (t->jobs)
+    g_ptr_array_unref (t->jobs);
+  deliver_shared_clear (&t->shared);
+  deliver_spool_free (t->spool);
+  g_clear_error (&t->spool_error);
+  g_free (t->mail_params);
+  g_free (t->message_id);
+  g_free (t);
+}
+
 /* ---- the log line of a recipient's result ---------------------------------- */
 
 /* One recipient's result, as a line and as fields.  @mailbox is NULL for a

@@ -31,30 +31,11 @@ lmtp_session_ref (LmtpSession *s)
 
 /* ---- transactions -------------------------------------------------------- */
 
-void
-lmtp_session_txn_free (Txn *t)
-{
-  if (t == NULL)
-    return;
-  lmtpd_config_unref (t->config);
-  g_free (t->id);
-  g_free (t->sender);
-  g_ptr_array_unref (t->rcpts);
-  if (t->jobs)
-    g_ptr_array_unref (t->jobs);
-  deliver_shared_clear (&t->shared);
-  deliver_spool_free (t->spool);
-  g_clear_error (&t->spool_error);
-  g_free (t->mail_params);
-  g_free (t->message_id);
-  g_free (t);
-}
-
 /* XFORWARD attributes last for one transaction (Postfix's smtpd too). */
 void
 lmtp_session_txn_end (LmtpSession *s)
 {
-  g_clear_pointer (&s->txn, lmtp_session_txn_free);
+  g_clear_pointer (&s->txn, s->host->protocol->txn_free);
   s->mode = MODE_COMMAND;
   s->data_started_us = 0;
   lmtp_forwarded_clear (&s->xf);
@@ -79,28 +60,33 @@ lmtp_session_refresh_config (LmtpSession *s)
 
 /* ---- output -------------------------------------------------------------- */
 
+static void G_GNUC_PRINTF (2, 0)
+queue_line (LmtpSession *s, const char *fmt, va_list ap)
+{
+  GString *out = lmtp_io_queue (s->io);
+
+  g_string_append_vprintf (out, fmt, ap);
+  g_string_append (out, "\r\n");
+}
+
 void
 lmtp_session_reply (LmtpSession *s, const char *fmt, ...)
 {
-  GString *out = lmtp_io_queue (s->io);
   va_list ap;
 
   va_start (ap, fmt);
-  g_string_append_vprintf (out, fmt, ap);
+  queue_line (s, fmt, ap);
   va_end (ap);
-  g_string_append (out, "\r\n");
 }
 
 void
 lmtp_session_reply_error (LmtpSession *s, const char *fmt, ...)
 {
-  GString *out = lmtp_io_queue (s->io);
   va_list ap;
 
   va_start (ap, fmt);
-  g_string_append_vprintf (out, fmt, ap);
+  queue_line (s, fmt, ap);
   va_end (ap);
-  g_string_append (out, "\r\n");
   if (++s->errors >= s->config->max_errors && !s->close_after_flush)
     {
       lmtp_session_reply (s, LMTP_REPLY_TOO_MANY_ERRORS, s->config->hostname);
@@ -536,7 +522,7 @@ lmtp_session_unref (LmtpSession *s)
   if (!g_atomic_int_dec_and_test (&s->ref_count))
     return;
   g_assert_true (s->closed || !lmtp_io_reading (s->io));
-  lmtp_session_txn_free (s->txn);
+  s->host->protocol->txn_free (s->txn);
   lmtp_io_free (s->io);
   lmtpd_config_unref (s->config);
   g_free (s->inbuf);

@@ -105,7 +105,6 @@ void lmtp_session_rearm (LmtpSession *s);
 void lmtp_session_resume_commands (LmtpSession *s);
 /* New transactions use the configuration in force when they begin. */
 void lmtp_session_refresh_config (LmtpSession *s);
-void lmtp_session_txn_free (Txn *t);
 /* The transaction is over: back to commands, XFORWARD forgotten. */
 void lmtp_session_txn_end (LmtpSession *s);
 
@@ -121,6 +120,8 @@ struct LmtpSessionProtocol {
   /* STARTTLS: the 220 is on the wire; then the handshake's end */
   void (*tls_begin) (LmtpSession *s);
   void (*tls_done) (LmtpSession *s, const char *why);
+  /* the protocol's transaction state; NULL is fine */
+  void (*txn_free) (Txn *t);
 };
 
 /* ---- lmtp-data.c */
@@ -131,6 +132,7 @@ gboolean lmtp_bdat_feed (LmtpSession *s);
 void lmtp_bdat_complete (LmtpSession *s);
 
 /* ---- lmtp-delivery.c: every call into the deliver/ pipeline */
+void lmtp_delivery_txn_free (Txn *t);
 /* Opens the transaction's spool; FALSE (logged) if it cannot be. */
 gboolean lmtp_delivery_open_spool (LmtpSession *s);
 /* All data is in: answer every recipient (RFC 2033 4.2). */
