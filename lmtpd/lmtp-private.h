@@ -1,14 +1,39 @@
-/* lmtp-private.h - between the server (listeners, session registry) and
- * the sessions it owns.  Not installed, not for the tests.
+/* lmtp-private.h - between the server (listeners, session registry, the
+ * delivery threads) and the sessions it owns, and the TLS primitives.
+ * Not installed, not for the tests.
  */
 #pragma once
 
 #include "lmtpd.h"
 
 typedef struct LmtpSession LmtpSession;
+typedef struct LmtpTlsContext LmtpTlsContext;
+struct DeliverDedupe;
+struct LmtpSessionProtocol;
+
+/* The LMTP protocol (lmtp-commands.c) that sessions speak. */
+extern const struct LmtpSessionProtocol lmtp_protocol;
+
+/* What a session needs from the server that owns it: the server calls
+ * the session, the session only calls back through this, so the two
+ * files do not depend on each other in a loop. */
+typedef struct {
+  /* the configuration in force now (new transactions take it) */
+  LmtpdConfig *(*config) (gpointer server);
+  /* STARTTLS, or NULL when no certificate is set */
+  LmtpTlsContext *(*tls) (gpointer server);
+  /* the duplicate journal, or NULL when disabled */
+  struct DeliverDedupe *(*dedupe) (gpointer server);
+  /* the delivery threads; they run lmtp_delivery_run */
+  GThreadPool *(*pool) (gpointer server);
+  /* the session's connection is closed */
+  void (*closed) (gpointer server, LmtpSession *s);
+  /* what the session speaks: &lmtp_protocol */
+  const struct LmtpSessionProtocol *protocol;
+} LmtpSessionHost;
 
 /* Takes a reference to @conn.  @peer: "192.0.2.1" or "local". */
-LmtpSession *lmtp_session_new (LmtpServer *server, GSocketConnection *conn,
+LmtpSession *lmtp_session_new (const LmtpSessionHost *host, gpointer server, GSocketConnection *conn,
                                guint64 id, const char *peer);
 void lmtp_session_start (LmtpSession *s);
 /* Graceful: 421 once the current transaction is over. */
@@ -19,13 +44,11 @@ void lmtp_session_unref (LmtpSession *s);
 /* Bytes of replies queued or being written to the client. */
 gsize lmtp_session_backlog (LmtpSession *s);
 
-/* Called by a session once its connection is closed. */
-void lmtp_server_session_closed (LmtpServer *server, LmtpSession *s);
-/* The duplicate journal, or NULL when disabled. */
-struct DeliverDedupe *lmtp_server_get_dedupe (LmtpServer *server);
+/* The delivery threads' work function (lmtp-delivery.c), for the pool
+ * the server makes. */
+void lmtp_delivery_run (gpointer job, gpointer unused);
 
 /* STARTTLS (lmtp-tls.c) */
-typedef struct LmtpTlsContext LmtpTlsContext;
 typedef struct LmtpTls LmtpTls;
 typedef enum {
   LMTP_TLS_OK,
@@ -45,5 +68,3 @@ LmtpTlsStatus lmtp_tls_write (LmtpTls *t, const void *buf, gsize len, gsize *wri
 gboolean lmtp_tls_pending (LmtpTls *t);
 char *lmtp_tls_describe (LmtpTls *t);
 void lmtp_tls_free (LmtpTls *t);
-/* The server's TLS context for STARTTLS, or NULL when no certificate is set. */
-LmtpTlsContext *lmtp_server_get_tls (LmtpServer *server);

@@ -3,7 +3,9 @@
  * One GSocketService accepts on every configured inet and unix listener;
  * each connection becomes an LmtpSession on the main loop.  The server
  * enforces the session limit (421 to the one over it), holds the current
- * configuration (swapped on reload), and runs the graceful shutdown.
+ * configuration (swapped on reload) and the delivery threads (as many as
+ * delivery_threads, which a reload changes), and runs the graceful
+ * shutdown.  Sessions call back only through LmtpSessionHost.
  */
 #include "config.h"
 
@@ -22,6 +24,7 @@
 
 #include "deliver.h"
 #include "lmtp-private.h"
+#include "lmtp-reply.h"
 
 struct LmtpServer {
   LmtpdConfig *config;
@@ -36,6 +39,7 @@ struct LmtpServer {
   guint shutdown_timer;
   guint memory_timer;        /* the max_memory watch */
   LmtpTlsContext *tls;       /* STARTTLS, or NULL */
+  GThreadPool *pool;         /* the delivery threads, delivery_threads of them */
 };
 
 LmtpdConfig *
@@ -44,11 +48,37 @@ lmtp_server_get_config (LmtpServer *server)
   return server->config;
 }
 
-LmtpTlsContext *
-lmtp_server_get_tls (LmtpServer *server)
+/* ---- what a session asks of its server ------------------------------------ */
+
+static LmtpdConfig *
+host_config (gpointer server)
 {
-  return server->tls;
+  return lmtp_server_get_config (server);
 }
+
+static LmtpTlsContext *
+host_tls (gpointer server)
+{
+  return ((LmtpServer *) server)->tls;
+}
+
+static DeliverDedupe *
+host_dedupe (gpointer server)
+{
+  return ((LmtpServer *) server)->dedupe;
+}
+
+static GThreadPool *
+host_pool (gpointer server)
+{
+  return ((LmtpServer *) server)->pool;
+}
+
+static void host_closed (gpointer server, LmtpSession *s);
+
+static const LmtpSessionHost session_host = {
+  host_config, host_tls, host_dedupe, host_pool, host_closed, &lmtp_protocol,
+};
 
 static gboolean
 load_tls (LmtpServer *server, LmtpdConfig *config, GError **error)
@@ -78,6 +108,9 @@ lmtp_server_set_config (LmtpServer *server, LmtpdConfig *config)
     g_warning ("STARTTLS: keeping the old certificate: %s", error->message);
   server->config = lmtpd_config_ref (config);
   lmtpd_config_unref (old);
+  /* more threads start as work comes; fewer: the extra ones end once
+   * their delivery is done */
+  g_thread_pool_set_max_threads (server->pool, (gint) config->delivery_threads, NULL);
 }
 
 gboolean
@@ -129,8 +162,7 @@ fds_low (LmtpServer *server, GSocketConnection *conn)
 static void
 refuse (LmtpServer *server, GSocketConnection *conn, const char *peer, const char *why)
 {
-  g_autofree char *msg = g_strdup_printf ("421 4.3.2 %s %s, try again later\r\n",
-                                          server->config->hostname, why);
+  g_autofree char *msg = g_strdup_printf (LMTP_REPLY_REFUSED, server->config->hostname, why);
   GSocket *sock = g_socket_connection_get_socket (conn);
 
   g_message ("%s: refused %s", why, peer);
@@ -171,7 +203,7 @@ incoming_cb (GSocketService *service, GSocketConnection *conn, GObject *source, 
    * for the client's delayed ACK (40 ms a transaction). */
   if (G_IS_TCP_CONNECTION (conn))
     g_socket_set_option (g_socket_connection_get_socket (conn), IPPROTO_TCP, TCP_NODELAY, 1, NULL);
-  s = lmtp_session_new (server, conn, ++server->next_id, peer);
+  s = lmtp_session_new (&session_host, server, conn, ++server->next_id, peer);
   g_hash_table_add (server->sessions, s);
   lmtp_metrics_session (+1);
   lmtp_session_start (s);
@@ -190,9 +222,11 @@ lmtp_server_n_sessions (LmtpServer *server)
   return g_hash_table_size (server->sessions);
 }
 
-void
-lmtp_server_session_closed (LmtpServer *server, LmtpSession *s)
+static void
+host_closed (gpointer data, LmtpSession *s)
 {
+  LmtpServer *server = data;
+
   if (!g_hash_table_steal (server->sessions, s))
     return;
   lmtp_metrics_session (-1);
@@ -415,6 +449,8 @@ lmtp_server_new (LmtpdConfig *config, GError **error)
   g_socket_service_stop (server->service); /* until lmtp_server_start */
   server->sessions = g_hash_table_new (NULL, NULL);
   server->unix_paths = g_ptr_array_new_with_free_func (g_free);
+  /* no thread starts before there is work */
+  server->pool = g_thread_pool_new (lmtp_delivery_run, NULL, (gint) config->delivery_threads, FALSE, NULL);
   g_socket_listener_set_backlog (G_SOCKET_LISTENER (server->service), 128);
   if (!load_tls (server, config, error))
     {
@@ -489,12 +525,6 @@ memory_watch_cb (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
-DeliverDedupe *
-lmtp_server_get_dedupe (LmtpServer *server)
-{
-  return server->dedupe;
-}
-
 static gboolean
 shutdown_timeout_cb (gpointer data)
 {
@@ -564,6 +594,9 @@ lmtp_server_free (LmtpServer *server)
   g_hash_table_unref (server->sessions);
   g_ptr_array_unref (server->unix_paths);
   g_object_unref (server->service);
+  /* deliveries in flight finish in their threads; nobody waits for them
+   * (a second SIGTERM means now) */
+  g_thread_pool_free (server->pool, FALSE, FALSE);
   deliver_dedupe_free (server->dedupe);
   lmtp_tls_context_free (server->tls);
   lmtpd_config_unref (server->config);

@@ -52,6 +52,49 @@ gboolean lmtp_command_parse_path (const char *args, const char *prefix,
 void lmtp_path_args_clear (LmtpPathArgs *a);
 const LmtpParam *lmtp_path_args_find (const LmtpPathArgs *a, const char *keyword);
 
+/* MAIL parameters (RFC 1870 SIZE, RFC 6152/3030 BODY, RFC 6531 SMTPUTF8,
+ * RFC 3461 RET and ENVID). */
+typedef struct {
+  guint64 size;        /* SIZE=, 0 if not given */
+  gboolean binarymime; /* BODY=BINARYMIME */
+  gboolean smtputf8;
+} LmtpMailParams;
+
+/* Checks the parameters of a MAIL command in order: returns NULL, or the
+ * reply line for the first bad one.  @max_size: 0 for no limit. */
+const char *lmtp_command_mail_params (const LmtpPathArgs *a, guint64 max_size, LmtpMailParams *out);
+/* The parameters as given, "KEY=value KEY", for the log and the services. */
+char *lmtp_command_params_text (const LmtpPathArgs *a);
+
+/* RCPT parameters: RFC 3461 ORCPT and NOTIFY, RFC 4902 OPES-BYPASS. */
+typedef struct {
+  char *orcpt;  /* ORCPT's address, decoded; NULL if none */
+  char *bypass; /* OPES-BYPASS, decoded; NULL if none */
+} LmtpRcptParams;
+
+typedef enum {
+  LMTP_PARAM_OK,
+  LMTP_PARAM_INVALID,      /* a known keyword with a bad value */
+  LMTP_PARAM_UNSUPPORTED,  /* an unknown keyword */
+} LmtpParamResult;
+
+/* Stops at the first bad parameter and points *bad at its keyword. */
+LmtpParamResult lmtp_command_rcpt_params (const LmtpPathArgs *a, LmtpRcptParams *out, const char **bad);
+void lmtp_rcpt_params_clear (LmtpRcptParams *p);
+
+/* XFORWARD and XCLIENT attributes (Postfix's XFORWARD_README,
+ * XCLIENT_README): the original client's name, address, HELO and the
+ * MTA's queue id.  [UNAVAILABLE] and [TEMPUNAVAIL] unset one. */
+typedef struct {
+  char *name, *addr, *helo, *ident;
+} LmtpForwarded;
+
+/* Parses "ATTR=xtext ..." of @verb (LMTP_CMD_XFORWARD or LMTP_CMD_XCLIENT)
+ * into @f, on top of what it holds; returns NULL or the error reply (what
+ * was parsed before the error stays in @f). */
+const char *lmtp_command_parse_forwarded (const char *args, LmtpVerb verb, LmtpForwarded *f);
+void lmtp_forwarded_clear (LmtpForwarded *f);
+
 /* "BDAT <size> [LAST]".  Returns FALSE for bad syntax. */
 gboolean lmtp_command_parse_bdat (const char *args, guint64 *size, gboolean *last);
 

@@ -32,7 +32,7 @@ typedef struct {
   GMainLoop *loop;
   LmtpServer *server;
   GSocketService *metrics;
-  LmtpdConfig *started;      /* the configuration the listeners and threads were made from */
+  LmtpdConfig *started;      /* the configuration the listeners were made from */
   gboolean debug;
   int exit_code;
 } Daemon;
@@ -118,46 +118,30 @@ write_all_stderr (const char *p, gsize n)
     }
 }
 
-static GLogWriterOutput
-log_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer data)
+static const char *
+level_tag (GLogLevelFlags level)
 {
-  static int journald = -1;
-  const char *message = NULL, *domain = NULL, *tag;
+  switch (level & G_LOG_LEVEL_MASK)
+    {
+    case G_LOG_LEVEL_ERROR: return "fatal: ";
+    case G_LOG_LEVEL_CRITICAL: return "critical: ";
+    case G_LOG_LEVEL_WARNING: return "warning: ";
+    case G_LOG_LEVEL_DEBUG: return "debug: ";
+    default: return "";
+    }
+}
+
+/* One line per record, one write: lines from threads never interleave;
+ * localtime_r reads the zone once (GDateTime looked it up every time). */
+static void
+write_text_record (const char *domain, const char *tag, const char *message)
+{
   g_autofree char *safe = NULL;
   char stamp[32], line[2048];
   struct timespec ts;
   struct tm tm;
   int n;
 
-  if ((level & G_LOG_LEVEL_DEBUG) && !debug_enabled)
-    return G_LOG_WRITER_HANDLED;
-  if (journald < 0)
-    journald = g_log_writer_is_journald (fileno (stderr));
-  if (journald)
-    return g_log_writer_journald (level, fields, n_fields, data);
-  for (gsize i = 0; i < n_fields; i++)
-    {
-      if (strcmp (fields[i].key, "MESSAGE") == 0)
-        message = fields[i].value;
-      else if (strcmp (fields[i].key, "GLIB_DOMAIN") == 0)
-        domain = fields[i].value;
-    }
-  switch (level & G_LOG_LEVEL_MASK)
-    {
-    case G_LOG_LEVEL_ERROR: tag = "fatal: "; break;
-    case G_LOG_LEVEL_CRITICAL: tag = "critical: "; break;
-    case G_LOG_LEVEL_WARNING: tag = "warning: "; break;
-    case G_LOG_LEVEL_DEBUG: tag = "debug: "; break;
-    default: tag = ""; break;
-    }
-  if (log_json)
-    {
-      g_autofree char *json = json_record (level, fields, n_fields, domain, message);
-      write_all_stderr (json, strlen (json));
-      return G_LOG_WRITER_HANDLED;
-    }
-  /* one line per record, one write: lines from threads never interleave;
-   * localtime_r reads the zone once (GDateTime looked it up every time) */
   clock_gettime (CLOCK_REALTIME, &ts);
   localtime_r (&ts.tv_sec, &tm);
   strftime (stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
@@ -173,6 +157,34 @@ log_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpoin
                                               domain ? domain : "lmtpd", (int) getpid (), tag, safe);
       write_all_stderr (big, strlen (big));
     }
+}
+
+static GLogWriterOutput
+log_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer data)
+{
+  static int journald = -1;
+  const char *message = NULL, *domain = NULL;
+
+  if ((level & G_LOG_LEVEL_DEBUG) && !debug_enabled)
+    return G_LOG_WRITER_HANDLED;
+  if (journald < 0)
+    journald = g_log_writer_is_journald (fileno (stderr));
+  if (journald)
+    return g_log_writer_journald (level, fields, n_fields, data);
+  for (gsize i = 0; i < n_fields; i++)
+    {
+      if (strcmp (fields[i].key, "MESSAGE") == 0)
+        message = fields[i].value;
+      else if (strcmp (fields[i].key, "GLIB_DOMAIN") == 0)
+        domain = fields[i].value;
+    }
+  if (log_json)
+    {
+      g_autofree char *json = json_record (level, fields, n_fields, domain, message);
+      write_all_stderr (json, strlen (json));
+      return G_LOG_WRITER_HANDLED;
+    }
+  write_text_record (domain, level_tag (level), message);
   return G_LOG_WRITER_HANDLED;
 }
 
@@ -281,18 +293,16 @@ warn_unchanged (const char *key, const char *was, const char *now)
 }
 
 /* Settings read once at start: a reload that changes them from what is
- * running says so rather than seem to apply them.  Returns how many. */
+ * running says so rather than seem to apply them.  Returns how many.
+ * (delivery_threads is not one: the server resizes its pool.) */
 static guint
 report_not_reloadable (const LmtpdConfig *old, const LmtpdConfig *c)
 {
   g_autofree char *l_old = listen_text (old->listen), *l_new = listen_text (c->listen);
-  g_autofree char *t_old = g_strdup_printf ("%u", old->delivery_threads);
-  g_autofree char *t_new = g_strdup_printf ("%u", c->delivery_threads);
   guint n = 0;
 
   n += warn_unchanged ("listen", l_old, l_new);
   n += warn_unchanged ("metrics_listen", old->metrics_listen, c->metrics_listen);
-  n += warn_unchanged ("delivery_threads", t_old, t_new);
   n += warn_unchanged ("user", old->user, c->user);
   return n;
 }
@@ -346,74 +356,86 @@ on_sigterm (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
-int
-main (int argc, char **argv)
+typedef struct {
+  char *config_path, *mail_root;
+  char **listen;
+  gboolean check, version;
+} Options;
+
+static void
+options_clear (Options *o)
 {
-  Daemon d = { 0 };
-  g_autofree char *config_path = NULL, *mail_root = NULL;
-  g_auto (GStrv) listen = NULL;
-  gboolean check = FALSE, version = FALSE;
+  g_free (o->config_path);
+  g_free (o->mail_root);
+  g_strfreev (o->listen);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Options, options_clear)
+
+/* Returns FALSE (said on stderr) for a bad command line. */
+static gboolean
+parse_options (Options *o, gboolean *debug, int *argc, char ***argv)
+{
   g_autoptr (GError) error = NULL;
   g_autoptr (GOptionContext) ctx = NULL;
-  g_autoptr (LmtpdConfig) config = NULL;
   GOptionEntry entries[] = {
-    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, "Configuration file", "FILE" },
-    { "check-config", 0, 0, G_OPTION_ARG_NONE, &check, "Validate the configuration and exit", NULL },
-    { "debug", 'd', 0, G_OPTION_ARG_NONE, &d.debug, "Log debug messages", NULL },
-    { "listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &listen,
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &o->config_path, "Configuration file", "FILE" },
+    { "check-config", 0, 0, G_OPTION_ARG_NONE, &o->check, "Validate the configuration and exit", NULL },
+    { "debug", 'd', 0, G_OPTION_ARG_NONE, debug, "Log debug messages", NULL },
+    { "listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &o->listen,
       "Listen here instead of [server] listen (inet:HOST:PORT, HOST:PORT or unix:PATH)", "SPEC" },
-    { "maildir-root", 0, 0, G_OPTION_ARG_FILENAME, &mail_root, "Override [delivery] mail_root", "DIR" },
-    { "version", 'V', 0, G_OPTION_ARG_NONE, &version, "Print the version", NULL },
+    { "maildir-root", 0, 0, G_OPTION_ARG_FILENAME, &o->mail_root, "Override [delivery] mail_root", "DIR" },
+    { "version", 'V', 0, G_OPTION_ARG_NONE, &o->version, "Print the version", NULL },
     { NULL }
   };
 
-  setlocale (LC_ALL, "C");
-  g_mime_init ();
   ctx = g_option_context_new ("- LMTP delivery agent with OPES callouts");
   g_option_context_add_main_entries (ctx, entries, NULL);
-  if (!g_option_context_parse (ctx, &argc, &argv, &error))
-    {
-      fprintf (stderr, "lmtpd: %s\n", error->message);
-      return 64;
-    }
-  if (version)
-    {
-      printf ("lmtpd (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
-      return 0;
-    }
-  d.config_path = config_path;
-  d.listen = listen;
-  d.mail_root = mail_root;
-  debug_enabled = d.debug;
-  g_log_set_writer_func (log_writer, NULL, NULL);
+  if (g_option_context_parse (ctx, argc, argv, &error))
+    return TRUE;
+  fprintf (stderr, "lmtpd: %s\n", error->message);
+  return FALSE;
+}
 
-  config = load_config (&d, &error);
-  if (config && !check_user (config, d.config_path, &error))
+/* The configuration to start with, or NULL (said on stderr). */
+static LmtpdConfig *
+startup_config (Daemon *d)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LmtpdConfig) config = load_config (d, &error);
+
+  if (config && !check_user (config, d->config_path, &error))
     g_clear_pointer (&config, lmtpd_config_unref);
-  if (config)
-    log_json = config->log_json;
   if (config == NULL)
     {
       fprintf (stderr, "lmtpd: configuration is invalid:\n%s\n", error->message);
-      return 78; /* EX_CONFIG */
+      return NULL;
     }
-  if (check)
+  log_json = config->log_json;
+  return g_steal_pointer (&config);
+}
+
+/* Every session holds a socket and, while delivering, a few files: take
+ * all the descriptors the hard limit allows. */
+static void
+raise_fd_limit (void)
+{
+  struct rlimit rl;
+
+  if (getrlimit (RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max)
     {
-      printf ("%s: OK\n", d.config_path ? d.config_path : "(built-in defaults)");
-      return 0;
+      rl.rlim_cur = rl.rlim_max;
+      setrlimit (RLIMIT_NOFILE, &rl);
     }
-  signal (SIGPIPE, SIG_IGN);
-  deliver_set_callout_observer (lmtp_metrics_callout);
-  {
-    /* every session holds a socket and, while delivering, a few files:
-       take all the descriptors the hard limit allows */
-    struct rlimit rl;
-    if (getrlimit (RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max)
-      {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit (RLIMIT_NOFILE, &rl);
-      }
-  }
+}
+
+/* Binds the listeners, drops privileges and starts serving.  Returns 0,
+ * or the exit code (said on stderr). */
+static int
+start_serving (Daemon *d, LmtpdConfig *config)
+{
+  g_autoptr (GError) error = NULL;
+
   if (geteuid () == 0 && config->user == NULL)
     {
       fprintf (stderr, "lmtpd: refusing to run as root: set [server] user to the account that "
@@ -425,51 +447,92 @@ main (int argc, char **argv)
       fprintf (stderr, "lmtpd: %s\n", error->message);
       return 73; /* EX_CANTCREAT */
     }
-  d.server = lmtp_server_new (config, &error);
-  if (d.server == NULL)
+  d->server = lmtp_server_new (config, &error);
+  if (d->server == NULL)
     {
       fprintf (stderr, "lmtpd: cannot listen: %s\n", error->message);
       return 71; /* EX_OSERR */
     }
-  if (config->metrics_listen)
+  if (config->metrics_listen && (d->metrics = lmtp_metrics_listen (config->metrics_listen, &error)) == NULL)
     {
-      d.metrics = lmtp_metrics_listen (config->metrics_listen, &error);
-      if (d.metrics == NULL)
-        {
-          fprintf (stderr, "lmtpd: cannot listen for metrics: %s\n", error->message);
-          lmtp_server_free (d.server);
-          return 71; /* EX_OSERR */
-        }
+      fprintf (stderr, "lmtpd: cannot listen for metrics: %s\n", error->message);
+      g_clear_pointer (&d->server, lmtp_server_free);
+      return 71; /* EX_OSERR */
     }
   /* Sockets are bound: from here on, the mail user. */
-  if (!deliver_drop_privileges (config->user, &error) || !lmtp_server_start (d.server, &error))
+  if (!deliver_drop_privileges (config->user, &error) || !lmtp_server_start (d->server, &error))
     {
       fprintf (stderr, "lmtpd: %s\n", error->message);
-      lmtp_server_free (d.server);
+      g_clear_pointer (&d->server, lmtp_server_free);
       return 77;
     }
-  {
-    g_autofree char *inflight = deliver_inflight_dir (config);
-    deliver_mbox_recover (inflight);
-  }
-  d.started = lmtpd_config_ref (config);
-  d.loop = g_main_loop_new (NULL, FALSE);
-  g_unix_signal_add (SIGHUP, on_sighup, &d);
-  g_unix_signal_add (SIGUSR1, on_sigusr1, &d);
-  g_unix_signal_add (SIGTERM, on_sigterm, &d);
-  g_unix_signal_add (SIGINT, on_sigterm, &d);
+  return 0;
+}
+
+/* Until SIGTERM (or SIGINT) and the shutdown after it. */
+static void
+run (Daemon *d, LmtpdConfig *config)
+{
+  g_autofree char *inflight = deliver_inflight_dir (config);
+
+  deliver_mbox_recover (inflight);
+  d->started = lmtpd_config_ref (config);
+  d->loop = g_main_loop_new (NULL, FALSE);
+  g_unix_signal_add (SIGHUP, on_sighup, d);
+  g_unix_signal_add (SIGUSR1, on_sigusr1, d);
+  g_unix_signal_add (SIGTERM, on_sigterm, d);
+  g_unix_signal_add (SIGINT, on_sigterm, d);
   g_message ("%s %s started (mail_root %s, hostname %s)", PACKAGE_NAME, PACKAGE_VERSION,
              config->mail_root, config->hostname);
-  g_main_loop_run (d.loop);
-  if (d.metrics)
+  g_main_loop_run (d->loop);
+  if (d->metrics)
     {
-      g_socket_service_stop (d.metrics);
-      g_socket_listener_close (G_SOCKET_LISTENER (d.metrics));
-      g_object_unref (d.metrics);
+      g_socket_service_stop (d->metrics);
+      g_socket_listener_close (G_SOCKET_LISTENER (d->metrics));
+      g_object_unref (d->metrics);
     }
-  lmtp_server_free (d.server);
+  lmtp_server_free (d->server);
   deliver_close_callouts ();
-  lmtpd_config_unref (d.started);
-  g_main_loop_unref (d.loop);
+  lmtpd_config_unref (d->started);
+  g_main_loop_unref (d->loop);
+}
+
+int
+main (int argc, char **argv)
+{
+  Daemon d = { 0 };
+  g_auto (Options) o = { 0 };
+  g_autoptr (LmtpdConfig) config = NULL;
+  int code;
+
+  setlocale (LC_ALL, "C");
+  g_mime_init ();
+  if (!parse_options (&o, &d.debug, &argc, &argv))
+    return 64;
+  if (o.version)
+    {
+      printf ("lmtpd (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
+      return 0;
+    }
+  d.config_path = o.config_path;
+  d.listen = o.listen;
+  d.mail_root = o.mail_root;
+  debug_enabled = d.debug;
+  g_log_set_writer_func (log_writer, NULL, NULL);
+  config = startup_config (&d);
+  if (config == NULL)
+    return 78; /* EX_CONFIG */
+  if (o.check)
+    {
+      printf ("%s: OK\n", d.config_path ? d.config_path : "(built-in defaults)");
+      return 0;
+    }
+  signal (SIGPIPE, SIG_IGN);
+  deliver_set_callout_observer (lmtp_metrics_callout);
+  raise_fd_limit ();
+  code = start_serving (&d, config);
+  if (code != 0)
+    return code;
+  run (&d, config);
   return d.exit_code;
 }

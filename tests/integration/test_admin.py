@@ -359,9 +359,10 @@ class ReloadSaysWhatItCannotApply(Base):
                              "server.listen": "inet:127.0.0.1:0;unix:run/other.sock",
                              "server.metrics_listen": "inet:127.0.0.1:0", "limits.max_recipients": "7"})
         self.d.signal(signal.SIGHUP)
-        self.wait_log(r"configuration reloaded.*, 3 setting\(s\) not applied")
+        self.wait_log(r"configuration reloaded.*, 2 setting\(s\) not applied")
         log = self.d.read_log()
-        self.assertRegex(log, r"reload: \[server\] delivery_threads changed \(4 -> 8\): not applied")
+        # delivery_threads follows a reload (ReloadResizesDeliveryThreads)
+        self.assertNotRegex(log, r"delivery_threads changed")
         self.assertRegex(log, r"reload: \[server\] listen changed .*other\.sock\): not applied")
         self.assertRegex(log, r"reload: \[server\] metrics_listen changed \(unset -> inet:127\.0\.0\.1:0\)")
         # what can change did: the new recipient limit is in force
@@ -376,6 +377,37 @@ class ReloadSaysWhatItCannotApply(Base):
         while time.time() < deadline and len(re.findall(r"configuration reloaded", self.d.read_log())) < 2:
             time.sleep(0.05)
         self.assertRegex(self.d.read_log().splitlines()[-1], r"configuration reloaded from lmtpd\.conf$")
+
+
+class ReloadResizesDeliveryThreads(Base):
+    """delivery_threads is applied on SIGHUP: no warning, and deliveries go
+    on with the new number of threads."""
+    extra = {"server.delivery_threads": "1"}
+    users = ["joe@example.org", "ann@example.org", "bob@example.org"]
+
+    def deliver_to_all(self, n):
+        c = self.session()
+        c.send("MAIL FROM:<a@example.net>\r\n" + "".join("RCPT TO:<%s>\r\n" % u for u in self.users) + "DATA\r\n")
+        self.assertEqual([c.code() for _ in range(5)], [250] * 4 + [354])
+        c.send(dotstuff(b"Message-ID: <threads.%d@example.net>\nSubject: %d\n\nhello\n" % (n, n)))
+        for _ in self.users:
+            self.assertRegex(c.text(), r"^250 2\.0\.0 <\S+> Saved id=\w+$")
+        c.send("QUIT\r\n")
+
+    def test_reload_changes_delivery_threads(self):
+        self.deliver_to_all(0)
+        for threads, n in (("3", 1), ("2", 2)):
+            self.d.write_config({"server.delivery_threads": threads})
+            self.d.signal(signal.SIGHUP)
+            deadline = time.time() + 30
+            while time.time() < deadline and len(re.findall(r"configuration reloaded", self.d.read_log())) < n:
+                time.sleep(0.05)
+            self.assertEqual(len(re.findall(r"configuration reloaded from lmtpd\.conf$", self.d.read_log(), re.M)), n)
+            self.deliver_to_all(n)
+        log = self.d.read_log()
+        self.assertNotRegex(log, r"delivery_threads changed|not applied")
+        for u in self.users:
+            self.assertEqual(len(self.d.messages(u)), 3)
 
 
 class SameRecipientTwice(Base):

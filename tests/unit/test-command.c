@@ -143,6 +143,181 @@ test_xtext (void)
   g_assert_null (lmtp_xtext_decode ("sp ace"));
 }
 
+/* MAIL parameters: the reply for the first bad one, in order. */
+static void
+test_mail_params (void)
+{
+  static const struct {
+    const char *args;
+    guint64 max;
+    const char *err;
+    guint64 size;
+    gboolean binarymime, smtputf8;
+  } cases[] = {
+    { "FROM:<a@b>", 0, NULL, 0, FALSE, FALSE },
+    { "FROM:<a@b> SIZE=100", 0, NULL, 100, FALSE, FALSE },
+    { "FROM:<a@b> SIZE=100", 100, NULL, 100, FALSE, FALSE },
+    { "FROM:<a@b> SIZE=101", 100, "552 5.3.4 Message size exceeds fixed maximum message size", 0, FALSE, FALSE },
+    { "FROM:<a@b> SIZE", 0, "501 5.5.4 Invalid SIZE parameter", 0, FALSE, FALSE },
+    { "FROM:<a@b> SIZE=-1", 0, "501 5.5.4 Invalid SIZE parameter", 0, FALSE, FALSE },
+    { "FROM:<a@b> SIZE=12k", 0, "501 5.5.4 Invalid SIZE parameter", 0, FALSE, FALSE },
+    { "FROM:<a@b> BODY=7BIT", 0, NULL, 0, FALSE, FALSE },
+    { "FROM:<a@b> BODY=8bitmime", 0, NULL, 0, FALSE, FALSE },
+    { "FROM:<a@b> BODY=BINARYMIME", 0, NULL, 0, TRUE, FALSE },
+    { "FROM:<a@b> BODY=9BIT", 0, "501 5.5.4 Invalid BODY parameter", 0, FALSE, FALSE },
+    { "FROM:<a@b> BODY", 0, "501 5.5.4 Invalid BODY parameter", 0, FALSE, FALSE },
+    { "FROM:<a@b> SMTPUTF8", 0, NULL, 0, FALSE, TRUE },
+    { "FROM:<a@b> SMTPUTF8=yes", 0, "501 5.5.4 SMTPUTF8 takes no value", 0, FALSE, FALSE },
+    { "FROM:<a@b> RET=FULL", 0, NULL, 0, FALSE, FALSE },
+    { "FROM:<a@b> RET=hdrs", 0, NULL, 0, FALSE, FALSE },
+    { "FROM:<a@b> RET=ALL", 0, "501 5.5.4 Invalid RET parameter", 0, FALSE, FALSE },
+    { "FROM:<a@b> ENVID=abc+2Bdef", 0, NULL, 0, FALSE, FALSE },
+    { "FROM:<a@b> ENVID=bad+ZZ", 0, "501 5.5.4 Invalid ENVID parameter", 0, FALSE, FALSE },
+    { "FROM:<a@b> ENVID", 0, "501 5.5.4 Invalid ENVID parameter", 0, FALSE, FALSE },
+    { "FROM:<a@b> AUTH=<>", 0, "555 5.5.4 Unsupported parameter", 0, FALSE, FALSE },
+    { "FROM:<a@b> SIZE=5 BODY=BINARYMIME SMTPUTF8", 0, NULL, 5, TRUE, TRUE },
+    /* the first bad one is answered */
+    { "FROM:<a@b> RET=ALL SIZE=x", 0, "501 5.5.4 Invalid RET parameter", 0, FALSE, FALSE },
+    { "FROM:<a@b> SIZE=x RET=ALL", 0, "501 5.5.4 Invalid SIZE parameter", 0, FALSE, FALSE },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      LmtpPathArgs a;
+      LmtpMailParams mp;
+      const char *why = NULL, *err;
+
+      g_assert_true (lmtp_command_parse_path (cases[i].args, "FROM:", &a, &why));
+      err = lmtp_command_mail_params (&a, cases[i].max, &mp);
+      g_assert_cmpstr (err, ==, cases[i].err);
+      if (err == NULL)
+        {
+          g_assert_cmpuint (mp.size, ==, cases[i].size);
+          g_assert_cmpint (mp.binarymime, ==, cases[i].binarymime);
+          g_assert_cmpint (mp.smtputf8, ==, cases[i].smtputf8);
+        }
+      lmtp_path_args_clear (&a);
+    }
+}
+
+static void
+test_params_text (void)
+{
+  LmtpPathArgs a;
+  const char *why;
+  g_autofree char *text = NULL, *none = NULL;
+
+  g_assert_true (lmtp_command_parse_path ("FROM:<a@b> size=42  SMTPUTF8 ENVID=x+2By", "FROM:", &a, &why));
+  text = lmtp_command_params_text (&a);
+  g_assert_cmpstr (text, ==, "SIZE=42 SMTPUTF8 ENVID=x+2By");
+  lmtp_path_args_clear (&a);
+  g_assert_true (lmtp_command_parse_path ("FROM:<>", "FROM:", &a, &why));
+  none = lmtp_command_params_text (&a);
+  g_assert_cmpstr (none, ==, "");
+  lmtp_path_args_clear (&a);
+}
+
+/* RCPT parameters: ORCPT and OPES-BYPASS decoded, NOTIFY taken as it is. */
+static void
+test_rcpt_params (void)
+{
+  static const struct {
+    const char *args;
+    LmtpParamResult result;
+    const char *bad, *orcpt, *bypass;
+  } cases[] = {
+    { "TO:<a@b>", LMTP_PARAM_OK, NULL, NULL, NULL },
+    { "TO:<a@b> ORCPT=rfc822;joe+2Bx@b", LMTP_PARAM_OK, NULL, "joe+x@b", NULL },
+    { "TO:<a@b> ORCPT=rfc822;x@b ORCPT=rfc822;y@b", LMTP_PARAM_OK, NULL, "y@b", NULL },
+    { "TO:<a@b> ORCPT=rfc822", LMTP_PARAM_INVALID, "ORCPT", NULL, NULL },
+    { "TO:<a@b> ORCPT=rfc822;bad+ZZ", LMTP_PARAM_INVALID, "ORCPT", NULL, NULL },
+    { "TO:<a@b> ORCPT", LMTP_PARAM_INVALID, "ORCPT", NULL, NULL },
+    { "TO:<a@b> NOTIFY=SUCCESS,FAILURE", LMTP_PARAM_OK, NULL, NULL, NULL },
+    { "TO:<a@b> notify=NEVER", LMTP_PARAM_OK, NULL, NULL, NULL },
+    { "TO:<a@b> NOTIFY", LMTP_PARAM_INVALID, "NOTIFY", NULL, NULL },
+    { "TO:<a@b> OPES-BYPASS=spam+2Cvirus", LMTP_PARAM_OK, NULL, NULL, "spam,virus" },
+    { "TO:<a@b> OPES-BYPASS", LMTP_PARAM_INVALID, "OPES-BYPASS", NULL, NULL },
+    { "TO:<a@b> OPES-BYPASS=a+", LMTP_PARAM_INVALID, "OPES-BYPASS", NULL, NULL },
+    { "TO:<a@b> SIZE=1", LMTP_PARAM_UNSUPPORTED, "SIZE", NULL, NULL },
+    { "TO:<a@b> NOTIFY=NEVER FOO=1 ORCPT", LMTP_PARAM_UNSUPPORTED, "FOO", NULL, NULL },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      LmtpPathArgs a;
+      LmtpRcptParams rp;
+      const char *why = NULL, *bad = NULL;
+
+      g_assert_true (lmtp_command_parse_path (cases[i].args, "TO:", &a, &why));
+      g_assert_cmpint (lmtp_command_rcpt_params (&a, &rp, &bad), ==, cases[i].result);
+      g_assert_cmpstr (bad, ==, cases[i].bad);
+      if (cases[i].result == LMTP_PARAM_OK)
+        {
+          g_assert_cmpstr (rp.orcpt, ==, cases[i].orcpt);
+          g_assert_cmpstr (rp.bypass, ==, cases[i].bypass);
+        }
+      lmtp_rcpt_params_clear (&rp);
+      lmtp_path_args_clear (&a);
+    }
+}
+
+/* XFORWARD and XCLIENT attributes, on top of what was given before. */
+static void
+test_forwarded (void)
+{
+  static const struct {
+    LmtpVerb verb;
+    const char *args;
+    const char *err;
+    const char *name, *addr, *helo, *ident;
+  } cases[] = {
+    { LMTP_CMD_XFORWARD, "NAME=mx.example.net ADDR=192.0.2.7 HELO=mx IDENT=4XyZ", NULL,
+      "mx.example.net", "192.0.2.7", "mx", "4XyZ" },
+    { LMTP_CMD_XFORWARD, "addr=IPV6:2001:DB8::1 proto=ESMTP source=REMOTE port=25", NULL,
+      NULL, "2001:db8::1", NULL, NULL },
+    { LMTP_CMD_XFORWARD, "NAME=[UNAVAILABLE] ADDR=[TEMPUNAVAIL]", NULL, NULL, NULL, NULL, NULL },
+    { LMTP_CMD_XFORWARD, "NAME=a+2Bb", NULL, "a+b", NULL, NULL, NULL },
+    { LMTP_CMD_XFORWARD, "  NAME=x  ", NULL, "x", NULL, NULL, NULL },
+    { LMTP_CMD_XFORWARD, "", "501 5.5.4 Syntax: attribute=value...", NULL, NULL, NULL, NULL },
+    { LMTP_CMD_XFORWARD, "NAME", "501 5.5.4 Syntax: attribute=value...", NULL, NULL, NULL, NULL },
+    { LMTP_CMD_XFORWARD, "=x", "501 5.5.4 Syntax: attribute=value...", NULL, NULL, NULL, NULL },
+    { LMTP_CMD_XFORWARD, "LOGIN=joe", "501 5.5.4 Bad attribute name", NULL, NULL, NULL, NULL },
+    { LMTP_CMD_XFORWARD, "NAME=", "501 5.5.4 Bad attribute value", NULL, NULL, NULL, NULL },
+    { LMTP_CMD_XFORWARD, "NAME=bad+ZZ", "501 5.5.4 Bad attribute value", NULL, NULL, NULL, NULL },
+    { LMTP_CMD_XFORWARD, "ADDR=not.an.ip", "501 5.5.4 Bad address", NULL, NULL, NULL, NULL },
+    /* what came before the error stays */
+    { LMTP_CMD_XFORWARD, "HELO=h ADDR=x", "501 5.5.4 Bad address", NULL, NULL, "h", NULL },
+    { LMTP_CMD_XCLIENT, "NAME=c.example ADDR=192.0.2.9 LOGIN=joe DESTPORT=24", NULL,
+      "c.example", "192.0.2.9", NULL, NULL },
+    { LMTP_CMD_XCLIENT, "IDENT=x", "501 5.5.4 Bad attribute name", NULL, NULL, NULL, NULL },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      LmtpForwarded f = { 0 };
+
+      g_assert_cmpstr (lmtp_command_parse_forwarded (cases[i].args, cases[i].verb, &f), ==, cases[i].err);
+      g_assert_cmpstr (f.name, ==, cases[i].name);
+      g_assert_cmpstr (f.addr, ==, cases[i].addr);
+      g_assert_cmpstr (f.helo, ==, cases[i].helo);
+      g_assert_cmpstr (f.ident, ==, cases[i].ident);
+      lmtp_forwarded_clear (&f);
+    }
+}
+
+static void
+test_forwarded_accumulates (void)
+{
+  LmtpForwarded f = { 0 };
+
+  g_assert_null (lmtp_command_parse_forwarded ("NAME=a.example ADDR=192.0.2.1", LMTP_CMD_XFORWARD, &f));
+  g_assert_null (lmtp_command_parse_forwarded ("HELO=h NAME=[UNAVAILABLE]", LMTP_CMD_XFORWARD, &f));
+  g_assert_null (f.name);
+  g_assert_cmpstr (f.addr, ==, "192.0.2.1");
+  g_assert_cmpstr (f.helo, ==, "h");
+  lmtp_forwarded_clear (&f);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -152,5 +327,10 @@ main (int argc, char **argv)
   g_test_add_func ("/command/params", test_params);
   g_test_add_func ("/command/bdat", test_bdat);
   g_test_add_func ("/command/xtext", test_xtext);
+  g_test_add_func ("/command/mail-params", test_mail_params);
+  g_test_add_func ("/command/params-text", test_params_text);
+  g_test_add_func ("/command/rcpt-params", test_rcpt_params);
+  g_test_add_func ("/command/forwarded", test_forwarded);
+  g_test_add_func ("/command/forwarded-accumulates", test_forwarded_accumulates);
   return g_test_run ();
 }
