@@ -23,7 +23,7 @@ struct LmtpIo {
   GPollableInputStream *in;
   GOutputStream *out;
   GCancellable *cancel;
-  LmtpTls *tls;             /* after STARTTLS: all I/O goes through it */
+  UtilTls *tls;             /* after STARTTLS: all I/O goes through it */
   GSource *read_source;
   GSource *tls_source;      /* a handshake or a TLS write waiting for the socket */
   void (*tls_next) (LmtpIo *io); /* what goes on once the socket is ready */
@@ -68,7 +68,7 @@ lmtp_io_close (LmtpIo *io)
   source_clear (&io->read_source);
   source_clear (&io->tls_source);
   g_cancellable_cancel (io->cancel);
-  g_clear_pointer (&io->tls, lmtp_tls_free);
+  g_clear_pointer (&io->tls, util_tls_free);
   g_io_stream_close (G_IO_STREAM (io->conn), NULL, NULL);
 }
 
@@ -201,19 +201,19 @@ tls_write_some (LmtpIo *io)
   while (io->wpos < io->wbuf->len)
     {
       gsize n = 0;
-      LmtpTlsStatus st = lmtp_tls_write (io->tls, io->wbuf->str + io->wpos, io->wbuf->len - io->wpos, &n, &error);
-      if (st == LMTP_TLS_OK)
+      UtilTlsStatus st = util_tls_write (io->tls, io->wbuf->str + io->wpos, io->wbuf->len - io->wpos, &n, &error);
+      if (st == UTIL_TLS_OK)
         {
           io->wpos += n;
           io->write_progress_us = g_get_monotonic_time ();
           continue;
         }
-      if (st == LMTP_TLS_WANT_WRITE || st == LMTP_TLS_WANT_READ)
+      if (st == UTIL_TLS_WANT_WRITE || st == UTIL_TLS_WANT_READ)
         {
-          tls_wait (io, st == LMTP_TLS_WANT_WRITE ? G_IO_OUT : G_IO_IN, tls_write_some);
+          tls_wait (io, st == UTIL_TLS_WANT_WRITE ? G_IO_OUT : G_IO_IN, tls_write_some);
           return;
         }
-      if (st == LMTP_TLS_ERROR)
+      if (st == UTIL_TLS_ERROR)
         g_debug ("%s: %s", io->log_id, error->message);
       write_finished (io, FALSE);
       return;
@@ -310,18 +310,18 @@ tls_read_cb (gpointer data)
   g_autoptr (GError) error = NULL;
   gsize room, got = 0;
   char *buf = read_room (io, &room);
-  LmtpTlsStatus st;
+  UtilTlsStatus st;
   gboolean r;
 
   if (buf == NULL)
     return G_SOURCE_REMOVE;
-  st = lmtp_tls_read (io->tls, buf, room, &got, &error);
-  if (st == LMTP_TLS_WANT_READ || st == LMTP_TLS_WANT_WRITE)
+  st = util_tls_read (io->tls, buf, room, &got, &error);
+  if (st == UTIL_TLS_WANT_READ || st == UTIL_TLS_WANT_WRITE)
     return G_SOURCE_CONTINUE;
-  if (st == LMTP_TLS_ERROR)
+  if (st == UTIL_TLS_ERROR)
     g_message ("%s: %s", io->log_id, error->message);
   io->h->ref (owner); /* read_done may drop the last other reference */
-  r = read_got (io, st == LMTP_TLS_OK ? got : 0);
+  r = read_got (io, st == UTIL_TLS_OK ? got : 0);
   if (r == G_SOURCE_CONTINUE && io->read_source && !io->closed)
     {
       /* idle while OpenSSL holds decrypted bytes, the socket otherwise */
@@ -344,7 +344,7 @@ lmtp_io_want_read (LmtpIo *io)
 {
   if (io->read_source || io->closed || !io->h->may_read (io->owner) || lmtp_io_output_full (io))
     return;
-  if (io->tls && lmtp_tls_pending (io->tls))
+  if (io->tls && util_tls_pending (io->tls))
     {
       io->read_source = g_idle_source_new ();
       g_source_set_callback (io->read_source, tls_read_cb, io, NULL);
@@ -368,22 +368,22 @@ static void
 tls_step (LmtpIo *io)
 {
   g_autoptr (GError) error = NULL;
-  LmtpTlsStatus st = lmtp_tls_handshake (io->tls, &error);
+  UtilTlsStatus st = util_tls_handshake (io->tls, &error);
 
-  if (st == LMTP_TLS_WANT_READ || st == LMTP_TLS_WANT_WRITE)
-    tls_wait (io, st == LMTP_TLS_WANT_READ ? G_IO_IN : G_IO_OUT, tls_step);
-  else if (st != LMTP_TLS_OK)
+  if (st == UTIL_TLS_WANT_READ || st == UTIL_TLS_WANT_WRITE)
+    tls_wait (io, st == UTIL_TLS_WANT_READ ? G_IO_IN : G_IO_OUT, tls_step);
+  else if (st != UTIL_TLS_OK)
     io->h->handshake_done (io->owner, error ? error->message : "connection closed");
   else
     io->h->handshake_done (io->owner, NULL);
 }
 
 gboolean
-lmtp_io_start_tls (LmtpIo *io, LmtpTlsContext *ctx, GError **error)
+lmtp_io_start_tls (LmtpIo *io, UtilTlsContext *ctx, GError **error)
 {
   int fd = g_socket_get_fd (g_socket_connection_get_socket (io->conn));
 
-  io->tls = ctx ? lmtp_tls_new (ctx, fd, error) : NULL;
+  io->tls = ctx ? util_tls_server_new (ctx, fd, error) : NULL;
   if (io->tls == NULL)
     return FALSE;
   tls_step (io);
@@ -399,5 +399,5 @@ lmtp_io_tls_active (LmtpIo *io)
 char *
 lmtp_io_tls_describe (LmtpIo *io)
 {
-  return lmtp_tls_describe (io->tls);
+  return util_tls_describe (io->tls);
 }

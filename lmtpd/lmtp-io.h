@@ -59,6 +59,6 @@ gint64 lmtp_io_write_progress (LmtpIo *io);
 /* ---- TLS */
 /* Starts the server side handshake on the connection; handshake_done
  * follows (maybe at once).  FALSE if TLS cannot even begin. */
-gboolean lmtp_io_start_tls (LmtpIo *io, LmtpTlsContext *ctx, GError **error);
+gboolean lmtp_io_start_tls (LmtpIo *io, UtilTlsContext *ctx, GError **error);
 gboolean lmtp_io_tls_active (LmtpIo *io);
 char *lmtp_io_tls_describe (LmtpIo *io);

@@ -1,13 +1,13 @@
 /* lmtp-private.h - between the server (listeners, session registry, the
- * delivery threads) and the sessions it owns, and the TLS primitives.
+ * delivery threads) and the sessions it owns.
  * Not installed, not for the tests.
  */
 #pragma once
 
 #include "lmtpd.h"
+#include "lmtpd-util.h"
 
 typedef struct LmtpSession LmtpSession;
-typedef struct LmtpTlsContext LmtpTlsContext;
 struct DeliverDedupe;
 struct LmtpSessionProtocol;
 
@@ -21,7 +21,7 @@ typedef struct {
   /* the configuration in force now (new transactions take it) */
   LmtpdConfig *(*config) (gpointer server);
   /* STARTTLS, or NULL when no certificate is set */
-  LmtpTlsContext *(*tls) (gpointer server);
+  UtilTlsContext *(*tls) (gpointer server);
   /* the duplicate journal, or NULL when disabled */
   struct DeliverDedupe *(*dedupe) (gpointer server);
   /* the delivery threads; they run lmtp_delivery_run */
@@ -47,24 +47,3 @@ gsize lmtp_session_backlog (LmtpSession *s);
 /* The delivery threads' work function (lmtp-delivery.c), for the pool
  * the server makes. */
 void lmtp_delivery_run (gpointer job, gpointer unused);
-
-/* STARTTLS (lmtp-tls.c) */
-typedef struct LmtpTls LmtpTls;
-typedef enum {
-  LMTP_TLS_OK,
-  LMTP_TLS_WANT_READ,
-  LMTP_TLS_WANT_WRITE,
-  LMTP_TLS_CLOSED,
-  LMTP_TLS_ERROR,
-} LmtpTlsStatus;
-
-LmtpTlsContext *lmtp_tls_context_new (const char *cert_file, const char *key_file, const char *client_ca_file,
-                                      GError **error);
-void lmtp_tls_context_free (LmtpTlsContext *c);
-LmtpTls *lmtp_tls_new (LmtpTlsContext *c, int fd, GError **error);
-LmtpTlsStatus lmtp_tls_handshake (LmtpTls *t, GError **error);
-LmtpTlsStatus lmtp_tls_read (LmtpTls *t, void *buf, gsize len, gsize *got, GError **error);
-LmtpTlsStatus lmtp_tls_write (LmtpTls *t, const void *buf, gsize len, gsize *written, GError **error);
-gboolean lmtp_tls_pending (LmtpTls *t);
-char *lmtp_tls_describe (LmtpTls *t);
-void lmtp_tls_free (LmtpTls *t);

@@ -38,7 +38,7 @@ struct LmtpServer {
   gpointer done_data;
   guint shutdown_timer;
   guint memory_timer;        /* the max_memory watch */
-  LmtpTlsContext *tls;       /* STARTTLS, or NULL */
+  UtilTlsContext *tls;       /* STARTTLS, or NULL */
   GThreadPool *pool;         /* the delivery threads, delivery_threads of them */
 };
 
@@ -56,7 +56,7 @@ host_config (gpointer server)
   return lmtp_server_get_config (server);
 }
 
-static LmtpTlsContext *
+static UtilTlsContext *
 host_tls (gpointer server)
 {
   return ((LmtpServer *) server)->tls;
@@ -83,15 +83,15 @@ static const LmtpSessionHost session_host = {
 static gboolean
 load_tls (LmtpServer *server, LmtpdConfig *config, GError **error)
 {
-  LmtpTlsContext *ctx = NULL;
+  UtilTlsContext *ctx = NULL;
 
   if (config->tls_cert_file)
     {
-      ctx = lmtp_tls_context_new (config->tls_cert_file, config->tls_key_file, config->tls_client_ca_file, error);
+      ctx = util_tls_server_context_new (config->tls_cert_file, config->tls_key_file, config->tls_client_ca_file, error);
       if (ctx == NULL)
         return FALSE;
     }
-  lmtp_tls_context_free (server->tls);
+  util_tls_context_free (server->tls);
   server->tls = ctx;
   return TRUE;
 }
@@ -598,7 +598,7 @@ lmtp_server_free (LmtpServer *server)
    * (a second SIGTERM means now) */
   g_thread_pool_free (server->pool, FALSE, FALSE);
   deliver_dedupe_free (server->dedupe);
-  lmtp_tls_context_free (server->tls);
+  util_tls_context_free (server->tls);
   lmtpd_config_unref (server->config);
   g_free (server);
 }
