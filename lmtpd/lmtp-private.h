@@ -21,8 +21,8 @@ gsize lmtp_session_backlog (LmtpSession *s);
 
 /* Called by a session once its connection is closed. */
 void lmtp_server_session_closed (LmtpServer *server, LmtpSession *s);
-/* The duplicate journal, or NULL when disabled. */
-struct DeliverDedupe *lmtp_server_get_dedupe (LmtpServer *server);
+/* The delivery context the sessions deliver with. */
+struct DeliverContext *lmtp_server_get_context (LmtpServer *server);
 
 /* STARTTLS (lmtp-tls.c) */
 typedef struct LmtpTlsContext LmtpTlsContext;

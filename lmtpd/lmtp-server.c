@@ -27,7 +27,7 @@ struct LmtpServer {
   LmtpdConfig *config;
   GSocketService *service;
   GHashTable *sessions;      /* LmtpSession* set, owns a reference */
-  DeliverDedupe *dedupe;
+  DeliverContext *ctx;       /* what deliveries share; kept across reloads */
   GPtrArray *unix_paths;     /* to remove at shutdown */
   guint64 next_id;
   gboolean shutting_down;
@@ -405,12 +405,13 @@ listen_activated (LmtpServer *server, GError **error)
 }
 
 LmtpServer *
-lmtp_server_new (LmtpdConfig *config, GError **error)
+lmtp_server_new (LmtpdConfig *config, DeliverContext *ctx, GError **error)
 {
   LmtpServer *server = g_new0 (LmtpServer, 1);
   int activated;
 
   server->config = lmtpd_config_ref (config);
+  server->ctx = deliver_context_ref (ctx);
   server->service = g_socket_service_new ();
   g_socket_service_stop (server->service); /* until lmtp_server_start */
   server->sessions = g_hash_table_new (NULL, NULL);
@@ -447,13 +448,8 @@ static gboolean memory_watch_cb (gpointer data);
 gboolean
 lmtp_server_start (LmtpServer *server, GError **error)
 {
-  if (server->config->duplicate_window > 0)
-    {
-      server->dedupe = deliver_dedupe_open (server->config->duplicate_db,
-                                            server->config->duplicate_window, error);
-      if (server->dedupe == NULL)
-        return FALSE;
-    }
+  if (!deliver_context_open_journal (server->ctx, server->config, error))
+    return FALSE;
   g_socket_service_start (server->service);
   server->memory_timer = g_timeout_add_seconds (1, memory_watch_cb, server);
   return TRUE;
@@ -489,10 +485,10 @@ memory_watch_cb (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
-DeliverDedupe *
-lmtp_server_get_dedupe (LmtpServer *server)
+DeliverContext *
+lmtp_server_get_context (LmtpServer *server)
 {
-  return server->dedupe;
+  return server->ctx;
 }
 
 static gboolean
@@ -564,7 +560,7 @@ lmtp_server_free (LmtpServer *server)
   g_hash_table_unref (server->sessions);
   g_ptr_array_unref (server->unix_paths);
   g_object_unref (server->service);
-  deliver_dedupe_free (server->dedupe);
+  deliver_context_unref (server->ctx);
   lmtp_tls_context_free (server->tls);
   lmtpd_config_unref (server->config);
   g_free (server);

@@ -735,7 +735,7 @@ typedef struct {
   Txn *t;
   gboolean rcpt_check;
   LmtpdConfig *config;
-  DeliverDedupe *dedupe;
+  DeliverContext *ctx;      /* a reference, for as long as the job runs */
   DeliverMessage msg;
   DeliverRecipient *rcpt;   /* borrowed from t->rcpts; owned for rcpt_check */
   guint64 size_hint;
@@ -752,6 +752,7 @@ static void
 job_free (Job *job)
 {
   lmtpd_config_unref (job->config);
+  deliver_context_unref (job->ctx);
   deliver_status_clear (&job->status);
   if (job->rcpt_check)
     deliver_recipient_free (job->rcpt);
@@ -783,9 +784,9 @@ job_run (gpointer data, gpointer unused)
   Job *job = data;
 
   if (job->rcpt_check)
-    job->ok = deliver_rcpt_check (job->config, &job->msg, job->rcpt, job->size_hint, &job->status);
+    job->ok = deliver_rcpt_check (job->ctx, job->config, &job->msg, job->rcpt, job->size_hint, &job->status);
   else
-    deliver_pipeline_run (job->config, job->dedupe, &job->msg, job->rcpt, &job->t->shared, &job->status,
+    deliver_pipeline_run (job->ctx, job->config, &job->msg, job->rcpt, &job->t->shared, &job->status,
                           &job->path);
   g_main_context_invoke (NULL, job_finished, job);
 }
@@ -798,7 +799,7 @@ job_new (LmtpSession *s, Txn *t, DeliverRecipient *rcpt)
   job->s = session_ref (s);
   job->t = t;
   job->config = lmtpd_config_ref (t->config);
-  job->dedupe = lmtp_server_get_dedupe (s->server);
+  job->ctx = deliver_context_ref (lmtp_server_get_context (s->server));
   job->msg.id = t->id;
   job->msg.sender = t->sender;
   job->msg.helo = s->xf_helo ? s->xf_helo : s->lhlo;
@@ -1306,7 +1307,7 @@ cmd_rcpt (LmtpSession *s, const char *args)
         reply_error (s, "501 5.1.3 Empty recipient address");
       goto out;
     }
-  r = deliver_resolve (t->config, local, domain, &st);
+  r = deliver_resolve (lmtp_server_get_context (s->server), t->config, local, domain, &st);
   if (r == NULL)
     {
       log_rcpt_refusal (s, a.path, &st);
@@ -1352,7 +1353,7 @@ txn_open_spool (LmtpSession *s)
 
   if (s->txn->spool)
     return TRUE;
-  s->txn->spool = deliver_spool_new (s->txn->config->spool_dir, &error);
+  s->txn->spool = deliver_spool_new (lmtp_server_get_context (s->server), s->txn->config->spool_dir, &error);
   if (s->txn->spool == NULL)
     {
       g_warning ("%s: %s", s->log_id, error->message);

@@ -311,6 +311,9 @@ on_sighup (gpointer data)
       return G_SOURCE_CONTINUE;
     }
   not_applied = report_not_reloadable (d->started, c);
+  /* the delivery context stays as it is: it holds no configuration (the
+   * OCP client gets each service's settings with every call, a cached
+   * script is used only while its file is unchanged) */
   lmtp_server_set_config (d->server, c);
   log_json = c->log_json;
   if (not_applied)
@@ -356,6 +359,7 @@ main (int argc, char **argv)
   g_autoptr (GError) error = NULL;
   g_autoptr (GOptionContext) ctx = NULL;
   g_autoptr (LmtpdConfig) config = NULL;
+  g_autoptr (DeliverContext) dctx = NULL;
   GOptionEntry entries[] = {
     { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, "Configuration file", "FILE" },
     { "check-config", 0, 0, G_OPTION_ARG_NONE, &check, "Validate the configuration and exit", NULL },
@@ -403,7 +407,9 @@ main (int argc, char **argv)
       return 0;
     }
   signal (SIGPIPE, SIG_IGN);
-  deliver_set_callout_observer (lmtp_metrics_callout);
+  /* what deliveries share, for the whole life of the process */
+  dctx = deliver_context_new ();
+  deliver_context_set_callout_observer (dctx, lmtp_metrics_callout);
   {
     /* every session holds a socket and, while delivering, a few files:
        take all the descriptors the hard limit allows */
@@ -425,7 +431,7 @@ main (int argc, char **argv)
       fprintf (stderr, "lmtpd: %s\n", error->message);
       return 73; /* EX_CANTCREAT */
     }
-  d.server = lmtp_server_new (config, &error);
+  d.server = lmtp_server_new (config, dctx, &error);
   if (d.server == NULL)
     {
       fprintf (stderr, "lmtpd: cannot listen: %s\n", error->message);
@@ -468,7 +474,7 @@ main (int argc, char **argv)
       g_object_unref (d.metrics);
     }
   lmtp_server_free (d.server);
-  deliver_close_callouts ();
+  deliver_context_close_callouts (dctx);
   lmtpd_config_unref (d.started);
   g_main_loop_unref (d.loop);
   return d.exit_code;
