@@ -191,6 +191,29 @@ script_failed (const FilterMessage *m, const char *path, const char *why, gboole
   out->result.error = g_steal_pointer (&what);
 }
 
+static void
+outcome_init (FilterOutcome *out)
+{
+  memset (out, 0, sizeof *out);
+  out->result.actions = g_ptr_array_new_with_free_func (sieve_action_free);
+  out->result.edits = g_ptr_array_new_with_free_func (sieve_header_edit_free);
+  out->result.implicit_keep = TRUE;
+}
+
+/* The implicit keep, if it stands: the last script's (@pending, with its
+ * flags) unless a script failed.  Takes @pending. */
+static void
+add_implicit_keep (FilterOutcome *out, SieveAction *pending)
+{
+  if (out->result.implicit_keep)
+    {
+      SieveAction *k = pending && !out->result.error ? g_steal_pointer (&pending) : g_new0 (SieveAction, 1);
+      k->kind = SIEVE_KEEP;
+      g_ptr_array_add (out->result.actions, k);
+    }
+  sieve_action_free (pending);
+}
+
 void
 filter_run (const FilterMessage *m, const CalloutResult *callouts, FilterOutcome *out)
 {
@@ -204,10 +227,7 @@ filter_run (const FilterMessage *m, const CalloutResult *callouts, FilterOutcome
   SieveAction *pending = NULL;
 
   filter_view_init (&view, m);
-  memset (out, 0, sizeof *out);
-  out->result.actions = g_ptr_array_new_with_free_func (sieve_action_free);
-  out->result.edits = g_ptr_array_new_with_free_func (sieve_header_edit_free);
-  out->result.implicit_keep = TRUE;
+  outcome_init (out);
   if (config->sieve_script && config->sieve_script[0])
     out->user_script = script_path (config, m->rcpt);
   scripts = script_list (config, out->user_script, &user_index);
@@ -236,13 +256,7 @@ filter_run (const FilterMessage *m, const CalloutResult *callouts, FilterOutcome
       if (why || !out->result.implicit_keep)
         break;
     }
-  if (out->result.implicit_keep)
-    {
-      SieveAction *k = pending && !out->result.error ? g_steal_pointer (&pending) : g_new0 (SieveAction, 1);
-      k->kind = SIEVE_KEEP;
-      g_ptr_array_add (out->result.actions, k);
-    }
-  sieve_action_free (pending);
+  add_implicit_keep (out, pending);
   filter_view_clear (&view);
 }
 
