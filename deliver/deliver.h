@@ -420,7 +420,7 @@ void deliver_shared_clear (DeliverShared *shared);
 /* Delivers @msg to one recipient: duplicate check (with @ctx's journal),
  * callouts, verdict, headers, Sieve, folder, quota, store.  Blocking.
  * Always fills @status; @out_path gets the file written (may be NULL).
- * @shared may be NULL. */
+ * @ctx may not be NULL; @shared may be. */
 void deliver_pipeline_run (DeliverContext *ctx, const LmtpdConfig *config, const DeliverMessage *msg,
                            const DeliverRecipient *rcpt, DeliverShared *shared, DeliverStatus *status,
                            char **out_path);
