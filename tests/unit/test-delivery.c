@@ -411,11 +411,40 @@ test_domain_mailboxes (void)
   g_assert_cmpstr (b->mailbox, ==, "/m/other.example/bob/Maildir");
 }
 
+/* The context's spool pool: a freed spool's file serves the next spool
+ * in the same directory, emptied; without a context nothing is kept.  A
+ * spool may outlive the context it came from. */
+static void
+test_context_spool_pool (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (DeliverContext) ctx = deliver_context_new ();
+  g_autoptr (LmtpdConfig) c = lmtpd_config_new_default ();
+  DeliverSpool *a, *b;
+  int fd;
+
+  c->duplicate_window = 0;
+  g_assert_true (deliver_context_open_journal (ctx, c, &error));
+  a = deliver_spool_new (ctx, g_get_tmp_dir (), &error);
+  g_assert_no_error (error);
+  g_assert_true (deliver_spool_write (a, "X: 1\r\n\r\nbody\r\n", 14, &error));
+  g_assert_true (deliver_spool_finish (a, &error));
+  fd = deliver_spool_fd (a);
+  deliver_spool_free (a);
+  b = deliver_spool_new (ctx, g_get_tmp_dir (), &error);
+  g_assert_cmpint (deliver_spool_fd (b), ==, fd);
+  g_assert_true (deliver_spool_finish (b, &error));
+  g_assert_cmpuint (deliver_spool_size (b), ==, 0);
+  g_clear_pointer (&ctx, deliver_context_unref);
+  deliver_spool_free (b);
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
   g_test_add_func ("/folder/names", test_folder_names);
+  g_test_add_func ("/context/spool-pool", test_context_spool_pool);
   g_test_add_func ("/maildir/flags", test_flags);
   g_test_add_func ("/maildir/single-instance", test_single_instance_link);
   g_test_add_func ("/mbox/quoting", test_mbox_quoting);
