@@ -278,6 +278,9 @@ make_parent (const char *path, GError **error)
   return TRUE;
 }
 
+/* Process-wide on purpose, like Maildir's: with the pid it makes the
+ * names of this process's inflight records unique, whatever context or
+ * thread appends. */
 static gint inflight_counter;
 
 /* "<dir>/mbox.<pid>.<n>" holding the mbox path, while an append runs. */
