@@ -11,8 +11,9 @@
  *   reject > tempfail > discard > redirect > quarantine > modify > accept
  *
  * A service that fails is answered by its on_failure policy.  Header
- * changes are made with GMime; the OPES trace names this system and every
- * service with what it did (RFC 3897, RFC 4902 3.1).
+ * changes are made by the header editor (header-edit.c); the OPES trace
+ * names this system and every service with what it did (RFC 3897, RFC
+ * 4902 3.1).  The OCP client and the observer are the delivery context's.
  */
 #include "config.h"
 
@@ -21,39 +22,12 @@
 #include <unistd.h>
 
 #include "callout.h"
+#include "context.h"
 #include "gmime-cleanup.h"
+#include "header-edit.h"
 #include "ocp.h"
 
-static DeliverCalloutObserver observer;
-
-void
-deliver_set_callout_observer (DeliverCalloutObserver fn)
-{
-  observer = fn;
-}
-
 /* ---- the client ---------------------------------------------------------- */
-
-static gsize client_once;
-static OcpClient *the_client;
-
-static OcpClient *
-client (void)
-{
-  if (g_once_init_enter (&client_once))
-    {
-      the_client = ocp_client_new ();
-      g_once_init_leave (&client_once, 1);
-    }
-  return the_client;
-}
-
-void
-deliver_close_callouts (void)
-{
-  if (g_atomic_pointer_get (&client_once))
-    ocp_client_close (the_client);
-}
 
 static void
 service_config (const LmtpdService *sv, OcpServiceConfig *out)
@@ -179,10 +153,7 @@ header_bypass (const DeliverMessage *msg)
   g_autoptr (GMimeMessage) m = NULL;
   const char *v;
 
-  if (hlen == 0 || hlen > 1024 * 1024)
-    return NULL;
-  buf = g_malloc (hlen);
-  if (pread (deliver_spool_fd (msg->spool), buf, hlen, 0) != (gssize) hlen)
+  if (hlen == 0 || hlen > 1024 * 1024 || (buf = deliver_spool_read_header (msg->spool, NULL)) == NULL)
     return NULL;
   stream = g_mime_stream_mem_new_with_buffer (buf, hlen);
   parser = g_mime_parser_new_with_stream (stream);
@@ -215,9 +186,93 @@ bypass_request (const LmtpdConfig *config, const DeliverMessage *msg, const Deli
 
 /* ---- calling ---------------------------------------------------------------- */
 
+/* One run of a rule's services for a group of recipients. */
+typedef struct {
+  DeliverContext *ctx;
+  const LmtpdConfig *config;
+  const DeliverMessage *msg;
+  const char *bypass;
+  gboolean rcpt_stage;
+} Chain;
+
+/* The request for @members' addresses (kept in @addrs and @orcpts). */
+static void
+fill_request (const Chain *ch, GPtrArray *members, GPtrArray *addrs, GPtrArray *orcpts, OcpRequest *req)
+{
+  const DeliverMessage *msg = ch->msg;
+
+  for (guint i = 0; i < members->len; i++)
+    {
+      const DeliverRecipient *m = members->pdata[i];
+      g_ptr_array_add (addrs, m->address);
+      g_ptr_array_add (orcpts, m->orcpt);
+    }
+  g_ptr_array_add (addrs, NULL);
+  req->stage = ch->rcpt_stage ? "rcpt" : "data";
+  req->transaction_id = msg->id;
+  req->client_address = msg->client_addr;
+  req->client_name = msg->helo;
+  req->mail_from = msg->sender;
+  req->mail_params = msg->mail_params;
+  req->rcpt_to = (const char *const *) addrs->pdata;
+  req->orcpt = (const char *const *) orcpts->pdata;
+  req->bypass = ch->bypass;
+  req->fd = -1;
+  if (!ch->rcpt_stage && msg->spool)
+    {
+      req->fd = deliver_spool_fd (msg->spool);
+      req->header_len = deliver_spool_header_len (msg->spool);
+      req->body_len = deliver_spool_size (msg->spool) - req->header_len;
+      req->message_size = deliver_spool_size (msg->spool);
+    }
+}
+
+/* What the services before the last outcome said (logging services want
+ * it): "uri=word, ...", "" for none. */
+static char *
+prior_verdicts (const CalloutResult *r)
+{
+  GString *prior = g_string_new (NULL);
+
+  for (guint k = 0; k + 1 < r->outcomes->len; k++)
+    {
+      const CalloutOutcome *p = r->outcomes->pdata[k];
+      g_string_append_printf (prior, "%s%s=%s", prior->len ? ", " : "", p->service->uri, outcome_word (p));
+    }
+  return g_string_free (prior, FALSE);
+}
+
+/* Calls @o's service, and tells the observer. */
+static void
+call_service (const Chain *ch, const OcpRequest *req, CalloutOutcome *o)
+{
+  const LmtpdService *sv = o->service;
+  DeliverCalloutObserver observer = ch->ctx->observer;
+  g_autoptr (GError) error = NULL;
+  OcpServiceConfig sc;
+  gint64 t0;
+
+  service_config (sv, &sc);
+  t0 = g_get_monotonic_time ();
+  if (ocp_client_call (ch->ctx->ocp, &sc, req, &o->verdict, &error))
+    {
+      o->state = OUT_APPLIED;
+      if (observer)
+        observer (sv->name, g_get_monotonic_time () - t0, outcome_word (o));
+      g_debug ("%s: service %s: %s (%" G_GINT64_FORMAT " us)", ch->msg->id, sv->name, outcome_word (o),
+               g_get_monotonic_time () - t0);
+      return;
+    }
+  if (observer)
+    observer (sv->name, g_get_monotonic_time () - t0, NULL);
+  o->why = deliver_sanitize (error->message, 200);
+  o->state = sv->on_failure == LMTPD_FAIL_ACCEPT ? OUT_SKIPPED : OUT_FAILED;
+  g_warning ("%s: service %s failed (%s): %s", ch->msg->id, sv->name,
+             o->state == OUT_SKIPPED ? "delivering unadapted" : "policy applies", o->why);
+}
+
 static CalloutResult *
-run_chain (const LmtpdConfig *config, const DeliverMessage *msg, const LmtpdRule *rule,
-           const char *bypass, GPtrArray *members, gboolean rcpt_stage)
+run_chain (const Chain *ch, const LmtpdRule *rule, GPtrArray *members)
 {
   CalloutResult *r = g_new0 (CalloutResult, 1);
   g_autoptr (GPtrArray) addrs = g_ptr_array_new ();
@@ -226,78 +281,27 @@ run_chain (const LmtpdConfig *config, const DeliverMessage *msg, const LmtpdRule
   OcpRequest req = { 0 };
 
   r->outcomes = g_ptr_array_new_with_free_func (outcome_free);
-  for (guint i = 0; i < members->len; i++)
-    {
-      const DeliverRecipient *m = members->pdata[i];
-      g_ptr_array_add (addrs, m->address);
-      g_ptr_array_add (orcpts, m->orcpt);
-    }
-  g_ptr_array_add (addrs, NULL);
-  req.stage = rcpt_stage ? "rcpt" : "data";
-  req.transaction_id = msg->id;
-  req.client_address = msg->client_addr;
-  req.client_name = msg->helo;
-  req.mail_from = msg->sender;
-  req.mail_params = msg->mail_params;
-  req.rcpt_to = (const char *const *) addrs->pdata;
-  req.orcpt = (const char *const *) orcpts->pdata;
-  req.bypass = bypass;
-  req.fd = -1;
-  if (!rcpt_stage && msg->spool)
-    {
-      req.fd = deliver_spool_fd (msg->spool);
-      req.header_len = deliver_spool_header_len (msg->spool);
-      req.body_len = deliver_spool_size (msg->spool) - req.header_len;
-      req.message_size = deliver_spool_size (msg->spool);
-    }
+  fill_request (ch, members, addrs, orcpts, &req);
   for (guint i = 0; i < rule->services->len; i++)
     {
       const LmtpdService *sv = rule->services->pdata[i];
       CalloutOutcome *o;
-      OcpServiceConfig sc;
-      g_autoptr (GError) error = NULL;
-      gint64 t0;
 
-      if (sv->rcpt_stage != rcpt_stage)
+      if (sv->rcpt_stage != ch->rcpt_stage)
         continue;
       o = g_new0 (CalloutOutcome, 1);
       o->service = sv;
       ocp_verdict_init (&o->verdict);
       g_ptr_array_add (r->outcomes, o);
-      if (bypassed (config, sv, bypass))
+      if (bypassed (ch->config, sv, ch->bypass))
         {
           o->state = OUT_BYPASSED;
           continue;
         }
-      service_config (sv, &sc);
-      {
-        /* what the services before this one said (logging services want it) */
-        GString *prior = g_string_new (NULL);
-        for (guint k = 0; k + 1 < r->outcomes->len; k++)
-          {
-            const CalloutOutcome *p = r->outcomes->pdata[k];
-            g_string_append_printf (prior, "%s%s=%s", prior->len ? ", " : "", p->service->uri, outcome_word (p));
-          }
-        g_free (prior_text);
-        prior_text = g_string_free (prior, FALSE);
-        req.prior_verdicts = prior_text[0] ? prior_text : NULL;
-      }
-      t0 = g_get_monotonic_time ();
-      if (ocp_client_call (client (), &sc, &req, &o->verdict, &error))
-        {
-          o->state = OUT_APPLIED;
-          if (observer)
-            observer (sv->name, g_get_monotonic_time () - t0, outcome_word (o));
-          g_debug ("%s: service %s: %s (%" G_GINT64_FORMAT " us)", msg->id, sv->name, outcome_word (o),
-                   g_get_monotonic_time () - t0);
-          continue;
-        }
-      if (observer)
-        observer (sv->name, g_get_monotonic_time () - t0, NULL);
-      o->why = deliver_sanitize (error->message, 200);
-      o->state = sv->on_failure == LMTPD_FAIL_ACCEPT ? OUT_SKIPPED : OUT_FAILED;
-      g_warning ("%s: service %s failed (%s): %s", msg->id, sv->name,
-                 o->state == OUT_SKIPPED ? "delivering unadapted" : "policy applies", o->why);
+      g_free (prior_text);
+      prior_text = prior_verdicts (r);
+      req.prior_verdicts = prior_text[0] ? prior_text : NULL;
+      call_service (ch, &req, o);
     }
   return r;
 }
@@ -401,9 +405,10 @@ callout_shared_table_new (void)
 }
 
 const CalloutResult *
-callout_run (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipient *rcpt,
-             DeliverShared *shared, CalloutResult **owned)
+callout_run (DeliverContext *ctx, const LmtpdConfig *config, const DeliverMessage *msg,
+             const DeliverRecipient *rcpt, DeliverShared *shared, CalloutResult **owned)
 {
+  Chain ch = { ctx, config, msg, NULL, FALSE };
   const LmtpdRule *rule = lmtpd_config_match_rule (config, rcpt->address);
   g_autofree char *bypass = NULL;
   g_autofree char *key = NULL;
@@ -414,11 +419,12 @@ callout_run (const LmtpdConfig *config, const DeliverMessage *msg, const Deliver
   if (rule == NULL || rule->services->len == 0)
     return NULL;
   bypass = bypass_request (config, msg, rcpt);
+  ch.bypass = bypass;
   if (shared == NULL || shared->callouts == NULL)
     {
       g_autoptr (GPtrArray) one = g_ptr_array_new ();
       g_ptr_array_add (one, (gpointer) rcpt);
-      *owned = run_chain (config, msg, rule, bypass, one, FALSE);
+      *owned = run_chain (&ch, rule, one);
       return *owned;
     }
   key = g_strdup_printf ("%s\n%s", rule->name, bypass ? bypass : "");
@@ -434,7 +440,7 @@ callout_run (const LmtpdConfig *config, const DeliverMessage *msg, const Deliver
   if (mine)
     {
       g_autoptr (GPtrArray) members = group_members (config, msg, shared, rcpt, rule, bypass);
-      CalloutResult *r = run_chain (config, msg, rule, bypass, members, FALSE);
+      CalloutResult *r = run_chain (&ch, rule, members);
       g_mutex_lock (&shared->lock);
       call->result = r;
       call->done = TRUE;
@@ -450,9 +456,10 @@ callout_run (const LmtpdConfig *config, const DeliverMessage *msg, const Deliver
 }
 
 gboolean
-callout_rcpt_stage (const LmtpdConfig *config, const DeliverMessage *msg, DeliverRecipient *rcpt,
-                    DeliverStatus *status)
+callout_rcpt_stage (DeliverContext *ctx, const LmtpdConfig *config, const DeliverMessage *msg,
+                    DeliverRecipient *rcpt, DeliverStatus *status)
 {
+  Chain ch = { ctx, config, msg, NULL, TRUE };
   const LmtpdRule *rule = lmtpd_config_match_rule (config, rcpt->address);
   g_autofree char *bypass = NULL;
   g_autoptr (GPtrArray) one = NULL;
@@ -470,7 +477,8 @@ run:
   bypass = (config->opes_bypass & LMTPD_BYPASS_PARAMETER) && rcpt->bypass ? g_strdup (rcpt->bypass) : NULL;
   one = g_ptr_array_new ();
   g_ptr_array_add (one, (gpointer) rcpt);
-  r = run_chain (config, msg, rule, bypass, one, TRUE);
+  ch.bypass = bypass;
+  r = run_chain (&ch, rule, one);
   callout_decide (config, r, rcpt, &d);
   ok = d.kind != CALLOUT_REJECT && d.kind != CALLOUT_TEMPFAIL;
   if (!ok)
@@ -623,179 +631,17 @@ callout_needs_new_header (const CalloutResult *r, const CalloutDecision *d)
   return FALSE;
 }
 
-/* ---- the stored header: edits on the raw fields ---------------------------
- *
- * Header removals, additions and subject tags are applied to the header
- * as received, field by field: every line not edited is stored byte for
- * byte (duplicate fields, undecodable charsets, raw 8-bit, lines that are
- * not fields at all).  A parse-and-rewrite through GMime lost all three. */
-
-/* One field as received, continuation lines and LF included; @name is
- * what precedes the colon (NULL: a line that is not a field). */
-typedef struct {
-  char *name;
-  GString *raw;
-} RawField;
-
-static void
-raw_field_free (gpointer p)
-{
-  RawField *f = p;
-
-  g_free (f->name);
-  g_string_free (f->raw, TRUE);
-  g_free (f);
-}
-
-static RawField *
-raw_field_new (const char *line, gsize n)
-{
-  RawField *f = g_new0 (RawField, 1);
-  const char *colon = memchr (line, ':', n);
-
-  if (colon && colon > line)
-    f->name = g_strchomp (g_strndup (line, colon - line));
-  f->raw = g_string_new_len (line, n);
-  return f;
-}
-
-/* The fields up to the empty line (or the end), CRLF made LF. */
-static GPtrArray *
-split_fields (const char *src, gsize len)
-{
-  GPtrArray *fields = g_ptr_array_new_with_free_func (raw_field_free);
-  const char *p = src, *end = src + len;
-
-  while (p < end)
-    {
-      const char *nl = memchr (p, '\n', end - p);
-      gsize n = (nl ? nl : end) - p;
-      if (n && p[n - 1] == '\r')
-        n--;
-      if (n == 0)
-        break;
-      if ((p[0] == ' ' || p[0] == '\t') && fields->len)
-        g_string_append_len (((RawField *) g_ptr_array_index (fields, fields->len - 1))->raw, p, n);
-      else
-        g_ptr_array_add (fields, raw_field_new (p, n));
-      g_string_append_c (((RawField *) g_ptr_array_index (fields, fields->len - 1))->raw, '\n');
-      p = nl ? nl + 1 : end;
-    }
-  return fields;
-}
-
-static RawField *
-find_field (GPtrArray *fields, const char *name)
-{
-  for (guint i = 0; i < fields->len; i++)
-    {
-      RawField *f = fields->pdata[i];
-      if (f->name && g_ascii_strcasecmp (f->name, name) == 0)
-        return f;
-    }
-  return NULL;
-}
-
-static void
-remove_fields (GPtrArray *fields, const char *name)
-{
-  RawField *f;
-
-  while ((f = find_field (fields, name)) != NULL)
-    g_ptr_array_remove (fields, f);
-}
-
-static gboolean
-needs_encoding (const char *s)
-{
-  for (const guchar *p = (const guchar *) s; *p; p++)
-    if (*p < 0x20 || *p >= 0x7f)
-      return TRUE;
-  return FALSE;
-}
-
-/* @h is "Name: value" (checked by the OCP layer); the value is encoded
- * if needed and the field folded. */
-static void
-add_field (GPtrArray *fields, const char *h)
-{
-  const char *colon = strchr (h, ':');
-  g_autofree char *name = g_strndup (h, colon - h);
-  g_autofree char *value = g_strstrip (g_strdup (colon + 1));
-  g_autofree char *encoded = g_mime_utils_header_encode_text (NULL, value, "utf-8");
-  g_autofree char *line = g_strdup_printf ("%s: %s", name, encoded);
-  g_autoptr (GMimeFormatOptions) fmt = g_mime_format_options_new ();
-  g_autofree char *folded = NULL;
-  RawField *f;
-
-  g_mime_format_options_set_newline_format (fmt, GMIME_NEWLINE_FORMAT_UNIX);
-  folded = g_mime_utils_unstructured_header_fold (NULL, fmt, line);
-  f = raw_field_new (folded, strlen (folded));
-  if (f->raw->len == 0 || f->raw->str[f->raw->len - 1] != '\n')
-    g_string_append_c (f->raw, '\n');
-  g_ptr_array_add (fields, f);
-}
-
-/* @tag as it goes into the raw value: as is if plain printable ASCII, else
- * one RFC 2047 encoded word.  @space_inside: the space that follows the
- * tag goes inside the word, since the blank between two encoded words
- * does not survive decoding (RFC 2047 6.2). */
-static char *
-encode_tag (const char *tag, gboolean space_inside)
-{
-  g_autofree char *text = g_strconcat (tag, space_inside ? " " : "", NULL);
-  g_autofree char *b64 = NULL;
-
-  if (!needs_encoding (tag))
-    return g_steal_pointer (&text);
-  b64 = g_base64_encode ((const guchar *) text, strlen (text));
-  return g_strdup_printf ("=?UTF-8?B?%s?=", b64);
-}
-
-/* Prepends @tag to the first Subject field's raw value and leaves the rest
- * of it, and every other field, as it was.  A subject that already starts
- * with the tag is left alone; with no Subject, one is added. */
-static void
-tag_subject (GPtrArray *fields, const char *tag_in)
-{
-  g_autofree char *tag = g_strstrip (g_strdup (tag_in));
-  RawField *f = find_field (fields, "Subject");
-  const char *rest;
-  g_autofree char *value = NULL, *decoded = NULL, *word = NULL;
-  gboolean space_inside, blank;
-  GString *raw;
-
-  if (f == NULL)
-    {
-      g_autofree char *enc = encode_tag (tag, FALSE);
-      g_autofree char *line = g_strdup_printf ("Subject: %s\n", enc);
-      g_ptr_array_add (fields, raw_field_new (line, strlen (line)));
-      return;
-    }
-  rest = strchr (f->raw->str, ':') + 1;
-  value = g_mime_utils_header_unfold (rest);
-  decoded = g_mime_utils_header_decode_text (NULL, g_strstrip (value));
-  if (g_str_has_prefix (g_strstrip (decoded), tag))
-    return;  /* tag once: a message tagged before is not tagged again */
-  space_inside = needs_encoding (tag) && g_str_has_prefix (rest + strspn (rest, " \t\n"), "=?");
-  word = encode_tag (tag, space_inside);
-  /* the value's own leading blank, if any, separates it from the tag */
-  blank = space_inside || rest[0] == ' ' || rest[0] == '\t' || rest[0] == '\n';
-  raw = g_string_new_len (f->raw->str, rest - f->raw->str);
-  g_string_append_printf (raw, " %s%s%s", word, blank ? "" : " ", rest);
-  g_string_free (f->raw, TRUE);
-  f->raw = raw;
-}
+/* ---- the stored header ------------------------------------------------------ */
 
 static void
 apply_edits (GPtrArray *fields, const CalloutOutcome *o)
 {
   for (guint k = 0; o->verdict.remove_headers && k < o->verdict.remove_headers->len; k++)
-    remove_fields (fields, o->verdict.remove_headers->pdata[k]);
+    header_raw_remove (fields, o->verdict.remove_headers->pdata[k]);
   for (guint k = 0; o->verdict.add_headers && k < o->verdict.add_headers->len; k++)
-    add_field (fields, o->verdict.add_headers->pdata[k]);
+    header_raw_add (fields, o->verdict.add_headers->pdata[k]);
   if (o->verdict.subject_tag)
-    tag_subject (fields, o->verdict.subject_tag);
+    header_raw_tag_subject (fields, o->verdict.subject_tag);
 }
 
 /* The header part as it will be stored: the adapted one (or the original),
@@ -808,33 +654,21 @@ callout_new_header (const DeliverMessage *msg, const CalloutResult *r, const Cal
   g_autoptr (GPtrArray) fields = NULL;
   const char *src;
   gsize len;
-  GString *out;
 
   if (d->header)
     src = g_bytes_get_data (d->header, &len);
+  else if ((orig = deliver_spool_read_header (msg->spool, &len)) != NULL)
+    src = orig;
   else
-    {
-      len = deliver_spool_header_len (msg->spool);
-      orig = g_malloc (len + 1);
-      if (pread (deliver_spool_fd (msg->spool), orig, len, 0) != (gssize) len)
-        return NULL;
-      src = orig;
-    }
-  fields = split_fields (src, len);
+    return NULL;
+  fields = header_raw_split (src, len);
   for (guint i = 0; r && i < r->outcomes->len; i++)
     {
       const CalloutOutcome *o = r->outcomes->pdata[i];
       if (o->state == OUT_APPLIED)
         apply_edits (fields, o);
     }
-  out = g_string_sized_new (len + 256);
-  for (guint i = 0; i < fields->len; i++)
-    {
-      const RawField *f = fields->pdata[i];
-      g_string_append_len (out, f->raw->str, f->raw->len);
-    }
-  g_string_append_c (out, '\n');
-  return g_string_free (out, FALSE);
+  return header_raw_join (fields, len);
 }
 
 char *

@@ -36,11 +36,10 @@ typedef struct {
 /* Runs the DATA-stage services for @rcpt (shared with the recipients of
  * the same group through @shared).  NULL if no service applies.  *owned
  * is set when the caller must free the result. */
-const CalloutResult *callout_run (const LmtpdConfig *config, const DeliverMessage *msg,
-                                  const DeliverRecipient *rcpt, DeliverShared *shared,
-                                  CalloutResult **owned);
+const CalloutResult *callout_run (DeliverContext *ctx, const LmtpdConfig *config, const DeliverMessage *msg,
+                                  const DeliverRecipient *rcpt, DeliverShared *shared, CalloutResult **owned);
 /* RCPT-stage services: FALSE with @status when they refuse the recipient. */
-gboolean callout_rcpt_stage (const LmtpdConfig *config, const DeliverMessage *msg,
+gboolean callout_rcpt_stage (DeliverContext *ctx, const LmtpdConfig *config, const DeliverMessage *msg,
                              DeliverRecipient *rcpt, DeliverStatus *status);
 void callout_result_free (CalloutResult *r);
 /* The table of calls shared by the recipients of one transaction. */

@@ -88,6 +88,40 @@ maildir_file_exists (const char *path)
   return FALSE;
 }
 
+/* One journal line: a record, an intent (into @intents) or a record
+ * taken back. */
+static void
+load_line (DeliverDedupe *d, GHashTable *intents, const char *line, gint64 now)
+{
+  long long t;
+  char key[66];
+  int end = 0;
+
+  if (sscanf (line, "%lld %65s%n", &t, key, &end) != 2)
+    return;
+  if (key[0] == '-' && strlen (key) == 65)
+    {
+      /* a record taken back */
+      g_hash_table_remove (d->seen, key + 1);
+      g_hash_table_remove (intents, key + 1);
+      d->lines++;
+      return;
+    }
+  if (strlen (key) != 64)
+    return;
+  d->lines++;
+  if (now - t > d->window)
+    return;
+  if (line[end] == ' ' && line[end + 1])
+    {
+      /* an intent: "<time> <key> <path>" */
+      g_hash_table_replace (intents, g_strdup (key), g_strdup_printf ("%lld %s", t, line + end + 1));
+      return;
+    }
+  g_hash_table_remove (intents, key);
+  g_hash_table_replace (d->seen, g_strdup (key), GSIZE_TO_POINTER ((gsize) t));
+}
+
 static void
 load (DeliverDedupe *d)
 {
@@ -103,34 +137,7 @@ load (DeliverDedupe *d)
     return;
   lines = g_strsplit (text, "\n", -1);
   for (guint i = 0; lines[i]; i++)
-    {
-      long long t;
-      char key[66];
-      int end = 0;
-      if (sscanf (lines[i], "%lld %65s%n", &t, key, &end) != 2)
-        continue;
-      if (key[0] == '-' && strlen (key) == 65)
-        {
-          /* a record taken back */
-          g_hash_table_remove (d->seen, key + 1);
-          g_hash_table_remove (intents, key + 1);
-          d->lines++;
-          continue;
-        }
-      if (strlen (key) != 64)
-        continue;
-      d->lines++;
-      if (now - t > d->window)
-        continue;
-      if (lines[i][end] == ' ' && lines[i][end + 1])
-        {
-          /* an intent: "<time> <key> <path>" */
-          g_hash_table_replace (intents, g_strdup (key), g_strdup_printf ("%lld %s", t, lines[i] + end + 1));
-          continue;
-        }
-      g_hash_table_remove (intents, key);
-      g_hash_table_replace (d->seen, g_strdup (key), GSIZE_TO_POINTER ((gsize) t));
-    }
+    load_line (d, intents, lines[i], now);
   /* intents without a confirmation: the kill came between the intent and
    * the confirmation; the copy counts if it became visible */
   g_hash_table_iter_init (&it, intents);

@@ -2,8 +2,10 @@
  * LDA command: address checks, recipient resolution, the message spool,
  * trace headers and the Maildir writer.
  *
- * Everything here is blocking and thread-safe (no shared mutable state but
- * an atomic counter), so the daemon runs it in worker threads.  Results are
+ * Everything here is blocking and thread-safe, so the daemon runs it in
+ * worker threads.  What deliveries share lives in one DeliverContext that
+ * the caller builds and passes down; there is no other shared mutable
+ * state but the atomic counters that make file names unique.  Results are
  * a DeliverStatus: an SMTP reply code, an enhanced status code (RFC 3463)
  * and a text.  The mapping from an errno to a status happens in exactly one
  * place, deliver_status_from_error().
@@ -35,6 +37,32 @@ void deliver_status_set (DeliverStatus *st, guint code, const char *enhanced,
 void deliver_status_clear (DeliverStatus *st);
 /* Maps a DELIVER_ERROR (errno) to the reply a recipient gets. */
 void deliver_status_from_error (DeliverStatus *st, const GError *error);
+
+/* ---- the delivery context (context.c) --------------------------------- */
+
+/* What deliveries share across transactions, in one reference-counted
+ * object that lmtpd and the deliver command build and pass to the
+ * pipeline: the OCP client and its connections, the compiled-script
+ * cache, the spool pool, the duplicate journal, the callout observer, and
+ * two small caches (the mail root's real path, when each Maildir's tmp/
+ * was last cleaned).  It also has the seams where a user directory and a
+ * state store shared by a cluster will plug in (context.h).
+ *
+ * It holds no configuration: every call takes the one of its transaction.
+ * So a reload (SIGHUP) leaves the context as it is and still takes
+ * effect: the OCP client gets each service's settings with every call,
+ * and a cached script is used only while its file is unchanged.  The
+ * journal is opened once, with the configuration of the start. */
+typedef struct DeliverContext DeliverContext;
+
+DeliverContext *deliver_context_new (void);
+DeliverContext *deliver_context_ref (DeliverContext *ctx);
+void deliver_context_unref (DeliverContext *ctx);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (DeliverContext, deliver_context_unref)
+/* Opens the duplicate journal when @config asks for one (duplicate_window
+ * > 0).  Called once privileges are dropped, so the journal belongs to the
+ * mail user. */
+gboolean deliver_context_open_journal (DeliverContext *ctx, const LmtpdConfig *config, GError **error);
 
 /* ---- addresses --------------------------------------------------------- */
 
@@ -89,8 +117,8 @@ typedef struct {
 /* Resolves a recipient: rewrite map, subaddress, users, mailbox.  Returns
  * NULL and sets @status (550 5.1.1 unknown user, 553 5.1.3 unsafe
  * address ...) if it cannot be delivered to.  @domain may be NULL for a
- * bare postmaster. */
-DeliverRecipient *deliver_resolve (const LmtpdConfig *config, const char *local,
+ * bare postmaster.  @ctx may be NULL. */
+DeliverRecipient *deliver_resolve (DeliverContext *ctx, const LmtpdConfig *config, const char *local,
                                    const char *domain, DeliverStatus *status);
 void deliver_recipient_free (DeliverRecipient *rcpt);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (DeliverRecipient, deliver_recipient_free)
@@ -99,8 +127,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (DeliverRecipient, deliver_recipient_free)
  * once symlinks are followed: its deepest existing ancestor must resolve
  * below the resolved mail root.  A path the configuration itself puts
  * outside the mail root (an absolute mailbox template) is checked against
- * nothing.  Fails with ELOOP in DELIVER_ERROR. */
-gboolean deliver_path_contained (const LmtpdConfig *config, const char *path, GError **error);
+ * nothing.  Fails with ELOOP in DELIVER_ERROR.  @ctx (may be NULL: no
+ * cache) remembers the resolved mail root. */
+gboolean deliver_path_contained (DeliverContext *ctx, const LmtpdConfig *config, const char *path,
+                                 GError **error);
 
 /* ---- folders (folder.c) ------------------------------------------------ */
 
@@ -128,7 +158,10 @@ char *deliver_flags_normalize (const char *flags);
  * ends turned into LF as it is written.  Memory use is one fixed buffer. */
 typedef struct DeliverSpool DeliverSpool;
 
-DeliverSpool *deliver_spool_new (const char *dir, GError **error);
+/* With @ctx, an emptied spool file of an earlier transaction in @dir is
+ * used again, and the spool goes back to @ctx's pool when freed; with
+ * NULL, the file is made and closed. */
+DeliverSpool *deliver_spool_new (DeliverContext *ctx, const char *dir, GError **error);
 /* Appends wire bytes (CRLF or LF line ends; a CR at the end of one call and
  * an LF at the start of the next are joined). */
 gboolean deliver_spool_write (DeliverSpool *spool, const void *data, gsize len, GError **error);
@@ -148,6 +181,11 @@ guint64 deliver_spool_header_lines (const DeliverSpool *spool);
 /* The first @name field's value (unfolded, trimmed), or NULL; looks at the
  * first 64 KiB of the header.  Valid after finish.  Free with g_free. */
 char *deliver_spool_header_value (const DeliverSpool *spool, const char *name);
+
+/* The header part (deliver_spool_header_len() bytes), NUL-terminated, its
+ * length in *out_len (may be NULL); NULL if it cannot be read.  Valid
+ * after finish.  Free with g_free. */
+char *deliver_spool_read_header (const DeliverSpool *spool, gsize *out_len);
 
 /* Hex SHA-256 of what was stored (after CRLF -> LF), valid after finish. */
 const char *deliver_spool_digest (const DeliverSpool *spool);
@@ -181,9 +219,10 @@ gboolean deliver_content_same (const DeliverContent *a, const DeliverContent *b)
  * name, how long it took, and its verdict as traced ("accept", "modify",
  * "reject", ...), or NULL if the call failed (metrics). */
 typedef void (*DeliverCalloutObserver) (const char *service, gint64 us, const char *verdict);
-void deliver_set_callout_observer (DeliverCalloutObserver observer);
+/* Set before the first delivery. */
+void deliver_context_set_callout_observer (DeliverContext *ctx, DeliverCalloutObserver observer);
 /* Ends the callout connections with CE (RFC 4037) before the process exits. */
-void deliver_close_callouts (void);
+void deliver_context_close_callouts (DeliverContext *ctx);
 
 /* ---- messages ---------------------------------------------------------- */
 
@@ -221,30 +260,39 @@ gboolean deliver_maildir_create (const char *maildir, gboolean do_fsync, GError 
  * many went. */
 guint deliver_maildir_clean_tmp (const char *maildir, gint64 max_age);
 
-/* Writes @header then the spool into tmp/, fsyncs it (if @do_fsync), renames
- * it into new/ (or cur/ with ":2,<flags>" when @flags is not empty) with
- * ",S=<size>,W=<crlf size>" and fsyncs that directory.  Creates the Maildir
- * if missing.  With @link_from (a delivered file with exactly these bytes)
- * it hard-links instead of writing, falling back to a copy.  Nothing is
- * visible in new/ or cur/ unless all of it is.  tmp/, new/ and cur/ are
- * opened relative to the Maildir and never through a symlink (then it
- * fails: ELOOP or ENOTDIR).  *out_path (may be NULL) receives the final
- * path; *out_size the file size. */
-gboolean deliver_maildir_store (const char *maildir, const char *hostname,
-                                const char *header, const DeliverContent *content, const char *flags,
-                                const char *link_from, gboolean do_fsync,
-                                char **out_path, guint64 *out_size, GError **error);
-/* The same, calling @committed the moment the file becomes visible (after
- * the rename or link, before the directory fsync). */
 /* @visible FALSE: just before the rename or link that makes @path appear;
- * TRUE: right after it. */
-/* Returning FALSE before the rename or link (the delivery is past its
- * deadline) stops the store: nothing appears, ETIMEDOUT. */
+ * TRUE: right after it.  Returning FALSE before the rename or link (the
+ * delivery is past its deadline) stops the store: nothing appears,
+ * ETIMEDOUT. */
 typedef gboolean (*DeliverCommitFunc) (gpointer data, const char *path, gboolean visible);
-gboolean deliver_maildir_store_full (const char *maildir, const char *hostname, const char *header,
-                                     const DeliverContent *content, const char *flags, const char *link_from,
-                                     gboolean do_fsync, DeliverCommitFunc committed, gpointer data,
-                                     char **out_path, guint64 *out_size, GError **error);
+
+/* One Maildir store: what to write and where. */
+typedef struct {
+  const char *maildir;
+  const char *hostname;            /* for the unique name */
+  const char *header;              /* written before @content */
+  const DeliverContent *content;
+  const char *flags;               /* not empty: into cur/ with ":2,<flags>" */
+  const char *link_from;           /* a delivered file with exactly these bytes, or NULL */
+  gboolean do_fsync;
+  DeliverCommitFunc committed;     /* or NULL */
+  gpointer data;                   /* for @committed */
+  DeliverContext *ctx;             /* remembers when tmp/ was cleaned; NULL: it is not */
+} DeliverMaildirStore;
+
+/* Writes @st->header then the content into tmp/, fsyncs it (if do_fsync),
+ * renames it into new/ (or cur/ with ":2,<flags>" when flags is not empty)
+ * with ",S=<size>,W=<crlf size>" and fsyncs that directory, calling
+ * committed the moment the file becomes visible (after the rename or
+ * link, before the directory fsync).  Creates the Maildir if missing.
+ * With link_from it hard-links instead of writing, falling back to a
+ * copy.  Nothing is visible in new/ or cur/ unless all of it is.  tmp/,
+ * new/ and cur/ are opened relative to the Maildir and never through a
+ * symlink (then it fails: ELOOP or ENOTDIR).  *out_path (may be NULL)
+ * receives the final path; *out_size (may be NULL) the file size.  With
+ * a context, tmp/ is cleaned of stale files once an hour. */
+gboolean deliver_maildir_store (const DeliverMaildirStore *st, char **out_path, guint64 *out_size,
+                                GError **error);
 
 /* ---- mbox (mbox.c) ----------------------------------------------------- */
 
@@ -253,10 +301,18 @@ gboolean deliver_maildir_store_full (const char *maildir, const char *hostname, 
  * the same regular file, write the From_ line, @header and the spool with
  * mboxrd (or mboxo) quoting and a blank line, fsync; on any error the file
  * is truncated back to its old size. */
-gboolean deliver_mbox_store (const char *path, const char *sender, gint64 received_us,
-                             const char *header, const DeliverContent *content, gboolean mboxo,
-                             guint lock_timeout, gboolean do_fsync, const char *inflight_dir,
-                             GError **error);
+typedef struct {
+  const char *path;
+  const char *sender;              /* for the From_ line; "" for the null sender */
+  gint64 received_us;              /* its date */
+  const char *header;              /* written before @content */
+  const DeliverContent *content;
+  gboolean mboxo;                  /* mboxo quoting, else mboxrd */
+  guint lock_timeout;              /* seconds */
+  gboolean do_fsync;
+  const char *inflight_dir;        /* the records of appends under way, or NULL */
+} DeliverMboxStore;
+gboolean deliver_mbox_store (const DeliverMboxStore *st, GError **error);
 /* Repairs mboxes whose append a dead process left half done, from the
  * records in @inflight_dir. */
 void deliver_mbox_recover (const char *inflight_dir);
@@ -361,19 +417,19 @@ typedef struct {
 void deliver_shared_init (DeliverShared *shared, GPtrArray *rcpts);
 void deliver_shared_clear (DeliverShared *shared);
 
-/* Delivers @msg to one recipient: duplicate check, quota, headers, folder,
- * store (later also: callouts, verdict, sieve).  Blocking.  Always fills
- * @status; @out_path gets the file written (may be NULL).  @dedupe and
- * @shared may be NULL. */
-void deliver_pipeline_run (const LmtpdConfig *config, DeliverDedupe *dedupe,
-                           const DeliverMessage *msg, const DeliverRecipient *rcpt,
-                           DeliverShared *shared, DeliverStatus *status, char **out_path);
+/* Delivers @msg to one recipient: duplicate check (with @ctx's journal),
+ * callouts, verdict, headers, Sieve, folder, quota, store.  Blocking.
+ * Always fills @status; @out_path gets the file written (may be NULL).
+ * @ctx may not be NULL; @shared may be. */
+void deliver_pipeline_run (DeliverContext *ctx, const LmtpdConfig *config, const DeliverMessage *msg,
+                           const DeliverRecipient *rcpt, DeliverShared *shared, DeliverStatus *status,
+                           char **out_path);
 
 /* The checks at RCPT: quota from the SIZE= hint (0 = unknown), then the
  * services that run at RCPT with metadata only (access control, RFC 4496
  * 4.4 and 4.8).  Blocking.  Returns FALSE and sets @status (the quota or
  * the service's reply) when the recipient is refused. */
-gboolean deliver_rcpt_check (const LmtpdConfig *config, const DeliverMessage *msg,
+gboolean deliver_rcpt_check (DeliverContext *ctx, const LmtpdConfig *config, const DeliverMessage *msg,
                              DeliverRecipient *rcpt, guint64 size_hint, DeliverStatus *status);
 /* Quota check before data, from the SIZE= hint (0 = unknown).  Returns
  * FALSE and sets @status when the recipient is over quota. */

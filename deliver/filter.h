@@ -1,14 +1,69 @@
-/* filter.h - inside deliver/: the Sieve step of the pipeline (filter.c).
+/* filter.h - inside deliver/: the Sieve step of the pipeline: running the
+ * scripts (filter.c), their cache (script-cache.c), the message as they
+ * see it (filter-view.c), redirect (filter.c) and vacation (vacation.c).
  * Not part of deliver.h's public interface.
  */
 #pragma once
 
+#include <gmime/gmime.h>
+
 #include "callout.h"
-#include "deliver.h"
+#include "context.h"
 #include "sieve.h"
 
-/* The message as this recipient would store it: @prefix, then @content. */
-typedef struct FilterView FilterView;
+/* Our loop mark on redirected messages. */
+#define FILTER_REDIRECT_HEADER "X-Sieve-Redirected-From"
+
+/* Fields editheader leaves alone besides sieve-lite's trace fields. */
+extern const char *const filter_protected_fields[];
+
+/* One recipient's message as it would be stored: @prefix, then @content. */
+typedef struct {
+  DeliverContext *ctx;
+  const LmtpdConfig *config;
+  const DeliverMessage *msg;
+  const DeliverRecipient *rcpt;
+  const char *prefix;
+  const DeliverContent *content;
+} FilterMessage;
+
+/* ---- compiled scripts (script-cache.c) ---------------------------------- */
+
+typedef struct {
+  gatomicrefcount ref;
+  dev_t dev;
+  ino_t ino;
+  gint64 mtime_ns;
+  off_t size;
+  SieveScript *script;    /* NULL: did not compile */
+  char *error;            /* why */
+} FilterScript;
+
+/* The compiled script at @path (a reference), or NULL if there is no such
+ * file.  Compiled again when the file changed. */
+FilterScript *filter_cache_get (FilterCache *cache, const LmtpdConfig *config, const char *path);
+void filter_script_unref (FilterScript *script);
+
+/* ---- the message as Sieve sees it (filter-view.c) ------------------------ */
+
+typedef struct {
+  const DeliverRecipient *rcpt;
+  const char *prefix;
+  const DeliverContent *content;
+  GMimeMessage *mime;       /* parsed on first use */
+  gboolean failed;
+} FilterView;
+
+void filter_view_init (FilterView *v, const FilterMessage *m);
+void filter_view_clear (FilterView *v);
+/* The parsed message, or NULL if it does not parse. */
+GMimeMessage *filter_view_message (FilterView *v);
+/* SieveMessage callbacks; @view is a FilterView. */
+char **filter_view_header (const char *name, gpointer view);
+char *filter_view_body (gpointer view);
+gboolean filter_view_mailbox_exists (const char *name, gpointer view);
+
+/* ---- running the scripts (filter.c) --------------------------------------- */
 
 typedef struct {
   SieveResult result;       /* merged over the before, user and after scripts */
@@ -16,25 +71,18 @@ typedef struct {
   char *user_script;        /* the user's script path (whether or not it exists) */
 } FilterOutcome;
 
-/* Runs the configured scripts for @rcpt.  Never fails: a script that does
+/* Runs the configured scripts for @m.  Never fails: a script that does
  * not compile or fails at run time leaves an implicit keep, a log line and
  * a line in "<script>.log". */
-void filter_run (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipient *rcpt,
-                 const CalloutResult *callouts, const char *prefix, const DeliverContent *content,
-                 FilterOutcome *out);
+void filter_run (const FilterMessage *m, const CalloutResult *callouts, FilterOutcome *out);
 void filter_outcome_clear (FilterOutcome *out);
-
-/* The header block @header (LF ends, ending with the empty line) with
- * the editheader edits applied. */
-char *filter_edit_header (const char *header, const GPtrArray *edits);
 
 /* redirect: sends the message on with loop protection.  FALSE if it was
  * not sent (the caller keeps the message instead). */
-gboolean filter_redirect (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipient *rcpt,
-                          const char *target, const char *prefix, const DeliverContent *content);
+gboolean filter_redirect (const FilterMessage *m, const char *target);
+
+/* ---- vacation.c ------------------------------------------------------------ */
 
 /* vacation: answers if RFC 5230 4.5/4.6 allow it and the reply log has
  * not seen this sender within :days. */
-void filter_vacation (const LmtpdConfig *config, const DeliverMessage *msg, const DeliverRecipient *rcpt,
-                      const SieveAction *action, const FilterOutcome *outcome, const char *prefix,
-                      const DeliverContent *content);
+void filter_vacation (const FilterMessage *m, const SieveAction *action, const FilterOutcome *outcome);

@@ -73,10 +73,53 @@ deliver_folder_is_inbox (const char *name)
   return g_ascii_strcasecmp (name, "INBOX") == 0;
 }
 
+/* Appends "&<base64 of UTF-16BE>-" for the run of characters outside
+ * printable ASCII at @p; returns where the run ends. */
+static const char *
+append_mutf7_run (GString *out, const char *p)
+{
+  static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+  guint32 bits = 0;
+  int nbits = 0;
+
+  g_string_append_c (out, '&');
+  while (*p)
+    {
+      gunichar u = g_utf8_get_char (p);
+      gunichar2 units[2];
+      int n = 1;
+      if (u >= 0x20 && u <= 0x7e)
+        break;
+      if (u > 0xffff)
+        {
+          u -= 0x10000;
+          units[0] = 0xd800 + (u >> 10);
+          units[1] = 0xdc00 + (u & 0x3ff);
+          n = 2;
+        }
+      else
+        units[0] = u;
+      for (int i = 0; i < n; i++)
+        {
+          bits = (bits << 16) | units[i];
+          nbits += 16;
+          while (nbits >= 6)
+            {
+              nbits -= 6;
+              g_string_append_c (out, b64[(bits >> nbits) & 0x3f]);
+            }
+        }
+      p = g_utf8_next_char (p);
+    }
+  if (nbits > 0)
+    g_string_append_c (out, b64[(bits << (6 - nbits)) & 0x3f]);
+  g_string_append_c (out, '-');
+  return p;
+}
+
 char *
 deliver_folder_mutf7 (const char *utf8)
 {
-  static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
   GString *out = g_string_new (NULL);
   const char *p = utf8;
 
@@ -90,42 +133,7 @@ deliver_folder_mutf7 (const char *utf8)
           continue;
         }
       /* a run of non-printable-ASCII characters as UTF-16BE, base64 */
-      g_string_append_c (out, '&');
-      {
-        guint32 bits = 0;
-        int nbits = 0;
-        while (*p)
-          {
-            gunichar u = g_utf8_get_char (p);
-            gunichar2 units[2];
-            int n = 1;
-            if (u >= 0x20 && u <= 0x7e)
-              break;
-            if (u > 0xffff)
-              {
-                u -= 0x10000;
-                units[0] = 0xd800 + (u >> 10);
-                units[1] = 0xdc00 + (u & 0x3ff);
-                n = 2;
-              }
-            else
-              units[0] = u;
-            for (int i = 0; i < n; i++)
-              {
-                bits = (bits << 16) | units[i];
-                nbits += 16;
-                while (nbits >= 6)
-                  {
-                    nbits -= 6;
-                    g_string_append_c (out, b64[(bits >> nbits) & 0x3f]);
-                  }
-              }
-            p = g_utf8_next_char (p);
-          }
-        if (nbits > 0)
-          g_string_append_c (out, b64[(bits << (6 - nbits)) & 0x3f]);
-      }
-      g_string_append_c (out, '-');
+      p = append_mutf7_run (out, p);
     }
   return g_string_free (out, FALSE);
 }

@@ -222,43 +222,40 @@ worse (int a, int b)
   return a ? a : b;
 }
 
-int
-main (int argc, char **argv)
+/* The options; EX_OK_ or EX_USAGE_ (said). */
+static int
+parse_options (int *argc, char ***argv, char **config_path, char **sender, GStrv *rcpts)
 {
-  g_autofree char *config_path = NULL, *sender = NULL;
-  g_auto (GStrv) rcpts = NULL;
-  g_autoptr (GOptionContext) ctx = NULL;
+  g_autoptr (GOptionContext) options = NULL;
   g_autoptr (GError) error = NULL;
-  g_autoptr (LmtpdConfig) config = NULL;
-  g_autoptr (DeliverSpool) spool = NULL;
-  g_autoptr (GPtrArray) resolved = g_ptr_array_new_with_free_func ((GDestroyNotify) deliver_recipient_free);
-  g_autofree char *id = NULL, *message_id = NULL;
-  DeliverDedupe *dedupe = NULL;
-  DeliverShared shared = { 0 };
-  DeliverMessage msg = { 0 };
-  int rc = EX_OK_;
   GOptionEntry entries[] = {
-    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, "Configuration file (as lmtpd's)", "FILE" },
-    { "from", 'f', 0, G_OPTION_ARG_STRING, &sender, "Envelope sender (empty: null sender)", "SENDER" },
-    { "recipient", 'a', 0, G_OPTION_ARG_STRING_ARRAY, &rcpts, "Envelope recipient (repeatable)", "ADDRESS" },
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, config_path, "Configuration file (as lmtpd's)", "FILE" },
+    { "from", 'f', 0, G_OPTION_ARG_STRING, sender, "Envelope sender (empty: null sender)", "SENDER" },
+    { "recipient", 'a', 0, G_OPTION_ARG_STRING_ARRAY, rcpts, "Envelope recipient (repeatable)", "ADDRESS" },
     { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "Log each delivery on stderr", NULL },
     { NULL }
   };
 
-  if ((rc = check_stdio ()) != EX_OK_)
-    return rc;
-  setlocale (LC_ALL, "C");
-  g_mime_init ();
-  ctx = g_option_context_new ("< message - deliver a message like lmtpd does");
-  g_option_context_add_main_entries (ctx, entries, NULL);
-  if (!g_option_context_parse (ctx, &argc, &argv, &error) || rcpts == NULL || argc > 1)
+  options = g_option_context_new ("< message - deliver a message like lmtpd does");
+  g_option_context_add_main_entries (options, entries, NULL);
+  if (!g_option_context_parse (options, argc, argv, &error) || *rcpts == NULL || *argc > 1)
     {
       say ("%s\nusage: deliver [-c CONF] [-f SENDER] -a RECIPIENT... < message",
                error ? error->message : "at least one -a RECIPIENT is needed");
       return EX_USAGE_;
     }
-  g_log_set_writer_func (log_writer, NULL, NULL);
-  config = config_path ? lmtpd_config_load (config_path, &error) : lmtpd_config_new_default ();
+  return EX_OK_;
+}
+
+/* The configuration, the directories, the mail user, and the repair of
+ * mboxes a crash left half written. */
+static int
+set_up (const char *config_path, LmtpdConfig **out)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LmtpdConfig) config = config_path ? lmtpd_config_load (config_path, &error)
+                                               : lmtpd_config_new_default ();
+
   if (config == NULL)
     {
       say ("configuration is invalid:\n%s", error->message);
@@ -275,25 +272,48 @@ main (int argc, char **argv)
     g_autofree char *inflight = deliver_inflight_dir (config);
     deliver_mbox_recover (inflight);
   }
-  if (sender && sender[0])
+  *out = g_steal_pointer (&config);
+  return EX_OK_;
+}
+
+static int
+check_sender (const char *sender)
+{
+  g_autofree char *l = NULL, *d = NULL;
+  const char *why = NULL;
+
+  if (sender == NULL || sender[0] == '\0')
+    return EX_OK_;
+  if (!deliver_address_parse (sender, TRUE, &l, &d, &why) || d == NULL)
     {
-      g_autofree char *l = NULL, *d = NULL;
-      const char *why = NULL;
-      if (!deliver_address_parse (sender, TRUE, &l, &d, &why) || d == NULL)
-        {
-          say ("bad sender <%s>: %s", sender, why ? why : "no domain");
-          return EX_DATAERR_;
-        }
+      say ("bad sender <%s>: %s", sender, why ? why : "no domain");
+      return EX_DATAERR_;
     }
+  return EX_OK_;
+}
+
+static int
+open_spool (DeliverContext *dctx, const LmtpdConfig *config, DeliverSpool **spool)
+{
+  g_autoptr (GError) error = NULL;
+
   if (g_mkdir_with_parents (config->spool_dir, 0700) < 0
-      || (spool = deliver_spool_new (config->spool_dir, &error)) == NULL)
+      || (*spool = deliver_spool_new (dctx, config->spool_dir, &error)) == NULL)
     {
       say ("spool_dir %s: %s", config->spool_dir,
                error ? error->message : g_strerror (errno));
       return EX_TEMPFAIL_;
     }
+  return EX_OK_;
+}
 
-  /* Recipients first, so that an unknown user costs no reading. */
+/* Recipients first, so that an unknown user costs no reading.  The ones
+ * that resolve go into @resolved; returns the worst failure. */
+static int
+resolve_all (DeliverContext *dctx, const LmtpdConfig *config, GStrv rcpts, GPtrArray *resolved)
+{
+  int rc = EX_OK_;
+
   for (guint i = 0; rcpts[i]; i++)
     {
       g_autofree char *l = NULL, *d = NULL;
@@ -307,7 +327,7 @@ main (int argc, char **argv)
           rc = worse (rc, EX_DATAERR_);
           continue;
         }
-      r = deliver_resolve (config, l, d, &st);
+      r = deliver_resolve (dctx, config, l, d, &st);
       if (r == NULL)
         {
           say ("%u %s %s", st.code, st.enhanced, st.text);
@@ -317,34 +337,22 @@ main (int argc, char **argv)
         }
       g_ptr_array_add (resolved, r);
     }
-  if (resolved->len == 0)
-    return rc;
-  {
-    int r = read_message (config, spool);
-    if (r != EX_OK_)
-      return r;
-  }
-  if (config->duplicate_window > 0)
-    {
-      dedupe = deliver_dedupe_open (config->duplicate_db, config->duplicate_window, &error);
-      if (dedupe == NULL)
-        {
-          say ("duplicate journal not used: %s", error->message);
-          g_clear_error (&error);
-        }
-    }
+  return rc;
+}
+
+/* The pipeline for each recipient; returns the worst failure. */
+static int
+deliver_each (DeliverContext *dctx, const LmtpdConfig *config, const DeliverMessage *msg, GPtrArray *resolved)
+{
+  g_autofree char *message_id = NULL;
+  DeliverShared shared = { 0 };
+  int rc = EX_OK_;
+
   {
     /* for the -v line, as lmtpd logs it */
-    g_autofree char *raw = deliver_spool_header_value (spool, "Message-ID");
+    g_autofree char *raw = deliver_spool_header_value (msg->spool, "Message-ID");
     message_id = raw && raw[0] ? deliver_sanitize (raw, 256) : NULL;
   }
-  id = g_strdup_printf ("%" G_GINT64_MODIFIER "XL%05X", g_get_real_time () / G_USEC_PER_SEC,
-                        (guint) getpid () & 0xFFFFF);
-  msg.id = id;
-  msg.sender = sender ? sender : "";
-  msg.protocol = "local";
-  msg.received_us = g_get_real_time ();
-  msg.spool = spool;
   deliver_shared_init (&shared, resolved);
   for (guint i = 0; i < resolved->len; i++)
     {
@@ -352,21 +360,69 @@ main (int argc, char **argv)
       DeliverStatus st = { 0 };
       g_autofree char *path = NULL;
 
-      if (deliver_rcpt_check (config, &msg, r, deliver_spool_size (spool), &st))
-        deliver_pipeline_run (config, dedupe, &msg, r, &shared, &st, &path);
+      if (deliver_rcpt_check (dctx, config, msg, r, deliver_spool_size (msg->spool), &st))
+        deliver_pipeline_run (dctx, config, msg, r, &shared, &st, &path);
       if (st.code >= 400)
         {
           say ("%u %s %s", st.code, st.enhanced, st.text);
           rc = worse (rc, exit_code_for (&st));
         }
       else
-        g_message ("%s: from=<%s> to=<%s> mailbox=%s status=%u %s%s%s", id, msg.sender, r->address,
+        g_message ("%s: from=<%s> to=<%s> mailbox=%s status=%u %s%s%s", msg->id, msg->sender, r->address,
                    path ? path : r->mailbox, st.code, st.enhanced, message_id ? " message_id=" : "",
                    message_id ? message_id : "");
       deliver_status_clear (&st);
     }
   deliver_shared_clear (&shared);
-  deliver_dedupe_free (dedupe);
-  deliver_close_callouts ();
+  return rc;
+}
+
+int
+main (int argc, char **argv)
+{
+  g_autofree char *config_path = NULL, *sender = NULL, *id = NULL;
+  g_auto (GStrv) rcpts = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LmtpdConfig) config = NULL;
+  g_autoptr (DeliverContext) dctx = NULL;
+  g_autoptr (DeliverSpool) spool = NULL;
+  g_autoptr (GPtrArray) resolved = g_ptr_array_new_with_free_func ((GDestroyNotify) deliver_recipient_free);
+  DeliverMessage msg = { 0 };
+  int rc;
+
+  if ((rc = check_stdio ()) != EX_OK_)
+    return rc;
+  setlocale (LC_ALL, "C");
+  g_mime_init ();
+  if ((rc = parse_options (&argc, &argv, &config_path, &sender, &rcpts)) != EX_OK_)
+    return rc;
+  g_log_set_writer_func (log_writer, NULL, NULL);
+  if ((rc = set_up (config_path, &config)) != EX_OK_ || (rc = check_sender (sender)) != EX_OK_)
+    return rc;
+  dctx = deliver_context_new ();
+  if ((rc = open_spool (dctx, config, &spool)) != EX_OK_)
+    return rc;
+  rc = resolve_all (dctx, config, rcpts, resolved);
+  if (resolved->len == 0)
+    return rc;
+  {
+    int r = read_message (config, spool);
+    if (r != EX_OK_)
+      return r;
+  }
+  if (!deliver_context_open_journal (dctx, config, &error))
+    {
+      say ("duplicate journal not used: %s", error->message);
+      g_clear_error (&error);
+    }
+  id = g_strdup_printf ("%" G_GINT64_MODIFIER "XL%05X", g_get_real_time () / G_USEC_PER_SEC,
+                        (guint) getpid () & 0xFFFFF);
+  msg.id = id;
+  msg.sender = sender ? sender : "";
+  msg.protocol = "local";
+  msg.received_us = g_get_real_time ();
+  msg.spool = spool;
+  rc = worse (rc, deliver_each (dctx, config, &msg, resolved));
+  deliver_context_close_callouts (dctx);
   return rc;
 }

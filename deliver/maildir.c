@@ -18,8 +18,10 @@
 #include <unistd.h>
 #include <glib/gstdio.h>
 
-#include "deliver.h"
+#include "context.h"
 
+/* Process-wide on purpose: it makes the names of this process unique
+ * (with the pid and the time), whatever context or thread stores. */
 static gint unique_counter;
 
 #define TMP_MAX_AGE (36 * 60 * 60)   /* the Maildir rule for stale tmp/ files */
@@ -60,26 +62,23 @@ deliver_maildir_clean_tmp (const char *maildir, gint64 max_age)
   return removed;
 }
 
-/* Each Maildir's tmp/ is looked at once an hour by this process, after a
- * delivery into it, so a crash's leftovers go in time. */
+/* Each Maildir's tmp/ is looked at once an hour by the context's
+ * deliveries, after a delivery into it, so a crash's leftovers go in time. */
 static void
-maybe_clean_tmp (const char *maildir)
+maybe_clean_tmp (DeliverContext *ctx, const char *maildir)
 {
-  static GMutex lock;
-  static GHashTable *scanned; /* maildir -> time of the last scan */
+  GHashTable *scanned = ctx->tmp_cleaned; /* maildir -> time of the last scan */
   gint64 now = g_get_monotonic_time () / G_USEC_PER_SEC;
   gboolean due;
 
-  g_mutex_lock (&lock);
-  if (scanned == NULL)
-    scanned = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_mutex_lock (&ctx->tmp_lock);
   if (g_hash_table_size (scanned) > 100000)
     g_hash_table_remove_all (scanned);
   due = !g_hash_table_contains (scanned, maildir)
         || now - GPOINTER_TO_SIZE (g_hash_table_lookup (scanned, maildir)) >= TMP_SCAN_INTERVAL;
   if (due)
     g_hash_table_insert (scanned, g_strdup (maildir), GSIZE_TO_POINTER ((gsize) now));
-  g_mutex_unlock (&lock);
+  g_mutex_unlock (&ctx->tmp_lock);
   if (due)
     deliver_maildir_clean_tmp (maildir, TMP_MAX_AGE);
 }
@@ -315,16 +314,16 @@ too_late (GError **error, const char *final)
 /* Single instance: a hard link to a copy already delivered.  FALSE with
  * @error unset: the caller copies instead. */
 static gboolean
-store_link (const MaildirDirs *d, const char *link_from, const char *leaf, const char *final,
-            gboolean do_fsync, DeliverCommitFunc committed, gpointer data, GError **error)
+store_link (const MaildirDirs *d, const DeliverMaildirStore *st, const char *leaf, const char *final,
+            GError **error)
 {
-  if (committed && !committed (data, final, FALSE))
+  if (st->committed && !st->committed (st->data, final, FALSE))
     return too_late (error, final);
-  if (linkat (AT_FDCWD, link_from, d->dest, leaf, 0) < 0)
+  if (linkat (AT_FDCWD, st->link_from, d->dest, leaf, 0) < 0)
     return FALSE; /* the source may have moved */
-  if (committed)
-    committed (data, final, TRUE);
-  if (do_fsync && !fsync_dest (d, final, error))
+  if (st->committed)
+    st->committed (st->data, final, TRUE);
+  if (st->do_fsync && !fsync_dest (d, final, error))
     {
       unlinkat (d->dest, leaf, 0);
       return FALSE;
@@ -343,16 +342,16 @@ copy_content (const DeliverContent *content, int out, const char *path, GError *
 
 /* Writes tmp/<base>, durably when asked; unlinks it on failure. */
 static gboolean
-write_tmp (const MaildirDirs *d, const char *base, const char *tmp, const char *header,
-           const DeliverContent *content, gboolean do_fsync, GError **error)
+write_tmp (const MaildirDirs *d, const DeliverMaildirStore *st, const char *base, const char *tmp,
+           GError **error)
 {
   int fd = openat (d->tmp, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 
   if (fd < 0)
     return set_errno_error (error, "create", tmp);
-  if (!write_all (fd, header, strlen (header), tmp, error)
-      || !copy_content (content, fd, tmp, error)
-      || (do_fsync && fsync (fd) < 0 && !set_errno_error (error, "fsync", tmp)))
+  if (!write_all (fd, st->header, strlen (st->header), tmp, error)
+      || !copy_content (st->content, fd, tmp, error)
+      || (st->do_fsync && fsync (fd) < 0 && !set_errno_error (error, "fsync", tmp)))
     {
       close (fd);
       unlinkat (d->tmp, base, 0);
@@ -369,10 +368,10 @@ write_tmp (const MaildirDirs *d, const char *base, const char *tmp, const char *
 
 /* tmp/<base> becomes <dest>/<leaf>, then the directory is fsynced. */
 static gboolean
-publish_tmp (const MaildirDirs *d, const char *base, const char *leaf, const char *final, gboolean do_fsync,
-             DeliverCommitFunc committed, gpointer data, GError **error)
+publish_tmp (const MaildirDirs *d, const DeliverMaildirStore *st, const char *base, const char *leaf,
+             const char *final, GError **error)
 {
-  if (committed && !committed (data, final, FALSE))
+  if (st->committed && !st->committed (st->data, final, FALSE))
     {
       unlinkat (d->tmp, base, 0);
       return too_late (error, final);
@@ -385,9 +384,9 @@ publish_tmp (const MaildirDirs *d, const char *base, const char *leaf, const cha
     }
   /* visible now: whoever must know it (the duplicate journal) learns it
    * before the slow directory fsync, so a kill cannot fall in between */
-  if (committed)
-    committed (data, final, TRUE);
-  if (do_fsync && !fsync_dest (d, final, error))
+  if (st->committed)
+    st->committed (st->data, final, TRUE);
+  if (st->do_fsync && !fsync_dest (d, final, error))
     {
       /* Not known to be durable: take it back, so the client's retry does
        * not leave a second copy. */
@@ -398,47 +397,35 @@ publish_tmp (const MaildirDirs *d, const char *base, const char *leaf, const cha
 }
 
 gboolean
-deliver_maildir_store (const char *maildir, const char *hostname, const char *header,
-                       const DeliverContent *content, const char *flags, const char *link_from,
-                       gboolean do_fsync, char **out_path, guint64 *out_size, GError **error)
+deliver_maildir_store (const DeliverMaildirStore *st, char **out_path, guint64 *out_size, GError **error)
 {
-  return deliver_maildir_store_full (maildir, hostname, header, content, flags, link_from, do_fsync,
-                                     NULL, NULL, out_path, out_size, error);
-}
-
-gboolean
-deliver_maildir_store_full (const char *maildir, const char *hostname, const char *header,
-                            const DeliverContent *content, const char *flags, const char *link_from,
-                            gboolean do_fsync, DeliverCommitFunc committed, gpointer data,
-                            char **out_path, guint64 *out_size, GError **error)
-{
-  g_autofree char *base = deliver_maildir_unique (hostname);
-  g_autofree char *tmp = g_build_filename (maildir, "tmp", base, NULL);
+  g_autofree char *base = deliver_maildir_unique (st->hostname);
+  g_autofree char *tmp = g_build_filename (st->maildir, "tmp", base, NULL);
   g_autofree char *leaf = NULL, *final = NULL;
-  const char *sub = flags && flags[0] ? "cur" : "new";
+  const char *sub = st->flags && st->flags[0] ? "cur" : "new";
   guint64 hlines = 0, size, vsize;
   MaildirDirs d;
   gboolean ok;
 
-  for (const char *p = header; *p; p++)
+  for (const char *p = st->header; *p; p++)
     hlines += *p == '\n';
-  size = strlen (header) + deliver_content_size (content);
-  vsize = size + hlines + deliver_content_lines (content);
-  leaf = final_leaf (base, size, vsize, flags);
-  final = g_build_filename (maildir, sub, leaf, NULL);
+  size = strlen (st->header) + deliver_content_size (st->content);
+  vsize = size + hlines + deliver_content_lines (st->content);
+  leaf = final_leaf (base, size, vsize, st->flags);
+  final = g_build_filename (st->maildir, sub, leaf, NULL);
   if (out_size)
     *out_size = size;
-  if (!dirs_open (maildir, sub, do_fsync, &d, error))
+  if (!dirs_open (st->maildir, sub, st->do_fsync, &d, error))
     return FALSE;
 
-  ok = link_from && store_link (&d, link_from, leaf, final, do_fsync, committed, data, error);
+  ok = st->link_from && store_link (&d, st, leaf, final, error);
   if (!ok && !(error && *error))
-    ok = write_tmp (&d, base, tmp, header, content, do_fsync, error)
-         && publish_tmp (&d, base, leaf, final, do_fsync, committed, data, error);
+    ok = write_tmp (&d, st, base, tmp, error) && publish_tmp (&d, st, base, leaf, final, error);
   dirs_close (&d);
   if (!ok)
     return FALSE;
-  maybe_clean_tmp (maildir);
+  if (st->ctx)
+    maybe_clean_tmp (st->ctx, st->maildir);
   if (out_path)
     *out_path = g_steal_pointer (&final);
   return TRUE;

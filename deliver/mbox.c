@@ -190,6 +190,50 @@ reader_read (Reader *r, char *buf, gsize n)
   }
 }
 
+/* From-quoting across the reads of a body. */
+typedef struct {
+  gboolean mboxo;
+  gboolean bol;       /* the next byte starts a line */
+  gboolean last_nl;   /* the last byte written was an LF */
+} Quote;
+
+/* Writes @buf up to @end with From-quoting.  A line start that cannot be
+ * judged before more of the line is read (not @eof) is moved to the start
+ * of @buf and its length left in *@carry. */
+static gboolean
+quote_lines (Out *o, Quote *q, char *buf, const char *end, gboolean eof, gsize *carry, GError **error)
+{
+  const char *p = buf;
+
+  *carry = 0;
+  while (p < end)
+    {
+      const char *nl;
+      if (q->bol)
+        {
+          const char *g = p;
+          while (g < end && *g == '>')
+            g++;
+          if (!eof && end - g < 5 && g - p < CHUNK / 2)
+            {
+              *carry = end - p; /* decide when more of the line is here */
+              memmove (buf, p, *carry);
+              return TRUE;
+            }
+          if (end - g >= 5 && memcmp (g, "From ", 5) == 0 && (!q->mboxo || g == p) && !out_put (o, ">", 1, error))
+            return FALSE;
+          q->bol = FALSE;
+        }
+      nl = memchr (p, '\n', end - p);
+      if (!out_put (o, p, (nl ? nl + 1 : end) - p, error))
+        return FALSE;
+      q->last_nl = nl != NULL;
+      q->bol = nl != NULL;
+      p = nl ? nl + 1 : end;
+    }
+  return TRUE;
+}
+
 /* The content with From-quoting; ends with exactly one blank line. */
 static gboolean
 write_body (Out *o, const DeliverContent *content, gboolean mboxo, GError **error)
@@ -197,14 +241,13 @@ write_body (Out *o, const DeliverContent *content, gboolean mboxo, GError **erro
   g_autofree char *buf = g_malloc (2 * CHUNK);
   guint64 size = deliver_content_size (content), off = 0;
   Reader rd = { content, 0, 0 };
+  Quote q = { mboxo, TRUE, TRUE };
   gsize carry = 0;
-  gboolean bol = TRUE, last_nl = TRUE;
 
   while (off < size || carry > 0)
     {
       ssize_t n = 0;
       gboolean eof;
-      const char *p, *end;
 
       if (off < size)
         {
@@ -216,39 +259,12 @@ write_body (Out *o, const DeliverContent *content, gboolean mboxo, GError **erro
           off += n;
         }
       eof = off >= size;
-      p = buf;
-      end = buf + carry + n;
-      carry = 0;
-      while (p < end)
-        {
-          const char *nl;
-          if (bol)
-            {
-              const char *q = p;
-              while (q < end && *q == '>')
-                q++;
-              if (!eof && end - q < 5 && q - p < CHUNK / 2)
-                {
-                  carry = end - p; /* decide when more of the line is here */
-                  memmove (buf, p, carry);
-                  break;
-                }
-              if (end - q >= 5 && memcmp (q, "From ", 5) == 0 && (!mboxo || q == p)
-                  && !out_put (o, ">", 1, error))
-                return FALSE;
-              bol = FALSE;
-            }
-          nl = memchr (p, '\n', end - p);
-          if (!out_put (o, p, (nl ? nl + 1 : end) - p, error))
-            return FALSE;
-          last_nl = nl != NULL;
-          bol = nl != NULL;
-          p = nl ? nl + 1 : end;
-        }
+      if (!quote_lines (o, &q, buf, buf + carry + n, eof, &carry, error))
+        return FALSE;
       if (n == 0 && eof)
         carry = 0;
     }
-  if (size > 0 && !last_nl && !out_put (o, "\n", 1, error))
+  if (size > 0 && !q.last_nl && !out_put (o, "\n", 1, error))
     return FALSE;
   return out_put (o, "\n", 1, error);
 }
@@ -262,6 +278,9 @@ make_parent (const char *path, GError **error)
   return TRUE;
 }
 
+/* Process-wide on purpose, like Maildir's: with the pid it makes the
+ * names of this process's inflight records unique, whatever context or
+ * thread appends. */
 static gint inflight_counter;
 
 /* "<dir>/mbox.<pid>.<n>" holding the mbox path, while an append runs. */
@@ -328,84 +347,108 @@ deliver_mbox_recover (const char *dir)
     }
 }
 
-gboolean
-deliver_mbox_store (const char *path, const char *sender, gint64 received_us, const char *header,
-                    const DeliverContent *content, gboolean mboxo, guint lock_timeout, gboolean do_fsync,
-                    const char *inflight_dir, GError **error)
-{
-  g_autofree char *record = NULL;
-  g_autofree char *lock = g_strconcat (path, ".lock", NULL);
-  g_autofree Out *o = g_new0 (Out, 1);
-  gint64 deadline = g_get_monotonic_time () + (gint64) lock_timeout * G_USEC_PER_SEC;
-  gint64 repair = -1;
-  gboolean dotlocked = FALSE, ok = FALSE;
-  struct stat st, lst;
-  char date[64];
-  time_t t = received_us / G_USEC_PER_SEC;
-  struct tm tm;
+/* One append under way. */
+typedef struct {
+  const DeliverMboxStore *st;
+  const char *lock;       /* the dotlock's path */
+  gint64 deadline;        /* for the locks */
   int fd;
+  gboolean dotlocked;
+  struct stat before;     /* the file as locked: its size is what an error goes back to */
+} Append;
 
-  if (!make_parent (path, error))
-    return FALSE;
-  fd = deliver_mailfile_open (path, O_WRONLY | O_APPEND | O_CREAT, error);
-  if (fd < 0)
-    return FALSE;
-  if (!dotlock_take (lock, deadline, &repair, error))
+/* The dotlock (unless the directory does not allow it), the fcntl lock,
+ * and the checks that the file is still the one opened. */
+static gboolean
+lock_mailbox (Append *a, GError **error)
+{
+  const char *path = a->st->path;
+  gint64 repair = -1;
+  struct stat lst;
+
+  if (!dotlock_take (a->lock, a->deadline, &repair, error))
     {
       /* no permission to lock in the directory: kernel locks alone */
       if (!g_error_matches (*error, DELIVER_ERROR, EACCES))
-        goto out;
+        return FALSE;
       g_clear_error (error);
     }
   else
-    dotlocked = TRUE;
-  if (!fcntl_lock (fd, path, deadline, error))
-    goto out;
+    a->dotlocked = TRUE;
+  if (!fcntl_lock (a->fd, path, a->deadline, error))
+    return FALSE;
   /* still the file we opened, and not hard-linked elsewhere */
-  if (fstat (fd, &st) < 0 || lstat (path, &lst) < 0 || st.st_ino != lst.st_ino
-      || st.st_dev != lst.st_dev || st.st_nlink != 1)
-    {
-      fail (error, EAGAIN, "mailbox changed while locking:", path);
-      goto out;
-    }
-  if (repair >= 0 && st.st_size > repair)
+  if (fstat (a->fd, &a->before) < 0 || lstat (path, &lst) < 0 || a->before.st_ino != lst.st_ino
+      || a->before.st_dev != lst.st_dev || a->before.st_nlink != 1)
+    return fail (error, EAGAIN, "mailbox changed while locking:", path);
+  if (repair >= 0 && a->before.st_size > repair)
     {
       g_message ("%s: removing %" G_GINT64_FORMAT " bytes of an interrupted delivery", path,
-                 (gint64) (st.st_size - repair));
-      if (ftruncate (fd, repair) < 0 || fstat (fd, &st) < 0)
-        {
-          fail (error, errno, "truncate", path);
-          goto out;
-        }
+                 (gint64) (a->before.st_size - repair));
+      if (ftruncate (a->fd, repair) < 0 || fstat (a->fd, &a->before) < 0)
+        return fail (error, errno, "truncate", path);
     }
-  if (dotlocked)
-    {
-      dotlock_note_size (lock, st.st_size);
-      record = inflight_begin (inflight_dir, path);
-    }
+  return TRUE;
+}
 
-  o->fd = fd;
-  o->path = path;
+/* The From_ line, the header and the quoted body, durably; on failure
+ * the file goes back to its size before. */
+static gboolean
+append_message (const Append *a, GError **error)
+{
+  const DeliverMboxStore *st = a->st;
+  g_autofree Out *o = g_new0 (Out, 1);
+  time_t t = st->received_us / G_USEC_PER_SEC;
+  char date[64];
+  struct tm tm;
+  gboolean ok;
+
+  o->fd = a->fd;
+  o->path = st->path;
   gmtime_r (&t, &tm);
   strftime (date, sizeof date, "%a %b %e %H:%M:%S %Y", &tm);
   {
-    g_autofree char *from = g_strdelimit (g_strdup (sender[0] ? sender : "MAILER-DAEMON"), " \t", '_');
+    g_autofree char *from = g_strdelimit (g_strdup (st->sender[0] ? st->sender : "MAILER-DAEMON"), " \t", '_');
     g_autofree char *line = g_strdup_printf ("From %s %s\n", from, date);
-    ok = out_put (o, line, strlen (line), error) && out_put (o, header, strlen (header), error)
-         && write_body (o, content, mboxo, error) && out_flush (o, error);
+    ok = out_put (o, line, strlen (line), error) && out_put (o, st->header, strlen (st->header), error)
+         && write_body (o, st->content, st->mboxo, error) && out_flush (o, error);
   }
-  if (ok && do_fsync && fsync (fd) < 0)
-    ok = fail (error, errno, "fsync", path);
+  if (ok && st->do_fsync && fsync (a->fd) < 0)
+    ok = fail (error, errno, "fsync", st->path);
   if (!ok)
     {
       /* no partial message may remain */
-      if (ftruncate (fd, st.st_size) < 0 || (do_fsync && fsync (fd) < 0))
-        g_warning ("%s: could not truncate back to %" G_GINT64_FORMAT " bytes: %s", path,
-                   (gint64) st.st_size, g_strerror (errno));
+      if (ftruncate (a->fd, a->before.st_size) < 0 || (st->do_fsync && fsync (a->fd) < 0))
+        g_warning ("%s: could not truncate back to %" G_GINT64_FORMAT " bytes: %s", st->path,
+                   (gint64) a->before.st_size, g_strerror (errno));
     }
-out:
-  close (fd); /* releases the fcntl lock */
-  if (dotlocked)
+  return ok;
+}
+
+gboolean
+deliver_mbox_store (const DeliverMboxStore *st, GError **error)
+{
+  g_autofree char *record = NULL;
+  g_autofree char *lock = g_strconcat (st->path, ".lock", NULL);
+  Append a = { st, lock, g_get_monotonic_time () + (gint64) st->lock_timeout * G_USEC_PER_SEC, -1, FALSE };
+  gboolean ok = FALSE;
+
+  if (!make_parent (st->path, error))
+    return FALSE;
+  a.fd = deliver_mailfile_open (st->path, O_WRONLY | O_APPEND | O_CREAT, error);
+  if (a.fd < 0)
+    return FALSE;
+  if (lock_mailbox (&a, error))
+    {
+      if (a.dotlocked)
+        {
+          dotlock_note_size (lock, a.before.st_size);
+          record = inflight_begin (st->inflight_dir, st->path);
+        }
+      ok = append_message (&a, error);
+    }
+  close (a.fd); /* releases the fcntl lock */
+  if (a.dotlocked)
     unlink (lock);
   if (record)
     unlink (record);

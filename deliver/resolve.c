@@ -14,7 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "deliver.h"
+#include "context.h"
 
 static gboolean
 path_component_safe (const char *s)
@@ -68,25 +68,31 @@ under_root (const LmtpdConfig *config, const char *path)
   return g_path_is_absolute (path) ? g_strdup (path) : g_build_filename (config->mail_root, path, NULL);
 }
 
-/* The resolved mail root, remembered per configured path (realpath costs
- * a readlink per component). */
+/* The resolved mail root, remembered in the context per configured path
+ * (realpath costs a readlink per component); without a context, resolved
+ * each time. */
 static char *
-real_root (const char *mail_root)
+real_root (DeliverContext *ctx, const char *mail_root)
 {
-  static GMutex lock;
-  static char *configured, *resolved;
   char *out;
 
-  g_mutex_lock (&lock);
-  if (configured == NULL || strcmp (configured, mail_root) != 0 || resolved == NULL)
+  if (ctx == NULL)
     {
-      g_free (configured);
-      free (resolved);
-      configured = g_strdup (mail_root);
-      resolved = realpath (mail_root, NULL);
+      char *r = realpath (mail_root, NULL);
+      out = g_strdup (r);
+      free (r);
+      return out;
     }
-  out = resolved ? g_strdup (resolved) : NULL;
-  g_mutex_unlock (&lock);
+  g_mutex_lock (&ctx->root_lock);
+  if (ctx->root_configured == NULL || strcmp (ctx->root_configured, mail_root) != 0 || ctx->root_resolved == NULL)
+    {
+      g_free (ctx->root_configured);
+      free (ctx->root_resolved);
+      ctx->root_configured = g_strdup (mail_root);
+      ctx->root_resolved = realpath (mail_root, NULL);
+    }
+  out = g_strdup (ctx->root_resolved);
+  g_mutex_unlock (&ctx->root_lock);
   return out;
 }
 
@@ -97,17 +103,37 @@ under (const char *real, const char *root)
   return strcmp (real, root) == 0 || (strncmp (real, root, rlen) == 0 && (real[rlen] == '/' || rlen == 1));
 }
 
-gboolean
-deliver_path_contained (const LmtpdConfig *config, const char *path, GError **error)
+/* FALSE with @error if the symlink @probe leads outside @root. */
+static gboolean
+link_inside (const char *probe, const char *root, GError **error)
 {
-  g_autofree char *root = NULL, *probe = NULL, *real = NULL;
+  char *real = realpath (probe, NULL);
+  gboolean ok;
+
+  if (real == NULL)
+    {
+      int e = errno;
+      g_set_error (error, DELIVER_ERROR, e == ENOENT ? ELOOP : e, "%s: %s", probe, g_strerror (e));
+      return FALSE;
+    }
+  ok = under (real, root);
+  if (!ok)
+    g_set_error (error, DELIVER_ERROR, ELOOP, "%s leads outside the mail root (to %s)", probe, real);
+  free (real);
+  return ok;
+}
+
+gboolean
+deliver_path_contained (DeliverContext *ctx, const LmtpdConfig *config, const char *path, GError **error)
+{
+  g_autofree char *root = NULL, *probe = NULL;
   gsize mlen = strlen (config->mail_root);
   char *p;
 
   if (mlen == 0 || strncmp (path, config->mail_root, mlen) != 0
       || (path[mlen] != '/' && config->mail_root[mlen - 1] != '/'))
     return TRUE; /* placed outside by the configuration */
-  root = real_root (config->mail_root);
+  root = real_root (ctx, config->mail_root);
   if (root == NULL)
     return TRUE; /* no root yet: nothing below it either */
   /* the usual case costs one lstat per component below the root: only a
@@ -133,22 +159,8 @@ deliver_path_contained (const LmtpdConfig *config, const char *path, GError **er
           g_set_error (error, DELIVER_ERROR, e, "%s: %s", probe, g_strerror (e));
           return FALSE;
         }
-      if (S_ISLNK (st.st_mode))
-        {
-          real = realpath (probe, NULL);
-          if (real == NULL)
-            {
-              int e = errno;
-              g_set_error (error, DELIVER_ERROR, e == ENOENT ? ELOOP : e, "%s: %s", probe, g_strerror (e));
-              return FALSE;
-            }
-          if (!under (real, root))
-            {
-              g_set_error (error, DELIVER_ERROR, ELOOP, "%s leads outside the mail root (to %s)", probe, real);
-              return FALSE;
-            }
-          g_clear_pointer (&real, free);
-        }
+      if (S_ISLNK (st.st_mode) && !link_inside (probe, root, error))
+        return FALSE;
       if (slash == NULL)
         break;
       *slash = '/';
@@ -218,8 +230,103 @@ split_detail (const LmtpdConfig *config, char *local)
   return g_strdup (local + n + 1);
 }
 
+/* The rewrite map's answer for @address, or NULL: the whole address
+ * first; else the address without its detail, which keeps the detail
+ * (joe+x@old -> joe+x@new). */
+static char *
+rewrite_address (const LmtpdConfig *config, const char *address)
+{
+  char *rewritten = lmtpd_config_rewrite (config, address);
+  g_autofree char *base = NULL, *detail = NULL, *base_addr = NULL, *base_rw = NULL;
+  char *bat, *rat;
+
+  if (rewritten || lmtpd_config_get_user (config, address))
+    return rewritten;
+  base = g_strdup (address);
+  bat = strrchr (base, '@');
+  *bat = '\0';
+  detail = split_detail (config, base);
+  if (detail == NULL)
+    return NULL;
+  base_addr = g_strdup_printf ("%s@%s", base, bat + 1);
+  base_rw = lmtpd_config_rewrite (config, base_addr);
+  rat = base_rw ? strrchr (base_rw, '@') : NULL;
+  if (rat == NULL)
+    return NULL;
+  return g_strdup_printf ("%.*s%c%s%s", (int) (rat - base_rw), base_rw, config->recipient_delimiter[0], detail,
+                          rat);
+}
+
+/* user+detail: the detail is split off *@address unless the full address
+ * is a user.  Returns it, or NULL. */
+static char *
+take_detail (const LmtpdConfig *config, char **address)
+{
+  char *at, *detail;
+
+  if (lmtpd_config_get_user (config, *address))
+    return NULL;
+  at = strrchr (*address, '@');
+  *at = '\0';
+  detail = split_detail (config, *address);
+  if (detail)
+    {
+      char *joined = g_strdup_printf ("%s@%s", *address, at + 1);
+      g_free (*address);
+      *address = joined;
+    }
+  else
+    *at = '@';
+  return detail;
+}
+
+/* Finds the user: *@mailbox gets its mailbox spec (NULL: the template).
+ * RFC 5321 4.5.1: postmaster must be accepted; it may be an alias, which
+ * then replaces *@address.  FALSE: no such user. */
+static gboolean
+lookup_user (const LmtpdConfig *config, char **address, const char **mailbox)
+{
+  const char *at;
+
+  if (lmtpd_config_lookup_user (config, *address, mailbox))
+    return TRUE;
+  at = strrchr (*address, '@');
+  if (!at || (gsize) (at - *address) != 10 || g_ascii_strncasecmp (*address, "postmaster", 10) != 0
+      || config->postmaster == NULL)
+    return FALSE;
+  g_free (*address);
+  *address = g_strdup (config->postmaster);
+  lmtpd_config_lookup_user (config, *address, mailbox);
+  return TRUE;
+}
+
+/* The detail (owned) as the client gave it, and the folder it selects. */
+static void
+set_detail (const LmtpdConfig *config, DeliverRecipient *r, const char *local, char *detail)
+{
+  const char *why;
+  gsize n = strcspn (local, config->recipient_delimiter);
+  g_autofree char *given = local[n] ? g_utf8_strdown (local + n + 1, -1) : NULL;
+
+  /* the detail keeps the case the client gave it: folders are named so */
+  if (given && strcmp (given, detail) == 0)
+    {
+      g_free (detail);
+      detail = g_strdup (local + n + 1);
+    }
+  r->detail = detail;
+  if (config->detail_folder != LMTPD_DETAIL_NO && deliver_folder_valid (r->detail, &why)
+      && !deliver_folder_is_inbox (r->detail))
+    {
+      r->folder = g_strdup (r->detail);
+      r->folder_if_exists = config->detail_folder == LMTPD_DETAIL_IF_EXISTS;
+    }
+}
+
+/* @ctx carries the seam of a user directory (ctx->users); until one
+ * plugs in, users come from the configuration alone. */
 DeliverRecipient *
-deliver_resolve (const LmtpdConfig *config, const char *local, const char *domain,
+deliver_resolve (DeliverContext *ctx, const LmtpdConfig *config, const char *local, const char *domain,
                  DeliverStatus *status)
 {
   g_autofree char *lc_local = g_utf8_strdown (local, -1);
@@ -237,30 +344,7 @@ deliver_resolve (const LmtpdConfig *config, const char *local, const char *domai
       return NULL;
     }
   address = g_strdup_printf ("%s@%s", lc_local, lc_domain);
-
-  /* The whole address first; else the address without its detail, which
-   * keeps the detail (joe+x@old -> joe+x@new). */
-  rewritten = lmtpd_config_rewrite (config, address);
-  if (rewritten == NULL && !lmtpd_config_get_user (config, address))
-    {
-      g_autofree char *base = g_strdup (address);
-      char *bat = strrchr (base, '@');
-      *bat = '\0';
-      detail = split_detail (config, base);
-      if (detail)
-        {
-          g_autofree char *base_addr = g_strdup_printf ("%s@%s", base, bat + 1);
-          g_autofree char *base_rw = lmtpd_config_rewrite (config, base_addr);
-          if (base_rw)
-            {
-              char *rat = strrchr (base_rw, '@');
-              rewritten = rat ? g_strdup_printf ("%.*s%c%s%s", (int) (rat - base_rw), base_rw,
-                                                 config->recipient_delimiter[0], detail, rat)
-                              : NULL;
-            }
-          g_clear_pointer (&detail, g_free);
-        }
-    }
+  rewritten = rewrite_address (config, address);
   if (rewritten)
     {
       if (!address_safe (rewritten))
@@ -271,39 +355,11 @@ deliver_resolve (const LmtpdConfig *config, const char *local, const char *domai
       g_free (address);
       address = g_steal_pointer (&rewritten);
     }
-
-  /* user+detail: the detail is split off unless the full address is a user */
-  if (!lmtpd_config_get_user (config, address))
+  detail = take_detail (config, &address);
+  if (!lookup_user (config, &address, &mailbox))
     {
-      at = strrchr (address, '@');
-      *at = '\0';
-      detail = split_detail (config, address);
-      if (detail)
-        {
-          char *joined = g_strdup_printf ("%s@%s", address, at + 1);
-          g_free (address);
-          address = joined;
-        }
-      else
-        *at = '@';
-    }
-
-  if (!lmtpd_config_lookup_user (config, address, &mailbox))
-    {
-      /* RFC 5321 4.5.1: postmaster must be accepted; it may be an alias. */
-      at = strrchr (address, '@');
-      if (at && (gsize) (at - address) == 10 && g_ascii_strncasecmp (address, "postmaster", 10) == 0
-          && config->postmaster != NULL)
-        {
-          g_free (address);
-          address = g_strdup (config->postmaster);
-          lmtpd_config_lookup_user (config, address, &mailbox);
-        }
-      else
-        {
-          deliver_status_set (status, 550, "5.1.1", "<%s> User doesn't exist", r->original);
-          return NULL;
-        }
+      deliver_status_set (status, 550, "5.1.1", "<%s> User doesn't exist", r->original);
+      return NULL;
     }
   at = strrchr (address, '@');
   r->local = g_strndup (address, at - address);
@@ -316,25 +372,7 @@ deliver_resolve (const LmtpdConfig *config, const char *local, const char *domai
       r->quota_messages = user->quota_messages;
     }
   set_mailbox (config, r, mailbox ? mailbox : lmtpd_config_mailbox_template (config, r->domain));
-
   if (detail && detail[0])
-    {
-      const char *why;
-      gsize n = strcspn (local, config->recipient_delimiter);
-      g_autofree char *given = local[n] ? g_utf8_strdown (local + n + 1, -1) : NULL;
-      /* the detail keeps the case the client gave it: folders are named so */
-      if (given && strcmp (given, detail) == 0)
-        {
-          g_free (detail);
-          detail = g_strdup (local + n + 1);
-        }
-      r->detail = g_steal_pointer (&detail);
-      if (config->detail_folder != LMTPD_DETAIL_NO && deliver_folder_valid (r->detail, &why)
-          && !deliver_folder_is_inbox (r->detail))
-        {
-          r->folder = g_strdup (r->detail);
-          r->folder_if_exists = config->detail_folder == LMTPD_DETAIL_IF_EXISTS;
-        }
-    }
+    set_detail (config, r, local, g_steal_pointer (&detail));
   return g_steal_pointer (&r);
 }

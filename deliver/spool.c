@@ -15,13 +15,14 @@
 #include <glib/gstdio.h>
 #include <openssl/evp.h>
 
-#include "deliver.h"
+#include "context.h"
 
 #define SPOOL_BUFSIZE (64 * 1024)
 
 struct DeliverSpool {
   int fd;
   char *dir;         /* where the file was made, for reuse */
+  DeliverSpoolPool *pool; /* a reference while in use; NULL: not pooled */
   guint64 size;      /* bytes written to the file or buffered */
   guint64 lines;
   gboolean held_cr;
@@ -67,32 +68,95 @@ fail:
 
 /* Spools of finished transactions, emptied, for the next ones: creating
  * and freeing an inode per transaction is the largest cost of a small
- * delivery on ext4 (the allocator scans past recently freed inodes). */
+ * delivery on ext4 (the allocator scans past recently freed inodes).
+ * Reference-counted apart from the context: a spool in use holds the
+ * pool, one waiting in it does not. */
 #define SPOOL_POOL_MAX 32
-static GMutex pool_lock;
-static GQueue pool = G_QUEUE_INIT;
+
+struct DeliverSpoolPool {
+  gatomicrefcount ref;
+  GMutex lock;
+  GQueue idle;       /* DeliverSpool*, emptied */
+};
+
+static void spool_destroy (DeliverSpool *s);
+
+DeliverSpoolPool *
+deliver_spool_pool_new (void)
+{
+  DeliverSpoolPool *pool = g_new0 (DeliverSpoolPool, 1);
+
+  g_atomic_ref_count_init (&pool->ref);
+  g_mutex_init (&pool->lock);
+  g_queue_init (&pool->idle);
+  return pool;
+}
+
+static DeliverSpoolPool *
+pool_ref (DeliverSpoolPool *pool)
+{
+  g_atomic_ref_count_inc (&pool->ref);
+  return pool;
+}
+
+void
+deliver_spool_pool_unref (DeliverSpoolPool *pool)
+{
+  DeliverSpool *s;
+
+  if (pool == NULL || !g_atomic_ref_count_dec (&pool->ref))
+    return;
+  while ((s = g_queue_pop_head (&pool->idle)) != NULL)
+    spool_destroy (s);
+  g_mutex_clear (&pool->lock);
+  g_free (pool);
+}
 
 static DeliverSpool *
-pool_take (const char *dir)
+pool_take (DeliverSpoolPool *pool, const char *dir)
 {
   DeliverSpool *s = NULL;
 
-  g_mutex_lock (&pool_lock);
-  for (GList *l = pool.head; l; l = l->next)
+  if (pool == NULL)
+    return NULL;
+  g_mutex_lock (&pool->lock);
+  for (GList *l = pool->idle.head; l; l = l->next)
     if (strcmp (((DeliverSpool *) l->data)->dir, dir) == 0)
       {
         s = l->data;
-        g_queue_delete_link (&pool, l);
+        g_queue_delete_link (&pool->idle, l);
         break;
       }
-  g_mutex_unlock (&pool_lock);
+  g_mutex_unlock (&pool->lock);
   return s;
 }
 
-DeliverSpool *
-deliver_spool_new (const char *dir, GError **error)
+/* TRUE if @s (emptied) went back into its pool. */
+static gboolean
+pool_give_back (DeliverSpool *s)
 {
-  DeliverSpool *s = pool_take (dir);
+  DeliverSpoolPool *pool = s->pool;
+  gboolean kept = FALSE;
+
+  if (pool == NULL)
+    return FALSE;
+  s->pool = NULL;
+  g_mutex_lock (&pool->lock);
+  if (pool->idle.length < SPOOL_POOL_MAX)
+    {
+      g_queue_push_head (&pool->idle, s);
+      kept = TRUE;
+    }
+  g_mutex_unlock (&pool->lock);
+  deliver_spool_pool_unref (pool);
+  return kept;
+}
+
+DeliverSpool *
+deliver_spool_new (DeliverContext *ctx, const char *dir, GError **error)
+{
+  DeliverSpoolPool *pool = ctx ? ctx->spools : NULL;
+  DeliverSpool *s = pool_take (pool, dir);
 
   if (s)
     EVP_DigestInit_ex (s->sum, EVP_sha256 (), NULL);
@@ -108,6 +172,7 @@ deliver_spool_new (const char *dir, GError **error)
       if (s->sum == NULL || !EVP_DigestInit_ex (s->sum, EVP_sha256 (), NULL))
         g_error ("out of memory (SHA-256 context)");
     }
+  s->pool = pool ? pool_ref (pool) : NULL;
   s->size = s->lines = 0;
   s->held_cr = s->finished = FALSE;
   s->digest = NULL;
@@ -317,6 +382,23 @@ deliver_spool_header_value (const DeliverSpool *s, const char *name)
   return g_strstrip (g_string_free (value, FALSE));
 }
 
+char *
+deliver_spool_read_header (const DeliverSpool *s, gsize *out_len)
+{
+  gsize len = (gsize) s->header_len;
+  char *buf = g_malloc (len + 1);
+
+  if (len && pread (s->fd, buf, len, 0) != (gssize) len)
+    {
+      g_free (buf);
+      return NULL;
+    }
+  buf[len] = '\0';
+  if (out_len)
+    *out_len = len;
+  return buf;
+}
+
 const char *
 deliver_spool_digest (const DeliverSpool *s)
 {
@@ -341,6 +423,16 @@ deliver_spool_lines (const DeliverSpool *s)
   return s->lines;
 }
 
+static void
+spool_destroy (DeliverSpool *s)
+{
+  if (s->fd >= 0)
+    close (s->fd);
+  EVP_MD_CTX_free (s->sum);
+  g_free (s->dir);
+  g_free (s);
+}
+
 void
 deliver_spool_free (DeliverSpool *s)
 {
@@ -348,23 +440,10 @@ deliver_spool_free (DeliverSpool *s)
     return;
   g_clear_pointer (&s->digest, g_free);
   /* emptied (nothing of this message stays) and rewound for the next */
-  if (s->fd >= 0 && ftruncate (s->fd, 0) == 0 && lseek (s->fd, 0, SEEK_SET) == 0)
-    {
-      g_mutex_lock (&pool_lock);
-      if (pool.length < SPOOL_POOL_MAX)
-        {
-          g_queue_push_head (&pool, s);
-          s = NULL;
-        }
-      g_mutex_unlock (&pool_lock);
-      if (s == NULL)
-        return;
-    }
-  if (s->fd >= 0)
-    close (s->fd);
-  EVP_MD_CTX_free (s->sum);
-  g_free (s->dir);
-  g_free (s);
+  if (s->fd >= 0 && ftruncate (s->fd, 0) == 0 && lseek (s->fd, 0, SEEK_SET) == 0 && pool_give_back (s))
+    return;
+  g_clear_pointer (&s->pool, deliver_spool_pool_unref);
+  spool_destroy (s);
 }
 
 void

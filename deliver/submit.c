@@ -97,57 +97,79 @@ command (GOutputStream *out, GBufferedInputStream *in, guint want, GError **erro
   return TRUE;
 }
 
+/* The message on its way out, buffered; @smtp: CRLF and dot-stuffing. */
+typedef struct {
+  GOutputStream *out;
+  GString *buf;
+  gboolean smtp;
+  gboolean bol;         /* the next byte starts a line */
+} Writer;
+
+static gboolean
+writer_put (Writer *w, const char *data, gsize n, GError **error)
+{
+  for (gsize i = 0; i < n; i++)
+    {
+      char c = data[i];
+      if (w->smtp && w->bol && c == '.')
+        g_string_append_c (w->buf, '.');
+      if (w->smtp && c == '\n')
+        g_string_append_c (w->buf, '\r');
+      if (w->smtp && c == '\r')
+        {
+          /* no bare CR in DATA */
+          g_string_append_c (w->buf, '\r');
+          c = '\n';
+        }
+      g_string_append_c (w->buf, c);
+      w->bol = c == '\n';
+    }
+  if (w->buf->len >= 64 * 1024)
+    {
+      if (!g_output_stream_write_all (w->out, w->buf->str, w->buf->len, NULL, NULL, error))
+        return FALSE;
+      g_string_truncate (w->buf, 0);
+    }
+  return TRUE;
+}
+
+static gboolean
+writer_put_segment (Writer *w, const DeliverSegment *seg, GError **error)
+{
+  char chunk[32 * 1024];
+  guint64 off = seg->offset, left = seg->length;
+
+  while (left > 0)
+    {
+      gssize n = pread (seg->fd, chunk, MIN (left, sizeof chunk), off);
+      if (n <= 0)
+        {
+          g_set_error (error, DELIVER_ERROR, n < 0 ? errno : EIO, "reading the message: %s",
+                       n < 0 ? g_strerror (errno) : "short read");
+          return FALSE;
+        }
+      if (!writer_put (w, chunk, n, error))
+        return FALSE;
+      off += n;
+      left -= n;
+    }
+  return TRUE;
+}
+
 /* Writes @prefix and @content; @smtp: CRLF and dot-stuffing. */
 static gboolean
 write_message (GOutputStream *out, const char *prefix, const DeliverContent *content, gboolean smtp,
                GError **error)
 {
   g_autoptr (GString) buf = g_string_sized_new (64 * 1024 + 1024);
-  gboolean bol = TRUE;
-  char chunk[32 * 1024];
+  Writer w = { out, buf, smtp, TRUE };
 
-#define PUT(data, n)                                                                          \
-  do {                                                                                        \
-    for (gsize i_ = 0; i_ < (gsize) (n); i_++)                                                \
-      {                                                                                       \
-        char c_ = (data)[i_];                                                                 \
-        if (smtp && bol && c_ == '.')                                                         \
-          g_string_append_c (buf, '.');                                                       \
-        if (smtp && c_ == '\n')                                                               \
-          g_string_append_c (buf, '\r');                                                      \
-        if (smtp && c_ == '\r')                                                               \
-          c_ = '\n', g_string_append_c (buf, '\r'); /* no bare CR in DATA */                  \
-        g_string_append_c (buf, c_);                                                          \
-        bol = c_ == '\n';                                                                     \
-      }                                                                                       \
-    if (buf->len >= 64 * 1024)                                                                \
-      {                                                                                       \
-        if (!g_output_stream_write_all (out, buf->str, buf->len, NULL, NULL, error))          \
-          return FALSE;                                                                       \
-        g_string_truncate (buf, 0);                                                           \
-      }                                                                                       \
-  } while (0)
-
-  PUT (prefix, strlen (prefix));
+  if (!writer_put (&w, prefix, strlen (prefix), error))
+    return FALSE;
   for (guint s = 0; content && s < content->n; s++)
-    {
-      guint64 off = content->seg[s].offset, left = content->seg[s].length;
-      while (left > 0)
-        {
-          gssize n = pread (content->seg[s].fd, chunk, MIN (left, sizeof chunk), off);
-          if (n <= 0)
-            {
-              g_set_error (error, DELIVER_ERROR, n < 0 ? errno : EIO, "reading the message: %s",
-                           n < 0 ? g_strerror (errno) : "short read");
-              return FALSE;
-            }
-          PUT (chunk, n);
-          off += n;
-          left -= n;
-        }
-    }
-#undef PUT
-  if (!bol)
+    if (!writer_put_segment (&w, &content->seg[s], error))
+      return FALSE;
+  if (!w.bol)
     g_string_append (buf, smtp ? "\r\n" : "\n");
   return g_output_stream_write_all (out, buf->str, buf->len, NULL, NULL, error);
 }

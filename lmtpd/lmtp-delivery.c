@@ -129,7 +129,7 @@ typedef struct {
   Txn *t;
   gboolean rcpt_check;
   LmtpdConfig *config;
-  DeliverDedupe *dedupe;
+  DeliverContext *ctx;      /* a reference, for as long as the job runs */
   DeliverMessage msg;
   DeliverRecipient *rcpt;   /* borrowed from t->rcpts; owned for rcpt_check */
   guint64 size_hint;
@@ -144,6 +144,7 @@ static void
 job_free (Job *job)
 {
   lmtpd_config_unref (job->config);
+  deliver_context_unref (job->ctx);
   deliver_status_clear (&job->status);
   if (job->rcpt_check)
     deliver_recipient_free (job->rcpt);
@@ -175,9 +176,9 @@ lmtp_delivery_run (gpointer data, gpointer unused)
   Job *job = data;
 
   if (job->rcpt_check)
-    job->ok = deliver_rcpt_check (job->config, &job->msg, job->rcpt, job->size_hint, &job->status);
+    job->ok = deliver_rcpt_check (job->ctx, job->config, &job->msg, job->rcpt, job->size_hint, &job->status);
   else
-    deliver_pipeline_run (job->config, job->dedupe, &job->msg, job->rcpt, &job->t->shared, &job->status,
+    deliver_pipeline_run (job->ctx, job->config, &job->msg, job->rcpt, &job->t->shared, &job->status,
                           &job->path);
   g_main_context_invoke (NULL, job_finished, job);
 }
@@ -190,7 +191,7 @@ job_new (LmtpSession *s, Txn *t, DeliverRecipient *rcpt)
   job->s = lmtp_session_ref (s);
   job->t = t;
   job->config = lmtpd_config_ref (t->config);
-  job->dedupe = s->host->dedupe (s->server);
+  job->ctx = deliver_context_ref (s->host->context (s->server));
   job->msg.id = t->id;
   job->msg.sender = t->sender;
   job->msg.helo = s->xf.helo ? s->xf.helo : s->lhlo;
@@ -257,7 +258,7 @@ lmtp_delivery_rcpt (LmtpSession *s, const char *path, const char *local, const c
 {
   Txn *t = s->txn;
   DeliverStatus st = { 0 };
-  DeliverRecipient *r = deliver_resolve (t->config, local, domain, &st);
+  DeliverRecipient *r = deliver_resolve (s->host->context (s->server), t->config, local, domain, &st);
   Job *job;
 
   if (r == NULL)
@@ -292,7 +293,7 @@ lmtp_delivery_open_spool (LmtpSession *s)
 
   if (s->txn->spool)
     return TRUE;
-  s->txn->spool = deliver_spool_new (s->txn->config->spool_dir, &error);
+  s->txn->spool = deliver_spool_new (s->host->context (s->server), s->txn->config->spool_dir, &error);
   if (s->txn->spool == NULL)
     {
       g_warning ("%s: %s", s->log_id, error->message);

@@ -8,7 +8,7 @@
 #include "lmtpd-util.h"
 
 typedef struct LmtpSession LmtpSession;
-struct DeliverDedupe;
+struct DeliverContext;
 struct LmtpSessionProtocol;
 
 /* The LMTP protocol (lmtp-commands.c) that sessions speak. */
@@ -22,8 +22,8 @@ typedef struct {
   LmtpdConfig *(*config) (gpointer server);
   /* STARTTLS, or NULL when no certificate is set */
   UtilTlsContext *(*tls) (gpointer server);
-  /* the duplicate journal, or NULL when disabled */
-  struct DeliverDedupe *(*dedupe) (gpointer server);
+  /* the delivery context (journal, callouts, caches) sessions deliver with */
+  struct DeliverContext *(*context) (gpointer server);
   /* the delivery threads; they run lmtp_delivery_run */
   GThreadPool *(*pool) (gpointer server);
   /* the session's connection is closed */

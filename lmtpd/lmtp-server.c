@@ -30,7 +30,7 @@ struct LmtpServer {
   LmtpdConfig *config;
   GSocketService *service;
   GHashTable *sessions;      /* LmtpSession* set, owns a reference */
-  DeliverDedupe *dedupe;
+  DeliverContext *ctx;       /* what deliveries share; kept across reloads */
   GPtrArray *unix_paths;     /* to remove at shutdown */
   guint64 next_id;
   gboolean shutting_down;
@@ -62,10 +62,10 @@ host_tls (gpointer server)
   return ((LmtpServer *) server)->tls;
 }
 
-static DeliverDedupe *
-host_dedupe (gpointer server)
+static DeliverContext *
+host_context (gpointer server)
 {
-  return ((LmtpServer *) server)->dedupe;
+  return ((LmtpServer *) server)->ctx;
 }
 
 static GThreadPool *
@@ -77,7 +77,7 @@ host_pool (gpointer server)
 static void host_closed (gpointer server, LmtpSession *s);
 
 static const LmtpSessionHost session_host = {
-  host_config, host_tls, host_dedupe, host_pool, host_closed, &lmtp_protocol,
+  host_config, host_tls, host_context, host_pool, host_closed, &lmtp_protocol,
 };
 
 static gboolean
@@ -439,12 +439,13 @@ listen_activated (LmtpServer *server, GError **error)
 }
 
 LmtpServer *
-lmtp_server_new (LmtpdConfig *config, GError **error)
+lmtp_server_new (LmtpdConfig *config, DeliverContext *ctx, GError **error)
 {
   LmtpServer *server = g_new0 (LmtpServer, 1);
   int activated;
 
   server->config = lmtpd_config_ref (config);
+  server->ctx = deliver_context_ref (ctx);
   server->service = g_socket_service_new ();
   g_socket_service_stop (server->service); /* until lmtp_server_start */
   server->sessions = g_hash_table_new (NULL, NULL);
@@ -483,13 +484,8 @@ static gboolean memory_watch_cb (gpointer data);
 gboolean
 lmtp_server_start (LmtpServer *server, GError **error)
 {
-  if (server->config->duplicate_window > 0)
-    {
-      server->dedupe = deliver_dedupe_open (server->config->duplicate_db,
-                                            server->config->duplicate_window, error);
-      if (server->dedupe == NULL)
-        return FALSE;
-    }
+  if (!deliver_context_open_journal (server->ctx, server->config, error))
+    return FALSE;
   g_socket_service_start (server->service);
   server->memory_timer = g_timeout_add_seconds (1, memory_watch_cb, server);
   return TRUE;
@@ -597,7 +593,7 @@ lmtp_server_free (LmtpServer *server)
   /* deliveries in flight finish in their threads; nobody waits for them
    * (a second SIGTERM means now) */
   g_thread_pool_free (server->pool, FALSE, FALSE);
-  deliver_dedupe_free (server->dedupe);
+  deliver_context_unref (server->ctx);
   util_tls_context_free (server->tls);
   lmtpd_config_unref (server->config);
   g_free (server);

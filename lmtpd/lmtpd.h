@@ -104,11 +104,14 @@ char *lmtp_xtext_decode (const char *s);
 /* ---- server (lmtp-server.c) -------------------------------------------- */
 
 typedef struct LmtpServer LmtpServer;
+struct DeliverContext;   /* deliver.h */
 
-/* Takes a reference to @config.  Binds every listener in it or fails. */
-LmtpServer *lmtp_server_new (LmtpdConfig *config, GError **error);
-/* Opens the duplicate journal and starts accepting.  Called after
- * privileges are dropped, so the journal belongs to the mail user. */
+/* Takes a reference to @config and to the delivery context @ctx its
+ * sessions deliver with.  Binds every listener in it or fails. */
+LmtpServer *lmtp_server_new (LmtpdConfig *config, struct DeliverContext *ctx, GError **error);
+/* Opens the duplicate journal (in the delivery context) and starts
+ * accepting.  Called after privileges are dropped, so the journal belongs
+ * to the mail user. */
 gboolean lmtp_server_start (LmtpServer *server, GError **error);
 /* Swaps in a new configuration for new transactions. */
 void lmtp_server_set_config (LmtpServer *server, LmtpdConfig *config);

@@ -31,6 +31,7 @@ typedef struct {
   const char *mail_root;
   GMainLoop *loop;
   LmtpServer *server;
+  DeliverContext *ctx;       /* what deliveries share, for the life of the process */
   GSocketService *metrics;
   LmtpdConfig *started;      /* the configuration the listeners were made from */
   gboolean debug;
@@ -321,6 +322,9 @@ on_sighup (gpointer data)
       return G_SOURCE_CONTINUE;
     }
   not_applied = report_not_reloadable (d->started, c);
+  /* the delivery context stays as it is: it holds no configuration (the
+   * OCP client gets each service's settings with every call, a cached
+   * script is used only while its file is unchanged) */
   lmtp_server_set_config (d->server, c);
   log_json = c->log_json;
   if (not_applied)
@@ -447,7 +451,7 @@ start_serving (Daemon *d, LmtpdConfig *config)
       fprintf (stderr, "lmtpd: %s\n", error->message);
       return 73; /* EX_CANTCREAT */
     }
-  d->server = lmtp_server_new (config, &error);
+  d->server = lmtp_server_new (config, d->ctx, &error);
   if (d->server == NULL)
     {
       fprintf (stderr, "lmtpd: cannot listen: %s\n", error->message);
@@ -492,7 +496,7 @@ run (Daemon *d, LmtpdConfig *config)
       g_object_unref (d->metrics);
     }
   lmtp_server_free (d->server);
-  deliver_close_callouts ();
+  deliver_context_close_callouts (d->ctx);
   lmtpd_config_unref (d->started);
   g_main_loop_unref (d->loop);
 }
@@ -528,11 +532,15 @@ main (int argc, char **argv)
       return 0;
     }
   signal (SIGPIPE, SIG_IGN);
-  deliver_set_callout_observer (lmtp_metrics_callout);
+  d.ctx = deliver_context_new ();
+  deliver_context_set_callout_observer (d.ctx, lmtp_metrics_callout);
   raise_fd_limit ();
   code = start_serving (&d, config);
-  if (code != 0)
-    return code;
-  run (&d, config);
-  return d.exit_code;
+  if (code == 0)
+    {
+      run (&d, config);
+      code = d.exit_code;
+    }
+  deliver_context_unref (d.ctx);
+  return code;
 }

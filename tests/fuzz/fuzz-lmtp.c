@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <glib/gstdio.h>
 
+#include "deliver.h"
 #include "lmtpd.h"
 
 int LLVMFuzzerInitialize (int *argc, char ***argv);
@@ -60,7 +61,10 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
   g_mkdir_with_parents (mail, 0700);
   config = lmtpd_config_load (conf, &error);
   g_assert_no_error (error);
-  server = lmtp_server_new (config, &error);
+  {
+    g_autoptr (DeliverContext) ctx = deliver_context_new ();
+    server = lmtp_server_new (config, ctx, &error);
+  }
   g_assert_no_error (error);
   g_assert_true (lmtp_server_start (server, &error));
   return 0;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "filter.h"
+#include "header-edit.h"
 #include "gmime-cleanup.h"
 
 int LLVMFuzzerTestOneInput (const guint8 *data, size_t size);
@@ -52,7 +53,7 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
       g_autofree char *out = NULL;
       g_ptr_array_add (edits, &del);
       g_ptr_array_add (edits, &add);
-      out = filter_edit_header (hdr, edits);
+      out = header_edit_sieve (hdr, edits, filter_protected_fields);
       if (strstr (out, "\nInjected: 1") && !strstr (hdr, "Injected: 1"))
         __builtin_trap (); /* header injection through addheader */
       g_ptr_array_unref (edits);

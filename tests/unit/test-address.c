@@ -76,7 +76,7 @@ test_resolve (void)
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     {
       DeliverStatus st = { 0 };
-      g_autoptr (DeliverRecipient) r = deliver_resolve (c, cases[i].local, cases[i].domain, &st);
+      g_autoptr (DeliverRecipient) r = deliver_resolve (NULL, c, cases[i].local, cases[i].domain, &st);
       if (cases[i].code == 0)
         {
           g_assert_nonnull (r);
@@ -102,12 +102,12 @@ test_unknown_user (void)
 
   g_strfreev (c->domains);
   c->domains = g_strsplit ("example.org", ";", -1);
-  r = deliver_resolve (c, "nobody", "other.example", &st);
+  r = deliver_resolve (NULL, c, "nobody", "other.example", &st);
   g_assert_null (r);
   g_assert_cmpuint (st.code, ==, 550);
   g_assert_cmpstr (st.enhanced, ==, "5.1.1");
   deliver_status_clear (&st);
-  r = deliver_resolve (c, "anyone", "EXAMPLE.org", &st);
+  r = deliver_resolve (NULL, c, "anyone", "EXAMPLE.org", &st);
   g_assert_nonnull (r);
   g_assert_cmpstr (r->address, ==, "anyone@example.org");
 }

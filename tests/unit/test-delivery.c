@@ -11,6 +11,27 @@
 
 #include "deliver.h"
 
+/* deliver_maildir_store() with the fields as arguments, as the tests
+ * used to call it. */
+static gboolean
+store_maildir (const char *maildir, const char *hostname, const char *header, const DeliverContent *content,
+               const char *flags, const char *link_from, gboolean do_fsync, char **out_path, guint64 *out_size,
+               GError **error)
+{
+  DeliverMaildirStore st = { maildir, hostname, header, content, flags, link_from, do_fsync, NULL, NULL, NULL };
+  return deliver_maildir_store (&st, out_path, out_size, error);
+}
+
+/* deliver_mbox_store() with the fields as arguments. */
+static gboolean
+store_mbox (const char *path, const char *sender, gint64 received_us, const char *header,
+            const DeliverContent *content, gboolean mboxo, guint lock_timeout, gboolean do_fsync,
+            const char *inflight_dir, GError **error)
+{
+  DeliverMboxStore st = { path, sender, received_us, header, content, mboxo, lock_timeout, do_fsync, inflight_dir };
+  return deliver_mbox_store (&st, error);
+}
+
 static const DeliverContent *
 content_of (DeliverSpool *s)
 {
@@ -23,7 +44,7 @@ static DeliverSpool *
 spool_of (const char *text)
 {
   g_autoptr (GError) error = NULL;
-  DeliverSpool *s = deliver_spool_new (g_get_tmp_dir (), &error);
+  DeliverSpool *s = deliver_spool_new (NULL, g_get_tmp_dir (), &error);
   g_assert_no_error (error);
   g_assert_true (deliver_spool_write (s, text, strlen (text), &error));
   g_assert_true (deliver_spool_finish (s, &error));
@@ -86,7 +107,7 @@ test_flags (void)
   g_autofree char *path = NULL, *norm = deliver_flags_normalize ("SxFRD");
 
   g_assert_cmpstr (norm, ==, "DFRS");
-  g_assert_true (deliver_maildir_store (maildir, "h", "", content_of (s), "FS", NULL, TRUE, &path, NULL, &error));
+  g_assert_true (store_maildir (maildir, "h", "", content_of (s), "FS", NULL, TRUE, &path, NULL, &error));
   g_assert_no_error (error);
   g_assert_nonnull (strstr (path, "/Maildir/cur/"));
   g_assert_true (g_str_has_suffix (path, ":2,FS"));
@@ -102,8 +123,8 @@ test_single_instance_link (void)
   g_autofree char *pa = NULL, *pb = NULL, *gone = NULL;
   struct stat sa, sb;
 
-  g_assert_true (deliver_maildir_store (a, "h", "H: 1\n", content_of (s), NULL, NULL, TRUE, &pa, NULL, &error));
-  g_assert_true (deliver_maildir_store (b, "h", "H: 1\n", content_of (s), NULL, pa, TRUE, &pb, NULL, &error));
+  g_assert_true (store_maildir (a, "h", "H: 1\n", content_of (s), NULL, NULL, TRUE, &pa, NULL, &error));
+  g_assert_true (store_maildir (b, "h", "H: 1\n", content_of (s), NULL, pa, TRUE, &pb, NULL, &error));
   g_assert_no_error (error);
   g_assert_cmpint (stat (pa, &sa), ==, 0);
   g_assert_cmpint (stat (pb, &sb), ==, 0);
@@ -113,7 +134,7 @@ test_single_instance_link (void)
   gone = g_strconcat (pa, ".moved", NULL);
   g_assert_cmpint (rename (pa, gone), ==, 0);
   g_clear_pointer (&pb, g_free);
-  g_assert_true (deliver_maildir_store (b, "h", "H: 1\n", content_of (s), NULL, pa, TRUE, &pb, NULL, &error));
+  g_assert_true (store_maildir (b, "h", "H: 1\n", content_of (s), NULL, pa, TRUE, &pb, NULL, &error));
   g_assert_cmpint (stat (pb, &sb), ==, 0);
   g_assert_cmpuint (sb.st_nlink, ==, 1);
 }
@@ -133,8 +154,8 @@ test_mbox_quoting (void)
                        " From not\nFromage\nlast\n\n";
   char *second;
 
-  g_assert_true (deliver_mbox_store (path, "a@b", 0, "Return-Path: <a@b>\n", content_of (s), FALSE, 5, TRUE, NULL, &error));
-  g_assert_true (deliver_mbox_store (path, "", 0, "Return-Path: <a@b>\n", content_of (s), TRUE, 5, TRUE, NULL, &error));
+  g_assert_true (store_mbox (path, "a@b", 0, "Return-Path: <a@b>\n", content_of (s), FALSE, 5, TRUE, NULL, &error));
+  g_assert_true (store_mbox (path, "", 0, "Return-Path: <a@b>\n", content_of (s), TRUE, 5, TRUE, NULL, &error));
   g_assert_no_error (error);
   text = read_all (path);
   g_assert_true (g_str_has_prefix (text, "From a@b Thu Jan  1 00:00:00 1970\n"));
@@ -155,12 +176,12 @@ test_mbox_locked_and_repair (void)
   g_autofree char *text = NULL;
   gsize first_len;
 
-  g_assert_true (deliver_mbox_store (path, "a@b", 0, "", content_of (s), FALSE, 5, TRUE, NULL, &error));
+  g_assert_true (store_mbox (path, "a@b", 0, "", content_of (s), FALSE, 5, TRUE, NULL, &error));
   text = read_all (path);
   first_len = strlen (text);
   /* a live lock holder: we give up after the timeout with EAGAIN */
   g_assert_true (g_file_set_contents (lock, "1 -1\n", -1, NULL));
-  g_assert_false (deliver_mbox_store (path, "a@b", 0, "", content_of (s), FALSE, 1, TRUE, NULL, &error));
+  g_assert_false (store_mbox (path, "a@b", 0, "", content_of (s), FALSE, 1, TRUE, NULL, &error));
   g_assert_error (error, DELIVER_ERROR, EAGAIN);
   g_clear_error (&error);
   /* a dead lmtpd left half a message and its lock: it is cut away */
@@ -171,7 +192,7 @@ test_mbox_locked_and_repair (void)
     fclose (f);
     g_assert_true (g_file_set_contents (lock, lk, -1, NULL));
   }
-  g_assert_true (deliver_mbox_store (path, "a@b", 0, "", content_of (s), FALSE, 5, TRUE, NULL, &error));
+  g_assert_true (store_mbox (path, "a@b", 0, "", content_of (s), FALSE, 5, TRUE, NULL, &error));
   g_free (text);
   text = read_all (path);
   g_assert_null (strstr (text, "Subject: half"));
@@ -190,12 +211,12 @@ test_mbox_refuses_symlink_and_fifo (void)
 
   g_assert_cmpint (g_mkdir_with_parents (dir, 0700), ==, 0);
   g_assert_cmpint (symlink (target, link), ==, 0);
-  g_assert_false (deliver_mbox_store (link, "a@b", 0, "", content_of (s), FALSE, 1, TRUE, NULL, &error));
+  g_assert_false (store_mbox (link, "a@b", 0, "", content_of (s), FALSE, 1, TRUE, NULL, &error));
   g_assert_error (error, DELIVER_ERROR, ELOOP);
   g_clear_error (&error);
   g_assert_false (g_file_test (target, G_FILE_TEST_EXISTS));
   g_assert_cmpint (mkfifo (fifo, 0600), ==, 0);
-  g_assert_false (deliver_mbox_store (fifo, "a@b", 0, "", content_of (s), FALSE, 1, TRUE, NULL, &error));
+  g_assert_false (store_mbox (fifo, "a@b", 0, "", content_of (s), FALSE, 1, TRUE, NULL, &error));
   g_assert_nonnull (error);
 }
 
@@ -210,7 +231,7 @@ test_quota (void)
   guint64 size = 0;
 
   g_assert_true (deliver_quota_check (maildir, 100, 0, 10, &error));
-  g_assert_true (deliver_maildir_store (maildir, "h", "", content_of (s), NULL, NULL, FALSE, NULL, &size, &error));
+  g_assert_true (store_maildir (maildir, "h", "", content_of (s), NULL, NULL, FALSE, NULL, &size, &error));
   deliver_quota_add (maildir, 100, 0, size);
   text = read_all (size_file);
   g_assert_true (g_str_has_prefix (text, "100S\n"));
@@ -347,7 +368,7 @@ test_rewrite_and_subaddress (void)
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     {
       DeliverStatus st = { 0 };
-      g_autoptr (DeliverRecipient) r = deliver_resolve (c, cases[i].local, cases[i].domain, &st);
+      g_autoptr (DeliverRecipient) r = deliver_resolve (NULL, c, cases[i].local, cases[i].domain, &st);
       g_test_message ("case %u: %s@%s", i, cases[i].local, cases[i].domain);
       if (cases[i].code)
         {
@@ -363,8 +384,8 @@ test_rewrite_and_subaddress (void)
     }
   {
     DeliverStatus st = { 0 };
-    g_autoptr (DeliverRecipient) j = deliver_resolve (c, "joe", "example.org", &st);
-    g_autoptr (DeliverRecipient) a = deliver_resolve (c, "ann", "new.example", &st);
+    g_autoptr (DeliverRecipient) j = deliver_resolve (NULL, c, "joe", "example.org", &st);
+    g_autoptr (DeliverRecipient) a = deliver_resolve (NULL, c, "ann", "new.example", &st);
     g_assert_cmpuint (j->quota_bytes, ==, 1024 * 1024);
     g_assert_cmpint (j->format, ==, DELIVER_MAILDIR);
     g_assert_cmpstr (j->mailbox, ==, "/m/fr.example.org/joe/Maildir");
@@ -380,8 +401,8 @@ test_domain_mailboxes (void)
   g_autoptr (LmtpdConfig) c = config_with ("[delivery]\nmail_root=/m\n"
                                            "[mailboxes]\nmbox.example = mbox:%d/%n:INBOX=spool/%n\n");
   DeliverStatus st = { 0 };
-  g_autoptr (DeliverRecipient) a = deliver_resolve (c, "Ann", "MBOX.example", &st);
-  g_autoptr (DeliverRecipient) b = deliver_resolve (c, "bob", "other.example", &st);
+  g_autoptr (DeliverRecipient) a = deliver_resolve (NULL, c, "Ann", "MBOX.example", &st);
+  g_autoptr (DeliverRecipient) b = deliver_resolve (NULL, c, "bob", "other.example", &st);
 
   g_assert_cmpint (a->format, ==, DELIVER_MBOX);
   g_assert_cmpstr (a->mailbox, ==, "/m/mbox.example/ann");
@@ -390,11 +411,40 @@ test_domain_mailboxes (void)
   g_assert_cmpstr (b->mailbox, ==, "/m/other.example/bob/Maildir");
 }
 
+/* The context's spool pool: a freed spool's file serves the next spool
+ * in the same directory, emptied; without a context nothing is kept.  A
+ * spool may outlive the context it came from. */
+static void
+test_context_spool_pool (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (DeliverContext) ctx = deliver_context_new ();
+  g_autoptr (LmtpdConfig) c = lmtpd_config_new_default ();
+  DeliverSpool *a, *b;
+  int fd;
+
+  c->duplicate_window = 0;
+  g_assert_true (deliver_context_open_journal (ctx, c, &error));
+  a = deliver_spool_new (ctx, g_get_tmp_dir (), &error);
+  g_assert_no_error (error);
+  g_assert_true (deliver_spool_write (a, "X: 1\r\n\r\nbody\r\n", 14, &error));
+  g_assert_true (deliver_spool_finish (a, &error));
+  fd = deliver_spool_fd (a);
+  deliver_spool_free (a);
+  b = deliver_spool_new (ctx, g_get_tmp_dir (), &error);
+  g_assert_cmpint (deliver_spool_fd (b), ==, fd);
+  g_assert_true (deliver_spool_finish (b, &error));
+  g_assert_cmpuint (deliver_spool_size (b), ==, 0);
+  g_clear_pointer (&ctx, deliver_context_unref);
+  deliver_spool_free (b);
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
   g_test_add_func ("/folder/names", test_folder_names);
+  g_test_add_func ("/context/spool-pool", test_context_spool_pool);
   g_test_add_func ("/maildir/flags", test_flags);
   g_test_add_func ("/maildir/single-instance", test_single_instance_link);
   g_test_add_func ("/mbox/quoting", test_mbox_quoting);

@@ -11,6 +11,17 @@
 
 #include "deliver.h"
 
+/* deliver_maildir_store() with the fields as arguments, as the tests
+ * used to call it. */
+static gboolean
+store_maildir (const char *maildir, const char *hostname, const char *header, const DeliverContent *content,
+               const char *flags, const char *link_from, gboolean do_fsync, char **out_path, guint64 *out_size,
+               GError **error)
+{
+  DeliverMaildirStore st = { maildir, hostname, header, content, flags, link_from, do_fsync, NULL, NULL, NULL };
+  return deliver_maildir_store (&st, out_path, out_size, error);
+}
+
 static const DeliverContent *
 content_of (DeliverSpool *s)
 {
@@ -43,7 +54,7 @@ test_spool_crlf (void)
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     {
       g_autoptr (GError) error = NULL;
-      g_autoptr (DeliverSpool) s = deliver_spool_new (g_get_tmp_dir (), &error);
+      g_autoptr (DeliverSpool) s = deliver_spool_new (NULL, g_get_tmp_dir (), &error);
       g_autofree char *got = NULL;
 
       g_assert_no_error (error);
@@ -61,7 +72,7 @@ static void
 test_spool_large (void)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (DeliverSpool) s = deliver_spool_new (g_get_tmp_dir (), &error);
+  g_autoptr (DeliverSpool) s = deliver_spool_new (NULL, g_get_tmp_dir (), &error);
   char line[1000];
 
   memset (line, 'x', sizeof line - 2);
@@ -89,7 +100,7 @@ static void
 test_store (void)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (DeliverSpool) s = deliver_spool_new (g_get_tmp_dir (), &error);
+  g_autoptr (DeliverSpool) s = deliver_spool_new (NULL, g_get_tmp_dir (), &error);
   g_autofree char *maildir = g_build_filename (g_get_tmp_dir (), "a", "b", "Maildir", NULL);
   g_autofree char *path = NULL, *contents = NULL, *base = NULL, *want_suffix = NULL;
   const char *body = "Subject: hi\r\n\r\nbody\r\n";
@@ -99,7 +110,7 @@ test_store (void)
 
   g_assert_true (deliver_spool_write (s, body, strlen (body), &error));
   g_assert_true (deliver_spool_finish (s, &error));
-  g_assert_true (deliver_maildir_store (maildir, "host", header, content_of (s), NULL, NULL, TRUE, &path, NULL, &error));
+  g_assert_true (store_maildir (maildir, "host", header, content_of (s), NULL, NULL, TRUE, &path, NULL, &error));
   g_assert_no_error (error);
   g_assert_true (g_file_get_contents (path, &contents, &len, NULL));
   g_assert_cmpstr (contents, ==, "Return-Path: <a@b>\nSubject: hi\n\nbody\n");
@@ -127,14 +138,14 @@ static void
 test_store_fails_cleanly (void)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (DeliverSpool) s = deliver_spool_new (g_get_tmp_dir (), &error);
+  g_autoptr (DeliverSpool) s = deliver_spool_new (NULL, g_get_tmp_dir (), &error);
   g_autofree char *file = g_build_filename (g_get_tmp_dir (), "notadir", NULL);
   g_autofree char *maildir = g_build_filename (file, "Maildir", NULL);
   DeliverStatus st = { 0 };
 
   g_assert_true (g_file_set_contents (file, "x", 1, NULL));
   g_assert_true (deliver_spool_finish (s, &error));
-  g_assert_false (deliver_maildir_store (maildir, "host", "", content_of (s), NULL, NULL, TRUE, NULL, NULL, &error));
+  g_assert_false (store_maildir (maildir, "host", "", content_of (s), NULL, NULL, TRUE, NULL, NULL, &error));
   g_assert_error (error, DELIVER_ERROR, ENOTDIR);
   deliver_status_from_error (&st, error);
   g_assert_cmpuint (st.code / 100, ==, 4);
@@ -168,14 +179,16 @@ static void
 test_store_commit_refused (void)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (DeliverSpool) s = deliver_spool_new (g_get_tmp_dir (), &error);
+  g_autoptr (DeliverSpool) s = deliver_spool_new (NULL, g_get_tmp_dir (), &error);
   g_autofree char *root = g_dir_make_tmp ("test-maildir-XXXXXX", NULL);
   g_autofree char *maildir = g_build_filename (root, "Maildir", NULL);
   guint calls = 0;
 
   g_assert_true (deliver_spool_write (s, "a\n", 2, &error) && deliver_spool_finish (s, &error));
-  g_assert_false (deliver_maildir_store_full (maildir, "host", "", content_of (s), NULL, NULL, FALSE,
-                                              refuse_commit, &calls, NULL, NULL, &error));
+  {
+    DeliverMaildirStore st = { maildir, "host", "", content_of (s), NULL, NULL, FALSE, refuse_commit, &calls, NULL };
+    g_assert_false (deliver_maildir_store (&st, NULL, NULL, &error));
+  }
   g_assert_error (error, DELIVER_ERROR, ETIMEDOUT);
   g_assert_cmpuint (calls, ==, 1);
   g_assert_cmpuint (count_entries (maildir, "new"), ==, 0);
@@ -192,7 +205,7 @@ test_store_symlinked_subdir (void)
   for (guint i = 0; i < G_N_ELEMENTS (subs); i++)
     {
       g_autoptr (GError) error = NULL;
-      g_autoptr (DeliverSpool) s = deliver_spool_new (g_get_tmp_dir (), &error);
+      g_autoptr (DeliverSpool) s = deliver_spool_new (NULL, g_get_tmp_dir (), &error);
       g_autofree char *root = g_dir_make_tmp ("test-maildir-XXXXXX", NULL);
       g_autofree char *maildir = g_build_filename (root, "Maildir", NULL);
       g_autofree char *elsewhere = g_build_filename (root, "elsewhere", NULL);
@@ -204,7 +217,7 @@ test_store_symlinked_subdir (void)
       g_assert_cmpint (g_mkdir (elsewhere, 0700), ==, 0);
       g_assert_cmpint (rmdir (link), ==, 0);
       g_assert_cmpint (symlink (elsewhere, link), ==, 0);
-      g_assert_false (deliver_maildir_store (maildir, "host", "", content_of (s), flags, NULL, FALSE, NULL, NULL,
+      g_assert_false (store_maildir (maildir, "host", "", content_of (s), flags, NULL, FALSE, NULL, NULL,
                                              &error));
       g_assert_nonnull (error);
       g_assert_cmpuint (count_entries (root, "elsewhere"), ==, 0);

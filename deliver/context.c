@@ -1,0 +1,70 @@
+/* context.c - the delivery context: what deliveries share across
+ * transactions (OCP client, script cache, spool pool, duplicate journal,
+ * callout observer, two small path caches), built once by lmtpd and by
+ * the deliver command and passed to every pipeline entry point.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+
+#include "context.h"
+
+DeliverContext *
+deliver_context_new (void)
+{
+  DeliverContext *ctx = g_new0 (DeliverContext, 1);
+
+  g_atomic_ref_count_init (&ctx->ref);
+  ctx->ocp = ocp_client_new ();
+  ctx->scripts = filter_cache_new ();
+  ctx->spools = deliver_spool_pool_new ();
+  g_mutex_init (&ctx->tmp_lock);
+  ctx->tmp_cleaned = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_mutex_init (&ctx->root_lock);
+  return ctx;
+}
+
+DeliverContext *
+deliver_context_ref (DeliverContext *ctx)
+{
+  g_atomic_ref_count_inc (&ctx->ref);
+  return ctx;
+}
+
+void
+deliver_context_unref (DeliverContext *ctx)
+{
+  if (ctx == NULL || !g_atomic_ref_count_dec (&ctx->ref))
+    return;
+  ocp_client_free (ctx->ocp);
+  filter_cache_free (ctx->scripts);
+  deliver_spool_pool_unref (ctx->spools);
+  deliver_dedupe_free (ctx->journal);
+  g_hash_table_unref (ctx->tmp_cleaned);
+  g_mutex_clear (&ctx->tmp_lock);
+  g_free (ctx->root_configured);
+  free (ctx->root_resolved);
+  g_mutex_clear (&ctx->root_lock);
+  g_free (ctx);
+}
+
+gboolean
+deliver_context_open_journal (DeliverContext *ctx, const LmtpdConfig *config, GError **error)
+{
+  if (config->duplicate_window == 0 || ctx->journal)
+    return TRUE;
+  ctx->journal = deliver_dedupe_open (config->duplicate_db, config->duplicate_window, error);
+  return ctx->journal != NULL;
+}
+
+void
+deliver_context_set_callout_observer (DeliverContext *ctx, DeliverCalloutObserver observer)
+{
+  ctx->observer = observer;
+}
+
+void
+deliver_context_close_callouts (DeliverContext *ctx)
+{
+  ocp_client_close (ctx->ocp);
+}

@@ -1,0 +1,64 @@
+/* pipeline.h - inside deliver/: one recipient's delivery as the steps of
+ * the pipeline (pipeline.c), the stores (store.c) and the Sieve actions
+ * (sieve-actions.c) share it.  Not part of deliver.h's public interface.
+ */
+#pragma once
+
+#include "callout.h"
+#include "context.h"
+#include "filter.h"
+
+/* The duplicate journal learns of a delivery the moment its first copy
+ * becomes visible. */
+typedef struct {
+  DeliverDedupe *dedupe;
+  const char *digest;
+  const char *sender;
+  const char *address;
+  gboolean recorded;
+  gboolean pending;         /* only the intent is written */
+  gint64 deadline;          /* monotonic; past it nothing more is published */
+} Commit;
+
+/* One recipient's delivery, as its steps share it. */
+typedef struct {
+  DeliverContext *ctx;
+  const LmtpdConfig *config;
+  const DeliverMessage *msg;
+  const DeliverRecipient *rcpt;   /* after a service's redirect, the recipient it named */
+  DeliverShared *shared;          /* or NULL */
+  Commit *commit;
+  DeliverStatus *status;
+} Delivery;
+
+typedef struct {
+  const char *folder;
+  gboolean folder_if_exists;
+  gboolean create;          /* create the folder even without create_folders */
+  const char *flags;
+  const char *prefix;
+  DeliverContent content;
+  Commit *commit;
+} Store;
+
+/* ---- store.c ----------------------------------------------------------------- */
+
+/* Stores @st for dv->rcpt; *@out_path gets the file written. */
+gboolean store_copy (const Delivery *dv, const Store *st, char **out_path, GError **error);
+/* The status of a store that failed with @error. */
+void store_failed (const Delivery *dv, const GError *error);
+/* "Mailbox is full", temporary or permanent as configured. */
+void store_quota_status (const LmtpdConfig *config, DeliverStatus *status, const DeliverRecipient *rcpt);
+/* Past the delivery's deadline (delivery_timeout)? */
+gboolean store_past_deadline (const Commit *c);
+void store_deadline_status (DeliverStatus *status, const DeliverRecipient *rcpt);
+/* A DeliverCommitFunc (@data a Commit*, may be NULL): tells the
+ * journal; FALSE before a file appears when past the deadline. */
+gboolean store_commit_record (gpointer data, const char *path, gboolean visible);
+
+/* ---- sieve-actions.c --------------------------------------------------------- */
+
+/* Carries out @fo's result for dv->rcpt; @header_in_prefix: a service put
+ * the header part into st->prefix already. */
+void sieve_actions_apply (const Delivery *dv, Store *st, FilterOutcome *fo, gboolean header_in_prefix,
+                          char **out_path, GError **error);

@@ -1,0 +1,250 @@
+/* sieve-actions.c - carrying out a Sieve result for one recipient
+ * (RFC 5228 2.10): reject refuses, header edits change the stored header,
+ * keep and fileinto store (all or none), redirect sends on, vacation
+ * answers after the stores.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "header-edit.h"
+#include "pipeline.h"
+
+/* Flags of a Sieve keep/fileinto on top of the services' (Maildir letters). */
+static char *
+merge_flags (const char *callout_flags, const char *sieve_flags)
+{
+  g_autofree char *letters = sieve_flags_to_maildir (sieve_flags);
+  g_autofree char *all = g_strconcat (callout_flags ? callout_flags : "", letters, NULL);
+  return all[0] ? deliver_flags_normalize (all) : NULL;
+}
+
+/* The stores of a Sieve result, all or none (paths into @stored). */
+static gboolean
+store_all (const Delivery *dv, GArray *stores, GPtrArray *stored, GError **error)
+{
+  const DeliverRecipient *rcpt = dv->rcpt;
+  guint before = stored->len;
+
+  for (guint i = 0; i < stores->len; i++)
+    {
+      char *path = NULL;
+      const Store *one = &g_array_index (stores, Store, i);
+      gboolean dup = FALSE;
+      /* the same folder twice is one copy (RFC 5228 2.10.3) */
+      for (guint k = 0; k < i; k++)
+        dup |= g_strcmp0 (g_array_index (stores, Store, k).folder, one->folder) == 0;
+      if (dup)
+        continue;
+      if (!store_copy (dv, one, &path, error))
+        {
+          g_free (path);
+          if (rcpt->format != DELIVER_MAILDIR && stored->len > before)
+            {
+              /* an mbox append cannot be taken back once another process
+               * may have appended after it: keep what was stored rather
+               * than have the MTA retry and store it twice */
+              g_autofree char *why = deliver_sanitize ((*error)->message, 300);
+              g_warning ("%s: <%s> sieve: a store failed after another succeeded: %s", dv->msg->id, rcpt->address,
+                         why);
+              g_clear_error (error);
+              return TRUE;
+            }
+          /* all or nothing: the MTA will try again */
+          for (guint k = before; k < stored->len; k++)
+            if (rcpt->format == DELIVER_MAILDIR)
+              unlink (stored->pdata[k]);
+          store_failed (dv, *error);
+          return FALSE;
+        }
+      g_ptr_array_add (stored, path);
+    }
+  return TRUE;
+}
+
+/* RFC 5429 2.1/2.2: a reject refuses the message for this recipient, in
+ * the protocol.  TRUE (with the status set) if the result has one. */
+static gboolean
+sieve_rejects (const Delivery *dv, const SieveResult *r)
+{
+  for (guint i = 0; i < r->actions->len; i++)
+    {
+      const SieveAction *a = r->actions->pdata[i];
+      if (a->kind == SIEVE_REJECT || a->kind == SIEVE_EREJECT)
+        {
+          g_autofree char *why = deliver_sanitize (a->argument && a->argument[0] ? a->argument : "Rejected", 200);
+          g_message ("%s: <%s> sieve: %s", dv->msg->id, dv->rcpt->address, sieve_action_name (a->kind));
+          deliver_status_set (dv->status, 550, "5.7.1", "<%s> %s", dv->rcpt->original, why);
+          return TRUE;
+        }
+    }
+  return FALSE;
+}
+
+/* editheader: the header goes into the prefix (read from the spool unless
+ * a service put it there already) with the edits applied; *@edited owns
+ * the new prefix.  FALSE (status set) if the header cannot be read. */
+static gboolean
+edit_header (const Delivery *dv, Store *st, const GPtrArray *edits, gboolean header_in_prefix, char **edited)
+{
+  const DeliverSpool *spool = dv->msg->spool;
+  g_autofree char *header = NULL;
+
+  if (header_in_prefix)
+    header = g_strdup (st->prefix);
+  else
+    {
+      gsize hlen;
+      g_autofree char *orig = deliver_spool_read_header (spool, &hlen);
+      if (orig == NULL)
+        {
+          deliver_status_set (dv->status, 451, "4.3.0", "<%s> Could not read the message", dv->rcpt->original);
+          return FALSE;
+        }
+      header = g_strconcat (st->prefix, orig, NULL);
+      st->content.seg[0].offset += hlen;
+      st->content.seg[0].length -= hlen;
+      st->content.seg[0].lines -= deliver_spool_header_lines (spool);
+    }
+  *edited = header_edit_sieve (header, edits, filter_protected_fields);
+  st->prefix = *edited;
+  return TRUE;
+}
+
+/* What a Sieve result asks for besides a reject. */
+typedef struct {
+  GArray *stores;           /* Store */
+  GPtrArray *flags;         /* the stores' flags, owned */
+  GPtrArray *redirects;     /* const SieveAction* */
+  const SieveAction *vacation;
+} SievePlan;
+
+/* fileinto: the folder it names, or INBOX if the name is unusable. */
+static void
+fileinto_folder (const Delivery *dv, const SieveAction *a, Store *one)
+{
+  const char *why;
+
+  if (!deliver_folder_valid (a->argument, &why))
+    {
+      g_autofree char *shown = deliver_sanitize (a->argument, 300);
+      g_warning ("%s: <%s> sieve: fileinto \"%s\": %s; kept in INBOX instead", dv->msg->id, dv->rcpt->address,
+                 shown, why);
+      one->folder = NULL;
+    }
+  else
+    one->folder = deliver_folder_is_inbox (a->argument) ? NULL : a->argument;
+  one->folder_if_exists = FALSE;
+  one->create = a->create;
+}
+
+static void
+plan_actions (const Delivery *dv, const SieveResult *r, const Store *st, SievePlan *plan)
+{
+  for (guint i = 0; i < r->actions->len; i++)
+    {
+      const SieveAction *a = r->actions->pdata[i];
+      Store one = *st;
+      switch (a->kind)
+        {
+        case SIEVE_FILEINTO:
+          fileinto_folder (dv, a, &one);
+          /* fall through */
+        case SIEVE_KEEP:
+          one.flags = a->flags ? merge_flags (st->flags, a->flags) : g_strdup (st->flags);
+          g_ptr_array_add (plan->flags, (char *) one.flags);
+          g_array_append_val (plan->stores, one);
+          break;
+        case SIEVE_REDIRECT:
+          g_ptr_array_add (plan->redirects, (gpointer) a);
+          break;
+        case SIEVE_VACATION:
+          plan->vacation = a;
+          break;
+        default:
+          break;
+        }
+    }
+}
+
+/* The redirects, after the stores; *@keep_instead when one that failed
+ * asks for the message to be kept.  Returns how many went out. */
+static guint
+send_redirects (const FilterMessage *fm, const GPtrArray *redirects, gboolean *keep_instead)
+{
+  guint redirected = 0;
+
+  for (guint i = 0; i < redirects->len; i++)
+    {
+      const SieveAction *a = redirects->pdata[i];
+      if (filter_redirect (fm, a->argument))
+        redirected++;
+      else if (!a->copy)
+        *keep_instead = TRUE;
+    }
+  return redirected;
+}
+
+static void
+sieve_status (const Delivery *dv, const GPtrArray *stored, guint redirected, char **out_path)
+{
+  const char *original = dv->rcpt->original;
+
+  if (stored->len)
+    {
+      deliver_status_set (dv->status, 250, "2.0.0", "<%s> Saved", original);
+      *out_path = g_strdup (stored->pdata[0]);
+    }
+  else if (redirected)
+    deliver_status_set (dv->status, 250, "2.0.0", "<%s> Redirected by Sieve filter", original);
+  else
+    {
+      g_message ("%s: <%s> discarded by Sieve", dv->msg->id, dv->rcpt->address);
+      deliver_status_set (dv->status, 250, "2.0.0", "<%s> Discarded by Sieve filter", original);
+    }
+}
+
+/* Carries out a Sieve result (RFC 5228 2.10): reject refuses, header
+ * edits change the stored header, keep/fileinto store (all or none),
+ * redirect sends on (a failed one keeps instead), vacation answers
+ * after the stores. */
+void
+sieve_actions_apply (const Delivery *dv, Store *st, FilterOutcome *fo, gboolean header_in_prefix, char **out_path,
+             GError **error)
+{
+  const SieveResult *r = &fo->result;
+  g_autofree char *edited = NULL;
+  g_autoptr (GPtrArray) stored = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GPtrArray) flags = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GArray) stores = g_array_new (FALSE, TRUE, sizeof (Store));
+  g_autoptr (GPtrArray) redirects = g_ptr_array_new ();
+  SievePlan plan = { stores, flags, redirects, NULL };
+  FilterMessage fm = { dv->ctx, dv->config, dv->msg, dv->rcpt, NULL, NULL };
+  guint redirected;
+  gboolean keep_instead = FALSE;
+
+  if (sieve_rejects (dv, r))
+    return;
+  if (r->edits->len && !edit_header (dv, st, r->edits, header_in_prefix, &edited))
+    return;
+  plan_actions (dv, r, st, &plan);
+  /* stores first: a store that fails sends nothing on */
+  if (!store_all (dv, stores, stored, error))
+    return;
+  fm.prefix = st->prefix;
+  fm.content = &st->content;
+  redirected = send_redirects (&fm, redirects, &keep_instead);
+  if (keep_instead && stored->len == 0)
+    {
+      g_array_set_size (stores, 0);
+      g_array_append_val (stores, *st);
+      if (!store_all (dv, stores, stored, error))
+        return;
+    }
+  if (plan.vacation)
+    filter_vacation (&fm, plan.vacation, fo);
+  sieve_status (dv, stored, redirected, out_path);
+}
+
