@@ -9,8 +9,6 @@
 #include "sieve-lexer.h"
 #include "sieve-private.h"
 
-G_DEFINE_QUARK (sieve-error-quark, sieve_error)
-
 #define MAX_DEPTH 32
 
 static void

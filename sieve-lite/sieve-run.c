@@ -1,7 +1,8 @@
 /* sieve-run.c - the interpreter: runs a validated script for one message
  * through each node's definition, within the limits (steps, time, memory,
- * variable size), keeps the variables (RFC 5229) and turns a runtime
- * error into "stop, say so, keep" (RFC 5228 2.10.6).
+ * variable size), keeps the variables (RFC 5229) and the internal flag
+ * variable (RFC 5232), and turns a runtime error into "stop, say so,
+ * keep" (RFC 5228 2.10.6).
  */
 #include "config.h"
 
@@ -182,6 +183,55 @@ sieve_run_set_match_variables (SieveRun *run, const char *value, GArray *caps)
       const SieveGlobCap *c = &g_array_index (caps, SieveGlobCap, i);
       run->mv[i + 1] = match_value (run, value + c->start, c->len);
     }
+}
+
+void
+sieve_run_add_flags (SieveRun *run, char **list, gboolean remove, gboolean replace)
+{
+  if (replace)
+    g_hash_table_remove_all (run->flags);
+  for (guint i = 0; list && list[i]; i++)
+    {
+      g_autofree char *x = sieve_run_expand (run, list[i]);
+      g_auto (GStrv) words = g_strsplit_set (x, " ", -1);
+      for (guint k = 0; words[k]; k++)
+        {
+          if (words[k][0] == '\0')
+            continue;
+          if (remove)
+            g_hash_table_remove (run->flags, words[k]);
+          else
+            g_hash_table_add (run->flags, g_strdup (words[k]));
+        }
+    }
+}
+
+/* :flags (expanded), else the internal flag variable; NULL when
+ * imap4flags is not required or there are none. */
+char *
+sieve_run_flags_string (SieveRun *run, char **explicit_flags)
+{
+  g_autoptr (GString) s = g_string_new (NULL);
+  GHashTableIter it;
+  gpointer f;
+
+  if (!run->imap4flags)
+    return NULL;
+  if (explicit_flags)
+    {
+      for (guint i = 0; explicit_flags[i]; i++)
+        {
+          g_autofree char *x = sieve_run_expand (run, explicit_flags[i]);
+          g_string_append_printf (s, "%s%s", s->len ? " " : "", x);
+        }
+    }
+  else
+    {
+      g_hash_table_iter_init (&it, run->flags);
+      while (g_hash_table_iter_next (&it, &f, NULL))
+        g_string_append_printf (s, "%s%s", s->len ? " " : "", (char *) f);
+    }
+  return s->len ? g_strdup (s->str) : NULL;
 }
 
 const char *

@@ -28,7 +28,7 @@ struct SieveRun {
   GError *error;
 };
 
-/* sieve-run.c: limits, the variables, and running nodes */
+/* sieve-run.c: limits, the variables, the flags, and running nodes */
 void sieve_run_fail (SieveRun *run, int code, const char *what);
 gboolean sieve_run_out_of_time (SieveRun *run);
 gboolean sieve_run_test (SieveRun *run, const SieveNode *t);
@@ -39,12 +39,12 @@ void sieve_run_set_variable (SieveRun *run, char *name, char *value);
 void sieve_run_set_match_variables (SieveRun *run, const char *value, GArray *caps);
 char *sieve_printable (const char *s, gsize max);
 void sieve_cut_utf8 (char *s, gsize max);
+void sieve_run_add_flags (SieveRun *run, char **list, gboolean remove, gboolean replace);
+char *sieve_run_flags_string (SieveRun *run, char **explicit_flags);
 
 /* sieve-actions.c: what a run decides */
 void sieve_run_action (SieveRun *run, SieveActionKind kind, char *arg, char *flags, gboolean copy);
 void sieve_run_vacation (SieveRun *run, const SieveArgs *a);
-void sieve_run_add_flags (SieveRun *run, char **list, gboolean remove, gboolean replace);
-char *sieve_run_flags_string (SieveRun *run, char **explicit_flags);
 
 /* The positional arguments as validation left them */
 const char *sieve_args_string (const SieveArgs *a, guint i);
