@@ -135,8 +135,9 @@ validate_args (const SieveScript *s, SieveNode *n, GError **error)
     return TRUE;
   a = args_new ();
   why = parse_args (n, a);
-  if (why == NULL)
-    why = check_args (n, def, def->shape, a, s->caps);
+  if (why != NULL)
+    return fail (error, n, "%s: %s", n->name, why);
+  why = check_args (n, def, def->shape, a, s->caps);
   if (why != NULL && def->alt_shape != NULL)
     why = check_args (n, def, def->alt_shape, a, s->caps);
   if (why != NULL)
