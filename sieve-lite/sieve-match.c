@@ -13,16 +13,28 @@
 static const char *const comparator_names[] = { "i;ascii-casemap", "i;octet", "i;ascii-numeric" };
 static const char *const relop_names[] = { "gt", "ge", "lt", "le", "eq", "ne" };
 
-gboolean
-sieve_comparator_lookup (const char *name, SieveComparator *out)
+/* The index of @name in @names (of @n), the value of its enum */
+static gboolean
+lookup (const char *const *names, guint n, const char *name, guint *out)
 {
-  for (guint i = 0; i < G_N_ELEMENTS (comparator_names); i++)
-    if (strcmp (name, comparator_names[i]) == 0)
+  for (guint i = 0; i < n; i++)
+    if (strcmp (name, names[i]) == 0)
       {
         *out = i;
         return TRUE;
       }
   return FALSE;
+}
+
+gboolean
+sieve_comparator_lookup (const char *name, SieveComparator *out)
+{
+  guint i;
+
+  if (!lookup (comparator_names, G_N_ELEMENTS (comparator_names), name, &i))
+    return FALSE;
+  *out = i;
+  return TRUE;
 }
 
 const char *
@@ -34,13 +46,12 @@ sieve_comparator_name (SieveComparator cmp)
 gboolean
 sieve_relop_lookup (const char *name, SieveRelop *out)
 {
-  for (guint i = 0; i < G_N_ELEMENTS (relop_names); i++)
-    if (strcmp (name, relop_names[i]) == 0)
-      {
-        *out = i;
-        return TRUE;
-      }
-  return FALSE;
+  guint i;
+
+  if (!lookup (relop_names, G_N_ELEMENTS (relop_names), name, &i))
+    return FALSE;
+  *out = i;
+  return TRUE;
 }
 
 const char *
