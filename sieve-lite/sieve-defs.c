@@ -11,9 +11,6 @@
 
 #include "sieve-match.h"
 
-extern const SieveDef sieve_command_defs[];
-extern const SieveDef sieve_test_defs[];
-
 static const char *const known_caps[] = {
   "fileinto", "envelope", "reject", "ereject", "copy", "imap4flags", "subaddress", "editheader",
   "variables", "relational", "body", "spamtest", "spamtestplus", "virustest", "comparator-i;octet",

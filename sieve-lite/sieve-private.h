@@ -2,12 +2,14 @@
  * the command and test definitions resolved into it, and the arguments
  * parsed once into each node when the script is validated.
  *
- * The parts depend one way: sieve-validate.c (sieve_compile) -> the
- * definitions (sieve-defs.c) and the parser (sieve-parse.c) -> the lexer
- * (sieve-lexer.c); sieve_run (sieve-run.c) dispatches through each node's
- * definition to sieve-commands.c and sieve-tests.c, which use the run
- * state (sieve-run.h), the actions (sieve-actions.c) and the matching
- * (sieve-match.c).
+ * The parts depend one way.  Compiling: sieve-validate.c (sieve_compile)
+ * -> the parser (sieve-parse.c) -> the lexer (sieve-lexer.c), and -> the
+ * lookups of sieve-defs.c -> the definition tables, which sit with their
+ * run functions in sieve-commands.c and sieve-tests.c.  Running: sieve_run
+ * (sieve-run.c) calls each node's run function through its definition;
+ * the commands and tests use the run state (sieve-run.h), the actions
+ * (sieve-actions.c) and the matching (sieve-match.c).  sieve-result.c
+ * (the error domain, the result helpers) depends on none of them.
  */
 #pragma once
 
@@ -147,6 +149,10 @@ struct SieveScript {
 GPtrArray *sieve_parse (const char *text, gsize len, GError **error);
 void sieve_node_free (gpointer node);
 void sieve_args_free (SieveArgs *a);
+
+/* sieve-commands.c, sieve-tests.c: the definitions, ending in { NULL } */
+extern const SieveDef sieve_command_defs[];
+extern const SieveDef sieve_test_defs[];
 
 /* sieve-defs.c: the definitions, the tags and the capabilities */
 const SieveDef *sieve_def_command (const char *name);
