@@ -71,6 +71,72 @@ mailbox_exists (const char *name, gpointer data)
   return g_ascii_strcasecmp (name, "INBOX") == 0;
 }
 
+static void
+print_result (const SieveResult *r)
+{
+  if (r->error)
+    printf ("error: %s\n", r->error);
+  for (guint i = 0; i < r->actions->len; i++)
+    {
+      SieveAction *a = r->actions->pdata[i];
+      printf ("%s%s%s%s%s%s%s\n", sieve_action_name (a->kind), a->argument ? " \"" : "",
+              a->argument ? a->argument : "", a->argument ? "\"" : "", a->copy ? " :copy" : "",
+              a->create ? " :create" : "", a->flags ? " :flags" : "");
+      if (a->flags)
+        printf ("  flags: %s\n", a->flags);
+      if (a->vacation)
+        printf ("  days: %u\n  subject: %s\n  from: %s\n  handle: %s\n", a->vacation->days,
+                a->vacation->subject ? a->vacation->subject : "(default)",
+                a->vacation->from ? a->vacation->from : "(recipient)", a->vacation->handle);
+    }
+  for (guint i = 0; i < r->edits->len; i++)
+    {
+      SieveHeaderEdit *e = r->edits->pdata[i];
+      printf ("%s %s%s%s\n", e->value ? "addheader" : "deleteheader", e->name, e->value ? ": " : "",
+              e->value ? e->value : "");
+    }
+}
+
+/* sieve-lite test: runs @script on the message in @path and prints what
+ * it would do; the exit status as main's. */
+static int
+test_message (const SieveScript *script, const char *path, const char *from, const char *to)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GMimeStream) stream = g_mime_stream_fs_open (path, O_RDONLY, 0, &error);
+  g_autoptr (GMimeParser) parser = NULL;
+  Msg m = { NULL };
+  SieveMessage sm = { 0 };
+  SieveResult r = { 0 };
+
+  if (stream == NULL)
+    {
+      fprintf (stderr, "sieve-lite: %s\n", error->message);
+      return 66;
+    }
+  parser = g_mime_parser_new_with_stream (stream);
+  m.msg = g_mime_parser_construct_message (parser, NULL);
+  if (m.msg == NULL)
+    {
+      fprintf (stderr, "sieve-lite: %s: not a message\n", path);
+      return 65;
+    }
+  sm.envelope_from = from ? from : "";
+  sm.envelope_to = to ? to : "";
+  sm.delimiter = "+";
+  sm.size = g_mime_stream_length (stream);
+  sm.header = header_values;
+  sm.body_text = body_text;
+  sm.mailbox_exists = mailbox_exists;
+  sm.data = &m;
+  sm.spamtest = sm.spamtest_percent = sm.virustest = -1;
+  sieve_run (script, &sm, &r);
+  print_result (&r);
+  sieve_result_clear (&r);
+  g_object_unref (m.msg);
+  return 0;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -111,57 +177,5 @@ main (int argc, char **argv)
       printf ("%s: OK\n", argv[2]);
       return 0;
     }
-  {
-    g_autoptr (GMimeStream) stream = g_mime_stream_fs_open (argv[3], O_RDONLY, 0, &error);
-    g_autoptr (GMimeParser) parser = NULL;
-    Msg m = { NULL };
-    SieveMessage sm = { 0 };
-    SieveResult r = { 0 };
-    if (stream == NULL)
-      {
-        fprintf (stderr, "sieve-lite: %s\n", error->message);
-        return 66;
-      }
-    parser = g_mime_parser_new_with_stream (stream);
-    m.msg = g_mime_parser_construct_message (parser, NULL);
-    if (m.msg == NULL)
-      {
-        fprintf (stderr, "sieve-lite: %s: not a message\n", argv[3]);
-        return 65;
-      }
-    sm.envelope_from = from ? from : "";
-    sm.envelope_to = to ? to : "";
-    sm.delimiter = "+";
-    sm.size = g_mime_stream_length (stream);
-    sm.header = header_values;
-    sm.body_text = body_text;
-    sm.mailbox_exists = mailbox_exists;
-    sm.data = &m;
-    sm.spamtest = sm.spamtest_percent = sm.virustest = -1;
-    sieve_run (script, &sm, &r);
-    if (r.error)
-      printf ("error: %s\n", r.error);
-    for (guint i = 0; i < r.actions->len; i++)
-      {
-        SieveAction *a = r.actions->pdata[i];
-        printf ("%s%s%s%s%s%s%s\n", sieve_action_name (a->kind), a->argument ? " \"" : "",
-                a->argument ? a->argument : "", a->argument ? "\"" : "", a->copy ? " :copy" : "",
-                a->create ? " :create" : "", a->flags ? " :flags" : "");
-        if (a->flags)
-          printf ("  flags: %s\n", a->flags);
-        if (a->vacation)
-          printf ("  days: %u\n  subject: %s\n  from: %s\n  handle: %s\n", a->vacation->days,
-                  a->vacation->subject ? a->vacation->subject : "(default)",
-                  a->vacation->from ? a->vacation->from : "(recipient)", a->vacation->handle);
-      }
-    for (guint i = 0; i < r.edits->len; i++)
-      {
-        SieveHeaderEdit *e = r.edits->pdata[i];
-        printf ("%s %s%s%s\n", e->value ? "addheader" : "deleteheader", e->name, e->value ? ": " : "",
-                e->value ? e->value : "");
-      }
-    sieve_result_clear (&r);
-    g_object_unref (m.msg);
-  }
-  return 0;
+  return test_message (script, argv[3], from, to);
 }

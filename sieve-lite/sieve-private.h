@@ -1,4 +1,16 @@
-/* sieve-private.h - the syntax tree shared by the parser and the interpreter. */
+/* sieve-private.h - what the parts of sieve-lite share: the syntax tree,
+ * the command and test definitions resolved into it, and the arguments
+ * parsed once into each node when the script is validated.
+ *
+ * The parts depend one way.  Compiling: sieve-validate.c (sieve_compile)
+ * -> the parser (sieve-parse.c) -> the lexer (sieve-lexer.c), and -> the
+ * lookups of sieve-defs.c -> the definition tables, which sit with their
+ * run functions in sieve-commands.c and sieve-tests.c.  Running: sieve_run
+ * (sieve-run.c) calls each node's run function through its definition;
+ * the commands and tests use the run state (sieve-run.h), the actions
+ * (sieve-actions.c) and the matching (sieve-match.c).  sieve-result.c
+ * (the error domain, the result helpers) depends on none of them.
+ */
 #pragma once
 
 #include "sieve.h"
@@ -16,21 +28,143 @@ typedef struct {
   char *tag;          /* lowercased, without ':' */
 } SieveArg;
 
-typedef struct SieveNode {
+/* Match types (RFC 5228 2.7.1, RFC 5231); the values are those of
+ * SieveHeaderEdit.match_type. */
+typedef enum {
+  SIEVE_MATCH_IS,
+  SIEVE_MATCH_CONTAINS,
+  SIEVE_MATCH_MATCHES,
+  SIEVE_MATCH_COUNT,
+  SIEVE_MATCH_VALUE,
+} SieveMatchType;
+
+/* Address parts (RFC 5228 2.7.4, RFC 5233) */
+typedef enum {
+  SIEVE_ADDRESS_ALL,
+  SIEVE_ADDRESS_LOCALPART,
+  SIEVE_ADDRESS_DOMAIN,
+  SIEVE_ADDRESS_USER,
+  SIEVE_ADDRESS_DETAIL,
+} SieveAddressPart;
+
+typedef enum {
+  SIEVE_COMPARATOR_ASCII_CASEMAP,
+  SIEVE_COMPARATOR_OCTET,
+  SIEVE_COMPARATOR_ASCII_NUMERIC,
+} SieveComparator;
+
+typedef enum {
+  SIEVE_RELOP_GT,
+  SIEVE_RELOP_GE,
+  SIEVE_RELOP_LT,
+  SIEVE_RELOP_LE,
+  SIEVE_RELOP_EQ,
+  SIEVE_RELOP_NE,
+} SieveRelop;
+
+/* How a key is compared with a value. */
+typedef struct {
+  SieveComparator comparator;
+  SieveMatchType type;
+  SieveRelop relop;         /* :count/:value */
+  gboolean has_relop;
+} SieveMatchSpec;
+
+typedef enum {
+  SIEVE_CALLOUT_VERDICT,
+  SIEVE_CALLOUT_SCORE,
+  SIEVE_CALLOUT_LABELS,
+} SieveCalloutField;
+
+typedef struct SieveModifierDef SieveModifierDef;
+
+/* A node's arguments, parsed once when the script is validated.  The
+ * strings point into the node's SieveArgs. */
+typedef struct {
+  SieveMatchSpec match;
+  const char *comparator;   /* as given; validation resolves it into match */
+  SieveAddressPart address_part;
+  gboolean copy, create, last, over, under, percent, mime;
+  SieveCalloutField field;  /* callout :verdict (the default), :score, :labels */
+  char **flags;             /* :flags, or NULL */
+  guint64 index;            /* deleteheader :index, 0 = any */
+  guint64 days;             /* vacation :days */
+  gboolean has_days;
+  const char *subject, *from, *handle;
+  char **addresses;
+  GPtrArray *modifiers;     /* set: const SieveModifierDef*, in order */
+  GPtrArray *pos;           /* SieveArg*: strings and numbers in order */
+} SieveArgs;
+
+typedef struct SieveNode SieveNode;
+typedef struct SieveRun SieveRun;
+
+/* Runs a command; *if_taken: a branch of the if/elsif/else chain it
+ * belongs to ran (set FALSE by any other command). */
+typedef void (*SieveCommandFunc) (SieveRun *run, const SieveNode *c, gboolean *if_taken);
+typedef gboolean (*SieveTestFunc) (SieveRun *run, const SieveNode *t);
+/* A check of its own after the shape, or NULL */
+typedef gboolean (*SieveCheckFunc) (const SieveNode *n, GError **error);
+
+typedef enum {
+  SIEVE_DEF_REQUIRE = 1 << 0,   /* takes a capability list, checked on its own */
+  SIEVE_DEF_IF = 1 << 1,        /* if, elsif: one test and a block */
+  SIEVE_DEF_ELSE = 1 << 2,      /* elsif, else: follows if or elsif */
+  SIEVE_DEF_BLOCK = 1 << 3,     /* takes a block */
+  SIEVE_DEF_CREATE = 1 << 4,    /* takes :create (RFC 5490) */
+} SieveDefFlags;
+
+#define SIEVE_TESTS_LIST G_MAXUINT  /* a test list of one or more */
+
+typedef struct {
+  const char *name;
+  const char *cap;          /* the capability it needs, or NULL */
+  /* positional arguments: 's' string list, 'n' number; a leading 'o'
+   * makes the first one optional.  NULL: no shape check (require). */
+  const char *shape;
+  const char *alt_shape;    /* tried when @shape fails, or NULL */
+  guint tests;              /* 0, 1 or SIEVE_TESTS_LIST */
+  SieveDefFlags flags;
+  SieveCheckFunc check;
+  SieveCommandFunc command; /* one of these two */
+  SieveTestFunc test;
+} SieveDef;
+
+struct SieveNode {
   char *name;         /* lowercased */
   GPtrArray *args;    /* SieveArg* */
   GPtrArray *tests;   /* SieveNode* */
   GPtrArray *block;   /* SieveNode* (commands), or NULL */
   int line, col;
-} SieveNode;
+  const SieveDef *def;      /* set by validation */
+  SieveArgs *parsed;        /* set by validation, or NULL (require) */
+};
 
 struct SieveScript {
   GPtrArray *commands;
   GHashTable *caps;   /* required capabilities */
 };
 
+/* sieve-parse.c: the syntax tree of @text; NULL with "LINE:COL: message". */
+GPtrArray *sieve_parse (const char *text, gsize len, GError **error);
 void sieve_node_free (gpointer node);
-gboolean sieve_known_test (const char *name, const char **cap);
-/* Argument checks, in sieve-run.c where the argument grammar lives. */
-gboolean sieve_validate_test (GError **error, const SieveScript *s, const SieveNode *t);
-gboolean sieve_validate_command (GError **error, const SieveScript *s, const SieveNode *c);
+void sieve_args_free (SieveArgs *a);
+
+/* sieve-commands.c, sieve-tests.c: the definitions, ending in { NULL } */
+extern const SieveDef sieve_command_defs[];
+extern const SieveDef sieve_test_defs[];
+
+/* sieve-defs.c: the definitions, the tags and the capabilities */
+const SieveDef *sieve_def_command (const char *name);
+const SieveDef *sieve_def_test (const char *name);
+/* NULL or a reason the tag (and its value @v, which it may take: then
+ * *@took_value is TRUE) cannot be applied to @a */
+const char *sieve_args_apply_tag (SieveArgs *a, const char *tag, const SieveArg *v, gboolean *took_value);
+gboolean sieve_capability_known (const char *cap);
+
+struct SieveModifierDef {
+  const char *name;
+  char *(*apply) (const char *value);
+};
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SieveArgs, sieve_args_free)

@@ -676,6 +676,48 @@ test_error_text_printable (void)
   g_assert_cmpstr (got, ==, "error: redirect to an invalid address 'x?lmtpd[1]: forged?[31m'; keep");
 }
 
+/* Validation reads each command's and test's definition and parses the
+ * arguments once; what a script that fails it is told stays as it was,
+ * tag by tag (and deleteheader's two shapes keep their wording). */
+static void
+test_validation_messages (void)
+{
+#define R "require [\"editheader\",\"fileinto\",\"copy\",\"imap4flags\",\"mailbox\"]; "
+  static const struct { const char *script, *error; } cases[] = {
+    { R "deleteheader :u \"subject\" \"report\";", "1:66: deleteheader: unknown tag" },
+    { R "deleteheader 5 \"x\";", "1:66: deleteheader: wrong number of arguments" },
+    { R "deleteheader :count \"gt\" \"X\" \"5\";", "1:66: deleteheader: wrong number of arguments" },
+    { R "deleteheader :count \"gt\" \"X\";", "1:66: deleteheader: :count/:value need require \"relational\"" },
+    { "if header :count \"xx\" \"a\" \"b\" { keep; }",
+      "1:4: header: relational operator must be gt, ge, lt, le, eq or ne" },
+    { "if header :comparator [\"a\",\"b\"] \"a\" \"b\" { keep; }", "1:4: header: a tag is missing its value" },
+    { "if header :is \"a\" { keep; }", "1:4: header: wrong number of arguments" },
+    { "if size :over \"x\" { keep; }", "1:4: size: expected a number" },
+    { "if allof \"x\" { keep; }", "1:4: allof needs tests" },
+    { "if not true \"x\" { keep; }", "1:8: true: wrong number of arguments" },
+    { "if header :comparator \"i;foo\" \"a\" \"b\" { keep; }", "1:4: header: unknown comparator" },
+    { "if header :comparator \"i;ascii-numeric\" \"a\" \"b\" { keep; }",
+      "1:4: header: i;ascii-numeric needs require \"comparator-i;ascii-numeric\"" },
+    { "if address :user \"from\" \"a\" { keep; }", "1:4: address: :user/:detail need require \"subaddress\"" },
+    { "keep :copy;", "1:1: keep: :copy needs require \"copy\"" },
+    { "keep true;", "1:1: keep: wrong number of tests" },
+    { R "keep :create;", "1:66: keep: :create needs require \"mailbox\" and goes with fileinto" },
+    { "stop :index;", "1:1: stop: a tag is missing its value" },
+    { "discard :bogus;", "1:1: discard: unknown tag" },
+  };
+#undef R
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autoptr (SieveScript) script = sieve_compile (cases[i].script, strlen (cases[i].script), &error);
+      g_assert_null (script);
+      g_assert_cmpstr (error->message, ==, cases[i].error);
+    }
+  /* every tag goes with every command, as it always did */
+  CHECK ("keep :is :all :raw;", "keep");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -718,5 +760,6 @@ main (int argc, char **argv)
   g_test_add_func ("/sieve/matches-captures", test_matches_captures);
   g_test_add_func ("/sieve/rfc5293/protected", test_editheader_protected);
   g_test_add_func ("/sieve/error-text-printable", test_error_text_printable);
+  g_test_add_func ("/sieve/validation-messages", test_validation_messages);
   return g_test_run ();
 }

@@ -1,0 +1,127 @@
+/* sieve-actions.c - what a run decides: actions with their conflicts
+ * (RFC 5429 2.1) and duplicates (RFC 5228 2.10.3), and vacation
+ * (RFC 5230).
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "sieve-run.h"
+
+static guint
+max_actions (SieveRun *run)
+{
+  return run->m->max_actions ? run->m->max_actions : SIEVE_MAX_ACTIONS;
+}
+
+static gboolean
+is_reject (SieveActionKind kind)
+{
+  return kind == SIEVE_REJECT || kind == SIEVE_EREJECT;
+}
+
+/* RFC 5429 2.1: reject does not go with anything that delivers or
+ * answers the message (a runtime error, as in Pigeonhole) */
+static gboolean
+conflicts (SieveRun *run, SieveActionKind kind)
+{
+  for (guint i = 0; i < run->r->actions->len; i++)
+    {
+      SieveActionKind o = ((SieveAction *) run->r->actions->pdata[i])->kind;
+      if ((is_reject (kind) && o != SIEVE_DISCARD) || (is_reject (o) && kind != SIEVE_DISCARD))
+        {
+          g_set_error (&run->error, SIEVE_ERROR, SIEVE_ERROR_RUNTIME, "%s conflicts with %s",
+                       sieve_action_name (kind), sieve_action_name (o));
+          return TRUE;
+        }
+    }
+  return FALSE;
+}
+
+/* the same mailbox twice is stored once (RFC 5228 2.10.3) */
+static gboolean
+duplicate (SieveRun *run, SieveActionKind kind, const char *arg)
+{
+  if (kind != SIEVE_FILEINTO && kind != SIEVE_KEEP && kind != SIEVE_REDIRECT)
+    return FALSE;
+  for (guint i = 0; i < run->r->actions->len; i++)
+    {
+      SieveAction *o = run->r->actions->pdata[i];
+      if (o->kind == kind && g_strcmp0 (o->argument, arg) == 0)
+        return TRUE;
+    }
+  return FALSE;
+}
+
+/* Takes @arg and @flags. */
+void
+sieve_run_action (SieveRun *run, SieveActionKind kind, char *arg, char *flags, gboolean copy)
+{
+  SieveAction *x;
+
+  /* an expansion of the arguments may have failed the run */
+  if (run->error || run->r->actions->len >= max_actions (run))
+    sieve_run_fail (run, SIEVE_ERROR_LIMIT, "too many actions");
+  if (run->error || conflicts (run, kind) || duplicate (run, kind, arg))
+    {
+      g_free (arg);
+      g_free (flags);
+      return;
+    }
+  x = g_new0 (SieveAction, 1);
+  x->kind = kind;
+  x->argument = arg;
+  x->flags = flags;
+  x->copy = copy;
+  g_ptr_array_add (run->r->actions, x);
+}
+
+/* 4.2: the same arguments are the same vacation */
+static char *
+vacation_handle (const SieveVacation *v, const char *reason)
+{
+  g_autoptr (GChecksum) h = g_checksum_new (G_CHECKSUM_SHA256);
+
+  g_checksum_update (h, (const guchar *) reason, -1);
+  g_checksum_update (h, (const guchar *) "\n", 1);
+  if (v->subject)
+    g_checksum_update (h, (const guchar *) v->subject, -1);
+  g_checksum_update (h, (const guchar *) "\n", 1);
+  if (v->from)
+    g_checksum_update (h, (const guchar *) v->from, -1);
+  g_checksum_update (h, (const guchar *) (v->mime ? "\nmime" : "\n"), -1);
+  return g_strndup (g_checksum_get_string (h), 32);
+}
+
+/* RFC 5230 4: one vacation per run; it leaves the implicit keep alone. */
+void
+sieve_run_vacation (SieveRun *run, const SieveArgs *a)
+{
+  SieveVacation *v;
+  SieveAction *x;
+
+  for (guint i = 0; i < run->r->actions->len; i++)
+    {
+      SieveActionKind o = ((SieveAction *) run->r->actions->pdata[i])->kind;
+      if (o == SIEVE_VACATION || is_reject (o))
+        {
+          g_set_error (&run->error, SIEVE_ERROR, SIEVE_ERROR_RUNTIME, o == SIEVE_VACATION
+                       ? "more than one vacation action" : "vacation conflicts with reject");
+          return;
+        }
+    }
+  v = g_new0 (SieveVacation, 1);
+  v->days = a->has_days ? (guint) MIN (MAX (a->days, 1), 365) : 7;
+  v->subject = a->subject ? sieve_run_expand (run, a->subject) : NULL;
+  v->from = a->from ? sieve_run_expand (run, a->from) : NULL;
+  v->addresses = a->addresses ? sieve_run_expand_list (run, a->addresses) : NULL;
+  v->mime = a->mime;
+  x = g_new0 (SieveAction, 1);
+  x->kind = SIEVE_VACATION;
+  x->argument = sieve_run_expand (run, sieve_args_string (a, 0));
+  x->vacation = v;
+  v->handle = a->handle ? sieve_run_expand (run, a->handle) : vacation_handle (v, x->argument);
+  if (run->r->actions->len >= max_actions (run))
+    sieve_run_fail (run, SIEVE_ERROR_LIMIT, "too many actions");
+  g_ptr_array_add (run->r->actions, x);
+}

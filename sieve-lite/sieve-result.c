@@ -1,0 +1,96 @@
+/* sieve-result.c - the helpers sieve.h gives its callers: the error
+ * domain, freeing actions, edits and results, the names of actions, IMAP
+ * flags as Maildir letters, and the header fields editheader leaves
+ * alone.  It depends on no other part of sieve-lite.
+ */
+#include "config.h"
+
+#include "sieve.h"
+
+G_DEFINE_QUARK (sieve-error-quark, sieve_error)
+
+void
+sieve_action_free (gpointer p)
+{
+  SieveAction *a = p;
+  if (a == NULL)
+    return;
+  g_free (a->argument);
+  g_free (a->flags);
+  if (a->vacation)
+    {
+      g_free (a->vacation->subject);
+      g_free (a->vacation->from);
+      g_strfreev (a->vacation->addresses);
+      g_free (a->vacation->handle);
+      g_free (a->vacation);
+    }
+  g_free (a);
+}
+
+void
+sieve_header_edit_free (gpointer p)
+{
+  SieveHeaderEdit *e = p;
+  if (e == NULL)
+    return;
+  g_free (e->comparator);
+  g_free (e->relop);
+  g_free (e->name);
+  g_free (e->value);
+  g_strfreev (e->match);
+  g_free (e);
+}
+
+void
+sieve_result_clear (SieveResult *r)
+{
+  g_clear_pointer (&r->actions, g_ptr_array_unref);
+  g_clear_pointer (&r->edits, g_ptr_array_unref);
+  g_clear_pointer (&r->error, g_free);
+}
+
+gboolean
+sieve_header_protected (const char *name, const char *const *extra)
+{
+  /* RFC 5293 4.3, 5.1: Received and Auto-Submitted; Return-Path and
+   * Delivered-To are trace fields too: one above the real ones would be
+   * read as the real one */
+  static const char *const trace[] = { "Received", "Auto-Submitted", "Return-Path", "Delivered-To", NULL };
+  g_autofree char *bare = g_strstrip (g_strdup (name));
+
+  for (guint i = 0; trace[i]; i++)
+    if (g_ascii_strcasecmp (bare, trace[i]) == 0)
+      return TRUE;
+  for (guint i = 0; extra && extra[i]; i++)
+    if (g_ascii_strcasecmp (bare, extra[i]) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+const char *
+sieve_action_name (SieveActionKind kind)
+{
+  static const char *const names[] = { "keep", "fileinto", "redirect", "discard", "reject", "ereject",
+                                       "vacation" };
+  return kind < G_N_ELEMENTS (names) ? names[kind] : "?";
+}
+
+char *
+sieve_flags_to_maildir (const char *flags)
+{
+  static const struct { const char *imap; char letter; } map[] = {
+    { "\\draft", 'D' }, { "\\flagged", 'F' }, { "\\answered", 'R' }, { "\\seen", 'S' }, { "\\deleted", 'T' },
+  };
+  g_auto (GStrv) words = g_strsplit (flags ? flags : "", " ", -1);
+  GString *s = g_string_new (NULL);
+
+  for (guint k = 0; k < G_N_ELEMENTS (map); k++)
+    for (guint i = 0; words[i]; i++)
+      if (g_ascii_strcasecmp (words[i], map[k].imap) == 0)
+        {
+          g_string_append_c (s, map[k].letter);
+          break;
+        }
+  return g_string_free (s, FALSE);
+}

@@ -1,0 +1,51 @@
+/* sieve-run.h - the state of one run of a script, shared by the
+ * interpreter (sieve-run.c), the commands (sieve-commands.c), the tests
+ * (sieve-tests.c) and the actions (sieve-actions.c). */
+#pragma once
+
+#include "sieve-private.h"
+
+#define SIEVE_MAX_ACTIONS 32
+#define SIEVE_MAX_REDIRECTS 4
+#define SIEVE_MAX_ERROR_TEXT 200
+
+struct SieveRun {
+  const SieveScript *s;
+  const SieveMessage *m;
+  SieveResult *r;
+  GHashTable *vars;
+  char *mv[10];              /* match variables */
+  GHashTable *flags;         /* the internal flag variable: set of flags */
+  gboolean variables;        /* the script requires "variables" */
+  gboolean imap4flags;       /* ... and "imap4flags" */
+  gboolean implicit_keep;
+  gboolean stopped;
+  guint steps;
+  guint redirects;
+  gint64 deadline;           /* monotonic us */
+  gsize mem_used, mem_max;   /* bytes of strings built by expansion */
+  gsize var_max;             /* per variable */
+  GError *error;
+};
+
+/* sieve-run.c: limits, the variables, the flags, and running nodes */
+void sieve_run_fail (SieveRun *run, int code, const char *what);
+gboolean sieve_run_out_of_time (SieveRun *run);
+gboolean sieve_run_test (SieveRun *run, const SieveNode *t);
+void sieve_run_block (SieveRun *run, const GPtrArray *commands);
+char *sieve_run_expand (SieveRun *run, const char *str);
+char **sieve_run_expand_list (SieveRun *run, char **list);
+void sieve_run_set_variable (SieveRun *run, char *name, char *value);
+void sieve_run_set_match_variables (SieveRun *run, const char *value, GArray *caps);
+char *sieve_printable (const char *s, gsize max);
+void sieve_cut_utf8 (char *s, gsize max);
+void sieve_run_add_flags (SieveRun *run, char **list, gboolean remove, gboolean replace);
+char *sieve_run_flags_string (SieveRun *run, char **explicit_flags);
+
+/* sieve-actions.c: what a run decides */
+void sieve_run_action (SieveRun *run, SieveActionKind kind, char *arg, char *flags, gboolean copy);
+void sieve_run_vacation (SieveRun *run, const SieveArgs *a);
+
+/* The positional arguments as validation left them */
+const char *sieve_args_string (const SieveArgs *a, guint i);
+char **sieve_args_list (const SieveArgs *a, guint i);

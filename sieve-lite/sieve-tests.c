@@ -1,0 +1,398 @@
+/* sieve-tests.c - the tests: their definitions (name, capability,
+ * argument shape, run function) and what each looks at when it runs:
+ * headers as editheader left them (RFC 5293 3), addresses in them and in
+ * the envelope, the body, size, flags (RFC 5232), strings (RFC 5229),
+ * spamtest and virustest (RFC 5235), mailboxexists (RFC 5490) and the
+ * callout results (vnd.opes-lmtpd.callout).
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "gmime-cleanup.h"
+#include "sieve-match.h"
+#include "sieve-run.h"
+
+#define MAX_HEADER_SIZE (1024 * 1024) /* like the body: a folded field can be longer */
+#define MAX_BODY_SIZE (1024 * 1024)
+
+static gboolean
+match_value (SieveRun *run, const SieveArgs *a, const char *value, const char *key, gboolean *late)
+{
+  g_autoptr (GArray) caps = NULL;
+
+  if (a->match.type != SIEVE_MATCH_MATCHES)
+    return sieve_match_one (&a->match, value, key, NULL, run->deadline, late);
+  caps = g_array_new (FALSE, FALSE, sizeof (SieveGlobCap));
+  if (!sieve_match_one (&a->match, value, key, caps, run->deadline, late))
+    return FALSE;
+  if (run->variables)
+    sieve_run_set_match_variables (run, value, caps);
+  return TRUE;
+}
+
+/* Does any value match any key?  Sets match variables on :matches. */
+static gboolean
+match_any (SieveRun *run, const SieveArgs *a, char **values, char **keys)
+{
+  if (a->match.type == SIEVE_MATCH_COUNT)
+    return sieve_match_count (&a->match, values ? g_strv_length (values) : 0, keys);
+  for (guint v = 0; values && values[v] && !sieve_run_out_of_time (run); v++)
+    for (guint k = 0; keys[k]; k++)
+      {
+        gboolean late = FALSE;
+        if (match_value (run, a, values[v], keys[k], &late))
+          return TRUE;
+        if (late)
+          {
+            sieve_run_fail (run, SIEVE_ERROR_LIMIT, "script ran too long (or a :matches was too complex)");
+            return FALSE;
+          }
+      }
+  return FALSE;
+}
+
+/* The key list: the last positional argument, expanded */
+static char **
+expand_keys (SieveRun *run, const SieveArgs *a)
+{
+  return sieve_run_expand_list (run, sieve_args_list (a, a->pos->len - 1));
+}
+
+static gboolean
+match_keys (SieveRun *run, const SieveArgs *a, GPtrArray *values, char **keys)
+{
+  g_ptr_array_add (values, NULL);
+  return match_any (run, a, (char **) values->pdata, keys);
+}
+
+static const char *
+delimiter (SieveRun *run)
+{
+  return run->m->delimiter && run->m->delimiter[0] ? run->m->delimiter : "+";
+}
+
+static void
+add_address (SieveRun *run, GPtrArray *out, InternetAddress *ia, SieveAddressPart part)
+{
+  char *p;
+
+  if (!INTERNET_ADDRESS_IS_MAILBOX (ia))
+    return;
+  p = sieve_address_part (internet_address_mailbox_get_addr (INTERNET_ADDRESS_MAILBOX (ia)), part, delimiter (run));
+  if (p)
+    g_ptr_array_add (out, p);
+}
+
+/* The addresses of a header value, a group's members included */
+static void
+add_addresses (SieveRun *run, GPtrArray *out, const char *value, SieveAddressPart part)
+{
+  InternetAddressList *list = internet_address_list_parse (NULL, value);
+
+  for (int i = 0; list && i < internet_address_list_length (list); i++)
+    {
+      InternetAddress *ia = internet_address_list_get_address (list, i);
+      if (INTERNET_ADDRESS_IS_GROUP (ia))
+        {
+          InternetAddressList *members = internet_address_group_get_members (INTERNET_ADDRESS_GROUP (ia));
+          for (int k = 0; members && k < internet_address_list_length (members); k++)
+            add_address (run, out, internet_address_list_get_address (members, k), part);
+        }
+      else
+        add_address (run, out, ia, part);
+    }
+  if (list)
+    g_object_unref (list);
+}
+
+/* RFC 5293 3: later tests see the edits so far, in order, as they will
+ * be applied to the message */
+static void
+apply_edit (const SieveHeaderEdit *e, GPtrArray *out)
+{
+  guint n = out->len, occurrence = 0;
+
+  if (e->value)
+    {
+      g_ptr_array_insert (out, e->last ? -1 : 0, g_strdup (e->value));
+      return;
+    }
+  for (guint k = 0; k < out->len;)
+    {
+      guint at;
+      occurrence++;
+      at = e->last ? n - occurrence + 1 : occurrence;
+      if ((e->index == 0 || (guint) e->index == at) && sieve_header_edit_matches (e, out->pdata[k]))
+        g_ptr_array_remove_index (out, k);
+      else
+        k++;
+    }
+}
+
+/* Header values as the script sees them, editheader changes included. */
+static char **
+headers (SieveRun *run, const char *name)
+{
+  GPtrArray *out = g_ptr_array_new_with_free_func (g_free);
+  char **orig = run->m->header ? run->m->header (name, run->m->data) : NULL;
+
+  /* tests see at most max_header_size of a value (a Subject folded over
+   * megabytes is no more spam for its tail) */
+  for (guint i = 0; orig && orig[i]; i++)
+    {
+      sieve_cut_utf8 (orig[i], run->m->max_header_size ? run->m->max_header_size : MAX_HEADER_SIZE);
+      g_ptr_array_add (out, g_steal_pointer (&orig[i]));
+    }
+  g_free (orig);
+  for (guint i = 0; run->r->edits && i < run->r->edits->len; i++)
+    {
+      const SieveHeaderEdit *e = run->r->edits->pdata[i];
+      if (g_ascii_strcasecmp (e->name, name) == 0)
+        apply_edit (e, out);
+    }
+  g_ptr_array_add (out, NULL);
+  g_ptr_array_set_free_func (out, NULL);
+  return (char **) g_ptr_array_free (out, FALSE);
+}
+
+static gboolean
+test_true (SieveRun *run, const SieveNode *t)
+{
+  return TRUE;
+}
+
+static gboolean
+test_false (SieveRun *run, const SieveNode *t)
+{
+  return FALSE;
+}
+
+static gboolean
+test_not (SieveRun *run, const SieveNode *t)
+{
+  return !sieve_run_test (run, t->tests->pdata[0]);
+}
+
+/* allof and anyof: the first test that decides ends the list */
+static gboolean
+test_list (SieveRun *run, const SieveNode *t, gboolean all)
+{
+  for (guint i = 0; i < t->tests->len; i++)
+    if (sieve_run_test (run, t->tests->pdata[i]) != all)
+      return !all;
+  return all;
+}
+
+static gboolean
+test_allof (SieveRun *run, const SieveNode *t)
+{
+  return test_list (run, t, TRUE);
+}
+
+static gboolean
+test_anyof (SieveRun *run, const SieveNode *t)
+{
+  return test_list (run, t, FALSE);
+}
+
+static gboolean
+test_size (SieveRun *run, const SieveNode *t)
+{
+  const SieveArgs *a = t->parsed;
+  guint64 limit = ((SieveArg *) a->pos->pdata[0])->number;
+
+  return a->over ? run->m->size > limit : run->m->size < limit;
+}
+
+static gboolean
+test_exists (SieveRun *run, const SieveNode *t)
+{
+  g_auto (GStrv) names = sieve_run_expand_list (run, sieve_args_list (t->parsed, 0));
+
+  for (guint i = 0; names[i]; i++)
+    {
+      g_auto (GStrv) v = headers (run, names[i]);
+      if (v[0] == NULL)
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* header and address: the values of the named fields, or the addresses
+ * in them */
+static gboolean
+header_values (SieveRun *run, const SieveNode *t, gboolean addresses)
+{
+  const SieveArgs *a = t->parsed;
+  g_auto (GStrv) keys = expand_keys (run, a);
+  g_auto (GStrv) names = sieve_run_expand_list (run, sieve_args_list (a, 0));
+  g_autoptr (GPtrArray) values = g_ptr_array_new_with_free_func (g_free);
+
+  for (guint i = 0; names[i]; i++)
+    {
+      g_auto (GStrv) v = headers (run, names[i]);
+      for (guint k = 0; v[k]; k++)
+        if (addresses)
+          add_addresses (run, values, v[k], a->address_part);
+        else
+          g_ptr_array_add (values, g_strdup (v[k]));
+    }
+  return match_keys (run, a, values, keys);
+}
+
+static gboolean
+test_header (SieveRun *run, const SieveNode *t)
+{
+  return header_values (run, t, FALSE);
+}
+
+static gboolean
+test_address (SieveRun *run, const SieveNode *t)
+{
+  return header_values (run, t, TRUE);
+}
+
+static gboolean
+test_envelope (SieveRun *run, const SieveNode *t)
+{
+  const SieveArgs *a = t->parsed;
+  g_auto (GStrv) keys = expand_keys (run, a);
+  g_auto (GStrv) parts = sieve_run_expand_list (run, sieve_args_list (a, 0));
+  g_autoptr (GPtrArray) values = g_ptr_array_new_with_free_func (g_free);
+
+  for (guint i = 0; parts[i]; i++)
+    {
+      const char *addr = !g_ascii_strcasecmp (parts[i], "from") ? run->m->envelope_from
+                         : !g_ascii_strcasecmp (parts[i], "to") ? run->m->envelope_to : NULL;
+      char *p;
+      if (addr == NULL)
+        continue;
+      /* the null reverse-path is "" for every part */
+      p = addr[0] ? sieve_address_part (addr, a->address_part, delimiter (run)) : g_strdup ("");
+      if (p)
+        g_ptr_array_add (values, p);
+    }
+  return match_keys (run, a, values, keys);
+}
+
+static gboolean
+test_string (SieveRun *run, const SieveNode *t)
+{
+  const SieveArgs *a = t->parsed;
+  g_auto (GStrv) keys = expand_keys (run, a);
+  g_auto (GStrv) values = sieve_run_expand_list (run, sieve_args_list (a, 0));
+
+  return match_any (run, a, values, keys);
+}
+
+static gboolean
+test_body (SieveRun *run, const SieveNode *t)
+{
+  const SieveArgs *a = t->parsed;
+  g_auto (GStrv) keys = expand_keys (run, a);
+  g_autofree char *text = run->m->body_text ? run->m->body_text (run->m->data) : NULL;
+  char *values[2] = { text ? text : "", NULL };
+
+  if (text)
+    sieve_cut_utf8 (text, run->m->max_body_size ? run->m->max_body_size : MAX_BODY_SIZE);
+  return match_any (run, a, values, keys);
+}
+
+/* RFC 5490 3.1: true if all the mailboxes exist */
+static gboolean
+test_mailboxexists (SieveRun *run, const SieveNode *t)
+{
+  /* its names are its keys: expanded twice, as the memory bound has
+   * always counted them */
+  g_auto (GStrv) keys = expand_keys (run, t->parsed);
+  g_auto (GStrv) names = sieve_run_expand_list (run, sieve_args_list (t->parsed, 0));
+  gboolean all = run->m->mailbox_exists != NULL;
+
+  for (guint i = 0; all && names[i]; i++)
+    all = run->m->mailbox_exists (names[i], run->m->data);
+  return all;
+}
+
+/* The internal flag variable's flags against the keys */
+static gboolean
+test_hasflag (SieveRun *run, const SieveNode *t)
+{
+  g_auto (GStrv) keys = expand_keys (run, t->parsed);
+  g_autoptr (GPtrArray) values = g_ptr_array_new_with_free_func (g_free);
+  GHashTableIter it;
+  gpointer f;
+
+  g_hash_table_iter_init (&it, run->flags);
+  while (g_hash_table_iter_next (&it, &f, NULL))
+    g_ptr_array_add (values, g_strdup (f));
+  return match_keys (run, t->parsed, values, keys);
+}
+
+/* spamtest and virustest: the caller's score, 0 when unknown */
+static gboolean
+match_score (SieveRun *run, const SieveNode *t, int score)
+{
+  g_auto (GStrv) keys = expand_keys (run, t->parsed);
+  g_autofree char *s = g_strdup_printf ("%d", score < 0 ? 0 : score);
+  char *values[2] = { s, NULL };
+
+  return match_any (run, t->parsed, values, keys);
+}
+
+static gboolean
+test_spamtest (SieveRun *run, const SieveNode *t)
+{
+  return match_score (run, t, t->parsed->percent ? run->m->spamtest_percent : run->m->spamtest);
+}
+
+static gboolean
+test_virustest (SieveRun *run, const SieveNode *t)
+{
+  return match_score (run, t, run->m->virustest);
+}
+
+/* The first result of the named service; its labels are a list */
+static gboolean
+test_callout (SieveRun *run, const SieveNode *t)
+{
+  const SieveArgs *a = t->parsed;
+  g_auto (GStrv) keys = expand_keys (run, a);
+  g_autofree char *service = sieve_run_expand (run, sieve_args_string (a, 0));
+
+  for (guint i = 0; i < run->m->n_callouts; i++)
+    {
+      const SieveCallout *c = &run->m->callouts[i];
+      const char *v = a->field == SIEVE_CALLOUT_SCORE ? c->score
+                      : a->field == SIEVE_CALLOUT_LABELS ? c->labels : c->verdict;
+      g_auto (GStrv) values = NULL;
+      if (g_ascii_strcasecmp (c->service, service) != 0)
+        continue;
+      if (v == NULL)
+        return FALSE;
+      values = a->field == SIEVE_CALLOUT_LABELS ? g_strsplit (v, ",", -1) : g_strsplit (v, "\1", 1);
+      return match_any (run, a, values, keys);
+    }
+  return FALSE;
+}
+
+const SieveDef sieve_test_defs[] = {
+  { .name = "address", .shape = "ss", .test = test_address },
+  { .name = "allof", .shape = "", .tests = SIEVE_TESTS_LIST, .test = test_allof },
+  { .name = "anyof", .shape = "", .tests = SIEVE_TESTS_LIST, .test = test_anyof },
+  { .name = "exists", .shape = "s", .test = test_exists },
+  { .name = "false", .shape = "", .test = test_false },
+  { .name = "header", .shape = "ss", .test = test_header },
+  { .name = "not", .shape = "", .tests = 1, .test = test_not },
+  { .name = "size", .shape = "n", .test = test_size },
+  { .name = "true", .shape = "", .test = test_true },
+  { .name = "envelope", .cap = "envelope", .shape = "ss", .test = test_envelope },
+  { .name = "hasflag", .cap = "imap4flags", .shape = "oss", .test = test_hasflag },
+  { .name = "string", .cap = "variables", .shape = "ss", .test = test_string },
+  { .name = "body", .cap = "body", .shape = "s", .test = test_body },
+  { .name = "spamtest", .cap = "spamtest", .shape = "s", .test = test_spamtest },
+  { .name = "virustest", .cap = "virustest", .shape = "s", .test = test_virustest },
+  { .name = "mailboxexists", .cap = "mailbox", .shape = "s", .test = test_mailboxexists },
+  { .name = "callout", .cap = "vnd.opes-lmtpd.callout", .shape = "ss", .test = test_callout },
+  { NULL }
+};
