@@ -23,7 +23,7 @@
 
 #include "callout.h"
 #include "context.h"
-#include "gmime-cleanup.h"
+#include "lmtpd-util.h"
 #include "header-edit.h"
 #include "ocp.h"
 
@@ -265,7 +265,7 @@ call_service (const Chain *ch, const OcpRequest *req, CalloutOutcome *o)
     }
   if (observer)
     observer (sv->name, g_get_monotonic_time () - t0, NULL);
-  o->why = deliver_sanitize (error->message, 200);
+  o->why = util_sanitize (error->message, 200);
   o->state = sv->on_failure == LMTPD_FAIL_ACCEPT ? OUT_SKIPPED : OUT_FAILED;
   g_warning ("%s: service %s failed (%s): %s", ch->msg->id, sv->name,
              o->state == OUT_SKIPPED ? "delivering unadapted" : "policy applies", o->why);
@@ -581,7 +581,7 @@ callout_refusal (const LmtpdConfig *config, const CalloutDecision *d, const Deli
                 t++;
             }
         }
-      text = deliver_sanitize (t && *t ? t : (perm ? "Message refused by content filter"
+      text = util_sanitize (t && *t ? t : (perm ? "Message refused by content filter"
                                                    : "Message deferred by content filter"), 300);
     }
   deliver_status_set (status, code, enh, "<%s> %s (OPES %s via %s)", rcpt->original, text,

@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #include "lmtpd-conf.h"
+#include "lmtpd-util.h"
 
 G_BEGIN_DECLS
 
@@ -78,16 +79,6 @@ gboolean deliver_address_parse (const char *s, gboolean allow_utf8,
  * non-ASCII without SMTPUTF8) and returns the enhanced code: 5.1.7 bad
  * sender syntax, 5.1.3 bad recipient syntax, 5.6.7 non-ASCII. */
 const char *deliver_address_status (const char *why, gboolean sender, guint *code);
-
-/* Copies @s for a log line: control and non-UTF-8 bytes become '?', and
- * anything past @max bytes is cut with "...". */
-char *deliver_sanitize (const char *s, gsize max);
-
-/* The same, for a whole log record as the log writer gets it: line breaks
- * and tabs a caller put there stay, nothing else unsafe does, and nothing
- * is cut.  A last line of defence: strings from outside are sanitised with
- * deliver_sanitize() where they are logged. */
-char *deliver_sanitize_record (const char *s);
 
 /* ---- recipients -------------------------------------------------------- */
 
@@ -371,9 +362,6 @@ void deliver_dedupe_free (DeliverDedupe *d);
 
 /* ---- privileges (privs.c) ---------------------------------------------- */
 
-/* Refuses root without a user to switch to; switches to @user (initgroups,
- * setgid, setuid) when given and running as root. */
-gboolean deliver_drop_privileges (const char *user, GError **error);
 /* Creates spool_dir, mail_root, the duplicate journal's directory and the
  * journal with deliver_make_dir_for_user(): running as root, only what it
  * creates goes to the configured user. */

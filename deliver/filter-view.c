@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "filter.h"
-#include "gmime-cleanup.h"
+#include "lmtpd-util.h"
 
 #define MAX_BODY_TEXT (1024 * 1024)
 

@@ -178,7 +178,7 @@ script_failed (const FilterMessage *m, const char *path, const char *why, gboole
   {
     /* the error may quote the message (a decoded header through ${1}):
      * one sanitiser for the log and the user's log */
-    g_autofree char *shown = deliver_sanitize (why, 400);
+    g_autofree char *shown = util_sanitize (why, 400);
     what = g_strdup_printf ("%s: %s; message kept in INBOX", path, shown);
   }
   g_warning ("%s: <%s> sieve: %s", m->msg->id, m->rcpt->address, what);
@@ -335,7 +335,7 @@ filter_redirect (const FilterMessage *m, const char *target)
   g_autofree char *local = NULL, *domain = NULL, *head = NULL;
   g_autoptr (GError) error = NULL;
   const char *why = NULL, *rest = m->prefix;
-  g_autofree char *shown = deliver_sanitize (target, 330);
+  g_autofree char *shown = util_sanitize (target, 330);
 
   if (!deliver_address_parse (target, TRUE, &local, &domain, &why) || domain == NULL)
     {
@@ -356,7 +356,7 @@ filter_redirect (const FilterMessage *m, const char *target)
   head = g_strdup_printf ("%s: %s\n%s", FILTER_REDIRECT_HEADER, rcpt->address, rest);
   if (!deliver_submit (m->config, msg->sender, target, head, m->content, &error))
     {
-      g_autofree char *w = deliver_sanitize (error->message, 300);
+      g_autofree char *w = util_sanitize (error->message, 300);
       g_warning ("%s: <%s> sieve: redirect to <%s> failed: %s; kept instead", msg->id, rcpt->address, shown, w);
       return FALSE;
     }

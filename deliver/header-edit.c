@@ -11,7 +11,7 @@
 
 #include <string.h>
 
-#include "gmime-cleanup.h"
+#include "lmtpd-util.h"
 #include "header-edit.h"
 
 /* ---- editheader (RFC 5293) ------------------------------------------------ */

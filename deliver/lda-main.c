@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "deliver.h"
-#include "gmime-cleanup.h"
+#include "lmtpd-util.h"
 
 enum {
   EX_OK_ = 0, EX_USAGE_ = 64, EX_DATAERR_ = 65, EX_NOINPUT_ = 66, EX_NOUSER_ = 67, EX_CANTCREAT_ = 73,
@@ -44,7 +44,7 @@ say (const char *fmt, ...)
   va_start (ap, fmt);
   text = g_strdup_vprintf (fmt, ap);
   va_end (ap);
-  safe = deliver_sanitize_record (text);
+  safe = util_sanitize_record (text);
   fprintf (stderr, "deliver: %s\n", safe);
 }
 
@@ -262,7 +262,7 @@ set_up (const char *config_path, LmtpdConfig **out)
       return EX_CONFIG_;
     }
   if ((geteuid () == 0 && config->user == NULL) || !deliver_prepare_dirs (config, &error)
-      || !deliver_drop_privileges (config->user, &error))
+      || !util_drop_privileges (config->user, &error))
     {
       say ("%s", error ? error->message
                        : "refusing to run as root: set [server] user to the account that owns the mail");
@@ -351,7 +351,7 @@ deliver_each (DeliverContext *dctx, const LmtpdConfig *config, const DeliverMess
   {
     /* for the -v line, as lmtpd logs it */
     g_autofree char *raw = deliver_spool_header_value (msg->spool, "Message-ID");
-    message_id = raw && raw[0] ? deliver_sanitize (raw, 256) : NULL;
+    message_id = raw && raw[0] ? util_sanitize (raw, 256) : NULL;
   }
   deliver_shared_init (&shared, resolved);
   for (guint i = 0; i < resolved->len; i++)

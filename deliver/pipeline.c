@@ -8,7 +8,7 @@
  * a service changed it) followed by ranges of files: the whole spool, its
  * body part, or an adapted body.  A copy is stored by store.c (folder,
  * quota, Maildir or mbox, single instance); a Sieve result is carried out
- * by sieve-actions.c.
+ * by apply-sieve.c.
  */
 #include "config.h"
 
@@ -304,7 +304,7 @@ deliver_pipeline_run (DeliverContext *ctx, const LmtpdConfig *config, const Deli
   run (&dv, &path, &error);
   if (error)
     {
-      g_autofree char *why = deliver_sanitize (error->message, 512);
+      g_autofree char *why = util_sanitize (error->message, 512);
       g_warning ("%s: delivery to <%s> failed: %s", msg->id, rcpt->address, why);
     }
   if (status->code / 100 == 2)

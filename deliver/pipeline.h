@@ -1,6 +1,6 @@
 /* pipeline.h - inside deliver/: one recipient's delivery as the steps of
  * the pipeline (pipeline.c), the stores (store.c) and the Sieve actions
- * (sieve-actions.c) share it.  Not part of deliver.h's public interface.
+ * (apply-sieve.c) share it.  Not part of deliver.h's public interface.
  */
 #pragma once
 
@@ -56,7 +56,7 @@ void store_deadline_status (DeliverStatus *status, const DeliverRecipient *rcpt)
  * journal; FALSE before a file appears when past the deadline. */
 gboolean store_commit_record (gpointer data, const char *path, gboolean visible);
 
-/* ---- sieve-actions.c --------------------------------------------------------- */
+/* ---- apply-sieve.c ---------------------------------------------------------- */
 
 /* Carries out @fo's result for dv->rcpt; @header_in_prefix: a service put
  * the header part into st->prefix already. */

@@ -1,6 +1,7 @@
-/* privs.c - never deliver mail as root.  Both lmtpd and the LDA refuse to
- * run as root unless a user to switch to is configured; they switch after
- * binding sockets and opening what only root may open.
+/* privs.c - what root prepares for the mail user before it switches to
+ * that user for good (util_drop_privileges): the directories and the
+ * journal lmtpd itself creates, handed over without following a symlink
+ * the mail user could have planted, and nothing that already existed.
  */
 #include "config.h"
 
@@ -22,40 +23,6 @@ lookup (const char *user, struct passwd **out, GError **error)
   if (*out == NULL)
     {
       g_set_error (error, DELIVER_ERROR, errno ? errno : ENOENT, "no such user '%s'", user);
-      return FALSE;
-    }
-  return TRUE;
-}
-
-gboolean
-deliver_drop_privileges (const char *user, GError **error)
-{
-  struct passwd *pw;
-
-  if (geteuid () != 0)
-    return TRUE; /* already unprivileged: deliver as ourselves */
-  if (user == NULL)
-    {
-      g_set_error (error, DELIVER_ERROR, EPERM,
-                   "refusing to run as root: set [server] user to the account that owns the mail");
-      return FALSE;
-    }
-  if (!lookup (user, &pw, error))
-    return FALSE;
-  if (pw->pw_uid == 0)
-    {
-      g_set_error (error, DELIVER_ERROR, EPERM, "[server] user '%s' is root", user);
-      return FALSE;
-    }
-  if (initgroups (pw->pw_name, pw->pw_gid) < 0 || setgid (pw->pw_gid) < 0 || setuid (pw->pw_uid) < 0)
-    {
-      int e = errno;
-      g_set_error (error, DELIVER_ERROR, e, "cannot switch to user '%s': %s", user, g_strerror (e));
-      return FALSE;
-    }
-  if (setuid (0) == 0)
-    {
-      g_set_error (error, DELIVER_ERROR, EPERM, "could regain root after switching to '%s'", user);
       return FALSE;
     }
   return TRUE;

@@ -90,7 +90,7 @@ command (GOutputStream *out, GBufferedInputStream *in, guint want, GError **erro
     return FALSE;
   if (code / 100 != want / 100)
     {
-      g_autofree char *why = deliver_sanitize (reply->str, 300);
+      g_autofree char *why = util_sanitize (reply->str, 300);
       g_set_error (error, DELIVER_ERROR, code / 100 == 5 ? EPERM : EAGAIN, "submission server said: %s", why);
       return FALSE;
     }
@@ -241,7 +241,7 @@ log_helper_output (int fd, const char *name)
   if (n <= 0)
     return;
   buf[n] = '\0';
-  said = deliver_sanitize (buf, HELPER_OUTPUT_MAX);
+  said = util_sanitize (buf, HELPER_OUTPUT_MAX);
   g_message ("%s said: %s", name, said);
 }
 

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "filter.h"
-#include "gmime-cleanup.h"
+#include "lmtpd-util.h"
 
 static gboolean
 addr_in (const char *addr, const char *const *list)
@@ -316,7 +316,7 @@ filter_vacation (const FilterMessage *m, const SieveAction *action, const Filter
     g_message ("%s: <%s> sieve: no vacation reply to <%s>: %s", msg->id, rcpt->address, msg->sender, why);
   else if (!deliver_submit (m->config, "", msg->sender, text, NULL, &error))
     {
-      g_autofree char *w = deliver_sanitize (error->message, 300);
+      g_autofree char *w = util_sanitize (error->message, 300);
       g_warning ("%s: <%s> sieve: vacation reply to <%s> failed: %s", msg->id, rcpt->address, msg->sender, w);
     }
   else

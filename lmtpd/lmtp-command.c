@@ -476,7 +476,7 @@ forwarded_attr (char *item, const char *const *attrs, LmtpForwarded *f)
   if (slot)
     {
       g_free (*slot);
-      *slot = unavailable ? NULL : deliver_sanitize (value, 255);
+      *slot = unavailable ? NULL : util_sanitize (value, 255);
     }
   return NULL;
 }

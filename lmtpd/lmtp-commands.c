@@ -45,7 +45,7 @@ cmd_lhlo (LmtpSession *s, const char *args)
       return;
     }
   g_free (s->lhlo);
-  s->lhlo = deliver_sanitize (args, 255);
+  s->lhlo = util_sanitize (args, 255);
   g_clear_pointer (&s->txn, lmtp_delivery_txn_free);
   lmtp_forwarded_clear (&s->xf);
   lmtp_session_reply (s, LMTP_REPLY_LHLO_FIRST, c->hostname);

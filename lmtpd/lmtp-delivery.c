@@ -51,11 +51,11 @@ log_result (LmtpSession *s, const LogResult *res)
 {
   Txn *t = s->txn;
   gboolean rcpt = res->mailbox == NULL;
-  g_autofree char *from = deliver_sanitize (t->sender, 256);
-  g_autofree char *to = deliver_sanitize (res->to, 256);
-  g_autofree char *orig = deliver_sanitize (res->orig, 256);
-  g_autofree char *text = deliver_sanitize (res->st->text, 256);
-  g_autofree char *mailbox = deliver_sanitize (rcpt ? "" : res->mailbox, 1024);
+  g_autofree char *from = util_sanitize (t->sender, 256);
+  g_autofree char *to = util_sanitize (res->to, 256);
+  g_autofree char *orig = util_sanitize (res->orig, 256);
+  g_autofree char *text = util_sanitize (res->st->text, 256);
+  g_autofree char *mailbox = util_sanitize (rcpt ? "" : res->mailbox, 1024);
   const char *qid = s->xf.ident ? s->xf.ident : "", *msgid = t->message_id ? t->message_id : "";
   gint64 delay_ms = (g_get_real_time () - t->started_us) / 1000;
   gboolean failed = res->st->code >= 400, orig_differs = strcmp (orig, to) != 0;
@@ -376,7 +376,7 @@ message_id_for_log (const DeliverSpool *spool)
 
   if (raw == NULL || raw[0] == '\0')
     return NULL;
-  return deliver_sanitize (raw, 256);
+  return util_sanitize (raw, 256);
 }
 
 /* The data could not be taken: every recipient gets the same answer. */

@@ -22,7 +22,7 @@
 #include <glib-unix.h>
 
 #include "deliver.h"
-#include "gmime-cleanup.h"
+#include "lmtpd-util.h"
 #include "lmtpd.h"
 
 typedef struct {
@@ -44,7 +44,7 @@ static gboolean log_json;   /* [server] log_format = json */
 static void
 json_string (GString *out, const char *v)
 {
-  g_autofree char *valid = deliver_sanitize_record (v);
+  g_autofree char *valid = util_sanitize_record (v);
 
   g_string_append_c (out, '"');
   for (const char *p = valid; *p; p++)
@@ -147,7 +147,7 @@ write_text_record (const char *domain, const char *tag, const char *message)
   localtime_r (&ts.tv_sec, &tm);
   strftime (stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
   /* no terminal escapes in the log, whoever forgot to sanitise */
-  safe = deliver_sanitize_record (message);
+  safe = util_sanitize_record (message);
   n = snprintf (line, sizeof line, "%s.%03ld %s[%d]: %s%s\n", stamp, ts.tv_nsec / 1000000,
                 domain ? domain : "lmtpd", (int) getpid (), tag, safe);
   if (n >= 0 && (gsize) n < sizeof line)
@@ -464,7 +464,7 @@ start_serving (Daemon *d, LmtpdConfig *config)
       return 71; /* EX_OSERR */
     }
   /* Sockets are bound: from here on, the mail user. */
-  if (!deliver_drop_privileges (config->user, &error) || !lmtp_server_start (d->server, &error))
+  if (!util_drop_privileges (config->user, &error) || !lmtp_server_start (d->server, &error))
     {
       fprintf (stderr, "lmtpd: %s\n", error->message);
       g_clear_pointer (&d->server, lmtp_server_free);

@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "gmime-cleanup.h"
+#include "lmtpd-util.h"
 #include "sieve.h"
 
 typedef struct {

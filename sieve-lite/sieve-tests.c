@@ -9,7 +9,7 @@
 
 #include <string.h>
 
-#include "gmime-cleanup.h"
+#include "lmtpd-util.h"
 #include "sieve-match.h"
 #include "sieve-run.h"
 

@@ -13,7 +13,7 @@ int
 LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
 {
   g_autofree char *s = g_strndup ((const char *) data, size);
-  g_autofree char *san = deliver_sanitize (s, 64);
+  g_autofree char *san = util_sanitize (s, 64);
   g_assert (strpbrk (san, "\r\n") == NULL);
   const char *why = NULL, *args = NULL;
   guint64 n;

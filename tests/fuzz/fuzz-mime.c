@@ -7,7 +7,7 @@
 
 #include "filter.h"
 #include "header-edit.h"
-#include "gmime-cleanup.h"
+#include "lmtpd-util.h"
 
 int LLVMFuzzerTestOneInput (const guint8 *data, size_t size);
 

@@ -112,30 +112,6 @@ test_unknown_user (void)
   g_assert_cmpstr (r->address, ==, "anyone@example.org");
 }
 
-static void
-test_sanitize (void)
-{
-  g_autofree char *a = deliver_sanitize ("ok text", 100);
-  g_autofree char *b = deliver_sanitize ("bad\r\ninject\x01", 100);
-  g_autofree char *c = deliver_sanitize ("abcdefgh", 4);
-  g_autofree char *d = deliver_sanitize ("\xff\xfe ok", 100);
-  g_assert_cmpstr (a, ==, "ok text");
-  g_assert_cmpstr (b, ==, "bad??inject?");
-  g_assert_cmpstr (c, ==, "abcd...");
-  g_assert_cmpstr (d, ==, "?? ok");
-}
-
-/* issue 13: C1 controls (U+009B is a one-character CSI) and ESC are
- * replaced like C0; the record form keeps the caller's line breaks */
-static void
-test_sanitize_c1 (void)
-{
-  g_autofree char *a = deliver_sanitize ("a\xc2\x9b" "31mb\xc2\x85" "c\x1b[0m", 100);
-  g_autofree char *b = deliver_sanitize_record ("one\ntwo\t\xc2\x9b\x1b\r\xc2\xa0");
-  g_assert_cmpstr (a, ==, "a?31mb?c?[0m");
-  g_assert_cmpstr (b, ==, "one\ntwo\t???\xc2\xa0");
-}
-
 /* issue 13: the reply says what is wrong, with the right enhanced code */
 static void
 test_address_status (void)
@@ -190,9 +166,7 @@ main (int argc, char **argv)
   g_test_add_func ("/address/parse", test_parse);
   g_test_add_func ("/address/resolve", test_resolve);
   g_test_add_func ("/address/unknown-user", test_unknown_user);
-  g_test_add_func ("/address/sanitize", test_sanitize);
   g_test_add_func ("/address/status", test_status);
-  g_test_add_func ("/address/sanitize-c1", test_sanitize_c1);
   g_test_add_func ("/address/reply-status", test_address_status);
   return g_test_run ();
 }

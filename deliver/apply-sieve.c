@@ -1,4 +1,4 @@
-/* sieve-actions.c - carrying out a Sieve result for one recipient
+/* apply-sieve.c - carrying out a Sieve result for one recipient
  * (RFC 5228 2.10): reject refuses, header edits change the stored header,
  * keep and fileinto store (all or none), redirect sends on, vacation
  * answers after the stores.
@@ -46,7 +46,7 @@ store_all (const Delivery *dv, GArray *stores, GPtrArray *stored, GError **error
               /* an mbox append cannot be taken back once another process
                * may have appended after it: keep what was stored rather
                * than have the MTA retry and store it twice */
-              g_autofree char *why = deliver_sanitize ((*error)->message, 300);
+              g_autofree char *why = util_sanitize ((*error)->message, 300);
               g_warning ("%s: <%s> sieve: a store failed after another succeeded: %s", dv->msg->id, rcpt->address,
                          why);
               g_clear_error (error);
@@ -74,7 +74,7 @@ sieve_rejects (const Delivery *dv, const SieveResult *r)
       const SieveAction *a = r->actions->pdata[i];
       if (a->kind == SIEVE_REJECT || a->kind == SIEVE_EREJECT)
         {
-          g_autofree char *why = deliver_sanitize (a->argument && a->argument[0] ? a->argument : "Rejected", 200);
+          g_autofree char *why = util_sanitize (a->argument && a->argument[0] ? a->argument : "Rejected", 200);
           g_message ("%s: <%s> sieve: %s", dv->msg->id, dv->rcpt->address, sieve_action_name (a->kind));
           deliver_status_set (dv->status, 550, "5.7.1", "<%s> %s", dv->rcpt->original, why);
           return TRUE;
@@ -129,7 +129,7 @@ fileinto_folder (const Delivery *dv, const SieveAction *a, Store *one)
 
   if (!deliver_folder_valid (a->argument, &why))
     {
-      g_autofree char *shown = deliver_sanitize (a->argument, 300);
+      g_autofree char *shown = util_sanitize (a->argument, 300);
       g_warning ("%s: <%s> sieve: fileinto \"%s\": %s; kept in INBOX instead", dv->msg->id, dv->rcpt->address,
                  shown, why);
       one->folder = NULL;
