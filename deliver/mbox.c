@@ -327,6 +327,12 @@ repair_one (const char *path)
   unlink (lock);
 }
 
+char *
+deliver_inflight_dir (const LmtpdConfig *config)
+{
+  return g_build_filename (config->spool_dir, "inflight", NULL);
+}
+
 void
 deliver_mbox_recover (const char *dir)
 {

@@ -19,12 +19,6 @@
 
 #include "pipeline.h"
 
-char *
-deliver_inflight_dir (const LmtpdConfig *config)
-{
-  return g_build_filename (config->spool_dir, "inflight", NULL);
-}
-
 void
 deliver_shared_init (DeliverShared *shared, GPtrArray *rcpts)
 {
