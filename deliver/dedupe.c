@@ -243,7 +243,10 @@ deliver_dedupe_intend (DeliverDedupe *d, const char *digest, const char *sender,
   g_autofree char *line = NULL;
 
   if (strchr (path, '\n'))
-    return deliver_dedupe_record (d, digest, sender, address); /* cannot be named on a line */
+    {
+      deliver_dedupe_record (d, digest, sender, address); /* cannot be named on a line */
+      return;
+    }
   line = g_strdup_printf ("%" G_GINT64_FORMAT " %s %s\n", now, key, path);
   g_mutex_lock (&d->lock);
   if (write (d->fd, line, strlen (line)) < 0)
