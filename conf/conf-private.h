@@ -105,6 +105,9 @@ struct _ConfSetting {
   const char *doc;        /* one line for people */
 };
 
+/* The value of @s in @base, as a @type lvalue */
+#define CONF_FIELD(base, s, type) (*(type *) (gpointer) ((guint8 *) (base) + (s)->offset))
+
 /* In load order within each group: problems are reported in this order. */
 extern const ConfSetting conf_settings[];
 extern const gsize conf_n_settings;

@@ -11,8 +11,6 @@
 
 #include "conf-private.h"
 
-#define FIELD(base, s, type) ((type *) (gpointer) ((guint8 *) (base) + (s)->offset))
-
 gboolean
 conf_group_is_named (const char *table_group)
 {
@@ -48,15 +46,15 @@ apply_default (const ConfSetting *s, gpointer base)
   switch (s->type)
     {
     case CONF_NONE: break;
-    case CONF_STRING: *FIELD (base, s, char *) = g_strdup (s->def_text); break;
-    case CONF_LIST: *FIELD (base, s, char **) = g_strsplit (s->def_text ? s->def_text : "", ";", -1); break;
+    case CONF_STRING: CONF_FIELD (base, s, char *) = g_strdup (s->def_text); break;
+    case CONF_LIST: CONF_FIELD (base, s, char **) = g_strsplit (s->def_text ? s->def_text : "", ";", -1); break;
     case CONF_BOOL:
-    case CONF_CHOICE: *FIELD (base, s, int) = (int) s->def; break;
+    case CONF_CHOICE: CONF_FIELD (base, s, int) = (int) s->def; break;
     case CONF_UINT:
-    case CONF_MS: *FIELD (base, s, guint) = (guint) s->def; break;
-    case CONF_SIZE: *FIELD (base, s, guint64) = s->def; break;
-    case CONF_SIZE_T: *FIELD (base, s, gsize) = (gsize) s->def; break;
-    case CONF_LISTEN: *FIELD (base, s, GPtrArray *) = default_listeners (s->def_text); break;
+    case CONF_MS: CONF_FIELD (base, s, guint) = (guint) s->def; break;
+    case CONF_SIZE: CONF_FIELD (base, s, guint64) = s->def; break;
+    case CONF_SIZE_T: CONF_FIELD (base, s, gsize) = (gsize) s->def; break;
+    case CONF_LISTEN: CONF_FIELD (base, s, GPtrArray *) = default_listeners (s->def_text); break;
     }
 }
 
@@ -77,11 +75,11 @@ conf_free_values (const char *table_group, gpointer base)
       if (!row_in (s, table_group))
         continue;
       if (s->type == CONF_STRING)
-        g_clear_pointer (FIELD (base, s, char *), g_free);
+        g_clear_pointer (&CONF_FIELD (base, s, char *), g_free);
       else if (s->type == CONF_LIST)
-        g_clear_pointer (FIELD (base, s, char **), g_strfreev);
+        g_clear_pointer (&CONF_FIELD (base, s, char **), g_strfreev);
       else if (s->type == CONF_LISTEN)
-        g_clear_pointer (FIELD (base, s, GPtrArray *), g_ptr_array_unref);
+        g_clear_pointer (&CONF_FIELD (base, s, GPtrArray *), g_ptr_array_unref);
     }
 }
 
@@ -98,7 +96,7 @@ load_choice (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting 
     if ((s->choices->caseless ? g_ascii_strcasecmp (v, s->choices->items[i].name)
                               : strcmp (v, s->choices->items[i].name)) == 0)
       {
-        *FIELD (base, s, int) = s->choices->items[i].value;
+        CONF_FIELD (base, s, int) = s->choices->items[i].value;
         return;
       }
   conf_problem (ld, group, s->key, "'%s' is not %s", v, s->choices->expect);
@@ -108,7 +106,7 @@ static void
 load_listen (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
 {
   g_auto (GStrv) specs = g_key_file_get_string_list (kf, group, s->key, NULL, NULL);
-  GPtrArray *listen = *FIELD (base, s, GPtrArray *);
+  GPtrArray *listen = CONF_FIELD (base, s, GPtrArray *);
 
   if (specs == NULL)
     return;
@@ -137,8 +135,8 @@ load_list (GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
 
   if (list == NULL)
     return;
-  g_strfreev (*FIELD (base, s, char **));
-  *FIELD (base, s, char **) = conf_clean_list (list, FALSE);
+  g_strfreev (CONF_FIELD (base, s, char **));
+  CONF_FIELD (base, s, char **) = conf_clean_list (list, FALSE);
 }
 
 static void
@@ -150,11 +148,11 @@ load_number (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting 
   if (!conf_get_number (ld, kf, group, s->key, units, s->min, s->max, &v))
     return;
   if (s->type == CONF_UINT)
-    *FIELD (base, s, guint) = (guint) v;
+    CONF_FIELD (base, s, guint) = (guint) v;
   else if (s->type == CONF_SIZE)
-    *FIELD (base, s, guint64) = v;
+    CONF_FIELD (base, s, guint64) = v;
   else
-    *FIELD (base, s, gsize) = (gsize) v;
+    CONF_FIELD (base, s, gsize) = (gsize) v;
 }
 
 static void
@@ -163,13 +161,13 @@ load_typed (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *
   switch (s->type)
     {
     case CONF_NONE: break;
-    case CONF_STRING: conf_get_path (kf, group, s->key, FIELD (base, s, char *)); break;
+    case CONF_STRING: conf_get_path (kf, group, s->key, &CONF_FIELD (base, s, char *)); break;
     case CONF_LIST: load_list (kf, group, s, base); break;
-    case CONF_BOOL: conf_get_bool (ld, kf, group, s->key, FIELD (base, s, gboolean)); break;
+    case CONF_BOOL: conf_get_bool (ld, kf, group, s->key, &CONF_FIELD (base, s, gboolean)); break;
     case CONF_UINT:
     case CONF_SIZE:
     case CONF_SIZE_T: load_number (ld, kf, group, s, base); break;
-    case CONF_MS: conf_get_ms (ld, kf, group, s->key, FIELD (base, s, guint)); break;
+    case CONF_MS: conf_get_ms (ld, kf, group, s->key, &CONF_FIELD (base, s, guint)); break;
     case CONF_CHOICE: load_choice (ld, kf, group, s, base); break;
     case CONF_LISTEN: load_listen (ld, kf, group, s, base); break;
     }
@@ -259,6 +257,15 @@ conf_check_known (ConfLoader *ld, GKeyFile *kf)
 
 /* ---- reload ------------------------------------------------------------- */
 
+static char *
+choice_text (const ConfSetting *s, int value)
+{
+  for (guint i = 0; s->choices->items[i].name; i++)
+    if (s->choices->items[i].value == value)
+      return g_strdup (s->choices->items[i].name);
+  return g_strdup_printf ("%d", value);
+}
+
 char *
 conf_value_text (const ConfSetting *s, gconstpointer base)
 {
@@ -267,15 +274,15 @@ conf_value_text (const ConfSetting *s, gconstpointer base)
   switch (s->type)
     {
     case CONF_NONE: return NULL;
-    case CONF_STRING: return g_strdup (*FIELD (b, s, char *));
-    case CONF_LIST: return *FIELD (b, s, char **) ? g_strjoinv (";", *FIELD (b, s, char **)) : NULL;
-    case CONF_BOOL: return g_strdup (*FIELD (b, s, gboolean) ? "true" : "false");
-    case CONF_CHOICE: return g_strdup_printf ("%d", *FIELD (b, s, int));
+    case CONF_STRING: return g_strdup (CONF_FIELD (b, s, char *));
+    case CONF_LIST: return CONF_FIELD (b, s, char **) ? g_strjoinv (";", CONF_FIELD (b, s, char **)) : NULL;
+    case CONF_BOOL: return g_strdup (CONF_FIELD (b, s, gboolean) ? "true" : "false");
+    case CONF_CHOICE: return choice_text (s, CONF_FIELD (b, s, int));
     case CONF_UINT:
-    case CONF_MS: return g_strdup_printf ("%u", *FIELD (b, s, guint));
-    case CONF_SIZE: return g_strdup_printf ("%" G_GUINT64_FORMAT, *FIELD (b, s, guint64));
-    case CONF_SIZE_T: return g_strdup_printf ("%" G_GSIZE_FORMAT, *FIELD (b, s, gsize));
-    case CONF_LISTEN: return conf_listen_list_text (*FIELD (b, s, GPtrArray *));
+    case CONF_MS: return g_strdup_printf ("%u", CONF_FIELD (b, s, guint));
+    case CONF_SIZE: return g_strdup_printf ("%" G_GUINT64_FORMAT, CONF_FIELD (b, s, guint64));
+    case CONF_SIZE_T: return g_strdup_printf ("%" G_GSIZE_FORMAT, CONF_FIELD (b, s, gsize));
+    case CONF_LISTEN: return conf_listen_list_text (CONF_FIELD (b, s, GPtrArray *));
     }
   return NULL;
 }

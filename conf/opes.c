@@ -140,7 +140,7 @@ conf_load_parts (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSett
 void
 conf_check_is_file (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
 {
-  const char *path = *(char **) (gpointer) ((guint8 *) base + s->offset);
+  const char *path = CONF_FIELD (base, s, char *);
 
   if (path && !g_file_test (path, G_FILE_TEST_IS_REGULAR))
     conf_problem (ld, group, s->key, "'%s' is not a file", path);

@@ -16,7 +16,6 @@
 
 #define CFG(field) G_STRUCT_OFFSET (LmtpdConfig, field)
 #define SVC(field) G_STRUCT_OFFSET (LmtpdService, field)
-#define STR_FIELD(base, s) ((char **) (gpointer) ((guint8 *) (base) + (s)->offset))
 
 /* ---- [server] ----------------------------------------------------------- */
 
@@ -49,7 +48,7 @@ check_hostname (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetti
 static void
 check_empty_is_unset (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
 {
-  char **v = STR_FIELD (base, s);
+  char **v = &CONF_FIELD (base, s, char *);
 
   if (*v && (*v)[0] == '\0')
     g_clear_pointer (v, g_free);
@@ -102,7 +101,7 @@ check_tls_pair (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetti
 static void
 check_listen_spec (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
 {
-  char **v = STR_FIELD (base, s);
+  char **v = &CONF_FIELD (base, s, char *);
   g_autoptr (GError) err = NULL;
   LmtpdListen *l;
 
@@ -149,7 +148,7 @@ check_mailbox_template (ConfLoader *ld, const char *group, const char *key, cons
 static void
 check_mailbox (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
 {
-  check_mailbox_template (ld, group, s->key, *STR_FIELD (base, s));
+  check_mailbox_template (ld, group, s->key, CONF_FIELD (base, s, char *));
 }
 
 /* [mailboxes]: any domain as key, a mailbox template as value */
@@ -171,7 +170,7 @@ load_domain_mailboxes (ConfLoader *ld, GKeyFile *kf, const char *group, const Co
 static void
 load_recipient_delimiter (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
 {
-  char **v = STR_FIELD (base, s);
+  char **v = &CONF_FIELD (base, s, char *);
 
   if (!g_key_file_has_key (kf, group, s->key, NULL))
     return;
@@ -242,7 +241,7 @@ check_postmaster (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSet
 static void
 check_script_escapes (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
 {
-  for (const char *p = *STR_FIELD (base, s); *p; p++)
+  for (const char *p = CONF_FIELD (base, s, char *); *p; p++)
     {
       if (*p != '%')
         continue;
@@ -258,7 +257,7 @@ check_script_escapes (ConfLoader *ld, GKeyFile *kf, const char *group, const Con
 static void
 check_readable_files (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
 {
-  char **list = *(char ***) (gpointer) ((guint8 *) base + s->offset);
+  char **list = CONF_FIELD (base, s, char **);
 
   for (guint i = 0; list[i]; i++)
     if (!g_file_test (list[i], G_FILE_TEST_IS_REGULAR))
@@ -287,7 +286,7 @@ check_one_sender (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSet
 static void
 load_lowercase_list (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
 {
-  char ***v = (char ***) (gpointer) ((guint8 *) base + s->offset);
+  char ***v = &CONF_FIELD (base, s, char **);
   g_auto (GStrv) list = g_key_file_get_string_list (kf, group, s->key, NULL, NULL);
 
   if (!g_key_file_has_key (kf, group, s->key, NULL))
