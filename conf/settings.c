@@ -5,8 +5,10 @@
  *
  * Rows are in load order within each group, which is the order problems
  * are reported in.  docs/man/lmtpd.conf.5 lists the same keys (a unit test
- * compares them).  [service NAME] and [rule NAME] rows are in opes.c's
- * structs; their loaders too.
+ * compares them).  The "service" rows load into each LmtpdService and the
+ * "rule" rows into each rule; their loaders are in opes.c, the maps' in
+ * maps.c.  A new key is one row here, a line in the man page and one in
+ * conf/lmtpd.conf.example.
  */
 #include "config.h"
 
