@@ -186,6 +186,20 @@ LmtpdConfig *lmtpd_config_load (const char *path, GError **error);
 guint lmtpd_keyfile_bad_line (const char *text);
 guint lmtpd_keyfile_group_line (const char *text, const char *group);
 
+/* A setting that a reload cannot apply (read once at start) and whose
+ * value differs between the running configuration and a reloaded one. */
+typedef struct {
+  const char *group;      /* "server" */
+  const char *key;        /* "listen" */
+  char *was;              /* the running value as text, NULL if unset */
+  char *now;              /* the reloaded value as text, NULL if unset */
+} LmtpdConfigChange;
+
+/* The settings the table marks as needing a restart whose values differ
+ * between @old and @now, in table order: a GPtrArray of LmtpdConfigChange*
+ * that frees them (empty if none). */
+GPtrArray *lmtpd_config_reload_differences (const LmtpdConfig *old, const LmtpdConfig *now);
+
 /* The built-in defaults, as if loaded from an empty file. */
 LmtpdConfig *lmtpd_config_new_default (void);
 

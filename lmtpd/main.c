@@ -267,45 +267,21 @@ check_user (const LmtpdConfig *c, const char *path, GError **error)
   return FALSE;
 }
 
-static char *
-listen_text (const GPtrArray *listen)
-{
-  GString *out = g_string_new (NULL);
-
-  for (guint i = 0; listen && i < listen->len; i++)
-    {
-      const LmtpdListen *l = listen->pdata[i];
-      if (l->kind == LMTPD_LISTEN_UNIX)
-        g_string_append_printf (out, "%sunix:%s", i ? ";" : "", l->path);
-      else
-        g_string_append_printf (out, "%sinet:%s:%u", i ? ";" : "", l->host, l->port);
-    }
-  return g_string_free (out, FALSE);
-}
-
-static gboolean
-warn_unchanged (const char *key, const char *was, const char *now)
-{
-  if (g_strcmp0 (was, now) == 0)
-    return FALSE;
-  g_warning ("reload: [server] %s changed (%s -> %s): not applied, it needs a restart", key,
-             was ? was : "unset", now ? now : "unset");
-  return TRUE;
-}
-
-/* Settings read once at start: a reload that changes them from what is
- * running says so rather than seem to apply them.  Returns how many.
- * (delivery_threads is not one: the server resizes its pool.) */
+/* Settings read once at start (the table of conf/settings.c marks them):
+ * a reload that changes them from what is running says so rather than seem
+ * to apply them.  Returns how many. */
 static guint
 report_not_reloadable (const LmtpdConfig *old, const LmtpdConfig *c)
 {
-  g_autofree char *l_old = listen_text (old->listen), *l_new = listen_text (c->listen);
-  guint n = 0;
+  g_autoptr (GPtrArray) changes = lmtpd_config_reload_differences (old, c);
 
-  n += warn_unchanged ("listen", l_old, l_new);
-  n += warn_unchanged ("metrics_listen", old->metrics_listen, c->metrics_listen);
-  n += warn_unchanged ("user", old->user, c->user);
-  return n;
+  for (guint i = 0; i < changes->len; i++)
+    {
+      const LmtpdConfigChange *x = changes->pdata[i];
+      g_warning ("reload: [%s] %s changed (%s -> %s): not applied, it needs a restart", x->group, x->key,
+                 x->was ? x->was : "unset", x->now ? x->now : "unset");
+    }
+  return changes->len;
 }
 
 static gboolean

@@ -5,6 +5,7 @@
 #include <glib/gstdio.h>
 
 #include "lmtpd-conf.h"
+#include "conf-private.h" /* the settings table, for the man page test */
 
 static char *
 write_file (const char *name, const char *text)
@@ -179,6 +180,183 @@ test_listen_parse (void)
     }
 }
 
+static gboolean
+in_table (const char *group, const char *key)
+{
+  for (gsize i = 0; i < conf_n_settings; i++)
+    if (strcmp (conf_settings[i].group, group) == 0 && strcmp (conf_settings[i].key, key) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+/* The arguments of a roff request line, "quoted" ones as one. */
+static GPtrArray *
+roff_args (const char *line)
+{
+  GPtrArray *args = g_ptr_array_new_with_free_func (g_free);
+  const char *p = line;
+
+  while (*p)
+    {
+      const char *start;
+      while (*p == ' ')
+        p++;
+      if (*p == '\0')
+        break;
+      if (*p == '"')
+        {
+          start = ++p;
+          while (*p && *p != '"')
+            p++;
+          g_ptr_array_add (args, g_strndup (start, p - start));
+          if (*p)
+            p++;
+          continue;
+        }
+      start = p;
+      while (*p && *p != ' ')
+        p++;
+      g_ptr_array_add (args, g_strndup (start, p - start));
+    }
+  return args;
+}
+
+/* The groups a ".SS [server]" or ".SS [users], [mailboxes]" heading names
+ * ("service" for "[service NAME]"). */
+static char **
+section_groups (const char *heading)
+{
+  g_autoptr (GPtrArray) groups = g_ptr_array_new ();
+
+  for (const char *p = strchr (heading, '['); p; p = strchr (p + 1, '['))
+    g_ptr_array_add (groups, g_strndup (p + 1, strcspn (p + 1, " ]")));
+  g_ptr_array_add (groups, NULL);
+  return (char **) g_ptr_array_free (g_steal_pointer (&groups), FALSE);
+}
+
+/* Bold words of a .B or .BR line (.BR alternates bold and roman) that
+ * look like keys. */
+static void
+add_documented_keys (const char *line, char **groups, GHashTable *documented, GString *wrong)
+{
+  gboolean alternate = g_str_has_prefix (line, ".BR ");
+  g_autoptr (GPtrArray) args = roff_args (line + (alternate ? 4 : 3));
+
+  for (guint i = 0; i < args->len; i += alternate ? 2 : 1)
+    {
+      const char *key = args->pdata[i];
+      gboolean found = FALSE;
+      if (!g_regex_match_simple ("^[a-z][a-z0-9_]*$", key, 0, 0))
+        continue;
+      for (guint g = 0; groups[g]; g++)
+        if (in_table (groups[g], key))
+          {
+            g_hash_table_add (documented, g_strdup_printf ("%s\n%s", groups[g], key));
+            found = TRUE;
+          }
+      if (!found)
+        g_string_append_printf (wrong, "documented but not in the table: %s\n", key);
+    }
+}
+
+/* docs/man/lmtpd.conf.5 lists the keys of each group under ".SS [group]":
+ * the .B/.BR line right after the .SS or a .TP. */
+static GHashTable *
+man_page_keys (const char *text, GString *wrong)
+{
+  GHashTable *documented = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_auto (GStrv) lines = g_strsplit (text, "\n", -1);
+  g_auto (GStrv) groups = NULL;
+
+  for (guint i = 0; lines[i]; i++)
+    {
+      const char *prev = i ? lines[i - 1] : "";
+      if (g_str_has_prefix (lines[i], ".SH "))
+        g_clear_pointer (&groups, g_strfreev);
+      else if (g_str_has_prefix (lines[i], ".SS "))
+        {
+          g_strfreev (groups);
+          groups = section_groups (lines[i]);
+        }
+      else if (groups && (g_str_has_prefix (lines[i], ".B ") || g_str_has_prefix (lines[i], ".BR "))
+               && (strcmp (prev, ".TP") == 0 || g_str_has_prefix (prev, ".SS ")))
+        add_documented_keys (lines[i], groups, documented, wrong);
+    }
+  return documented;
+}
+
+static void
+test_man_page (void)
+{
+  g_autofree char *path = g_build_filename (TEST_DATA_DIR, "..", "..", "docs", "man", "lmtpd.conf.5", NULL);
+  g_autofree char *text = NULL;
+  g_autoptr (GString) wrong = g_string_new (NULL);
+  g_autoptr (GHashTable) documented = NULL;
+
+  g_assert_true (g_file_get_contents (path, &text, NULL, NULL));
+  documented = man_page_keys (text, wrong);
+  for (gsize i = 0; i < conf_n_settings; i++)
+    {
+      const ConfSetting *s = &conf_settings[i];
+      g_autofree char *k = g_strdup_printf ("%s\n%s", s->group, s->key);
+      if (strcmp (s->key, "*") != 0 && !g_hash_table_contains (documented, k))
+        g_string_append_printf (wrong, "[%s] %s is not documented\n", s->group, s->key);
+      g_assert_nonnull (s->doc);
+    }
+  if (wrong->len)
+    g_test_message ("%s: %s", path, wrong->str);
+  g_assert_cmpuint (wrong->len, ==, 0);
+}
+
+/* The table's defaults are what an empty file gives, and the settings a
+ * reload cannot apply are named with their values as text. */
+static void
+test_reload_differences (void)
+{
+  g_autofree char *path = write_file ("reload.conf",
+    "[server]\nlisten = inet:127.0.0.1:2424;unix:/tmp/x.sock\ndelivery_threads = 8\n"
+    "max_sessions = 7\nmetrics_listen = inet:127.0.0.1:9101\nuser = \n");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LmtpdConfig) old = lmtpd_config_new_default ();
+  g_autoptr (LmtpdConfig) now = lmtpd_config_load (path, &error);
+  g_autoptr (GPtrArray) same = NULL, changes = NULL;
+  const LmtpdConfigChange *ch;
+
+  g_assert_no_error (error);
+  same = lmtpd_config_reload_differences (old, old);
+  g_assert_cmpuint (same->len, ==, 0);
+  changes = lmtpd_config_reload_differences (old, now);
+  /* max_sessions and delivery_threads are reload-safe; "" is unset */
+  g_assert_cmpuint (changes->len, ==, 2);
+  ch = changes->pdata[0];
+  g_assert_cmpstr (ch->group, ==, "server");
+  g_assert_cmpstr (ch->key, ==, "listen");
+  g_assert_cmpstr (ch->was, ==, "inet:127.0.0.1:2424");
+  g_assert_cmpstr (ch->now, ==, "inet:127.0.0.1:2424;unix:/tmp/x.sock");
+  ch = changes->pdata[1];
+  g_assert_cmpstr (ch->key, ==, "metrics_listen");
+  g_assert_null (ch->was);
+  g_assert_cmpstr (ch->now, ==, "inet:127.0.0.1:9101");
+}
+
+/* The users map's quota= takes sizes as [limits] does (one parser). */
+static void
+test_quota_sizes (void)
+{
+  g_autofree char *map = write_file ("quota-users", "a@example.org quota=10M\nb@example.org quota=10MB\n"
+                                                     "c@example.org quota=2g quota_messages=1k\n");
+  g_autofree char *text = g_strdup_printf ("[users]\nmap = %s\n", map);
+  g_autofree char *path = write_file ("quota.conf", text);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LmtpdConfig) c = lmtpd_config_load (path, &error);
+
+  g_assert_no_error (error);
+  g_assert_cmpuint (lmtpd_config_get_user (c, "a@example.org")->quota_bytes, ==, 10 * 1024 * 1024);
+  g_assert_cmpuint (lmtpd_config_get_user (c, "b@example.org")->quota_bytes, ==, 10 * 1024 * 1024);
+  g_assert_cmpuint (lmtpd_config_get_user (c, "c@example.org")->quota_bytes, ==, G_GUINT64_CONSTANT (2) << 30);
+  g_assert_cmpuint (lmtpd_config_get_user (c, "c@example.org")->quota_messages, ==, 1024);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -189,5 +367,8 @@ main (int argc, char **argv)
   g_test_add_func ("/config/sieve", test_sieve);
   g_test_add_func ("/config/users-map", test_users_map);
   g_test_add_func ("/config/listen-parse", test_listen_parse);
+  g_test_add_func ("/config/man-page", test_man_page);
+  g_test_add_func ("/config/reload-differences", test_reload_differences);
+  g_test_add_func ("/config/quota-sizes", test_quota_sizes);
   return g_test_run ();
 }

@@ -1,0 +1,153 @@
+/* conf-private.h - what the files of conf/ share and nobody else sees.
+ *
+ * A ConfLoader collects the problems of one load with their file:line
+ * (conf-report.c).  The settings table (settings.c) says, once per key,
+ * where a value lives, its type, default, bounds and whether a reload can
+ * apply it; conf-table.c turns that table into defaults, loading, the
+ * known-key check and the reload comparison.  Values that need more than a
+ * type (listeners, maps, [service]/[rule]) have their own loaders.
+ */
+#pragma once
+
+#include <gio/gio.h>
+
+#include "lmtpd-conf.h"
+
+G_BEGIN_DECLS
+
+/* ---- problems with file:line (conf-report.c) ---------------------------- */
+
+typedef struct {
+  const char *file;
+  GHashTable *lines; /* "group\nkey" -> line number; "group\n" -> where it starts */
+  GString *errors;
+} ConfLoader;
+
+GHashTable *conf_scan_lines (const char *text);
+/* "file:line: [group] key: ..." (the line and the group or key when known) */
+void conf_problem (ConfLoader *ld, const char *group, const char *key, const char *fmt, ...)
+  G_GNUC_PRINTF (4, 5);
+/* "file:line: ..." for a line of a map file */
+void conf_file_problem (ConfLoader *ld, const char *file, guint line, const char *fmt, ...) G_GNUC_PRINTF (4, 5);
+
+/* ---- values (conf-values.c) --------------------------------------------- */
+
+/* The unit suffixes a number may carry. */
+typedef enum {
+  CONF_UNITS_TIME, /* s, m, h: seconds */
+  CONF_UNITS_SIZE, /* k, M, G with an optional B: bytes */
+} ConfUnits;
+
+typedef enum {
+  CONF_NUMBER_OK,
+  CONF_NUMBER_NOT_NUMBER,
+  CONF_NUMBER_BAD_UNIT,
+  CONF_NUMBER_TOO_BIG,     /* does not fit 64 bits once multiplied */
+} ConfNumberResult;
+
+ConfNumberResult conf_parse_number (const char *s, ConfUnits units, guint64 *out);
+char *conf_get_string (GKeyFile *kf, const char *group, const char *key);
+/* The value if given and valid (else untouched; invalid ones are problems). */
+gboolean conf_get_number (ConfLoader *ld, GKeyFile *kf, const char *group, const char *key, ConfUnits units,
+                          guint64 min, guint64 max, guint64 *value);
+void conf_get_ms (ConfLoader *ld, GKeyFile *kf, const char *group, const char *key, guint *out);
+void conf_get_bool (ConfLoader *ld, GKeyFile *kf, const char *group, const char *key, gboolean *out);
+void conf_get_path (GKeyFile *kf, const char *group, const char *key, char **out);
+/* Blank-stripped items without empty ones, lowercased if @lower. */
+char **conf_clean_list (char **list, gboolean lower);
+LmtpdListen *conf_parse_listen (const char *spec, char **why);
+/* inet:HOST:PORT;unix:PATH as the reload warnings have always shown it */
+char *conf_listen_list_text (const GPtrArray *listen);
+
+/* ---- the settings table (settings.c, conf-table.c) ----------------------- */
+
+typedef enum {
+  CONF_NONE,     /* no typed value: ->load does everything */
+  CONF_STRING,   /* char *, blanks stripped; default ->def_text */
+  CONF_LIST,     /* char ** from a ';' list; default ->def_text split on ';' */
+  CONF_BOOL,     /* gboolean */
+  CONF_UINT,     /* guint, a number that may end in s, m or h */
+  CONF_SIZE,     /* guint64, a number that may end in k, M or G (and B) */
+  CONF_SIZE_T,   /* gsize, as CONF_SIZE */
+  CONF_MS,       /* guint milliseconds: 500ms, 2s, 1m or plain seconds */
+  CONF_CHOICE,   /* an int (enum or gboolean) named by one of ->choices */
+  CONF_LISTEN,   /* GPtrArray of LmtpdListen*, a ';' list of specs */
+} ConfType;
+
+typedef struct {
+  gboolean caseless;
+  const char *expect;     /* "no, yes or if-exists" for the error */
+  struct {
+    const char *name;
+    int value;
+  } items[6];             /* up to a NULL name */
+} ConfChoices;
+
+typedef struct _ConfSetting ConfSetting;
+
+/* Loads or checks @s of [@group] (a "service NAME" group for a "service"
+ * row) into @base, the LmtpdConfig or the object of a named group. */
+typedef void (*ConfSettingFunc) (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s,
+                                 gpointer base);
+
+struct _ConfSetting {
+  const char *group;      /* "server"; "service" and "rule" for every [service NAME]... */
+  const char *key;        /* "*": any key (free-form group) */
+  ConfType type;
+  gsize offset;           /* of the value in the group's struct */
+  const char *def_text;   /* STRING, LIST, LISTEN default; NULL = unset */
+  guint64 def;            /* BOOL, UINT, SIZE, SIZE_T, MS, CHOICE default */
+  guint64 min, max;       /* UINT, SIZE, SIZE_T */
+  gboolean needs_restart; /* not reload-safe: read once at start, a SIGHUP cannot apply it */
+  const ConfChoices *choices;
+  ConfSettingFunc load;   /* replaces the type's own parsing, if set */
+  ConfSettingFunc check;  /* runs after loading, whether the key was given or not */
+  const char *doc;        /* one line for people */
+};
+
+/* The value of @s in @base, as a @type lvalue */
+#define CONF_FIELD(base, s, type) (*(type *) (gpointer) ((guint8 *) (base) + (s)->offset))
+
+/* In load order within each group: problems are reported in this order. */
+extern const ConfSetting conf_settings[];
+extern const gsize conf_n_settings;
+
+/* [service NAME] and [rule NAME]: one table group, many in a file */
+gboolean conf_group_is_named (const char *table_group);
+/* For the rows of @table_group; NULL: every group that is not named. */
+void conf_apply_defaults (const char *table_group, gpointer base);
+void conf_free_values (const char *table_group, gpointer base);
+/* Loads [@group] into @base with the rows of @table_group, in table order. */
+void conf_load_group (ConfLoader *ld, GKeyFile *kf, const char *table_group, const char *group, gpointer base);
+/* The whole file: every row in table order, the named groups where their
+ * rows stand. */
+void conf_load_settings (ConfLoader *ld, GKeyFile *kf, LmtpdConfig *c);
+void conf_check_known (ConfLoader *ld, GKeyFile *kf);
+/* The value as text (for the reload warnings), NULL if unset */
+char *conf_value_text (const ConfSetting *s, gconstpointer base);
+
+/* ---- loaders the table names (maps.c, opes.c) --------------------------- */
+
+gboolean conf_address_is_sane (const char *a);
+void conf_load_users_map (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
+void conf_load_rewrite_map (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s,
+                            gpointer base);
+void conf_rewrite_free (gpointer p);
+void conf_user_free (gpointer p);
+
+void conf_load_opes_system (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
+void conf_load_bypass (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
+void conf_load_servers (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
+void conf_load_parts (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
+void conf_check_service_uri (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s,
+                             gpointer base);
+void conf_check_is_file (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
+void conf_load_match (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
+void conf_load_rule_services (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s,
+                              gpointer base);
+/* Every [@table_group NAME] of the file, in file order ("service", "rule"). */
+void conf_load_named_groups (ConfLoader *ld, GKeyFile *kf, LmtpdConfig *c, const char *table_group);
+void conf_service_free (gpointer p);
+void conf_rule_free (gpointer p);
+
+G_END_DECLS

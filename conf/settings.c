@@ -1,0 +1,459 @@
+/* settings.c - the settings table: every key of lmtpd.conf once, with where
+ * its value lives, its type, default, bounds, whether a reload applies it
+ * and a line for people; and the checks of the keys that need more than a
+ * type.
+ *
+ * Rows are in load order within each group, which is the order problems
+ * are reported in.  docs/man/lmtpd.conf.5 lists the same keys (a unit test
+ * compares them).  The "service" rows load into each LmtpdService and the
+ * "rule" rows into each rule; their loaders are in opes.c, the maps' in
+ * maps.c.  A new key is one row here, a line in the man page and one in
+ * conf/lmtpd.conf.example.
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "conf-private.h"
+
+#define CFG(field) G_STRUCT_OFFSET (LmtpdConfig, field)
+#define SVC(field) G_STRUCT_OFFSET (LmtpdService, field)
+
+/* ---- [server] ----------------------------------------------------------- */
+
+static void
+load_socket_mode (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  g_autofree char *mode = conf_get_string (kf, group, s->key);
+  char *end = NULL;
+  guint64 m;
+
+  if (mode == NULL)
+    return;
+  m = g_ascii_strtoull (mode, &end, 8);
+  if (*mode == '\0' || *end != '\0' || m > 0777)
+    conf_problem (ld, group, s->key, "'%s' is not an octal mode like 0660", mode);
+  else
+    ((LmtpdConfig *) base)->socket_mode = (guint) m;
+}
+
+static void
+check_hostname (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  const char *h = ((LmtpdConfig *) base)->hostname;
+
+  if (h[0] == '\0' || strpbrk (h, " \t\r\n<>()[];"))
+    conf_problem (ld, group, s->key, "'%s' is not a host name", h);
+}
+
+/* "key =" with nothing: as if not set */
+static void
+check_empty_is_unset (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  char **v = &CONF_FIELD (base, s, char *);
+
+  if (*v && (*v)[0] == '\0')
+    g_clear_pointer (v, g_free);
+}
+
+/* [server] xforward_hosts: CIDR blocks or addresses, and "local" for the
+ * UNIX sockets, separated by ';', ',' or blanks. */
+static void
+load_xforward_hosts (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  LmtpdConfig *c = base;
+  g_autofree char *text = conf_get_string (kf, group, s->key);
+  g_auto (GStrv) items = NULL;
+
+  if (text == NULL)
+    return;
+  items = g_strsplit_set (text, ";, \t", -1);
+  c->xforward_hosts = g_ptr_array_new_with_free_func (g_object_unref);
+  for (guint i = 0; items[i]; i++)
+    {
+      g_autoptr (GError) err = NULL;
+      GInetAddressMask *m;
+
+      if (items[i][0] == '\0')
+        continue;
+      if (g_ascii_strcasecmp (items[i], "local") == 0)
+        {
+          c->xforward_local = TRUE;
+          continue;
+        }
+      m = g_inet_address_mask_new_from_string (items[i], &err);
+      if (m == NULL)
+        conf_problem (ld, group, s->key, "'%s' is not an address or CIDR block", items[i]);
+      else
+        g_ptr_array_add (c->xforward_hosts, m);
+    }
+}
+
+static void
+check_tls_pair (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  LmtpdConfig *c = base;
+
+  if ((c->tls_cert_file == NULL) != (c->tls_key_file == NULL))
+    conf_problem (ld, group, c->tls_cert_file ? "tls_key_file" : "tls_cert_file",
+                  "STARTTLS needs both tls_cert_file and tls_key_file");
+}
+
+/* A listener spec, if set ("" is unset). */
+static void
+check_listen_spec (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  char **v = &CONF_FIELD (base, s, char *);
+  g_autoptr (GError) err = NULL;
+  LmtpdListen *l;
+
+  if (*v == NULL)
+    return;
+  l = lmtpd_listen_parse (*v, &err);
+  if (l == NULL)
+    conf_problem (ld, group, s->key, "%s", err->message);
+  else
+    lmtpd_listen_free (l);
+}
+
+static void
+check_metrics_listen (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  check_empty_is_unset (ld, kf, group, s, base);
+  check_listen_spec (ld, kf, group, s, base);
+}
+
+/* ---- [delivery], [mailboxes] -------------------------------------------- */
+
+/* [maildir:|mbox:]PATH[:INBOX=FILE] with only %u %d %n %% escapes */
+static void
+check_mailbox_template (ConfLoader *ld, const char *group, const char *key, const char *t)
+{
+  const char *path = t;
+
+  if (g_str_has_prefix (t, "maildir:"))
+    path = t + 8;
+  else if (g_str_has_prefix (t, "mbox:"))
+    path = t + 5;
+  if (path[0] == '\0' || path[0] == '/' || strstr (path, ".."))
+    conf_problem (ld, group, key, "'%s' must be relative to mail_root, without '..'", t);
+  for (const char *p = path; *p; p++)
+    if (*p == '%' && (p[1] == '\0' || !strchr ("udn%", p[1])))
+      {
+        conf_problem (ld, group, key, "unknown escape '%%%c' (use %%u, %%d, %%n or %%%%)", p[1] ? p[1] : ' ');
+        break;
+      }
+    else if (*p == '%')
+      p++;
+}
+
+static void
+check_mailbox (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  check_mailbox_template (ld, group, s->key, CONF_FIELD (base, s, char *));
+}
+
+/* [mailboxes]: any domain as key, a mailbox template as value */
+static void
+load_domain_mailboxes (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  LmtpdConfig *c = base;
+  g_auto (GStrv) domains = g_key_file_get_keys (kf, group, NULL, NULL);
+
+  for (guint i = 0; domains && domains[i]; i++)
+    {
+      char *t = conf_get_string (kf, group, domains[i]);
+      check_mailbox_template (ld, group, domains[i], t);
+      g_hash_table_replace (c->domain_mailbox, g_ascii_strdown (domains[i], -1), t);
+    }
+}
+
+/* Not blank-stripped: the delimiter characters are the value. */
+static void
+load_recipient_delimiter (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  char **v = &CONF_FIELD (base, s, char *);
+
+  if (!g_key_file_has_key (kf, group, s->key, NULL))
+    return;
+  g_free (*v);
+  *v = g_key_file_get_string (kf, group, s->key, NULL);
+  for (const char *p = *v; p && *p; p++)
+    if (!g_ascii_isprint (*p) || *p == '@' || *p == ' ' || *p == '/')
+      {
+        conf_problem (ld, group, s->key, "'%c' cannot be a delimiter", *p);
+        break;
+      }
+}
+
+static const ConfChoices detail_choices = {
+  TRUE, "no, yes or if-exists",
+  { { "no", LMTPD_DETAIL_NO }, { "false", LMTPD_DETAIL_NO }, { "yes", LMTPD_DETAIL_YES },
+    { "true", LMTPD_DETAIL_YES }, { "if-exists", LMTPD_DETAIL_IF_EXISTS }, { NULL, 0 } },
+};
+
+static const ConfChoices quoting_choices = {
+  TRUE, "mboxrd or mboxo", { { "mboxrd", FALSE }, { "mboxo", TRUE }, { NULL, 0 } },
+};
+
+static const ConfChoices log_format_choices = {
+  FALSE, "text or json", { { "text", FALSE }, { "json", TRUE }, { NULL, 0 } },
+};
+
+/* ---- [users] ------------------------------------------------------------ */
+
+static void
+load_domains (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  LmtpdConfig *c = base;
+  g_auto (GStrv) domains = g_key_file_get_string_list (kf, group, s->key, NULL, NULL);
+
+  if (domains)
+    {
+      g_strfreev (c->domains);
+      c->domains = conf_clean_list (domains, TRUE);
+    }
+  else if (c->users_map)
+    {
+      /* A users map alone means: only the users in it. */
+      g_strfreev (c->domains);
+      c->domains = NULL;
+    }
+}
+
+static void
+check_postmaster (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  LmtpdConfig *c = base;
+  char *lower;
+
+  if (c->postmaster == NULL)
+    return;
+  lower = g_ascii_strdown (c->postmaster, -1);
+  g_free (c->postmaster);
+  c->postmaster = lower;
+  if (!conf_address_is_sane (lower))
+    conf_problem (ld, group, s->key, "'%s' is not an address", lower);
+  else if (!lmtpd_config_lookup_user (c, lower, NULL))
+    conf_problem (ld, group, s->key, "'%s' is not a known user", lower);
+}
+
+/* ---- [sieve] ------------------------------------------------------------ */
+
+static void
+check_script_escapes (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  for (const char *p = CONF_FIELD (base, s, char *); *p; p++)
+    {
+      if (*p != '%')
+        continue;
+      if (p[1] == '\0' || !strchr ("undh%", p[1]))
+        {
+          conf_problem (ld, group, s->key, "unknown %%-escape (use %%u %%n %%d %%h %%%%)");
+          break;
+        }
+      p++;
+    }
+}
+
+static void
+check_readable_files (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  char **list = CONF_FIELD (base, s, char **);
+
+  for (guint i = 0; list[i]; i++)
+    if (!g_file_test (list[i], G_FILE_TEST_IS_REGULAR))
+      conf_problem (ld, group, s->key, "'%s' is not a readable file", list[i]);
+}
+
+/* Given in seconds, kept in milliseconds. */
+static void
+load_max_run_time (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  guint64 secs = 0;
+
+  if (conf_get_number (ld, kf, group, s->key, CONF_UNITS_TIME, s->min, s->max, &secs) && secs)
+    ((LmtpdConfig *) base)->sieve_max_run_time_ms = (guint) secs * 1000;
+}
+
+static void
+check_one_sender (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  LmtpdConfig *c = base;
+
+  if (c->sendmail && c->submission)
+    conf_problem (ld, group, s->key, "set submission or sendmail, not both");
+}
+
+static void
+load_lowercase_list (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  char ***v = &CONF_FIELD (base, s, char **);
+  g_auto (GStrv) list = g_key_file_get_string_list (kf, group, s->key, NULL, NULL);
+
+  if (!g_key_file_has_key (kf, group, s->key, NULL))
+    return;
+  g_strfreev (*v);
+  *v = conf_clean_list (list, TRUE);
+}
+
+/* ---- [opes], [service NAME], [rule NAME] -------------------------------- */
+
+static const ConfChoices stage_choices = {
+  FALSE, "rcpt or data", { { "rcpt", TRUE }, { "data", FALSE }, { NULL, 0 } },
+};
+
+static const ConfChoices on_failure_choices = {
+  FALSE, "tempfail, accept or reject",
+  { { "tempfail", LMTPD_FAIL_TEMPFAIL }, { "accept", LMTPD_FAIL_ACCEPT }, { "reject", LMTPD_FAIL_REJECT },
+    { NULL, 0 } },
+};
+
+#define KiB G_GUINT64_CONSTANT (1024)
+#define MiB (KiB * 1024)
+
+/* Sizes take k, M, G; CONF_UINT values (counts too) take s, m, h as they
+ * always have. */
+const ConfSetting conf_settings[] = {
+  { "server", "listen", CONF_LISTEN, CFG (listen), .def_text = "inet:127.0.0.1:2424", .needs_restart = TRUE,
+    .doc = "inet:HOST:PORT and unix:PATH listeners, separated by ;" },
+  { "server", "socket_mode", CONF_UINT, CFG (socket_mode), .def = 0660, .load = load_socket_mode,
+    .doc = "octal mode of the UNIX sockets" },
+  { "server", "socket_owner", CONF_STRING, CFG (socket_owner), .doc = "user[:group] owning the UNIX sockets" },
+  { "server", "hostname", CONF_STRING, CFG (hostname), .check = check_hostname,
+    .doc = "name in the greeting and trace headers (default: this host's)" },
+  { "server", "spool_dir", CONF_STRING, CFG (spool_dir), .def_text = "./var/spool",
+    .doc = "where message data is spooled" },
+  { "server", "max_sessions", CONF_UINT, CFG (max_sessions), .def = 100, .min = 1, .max = 100000,
+    .doc = "sessions at once; more get 421" },
+  { "server", "idle_timeout", CONF_UINT, CFG (idle_timeout), .def = 300, .min = 1, .max = 86400,
+    .doc = "seconds a client may be idle" },
+  { "server", "shutdown_timeout", CONF_UINT, CFG (shutdown_timeout), .def = 30, .min = 0, .max = 3600,
+    .doc = "seconds transactions get to finish at SIGTERM" },
+  { "server", "user", CONF_STRING, CFG (user), .needs_restart = TRUE, .check = check_empty_is_unset,
+    .doc = "the account to switch to after binding" },
+  { "server", "delivery_threads", CONF_UINT, CFG (delivery_threads), .def = 64, .min = 1, .max = 1024,
+    .doc = "worker threads for deliveries and callouts" },
+  { "server", "max_memory", CONF_SIZE, CFG (max_memory), .def = 1024 * MiB, .min = 0, .max = G_MAXINT64,
+    .doc = "resident size above which new sessions get 421 (0: no limit)" },
+  { "server", "xforward_hosts", CONF_NONE, 0, .load = load_xforward_hosts,
+    .doc = "addresses, CIDR blocks and local allowed to send XFORWARD" },
+  { "server", "tls_cert_file", CONF_STRING, CFG (tls_cert_file), .doc = "STARTTLS certificate chain (PEM)" },
+  { "server", "tls_key_file", CONF_STRING, CFG (tls_key_file), .check = check_tls_pair,
+    .doc = "its private key" },
+  { "server", "tls_client_ca_file", CONF_STRING, CFG (tls_client_ca_file),
+    .doc = "CA certificates to verify client certificates against" },
+  { "server", "log_format", CONF_CHOICE, CFG (log_json), .def = FALSE, .choices = &log_format_choices,
+    .doc = "text or json (one object a line)" },
+  { "server", "metrics_listen", CONF_STRING, CFG (metrics_listen), .needs_restart = TRUE,
+    .check = check_metrics_listen, .doc = "inet:HOST:PORT or unix:PATH serving GET /metrics" },
+
+  { "limits", "max_line_length", CONF_SIZE_T, CFG (max_line_length), .def = 2048, .min = 512, .max = MiB,
+    .doc = "a command line, CRLF included" },
+  { "limits", "max_data_line_length", CONF_SIZE_T, CFG (max_data_line_length), .def = MiB, .min = 1000,
+    .max = G_MAXUINT32, .doc = "a line of message data" },
+  { "limits", "max_message_size", CONF_SIZE, CFG (max_message_size), .def = 51 * MiB, .min = 0,
+    .max = G_MAXINT64, .doc = "bytes (0: unlimited)" },
+  { "limits", "max_recipients", CONF_UINT, CFG (max_recipients), .def = 1000, .min = 1, .max = 100000,
+    .doc = "recipients a transaction" },
+  { "limits", "max_errors", CONF_UINT, CFG (max_errors), .def = 20, .min = 1, .max = 10000,
+    .doc = "errors a session before it is closed" },
+  { "limits", "min_data_rate", CONF_SIZE, CFG (min_data_rate), .def = 500, .min = 0, .max = G_MAXUINT32,
+    .doc = "bytes a second a client must keep up in DATA and BDAT (0: none)" },
+
+  { "delivery", "mail_root", CONF_STRING, CFG (mail_root), .def_text = "./var/mail",
+    .doc = "where mailboxes live" },
+  { "delivery", "mailbox", CONF_STRING, CFG (mailbox_template), .def_text = "%d/%n/Maildir",
+    .check = check_mailbox, .doc = "[maildir:|mbox:]PATH under mail_root with %u %n %d" },
+  { "mailboxes", "*", CONF_NONE, 0, .load = load_domain_mailboxes, .doc = "DOMAIN = a mailbox template" },
+  { "delivery", "fsync", CONF_BOOL, CFG (fsync), .def = TRUE, .doc = "fsync messages and directories" },
+  { "delivery", "create_folders", CONF_BOOL, CFG (create_folders), .def = TRUE,
+    .doc = "create a missing folder a delivery names" },
+  { "delivery", "quota_full_tempfail", CONF_BOOL, CFG (quota_full_tempfail),
+    .doc = "452 4.2.2 instead of 552 5.2.2 when over quota" },
+  { "delivery", "single_instance", CONF_BOOL, CFG (single_instance), .def = TRUE,
+    .doc = "hard-link identical copies of one transaction" },
+  { "delivery", "recipient_delimiter", CONF_STRING, CFG (recipient_delimiter), .def_text = "+",
+    .load = load_recipient_delimiter, .doc = "characters that start a detail (empty: none)" },
+  { "delivery", "detail_folder", CONF_CHOICE, CFG (detail_folder), .def = LMTPD_DETAIL_NO,
+    .choices = &detail_choices, .doc = "user+detail into folder detail: no, yes or if-exists" },
+  { "delivery", "duplicate_window", CONF_UINT, CFG (duplicate_window), .def = 4 * 3600, .min = 0,
+    .max = 30 * 86400, .doc = "seconds a duplicate is suppressed (0: never)" },
+  { "delivery", "duplicate_db", CONF_STRING, CFG (duplicate_db), .def_text = "./var/lib/duplicates",
+    .doc = "the duplicate journal" },
+  { "delivery", "mbox_quoting", CONF_CHOICE, CFG (mbox_mboxo), .def = FALSE, .choices = &quoting_choices,
+    .doc = "mboxrd or mboxo" },
+  { "delivery", "mbox_lock_timeout", CONF_UINT, CFG (mbox_lock_timeout), .def = 30, .min = 1, .max = 3600,
+    .doc = "seconds to wait for an mbox lock" },
+  { "delivery", "delivery_timeout", CONF_UINT, CFG (delivery_timeout), .def = 120, .min = 1, .max = 86400,
+    .doc = "seconds one recipient's delivery may take (then 451 4.4.7)" },
+
+  /* the maps' problems come in this order: rewrite, users, postmaster */
+  { "users", "rewrite", CONF_STRING, CFG (rewrite_map), .check = conf_load_rewrite_map,
+    .doc = "the rewrite map file" },
+  { "users", "map", CONF_STRING, CFG (users_map), .check = conf_load_users_map, .doc = "the users map file" },
+  { "users", "domains", CONF_LIST, CFG (domains), .def_text = "*", .load = load_domains,
+    .doc = "any local part of these domains is a user (*: any domain)" },
+  { "users", "postmaster", CONF_STRING, CFG (postmaster), .check = check_postmaster,
+    .doc = "where a bare <postmaster> goes" },
+
+  { "opes", "system", CONF_STRING, CFG (opes_system), .load = conf_load_opes_system,
+    .doc = "URI naming this OPES system in traces" },
+  { "opes", "bypass", CONF_UINT, CFG (opes_bypass), .load = conf_load_bypass,
+    .doc = "bypass requests honoured: header, parameter or none" },
+
+  { "service", "servers", CONF_LIST, SVC (servers), .load = conf_load_servers,
+    .doc = "endpoints inet:HOST:PORT or unix:PATH, primary first" },
+  { "service", "uri", CONF_STRING, SVC (uri), .check = conf_check_service_uri,
+    .doc = "the service URI in traces and bypass" },
+  { "service", "stage", CONF_CHOICE, SVC (rcpt_stage), .def = FALSE, .choices = &stage_choices,
+    .doc = "rcpt (metadata only) or data" },
+  { "service", "parts", CONF_STRING, SVC (parts), .load = conf_load_parts,
+    .doc = "what is sent: envelope, message-header, message-body" },
+  { "service", "on_failure", CONF_CHOICE, SVC (on_failure), .def = LMTPD_FAIL_TEMPFAIL,
+    .choices = &on_failure_choices, .doc = "when the service fails: tempfail, accept or reject" },
+  { "service", "connect_timeout", CONF_MS, SVC (connect_timeout_ms), .def = 2000, .doc = "to connect" },
+  { "service", "response_timeout", CONF_MS, SVC (response_timeout_ms), .def = 20000,
+    .doc = "between messages of a response" },
+  { "service", "timeout", CONF_MS, SVC (timeout_ms), .def = 30000, .doc = "for the whole call" },
+  { "service", "max_connections", CONF_UINT, SVC (max_connections), .def = 16, .min = 1, .max = 1024,
+    .doc = "connections to the service at once" },
+  { "service", "bypassable", CONF_BOOL, SVC (bypassable), .def = TRUE, .doc = "a bypass request may skip it" },
+  { "service", "tls", CONF_BOOL, SVC (tls), .def = FALSE, .doc = "connect with TLS" },
+  { "service", "tls_ca_file", CONF_STRING, SVC (tls_ca_file), .check = conf_check_is_file,
+    .doc = "CA certificates to verify the service against" },
+  { "service", "tls_cert_file", CONF_STRING, SVC (tls_cert_file), .check = conf_check_is_file,
+    .doc = "client certificate" },
+  { "service", "tls_key_file", CONF_STRING, SVC (tls_key_file), .doc = "its private key" },
+  { "service", "tls_server_name", CONF_STRING, SVC (tls_server_name), .doc = "name to verify and send (SNI)" },
+
+  { "rule", "match", CONF_NONE, 0, .load = conf_load_match,
+    .doc = "user@domain, @domain, globs, /regex/ or *" },
+  { "rule", "services", CONF_NONE, 0, .load = conf_load_rule_services, .doc = "the services to run, in order" },
+
+  { "sieve", "script", CONF_STRING, CFG (sieve_script), .def_text = "%d/%n/.dovecot.sieve",
+    .check = check_script_escapes, .doc = "per-user script, relative to mail_root; %u %n %d %h (empty: none)" },
+  { "sieve", "before", CONF_LIST, CFG (sieve_before), .check = check_readable_files,
+    .doc = "global scripts run first" },
+  { "sieve", "after", CONF_LIST, CFG (sieve_after), .check = check_readable_files,
+    .doc = "global scripts run last" },
+  { "sieve", "max_script_size", CONF_SIZE, CFG (sieve_max_script_size), .def = MiB, .min = 64,
+    .max = 64 * MiB, .doc = "bytes of a script" },
+  { "sieve", "max_actions", CONF_UINT, CFG (sieve_max_actions), .def = 32, .min = 1, .max = 1000,
+    .doc = "actions a run" },
+  { "sieve", "max_redirects", CONF_UINT, CFG (sieve_max_redirects), .def = 4, .min = 0, .max = 100,
+    .doc = "redirects a run" },
+  { "sieve", "vacation_max_days", CONF_UINT, CFG (vacation_max_days), .def = 90, .min = 1, .max = 365,
+    .doc = "cap on vacation :days" },
+  /* given in seconds (min, max), kept in milliseconds (def) */
+  { "sieve", "max_run_time", CONF_UINT, CFG (sieve_max_run_time_ms), .def = 2000, .min = 1, .max = 600,
+    .load = load_max_run_time, .doc = "seconds a run may take" },
+  { "sieve", "submission", CONF_STRING, CFG (submission), .check = check_listen_spec,
+    .doc = "inet:HOST:PORT SMTP for redirect and vacation" },
+  { "sieve", "sendmail", CONF_STRING, CFG (sendmail), .check = check_one_sender,
+    .doc = "or a sendmail-compatible command line" },
+  { "sieve", "vacation_never_reply", CONF_LIST, CFG (vacation_never_reply), .load = load_lowercase_list,
+    .doc = "sender globs never answered" },
+};
+
+const gsize conf_n_settings = G_N_ELEMENTS (conf_settings);
