@@ -1,11 +1,22 @@
 /* conf-private.h - what the files of conf/ share and nobody else sees.
  *
- * A ConfLoader collects the problems of one load with their file:line
- * (conf-report.c).  The settings table (settings.c) says, once per key,
- * where a value lives, its type, default, bounds and whether a reload can
- * apply it; conf-table.c turns that table into defaults, loading, the
- * known-key check and the reload comparison.  Values that need more than a
- * type (listeners, maps, [service]/[rule]) have their own loaders.
+ * The files depend on each other downward only:
+ *
+ *   conf.c          the object: defaults, lmtpd_config_load, the reload
+ *                   differences, lookups
+ *   settings.c      the main table: the rows of the fixed groups, and one
+ *                   row standing for [service NAME] and one for [rule NAME]
+ *   maps.c, opes.c  the loaders the main table names; opes.c owns the
+ *                   tables of [service NAME] and [rule NAME]
+ *   conf-table.c    the engine: defaults, loading, the known-key check and
+ *                   the reload comparison of any table it is given
+ *   conf-values.c   typed values (and the error quark)
+ *   conf-report.c   problems with file:line
+ *
+ * A ConfLoader collects the problems of one load with their file:line.  A
+ * table (ConfTable) says, once per key, where a value lives, its type,
+ * default, bounds and whether a reload can apply it.  Values that need more
+ * than a type (listeners, maps, [service]/[rule]) have their own loaders.
  */
 #pragma once
 
@@ -59,7 +70,7 @@ LmtpdListen *conf_parse_listen (const char *spec, char **why);
 /* inet:HOST:PORT;unix:PATH as the reload warnings have always shown it */
 char *conf_listen_list_text (const GPtrArray *listen);
 
-/* ---- the settings table (settings.c, conf-table.c) ----------------------- */
+/* ---- tables (conf-table.c the engine, settings.c and opes.c the rows) --- */
 
 typedef enum {
   CONF_NONE,     /* no typed value: ->load does everything */
@@ -84,15 +95,16 @@ typedef struct {
 } ConfChoices;
 
 typedef struct _ConfSetting ConfSetting;
+typedef struct _ConfTable ConfTable;
 
-/* Loads or checks @s of [@group] (a "service NAME" group for a "service"
- * row) into @base, the LmtpdConfig or the object of a named group. */
+/* Loads or checks @s of [@group] into @base, the LmtpdConfig or the object
+ * of a named group ("service NAME" is the group of a "service" row). */
 typedef void (*ConfSettingFunc) (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s,
                                  gpointer base);
 
 struct _ConfSetting {
   const char *group;      /* "server"; "service" and "rule" for every [service NAME]... */
-  const char *key;        /* "*": any key (free-form group) */
+  const char *key;        /* "*": any key (free-form group); NULL in a ->named row */
   ConfType type;
   gsize offset;           /* of the value in the group's struct */
   const char *def_text;   /* STRING, LIST, LISTEN default; NULL = unset */
@@ -103,30 +115,44 @@ struct _ConfSetting {
   ConfSettingFunc load;   /* replaces the type's own parsing, if set */
   ConfSettingFunc check;  /* runs after loading, whether the key was given or not */
   const char *doc;        /* one line for people */
+  /* Set, the row stands for every [group NAME] (and a bare [group]) of the
+   * file: ->load loads them where the row stands, their keys are checked
+   * against these rows. */
+  const ConfTable *named;
+};
+
+/* Rows in load order within each group: problems are reported in this order. */
+struct _ConfTable {
+  const ConfSetting *rows;
+  gsize n_rows;
 };
 
 /* The value of @s in @base, as a @type lvalue */
 #define CONF_FIELD(base, s, type) (*(type *) (gpointer) ((guint8 *) (base) + (s)->offset))
 
-/* In load order within each group: problems are reported in this order. */
-extern const ConfSetting conf_settings[];
-extern const gsize conf_n_settings;
+/* The main table: the fixed groups (settings.c) */
+extern const ConfTable conf_main_table;
+/* The rows of each [service NAME] and [rule NAME] (opes.c) */
+extern const ConfTable conf_service_table;
+extern const ConfTable conf_rule_table;
 
-/* [service NAME] and [rule NAME]: one table group, many in a file */
-gboolean conf_group_is_named (const char *table_group);
-/* For the rows of @table_group; NULL: every group that is not named. */
-void conf_apply_defaults (const char *table_group, gpointer base);
-void conf_free_values (const char *table_group, gpointer base);
-/* Loads [@group] into @base with the rows of @table_group, in table order. */
-void conf_load_group (ConfLoader *ld, GKeyFile *kf, const char *table_group, const char *group, gpointer base);
-/* The whole file: every row in table order, the named groups where their
- * rows stand. */
-void conf_load_settings (ConfLoader *ld, GKeyFile *kf, LmtpdConfig *c);
-void conf_check_known (ConfLoader *ld, GKeyFile *kf);
+/* NAME of a file's [@prefix NAME], NULL if @group is not one */
+const char *conf_named_group_name (const char *group, const char *prefix);
+void conf_apply_defaults (const ConfTable *t, gpointer base);
+void conf_free_values (const ConfTable *t, gpointer base);
+/* Loads [@group] into @base with every row of @t, in table order. */
+void conf_load_group (ConfLoader *ld, GKeyFile *kf, const ConfTable *t, const char *group, gpointer base);
+/* Every row of @t in table order, each from its own [group]; a ->named row
+ * loads its named groups where it stands. */
+void conf_load_table (ConfLoader *ld, GKeyFile *kf, const ConfTable *t, gpointer base);
+/* Unknown groups and keys, in file order */
+void conf_check_known (ConfLoader *ld, GKeyFile *kf, const ConfTable *t);
 /* The value as text (for the reload warnings), NULL if unset */
 char *conf_value_text (const ConfSetting *s, gconstpointer base);
+/* LmtpdConfigChange* for each needs_restart row whose value differs */
+GPtrArray *conf_table_differences (const ConfTable *t, gconstpointer old, gconstpointer now);
 
-/* ---- loaders the table names (maps.c, opes.c) --------------------------- */
+/* ---- loaders the main table names (maps.c, opes.c) ---------------------- */
 
 gboolean conf_address_is_sane (const char *a);
 void conf_load_users_map (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
@@ -137,16 +163,9 @@ void conf_user_free (gpointer p);
 
 void conf_load_opes_system (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
 void conf_load_bypass (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
-void conf_load_servers (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
-void conf_load_parts (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
-void conf_check_service_uri (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s,
-                             gpointer base);
-void conf_check_is_file (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
-void conf_load_match (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
-void conf_load_rule_services (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s,
-                              gpointer base);
-/* Every [@table_group NAME] of the file, in file order ("service", "rule"). */
-void conf_load_named_groups (ConfLoader *ld, GKeyFile *kf, LmtpdConfig *c, const char *table_group);
+/* The ->named rows: every [service NAME], [rule NAME] of the file, in file order */
+void conf_load_services (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
+void conf_load_rules (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
 void conf_service_free (gpointer p);
 void conf_rule_free (gpointer p);
 

@@ -1,9 +1,11 @@
-/* conf-table.c - what the settings table drives: the defaults, loading
- * with typed parsers, freeing, the known-key check and the comparison of
- * the settings a reload cannot apply.
+/* conf-table.c - the table engine: what any table (a ConfTable) drives:
+ * the defaults, loading with typed parsers, freeing, the known-key check
+ * and the comparison of the settings a reload cannot apply.
  *
- * The rows themselves are in settings.c; a row whose value needs more than
- * its type names its own load or check function.
+ * It knows no table and no loader: the main table is in settings.c, the
+ * tables of [service NAME] and [rule NAME] in opes.c; a row whose value
+ * needs more than its type names its own load or check function, and a
+ * ->named row stands for the named groups its ->load loads.
  */
 #include "config.h"
 
@@ -11,17 +13,14 @@
 
 #include "conf-private.h"
 
-gboolean
-conf_group_is_named (const char *table_group)
+const char *
+conf_named_group_name (const char *group, const char *prefix)
 {
-  return strcmp (table_group, "service") == 0 || strcmp (table_group, "rule") == 0;
-}
+  gsize n = strlen (prefix);
 
-/* The rows of @table_group, or with NULL the rows of the fixed groups. */
-static gboolean
-row_in (const ConfSetting *s, const char *table_group)
-{
-  return table_group ? strcmp (s->group, table_group) == 0 : !conf_group_is_named (s->group);
+  if (strncmp (group, prefix, n) != 0 || group[n] != ' ' || group[n + 1] == '\0')
+    return NULL;
+  return group + n + 1;
 }
 
 static GPtrArray *
@@ -59,21 +58,18 @@ apply_default (const ConfSetting *s, gpointer base)
 }
 
 void
-conf_apply_defaults (const char *table_group, gpointer base)
+conf_apply_defaults (const ConfTable *t, gpointer base)
 {
-  for (gsize i = 0; i < conf_n_settings; i++)
-    if (row_in (&conf_settings[i], table_group))
-      apply_default (&conf_settings[i], base);
+  for (gsize i = 0; i < t->n_rows; i++)
+    apply_default (&t->rows[i], base);
 }
 
 void
-conf_free_values (const char *table_group, gpointer base)
+conf_free_values (const ConfTable *t, gpointer base)
 {
-  for (gsize i = 0; i < conf_n_settings; i++)
+  for (gsize i = 0; i < t->n_rows; i++)
     {
-      const ConfSetting *s = &conf_settings[i];
-      if (!row_in (s, table_group))
-        continue;
+      const ConfSetting *s = &t->rows[i];
       if (s->type == CONF_STRING)
         g_clear_pointer (&CONF_FIELD (base, s, char *), g_free);
       else if (s->type == CONF_LIST)
@@ -185,72 +181,71 @@ load_row (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s,
 }
 
 void
-conf_load_group (ConfLoader *ld, GKeyFile *kf, const char *table_group, const char *group, gpointer base)
+conf_load_group (ConfLoader *ld, GKeyFile *kf, const ConfTable *t, const char *group, gpointer base)
 {
-  for (gsize i = 0; i < conf_n_settings; i++)
-    if (strcmp (conf_settings[i].group, table_group) == 0)
-      load_row (ld, kf, group, &conf_settings[i], base);
+  for (gsize i = 0; i < t->n_rows; i++)
+    load_row (ld, kf, group, &t->rows[i], base);
 }
 
 void
-conf_load_settings (ConfLoader *ld, GKeyFile *kf, LmtpdConfig *c)
+conf_load_table (ConfLoader *ld, GKeyFile *kf, const ConfTable *t, gpointer base)
 {
-  for (gsize i = 0; i < conf_n_settings; i++)
-    {
-      const ConfSetting *s = &conf_settings[i];
-      if (!conf_group_is_named (s->group))
-        load_row (ld, kf, s->group, s, c);
-      else if (i == 0 || strcmp (conf_settings[i - 1].group, s->group) != 0)
-        conf_load_named_groups (ld, kf, c, s->group);
-    }
+  for (gsize i = 0; i < t->n_rows; i++)
+    load_row (ld, kf, t->rows[i].group, &t->rows[i], base);
 }
 
 /* ---- unknown groups and keys -------------------------------------------- */
 
-/* The table group of a file's [@group]: itself, or "service" for
- * "service NAME" (and a bare [service], which is checked but not loaded). */
-static const char *
-table_group_of (const char *group)
+/* The rows a file's [@group] is checked against, with their group in
+ * @table_group: those of a ->named row for its [NAME ...] (and a bare
+ * [NAME], which is checked but not loaded), else @t's own; NULL: an unknown
+ * group. */
+static const ConfTable *
+rows_of_group (const ConfTable *t, const char *group, const char **table_group)
 {
-  for (gsize i = 0; i < conf_n_settings; i++)
+  for (gsize i = 0; i < t->n_rows; i++)
     {
-      const char *tg = conf_settings[i].group;
-      gsize n = strlen (tg);
-      if (strcmp (tg, group) == 0
-          || (conf_group_is_named (tg) && strncmp (group, tg, n) == 0 && group[n] == ' ' && group[n + 1] != '\0'))
-        return tg;
+      const ConfSetting *s = &t->rows[i];
+      if (strcmp (s->group, group) != 0 && !(s->named && conf_named_group_name (group, s->group)))
+        continue;
+      *table_group = s->group;
+      return s->named ? s->named : t;
     }
   return NULL;
 }
 
 static gboolean
-key_is_known (const char *table_group, const char *key)
+key_is_known (const ConfTable *t, const char *table_group, const char *key)
 {
-  for (gsize i = 0; i < conf_n_settings; i++)
-    if (strcmp (conf_settings[i].group, table_group) == 0
-        && (strcmp (conf_settings[i].key, key) == 0 || strcmp (conf_settings[i].key, "*") == 0))
-      return TRUE;
+  for (gsize i = 0; i < t->n_rows; i++)
+    {
+      const ConfSetting *s = &t->rows[i];
+      if (!s->named && strcmp (s->group, table_group) == 0
+          && (strcmp (s->key, key) == 0 || strcmp (s->key, "*") == 0))
+        return TRUE;
+    }
   return FALSE;
 }
 
 void
-conf_check_known (ConfLoader *ld, GKeyFile *kf)
+conf_check_known (ConfLoader *ld, GKeyFile *kf, const ConfTable *t)
 {
   g_auto (GStrv) groups = g_key_file_get_groups (kf, NULL);
 
   for (guint i = 0; groups[i]; i++)
     {
-      const char *tg = table_group_of (groups[i]);
+      const char *tg = NULL;
+      const ConfTable *rows = rows_of_group (t, groups[i], &tg);
       g_auto (GStrv) keys = NULL;
 
-      if (tg == NULL)
+      if (rows == NULL)
         {
           conf_problem (ld, groups[i], NULL, "unknown group");
           continue;
         }
       keys = g_key_file_get_keys (kf, groups[i], NULL, NULL);
       for (guint k = 0; keys && keys[k]; k++)
-        if (!key_is_known (tg, keys[k]))
+        if (!key_is_known (rows, tg, keys[k]))
           conf_problem (ld, groups[i], keys[k], "unknown key");
     }
 }
@@ -297,17 +292,17 @@ change_free (gpointer p)
 }
 
 GPtrArray *
-lmtpd_config_reload_differences (const LmtpdConfig *old, const LmtpdConfig *now)
+conf_table_differences (const ConfTable *t, gconstpointer old, gconstpointer now)
 {
   GPtrArray *changes = g_ptr_array_new_with_free_func (change_free);
 
-  for (gsize i = 0; i < conf_n_settings; i++)
+  for (gsize i = 0; i < t->n_rows; i++)
     {
-      const ConfSetting *s = &conf_settings[i];
+      const ConfSetting *s = &t->rows[i];
       g_autofree char *was = NULL, *is = NULL;
       LmtpdConfigChange *ch;
 
-      if (!s->needs_restart || conf_group_is_named (s->group))
+      if (!s->needs_restart || s->named)
         continue;
       was = conf_value_text (s, old);
       is = conf_value_text (s, now);

@@ -1,5 +1,6 @@
 /* conf-values.c - typed values of a key file: numbers with units (the one
- * size parser), durations, booleans, lists and listener specs.
+ * size parser), durations, booleans, lists and listener specs; and the
+ * error domain of lmtpd-conf.h, which they are at the bottom to raise.
  *
  * An invalid value is reported as a problem and leaves the setting as it
  * was, so one run reports every problem of the file.
@@ -10,6 +11,8 @@
 #include <string.h>
 
 #include "conf-private.h"
+
+G_DEFINE_QUARK (lmtpd-conf-error-quark, lmtpd_conf_error)
 
 char *
 conf_get_string (GKeyFile *kf, const char *group, const char *key)

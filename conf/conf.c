@@ -1,17 +1,17 @@
-/* conf.c - the configuration object: built-in defaults, loading a file
- * (everything the settings table describes, checked for unknown keys
- * first), reference counting and the lookups callers make.
+/* conf.c - the configuration object, at the top of conf/: built-in
+ * defaults, loading a file (checked for unknown keys first, then everything
+ * the main table describes, in its order), the reload comparison,
+ * reference counting and the lookups callers make.
  *
- * The table and its engine are settings.c and conf-table.c; values,
- * problems with file:line, the maps and OPES have files of their own.
+ * It hands the main table (settings.c) to the table engine
+ * (conf-table.c); values, problems with file:line, the maps and OPES have
+ * files of their own below it (see conf-private.h).
  */
 #include "config.h"
 
 #include <string.h>
 
 #include "conf-private.h"
-
-G_DEFINE_QUARK (lmtpd-conf-error-quark, lmtpd_conf_error)
 
 LmtpdConfig *
 lmtpd_config_ref (LmtpdConfig *config)
@@ -26,7 +26,7 @@ lmtpd_config_unref (LmtpdConfig *c)
 {
   if (c == NULL || !g_atomic_ref_count_dec (&c->ref_count))
     return;
-  conf_free_values (NULL, c);
+  conf_free_values (&conf_main_table, c);
   g_clear_pointer (&c->domain_mailbox, g_hash_table_unref);
   g_clear_pointer (&c->rewrites, g_ptr_array_unref);
   g_clear_pointer (&c->rules, g_ptr_array_unref);
@@ -43,7 +43,7 @@ lmtpd_config_new_default (void)
   LmtpdConfig *c = g_new0 (LmtpdConfig, 1);
 
   g_atomic_ref_count_init (&c->ref_count);
-  conf_apply_defaults (NULL, c);
+  conf_apply_defaults (&conf_main_table, c);
   /* the defaults that are not constants */
   c->hostname = g_strdup (g_get_host_name ());
   c->opes_system = g_strdup_printf ("urn:x-opes-lmtpd:system:%s", c->hostname);
@@ -97,8 +97,8 @@ lmtpd_config_load (const char *path, GError **error)
   ld.lines = conf_scan_lines (text);
   c = lmtpd_config_new_default ();
   c->source = g_strdup (path);
-  conf_check_known (&ld, kf);
-  conf_load_settings (&ld, kf, c);
+  conf_check_known (&ld, kf, &conf_main_table);
+  conf_load_table (&ld, kf, &conf_main_table, c);
   g_hash_table_unref (ld.lines);
   if (errors->len)
     {
@@ -108,11 +108,10 @@ lmtpd_config_load (const char *path, GError **error)
   return g_steal_pointer (&c);
 }
 
-const char *
-lmtpd_config_mailbox_template (const LmtpdConfig *c, const char *domain)
+GPtrArray *
+lmtpd_config_reload_differences (const LmtpdConfig *old, const LmtpdConfig *now)
 {
-  const char *t = domain ? g_hash_table_lookup (c->domain_mailbox, domain) : NULL;
-  return t ? t : c->mailbox_template;
+  return conf_table_differences (&conf_main_table, old, now);
 }
 
 gboolean

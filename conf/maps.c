@@ -1,5 +1,6 @@
 /* maps.c - the users map and the rewrite map: loading them, with a problem
- * per bad line ("map:line: ..."), and looking addresses up in them.
+ * per bad line ("map:line: ..."), looking addresses up in them, and the
+ * mailbox template of a domain.
  */
 #include "config.h"
 
@@ -66,6 +67,15 @@ read_map (ConfLoader *ld, const char *group, const char *key, const char *path)
 }
 
 /* ---- users map ---------------------------------------------------------- */
+
+/* [mailboxes]' template for @domain, or else [delivery] mailbox */
+const char *
+lmtpd_config_mailbox_template (const LmtpdConfig *c, const char *domain)
+{
+  const char *t = domain ? g_hash_table_lookup (c->domain_mailbox, domain) : NULL;
+  return t ? t : c->mailbox_template;
+}
+
 
 /* The user's mailbox, or else its domain's template, is an mbox. */
 static gboolean

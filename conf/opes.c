@@ -1,6 +1,10 @@
-/* opes.c - the OPES configuration: [opes] system and bypass, each
- * [service NAME] (loaded with the table's "service" rows) and each
- * [rule NAME], and which rule a recipient matches.
+/* opes.c - the OPES configuration: the loaders of [opes] system and
+ * bypass, the tables of [service NAME] and [rule NAME] with the loaders
+ * their rows name, loading every such group of a file (the main table's
+ * "service" and "rule" rows), and which rule a recipient matches.
+ *
+ * Each named group is loaded with the table engine (conf-table.c).  The
+ * rows are in load order, which is the order problems are reported in.
  */
 #include "config.h"
 
@@ -8,11 +12,13 @@
 
 #include "conf-private.h"
 
+#define SVC(field) G_STRUCT_OFFSET (LmtpdService, field)
+
 void
 conf_service_free (gpointer p)
 {
   LmtpdService *sv = p;
-  conf_free_values ("service", sv);
+  conf_free_values (&conf_service_table, sv);
   g_free (sv->name);
   g_free (sv);
 }
@@ -89,8 +95,8 @@ server_is_valid (ConfLoader *ld, const char *group, const char *key, const char 
   return ok;
 }
 
-void
-conf_load_servers (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+static void
+load_servers (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
 {
   LmtpdService *sv = base;
   g_auto (GStrv) servers = g_key_file_get_string_list (kf, group, s->key, NULL, NULL);
@@ -109,8 +115,8 @@ conf_load_servers (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSe
   sv->servers = (char **) g_ptr_array_free (eps, FALSE);
 }
 
-void
-conf_check_service_uri (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+static void
+check_service_uri (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
 {
   LmtpdService *sv = base;
 
@@ -119,8 +125,8 @@ conf_check_service_uri (ConfLoader *ld, GKeyFile *kf, const char *group, const C
 }
 
 /* By default what the stage (loaded before) can send. */
-void
-conf_load_parts (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+static void
+load_parts (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
 {
   LmtpdService *sv = base;
   g_auto (GStrv) p = NULL;
@@ -137,8 +143,8 @@ conf_load_parts (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSett
       conf_problem (ld, group, s->key, "unknown part '%s' (envelope, message-header, message-body)", p[i]);
 }
 
-void
-conf_check_is_file (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+static void
+check_is_file (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
 {
   const char *path = CONF_FIELD (base, s, char *);
 
@@ -146,14 +152,53 @@ conf_check_is_file (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfS
     conf_problem (ld, group, s->key, "'%s' is not a file", path);
 }
 
+static const ConfChoices stage_choices = {
+  FALSE, "rcpt or data", { { "rcpt", TRUE }, { "data", FALSE }, { NULL, 0 } },
+};
+
+static const ConfChoices on_failure_choices = {
+  FALSE, "tempfail, accept or reject",
+  { { "tempfail", LMTPD_FAIL_TEMPFAIL }, { "accept", LMTPD_FAIL_ACCEPT }, { "reject", LMTPD_FAIL_REJECT },
+    { NULL, 0 } },
+};
+
+static const ConfSetting service_rows[] = {
+  { "service", "servers", CONF_LIST, SVC (servers), .load = load_servers,
+    .doc = "endpoints inet:HOST:PORT or unix:PATH, primary first" },
+  { "service", "uri", CONF_STRING, SVC (uri), .check = check_service_uri,
+    .doc = "the service URI in traces and bypass" },
+  { "service", "stage", CONF_CHOICE, SVC (rcpt_stage), .def = FALSE, .choices = &stage_choices,
+    .doc = "rcpt (metadata only) or data" },
+  { "service", "parts", CONF_STRING, SVC (parts), .load = load_parts,
+    .doc = "what is sent: envelope, message-header, message-body" },
+  { "service", "on_failure", CONF_CHOICE, SVC (on_failure), .def = LMTPD_FAIL_TEMPFAIL,
+    .choices = &on_failure_choices, .doc = "when the service fails: tempfail, accept or reject" },
+  { "service", "connect_timeout", CONF_MS, SVC (connect_timeout_ms), .def = 2000, .doc = "to connect" },
+  { "service", "response_timeout", CONF_MS, SVC (response_timeout_ms), .def = 20000,
+    .doc = "between messages of a response" },
+  { "service", "timeout", CONF_MS, SVC (timeout_ms), .def = 30000, .doc = "for the whole call" },
+  { "service", "max_connections", CONF_UINT, SVC (max_connections), .def = 16, .min = 1, .max = 1024,
+    .doc = "connections to the service at once" },
+  { "service", "bypassable", CONF_BOOL, SVC (bypassable), .def = TRUE, .doc = "a bypass request may skip it" },
+  { "service", "tls", CONF_BOOL, SVC (tls), .def = FALSE, .doc = "connect with TLS" },
+  { "service", "tls_ca_file", CONF_STRING, SVC (tls_ca_file), .check = check_is_file,
+    .doc = "CA certificates to verify the service against" },
+  { "service", "tls_cert_file", CONF_STRING, SVC (tls_cert_file), .check = check_is_file,
+    .doc = "client certificate" },
+  { "service", "tls_key_file", CONF_STRING, SVC (tls_key_file), .doc = "its private key" },
+  { "service", "tls_server_name", CONF_STRING, SVC (tls_server_name), .doc = "name to verify and send (SNI)" },
+};
+
+const ConfTable conf_service_table = { service_rows, G_N_ELEMENTS (service_rows) };
+
 static void
-load_service (ConfLoader *ld, GKeyFile *kf, LmtpdConfig *c, const char *group)
+load_service (ConfLoader *ld, GKeyFile *kf, LmtpdConfig *c, const char *group, const char *name)
 {
   LmtpdService *sv = g_new0 (LmtpdService, 1);
 
-  sv->name = g_strdup (group + strlen ("service "));
-  conf_apply_defaults ("service", sv);
-  conf_load_group (ld, kf, "service", group, sv);
+  sv->name = g_strdup (name);
+  conf_apply_defaults (&conf_service_table, sv);
+  conf_load_group (ld, kf, &conf_service_table, group, sv);
   if (find_service (c, sv->name))
     conf_problem (ld, group, NULL, "service defined twice");
   g_ptr_array_add (c->services, sv);
@@ -167,8 +212,8 @@ typedef struct {
   const LmtpdConfig *config;
 } RuleLoad;
 
-void
-conf_load_match (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+static void
+load_match (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
 {
   LmtpdRule *r = ((RuleLoad *) base)->rule;
   g_auto (GStrv) match = g_key_file_get_string_list (kf, group, s->key, NULL, NULL);
@@ -197,8 +242,8 @@ conf_load_match (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSett
     conf_problem (ld, group, NULL, "no match = given");
 }
 
-void
-conf_load_rule_services (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+static void
+load_rule_services (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
 {
   LmtpdRule *r = ((RuleLoad *) base)->rule;
   const LmtpdConfig *c = ((RuleLoad *) base)->config;
@@ -222,35 +267,59 @@ conf_load_rule_services (ConfLoader *ld, GKeyFile *kf, const char *group, const 
     }
 }
 
+static const ConfSetting rule_rows[] = {
+  { "rule", "match", CONF_NONE, 0, .load = load_match,
+    .doc = "user@domain, @domain, globs, /regex/ or *" },
+  { "rule", "services", CONF_NONE, 0, .load = load_rule_services, .doc = "the services to run, in order" },
+};
+
+const ConfTable conf_rule_table = { rule_rows, G_N_ELEMENTS (rule_rows) };
+
 static void
-load_rule (ConfLoader *ld, GKeyFile *kf, LmtpdConfig *c, const char *group)
+load_rule (ConfLoader *ld, GKeyFile *kf, LmtpdConfig *c, const char *group, const char *name)
 {
   LmtpdRule *r = g_new0 (LmtpdRule, 1);
   RuleLoad rl = { r, c };
 
-  r->name = g_strdup (group + strlen ("rule "));
+  r->name = g_strdup (name);
   r->regexes = g_ptr_array_new_with_free_func ((GDestroyNotify) g_regex_unref);
   r->services = g_ptr_array_new ();
-  conf_load_group (ld, kf, "rule", group, &rl);
+  conf_load_group (ld, kf, &conf_rule_table, group, &rl);
   g_ptr_array_add (c->rules, r);
 }
 
-void
-conf_load_named_groups (ConfLoader *ld, GKeyFile *kf, LmtpdConfig *c, const char *table_group)
+/* ---- every [service NAME], [rule NAME] of a file ------------------------ */
+
+typedef void (*NamedGroupFunc) (ConfLoader *ld, GKeyFile *kf, LmtpdConfig *c, const char *group, const char *name);
+
+/* Every [@prefix NAME] of the file, in file order. */
+static void
+load_named_groups (ConfLoader *ld, GKeyFile *kf, LmtpdConfig *c, const char *prefix, NamedGroupFunc load)
 {
   g_auto (GStrv) groups = g_key_file_get_groups (kf, NULL);
-  gsize n = strlen (table_group);
 
   for (guint i = 0; groups[i]; i++)
     {
-      if (strncmp (groups[i], table_group, n) != 0 || groups[i][n] != ' ' || groups[i][n + 1] == '\0')
-        continue;
-      if (strcmp (table_group, "service") == 0)
-        load_service (ld, kf, c, groups[i]);
-      else
-        load_rule (ld, kf, c, groups[i]);
+      const char *name = conf_named_group_name (groups[i], prefix);
+      if (name)
+        load (ld, kf, c, groups[i], name);
     }
 }
+
+/* The main table's "service" row: @group is "service". */
+void
+conf_load_services (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  load_named_groups (ld, kf, base, group, load_service);
+}
+
+void
+conf_load_rules (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  load_named_groups (ld, kf, base, group, load_rule);
+}
+
+/* ---- matching ----------------------------------------------------------- */
 
 static gboolean
 rule_matches (const LmtpdRule *r, const char *address, const char *at)

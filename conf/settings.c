@@ -1,13 +1,15 @@
-/* settings.c - the settings table: every key of lmtpd.conf once, with where
- * its value lives, its type, default, bounds, whether a reload applies it
- * and a line for people; and the checks of the keys that need more than a
- * type.
+/* settings.c - the main table: every key of the fixed groups of
+ * lmtpd.conf once, with where its value lives, its type, default, bounds,
+ * whether a reload applies it and a line for people; the checks of the keys
+ * that need more than a type; and one row each standing for [service NAME]
+ * and [rule NAME], whose own tables and loaders are in opes.c.
  *
  * Rows are in load order within each group, which is the order problems
- * are reported in.  docs/man/lmtpd.conf.5 lists the same keys (a unit test
- * compares them).  The "service" rows load into each LmtpdService and the
- * "rule" rows into each rule; their loaders are in opes.c, the maps' in
- * maps.c.  A new key is one row here, a line in the man page and one in
+ * are reported in; the named groups are loaded where their rows stand.
+ * The table engine (conf-table.c) drives it; conf.c hands it over.
+ * docs/man/lmtpd.conf.5 lists the same keys (a unit test compares them).
+ * The maps' loaders are in maps.c.  A new key is one row here (or in
+ * opes.c's tables), a line in the man page and one in
  * conf/lmtpd.conf.example.
  */
 #include "config.h"
@@ -17,7 +19,6 @@
 #include "conf-private.h"
 
 #define CFG(field) G_STRUCT_OFFSET (LmtpdConfig, field)
-#define SVC(field) G_STRUCT_OFFSET (LmtpdService, field)
 
 /* ---- [server] ----------------------------------------------------------- */
 
@@ -297,24 +298,14 @@ load_lowercase_list (ConfLoader *ld, GKeyFile *kf, const char *group, const Conf
   *v = conf_clean_list (list, TRUE);
 }
 
-/* ---- [opes], [service NAME], [rule NAME] -------------------------------- */
-
-static const ConfChoices stage_choices = {
-  FALSE, "rcpt or data", { { "rcpt", TRUE }, { "data", FALSE }, { NULL, 0 } },
-};
-
-static const ConfChoices on_failure_choices = {
-  FALSE, "tempfail, accept or reject",
-  { { "tempfail", LMTPD_FAIL_TEMPFAIL }, { "accept", LMTPD_FAIL_ACCEPT }, { "reject", LMTPD_FAIL_REJECT },
-    { NULL, 0 } },
-};
+/* ---- the table ---------------------------------------------------------- */
 
 #define KiB G_GUINT64_CONSTANT (1024)
 #define MiB (KiB * 1024)
 
 /* Sizes take k, M, G; CONF_UINT values (counts too) take s, m, h as they
  * always have. */
-const ConfSetting conf_settings[] = {
+static const ConfSetting main_rows[] = {
   { "server", "listen", CONF_LISTEN, CFG (listen), .def_text = "inet:127.0.0.1:2424", .needs_restart = TRUE,
     .doc = "inet:HOST:PORT and unix:PATH listeners, separated by ;" },
   { "server", "socket_mode", CONF_UINT, CFG (socket_mode), .def = 0660, .load = load_socket_mode,
@@ -402,34 +393,10 @@ const ConfSetting conf_settings[] = {
   { "opes", "bypass", CONF_UINT, CFG (opes_bypass), .load = conf_load_bypass,
     .doc = "bypass requests honoured: header, parameter or none" },
 
-  { "service", "servers", CONF_LIST, SVC (servers), .load = conf_load_servers,
-    .doc = "endpoints inet:HOST:PORT or unix:PATH, primary first" },
-  { "service", "uri", CONF_STRING, SVC (uri), .check = conf_check_service_uri,
-    .doc = "the service URI in traces and bypass" },
-  { "service", "stage", CONF_CHOICE, SVC (rcpt_stage), .def = FALSE, .choices = &stage_choices,
-    .doc = "rcpt (metadata only) or data" },
-  { "service", "parts", CONF_STRING, SVC (parts), .load = conf_load_parts,
-    .doc = "what is sent: envelope, message-header, message-body" },
-  { "service", "on_failure", CONF_CHOICE, SVC (on_failure), .def = LMTPD_FAIL_TEMPFAIL,
-    .choices = &on_failure_choices, .doc = "when the service fails: tempfail, accept or reject" },
-  { "service", "connect_timeout", CONF_MS, SVC (connect_timeout_ms), .def = 2000, .doc = "to connect" },
-  { "service", "response_timeout", CONF_MS, SVC (response_timeout_ms), .def = 20000,
-    .doc = "between messages of a response" },
-  { "service", "timeout", CONF_MS, SVC (timeout_ms), .def = 30000, .doc = "for the whole call" },
-  { "service", "max_connections", CONF_UINT, SVC (max_connections), .def = 16, .min = 1, .max = 1024,
-    .doc = "connections to the service at once" },
-  { "service", "bypassable", CONF_BOOL, SVC (bypassable), .def = TRUE, .doc = "a bypass request may skip it" },
-  { "service", "tls", CONF_BOOL, SVC (tls), .def = FALSE, .doc = "connect with TLS" },
-  { "service", "tls_ca_file", CONF_STRING, SVC (tls_ca_file), .check = conf_check_is_file,
-    .doc = "CA certificates to verify the service against" },
-  { "service", "tls_cert_file", CONF_STRING, SVC (tls_cert_file), .check = conf_check_is_file,
-    .doc = "client certificate" },
-  { "service", "tls_key_file", CONF_STRING, SVC (tls_key_file), .doc = "its private key" },
-  { "service", "tls_server_name", CONF_STRING, SVC (tls_server_name), .doc = "name to verify and send (SNI)" },
-
-  { "rule", "match", CONF_NONE, 0, .load = conf_load_match,
-    .doc = "user@domain, @domain, globs, /regex/ or *" },
-  { "rule", "services", CONF_NONE, 0, .load = conf_load_rule_services, .doc = "the services to run, in order" },
+  { "service", NULL, CONF_NONE, 0, .load = conf_load_services, .named = &conf_service_table,
+    .doc = "[service NAME]: a callout service, with the rows of opes.c" },
+  { "rule", NULL, CONF_NONE, 0, .load = conf_load_rules, .named = &conf_rule_table,
+    .doc = "[rule NAME]: which services a recipient's messages go to" },
 
   { "sieve", "script", CONF_STRING, CFG (sieve_script), .def_text = "%d/%n/.dovecot.sieve",
     .check = check_script_escapes, .doc = "per-user script, relative to mail_root; %u %n %d %h (empty: none)" },
@@ -456,4 +423,4 @@ const ConfSetting conf_settings[] = {
     .doc = "sender globs never answered" },
 };
 
-const gsize conf_n_settings = G_N_ELEMENTS (conf_settings);
+const ConfTable conf_main_table = { main_rows, G_N_ELEMENTS (main_rows) };

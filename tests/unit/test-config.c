@@ -180,12 +180,35 @@ test_listen_parse (void)
     }
 }
 
+/* Every key row of every table: the main table's, and for each of its
+ * ->named rows ([service NAME], [rule NAME]) the rows of that table. */
+static GPtrArray *
+all_rows (void)
+{
+  GPtrArray *rows = g_ptr_array_new ();
+
+  for (gsize i = 0; i < conf_main_table.n_rows; i++)
+    {
+      const ConfSetting *s = &conf_main_table.rows[i];
+      if (s->named == NULL)
+        g_ptr_array_add (rows, (gpointer) s);
+      for (gsize j = 0; s->named && j < s->named->n_rows; j++)
+        g_ptr_array_add (rows, (gpointer) &s->named->rows[j]);
+    }
+  return rows;
+}
+
 static gboolean
 in_table (const char *group, const char *key)
 {
-  for (gsize i = 0; i < conf_n_settings; i++)
-    if (strcmp (conf_settings[i].group, group) == 0 && strcmp (conf_settings[i].key, key) == 0)
-      return TRUE;
+  g_autoptr (GPtrArray) rows = all_rows ();
+
+  for (guint i = 0; i < rows->len; i++)
+    {
+      const ConfSetting *s = rows->pdata[i];
+      if (strcmp (s->group, group) == 0 && strcmp (s->key, key) == 0)
+        return TRUE;
+    }
   return FALSE;
 }
 
@@ -292,12 +315,15 @@ test_man_page (void)
   g_autofree char *text = NULL;
   g_autoptr (GString) wrong = g_string_new (NULL);
   g_autoptr (GHashTable) documented = NULL;
+  g_autoptr (GPtrArray) rows = NULL;
 
   g_assert_true (g_file_get_contents (path, &text, NULL, NULL));
   documented = man_page_keys (text, wrong);
-  for (gsize i = 0; i < conf_n_settings; i++)
+  rows = all_rows ();
+  g_assert_cmpuint (rows->len, >, conf_main_table.n_rows); /* the named tables' rows are in */
+  for (guint i = 0; i < rows->len; i++)
     {
-      const ConfSetting *s = &conf_settings[i];
+      const ConfSetting *s = rows->pdata[i];
       g_autofree char *k = g_strdup_printf ("%s\n%s", s->group, s->key);
       if (strcmp (s->key, "*") != 0 && !g_hash_table_contains (documented, k))
         g_string_append_printf (wrong, "[%s] %s is not documented\n", s->group, s->key);
