@@ -11,6 +11,7 @@
 #include <gio/gunixsocketaddress.h>
 
 #include "lmtpd.h"
+#include "lmtpd-util.h"
 
 /* the words callout.c traces a verdict with; anything else is "other" */
 static const char *const verdict_names[] = { "accept", "modify", "reject", "tempfail", "discard", "quarantine",
@@ -260,89 +261,44 @@ lmtp_metrics_summary (void)
 
 /* ---- HTTP ----------------------------------------------------------------- */
 
-/* One request per connection, in a worker thread: read the head (at most
- * 8 KiB, 5 s), answer GET /metrics, close. */
-static gboolean
-serve (GThreadedSocketService *service, GSocketConnection *conn, GObject *source, gpointer data)
+/* The address of a metrics_listen spec (inet:ADDRESS:PORT or unix:PATH). */
+static GSocketAddress *
+metrics_address (const LmtpdListen *l, GError **error)
 {
-  GSocket *sock = g_socket_connection_get_socket (conn);
-  GOutputStream *os = g_io_stream_get_output_stream (G_IO_STREAM (conn));
-  char head[8192];
-  gsize len = 0;
-  g_autofree char *body = NULL, *reply = NULL;
-  const char *status = "200 OK";
+  g_autoptr (GInetAddress) ip = NULL;
 
-  g_socket_set_timeout (sock, 5);
-  while (len < sizeof head - 1)
+  if (l->kind == LMTPD_LISTEN_UNIX)
     {
-      gssize n = g_socket_receive (sock, head + len, sizeof head - 1 - len, NULL, NULL);
-      if (n <= 0)
-        break;
-      len += n;
-      head[len] = '\0';
-      if (strstr (head, "\r\n\r\n") || strstr (head, "\n\n"))
-        break;
+      unlink (l->path);
+      return g_unix_socket_address_new (l->path);
     }
-  head[len] = '\0';
-  if (!g_str_has_prefix (head, "GET ") && !g_str_has_prefix (head, "HEAD "))
+  ip = g_inet_address_new_from_string (l->host);
+  if (ip == NULL)
     {
-      status = "405 Method Not Allowed";
-      body = g_strdup ("only GET\n");
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "metrics_listen: '%s' is not an address",
+                   l->host);
+      return NULL;
     }
-  else if (!g_str_has_prefix (strchr (head, ' ') + 1, "/metrics ") && !g_str_has_prefix (strchr (head, ' ') + 1, "/ "))
-    {
-      status = "404 Not Found";
-      body = g_strdup ("try /metrics\n");
-    }
-  else
-    body = lmtp_metrics_render ();
-  reply = g_strdup_printf ("HTTP/1.0 %s\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-                           "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                           status, strlen (body), g_str_has_prefix (head, "HEAD ") ? "" : body);
-  g_output_stream_write_all (os, reply, strlen (reply), NULL, NULL, NULL);
-  g_io_stream_close (G_IO_STREAM (conn), NULL, NULL);
-  return TRUE;
+  return g_inet_socket_address_new (ip, l->port);
 }
 
 GSocketService *
 lmtp_metrics_listen (const char *spec, GError **error)
 {
-  g_autoptr (GSocketService) service = g_threaded_socket_service_new (2);
   g_autoptr (GSocketAddress) addr = NULL, bound = NULL;
+  GSocketService *service = NULL;
   LmtpdListen *l = lmtpd_listen_parse (spec, error);
 
   if (l == NULL)
     return NULL;
-  if (l->kind == LMTPD_LISTEN_UNIX)
-    {
-      unlink (l->path);
-      addr = g_unix_socket_address_new (l->path);
-    }
-  else
-    {
-      g_autoptr (GInetAddress) ip = g_inet_address_new_from_string (l->host);
-      if (ip == NULL)
-        {
-          g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "metrics_listen: '%s' is not an address",
-                       l->host);
-          lmtpd_listen_free (l);
-          return NULL;
-        }
-      addr = g_inet_socket_address_new (ip, l->port);
-    }
-  if (!g_socket_listener_add_address (G_SOCKET_LISTENER (service), addr, G_SOCKET_TYPE_STREAM,
-                                      G_SOCKET_PROTOCOL_DEFAULT, NULL, &bound, error))
-    {
-      lmtpd_listen_free (l);
-      return NULL;
-    }
-  if (bound && G_IS_INET_SOCKET_ADDRESS (bound))
+  addr = metrics_address (l, error);
+  if (addr)
+    service = util_metrics_http_new (addr, lmtp_metrics_render, &bound, error);
+  if (service && bound && G_IS_INET_SOCKET_ADDRESS (bound))
     g_message ("metrics on http://%s:%u/metrics", l->host,
                g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound)));
-  else
+  else if (service)
     g_message ("metrics on unix:%s", l->path);
   lmtpd_listen_free (l);
-  g_signal_connect (service, "run", G_CALLBACK (serve), NULL);
-  g_socket_service_start (service);
-  return g_steal_pointer (&service);
+  return service;
 }

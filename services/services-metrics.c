@@ -110,40 +110,6 @@ render (void)
   return g_string_free (out, FALSE);
 }
 
-/* One request per connection, in a worker thread: read the head (at most
- * 8 KiB, 5 s), answer GET /metrics, close. */
-static gboolean
-serve (GThreadedSocketService *service, GSocketConnection *conn, GObject *source, gpointer data)
-{
-  GSocket *sock = g_socket_connection_get_socket (conn);
-  GOutputStream *os = g_io_stream_get_output_stream (G_IO_STREAM (conn));
-  char head[8192];
-  gsize len = 0;
-  g_autofree char *body = NULL, *reply = NULL;
-  gboolean get;
-
-  g_socket_set_timeout (sock, 5);
-  while (len < sizeof head - 1)
-    {
-      gssize n = g_socket_receive (sock, head + len, sizeof head - 1 - len, NULL, NULL);
-      if (n <= 0)
-        break;
-      len += n;
-      head[len] = '\0';
-      if (strstr (head, "\r\n\r\n") || strstr (head, "\n\n"))
-        break;
-    }
-  head[len] = '\0';
-  get = g_str_has_prefix (head, "GET /metrics ") || g_str_has_prefix (head, "GET / ");
-  body = get ? render () : g_strdup ("try GET /metrics\n");
-  reply = g_strdup_printf ("HTTP/1.0 %s\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-                           "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                           get ? "200 OK" : "404 Not Found", strlen (body), body);
-  g_output_stream_write_all (os, reply, strlen (reply), NULL, NULL, NULL);
-  g_io_stream_close (G_IO_STREAM (conn), NULL, NULL);
-  return TRUE;
-}
-
 static GSocketAddress *
 metrics_address (const char *spec, GError **error)
 {
@@ -161,7 +127,10 @@ metrics_address (const char *spec, GError **error)
     {
       host = g_strndup (spec + 5, colon - spec - 5);
       if (host[0] == '[' && host[strlen (host) - 1] == ']')
-        memmove (host, host + 1, strlen (host)), host[strlen (host) - 1] = '\0';
+        {
+          memmove (host, host + 1, strlen (host));
+          host[strlen (host) - 1] = '\0';
+        }
       ip = g_inet_address_new_from_string (host);
     }
   if (ip == NULL)
@@ -176,13 +145,13 @@ metrics_address (const char *spec, GError **error)
 GSocketService *
 service_metrics_listen (const char *spec, GError **error)
 {
-  g_autoptr (GSocketService) service = g_threaded_socket_service_new (2);
   g_autoptr (GSocketAddress) addr = metrics_address (spec, error), bound = NULL;
+  GSocketService *service;
 
   if (addr == NULL)
     return NULL;
-  if (!g_socket_listener_add_address (G_SOCKET_LISTENER (service), addr, G_SOCKET_TYPE_STREAM,
-                                      G_SOCKET_PROTOCOL_DEFAULT, NULL, &bound, error))
+  service = util_metrics_http_new (addr, render, &bound, error);
+  if (service == NULL)
     {
       g_prefix_error (error, "[server] metrics_listen %s: ", spec);
       return NULL;
@@ -195,7 +164,5 @@ service_metrics_listen (const char *spec, GError **error)
     }
   else
     g_printerr ("ocp-services: metrics on %s\n", spec);
-  g_signal_connect (service, "run", G_CALLBACK (serve), NULL);
-  g_socket_service_start (service);
-  return g_steal_pointer (&service);
+  return service;
 }

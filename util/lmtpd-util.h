@@ -9,7 +9,7 @@
  */
 #pragma once
 
-#include <glib.h>
+#include <gio/gio.h>
 #include <gmime/gmime.h>
 
 G_BEGIN_DECLS
@@ -76,6 +76,18 @@ char *util_sanitize (const char *s, gsize max);
 /* The same without a length bound, keeping line feeds and tabs: for a
  * multi-line record such as a user's script log. */
 char *util_sanitize_record (const char *s);
+
+/* ---- the metrics page (util-http.c) ---- */
+
+/* The page's text, newly allocated; called from a worker thread. */
+typedef char *(*UtilMetricsRender) (void);
+
+/* Serves render()'s Prometheus text at GET (or HEAD) /metrics and / on
+ * @addr, one request per connection in a worker thread (a request head of
+ * at most 8 KiB within 5 s); other methods get 405, other paths 404.
+ * *@bound (may be NULL) gets the address bound, with the port chosen. */
+GSocketService *util_metrics_http_new (GSocketAddress *addr, UtilMetricsRender render, GSocketAddress **bound,
+                                       GError **error);
 
 /* ---- GMime (util-gmime.c) ---- */
 

@@ -228,6 +228,78 @@ test_drop_privileges_unprivileged (void)
   g_assert_no_error (error);
 }
 
+static char *
+render_page (void)
+{
+  return g_strdup ("up 1\n");
+}
+
+typedef struct {
+  guint16 port;
+  const char *request;
+  char *response;
+  gboolean done;
+} HttpClient;
+
+/* One request from a thread, as a scraper would send it. */
+static gpointer
+http_client (gpointer data)
+{
+  HttpClient *c = data;
+  g_autoptr (GSocketClient) client = g_socket_client_new ();
+  g_autoptr (GSocketConnection) conn = g_socket_client_connect_to_host (client, "127.0.0.1", c->port, NULL, NULL);
+  GString *out = g_string_new (NULL);
+  char buf[1024];
+  gssize n;
+
+  g_assert_nonnull (conn);
+  g_output_stream_write_all (g_io_stream_get_output_stream (G_IO_STREAM (conn)), c->request,
+                             strlen (c->request), NULL, NULL, NULL);
+  while ((n = g_input_stream_read (g_io_stream_get_input_stream (G_IO_STREAM (conn)), buf, sizeof buf, NULL,
+                                   NULL)) > 0)
+    g_string_append_len (out, buf, n);
+  c->response = g_string_free (out, FALSE);
+  g_atomic_int_set (&c->done, TRUE);
+  return NULL;
+}
+
+static char *
+http_ask (guint16 port, const char *request)
+{
+  HttpClient c = { port, request, NULL, FALSE };
+  GThread *t = g_thread_new ("client", http_client, &c);
+
+  while (!g_atomic_int_get (&c.done))
+    g_main_context_iteration (NULL, FALSE);
+  g_thread_join (t);
+  return c.response;
+}
+
+static void
+test_metrics_http (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GInetAddress) lo = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  g_autoptr (GSocketAddress) addr = g_inet_socket_address_new (lo, 0), bound = NULL;
+  g_autoptr (GSocketService) service = util_metrics_http_new (addr, render_page, &bound, &error);
+  guint16 port;
+  g_autofree char *get = NULL, *head = NULL, *post = NULL, *other = NULL;
+
+  g_assert_no_error (error);
+  port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+  get = http_ask (port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  g_assert_true (g_str_has_prefix (get, "HTTP/1.0 200 OK\r\n"));
+  g_assert_true (g_str_has_suffix (get, "Content-Length: 5\r\nConnection: close\r\n\r\nup 1\n"));
+  head = http_ask (port, "HEAD / HTTP/1.0\r\n\r\n");
+  g_assert_true (g_str_has_suffix (head, "Content-Length: 5\r\nConnection: close\r\n\r\n"));
+  post = http_ask (port, "POST /metrics HTTP/1.0\r\n\r\n");
+  g_assert_true (g_str_has_prefix (post, "HTTP/1.0 405 "));
+  other = http_ask (port, "GET /etc/passwd HTTP/1.0\r\n\r\n");
+  g_assert_true (g_str_has_prefix (other, "HTTP/1.0 404 "));
+  g_socket_service_stop (service);
+  g_socket_listener_close (G_SOCKET_LISTENER (service));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -241,5 +313,6 @@ main (int argc, char **argv)
   g_test_add_func ("/util/sanitize-c1", test_sanitize_c1);
   g_test_add_func ("/util/gmime/parse-header", test_gmime_parse_header);
   g_test_add_func ("/util/drop-privileges", test_drop_privileges_unprivileged);
+  g_test_add_func ("/util/metrics-http", test_metrics_http);
   return g_test_run ();
 }
