@@ -86,7 +86,7 @@ conf_problem (ConfLoader *ld, const char *group, const char *key, const char *fm
   g_autofree char *msg = NULL;
   guint line = 0;
 
-  if (group)
+  if (group && ld->lines)
     {
       g_autofree char *k = g_strdup_printf ("%s\n%s", group, key ? key : "");
       line = GPOINTER_TO_UINT (g_hash_table_lookup (ld->lines, k));

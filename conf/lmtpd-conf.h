@@ -31,6 +31,11 @@ typedef struct {
   char *path;      /* UNIX: socket path */
 } LmtpdListen;
 
+/* [users] backend: where users come from (directory/). */
+typedef enum {
+  LMTPD_USERS_FILE,       /* the users map (and catch-all domains) */
+} LmtpdUsersBackend;
+
 /* One entry of the users map. */
 typedef struct {
   char *address;          /* lowercased local@domain */
@@ -147,6 +152,10 @@ typedef struct {
   guint delivery_timeout;     /* seconds one recipient's delivery may take (then 451 4.4.7) */
 
   /* [users] */
+  LmtpdUsersBackend users_backend_kind; /* where users come from */
+  guint users_cache_ttl;      /* seconds a found user is remembered (server backends) */
+  guint users_negative_ttl;   /* seconds an unknown address is remembered (server backends) */
+  guint users_lookup_timeout_ms; /* a lookup slower than this tempfails (451) */
   char *users_map;            /* path or NULL */
   GHashTable *users;          /* address -> LmtpdUser*, from users_map */
   char **domains;             /* any local part of these; "*" = any domain */
@@ -214,6 +223,11 @@ gboolean lmtpd_config_lookup_user (const LmtpdConfig *config, const char *addres
 /* TRUE if @peer ("local" for a UNIX socket, else an IP address) may send
  * XFORWARD ([server] xforward_hosts). */
 gboolean lmtpd_config_xforward_allowed (const LmtpdConfig *config, const char *peer);
+
+/* The users map @path read again, as a table address -> LmtpdUser* like
+ * config->users, with @config's rules (its templates tell an mbox user);
+ * NULL with every problem of the file in @error. */
+GHashTable *lmtpd_users_map_load (const LmtpdConfig *config, const char *path, GError **error);
 
 /* The users map entry for @address, or NULL (catch-all domains have none). */
 const LmtpdUser *lmtpd_config_get_user (const LmtpdConfig *config, const char *address);

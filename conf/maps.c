@@ -194,6 +194,30 @@ conf_load_users_map (ConfLoader *ld, GKeyFile *kf, const char *group, const Conf
     }
 }
 
+GHashTable *
+lmtpd_users_map_load (const LmtpdConfig *config, const char *path, GError **error)
+{
+  g_autoptr (GString) errors = g_string_new (NULL);
+  ConfLoader ld = { path, NULL, errors };
+  LmtpdConfig copy = *config;
+  g_autoptr (GPtrArray) lines = NULL;
+
+  copy.users_map = (char *) path;
+  copy.users = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, conf_user_free);
+  lines = read_map (&ld, "users", "map", path);
+  for (guint i = 0; i < lines->len; i++)
+    {
+      LmtpdUser *u = lines->pdata[i] ? parse_user (&ld, &copy, i + 1, lines->pdata[i]) : NULL;
+      if (u)
+        g_hash_table_replace (copy.users, u->address, u);
+    }
+  if (errors->len == 0)
+    return copy.users;
+  g_hash_table_unref (copy.users);
+  g_set_error_literal (error, LMTPD_CONF_ERROR, LMTPD_CONF_ERROR_INVALID, errors->str);
+  return NULL;
+}
+
 const LmtpdUser *
 lmtpd_config_get_user (const LmtpdConfig *c, const char *address)
 {

@@ -197,6 +197,10 @@ static const ConfChoices quoting_choices = {
   TRUE, "mboxrd or mboxo", { { "mboxrd", FALSE }, { "mboxo", TRUE }, { NULL, 0 } },
 };
 
+static const ConfChoices users_backend_choices = {
+  FALSE, "file", { { "file", LMTPD_USERS_FILE }, { NULL, 0 } },
+};
+
 static const ConfChoices log_format_choices = {
   FALSE, "text or json", { { "text", FALSE }, { "json", TRUE }, { NULL, 0 } },
 };
@@ -382,6 +386,14 @@ static const ConfSetting main_rows[] = {
   /* the maps' problems come in this order: rewrite, users, postmaster */
   { "users", "rewrite", CONF_STRING, CFG (rewrite_map), .check = conf_load_rewrite_map,
     .doc = "the rewrite map file" },
+  { "users", "backend", CONF_CHOICE, CFG (users_backend_kind), .def = LMTPD_USERS_FILE,
+    .choices = &users_backend_choices, .doc = "where users come from: file (the users map)" },
+  { "users", "cache_ttl", CONF_UINT, CFG (users_cache_ttl), .def = 60, .min = 0, .max = 86400,
+    .doc = "seconds a user found by a directory server is remembered" },
+  { "users", "negative_cache_ttl", CONF_UINT, CFG (users_negative_ttl), .def = 10, .min = 0, .max = 86400,
+    .doc = "seconds an address a directory server does not know is remembered" },
+  { "users", "lookup_timeout", CONF_MS, CFG (users_lookup_timeout_ms), .def = 5000,
+    .doc = "a directory lookup slower than this answers 451" },
   { "users", "map", CONF_STRING, CFG (users_map), .check = conf_load_users_map, .doc = "the users map file" },
   { "users", "domains", CONF_LIST, CFG (domains), .def_text = "*", .load = load_domains,
     .doc = "any local part of these domains is a user (*: any domain)" },

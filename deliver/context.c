@@ -21,6 +21,7 @@ deliver_context_new (void)
   g_mutex_init (&ctx->tmp_lock);
   ctx->tmp_cleaned = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   g_mutex_init (&ctx->root_lock);
+  g_mutex_init (&ctx->users_lock);
   return ctx;
 }
 
@@ -45,6 +46,8 @@ deliver_context_unref (DeliverContext *ctx)
   g_free (ctx->root_configured);
   free (ctx->root_resolved);
   g_mutex_clear (&ctx->root_lock);
+  directory_unref (ctx->users);
+  g_mutex_clear (&ctx->users_lock);
   g_free (ctx);
 }
 
@@ -67,4 +70,26 @@ void
 deliver_context_close_callouts (DeliverContext *ctx)
 {
   ocp_client_close (ctx->ocp);
+}
+
+Directory *
+deliver_context_directory (DeliverContext *ctx, const LmtpdConfig *config, GError **error)
+{
+  Directory *dir;
+
+  if (ctx == NULL)
+    return directory_new (config, error);
+  g_mutex_lock (&ctx->users_lock);
+  if (ctx->users == NULL || !directory_matches (ctx->users, config))
+    {
+      Directory *made = directory_new (config, error);
+      if (made)
+        {
+          directory_unref (ctx->users);
+          ctx->users = made;
+        }
+    }
+  dir = ctx->users ? directory_ref (ctx->users) : NULL;
+  g_mutex_unlock (&ctx->users_lock);
+  return dir;
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "deliver.h"
+#include "directory.h"
 #include "ocp.h"
 
 /* The compiled Sieve scripts, by path (script-cache.c). */
@@ -16,11 +17,6 @@ void filter_cache_free (FilterCache *cache);
 typedef struct DeliverSpoolPool DeliverSpoolPool;
 DeliverSpoolPool *deliver_spool_pool_new (void);
 void deliver_spool_pool_unref (DeliverSpoolPool *pool);
-
-/* Seam: a user directory (LDAP, SQL, a userdb socket) that
- * deliver_resolve() will ask for a user's mailbox and quota before the
- * [users] of the configuration.  Defined by its first backend. */
-typedef struct DeliverUserDirectory DeliverUserDirectory;
 
 /* Seam: a state store shared by the nodes of a cluster (the duplicate
  * journal, the vacation reply log, a quarantine), in place of the local
@@ -45,8 +41,11 @@ struct DeliverContext {
   char *root_configured;
   char *root_resolved;
 
-  /* Seams, NULL until a backend plugs in: resolve.c and dedupe use the
-   * configuration and the local files meanwhile. */
-  DeliverUserDirectory *users;
+  /* the user directory of the configuration in force (resolve.c), made
+   * again when a reload changes [users]; NULL until the first lookup */
+  GMutex users_lock;
+  Directory *users;
+
+  /* Seam, NULL until a backend plugs in: dedupe uses the local files. */
   DeliverStateStore *state;
 };

@@ -64,6 +64,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (DeliverContext, deliver_context_unref)
  * > 0).  Called once privileges are dropped, so the journal belongs to the
  * mail user. */
 gboolean deliver_context_open_journal (DeliverContext *ctx, const LmtpdConfig *config, GError **error);
+/* The user directory of @config ([users] backend), a new reference: the
+ * context keeps one and makes it again when a reload changes [users].
+ * @ctx may be NULL (a directory of its own, without a cache kept). */
+struct Directory *deliver_context_directory (DeliverContext *ctx, const LmtpdConfig *config, GError **error);
 
 /* ---- addresses --------------------------------------------------------- */
 
@@ -103,6 +107,8 @@ typedef struct {
   char *orcpt;         /* ORCPT= address or NULL */
   char *bypass;        /* OPES bypass asked for on RCPT (service names/URIs or "*"), or NULL */
   char *rcpt_trace;    /* "URI ; verdict=..." of the services that ran at RCPT, or NULL */
+  char *sieve_script;  /* the user's script from the directory, or NULL: [sieve] script */
+  char **settings;     /* the user's settings for the callout services ("Name: value"), or NULL */
 } DeliverRecipient;
 
 /* Resolves a recipient: rewrite map, subaddress, users, mailbox.  Returns

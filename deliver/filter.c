@@ -24,13 +24,16 @@ const char *const filter_protected_fields[] = { FILTER_REDIRECT_HEADER, "X-Origi
 
 /* ---- scripts ------------------------------------------------------------------ */
 
+/* The user's script: the directory's path for the user, else [sieve]
+ * script; either may use %u %n %d %h. */
 static char *
 script_path (const LmtpdConfig *config, const DeliverRecipient *rcpt)
 {
   GString *s = g_string_new (NULL);
+  const char *tmpl = rcpt->sieve_script ? rcpt->sieve_script : config->sieve_script;
   char *path;
 
-  for (const char *p = config->sieve_script; *p; p++)
+  for (const char *p = tmpl; *p; p++)
     {
       if (*p != '%' || p[1] == '\0')
         {
@@ -228,7 +231,7 @@ filter_run (const FilterMessage *m, const CalloutResult *callouts, FilterOutcome
 
   filter_view_init (&view, m);
   outcome_init (out);
-  if (config->sieve_script && config->sieve_script[0])
+  if (m->rcpt->sieve_script || (config->sieve_script && config->sieve_script[0]))
     out->user_script = script_path (config, m->rcpt);
   scripts = script_list (config, out->user_script, &user_index);
   sieve_message (m, &view, &sm);

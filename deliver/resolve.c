@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "context.h"
+#include "directory.h"
 
 static gboolean
 path_component_safe (const char *s)
@@ -212,6 +213,8 @@ deliver_recipient_free (DeliverRecipient *r)
   g_free (r->orcpt);
   g_free (r->bypass);
   g_free (r->rcpt_trace);
+  g_free (r->sieve_script);
+  g_strfreev (r->settings);
   g_free (r);
 }
 
@@ -230,17 +233,43 @@ split_detail (const LmtpdConfig *config, char *local)
   return g_strdup (local + n + 1);
 }
 
+/* Who the users are for one resolution: the directory, and whether it
+ * failed (then the recipient gets 451, never 550). */
+typedef struct {
+  Directory *dir;
+  GError *error;
+} Users;
+
+static DirectoryResult
+users_find (Users *us, const char *address, DirectoryUser **out)
+{
+  DirectoryResult r;
+
+  if (us->error)
+    return DIRECTORY_TEMPFAIL;
+  r = directory_lookup (us->dir, address, out, NULL, &us->error);
+  if (r == DIRECTORY_TEMPFAIL && us->error == NULL)
+    g_set_error_literal (&us->error, DELIVER_ERROR, EIO, "user directory failed");
+  return r;
+}
+
+static gboolean
+users_has (Users *us, const char *address)
+{
+  return users_find (us, address, NULL) == DIRECTORY_FOUND;
+}
+
 /* The rewrite map's answer for @address, or NULL: the whole address
  * first; else the address without its detail, which keeps the detail
  * (joe+x@old -> joe+x@new). */
 static char *
-rewrite_address (const LmtpdConfig *config, const char *address)
+rewrite_address (const LmtpdConfig *config, Users *us, const char *address)
 {
   char *rewritten = lmtpd_config_rewrite (config, address);
   g_autofree char *base = NULL, *detail = NULL, *base_addr = NULL, *base_rw = NULL;
   char *bat, *rat;
 
-  if (rewritten || lmtpd_config_get_user (config, address))
+  if (rewritten || users_has (us, address))
     return rewritten;
   base = g_strdup (address);
   bat = strrchr (base, '@');
@@ -260,11 +289,11 @@ rewrite_address (const LmtpdConfig *config, const char *address)
 /* user+detail: the detail is split off *@address unless the full address
  * is a user.  Returns it, or NULL. */
 static char *
-take_detail (const LmtpdConfig *config, char **address)
+take_detail (const LmtpdConfig *config, Users *us, char **address)
 {
   char *at, *detail;
 
-  if (lmtpd_config_get_user (config, *address))
+  if (users_has (us, *address))
     return NULL;
   at = strrchr (*address, '@');
   *at = '\0';
@@ -280,24 +309,56 @@ take_detail (const LmtpdConfig *config, char **address)
   return detail;
 }
 
-/* Finds the user: *@mailbox gets its mailbox spec (NULL: the template).
- * RFC 5321 4.5.1: postmaster must be accepted; it may be an alias, which
- * then replaces *@address.  FALSE: no such user. */
+/* Any local part of a [users] domains entry is a user with the template. */
 static gboolean
-lookup_user (const LmtpdConfig *config, char **address, const char **mailbox)
+catch_all (const LmtpdConfig *config, const char *address)
 {
-  const char *at;
+  const char *at = strrchr (address, '@');
 
-  if (lmtpd_config_lookup_user (config, *address, mailbox))
-    return TRUE;
-  at = strrchr (*address, '@');
-  if (!at || (gsize) (at - *address) != 10 || g_ascii_strncasecmp (*address, "postmaster", 10) != 0
-      || config->postmaster == NULL)
-    return FALSE;
+  for (guint i = 0; at && config->domains && config->domains[i]; i++)
+    if (strcmp (config->domains[i], "*") == 0 || g_ascii_strcasecmp (config->domains[i], at + 1) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+static gboolean
+is_postmaster (const char *address)
+{
+  const char *at = strrchr (address, '@');
+  return at && (gsize) (at - address) == 10 && g_ascii_strncasecmp (address, "postmaster", 10) == 0;
+}
+
+/* Finds the user: *@user gets what the directory knows (NULL for a
+ * catch-all address).  An alias replaces *@address with its target (up to
+ * a few hops).  RFC 5321 4.5.1: postmaster must be accepted; it may be an
+ * alias too.  UNKNOWN: no such user. */
+static DirectoryResult
+lookup_user (const LmtpdConfig *config, Users *us, char **address, DirectoryUser **user)
+{
+  for (guint hop = 0; hop < 8; hop++)
+    {
+      DirectoryResult r = users_find (us, *address, user);
+      if (r != DIRECTORY_FOUND)
+        break;
+      if ((*user)->alias_of == NULL)
+        return DIRECTORY_FOUND;
+      g_free (*address);
+      *address = g_ascii_strdown ((*user)->alias_of, -1);
+      g_clear_pointer (user, directory_user_free);
+    }
+  if (us->error)
+    return DIRECTORY_TEMPFAIL;
+  if (*user)
+    return DIRECTORY_UNKNOWN; /* an alias loop */
+  if (catch_all (config, *address))
+    return DIRECTORY_FOUND;
+  if (!is_postmaster (*address) || config->postmaster == NULL)
+    return DIRECTORY_UNKNOWN;
   g_free (*address);
   *address = g_strdup (config->postmaster);
-  lmtpd_config_lookup_user (config, *address, mailbox);
-  return TRUE;
+  if (users_find (us, *address, user) == DIRECTORY_TEMPFAIL)
+    return DIRECTORY_TEMPFAIL;
+  return DIRECTORY_FOUND;
 }
 
 /* The detail (owned) as the client gave it, and the folder it selects. */
@@ -323,18 +384,66 @@ set_detail (const LmtpdConfig *config, DeliverRecipient *r, const char *local, c
     }
 }
 
-/* @ctx carries the seam of a user directory (ctx->users); until one
- * plugs in, users come from the configuration alone. */
+/* What the recipient's address leads to, after rewriting and the detail:
+ * the final address and the user, or a refusal in @status. */
+static gboolean
+resolve_address (const LmtpdConfig *config, Users *us, DeliverRecipient *r, char **address, char **detail,
+                 DirectoryUser **user, DeliverStatus *status)
+{
+  g_autofree char *rewritten = rewrite_address (config, us, *address);
+  DirectoryResult found;
+
+  if (rewritten && !address_safe (rewritten))
+    {
+      deliver_status_set (status, 553, "5.1.3", "<%s> Rewritten address not allowed here", r->original);
+      return FALSE;
+    }
+  if (rewritten)
+    {
+      g_free (*address);
+      *address = g_steal_pointer (&rewritten);
+    }
+  *detail = take_detail (config, us, address);
+  found = lookup_user (config, us, address, user);
+  if (found == DIRECTORY_TEMPFAIL || us->error)
+    deliver_status_set (status, 451, "4.3.0", "<%s> User lookup failed, try again later", r->original);
+  else if (found == DIRECTORY_UNKNOWN || !address_safe (*address))
+    deliver_status_set (status, 550, "5.1.1", "<%s> User doesn't exist", r->original);
+  else if (*user && (*user)->disabled)
+    deliver_status_set (status, 550, "5.2.1", "<%s> Mailbox disabled, not accepting messages", r->original);
+  else
+    return TRUE;
+  return FALSE;
+}
+
+/* The user's attributes onto the recipient. */
+static void
+take_user (const LmtpdConfig *config, DeliverRecipient *r, const DirectoryUser *user)
+{
+  const char *mailbox = user ? user->mailbox : NULL;
+
+  if (user)
+    {
+      r->quota_bytes = user->quota_bytes;
+      r->quota_messages = user->quota_messages;
+      r->sieve_script = g_strdup (user->sieve_script);
+      r->settings = g_strdupv (user->settings);
+    }
+  set_mailbox (config, r, mailbox ? mailbox : lmtpd_config_mailbox_template (config, r->domain));
+}
+
+/* The users come from the context's directory (the [users] backend). */
 DeliverRecipient *
 deliver_resolve (DeliverContext *ctx, const LmtpdConfig *config, const char *local, const char *domain,
                  DeliverStatus *status)
 {
   g_autofree char *lc_local = g_utf8_strdown (local, -1);
   g_autofree char *lc_domain = g_ascii_strdown (domain ? domain : config->hostname, -1);
-  g_autofree char *address = NULL, *rewritten = NULL, *detail = NULL;
+  g_autofree char *address = NULL, *detail = NULL;
   g_autoptr (DeliverRecipient) r = g_new0 (DeliverRecipient, 1);
-  const LmtpdUser *user;
-  const char *mailbox = NULL;
+  g_autoptr (DirectoryUser) user = NULL;
+  Users us = { NULL, NULL };
+  gboolean ok;
   char *at;
 
   r->original = domain ? g_strdup_printf ("%s@%s", local, domain) : g_strdup (local);
@@ -344,34 +453,21 @@ deliver_resolve (DeliverContext *ctx, const LmtpdConfig *config, const char *loc
       return NULL;
     }
   address = g_strdup_printf ("%s@%s", lc_local, lc_domain);
-  rewritten = rewrite_address (config, address);
-  if (rewritten)
-    {
-      if (!address_safe (rewritten))
-        {
-          deliver_status_set (status, 553, "5.1.3", "<%s> Rewritten address not allowed here", r->original);
-          return NULL;
-        }
-      g_free (address);
-      address = g_steal_pointer (&rewritten);
-    }
-  detail = take_detail (config, &address);
-  if (!lookup_user (config, &address, &mailbox))
-    {
-      deliver_status_set (status, 550, "5.1.1", "<%s> User doesn't exist", r->original);
-      return NULL;
-    }
+  us.dir = deliver_context_directory (ctx, config, &us.error);
+  ok = us.dir && resolve_address (config, &us, r, &address, &detail, &user, status);
+  if (us.dir == NULL)
+    deliver_status_set (status, 451, "4.3.0", "<%s> User lookup failed, try again later", r->original);
+  if (us.error)
+    g_warning ("user directory: %s: %s", r->original, us.error->message);
+  g_clear_error (&us.error);
+  directory_unref (us.dir);
+  if (!ok)
+    return NULL;
   at = strrchr (address, '@');
   r->local = g_strndup (address, at - address);
   r->domain = g_strdup (at + 1);
   r->address = g_steal_pointer (&address);
-  user = lmtpd_config_get_user (config, r->address);
-  if (user)
-    {
-      r->quota_bytes = user->quota_bytes;
-      r->quota_messages = user->quota_messages;
-    }
-  set_mailbox (config, r, mailbox ? mailbox : lmtpd_config_mailbox_template (config, r->domain));
+  take_user (config, r, user);
   if (detail && detail[0])
     set_detail (config, r, local, g_steal_pointer (&detail));
   return g_steal_pointer (&r);

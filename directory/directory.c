@@ -1,0 +1,271 @@
+/* directory.c - the directory: a backend, and for backends that ask a
+ * server a cache in front of it.
+ *
+ * The cache keeps found users for cache_ttl and unknown addresses for
+ * negative_cache_ttl.  When the server cannot answer, an expired entry
+ * still serves (a user who got mail a minute ago still exists while LDAP
+ * restarts); an address with no entry at all gets TEMPFAIL, so the MTA
+ * keeps the mail.  A lookup slower than lookup_timeout is a failure too.
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "directory.h"
+
+static const DirectoryBackend *const backends[] = {
+  &directory_backend_file,
+};
+
+typedef struct {
+  DirectoryUser *user;    /* NULL: known not to exist */
+  gint64 expires;         /* monotonic microseconds */
+} CacheEntry;
+
+struct Directory {
+  gatomicrefcount ref;
+  const DirectoryBackend *backend;
+  gpointer state;
+  char *settings;         /* the [users] settings it was made from */
+  LmtpdConfig *config;    /* the configuration it was made from */
+  guint cache_ttl, negative_ttl, timeout_ms;
+
+  GMutex lock;
+  GHashTable *cache;      /* address -> CacheEntry* */
+  DirectoryStats stats;
+};
+
+/* Beyond this many entries the cache is emptied rather than grown. */
+#define CACHE_MAX 100000
+
+DirectoryUser *
+directory_user_copy (const DirectoryUser *u)
+{
+  DirectoryUser *c = g_new0 (DirectoryUser, 1);
+
+  c->address = g_strdup (u->address);
+  c->mailbox = g_strdup (u->mailbox);
+  c->quota_bytes = u->quota_bytes;
+  c->quota_messages = u->quota_messages;
+  c->sieve_script = g_strdup (u->sieve_script);
+  c->disabled = u->disabled;
+  c->alias_of = g_strdup (u->alias_of);
+  c->settings = g_strdupv (u->settings);
+  c->host = g_strdup (u->host);
+  return c;
+}
+
+void
+directory_user_free (DirectoryUser *u)
+{
+  if (u == NULL)
+    return;
+  g_free (u->address);
+  g_free (u->mailbox);
+  g_free (u->sieve_script);
+  g_free (u->alias_of);
+  g_strfreev (u->settings);
+  g_free (u->host);
+  g_free (u);
+}
+
+static void
+cache_entry_free (gpointer p)
+{
+  CacheEntry *e = p;
+  directory_user_free (e->user);
+  g_free (e);
+}
+
+/* What identifies a directory: the [users] settings that make it. */
+static char *
+settings_of (const LmtpdConfig *config)
+{
+  return g_strdup_printf ("%d\n%u\n%u\n%u\n%s", (int) config->users_backend_kind, config->users_cache_ttl,
+                          config->users_negative_ttl, config->users_lookup_timeout_ms,
+                          config->users_map ? config->users_map : "");
+}
+
+Directory *
+directory_new (const LmtpdConfig *config, GError **error)
+{
+  const DirectoryBackend *backend = backends[config->users_backend_kind];
+  gpointer state = backend->open (config, error);
+  Directory *dir;
+
+  if (state == NULL)
+    return NULL;
+  dir = g_new0 (Directory, 1);
+  g_atomic_ref_count_init (&dir->ref);
+  dir->backend = backend;
+  dir->state = state;
+  dir->settings = settings_of (config);
+  dir->config = lmtpd_config_ref ((LmtpdConfig *) config);
+  dir->cache_ttl = config->users_cache_ttl;
+  dir->negative_ttl = config->users_negative_ttl;
+  dir->timeout_ms = config->users_lookup_timeout_ms;
+  g_mutex_init (&dir->lock);
+  dir->cache = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, cache_entry_free);
+  return dir;
+}
+
+Directory *
+directory_ref (Directory *dir)
+{
+  g_atomic_ref_count_inc (&dir->ref);
+  return dir;
+}
+
+void
+directory_unref (Directory *dir)
+{
+  if (dir == NULL || !g_atomic_ref_count_dec (&dir->ref))
+    return;
+  dir->backend->close (dir->state);
+  g_hash_table_unref (dir->cache);
+  g_mutex_clear (&dir->lock);
+  g_free (dir->settings);
+  lmtpd_config_unref (dir->config);
+  g_free (dir);
+}
+
+const char *
+directory_backend_name (const Directory *dir)
+{
+  return dir->backend->name;
+}
+
+gboolean
+directory_is_remote (const Directory *dir)
+{
+  return dir->backend->remote;
+}
+
+/* A server backend with the same settings keeps its cache across a
+ * reload; the file backend follows each configuration (the reload has read
+ * the map again). */
+gboolean
+directory_matches (const Directory *dir, const LmtpdConfig *config)
+{
+  g_autofree char *s = NULL;
+
+  if (!dir->backend->remote)
+    return dir->config == config;
+  s = settings_of (config);
+  return strcmp (s, dir->settings) == 0;
+}
+
+void
+directory_get_stats (const Directory *dir, DirectoryStats *out)
+{
+  g_mutex_lock ((GMutex *) &dir->lock);
+  *out = dir->stats;
+  g_mutex_unlock ((GMutex *) &dir->lock);
+}
+
+/* ---- the cache ------------------------------------------------------------- */
+
+/* The entry for @address, fresh or (with @stale_ok) expired; under lock. */
+static CacheEntry *
+cache_get (Directory *dir, const char *address, gboolean stale_ok)
+{
+  CacheEntry *e = g_hash_table_lookup (dir->cache, address);
+
+  if (e == NULL || (!stale_ok && e->expires <= g_get_monotonic_time ()))
+    return NULL;
+  return e;
+}
+
+/* Remembers the backend's answer; under lock. */
+static void
+cache_put (Directory *dir, const char *address, const DirectoryUser *user)
+{
+  guint ttl = user ? dir->cache_ttl : dir->negative_ttl;
+  CacheEntry *e;
+
+  if (ttl == 0)
+    return;
+  if (g_hash_table_size (dir->cache) >= CACHE_MAX)
+    g_hash_table_remove_all (dir->cache);
+  e = g_new0 (CacheEntry, 1);
+  e->user = user ? directory_user_copy (user) : NULL;
+  e->expires = g_get_monotonic_time () + (gint64) ttl * G_USEC_PER_SEC;
+  g_hash_table_replace (dir->cache, g_strdup (address), e);
+}
+
+/* An answer from the cache: fresh, or (@stale_ok, the backend failed) any. */
+static gboolean
+answer_from_cache (Directory *dir, const char *address, gboolean stale_ok, DirectoryResult *result,
+                   DirectoryUser **out)
+{
+  CacheEntry *e;
+
+  g_mutex_lock (&dir->lock);
+  e = cache_get (dir, address, stale_ok);
+  if (e)
+    {
+      dir->stats.cache_hits++;
+      *result = e->user ? DIRECTORY_FOUND : DIRECTORY_UNKNOWN;
+      if (e->user && out)
+        *out = directory_user_copy (e->user);
+    }
+  g_mutex_unlock (&dir->lock);
+  return e != NULL;
+}
+
+/* ---- lookups --------------------------------------------------------------- */
+
+/* The backend itself, timed and counted; a slow answer is a failure. */
+static DirectoryResult
+ask_backend (Directory *dir, const char *address, DirectoryUser **out, GError **error)
+{
+  gint64 start = g_get_monotonic_time (), took;
+  DirectoryResult r = dir->backend->lookup (dir->state, address, dir->timeout_ms, out, error);
+
+  took = g_get_monotonic_time () - start;
+  if (r != DIRECTORY_TEMPFAIL && dir->backend->remote && took > (gint64) dir->timeout_ms * 1000)
+    {
+      g_clear_pointer (out, directory_user_free);
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "%s lookup took %" G_GINT64_FORMAT " ms",
+                   dir->backend->name, took / 1000);
+      r = DIRECTORY_TEMPFAIL;
+    }
+  g_mutex_lock (&dir->lock);
+  dir->stats.lookups++;
+  dir->stats.latency_us_total += took;
+  if (r == DIRECTORY_TEMPFAIL)
+    dir->stats.failures++;
+  else if (dir->backend->remote)
+    cache_put (dir, address, r == DIRECTORY_FOUND ? *out : NULL);
+  g_mutex_unlock (&dir->lock);
+  return r;
+}
+
+DirectoryResult
+directory_lookup (Directory *dir, const char *address, DirectoryUser **out, gboolean *cached, GError **error)
+{
+  g_autoptr (GError) failure = NULL;
+  DirectoryUser *user = NULL;
+  DirectoryResult r;
+
+  if (cached)
+    *cached = TRUE;
+  if (dir->backend->remote && answer_from_cache (dir, address, FALSE, &r, out))
+    return r;
+  if (cached)
+    *cached = FALSE;
+  r = ask_backend (dir, address, &user, &failure);
+  if (r == DIRECTORY_TEMPFAIL && answer_from_cache (dir, address, TRUE, &r, out))
+    {
+      if (cached)
+        *cached = TRUE;
+      return r; /* the server is down: what it said last still holds */
+    }
+  if (r == DIRECTORY_TEMPFAIL)
+    g_propagate_error (error, g_steal_pointer (&failure));
+  if (out)
+    *out = user;
+  else
+    directory_user_free (user);
+  return r;
+}
