@@ -117,6 +117,9 @@ typedef struct {
  * bare postmaster.  @ctx may be NULL. */
 DeliverRecipient *deliver_resolve (DeliverContext *ctx, const LmtpdConfig *config, const char *local,
                                    const char *domain, DeliverStatus *status);
+/* Resolving may wait for a directory server: run deliver_resolve() off
+ * the main loop. */
+gboolean deliver_resolve_may_block (DeliverContext *ctx, const LmtpdConfig *config);
 void deliver_recipient_free (DeliverRecipient *rcpt);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (DeliverRecipient, deliver_recipient_free)
 

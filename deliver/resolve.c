@@ -472,3 +472,10 @@ deliver_resolve (DeliverContext *ctx, const LmtpdConfig *config, const char *loc
     set_detail (config, r, local, g_steal_pointer (&detail));
   return g_steal_pointer (&r);
 }
+
+gboolean
+deliver_resolve_may_block (DeliverContext *ctx, const LmtpdConfig *config)
+{
+  g_autoptr (Directory) dir = deliver_context_directory (ctx, config, NULL);
+  return dir && directory_is_remote (dir);
+}

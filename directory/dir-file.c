@@ -41,10 +41,10 @@ file_open (const LmtpdConfig *config, GError **error)
   (void) error;
   f->config = lmtpd_config_ref ((LmtpdConfig *) config);
   g_mutex_init (&f->lock);
+  /* the map as the configuration loaded it; the first lookup compares the
+   * file with nothing, so a change since then is read at once */
   f->users = g_hash_table_ref (config->users);
-  if (config->users_map && stat (config->users_map, &f->seen) < 0)
-    memset (&f->seen, 0, sizeof f->seen);
-  f->checked = g_get_monotonic_time ();
+  f->checked = G_MININT64 / 2;
   return f;
 }
 

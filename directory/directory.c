@@ -89,7 +89,12 @@ settings_of (const LmtpdConfig *config)
 Directory *
 directory_new (const LmtpdConfig *config, GError **error)
 {
-  const DirectoryBackend *backend = backends[config->users_backend_kind];
+  return directory_new_with (backends[config->users_backend_kind], config, error);
+}
+
+Directory *
+directory_new_with (const DirectoryBackend *backend, const LmtpdConfig *config, GError **error)
+{
   gpointer state = backend->open (config, error);
   Directory *dir;
 

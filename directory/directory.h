@@ -61,6 +61,9 @@ typedef struct Directory Directory;
 /* The directory [users] backend names, with its cache.  Fails for an
  * unknown backend or one that cannot start (a bad map). */
 Directory *directory_new (const LmtpdConfig *config, GError **error);
+/* The same with a backend of the caller's (tests, a backend outside the
+ * table); @config gives the cache settings and the backend's own. */
+Directory *directory_new_with (const DirectoryBackend *backend, const LmtpdConfig *config, GError **error);
 Directory *directory_ref (Directory *dir);
 void directory_unref (Directory *dir);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (Directory, directory_unref)

@@ -138,6 +138,10 @@ typedef struct {
   gboolean ok;
   gboolean done;
   gpointer same_as;         /* Job* of the same recipient earlier in the transaction, or NULL */
+  /* a recipient to resolve in the thread first (a directory server may be
+   * slow): the RCPT path and its parts; rcpt_path NULL once resolved */
+  char *rcpt_path, *local, *domain;
+  LmtpRcptParams params;
 } Job;
 
 static void
@@ -145,6 +149,11 @@ job_free (Job *job)
 {
   lmtpd_config_unref (job->config);
   deliver_context_unref (job->ctx);
+  g_free (job->rcpt_path);
+  g_free (job->local);
+  g_free (job->domain);
+  g_free (job->params.orcpt);
+  g_free (job->params.bypass);
   deliver_status_clear (&job->status);
   if (job->rcpt_check)
     deliver_recipient_free (job->rcpt);
@@ -170,12 +179,32 @@ job_finished (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
+static gboolean rcpt_needs_check (const LmtpdConfig *c, const DeliverRecipient *r);
+
+/* In the thread: the recipient resolved (its directory lookup may wait
+ * for a server), then checked as at RCPT. */
+static gboolean
+rcpt_resolve_and_check (Job *job)
+{
+  job->rcpt = deliver_resolve (job->ctx, job->config, job->local, job->domain, &job->status);
+  if (job->rcpt == NULL)
+    return FALSE;
+  job->rcpt->orcpt = g_steal_pointer (&job->params.orcpt);
+  job->rcpt->bypass = g_steal_pointer (&job->params.bypass);
+  g_clear_pointer (&job->rcpt_path, g_free);
+  if (!rcpt_needs_check (job->config, job->rcpt))
+    return TRUE;
+  return deliver_rcpt_check (job->ctx, job->config, &job->msg, job->rcpt, job->size_hint, &job->status);
+}
+
 void
 lmtp_delivery_run (gpointer data, gpointer unused)
 {
   Job *job = data;
 
-  if (job->rcpt_check)
+  if (job->rcpt_check && job->rcpt_path)
+    job->ok = rcpt_resolve_and_check (job);
+  else if (job->rcpt_check)
     job->ok = deliver_rcpt_check (job->ctx, job->config, &job->msg, job->rcpt, job->size_hint, &job->status);
   else
     deliver_pipeline_run (job->ctx, job->config, &job->msg, job->rcpt, &job->t->shared, &job->status,
@@ -242,7 +271,7 @@ rcpt_checked (LmtpSession *s, Job *job)
           job->rcpt = NULL;
         }
       else
-        recipient_refused (s, job->rcpt ? job->rcpt->address : "", &job->status);
+        recipient_refused (s, job->rcpt ? job->rcpt->address : job->rcpt_path, &job->status);
     }
   job->rcpt_check = job->rcpt != NULL; /* job_free frees it only if still ours */
   job_free (job);
@@ -252,14 +281,50 @@ rcpt_checked (LmtpSession *s, Job *job)
   lmtp_session_resume_commands (s);
 }
 
+/* Input waits while the job resolves and checks the recipient. */
+static void
+rcpt_job_push (LmtpSession *s, Job *job)
+{
+  job->rcpt_check = TRUE;
+  job->msg.spool = NULL;
+  job->size_hint = s->txn->size_hint;
+  s->mode = MODE_BUSY;
+  lmtp_session_rearm (s);
+  lmtp_session_flush (s);
+  job_push (s, job);
+}
+
+/* A directory that asks a server is asked in a delivery thread, so a slow
+ * one holds up only this session. */
+static void
+rcpt_lookup_later (LmtpSession *s, const char *path, const char *local, const char *domain,
+                   LmtpRcptParams *params)
+{
+  Job *job = job_new (s, s->txn, NULL);
+
+  job->rcpt_path = g_strdup (path);
+  job->local = g_strdup (local);
+  job->domain = g_strdup (domain);
+  job->params.orcpt = g_steal_pointer (&params->orcpt);
+  job->params.bypass = g_steal_pointer (&params->bypass);
+  rcpt_job_push (s, job);
+}
+
 void
 lmtp_delivery_rcpt (LmtpSession *s, const char *path, const char *local, const char *domain,
                     LmtpRcptParams *params)
 {
   Txn *t = s->txn;
   DeliverStatus st = { 0 };
-  DeliverRecipient *r = deliver_resolve (s->host->context (s->server), t->config, local, domain, &st);
-  Job *job;
+  DeliverContext *ctx = s->host->context (s->server);
+  DeliverRecipient *r;
+
+  if (deliver_resolve_may_block (ctx, t->config))
+    {
+      rcpt_lookup_later (s, path, local, domain, params);
+      return;
+    }
+  r = deliver_resolve (ctx, t->config, local, domain, &st);
 
   if (r == NULL)
     {
@@ -274,14 +339,7 @@ lmtp_delivery_rcpt (LmtpSession *s, const char *path, const char *local, const c
       recipient_accepted (s, r);
       return;
     }
-  job = job_new (s, t, r);
-  job->rcpt_check = TRUE;
-  job->msg.spool = NULL;
-  job->size_hint = t->size_hint;
-  s->mode = MODE_BUSY;
-  lmtp_session_rearm (s);
-  lmtp_session_flush (s);
-  job_push (s, job);
+  rcpt_job_push (s, job_new (s, t, r));
 }
 
 /* ---- after the data -------------------------------------------------------- */

@@ -1,0 +1,70 @@
+"""The user directory with the embedded file backend: the users map is read
+again when it changes, without a reload, and a map that stops loading keeps
+the last good one; what a lookup says (lmtpd --lookup)."""
+
+import os
+import time
+import unittest
+
+from lmtptest import Daemon, dotstuff, main
+
+BODY = b"From: s@example.net\r\nSubject: hi\r\n\r\nHello.\r\n"
+
+
+class FileBackend(unittest.TestCase):
+    def setUp(self):
+        self.d = Daemon(users=["joe@example.org"]).start()
+
+    def tearDown(self):
+        self.d.cleanup()
+
+    def rcpt(self, address):
+        c = self.d.connect()
+        self.assertEqual(c.code(), 220)
+        c.cmd("LHLO client.test")
+        c.cmd("MAIL FROM:<s@example.net>")
+        reply = c.cmd("RCPT TO:<%s>" % address)
+        return c, reply
+
+    def deliver(self, address):
+        c, reply = self.rcpt(address)
+        self.assertTrue(reply.startswith("250"), reply)
+        self.assertTrue(c.cmd("DATA").startswith("354"))
+        c.send(dotstuff(BODY))
+        self.assertTrue(c.text().startswith("250 2.0.0"))
+
+    def rewrite_map(self, lines):
+        # a new inode, as editors and config management write files; the
+        # check looks at most once a second
+        time.sleep(1.1)
+        path = os.path.join(self.d.dir, "users")
+        with open(path + ".new", "w") as f:
+            f.write("".join(l + "\n" for l in lines))
+        os.rename(path + ".new", path)
+
+    def test_user_added_gets_mail_without_reload(self):
+        c, reply = self.rcpt("ann@example.org")
+        self.assertTrue(reply.startswith("550 5.1.1"), reply)
+        self.rewrite_map(["joe@example.org", "ann@example.org"])
+        self.deliver("ann@example.org")
+        self.assertEqual(len(self.d.messages("ann@example.org")), 1)
+        self.assertIn("read again: 2 users", self.d.read_log())
+
+    def test_user_removed_is_refused_without_reload(self):
+        self.deliver("joe@example.org")
+        self.rewrite_map(["ann@example.org"])
+        c, reply = self.rcpt("joe@example.org")
+        self.assertTrue(reply.startswith("550 5.1.1"), reply)
+
+    def test_broken_map_keeps_the_last_good_one(self):
+        self.rewrite_map(["joe@example.org quota=lots", "ann@example.org"])
+        self.deliver("joe@example.org")
+        c, reply = self.rcpt("ann@example.org")
+        self.assertTrue(reply.startswith("550 5.1.1"), reply)
+        log = self.d.read_log()
+        self.assertIn("does not load, keeping the last good one", log)
+        self.assertIn("'lots' is not a size", log)
+
+
+if __name__ == "__main__":
+    main()
