@@ -117,6 +117,13 @@ typedef struct {
  * bare postmaster.  @ctx may be NULL. */
 DeliverRecipient *deliver_resolve (DeliverContext *ctx, const LmtpdConfig *config, const char *local,
                                    const char *domain, DeliverStatus *status);
+/* What delivery would do for @address (as an MTA would give it at RCPT),
+ * as text for people: the final address, the mailbox, quota and usage, the
+ * Sieve script, the services that would run, which directory answered and
+ * how fast (lmtpd --lookup, like doveadm user and postmap -q).  Returns
+ * the reply RCPT would get (250, 550, 451...). */
+guint deliver_explain (DeliverContext *ctx, const LmtpdConfig *config, const char *address, GString *out);
+
 /* Resolving may wait for a directory server: run deliver_resolve() off
  * the main loop. */
 gboolean deliver_resolve_may_block (DeliverContext *ctx, const LmtpdConfig *config);
@@ -345,6 +352,10 @@ gboolean deliver_quota_check (const char *maildir, guint64 quota_bytes, guint64 
 /* The byte quota of an mbox user: FALSE with EDQUOT if the mbox file
  * @path (its size from lstat, 0 when missing) cannot take @size more. */
 gboolean deliver_quota_check_mbox (const char *path, guint64 quota_bytes, guint64 size, GError **error);
+/* What the Maildir holds now, as the quota counts it (maildirsize,
+ * recalculated when needed). */
+void deliver_quota_usage (const char *maildir, guint64 quota_bytes, guint64 quota_messages, guint64 *bytes,
+                          guint64 *messages);
 /* Records one delivered message of @size bytes in maildirsize. */
 void deliver_quota_add (const char *maildir, guint64 quota_bytes, guint64 quota_messages,
                         guint64 size);

@@ -26,8 +26,8 @@ const char *const filter_protected_fields[] = { FILTER_REDIRECT_HEADER, "X-Origi
 
 /* The user's script: the directory's path for the user, else [sieve]
  * script; either may use %u %n %d %h. */
-static char *
-script_path (const LmtpdConfig *config, const DeliverRecipient *rcpt)
+char *
+filter_user_script_path (const LmtpdConfig *config, const DeliverRecipient *rcpt)
 {
   GString *s = g_string_new (NULL);
   const char *tmpl = rcpt->sieve_script ? rcpt->sieve_script : config->sieve_script;
@@ -232,7 +232,7 @@ filter_run (const FilterMessage *m, const CalloutResult *callouts, FilterOutcome
   filter_view_init (&view, m);
   outcome_init (out);
   if (m->rcpt->sieve_script || (config->sieve_script && config->sieve_script[0]))
-    out->user_script = script_path (config, m->rcpt);
+    out->user_script = filter_user_script_path (config, m->rcpt);
   scripts = script_list (config, out->user_script, &user_index);
   sieve_message (m, &view, &sm);
   callout_for_sieve (callouts, &sm, cs, keep);

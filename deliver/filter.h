@@ -65,6 +65,10 @@ gboolean filter_view_mailbox_exists (const char *name, gpointer view);
 
 /* ---- running the scripts (filter.c) --------------------------------------- */
 
+/* The user's script for @rcpt: the directory's path, else [sieve] script,
+ * with %u %n %d %h expanded, under the mail root when relative. */
+char *filter_user_script_path (const LmtpdConfig *config, const DeliverRecipient *rcpt);
+
 typedef struct {
   SieveResult result;       /* merged over the before, user and after scripts */
   gboolean ran;             /* some script ran */

@@ -218,3 +218,11 @@ deliver_quota_check_mbox (const char *path, guint64 quota_bytes, guint64 size, G
     }
   return TRUE;
 }
+
+void
+deliver_quota_usage (const char *maildir, guint64 quota_bytes, guint64 quota_messages, guint64 *bytes,
+                     guint64 *messages)
+{
+  *bytes = *messages = 0;
+  usage (maildir, quota_bytes, quota_messages, bytes, messages);
+}

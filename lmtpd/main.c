@@ -339,6 +339,7 @@ on_sigterm (gpointer data)
 typedef struct {
   char *config_path, *mail_root;
   char **listen;
+  char **lookup;
   gboolean check, version;
 } Options;
 
@@ -348,6 +349,7 @@ options_clear (Options *o)
   g_free (o->config_path);
   g_free (o->mail_root);
   g_strfreev (o->listen);
+  g_strfreev (o->lookup);
 }
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Options, options_clear)
@@ -365,6 +367,8 @@ parse_options (Options *o, gboolean *debug, int *argc, char ***argv)
     { "listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &o->listen,
       "Listen here instead of [server] listen (inet:HOST:PORT, HOST:PORT or unix:PATH)", "SPEC" },
     { "maildir-root", 0, 0, G_OPTION_ARG_FILENAME, &o->mail_root, "Override [delivery] mail_root", "DIR" },
+    { "lookup", 0, 0, G_OPTION_ARG_STRING_ARRAY, &o->lookup,
+      "Print what delivery would do for ADDRESS and exit (0 deliverable, 67 unknown, 75 try later)", "ADDRESS" },
     { "version", 'V', 0, G_OPTION_ARG_NONE, &o->version, "Print the version", NULL },
     { NULL }
   };
@@ -477,6 +481,32 @@ run (Daemon *d, LmtpdConfig *config)
   g_main_loop_unref (d->loop);
 }
 
+/* --lookup: each address as RCPT would resolve it, as the mail user (a
+ * quota recalculation writes maildirsize).  The worst answer decides the
+ * exit code. */
+static int
+lookup_addresses (LmtpdConfig *config, char **addresses)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (DeliverContext) ctx = NULL;
+  guint worst = 250;
+
+  if (!util_drop_privileges (config->user, &error))
+    {
+      fprintf (stderr, "lmtpd: %s\n", error->message);
+      return 77; /* EX_NOPERM */
+    }
+  ctx = deliver_context_new ();
+  for (guint i = 0; addresses[i]; i++)
+    {
+      g_autoptr (GString) out = g_string_new (NULL);
+      guint code = deliver_explain (ctx, config, addresses[i], out);
+      printf ("%s%s", i ? "\n" : "", out->str);
+      worst = MAX (worst, code);
+    }
+  return worst < 400 ? 0 : worst < 500 ? 75 /* EX_TEMPFAIL */ : 67 /* EX_NOUSER */;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -507,6 +537,8 @@ main (int argc, char **argv)
       printf ("%s: OK\n", d.config_path ? d.config_path : "(built-in defaults)");
       return 0;
     }
+  if (o.lookup)
+    return lookup_addresses (config, o.lookup);
   signal (SIGPIPE, SIG_IGN);
   d.ctx = deliver_context_new ();
   deliver_context_set_callout_observer (d.ctx, lmtp_metrics_callout);

@@ -3,10 +3,11 @@ again when it changes, without a reload, and a map that stops loading keeps
 the last good one; what a lookup says (lmtpd --lookup)."""
 
 import os
+import subprocess
 import time
 import unittest
 
-from lmtptest import Daemon, dotstuff, main
+from lmtptest import LMTPD, Daemon, dotstuff, main
 
 BODY = b"From: s@example.net\r\nSubject: hi\r\n\r\nHello.\r\n"
 
@@ -64,6 +65,54 @@ class FileBackend(unittest.TestCase):
         log = self.d.read_log()
         self.assertIn("does not load, keeping the last good one", log)
         self.assertIn("'lots' is not a size", log)
+
+
+class Lookup(unittest.TestCase):
+    """lmtpd --lookup ADDRESS: what RCPT would answer and what delivery
+    would use, with an exit code for scripts."""
+
+    def setUp(self):
+        self.d = Daemon(users=["joe@example.org quota=10M", "box@example.org mbox:boxes/%n"],
+                        extra={"users.rewrite": "rewrite", "delivery.detail_folder": "yes"})
+        with open(os.path.join(self.d.dir, "rewrite"), "w") as f:
+            f.write("old@example.org joe@example.org\n")
+
+    def tearDown(self):
+        self.d.cleanup()
+
+    def lookup(self, *addresses):
+        args = [LMTPD, "-c", "lmtpd.conf"]
+        for a in addresses:
+            args += ["--lookup", a]
+        p = subprocess.run(args, cwd=self.d.dir, capture_output=True, text=True, timeout=30)
+        return p.returncode, p.stdout
+
+    def test_known_user_with_detail_and_rewrite(self):
+        code, out = self.lookup("joe+Lists@example.org", "old@example.org")
+        self.assertEqual(code, 0, out)
+        first, second = out.split("\n\n")
+        self.assertIn("status: 250 deliverable", first)
+        self.assertIn("final: joe@example.org", first)
+        self.assertIn("detail: Lists (folder Lists)", first)
+        self.assertIn("mailbox: maildir mail/example.org/joe/Maildir", first)
+        self.assertIn("quota: 10485760 bytes", first)
+        self.assertIn("directory: file", first)
+        self.assertIn("final: joe@example.org", second)
+
+    def test_mbox_user(self):
+        code, out = self.lookup("box@example.org")
+        self.assertEqual(code, 0, out)
+        self.assertIn("mailbox: mbox mail/boxes/box", out)
+
+    def test_unknown_user(self):
+        code, out = self.lookup("nobody@example.org")
+        self.assertEqual(code, 67, out)
+        self.assertIn("status: 550 5.1.1", out)
+
+    def test_not_an_address(self):
+        code, out = self.lookup("a@@b")
+        self.assertEqual(code, 67, out)
+        self.assertIn("status: 501", out)
 
 
 if __name__ == "__main__":
