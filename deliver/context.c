@@ -67,6 +67,12 @@ deliver_context_set_callout_observer (DeliverContext *ctx, DeliverCalloutObserve
 }
 
 void
+deliver_context_set_directory_observer (DeliverContext *ctx, DeliverDirectoryObserver observer)
+{
+  ctx->directory_observer = observer;
+}
+
+void
 deliver_context_close_callouts (DeliverContext *ctx)
 {
   ocp_client_close (ctx->ocp);

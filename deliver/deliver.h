@@ -228,6 +228,10 @@ gboolean deliver_content_same (const DeliverContent *a, const DeliverContent *b)
 typedef void (*DeliverCalloutObserver) (const char *service, gint64 us, const char *verdict);
 /* Set before the first delivery. */
 void deliver_context_set_callout_observer (DeliverContext *ctx, DeliverCalloutObserver observer);
+/* Told of every user lookup (from any thread): the directory's backend,
+ * whether the cache answered, whether it failed, how long it took. */
+typedef void (*DeliverDirectoryObserver) (const char *backend, gboolean cached, gboolean failed, gint64 us);
+void deliver_context_set_directory_observer (DeliverContext *ctx, DeliverDirectoryObserver observer);
 /* Ends the callout connections with CE (RFC 4037) before the process exits. */
 void deliver_context_close_callouts (DeliverContext *ctx);
 

@@ -237,17 +237,23 @@ split_detail (const LmtpdConfig *config, char *local)
  * failed (then the recipient gets 451, never 550). */
 typedef struct {
   Directory *dir;
+  DeliverDirectoryObserver observer;
   GError *error;
 } Users;
 
 static DirectoryResult
 users_find (Users *us, const char *address, DirectoryUser **out)
 {
+  gint64 start = g_get_monotonic_time ();
+  gboolean cached = FALSE;
   DirectoryResult r;
 
   if (us->error)
     return DIRECTORY_TEMPFAIL;
-  r = directory_lookup (us->dir, address, out, NULL, &us->error);
+  r = directory_lookup (us->dir, address, out, &cached, &us->error);
+  if (us->observer)
+    us->observer (directory_backend_name (us->dir), cached, r == DIRECTORY_TEMPFAIL,
+                  g_get_monotonic_time () - start);
   if (r == DIRECTORY_TEMPFAIL && us->error == NULL)
     g_set_error_literal (&us->error, DELIVER_ERROR, EIO, "user directory failed");
   return r;
@@ -442,7 +448,7 @@ deliver_resolve (DeliverContext *ctx, const LmtpdConfig *config, const char *loc
   g_autofree char *address = NULL, *detail = NULL;
   g_autoptr (DeliverRecipient) r = g_new0 (DeliverRecipient, 1);
   g_autoptr (DirectoryUser) user = NULL;
-  Users us = { NULL, NULL };
+  Users us = { NULL, ctx ? ctx->directory_observer : NULL, NULL };
   gboolean ok;
   char *at;
 

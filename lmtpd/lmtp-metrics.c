@@ -45,6 +45,15 @@ typedef struct {
 static GMutex services_lock;
 static GHashTable *services; /* name -> ServiceStats* */
 
+/* per user-directory backend, from delivery threads and the main loop */
+typedef struct {
+  Histogram latency;
+  guint64 lookups, cache_hits, failures;
+} BackendStats;
+
+static GMutex directories_lock;
+static GHashTable *directories; /* backend name -> BackendStats* */
+
 #define ADD(var, v) __atomic_add_fetch (&(var), (v), __ATOMIC_RELAXED)
 #define GET(var) __atomic_load_n (&(var), __ATOMIC_RELAXED)
 
@@ -90,6 +99,27 @@ lmtp_metrics_callout (const char *service, gint64 us, const char *verdict)
     ADD (st->failures, 1);
   else
     ADD (st->verdicts[verdict_index (verdict)], 1);
+}
+
+void
+lmtp_metrics_directory (const char *backend, gboolean cached, gboolean failed, gint64 us)
+{
+  BackendStats *st;
+
+  g_mutex_lock (&directories_lock);
+  if (directories == NULL)
+    directories = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  st = g_hash_table_lookup (directories, backend);
+  if (st == NULL)
+    g_hash_table_insert (directories, g_strdup (backend), st = g_new0 (BackendStats, 1));
+  g_mutex_unlock (&directories_lock);
+  ADD (st->lookups, 1);
+  if (cached)
+    ADD (st->cache_hits, 1);
+  if (failed)
+    ADD (st->failures, 1);
+  if (!cached)
+    observe (&st->latency, (guint64) MAX (us, 0));
 }
 
 void
@@ -209,6 +239,39 @@ services_render (GString *out)
 }
 
 static void
+directories_render (GString *out)
+{
+  GHashTableIter it;
+  gpointer k, v;
+  GString *counts = g_string_new (NULL);
+
+  g_string_append (out, "# HELP lmtpd_directory_lookup_seconds Time a user lookup the cache did not answer took.\n"
+                        "# TYPE lmtpd_directory_lookup_seconds histogram\n");
+  g_mutex_lock (&directories_lock);
+  if (directories)
+    {
+      g_hash_table_iter_init (&it, directories);
+      while (g_hash_table_iter_next (&it, &k, &v))
+        {
+          g_autofree char *labels = g_strdup_printf ("backend=\"%s\",", (const char *) k);
+          BackendStats *st = v;
+          histogram_series (out, "lmtpd_directory_lookup_seconds", labels, &st->latency);
+          g_string_append_printf (counts, "lmtpd_directory_lookups_total{backend=\"%s\",result=\"cached\"} %"
+                                  G_GUINT64_FORMAT "\n", (const char *) k, GET (st->cache_hits));
+          g_string_append_printf (counts, "lmtpd_directory_lookups_total{backend=\"%s\",result=\"failed\"} %"
+                                  G_GUINT64_FORMAT "\n", (const char *) k, GET (st->failures));
+          g_string_append_printf (counts, "lmtpd_directory_lookups_total{backend=\"%s\",result=\"all\"} %"
+                                  G_GUINT64_FORMAT "\n", (const char *) k, GET (st->lookups));
+        }
+    }
+  g_mutex_unlock (&directories_lock);
+  g_string_append (out, "# HELP lmtpd_directory_lookups_total User lookups: all, answered by the cache, failed.\n"
+                        "# TYPE lmtpd_directory_lookups_total counter\n");
+  g_string_append_len (out, counts->str, counts->len);
+  g_string_free (counts, TRUE);
+}
+
+static void
 counter (GString *out, const char *name, const char *type, const char *help, guint64 v)
 {
   g_string_append_printf (out, "# HELP %s %s\n# TYPE %s %s\n%s %" G_GUINT64_FORMAT "\n", name, help, name, type,
@@ -244,6 +307,7 @@ lmtp_metrics_render (void)
   histogram (out, "lmtpd_delivery_seconds", "Time from MAIL to a recipient's reply.", &m.delivery);
   histogram (out, "lmtpd_callout_seconds", "Time a recipient's OPES callouts took.", &m.callout);
   services_render (out);
+  directories_render (out);
   return g_string_free (out, FALSE);
 }
 

@@ -145,6 +145,8 @@ void lmtp_metrics_rcpt_refused (guint code);
 /* One call to a callout service (from any thread): its verdict, NULL if
  * the call failed. */
 void lmtp_metrics_callout (const char *service, gint64 us, const char *verdict);
+/* A user lookup (a DeliverDirectoryObserver). */
+void lmtp_metrics_directory (const char *backend, gboolean cached, gboolean failed, gint64 us);
 /* Prometheus text format 0.0.4. */
 char *lmtp_metrics_render (void);
 /* One line for the log (SIGUSR1). */

@@ -542,6 +542,7 @@ main (int argc, char **argv)
   signal (SIGPIPE, SIG_IGN);
   d.ctx = deliver_context_new ();
   deliver_context_set_callout_observer (d.ctx, lmtp_metrics_callout);
+  deliver_context_set_directory_observer (d.ctx, lmtp_metrics_directory);
   raise_fd_limit ();
   code = start_serving (&d, config);
   if (code == 0)

@@ -3,6 +3,8 @@ again when it changes, without a reload, and a map that stops loading keeps
 the last good one; what a lookup says (lmtpd --lookup)."""
 
 import os
+import re
+import socket
 import subprocess
 import time
 import unittest
@@ -14,7 +16,7 @@ BODY = b"From: s@example.net\r\nSubject: hi\r\n\r\nHello.\r\n"
 
 class FileBackend(unittest.TestCase):
     def setUp(self):
-        self.d = Daemon(users=["joe@example.org"]).start()
+        self.d = Daemon(users=["joe@example.org"], extra={"server.metrics_listen": "inet:127.0.0.1:0"}).start()
 
     def tearDown(self):
         self.d.cleanup()
@@ -56,6 +58,28 @@ class FileBackend(unittest.TestCase):
         self.rewrite_map(["ann@example.org"])
         c, reply = self.rcpt("joe@example.org")
         self.assertTrue(reply.startswith("550 5.1.1"), reply)
+
+    def metrics(self):
+        m = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", self.d.read_log())
+        with socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=10) as s:
+            s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        return data.decode()
+
+    def test_lookups_are_counted(self):
+        self.deliver("joe@example.org")
+        self.rcpt("nobody@example.org")
+        text = self.metrics()
+        all_ = re.search(r'lmtpd_directory_lookups_total\{backend="file",result="all"\} (\d+)', text)
+        self.assertIsNotNone(all_, text)
+        self.assertGreaterEqual(int(all_.group(1)), 2)
+        self.assertIn('lmtpd_directory_lookups_total{backend="file",result="failed"} 0', text)
+        self.assertIn('lmtpd_directory_lookup_seconds_bucket{backend="file",le="+Inf"}', text)
 
     def test_broken_map_keeps_the_last_good_one(self):
         self.rewrite_map(["joe@example.org quota=lots", "ann@example.org"])
