@@ -42,6 +42,10 @@ typedef struct {
   char *mailbox;          /* mailbox spec, NULL: use the template */
   guint64 quota_bytes;    /* 0 = none */
   guint64 quota_messages; /* 0 = none */
+  char *sieve;            /* sieve=: the user's script, or NULL */
+  char *alias_of;         /* alias=: mail goes to this address instead, or NULL */
+  gboolean disabled;      /* disabled=yes: the user takes no mail (550 5.2.1) */
+  char **settings;        /* setting=Name:value, for the callout services, or NULL */
 } LmtpdUser;
 
 typedef enum {

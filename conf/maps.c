@@ -14,6 +14,9 @@ conf_user_free (gpointer p)
   LmtpdUser *u = p;
   g_free (u->address);
   g_free (u->mailbox);
+  g_free (u->sieve);
+  g_free (u->alias_of);
+  g_strfreev (u->settings);
   g_free (u);
 }
 
@@ -100,30 +103,74 @@ user_mailbox (ConfLoader *ld, const char *map, guint line, LmtpdUser *u, const c
     }
   if (eq && !strchr (field, ':') && !strchr (field, '/'))
     {
-      conf_file_problem (ld, map, line, "'%.*s=': unknown setting (mailbox=, quota= or quota_messages=)",
-                         (int) (eq - field), field);
+      conf_file_problem (ld, map, line, "'%.*s=': unknown setting (mailbox=, quota=, quota_messages=, sieve=, "
+                         "alias=, disabled= or setting=)", (int) (eq - field), field);
       return FALSE;
     }
   u->mailbox = g_strdup (field);
   return TRUE;
 }
 
+static gboolean
+key_is (const char *field, const char *eq, const char *key)
+{
+  return (gsize) (eq - field) == strlen (key) && strncmp (field, key, eq - field) == 0;
+}
+
+/* sieve=, alias=, disabled=, setting=Name:value. */
+static gboolean
+user_directory_field (ConfLoader *ld, const char *map, guint line, LmtpdUser *u, const char *field)
+{
+  const char *eq = strchr (field, '='), *v = eq + 1;
+
+  if (key_is (field, eq, "sieve"))
+    {
+      g_free (u->sieve);
+      u->sieve = g_strdup (v);
+    }
+  else if (key_is (field, eq, "alias") && conf_address_is_sane (v))
+    {
+      g_free (u->alias_of);
+      u->alias_of = g_ascii_strdown (v, -1);
+    }
+  else if (key_is (field, eq, "disabled") && (strcmp (v, "yes") == 0 || strcmp (v, "no") == 0))
+    u->disabled = strcmp (v, "yes") == 0;
+  else if (key_is (field, eq, "setting") && strchr (v, ':') && v[0] != ':')
+    {
+      gsize n = u->settings ? g_strv_length (u->settings) : 0;
+      u->settings = g_renew (char *, u->settings, n + 2);
+      u->settings[n] = g_strdup (v);
+      u->settings[n + 1] = NULL;
+    }
+  else
+    {
+      conf_file_problem (ld, map, line, "'%s': %s", field,
+                         key_is (field, eq, "alias") ? "not user@domain"
+                         : key_is (field, eq, "disabled") ? "yes or no" : "a setting is Name:value");
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /* One field after the address, in any order: a bare mailbox (once),
- * mailbox=, quota= or quota_messages=.  The error says what is wrong with
- * the very token, not what was expected in its place. */
+ * mailbox=, quota=, quota_messages=, sieve=, alias=, disabled= or
+ * setting=.  The error says what is wrong with the very token, not what
+ * was expected in its place. */
 static gboolean
 user_field (ConfLoader *ld, const char *map, guint line, LmtpdUser *u, const char *field)
 {
   const char *eq = strchr (field, '=');
-  gsize klen = eq ? (gsize) (eq - field) : 0;
-  gboolean setting = eq && ((klen == 7 && strncmp (field, "mailbox", 7) == 0)
-                            || (klen == 5 && strncmp (field, "quota", 5) == 0)
-                            || (klen == 14 && strncmp (field, "quota_messages", 14) == 0));
+  gboolean setting = eq && (key_is (field, eq, "mailbox") || key_is (field, eq, "quota")
+                            || key_is (field, eq, "quota_messages"));
+  gboolean directory = eq && (key_is (field, eq, "sieve") || key_is (field, eq, "alias")
+                              || key_is (field, eq, "disabled") || key_is (field, eq, "setting"));
 
-  if (!setting)
+  if (!setting && !directory)
     return user_mailbox (ld, map, line, u, field);
   if (eq[1] == '\0')
     conf_file_problem (ld, map, line, "'%s': no value", field);
+  else if (directory)
+    return user_directory_field (ld, map, line, u, field);
   else if (strncmp (field, "mailbox=", 8) == 0)
     {
       g_free (u->mailbox);

@@ -195,19 +195,55 @@ typedef struct {
   gboolean rcpt_stage;
 } Chain;
 
-/* The request for @members' addresses (kept in @addrs and @orcpts). */
+/* A recipient's settings from the directory ("Name: value") as the
+ * services get them (Recipient-Data), or NULL.  A name that is not a
+ * token is left out. */
+static GHashTable *
+recipient_data (const DeliverRecipient *m)
+{
+  GHashTable *data = NULL;
+
+  for (guint i = 0; m->settings && m->settings[i]; i++)
+    {
+      const char *colon = strchr (m->settings[i], ':');
+      g_autofree char *name = colon ? g_strndup (m->settings[i], colon - m->settings[i]) : NULL;
+      if (name == NULL || name[0] == '\0' || strspn (name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                                          "0123456789-") != strlen (name))
+        continue;
+      if (data == NULL)
+        data = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+      g_hash_table_replace (data, g_steal_pointer (&name), g_strstrip (g_strdup (colon + 1)));
+    }
+  return data;
+}
+
 static void
-fill_request (const Chain *ch, GPtrArray *members, GPtrArray *addrs, GPtrArray *orcpts, OcpRequest *req)
+data_free (gpointer p)
+{
+  if (p)
+    g_hash_table_unref (p);
+}
+
+/* The request for @members' addresses (kept in @addrs, @orcpts and
+ * @datas, which the caller frees with data_free). */
+static void
+fill_request (const Chain *ch, GPtrArray *members, GPtrArray *addrs, GPtrArray *orcpts, GPtrArray *datas,
+              OcpRequest *req)
 {
   const DeliverMessage *msg = ch->msg;
+  gboolean any_data = FALSE;
 
   for (guint i = 0; i < members->len; i++)
     {
       const DeliverRecipient *m = members->pdata[i];
+      GHashTable *data = recipient_data (m);
       g_ptr_array_add (addrs, m->address);
       g_ptr_array_add (orcpts, m->orcpt);
+      g_ptr_array_add (datas, data);
+      any_data = any_data || data != NULL;
     }
   g_ptr_array_add (addrs, NULL);
+  req->rcpt_data = any_data ? (GHashTable *const *) datas->pdata : NULL;
   req->stage = ch->rcpt_stage ? "rcpt" : "data";
   req->transaction_id = msg->id;
   req->client_address = msg->client_addr;
@@ -277,11 +313,12 @@ run_chain (const Chain *ch, const LmtpdRule *rule, GPtrArray *members)
   CalloutResult *r = g_new0 (CalloutResult, 1);
   g_autoptr (GPtrArray) addrs = g_ptr_array_new ();
   g_autoptr (GPtrArray) orcpts = g_ptr_array_new ();
+  g_autoptr (GPtrArray) datas = g_ptr_array_new_with_free_func (data_free);
   g_autofree char *prior_text = NULL;
   OcpRequest req = { 0 };
 
   r->outcomes = g_ptr_array_new_with_free_func (outcome_free);
-  fill_request (ch, members, addrs, orcpts, &req);
+  fill_request (ch, members, addrs, orcpts, datas, &req);
   for (guint i = 0; i < rule->services->len; i++)
     {
       const LmtpdService *sv = rule->services->pdata[i];

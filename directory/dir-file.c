@@ -97,6 +97,10 @@ user_of (const LmtpdUser *u)
   d->mailbox = g_strdup (u->mailbox);
   d->quota_bytes = u->quota_bytes;
   d->quota_messages = u->quota_messages;
+  d->sieve_script = g_strdup (u->sieve);
+  d->alias_of = g_strdup (u->alias_of);
+  d->disabled = u->disabled;
+  d->settings = g_strdupv (u->settings);
   return d;
 }
 

@@ -9,7 +9,7 @@ import subprocess
 import time
 import unittest
 
-from lmtptest import LMTPD, Daemon, dotstuff, main
+from lmtptest import LMTPD, Daemon, Services, dotstuff, main, own
 
 BODY = b"From: s@example.net\r\nSubject: hi\r\n\r\nHello.\r\n"
 
@@ -89,6 +89,81 @@ class FileBackend(unittest.TestCase):
         log = self.d.read_log()
         self.assertIn("does not load, keeping the last good one", log)
         self.assertIn("'lots' is not a size", log)
+
+
+GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+SPAM_CONF = """[service spam]
+module = spam
+listen = inet:127.0.0.1:0
+backend = builtin
+threshold = 5
+actions = junk
+"""
+
+
+class UserFields(unittest.TestCase):
+    """What the users map says of a user beyond its mailbox: an alias, a
+    disabled account, its own Sieve script, and settings that reach the
+    callout services in the call (Recipient-Data)."""
+
+    def setUp(self):
+        self.sv = Services(SPAM_CONF)
+        self.addCleanup(self.sv.stop)
+        users = ["joe@example.org",
+                 "ann@example.org setting=Spam-Threshold:2000",
+                 "info@example.org alias=joe@example.org",
+                 "gone@example.org disabled=yes",
+                 "sue@example.org sieve=scripts/sue.sieve"]
+        self.d = Daemon(users=users, extra={"service spam.servers": self.sv.endpoint("spam"),
+                                            "service spam.timeout": "30s", "rule all.match": "*",
+                                            "rule all.services": "spam"})
+        os.makedirs(os.path.join(self.d.mail, "scripts"))
+        with open(os.path.join(self.d.mail, "scripts", "sue.sieve"), "w") as f:
+            f.write('require "fileinto";\nfileinto "FromScript";\n')
+        own(self.d.mail)
+        self.d.start()
+        self.addCleanup(self.d.cleanup)
+
+    def send(self, rcpts, body=BODY):
+        c = self.d.connect(timeout=60)
+        c.reply()
+        c.cmd("LHLO x")
+        c.cmd("MAIL FROM:<s@example.net>")
+        accepted = []
+        replies = {}
+        for r in rcpts:
+            reply = c.cmd("RCPT TO:<%s>" % r)
+            replies[r] = reply
+            if reply.startswith("250"):
+                accepted.append(r)
+        if accepted:
+            self.assertTrue(c.cmd("DATA").startswith("354"))
+            c.send(dotstuff(body))
+            for r in accepted:
+                replies[r] = c.text()
+        return replies
+
+    def test_alias_and_disabled(self):
+        r = self.send(["info@example.org", "gone@example.org"])
+        self.assertTrue(r["info@example.org"].startswith("250 2.0.0"), r)
+        self.assertTrue(r["gone@example.org"].startswith("550 5.2.1"), r)
+        self.assertEqual(len(self.d.messages("joe@example.org")), 1)
+        self.assertFalse(os.path.exists(self.d.maildir("info@example.org")))
+
+    def test_own_sieve_script(self):
+        r = self.send(["sue@example.org"])
+        self.assertTrue(r["sue@example.org"].startswith("250 2.0.0"), r)
+        self.assertEqual(len(self.d.messages("sue@example.org", folder=".FromScript")), 1)
+
+    def test_settings_reach_the_service(self):
+        body = BODY + GTUBE + b"\r\n"
+        r = self.send(["joe@example.org", "ann@example.org"], body)
+        self.assertTrue(all(v.startswith("250 2.0.0") for v in r.values()), r)
+        # joe has the service's threshold (5): Junk; ann's own (2000) keeps it
+        self.assertEqual(len(self.d.messages("joe@example.org", folder=".Junk")), 1)
+        self.assertEqual(len(self.d.messages("ann@example.org")), 1)
+        self.assertEqual(len(self.d.messages("ann@example.org", folder=".Junk")), 0)
 
 
 class Lookup(unittest.TestCase):
