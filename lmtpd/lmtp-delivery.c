@@ -382,23 +382,29 @@ delivered (LmtpSession *s)
   lmtp_session_resume_commands (s);
 }
 
-/* The job of an earlier recipient with the same address as @r's, as the
- * client wrote it (case aside), or NULL. */
+/* The job of an earlier recipient that would store into the same place
+ * as @r: the same final address (two addresses that are aliases of one
+ * user, or one address twice) and the same folder; or NULL. */
 static Job *
 job_same_recipient (GPtrArray *jobs, const DeliverRecipient *r)
 {
   for (guint i = 0; i < jobs->len; i++)
     {
       Job *other = jobs->pdata[i];
-      if (other->same_as == NULL && g_ascii_strcasecmp (other->rcpt->original, r->original) == 0)
+      const DeliverRecipient *o = other->rcpt;
+      if (other->same_as == NULL && strcmp (o->address, r->address) == 0 && g_strcmp0 (o->folder, r->folder) == 0
+          && o->folder_if_exists == r->folder_if_exists)
         return other;
     }
   return NULL;
 }
 
-/* The same recipient twice is stored once, as Dovecot does, and answered
- * twice with the first one's reply: two copies in one mailbox are never
- * what the sender meant, and RFC 2033 wants a reply per RCPT. */
+/* The same recipient twice (or an alias next to its target) is stored
+ * once, as Dovecot does and as Postfix's duplicate filter does for
+ * expanded aliases, and answered twice with the first one's reply: two
+ * copies in one mailbox are never what the sender meant, and RFC 2033
+ * wants a reply per RCPT.  Decided here, before any runs: left to the
+ * duplicate journal, two deliveries running at once would both store. */
 static void
 deliver_all (LmtpSession *s)
 {

@@ -151,6 +151,15 @@ class UserFields(unittest.TestCase):
         self.assertEqual(len(self.d.messages("joe@example.org")), 1)
         self.assertFalse(os.path.exists(self.d.maildir("info@example.org")))
 
+    def test_alias_and_its_target_in_one_transaction_stored_once(self):
+        for i in range(5):
+            # a different message each time (the same one again would be a
+            # duplicate for the journal)
+            r = self.send(["info@example.org", "joe@example.org"], BODY + b"round %d\r\n" % i)
+            self.assertTrue(all(v.startswith("250 2.0.0") for v in r.values()), r)
+        # five transactions, one copy each, whatever order the threads ran in
+        self.assertEqual(len(self.d.messages("joe@example.org")), 5)
+
     def test_own_sieve_script(self):
         r = self.send(["sue@example.org"])
         self.assertTrue(r["sue@example.org"].startswith("250 2.0.0"), r)
