@@ -201,6 +201,12 @@ static const ConfChoices users_backend_choices = {
   FALSE, "file or ldap", { { "file", LMTPD_USERS_FILE }, { "ldap", LMTPD_USERS_LDAP }, { NULL, 0 } },
 };
 
+/* yes/no as the LDAP tools' own ldap.conf says it, true/false as lmtpd's */
+static const ConfChoices yes_no_choices = {
+  TRUE, "yes or no",
+  { { "yes", TRUE }, { "no", FALSE }, { "true", TRUE }, { "false", FALSE }, { NULL, 0 } },
+};
+
 static const ConfChoices ldap_scope_choices = {
   TRUE, "sub, one or base",
   { { "sub", LMTPD_LDAP_SCOPE_SUB }, { "one", LMTPD_LDAP_SCOPE_ONE }, { "base", LMTPD_LDAP_SCOPE_BASE }, { NULL, 0 } },
@@ -526,7 +532,7 @@ static const ConfSetting main_rows[] = {
   { "users", "ldap_bind_dn", CONF_STRING, CFG (ldap_bind_dn), .doc = "the DN to bind as (none: anonymous)" },
   { "users", "ldap_bind_password_file", CONF_STRING, CFG (ldap_bind_password_file),
     .check = check_ldap_password_file, .doc = "the file holding its password" },
-  { "users", "ldap_starttls", CONF_BOOL, CFG (ldap_starttls), .doc = "StartTLS on ldap:// URIs" },
+  { "users", "ldap_starttls", CONF_CHOICE, CFG (ldap_starttls), .def = FALSE, .choices = &yes_no_choices, .doc = "StartTLS on ldap:// URIs" },
   { "users", "ldap_tls_ca_file", CONF_STRING, CFG (ldap_tls_ca_file), .check = check_readable_file,
     .doc = "CA certificates for StartTLS and ldaps://" },
   { "users", "ldap_filter", CONF_STRING, CFG (ldap_filter), .def_text = "(mail=%u)", .check = check_ldap_filter,

@@ -10,7 +10,8 @@ stopped by PID) who its users are.
   address with two entries tempfails instead of picking one;
 - slapd stopped: an uncached user gets 451 4.3.0, a cached one still 250;
   slapd restarted: new users resolve again, lmtpd not restarted;
-- failover to the second URI; StartTLS with a CA file;
+- failover to the second URI; StartTLS and ldaps:// with a CA file, and an
+  unverified certificate tempfails;
 - --check-config refuses a bad ldap_ setting with file:line."""
 
 import os
@@ -93,6 +94,7 @@ class Slapd:
         self.dir = tempfile.mkdtemp(prefix="slapd-test-")
         self.port = free_port()
         self.uri = "ldap://127.0.0.1:%d/" % self.port
+        self.ldaps = "ldaps://127.0.0.1:%d/" % free_port() if tls else None
         os.mkdir(os.path.join(self.dir, "db"))
         with open(os.path.join(self.dir, "lmtpd-test.schema"), "w") as f:
             f.write(TEST_SCHEMA)
@@ -110,7 +112,8 @@ class Slapd:
 
     def start(self):
         self.log = open(os.path.join(self.dir, "slapd.log"), "ab")
-        self.proc = subprocess.Popen([SLAPD, "-d", "0", "-h", self.uri, "-f", os.path.join(self.dir, "slapd.conf")],
+        urls = self.uri + (" " + self.ldaps if self.ldaps else "")
+        self.proc = subprocess.Popen([SLAPD, "-d", "0", "-h", urls, "-f", os.path.join(self.dir, "slapd.conf")],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 15
         while time.time() < deadline:
@@ -149,7 +152,7 @@ class Slapd:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def ldap_settings(d, uris, **more):
+def ldap_settings(d, uris=None, **more):
     """The [users] lines for the test tree; the password in a file."""
     path = os.path.join(d.dir, "ldap.password")
     with open(path, "w") as f:
@@ -259,11 +262,80 @@ class Ldap(unittest.TestCase):
         self.slapd.start()
         self.assertTrue(rcpt(c, "joe@example.org").startswith("250"))
 
+    def test_wrong_bind_password_tempfails(self):
+        self.d = Daemon()
+        self.d.write_config(ldap_settings(self.d, self.slapd.uri))
+        with open(os.path.join(self.d.dir, "ldap.password"), "w") as f:
+            f.write("wrong\n")
+        self.d.start()
+        c = self.d.connect()
+        c.reply()
+        c.cmd("LHLO x")
+        self.assertTrue(rcpt(c, "joe@example.org").startswith("451 4.3.0"))
+        self.assertIn("Invalid credentials", self.d.read_log())
+
     def test_failover_to_the_next_uri(self):
         dead = "ldap://127.0.0.1:%d/" % free_port()
         c = self.start(uris="%s; %s" % (dead, self.slapd.uri))
         self.assertTrue(rcpt(c, "joe@example.org").startswith("250"))
         self.assertTrue(rcpt(c, "nobody@example.org").startswith("550 5.1.1"))
+
+
+def self_signed(where):
+    """A certificate for 127.0.0.1 and its key, made by openssl."""
+    cert, key = os.path.join(where, "cert.pem"), os.path.join(where, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+@unittest.skipUnless(os.path.exists(SLAPD) and LDAPADD and shutil.which("openssl"),
+                     "slapd, ldapadd or openssl missing (apt-get install slapd ldap-utils openssl)")
+class LdapTls(unittest.TestCase):
+    """StartTLS on ldap:// and ldaps://, verified against the CA file."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.certs = tempfile.mkdtemp(prefix="slapd-certs-")
+        cls.cert, key = self_signed(cls.certs)
+        cls.slapd = Slapd(tls=(cls.cert, key))
+        cls.slapd.add(TREE)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.slapd.cleanup()
+        shutil.rmtree(cls.certs, ignore_errors=True)
+
+    def setUp(self):
+        self.d = Daemon()
+        self.ca = os.path.join(self.d.dir, "ca.pem")
+        shutil.copy(self.cert, self.ca)
+        own(self.ca)
+
+    def tearDown(self):
+        self.d.cleanup()
+
+    def start(self, **more):
+        self.d.write_config(ldap_settings(self.d, **more))
+        self.d.start()
+        c = self.d.connect()
+        c.reply()
+        c.cmd("LHLO x")
+        return c
+
+    def test_starttls(self):
+        c = self.start(uris=self.slapd.uri, ldap_starttls="yes", ldap_tls_ca_file="ca.pem")
+        self.assertTrue(rcpt(c, "joe@example.org").startswith("250"))
+        self.assertTrue(rcpt(c, "off@example.org").startswith("550 5.2.1"))
+
+    def test_ldaps(self):
+        c = self.start(uris=self.slapd.ldaps, ldap_tls_ca_file="ca.pem")
+        self.assertTrue(rcpt(c, "joe@example.org").startswith("250"))
+
+    def test_unverified_certificate_tempfails(self):
+        c = self.start(uris=self.slapd.ldaps)
+        self.assertTrue(rcpt(c, "joe@example.org").startswith("451 4.3.0"))
 
 
 class LdapCheckConfig(unittest.TestCase):
@@ -292,7 +364,8 @@ class LdapCheckConfig(unittest.TestCase):
                                 ("ldap_filter", "(mail=%u", "balanced parentheses"),
                                 ("ldap_uris", "http://x/", "not an ldap://"),
                                 ("ldap_quota_attribute", "mail quota", "not an attribute name"),
-                                ("ldap_bind_password_file", "missing", "not a readable file")]:
+                                ("ldap_bind_password_file", "missing", "not a readable file"),
+                                ("ldap_starttls", "maybe", "yes or no")]:
             p = self.check(**{key: value})
             self.assertEqual(p.returncode, 78, (key, p.stderr))
             self.assertIn("%s:%d: [users] %s: " % (self.d.conf, self.line_of(key), key), p.stderr)
