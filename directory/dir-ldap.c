@@ -152,10 +152,21 @@ ldir_close (gpointer backend)
 
 /* ---- connections ----------------------------------------------------------- */
 
-static void
-set_timeouts (LDAP *ld, guint timeout_ms)
+/* What is left of a lookup's time (at least 1 ms: libldap takes a zero
+ * timeout as "none"). */
+static struct timeval
+time_left (gint64 deadline)
 {
-  struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+  gint64 us = MAX (deadline - g_get_monotonic_time (), 1000);
+  return (struct timeval) { us / G_USEC_PER_SEC, us % G_USEC_PER_SEC };
+}
+
+/* libldap's own timeouts, for the connection and each synchronous
+ * operation (StartTLS, bind) of this lookup. */
+static void
+set_timeouts (LDAP *ld, gint64 deadline)
+{
+  struct timeval tv = time_left (deadline);
   int version = LDAP_VERSION3;
 
   ldap_set_option (ld, LDAP_OPT_PROTOCOL_VERSION, &version);
@@ -181,7 +192,7 @@ set_tls (LdapDirectory *l, LDAP *ld)
 
 /* One bound connection to @uri, or NULL with @error. */
 static LDAP *
-connect_one (LdapDirectory *l, const char *uri, guint timeout_ms, GError **error)
+connect_one (LdapDirectory *l, const char *uri, gint64 deadline, GError **error)
 {
   struct berval cred = { 0, NULL };
   LDAP *ld = NULL;
@@ -189,7 +200,7 @@ connect_one (LdapDirectory *l, const char *uri, guint timeout_ms, GError **error
 
   if (rc == LDAP_SUCCESS)
     {
-      set_timeouts (ld, timeout_ms);
+      set_timeouts (ld, deadline);
       rc = set_tls (l, ld);
     }
   if (rc == LDAP_SUCCESS && l->starttls && g_str_has_prefix (uri, "ldap://"))
@@ -210,20 +221,20 @@ connect_one (LdapDirectory *l, const char *uri, guint timeout_ms, GError **error
 
 /* A new connection: the URIs in order from the last that worked. */
 static LDAP *
-connect_any (LdapDirectory *l, guint timeout_ms, GError **error)
+connect_any (LdapDirectory *l, gint64 deadline, GError **error)
 {
   guint n = g_strv_length (l->uris), start;
 
   g_mutex_lock (&l->lock);
   start = l->next_uri;
   g_mutex_unlock (&l->lock);
-  for (guint i = 0; i < n; i++)
+  for (guint i = 0; i < n && (i == 0 || g_get_monotonic_time () < deadline); i++)
     {
       guint k = (start + i) % n;
       LDAP *ld;
 
       g_clear_error (error);
-      ld = connect_one (l, l->uris[k], timeout_ms, error);
+      ld = connect_one (l, l->uris[k], deadline, error);
       if (ld)
         {
           g_mutex_lock (&l->lock);
@@ -241,7 +252,7 @@ connect_any (LdapDirectory *l, guint timeout_ms, GError **error)
  * room, or the first freed before @deadline. *@reused: it was idle (and
  * may have been closed by the server since). */
 static LDAP *
-pool_take (LdapDirectory *l, gint64 deadline, guint timeout_ms, gboolean *reused, GError **error)
+pool_take (LdapDirectory *l, gint64 deadline, gboolean *reused, GError **error)
 {
   LDAP *ld = NULL;
   gboolean busy = FALSE;
@@ -262,7 +273,7 @@ pool_take (LdapDirectory *l, gint64 deadline, guint timeout_ms, gboolean *reused
     g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "all LDAP connections busy");
   if (ld || busy)
     return ld;
-  ld = connect_any (l, timeout_ms, error);
+  ld = connect_any (l, deadline, error);
   if (ld == NULL)
     {
       g_mutex_lock (&l->lock);
@@ -501,10 +512,10 @@ read_result (LdapDirectory *l, LDAP *ld, LDAPMessage *res, const char *address, 
 
 /* One search on @ld.  *@broken: the connection is not to be used again. */
 static DirectoryResult
-search (LdapDirectory *l, LDAP *ld, const char *filter, const char *address, guint timeout_ms,
+search (LdapDirectory *l, LDAP *ld, const char *filter, const char *address, gint64 deadline,
         DirectoryUser **out, gboolean *broken, GError **error)
 {
-  struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+  struct timeval tv = time_left (deadline);
   LDAPMessage *res = NULL;
   DirectoryResult r;
   int rc;
@@ -541,11 +552,11 @@ ldir_lookup (gpointer backend, const char *address, guint timeout_ms, DirectoryU
   for (guint attempt = 0; attempt < 2; attempt++)
     {
       gboolean reused = FALSE, broken = FALSE;
-      LDAP *ld = pool_take (l, deadline, timeout_ms, &reused, error);
+      LDAP *ld = pool_take (l, deadline, &reused, error);
 
       if (ld == NULL)
         return DIRECTORY_TEMPFAIL;
-      r = search (l, ld, filter, address, timeout_ms, &user, &broken, error);
+      r = search (l, ld, filter, address, deadline, &user, &broken, error);
       pool_give (l, ld, broken);
       if (!(broken && reused) || g_get_monotonic_time () >= deadline)
         break;

@@ -9,6 +9,7 @@ stopped by PID) who its users are.
 - a filter cannot be changed by the address (RFC 4515 escaping), and an
   address with two entries tempfails instead of picking one;
 - slapd stopped: an uncached user gets 451 4.3.0, a cached one still 250;
+  slapd hung (SIGSTOP): 451 within lookup_timeout;
   slapd restarted: new users resolve again, lmtpd not restarted;
 - failover to the second URI; StartTLS and ldaps:// with a CA file, and an
   unverified certificate tempfails;
@@ -254,6 +255,18 @@ class Ldap(unittest.TestCase):
         self.slapd.start()
         self.assertTrue(rcpt(c, "ann@example.org").startswith("250"))
         self.assertTrue(rcpt(c, "nobody@example.org").startswith("550 5.1.1"))
+
+    def test_hung_server_answers_451_within_the_timeout(self):
+        c = self.start(lookup_timeout="1s", negative_cache_ttl="0")
+        self.assertTrue(rcpt(c, "joe@example.org").startswith("250"))
+        os.kill(self.slapd.proc.pid, signal.SIGSTOP)
+        try:
+            t = time.monotonic()
+            self.assertTrue(rcpt(c, "ann@example.org").startswith("451 4.3.0"))
+            self.assertLess(time.monotonic() - t, 3)
+        finally:
+            os.kill(self.slapd.proc.pid, signal.SIGCONT)
+        self.assertTrue(rcpt(c, "ann@example.org").startswith("250"))
 
     def test_lmtpd_starts_while_the_server_is_down(self):
         self.slapd.stop()
