@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -148,6 +149,22 @@ class Slapd:
             self.log.close()
         self.proc = None
 
+    def freeze(self):
+        """SIGSTOP, and wait until every thread has stopped (it is
+        asynchronous: a thread may still answer one more request)."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        task = "/proc/%d/task" % self.proc.pid
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            states = []
+            for t in os.listdir(task):
+                with open(os.path.join(task, t, "stat")) as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            if all(st == "T" for st in states):
+                return
+            time.sleep(0.01)
+        raise RuntimeError("slapd did not stop")
+
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -259,10 +276,11 @@ class Ldap(unittest.TestCase):
     def test_hung_server_answers_451_within_the_timeout(self):
         c = self.start(lookup_timeout="1s", negative_cache_ttl="0")
         self.assertTrue(rcpt(c, "joe@example.org").startswith("250"))
-        os.kill(self.slapd.proc.pid, signal.SIGSTOP)
+        self.slapd.freeze()
         try:
             t = time.monotonic()
-            self.assertTrue(rcpt(c, "ann@example.org").startswith("451 4.3.0"))
+            reply = rcpt(c, "ann@example.org")
+            self.assertTrue(reply.startswith("451 4.3.0"), reply)
             self.assertLess(time.monotonic() - t, 3)
         finally:
             os.kill(self.slapd.proc.pid, signal.SIGCONT)
@@ -286,6 +304,24 @@ class Ldap(unittest.TestCase):
         c.cmd("LHLO x")
         self.assertTrue(rcpt(c, "joe@example.org").startswith("451 4.3.0"))
         self.assertIn("Invalid credentials", self.d.read_log())
+
+    def test_many_sessions_at_once_share_the_pool(self):
+        self.start(cache_ttl="0", negative_cache_ttl="0")
+        results = []
+
+        def session():
+            c = self.d.connect()
+            c.reply()
+            c.cmd("LHLO x")
+            for _ in range(10):
+                results.append((rcpt(c, "ann@example.org")[:3], rcpt(c, "nobody@example.org")[:3]))
+            c.close()
+        threads = [threading.Thread(target=session) for _ in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(results, [("250", "550")] * 120)
 
     def test_failover_to_the_next_uri(self):
         dead = "ldap://127.0.0.1:%d/" % free_port()
