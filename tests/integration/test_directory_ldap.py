@@ -238,8 +238,11 @@ class Ldap(unittest.TestCase):
         c = self.start()
         self.assertTrue(rcpt(c, "nobody@example.org").startswith("550 5.1.1"))
         self.assertTrue(rcpt(c, "off@example.org").startswith("550 5.2.1"))
-        r = transaction(c, ["info@example.org", "joe+tag@example.org"], b"Subject: a\r\n\r\nx\r\n")
-        self.assertEqual([x[:3] for x in r], ["250", "250"], r)
+        # one transaction each: both reach joe, who gets one copy of a message
+        r = transaction(c, ["info@example.org"], b"Subject: via alias\r\n\r\nx\r\n")
+        self.assertTrue(r[0].startswith("250"), r)
+        r = transaction(c, ["joe+tag@example.org"], b"Subject: via subaddress\r\n\r\nx\r\n")
+        self.assertTrue(r[0].startswith("250"), r)
         self.assertEqual(len(self.custom()), 2)
         self.assertEqual(self.d.messages("info@example.org"), [])
 
