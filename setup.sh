@@ -24,8 +24,8 @@ case $mode in run|test|build) ;; *) echo "usage: $0 run|test|build" >&2; exit 64
 skip_build=""
 [ "$mode" = run ] && [ "${SKIP_BUILD:-0}" = 1 ] && [ -x lmtpd/lmtpd ] && [ -x services/ocp-services ] && skip_build=1
 
-build_pkgs="build-essential autoconf automake pkg-config libglib2.0-dev libgmime-3.0-dev libssl-dev python3"
-test_pkgs="swaks postfix dovecot-imapd dovecot-sieve socat openssl spamd spamc clamav-daemon clang libclang-rt-14-dev"
+build_pkgs="build-essential autoconf automake pkg-config libglib2.0-dev libgmime-3.0-dev libssl-dev libldap-dev python3"
+test_pkgs="swaks postfix dovecot-imapd dovecot-sieve socat openssl spamd spamc clamav-daemon clang libclang-rt-14-dev slapd ldap-utils"
 
 missing=()
 pkgs=$build_pkgs
@@ -41,6 +41,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   # Postfix and Dovecot are only tools for the tests here: configure
   # nothing and start no services while installing.
   echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
+  # slapd too: the LDAP tests run their own, on a generated configuration
+  echo "slapd slapd/no_configuration boolean true" | $sudo debconf-set-selections
   made_policy=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null

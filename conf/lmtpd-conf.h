@@ -34,7 +34,15 @@ typedef struct {
 /* [users] backend: where users come from (directory/). */
 typedef enum {
   LMTPD_USERS_FILE,       /* the users map (and catch-all domains) */
+  LMTPD_USERS_LDAP,       /* an LDAP server (dir-ldap.c) */
 } LmtpdUsersBackend;
+
+/* [users] ldap_scope */
+typedef enum {
+  LMTPD_LDAP_SCOPE_SUB,
+  LMTPD_LDAP_SCOPE_ONE,
+  LMTPD_LDAP_SCOPE_BASE,
+} LmtpdLdapScope;
 
 /* One entry of the users map. */
 typedef struct {
@@ -166,6 +174,24 @@ typedef struct {
   char *postmaster;           /* where bare <postmaster> goes, or NULL */
   char *rewrite_map;          /* path or NULL */
   GPtrArray *rewrites;        /* of LmtpdRewrite*, in lookup order */
+  /* [users] ldap_*: the ldap backend (directory/dir-ldap.c) */
+  char *ldap_uris;            /* "ldap://a ldaps://b", tried in order */
+  char *ldap_base;
+  LmtpdLdapScope ldap_scope;
+  char *ldap_bind_dn;         /* NULL: anonymous */
+  char *ldap_bind_password_file;
+  gboolean ldap_starttls;
+  char *ldap_tls_ca_file;
+  char *ldap_filter;          /* with %u %n %d, each escaped (RFC 4515) */
+  char *ldap_mailbox_attribute; /* the attribute names; NULL: not read */
+  char *ldap_quota_attribute;
+  char *ldap_quota_messages_attribute;
+  char *ldap_sieve_attribute;
+  char *ldap_enabled_attribute;
+  char *ldap_enabled_value;
+  char *ldap_alias_attribute;
+  char *ldap_settings_attribute;
+  char *ldap_host_attribute;
 
   /* [opes], [service NAME], [rule NAME] */
   char *opes_system;          /* URI naming this OPES system in traces */

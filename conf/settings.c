@@ -198,7 +198,18 @@ static const ConfChoices quoting_choices = {
 };
 
 static const ConfChoices users_backend_choices = {
-  FALSE, "file", { { "file", LMTPD_USERS_FILE }, { NULL, 0 } },
+  FALSE, "file or ldap", { { "file", LMTPD_USERS_FILE }, { "ldap", LMTPD_USERS_LDAP }, { NULL, 0 } },
+};
+
+/* yes/no as the LDAP tools' own ldap.conf says it, true/false as lmtpd's */
+static const ConfChoices yes_no_choices = {
+  TRUE, "yes or no",
+  { { "yes", TRUE }, { "no", FALSE }, { "true", TRUE }, { "false", FALSE }, { NULL, 0 } },
+};
+
+static const ConfChoices ldap_scope_choices = {
+  TRUE, "sub, one or base",
+  { { "sub", LMTPD_LDAP_SCOPE_SUB }, { "one", LMTPD_LDAP_SCOPE_ONE }, { "base", LMTPD_LDAP_SCOPE_BASE }, { NULL, 0 } },
 };
 
 static const ConfChoices log_format_choices = {
@@ -241,6 +252,120 @@ check_postmaster (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSet
     conf_problem (ld, group, s->key, "'%s' is not an address", lower);
   else if (!lmtpd_config_lookup_user (c, lower, NULL))
     conf_problem (ld, group, s->key, "'%s' is not a known user", lower);
+}
+
+/* ---- [users] ldap_* ------------------------------------------------------- */
+
+static gboolean
+ldap_backend (gpointer base)
+{
+  return ((LmtpdConfig *) base)->users_backend_kind == LMTPD_USERS_LDAP;
+}
+
+/* URIs separated by blanks or ';', each ldap://, ldaps:// or ldapi://;
+ * required by the ldap backend. */
+static void
+check_ldap_uris (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  const char *uris = CONF_FIELD (base, s, char *);
+  g_auto (GStrv) items = NULL;
+  guint n = 0;
+
+  check_empty_is_unset (ld, kf, group, s, base);
+  uris = CONF_FIELD (base, s, char *);
+  if (uris == NULL)
+    {
+      if (ldap_backend (base))
+        conf_problem (ld, group, s->key, "backend = ldap needs the server's URIs");
+      return;
+    }
+  items = g_strsplit_set (uris, "; \t", -1);
+  for (guint i = 0; items[i]; i++)
+    {
+      if (items[i][0] == '\0')
+        continue;
+      n++;
+      if (!g_str_has_prefix (items[i], "ldap://") && !g_str_has_prefix (items[i], "ldaps://")
+          && !g_str_has_prefix (items[i], "ldapi://"))
+        conf_problem (ld, group, s->key, "'%s' is not an ldap://, ldaps:// or ldapi:// URI", items[i]);
+    }
+  if (n == 0 || n > 16)
+    conf_problem (ld, group, s->key, "give 1 to 16 URIs");
+}
+
+static void
+check_ldap_base (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  if (CONF_FIELD (base, s, char *) == NULL && ldap_backend (base))
+    conf_problem (ld, group, s->key, "backend = ldap needs the search base");
+}
+
+/* A filter template: in parentheses, balanced, escapes %u %n %d %% only. */
+static void
+check_ldap_filter (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  const char *f = CONF_FIELD (base, s, char *);
+  int depth = 0;
+
+  for (const char *p = f; *p; p++)
+    {
+      if (*p == '%' && (p[1] == '\0' || !strchr ("und%", p[1])))
+        {
+          conf_problem (ld, group, s->key, "unknown escape in '%s' (use %%u, %%n, %%d or %%%%)", f);
+          return;
+        }
+      if (*p == '%')
+        p++;
+      else if (*p == '(')
+        depth++;
+      else if (*p == ')' && --depth < 0)
+        break;
+    }
+  if (f[0] != '(' || depth != 0 || f[strlen (f) - 1] != ')')
+    conf_problem (ld, group, s->key, "'%s' is not a filter in balanced parentheses", f);
+}
+
+/* An attribute name (or an OID); empty: the attribute is not read. */
+static void
+check_ldap_attribute (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  const char *a;
+
+  check_empty_is_unset (ld, kf, group, s, base);
+  a = CONF_FIELD (base, s, char *);
+  if (a == NULL)
+    return;
+  for (const char *p = a; *p; p++)
+    if (!g_ascii_isalnum (*p) && *p != '-' && *p != '.' && *p != ';')
+      {
+        conf_problem (ld, group, s->key, "'%s' is not an attribute name", a);
+        return;
+      }
+  if (strlen (a) > 128)
+    conf_problem (ld, group, s->key, "'%s' is too long for an attribute name", a);
+}
+
+static void
+check_readable_file (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  const char *path;
+
+  check_empty_is_unset (ld, kf, group, s, base);
+  path = CONF_FIELD (base, s, char *);
+  if (path && !g_file_test (path, G_FILE_TEST_IS_REGULAR))
+    conf_problem (ld, group, s->key, "'%s' is not a readable file", path);
+}
+
+static void
+check_ldap_password_file (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  LmtpdConfig *c = base;
+
+  check_readable_file (ld, kf, group, s, base);
+  if (c->ldap_bind_dn && c->ldap_bind_dn[0] && c->ldap_bind_password_file == NULL)
+    conf_problem (ld, group, s->key, "ldap_bind_dn needs a password file");
+  else if ((c->ldap_bind_dn == NULL || c->ldap_bind_dn[0] == '\0') && c->ldap_bind_password_file)
+    conf_problem (ld, group, s->key, "a password file needs ldap_bind_dn");
 }
 
 /* ---- [sieve] ------------------------------------------------------------ */
@@ -387,7 +512,7 @@ static const ConfSetting main_rows[] = {
   { "users", "rewrite", CONF_STRING, CFG (rewrite_map), .check = conf_load_rewrite_map,
     .doc = "the rewrite map file" },
   { "users", "backend", CONF_CHOICE, CFG (users_backend_kind), .def = LMTPD_USERS_FILE,
-    .choices = &users_backend_choices, .doc = "where users come from: file (the users map)" },
+    .choices = &users_backend_choices, .doc = "where users come from: file (the users map) or ldap" },
   { "users", "cache_ttl", CONF_UINT, CFG (users_cache_ttl), .def = 60, .min = 0, .max = 86400,
     .doc = "seconds a user found by a directory server is remembered" },
   { "users", "negative_cache_ttl", CONF_UINT, CFG (users_negative_ttl), .def = 10, .min = 0, .max = 86400,
@@ -399,6 +524,37 @@ static const ConfSetting main_rows[] = {
     .doc = "any local part of these domains is a user (*: any domain)" },
   { "users", "postmaster", CONF_STRING, CFG (postmaster), .check = check_postmaster,
     .doc = "where a bare <postmaster> goes" },
+  { "users", "ldap_uris", CONF_STRING, CFG (ldap_uris), .check = check_ldap_uris,
+    .doc = "backend ldap: the servers' URIs, tried in order" },
+  { "users", "ldap_base", CONF_STRING, CFG (ldap_base), .check = check_ldap_base, .doc = "the search base" },
+  { "users", "ldap_scope", CONF_CHOICE, CFG (ldap_scope), .def = LMTPD_LDAP_SCOPE_SUB,
+    .choices = &ldap_scope_choices, .doc = "sub, one or base" },
+  { "users", "ldap_bind_dn", CONF_STRING, CFG (ldap_bind_dn), .doc = "the DN to bind as (none: anonymous)" },
+  { "users", "ldap_bind_password_file", CONF_STRING, CFG (ldap_bind_password_file),
+    .check = check_ldap_password_file, .doc = "the file holding its password" },
+  { "users", "ldap_starttls", CONF_CHOICE, CFG (ldap_starttls), .def = FALSE, .choices = &yes_no_choices, .doc = "StartTLS on ldap:// URIs" },
+  { "users", "ldap_tls_ca_file", CONF_STRING, CFG (ldap_tls_ca_file), .check = check_readable_file,
+    .doc = "CA certificates for StartTLS and ldaps://" },
+  { "users", "ldap_filter", CONF_STRING, CFG (ldap_filter), .def_text = "(mail=%u)", .check = check_ldap_filter,
+    .doc = "the search filter; %u %n %d are escaped" },
+  { "users", "ldap_mailbox_attribute", CONF_STRING, CFG (ldap_mailbox_attribute), .def_text = "mailMessageStore",
+    .check = check_ldap_attribute, .doc = "the mailbox spec" },
+  { "users", "ldap_quota_attribute", CONF_STRING, CFG (ldap_quota_attribute), .def_text = "mailQuota",
+    .check = check_ldap_attribute, .doc = "quota in bytes (or 10M)" },
+  { "users", "ldap_quota_messages_attribute", CONF_STRING, CFG (ldap_quota_messages_attribute),
+    .def_text = "mailQuotaMessages", .check = check_ldap_attribute, .doc = "quota in messages" },
+  { "users", "ldap_sieve_attribute", CONF_STRING, CFG (ldap_sieve_attribute), .def_text = "mailSieveScript",
+    .check = check_ldap_attribute, .doc = "the Sieve script path" },
+  { "users", "ldap_enabled_attribute", CONF_STRING, CFG (ldap_enabled_attribute), .def_text = "accountStatus",
+    .check = check_ldap_attribute, .doc = "enabled if absent or ldap_enabled_value" },
+  { "users", "ldap_enabled_value", CONF_STRING, CFG (ldap_enabled_value), .def_text = "active",
+    .doc = "the value that means enabled" },
+  { "users", "ldap_alias_attribute", CONF_STRING, CFG (ldap_alias_attribute), .def_text = "mailForwardingAddress",
+    .check = check_ldap_attribute, .doc = "an alias's target address" },
+  { "users", "ldap_settings_attribute", CONF_STRING, CFG (ldap_settings_attribute),
+    .def_text = "mailRecipientSetting", .check = check_ldap_attribute, .doc = "\"Name: value\" for the services" },
+  { "users", "ldap_host_attribute", CONF_STRING, CFG (ldap_host_attribute), .def_text = "mailHost",
+    .check = check_ldap_attribute, .doc = "the node holding the mailbox" },
 
   { "opes", "system", CONF_STRING, CFG (opes_system), .load = conf_load_opes_system,
     .doc = "URI naming this OPES system in traces" },

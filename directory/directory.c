@@ -15,6 +15,7 @@
 
 static const DirectoryBackend *const backends[] = {
   &directory_backend_file,
+  &directory_backend_ldap,
 };
 
 typedef struct {
@@ -77,13 +78,32 @@ cache_entry_free (gpointer p)
   g_free (e);
 }
 
+/* The ldap backend's settings, for settings_of(). */
+static void
+append_ldap_settings (GString *s, const LmtpdConfig *c)
+{
+  const char *fields[] = { c->ldap_uris, c->ldap_base, c->ldap_bind_dn, c->ldap_bind_password_file,
+                           c->ldap_tls_ca_file, c->ldap_filter, c->ldap_mailbox_attribute,
+                           c->ldap_quota_attribute, c->ldap_quota_messages_attribute, c->ldap_sieve_attribute,
+                           c->ldap_enabled_attribute, c->ldap_enabled_value, c->ldap_alias_attribute,
+                           c->ldap_settings_attribute, c->ldap_host_attribute };
+
+  g_string_append_printf (s, "\n%d\n%d", (int) c->ldap_scope, c->ldap_starttls);
+  for (guint i = 0; i < G_N_ELEMENTS (fields); i++)
+    g_string_append_printf (s, "\n%s", fields[i] ? fields[i] : "\001");
+}
+
 /* What identifies a directory: the [users] settings that make it. */
 static char *
 settings_of (const LmtpdConfig *config)
 {
-  return g_strdup_printf ("%d\n%u\n%u\n%u\n%s", (int) config->users_backend_kind, config->users_cache_ttl,
-                          config->users_negative_ttl, config->users_lookup_timeout_ms,
-                          config->users_map ? config->users_map : "");
+  GString *s = g_string_new (NULL);
+
+  g_string_printf (s, "%d\n%u\n%u\n%u\n%s", (int) config->users_backend_kind, config->users_cache_ttl,
+                   config->users_negative_ttl, config->users_lookup_timeout_ms,
+                   config->users_map ? config->users_map : "");
+  append_ldap_settings (s, config);
+  return g_string_free (s, FALSE);
 }
 
 Directory *
