@@ -34,6 +34,7 @@ typedef struct {
 /* [users] backend: where users come from (directory/). */
 typedef enum {
   LMTPD_USERS_FILE,       /* the users map (and catch-all domains) */
+  LMTPD_USERS_PGSQL,      /* a PostgreSQL query (directory/dir-pgsql.c) */
 } LmtpdUsersBackend;
 
 /* One entry of the users map. */
@@ -157,6 +158,10 @@ typedef struct {
   guint users_negative_ttl;   /* seconds an unknown address is remembered (server backends) */
   guint users_lookup_timeout_ms; /* a lookup slower than this tempfails (451) */
   char *users_map;            /* path or NULL */
+  char *users_pgsql_conninfo; /* libpq connection string or URI */
+  char *users_pgsql_password_file; /* path or NULL */
+  char *users_pgsql_password; /* read from it at load, or NULL */
+  char *users_pgsql_query;    /* one query: $1 address, $2 local part, $3 domain */
   GHashTable *users;          /* address -> LmtpdUser*, from users_map */
   char **domains;             /* any local part of these; "*" = any domain */
   char *postmaster;           /* where bare <postmaster> goes, or NULL */

@@ -14,7 +14,8 @@
 #include "directory.h"
 
 static const DirectoryBackend *const backends[] = {
-  &directory_backend_file,
+  [LMTPD_USERS_FILE] = &directory_backend_file,
+  [LMTPD_USERS_PGSQL] = &directory_backend_pgsql,
 };
 
 typedef struct {
@@ -81,9 +82,12 @@ cache_entry_free (gpointer p)
 static char *
 settings_of (const LmtpdConfig *config)
 {
-  return g_strdup_printf ("%d\n%u\n%u\n%u\n%s", (int) config->users_backend_kind, config->users_cache_ttl,
-                          config->users_negative_ttl, config->users_lookup_timeout_ms,
-                          config->users_map ? config->users_map : "");
+  return g_strdup_printf ("%d\n%u\n%u\n%u\n%s\n%s\n%s\n%s", (int) config->users_backend_kind,
+                          config->users_cache_ttl, config->users_negative_ttl, config->users_lookup_timeout_ms,
+                          config->users_map ? config->users_map : "",
+                          config->users_pgsql_conninfo ? config->users_pgsql_conninfo : "",
+                          config->users_pgsql_password ? config->users_pgsql_password : "",
+                          config->users_pgsql_query ? config->users_pgsql_query : "");
 }
 
 Directory *
