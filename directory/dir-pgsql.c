@@ -201,10 +201,11 @@ pool_give (PgDirectory *pg, PGconn *conn)
   g_mutex_unlock (&pg->lock);
 }
 
-/* A connection for one lookup: an idle one, else a new one while the pool
- * has room, else the first one given back before @deadline. */
+/* A connection for one lookup: an idle one (*@reused), else a new one
+ * while the pool has room, else the first one given back before
+ * @deadline. */
 static PGconn *
-pool_take (PgDirectory *pg, guint timeout_ms, gint64 deadline, GError **error)
+pool_take (PgDirectory *pg, guint timeout_ms, gint64 deadline, gboolean *reused, GError **error)
 {
   PGconn *conn = NULL;
   gboolean make = FALSE;
@@ -221,6 +222,7 @@ pool_take (PgDirectory *pg, guint timeout_ms, gint64 deadline, GError **error)
       make = TRUE;
     }
   g_mutex_unlock (&pg->lock);
+  *reused = conn != NULL;
   if (make && (conn = pgsql_connect (pg, timeout_ms, deadline, error)) == NULL)
     pool_drop (pg, NULL);
   else if (!make && conn == NULL)
@@ -287,25 +289,53 @@ ask (PGconn *conn, const char *address, gint64 deadline, GError **error)
   return await_result (conn, PGRES_TUPLES_OK, "query", deadline, error);
 }
 
+/* One try on a connection of the pool; *@stale: it was an idle one that
+ * the server had closed (restarted, or idle too long). */
 static DirectoryResult
-pgsql_lookup (gpointer backend, const char *address, guint timeout_ms, DirectoryUser **out, GError **error)
+try_lookup (PgDirectory *pg, const char *address, guint timeout_ms, gint64 deadline, gboolean *stale,
+            DirectoryUser **out, GError **error)
 {
-  PgDirectory *pg = backend;
-  gint64 deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
-  PGconn *conn = pool_take (pg, timeout_ms, deadline, error);
+  gboolean reused = FALSE;
+  PGconn *conn = pool_take (pg, timeout_ms, deadline, &reused, error);
   PGresult *res;
   DirectoryResult r;
 
+  *stale = FALSE;
   if (conn == NULL)
     return DIRECTORY_TEMPFAIL;
   if ((res = ask (conn, address, deadline, error)) == NULL)
     {
+      *stale = reused && PQstatus (conn) == CONNECTION_BAD;
       pool_drop (pg, conn);
       return DIRECTORY_TEMPFAIL;
     }
   r = pgsql_row_user (res, address, out, error);
   PQclear (res);
   pool_give (pg, conn);
+  return r;
+}
+
+/* A pooled connection the server has closed costs one more try, on
+ * another or a new connection, rather than a 451: after a restart of the
+ * server each idle connection would fail once. */
+static DirectoryResult
+pgsql_lookup (gpointer backend, const char *address, guint timeout_ms, DirectoryUser **out, GError **error)
+{
+  PgDirectory *pg = backend;
+  gint64 deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
+  g_autoptr (GError) failure = NULL;
+  gboolean stale = TRUE;
+  DirectoryResult r = DIRECTORY_TEMPFAIL;
+
+  for (guint i = 0; i <= POOL_MAX && stale && g_get_monotonic_time () < deadline; i++)
+    {
+      g_clear_error (&failure);
+      r = try_lookup (pg, address, timeout_ms, deadline, &stale, out, &failure);
+    }
+  if (r == DIRECTORY_TEMPFAIL)
+    g_propagate_error (error, failure ? g_steal_pointer (&failure)
+                                      : g_error_new_literal (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                                                             "pgsql: no time left for the lookup"));
   return r;
 }
 
