@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -260,6 +261,41 @@ class Outage(PgsqlBase):
         self.assertTrue(str(r).startswith("250"), (r, self.d.read_log()[-2000:]))
         self.assertEqual(len(self.d.messages("ann@example.org")), 1)
         self.assertTrue(rcpt(self.d, "nobody@example.org").startswith("550 5.1.1"))
+
+
+class SlowAndConcurrent(PgsqlBase):
+    """A query slower than lookup_timeout is cut by statement_timeout (451,
+    not a hung RCPT); many RCPTs at once share the small pool."""
+    extra = {"users.cache_ttl": "0", "users.negative_cache_ttl": "0", "users.lookup_timeout": "1s",
+             "users.pgsql_query": "SELECT u.mailbox, u.enabled FROM users u, "
+             "pg_sleep(CASE WHEN $2 = 'slow' THEN 10 ELSE 0 END) s WHERE u.address = $1"}
+
+    def test_slow_query_tempfails_in_time(self):
+        t = time.time()
+        self.assertTrue(rcpt(self.d, "slow@example.org").startswith("451 4.3.0"))
+        self.assertLess(time.time() - t, 8)
+        # whichever comes first: lmtpd's deadline or the server's statement_timeout
+        self.assertRegex(self.d.read_log(), r"pgsql: (the server did not answer in time|.*statement timeout)")
+        self.assertTrue(rcpt(self.d, "joe@example.org").startswith("250"))
+
+    def test_many_lookups_at_once(self):
+        want = {"joe@example.org": "250", "ann@example.org": "250", "off@example.org": "550 5.2.1",
+                "nobody@example.org": "550 5.1.1"}
+        got = []
+
+        def client(i):
+            for n in range(5):
+                a = sorted(want)[(i + n) % len(want)]
+                got.append((a, rcpt(self.d, a)))
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(10)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(60)
+        self.assertEqual(len(got), 50)
+        for a, reply in got:
+            self.assertTrue(reply.startswith(want[a]), (a, reply))
 
 
 class CheckConfig(unittest.TestCase):
