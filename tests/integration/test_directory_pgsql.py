@@ -228,13 +228,14 @@ class Users(PgsqlBase):
 
 
 class LocalPartAndDomain(PgsqlBase):
-    """Over the UNIX socket (trust: no password), with $2 and $3."""
+    """Over the UNIX socket (trust: no password), with $2 and $3; settings
+    as text lines rather than text[]."""
 
     def setUp(self):
         self.extra = {"users.pgsql_conninfo": "postgresql://lmtpd@/postgres?host=%s&port=%d"
                       % (self.pg.sock, self.pg.port),
                       "users.pgsql_password_file": None,
-                      "users.pgsql_query": "SELECT mailbox, enabled FROM users "
+                      "users.pgsql_query": "SELECT mailbox, enabled, array_to_string(settings, chr(10)) AS settings FROM users "
                       "WHERE split_part(address, '@', 1) = $2 AND split_part(address, '@', 2) = $3"}
         super().setUp()
 
