@@ -2,6 +2,7 @@
 cluster (initdb + pg_ctl in a temp dir, 127.0.0.1 and a UNIX socket in that
 dir, started and stopped by the test) who the users are.
 
+- two hosts in the connection string, the first down (libpq's failover);
 - known, unknown (550 5.1.1), disabled (550 5.2.1), alias, subaddress, the
   mailbox and the quota the table names;
 - an address with a quote or SQL in it is looked up literally (the query
@@ -154,8 +155,9 @@ class PgsqlBase(unittest.TestCase):
 
     def setUp(self):
         self.d = Daemon(extra={"users.backend": "pgsql", "users.domains": "",
-                               "users.pgsql_conninfo": "host=127.0.0.1 port=%d dbname=postgres user=lmtpd"
-                               % self.pg.port,
+                               # libpq's failover: the first host refuses, the second answers
+                               "users.pgsql_conninfo": "host=127.0.0.1,127.0.0.1 port=%d,%d dbname=postgres "
+                               "user=lmtpd" % (free_port(), self.pg.port),
                                "users.pgsql_password_file": "pgpass",
                                "users.pgsql_query": "SELECT mailbox, quota_bytes, quota_messages, sieve_script, "
                                "enabled, alias_of, settings, host FROM users WHERE address = $1",
