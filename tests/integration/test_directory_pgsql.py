@@ -224,6 +224,17 @@ class Users(PgsqlBase):
         self.assertTrue(rcpt(self.d, '"x\' or \'1\'=\'1"@example.org').startswith("550 5.1.1"))
         self.assertEqual(self.pg.psql("SELECT count(*) FROM users").strip(), "9")
 
+    def test_reload_with_another_query(self):
+        self.assertTrue(rcpt(self.d, "joe@example.org").startswith("250"))
+        self.d.write_config(dict(self.d.extra, **{"users.pgsql_query": "SELECT mailbox FROM users "
+                                                  "WHERE address = $1 AND address LIKE 'ann@%'"}))
+        self.d.signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while "configuration reloaded" not in self.d.read_log() and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertTrue(rcpt(self.d, "joe@example.org").startswith("550 5.1.1"))
+        self.assertTrue(rcpt(self.d, "ann@example.org").startswith("250"))
+
     def test_two_rows_are_a_configuration_error(self):
         self.assertTrue(rcpt(self.d, "dup@example.org").startswith("451 4.3.0"))
         self.assertIn("configuration error", self.d.read_log())
