@@ -155,6 +155,12 @@ GPtrArray *conf_table_differences (const ConfTable *t, gconstpointer old, gconst
 /* ---- loaders the main table names (maps.c, opes.c) ---------------------- */
 
 gboolean conf_address_is_sane (const char *a);
+/* [users] pgsql_* (users-pgsql.c): what can be checked without the server */
+void conf_check_pgsql_conninfo (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s,
+                                gpointer base);
+void conf_load_pgsql_password (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s,
+                               gpointer base);
+void conf_check_pgsql_query (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
 void conf_load_users_map (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
 void conf_load_rewrite_map (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s,
                             gpointer base);

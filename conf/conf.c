@@ -33,6 +33,9 @@ lmtpd_config_unref (LmtpdConfig *c)
   g_clear_pointer (&c->services, g_ptr_array_unref);
   g_clear_pointer (&c->users, g_hash_table_unref);
   g_clear_pointer (&c->xforward_hosts, g_ptr_array_unref);
+  if (c->users_pgsql_password)
+    memset (c->users_pgsql_password, 0, strlen (c->users_pgsql_password));
+  g_free (c->users_pgsql_password);
   g_free (c->source);
   g_free (c);
 }

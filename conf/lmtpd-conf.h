@@ -35,6 +35,7 @@ typedef struct {
 typedef enum {
   LMTPD_USERS_FILE,       /* the users map (and catch-all domains) */
   LMTPD_USERS_LDAP,       /* an LDAP server (dir-ldap.c) */
+  LMTPD_USERS_PGSQL,      /* a PostgreSQL query (directory/dir-pgsql.c) */
 } LmtpdUsersBackend;
 
 /* [users] ldap_scope */
@@ -169,6 +170,10 @@ typedef struct {
   guint users_negative_ttl;   /* seconds an unknown address is remembered (server backends) */
   guint users_lookup_timeout_ms; /* a lookup slower than this tempfails (451) */
   char *users_map;            /* path or NULL */
+  char *users_pgsql_conninfo; /* libpq connection string or URI */
+  char *users_pgsql_password_file; /* path or NULL */
+  char *users_pgsql_password; /* read from it at load, or NULL */
+  char *users_pgsql_query;    /* one query: $1 address, $2 local part, $3 domain */
   GHashTable *users;          /* address -> LmtpdUser*, from users_map */
   char **domains;             /* any local part of these; "*" = any domain */
   char *postmaster;           /* where bare <postmaster> goes, or NULL */

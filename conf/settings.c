@@ -198,7 +198,8 @@ static const ConfChoices quoting_choices = {
 };
 
 static const ConfChoices users_backend_choices = {
-  FALSE, "file or ldap", { { "file", LMTPD_USERS_FILE }, { "ldap", LMTPD_USERS_LDAP }, { NULL, 0 } },
+  FALSE, "file, ldap or pgsql",
+  { { "file", LMTPD_USERS_FILE }, { "ldap", LMTPD_USERS_LDAP }, { "pgsql", LMTPD_USERS_PGSQL }, { NULL, 0 } },
 };
 
 /* yes/no as the LDAP tools' own ldap.conf says it, true/false as lmtpd's */
@@ -512,7 +513,7 @@ static const ConfSetting main_rows[] = {
   { "users", "rewrite", CONF_STRING, CFG (rewrite_map), .check = conf_load_rewrite_map,
     .doc = "the rewrite map file" },
   { "users", "backend", CONF_CHOICE, CFG (users_backend_kind), .def = LMTPD_USERS_FILE,
-    .choices = &users_backend_choices, .doc = "where users come from: file (the users map) or ldap" },
+    .choices = &users_backend_choices, .doc = "where users come from: file (the users map), ldap or pgsql" },
   { "users", "cache_ttl", CONF_UINT, CFG (users_cache_ttl), .def = 60, .min = 0, .max = 86400,
     .doc = "seconds a user found by a directory server is remembered" },
   { "users", "negative_cache_ttl", CONF_UINT, CFG (users_negative_ttl), .def = 10, .min = 0, .max = 86400,
@@ -520,6 +521,13 @@ static const ConfSetting main_rows[] = {
   { "users", "lookup_timeout", CONF_MS, CFG (users_lookup_timeout_ms), .def = 5000,
     .doc = "a directory lookup slower than this answers 451" },
   { "users", "map", CONF_STRING, CFG (users_map), .check = conf_load_users_map, .doc = "the users map file" },
+  { "users", "pgsql_conninfo", CONF_STRING, CFG (users_pgsql_conninfo), .check = conf_check_pgsql_conninfo,
+    .doc = "backend pgsql: libpq connection string or URI (several hosts: failover)" },
+  { "users", "pgsql_password_file", CONF_STRING, CFG (users_pgsql_password_file),
+    .check = conf_load_pgsql_password, .doc = "backend pgsql: a file holding the password" },
+  { "users", "pgsql_query", CONF_STRING, CFG (users_pgsql_query), .check = conf_check_pgsql_query,
+    .def_text = "SELECT * FROM users WHERE address = $1",
+    .doc = "backend pgsql: the query ($1 address, $2 local part, $3 domain)" },
   { "users", "domains", CONF_LIST, CFG (domains), .def_text = "*", .load = load_domains,
     .doc = "any local part of these domains is a user (*: any domain)" },
   { "users", "postmaster", CONF_STRING, CFG (postmaster), .check = check_postmaster,

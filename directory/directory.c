@@ -14,8 +14,9 @@
 #include "directory.h"
 
 static const DirectoryBackend *const backends[] = {
-  &directory_backend_file,
-  &directory_backend_ldap,
+  [LMTPD_USERS_FILE] = &directory_backend_file,
+  [LMTPD_USERS_LDAP] = &directory_backend_ldap,
+  [LMTPD_USERS_PGSQL] = &directory_backend_pgsql,
 };
 
 typedef struct {
@@ -103,6 +104,9 @@ settings_of (const LmtpdConfig *config)
                    config->users_negative_ttl, config->users_lookup_timeout_ms,
                    config->users_map ? config->users_map : "");
   append_ldap_settings (s, config);
+  g_string_append_printf (s, "\n%s\n%s\n%s", config->users_pgsql_conninfo ? config->users_pgsql_conninfo : "",
+                          config->users_pgsql_password ? config->users_pgsql_password : "",
+                          config->users_pgsql_query ? config->users_pgsql_query : "");
   return g_string_free (s, FALSE);
 }
 
