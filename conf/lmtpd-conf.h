@@ -34,6 +34,7 @@ typedef struct {
 /* [users] backend: where users come from (directory/). */
 typedef enum {
   LMTPD_USERS_FILE,       /* the users map (and catch-all domains) */
+  LMTPD_USERS_DOVECOT,    /* Dovecot's auth-userdb socket (dir-dovecot.c) */
 } LmtpdUsersBackend;
 
 /* One entry of the users map. */
@@ -158,6 +159,11 @@ typedef struct {
   guint users_lookup_timeout_ms; /* a lookup slower than this tempfails (451) */
   char *users_map;            /* path or NULL */
   GHashTable *users;          /* address -> LmtpdUser*, from users_map */
+  char *users_dovecot_socket; /* Dovecot's auth-userdb socket path, or NULL */
+  char *users_dovecot_service; /* service= of the USER lookup ("lmtp") */
+  gboolean users_dovecot_local; /* look up the local part, not the whole address */
+  char *users_dovecot_sieve_field; /* userdb field with the Sieve script ("sieve") */
+  char *users_dovecot_settings_prefix; /* userdb fields that are per-recipient settings */
   char **domains;             /* any local part of these; "*" = any domain */
   char *postmaster;           /* where bare <postmaster> goes, or NULL */
   char *rewrite_map;          /* path or NULL */

@@ -198,7 +198,11 @@ static const ConfChoices quoting_choices = {
 };
 
 static const ConfChoices users_backend_choices = {
-  FALSE, "file", { { "file", LMTPD_USERS_FILE }, { NULL, 0 } },
+  FALSE, "file or dovecot", { { "file", LMTPD_USERS_FILE }, { "dovecot", LMTPD_USERS_DOVECOT }, { NULL, 0 } },
+};
+
+static const ConfChoices dovecot_user_key_choices = {
+  FALSE, "address or localpart", { { "address", FALSE }, { "localpart", TRUE }, { NULL, 0 } },
 };
 
 static const ConfChoices log_format_choices = {
@@ -224,6 +228,49 @@ load_domains (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting
       g_strfreev (c->domains);
       c->domains = NULL;
     }
+}
+
+/* backend dovecot needs the socket; a UNIX socket path fits in sun_path */
+static void
+check_dovecot_socket (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  LmtpdConfig *c = base;
+
+  check_empty_is_unset (ld, kf, group, s, base);
+  if (c->users_dovecot_socket == NULL)
+    {
+      if (c->users_backend_kind == LMTPD_USERS_DOVECOT)
+        conf_problem (ld, group, s->key, "backend dovecot needs the path of Dovecot's auth-userdb socket");
+      return;
+    }
+  if (strlen (c->users_dovecot_socket) >= 108)
+    conf_problem (ld, group, s->key, "'%s' is too long for a UNIX socket path", c->users_dovecot_socket);
+  for (const guchar *p = (const guchar *) c->users_dovecot_socket; *p; p++)
+    if (*p < 0x20 || *p == 0x7f)
+      {
+        conf_problem (ld, group, s->key, "the socket path has a control character");
+        break;
+      }
+}
+
+/* a service or field name goes into the protocol as is: letters, digits,
+ * '_', '-' and '.' only (no tab, no '=') */
+static void
+check_dovecot_name (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  const char *v = CONF_FIELD (base, s, char *);
+
+  if (v == NULL || v[0] == '\0' || strlen (v) > 64)
+    {
+      conf_problem (ld, group, s->key, "must be a name of 1 to 64 characters");
+      return;
+    }
+  for (const char *p = v; *p; p++)
+    if (!g_ascii_isalnum (*p) && !strchr ("_-.", *p))
+      {
+        conf_problem (ld, group, s->key, "'%s' may hold only letters, digits, '_', '-' and '.'", v);
+        return;
+      }
 }
 
 static void
@@ -387,7 +434,7 @@ static const ConfSetting main_rows[] = {
   { "users", "rewrite", CONF_STRING, CFG (rewrite_map), .check = conf_load_rewrite_map,
     .doc = "the rewrite map file" },
   { "users", "backend", CONF_CHOICE, CFG (users_backend_kind), .def = LMTPD_USERS_FILE,
-    .choices = &users_backend_choices, .doc = "where users come from: file (the users map)" },
+    .choices = &users_backend_choices, .doc = "where users come from: file (the users map) or dovecot" },
   { "users", "cache_ttl", CONF_UINT, CFG (users_cache_ttl), .def = 60, .min = 0, .max = 86400,
     .doc = "seconds a user found by a directory server is remembered" },
   { "users", "negative_cache_ttl", CONF_UINT, CFG (users_negative_ttl), .def = 10, .min = 0, .max = 86400,
@@ -395,6 +442,17 @@ static const ConfSetting main_rows[] = {
   { "users", "lookup_timeout", CONF_MS, CFG (users_lookup_timeout_ms), .def = 5000,
     .doc = "a directory lookup slower than this answers 451" },
   { "users", "map", CONF_STRING, CFG (users_map), .check = conf_load_users_map, .doc = "the users map file" },
+  { "users", "dovecot_socket", CONF_STRING, CFG (users_dovecot_socket), .check = check_dovecot_socket,
+    .doc = "Dovecot's auth-userdb socket (backend dovecot)" },
+  { "users", "dovecot_service", CONF_STRING, CFG (users_dovecot_service), .def_text = "lmtp",
+    .check = check_dovecot_name, .doc = "the service named in Dovecot's USER lookup" },
+  { "users", "dovecot_user_key", CONF_CHOICE, CFG (users_dovecot_local), .def = FALSE,
+    .choices = &dovecot_user_key_choices, .doc = "what Dovecot is asked for: address or localpart" },
+  { "users", "dovecot_sieve_field", CONF_STRING, CFG (users_dovecot_sieve_field), .def_text = "sieve",
+    .check = check_dovecot_name, .doc = "the userdb field naming the user's Sieve script" },
+  { "users", "dovecot_settings_prefix", CONF_STRING, CFG (users_dovecot_settings_prefix),
+    .def_text = "lmtpd_setting_", .check = check_dovecot_name,
+    .doc = "userdb fields so prefixed are per-recipient settings for the services" },
   { "users", "domains", CONF_LIST, CFG (domains), .def_text = "*", .load = load_domains,
     .doc = "any local part of these domains is a user (*: any domain)" },
   { "users", "postmaster", CONF_STRING, CFG (postmaster), .check = check_postmaster,

@@ -14,7 +14,8 @@
 #include "directory.h"
 
 static const DirectoryBackend *const backends[] = {
-  &directory_backend_file,
+  [LMTPD_USERS_FILE] = &directory_backend_file,
+  [LMTPD_USERS_DOVECOT] = &directory_backend_dovecot,
 };
 
 typedef struct {
@@ -81,9 +82,14 @@ cache_entry_free (gpointer p)
 static char *
 settings_of (const LmtpdConfig *config)
 {
-  return g_strdup_printf ("%d\n%u\n%u\n%u\n%s", (int) config->users_backend_kind, config->users_cache_ttl,
-                          config->users_negative_ttl, config->users_lookup_timeout_ms,
-                          config->users_map ? config->users_map : "");
+  return g_strdup_printf ("%d\n%u\n%u\n%u\n%s\n%s\n%s\n%d\n%s\n%s", (int) config->users_backend_kind,
+                          config->users_cache_ttl, config->users_negative_ttl, config->users_lookup_timeout_ms,
+                          config->users_map ? config->users_map : "",
+                          config->users_dovecot_socket ? config->users_dovecot_socket : "",
+                          config->users_dovecot_service ? config->users_dovecot_service : "",
+                          (int) config->users_dovecot_local,
+                          config->users_dovecot_sieve_field ? config->users_dovecot_sieve_field : "",
+                          config->users_dovecot_settings_prefix ? config->users_dovecot_settings_prefix : "");
 }
 
 Directory *

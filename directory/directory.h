@@ -90,5 +90,6 @@ void directory_get_stats (const Directory *dir, DirectoryStats *out);
 
 /* The backends (dir-file.c, ...). */
 extern const DirectoryBackend directory_backend_file;
+extern const DirectoryBackend directory_backend_dovecot;
 
 G_END_DECLS
