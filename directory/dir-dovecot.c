@@ -656,7 +656,7 @@ dovecot_lookup (gpointer backend, const char *address, guint timeout_ms, Directo
       g_autofree char *why = answer[2] ? unescape (answer[2]) : NULL;
       g_autofree char *safe = why ? g_strescape (why, NULL) : NULL;
       g_set_error (error, DOVECOT_ERROR, 0, "Dovecot could not look %s up: %.200s", user,
-                   safe ? safe : "no reason given");
+                   safe ? safe : "no reason given (Dovecot's log says why; a userdb socket of mode 0666 answers only for the client's own uid)");
       return DIRECTORY_TEMPFAIL;
     }
   u = user_of (d, answer, address, error);
