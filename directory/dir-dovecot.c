@@ -69,13 +69,15 @@ static gboolean
 wait_for (GSocket *s, GIOCondition cond, gint64 deadline, GError **error)
 {
   gint64 left = deadline - g_get_monotonic_time ();
+  g_autoptr (GError) err = NULL;
 
-  if (left <= 0)
-    {
-      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "Dovecot did not answer in time");
-      return FALSE;
-    }
-  return g_socket_condition_timed_wait (s, cond, left, NULL, error);
+  if (left > 0 && g_socket_condition_timed_wait (s, cond, left, NULL, &err))
+    return TRUE;
+  if (err && !g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+    g_propagate_error (error, g_steal_pointer (&err));
+  else
+    g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "Dovecot did not answer in time");
+  return FALSE;
 }
 
 static Conn *

@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -250,6 +251,82 @@ class DovecotDirectory(unittest.TestCase):
         self.assertTrue(r[0].startswith("250") and r[1].startswith("250"), r)
         self.assertEqual(len(messages(os.path.join(self.d.mail, "new"))), 1)
         self.assertTrue(self.rcpt(c, "nobody@example.org").startswith("550 5.1.1"))
+
+
+class FakeAuth:
+    """A UNIX socket that speaks as told: "silent" (accepts, never answers),
+    "fail" (Dovecot's FAIL), "long" (a line beyond any bound)."""
+
+    def __init__(self, path, mode):
+        self.path, self.mode = path, mode
+        self.srv = socket.socket(socket.AF_UNIX)
+        self.srv.bind(path)
+        os.chmod(path, 0o666)
+        self.srv.listen(16)
+        self.conns = []
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            if self.mode != "silent":
+                threading.Thread(target=self.answer, args=(c,), daemon=True).start()
+
+    def answer(self, c):
+        try:
+            c.sendall(b"VERSION\t1\t2\nSPID\t1\n")
+            data = b""
+            while b"\nUSER\t" not in b"\n" + data:
+                data += c.recv(4096)
+            rid = data.split(b"USER\t")[1].split(b"\t")[0]
+            if self.mode == "fail":
+                c.sendall(b"FAIL\t" + rid + b"\treason=LDAP\001tdown\n")
+            else:
+                c.sendall(b"USER\t" + rid + b"\tx@example.org\t" + b"a" * 200000 + b"\n")
+        except OSError:
+            pass
+
+    def stop(self):
+        self.srv.close()
+        for c in self.conns:
+            c.close()
+
+
+class DovecotMisbehaving(unittest.TestCase):
+    """A server that is slow, fails or floods: 451, within lookup_timeout."""
+
+    def run_with(self, mode):
+        d = Daemon(extra={"users.backend": "dovecot", "users.domains": "", "users.lookup_timeout": "1s",
+                          "users.dovecot_socket": "fake-auth"})
+        fake = FakeAuth(os.path.join(d.dir, "fake-auth"), mode)
+        try:
+            d.start()
+            c = d.connect()
+            c.reply()
+            c.cmd("LHLO x")
+            c.cmd("MAIL FROM:<s@example.net>")
+            t0 = time.time()
+            r = c.cmd("RCPT TO:<x@example.org>")
+            took = time.time() - t0
+            self.assertTrue(r.startswith("451 4.3.0"), r)
+            self.assertLess(took, 5)
+            return d.read_log()
+        finally:
+            d.cleanup()
+            fake.stop()
+
+    def test_silent(self):
+        self.assertIn("did not answer in time", self.run_with("silent"))
+
+    def test_fail(self):
+        self.assertIn("could not look x@example.org up: reason=LDAP\\tdown", self.run_with("fail"))
+
+    def test_line_too_long(self):
+        self.assertIn("line longer than", self.run_with("long"))
 
 
 class DovecotCheckConfig(unittest.TestCase):
