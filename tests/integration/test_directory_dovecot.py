@@ -11,6 +11,8 @@ lmtpd with [users] backend = dovecot asks that socket: one list of users.
   written as the Maildir++ quota; the sieve field names the user's script;
 - Dovecot stopped: an uncached user gets 451 4.3.0, a cached user 250;
   Dovecot started again: new users resolve without restarting lmtpd;
+- dovecot_user_key = localpart, and eight sessions at once without a cache;
+- a fake socket that is silent, answers FAIL or floods a line: 451 in time;
 - --check-config refuses a bad dovecot_ setting with file:line."""
 
 import os
@@ -251,6 +253,53 @@ class DovecotDirectory(unittest.TestCase):
         self.assertTrue(r[0].startswith("250") and r[1].startswith("250"), r)
         self.assertEqual(len(messages(os.path.join(self.d.mail, "new"))), 1)
         self.assertTrue(self.rcpt(c, "nobody@example.org").startswith("550 5.1.1"))
+
+
+class DovecotLocalPartAndLoad(unittest.TestCase):
+    """dovecot_user_key = localpart (a userdb of bare names), and many
+    sessions at once with no cache: every RCPT asks Dovecot."""
+
+    def setUp(self):
+        self.d = Daemon(extra={"users.backend": "dovecot", "users.domains": "", "users.cache_ttl": "0",
+                               "users.negative_cache_ttl": "0", "users.dovecot_user_key": "localpart"})
+        self.boxes = {n: os.path.join(self.d.mail, "box", n) for n in ("bob", "eve")}
+        self.dc = Dovecot(["%s:{PLAIN}x::::::userdb_mail=maildir:%s" % (n, b) for n, b in self.boxes.items()])
+        self.dc.start()
+        self.d.write_config(dict(self.d.extra, **{"users.dovecot_socket": self.dc.socket}))
+        self.d.start()
+
+    def tearDown(self):
+        self.d.cleanup()
+        self.dc.cleanup()
+
+    def test_parallel_sessions(self):
+        errors = []
+
+        def worker(k):
+            try:
+                c = self.d.connect()
+                c.reply()
+                c.cmd("LHLO x")
+                for i in range(5):
+                    r = transaction(c, ["bob@example.org", "eve@example.net"],
+                                    b"Subject: m%d-%d\r\n\r\nx\r\n" % (k, i))
+                    if not all(x.startswith("250") for x in r):
+                        errors.append(r)
+                c.cmd("MAIL FROM:<s@example.net>")
+                r = c.cmd("RCPT TO:<nobody@example.org>")
+                if not r.startswith("550 5.1.1"):
+                    errors.append(r)
+            except Exception as e:  # reported below
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        self.assertEqual(errors, [], self.d.read_log()[-3000:])
+        for b in self.boxes.values():
+            self.assertEqual(len(messages(b)), 40)
 
 
 class FakeAuth:
