@@ -36,6 +36,7 @@ typedef enum {
   LMTPD_USERS_FILE,       /* the users map (and catch-all domains) */
   LMTPD_USERS_LDAP,       /* an LDAP server (dir-ldap.c) */
   LMTPD_USERS_PGSQL,      /* a PostgreSQL query (directory/dir-pgsql.c) */
+  LMTPD_USERS_DOVECOT,    /* Dovecot's auth-userdb socket (dir-dovecot.c) */
 } LmtpdUsersBackend;
 
 /* [users] ldap_scope */
@@ -175,6 +176,11 @@ typedef struct {
   char *users_pgsql_password; /* read from it at load, or NULL */
   char *users_pgsql_query;    /* one query: $1 address, $2 local part, $3 domain */
   GHashTable *users;          /* address -> LmtpdUser*, from users_map */
+  char *users_dovecot_socket; /* Dovecot's auth-userdb socket path, or NULL */
+  char *users_dovecot_service; /* service= of the USER lookup ("lmtp") */
+  gboolean users_dovecot_local; /* look up the local part, not the whole address */
+  char *users_dovecot_sieve_field; /* userdb field with the Sieve script ("sieve") */
+  char *users_dovecot_settings_prefix; /* userdb fields that are per-recipient settings */
   char **domains;             /* any local part of these; "*" = any domain */
   char *postmaster;           /* where bare <postmaster> goes, or NULL */
   char *rewrite_map;          /* path or NULL */

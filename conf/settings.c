@@ -198,8 +198,9 @@ static const ConfChoices quoting_choices = {
 };
 
 static const ConfChoices users_backend_choices = {
-  FALSE, "file, ldap or pgsql",
-  { { "file", LMTPD_USERS_FILE }, { "ldap", LMTPD_USERS_LDAP }, { "pgsql", LMTPD_USERS_PGSQL }, { NULL, 0 } },
+  FALSE, "file, ldap, pgsql or dovecot",
+  { { "file", LMTPD_USERS_FILE }, { "ldap", LMTPD_USERS_LDAP }, { "pgsql", LMTPD_USERS_PGSQL },
+    { "dovecot", LMTPD_USERS_DOVECOT }, { NULL, 0 } },
 };
 
 /* yes/no as the LDAP tools' own ldap.conf says it, true/false as lmtpd's */
@@ -211,6 +212,10 @@ static const ConfChoices yes_no_choices = {
 static const ConfChoices ldap_scope_choices = {
   TRUE, "sub, one or base",
   { { "sub", LMTPD_LDAP_SCOPE_SUB }, { "one", LMTPD_LDAP_SCOPE_ONE }, { "base", LMTPD_LDAP_SCOPE_BASE }, { NULL, 0 } },
+};
+
+static const ConfChoices dovecot_user_key_choices = {
+  FALSE, "address or localpart", { { "address", FALSE }, { "localpart", TRUE }, { NULL, 0 } },
 };
 
 static const ConfChoices log_format_choices = {
@@ -236,6 +241,49 @@ load_domains (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting
       g_strfreev (c->domains);
       c->domains = NULL;
     }
+}
+
+/* backend dovecot needs the socket; a UNIX socket path fits in sun_path */
+static void
+check_dovecot_socket (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  LmtpdConfig *c = base;
+
+  check_empty_is_unset (ld, kf, group, s, base);
+  if (c->users_dovecot_socket == NULL)
+    {
+      if (c->users_backend_kind == LMTPD_USERS_DOVECOT)
+        conf_problem (ld, group, s->key, "backend dovecot needs the path of Dovecot's auth-userdb socket");
+      return;
+    }
+  if (strlen (c->users_dovecot_socket) >= 108)
+    conf_problem (ld, group, s->key, "'%s' is too long for a UNIX socket path", c->users_dovecot_socket);
+  for (const guchar *p = (const guchar *) c->users_dovecot_socket; *p; p++)
+    if (*p < 0x20 || *p == 0x7f)
+      {
+        conf_problem (ld, group, s->key, "the socket path has a control character");
+        break;
+      }
+}
+
+/* a service or field name goes into the protocol as is: letters, digits,
+ * '_', '-' and '.' only (no tab, no '=') */
+static void
+check_dovecot_name (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  const char *v = CONF_FIELD (base, s, char *);
+
+  if (v == NULL || v[0] == '\0' || strlen (v) > 64)
+    {
+      conf_problem (ld, group, s->key, "must be a name of 1 to 64 characters");
+      return;
+    }
+  for (const char *p = v; *p; p++)
+    if (!g_ascii_isalnum (*p) && !strchr ("_-.", *p))
+      {
+        conf_problem (ld, group, s->key, "'%s' may hold only letters, digits, '_', '-' and '.'", v);
+        return;
+      }
 }
 
 static void
@@ -513,7 +561,7 @@ static const ConfSetting main_rows[] = {
   { "users", "rewrite", CONF_STRING, CFG (rewrite_map), .check = conf_load_rewrite_map,
     .doc = "the rewrite map file" },
   { "users", "backend", CONF_CHOICE, CFG (users_backend_kind), .def = LMTPD_USERS_FILE,
-    .choices = &users_backend_choices, .doc = "where users come from: file (the users map), ldap or pgsql" },
+    .choices = &users_backend_choices, .doc = "where users come from: file (the users map), ldap, pgsql or dovecot" },
   { "users", "cache_ttl", CONF_UINT, CFG (users_cache_ttl), .def = 60, .min = 0, .max = 86400,
     .doc = "seconds a user found by a directory server is remembered" },
   { "users", "negative_cache_ttl", CONF_UINT, CFG (users_negative_ttl), .def = 10, .min = 0, .max = 86400,
@@ -528,6 +576,17 @@ static const ConfSetting main_rows[] = {
   { "users", "pgsql_query", CONF_STRING, CFG (users_pgsql_query), .check = conf_check_pgsql_query,
     .def_text = "SELECT * FROM users WHERE address = $1",
     .doc = "backend pgsql: the query ($1 address, $2 local part, $3 domain)" },
+  { "users", "dovecot_socket", CONF_STRING, CFG (users_dovecot_socket), .check = check_dovecot_socket,
+    .doc = "Dovecot's auth-userdb socket (backend dovecot)" },
+  { "users", "dovecot_service", CONF_STRING, CFG (users_dovecot_service), .def_text = "lmtp",
+    .check = check_dovecot_name, .doc = "the service named in Dovecot's USER lookup" },
+  { "users", "dovecot_user_key", CONF_CHOICE, CFG (users_dovecot_local), .def = FALSE,
+    .choices = &dovecot_user_key_choices, .doc = "what Dovecot is asked for: address or localpart" },
+  { "users", "dovecot_sieve_field", CONF_STRING, CFG (users_dovecot_sieve_field), .def_text = "sieve",
+    .check = check_dovecot_name, .doc = "the userdb field naming the user's Sieve script" },
+  { "users", "dovecot_settings_prefix", CONF_STRING, CFG (users_dovecot_settings_prefix),
+    .def_text = "lmtpd_setting_", .check = check_dovecot_name,
+    .doc = "userdb fields so prefixed are per-recipient settings for the services" },
   { "users", "domains", CONF_LIST, CFG (domains), .def_text = "*", .load = load_domains,
     .doc = "any local part of these domains is a user (*: any domain)" },
   { "users", "postmaster", CONF_STRING, CFG (postmaster), .check = check_postmaster,

@@ -17,6 +17,7 @@ static const DirectoryBackend *const backends[] = {
   [LMTPD_USERS_FILE] = &directory_backend_file,
   [LMTPD_USERS_LDAP] = &directory_backend_ldap,
   [LMTPD_USERS_PGSQL] = &directory_backend_pgsql,
+  [LMTPD_USERS_DOVECOT] = &directory_backend_dovecot,
 };
 
 typedef struct {
@@ -107,6 +108,11 @@ settings_of (const LmtpdConfig *config)
   g_string_append_printf (s, "\n%s\n%s\n%s", config->users_pgsql_conninfo ? config->users_pgsql_conninfo : "",
                           config->users_pgsql_password ? config->users_pgsql_password : "",
                           config->users_pgsql_query ? config->users_pgsql_query : "");
+  g_string_append_printf (s, "\n%s\n%s\n%d\n%s\n%s", config->users_dovecot_socket ? config->users_dovecot_socket : "",
+                          config->users_dovecot_service ? config->users_dovecot_service : "",
+                          (int) config->users_dovecot_local,
+                          config->users_dovecot_sieve_field ? config->users_dovecot_sieve_field : "",
+                          config->users_dovecot_settings_prefix ? config->users_dovecot_settings_prefix : "");
   return g_string_free (s, FALSE);
 }
 

@@ -95,5 +95,6 @@ void directory_get_stats (const Directory *dir, DirectoryStats *out);
 extern const DirectoryBackend directory_backend_file;
 extern const DirectoryBackend directory_backend_ldap;
 extern const DirectoryBackend directory_backend_pgsql;
+extern const DirectoryBackend directory_backend_dovecot;
 
 G_END_DECLS
