@@ -340,7 +340,7 @@ typedef struct {
   char *config_path, *mail_root;
   char **listen;
   char **lookup;
-  gboolean check, version;
+  gboolean check, probe, version;
 } Options;
 
 static void
@@ -363,6 +363,8 @@ parse_options (Options *o, gboolean *debug, int *argc, char ***argv)
   GOptionEntry entries[] = {
     { "config", 'c', 0, G_OPTION_ARG_FILENAME, &o->config_path, "Configuration file", "FILE" },
     { "check-config", 0, 0, G_OPTION_ARG_NONE, &o->check, "Validate the configuration and exit", NULL },
+    { "probe", 0, 0, G_OPTION_ARG_NONE, &o->probe,
+      "With --check-config: also ask the user directory once (exit 75 if it cannot answer)", NULL },
     { "debug", 'd', 0, G_OPTION_ARG_NONE, debug, "Log debug messages", NULL },
     { "listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &o->listen,
       "Listen here instead of [server] listen (inet:HOST:PORT, HOST:PORT or unix:PATH)", "SPEC" },
@@ -481,6 +483,33 @@ run (Daemon *d, LmtpdConfig *config)
   g_main_loop_unref (d->loop);
 }
 
+/* --check-config --probe: the user directory answers (a user or not) for
+ * an address no site has, within its lookup timeout. */
+static int
+probe_directory (LmtpdConfig *config)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (DeliverContext) ctx = NULL;
+  g_autoptr (GString) out = g_string_new (NULL);
+  guint code;
+
+  if (!util_drop_privileges (config->user, &error))
+    {
+      fprintf (stderr, "lmtpd: %s\n", error->message);
+      return 77; /* EX_NOPERM */
+    }
+  ctx = deliver_context_new ();
+  code = deliver_explain (ctx, config, "lmtpd-probe@probe.invalid", out);
+  printf ("%s", out->str);
+  if (code >= 400 && code < 500)
+    {
+      fprintf (stderr, "lmtpd: the user directory cannot answer\n");
+      return 75; /* EX_TEMPFAIL */
+    }
+  printf ("user directory: answers\n");
+  return 0;
+}
+
 /* --lookup: each address as RCPT would resolve it, as the mail user (a
  * quota recalculation writes maildirsize).  The worst answer decides the
  * exit code. */
@@ -535,7 +564,7 @@ main (int argc, char **argv)
   if (o.check)
     {
       printf ("%s: OK\n", d.config_path ? d.config_path : "(built-in defaults)");
-      return 0;
+      return o.probe ? probe_directory (config) : 0;
     }
   if (o.lookup)
     return lookup_addresses (config, o.lookup);

@@ -217,6 +217,22 @@ class Lookup(unittest.TestCase):
         self.assertEqual(code, 67, out)
         self.assertIn("status: 550 5.1.1", out)
 
+    def test_probe_a_directory(self):
+        p = subprocess.run([LMTPD, "-c", "lmtpd.conf", "--check-config", "--probe"], cwd=self.d.dir,
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("user directory: answers", p.stdout)
+        # a directory server nobody listens for: the configuration is valid,
+        # the directory cannot answer
+        self.d.write_config(extra={"users.backend": "ldap", "users.ldap_uris": "ldap://127.0.0.1:9",
+                                   "users.ldap_base": "dc=example,dc=org", "users.lookup_timeout": "1s"})
+        p = subprocess.run([LMTPD, "-c", "lmtpd.conf", "--check-config", "--probe"], cwd=self.d.dir,
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 75, p.stdout + p.stderr)
+        self.assertIn("OK", p.stdout)
+        self.assertIn("status: 451 4.3.0", p.stdout)
+        self.assertIn("cannot answer", p.stderr)
+
     def test_not_an_address(self):
         code, out = self.lookup("a@@b")
         self.assertEqual(code, 67, out)
