@@ -247,10 +247,12 @@ on_incoming (GSocketService *service, GSocketConnection *conn, GObject *source, 
 }
 
 /* Binds @l: a UNIX socket gets socket_mode from its creation (Postfix's
- * processes run as another user); any old socket file goes first. */
+ * processes run as another user); any old socket file goes first.  An
+ * INET port 0 is a free one: *@port is the one bound. */
 static gboolean
-maps_bind (GSocketListener *listener, const LmtpdListen *l, guint mode, GError **error)
+maps_bind (GSocketListener *listener, const LmtpdListen *l, guint mode, guint *port, GError **error)
 {
+  g_autoptr (GSocketAddress) bound = NULL;
   g_autoptr (GSocketAddress) addr = NULL;
   g_autoptr (GInetAddress) ip = NULL;
   mode_t old;
@@ -275,8 +277,11 @@ maps_bind (GSocketListener *listener, const LmtpdListen *l, guint mode, GError *
       return FALSE;
     }
   addr = g_inet_socket_address_new (ip, l->port);
-  return g_socket_listener_add_address (listener, addr, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_DEFAULT, NULL,
-                                        NULL, error);
+  if (!g_socket_listener_add_address (listener, addr, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_DEFAULT, NULL,
+                                      &bound, error))
+    return FALSE;
+  *port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+  return TRUE;
 }
 
 LmtpMaps *
@@ -285,19 +290,22 @@ lmtp_maps_listen (LmtpMapsKind kind, const char *spec, LmtpdConfig *config, Deli
   LmtpdListen *l = lmtpd_listen_parse (spec, error);
   g_autofree char *where = NULL;
   LmtpMaps *maps;
+  guint port = 0;
 
   if (l == NULL)
     return NULL;
   maps = g_new0 (LmtpMaps, 1);
   maps->kind = kind;
   maps->service = g_threaded_socket_service_new (MAPS_CONNECTIONS);
-  if (!maps_bind (G_SOCKET_LISTENER (maps->service), l, config->socket_mode, error))
+  if (!maps_bind (G_SOCKET_LISTENER (maps->service), l, config->socket_mode, &port, error))
     {
       lmtpd_listen_free (l);
       g_object_unref (maps->service);
       g_free (maps);
       return NULL;
     }
+  if (l->kind == LMTPD_LISTEN_INET)
+    l->port = port;
   where = lmtpd_listen_to_string (l);
   lmtpd_listen_free (l);
   g_mutex_init (&maps->lock);
