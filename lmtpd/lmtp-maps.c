@@ -33,6 +33,7 @@ struct LmtpMaps {
   LmtpdConfig *config;
   gint active;               /* connections open now */
   gint refs;                 /* the owner's and one per connection */
+  gint64 warned;             /* when the limit was last logged (main loop only) */
 };
 
 /* One connection's input: what is buffered and when the request in it
@@ -231,6 +232,7 @@ static gboolean
 on_incoming (GSocketService *service, GSocketConnection *conn, GObject *source, gpointer data)
 {
   LmtpMaps *maps = data;
+  gint64 now = g_get_monotonic_time ();
 
   (void) service;
   (void) source;
@@ -240,8 +242,11 @@ on_incoming (GSocketService *service, GSocketConnection *conn, GObject *source, 
       return FALSE;    /* on to the threaded service's own handler */
     }
   g_atomic_int_dec_and_test (&maps->active);
-  g_warning ("%s: %d connections open: refusing another", maps->kind == LMTP_MAPS_SOCKETMAP ? "socketmap"
-             : "policy", MAPS_CONNECTIONS);
+  /* once a minute at most: a flood must not flood the log too */
+  if (now - maps->warned >= 60 * G_USEC_PER_SEC || maps->warned == 0)
+    g_warning ("%s: %d connections open: refusing another", maps->kind == LMTP_MAPS_SOCKETMAP ? "socketmap"
+               : "policy", MAPS_CONNECTIONS);
+  maps->warned = now;
   g_io_stream_close (G_IO_STREAM (conn), NULL, NULL);
   return TRUE;
 }
@@ -296,7 +301,10 @@ lmtp_maps_listen (LmtpMapsKind kind, const char *spec, LmtpdConfig *config, Deli
     return NULL;
   maps = g_new0 (LmtpMaps, 1);
   maps->kind = kind;
-  maps->service = g_threaded_socket_service_new (MAPS_CONNECTIONS);
+  /* one thread more than connections: the threaded service stops accepting
+   * when all its threads are busy, which would leave the connections past
+   * the limit waiting in the backlog; on_incoming closes them instead */
+  maps->service = g_threaded_socket_service_new (MAPS_CONNECTIONS + 1);
   if (!maps_bind (G_SOCKET_LISTENER (maps->service), l, config->socket_mode, &port, error))
     {
       lmtpd_listen_free (l);

@@ -97,8 +97,8 @@ class Wire(unittest.TestCase):
 
     def socketmap(self):
         s = socket.socket(socket.AF_UNIX)
+        s.connect(self.map_path)  # blocking: waits for room in the listen backlog
         s.settimeout(10)
-        s.connect(self.map_path)
         return s
 
     def policy(self):
@@ -157,8 +157,10 @@ class Wire(unittest.TestCase):
             self.assertEqual(ask(protocol_state="RCPT", recipient="ann@example.org", size="10"), "action=DUNNO\n\n")
             self.assertEqual(ask(protocol_state="DATA", recipient="nobody@example.org"), "action=DUNNO\n\n")
             self.assertEqual(ask(protocol_state="RCPT", recipient=""), "action=DUNNO\n\n")
-        # quota_full_tempfail: 452 (a reload applies it)
+        # quota_full_tempfail: 452 (a reload applies it); the listeners
+        # themselves need a restart (the old one keeps serving)
         self.d.extra["delivery.quota_full_tempfail"] = "true"
+        self.d.extra["server.socketmap_listen"] = "unix:run/socketmap2"
         self.d.write_config()
         self.d.signal(1)
         deadline = time.time() + 10
@@ -167,6 +169,11 @@ class Wire(unittest.TestCase):
         with self.policy() as s:
             s.sendall(policy_request(protocol_state="RCPT", recipient="full@example.org", size="5000"))
             self.assertEqual(read_policy(s), "action=452 4.2.2 <full@example.org> Mailbox is full\n\n")
+        self.assertRegex(self.d.read_log(), r"reload: \[server\] socketmap_listen changed \(unix:run/socketmap -> "
+                                            r"unix:run/socketmap2\): not applied, it needs a restart")
+        with self.socketmap() as s:
+            s.sendall(netstring("alias ann@example.org"))
+            self.assertEqual(read_netstring(s), "OK joe@example.org")
 
     def test_policy_malformed_and_oversized(self):
         for bad in (b"no equals sign\n\n", b"=x\n\n", b"recipient=" + b"x" * 5000 + b"\n\n",
@@ -175,6 +182,34 @@ class Wire(unittest.TestCase):
                 s.sendall(bad)
                 self.assertTrue(closed(s), bad[:40])
         self.assertIsNone(self.d.proc.poll())
+
+    def test_connection_limit(self):
+        # 64 connections are served; one more is closed at once, and a
+        # place freed is taken again
+        held = [self.socketmap() for _ in range(64)]
+        try:
+            for s in held[::16]:
+                s.sendall(netstring("alias ann@example.org"))
+                self.assertEqual(read_netstring(s), "OK joe@example.org")
+            with self.socketmap() as extra:
+                self.assertTrue(closed(extra))
+            held.pop().close()
+            deadline = time.time() + 5
+            while True:
+                try:
+                    with self.socketmap() as s:
+                        s.sendall(netstring("alias ann@example.org"))
+                        reply = read_netstring(s)
+                except (ConnectionResetError, BrokenPipeError):
+                    reply = None  # the place is not free yet
+                if reply is not None or time.time() > deadline:
+                    break
+                time.sleep(0.1)
+            self.assertEqual(reply, "OK joe@example.org")
+        finally:
+            for s in held:
+                s.close()
+        self.assertIn("socketmap: 64 connections open: refusing another", self.d.read_log())
 
     def test_lookups_do_not_hold_up_lmtp(self):
         # half a request on each: their threads wait, the main loop does not
