@@ -8,7 +8,7 @@
  * complete MAPS_REQUEST seconds after its first byte, a request is at most
  * LMTP_SOCKETMAP_MAX bytes (socketmap) or LMTP_POLICY_ATTRS_MAX lines of
  * LMTP_POLICY_LINE_MAX bytes (policy).  A malformed request closes the
- * connection, as Postfix's own servers do.
+ * connection (a socketmap client gets a PERM answer first).
  */
 #include "config.h"
 
@@ -253,9 +253,9 @@ on_incoming (GSocketService *service, GSocketConnection *conn, GObject *source, 
 
 /* Binds @l: a UNIX socket gets socket_mode from its creation (Postfix's
  * processes run as another user); any old socket file goes first.  An
- * INET port 0 is a free one: *@port is the one bound. */
+ * INET port 0 is a free one: @l gets the port bound. */
 static gboolean
-maps_bind (GSocketListener *listener, const LmtpdListen *l, guint mode, guint *port, GError **error)
+maps_bind (GSocketListener *listener, LmtpdListen *l, guint mode, GError **error)
 {
   g_autoptr (GSocketAddress) bound = NULL;
   g_autoptr (GSocketAddress) addr = NULL;
@@ -285,7 +285,7 @@ maps_bind (GSocketListener *listener, const LmtpdListen *l, guint mode, guint *p
   if (!g_socket_listener_add_address (listener, addr, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_DEFAULT, NULL,
                                       &bound, error))
     return FALSE;
-  *port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+  l->port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
   return TRUE;
 }
 
@@ -295,7 +295,6 @@ lmtp_maps_listen (LmtpMapsKind kind, const char *spec, LmtpdConfig *config, Deli
   LmtpdListen *l = lmtpd_listen_parse (spec, error);
   g_autofree char *where = NULL;
   LmtpMaps *maps;
-  guint port = 0;
 
   if (l == NULL)
     return NULL;
@@ -305,15 +304,13 @@ lmtp_maps_listen (LmtpMapsKind kind, const char *spec, LmtpdConfig *config, Deli
    * when all its threads are busy, which would leave the connections past
    * the limit waiting in the backlog; on_incoming closes them instead */
   maps->service = g_threaded_socket_service_new (MAPS_CONNECTIONS + 1);
-  if (!maps_bind (G_SOCKET_LISTENER (maps->service), l, config->socket_mode, &port, error))
+  if (!maps_bind (G_SOCKET_LISTENER (maps->service), l, config->socket_mode, error))
     {
       lmtpd_listen_free (l);
       g_object_unref (maps->service);
       g_free (maps);
       return NULL;
     }
-  if (l->kind == LMTPD_LISTEN_INET)
-    l->port = port;
   where = lmtpd_listen_to_string (l);
   lmtpd_listen_free (l);
   g_mutex_init (&maps->lock);

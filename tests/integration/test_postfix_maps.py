@@ -183,6 +183,24 @@ class Wire(unittest.TestCase):
                 self.assertTrue(closed(s), bad[:40])
         self.assertIsNone(self.d.proc.poll())
 
+    def test_request_timeout(self):
+        # a request must be complete 10 s after its first byte, however slowly
+        # the bytes trickle in
+        with self.policy() as s, self.socketmap() as m:
+            start = time.time()
+            s.sendall(b"protocol_state=RCPT\n")
+            m.sendall(b"30:mailbox ")
+            for _ in range(12):
+                time.sleep(1)
+                try:
+                    s.sendall(b"x")
+                    m.sendall(b"x")
+                except OSError:
+                    break
+            self.assertTrue(closed(s, timeout=3))
+            self.assertTrue(closed(m, timeout=3))
+            self.assertLess(time.time() - start, 14)
+
     def test_connection_limit(self):
         # 64 connections are served; one more is closed at once, and a
         # place freed is taken again
@@ -236,8 +254,10 @@ class PostfixRefusesAtRcpt(unittest.TestCase):
         self.pf = Postfix(self.d.sock, self.d.port, settings=[
             "virtual_mailbox_maps = socketmap:unix:%s:mailbox" % os.path.join(self.d.dir, "run", "socketmap"),
             "smtpd_reject_unlisted_recipient = yes",
-            "smtpd_recipient_restrictions = reject_unauth_destination, "
-            "check_policy_service inet:127.0.0.1:%d, permit_mynetworks, reject" % policy_port])
+            "smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination, "
+            "check_policy_service inet:127.0.0.1:%d" % policy_port,
+            # the test's client must not be a trusted one, which skips the checks
+            "mynetworks = 192.0.2.1/32"])
 
     def tearDown(self):
         if os.environ.get("KEEP_POSTFIX"):
@@ -296,7 +316,7 @@ class PostfixRefusesAtRcpt(unittest.TestCase):
     def test_socketmap_alone(self):
         # without the policy service, virtual_mailbox_maps (the socketmap)
         # refuses unknown and disabled users and lets the others through
-        self.pf.postconf("-e", "smtpd_recipient_restrictions = reject_unauth_destination, permit_mynetworks, reject")
+        self.pf.postconf("-e", "smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination")
         subprocess.run(["postfix", "-c", self.pf.etc, "reload"], check=True, capture_output=True)
         deadline = time.time() + 20
         while True:

@@ -320,44 +320,46 @@ test_forwarded_accumulates (void)
 
 /* ---- Postfix socketmap and policy codecs ---------------------------------- */
 
+typedef struct {
+  const char *in;
+  LmtpNetstring r;
+  const char *payload;
+  gsize used;
+} NetstringCase;
+
+static const NetstringCase netstring_cases[] = {
+  { "3:abc,", LMTP_NETSTRING_OK, "abc", 6 },
+  { "0:,", LMTP_NETSTRING_OK, "", 3 },
+  { "3:abc,4:more", LMTP_NETSTRING_OK, "abc", 6 },   /* pipelined: one at a time */
+  { "", LMTP_NETSTRING_MORE, NULL, 0 },
+  { "12", LMTP_NETSTRING_MORE, NULL, 0 },
+  { "3:ab", LMTP_NETSTRING_MORE, NULL, 0 },
+  { "3:abc", LMTP_NETSTRING_MORE, NULL, 0 },
+  { "3:abcd", LMTP_NETSTRING_BAD, NULL, 0 },         /* no comma after the data */
+  { ":abc,", LMTP_NETSTRING_BAD, NULL, 0 },
+  { "x:abc,", LMTP_NETSTRING_BAD, NULL, 0 },
+  { "-1:,", LMTP_NETSTRING_BAD, NULL, 0 },
+  { "03:abc,", LMTP_NETSTRING_BAD, NULL, 0 },        /* leading zero */
+  { "100001:", LMTP_NETSTRING_BAD, NULL, 0 },        /* over the bound, before any data */
+  { "99999999999999999999999:", LMTP_NETSTRING_BAD, NULL, 0 }, /* no overflow */
+  { "100000", LMTP_NETSTRING_MORE, NULL, 0 },
+};
+
 static void
 test_netstring (void)
 {
-  static const struct {
-    const char *in;
-    LmtpNetstring r;
-    const char *payload;
-    gsize used;
-  } cases[] = {
-    { "3:abc,", LMTP_NETSTRING_OK, "abc", 6 },
-    { "0:,", LMTP_NETSTRING_OK, "", 3 },
-    { "3:abc,4:more", LMTP_NETSTRING_OK, "abc", 6 },   /* pipelined: one at a time */
-    { "", LMTP_NETSTRING_MORE, NULL, 0 },
-    { "12", LMTP_NETSTRING_MORE, NULL, 0 },
-    { "3:ab", LMTP_NETSTRING_MORE, NULL, 0 },
-    { "3:abc", LMTP_NETSTRING_MORE, NULL, 0 },
-    { "3:abcd", LMTP_NETSTRING_BAD, NULL, 0 },         /* no comma after the data */
-    { ":abc,", LMTP_NETSTRING_BAD, NULL, 0 },
-    { "x:abc,", LMTP_NETSTRING_BAD, NULL, 0 },
-    { "-1:,", LMTP_NETSTRING_BAD, NULL, 0 },
-    { "03:abc,", LMTP_NETSTRING_BAD, NULL, 0 },        /* leading zero */
-    { "100001:", LMTP_NETSTRING_BAD, NULL, 0 },        /* over the bound, before any data */
-    { "99999999999999999999999:", LMTP_NETSTRING_BAD, NULL, 0 }, /* no overflow */
-    { "100000", LMTP_NETSTRING_MORE, NULL, 0 },
-  };
-
-  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+  for (guint i = 0; i < G_N_ELEMENTS (netstring_cases); i++)
     {
+      const NetstringCase *c = &netstring_cases[i];
       const char *payload = NULL;
       gsize plen = 0, used = 0;
-      LmtpNetstring r = lmtp_netstring_decode (cases[i].in, strlen (cases[i].in), LMTP_SOCKETMAP_MAX, &payload,
-                                               &plen, &used);
-      g_assert_cmpint (r, ==, cases[i].r);
+      LmtpNetstring r = lmtp_netstring_decode (c->in, strlen (c->in), LMTP_SOCKETMAP_MAX, &payload, &plen, &used);
+      g_assert_cmpint (r, ==, c->r);
       if (r != LMTP_NETSTRING_OK)
         continue;
-      g_assert_cmpuint (plen, ==, strlen (cases[i].payload));
-      g_assert_true (memcmp (payload, cases[i].payload, plen) == 0);
-      g_assert_cmpuint (used, ==, cases[i].used);
+      g_assert_cmpuint (plen, ==, strlen (c->payload));
+      g_assert_true (memcmp (payload, c->payload, plen) == 0);
+      g_assert_cmpuint (used, ==, c->used);
     }
 }
 
