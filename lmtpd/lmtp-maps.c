@@ -109,8 +109,9 @@ conn_fill (Conn *c)
   if (n <= 0)
     return FALSE;
   c->len += n;
+  /* from the first byte, not from when the idle wait began */
   if (c->deadline == 0)
-    c->deadline = now + MAPS_REQUEST * G_USEC_PER_SEC;
+    c->deadline = g_get_monotonic_time () + MAPS_REQUEST * G_USEC_PER_SEC;
   return TRUE;
 }
 
@@ -127,6 +128,19 @@ static gboolean
 conn_write (Conn *c, const char *data, gsize len)
 {
   return g_output_stream_write_all (c->out, data, len, NULL, NULL, NULL);
+}
+
+/* Answers the request @payload, then drops it from the buffer. */
+static gboolean
+socketmap_reply (LmtpMaps *maps, Conn *c, const char *payload, gsize plen, gsize used)
+{
+  g_autoptr (LmtpdConfig) config = maps_config (maps);
+  g_autofree char *answer = lmtp_socketmap_answer (maps->ctx, config, payload, plen);
+  g_autoptr (GString) reply = g_string_new (NULL);
+
+  lmtp_netstring_append (reply, answer, strlen (answer));
+  conn_consume (c, used);
+  return conn_write (c, reply->str, reply->len);
 }
 
 static void
@@ -146,18 +160,7 @@ serve_socketmap (LmtpMaps *maps, Conn *c)
           conn_write (c, reply->str, reply->len);
           return;
         }
-      if (r == LMTP_NETSTRING_MORE)
-        {
-          if (!conn_fill (c))
-            return;
-          continue;
-        }
-      g_autoptr (LmtpdConfig) config = maps_config (maps);
-      g_autofree char *answer = lmtp_socketmap_answer (maps->ctx, config, payload, plen);
-      g_autoptr (GString) reply = g_string_new (NULL);
-      lmtp_netstring_append (reply, answer, strlen (answer));
-      conn_consume (c, used);
-      if (!conn_write (c, reply->str, reply->len))
+      if (r == LMTP_NETSTRING_MORE ? !conn_fill (c) : !socketmap_reply (maps, c, payload, plen, used))
         return;
     }
 }
@@ -182,6 +185,19 @@ policy_lines (Conn *c, LmtpPolicyRequest *req)
   return c->len >= LMTP_POLICY_LINE_MAX ? LMTP_POLICY_BAD : LMTP_POLICY_MORE;
 }
 
+/* Answers the request in @req and forgets it. */
+static gboolean
+policy_reply (LmtpMaps *maps, Conn *c, LmtpPolicyRequest *req)
+{
+  g_autoptr (LmtpdConfig) config = maps_config (maps);
+  g_autofree char *action = lmtp_policy_answer (maps->ctx, config, req);
+  g_autofree char *reply = g_strdup_printf ("%s\n\n", action);
+
+  lmtp_policy_request_clear (req);
+  c->deadline = 0;
+  return conn_write (c, reply, strlen (reply));
+}
+
 static void
 serve_policy (LmtpMaps *maps, Conn *c)
 {
@@ -191,16 +207,7 @@ serve_policy (LmtpMaps *maps, Conn *c)
     {
       LmtpPolicyLine r = policy_lines (c, &req);
 
-      if (r == LMTP_POLICY_BAD || (r == LMTP_POLICY_MORE && !conn_fill (c)))
-        break;
-      if (r == LMTP_POLICY_MORE)
-        continue;
-      g_autoptr (LmtpdConfig) config = maps_config (maps);
-      g_autofree char *action = lmtp_policy_answer (maps->ctx, config, &req);
-      g_autofree char *reply = g_strdup_printf ("%s\n\n", action);
-      lmtp_policy_request_clear (&req);
-      c->deadline = 0;
-      if (!conn_write (c, reply, strlen (reply)))
+      if (r == LMTP_POLICY_BAD || (r == LMTP_POLICY_MORE ? !conn_fill (c) : !policy_reply (maps, c, &req)))
         break;
     }
   lmtp_policy_request_clear (&req);
@@ -243,10 +250,12 @@ on_incoming (GSocketService *service, GSocketConnection *conn, GObject *source, 
     }
   g_atomic_int_dec_and_test (&maps->active);
   /* once a minute at most: a flood must not flood the log too */
-  if (now - maps->warned >= 60 * G_USEC_PER_SEC || maps->warned == 0)
-    g_warning ("%s: %d connections open: refusing another", maps->kind == LMTP_MAPS_SOCKETMAP ? "socketmap"
-               : "policy", MAPS_CONNECTIONS);
-  maps->warned = now;
+  if (maps->warned == 0 || now - maps->warned >= 60 * G_USEC_PER_SEC)
+    {
+      g_warning ("%s: %d connections open: refusing another", maps->kind == LMTP_MAPS_SOCKETMAP ? "socketmap"
+                 : "policy", MAPS_CONNECTIONS);
+      maps->warned = now;
+    }
   g_io_stream_close (G_IO_STREAM (conn), NULL, NULL);
   return TRUE;
 }
