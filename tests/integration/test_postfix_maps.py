@@ -201,6 +201,16 @@ class Wire(unittest.TestCase):
             self.assertTrue(closed(m, timeout=3))
             self.assertLess(time.time() - start, 14)
 
+    def test_split_request_after_idle(self):
+        # the 10 s of a request start at its first byte, not before the idle
+        # wait: a request split in two after a long idle is answered
+        with self.policy() as s:
+            time.sleep(11)
+            s.sendall(b"protocol_state=RCPT\n")
+            time.sleep(0.5)
+            s.sendall(b"recipient=nobody@example.org\n\n")
+            self.assertEqual(read_policy(s), "action=550 5.1.1 <nobody@example.org> User doesn't exist\n\n")
+
     def test_connection_limit(self):
         # 64 connections are served; one more is closed at once, and a
         # place freed is taken again
