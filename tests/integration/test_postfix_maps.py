@@ -7,6 +7,8 @@ policy_listen answer from the same resolution as lmtpd's RCPT.
   requests (550 for unknown and disabled, 552 for a size over quota, DUNNO
   for the rest and for other protocol states; bad lines close);
 - a lookup connection left half sent does not hold up LMTP (worker threads);
+  a request must be complete 10 s after its first byte; past 64
+  connections one more is closed at once; a reload keeps the listeners;
 - end to end through a private Postfix (as test_postfix.py starts one):
   virtual_mailbox_maps = socketmap:unix:...:mailbox and
   check_policy_service inet:...: an unknown user is refused at SMTP RCPT
