@@ -140,6 +140,8 @@ typedef struct {
   char *tls_key_file;         /* its key */
   char *tls_client_ca_file;   /* verify client certificates against these, or NULL */
   char *metrics_listen;       /* "inet:HOST:PORT" / "unix:PATH" for GET /metrics, or NULL */
+  char *socketmap_listen;     /* the same for Postfix's socketmap lookups, or NULL */
+  char *policy_listen;        /* the same for the Postfix policy service, or NULL */
 
   /* [limits] */
   gsize max_line_length;      /* command line, including CRLF */

@@ -371,10 +371,11 @@ conf_load_rewrite_map (ConfLoader *ld, GKeyFile *kf, const char *group, const Co
 {
   LmtpdConfig *c = base;
   g_autoptr (GPtrArray) lines = NULL;
-  RewriteLists out = { g_ptr_array_new (), g_ptr_array_new (), g_ptr_array_new () };
+  RewriteLists out;
 
   if (c->rewrite_map == NULL)
     return;
+  out = (RewriteLists) { g_ptr_array_new (), g_ptr_array_new (), g_ptr_array_new () };
   lines = read_map (ld, "users", "rewrite", c->rewrite_map);
   for (guint i = 0; i < lines->len; i++)
     if (lines->pdata[i])

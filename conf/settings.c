@@ -516,6 +516,10 @@ static const ConfSetting main_rows[] = {
     .doc = "text or json (one object a line)" },
   { "server", "metrics_listen", CONF_STRING, CFG (metrics_listen), .needs_restart = TRUE,
     .check = check_metrics_listen, .doc = "inet:HOST:PORT or unix:PATH serving GET /metrics" },
+  { "server", "socketmap_listen", CONF_STRING, CFG (socketmap_listen), .needs_restart = TRUE,
+    .check = check_metrics_listen, .doc = "inet:HOST:PORT or unix:PATH serving Postfix socketmap lookups" },
+  { "server", "policy_listen", CONF_STRING, CFG (policy_listen), .needs_restart = TRUE,
+    .check = check_metrics_listen, .doc = "inet:HOST:PORT or unix:PATH serving a Postfix policy service" },
 
   { "limits", "max_line_length", CONF_SIZE_T, CFG (max_line_length), .def = 2048, .min = 512, .max = MiB,
     .doc = "a command line, CRLF included" },

@@ -155,4 +155,65 @@ char *lmtp_metrics_summary (void);
  * from worker threads. */
 GSocketService *lmtp_metrics_listen (const char *spec, GError **error);
 
+/* ---- Postfix lookups (lmtp-socketmap.c, lmtp-policy.c, lmtp-maps.c) ---- */
+
+/* Postfix's socketmap_table(5): one request or reply is a netstring
+ * "LEN:DATA,"; Postfix bounds both to 100000 bytes. */
+#define LMTP_SOCKETMAP_MAX 100000
+
+typedef enum {
+  LMTP_NETSTRING_OK,    /* *payload, *plen and *used are set */
+  LMTP_NETSTRING_MORE,  /* a netstring so far: read more */
+  LMTP_NETSTRING_BAD,   /* malformed, or its length is over @max */
+} LmtpNetstring;
+
+/* Decodes the netstring at the start of @buf[0..@len). */
+LmtpNetstring lmtp_netstring_decode (const char *buf, gsize len, gsize max, const char **payload, gsize *plen,
+                                     gsize *used);
+void lmtp_netstring_append (GString *out, const char *data, gsize len);
+/* Splits a socketmap request "NAME KEY" (both non-empty, no NUL).  FALSE
+ * if it is not one. */
+gboolean lmtp_socketmap_split (const char *req, gsize len, char **name, char **key);
+/* The reply payload ("OK value", "NOTFOUND ", "TEMP reason", "PERM
+ * reason") for a request, from what delivery would do at RCPT. */
+char *lmtp_socketmap_answer (struct DeliverContext *ctx, const LmtpdConfig *config, const char *req, gsize len);
+
+/* Postfix's SMTPD_POLICY_README: "name=value" lines ending with an empty
+ * line.  Only what lmtpd answers from is kept. */
+#define LMTP_POLICY_LINE_MAX 4096
+#define LMTP_POLICY_ATTRS_MAX 256
+
+typedef struct {
+  char *protocol_state, *recipient;
+  guint64 size;
+  guint n_attrs;
+} LmtpPolicyRequest;
+
+typedef enum {
+  LMTP_POLICY_MORE,  /* an attribute taken */
+  LMTP_POLICY_DONE,  /* the empty line: answer */
+  LMTP_POLICY_BAD,   /* not "name=value", or too many */
+} LmtpPolicyLine;
+
+/* One line, without its "\n" (a trailing "\r" is ignored). */
+LmtpPolicyLine lmtp_policy_feed (LmtpPolicyRequest *req, const char *line, gsize len);
+void lmtp_policy_request_clear (LmtpPolicyRequest *req);
+/* "action=CODE ENHANCED TEXT" (no newline) for a refusal, control
+ * characters in @text replaced; "action=DUNNO" for code 0 or 2xx. */
+char *lmtp_policy_action (guint code, const char *enhanced, const char *text);
+/* The action for a whole request: resolution and quota at RCPT. */
+char *lmtp_policy_answer (struct DeliverContext *ctx, const LmtpdConfig *config, const LmtpPolicyRequest *req);
+
+/* A listener for one of them, answering from worker threads. */
+typedef enum { LMTP_MAPS_SOCKETMAP, LMTP_MAPS_POLICY } LmtpMapsKind;
+typedef struct LmtpMaps LmtpMaps;
+
+/* Binds @spec ("inet:HOST:PORT" or "unix:PATH") and starts serving;
+ * lookups use @ctx and @config (a reference to each is taken). */
+LmtpMaps *lmtp_maps_listen (LmtpMapsKind kind, const char *spec, LmtpdConfig *config,
+                            struct DeliverContext *ctx, GError **error);
+/* A reload: new requests use @config. */
+void lmtp_maps_set_config (LmtpMaps *maps, LmtpdConfig *config);
+void lmtp_maps_free (LmtpMaps *maps);
+
 G_END_DECLS

@@ -33,6 +33,7 @@ typedef struct {
   LmtpServer *server;
   DeliverContext *ctx;       /* what deliveries share, for the life of the process */
   GSocketService *metrics;
+  LmtpMaps *socketmap, *policy; /* Postfix's lookups ([server] socketmap_listen, policy_listen) */
   LmtpdConfig *started;      /* the configuration the listeners were made from */
   gboolean debug;
   int exit_code;
@@ -302,6 +303,8 @@ on_sighup (gpointer data)
    * OCP client gets each service's settings with every call, a cached
    * script is used only while its file is unchanged) */
   lmtp_server_set_config (d->server, c);
+  lmtp_maps_set_config (d->socketmap, c);
+  lmtp_maps_set_config (d->policy, c);
   log_json = c->log_json;
   if (not_applied)
     g_message ("configuration reloaded%s%s, %u setting(s) not applied (see above)", d->config_path ? " from " : "",
@@ -415,6 +418,27 @@ raise_fd_limit (void)
     }
 }
 
+/* [server] socketmap_listen and policy_listen, if set. */
+static gboolean
+listen_postfix_maps (Daemon *d, LmtpdConfig *config, GError **error)
+{
+  if (config->socketmap_listen
+      && (d->socketmap = lmtp_maps_listen (LMTP_MAPS_SOCKETMAP, config->socketmap_listen, config, d->ctx,
+                                           error)) == NULL)
+    {
+      g_prefix_error (error, "socketmap_listen: ");
+      return FALSE;
+    }
+  if (config->policy_listen
+      && (d->policy = lmtp_maps_listen (LMTP_MAPS_POLICY, config->policy_listen, config, d->ctx, error)) == NULL)
+    {
+      g_prefix_error (error, "policy_listen: ");
+      g_clear_pointer (&d->socketmap, lmtp_maps_free);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /* Binds the listeners, drops privileges and starts serving.  Returns 0,
  * or the exit code (said on stderr). */
 static int
@@ -439,9 +463,10 @@ start_serving (Daemon *d, LmtpdConfig *config)
       fprintf (stderr, "lmtpd: cannot listen: %s\n", error->message);
       return 71; /* EX_OSERR */
     }
-  if (config->metrics_listen && (d->metrics = lmtp_metrics_listen (config->metrics_listen, &error)) == NULL)
+  if ((config->metrics_listen && (d->metrics = lmtp_metrics_listen (config->metrics_listen, &error)) == NULL)
+      || !listen_postfix_maps (d, config, &error))
     {
-      fprintf (stderr, "lmtpd: cannot listen for metrics: %s\n", error->message);
+      fprintf (stderr, "lmtpd: cannot listen: %s\n", error->message);
       g_clear_pointer (&d->server, lmtp_server_free);
       return 71; /* EX_OSERR */
     }
@@ -477,6 +502,8 @@ run (Daemon *d, LmtpdConfig *config)
       g_socket_listener_close (G_SOCKET_LISTENER (d->metrics));
       g_object_unref (d->metrics);
     }
+  g_clear_pointer (&d->socketmap, lmtp_maps_free);
+  g_clear_pointer (&d->policy, lmtp_maps_free);
   lmtp_server_free (d->server);
   deliver_context_close_callouts (d->ctx);
   lmtpd_config_unref (d->started);

@@ -30,7 +30,7 @@ ROOT = os.geteuid() == 0
 
 
 class Postfix:
-    def __init__(self, lmtp_unix, lmtp_port):
+    def __init__(self, lmtp_unix, lmtp_port, settings=()):
         self.dir = tempfile.mkdtemp(prefix="postfix-test-")
         os.chmod(self.dir, 0o755)
         self.etc = os.path.join(self.dir, "etc")
@@ -72,6 +72,8 @@ transport_maps = inline:{{ example.net=lmtp:inet:127.0.0.1:{port} }}
 smtpd_reject_unlisted_recipient = no
 lmtp_send_xforward_command = yes
 """.format(d=self.dir, sock=lmtp_unix, port=lmtp_port))
+        if settings:  # "name = value" lines that replace the ones above
+            self.postconf("-e", *settings)
         self.postconf("-F", "*/*/chroot = n")
         self.postconf("-M#", "smtp/inet")
         self.postconf("-Me", "127.0.0.1:%d/inet = 127.0.0.1:%d inet n - n - - smtpd" % (self.port, self.port))

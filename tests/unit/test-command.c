@@ -318,6 +318,116 @@ test_forwarded_accumulates (void)
   lmtp_forwarded_clear (&f);
 }
 
+/* ---- Postfix socketmap and policy codecs ---------------------------------- */
+
+typedef struct {
+  const char *in;
+  LmtpNetstring r;
+  const char *payload;
+  gsize used;
+} NetstringCase;
+
+static const NetstringCase netstring_cases[] = {
+  { "3:abc,", LMTP_NETSTRING_OK, "abc", 6 },
+  { "0:,", LMTP_NETSTRING_OK, "", 3 },
+  { "3:abc,4:more", LMTP_NETSTRING_OK, "abc", 6 },   /* pipelined: one at a time */
+  { "", LMTP_NETSTRING_MORE, NULL, 0 },
+  { "12", LMTP_NETSTRING_MORE, NULL, 0 },
+  { "3:ab", LMTP_NETSTRING_MORE, NULL, 0 },
+  { "3:abc", LMTP_NETSTRING_MORE, NULL, 0 },
+  { "3:abcd", LMTP_NETSTRING_BAD, NULL, 0 },         /* no comma after the data */
+  { ":abc,", LMTP_NETSTRING_BAD, NULL, 0 },
+  { "x:abc,", LMTP_NETSTRING_BAD, NULL, 0 },
+  { "-1:,", LMTP_NETSTRING_BAD, NULL, 0 },
+  { "03:abc,", LMTP_NETSTRING_BAD, NULL, 0 },        /* leading zero */
+  { "100001:", LMTP_NETSTRING_BAD, NULL, 0 },        /* over the bound, before any data */
+  { "99999999999999999999999:", LMTP_NETSTRING_BAD, NULL, 0 }, /* no overflow */
+  { "100000", LMTP_NETSTRING_MORE, NULL, 0 },
+};
+
+static void
+test_netstring (void)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (netstring_cases); i++)
+    {
+      const NetstringCase *c = &netstring_cases[i];
+      const char *payload = NULL;
+      gsize plen = 0, used = 0;
+      LmtpNetstring r = lmtp_netstring_decode (c->in, strlen (c->in), LMTP_SOCKETMAP_MAX, &payload, &plen, &used);
+      g_assert_cmpint (r, ==, c->r);
+      if (r != LMTP_NETSTRING_OK)
+        continue;
+      g_assert_cmpuint (plen, ==, strlen (c->payload));
+      g_assert_true (memcmp (payload, c->payload, plen) == 0);
+      g_assert_cmpuint (used, ==, c->used);
+    }
+}
+
+static void
+test_netstring_append_split (void)
+{
+  g_autoptr (GString) out = g_string_new (NULL);
+  char *name = NULL, *key = NULL;
+
+  lmtp_netstring_append (out, "OK /m/joe", 9);
+  lmtp_netstring_append (out, "", 0);
+  g_assert_cmpstr (out->str, ==, "9:OK /m/joe,0:,");
+  g_assert_true (lmtp_socketmap_split ("mailbox joe@example.org", 23, &name, &key));
+  g_assert_cmpstr (name, ==, "mailbox");
+  g_assert_cmpstr (key, ==, "joe@example.org");
+  g_free (name);
+  g_free (key);
+  g_assert_false (lmtp_socketmap_split ("mailbox", 7, &name, &key));
+  g_assert_false (lmtp_socketmap_split (" joe", 4, &name, &key));
+  g_assert_false (lmtp_socketmap_split ("mailbox ", 8, &name, &key));
+  g_assert_false (lmtp_socketmap_split ("mailbox a\0b", 11, &name, &key));
+}
+
+static void
+test_policy_request (void)
+{
+  LmtpPolicyRequest req = { 0 };
+  g_autofree char *big = g_strnfill (LMTP_POLICY_LINE_MAX, 'x');
+
+  g_assert_cmpint (lmtp_policy_feed (&req, "request=smtpd_access_policy", 27), ==, LMTP_POLICY_MORE);
+  g_assert_cmpint (lmtp_policy_feed (&req, "protocol_state=RCPT\r", 20), ==, LMTP_POLICY_MORE);
+  g_assert_cmpint (lmtp_policy_feed (&req, "recipient=joe@example.org", 25), ==, LMTP_POLICY_MORE);
+  g_assert_cmpint (lmtp_policy_feed (&req, "size=12345", 10), ==, LMTP_POLICY_MORE);
+  g_assert_cmpint (lmtp_policy_feed (&req, "sasl_username=", 14), ==, LMTP_POLICY_MORE);
+  g_assert_cmpint (lmtp_policy_feed (&req, "", 0), ==, LMTP_POLICY_DONE);
+  g_assert_cmpstr (req.protocol_state, ==, "RCPT");
+  g_assert_cmpstr (req.recipient, ==, "joe@example.org");
+  g_assert_cmpuint (req.size, ==, 12345);
+  lmtp_policy_request_clear (&req);
+  g_assert_null (req.recipient);
+  /* a bad size counts as unknown; malformed lines and too much are refused */
+  g_assert_cmpint (lmtp_policy_feed (&req, "size=-5", 7), ==, LMTP_POLICY_MORE);
+  g_assert_cmpint (lmtp_policy_feed (&req, "size=12x", 8), ==, LMTP_POLICY_MORE);
+  g_assert_cmpuint (req.size, ==, 0);
+  g_assert_cmpint (lmtp_policy_feed (&req, "no equals sign", 14), ==, LMTP_POLICY_BAD);
+  g_assert_cmpint (lmtp_policy_feed (&req, "=value", 6), ==, LMTP_POLICY_BAD);
+  g_assert_cmpint (lmtp_policy_feed (&req, big, strlen (big)), ==, LMTP_POLICY_BAD);
+  lmtp_policy_request_clear (&req);
+  for (guint i = 0; i < LMTP_POLICY_ATTRS_MAX; i++)
+    g_assert_cmpint (lmtp_policy_feed (&req, "a=b", 3), ==, LMTP_POLICY_MORE);
+  g_assert_cmpint (lmtp_policy_feed (&req, "a=b", 3), ==, LMTP_POLICY_BAD);
+  lmtp_policy_request_clear (&req);
+}
+
+static void
+test_policy_action (void)
+{
+  g_autofree char *dunno = lmtp_policy_action (0, "", NULL);
+  g_autofree char *ok = lmtp_policy_action (250, "2.1.5", "OK");
+  g_autofree char *unknown = lmtp_policy_action (550, "5.1.1", "<x@example.org> User doesn't exist");
+  g_autofree char *ctl = lmtp_policy_action (452, "4.2.2", "<a\rb@x> Mailbox is full");
+
+  g_assert_cmpstr (dunno, ==, "action=DUNNO");
+  g_assert_cmpstr (ok, ==, "action=DUNNO");
+  g_assert_cmpstr (unknown, ==, "action=550 5.1.1 <x@example.org> User doesn't exist");
+  g_assert_cmpstr (ctl, ==, "action=452 4.2.2 <a?b@x> Mailbox is full");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -332,5 +442,9 @@ main (int argc, char **argv)
   g_test_add_func ("/command/rcpt-params", test_rcpt_params);
   g_test_add_func ("/command/forwarded", test_forwarded);
   g_test_add_func ("/command/forwarded-accumulates", test_forwarded_accumulates);
+  g_test_add_func ("/postfix/netstring", test_netstring);
+  g_test_add_func ("/postfix/netstring-append-split", test_netstring_append_split);
+  g_test_add_func ("/postfix/policy-request", test_policy_request);
+  g_test_add_func ("/postfix/policy-action", test_policy_action);
   return g_test_run ();
 }

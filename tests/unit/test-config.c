@@ -75,6 +75,37 @@ test_errors (void)
   g_assert_nonnull (strstr (error->message, l10));
 }
 
+/* The Postfix lookup listeners: off unless set, checked like listen. */
+static void
+test_postfix_listeners (void)
+{
+  g_autofree char *path = write_file ("pfx.conf",
+    "[server]\n"
+    "socketmap_listen = inet:127.0.0.1:99999\n"   /* line 2 */
+    "policy_listen = tcp:foo\n");                 /* line 3 */
+  g_autofree char *good = write_file ("pfx-good.conf",
+    "[server]\nsocketmap_listen = unix:/run/lmtpd/socketmap\npolicy_listen = inet:127.0.0.1:10031\n");
+  g_autofree char *none = write_file ("pfx-none.conf", "[server]\nsocketmap_listen =\n");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LmtpdConfig) c = lmtpd_config_load (path, &error);
+  g_autoptr (LmtpdConfig) g = NULL, n = NULL;
+  g_autofree char *l2 = g_strdup_printf ("%s:2: [server] socketmap_listen:", path);
+  g_autofree char *l3 = g_strdup_printf ("%s:3: [server] policy_listen:", path);
+
+  g_assert_null (c);
+  g_assert_nonnull (strstr (error->message, l2));
+  g_assert_nonnull (strstr (error->message, l3));
+  g_clear_error (&error);
+  g = lmtpd_config_load (good, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (g->socketmap_listen, ==, "unix:/run/lmtpd/socketmap");
+  g_assert_cmpstr (g->policy_listen, ==, "inet:127.0.0.1:10031");
+  n = lmtpd_config_load (none, &error);
+  g_assert_no_error (error);
+  g_assert_null (n->socketmap_listen);
+  g_assert_null (n->policy_listen);
+}
+
 static void
 test_sieve (void)
 {
@@ -389,6 +420,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
   g_test_add_func ("/config/example", test_example);
   g_test_add_func ("/config/errors", test_errors);
+  g_test_add_func ("/config/postfix-listeners", test_postfix_listeners);
   g_test_add_func ("/config/syntax-error", test_syntax_error);
   g_test_add_func ("/config/sieve", test_sieve);
   g_test_add_func ("/config/users-map", test_users_map);

@@ -1,13 +1,16 @@
 /* test-directory.c - the user directory: the file backend read again when
  * the map changes, and the cache in front of a server backend (positive,
- * negative, stale while the server is down, a slow server is a failure). */
+ * negative, stale while the server is down, a slow server is a failure);
+ * what the Postfix socketmap and policy service answer from it. */
 #include "config.h"
 
 #include <string.h>
 #include <unistd.h>
 #include <glib/gstdio.h>
 
+#include "context.h"
 #include "directory.h"
+#include "lmtpd.h"
 
 static char *
 write_file (const char *dir, const char *name, const char *text)
@@ -193,6 +196,46 @@ test_matches (void)
   g_assert_false (directory_matches (d, other));
 }
 
+/* What Postfix is told (socketmap, policy service) follows the same
+ * resolution as RCPT: a directory that cannot answer is TEMP and 451,
+ * never NOTFOUND or 550. */
+static void
+test_postfix_answers (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("test-directory-XXXXXX", NULL);
+  g_autoptr (LmtpdConfig) c = config_with (dir, "[users]\ndomains =\nnegative_cache_ttl = 0\n");
+  g_autoptr (DeliverContext) ctx = deliver_context_new ();
+  LmtpPolicyRequest req = { .protocol_state = (char *) "RCPT", .recipient = (char *) "ann@example.org" };
+  static const struct {
+    gboolean down;
+    const char *request, *socketmap, *address, *action;
+  } cases[] = {
+    { FALSE, "mailbox joe@example.org", "OK /srv/joe", "joe@example.org", "action=DUNNO" },
+    { FALSE, "alias joe@example.org", "OK joe@example.org", "joe@example.org", "action=DUNNO" },
+    { FALSE, "mailbox ann@example.org", "NOTFOUND ", "ann@example.org",
+      "action=550 5.1.1 <ann@example.org> User doesn't exist" },
+    { TRUE, "mailbox ann@example.org", "TEMP user lookup failed, try again later", "ann@example.org",
+      "action=451 4.3.0 <ann@example.org> User lookup failed, try again later" },
+  };
+
+  memset (&server, 0, sizeof server);
+  ctx->users = directory_new_with (&fake, c, NULL);
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *answer = NULL, *action = NULL;
+
+      server.down = cases[i].down;
+      /* a failing directory is logged as a warning by each resolution */
+      g_log_set_always_fatal (G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL | (server.down ? 0 : G_LOG_LEVEL_WARNING));
+      answer = lmtp_socketmap_answer (ctx, c, cases[i].request, strlen (cases[i].request));
+      g_assert_cmpstr (answer, ==, cases[i].socketmap);
+      req.recipient = (char *) cases[i].address;
+      action = lmtp_policy_answer (ctx, c, &req);
+      g_assert_cmpstr (action, ==, cases[i].action);
+    }
+  g_log_set_always_fatal (G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -202,5 +245,6 @@ main (int argc, char **argv)
   g_test_add_func ("/directory/server-down", test_server_down);
   g_test_add_func ("/directory/slow-server", test_slow_server);
   g_test_add_func ("/directory/matches", test_matches);
+  g_test_add_func ("/directory/postfix-answers", test_postfix_answers);
   return g_test_run ();
 }
