@@ -239,21 +239,66 @@ typedef struct {
   Directory *dir;
   DeliverDirectoryObserver observer;
   GError *error;
+  /* the last answer: one resolution asks about the same address up to
+   * three times (is the whole address a user? its detail? the user), and
+   * without a cache each would be a round trip to the server */
+  char *last_address;
+  DirectoryResult last_result;
+  DirectoryUser *last_user;
 } Users;
+
+static void
+users_clear (Users *us)
+{
+  g_clear_error (&us->error);
+  g_clear_pointer (&us->last_address, g_free);
+  g_clear_pointer (&us->last_user, directory_user_free);
+  g_clear_pointer (&us->dir, directory_unref);
+}
+
+/* The last answer again, if it was for @address. */
+static gboolean
+users_again (Users *us, const char *address, DirectoryResult *r, DirectoryUser **out)
+{
+  if (us->last_address == NULL || strcmp (us->last_address, address) != 0)
+    return FALSE;
+  *r = us->last_result;
+  if (out && us->last_user)
+    *out = directory_user_copy (us->last_user);
+  return TRUE;
+}
+
+static void
+users_remember (Users *us, const char *address, DirectoryResult r, const DirectoryUser *user)
+{
+  g_free (us->last_address);
+  us->last_address = g_strdup (address);
+  us->last_result = r;
+  g_clear_pointer (&us->last_user, directory_user_free);
+  us->last_user = user ? directory_user_copy (user) : NULL;
+}
 
 static DirectoryResult
 users_find (Users *us, const char *address, DirectoryUser **out)
 {
   gint64 start = g_get_monotonic_time ();
   gboolean cached = FALSE;
+  DirectoryUser *user = NULL;
   DirectoryResult r;
 
   if (us->error)
     return DIRECTORY_TEMPFAIL;
-  r = directory_lookup (us->dir, address, out, &cached, &us->error);
+  if (users_again (us, address, &r, out))
+    return r;
+  r = directory_lookup (us->dir, address, &user, &cached, &us->error);
   if (us->observer)
     us->observer (directory_backend_name (us->dir), cached, r == DIRECTORY_TEMPFAIL,
                   g_get_monotonic_time () - start);
+  users_remember (us, address, r, user);
+  if (out)
+    *out = user;
+  else
+    directory_user_free (user);
   if (r == DIRECTORY_TEMPFAIL && us->error == NULL)
     g_set_error_literal (&us->error, DELIVER_ERROR, EIO, "user directory failed");
   return r;
@@ -448,7 +493,7 @@ deliver_resolve (DeliverContext *ctx, const LmtpdConfig *config, const char *loc
   g_autofree char *address = NULL, *detail = NULL;
   g_autoptr (DeliverRecipient) r = g_new0 (DeliverRecipient, 1);
   g_autoptr (DirectoryUser) user = NULL;
-  Users us = { NULL, ctx ? ctx->directory_observer : NULL, NULL };
+  Users us = { NULL, ctx ? ctx->directory_observer : NULL, NULL, NULL, DIRECTORY_UNKNOWN, NULL };
   gboolean ok;
   char *at;
 
@@ -465,8 +510,7 @@ deliver_resolve (DeliverContext *ctx, const LmtpdConfig *config, const char *loc
     deliver_status_set (status, 451, "4.3.0", "<%s> User lookup failed, try again later", r->original);
   if (us.error)
     g_warning ("user directory: %s: %s", r->original, us.error->message);
-  g_clear_error (&us.error);
-  directory_unref (us.dir);
+  users_clear (&us);
   if (!ok)
     return NULL;
   at = strrchr (address, '@');

@@ -25,7 +25,7 @@ import threading
 import time
 import unittest
 
-from lmtptest import LMTPD, Daemon, main
+from lmtptest import LMTPD, SLOWDOWN, Daemon, main
 from test_delivery import transaction
 
 ROOT = os.geteuid() == 0
@@ -291,6 +291,13 @@ class SlowAndConcurrent(PgsqlBase):
         # whichever comes first: lmtpd's deadline or the server's statement_timeout
         self.assertRegex(self.d.read_log(), r"pgsql: (the server did not answer in time|.*statement timeout)")
         self.assertTrue(rcpt(self.d, "joe@example.org").startswith("250"))
+
+
+class Concurrent(PgsqlBase):
+    """Many RCPTs at once share the small pool (a timeout that allows for a
+    loaded machine and the sanitizers: this is about sharing, not speed)."""
+    extra = {"users.cache_ttl": "0", "users.negative_cache_ttl": "0",
+             "users.lookup_timeout": "%ds" % (5 * SLOWDOWN)}
 
     def test_many_lookups_at_once(self):
         want = {"joe@example.org": "250", "ann@example.org": "250", "off@example.org": "550 5.2.1",
