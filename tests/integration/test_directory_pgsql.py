@@ -25,7 +25,7 @@ import threading
 import time
 import unittest
 
-from lmtptest import LMTPD, SLOWDOWN, Daemon, main
+from lmtptest import LMTPD, SLOWDOWN, Daemon, Services, main
 from test_delivery import transaction
 
 ROOT = os.geteuid() == 0
@@ -48,7 +48,8 @@ INSERT INTO users (address, mailbox, enabled, alias_of, quota_bytes, settings) V
   ('o''brien@example.org', NULL, NULL, NULL, NULL, NULL),
   ('x'';drop table users;--@example.org', 'maildir:boxes/x', NULL, NULL, NULL, NULL),
   ('dup@example.org', NULL, NULL, NULL, NULL, NULL),
-  ('dup@example.org', NULL, NULL, NULL, NULL, NULL);
+  ('dup@example.org', NULL, NULL, NULL, NULL, NULL),
+  ('lenient@example.org', NULL, NULL, NULL, NULL, ARRAY['Spam-Threshold: 2000']);
 """.format(pw=PASSWORD.replace("'", "''"))
 
 
@@ -222,7 +223,7 @@ class Users(PgsqlBase):
         self.assertEqual(len(self.box("boxes", "x")), 1)
         # were it spliced into the SQL, this would match every row
         self.assertTrue(rcpt(self.d, '"x\' or \'1\'=\'1"@example.org').startswith("550 5.1.1"))
-        self.assertEqual(self.pg.psql("SELECT count(*) FROM users").strip(), "9")
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM users").strip(), "10")
 
     def test_reload_with_another_query(self):
         self.assertTrue(rcpt(self.d, "joe@example.org").startswith("250"))
@@ -317,6 +318,34 @@ class Concurrent(PgsqlBase):
         self.assertEqual(len(got), 50)
         for a, reply in got:
             self.assertTrue(reply.startswith(want[a]), (a, reply))
+
+
+GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+
+class SettingsReachTheService(PgsqlBase):
+    """A user's settings column reaches the callout service with the call
+    (Recipient-Data): lenient's own spam threshold keeps GTUBE out of Junk,
+    ann (no settings) gets the service's own."""
+
+    def setUp(self):
+        self.sv = Services("[service spam]\nmodule = spam\nlisten = inet:127.0.0.1:0\nbackend = builtin\n"
+                           "threshold = 5\nactions = junk\n")
+        self.addCleanup(self.sv.stop)
+        self.extra = {"service spam.servers": self.sv.endpoint("spam"), "service spam.timeout": "30s",
+                      "rule all.match": "*", "rule all.services": "spam"}
+        super().setUp()
+
+    def test_own_spam_threshold(self):
+        c = self.d.connect(timeout=60)
+        c.reply()
+        c.cmd("LHLO x")
+        r = transaction(c, ["ann@example.org", "lenient@example.org"], b"Subject: spam\r\n\r\n" + GTUBE + b"\r\n")
+        c.close()
+        self.assertTrue(all(str(x).startswith("250") for x in r), r)
+        self.assertEqual(len(self.d.messages("ann@example.org", folder=".Junk")), 1)
+        self.assertEqual(len(self.d.messages("lenient@example.org")), 1)
+        self.assertEqual(len(self.d.messages("lenient@example.org", folder=".Junk")), 0)
 
 
 class CheckConfig(unittest.TestCase):
