@@ -25,7 +25,7 @@ import threading
 import time
 import unittest
 
-from lmtptest import LMTPD, Daemon, main, own
+from lmtptest import LMTPD, Daemon, Services, main, own
 from test_delivery import transaction
 
 SLAPD = shutil.which("slapd") or "/usr/sbin/slapd"
@@ -79,6 +79,7 @@ TREE = "\n".join([
     entry("small", "small@example.org", mailQuota="1k"),
     entry("dup1", "dup@example.org"),
     entry("dup2", "dup@example.org"),
+    entry("lenient", "lenient@example.org", mailRecipientSetting="Spam-Threshold: 2000"),
 ])
 
 
@@ -220,6 +221,29 @@ class Ldap(unittest.TestCase):
     def custom(self):
         d = os.path.join(self.d.mail, "example.org", "joe", "Custom", "new")
         return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+    def test_settings_reach_the_service(self):
+        """A user's mailRecipientSetting reaches the callout service with
+        the call: lenient's own spam threshold keeps GTUBE out of Junk, ann
+        gets the service's."""
+        sv = Services("[service spam]\nmodule = spam\nlisten = inet:127.0.0.1:0\nbackend = builtin\n"
+                      "threshold = 5\nactions = junk\n")
+        self.addCleanup(sv.stop)
+        self.d = Daemon()
+        extra = ldap_settings(self.d, self.slapd.uri)
+        extra.update({"service spam.servers": sv.endpoint("spam"), "service spam.timeout": "30s",
+                      "rule all.match": "*", "rule all.services": "spam"})
+        self.d.write_config(extra)
+        self.d.start()
+        c = self.d.connect(timeout=60)
+        c.reply()
+        c.cmd("LHLO x")
+        gtube = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+        r = transaction(c, ["ann@example.org", "lenient@example.org"], b"Subject: spam\r\n\r\n" + gtube + b"\r\n")
+        self.assertTrue(all(x.startswith("250") for x in r), r)
+        self.assertEqual(len(self.d.messages("ann@example.org", folder=".Junk")), 1)
+        self.assertEqual(len(self.d.messages("lenient@example.org")), 1)
+        self.assertEqual(len(self.d.messages("lenient@example.org", folder=".Junk")), 0)
 
     def test_known_user_lands_in_the_directory_mailbox(self):
         c = self.start()
