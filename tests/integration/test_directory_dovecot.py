@@ -26,7 +26,7 @@ import threading
 import time
 import unittest
 
-from lmtptest import LMTPD, MAIL_USER, Daemon, main
+from lmtptest import LMTPD, MAIL_USER, Daemon, Services, main
 from test_delivery import transaction
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
@@ -253,6 +253,43 @@ class DovecotDirectory(unittest.TestCase):
         self.assertTrue(r[0].startswith("250") and r[1].startswith("250"), r)
         self.assertEqual(len(messages(os.path.join(self.d.mail, "new"))), 1)
         self.assertTrue(self.rcpt(c, "nobody@example.org").startswith("550 5.1.1"))
+
+
+@unittest.skipUnless(os.path.exists(DOVECOT), "dovecot is not installed (dovecot-core)")
+class DovecotSettings(unittest.TestCase):
+    """A userdb field lmtpd_setting_NAME reaches the callout service with the
+    call: lenient's own spam threshold keeps GTUBE out of Junk, ann gets
+    the service's."""
+
+    def setUp(self):
+        self.sv = Services("[service spam]\nmodule = spam\nlisten = inet:127.0.0.1:0\nbackend = builtin\n"
+                           "threshold = 5\nactions = junk\n")
+        self.addCleanup(self.sv.stop)
+        self.d = Daemon(extra={"users.backend": "dovecot", "users.domains": "",
+                               "service spam.servers": self.sv.endpoint("spam"), "service spam.timeout": "30s",
+                               "rule all.match": "*", "rule all.services": "spam"})
+        self.addCleanup(self.d.cleanup)
+        mail = self.d.mail
+        self.dc = Dovecot([
+            "ann@example.org:{PLAIN}x::::::userdb_mail=maildir:%s/ann" % mail,
+            "lenient@example.org:{PLAIN}x::::::userdb_mail=maildir:%s/lenient "
+            "userdb_lmtpd_setting_Spam-Threshold=2000" % mail,
+        ]).start()
+        self.addCleanup(self.dc.cleanup)
+        self.d.write_config(dict(self.d.extra, **{"users.dovecot_socket": self.dc.socket}))
+        self.d.start()
+
+    def test_own_spam_threshold(self):
+        c = self.d.connect(timeout=60)
+        c.reply()
+        c.cmd("LHLO x")
+        gtube = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+        r = transaction(c, ["ann@example.org", "lenient@example.org"], b"Subject: spam\r\n\r\n" + gtube + b"\r\n")
+        self.assertTrue(all(x.startswith("250") for x in r), r)
+        mail = self.d.mail
+        self.assertEqual(len(messages(os.path.join(mail, "ann"), ".Junk")), 1)
+        self.assertEqual(len(messages(os.path.join(mail, "lenient"))), 1)
+        self.assertEqual(len(messages(os.path.join(mail, "lenient"), ".Junk")), 0)
 
 
 class DovecotLocalPartAndLoad(unittest.TestCase):
