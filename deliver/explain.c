@@ -46,8 +46,6 @@ explain_services (const LmtpdConfig *config, const DeliverRecipient *r, GString 
       g_string_append_printf (out, " %s (%s)", s->name, s->rcpt_stage ? "at RCPT" : "after DATA");
     }
   g_string_append_c (out, '\n');
-  for (guint i = 0; r->settings && r->settings[i]; i++)
-    g_string_append_printf (out, "setting: %s\n", r->settings[i]);
 }
 
 static void
@@ -68,6 +66,8 @@ explain_recipient (const LmtpdConfig *config, const DeliverRecipient *r, GString
                           script && access (script, F_OK) < 0 ? " (absent)" : "",
                           r->sieve_script ? " (from the directory)" : "");
   explain_services (config, r, out);
+  for (guint i = 0; r->settings && r->settings[i]; i++)
+    g_string_append_printf (out, "setting: %s\n", r->settings[i]);
 }
 
 guint

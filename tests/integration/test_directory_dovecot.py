@@ -15,7 +15,10 @@ lmtpd with [users] backend = dovecot asks that socket: one list of users.
 - a fake socket that is silent, answers FAIL or floods a line: 451 in time;
 - --check-config refuses a bad dovecot_ setting with file:line."""
 
+import grp
+import imaplib
 import os
+import re
 import pwd
 import shutil
 import signal
@@ -290,6 +293,95 @@ class DovecotSettings(unittest.TestCase):
         self.assertEqual(len(messages(os.path.join(mail, "ann"), ".Junk")), 1)
         self.assertEqual(len(messages(os.path.join(mail, "lenient"))), 1)
         self.assertEqual(len(messages(os.path.join(mail, "lenient"), ".Junk")), 0)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def doc_block(first_line):
+    """The fenced block of docs/dovecot.md whose first line is @first_line."""
+    with open(os.path.join(os.environ.get("TOP_SRCDIR", "."), "docs", "dovecot.md")) as f:
+        text = f.read()
+    m = re.search(r"```\w*\n(%s\n.*?)```" % re.escape(first_line), text, re.S)
+    if m is None:
+        raise AssertionError("docs/dovecot.md has no block starting %r" % first_line)
+    return m.group(1)
+
+
+@unittest.skipUnless(ROOT and os.path.exists(DOVECOT) and os.path.exists("/usr/lib/dovecot/imap"),
+                     "needs root, dovecot-core and dovecot-imapd")
+class DovecotGuide(unittest.TestCase):
+    """docs/dovecot.md followed: Dovecot's local.conf and users file and
+    lmtpd's [users] block, as the guide gives them (paths moved below a
+    temporary directory, vmail made the test's mail user), give one list of
+    users: lmtpd delivers what Dovecot's userdb says, and Dovecot's IMAP
+    shows it to the user."""
+
+    def setUp(self):
+        self.d = Daemon()
+        self.addCleanup(self.d.cleanup)
+        self.dc = Dovecot([])
+        self.addCleanup(self.dc.cleanup)
+        self.vhosts = os.path.join(self.dc.dir, "vhosts")
+        os.makedirs(self.vhosts)
+        pw = pwd.getpwnam(MAIL_USER)
+        os.chown(self.vhosts, pw.pw_uid, pw.pw_gid)
+        group = grp.getgrgid(pw.pw_gid).gr_name
+        self.port = free_port()
+        users = doc_block("joe@example.org:{PLAIN}secret::::::")
+        self.dc.write_users(users.strip().split("\n"))
+        local = doc_block("protocols = imap")
+        local = (local.replace("/etc/dovecot/users", self.dc.users).replace("/var/mail/vhosts", self.vhosts)
+                 .replace("gid=vmail", "gid=" + group).replace("vmail", MAIL_USER))
+        with open(self.dc.conf, "w") as f:
+            f.write("""base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+ssl = no
+listen = 127.0.0.1
+default_internal_user = dovecot
+default_login_user = dovenull
+service imap-login {{
+  inet_listener imap {{
+    port = {port}
+  }}
+}}
+""".format(d=self.dc.dir, port=self.port) + local)
+        self.dc.start()
+        extra = {"users.domains": ""}
+        for line in doc_block("[users]").splitlines()[1:]:
+            line = line.split("#")[0].strip()
+            if "=" in line:
+                k, v = (x.strip() for x in line.split("=", 1))
+                extra["users." + k] = v.replace("/run/dovecot/auth-userdb", self.dc.socket)
+        self.d.write_config(extra)
+        self.d.start()
+
+    def test_one_list_of_users(self):
+        c = self.d.connect(timeout=30)
+        c.reply()
+        c.cmd("LHLO x")
+        r = transaction(c, ["joe@example.org", "info@example.org"], b"Subject: guide\r\n\r\nhello joe\r\n")
+        self.assertTrue(all(x.startswith("250") for x in r), r)
+        c.cmd("MAIL FROM:<s@example.net>")
+        self.assertTrue(c.cmd("RCPT TO:<old@example.org>").startswith("550 5.2.1"))
+        self.assertTrue(c.cmd("RCPT TO:<nobody@example.org>").startswith("550 5.1.1"))
+        joe = os.path.join(self.vhosts, "example.org", "joe", "Maildir")
+        # joe and his alias info in one transaction: one copy (docs/directory.md)
+        self.assertEqual(len(messages(joe)), 1)
+        with imaplib.IMAP4("127.0.0.1", self.port, timeout=30) as imap:
+            imap.login("joe@example.org", "secret")
+            typ, data = imap.select("INBOX")
+            self.assertEqual((typ, data[0]), ("OK", b"1"))
+            typ, data = imap.fetch("1", "(BODY[HEADER.FIELDS (SUBJECT)])")
+            self.assertIn(b"Subject: guide", data[0][1])
+        out = subprocess.run([LMTPD, "-c", "lmtpd.conf", "--lookup", "ann@example.org"], cwd=self.d.dir,
+                             capture_output=True, text=True, timeout=30).stdout
+        self.assertIn("quota: 5368709120 bytes", out)
+        self.assertIn("setting: Spam-Threshold: 8", out)
 
 
 class DovecotLocalPartAndLoad(unittest.TestCase):
