@@ -124,6 +124,11 @@ DeliverRecipient *deliver_resolve (DeliverContext *ctx, const LmtpdConfig *confi
  * the reply RCPT would get (250, 550, 451...). */
 guint deliver_explain (DeliverContext *ctx, const LmtpdConfig *config, const char *address, GString *out);
 
+/* deliver_resolve() from what needs no directory server (its cache):
+ * *@would_block TRUE (and NULL, @status untouched) when a server must be
+ * asked: then run deliver_resolve() off the main loop. */
+DeliverRecipient *deliver_resolve_cached (DeliverContext *ctx, const LmtpdConfig *config, const char *local,
+                                          const char *domain, DeliverStatus *status, gboolean *would_block);
 /* Resolving may wait for a directory server: run deliver_resolve() off
  * the main loop. */
 gboolean deliver_resolve_may_block (DeliverContext *ctx, const LmtpdConfig *config);

@@ -238,6 +238,8 @@ split_detail (const LmtpdConfig *config, char *local)
 typedef struct {
   Directory *dir;
   DeliverDirectoryObserver observer;
+  gboolean cache_only;      /* answer only what needs no server ... */
+  gboolean would_block;     /* ... and note when that was not enough */
   GError *error;
   /* the last answer: one resolution asks about the same address up to
    * three times (is the whole address a user? its detail? the user), and
@@ -290,7 +292,15 @@ users_find (Users *us, const char *address, DirectoryUser **out)
     return DIRECTORY_TEMPFAIL;
   if (users_again (us, address, &r, out))
     return r;
-  r = directory_lookup (us->dir, address, &user, &cached, &us->error);
+  if (us->cache_only && !directory_lookup_cached (us->dir, address, &r, &user))
+    {
+      us->would_block = TRUE;
+      g_set_error_literal (&us->error, DELIVER_ERROR, EAGAIN, "the directory must be asked");
+      return DIRECTORY_TEMPFAIL;
+    }
+  cached = us->cache_only;
+  if (!us->cache_only)
+    r = directory_lookup (us->dir, address, &user, &cached, &us->error);
   if (us->observer)
     us->observer (directory_backend_name (us->dir), cached, r == DIRECTORY_TEMPFAIL,
                   g_get_monotonic_time () - start);
@@ -483,17 +493,18 @@ take_user (const LmtpdConfig *config, DeliverRecipient *r, const DirectoryUser *
   set_mailbox (config, r, mailbox ? mailbox : lmtpd_config_mailbox_template (config, r->domain));
 }
 
-/* The users come from the context's directory (the [users] backend). */
-DeliverRecipient *
-deliver_resolve (DeliverContext *ctx, const LmtpdConfig *config, const char *local, const char *domain,
-                 DeliverStatus *status)
+/* The users come from the context's directory (the [users] backend);
+ * with @us->cache_only, only from what needs no server. */
+static DeliverRecipient *
+resolve_with (DeliverContext *ctx, const LmtpdConfig *config, const char *local, const char *domain, Users *users,
+              DeliverStatus *status)
 {
   g_autofree char *lc_local = g_utf8_strdown (local, -1);
   g_autofree char *lc_domain = g_ascii_strdown (domain ? domain : config->hostname, -1);
   g_autofree char *address = NULL, *detail = NULL;
   g_autoptr (DeliverRecipient) r = g_new0 (DeliverRecipient, 1);
   g_autoptr (DirectoryUser) user = NULL;
-  Users us = { NULL, ctx ? ctx->directory_observer : NULL, NULL, NULL, DIRECTORY_UNKNOWN, NULL };
+  Users us = *users;
   gboolean ok;
   char *at;
 
@@ -508,8 +519,9 @@ deliver_resolve (DeliverContext *ctx, const LmtpdConfig *config, const char *loc
   ok = us.dir && resolve_address (config, &us, r, &address, &detail, &user, status);
   if (us.dir == NULL)
     deliver_status_set (status, 451, "4.3.0", "<%s> User lookup failed, try again later", r->original);
-  if (us.error)
+  if (us.error && !us.would_block)
     g_warning ("user directory: %s: %s", r->original, us.error->message);
+  users->would_block = us.would_block;
   users_clear (&us);
   if (!ok)
     return NULL;
@@ -521,6 +533,28 @@ deliver_resolve (DeliverContext *ctx, const LmtpdConfig *config, const char *loc
   if (detail && detail[0])
     set_detail (config, r, local, g_steal_pointer (&detail));
   return g_steal_pointer (&r);
+}
+
+DeliverRecipient *
+deliver_resolve (DeliverContext *ctx, const LmtpdConfig *config, const char *local, const char *domain,
+                 DeliverStatus *status)
+{
+  Users us = { NULL, ctx ? ctx->directory_observer : NULL, FALSE, FALSE, NULL, NULL, DIRECTORY_UNKNOWN, NULL };
+
+  return resolve_with (ctx, config, local, domain, &us, status);
+}
+
+DeliverRecipient *
+deliver_resolve_cached (DeliverContext *ctx, const LmtpdConfig *config, const char *local, const char *domain,
+                        DeliverStatus *status, gboolean *would_block)
+{
+  Users us = { NULL, ctx ? ctx->directory_observer : NULL, TRUE, FALSE, NULL, NULL, DIRECTORY_UNKNOWN, NULL };
+  DeliverRecipient *r = resolve_with (ctx, config, local, domain, &us, status);
+
+  *would_block = us.would_block;
+  if (us.would_block)
+    deliver_status_clear (status);
+  return r;
 }
 
 gboolean

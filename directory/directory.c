@@ -273,3 +273,14 @@ directory_lookup (Directory *dir, const char *address, DirectoryUser **out, gboo
     directory_user_free (user);
   return r;
 }
+
+gboolean
+directory_lookup_cached (Directory *dir, const char *address, DirectoryResult *result, DirectoryUser **out)
+{
+  if (!dir->backend->remote)
+    {
+      *result = directory_lookup (dir, address, out, NULL, NULL);
+      return TRUE;
+    }
+  return answer_from_cache (dir, address, FALSE, result, out);
+}

@@ -73,6 +73,11 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (Directory, directory_unref)
  * answer came from the cache. */
 DirectoryResult directory_lookup (Directory *dir, const char *address, DirectoryUser **out, gboolean *cached,
                                   GError **error);
+/* The answer if it can be given without waiting for a server: from a
+ * fresh cache entry, or from a backend that asks none.  FALSE: a lookup
+ * would have to wait (run directory_lookup() off the main loop). */
+gboolean directory_lookup_cached (Directory *dir, const char *address, DirectoryResult *result,
+                                  DirectoryUser **out);
 /* The backend's name ("file", "ldap", ...). */
 const char *directory_backend_name (const Directory *dir);
 /* TRUE if a lookup may wait for a server (run it off the main loop). */

@@ -317,14 +317,20 @@ lmtp_delivery_rcpt (LmtpSession *s, const char *path, const char *local, const c
   Txn *t = s->txn;
   DeliverStatus st = { 0 };
   DeliverContext *ctx = s->host->context (s->server);
+  gboolean would_block = FALSE;
   DeliverRecipient *r;
 
+  /* the directory's cache answers here; a lookup that must wait for a
+   * server goes to a delivery thread */
   if (deliver_resolve_may_block (ctx, t->config))
+    r = deliver_resolve_cached (ctx, t->config, local, domain, &st, &would_block);
+  else
+    r = deliver_resolve (ctx, t->config, local, domain, &st);
+  if (would_block)
     {
       rcpt_lookup_later (s, path, local, domain, params);
       return;
     }
-  r = deliver_resolve (ctx, t->config, local, domain, &st);
 
   if (r == NULL)
     {
