@@ -153,7 +153,9 @@ directory_matches (const Directory *dir, const LmtpdConfig *config)
 {
   g_autofree char *s = NULL;
 
-  if (!dir->backend->remote)
+  /* asked for every recipient: the configuration it was made from needs
+   * no comparison */
+  if (dir->config == config || !dir->backend->remote)
     return dir->config == config;
   s = settings_of (config);
   return strcmp (s, dir->settings) == 0;
