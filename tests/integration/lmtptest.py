@@ -174,6 +174,46 @@ class Daemon:
         return out
 
 
+
+# the spam test string: any spam filter scores it far above its threshold
+GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+
+def metrics_text(daemon):
+    """The Prometheus text of @daemon's metrics_listen (inet), as a scraper
+    gets it: one GET, the body up to the close."""
+    m = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", daemon.read_log())
+    with socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=10) as s:
+        s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data.split(b"\r\n\r\n", 1)[1].decode()
+
+
+
+def free_port():
+    """A loopback TCP port free now, for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def doc_block(doc, first_line):
+    """The fenced block of docs/@doc whose first line is @first_line: tests
+    run what the guides tell people to type."""
+    top = os.environ.get("TOP_SRCDIR") or os.path.join(os.path.dirname(__file__), "..", "..")
+    with open(os.path.join(top, "docs", doc)) as f:
+        text = f.read()
+    m = re.search(r"```\w*\n(%s\n.*?)```" % re.escape(first_line), text, re.S)
+    if m is None:
+        raise AssertionError("%s has no block starting %r" % (doc, first_line))
+    return m.group(1)
+
+
 class Client:
     """Raw LMTP over a socket, with bounded reads of replies."""
 

@@ -15,7 +15,7 @@ import tempfile
 import time
 import unittest
 
-from lmtptest import LMTPD, SERVICES, Callout, Daemon, Services, dotstuff, main
+from lmtptest import LMTPD, SERVICES, Callout, Daemon, Services, doc_block, dotstuff, main
 
 TOP = os.environ.get("TOP_SRCDIR") or os.path.join(os.path.dirname(__file__), "..", "..")
 
@@ -684,16 +684,6 @@ class ReadmeTryIt(unittest.TestCase):
         self.assertIn(b"Subject: [VIRUS] eicar", data)
         # boss@example.org has the reject policy
         self.assertRegex(send("boss@example.org", head % b"gtube" + b"\r\n" + GTUBE + b"\r\n"), r"^550 5\.7\.1")
-
-
-def doc_block(doc, first_line):
-    """The fenced block of @doc whose first line is @first_line."""
-    with open(os.path.join(TOP, "docs", doc)) as f:
-        text = f.read()
-    m = re.search(r"```\w*\n(%s\n.*?)```" % re.escape(first_line), text, re.S)
-    if m is None:
-        raise AssertionError("%s has no block starting %r" % (doc, first_line))
-    return m.group(1)
 
 
 class PostfixGuideConfigs(unittest.TestCase):

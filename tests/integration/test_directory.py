@@ -4,12 +4,11 @@ the last good one; what a lookup says (lmtpd --lookup)."""
 
 import os
 import re
-import socket
 import subprocess
 import time
 import unittest
 
-from lmtptest import LMTPD, Daemon, Services, dotstuff, main, own
+from lmtptest import GTUBE, LMTPD, Daemon, Services, dotstuff, main, metrics_text, own
 
 BODY = b"From: s@example.net\r\nSubject: hi\r\n\r\nHello.\r\n"
 
@@ -59,22 +58,10 @@ class FileBackend(unittest.TestCase):
         c, reply = self.rcpt("joe@example.org")
         self.assertTrue(reply.startswith("550 5.1.1"), reply)
 
-    def metrics(self):
-        m = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", self.d.read_log())
-        with socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=10) as s:
-            s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        return data.decode()
-
     def test_lookups_are_counted(self):
         self.deliver("joe@example.org")
         self.rcpt("nobody@example.org")
-        text = self.metrics()
+        text = metrics_text(self.d)
         all_ = re.search(r'lmtpd_directory_lookups_total\{backend="file",result="all"\} (\d+)', text)
         self.assertIsNotNone(all_, text)
         # one lookup per recipient, though resolving asks up to three times
@@ -92,8 +79,6 @@ class FileBackend(unittest.TestCase):
         self.assertIn("does not load, keeping the last good one", log)
         self.assertIn("'lots' is not a size", log)
 
-
-GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
 SPAM_CONF = """[service spam]
 module = spam

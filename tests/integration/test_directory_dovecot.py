@@ -29,7 +29,7 @@ import threading
 import time
 import unittest
 
-from lmtptest import LMTPD, MAIL_USER, Daemon, Services, main
+from lmtptest import GTUBE, LMTPD, MAIL_USER, Daemon, Services, doc_block, free_port, main
 from test_delivery import transaction
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
@@ -286,29 +286,12 @@ class DovecotSettings(unittest.TestCase):
         c = self.d.connect(timeout=60)
         c.reply()
         c.cmd("LHLO x")
-        gtube = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
-        r = transaction(c, ["ann@example.org", "lenient@example.org"], b"Subject: spam\r\n\r\n" + gtube + b"\r\n")
+        r = transaction(c, ["ann@example.org", "lenient@example.org"], b"Subject: spam\r\n\r\n" + GTUBE + b"\r\n")
         self.assertTrue(all(x.startswith("250") for x in r), r)
         mail = self.d.mail
         self.assertEqual(len(messages(os.path.join(mail, "ann"), ".Junk")), 1)
         self.assertEqual(len(messages(os.path.join(mail, "lenient"))), 1)
         self.assertEqual(len(messages(os.path.join(mail, "lenient"), ".Junk")), 0)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def doc_block(first_line):
-    """The fenced block of docs/dovecot.md whose first line is @first_line."""
-    with open(os.path.join(os.environ.get("TOP_SRCDIR", "."), "docs", "dovecot.md")) as f:
-        text = f.read()
-    m = re.search(r"```\w*\n(%s\n.*?)```" % re.escape(first_line), text, re.S)
-    if m is None:
-        raise AssertionError("docs/dovecot.md has no block starting %r" % first_line)
-    return m.group(1)
 
 
 @unittest.skipUnless(ROOT and os.path.exists(DOVECOT) and os.path.exists("/usr/lib/dovecot/imap"),
@@ -331,9 +314,9 @@ class DovecotGuide(unittest.TestCase):
         os.chown(self.vhosts, pw.pw_uid, pw.pw_gid)
         group = grp.getgrgid(pw.pw_gid).gr_name
         self.port = free_port()
-        users = doc_block("joe@example.org:{PLAIN}secret::::::")
+        users = doc_block("dovecot.md", "joe@example.org:{PLAIN}secret::::::")
         self.dc.write_users(users.strip().split("\n"))
-        local = doc_block("protocols = imap")
+        local = doc_block("dovecot.md", "protocols = imap")
         local = (local.replace("/etc/dovecot/users", self.dc.users).replace("/var/mail/vhosts", self.vhosts)
                  .replace("gid=vmail", "gid=" + group).replace("vmail", MAIL_USER))
         with open(self.dc.conf, "w") as f:
@@ -352,7 +335,7 @@ service imap-login {{
 """.format(d=self.dc.dir, port=self.port) + local)
         self.dc.start()
         extra = {"users.domains": ""}
-        for line in doc_block("[users]").splitlines()[1:]:
+        for line in doc_block("dovecot.md", "[users]").splitlines()[1:]:
             line = line.split("#")[0].strip()
             if "=" in line:
                 k, v = (x.strip() for x in line.split("=", 1))

@@ -25,7 +25,7 @@ import threading
 import time
 import unittest
 
-from lmtptest import LMTPD, Daemon, Services, main, own
+from lmtptest import GTUBE, LMTPD, Daemon, Services, free_port, main, own
 from test_delivery import transaction
 
 SLAPD = shutil.which("slapd") or "/usr/sbin/slapd"
@@ -81,12 +81,6 @@ TREE = "\n".join([
     entry("dup2", "dup@example.org"),
     entry("lenient", "lenient@example.org", mailRecipientSetting="Spam-Threshold: 2000"),
 ])
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Slapd:
@@ -238,8 +232,7 @@ class Ldap(unittest.TestCase):
         c = self.d.connect(timeout=60)
         c.reply()
         c.cmd("LHLO x")
-        gtube = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
-        r = transaction(c, ["ann@example.org", "lenient@example.org"], b"Subject: spam\r\n\r\n" + gtube + b"\r\n")
+        r = transaction(c, ["ann@example.org", "lenient@example.org"], b"Subject: spam\r\n\r\n" + GTUBE + b"\r\n")
         self.assertTrue(all(x.startswith("250") for x in r), r)
         self.assertEqual(len(self.d.messages("ann@example.org", folder=".Junk")), 1)
         self.assertEqual(len(self.d.messages("lenient@example.org")), 1)

@@ -25,7 +25,7 @@ import threading
 import time
 import unittest
 
-from lmtptest import LMTPD, SLOWDOWN, Daemon, Services, main
+from lmtptest import GTUBE, LMTPD, SLOWDOWN, Daemon, Services, free_port, main
 from test_delivery import transaction
 
 ROOT = os.geteuid() == 0
@@ -51,12 +51,6 @@ INSERT INTO users (address, mailbox, enabled, alias_of, quota_bytes, settings) V
   ('dup@example.org', NULL, NULL, NULL, NULL, NULL),
   ('lenient@example.org', NULL, NULL, NULL, NULL, ARRAY['Spam-Threshold: 2000']);
 """.format(pw=PASSWORD.replace("'", "''"))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Cluster:
@@ -318,9 +312,6 @@ class Concurrent(PgsqlBase):
         self.assertEqual(len(got), 50)
         for a, reply in got:
             self.assertTrue(reply.startswith(want[a]), (a, reply))
-
-
-GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
 
 class SettingsReachTheService(PgsqlBase):

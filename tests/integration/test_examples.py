@@ -10,18 +10,9 @@ import tempfile
 import time
 import unittest
 
-from lmtptest import LMTPD, MAIL_USER, SERVICES, TOP_SRCDIR, main
+from lmtptest import free_port, LMTPD, MAIL_USER, main, SERVICES, TOP_SRCDIR
 from test_delivery import transaction
 import lmtptest
-
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Examples(unittest.TestCase):

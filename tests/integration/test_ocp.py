@@ -10,7 +10,7 @@ import subprocess
 import time
 import unittest
 
-from lmtptest import Callout, Daemon, dotstuff, main, strip_trace
+from lmtptest import Callout, Daemon, dotstuff, free_port, main, strip_trace
 from test_delivery import transaction
 import ocppeer
 
@@ -265,14 +265,6 @@ class Stages(unittest.TestCase):
         r = transaction(c, ["spam@example.org"], BODY.replace(b"body", b"third"))
         data = [d for n, d in self.d.messages("spam@example.org") if b"third line" in d][0]
         self.assertIn(b"\nSubject: [SPAM] Hello\n", data)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Tls(unittest.TestCase):

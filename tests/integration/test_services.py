@@ -10,7 +10,7 @@ import tempfile
 import shutil
 import unittest
 
-from lmtptest import Daemon, Services, dotstuff, main
+from lmtptest import Daemon, dotstuff, free_port, main, Services
 from test_delivery import transaction
 
 GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
@@ -267,15 +267,6 @@ def find(binary):
         if os.access(os.path.join(d, binary), os.X_OK):
             return os.path.join(d, binary)
     return None
-
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Smime(unittest.TestCase):
