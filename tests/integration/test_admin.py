@@ -589,6 +589,12 @@ class DeliverAsMailboxCommand(unittest.TestCase):
         self.conf = os.path.join(self.dir, "deliver.conf")
         with open(self.conf, "w") as f:
             f.write(conf.replace("mail_root = /home", "mail_root = " + os.path.dirname(self.home)))
+        # the recipient runs the command as Postfix would from /usr/bin: a
+        # copy, since the build tree may be one only root can enter (a
+        # checkout in a mktemp -d directory is 0700)
+        self.deliver = os.path.join(self.dir, "deliver")
+        shutil.copy(DELIVER, self.deliver)
+        os.chmod(self.deliver, 0o755)
 
     def tearDown(self):
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -596,7 +602,7 @@ class DeliverAsMailboxCommand(unittest.TestCase):
     def test_runs_as_the_recipient(self):
         p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
                             "env", "HOME=" + self.home, "USER=nobody",
-                            DELIVER, "-c", self.conf, "-f", "s@example.net", "-a", "nobody@mx.example.org"],
+                            self.deliver, "-c", self.conf, "-f", "s@example.net", "-a", "nobody@mx.example.org"],
                            input=BODY, capture_output=True, timeout=60, cwd="/")
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(p.stderr, b"")
@@ -608,7 +614,7 @@ class DeliverAsMailboxCommand(unittest.TestCase):
         self.assertEqual(os.stat(os.path.join(new, name)).st_uid, pwd_uid("nobody"))
         # -v: the delivery line names the Message-ID, as lmtpd's does
         p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                            "env", "HOME=" + self.home, DELIVER, "-c", self.conf, "-v", "-f", "s@example.net",
+                            "env", "HOME=" + self.home, self.deliver, "-c", self.conf, "-v", "-f", "s@example.net",
                             "-a", "nobody@mx.example.org"], input=BODY, capture_output=True, timeout=60, cwd="/")
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertRegex(p.stderr, rb"to=<nobody@mx\.example\.org> .*status=250 2\.0\.0 message_id=<trace\.1@example\.net>")
