@@ -749,12 +749,7 @@ callout_for_sieve (const CalloutResult *r, SieveMessage *sm, GArray *callouts, G
       c.labels = labels;
       g_array_append_val (callouts, c);
       if (v->score && v->threshold && sm->spamtest == 0)
-        {
-          double s = g_ascii_strtod (v->score, NULL), t = g_ascii_strtod (v->threshold, NULL);
-          double ratio = t > 0 ? CLAMP (s / (2 * t), 0.0, 1.0) : (s > 0 ? 1.0 : 0.0);
-          sm->spamtest = 1 + (int) (9 * ratio + 0.5);
-          sm->spamtest_percent = (int) (100 * ratio + 0.5);
-        }
+        sieve_spamtest_from_score (v->score, v->threshold, &sm->spamtest, &sm->spamtest_percent);
       for (guint k = 0; v->labels && k < v->labels->len; k++)
         {
           const char *l = v->labels->pdata[k];

@@ -3,6 +3,11 @@
  *
  *   sieve-lite check SCRIPT
  *   sieve-lite test SCRIPT MESSAGE [--from ADDR] [--to ADDR]
+ *                   [--callout NAME=SPEC]... [--trace]
+ *
+ * --callout gives what a callout service would have answered, turned into
+ * spamtest, virustest and the callout test as lmtpd does it
+ * (deliver/callout.c); --trace prints each command and test as it runs.
  */
 #include "config.h"
 
@@ -97,19 +102,177 @@ print_result (const SieveResult *r)
     }
 }
 
+/* ---- --callout NAME=SPEC ---------------------------------------------------- */
+
+#define MAX_CALLOUTS 32
+#define MAX_CALLOUT_ITEMS 64
+
+/* what deliver/callout.c can hand to Sieve (ocp_verdict_name) */
+static const char *const verdicts[] = { "accept", "reject", "tempfail", "discard", "quarantine", "redirect", NULL };
+
+typedef struct {
+  SieveCallout c;
+  const char *threshold;
+} SimCallout;
+
+static gboolean
+is_number (const char *s)
+{
+  char *end;
+  double d = g_ascii_strtod (s, &end);
+
+  return end != s && *end == '\0' && d == d && d > -1e300 && d < 1e300;
+}
+
+static gboolean
+callout_fail (GError **error, const char *arg, const char *why)
+{
+  g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "--callout %s: %s", arg, why);
+  return FALSE;
+}
+
+/* One item of SPEC into @c: "key=value", or a verdict or a score (first
+ * item only), or one more label after labels=. */
+static gboolean
+callout_item (const char *item, guint i, gboolean *in_labels, GString *labels, SimCallout *c, const char **why)
+{
+  const char *eq = strchr (item, '=');
+  g_autofree char *key = eq ? g_strndup (item, eq - item) : NULL;
+  const char *val = eq ? eq + 1 : item;
+
+  if (eq == NULL && *in_labels)
+    key = g_strdup ("labels");
+  else if (eq == NULL && i == 0)
+    key = g_strdup (is_number (item) ? "score" : "verdict");
+  *in_labels = key && !strcmp (key, "labels");
+  if (key == NULL)
+    *why = "an item without '=' only first (VERDICT or SCORE) or after labels=";
+  else if (!strcmp (key, "verdict") && !g_strv_contains (verdicts, val))
+    *why = "the verdict is not accept, reject, tempfail, discard, quarantine or redirect";
+  else if ((!strcmp (key, "score") || !strcmp (key, "threshold")) && !is_number (val))
+    *why = "score and threshold are decimal numbers";
+  else if (*in_labels)
+    g_string_append_printf (labels, "%s%s", labels->len ? "," : "", val);
+  else if (!strcmp (key, "verdict") || !strcmp (key, "score") || !strcmp (key, "threshold"))
+    *(key[0] == 'v' ? &c->c.verdict : key[0] == 's' ? &c->c.score : &c->threshold) = val;
+  else
+    *why = "keys are verdict, score, threshold and labels";
+  return *why == NULL;
+}
+
+/* NAME=SPEC into @c; its strings stay in @keep. */
+static gboolean
+callout_parse (const char *arg, SimCallout *c, GPtrArray *keep, GError **error)
+{
+  const char *eq = strchr (arg, '=');
+  g_autoptr (GString) labels = g_string_new (NULL);
+  gboolean in_labels = FALSE;
+  const char *why = NULL;
+  char **items;
+
+  if (eq == NULL || eq == arg || eq[1] == '\0')
+    return callout_fail (error, arg, "give NAME=VERDICT or NAME=SCORE, then ,key=value items");
+  memset (c, 0, sizeof *c);
+  c->c.service = g_strndup (arg, eq - arg);
+  g_ptr_array_add (keep, (gpointer) c->c.service);
+  items = g_strsplit (eq + 1, ",", MAX_CALLOUT_ITEMS);
+  for (guint i = 0; items[i]; i++)
+    g_ptr_array_add (keep, items[i]); /* @c points into them */
+  for (guint i = 0; items[i] && why == NULL; i++)
+    callout_item (items[i], i, &in_labels, labels, c, &why);
+  g_free (items);
+  if (why)
+    return callout_fail (error, arg, why);
+  if (labels->len)
+    {
+      c->c.labels = g_strdup (labels->str);
+      g_ptr_array_add (keep, (gpointer) c->c.labels);
+    }
+  if (c->c.verdict == NULL)
+    c->c.verdict = "accept";
+  if (c->c.score && c->threshold == NULL)
+    c->threshold = "5"; /* the spam service's default */
+  return TRUE;
+}
+
+/* As deliver/callout.c's callout_for_sieve: the first score with a
+ * threshold is spamtest; the labels virus and virus-scanned virustest. */
+static void
+callouts_for_sieve (const SimCallout *sims, guint n, SieveMessage *sm, GArray *cs)
+{
+  sm->spamtest = sm->spamtest_percent = sm->virustest = 0;
+  for (guint i = 0; i < n; i++)
+    {
+      g_auto (GStrv) labels = g_strsplit (sims[i].c.labels ? sims[i].c.labels : "", ",", -1);
+      g_array_append_val (cs, sims[i].c);
+      if (sims[i].c.score && sm->spamtest == 0)
+        sieve_spamtest_from_score (sims[i].c.score, sims[i].threshold, &sm->spamtest, &sm->spamtest_percent);
+      for (guint k = 0; labels[k]; k++)
+        if (!strcmp (labels[k], "virus"))
+          sm->virustest = 5;
+        else if (!strcmp (labels[k], "virus-scanned") && sm->virustest == 0)
+          sm->virustest = 1;
+    }
+  sm->callouts = (const SieveCallout *) (void *) cs->data;
+  sm->n_callouts = cs->len;
+}
+
+static void
+print_trace (const char *line, gpointer data)
+{
+  printf ("%s\n", line);
+}
+
+typedef struct {
+  const char *from, *to;
+  char **callouts;      /* NAME=SPEC, or NULL */
+  gboolean trace;
+} TestOptions;
+
+/* The envelope, the callouts and the trace as the options give them. */
+static gboolean
+test_setup (const TestOptions *o, SieveMessage *sm, GArray *cs, GPtrArray *keep, GError **error)
+{
+  SimCallout sims[MAX_CALLOUTS];
+  guint n = o->callouts ? g_strv_length (o->callouts) : 0;
+
+  sm->envelope_from = o->from ? o->from : "";
+  sm->envelope_to = o->to ? o->to : "";
+  sm->delimiter = "+";
+  sm->spamtest = sm->spamtest_percent = sm->virustest = -1;
+  if (o->trace)
+    sm->trace = print_trace;
+  if (n == 0)
+    return TRUE;
+  if (n > MAX_CALLOUTS)
+    return callout_fail (error, o->callouts[MAX_CALLOUTS], "too many callouts");
+  for (guint i = 0; i < n; i++)
+    if (!callout_parse (o->callouts[i], &sims[i], keep, error))
+      return FALSE;
+  callouts_for_sieve (sims, n, sm, cs);
+  return TRUE;
+}
+
 /* sieve-lite test: runs @script on the message in @path and prints what
  * it would do; the exit status as main's. */
 static int
-test_message (const SieveScript *script, const char *path, const char *from, const char *to)
+test_message (const SieveScript *script, const char *path, const TestOptions *o)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (GMimeStream) stream = g_mime_stream_fs_open (path, O_RDONLY, 0, &error);
+  g_autoptr (GMimeStream) stream = NULL;
   g_autoptr (GMimeParser) parser = NULL;
+  g_autoptr (GArray) cs = g_array_new (FALSE, TRUE, sizeof (SieveCallout));
+  g_autoptr (GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
   Msg m = { NULL };
   SieveMessage sm = { 0 };
   SieveResult r = { 0 };
 
-  if (stream == NULL)
+  if (!test_setup (o, &sm, cs, keep, &error))
+    {
+      fprintf (stderr, "sieve-lite: %s\n", error->message);
+      return 64;
+    }
+  if ((stream = g_mime_stream_fs_open (path, O_RDONLY, 0, &error)) == NULL)
     {
       fprintf (stderr, "sieve-lite: %s\n", error->message);
       return 66;
@@ -121,15 +284,11 @@ test_message (const SieveScript *script, const char *path, const char *from, con
       fprintf (stderr, "sieve-lite: %s: not a message\n", path);
       return 65;
     }
-  sm.envelope_from = from ? from : "";
-  sm.envelope_to = to ? to : "";
-  sm.delimiter = "+";
   sm.size = g_mime_stream_length (stream);
   sm.header = header_values;
   sm.body_text = body_text;
   sm.mailbox_exists = mailbox_exists;
   sm.data = &m;
-  sm.spamtest = sm.spamtest_percent = sm.virustest = -1;
   sieve_run (script, &sm, &r);
   print_result (&r);
   sieve_result_clear (&r);
@@ -137,10 +296,27 @@ test_message (const SieveScript *script, const char *path, const char *from, con
   return 0;
 }
 
+#define USAGE "usage: sieve-lite check SCRIPT | sieve-lite test SCRIPT MESSAGE [--from A] [--to A] " \
+              "[--callout NAME=SPEC]... [--trace]\n"
+
+#define HELP_TEXT \
+  "--callout NAME=SPEC says what callout service NAME answered, as lmtpd hands it to the\n" \
+  "script (repeat it for more services).  SPEC is comma-separated: first a verdict\n" \
+  "(accept, reject, tempfail, discard, quarantine, redirect; default accept) or a score,\n" \
+  "then any of verdict=V, score=S, threshold=T (default 5), labels=L1,L2,...\n" \
+  "The first score becomes spamtest (1 + 9 x score / (2 x threshold)) and spamtestplus;\n" \
+  "the labels virus and virus-scanned make virustest 5 and 1.  Examples:\n" \
+  "  --callout spam=8.5   --callout av=reject,labels=virus\n" \
+  "  --callout spam=accept,score=3.2,threshold=6,labels=ham\n" \
+  "--trace prints each command and test as it runs, with its line and a test's\n" \
+  "result (\"3: if header :contains \\\"subject\\\" \\\"x\\\" -> false\"), at most 1000 lines.\n"
+
 int
 main (int argc, char **argv)
 {
   g_autofree char *from = NULL, *to = NULL;
+  g_auto (GStrv) callouts = NULL;
+  gboolean trace = FALSE;
   g_autoptr (GOptionContext) ctx = NULL;
   g_autoptr (GError) error = NULL;
   g_autofree char *text = NULL;
@@ -149,15 +325,18 @@ main (int argc, char **argv)
   GOptionEntry entries[] = {
     { "from", 'f', 0, G_OPTION_ARG_STRING, &from, "Envelope sender", "ADDR" },
     { "to", 't', 0, G_OPTION_ARG_STRING, &to, "Envelope recipient", "ADDR" },
+    { "callout", 'c', 0, G_OPTION_ARG_STRING_ARRAY, &callouts, "A callout service's result (below)", "NAME=SPEC" },
+    { "trace", 0, 0, G_OPTION_ARG_NONE, &trace, "Print each command and test as it runs", NULL },
     { NULL }
   };
 
   ctx = g_option_context_new ("check SCRIPT | test SCRIPT MESSAGE - check or try a Sieve script");
   g_option_context_add_main_entries (ctx, entries, NULL);
+  g_option_context_set_description (ctx, HELP_TEXT);
   if (!g_option_context_parse (ctx, &argc, &argv, &error) || argc < 3
       || (strcmp (argv[1], "check") && strcmp (argv[1], "test")) || (!strcmp (argv[1], "test") && argc < 4))
     {
-      fprintf (stderr, "usage: sieve-lite check SCRIPT | sieve-lite test SCRIPT MESSAGE [--from A] [--to A]\n");
+      fprintf (stderr, USAGE);
       return 64;
     }
   if (!g_file_get_contents (argv[2], &text, &len, &error))
@@ -177,5 +356,5 @@ main (int argc, char **argv)
       printf ("%s: OK\n", argv[2]);
       return 0;
     }
-  return test_message (script, argv[3], from, to);
+  return test_message (script, argv[3], &(TestOptions) { from, to, callouts, trace });
 }

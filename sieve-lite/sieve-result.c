@@ -1,7 +1,7 @@
 /* sieve-result.c - the helpers sieve.h gives its callers: the error
  * domain, freeing actions, edits and results, the names of actions, IMAP
- * flags as Maildir letters, and the header fields editheader leaves
- * alone.  It depends on no other part of sieve-lite.
+ * flags as Maildir letters, the header fields editheader leaves alone,
+ * and what a callout's score means to spamtest.  It depends on no other part of sieve-lite.
  */
 #include "config.h"
 
@@ -93,4 +93,16 @@ sieve_flags_to_maildir (const char *flags)
           break;
         }
   return g_string_free (s, FALSE);
+}
+
+void
+sieve_spamtest_from_score (const char *score, const char *threshold, int *spamtest, int *percent)
+{
+  double s = g_ascii_strtod (score, NULL), t = threshold ? g_ascii_strtod (threshold, NULL) : 0;
+  double ratio = t > 0 ? CLAMP (s / (2 * t), 0.0, 1.0) : (s > 0 ? 1.0 : 0.0);
+
+  if (ratio != ratio) /* "nan" */
+    ratio = 0;
+  *spamtest = 1 + (int) (9 * ratio + 0.5);
+  *percent = (int) (100 * ratio + 0.5);
 }

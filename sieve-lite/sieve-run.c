@@ -253,6 +253,8 @@ sieve_run_test (SieveRun *run, const SieveNode *t)
 {
   if (sieve_run_out_of_time (run))
     return FALSE;
+  if (run->m->trace)
+    return sieve_trace_test (run, t);
   return t->def->test (run, t);
 }
 
@@ -267,7 +269,10 @@ run_command (SieveRun *run, const SieveNode *c, gboolean *if_taken)
     sieve_run_fail (run, SIEVE_ERROR_LIMIT, "script ran too long");
   if (sieve_run_out_of_time (run))
     return;
+  if (run->m->trace)
+    sieve_trace_command (run, c, *if_taken);
   c->def->command (run, c, if_taken);
+  run->trace_if = NULL;
   if (!(c->def->flags & (SIEVE_DEF_IF | SIEVE_DEF_ELSE)))
     *if_taken = FALSE;
 }
@@ -277,8 +282,10 @@ sieve_run_block (SieveRun *run, const GPtrArray *commands)
 {
   gboolean if_taken = FALSE;
 
+  run->trace_block++;
   for (guint i = 0; i < commands->len && !run->stopped && !run->error; i++)
     run_command (run, commands->pdata[i], &if_taken);
+  run->trace_block--;
 }
 
 static void
@@ -330,4 +337,5 @@ sieve_run (const SieveScript *script, const SieveMessage *msg, SieveResult *out)
     g_free (run.mv[i]);
   g_hash_table_unref (run.vars);
   g_hash_table_unref (run.flags);
+  sieve_trace_clear (&run);
 }

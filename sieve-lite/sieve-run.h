@@ -26,6 +26,12 @@ struct SieveRun {
   gsize mem_used, mem_max;   /* bytes of strings built by expansion */
   gsize var_max;             /* per variable */
   GError *error;
+  /* the trace (sieve-trace.c), when SieveMessage.trace is set */
+  guint trace_block;         /* blocks entered: the indentation */
+  guint trace_depth;         /* tests running inside a test */
+  guint trace_lines;         /* lines given so far */
+  const SieveNode *trace_if; /* the if or elsif whose test runs next */
+  GPtrArray *trace_wait;     /* lines of the tests running, in order */
 };
 
 /* sieve-run.c: limits, the variables, the flags, and running nodes */
@@ -41,6 +47,11 @@ char *sieve_printable (const char *s, gsize max);
 void sieve_cut_utf8 (char *s, gsize max);
 void sieve_run_add_flags (SieveRun *run, char **list, gboolean remove, gboolean replace);
 char *sieve_run_flags_string (SieveRun *run, char **explicit_flags);
+
+/* sieve-trace.c: a line for each command and test as it runs */
+void sieve_trace_command (SieveRun *run, const SieveNode *c, gboolean if_taken);
+gboolean sieve_trace_test (SieveRun *run, const SieveNode *t);
+void sieve_trace_clear (SieveRun *run);
 
 /* sieve-actions.c: what a run decides */
 void sieve_run_action (SieveRun *run, SieveActionKind kind, char *arg, char *flags, gboolean copy);

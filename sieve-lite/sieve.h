@@ -66,6 +66,12 @@ typedef struct {
   /* Fields editheader leaves alone besides the trace fields (Received,
    * Auto-Submitted, Return-Path, Delivered-To), NULL-terminated, or NULL. */
   const char *const *protected_headers;
+  /* sieve-lite test --trace: told of each command and test as it runs
+   * ("LINE: if header :contains \"subject\" \"x\" -> false"), at most
+   * max_trace_lines lines (0 = 1000).  NULL: no trace, and no cost. */
+  void (*trace) (const char *line, gpointer trace_data);
+  gpointer trace_data;
+  guint max_trace_lines;
 } SieveMessage;
 
 typedef enum {
@@ -131,6 +137,12 @@ void sieve_result_clear (SieveResult *r);
 void sieve_action_free (gpointer action);
 void sieve_header_edit_free (gpointer edit);
 const char *sieve_action_name (SieveActionKind kind);
+
+/* spamtest and spamtestplus (RFC 5235) from a service's score and its
+ * threshold (decimal strings): 1 + 9 * score / (2 * threshold), so the
+ * threshold is the middle of the scale; *@percent is 100 * score / (2 *
+ * threshold).  Both clamped; no threshold: anything over 0 is 10. */
+void sieve_spamtest_from_score (const char *score, const char *threshold, int *spamtest, int *percent);
 
 /* Space-separated IMAP flags to Maildir letters ("\\Seen \\Flagged" -> "FS"). */
 char *sieve_flags_to_maildir (const char *flags);
