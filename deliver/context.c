@@ -73,6 +73,12 @@ deliver_context_set_directory_observer (DeliverContext *ctx, DeliverDirectoryObs
 }
 
 void
+deliver_context_set_sieve_observer (DeliverContext *ctx, DeliverSieveObserver observer)
+{
+  ctx->sieve_observer = observer;
+}
+
+void
 deliver_context_close_callouts (DeliverContext *ctx)
 {
   ocp_client_close (ctx->ocp);

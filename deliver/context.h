@@ -29,6 +29,7 @@ struct DeliverContext {
   OcpClient *ocp;                  /* connections to the callout services */
   DeliverCalloutObserver observer; /* set before the first delivery, or NULL */
   DeliverDirectoryObserver directory_observer; /* likewise, for user lookups */
+  DeliverSieveObserver sieve_observer; /* likewise, for failed Sieve scripts */
   FilterCache *scripts;            /* compiled Sieve scripts */
   DeliverSpoolPool *spools;        /* emptied spool files */
   DeliverDedupe *journal;          /* the duplicate journal, or NULL (off) */

@@ -237,6 +237,11 @@ void deliver_context_set_callout_observer (DeliverContext *ctx, DeliverCalloutOb
  * whether the cache answered, whether it failed, how long it took. */
 typedef void (*DeliverDirectoryObserver) (const char *backend, gboolean cached, gboolean failed, gint64 us);
 void deliver_context_set_directory_observer (DeliverContext *ctx, DeliverDirectoryObserver observer);
+/* Told of each Sieve script that failed at delivery (from any thread):
+ * "compile" (it did not compile, could not be read or is too large) or
+ * "runtime" (an error or a limit while it ran); the message was kept. */
+typedef void (*DeliverSieveObserver) (const char *kind);
+void deliver_context_set_sieve_observer (DeliverContext *ctx, DeliverSieveObserver observer);
 /* Ends the callout connections with CE (RFC 4037) before the process exits. */
 void deliver_context_close_callouts (DeliverContext *ctx);
 

@@ -171,19 +171,23 @@ run_script (const FilterMessage *m, const FilterScript *c, const SieveMessage *s
 }
 
 /* RFC 5228 2.10.6: a failed script keeps the message, and whoever owns
- * the script hears of it. */
+ * the script hears of it: "FILE:LINE:COL: message" for one that did not
+ * compile (@compile), "FILE: message" otherwise; the metrics count it. */
 static void
-script_failed (const FilterMessage *m, const char *path, const char *why, gboolean users, FilterOutcome *out,
-               SieveAction **pending)
+script_failed (const FilterMessage *m, const char *path, const char *why, gboolean compile, gboolean users,
+               FilterOutcome *out, SieveAction **pending)
 {
   g_autofree char *what = NULL;
+  gboolean located = g_str_has_prefix (why, path) && why[strlen (path)] == ':';
 
   {
     /* the error may quote the message (a decoded header through ${1}):
      * one sanitiser for the log and the user's log */
     g_autofree char *shown = util_sanitize (why, 400);
-    what = g_strdup_printf ("%s: %s; message kept in INBOX", path, shown);
+    what = g_strdup_printf ("%s%s%s; message kept in INBOX", located ? "" : path, located ? "" : ": ", shown);
   }
+  if (m->ctx && m->ctx->sieve_observer)
+    m->ctx->sieve_observer (compile ? "compile" : "runtime");
   g_warning ("%s: <%s> sieve: %s", m->msg->id, m->rcpt->address, what);
   if (users)
     user_log (path, what);
@@ -249,7 +253,7 @@ filter_run (const FilterMessage *m, const CalloutResult *callouts, FilterOutcome
       out->ran = TRUE;
       why = run_script (m, c, &sm, &out->result, &r);
       if (why)
-        script_failed (m, path, why, i == user_index, out, &pending);
+        script_failed (m, path, why, c->script == NULL, i == user_index, out, &pending);
       else
         merge (&out->result, &r, &pending);
       sieve_result_clear (&r);

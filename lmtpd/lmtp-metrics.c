@@ -33,6 +33,7 @@ static struct {
   guint64 deliveries[3]; /* 2xx, 4xx, 5xx */
   guint64 rcpt_refused[2]; /* 4xx, 5xx */
   Histogram delivery, callout;
+  guint64 sieve_errors[2]; /* compile, runtime */
 } m;
 
 /* per callout service, from delivery threads */
@@ -120,6 +121,12 @@ lmtp_metrics_directory (const char *backend, gboolean cached, gboolean failed, g
     ADD (st->failures, 1);
   if (!cached)
     observe (&st->latency, (guint64) MAX (us, 0));
+}
+
+void
+lmtp_metrics_sieve_error (const char *kind)
+{
+  ADD (m.sieve_errors[strcmp (kind, "compile") ? 1 : 0], 1);
 }
 
 void
@@ -308,6 +315,11 @@ lmtp_metrics_render (void)
   histogram (out, "lmtpd_callout_seconds", "Time a recipient's OPES callouts took.", &m.callout);
   services_render (out);
   directories_render (out);
+  g_string_append_printf (out, "# HELP lmtpd_sieve_errors_total Sieve scripts that failed at delivery (the message "
+                               "was kept), by kind.\n# TYPE lmtpd_sieve_errors_total counter\n"
+                               "lmtpd_sieve_errors_total{kind=\"compile\"} %" G_GUINT64_FORMAT "\n"
+                               "lmtpd_sieve_errors_total{kind=\"runtime\"} %" G_GUINT64_FORMAT "\n",
+                          GET (m.sieve_errors[0]), GET (m.sieve_errors[1]));
   return g_string_free (out, FALSE);
 }
 

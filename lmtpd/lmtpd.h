@@ -147,6 +147,8 @@ void lmtp_metrics_rcpt_refused (guint code);
 void lmtp_metrics_callout (const char *service, gint64 us, const char *verdict);
 /* A user lookup (a DeliverDirectoryObserver). */
 void lmtp_metrics_directory (const char *backend, gboolean cached, gboolean failed, gint64 us);
+/* A Sieve script that failed at delivery (a DeliverSieveObserver). */
+void lmtp_metrics_sieve_error (const char *kind);
 /* Prometheus text format 0.0.4. */
 char *lmtp_metrics_render (void);
 /* One line for the log (SIGUSR1). */

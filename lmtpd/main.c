@@ -599,6 +599,7 @@ main (int argc, char **argv)
   d.ctx = deliver_context_new ();
   deliver_context_set_callout_observer (d.ctx, lmtp_metrics_callout);
   deliver_context_set_directory_observer (d.ctx, lmtp_metrics_directory);
+  deliver_context_set_sieve_observer (d.ctx, lmtp_metrics_sieve_error);
   raise_fd_limit ();
   code = start_serving (&d, config);
   if (code == 0)

@@ -7,7 +7,8 @@ import subprocess
 import tempfile
 import unittest
 
-from lmtptest import main
+from lmtptest import Daemon, main, metrics_text, own
+from test_sieve import SmtpReceiver, session, transaction
 
 LMTPD = os.environ.get("LMTPD", os.path.join(os.path.dirname(__file__), "..", "..", "lmtpd", "lmtpd"))
 SIEVE_LITE = os.environ.get("SIEVE_LITE") or os.path.join(os.path.dirname(LMTPD), "..", "sieve-lite", "sieve-lite")
@@ -98,6 +99,67 @@ class SieveLiteTest(unittest.TestCase):
         self.assertTrue(lines[1].startswith('2: set "a" "xxx'), lines)
         self.assertEqual(lines[2], '3: set "b" "${a}${a}"')
         self.assertTrue(lines[3].startswith("error: a variable would be longer"), lines)
+
+
+LMTP_MSG = ("From: Sender <s@example.net>\r\nTo: alice@example.org\r\nSubject: Project status\r\n"
+            "Message-ID: <m1@example.net>\r\n\r\nThe weekly report.\r\n")
+
+
+class DeliveryBase(unittest.TestCase):
+    extra = {}
+
+    def setUp(self):
+        self.smtp = SmtpReceiver()
+        conf = {"sieve.submission": "inet:127.0.0.1:%d" % self.smtp.port, "server.metrics_listen": "inet:127.0.0.1:0"}
+        conf.update(self.extra)
+        self.d = Daemon(conf)
+
+    def tearDown(self):
+        self.d.cleanup()
+        self.smtp.close()
+
+    def script(self, address, text, name=".dovecot.sieve"):
+        local, domain = address.split("@")
+        home = os.path.join(self.d.mail, domain, local)
+        os.makedirs(home, exist_ok=True)
+        for p in (os.path.join(self.d.mail, domain), home):
+            own(p)
+        path = os.path.join(home, name)
+        with open(path, "w") as f:
+            f.write(text)
+        own(path)
+        return path
+
+
+class ScriptErrorsTest(DeliveryBase):
+    def test_errors_logged_and_counted(self):
+        """A script that does not compile: FILE:LINE:COL: message in the
+        user's log, the message kept; a runtime error likewise; each one
+        counted in lmtpd_sieve_errors_total by kind."""
+        broken = self.script("alice@example.org", 'require "fileinto";\nif header :is "subject" { fileinto "X"; }\n')
+        self.script("bob@example.org", 'require "variables";\nset "a" "%s";\nset "b" "${a}${a}";\n' % ("x" * 3000))
+        self.d.start()
+        c = session(self.d)
+        before = metrics_text(self.d)
+        self.assertIn('lmtpd_sieve_errors_total{kind="compile"} 0', before)
+        self.assertIn('lmtpd_sieve_errors_total{kind="runtime"} 0', before)
+        codes = [r[0] for r in transaction(c, ["alice@example.org", "bob@example.org"], LMTP_MSG)]
+        self.assertEqual(codes, [250, 250])
+        again = LMTP_MSG.replace("<m1@", "<m2@")  # not a duplicate
+        self.assertEqual(transaction(c, ["alice@example.org"], again)[0][0], 250)
+        self.assertEqual(len(self.d.messages("alice@example.org")), 2)
+        self.assertEqual(len(self.d.messages("bob@example.org")), 1)
+        with open(broken + ".log") as f:
+            lines = f.read().splitlines()
+        self.assertEqual(len(lines), 2, lines)
+        # "STAMP: FILE:2:4: header: ...; message kept in INBOX", the file named once
+        self.assertRegex(lines[0], r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d: \S*example\.org/alice/\.dovecot\.sieve:2:4: "
+                         r"header: wrong number of arguments; message kept in INBOX$")
+        self.assertEqual(lines[0].count(".dovecot.sieve"), 1, lines[0])
+        after = metrics_text(self.d)
+        self.assertIn('lmtpd_sieve_errors_total{kind="compile"} 2', after)
+        self.assertIn('lmtpd_sieve_errors_total{kind="runtime"} 1', after)
+        self.assertIn("# TYPE lmtpd_sieve_errors_total counter", after)
 
 
 if __name__ == "__main__":
