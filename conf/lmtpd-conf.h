@@ -225,6 +225,10 @@ typedef struct {
   char *sendmail;             /* or a sendmail-compatible command line, or NULL */
   guint vacation_max_days;    /* cap on :days */
   char **vacation_never_reply; /* sender globs never answered (besides RFC 5230 4.6's) */
+  char *redirect_sender;      /* envelope sender of redirects: sender, recipient, orig_recipient,
+                                 user_email, postmaster, <>, <ADDRESS> or srs */
+  char *srs_domain;           /* redirect_sender = srs: the domain of the SRS addresses */
+  char *srs_secret_file;      /* ... and the file whose first line is the HMAC secret */
 
   char *source;               /* the file this came from */
 } LmtpdConfig;

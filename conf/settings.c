@@ -476,6 +476,37 @@ load_lowercase_list (ConfLoader *ld, GKeyFile *kf, const char *group, const Conf
   *v = conf_clean_list (list, TRUE);
 }
 
+/* redirect_sender: Pigeonhole's sieve_redirect_envelope_from values, or srs */
+static void
+check_redirect_sender (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  static const char *const words[] = { "sender", "recipient", "orig_recipient", "user_email", "postmaster",
+                                       "srs", "<>", NULL };
+  const char *v = CONF_FIELD (base, s, char *);
+  gsize n = strlen (v);
+  g_autofree char *bare = n >= 2 && v[0] == '<' && v[n - 1] == '>' ? g_strndup (v + 1, n - 2) : g_strdup (v);
+
+  if (!g_strv_contains (words, v) && (strchr (bare, '@') == NULL || !conf_address_is_sane (bare)))
+    conf_problem (ld, group, s->key, "'%s' is not sender, recipient, orig_recipient, user_email, postmaster, "
+                  "srs, <> or an address", v);
+}
+
+/* srs needs a domain and a secret: the first line of a readable file */
+static void
+check_srs (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  LmtpdConfig *c = base;
+  g_autofree char *text = NULL;
+
+  check_empty_is_unset (ld, kf, group, s, base);
+  if (c->srs_secret_file && (!g_file_get_contents (c->srs_secret_file, &text, NULL, NULL) || strchr ("\r\n", text[0])))
+    conf_problem (ld, group, s->key, "'%s' is not a readable file whose first line is the secret",
+                  c->srs_secret_file);
+  if (c->redirect_sender && !strcmp (c->redirect_sender, "srs")
+      && (c->srs_domain == NULL || c->srs_domain[0] == '\0' || c->srs_secret_file == NULL))
+    conf_problem (ld, group, s->key, "redirect_sender = srs needs srs_domain and srs_secret_file");
+}
+
 /* ---- the table ---------------------------------------------------------- */
 
 #define KiB G_GUINT64_CONSTANT (1024)
@@ -660,6 +691,13 @@ static const ConfSetting main_rows[] = {
     .doc = "or a sendmail-compatible command line" },
   { "sieve", "vacation_never_reply", CONF_LIST, CFG (vacation_never_reply), .load = load_lowercase_list,
     .doc = "sender globs never answered" },
+  { "sieve", "redirect_sender", CONF_STRING, CFG (redirect_sender), .def_text = "sender",
+    .check = check_redirect_sender,
+    .doc = "envelope sender of redirects: sender, recipient, orig_recipient, user_email, postmaster, <>, "
+           "<ADDRESS> or srs" },
+  { "sieve", "srs_domain", CONF_STRING, CFG (srs_domain), .doc = "redirect_sender = srs: the domain of SRS addresses" },
+  { "sieve", "srs_secret_file", CONF_STRING, CFG (srs_secret_file), .check = check_srs,
+    .doc = "redirect_sender = srs: a file whose first line is the secret (postsrsd's)" },
 };
 
 const ConfTable conf_main_table = { main_rows, G_N_ELEMENTS (main_rows) };

@@ -14,8 +14,11 @@
 
 #include "filter.h"
 #include "header-edit.h"
+#include "srs.h"
 
 #define MAX_REDIRECT_HOPS 5
+/* the duplicate journal's "sender" for redirects: no real sender is this */
+#define REDIRECT_JOURNAL_SENDER "<sieve redirect>"
 
 /* Fields editheader leaves alone besides sieve-lite's trace fields: the
  * loop mark (deleting it let two scripts bounce a message for ever) and
@@ -294,10 +297,11 @@ names_recipient (const char *value, const DeliverRecipient *rcpt)
 }
 
 /* Was the message here before?  A Delivered-To (RFC 9228; as Postfix
- * local and Pigeonhole read it) or our redirect mark naming this
- * recipient in the header as received. */
-static gboolean
-delivered_here_before (const DeliverMessage *msg, const DeliverRecipient *rcpt)
+ * local and Pigeonhole read it), an X-Loop (procmail's and many list
+ * managers' mark) or our redirect mark naming this recipient in the
+ * header as received. */
+gboolean
+filter_been_here (const DeliverMessage *msg, const DeliverRecipient *rcpt)
 {
   g_autofree char *header = received_header (msg);
   g_autoptr (GPtrArray) fields = header_fields (header);
@@ -306,7 +310,8 @@ delivered_here_before (const DeliverMessage *msg, const DeliverRecipient *rcpt)
     {
       g_autofree char *name = header_field_name (fields->pdata[i]);
       g_autofree char *value = NULL;
-      if (g_ascii_strcasecmp (name, "Delivered-To") && g_ascii_strcasecmp (name, FILTER_REDIRECT_HEADER))
+      if (g_ascii_strcasecmp (name, "Delivered-To") && g_ascii_strcasecmp (name, "X-Loop")
+          && g_ascii_strcasecmp (name, FILTER_REDIRECT_HEADER))
         continue;
       value = header_field_value (fields->pdata[i]);
       if (names_recipient (value, rcpt))
@@ -323,7 +328,7 @@ redirect_loops (const FilterMessage *m, const char *target)
   const DeliverRecipient *rcpt = m->rcpt;
   FilterView view;
   g_auto (GStrv) hops = NULL;
-  gboolean loop = delivered_here_before (m->msg, rcpt);
+  gboolean loop = filter_been_here (m->msg, rcpt);
 
   filter_view_init (&view, m);
   hops = filter_view_header (FILTER_REDIRECT_HEADER, &view);
@@ -332,6 +337,44 @@ redirect_loops (const FilterMessage *m, const char *target)
   filter_view_clear (&view);
   return loop || g_strv_length (hops) >= MAX_REDIRECT_HOPS || g_ascii_strcasecmp (target, rcpt->address) == 0
          || g_ascii_strcasecmp (target, rcpt->original) == 0;
+}
+
+/* Pigeonhole's duplicate check of redirects: the same message (by its
+ * Message-ID, and if resent or from a list, by Resent-Message-ID or
+ * Resent-From and List-Id) redirected by this recipient to this target
+ * goes once within the duplicate window, however it came in again.  The
+ * key for the duplicate journal, or NULL without a Message-ID. */
+static char *
+redirect_key (const FilterMessage *m, const char *target)
+{
+  FilterView view;
+  g_auto (GStrv) id = NULL, resent = NULL, from = NULL, list = NULL;
+  g_autofree char *key = NULL;
+
+  filter_view_init (&view, m);
+  id = filter_view_header ("Message-ID", &view);
+  resent = filter_view_header ("Resent-Message-ID", &view);
+  from = filter_view_header ("Resent-From", &view);
+  list = filter_view_header ("List-Id", &view);
+  filter_view_clear (&view);
+  if (id[0] == NULL)
+    return NULL;
+  key = g_strdup_printf ("%s-%s-%s-%s-%s", g_strstrip (id[0]), m->rcpt->original, target,
+                         resent[0] ? resent[0] : from[0] ? from[0] : "", list[0] ? list[0] : "");
+  return g_compute_checksum_for_string (G_CHECKSUM_SHA256, key, -1);
+}
+
+/* Sends @head and the content from the sender [sieve] redirect_sender
+ * names; FALSE with @error. */
+static gboolean
+redirect_send (const FilterMessage *m, const char *target, const char *head, GError **error)
+{
+  const DeliverRecipient *rcpt = m->rcpt;
+  g_autofree char *sender = deliver_redirect_sender (m->config, m->msg->sender, rcpt->address,
+                                                     rcpt->orcpt ? rcpt->orcpt : rcpt->original,
+                                                     rcpt->domain ? rcpt->domain : "", error);
+
+  return sender && deliver_submit (m->config, sender, target, head, m->content, error);
 }
 
 gboolean
@@ -343,6 +386,8 @@ filter_redirect (const FilterMessage *m, const char *target)
   g_autoptr (GError) error = NULL;
   const char *why = NULL, *rest = m->prefix;
   g_autofree char *shown = util_sanitize (target, 330);
+  DeliverDedupe *journal = m->ctx ? m->ctx->journal : NULL;
+  g_autofree char *key = journal ? redirect_key (m, target) : NULL;
 
   if (!deliver_address_parse (target, TRUE, &local, &domain, &why) || domain == NULL)
     {
@@ -361,12 +406,19 @@ filter_redirect (const FilterMessage *m, const char *target)
       rest = nl ? nl + 1 : "";
     }
   head = g_strdup_printf ("%s: %s\n%s", FILTER_REDIRECT_HEADER, rcpt->address, rest);
-  if (!deliver_submit (m->config, msg->sender, target, head, m->content, &error))
+  if (journal && key && deliver_dedupe_seen (journal, key, REDIRECT_JOURNAL_SENDER, target))
+    {
+      g_message ("%s: <%s> sieve: redirected to <%s> before: not again; kept instead", msg->id, rcpt->address, shown);
+      return FALSE;
+    }
+  if (!redirect_send (m, target, head, &error))
     {
       g_autofree char *w = util_sanitize (error->message, 300);
       g_warning ("%s: <%s> sieve: redirect to <%s> failed: %s; kept instead", msg->id, rcpt->address, shown, w);
       return FALSE;
     }
+  if (journal && key)
+    deliver_dedupe_record (journal, key, REDIRECT_JOURNAL_SENDER, target);
   g_message ("%s: <%s> sieve: redirected to <%s>", msg->id, rcpt->address, shown);
   return TRUE;
 }

@@ -81,6 +81,11 @@ typedef struct {
 void filter_run (const FilterMessage *m, const CalloutResult *callouts, FilterOutcome *out);
 void filter_outcome_clear (FilterOutcome *out);
 
+/* Was the message here before: a Delivered-To, X-Loop or redirect mark
+ * naming @rcpt in the header as received (loops for redirect and
+ * vacation). */
+gboolean filter_been_here (const DeliverMessage *msg, const DeliverRecipient *rcpt);
+
 /* redirect: sends the message on with loop protection.  FALSE if it was
  * not sent (the caller keeps the message instead). */
 gboolean filter_redirect (const FilterMessage *m, const char *target);

@@ -253,6 +253,8 @@ reply_forbidden (const FilterMessage *m, FilterView *view, const char *const *mi
     return "the sender is on vacation_never_reply";
   if (addr_in (sender, mine))
     return "the sender is the user";
+  if (filter_been_here (m->msg, m->rcpt))
+    return "the message was here before (Delivered-To, X-Loop or a redirect mark)";
   if ((why = automatic (view, sender)) != NULL)
     return why;
   if (!addressed_to_user (view, mine))
