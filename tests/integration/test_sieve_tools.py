@@ -2,9 +2,13 @@
 results and --trace; the envelope sender of redirects, SRS and loops; a
 failed script counted in the metrics."""
 
+import base64
+import hashlib
+import hmac
 import os
 import subprocess
 import tempfile
+import time
 import unittest
 
 from lmtptest import Daemon, main, metrics_text, own
@@ -160,6 +164,138 @@ class ScriptErrorsTest(DeliveryBase):
         self.assertIn('lmtpd_sieve_errors_total{kind="compile"} 2', after)
         self.assertIn('lmtpd_sieve_errors_total{kind="runtime"} 1', after)
         self.assertIn("# TYPE lmtpd_sieve_errors_total counter", after)
+
+
+def srs0(secret, sender, domain, now=None):
+    """postsrsd's SRS0 address for @sender, written from its recipe: the
+    day mod 1024 in base32, HMAC-SHA1 over stamp + domain + local
+    lowercased, the first four base64 characters."""
+    b32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    day = int(now if now is not None else time.time()) // 86400
+    stamp = b32[(day >> 5) & 31] + b32[day & 31]
+    local, host = sender.rsplit("@", 1)
+    mac = hmac.new(secret.encode(), (stamp + host + local).lower().encode(), hashlib.sha1).digest()
+    return "SRS0=%s=%s=%s=%s@%s" % (base64.b64encode(mac).decode()[:4], stamp, host, local, domain)
+
+
+class RedirectSenderTest(DeliveryBase):
+    """[sieve] redirect_sender: the MAIL FROM the SMTP sink gets."""
+
+    def redirect_from(self, how, sender, n, extra=None):
+        conf = {"sieve.submission": "inet:127.0.0.1:%d" % self.smtp.port, "sieve.redirect_sender": how}
+        conf.update(extra or {})
+        self.d.write_config(conf)
+        self.d.start()
+        try:
+            c = session(self.d)
+            msg = LMTP_MSG.replace("<m1@", "<%s-%d@" % (how.strip("<>") or "null", n))
+            self.assertEqual(transaction(c, ["Alice@example.org"], msg, sender=sender)[0][0], 250)
+            got = self.smtp.wait(n)
+            self.assertEqual(len(got), n, self.d.read_log())
+            return got[-1]
+        finally:
+            self.d.stop()
+
+    def test_redirect_senders(self):
+        self.script("alice@example.org", 'redirect "elsewhere@example.com";\n')
+        cases = [("sender", "s@example.net"), ("recipient", "alice@example.org"),
+                 ("user_email", "alice@example.org"), ("orig_recipient", "Alice@example.org"),
+                 ("postmaster", "postmaster@example.org"), ("<>", ""),
+                 ("<forwarder@example.org>", "forwarder@example.org")]
+        for n, (how, want) in enumerate(cases, 1):
+            sender, rcpts, data = self.redirect_from(how, "s@example.net", n)
+            self.assertEqual((how, sender, rcpts), (how, want, ["elsewhere@example.com"]))
+            self.assertIn(b"X-Sieve-Redirected-From: alice@example.org\r\n", data)
+        # RFC 5228 4.2: the null sender stays null
+        sender, _, _ = self.redirect_from("recipient", "", len(cases) + 1)
+        self.assertEqual(sender, "")
+
+    def srs_conf(self):
+        secret = os.path.join(self.d.dir, "srs.secret")
+        with open(secret, "w") as f:
+            f.write("tops3cr3t\nolder-secret\n")
+        own(secret)
+        return {"sieve.srs_domain": "fwd.example.org", "sieve.srs_secret_file": "srs.secret"}
+
+    def test_srs(self):
+        """SRS0 for a plain sender, as postsrsd would write it (and
+        reverse it: the test computes it with Python's hmac); SRS1 for
+        another forwarder's SRS0; the null sender stays null."""
+        self.script("alice@example.org", 'redirect "elsewhere@example.com";\n')
+        conf = self.srs_conf()
+        sender, _, data = self.redirect_from("srs", "Orig.Sender@Example.NET", 1, conf)
+        self.assertEqual(sender, srs0("tops3cr3t", "Orig.Sender@Example.NET", "fwd.example.org"))
+        self.assertIn(b"The weekly report.", data)
+        other = "SRS0=abcd=XY=orig.example=bob@other.example"
+        sender, _, _ = self.redirect_from("srs", other, 2, conf)
+        mac = hmac.new(b"tops3cr3t", b"other.example=abcd=xy=orig.example=bob", hashlib.sha1).digest()
+        self.assertEqual(sender, "SRS1=%s=other.example==abcd=XY=orig.example=bob@fwd.example.org"
+                         % base64.b64encode(mac).decode()[:4])
+        sender, _, _ = self.redirect_from("srs", "", 3, conf)
+        self.assertEqual(sender, "")
+
+    def test_srs_without_secret_keeps(self):
+        self.script("alice@example.org", 'redirect "elsewhere@example.com";\n')
+        conf = self.srs_conf()
+        self.d.write_config({"sieve.submission": "inet:127.0.0.1:%d" % self.smtp.port, "sieve.redirect_sender": "srs",
+                             **conf})
+        self.d.start()
+        os.unlink(os.path.join(self.d.dir, "srs.secret"))
+        c = session(self.d)
+        self.assertEqual(transaction(c, ["alice@example.org"], LMTP_MSG)[0][0], 250)
+        self.assertEqual(len(self.d.messages("alice@example.org")), 1)
+        time.sleep(0.2)
+        self.assertEqual(self.smtp.received, [])
+        self.assertIn("kept instead", self.d.read_log())
+
+
+class LoopTest(DeliveryBase):
+    """Loops stopped as Pigeonhole stops them, and X-Loop / Delivered-To."""
+
+    def deliver(self, msgs, sender="s@example.net"):
+        self.d.start()
+        c = session(self.d)
+        for m in msgs:
+            self.assertEqual(transaction(c, ["alice@example.org"], m, sender=sender)[0][0], 250)
+
+    def test_been_here_not_redirected(self):
+        self.script("alice@example.org", 'redirect "elsewhere@example.com";\n')
+        self.deliver(["X-Loop: alice@example.org\r\n" + LMTP_MSG,
+                      "Delivered-To: Alice@Example.org\r\n" + LMTP_MSG.replace("<m1@", "<m2@"),
+                      "X-Loop: someone-else@example.org\r\n" + LMTP_MSG.replace("<m1@", "<m3@")])
+        got = self.smtp.wait(1)
+        time.sleep(0.2)
+        self.assertEqual(len(self.smtp.received), 1, self.d.read_log())
+        self.assertIn(b"<m3@example.net>", got[0][2])
+        self.assertEqual(len(self.d.messages("alice@example.org")), 2)
+        self.assertEqual(self.d.read_log().count("would loop"), 2)
+
+    def test_duplicate_redirect(self):
+        """Pigeonhole's duplicate check: the same Message-ID redirected by
+        this recipient to this target goes once, though the bytes differ
+        (another Received, so the delivery journal does not catch it); a
+        resent message (another Resent-Message-ID) goes again."""
+        self.script("alice@example.org", 'redirect "elsewhere@example.com";\n')
+        self.deliver([LMTP_MSG, "Received: from another.example\r\n" + LMTP_MSG,
+                      "Resent-Message-ID: <r1@example.net>\r\n" + LMTP_MSG])
+        got = self.smtp.wait(2)
+        time.sleep(0.2)
+        self.assertEqual(len(self.smtp.received), 2, self.d.read_log())
+        self.assertIn(b"Resent-Message-ID: <r1@example.net>", got[1][2])
+        self.assertEqual(len(self.d.messages("alice@example.org")), 1)  # the second kept instead
+        self.assertIn("redirected to <elsewhere@example.com> before", self.d.read_log())
+
+    def test_vacation_not_to_what_was_here(self):
+        self.script("alice@example.org", 'require "vacation";\nvacation "Away.";\n')
+        self.deliver(["X-Loop: alice@example.org\r\n" + LMTP_MSG,
+                      "Delivered-To: alice@example.org\r\n" + LMTP_MSG.replace("<m1@", "<m2@")])
+        time.sleep(0.3)
+        self.assertEqual(self.smtp.received, [])
+        self.assertEqual(self.d.read_log().count("was here before"), 2, self.d.read_log())
+        # and to one that was not: answered
+        c = session(self.d)
+        transaction(c, ["alice@example.org"], LMTP_MSG.replace("<m1@", "<m3@"))
+        self.assertEqual(len(self.smtp.wait(1)), 1)
 
 
 if __name__ == "__main__":
