@@ -85,14 +85,16 @@ render_node (GString *s, const SieveNode *n)
   g_string_append (s, n->name);
   for (guint i = 0; n->args && i < n->args->len && s->len < TRACE_MAX_TEXT; i++)
     render_arg (s, n->args->pdata[i]);
-  if (n->def && (n->def->flags & SIEVE_DEF_IF))
-    return;
   for (guint i = 0; n->tests && i < n->tests->len && s->len < TRACE_MAX_TEXT; i++)
     g_string_append_printf (s, "%s%s", i ? ", " : " (", ((SieveNode *) n->tests->pdata[i])->name);
   if (n->tests && n->tests->len)
     g_string_append_c (s, ')');
   if (s->len > TRACE_MAX_TEXT)
-    g_string_truncate (s, TRACE_MAX_TEXT);
+    {
+      sieve_cut_utf8 (s->str, TRACE_MAX_TEXT);
+      g_string_set_size (s, strlen (s->str));
+      g_string_append (s, "...");
+    }
 }
 
 static char *

@@ -116,6 +116,19 @@ test_trace_bounded (void)
                               "3: if false -> false\n4: if false -> false\n... (the trace stops here)\n",
                               lines[0], zs = g_strnfill (56, 'z'));
   g_assert_cmpstr (capped, ==, expected);
+  {
+    /* a line stays short however many tests or long strings a node has */
+    GString *wide = g_string_new ("if anyof (false");
+    g_autofree char *t = NULL;
+    for (int i = 0; i < 500; i++)
+      g_string_append (wide, ", false");
+    g_string_append (wide, ") { keep; }\n");
+    t = trace_of (wide->str, 1);
+    g_assert_true (g_str_has_prefix (t, "1: if anyof (false, false, "));
+    g_assert_cmpuint (strlen (t), <, 300);
+    g_assert_nonnull (strstr (t, "... -> false\n"));
+    g_string_free (wide, TRUE);
+  }
   g_string_free (script, TRUE);
 }
 
