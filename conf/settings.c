@@ -482,7 +482,7 @@ check_redirect_sender (ConfLoader *ld, GKeyFile *kf, const char *group, const Co
 {
   static const char *const words[] = { "sender", "recipient", "orig_recipient", "user_email", "postmaster",
                                        "srs", "<>", NULL };
-  const char *v = CONF_FIELD (base, s, char *);
+  const char *v = CONF_FIELD (base, s, char *) ? CONF_FIELD (base, s, char *) : "sender";
   gsize n = strlen (v);
   g_autofree char *bare = n >= 2 && v[0] == '<' && v[n - 1] == '>' ? g_strndup (v + 1, n - 2) : g_strdup (v);
 
