@@ -387,7 +387,7 @@ filter_redirect (const FilterMessage *m, const char *target)
   const char *why = NULL, *rest = m->prefix;
   g_autofree char *shown = util_sanitize (target, 330);
   DeliverDedupe *journal = m->ctx ? m->ctx->journal : NULL;
-  g_autofree char *key = journal ? redirect_key (m, target) : NULL;
+  g_autofree char *key = NULL;
 
   if (!deliver_address_parse (target, TRUE, &local, &domain, &why) || domain == NULL)
     {
@@ -406,7 +406,8 @@ filter_redirect (const FilterMessage *m, const char *target)
       rest = nl ? nl + 1 : "";
     }
   head = g_strdup_printf ("%s: %s\n%s", FILTER_REDIRECT_HEADER, rcpt->address, rest);
-  if (journal && key && deliver_dedupe_seen (journal, key, REDIRECT_JOURNAL_SENDER, target))
+  key = journal ? redirect_key (m, target) : NULL;
+  if (key && deliver_dedupe_seen (journal, key, REDIRECT_JOURNAL_SENDER, target))
     {
       g_message ("%s: <%s> sieve: redirected to <%s> before: not again; kept instead", msg->id, rcpt->address, shown);
       return FALSE;
@@ -417,7 +418,7 @@ filter_redirect (const FilterMessage *m, const char *target)
       g_warning ("%s: <%s> sieve: redirect to <%s> failed: %s; kept instead", msg->id, rcpt->address, shown, w);
       return FALSE;
     }
-  if (journal && key)
+  if (key)
     deliver_dedupe_record (journal, key, REDIRECT_JOURNAL_SENDER, target);
   g_message ("%s: <%s> sieve: redirected to <%s>", msg->id, rcpt->address, shown);
   return TRUE;
