@@ -2,7 +2,8 @@
  * do with a message, without delivering anything.
  *
  *   sieve-lite check SCRIPT
- *   sieve-lite test SCRIPT MESSAGE [--from ADDR] [--to ADDR]
+ *   sieve-lite test SCRIPT MESSAGE [--from ADDR] [--to ADDR] [--date ISO8601]
+ *                   [--duplicate ID]...
  */
 #include "config.h"
 
@@ -15,7 +16,17 @@
 
 typedef struct {
   GMimeMessage *msg;
+  char **seen;      /* --duplicate: ids earlier runs recorded */
 } Msg;
+
+/* What the test run pretends earlier runs recorded (any handle) */
+static gboolean
+duplicate_seen (const char *handle, const char *id, gpointer data)
+{
+  Msg *m = data;
+
+  return m->seen && g_strv_contains ((const char *const *) m->seen, id);
+}
 
 static char **
 header_values (const char *name, gpointer data)
@@ -84,6 +95,8 @@ print_result (const SieveResult *r)
               a->create ? " :create" : "", a->flags ? " :flags" : "");
       if (a->flags)
         printf ("  flags: %s\n", a->flags);
+      if (a->vacation && a->vacation->days == 0)
+        printf ("  seconds: %u\n", a->vacation->seconds);
       if (a->vacation)
         printf ("  days: %u\n  subject: %s\n  from: %s\n  handle: %s\n", a->vacation->days,
                 a->vacation->subject ? a->vacation->subject : "(default)",
@@ -95,13 +108,37 @@ print_result (const SieveResult *r)
       printf ("%s %s%s%s\n", e->value ? "addheader" : "deleteheader", e->name, e->value ? ": " : "",
               e->value ? e->value : "");
     }
+  for (guint i = 0; r->duplicates && i < r->duplicates->len; i++)
+    {
+      SieveDuplicate *d = r->duplicates->pdata[i];
+      printf ("record duplicate \"%s\"%s%s%s :seconds %" G_GUINT64_FORMAT "%s\n", d->id, d->handle[0] ? " :handle \"" : "",
+              d->handle, d->handle[0] ? "\"" : "", d->seconds, d->last ? " :last" : "");
+    }
+}
+
+/* --date: the run's "now", and its offset as the local zone */
+static gboolean
+set_now (SieveMessage *sm, const char *date, char *zone, gsize zone_size)
+{
+  g_autoptr (GDateTime) t = g_date_time_new_from_iso8601 (date, NULL);
+  gint64 off;
+
+  if (t == NULL)
+    return FALSE;
+  off = g_date_time_get_utc_offset (t) / G_USEC_PER_SEC;
+  sm->now = g_date_time_to_unix (t);
+  g_snprintf (zone, zone_size, "%c%02d%02d", off < 0 ? '-' : '+', (int) (ABS (off) / 3600), (int) (ABS (off) % 3600 / 60));
+  sm->zone = zone;
+  return TRUE;
 }
 
 /* sieve-lite test: runs @script on the message in @path and prints what
  * it would do; the exit status as main's. */
 static int
-test_message (const SieveScript *script, const char *path, const char *from, const char *to)
+test_message (const SieveScript *script, const char *path, const char *from, const char *to, const char *date,
+              char **seen)
 {
+  char zone[8];
   g_autoptr (GError) error = NULL;
   g_autoptr (GMimeStream) stream = g_mime_stream_fs_open (path, O_RDONLY, 0, &error);
   g_autoptr (GMimeParser) parser = NULL;
@@ -130,6 +167,14 @@ test_message (const SieveScript *script, const char *path, const char *from, con
   sm.mailbox_exists = mailbox_exists;
   sm.data = &m;
   sm.spamtest = sm.spamtest_percent = sm.virustest = -1;
+  sm.duplicate = duplicate_seen;
+  m.seen = seen;
+  if (date && !set_now (&sm, date, zone, sizeof zone))
+    {
+      fprintf (stderr, "sieve-lite: --date %s: not an ISO 8601 date-time\n", date);
+      g_object_unref (m.msg);
+      return 64;
+    }
   sieve_run (script, &sm, &r);
   print_result (&r);
   sieve_result_clear (&r);
@@ -140,7 +185,8 @@ test_message (const SieveScript *script, const char *path, const char *from, con
 int
 main (int argc, char **argv)
 {
-  g_autofree char *from = NULL, *to = NULL;
+  g_autofree char *from = NULL, *to = NULL, *date = NULL;
+  g_auto (GStrv) seen = NULL;
   g_autoptr (GOptionContext) ctx = NULL;
   g_autoptr (GError) error = NULL;
   g_autofree char *text = NULL;
@@ -149,6 +195,9 @@ main (int argc, char **argv)
   GOptionEntry entries[] = {
     { "from", 'f', 0, G_OPTION_ARG_STRING, &from, "Envelope sender", "ADDR" },
     { "to", 't', 0, G_OPTION_ARG_STRING, &to, "Envelope recipient", "ADDR" },
+    { "date", 0, 0, G_OPTION_ARG_STRING, &date, "The time of the run, and its offset as the local zone",
+      "2026-12-07T10:00:00+01:00" },
+    { "duplicate", 0, 0, G_OPTION_ARG_STRING_ARRAY, &seen, "An id the duplicate test has seen", "ID" },
     { NULL }
   };
 
@@ -177,5 +226,5 @@ main (int argc, char **argv)
       printf ("%s: OK\n", argv[2]);
       return 0;
     }
-  return test_message (script, argv[3], from, to);
+  return test_message (script, argv[3], from, to, date, seen);
 }

@@ -94,6 +94,11 @@ typedef struct {
   char **addresses;
   GPtrArray *modifiers;     /* set: const SieveModifierDef*, in order */
   GPtrArray *pos;           /* SieveArg*: strings and numbers in order */
+  const char *zone;         /* date, currentdate :zone (RFC 5260 4.1), or NULL */
+  gboolean originalzone;
+  guint64 seconds;          /* vacation (RFC 6131), duplicate (RFC 7352) :seconds */
+  gboolean has_seconds;
+  const char *header, *uniqueid;  /* duplicate */
 } SieveArgs;
 
 typedef struct SieveNode SieveNode;
@@ -161,6 +166,8 @@ const SieveDef *sieve_def_test (const char *name);
  * *@took_value is TRUE) cannot be applied to @a */
 const char *sieve_args_apply_tag (SieveArgs *a, const char *tag, const SieveArg *v, gboolean *took_value);
 gboolean sieve_capability_known (const char *cap);
+/* sieve-date.c: is @part a date-part (RFC 5260 4.2)? */
+gboolean sieve_date_part_known (const char *part);
 
 struct SieveModifierDef {
   const char *name;

@@ -102,6 +102,12 @@ check_capabilities (const SieveDef *def, SieveArgs *a, GHashTable *caps)
     return ":flags needs require \"imap4flags\"";
   if (a->percent && !g_hash_table_contains (caps, "spamtestplus"))
     return ":percent needs require \"spamtestplus\"";
+  if ((a->zone || a->originalzone) && !g_hash_table_contains (caps, "date"))
+    return ":zone/:originalzone need require \"date\"";
+  if (a->has_seconds && def->command && !g_hash_table_contains (caps, "vacation-seconds"))
+    return ":seconds needs require \"vacation-seconds\"";
+  if (a->index && def->test && !g_hash_table_contains (caps, "index"))
+    return ":index needs require \"index\"";
   if (!sieve_comparator_lookup (a->comparator, &a->match.comparator))
     return "unknown comparator";
   if (a->match.comparator == SIEVE_COMPARATOR_ASCII_NUMERIC
@@ -179,6 +185,8 @@ validate_require (SieveScript *s, const SieveNode *c, gboolean requires_allowed,
       g_hash_table_add (s->caps, g_strdup (a->strings[j]));
       if (strcmp (a->strings[j], "spamtestplus") == 0)
         g_hash_table_add (s->caps, g_strdup ("spamtest"));
+      if (strcmp (a->strings[j], "vacation-seconds") == 0) /* RFC 6131 2 */
+        g_hash_table_add (s->caps, g_strdup ("vacation"));
     }
   return TRUE;
 }
