@@ -245,6 +245,7 @@ sieve_actions_apply (const Delivery *dv, Store *st, FilterOutcome *fo, gboolean 
     }
   if (plan.vacation)
     filter_vacation (&fm, plan.vacation, fo);
+  filter_duplicate_record (&fm, r);
   sieve_status (dv, stored, redirected, out_path);
 }
 
