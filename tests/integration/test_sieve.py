@@ -4,6 +4,7 @@ keep, the compile cache, editheader, redirect and vacation through a local
 SMTP receiver, global before/after scripts, and callout results as
 spamtest and the callout test."""
 
+import datetime
 import os
 import re
 import socket
@@ -417,6 +418,94 @@ class SieveCalloutResultsTest(unittest.TestCase):
             d.cleanup()
             svc.stop()
 
+
+class SieveTimeAndMemoryTest(unittest.TestCase):
+    """duplicate (RFC 7352), currentdate (RFC 5260) and vacation :seconds
+    (RFC 6131) at delivery."""
+
+    script = SieveDeliveryTest.script
+
+    def setUp(self):
+        self.smtp = SmtpReceiver()
+        self.d = Daemon({"sieve.submission": "inet:127.0.0.1:%d" % self.smtp.port})
+
+    def tearDown(self):
+        self.d.cleanup()
+        self.smtp.close()
+
+    def test_duplicate_files_the_second_copy_elsewhere(self):
+        # RFC 7352 3: true if an earlier delivery's script saw the Message-ID
+        # (another envelope sender, so the transaction journal lets it in)
+        path = self.script("alice@example.org", 'require ["duplicate", "fileinto"];\n'
+                           'if duplicate { fileinto "Dups"; }\n')
+        self.d.start()
+        c = session(self.d)
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 250)
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG, sender="list@example.net")[0][0], 250)
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG.replace("<m1@", "<m2@"))[0][0], 250)
+        inbox = self.d.messages("alice@example.org")
+        dups = self.d.messages("alice@example.org", "new", ".Dups")
+        self.assertEqual(len(inbox), 2, self.d.read_log())
+        self.assertEqual(len(dups), 1, self.d.read_log())
+        self.assertIn(b"Message-ID: <m1@example.net>", dups[0][1])
+        self.assertIn(b"The weekly report.", dups[0][1])
+        with open(path + ".duplicate") as f:
+            lines = f.read().splitlines()
+        self.assertEqual(len(lines), 2, lines)  # m1 once (no :last), m2
+
+    def test_duplicate_records_nothing_when_the_script_fails(self):
+        # RFC 7352 3: "MUST only update the internal duplicate-tracking list
+        # when the Sieve script execution finishes successfully"
+        self.script("alice@example.org", 'require ["duplicate", "fileinto"];\n'
+                    'if duplicate { fileinto "Dups"; stop; }\n'
+                    'if header :is "x-fail" "yes" {\n' + "".join('redirect "r%d@example.com";\n' % i
+                                                                  for i in range(6)) + '}\n')
+        self.d.start()
+        c = session(self.d)
+        transaction(c, ["alice@example.org"], "X-Fail: yes\r\n" + MSG)
+        transaction(c, ["alice@example.org"], MSG, sender="a@example.net")
+        transaction(c, ["alice@example.org"], MSG, sender="b@example.net")
+        self.assertEqual(len(self.d.messages("alice@example.org")), 2, self.d.read_log())
+        self.assertEqual(len(self.d.messages("alice@example.org", "new", ".Dups")), 1, self.d.read_log())
+
+    def test_vacation_in_a_date_range_and_seconds(self):
+        # RFC 5260 5.1: a vacation set up for a range of dates (as Roundcube
+        # writes it); RFC 6131 2: ":seconds 0" answers every message when
+        # the site's minimum allows it
+        today = datetime.date.today()
+        first, last = today - datetime.timedelta(days=2), today + datetime.timedelta(days=2)
+        self.d.write_config({"sieve.submission": "inet:127.0.0.1:%d" % self.smtp.port,
+                             "sieve.vacation_min_period": "0"})
+        self.script("alice@example.org", 'require ["date", "relational", "vacation-seconds"];\n'
+                    'if allof(currentdate :value "ge" "date" "%s", currentdate :value "le" "date" "%s")\n'
+                    '{ vacation :seconds 0 "Away this week."; }\n' % (first, last))
+        self.script("bob@example.org", 'require ["date", "relational", "vacation"];\n'
+                    'if currentdate :value "lt" "date" "%s" { vacation "Long ago."; }\n' % first)
+        self.d.start()
+        c = session(self.d)
+        transaction(c, ["alice@example.org", "bob@example.org"], MSG)
+        transaction(c, ["alice@example.org", "bob@example.org"], MSG.replace("<m1@", "<m2@"))
+        self.smtp.wait(2)
+        time.sleep(0.3)
+        self.assertEqual(len(self.smtp.received), 2, self.d.read_log())
+        for sender, rcpts, data in self.smtp.received:
+            self.assertEqual((sender, rcpts), ("", ["s@example.net"]))
+            self.assertIn(b"Away this week.", data)
+        self.assertEqual(len(self.d.messages("bob@example.org")), 2)
+
+    def test_vacation_seconds_under_the_minimum(self):
+        # RFC 6131 2: "If 0 <= v(spec) < v(min), then v(eff) = v(min)" (the
+        # default minimum is a day, as Pigeonhole's)
+        self.script("alice@example.org", 'require "vacation-seconds";\nvacation :seconds 1 "In a meeting.";\n')
+        self.d.start()
+        c = session(self.d)
+        transaction(c, ["alice@example.org"], MSG)
+        self.smtp.wait(1)
+        time.sleep(1.5)
+        transaction(c, ["alice@example.org"], MSG.replace("<m1@", "<m2@"))
+        time.sleep(0.3)
+        self.assertEqual(len(self.smtp.received), 1)
+        self.assertIn("answered already", self.d.read_log())
 
 if __name__ == "__main__":
     main()
