@@ -83,6 +83,22 @@ check_positional (const SieveArgs *a, const char *shape)
   return NULL;
 }
 
+/* Tags of one command or test only (RFC 5260, 6131, 7352) */
+static const char *
+check_owned_tags (const SieveDef *def, const SieveArgs *a)
+{
+  gboolean date = !strcmp (def->name, "date") || !strcmp (def->name, "currentdate");
+  gboolean dup = !strcmp (def->name, "duplicate");
+
+  if ((a->zone || a->originalzone) && !date)
+    return ":zone/:originalzone are for date and currentdate";
+  if ((a->header || a->uniqueid) && !dup)
+    return ":header/:uniqueid are for duplicate";
+  if (a->has_seconds && !dup && strcmp (def->name, "vacation"))
+    return ":seconds is for vacation and duplicate";
+  return NULL;
+}
+
 /* The capabilities the tags need; resolves the comparator. */
 static const char *
 check_capabilities (const SieveDef *def, SieveArgs *a, GHashTable *caps)
@@ -123,6 +139,8 @@ check_args (const SieveNode *n, const SieveDef *def, const char *shape, SieveArg
 
   if (why == NULL && n->tests->len != def->tests && def->tests != SIEVE_TESTS_LIST)
     why = "wrong number of tests";
+  if (why == NULL)
+    why = check_owned_tags (def, a);
   if (why == NULL)
     why = check_capabilities (def, a, caps);
   return why;

@@ -287,6 +287,12 @@ test_date_validation (void)
          "compile error: 2:4: currentdate: :originalzone is for date");
   CHECK (REQ "if date \"date\" \"century\" \"21\" { keep; }", "compile error: 2:4: date: unknown date-part \"century\"");
   CHECK ("if currentdate \"year\" \"2026\" { keep; }", "compile error: 1:4: 'currentdate' needs require \"date\"");
+  CHECK (REQ "if header :zone \"+0100\" \"subject\" \"x\" { keep; }",
+         "compile error: 2:4: header: :zone/:originalzone are for date and currentdate");
+  CHECK ("require [\"duplicate\", \"fileinto\"];\nfileinto :uniqueid \"x\" \"A\";",
+         "compile error: 2:1: fileinto: :header/:uniqueid are for duplicate");
+  CHECK ("require \"vacation-seconds\";\nif size :seconds 5 :over 1 { keep; }",
+         "compile error: 2:4: size: :seconds is for vacation and duplicate");
   /* a date-part from a variable that is none: the test is false */
   CHECK (REQ "set \"p\" \"century\"; if date :matches \"date\" \"${p}\" \"*\" { fileinto \"X\"; }", "keep");
 }
