@@ -280,5 +280,54 @@ class DifferentialTest(unittest.TestCase):
         self.assertEqual(failures, [], "\n\n".join(failures[:10]))
 
 
+class SieveLiteClockTest(unittest.TestCase):
+    """`sieve-lite test --date` and `--duplicate`: currentdate (RFC 5260 5)
+    and duplicate (RFC 7352) where Pigeonhole's sieve-test has no clock to
+    set and keeps no ids between runs."""
+
+    ROUNDCUBE = ('require ["date", "relational", "vacation"];\n# rule:[Vacation]\n'
+                 'if allof (currentdate :zone "+0100" :value "ge" "iso8601" "2026-12-05T00:00:00+01:00",\n'
+                 '          currentdate :zone "+0100" :value "le" "iso8601" "2026-12-20T23:59:59+01:00")\n'
+                 '{\n\tvacation :days 1 :subject "Out of office" "Back on the 21st.";\n}\n')
+
+    def run_lite(self, script, *args):
+        tmp = tempfile.mkdtemp(prefix="sieve-clock-")
+        try:
+            sp, mp = os.path.join(tmp, "s.sieve"), os.path.join(tmp, "m.eml")
+            with open(sp, "w") as f:
+                f.write(script)
+            with open(mp, "w") as f:
+                f.write(MESSAGES["dated"])
+            return subprocess.run([SIEVE_LITE, "test", sp, mp] + list(args), capture_output=True, text=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def test_roundcube_vacation_range(self):
+        inside = self.run_lite(self.ROUNDCUBE, "--date", "2026-12-07T10:00:00+01:00")
+        self.assertEqual(inside.returncode, 0, inside.stderr)
+        self.assertIn('vacation "Back on the 21st."\n  days: 1\n  subject: Out of office\n', inside.stdout)
+        after = self.run_lite(self.ROUNDCUBE, "--date", "2026-12-21T00:00:00+01:00")
+        self.assertEqual(after.stdout, "keep\n")
+        # the zone of --date is the local one
+        r = self.run_lite('require ["date", "variables", "fileinto"];\n'
+                          'if currentdate :matches "std11" "*" { fileinto "${0}"; }\n'
+                          'if date :matches "date" "iso8601" "*" { fileinto "${0}"; }',
+                          "--date", "2026-12-07T10:00:00-03:30")
+        self.assertEqual(r.stdout, 'fileinto "Mon, 07 Dec 2026 10:00:00 -0330"\n'
+                                   'fileinto "2026-02-26T16:00:45-03:30"\n')
+        bad = self.run_lite("keep;", "--date", "yesterday")
+        self.assertEqual(bad.returncode, 64)
+
+    def test_duplicate_ids(self):
+        script = 'require ["duplicate", "fileinto"];\nif duplicate { fileinto "Dup"; }\n'
+        first = self.run_lite(script)
+        self.assertEqual(first.stdout, 'keep\nrecord duplicate "<d1@example.com>" :seconds 604800\n')
+        again = self.run_lite(script, "--duplicate", "<d1@example.com>")
+        self.assertEqual(again.stdout, 'fileinto "Dup"\nrecord duplicate "<d1@example.com>" :seconds 604800\n')
+        # RFC 7352 3: a run that fails records nothing
+        failed = self.run_lite(script + 'redirect "a@b.c"; redirect "d@e.f"; redirect "g@h.i"; redirect "j@k.l";'
+                               'redirect "m@n.o";\n')
+        self.assertNotIn("record", failed.stdout)
+
 if __name__ == "__main__":
     main()
