@@ -200,14 +200,32 @@ match_date (SieveRun *run, const SieveArgs *a, GDateTime *t, guint part_arg)
   return sieve_run_match_any (run, a, values, keys);
 }
 
+/* A leap second (RFC 5322 3.3 allows second 60) as the second before:
+ * a valid date-time, which GDateTime cannot hold (as Pigeonhole) */
+static gboolean
+leap_second_down (char *text)
+{
+  for (char *p = strstr (text, ":60"); p; p = strstr (p + 1, ":60"))
+    if (p - text >= 3 && p[-3] == ':' && !g_ascii_isdigit (p[3]))
+      {
+        p[2] = '9';
+        p[1] = '5';
+        return TRUE;
+      }
+  return FALSE;
+}
+
 /* The date-time in a field: all of it, or what follows its last ';' */
 static GDateTime *
 field_date (const char *value)
 {
   const char *semi = strrchr (value, ';');
   g_autofree char *text = g_strndup (semi ? semi + 1 : value, MAX_DATE_TEXT);
+  GDateTime *t = g_mime_utils_header_decode_date (g_strstrip (text));
 
-  return g_mime_utils_header_decode_date (g_strstrip (text));
+  if (t == NULL && leap_second_down (text))
+    t = g_mime_utils_header_decode_date (text);
+  return t;
 }
 
 gboolean

@@ -38,6 +38,7 @@ MESSAGES = {
               "Received: from a.example by mx.example.org; Sat, 28 Feb 2026 23:10:00 +0100\n"
               "Received: from b.example by a.example; Fri, 27 Feb 2026 08:00:00 +0000\n"
               "Received: from c.example by b.example\nX-Spam: yes\nX-Spam: maybe\n"
+              "X-Leap: Sat, 28 Feb 2026 10:00:60 +0000\nX-Bad: Sun, 29 Feb 2025 10:00:00 +0000\n"
               "Message-ID: <d1@example.com>\n\nbody\n"),
 }
 
@@ -142,6 +143,8 @@ SCRIPTS = [
     'if date :matches :zone "+1400" "date" "second" "*" { set "d" "${d}${0}"; }\nfileinto "${a}|${b}|${c}|${d}";',
     'require ["date", "fileinto", "variables"];\nif date :matches :originalzone "received" "iso8601" "*" '
     '{ fileinto "${0}"; }',
+    'require ["date", "fileinto", "variables"];\nif date :matches :originalzone "x-leap" "iso8601" "*" '
+    '{ fileinto "${0}"; }\nif date :matches "x-bad" "date" "*" { fileinto "Bad"; }',
     'require ["date", "fileinto", "variables", "index"];\nif date :matches :index 2 "received" "iso8601" "*" '
     '{ fileinto "A${0}"; }\nif date :matches :index 1 :last "received" "date" "*" { fileinto "L${0}"; }',
     'require ["date", "fileinto", "relational", "comparator-i;ascii-numeric"];\n'

@@ -26,6 +26,7 @@ static const char *const msg_headers[] = {
   "X-Bad-Date: Thu, 32 Jan 2026 10:00:00 +0000",
   "X-Leap: Sun, 29 Feb 2025 10:00:00 +0000",
   "X-Obsolete: Thu, 26 Feb 2026 14:30:45 EST",
+  "X-Leap-Second: Wed, 31 Dec 2008 23:59:60 +0000",
   "Message-ID: <id1@example.com>",
   "X-Spam: yes",
   "X-Spam: maybe",
@@ -164,6 +165,10 @@ test_date_invalid (void)
   CHECK (REQ "if date :matches \"x-leap\" \"year\" \"*\" { fileinto \"Y\"; }", "keep");
   CHECK (REQ "if date :matches \"x-none\" \"year\" \"*\" { fileinto \"Y\"; }", "keep");
   CHECK (REQ "if date :matches \"subject\" \"year\" \"*\" { fileinto \"Y\"; }", "keep");
+  /* RFC 5322 3.3: a second may be 60: a valid date (read as :59, as
+   * Pigeonhole) */
+  CHECK (REQ "if date :originalzone :matches \"x-leap-second\" \"time\" \"*\" { fileinto \"${0}\"; }",
+         "fileinto:23:59:59");
   CHECK (REQ "if date :count \"eq\" :comparator \"i;ascii-numeric\" \"x-leap\" \"year\" \"0\" { fileinto \"Zero\"; }",
          "fileinto:Zero");
   CHECK (REQ "if date :count \"eq\" :comparator \"i;ascii-numeric\" \"date\" \"year\" \"1\" { fileinto \"One\"; }",
