@@ -468,6 +468,16 @@ class SieveTimeAndMemoryTest(unittest.TestCase):
         self.assertEqual(len(self.d.messages("alice@example.org")), 2, self.d.read_log())
         self.assertEqual(len(self.d.messages("alice@example.org", "new", ".Dups")), 1, self.d.read_log())
 
+    def test_duplicate_recorded_by_a_reject(self):
+        # RFC 7352 3: a run that ends well records its ids, whatever it did
+        self.script("alice@example.org", 'require ["duplicate", "fileinto", "reject"];\n'
+                    'if duplicate { fileinto "Dups"; stop; }\nreject "Not now.";\n')
+        self.d.start()
+        c = session(self.d)
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 550)
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG, sender="list@example.net")[0][0], 250)
+        self.assertEqual(len(self.d.messages("alice@example.org", "new", ".Dups")), 1, self.d.read_log())
+
     def test_vacation_in_a_date_range_and_seconds(self):
         # RFC 5260 5.1: a vacation set up for a range of dates (as Roundcube
         # writes it); RFC 6131 2: ":seconds 0" answers every message when
