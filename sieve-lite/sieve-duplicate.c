@@ -105,12 +105,13 @@ sieve_test_duplicate (SieveRun *run, const SieveNode *t)
 
   if (id == NULL || seconds == 0 || run->error)
     return FALSE;
-  seen = run->m->duplicate != NULL && run->m->duplicate (handle, id, run->m->data);
+  /* each question may read the user's ids: a bounded number of ids */
   if (run->r->duplicates->len >= SIEVE_MAX_ACTIONS * 4)
     {
       sieve_run_fail (run, SIEVE_ERROR_LIMIT, "too many duplicate tests");
       return FALSE;
     }
+  seen = run->m->duplicate != NULL && run->m->duplicate (handle, id, run->m->data);
   remember (run, handle, id, seconds, a->last);
   return seen;
 }

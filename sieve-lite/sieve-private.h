@@ -6,7 +6,8 @@
  * -> the parser (sieve-parse.c) -> the lexer (sieve-lexer.c), and -> the
  * lookups of sieve-defs.c -> the definition tables, which sit with their
  * run functions in sieve-commands.c and sieve-tests.c.  Running: sieve_run
- * (sieve-run.c) calls each node's run function through its definition;
+ * (sieve-run.c) calls each node's run function through its definition
+ * (tests of their own in sieve-date.c and sieve-duplicate.c);
  * the commands and tests use the run state (sieve-run.h), the actions
  * (sieve-actions.c) and the matching (sieve-match.c).  sieve-result.c
  * (the error domain, the result helpers) depends on none of them.
