@@ -47,13 +47,13 @@ char *sieve_run_flags_string (SieveRun *run, char **explicit_flags);
  * them against keys (setting match variables) */
 char **sieve_run_headers (SieveRun *run, const char *name);
 gboolean sieve_run_match_any (SieveRun *run, const SieveArgs *a, char **values, char **keys);
-/* :index N [:last] (RFC 5260 6): keeps only the chosen field of @fields
- * (char*, in order); none if there is no such field */
-void sieve_run_pick_index (const SieveArgs *a, GPtrArray *fields);
 
 /* sieve-date.c: date, currentdate (RFC 5260) and the :index checks;
  * sieve-duplicate.c: duplicate (RFC 7352) */
 gboolean sieve_check_index (const SieveNode *n, GError **error);
+/* :index N [:last] (RFC 5260 6): keeps only the chosen field of @fields
+ * (char*, in order); none if there is no such field */
+void sieve_run_pick_index (const SieveArgs *a, GPtrArray *fields);
 gboolean sieve_check_date (const SieveNode *n, GError **error);
 gboolean sieve_test_date (SieveRun *run, const SieveNode *t);
 gboolean sieve_test_currentdate (SieveRun *run, const SieveNode *t);
