@@ -7,8 +7,8 @@
  * The local backend is a file per user, next to the user's script (else
  * in the spool), of "EXPIRES KEY" lines, KEY a digest of the handle and
  * the id (an id is whatever a sender wrote), rewritten under an exclusive
- * lock.  It holds at most MAX_ENTRIES: past that, the entries that expire
- * first go.  The backend sits behind DuplicateBackend so that a state
+ * lock.  It holds at most MAX_ENTRIES: to make room for a run's ids, the
+ * entries that expire first go.  The backend sits behind DuplicateBackend so that a state
  * shared by the nodes of a cluster (context.h's DeliverStateStore) can
  * take the file's place.
  */
@@ -80,24 +80,37 @@ by_expiry (gconstpointer a, gconstpointer b, gpointer t)
   return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* The entries as lines, the MAX_ENTRIES that expire last */
-static GString *
-entries_text (GHashTable *t)
+/* Makes room for @room more entries within MAX_ENTRIES: the entries
+ * that expire first go */
+static void
+entries_trim (GHashTable *t, guint room)
 {
-  g_autoptr (GPtrArray) keys = g_ptr_array_new ();
-  GString *s = g_string_new (NULL);
+  g_autoptr (GPtrArray) keys = NULL;
+  guint keep = MAX_ENTRIES - MIN (room, MAX_ENTRIES);
   GHashTableIter it;
   gpointer k;
 
+  if (g_hash_table_size (t) <= keep)
+    return;
+  keys = g_ptr_array_new_with_free_func (g_free);
   g_hash_table_iter_init (&it, t);
   while (g_hash_table_iter_next (&it, &k, NULL))
-    g_ptr_array_add (keys, k);
+    g_ptr_array_add (keys, g_strdup (k));
+  g_ptr_array_sort_with_data (keys, by_expiry, t);
+  for (guint i = keep; i < keys->len; i++)
+    g_hash_table_remove (t, keys->pdata[i]);
+}
 
-  if (keys->len > MAX_ENTRIES)
-    g_ptr_array_sort_with_data (keys, by_expiry, t);
-  for (guint i = 0; i < keys->len && i < MAX_ENTRIES; i++)
-    g_string_append_printf (s, "%" G_GSIZE_FORMAT " %s\n", GPOINTER_TO_SIZE (g_hash_table_lookup (t, keys->pdata[i])),
-                            (char *) keys->pdata[i]);
+static GString *
+entries_text (GHashTable *t)
+{
+  GString *s = g_string_new (NULL);
+  GHashTableIter it;
+  gpointer k, v;
+
+  g_hash_table_iter_init (&it, t);
+  while (g_hash_table_iter_next (&it, &k, &v))
+    g_string_append_printf (s, "%" G_GSIZE_FORMAT " %s\n", GPOINTER_TO_SIZE (v), (char *) k);
   return s;
 }
 
@@ -137,6 +150,7 @@ file_record (const char *user, const char *path, const SieveResult *r, gint64 no
       return;
     }
   t = entries_parse (text, now);
+  entries_trim (t, r->duplicates->len);
   entries_add (t, r, now);
   out = entries_text (t);
   if (lseek (fd, 0, SEEK_SET) < 0 || ftruncate (fd, 0) < 0 || write (fd, out->str, out->len) != (gssize) out->len)

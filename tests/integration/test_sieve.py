@@ -5,6 +5,7 @@ SMTP receiver, global before/after scripts, and callout results as
 spamtest and the callout test."""
 
 import datetime
+import hashlib
 import os
 import re
 import socket
@@ -467,6 +468,31 @@ class SieveTimeAndMemoryTest(unittest.TestCase):
         transaction(c, ["alice@example.org"], MSG, sender="b@example.net")
         self.assertEqual(len(self.d.messages("alice@example.org")), 2, self.d.read_log())
         self.assertEqual(len(self.d.messages("alice@example.org", "new", ".Dups")), 1, self.d.read_log())
+
+    def test_duplicate_ids_are_bounded_and_expire(self):
+        # RFC 7352 3.3: entries expire; the file keeps at most 10,000 (to
+        # make room, the ones that expire first go)
+        path = self.script("alice@example.org", 'require ["duplicate", "fileinto"];\n'
+                           'if duplicate :seconds 3600 { fileinto "Dups"; }\n')
+        now = int(time.time())
+        with open(path + ".duplicate", "w") as f:
+            f.write("%d %s\n" % (now - 10, "e" * 32))  # expired
+            for i in range(10050):
+                f.write("%d %032x\n" % (now + 100000 + i, i))
+        own(path + ".duplicate")
+        self.d.start()
+        c = session(self.d)
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 250)
+        with open(path + ".duplicate") as f:
+            entries = dict(reversed(line.split()) for line in f.read().splitlines())
+        key = hashlib.sha256(b"\0<m1@example.net>").hexdigest()[:32]
+        self.assertEqual(len(entries), 10000)
+        self.assertIn(key, entries)
+        self.assertLessEqual(abs(int(entries[key]) - (now + 3600)), 5)
+        self.assertNotIn("e" * 32, entries)
+        self.assertNotIn("%032x" % 50, entries)  # the 51 that expire first made room
+        self.assertIn("%032x" % 51, entries)
+        self.assertEqual(len(self.d.messages("alice@example.org")), 1)
 
     def test_duplicate_recorded_by_a_reject(self):
         # RFC 7352 3: a run that ends well records its ids, whatever it did
