@@ -494,6 +494,27 @@ class SieveTimeAndMemoryTest(unittest.TestCase):
         self.assertIn("%032x" % 51, entries)
         self.assertEqual(len(self.d.messages("alice@example.org")), 1)
 
+    def test_duplicate_ids_file_planted_by_the_user(self):
+        # the ids file is the user's: a symlink is not followed, a FIFO does
+        # not block; the message is delivered all the same
+        path = self.script("alice@example.org", 'require ["duplicate", "fileinto"];\n'
+                           'if duplicate { fileinto "Dups"; }\n')
+        target = os.path.join(self.d.dir, "victim")
+        with open(target, "w") as f:
+            f.write("precious\n")
+        os.symlink(target, path + ".duplicate")
+        self.d.start()
+        c = session(self.d)
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 250)
+        os.unlink(path + ".duplicate")
+        os.mkfifo(path + ".duplicate")
+        own(path + ".duplicate")
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG, sender="b@example.net")[0][0], 250)
+        with open(target) as f:
+            self.assertEqual(f.read(), "precious\n")
+        self.assertEqual(len(self.d.messages("alice@example.org")), 2)
+        self.assertIn("sieve duplicate ids", self.d.read_log())
+
     def test_duplicate_recorded_by_a_reject(self):
         # RFC 7352 3: a run that ends well records its ids, whatever it did
         self.script("alice@example.org", 'require ["duplicate", "fileinto", "reject"];\n'
