@@ -91,6 +91,8 @@ run_at (const char *script, const char *const *headers, const char *const *seen,
                               a->argument ? a->argument : "");
       if (a->vacation)
         g_string_append_printf (out, "/%u/%u", a->vacation->days, a->vacation->seconds);
+      if (a->flags)
+        g_string_append_printf (out, "+%s", a->flags);
     }
   for (guint i = 0; i < r.duplicates->len; i++)
     {
@@ -328,6 +330,39 @@ test_duplicate (void)
   }
 }
 
+/* 3.2: "The following three examples are equivalent and match the same
+ * entry"; section 4's examples */
+static void
+test_duplicate_examples (void)
+{
+  static const char *const seen[] = { "/<id1@example.com>", "/disk full", NULL };
+  static const char *const alert[] = { "Subject: ALERT: disk full", NULL };
+  const char *forms[] = {
+    "require \"duplicate\";\nif duplicate {\n  discard;\n}",
+    "require \"duplicate\";\nif duplicate :header \"message-id\" {\n  discard;\n}",
+    "require [\"duplicate\", \"variables\"];\nif header :matches \"message-id\" \"*\" {\n"
+    "  if duplicate :uniqueid \"${0}\" {\n    discard;\n  }\n}",
+  };
+  const char *alerts = "require [\"duplicate\", \"variables\", \"imap4flags\", \"fileinto\"];\n"
+                       "if header :matches \"subject\" \"ALERT: *\" {\n"
+                       "  if duplicate :seconds 60 :uniqueid \"${1}\" {\n    setflag \"\\\\seen\";\n  }\n"
+                       "  fileinto \"Alerts\";\n}";
+
+  for (guint i = 0; i < G_N_ELEMENTS (forms); i++)
+    {
+      g_autofree char *got = run_at (forms[i], NULL, seen, NULL);
+      g_assert_cmpstr (got, ==, "discard; record /<id1@example.com>/604800");
+    }
+  CHECK ("require [\"duplicate\", \"fileinto\", \"mailbox\"];\nif duplicate {\n  fileinto :create \"Trash/Duplicate\";\n}",
+         "keep; record /<id1@example.com>/604800");
+  {
+    g_autofree char *first = run_at (alerts, alert, NULL, NULL);
+    g_autofree char *again = run_at (alerts, alert, seen, NULL);
+    g_assert_cmpstr (first, ==, "fileinto:Alerts; record /disk full/60");
+    g_assert_cmpstr (again, ==, "fileinto:Alerts+\\seen; record /disk full/60");
+  }
+}
+
 /* 3.1 and 3.3: no field (or an invalid name): false and nothing
  * recorded; :seconds 0: false; over the cap: the cap, silently;
  * :uniqueid as given; 3.1: ":header" and ":uniqueid" ... MUST trigger an
@@ -385,6 +420,7 @@ main (int argc, char **argv)
   g_test_add_func ("/sieve/rfc5260/validation", test_date_validation);
   g_test_add_func ("/sieve/rfc7352/duplicate", test_duplicate);
   g_test_add_func ("/sieve/rfc7352/arguments", test_duplicate_arguments);
+  g_test_add_func ("/sieve/rfc7352/examples", test_duplicate_examples);
   g_test_add_func ("/sieve/rfc6131/vacation-seconds", test_vacation_seconds);
   return g_test_run ();
 }
