@@ -224,6 +224,7 @@ typedef struct {
   char *submission;           /* "inet:HOST:PORT" SMTP for redirect and vacation, or NULL */
   char *sendmail;             /* or a sendmail-compatible command line, or NULL */
   guint vacation_max_days;    /* cap on :days */
+  guint vacation_min_period;  /* floor on :days/:seconds, seconds (RFC 6131 2) */
   char **vacation_never_reply; /* sender globs never answered (besides RFC 5230 4.6's) */
   char *redirect_sender;      /* envelope sender of redirects: sender, recipient, orig_recipient,
                                  user_email, postmaster, <>, <ADDRESS> or srs */

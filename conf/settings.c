@@ -681,7 +681,9 @@ static const ConfSetting main_rows[] = {
   { "sieve", "max_redirects", CONF_UINT, CFG (sieve_max_redirects), .def = 4, .min = 0, .max = 100,
     .doc = "redirects a run" },
   { "sieve", "vacation_max_days", CONF_UINT, CFG (vacation_max_days), .def = 90, .min = 1, .max = 365,
-    .doc = "cap on vacation :days" },
+    .doc = "cap on vacation :days and :seconds" },
+  { "sieve", "vacation_min_period", CONF_UINT, CFG (vacation_min_period), .def = 86400, .min = 0,
+    .max = 365 * 86400, .doc = "seconds at least between two replies to a sender (0: :seconds 0 answers every message)" },
   /* given in seconds (min, max), kept in milliseconds (def) */
   { "sieve", "max_run_time", CONF_UINT, CFG (sieve_max_run_time_ms), .def = 2000, .min = 1, .max = 600,
     .load = load_max_run_time, .doc = "seconds a run may take" },

@@ -226,7 +226,10 @@ sieve_actions_apply (const Delivery *dv, Store *st, FilterOutcome *fo, gboolean 
   gboolean keep_instead = FALSE;
 
   if (sieve_rejects (dv, r))
-    return;
+    {
+      filter_duplicate_record (&fm, r); /* the script ran to its end (RFC 7352 3) */
+      return;
+    }
   if (r->edits->len && !edit_header (dv, st, r->edits, header_in_prefix, &edited))
     return;
   plan_actions (dv, r, st, &plan);
@@ -245,6 +248,7 @@ sieve_actions_apply (const Delivery *dv, Store *st, FilterOutcome *fo, gboolean 
     }
   if (plan.vacation)
     filter_vacation (&fm, plan.vacation, fo);
+  filter_duplicate_record (&fm, r);
   sieve_status (dv, stored, redirected, out_path);
 }
 

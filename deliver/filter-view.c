@@ -17,6 +17,7 @@
 void
 filter_view_init (FilterView *v, const FilterMessage *m)
 {
+  v->m = m;
   v->rcpt = m->rcpt;
   v->prefix = m->prefix;
   v->content = m->content;

@@ -107,6 +107,8 @@ merge (SieveResult *into, SieveResult *from, SieveAction **pending)
     g_ptr_array_add (into->actions, g_steal_pointer (&from->actions->pdata[i]));
   for (guint i = 0; i < from->edits->len; i++)
     g_ptr_array_add (into->edits, g_steal_pointer (&from->edits->pdata[i]));
+  for (guint i = 0; i < from->duplicates->len; i++)
+    g_ptr_array_add (into->duplicates, g_steal_pointer (&from->duplicates->pdata[i]));
   sieve_action_free (*pending);
   *pending = from->implicit_keep ? g_steal_pointer (&from->actions->pdata[n]) : NULL;
   into->implicit_keep = from->implicit_keep;
@@ -150,6 +152,7 @@ sieve_message (const FilterMessage *m, FilterView *view, SieveMessage *sm)
   sm->max_redirects = config->sieve_max_redirects ? config->sieve_max_redirects : 1;
   sm->max_time_ms = config->sieve_max_run_time_ms;
   sm->protected_headers = filter_protected_fields;
+  sm->duplicate = filter_duplicate_seen;
 }
 
 /* Runs @c into @r; returns why it failed (borrowed from @c or @r), or NULL. */
@@ -197,6 +200,7 @@ script_failed (const FilterMessage *m, const char *path, const char *why, gboole
   g_ptr_array_set_size (out->result.actions, 0);
   g_clear_pointer (pending, sieve_action_free);
   g_ptr_array_set_size (out->result.edits, 0);
+  g_ptr_array_set_size (out->result.duplicates, 0); /* RFC 7352 3: a failed run records nothing */
   out->result.implicit_keep = TRUE;
   out->result.error = g_steal_pointer (&what);
 }
@@ -207,6 +211,7 @@ outcome_init (FilterOutcome *out)
   memset (out, 0, sizeof *out);
   out->result.actions = g_ptr_array_new_with_free_func (sieve_action_free);
   out->result.edits = g_ptr_array_new_with_free_func (sieve_header_edit_free);
+  out->result.duplicates = g_ptr_array_new_with_free_func (sieve_duplicate_free);
   out->result.implicit_keep = TRUE;
 }
 

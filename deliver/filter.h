@@ -47,6 +47,7 @@ void filter_script_unref (FilterScript *script);
 /* ---- the message as Sieve sees it (filter-view.c) ------------------------ */
 
 typedef struct {
+  const FilterMessage *m;   /* whose view this is (for the duplicate ids) */
   const DeliverRecipient *rcpt;
   const char *prefix;
   const DeliverContent *content;
@@ -89,6 +90,13 @@ gboolean filter_been_here (const DeliverMessage *msg, const DeliverRecipient *rc
 /* redirect: sends the message on with loop protection.  FALSE if it was
  * not sent (the caller keeps the message instead). */
 gboolean filter_redirect (const FilterMessage *m, const char *target);
+
+/* ---- the duplicate test's ids (filter-duplicate.c) ------------------------ */
+
+/* SieveMessage.duplicate; @view is a FilterView. */
+gboolean filter_duplicate_seen (const char *handle, const char *id, gpointer view);
+/* Records the ids of @r (RFC 7352 3): once its actions were carried out. */
+void filter_duplicate_record (const FilterMessage *m, const SieveResult *r);
 
 /* ---- vacation.c ------------------------------------------------------------ */
 

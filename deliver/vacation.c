@@ -147,11 +147,11 @@ reply_log_seen (ReplyLog *log, const char *sender)
 }
 
 static void
-reply_log_record (ReplyLog *log, const char *path, const char *sender, guint days)
+reply_log_record (ReplyLog *log, const char *path, const char *sender, guint64 seconds)
 {
   gint64 now = g_get_real_time () / G_USEC_PER_SEC;
 
-  g_string_append_printf (log->kept, "%" G_GINT64_FORMAT " %s %s\n", now + (gint64) days * 86400, log->key, sender);
+  g_string_append_printf (log->kept, "%" G_GINT64_FORMAT " %s %s\n", now + (gint64) seconds, log->key, sender);
   if (lseek (log->fd, 0, SEEK_SET) < 0 || ftruncate (log->fd, 0) < 0
       || write (log->fd, log->kept->str, log->kept->len) != (gssize) log->kept->len || fsync (log->fd) < 0)
     g_warning ("vacation log %s: %s", path, g_strerror (errno));
@@ -282,6 +282,17 @@ reply_log_path (const FilterMessage *m, const FilterOutcome *outcome)
   return g_build_filename (dir, name, NULL);
 }
 
+/* RFC 6131 2: the period between two replies to a sender, within the
+ * site's bounds; 0 answers every message */
+static guint64
+reply_period (const LmtpdConfig *config, const SieveVacation *v)
+{
+  guint64 max = (guint64) config->vacation_max_days * 86400;
+  guint64 want = v->days ? (guint64) v->days * 86400 : v->seconds;
+
+  return MIN (MAX (want, config->vacation_min_period), MAX (max, config->vacation_min_period));
+}
+
 void
 filter_vacation (const FilterMessage *m, const SieveAction *action, const FilterOutcome *outcome)
 {
@@ -308,7 +319,7 @@ filter_vacation (const FilterMessage *m, const SieveAction *action, const Filter
       /* fail closed: without a working log, no reply (no loops, no floods) */
       if (!reply_log_open (&rl, log, v->handle))
         why = "the reply log cannot be used";
-      else if (reply_log_seen (&rl, msg->sender))
+      else if (reply_period (m->config, v) > 0 && reply_log_seen (&rl, msg->sender))
         why = "answered already";
     }
   if (why == NULL)
@@ -323,7 +334,7 @@ filter_vacation (const FilterMessage *m, const SieveAction *action, const Filter
     }
   else
     {
-      reply_log_record (&rl, log, msg->sender, MIN (v->days, m->config->vacation_max_days));
+      reply_log_record (&rl, log, msg->sender, reply_period (m->config, v));
       reply_log_close (&rl);
       g_message ("%s: <%s> sieve: vacation reply sent to <%s>", msg->id, rcpt->address, msg->sender);
     }

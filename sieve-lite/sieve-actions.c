@@ -111,7 +111,10 @@ sieve_run_vacation (SieveRun *run, const SieveArgs *a)
         }
     }
   v = g_new0 (SieveVacation, 1);
-  v->days = a->has_days ? (guint) MIN (MAX (a->days, 1), 365) : 7;
+  /* RFC 5230 4.1: :days under the minimum (1) is the minimum; RFC 6131 2:
+   * :seconds from 0 to 2^31, the caller's bounds applied later */
+  v->days = a->has_seconds ? 0 : a->has_days ? (guint) MIN (MAX (a->days, 1), 365) : 7;
+  v->seconds = a->has_seconds ? (guint) MIN (a->seconds, G_MAXINT32) : v->days * 86400;
   v->subject = a->subject ? sieve_run_expand (run, a->subject) : NULL;
   v->from = a->from ? sieve_run_expand (run, a->from) : NULL;
   v->addresses = a->addresses ? sieve_run_expand_list (run, a->addresses) : NULL;
@@ -124,4 +127,18 @@ sieve_run_vacation (SieveRun *run, const SieveArgs *a)
   if (run->r->actions->len >= max_actions (run))
     sieve_run_fail (run, SIEVE_ERROR_LIMIT, "too many actions");
   g_ptr_array_add (run->r->actions, x);
+}
+
+/* RFC 6131 2: "use of both parameters in the same vacation action MUST
+ * result in a Sieve processing error" */
+gboolean
+sieve_check_vacation (const SieveNode *n, GError **error)
+{
+  if (n->parsed->has_days && n->parsed->has_seconds)
+    {
+      g_set_error (error, SIEVE_ERROR, SIEVE_ERROR_SYNTAX, "%d:%d: vacation: :days and :seconds together",
+                   n->line, n->col);
+      return FALSE;
+    }
+  return TRUE;
 }

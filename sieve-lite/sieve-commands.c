@@ -263,7 +263,7 @@ const SieveDef sieve_command_defs[] = {
   { .name = "addflag", .cap = "imap4flags", .shape = "oss", .command = cmd_addflag },
   { .name = "removeflag", .cap = "imap4flags", .shape = "oss", .command = cmd_removeflag },
   { .name = "set", .cap = "variables", .shape = "ss", .command = cmd_set },
-  { .name = "vacation", .cap = "vacation", .shape = "s", .command = cmd_vacation },
+  { .name = "vacation", .cap = "vacation", .shape = "s", .check = sieve_check_vacation, .command = cmd_vacation },
   { .name = "addheader", .cap = "editheader", .shape = "ss", .command = cmd_addheader },
   { .name = "deleteheader", .cap = "editheader", .shape = "oss", .alt_shape = "s", .command = cmd_deleteheader },
   { NULL }

@@ -14,7 +14,8 @@
 static const char *const known_caps[] = {
   "fileinto", "envelope", "reject", "ereject", "copy", "imap4flags", "subaddress", "editheader",
   "variables", "relational", "body", "spamtest", "spamtestplus", "virustest", "comparator-i;octet",
-  "comparator-i;ascii-casemap", "comparator-i;ascii-numeric", "vacation", "mailbox", "vnd.opes-lmtpd.callout", NULL,
+  "comparator-i;ascii-casemap", "comparator-i;ascii-numeric", "vacation", "mailbox", "vnd.opes-lmtpd.callout",
+  "date", "index", "duplicate", "vacation-seconds", NULL,
 };
 
 gboolean
@@ -156,6 +157,14 @@ tag_days (SieveArgs *a, const TagDef *t, const SieveArg *v)
 }
 
 static const char *
+tag_seconds (SieveArgs *a, const TagDef *t, const SieveArg *v)
+{
+  a->seconds = v->number;
+  a->has_seconds = TRUE;
+  return NULL;
+}
+
+static const char *
 tag_ignored (SieveArgs *a, const TagDef *t, const SieveArg *v)
 {
   return NULL;
@@ -242,6 +251,11 @@ static const TagDef tags[] = {
   { "upperfirst", TAG_ALONE, tag_modifier, 0 },
   { "quotewildcard", TAG_ALONE, tag_modifier, 0 },
   { "length", TAG_ALONE, tag_modifier, 0 },
+  { "zone", TAG_STRING, tag_string, offsetof (SieveArgs, zone) },
+  { "originalzone", TAG_ALONE, tag_bool, offsetof (SieveArgs, originalzone) },
+  { "seconds", TAG_NUMBER, tag_seconds, 0 },
+  { "header", TAG_STRING, tag_string, offsetof (SieveArgs, header) },
+  { "uniqueid", TAG_STRING, tag_string, offsetof (SieveArgs, uniqueid) },
 };
 
 static gboolean

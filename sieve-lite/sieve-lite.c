@@ -3,11 +3,14 @@
  *
  *   sieve-lite check SCRIPT
  *   sieve-lite test SCRIPT MESSAGE [--from ADDR] [--to ADDR]
- *                   [--callout NAME=SPEC]... [--trace]
+ *                   [--callout NAME=SPEC]... [--trace] [--date ISO8601]
+ *                   [--duplicate ID]...
  *
  * --callout gives what a callout service would have answered, turned into
  * spamtest, virustest and the callout test as lmtpd does it
- * (deliver/callout.c); --trace prints each command and test as it runs.
+ * (deliver/callout.c); --trace prints each command and test as it runs;
+ * --date sets the run's "now" and local zone; each --duplicate is an id
+ * the duplicate test has seen.
  */
 #include "config.h"
 
@@ -20,7 +23,17 @@
 
 typedef struct {
   GMimeMessage *msg;
+  char **seen;      /* --duplicate: ids earlier runs recorded */
 } Msg;
+
+/* What the test run pretends earlier runs recorded (any handle) */
+static gboolean
+duplicate_seen (const char *handle, const char *id, gpointer data)
+{
+  Msg *m = data;
+
+  return m->seen && g_strv_contains ((const char *const *) m->seen, id);
+}
 
 static char **
 header_values (const char *name, gpointer data)
@@ -89,6 +102,8 @@ print_result (const SieveResult *r)
               a->create ? " :create" : "", a->flags ? " :flags" : "");
       if (a->flags)
         printf ("  flags: %s\n", a->flags);
+      if (a->vacation && a->vacation->days == 0)
+        printf ("  seconds: %u\n", a->vacation->seconds);
       if (a->vacation)
         printf ("  days: %u\n  subject: %s\n  from: %s\n  handle: %s\n", a->vacation->days,
                 a->vacation->subject ? a->vacation->subject : "(default)",
@@ -100,6 +115,28 @@ print_result (const SieveResult *r)
       printf ("%s %s%s%s\n", e->value ? "addheader" : "deleteheader", e->name, e->value ? ": " : "",
               e->value ? e->value : "");
     }
+  for (guint i = 0; r->duplicates && i < r->duplicates->len; i++)
+    {
+      SieveDuplicate *d = r->duplicates->pdata[i];
+      printf ("record duplicate \"%s\"%s%s%s :seconds %" G_GUINT64_FORMAT "%s\n", d->id, d->handle[0] ? " :handle \"" : "",
+              d->handle, d->handle[0] ? "\"" : "", d->seconds, d->last ? " :last" : "");
+    }
+}
+
+/* --date: the run's "now", and its offset as the local zone */
+static gboolean
+set_now (SieveMessage *sm, const char *date, char *zone, gsize zone_size)
+{
+  g_autoptr (GDateTime) t = g_date_time_new_from_iso8601 (date, NULL);
+  gint64 off;
+
+  if (t == NULL)
+    return FALSE;
+  off = g_date_time_get_utc_offset (t) / G_USEC_PER_SEC;
+  sm->now = g_date_time_to_unix (t);
+  g_snprintf (zone, zone_size, "%c%02d%02d", off < 0 ? '-' : '+', (int) (ABS (off) / 3600), (int) (ABS (off) % 3600 / 60));
+  sm->zone = zone;
+  return TRUE;
 }
 
 /* ---- --callout NAME=SPEC ---------------------------------------------------- */
@@ -227,11 +264,14 @@ typedef struct {
   const char *from, *to;
   char **callouts;      /* NAME=SPEC, or NULL */
   gboolean trace;
+  const char *date;     /* --date, or NULL */
+  char **seen;          /* --duplicate ids, or NULL */
 } TestOptions;
 
 /* The envelope, the callouts and the trace as the options give them. */
 static gboolean
-test_setup (const TestOptions *o, SieveMessage *sm, GArray *cs, GPtrArray *keep, GError **error)
+test_setup (const TestOptions *o, SieveMessage *sm, GArray *cs, GPtrArray *keep, char *zone, gsize zone_size,
+            GError **error)
 {
   SimCallout sims[MAX_CALLOUTS];
   guint n = o->callouts ? g_strv_length (o->callouts) : 0;
@@ -242,6 +282,11 @@ test_setup (const TestOptions *o, SieveMessage *sm, GArray *cs, GPtrArray *keep,
   sm->spamtest = sm->spamtest_percent = sm->virustest = -1;
   if (o->trace)
     sm->trace = print_trace;
+  if (o->date && !set_now (sm, o->date, zone, zone_size))
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "--date %s: not an ISO 8601 date-time", o->date);
+      return FALSE;
+    }
   if (n == 0)
     return TRUE;
   if (n > MAX_CALLOUTS)
@@ -258,6 +303,7 @@ test_setup (const TestOptions *o, SieveMessage *sm, GArray *cs, GPtrArray *keep,
 static int
 test_message (const SieveScript *script, const char *path, const TestOptions *o)
 {
+  char zone[8];
   g_autoptr (GError) error = NULL;
   g_autoptr (GMimeStream) stream = NULL;
   g_autoptr (GMimeParser) parser = NULL;
@@ -267,7 +313,7 @@ test_message (const SieveScript *script, const char *path, const TestOptions *o)
   SieveMessage sm = { 0 };
   SieveResult r = { 0 };
 
-  if (!test_setup (o, &sm, cs, keep, &error))
+  if (!test_setup (o, &sm, cs, keep, zone, sizeof zone, &error))
     {
       fprintf (stderr, "sieve-lite: %s\n", error->message);
       return 64;
@@ -289,6 +335,8 @@ test_message (const SieveScript *script, const char *path, const TestOptions *o)
   sm.body_text = body_text;
   sm.mailbox_exists = mailbox_exists;
   sm.data = &m;
+  sm.duplicate = duplicate_seen;
+  m.seen = o->seen;
   sieve_run (script, &sm, &r);
   print_result (&r);
   sieve_result_clear (&r);
@@ -297,7 +345,7 @@ test_message (const SieveScript *script, const char *path, const TestOptions *o)
 }
 
 #define USAGE "usage: sieve-lite check SCRIPT | sieve-lite test SCRIPT MESSAGE [--from A] [--to A] " \
-              "[--callout NAME=SPEC]... [--trace]\n"
+              "[--callout NAME=SPEC]... [--trace] [--date ISO8601] [--duplicate ID]...\n"
 
 #define HELP_TEXT \
   "--callout NAME=SPEC says what callout service NAME answered, as lmtpd hands it to the\n" \
@@ -314,8 +362,8 @@ test_message (const SieveScript *script, const char *path, const TestOptions *o)
 int
 main (int argc, char **argv)
 {
-  g_autofree char *from = NULL, *to = NULL;
-  g_auto (GStrv) callouts = NULL;
+  g_autofree char *from = NULL, *to = NULL, *date = NULL;
+  g_auto (GStrv) callouts = NULL, seen = NULL;
   gboolean trace = FALSE;
   g_autoptr (GOptionContext) ctx = NULL;
   g_autoptr (GError) error = NULL;
@@ -327,6 +375,9 @@ main (int argc, char **argv)
     { "to", 't', 0, G_OPTION_ARG_STRING, &to, "Envelope recipient", "ADDR" },
     { "callout", 'c', 0, G_OPTION_ARG_STRING_ARRAY, &callouts, "A callout service's result (below)", "NAME=SPEC" },
     { "trace", 0, 0, G_OPTION_ARG_NONE, &trace, "Print each command and test as it runs", NULL },
+    { "date", 0, 0, G_OPTION_ARG_STRING, &date, "The time of the run, and its offset as the local zone",
+      "2026-12-07T10:00:00+01:00" },
+    { "duplicate", 0, 0, G_OPTION_ARG_STRING_ARRAY, &seen, "An id the duplicate test has seen", "ID" },
     { NULL }
   };
 
@@ -356,5 +407,5 @@ main (int argc, char **argv)
       printf ("%s: OK\n", argv[2]);
       return 0;
     }
-  return test_message (script, argv[3], &(TestOptions) { from, to, callouts, trace });
+  return test_message (script, argv[3], &(TestOptions) { from, to, callouts, trace, date, seen });
 }

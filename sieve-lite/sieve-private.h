@@ -6,7 +6,8 @@
  * -> the parser (sieve-parse.c) -> the lexer (sieve-lexer.c), and -> the
  * lookups of sieve-defs.c -> the definition tables, which sit with their
  * run functions in sieve-commands.c and sieve-tests.c.  Running: sieve_run
- * (sieve-run.c) calls each node's run function through its definition;
+ * (sieve-run.c) calls each node's run function through its definition
+ * (tests of their own in sieve-date.c and sieve-duplicate.c);
  * the commands and tests use the run state (sieve-run.h), the actions
  * (sieve-actions.c) and the matching (sieve-match.c).  sieve-result.c
  * (the error domain, the result helpers) depends on none of them.
@@ -94,6 +95,11 @@ typedef struct {
   char **addresses;
   GPtrArray *modifiers;     /* set: const SieveModifierDef*, in order */
   GPtrArray *pos;           /* SieveArg*: strings and numbers in order */
+  const char *zone;         /* date, currentdate :zone (RFC 5260 4.1), or NULL */
+  gboolean originalzone;
+  guint64 seconds;          /* vacation (RFC 6131), duplicate (RFC 7352) :seconds */
+  gboolean has_seconds;
+  const char *header, *uniqueid;  /* duplicate */
 } SieveArgs;
 
 typedef struct SieveNode SieveNode;
@@ -161,6 +167,8 @@ const SieveDef *sieve_def_test (const char *name);
  * *@took_value is TRUE) cannot be applied to @a */
 const char *sieve_args_apply_tag (SieveArgs *a, const char *tag, const SieveArg *v, gboolean *took_value);
 gboolean sieve_capability_known (const char *cap);
+/* sieve-date.c: is @part a date-part (RFC 5260 4.2)? */
+gboolean sieve_date_part_known (const char *part);
 
 struct SieveModifierDef {
   const char *name;

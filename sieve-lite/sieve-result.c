@@ -43,8 +43,21 @@ sieve_header_edit_free (gpointer p)
 }
 
 void
+sieve_duplicate_free (gpointer p)
+{
+  SieveDuplicate *d = p;
+
+  if (d == NULL)
+    return;
+  g_free (d->handle);
+  g_free (d->id);
+  g_free (d);
+}
+
+void
 sieve_result_clear (SieveResult *r)
 {
+  g_clear_pointer (&r->duplicates, g_ptr_array_unref);
   g_clear_pointer (&r->actions, g_ptr_array_unref);
   g_clear_pointer (&r->edits, g_ptr_array_unref);
   g_clear_pointer (&r->error, g_free);

@@ -297,7 +297,9 @@ run_init (SieveRun *run, const SieveScript *script, const SieveMessage *msg, Sie
   run->r = out;
   out->actions = g_ptr_array_new_with_free_func (sieve_action_free);
   out->edits = g_ptr_array_new_with_free_func (sieve_header_edit_free);
+  out->duplicates = g_ptr_array_new_with_free_func (sieve_duplicate_free);
   out->error = NULL;
+  run->now = msg->now ? msg->now : g_get_real_time () / G_USEC_PER_SEC;
   run->vars = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   run->flags = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   run->variables = g_hash_table_contains (script->caps, "variables");
@@ -321,6 +323,7 @@ sieve_run (const SieveScript *script, const SieveMessage *msg, SieveResult *out)
       out->error = g_strdup (run.error->message);
       g_ptr_array_set_size (out->actions, 0);
       g_ptr_array_set_size (out->edits, 0);
+      g_ptr_array_set_size (out->duplicates, 0); /* RFC 7352 3: only a run that succeeds records */
       run.implicit_keep = TRUE;
       g_hash_table_remove_all (run.flags);
       g_error_free (run.error);

@@ -32,6 +32,7 @@ struct SieveRun {
   guint trace_lines;         /* lines given so far */
   const SieveNode *trace_if; /* the if or elsif whose test runs next */
   GPtrArray *trace_wait;     /* lines of the tests running, in order */
+  gint64 now;                /* currentdate: one point in time a run (RFC 5260 5) */
 };
 
 /* sieve-run.c: limits, the variables, the flags, and running nodes */
@@ -52,10 +53,27 @@ char *sieve_run_flags_string (SieveRun *run, char **explicit_flags);
 void sieve_trace_command (SieveRun *run, const SieveNode *c, gboolean if_taken);
 gboolean sieve_trace_test (SieveRun *run, const SieveNode *t);
 void sieve_trace_clear (SieveRun *run);
+/* sieve-tests.c: header values as the script sees them, and matching
+ * them against keys (setting match variables) */
+char **sieve_run_headers (SieveRun *run, const char *name);
+gboolean sieve_run_match_any (SieveRun *run, const SieveArgs *a, char **values, char **keys);
+
+/* sieve-date.c: date, currentdate (RFC 5260) and the :index checks;
+ * sieve-duplicate.c: duplicate (RFC 7352) */
+gboolean sieve_check_index (const SieveNode *n, GError **error);
+/* :index N [:last] (RFC 5260 6): keeps only the chosen field of @fields
+ * (char*, in order); none if there is no such field */
+void sieve_run_pick_index (const SieveArgs *a, GPtrArray *fields);
+gboolean sieve_check_date (const SieveNode *n, GError **error);
+gboolean sieve_test_date (SieveRun *run, const SieveNode *t);
+gboolean sieve_test_currentdate (SieveRun *run, const SieveNode *t);
+gboolean sieve_check_duplicate (const SieveNode *n, GError **error);
+gboolean sieve_test_duplicate (SieveRun *run, const SieveNode *t);
 
 /* sieve-actions.c: what a run decides */
 void sieve_run_action (SieveRun *run, SieveActionKind kind, char *arg, char *flags, gboolean copy);
 void sieve_run_vacation (SieveRun *run, const SieveArgs *a);
+gboolean sieve_check_vacation (const SieveNode *n, GError **error);
 
 /* The positional arguments as validation left them */
 const char *sieve_args_string (const SieveArgs *a, guint i);

@@ -228,16 +228,20 @@ header_values (SieveRun *run, const SieveNode *t, gboolean addresses)
   g_auto (GStrv) keys = expand_keys (run, a);
   g_auto (GStrv) names = sieve_run_expand_list (run, sieve_args_list (a, 0));
   g_autoptr (GPtrArray) values = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GPtrArray) fields = g_ptr_array_new_with_free_func (g_free);
 
   for (guint i = 0; names[i]; i++)
     {
       g_auto (GStrv) v = headers (run, names[i]);
       for (guint k = 0; v[k]; k++)
-        if (addresses)
-          add_addresses (run, values, v[k], a->address_part);
-        else
-          g_ptr_array_add (values, g_strdup (v[k]));
+        g_ptr_array_add (fields, g_steal_pointer (&v[k]));
     }
+  sieve_run_pick_index (a, fields);
+  for (guint k = 0; k < fields->len; k++)
+    if (addresses)
+      add_addresses (run, values, fields->pdata[k], a->address_part);
+    else
+      g_ptr_array_add (values, g_strdup (fields->pdata[k]));
   return match_keys (run, a, values, keys);
 }
 
@@ -376,13 +380,25 @@ test_callout (SieveRun *run, const SieveNode *t)
   return FALSE;
 }
 
+char **
+sieve_run_headers (SieveRun *run, const char *name)
+{
+  return headers (run, name);
+}
+
+gboolean
+sieve_run_match_any (SieveRun *run, const SieveArgs *a, char **values, char **keys)
+{
+  return match_any (run, a, values, keys);
+}
+
 const SieveDef sieve_test_defs[] = {
-  { .name = "address", .shape = "ss", .test = test_address },
+  { .name = "address", .shape = "ss", .check = sieve_check_index, .test = test_address },
   { .name = "allof", .shape = "", .tests = SIEVE_TESTS_LIST, .test = test_allof },
   { .name = "anyof", .shape = "", .tests = SIEVE_TESTS_LIST, .test = test_anyof },
   { .name = "exists", .shape = "s", .test = test_exists },
   { .name = "false", .shape = "", .test = test_false },
-  { .name = "header", .shape = "ss", .test = test_header },
+  { .name = "header", .shape = "ss", .check = sieve_check_index, .test = test_header },
   { .name = "not", .shape = "", .tests = 1, .test = test_not },
   { .name = "size", .shape = "n", .test = test_size },
   { .name = "true", .shape = "", .test = test_true },
@@ -394,5 +410,8 @@ const SieveDef sieve_test_defs[] = {
   { .name = "virustest", .cap = "virustest", .shape = "s", .test = test_virustest },
   { .name = "mailboxexists", .cap = "mailbox", .shape = "s", .test = test_mailboxexists },
   { .name = "callout", .cap = "vnd.opes-lmtpd.callout", .shape = "ss", .test = test_callout },
+  { .name = "date", .cap = "date", .shape = "sss", .check = sieve_check_date, .test = sieve_test_date },
+  { .name = "currentdate", .cap = "date", .shape = "ss", .check = sieve_check_date, .test = sieve_test_currentdate },
+  { .name = "duplicate", .cap = "duplicate", .shape = "", .check = sieve_check_duplicate, .test = sieve_test_duplicate },
   { NULL }
 };

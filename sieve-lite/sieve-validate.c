@@ -83,6 +83,22 @@ check_positional (const SieveArgs *a, const char *shape)
   return NULL;
 }
 
+/* Tags of one command or test only (RFC 5260, 6131, 7352) */
+static const char *
+check_owned_tags (const SieveDef *def, const SieveArgs *a)
+{
+  gboolean date = !strcmp (def->name, "date") || !strcmp (def->name, "currentdate");
+  gboolean dup = !strcmp (def->name, "duplicate");
+
+  if ((a->zone || a->originalzone) && !date)
+    return ":zone/:originalzone are for date and currentdate";
+  if ((a->header || a->uniqueid) && !dup)
+    return ":header/:uniqueid are for duplicate";
+  if (a->has_seconds && !dup && strcmp (def->name, "vacation"))
+    return ":seconds is for vacation and duplicate";
+  return NULL;
+}
+
 /* The capabilities the tags need; resolves the comparator. */
 static const char *
 check_capabilities (const SieveDef *def, SieveArgs *a, GHashTable *caps)
@@ -102,6 +118,12 @@ check_capabilities (const SieveDef *def, SieveArgs *a, GHashTable *caps)
     return ":flags needs require \"imap4flags\"";
   if (a->percent && !g_hash_table_contains (caps, "spamtestplus"))
     return ":percent needs require \"spamtestplus\"";
+  if ((a->zone || a->originalzone) && !g_hash_table_contains (caps, "date"))
+    return ":zone/:originalzone need require \"date\"";
+  if (a->has_seconds && def->command && !g_hash_table_contains (caps, "vacation-seconds"))
+    return ":seconds needs require \"vacation-seconds\"";
+  if (a->index && def->test && !g_hash_table_contains (caps, "index"))
+    return ":index needs require \"index\"";
   if (!sieve_comparator_lookup (a->comparator, &a->match.comparator))
     return "unknown comparator";
   if (a->match.comparator == SIEVE_COMPARATOR_ASCII_NUMERIC
@@ -117,6 +139,8 @@ check_args (const SieveNode *n, const SieveDef *def, const char *shape, SieveArg
 
   if (why == NULL && n->tests->len != def->tests && def->tests != SIEVE_TESTS_LIST)
     why = "wrong number of tests";
+  if (why == NULL)
+    why = check_owned_tags (def, a);
   if (why == NULL)
     why = check_capabilities (def, a, caps);
   return why;
@@ -179,6 +203,8 @@ validate_require (SieveScript *s, const SieveNode *c, gboolean requires_allowed,
       g_hash_table_add (s->caps, g_strdup (a->strings[j]));
       if (strcmp (a->strings[j], "spamtestplus") == 0)
         g_hash_table_add (s->caps, g_strdup ("spamtest"));
+      if (strcmp (a->strings[j], "vacation-seconds") == 0) /* RFC 6131 2 */
+        g_hash_table_add (s->caps, g_strdup ("vacation"));
     }
   return TRUE;
 }

@@ -72,6 +72,15 @@ typedef struct {
   void (*trace) (const char *line, gpointer trace_data);
   gpointer trace_data;
   guint max_trace_lines;
+  /* date, currentdate (RFC 5260): the run's "now" in Unix seconds (0:
+   * the clock when the run starts) and the local zone as "+hhmm" (NULL:
+   * the process's zone). */
+  gint64 now;
+  const char *zone;
+  /* duplicate (RFC 7352): did an earlier run record @id under @handle
+   * ("" when none) and has that not expired?  NULL: nothing was seen. */
+  gboolean (*duplicate) (const char *handle, const char *id, gpointer data);
+  guint64 max_duplicate_seconds;  /* cap on :seconds; 0 = 7 days */
 } SieveMessage;
 
 typedef enum {
@@ -87,13 +96,23 @@ typedef enum {
 /* vacation (RFC 5230): whether to answer is the caller's decision (4.5,
  * 4.6: the sender, the headers and the reply log). */
 typedef struct {
-  guint days;            /* 1 or more */
+  guint days;            /* 1 or more; 0 when :seconds was given */
   char *subject;         /* or NULL */
   char *from;            /* or NULL */
   char **addresses;      /* the user's other addresses, or NULL */
   char *handle;          /* given, or derived from the arguments (4.2) */
   gboolean mime;         /* the reason is a MIME entity */
+  guint seconds;         /* the period: :seconds (RFC 6131, 0 or more), else days * 86400 */
 } SieveVacation;
+
+/* duplicate (RFC 7352 3): an id the caller records once the run's
+ * actions are carried out (never after a failed run). */
+typedef struct {
+  char *handle;          /* "" when none */
+  char *id;
+  guint64 seconds;       /* until it expires, capped */
+  gboolean last;         /* :last: the expiry counts from this run */
+} SieveDuplicate;
 
 typedef struct {
   SieveActionKind kind;
@@ -128,6 +147,7 @@ typedef struct {
   GPtrArray *edits;            /* SieveHeaderEdit* (editheader) */
   char *error;                 /* runtime error: actions then are just an implicit keep */
   gboolean implicit_keep;      /* the last action is the implicit keep (2.10.2) */
+  GPtrArray *duplicates;       /* SieveDuplicate*: ids to record if the result is carried out */
 } SieveResult;
 
 /* Runs @script for one message; always leaves a usable result. */
@@ -136,6 +156,7 @@ void sieve_result_clear (SieveResult *r);
 /* For callers that move actions and edits out of a result (NULL is fine). */
 void sieve_action_free (gpointer action);
 void sieve_header_edit_free (gpointer edit);
+void sieve_duplicate_free (gpointer dup);
 const char *sieve_action_name (SieveActionKind kind);
 
 /* spamtest and spamtestplus (RFC 5235) from a service's score and its

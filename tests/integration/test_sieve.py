@@ -4,6 +4,8 @@ keep, the compile cache, editheader, redirect and vacation through a local
 SMTP receiver, global before/after scripts, and callout results as
 spamtest and the callout test."""
 
+import datetime
+import hashlib
 import os
 import re
 import socket
@@ -417,6 +419,150 @@ class SieveCalloutResultsTest(unittest.TestCase):
             d.cleanup()
             svc.stop()
 
+
+class SieveTimeAndMemoryTest(unittest.TestCase):
+    """duplicate (RFC 7352), currentdate (RFC 5260) and vacation :seconds
+    (RFC 6131) at delivery."""
+
+    script = SieveDeliveryTest.script
+
+    def setUp(self):
+        self.smtp = SmtpReceiver()
+        self.d = Daemon({"sieve.submission": "inet:127.0.0.1:%d" % self.smtp.port})
+
+    def tearDown(self):
+        self.d.cleanup()
+        self.smtp.close()
+
+    def test_duplicate_files_the_second_copy_elsewhere(self):
+        # RFC 7352 3: true if an earlier delivery's script saw the Message-ID
+        # (another envelope sender, so the transaction journal lets it in)
+        path = self.script("alice@example.org", 'require ["duplicate", "fileinto"];\n'
+                           'if duplicate { fileinto "Dups"; }\n')
+        self.d.start()
+        c = session(self.d)
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 250)
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG, sender="list@example.net")[0][0], 250)
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG.replace("<m1@", "<m2@"))[0][0], 250)
+        inbox = self.d.messages("alice@example.org")
+        dups = self.d.messages("alice@example.org", "new", ".Dups")
+        self.assertEqual(len(inbox), 2, self.d.read_log())
+        self.assertEqual(len(dups), 1, self.d.read_log())
+        self.assertIn(b"Message-ID: <m1@example.net>", dups[0][1])
+        self.assertIn(b"The weekly report.", dups[0][1])
+        with open(path + ".duplicate") as f:
+            lines = f.read().splitlines()
+        self.assertEqual(len(lines), 2, lines)  # m1 once (no :last), m2
+
+    def test_duplicate_records_nothing_when_the_script_fails(self):
+        # RFC 7352 3: "MUST only update the internal duplicate-tracking list
+        # when the Sieve script execution finishes successfully"
+        self.script("alice@example.org", 'require ["duplicate", "fileinto"];\n'
+                    'if duplicate { fileinto "Dups"; stop; }\n'
+                    'if header :is "x-fail" "yes" {\n' + "".join('redirect "r%d@example.com";\n' % i
+                                                                  for i in range(6)) + '}\n')
+        self.d.start()
+        c = session(self.d)
+        transaction(c, ["alice@example.org"], "X-Fail: yes\r\n" + MSG)
+        transaction(c, ["alice@example.org"], MSG, sender="a@example.net")
+        transaction(c, ["alice@example.org"], MSG, sender="b@example.net")
+        self.assertEqual(len(self.d.messages("alice@example.org")), 2, self.d.read_log())
+        self.assertEqual(len(self.d.messages("alice@example.org", "new", ".Dups")), 1, self.d.read_log())
+
+    def test_duplicate_ids_are_bounded_and_expire(self):
+        # RFC 7352 3.3: entries expire; the file keeps at most 10,000 (to
+        # make room, the ones that expire first go)
+        path = self.script("alice@example.org", 'require ["duplicate", "fileinto"];\n'
+                           'if duplicate :seconds 3600 { fileinto "Dups"; }\n')
+        now = int(time.time())
+        with open(path + ".duplicate", "w") as f:
+            f.write("%d %s\n" % (now - 10, "e" * 32))  # expired
+            for i in range(10050):
+                f.write("%d %032x\n" % (now + 100000 + i, i))
+        own(path + ".duplicate")
+        self.d.start()
+        c = session(self.d)
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 250)
+        with open(path + ".duplicate") as f:
+            entries = dict(reversed(line.split()) for line in f.read().splitlines())
+        key = hashlib.sha256(b"\0<m1@example.net>").hexdigest()[:32]
+        self.assertEqual(len(entries), 10000)
+        self.assertIn(key, entries)
+        self.assertLessEqual(abs(int(entries[key]) - (now + 3600)), 5)
+        self.assertNotIn("e" * 32, entries)
+        self.assertNotIn("%032x" % 50, entries)  # the 51 that expire first made room
+        self.assertIn("%032x" % 51, entries)
+        self.assertEqual(len(self.d.messages("alice@example.org")), 1)
+
+    def test_duplicate_ids_file_planted_by_the_user(self):
+        # the ids file is the user's: a symlink is not followed, a FIFO does
+        # not block; the message is delivered all the same
+        path = self.script("alice@example.org", 'require ["duplicate", "fileinto"];\n'
+                           'if duplicate { fileinto "Dups"; }\n')
+        target = os.path.join(self.d.dir, "victim")
+        with open(target, "w") as f:
+            f.write("precious\n")
+        os.symlink(target, path + ".duplicate")
+        self.d.start()
+        c = session(self.d)
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 250)
+        os.unlink(path + ".duplicate")
+        os.mkfifo(path + ".duplicate")
+        own(path + ".duplicate")
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG, sender="b@example.net")[0][0], 250)
+        with open(target) as f:
+            self.assertEqual(f.read(), "precious\n")
+        self.assertEqual(len(self.d.messages("alice@example.org")), 2)
+        self.assertIn("sieve duplicate ids", self.d.read_log())
+
+    def test_duplicate_recorded_by_a_reject(self):
+        # RFC 7352 3: a run that ends well records its ids, whatever it did
+        self.script("alice@example.org", 'require ["duplicate", "fileinto", "reject"];\n'
+                    'if duplicate { fileinto "Dups"; stop; }\nreject "Not now.";\n')
+        self.d.start()
+        c = session(self.d)
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 550)
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG, sender="list@example.net")[0][0], 250)
+        self.assertEqual(len(self.d.messages("alice@example.org", "new", ".Dups")), 1, self.d.read_log())
+
+    def test_vacation_in_a_date_range_and_seconds(self):
+        # RFC 5260 5.1: a vacation set up for a range of dates (as Roundcube
+        # writes it); RFC 6131 2: ":seconds 0" answers every message when
+        # the site's minimum allows it
+        today = datetime.date.today()
+        first, last = today - datetime.timedelta(days=2), today + datetime.timedelta(days=2)
+        self.d.write_config({"sieve.submission": "inet:127.0.0.1:%d" % self.smtp.port,
+                             "sieve.vacation_min_period": "0"})
+        self.script("alice@example.org", 'require ["date", "relational", "vacation-seconds"];\n'
+                    'if allof(currentdate :value "ge" "date" "%s", currentdate :value "le" "date" "%s")\n'
+                    '{ vacation :seconds 0 "Away this week."; }\n' % (first, last))
+        self.script("bob@example.org", 'require ["date", "relational", "vacation"];\n'
+                    'if currentdate :value "lt" "date" "%s" { vacation "Long ago."; }\n' % first)
+        self.d.start()
+        c = session(self.d)
+        transaction(c, ["alice@example.org", "bob@example.org"], MSG)
+        transaction(c, ["alice@example.org", "bob@example.org"], MSG.replace("<m1@", "<m2@"))
+        self.smtp.wait(2)
+        time.sleep(0.3)
+        self.assertEqual(len(self.smtp.received), 2, self.d.read_log())
+        for sender, rcpts, data in self.smtp.received:
+            self.assertEqual((sender, rcpts), ("", ["s@example.net"]))
+            self.assertIn(b"Away this week.", data)
+        self.assertEqual(len(self.d.messages("bob@example.org")), 2)
+
+    def test_vacation_seconds_under_the_minimum(self):
+        # RFC 6131 2: "If 0 <= v(spec) < v(min), then v(eff) = v(min)" (the
+        # default minimum is a day, as Pigeonhole's)
+        self.script("alice@example.org", 'require "vacation-seconds";\nvacation :seconds 1 "In a meeting.";\n')
+        self.d.start()
+        c = session(self.d)
+        transaction(c, ["alice@example.org"], MSG)
+        self.smtp.wait(1)
+        time.sleep(1.5)
+        transaction(c, ["alice@example.org"], MSG.replace("<m1@", "<m2@"))
+        time.sleep(0.3)
+        self.assertEqual(len(self.smtp.received), 1)
+        self.assertIn("answered already", self.d.read_log())
 
 if __name__ == "__main__":
     main()

@@ -32,6 +32,14 @@ MESSAGES = {
     "list": ("From: announce-bounces@lists.example.org\nSender: owner-announce@lists.example.org\n"
              "To: announce@lists.example.org\nList-Id: <announce.lists.example.org>\nPrecedence: list\n"
              "Subject: [announce] New release 2.0\nX-Count: 7\n\nRelease notes follow.\n"),
+    # dates (RFC 5260): an obsolete zone, Received fields with and without one
+    "dated": ("From: boss@example.com\nTo: bob@example.org, carol@example.org\nCc: team@example.org\n"
+              "Subject: Dated\nDate: Thu, 26 Feb 2026 14:30:45 EST\n"
+              "Received: from a.example by mx.example.org; Sat, 28 Feb 2026 23:10:00 +0100\n"
+              "Received: from b.example by a.example; Fri, 27 Feb 2026 08:00:00 +0000\n"
+              "Received: from c.example by b.example\nX-Spam: yes\nX-Spam: maybe\n"
+              "X-Leap: Sat, 28 Feb 2026 10:00:60 +0000\nX-Bad: Sun, 29 Feb 2025 10:00:00 +0000\n"
+              "Message-ID: <d1@example.com>\n\nbody\n"),
 }
 
 # (sieve-test cannot take a null sender)
@@ -119,7 +127,62 @@ SCRIPTS = [
     'if header :is "subject" "=?utf-8?q?hidden?=" { fileinto "Once"; }',
     'require "fileinto";\nif address :is "to" "bob@example.org" { fileinto "EncTo"; }',
     'require "fileinto";\nif header :contains "from" "\u00c1kob" { fileinto "Akob"; }',
+    # date, currentdate, index (RFC 5260); currentdate only where the clock does not decide
+    'require ["date", "fileinto", "variables"];\nif date :matches :zone "+0130" "date" "std11" "*" { set "a" "${0}"; }\n'
+    'if date :matches :zone "-0000" "date" "iso8601" "*" { set "b" "${0}"; }\n'
+    'if date :matches :zone "+0000" "date" "julian" "*" { set "c" "${0}"; }\n'
+    'if date :matches :zone "-0730" "date" "zone" "*" { set "d" "${0}"; }\n'
+    'if date :matches "date" "weekday" "*" { set "e" "${0}"; }\nfileinto "${a}|${b}|${c}|${d}|${e}";',
+    'require ["date", "fileinto", "variables"];\nif date :matches :originalzone "date" "iso8601" "*" { set "a" "${0}"; }\n'
+    'if date :matches "date" "date" "*" { set "b" "${0}"; }\nif date :matches "date" "time" "*" { set "c" "${0}"; }\n'
+    'if date :matches :zone "+1400" "date" "year" "*" { set "d" "${0}-"; }\n'
+    'if date :matches :zone "+1400" "date" "month" "*" { set "d" "${d}${0}-"; }\n'
+    'if date :matches :zone "+1400" "date" "day" "*" { set "d" "${d}${0}T"; }\n'
+    'if date :matches :zone "+1400" "date" "hour" "*" { set "d" "${d}${0}:"; }\n'
+    'if date :matches :zone "+1400" "date" "minute" "*" { set "d" "${d}${0}:"; }\n'
+    'if date :matches :zone "+1400" "date" "second" "*" { set "d" "${d}${0}"; }\nfileinto "${a}|${b}|${c}|${d}";',
+    'require ["date", "fileinto", "variables"];\nif date :matches :originalzone "received" "iso8601" "*" '
+    '{ fileinto "${0}"; }',
+    'require ["date", "fileinto", "variables"];\nif date :matches :originalzone "x-leap" "iso8601" "*" '
+    '{ fileinto "${0}"; }\nif date :matches "x-bad" "date" "*" { fileinto "Bad"; }',
+    'require ["date", "fileinto", "variables", "index"];\nif date :matches :index 2 "received" "iso8601" "*" '
+    '{ fileinto "A${0}"; }\nif date :matches :index 1 :last "received" "date" "*" { fileinto "L${0}"; }',
+    'require ["date", "fileinto", "relational", "comparator-i;ascii-numeric"];\n'
+    'if date :count "eq" :comparator "i;ascii-numeric" "date" "year" "1" { fileinto "One"; } else { fileinto "Zero"; }',
+    'require ["date", "relational", "fileinto"];\nif allof(header :is "from" "boss@example.com",\n'
+    '  date :value "ge" :originalzone "date" "hour" "09", date :value "lt" :originalzone "date" "hour" "17")\n'
+    '{ fileinto "urgent"; }',
+    'require ["date", "relational", "fileinto"];\nif anyof(date :is "received" "weekday" "0", '
+    'date :is "received" "weekday" "6") { fileinto "weekend"; }',
+    'require ["date", "relational", "fileinto"];\nif date :value "gt" :zone "-0500" "date" "iso8601" '
+    '"2026-02-26T14:30:44-05:00" { fileinto "After"; }',
+    'require ["date", "fileinto"];\nif date :zone "nonsense" "date" "year" "2026" { fileinto "Y"; }',
+    'require ["date", "relational", "fileinto"];\nif currentdate :value "ge" "year" "2000" { fileinto "Now"; }',
+    'require ["date", "relational", "fileinto", "comparator-i;ascii-numeric"];\n'
+    'if currentdate :count "eq" :comparator "i;ascii-numeric" "std11" "1" { fileinto "Counted"; }',
+    'require ["date", "fileinto"];\nif currentdate :zone "+0000" :is "zone" "+0000" { fileinto "Utc"; }',
+    'require ["date", "fileinto"];\nif currentdate :matches "iso8601" "????-??-??T??:??:??*" { fileinto "Iso"; }',
+    'require ["date", "relational", "vacation"];\nif allof(currentdate :value "ge" "date" "2000-01-01",\n'
+    '  currentdate :value "le" "date" "2999-12-31") { vacation :days 7 "I am away."; }',
+    'require ["fileinto", "index"];\nif header :index 2 :is "x-spam" "maybe" { fileinto "Second"; }',
+    'require ["fileinto", "index"];\nif header :index 1 :last :is "x-spam" "yes" { fileinto "Last"; }',
+    'require ["fileinto", "index"];\nif address :index 2 :is ["to", "cc"] "team@example.org" { fileinto "Cc"; }',
+    # duplicate (RFC 7352): a first delivery (sieve-test keeps no state between runs)
+    'require ["duplicate", "fileinto"];\nif duplicate { fileinto "Dup"; }',
+    'require ["duplicate", "fileinto"];\nif duplicate :handle "h" :header "subject" :seconds 60 :last '
+    '{ fileinto "Dup"; } else { fileinto "New"; }',
+    'require ["duplicate", "variables", "fileinto"];\nif duplicate :uniqueid "x" :seconds 0 { fileinto "Dup"; }',
+    # vacation :seconds (RFC 6131)
+    'require "vacation-seconds";\nvacation :seconds 1800 "In a meeting.";',
+    'require ["vacation-seconds", "vacation"];\nvacation :handle "auto" :seconds 0 "Received.";',
     # errors both must refuse
+    'require ["date"];\nif date :zone "+0100" :originalzone "date" "year" "2026" { keep; }',
+    'require ["date"];\nif currentdate :originalzone "year" "2026" { keep; }',
+    'require ["date", "index"];\nif date :last "date" "year" "2026" { keep; }',
+    'require ["date"];\nif date :index 1 "date" "year" "2026" { keep; }',
+    'require "duplicate";\nif duplicate :header "subject" :uniqueid "x" { keep; }',
+    'require "vacation-seconds";\nvacation :days 1 :seconds 10 "x";',
+    'require "vacation";\nvacation :seconds 10 "x";',
     'require "mailbox";\nif true { keep :create; }',
     'fileinto "X";',
     'if header "subject" { keep; }',
@@ -166,7 +229,7 @@ def pigeonhole(script, message, sender, rcpt, tmp):
     sp, mp, conf = os.path.join(tmp, "s.sieve"), os.path.join(tmp, "m.eml"), os.path.join(tmp, "dovecot.conf")
     with open(conf, "w") as f:
         f.write("mail_uid = nobody\nmail_gid = nogroup\nmail_location = maildir:%s/Maildir\nprotocols =\n"
-                "plugin {\n  sieve_extensions = +editheader\n}\n" % tmp)
+                "plugin {\n  sieve_extensions = +editheader +vacation-seconds\n}\n" % tmp)
     r = subprocess.run([SIEVE_TEST, "-c", conf, "-f", sender or "<>", "-r", rcpt, "-a", rcpt, sp, mp],
                        capture_output=True, text=True)
     if "failed to compile" in r.stderr:
@@ -219,6 +282,55 @@ class DifferentialTest(unittest.TestCase):
         self.assertGreater(runs, 300)
         self.assertEqual(failures, [], "\n\n".join(failures[:10]))
 
+
+class SieveLiteClockTest(unittest.TestCase):
+    """`sieve-lite test --date` and `--duplicate`: currentdate (RFC 5260 5)
+    and duplicate (RFC 7352) where Pigeonhole's sieve-test has no clock to
+    set and keeps no ids between runs."""
+
+    ROUNDCUBE = ('require ["date", "relational", "vacation"];\n# rule:[Vacation]\n'
+                 'if allof (currentdate :zone "+0100" :value "ge" "iso8601" "2026-12-05T00:00:00+01:00",\n'
+                 '          currentdate :zone "+0100" :value "le" "iso8601" "2026-12-20T23:59:59+01:00")\n'
+                 '{\n\tvacation :days 1 :subject "Out of office" "Back on the 21st.";\n}\n')
+
+    def run_lite(self, script, *args):
+        tmp = tempfile.mkdtemp(prefix="sieve-clock-")
+        try:
+            sp, mp = os.path.join(tmp, "s.sieve"), os.path.join(tmp, "m.eml")
+            with open(sp, "w") as f:
+                f.write(script)
+            with open(mp, "w") as f:
+                f.write(MESSAGES["dated"])
+            return subprocess.run([SIEVE_LITE, "test", sp, mp] + list(args), capture_output=True, text=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def test_roundcube_vacation_range(self):
+        inside = self.run_lite(self.ROUNDCUBE, "--date", "2026-12-07T10:00:00+01:00")
+        self.assertEqual(inside.returncode, 0, inside.stderr)
+        self.assertIn('vacation "Back on the 21st."\n  days: 1\n  subject: Out of office\n', inside.stdout)
+        after = self.run_lite(self.ROUNDCUBE, "--date", "2026-12-21T00:00:00+01:00")
+        self.assertEqual(after.stdout, "keep\n")
+        # the zone of --date is the local one
+        r = self.run_lite('require ["date", "variables", "fileinto"];\n'
+                          'if currentdate :matches "std11" "*" { fileinto "${0}"; }\n'
+                          'if date :matches "date" "iso8601" "*" { fileinto "${0}"; }',
+                          "--date", "2026-12-07T10:00:00-03:30")
+        self.assertEqual(r.stdout, 'fileinto "Mon, 07 Dec 2026 10:00:00 -0330"\n'
+                                   'fileinto "2026-02-26T16:00:45-03:30"\n')
+        bad = self.run_lite("keep;", "--date", "yesterday")
+        self.assertEqual(bad.returncode, 64)
+
+    def test_duplicate_ids(self):
+        script = 'require ["duplicate", "fileinto"];\nif duplicate { fileinto "Dup"; }\n'
+        first = self.run_lite(script)
+        self.assertEqual(first.stdout, 'keep\nrecord duplicate "<d1@example.com>" :seconds 604800\n')
+        again = self.run_lite(script, "--duplicate", "<d1@example.com>")
+        self.assertEqual(again.stdout, 'fileinto "Dup"\nrecord duplicate "<d1@example.com>" :seconds 604800\n')
+        # RFC 7352 3: a run that fails records nothing
+        failed = self.run_lite(script + 'redirect "a@b.c"; redirect "d@e.f"; redirect "g@h.i"; redirect "j@k.l";'
+                               'redirect "m@n.o";\n')
+        self.assertNotIn("record", failed.stdout)
 
 if __name__ == "__main__":
     main()
