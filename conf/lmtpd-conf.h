@@ -225,6 +225,9 @@ typedef struct {
   char *sendmail;             /* or a sendmail-compatible command line, or NULL */
   guint vacation_max_days;    /* cap on :days */
   char **vacation_never_reply; /* sender globs never answered (besides RFC 5230 4.6's) */
+  char *sieve_dir;            /* personal scripts (include :personal), a template as sieve_script */
+  char *sieve_global_dir;     /* site scripts (include :global), or NULL */
+  char **sieve_special_use;   /* "Junk=Junk": special use (without '\\') = folder */
 
   char *source;               /* the file this came from */
 } LmtpdConfig;

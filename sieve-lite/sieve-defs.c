@@ -14,7 +14,9 @@
 static const char *const known_caps[] = {
   "fileinto", "envelope", "reject", "ereject", "copy", "imap4flags", "subaddress", "editheader",
   "variables", "relational", "body", "spamtest", "spamtestplus", "virustest", "comparator-i;octet",
-  "comparator-i;ascii-casemap", "comparator-i;ascii-numeric", "vacation", "mailbox", "vnd.opes-lmtpd.callout", NULL,
+  "comparator-i;ascii-casemap", "comparator-i;ascii-numeric", "vacation", "mailbox", "vnd.opes-lmtpd.callout",
+  "include", "ihave", "environment", "special-use",
+  NULL,
 };
 
 gboolean
@@ -242,6 +244,11 @@ static const TagDef tags[] = {
   { "upperfirst", TAG_ALONE, tag_modifier, 0 },
   { "quotewildcard", TAG_ALONE, tag_modifier, 0 },
   { "length", TAG_ALONE, tag_modifier, 0 },
+  { "personal", TAG_ALONE, tag_bool, offsetof (SieveArgs, personal) },
+  { "global", TAG_ALONE, tag_bool, offsetof (SieveArgs, global) },
+  { "once", TAG_ALONE, tag_bool, offsetof (SieveArgs, once) },
+  { "optional", TAG_ALONE, tag_bool, offsetof (SieveArgs, optional) },
+  { "specialuse", TAG_STRING, tag_string, offsetof (SieveArgs, specialuse) },
 };
 
 static gboolean

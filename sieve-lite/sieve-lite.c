@@ -2,7 +2,8 @@
  * do with a message, without delivering anything.
  *
  *   sieve-lite check SCRIPT
- *   sieve-lite test SCRIPT MESSAGE [--from ADDR] [--to ADDR]
+ *   sieve-lite test SCRIPT MESSAGE [--from ADDR] [--to ADDR] [--dir DIR]
+ *     [--global-dir DIR] [--remote-ip IP] [--remote-host NAME]
  */
 #include "config.h"
 
@@ -16,6 +17,59 @@
 typedef struct {
   GMimeMessage *msg;
 } Msg;
+
+/* Where include finds scripts (NAME.sieve), and those it compiled. */
+typedef struct {
+  const char *dir, *global_dir;
+  GHashTable *scripts;  /* path -> SieveScript* */
+} Site;
+
+#define MAX_INCLUDED_SIZE (1024 * 1024)
+
+static const SieveScript *
+include_script (gboolean global, const char *name, char **error, gpointer data)
+{
+  Site *site = data;
+  const char *dir = global ? site->global_dir : site->dir;
+  g_autofree char *file = g_strconcat (name, ".sieve", NULL), *path = NULL, *text = NULL;
+  g_autoptr (GError) e = NULL;
+  SieveScript *s;
+  gsize len;
+
+  if (dir == NULL || strchr (name, '/') || name[0] == '.')
+    return NULL;
+  path = g_build_filename (dir, file, NULL);
+  if ((s = g_hash_table_lookup (site->scripts, path)) != NULL)
+    return s;
+  if (!g_file_get_contents (path, &text, &len, &e))
+    {
+      if (!g_error_matches (e, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+        *error = g_strdup (e->message);
+      return NULL;
+    }
+  if (len > MAX_INCLUDED_SIZE || (s = sieve_compile (text, len, &e)) == NULL)
+    {
+      *error = g_strdup_printf ("%s:%s", path, e ? e->message : " too large");
+      return NULL;
+    }
+  g_hash_table_insert (site->scripts, g_steal_pointer (&path), s);
+  return s;
+}
+
+/* Dovecot's default namespace (conf.d/15-mailboxes.conf), as lmtpd's
+ * [sieve] special_use default */
+static const char *
+special_use (const char *flag, gpointer data)
+{
+  static const char *const map[][2] = {
+    { "\\Drafts", "Drafts" }, { "\\Junk", "Junk" }, { "\\Trash", "Trash" }, { "\\Sent", "Sent" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (map); i++)
+    if (g_ascii_strcasecmp (flag, map[i][0]) == 0)
+      return map[i][1];
+  return NULL;
+}
 
 static char **
 header_values (const char *name, gpointer data)
@@ -97,16 +151,33 @@ print_result (const SieveResult *r)
     }
 }
 
+/* What include, special-use and environment see; the host is this one. */
+static void
+site_message (Site *site, SieveMessage *sm, const char *remote_ip, const char *remote_host)
+{
+  const char *host = g_get_host_name ();
+  const char *dot = strchr (host, '.');
+
+  site->scripts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) sieve_script_free);
+  sm->include = include_script;
+  sm->special_use = special_use;
+  sm->site_data = site;
+  sm->env_host = host;
+  sm->env_domain = dot && dot[1] ? dot + 1 : host;
+  sm->env_remote_ip = remote_ip;
+  sm->env_remote_host = remote_host;
+}
+
 /* sieve-lite test: runs @script on the message in @path and prints what
  * it would do; the exit status as main's. */
 static int
-test_message (const SieveScript *script, const char *path, const char *from, const char *to)
+test_message (const SieveScript *script, const char *path, const char *from, const char *to, SieveMessage *sm_in)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (GMimeStream) stream = g_mime_stream_fs_open (path, O_RDONLY, 0, &error);
   g_autoptr (GMimeParser) parser = NULL;
   Msg m = { NULL };
-  SieveMessage sm = { 0 };
+  SieveMessage sm = *sm_in;
   SieveResult r = { 0 };
 
   if (stream == NULL)
@@ -141,6 +212,10 @@ int
 main (int argc, char **argv)
 {
   g_autofree char *from = NULL, *to = NULL;
+  g_autofree char *dir = NULL, *global_dir = NULL, *remote_ip = NULL, *remote_host = NULL;
+  Site site = { 0 };
+  SieveMessage sm = { 0 };
+  int status;
   g_autoptr (GOptionContext) ctx = NULL;
   g_autoptr (GError) error = NULL;
   g_autofree char *text = NULL;
@@ -149,6 +224,10 @@ main (int argc, char **argv)
   GOptionEntry entries[] = {
     { "from", 'f', 0, G_OPTION_ARG_STRING, &from, "Envelope sender", "ADDR" },
     { "to", 't', 0, G_OPTION_ARG_STRING, &to, "Envelope recipient", "ADDR" },
+    { "dir", 0, 0, G_OPTION_ARG_FILENAME, &dir, "Personal scripts for include", "DIR" },
+    { "global-dir", 0, 0, G_OPTION_ARG_FILENAME, &global_dir, "Global scripts for include :global", "DIR" },
+    { "remote-ip", 0, 0, G_OPTION_ARG_STRING, &remote_ip, "environment \"remote-ip\"", "IP" },
+    { "remote-host", 0, 0, G_OPTION_ARG_STRING, &remote_host, "environment \"remote-host\"", "NAME" },
     { NULL }
   };
 
@@ -177,5 +256,10 @@ main (int argc, char **argv)
       printf ("%s: OK\n", argv[2]);
       return 0;
     }
-  return test_message (script, argv[3], from, to);
+  site.dir = dir;
+  site.global_dir = global_dir;
+  site_message (&site, &sm, remote_ip, remote_host);
+  status = test_message (script, argv[3], from, to, &sm);
+  g_hash_table_unref (site.scripts);
+  return status;
 }

@@ -94,6 +94,9 @@ typedef struct {
   char **addresses;
   GPtrArray *modifiers;     /* set: const SieveModifierDef*, in order */
   GPtrArray *pos;           /* SieveArg*: strings and numbers in order */
+  /* include (RFC 6609 3.2); fileinto :specialuse (RFC 8579 4) */
+  gboolean personal, global, once, optional;
+  const char *specialuse;
 } SieveArgs;
 
 typedef struct SieveNode SieveNode;
@@ -138,6 +141,7 @@ struct SieveNode {
   int line, col;
   const SieveDef *def;      /* set by validation */
   SieveArgs *parsed;        /* set by validation, or NULL (require) */
+  gboolean deferred;        /* ihave (RFC 5463 4): the block was not validated */
 };
 
 struct SieveScript {
@@ -166,5 +170,10 @@ struct SieveModifierDef {
   const char *name;
   char *(*apply) (const char *value);
 };
+
+/* sieve-env.c: ihave (RFC 5463 4): TRUE if the block of if @c is not to
+ * be validated (its ihave names an unknown extension); else what it names
+ * is added to @s->caps. */
+gboolean sieve_ihave_defers (SieveScript *s, const SieveNode *c);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SieveArgs, sieve_args_free)

@@ -102,6 +102,12 @@ check_capabilities (const SieveDef *def, SieveArgs *a, GHashTable *caps)
     return ":flags needs require \"imap4flags\"";
   if (a->percent && !g_hash_table_contains (caps, "spamtestplus"))
     return ":percent needs require \"spamtestplus\"";
+  if ((a->personal || a->global || a->once || a->optional) && strcmp (def->name, "include") != 0)
+    return ":personal, :global, :once and :optional go with include";
+  if (strcmp (def->name, "global") == 0 && !g_hash_table_contains (caps, "variables"))
+    return "global needs require \"variables\" (RFC 6609 3.4.1)";
+  if (a->specialuse && (strcmp (def->name, "fileinto") != 0 || !g_hash_table_contains (caps, "special-use")))
+    return ":specialuse needs require \"special-use\" and goes with fileinto";
   if (!sieve_comparator_lookup (a->comparator, &a->match.comparator))
     return "unknown comparator";
   if (a->match.comparator == SIEVE_COMPARATOR_ASCII_NUMERIC
@@ -203,6 +209,14 @@ validate_structure (const SieveNode *c, const SieveDef *prev, GError **error)
 
 static gboolean validate_block (SieveScript *s, GPtrArray *cmds, gboolean top, GError **error);
 
+/* A block, with what an "if ihave" makes available in it (RFC 5463 4). */
+static gboolean
+validate_if_block (SieveScript *s, SieveNode *c, GError **error)
+{
+  c->deferred = sieve_ihave_defers (s, c);
+  return c->deferred || validate_block (s, c->block, FALSE, error);
+}
+
 static gboolean
 validate_command (SieveScript *s, SieveNode *c, const SieveDef *prev, gboolean *requires_allowed,
                   GError **error)
@@ -223,7 +237,7 @@ validate_command (SieveScript *s, SieveNode *c, const SieveDef *prev, gboolean *
       return FALSE;
   if (!validate_args (s, c, error))
     return FALSE;
-  return c->block == NULL || validate_block (s, c->block, FALSE, error);
+  return c->block == NULL || validate_if_block (s, c, error);
 }
 
 static gboolean
