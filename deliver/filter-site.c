@@ -70,16 +70,19 @@ site_special_use (const char *flag, gpointer data)
   return NULL;
 }
 
-/* remote-ip: the address alone (XFORWARD writes IPv6 ones "IPV6:...");
- * a UNIX socket's "local" is none. */
+/* remote-ip: RFC 5183 4.1 asks for RFC 2821 4.1.3's address literals,
+ * "IPv6:" before an IPv6 address (XFORWARD may give it either way); a
+ * UNIX socket's "local" is none. */
 static char *
-ip_only (const char *addr)
+remote_ip (const char *addr)
 {
   if (addr == NULL)
     return NULL;
   if (g_ascii_strncasecmp (addr, "IPv6:", 5) == 0)
     addr += 5;
-  return g_hostname_is_ip_address (addr) ? g_strdup (addr) : NULL;
+  if (!g_hostname_is_ip_address (addr))
+    return NULL;
+  return strchr (addr, ':') ? g_strconcat ("IPv6:", addr, NULL) : g_strdup (addr);
 }
 
 void
@@ -97,7 +100,7 @@ filter_site_init (FilterSite *site, const FilterMessage *m, SieveMessage *sm)
   /* RFC 5183 4.1: "usually but not always a proper suffix of the host
    * name" */
   site->domain = g_strdup (dot && dot[1] ? dot + 1 : host);
-  site->remote_ip = ip_only (m->msg->client_addr);
+  site->remote_ip = remote_ip (m->msg->client_addr);
   sm->include = site_include;
   sm->special_use = site_special_use;
   sm->site_data = site;

@@ -12,6 +12,15 @@
 
 /* ---- ihave, error (RFC 5463) --------------------------------------------- */
 
+/* 4: "MUST NOT allow it to be used with ... encoded-character ... or
+ * variables ... that change how the content of Sieve scripts are
+ * interpreted.  The test MUST fail" */
+static gboolean
+available (const char *cap)
+{
+  return sieve_capability_known (cap) && strcmp (cap, "variables") != 0 && strcmp (cap, "encoded-character") != 0;
+}
+
 static char **
 ihave_caps (const SieveNode *t)
 {
@@ -21,11 +30,10 @@ ihave_caps (const SieveNode *t)
 }
 
 /* 4: a block under "if ihave" may use what it names; when one of them is
- * unknown, the block is not validated (its commands may be ones we do not
- * know) and never runs: the test is false.  The known ones become the
- * script's, as a require would make them: whether a string expands
- * (variables) or a store takes the flags (imap4flags) is decided per
- * script, not per block. */
+ * not available, the block is not validated (its commands may be ones we
+ * do not know) and never runs: the test is false.  Otherwise they become
+ * the script's, as a require would make them ("all the way to the end of
+ * the script, even outside the block"). */
 gboolean
 sieve_ihave_defers (SieveScript *s, const SieveNode *c)
 {
@@ -36,7 +44,7 @@ sieve_ihave_defers (SieveScript *s, const SieveNode *c)
       || (caps = ihave_caps (t)) == NULL)
     return FALSE;
   for (guint i = 0; caps[i]; i++)
-    if (!sieve_capability_known (caps[i]))
+    if (!available (caps[i]))
       return TRUE;
   for (guint i = 0; caps[i]; i++)
     g_hash_table_add (s->caps, g_strdup (caps[i]));
@@ -50,7 +58,7 @@ sieve_test_ihave (SieveRun *run, const SieveNode *t)
   char **caps = sieve_args_list (t->parsed, 0);
 
   for (guint i = 0; caps[i]; i++)
-    if (!sieve_capability_known (caps[i]))
+    if (!available (caps[i]))
       return FALSE;
   return TRUE;
 }
@@ -84,12 +92,13 @@ env_item (SieveRun *run, const char *name)
     return PACKAGE_NAME;
   if (g_ascii_strcasecmp (name, "phase") == 0)
     return "during";  /* while the message is delivered */
-  /* "The empty string will be returned if for some reason this
-   * information cannot be obtained for the current client." */
+  /* remote-host: "The empty string will be returned if for some reason
+   * this information cannot be obtained"; remote-ip says no such thing:
+   * unknown, it does not exist */
   if (g_ascii_strcasecmp (name, "remote-host") == 0)
     return m->env_remote_host ? m->env_remote_host : "";
   if (g_ascii_strcasecmp (name, "remote-ip") == 0)
-    return m->env_remote_ip ? m->env_remote_ip : "";
+    return m->env_remote_ip;
   if (g_ascii_strcasecmp (name, "version") == 0)
     return PACKAGE_VERSION;
   return NULL;
@@ -101,8 +110,10 @@ env_match (SieveRun *run, const SieveArgs *a, const char *value, char **keys)
   g_autoptr (GArray) caps = g_array_new (FALSE, FALSE, sizeof (SieveGlobCap));
   gboolean late = FALSE;
 
+  /* 4: "The count of an environment test is 0 if the environment
+   * information returned is the empty string, or 1 otherwise." */
   if (a->match.type == SIEVE_MATCH_COUNT)
-    return sieve_match_count (&a->match, 1, keys);
+    return sieve_match_count (&a->match, value[0] != '\0', keys);
   for (guint k = 0; keys[k] && !sieve_run_out_of_time (run); k++)
     {
       if (sieve_match_one (&a->match, value, keys[k], caps, run->deadline, &late))

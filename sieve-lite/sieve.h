@@ -80,7 +80,7 @@ typedef struct {
   const char *env_domain;       /* "domain" */
   const char *env_host;         /* "host" */
   const char *env_remote_host;  /* "remote-host" ("" when NULL, 4.1) */
-  const char *env_remote_ip;    /* "remote-ip" (idem) */
+  const char *env_remote_ip;    /* "remote-ip", an IPv6 one as "IPv6:..." */
 } SieveMessage;
 
 typedef enum {
