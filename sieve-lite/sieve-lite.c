@@ -151,21 +151,33 @@ print_result (const SieveResult *r)
     }
 }
 
+/* --dir, --global-dir (include), --remote-ip, --remote-host (environment) */
+static char *opt_dir, *opt_global_dir, *opt_remote_ip, *opt_remote_host;
+static const GOptionEntry site_entries[] = {
+  { "dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_dir, "Personal scripts for include", "DIR" },
+  { "global-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_global_dir, "Global scripts for include :global", "DIR" },
+  { "remote-ip", 0, 0, G_OPTION_ARG_STRING, &opt_remote_ip, "environment \"remote-ip\"", "IP" },
+  { "remote-host", 0, 0, G_OPTION_ARG_STRING, &opt_remote_host, "environment \"remote-host\"", "NAME" },
+  { NULL }
+};
+
 /* What include, special-use and environment see; the host is this one. */
 static void
-site_message (Site *site, SieveMessage *sm, const char *remote_ip, const char *remote_host)
+site_message (Site *site, SieveMessage *sm)
 {
   const char *host = g_get_host_name ();
   const char *dot = strchr (host, '.');
 
+  site->dir = opt_dir;
+  site->global_dir = opt_global_dir;
   site->scripts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) sieve_script_free);
   sm->include = include_script;
   sm->special_use = special_use;
   sm->site_data = site;
   sm->env_host = host;
   sm->env_domain = dot && dot[1] ? dot + 1 : host;
-  sm->env_remote_ip = remote_ip;
-  sm->env_remote_host = remote_host;
+  sm->env_remote_ip = opt_remote_ip;
+  sm->env_remote_host = opt_remote_host;
 }
 
 /* sieve-lite test: runs @script on the message in @path and prints what
@@ -208,14 +220,23 @@ test_message (const SieveScript *script, const char *path, const char *from, con
   return 0;
 }
 
+static int
+test_in_site (const SieveScript *script, const char *path, const char *from, const char *to)
+{
+  Site site = { 0 };
+  SieveMessage sm = { 0 };
+  int status;
+
+  site_message (&site, &sm);
+  status = test_message (script, path, from, to, &sm);
+  g_hash_table_unref (site.scripts);
+  return status;
+}
+
 int
 main (int argc, char **argv)
 {
   g_autofree char *from = NULL, *to = NULL;
-  g_autofree char *dir = NULL, *global_dir = NULL, *remote_ip = NULL, *remote_host = NULL;
-  Site site = { 0 };
-  SieveMessage sm = { 0 };
-  int status;
   g_autoptr (GOptionContext) ctx = NULL;
   g_autoptr (GError) error = NULL;
   g_autofree char *text = NULL;
@@ -224,15 +245,12 @@ main (int argc, char **argv)
   GOptionEntry entries[] = {
     { "from", 'f', 0, G_OPTION_ARG_STRING, &from, "Envelope sender", "ADDR" },
     { "to", 't', 0, G_OPTION_ARG_STRING, &to, "Envelope recipient", "ADDR" },
-    { "dir", 0, 0, G_OPTION_ARG_FILENAME, &dir, "Personal scripts for include", "DIR" },
-    { "global-dir", 0, 0, G_OPTION_ARG_FILENAME, &global_dir, "Global scripts for include :global", "DIR" },
-    { "remote-ip", 0, 0, G_OPTION_ARG_STRING, &remote_ip, "environment \"remote-ip\"", "IP" },
-    { "remote-host", 0, 0, G_OPTION_ARG_STRING, &remote_host, "environment \"remote-host\"", "NAME" },
     { NULL }
   };
 
   ctx = g_option_context_new ("check SCRIPT | test SCRIPT MESSAGE - check or try a Sieve script");
   g_option_context_add_main_entries (ctx, entries, NULL);
+  g_option_context_add_main_entries (ctx, site_entries, NULL);
   if (!g_option_context_parse (ctx, &argc, &argv, &error) || argc < 3
       || (strcmp (argv[1], "check") && strcmp (argv[1], "test")) || (!strcmp (argv[1], "test") && argc < 4))
     {
@@ -256,10 +274,5 @@ main (int argc, char **argv)
       printf ("%s: OK\n", argv[2]);
       return 0;
     }
-  site.dir = dir;
-  site.global_dir = global_dir;
-  site_message (&site, &sm, remote_ip, remote_host);
-  status = test_message (script, argv[3], from, to, &sm);
-  g_hash_table_unref (site.scripts);
-  return status;
+  return test_in_site (script, argv[3], from, to);
 }
