@@ -46,6 +46,8 @@ sieve_include_clear (SieveRun *run)
 GHashTable *
 sieve_run_variables (SieveRun *run, const char **name)
 {
+  if (!run->include && g_ascii_strncasecmp (*name, "global.", 7) == 0)
+    sieve_run_fail (run, SIEVE_ERROR_RUNTIME, "the global namespace needs require \"include\"");
   if (!run->include)
     return run->vars;
   if (g_ascii_strncasecmp (*name, "global.", 7) == 0)
@@ -113,6 +115,18 @@ identifier (const char *name)
     if (!(g_ascii_isalnum (*p) || *p == '_'))
       return FALSE;
   return TRUE;
+}
+
+/* 3.4.2: "global." and an identifier, with "include" required ("MUST
+ * cause an error" without) */
+const char *
+sieve_set_name_problem (const char *name, GHashTable *caps)
+{
+  if (g_ascii_strncasecmp (name, "global.", 7) != 0)
+    return NULL;
+  if (!g_hash_table_contains (caps, "include"))
+    return "the global namespace needs require \"include\"";
+  return identifier (name + 7) ? NULL : "not a variable name in the global namespace";
 }
 
 /* 3.4.1: "An invalid name MUST be detected as a syntax error": no match

@@ -175,5 +175,8 @@ struct SieveModifierDef {
  * be validated (its ihave names an unknown extension); else what it names
  * is added to @s->caps. */
 gboolean sieve_ihave_defers (SieveScript *s, const SieveNode *c);
+/* sieve-include.c: NULL, or what is wrong with set's variable @name in
+ * the "global." namespace (RFC 6609 3.4.2) */
+const char *sieve_set_name_problem (const char *name, GHashTable *caps);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SieveArgs, sieve_args_free)

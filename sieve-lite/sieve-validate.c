@@ -83,6 +83,23 @@ check_positional (const SieveArgs *a, const char *shape)
   return NULL;
 }
 
+/* include (RFC 6609) and special-use (RFC 8579): their tags go with
+ * their commands, global needs variables, and the "global." namespace
+ * include */
+static const char *
+check_include_tags (const SieveDef *def, const SieveArgs *a, GHashTable *caps)
+{
+  if ((a->personal || a->global || a->once || a->optional) && strcmp (def->name, "include") != 0)
+    return ":personal, :global, :once and :optional go with include";
+  if (strcmp (def->name, "global") == 0 && !g_hash_table_contains (caps, "variables"))
+    return "global needs require \"variables\" (RFC 6609 3.4.1)";
+  if (strcmp (def->name, "set") == 0 && a->pos->len == 2)
+    return sieve_set_name_problem (((SieveArg *) a->pos->pdata[0])->strings[0], caps);
+  if (a->specialuse && (strcmp (def->name, "fileinto") != 0 || !g_hash_table_contains (caps, "special-use")))
+    return ":specialuse needs require \"special-use\" and goes with fileinto";
+  return NULL;
+}
+
 /* The capabilities the tags need; resolves the comparator. */
 static const char *
 check_capabilities (const SieveDef *def, SieveArgs *a, GHashTable *caps)
@@ -102,18 +119,12 @@ check_capabilities (const SieveDef *def, SieveArgs *a, GHashTable *caps)
     return ":flags needs require \"imap4flags\"";
   if (a->percent && !g_hash_table_contains (caps, "spamtestplus"))
     return ":percent needs require \"spamtestplus\"";
-  if ((a->personal || a->global || a->once || a->optional) && strcmp (def->name, "include") != 0)
-    return ":personal, :global, :once and :optional go with include";
-  if (strcmp (def->name, "global") == 0 && !g_hash_table_contains (caps, "variables"))
-    return "global needs require \"variables\" (RFC 6609 3.4.1)";
-  if (a->specialuse && (strcmp (def->name, "fileinto") != 0 || !g_hash_table_contains (caps, "special-use")))
-    return ":specialuse needs require \"special-use\" and goes with fileinto";
   if (!sieve_comparator_lookup (a->comparator, &a->match.comparator))
     return "unknown comparator";
   if (a->match.comparator == SIEVE_COMPARATOR_ASCII_NUMERIC
       && !g_hash_table_contains (caps, "comparator-i;ascii-numeric"))
     return "i;ascii-numeric needs require \"comparator-i;ascii-numeric\"";
-  return NULL;
+  return check_include_tags (def, a, caps);
 }
 
 static const char *

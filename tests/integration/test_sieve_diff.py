@@ -192,6 +192,8 @@ SCRIPTS += [
     'require ["include"];\ninclude :global "policy";',
     'require ["include"];\ninclude :personal :global "policy";',
     'require ["include"];\nglobal "x";',
+    'require ["variables"];\nset "global.x" "1";',
+    'require ["variables", "include"];\nset "global.12" "value";',
     'require ["include"];\ninclude "../spam_tests";',
     # ihave and error (RFC 5463)
     'require ["ihave", "fileinto"];\nif ihave "fileinto" { fileinto "Have"; }',

@@ -221,9 +221,15 @@ test_include_global_namespace (void)
    * MUST be generated" */
   CHECK_IN (&site, "require [\"variables\", \"include\"];\nset \"x\" \"1\";\nglobal \"x\";",
             "error: global: 'x' was set before as a local variable; keep");
-  /* without include, "global." is no namespace: as before */
-  CHECK_IN (&site, "require [\"variables\", \"fileinto\"];\nset \"global.x\" \"1\";\nfileinto \"${global.x}\";",
-            "fileinto:1");
+  /* 3.4.2: "references to the "global" namespace without a prior require
+   * statement for the "include" extension MUST cause an error"; "the
+   * variable-name part MUST be a valid identifier" */
+  CHECK_IN (&site, "require [\"variables\", \"fileinto\"];\nset \"global.x\" \"1\";",
+            "compile error: 2:1: set: the global namespace needs require \"include\"");
+  CHECK_IN (&site, "require [\"variables\", \"fileinto\"];\nfileinto \"${global.x}\";",
+            "error: the global namespace needs require \"include\"; keep");
+  CHECK_IN (&site, "require [\"variables\", \"include\"];\nset \"global.12\" \"value\";",
+            "compile error: 2:1: set: not a variable name in the global namespace");
   site_clear (&site);
 }
 
