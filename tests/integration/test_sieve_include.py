@@ -123,7 +123,8 @@ class IncludeAtDeliveryTest(unittest.TestCase):
         self.user("dave@example.org", {
             "default": 'require ["special-use", "fileinto", "environment", "copy"];\n'
                        'if allof (environment "remote-ip" "192.0.2.9", environment "remote-host" "mx.example.net",\n'
-                       '          environment "location" "MDA", environment "phase" "during")\n'
+                       '          environment "location" "MDA", environment "phase" "during",\n'
+                       '          environment "host" "lmtp.test", environment "domain" "test")\n'
                        '{ fileinto :specialuse "\\\\Junk" "Spam"; }\n'
                        'fileinto :copy :specialuse "\\\\Archive" "Archive";\n',
         })
@@ -131,6 +132,27 @@ class IncludeAtDeliveryTest(unittest.TestCase):
         self.deliver("dave@example.org", xforward="NAME=mx.example.net ADDR=192.0.2.9")
         self.assertEqual(self.folders("dave@example.org"), [".Archive", ".Quarantine"])
         self.assertEqual(self.d.messages("dave@example.org"), [])
+
+    def test_remote_ip_v6_and_unknown(self):
+        # RFC 5183 4.1: an IPv6 remote-ip as RFC 2821's address literal; a
+        # client on the UNIX socket has none (the test fails), and no name
+        # ("" for remote-host)
+        self.user("erin@example.org", {
+            "default": 'require ["fileinto", "environment", "relational", "comparator-i;ascii-numeric"];\n'
+                       'if environment "remote-ip" "IPv6:2001:db8::7" { fileinto "Six"; }\n'
+                       'if environment :contains "remote-ip" "" { fileinto "HasIp"; }\n'
+                       'if environment :count "eq" :comparator "i;ascii-numeric" "remote-host" "0" '
+                       '{ fileinto "NoName"; }\n',
+        })
+        self.d.start()
+        self.deliver("erin@example.org", xforward="ADDR=IPV6:2001:DB8::7")
+        self.assertEqual(self.folders("erin@example.org"), [".HasIp", ".NoName", ".Six"])
+        c = self.d.connect(unix=True)
+        c.code()
+        c.cmd("LHLO client")
+        self.assertEqual(transaction(c, ["erin@example.org"], MSG.replace("<m1@", "<m2@"))[0][0], 250)
+        self.assertEqual(len(self.d.messages("erin@example.org", "new", ".NoName")), 2)
+        self.assertEqual(len(self.d.messages("erin@example.org", "new", ".HasIp")), 1)
 
 
 if __name__ == "__main__":
