@@ -230,6 +230,9 @@ typedef struct {
                                  user_email, postmaster, <>, <ADDRESS> or srs */
   char *srs_domain;           /* redirect_sender = srs: the domain of the SRS addresses */
   char *srs_secret_file;      /* ... and the file whose first line is the HMAC secret */
+  char *sieve_dir;            /* personal scripts (include :personal), a template as sieve_script */
+  char *sieve_global_dir;     /* site scripts (include :global), or NULL */
+  char **sieve_special_use;   /* "Junk=Junk": special use (without '\\') = folder */
 
   char *source;               /* the file this came from */
 } LmtpdConfig;

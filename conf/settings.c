@@ -445,6 +445,25 @@ check_readable_files (ConfLoader *ld, GKeyFile *kf, const char *group, const Con
       conf_problem (ld, group, s->key, "'%s' is not a readable file", list[i]);
 }
 
+/* USE=FOLDER, USE an atom with or without its '\\' (which a key file
+ * would read as an escape) */
+static void
+check_special_use (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  char **list = CONF_FIELD (base, s, char **);
+
+  for (guint i = 0; list[i]; i++)
+    {
+      const char *use = list[i][0] == '\\' ? list[i] + 1 : list[i];
+      const char *eq = strchr (use, '=');
+      gboolean ok = eq && eq > use && eq[1] != '\0';
+      for (const char *p = use; ok && p < eq; p++)
+        ok = g_ascii_isalnum (*p) || *p == '-' || *p == '_';
+      if (!ok)
+        conf_problem (ld, group, s->key, "'%s' is not USE=FOLDER (as Junk=Spam)", list[i]);
+    }
+}
+
 /* Given in seconds, kept in milliseconds. */
 static void
 load_max_run_time (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
@@ -700,6 +719,13 @@ static const ConfSetting main_rows[] = {
   { "sieve", "srs_domain", CONF_STRING, CFG (srs_domain), .doc = "redirect_sender = srs: the domain of SRS addresses" },
   { "sieve", "srs_secret_file", CONF_STRING, CFG (srs_secret_file), .check = check_srs,
     .doc = "redirect_sender = srs: a file whose first line is the secret (postsrsd's)" },
+  { "sieve", "dir", CONF_STRING, CFG (sieve_dir), .def_text = "%d/%n/sieve", .check = check_script_escapes,
+    .doc = "personal scripts NAME.sieve for include, relative to mail_root; %u %n %d %h" },
+  { "sieve", "global_dir", CONF_STRING, CFG (sieve_global_dir),
+    .doc = "site scripts NAME.sieve for include :global (unset: none)" },
+  { "sieve", "special_use", CONF_LIST, CFG (sieve_special_use),
+    .def_text = "Drafts=Drafts;Junk=Junk;Trash=Trash;Sent=Sent", .check = check_special_use,
+    .doc = "USE=FOLDER;...: the folder of each special use for fileinto :specialuse" },
 };
 
 const ConfTable conf_main_table = { main_rows, G_N_ELEMENTS (main_rows) };

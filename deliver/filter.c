@@ -32,8 +32,13 @@ const char *const filter_protected_fields[] = { FILTER_REDIRECT_HEADER, "X-Origi
 char *
 filter_user_script_path (const LmtpdConfig *config, const DeliverRecipient *rcpt)
 {
+  return filter_expand_path (config, rcpt, rcpt->sieve_script ? rcpt->sieve_script : config->sieve_script);
+}
+
+char *
+filter_expand_path (const LmtpdConfig *config, const DeliverRecipient *rcpt, const char *tmpl)
+{
   GString *s = g_string_new (NULL);
-  const char *tmpl = rcpt->sieve_script ? rcpt->sieve_script : config->sieve_script;
   char *path;
 
   for (const char *p = tmpl; *p; p++)
@@ -240,6 +245,7 @@ filter_run (const FilterMessage *m, const CalloutResult *callouts, FilterOutcome
   SieveMessage sm = { 0 };
   guint user_index;
   SieveAction *pending = NULL;
+  FilterSite site;
 
   filter_view_init (&view, m);
   outcome_init (out);
@@ -247,6 +253,7 @@ filter_run (const FilterMessage *m, const CalloutResult *callouts, FilterOutcome
     out->user_script = filter_user_script_path (config, m->rcpt);
   scripts = script_list (config, out->user_script, &user_index);
   sieve_message (m, &view, &sm);
+  filter_site_init (&site, m, &sm);
   callout_for_sieve (callouts, &sm, cs, keep);
 
   for (guint i = 0; i < scripts->len; i++)
@@ -272,6 +279,7 @@ filter_run (const FilterMessage *m, const CalloutResult *callouts, FilterOutcome
         break;
     }
   add_implicit_keep (out, pending);
+  filter_site_clear (&site);
   filter_view_clear (&view);
 }
 

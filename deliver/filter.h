@@ -42,6 +42,8 @@ typedef struct {
 /* The compiled script at @path (a reference), or NULL if there is no such
  * file.  Compiled again when the file changed. */
 FilterScript *filter_cache_get (FilterCache *cache, const LmtpdConfig *config, const char *path);
+/* The same, opened with @flags added (O_NOFOLLOW); NULL with errno set. */
+FilterScript *filter_cache_open (FilterCache *cache, const LmtpdConfig *config, const char *path, int flags);
 void filter_script_unref (FilterScript *script);
 
 /* ---- the message as Sieve sees it (filter-view.c) ------------------------ */
@@ -97,6 +99,23 @@ gboolean filter_redirect (const FilterMessage *m, const char *target);
 gboolean filter_duplicate_seen (const char *handle, const char *id, gpointer view);
 /* Records the ids of @r (RFC 7352 3): once its actions were carried out. */
 void filter_duplicate_record (const FilterMessage *m, const SieveResult *r);
+/* ---- the script's surroundings (filter-site.c) ---------------------------- */
+
+/* What include (RFC 6609), special-use (RFC 8579) and environment
+ * (RFC 5183) see of the site and the user; the scripts it loaded stay
+ * with it until filter_site_clear. */
+typedef struct {
+  const FilterMessage *m;
+  GPtrArray *loaded;        /* FilterScript* */
+  char *personal_dir;       /* or NULL */
+  char *domain;
+  char *remote_ip;
+} FilterSite;
+
+void filter_site_init (FilterSite *site, const FilterMessage *m, SieveMessage *sm);
+void filter_site_clear (FilterSite *site);
+/* A path template (%u %n %d %h) for @rcpt, under mail_root when relative. */
+char *filter_expand_path (const LmtpdConfig *config, const DeliverRecipient *rcpt, const char *tmpl);
 
 /* ---- vacation.c ------------------------------------------------------------ */
 

@@ -108,9 +108,15 @@ compile (const LmtpdConfig *config, const char *path, int fd, const struct stat 
 FilterScript *
 filter_cache_get (FilterCache *cache, const LmtpdConfig *config, const char *path)
 {
+  return filter_cache_open (cache, config, path, 0);
+}
+
+FilterScript *
+filter_cache_open (FilterCache *cache, const LmtpdConfig *config, const char *path, int flags)
+{
   struct stat st;
   FilterScript *c;
-  int fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  int fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | flags);
 
   /* one open file for the checks and the read */
   if (fd < 0)
@@ -118,6 +124,7 @@ filter_cache_get (FilterCache *cache, const LmtpdConfig *config, const char *pat
   if (fstat (fd, &st) < 0 || !S_ISREG (st.st_mode))
     {
       close (fd);
+      errno = EINVAL;
       return NULL;
     }
   c = cached (cache, path, &st);

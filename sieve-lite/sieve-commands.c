@@ -55,8 +55,10 @@ static void
 cmd_fileinto (SieveRun *run, const SieveNode *c, gboolean *if_taken)
 {
   const SieveArgs *a = c->parsed;
-  g_autofree char *box = sieve_run_expand (run, sieve_args_string (a, 0));
+  g_autofree char *box = sieve_run_specialuse (run, a, sieve_run_expand (run, sieve_args_string (a, 0)));
 
+  if (box == NULL)
+    return;
   sieve_run_action (run, SIEVE_FILEINTO, g_strdup (box), sieve_run_flags_string (run, a->flags), a->copy);
   for (guint i = 0; a->create && i < run->r->actions->len; i++)
     {
@@ -158,7 +160,10 @@ edit_flags (SieveRun *run, const SieveNode *c, gboolean remove, gboolean replace
     }
   var = g_ascii_strdown (sieve_args_string (a, 0), -1);
   saved = run->flags;
-  cur = g_hash_table_lookup (run->vars, var);
+  {
+    const char *bare = var;
+    cur = g_hash_table_lookup (sieve_run_variables (run, &bare), bare);
+  }
   curv = g_strsplit (cur ? cur : "", " ", -1);
   run->flags = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   sieve_run_add_flags (run, curv, FALSE, FALSE);
@@ -256,7 +261,8 @@ const SieveDef sieve_command_defs[] = {
   { .name = "keep", .shape = "", .command = cmd_keep },
   { .name = "discard", .shape = "", .command = cmd_discard },
   { .name = "redirect", .shape = "s", .check = check_redirect, .command = cmd_redirect },
-  { .name = "fileinto", .cap = "fileinto", .shape = "s", .flags = SIEVE_DEF_CREATE, .command = cmd_fileinto },
+  { .name = "fileinto", .cap = "fileinto", .shape = "s", .flags = SIEVE_DEF_CREATE, .check = sieve_check_specialuse,
+    .command = cmd_fileinto },
   { .name = "reject", .cap = "reject", .shape = "s", .command = cmd_reject },
   { .name = "ereject", .cap = "ereject", .shape = "s", .command = cmd_ereject },
   { .name = "setflag", .cap = "imap4flags", .shape = "oss", .command = cmd_setflag },
@@ -266,5 +272,9 @@ const SieveDef sieve_command_defs[] = {
   { .name = "vacation", .cap = "vacation", .shape = "s", .check = sieve_check_vacation, .command = cmd_vacation },
   { .name = "addheader", .cap = "editheader", .shape = "ss", .command = cmd_addheader },
   { .name = "deleteheader", .cap = "editheader", .shape = "oss", .alt_shape = "s", .command = cmd_deleteheader },
+  { .name = "include", .cap = "include", .shape = "s", .check = sieve_check_include, .command = sieve_cmd_include },
+  { .name = "return", .cap = "include", .shape = "", .command = sieve_cmd_return },
+  { .name = "global", .cap = "include", .shape = "s", .check = sieve_check_global, .command = sieve_cmd_global },
+  { .name = "error", .cap = "ihave", .shape = "s", .command = sieve_cmd_error },
   { NULL }
 };

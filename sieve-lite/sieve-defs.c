@@ -15,7 +15,9 @@ static const char *const known_caps[] = {
   "fileinto", "envelope", "reject", "ereject", "copy", "imap4flags", "subaddress", "editheader",
   "variables", "relational", "body", "spamtest", "spamtestplus", "virustest", "comparator-i;octet",
   "comparator-i;ascii-casemap", "comparator-i;ascii-numeric", "vacation", "mailbox", "vnd.opes-lmtpd.callout",
-  "date", "index", "duplicate", "vacation-seconds", NULL,
+  "date", "index", "duplicate", "vacation-seconds",
+  "include", "ihave", "environment", "special-use",
+  NULL,
 };
 
 gboolean
@@ -256,6 +258,11 @@ static const TagDef tags[] = {
   { "seconds", TAG_NUMBER, tag_seconds, 0 },
   { "header", TAG_STRING, tag_string, offsetof (SieveArgs, header) },
   { "uniqueid", TAG_STRING, tag_string, offsetof (SieveArgs, uniqueid) },
+  { "personal", TAG_ALONE, tag_bool, offsetof (SieveArgs, personal) },
+  { "global", TAG_ALONE, tag_bool, offsetof (SieveArgs, global) },
+  { "once", TAG_ALONE, tag_bool, offsetof (SieveArgs, once) },
+  { "optional", TAG_ALONE, tag_bool, offsetof (SieveArgs, optional) },
+  { "specialuse", TAG_STRING, tag_string, offsetof (SieveArgs, specialuse) },
 };
 
 static gboolean

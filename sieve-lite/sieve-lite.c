@@ -4,13 +4,15 @@
  *   sieve-lite check SCRIPT
  *   sieve-lite test SCRIPT MESSAGE [--from ADDR] [--to ADDR]
  *                   [--callout NAME=SPEC]... [--trace] [--date ISO8601]
- *                   [--duplicate ID]...
+ *                   [--duplicate ID]... [--dir DIR] [--global-dir DIR]
+ *                   [--remote-ip IP] [--remote-host NAME]
  *
  * --callout gives what a callout service would have answered, turned into
  * spamtest, virustest and the callout test as lmtpd does it
  * (deliver/callout.c); --trace prints each command and test as it runs;
  * --date sets the run's "now" and local zone; each --duplicate is an id
- * the duplicate test has seen.
+ * the duplicate test has seen; --dir and --global-dir are where include
+ * finds scripts, --remote-ip and --remote-host what environment says.
  */
 #include "config.h"
 
@@ -33,6 +35,59 @@ duplicate_seen (const char *handle, const char *id, gpointer data)
   Msg *m = data;
 
   return m->seen && g_strv_contains ((const char *const *) m->seen, id);
+}
+
+/* Where include finds scripts (NAME.sieve), and those it compiled. */
+typedef struct {
+  const char *dir, *global_dir;
+  GHashTable *scripts;  /* path -> SieveScript* */
+} Site;
+
+#define MAX_INCLUDED_SIZE (1024 * 1024)
+
+static const SieveScript *
+include_script (gboolean global, const char *name, char **error, gpointer data)
+{
+  Site *site = data;
+  const char *dir = global ? site->global_dir : site->dir;
+  g_autofree char *file = g_strconcat (name, ".sieve", NULL), *path = NULL, *text = NULL;
+  g_autoptr (GError) e = NULL;
+  SieveScript *s;
+  gsize len;
+
+  if (dir == NULL || strchr (name, '/') || name[0] == '.')
+    return NULL;
+  path = g_build_filename (dir, file, NULL);
+  if ((s = g_hash_table_lookup (site->scripts, path)) != NULL)
+    return s;
+  if (!g_file_get_contents (path, &text, &len, &e))
+    {
+      if (!g_error_matches (e, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+        *error = g_strdup (e->message);
+      return NULL;
+    }
+  if (len > MAX_INCLUDED_SIZE || (s = sieve_compile (text, len, &e)) == NULL)
+    {
+      *error = g_strdup_printf ("%s:%s", path, e ? e->message : " too large");
+      return NULL;
+    }
+  g_hash_table_insert (site->scripts, g_steal_pointer (&path), s);
+  return s;
+}
+
+/* Dovecot's default namespace (conf.d/15-mailboxes.conf), as lmtpd's
+ * [sieve] special_use default */
+static const char *
+special_use (const char *flag, gpointer data)
+{
+  static const char *const map[][2] = {
+    { "\\Drafts", "Drafts" }, { "\\Junk", "Junk" }, { "\\Trash", "Trash" }, { "\\Sent", "Sent" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (map); i++)
+    if (g_ascii_strcasecmp (flag, map[i][0]) == 0)
+      return map[i][1];
+  return NULL;
 }
 
 static char **
@@ -298,6 +353,35 @@ test_setup (const TestOptions *o, SieveMessage *sm, GArray *cs, GPtrArray *keep,
   return TRUE;
 }
 
+/* --dir, --global-dir (include), --remote-ip, --remote-host (environment) */
+static char *opt_dir, *opt_global_dir, *opt_remote_ip, *opt_remote_host;
+static const GOptionEntry site_entries[] = {
+  { "dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_dir, "Personal scripts for include", "DIR" },
+  { "global-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_global_dir, "Global scripts for include :global", "DIR" },
+  { "remote-ip", 0, 0, G_OPTION_ARG_STRING, &opt_remote_ip, "environment \"remote-ip\"", "IP" },
+  { "remote-host", 0, 0, G_OPTION_ARG_STRING, &opt_remote_host, "environment \"remote-host\"", "NAME" },
+  { NULL }
+};
+
+/* What include, special-use and environment see; the host is this one. */
+static void
+site_message (Site *site, SieveMessage *sm)
+{
+  const char *host = g_get_host_name ();
+  const char *dot = strchr (host, '.');
+
+  site->dir = opt_dir;
+  site->global_dir = opt_global_dir;
+  site->scripts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) sieve_script_free);
+  sm->include = include_script;
+  sm->special_use = special_use;
+  sm->site_data = site;
+  sm->env_host = host;
+  sm->env_domain = dot && dot[1] ? dot + 1 : host;
+  sm->env_remote_ip = opt_remote_ip;
+  sm->env_remote_host = opt_remote_host;
+}
+
 /* sieve-lite test: runs @script on the message in @path and prints what
  * it would do; the exit status as main's. */
 static int
@@ -310,6 +394,7 @@ test_message (const SieveScript *script, const char *path, const TestOptions *o)
   g_autoptr (GArray) cs = g_array_new (FALSE, TRUE, sizeof (SieveCallout));
   g_autoptr (GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
   Msg m = { NULL };
+  Site site = { 0 };
   SieveMessage sm = { 0 };
   SieveResult r = { 0 };
 
@@ -337,15 +422,18 @@ test_message (const SieveScript *script, const char *path, const TestOptions *o)
   sm.data = &m;
   sm.duplicate = duplicate_seen;
   m.seen = o->seen;
+  site_message (&site, &sm);
   sieve_run (script, &sm, &r);
   print_result (&r);
   sieve_result_clear (&r);
+  g_hash_table_unref (site.scripts);
   g_object_unref (m.msg);
   return 0;
 }
 
 #define USAGE "usage: sieve-lite check SCRIPT | sieve-lite test SCRIPT MESSAGE [--from A] [--to A] " \
-              "[--callout NAME=SPEC]... [--trace] [--date ISO8601] [--duplicate ID]...\n"
+              "[--callout NAME=SPEC]... [--trace] [--date ISO8601] [--duplicate ID]... [--dir DIR] "\
+              "[--global-dir DIR] [--remote-ip IP] [--remote-host NAME]\n"
 
 #define HELP_TEXT \
   "--callout NAME=SPEC says what callout service NAME answered, as lmtpd hands it to the\n" \
@@ -384,6 +472,7 @@ main (int argc, char **argv)
   ctx = g_option_context_new ("check SCRIPT | test SCRIPT MESSAGE - check or try a Sieve script");
   g_option_context_add_main_entries (ctx, entries, NULL);
   g_option_context_set_description (ctx, HELP_TEXT);
+  g_option_context_add_main_entries (ctx, site_entries, NULL);
   if (!g_option_context_parse (ctx, &argc, &argv, &error) || argc < 3
       || (strcmp (argv[1], "check") && strcmp (argv[1], "test")) || (!strcmp (argv[1], "test") && argc < 4))
     {

@@ -100,6 +100,9 @@ typedef struct {
   guint64 seconds;          /* vacation (RFC 6131), duplicate (RFC 7352) :seconds */
   gboolean has_seconds;
   const char *header, *uniqueid;  /* duplicate */
+  /* include (RFC 6609 3.2); fileinto :specialuse (RFC 8579 4) */
+  gboolean personal, global, once, optional;
+  const char *specialuse;
 } SieveArgs;
 
 typedef struct SieveNode SieveNode;
@@ -144,6 +147,7 @@ struct SieveNode {
   int line, col;
   const SieveDef *def;      /* set by validation */
   SieveArgs *parsed;        /* set by validation, or NULL (require) */
+  gboolean deferred;        /* ihave (RFC 5463 4): the block was not validated */
 };
 
 struct SieveScript {
@@ -174,5 +178,13 @@ struct SieveModifierDef {
   const char *name;
   char *(*apply) (const char *value);
 };
+
+/* sieve-env.c: ihave (RFC 5463 4): TRUE if the block of if @c is not to
+ * be validated (its ihave names an unknown extension); else what it names
+ * is added to @s->caps. */
+gboolean sieve_ihave_defers (SieveScript *s, const SieveNode *c);
+/* sieve-include.c: NULL, or what is wrong with set's variable @name in
+ * the "global." namespace (RFC 6609 3.4.2) */
+const char *sieve_set_name_problem (const char *name, GHashTable *caps);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SieveArgs, sieve_args_free)

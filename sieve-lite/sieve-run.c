@@ -78,6 +78,8 @@ sieve_cut_utf8 (char *s, gsize max)
 static const char *
 variable_value (SieveRun *run, const char *name, gboolean *valid)
 {
+  GHashTable *table;
+
   *valid = name[0] != '\0';
   for (const char *q = name; *q && *valid; q++)
     *valid = g_ascii_isalnum (*q) || *q == '_' || *q == '.';
@@ -88,7 +90,8 @@ variable_value (SieveRun *run, const char *name, gboolean *valid)
       guint64 k = g_ascii_strtoull (name, NULL, 10);
       return k < 10 ? run->mv[k] : NULL;
     }
-  return g_hash_table_lookup (run->vars, name);
+  table = sieve_run_variables (run, &name);
+  return g_hash_table_lookup (table, name);
 }
 
 /* ${name} and ${N} (RFC 5229 3), when variables is required.  What it
@@ -148,6 +151,9 @@ sieve_run_expand_list (SieveRun *run, char **list)
 void
 sieve_run_set_variable (SieveRun *run, char *name, char *value)
 {
+  const char *bare = name;
+  GHashTable *table = sieve_run_variables (run, &bare);
+
   if (strlen (value) > run->var_max)
     {
       g_autofree char *why = g_strdup_printf ("a variable would be longer than %" G_GSIZE_FORMAT " bytes",
@@ -157,7 +163,13 @@ sieve_run_set_variable (SieveRun *run, char *name, char *value)
       g_free (value);
       return;
     }
-  g_hash_table_replace (run->vars, name, value);
+  if (bare != name)
+    {
+      char *b = g_strdup (bare);
+      g_free (name);
+      name = b;
+    }
+  g_hash_table_replace (table, name, value);
 }
 
 /* A match variable: as a variable, but cut to the limit rather than
@@ -263,7 +275,7 @@ sieve_run_test (SieveRun *run, const SieveNode *t)
 static void
 run_command (SieveRun *run, const SieveNode *c, gboolean *if_taken)
 {
-  if (run->error || run->stopped)
+  if (run->error || run->stopped || run->returned)
     return;
   if (++run->steps > MAX_STEPS)
     sieve_run_fail (run, SIEVE_ERROR_LIMIT, "script ran too long");
@@ -283,7 +295,7 @@ sieve_run_block (SieveRun *run, const GPtrArray *commands)
   gboolean if_taken = FALSE;
 
   run->trace_block++;
-  for (guint i = 0; i < commands->len && !run->stopped && !run->error; i++)
+  for (guint i = 0; i < commands->len && !run->stopped && !run->returned && !run->error; i++)
     run_command (run, commands->pdata[i], &if_taken);
   run->trace_block--;
 }
@@ -308,6 +320,7 @@ run_init (SieveRun *run, const SieveScript *script, const SieveMessage *msg, Sie
   run->deadline = g_get_monotonic_time () + 1000 * (gint64) (msg->max_time_ms ? msg->max_time_ms : MAX_TIME_MS);
   run->mem_max = msg->max_memory ? msg->max_memory : MAX_MEMORY;
   run->var_max = msg->max_variable_size ? msg->max_variable_size : MAX_VARIABLE_SIZE;
+  sieve_include_init (run);
 }
 
 void
@@ -341,4 +354,5 @@ sieve_run (const SieveScript *script, const SieveMessage *msg, SieveResult *out)
   g_hash_table_unref (run.vars);
   g_hash_table_unref (run.flags);
   sieve_trace_clear (&run);
+  sieve_include_clear (&run);
 }

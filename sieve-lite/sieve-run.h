@@ -33,6 +33,14 @@ struct SieveRun {
   const SieveNode *trace_if; /* the if or elsif whose test runs next */
   GPtrArray *trace_wait;     /* lines of the tests running, in order */
   gint64 now;                /* currentdate: one point in time a run (RFC 5260 5) */
+  /* include (RFC 6609): the running script's frame, and the run's */
+  gboolean include;          /* the running script requires "include" */
+  gboolean returned;         /* return: the running script ends */
+  GHashTable *declared;      /* names it declared global, or NULL */
+  GHashTable *globals;       /* the variables all scripts share */
+  GPtrArray *chain;          /* "personal:NAME"... of the scripts being run */
+  GHashTable *included;      /* of every script included so far (:once) */
+  guint includes;
 };
 
 /* sieve-run.c: limits, the variables, the flags, and running nodes */
@@ -78,3 +86,26 @@ gboolean sieve_check_vacation (const SieveNode *n, GError **error);
 /* The positional arguments as validation left them */
 const char *sieve_args_string (const SieveArgs *a, guint i);
 char **sieve_args_list (const SieveArgs *a, guint i);
+
+/* sieve-include.c: include, return, global (RFC 6609) */
+void sieve_include_init (SieveRun *run);
+void sieve_include_clear (SieveRun *run);
+/* The table variable @name lives in (the shared one for a global); *@name
+ * loses a "global." prefix. */
+GHashTable *sieve_run_variables (SieveRun *run, const char **name);
+void sieve_cmd_include (SieveRun *run, const SieveNode *c, gboolean *if_taken);
+void sieve_cmd_return (SieveRun *run, const SieveNode *c, gboolean *if_taken);
+void sieve_cmd_global (SieveRun *run, const SieveNode *c, gboolean *if_taken);
+gboolean sieve_check_include (const SieveNode *c, GError **error);
+gboolean sieve_check_global (const SieveNode *c, GError **error);
+
+/* sieve-env.c: ihave and error (RFC 5463), environment (RFC 5183),
+ * specialuse_exists (RFC 8579) */
+gboolean sieve_test_ihave (SieveRun *run, const SieveNode *t);
+void sieve_cmd_error (SieveRun *run, const SieveNode *c, gboolean *if_taken);
+gboolean sieve_test_environment (SieveRun *run, const SieveNode *t);
+gboolean sieve_test_specialuse_exists (SieveRun *run, const SieveNode *t);
+gboolean sieve_check_specialuse (const SieveNode *c, GError **error);
+/* fileinto :specialuse: the folder to store into, or NULL after a runtime
+ * error (takes @box) */
+char *sieve_run_specialuse (SieveRun *run, const SieveArgs *a, char *box);

@@ -286,8 +286,15 @@ test_string (SieveRun *run, const SieveNode *t)
   const SieveArgs *a = t->parsed;
   g_auto (GStrv) keys = expand_keys (run, a);
   g_auto (GStrv) values = sieve_run_expand_list (run, sieve_args_list (a, 0));
+  guint n = 0;
 
-  return match_any (run, a, values, keys);
+  if (a->match.type != SIEVE_MATCH_COUNT)
+    return match_any (run, a, values, keys);
+  /* RFC 5229 5: "The count of a single string is 0 if it is the empty
+   * string, or 1 otherwise" (RFC 6609 3.4.1's example depends on it) */
+  for (guint i = 0; values[i]; i++)
+    n += values[i][0] != '\0';
+  return sieve_match_count (&a->match, n, keys);
 }
 
 static gboolean
@@ -413,5 +420,8 @@ const SieveDef sieve_test_defs[] = {
   { .name = "date", .cap = "date", .shape = "sss", .check = sieve_check_date, .test = sieve_test_date },
   { .name = "currentdate", .cap = "date", .shape = "ss", .check = sieve_check_date, .test = sieve_test_currentdate },
   { .name = "duplicate", .cap = "duplicate", .shape = "", .check = sieve_check_duplicate, .test = sieve_test_duplicate },
+  { .name = "ihave", .cap = "ihave", .shape = "s", .test = sieve_test_ihave },
+  { .name = "environment", .cap = "environment", .shape = "ss", .test = sieve_test_environment },
+  { .name = "specialuse_exists", .cap = "special-use", .shape = "oss", .test = sieve_test_specialuse_exists },
   { NULL }
 };

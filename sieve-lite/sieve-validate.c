@@ -99,6 +99,23 @@ check_owned_tags (const SieveDef *def, const SieveArgs *a)
   return NULL;
 }
 
+/* include (RFC 6609) and special-use (RFC 8579): their tags go with
+ * their commands, global needs variables, and the "global." namespace
+ * include */
+static const char *
+check_include_tags (const SieveDef *def, const SieveArgs *a, GHashTable *caps)
+{
+  if ((a->personal || a->global || a->once || a->optional) && strcmp (def->name, "include") != 0)
+    return ":personal, :global, :once and :optional go with include";
+  if (strcmp (def->name, "global") == 0 && !g_hash_table_contains (caps, "variables"))
+    return "global needs require \"variables\" (RFC 6609 3.4.1)";
+  if (strcmp (def->name, "set") == 0 && a->pos->len == 2)
+    return sieve_set_name_problem (((SieveArg *) a->pos->pdata[0])->strings[0], caps);
+  if (a->specialuse && (strcmp (def->name, "fileinto") != 0 || !g_hash_table_contains (caps, "special-use")))
+    return ":specialuse needs require \"special-use\" and goes with fileinto";
+  return NULL;
+}
+
 /* The capabilities the tags need; resolves the comparator. */
 static const char *
 check_capabilities (const SieveDef *def, SieveArgs *a, GHashTable *caps)
@@ -129,7 +146,7 @@ check_capabilities (const SieveDef *def, SieveArgs *a, GHashTable *caps)
   if (a->match.comparator == SIEVE_COMPARATOR_ASCII_NUMERIC
       && !g_hash_table_contains (caps, "comparator-i;ascii-numeric"))
     return "i;ascii-numeric needs require \"comparator-i;ascii-numeric\"";
-  return NULL;
+  return check_include_tags (def, a, caps);
 }
 
 static const char *
@@ -229,6 +246,14 @@ validate_structure (const SieveNode *c, const SieveDef *prev, GError **error)
 
 static gboolean validate_block (SieveScript *s, GPtrArray *cmds, gboolean top, GError **error);
 
+/* A block, with what an "if ihave" makes available in it (RFC 5463 4). */
+static gboolean
+validate_if_block (SieveScript *s, SieveNode *c, GError **error)
+{
+  c->deferred = sieve_ihave_defers (s, c);
+  return c->deferred || validate_block (s, c->block, FALSE, error);
+}
+
 static gboolean
 validate_command (SieveScript *s, SieveNode *c, const SieveDef *prev, gboolean *requires_allowed,
                   GError **error)
@@ -249,7 +274,7 @@ validate_command (SieveScript *s, SieveNode *c, const SieveDef *prev, gboolean *
       return FALSE;
   if (!validate_args (s, c, error))
     return FALSE;
-  return c->block == NULL || validate_block (s, c->block, FALSE, error);
+  return c->block == NULL || validate_if_block (s, c, error);
 }
 
 static gboolean

@@ -81,6 +81,21 @@ typedef struct {
    * ("" when none) and has that not expired?  NULL: nothing was seen. */
   gboolean (*duplicate) (const char *handle, const char *id, gpointer data);
   guint64 max_duplicate_seconds;  /* cap on :seconds; 0 = 7 days */
+  /* ---- the script's surroundings (RFC 6609 include, RFC 5183
+   * environment, RFC 8579 special-use); @site_data is theirs ---- */
+  /* include: the compiled script @name (checked as RFC 5804 1.6 asks) of
+   * the user's (@global FALSE) or the site's scripts, valid until the run
+   * ends.  NULL with *@error NULL: no such script; NULL with *@error set
+   * (g_free): it could not be read or compiled.  NULL callback: none. */
+  const SieveScript *(*include) (gboolean global, const char *name, char **error, gpointer site_data);
+  /* special-use: the folder that has special-use @flag ("\\Junk"), or NULL */
+  const char *(*special_use) (const char *flag, gpointer site_data);
+  gpointer site_data;
+  /* environment items; NULL: not known (the test fails) */
+  const char *env_domain;       /* "domain" */
+  const char *env_host;         /* "host" */
+  const char *env_remote_host;  /* "remote-host" ("" when NULL, 4.1) */
+  const char *env_remote_ip;    /* "remote-ip", an IPv6 one as "IPv6:..." */
 } SieveMessage;
 
 typedef enum {

@@ -195,6 +195,117 @@ SCRIPTS = [
     'require ["relational"];\nif header :value "zz" "subject" "a" { keep; }',
 ]
 
+# The scripts include (RFC 6609) finds: NAME.sieve in the personal and the
+# global directory, given to both sides (sieve-lite --dir/--global-dir,
+# Pigeonhole's plugin sieve/sieve_global).  Those of RFC 6609 3.2 and 3.4.
+INCLUDED = {
+    "personal": {
+        "always_allow": 'if address :is "from" "boss@example.com"\n{\n    keep;\n}\n'
+                        'elsif address :is "from" "ceo@example.com"\n{\n    keep;\n}\n',
+        "spam_tests": 'require ["reject"];\nif header :contains "Subject" "XXXX"\n{\n'
+                      '    reject "Subject XXXX is unacceptable.";\n}\n'
+                      'elsif address :is "from" "money@example.com"\n{\n'
+                      '    reject "Mail from this sender is unwelcome.";\n}\n',
+        "mailing_lists": 'require ["fileinto"];\nif header :is "List-ID" "sieve.ietf.org"\n{\n'
+                         '    fileinto "lists.sieve";\n}\nelsif header :is "List-ID" "ietf-imapext.imc.org"\n{\n'
+                         '    fileinto "lists.imapext";\n}\n',
+        "subject_tests": 'require ["include", "variables"];\nglobal ["test", "test_mailbox"];\n\n'
+                         'if header :contains "Subject" "${test}"\n{\n    set "test_mailbox" "spam-${test}";\n}\n',
+        "file_lists": 'require ["include", "fileinto"];\nif exists "list-id" { fileinto "Lists"; return; }\n'
+                      'fileinto "NotList";',
+        "count": 'require ["include", "variables"];\nglobal "n";\nset "n" "${n}x";',
+        "stopper": 'require "include";\nstop;',
+        "setlocal": 'require ["variables", "fileinto"];\nset "local" "inner";\nfileinto "in-${local}";',
+        "recurse": 'require "include";\ninclude "recurse";',
+    },
+    "global": {
+        "spam_tests": 'require ["reject"];\nif anyof (header :contains "Subject" "$$",\n'
+                      '          header :contains "Subject" "Make money")\n{\n    reject "No thank you.";\n}\n',
+        "policy": 'require ["fileinto", "relational", "comparator-i;ascii-numeric"];\n'
+                  'if header :value "ge" :comparator "i;ascii-numeric" "x-count" "7" { fileinto "Counted"; }',
+    },
+}
+
+# include (RFC 6609), ihave (RFC 5463), environment (RFC 5183) and
+# special-use (RFC 8579), where both sides define them the same way.
+SCRIPTS += [
+    # RFC 6609 3.2's example (spam_tests' reject against mailing_lists'
+    # fileinto: a runtime error on both sides)
+    'require ["include"];\ninclude :personal "always_allow";\ninclude :global "spam_tests";\n'
+    'include :personal "spam_tests";\ninclude :personal "mailing_lists";',
+    'require ["include"];\ninclude :personal "always_allow";\ninclude :personal "mailing_lists";',
+    # 3.4.1's example
+    'require ["fileinto", "include", "variables", "relational"];\nglobal "test";\nglobal "test_mailbox";\n'
+    'set "test" "$$";\ninclude "subject_tests";\nset "test" "Make money";\ninclude "subject_tests";\n'
+    'set "test" "report";\ninclude "subject_tests";\n'
+    'if string :count "eq" "${test_mailbox}" "1"\n{\n    fileinto "${test_mailbox}";\n    stop;\n}',
+    # 3.4.2's example
+    'require ["variables", "include", "vacation"];\nglobal "i_am_on_vacation";\n'
+    'set "global.i_am_on_vacation" "1";\nif string :is "${i_am_on_vacation}" "1"\n'
+    '{\n    vacation "It\'s true, I am on vacation.";\n}',
+    # return (3.3), stop in an included script (3.2), :once, :optional, private variables (3.4)
+    'require ["include", "fileinto"];\ninclude "file_lists";\nfileinto "After";',
+    'require ["include", "fileinto"];\nreturn;\nfileinto "Never";',
+    'require ["include", "fileinto"];\ninclude "stopper";\nfileinto "Never";',
+    'require ["include", "variables", "fileinto"];\nglobal "n";\ninclude :once "count";\n'
+    'include :once "count";\ninclude "count";\nfileinto "n-${n}";',
+    'require ["include", "fileinto"];\ninclude :optional "no_such_script";\nfileinto "Went-on";',
+    'require ["include", "variables", "fileinto"];\nset "local" "outer";\ninclude "setlocal";\n'
+    'fileinto "out-${local}";',
+    'require ["include"];\ninclude :global "policy";',
+    'require ["include"];\ninclude :personal :global "policy";',
+    'require ["include"];\nglobal "x";',
+    'require ["variables"];\nset "global.x" "1";',
+    'require ["variables", "include"];\nset "global.12" "value";',
+    'require ["include"];\ninclude "../spam_tests";',
+    # ihave and error (RFC 5463)
+    'require ["ihave", "fileinto"];\nif ihave "fileinto" { fileinto "Have"; }',
+    'require ["ihave", "fileinto"];\nif ihave "x-no-such" { xnosuch "a" :b; fileinto "No"; }\n'
+    'else { fileinto "Else"; }',
+    'require ["ihave", "fileinto"];\nif ihave ["copy", "x-no-such"] { fileinto :copy "No"; }',
+    'require ["ihave", "fileinto"];\nif ihave "copy" { fileinto :copy "Copied"; }',
+    'require ["ihave", "fileinto"];\nif ihave "variables" { fileinto "No"; }',
+    'require "ihave";\nerror "giving up";',
+    'require ["ihave", "fileinto"];\nif header :contains "subject" "report" { error "no reports"; }\n'
+    'fileinto "Fine";',
+    'if ihave "fileinto" { keep; }',
+    'require "ihave";\nif ihave "x-no-such" { xnosuch }',
+    # environment (RFC 5183): items both define alike (location, phase,
+    # name, version are each one's own: tested directly)
+    'require ["environment", "fileinto", "variables"];\nif environment :matches "host" "*" '
+    '{ fileinto "host-${1}"; }',
+    'require ["environment", "fileinto", "variables"];\nif environment :matches "domain" "*" '
+    '{ fileinto "domain-${1}"; }',
+    'require ["environment", "fileinto"];\nif environment :contains "x-no-such-item" "" { fileinto "No"; }',
+    'require ["environment", "fileinto"];\nif environment :contains "remote-ip" "" { fileinto "No"; }',
+    'require "environment";\nif environment "host" { keep; }',
+    # special-use (RFC 8579), with Dovecot's default namespace
+    'require ["special-use", "fileinto"];\nfileinto :specialuse "\\\\Junk" "Spam";',
+    'require ["special-use", "fileinto"];\nfileinto :specialuse "\\\\Archive" "Old";',
+    'require ["special-use", "fileinto", "variables"];\nset "u" "\\\\Trash";\nfileinto :specialuse "${u}" "Bin";',
+    'require ["special-use", "fileinto"];\nif specialuse_exists "\\\\Junk" { fileinto "Yes"; }',
+    'require ["special-use", "fileinto"];\nif specialuse_exists "INBOX" ["\\\\Junk"] { fileinto "Yes"; }',
+    'require ["special-use", "fileinto"];\nfileinto :specialuse "Junk" "Spam";',
+    'require "fileinto";\nfileinto :specialuse "\\\\Junk" "Spam";',
+]
+
+# Where the two differ on purpose.  RFC 6609 3.1: "Sieve implementations
+# MUST generate an error at execution time if an included script is a
+# recursive inclusion.  Implementations MUST NOT generate errors for
+# recursive includes at upload time", and the same for a script that does
+# not exist; Pigeonhole refuses to compile such scripts.  The message is
+# kept either way.
+INCLUDE_ERRORS_AT_RUN_TIME = [
+    'require "include";\ninclude "no_such_script";',
+    'require "include";\ninclude :global "no_such_script";',
+    'require ["include", "fileinto"];\nif header :contains "subject" "never" { include "recurse"; }\n'
+    'fileinto "Ran";',
+]
+
+# Dovecot's default namespace (conf.d/15-mailboxes.conf) and lmtpd's
+# [sieve] special_use default: where a store "with special-use flag" goes.
+SPECIAL_USE = {"\\drafts": "Drafts", "\\junk": "Junk", "\\trash": "Trash", "\\sent": "Sent"}
+
 
 def ours(script, message, sender, rcpt, tmp):
     sp, mp = os.path.join(tmp, "s.sieve"), os.path.join(tmp, "m.eml")
@@ -202,7 +313,8 @@ def ours(script, message, sender, rcpt, tmp):
         f.write(script)
     with open(mp, "w") as f:
         f.write(message)
-    r = subprocess.run([SIEVE_LITE, "test", sp, mp, "--from", sender, "--to", rcpt], capture_output=True, text=True)
+    r = subprocess.run([SIEVE_LITE, "test", sp, mp, "--from", sender, "--to", rcpt, "--dir", os.path.join(tmp, "p"),
+                        "--global-dir", os.path.join(tmp, "g")], capture_output=True, text=True)
     if r.returncode != 0:
         return "error"
     acts = []
@@ -229,7 +341,8 @@ def pigeonhole(script, message, sender, rcpt, tmp):
     sp, mp, conf = os.path.join(tmp, "s.sieve"), os.path.join(tmp, "m.eml"), os.path.join(tmp, "dovecot.conf")
     with open(conf, "w") as f:
         f.write("mail_uid = nobody\nmail_gid = nogroup\nmail_location = maildir:%s/Maildir\nprotocols =\n"
-                "plugin {\n  sieve_extensions = +editheader +vacation-seconds\n}\n" % tmp)
+                "plugin {\n  sieve_extensions = +editheader +vacation-seconds +special-use\n  sieve = file:%s/p\n"
+                "  sieve_global = %s/g\n}\n" % (tmp, tmp, tmp))
     r = subprocess.run([SIEVE_TEST, "-c", conf, "-f", sender or "<>", "-r", rcpt, "-a", rcpt, sp, mp],
                        capture_output=True, text=True)
     if "failed to compile" in r.stderr:
@@ -242,6 +355,10 @@ def pigeonhole(script, message, sender, rcpt, tmp):
         m = re.match(r"\* store message in folder: (.*)", s)
         if m:
             acts.append(["store", m.group(1), ""])
+            continue
+        m = re.match(r"\+ use mailbox with special-use flag `(.*)' instead if accessible", s)
+        if m and acts and acts[-1][0] == "store" and m.group(1).lower() in SPECIAL_USE:
+            acts[-1][1] = SPECIAL_USE[m.group(1).lower()]
             continue
         m = re.match(r"\+ (?:add|set) IMAP flags: (.*)", s)
         if m and acts and acts[-1][0] == "store":
@@ -260,11 +377,22 @@ def pigeonhole(script, message, sender, rcpt, tmp):
     return sorted(map(tuple, acts))
 
 
+def write_included(tmp):
+    for where, scripts in INCLUDED.items():
+        d = os.path.join(tmp, where[0])
+        os.makedirs(d, exist_ok=True)
+        os.chmod(d, 0o777)  # Pigeonhole saves the compiled binaries there
+        for name, text in scripts.items():
+            with open(os.path.join(d, name + ".sieve"), "w") as f:
+                f.write(text)
+
+
 @unittest.skipUnless(os.path.exists(SIEVE_TEST), "Pigeonhole's sieve-test is not installed (dovecot-sieve)")
 class DifferentialTest(unittest.TestCase):
     def test_against_pigeonhole(self):
         tmp = tempfile.mkdtemp(prefix="sieve-diff-")
         os.chmod(tmp, 0o777)
+        write_included(tmp)
         failures = []
         runs = 0
         try:
@@ -331,6 +459,64 @@ class SieveLiteClockTest(unittest.TestCase):
         failed = self.run_lite(script + 'redirect "a@b.c"; redirect "d@e.f"; redirect "g@h.i"; redirect "j@k.l";'
                                'redirect "m@n.o";\n')
         self.assertNotIn("record", failed.stdout)
+
+
+class OnPurposeTest(unittest.TestCase):
+    """The cases where sieve-lite follows the RFC and Pigeonhole does not,
+    or where each side has values of its own."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="sieve-own-")
+        os.chmod(self.tmp, 0o777)
+        write_included(self.tmp)
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def test_include_errors_at_run_time(self):
+        msg, (sender, rcpt) = MESSAGES["plain"], ENVELOPES[0]
+        got = [ours(s, msg, sender, rcpt, self.tmp) for s in INCLUDE_ERRORS_AT_RUN_TIME]
+        self.assertEqual(got[:2], ["runtime-error"] * 2)
+        # the recursion is in a branch that does not run: no error at all
+        self.assertEqual(got[2], [("store", "Ran", "")])
+        if os.path.exists(SIEVE_TEST):
+            self.assertEqual([pigeonhole(s, msg, sender, rcpt, self.tmp) for s in INCLUDE_ERRORS_AT_RUN_TIME],
+                             ["error"] * 3)
+
+    def sieve_lite(self, script, *args):
+        sp, mp = os.path.join(self.tmp, "s.sieve"), os.path.join(self.tmp, "m.eml")
+        with open(sp, "w") as f:
+            f.write(script)
+        with open(mp, "w") as f:
+            f.write(MESSAGES["plain"])
+        r = subprocess.run([SIEVE_LITE, "test", sp, mp, "--dir", os.path.join(self.tmp, "p")] + list(args),
+                           capture_output=True, text=True, check=True)
+        return r.stdout.splitlines()
+
+    def test_recursion_is_a_runtime_error(self):
+        self.assertEqual(self.sieve_lite('require "include";\ninclude "recurse";'),
+                         ["error: include: a script includes itself (recursion)", "keep"])
+
+    def test_environment_items(self):
+        # RFC 5183 4.1: we are an MDA, during final delivery (Pigeonhole's
+        # sieve-test says "MS" and "post"), under our own name and version
+        items = ["location", "phase", "name", "version", "remote-ip", "remote-host"]
+        script = 'require ["environment", "fileinto", "variables"];\n' + "".join(
+            'if environment :matches "%s" "*" { fileinto "%s=${1}"; }\n' % (i, i) for i in items)
+        self.assertEqual(self.sieve_lite(script, "--remote-ip", "192.0.2.7", "--remote-host", "mx.example.net"),
+                         ['fileinto "location=MDA"', 'fileinto "phase=during"', 'fileinto "name=opes-lmtpd"',
+                          'fileinto "version=%s"' % VERSION, 'fileinto "remote-ip=192.0.2.7"',
+                          'fileinto "remote-host=mx.example.net"'])
+        # unknown: remote-ip does not exist, remote-host is "" (4.1), whose
+        # :count is 0 (4)
+        script = ('require ["environment", "fileinto", "relational"];\nif environment :contains "remote-ip" "" '
+                  '{ fileinto "Ip"; }\nif environment :count "eq" "remote-host" "0" { fileinto "NoHost"; }')
+        self.assertEqual(self.sieve_lite(script), ['fileinto "NoHost"'])
+
+
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configure.ac")) as _f:
+    VERSION = re.search(r"AC_INIT\(\[[^]]*\], \[([^]]*)\]", _f.read()).group(1)
+
 
 if __name__ == "__main__":
     main()
