@@ -52,6 +52,7 @@ typedef struct {
   const DeliverContent *content;
   GMimeMessage *mime;       /* parsed on first use */
   gboolean failed;
+  GPtrArray *parts;         /* SieveMimePart*, built on first use */
 } FilterView;
 
 void filter_view_init (FilterView *v, const FilterMessage *m);
@@ -62,6 +63,8 @@ GMimeMessage *filter_view_message (FilterView *v);
 char **filter_view_header (const char *name, gpointer view);
 char *filter_view_body (gpointer view);
 gboolean filter_view_mailbox_exists (const char *name, gpointer view);
+char *filter_view_raw_body (gsize max, gpointer view);
+const GPtrArray *filter_view_mime_parts (gpointer view);
 
 /* ---- running the scripts (filter.c) --------------------------------------- */
 

@@ -266,5 +266,10 @@ const SieveDef sieve_command_defs[] = {
   { .name = "vacation", .cap = "vacation", .shape = "s", .command = cmd_vacation },
   { .name = "addheader", .cap = "editheader", .shape = "ss", .command = cmd_addheader },
   { .name = "deleteheader", .cap = "editheader", .shape = "oss", .alt_shape = "s", .command = cmd_deleteheader },
+  /* RFC 5703 (sieve-mime.c) */
+  { .name = "foreverypart", .cap = "foreverypart", .shape = "", .flags = SIEVE_DEF_BLOCK,
+    .command = sieve_cmd_foreverypart },
+  { .name = "break", .cap = "foreverypart", .shape = "", .command = sieve_cmd_break },
+  { .name = "extracttext", .cap = "extracttext", .shape = "s", .command = sieve_cmd_extracttext },
   { NULL }
 };

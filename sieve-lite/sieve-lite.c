@@ -15,6 +15,8 @@
 
 typedef struct {
   GMimeMessage *msg;
+  const char *path;
+  GPtrArray *parts;         /* built on first use */
 } Msg;
 
 static char **
@@ -64,6 +66,26 @@ body_text (gpointer data)
   return g_string_free (s, FALSE);
 }
 
+/* body :raw: read again from the file, as it is */
+static char *
+raw_body (gsize max, gpointer data)
+{
+  Msg *m = data;
+  g_autoptr (GMimeStream) stream = g_mime_stream_fs_open (m->path, O_RDONLY, 0, NULL);
+
+  return stream ? sieve_raw_body_read (stream, max) : NULL;
+}
+
+static const GPtrArray *
+mime_parts (gpointer data)
+{
+  Msg *m = data;
+
+  if (m->parts == NULL)
+    m->parts = sieve_mime_parts_new (m->msg, 0);
+  return m->parts;
+}
+
 /* No mailbox store here: only INBOX exists. */
 static gboolean
 mailbox_exists (const char *name, gpointer data)
@@ -105,7 +127,7 @@ test_message (const SieveScript *script, const char *path, const char *from, con
   g_autoptr (GError) error = NULL;
   g_autoptr (GMimeStream) stream = g_mime_stream_fs_open (path, O_RDONLY, 0, &error);
   g_autoptr (GMimeParser) parser = NULL;
-  Msg m = { NULL };
+  Msg m = { NULL, path, NULL };
   SieveMessage sm = { 0 };
   SieveResult r = { 0 };
 
@@ -128,12 +150,16 @@ test_message (const SieveScript *script, const char *path, const char *from, con
   sm.header = header_values;
   sm.body_text = body_text;
   sm.mailbox_exists = mailbox_exists;
+  sm.raw_body = raw_body;
+  sm.mime_parts = mime_parts;
   sm.data = &m;
   sm.spamtest = sm.spamtest_percent = sm.virustest = -1;
   sieve_run (script, &sm, &r);
   print_result (&r);
   sieve_result_clear (&r);
   g_object_unref (m.msg);
+  if (m.parts)
+    g_ptr_array_unref (m.parts);
   return 0;
 }
 
