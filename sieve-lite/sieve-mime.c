@@ -256,9 +256,10 @@ sieve_cmd_break (SieveRun *run, const SieveNode *c, gboolean *if_taken)
   sieve_run_fail (run, SIEVE_ERROR_RUNTIME, "break outside foreverypart");
 }
 
-/* RFC 5703 7: the current part's text ("" for a part that is not text),
- * :first N characters of it, cut to the variable size rather than
- * failing (a long text part is ordinary mail) */
+/* RFC 5703 7: "the transcoded content of the current MIME body part"
+ * ("" for a multipart or message/rfc822, which have parts, not content,
+ * as Pigeonhole), :first N characters of it, cut to the variable size
+ * rather than failing (a long part is ordinary mail: "MAY be truncated") */
 void
 sieve_cmd_extracttext (SieveRun *run, const SieveNode *c, gboolean *if_taken)
 {
@@ -266,7 +267,7 @@ sieve_cmd_extracttext (SieveRun *run, const SieveNode *c, gboolean *if_taken)
   const GPtrArray *parts = sieve_run_mime_parts (run);
   int cur = sieve_run_current_part (run);
   const SieveMimePart *p = parts && cur >= 0 ? PART (parts, cur) : NULL;
-  char *value = g_strdup (p && p->content && strcmp (p->type, "text") == 0 ? p->content : "");
+  char *value = g_strdup (p && p->content ? p->content : "");
 
   if (a->has_first)
     {
