@@ -23,6 +23,8 @@ filter_view_init (FilterView *v, const FilterMessage *m)
   v->mime = NULL;
   v->failed = FALSE;
   v->parts = NULL;
+  v->raw = NULL;
+  v->raw_read = FALSE;
 }
 
 void
@@ -30,6 +32,7 @@ filter_view_clear (FilterView *v)
 {
   g_clear_object (&v->mime);
   g_clear_pointer (&v->parts, g_ptr_array_unref);
+  g_clear_pointer (&v->raw, g_free);
 }
 
 /* A stream of its own over a range of a file shared with other threads:
@@ -153,14 +156,21 @@ filter_view_mailbox_exists (const char *name, gpointer data)
 }
 
 /* body :raw (RFC 5173 5.1): the stored bytes after the header, read
- * again from the spool (the script asks once a run; the body test's
- * bound is @max) */
+ * again from the spool once per view (per recipient), at most @max */
 char *
 filter_view_raw_body (gsize max, gpointer data)
 {
-  g_autoptr (GMimeStream) s = view_stream (data);
+  FilterView *v = data;
 
-  return sieve_raw_body_read (s, max);
+  if (!v->raw_read || v->raw_max != max)
+    {
+      g_autoptr (GMimeStream) s = view_stream (v);
+      g_free (v->raw);
+      v->raw = sieve_raw_body_read (s, max);
+      v->raw_max = max;
+      v->raw_read = TRUE;
+    }
+  return g_strdup (v->raw);
 }
 
 /* The MIME parts (RFC 5173 :content, RFC 5703), built once per view,

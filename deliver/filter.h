@@ -53,6 +53,9 @@ typedef struct {
   GMimeMessage *mime;       /* parsed on first use */
   gboolean failed;
   GPtrArray *parts;         /* SieveMimePart*, built on first use */
+  char *raw;                /* body :raw, read on first use (NULL: no body) */
+  gsize raw_max;
+  gboolean raw_read;
 } FilterView;
 
 void filter_view_init (FilterView *v, const FilterMessage *m);
