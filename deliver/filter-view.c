@@ -156,13 +156,14 @@ filter_view_mailbox_exists (const char *name, gpointer data)
 }
 
 /* body :raw (RFC 5173 5.1): the stored bytes after the header, read
- * again from the spool once per view (per recipient), at most @max */
+ * again from the spool once per view (per recipient) and again only for
+ * more than was read (whether there is a body at all asks for 1) */
 char *
 filter_view_raw_body (gsize max, gpointer data)
 {
   FilterView *v = data;
 
-  if (!v->raw_read || v->raw_max != max)
+  if (!v->raw_read || max > v->raw_max)
     {
       g_autoptr (GMimeStream) s = view_stream (v);
       g_free (v->raw);
@@ -170,7 +171,7 @@ filter_view_raw_body (gsize max, gpointer data)
       v->raw_max = max;
       v->raw_read = TRUE;
     }
-  return g_strdup (v->raw);
+  return v->raw ? g_strndup (v->raw, max) : NULL;
 }
 
 /* The MIME parts (RFC 5173 :content, RFC 5703), built once per view,

@@ -35,6 +35,20 @@ sieve_run_current_part (SieveRun *run)
   return run->n_loops ? (int) run->loops[run->n_loops - 1].part : -1;
 }
 
+gboolean
+sieve_run_has_body (SieveRun *run)
+{
+  char *one;
+
+  if (run->has_body == 0 && run->m->raw_body)
+    {
+      one = run->m->raw_body (1, run->m->data);
+      run->has_body = one ? 1 : -1;
+      g_free (one);
+    }
+  return run->has_body >= 0;
+}
+
 /* RFC 5173 5.2: "" is every type, "type" any of its subtypes,
  * "type/subtype" that one; one that begins or ends with '/', or has two,
  * none. */

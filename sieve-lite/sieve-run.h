@@ -47,6 +47,7 @@ struct SieveRun {
   guint parts_visited;
   gboolean breaking;         /* a break is leaving loops down to break_level */
   guint break_level;
+  int has_body;              /* 0 not asked yet, 1 yes, -1 a header alone */
 };
 
 /* sieve-run.c: limits, the variables, the flags, and running nodes */
@@ -70,6 +71,9 @@ void sieve_run_set_match_groups (SieveRun *run, const char *value, GArray *caps)
 const GPtrArray *sieve_run_mime_parts (SieveRun *run);
 /* The index of the part the innermost foreverypart is at, or -1 */
 int sieve_run_current_part (SieveRun *run);
+/* RFC 5173 4: FALSE when the message is a header alone (not followed
+ * by an empty line): every body test is then false */
+gboolean sieve_run_has_body (SieveRun *run);
 /* body :raw and :content: the strings to match, or NULL (no body) */
 GPtrArray *sieve_mime_body_values (SieveRun *run, const SieveArgs *a);
 /* header/address/exists :mime: the values of field @name of the parts

@@ -336,11 +336,13 @@ test_body (SieveRun *run, const SieveNode *t)
   g_autoptr (GPtrArray) values = NULL;
   char *one[2] = { NULL, NULL };
 
+  if (!sieve_run_has_body (run))
+    return FALSE;   /* a header alone: no body to match (4) */
   if (a->transform != SIEVE_BODY_TEXT)
     {
       values = sieve_mime_body_values (run, a);
       if (values == NULL)
-        return FALSE;   /* a header alone: no body to match (4) */
+        return FALSE;
       g_ptr_array_add (values, NULL);
       return match_any_full (run, a, (char **) values->pdata, keys, FALSE);
     }

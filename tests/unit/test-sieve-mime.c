@@ -160,6 +160,8 @@ test_raw (void)
   CHECK_ON (BODY "if body :raw :matches \"preamble-outer?--o*outer-epilogue?\" { fileinto \"all\"; }", nested_message,
             "fileinto:all");
   CHECK_ON (BODY "if body :raw :contains \"\" { fileinto \"x\"; }", "Subject: header only\n", "keep");
+  CHECK_ON (BODY "if body :contains \"\" { fileinto \"x\"; }", "Subject: header only", "keep");
+  CHECK_ON (BODY "if body :content \"text\" :contains \"\" { fileinto \"x\"; }", "Subject: header only", "keep");
   CHECK_ON (BODY "if body :raw :is \"\" { fileinto \"empty\"; }", "Subject: empty body\n\n", "fileinto:empty");
   /* RFC 5173 5.1's example */
   CHECK_ON (BODY "if body :raw :contains \"MAKE MONEY FAST\" { discard; }", nested_message, "discard");
