@@ -83,22 +83,48 @@ set_fields (SieveMimePart *p, GMimeMessage *msg, GMimeObject *obj)
   p->values = (char **) g_ptr_array_free (values, FALSE);
 }
 
-/* A leaf's content, transfer encoding undone; text converted to UTF-8 */
+/* A text part's charset filter to UTF-8, or NULL (UTF-8, ASCII, none
+ * given or not known to iconv: the octets as they are) */
+static GMimeFilter *
+charset_filter (GMimeObject *obj)
+{
+  const char *cs = GMIME_IS_TEXT_PART (obj) ? g_mime_object_get_content_type_parameter (obj, "charset") : NULL;
+
+  if (cs == NULL || g_ascii_strcasecmp (cs, "utf-8") == 0 || g_ascii_strcasecmp (cs, "us-ascii") == 0)
+    return NULL;
+  return g_mime_filter_charset_new (cs, "UTF-8");
+}
+
+/* A leaf's content, transfer encoding undone, text converted to UTF-8:
+ * read through filters, no more than @room (and a character's tail, for
+ * take to cut), so a large attachment is never decoded whole. */
 static char *
-leaf_content (GMimeObject *obj)
+leaf_content (GMimeObject *obj, gsize room)
 {
   GMimeDataWrapper *dw;
-  g_autoptr (GMimeStream) mem = NULL;
-  GByteArray *b;
+  g_autoptr (GMimeStream) f = NULL;
+  GMimeFilter *filter;
+  GString *out;
+  char buf[8192];
+  gssize n;
 
-  if (GMIME_IS_TEXT_PART (obj))
-    return g_mime_text_part_get_text (GMIME_TEXT_PART (obj));
-  if (!GMIME_IS_PART (obj) || (dw = g_mime_part_get_content (GMIME_PART (obj))) == NULL)
+  if (!GMIME_IS_PART (obj) || (dw = g_mime_part_get_content (GMIME_PART (obj))) == NULL
+      || g_mime_data_wrapper_get_stream (dw) == NULL)
     return NULL;
-  mem = g_mime_stream_mem_new ();
-  g_mime_data_wrapper_write_to_stream (dw, mem);
-  b = g_mime_stream_mem_get_byte_array (GMIME_STREAM_MEM (mem));
-  return g_strndup ((const char *) b->data, b->len);
+  g_mime_stream_reset (g_mime_data_wrapper_get_stream (dw));
+  f = g_mime_stream_filter_new (g_mime_data_wrapper_get_stream (dw));
+  filter = g_mime_filter_basic_new (g_mime_data_wrapper_get_encoding (dw), FALSE);
+  g_mime_stream_filter_add (GMIME_STREAM_FILTER (f), filter);
+  g_object_unref (filter);
+  if ((filter = charset_filter (obj)) != NULL)
+    {
+      g_mime_stream_filter_add (GMIME_STREAM_FILTER (f), filter);
+      g_object_unref (filter);
+    }
+  out = g_string_new (NULL);
+  while (out->len < room + 4 && (n = g_mime_stream_read (f, buf, MIN (sizeof buf, room + 4 - out->len))) > 0)
+    g_string_append_len (out, buf, n);
+  return g_string_free (out, FALSE);
 }
 
 /* The enclosed message's header as "Name: value" lines */
@@ -137,7 +163,7 @@ walk_children (Walk *w, SieveMimePart *p, GMimeObject *obj, guint depth)
         p->message_header = take (w, header_text (w->parts->pdata[at]));
     }
   else
-    p->content = take (w, leaf_content (obj));
+    p->content = take (w, leaf_content (obj, w->room));
   p->n_descendants = w->parts->len - at;
 }
 

@@ -372,6 +372,47 @@ test_loop_bounds (void)
   g_string_free (script, TRUE);
 }
 
+/* The contents of all parts together at most max_bytes, cut on a UTF-8
+ * character's boundary, however large a part decodes to */
+static void
+test_content_bound (void)
+{
+  g_autoptr (GMimeStream) s = g_mime_stream_mem_new_with_buffer (nested_message, strlen (nested_message));
+  g_autoptr (GMimeParser) p = g_mime_parser_new_with_stream (s);
+  g_autoptr (GMimeMessage) m = g_mime_parser_construct_message (p, NULL);
+  GPtrArray *parts = sieve_mime_parts_new (m, 11);
+  gsize total = 0;
+
+  g_assert_cmpuint (parts->len, ==, 7);
+  for (guint i = 0; i < parts->len; i++)
+    {
+      const SieveMimePart *x = parts->pdata[i];
+      const char *strs[] = { x->content, x->prologue, x->epilogue, x->message_header };
+      for (guint k = 0; k < G_N_ELEMENTS (strs); k++)
+        if (strs[k])
+          {
+            g_assert_true (g_utf8_validate (strs[k], -1, NULL));
+            total += strlen (strs[k]);
+          }
+    }
+  /* "preamble-outer" takes 11, nothing is left for the rest */
+  g_assert_cmpuint (total, ==, 11);
+  g_assert_cmpstr (((SieveMimePart *) parts->pdata[0])->prologue, ==, "preamble-ou");
+  g_ptr_array_unref (parts);
+  /* a room that ends inside the plain part's "\xc3\xbc" drops it whole */
+  parts = sieve_mime_parts_new (m, 0);
+  total = 0;
+  for (guint i = 0; i < 2; i++)
+    {
+      const SieveMimePart *x = parts->pdata[i];
+      total += strlen (x->prologue) + strlen (x->epilogue);
+    }
+  g_ptr_array_unref (parts);
+  parts = sieve_mime_parts_new (m, total + 3);
+  g_assert_cmpstr (((SieveMimePart *) parts->pdata[2])->content, ==, "Gr");
+  g_ptr_array_unref (parts);
+}
+
 #define REGEX "require [\"regex\", \"variables\", \"fileinto\", \"comparator-i;octet\"];\n"
 
 /* draft-ietf-sieve-regex 3: POSIX extended expressions; match variables
@@ -414,5 +455,6 @@ main (int argc, char **argv)
   g_test_add_func ("/sieve-mime/rfc5703/extracttext", test_extracttext);
   g_test_add_func ("/sieve-mime/rfc5703/bounds", test_loop_bounds);
   g_test_add_func ("/sieve-mime/regex", test_regex);
+  g_test_add_func ("/sieve-mime/content-bound", test_content_bound);
   return g_test_run ();
 }
