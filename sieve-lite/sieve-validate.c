@@ -95,6 +95,8 @@ check_mime (const SieveDef *def, const SieveArgs *a, GHashTable *caps)
     {
       if (!g_hash_table_contains (caps, "regex"))
         return ":regex needs require \"regex\"";
+      if (a->match.comparator == SIEVE_COMPARATOR_ASCII_NUMERIC)
+        return ":regex goes with i;octet or i;ascii-casemap";
       for (guint i = 0; keys && keys[i]; i++)
         if (!strstr (keys[i], "${") && sieve_regex_check (keys[i]) != NULL)
           return sieve_regex_check (keys[i]);

@@ -208,6 +208,8 @@ SCRIPTS = [
     'require ["regex", "fileinto", "body"];\nif body :regex "numbers? are" { fileinto "BodyRe"; }',
     'require ["regex", "fileinto"];\nif header :regex "subject" "(" { keep; }',
     'require "fileinto";\nif header :regex "subject" "x" { keep; }',
+    'require ["regex", "comparator-i;ascii-numeric"];\nif header :comparator "i;ascii-numeric" :regex "x-count" "4" '
+    '{ keep; }',
     'require "foreverypart";\nbreak;',
     'require "foreverypart";\nforeverypart :name "a" { break :name "b"; }',
     'require ["foreverypart", "extracttext", "variables"];\nextracttext "x";',

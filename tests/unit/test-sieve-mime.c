@@ -433,6 +433,9 @@ test_regex (void)
             "compile error: 2:4: header: invalid regular expression");
   CHECK_ON ("require \"fileinto\";\nif header :regex \"subject\" \"x\" { keep; }", nested_message,
             "compile error: 2:4: header: :regex needs require \"regex\"");
+  CHECK_ON ("require [\"regex\", \"comparator-i;ascii-numeric\"];\n"
+            "if header :comparator \"i;ascii-numeric\" :regex \"subject\" \"1\" { keep; }", nested_message,
+            "compile error: 2:4: header: :regex goes with i;octet or i;ascii-casemap");
   CHECK_ON (REGEX "set \"p\" \"(\";\nif header :regex \"subject\" \"${p}\" { fileinto \"x\"; }", nested_message,
             "error: a :regex did not compile or was too complex; keep");
   /* catastrophic backtracking stops at PCRE2's match limit: an error, not "no" */
