@@ -23,12 +23,17 @@ filter_view_init (FilterView *v, const FilterMessage *m)
   v->content = m->content;
   v->mime = NULL;
   v->failed = FALSE;
+  v->parts = NULL;
+  v->raw = NULL;
+  v->raw_read = FALSE;
 }
 
 void
 filter_view_clear (FilterView *v)
 {
   g_clear_object (&v->mime);
+  g_clear_pointer (&v->parts, g_ptr_array_unref);
+  g_clear_pointer (&v->raw, g_free);
 }
 
 /* A stream of its own over a range of a file shared with other threads:
@@ -51,6 +56,22 @@ segment_stream (const DeliverSegment *seg)
   return g_mime_stream_fs_new_with_bounds (fd, seg->offset, seg->offset + seg->length);
 }
 
+/* The message as it would be stored: the prefix, then the content */
+static GMimeStream *
+view_stream (const FilterView *v)
+{
+  GMimeStream *cat = g_mime_stream_cat_new ();
+  g_autoptr (GMimeStream) p = g_mime_stream_mem_new_with_buffer (v->prefix, strlen (v->prefix));
+
+  g_mime_stream_cat_add_source (GMIME_STREAM_CAT (cat), p);
+  for (guint i = 0; v->content && i < v->content->n; i++)
+    {
+      g_autoptr (GMimeStream) s = segment_stream (&v->content->seg[i]);
+      g_mime_stream_cat_add_source (GMIME_STREAM_CAT (cat), s);
+    }
+  return cat;
+}
+
 GMimeMessage *
 filter_view_message (FilterView *v)
 {
@@ -59,16 +80,7 @@ filter_view_message (FilterView *v)
 
   if (v->mime || v->failed)
     return v->mime;
-  cat = g_mime_stream_cat_new ();
-  {
-    g_autoptr (GMimeStream) p = g_mime_stream_mem_new_with_buffer (v->prefix, strlen (v->prefix));
-    g_mime_stream_cat_add_source (GMIME_STREAM_CAT (cat), p);
-  }
-  for (guint i = 0; v->content && i < v->content->n; i++)
-    {
-      g_autoptr (GMimeStream) s = segment_stream (&v->content->seg[i]);
-      g_mime_stream_cat_add_source (GMIME_STREAM_CAT (cat), s);
-    }
+  cat = view_stream (v);
   parser = g_mime_parser_new_with_stream (cat);
   v->mime = g_mime_parser_construct_message (parser, NULL);
   v->failed = v->mime == NULL;
@@ -142,4 +154,36 @@ filter_view_mailbox_exists (const char *name, gpointer data)
     }
   path = deliver_folder_mbox_path (v->rcpt->mailbox, name);
   return g_file_test (path, G_FILE_TEST_IS_REGULAR);
+}
+
+/* body :raw (RFC 5173 5.1): the stored bytes after the header, read
+ * again from the spool once per view (per recipient) and again only for
+ * more than was read (whether there is a body at all asks for 1) */
+char *
+filter_view_raw_body (gsize max, gpointer data)
+{
+  FilterView *v = data;
+
+  if (!v->raw_read || max > v->raw_max)
+    {
+      g_autoptr (GMimeStream) s = view_stream (v);
+      g_free (v->raw);
+      v->raw = sieve_raw_body_read (s, max);
+      v->raw_max = max;
+      v->raw_read = TRUE;
+    }
+  return v->raw ? g_strndup (v->raw, max) : NULL;
+}
+
+/* The MIME parts (RFC 5173 :content, RFC 5703), built once per view,
+ * that is once per recipient, from the message parsed for the headers */
+const GPtrArray *
+filter_view_mime_parts (gpointer data)
+{
+  FilterView *v = data;
+  GMimeMessage *m;
+
+  if (v->parts == NULL && (m = filter_view_message (v)) != NULL)
+    v->parts = sieve_mime_parts_new (m, MAX_BODY_TEXT);
+  return v->parts;
 }

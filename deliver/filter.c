@@ -152,6 +152,8 @@ sieve_message (const FilterMessage *m, FilterView *view, SieveMessage *sm)
   sm->header = filter_view_header;
   sm->body_text = filter_view_body;
   sm->mailbox_exists = filter_view_mailbox_exists;
+  sm->raw_body = filter_view_raw_body;
+  sm->mime_parts = filter_view_mime_parts;
   sm->data = view;
   sm->max_actions = config->sieve_max_actions;
   sm->max_redirects = config->sieve_max_redirects ? config->sieve_max_redirects : 1;

@@ -55,6 +55,10 @@ typedef struct {
   const DeliverContent *content;
   GMimeMessage *mime;       /* parsed on first use */
   gboolean failed;
+  GPtrArray *parts;         /* SieveMimePart*, built on first use */
+  char *raw;                /* body :raw, read on first use (NULL: no body) */
+  gsize raw_max;
+  gboolean raw_read;
 } FilterView;
 
 void filter_view_init (FilterView *v, const FilterMessage *m);
@@ -65,6 +69,8 @@ GMimeMessage *filter_view_message (FilterView *v);
 char **filter_view_header (const char *name, gpointer view);
 char *filter_view_body (gpointer view);
 gboolean filter_view_mailbox_exists (const char *name, gpointer view);
+char *filter_view_raw_body (gsize max, gpointer view);
+const GPtrArray *filter_view_mime_parts (gpointer view);
 
 /* ---- running the scripts (filter.c) --------------------------------------- */
 

@@ -276,5 +276,10 @@ const SieveDef sieve_command_defs[] = {
   { .name = "return", .cap = "include", .shape = "", .command = sieve_cmd_return },
   { .name = "global", .cap = "include", .shape = "s", .check = sieve_check_global, .command = sieve_cmd_global },
   { .name = "error", .cap = "ihave", .shape = "s", .command = sieve_cmd_error },
+  /* RFC 5703 (sieve-mime.c) */
+  { .name = "foreverypart", .cap = "foreverypart", .shape = "", .flags = SIEVE_DEF_BLOCK,
+    .command = sieve_cmd_foreverypart },
+  { .name = "break", .cap = "foreverypart", .shape = "", .command = sieve_cmd_break },
+  { .name = "extracttext", .cap = "extracttext", .shape = "s", .command = sieve_cmd_extracttext },
   { NULL }
 };

@@ -17,6 +17,8 @@ static const char *const known_caps[] = {
   "comparator-i;ascii-casemap", "comparator-i;ascii-numeric", "vacation", "mailbox", "vnd.opes-lmtpd.callout",
   "date", "index", "duplicate", "vacation-seconds",
   "include", "ihave", "environment", "special-use",
+  /* the MIME structure (RFC 5703) and regex (draft-ietf-sieve-regex) */
+  "mime", "foreverypart", "extracttext", "regex",
   NULL,
 };
 
@@ -166,9 +168,29 @@ tag_seconds (SieveArgs *a, const TagDef *t, const SieveArg *v)
   return NULL;
 }
 
+/* body :raw, :text, :content (RFC 5173 5) */
 static const char *
-tag_ignored (SieveArgs *a, const TagDef *t, const SieveArg *v)
+tag_transform (SieveArgs *a, const TagDef *t, const SieveArg *v)
 {
+  a->transform = t->param;
+  a->content_types = t->param == SIEVE_BODY_CONTENT ? v->strings : NULL;
+  return NULL;
+}
+
+/* header :mime :type, :subtype, :contenttype, :param (RFC 5703 4.1) */
+static const char *
+tag_mime_opt (SieveArgs *a, const TagDef *t, const SieveArg *v)
+{
+  a->mime_opt = t->param;
+  a->params = t->param == SIEVE_MIMEOPT_PARAM ? v->strings : NULL;
+  return NULL;
+}
+
+static const char *
+tag_first (SieveArgs *a, const TagDef *t, const SieveArg *v)
+{
+  a->first = v->number;
+  a->has_first = TRUE;
   return NULL;
 }
 
@@ -221,7 +243,6 @@ static const TagDef tags[] = {
   { "value", TAG_STRING, tag_relational, SIEVE_MATCH_VALUE },
   { "index", TAG_NUMBER, tag_index, 0 },
   { "flags", TAG_LIST, tag_list, offsetof (SieveArgs, flags) },
-  { "content", TAG_LIST, tag_ignored, 0 },
   { "days", TAG_NUMBER, tag_days, 0 },
   { "subject", TAG_STRING, tag_string, offsetof (SieveArgs, subject) },
   { "from", TAG_STRING, tag_string, offsetof (SieveArgs, from) },
@@ -242,8 +263,6 @@ static const TagDef tags[] = {
   { "under", TAG_ALONE, tag_bool, offsetof (SieveArgs, under) },
   { "percent", TAG_ALONE, tag_bool, offsetof (SieveArgs, percent) },
   { "mime", TAG_ALONE, tag_bool, offsetof (SieveArgs, mime) },
-  { "raw", TAG_ALONE, tag_ignored, 0 },
-  { "text", TAG_ALONE, tag_ignored, 0 },
   { "verdict", TAG_ALONE, tag_callout_field, SIEVE_CALLOUT_VERDICT },
   { "score", TAG_ALONE, tag_callout_field, SIEVE_CALLOUT_SCORE },
   { "labels", TAG_ALONE, tag_callout_field, SIEVE_CALLOUT_LABELS },
@@ -263,6 +282,18 @@ static const TagDef tags[] = {
   { "once", TAG_ALONE, tag_bool, offsetof (SieveArgs, once) },
   { "optional", TAG_ALONE, tag_bool, offsetof (SieveArgs, optional) },
   { "specialuse", TAG_STRING, tag_string, offsetof (SieveArgs, specialuse) },
+  /* body transforms (RFC 5173), mime and its loops (RFC 5703), regex */
+  { "raw", TAG_ALONE, tag_transform, SIEVE_BODY_RAW },
+  { "text", TAG_ALONE, tag_transform, SIEVE_BODY_TEXT },
+  { "content", TAG_LIST, tag_transform, SIEVE_BODY_CONTENT },
+  { "anychild", TAG_ALONE, tag_bool, offsetof (SieveArgs, anychild) },
+  { "type", TAG_ALONE, tag_mime_opt, SIEVE_MIMEOPT_TYPE },
+  { "subtype", TAG_ALONE, tag_mime_opt, SIEVE_MIMEOPT_SUBTYPE },
+  { "contenttype", TAG_ALONE, tag_mime_opt, SIEVE_MIMEOPT_CONTENTTYPE },
+  { "param", TAG_LIST, tag_mime_opt, SIEVE_MIMEOPT_PARAM },
+  { "name", TAG_STRING, tag_string, offsetof (SieveArgs, loop_name) },
+  { "first", TAG_NUMBER, tag_first, 0 },
+  { "regex", TAG_ALONE, tag_match, SIEVE_MATCH_REGEX },
 };
 
 static gboolean

@@ -26,6 +26,8 @@
 typedef struct {
   GMimeMessage *msg;
   char **seen;      /* --duplicate: ids earlier runs recorded */
+  const char *path;
+  GPtrArray *parts;         /* built on first use */
 } Msg;
 
 /* What the test run pretends earlier runs recorded (any handle) */
@@ -135,6 +137,26 @@ body_text (gpointer data)
   GString *s = g_string_new (NULL);
   g_mime_message_foreach (m->msg, collect_text, s);
   return g_string_free (s, FALSE);
+}
+
+/* body :raw: read again from the file, as it is */
+static char *
+raw_body (gsize max, gpointer data)
+{
+  Msg *m = data;
+  g_autoptr (GMimeStream) stream = g_mime_stream_fs_open (m->path, O_RDONLY, 0, NULL);
+
+  return stream ? sieve_raw_body_read (stream, max) : NULL;
+}
+
+static const GPtrArray *
+mime_parts (gpointer data)
+{
+  Msg *m = data;
+
+  if (m->parts == NULL)
+    m->parts = sieve_mime_parts_new (m->msg, 0);
+  return m->parts;
 }
 
 /* No mailbox store here: only INBOX exists. */
@@ -393,7 +415,7 @@ test_message (const SieveScript *script, const char *path, const TestOptions *o)
   g_autoptr (GMimeParser) parser = NULL;
   g_autoptr (GArray) cs = g_array_new (FALSE, TRUE, sizeof (SieveCallout));
   g_autoptr (GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
-  Msg m = { NULL };
+  Msg m = { NULL, NULL, path, NULL };
   Site site = { 0 };
   SieveMessage sm = { 0 };
   SieveResult r = { 0 };
@@ -419,6 +441,8 @@ test_message (const SieveScript *script, const char *path, const TestOptions *o)
   sm.header = header_values;
   sm.body_text = body_text;
   sm.mailbox_exists = mailbox_exists;
+  sm.raw_body = raw_body;
+  sm.mime_parts = mime_parts;
   sm.data = &m;
   sm.duplicate = duplicate_seen;
   m.seen = o->seen;
@@ -428,6 +452,8 @@ test_message (const SieveScript *script, const char *path, const TestOptions *o)
   sieve_result_clear (&r);
   g_hash_table_unref (site.scripts);
   g_object_unref (m.msg);
+  if (m.parts)
+    g_ptr_array_unref (m.parts);
   return 0;
 }
 

@@ -192,8 +192,9 @@ glob_literals (Glob *g, gsize *pi, gsize *si)
         break;
       if (g->pat[*pi] == '?')
         {
-          SieveGlobCap c = { *si, g_utf8_next_char (g->str + *si) - (g->str + *si) };
-          c.len = MIN (c.len, g->slen - *si);
+          /* one octet under i;octet and i;ascii-casemap, not one UTF-8
+           * character: both compare octets (RFC 5228 2.7.1, RFC 4790 9) */
+          SieveGlobCap c = { *si, 1 };
           g_array_append_val (g->caps, c);
           *si += c.len;
           (*pi)++;
@@ -293,6 +294,8 @@ sieve_match_one (const SieveMatchSpec *m, const char *value, const char *key, GA
         g_autoptr (GArray) own = caps ? NULL : g_array_new (FALSE, FALSE, sizeof (SieveGlobCap));
         return glob (m->comparator, key, value, caps ? caps : own, deadline, timed_out);
       }
+    case SIEVE_MATCH_REGEX:
+      return sieve_regex_match (m->comparator, key, value, caps, timed_out);
     case SIEVE_MATCH_VALUE:
       return sieve_relop_holds (m->relop, sieve_compare (m->comparator, value, key));
     default:

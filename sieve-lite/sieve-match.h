@@ -34,3 +34,14 @@ gboolean sieve_address_ok (const char *a);
 /* The part of one address, or NULL (a :detail that is not there never
  * matches); @delimiter: the subaddress separators. */
 char *sieve_address_part (const char *addr, SieveAddressPart part, const char *delimiter);
+
+/* sieve-regex.c: :regex (draft-ietf-sieve-regex 3), POSIX extended
+ * syntax as GRegex reads it, on octets; caseless under i;ascii-casemap.
+ * @caps gets each group as a SieveGlobCap, group 0 (the whole match)
+ * first, or may be NULL.  *@failed (may be NULL): the pattern did not
+ * compile or the match ran over PCRE2's match limit; the answer is then
+ * "no". */
+gboolean sieve_regex_match (SieveComparator cmp, const char *pattern, const char *value, GArray *caps,
+                            gboolean *failed);
+/* NULL if @pattern compiles, else why not */
+const char *sieve_regex_check (const char *pattern);

@@ -37,6 +37,7 @@ typedef enum {
   SIEVE_MATCH_MATCHES,
   SIEVE_MATCH_COUNT,
   SIEVE_MATCH_VALUE,
+  SIEVE_MATCH_REGEX,        /* draft-ietf-sieve-regex, "regex" */
 } SieveMatchType;
 
 /* Address parts (RFC 5228 2.7.4, RFC 5233) */
@@ -79,6 +80,22 @@ typedef enum {
 
 typedef struct SieveModifierDef SieveModifierDef;
 
+/* body's transform (RFC 5173 5) */
+typedef enum {
+  SIEVE_BODY_TEXT,
+  SIEVE_BODY_RAW,
+  SIEVE_BODY_CONTENT,
+} SieveBodyTransform;
+
+/* header :mime's option (RFC 5703 4.1) */
+typedef enum {
+  SIEVE_MIMEOPT_NONE,
+  SIEVE_MIMEOPT_TYPE,
+  SIEVE_MIMEOPT_SUBTYPE,
+  SIEVE_MIMEOPT_CONTENTTYPE,
+  SIEVE_MIMEOPT_PARAM,
+} SieveMimeOpt;
+
 /* A node's arguments, parsed once when the script is validated.  The
  * strings point into the node's SieveArgs. */
 typedef struct {
@@ -103,6 +120,15 @@ typedef struct {
   /* include (RFC 6609 3.2); fileinto :specialuse (RFC 8579 4) */
   gboolean personal, global, once, optional;
   const char *specialuse;
+  /* body :raw/:content (RFC 5173); :mime's options, :name, :first (RFC 5703) */
+  SieveBodyTransform transform;
+  char **content_types;
+  gboolean anychild;
+  SieveMimeOpt mime_opt;
+  char **params;
+  const char *loop_name;
+  guint64 first;
+  gboolean has_first;
 } SieveArgs;
 
 typedef struct SieveNode SieveNode;
@@ -153,6 +179,7 @@ struct SieveNode {
 struct SieveScript {
   GPtrArray *commands;
   GHashTable *caps;   /* required capabilities */
+  GPtrArray *loops;   /* while validating: the :name of each enclosing foreverypart ("" none) */
 };
 
 /* sieve-parse.c: the syntax tree of @text; NULL with "LINE:COL: message". */

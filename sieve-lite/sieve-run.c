@@ -198,6 +198,18 @@ sieve_run_set_match_variables (SieveRun *run, const char *value, GArray *caps)
 }
 
 void
+sieve_run_set_match_groups (SieveRun *run, const char *value, GArray *caps)
+{
+  for (guint i = 0; i < 10; i++)
+    g_clear_pointer (&run->mv[i], g_free);
+  for (guint i = 0; i < caps->len && i < 10; i++)
+    {
+      const SieveGlobCap *c = &g_array_index (caps, SieveGlobCap, i);
+      run->mv[i] = match_value (run, value + c->start, c->len);
+    }
+}
+
+void
 sieve_run_add_flags (SieveRun *run, char **list, gboolean remove, gboolean replace)
 {
   if (replace)
@@ -275,7 +287,7 @@ sieve_run_test (SieveRun *run, const SieveNode *t)
 static void
 run_command (SieveRun *run, const SieveNode *c, gboolean *if_taken)
 {
-  if (run->error || run->stopped || run->returned)
+  if (run->error || run->stopped || run->returned || run->breaking)
     return;
   if (++run->steps > MAX_STEPS)
     sieve_run_fail (run, SIEVE_ERROR_LIMIT, "script ran too long");
@@ -295,7 +307,7 @@ sieve_run_block (SieveRun *run, const GPtrArray *commands)
   gboolean if_taken = FALSE;
 
   run->trace_block++;
-  for (guint i = 0; i < commands->len && !run->stopped && !run->returned && !run->error; i++)
+  for (guint i = 0; i < commands->len && !run->stopped && !run->returned && !run->error && !run->breaking; i++)
     run_command (run, commands->pdata[i], &if_taken);
   run->trace_block--;
 }

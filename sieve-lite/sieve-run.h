@@ -8,6 +8,19 @@
 #define SIEVE_MAX_ACTIONS 32
 #define SIEVE_MAX_REDIRECTS 4
 #define SIEVE_MAX_ERROR_TEXT 200
+/* foreverypart (RFC 5703 3): nesting (the RFC asks for 2 at least) and
+ * the parts all loops of a run may visit together */
+#define SIEVE_MAX_LOOPS 8
+#define SIEVE_MAX_PARTS_VISITED 10000
+
+/* An enclosing foreverypart: the part it is at (an index into the
+ * caller's parts).  The seam for replace inside foreverypart (RFC 5703
+ * 5): the current part is loops[n_loops - 1].part, or the whole message
+ * when n_loops is 0 (sieve_run_current_part). */
+typedef struct {
+  guint part;
+  const char *name;         /* :name, or NULL */
+} SieveLoop;
 
 struct SieveRun {
   const SieveScript *s;
@@ -41,6 +54,15 @@ struct SieveRun {
   GPtrArray *chain;          /* "personal:NAME"... of the scripts being run */
   GHashTable *included;      /* of every script included so far (:once) */
   guint includes;
+  /* the MIME structure, asked of the caller once; the loops (RFC 5703) */
+  const GPtrArray *parts;
+  gboolean parts_fetched;
+  SieveLoop loops[SIEVE_MAX_LOOPS];
+  guint n_loops;
+  guint parts_visited;
+  gboolean breaking;         /* a break is leaving loops down to break_level */
+  guint break_level;
+  int has_body;              /* 0 not asked yet, 1 yes, -1 a header alone */
 };
 
 /* sieve-run.c: limits, the variables, the flags, and running nodes */
@@ -77,6 +99,27 @@ gboolean sieve_test_date (SieveRun *run, const SieveNode *t);
 gboolean sieve_test_currentdate (SieveRun *run, const SieveNode *t);
 gboolean sieve_check_duplicate (const SieveNode *n, GError **error);
 gboolean sieve_test_duplicate (SieveRun *run, const SieveNode *t);
+/* ${0}.. from the groups of a :regex (SieveGlobCap, group 0 first) */
+void sieve_run_set_match_groups (SieveRun *run, const char *value, GArray *caps);
+
+/* sieve-mime.c: the MIME structure (RFC 5173 body transforms, RFC 5703) */
+const GPtrArray *sieve_run_mime_parts (SieveRun *run);
+/* The index of the part the innermost foreverypart is at, or -1 */
+int sieve_run_current_part (SieveRun *run);
+/* RFC 5173 4: FALSE when the message is a header alone (not followed
+ * by an empty line): every body test is then false */
+gboolean sieve_run_has_body (SieveRun *run);
+/* body :raw and :content: the strings to match, or NULL (no body) */
+GPtrArray *sieve_mime_body_values (SieveRun *run, const SieveArgs *a);
+/* header/address/exists :mime: the values of field @name of the parts
+ * in scope (RFC 5703 4), :type/:subtype/:contenttype/:param applied;
+ * NULL when the scope is the top-level header (the caller's, as
+ * editheader left it), for the caller to apply sieve_mime_option to. */
+GPtrArray *sieve_mime_header_values (SieveRun *run, const SieveArgs *a, const char *name);
+void sieve_mime_option (const SieveArgs *a, const char *name, const char *value, GPtrArray *out);
+void sieve_cmd_foreverypart (SieveRun *run, const SieveNode *c, gboolean *if_taken);
+void sieve_cmd_break (SieveRun *run, const SieveNode *c, gboolean *if_taken);
+void sieve_cmd_extracttext (SieveRun *run, const SieveNode *c, gboolean *if_taken);
 
 /* sieve-actions.c: what a run decides */
 void sieve_run_action (SieveRun *run, SieveActionKind kind, char *arg, char *flags, gboolean copy);

@@ -16,24 +16,38 @@
 #define MAX_HEADER_SIZE (1024 * 1024) /* like the body: a folded field can be longer */
 #define MAX_BODY_SIZE (1024 * 1024)
 
+/* @set_vars: :matches and :regex set the match variables (not so for
+ * body, RFC 5173 6) */
 static gboolean
-match_value (SieveRun *run, const SieveArgs *a, const char *value, const char *key, gboolean *late)
+match_value (SieveRun *run, const SieveArgs *a, const char *value, const char *key, gboolean *late,
+             gboolean set_vars)
 {
   g_autoptr (GArray) caps = NULL;
+  gboolean regex = a->match.type == SIEVE_MATCH_REGEX;
 
-  if (a->match.type != SIEVE_MATCH_MATCHES)
+  if ((a->match.type != SIEVE_MATCH_MATCHES && !regex) || !set_vars || !run->variables)
     return sieve_match_one (&a->match, value, key, NULL, run->deadline, late);
   caps = g_array_new (FALSE, FALSE, sizeof (SieveGlobCap));
   if (!sieve_match_one (&a->match, value, key, caps, run->deadline, late))
     return FALSE;
-  if (run->variables)
+  if (regex)
+    sieve_run_set_match_groups (run, value, caps);
+  else
     sieve_run_set_match_variables (run, value, caps);
   return TRUE;
 }
 
+static gboolean match_any_full (SieveRun *run, const SieveArgs *a, char **values, char **keys, gboolean set_vars);
+
 /* Does any value match any key?  Sets match variables on :matches. */
 static gboolean
 match_any (SieveRun *run, const SieveArgs *a, char **values, char **keys)
+{
+  return match_any_full (run, a, values, keys, TRUE);
+}
+
+static gboolean
+match_any_full (SieveRun *run, const SieveArgs *a, char **values, char **keys, gboolean set_vars)
 {
   if (a->match.type == SIEVE_MATCH_COUNT)
     return sieve_match_count (&a->match, values ? g_strv_length (values) : 0, keys);
@@ -41,11 +55,13 @@ match_any (SieveRun *run, const SieveArgs *a, char **values, char **keys)
     for (guint k = 0; keys[k]; k++)
       {
         gboolean late = FALSE;
-        if (match_value (run, a, values[v], keys[k], &late))
+        if (match_value (run, a, values[v], keys[k], &late, set_vars))
           return TRUE;
         if (late)
           {
-            sieve_run_fail (run, SIEVE_ERROR_LIMIT, "script ran too long (or a :matches was too complex)");
+            sieve_run_fail (run, SIEVE_ERROR_LIMIT, a->match.type == SIEVE_MATCH_REGEX
+                            ? "a :regex did not compile or was too complex"
+                            : "script ran too long (or a :matches was too complex)");
             return FALSE;
           }
       }
@@ -156,6 +172,29 @@ headers (SieveRun *run, const char *name)
   return (char **) g_ptr_array_free (out, FALSE);
 }
 
+/* header, address, exists: the top-level fields as editheader left
+ * them, or with :mime those of the parts in scope (RFC 5703 4) */
+static char **
+field_values (SieveRun *run, const SieveArgs *a, const char *name)
+{
+  GPtrArray *out;
+  g_auto (GStrv) top = NULL;
+
+  if (!a->mime)
+    return headers (run, name);
+  out = sieve_mime_header_values (run, a, name);
+  if (out == NULL)
+    {
+      top = headers (run, name);
+      out = g_ptr_array_new_with_free_func (g_free);
+      for (guint i = 0; top[i]; i++)
+        sieve_mime_option (a, name, top[i], out);
+    }
+  g_ptr_array_add (out, NULL);
+  g_ptr_array_set_free_func (out, NULL);
+  return (char **) g_ptr_array_free (out, FALSE);
+}
+
 static gboolean
 test_true (SieveRun *run, const SieveNode *t)
 {
@@ -212,7 +251,7 @@ test_exists (SieveRun *run, const SieveNode *t)
 
   for (guint i = 0; names[i]; i++)
     {
-      g_auto (GStrv) v = headers (run, names[i]);
+      g_auto (GStrv) v = field_values (run, t->parsed, names[i]);
       if (v[0] == NULL)
         return FALSE;
     }
@@ -232,7 +271,7 @@ header_values (SieveRun *run, const SieveNode *t, gboolean addresses)
 
   for (guint i = 0; names[i]; i++)
     {
-      g_auto (GStrv) v = headers (run, names[i]);
+      g_auto (GStrv) v = field_values (run, a, names[i]);
       for (guint k = 0; v[k]; k++)
         g_ptr_array_add (fields, g_steal_pointer (&v[k]));
     }
@@ -297,17 +336,32 @@ test_string (SieveRun *run, const SieveNode *t)
   return sieve_match_count (&a->match, n, keys);
 }
 
+/* body (RFC 5173): :text the text parts as one string; :raw and
+ * :content through sieve-mime.c.  No match variables (6). */
 static gboolean
 test_body (SieveRun *run, const SieveNode *t)
 {
   const SieveArgs *a = t->parsed;
   g_auto (GStrv) keys = expand_keys (run, a);
-  g_autofree char *text = run->m->body_text ? run->m->body_text (run->m->data) : NULL;
-  char *values[2] = { text ? text : "", NULL };
+  g_autofree char *text = NULL;
+  g_autoptr (GPtrArray) values = NULL;
+  char *one[2] = { NULL, NULL };
 
+  if (!sieve_run_has_body (run))
+    return FALSE;   /* a header alone: no body to match (4) */
+  if (a->transform != SIEVE_BODY_TEXT)
+    {
+      values = sieve_mime_body_values (run, a);
+      if (values == NULL)
+        return FALSE;
+      g_ptr_array_add (values, NULL);
+      return match_any_full (run, a, (char **) values->pdata, keys, FALSE);
+    }
+  text = run->m->body_text ? run->m->body_text (run->m->data) : NULL;
   if (text)
     sieve_cut_utf8 (text, run->m->max_body_size ? run->m->max_body_size : MAX_BODY_SIZE);
-  return match_any (run, a, values, keys);
+  one[0] = text ? text : "";
+  return match_any_full (run, a, one, keys, FALSE);
 }
 
 /* RFC 5490 3.1: true if all the mailboxes exist */

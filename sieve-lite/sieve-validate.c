@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "sieve-match.h"
+#include "sieve-run.h"
 
 static gboolean G_GNUC_PRINTF (3, 4)
 fail (GError **error, const SieveNode *n, const char *fmt, ...)
@@ -116,12 +117,37 @@ check_include_tags (const SieveDef *def, const SieveArgs *a, GHashTable *caps)
   return NULL;
 }
 
+/* :regex needs its capability, and a literal pattern must compile; the
+ * :mime tags (RFC 5703 4) theirs, on the tests */
+static const char *
+check_mime (const SieveDef *def, const SieveArgs *a, GHashTable *caps)
+{
+  char **keys = a->pos->len ? sieve_args_list (a, a->pos->len - 1) : NULL;
+
+  if (a->match.type == SIEVE_MATCH_REGEX)
+    {
+      if (!g_hash_table_contains (caps, "regex"))
+        return ":regex needs require \"regex\"";
+      if (a->match.comparator == SIEVE_COMPARATOR_ASCII_NUMERIC)
+        return ":regex goes with i;octet or i;ascii-casemap";
+      for (guint i = 0; keys && keys[i]; i++)
+        if (!strstr (keys[i], "${") && sieve_regex_check (keys[i]) != NULL)
+          return sieve_regex_check (keys[i]);
+    }
+  if ((a->anychild || a->mime_opt != SIEVE_MIMEOPT_NONE) && !a->mime)
+    return ":anychild, :type, :subtype, :contenttype and :param go with :mime";
+  if (a->mime && def->test && !g_hash_table_contains (caps, "mime"))
+    return ":mime needs require \"mime\"";
+  return NULL;
+}
+
 /* The capabilities the tags need; resolves the comparator. */
 static const char *
 check_capabilities (const SieveDef *def, SieveArgs *a, GHashTable *caps)
 {
   SieveMatchType m = a->match.type;
   SieveAddressPart p = a->address_part;
+  const char *why;
 
   if ((m == SIEVE_MATCH_COUNT || m == SIEVE_MATCH_VALUE) && !g_hash_table_contains (caps, "relational"))
     return ":count/:value need require \"relational\"";
@@ -143,6 +169,8 @@ check_capabilities (const SieveDef *def, SieveArgs *a, GHashTable *caps)
     return ":index needs require \"index\"";
   if (!sieve_comparator_lookup (a->comparator, &a->match.comparator))
     return "unknown comparator";
+  if ((why = check_mime (def, a, caps)) != NULL)
+    return why;
   if (a->match.comparator == SIEVE_COMPARATOR_ASCII_NUMERIC
       && !g_hash_table_contains (caps, "comparator-i;ascii-numeric"))
     return "i;ascii-numeric needs require \"comparator-i;ascii-numeric\"";
@@ -254,6 +282,45 @@ validate_if_block (SieveScript *s, SieveNode *c, GError **error)
   return c->deferred || validate_block (s, c->block, FALSE, error);
 }
 
+/* RFC 5703 3, 7: break and extracttext only inside foreverypart, a
+ * break's :name that of one around it; foreverypart nested at most
+ * SIEVE_MAX_LOOPS deep */
+static gboolean
+validate_loop (const SieveScript *s, const SieveNode *c, GError **error)
+{
+  const char *name = c->parsed ? c->parsed->loop_name : NULL;
+  gboolean is_break = strcmp (c->name, "break") == 0;
+
+  if (strcmp (c->name, "foreverypart") == 0 && s->loops->len >= SIEVE_MAX_LOOPS)
+    return fail (error, c, "foreverypart nested more than %d deep", SIEVE_MAX_LOOPS);
+  if ((is_break || strcmp (c->name, "extracttext") == 0) && s->loops->len == 0)
+    return fail (error, c, "%s outside foreverypart", c->name);
+  if (strcmp (c->name, "extracttext") == 0 && !g_hash_table_contains (s->caps, "variables"))
+    return fail (error, c, "extracttext needs require \"variables\"");
+  if (!is_break || name == NULL)
+    return TRUE;
+  for (guint i = 0; i < s->loops->len; i++)
+    if (strcmp (s->loops->pdata[i], name) == 0)
+      return TRUE;
+  return fail (error, c, "break: no foreverypart named \"%s\" around it", name);
+}
+
+/* The block, inside a loop when the command is foreverypart */
+static gboolean
+validate_inner (SieveScript *s, SieveNode *c, GError **error)
+{
+  gboolean loop = strcmp (c->name, "foreverypart") == 0, ok;
+
+  if (c->block == NULL)
+    return TRUE;
+  if (loop)
+    g_ptr_array_add (s->loops, (gpointer) (c->parsed->loop_name ? c->parsed->loop_name : ""));
+  ok = validate_if_block (s, c, error);
+  if (loop)
+    g_ptr_array_set_size (s->loops, s->loops->len - 1);
+  return ok;
+}
+
 static gboolean
 validate_command (SieveScript *s, SieveNode *c, const SieveDef *prev, gboolean *requires_allowed,
                   GError **error)
@@ -272,9 +339,9 @@ validate_command (SieveScript *s, SieveNode *c, const SieveDef *prev, gboolean *
   for (guint t = 0; t < c->tests->len; t++)
     if (!validate_test (s, c->tests->pdata[t], error))
       return FALSE;
-  if (!validate_args (s, c, error))
+  if (!validate_args (s, c, error) || !validate_loop (s, c, error))
     return FALSE;
-  return c->block == NULL || validate_if_block (s, c, error);
+  return validate_inner (s, c, error);
 }
 
 static gboolean
@@ -310,6 +377,7 @@ sieve_compile (const char *text, gsize len, GError **error)
   s = g_new0 (SieveScript, 1);
   s->commands = cmds;
   s->caps = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  s->loops = g_ptr_array_new ();
   if (!validate_block (s, cmds, TRUE, error))
     return NULL;
   return g_steal_pointer (&s);
@@ -322,5 +390,7 @@ sieve_script_free (SieveScript *s)
     return;
   g_ptr_array_unref (s->commands);
   g_hash_table_unref (s->caps);
+  if (s->loops)
+    g_ptr_array_unref (s->loops);
   g_free (s);
 }

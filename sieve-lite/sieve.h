@@ -34,6 +34,20 @@ typedef struct {
   const char *labels;     /* comma-separated or NULL */
 } SieveCallout;
 
+/* One MIME part as a script sees it (RFC 5173 5.2, RFC 5703), in the
+ * message's depth-first order, the top part first.  The enclosed message
+ * of a message/rfc822 part is its one child, whose fields are that
+ * message's header. */
+typedef struct {
+  guint depth;              /* 0: the top part */
+  guint n_descendants;      /* the parts after this one that lie inside it */
+  char *type, *subtype;     /* lowercase (text/plain when not given) */
+  char **names, **values;   /* the part's own fields in order, values decoded */
+  char *content;            /* a leaf: transfer encoding undone, text in UTF-8; or NULL */
+  char *prologue, *epilogue;  /* a multipart's, as they are, or NULL */
+  char *message_header;     /* message/rfc822: the enclosed header as text, or NULL */
+} SieveMimePart;
+
 typedef struct {
   const char *envelope_from;   /* "" for the null sender */
   const char *envelope_to;     /* this recipient, final address */
@@ -96,6 +110,14 @@ typedef struct {
   const char *env_host;         /* "host" */
   const char *env_remote_host;  /* "remote-host" ("" when NULL, 4.1) */
   const char *env_remote_ip;    /* "remote-ip", an IPv6 one as "IPv6:..." */
+  /* ---- the MIME structure: body :raw and :content (RFC 5173), mime,
+   * foreverypart, extracttext (RFC 5703).  Asked for only when a script
+   * needs them; NULL: not available. */
+  /* The body after the header's empty line as it is, at most @max bytes;
+   * NULL when the message is a header alone (RFC 5173 4). */
+  char *(*raw_body) (gsize max, gpointer data);
+  /* The parts (SieveMimePart*), the caller's until the run ends. */
+  const GPtrArray *(*mime_parts) (gpointer data);
 } SieveMessage;
 
 typedef enum {
@@ -182,5 +204,18 @@ void sieve_spamtest_from_score (const char *score, const char *threshold, int *s
 
 /* Space-separated IMAP flags to Maildir letters ("\\Seen \\Flagged" -> "FS"). */
 char *sieve_flags_to_maildir (const char *flags);
+
+/* For callers that parse with GMime (sieve-gmime.c).  The parts of
+ * @message (a GMimeMessage) as SieveMessage.mime_parts gives them: at most
+ * SIEVE_MIME_MAX_PARTS parts SIEVE_MIME_MAX_DEPTH deep, the contents
+ * together at most @max_bytes (0: 1 MB). */
+#define SIEVE_MIME_MAX_PARTS 500
+#define SIEVE_MIME_MAX_DEPTH 32
+struct _GMimeMessage;
+struct _GMimeStream;
+GPtrArray *sieve_mime_parts_new (struct _GMimeMessage *message, gsize max_bytes);
+/* The body in @stream (a whole message) after the header's empty line,
+ * at most @max bytes, or NULL when there is none. */
+char *sieve_raw_body_read (struct _GMimeStream *stream, gsize max);
 
 G_END_DECLS

@@ -355,6 +355,57 @@ class SieveDeliveryTest(unittest.TestCase):
         self.assertEqual(len(self.smtp.wait(2)), 2)
 
 
+MIME_MSG = ("From: Sender <s@example.net>\r\nTo: alice@example.org\r\nSubject: Parts\r\n"
+            "Message-ID: <mime1@example.net>\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: multipart/mixed; boundary=\"o\"\r\n\r\nprologue text\r\n"
+            "--o\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\nGr=FC=DFe, invoice attached\r\n"
+            "--o\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            "PGI+SGVsbG88L2I+Cg==\r\n"
+            "--o\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"inv-42.pdf\"\r\n"
+            "Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--o--\r\n")
+
+
+class SieveMimeDeliveryTest(unittest.TestCase):
+    """The MIME structure from the spool (deliver/filter-view.c): body
+    :raw and :content (RFC 5173 5), foreverypart, :mime and extracttext
+    (RFC 5703), regex; each recipient's own script in one transaction."""
+
+    def test_mime_structure_at_delivery(self):
+        d = Daemon({})
+        self.addCleanup(d.cleanup)
+        scripts = {
+            "alice": 'require ["fileinto", "body"];\nif body :raw :contains "Gr=FC=DFe" { fileinto "Raw"; }\n',
+            "bob": 'require ["fileinto", "body"];\nif body :content "text/html" :contains "<b>Hello" '
+                   '{ fileinto "Html"; }\n',
+            "carol": 'require ["fileinto", "foreverypart", "mime", "variables", "extracttext", "regex"];\n'
+                     'foreverypart { if header :mime :param "filename" :regex "content-disposition" "^inv-([0-9]+)" '
+                     '{ set "n" "${1}"; } if header :mime :subtype "content-type" "plain" '
+                     '{ extracttext :first 2 "t"; } }\nfileinto "Inv${n}-${t}";\n',
+            "dave": 'require ["fileinto", "body"];\nif body :content "multipart" :is "prologue text" '
+                    '{ fileinto "Prologue"; }\n',
+        }
+        for user, text in scripts.items():
+            local, domain = user, "example.org"
+            home = os.path.join(d.mail, domain, local)
+            os.makedirs(home, exist_ok=True)
+            for p in (os.path.join(d.mail, domain), home):
+                own(p)
+            path = os.path.join(home, ".dovecot.sieve")
+            with open(path, "w") as f:
+                f.write(text)
+            own(path)
+        d.start()
+        c = session(d)
+        replies = transaction(c, [u + "@example.org" for u in scripts], MIME_MSG)
+        self.assertEqual([r[0] for r in replies], [250] * 4, replies)
+        for user, folder in (("alice", ".Raw"), ("bob", ".Html"), ("carol", ".Inv42-Gr"),
+                             ("dave", ".Prologue")):
+            stored = d.messages(user + "@example.org", "new", folder)
+            self.assertEqual(len(stored), 1, (user, folder))
+            self.assertIn(b"JVBERi0xLjQK", stored[0][1])
+
+
 class SieveGlobalScriptsTest(unittest.TestCase):
     def test_before_and_after(self):
         d = Daemon()

@@ -18,7 +18,11 @@ TOKENS = ['"', '{', '}', '(', ')', ';', ',', '[', ']', ':', '\\', '*', '${', 'te
           '#', '1K', '99999999999999999999G', 'if', 'not', 'allof', 'anyof', ':matches', ':count "eq"',
           ':value "lt"', '${1}', '${99}', '\xff', ':index 2', ':last', ':days 0',
           'require ["variables","fileinto","imap4flags","editheader","relational",'
-          '"comparator-i;ascii-numeric","body","vacation","copy","subaddress","envelope"];']
+          '"comparator-i;ascii-numeric","body","vacation","copy","subaddress","envelope"];',
+          # the MIME structure and regex
+          'foreverypart {', 'foreverypart :name "a" {', 'break;', 'break :name "a";', ':mime', ':anychild',
+          ':param ["name"]', ':raw', ':content ["text", ""]', ':regex', '(a|a)*', 'extracttext :first 3 "t";',
+          'require ["foreverypart","mime","extracttext","regex","variables","body"];']
 
 
 class FuzzTest(unittest.TestCase):
