@@ -32,12 +32,6 @@ store_all (const Delivery *dv, GArray *stores, GPtrArray *stored, GError **error
     {
       char *path = NULL;
       const Store *one = &g_array_index (stores, Store, i);
-      gboolean dup = FALSE;
-      /* the same folder twice is one copy (RFC 5228 2.10.3) */
-      for (guint k = 0; k < i; k++)
-        dup |= g_strcmp0 (g_array_index (stores, Store, k).folder, one->folder) == 0;
-      if (dup)
-        continue;
       if (!store_copy (dv, one, &path, error))
         {
           g_free (path);
@@ -83,17 +77,27 @@ sieve_rejects (const Delivery *dv, const SieveResult *r)
   return FALSE;
 }
 
-/* editheader: the header goes into the prefix (read from the spool unless
- * a service put it there already) with the edits applied; *@edited owns
- * the new prefix.  FALSE (status set) if the header cannot be read. */
+/* editheader (RFC 5293 7): each keep, fileinto and redirect takes the
+ * header as edited up to its place in the script, the implicit keep all
+ * the edits.  The content after the header (the spool's body) is the same
+ * for all; the edited headers are made once per place. */
+typedef struct {
+  const GPtrArray *edits;
+  char *base;               /* the prefix and the header part as received */
+  char **edited;            /* [n]: with the first n edits, made on first use */
+} SieveHeaders;
+
+/* The header goes into the prefix (read from the spool unless a service
+ * put it there already).  FALSE (status set) if it cannot be read. */
 static gboolean
-edit_header (const Delivery *dv, Store *st, const GPtrArray *edits, gboolean header_in_prefix, char **edited)
+headers_init (const Delivery *dv, Store *st, const GPtrArray *edits, gboolean header_in_prefix, SieveHeaders *h)
 {
   const DeliverSpool *spool = dv->msg->spool;
-  g_autofree char *header = NULL;
 
+  h->edits = edits;
+  h->edited = g_new0 (char *, edits->len + 1);
   if (header_in_prefix)
-    header = g_strdup (st->prefix);
+    h->base = g_strdup (st->prefix);
   else
     {
       gsize hlen;
@@ -103,14 +107,39 @@ edit_header (const Delivery *dv, Store *st, const GPtrArray *edits, gboolean hea
           deliver_status_set (dv->status, 451, "4.3.0", "<%s> Could not read the message", dv->rcpt->original);
           return FALSE;
         }
-      header = g_strconcat (st->prefix, orig, NULL);
+      h->base = g_strconcat (st->prefix, orig, NULL);
       st->content.seg[0].offset += hlen;
       st->content.seg[0].length -= hlen;
       st->content.seg[0].lines -= deliver_spool_header_lines (spool);
     }
-  *edited = header_edit_sieve (header, edits, filter_protected_fields);
-  st->prefix = *edited;
   return TRUE;
+}
+
+/* The prefix with the first @n edits applied (owned by @h). */
+static const char *
+headers_at (SieveHeaders *h, guint n)
+{
+  n = MIN (n, h->edits->len);
+  if (n == 0)
+    return h->base;
+  if (h->edited[n] == NULL)
+    {
+      g_autoptr (GPtrArray) first = g_ptr_array_sized_new (n);
+      for (guint i = 0; i < n; i++)
+        g_ptr_array_add (first, h->edits->pdata[i]);
+      h->edited[n] = header_edit_sieve (h->base, first, filter_protected_fields);
+    }
+  return h->edited[n];
+}
+
+static void
+headers_clear (SieveHeaders *h)
+{
+  if (h->edited)
+    for (guint i = 0; i <= h->edits->len; i++)
+      g_free (h->edited[i]);
+  g_clear_pointer (&h->edited, g_free);
+  g_clear_pointer (&h->base, g_free);
 }
 
 /* What a Sieve result asks for besides a reject. */
@@ -119,7 +148,34 @@ typedef struct {
   GPtrArray *flags;         /* the stores' flags, owned */
   GPtrArray *redirects;     /* const SieveAction* */
   const SieveAction *vacation;
+  SieveHeaders *headers;    /* NULL: no header edits */
 } SievePlan;
+
+/* The prefix action @a stores or sends (RFC 5293 7). */
+static const char *
+plan_prefix (const SievePlan *plan, const Store *st, const SieveAction *a)
+{
+  return plan->headers ? headers_at (plan->headers, a->edits_before) : st->prefix;
+}
+
+/* The same folder twice is one copy (RFC 5228 2.10.3), sieve-lite's rule
+ * across scripts too: the first store's header, the last one's flags
+ * (RFC 5232 3).  TRUE if @one was merged into an earlier store. */
+static gboolean
+merge_store (SievePlan *plan, const Store *one)
+{
+  for (guint k = 0; k < plan->stores->len; k++)
+    {
+      Store *o = &g_array_index (plan->stores, Store, k);
+      if (g_strcmp0 (o->folder, one->folder) == 0)
+        {
+          o->flags = one->flags;
+          o->create |= one->create;
+          return TRUE;
+        }
+    }
+  return FALSE;
+}
 
 /* fileinto: the folder it names, or INBOX if the name is unusable. */
 static void
@@ -155,7 +211,9 @@ plan_actions (const Delivery *dv, const SieveResult *r, const Store *st, SievePl
         case SIEVE_KEEP:
           one.flags = a->flags ? merge_flags (st->flags, a->flags) : g_strdup (st->flags);
           g_ptr_array_add (plan->flags, (char *) one.flags);
-          g_array_append_val (plan->stores, one);
+          one.prefix = plan_prefix (plan, st, a);
+          if (!merge_store (plan, &one))
+            g_array_append_val (plan->stores, one);
           break;
         case SIEVE_REDIRECT:
           g_ptr_array_add (plan->redirects, (gpointer) a);
@@ -172,14 +230,16 @@ plan_actions (const Delivery *dv, const SieveResult *r, const Store *st, SievePl
 /* The redirects, after the stores; *@keep_instead when one that failed
  * asks for the message to be kept.  Returns how many went out. */
 static guint
-send_redirects (const FilterMessage *fm, const GPtrArray *redirects, gboolean *keep_instead)
+send_redirects (const FilterMessage *fm, const SievePlan *plan, const Store *st, gboolean *keep_instead)
 {
   guint redirected = 0;
 
-  for (guint i = 0; i < redirects->len; i++)
+  for (guint i = 0; i < plan->redirects->len; i++)
     {
-      const SieveAction *a = redirects->pdata[i];
-      if (filter_redirect (fm, a->argument))
+      const SieveAction *a = plan->redirects->pdata[i];
+      FilterMessage one = *fm;
+      one.prefix = plan_prefix (plan, st, a);
+      if (filter_redirect (&one, a->argument))
         redirected++;
       else if (!a->copy)
         *keep_instead = TRUE;
@@ -206,45 +266,61 @@ sieve_status (const Delivery *dv, const GPtrArray *stored, guint redirected, cha
     }
 }
 
-/* Carries out a Sieve result (RFC 5228 2.10): reject refuses, header
- * edits change the stored header, keep/fileinto store (all or none),
- * redirect sends on (a failed one keeps instead), vacation answers
- * after the stores. */
-void
-sieve_actions_apply (const Delivery *dv, Store *st, FilterOutcome *fo, gboolean header_in_prefix, char **out_path,
-             GError **error)
+/* The stores, then the redirects (a failed one keeps instead), then
+ * vacation.  @st: the message with all the edits (the implicit keep's). */
+static void
+carry_out (const Delivery *dv, const Store *st, FilterOutcome *fo, SievePlan *plan, char **out_path,
+           GError **error)
 {
-  const SieveResult *r = &fo->result;
-  g_autofree char *edited = NULL;
   g_autoptr (GPtrArray) stored = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr (GPtrArray) flags = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr (GArray) stores = g_array_new (FALSE, TRUE, sizeof (Store));
-  g_autoptr (GPtrArray) redirects = g_ptr_array_new ();
-  SievePlan plan = { stores, flags, redirects, NULL };
-  FilterMessage fm = { dv->ctx, dv->config, dv->msg, dv->rcpt, NULL, NULL };
+  FilterMessage fm = { dv->ctx, dv->config, dv->msg, dv->rcpt, st->prefix, &st->content };
   guint redirected;
   gboolean keep_instead = FALSE;
 
-  if (sieve_rejects (dv, r))
-    return;
-  if (r->edits->len && !edit_header (dv, st, r->edits, header_in_prefix, &edited))
-    return;
-  plan_actions (dv, r, st, &plan);
+  plan_actions (dv, &fo->result, st, plan);
   /* stores first: a store that fails sends nothing on */
-  if (!store_all (dv, stores, stored, error))
+  if (!store_all (dv, plan->stores, stored, error))
     return;
-  fm.prefix = st->prefix;
-  fm.content = &st->content;
-  redirected = send_redirects (&fm, redirects, &keep_instead);
+  redirected = send_redirects (&fm, plan, st, &keep_instead);
   if (keep_instead && stored->len == 0)
     {
-      g_array_set_size (stores, 0);
-      g_array_append_val (stores, *st);
-      if (!store_all (dv, stores, stored, error))
+      g_array_set_size (plan->stores, 0);
+      g_array_append_val (plan->stores, *st);
+      if (!store_all (dv, plan->stores, stored, error))
         return;
     }
-  if (plan.vacation)
-    filter_vacation (&fm, plan.vacation, fo);
+  if (plan->vacation)
+    filter_vacation (&fm, plan->vacation, fo);
   sieve_status (dv, stored, redirected, out_path);
 }
 
+/* Carries out a Sieve result (RFC 5228 2.10): reject refuses, header
+ * edits change the stored header (RFC 5293 7: as far as each action
+ * saw them), keep/fileinto store (all or none), redirect sends on,
+ * vacation answers after the stores. */
+void
+sieve_actions_apply (const Delivery *dv, Store *st, FilterOutcome *fo, gboolean header_in_prefix, char **out_path,
+                     GError **error)
+{
+  const SieveResult *r = &fo->result;
+  g_autoptr (GPtrArray) flags = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GArray) stores = g_array_new (FALSE, TRUE, sizeof (Store));
+  g_autoptr (GPtrArray) redirects = g_ptr_array_new ();
+  SieveHeaders headers = { NULL };
+  SievePlan plan = { stores, flags, redirects, NULL, NULL };
+
+  if (sieve_rejects (dv, r))
+    return;
+  if (r->edits->len)
+    {
+      if (!headers_init (dv, st, r->edits, header_in_prefix, &headers))
+        {
+          headers_clear (&headers);
+          return;
+        }
+      plan.headers = &headers;
+      st->prefix = headers_at (&headers, r->edits->len);
+    }
+  carry_out (dv, st, fo, &plan, out_path, error);
+  headers_clear (&headers);
+}

@@ -101,7 +101,12 @@ merge (SieveResult *into, SieveResult *from, SieveAction **pending)
 {
   guint n = from->actions->len - (from->implicit_keep ? 1 : 0);
   for (guint i = 0; i < n; i++)
-    g_ptr_array_add (into->actions, g_steal_pointer (&from->actions->pdata[i]));
+    {
+      SieveAction *a = g_steal_pointer (&from->actions->pdata[i]);
+      /* the earlier scripts' edits come first (RFC 5293 7 across the sequence) */
+      a->edits_before += into->edits->len;
+      g_ptr_array_add (into->actions, a);
+    }
   for (guint i = 0; i < from->edits->len; i++)
     g_ptr_array_add (into->edits, g_steal_pointer (&from->edits->pdata[i]));
   sieve_action_free (*pending);
@@ -212,6 +217,7 @@ add_implicit_keep (FilterOutcome *out, SieveAction *pending)
     {
       SieveAction *k = pending && !out->result.error ? g_steal_pointer (&pending) : g_new0 (SieveAction, 1);
       k->kind = SIEVE_KEEP;
+      k->edits_before = out->result.edits->len;   /* RFC 5293 7: it sees them all */
       g_ptr_array_add (out->result.actions, k);
     }
   sieve_action_free (pending);

@@ -38,17 +38,35 @@ conflicts (SieveRun *run, SieveActionKind kind)
   return FALSE;
 }
 
-/* the same mailbox twice is stored once (RFC 5228 2.10.3) */
-static gboolean
-duplicate (SieveRun *run, SieveActionKind kind, const char *arg)
+/* The mailbox keep or fileinto stores into; NULL for other actions. */
+static const char *
+store_target (SieveActionKind kind, const char *arg)
 {
-  if (kind != SIEVE_FILEINTO && kind != SIEVE_KEEP && kind != SIEVE_REDIRECT)
-    return FALSE;
+  if (kind == SIEVE_KEEP || (kind == SIEVE_FILEINTO && g_ascii_strcasecmp (arg, "INBOX") == 0))
+    return "INBOX";
+  return kind == SIEVE_FILEINTO ? arg : NULL;
+}
+
+/* The same mailbox twice is stored once (RFC 5228 2.10.3), with the last
+ * flag list (RFC 5232 3: "the last flag list value MUST win"; takes
+ * @flags then) and the header of the first (as Pigeonhole: the copy is
+ * the one the first action made).  The same address twice is sent once. */
+static gboolean
+duplicate (SieveRun *run, SieveActionKind kind, const char *arg, char **flags)
+{
+  const char *target = store_target (kind, arg);
+
   for (guint i = 0; i < run->r->actions->len; i++)
     {
       SieveAction *o = run->r->actions->pdata[i];
-      if (o->kind == kind && g_strcmp0 (o->argument, arg) == 0)
+      if (kind == SIEVE_REDIRECT && o->kind == kind && g_strcmp0 (o->argument, arg) == 0)
         return TRUE;
+      if (target && g_strcmp0 (store_target (o->kind, o->argument), target) == 0)
+        {
+          g_free (o->flags);
+          o->flags = g_steal_pointer (flags);
+          return TRUE;
+        }
     }
   return FALSE;
 }
@@ -62,7 +80,7 @@ sieve_run_action (SieveRun *run, SieveActionKind kind, char *arg, char *flags, g
   /* an expansion of the arguments may have failed the run */
   if (run->error || run->r->actions->len >= max_actions (run))
     sieve_run_fail (run, SIEVE_ERROR_LIMIT, "too many actions");
-  if (run->error || conflicts (run, kind) || duplicate (run, kind, arg))
+  if (run->error || conflicts (run, kind) || duplicate (run, kind, arg, &flags))
     {
       g_free (arg);
       g_free (flags);
@@ -73,6 +91,7 @@ sieve_run_action (SieveRun *run, SieveActionKind kind, char *arg, char *flags, g
   x->argument = arg;
   x->flags = flags;
   x->copy = copy;
+  x->edits_before = run->r->edits->len;
   g_ptr_array_add (run->r->actions, x);
 }
 

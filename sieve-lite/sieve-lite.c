@@ -84,6 +84,8 @@ print_result (const SieveResult *r)
               a->create ? " :create" : "", a->flags ? " :flags" : "");
       if (a->flags)
         printf ("  flags: %s\n", a->flags);
+      if (r->edits->len && (a->kind == SIEVE_KEEP || a->kind == SIEVE_FILEINTO || a->kind == SIEVE_REDIRECT))
+        printf ("  header edits: %u\n", a->edits_before);
       if (a->vacation)
         printf ("  days: %u\n  subject: %s\n  from: %s\n  handle: %s\n", a->vacation->days,
                 a->vacation->subject ? a->vacation->subject : "(default)",

@@ -324,6 +324,7 @@ sieve_run (const SieveScript *script, const SieveMessage *msg, SieveResult *out)
       SieveAction *k = g_new0 (SieveAction, 1);
       k->kind = SIEVE_KEEP;
       k->flags = sieve_run_flags_string (&run, NULL);
+      k->edits_before = out->edits->len;
       g_ptr_array_add (out->actions, k);
     }
   for (guint i = 0; i < 10; i++)

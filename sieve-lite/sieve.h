@@ -96,6 +96,10 @@ typedef struct {
   gboolean copy;         /* :copy */
   gboolean create;       /* fileinto :create (RFC 5490) */
   SieveVacation *vacation;  /* SIEVE_VACATION: argument is the reason */
+  /* RFC 5293 7: keep, fileinto and redirect take the header as edited up
+   * to them: how many of SieveResult.edits came before (the implicit
+   * keep: all of them) */
+  guint edits_before;
 } SieveAction;
 
 typedef struct {

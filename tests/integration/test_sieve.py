@@ -216,6 +216,51 @@ class SieveDeliveryTest(unittest.TestCase):
         self.assertEqual(body, b"The weekly report.\n")
         self.assertRegex(name, r",S=%d" % len(data))
 
+    def test_editheader_per_action(self):
+        # RFC 5293 7: keep, fileinto and redirect take the header as edited up to them; the same
+        # folder twice is one copy (RFC 5228 2.10.3) with the first one's header (as Pigeonhole) and
+        # the last flags (RFC 5232 3: "the last flag list value MUST win")
+        self.script("alice@example.org", 'require ["editheader", "fileinto", "copy", "imap4flags"];\n'
+                    'addheader "X-One" "1";\nfileinto :flags "\\\\Seen" "A";\naddheader "X-Two" "2";\n'
+                    'redirect :copy "r@example.com";\nkeep;\naddheader "X-Three" "3";\n'
+                    'fileinto :flags "\\\\Flagged" "A";\n')
+        # the implicit keep sees every edit; a fileinto :copy before the last does not
+        self.script("bob@example.org", 'require ["editheader", "fileinto", "copy"];\n'
+                    'addheader "X-A" "1";\nfileinto :copy "B";\naddheader "X-B" "2";\n')
+        self.d.start()
+        c = session(self.d)
+        replies = transaction(c, ["alice@example.org", "bob@example.org"], MSG)
+        self.assertEqual([r[0] for r in replies], [250, 250])
+        (name, a), = self.all_messages("alice@example.org", ".A")
+        self.assertTrue(name.endswith(":2,F"), name)
+        self.assertEqual(a.split(b"\n\n")[0].count(b"X-"), 3, a)  # X-One and the two X-Drop
+        self.assertTrue(a.startswith(b"X-One: 1\n"), a)
+        (_, inbox), = self.all_messages("alice@example.org")
+        self.assertTrue(inbox.startswith(b"X-Two: 2\nX-One: 1\n"), inbox)
+        self.assertNotIn(b"X-Three", inbox)
+        (_, rcpts, sent), = self.smtp.wait(1)
+        self.assertEqual(rcpts, ["r@example.com"])
+        self.assertIn(b"X-Two: 2\r\nX-One: 1\r\n", sent)
+        self.assertNotIn(b"X-Three", sent)
+        (_, b), = self.all_messages("bob@example.org", ".B")
+        self.assertTrue(b.startswith(b"X-A: 1\n"), b)
+        self.assertNotIn(b"X-B", b)
+        (_, kept), = self.all_messages("bob@example.org")
+        self.assertTrue(kept.startswith(b"X-B: 2\nX-A: 1\n"), kept)
+        for data in (a, inbox, b, kept):
+            self.assertTrue(data.endswith(b"\n\nThe weekly report.\n"), data)
+
+    def test_editheader_runtime_error_keeps_the_original_header(self):
+        # RFC 5293 7 / RFC 5228 2.10.6: after a run-time error the implicit keep stores the original
+        self.script("alice@example.org", 'require ["editheader", "fileinto", "variables"];\n'
+                    'addheader "X-A" "1";\nfileinto "B";\nset "x" "not an address";\nredirect "${x}";\n')
+        self.d.start()
+        c = session(self.d)
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 250)
+        (_, kept), = self.all_messages("alice@example.org")
+        self.assertNotIn(b"X-A", kept)
+        self.assertEqual(self.all_messages("alice@example.org", ".B"), [])
+
     def test_redirect_and_copy(self):
         self.script("alice@example.org", 'redirect "elsewhere@example.com";\n')
         self.script("bob@example.org", 'require "copy";\nredirect :copy "archive@example.com";\n')

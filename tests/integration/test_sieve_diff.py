@@ -119,6 +119,11 @@ SCRIPTS = [
     'if header :is "subject" "=?utf-8?q?hidden?=" { fileinto "Once"; }',
     'require "fileinto";\nif address :is "to" "bob@example.org" { fileinto "EncTo"; }',
     'require "fileinto";\nif header :contains "from" "\u00c1kob" { fileinto "Akob"; }',
+    # issue 17, changing and sending the message: the same folder twice is one store with the last flags
+    # (RFC 5232 3); editheader before and after stores (the header per store: test_sieve.py)
+    'require ["fileinto", "imap4flags"];\nfileinto :flags "\\\\Seen" "A"; fileinto :flags "\\\\Flagged" "A";',
+    'require ["fileinto", "imap4flags"];\nkeep :flags "\\\\Seen"; fileinto :flags "\\\\Deleted" "INBOX";',
+    'require ["editheader", "fileinto", "copy"];\nfileinto :copy "A"; addheader "X-One" "1"; redirect "r@b.c";',
     # errors both must refuse
     'require "mailbox";\nif true { keep :create; }',
     'fileinto "X";',

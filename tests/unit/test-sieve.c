@@ -718,6 +718,73 @@ test_validation_messages (void)
   CHECK ("keep :is :all :raw;", "keep");
 }
 
+/* ---- issue 17: actions that change or send the message ------------------------ */
+
+/* The actions as "kind[:arg][/flags]@edits_before" */
+static char *
+run_edits_before (const char *script)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SieveScript) s = sieve_compile (script, strlen (script), &error);
+  Fake f = { default_headers, "Hello.\n" };
+  SieveMessage m = { 0 };
+  SieveResult r = { 0 };
+  GString *out = g_string_new (NULL);
+
+  g_assert_no_error (error);
+  m.envelope_from = "alice@example.com";
+  m.envelope_to = "bob@example.org";
+  m.header = fake_header;
+  m.body_text = fake_body;
+  m.data = &f;
+  sieve_run (s, &m, &r);
+  if (r.error)
+    g_string_append_printf (out, "error: %s; ", r.error);
+  for (guint i = 0; i < r.actions->len; i++)
+    {
+      const SieveAction *a = r.actions->pdata[i];
+      g_string_append_printf (out, "%s%s%s%s%s%s@%u", i ? "; " : "", sieve_action_name (a->kind),
+                              a->argument ? ":" : "", a->argument ? a->argument : "", a->flags ? "/" : "",
+                              a->flags ? a->flags : "", a->edits_before);
+    }
+  sieve_result_clear (&r);
+  return g_string_free (out, FALSE);
+}
+
+/* RFC 5293 7: keep, fileinto and redirect see the edits made before
+ * them, the implicit keep all of them; after a run-time error, none. */
+static void
+test_editheader_order (void)
+{
+  g_autofree char *a = run_edits_before ("require [\"editheader\", \"fileinto\", \"copy\"];\n"
+                                         "fileinto :copy \"A\"; addheader \"X-1\" \"1\"; redirect :copy \"r@x.org\";\n"
+                                         "addheader \"X-2\" \"2\"; deleteheader \"X-1\";");
+  g_autofree char *b = run_edits_before ("require [\"editheader\", \"fileinto\"];\n"
+                                         "addheader \"X-1\" \"1\"; keep; addheader \"X-2\" \"2\"; fileinto \"B\";");
+  g_autofree char *c = run_edits_before ("require [\"editheader\", \"fileinto\", \"variables\"];\n"
+                                         "addheader \"X-1\" \"1\"; fileinto \"B\"; set \"a\" \"no\"; redirect \"${a}\";");
+
+  g_assert_cmpstr (a, ==, "fileinto:A@0; redirect:r@x.org@1; keep@3");
+  g_assert_cmpstr (b, ==, "keep@1; fileinto:B@2");
+  g_assert_cmpstr (c, ==, "error: redirect to an invalid address 'no'; keep@0");
+}
+
+/* RFC 5228 2.10.3: the same mailbox twice is one store; RFC 5232 3:
+ * "the last flag list value MUST win" (keep and fileinto "INBOX" alike).
+ * The implicit keep is listed as it is; deliver merges it likewise. */
+static void
+test_duplicate_store_flags (void)
+{
+  CHECK ("require [\"fileinto\", \"imap4flags\"]; fileinto :flags \"\\\\Seen\" \"A\"; "
+         "fileinto :flags \"\\\\Flagged\" \"A\";", "fileinto:A/\\Flagged");
+  CHECK ("require [\"fileinto\", \"imap4flags\"]; fileinto :flags \"\\\\Seen\" \"A\"; fileinto \"A\";",
+         "fileinto:A");
+  CHECK ("require [\"fileinto\", \"imap4flags\"]; keep :flags \"\\\\Seen\"; "
+         "fileinto :flags \"\\\\Deleted\" \"inbox\";", "keep/\\Deleted");
+  CHECK ("require [\"fileinto\", \"imap4flags\", \"copy\"]; fileinto :copy :flags \"\\\\Seen\" \"INBOX\"; "
+         "addflag \"\\\\Answered\";", "fileinto:INBOX/\\Seen+copy; keep/\\Answered");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -761,5 +828,7 @@ main (int argc, char **argv)
   g_test_add_func ("/sieve/rfc5293/protected", test_editheader_protected);
   g_test_add_func ("/sieve/error-text-printable", test_error_text_printable);
   g_test_add_func ("/sieve/validation-messages", test_validation_messages);
+  g_test_add_func ("/sieve/rfc5293/order", test_editheader_order);
+  g_test_add_func ("/sieve/rfc5232/duplicate-store-flags", test_duplicate_store_flags);
   return g_test_run ();
 }
