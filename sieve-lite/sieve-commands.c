@@ -266,5 +266,6 @@ const SieveDef sieve_command_defs[] = {
   { .name = "vacation", .cap = "vacation", .shape = "s", .command = cmd_vacation },
   { .name = "addheader", .cap = "editheader", .shape = "ss", .command = cmd_addheader },
   { .name = "deleteheader", .cap = "editheader", .shape = "oss", .alt_shape = "s", .command = cmd_deleteheader },
+  { .name = "notify", .cap = "enotify", .shape = "s", .check = sieve_check_notify, .command = sieve_cmd_notify },
   { NULL }
 };

@@ -14,7 +14,8 @@
 static const char *const known_caps[] = {
   "fileinto", "envelope", "reject", "ereject", "copy", "imap4flags", "subaddress", "editheader",
   "variables", "relational", "body", "spamtest", "spamtestplus", "virustest", "comparator-i;octet",
-  "comparator-i;ascii-casemap", "comparator-i;ascii-numeric", "vacation", "mailbox", "vnd.opes-lmtpd.callout", NULL,
+  "comparator-i;ascii-casemap", "comparator-i;ascii-numeric", "vacation", "mailbox", "vnd.opes-lmtpd.callout",
+  "enotify", NULL,
 };
 
 gboolean
@@ -97,6 +98,7 @@ mod_length (const char *value)
 static const SieveModifierDef modifiers[] = {
   { "lower", mod_lower }, { "upper", mod_upper }, { "lowerfirst", mod_lowerfirst },
   { "upperfirst", mod_upperfirst }, { "quotewildcard", mod_quotewildcard }, { "length", mod_length },
+  { "encodeurl", sieve_mod_encodeurl },
 };
 
 /* ---- tagged arguments --------------------------------------------------------- */
@@ -242,6 +244,10 @@ static const TagDef tags[] = {
   { "upperfirst", TAG_ALONE, tag_modifier, 0 },
   { "quotewildcard", TAG_ALONE, tag_modifier, 0 },
   { "length", TAG_ALONE, tag_modifier, 0 },
+  { "encodeurl", TAG_ALONE, tag_modifier, 0 },
+  { "importance", TAG_STRING, tag_string, offsetof (SieveArgs, importance) },
+  { "message", TAG_STRING, tag_string, offsetof (SieveArgs, message) },
+  { "options", TAG_LIST, tag_list, offsetof (SieveArgs, options) },
 };
 
 static gboolean

@@ -86,6 +86,15 @@ print_result (const SieveResult *r)
         printf ("  flags: %s\n", a->flags);
       if (r->edits->len && (a->kind == SIEVE_KEEP || a->kind == SIEVE_FILEINTO || a->kind == SIEVE_REDIRECT))
         printf ("  header edits: %u\n", a->edits_before);
+      if (a->notify)
+        {
+          g_autofree char *to = g_strjoinv (", ", a->notify->recipients);
+          printf ("  recipients: %s\n  importance: %d\n", to, a->notify->importance);
+          if (a->notify->message)
+            printf ("  message: %s\n", a->notify->message);
+          if (a->notify->from)
+            printf ("  from: %s\n", a->notify->from);
+        }
       if (a->vacation)
         printf ("  days: %u\n  subject: %s\n  from: %s\n  handle: %s\n", a->vacation->days,
                 a->vacation->subject ? a->vacation->subject : "(default)",

@@ -93,6 +93,8 @@ typedef struct {
   const char *subject, *from, *handle;
   char **addresses;
   GPtrArray *modifiers;     /* set: const SieveModifierDef*, in order */
+  const char *importance, *message;   /* notify (RFC 5435) */
+  char **options;
   GPtrArray *pos;           /* SieveArg*: strings and numbers in order */
 } SieveArgs;
 
@@ -168,3 +170,10 @@ struct SieveModifierDef {
 };
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SieveArgs, sieve_args_free)
+
+/* sieve-notify.c: enotify (RFC 5435) with the mailto method (RFC 5436) */
+void sieve_cmd_notify (SieveRun *run, const SieveNode *c, gboolean *if_taken);
+gboolean sieve_check_notify (const SieveNode *n, GError **error);
+gboolean sieve_test_valid_notify_method (SieveRun *run, const SieveNode *t);
+gboolean sieve_test_notify_method_capability (SieveRun *run, const SieveNode *t);
+char *sieve_mod_encodeurl (const char *value);

@@ -25,7 +25,25 @@ sieve_action_free (gpointer p)
       g_free (a->vacation->handle);
       g_free (a->vacation);
     }
+  sieve_notify_free (a->notify);
   g_free (a);
+}
+
+void
+sieve_notify_free (SieveNotify *n)
+{
+  if (n == NULL)
+    return;
+  g_free (n->from);
+  g_strfreev (n->options);
+  g_free (n->message);
+  g_strfreev (n->recipients);
+  g_free (n->to);
+  g_free (n->cc);
+  g_free (n->subject);
+  g_free (n->body);
+  g_strfreev (n->headers);
+  g_free (n);
 }
 
 void
@@ -72,7 +90,7 @@ const char *
 sieve_action_name (SieveActionKind kind)
 {
   static const char *const names[] = { "keep", "fileinto", "redirect", "discard", "reject", "ereject",
-                                       "vacation" };
+                                       "vacation", "notify" };
   return kind < G_N_ELEMENTS (names) ? names[kind] : "?";
 }
 

@@ -394,5 +394,8 @@ const SieveDef sieve_test_defs[] = {
   { .name = "virustest", .cap = "virustest", .shape = "s", .test = test_virustest },
   { .name = "mailboxexists", .cap = "mailbox", .shape = "s", .test = test_mailboxexists },
   { .name = "callout", .cap = "vnd.opes-lmtpd.callout", .shape = "ss", .test = test_callout },
+  { .name = "valid_notify_method", .cap = "enotify", .shape = "s", .test = sieve_test_valid_notify_method },
+  { .name = "notify_method_capability", .cap = "enotify", .shape = "sss",
+    .test = sieve_test_notify_method_capability },
   { NULL }
 };

@@ -102,6 +102,10 @@ check_capabilities (const SieveDef *def, SieveArgs *a, GHashTable *caps)
     return ":flags needs require \"imap4flags\"";
   if (a->percent && !g_hash_table_contains (caps, "spamtestplus"))
     return ":percent needs require \"spamtestplus\"";
+  for (guint i = 0; a->modifiers && i < a->modifiers->len; i++)
+    if (((const SieveModifierDef *) a->modifiers->pdata[i])->apply == sieve_mod_encodeurl
+        && !g_hash_table_contains (caps, "enotify"))
+      return ":encodeurl needs require \"enotify\"";
   if (!sieve_comparator_lookup (a->comparator, &a->match.comparator))
     return "unknown comparator";
   if (a->match.comparator == SIEVE_COMPARATOR_ASCII_NUMERIC

@@ -76,6 +76,7 @@ typedef enum {
   SIEVE_REJECT,
   SIEVE_EREJECT,
   SIEVE_VACATION,
+  SIEVE_NOTIFY,
 } SieveActionKind;
 
 /* vacation (RFC 5230): whether to answer is the caller's decision (4.5,
@@ -89,6 +90,20 @@ typedef struct {
   gboolean mime;         /* the reason is a MIME entity */
 } SieveVacation;
 
+/* notify (RFC 5435) by the mailto method (RFC 5436): the URI (the
+ * action's argument) as sieve-lite parsed and checked it; sending, and
+ * whether to, is the caller's (RFC 5436 2.7). */
+typedef struct {
+  char *from;            /* :from, or NULL */
+  int importance;        /* :importance 1 (high), 2 (normal, the default), 3 (low) */
+  char **options;        /* :options, or NULL */
+  char *message;         /* :message, or NULL */
+  char **recipients;     /* the URI's addresses and its to= and cc= fields, not yet notified in the run */
+  char *to, *cc;         /* the To and Cc fields as the URI gives them, or NULL */
+  char *subject, *body;  /* the URI's subject= and body=, or NULL */
+  char **headers;        /* its other fields, "Name: value", unsafe ones left out (RFC 5436 2.7) */
+} SieveNotify;
+
 typedef struct {
   SieveActionKind kind;
   char *argument;        /* mailbox, address or reason */
@@ -100,6 +115,7 @@ typedef struct {
    * to them: how many of SieveResult.edits came before (the implicit
    * keep: all of them) */
   guint edits_before;
+  SieveNotify *notify;   /* SIEVE_NOTIFY: argument is the method URI */
 } SieveAction;
 
 typedef struct {
@@ -133,6 +149,7 @@ void sieve_run (const SieveScript *script, const SieveMessage *msg, SieveResult 
 void sieve_result_clear (SieveResult *r);
 /* For callers that move actions and edits out of a result (NULL is fine). */
 void sieve_action_free (gpointer action);
+void sieve_notify_free (SieveNotify *notify);
 void sieve_header_edit_free (gpointer edit);
 const char *sieve_action_name (SieveActionKind kind);
 
