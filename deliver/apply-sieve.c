@@ -149,6 +149,7 @@ typedef struct {
   GPtrArray *redirects;     /* const SieveAction* */
   const SieveAction *vacation;
   SieveHeaders *headers;    /* NULL: no header edits */
+  GPtrArray *notifies;      /* const SieveAction* */
 } SievePlan;
 
 /* The prefix action @a stores or sends (RFC 5293 7). */
@@ -221,6 +222,9 @@ plan_actions (const Delivery *dv, const SieveResult *r, const Store *st, SievePl
         case SIEVE_VACATION:
           plan->vacation = a;
           break;
+        case SIEVE_NOTIFY:
+          g_ptr_array_add (plan->notifies, (gpointer) a);
+          break;
         default:
           break;
         }
@@ -291,13 +295,15 @@ carry_out (const Delivery *dv, const Store *st, FilterOutcome *fo, SievePlan *pl
     }
   if (plan->vacation)
     filter_vacation (&fm, plan->vacation, fo);
+  for (guint i = 0; i < plan->notifies->len; i++)
+    filter_notify (&fm, plan->notifies->pdata[i]);
   sieve_status (dv, stored, redirected, out_path);
 }
 
 /* Carries out a Sieve result (RFC 5228 2.10): reject refuses, header
  * edits change the stored header (RFC 5293 7: as far as each action
  * saw them), keep/fileinto store (all or none), redirect sends on,
- * vacation answers after the stores. */
+ * vacation answers and notify notifies after the stores. */
 void
 sieve_actions_apply (const Delivery *dv, Store *st, FilterOutcome *fo, gboolean header_in_prefix, char **out_path,
                      GError **error)
@@ -306,8 +312,9 @@ sieve_actions_apply (const Delivery *dv, Store *st, FilterOutcome *fo, gboolean 
   g_autoptr (GPtrArray) flags = g_ptr_array_new_with_free_func (g_free);
   g_autoptr (GArray) stores = g_array_new (FALSE, TRUE, sizeof (Store));
   g_autoptr (GPtrArray) redirects = g_ptr_array_new ();
+  g_autoptr (GPtrArray) notifies = g_ptr_array_new ();
   SieveHeaders headers = { NULL };
-  SievePlan plan = { stores, flags, redirects, NULL, NULL };
+  SievePlan plan = { stores, flags, redirects, NULL, NULL, notifies };
 
   if (sieve_rejects (dv, r))
     return;

@@ -90,3 +90,8 @@ gboolean filter_redirect (const FilterMessage *m, const char *target);
 /* vacation: answers if RFC 5230 4.5/4.6 allow it and the reply log has
  * not seen this sender within :days. */
 void filter_vacation (const FilterMessage *m, const SieveAction *action, const FilterOutcome *outcome);
+
+/* ---- notify.c -------------------------------------------------------------- */
+
+/* notify by mailto: sends unless RFC 5436 2.7 forbids it (automatic mail). */
+void filter_notify (const FilterMessage *m, const SieveAction *action);

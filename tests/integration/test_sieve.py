@@ -261,6 +261,61 @@ class SieveDeliveryTest(unittest.TestCase):
         self.assertNotIn(b"X-A", kept)
         self.assertEqual(self.all_messages("alice@example.org", ".B"), [])
 
+    KNIT = ("Return-Path: <knitting-bounces@example.com>\r\nMessage-ID: <1234567.89ABCDEF@example.com>\r\n"
+            "Date: Wed, 07 Dec 2005 10:59:19 +0100\r\nPrecedence: list\r\n"
+            "List-Id: Knitting Mailing List <knitting.example.com>\r\nSender: knitting-bounces@example.com\r\n"
+            "From: \"Jeff Smith\" <jeff@hobbies.example.com>\r\nTo: \"Knitting Mailing List\" <knitting@example.com>\r\n"
+            "Subject: [Knitting] A new sweater\r\n\r\nI just finished a great new sweater!\r\n")
+
+    def test_notify_mailto(self):
+        # RFC 5436 3, the example: one notification per recipient of the URI, Auto-Submitted first
+        # (2.7.1), the Subject from :message, From and the envelope sender the recipient (2.7);
+        # the message itself is kept (RFC 5435 3: notify leaves the implicit keep alone)
+        self.script("alice@example.org", 'require ["enotify", "variables"];\n'
+                    'if header :contains "list-id" "knitting.example.com" {\n'
+                    '  if header :matches "Subject" "[*] *" {\n'
+                    '    notify :message "From ${1} list: ${2}" :importance "3"\n'
+                    '      "mailto:0123456789@sms.example.net?to=backup@example.com&X-Tag=knit&date=x&body=new%0D%0Amail";\n'
+                    '  }\n}\n')
+        self.d.start()
+        c = session(self.d)
+        self.assertEqual(transaction(c, ["alice@example.org"], self.KNIT, sender="knitting-bounces@example.com")[0][0],
+                         250)
+        got = sorted(self.smtp.wait(2), key=lambda g: g[1])
+        self.assertEqual([(g[0], g[1]) for g in got], [("alice@example.org", ["0123456789@sms.example.net"]),
+                                                       ("alice@example.org", ["backup@example.com"])])
+        data = got[0][2]
+        self.assertEqual(data, got[1][2])
+        header, body = data.split(b"\r\n\r\n", 1)
+        lines = header.split(b"\r\n")
+        self.assertEqual(lines[0], b'Auto-Submitted: auto-notified; owner-email="alice@example.org"')
+        self.assertIn(b"From: alice@example.org", lines)
+        self.assertIn(b"To: 0123456789@sms.example.net, backup@example.com", lines)
+        self.assertIn(b"Subject: From Knitting list: A new sweater", lines)
+        self.assertIn(b"X-Priority: 5 (Lowest)", lines)
+        self.assertIn(b"X-Tag: knit", lines)
+        self.assertEqual([l for l in lines if l.lower().startswith(b"date:")][0] != b"Date: x", True)
+        self.assertEqual(len([l for l in lines if l.lower().startswith(b"date:")]), 1)
+        self.assertNotIn(b"1234567.89ABCDEF", header)
+        self.assertEqual(body, b"new\r\nmail\r\n")
+        self.assertEqual(len(self.all_messages("alice@example.org")), 1)
+
+    def test_notify_not_for_automatic_mail_and_null_sender(self):
+        # RFC 5436 2.7: no notification about Auto-Submitted mail; a null sender's gets a null sender
+        self.script("alice@example.org", 'require "enotify";\nnotify :from "me@example.org" "mailto:n@example.com";\n')
+        self.d.start()
+        c = session(self.d)
+        self.assertEqual(transaction(c, ["alice@example.org"], "Auto-Submitted: auto-replied\r\n" + MSG)[0][0], 250)
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG.replace("<m1@", "<m2@"), sender="")[0][0], 250)
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG.replace("<m1@", "<m3@"))[0][0], 250)
+        got = self.smtp.wait(2)
+        time.sleep(0.3)
+        self.assertEqual([(g[0], g[1]) for g in self.smtp.received], [("", ["n@example.com"]),
+                                                                       ("me@example.org", ["n@example.com"])])
+        self.assertIn(b"From: me@example.org\r\n", got[0][2])
+        self.assertIn(b"Subject: Project status\r\n", got[0][2])
+        self.assertEqual(len(self.all_messages("alice@example.org")), 3)
+
     def test_redirect_and_copy(self):
         self.script("alice@example.org", 'redirect "elsewhere@example.com";\n')
         self.script("bob@example.org", 'require "copy";\nredirect :copy "archive@example.com";\n')

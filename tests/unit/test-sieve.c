@@ -785,6 +785,130 @@ test_duplicate_store_flags (void)
          "addflag \"\\\\Answered\";", "fileinto:INBOX/\\Seen+copy; keep/\\Answered");
 }
 
+/* The notify actions as "to,...|importance|message|subject|body"; other
+ * actions by name; a run-time error as "error: ..." */
+static char *
+run_notify (const char *script, const char *const *headers)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SieveScript) s = sieve_compile (script, strlen (script), &error);
+  Fake f = { headers ? headers : default_headers, "Hello.\n" };
+  SieveMessage m = { 0 };
+  SieveResult r = { 0 };
+  GString *out = g_string_new (NULL);
+
+  if (s == NULL)
+    {
+      g_string_append_printf (out, "compile error: %s", error->message);
+      return g_string_free (out, FALSE);
+    }
+  m.envelope_from = "alice@example.com";
+  m.envelope_to = "bob@example.org";
+  m.header = fake_header;
+  m.body_text = fake_body;
+  m.data = &f;
+  sieve_run (s, &m, &r);
+  if (r.error)
+    g_string_append_printf (out, "error: %s; ", r.error);
+  for (guint i = 0; i < r.actions->len; i++)
+    {
+      const SieveAction *a = r.actions->pdata[i];
+      const SieveNotify *n = a->notify;
+      g_autofree char *to = n ? g_strjoinv (",", n->recipients) : NULL;
+      if (n)
+        g_string_append_printf (out, "%s%s|%d|%s|%s|%s", i ? "; " : "", to, n->importance,
+                                n->message ? n->message : "-", n->subject ? n->subject : "-",
+                                n->body ? n->body : "-");
+      else
+        g_string_append_printf (out, "%s%s%s%s", i ? "; " : "", sieve_action_name (a->kind),
+                                a->argument ? ":" : "", a->argument ? a->argument : "");
+    }
+  sieve_result_clear (&r);
+  return g_string_free (out, FALSE);
+}
+
+#define CHECK_NOTIFY(script, headers, expected)          \
+  do {                                                   \
+    g_autofree char *got_ = run_notify (script, headers); \
+    g_assert_cmpstr (got_, ==, expected);                \
+  } while (0)
+
+/* RFC 5435 9, the examples (the mailto ones; xmpp: and tel: are methods
+ * we do not have: a run-time error, 3.8) */
+static void
+test_enotify_examples (void)
+{
+  static const char *const boss[] = { "From: boss@example.org", "Subject: Budget", NULL };
+  static const char *const list[] = { "From: Al <al@x.example.org>", "To: sievemailinglist@example.org",
+                                      "Subject: Wow", NULL };
+  static const char *const plain[] = { "From: al@x.example.org", "Subject: Wow", NULL };
+
+  CHECK_NOTIFY ("require [\"enotify\", \"fileinto\", \"variables\"];\n"
+                "if header :contains \"from\" \"boss@example.org\" {\n"
+                "  notify :importance \"1\" :message \"This is probably very important\" \"mailto:alm@example.com\";\n"
+                "  stop;\n}\n"
+                "if header :contains \"to\" \"sievemailinglist@example.org\" {\n"
+                "  if header :matches \"Subject\" \"*\" { set \"subject\" \"${1}\"; }\n"
+                "  if header :matches \"From\" \"*\" { set \"from\" \"${1}\"; }\n"
+                "  notify :importance \"3\" :message \"[SIEVE] ${from}: ${subject}\" \"mailto:alm@example.com\";\n"
+                "  fileinto \"INBOX.sieve\";\n}\n", boss,
+                "alm@example.com|1|This is probably very important|-|-; keep");
+  CHECK_NOTIFY ("require [\"enotify\", \"fileinto\", \"variables\"];\n"
+                "if header :contains \"to\" \"sievemailinglist@example.org\" {\n"
+                "  if header :matches \"Subject\" \"*\" { set \"subject\" \"${1}\"; }\n"
+                "  if header :matches \"From\" \"*\" { set \"from\" \"${1}\"; }\n"
+                "  notify :importance \"3\" :message \"[SIEVE] ${from}: ${subject}\" \"mailto:alm@example.com\";\n"
+                "  fileinto \"INBOX.sieve\";\n}\n", list,
+                "alm@example.com|3|[SIEVE] Al <al@x.example.org>: Wow|-|-; fileinto:INBOX.sieve");
+  CHECK_NOTIFY ("require [\"enotify\", \"variables\", \"envelope\"];\n"
+                "if header :matches \"from\" \"*@*.example.org\" {\n"
+                "  if envelope :all :matches \"from\" \"*\" { set \"env_from\" \" [really: ${1}]\"; }\n"
+                "  if header :matches \"Subject\" \"*\" { set \"subject\" \"${1}\"; }\n"
+                "  if address :matches :all \"from\" \"*\" { set \"from_addr\" \"${1}\"; }\n"
+                "  notify :message \"${from_addr}${env_from}: ${subject}\" \"mailto:alm@example.com\";\n}\n", plain,
+                "alm@example.com|2|al@x.example.org [really: alice@example.com]: Wow|-|-; keep");
+  CHECK_NOTIFY ("require [\"enotify\", \"variables\"];\n"
+                "set \"notif_method\" \"xmpp:tim@example.com?message;subject=SIEVE;body=You%20got%20mail\";\n"
+                "if not string :is \"${notif_method}\" \"\" { notify \"${notif_method}\"; }\n", NULL,
+                "error: notify 'xmpp:tim@example.com?message;subject=SIEVE;body=You%20got%20mail': "
+                "unsupported notification method; keep");
+  /* 6: :encodeurl keeps a value from adding URI fields */
+  CHECK_NOTIFY ("require [\"enotify\", \"variables\"];\n"
+                "set :encodeurl \"body_param\" \"Safe body&evil=evilbody\";\n"
+                "notify \"mailto:tim@example.com?body=${body_param}\";\n", NULL,
+                "tim@example.com|2|-|-|Safe body&evil=evilbody; keep");
+}
+
+/* RFC 5435 4, 5 and RFC 5436 2.2; the checks and limits of ours */
+static void
+test_enotify_tests_and_limits (void)
+{
+  CHECK ("require \"enotify\"; if valid_notify_method [\"mailto:a@b.c\", \"mailto:?to=x@y.z&subject=Hi%20there\"] "
+         "{ discard; }", "discard");
+  CHECK ("require \"enotify\"; if valid_notify_method [\"mailto:a@b.c\", \"tel:+1\"] { discard; }", "keep");
+  CHECK ("require \"enotify\"; if valid_notify_method \"mailto:a@b.c?subject=%0D%0ABcc:x@y.z\" { discard; }", "keep");
+  CHECK ("require \"enotify\"; if notify_method_capability \"mailto:a@b.c\" \"Online\" \"maybe\" { discard; }",
+         "discard");
+  CHECK ("require \"enotify\"; if notify_method_capability \"mailto:a@b.c\" \"online\" [\"yes\", \"no\"] "
+         "{ discard; }", "keep");
+  CHECK ("require \"enotify\"; if notify_method_capability \"xmpp:a@b.c\" \"online\" \"maybe\" { discard; }", "keep");
+  CHECK ("require \"enotify\"; notify :importance \"4\" \"mailto:a@b.c\";",
+         "compile error: 1:20: notify: :importance must be \"1\", \"2\" or \"3\"");
+  CHECK ("require \"enotify\"; notify \"mailto:not-an-address\";",
+         "compile error: 1:20: notify: invalid mailto URI");
+  CHECK ("require \"variables\"; set :encodeurl \"a\" \"b\";",
+         "compile error: 1:22: set: :encodeurl needs require \"enotify\"");
+  /* RFC 5436 2.7: an address once per run; unsafe URI fields left out */
+  CHECK_NOTIFY ("require \"enotify\"; notify \"mailto:a@b.c\"; notify \"mailto:A@b.c?cc=d@e.f\";"
+                "notify \"mailto:d@e.f\";", NULL, "a@b.c|2|-|-|-; d@e.f|2|-|-|-; keep");
+  CHECK_NOTIFY ("require \"enotify\"; notify \"mailto:a1@b.c\"; notify \"mailto:a2@b.c\"; notify \"mailto:a3@b.c\";"
+                "notify \"mailto:a4@b.c\"; notify \"mailto:a5@b.c\";", NULL,
+                "error: notify 'mailto:a5@b.c': too many notifications; keep");
+  CHECK_NOTIFY ("require \"enotify\"; notify \"mailto:a1@b.c?cc=a2@b.c,a3@b.c,a4@b.c,a5@b.c,a6@b.c,a7@b.c,"
+                "a8@b.c,a9@b.c\";", NULL,
+                "compile error: 1:20: notify: too many recipients in a mailto URI");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -830,5 +954,7 @@ main (int argc, char **argv)
   g_test_add_func ("/sieve/validation-messages", test_validation_messages);
   g_test_add_func ("/sieve/rfc5293/order", test_editheader_order);
   g_test_add_func ("/sieve/rfc5232/duplicate-store-flags", test_duplicate_store_flags);
+  g_test_add_func ("/sieve/rfc5435/examples", test_enotify_examples);
+  g_test_add_func ("/sieve/rfc5435/tests-and-limits", test_enotify_tests_and_limits);
   return g_test_run ();
 }
