@@ -18,9 +18,11 @@
 #define MAX_REDIRECT_HOPS 5
 
 /* Fields editheader leaves alone besides sieve-lite's trace fields: the
- * loop mark (deleting it let two scripts bounce a message for ever) and
- * the rest of what deliver_trace_headers writes. */
-const char *const filter_protected_fields[] = { FILTER_REDIRECT_HEADER, "X-Original-To", NULL };
+ * loop mark (deleting it let two scripts bounce a message for ever), the
+ * rest of what deliver_trace_headers writes, and what replace keeps of
+ * the original (RFC 5703 5: "cannot be modified or removed"). */
+const char *const filter_protected_fields[] = { FILTER_REDIRECT_HEADER, "X-Original-To", "Original-Subject",
+                                                "Original-From", NULL };
 
 /* ---- scripts ------------------------------------------------------------------ */
 
@@ -103,9 +105,17 @@ merge (SieveResult *into, SieveResult *from, SieveAction **pending)
   for (guint i = 0; i < n; i++)
     {
       SieveAction *a = g_steal_pointer (&from->actions->pdata[i]);
-      /* the earlier scripts' edits come first (RFC 5293 7 across the sequence) */
+      /* the earlier scripts' edits and changes come first (RFC 5293 7,
+       * RFC 5703 5, 6 across the sequence) */
       a->edits_before += into->edits->len;
+      a->changes_before += into->changes->len;
       g_ptr_array_add (into->actions, a);
+    }
+  for (guint i = 0; i < from->changes->len; i++)
+    {
+      SieveChange *c = g_steal_pointer (&from->changes->pdata[i]);
+      c->edits_before += into->edits->len;
+      g_ptr_array_add (into->changes, c);
     }
   for (guint i = 0; i < from->edits->len; i++)
     g_ptr_array_add (into->edits, g_steal_pointer (&from->edits->pdata[i]));
@@ -195,6 +205,7 @@ script_failed (const FilterMessage *m, const char *path, const char *why, gboole
   g_ptr_array_set_size (out->result.actions, 0);
   g_clear_pointer (pending, sieve_action_free);
   g_ptr_array_set_size (out->result.edits, 0);
+  g_ptr_array_set_size (out->result.changes, 0);
   out->result.implicit_keep = TRUE;
   out->result.error = g_steal_pointer (&what);
 }
@@ -205,6 +216,7 @@ outcome_init (FilterOutcome *out)
   memset (out, 0, sizeof *out);
   out->result.actions = g_ptr_array_new_with_free_func (sieve_action_free);
   out->result.edits = g_ptr_array_new_with_free_func (sieve_header_edit_free);
+  out->result.changes = g_ptr_array_new_with_free_func (sieve_change_free);
   out->result.implicit_keep = TRUE;
 }
 
@@ -218,6 +230,7 @@ add_implicit_keep (FilterOutcome *out, SieveAction *pending)
       SieveAction *k = pending && !out->result.error ? g_steal_pointer (&pending) : g_new0 (SieveAction, 1);
       k->kind = SIEVE_KEEP;
       k->edits_before = out->result.edits->len;   /* RFC 5293 7: it sees them all */
+      k->changes_before = out->result.changes->len;
       g_ptr_array_add (out->result.actions, k);
     }
   sieve_action_free (pending);

@@ -92,6 +92,7 @@ sieve_run_action (SieveRun *run, SieveActionKind kind, char *arg, char *flags, g
   x->flags = flags;
   x->copy = copy;
   x->edits_before = run->r->edits->len;
+  x->changes_before = run->r->changes ? run->r->changes->len : 0;
   g_ptr_array_add (run->r->actions, x);
 }
 

@@ -267,5 +267,7 @@ const SieveDef sieve_command_defs[] = {
   { .name = "addheader", .cap = "editheader", .shape = "ss", .command = cmd_addheader },
   { .name = "deleteheader", .cap = "editheader", .shape = "oss", .alt_shape = "s", .command = cmd_deleteheader },
   { .name = "notify", .cap = "enotify", .shape = "s", .check = sieve_check_notify, .command = sieve_cmd_notify },
+  { .name = "replace", .cap = "replace", .shape = "s", .check = sieve_check_replace, .command = sieve_cmd_replace },
+  { .name = "enclose", .cap = "enclose", .shape = "s", .command = sieve_cmd_enclose },
   { NULL }
 };

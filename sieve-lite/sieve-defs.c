@@ -15,7 +15,7 @@ static const char *const known_caps[] = {
   "fileinto", "envelope", "reject", "ereject", "copy", "imap4flags", "subaddress", "editheader",
   "variables", "relational", "body", "spamtest", "spamtestplus", "virustest", "comparator-i;octet",
   "comparator-i;ascii-casemap", "comparator-i;ascii-numeric", "vacation", "mailbox", "vnd.opes-lmtpd.callout",
-  "enotify", NULL,
+  "enotify", "replace", "enclose", NULL,
 };
 
 gboolean
@@ -248,6 +248,7 @@ static const TagDef tags[] = {
   { "importance", TAG_STRING, tag_string, offsetof (SieveArgs, importance) },
   { "message", TAG_STRING, tag_string, offsetof (SieveArgs, message) },
   { "options", TAG_LIST, tag_list, offsetof (SieveArgs, options) },
+  { "headers", TAG_LIST, tag_list, offsetof (SieveArgs, headers) },
 };
 
 static gboolean

@@ -95,6 +95,7 @@ typedef struct {
   GPtrArray *modifiers;     /* set: const SieveModifierDef*, in order */
   const char *importance, *message;   /* notify (RFC 5435) */
   char **options;
+  char **headers;           /* enclose :headers (RFC 5703 6) */
   GPtrArray *pos;           /* SieveArg*: strings and numbers in order */
 } SieveArgs;
 
@@ -177,3 +178,8 @@ gboolean sieve_check_notify (const SieveNode *n, GError **error);
 gboolean sieve_test_valid_notify_method (SieveRun *run, const SieveNode *t);
 gboolean sieve_test_notify_method_capability (SieveRun *run, const SieveNode *t);
 char *sieve_mod_encodeurl (const char *value);
+
+/* sieve-replace.c: replace and enclose (RFC 5703 5, 6) */
+void sieve_cmd_replace (SieveRun *run, const SieveNode *c, gboolean *if_taken);
+void sieve_cmd_enclose (SieveRun *run, const SieveNode *c, gboolean *if_taken);
+gboolean sieve_check_replace (const SieveNode *n, GError **error);

@@ -47,6 +47,19 @@ sieve_notify_free (SieveNotify *n)
 }
 
 void
+sieve_change_free (gpointer p)
+{
+  SieveChange *c = p;
+  if (c == NULL)
+    return;
+  g_free (c->text);
+  g_free (c->subject);
+  g_free (c->from);
+  g_strfreev (c->headers);
+  g_free (c);
+}
+
+void
 sieve_header_edit_free (gpointer p)
 {
   SieveHeaderEdit *e = p;
@@ -65,6 +78,7 @@ sieve_result_clear (SieveResult *r)
 {
   g_clear_pointer (&r->actions, g_ptr_array_unref);
   g_clear_pointer (&r->edits, g_ptr_array_unref);
+  g_clear_pointer (&r->changes, g_ptr_array_unref);
   g_clear_pointer (&r->error, g_free);
 }
 

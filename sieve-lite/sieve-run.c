@@ -290,6 +290,7 @@ run_init (SieveRun *run, const SieveScript *script, const SieveMessage *msg, Sie
   run->r = out;
   out->actions = g_ptr_array_new_with_free_func (sieve_action_free);
   out->edits = g_ptr_array_new_with_free_func (sieve_header_edit_free);
+  out->changes = g_ptr_array_new_with_free_func (sieve_change_free);
   out->error = NULL;
   run->vars = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   run->flags = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
@@ -314,6 +315,7 @@ sieve_run (const SieveScript *script, const SieveMessage *msg, SieveResult *out)
       out->error = g_strdup (run.error->message);
       g_ptr_array_set_size (out->actions, 0);
       g_ptr_array_set_size (out->edits, 0);
+      g_ptr_array_set_size (out->changes, 0);
       run.implicit_keep = TRUE;
       g_hash_table_remove_all (run.flags);
       g_error_free (run.error);
@@ -325,6 +327,7 @@ sieve_run (const SieveScript *script, const SieveMessage *msg, SieveResult *out)
       k->kind = SIEVE_KEEP;
       k->flags = sieve_run_flags_string (&run, NULL);
       k->edits_before = out->edits->len;
+      k->changes_before = out->changes->len;
       g_ptr_array_add (out->actions, k);
     }
   for (guint i = 0; i < 10; i++)

@@ -116,7 +116,28 @@ typedef struct {
    * keep: all of them) */
   guint edits_before;
   SieveNotify *notify;   /* SIEVE_NOTIFY: argument is the method URI */
+  /* RFC 5703 5, 6: how many of SieveResult.changes came before (the
+   * implicit keep: all of them) */
+  guint changes_before;
 } SieveAction;
+
+/* replace and enclose (RFC 5703 5, 6): what keep, fileinto and the
+ * implicit keep store after them (enclose leaves redirect alone, 6). */
+typedef enum {
+  SIEVE_CHANGE_REPLACE,
+  SIEVE_CHANGE_ENCLOSE,
+} SieveChangeKind;
+
+typedef struct {
+  SieveChangeKind kind;
+  guint edits_before;    /* the header edits made before it apply to the message it changes */
+  guint part;            /* the part replaced: 0, the whole message (foreverypart may name one) */
+  char *text;            /* the replacement, or enclose's text part */
+  gboolean mime;         /* replace :mime: @text is a MIME entity (header fields, empty line, body) */
+  char *subject;         /* :subject, or NULL */
+  char *from;            /* replace :from (a mailbox list), or NULL */
+  char **headers;        /* enclose :headers: fields copied from the enclosed message, or NULL */
+} SieveChange;
 
 typedef struct {
   char *name;
@@ -142,6 +163,7 @@ typedef struct {
   GPtrArray *edits;            /* SieveHeaderEdit* (editheader) */
   char *error;                 /* runtime error: actions then are just an implicit keep */
   gboolean implicit_keep;      /* the last action is the implicit keep (2.10.2) */
+  GPtrArray *changes;          /* SieveChange* (replace, enclose), in order */
 } SieveResult;
 
 /* Runs @script for one message; always leaves a usable result. */
@@ -150,6 +172,7 @@ void sieve_result_clear (SieveResult *r);
 /* For callers that move actions and edits out of a result (NULL is fine). */
 void sieve_action_free (gpointer action);
 void sieve_notify_free (SieveNotify *notify);
+void sieve_change_free (gpointer change);
 void sieve_header_edit_free (gpointer edit);
 const char *sieve_action_name (SieveActionKind kind);
 
