@@ -77,69 +77,30 @@ sieve_rejects (const Delivery *dv, const SieveResult *r)
   return FALSE;
 }
 
-/* editheader (RFC 5293 7): each keep, fileinto and redirect takes the
- * header as edited up to its place in the script, the implicit keep all
- * the edits.  The content after the header (the spool's body) is the same
- * for all; the edited headers are made once per place. */
-typedef struct {
-  const GPtrArray *edits;
-  char *base;               /* the prefix and the header part as received */
-  char **edited;            /* [n]: with the first n edits, made on first use */
-} SieveHeaders;
-
-/* The header goes into the prefix (read from the spool unless a service
- * put it there already).  FALSE (status set) if it cannot be read. */
-static gboolean
-headers_init (const Delivery *dv, Store *st, const GPtrArray *edits, gboolean header_in_prefix, SieveHeaders *h)
+/* The message as received for the actions' versions of it (RFC 5293 7,
+ * RFC 5703): the header goes into the prefix (read from the spool unless
+ * a service put it there already), st->content becomes the body.  NULL
+ * (status set) if the header cannot be read. */
+static SieveMessages *
+messages_new (const Delivery *dv, Store *st, const SieveResult *r, gboolean header_in_prefix)
 {
   const DeliverSpool *spool = dv->msg->spool;
+  gsize hlen;
+  g_autofree char *orig = NULL, *base = NULL;
 
-  h->edits = edits;
-  h->edited = g_new0 (char *, edits->len + 1);
   if (header_in_prefix)
-    h->base = g_strdup (st->prefix);
-  else
+    return sieve_messages_new (dv, r, st->prefix, &st->content);
+  orig = deliver_spool_read_header (spool, &hlen);
+  if (orig == NULL)
     {
-      gsize hlen;
-      g_autofree char *orig = deliver_spool_read_header (spool, &hlen);
-      if (orig == NULL)
-        {
-          deliver_status_set (dv->status, 451, "4.3.0", "<%s> Could not read the message", dv->rcpt->original);
-          return FALSE;
-        }
-      h->base = g_strconcat (st->prefix, orig, NULL);
-      st->content.seg[0].offset += hlen;
-      st->content.seg[0].length -= hlen;
-      st->content.seg[0].lines -= deliver_spool_header_lines (spool);
+      deliver_status_set (dv->status, 451, "4.3.0", "<%s> Could not read the message", dv->rcpt->original);
+      return NULL;
     }
-  return TRUE;
-}
-
-/* The prefix with the first @n edits applied (owned by @h). */
-static const char *
-headers_at (SieveHeaders *h, guint n)
-{
-  n = MIN (n, h->edits->len);
-  if (n == 0)
-    return h->base;
-  if (h->edited[n] == NULL)
-    {
-      g_autoptr (GPtrArray) first = g_ptr_array_sized_new (n);
-      for (guint i = 0; i < n; i++)
-        g_ptr_array_add (first, h->edits->pdata[i]);
-      h->edited[n] = header_edit_sieve (h->base, first, filter_protected_fields);
-    }
-  return h->edited[n];
-}
-
-static void
-headers_clear (SieveHeaders *h)
-{
-  if (h->edited)
-    for (guint i = 0; i <= h->edits->len; i++)
-      g_free (h->edited[i]);
-  g_clear_pointer (&h->edited, g_free);
-  g_clear_pointer (&h->base, g_free);
+  base = g_strconcat (st->prefix, orig, NULL);
+  st->content.seg[0].offset += hlen;
+  st->content.seg[0].length -= hlen;
+  st->content.seg[0].lines -= deliver_spool_header_lines (spool);
+  return sieve_messages_new (dv, r, base, &st->content);
 }
 
 /* What a Sieve result asks for besides a reject. */
@@ -148,15 +109,18 @@ typedef struct {
   GPtrArray *flags;         /* the stores' flags, owned */
   GPtrArray *redirects;     /* const SieveAction* */
   const SieveAction *vacation;
-  SieveHeaders *headers;    /* NULL: no header edits */
+  SieveMessages *messages;  /* NULL: no header edits, replace or enclose */
   GPtrArray *notifies;      /* const SieveAction* */
 } SievePlan;
 
-/* The prefix action @a stores or sends (RFC 5293 7). */
-static const char *
-plan_prefix (const SievePlan *plan, const Store *st, const SieveAction *a)
+/* The message action @a stores or sends into @one's prefix and content. */
+static gboolean
+plan_message (const SievePlan *plan, const SieveAction *a, Store *one, GError **error)
 {
-  return plan->headers ? headers_at (plan->headers, a->edits_before) : st->prefix;
+  if (plan->messages == NULL)
+    return TRUE;
+  return sieve_messages_get (plan->messages, a->edits_before, a->changes_before, a->kind == SIEVE_REDIRECT,
+                             &one->prefix, &one->content, error);
 }
 
 /* The same folder twice is one copy (RFC 5228 2.10.3), sieve-lite's rule
@@ -197,8 +161,8 @@ fileinto_folder (const Delivery *dv, const SieveAction *a, Store *one)
   one->create = a->create;
 }
 
-static void
-plan_actions (const Delivery *dv, const SieveResult *r, const Store *st, SievePlan *plan)
+static gboolean
+plan_actions (const Delivery *dv, const SieveResult *r, const Store *st, SievePlan *plan, GError **error)
 {
   for (guint i = 0; i < r->actions->len; i++)
     {
@@ -212,7 +176,8 @@ plan_actions (const Delivery *dv, const SieveResult *r, const Store *st, SievePl
         case SIEVE_KEEP:
           one.flags = a->flags ? merge_flags (st->flags, a->flags) : g_strdup (st->flags);
           g_ptr_array_add (plan->flags, (char *) one.flags);
-          one.prefix = plan_prefix (plan, st, a);
+          if (!plan_message (plan, a, &one, error))
+            return FALSE;
           if (!merge_store (plan, &one))
             g_array_append_val (plan->stores, one);
           break;
@@ -229,6 +194,7 @@ plan_actions (const Delivery *dv, const SieveResult *r, const Store *st, SievePl
           break;
         }
     }
+  return TRUE;
 }
 
 /* The redirects, after the stores; *@keep_instead when one that failed
@@ -241,9 +207,17 @@ send_redirects (const FilterMessage *fm, const SievePlan *plan, const Store *st,
   for (guint i = 0; i < plan->redirects->len; i++)
     {
       const SieveAction *a = plan->redirects->pdata[i];
+      g_autoptr (GError) error = NULL;
       FilterMessage one = *fm;
-      one.prefix = plan_prefix (plan, st, a);
-      if (filter_redirect (&one, a->argument))
+      Store version = *st;
+      if (!plan_message (plan, a, &version, &error))
+        {
+          g_autofree char *why = util_sanitize (error->message, 300);
+          g_warning ("%s: <%s> sieve: redirect: %s", fm->msg->id, fm->rcpt->address, why);
+        }
+      one.prefix = version.prefix;
+      one.content = &version.content;
+      if (error == NULL && filter_redirect (&one, a->argument))
         redirected++;
       else if (!a->copy)
         *keep_instead = TRUE;
@@ -281,7 +255,11 @@ carry_out (const Delivery *dv, const Store *st, FilterOutcome *fo, SievePlan *pl
   guint redirected;
   gboolean keep_instead = FALSE;
 
-  plan_actions (dv, &fo->result, st, plan);
+  if (!plan_actions (dv, &fo->result, st, plan, error))
+    {
+      store_failed (dv, *error);
+      return;
+    }
   /* stores first: a store that fails sends nothing on */
   if (!store_all (dv, plan->stores, stored, error))
     return;
@@ -301,9 +279,10 @@ carry_out (const Delivery *dv, const Store *st, FilterOutcome *fo, SievePlan *pl
 }
 
 /* Carries out a Sieve result (RFC 5228 2.10): reject refuses, header
- * edits change the stored header (RFC 5293 7: as far as each action
- * saw them), keep/fileinto store (all or none), redirect sends on,
- * vacation answers and notify notifies after the stores. */
+ * edits, replace and enclose change what is stored (RFC 5293 7, RFC 5703
+ * 5, 6: as far as each action saw them), keep/fileinto store (all or
+ * none), redirect sends on, vacation answers and notify notifies after
+ * the stores. */
 void
 sieve_actions_apply (const Delivery *dv, Store *st, FilterOutcome *fo, gboolean header_in_prefix, char **out_path,
                      GError **error)
@@ -313,21 +292,23 @@ sieve_actions_apply (const Delivery *dv, Store *st, FilterOutcome *fo, gboolean 
   g_autoptr (GArray) stores = g_array_new (FALSE, TRUE, sizeof (Store));
   g_autoptr (GPtrArray) redirects = g_ptr_array_new ();
   g_autoptr (GPtrArray) notifies = g_ptr_array_new ();
-  SieveHeaders headers = { NULL };
   SievePlan plan = { stores, flags, redirects, NULL, NULL, notifies };
 
   if (sieve_rejects (dv, r))
     return;
-  if (r->edits->len)
+  if (r->edits->len || r->changes->len)
     {
-      if (!headers_init (dv, st, r->edits, header_in_prefix, &headers))
+      if ((plan.messages = messages_new (dv, st, r, header_in_prefix)) == NULL)
+        return;
+      /* the implicit keep's: every edit and change */
+      if (!sieve_messages_get (plan.messages, r->edits->len, r->changes->len, FALSE, &st->prefix, &st->content,
+                               error))
         {
-          headers_clear (&headers);
+          store_failed (dv, *error);
+          sieve_messages_free (plan.messages);
           return;
         }
-      plan.headers = &headers;
-      st->prefix = headers_at (&headers, r->edits->len);
     }
   carry_out (dv, st, fo, &plan, out_path, error);
-  headers_clear (&headers);
+  sieve_messages_free (plan.messages);
 }

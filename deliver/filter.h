@@ -95,3 +95,5 @@ void filter_vacation (const FilterMessage *m, const SieveAction *action, const F
 
 /* notify by mailto: sends unless RFC 5436 2.7 forbids it (automatic mail). */
 void filter_notify (const FilterMessage *m, const SieveAction *action);
+/* @s with CR LF (and a lone CR) as LF: a script's text as we store it. */
+char *filter_to_lf (const char *s);

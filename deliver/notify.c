@@ -71,9 +71,8 @@ notify_fields (const FilterMessage *m, const SieveNotify *n, const char *from, G
   g_mime_header_list_prepend (g_mime_object_get_header_list (o), "Auto-Submitted", owner, NULL);
 }
 
-/* @s with CR LF (and a lone CR) as LF. */
-static char *
-to_lf (const char *s)
+char *
+filter_to_lf (const char *s)
 {
   GString *out = g_string_new (NULL);
 
@@ -96,7 +95,7 @@ notify_text (const FilterMessage *m, const SieveNotify *n, const char *from, GMi
 
   notify_fields (m, n, from, orig, out);
   /* the URI's body= (RFC 5436 2.7), CRLF as LF like the rest */
-  text = n->body ? to_lf (n->body) : g_strdup ("");
+  text = n->body ? filter_to_lf (n->body) : g_strdup ("");
   g_mime_text_part_set_text (body, text);
   g_mime_part_set_content_encoding (GMIME_PART (body),
                                     g_mime_part_get_best_content_encoding (GMIME_PART (body),

@@ -4,6 +4,8 @@ keep, the compile cache, editheader, redirect and vacation through a local
 SMTP receiver, global before/after scripts, and callout results as
 spamtest and the callout test."""
 
+import email
+import email.policy
 import os
 import re
 import socket
@@ -260,6 +262,73 @@ class SieveDeliveryTest(unittest.TestCase):
         (_, kept), = self.all_messages("alice@example.org")
         self.assertNotIn(b"X-A", kept)
         self.assertEqual(self.all_messages("alice@example.org", ".B"), [])
+
+    def test_enclose(self):
+        # RFC 5703 6: later stores keep the new multipart/mixed message with the old one as its
+        # message/rfc822 part; earlier stores and redirect ("does not affect messages that are
+        # forwarded via a redirect action") keep the message itself; edits apply in script order
+        self.script("alice@example.org", 'require ["enclose", "fileinto", "copy", "editheader"];\n'
+                    'fileinto :copy "Before";\naddheader "X-Inner" "1";\n'
+                    'enclose :subject "Wrapped" :headers ["to", "message-id"] "See the attached message.";\n'
+                    'addheader "X-Outer" "2";\nredirect :copy "r@example.com";\n')
+        self.d.start()
+        c = session(self.d)
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 250)
+        (_, before), = self.all_messages("alice@example.org", ".Before")
+        self.assertNotIn(b"X-Inner", before)
+        self.assertTrue(before.endswith(b"\n\nThe weekly report.\n"), before)
+        (name, kept), = self.all_messages("alice@example.org")
+        self.assertRegex(name, r",S=%d" % len(kept))
+        header = kept.split(b"\n\n", 1)[0]
+        self.assertTrue(header.startswith(b"X-Outer: 2\n"), header)
+        for field in (b"Subject: Wrapped", b"From: <alice@example.org>", b"Message-ID: <m1@example.net>",
+                      b"MIME-Version: 1.0", b"Content-Type: multipart/mixed; boundary="):
+            self.assertIn(b"\n" + field, header)
+        self.assertNotIn(b"X-Inner", header)
+        self.assertNotIn(b"X-Drop", header)
+        m = email.message_from_bytes(kept, policy=email.policy.default)
+        text, inner = m.get_payload()
+        self.assertEqual(text.get_content_type(), "text/plain")
+        self.assertEqual(text.get_content().strip(), "See the attached message.")
+        self.assertEqual(inner.get_content_type(), "message/rfc822")
+        enclosed = inner.get_payload()[0]
+        self.assertEqual(enclosed["Subject"], "Project status")
+        self.assertEqual(enclosed["X-Inner"], "1")
+        self.assertIsNone(enclosed["X-Outer"])
+        self.assertEqual(enclosed.get_content(), "The weekly report.\n")
+        (_, rcpts, sent), = self.smtp.wait(1)
+        self.assertIn(b"X-Outer: 2\r\nX-Inner: 1\r\n", sent)
+        self.assertIn(b"Subject: Project status\r\n", sent)
+        self.assertNotIn(b"multipart", sent)
+
+    def test_replace(self):
+        # RFC 5703 5, the whole message: the body goes, the MIME fields with it; :subject and :from
+        # keep the old ones as Original-Subject and Original-From; every other field stays
+        self.script("alice@example.org", 'require ["replace", "fileinto", "copy"];\nfileinto :copy "Before";\n'
+                    'replace :subject "R\u00e4pl\u00e4ced" :from "Sieve <sieve@example.org>" "Nothing to see here.";\n')
+        self.script("bob@example.org", 'require ["replace"];\n'
+                    'replace :mime "Content-Type: text/html\r\nX-Evil: 1\r\n\r\n<p>hi</p>\r\n";\n')
+        self.d.start()
+        c = session(self.d)
+        self.assertEqual([r[0] for r in transaction(c, ["alice@example.org", "bob@example.org"], MSG)], [250, 250])
+        (_, before), = self.all_messages("alice@example.org", ".Before")
+        self.assertTrue(before.endswith(b"\n\nThe weekly report.\n"), before)
+        (name, kept), = self.all_messages("alice@example.org")
+        self.assertRegex(name, r",S=%d" % len(kept))
+        m = email.message_from_bytes(kept, policy=email.policy.default)
+        self.assertEqual(m["Subject"], "R\u00e4pl\u00e4ced")
+        self.assertEqual(m["Original-Subject"], "Project status")
+        self.assertEqual(m["From"], "Sieve <sieve@example.org>")
+        self.assertEqual(m["Original-From"], "Sender <s@example.net>")
+        self.assertEqual(m.get_all("X-Drop"), ["yes", "keep me"])
+        self.assertEqual(m.get_content_type(), "text/plain")
+        self.assertEqual(m.get_content(), "Nothing to see here.\n")
+        (_, html), = self.all_messages("bob@example.org")
+        header, body = html.split(b"\n\n", 1)
+        self.assertIn(b"\nContent-Type: text/html\n", header + b"\n")
+        self.assertNotIn(b"X-Evil", header)
+        self.assertIn(b"\nSubject: Project status\n", header)
+        self.assertEqual(body, b"<p>hi</p>\n")
 
     KNIT = ("Return-Path: <knitting-bounces@example.com>\r\nMessage-ID: <1234567.89ABCDEF@example.com>\r\n"
             "Date: Wed, 07 Dec 2005 10:59:19 +0100\r\nPrecedence: list\r\n"
