@@ -909,6 +909,74 @@ test_enotify_tests_and_limits (void)
                 "compile error: 1:20: notify: too many recipients in a mailto URI");
 }
 
+/* The changes as "kind@edits_before[/subject]" and the actions as
+ * "kind@changes_before" */
+static char *
+run_changes (const char *script)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SieveScript) s = sieve_compile (script, strlen (script), &error);
+  Fake f = { default_headers, "Hello.\n" };
+  SieveMessage m = { 0 };
+  SieveResult r = { 0 };
+  GString *out = g_string_new (NULL);
+
+  if (s == NULL)
+    {
+      g_string_append_printf (out, "compile error: %s", error->message);
+      return g_string_free (out, FALSE);
+    }
+  m.envelope_from = "alice@example.com";
+  m.envelope_to = "bob@example.org";
+  m.header = fake_header;
+  m.body_text = fake_body;
+  m.data = &f;
+  sieve_run (s, &m, &r);
+  if (r.error)
+    g_string_append_printf (out, "error: %s; ", r.error);
+  for (guint i = 0; i < r.changes->len; i++)
+    {
+      const SieveChange *c = r.changes->pdata[i];
+      g_string_append_printf (out, "%s@%u%s%s; ", c->kind == SIEVE_CHANGE_ENCLOSE ? "enclose" : "replace",
+                              c->edits_before, c->subject ? "/" : "", c->subject ? c->subject : "");
+    }
+  for (guint i = 0; i < r.actions->len; i++)
+    {
+      const SieveAction *a = r.actions->pdata[i];
+      g_string_append_printf (out, "%s%s@%u", i ? "; " : "", sieve_action_name (a->kind), a->changes_before);
+    }
+  sieve_result_clear (&r);
+  return g_string_free (out, FALSE);
+}
+
+#define CHECK_CHANGES(script, expected)                 \
+  do {                                                  \
+    g_autofree char *got_ = run_changes (script);       \
+    g_assert_cmpstr (got_, ==, expected);               \
+  } while (0)
+
+/* RFC 5703 5, 6: replace and enclose change what later stores keep, in
+ * order with the header edits; after a run-time error nothing changes. */
+static void
+test_replace_enclose (void)
+{
+  CHECK_CHANGES ("require [\"enclose\", \"replace\", \"fileinto\", \"copy\", \"editheader\"];\n"
+                 "fileinto :copy \"A\"; addheader \"X\" \"1\"; enclose :subject \"S\" \"text\";\n"
+                 "fileinto :copy \"B\"; replace \"new\"; redirect :copy \"r@x.org\";",
+                 "enclose@1/S; replace@1; fileinto@0; fileinto@1; redirect@2; keep@2");
+  CHECK_CHANGES ("require [\"replace\", \"variables\"];\nset \"f\" \"not an address\";\n"
+                 "replace :from \"${f}\" \"x\";",
+                 "error: replace :from 'not an address' is not a mailbox list; keep@0");
+  CHECK_CHANGES ("require [\"replace\"];\nreplace :from \"Me <me@example.org>, you@example.org\" \"x\";",
+                 "replace@0; keep@1");
+  CHECK_CHANGES ("require \"replace\";\nreplace :mime :subject \"s\" \"Content-Type: text/plain\n\nx\";",
+                 "compile error: 2:1: replace: :mime goes with neither :subject nor :from");
+  CHECK_CHANGES ("enclose \"x\";", "compile error: 1:1: 'enclose' needs require \"enclose\"");
+  CHECK_CHANGES ("require \"enclose\";\nenclose \"1\"; enclose \"2\"; enclose \"3\"; enclose \"4\"; enclose \"5\";\n"
+                 "enclose \"6\"; enclose \"7\"; enclose \"8\"; enclose \"9\";",
+                 "error: too many replace and enclose actions; keep@0");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -956,5 +1024,6 @@ main (int argc, char **argv)
   g_test_add_func ("/sieve/rfc5232/duplicate-store-flags", test_duplicate_store_flags);
   g_test_add_func ("/sieve/rfc5435/examples", test_enotify_examples);
   g_test_add_func ("/sieve/rfc5435/tests-and-limits", test_enotify_tests_and_limits);
+  g_test_add_func ("/sieve/rfc5703/replace-enclose", test_replace_enclose);
   return g_test_run ();
 }
