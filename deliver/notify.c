@@ -24,7 +24,8 @@ notify_forbidden (FilterView *view)
   return NULL;
 }
 
-/* :from if it is an address (RFC 5436 2.7), else the recipient. */
+/* The From field: :from if it is an address (RFC 5436 2.7), else the
+ * recipient. */
 static char *
 notify_from (const FilterMessage *m, const SieveNotify *n)
 {
@@ -106,12 +107,14 @@ notify_text (const FilterMessage *m, const SieveNotify *n, const char *from, GMi
   return g_mime_object_to_string (GMIME_OBJECT (out), fmt);
 }
 
-/* Sends @text to each recipient; the envelope sender is null when the
- * triggering message's is (RFC 5436 2.7 "MUST be empty as well"). */
+/* Sends @text to each recipient.  The envelope sender is null when the
+ * triggering message's is (RFC 5436 2.7 "MUST be empty as well"), else
+ * the user, whatever :from says (2.7 leaves it to "implementation-specific
+ * security checks": a script does not choose where bounces go). */
 static void
-notify_send (const FilterMessage *m, const SieveNotify *n, const char *from, const char *text)
+notify_send (const FilterMessage *m, const SieveNotify *n, const char *text)
 {
-  const char *sender = m->msg->sender[0] ? from : "";
+  const char *sender = m->msg->sender[0] ? m->rcpt->original : "";
 
   for (guint i = 0; n->recipients[i]; i++)
     {
@@ -142,7 +145,7 @@ filter_notify (const FilterMessage *m, const SieveAction *action)
     {
       g_autofree char *from = notify_from (m, n);
       g_autofree char *text = notify_text (m, n, from, filter_view_message (&view));
-      notify_send (m, n, from, text);
+      notify_send (m, n, text);
     }
   filter_view_clear (&view);
 }

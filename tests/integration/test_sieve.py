@@ -379,8 +379,9 @@ class SieveDeliveryTest(unittest.TestCase):
         self.assertEqual(transaction(c, ["alice@example.org"], MSG.replace("<m1@", "<m3@"))[0][0], 250)
         got = self.smtp.wait(2)
         time.sleep(0.3)
+        # the envelope sender is the user's, not :from (RFC 5436 2.7 leaves it to the implementation)
         self.assertEqual([(g[0], g[1]) for g in self.smtp.received], [("", ["n@example.com"]),
-                                                                       ("me@example.org", ["n@example.com"])])
+                                                                       ("alice@example.org", ["n@example.com"])])
         self.assertIn(b"From: me@example.org\r\n", got[0][2])
         self.assertIn(b"Subject: Project status\r\n", got[0][2])
         self.assertEqual(len(self.all_messages("alice@example.org")), 3)
