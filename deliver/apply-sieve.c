@@ -278,6 +278,18 @@ carry_out (const Delivery *dv, const Store *st, FilterOutcome *fo, SievePlan *pl
   sieve_status (dv, stored, redirected, out_path);
 }
 
+/* A notification goes with a reject (RFC 5429 2.1 does not forbid it):
+ * about the message as received. */
+static void
+notify_rejected (const Delivery *dv, const Store *st, const SieveResult *r)
+{
+  FilterMessage fm = { dv->ctx, dv->config, dv->msg, dv->rcpt, st->prefix, &st->content };
+
+  for (guint i = 0; i < r->actions->len; i++)
+    if (((const SieveAction *) r->actions->pdata[i])->kind == SIEVE_NOTIFY)
+      filter_notify (&fm, r->actions->pdata[i]);
+}
+
 /* Carries out a Sieve result (RFC 5228 2.10): reject refuses, header
  * edits, replace and enclose change what is stored (RFC 5293 7, RFC 5703
  * 5, 6: as far as each action saw them), keep/fileinto store (all or
@@ -295,7 +307,10 @@ sieve_actions_apply (const Delivery *dv, Store *st, FilterOutcome *fo, gboolean 
   SievePlan plan = { stores, flags, redirects, NULL, NULL, notifies };
 
   if (sieve_rejects (dv, r))
-    return;
+    {
+      notify_rejected (dv, st, r);
+      return;
+    }
   if (r->edits->len || r->changes->len)
     {
       if ((plan.messages = messages_new (dv, st, r, header_in_prefix)) == NULL)

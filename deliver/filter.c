@@ -90,7 +90,7 @@ rejects_with_others (const SieveResult *so_far, const SieveResult *next)
         SieveActionKind kind = ((SieveAction *) both[k]->actions->pdata[i])->kind;
         if (kind == SIEVE_REJECT || kind == SIEVE_EREJECT)
           rej = TRUE;
-        else if (kind != SIEVE_DISCARD)
+        else if (kind != SIEVE_DISCARD && kind != SIEVE_NOTIFY)
           other = TRUE;
       }
   return rej && other;

@@ -20,6 +20,15 @@ is_reject (SieveActionKind kind)
   return kind == SIEVE_REJECT || kind == SIEVE_EREJECT;
 }
 
+/* Neither delivers nor answers the message: goes with reject (RFC 5429
+ * 2.1 names keep, fileinto, redirect and vacation; a notification is
+ * about the message, as Pigeonhole has it). */
+static gboolean
+goes_with_reject (SieveActionKind kind)
+{
+  return kind == SIEVE_DISCARD || kind == SIEVE_NOTIFY;
+}
+
 /* RFC 5429 2.1: reject does not go with anything that delivers or
  * answers the message (a runtime error, as in Pigeonhole) */
 static gboolean
@@ -28,7 +37,7 @@ conflicts (SieveRun *run, SieveActionKind kind)
   for (guint i = 0; i < run->r->actions->len; i++)
     {
       SieveActionKind o = ((SieveAction *) run->r->actions->pdata[i])->kind;
-      if ((is_reject (kind) && o != SIEVE_DISCARD) || (is_reject (o) && kind != SIEVE_DISCARD))
+      if ((is_reject (kind) && !goes_with_reject (o)) || (is_reject (o) && !goes_with_reject (kind)))
         {
           g_set_error (&run->error, SIEVE_ERROR, SIEVE_ERROR_RUNTIME, "%s conflicts with %s",
                        sieve_action_name (kind), sieve_action_name (o));

@@ -386,6 +386,19 @@ class SieveDeliveryTest(unittest.TestCase):
         self.assertIn(b"Subject: Project status\r\n", got[0][2])
         self.assertEqual(len(self.all_messages("alice@example.org")), 3)
 
+    def test_notify_with_reject(self):
+        # RFC 5429 2.1 names keep, fileinto, redirect and vacation as what reject does not go with;
+        # a notification about the rejected message still goes (as Pigeonhole)
+        self.script("alice@example.org", 'require ["enotify", "reject"];\nnotify "mailto:n@example.com";\n'
+                    'reject "not here";\n')
+        self.d.start()
+        c = session(self.d)
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 550)
+        (_, rcpts, sent), = self.smtp.wait(1)
+        self.assertEqual(rcpts, ["n@example.com"])
+        self.assertIn(b"Subject: Project status\r\n", sent)
+        self.assertEqual(self.all_messages("alice@example.org"), [])
+
     def test_redirect_and_copy(self):
         self.script("alice@example.org", 'redirect "elsewhere@example.com";\n')
         self.script("bob@example.org", 'require "copy";\nredirect :copy "archive@example.com";\n')

@@ -138,6 +138,7 @@ SCRIPTS = [
     'require "enotify";\nnotify :importance "0" "mailto:a@b.c";',
     'require "enotify";\nnotify "mailto:a@";',
     'require "variables";\nset :encodeurl "a" "b";',
+    'require ["enotify", "reject"];\nnotify "mailto:a@b.c"; reject "x";',
     # errors both must refuse
     'require "mailbox";\nif true { keep :create; }',
     'fileinto "X";',

@@ -898,6 +898,9 @@ test_enotify_tests_and_limits (void)
          "compile error: 1:20: notify: invalid mailto URI");
   CHECK ("require \"variables\"; set :encodeurl \"a\" \"b\";",
          "compile error: 1:22: set: :encodeurl needs require \"enotify\"");
+  /* RFC 5429 2.1 does not name notify among what reject does not go with */
+  CHECK_NOTIFY ("require [\"enotify\", \"reject\"]; notify \"mailto:a@b.c\"; reject \"no\";", NULL,
+                "a@b.c|2|-|-|-; reject:no");
   /* RFC 5436 2.7: an address once per run; unsafe URI fields left out */
   CHECK_NOTIFY ("require \"enotify\"; notify \"mailto:a@b.c\"; notify \"mailto:A@b.c?cc=d@e.f\";"
                 "notify \"mailto:d@e.f\";", NULL, "a@b.c|2|-|-|-; d@e.f|2|-|-|-; keep");
