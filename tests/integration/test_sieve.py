@@ -271,9 +271,21 @@ class SieveDeliveryTest(unittest.TestCase):
                     'fileinto :copy "Before";\naddheader "X-Inner" "1";\n'
                     'enclose :subject "Wrapped" :headers ["to", "message-id"] "See the attached message.";\n'
                     'addheader "X-Outer" "2";\nredirect :copy "r@example.com";\n')
+        # "If multiple enclose actions are executed by a script, the message is enclosed multiple times"
+        self.script("bob@example.org", 'require ["enclose", "replace"];\nreplace "short";\nenclose "one";\n'
+                    'enclose :subject "Twice" "two";\n')
         self.d.start()
         c = session(self.d)
-        self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 250)
+        self.assertEqual([r[0] for r in transaction(c, ["alice@example.org", "bob@example.org"], MSG)], [250, 250])
+        (_, twice), = self.all_messages("bob@example.org")
+        outer = email.message_from_bytes(twice, policy=email.policy.default)
+        self.assertEqual(outer["Subject"], "Twice")
+        self.assertEqual(outer.get_payload()[0].get_content().strip(), "two")
+        middle = outer.get_payload()[1].get_payload()[0]
+        self.assertEqual(middle["Subject"], "Project status")
+        self.assertEqual(middle.get_payload()[0].get_content().strip(), "one")
+        inner = middle.get_payload()[1].get_payload()[0]
+        self.assertEqual(inner.get_content(), "short\n")
         (_, before), = self.all_messages("alice@example.org", ".Before")
         self.assertNotIn(b"X-Inner", before)
         self.assertTrue(before.endswith(b"\n\nThe weekly report.\n"), before)
