@@ -887,6 +887,9 @@ test_enotify_tests_and_limits (void)
          "{ discard; }", "discard");
   CHECK ("require \"enotify\"; if valid_notify_method [\"mailto:a@b.c\", \"tel:+1\"] { discard; }", "keep");
   CHECK ("require \"enotify\"; if valid_notify_method \"mailto:a@b.c?subject=%0D%0ABcc:x@y.z\" { discard; }", "keep");
+  /* no line break or bracket smuggled into an envelope address or a field name */
+  CHECK ("require \"enotify\"; if anyof (valid_notify_method \"mailto:a%0D%0AX@b.c\", valid_notify_method "
+         "\"mailto:a%3E@b.c\", valid_notify_method \"mailto:a@b.c?X-A%0A=1\") { discard; }", "keep");
   CHECK ("require \"enotify\"; if notify_method_capability \"mailto:a@b.c\" \"Online\" \"maybe\" { discard; }",
          "discard");
   CHECK ("require \"enotify\"; if notify_method_capability \"mailto:a@b.c\" \"online\" [\"yes\", \"no\"] "
