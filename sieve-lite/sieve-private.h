@@ -9,8 +9,8 @@
  * (sieve-run.c) calls each node's run function through its definition;
  * the commands and tests use the run state (sieve-run.h), the actions
  * (sieve-actions.c, sieve-notify.c, sieve-replace.c) and the matching
- * (sieve-match.c).  sieve-result.c
- * (the error domain, the result helpers) depends on none of them.
+ * (sieve-match.c).  sieve-result.c (the error domain, the result
+ * helpers) depends on none of them.
  */
 #pragma once
 
