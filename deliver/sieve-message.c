@@ -113,6 +113,8 @@ text_entity (const char *text, GString *fields)
   char *body;
 
   g_mime_text_part_set_text (t, text);
+  /* RFC 5703 5: "a text/plain part in UTF-8", whatever the text */
+  g_mime_text_part_set_charset (t, "utf-8");
   g_mime_part_set_content_encoding (GMIME_PART (t), g_mime_part_get_best_content_encoding (
                                       GMIME_PART (t), GMIME_ENCODING_CONSTRAINT_7BIT));
   g_mime_format_options_set_newline_format (fmt, GMIME_NEWLINE_FORMAT_UNIX);
@@ -138,7 +140,8 @@ named (const char *field, const char *const *names)
 
 /* The new message's header: our Return-Path stays on top; the fields
  * :headers names are copied; Date and From are made unless copied (the
- * user's); the Subject is :subject or the enclosed one's. */
+ * user's address as given); the Subject is :subject or the enclosed
+ * one's.  sieve-lite shows later tests the same (sieve-replace.c). */
 static char *
 enclose_header (const Delivery *dv, const SieveChange *c, const char *old, const char *boundary)
 {
@@ -165,7 +168,7 @@ enclose_header (const Delivery *dv, const SieveChange *c, const char *old, const
       g_string_append_printf (h, "Date: %s\n", d);
     }
   if (!has_from)
-    g_string_append_printf (h, "From: <%s>\n", dv->rcpt->address);
+    g_string_append_printf (h, "From: <%s>\n", dv->rcpt->original);
   for (guint i = 0; !c->subject && !has_subject && i < fields->len; i++)
     if (named (fields->pdata[i], subj))
       {

@@ -184,3 +184,9 @@ char *sieve_mod_encodeurl (const char *value);
 void sieve_cmd_replace (SieveRun *run, const SieveNode *c, gboolean *if_taken);
 void sieve_cmd_enclose (SieveRun *run, const SieveNode *c, gboolean *if_taken);
 gboolean sieve_check_replace (const SieveNode *n, GError **error);
+/* The values of field @name (@values, before change @index) as change
+ * @index leaves them. */
+void sieve_change_values (SieveRun *run, guint index, const char *name, GPtrArray *values);
+/* sieve-tests.c: the values of field @name after the first @changes
+ * changes, edits included (g_free'd strings) */
+GPtrArray *sieve_header_values (SieveRun *run, const char *name, guint changes);

@@ -107,3 +107,111 @@ sieve_cmd_enclose (SieveRun *run, const SieveNode *node, gboolean *if_taken)
   c->headers = a->headers ? sieve_run_expand_list (run, a->headers) : NULL;
   add_change (run, c);
 }
+
+/* ---- what later tests see (RFC 5703 6: "tests ... use the newly created
+ * message"); as deliver/ makes it, but for what only it knows (the
+ * boundary, the transfer encoding) ------------------------------------------- */
+
+static gboolean
+is_mime_field (const char *name)
+{
+  return g_ascii_strncasecmp (name, "Content-", 8) == 0 || g_ascii_strcasecmp (name, "MIME-Version") == 0;
+}
+
+static void
+set_values (GPtrArray *values, const char *value)
+{
+  g_ptr_array_set_size (values, 0);
+  if (value)
+    g_ptr_array_add (values, g_strdup (value));
+}
+
+/* replace :mime: the entity's own values of @name (its fields up to the
+ * empty line, unfolded). */
+static void
+entity_values (const char *text, const char *name, GPtrArray *values)
+{
+  g_auto (GStrv) lines = g_strsplit (text, "\n", 1000);
+  gsize n = strlen (name);
+
+  for (guint i = 0; lines[i] && lines[i][strspn (lines[i], "\r")] != '\0'; i++)
+    if (g_ascii_strncasecmp (lines[i], name, n) == 0 && lines[i][n] == ':')
+      {
+        GString *v = g_string_new (lines[i] + n + 1);
+        for (guint k = i + 1; lines[k] && (lines[k][0] == ' ' || lines[k][0] == '\t'); k++)
+          g_string_append (v, lines[k]);
+        g_strdelimit (v->str, "\r", ' ');
+        g_ptr_array_add (values, g_strstrip (g_string_free (v, FALSE)));
+      }
+}
+
+static void
+replace_values (SieveRun *run, guint index, const SieveChange *c, const char *name, GPtrArray *values)
+{
+  const char *old = g_ascii_strcasecmp (name, "Original-Subject") == 0 && c->subject ? "Subject"
+                  : g_ascii_strcasecmp (name, "Original-From") == 0 && c->from ? "From" : NULL;
+
+  if (old)
+    {
+      GPtrArray *before = sieve_header_values (run, old, index);
+      for (guint i = 0; i < before->len; i++)
+        g_ptr_array_add (values, g_steal_pointer (&before->pdata[i]));
+      g_ptr_array_unref (before);
+    }
+  else if (g_ascii_strcasecmp (name, "MIME-Version") == 0)
+    set_values (values, "1.0");
+  else if (is_mime_field (name))
+    {
+      set_values (values, c->mime || g_ascii_strcasecmp (name, "Content-Type") ? NULL : "text/plain; charset=utf-8");
+      if (c->mime)
+        entity_values (c->text, name, values);
+    }
+  else if (g_ascii_strcasecmp (name, "Subject") == 0 && c->subject)
+    set_values (values, c->subject);
+  else if (g_ascii_strcasecmp (name, "From") == 0 && c->from)
+    set_values (values, c->from);
+}
+
+static void
+enclose_values (SieveRun *run, const SieveChange *c, const char *name, GPtrArray *values)
+{
+  gboolean copied = FALSE;
+
+  for (guint i = 0; !copied && c->headers && c->headers[i]; i++)
+    copied = g_ascii_strcasecmp (c->headers[i], name) == 0;
+  if (g_ascii_strcasecmp (name, "Subject") == 0)
+    {
+      if (c->subject)
+        set_values (values, c->subject);
+    }
+  else if (copied)
+    return;
+  else if (g_ascii_strcasecmp (name, "From") == 0)
+    {
+      g_autofree char *me = g_strdup_printf ("<%s>", run->m->envelope_to ? run->m->envelope_to : "");
+      set_values (values, me);
+    }
+  else if (g_ascii_strcasecmp (name, "Date") == 0)
+    {
+      g_autoptr (GDateTime) now = g_date_time_new_now_local ();
+      g_autofree char *d = g_date_time_format (now, "%a, %d %b %Y %H:%M:%S %z");
+      set_values (values, d);
+    }
+  else if (g_ascii_strcasecmp (name, "MIME-Version") == 0)
+    set_values (values, "1.0");
+  else if (g_ascii_strcasecmp (name, "Content-Type") == 0)
+    set_values (values, "multipart/mixed");
+  else if (g_ascii_strcasecmp (name, "Return-Path") != 0)
+    set_values (values, NULL);
+}
+
+void
+sieve_change_values (SieveRun *run, guint index, const char *name, GPtrArray *values)
+{
+  const SieveChange *c = run->r->changes->pdata[index];
+
+  if (c->kind == SIEVE_CHANGE_ENCLOSE)
+    enclose_values (run, c, name, values);
+  else
+    replace_values (run, index, c, name, values);
+}

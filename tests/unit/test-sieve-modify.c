@@ -319,6 +319,33 @@ test_replace_enclose (void)
                  "error: too many replace and enclose actions; keep@0");
 }
 
+/* RFC 5703 6: after enclose, "tests operating on the MIME structure or
+ * accessing MIME header fields use the newly created message"; after
+ * replace, the fields it changed (5). */
+static void
+test_tests_see_changes (void)
+{
+  CHECK ("require [\"enclose\", \"fileinto\", \"editheader\", \"copy\"];\naddheader \"X-Old\" \"1\";\n"
+         "enclose :subject \"Wrapped\" \"t\";\naddheader \"X-New\" \"1\";\n"
+         "if header :is \"subject\" \"Wrapped\" { fileinto :copy \"A\"; }\n"
+         "if not exists \"to\" { if not exists \"x-old\" { fileinto :copy \"B\"; } }\n"
+         "if header :contains \"content-type\" \"multipart/mixed\" { fileinto :copy \"C\"; }\n"
+         "if address :is \"from\" \"bob@example.org\" { fileinto :copy \"D\"; }\n"
+         "if exists \"x-new\" { fileinto :copy \"E\"; }",
+         "fileinto:A+copy; fileinto:B+copy; fileinto:C+copy; fileinto:D+copy; fileinto:E+copy; keep");
+  CHECK ("require [\"enclose\", \"fileinto\"];\nenclose :headers \"TO\" \"t\";\n"
+         "if allof (exists \"to\", header :is \"subject\" \"Weekly report: all GREEN\") { fileinto \"F\"; }",
+         "fileinto:F");
+  CHECK ("require [\"replace\", \"fileinto\", \"copy\"];\nreplace :subject \"New\" :from \"me@example.org\" \"x\";\n"
+         "if header :is \"original-subject\" \"Weekly report: all GREEN\" { fileinto :copy \"G\"; }\n"
+         "if header :is \"subject\" \"New\" { fileinto :copy \"H\"; }\n"
+         "if address :is \"original-from\" \"alice@example.com\" { fileinto :copy \"I\"; }\n"
+         "if header :is \"content-type\" \"text/plain; charset=utf-8\" { fileinto :copy \"J\"; }",
+         "fileinto:G+copy; fileinto:H+copy; fileinto:I+copy; fileinto:J+copy; keep");
+  CHECK ("require [\"replace\", \"fileinto\"];\nreplace :mime \"Content-Type: text/html\n\n<p>\";\n"
+         "if header :is \"content-type\" \"text/html\" { fileinto \"K\"; }", "fileinto:K");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -329,5 +356,6 @@ main (int argc, char **argv)
   g_test_add_func ("/sieve/rfc5435/examples", test_enotify_examples);
   g_test_add_func ("/sieve/rfc5435/tests-and-limits", test_enotify_tests_and_limits);
   g_test_add_func ("/sieve/rfc5703/replace-enclose", test_replace_enclose);
+  g_test_add_func ("/sieve/rfc5703/tests-see-changes", test_tests_see_changes);
   return g_test_run ();
 }
