@@ -187,6 +187,8 @@ gboolean sieve_check_replace (const SieveNode *n, GError **error);
 /* The values of field @name (@values, before change @index) as change
  * @index leaves them. */
 void sieve_change_values (SieveRun *run, guint index, const char *name, GPtrArray *values);
+/* The text the body test sees after the changes (takes @text, may be NULL). */
+char *sieve_changed_body (SieveRun *run, char *text);
 /* sieve-tests.c: the values of field @name after the first @changes
  * changes, edits included (g_free'd strings) */
 GPtrArray *sieve_header_values (SieveRun *run, const char *name, guint changes);

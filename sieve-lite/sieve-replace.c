@@ -215,3 +215,44 @@ sieve_change_values (SieveRun *run, guint index, const char *name, GPtrArray *va
   else
     replace_values (run, index, c, name, values);
 }
+
+/* replace :mime: the entity's body, if it is text (no Content-Type is
+ * text/plain, RFC 2045 5.2); else nothing the body test can read. */
+static char *
+entity_text (const char *text)
+{
+  g_autoptr (GPtrArray) type = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *entity = g_strdup (text);
+  const char *blank;
+  char *w = entity;
+
+  for (const char *r = text; *r; r++)   /* CR LF as LF, as it is stored */
+    if (*r != '\r')
+      *w++ = *r;
+  *w = '\0';
+  blank = g_str_has_prefix (entity, "\n") ? entity : strstr (entity, "\n\n");
+
+  entity_values (entity, "Content-Type", type);
+  if (type->len && g_ascii_strncasecmp (type->pdata[0], "text/", 5) != 0)
+    return g_strdup ("");
+  return g_strdup (blank ? blank + (blank == entity ? 1 : 2) : entity);
+}
+
+/* The body test after replace sees the new text; after enclose, the
+ * new text part and then what was enclosed (RFC 5703 5, 6). */
+char *
+sieve_changed_body (SieveRun *run, char *text)
+{
+  for (guint i = 0; run->r->changes && i < run->r->changes->len; i++)
+    {
+      const SieveChange *c = run->r->changes->pdata[i];
+      char *next;
+      if (c->kind == SIEVE_CHANGE_REPLACE)
+        next = c->mime ? entity_text (c->text) : g_strdup (c->text);
+      else
+        next = g_strconcat (c->text, "\n", text ? text : "", NULL);
+      g_free (text);
+      text = next;
+    }
+  return text;
+}

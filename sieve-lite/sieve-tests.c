@@ -316,7 +316,7 @@ test_body (SieveRun *run, const SieveNode *t)
 {
   const SieveArgs *a = t->parsed;
   g_auto (GStrv) keys = expand_keys (run, a);
-  g_autofree char *text = run->m->body_text ? run->m->body_text (run->m->data) : NULL;
+  g_autofree char *text = sieve_changed_body (run, run->m->body_text ? run->m->body_text (run->m->data) : NULL);
   char *values[2] = { text ? text : "", NULL };
 
   if (text)

@@ -344,6 +344,12 @@ test_tests_see_changes (void)
          "fileinto:G+copy; fileinto:H+copy; fileinto:I+copy; fileinto:J+copy; keep");
   CHECK ("require [\"replace\", \"fileinto\"];\nreplace :mime \"Content-Type: text/html\n\n<p>\";\n"
          "if header :is \"content-type\" \"text/html\" { fileinto \"K\"; }", "fileinto:K");
+  /* the body test too */
+  CHECK ("require [\"replace\", \"enclose\", \"fileinto\", \"body\", \"copy\"];\n"
+         "if body :contains \"Hello\" { fileinto :copy \"L\"; }\nreplace \"Goodbye\";\n"
+         "if body :contains \"Hello\" { fileinto :copy \"M\"; }\nenclose \"Wrapped up\";\n"
+         "if body :contains \"Wrapped\" { if body :contains \"Goodbye\" { fileinto :copy \"N\"; } }",
+         "fileinto:L+copy; fileinto:N+copy; keep");
 }
 
 int
