@@ -32,12 +32,6 @@ store_all (const Delivery *dv, GArray *stores, GPtrArray *stored, GError **error
     {
       char *path = NULL;
       const Store *one = &g_array_index (stores, Store, i);
-      gboolean dup = FALSE;
-      /* the same folder twice is one copy (RFC 5228 2.10.3) */
-      for (guint k = 0; k < i; k++)
-        dup |= g_strcmp0 (g_array_index (stores, Store, k).folder, one->folder) == 0;
-      if (dup)
-        continue;
       if (!store_copy (dv, one, &path, error))
         {
           g_free (path);
@@ -83,34 +77,30 @@ sieve_rejects (const Delivery *dv, const SieveResult *r)
   return FALSE;
 }
 
-/* editheader: the header goes into the prefix (read from the spool unless
- * a service put it there already) with the edits applied; *@edited owns
- * the new prefix.  FALSE (status set) if the header cannot be read. */
-static gboolean
-edit_header (const Delivery *dv, Store *st, const GPtrArray *edits, gboolean header_in_prefix, char **edited)
+/* The message as received for the actions' versions of it (RFC 5293 7,
+ * RFC 5703): the header goes into the prefix (read from the spool unless
+ * a service put it there already), st->content becomes the body.  NULL
+ * (status set) if the header cannot be read. */
+static SieveMessages *
+messages_new (const Delivery *dv, Store *st, const SieveResult *r, gboolean header_in_prefix)
 {
   const DeliverSpool *spool = dv->msg->spool;
-  g_autofree char *header = NULL;
+  gsize hlen;
+  g_autofree char *orig = NULL, *base = NULL;
 
   if (header_in_prefix)
-    header = g_strdup (st->prefix);
-  else
+    return sieve_messages_new (dv, r, st->prefix, &st->content);
+  orig = deliver_spool_read_header (spool, &hlen);
+  if (orig == NULL)
     {
-      gsize hlen;
-      g_autofree char *orig = deliver_spool_read_header (spool, &hlen);
-      if (orig == NULL)
-        {
-          deliver_status_set (dv->status, 451, "4.3.0", "<%s> Could not read the message", dv->rcpt->original);
-          return FALSE;
-        }
-      header = g_strconcat (st->prefix, orig, NULL);
-      st->content.seg[0].offset += hlen;
-      st->content.seg[0].length -= hlen;
-      st->content.seg[0].lines -= deliver_spool_header_lines (spool);
+      deliver_status_set (dv->status, 451, "4.3.0", "<%s> Could not read the message", dv->rcpt->original);
+      return NULL;
     }
-  *edited = header_edit_sieve (header, edits, filter_protected_fields);
-  st->prefix = *edited;
-  return TRUE;
+  base = g_strconcat (st->prefix, orig, NULL);
+  st->content.seg[0].offset += hlen;
+  st->content.seg[0].length -= hlen;
+  st->content.seg[0].lines -= deliver_spool_header_lines (spool);
+  return sieve_messages_new (dv, r, base, &st->content);
 }
 
 /* What a Sieve result asks for besides a reject. */
@@ -119,7 +109,38 @@ typedef struct {
   GPtrArray *flags;         /* the stores' flags, owned */
   GPtrArray *redirects;     /* const SieveAction* */
   const SieveAction *vacation;
+  SieveMessages *messages;  /* NULL: no header edits, replace or enclose */
+  GPtrArray *notifies;      /* const SieveAction* */
 } SievePlan;
+
+/* The message action @a stores or sends into @one's prefix and content. */
+static gboolean
+plan_message (const SievePlan *plan, const SieveAction *a, Store *one, GError **error)
+{
+  if (plan->messages == NULL)
+    return TRUE;
+  return sieve_messages_get (plan->messages, a->edits_before, a->changes_before, a->kind == SIEVE_REDIRECT,
+                             &one->prefix, &one->content, error);
+}
+
+/* The same folder twice is one copy (RFC 5228 2.10.3), sieve-lite's rule
+ * across scripts too: the first store's header, the last one's flags
+ * (RFC 5232 3).  TRUE if @one was merged into an earlier store. */
+static gboolean
+merge_store (SievePlan *plan, const Store *one)
+{
+  for (guint k = 0; k < plan->stores->len; k++)
+    {
+      Store *o = &g_array_index (plan->stores, Store, k);
+      if (g_strcmp0 (o->folder, one->folder) == 0)
+        {
+          o->flags = one->flags;
+          o->create |= one->create;
+          return TRUE;
+        }
+    }
+  return FALSE;
+}
 
 /* fileinto: the folder it names, or INBOX if the name is unusable. */
 static void
@@ -140,8 +161,8 @@ fileinto_folder (const Delivery *dv, const SieveAction *a, Store *one)
   one->create = a->create;
 }
 
-static void
-plan_actions (const Delivery *dv, const SieveResult *r, const Store *st, SievePlan *plan)
+static gboolean
+plan_actions (const Delivery *dv, const SieveResult *r, const Store *st, SievePlan *plan, GError **error)
 {
   for (guint i = 0; i < r->actions->len; i++)
     {
@@ -155,7 +176,10 @@ plan_actions (const Delivery *dv, const SieveResult *r, const Store *st, SievePl
         case SIEVE_KEEP:
           one.flags = a->flags ? merge_flags (st->flags, a->flags) : g_strdup (st->flags);
           g_ptr_array_add (plan->flags, (char *) one.flags);
-          g_array_append_val (plan->stores, one);
+          if (!plan_message (plan, a, &one, error))
+            return FALSE;
+          if (!merge_store (plan, &one))
+            g_array_append_val (plan->stores, one);
           break;
         case SIEVE_REDIRECT:
           g_ptr_array_add (plan->redirects, (gpointer) a);
@@ -163,23 +187,37 @@ plan_actions (const Delivery *dv, const SieveResult *r, const Store *st, SievePl
         case SIEVE_VACATION:
           plan->vacation = a;
           break;
+        case SIEVE_NOTIFY:
+          g_ptr_array_add (plan->notifies, (gpointer) a);
+          break;
         default:
           break;
         }
     }
+  return TRUE;
 }
 
 /* The redirects, after the stores; *@keep_instead when one that failed
  * asks for the message to be kept.  Returns how many went out. */
 static guint
-send_redirects (const FilterMessage *fm, const GPtrArray *redirects, gboolean *keep_instead)
+send_redirects (const FilterMessage *fm, const SievePlan *plan, const Store *st, gboolean *keep_instead)
 {
   guint redirected = 0;
 
-  for (guint i = 0; i < redirects->len; i++)
+  for (guint i = 0; i < plan->redirects->len; i++)
     {
-      const SieveAction *a = redirects->pdata[i];
-      if (filter_redirect (fm, a->argument))
+      const SieveAction *a = plan->redirects->pdata[i];
+      g_autoptr (GError) error = NULL;
+      FilterMessage one = *fm;
+      Store version = *st;
+      if (!plan_message (plan, a, &version, &error))
+        {
+          g_autofree char *why = util_sanitize (error->message, 300);
+          g_warning ("%s: <%s> sieve: redirect: %s", fm->msg->id, fm->rcpt->address, why);
+        }
+      one.prefix = version.prefix;
+      one.content = &version.content;
+      if (error == NULL && filter_redirect (&one, a->argument))
         redirected++;
       else if (!a->copy)
         *keep_instead = TRUE;
@@ -206,49 +244,89 @@ sieve_status (const Delivery *dv, const GPtrArray *stored, guint redirected, cha
     }
 }
 
-/* Carries out a Sieve result (RFC 5228 2.10): reject refuses, header
- * edits change the stored header, keep/fileinto store (all or none),
- * redirect sends on (a failed one keeps instead), vacation answers
- * after the stores. */
-void
-sieve_actions_apply (const Delivery *dv, Store *st, FilterOutcome *fo, gboolean header_in_prefix, char **out_path,
-             GError **error)
+/* The stores, then the redirects (a failed one keeps instead), then
+ * vacation.  @st: the message with all the edits (the implicit keep's). */
+static void
+carry_out (const Delivery *dv, const Store *st, FilterOutcome *fo, SievePlan *plan, char **out_path,
+           GError **error)
 {
-  const SieveResult *r = &fo->result;
-  g_autofree char *edited = NULL;
   g_autoptr (GPtrArray) stored = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr (GPtrArray) flags = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr (GArray) stores = g_array_new (FALSE, TRUE, sizeof (Store));
-  g_autoptr (GPtrArray) redirects = g_ptr_array_new ();
-  SievePlan plan = { stores, flags, redirects, NULL };
-  FilterMessage fm = { dv->ctx, dv->config, dv->msg, dv->rcpt, NULL, NULL };
+  FilterMessage fm = { dv->ctx, dv->config, dv->msg, dv->rcpt, st->prefix, &st->content };
   guint redirected;
   gboolean keep_instead = FALSE;
 
-  if (sieve_rejects (dv, r))
+  if (!plan_actions (dv, &fo->result, st, plan, error))
     {
-      filter_duplicate_record (&fm, r); /* the script ran to its end (RFC 7352 3) */
+      store_failed (dv, *error);
       return;
     }
-  if (r->edits->len && !edit_header (dv, st, r->edits, header_in_prefix, &edited))
-    return;
-  plan_actions (dv, r, st, &plan);
   /* stores first: a store that fails sends nothing on */
-  if (!store_all (dv, stores, stored, error))
+  if (!store_all (dv, plan->stores, stored, error))
     return;
-  fm.prefix = st->prefix;
-  fm.content = &st->content;
-  redirected = send_redirects (&fm, redirects, &keep_instead);
+  redirected = send_redirects (&fm, plan, st, &keep_instead);
   if (keep_instead && stored->len == 0)
     {
-      g_array_set_size (stores, 0);
-      g_array_append_val (stores, *st);
-      if (!store_all (dv, stores, stored, error))
+      g_array_set_size (plan->stores, 0);
+      g_array_append_val (plan->stores, *st);
+      if (!store_all (dv, plan->stores, stored, error))
         return;
     }
-  if (plan.vacation)
-    filter_vacation (&fm, plan.vacation, fo);
-  filter_duplicate_record (&fm, r);
+  if (plan->vacation)
+    filter_vacation (&fm, plan->vacation, fo);
+  for (guint i = 0; i < plan->notifies->len; i++)
+    filter_notify (&fm, plan->notifies->pdata[i]);
+  filter_duplicate_record (&fm, &fo->result);
   sieve_status (dv, stored, redirected, out_path);
 }
 
+/* A notification goes with a reject (RFC 5429 2.1 does not forbid it):
+ * about the message as received. */
+static void
+notify_rejected (const Delivery *dv, const Store *st, const SieveResult *r)
+{
+  FilterMessage fm = { dv->ctx, dv->config, dv->msg, dv->rcpt, st->prefix, &st->content };
+
+  for (guint i = 0; i < r->actions->len; i++)
+    if (((const SieveAction *) r->actions->pdata[i])->kind == SIEVE_NOTIFY)
+      filter_notify (&fm, r->actions->pdata[i]);
+}
+
+/* Carries out a Sieve result (RFC 5228 2.10): reject refuses, header
+ * edits, replace and enclose change what is stored (RFC 5293 7, RFC 5703
+ * 5, 6: as far as each action saw them), keep/fileinto store (all or
+ * none), redirect sends on, vacation answers and notify notifies after
+ * the stores. */
+void
+sieve_actions_apply (const Delivery *dv, Store *st, FilterOutcome *fo, gboolean header_in_prefix, char **out_path,
+                     GError **error)
+{
+  const SieveResult *r = &fo->result;
+  g_autoptr (GPtrArray) flags = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GArray) stores = g_array_new (FALSE, TRUE, sizeof (Store));
+  g_autoptr (GPtrArray) redirects = g_ptr_array_new ();
+  g_autoptr (GPtrArray) notifies = g_ptr_array_new ();
+  SievePlan plan = { stores, flags, redirects, NULL, NULL, notifies };
+
+  if (sieve_rejects (dv, r))
+    {
+      FilterMessage fm = { dv->ctx, dv->config, dv->msg, dv->rcpt, st->prefix, &st->content };
+      notify_rejected (dv, st, r);
+      filter_duplicate_record (&fm, r); /* the script ran to its end (RFC 7352 3) */
+      return;
+    }
+  if (r->edits->len || r->changes->len)
+    {
+      if ((plan.messages = messages_new (dv, st, r, header_in_prefix)) == NULL)
+        return;
+      /* the implicit keep's: every edit and change */
+      if (!sieve_messages_get (plan.messages, r->edits->len, r->changes->len, FALSE, &st->prefix, &st->content,
+                               error))
+        {
+          store_failed (dv, *error);
+          sieve_messages_free (plan.messages);
+          return;
+        }
+    }
+  carry_out (dv, st, fo, &plan, out_path, error);
+  sieve_messages_free (plan.messages);
+}

@@ -21,9 +21,11 @@
 #define REDIRECT_JOURNAL_SENDER "<sieve redirect>"
 
 /* Fields editheader leaves alone besides sieve-lite's trace fields: the
- * loop mark (deleting it let two scripts bounce a message for ever) and
- * the rest of what deliver_trace_headers writes. */
-const char *const filter_protected_fields[] = { FILTER_REDIRECT_HEADER, "X-Original-To", NULL };
+ * loop mark (deleting it let two scripts bounce a message for ever), the
+ * rest of what deliver_trace_headers writes, and what replace keeps of
+ * the original (RFC 5703 5: "cannot be modified or removed"). */
+const char *const filter_protected_fields[] = { FILTER_REDIRECT_HEADER, "X-Original-To", "Original-Subject",
+                                                "Original-From", NULL };
 
 /* ---- scripts ------------------------------------------------------------------ */
 
@@ -96,7 +98,7 @@ rejects_with_others (const SieveResult *so_far, const SieveResult *next)
         SieveActionKind kind = ((SieveAction *) both[k]->actions->pdata[i])->kind;
         if (kind == SIEVE_REJECT || kind == SIEVE_EREJECT)
           rej = TRUE;
-        else if (kind != SIEVE_DISCARD)
+        else if (kind != SIEVE_DISCARD && kind != SIEVE_NOTIFY)
           other = TRUE;
       }
   return rej && other;
@@ -109,7 +111,20 @@ merge (SieveResult *into, SieveResult *from, SieveAction **pending)
 {
   guint n = from->actions->len - (from->implicit_keep ? 1 : 0);
   for (guint i = 0; i < n; i++)
-    g_ptr_array_add (into->actions, g_steal_pointer (&from->actions->pdata[i]));
+    {
+      SieveAction *a = g_steal_pointer (&from->actions->pdata[i]);
+      /* the earlier scripts' edits and changes come first (RFC 5293 7,
+       * RFC 5703 5, 6 across the sequence) */
+      a->edits_before += into->edits->len;
+      a->changes_before += into->changes->len;
+      g_ptr_array_add (into->actions, a);
+    }
+  for (guint i = 0; i < from->changes->len; i++)
+    {
+      SieveChange *c = g_steal_pointer (&from->changes->pdata[i]);
+      c->edits_before += into->edits->len;
+      g_ptr_array_add (into->changes, c);
+    }
   for (guint i = 0; i < from->edits->len; i++)
     g_ptr_array_add (into->edits, g_steal_pointer (&from->edits->pdata[i]));
   for (guint i = 0; i < from->duplicates->len; i++)
@@ -208,6 +223,7 @@ script_failed (const FilterMessage *m, const char *path, const char *why, gboole
   g_clear_pointer (pending, sieve_action_free);
   g_ptr_array_set_size (out->result.edits, 0);
   g_ptr_array_set_size (out->result.duplicates, 0); /* RFC 7352 3: a failed run records nothing */
+  g_ptr_array_set_size (out->result.changes, 0);
   out->result.implicit_keep = TRUE;
   out->result.error = g_steal_pointer (&what);
 }
@@ -219,6 +235,7 @@ outcome_init (FilterOutcome *out)
   out->result.actions = g_ptr_array_new_with_free_func (sieve_action_free);
   out->result.edits = g_ptr_array_new_with_free_func (sieve_header_edit_free);
   out->result.duplicates = g_ptr_array_new_with_free_func (sieve_duplicate_free);
+  out->result.changes = g_ptr_array_new_with_free_func (sieve_change_free);
   out->result.implicit_keep = TRUE;
 }
 
@@ -231,6 +248,8 @@ add_implicit_keep (FilterOutcome *out, SieveAction *pending)
     {
       SieveAction *k = pending && !out->result.error ? g_steal_pointer (&pending) : g_new0 (SieveAction, 1);
       k->kind = SIEVE_KEEP;
+      k->edits_before = out->result.edits->len;   /* RFC 5293 7: it sees them all */
+      k->changes_before = out->result.changes->len;
       g_ptr_array_add (out->result.actions, k);
     }
   sieve_action_free (pending);

@@ -128,3 +128,10 @@ char *filter_expand_path (const LmtpdConfig *config, const DeliverRecipient *rcp
 /* vacation: answers if RFC 5230 4.5/4.6 allow it and the reply log has
  * not seen this sender within :days. */
 void filter_vacation (const FilterMessage *m, const SieveAction *action, const FilterOutcome *outcome);
+
+/* ---- notify.c -------------------------------------------------------------- */
+
+/* notify by mailto: sends unless RFC 5436 2.7 forbids it (automatic mail). */
+void filter_notify (const FilterMessage *m, const SieveAction *action);
+/* @s with CR LF (and a lone CR) as LF: a script's text as we store it. */
+char *filter_to_lf (const char *s);

@@ -56,6 +56,21 @@ void store_deadline_status (DeliverStatus *status, const DeliverRecipient *rcpt)
  * journal; FALSE before a file appears when past the deadline. */
 gboolean store_commit_record (gpointer data, const char *path, gboolean visible);
 
+/* ---- sieve-message.c -------------------------------------------------------- */
+
+/* The message each Sieve action stores or sends: @header (the prefix and
+ * the header part) and @body as received, with the edits (RFC 5293 7) and
+ * the replace and enclose changes (RFC 5703) of @r made before it. */
+typedef struct SieveMessages SieveMessages;
+SieveMessages *sieve_messages_new (const Delivery *dv, const SieveResult *r, const char *header,
+                                   const DeliverContent *body);
+/* After @edits edits and @changes changes (@redirect: enclose left out,
+ * RFC 5703 6); the header and files stay @m's.  FALSE if a new body could
+ * not be written. */
+gboolean sieve_messages_get (SieveMessages *m, guint edits, guint changes, gboolean redirect, const char **header,
+                             DeliverContent *body, GError **error);
+void sieve_messages_free (SieveMessages *m);
+
 /* ---- apply-sieve.c ---------------------------------------------------------- */
 
 /* Carries out @fo's result for dv->rcpt; @header_in_prefix: a service put

@@ -20,6 +20,15 @@ is_reject (SieveActionKind kind)
   return kind == SIEVE_REJECT || kind == SIEVE_EREJECT;
 }
 
+/* Neither delivers nor answers the message: goes with reject (RFC 5429
+ * 2.1 names keep, fileinto, redirect and vacation; a notification is
+ * about the message, as Pigeonhole has it). */
+static gboolean
+goes_with_reject (SieveActionKind kind)
+{
+  return kind == SIEVE_DISCARD || kind == SIEVE_NOTIFY;
+}
+
 /* RFC 5429 2.1: reject does not go with anything that delivers or
  * answers the message (a runtime error, as in Pigeonhole) */
 static gboolean
@@ -28,7 +37,7 @@ conflicts (SieveRun *run, SieveActionKind kind)
   for (guint i = 0; i < run->r->actions->len; i++)
     {
       SieveActionKind o = ((SieveAction *) run->r->actions->pdata[i])->kind;
-      if ((is_reject (kind) && o != SIEVE_DISCARD) || (is_reject (o) && kind != SIEVE_DISCARD))
+      if ((is_reject (kind) && !goes_with_reject (o)) || (is_reject (o) && !goes_with_reject (kind)))
         {
           g_set_error (&run->error, SIEVE_ERROR, SIEVE_ERROR_RUNTIME, "%s conflicts with %s",
                        sieve_action_name (kind), sieve_action_name (o));
@@ -38,17 +47,35 @@ conflicts (SieveRun *run, SieveActionKind kind)
   return FALSE;
 }
 
-/* the same mailbox twice is stored once (RFC 5228 2.10.3) */
-static gboolean
-duplicate (SieveRun *run, SieveActionKind kind, const char *arg)
+/* The mailbox keep or fileinto stores into; NULL for other actions. */
+static const char *
+store_target (SieveActionKind kind, const char *arg)
 {
-  if (kind != SIEVE_FILEINTO && kind != SIEVE_KEEP && kind != SIEVE_REDIRECT)
-    return FALSE;
+  if (kind == SIEVE_KEEP || (kind == SIEVE_FILEINTO && g_ascii_strcasecmp (arg, "INBOX") == 0))
+    return "INBOX";
+  return kind == SIEVE_FILEINTO ? arg : NULL;
+}
+
+/* The same mailbox twice is stored once (RFC 5228 2.10.3), with the last
+ * flag list (RFC 5232 3: "the last flag list value MUST win"; takes
+ * @flags then) and the header of the first (as Pigeonhole: the copy is
+ * the one the first action made).  The same address twice is sent once. */
+static gboolean
+duplicate (SieveRun *run, SieveActionKind kind, const char *arg, char **flags)
+{
+  const char *target = store_target (kind, arg);
+
   for (guint i = 0; i < run->r->actions->len; i++)
     {
       SieveAction *o = run->r->actions->pdata[i];
-      if (o->kind == kind && g_strcmp0 (o->argument, arg) == 0)
+      if (kind == SIEVE_REDIRECT && o->kind == kind && g_strcmp0 (o->argument, arg) == 0)
         return TRUE;
+      if (target && g_strcmp0 (store_target (o->kind, o->argument), target) == 0)
+        {
+          g_free (o->flags);
+          o->flags = g_steal_pointer (flags);
+          return TRUE;
+        }
     }
   return FALSE;
 }
@@ -62,7 +89,7 @@ sieve_run_action (SieveRun *run, SieveActionKind kind, char *arg, char *flags, g
   /* an expansion of the arguments may have failed the run */
   if (run->error || run->r->actions->len >= max_actions (run))
     sieve_run_fail (run, SIEVE_ERROR_LIMIT, "too many actions");
-  if (run->error || conflicts (run, kind) || duplicate (run, kind, arg))
+  if (run->error || conflicts (run, kind) || duplicate (run, kind, arg, &flags))
     {
       g_free (arg);
       g_free (flags);
@@ -73,6 +100,8 @@ sieve_run_action (SieveRun *run, SieveActionKind kind, char *arg, char *flags, g
   x->argument = arg;
   x->flags = flags;
   x->copy = copy;
+  x->edits_before = run->r->edits->len;
+  x->changes_before = run->r->changes ? run->r->changes->len : 0;
   g_ptr_array_add (run->r->actions, x);
 }
 

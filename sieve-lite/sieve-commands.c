@@ -281,5 +281,8 @@ const SieveDef sieve_command_defs[] = {
     .command = sieve_cmd_foreverypart },
   { .name = "break", .cap = "foreverypart", .shape = "", .command = sieve_cmd_break },
   { .name = "extracttext", .cap = "extracttext", .shape = "s", .command = sieve_cmd_extracttext },
+  { .name = "notify", .cap = "enotify", .shape = "s", .check = sieve_check_notify, .command = sieve_cmd_notify },
+  { .name = "replace", .cap = "replace", .shape = "s", .check = sieve_check_replace, .command = sieve_cmd_replace },
+  { .name = "enclose", .cap = "enclose", .shape = "s", .command = sieve_cmd_enclose },
   { NULL }
 };

@@ -19,6 +19,7 @@ static const char *const known_caps[] = {
   "include", "ihave", "environment", "special-use",
   /* the MIME structure (RFC 5703) and regex (draft-ietf-sieve-regex) */
   "mime", "foreverypart", "extracttext", "regex",
+  "enotify", "replace", "enclose",
   NULL,
 };
 
@@ -102,6 +103,7 @@ mod_length (const char *value)
 static const SieveModifierDef modifiers[] = {
   { "lower", mod_lower }, { "upper", mod_upper }, { "lowerfirst", mod_lowerfirst },
   { "upperfirst", mod_upperfirst }, { "quotewildcard", mod_quotewildcard }, { "length", mod_length },
+  { "encodeurl", sieve_mod_encodeurl },
 };
 
 /* ---- tagged arguments --------------------------------------------------------- */
@@ -294,6 +296,11 @@ static const TagDef tags[] = {
   { "name", TAG_STRING, tag_string, offsetof (SieveArgs, loop_name) },
   { "first", TAG_NUMBER, tag_first, 0 },
   { "regex", TAG_ALONE, tag_match, SIEVE_MATCH_REGEX },
+  { "encodeurl", TAG_ALONE, tag_modifier, 0 },
+  { "importance", TAG_STRING, tag_string, offsetof (SieveArgs, importance) },
+  { "message", TAG_STRING, tag_string, offsetof (SieveArgs, message) },
+  { "options", TAG_LIST, tag_list, offsetof (SieveArgs, options) },
+  { "headers", TAG_LIST, tag_list, offsetof (SieveArgs, headers) },
 };
 
 static gboolean

@@ -181,10 +181,29 @@ print_result (const SieveResult *r)
         printf ("  flags: %s\n", a->flags);
       if (a->vacation && a->vacation->days == 0)
         printf ("  seconds: %u\n", a->vacation->seconds);
+      if (r->edits->len && (a->kind == SIEVE_KEEP || a->kind == SIEVE_FILEINTO || a->kind == SIEVE_REDIRECT))
+        printf ("  header edits: %u\n", a->edits_before);
+      if (r->changes->len && (a->kind == SIEVE_KEEP || a->kind == SIEVE_FILEINTO || a->kind == SIEVE_REDIRECT))
+        printf ("  message changes: %u\n", a->changes_before);
+      if (a->notify)
+        {
+          g_autofree char *to = g_strjoinv (", ", a->notify->recipients);
+          printf ("  recipients: %s\n  importance: %d\n", to, a->notify->importance);
+          if (a->notify->message)
+            printf ("  message: %s\n", a->notify->message);
+          if (a->notify->from)
+            printf ("  from: %s\n", a->notify->from);
+        }
       if (a->vacation)
         printf ("  days: %u\n  subject: %s\n  from: %s\n  handle: %s\n", a->vacation->days,
                 a->vacation->subject ? a->vacation->subject : "(default)",
                 a->vacation->from ? a->vacation->from : "(recipient)", a->vacation->handle);
+    }
+  for (guint i = 0; i < r->changes->len; i++)
+    {
+      SieveChange *c = r->changes->pdata[i];
+      printf ("%s%s%s%s after %u header edits\n", c->kind == SIEVE_CHANGE_ENCLOSE ? "enclose" : "replace",
+              c->mime ? " :mime" : "", c->subject ? " :subject " : "", c->subject ? c->subject : "", c->edits_before);
     }
   for (guint i = 0; i < r->edits->len; i++)
     {

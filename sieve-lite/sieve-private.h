@@ -9,8 +9,9 @@
  * (sieve-run.c) calls each node's run function through its definition
  * (tests of their own in sieve-date.c and sieve-duplicate.c);
  * the commands and tests use the run state (sieve-run.h), the actions
- * (sieve-actions.c) and the matching (sieve-match.c).  sieve-result.c
- * (the error domain, the result helpers) depends on none of them.
+ * (sieve-actions.c, sieve-notify.c, sieve-replace.c) and the matching
+ * (sieve-match.c).  sieve-result.c (the error domain, the result
+ * helpers) depends on none of them.
  */
 #pragma once
 
@@ -111,6 +112,9 @@ typedef struct {
   const char *subject, *from, *handle;
   char **addresses;
   GPtrArray *modifiers;     /* set: const SieveModifierDef*, in order */
+  const char *importance, *message;   /* notify (RFC 5435) */
+  char **options;
+  char **headers;           /* enclose :headers (RFC 5703 6) */
   GPtrArray *pos;           /* SieveArg*: strings and numbers in order */
   const char *zone;         /* date, currentdate :zone (RFC 5260 4.1), or NULL */
   gboolean originalzone;
@@ -215,3 +219,23 @@ gboolean sieve_ihave_defers (SieveScript *s, const SieveNode *c);
 const char *sieve_set_name_problem (const char *name, GHashTable *caps);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SieveArgs, sieve_args_free)
+
+/* sieve-notify.c: enotify (RFC 5435) with the mailto method (RFC 5436) */
+void sieve_cmd_notify (SieveRun *run, const SieveNode *c, gboolean *if_taken);
+gboolean sieve_check_notify (const SieveNode *n, GError **error);
+gboolean sieve_test_valid_notify_method (SieveRun *run, const SieveNode *t);
+gboolean sieve_test_notify_method_capability (SieveRun *run, const SieveNode *t);
+char *sieve_mod_encodeurl (const char *value);
+
+/* sieve-replace.c: replace and enclose (RFC 5703 5, 6) */
+void sieve_cmd_replace (SieveRun *run, const SieveNode *c, gboolean *if_taken);
+void sieve_cmd_enclose (SieveRun *run, const SieveNode *c, gboolean *if_taken);
+gboolean sieve_check_replace (const SieveNode *n, GError **error);
+/* The values of field @name (@values, before change @index) as change
+ * @index leaves them. */
+void sieve_change_values (SieveRun *run, guint index, const char *name, GPtrArray *values);
+/* The text the body test sees after the changes (takes @text, may be NULL). */
+char *sieve_changed_body (SieveRun *run, char *text);
+/* sieve-tests.c: the values of field @name after the first @changes
+ * changes, edits included (g_free'd strings) */
+GPtrArray *sieve_header_values (SieveRun *run, const char *name, guint changes);

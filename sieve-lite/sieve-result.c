@@ -25,7 +25,38 @@ sieve_action_free (gpointer p)
       g_free (a->vacation->handle);
       g_free (a->vacation);
     }
+  sieve_notify_free (a->notify);
   g_free (a);
+}
+
+void
+sieve_notify_free (SieveNotify *n)
+{
+  if (n == NULL)
+    return;
+  g_free (n->from);
+  g_strfreev (n->options);
+  g_free (n->message);
+  g_strfreev (n->recipients);
+  g_free (n->to);
+  g_free (n->cc);
+  g_free (n->subject);
+  g_free (n->body);
+  g_strfreev (n->headers);
+  g_free (n);
+}
+
+void
+sieve_change_free (gpointer p)
+{
+  SieveChange *c = p;
+  if (c == NULL)
+    return;
+  g_free (c->text);
+  g_free (c->subject);
+  g_free (c->from);
+  g_strfreev (c->headers);
+  g_free (c);
 }
 
 void
@@ -60,6 +91,7 @@ sieve_result_clear (SieveResult *r)
   g_clear_pointer (&r->duplicates, g_ptr_array_unref);
   g_clear_pointer (&r->actions, g_ptr_array_unref);
   g_clear_pointer (&r->edits, g_ptr_array_unref);
+  g_clear_pointer (&r->changes, g_ptr_array_unref);
   g_clear_pointer (&r->error, g_free);
 }
 
@@ -85,7 +117,7 @@ const char *
 sieve_action_name (SieveActionKind kind)
 {
   static const char *const names[] = { "keep", "fileinto", "redirect", "discard", "reject", "ereject",
-                                       "vacation" };
+                                       "vacation", "notify" };
   return kind < G_N_ELEMENTS (names) ? names[kind] : "?";
 }
 

@@ -322,6 +322,7 @@ run_init (SieveRun *run, const SieveScript *script, const SieveMessage *msg, Sie
   out->actions = g_ptr_array_new_with_free_func (sieve_action_free);
   out->edits = g_ptr_array_new_with_free_func (sieve_header_edit_free);
   out->duplicates = g_ptr_array_new_with_free_func (sieve_duplicate_free);
+  out->changes = g_ptr_array_new_with_free_func (sieve_change_free);
   out->error = NULL;
   run->now = msg->now ? msg->now : g_get_real_time () / G_USEC_PER_SEC;
   run->vars = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
@@ -349,6 +350,7 @@ sieve_run (const SieveScript *script, const SieveMessage *msg, SieveResult *out)
       g_ptr_array_set_size (out->actions, 0);
       g_ptr_array_set_size (out->edits, 0);
       g_ptr_array_set_size (out->duplicates, 0); /* RFC 7352 3: only a run that succeeds records */
+      g_ptr_array_set_size (out->changes, 0);
       run.implicit_keep = TRUE;
       g_hash_table_remove_all (run.flags);
       g_error_free (run.error);
@@ -359,6 +361,8 @@ sieve_run (const SieveScript *script, const SieveMessage *msg, SieveResult *out)
       SieveAction *k = g_new0 (SieveAction, 1);
       k->kind = SIEVE_KEEP;
       k->flags = sieve_run_flags_string (&run, NULL);
+      k->edits_before = out->edits->len;
+      k->changes_before = out->changes->len;
       g_ptr_array_add (out->actions, k);
     }
   for (guint i = 0; i < 10; i++)

@@ -146,12 +146,26 @@ apply_edit (const SieveHeaderEdit *e, GPtrArray *out)
     }
 }
 
-/* Header values as the script sees them, editheader changes included. */
-static char **
-headers (SieveRun *run, const char *name)
+static void
+apply_edits (SieveRun *run, const char *name, guint from, guint to, GPtrArray *out)
+{
+  for (guint i = from; run->r->edits && i < MIN (to, run->r->edits->len); i++)
+    {
+      const SieveHeaderEdit *e = run->r->edits->pdata[i];
+      if (g_ascii_strcasecmp (e->name, name) == 0)
+        apply_edit (e, out);
+    }
+}
+
+/* Header values as the script sees them after the first @changes replace
+ * and enclose changes (RFC 5703 6: later tests see the new message) and
+ * the edits made before each. */
+GPtrArray *
+sieve_header_values (SieveRun *run, const char *name, guint changes)
 {
   GPtrArray *out = g_ptr_array_new_with_free_func (g_free);
   char **orig = run->m->header ? run->m->header (name, run->m->data) : NULL;
+  guint done = 0;
 
   /* tests see at most max_header_size of a value (a Subject folded over
    * megabytes is no more spam for its tail) */
@@ -161,12 +175,23 @@ headers (SieveRun *run, const char *name)
       g_ptr_array_add (out, g_steal_pointer (&orig[i]));
     }
   g_free (orig);
-  for (guint i = 0; run->r->edits && i < run->r->edits->len; i++)
+  for (guint i = 0; run->r->changes && i < MIN (changes, run->r->changes->len); i++)
     {
-      const SieveHeaderEdit *e = run->r->edits->pdata[i];
-      if (g_ascii_strcasecmp (e->name, name) == 0)
-        apply_edit (e, out);
+      const SieveChange *c = run->r->changes->pdata[i];
+      apply_edits (run, name, done, c->edits_before, out);
+      done = MAX (done, c->edits_before);
+      sieve_change_values (run, i, name, out);
     }
+  apply_edits (run, name, done, G_MAXUINT, out);
+  return out;
+}
+
+/* Header values as the script sees them now. */
+static char **
+headers (SieveRun *run, const char *name)
+{
+  GPtrArray *out = sieve_header_values (run, name, G_MAXUINT);
+
   g_ptr_array_add (out, NULL);
   g_ptr_array_set_free_func (out, NULL);
   return (char **) g_ptr_array_free (out, FALSE);
@@ -357,7 +382,8 @@ test_body (SieveRun *run, const SieveNode *t)
       g_ptr_array_add (values, NULL);
       return match_any_full (run, a, (char **) values->pdata, keys, FALSE);
     }
-  text = run->m->body_text ? run->m->body_text (run->m->data) : NULL;
+  /* after a replace, the new body (RFC 5703 5) */
+  text = sieve_changed_body (run, run->m->body_text ? run->m->body_text (run->m->data) : NULL);
   if (text)
     sieve_cut_utf8 (text, run->m->max_body_size ? run->m->max_body_size : MAX_BODY_SIZE);
   one[0] = text ? text : "";
@@ -477,5 +503,8 @@ const SieveDef sieve_test_defs[] = {
   { .name = "ihave", .cap = "ihave", .shape = "s", .test = sieve_test_ihave },
   { .name = "environment", .cap = "environment", .shape = "ss", .test = sieve_test_environment },
   { .name = "specialuse_exists", .cap = "special-use", .shape = "oss", .test = sieve_test_specialuse_exists },
+  { .name = "valid_notify_method", .cap = "enotify", .shape = "s", .test = sieve_test_valid_notify_method },
+  { .name = "notify_method_capability", .cap = "enotify", .shape = "sss",
+    .test = sieve_test_notify_method_capability },
   { NULL }
 };

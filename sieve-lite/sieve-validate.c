@@ -167,6 +167,10 @@ check_capabilities (const SieveDef *def, SieveArgs *a, GHashTable *caps)
     return ":seconds needs require \"vacation-seconds\"";
   if (a->index && def->test && !g_hash_table_contains (caps, "index"))
     return ":index needs require \"index\"";
+  for (guint i = 0; a->modifiers && i < a->modifiers->len; i++)
+    if (((const SieveModifierDef *) a->modifiers->pdata[i])->apply == sieve_mod_encodeurl
+        && !g_hash_table_contains (caps, "enotify"))
+      return ":encodeurl needs require \"enotify\"";
   if (!sieve_comparator_lookup (a->comparator, &a->match.comparator))
     return "unknown comparator";
   if ((why = check_mime (def, a, caps)) != NULL)

@@ -128,6 +128,7 @@ typedef enum {
   SIEVE_REJECT,
   SIEVE_EREJECT,
   SIEVE_VACATION,
+  SIEVE_NOTIFY,
 } SieveActionKind;
 
 /* vacation (RFC 5230): whether to answer is the caller's decision (4.5,
@@ -150,6 +151,19 @@ typedef struct {
   guint64 seconds;       /* until it expires, capped */
   gboolean last;         /* :last: the expiry counts from this run */
 } SieveDuplicate;
+/* notify (RFC 5435) by the mailto method (RFC 5436): the URI (the
+ * action's argument) as sieve-lite parsed and checked it; sending, and
+ * whether to, is the caller's (RFC 5436 2.7). */
+typedef struct {
+  char *from;            /* :from, or NULL */
+  int importance;        /* :importance 1 (high), 2 (normal, the default), 3 (low) */
+  char **options;        /* :options, or NULL */
+  char *message;         /* :message, or NULL */
+  char **recipients;     /* the URI's addresses and its to= and cc= fields, not yet notified in the run */
+  char *to, *cc;         /* the To and Cc fields as the URI gives them, or NULL */
+  char *subject, *body;  /* the URI's subject= and body=, or NULL */
+  char **headers;        /* its other fields, "Name: value", unsafe ones left out (RFC 5436 2.7) */
+} SieveNotify;
 
 typedef struct {
   SieveActionKind kind;
@@ -158,7 +172,33 @@ typedef struct {
   gboolean copy;         /* :copy */
   gboolean create;       /* fileinto :create (RFC 5490) */
   SieveVacation *vacation;  /* SIEVE_VACATION: argument is the reason */
+  /* RFC 5293 7: keep, fileinto and redirect take the header as edited up
+   * to them: how many of SieveResult.edits came before (the implicit
+   * keep: all of them) */
+  guint edits_before;
+  SieveNotify *notify;   /* SIEVE_NOTIFY: argument is the method URI */
+  /* RFC 5703 5, 6: how many of SieveResult.changes came before (the
+   * implicit keep: all of them) */
+  guint changes_before;
 } SieveAction;
+
+/* replace and enclose (RFC 5703 5, 6): what keep, fileinto and the
+ * implicit keep store after them (enclose leaves redirect alone, 6). */
+typedef enum {
+  SIEVE_CHANGE_REPLACE,
+  SIEVE_CHANGE_ENCLOSE,
+} SieveChangeKind;
+
+typedef struct {
+  SieveChangeKind kind;
+  guint edits_before;    /* the header edits made before it apply to the message it changes */
+  guint part;            /* the part replaced: 0, the whole message (foreverypart may name one) */
+  char *text;            /* the replacement, or enclose's text part */
+  gboolean mime;         /* replace :mime: @text is a MIME entity (header fields, empty line, body) */
+  char *subject;         /* :subject, or NULL */
+  char *from;            /* replace :from (a mailbox list), or NULL */
+  char **headers;        /* enclose :headers: fields copied from the enclosed message, or NULL */
+} SieveChange;
 
 typedef struct {
   char *name;
@@ -185,6 +225,7 @@ typedef struct {
   char *error;                 /* runtime error: actions then are just an implicit keep */
   gboolean implicit_keep;      /* the last action is the implicit keep (2.10.2) */
   GPtrArray *duplicates;       /* SieveDuplicate*: ids to record if the result is carried out */
+  GPtrArray *changes;          /* SieveChange* (replace, enclose), in order */
 } SieveResult;
 
 /* Runs @script for one message; always leaves a usable result. */
@@ -192,6 +233,8 @@ void sieve_run (const SieveScript *script, const SieveMessage *msg, SieveResult 
 void sieve_result_clear (SieveResult *r);
 /* For callers that move actions and edits out of a result (NULL is fine). */
 void sieve_action_free (gpointer action);
+void sieve_notify_free (SieveNotify *notify);
+void sieve_change_free (gpointer change);
 void sieve_header_edit_free (gpointer edit);
 void sieve_duplicate_free (gpointer dup);
 const char *sieve_action_name (SieveActionKind kind);

@@ -5,6 +5,8 @@ SMTP receiver, global before/after scripts, and callout results as
 spamtest and the callout test."""
 
 import datetime
+import email
+import email.policy
 import hashlib
 import os
 import re
@@ -217,6 +219,199 @@ class SieveDeliveryTest(unittest.TestCase):
                         or b"X-Last: =?" in header.split(b"\n")[-1], header)
         self.assertEqual(body, b"The weekly report.\n")
         self.assertRegex(name, r",S=%d" % len(data))
+
+    def test_editheader_per_action(self):
+        # RFC 5293 7: keep, fileinto and redirect take the header as edited up to them; the same
+        # folder twice is one copy (RFC 5228 2.10.3) with the first one's header (as Pigeonhole) and
+        # the last flags (RFC 5232 3: "the last flag list value MUST win")
+        self.script("alice@example.org", 'require ["editheader", "fileinto", "copy", "imap4flags"];\n'
+                    'addheader "X-One" "1";\nfileinto :flags "\\\\Seen" "A";\naddheader "X-Two" "2";\n'
+                    'redirect :copy "r@example.com";\nkeep;\naddheader "X-Three" "3";\n'
+                    'fileinto :flags "\\\\Flagged" "A";\n')
+        # the implicit keep sees every edit; a fileinto :copy before the last does not
+        self.script("bob@example.org", 'require ["editheader", "fileinto", "copy"];\n'
+                    'addheader "X-A" "1";\nfileinto :copy "B";\naddheader "X-B" "2";\n')
+        self.d.start()
+        c = session(self.d)
+        replies = transaction(c, ["alice@example.org", "bob@example.org"], MSG)
+        self.assertEqual([r[0] for r in replies], [250, 250])
+        (name, a), = self.all_messages("alice@example.org", ".A")
+        self.assertTrue(name.endswith(":2,F"), name)
+        self.assertEqual(a.split(b"\n\n")[0].count(b"X-"), 3, a)  # X-One and the two X-Drop
+        self.assertTrue(a.startswith(b"X-One: 1\n"), a)
+        (_, inbox), = self.all_messages("alice@example.org")
+        self.assertTrue(inbox.startswith(b"X-Two: 2\nX-One: 1\n"), inbox)
+        self.assertNotIn(b"X-Three", inbox)
+        (_, rcpts, sent), = self.smtp.wait(1)
+        self.assertEqual(rcpts, ["r@example.com"])
+        self.assertIn(b"X-Two: 2\r\nX-One: 1\r\n", sent)
+        self.assertNotIn(b"X-Three", sent)
+        (_, b), = self.all_messages("bob@example.org", ".B")
+        self.assertTrue(b.startswith(b"X-A: 1\n"), b)
+        self.assertNotIn(b"X-B", b)
+        (_, kept), = self.all_messages("bob@example.org")
+        self.assertTrue(kept.startswith(b"X-B: 2\nX-A: 1\n"), kept)
+        for data in (a, inbox, b, kept):
+            self.assertTrue(data.endswith(b"\n\nThe weekly report.\n"), data)
+
+    def test_editheader_runtime_error_keeps_the_original_header(self):
+        # RFC 5293 7 / RFC 5228 2.10.6: after a run-time error the implicit keep stores the original
+        self.script("alice@example.org", 'require ["editheader", "fileinto", "variables"];\n'
+                    'addheader "X-A" "1";\nfileinto "B";\nset "x" "not an address";\nredirect "${x}";\n')
+        self.d.start()
+        c = session(self.d)
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 250)
+        (_, kept), = self.all_messages("alice@example.org")
+        self.assertNotIn(b"X-A", kept)
+        self.assertEqual(self.all_messages("alice@example.org", ".B"), [])
+
+    def test_enclose(self):
+        # RFC 5703 6: later stores keep the new multipart/mixed message with the old one as its
+        # message/rfc822 part; earlier stores and redirect ("does not affect messages that are
+        # forwarded via a redirect action") keep the message itself; edits apply in script order
+        self.script("alice@example.org", 'require ["enclose", "fileinto", "copy", "editheader"];\n'
+                    'fileinto :copy "Before";\naddheader "X-Inner" "1";\n'
+                    'enclose :subject "Wrapped" :headers ["to", "message-id"] "See the attached message.";\n'
+                    'addheader "X-Outer" "2";\nredirect :copy "r@example.com";\n')
+        # "If multiple enclose actions are executed by a script, the message is enclosed multiple times"
+        self.script("bob@example.org", 'require ["enclose", "replace"];\nreplace "short";\nenclose "one";\n'
+                    'enclose :subject "Twice" "two";\n')
+        self.d.start()
+        c = session(self.d)
+        self.assertEqual([r[0] for r in transaction(c, ["alice@example.org", "bob@example.org"], MSG)], [250, 250])
+        (_, twice), = self.all_messages("bob@example.org")
+        outer = email.message_from_bytes(twice, policy=email.policy.default)
+        self.assertEqual(outer["Subject"], "Twice")
+        self.assertEqual(outer.get_payload()[0].get_content().strip(), "two")
+        middle = outer.get_payload()[1].get_payload()[0]
+        self.assertEqual(middle["Subject"], "Project status")
+        self.assertEqual(middle.get_payload()[0].get_content().strip(), "one")
+        inner = middle.get_payload()[1].get_payload()[0]
+        self.assertEqual(inner.get_content(), "short\n")
+        (_, before), = self.all_messages("alice@example.org", ".Before")
+        self.assertNotIn(b"X-Inner", before)
+        self.assertTrue(before.endswith(b"\n\nThe weekly report.\n"), before)
+        (name, kept), = self.all_messages("alice@example.org")
+        self.assertRegex(name, r",S=%d" % len(kept))
+        header = kept.split(b"\n\n", 1)[0]
+        self.assertTrue(header.startswith(b"X-Outer: 2\n"), header)
+        for field in (b"Subject: Wrapped", b"From: <alice@example.org>", b"Message-ID: <m1@example.net>",
+                      b"MIME-Version: 1.0", b"Content-Type: multipart/mixed; boundary="):
+            self.assertIn(b"\n" + field, header)
+        self.assertNotIn(b"X-Inner", header)
+        self.assertNotIn(b"X-Drop", header)
+        m = email.message_from_bytes(kept, policy=email.policy.default)
+        text, inner = m.get_payload()
+        self.assertEqual(text.get_content_type(), "text/plain")
+        self.assertEqual(text.get_content().strip(), "See the attached message.")
+        self.assertEqual(inner.get_content_type(), "message/rfc822")
+        enclosed = inner.get_payload()[0]
+        self.assertEqual(enclosed["Subject"], "Project status")
+        self.assertEqual(enclosed["X-Inner"], "1")
+        self.assertIsNone(enclosed["X-Outer"])
+        self.assertEqual(enclosed.get_content(), "The weekly report.\n")
+        (_, rcpts, sent), = self.smtp.wait(1)
+        self.assertIn(b"X-Outer: 2\r\nX-Inner: 1\r\n", sent)
+        self.assertIn(b"Subject: Project status\r\n", sent)
+        self.assertNotIn(b"multipart", sent)
+
+    def test_replace(self):
+        # RFC 5703 5, the whole message: the body goes, the MIME fields with it; :subject and :from
+        # keep the old ones as Original-Subject and Original-From; every other field stays
+        self.script("alice@example.org", 'require ["replace", "fileinto", "copy"];\nfileinto :copy "Before";\n'
+                    'replace :subject "R\u00e4pl\u00e4ced" :from "Sieve <sieve@example.org>" "Nothing to see here.";\n')
+        self.script("bob@example.org", 'require ["replace"];\n'
+                    'replace :mime "Content-Type: text/html\r\nX-Evil: 1\r\n\r\n<p>hi</p>\r\n";\n')
+        self.d.start()
+        c = session(self.d)
+        self.assertEqual([r[0] for r in transaction(c, ["alice@example.org", "bob@example.org"], MSG)], [250, 250])
+        (_, before), = self.all_messages("alice@example.org", ".Before")
+        self.assertTrue(before.endswith(b"\n\nThe weekly report.\n"), before)
+        (name, kept), = self.all_messages("alice@example.org")
+        self.assertRegex(name, r",S=%d" % len(kept))
+        m = email.message_from_bytes(kept, policy=email.policy.default)
+        self.assertEqual(m["Subject"], "R\u00e4pl\u00e4ced")
+        self.assertEqual(m["Original-Subject"], "Project status")
+        self.assertEqual(m["From"], "Sieve <sieve@example.org>")
+        self.assertEqual(m["Original-From"], "Sender <s@example.net>")
+        self.assertEqual(m.get_all("X-Drop"), ["yes", "keep me"])
+        self.assertEqual(m.get_content_type(), "text/plain")
+        self.assertEqual(m.get_content(), "Nothing to see here.\n")
+        (_, html), = self.all_messages("bob@example.org")
+        header, body = html.split(b"\n\n", 1)
+        self.assertIn(b"\nContent-Type: text/html\n", header + b"\n")
+        self.assertNotIn(b"X-Evil", header)
+        self.assertIn(b"\nSubject: Project status\n", header)
+        self.assertEqual(body, b"<p>hi</p>\n")
+
+    KNIT = ("Return-Path: <knitting-bounces@example.com>\r\nMessage-ID: <1234567.89ABCDEF@example.com>\r\n"
+            "Date: Wed, 07 Dec 2005 10:59:19 +0100\r\nPrecedence: list\r\n"
+            "List-Id: Knitting Mailing List <knitting.example.com>\r\nSender: knitting-bounces@example.com\r\n"
+            "From: \"Jeff Smith\" <jeff@hobbies.example.com>\r\nTo: \"Knitting Mailing List\" <knitting@example.com>\r\n"
+            "Subject: [Knitting] A new sweater\r\n\r\nI just finished a great new sweater!\r\n")
+
+    def test_notify_mailto(self):
+        # RFC 5436 3, the example: one notification per recipient of the URI, Auto-Submitted first
+        # (2.7.1), the Subject from :message, From and the envelope sender the recipient (2.7);
+        # the message itself is kept (RFC 5435 3: notify leaves the implicit keep alone)
+        self.script("alice@example.org", 'require ["enotify", "variables"];\n'
+                    'if header :contains "list-id" "knitting.example.com" {\n'
+                    '  if header :matches "Subject" "[*] *" {\n'
+                    '    notify :message "From ${1} list: ${2}" :importance "3"\n'
+                    '      "mailto:0123456789@sms.example.net?to=backup@example.com&X-Tag=knit&date=x&body=new%0D%0Amail";\n'
+                    '  }\n}\n')
+        self.d.start()
+        c = session(self.d)
+        self.assertEqual(transaction(c, ["alice@example.org"], self.KNIT, sender="knitting-bounces@example.com")[0][0],
+                         250)
+        got = sorted(self.smtp.wait(2), key=lambda g: g[1])
+        self.assertEqual([(g[0], g[1]) for g in got], [("alice@example.org", ["0123456789@sms.example.net"]),
+                                                       ("alice@example.org", ["backup@example.com"])])
+        data = got[0][2]
+        self.assertEqual(data, got[1][2])
+        header, body = data.split(b"\r\n\r\n", 1)
+        lines = header.split(b"\r\n")
+        self.assertEqual(lines[0], b'Auto-Submitted: auto-notified; owner-email="alice@example.org"')
+        self.assertIn(b"From: alice@example.org", lines)
+        self.assertIn(b"To: 0123456789@sms.example.net, backup@example.com", lines)
+        self.assertIn(b"Subject: From Knitting list: A new sweater", lines)
+        self.assertIn(b"X-Priority: 5 (Lowest)", lines)
+        self.assertIn(b"X-Tag: knit", lines)
+        self.assertEqual([l for l in lines if l.lower().startswith(b"date:")][0] != b"Date: x", True)
+        self.assertEqual(len([l for l in lines if l.lower().startswith(b"date:")]), 1)
+        self.assertNotIn(b"1234567.89ABCDEF", header)
+        self.assertEqual(body, b"new\r\nmail\r\n")
+        self.assertEqual(len(self.all_messages("alice@example.org")), 1)
+
+    def test_notify_not_for_automatic_mail_and_null_sender(self):
+        # RFC 5436 2.7: no notification about Auto-Submitted mail; a null sender's gets a null sender
+        self.script("alice@example.org", 'require "enotify";\nnotify :from "me@example.org" "mailto:n@example.com";\n')
+        self.d.start()
+        c = session(self.d)
+        self.assertEqual(transaction(c, ["alice@example.org"], "Auto-Submitted: auto-replied\r\n" + MSG)[0][0], 250)
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG.replace("<m1@", "<m2@"), sender="")[0][0], 250)
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG.replace("<m1@", "<m3@"))[0][0], 250)
+        got = self.smtp.wait(2)
+        time.sleep(0.3)
+        # the envelope sender is the user's, not :from (RFC 5436 2.7 leaves it to the implementation)
+        self.assertEqual([(g[0], g[1]) for g in self.smtp.received], [("", ["n@example.com"]),
+                                                                       ("alice@example.org", ["n@example.com"])])
+        self.assertIn(b"From: me@example.org\r\n", got[0][2])
+        self.assertIn(b"Subject: Project status\r\n", got[0][2])
+        self.assertEqual(len(self.all_messages("alice@example.org")), 3)
+
+    def test_notify_with_reject(self):
+        # RFC 5429 2.1 names keep, fileinto, redirect and vacation as what reject does not go with;
+        # a notification about the rejected message still goes (as Pigeonhole)
+        self.script("alice@example.org", 'require ["enotify", "reject"];\nnotify "mailto:n@example.com";\n'
+                    'reject "not here";\n')
+        self.d.start()
+        c = session(self.d)
+        self.assertEqual(transaction(c, ["alice@example.org"], MSG)[0][0], 550)
+        (_, rcpts, sent), = self.smtp.wait(1)
+        self.assertEqual(rcpts, ["n@example.com"])
+        self.assertIn(b"Subject: Project status\r\n", sent)
+        self.assertEqual(self.all_messages("alice@example.org"), [])
 
     def test_redirect_and_copy(self):
         self.script("alice@example.org", 'redirect "elsewhere@example.com";\n')

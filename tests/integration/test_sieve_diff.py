@@ -269,6 +269,26 @@ SCRIPTS = [
     'require "foreverypart";\nbreak;',
     'require "foreverypart";\nforeverypart :name "a" { break :name "b"; }',
     'require ["foreverypart", "extracttext", "variables"];\nextracttext "x";',
+    # issue 17, changing and sending the message: the same folder twice is one store with the last flags
+    # (RFC 5232 3); editheader before and after stores (the header per store: test_sieve.py)
+    'require ["fileinto", "imap4flags"];\nfileinto :flags "\\\\Seen" "A"; fileinto :flags "\\\\Flagged" "A";',
+    'require ["fileinto", "imap4flags"];\nkeep :flags "\\\\Seen"; fileinto :flags "\\\\Deleted" "INBOX";',
+    'require ["editheader", "fileinto", "copy"];\nfileinto :copy "A"; addheader "X-One" "1"; redirect "r@b.c";',
+    # enotify (RFC 5435) by mailto (RFC 5436)
+    'require ["enotify", "variables"];\nif header :matches "subject" "*" { notify :message "${1}" :importance "1" '
+    '"mailto:n@example.com?cc=c@example.com&subject=x"; }',
+    'require "enotify";\nnotify "mailto:a@example.com"; notify "mailto:a@example.com?subject=2";\n'
+    'notify "mailto:b@example.com?cc=a@example.com";',
+    'require ["enotify", "fileinto"];\nif valid_notify_method ["mailto:a@b.c", "mailto:?to=x@y.z"] { fileinto "V"; }\n'
+    'if valid_notify_method "xmpp:a@b.c" { fileinto "X"; }',
+    'require ["enotify", "fileinto"];\nif notify_method_capability "mailto:a@b.c" "online" "maybe" { fileinto "M"; }\n'
+    'if notify_method_capability :is "mailto:a@b.c" "online" "yes" { fileinto "Y"; }',
+    'require ["enotify", "variables"];\nset :encodeurl "b" "a&b=c d";\nnotify "mailto:e@example.com?body=${b}";',
+    'require ["enotify", "variables"];\nset "m" "xmpp:a@b.c";\nnotify "${m}";',
+    'require "enotify";\nnotify :importance "0" "mailto:a@b.c";',
+    'require "enotify";\nnotify "mailto:a@";',
+    'require "variables";\nset :encodeurl "a" "b";',
+    'require ["enotify", "reject"];\nnotify "mailto:a@b.c"; reject "x";',
     # errors both must refuse
     'require ["date"];\nif date :zone "+0100" :originalzone "date" "year" "2026" { keep; }',
     'require ["date"];\nif currentdate :originalzone "year" "2026" { keep; }',
@@ -433,6 +453,14 @@ DIFFERENT = [
 ]
 
 
+# Where we differ from Pigeonhole on purpose: (script, ours, Pigeonhole's), each with the RFC line that decides.
+ON_PURPOSE = [
+    # RFC 6068 2: 'to = addr-spec *("," addr-spec )': a comma between the URI's addresses is allowed
+    # (Pigeonhole refuses the script: "invalid character ',' in 'to' part")
+    ('require "enotify";\nnotify "mailto:a@example.com,b@example.com";',
+     [("notify", "a@example.com,b@example.com"), ("store", "INBOX", "")], "error"),
+]
+
 def ours(script, message, sender, rcpt, tmp):
     sp, mp = os.path.join(tmp, "s.sieve"), os.path.join(tmp, "m.eml")
     with open(sp, "w") as f:
@@ -445,7 +473,7 @@ def ours(script, message, sender, rcpt, tmp):
         return "error"
     acts = []
     for line in r.stdout.splitlines():
-        m = re.match(r'(keep|fileinto|redirect|reject|ereject|vacation|discard)(?: "(.*)")?', line)
+        m = re.match(r'(keep|fileinto|redirect|reject|ereject|vacation|discard|notify)(?: "(.*)")?', line)
         if m:
             kind, arg = m.group(1), m.group(2)
             if kind == "keep":
@@ -456,6 +484,10 @@ def ours(script, message, sender, rcpt, tmp):
                 acts.append([kind, arg])
             elif kind == "vacation":
                 acts.append(["vacation"])
+            elif kind == "notify":
+                acts.append(["notify", ""])
+        elif line.startswith("  recipients: ") and acts and acts[-1][0] == "notify":
+            acts[-1][1] = ",".join(sorted(line[14:].lower().split(", ")))
         elif line.startswith("  flags: ") and acts and acts[-1][0] == "store":
             acts[-1][2] = " ".join(sorted(line[9:].lower().split()))
         elif line.startswith("error: "):
@@ -467,8 +499,8 @@ def pigeonhole(script, message, sender, rcpt, tmp):
     sp, mp, conf = os.path.join(tmp, "s.sieve"), os.path.join(tmp, "m.eml"), os.path.join(tmp, "dovecot.conf")
     with open(conf, "w") as f:
         f.write("mail_uid = nobody\nmail_gid = nogroup\nmail_location = maildir:%s/Maildir\nprotocols =\n"
-                "plugin {\n  sieve_extensions = +editheader +vacation-seconds +special-use\n  sieve = file:%s/p\n"
-                "  sieve_global = %s/g\n}\n" % (tmp, tmp, tmp))
+                "plugin {\n  sieve_extensions = +editheader +vacation-seconds +special-use +enotify\n"
+                "  sieve = file:%s/p\n  sieve_global = %s/g\n}\n" % (tmp, tmp, tmp))
     r = subprocess.run([SIEVE_TEST, "-c", conf, "-f", sender or "<>", "-r", rcpt, "-a", rcpt, sp, mp],
                        capture_output=True, text=True)
     if "failed to compile" in r.stderr:
@@ -500,6 +532,11 @@ def pigeonhole(script, message, sender, rcpt, tmp):
             continue
         if s.startswith("* send vacation message"):
             acts.append(["vacation"])
+        if s.startswith("* send notification with method"):
+            acts.append(["notify", ""])
+        m = re.match(r"\+ (?:To|Cc): (.*)", s)
+        if m and acts and acts[-1][0] == "notify":
+            acts[-1][1] = ",".join(sorted(filter(None, acts[-1][1].split(",") + [m.group(1).lower()])))
     return sorted(map(tuple, acts))
 
 
@@ -547,6 +584,17 @@ class DifferentialTest(unittest.TestCase):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
+
+    def test_differs_on_purpose(self):
+        tmp = tempfile.mkdtemp(prefix="sieve-diff-")
+        os.chmod(tmp, 0o777)
+        try:
+            for script, want_ours, want_pigeonhole in ON_PURPOSE:
+                message, (sender, rcpt) = MESSAGES["plain"], ENVELOPES[0]
+                self.assertEqual(ours(script, message, sender, rcpt, tmp), want_ours, script)
+                self.assertEqual(pigeonhole(script, message, sender, rcpt, tmp), want_pigeonhole, script)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 class SieveLiteClockTest(unittest.TestCase):
     """`sieve-lite test --date` and `--duplicate`: currentdate (RFC 5260 5)
