@@ -56,6 +56,7 @@ typedef struct {
   char *alias_of;         /* alias=: mail goes to this address instead, or NULL */
   gboolean disabled;      /* disabled=yes: the user takes no mail (550 5.2.1) */
   char **settings;        /* setting=Name:value, for the callout services, or NULL */
+  char *password;         /* password={SCHEME}hash (ManageSieve logins), or NULL */
 } LmtpdUser;
 
 typedef enum {
@@ -225,6 +226,18 @@ typedef struct {
   char *sendmail;             /* or a sendmail-compatible command line, or NULL */
   guint vacation_max_days;    /* cap on :days */
   char **vacation_never_reply; /* sender globs never answered (besides RFC 5230 4.6's) */
+  char *sieve_dir;            /* per-user script directory (%u %n %d %h), relative to mail_root */
+
+  /* [managesieve] (managesieve/: managesieved) */
+  GPtrArray *managesieve_listen; /* of LmtpdListen* */
+  char *managesieve_tls_cert_file; /* STARTTLS certificate chain, or NULL: [server]'s */
+  char *managesieve_tls_key_file;
+  gboolean managesieve_plaintext; /* PLAIN without TLS on any listener, not only loopback/UNIX */
+  guint managesieve_max_connections;
+  guint managesieve_idle_timeout; /* seconds */
+  guint managesieve_max_scripts; /* per user */
+  guint managesieve_max_auth_failures; /* per connection, then BYE */
+  char *users_pgsql_password_query; /* [users] pgsql_password_query: the hash for a login, or NULL */
 
   char *source;               /* the file this came from */
 } LmtpdConfig;

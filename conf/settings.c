@@ -100,6 +100,16 @@ check_tls_pair (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetti
                   "STARTTLS needs both tls_cert_file and tls_key_file");
 }
 
+static void
+check_ms_tls_pair (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  LmtpdConfig *c = base;
+
+  if ((c->managesieve_tls_cert_file == NULL) != (c->managesieve_tls_key_file == NULL))
+    conf_problem (ld, group, c->managesieve_tls_cert_file ? "tls_key_file" : "tls_cert_file",
+                  "STARTTLS needs both tls_cert_file and tls_key_file");
+}
+
 /* A listener spec, if set ("" is unset). */
 static void
 check_listen_spec (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
@@ -580,6 +590,9 @@ static const ConfSetting main_rows[] = {
   { "users", "pgsql_query", CONF_STRING, CFG (users_pgsql_query), .check = conf_check_pgsql_query,
     .def_text = "SELECT * FROM users WHERE address = $1",
     .doc = "backend pgsql: the query ($1 address, $2 local part, $3 domain)" },
+  { "users", "pgsql_password_query", CONF_STRING, CFG (users_pgsql_password_query),
+    .check = conf_check_pgsql_query,
+    .doc = "backend pgsql: ManageSieve logins, the query whose first column is the password hash ($1 $2 $3)" },
   { "users", "dovecot_socket", CONF_STRING, CFG (users_dovecot_socket), .check = check_dovecot_socket,
     .doc = "Dovecot's auth-userdb socket (backend dovecot)" },
   { "users", "dovecot_service", CONF_STRING, CFG (users_dovecot_service), .def_text = "lmtp",
@@ -660,6 +673,26 @@ static const ConfSetting main_rows[] = {
     .doc = "or a sendmail-compatible command line" },
   { "sieve", "vacation_never_reply", CONF_LIST, CFG (vacation_never_reply), .load = load_lowercase_list,
     .doc = "sender globs never answered" },
+  { "sieve", "dir", CONF_STRING, CFG (sieve_dir), .def_text = "%d/%n/sieve", .check = check_script_escapes,
+    .doc = "per-user script directory (ManageSieve, include), relative to mail_root; %u %n %d %h" },
+
+  /* managesieved (managesieve/), RFC 5804 */
+  { "managesieve", "listen", CONF_LISTEN, CFG (managesieve_listen), .def_text = "inet:127.0.0.1:4190",
+    .needs_restart = TRUE, .doc = "inet:HOST:PORT and unix:PATH listeners of managesieved, separated by ;" },
+  { "managesieve", "tls_cert_file", CONF_STRING, CFG (managesieve_tls_cert_file),
+    .doc = "STARTTLS certificate chain (PEM); unset: [server] tls_cert_file" },
+  { "managesieve", "tls_key_file", CONF_STRING, CFG (managesieve_tls_key_file), .check = check_ms_tls_pair,
+    .doc = "its private key" },
+  { "managesieve", "plaintext_auth", CONF_BOOL, CFG (managesieve_plaintext),
+    .doc = "allow PLAIN without TLS on every listener (always allowed on loopback and UNIX sockets)" },
+  { "managesieve", "max_connections", CONF_UINT, CFG (managesieve_max_connections), .def = 50, .min = 1,
+    .max = 10000, .doc = "connections at once; more get BYE" },
+  { "managesieve", "idle_timeout", CONF_UINT, CFG (managesieve_idle_timeout), .def = 300, .min = 1,
+    .max = 86400, .doc = "seconds a client may be idle, or not read what it is sent" },
+  { "managesieve", "max_scripts", CONF_UINT, CFG (managesieve_max_scripts), .def = 20, .min = 1,
+    .max = 10000, .doc = "scripts a user may keep" },
+  { "managesieve", "max_auth_failures", CONF_UINT, CFG (managesieve_max_auth_failures), .def = 3, .min = 1,
+    .max = 100, .doc = "failed logins a connection before BYE (each answered after a delay)" },
 };
 
 const ConfTable conf_main_table = { main_rows, G_N_ELEMENTS (main_rows) };

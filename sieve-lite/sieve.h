@@ -132,6 +132,11 @@ void sieve_action_free (gpointer action);
 void sieve_header_edit_free (gpointer edit);
 const char *sieve_action_name (SieveActionKind kind);
 
+/* The capability strings a script may require, NULL-terminated, in the
+ * order of the table (ManageSieve's SIEVE capability, sieve-lite --help):
+ * grows with every extension added, so what is advertised is what runs. */
+const char *const *sieve_capabilities (void);
+
 /* Space-separated IMAP flags to Maildir letters ("\\Seen \\Flagged" -> "FS"). */
 char *sieve_flags_to_maildir (const char *flags);
 
