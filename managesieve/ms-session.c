@@ -471,7 +471,12 @@ one_command (Session *s)
                  : ms_conn_timed_out (s->conn) ? "idle or not reading" : "client gone");
     }
   ms_command_clear (&cmd);
-  return ms_conn_flush (s->conn) && !s->done;
+  if (!ms_conn_flush (s->conn))
+    {
+      g_message ("%s: closed: %s", s->setup->peer, ms_conn_timed_out (s->conn) ? "not reading" : "client gone");
+      return FALSE;
+    }
+  return !s->done;
 }
 
 void
