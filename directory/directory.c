@@ -292,6 +292,9 @@ directory_lookup_cached (Directory *dir, const char *address, DirectoryResult *r
 gboolean
 directory_can_authenticate (const Directory *dir)
 {
+  /* pgsql checks logins only with the query that finds the hash */
+  if (dir->backend == &directory_backend_pgsql && dir->config->users_pgsql_password_query == NULL)
+    return FALSE;
   return dir->backend->authenticate != NULL;
 }
 

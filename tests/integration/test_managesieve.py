@@ -67,7 +67,7 @@ class Sieved:
                 "managesieve.idle_timeout": str(IDLE), "managesieve.max_scripts": "3",
                 "managesieve.tls_cert_file": self.cert, "managesieve.tls_key_file": self.key,
                 "sieve.max_script_size": "4k"}
-        conf.update(extra or {})
+        conf.update((extra(self.d) if callable(extra) else extra) or {})
         self.d.write_config(conf)
         self.d.start()
         self.log_path = os.path.join(self.d.dir, "managesieved.log")
@@ -547,6 +547,96 @@ class Startup(unittest.TestCase):
                            timeout=10)
         self.assertEqual(p.returncode, 1)
         self.assertIn("[users] backend = dovecot cannot check passwords", p.stderr)
+
+
+class LdapLogins(unittest.TestCase):
+    """backend = ldap: the user's entry found with ldap_filter, then a
+    second connection bound as it with the password."""
+
+    @classmethod
+    def setUpClass(cls):
+        import test_directory_ldap as t
+        if not (os.path.exists(t.SLAPD) and t.LDAPADD):
+            raise unittest.SkipTest("slapd or ldapadd missing (apt-get install slapd ldap-utils)")
+        cls.slapd = t.Slapd()
+        cls.slapd.add(t.TREE + "\n" + t.entry("sue", "sue@example.org", userPassword="sue-pw"))
+        cls.ms = Sieved(None, lambda d: t.ldap_settings(d, cls.slapd.uri))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.ms.stop()
+        cls.slapd.cleanup()
+
+    def test_bind_as_the_user(self):
+        c = Client(self.ms.port)
+        self.addCleanup(c.close)
+        for user, password in (("sue@example.org", "wrong"), ("sue@example.org", ""), ("ann@example.org", "x")):
+            status, _ = c.cmd('AUTHENTICATE "PLAIN" "%s"' % plain(user, password))
+            self.assertTrue(status.startswith(("NO", "BYE")), status)
+        c = Client(self.ms.port)
+        self.addCleanup(c.close)
+        c.login("sue@example.org", "sue-pw")
+        self.assertTrue(put(c, "s", "keep;")[0].startswith("OK"))
+        self.assertTrue(os.path.isfile(os.path.join(self.ms.home("sue@example.org"), "sieve", "s.sieve")))
+
+    def test_server_down_is_trylater(self):
+        self.slapd.stop()
+        self.addCleanup(self.slapd.start)
+        c = Client(self.ms.port)
+        self.addCleanup(c.close)
+        status, _ = c.cmd('AUTHENTICATE "PLAIN" "%s"' % plain("sue@example.org", "sue-pw"))
+        self.assertEqual(status, 'NO (TRYLATER) "The user directory is not available, try again later"')
+
+
+class PgsqlLogins(unittest.TestCase):
+    """backend = pgsql: pgsql_password_query returns the stored hash."""
+
+    @classmethod
+    def setUpClass(cls):
+        import test_directory_pgsql as t
+        if t.PGBIN is None:
+            raise unittest.SkipTest("PostgreSQL's initdb is not installed (/usr/lib/postgresql/*/bin)")
+        cls.pg = t.Cluster()
+        try:
+            cls.pg.psql(t.SCHEMA + "ALTER TABLE users ADD COLUMN password text;"
+                        "UPDATE users SET password = '{SHA512-CRYPT}%s' WHERE address = 'ann@example.org';"
+                        % sha512_crypt("ann-pw"))
+        except Exception:
+            cls.pg.cleanup()
+            raise
+
+        def settings(d):
+            with open(os.path.join(d.dir, "pgpass"), "w") as f:
+                f.write(t.PASSWORD + "\n")
+            return {"users.backend": "pgsql", "users.domains": "", "users.pgsql_password_file": "pgpass",
+                    "users.pgsql_conninfo": "host=127.0.0.1 port=%d dbname=postgres user=lmtpd" % cls.pg.port,
+                    "users.pgsql_query": "SELECT mailbox, enabled FROM users WHERE address = $1",
+                    "users.pgsql_password_query": "SELECT password FROM users WHERE address = $1 AND enabled"}
+        cls.ms = Sieved(None, settings)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.ms.stop()
+        cls.pg.cleanup()
+
+    def test_password_from_the_table(self):
+        c = Client(self.ms.port)
+        self.addCleanup(c.close)
+        for user, password in (("ann@example.org", "wrong"), ("off@example.org", "x")):
+            self.assertEqual(c.cmd('AUTHENTICATE "PLAIN" "%s"' % plain(user, password))[0],
+                             'NO "Authentication failed"')
+        c = Client(self.ms.port)
+        self.addCleanup(c.close)
+        c.login("ann@example.org", "ann-pw")
+        self.assertTrue(c.cmd("LISTSCRIPTS")[0].startswith("OK"))
+
+    def test_server_down_is_trylater(self):
+        self.pg.stop()
+        self.addCleanup(self.pg.start)
+        c = Client(self.ms.port)
+        self.addCleanup(c.close)
+        status, _ = c.cmd('AUTHENTICATE "PLAIN" "%s"' % plain("ann@example.org", "ann-pw"))
+        self.assertEqual(status, 'NO (TRYLATER) "The user directory is not available, try again later"')
 
 
 class SieveConnect(unittest.TestCase):
