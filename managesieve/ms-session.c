@@ -75,6 +75,7 @@ capabilities (Session *s)
   if (s->setup->tls && !ms_conn_is_tls (s->conn) && s->user == NULL)
     capability_pair (out, "STARTTLS", NULL);
   capability_pair (out, "MAXREDIRECTS", redirects);
+  capability_pair (out, "UNAUTHENTICATE", NULL); /* RFC 5804 2.14.1 */
   if (s->user)
     capability_pair (out, "OWNER", s->user);
   capability_pair (out, "VERSION", "1.0");

@@ -7,7 +7,8 @@
  * openat() walk from the mail root with O_NOFOLLOW, and every file is
  * opened relative to its directory with O_NOFOLLOW, so a symlink the user
  * planted is never followed; the only link read or written is the active
- * one, and only ever as a link.  Writes go to a hidden temporary file,
+ * one, and only ever as a link (a regular file there, from before, is
+ * kept as dovecot.orig, as Pigeonhole does).  Writes go to a hidden temporary file,
  * fsync, rename over the script, fsync of the directory: a delivery sees
  * the old script or the new one, never a part.
  */
@@ -24,6 +25,8 @@
 #include "managesieve.h"
 
 #define MAX_ENTRIES 10000 /* directory entries looked at in one listing */
+#define RESCUE_MAX (64 * 1024 * 1024) /* the largest [sieve] max_script_size */
+#define RESCUE_NAME "dovecot.orig"
 
 struct MsStore {
   int root_fd;
@@ -293,21 +296,59 @@ ms_store_put (MsStore *s, const char *name, const char *data, gsize len, guint m
   return r;
 }
 
-/* Points the active link at @name (NULL: removes it): a new link renamed
- * over the old one.  A regular file there is not ours to replace. */
+/* Pigeonhole's rescue of a script that was there before ManageSieve: a
+ * regular file at the active path is copied into the script directory as
+ * "dovecot.orig" before the link replaces it (never over one already
+ * there: that needs a person). */
 static MsStoreStatus
-relink (MsStore *s, int ldfd, const char *name, GError **error)
+rescue_regular (MsStore *s, int dfd, int ldfd, GError **error)
+{
+  g_autoptr (GString) data = g_string_new (NULL);
+  int fd = openat (ldfd, s->link_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  MsStoreStatus r = fd < 0 ? sys_fail (error, "cannot open", s->link_name) : MS_STORE_OK;
+  struct stat st;
+  char buf[16384];
+  gssize n;
+
+  if (r == MS_STORE_OK && (fstat (fd, &st) < 0 || !S_ISREG (st.st_mode) || st.st_size > RESCUE_MAX))
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "%s is not a script to keep", s->link_name);
+      r = MS_STORE_TRYLATER;
+    }
+  while (r == MS_STORE_OK && (n = read (fd, buf, sizeof buf)) != 0)
+    if (n < 0 || data->len + n > RESCUE_MAX)
+      r = sys_fail (error, "cannot read", s->link_name);
+    else
+      g_string_append_len (data, buf, n);
+  if (fd >= 0)
+    close (fd);
+  if (r == MS_STORE_OK && exists (dfd, RESCUE_NAME, error) != MS_STORE_NONEXISTENT)
+    {
+      if (error && *error == NULL)
+        g_set_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS, "%s is a regular file and %s.sieve exists already",
+                     s->link_name, RESCUE_NAME);
+      r = MS_STORE_TRYLATER;
+    }
+  if (r == MS_STORE_OK)
+    r = replace_file (dfd, RESCUE_NAME, data->str, data->len, error);
+  if (r == MS_STORE_OK)
+    g_message ("%s was a regular file: kept as %s.sieve", s->link_name, RESCUE_NAME);
+  return r;
+}
+
+/* Points the active link at @name (NULL: removes it): a new link renamed
+ * over the old one, so a delivery finds one script or the other. */
+static MsStoreStatus
+relink (MsStore *s, int dfd, int ldfd, const char *name, GError **error)
 {
   g_autofree char *tmp = tmp_name ();
   g_autofree char *target = name ? g_strconcat (s->target_prefix, name, ".sieve", NULL) : NULL;
   struct stat st;
+  MsStoreStatus r;
 
-  if (fstatat (ldfd, s->link_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISLNK (st.st_mode))
-    {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS, "%s is not a symlink (a script not managed here)",
-                   s->link_name);
-      return MS_STORE_TRYLATER;
-    }
+  if (fstatat (ldfd, s->link_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISLNK (st.st_mode)
+      && (r = rescue_regular (s, dfd, ldfd, error)) != MS_STORE_OK)
+    return r;
   if (name == NULL)
     {
       if (unlinkat (ldfd, s->link_name, 0) < 0 && errno != ENOENT)
@@ -333,7 +374,7 @@ ms_store_set_active (MsStore *s, const char *name, GError **error)
   if (r == MS_STORE_OK && name[0])
     r = exists (dfd, name, error);
   if (r == MS_STORE_OK)
-    r = relink (s, ldfd, name[0] ? name : NULL, error);
+    r = relink (s, dfd, ldfd, name[0] ? name : NULL, error);
   if (dfd >= 0)
     close (dfd);
   if (ldfd >= 0)
@@ -397,7 +438,7 @@ rename_op (MsStore *s, int dfd, int ldfd, const char *active, gconstpointer a, g
     return r;
   if (linkat (dfd, from, dfd, to, 0) < 0)
     return errno == EEXIST ? MS_STORE_ALREADYEXISTS : sys_fail (error, "cannot link to", to);
-  if (active && strcmp (active, a) == 0 && (r = relink (s, ldfd, b, error)) != MS_STORE_OK)
+  if (active && strcmp (active, a) == 0 && (r = relink (s, dfd, ldfd, b, error)) != MS_STORE_OK)
     {
       unlinkat (dfd, to, 0);
       return r;

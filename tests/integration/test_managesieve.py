@@ -231,6 +231,7 @@ class Protocol(unittest.TestCase):
         self.assertEqual(caps["VERSION"], "1.0")
         self.assertEqual(caps["MAXREDIRECTS"], "4")
         self.assertIn("STARTTLS", caps)
+        self.assertIn("UNAUTHENTICATE", caps)
         # sieve-lite's own list (sieve_capabilities()), what a script may require
         for ext in ("fileinto", "vacation", "variables", "imap4flags", "editheader", "body", "copy"):
             self.assertIn(ext, caps["SIEVE"].split())
@@ -525,6 +526,8 @@ class Store(unittest.TestCase):
         self.assertEqual(os.listdir(outside), [])
 
     def test_active_regular_file_kept(self):
+        """A script from before ManageSieve is kept as dovecot.orig when
+        another is activated, as Pigeonhole does; never over one."""
         home = self.make_home()
         with open(os.path.join(home, ".dovecot.sieve"), "w") as f:
             f.write("discard;\n")
@@ -532,9 +535,17 @@ class Store(unittest.TestCase):
         self.addCleanup(c.close)
         c.login()
         self.assertTrue(put(c, "x", "keep;")[0].startswith("OK"))
+        self.assertEqual(c.cmd("LISTSCRIPTS")[1], [b'"x"'])
+        self.assertTrue(c.cmd('SETACTIVE "x"')[0].startswith("OK"))
+        self.assertEqual(os.readlink(os.path.join(home, ".dovecot.sieve")), "sieve/x.sieve")
+        self.assertEqual(c.cmd("LISTSCRIPTS")[1], [b'"dovecot.orig"', b'"x" ACTIVE'])
+        self.assertEqual(c.cmd('GETSCRIPT "dovecot.orig"')[1][0], b"discard;\n")
+        os.unlink(os.path.join(home, ".dovecot.sieve"))
+        with open(os.path.join(home, ".dovecot.sieve"), "w") as f:
+            f.write("stop;\n")
         self.assertTrue(c.cmd('SETACTIVE "x"')[0].startswith("NO (TRYLATER)"))
         with open(os.path.join(home, ".dovecot.sieve")) as f:
-            self.assertEqual(f.read(), "discard;\n")
+            self.assertEqual(f.read(), "stop;\n")
 
 
 class Startup(unittest.TestCase):
