@@ -238,6 +238,7 @@ typedef struct {
   guint managesieve_max_scripts; /* per user */
   guint managesieve_max_auth_failures; /* per connection, then BYE */
   char *users_pgsql_password_query; /* [users] pgsql_password_query: the hash for a login, or NULL */
+  char *users_dovecot_auth_socket; /* [users] dovecot_auth_socket: Dovecot's auth-client, for logins */
 
   char *source;               /* the file this came from */
 } LmtpdConfig;

@@ -254,6 +254,24 @@ load_domains (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting
 }
 
 /* backend dovecot needs the socket; a UNIX socket path fits in sun_path */
+/* [users] dovecot_auth_socket: optional, a socket path if set. */
+static void
+check_socket_path (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  const char *path;
+
+  check_empty_is_unset (ld, kf, group, s, base);
+  path = CONF_FIELD (base, s, char *);
+  if (path && strlen (path) >= 108)
+    conf_problem (ld, group, s->key, "'%s' is too long for a UNIX socket path", path);
+  for (const guchar *p = (const guchar *) path; p && *p; p++)
+    if (*p < 0x20 || *p == 0x7f)
+      {
+        conf_problem (ld, group, s->key, "the socket path has a control character");
+        break;
+      }
+}
+
 static void
 check_dovecot_socket (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
 {
@@ -595,6 +613,8 @@ static const ConfSetting main_rows[] = {
     .doc = "backend pgsql: ManageSieve logins, the query whose first column is the password hash ($1 $2 $3)" },
   { "users", "dovecot_socket", CONF_STRING, CFG (users_dovecot_socket), .check = check_dovecot_socket,
     .doc = "Dovecot's auth-userdb socket (backend dovecot)" },
+  { "users", "dovecot_auth_socket", CONF_STRING, CFG (users_dovecot_auth_socket), .check = check_socket_path,
+    .doc = "Dovecot's auth-client socket, for ManageSieve logins with backend dovecot" },
   { "users", "dovecot_service", CONF_STRING, CFG (users_dovecot_service), .def_text = "lmtp",
     .check = check_dovecot_name, .doc = "the service named in Dovecot's USER lookup" },
   { "users", "dovecot_user_key", CONF_CHOICE, CFG (users_dovecot_local), .def = FALSE,

@@ -295,6 +295,9 @@ directory_can_authenticate (const Directory *dir)
   /* pgsql checks logins only with the query that finds the hash */
   if (dir->backend == &directory_backend_pgsql && dir->config->users_pgsql_password_query == NULL)
     return FALSE;
+  /* dovecot only through its auth-client socket */
+  if (dir->backend == &directory_backend_dovecot && dir->config->users_dovecot_auth_socket == NULL)
+    return FALSE;
   return dir->backend->authenticate != NULL;
 }
 

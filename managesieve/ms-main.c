@@ -212,7 +212,8 @@ server_setup (Server *server, GError **error)
   if (!directory_can_authenticate (server->directory))
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
-                   "[users] backend = %s cannot check passwords for ManageSieve logins (use file, ldap or pgsql)",
+                   "[users] backend = %s cannot check passwords for ManageSieve logins (file: password= "
+                   "fields; pgsql: pgsql_password_query; dovecot: dovecot_auth_socket)",
                    directory_backend_name (server->directory));
       return FALSE;
     }

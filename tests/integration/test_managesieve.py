@@ -550,6 +550,8 @@ class Store(unittest.TestCase):
 
 class Startup(unittest.TestCase):
     def test_backend_without_passwords_refused(self):
+        """dovecot without dovecot_auth_socket (its userdb socket cannot
+        check passwords): a clear error at start, not a failing login"""
         d = Daemon()
         self.addCleanup(d.cleanup)
         d.write_config({"users.backend": "dovecot", "users.dovecot_socket": "/nonexistent/auth-userdb",
@@ -647,6 +649,56 @@ class PgsqlLogins(unittest.TestCase):
         c = Client(self.ms.port)
         self.addCleanup(c.close)
         status, _ = c.cmd('AUTHENTICATE "PLAIN" "%s"' % plain("ann@example.org", "ann-pw"))
+        self.assertEqual(status, 'NO (TRYLATER) "The user directory is not available, try again later"')
+
+
+class DovecotLogins(unittest.TestCase):
+    """backend = dovecot: users from Dovecot's auth-userdb, logins through
+    its auth-client socket (AUTH PLAIN), as Dovecot's own login does."""
+
+    @classmethod
+    def setUpClass(cls):
+        import test_directory_dovecot as t
+        from lmtptest import MAIL_USER
+        if not os.path.exists(t.DOVECOT):
+            raise unittest.SkipTest("dovecot is not installed (dovecot-core)")
+        cls.dc = t.Dovecot(["sue@example.org:{PLAIN}sue-pw::::::", "off@example.org:{PLAIN}x::::::userdb_nologin=y"])
+        with open(cls.dc.conf) as f:
+            conf = f.read()
+        client = MAIL_USER if os.geteuid() == 0 else __import__("pwd").getpwuid(os.geteuid()).pw_name
+        conf = conf.replace("service auth {\n", "service auth {\n  unix_listener auth-client {\n    mode = 0600\n"
+                            "    user = %s\n  }\n" % client, 1)
+        with open(cls.dc.conf, "w") as f:
+            f.write(conf)
+        cls.dc.start()
+        try:
+            cls.ms = Sieved(None, {"users.backend": "dovecot", "users.domains": "",
+                                   "users.dovecot_socket": cls.dc.socket,
+                                   "users.dovecot_auth_socket": os.path.join(cls.dc.dir, "run", "auth-client")})
+        except Exception:
+            cls.dc.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.ms.stop()
+        cls.dc.cleanup()
+
+    def test_login_through_dovecot(self):
+        c = Client(self.ms.port)
+        self.addCleanup(c.close)
+        self.assertEqual(c.cmd('AUTHENTICATE "PLAIN" "%s"' % plain("sue@example.org", "wrong"))[0],
+                         'NO "Authentication failed"')
+        c.login("sue@example.org", "sue-pw")
+        self.assertTrue(put(c, "s", "keep;")[0].startswith("OK"))
+        self.assertTrue(os.path.isfile(os.path.join(self.ms.home("sue@example.org"), "sieve", "s.sieve")))
+
+    def test_dovecot_down_is_trylater(self):
+        self.dc.stop()
+        self.addCleanup(self.dc.start)
+        c = Client(self.ms.port)
+        self.addCleanup(c.close)
+        status, _ = c.cmd('AUTHENTICATE "PLAIN" "%s"' % plain("sue@example.org", "sue-pw"))
         self.assertEqual(status, 'NO (TRYLATER) "The user directory is not available, try again later"')
 
 
