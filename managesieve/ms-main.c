@@ -21,6 +21,7 @@
 #include "managesieve.h"
 
 typedef struct {
+  gatomicrefcount ref;    /* main's, and one a connection's thread */
   LmtpdConfig *config;
   Directory *directory;
   UtilTlsContext *tls;
@@ -37,6 +38,8 @@ typedef struct {
   char *peer;
 } Connection;
 
+static void server_unref (Server *server);
+
 static gpointer
 connection_thread (gpointer data)
 {
@@ -46,6 +49,7 @@ connection_thread (gpointer data)
   g_socket_close (c->socket, NULL);
   g_object_unref (c->socket);
   g_atomic_int_dec_and_test (&c->server->active);
+  server_unref (c->server);
   g_free (c->peer);
   g_free (c);
   return NULL;
@@ -102,12 +106,14 @@ on_incoming (GSocket *listener, GIOCondition cond, gpointer data)
   c->setup = (MsSessionSetup) { server->config, server->directory, server->tls,
                                 trusted || server->config->managesieve_plaintext, c->peer };
   g_atomic_int_inc (&server->active);
+  g_atomic_ref_count_inc (&server->ref);
   GThread *t = g_thread_try_new ("managesieve", connection_thread, c, NULL);
   if (t)
     g_thread_unref (t);
   else
     {
       g_atomic_int_dec_and_test (&server->active);
+      g_atomic_ref_count_dec (&server->ref);
       g_free (c->peer);
       g_free (c);
       refuse (sock);
@@ -240,47 +246,64 @@ start (Server *server, GError **error)
   return util_drop_privileges (server->config->user, error);
 }
 
+/* Sessions still running hold the server (their configuration, directory
+ * and TLS context) until they end, or the process does. */
 static void
-server_clear (Server *server)
+server_unref (Server *server)
 {
-  for (guint i = 0; i < server->unix_paths->len; i++)
-    unlink (server->unix_paths->pdata[i]);
+  if (!g_atomic_ref_count_dec (&server->ref))
+    return;
   g_ptr_array_unref (server->unix_paths);
   g_ptr_array_unref (server->sockets);
   g_clear_pointer (&server->tls, util_tls_context_free);
   g_clear_pointer (&server->directory, directory_unref);
   g_clear_pointer (&server->loop, g_main_loop_unref);
   lmtpd_config_unref (server->config);
+  g_free (server);
+}
+
+/* No new connections: the listeners closed, the UNIX sockets removed. */
+static void
+server_stop_listening (Server *server)
+{
+  for (guint i = 0; i < server->sockets->len; i++)
+    g_socket_close (server->sockets->pdata[i], NULL);
+  for (guint i = 0; i < server->unix_paths->len; i++)
+    unlink (server->unix_paths->pdata[i]);
 }
 
 static int
 run (const char *config_path)
 {
   g_autoptr (GError) error = NULL;
-  Server server = { 0 };
+  LmtpdConfig *config = lmtpd_config_load (config_path, &error);
+  Server *server;
 
-  server.config = lmtpd_config_load (config_path, &error);
-  if (server.config == NULL)
+  if (config == NULL)
     {
       fprintf (stderr, "managesieved: configuration is invalid:\n%s\n", error->message);
       return 78; /* EX_CONFIG */
     }
-  server.sockets = g_ptr_array_new_with_free_func (g_object_unref);
-  server.unix_paths = g_ptr_array_new_with_free_func (g_free);
-  server.loop = g_main_loop_new (NULL, FALSE);
-  if (!start (&server, &error))
+  server = g_new0 (Server, 1);
+  g_atomic_ref_count_init (&server->ref);
+  server->config = config;
+  server->sockets = g_ptr_array_new_with_free_func (g_object_unref);
+  server->unix_paths = g_ptr_array_new_with_free_func (g_free);
+  server->loop = g_main_loop_new (NULL, FALSE);
+  if (!start (server, &error))
     {
       fprintf (stderr, "managesieved: %s\n", error->message);
-      server_clear (&server);
+      server_stop_listening (server);
+      server_unref (server);
       return 1;
     }
-  serve (&server);
-  g_unix_signal_add (SIGTERM, on_stop, &server);
-  g_unix_signal_add (SIGINT, on_stop, &server);
+  serve (server);
+  g_unix_signal_add (SIGTERM, on_stop, server);
+  g_unix_signal_add (SIGINT, on_stop, server);
   g_message ("started");
-  g_main_loop_run (server.loop);
-  /* sessions still running end with the process */
-  server_clear (&server);
+  g_main_loop_run (server->loop);
+  server_stop_listening (server);
+  server_unref (server); /* sessions still running end with the process */
   return 0;
 }
 
