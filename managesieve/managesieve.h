@@ -130,6 +130,7 @@ typedef struct {
   UtilTlsContext *tls;    /* NULL: no STARTTLS */
   gboolean plaintext_ok;  /* this connection may log in without TLS */
   const char *peer;       /* for the log */
+  guint auth_delay_ms;    /* the delay of a first failed login (then 2x, 3x, ... up to 5x) */
 } MsSessionSetup;
 
 /* Serves one connection until LOGOUT, BYE or the client goes; closes

@@ -20,6 +20,8 @@
 
 #include "managesieve.h"
 
+#define AUTH_DELAY_MS 500 /* a first failed login; the next wait longer */
+
 typedef struct {
   gatomicrefcount ref;    /* main's, and one a connection's thread */
   LmtpdConfig *config;
@@ -104,7 +106,7 @@ on_incoming (GSocket *listener, GIOCondition cond, gpointer data)
   c->socket = sock;
   c->peer = peer_of (sock, &trusted);
   c->setup = (MsSessionSetup) { server->config, server->directory, server->tls,
-                                trusted || server->config->managesieve_plaintext, c->peer };
+                                trusted || server->config->managesieve_plaintext, c->peer, AUTH_DELAY_MS };
   g_atomic_int_inc (&server->active);
   g_atomic_ref_count_inc (&server->ref);
   GThread *t = g_thread_try_new ("managesieve", connection_thread, c, NULL);

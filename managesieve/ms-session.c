@@ -214,7 +214,7 @@ login_failed (Session *s, const char *why)
 {
   s->auth_failures++;
   g_message ("%s: login failed%s%s", s->setup->peer, why ? ": " : "", why ? why : "");
-  g_usleep (MIN (s->auth_failures, 5u) * G_USEC_PER_SEC / 2);
+  g_usleep ((gulong) MIN (s->auth_failures, 5u) * s->setup->auth_delay_ms * 1000);
   if (s->auth_failures >= s->config->managesieve_max_auth_failures)
     {
       reply (s, "BYE", NULL, "Too many failed logins");
