@@ -19,9 +19,10 @@
 int LLVMFuzzerInitialize (int *argc, char ***argv);
 int LLVMFuzzerTestOneInput (const guint8 *data, size_t size);
 
-#define MAX_INPUT (128 * 1024) /* what the socket buffer takes at once */
+#define INPUT_MAX (128 * 1024) /* what the socket buffer takes at once */
 
 static MsSessionSetup setup;
+static char *dir;   /* the scratch mail root, for the whole run */
 
 static GLogWriterOutput
 quiet (GLogLevelFlags level, const GLogField *fields, gsize n, gpointer data)
@@ -34,14 +35,15 @@ quiet (GLogLevelFlags level, const GLogField *fields, gsize n, gpointer data)
 int
 LLVMFuzzerInitialize (int *argc, char ***argv)
 {
-  char *dir = g_dir_make_tmp ("fuzz-managesieve-XXXXXX", NULL);
-  char *users = g_build_filename (dir, "users", NULL);
-  char *conf = g_build_filename (dir, "lmtpd.conf", NULL);
-  char *text = g_strdup_printf ("[delivery]\nmail_root = %s\n[users]\nmap = %s\ndomains =\n"
-                                "[sieve]\nmax_script_size = 64k\n[managesieve]\nidle_timeout = 1\n"
-                                "max_scripts = 5\n", dir, users);
+  char *users, *conf, *text;
   GError *error = NULL;
 
+  dir = g_dir_make_tmp ("fuzz-managesieve-XXXXXX", NULL);
+  users = g_build_filename (dir, "users", NULL);
+  conf = g_build_filename (dir, "lmtpd.conf", NULL);
+  text = g_strdup_printf ("[delivery]\nmail_root = %s\n[users]\nmap = %s\ndomains =\n"
+                          "[sieve]\nmax_script_size = 64k\n[managesieve]\nidle_timeout = 1\n"
+                          "max_scripts = 5\n", dir, users);
   g_log_set_writer_func (quiet, NULL, NULL);
   g_assert_true (g_file_set_contents (users, "joe@example.org password={PLAIN}pw\n", -1, NULL));
   g_assert_true (g_file_set_contents (conf, text, -1, NULL));
@@ -76,14 +78,14 @@ drain (gpointer data)
 int
 LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
 {
-  int sv[2], big = 4 * MAX_INPUT;
+  int sv[2], big = 4 * INPUT_MAX;
   GThread *reader;
   GString *replies;
 
   g_assert_true (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
   setsockopt (sv[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
   setsockopt (sv[1], SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
-  size = MIN (size, MAX_INPUT);
+  size = MIN (size, INPUT_MAX);
   g_assert_true (write (sv[0], data, size) == (gssize) size);
   shutdown (sv[0], SHUT_WR);
   reader = g_thread_new ("drain", drain, GINT_TO_POINTER (sv[0]));
