@@ -85,23 +85,15 @@ refuse (GSocket *sock)
   g_object_unref (sock);
 }
 
+/* A thread for @sock, holding the server; FALSE if none could be made. */
 static gboolean
-on_incoming (GSocket *listener, GIOCondition cond, gpointer data)
+spawn (Server *server, GSocket *sock)
 {
-  Server *server = data;
-  GSocket *sock = g_socket_accept (listener, NULL, NULL);
-  Connection *c;
+  Connection *c = g_new0 (Connection, 1);
   gboolean trusted;
+  GThread *t;
 
-  if (sock == NULL)
-    return G_SOURCE_CONTINUE;
-  if ((guint) g_atomic_int_get (&server->active) >= server->config->managesieve_max_connections)
-    {
-      refuse (sock);
-      return G_SOURCE_CONTINUE;
-    }
   g_socket_set_blocking (sock, FALSE);
-  c = g_new0 (Connection, 1);
   c->server = server;
   c->socket = sock;
   c->peer = peer_of (sock, &trusted);
@@ -109,17 +101,30 @@ on_incoming (GSocket *listener, GIOCondition cond, gpointer data)
                                 trusted || server->config->managesieve_plaintext, c->peer, AUTH_DELAY_MS };
   g_atomic_int_inc (&server->active);
   g_atomic_ref_count_inc (&server->ref);
-  GThread *t = g_thread_try_new ("managesieve", connection_thread, c, NULL);
+  t = g_thread_try_new ("managesieve", connection_thread, c, NULL);
   if (t)
-    g_thread_unref (t);
-  else
     {
-      g_atomic_int_dec_and_test (&server->active);
-      g_atomic_ref_count_dec (&server->ref);
-      g_free (c->peer);
-      g_free (c);
-      refuse (sock);
+      g_thread_unref (t);
+      return TRUE;
     }
+  g_atomic_int_dec_and_test (&server->active);
+  g_atomic_ref_count_dec (&server->ref);
+  g_free (c->peer);
+  g_free (c);
+  return FALSE;
+}
+
+static gboolean
+on_incoming (GSocket *listener, GIOCondition cond, gpointer data)
+{
+  Server *server = data;
+  GSocket *sock = g_socket_accept (listener, NULL, NULL);
+
+  if (sock == NULL)
+    return G_SOURCE_CONTINUE;
+  if ((guint) g_atomic_int_get (&server->active) >= server->config->managesieve_max_connections
+      || !spawn (server, sock))
+    refuse (sock);
   return G_SOURCE_CONTINUE;
 }
 
