@@ -105,7 +105,8 @@ typedef struct MsStore MsStore;
 
 /* A user's scripts: [sieve] dir and the active link ([sieve] script or
  * the directory's own path) under mail_root.  NULL if the paths leave the
- * mail root or the directory failed. */
+ * mail root or the directory failed; G_IO_ERROR_PERMISSION_DENIED for a
+ * user the directory has disabled, or an alias. */
 MsStore *ms_store_new (const LmtpdConfig *config, Directory *dir, const char *address, GError **error);
 void ms_store_free (MsStore *s);
 gboolean ms_store_name_valid (const char *name, gsize len);

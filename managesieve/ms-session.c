@@ -188,23 +188,29 @@ cmd_starttls (Session *s, MsCommand *cmd)
   reply (s, "OK", NULL, "TLS negotiation successful");
 }
 
+static void login_failed (Session *s, const char *why);
+
 static void
 logged_in (Session *s, char *user)
 {
   g_autoptr (GError) error = NULL;
 
   s->store = ms_store_new (s->config, s->setup->directory, user, &error);
-  if (s->store == NULL)
+  if (s->store == NULL && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED))
+    login_failed (s, error->message);
+  else if (s->store == NULL)
     {
       g_autofree char *why = util_sanitize (error ? error->message : "?", 300);
       g_warning ("%s: %s: %s", s->setup->peer, user, why);
       reply (s, "NO", "TRYLATER", "Temporary failure, try again later");
-      g_free (user);
-      return;
     }
-  s->user = user;
-  g_message ("%s: %s logged in", s->setup->peer, user);
-  reply (s, "OK", NULL, "Logged in");
+  else
+    {
+      s->user = g_steal_pointer (&user);
+      g_message ("%s: %s logged in", s->setup->peer, s->user);
+      reply (s, "OK", NULL, "Logged in");
+    }
+  g_free (user);
 }
 
 /* A failure answered after a delay that grows with each; the last one

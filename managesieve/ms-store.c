@@ -570,6 +570,13 @@ ms_store_new (const LmtpdConfig *config, Directory *dir, const char *address, GE
         g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "%s is not in the user directory", address);
       return NULL;
     }
+  if (user->disabled || user->alias_of)
+    {
+      /* whatever the password source says, the directory has no mailbox here */
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED, "%s is %s", address,
+                   user->disabled ? "disabled" : "an alias");
+      return NULL;
+    }
   s = g_new0 (MsStore, 1);
   s->root_fd = -1;
   if (store_paths (s, config, user, address, error))

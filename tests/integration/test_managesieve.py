@@ -578,7 +578,8 @@ class LdapLogins(unittest.TestCase):
         if not (os.path.exists(t.SLAPD) and t.LDAPADD):
             raise unittest.SkipTest("slapd or ldapadd missing (apt-get install slapd ldap-utils)")
         cls.slapd = t.Slapd()
-        cls.slapd.add(t.TREE + "\n" + t.entry("sue", "sue@example.org", userPassword="sue-pw"))
+        cls.slapd.add(t.TREE + "\n" + t.entry("sue", "sue@example.org", userPassword="sue-pw") + "\n"
+                      + t.entry("gone", "gone@example.org", userPassword="gone-pw", accountStatus="disabled"))
         cls.ms = Sieved(None, lambda d: t.ldap_settings(d, cls.slapd.uri))
 
     @classmethod
@@ -587,11 +588,13 @@ class LdapLogins(unittest.TestCase):
         cls.slapd.cleanup()
 
     def test_bind_as_the_user(self):
-        c = Client(self.ms.port)
-        self.addCleanup(c.close)
-        for user, password in (("sue@example.org", "wrong"), ("sue@example.org", ""), ("ann@example.org", "x")):
+        # a wrong password, none, an entry without one, a disabled entry whose bind works
+        for user, password in (("sue@example.org", "wrong"), ("sue@example.org", ""), ("ann@example.org", "x"),
+                               ("gone@example.org", "gone-pw")):
+            c = Client(self.ms.port)
+            self.addCleanup(c.close)
             status, _ = c.cmd('AUTHENTICATE "PLAIN" "%s"' % plain(user, password))
-            self.assertTrue(status.startswith(("NO", "BYE")), status)
+            self.assertEqual(status, 'NO "Authentication failed"', user)
         c = Client(self.ms.port)
         self.addCleanup(c.close)
         c.login("sue@example.org", "sue-pw")
