@@ -56,6 +56,7 @@ typedef struct {
   char *alias_of;         /* alias=: mail goes to this address instead, or NULL */
   gboolean disabled;      /* disabled=yes: the user takes no mail (550 5.2.1) */
   char **settings;        /* setting=Name:value, for the callout services, or NULL */
+  char *password;         /* password={SCHEME}hash (ManageSieve logins), or NULL */
 } LmtpdUser;
 
 typedef enum {
@@ -233,6 +234,18 @@ typedef struct {
   char *sieve_dir;            /* personal scripts (include :personal), a template as sieve_script */
   char *sieve_global_dir;     /* site scripts (include :global), or NULL */
   char **sieve_special_use;   /* "Junk=Junk": special use (without '\\') = folder */
+
+  /* [managesieve] (managesieve/: managesieved) */
+  GPtrArray *managesieve_listen; /* of LmtpdListen* */
+  char *managesieve_tls_cert_file; /* STARTTLS certificate chain, or NULL: [server]'s */
+  char *managesieve_tls_key_file;
+  gboolean managesieve_plaintext; /* PLAIN without TLS on any listener, not only loopback/UNIX */
+  guint managesieve_max_connections;
+  guint managesieve_idle_timeout; /* seconds */
+  guint managesieve_max_scripts; /* per user */
+  guint managesieve_max_auth_failures; /* per connection, then BYE */
+  char *users_pgsql_password_query; /* [users] pgsql_password_query: the hash for a login, or NULL */
+  char *users_dovecot_auth_socket; /* [users] dovecot_auth_socket: Dovecot's auth-client, for logins */
 
   char *source;               /* the file this came from */
 } LmtpdConfig;

@@ -17,6 +17,9 @@ conf_user_free (gpointer p)
   g_free (u->sieve);
   g_free (u->alias_of);
   g_strfreev (u->settings);
+  if (u->password)
+    memset (u->password, 0, strlen (u->password));
+  g_free (u->password);
   g_free (u);
 }
 
@@ -104,7 +107,7 @@ user_mailbox (ConfLoader *ld, const char *map, guint line, LmtpdUser *u, const c
   if (eq && !strchr (field, ':') && !strchr (field, '/'))
     {
       conf_file_problem (ld, map, line, "'%.*s=': unknown setting (mailbox=, quota=, quota_messages=, sieve=, "
-                         "alias=, disabled= or setting=)", (int) (eq - field), field);
+                         "alias=, disabled=, setting= or password=)", (int) (eq - field), field);
       return FALSE;
     }
   u->mailbox = g_strdup (field);
@@ -133,6 +136,11 @@ user_directory_field (ConfLoader *ld, const char *map, guint line, LmtpdUser *u,
       g_free (u->alias_of);
       u->alias_of = g_ascii_strdown (v, -1);
     }
+  else if (key_is (field, eq, "password") && v[0] == '{' && strchr (v, '}'))
+    {
+      g_free (u->password);
+      u->password = g_strdup (v);
+    }
   else if (key_is (field, eq, "disabled") && (strcmp (v, "yes") == 0 || strcmp (v, "no") == 0))
     u->disabled = strcmp (v, "yes") == 0;
   else if (key_is (field, eq, "setting") && strchr (v, ':') && v[0] != ':')
@@ -146,6 +154,7 @@ user_directory_field (ConfLoader *ld, const char *map, guint line, LmtpdUser *u,
     {
       conf_file_problem (ld, map, line, "'%s': %s", field,
                          key_is (field, eq, "alias") ? "not user@domain"
+                         : key_is (field, eq, "password") ? "a password is {SCHEME}hash, e.g. {SHA512-CRYPT}$6$..."
                          : key_is (field, eq, "disabled") ? "yes or no" : "a setting is Name:value");
       return FALSE;
     }
@@ -163,7 +172,8 @@ user_field (ConfLoader *ld, const char *map, guint line, LmtpdUser *u, const cha
   gboolean setting = eq && (key_is (field, eq, "mailbox") || key_is (field, eq, "quota")
                             || key_is (field, eq, "quota_messages"));
   gboolean directory = eq && (key_is (field, eq, "sieve") || key_is (field, eq, "alias")
-                              || key_is (field, eq, "disabled") || key_is (field, eq, "setting"));
+                              || key_is (field, eq, "disabled") || key_is (field, eq, "setting")
+                              || key_is (field, eq, "password"));
 
   if (!setting && !directory)
     return user_mailbox (ld, map, line, u, field);

@@ -100,6 +100,16 @@ check_tls_pair (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetti
                   "STARTTLS needs both tls_cert_file and tls_key_file");
 }
 
+static void
+check_ms_tls_pair (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  LmtpdConfig *c = base;
+
+  if ((c->managesieve_tls_cert_file == NULL) != (c->managesieve_tls_key_file == NULL))
+    conf_problem (ld, group, c->managesieve_tls_cert_file ? "tls_key_file" : "tls_cert_file",
+                  "STARTTLS needs both tls_cert_file and tls_key_file");
+}
+
 /* A listener spec, if set ("" is unset). */
 static void
 check_listen_spec (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
@@ -244,6 +254,24 @@ load_domains (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting
 }
 
 /* backend dovecot needs the socket; a UNIX socket path fits in sun_path */
+/* [users] dovecot_auth_socket: optional, a socket path if set. */
+static void
+check_socket_path (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  const char *path;
+
+  check_empty_is_unset (ld, kf, group, s, base);
+  path = CONF_FIELD (base, s, char *);
+  if (path && strlen (path) >= 108)
+    conf_problem (ld, group, s->key, "'%s' is too long for a UNIX socket path", path);
+  for (const guchar *p = (const guchar *) path; p && *p; p++)
+    if (*p < 0x20 || *p == 0x7f)
+      {
+        conf_problem (ld, group, s->key, "the socket path has a control character");
+        break;
+      }
+}
+
 static void
 check_dovecot_socket (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
 {
@@ -630,8 +658,13 @@ static const ConfSetting main_rows[] = {
   { "users", "pgsql_query", CONF_STRING, CFG (users_pgsql_query), .check = conf_check_pgsql_query,
     .def_text = "SELECT * FROM users WHERE address = $1",
     .doc = "backend pgsql: the query ($1 address, $2 local part, $3 domain)" },
+  { "users", "pgsql_password_query", CONF_STRING, CFG (users_pgsql_password_query),
+    .check = conf_check_pgsql_query,
+    .doc = "backend pgsql: ManageSieve logins, the query whose first column is the password hash ($1 $2 $3)" },
   { "users", "dovecot_socket", CONF_STRING, CFG (users_dovecot_socket), .check = check_dovecot_socket,
     .doc = "Dovecot's auth-userdb socket (backend dovecot)" },
+  { "users", "dovecot_auth_socket", CONF_STRING, CFG (users_dovecot_auth_socket), .check = check_socket_path,
+    .doc = "Dovecot's auth-client socket, for ManageSieve logins with backend dovecot" },
   { "users", "dovecot_service", CONF_STRING, CFG (users_dovecot_service), .def_text = "lmtp",
     .check = check_dovecot_name, .doc = "the service named in Dovecot's USER lookup" },
   { "users", "dovecot_user_key", CONF_CHOICE, CFG (users_dovecot_local), .def = FALSE,
@@ -720,12 +753,29 @@ static const ConfSetting main_rows[] = {
   { "sieve", "srs_secret_file", CONF_STRING, CFG (srs_secret_file), .check = check_srs,
     .doc = "redirect_sender = srs: a file whose first line is the secret (postsrsd's)" },
   { "sieve", "dir", CONF_STRING, CFG (sieve_dir), .def_text = "%d/%n/sieve", .check = check_script_escapes,
-    .doc = "personal scripts NAME.sieve for include, relative to mail_root; %u %n %d %h" },
+    .doc = "personal scripts NAME.sieve (include, ManageSieve), relative to mail_root; %u %n %d %h" },
   { "sieve", "global_dir", CONF_STRING, CFG (sieve_global_dir),
     .doc = "site scripts NAME.sieve for include :global (unset: none)" },
   { "sieve", "special_use", CONF_LIST, CFG (sieve_special_use),
     .def_text = "Drafts=Drafts;Junk=Junk;Trash=Trash;Sent=Sent", .check = check_special_use,
     .doc = "USE=FOLDER;...: the folder of each special use for fileinto :specialuse" },
+  /* managesieved (managesieve/), RFC 5804 */
+  { "managesieve", "listen", CONF_LISTEN, CFG (managesieve_listen), .def_text = "inet:127.0.0.1:4190",
+    .needs_restart = TRUE, .doc = "inet:HOST:PORT and unix:PATH listeners of managesieved, separated by ;" },
+  { "managesieve", "tls_cert_file", CONF_STRING, CFG (managesieve_tls_cert_file),
+    .doc = "STARTTLS certificate chain (PEM); unset: [server] tls_cert_file" },
+  { "managesieve", "tls_key_file", CONF_STRING, CFG (managesieve_tls_key_file), .check = check_ms_tls_pair,
+    .doc = "its private key" },
+  { "managesieve", "plaintext_auth", CONF_BOOL, CFG (managesieve_plaintext),
+    .doc = "allow PLAIN without TLS on every listener (always allowed on loopback and UNIX sockets)" },
+  { "managesieve", "max_connections", CONF_UINT, CFG (managesieve_max_connections), .def = 50, .min = 1,
+    .max = 10000, .doc = "connections at once; more get BYE" },
+  { "managesieve", "idle_timeout", CONF_UINT, CFG (managesieve_idle_timeout), .def = 300, .min = 1,
+    .max = 86400, .doc = "seconds a client may be idle, or not read what it is sent" },
+  { "managesieve", "max_scripts", CONF_UINT, CFG (managesieve_max_scripts), .def = 20, .min = 1,
+    .max = 10000, .doc = "scripts a user may keep" },
+  { "managesieve", "max_auth_failures", CONF_UINT, CFG (managesieve_max_auth_failures), .def = 3, .min = 1,
+    .max = 100, .doc = "failed logins a connection before BYE (each answered after a delay)" },
 };
 
 const ConfTable conf_main_table = { main_rows, G_N_ELEMENTS (main_rows) };

@@ -131,10 +131,11 @@ conf_load_pgsql_password (ConfLoader *ld, GKeyFile *kf, const char *group, const
 void
 conf_check_pgsql_query (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
 {
-  LmtpdConfig *c = base;
-  const char *q = c->users_pgsql_query;
+  const char *q = CONF_FIELD (base, s, char *);
   gboolean uses_address = FALSE;
 
+  if (q == NULL && s->def_text == NULL)
+    return; /* an optional query (pgsql_password_query) left unset */
   if (q == NULL || q[0] == '\0' || strlen (q) > QUERY_MAX)
     {
       conf_problem (ld, group, s->key, "want one query of 1 to %d bytes", QUERY_MAX);

@@ -21,6 +21,7 @@
 #include "config.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #include <gio/gunixsocketaddress.h>
 
@@ -43,6 +44,7 @@ typedef struct {
 
 typedef struct {
   char *socket_path;
+  char *auth_socket_path; /* auth-client, for logins; or NULL */
   char *service;
   gboolean local;         /* ask for the local part only */
   char *sieve_field;
@@ -561,6 +563,7 @@ dovecot_open (const LmtpdConfig *config, GError **error)
     }
   d = g_new0 (Dovecot, 1);
   d->socket_path = g_strdup (config->users_dovecot_socket);
+  d->auth_socket_path = g_strdup (config->users_dovecot_auth_socket);
   d->service = g_strdup (config->users_dovecot_service ? config->users_dovecot_service : "lmtp");
   d->local = config->users_dovecot_local;
   d->sieve_field = g_strdup (config->users_dovecot_sieve_field ? config->users_dovecot_sieve_field : "sieve");
@@ -579,6 +582,7 @@ dovecot_close (gpointer backend)
   g_queue_clear_full (&d->idle, (GDestroyNotify) conn_free);
   g_mutex_clear (&d->lock);
   g_free (d->socket_path);
+  g_free (d->auth_socket_path);
   g_free (d->service);
   g_free (d->sieve_field);
   g_free (d->settings_prefix);
@@ -671,6 +675,81 @@ dovecot_lookup (gpointer backend, const char *address, guint timeout_ms, Directo
   return DIRECTORY_FOUND;
 }
 
+/* ---- logins: the auth-client protocol ----------------------------------------- *
+ *
+ * What Dovecot's own login processes do: after Dovecot's handshake
+ * (VERSION 1, MECH..., SPID, CUID, COOKIE, DONE) we send "VERSION\t1\t2",
+ * "CPID\t<pid>" and "AUTH\t1\tPLAIN\tservice=sieve\tsecured\tresp=<base64>";
+ * the answer is "OK\t1\t..." or "FAIL\t1\t..." ("temp" among its fields:
+ * Dovecot could not ask its passdb).  "secured": managesieved has already
+ * required TLS where it should, so Dovecot's disable_plaintext_auth must not
+ * refuse PLAIN again.  One connection a login: logins are rare. */
+
+static char **
+read_auth_answer (Conn *c, gint64 deadline, GError **error)
+{
+  for (guint i = 0; i < LINES_MAX; i++)
+    {
+      g_autofree char *line = conn_read_line (c, deadline, error);
+      g_auto (GStrv) f = NULL;
+
+      if (line == NULL)
+        return NULL;
+      f = g_strsplit (line, "\t", FIELDS_MAX);
+      if (strcmp (f[0], "VERSION") == 0 && (f[1] == NULL || strcmp (f[1], "1") != 0))
+        break;
+      if (f[1] && strcmp (f[1], "1") == 0
+          && (strcmp (f[0], "OK") == 0 || strcmp (f[0], "FAIL") == 0 || strcmp (f[0], "CONT") == 0))
+        return g_steal_pointer (&f);
+    }
+  g_set_error (error, DOVECOT_ERROR, 0, "Dovecot's answer is not auth-client protocol version 1");
+  return NULL;
+}
+
+static DirectoryResult
+auth_verdict (char **answer, const char *user, GError **error)
+{
+  if (strcmp (answer[0], "OK") == 0)
+    return DIRECTORY_FOUND;
+  if (strcmp (answer[0], "FAIL") == 0 && g_strv_contains ((const char *const *) answer + 2, "temp"))
+    {
+      g_set_error (error, DOVECOT_ERROR, 0, "Dovecot could not check the password of %s", user);
+      return DIRECTORY_TEMPFAIL;
+    }
+  return DIRECTORY_UNKNOWN; /* FAIL, or a CONT that PLAIN never asks for */
+}
+
+static DirectoryResult
+dovecot_authenticate (gpointer backend, const char *address, const char *password, guint timeout_ms,
+                      GError **error)
+{
+  Dovecot *d = backend;
+  gint64 deadline = g_get_monotonic_time () + (gint64) MAX (timeout_ms, 1) * 1000;
+  const char *at = strrchr (address, '@');
+  g_autofree char *user = d->local && at ? g_strndup (address, at - address) : g_strdup (address);
+  g_autofree char *plain = g_strdup_printf ("%c%s%c%s", 0, user, 0, password);
+  gsize plain_len = strlen (user) + strlen (password) + 2;
+  g_autofree char *resp = g_base64_encode ((const guchar *) plain, plain_len);
+  g_autofree char *req = g_strdup_printf ("VERSION\t1\t2\nCPID\t%d\nAUTH\t1\tPLAIN\tservice=sieve\tsecured\t"
+                                          "resp=%s\n", (int) getpid (), resp);
+  g_auto (GStrv) answer = NULL;
+  Conn *c;
+
+  if (d->auth_socket_path == NULL)
+    {
+      g_set_error (error, DOVECOT_ERROR, 0, "[users] dovecot_auth_socket is not set");
+      return DIRECTORY_TEMPFAIL;
+    }
+  c = conn_open (d->auth_socket_path, deadline, error);
+  if (c && conn_send (c, req, strlen (req), deadline, error))
+    answer = read_auth_answer (c, deadline, error);
+  conn_free (c);
+  explicit_bzero (plain, plain_len);
+  explicit_bzero (resp, strlen (resp));
+  explicit_bzero (req, strlen (req));
+  return answer ? auth_verdict (answer, user, error) : DIRECTORY_TEMPFAIL;
+}
+
 const DirectoryBackend directory_backend_dovecot = {
-  "dovecot", TRUE, dovecot_open, dovecot_lookup, dovecot_close,
+  "dovecot", TRUE, dovecot_open, dovecot_lookup, dovecot_close, dovecot_authenticate,
 };

@@ -123,6 +123,36 @@ file_lookup (gpointer backend, const char *address, guint timeout_ms, DirectoryU
   return u ? DIRECTORY_FOUND : DIRECTORY_UNKNOWN;
 }
 
+/* password= of the user's line; a disabled user or an alias logs in to
+ * nothing. */
+static DirectoryResult
+file_authenticate (gpointer backend, const char *address, const char *password, guint timeout_ms,
+                   GError **error)
+{
+  FileDirectory *f = backend;
+  g_autofree char *stored = NULL;
+  g_autoptr (GError) bad = NULL;
+  const LmtpdUser *u;
+
+  (void) timeout_ms;
+  (void) error;
+  if (f->config->users_map == NULL)
+    return DIRECTORY_UNKNOWN;
+  g_mutex_lock (&f->lock);
+  reload_if_changed (f);
+  u = g_hash_table_lookup (f->users, address);
+  if (u && !u->disabled && u->alias_of == NULL)
+    stored = g_strdup (u->password);
+  g_mutex_unlock (&f->lock);
+  if (stored == NULL)
+    return DIRECTORY_UNKNOWN;
+  if (directory_password_verify (stored, password, &bad))
+    return DIRECTORY_FOUND;
+  if (bad)
+    g_warning ("users map, %s: %s", address, bad->message);
+  return DIRECTORY_UNKNOWN;
+}
+
 const DirectoryBackend directory_backend_file = {
-  "file", FALSE, file_open, file_lookup, file_close,
+  "file", FALSE, file_open, file_lookup, file_close, file_authenticate,
 };

@@ -190,9 +190,11 @@ set_tls (LdapDirectory *l, LDAP *ld)
   return rc;
 }
 
-/* One bound connection to @uri, or NULL with @error. */
+/* One connection to @uri bound as @dn with @password (NULL: anonymous),
+ * or NULL with @error (its code libldap's). */
 static LDAP *
-connect_one (LdapDirectory *l, const char *uri, gint64 deadline, GError **error)
+connect_as (LdapDirectory *l, const char *uri, const char *dn, const char *password, gint64 deadline,
+            GError **error)
 {
   struct berval cred = { 0, NULL };
   LDAP *ld = NULL;
@@ -205,18 +207,25 @@ connect_one (LdapDirectory *l, const char *uri, gint64 deadline, GError **error)
     }
   if (rc == LDAP_SUCCESS && l->starttls && g_str_has_prefix (uri, "ldap://"))
     rc = ldap_start_tls_s (ld, NULL, NULL);
-  if (l->password)
-    cred = (struct berval) { strlen (l->password), l->password };
+  if (password)
+    cred = (struct berval) { strlen (password), (char *) password };
   /* an anonymous bind too: it opens the connection, so a dead server is
    * found here and the next URI tried */
   if (rc == LDAP_SUCCESS)
-    rc = ldap_sasl_bind_s (ld, l->bind_dn ? l->bind_dn : "", LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
+    rc = ldap_sasl_bind_s (ld, dn ? dn : "", LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
   if (rc == LDAP_SUCCESS)
     return ld;
   g_set_error (error, ldir_error_quark (), rc, "%s: %s", uri, ldap_err2string (rc));
   if (ld)
     ldap_unbind_ext_s (ld, NULL, NULL);
   return NULL;
+}
+
+/* One bound connection to @uri, or NULL with @error. */
+static LDAP *
+connect_one (LdapDirectory *l, const char *uri, gint64 deadline, GError **error)
+{
+  return connect_as (l, uri, l->bind_dn, l->password, deadline, error);
 }
 
 /* A new connection: the URIs in order from the last that worked. */
@@ -569,6 +578,92 @@ ldir_lookup (gpointer backend, const char *address, guint timeout_ms, DirectoryU
   return r;
 }
 
+/* ---- logins: the user's entry, then a bind as it ------------------------- */
+
+/* The DN of the one entry ldap_filter finds for @address (NULL: none). */
+static DirectoryResult
+search_dn (LdapDirectory *l, LDAP *ld, const char *filter, gint64 deadline, char **dn, gboolean *broken,
+           GError **error)
+{
+  char *no_attrs[] = { (char *) LDAP_NO_ATTRS, NULL };
+  struct timeval tv = time_left (deadline);
+  LDAPMessage *res = NULL;
+  int rc = ldap_search_ext_s (ld, l->base, l->scope, filter, no_attrs, 0, NULL, NULL, &tv, 2, &res);
+  int n = rc == LDAP_SUCCESS ? ldap_count_entries (ld, res) : -1;
+  char *found = n == 1 ? ldap_get_dn (ld, ldap_first_entry (ld, res)) : NULL;
+  DirectoryResult r = n == 0 ? DIRECTORY_UNKNOWN : found ? DIRECTORY_FOUND : DIRECTORY_TEMPFAIL;
+
+  *broken = connection_lost (rc);
+  if (r == DIRECTORY_TEMPFAIL)
+    g_set_error (error, ldir_error_quark (), rc, "login search: %s",
+                 rc == LDAP_SUCCESS ? "not exactly one entry (check ldap_filter)" : ldap_err2string (rc));
+  *dn = g_strdup (found);
+  ldap_memfree (found);
+  ldap_msgfree (res);
+  return r;
+}
+
+static DirectoryResult
+find_dn (LdapDirectory *l, const char *address, gint64 deadline, char **dn, GError **error)
+{
+  g_autofree char *filter = make_filter (l->filter, address, error);
+  DirectoryResult r = DIRECTORY_TEMPFAIL;
+
+  for (guint attempt = 0; filter && attempt < 2; attempt++)
+    {
+      gboolean reused = FALSE, broken = FALSE;
+      LDAP *ld = pool_take (l, deadline, &reused, error);
+
+      if (ld == NULL)
+        return DIRECTORY_TEMPFAIL;
+      r = search_dn (l, ld, filter, deadline, dn, &broken, error);
+      pool_give (l, ld, broken);
+      if (!(broken && reused) || g_get_monotonic_time () >= deadline)
+        break;
+      g_clear_error (error);
+    }
+  return r;
+}
+
+/* A second connection bound as the user's entry: invalid credentials are
+ * a wrong password, anything else a failure of that server (the next URI
+ * is tried).  An empty password never binds (RFC 4513 5.1.2: that would be
+ * an unauthenticated bind, which servers accept). */
+static DirectoryResult
+ldir_authenticate (gpointer backend, const char *address, const char *password, guint timeout_ms,
+                   GError **error)
+{
+  LdapDirectory *l = backend;
+  gint64 deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
+  g_autofree char *dn = NULL;
+  DirectoryResult r = password[0] ? find_dn (l, address, deadline, &dn, error) : DIRECTORY_UNKNOWN;
+
+  for (guint i = 0; r == DIRECTORY_FOUND && l->uris[i]; i++)
+    {
+      g_autoptr (GError) failure = NULL;
+      LDAP *ld = connect_as (l, l->uris[i], dn, password, deadline, &failure);
+
+      if (ld)
+        {
+          ldap_unbind_ext_s (ld, NULL, NULL);
+          return DIRECTORY_FOUND;
+        }
+      if (failure->code == LDAP_INVALID_CREDENTIALS)
+        return DIRECTORY_UNKNOWN;
+      if (l->uris[i + 1] == NULL || g_get_monotonic_time () >= deadline)
+        {
+          g_propagate_error (error, g_steal_pointer (&failure));
+          return DIRECTORY_TEMPFAIL;
+        }
+    }
+  if (r == DIRECTORY_FOUND) /* never "right" without a bind */
+    {
+      g_set_error_literal (error, ldir_error_quark (), 0, "no ldap_uris to bind to");
+      return DIRECTORY_TEMPFAIL;
+    }
+  return r;
+}
+
 const DirectoryBackend directory_backend_ldap = {
-  "ldap", TRUE, ldir_open, ldir_lookup, ldir_close,
+  "ldap", TRUE, ldir_open, ldir_lookup, ldir_close, ldir_authenticate,
 };

@@ -24,12 +24,14 @@
 
 #define POOL_MAX 4
 #define STATEMENT "lmtpd_user"
+#define PASSWORD_STATEMENT "lmtpd_password"  /* [users] pgsql_password_query, for logins */
 #define TEXTOID 25              /* the parameters are text (catalog/pg_type_d.h) */
 
 typedef struct {
   char *conninfo;
   char *password;             /* from pgsql_password_file, or NULL */
   char *query;
+  char *password_query;       /* or NULL */
 
   GMutex lock;
   GCond returned;             /* a connection came back to the pool */
@@ -149,6 +151,15 @@ set_up (PgDirectory *pg, PGconn *conn, guint timeout_ms, gint64 deadline, GError
     }
   r = await_result (conn, PGRES_COMMAND_OK, "pgsql_query (a configuration error)", deadline, error);
   PQclear (r);
+  if (r == NULL || pg->password_query == NULL)
+    return r != NULL;
+  if (!PQsendPrepare (conn, PASSWORD_STATEMENT, pg->password_query, 3, types))
+    {
+      set_pg_error (error, "pgsql_password_query", PQerrorMessage (conn));
+      return FALSE;
+    }
+  r = await_result (conn, PGRES_COMMAND_OK, "pgsql_password_query (a configuration error)", deadline, error);
+  PQclear (r);
   return r != NULL;
 }
 
@@ -250,6 +261,7 @@ pgsql_open (const LmtpdConfig *config, GError **error)
   pg->conninfo = g_strdup (config->users_pgsql_conninfo ? config->users_pgsql_conninfo : "");
   pg->password = g_strdup (config->users_pgsql_password);
   pg->query = g_strdup (config->users_pgsql_query);
+  pg->password_query = g_strdup (config->users_pgsql_password_query);
   g_mutex_init (&pg->lock);
   g_cond_init (&pg->returned);
   return pg;
@@ -270,23 +282,30 @@ pgsql_close (gpointer backend)
     memset (pg->password, 0, strlen (pg->password));
   g_free (pg->password);
   g_free (pg->query);
+  g_free (pg->password_query);
   g_free (pg);
 }
 
-/* The query's answer for @address on @conn, or NULL with @error. */
+/* The answer of @statement for @address on @conn, or NULL with @error. */
 static PGresult *
-ask (PGconn *conn, const char *address, gint64 deadline, GError **error)
+ask_statement (PGconn *conn, const char *statement, const char *address, gint64 deadline, GError **error)
 {
   const char *at = strrchr (address, '@');
   g_autofree char *local = at ? g_strndup (address, at - address) : g_strdup (address);
   const char *values[3] = { address, local, at ? at + 1 : "" };
 
-  if (!PQsendQueryPrepared (conn, STATEMENT, 3, values, NULL, NULL, 0))
+  if (!PQsendQueryPrepared (conn, statement, 3, values, NULL, NULL, 0))
     {
       set_pg_error (error, "query", PQerrorMessage (conn));
       return NULL;
     }
   return await_result (conn, PGRES_TUPLES_OK, "query", deadline, error);
+}
+
+static PGresult *
+ask (PGconn *conn, const char *address, gint64 deadline, GError **error)
+{
+  return ask_statement (conn, STATEMENT, address, deadline, error);
 }
 
 /* One try on a connection of the pool; *@stale: it was an idle one that
@@ -339,6 +358,64 @@ pgsql_lookup (gpointer backend, const char *address, guint timeout_ms, Directory
   return r;
 }
 
+/* pgsql_password_query's first column of its one row: the stored hash
+ * (no row or NULL: no login; more rows: a configuration error). */
+static DirectoryResult
+password_row (const PGresult *res, const char *password, GError **error)
+{
+  g_autoptr (GError) bad = NULL;
+
+  if (PQntuples (res) > 1)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "pgsql_password_query gave %d rows", PQntuples (res));
+      return DIRECTORY_TEMPFAIL;
+    }
+  if (PQntuples (res) == 0 || PQnfields (res) < 1 || PQgetisnull (res, 0, 0))
+    return DIRECTORY_UNKNOWN;
+  if (directory_password_verify (PQgetvalue (res, 0, 0), password, &bad))
+    return DIRECTORY_FOUND;
+  if (bad)
+    g_warning ("pgsql_password_query: %s", bad->message);
+  return DIRECTORY_UNKNOWN;
+}
+
+/* One try, as lookups make it: a pooled connection found closed is tried
+ * once more. */
+static DirectoryResult
+pgsql_authenticate (gpointer backend, const char *address, const char *password, guint timeout_ms,
+                    GError **error)
+{
+  PgDirectory *pg = backend;
+  gint64 deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
+  DirectoryResult r = DIRECTORY_TEMPFAIL;
+  gboolean reused = TRUE;
+
+  if (pg->password_query == NULL)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED, "[users] pgsql_password_query is not set");
+      return DIRECTORY_TEMPFAIL;
+    }
+  for (guint i = 0; i <= POOL_MAX && reused; i++)
+    {
+      PGconn *conn = pool_take (pg, timeout_ms, deadline, &reused, error);
+      PGresult *res = conn ? ask_statement (conn, PASSWORD_STATEMENT, address, deadline, error) : NULL;
+      if (res == NULL)
+        {
+          reused = conn && reused && PQstatus (conn) == CONNECTION_BAD;
+          if (conn)
+            pool_drop (pg, conn);
+          if (reused)
+            g_clear_error (error);
+          continue;
+        }
+      r = password_row (res, password, error);
+      PQclear (res);
+      pool_give (pg, conn);
+      break;
+    }
+  return r;
+}
+
 const DirectoryBackend directory_backend_pgsql = {
-  "pgsql", TRUE, pgsql_open, pgsql_lookup, pgsql_close,
+  "pgsql", TRUE, pgsql_open, pgsql_lookup, pgsql_close, pgsql_authenticate,
 };

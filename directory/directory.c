@@ -286,3 +286,36 @@ directory_lookup_cached (Directory *dir, const char *address, DirectoryResult *r
     }
   return answer_from_cache (dir, address, FALSE, result, out);
 }
+
+/* ---- logins (ManageSieve) -------------------------------------------------- */
+
+gboolean
+directory_can_authenticate (const Directory *dir)
+{
+  /* pgsql checks logins only with the query that finds the hash */
+  if (dir->backend == &directory_backend_pgsql && dir->config->users_pgsql_password_query == NULL)
+    return FALSE;
+  /* dovecot only through its auth-client socket */
+  if (dir->backend == &directory_backend_dovecot && dir->config->users_dovecot_auth_socket == NULL)
+    return FALSE;
+  return dir->backend->authenticate != NULL;
+}
+
+DirectoryResult
+directory_authenticate (Directory *dir, const char *address, const char *password, GError **error)
+{
+  DirectoryResult r;
+
+  if (dir->backend->authenticate == NULL)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED, "the %s backend cannot check passwords",
+                   dir->backend->name);
+      return DIRECTORY_TEMPFAIL;
+    }
+  r = dir->backend->authenticate (dir->state, address, password, dir->timeout_ms, error);
+  g_mutex_lock (&dir->lock);
+  if (r == DIRECTORY_TEMPFAIL)
+    dir->stats.failures++;
+  g_mutex_unlock (&dir->lock);
+  return r;
+}

@@ -54,6 +54,11 @@ typedef struct {
   DirectoryResult (*lookup) (gpointer backend, const char *address, guint timeout_ms, DirectoryUser **out,
                              GError **error);
   void (*close) (gpointer backend);
+  /* A login's password (ManageSieve), or NULL: this backend cannot check
+   * one.  FOUND: right; UNKNOWN: no such user, no password stored or a
+   * wrong one; TEMPFAIL: the server could not answer (@error says why). */
+  DirectoryResult (*authenticate) (gpointer backend, const char *address, const char *password,
+                                   guint timeout_ms, GError **error);
 } DirectoryBackend;
 
 typedef struct Directory Directory;
@@ -86,6 +91,19 @@ gboolean directory_is_remote (const Directory *dir);
  * settings are the same (a reload that changes none of them keeps the
  * directory and its cache); the file backend follows each configuration. */
 gboolean directory_matches (const Directory *dir, const LmtpdConfig *config);
+
+/* TRUE if the backend can check a login's password. */
+gboolean directory_can_authenticate (const Directory *dir);
+/* Checks @password for @address (lowercased local@domain), never from the
+ * cache.  FOUND: the password is right; UNKNOWN: wrong, no such user or
+ * none stored; TEMPFAIL: the directory could not answer (not "wrong"). */
+DirectoryResult directory_authenticate (Directory *dir, const char *address, const char *password,
+                                        GError **error);
+/* @password against a stored {SCHEME}hash as Dovecot's passdb writes it
+ * (SHA512-CRYPT, SHA256-CRYPT, MD5-CRYPT, BLF-CRYPT, CRYPT through
+ * crypt_r; PLAIN), or a bare $id$ crypt hash; compared in constant time.
+ * An unknown scheme is FALSE with @error set. */
+gboolean directory_password_verify (const char *stored, const char *password, GError **error);
 
 /* Counters for the metrics page, per backend. */
 typedef struct {

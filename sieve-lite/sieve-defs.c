@@ -29,6 +29,12 @@ sieve_capability_known (const char *cap)
   return g_strv_contains (known_caps, cap);
 }
 
+const char *const *
+sieve_capabilities (void)
+{
+  return known_caps;
+}
+
 static const SieveDef *
 lookup (const SieveDef *defs, const char *name)
 {

@@ -244,6 +244,10 @@ const char *sieve_action_name (SieveActionKind kind);
  * threshold is the middle of the scale; *@percent is 100 * score / (2 *
  * threshold).  Both clamped; no threshold: anything over 0 is 10. */
 void sieve_spamtest_from_score (const char *score, const char *threshold, int *spamtest, int *percent);
+/* The capability strings a script may require, NULL-terminated, in the
+ * order of the table (ManageSieve's SIEVE capability, sieve-lite --help):
+ * grows with every extension added, so what is advertised is what runs. */
+const char *const *sieve_capabilities (void);
 
 /* Space-separated IMAP flags to Maildir letters ("\\Seen \\Flagged" -> "FS"). */
 char *sieve_flags_to_maildir (const char *flags);

@@ -2,7 +2,7 @@
 # run.sh - builds the libFuzzer targets (clang, ASan+UBSan) in a separate
 # build directory and runs each for SECONDS (default 60) on its seed corpus.
 #
-#   tests/fuzz/run.sh [SECONDS] [TARGET...]     targets: sieve address ocp mime lmtp lmtp-deaf
+#   tests/fuzz/run.sh [SECONDS] [TARGET...]     targets: sieve address ocp mime lmtp lmtp-deaf managesieve
 #
 # lmtp-deaf is fuzz-lmtp with a client that never reads (FUZZ_LMTP_DEAF=1).
 #
@@ -11,7 +11,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 secs=${1:-60}
 shift || true
-targets=${*:-sieve address ocp mime lmtp lmtp-deaf}
+targets=${*:-sieve address ocp mime lmtp lmtp-deaf managesieve}
 build=${FUZZ_BUILD:-$top/build-fuzz}
 mkdir -p "$build"
 cd "$build"

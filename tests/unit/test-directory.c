@@ -236,6 +236,68 @@ test_postfix_answers (void)
   g_log_set_always_fatal (G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING);
 }
 
+/* Stored passwords as Dovecot's passdb writes them: crypt(3) schemes
+ * through crypt_r, {PLAIN}; an unknown scheme is an error, not a match. */
+static void
+test_password_verify (void)
+{
+  static const char sha512[] = "$6$abcdefgh$ltjgWl6579NluT/Vi1nwEvcil.G5Nbc4NiXZaNGStk8PSwGfQv72N2CKPPrVACtLtip/"
+                               "cZ/1GM/O6IND4WQhG.";
+  /* Openwall's crypt_blowfish test vector */
+  static const char bcrypt[] = "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW";
+  g_autofree char *sha = g_strconcat ("{SHA512-CRYPT}", sha512, NULL);
+  g_autofree char *blf = g_strconcat ("{BLF-CRYPT}", bcrypt, NULL);
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (directory_password_verify (sha, "secret", NULL));
+  g_assert_false (directory_password_verify (sha, "Secret", NULL));
+  g_assert_false (directory_password_verify (sha, "", NULL));
+  g_assert_true (directory_password_verify (sha512, "secret", NULL)); /* a bare $6$ hash */
+  g_assert_true (directory_password_verify (blf, "U*U", NULL));
+  g_assert_false (directory_password_verify (blf, "U*V", NULL));
+  g_assert_true (directory_password_verify ("{PLAIN}pw", "pw", NULL));
+  g_assert_true (directory_password_verify ("{plain}pw", "pw", NULL));
+  g_assert_false (directory_password_verify ("{PLAIN}pw", "pw2", NULL));
+  g_assert_false (directory_password_verify ("{PLAIN}pw", "p", NULL));
+  g_assert_false (directory_password_verify ("{CRYPT}", "", NULL));
+  g_assert_false (directory_password_verify ("{CRYPT}*", "", NULL));
+  g_assert_false (directory_password_verify ("{SSHA}abcd", "x", &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED);
+  g_clear_error (&error);
+  g_assert_false (directory_password_verify ("pw", "pw", &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+}
+
+/* password= in the users map: the file backend's logins; a disabled user,
+ * an alias and a user without a password have none. */
+static void
+test_file_authenticate (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("test-directory-XXXXXX", NULL);
+  g_autofree char *map = write_file (dir, "users", "joe@example.org password={PLAIN}pw\n"
+                                     "off@example.org password={PLAIN}pw disabled=yes\n"
+                                     "info@example.org password={PLAIN}pw alias=joe@example.org\n"
+                                     "ann@example.org\n");
+  g_autofree char *text = g_strdup_printf ("[users]\nmap = %s\ndomains =\n", map);
+  g_autoptr (LmtpdConfig) c = config_with (dir, text);
+  g_autoptr (Directory) d = directory_new (c, NULL);
+  g_autofree char *bad_map = write_file (dir, "bad-users", "joe@example.org password=plain\n");
+  g_autofree char *bad = g_strdup_printf ("[users]\nmap = %s\n", bad_map);
+  g_autofree char *bad_conf = write_file (dir, "bad.conf", bad);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LmtpdConfig) refused = lmtpd_config_load (bad_conf, &error);
+
+  g_assert_true (directory_can_authenticate (d));
+  g_assert_cmpint (directory_authenticate (d, "joe@example.org", "pw", NULL), ==, DIRECTORY_FOUND);
+  g_assert_cmpint (directory_authenticate (d, "joe@example.org", "px", NULL), ==, DIRECTORY_UNKNOWN);
+  g_assert_cmpint (directory_authenticate (d, "off@example.org", "pw", NULL), ==, DIRECTORY_UNKNOWN);
+  g_assert_cmpint (directory_authenticate (d, "info@example.org", "pw", NULL), ==, DIRECTORY_UNKNOWN);
+  g_assert_cmpint (directory_authenticate (d, "ann@example.org", "", NULL), ==, DIRECTORY_UNKNOWN);
+  g_assert_cmpint (directory_authenticate (d, "nobody@example.org", "pw", NULL), ==, DIRECTORY_UNKNOWN);
+  g_assert_null (refused);
+  g_assert_nonnull (strstr (error->message, "'password=plain': a password is {SCHEME}hash"));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -246,5 +308,7 @@ main (int argc, char **argv)
   g_test_add_func ("/directory/slow-server", test_slow_server);
   g_test_add_func ("/directory/matches", test_matches);
   g_test_add_func ("/directory/postfix-answers", test_postfix_answers);
+  g_test_add_func ("/directory/password-verify", test_password_verify);
+  g_test_add_func ("/directory/file-authenticate", test_file_authenticate);
   return g_test_run ();
 }

@@ -718,6 +718,26 @@ test_validation_messages (void)
   CHECK ("keep :is :all :raw;", "keep");
 }
 
+/* sieve_capabilities() (ManageSieve's SIEVE capability) lists only what a
+ * script may require, and what it may not is not in it. */
+static void
+test_capabilities_list (void)
+{
+  const char *const *caps = sieve_capabilities ();
+  guint n = 0;
+
+  for (; caps[n]; n++)
+    {
+      g_autofree char *text = g_strdup_printf ("require \"%s\";\nkeep;\n", caps[n]);
+      g_autoptr (GError) error = NULL;
+      g_autoptr (SieveScript) s = sieve_compile (text, strlen (text), &error);
+      g_assert_no_error (error);
+    }
+  g_assert_cmpuint (n, >=, 20);
+  g_assert_true (g_strv_contains (caps, "fileinto") && g_strv_contains (caps, "vacation"));
+  g_assert_false (g_strv_contains (caps, "nosuchext"));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -761,5 +781,6 @@ main (int argc, char **argv)
   g_test_add_func ("/sieve/rfc5293/protected", test_editheader_protected);
   g_test_add_func ("/sieve/error-text-printable", test_error_text_printable);
   g_test_add_func ("/sieve/validation-messages", test_validation_messages);
+  g_test_add_func ("/sieve/capabilities-list", test_capabilities_list);
   return g_test_run ();
 }
