@@ -243,7 +243,11 @@ sieve_cmd_foreverypart (SieveRun *run, const SieveNode *c, gboolean *if_taken)
         }
       run->loops[level].part = i;
       run->loops[level].name = c->parsed->loop_name;
+      run->loops[level].replaced = FALSE;
       sieve_run_block (run, c->block);
+      /* the parts inside a part replaced are gone (RFC 5703 5) */
+      if (run->loops[level].replaced)
+        i += PART (parts, i)->n_descendants;
       if (run->breaking)
         {
           run->breaking = run->break_level != level;

@@ -20,6 +20,7 @@
 typedef struct {
   guint part;
   const char *name;         /* :name, or NULL */
+  gboolean replaced;        /* replace changed this part: the loop skips its parts */
 } SieveLoop;
 
 struct SieveRun {
