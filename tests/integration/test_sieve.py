@@ -380,10 +380,17 @@ class SieveDeliveryTest(unittest.TestCase):
         self.script("carol@example.org", 'require ["foreverypart", "mime", "replace"];\n'
                     'foreverypart { if header :mime :type "Content-Type" "message" { replace "x";\n'
                     '  foreverypart { replace "y"; } } }\n')
+        # a part inside one replaced later, the same part twice: the last replace of the outer one counts
+        self.script("dave@example.org", 'require ["foreverypart", "mime", "replace"];\n'
+                    'foreverypart { if header :mime :type "Content-Type" "message" {\n'
+                    '  foreverypart { if header :mime :subtype "Content-Type" "x-msdownload" { replace "a"; } }\n'
+                    '  replace "b"; replace "c"; }\n'
+                    '  if header :mime :subtype "Content-Type" "csv" { replace "d"; } }\n')
         self.d.start()
         c = session(self.d)
-        replies = transaction(c, ["alice@example.org", "bob@example.org", "carol@example.org"], PART_MSG)
-        self.assertEqual([r[0] for r in replies], [250] * 3, replies)
+        replies = transaction(c, ["alice@example.org", "bob@example.org", "carol@example.org", "dave@example.org"],
+                              PART_MSG)
+        self.assertEqual([r[0] for r in replies], [250] * 4, replies)
         (_, before), = self.all_messages("alice@example.org", ".Before")
         (name, kept), = self.all_messages("alice@example.org")
         self.assertRegex(name, r",S=%d" % len(kept))
@@ -425,6 +432,11 @@ class SieveDeliveryTest(unittest.TestCase):
         self.assertIn(b"\n\nTVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAA\n--outer\n", bob)
         (_, carol), = self.all_messages("carol@example.org")
         self.assertEqual(carol.split(b"\n\n", 1)[1], before.split(b"\n\n", 1)[1])
+        (_, dave), = self.all_messages("dave@example.org")
+        body = before[before.index(b"\n\n"):]
+        self.assertTrue(dave[dave.index(b"\n\n"):].startswith(body[:body.index(b"Content-Type: message/rfc822")]))
+        self.assertTrue(dave.endswith(b"\n--outer\nContent-Type: text/plain; charset=utf-8\n\nc\n--outer\n"
+                                      b"Content-Type: text/plain; charset=utf-8\n\nd\n--outer--\nEpilogue.\n"), dave)
 
     KNIT = ("Return-Path: <knitting-bounces@example.com>\r\nMessage-ID: <1234567.89ABCDEF@example.com>\r\n"
             "Date: Wed, 07 Dec 2005 10:59:19 +0100\r\nPrecedence: list\r\n"
