@@ -385,7 +385,9 @@ read_fields (GMimeStream *stream, gint64 start, gint64 end)
       g_string_append_len (h, buf, n);
       blank = empty_line (h->str);
     }
-  if (blank)
+  if (h->str[0] == '\n' || g_str_has_prefix (h->str, "\r\n"))
+    g_string_truncate (h, 0);   /* a part without fields: its empty line comes first */
+  else if (blank)
     g_string_truncate (h, blank - h->str + 1);
   return g_string_free (h, FALSE);
 }

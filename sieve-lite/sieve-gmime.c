@@ -341,6 +341,23 @@ part_end (GMimeStream *stream, gint64 start, const GPtrArray *boundaries)
   return at;
 }
 
+/* A leaf without fields begins with its empty line, just before its
+ * content (one LF or CR LF), or -1 */
+static gint64
+empty_header (GMimeObject *obj, GMimeStream *stream)
+{
+  GMimeDataWrapper *dw = GMIME_IS_PART (obj) ? g_mime_part_get_content (GMIME_PART (obj)) : NULL;
+  GMimeStream *content = dw ? g_mime_data_wrapper_get_stream (dw) : NULL;
+  char cr = 0;
+
+  if (content == NULL || content->bound_start < 1)
+    return -1;
+  if (content->bound_start >= 2 && g_mime_stream_seek (stream, content->bound_start - 2, GMIME_STREAM_SEEK_SET) >= 0
+      && g_mime_stream_read (stream, &cr, 1) == 1 && cr == '\r')
+    return content->bound_start - 2;
+  return content->bound_start - 1;
+}
+
 gboolean
 sieve_mime_part_range (GMimeMessage *message, GMimeStream *stream, guint index, GMimeObject **part,
                        GMimeMessage **enclosed, gint64 *start, gint64 *end)
@@ -352,6 +369,8 @@ sieve_mime_part_range (GMimeMessage *message, GMimeStream *stream, guint index, 
   if (message == NULL || !find (&f, g_mime_message_get_mime_part (message), message, 0, &seen))
     return FALSE;
   *start = first_field (f.msg ? GMIME_OBJECT (f.msg) : NULL, first_field (f.obj, -1));
+  if (*start < 0)
+    *start = empty_header (f.obj, stream);
   if (*start < 0 || (*end = part_end (stream, *start, boundaries)) < *start)
     return FALSE;
   *part = f.obj;

@@ -266,9 +266,10 @@ GPtrArray *sieve_mime_parts_new (struct _GMimeMessage *message, gsize max_bytes)
 /* Where part @index (as sieve_mime_parts_new numbers them) of @message,
  * parsed from the seekable @stream, lies in it: from its first field to
  * the end of its body, before the line end of the next delimiter of a
- * multipart holding it (or the stream's end).  *@part is the part,
- * *@enclosed the enclosed message whose top part it is, or NULL.  FALSE:
- * no such part, or it has no field to find it by. */
+ * multipart holding it (or the stream's end); a leaf without fields
+ * from its empty line.  *@part is the part, *@enclosed the enclosed
+ * message whose top part it is, or NULL.  FALSE: no such part, or
+ * nothing to find it by (a multipart or message without fields). */
 struct _GMimeObject;
 gboolean sieve_mime_part_range (struct _GMimeMessage *message, struct _GMimeStream *stream, guint index,
                                 struct _GMimeObject **part, struct _GMimeMessage **enclosed, gint64 *start,

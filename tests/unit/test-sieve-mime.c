@@ -553,6 +553,27 @@ test_part_range (void)
   g_assert_false (sieve_mime_part_range (msg, stream, 7, &part, &enclosed, &start, &end));
 }
 
+/* A part without fields begins with its empty line (CR LF here) */
+static void
+test_part_range_no_fields (void)
+{
+  static const char text[] = "From: a@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+    "--b\r\n\r\nno fields\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--\r\n";
+  g_autoptr (GMimeStream) stream = g_mime_stream_mem_new_with_buffer (text, strlen (text));
+  g_autoptr (GMimeParser) parser = g_mime_parser_new_with_stream (stream);
+  g_autoptr (GMimeMessage) msg = g_mime_parser_construct_message (parser, NULL);
+  GMimeObject *part;
+  GMimeMessage *enclosed;
+  gint64 start, end;
+
+  g_assert_true (sieve_mime_part_range (msg, stream, 1, &part, &enclosed, &start, &end));
+  g_assert_cmpint (start, ==, strstr (text, "\r\n\r\nno fields") + 2 - text);
+  g_assert_cmpint (end, ==, strstr (text, "no fields") + 9 - text);
+  g_assert_true (sieve_mime_part_range (msg, stream, 2, &part, &enclosed, &start, &end));
+  g_assert_cmpint (start, ==, strstr (text, "Content-Type: text/plain") - text);
+  g_assert_cmpint (end, ==, strstr (text, "hello") + 5 - text);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -570,6 +591,7 @@ main (int argc, char **argv)
   g_test_add_func ("/sieve-mime/rfc5703/replace-part", test_replace_part);
   g_test_add_func ("/sieve-mime/rfc5703/after-replace-part", test_after_replace_part);
   g_test_add_func ("/sieve-mime/rfc5703/part-range", test_part_range);
+  g_test_add_func ("/sieve-mime/rfc5703/part-range-no-fields", test_part_range_no_fields);
   g_test_add_func ("/sieve-mime/content-bound", test_content_bound);
   return g_test_run ();
 }
