@@ -369,7 +369,8 @@ class SieveDeliveryTest(unittest.TestCase):
                     # RFC 5703 7's example, for .exe files
                     'foreverypart {\n  if anyof (header :mime :contenttype :is "Content-Type" "application/exe",\n'
                     '             header :mime :param ["filename"] :matches ["Content-Type", "Content-Disposition"]'
-                    ' "*.exe") {\n    replace "Executable attachment removed by user filter";\n  }\n}\n')
+                    ' "*.exe") {\n    replace "Executable attachment removed by user filter";\n  }\n}\n'
+                    'redirect :copy "r@example.com";\n')
         self.script("bob@example.org", 'require ["foreverypart", "mime", "replace"];\n'
                     'foreverypart {\n'
                     '  if header :mime :contenttype "Content-Type" "multipart/alternative" '
@@ -419,6 +420,11 @@ class SieveDeliveryTest(unittest.TestCase):
         self.assertEqual(inner.get_payload()[1].get_content(), "Executable attachment removed by user filter")
         self.assertEqual(csv.get_content(), "a,b\n1,2")
         self.assertEqual(m["Subject"], "Files")
+        # redirect sends the parts replaced too (RFC 5703 6 exempts only enclose)
+        (_, _, sent), = self.smtp.wait(1)
+        self.assertIn(b"X-Scanned: no\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+                      b"Executable attachment removed by user filter\r\n--outer\r\n", sent)
+        self.assertNotIn(b"tool.exe", sent)
         (_, bob), = self.all_messages("bob@example.org")
         m = email.message_from_bytes(bob, policy=email.policy.default)
         self.assertEqual((m["Subject"], m["Original-Subject"]), ("Cleaned", "Files"))
