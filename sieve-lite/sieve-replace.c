@@ -94,16 +94,15 @@ replace_part (SieveRun *run, SieveChange *c)
 {
   int cur = sieve_run_current_part (run);
 
-  if (cur <= 0)
-    return TRUE;
-  if (!part_still_there (run, cur))
+  if (cur > 0 && !part_still_there (run, cur))
     {
       sieve_run_fail (run, SIEVE_ERROR_RUNTIME, "replace: the part is gone: an earlier replace or enclose "
                       "changed what holds it");
       return FALSE;
     }
-  c->part = cur;
-  run->loops[run->n_loops - 1].replaced = TRUE;
+  c->part = MAX (cur, 0);
+  if (run->n_loops)
+    run->loops[run->n_loops - 1].replaced = TRUE;
   return TRUE;
 }
 

@@ -466,6 +466,9 @@ test_replace_part (void)
             "{ replace \"Executable attachment removed by user filter\"; } }", nested_message, "keep | replace@4");
   CHECK_ON (REPLACE "replace \"x\";", nested_message, "keep | replace@0");
   CHECK_ON (REPLACE "foreverypart { replace \"x\"; break; }", nested_message, "keep | replace@0");
+  /* the top part replaced, the loop has nothing left */
+  CHECK_ON (REPLACE "set \"n\" \"\";\nforeverypart { set \"n\" \"${n}.\"; replace \"x\"; }\nfileinto \"x${n}\";",
+            nested_message, "fileinto:x. | replace@0");
   CHECK_ON (REPLACE "foreverypart { if header :mime :type \"content-type\" \"message\" { enclose \"x\"; } }",
             nested_message, "keep | enclose@0");
   /* the parts inside a part replaced are gone: the loop goes past them */
