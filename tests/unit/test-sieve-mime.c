@@ -450,7 +450,7 @@ test_regex (void)
             "error: a :regex did not compile or was too complex; keep");
 }
 
-#define REPLACE "require [\"foreverypart\", \"mime\", \"replace\", \"enclose\", \"fileinto\", \"variables\", " \
+#define REPLACE "require [\"foreverypart\", \"mime\", \"replace\", \"enclose\", \"fileinto\", \"variables\", \"extracttext\", " \
   "\"body\"];\n"
 
 /* RFC 5703 5: "If used in the context of a foreverypart iterator, the
@@ -495,7 +495,8 @@ test_replace_part (void)
  * replace: the top header's MIME fields stay (:subject still changes the
  * top Subject), the body test sees the new text in the part's place;
  * body :raw and :content, :mime and foreverypart see the parts as
- * received (README: Sieve). */
+ * received (README: Sieve).  After a change of the whole message, all
+ * of them see the new one. */
 static void
 test_after_replace_part (void)
 {
@@ -511,15 +512,40 @@ test_after_replace_part (void)
             "if header :mime :anychild :subtype \"content-type\" \"html\" { fileinto \"mime-as-received\"; }\n",
             nested_message, "fileinto:mixed; fileinto:subject; fileinto:original; fileinto:text-new; "
             "fileinto:text-other; fileinto:content-as-received; fileinto:mime-as-received | replace@3");
-  /* the whole message replaced: header and body :text see it; :raw,
-   * :content and :mime the message as received */
+  /* the whole message replaced: every test sees the new one, the loop too */
   CHECK_ON (REPLACE "replace \"all new\";\n"
             "if header :contains \"content-type\" \"text/plain\" { fileinto \"plain\"; }\n"
-            "if body :text :is \"all new\" { fileinto \"text-new\"; }\n"
-            "if body :raw :contains \"JVBERi0xLjQK\" { fileinto \"raw-as-received\"; }\n"
-            "if header :mime :anychild :subtype \"content-type\" \"pdf\" { fileinto \"mime-as-received\"; }\n",
-            nested_message, "fileinto:plain; fileinto:text-new; fileinto:raw-as-received; "
-            "fileinto:mime-as-received | replace@0");
+            "if body :text :is \"all new\" { fileinto \"text\"; }\n"
+            "if body :raw :is \"all new\" { fileinto \"raw\"; }\n"
+            "if body :content \"text/plain\" :is \"all new\" { fileinto \"content\"; }\n"
+            "if body :raw :contains \"JVBERi0xLjQK\" { fileinto \"raw-old\"; }\n"
+            "if header :mime :anychild :subtype \"content-type\" \"pdf\" { fileinto \"mime-old\"; }\n"
+            "set \"n\" \"\";\nforeverypart { if header :mime :matches :contenttype \"content-type\" \"*\" "
+            "{ set \"n\" \"${n}.${1}\"; } extracttext \"t\"; }\nfileinto \"loop${n}-${t}\";\n",
+            nested_message, "fileinto:plain; fileinto:text; fileinto:raw; fileinto:content; "
+            "fileinto:loop.text/plain-all new | replace@0");
+  CHECK_ON (REPLACE "replace :mime \"Content-Type: multipart/alternative; boundary=z\r\n\r\n--z\r\n"
+            "Content-Type: text/plain\r\n\r\none\r\n--z\r\nContent-Type: text/html\r\n\r\n<p>two</p>\r\n--z--\r\n\";\n"
+            "set \"n\" \"\";\nforeverypart { if header :mime :matches :subtype \"content-type\" \"*\" "
+            "{ set \"n\" \"${n}.${1}\"; } }\n"
+            "if body :content \"text/html\" :is \"<p>two</p>\" { fileinto \"html\"; }\nfileinto \"loop${n}\";\n",
+            nested_message, "fileinto:html; fileinto:loop.alternative.plain.html | replace@0");
+  /* enclose: the new multipart/mixed, its text part, then the message
+   * as it was inside the message/rfc822 part */
+  CHECK_ON (REPLACE "enclose \"see attached\";\n"
+            "set \"n\" \"\";\nforeverypart { if header :mime :matches :subtype \"content-type\" \"*\" "
+            "{ set \"n\" \"${n}.${1}\"; } else { set \"n\" \"${n}.none\"; } }\n"
+            "if body :content \"text/plain\" :contains \"see attached\" { fileinto \"text\"; }\n"
+            "if body :content \"message/rfc822\" :contains \"Subject: caf\xc3\xa9 x\" { fileinto \"header\"; }\n"
+            "if body :raw :contains \"see attached\" { if body :raw :contains \"JVBERi0xLjQK\" { fileinto \"raw\"; } }\n"
+            "fileinto \"loop${n}\";\n", nested_message,
+            "fileinto:text; fileinto:header; fileinto:raw; "
+            "fileinto:loop.mixed.plain.rfc822.mixed.alternative.plain.html.pdf.rfc822.none | enclose@0");
+  /* inside a loop begun before the change the loop's parts stay */
+  CHECK_ON (REPLACE "set \"n\" \"\";\nforeverypart { if header :mime :subtype \"content-type\" \"pdf\" "
+            "{ enclose \"e\"; } if header :mime :matches :subtype \"content-type\" \"*\" "
+            "{ set \"n\" \"${n}.${1}\"; } }\nfileinto \"loop${n}\";\n", nested_message,
+            "fileinto:loop.mixed.alternative.plain.html.pdf.rfc822 | enclose@0");
 }
 
 /* Where a part lies (sieve_mime_part_range): from its first field to the
