@@ -387,11 +387,16 @@ class SieveDeliveryTest(unittest.TestCase):
                     '  foreverypart { if header :mime :subtype "Content-Type" "x-msdownload" { replace "a"; } }\n'
                     '  replace "b"; replace "c"; }\n'
                     '  if header :mime :subtype "Content-Type" "csv" { replace "d"; } }\n')
+        # RFC 5703 6: after enclose the loop walks the new message (3 parts, then the 8 enclosed)
+        self.script("erin@example.org", 'require ["foreverypart", "mime", "enclose", "fileinto", "variables"];\n'
+                    'enclose "x";\nset "n" "";\nforeverypart { set "n" "${n}p"; '
+                    'if header :mime :subtype "Content-Type" "rfc822" { set "n" "${n}M"; } }\nfileinto "${n}";\n')
         self.d.start()
         c = session(self.d)
-        replies = transaction(c, ["alice@example.org", "bob@example.org", "carol@example.org", "dave@example.org"],
-                              PART_MSG)
-        self.assertEqual([r[0] for r in replies], [250] * 4, replies)
+        replies = transaction(c, ["alice@example.org", "bob@example.org", "carol@example.org", "dave@example.org",
+                                  "erin@example.org"], PART_MSG)
+        self.assertEqual([r[0] for r in replies], [250] * 5, replies)
+        self.assertEqual(len(self.all_messages("erin@example.org", ".pppMppppMpppp")), 1)
         (_, before), = self.all_messages("alice@example.org", ".Before")
         (name, kept), = self.all_messages("alice@example.org")
         self.assertRegex(name, r",S=%d" % len(kept))
