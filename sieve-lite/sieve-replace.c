@@ -79,7 +79,8 @@ part_still_there (SieveRun *run, guint p)
   for (guint i = 0; i < run->r->changes->len; i++)
     {
       const SieveChange *e = run->r->changes->pdata[i];
-      guint inside = e->part < parts->len ? ((const SieveMimePart *) parts->pdata[e->part])->n_descendants : 0;
+      guint inside = parts && e->part < parts->len
+                     ? ((const SieveMimePart *) parts->pdata[e->part])->n_descendants : 0;
       if (p != 0 && (e->part == 0 || (p > e->part && p <= e->part + inside)))
         return FALSE;
     }
