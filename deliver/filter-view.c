@@ -56,20 +56,26 @@ segment_stream (const DeliverSegment *seg)
   return g_mime_stream_fs_new_with_bounds (fd, seg->offset, seg->offset + seg->length);
 }
 
+GMimeStream *
+filter_message_stream (const char *prefix, const DeliverContent *content)
+{
+  GMimeStream *cat = g_mime_stream_cat_new ();
+  g_autoptr (GMimeStream) p = g_mime_stream_mem_new_with_buffer (prefix, strlen (prefix));
+
+  g_mime_stream_cat_add_source (GMIME_STREAM_CAT (cat), p);
+  for (guint i = 0; content && i < content->n; i++)
+    {
+      g_autoptr (GMimeStream) s = segment_stream (&content->seg[i]);
+      g_mime_stream_cat_add_source (GMIME_STREAM_CAT (cat), s);
+    }
+  return cat;
+}
+
 /* The message as it would be stored: the prefix, then the content */
 static GMimeStream *
 view_stream (const FilterView *v)
 {
-  GMimeStream *cat = g_mime_stream_cat_new ();
-  g_autoptr (GMimeStream) p = g_mime_stream_mem_new_with_buffer (v->prefix, strlen (v->prefix));
-
-  g_mime_stream_cat_add_source (GMIME_STREAM_CAT (cat), p);
-  for (guint i = 0; v->content && i < v->content->n; i++)
-    {
-      g_autoptr (GMimeStream) s = segment_stream (&v->content->seg[i]);
-      g_mime_stream_cat_add_source (GMIME_STREAM_CAT (cat), s);
-    }
-  return cat;
+  return filter_message_stream (v->prefix, v->content);
 }
 
 GMimeMessage *

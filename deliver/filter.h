@@ -70,6 +70,9 @@ char **filter_view_header (const char *name, gpointer view);
 char *filter_view_body (gpointer view);
 gboolean filter_view_mailbox_exists (const char *name, gpointer view);
 char *filter_view_raw_body (gsize max, gpointer view);
+/* @prefix then @content as one stream, of its own (its own file offsets,
+ * safe beside other threads), that GMime parses as the filter view does */
+GMimeStream *filter_message_stream (const char *prefix, const DeliverContent *content);
 const GPtrArray *filter_view_mime_parts (gpointer view);
 
 /* ---- running the scripts (filter.c) --------------------------------------- */

@@ -14,6 +14,14 @@
 #include "header-edit.h"
 #include "pipeline.h"
 
+/* Where a replaced part lay in the body as received, and how many bytes
+ * took its place. */
+typedef struct {
+  gint64 start, end;
+  gint64 new_len;
+  gboolean set;
+} PartRange;
+
 /* One state of the message: borrowed strings and files of SieveMessages. */
 typedef struct {
   const char *header;
@@ -28,6 +36,12 @@ struct SieveMessages {
   guint n_after;
   GPtrArray *strings;       /* headers made */
   GPtrArray *spools;        /* bodies made */
+  /* replace of a part (RFC 5703 5): the message as received, parsed on
+   * the first such replace (its parts numbered as the script saw them),
+   * and where each change's part lay in its body */
+  GMimeStream *stream;
+  GMimeMessage *parsed;
+  PartRange *ranges;        /* [i]: changes[i]'s */
 };
 
 static const char *
@@ -60,15 +74,18 @@ put (DeliverSpool *s, const char *text, GError **error)
   return deliver_spool_write (s, text, strlen (text), error);
 }
 
+/* Bytes [@from, @to) of @c */
 static gboolean
-put_content (DeliverSpool *s, const DeliverContent *c, GError **error)
+put_range (DeliverSpool *s, const DeliverContent *c, guint64 from, guint64 to, GError **error)
 {
   char buf[32 * 1024];
+  guint64 base = 0;
 
-  for (guint k = 0; k < c->n; k++)
-    for (guint64 off = 0; off < c->seg[k].length;)
+  for (guint k = 0; k < c->n; base += c->seg[k].length, k++)
+    for (guint64 off = MAX (from, base) - base; off < c->seg[k].length && base + off < to;)
       {
-        gssize n = pread (c->seg[k].fd, buf, MIN (sizeof buf, c->seg[k].length - off), c->seg[k].offset + off);
+        gssize n = pread (c->seg[k].fd, buf, MIN (sizeof buf, MIN (c->seg[k].length - off, to - base - off)),
+                          c->seg[k].offset + off);
         if (n <= 0)
           {
             g_set_error (error, DELIVER_ERROR, n < 0 ? errno : EIO, "reading the message: %s",
@@ -80,6 +97,12 @@ put_content (DeliverSpool *s, const DeliverContent *c, GError **error)
         off += n;
       }
   return TRUE;
+}
+
+static gboolean
+put_content (DeliverSpool *s, const DeliverContent *c, GError **error)
+{
+  return put_range (s, c, 0, G_MAXUINT64, error);
 }
 
 /* A spool for a new body, kept until @m goes. */
@@ -243,7 +266,7 @@ append_original (GString *h, const char *field)
 /* The old header with the MIME fields gone, Subject and From kept as
  * Original-Subject and Original-From when :subject and :from replace them. */
 static GString *
-replace_fields (const SieveChange *c, const char *old)
+replace_fields (const SieveChange *c, const char *old, gboolean keep_mime)
 {
   g_autoptr (GPtrArray) fields = header_fields (old);
   static const char *const subj[] = { "Subject", NULL }, *const from[] = { "From", NULL };
@@ -252,7 +275,7 @@ replace_fields (const SieveChange *c, const char *old)
   for (guint i = 0; i < fields->len; i++)
     {
       const char *f = fields->pdata[i];
-      if (mime_field (f))
+      if (mime_field (f) && !keep_mime)
         continue;
       if ((c->subject && named (f, subj)) || (c->from && named (f, from)))
         append_original (h, f);
@@ -270,7 +293,8 @@ replace_fields (const SieveChange *c, const char *old)
       g_autofree char *enc = l ? internet_address_list_to_string (l, NULL, TRUE) : g_strdup (c->from);
       g_string_append_printf (h, "From: %s\n", enc);
     }
-  g_string_append (h, "MIME-Version: 1.0\n");
+  if (!keep_mime)
+    g_string_append (h, "MIME-Version: 1.0\n");
   return h;
 }
 
@@ -297,7 +321,7 @@ mime_entity (const char *lf, GString *h)
 static gboolean
 replace (SieveMessages *m, const SieveChange *c, Version *v, GError **error)
 {
-  g_autoptr (GString) h = replace_fields (c, v->header);
+  g_autoptr (GString) h = replace_fields (c, v->header, FALSE);
   g_autofree char *lf = filter_to_lf (c->text);
   g_autofree char *body = c->mime ? mime_entity (lf, h) : text_entity (lf, h);
   DeliverSpool *s;
@@ -316,18 +340,187 @@ replace (SieveMessages *m, const SieveChange *c, Version *v, GError **error)
   return TRUE;
 }
 
-/* ---- the versions ---------------------------------------------------------------- */
+/* ---- replace of a part (RFC 5703 5) ---------------------------------------------- */
 
-/* @v (the message with the edits before @c applied) as @c leaves it. */
-static gboolean
-apply_change (SieveMessages *m, const SieveChange *c, Version *v, GError **error)
+#define MAX_PART_HEADER (64 * 1024)
+
+/* The message as received, parsed as the filter view parsed it: its
+ * parts are numbered as the script saw them (SieveChange.part). */
+static GMimeMessage *
+received_parsed (SieveMessages *m)
 {
-  if (c->part != 0)
+  g_autoptr (GMimeParser) parser = NULL;
+
+  if (m->stream)
+    return m->parsed;
+  m->stream = filter_message_stream (m->received.header, &m->received.body);
+  parser = g_mime_parser_new_with_stream (m->stream);
+  m->parsed = g_mime_parser_construct_message (parser, NULL);
+  return m->parsed;
+}
+
+/* Where @h's empty line begins (LF or CR LF lines), or NULL */
+static char *
+empty_line (char *h)
+{
+  char *lf = strstr (h, "\n\n"), *crlf = strstr (h, "\n\r\n");
+
+  return lf && (crlf == NULL || lf < crlf) ? lf : crlf;
+}
+
+/* The fields of the part in [@start, @end) of the stream, up to its
+ * empty line (at most MAX_PART_HEADER bytes of them) */
+static char *
+read_fields (GMimeStream *stream, gint64 start, gint64 end)
+{
+  GString *h = g_string_new (NULL);
+  char buf[4096], *blank = NULL;
+  gssize n;
+
+  if (g_mime_stream_seek (stream, start, GMIME_STREAM_SEEK_SET) < 0)
+    return g_string_free (h, FALSE);
+  while (blank == NULL && h->len < MAX_PART_HEADER && (gint64) h->len < end - start
+         && (n = g_mime_stream_read (stream, buf, MIN ((gint64) sizeof buf, end - start - (gint64) h->len))) > 0)
     {
-      /* a part of the message: foreverypart's, not here yet */
-      g_set_error (error, DELIVER_ERROR, ENOTSUP, "replace of a part is not supported");
+      g_string_append_len (h, buf, n);
+      blank = empty_line (h->str);
+    }
+  if (h->str[0] == '\n' || g_str_has_prefix (h->str, "\r\n"))
+    g_string_truncate (h, 0);   /* a part without fields: its empty line comes first */
+  else if (blank)
+    g_string_truncate (h, blank - h->str + 1);
+  return g_string_free (h, FALSE);
+}
+
+/* Finds part @part in the message as received: its range in the body
+ * into @r, its fields, and whether it is the top part of an enclosed
+ * message. */
+static gboolean
+locate_part (SieveMessages *m, guint part, PartRange *r, char **fields, gboolean *top, GError **error)
+{
+  GMimeMessage *msg = received_parsed (m), *enclosed = NULL;
+  GMimeObject *obj = NULL;
+  gint64 hlen = strlen (m->received.header), start = 0, end = 0;
+
+  if (msg == NULL || !sieve_mime_part_range (msg, m->stream, part, &obj, &enclosed, &start, &end) || start < hlen)
+    {
+      g_set_error (error, DELIVER_ERROR, ENOENT, "replace: part %u of the message not found", part);
       return FALSE;
     }
+  *fields = read_fields (m->stream, start, end);
+  *top = enclosed != NULL;
+  r->start = start - hlen;
+  r->end = end - hlen;
+  return TRUE;
+}
+
+/* Where changes[@i]'s part lies in the body as the changes before it left
+ * it (each part replaced before it moved it by its new length, a part
+ * replaced inside another replaced later counting no more); FALSE when
+ * one of them took it away: it lay inside a part replaced, or the whole
+ * message changed. */
+static gboolean
+map_range (SieveMessages *m, guint i, gint64 *start, gint64 *end)
+{
+  g_autoptr (GArray) live = g_array_new (FALSE, FALSE, sizeof (PartRange));
+  const PartRange *r = &m->ranges[i];
+
+  *start = r->start;
+  *end = r->end;
+  for (guint j = 0; j < i; j++)
+    {
+      const PartRange *p = &m->ranges[j];
+      if (((const SieveChange *) m->r->changes->pdata[j])->part == 0 || !p->set)
+        return FALSE;
+      for (guint k = live->len; k > 0; k--)
+        if (p->start <= g_array_index (live, PartRange, k - 1).start
+            && g_array_index (live, PartRange, k - 1).end <= p->end)
+          g_array_remove_index (live, k - 1);
+      g_array_append_val (live, *p);
+    }
+  for (guint k = 0; k < live->len; k++)
+    {
+      const PartRange *q = &g_array_index (live, PartRange, k);
+      gint64 d = q->new_len - (q->end - q->start);
+      if (q->start <= r->start && r->end <= q->end && (q->start != r->start || q->end != r->end))
+        return FALSE;
+      *start += q->end <= r->start ? d : 0;
+      *end += q->end <= r->end ? d : 0;
+    }
+  return TRUE;
+}
+
+/* The part's new bytes: its own fields but the MIME ones (they described
+ * the content replaced), the replacement's MIME fields (replace :mime:
+ * the entity's), the empty line, the body.  The line end before the
+ * next delimiter is the delimiter's (RFC 2046 5.1.1), not the part's. */
+static char *
+part_entity (const SieveChange *c, const char *old_fields, gboolean top, gboolean at_end)
+{
+  g_autoptr (GPtrArray) fields = header_fields (old_fields);
+  g_autofree char *lf = filter_to_lf (c->text);
+  g_autofree char *body = NULL;
+  GString *h = g_string_new (NULL);
+
+  for (guint i = 0; i < fields->len; i++)
+    if (!mime_field (fields->pdata[i]))
+      g_string_append (h, fields->pdata[i]);
+  if (top)
+    g_string_append (h, "MIME-Version: 1.0\n");
+  body = c->mime ? mime_entity (lf, h) : text_entity (lf, h);
+  g_string_append_c (h, '\n');
+  g_string_append (h, body);
+  if (!at_end && g_str_has_suffix (h->str, "\n"))
+    g_string_truncate (h, h->len - 1);
+  else if (at_end && !g_str_has_suffix (h->str, "\n"))
+    g_string_append_c (h, '\n');
+  return g_string_free (h, FALSE);
+}
+
+/* replace inside foreverypart: the body with the part's bytes, from its
+ * first field to the end of its body, swapped for the new entity,
+ * streamed into a spool; :subject and :from change the top header. */
+static gboolean
+replace_part (SieveMessages *m, guint i, Version *v, GError **error)
+{
+  const SieveChange *c = m->r->changes->pdata[i];
+  g_autofree char *fields = NULL, *entity = NULL;
+  gint64 start, end, size = deliver_content_size (&v->body);
+  gboolean top = FALSE;
+  DeliverSpool *s;
+
+  if (!locate_part (m, c->part, &m->ranges[i], &fields, &top, error))
+    return FALSE;
+  if (!map_range (m, i, &start, &end) || end > size)
+    {
+      g_set_error (error, DELIVER_ERROR, ENOENT, "replace: part %u is gone: an earlier change took it", c->part);
+      return FALSE;
+    }
+  entity = part_entity (c, fields, top, end == size);
+  m->ranges[i].new_len = strlen (entity);
+  m->ranges[i].set = TRUE;
+  if ((s = new_body (m, error)) == NULL || !put_range (s, &v->body, 0, start, error) || !put (s, entity, error)
+      || !put_range (s, &v->body, end, G_MAXUINT64, error) || !finish_body (s, v, error))
+    return FALSE;
+  if (c->subject || c->from)
+    {
+      GString *h = replace_fields (c, v->header, TRUE);
+      g_string_append_c (h, '\n');
+      v->header = keep_string (m, g_string_free (h, FALSE));
+    }
+  return TRUE;
+}
+
+/* ---- the versions ---------------------------------------------------------------- */
+
+/* @v (the message with the edits before changes[@i] applied) as it leaves it. */
+static gboolean
+apply_change (SieveMessages *m, guint i, Version *v, GError **error)
+{
+  const SieveChange *c = m->r->changes->pdata[i];
+
+  if (c->part != 0)
+    return replace_part (m, i, v, error);
   return c->kind == SIEVE_CHANGE_ENCLOSE ? enclose (m, c, v, error) : replace (m, c, v, error);
 }
 
@@ -348,7 +541,7 @@ after_changes (SieveMessages *m, guint n, Version *v, GError **error)
       Version w = i ? m->after[i - 1] : m->received;
       guint from = i ? ((SieveChange *) changes->pdata[i - 1])->edits_before : 0;
       w.header = edit_range (m, w.header, from, c->edits_before);
-      if (!apply_change (m, c, &w, error))
+      if (!apply_change (m, i, &w, error))
         return FALSE;
       m->after[i] = w;
       m->n_after = i + 1;
@@ -373,7 +566,7 @@ redirect_version (SieveMessages *m, guint edits, guint changes, Version *v, GErr
         continue;
       v->header = edit_range (m, v->header, done, c->edits_before);
       done = MAX (done, c->edits_before);
-      if (!apply_change (m, c, v, error))
+      if (!apply_change (m, i, v, error))
         return FALSE;
     }
   v->header = edit_range (m, v->header, done, edits);
@@ -416,6 +609,7 @@ sieve_messages_new (const Delivery *dv, const SieveResult *r, const char *header
   m->received.header = keep_string (m, g_strdup (header));
   m->received.body = *body;
   m->after = g_new0 (Version, r->changes->len + 1);
+  m->ranges = g_new0 (PartRange, r->changes->len + 1);
   return m;
 }
 
@@ -427,5 +621,8 @@ sieve_messages_free (SieveMessages *m)
   g_ptr_array_unref (m->strings);
   g_ptr_array_unref (m->spools);
   g_free (m->after);
+  g_free (m->ranges);
+  g_clear_object (&m->parsed);
+  g_clear_object (&m->stream);
   g_free (m);
 }

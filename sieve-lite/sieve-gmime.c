@@ -239,3 +239,141 @@ sieve_raw_body_read (GMimeStream *stream, gsize max)
     }
   return out ? g_string_free (out, FALSE) : NULL;
 }
+
+/* ---- where a part lies (replace inside foreverypart, RFC 5703 5) ------------ */
+
+typedef struct {
+  guint left;               /* parts to pass before the one sought */
+  GPtrArray *boundaries;    /* of the multiparts holding it */
+  GMimeObject *obj;         /* found: the part, and the enclosed message it is the top of */
+  GMimeMessage *msg;
+} Find;
+
+/* As walk numbers them (the same bounds), so the index means the same part */
+static gboolean
+find (Find *f, GMimeObject *obj, GMimeMessage *msg, guint depth, guint *seen)
+{
+  if (obj == NULL || depth >= SIEVE_MIME_MAX_DEPTH || *seen >= SIEVE_MIME_MAX_PARTS)
+    return FALSE;
+  if ((*seen)++ == f->left)
+    {
+      f->obj = obj;
+      f->msg = msg;
+      return TRUE;
+    }
+  if (GMIME_IS_MULTIPART (obj))
+    {
+      GMimeMultipart *mp = GMIME_MULTIPART (obj);
+      g_ptr_array_add (f->boundaries, (gpointer) g_mime_multipart_get_boundary (mp));
+      for (int i = 0; i < g_mime_multipart_get_count (mp); i++)
+        if (find (f, g_mime_multipart_get_part (mp, i), NULL, depth + 1, seen))
+          return TRUE;
+      g_ptr_array_remove_index (f->boundaries, f->boundaries->len - 1);
+    }
+  else if (GMIME_IS_MESSAGE_PART (obj))
+    {
+      GMimeMessage *inner = g_mime_message_part_get_message (GMIME_MESSAGE_PART (obj));
+      if (inner && find (f, g_mime_message_get_mime_part (inner), inner, depth + 1, seen))
+        return TRUE;
+    }
+  return FALSE;
+}
+
+/* The offset of @obj's first field, or -1 */
+static gint64
+first_field (GMimeObject *obj, gint64 best)
+{
+  GMimeHeaderList *l = obj ? g_mime_object_get_header_list (obj) : NULL;
+
+  for (int i = 0; l && i < g_mime_header_list_get_count (l); i++)
+    {
+      gint64 at = g_mime_header_get_offset (g_mime_header_list_get_header_at (l, i));
+      if (at >= 0 && (best < 0 || at < best))
+        best = at;
+    }
+  return best;
+}
+
+/* Does the line @line (its first bytes) open a delimiter of @boundaries
+ * (RFC 2046 5.1.1: "--" boundary, then "--", blanks or the line end)? */
+static gboolean
+delimiter (const char *line, gsize n, const GPtrArray *boundaries)
+{
+  for (guint i = 0; i < boundaries->len; i++)
+    {
+      const char *b = boundaries->pdata[i];
+      gsize bl = b ? strlen (b) : 0;
+      if (bl == 0 || n < bl + 2 || strncmp (line, "--", 2) != 0 || strncmp (line + 2, b, bl) != 0)
+        continue;
+      if (n == bl + 2 || strchr ("- \t\r\n", line[bl + 2]))
+        return TRUE;
+    }
+  return FALSE;
+}
+
+/* Where the part from @start ends: at the line end before the first
+ * delimiter of @boundaries, else at the end of @stream.  One pass of
+ * fixed buffers; only a line's first bytes are kept. */
+static gint64
+part_end (GMimeStream *stream, gint64 start, const GPtrArray *boundaries)
+{
+  char buf[16384], line[1024];
+  gsize ln = 0;
+  gint64 at = start, brk = start;   /* brk: where the line end before this line began */
+  gssize n;
+
+  if (g_mime_stream_seek (stream, start, GMIME_STREAM_SEEK_SET) < 0)
+    return -1;
+  while ((n = g_mime_stream_read (stream, buf, sizeof buf)) > 0)
+    for (gssize i = 0; i < n; i++, at++)
+      {
+        if (ln < sizeof line)
+          line[ln++] = buf[i];
+        if (buf[i] != '\n')
+          continue;
+        if (at > start && delimiter (line, ln, boundaries))
+          return brk;
+        brk = ln >= 2 && line[ln - 2] == '\r' ? at - 1 : at;
+        ln = 0;
+      }
+  if (ln > 0 && delimiter (line, ln, boundaries))
+    return brk;
+  return at;
+}
+
+/* A leaf without fields begins with its empty line, just before its
+ * content (one LF or CR LF), or -1 */
+static gint64
+empty_header (GMimeObject *obj, GMimeStream *stream)
+{
+  GMimeDataWrapper *dw = GMIME_IS_PART (obj) ? g_mime_part_get_content (GMIME_PART (obj)) : NULL;
+  GMimeStream *content = dw ? g_mime_data_wrapper_get_stream (dw) : NULL;
+  char cr = 0;
+
+  if (content == NULL || content->bound_start < 1)
+    return -1;
+  if (content->bound_start >= 2 && g_mime_stream_seek (stream, content->bound_start - 2, GMIME_STREAM_SEEK_SET) >= 0
+      && g_mime_stream_read (stream, &cr, 1) == 1 && cr == '\r')
+    return content->bound_start - 2;
+  return content->bound_start - 1;
+}
+
+gboolean
+sieve_mime_part_range (GMimeMessage *message, GMimeStream *stream, guint index, GMimeObject **part,
+                       GMimeMessage **enclosed, gint64 *start, gint64 *end)
+{
+  g_autoptr (GPtrArray) boundaries = g_ptr_array_new ();
+  Find f = { index, boundaries, NULL, NULL };
+  guint seen = 0;
+
+  if (message == NULL || !find (&f, g_mime_message_get_mime_part (message), message, 0, &seen))
+    return FALSE;
+  *start = first_field (f.msg ? GMIME_OBJECT (f.msg) : NULL, first_field (f.obj, -1));
+  if (*start < 0)
+    *start = empty_header (f.obj, stream);
+  if (*start < 0 || (*end = part_end (stream, *start, boundaries)) < *start)
+    return FALSE;
+  *part = f.obj;
+  *enclosed = f.msg;
+  return TRUE;
+}

@@ -202,8 +202,11 @@ print_result (const SieveResult *r)
   for (guint i = 0; i < r->changes->len; i++)
     {
       SieveChange *c = r->changes->pdata[i];
-      printf ("%s%s%s%s after %u header edits\n", c->kind == SIEVE_CHANGE_ENCLOSE ? "enclose" : "replace",
+      printf ("%s%s%s%s after %u header edits", c->kind == SIEVE_CHANGE_ENCLOSE ? "enclose" : "replace",
               c->mime ? " :mime" : "", c->subject ? " :subject " : "", c->subject ? c->subject : "", c->edits_before);
+      if (c->part)
+        printf (" (part %u)", c->part);
+      printf ("\n");
     }
   for (guint i = 0; i < r->edits->len; i++)
     {

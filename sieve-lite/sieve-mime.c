@@ -40,6 +40,8 @@ sieve_run_has_body (SieveRun *run)
 {
   char *one;
 
+  if (sieve_run_changed_whole (run))
+    return TRUE;
   if (run->has_body == 0 && run->m->raw_body)
     {
       one = run->m->raw_body (1, run->m->data);
@@ -100,7 +102,7 @@ sieve_mime_body_values (SieveRun *run, const SieveArgs *a)
 
   if (a->transform == SIEVE_BODY_RAW)
     {
-      char *raw = run->m->raw_body ? run->m->raw_body (max, run->m->data) : NULL;
+      char *raw = sieve_run_raw_now (run, max);
       if (raw == NULL)
         return NULL;
       out = g_ptr_array_new_with_free_func (g_free);
@@ -108,7 +110,7 @@ sieve_mime_body_values (SieveRun *run, const SieveArgs *a)
       return out;
     }
   out = g_ptr_array_new_with_free_func (g_free);
-  parts = sieve_run_mime_parts (run);
+  parts = sieve_run_parts_now (run);
   {
     g_auto (GStrv) types = sieve_run_expand_list (run, a->content_types);
     for (guint i = 0; parts && i < parts->len; i++)
@@ -195,7 +197,7 @@ sieve_mime_header_values (SieveRun *run, const SieveArgs *a, const char *name)
 
   if (!a->anychild && cur < 0)
     return NULL;
-  parts = sieve_run_mime_parts (run);
+  parts = cur < 0 ? sieve_run_parts_now (run) : run->loops[run->n_loops - 1].parts;
   out = g_ptr_array_new_with_free_func (g_free);
   if (parts == NULL || parts->len == 0)
     return out;
@@ -217,8 +219,8 @@ sieve_mime_header_values (SieveRun *run, const SieveArgs *a, const char *name)
 void
 sieve_cmd_foreverypart (SieveRun *run, const SieveNode *c, gboolean *if_taken)
 {
-  const GPtrArray *parts = sieve_run_mime_parts (run);
   guint level = run->n_loops, first = 0, end;
+  const GPtrArray *parts = level ? run->loops[level - 1].parts : sieve_run_parts_now (run);
 
   if (parts == NULL)
     return;
@@ -243,7 +245,12 @@ sieve_cmd_foreverypart (SieveRun *run, const SieveNode *c, gboolean *if_taken)
         }
       run->loops[level].part = i;
       run->loops[level].name = c->parsed->loop_name;
+      run->loops[level].replaced = FALSE;
+      run->loops[level].parts = parts;
       sieve_run_block (run, c->block);
+      /* the parts inside a part replaced are gone (RFC 5703 5) */
+      if (run->loops[level].replaced)
+        i += PART (parts, i)->n_descendants;
       if (run->breaking)
         {
           run->breaking = run->break_level != level;
@@ -278,8 +285,8 @@ void
 sieve_cmd_extracttext (SieveRun *run, const SieveNode *c, gboolean *if_taken)
 {
   const SieveArgs *a = c->parsed;
-  const GPtrArray *parts = sieve_run_mime_parts (run);
   int cur = sieve_run_current_part (run);
+  const GPtrArray *parts = cur >= 0 ? run->loops[run->n_loops - 1].parts : NULL;
   const SieveMimePart *p = parts && cur >= 0 ? PART (parts, cur) : NULL;
   char *value = g_strdup (p && p->content ? p->content : "");
 

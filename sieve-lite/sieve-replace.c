@@ -67,8 +67,48 @@ add_change (SieveRun *run, SieveChange *c)
   return TRUE;
 }
 
-/* replace: outside foreverypart the whole message (5); the part stays 0
- * until foreverypart gives a current part. */
+/* Whether part @p of the message as received is still there for a
+ * replace after the changes made so far: not if an earlier change
+ * replaced a part it lies inside, nor (for a part, not the whole) after
+ * the whole message changed, as the caller numbers parts. */
+static gboolean
+part_still_there (SieveRun *run, guint p)
+{
+  const GPtrArray *parts = sieve_run_mime_parts (run);
+
+  for (guint i = 0; i < run->r->changes->len; i++)
+    {
+      const SieveChange *e = run->r->changes->pdata[i];
+      guint inside = parts && e->part < parts->len
+                     ? ((const SieveMimePart *) parts->pdata[e->part])->n_descendants : 0;
+      if (p != 0 && (e->part == 0 || (p > e->part && p <= e->part + inside)))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* The part replace changes (RFC 5703 5): foreverypart's current part
+ * (its index, 0 for the top part: the whole message), else the whole
+ * message.  FALSE (the run failed) if an earlier change took it away. */
+static gboolean
+replace_part (SieveRun *run, SieveChange *c)
+{
+  int cur = sieve_run_current_part (run);
+
+  if (cur > 0 && !part_still_there (run, cur))
+    {
+      sieve_run_fail (run, SIEVE_ERROR_RUNTIME, "replace: the part is gone: an earlier replace or enclose "
+                      "changed what holds it");
+      return FALSE;
+    }
+  c->part = MAX (cur, 0);
+  if (run->n_loops)
+    run->loops[run->n_loops - 1].replaced = TRUE;
+  return TRUE;
+}
+
+/* replace: inside foreverypart the current part, else the whole message
+ * (5); :subject and :from change the message's own header either way. */
 void
 sieve_cmd_replace (SieveRun *run, const SieveNode *node, gboolean *if_taken)
 {
@@ -76,6 +116,11 @@ sieve_cmd_replace (SieveRun *run, const SieveNode *node, gboolean *if_taken)
   SieveChange *c = g_new0 (SieveChange, 1);
 
   c->kind = SIEVE_CHANGE_REPLACE;
+  if (!run->error && !replace_part (run, c))
+    {
+      sieve_change_free (c);
+      return;
+    }
   c->text = sieve_run_expand (run, sieve_args_string (a, 0));
   c->mime = a->mime;
   c->subject = a->subject ? sieve_run_expand (run, a->subject) : NULL;
@@ -158,6 +203,8 @@ replace_values (SieveRun *run, guint index, const SieveChange *c, const char *na
         g_ptr_array_add (values, g_steal_pointer (&before->pdata[i]));
       g_ptr_array_unref (before);
     }
+  else if (c->part != 0 && (is_mime_field (name) || !g_ascii_strcasecmp (name, "MIME-Version")))
+    return;   /* a part replaced: the top part's fields stay */
   else if (g_ascii_strcasecmp (name, "MIME-Version") == 0)
     set_values (values, "1.0");
   else if (is_mime_field (name))
@@ -238,12 +285,57 @@ entity_text (const char *text)
   return g_strdup (blank ? blank + (blank == entity ? 1 : 2) : entity);
 }
 
+/* The last of changes [0, @n) that replaced part @p, or NULL */
+static const SieveChange *
+part_change (SieveRun *run, guint n, guint p)
+{
+  for (guint i = n; i > 0; i--)
+    if (((const SieveChange *) run->r->changes->pdata[i - 1])->part == p)
+      return run->r->changes->pdata[i - 1];
+  return NULL;
+}
+
+/* The text parts after the replaces of parts [0, @n) (they all come
+ * before any change of the whole message): each replaced part gives its
+ * new text, the others what they had. */
+static char *
+parts_text (SieveRun *run, guint n)
+{
+  const GPtrArray *parts = sieve_run_mime_parts (run);
+  GString *s = g_string_new (NULL);
+
+  for (guint i = 0; parts && i < parts->len; i++)
+    {
+      const SieveMimePart *p = parts->pdata[i];
+      const SieveChange *c = part_change (run, n, i);
+      if (c)
+        {
+          g_autofree char *t = c->mime ? entity_text (c->text) : g_strdup (c->text);
+          g_string_append (s, t);
+          i += p->n_descendants;
+        }
+      else if (p->content && strcmp (p->type, "text") == 0)
+        g_string_append (s, p->content);
+    }
+  return g_string_free (s, FALSE);
+}
+
 /* The body test after replace sees the new text; after enclose, the
- * new text part and then what was enclosed (RFC 5703 5, 6). */
+ * new text part and then what was enclosed (RFC 5703 5, 6).  After the
+ * replace of a part, the text parts with the new one in its place. */
 char *
 sieve_changed_body (SieveRun *run, char *text)
 {
-  for (guint i = 0; run->r->changes && i < run->r->changes->len; i++)
+  guint n = 0;
+
+  while (run->r->changes && n < run->r->changes->len && ((SieveChange *) run->r->changes->pdata[n])->part)
+    n++;
+  if (n > 0)
+    {
+      g_free (text);
+      text = parts_text (run, n);
+    }
+  for (guint i = n; run->r->changes && i < run->r->changes->len; i++)
     {
       const SieveChange *c = run->r->changes->pdata[i];
       char *next;

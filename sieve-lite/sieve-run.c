@@ -371,4 +371,5 @@ sieve_run (const SieveScript *script, const SieveMessage *msg, SieveResult *out)
   g_hash_table_unref (run.flags);
   sieve_trace_clear (&run);
   sieve_include_clear (&run);
+  sieve_changed_clear (&run);
 }

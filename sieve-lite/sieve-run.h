@@ -20,6 +20,8 @@
 typedef struct {
   guint part;
   const char *name;         /* :name, or NULL */
+  gboolean replaced;        /* replace changed this part: the loop skips its parts */
+  const GPtrArray *parts;   /* the parts it walks (the message when it began) */
 } SieveLoop;
 
 struct SieveRun {
@@ -63,6 +65,7 @@ struct SieveRun {
   gboolean breaking;         /* a break is leaving loops down to break_level */
   guint break_level;
   int has_body;              /* 0 not asked yet, 1 yes, -1 a header alone */
+  GPtrArray *made;           /* [i]: the parts after changes[i] of the whole message, or NULL */
 };
 
 /* sieve-run.c: limits, the variables, the flags, and running nodes */
@@ -104,6 +107,12 @@ void sieve_run_set_match_groups (SieveRun *run, const char *value, GArray *caps)
 
 /* sieve-mime.c: the MIME structure (RFC 5173 body transforms, RFC 5703) */
 const GPtrArray *sieve_run_mime_parts (SieveRun *run);
+/* sieve-changed.c: the parts and the raw body as tests see them now,
+ * after replace or enclose of the whole message (RFC 5703 6) */
+const GPtrArray *sieve_run_parts_now (SieveRun *run);
+char *sieve_run_raw_now (SieveRun *run, gsize max);
+gboolean sieve_run_changed_whole (SieveRun *run);
+void sieve_changed_clear (SieveRun *run);
 /* The index of the part the innermost foreverypart is at, or -1 */
 int sieve_run_current_part (SieveRun *run);
 /* RFC 5173 4: FALSE when the message is a header alone (not followed

@@ -192,7 +192,13 @@ typedef enum {
 typedef struct {
   SieveChangeKind kind;
   guint edits_before;    /* the header edits made before it apply to the message it changes */
-  guint part;            /* the part replaced: 0, the whole message (foreverypart may name one) */
+  /* replace inside foreverypart: the part replaced, as an index into
+   * SieveMessage.mime_parts of the message as received (0, the top part,
+   * is the whole message; so is 0 outside a loop).  A part index never
+   * lies inside a part an earlier change replaced, nor follows a change
+   * of the whole message (the run fails instead), so the caller finds it
+   * in the message as received. */
+  guint part;
   char *text;            /* the replacement, or enclose's text part */
   gboolean mime;         /* replace :mime: @text is a MIME entity (header fields, empty line, body) */
   char *subject;         /* :subject, or NULL */
@@ -261,6 +267,17 @@ char *sieve_flags_to_maildir (const char *flags);
 struct _GMimeMessage;
 struct _GMimeStream;
 GPtrArray *sieve_mime_parts_new (struct _GMimeMessage *message, gsize max_bytes);
+/* Where part @index (as sieve_mime_parts_new numbers them) of @message,
+ * parsed from the seekable @stream, lies in it: from its first field to
+ * the end of its body, before the line end of the next delimiter of a
+ * multipart holding it (or the stream's end); a leaf without fields
+ * from its empty line.  *@part is the part, *@enclosed the enclosed
+ * message whose top part it is, or NULL.  FALSE: no such part, or
+ * nothing to find it by (a multipart or message without fields). */
+struct _GMimeObject;
+gboolean sieve_mime_part_range (struct _GMimeMessage *message, struct _GMimeStream *stream, guint index,
+                                struct _GMimeObject **part, struct _GMimeMessage **enclosed, gint64 *start,
+                                gint64 *end);
 /* The body in @stream (a whole message) after the header's empty line,
  * at most @max bytes, or NULL when there is none. */
 char *sieve_raw_body_read (struct _GMimeStream *stream, gsize max);

@@ -111,6 +111,23 @@ MSG = ("From: Sender <s@example.net>\r\nTo: alice@example.org, bob@example.org, 
        "X-Drop: yes\r\nX-Drop: keep me\r\n\r\nThe weekly report.\r\n")
 
 
+# RFC 5703 5 and 7: replace inside foreverypart; parts 0 multipart/mixed, 1 text, 2 setup.exe,
+# 3 message/rfc822, 4 its multipart/alternative, 5 its text, 6 tool.exe, 7 text/csv
+PART_MSG = ("From: Sender <s@example.net>\r\nTo: alice@example.org\r\nSubject: Files\r\n"
+            "Message-ID: <p1@example.net>\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: multipart/mixed; boundary=\"outer\"\r\n\r\nThis is a multi-part message.\r\n"
+            "--outer\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nSee the attachments.\r\n"
+            "--outer\r\nX-Scanned: no\r\nContent-Type: application/octet-stream; name=\"setup.exe\"\r\n"
+            "Content-Disposition: attachment; filename=\"setup.exe\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            "TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAA\r\n"
+            "--outer\r\nContent-Type: message/rfc822\r\n\r\nFrom: Inner <i@example.net>\r\nSubject: Inner\r\n"
+            "MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"inner\"\r\n\r\n"
+            "--inner\r\nContent-Type: text/plain\r\n\r\ninner text\r\n"
+            "--inner\r\nContent-Type: application/x-msdownload\r\n"
+            "Content-Disposition: attachment; filename=\"tool.exe\"\r\n\r\nAAAA\r\n--inner--\r\n"
+            "--outer\r\nContent-Type: text/csv; name=\"data.csv\"\r\n\r\na,b\r\n1,2\r\n--outer--\r\nEpilogue.\r\n")
+
+
 class SieveDeliveryTest(unittest.TestCase):
     def setUp(self):
         self.smtp = SmtpReceiver()
@@ -343,6 +360,94 @@ class SieveDeliveryTest(unittest.TestCase):
         self.assertNotIn(b"X-Evil", header)
         self.assertIn(b"\nSubject: Project status\n", header)
         self.assertEqual(body, b"<p>hi</p>\n")
+
+    def test_replace_part(self):
+        # RFC 5703 5: inside foreverypart replace changes the current part only; the rest of the
+        # message is stored byte for byte; :subject still changes the top header
+        self.script("alice@example.org", 'require ["foreverypart", "mime", "replace", "fileinto", "copy"];\n'
+                    'fileinto :copy "Before";\n'
+                    # RFC 5703 7's example, for .exe files
+                    'foreverypart {\n  if anyof (header :mime :contenttype :is "Content-Type" "application/exe",\n'
+                    '             header :mime :param ["filename"] :matches ["Content-Type", "Content-Disposition"]'
+                    ' "*.exe") {\n    replace "Executable attachment removed by user filter";\n  }\n}\n'
+                    'redirect :copy "r@example.com";\n')
+        self.script("bob@example.org", 'require ["foreverypart", "mime", "replace"];\n'
+                    'foreverypart {\n'
+                    '  if header :mime :contenttype "Content-Type" "multipart/alternative" '
+                    '{ replace :subject "Cleaned" "inner gone"; }\n'
+                    '  if header :mime :contenttype "Content-Type" "text/csv" '
+                    '{ replace :mime "Content-Type: text/html\r\n\r\n<p>no data</p>\r\n"; }\n}\n')
+        # a part inside one replaced before: a run-time error, the message kept as received
+        self.script("carol@example.org", 'require ["foreverypart", "mime", "replace"];\n'
+                    'foreverypart { if header :mime :type "Content-Type" "message" { replace "x";\n'
+                    '  foreverypart { replace "y"; } } }\n')
+        # a part inside one replaced later, the same part twice: the last replace of the outer one counts
+        self.script("dave@example.org", 'require ["foreverypart", "mime", "replace"];\n'
+                    'foreverypart { if header :mime :type "Content-Type" "message" {\n'
+                    '  foreverypart { if header :mime :subtype "Content-Type" "x-msdownload" { replace "a"; } }\n'
+                    '  replace "b"; replace "c"; }\n'
+                    '  if header :mime :subtype "Content-Type" "csv" { replace "d"; } }\n')
+        # RFC 5703 6: after enclose the loop walks the new message (3 parts, then the 8 enclosed)
+        self.script("erin@example.org", 'require ["foreverypart", "mime", "enclose", "fileinto", "variables"];\n'
+                    'enclose "x";\nset "n" "";\nforeverypart { set "n" "${n}p"; '
+                    'if header :mime :subtype "Content-Type" "rfc822" { set "n" "${n}M"; } }\nfileinto "${n}";\n')
+        self.d.start()
+        c = session(self.d)
+        replies = transaction(c, ["alice@example.org", "bob@example.org", "carol@example.org", "dave@example.org",
+                                  "erin@example.org"], PART_MSG)
+        self.assertEqual([r[0] for r in replies], [250] * 5, replies)
+        self.assertEqual(len(self.all_messages("erin@example.org", ".pppMppppMpppp")), 1)
+        (_, before), = self.all_messages("alice@example.org", ".Before")
+        (name, kept), = self.all_messages("alice@example.org")
+        self.assertRegex(name, r",S=%d" % len(kept))
+        s2 = before.index(b"X-Scanned: no")
+        e2 = before.index(b"\n--outer", s2)
+        s6 = before.index(b"Content-Type: application/x-msdownload")
+        e6 = before.index(b"\n--inner--", s6)
+        self.assertEqual(kept[:s2], before[:s2])
+        k_e2 = kept.index(b"\n--outer", s2)
+        k_s6 = kept.index(b"Content-Type: text/plain; charset=utf-8", k_e2)
+        k_e6 = kept.index(b"\n--inner--", k_s6)
+        self.assertEqual(kept[k_e2:k_s6], before[e2:s6])
+        self.assertEqual(kept[k_e6:], before[e6:])
+        # the part's other fields stay, its Content-* fields are the new text part's
+        self.assertTrue(kept[s2:k_e2].startswith(b"X-Scanned: no\nContent-Type: text/plain; charset=utf-8\n"),
+                        kept[s2:k_e2])
+        self.assertTrue(kept[s2:k_e2].endswith(b"\n\nExecutable attachment removed by user filter"))
+        self.assertNotIn(b"setup.exe", kept)
+        self.assertNotIn(b"tool.exe", kept)
+        m = email.message_from_bytes(kept, policy=email.policy.default)
+        text, exe, rfc822, csv = m.get_payload()
+        self.assertEqual(text.get_content(), "See the attachments.")
+        self.assertEqual((exe.get_content_type(), exe.get_content()),
+                         ("text/plain", "Executable attachment removed by user filter"))
+        inner = rfc822.get_payload()[0]
+        self.assertEqual(inner.get_payload()[1].get_content(), "Executable attachment removed by user filter")
+        self.assertEqual(csv.get_content(), "a,b\n1,2")
+        self.assertEqual(m["Subject"], "Files")
+        # redirect sends the parts replaced too (RFC 5703 6 exempts only enclose)
+        (_, _, sent), = self.smtp.wait(1)
+        self.assertIn(b"X-Scanned: no\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+                      b"Executable attachment removed by user filter\r\n--outer\r\n", sent)
+        self.assertNotIn(b"tool.exe", sent)
+        (_, bob), = self.all_messages("bob@example.org")
+        m = email.message_from_bytes(bob, policy=email.policy.default)
+        self.assertEqual((m["Subject"], m["Original-Subject"]), ("Cleaned", "Files"))
+        self.assertEqual(m.get_content_type(), "multipart/mixed")
+        text, exe, rfc822, csv = m.get_payload()
+        inner = rfc822.get_payload()[0]
+        self.assertEqual((inner["From"], inner["Subject"], inner.get_content_type(), inner.get_content()),
+                         ("Inner <i@example.net>", "Inner", "text/plain", "inner gone"))
+        self.assertEqual((csv.get_content_type(), csv.get_content()), ("text/html", "<p>no data</p>"))
+        self.assertEqual(exe.get_filename(), "setup.exe")
+        self.assertIn(b"\n\nTVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAA\n--outer\n", bob)
+        (_, carol), = self.all_messages("carol@example.org")
+        self.assertEqual(carol.split(b"\n\n", 1)[1], before.split(b"\n\n", 1)[1])
+        (_, dave), = self.all_messages("dave@example.org")
+        body = before[before.index(b"\n\n"):]
+        self.assertTrue(dave[dave.index(b"\n\n"):].startswith(body[:body.index(b"Content-Type: message/rfc822")]))
+        self.assertTrue(dave.endswith(b"\n--outer\nContent-Type: text/plain; charset=utf-8\n\nc\n--outer\n"
+                                      b"Content-Type: text/plain; charset=utf-8\n\nd\n--outer--\nEpilogue.\n"), dave)
 
     KNIT = ("Return-Path: <knitting-bounces@example.com>\r\nMessage-ID: <1234567.89ABCDEF@example.com>\r\n"
             "Date: Wed, 07 Dec 2005 10:59:19 +0100\r\nPrecedence: list\r\n"

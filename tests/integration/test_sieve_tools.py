@@ -95,6 +95,21 @@ class SieveLiteTest(unittest.TestCase):
             '6:   fileinto "Clean"',
             'fileinto "Clean"'])
 
+    def test_replace_part_shown(self):
+        """RFC 5703 5: replace inside foreverypart names the part it hit
+        (its index, 0 the whole message); each store says how many
+        changes came before it."""
+        with open(self.msg, "w") as f:
+            f.write("From: a@example.com\nSubject: s\nMIME-Version: 1.0\n"
+                    "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nhi\n"
+                    "--b\nContent-Type: application/octet-stream; name=x.exe\n\nAAAA\n--b--\n")
+        r = self.run_lite(script='require ["foreverypart", "mime", "replace", "fileinto", "body"];\n'
+                          'foreverypart { if header :mime :param "name" :matches "content-type" "*.exe" '
+                          '{ replace "removed"; } }\nif body :text :is "hiremoved" { fileinto "Clean"; }\n'
+                          'replace "all";\nkeep;\n')
+        self.assertEqual(r.stdout, 'fileinto "Clean"\n  message changes: 1\nkeep\n  message changes: 2\n'
+                         'replace after 0 header edits (part 2)\nreplace after 0 header edits\n', r.stderr)
+
     def test_trace_error(self):
         """The trace ends at the command that failed, then the error."""
         script = 'require "variables";\nset "a" "' + "x" * 3000 + '";\nset "b" "${a}${a}";\nkeep;\n'

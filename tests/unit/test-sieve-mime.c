@@ -100,6 +100,12 @@ result_text (const SieveResult *r)
       g_string_append_printf (out, "%s%s%s%s", i ? "; " : "", sieve_action_name (a->kind), a->argument ? ":" : "",
                               a->argument ? a->argument : "");
     }
+  /* replace and enclose as "| replace@PART" */
+  for (guint i = 0; r->changes && i < r->changes->len; i++)
+    {
+      const SieveChange *c = r->changes->pdata[i];
+      g_string_append_printf (out, " | %s@%u", c->kind == SIEVE_CHANGE_ENCLOSE ? "enclose" : "replace", c->part);
+    }
   return g_string_free (out, FALSE);
 }
 
@@ -444,6 +450,159 @@ test_regex (void)
             "error: a :regex did not compile or was too complex; keep");
 }
 
+#define REPLACE "require [\"foreverypart\", \"mime\", \"replace\", \"enclose\", \"fileinto\", \"variables\", \"extracttext\", " \
+  "\"body\"];\n"
+
+/* RFC 5703 5: "If used in the context of a foreverypart iterator, the
+ * replace command will replace the current MIME part"; the part is its
+ * index (nested_message: 0 mixed, 1 alternative, 2 plain, 3 html, 4 pdf,
+ * 5 rfc822, 6 the enclosed message), 0 the whole message */
+static void
+test_replace_part (void)
+{
+  /* 7's example, for the report */
+  CHECK_ON (REPLACE "foreverypart { if anyof (header :mime :contenttype :is \"Content-Type\" \"application/exe\", "
+            "header :mime :param [\"filename\"] :matches [\"Content-Type\", \"Content-Disposition\"] \"*.pdf\") "
+            "{ replace \"Executable attachment removed by user filter\"; } }", nested_message, "keep | replace@4");
+  CHECK_ON (REPLACE "replace \"x\";", nested_message, "keep | replace@0");
+  CHECK_ON (REPLACE "foreverypart { replace \"x\"; break; }", nested_message, "keep | replace@0");
+  /* the top part replaced, the loop has nothing left */
+  CHECK_ON (REPLACE "set \"n\" \"\";\nforeverypart { set \"n\" \"${n}.\"; replace \"x\"; }\nfileinto \"x${n}\";",
+            nested_message, "fileinto:x. | replace@0");
+  CHECK_ON (REPLACE "foreverypart { if header :mime :type \"content-type\" \"message\" { enclose \"x\"; } }",
+            nested_message, "keep | enclose@0");
+  /* the parts inside a part replaced are gone: the loop goes past them */
+  CHECK_ON (REPLACE "set \"n\" \"\";\nforeverypart { if header :mime :matches :subtype \"content-type\" \"*\" "
+            "{ set \"n\" \"${n}.${1}\"; } if header :mime :subtype \"content-type\" \"alternative\" "
+            "{ replace \"x\"; } }\nfileinto \"x${n}\";", nested_message,
+            "fileinto:x.mixed.alternative.pdf.rfc822 | replace@1");
+  /* ...a nested loop inside it after the replace: a run-time error, as is
+   * a part after the whole message changed (the caller numbers the
+   * parts of the message as received) */
+  CHECK_ON (REPLACE "foreverypart { if header :mime :subtype \"content-type\" \"alternative\" { replace \"x\"; "
+            "foreverypart { replace \"y\"; } } }", nested_message,
+            "error: replace: the part is gone: an earlier replace or enclose changed what holds it; keep");
+  CHECK_ON (REPLACE "enclose \"e\";\nforeverypart { if header :mime :subtype \"content-type\" \"pdf\" "
+            "{ replace \"y\"; } }", nested_message,
+            "error: replace: the part is gone: an earlier replace or enclose changed what holds it; keep");
+  /* two parts, the same part twice, then the whole message: fine */
+  CHECK_ON (REPLACE "foreverypart { if header :mime :type \"content-type\" [\"application\", \"message\"] "
+            "{ replace \"y\"; replace :mime \"Content-Type: text/html\r\n\r\n<p>z</p>\"; } }\nreplace \"all\";",
+            nested_message, "keep | replace@4 | replace@4 | replace@5 | replace@5 | replace@0");
+}
+
+/* RFC 5703 5, 6: later tests see the new message.  After a part's
+ * replace: the top header's MIME fields stay (:subject still changes the
+ * top Subject), the body test sees the new text in the part's place;
+ * body :raw and :content, :mime and foreverypart see the parts as
+ * received (README: Sieve).  After a change of the whole message, all
+ * of them see the new one. */
+static void
+test_after_replace_part (void)
+{
+  CHECK_ON (REPLACE "foreverypart { if header :mime :subtype \"content-type\" \"html\" "
+            "{ replace :subject \"new\" \"gone\"; } }\n"
+            "if header :contains \"content-type\" \"multipart/mixed\" { fileinto \"mixed\"; }\n"
+            "if header :is \"subject\" \"new\" { fileinto \"subject\"; }\n"
+            "if header :is \"original-subject\" \"caf\xc3\xa9 x\" { fileinto \"original\"; }\n"
+            "if body :text :contains \"gone\" { fileinto \"text-new\"; }\n"
+            "if body :text :contains \"<b>\" { fileinto \"text-old\"; }\n"
+            "if body :text :contains \"MONEY\" { fileinto \"text-other\"; }\n"
+            "if body :content \"text/html\" :contains \"<b>\" { fileinto \"content-as-received\"; }\n"
+            "if header :mime :anychild :subtype \"content-type\" \"html\" { fileinto \"mime-as-received\"; }\n",
+            nested_message, "fileinto:mixed; fileinto:subject; fileinto:original; fileinto:text-new; "
+            "fileinto:text-other; fileinto:content-as-received; fileinto:mime-as-received | replace@3");
+  /* the whole message replaced: every test sees the new one, the loop too */
+  CHECK_ON (REPLACE "replace \"all new\";\n"
+            "if header :contains \"content-type\" \"text/plain\" { fileinto \"plain\"; }\n"
+            "if body :text :is \"all new\" { fileinto \"text\"; }\n"
+            "if body :raw :is \"all new\" { fileinto \"raw\"; }\n"
+            "if body :content \"text/plain\" :is \"all new\" { fileinto \"content\"; }\n"
+            "if body :raw :contains \"JVBERi0xLjQK\" { fileinto \"raw-old\"; }\n"
+            "if header :mime :anychild :subtype \"content-type\" \"pdf\" { fileinto \"mime-old\"; }\n"
+            "set \"n\" \"\";\nforeverypart { if header :mime :matches :contenttype \"content-type\" \"*\" "
+            "{ set \"n\" \"${n}.${1}\"; } extracttext \"t\"; }\nfileinto \"loop${n}-${t}\";\n",
+            nested_message, "fileinto:plain; fileinto:text; fileinto:raw; fileinto:content; "
+            "fileinto:loop.text/plain-all new | replace@0");
+  CHECK_ON (REPLACE "replace :mime \"Content-Type: multipart/alternative; boundary=z\r\n\r\n--z\r\n"
+            "Content-Type: text/plain\r\n\r\none\r\n--z\r\nContent-Type: text/html\r\n\r\n<p>two</p>\r\n--z--\r\n\";\n"
+            "set \"n\" \"\";\nforeverypart { if header :mime :matches :subtype \"content-type\" \"*\" "
+            "{ set \"n\" \"${n}.${1}\"; } }\n"
+            "if body :content \"text/html\" :is \"<p>two</p>\" { fileinto \"html\"; }\nfileinto \"loop${n}\";\n",
+            nested_message, "fileinto:html; fileinto:loop.alternative.plain.html | replace@0");
+  /* enclose: the new multipart/mixed, its text part, then the message
+   * as it was inside the message/rfc822 part */
+  CHECK_ON (REPLACE "enclose \"see attached\";\n"
+            "set \"n\" \"\";\nforeverypart { if header :mime :matches :subtype \"content-type\" \"*\" "
+            "{ set \"n\" \"${n}.${1}\"; } else { set \"n\" \"${n}.none\"; } }\n"
+            "if body :content \"text/plain\" :contains \"see attached\" { fileinto \"text\"; }\n"
+            "if body :content \"message/rfc822\" :contains \"Subject: caf\xc3\xa9 x\" { fileinto \"header\"; }\n"
+            "if body :raw :contains \"see attached\" { if body :raw :contains \"JVBERi0xLjQK\" { fileinto \"raw\"; } }\n"
+            "fileinto \"loop${n}\";\n", nested_message,
+            "fileinto:text; fileinto:header; fileinto:raw; "
+            "fileinto:loop.mixed.plain.rfc822.mixed.alternative.plain.html.pdf.rfc822.none | enclose@0");
+  /* inside a loop begun before the change the loop's parts stay */
+  CHECK_ON (REPLACE "set \"n\" \"\";\nforeverypart { if header :mime :subtype \"content-type\" \"pdf\" "
+            "{ enclose \"e\"; } if header :mime :matches :subtype \"content-type\" \"*\" "
+            "{ set \"n\" \"${n}.${1}\"; } }\nfileinto \"loop${n}\";\n", nested_message,
+            "fileinto:loop.mixed.alternative.plain.html.pdf.rfc822 | enclose@0");
+}
+
+/* Where a part lies (sieve_mime_part_range): from its first field to the
+ * end of its body before the line end of the next delimiter (RFC 2046
+ * 5.1.1), numbered as sieve_mime_parts_new numbers them */
+static void
+test_part_range (void)
+{
+  static const struct {
+    guint index;
+    const char *from, *to;
+  } cases[] = {
+    { 1, "Content-Type: multipart/alternative", "inner-epi" },
+    { 2, "Content-Type: text/plain", "FAST" },
+    { 4, "Content-Type: application/pdf", "JVBERi0xLjQK" },
+    { 5, "Content-Type: message/rfc822", "Please say Hello" },
+    { 6, "From: x@example.net", "Please say Hello" },
+  };
+  g_autoptr (GMimeStream) stream = g_mime_stream_mem_new_with_buffer (nested_message, strlen (nested_message));
+  g_autoptr (GMimeParser) parser = g_mime_parser_new_with_stream (stream);
+  g_autoptr (GMimeMessage) msg = g_mime_parser_construct_message (parser, NULL);
+  GMimeObject *part;
+  GMimeMessage *enclosed;
+  gint64 start, end;
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      const char *f = strstr (nested_message, cases[i].from), *t = strstr (f, cases[i].to);
+      g_assert_true (sieve_mime_part_range (msg, stream, cases[i].index, &part, &enclosed, &start, &end));
+      g_assert_cmpint (start, ==, f - nested_message);
+      g_assert_cmpint (end, ==, t + strlen (cases[i].to) - nested_message);
+      g_assert_true ((enclosed != NULL) == (cases[i].index == 6));
+    }
+  g_assert_false (sieve_mime_part_range (msg, stream, 7, &part, &enclosed, &start, &end));
+}
+
+/* A part without fields begins with its empty line (CR LF here) */
+static void
+test_part_range_no_fields (void)
+{
+  static const char text[] = "From: a@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+    "--b\r\n\r\nno fields\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--\r\n";
+  g_autoptr (GMimeStream) stream = g_mime_stream_mem_new_with_buffer (text, strlen (text));
+  g_autoptr (GMimeParser) parser = g_mime_parser_new_with_stream (stream);
+  g_autoptr (GMimeMessage) msg = g_mime_parser_construct_message (parser, NULL);
+  GMimeObject *part;
+  GMimeMessage *enclosed;
+  gint64 start, end;
+
+  g_assert_true (sieve_mime_part_range (msg, stream, 1, &part, &enclosed, &start, &end));
+  g_assert_cmpint (start, ==, strstr (text, "\r\n\r\nno fields") + 2 - text);
+  g_assert_cmpint (end, ==, strstr (text, "no fields") + 9 - text);
+  g_assert_true (sieve_mime_part_range (msg, stream, 2, &part, &enclosed, &start, &end));
+  g_assert_cmpint (start, ==, strstr (text, "Content-Type: text/plain") - text);
+  g_assert_cmpint (end, ==, strstr (text, "hello") + 5 - text);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -458,6 +617,10 @@ main (int argc, char **argv)
   g_test_add_func ("/sieve-mime/rfc5703/extracttext", test_extracttext);
   g_test_add_func ("/sieve-mime/rfc5703/bounds", test_loop_bounds);
   g_test_add_func ("/sieve-mime/regex", test_regex);
+  g_test_add_func ("/sieve-mime/rfc5703/replace-part", test_replace_part);
+  g_test_add_func ("/sieve-mime/rfc5703/after-replace-part", test_after_replace_part);
+  g_test_add_func ("/sieve-mime/rfc5703/part-range", test_part_range);
+  g_test_add_func ("/sieve-mime/rfc5703/part-range-no-fields", test_part_range_no_fields);
   g_test_add_func ("/sieve-mime/content-bound", test_content_bound);
   return g_test_run ();
 }
