@@ -165,8 +165,7 @@ sieve_check_vacation (const SieveNode *n, GError **error)
 {
   if (n->parsed->has_days && n->parsed->has_seconds)
     {
-      g_set_error (error, SIEVE_ERROR, SIEVE_ERROR_SYNTAX, "%d:%d: vacation: :days and :seconds together",
-                   n->line, n->col);
+      sieve_node_fail (error, n, ":days and :seconds together");
       return FALSE;
     }
   return TRUE;

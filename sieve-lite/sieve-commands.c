@@ -108,8 +108,7 @@ check_redirect (const SieveNode *c, GError **error)
 
   if (x && x->kind == SIEVE_ARG_STRINGS && !strstr (x->strings[0], "${") && !sieve_address_ok (x->strings[0]))
     {
-      g_set_error (error, SIEVE_ERROR, SIEVE_ERROR_SYNTAX, "%d:%d: redirect: '%s' is not a valid address",
-                   c->line, c->col, x->strings[0]);
+      sieve_node_fail (error, c, "'%s' is not a valid address", x->strings[0]);
       return FALSE;
     }
   return TRUE;

@@ -30,25 +30,12 @@ sieve_date_part_known (const char *part)
   return FALSE;
 }
 
-static gboolean G_GNUC_PRINTF (3, 4)
-fail (GError **error, const SieveNode *n, const char *fmt, ...)
-{
-  va_list ap;
-  g_autofree char *msg = NULL;
-
-  va_start (ap, fmt);
-  msg = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  g_set_error (error, SIEVE_ERROR, SIEVE_ERROR_SYNTAX, "%d:%d: %s: %s", n->line, n->col, n->name, msg);
-  return FALSE;
-}
-
 /* RFC 5260 6: "Specifying :last without :index is an error." */
 gboolean
 sieve_check_index (const SieveNode *n, GError **error)
 {
   if (n->parsed->last && n->parsed->index == 0)
-    return fail (error, n, ":last needs :index");
+    return sieve_node_fail (error, n, ":last needs :index");
   return TRUE;
 }
 
@@ -62,11 +49,11 @@ sieve_check_date (const SieveNode *n, GError **error)
   const char *part = sieve_args_string (a, current ? 0 : 1);
 
   if (a->originalzone && (current || a->zone))
-    return fail (error, n, current ? ":originalzone is for date" : ":zone and :originalzone together");
+    return sieve_node_fail (error, n, current ? ":originalzone is for date" : ":zone and :originalzone together");
   if (a->index && current)
-    return fail (error, n, ":index is for date");
+    return sieve_node_fail (error, n, ":index is for date");
   if (part && !strstr (part, "${") && !sieve_date_part_known (part))
-    return fail (error, n, "unknown date-part \"%s\"", part);
+    return sieve_node_fail (error, n, "unknown date-part \"%s\"", part);
   return sieve_check_index (n, error);
 }
 

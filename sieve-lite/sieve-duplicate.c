@@ -21,7 +21,7 @@ sieve_check_duplicate (const SieveNode *n, GError **error)
                     : n->parsed->index ? ":index is not for duplicate" : NULL;
 
   if (why)
-    g_set_error (error, SIEVE_ERROR, SIEVE_ERROR_SYNTAX, "%d:%d: duplicate: %s", n->line, n->col, why);
+    sieve_node_fail (error, n, "%s", why);
   return why == NULL;
 }
 

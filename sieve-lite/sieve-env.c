@@ -177,8 +177,7 @@ sieve_check_specialuse (const SieveNode *c, GError **error)
   if (flag && !strstr (flag, "${") && !valid_flag (flag))
     {
       g_autofree char *shown = sieve_printable (flag, 64);
-      g_set_error (error, SIEVE_ERROR, SIEVE_ERROR_SYNTAX, "%d:%d: fileinto: '%s' is not a special-use flag",
-                   c->line, c->col, shown);
+      sieve_node_fail (error, c, "'%s' is not a special-use flag", shown);
       return FALSE;
     }
   return TRUE;

@@ -92,15 +92,13 @@ sieve_check_include (const SieveNode *c, GError **error)
 
   if (a->personal && a->global)
     {
-      g_set_error (error, SIEVE_ERROR, SIEVE_ERROR_SYNTAX, "%d:%d: include: :personal and :global together",
-                   c->line, c->col);
+      sieve_node_fail (error, c, ":personal and :global together");
       return FALSE;
     }
   if (why)
     {
       g_autofree char *shown = sieve_printable (sieve_args_string (a, 0), 64);
-      g_set_error (error, SIEVE_ERROR, SIEVE_ERROR_SYNTAX, "%d:%d: include: the script name '%s' %s", c->line,
-                   c->col, shown, why);
+      sieve_node_fail (error, c, "the script name '%s' %s", shown, why);
       return FALSE;
     }
   return TRUE;
@@ -140,8 +138,7 @@ sieve_check_global (const SieveNode *c, GError **error)
     if (!identifier (names[i]))
       {
         g_autofree char *shown = sieve_printable (names[i], 64);
-        g_set_error (error, SIEVE_ERROR, SIEVE_ERROR_SYNTAX, "%d:%d: global: '%s' is not a variable name",
-                     c->line, c->col, shown);
+        sieve_node_fail (error, c, "'%s' is not a variable name", shown);
         return FALSE;
       }
   return TRUE;

@@ -190,7 +190,7 @@ sieve_check_notify (const SieveNode *c, GError **error)
     why = method_check (uri);
   if (why)
     {
-      g_set_error (error, SIEVE_ERROR, SIEVE_ERROR_SYNTAX, "%d:%d: notify: %s", c->line, c->col, why);
+      sieve_node_fail (error, c, "%s", why);
       return FALSE;
     }
   return TRUE;

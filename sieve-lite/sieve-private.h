@@ -189,6 +189,9 @@ struct SieveScript {
 /* sieve-parse.c: the syntax tree of @text; NULL with "LINE:COL: message". */
 GPtrArray *sieve_parse (const char *text, gsize len, GError **error);
 void sieve_node_free (gpointer node);
+/* sieve-validate.c: a compile error of command or test @n, "LINE:COL: NAME:
+ * message"; returns FALSE */
+gboolean sieve_node_fail (GError **error, const SieveNode *n, const char *fmt, ...) G_GNUC_PRINTF (3, 4);
 void sieve_args_free (SieveArgs *a);
 
 /* sieve-commands.c, sieve-tests.c: the definitions, ending in { NULL } */

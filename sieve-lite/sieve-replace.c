@@ -21,8 +21,8 @@ sieve_check_replace (const SieveNode *c, GError **error)
 
   if (a->mime && (a->subject || a->from))
     {
-      g_set_error (error, SIEVE_ERROR, SIEVE_ERROR_SYNTAX, "%d:%d: replace: :mime goes with neither :subject "
-                   "nor :from", c->line, c->col);
+      sieve_node_fail (error, c, ":mime goes with neither :subject "
+                   "nor :from");
       return FALSE;
     }
   return TRUE;
