@@ -1,9 +1,12 @@
-/* sieve-changed.c - the MIME structure after a replace or enclose of the
- * whole message (RFC 5703 5, 6: tests after them "use the newly created
- * message"), for body :content and :raw, :mime, foreverypart and
- * extracttext.  Made here from the change as deliver/ makes the message,
- * but for what only it knows (enclose's boundary, the transfer encoding).
- * The parts of a replaced part stay as received (README: Sieve).
+/* sieve-changed.c - the message as the tests see it after the run's
+ * changes so far: a header field's values after editheader (RFC 5293 3)
+ * and after replace or enclose (RFC 5703 6: tests after them "use the
+ * newly created message"), the body text, and the MIME structure for body
+ * :content and :raw, :mime, foreverypart and extracttext.  Made here from
+ * the change as deliver/ makes the message, but for what only it knows
+ * (enclose's boundary, the transfer encoding).  The parts of a replaced
+ * part stay as received (README: Sieve).  And the parts as received,
+ * which the caller gives once.
  */
 #include "config.h"
 
@@ -13,6 +16,19 @@
 #include "sieve-run.h"
 
 #define MAX_BODY_SIZE (1024 * 1024)
+#define MAX_HEADER_SIZE (1024 * 1024) /* like the body: a folded field can be longer */
+
+/* The parts as received, asked of the caller on first use */
+const GPtrArray *
+sieve_run_mime_parts (SieveRun *run)
+{
+  if (!run->parts_fetched)
+    {
+      run->parts_fetched = TRUE;
+      run->parts = run->m->mime_parts ? run->m->mime_parts (run->m->data) : NULL;
+    }
+  return run->parts;
+}
 
 static void
 part_free (gpointer data)
@@ -247,4 +263,267 @@ void
 sieve_changed_clear (SieveRun *run)
 {
   g_clear_pointer (&run->made, g_ptr_array_unref);
+}
+
+/* ---- header values after editheader (RFC 5293 3), and after replace or
+ * enclose of the whole message (RFC 5703 6) ---------------------------- */
+
+/* RFC 5293 3: later tests see the edits so far, in order, as they will
+ * be applied to the message */
+static void
+apply_edit (const SieveHeaderEdit *e, GPtrArray *out)
+{
+  guint n = out->len, occurrence = 0;
+
+  if (e->value)
+    {
+      g_ptr_array_insert (out, e->last ? -1 : 0, g_strdup (e->value));
+      return;
+    }
+  for (guint k = 0; k < out->len;)
+    {
+      guint at;
+      occurrence++;
+      at = e->last ? n - occurrence + 1 : occurrence;
+      if ((e->index == 0 || (guint) e->index == at) && sieve_header_edit_matches (e, out->pdata[k]))
+        g_ptr_array_remove_index (out, k);
+      else
+        k++;
+    }
+}
+
+static void
+apply_edits (SieveRun *run, const char *name, guint from, guint to, GPtrArray *out)
+{
+  for (guint i = from; run->r->edits && i < MIN (to, run->r->edits->len); i++)
+    {
+      const SieveHeaderEdit *e = run->r->edits->pdata[i];
+      if (g_ascii_strcasecmp (e->name, name) == 0)
+        apply_edit (e, out);
+    }
+}
+
+/* Header values as the script sees them after the first @changes replace
+ * and enclose changes (RFC 5703 6: later tests see the new message) and
+ * the edits made before each. */
+GPtrArray *
+sieve_header_values (SieveRun *run, const char *name, guint changes)
+{
+  GPtrArray *out = g_ptr_array_new_with_free_func (g_free);
+  char **orig = run->m->header ? run->m->header (name, run->m->data) : NULL;
+  guint done = 0;
+
+  /* tests see at most max_header_size of a value (a Subject folded over
+   * megabytes is no more spam for its tail) */
+  for (guint i = 0; orig && orig[i]; i++)
+    {
+      sieve_cut_utf8 (orig[i], run->m->max_header_size ? run->m->max_header_size : MAX_HEADER_SIZE);
+      g_ptr_array_add (out, g_steal_pointer (&orig[i]));
+    }
+  g_free (orig);
+  for (guint i = 0; run->r->changes && i < MIN (changes, run->r->changes->len); i++)
+    {
+      const SieveChange *c = run->r->changes->pdata[i];
+      apply_edits (run, name, done, c->edits_before, out);
+      done = MAX (done, c->edits_before);
+      sieve_change_values (run, i, name, out);
+    }
+  apply_edits (run, name, done, G_MAXUINT, out);
+  return out;
+}
+
+/* ---- what later tests see (RFC 5703 6: "tests ... use the newly created
+ * message"); as deliver/ makes it, but for what only it knows (the
+ * boundary, the transfer encoding) ------------------------------------------- */
+
+static gboolean
+is_mime_field (const char *name)
+{
+  return g_ascii_strncasecmp (name, "Content-", 8) == 0 || g_ascii_strcasecmp (name, "MIME-Version") == 0;
+}
+
+static void
+set_values (GPtrArray *values, const char *value)
+{
+  g_ptr_array_set_size (values, 0);
+  if (value)
+    g_ptr_array_add (values, g_strdup (value));
+}
+
+/* replace :mime: the entity's own values of @name (its fields up to the
+ * empty line, unfolded). */
+static void
+entity_values (const char *text, const char *name, GPtrArray *values)
+{
+  g_auto (GStrv) lines = g_strsplit (text, "\n", 1000);
+  gsize n = strlen (name);
+
+  for (guint i = 0; lines[i] && lines[i][strspn (lines[i], "\r")] != '\0'; i++)
+    if (g_ascii_strncasecmp (lines[i], name, n) == 0 && lines[i][n] == ':')
+      {
+        GString *v = g_string_new (lines[i] + n + 1);
+        for (guint k = i + 1; lines[k] && (lines[k][0] == ' ' || lines[k][0] == '\t'); k++)
+          g_string_append (v, lines[k]);
+        g_strdelimit (v->str, "\r", ' ');
+        g_ptr_array_add (values, g_strstrip (g_string_free (v, FALSE)));
+      }
+}
+
+static void
+replace_values (SieveRun *run, guint index, const SieveChange *c, const char *name, GPtrArray *values)
+{
+  const char *old = g_ascii_strcasecmp (name, "Original-Subject") == 0 && c->subject ? "Subject"
+                  : g_ascii_strcasecmp (name, "Original-From") == 0 && c->from ? "From" : NULL;
+
+  if (old)
+    {
+      GPtrArray *before = sieve_header_values (run, old, index);
+      for (guint i = 0; i < before->len; i++)
+        g_ptr_array_add (values, g_steal_pointer (&before->pdata[i]));
+      g_ptr_array_unref (before);
+    }
+  else if (c->part != 0 && (is_mime_field (name) || !g_ascii_strcasecmp (name, "MIME-Version")))
+    return;   /* a part replaced: the top part's fields stay */
+  else if (g_ascii_strcasecmp (name, "MIME-Version") == 0)
+    set_values (values, "1.0");
+  else if (is_mime_field (name))
+    {
+      set_values (values, c->mime || g_ascii_strcasecmp (name, "Content-Type") ? NULL : "text/plain; charset=utf-8");
+      if (c->mime)
+        entity_values (c->text, name, values);
+    }
+  else if (g_ascii_strcasecmp (name, "Subject") == 0 && c->subject)
+    set_values (values, c->subject);
+  else if (g_ascii_strcasecmp (name, "From") == 0 && c->from)
+    set_values (values, c->from);
+}
+
+static void
+enclose_values (SieveRun *run, const SieveChange *c, const char *name, GPtrArray *values)
+{
+  gboolean copied = FALSE;
+
+  for (guint i = 0; !copied && c->headers && c->headers[i]; i++)
+    copied = g_ascii_strcasecmp (c->headers[i], name) == 0;
+  if (g_ascii_strcasecmp (name, "Subject") == 0)
+    {
+      if (c->subject)
+        set_values (values, c->subject);
+    }
+  else if (copied)
+    return;
+  else if (g_ascii_strcasecmp (name, "From") == 0)
+    {
+      g_autofree char *me = g_strdup_printf ("<%s>", run->m->envelope_to ? run->m->envelope_to : "");
+      set_values (values, me);
+    }
+  else if (g_ascii_strcasecmp (name, "Date") == 0)
+    {
+      g_autoptr (GDateTime) now = g_date_time_new_now_local ();
+      g_autofree char *d = g_date_time_format (now, "%a, %d %b %Y %H:%M:%S %z");
+      set_values (values, d);
+    }
+  else if (g_ascii_strcasecmp (name, "MIME-Version") == 0)
+    set_values (values, "1.0");
+  else if (g_ascii_strcasecmp (name, "Content-Type") == 0)
+    set_values (values, "multipart/mixed");
+  else if (g_ascii_strcasecmp (name, "Return-Path") != 0)
+    set_values (values, NULL);
+}
+
+void
+sieve_change_values (SieveRun *run, guint index, const char *name, GPtrArray *values)
+{
+  const SieveChange *c = run->r->changes->pdata[index];
+
+  if (c->kind == SIEVE_CHANGE_ENCLOSE)
+    enclose_values (run, c, name, values);
+  else
+    replace_values (run, index, c, name, values);
+}
+
+/* replace :mime: the entity's body, if it is text (no Content-Type is
+ * text/plain, RFC 2045 5.2); else nothing the body test can read. */
+static char *
+entity_text (const char *text)
+{
+  g_autoptr (GPtrArray) type = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *entity = g_strdup (text);
+  const char *blank;
+  char *w = entity;
+
+  for (const char *r = text; *r; r++)   /* CR LF as LF, as it is stored */
+    if (*r != '\r')
+      *w++ = *r;
+  *w = '\0';
+  blank = g_str_has_prefix (entity, "\n") ? entity : strstr (entity, "\n\n");
+
+  entity_values (entity, "Content-Type", type);
+  if (type->len && g_ascii_strncasecmp (type->pdata[0], "text/", 5) != 0)
+    return g_strdup ("");
+  return g_strdup (blank ? blank + (blank == entity ? 1 : 2) : entity);
+}
+
+/* The last of changes [0, @n) that replaced part @p, or NULL */
+static const SieveChange *
+part_change (SieveRun *run, guint n, guint p)
+{
+  for (guint i = n; i > 0; i--)
+    if (((const SieveChange *) run->r->changes->pdata[i - 1])->part == p)
+      return run->r->changes->pdata[i - 1];
+  return NULL;
+}
+
+/* The text parts after the replaces of parts [0, @n) (they all come
+ * before any change of the whole message): each replaced part gives its
+ * new text, the others what they had. */
+static char *
+parts_text (SieveRun *run, guint n)
+{
+  const GPtrArray *parts = sieve_run_mime_parts (run);
+  GString *s = g_string_new (NULL);
+
+  for (guint i = 0; parts && i < parts->len; i++)
+    {
+      const SieveMimePart *p = parts->pdata[i];
+      const SieveChange *c = part_change (run, n, i);
+      if (c)
+        {
+          g_autofree char *t = c->mime ? entity_text (c->text) : g_strdup (c->text);
+          g_string_append (s, t);
+          i += p->n_descendants;
+        }
+      else if (p->content && strcmp (p->type, "text") == 0)
+        g_string_append (s, p->content);
+    }
+  return g_string_free (s, FALSE);
+}
+
+/* The body test after replace sees the new text; after enclose, the
+ * new text part and then what was enclosed (RFC 5703 5, 6).  After the
+ * replace of a part, the text parts with the new one in its place. */
+char *
+sieve_changed_body (SieveRun *run, char *text)
+{
+  guint n = 0;
+
+  while (run->r->changes && n < run->r->changes->len && ((SieveChange *) run->r->changes->pdata[n])->part)
+    n++;
+  if (n > 0)
+    {
+      g_free (text);
+      text = parts_text (run, n);
+    }
+  for (guint i = n; run->r->changes && i < run->r->changes->len; i++)
+    {
+      const SieveChange *c = run->r->changes->pdata[i];
+      char *next;
+      if (c->kind == SIEVE_CHANGE_REPLACE)
+        next = c->mime ? entity_text (c->text) : g_strdup (c->text);
+      else
+        next = g_strconcat (c->text, "\n", text ? text : "", NULL);
+      g_free (text);
+      text = next;
+    }
+  return text;
 }

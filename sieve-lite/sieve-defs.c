@@ -1,5 +1,5 @@
-/* sieve-defs.c - the language's vocabulary as tables: the capabilities a
- * script may require, the lookup of command and test definitions (the
+/* sieve-defs.c - the language's vocabulary as tables: the lookup of
+ * command and test definitions (the
  * tables sit with their run functions in sieve-commands.c and
  * sieve-tests.c), the tagged arguments and what each sets in a node's
  * SieveArgs, and the modifiers of set (RFC 5229 4.1).
@@ -10,30 +10,6 @@
 #include <string.h>
 
 #include "sieve-match.h"
-
-static const char *const known_caps[] = {
-  "fileinto", "envelope", "reject", "ereject", "copy", "imap4flags", "subaddress", "editheader",
-  "variables", "relational", "body", "spamtest", "spamtestplus", "virustest", "comparator-i;octet",
-  "comparator-i;ascii-casemap", "comparator-i;ascii-numeric", "vacation", "mailbox", "vnd.opes-lmtpd.callout",
-  "date", "index", "duplicate", "vacation-seconds",
-  "include", "ihave", "environment", "special-use",
-  /* the MIME structure (RFC 5703) and regex (draft-ietf-sieve-regex) */
-  "mime", "foreverypart", "extracttext", "regex",
-  "enotify", "replace", "enclose",
-  NULL,
-};
-
-gboolean
-sieve_capability_known (const char *cap)
-{
-  return g_strv_contains (known_caps, cap);
-}
-
-const char *const *
-sieve_capabilities (void)
-{
-  return known_caps;
-}
 
 static const SieveDef *
 lookup (const SieveDef *defs, const char *name)

@@ -22,44 +22,6 @@ typedef struct {
   gboolean variables, imap4flags, include;
 } Frame;
 
-void
-sieve_include_init (SieveRun *run)
-{
-  run->include = g_hash_table_contains (run->s->caps, "include");
-  run->globals = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
-  run->chain = g_ptr_array_new_with_free_func (g_free);
-  run->included = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-}
-
-void
-sieve_include_clear (SieveRun *run)
-{
-  g_clear_pointer (&run->declared, g_hash_table_unref);
-  g_clear_pointer (&run->globals, g_hash_table_unref);
-  g_clear_pointer (&run->chain, g_ptr_array_unref);
-  g_clear_pointer (&run->included, g_hash_table_unref);
-}
-
-/* 3.4: a script's variables are its own; the names it declared global,
- * and any in the "global." namespace (3.4.2), are everyone's.  Without
- * "include" the name is an ordinary one, as before. */
-GHashTable *
-sieve_run_variables (SieveRun *run, const char **name)
-{
-  if (!run->include && g_ascii_strncasecmp (*name, "global.", 7) == 0)
-    sieve_run_fail (run, SIEVE_ERROR_RUNTIME, "the global namespace needs require \"include\"");
-  if (!run->include)
-    return run->vars;
-  if (g_ascii_strncasecmp (*name, "global.", 7) == 0)
-    {
-      *name += 7;
-      return run->globals;
-    }
-  if (run->declared && g_hash_table_contains (run->declared, *name))
-    return run->globals;
-  return run->vars;
-}
-
 /* RFC 5804 1.6 (which 3.2 asks for) and what is safe as a file name
  * (section 4: "./../..//etc/passwd" is hostile): NULL or what is wrong. */
 static const char *

@@ -18,17 +18,6 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (GMimeContentDisposition, g_object_unref)
 
 #define PART(parts, i) ((const SieveMimePart *) (parts)->pdata[i])
 
-const GPtrArray *
-sieve_run_mime_parts (SieveRun *run)
-{
-  if (!run->parts_fetched)
-    {
-      run->parts_fetched = TRUE;
-      run->parts = run->m->mime_parts ? run->m->mime_parts (run->m->data) : NULL;
-    }
-  return run->parts;
-}
-
 int
 sieve_run_current_part (SieveRun *run)
 {

@@ -4,14 +4,17 @@
  *
  * The parts depend one way.  Compiling: sieve-validate.c (sieve_compile)
  * -> the parser (sieve-parse.c) -> the lexer (sieve-lexer.c), and -> the
- * lookups of sieve-defs.c -> the definition tables, which sit with their
- * run functions in sieve-commands.c and sieve-tests.c.  Running: sieve_run
- * (sieve-run.c) calls each node's run function through its definition
- * (tests of their own in sieve-date.c and sieve-duplicate.c);
- * the commands and tests use the run state (sieve-run.h), the actions
- * (sieve-actions.c, sieve-notify.c, sieve-replace.c) and the matching
- * (sieve-match.c).  sieve-result.c (the error domain, the result
- * helpers) depends on none of them.
+ * lookups of sieve-defs.c -> the definition tables, which point at their
+ * run functions (sieve-commands.c, sieve-tests.c, and the extensions'
+ * files: sieve-date.c, -duplicate.c, -env.c, -include.c, -mime.c,
+ * -notify.c, -replace.c); sieve-caps.c the capability list.  Running:
+ * sieve_run (sieve-run.c, the variables) calls each node's run function
+ * through its definition; the commands and tests use the run state
+ * (sieve-run.h), the actions (sieve-actions.c), what a field's values are
+ * now (sieve-changed.c) and how they compare (sieve-values.c,
+ * sieve-match.c, sieve-regex.c).  At the bottom, calling nothing else:
+ * sieve-base.c (failing a run, the clock, log-safe text, the arguments)
+ * and sieve-result.c (the error domain, the result helpers).
  */
 #pragma once
 
@@ -189,7 +192,7 @@ struct SieveScript {
 /* sieve-parse.c: the syntax tree of @text; NULL with "LINE:COL: message". */
 GPtrArray *sieve_parse (const char *text, gsize len, GError **error);
 void sieve_node_free (gpointer node);
-/* sieve-validate.c: a compile error of command or test @n, "LINE:COL: NAME:
+/* sieve-result.c: a compile error of command or test @n, "LINE:COL: NAME:
  * message"; returns FALSE */
 gboolean sieve_node_fail (GError **error, const SieveNode *n, const char *fmt, ...) G_GNUC_PRINTF (3, 4);
 void sieve_args_free (SieveArgs *a);
@@ -234,11 +237,11 @@ char *sieve_mod_encodeurl (const char *value);
 void sieve_cmd_replace (SieveRun *run, const SieveNode *c, gboolean *if_taken);
 void sieve_cmd_enclose (SieveRun *run, const SieveNode *c, gboolean *if_taken);
 gboolean sieve_check_replace (const SieveNode *n, GError **error);
-/* The values of field @name (@values, before change @index) as change
- * @index leaves them. */
+/* sieve-changed.c: the values of field @name (@values, before change
+ * @index) as change @index leaves them */
 void sieve_change_values (SieveRun *run, guint index, const char *name, GPtrArray *values);
 /* The text the body test sees after the changes (takes @text, may be NULL). */
 char *sieve_changed_body (SieveRun *run, char *text);
-/* sieve-tests.c: the values of field @name after the first @changes
- * changes, edits included (g_free'd strings) */
+/* The values of field @name after the first @changes changes, edits
+ * included (g_free'd strings) */
 GPtrArray *sieve_header_values (SieveRun *run, const char *name, guint changes);

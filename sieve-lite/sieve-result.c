@@ -1,11 +1,14 @@
 /* sieve-result.c - the helpers sieve.h gives its callers: the error
  * domain, freeing actions, edits and results, the names of actions, IMAP
  * flags as Maildir letters, the header fields editheader leaves alone,
- * and what a callout's score means to spamtest.  It depends on no other part of sieve-lite.
+ * what a callout's score means to spamtest, and the text of a compile
+ * error at a node.  It calls no other part of sieve-lite.
  */
 #include "config.h"
 
-#include "sieve.h"
+#include <stdarg.h>
+
+#include "sieve-private.h"
 
 G_DEFINE_QUARK (sieve-error-quark, sieve_error)
 
@@ -150,4 +153,18 @@ sieve_spamtest_from_score (const char *score, const char *threshold, int *spamte
     ratio = 0;
   *spamtest = 1 + (int) (9 * ratio + 0.5);
   *percent = (int) (100 * ratio + 0.5);
+}
+
+/* A compile error of command or test @n: "LINE:COL: NAME: message" */
+gboolean
+sieve_node_fail (GError **error, const SieveNode *n, const char *fmt, ...)
+{
+  va_list ap;
+  g_autofree char *msg = NULL;
+
+  va_start (ap, fmt);
+  msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  g_set_error (error, SIEVE_ERROR, SIEVE_ERROR_SYNTAX, "%d:%d: %s: %s", n->line, n->col, n->name, msg);
+  return FALSE;
 }

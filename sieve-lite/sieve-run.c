@@ -16,61 +16,44 @@
 #define MAX_VARIABLE_SIZE 4096
 #define MAX_MEMORY (4 * 1024 * 1024)
 
-/* Limits are runtime errors (RFC 5228 2.10.6); the first one counts. */
+/* include (RFC 6609): the run's shared variables and the scripts in
+ * it, made whether or not the script includes (sieve-include.c runs them) */
 void
-sieve_run_fail (SieveRun *run, int code, const char *what)
+sieve_include_init (SieveRun *run)
 {
-  if (run->error == NULL)
-    g_set_error_literal (&run->error, SIEVE_ERROR, code, what);
+  run->include = g_hash_table_contains (run->s->caps, "include");
+  run->globals = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  run->chain = g_ptr_array_new_with_free_func (g_free);
+  run->included = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
 }
 
-/* Checked where the work is done (each command and test, inside matching
- * and expansion), so one costly step cannot run far past the limit. */
-gboolean
-sieve_run_out_of_time (SieveRun *run)
+void
+sieve_include_clear (SieveRun *run)
 {
-  if (run->error)
-    return TRUE;
-  if (g_get_monotonic_time () <= run->deadline)
-    return FALSE;
-  sieve_run_fail (run, SIEVE_ERROR_LIMIT, "script ran too long");
-  return TRUE;
+  g_clear_pointer (&run->declared, g_hash_table_unref);
+  g_clear_pointer (&run->globals, g_hash_table_unref);
+  g_clear_pointer (&run->chain, g_ptr_array_unref);
+  g_clear_pointer (&run->included, g_hash_table_unref);
 }
 
-/* A copy of @s fit for a log line: control characters become '?' (a
- * header decoded into a string may hold LF or ESC), at most @max bytes. */
-char *
-sieve_printable (const char *s, gsize max)
+/* 3.4: a script's variables are its own; the names it declared global,
+ * and any in the "global." namespace (3.4.2), are everyone's.  Without
+ * "include" the name is an ordinary one, as before. */
+GHashTable *
+sieve_run_variables (SieveRun *run, const char **name)
 {
-  GString *out = g_string_new (NULL);
-  const char *p = s;
-
-  while (*p && out->len < max)
+  if (!run->include && g_ascii_strncasecmp (*name, "global.", 7) == 0)
+    sieve_run_fail (run, SIEVE_ERROR_RUNTIME, "the global namespace needs require \"include\"");
+  if (!run->include)
+    return run->vars;
+  if (g_ascii_strncasecmp (*name, "global.", 7) == 0)
     {
-      gunichar c = g_utf8_get_char_validated (p, -1);
-      gboolean invalid = c == (gunichar) -1 || c == (gunichar) -2;
-      const char *next = invalid ? p + 1 : g_utf8_next_char (p);
-      if (invalid || c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0))
-        g_string_append_c (out, '?');
-      else
-        g_string_append_len (out, p, next - p);
-      p = next;
+      *name += 7;
+      return run->globals;
     }
-  return g_string_free (out, FALSE);
-}
-
-/* Cuts @s to at most @max bytes on a UTF-8 character boundary. */
-void
-sieve_cut_utf8 (char *s, gsize max)
-{
-  gsize n = strlen (s);
-
-  if (n <= max)
-    return;
-  n = max;
-  while (n > 0 && ((guchar) s[n] & 0xc0) == 0x80)
-    n--;
-  s[n] = '\0';
+  if (run->declared && g_hash_table_contains (run->declared, *name))
+    return run->globals;
+  return run->vars;
 }
 
 /* The value of ${@name} (lowercased), or NULL: a name that is not a
@@ -256,20 +239,6 @@ sieve_run_flags_string (SieveRun *run, char **explicit_flags)
         g_string_append_printf (s, "%s%s", s->len ? " " : "", (char *) f);
     }
   return s->len ? g_strdup (s->str) : NULL;
-}
-
-const char *
-sieve_args_string (const SieveArgs *a, guint i)
-{
-  const SieveArg *x = i < a->pos->len ? a->pos->pdata[i] : NULL;
-  return x && x->kind == SIEVE_ARG_STRINGS ? x->strings[0] : NULL;
-}
-
-char **
-sieve_args_list (const SieveArgs *a, guint i)
-{
-  const SieveArg *x = i < a->pos->len ? a->pos->pdata[i] : NULL;
-  return x && x->kind == SIEVE_ARG_STRINGS ? x->strings : NULL;
 }
 
 gboolean

@@ -68,17 +68,19 @@ struct SieveRun {
   GPtrArray *made;           /* [i]: the parts after changes[i] of the whole message, or NULL */
 };
 
-/* sieve-run.c: limits, the variables, the flags, and running nodes */
+/* sieve-base.c: failing a run, the clock, log-safe text (below too) */
 void sieve_run_fail (SieveRun *run, int code, const char *what);
 gboolean sieve_run_out_of_time (SieveRun *run);
+char *sieve_printable (const char *s, gsize max);
+void sieve_cut_utf8 (char *s, gsize max);
+
+/* sieve-run.c: the variables, the flags, and running nodes */
 gboolean sieve_run_test (SieveRun *run, const SieveNode *t);
 void sieve_run_block (SieveRun *run, const GPtrArray *commands);
 char *sieve_run_expand (SieveRun *run, const char *str);
 char **sieve_run_expand_list (SieveRun *run, char **list);
 void sieve_run_set_variable (SieveRun *run, char *name, char *value);
 void sieve_run_set_match_variables (SieveRun *run, const char *value, GArray *caps);
-char *sieve_printable (const char *s, gsize max);
-void sieve_cut_utf8 (char *s, gsize max);
 void sieve_run_add_flags (SieveRun *run, char **list, gboolean remove, gboolean replace);
 char *sieve_run_flags_string (SieveRun *run, char **explicit_flags);
 
@@ -86,10 +88,16 @@ char *sieve_run_flags_string (SieveRun *run, char **explicit_flags);
 void sieve_trace_command (SieveRun *run, const SieveNode *c, gboolean if_taken);
 gboolean sieve_trace_test (SieveRun *run, const SieveNode *t);
 void sieve_trace_clear (SieveRun *run);
-/* sieve-tests.c: header values as the script sees them, and matching
- * them against keys (setting match variables) */
+/* sieve-values.c: header values as the script sees them, the addresses in
+ * them, and matching values against keys (setting match variables) */
 char **sieve_run_headers (SieveRun *run, const char *name);
+char **sieve_field_values (SieveRun *run, const SieveArgs *a, const char *name);
+void sieve_add_addresses (SieveRun *run, GPtrArray *out, const char *value, SieveAddressPart part);
+const char *sieve_run_delimiter (SieveRun *run);
+char **sieve_expand_keys (SieveRun *run, const SieveArgs *a);
 gboolean sieve_run_match_any (SieveRun *run, const SieveArgs *a, char **values, char **keys);
+gboolean sieve_match_any_full (SieveRun *run, const SieveArgs *a, char **values, char **keys, gboolean set_vars);
+gboolean sieve_match_keys (SieveRun *run, const SieveArgs *a, GPtrArray *values, char **keys);
 
 /* sieve-date.c: date, currentdate (RFC 5260) and the :index checks;
  * sieve-duplicate.c: duplicate (RFC 7352) */
@@ -105,15 +113,16 @@ gboolean sieve_test_duplicate (SieveRun *run, const SieveNode *t);
 /* ${0}.. from the groups of a :regex (SieveGlobCap, group 0 first) */
 void sieve_run_set_match_groups (SieveRun *run, const char *value, GArray *caps);
 
-/* sieve-mime.c: the MIME structure (RFC 5173 body transforms, RFC 5703) */
+/* sieve-changed.c: the parts as received (asked of the caller once),
+ * and the parts and the raw body as tests see them now, after replace or
+ * enclose of the whole message (RFC 5703 6) */
 const GPtrArray *sieve_run_mime_parts (SieveRun *run);
-/* sieve-changed.c: the parts and the raw body as tests see them now,
- * after replace or enclose of the whole message (RFC 5703 6) */
 const GPtrArray *sieve_run_parts_now (SieveRun *run);
 char *sieve_run_raw_now (SieveRun *run, gsize max);
 gboolean sieve_run_changed_whole (SieveRun *run);
 void sieve_changed_clear (SieveRun *run);
-/* The index of the part the innermost foreverypart is at, or -1 */
+/* sieve-mime.c: the MIME structure (RFC 5173 body transforms, RFC 5703).
+ * The index of the part the innermost foreverypart is at, or -1 */
 int sieve_run_current_part (SieveRun *run);
 /* RFC 5173 4: FALSE when the message is a header alone (not followed
  * by an empty line): every body test is then false */
@@ -135,16 +144,17 @@ void sieve_run_action (SieveRun *run, SieveActionKind kind, char *arg, char *fla
 void sieve_run_vacation (SieveRun *run, const SieveArgs *a);
 gboolean sieve_check_vacation (const SieveNode *n, GError **error);
 
-/* The positional arguments as validation left them */
+/* sieve-base.c: the positional arguments as validation left them */
 const char *sieve_args_string (const SieveArgs *a, guint i);
 char **sieve_args_list (const SieveArgs *a, guint i);
 
-/* sieve-include.c: include, return, global (RFC 6609) */
+/* sieve-run.c: the variables include (RFC 6609) shares across scripts.
+ * The table variable @name lives in (the shared one for a global); *@name
+ * loses a "global." prefix. */
 void sieve_include_init (SieveRun *run);
 void sieve_include_clear (SieveRun *run);
-/* The table variable @name lives in (the shared one for a global); *@name
- * loses a "global." prefix. */
 GHashTable *sieve_run_variables (SieveRun *run, const char **name);
+/* sieve-include.c: include, return, global (RFC 6609) */
 void sieve_cmd_include (SieveRun *run, const SieveNode *c, gboolean *if_taken);
 void sieve_cmd_return (SieveRun *run, const SieveNode *c, gboolean *if_taken);
 void sieve_cmd_global (SieveRun *run, const SieveNode *c, gboolean *if_taken);

@@ -1,7 +1,7 @@
 /* sieve-tests.c - the tests: their definitions (name, capability,
  * argument shape, run function) and what each looks at when it runs:
- * headers as editheader left them (RFC 5293 3), addresses in them and in
- * the envelope, the body, size, flags (RFC 5232), strings (RFC 5229),
+ * header fields and the addresses in them (through sieve-values.c), the
+ * envelope, the body, size, flags (RFC 5232), strings (RFC 5229),
  * spamtest and virustest (RFC 5235), mailboxexists (RFC 5490) and the
  * callout results (vnd.opes-lmtpd.callout).
  */
@@ -9,216 +9,10 @@
 
 #include <string.h>
 
-#include "lmtpd-util.h"
 #include "sieve-match.h"
 #include "sieve-run.h"
 
-#define MAX_HEADER_SIZE (1024 * 1024) /* like the body: a folded field can be longer */
 #define MAX_BODY_SIZE (1024 * 1024)
-
-/* @set_vars: :matches and :regex set the match variables (not so for
- * body, RFC 5173 6) */
-static gboolean
-match_value (SieveRun *run, const SieveArgs *a, const char *value, const char *key, gboolean *late,
-             gboolean set_vars)
-{
-  g_autoptr (GArray) caps = NULL;
-  gboolean regex = a->match.type == SIEVE_MATCH_REGEX;
-
-  if ((a->match.type != SIEVE_MATCH_MATCHES && !regex) || !set_vars || !run->variables)
-    return sieve_match_one (&a->match, value, key, NULL, run->deadline, late);
-  caps = g_array_new (FALSE, FALSE, sizeof (SieveGlobCap));
-  if (!sieve_match_one (&a->match, value, key, caps, run->deadline, late))
-    return FALSE;
-  if (regex)
-    sieve_run_set_match_groups (run, value, caps);
-  else
-    sieve_run_set_match_variables (run, value, caps);
-  return TRUE;
-}
-
-static gboolean match_any_full (SieveRun *run, const SieveArgs *a, char **values, char **keys, gboolean set_vars);
-
-/* Does any value match any key?  Sets match variables on :matches. */
-static gboolean
-match_any (SieveRun *run, const SieveArgs *a, char **values, char **keys)
-{
-  return match_any_full (run, a, values, keys, TRUE);
-}
-
-static gboolean
-match_any_full (SieveRun *run, const SieveArgs *a, char **values, char **keys, gboolean set_vars)
-{
-  if (a->match.type == SIEVE_MATCH_COUNT)
-    return sieve_match_count (&a->match, values ? g_strv_length (values) : 0, keys);
-  for (guint v = 0; values && values[v] && !sieve_run_out_of_time (run); v++)
-    for (guint k = 0; keys[k]; k++)
-      {
-        gboolean late = FALSE;
-        if (match_value (run, a, values[v], keys[k], &late, set_vars))
-          return TRUE;
-        if (late)
-          {
-            sieve_run_fail (run, SIEVE_ERROR_LIMIT, a->match.type == SIEVE_MATCH_REGEX
-                            ? "a :regex did not compile or was too complex"
-                            : "script ran too long (or a :matches was too complex)");
-            return FALSE;
-          }
-      }
-  return FALSE;
-}
-
-/* The key list: the last positional argument, expanded */
-static char **
-expand_keys (SieveRun *run, const SieveArgs *a)
-{
-  return sieve_run_expand_list (run, sieve_args_list (a, a->pos->len - 1));
-}
-
-static gboolean
-match_keys (SieveRun *run, const SieveArgs *a, GPtrArray *values, char **keys)
-{
-  g_ptr_array_add (values, NULL);
-  return match_any (run, a, (char **) values->pdata, keys);
-}
-
-static const char *
-delimiter (SieveRun *run)
-{
-  return run->m->delimiter && run->m->delimiter[0] ? run->m->delimiter : "+";
-}
-
-static void
-add_address (SieveRun *run, GPtrArray *out, InternetAddress *ia, SieveAddressPart part)
-{
-  char *p;
-
-  if (!INTERNET_ADDRESS_IS_MAILBOX (ia))
-    return;
-  p = sieve_address_part (internet_address_mailbox_get_addr (INTERNET_ADDRESS_MAILBOX (ia)), part, delimiter (run));
-  if (p)
-    g_ptr_array_add (out, p);
-}
-
-/* The addresses of a header value, a group's members included */
-static void
-add_addresses (SieveRun *run, GPtrArray *out, const char *value, SieveAddressPart part)
-{
-  InternetAddressList *list = internet_address_list_parse (NULL, value);
-
-  for (int i = 0; list && i < internet_address_list_length (list); i++)
-    {
-      InternetAddress *ia = internet_address_list_get_address (list, i);
-      if (INTERNET_ADDRESS_IS_GROUP (ia))
-        {
-          InternetAddressList *members = internet_address_group_get_members (INTERNET_ADDRESS_GROUP (ia));
-          for (int k = 0; members && k < internet_address_list_length (members); k++)
-            add_address (run, out, internet_address_list_get_address (members, k), part);
-        }
-      else
-        add_address (run, out, ia, part);
-    }
-  if (list)
-    g_object_unref (list);
-}
-
-/* RFC 5293 3: later tests see the edits so far, in order, as they will
- * be applied to the message */
-static void
-apply_edit (const SieveHeaderEdit *e, GPtrArray *out)
-{
-  guint n = out->len, occurrence = 0;
-
-  if (e->value)
-    {
-      g_ptr_array_insert (out, e->last ? -1 : 0, g_strdup (e->value));
-      return;
-    }
-  for (guint k = 0; k < out->len;)
-    {
-      guint at;
-      occurrence++;
-      at = e->last ? n - occurrence + 1 : occurrence;
-      if ((e->index == 0 || (guint) e->index == at) && sieve_header_edit_matches (e, out->pdata[k]))
-        g_ptr_array_remove_index (out, k);
-      else
-        k++;
-    }
-}
-
-static void
-apply_edits (SieveRun *run, const char *name, guint from, guint to, GPtrArray *out)
-{
-  for (guint i = from; run->r->edits && i < MIN (to, run->r->edits->len); i++)
-    {
-      const SieveHeaderEdit *e = run->r->edits->pdata[i];
-      if (g_ascii_strcasecmp (e->name, name) == 0)
-        apply_edit (e, out);
-    }
-}
-
-/* Header values as the script sees them after the first @changes replace
- * and enclose changes (RFC 5703 6: later tests see the new message) and
- * the edits made before each. */
-GPtrArray *
-sieve_header_values (SieveRun *run, const char *name, guint changes)
-{
-  GPtrArray *out = g_ptr_array_new_with_free_func (g_free);
-  char **orig = run->m->header ? run->m->header (name, run->m->data) : NULL;
-  guint done = 0;
-
-  /* tests see at most max_header_size of a value (a Subject folded over
-   * megabytes is no more spam for its tail) */
-  for (guint i = 0; orig && orig[i]; i++)
-    {
-      sieve_cut_utf8 (orig[i], run->m->max_header_size ? run->m->max_header_size : MAX_HEADER_SIZE);
-      g_ptr_array_add (out, g_steal_pointer (&orig[i]));
-    }
-  g_free (orig);
-  for (guint i = 0; run->r->changes && i < MIN (changes, run->r->changes->len); i++)
-    {
-      const SieveChange *c = run->r->changes->pdata[i];
-      apply_edits (run, name, done, c->edits_before, out);
-      done = MAX (done, c->edits_before);
-      sieve_change_values (run, i, name, out);
-    }
-  apply_edits (run, name, done, G_MAXUINT, out);
-  return out;
-}
-
-/* Header values as the script sees them now. */
-static char **
-headers (SieveRun *run, const char *name)
-{
-  GPtrArray *out = sieve_header_values (run, name, G_MAXUINT);
-
-  g_ptr_array_add (out, NULL);
-  g_ptr_array_set_free_func (out, NULL);
-  return (char **) g_ptr_array_free (out, FALSE);
-}
-
-/* header, address, exists: the top-level fields as editheader left
- * them, or with :mime those of the parts in scope (RFC 5703 4) */
-static char **
-field_values (SieveRun *run, const SieveArgs *a, const char *name)
-{
-  GPtrArray *out;
-  g_auto (GStrv) top = NULL;
-
-  if (!a->mime)
-    return headers (run, name);
-  out = sieve_mime_header_values (run, a, name);
-  if (out == NULL)
-    {
-      top = headers (run, name);
-      out = g_ptr_array_new_with_free_func (g_free);
-      for (guint i = 0; top[i]; i++)
-        sieve_mime_option (a, name, top[i], out);
-    }
-  g_ptr_array_add (out, NULL);
-  g_ptr_array_set_free_func (out, NULL);
-  return (char **) g_ptr_array_free (out, FALSE);
-}
 
 static gboolean
 test_true (SieveRun *run, const SieveNode *t)
@@ -276,7 +70,7 @@ test_exists (SieveRun *run, const SieveNode *t)
 
   for (guint i = 0; names[i]; i++)
     {
-      g_auto (GStrv) v = field_values (run, t->parsed, names[i]);
+      g_auto (GStrv) v = sieve_field_values (run, t->parsed, names[i]);
       if (v[0] == NULL)
         return FALSE;
     }
@@ -289,24 +83,24 @@ static gboolean
 header_values (SieveRun *run, const SieveNode *t, gboolean addresses)
 {
   const SieveArgs *a = t->parsed;
-  g_auto (GStrv) keys = expand_keys (run, a);
+  g_auto (GStrv) keys = sieve_expand_keys (run, a);
   g_auto (GStrv) names = sieve_run_expand_list (run, sieve_args_list (a, 0));
   g_autoptr (GPtrArray) values = g_ptr_array_new_with_free_func (g_free);
   g_autoptr (GPtrArray) fields = g_ptr_array_new_with_free_func (g_free);
 
   for (guint i = 0; names[i]; i++)
     {
-      g_auto (GStrv) v = field_values (run, a, names[i]);
+      g_auto (GStrv) v = sieve_field_values (run, a, names[i]);
       for (guint k = 0; v[k]; k++)
         g_ptr_array_add (fields, g_steal_pointer (&v[k]));
     }
   sieve_run_pick_index (a, fields);
   for (guint k = 0; k < fields->len; k++)
     if (addresses)
-      add_addresses (run, values, fields->pdata[k], a->address_part);
+      sieve_add_addresses (run, values, fields->pdata[k], a->address_part);
     else
       g_ptr_array_add (values, g_strdup (fields->pdata[k]));
-  return match_keys (run, a, values, keys);
+  return sieve_match_keys (run, a, values, keys);
 }
 
 static gboolean
@@ -325,7 +119,7 @@ static gboolean
 test_envelope (SieveRun *run, const SieveNode *t)
 {
   const SieveArgs *a = t->parsed;
-  g_auto (GStrv) keys = expand_keys (run, a);
+  g_auto (GStrv) keys = sieve_expand_keys (run, a);
   g_auto (GStrv) parts = sieve_run_expand_list (run, sieve_args_list (a, 0));
   g_autoptr (GPtrArray) values = g_ptr_array_new_with_free_func (g_free);
 
@@ -337,23 +131,23 @@ test_envelope (SieveRun *run, const SieveNode *t)
       if (addr == NULL)
         continue;
       /* the null reverse-path is "" for every part */
-      p = addr[0] ? sieve_address_part (addr, a->address_part, delimiter (run)) : g_strdup ("");
+      p = addr[0] ? sieve_address_part (addr, a->address_part, sieve_run_delimiter (run)) : g_strdup ("");
       if (p)
         g_ptr_array_add (values, p);
     }
-  return match_keys (run, a, values, keys);
+  return sieve_match_keys (run, a, values, keys);
 }
 
 static gboolean
 test_string (SieveRun *run, const SieveNode *t)
 {
   const SieveArgs *a = t->parsed;
-  g_auto (GStrv) keys = expand_keys (run, a);
+  g_auto (GStrv) keys = sieve_expand_keys (run, a);
   g_auto (GStrv) values = sieve_run_expand_list (run, sieve_args_list (a, 0));
   guint n = 0;
 
   if (a->match.type != SIEVE_MATCH_COUNT)
-    return match_any (run, a, values, keys);
+    return sieve_run_match_any (run, a, values, keys);
   /* RFC 5229 5: "The count of a single string is 0 if it is the empty
    * string, or 1 otherwise" (RFC 6609 3.4.1's example depends on it) */
   for (guint i = 0; values[i]; i++)
@@ -367,7 +161,7 @@ static gboolean
 test_body (SieveRun *run, const SieveNode *t)
 {
   const SieveArgs *a = t->parsed;
-  g_auto (GStrv) keys = expand_keys (run, a);
+  g_auto (GStrv) keys = sieve_expand_keys (run, a);
   g_autofree char *text = NULL;
   g_autoptr (GPtrArray) values = NULL;
   char *one[2] = { NULL, NULL };
@@ -380,14 +174,14 @@ test_body (SieveRun *run, const SieveNode *t)
       if (values == NULL)
         return FALSE;
       g_ptr_array_add (values, NULL);
-      return match_any_full (run, a, (char **) values->pdata, keys, FALSE);
+      return sieve_match_any_full (run, a, (char **) values->pdata, keys, FALSE);
     }
   /* after a replace, the new body (RFC 5703 5) */
   text = sieve_changed_body (run, run->m->body_text ? run->m->body_text (run->m->data) : NULL);
   if (text)
     sieve_cut_utf8 (text, run->m->max_body_size ? run->m->max_body_size : MAX_BODY_SIZE);
   one[0] = text ? text : "";
-  return match_any_full (run, a, one, keys, FALSE);
+  return sieve_match_any_full (run, a, one, keys, FALSE);
 }
 
 /* RFC 5490 3.1: true if all the mailboxes exist */
@@ -396,7 +190,7 @@ test_mailboxexists (SieveRun *run, const SieveNode *t)
 {
   /* its names are its keys: expanded twice, as the memory bound has
    * always counted them */
-  G_GNUC_UNUSED g_auto (GStrv) keys = expand_keys (run, t->parsed);
+  G_GNUC_UNUSED g_auto (GStrv) keys = sieve_expand_keys (run, t->parsed);
   g_auto (GStrv) names = sieve_run_expand_list (run, sieve_args_list (t->parsed, 0));
   gboolean all = run->m->mailbox_exists != NULL;
 
@@ -409,7 +203,7 @@ test_mailboxexists (SieveRun *run, const SieveNode *t)
 static gboolean
 test_hasflag (SieveRun *run, const SieveNode *t)
 {
-  g_auto (GStrv) keys = expand_keys (run, t->parsed);
+  g_auto (GStrv) keys = sieve_expand_keys (run, t->parsed);
   g_autoptr (GPtrArray) values = g_ptr_array_new_with_free_func (g_free);
   GHashTableIter it;
   gpointer f;
@@ -417,18 +211,18 @@ test_hasflag (SieveRun *run, const SieveNode *t)
   g_hash_table_iter_init (&it, run->flags);
   while (g_hash_table_iter_next (&it, &f, NULL))
     g_ptr_array_add (values, g_strdup (f));
-  return match_keys (run, t->parsed, values, keys);
+  return sieve_match_keys (run, t->parsed, values, keys);
 }
 
 /* spamtest and virustest: the caller's score, 0 when unknown */
 static gboolean
 match_score (SieveRun *run, const SieveNode *t, int score)
 {
-  g_auto (GStrv) keys = expand_keys (run, t->parsed);
+  g_auto (GStrv) keys = sieve_expand_keys (run, t->parsed);
   g_autofree char *s = g_strdup_printf ("%d", score < 0 ? 0 : score);
   char *values[2] = { s, NULL };
 
-  return match_any (run, t->parsed, values, keys);
+  return sieve_run_match_any (run, t->parsed, values, keys);
 }
 
 static gboolean
@@ -448,7 +242,7 @@ static gboolean
 test_callout (SieveRun *run, const SieveNode *t)
 {
   const SieveArgs *a = t->parsed;
-  g_auto (GStrv) keys = expand_keys (run, a);
+  g_auto (GStrv) keys = sieve_expand_keys (run, a);
   g_autofree char *service = sieve_run_expand (run, sieve_args_string (a, 0));
 
   for (guint i = 0; i < run->m->n_callouts; i++)
@@ -462,21 +256,9 @@ test_callout (SieveRun *run, const SieveNode *t)
       if (v == NULL)
         return FALSE;
       values = a->field == SIEVE_CALLOUT_LABELS ? g_strsplit (v, ",", -1) : g_strsplit (v, "\1", 1);
-      return match_any (run, a, values, keys);
+      return sieve_run_match_any (run, a, values, keys);
     }
   return FALSE;
-}
-
-char **
-sieve_run_headers (SieveRun *run, const char *name)
-{
-  return headers (run, name);
-}
-
-gboolean
-sieve_run_match_any (SieveRun *run, const SieveArgs *a, char **values, char **keys)
-{
-  return match_any (run, a, values, keys);
 }
 
 const SieveDef sieve_test_defs[] = {

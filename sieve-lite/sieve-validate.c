@@ -23,20 +23,6 @@ fail (GError **error, const SieveNode *n, const char *fmt, ...)
   return FALSE;
 }
 
-/* A compile error of command or test @n: "LINE:COL: NAME: message" */
-gboolean
-sieve_node_fail (GError **error, const SieveNode *n, const char *fmt, ...)
-{
-  va_list ap;
-  g_autofree char *msg = NULL;
-
-  va_start (ap, fmt);
-  msg = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  g_set_error (error, SIEVE_ERROR, SIEVE_ERROR_SYNTAX, "%d:%d: %s: %s", n->line, n->col, n->name, msg);
-  return FALSE;
-}
-
 static SieveArgs *
 args_new (void)
 {
