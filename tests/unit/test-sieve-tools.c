@@ -162,7 +162,8 @@ test_spamtest_from_score (void)
 static gboolean
 hash_ok (const char *secret, const char *hash, const char *a, const char *b, const char *c)
 {
-  g_autofree char *data = g_ascii_strdown (g_strconcat (a, b, c, NULL), -1);
+  g_autofree char *joined = g_strconcat (a, b, c, NULL);
+  g_autofree char *data = g_ascii_strdown (joined, -1);
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
   g_autofree char *b64 = NULL;
