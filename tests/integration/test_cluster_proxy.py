@@ -1,0 +1,257 @@
+"""Per-recipient LMTP proxying between cluster nodes ([cluster],
+docs/cluster.md "Routing and proxying"): three lmtpd nodes on 127.0.0.2-4,
+each with its own mail root, one users map with host= for some users and
+rendezvous hashing for the others.  Every copy lands on its owner's disk
+exactly once, the replies keep RCPT order, a backend that is down, slow or
+silent costs its recipients a 451 within the deadline and nothing else,
+and a proxied transaction is never proxied again."""
+
+import os
+import re
+import signal
+import socket
+import threading
+import time
+import unittest
+
+from lmtptest import Daemon, dotstuff, free_port, main, strip_trace
+
+DOMAIN = "example.org"
+NODES = ["n1", "n2", "n3"]
+HOSTED = {"a": "n1", "b": "n2", "c": "n3", "ghost": "n2"}
+ALL = NODES + ["silent", "mute"]  # fake nodes are up too: the hash spreads over all five
+
+
+def fnv_owner(address, nodes):
+    """lmtpd/lmtp-nodes.c's rendezvous hashing (weight 1), in Python."""
+    mask = (1 << 64) - 1
+
+    def h(node):
+        x = 14695981039346656037
+        for ch in node.encode() + b"#" + bytes([0, 0]) + address.encode():
+            x = ((x ^ ch) * 1099511628211) & mask
+        x ^= x >> 30
+        x = (x * 0xbf58476d1ce4e5b9) & mask
+        x ^= x >> 27
+        x = (x * 0x94d049bb133111eb) & mask
+        return x ^ (x >> 31)
+    return max(nodes, key=h)
+
+
+def owner(local):
+    return HOSTED.get(local) or fnv_owner("%s@%s" % (local, DOMAIN), ALL)
+
+
+# users without host=, of the three real nodes
+HASHED = [u for u in ("h%d" % i for i in range(60)) if owner(u) in NODES]
+
+
+def body(tag):
+    return ("From: s@example.net\nTo: x@example.org\nSubject: %s\nMessage-ID: <%s@t>\n\n"
+            "line one\n.dot line\n%s\n" % (tag, tag, "x" * 100)).encode()
+
+
+class SilentPeer:
+    """A fake node that greets and accepts everything up to the data, then
+    (data=False) never answers again; or never answers at all (greet=False)."""
+
+    def __init__(self, greet=True):
+        self.greet = greet
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.5", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        if not self.greet:
+            return
+        f = c.makefile("rb")
+        c.sendall(b"220 silent\r\n")
+        for line in f:
+            if line.startswith(b"LHLO"):
+                c.sendall(b"250-silent\r\n250-XFORWARD NAME ADDR PROTO HELO IDENT\r\n250 CHUNKING\r\n")
+            elif line.startswith(b"BDAT"):
+                return  # the data is never answered
+            else:
+                c.sendall(b"250 2.0.0 OK\r\n")
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+class Cluster(unittest.TestCase):
+
+    def setUp(self):
+        self.ports = {n: free_port() for n in NODES}
+        self.silent = SilentPeer(greet=True)
+        self.mute = SilentPeer(greet=False)
+        nodes = ";".join("%s=inet:127.0.0.%d:%d" % (n, i + 2, self.ports[n]) for i, n in enumerate(NODES))
+        nodes += ";silent=inet:127.0.0.5:%d;mute=inet:127.0.0.5:%d" % (self.silent.port, self.mute.port)
+        self.nodes = {}
+        for i, n in enumerate(NODES):
+            users = ["%s@%s host=%s" % (u, DOMAIN, h) for u, h in HOSTED.items() if not (u == "ghost" and n == "n2")]
+            users += ["slow@%s host=silent" % DOMAIN, "dumb@%s host=mute" % DOMAIN, "lost@%s host=nowhere" % DOMAIN]
+            users += ["%s@%s" % (u, DOMAIN) for u in HASHED]
+            d = Daemon(users=users, extra={
+                "server.listen": "inet:127.0.0.1:0;inet:127.0.0.%d:%d" % (i + 2, self.ports[n]),
+                "server.xforward_hosts": "127.0.0.0/8",
+                "users.domains": "catchall.invalid",
+                "cluster.node_name": n, "cluster.nodes": nodes,
+                "cluster.proxy_timeout": "3", "cluster.proxy_command_timeout": "2"})
+            self.nodes[n] = d.start()
+        # the hashed users must be spread over all three, or the test shows little
+        self.assertEqual({owner(u) for u in HASHED}, set(NODES))
+
+    def tearDown(self):
+        for d in self.nodes.values():
+            d.cleanup()
+        self.silent.close()
+        self.mute.close()
+
+    def copies(self, local):
+        """{node: [message bytes]} of @local's Maildir/new on every node."""
+        out = {}
+        for n, d in self.nodes.items():
+            got = [m for _, m in d.messages("%s@%s" % (local, DOMAIN))]
+            if got:
+                out[n] = got
+        return out
+
+    def send(self, node, rcpts, tag, xforward=None):
+        """One transaction through @node: (RCPT replies, data replies)."""
+        c = self.nodes[node].connect(timeout=30)
+        c.code()
+        c.send("LHLO test\r\n")
+        c.reply()
+        if xforward:
+            self.assertEqual(c.cmd("XFORWARD " + xforward)[:3], "250")
+        self.assertEqual(c.cmd("MAIL FROM:<s@example.net>")[:3], "250")
+        rcpt = []
+        for r in rcpts:
+            t0 = time.monotonic()
+            rcpt.append((c.cmd("RCPT TO:<%s@%s>" % (r, DOMAIN)), time.monotonic() - t0))
+        data = []
+        if any(t.startswith("250") for t, _ in rcpt):
+            self.assertEqual(c.cmd("DATA")[:3], "354")
+            t0 = time.monotonic()
+            c.send(dotstuff(body(tag)))
+            for _ in [t for t, _ in rcpt if t.startswith("250")]:
+                data.append((c.text(), time.monotonic() - t0))
+        self.assertEqual(c.cmd("QUIT")[:3], "221")
+        c.close()
+        return rcpt, data
+
+    def test_mixed_transaction(self):
+        """Local and proxied recipients on all three nodes in one
+        transaction: one copy each on the owner's disk, the original client
+        passed on, the owner's 550 at RCPT, the replies in RCPT order."""
+        hashed = {n: [u for u in HASHED if owner(u) == n][0] for n in NODES}
+        rcpts = ["b", hashed["n3"], "a", "ghost", "c", hashed["n1"], hashed["n2"]]
+        rcpt, data = self.send("n1", rcpts, "mixed", "NAME=client.example ADDR=192.0.2.7 HELO=helo.example")
+        self.assertTrue(rcpt[3][0].startswith("550 5.1.1 <ghost@example.org>"), rcpt)
+        self.assertEqual([t[:3] for t, _ in rcpt], ["250"] * 3 + ["550"] + ["250"] * 3)
+        accepted = [r for r in rcpts if r != "ghost"]
+        self.assertEqual(len(data), len(accepted))
+        for r, (text, _) in zip(accepted, data):
+            self.assertTrue(text.startswith("250 2."), (r, text))
+        for r in accepted:
+            got = self.copies(r)
+            self.assertEqual(list(got), [owner(r)], (r, got))
+            self.assertEqual(len(got[owner(r)]), 1)
+            msg = got[owner(r)][0]
+            self.assertEqual(strip_trace(msg), body("mixed"))
+            self.assertIn(b"192.0.2.7", msg.split(b"\n\n")[0])
+        self.assertEqual(self.copies("ghost"), {})
+        # the owner's log names the proxying node's transaction
+        log = self.nodes["n2"].read_log()
+        self.assertRegex(log, r"to=<b@example\.org>.* status=250 .*queue_id=lmtpd-proxy:n1:")
+
+    def test_loop_refused(self):
+        """A transaction another node proxied is never proxied again: a
+        recipient this node does not own gets 451 4.4.6; its own are taken."""
+        c = self.nodes["n2"].connect()
+        c.code()
+        c.send("LHLO n1\r\n")
+        c.reply()
+        self.assertEqual(c.cmd("XFORWARD ADDR=192.0.2.9 IDENT=lmtpd-proxy:n1:ABC")[:3], "250")
+        self.assertEqual(c.cmd("MAIL FROM:<s@example.net>")[:3], "250")
+        self.assertTrue(c.cmd("RCPT TO:<c@%s>" % DOMAIN).startswith("451 4.4.6 "))
+        self.assertTrue(c.cmd("RCPT TO:<b@%s>" % DOMAIN).startswith("250 "))
+        self.assertEqual(c.cmd("DATA")[:3], "354")
+        c.send(dotstuff(body("loop")))
+        self.assertTrue(c.text().startswith("250 "))
+        c.close()
+        self.assertEqual(list(self.copies("b")), ["n2"])
+        self.assertEqual(self.copies("c"), {})
+
+    def test_unknown_node(self):
+        """host= naming a node not in the cluster: 451, nothing proxied."""
+        rcpt, data = self.send("n1", ["lost", "a"], "lost")
+        self.assertTrue(rcpt[0][0].startswith("451 4.3.5 "), rcpt)
+        self.assertEqual(len(data), 1)
+        self.assertEqual(list(self.copies("a")), ["n1"])
+
+    def test_backend_killed(self):
+        """A backend SIGKILLed: its recipients 451 at once from the proxying
+        node, the others delivered; back up, the retry delivers them once."""
+        n3 = self.nodes["n3"]
+        n3.signal(signal.SIGKILL)
+        n3.proc.wait()
+        n3.log.close()
+        rcpt, data = self.send("n1", ["c", "a", "b"], "killed")
+        self.assertTrue(rcpt[0][0].startswith("451 4.4.1 <c@example.org>"), rcpt)
+        self.assertLess(rcpt[0][1], 2.5)
+        self.assertEqual([t[:3] for t, _ in data], ["250", "250"])
+        self.assertEqual(list(self.copies("a")), ["n1"])
+        self.assertEqual(list(self.copies("b")), ["n2"])
+        self.assertEqual(self.copies("c"), {})
+        n3.start()
+        rcpt, data = self.send("n2", ["c"], "killed")
+        self.assertEqual([t[:3] for t, _ in data], ["250"])
+        self.assertEqual({n: len(m) for n, m in self.copies("c").items()}, {"n3": 1})
+
+    def test_backend_silent(self):
+        """A backend that never greets: 451 within proxy_command_timeout; one
+        that takes the RCPT but never answers the data: 451 4.4.2 within
+        proxy_timeout, the local recipient delivered, and nothing more on
+        the wire afterwards."""
+        rcpt, data = self.send("n1", ["dumb", "a"], "mute")
+        self.assertTrue(rcpt[0][0].startswith("451 4.4.1 <dumb@example.org>"), rcpt)
+        self.assertTrue(1.5 < rcpt[0][1] < 4, rcpt)
+        c = self.nodes["n1"].connect(timeout=30)
+        c.code()
+        c.send("LHLO test\r\n")
+        c.reply()
+        c.cmd("MAIL FROM:<s@example.net>")
+        self.assertTrue(c.cmd("RCPT TO:<a@%s>" % DOMAIN).startswith("250 "))
+        self.assertTrue(c.cmd("RCPT TO:<slow@%s>" % DOMAIN).startswith("250 "))
+        self.assertEqual(c.cmd("DATA")[:3], "354")
+        t0 = time.monotonic()
+        c.send(dotstuff(body("silent")))
+        first, second = c.text(), c.text()
+        elapsed = time.monotonic() - t0
+        self.assertTrue(first.startswith("250 "), first)
+        self.assertTrue(second.startswith("451 4.4.2 <slow@example.org>"), second)
+        self.assertTrue(2.5 < elapsed < 6, elapsed)
+        # nothing late: the next command's reply is the next thing we read
+        time.sleep(1)
+        self.assertEqual(c.cmd("NOOP")[:3], "250")
+        c.close()
+        self.assertEqual(len(self.copies("a")["n1"]), 2)
+
+
+if __name__ == "__main__":
+    main()
