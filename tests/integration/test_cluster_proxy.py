@@ -7,14 +7,18 @@ silent costs its recipients a 451 within the deadline and nothing else,
 and a proxied transaction is never proxied again."""
 
 import os
+import random
 import re
 import signal
+import smtplib
 import socket
+import tempfile
 import threading
 import time
 import unittest
 
 from lmtptest import Daemon, dotstuff, free_port, main, strip_trace
+from test_postfix import Postfix
 
 DOMAIN = "example.org"
 NODES = ["n1", "n2", "n3"]
@@ -251,6 +255,95 @@ class Cluster(unittest.TestCase):
         self.assertEqual(c.cmd("NOOP")[:3], "250")
         c.close()
         self.assertEqual(len(self.copies("a")["n1"]), 2)
+
+
+def start_nodes(users_of, extra):
+    """Three nodes n1..n3 on 127.0.0.2-4 (and 127.0.0.1:0 for the tests'
+    own connections); users_of(node) is its users map."""
+    ports = {n: free_port() for n in NODES}
+    nodes = ";".join("%s=inet:127.0.0.%d:%d" % (n, i + 2, ports[n]) for i, n in enumerate(NODES))
+    out = {}
+    for i, n in enumerate(NODES):
+        settings = {"server.listen": "inet:127.0.0.1:0;inet:127.0.0.%d:%d" % (i + 2, ports[n]),
+                    "server.xforward_hosts": "127.0.0.0/8", "users.domains": "catchall.invalid",
+                    "cluster.node_name": n, "cluster.nodes": nodes}
+        settings.update(extra)
+        out[n] = Daemon(users=users_of(n), extra=settings).start()
+    return out, ports
+
+
+@unittest.skipUnless(os.geteuid() == 0, "Postfix's master needs root")
+class PostfixInFront(unittest.TestCase):
+    """Postfix hands 2,000 messages of 1-5 recipients to the three nodes;
+    its transport map sends each recipient to a node by the last digit of
+    its name, which is not how the cluster places users, so most
+    transactions mix local and proxied recipients."""
+
+    USERS = ["u%d" % i for i in range(40)]
+    PINNED = {"u0": "n3", "u1": "n3", "u2": "n1", "u3": "n2"}
+
+    def owner(self, u):
+        return self.PINNED.get(u) or fnv_owner("%s@%s" % (u, DOMAIN), NODES)
+
+    def setUp(self):
+        users = ["%s@%s%s" % (u, DOMAIN, " host=" + self.PINNED[u] if u in self.PINNED else "") for u in self.USERS]
+        self.nodes, ports = start_nodes(lambda n: users, {"server.max_sessions": "200"})
+        self.maps = tempfile.mkdtemp(prefix="cluster-maps-")
+        os.chmod(self.maps, 0o755)
+        transport = os.path.join(self.maps, "transport")
+        with open(transport, "w") as f:
+            for digits, n in (("0-3", "n1"), ("4-6", "n2"), ("7-9", "n3")):
+                i = NODES.index(n)
+                f.write("/^u[0-9]*[%s]@/ lmtp:inet:127.0.0.%d:%d\n" % (digits, i + 2, ports[n]))
+        self.pf = Postfix("/nonexistent", 1, settings=[
+            "virtual_mailbox_domains = %s" % DOMAIN, "transport_maps = regexp:%s" % transport,
+            "virtual_transport = lmtp:inet:127.0.0.2:%d" % ports["n1"]])
+
+    def tearDown(self):
+        self.pf.stop()
+        for d in self.nodes.values():
+            d.cleanup()
+
+    def delivered(self):
+        """{(message tag, user): [node, ...]} of every copy on every disk."""
+        out = {}
+        for n, d in self.nodes.items():
+            for u in self.USERS:
+                for _, data in d.messages("%s@%s" % (u, DOMAIN)):
+                    m = re.search(rb"Message-ID: <(m\d+)@t>", data)
+                    out.setdefault((m.group(1).decode(), u), []).append(n)
+        return out
+
+    def test_two_thousand_messages(self):
+        rnd = random.Random(18)
+        expected = {}
+        with smtplib.SMTP("127.0.0.1", self.pf.port, timeout=60) as smtp:
+            for i in range(2000):
+                rcpts = rnd.sample(self.USERS, rnd.randint(1, 5))
+                tag = "m%d" % i
+                smtp.sendmail("s@example.net", ["%s@%s" % (u, DOMAIN) for u in rcpts],
+                              "From: s@example.net\r\nSubject: %s\r\nMessage-ID: <%s@t>\r\n\r\nbody %s\r\n"
+                              % (tag, tag, tag))
+                for u in rcpts:
+                    expected[(tag, u)] = [self.owner(u)]
+        deadline = time.time() + 600
+        count = 0
+        while time.time() < deadline:
+            count = sum(len(os.listdir(os.path.join(d.maildir("%s@%s" % (u, DOMAIN)), "new")))
+                        for d in self.nodes.values() for u in self.USERS
+                        if os.path.isdir(os.path.join(d.maildir("%s@%s" % (u, DOMAIN)), "new")))
+            if count >= len(expected) and not self.pf.queue():
+                break
+            time.sleep(1)
+        got = self.delivered()
+        missing = [k for k in expected if k not in got]
+        wrong = [(k, v) for k, v in got.items() if expected.get(k) != v]
+        self.assertEqual((missing[:5], wrong[:5]), ([], []),
+                         "%d copies of %d; postfix: %s" % (count, len(expected), self.pf.maillog()[-3000:]))
+        self.assertEqual(len(got), len(expected))
+        # most copies went through a proxy
+        proxied = sum(d.read_log().count("mailbox=proxy:") for d in self.nodes.values())
+        self.assertGreater(proxied, len(expected) // 3)
 
 
 if __name__ == "__main__":
