@@ -8,6 +8,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -231,6 +233,10 @@ connect_done (GObject *src, GAsyncResult *res, gpointer data)
   else
     {
       io->conn = conn;
+      /* commands wait for their replies: Nagle would hold the data behind
+       * the BDAT line until the backend's delayed ACK */
+      if (G_IS_TCP_CONNECTION (conn))
+        g_socket_set_option (g_socket_connection_get_socket (conn), IPPROTO_TCP, TCP_NODELAY, 1, NULL);
       proxy_io_read_reply (io);
     }
   io_unref (io);
@@ -275,7 +281,7 @@ proxy_io_command (ProxyIo *io, const char *line)
   io_write (io);
 }
 
-/* The next piece of the spool into io->out, each LF as CRLF; FALSE if
+/* The next piece of the spool onto io->out, each LF as CRLF; FALSE if
  * the spool cannot be read. */
 static gboolean
 spool_piece (ProxyIo *io)
@@ -284,7 +290,6 @@ spool_piece (ProxyIo *io)
   gsize want = (gsize) MIN ((guint64) PIECE, io->stored - io->offset);
   gssize n;
 
-  g_string_truncate (io->out, 0);
   do
     n = pread (io->fd, piece, want, (off_t) io->offset);
   while (n < 0 && errno == EINTR);
@@ -312,10 +317,14 @@ write_done (GObject *src, GAsyncResult *res, gpointer data)
     ;
   else if (io->fd < 0 || io->offset >= io->stored)
     proxy_io_read_reply (io);
-  else if (!spool_piece (io))
-    io_fail (io, "the spool cannot be read");
   else
-    io_write (io);
+    {
+      g_string_truncate (io->out, 0);
+      if (spool_piece (io))
+        io_write (io);
+      else
+        io_fail (io, "the spool cannot be read");
+    }
   io_unref (io);
 }
 
@@ -326,5 +335,11 @@ proxy_io_send_spool (ProxyIo *io, int fd, guint64 stored, guint64 lines)
   io->offset = 0;
   io->stored = stored;
   g_string_printf (io->out, "BDAT %" G_GUINT64_FORMAT " LAST\r\n", stored + lines);
+  /* the command and the first piece in one write */
+  if (stored > 0 && !spool_piece (io))
+    {
+      io_fail (io, "the spool cannot be read");
+      return;
+    }
   io_write (io);
 }
