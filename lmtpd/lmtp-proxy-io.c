@@ -17,6 +17,8 @@
 
 #define REPLY_MAX (16 * 1024)   /* bytes of one reply, all its lines */
 #define PIECE (32 * 1024)       /* spool bytes read at a time (out: at most twice that) */
+#define POOL_MAX 16             /* idle connections kept per backend */
+#define POOL_AGE_US (30 * G_USEC_PER_SEC) /* and for how long */
 
 struct ProxyIo {
   gint ref;
@@ -31,6 +33,7 @@ struct ProxyIo {
   GString *out;             /* being written */
   int fd;                   /* the spool being sent, or -1 */
   guint64 offset, stored;
+  gint64 pooled_us;         /* monotonic, when it went into the pool */
 };
 
 static ProxyIo *
@@ -342,4 +345,60 @@ proxy_io_send_spool (ProxyIo *io, int fd, guint64 stored, guint64 lines)
       return;
     }
   io_write (io);
+}
+
+/* ---- idle connections, for the next transaction ------------------------ */
+
+/* address -> GQueue of ProxyIo*, newest first; main loop only */
+static GHashTable *pool;
+
+static void
+pool_queue_free (gpointer q)
+{
+  g_queue_free_full (q, (GDestroyNotify) proxy_io_close);
+}
+
+ProxyIo *
+proxy_io_pool_take (const char *address, ProxyIoDone done, gpointer owner)
+{
+  GQueue *q = pool ? g_hash_table_lookup (pool, address) : NULL;
+  ProxyIo *io;
+
+  while (q && (io = g_queue_pop_head (q)) != NULL)
+    {
+      if (g_get_monotonic_time () - io->pooled_us > POOL_AGE_US)
+        {
+          proxy_io_close (io);
+          continue;
+        }
+      io->done = done;
+      io->owner = owner;
+      return io;
+    }
+  return NULL;
+}
+
+void
+proxy_io_pool_put (ProxyIo *io)
+{
+  GQueue *q;
+
+  /* unread bytes would answer the next command: out of step, not kept */
+  if (io->conn == NULL || io->in->len > 0 || io->closed)
+    {
+      proxy_io_close (io);
+      return;
+    }
+  if (pool == NULL)
+    pool = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, pool_queue_free);
+  q = g_hash_table_lookup (pool, io->address);
+  if (q == NULL)
+    g_hash_table_insert (pool, g_strdup (io->address), q = g_queue_new ());
+  if (q->length >= POOL_MAX)
+    proxy_io_close (g_queue_pop_tail (q));
+  io->done = NULL;
+  io->owner = NULL;
+  io->fd = -1;
+  io->pooled_us = g_get_monotonic_time ();
+  g_queue_push_head (q, io);
 }

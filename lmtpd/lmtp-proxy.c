@@ -1,7 +1,8 @@
 /* lmtp-proxy.c - per-recipient LMTP proxying: a recipient that another
  * node owns (lmtp-nodes.c) is sent there, over one client connection per
  * backend and transaction (lmtp-proxy-io.c), opened at the first RCPT
- * for that backend: LHLO, XFORWARD (the original client, and IDENT marks
+ * for that backend (or taken from the idle ones an earlier transaction
+ * left, after a RSET): LHLO, XFORWARD (the original client, and IDENT marks
  * the transaction as proxied so that it is never proxied again), MAIL
  * FROM with its parameters as given, then each RCPT as it comes, whose
  * reply is the reply to our client's RCPT.  After the data each backend
@@ -31,6 +32,7 @@ typedef enum {
   STEP_IDLE,      /* between RCPTs, or before the data */
   STEP_DATA,
   STEP_FAILED,
+  STEP_RSET,      /* a pooled connection: RSET, then XFORWARD */
 } Step;
 
 typedef struct {
@@ -68,7 +70,11 @@ backend_free (gpointer data)
   Backend *b = data;
 
   timer_stop (b);
-  proxy_io_close (b->io);
+  /* in step (no command or reply outstanding): kept for the next transaction */
+  if (b->io && (b->step == STEP_IDLE || (b->step == STEP_DATA && b->answered == b->accepted->len)))
+    proxy_io_pool_put (b->io);
+  else
+    proxy_io_close (b->io);
   deliver_recipient_free (b->pending);
   g_free (b->pending_params);
   g_ptr_array_unref (b->accepted);
@@ -214,6 +220,10 @@ setup_next (Backend *b, const ProxyReply *reply)
     return reply->text;
   switch (b->step)
     {
+    case STEP_RSET:
+      b->step = STEP_LHLO; /* as if LHLO had been answered, offering what lmtpd offers */
+      line = xforward_line (b->p->s, b);
+      break;
     case STEP_GREETING:
       line = g_strdup_printf ("LHLO %s", t->config->hostname);
       break;
@@ -282,13 +292,29 @@ data_answered (Backend *b, const ProxyReply *reply)
     proxy_io_read_reply (b->io);
 }
 
+static void backend_reply (gpointer owner, const ProxyReply *reply, const char *why);
+
+static void
+backend_connect (Backend *b)
+{
+  b->step = STEP_GREETING;
+  b->io = proxy_io_new (b->address, b->p->s->log_id, backend_reply, b);
+  proxy_io_connect (b->io);
+}
+
 static void
 backend_reply (gpointer owner, const ProxyReply *reply, const char *why)
 {
   Backend *b = owner;
   LmtpSession *s = lmtp_session_ref (b->p->s);
 
-  if (reply == NULL)
+  if (b->step == STEP_RSET && (reply == NULL || reply->code != 250))
+    {
+      /* the backend closed the idle connection meanwhile: a new one */
+      g_clear_pointer (&b->io, proxy_io_close);
+      backend_connect (b);
+    }
+  else if (reply == NULL)
     backend_fail (b, why);
   else if (b->step == STEP_RCPT)
     rcpt_answered (b, reply);
@@ -351,13 +377,14 @@ rcpt_send (LmtpSession *s, Backend *b, DeliverRecipient *r, const char *params)
   lmtp_session_flush (s);
   timer_start (b, s->txn->config->cluster_proxy_command_timeout);
   if (b->step != STEP_NEW)
+    send_rcpt (b);
+  else if ((b->io = proxy_io_pool_take (b->address, backend_reply, b)) != NULL)
     {
-      send_rcpt (b);
-      return;
+      b->step = STEP_RSET;
+      proxy_io_command (b->io, "RSET");
     }
-  b->step = STEP_GREETING;
-  b->io = proxy_io_new (b->address, s->log_id, backend_reply, b);
-  proxy_io_connect (b->io);
+  else
+    backend_connect (b);
 }
 
 gboolean

@@ -39,6 +39,12 @@ void proxy_io_read_reply (ProxyIo *io);
 void proxy_io_send_spool (ProxyIo *io, int fd, guint64 stored, guint64 lines);
 /* Stops: nothing is called back any more. */
 void proxy_io_close (ProxyIo *io);
+/* An idle connection to @address from an earlier transaction (the caller
+ * sends RSET and, if that fails, connects anew), or NULL. */
+ProxyIo *proxy_io_pool_take (const char *address, ProxyIoDone done, gpointer owner);
+/* Keeps @io, between transactions and in step, for the next one (at most
+ * a few per backend, for 30 s); takes it. */
+void proxy_io_pool_put (ProxyIo *io);
 
 /* ---- lmtp-proxy.c: the transaction's side ---- */
 typedef struct LmtpProxy LmtpProxy;

@@ -201,6 +201,21 @@ class Cluster(unittest.TestCase):
         self.assertEqual(list(self.copies("b")), ["n2"])
         self.assertEqual(self.copies("c"), {})
 
+    def test_connection_reused(self):
+        """The connection to a backend outlives the transaction: the next
+        one to the same backend takes it after a RSET; one the backend
+        closed meanwhile (restarted) is replaced without a failure."""
+        n2 = self.nodes["n2"]
+        for tag in ("pool1", "pool2"):
+            rcpt, data = self.send("n1", ["b"], tag)
+            self.assertEqual([t[:3] for t, _ in data], ["250"])
+        self.assertEqual(len(re.findall(r"s\d+: connect from", n2.read_log())), 1)
+        n2.stop()
+        n2.start()
+        rcpt, data = self.send("n1", ["b"], "pool3")
+        self.assertEqual([t[:3] for t, _ in rcpt + data], ["250", "250"])
+        self.assertEqual(len(self.copies("b")["n2"]), 3)
+
     def test_unknown_node(self):
         """host= naming a node not in the cluster: 451, nothing proxied."""
         rcpt, data = self.send("n1", ["lost", "a"], "lost")
