@@ -198,11 +198,38 @@ xforward_line (LmtpSession *s, const Backend *b)
   return g_string_free (line, FALSE);
 }
 
+/* The recipient as a path: its local part quoted again (RFC 5321 4.1.2)
+ * unless it is a dot-atom. */
+static char *
+rcpt_path (const DeliverRecipient *r)
+{
+  const char *at = strrchr (r->original, '@');
+  g_autofree char *local = at ? g_strndup (r->original, at - r->original) : g_strdup (r->original);
+  const char *atext = "!#$%&'*+-/=?^_`{|}~.";
+  gboolean atom = local[0] != '.' && !g_str_has_suffix (local, ".") && !strstr (local, "..");
+  GString *q;
+
+  for (const char *p = local; *p && atom; p++)
+    atom = g_ascii_isalnum (*p) || (guchar) *p >= 0x80 || strchr (atext, *p);
+  if (atom)
+    return g_strdup (r->original);
+  q = g_string_new ("\"");
+  for (const char *p = local; *p; p++)
+    {
+      if (*p == '"' || *p == '\\')
+        g_string_append_c (q, '\\');
+      g_string_append_c (q, *p);
+    }
+  g_string_append_printf (q, "\"%s", at ? at : "");
+  return g_string_free (q, FALSE);
+}
+
 static void
 send_rcpt (Backend *b)
 {
-  g_autofree char *line = g_strdup_printf ("RCPT TO:<%s>%s%s", b->pending->original,
-                                           b->pending_params[0] ? " " : "", b->pending_params);
+  g_autofree char *path = rcpt_path (b->pending);
+  g_autofree char *line = g_strdup_printf ("RCPT TO:<%s>%s%s", path, b->pending_params[0] ? " " : "",
+                                           b->pending_params);
 
   b->step = STEP_RCPT;
   proxy_io_command (b->io, line);
