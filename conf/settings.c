@@ -166,8 +166,9 @@ check_cluster_nodes (ConfLoader *ld, GKeyFile *kf, const char *group, const Conf
       if (!g_hash_table_add (seen, item))
         conf_problem (ld, group, s->key, "node '%s' is listed twice", item);
       if ((l = lmtpd_listen_parse (eq + 1, &err)) == NULL)
-        conf_problem (ld, group, s->key, "node '%s': %s", item, err->message);
-      lmtpd_listen_free (l);
+        conf_problem (ld, group, s->key, "node '%s': %s", item, err ? err->message : "not an address");
+      else
+        lmtpd_listen_free (l);
     }
   if (c->cluster_node_name == NULL || !g_hash_table_contains (seen, c->cluster_node_name))
     conf_problem (ld, group, s->key, "node_name '%s' is not one of the nodes",

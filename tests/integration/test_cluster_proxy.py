@@ -12,12 +12,13 @@ import re
 import signal
 import smtplib
 import socket
+import subprocess
 import tempfile
 import threading
 import time
 import unittest
 
-from lmtptest import Daemon, dotstuff, free_port, main, strip_trace
+from lmtptest import LMTPD, Daemon, dotstuff, free_port, main, strip_trace
 from test_postfix import Postfix
 
 DOMAIN = "example.org"
@@ -270,6 +271,30 @@ class Cluster(unittest.TestCase):
         self.assertEqual(c.cmd("NOOP")[:3], "250")
         c.close()
         self.assertEqual(len(self.copies("a")["n1"]), 2)
+
+
+class Settings(unittest.TestCase):
+
+    def check(self, extra):
+        d = Daemon(extra=extra)
+        try:
+            p = subprocess.run([LMTPD, "-c", d.conf, "--check-config"], capture_output=True, text=True,
+                               cwd=d.dir, timeout=30)
+        finally:
+            d.cleanup()
+        return p.returncode, p.stdout + p.stderr
+
+    def test_nodes_checked(self):
+        """[cluster] nodes is checked when the configuration loads."""
+        ok = "n1=inet:127.0.0.2:24;n2=unix:/run/n2.sock"
+        self.assertEqual(self.check({"cluster.node_name": "n1", "cluster.nodes": ok})[0], 0)
+        for nodes, name, why in ((ok, "n9", "node_name 'n9' is not one of the nodes"),
+                                 ("n1=inet:127.0.0.2:24;n1=inet:127.0.0.3:24", "n1", "node 'n1' is listed twice"),
+                                 ("n1=tcp:x", "n1", "node 'n1': "),
+                                 ("inet:127.0.0.2:24", "n1", "is not NAME=inet:HOST:PORT")):
+            rc, out = self.check({"cluster.node_name": name, "cluster.nodes": nodes})
+            self.assertNotEqual(rc, 0, nodes)
+            self.assertIn("[cluster] nodes: " + why, out)
 
 
 def start_nodes(users_of, extra):
