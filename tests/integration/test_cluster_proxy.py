@@ -291,7 +291,7 @@ class Settings(unittest.TestCase):
         for nodes, name, why in ((ok, "n9", "node_name 'n9' is not one of the nodes"),
                                  ("n1=inet:127.0.0.2:24;n1=inet:127.0.0.3:24", "n1", "node 'n1' is listed twice"),
                                  ("n1=tcp:x", "n1", "node 'n1': "),
-                                 ("inet:127.0.0.2:24", "n1", "is not NAME=inet:HOST:PORT")):
+                                 ("inet:127.0.0.2:24", "n1", "'inet:127.0.0.2:24' is not NAME=inet:HOST:PORT")):
             rc, out = self.check({"cluster.node_name": name, "cluster.nodes": nodes})
             self.assertNotEqual(rc, 0, nodes)
             self.assertIn("[cluster] nodes: " + why, out)
