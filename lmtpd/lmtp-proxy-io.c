@@ -299,11 +299,17 @@ spool_piece (ProxyIo *io)
   if (n <= 0)
     return FALSE;
   io->offset += n;
-  for (gssize i = 0; i < n; i++)
+  for (const char *p = piece, *end = piece + n; p < end;)
     {
-      if (piece[i] == '\n')
-        g_string_append_c (io->out, '\r');
-      g_string_append_c (io->out, piece[i]);
+      const char *nl = memchr (p, '\n', end - p);
+      if (nl == NULL)
+        {
+          g_string_append_len (io->out, p, end - p);
+          break;
+        }
+      g_string_append_len (io->out, p, nl - p);
+      g_string_append_len (io->out, "\r\n", 2);
+      p = nl + 1;
     }
   return TRUE;
 }
@@ -338,12 +344,11 @@ proxy_io_send_spool (ProxyIo *io, int fd, guint64 stored, guint64 lines)
   io->offset = 0;
   io->stored = stored;
   g_string_printf (io->out, "BDAT %" G_GUINT64_FORMAT " LAST\r\n", stored + lines);
-  /* the command and the first piece in one write */
+  /* the command and the first piece in one write; a spool that cannot be
+   * read fails after the write (never while the caller is still in its
+   * loop over the backends) */
   if (stored > 0 && !spool_piece (io))
-    {
-      io_fail (io, "the spool cannot be read");
-      return;
-    }
+    io->offset = 0;
   io_write (io);
 }
 
