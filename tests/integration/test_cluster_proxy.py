@@ -297,6 +297,23 @@ class Settings(unittest.TestCase):
             self.assertIn("[cluster] nodes: " + why, out)
 
 
+class Hashing(unittest.TestCase):
+
+    def test_spread_and_movement(self):
+        """The hashing the mixed transaction shows lmtpd uses: 10,000 users
+        over 3, 5 and 10 nodes, none over 5% above the mean; a node that
+        leaves moves its own users and no others."""
+        users = ["user%d@example.org" % i for i in range(10000)]
+        for n in (3, 5, 10):
+            nodes = ["mx%d" % i for i in range(1, n + 1)]
+            owners = [fnv_owner(u, nodes) for u in users]
+            counts = [owners.count(x) for x in nodes]
+            self.assertLess(max(counts), 1.05 * len(users) / n, counts)
+            after = [fnv_owner(u, nodes[:-1]) for u in users]
+            moved = sum(1 for a, b in zip(owners, after) if a != b)
+            self.assertEqual(moved, counts[-1])
+
+
 def start_nodes(users_of, extra):
     """Three nodes n1..n3 on 127.0.0.2-4 (and 127.0.0.1:0 for the tests'
     own connections); users_of(node) is its users map."""
