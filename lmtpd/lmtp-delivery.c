@@ -143,6 +143,7 @@ typedef struct {
   gboolean done;
   gpointer same_as;         /* Job* of the same recipient earlier in the transaction, or NULL */
   gboolean proxied;         /* another node delivers it (lmtp-proxy.c) */
+  gboolean check_later;     /* resolved only: the owner first, then the checks */
   /* a recipient to resolve in the thread first (a directory server may be
    * slow): the RCPT path and its parts; rcpt_path NULL once resolved */
   char *rcpt_path, *local, *domain;
@@ -198,7 +199,11 @@ rcpt_resolve_and_check (Job *job)
   job->rcpt->orcpt = g_steal_pointer (&job->params.orcpt);
   job->rcpt->bypass = g_steal_pointer (&job->params.bypass);
   g_clear_pointer (&job->rcpt_path, g_free);
-  if (!rcpt_needs_check (job->config, job->rcpt))
+  /* in a cluster the owner is decided first, on the main loop: another
+   * node's recipient is checked there, not here */
+  if (lmtp_nodes_enabled (job->config))
+    job->check_later = TRUE;
+  if (job->check_later || !rcpt_needs_check (job->config, job->rcpt))
     return TRUE;
   return deliver_rcpt_check (job->ctx, job->config, &job->msg, job->rcpt, job->size_hint, &job->status);
 }
@@ -265,6 +270,8 @@ rcpt_needs_check (const LmtpdConfig *c, const DeliverRecipient *r)
   return FALSE;
 }
 
+static void rcpt_job_push (LmtpSession *s, Job *job);
+
 /* Back on the main loop from a RCPT check. */
 static void
 rcpt_checked (LmtpSession *s, Job *job)
@@ -275,7 +282,11 @@ rcpt_checked (LmtpSession *s, Job *job)
       if (job->ok)
         {
           DeliverRecipient *r = g_steal_pointer (&job->rcpt);
-          if (!lmtp_proxy_rcpt (s, r, job->params.text))
+          if (lmtp_proxy_rcpt (s, r, job->params.text))
+            ;
+          else if (job->check_later && rcpt_needs_check (job->config, r))
+            rcpt_job_push (s, job_new (s, job->t, r));
+          else
             recipient_accepted (s, r);
         }
       else

@@ -297,6 +297,75 @@ class Settings(unittest.TestCase):
             self.assertIn("[cluster] nodes: " + why, out)
 
 
+class FakeUserdb:
+    """Dovecot's auth-userdb protocol on a UNIX socket: every user exists,
+    with the fields given."""
+
+    def __init__(self, path, fields):
+        self.fields = fields.encode()
+        self.srv = socket.socket(socket.AF_UNIX)
+        self.srv.bind(path)
+        os.chmod(path, 0o666)
+        self.srv.listen(16)
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.answer, args=(c,), daemon=True).start()
+
+    def answer(self, c):
+        try:
+            c.sendall(b"VERSION\t1\t2\nSPID\t1\n")
+            for line in c.makefile("rb"):
+                f = line.rstrip(b"\n").split(b"\t")
+                if f[0] == b"USER":
+                    c.sendall(b"\t".join([b"USER", f[1], f[2], self.fields]) + b"\n")
+        except OSError:
+            pass
+
+    def stop(self):
+        self.srv.close()
+
+
+class DirectoryServer(unittest.TestCase):
+    """With a directory that asks a server (looked up in a delivery
+    thread), a recipient another node owns is not checked here: its quota
+    is the owner's business."""
+
+    def test_owner_checks_not_the_proxy(self):
+        users = {"n1": None, "n2": ["q@%s" % DOMAIN], "n3": ["q@%s" % DOMAIN]}
+        nodes, _ = start_nodes(lambda n: users[n], {})
+        fake = None
+        try:
+            n1 = nodes["n1"]
+            n1.stop()
+            fake = FakeUserdb(os.path.join(n1.dir, "userdb"), "host=n2\tquota_rule=*:storage=1K")
+            n1.write_config(dict(n1.extra, **{"users.backend": "dovecot", "users.domains": "",
+                                             "users.dovecot_socket": "userdb"}))
+            n1.start()
+            c = n1.connect()
+            c.code()
+            c.send("LHLO t\r\n")
+            c.reply()
+            self.assertEqual(c.cmd("MAIL FROM:<s@example.net> SIZE=5000")[:3], "250")
+            self.assertEqual(c.cmd("RCPT TO:<q@%s>" % DOMAIN)[:3], "250")
+            self.assertEqual(c.cmd("DATA")[:3], "354")
+            c.send(dotstuff(body("quota") + b"y" * 5000 + b"\n"))
+            self.assertTrue(c.text().startswith("250 "))
+            c.close()
+            self.assertEqual(len(nodes["n2"].messages("q@%s" % DOMAIN)), 1)
+            self.assertEqual(nodes["n1"].messages("q@%s" % DOMAIN), [])
+        finally:
+            for d in nodes.values():
+                d.cleanup()
+            if fake:
+                fake.stop()
+
+
 class Hashing(unittest.TestCase):
 
     def test_spread_and_movement(self):
