@@ -157,7 +157,7 @@ static void
 timer_start (Backend *b, guint seconds)
 {
   timer_stop (b);
-  b->timer = g_timeout_source_new_seconds (seconds);
+  b->timer = g_timeout_source_new (seconds * 1000); /* not _seconds: that one may fire a second late */
   g_source_set_callback (b->timer, timer_fired, b, NULL);
   g_source_attach (b->timer, NULL);
 }
