@@ -170,6 +170,7 @@ job_free (Job *job)
 
 static void delivered (LmtpSession *s);
 static void rcpt_checked (LmtpSession *s, Job *job);
+static const LmtpProxyResults proxy_results;
 
 static gboolean
 job_finished (gpointer data)
@@ -282,7 +283,7 @@ rcpt_checked (LmtpSession *s, Job *job)
       if (job->ok)
         {
           DeliverRecipient *r = g_steal_pointer (&job->rcpt);
-          if (lmtp_proxy_rcpt (s, r, job->params.text))
+          if (lmtp_proxy_rcpt (s, r, job->params.text, &proxy_results))
             ;
           else if (job->check_later && rcpt_needs_check (job->config, r))
             rcpt_job_push (s, job_new (s, job->t, r));
@@ -359,7 +360,7 @@ lmtp_delivery_rcpt (LmtpSession *s, const char *path, const char *local, const c
     }
   r->orcpt = g_steal_pointer (&params->orcpt);
   r->bypass = g_steal_pointer (&params->bypass);
-  if (lmtp_proxy_rcpt (s, r, params->text))
+  if (lmtp_proxy_rcpt (s, r, params->text, &proxy_results))
     return;
   if (!rcpt_needs_check (t->config, r))
     {
@@ -473,8 +474,8 @@ proxy_rcpt_over (LmtpSession *s)
   lmtp_session_resume_commands (s);
 }
 
-void
-lmtp_delivery_proxy_accepted (LmtpSession *s, DeliverRecipient *r, const ProxyReply *reply)
+static void
+proxy_accepted (LmtpSession *s, DeliverRecipient *r, const ProxyReply *reply)
 {
   g_ptr_array_add (s->txn->rcpts, r);
   if (!s->closed)
@@ -482,8 +483,8 @@ lmtp_delivery_proxy_accepted (LmtpSession *s, DeliverRecipient *r, const ProxyRe
   proxy_rcpt_over (s);
 }
 
-void
-lmtp_delivery_proxy_refused (LmtpSession *s, DeliverRecipient *r, const DeliverStatus *st)
+static void
+proxy_refused (LmtpSession *s, DeliverRecipient *r, const DeliverStatus *st)
 {
   if (!s->closed)
     recipient_refused (s, r->original, st);
@@ -492,8 +493,8 @@ lmtp_delivery_proxy_refused (LmtpSession *s, DeliverRecipient *r, const DeliverS
 }
 
 /* A backend's reply after the data, or the proxy's 451 for it: once. */
-void
-lmtp_delivery_proxied (LmtpSession *s, const DeliverRecipient *r, const DeliverStatus *st, const char *node)
+static void
+proxy_delivered (LmtpSession *s, const DeliverRecipient *r, const DeliverStatus *st, const char *node)
 {
   Txn *t = s->txn;
 
@@ -509,6 +510,8 @@ lmtp_delivery_proxied (LmtpSession *s, const DeliverRecipient *r, const DeliverS
       return;
     }
 }
+
+static const LmtpProxyResults proxy_results = { proxy_accepted, proxy_refused, proxy_delivered };
 
 /* The Message-ID as the log shows it: sanitised (it comes from the
  * sender) and cut to a length a log line can carry. */

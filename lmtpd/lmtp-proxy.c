@@ -50,6 +50,7 @@ typedef struct {
 
 struct LmtpProxy {
   LmtpSession *s;           /* the transaction's session; the proxy lives in its Txn */
+  const LmtpProxyResults *results;
   GHashTable *backends;     /* name -> Backend* */
   GHashTable *owned;        /* DeliverRecipient* -> Backend*, the accepted ones */
 };
@@ -115,6 +116,7 @@ backend_fail (Backend *b, const char *why)
   DeliverRecipient *pending = g_steal_pointer (&b->pending);
   g_autoptr (GPtrArray) waiting = g_ptr_array_new ();
   g_autofree char *name = g_strdup (b->name);
+  const LmtpProxyResults *results = b->p->results;
 
   g_message ("%s: %s: proxy to node %s failed: %s", s->log_id, s->txn->id, b->name, why);
   if (b->step == STEP_DATA)
@@ -130,14 +132,14 @@ backend_fail (Backend *b, const char *why)
     {
       deliver_status_set (&st, 451, "4.4.1", "<%s> Node %s did not take it, try again later", pending->original,
                           name);
-      lmtp_delivery_proxy_refused (s, pending, &st);
+      b->p->results->refused (s, pending, &st);
     }
   for (guint i = 0; i < waiting->len; i++)
     {
       const DeliverRecipient *r = waiting->pdata[i];
       deliver_status_clear (&st);
       deliver_status_set (&st, 451, "4.4.2", "<%s> Node %s did not answer, try again later", r->original, name);
-      lmtp_delivery_proxied (s, r, &st, name);
+      results->delivered (s, r, &st, name);
     }
   deliver_status_clear (&st);
   lmtp_session_unref (s);
@@ -286,14 +288,14 @@ rcpt_answered (Backend *b, const ProxyReply *reply)
     {
       g_ptr_array_add (b->accepted, r);
       g_hash_table_insert (b->p->owned, r, b);
-      lmtp_delivery_proxy_accepted (s, r, reply);
+      b->p->results->accepted (s, r, reply);
       return;
     }
   /* a 4xx or 5xx from the owner (no such user, over quota) is the
    * owner's word; anything else (3xx) is nonsense, and temporary */
   deliver_status_set (&st, reply->code / 100 == 3 ? 451 : reply->code, reply->code / 100 == 3 ? "4.4.0" : reply->enhanced,
                       "%s", reply->text);
-  lmtp_delivery_proxy_refused (s, r, &st);
+  b->p->results->refused (s, r, &st);
   deliver_status_clear (&st);
 }
 
@@ -307,13 +309,14 @@ data_answered (Backend *b, const ProxyReply *reply)
   gboolean more = b->answered < b->accepted->len;
   DeliverStatus st = { 0 };
   g_autofree char *name = g_strdup (b->name);
+  const LmtpProxyResults *results = b->p->results;
 
   if (!more)
     timer_stop (b);
   deliver_status_set (&st, reply->code / 100 == 3 ? 451 : reply->code,
                       reply->code / 100 == 3 ? "4.4.0" : reply->enhanced, "%s", reply->text);
   /* the transaction lasts while one of ours is unanswered, so @b too */
-  lmtp_delivery_proxied (s, r, &st, name);
+  results->delivered (s, r, &st, name);
   deliver_status_clear (&st);
   if (more)
     proxy_io_read_reply (b->io);
@@ -358,7 +361,7 @@ backend_reply (gpointer owner, const ProxyReply *reply, const char *why)
 /* ---- RCPT -------------------------------------------------------------------- */
 
 static Backend *
-backend_get (LmtpSession *s, const LmtpNode *node)
+backend_get (LmtpSession *s, const LmtpNode *node, const LmtpProxyResults *results)
 {
   Txn *t = s->txn;
   Backend *b;
@@ -367,6 +370,7 @@ backend_get (LmtpSession *s, const LmtpNode *node)
     {
       t->proxy = g_new0 (LmtpProxy, 1);
       t->proxy->s = s;
+      t->proxy->results = results;
       t->proxy->backends = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, backend_free);
       t->proxy->owned = g_hash_table_new (NULL, NULL);
     }
@@ -385,12 +389,13 @@ backend_get (LmtpSession *s, const LmtpNode *node)
 
 /* Refused here, without asking anyone: "<address> @why". */
 static void
-refuse (LmtpSession *s, DeliverRecipient *r, const char *enhanced, const char *why)
+refuse (LmtpSession *s, DeliverRecipient *r, const LmtpProxyResults *results, const char *enhanced,
+        const char *why)
 {
   DeliverStatus st = { 0 };
 
   deliver_status_set (&st, 451, enhanced, "<%s> %s", r->original, why);
-  lmtp_delivery_proxy_refused (s, r, &st);
+  results->refused (s, r, &st);
   deliver_status_clear (&st);
 }
 
@@ -415,7 +420,7 @@ rcpt_send (LmtpSession *s, Backend *b, DeliverRecipient *r, const char *params)
 }
 
 gboolean
-lmtp_proxy_rcpt (LmtpSession *s, DeliverRecipient *r, const char *params)
+lmtp_proxy_rcpt (LmtpSession *s, DeliverRecipient *r, const char *params, const LmtpProxyResults *results)
 {
   const LmtpNode *node;
   Backend *b;
@@ -427,7 +432,7 @@ lmtp_proxy_rcpt (LmtpSession *s, DeliverRecipient *r, const char *params)
       return FALSE;
     case LMTP_OWNER_UNKNOWN_HOST:
       why = g_strdup_printf ("The directory names node %s, which is not in the cluster", r->host);
-      refuse (s, r, "4.3.5", why);
+      refuse (s, r, results, "4.3.5", why);
       return TRUE;
     case LMTP_OWNER_REMOTE:
       break;
@@ -435,12 +440,12 @@ lmtp_proxy_rcpt (LmtpSession *s, DeliverRecipient *r, const char *params)
   if (s->xf.ident && g_str_has_prefix (s->xf.ident, LMTP_PROXY_IDENT_PREFIX))
     {
       why = g_strdup_printf ("Proxied here but owned by node %s: not proxied again (routing loop)", node->name);
-      refuse (s, r, "4.4.6", why);
+      refuse (s, r, results, "4.4.6", why);
     }
-  else if ((b = backend_get (s, node))->step == STEP_FAILED)
+  else if ((b = backend_get (s, node, results))->step == STEP_FAILED)
     {
       why = g_strdup_printf ("Node %s did not take it, try again later", node->name);
-      refuse (s, r, "4.4.1", why);
+      refuse (s, r, results, "4.4.1", why);
     }
   else
     rcpt_send (s, b, r, params);

@@ -49,20 +49,26 @@ void proxy_io_pool_put (ProxyIo *io);
 /* ---- lmtp-proxy.c: the transaction's side ---- */
 typedef struct LmtpProxy LmtpProxy;
 
+/* Where the proxy's answers go (lmtp-delivery.c gives them, so that the
+ * two files do not call each other in a loop). */
+typedef struct {
+  /* a backend took the RCPT: @r joins the transaction */
+  void (*accepted) (LmtpSession *s, DeliverRecipient *r, const ProxyReply *reply);
+  /* refused at RCPT (by the backend or here); @r is freed */
+  void (*refused) (LmtpSession *s, DeliverRecipient *r, const DeliverStatus *st);
+  /* an accepted one's result after the data, once each */
+  void (*delivered) (LmtpSession *s, const DeliverRecipient *r, const DeliverStatus *st, const char *node);
+} LmtpProxyResults;
+
 void lmtp_proxy_free (LmtpProxy *p);
 
 /* A recipient resolved at RCPT: TRUE if it is not this node's, and then
- * the proxy answers the RCPT (maybe later: the session waits, busy) and
- * takes @r (accepted: into the transaction's recipients). */
-gboolean lmtp_proxy_rcpt (LmtpSession *s, DeliverRecipient *r, const char *params);
+ * the proxy answers the RCPT through @results (maybe later: the session
+ * waits, busy) and takes @r. */
+gboolean lmtp_proxy_rcpt (LmtpSession *s, DeliverRecipient *r, const char *params,
+                          const LmtpProxyResults *results);
 /* Whether @r was accepted by a backend (the proxy delivers it). */
 gboolean lmtp_proxy_owns (LmtpSession *s, const DeliverRecipient *r);
 /* All data is in: sends it to each backend; every proxied recipient is
- * answered through lmtp_delivery_proxied, each once. */
+ * answered through results->delivered, each once. */
 void lmtp_proxy_data (LmtpSession *s);
-
-/* ---- lmtp-delivery.c, for the proxy */
-void lmtp_delivery_proxy_accepted (LmtpSession *s, DeliverRecipient *r, const ProxyReply *reply);
-void lmtp_delivery_proxy_refused (LmtpSession *s, DeliverRecipient *r, const DeliverStatus *st);
-void lmtp_delivery_proxied (LmtpSession *s, const DeliverRecipient *r, const DeliverStatus *st,
-                            const char *node);
