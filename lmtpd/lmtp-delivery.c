@@ -420,7 +420,8 @@ job_same_recipient (GPtrArray *jobs, const DeliverRecipient *r)
     {
       Job *other = jobs->pdata[i];
       const DeliverRecipient *o = other->rcpt;
-      if (other->same_as == NULL && !other->proxied && strcmp (o->address, r->address) == 0 && g_strcmp0 (o->folder, r->folder) == 0
+      if (other->same_as == NULL && !other->proxied && strcmp (o->address, r->address) == 0
+          && g_strcmp0 (o->folder, r->folder) == 0
           && o->folder_if_exists == r->folder_if_exists)
         return other;
     }

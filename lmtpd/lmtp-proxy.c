@@ -293,8 +293,8 @@ rcpt_answered (Backend *b, const ProxyReply *reply)
     }
   /* a 4xx or 5xx from the owner (no such user, over quota) is the
    * owner's word; anything else (3xx) is nonsense, and temporary */
-  deliver_status_set (&st, reply->code / 100 == 3 ? 451 : reply->code, reply->code / 100 == 3 ? "4.4.0" : reply->enhanced,
-                      "%s", reply->text);
+  deliver_status_set (&st, reply->code / 100 == 3 ? 451 : reply->code,
+                      reply->code / 100 == 3 ? "4.4.0" : reply->enhanced, "%s", reply->text);
   b->p->results->refused (s, r, &st);
   deliver_status_clear (&st);
 }
