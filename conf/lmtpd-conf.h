@@ -53,6 +53,7 @@ typedef struct {
   guint64 quota_bytes;    /* 0 = none */
   guint64 quota_messages; /* 0 = none */
   char *sieve;            /* sieve=: the user's script, or NULL */
+  char *host;             /* host=: the cluster node that holds the mailbox, or NULL */
   char *alias_of;         /* alias=: mail goes to this address instead, or NULL */
   gboolean disabled;      /* disabled=yes: the user takes no mail (550 5.2.1) */
   char **settings;        /* setting=Name:value, for the callout services, or NULL */
@@ -246,6 +247,12 @@ typedef struct {
   guint managesieve_max_auth_failures; /* per connection, then BYE */
   char *users_pgsql_password_query; /* [users] pgsql_password_query: the hash for a login, or NULL */
   char *users_dovecot_auth_socket; /* [users] dovecot_auth_socket: Dovecot's auth-client, for logins */
+
+  /* [cluster]: per-recipient LMTP proxying (lmtpd/lmtp-nodes.c, lmtp-proxy.c) */
+  char *cluster_node_name;    /* this node's name in cluster_nodes, or NULL: no proxying */
+  char *cluster_nodes;        /* "NAME=inet:HOST:PORT;NAME=unix:PATH;...", or NULL */
+  guint cluster_proxy_timeout; /* seconds for a proxied message's data and replies */
+  guint cluster_proxy_command_timeout; /* seconds for a backend's connect and each RCPT */
 
   char *source;               /* the file this came from */
 } LmtpdConfig;

@@ -15,6 +15,7 @@ conf_user_free (gpointer p)
   g_free (u->address);
   g_free (u->mailbox);
   g_free (u->sieve);
+  g_free (u->host);
   g_free (u->alias_of);
   g_strfreev (u->settings);
   if (u->password)
@@ -107,7 +108,7 @@ user_mailbox (ConfLoader *ld, const char *map, guint line, LmtpdUser *u, const c
   if (eq && !strchr (field, ':') && !strchr (field, '/'))
     {
       conf_file_problem (ld, map, line, "'%.*s=': unknown setting (mailbox=, quota=, quota_messages=, sieve=, "
-                         "alias=, disabled=, setting= or password=)", (int) (eq - field), field);
+                         "alias=, disabled=, setting=, password= or host=)", (int) (eq - field), field);
       return FALSE;
     }
   u->mailbox = g_strdup (field);
@@ -130,6 +131,11 @@ user_directory_field (ConfLoader *ld, const char *map, guint line, LmtpdUser *u,
     {
       g_free (u->sieve);
       u->sieve = g_strdup (v);
+    }
+  else if (key_is (field, eq, "host") && !strpbrk (v, " \t;="))
+    {
+      g_free (u->host);
+      u->host = g_strdup (v);
     }
   else if (key_is (field, eq, "alias") && conf_address_is_sane (v))
     {
@@ -155,7 +161,8 @@ user_directory_field (ConfLoader *ld, const char *map, guint line, LmtpdUser *u,
       conf_file_problem (ld, map, line, "'%s': %s", field,
                          key_is (field, eq, "alias") ? "not user@domain"
                          : key_is (field, eq, "password") ? "a password is {SCHEME}hash, e.g. {SHA512-CRYPT}$6$..."
-                         : key_is (field, eq, "disabled") ? "yes or no" : "a setting is Name:value");
+                         : key_is (field, eq, "disabled") ? "yes or no"
+                         : key_is (field, eq, "host") ? "a node name" : "a setting is Name:value");
       return FALSE;
     }
   return TRUE;
@@ -173,7 +180,7 @@ user_field (ConfLoader *ld, const char *map, guint line, LmtpdUser *u, const cha
                             || key_is (field, eq, "quota_messages"));
   gboolean directory = eq && (key_is (field, eq, "sieve") || key_is (field, eq, "alias")
                               || key_is (field, eq, "disabled") || key_is (field, eq, "setting")
-                              || key_is (field, eq, "password"));
+                              || key_is (field, eq, "password") || key_is (field, eq, "host"));
 
   if (!setting && !directory)
     return user_mailbox (ld, map, line, u, field);

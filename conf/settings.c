@@ -134,6 +134,47 @@ check_metrics_listen (ConfLoader *ld, GKeyFile *kf, const char *group, const Con
   check_listen_spec (ld, kf, group, s, base);
 }
 
+/* ---- [cluster] ---------------------------------------------------------- */
+
+/* [cluster] nodes: NAME=inet:HOST:PORT or NAME=unix:PATH, separated by ';';
+ * names unique, and node_name among them. */
+static void
+check_cluster_nodes (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  LmtpdConfig *c = base;
+  g_auto (GStrv) items = NULL;
+  g_autoptr (GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
+
+  check_empty_is_unset (ld, kf, group, s, base);
+  if (c->cluster_nodes == NULL)
+    return;
+  items = g_strsplit (c->cluster_nodes, ";", -1);
+  for (guint i = 0; items[i]; i++)
+    {
+      char *item = g_strstrip (items[i]), *eq = strchr (item, '=');
+      g_autoptr (GError) err = NULL;
+      LmtpdListen *l;
+
+      if (item[0] == '\0')
+        continue;
+      if (eq == NULL || eq == item)
+        {
+          conf_problem (ld, group, s->key, "'%s' is not NAME=inet:HOST:PORT or NAME=unix:PATH", item);
+          continue;
+        }
+      *eq = '\0';
+      if (!g_hash_table_add (seen, item))
+        conf_problem (ld, group, s->key, "node '%s' is listed twice", item);
+      if ((l = lmtpd_listen_parse (eq + 1, &err)) == NULL)
+        conf_problem (ld, group, s->key, "node '%s': %s", item, err ? err->message : "not an address");
+      else
+        lmtpd_listen_free (l);
+    }
+  if (c->cluster_node_name == NULL || !g_hash_table_contains (seen, c->cluster_node_name))
+    conf_problem (ld, group, s->key, "node_name '%s' is not one of the nodes",
+                  c->cluster_node_name ? c->cluster_node_name : "");
+}
+
 /* ---- [delivery], [mailboxes] -------------------------------------------- */
 
 /* [maildir:|mbox:]PATH[:INBOX=FILE] with only %u %d %n %% escapes */
@@ -776,6 +817,15 @@ static const ConfSetting main_rows[] = {
     .max = 10000, .doc = "scripts a user may keep" },
   { "managesieve", "max_auth_failures", CONF_UINT, CFG (managesieve_max_auth_failures), .def = 3, .min = 1,
     .max = 100, .doc = "failed logins a connection before BYE (each answered after a delay)" },
+  /* [cluster]: per-recipient LMTP proxying (docs/cluster.md) */
+  { "cluster", "node_name", CONF_STRING, CFG (cluster_node_name), .check = check_empty_is_unset,
+    .doc = "this node's name in [cluster] nodes (unset: no proxying)" },
+  { "cluster", "nodes", CONF_STRING, CFG (cluster_nodes), .check = check_cluster_nodes,
+    .doc = "NAME=inet:HOST:PORT;NAME=unix:PATH;...: the nodes and their LMTP listeners" },
+  { "cluster", "proxy_timeout", CONF_UINT, CFG (cluster_proxy_timeout), .def = 60, .min = 1, .max = 3600,
+    .doc = "seconds a backend has for a proxied message's data and replies (then 451 4.4.2)" },
+  { "cluster", "proxy_command_timeout", CONF_UINT, CFG (cluster_proxy_command_timeout), .def = 10, .min = 1,
+    .max = 600, .doc = "seconds a backend has to connect and answer a proxied RCPT (then 451 4.4.1)" },
 };
 
 const ConfTable conf_main_table = { main_rows, G_N_ELEMENTS (main_rows) };

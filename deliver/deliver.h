@@ -109,6 +109,7 @@ typedef struct {
   char *rcpt_trace;    /* "URI ; verdict=..." of the services that ran at RCPT, or NULL */
   char *sieve_script;  /* the user's script from the directory, or NULL: [sieve] script */
   char **settings;     /* the user's settings for the callout services ("Name: value"), or NULL */
+  char *host;          /* the cluster node that holds the mailbox (directory), or NULL */
 } DeliverRecipient;
 
 /* Resolves a recipient: rewrite map, subaddress, users, mailbox.  Returns

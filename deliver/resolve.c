@@ -214,6 +214,7 @@ deliver_recipient_free (DeliverRecipient *r)
   g_free (r->bypass);
   g_free (r->rcpt_trace);
   g_free (r->sieve_script);
+  g_free (r->host);
   g_strfreev (r->settings);
   g_free (r);
 }
@@ -489,6 +490,7 @@ take_user (const LmtpdConfig *config, DeliverRecipient *r, const DirectoryUser *
       r->quota_messages = user->quota_messages;
       r->sieve_script = g_strdup (user->sieve_script);
       r->settings = g_strdupv (user->settings);
+      r->host = g_strdup (user->host);
     }
   set_mailbox (config, r, mailbox ? mailbox : lmtpd_config_mailbox_template (config, r->domain));
 }

@@ -101,6 +101,7 @@ user_of (const LmtpdUser *u)
   d->alias_of = g_strdup (u->alias_of);
   d->disabled = u->disabled;
   d->settings = g_strdupv (u->settings);
+  d->host = g_strdup (u->host);
   return d;
 }
 

@@ -404,6 +404,7 @@ void
 lmtp_rcpt_params_clear (LmtpRcptParams *p)
 {
   g_clear_pointer (&p->orcpt, g_free);
+  g_clear_pointer (&p->text, g_free);
   g_clear_pointer (&p->bypass, g_free);
 }
 

@@ -185,6 +185,7 @@ cmd_rcpt (LmtpSession *s, const char *args)
     }
   if (!rcpt_params_ok (s, &a, &rp))
     goto out;
+  rp.text = lmtp_command_params_text (&a);
   if (t->rcpts->len >= t->config->max_recipients)
     lmtp_session_reply (s, LMTP_REPLY_TOO_MANY_RCPTS);
   else if (!deliver_address_parse (a.path, t->smtputf8, &local, &domain, &why))

@@ -13,6 +13,7 @@
 
 #include <string.h>
 
+#include "lmtp-proxy.h"
 #include "lmtp-session.h"
 
 /* ---- transactions ------------------------------------------------------------ */
@@ -33,6 +34,7 @@ lmtp_delivery_txn_free (Txn *t)
   g_clear_error (&t->spool_error);
   g_free (t->mail_params);
   g_free (t->message_id);
+  lmtp_proxy_free (t->proxy);
   g_free (t);
 }
 
@@ -109,13 +111,15 @@ recipient_refused (LmtpSession *s, const char *address, const DeliverStatus *st)
  * (as Dovecot's "250 2.0.0 <user> id Saved" does), so the MTA's log line
  * for it ("status=sent (250 ...)") leads to ours. */
 static void
-recipient_delivered (LmtpSession *s, const DeliverRecipient *r, const DeliverStatus *st, const char *path)
+recipient_delivered (LmtpSession *s, const DeliverRecipient *r, const DeliverStatus *st, const char *path,
+                     gboolean proxied)
 {
   LogResult res = { r->address, r->original, path ? path : r->mailbox, st, st->callout_us };
 
   lmtp_metrics_delivery (st->code, (guint64) MAX (g_get_real_time () - s->txn->started_us, 0), st->callout_us);
   log_result (s, &res);
-  if (st->code >= 400)
+  /* a backend's reply names its own transaction, which names ours */
+  if (st->code >= 400 || proxied)
     lmtp_session_reply (s, LMTP_REPLY_STATUS, st->code, st->enhanced, st->text);
   else
     lmtp_session_reply (s, LMTP_REPLY_DELIVERED, st->code, st->enhanced, st->text, s->txn->id);
@@ -138,6 +142,8 @@ typedef struct {
   gboolean ok;
   gboolean done;
   gpointer same_as;         /* Job* of the same recipient earlier in the transaction, or NULL */
+  gboolean proxied;         /* another node delivers it (lmtp-proxy.c) */
+  gboolean check_later;     /* resolved only: the owner first, then the checks */
   /* a recipient to resolve in the thread first (a directory server may be
    * slow): the RCPT path and its parts; rcpt_path NULL once resolved */
   char *rcpt_path, *local, *domain;
@@ -154,6 +160,7 @@ job_free (Job *job)
   g_free (job->domain);
   g_free (job->params.orcpt);
   g_free (job->params.bypass);
+  g_free (job->params.text);
   deliver_status_clear (&job->status);
   if (job->rcpt_check)
     deliver_recipient_free (job->rcpt);
@@ -163,6 +170,7 @@ job_free (Job *job)
 
 static void delivered (LmtpSession *s);
 static void rcpt_checked (LmtpSession *s, Job *job);
+static const LmtpProxyResults proxy_results;
 
 static gboolean
 job_finished (gpointer data)
@@ -192,7 +200,11 @@ rcpt_resolve_and_check (Job *job)
   job->rcpt->orcpt = g_steal_pointer (&job->params.orcpt);
   job->rcpt->bypass = g_steal_pointer (&job->params.bypass);
   g_clear_pointer (&job->rcpt_path, g_free);
-  if (!rcpt_needs_check (job->config, job->rcpt))
+  /* in a cluster the owner is decided first, on the main loop: another
+   * node's recipient is checked there, not here */
+  if (lmtp_nodes_enabled (job->config))
+    job->check_later = TRUE;
+  if (job->check_later || !rcpt_needs_check (job->config, job->rcpt))
     return TRUE;
   return deliver_rcpt_check (job->ctx, job->config, &job->msg, job->rcpt, job->size_hint, &job->status);
 }
@@ -259,25 +271,32 @@ rcpt_needs_check (const LmtpdConfig *c, const DeliverRecipient *r)
   return FALSE;
 }
 
+static void rcpt_job_push (LmtpSession *s, Job *job);
+
 /* Back on the main loop from a RCPT check. */
 static void
 rcpt_checked (LmtpSession *s, Job *job)
 {
+  s->mode = MODE_COMMAND;
   if (s->txn == job->t && !s->closed)
     {
       if (job->ok)
         {
-          recipient_accepted (s, job->rcpt);
-          job->rcpt = NULL;
+          DeliverRecipient *r = g_steal_pointer (&job->rcpt);
+          if (lmtp_proxy_rcpt (s, r, job->params.text, &proxy_results))
+            ;
+          else if (job->check_later && rcpt_needs_check (job->config, r))
+            rcpt_job_push (s, job_new (s, job->t, r));
+          else
+            recipient_accepted (s, r);
         }
       else
         recipient_refused (s, job->rcpt ? job->rcpt->address : job->rcpt_path, &job->status);
     }
   job->rcpt_check = job->rcpt != NULL; /* job_free frees it only if still ours */
   job_free (job);
-  if (s->closed)
+  if (s->closed || s->mode == MODE_BUSY) /* busy: a backend answers this RCPT */
     return;
-  s->mode = MODE_COMMAND;
   lmtp_session_resume_commands (s);
 }
 
@@ -307,6 +326,7 @@ rcpt_lookup_later (LmtpSession *s, const char *path, const char *local, const ch
   job->domain = g_strdup (domain);
   job->params.orcpt = g_steal_pointer (&params->orcpt);
   job->params.bypass = g_steal_pointer (&params->bypass);
+  job->params.text = g_steal_pointer (&params->text);
   rcpt_job_push (s, job);
 }
 
@@ -340,6 +360,8 @@ lmtp_delivery_rcpt (LmtpSession *s, const char *path, const char *local, const c
     }
   r->orcpt = g_steal_pointer (&params->orcpt);
   r->bypass = g_steal_pointer (&params->bypass);
+  if (lmtp_proxy_rcpt (s, r, params->text, &proxy_results))
+    return;
   if (!rcpt_needs_check (t->config, r))
     {
       recipient_accepted (s, r);
@@ -378,7 +400,7 @@ delivered (LmtpSession *s)
       const Job *result = job->same_as ? job->same_as : job;
       if (!job->done)
         break;
-      recipient_delivered (s, job->rcpt, &result->status, result->path);
+      recipient_delivered (s, job->rcpt, &result->status, result->path, job->proxied);
       t->delivered++;
     }
   lmtp_session_flush (s); /* RFC 2033 4.2: each reply as soon as it is known */
@@ -398,7 +420,8 @@ job_same_recipient (GPtrArray *jobs, const DeliverRecipient *r)
     {
       Job *other = jobs->pdata[i];
       const DeliverRecipient *o = other->rcpt;
-      if (other->same_as == NULL && strcmp (o->address, r->address) == 0 && g_strcmp0 (o->folder, r->folder) == 0
+      if (other->same_as == NULL && !other->proxied && strcmp (o->address, r->address) == 0
+          && g_strcmp0 (o->folder, r->folder) == 0
           && o->folder_if_exists == r->folder_if_exists)
         return other;
     }
@@ -421,8 +444,11 @@ deliver_all (LmtpSession *s)
   for (guint i = 0; i < t->rcpts->len; i++)
     {
       Job *job = job_new (s, t, t->rcpts->pdata[i]);
-      job->same_as = job_same_recipient (t->jobs, job->rcpt);
-      if (job->same_as)
+      job->proxied = lmtp_proxy_owns (s, job->rcpt);
+      job->same_as = job->proxied ? NULL : job_same_recipient (t->jobs, job->rcpt);
+      if (job->proxied)
+        g_clear_pointer (&job->s, lmtp_session_unref); /* lmtp_delivery_proxied answers it */
+      else if (job->same_as)
         {
           job->done = TRUE;
           g_clear_pointer (&job->s, lmtp_session_unref); /* it never runs */
@@ -433,9 +459,60 @@ deliver_all (LmtpSession *s)
     }
   deliver_shared_init (&t->shared, distinct);
   for (guint i = 0; i < t->jobs->len; i++)
-    if (((Job *) t->jobs->pdata[i])->same_as == NULL)
+    if (((Job *) t->jobs->pdata[i])->same_as == NULL && !((Job *) t->jobs->pdata[i])->proxied)
       job_push (s, t->jobs->pdata[i]);
+  lmtp_proxy_data (s);
 }
+
+/* ---- recipients another node owns (lmtp-proxy.c) ------------------------------ */
+
+static void
+proxy_rcpt_over (LmtpSession *s)
+{
+  if (s->closed)
+    return;
+  s->mode = MODE_COMMAND;
+  lmtp_session_resume_commands (s);
+}
+
+static void
+proxy_accepted (LmtpSession *s, DeliverRecipient *r, const ProxyReply *reply)
+{
+  g_ptr_array_add (s->txn->rcpts, r);
+  if (!s->closed)
+    lmtp_session_reply (s, LMTP_REPLY_STATUS, reply->code, reply->enhanced, reply->text);
+  proxy_rcpt_over (s);
+}
+
+static void
+proxy_refused (LmtpSession *s, DeliverRecipient *r, const DeliverStatus *st)
+{
+  if (!s->closed)
+    recipient_refused (s, r->original, st);
+  deliver_recipient_free (r);
+  proxy_rcpt_over (s);
+}
+
+/* A backend's reply after the data, or the proxy's 451 for it: once. */
+static void
+proxy_delivered (LmtpSession *s, const DeliverRecipient *r, const DeliverStatus *st, const char *node)
+{
+  Txn *t = s->txn;
+
+  for (guint i = 0; t && t->jobs && i < t->jobs->len; i++)
+    {
+      Job *job = t->jobs->pdata[i];
+      if (job->rcpt != r || !job->proxied || job->done)
+        continue;
+      deliver_status_set (&job->status, st->code, st->enhanced, "%s", st->text);
+      job->path = g_strdup_printf ("proxy:%s", node);
+      job->done = TRUE;
+      delivered (s);
+      return;
+    }
+}
+
+static const LmtpProxyResults proxy_results = { proxy_accepted, proxy_refused, proxy_delivered };
 
 /* The Message-ID as the log shows it: sanitised (it comes from the
  * sender) and cut to a length a log line can carry. */
@@ -463,7 +540,7 @@ data_refused (LmtpSession *s)
   else
     deliver_status_from_error (&st, t->spool_error); /* disk full is 452 4.3.1, anything else 451 4.3.0 */
   for (guint i = 0; i < t->rcpts->len; i++)
-    recipient_delivered (s, t->rcpts->pdata[i], &st, NULL);
+    recipient_delivered (s, t->rcpts->pdata[i], &st, NULL, FALSE);
   deliver_status_clear (&st);
   lmtp_session_txn_end (s);
 }

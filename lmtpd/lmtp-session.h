@@ -45,6 +45,7 @@ typedef struct {
   char *message_id;         /* the Message-ID field, sanitised, for the log; NULL if none */
   DeliverShared shared;     /* single instance and shared callouts */
   GPtrArray *jobs;          /* deliveries in flight, in RCPT order */
+  struct LmtpProxy *proxy;  /* recipients other nodes own (lmtp-proxy.c), or NULL */
 } Txn;
 
 struct LmtpSession {

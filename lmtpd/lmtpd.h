@@ -70,6 +70,7 @@ char *lmtp_command_params_text (const LmtpPathArgs *a);
 typedef struct {
   char *orcpt;  /* ORCPT's address, decoded; NULL if none */
   char *bypass; /* OPES-BYPASS, decoded; NULL if none */
+  char *text;   /* all of them as given, for a proxied RCPT; NULL if not set */
 } LmtpRcptParams;
 
 typedef enum {
