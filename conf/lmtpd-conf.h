@@ -39,6 +39,13 @@ typedef enum {
   LMTPD_USERS_DOVECOT,    /* Dovecot's auth-userdb socket (dir-dovecot.c) */
 } LmtpdUsersBackend;
 
+/* [state] backend: where the duplicate journal and the vacation log live
+ * (state/). */
+typedef enum {
+  LMTPD_STATE_FILE,       /* local files, one node */
+  LMTPD_STATE_PGSQL,      /* PostgreSQL, shared by the nodes */
+} LmtpdStateBackend;
+
 /* [users] ldap_scope */
 typedef enum {
   LMTPD_LDAP_SCOPE_SUB,
@@ -246,6 +253,15 @@ typedef struct {
   guint managesieve_max_auth_failures; /* per connection, then BYE */
   char *users_pgsql_password_query; /* [users] pgsql_password_query: the hash for a login, or NULL */
   char *users_dovecot_auth_socket; /* [users] dovecot_auth_socket: Dovecot's auth-client, for logins */
+
+  /* [state], [cluster] (state/: the state the nodes of a cluster share) */
+  int state_backend;          /* LMTPD_STATE_FILE or LMTPD_STATE_PGSQL */
+  char *state_pgsql_conninfo; /* libpq connection string; unset: [users] pgsql_conninfo */
+  guint state_pgsql_timeout_ms;
+  gboolean state_on_error_local; /* PostgreSQL failing: the local files (else 451 4.3.0) */
+  char *cluster_node_name;    /* this node in the nodes table, or NULL (no heartbeat) */
+  char *cluster_lmtp_address; /* HOST:PORT where the other nodes reach this one */
+  guint cluster_node_timeout; /* seconds without a heartbeat: down */
 
   char *source;               /* the file this came from */
 } LmtpdConfig;

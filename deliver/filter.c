@@ -12,8 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "filter.h"
 #include "header-edit.h"
+#include "pipeline.h"
 #include "srs.h"
 
 #define MAX_REDIRECT_HOPS 5
@@ -420,8 +420,10 @@ filter_redirect (const FilterMessage *m, const char *target)
   g_autoptr (GError) error = NULL;
   const char *why = NULL, *rest = m->prefix;
   g_autofree char *shown = util_sanitize (target, 330);
-  DeliverDedupe *journal = m->ctx ? m->ctx->journal : NULL;
+  gboolean journal = m->ctx && (m->ctx->journal || m->ctx->state);
   g_autofree char *key = NULL;
+  Commit c = { m->ctx ? m->ctx->journal : NULL, NULL, REDIRECT_JOURNAL_SENDER, target, FALSE, FALSE, 0, NULL, FALSE };
+  StateAnswer seen = STATE_NO;
 
   if (!deliver_address_parse (target, TRUE, &local, &domain, &why) || domain == NULL)
     {
@@ -440,10 +442,13 @@ filter_redirect (const FilterMessage *m, const char *target)
       rest = nl ? nl + 1 : "";
     }
   head = g_strdup_printf ("%s: %s\n%s", FILTER_REDIRECT_HEADER, rcpt->address, rest);
-  key = journal ? redirect_key (m, target) : NULL;
-  if (key && deliver_dedupe_seen (journal, key, REDIRECT_JOURNAL_SENDER, target))
+  c.digest = key = journal ? redirect_key (m, target) : NULL;
+  if (key && (seen = journal_seen (&c, m->ctx, m->config->duplicate_window, msg->id)) != STATE_NO)
     {
-      g_message ("%s: <%s> sieve: redirected to <%s> before: not again; kept instead", msg->id, rcpt->address, shown);
+      /* the shared journal failing: keeping is the copy that cannot be a second one */
+      g_message ("%s: <%s> sieve: %s <%s>: not again; kept instead", msg->id, rcpt->address,
+                 seen == STATE_YES ? "redirected before to" : "the shared journal cannot tell, no redirect to",
+                 shown);
       return FALSE;
     }
   if (!redirect_send (m, target, head, &error))
@@ -453,7 +458,7 @@ filter_redirect (const FilterMessage *m, const char *target)
       return FALSE;
     }
   if (key)
-    deliver_dedupe_record (journal, key, REDIRECT_JOURNAL_SENDER, target);
+    journal_record (&c);
   g_message ("%s: <%s> sieve: redirected to <%s>", msg->id, rcpt->address, shown);
   return TRUE;
 }

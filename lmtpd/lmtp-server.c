@@ -486,6 +486,9 @@ lmtp_server_start (LmtpServer *server, GError **error)
 {
   if (!deliver_context_open_journal (server->ctx, server->config, error))
     return FALSE;
+  /* the nodes table's heartbeat and the expiry of old rows: a thread of
+   * the shared state's, never this loop */
+  state_heartbeat_start (deliver_context_state (server->ctx), server->config);
   g_socket_service_start (server->service);
   server->memory_timer = g_timeout_add_seconds (1, memory_watch_cb, server);
   return TRUE;

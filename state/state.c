@@ -1,0 +1,243 @@
+/* state.c - the shared state's store (backend pgsql) and its three
+ * tables of delivery state: the duplicate journal, the vacation reply log
+ * and the Sieve duplicate ids.  Every statement is one row's INSERT ...
+ * ON CONFLICT, SELECT or DELETE on its primary key, so concurrent nodes
+ * need no transaction of their own: PostgreSQL's row lock on the key
+ * decides between two claims of the same vacation reply.
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "lmtpd-util.h"
+#include "state-private.h"
+
+const char *
+state_conninfo (const LmtpdConfig *config, const char **password)
+{
+  if (config->state_pgsql_conninfo && config->state_pgsql_conninfo[0])
+    {
+      *password = NULL;  /* in the string, or in PGPASSFILE / ~/.pgpass */
+      return config->state_pgsql_conninfo;
+    }
+  *password = config->users_pgsql_password;
+  return config->users_pgsql_conninfo ? config->users_pgsql_conninfo : "";
+}
+
+StateStore *
+state_store_open (const LmtpdConfig *config, GError **error)
+{
+  StateStore *s;
+  const char *password = NULL;
+  const char *conninfo = state_conninfo (config, &password);
+
+  if (config->state_backend != LMTPD_STATE_PGSQL)
+    return NULL;
+  if (conninfo[0] == '\0')
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                           "[state] backend pgsql: no pgsql_conninfo in [state] or [users]");
+      return NULL;
+    }
+  s = g_new0 (StateStore, 1);
+  s->pool = util_pg_pool_new (conninfo, password, NULL, NULL);
+  s->timeout_ms = MAX (config->state_pgsql_timeout_ms, 100u);
+  s->window = config->duplicate_window;
+  s->fall_back = config->state_on_error_local;
+  s->node_timeout = config->cluster_node_timeout;
+  g_mutex_init (&s->nodes_lock);
+  g_mutex_init (&s->beat_lock);
+  g_cond_init (&s->beat_stop);
+  return s;
+}
+
+void
+state_store_free (StateStore *s)
+{
+  if (s == NULL)
+    return;
+  state_nodes_stop (s);
+  util_pg_pool_free (s->pool);
+  g_clear_pointer (&s->nodes, g_ptr_array_unref);
+  g_mutex_clear (&s->nodes_lock);
+  g_mutex_clear (&s->beat_lock);
+  g_cond_clear (&s->beat_stop);
+  g_free (s->node_name);
+  g_free (s->node_address);
+  g_free (s);
+}
+
+gboolean
+state_store_fall_back (const StateStore *s)
+{
+  return s && s->fall_back;
+}
+
+PGresult *
+state_exec (StateStore *s, const char *sql, int n, const char *const *values, ExecStatusType want)
+{
+  g_autoptr (GError) error = NULL;
+  PGresult *r = util_pg_exec (s->pool, sql, n, values, want, s->timeout_ms, &error);
+
+  if (r == NULL)
+    {
+      g_autofree char *why = util_sanitize (error->message, 300);
+      g_warning ("shared state: %s", why);
+    }
+  return r;
+}
+
+/* A statement whose answer is whether it gave (or touched) a row. */
+static StateAnswer
+ask (StateStore *s, const char *sql, int n, const char *const *values, gboolean command)
+{
+  PGresult *r = state_exec (s, sql, n, values, command ? PGRES_COMMAND_OK : PGRES_TUPLES_OK);
+  StateAnswer a;
+
+  if (r == NULL)
+    return STATE_FAILED;
+  a = command ? (strcmp (PQcmdTuples (r), "0") != 0 ? STATE_YES : STATE_NO) : PQntuples (r) > 0 ? STATE_YES : STATE_NO;
+  PQclear (r);
+  return a;
+}
+
+/* ---- the duplicate journal ------------------------------------------------ */
+
+/* As dedupe.c's key: NUL-separated, so no two triples give one input. */
+static char *
+dup_key (const char *digest, const char *sender, const char *address)
+{
+  g_autoptr (GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+
+  g_checksum_update (sum, (const guchar *) "v2", 3);
+  g_checksum_update (sum, (const guchar *) digest, strlen (digest) + 1);
+  g_checksum_update (sum, (const guchar *) sender, strlen (sender) + 1);
+  g_checksum_update (sum, (const guchar *) address, strlen (address));
+  return g_strdup (g_checksum_get_string (sum));
+}
+
+/* Confirmed, or an intent whose file is there (its node died before the
+ * confirmation, or is confirming right now). */
+StateAnswer
+state_dup_seen (StateStore *s, const char *digest, const char *sender, const char *address)
+{
+  g_autofree char *key = dup_key (digest, sender, address);
+  const char *values[1] = { key };
+  PGresult *r = state_exec (s, "SELECT confirmed, path FROM lmtpd_duplicates WHERE key = $1 AND expires > now()",
+                            1, values, PGRES_TUPLES_OK);
+  StateAnswer a = STATE_NO;
+
+  if (r == NULL)
+    return STATE_FAILED;
+  if (PQntuples (r) == 1 && PQnfields (r) == 2)
+    {
+      if (!strcmp (PQgetvalue (r, 0, 0), "t"))
+        a = STATE_YES;
+      else if (!PQgetisnull (r, 0, 1) && util_maildir_file_exists (PQgetvalue (r, 0, 1)))
+        a = STATE_YES;
+    }
+  PQclear (r);
+  return a;
+}
+
+/* A confirmed row stays confirmed: another node's copy is there. */
+StateAnswer
+state_dup_intend (StateStore *s, const char *digest, const char *sender, const char *address, const char *path)
+{
+  g_autofree char *key = dup_key (digest, sender, address);
+  g_autofree char *window = g_strdup_printf ("%u", s->window);
+  const char *values[3] = { key, path, window };
+
+  return ask (s,
+              "INSERT INTO lmtpd_duplicates (key, path, confirmed, expires)"
+              " VALUES ($1, $2, false, now() + $3::integer * interval '1 second')"
+              " ON CONFLICT (key) DO UPDATE SET path = EXCLUDED.path, expires = EXCLUDED.expires"
+              " WHERE NOT lmtpd_duplicates.confirmed",
+              3, values, TRUE) == STATE_FAILED ? STATE_FAILED : STATE_YES;
+}
+
+StateAnswer
+state_dup_record (StateStore *s, const char *digest, const char *sender, const char *address)
+{
+  g_autofree char *key = dup_key (digest, sender, address);
+  g_autofree char *window = g_strdup_printf ("%u", s->window);
+  const char *values[2] = { key, window };
+
+  return ask (s,
+              "INSERT INTO lmtpd_duplicates (key, confirmed, expires)"
+              " VALUES ($1, true, now() + $2::integer * interval '1 second')"
+              " ON CONFLICT (key) DO UPDATE SET confirmed = true, expires = EXCLUDED.expires",
+              2, values, TRUE) == STATE_FAILED ? STATE_FAILED : STATE_YES;
+}
+
+StateAnswer
+state_dup_forget (StateStore *s, const char *digest, const char *sender, const char *address)
+{
+  g_autofree char *key = dup_key (digest, sender, address);
+  const char *values[1] = { key };
+
+  return ask (s, "DELETE FROM lmtpd_duplicates WHERE key = $1", 1, values, TRUE);
+}
+
+/* ---- the vacation reply log ----------------------------------------------- */
+
+static char *
+handle_key (const char *handle)
+{
+  g_autofree char *digest = g_compute_checksum_for_string (G_CHECKSUM_SHA256, handle, -1);
+
+  return g_strndup (digest, 32);
+}
+
+/* The row lock of ON CONFLICT makes two nodes' claims one after the
+ * other: the second finds the first's unexpired row and touches nothing. */
+StateAnswer
+state_vacation_claim (StateStore *s, const char *user, const char *handle, const char *sender, guint64 period)
+{
+  g_autofree char *hkey = handle_key (handle);
+  g_autofree char *lower = g_ascii_strdown (sender, -1);
+  g_autofree char *seconds = g_strdup_printf ("%" G_GUINT64_FORMAT, period);
+  const char *values[4] = { user, hkey, lower, seconds };
+
+  return ask (s,
+              "INSERT INTO lmtpd_vacation (address, handle, sender, expires)"
+              " VALUES ($1, $2, $3, now() + $4::bigint * interval '1 second')"
+              " ON CONFLICT (address, handle, sender) DO UPDATE SET expires = EXCLUDED.expires"
+              " WHERE lmtpd_vacation.expires <= now() RETURNING 1",
+              4, values, FALSE);
+}
+
+void
+state_vacation_release (StateStore *s, const char *user, const char *handle, const char *sender)
+{
+  g_autofree char *hkey = handle_key (handle);
+  g_autofree char *lower = g_ascii_strdown (sender, -1);
+  const char *values[3] = { user, hkey, lower };
+
+  ask (s, "DELETE FROM lmtpd_vacation WHERE address = $1 AND handle = $2 AND sender = $3", 3, values, TRUE);
+}
+
+/* ---- the Sieve duplicate ids ---------------------------------------------- */
+
+StateAnswer
+state_ids_seen (StateStore *s, const char *user, const char *key)
+{
+  const char *values[2] = { user, key };
+
+  return ask (s, "SELECT 1 FROM lmtpd_sieve_ids WHERE address = $1 AND key = $2 AND expires > now()", 2, values,
+              FALSE);
+}
+
+StateAnswer
+state_ids_record (StateStore *s, const char *user, const char *key, guint64 seconds, gboolean last)
+{
+  g_autofree char *secs = g_strdup_printf ("%" G_GUINT64_FORMAT, seconds);
+  const char *values[4] = { user, key, secs, last ? "t" : "f" };
+
+  return ask (s,
+              "INSERT INTO lmtpd_sieve_ids (address, key, expires)"
+              " VALUES ($1, $2, now() + $3::bigint * interval '1 second')"
+              " ON CONFLICT (address, key) DO UPDATE SET expires = EXCLUDED.expires"
+              " WHERE $4::boolean OR lmtpd_sieve_ids.expires <= now()",
+              4, values, TRUE) == STATE_FAILED ? STATE_FAILED : STATE_YES;
+}
