@@ -422,7 +422,7 @@ filter_redirect (const FilterMessage *m, const char *target)
   g_autofree char *shown = util_sanitize (target, 330);
   gboolean journal = m->ctx && (m->ctx->journal || m->ctx->state);
   g_autofree char *key = NULL;
-  Commit c = { m->ctx ? m->ctx->journal : NULL, NULL, REDIRECT_JOURNAL_SENDER, target, FALSE, FALSE, 0, NULL, FALSE };
+  Commit c = { m->ctx ? m->ctx->journal : NULL, NULL, REDIRECT_JOURNAL_SENDER, target, FALSE, FALSE, 0, NULL, FALSE, FALSE };
   StateAnswer seen = STATE_NO;
 
   if (!deliver_address_parse (target, TRUE, &local, &domain, &why) || domain == NULL)

@@ -4,7 +4,10 @@
  * answers the recipient 451 4.3.0 before any file appears (the MTA's retry
  * delivers it once); local carries on with the local journal, with a
  * warning, for this recipient's whole delivery (a retry to another node
- * may then deliver a second copy: the price of going on).
+ * may then deliver a second copy: the price of going on).  The shared
+ * intent is a claim: two nodes delivering the same message to the same
+ * recipient at once (an MTA that gave up on the first and retried on the
+ * second) make one copy; the other answers 451 and its retry gets 250.
  */
 #include "config.h"
 
@@ -49,8 +52,17 @@ journal_intend (Commit *c, const char *path)
         deliver_dedupe_intend (c->dedupe, c->digest, c->sender, c->address, path);
       return TRUE;
     }
-  if (state_dup_intend (c->state, c->digest, c->sender, c->address, path) != STATE_FAILED)
-    return TRUE;
+  switch (state_dup_intend (c->state, c->digest, c->sender, c->address, path))
+    {
+    case STATE_YES:
+      return TRUE;
+    case STATE_NO:
+      /* another node's copy is there or being made: not a second one */
+      c->state_busy = TRUE;
+      return FALSE;
+    case STATE_FAILED:
+      break;
+    }
   if (state_store_fall_back (c->state))
     {
       g_warning ("<%s> shared state failing: the local duplicate journal is used", c->address);
@@ -90,6 +102,9 @@ journal_forget (Commit *c)
 void
 journal_failed_status (const Commit *c, DeliverStatus *status, const DeliverRecipient *rcpt)
 {
-  if (c->state_failed)
+  if (c->state_busy)
+    deliver_status_set (status, 451, "4.3.0", "<%s> Being delivered by another node, try again later",
+                        rcpt->original);
+  else if (c->state_failed)
     deliver_status_set (status, 451, "4.3.0", "<%s> Shared state unavailable, try again later", rcpt->original);
 }

@@ -284,7 +284,8 @@ deliver_pipeline_run (DeliverContext *ctx, const LmtpdConfig *config, const Deli
   g_autoptr (GError) error = NULL;
   g_autofree char *path = NULL;
   Commit commit = { ctx->journal, digest, msg->sender, rcpt->address, FALSE, FALSE,
-                    g_get_monotonic_time () + (gint64) config->delivery_timeout * G_USEC_PER_SEC, NULL, FALSE };
+                    g_get_monotonic_time () + (gint64) config->delivery_timeout * G_USEC_PER_SEC, NULL, FALSE,
+                    FALSE };
   Delivery dv = { ctx, config, msg, rcpt, shared, &commit, status };
   StateAnswer seen = journal_seen (&commit, ctx, config->duplicate_window, msg->id);
 

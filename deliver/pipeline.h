@@ -20,6 +20,7 @@ typedef struct {
   gint64 deadline;          /* monotonic; past it nothing more is published */
   StateStore *state;        /* the shared journal, or NULL: @dedupe */
   gboolean state_failed;    /* PostgreSQL failed, on_error = tempfail: nothing more is published */
+  gboolean state_busy;      /* another node holds the key: likewise */
 } Commit;
 
 /* One recipient's delivery, as its steps share it. */

@@ -97,7 +97,7 @@ gboolean
 store_past_deadline (const Commit *c)
 {
   /* the shared journal failing (on_error = tempfail) stops it as well */
-  return c && ((c->deadline && g_get_monotonic_time () > c->deadline) || c->state_failed);
+  return c && ((c->deadline && g_get_monotonic_time () > c->deadline) || c->state_failed || c->state_busy);
 }
 
 void

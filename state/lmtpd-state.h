@@ -40,8 +40,10 @@ gboolean state_store_fall_back (const StateStore *s);
 
 /* ---- the duplicate journal (deliver/dedupe.c's semantics) ---------------
  * Keys are (message digest, envelope sender, recipient), kept for
- * [delivery] duplicate_window seconds.  intend() names the file just before it appears;
- * record() confirms it.  An unconfirmed intent (a node killed between the
+ * [delivery] duplicate_window seconds.  intend() names the file just
+ * before it appears and claims the key: STATE_NO when another node's copy
+ * is there or being made (the file must then not appear); record()
+ * confirms it.  An unconfirmed intent (a node killed between the
  * two) counts as seen only while its file is there. */
 StateAnswer state_dup_seen (StateStore *s, const char *digest, const char *sender, const char *address);
 StateAnswer state_dup_intend (StateStore *s, const char *digest, const char *sender, const char *address,

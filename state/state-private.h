@@ -8,6 +8,7 @@ struct StateStore {
   UtilPgPool *pool;
   guint timeout_ms;
   guint window;               /* [delivery] duplicate_window */
+  guint claim_timeout;        /* seconds an unconfirmed intent holds its key */
   gboolean fall_back;
 
   /* the nodes: the cached list, and the heartbeat thread */

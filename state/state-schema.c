@@ -21,7 +21,7 @@
  * duplicate ids and the nodes. */
 static const char *const migration_1[] = {
   "CREATE TABLE lmtpd_duplicates (key text PRIMARY KEY, path text, confirmed boolean NOT NULL,"
-  " expires timestamptz NOT NULL)",
+  " intended timestamptz, expires timestamptz NOT NULL)",
   "CREATE INDEX lmtpd_duplicates_expires ON lmtpd_duplicates (expires)",
   "CREATE TABLE lmtpd_vacation (address text NOT NULL, handle text NOT NULL, sender text NOT NULL,"
   " expires timestamptz NOT NULL, PRIMARY KEY (address, handle, sender))",

@@ -43,6 +43,8 @@ state_store_open (const LmtpdConfig *config, GError **error)
   s->pool = util_pg_pool_new (conninfo, password, NULL, NULL);
   s->timeout_ms = MAX (config->state_pgsql_timeout_ms, 100u);
   s->window = config->duplicate_window;
+  /* an intent older than a delivery may take is a dead node's */
+  s->claim_timeout = config->delivery_timeout + 5;
   s->fall_back = config->state_on_error_local;
   s->node_timeout = config->cluster_node_timeout;
   g_mutex_init (&s->nodes_lock);
@@ -140,20 +142,25 @@ state_dup_seen (StateStore *s, const char *digest, const char *sender, const cha
   return a;
 }
 
-/* A confirmed row stays confirmed: another node's copy is there. */
+/* A claim: STATE_NO when the row is confirmed (another node's copy is
+ * there) or another node's intent is still live (it is renaming its file
+ * right now, or died before the rename less than claim_timeout ago): then
+ * this copy must not appear, and the MTA's retry learns the outcome. */
 StateAnswer
 state_dup_intend (StateStore *s, const char *digest, const char *sender, const char *address, const char *path)
 {
   g_autofree char *key = dup_key (digest, sender, address);
   g_autofree char *window = g_strdup_printf ("%u", s->window);
-  const char *values[3] = { key, path, window };
+  g_autofree char *claim = g_strdup_printf ("%u", s->claim_timeout);
+  const char *values[4] = { key, path, window, claim };
 
   return ask (s,
-              "INSERT INTO lmtpd_duplicates (key, path, confirmed, expires)"
-              " VALUES ($1, $2, false, now() + $3::integer * interval '1 second')"
-              " ON CONFLICT (key) DO UPDATE SET path = EXCLUDED.path, expires = EXCLUDED.expires"
-              " WHERE NOT lmtpd_duplicates.confirmed",
-              3, values, TRUE) == STATE_FAILED ? STATE_FAILED : STATE_YES;
+              "INSERT INTO lmtpd_duplicates (key, path, confirmed, intended, expires)"
+              " VALUES ($1, $2, false, now(), now() + $3::integer * interval '1 second')"
+              " ON CONFLICT (key) DO UPDATE SET path = EXCLUDED.path, intended = now(), expires = EXCLUDED.expires"
+              " WHERE NOT lmtpd_duplicates.confirmed AND (lmtpd_duplicates.intended IS NULL"
+              " OR lmtpd_duplicates.intended < now() - $4::integer * interval '1 second') RETURNING 1",
+              4, values, FALSE);
 }
 
 StateAnswer
