@@ -790,17 +790,17 @@ static const ConfSetting main_rows[] = {
     .doc = "duplicate journal, vacation log and duplicate ids: file (local) or pgsql (shared)" },
   { "state", "pgsql_conninfo", CONF_STRING, CFG (state_pgsql_conninfo), .check = conf_check_state_conninfo,
     .needs_restart = TRUE, .doc = "backend pgsql: libpq connection string (unset: [users] pgsql_conninfo)" },
-  { "state", "pgsql_timeout", CONF_MS, CFG (state_pgsql_timeout_ms), .def = 3000,
+  { "state", "pgsql_timeout", CONF_MS, CFG (state_pgsql_timeout_ms), .def = 3000, .needs_restart = TRUE,
     .doc = "a state query slower than this counts as PostgreSQL failing" },
   { "state", "on_error", CONF_CHOICE, CFG (state_on_error_local), .def = FALSE,
-    .choices = &state_on_error_choices,
+    .choices = &state_on_error_choices, .needs_restart = TRUE,
     .doc = "PostgreSQL failing: tempfail (451 4.3.0) or local (the local files, with a warning)" },
   { "cluster", "node_name", CONF_STRING, CFG (cluster_node_name), .needs_restart = TRUE,
     .doc = "this node's name in the nodes table (unset: no heartbeat)" },
   { "cluster", "lmtp_address", CONF_STRING, CFG (cluster_lmtp_address), .needs_restart = TRUE,
     .doc = "HOST:PORT where the other nodes reach this one over LMTP" },
   { "cluster", "node_timeout", CONF_UINT, CFG (cluster_node_timeout), .def = 15, .min = 2, .max = 3600,
-    .doc = "seconds without a heartbeat after which a node counts as down" },
+    .needs_restart = TRUE, .doc = "seconds without a heartbeat after which a node counts as down" },
 };
 
 const ConfTable conf_main_table = { main_rows, G_N_ELEMENTS (main_rows) };

@@ -15,7 +15,6 @@
 #define HEARTBEAT 3             /* seconds */
 #define EXPIRE_EVERY 60         /* seconds between two expiries of old rows */
 #define CACHE_US G_USEC_PER_SEC
-#define NODES_MAX "1000"        /* rows read: a table is not a place to grow without end */
 
 static const char *const state_names[] = { "up", "draining", "down" };
 
@@ -50,11 +49,7 @@ static void
 beat (StateStore *s)
 {
   const char *values[2] = { s->node_name, s->node_address };
-  PGresult *r = state_exec (s,
-                            "INSERT INTO lmtpd_nodes (name, lmtp_address, heartbeat) VALUES ($1, $2, now())"
-                            " ON CONFLICT (name) DO UPDATE SET lmtp_address = EXCLUDED.lmtp_address,"
-                            " heartbeat = now()",
-                            2, values, PGRES_COMMAND_OK);
+  PGresult *r = state_run (s, SQL_NODE_BEAT, 2, values, PGRES_COMMAND_OK);
   PQclear (r);
 }
 
@@ -115,11 +110,7 @@ state_nodes_stop (StateStore *s)
 static GPtrArray *
 nodes_read (StateStore *s)
 {
-  PGresult *r = state_exec (s,
-                            "SELECT name, lmtp_address, state,"
-                            " coalesce(extract(epoch FROM now() - heartbeat)::bigint, -1)"
-                            " FROM lmtpd_nodes ORDER BY name LIMIT " NODES_MAX,
-                            0, NULL, PGRES_TUPLES_OK);
+  PGresult *r = state_run (s, SQL_NODES_READ, 0, NULL, PGRES_TUPLES_OK);
   GPtrArray *nodes;
 
   if (r == NULL)
@@ -192,7 +183,7 @@ gboolean
 state_node_set (StateStore *s, const char *name, StateNodeState st, GError **error)
 {
   const char *values[2] = { name, state_node_state_name (st) };
-  PGresult *r = state_exec (s, "UPDATE lmtpd_nodes SET state = $2 WHERE name = $1", 2, values, PGRES_COMMAND_OK);
+  PGresult *r = state_run (s, SQL_NODE_SET, 2, values, PGRES_COMMAND_OK);
   gboolean found;
 
   if (r == NULL)

@@ -1,9 +1,11 @@
 /* state.c - the shared state's store (backend pgsql) and its three
  * tables of delivery state: the duplicate journal, the vacation reply log
- * and the Sieve duplicate ids.  Every statement is one row's INSERT ...
- * ON CONFLICT, SELECT or DELETE on its primary key, so concurrent nodes
- * need no transaction of their own: PostgreSQL's row lock on the key
- * decides between two claims of the same vacation reply.
+ * and the Sieve duplicate ids (the statements: state-sql.c).
+ *
+ * The connections run with synchronous_commit off: a crash of the
+ * database server may lose its last fraction of a second of rows, which
+ * is the local journal's guarantee too (its appends are not fsynced): at
+ * worst one retried copy, or one vacation reply, more.
  */
 #include "config.h"
 
@@ -41,6 +43,7 @@ state_store_open (const LmtpdConfig *config, GError **error)
     }
   s = g_new0 (StateStore, 1);
   s->pool = util_pg_pool_new (conninfo, password, NULL, NULL);
+  util_pg_pool_prepare (s->pool, state_statements, "SET synchronous_commit = off");
   s->timeout_ms = MAX (config->state_pgsql_timeout_ms, 100u);
   s->window = config->duplicate_window;
   /* an intent older than a delivery may take is a dead node's */
@@ -50,6 +53,9 @@ state_store_open (const LmtpdConfig *config, GError **error)
   g_mutex_init (&s->nodes_lock);
   g_mutex_init (&s->beat_lock);
   g_cond_init (&s->beat_stop);
+  g_mutex_init (&s->confirm_lock);
+  g_cond_init (&s->confirm_wake);
+  s->confirm_queue = g_ptr_array_new_with_free_func (g_free);
   return s;
 }
 
@@ -59,7 +65,11 @@ state_store_free (StateStore *s)
   if (s == NULL)
     return;
   state_nodes_stop (s);
+  state_confirm_stop (s);
   util_pg_pool_free (s->pool);
+  g_ptr_array_unref (s->confirm_queue);
+  g_mutex_clear (&s->confirm_lock);
+  g_cond_clear (&s->confirm_wake);
   g_clear_pointer (&s->nodes, g_ptr_array_unref);
   g_mutex_clear (&s->nodes_lock);
   g_mutex_clear (&s->beat_lock);
@@ -89,11 +99,25 @@ state_exec (StateStore *s, const char *sql, int n, const char *const *values, Ex
   return r;
 }
 
+PGresult *
+state_run (StateStore *s, StateSql id, int n, const char *const *values, ExecStatusType want)
+{
+  g_autoptr (GError) error = NULL;
+  PGresult *r = util_pg_exec_prepared (s->pool, state_statements[id].name, n, values, want, s->timeout_ms, &error);
+
+  if (r == NULL)
+    {
+      g_autofree char *why = util_sanitize (error->message, 300);
+      g_warning ("shared state: %s", why);
+    }
+  return r;
+}
+
 /* A statement whose answer is whether it gave (or touched) a row. */
 static StateAnswer
-ask (StateStore *s, const char *sql, int n, const char *const *values, gboolean command)
+ask (StateStore *s, StateSql id, int n, const char *const *values, gboolean command)
 {
-  PGresult *r = state_exec (s, sql, n, values, command ? PGRES_COMMAND_OK : PGRES_TUPLES_OK);
+  PGresult *r = state_run (s, id, n, values, command ? PGRES_COMMAND_OK : PGRES_TUPLES_OK);
   StateAnswer a;
 
   if (r == NULL)
@@ -106,8 +130,8 @@ ask (StateStore *s, const char *sql, int n, const char *const *values, gboolean 
 /* ---- the duplicate journal ------------------------------------------------ */
 
 /* As dedupe.c's key: NUL-separated, so no two triples give one input. */
-static char *
-dup_key (const char *digest, const char *sender, const char *address)
+char *
+state_dup_key (const char *digest, const char *sender, const char *address)
 {
   g_autoptr (GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
 
@@ -123,10 +147,9 @@ dup_key (const char *digest, const char *sender, const char *address)
 StateAnswer
 state_dup_seen (StateStore *s, const char *digest, const char *sender, const char *address)
 {
-  g_autofree char *key = dup_key (digest, sender, address);
+  g_autofree char *key = state_dup_key (digest, sender, address);
   const char *values[1] = { key };
-  PGresult *r = state_exec (s, "SELECT confirmed, path FROM lmtpd_duplicates WHERE key = $1 AND expires > now()",
-                            1, values, PGRES_TUPLES_OK);
+  PGresult *r = state_run (s, SQL_DUP_SEEN, 1, values, PGRES_TUPLES_OK);
   StateAnswer a = STATE_NO;
 
   if (r == NULL)
@@ -149,41 +172,40 @@ state_dup_seen (StateStore *s, const char *digest, const char *sender, const cha
 StateAnswer
 state_dup_intend (StateStore *s, const char *digest, const char *sender, const char *address, const char *path)
 {
-  g_autofree char *key = dup_key (digest, sender, address);
+  g_autofree char *key = state_dup_key (digest, sender, address);
   g_autofree char *window = g_strdup_printf ("%u", s->window);
   g_autofree char *claim = g_strdup_printf ("%u", s->claim_timeout);
   const char *values[4] = { key, path, window, claim };
 
-  return ask (s,
-              "INSERT INTO lmtpd_duplicates (key, path, confirmed, intended, expires)"
-              " VALUES ($1, $2, false, now(), now() + $3::integer * interval '1 second')"
-              " ON CONFLICT (key) DO UPDATE SET path = EXCLUDED.path, intended = now(), expires = EXCLUDED.expires"
-              " WHERE NOT lmtpd_duplicates.confirmed AND (lmtpd_duplicates.intended IS NULL"
-              " OR lmtpd_duplicates.intended < now() - $4::integer * interval '1 second') RETURNING 1",
-              4, values, FALSE);
+  return ask (s, SQL_DUP_INTEND, 4, values, FALSE);
 }
 
+/* Queued for the confirmation thread; synchronously when the queue is
+ * full. */
 StateAnswer
 state_dup_record (StateStore *s, const char *digest, const char *sender, const char *address)
 {
-  g_autofree char *key = dup_key (digest, sender, address);
-  g_autofree char *window = g_strdup_printf ("%u", s->window);
-  const char *values[2] = { key, window };
+  g_autofree char *key = state_dup_key (digest, sender, address);
+  g_autofree char *array = NULL;
+  g_autofree char *window = NULL;
+  const char *values[2];
 
-  return ask (s,
-              "INSERT INTO lmtpd_duplicates (key, confirmed, expires)"
-              " VALUES ($1, true, now() + $2::integer * interval '1 second')"
-              " ON CONFLICT (key) DO UPDATE SET confirmed = true, expires = EXCLUDED.expires",
-              2, values, TRUE) == STATE_FAILED ? STATE_FAILED : STATE_YES;
+  if (state_confirm_queue (s, g_strdup (key)))
+    return STATE_YES;
+  array = g_strdup_printf ("{%s}", key);
+  window = g_strdup_printf ("%u", s->window);
+  values[0] = array;
+  values[1] = window;
+  return ask (s, SQL_DUP_RECORD, 2, values, TRUE) == STATE_FAILED ? STATE_FAILED : STATE_YES;
 }
 
 StateAnswer
 state_dup_forget (StateStore *s, const char *digest, const char *sender, const char *address)
 {
-  g_autofree char *key = dup_key (digest, sender, address);
+  g_autofree char *key = state_dup_key (digest, sender, address);
   const char *values[1] = { key };
 
-  return ask (s, "DELETE FROM lmtpd_duplicates WHERE key = $1", 1, values, TRUE);
+  return ask (s, SQL_DUP_FORGET, 1, values, TRUE);
 }
 
 /* ---- the vacation reply log ----------------------------------------------- */
@@ -206,12 +228,7 @@ state_vacation_claim (StateStore *s, const char *user, const char *handle, const
   g_autofree char *seconds = g_strdup_printf ("%" G_GUINT64_FORMAT, period);
   const char *values[4] = { user, hkey, lower, seconds };
 
-  return ask (s,
-              "INSERT INTO lmtpd_vacation (address, handle, sender, expires)"
-              " VALUES ($1, $2, $3, now() + $4::bigint * interval '1 second')"
-              " ON CONFLICT (address, handle, sender) DO UPDATE SET expires = EXCLUDED.expires"
-              " WHERE lmtpd_vacation.expires <= now() RETURNING 1",
-              4, values, FALSE);
+  return ask (s, SQL_VAC_CLAIM, 4, values, FALSE);
 }
 
 void
@@ -221,7 +238,7 @@ state_vacation_release (StateStore *s, const char *user, const char *handle, con
   g_autofree char *lower = g_ascii_strdown (sender, -1);
   const char *values[3] = { user, hkey, lower };
 
-  ask (s, "DELETE FROM lmtpd_vacation WHERE address = $1 AND handle = $2 AND sender = $3", 3, values, TRUE);
+  ask (s, SQL_VAC_RELEASE, 3, values, TRUE);
 }
 
 /* ---- the Sieve duplicate ids ---------------------------------------------- */
@@ -231,7 +248,7 @@ state_ids_seen (StateStore *s, const char *user, const char *key)
 {
   const char *values[2] = { user, key };
 
-  return ask (s, "SELECT 1 FROM lmtpd_sieve_ids WHERE address = $1 AND key = $2 AND expires > now()", 2, values,
+  return ask (s, SQL_IDS_SEEN, 2, values,
               FALSE);
 }
 
@@ -241,10 +258,5 @@ state_ids_record (StateStore *s, const char *user, const char *key, guint64 seco
   g_autofree char *secs = g_strdup_printf ("%" G_GUINT64_FORMAT, seconds);
   const char *values[4] = { user, key, secs, last ? "t" : "f" };
 
-  return ask (s,
-              "INSERT INTO lmtpd_sieve_ids (address, key, expires)"
-              " VALUES ($1, $2, now() + $3::bigint * interval '1 second')"
-              " ON CONFLICT (address, key) DO UPDATE SET expires = EXCLUDED.expires"
-              " WHERE $4::boolean OR lmtpd_sieve_ids.expires <= now()",
-              4, values, TRUE) == STATE_FAILED ? STATE_FAILED : STATE_YES;
+  return ask (s, SQL_IDS_RECORD, 4, values, TRUE) == STATE_FAILED ? STATE_FAILED : STATE_YES;
 }

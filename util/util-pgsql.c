@@ -26,6 +26,8 @@ struct UtilPgPool {
   char *password;             /* or NULL */
   UtilPgSetup setup;
   gpointer data;
+  const UtilPgStatement *statements;  /* or NULL */
+  char *settings;             /* or NULL */
 
   GMutex lock;
   GCond returned;             /* a connection came back to the pool */
@@ -115,6 +117,36 @@ util_pg_await (PGconn *conn, ExecStatusType want, const char *what, gint64 deadl
 /* ---- connections --------------------------------------------------------- */
 
 static gboolean
+prepare_all (UtilPgPool *pool, PGconn *conn, gint64 deadline, GError **error)
+{
+  PGresult *r;
+
+  if (pool->settings)
+    {
+      if (!PQsendQueryParams (conn, pool->settings, 0, NULL, NULL, NULL, NULL, 0))
+        {
+          util_pg_set_error (error, "settings", PQerrorMessage (conn));
+          return FALSE;
+        }
+      if ((r = util_pg_await (conn, PGRES_COMMAND_OK, "settings", deadline, error)) == NULL)
+        return FALSE;
+      PQclear (r);
+    }
+  for (const UtilPgStatement *st = pool->statements; st && st->name; st++)
+    {
+      if (!PQsendPrepare (conn, st->name, st->sql, 0, NULL))
+        {
+          util_pg_set_error (error, st->name, PQerrorMessage (conn));
+          return FALSE;
+        }
+      if ((r = util_pg_await (conn, PGRES_COMMAND_OK, st->name, deadline, error)) == NULL)
+        return FALSE;
+      PQclear (r);
+    }
+  return TRUE;
+}
+
+static gboolean
 set_up (UtilPgPool *pool, PGconn *conn, guint timeout_ms, gint64 deadline, GError **error)
 {
   static const Oid types[1] = { TEXTOID };
@@ -132,7 +164,8 @@ set_up (UtilPgPool *pool, PGconn *conn, guint timeout_ms, gint64 deadline, GErro
   if ((r = util_pg_await (conn, PGRES_TUPLES_OK, "statement_timeout", deadline, error)) == NULL)
     return FALSE;
   PQclear (r);
-  return pool->setup == NULL || pool->setup (conn, pool->data, deadline, error);
+  return prepare_all (pool, conn, deadline, error)
+         && (pool->setup == NULL || pool->setup (conn, pool->data, deadline, error));
 }
 
 /* A new connection; libpq's connect_timeout counts whole seconds, per
@@ -225,10 +258,19 @@ util_pg_pool_new (const char *conninfo, const char *password, UtilPgSetup setup,
 }
 
 void
+util_pg_pool_prepare (UtilPgPool *pool, const UtilPgStatement *statements, const char *settings)
+{
+  pool->statements = statements;
+  g_free (pool->settings);
+  pool->settings = g_strdup (settings);
+}
+
+void
 util_pg_pool_free (UtilPgPool *pool)
 {
   if (pool == NULL)
     return;
+  g_free (pool->settings);
   for (guint i = 0; i < pool->n_idle; i++)
     PQfinish (pool->idle[i]);
   g_mutex_clear (&pool->lock);
@@ -243,23 +285,24 @@ util_pg_pool_free (UtilPgPool *pool)
 /* ---- one statement ------------------------------------------------------- */
 
 static PGresult *
-exec_on (PGconn *conn, const char *sql, int n, const char *const *values, ExecStatusType want, gint64 deadline,
-         GError **error)
+exec_on (PGconn *conn, gboolean prepared, const char *sql, int n, const char *const *values, ExecStatusType want,
+         gint64 deadline, GError **error)
 {
-  if (!PQsendQueryParams (conn, sql, n, NULL, values, NULL, NULL, 0))
+  if (!(prepared ? PQsendQueryPrepared (conn, sql, n, values, NULL, NULL, 0)
+                 : PQsendQueryParams (conn, sql, n, NULL, values, NULL, NULL, 0)))
     {
       util_pg_set_error (error, "query", PQerrorMessage (conn));
       return NULL;
     }
-  return util_pg_await (conn, want, "query", deadline, error);
+  return util_pg_await (conn, want, prepared ? sql : "query", deadline, error);
 }
 
 /* A pooled connection the server has closed costs one more try rather
  * than a failure: after a restart of the server each idle connection
  * would fail once. */
-PGresult *
-util_pg_exec (UtilPgPool *pool, const char *sql, int n, const char *const *values, ExecStatusType want,
-              guint timeout_ms, GError **error)
+static PGresult *
+exec_retried (UtilPgPool *pool, gboolean prepared, const char *sql, int n, const char *const *values,
+              ExecStatusType want, guint timeout_ms, GError **error)
 {
   gint64 deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
   gboolean reused = TRUE;
@@ -268,7 +311,7 @@ util_pg_exec (UtilPgPool *pool, const char *sql, int n, const char *const *value
     {
       g_autoptr (GError) failure = NULL;
       PGconn *conn = util_pg_pool_take (pool, timeout_ms, deadline, &reused, &failure);
-      PGresult *res = conn ? exec_on (conn, sql, n, values, want, deadline, &failure) : NULL;
+      PGresult *res = conn ? exec_on (conn, prepared, sql, n, values, want, deadline, &failure) : NULL;
       if (res)
         {
           util_pg_pool_give (pool, conn);
@@ -281,4 +324,18 @@ util_pg_exec (UtilPgPool *pool, const char *sql, int n, const char *const *value
         g_propagate_error (error, g_steal_pointer (&failure));
     }
   return NULL;
+}
+
+PGresult *
+util_pg_exec (UtilPgPool *pool, const char *sql, int n, const char *const *values, ExecStatusType want,
+              guint timeout_ms, GError **error)
+{
+  return exec_retried (pool, FALSE, sql, n, values, want, timeout_ms, error);
+}
+
+PGresult *
+util_pg_exec_prepared (UtilPgPool *pool, const char *name, int n, const char *const *values, ExecStatusType want,
+                       guint timeout_ms, GError **error)
+{
+  return exec_retried (pool, TRUE, name, n, values, want, timeout_ms, error);
 }

@@ -16,11 +16,20 @@ G_BEGIN_DECLS
  * statements, say); FALSE with @error drops it. */
 typedef gboolean (*UtilPgSetup) (PGconn *conn, gpointer data, gint64 deadline, GError **error);
 
+/* A statement util_pg_pool_prepare() prepares on each new connection. */
+typedef struct {
+  const char *name;
+  const char *sql;
+} UtilPgStatement;
+
 typedef struct UtilPgPool UtilPgPool;
 
 /* Connections are made lazily (a pool on a dead server is no error).
  * @password may be NULL; @setup may be NULL. */
 UtilPgPool *util_pg_pool_new (const char *conninfo, const char *password, UtilPgSetup setup, gpointer data);
+/* Each new connection prepares @statements (a static array ending with
+ * a NULL name) and runs @settings (SQL, or NULL) before its first use. */
+void util_pg_pool_prepare (UtilPgPool *pool, const UtilPgStatement *statements, const char *settings);
 /* Once no connection is taken. */
 void util_pg_pool_free (UtilPgPool *pool);
 
@@ -44,6 +53,10 @@ PGresult *util_pg_await (PGconn *conn, ExecStatusType want, const char *what, gi
  * @error if it fails or takes longer than @timeout_ms. */
 PGresult *util_pg_exec (UtilPgPool *pool, const char *sql, int n, const char *const *values, ExecStatusType want,
                         guint timeout_ms, GError **error);
+
+/* Likewise, a statement of util_pg_pool_prepare() by its name. */
+PGresult *util_pg_exec_prepared (UtilPgPool *pool, const char *name, int n, const char *const *values,
+                                 ExecStatusType want, guint timeout_ms, GError **error);
 
 /* libpq's @message on one line, as "pgsql: WHAT: MESSAGE". */
 void util_pg_set_error (GError **error, const char *what, const char *message);
