@@ -411,6 +411,20 @@ redirect_send (const FilterMessage *m, const char *target, const char *head, GEr
   return sender && deliver_submit (m->config, sender, target, head, m->content, error);
 }
 
+/* TRUE (logged) when the journal knows this redirect, or (shared and
+ * failing) cannot tell: keeping is the copy that cannot be a second one. */
+static gboolean
+redirected_before (const FilterMessage *m, Commit *c, const char *shown)
+{
+  StateAnswer seen = journal_seen (c, m->ctx, m->config->duplicate_window, m->msg->id);
+
+  if (seen != STATE_NO)
+    g_message ("%s: <%s> sieve: %s <%s>: not again; kept instead", m->msg->id, m->rcpt->address,
+               seen == STATE_YES ? "redirected before to" : "the shared journal cannot tell, no redirect to",
+               shown);
+  return seen != STATE_NO;
+}
+
 gboolean
 filter_redirect (const FilterMessage *m, const char *target)
 {
@@ -420,10 +434,9 @@ filter_redirect (const FilterMessage *m, const char *target)
   g_autoptr (GError) error = NULL;
   const char *why = NULL, *rest = m->prefix;
   g_autofree char *shown = util_sanitize (target, 330);
-  gboolean journal = m->ctx && (m->ctx->journal || m->ctx->state);
   g_autofree char *key = NULL;
-  Commit c = { m->ctx ? m->ctx->journal : NULL, NULL, REDIRECT_JOURNAL_SENDER, target, FALSE, FALSE, 0, NULL, FALSE, FALSE };
-  StateAnswer seen = STATE_NO;
+  Commit c = { m->ctx ? m->ctx->journal : NULL, NULL, REDIRECT_JOURNAL_SENDER, target,
+               FALSE, FALSE, 0, NULL, FALSE, FALSE };
 
   if (!deliver_address_parse (target, TRUE, &local, &domain, &why) || domain == NULL)
     {
@@ -442,15 +455,9 @@ filter_redirect (const FilterMessage *m, const char *target)
       rest = nl ? nl + 1 : "";
     }
   head = g_strdup_printf ("%s: %s\n%s", FILTER_REDIRECT_HEADER, rcpt->address, rest);
-  c.digest = key = journal ? redirect_key (m, target) : NULL;
-  if (key && (seen = journal_seen (&c, m->ctx, m->config->duplicate_window, msg->id)) != STATE_NO)
-    {
-      /* the shared journal failing: keeping is the copy that cannot be a second one */
-      g_message ("%s: <%s> sieve: %s <%s>: not again; kept instead", msg->id, rcpt->address,
-                 seen == STATE_YES ? "redirected before to" : "the shared journal cannot tell, no redirect to",
-                 shown);
-      return FALSE;
-    }
+  c.digest = key = m->ctx && (m->ctx->journal || m->ctx->state) ? redirect_key (m, target) : NULL;
+  if (key && redirected_before (m, &c, shown))
+    return FALSE;
   if (!redirect_send (m, target, head, &error))
     {
       g_autofree char *w = util_sanitize (error->message, 300);
