@@ -5,19 +5,20 @@ started and stopped by the test) and one mail root.
 - a retry whose 250 was lost, sent to the OTHER node: 250, one file;
 - vacation answered on both nodes: one reply (each node keeps its script,
   and so its local reply log, in a directory of its own);
-- PostgreSQL stopped: on_error = tempfail answers 451 4.3.0 and writes
-  nothing, the MTA-like retry after the restart delivers each once, without
-  restarting lmtpd; on_error = local logs a warning and delivers;
+- PostgreSQL stopped (between loads and mid-load): on_error = tempfail
+  answers 451 4.3.0 and writes nothing, the MTA-like retry after the
+  restart delivers each once, without restarting lmtpd; on_error = local
+  logs a warning and delivers;
 - lmtpd --init-db twice is fine, and says so clearly when the database
   cannot be reached;
 - lmtpctl node list / drain / up, and a node without heartbeat is down."""
 
 import os
-import re
 import socket
 import subprocess
-import tempfile
 import shutil
+import tempfile
+import threading
 import time
 import unittest
 
@@ -240,6 +241,47 @@ class PgsqlDownTempfail(ClusterBase):
         replies = b.send(rcpts[:3], MSG) + a.send(rcpts[3:], MSG)
         self.assertTrue(all("duplicate" in r for r in replies), replies)
         self.assertEqual([len(self.files(r)) for r in rcpts], [1] * 6)
+
+
+class PgsqlDownMidLoad(ClusterBase):
+    def test_stopped_mid_load_nothing_lost_nothing_twice(self):
+        # two MTA-like senders, one a node, 30 messages each; PostgreSQL stops
+        # after the first few; what was not 250 is retried on the other node
+        # once it is back, until every message is 250: one file each
+        nodes = self.nodes
+        jobs = {n.name: ["m%d-%s@example.org" % (i, n.name) for i in range(30)] for n in nodes}
+        replies = {}
+
+        def body(rcpt):
+            return MSG.replace(b"<c1@", ("<%s@" % rcpt.split("@")[0]).encode())
+
+        def load(node):
+            for r in jobs[node.name]:
+                replies[r] = node.send([r], body(r))[0]
+
+        threads = [threading.Thread(target=load, args=(n,)) for n in nodes]
+        for t in threads:
+            t.start()
+        self.assertTrue(wait_for(lambda: len(replies) >= 8, 30))
+        self.pg.stop()
+        for t in threads:
+            t.join(120)
+        self.assertEqual(len(replies), 60)
+        codes = sorted(set(r[:3] for r in replies.values()))
+        self.assertTrue(set(codes) <= {"250", "451"}, codes)
+        self.assertIn("451", codes)
+        for r, reply in replies.items():
+            if reply.startswith("451"):
+                self.assertIn("4.3.0", reply)
+                self.assertEqual(self.files(r), [], r)  # no file written after a 451
+        self.pg.start()
+        for _ in range(5):
+            todo = [r for r, reply in replies.items() if not reply.startswith("250")]
+            for r in todo:
+                other = nodes[1] if r.endswith("node-a@example.org") else nodes[0]
+                replies[r] = other.send([r], body(r))[0]
+        self.assertEqual([r for r, reply in replies.items() if not reply.startswith("250")], [])
+        self.assertEqual({r: len(self.files(r)) for r in replies}, {r: 1 for r in replies})
 
 
 class PgsqlDownLocal(ClusterBase):
