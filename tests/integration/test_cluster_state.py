@@ -318,6 +318,25 @@ class InitDbAndNodes(ClusterBase):
         self.assertEqual(r.returncode, 75)
         self.assertRegex(r.stderr, r"--init-db: pgsql: connect: .*(refused|connect)")
 
+    def test_expired_rows_go(self):
+        a, b = self.nodes
+        self.pg.psql("INSERT INTO lmtpd_duplicates (key, confirmed, expires) SELECT 'old' || i, true, "
+                     "now() - interval '1 minute' FROM generate_series(1, 7000) i;"
+                     "INSERT INTO lmtpd_duplicates (key, confirmed, expires) VALUES ('live', true, now() + "
+                     "interval '1 hour');"
+                     "INSERT INTO lmtpd_vacation VALUES ('a@x', 'h', 's@y', now() - interval '1 second');"
+                     "INSERT INTO lmtpd_sieve_ids VALUES ('a@x', 'k', now() - interval '1 second')")
+        # each node expires when it starts, then once a minute, 5000 rows a table a time
+        a.stop()
+        a.start()
+        count = "SELECT (SELECT count(*) FROM lmtpd_duplicates) + (SELECT count(*) FROM lmtpd_vacation)" \
+                " + (SELECT count(*) FROM lmtpd_sieve_ids)"
+        self.assertTrue(wait_for(lambda: int(self.pg.psql(count)) < 7003))
+        b.stop()
+        b.start()
+        self.assertTrue(wait_for(lambda: int(self.pg.psql(count)) == 1))
+        self.assertEqual(self.pg.psql("SELECT key FROM lmtpd_duplicates").split(), ["live"])
+
     def test_lmtpctl_node_list_drain_up_and_timeout(self):
         a, b = self.nodes
         self.assertTrue(wait_for(lambda: self.pg.psql("SELECT count(*) FROM lmtpd_nodes").strip() == "2"))
