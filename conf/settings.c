@@ -240,6 +240,33 @@ static const ConfChoices state_on_error_choices = {
   FALSE, "tempfail or local", { { "tempfail", FALSE }, { "local", TRUE }, { NULL, 0 } },
 };
 
+/* [cluster] lmtp_address: HOST:PORT ([v6]:PORT), a real port; a node
+ * with a name must say where it is reached. */
+static void
+check_lmtp_address (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  LmtpdConfig *c = base;
+  g_autoptr (GError) err = NULL;
+  g_autofree char *spec = NULL;
+  LmtpdListen *l;
+
+  if (c->cluster_lmtp_address == NULL)
+    {
+      if (c->cluster_node_name)
+        conf_problem (ld, group, s->key, "node_name is set: say where the other nodes reach this one (HOST:PORT)");
+      return;
+    }
+  spec = g_strconcat ("inet:", c->cluster_lmtp_address, NULL);
+  if ((l = lmtpd_listen_parse (spec, &err)) == NULL)
+    conf_problem (ld, group, s->key, "'%s' is not HOST:PORT", c->cluster_lmtp_address);
+  else
+    {
+      if (l->port == 0)
+        conf_problem (ld, group, s->key, "needs a port other than 0");
+      lmtpd_listen_free (l);
+    }
+}
+
 /* ---- [users] ------------------------------------------------------------ */
 
 static void
@@ -798,6 +825,7 @@ static const ConfSetting main_rows[] = {
   { "cluster", "node_name", CONF_STRING, CFG (cluster_node_name), .needs_restart = TRUE,
     .doc = "this node's name in the nodes table (unset: no heartbeat)" },
   { "cluster", "lmtp_address", CONF_STRING, CFG (cluster_lmtp_address), .needs_restart = TRUE,
+    .check = check_lmtp_address,
     .doc = "HOST:PORT where the other nodes reach this one over LMTP" },
   { "cluster", "node_timeout", CONF_UINT, CFG (cluster_node_timeout), .def = 15, .min = 2, .max = 3600,
     .needs_restart = TRUE, .doc = "seconds without a heartbeat after which a node counts as down" },

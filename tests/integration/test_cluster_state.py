@@ -11,7 +11,8 @@ started and stopped by the test) and one mail root.
   logs a warning and delivers;
 - lmtpd --init-db twice is fine, and says so clearly when the database
   cannot be reached;
-- lmtpctl node list / drain / up, and a node without heartbeat is down."""
+- lmtpctl node list / drain / up, and a node without heartbeat is down;
+- old rows expire, bounded; --check-config refuses bad [state]/[cluster]."""
 
 import os
 import socket
@@ -359,6 +360,29 @@ class InitDbAndNodes(ClusterBase):
         time.sleep(3.5)
         self.assertRegex(a.ctl("node", "list").stdout, r"node-b\s+\S+\s+down\s+up")
         self.assertRegex(a.ctl("node", "list").stdout, r"node-a\s+\S+\s+up\s+up")
+
+
+class Settings(unittest.TestCase):
+    def test_check_config_refuses_bad_cluster_settings(self):
+        d = Daemon()
+        try:
+            for extra, want in (({"cluster.node_name": "x"}, "lmtp_address: node_name is set"),
+                                ({"cluster.node_name": "x", "cluster.lmtp_address": "10.0.0.1"},
+                                 "'10.0.0.1' is not HOST:PORT"),
+                                ({"cluster.lmtp_address": "10.0.0.1:0"}, "a port other than 0"),
+                                ({"state.backend": "pgsql"}, "backend pgsql needs a connection string"),
+                                ({"state.backend": "redis"}, "backend")):
+                d.write_config(dict(extra))
+                r = subprocess.run([LMTPD, "-c", d.conf, "--check-config"], capture_output=True, text=True,
+                                   cwd=d.dir, timeout=30)
+                self.assertEqual(r.returncode, 78, (extra, r.stdout))
+                self.assertIn(want, r.stderr)
+            d.write_config({"cluster.node_name": "x", "cluster.lmtp_address": "[::1]:24"})
+            r = subprocess.run([LMTPD, "-c", d.conf, "--check-config"], capture_output=True, text=True,
+                               cwd=d.dir, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        finally:
+            d.cleanup()
 
 
 if __name__ == "__main__":
