@@ -28,6 +28,9 @@ struct StateStore {
   guint window;               /* [delivery] duplicate_window */
   guint claim_timeout;        /* seconds an unconfirmed intent holds its key */
   gboolean fall_back;
+  GMutex warn_lock;           /* state-exec.c: failures logged, not each one */
+  guint failures;             /* since PostgreSQL last answered */
+  gint64 warned;              /* monotonic */
 
   /* the nodes: the cached list, and the heartbeat thread */
   GMutex nodes_lock;
@@ -51,8 +54,8 @@ struct StateStore {
   gboolean confirm_stopping;
 };
 
-/* One statement on the pool with @s's timeout; failures are logged once
- * here (as "shared state: ..."). */
+/* One statement on the pool with @s's timeout; failures are logged here
+ * (as "shared state: ...", rate-limited). */
 PGresult *state_exec (StateStore *s, const char *sql, int n, const char *const *values, ExecStatusType want);
 /* Likewise, one of state-sql.c's prepared statements. */
 PGresult *state_run (StateStore *s, StateSql id, int n, const char *const *values, ExecStatusType want);

@@ -41,6 +41,7 @@ state_store_open (const LmtpdConfig *config, GError **error)
   g_mutex_init (&s->nodes_lock);
   g_mutex_init (&s->beat_lock);
   g_cond_init (&s->beat_stop);
+  g_mutex_init (&s->warn_lock);
   g_mutex_init (&s->confirm_lock);
   g_cond_init (&s->confirm_wake);
   s->confirm_queue = g_ptr_array_new_with_free_func (g_free);
@@ -56,6 +57,7 @@ state_store_free (StateStore *s)
   state_confirm_stop (s);
   util_pg_pool_free (s->pool);
   g_ptr_array_unref (s->confirm_queue);
+  g_mutex_clear (&s->warn_lock);
   g_mutex_clear (&s->confirm_lock);
   g_cond_clear (&s->confirm_wake);
   g_clear_pointer (&s->nodes, g_ptr_array_unref);
