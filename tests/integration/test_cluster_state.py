@@ -242,6 +242,10 @@ class PgsqlDownTempfail(ClusterBase):
         replies = b.send(rcpts[:3], MSG) + a.send(rcpts[3:], MSG)
         self.assertTrue(all("duplicate" in r for r in replies), replies)
         self.assertEqual([len(self.files(r)) for r in rcpts], [1] * 6)
+        # the outage is logged when it starts and when it ends, not per statement
+        log = a.read_log()
+        self.assertIn("PostgreSQL answers again", log)
+        self.assertLessEqual(log.count("failures so far"), 2)
 
 
 class PgsqlDownMidLoad(ClusterBase):
