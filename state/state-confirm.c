@@ -1,6 +1,7 @@
 /* state-confirm.c - the duplicate journal's confirmations, sent by a
- * thread of their own in batches, so a delivery waits for one round trip
- * fewer.  Nothing is lost by the wait: until its confirmation lands, a
+ * thread of their own in batches (what arrives within 20 ms, up to 500),
+ * so a delivery waits for one round trip fewer and PostgreSQL sees one
+ * statement for many deliveries.  Nothing is lost by the wait: until its confirmation lands, a
  * copy's intent names its file, and an intent whose file is there counts
  * as delivered (on every node) and holds the key against other nodes'
  * claims.  The queue is bounded: when it is full the caller confirms
@@ -15,6 +16,7 @@
 
 #define CONFIRM_MAX 10000     /* keys waiting */
 #define CONFIRM_BATCH 500     /* keys a statement */
+#define CONFIRM_LINGER_US (20 * 1000) /* the wait for more keys */
 
 /* "{k1,k2,...}": the keys are hex digests, nothing to quote. */
 static void
@@ -47,10 +49,16 @@ confirm_thread (gpointer data)
   for (;;)
     {
       g_autoptr (GPtrArray) batch = g_ptr_array_new_with_free_func (g_free);
+      gint64 until;
       while (s->confirm_queue->len == 0 && !s->confirm_stopping)
         g_cond_wait (&s->confirm_wake, &s->confirm_lock);
       if (s->confirm_queue->len == 0)
         break;
+      /* a moment for more keys: one statement for many deliveries */
+      until = g_get_monotonic_time () + CONFIRM_LINGER_US;
+      while (s->confirm_queue->len < CONFIRM_BATCH && !s->confirm_stopping)
+        if (!g_cond_wait_until (&s->confirm_wake, &s->confirm_lock, until))
+          break;
       while (batch->len < CONFIRM_BATCH && s->confirm_queue->len > 0)
         g_ptr_array_add (batch, g_ptr_array_steal_index (s->confirm_queue, s->confirm_queue->len - 1));
       g_mutex_unlock (&s->confirm_lock);
@@ -72,7 +80,9 @@ state_confirm_queue (StateStore *s, char *key)
       if (s->confirmer == NULL)
         s->confirmer = g_thread_new ("state-confirm", confirm_thread, s);
       g_ptr_array_add (s->confirm_queue, key);
-      g_cond_signal (&s->confirm_wake);
+      /* the thread waits for the first key, then for a full batch */
+      if (s->confirm_queue->len == 1 || s->confirm_queue->len == CONFIRM_BATCH)
+        g_cond_signal (&s->confirm_wake);
       queued = TRUE;
     }
   g_mutex_unlock (&s->confirm_lock);

@@ -2,10 +2,10 @@
  * tables of delivery state: the duplicate journal, the vacation reply log
  * and the Sieve duplicate ids (the statements: state-sql.c).
  *
- * The connections run with synchronous_commit off: a crash of the
- * database server may lose its last fraction of a second of rows, which
- * is the local journal's guarantee too (its appends are not fsynced): at
- * worst one retried copy, or one vacation reply, more.
+ * The commits are synchronous (the server's synchronous_commit): with it
+ * off, a crash of the server loses its last fraction of a second of
+ * intents, and a retry of those messages is delivered twice (the test
+ * that stops PostgreSQL showed it).
  */
 #include "config.h"
 
@@ -31,7 +31,7 @@ state_store_open (const LmtpdConfig *config, GError **error)
     }
   s = g_new0 (StateStore, 1);
   s->pool = util_pg_pool_new (conninfo, password, NULL, NULL);
-  util_pg_pool_prepare (s->pool, state_statements, "SET synchronous_commit = off");
+  util_pg_pool_prepare (s->pool, state_statements, NULL);
   s->timeout_ms = MAX (config->state_pgsql_timeout_ms, 100u);
   s->window = config->duplicate_window;
   /* an intent older than a delivery may take is a dead node's */

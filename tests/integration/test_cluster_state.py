@@ -174,6 +174,9 @@ class SharedJournal(ClusterBase):
         (r,) = a.send(["bob@example.org"], MSG)
         self.assertTrue(r.startswith("250"), r)
         (path,) = self.files("bob@example.org")
+        # the confirmation goes out in a batch, a moment later: let it land first
+        self.assertTrue(wait_for(lambda: self.pg.psql("SELECT count(*) FROM lmtpd_duplicates WHERE confirmed")
+                                 .strip() == "1"))
         self.pg.psql("UPDATE lmtpd_duplicates SET confirmed = false, intended = now(), path = '%s.gone'" % path)
         (r,) = b.send(["bob@example.org"], MSG)
         self.assertTrue(r.startswith("451 4.3.0"), r)
