@@ -158,6 +158,8 @@ gboolean conf_address_is_sane (const char *a);
 /* [users] pgsql_* (users-pgsql.c): what can be checked without the server */
 void conf_check_pgsql_conninfo (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s,
                                 gpointer base);
+void conf_check_state_conninfo (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s,
+                                gpointer base);
 void conf_load_pgsql_password (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s,
                                gpointer base);
 void conf_check_pgsql_query (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);

@@ -24,6 +24,8 @@ typedef enum {
   LMTPD_LISTEN_UNIX,
 } LmtpdListenKind;
 
+#define LMTPD_CLUSTER_NODES_PGSQL "pgsql"   /* [cluster] nodes: the nodes table */
+
 typedef struct {
   LmtpdListenKind kind;
   char *host;      /* INET: address or name to bind */
@@ -38,6 +40,13 @@ typedef enum {
   LMTPD_USERS_PGSQL,      /* a PostgreSQL query (directory/dir-pgsql.c) */
   LMTPD_USERS_DOVECOT,    /* Dovecot's auth-userdb socket (dir-dovecot.c) */
 } LmtpdUsersBackend;
+
+/* [state] backend: where the duplicate journal and the vacation log live
+ * (state/). */
+typedef enum {
+  LMTPD_STATE_FILE,       /* local files, one node */
+  LMTPD_STATE_PGSQL,      /* PostgreSQL, shared by the nodes */
+} LmtpdStateBackend;
 
 /* [users] ldap_scope */
 typedef enum {
@@ -249,10 +258,18 @@ typedef struct {
   char *users_dovecot_auth_socket; /* [users] dovecot_auth_socket: Dovecot's auth-client, for logins */
 
   /* [cluster]: per-recipient LMTP proxying (lmtpd/lmtp-nodes.c, lmtp-proxy.c) */
-  char *cluster_node_name;    /* this node's name in cluster_nodes, or NULL: no proxying */
-  char *cluster_nodes;        /* "NAME=inet:HOST:PORT;NAME=unix:PATH;...", or NULL */
+  char *cluster_node_name;    /* this node's name (in cluster_nodes or the nodes table), or NULL */
+  char *cluster_nodes;        /* "NAME=inet:HOST:PORT;NAME=unix:PATH;...", "pgsql" (the nodes
+                                 table of [state]), or NULL: no proxying */
   guint cluster_proxy_timeout; /* seconds for a proxied message's data and replies */
   guint cluster_proxy_command_timeout; /* seconds for a backend's connect and each RCPT */
+  /* [state], [cluster] (state/: the state the nodes of a cluster share) */
+  int state_backend;          /* LMTPD_STATE_FILE or LMTPD_STATE_PGSQL */
+  char *state_pgsql_conninfo; /* libpq connection string; unset: [users] pgsql_conninfo */
+  guint state_pgsql_timeout_ms;
+  gboolean state_on_error_local; /* PostgreSQL failing: the local files (else 451 4.3.0) */
+  char *cluster_lmtp_address; /* HOST:PORT where the other nodes reach this one */
+  guint cluster_node_timeout; /* seconds without a heartbeat: down */
 
   char *source;               /* the file this came from */
 } LmtpdConfig;

@@ -146,7 +146,7 @@ check_cluster_nodes (ConfLoader *ld, GKeyFile *kf, const char *group, const Conf
   g_autoptr (GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
 
   check_empty_is_unset (ld, kf, group, s, base);
-  if (c->cluster_nodes == NULL)
+  if (c->cluster_nodes == NULL || strcmp (c->cluster_nodes, LMTPD_CLUSTER_NODES_PGSQL) == 0)
     return;
   items = g_strsplit (c->cluster_nodes, ";", -1);
   for (guint i = 0; items[i]; i++)
@@ -272,6 +272,46 @@ static const ConfChoices dovecot_user_key_choices = {
 static const ConfChoices log_format_choices = {
   FALSE, "text or json", { { "text", FALSE }, { "json", TRUE }, { NULL, 0 } },
 };
+
+static const ConfChoices state_backend_choices = {
+  FALSE, "file or pgsql", { { "file", LMTPD_STATE_FILE }, { "pgsql", LMTPD_STATE_PGSQL }, { NULL, 0 } },
+};
+
+static const ConfChoices state_on_error_choices = {
+  FALSE, "tempfail or local", { { "tempfail", FALSE }, { "local", TRUE }, { NULL, 0 } },
+};
+
+/* [cluster] lmtp_address: HOST:PORT ([v6]:PORT), a real port; a node
+ * with a name must say where it is reached. */
+static void
+check_lmtp_address (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  LmtpdConfig *c = base;
+  g_autoptr (GError) err = NULL;
+  g_autofree char *spec = NULL;
+  LmtpdListen *l;
+
+  gboolean registry = g_strcmp0 (c->cluster_nodes, LMTPD_CLUSTER_NODES_PGSQL) == 0;
+
+  if (registry && c->state_backend != LMTPD_STATE_PGSQL)
+    conf_problem (ld, group, "nodes", "pgsql (the nodes table) needs [state] backend = pgsql");
+  if (c->cluster_lmtp_address == NULL)
+    {
+      /* the heartbeat says where this node is */
+      if (c->cluster_node_name && c->state_backend == LMTPD_STATE_PGSQL)
+        conf_problem (ld, group, s->key, "node_name is set: say where the other nodes reach this one (HOST:PORT)");
+      return;
+    }
+  spec = g_strconcat ("inet:", c->cluster_lmtp_address, NULL);
+  if ((l = lmtpd_listen_parse (spec, &err)) == NULL)
+    conf_problem (ld, group, s->key, "'%s' is not HOST:PORT", c->cluster_lmtp_address);
+  else
+    {
+      if (l->port == 0)
+        conf_problem (ld, group, s->key, "needs a port other than 0");
+      lmtpd_listen_free (l);
+    }
+}
 
 /* ---- [users] ------------------------------------------------------------ */
 
@@ -819,13 +859,30 @@ static const ConfSetting main_rows[] = {
     .max = 100, .doc = "failed logins a connection before BYE (each answered after a delay)" },
   /* [cluster]: per-recipient LMTP proxying (docs/cluster.md) */
   { "cluster", "node_name", CONF_STRING, CFG (cluster_node_name), .check = check_empty_is_unset,
-    .doc = "this node's name in [cluster] nodes (unset: no proxying)" },
+    .needs_restart = TRUE, .doc = "this node's name in [cluster] nodes and the nodes table (unset: not in a cluster)" },
   { "cluster", "nodes", CONF_STRING, CFG (cluster_nodes), .check = check_cluster_nodes,
-    .doc = "NAME=inet:HOST:PORT;NAME=unix:PATH;...: the nodes and their LMTP listeners" },
+    .doc = "NAME=inet:HOST:PORT;NAME=unix:PATH;...: the nodes and their LMTP listeners, or pgsql: the nodes "
+           "table of [state]" },
   { "cluster", "proxy_timeout", CONF_UINT, CFG (cluster_proxy_timeout), .def = 60, .min = 1, .max = 3600,
     .doc = "seconds a backend has for a proxied message's data and replies (then 451 4.4.2)" },
   { "cluster", "proxy_command_timeout", CONF_UINT, CFG (cluster_proxy_command_timeout), .def = 10, .min = 1,
     .max = 600, .doc = "seconds a backend has to connect and answer a proxied RCPT (then 451 4.4.1)" },
+  /* shared state and the nodes of a cluster (state/, docs/cluster.md) */
+  { "state", "backend", CONF_CHOICE, CFG (state_backend), .def = LMTPD_STATE_FILE,
+    .choices = &state_backend_choices, .needs_restart = TRUE,
+    .doc = "duplicate journal, vacation log and duplicate ids: file (local) or pgsql (shared)" },
+  { "state", "pgsql_conninfo", CONF_STRING, CFG (state_pgsql_conninfo), .check = conf_check_state_conninfo,
+    .needs_restart = TRUE, .doc = "backend pgsql: libpq connection string (unset: [users] pgsql_conninfo)" },
+  { "state", "pgsql_timeout", CONF_MS, CFG (state_pgsql_timeout_ms), .def = 3000, .needs_restart = TRUE,
+    .doc = "a state query slower than this counts as PostgreSQL failing" },
+  { "state", "on_error", CONF_CHOICE, CFG (state_on_error_local), .def = FALSE,
+    .choices = &state_on_error_choices, .needs_restart = TRUE,
+    .doc = "PostgreSQL failing: tempfail (451 4.3.0) or local (the local files, with a warning)" },
+  { "cluster", "lmtp_address", CONF_STRING, CFG (cluster_lmtp_address), .needs_restart = TRUE,
+    .check = check_lmtp_address,
+    .doc = "HOST:PORT where the other nodes reach this one over LMTP" },
+  { "cluster", "node_timeout", CONF_UINT, CFG (cluster_node_timeout), .def = 15, .min = 2, .max = 3600,
+    .needs_restart = TRUE, .doc = "seconds without a heartbeat after which a node counts as down" },
 };
 
 const ConfTable conf_main_table = { main_rows, G_N_ELEMENTS (main_rows) };

@@ -157,3 +157,26 @@ conf_check_pgsql_query (ConfLoader *ld, GKeyFile *kf, const char *group, const C
     conf_problem (ld, group, s->key, "never names the address ($1, $2 or $3): it would find the same row "
                   "for everyone");
 }
+
+/* [state] pgsql_conninfo, checked as [users]'s; unset with backend pgsql,
+ * [users] pgsql_conninfo must be there (it is then used). */
+void
+conf_check_state_conninfo (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  LmtpdConfig *c = base;
+  const char *v = c->state_pgsql_conninfo;
+  const char *why;
+
+  if (v == NULL || v[0] == '\0')
+    {
+      if (c->state_backend == LMTPD_STATE_PGSQL && (c->users_pgsql_conninfo == NULL || !c->users_pgsql_conninfo[0]))
+        conf_problem (ld, group, s->key, "backend pgsql needs a connection string (here or in [users])");
+      return;
+    }
+  if (has_control (v))
+    conf_problem (ld, group, s->key, "contains a control character");
+  else if (strlen (v) > CONNINFO_MAX)
+    conf_problem (ld, group, s->key, "is longer than %d bytes", CONNINFO_MAX);
+  else if ((why = conninfo_problem (v)) != NULL)
+    conf_problem (ld, group, s->key, "'%s' is not a libpq connection string: %s", v, why);
+}

@@ -41,6 +41,7 @@ deliver_context_unref (DeliverContext *ctx)
   filter_cache_free (ctx->scripts);
   deliver_spool_pool_unref (ctx->spools);
   deliver_dedupe_free (ctx->journal);
+  state_store_free (ctx->state);
   g_hash_table_unref (ctx->tmp_cleaned);
   g_mutex_clear (&ctx->tmp_lock);
   g_free (ctx->root_configured);
@@ -51,13 +52,24 @@ deliver_context_unref (DeliverContext *ctx)
   g_free (ctx);
 }
 
+/* The shared state first (it holds the vacation log too, whatever the
+ * duplicate window); the local journal as well, for on_error = local. */
 gboolean
 deliver_context_open_journal (DeliverContext *ctx, const LmtpdConfig *config, GError **error)
 {
+  if (ctx->state == NULL && config->state_backend == LMTPD_STATE_PGSQL
+      && (ctx->state = state_store_open (config, error)) == NULL)
+    return FALSE;
   if (config->duplicate_window == 0 || ctx->journal)
     return TRUE;
   ctx->journal = deliver_dedupe_open (config->duplicate_db, config->duplicate_window, error);
   return ctx->journal != NULL;
+}
+
+StateStore *
+deliver_context_state (DeliverContext *ctx)
+{
+  return ctx->state;
 }
 
 void

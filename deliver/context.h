@@ -6,6 +6,7 @@
 
 #include "deliver.h"
 #include "directory.h"
+#include "lmtpd-state.h"
 #include "ocp.h"
 
 /* The compiled Sieve scripts, by path (script-cache.c). */
@@ -18,10 +19,6 @@ typedef struct DeliverSpoolPool DeliverSpoolPool;
 DeliverSpoolPool *deliver_spool_pool_new (void);
 void deliver_spool_pool_unref (DeliverSpoolPool *pool);
 
-/* Seam: a state store shared by the nodes of a cluster (the duplicate
- * journal, the vacation reply log, a quarantine), in place of the local
- * files.  Defined by its first backend. */
-typedef struct DeliverStateStore DeliverStateStore;
 
 struct DeliverContext {
   gatomicrefcount ref;
@@ -48,6 +45,7 @@ struct DeliverContext {
   GMutex users_lock;
   Directory *users;
 
-  /* Seam, NULL until a backend plugs in: dedupe uses the local files. */
-  DeliverStateStore *state;
+  /* [state] backend = pgsql: the state the nodes share (the duplicate
+   * journal, the vacation log, the duplicate ids); NULL: the local files */
+  StateStore *state;
 };

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "deliver.h"
+#include "lmtpd-util.h"
 
 #define COMPACT_MIN 1024
 
@@ -53,39 +54,6 @@ make_key (const char *digest, const char *sender, const char *address)
   g_checksum_update (sum, (const guchar *) sender, strlen (sender) + 1);
   g_checksum_update (sum, (const guchar *) address, strlen (address));
   return g_strdup (g_checksum_get_string (sum));
-}
-
-/* A Maildir file, by the name it was renamed to: still in new/ (or cur/),
- * or moved to cur/ by a reader, which appends ":2,FLAGS". */
-static gboolean
-maildir_file_exists (const char *path)
-{
-  g_autofree char *dir = g_path_get_dirname (path);
-  g_autofree char *base = g_path_get_basename (path);
-  g_autofree char *top = g_path_get_dirname (dir);
-  char *colon = strchr (base, ':');
-  static const char *const subs[] = { "new", "cur" };
-
-  if (g_file_test (path, G_FILE_TEST_EXISTS))
-    return TRUE;
-  if (colon)
-    *colon = '\0';
-  for (guint i = 0; i < G_N_ELEMENTS (subs); i++)
-    {
-      g_autofree char *sub = g_build_filename (top, subs[i], NULL);
-      GDir *dh = g_dir_open (sub, 0, NULL);
-      const char *name;
-      gboolean found = FALSE;
-      gsize n = strlen (base);
-      if (dh == NULL)
-        continue;
-      while (!found && (name = g_dir_read_name (dh)))
-        found = strncmp (name, base, n) == 0 && (name[n] == '\0' || name[n] == ':');
-      g_dir_close (dh);
-      if (found)
-        return TRUE;
-    }
-  return FALSE;
 }
 
 /* One journal line: a record, an intent (into @intents) or a record
@@ -144,7 +112,7 @@ load (DeliverDedupe *d)
   while (g_hash_table_iter_next (&it, &k, &v))
     {
       char *path = strchr (v, ' ') + 1;
-      if (!g_hash_table_contains (d->seen, k) && maildir_file_exists (path))
+      if (!g_hash_table_contains (d->seen, k) && util_maildir_file_exists (path))
         g_hash_table_replace (d->seen, g_strdup (k),
                               GSIZE_TO_POINTER ((gsize) g_ascii_strtoll (v, NULL, 10)));
     }

@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #include "lmtpd-conf.h"
+#include "lmtpd-state.h"
 #include "lmtpd-util.h"
 
 G_BEGIN_DECLS
@@ -64,6 +65,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (DeliverContext, deliver_context_unref)
  * > 0).  Called once privileges are dropped, so the journal belongs to the
  * mail user. */
 gboolean deliver_context_open_journal (DeliverContext *ctx, const LmtpdConfig *config, GError **error);
+/* The shared state ([state] backend = pgsql) that open_journal opened, or
+ * NULL: for the heartbeat and the nodes list (lmtpd-state.h). */
+StateStore *deliver_context_state (DeliverContext *ctx);
 /* The user directory of @config ([users] backend), a new reference: the
  * context keeps one and makes it again when a reload changes [users].
  * @ctx may be NULL (a directory of its own, without a cache kept). */

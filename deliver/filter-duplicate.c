@@ -8,9 +8,9 @@
  * in the spool), of "EXPIRES KEY" lines, KEY a digest of the handle and
  * the id (an id is whatever a sender wrote), rewritten under an exclusive
  * lock.  It holds at most MAX_ENTRIES: to make room for a run's ids, the
- * entries that expire first go.  The backend sits behind DuplicateBackend so that a state
- * shared by the nodes of a cluster (context.h's DeliverStateStore) can
- * take the file's place.
+ * entries that expire first go.  With [state] backend = pgsql the ids
+ * live in PostgreSQL (state/), shared by the nodes; the file is then only
+ * the fallback of on_error = local.
  */
 #include "config.h"
 
@@ -160,12 +160,36 @@ file_record (const char *user, const char *path, const SieveResult *r, gint64 no
 
 static const DuplicateBackend file_backend = { file_seen, file_record };
 
-/* The one backend there is; a shared one would be chosen from
- * ctx->state. */
-static const DuplicateBackend *
-backend (const DeliverContext *ctx)
+/* The shared ids ([state] backend = pgsql): STATE_FAILED when PostgreSQL
+ * fails and on_error = local sends the caller to the file. */
+static StateAnswer
+shared_seen (StateStore *state, const char *user, const char *key)
 {
-  return &file_backend;
+  StateAnswer a = state_ids_seen (state, user, key);
+
+  if (a != STATE_FAILED || state_store_fall_back (state))
+    return a;
+  /* tempfail cannot be said from inside a test: not a duplicate is the
+   * answer that loses nothing */
+  g_warning ("<%s> sieve duplicate: shared state failing: taken as not seen", user);
+  return STATE_NO;
+}
+
+static StateAnswer
+shared_record (StateStore *state, const char *user, const SieveResult *r)
+{
+  for (guint i = 0; i < r->duplicates->len; i++)
+    {
+      const SieveDuplicate *d = r->duplicates->pdata[i];
+      g_autofree char *key = entry_key (d->handle, d->id);
+      if (state_ids_record (state, user, key, d->seconds, d->last) == STATE_FAILED)
+        {
+          if (state_store_fall_back (state))
+            return STATE_FAILED;
+          g_warning ("<%s> sieve duplicate ids: shared state failing: not recorded", user);
+        }
+    }
+  return STATE_YES;
 }
 
 /* Next to the user's script if its directory is there, else in the
@@ -195,10 +219,15 @@ gboolean
 filter_duplicate_seen (const char *handle, const char *id, gpointer view)
 {
   FilterView *v = view;
-  g_autofree char *path = ids_path (v->m->config, v->rcpt);
+  g_autofree char *path = NULL;
   g_autofree char *key = entry_key (handle, id);
+  StateStore *state = v->m->ctx ? v->m->ctx->state : NULL;
+  StateAnswer a = state ? shared_seen (state, v->rcpt->address, key) : STATE_FAILED;
 
-  return backend (v->m->ctx)->seen (v->rcpt->address, path, key, g_get_real_time () / G_USEC_PER_SEC);
+  if (a != STATE_FAILED)
+    return a == STATE_YES;
+  path = ids_path (v->m->config, v->rcpt);
+  return file_backend.seen (v->rcpt->address, path, key, g_get_real_time () / G_USEC_PER_SEC);
 }
 
 void
@@ -208,6 +237,8 @@ filter_duplicate_record (const FilterMessage *m, const SieveResult *r)
 
   if (r->duplicates == NULL || r->duplicates->len == 0)
     return;
+  if (m->ctx && m->ctx->state && shared_record (m->ctx->state, m->rcpt->address, r) != STATE_FAILED)
+    return;
   path = ids_path (m->config, m->rcpt);
-  backend (m->ctx)->record (m->rcpt->address, path, r, g_get_real_time () / G_USEC_PER_SEC);
+  file_backend.record (m->rcpt->address, path, r, g_get_real_time () / G_USEC_PER_SEC);
 }

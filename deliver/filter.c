@@ -12,8 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "filter.h"
 #include "header-edit.h"
+#include "pipeline.h"
 #include "srs.h"
 
 #define MAX_REDIRECT_HOPS 5
@@ -374,6 +374,20 @@ redirect_send (const FilterMessage *m, const char *target, const char *head, GEr
   return sender && deliver_submit (m->config, sender, target, head, m->content, error);
 }
 
+/* TRUE (logged) when the journal knows this redirect, or (shared and
+ * failing) cannot tell: keeping is the copy that cannot be a second one. */
+static gboolean
+redirected_before (const FilterMessage *m, Commit *c, const char *shown)
+{
+  StateAnswer seen = journal_seen (c, m->ctx, m->config->duplicate_window, m->msg->id);
+
+  if (seen != STATE_NO)
+    g_message ("%s: <%s> sieve: %s <%s>: not again; kept instead", m->msg->id, m->rcpt->address,
+               seen == STATE_YES ? "redirected before to" : "the shared journal cannot tell, no redirect to",
+               shown);
+  return seen != STATE_NO;
+}
+
 gboolean
 filter_redirect (const FilterMessage *m, const char *target)
 {
@@ -383,8 +397,9 @@ filter_redirect (const FilterMessage *m, const char *target)
   g_autoptr (GError) error = NULL;
   const char *why = NULL, *rest = m->prefix;
   g_autofree char *shown = util_sanitize (target, 330);
-  DeliverDedupe *journal = m->ctx ? m->ctx->journal : NULL;
   g_autofree char *key = NULL;
+  Commit c = { m->ctx ? m->ctx->journal : NULL, NULL, REDIRECT_JOURNAL_SENDER, target,
+               FALSE, FALSE, 0, NULL, FALSE, FALSE };
 
   if (!deliver_address_parse (target, TRUE, &local, &domain, &why) || domain == NULL)
     {
@@ -403,12 +418,9 @@ filter_redirect (const FilterMessage *m, const char *target)
       rest = nl ? nl + 1 : "";
     }
   head = g_strdup_printf ("%s: %s\n%s", FILTER_REDIRECT_HEADER, rcpt->address, rest);
-  key = journal ? redirect_key (m, target) : NULL;
-  if (key && deliver_dedupe_seen (journal, key, REDIRECT_JOURNAL_SENDER, target))
-    {
-      g_message ("%s: <%s> sieve: redirected to <%s> before: not again; kept instead", msg->id, rcpt->address, shown);
-      return FALSE;
-    }
+  c.digest = key = m->ctx && (m->ctx->journal || m->ctx->state) ? redirect_key (m, target) : NULL;
+  if (key && redirected_before (m, &c, shown))
+    return FALSE;
   if (!redirect_send (m, target, head, &error))
     {
       g_autofree char *w = util_sanitize (error->message, 300);
@@ -416,7 +428,7 @@ filter_redirect (const FilterMessage *m, const char *target)
       return FALSE;
     }
   if (key)
-    deliver_dedupe_record (journal, key, REDIRECT_JOURNAL_SENDER, target);
+    journal_record (&c);
   g_message ("%s: <%s> sieve: redirected to <%s>", msg->id, rcpt->address, shown);
   return TRUE;
 }

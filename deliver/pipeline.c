@@ -280,20 +280,27 @@ deliver_pipeline_run (DeliverContext *ctx, const LmtpdConfig *config, const Deli
                       const DeliverRecipient *rcpt, DeliverShared *shared, DeliverStatus *status,
                       char **out_path)
 {
-  DeliverDedupe *dedupe = ctx->journal;
   const char *digest = deliver_spool_digest (msg->spool);
   g_autoptr (GError) error = NULL;
   g_autofree char *path = NULL;
+  Commit commit = { ctx->journal, digest, msg->sender, rcpt->address, FALSE, FALSE,
+                    g_get_monotonic_time () + (gint64) config->delivery_timeout * G_USEC_PER_SEC, NULL, FALSE,
+                    FALSE };
+  Delivery dv = { ctx, config, msg, rcpt, shared, &commit, status };
+  StateAnswer seen = journal_seen (&commit, ctx, config->duplicate_window, msg->id);
 
-  if (dedupe && digest && deliver_dedupe_seen (dedupe, digest, msg->sender, rcpt->address))
+  if (seen != STATE_NO)
     {
-      g_message ("%s: <%s> has this message already: duplicate not delivered", msg->id, rcpt->address);
-      deliver_status_set (status, 250, "2.0.0", "<%s> Saved (duplicate)", rcpt->original);
+      if (seen == STATE_YES)
+        {
+          g_message ("%s: <%s> has this message already: duplicate not delivered", msg->id, rcpt->address);
+          deliver_status_set (status, 250, "2.0.0", "<%s> Saved (duplicate)", rcpt->original);
+          return;
+        }
+      g_warning ("%s: <%s> shared state failing: 451 (on_error = tempfail)", msg->id, rcpt->address);
+      journal_failed_status (&commit, status, rcpt);
       return;
     }
-  Commit commit = { dedupe, digest, msg->sender, rcpt->address, FALSE, FALSE,
-                    g_get_monotonic_time () + (gint64) config->delivery_timeout * G_USEC_PER_SEC };
-  Delivery dv = { ctx, config, msg, rcpt, shared, &commit, status };
 
   run (&dv, &path, &error);
   if (error)
@@ -301,10 +308,11 @@ deliver_pipeline_run (DeliverContext *ctx, const LmtpdConfig *config, const Deli
       g_autofree char *why = util_sanitize (error->message, 512);
       g_warning ("%s: delivery to <%s> failed: %s", msg->id, rcpt->address, why);
     }
+  journal_failed_status (&commit, status, rcpt);
   if (status->code / 100 == 2)
     store_commit_record (&commit, NULL, TRUE);
   else if (commit.recorded)
-    deliver_dedupe_forget (dedupe, digest, msg->sender, rcpt->address);
+    journal_forget (&commit);
   if (out_path)
     *out_path = g_steal_pointer (&path);
 }

@@ -18,6 +18,9 @@ typedef struct {
   gboolean recorded;
   gboolean pending;         /* only the intent is written */
   gint64 deadline;          /* monotonic; past it nothing more is published */
+  StateStore *state;        /* the shared journal, or NULL: @dedupe */
+  gboolean state_failed;    /* PostgreSQL failed, on_error = tempfail: nothing more is published */
+  gboolean state_busy;      /* another node holds the key: likewise */
 } Commit;
 
 /* One recipient's delivery, as its steps share it. */
@@ -40,6 +43,19 @@ typedef struct {
   DeliverContent content;
   Commit *commit;
 } Store;
+
+/* ---- journal.c: the duplicate journal, shared or local ------------------- */
+
+/* Fills @c for @ctx; STATE_YES: the recipient has this message already;
+ * STATE_FAILED: PostgreSQL failed and on_error = tempfail (451 4.3.0).
+ * With on_error = local, a failure falls back to the local journal. */
+StateAnswer journal_seen (Commit *c, DeliverContext *ctx, guint window, const char *msg_id);
+/* The intent before the file appears; FALSE: it must not appear. */
+gboolean journal_intend (Commit *c, const char *path);
+void journal_record (Commit *c);
+void journal_forget (Commit *c);
+/* Sets 451 4.3.0 when the shared state failed. */
+void journal_failed_status (const Commit *c, DeliverStatus *status, const DeliverRecipient *rcpt);
 
 /* ---- store.c ----------------------------------------------------------------- */
 

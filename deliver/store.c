@@ -96,7 +96,8 @@ mbox_folder (const LmtpdConfig *config, const DeliverRecipient *rcpt, const char
 gboolean
 store_past_deadline (const Commit *c)
 {
-  return c && c->deadline && g_get_monotonic_time () > c->deadline;
+  /* the shared journal failing (on_error = tempfail) stops it as well */
+  return c && ((c->deadline && g_get_monotonic_time () > c->deadline) || c->state_failed || c->state_busy);
 }
 
 void
@@ -114,21 +115,22 @@ store_commit_record (gpointer data, const char *path, gboolean visible)
 
   if (!visible && store_past_deadline (c))
     return FALSE;
-  if (c == NULL || c->dedupe == NULL || c->digest == NULL)
+  if (c == NULL || (c->dedupe == NULL && c->state == NULL) || c->digest == NULL)
     return TRUE;
   if (!visible)
     {
       /* the intent, naming the file, just before it appears */
       if (!c->recorded && path)
         {
-          deliver_dedupe_intend (c->dedupe, c->digest, c->sender, c->address, path);
+          if (!journal_intend (c, path))
+            return FALSE;
           c->recorded = c->pending = TRUE;
         }
       return TRUE;
     }
   if (!c->recorded || c->pending)
     {
-      deliver_dedupe_record (c->dedupe, c->digest, c->sender, c->address);
+      journal_record (c);
       c->recorded = TRUE;
       c->pending = FALSE;
     }

@@ -10,6 +10,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "context.h"
 #include "filter.h"
 #include "lmtpd-util.h"
 
@@ -293,6 +294,41 @@ reply_period (const LmtpdConfig *config, const SieveVacation *v)
   return MIN (MAX (want, config->vacation_min_period), MAX (max, config->vacation_min_period));
 }
 
+/* The reply log's answer for this reply: NULL to send it (*@claimed: the
+ * shared log took it already), else why not.  The shared log failing
+ * with on_error = local uses the file; else no reply (fail closed). */
+static const char *
+reply_log_check (const FilterMessage *m, const SieveVacation *v, const FilterOutcome *outcome, ReplyLog *rl,
+                 char **log, gboolean *claimed)
+{
+  StateStore *shared = m->ctx ? m->ctx->state : NULL;
+  guint64 period = reply_period (m->config, v);
+  StateAnswer a;
+
+  *claimed = FALSE;
+  if (shared && period > 0)
+    {
+      a = state_vacation_claim (shared, m->rcpt->address, v->handle, m->msg->sender, period);
+      if (a == STATE_NO)
+        return "answered already";
+      *claimed = a == STATE_YES;
+      if (*claimed)
+        return NULL;
+      if (!state_store_fall_back (shared))
+        return "the shared reply log cannot be used";
+      g_warning ("%s: <%s> shared state failing: the local vacation log is used", m->msg->id, m->rcpt->address);
+    }
+  else if (shared)
+    return NULL;  /* every message answered: nothing to log */
+  *log = reply_log_path (m, outcome);
+  /* fail closed: without a working log, no reply (no loops, no floods) */
+  if (!reply_log_open (rl, *log, v->handle))
+    return "the reply log cannot be used";
+  if (period > 0 && reply_log_seen (rl, m->msg->sender))
+    return "answered already";
+  return NULL;
+}
+
 void
 filter_vacation (const FilterMessage *m, const SieveAction *action, const FilterOutcome *outcome)
 {
@@ -305,6 +341,7 @@ filter_vacation (const FilterMessage *m, const SieveAction *action, const Filter
   g_autoptr (GError) error = NULL;
   const char *why = NULL;
   ReplyLog rl = { -1, NULL, "" };
+  gboolean claimed = FALSE;
 
   g_ptr_array_add (mine, rcpt->original);
   g_ptr_array_add (mine, rcpt->address);
@@ -314,14 +351,7 @@ filter_vacation (const FilterMessage *m, const SieveAction *action, const Filter
   filter_view_init (&view, m);
   why = reply_forbidden (m, &view, (const char *const *) mine->pdata);
   if (why == NULL)
-    {
-      log = reply_log_path (m, outcome);
-      /* fail closed: without a working log, no reply (no loops, no floods) */
-      if (!reply_log_open (&rl, log, v->handle))
-        why = "the reply log cannot be used";
-      else if (reply_period (m->config, v) > 0 && reply_log_seen (&rl, msg->sender))
-        why = "answered already";
-    }
+    why = reply_log_check (m, v, outcome, &rl, &log, &claimed);
   if (why == NULL)
     text = reply_text (m->config, rcpt, action, filter_view_message (&view), msg->sender);
   filter_view_clear (&view);
@@ -331,11 +361,13 @@ filter_vacation (const FilterMessage *m, const SieveAction *action, const Filter
     {
       g_autofree char *w = util_sanitize (error->message, 300);
       g_warning ("%s: <%s> sieve: vacation reply to <%s> failed: %s", msg->id, rcpt->address, msg->sender, w);
+      if (claimed)
+        state_vacation_release (m->ctx->state, rcpt->address, v->handle, msg->sender);
     }
   else
     {
-      reply_log_record (&rl, log, msg->sender, reply_period (m->config, v));
-      reply_log_close (&rl);
+      if (rl.kept)
+        reply_log_record (&rl, log, msg->sender, reply_period (m->config, v));
       g_message ("%s: <%s> sieve: vacation reply sent to <%s>", msg->id, rcpt->address, msg->sender);
     }
   reply_log_close (&rl);

@@ -30,7 +30,13 @@ typedef struct {
 /* Replaces the source ([cluster] nodes by default); @src NULL restores it. */
 void lmtp_nodes_set_source (const LmtpNodeSource *src, gpointer self);
 
-/* Whether @config makes this node part of a cluster ([cluster] node_name). */
+/* lmtp-nodes-registry.c: the nodes table of the shared state, for
+ * [cluster] nodes = pgsql (@state NULL: back to [cluster] nodes). */
+typedef struct StateStore StateStore;
+void lmtp_nodes_use_registry (StateStore *state);
+
+/* Whether @config makes this node part of a cluster ([cluster] node_name
+ * and nodes). */
 gboolean lmtp_nodes_enabled (const LmtpdConfig *config);
 
 typedef enum {

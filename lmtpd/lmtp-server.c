@@ -23,6 +23,7 @@
 #include <gio/gunixsocketaddress.h>
 
 #include "deliver.h"
+#include "lmtp-nodes.h"
 #include "lmtp-private.h"
 #include "lmtp-reply.h"
 
@@ -486,6 +487,12 @@ lmtp_server_start (LmtpServer *server, GError **error)
 {
   if (!deliver_context_open_journal (server->ctx, server->config, error))
     return FALSE;
+  /* the nodes table's heartbeat and the expiry of old rows: a thread of
+   * the shared state's, never this loop */
+  state_heartbeat_start (deliver_context_state (server->ctx), server->config);
+  /* [cluster] nodes = pgsql: the nodes table is the node list */
+  if (g_strcmp0 (server->config->cluster_nodes, LMTPD_CLUSTER_NODES_PGSQL) == 0)
+    lmtp_nodes_use_registry (deliver_context_state (server->ctx));
   g_socket_service_start (server->service);
   server->memory_timer = g_timeout_add_seconds (1, memory_watch_cb, server);
   return TRUE;

@@ -22,6 +22,7 @@
 #include <glib-unix.h>
 
 #include "deliver.h"
+#include "lmtpd-state.h"
 #include "lmtpd-util.h"
 #include "lmtpd.h"
 
@@ -343,7 +344,7 @@ typedef struct {
   char *config_path, *mail_root;
   char **listen;
   char **lookup;
-  gboolean check, probe, version;
+  gboolean check, probe, version, init_db;
 } Options;
 
 static void
@@ -375,6 +376,8 @@ parse_options (Options *o, gboolean *debug, int *argc, char ***argv)
     { "lookup", 0, 0, G_OPTION_ARG_STRING_ARRAY, &o->lookup,
       "Print what delivery would do for ADDRESS and exit (0 deliverable, 67 unknown, 75 try later)", "ADDRESS" },
     { "version", 'V', 0, G_OPTION_ARG_NONE, &o->version, "Print the version", NULL },
+    { "init-db", 0, 0, G_OPTION_ARG_NONE, &o->init_db,
+      "Create or migrate the shared state's schema in PostgreSQL ([state]) and exit", NULL },
     { NULL }
   };
 
@@ -563,6 +566,22 @@ lookup_addresses (LmtpdConfig *config, char **addresses)
   return worst < 400 ? 0 : worst < 500 ? 75 /* EX_TEMPFAIL */ : 67 /* EX_NOUSER */;
 }
 
+/* --init-db: [state]'s PostgreSQL (else [users]'s), schema made or
+ * brought up to date; 75 when the database cannot be reached. */
+static int
+init_db (const LmtpdConfig *config)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (!state_init_db (config, &error))
+    {
+      fprintf (stderr, "lmtpd: --init-db: %s\n", error->message);
+      return 75; /* EX_TEMPFAIL */
+    }
+  printf ("lmtpd: the shared state's schema is up to date\n");
+  return 0;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -595,6 +614,8 @@ main (int argc, char **argv)
     }
   if (o.lookup)
     return lookup_addresses (config, o.lookup);
+  if (o.init_db)
+    return init_db (config);
   signal (SIGPIPE, SIG_IGN);
   d.ctx = deliver_context_new ();
   deliver_context_set_callout_observer (d.ctx, lmtp_metrics_callout);
