@@ -3,6 +3,7 @@
  * heartbeat thread last read, as LmtpNode, taken on the main loop without
  * waiting on the database.  A node the table does not show yet (before the
  * first read) is simply not there: with no node up, this one delivers.
+ * Hashing follows the state lmtpctl set (drain, down), not the heartbeat.
  */
 #include "config.h"
 
@@ -36,8 +37,11 @@ node_from_state (const StateNode *s)
 
   n->name = g_strdup (s->name);
   n->address = g_strconcat ("inet:", s->address, NULL);
-  n->state = s->state == STATE_NODE_UP ? LMTP_NODE_UP : s->state == STATE_NODE_DRAINING ? LMTP_NODE_DRAINING
-                                                                                           : LMTP_NODE_DOWN;
+  /* the state lmtpctl set, not the heartbeat's: a node that stopped
+   * beating keeps its users (their mail waits, 451, until it is back: its
+   * disk holds their mailboxes); one drained or set down gives them up */
+  n->state = s->set == STATE_NODE_UP ? LMTP_NODE_UP : s->set == STATE_NODE_DRAINING ? LMTP_NODE_DRAINING
+                                                                                     : LMTP_NODE_DOWN;
   n->weight = 1;
   return n;
 }
