@@ -381,10 +381,12 @@ redirected_before (const FilterMessage *m, Commit *c, const char *shown)
 {
   StateAnswer seen = journal_seen (c, m->ctx, m->config->duplicate_window, m->msg->id);
 
-  if (seen != STATE_NO)
-    g_message ("%s: <%s> sieve: %s <%s>: not again; kept instead", m->msg->id, m->rcpt->address,
-               seen == STATE_YES ? "redirected before to" : "the shared journal cannot tell, no redirect to",
+  if (seen == STATE_YES)
+    g_message ("%s: <%s> sieve: redirected to <%s> before: not again; kept instead", m->msg->id, m->rcpt->address,
                shown);
+  else if (seen != STATE_NO)
+    g_message ("%s: <%s> sieve: the shared journal cannot tell whether <%s> had it: no redirect; kept instead",
+               m->msg->id, m->rcpt->address, shown);
   return seen != STATE_NO;
 }
 
