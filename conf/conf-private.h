@@ -167,6 +167,21 @@ void conf_load_users_map (ConfLoader *ld, GKeyFile *kf, const char *group, const
 void conf_load_rewrite_map (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s,
                             gpointer base);
 void conf_rewrite_free (gpointer p);
+/* settings.c: an empty value is no value */
+void conf_check_empty_is_unset (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
+/* [users] (users-settings.c): checks and loaders of the table's rows */
+void conf_load_domains (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
+void conf_check_socket_path (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
+void conf_check_dovecot_socket (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
+void conf_check_dovecot_name (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
+void conf_check_postmaster (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
+void conf_check_ldap_uris (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
+void conf_check_ldap_base (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
+void conf_check_ldap_filter (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
+void conf_check_ldap_attribute (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
+void conf_check_readable_file (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
+void conf_check_ldap_password_file (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
+
 void conf_user_free (gpointer p);
 
 void conf_load_opes_system (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);

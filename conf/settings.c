@@ -48,8 +48,8 @@ check_hostname (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetti
 }
 
 /* "key =" with nothing: as if not set */
-static void
-check_empty_is_unset (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+void
+conf_check_empty_is_unset (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
 {
   char **v = &CONF_FIELD (base, s, char *);
 
@@ -130,7 +130,7 @@ check_listen_spec (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSe
 static void
 check_metrics_listen (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
 {
-  check_empty_is_unset (ld, kf, group, s, base);
+  conf_check_empty_is_unset (ld, kf, group, s, base);
   check_listen_spec (ld, kf, group, s, base);
 }
 
@@ -145,7 +145,7 @@ check_cluster_nodes (ConfLoader *ld, GKeyFile *kf, const char *group, const Conf
   g_auto (GStrv) items = NULL;
   g_autoptr (GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
 
-  check_empty_is_unset (ld, kf, group, s, base);
+  conf_check_empty_is_unset (ld, kf, group, s, base);
   if (c->cluster_nodes == NULL || strcmp (c->cluster_nodes, LMTPD_CLUSTER_NODES_PGSQL) == 0)
     return;
   items = g_strsplit (c->cluster_nodes, ";", -1);
@@ -173,6 +173,38 @@ check_cluster_nodes (ConfLoader *ld, GKeyFile *kf, const char *group, const Conf
   if (c->cluster_node_name == NULL || !g_hash_table_contains (seen, c->cluster_node_name))
     conf_problem (ld, group, s->key, "node_name '%s' is not one of the nodes",
                   c->cluster_node_name ? c->cluster_node_name : "");
+}
+
+/* [cluster] lmtp_address: HOST:PORT ([v6]:PORT), a real port; a node
+ * with a name must say where it is reached. */
+static void
+check_lmtp_address (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  LmtpdConfig *c = base;
+  g_autoptr (GError) err = NULL;
+  g_autofree char *spec = NULL;
+  LmtpdListen *l;
+
+  gboolean registry = g_strcmp0 (c->cluster_nodes, LMTPD_CLUSTER_NODES_PGSQL) == 0;
+
+  if (registry && c->state_backend != LMTPD_STATE_PGSQL)
+    conf_problem (ld, group, "nodes", "pgsql (the nodes table) needs [state] backend = pgsql");
+  if (c->cluster_lmtp_address == NULL)
+    {
+      /* the heartbeat says where this node is */
+      if (c->cluster_node_name && c->state_backend == LMTPD_STATE_PGSQL)
+        conf_problem (ld, group, s->key, "node_name is set: say where the other nodes reach this one (HOST:PORT)");
+      return;
+    }
+  spec = g_strconcat ("inet:", c->cluster_lmtp_address, NULL);
+  if ((l = lmtpd_listen_parse (spec, &err)) == NULL)
+    conf_problem (ld, group, s->key, "'%s' is not HOST:PORT", c->cluster_lmtp_address);
+  else
+    {
+      if (l->port == 0)
+        conf_problem (ld, group, s->key, "needs a port other than 0");
+      lmtpd_listen_free (l);
+    }
 }
 
 /* ---- [delivery], [mailboxes] -------------------------------------------- */
@@ -281,251 +313,6 @@ static const ConfChoices state_on_error_choices = {
   FALSE, "tempfail or local", { { "tempfail", FALSE }, { "local", TRUE }, { NULL, 0 } },
 };
 
-/* [cluster] lmtp_address: HOST:PORT ([v6]:PORT), a real port; a node
- * with a name must say where it is reached. */
-static void
-check_lmtp_address (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
-{
-  LmtpdConfig *c = base;
-  g_autoptr (GError) err = NULL;
-  g_autofree char *spec = NULL;
-  LmtpdListen *l;
-
-  gboolean registry = g_strcmp0 (c->cluster_nodes, LMTPD_CLUSTER_NODES_PGSQL) == 0;
-
-  if (registry && c->state_backend != LMTPD_STATE_PGSQL)
-    conf_problem (ld, group, "nodes", "pgsql (the nodes table) needs [state] backend = pgsql");
-  if (c->cluster_lmtp_address == NULL)
-    {
-      /* the heartbeat says where this node is */
-      if (c->cluster_node_name && c->state_backend == LMTPD_STATE_PGSQL)
-        conf_problem (ld, group, s->key, "node_name is set: say where the other nodes reach this one (HOST:PORT)");
-      return;
-    }
-  spec = g_strconcat ("inet:", c->cluster_lmtp_address, NULL);
-  if ((l = lmtpd_listen_parse (spec, &err)) == NULL)
-    conf_problem (ld, group, s->key, "'%s' is not HOST:PORT", c->cluster_lmtp_address);
-  else
-    {
-      if (l->port == 0)
-        conf_problem (ld, group, s->key, "needs a port other than 0");
-      lmtpd_listen_free (l);
-    }
-}
-
-/* ---- [users] ------------------------------------------------------------ */
-
-static void
-load_domains (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
-{
-  LmtpdConfig *c = base;
-  g_auto (GStrv) domains = g_key_file_get_string_list (kf, group, s->key, NULL, NULL);
-
-  if (domains)
-    {
-      g_strfreev (c->domains);
-      c->domains = conf_clean_list (domains, TRUE);
-    }
-  else if (c->users_map)
-    {
-      /* A users map alone means: only the users in it. */
-      g_strfreev (c->domains);
-      c->domains = NULL;
-    }
-}
-
-/* backend dovecot needs the socket; a UNIX socket path fits in sun_path */
-/* [users] dovecot_auth_socket: optional, a socket path if set. */
-static void
-check_socket_path (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
-{
-  const char *path;
-
-  check_empty_is_unset (ld, kf, group, s, base);
-  path = CONF_FIELD (base, s, char *);
-  if (path && strlen (path) >= 108)
-    conf_problem (ld, group, s->key, "'%s' is too long for a UNIX socket path", path);
-  for (const guchar *p = (const guchar *) path; p && *p; p++)
-    if (*p < 0x20 || *p == 0x7f)
-      {
-        conf_problem (ld, group, s->key, "the socket path has a control character");
-        break;
-      }
-}
-
-static void
-check_dovecot_socket (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
-{
-  LmtpdConfig *c = base;
-
-  check_empty_is_unset (ld, kf, group, s, base);
-  if (c->users_dovecot_socket == NULL)
-    {
-      if (c->users_backend_kind == LMTPD_USERS_DOVECOT)
-        conf_problem (ld, group, s->key, "backend dovecot needs the path of Dovecot's auth-userdb socket");
-      return;
-    }
-  if (strlen (c->users_dovecot_socket) >= 108)
-    conf_problem (ld, group, s->key, "'%s' is too long for a UNIX socket path", c->users_dovecot_socket);
-  for (const guchar *p = (const guchar *) c->users_dovecot_socket; *p; p++)
-    if (*p < 0x20 || *p == 0x7f)
-      {
-        conf_problem (ld, group, s->key, "the socket path has a control character");
-        break;
-      }
-}
-
-/* a service or field name goes into the protocol as is: letters, digits,
- * '_', '-' and '.' only (no tab, no '=') */
-static void
-check_dovecot_name (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
-{
-  const char *v = CONF_FIELD (base, s, char *);
-
-  if (v == NULL || v[0] == '\0' || strlen (v) > 64)
-    {
-      conf_problem (ld, group, s->key, "must be a name of 1 to 64 characters");
-      return;
-    }
-  for (const char *p = v; *p; p++)
-    if (!g_ascii_isalnum (*p) && !strchr ("_-.", *p))
-      {
-        conf_problem (ld, group, s->key, "'%s' may hold only letters, digits, '_', '-' and '.'", v);
-        return;
-      }
-}
-
-static void
-check_postmaster (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
-{
-  LmtpdConfig *c = base;
-  char *lower;
-
-  if (c->postmaster == NULL)
-    return;
-  lower = g_ascii_strdown (c->postmaster, -1);
-  g_free (c->postmaster);
-  c->postmaster = lower;
-  if (!conf_address_is_sane (lower))
-    conf_problem (ld, group, s->key, "'%s' is not an address", lower);
-  else if (!lmtpd_config_lookup_user (c, lower, NULL))
-    conf_problem (ld, group, s->key, "'%s' is not a known user", lower);
-}
-
-/* ---- [users] ldap_* ------------------------------------------------------- */
-
-static gboolean
-ldap_backend (gpointer base)
-{
-  return ((LmtpdConfig *) base)->users_backend_kind == LMTPD_USERS_LDAP;
-}
-
-/* URIs separated by blanks or ';', each ldap://, ldaps:// or ldapi://;
- * required by the ldap backend. */
-static void
-check_ldap_uris (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
-{
-  const char *uris = CONF_FIELD (base, s, char *);
-  g_auto (GStrv) items = NULL;
-  guint n = 0;
-
-  check_empty_is_unset (ld, kf, group, s, base);
-  uris = CONF_FIELD (base, s, char *);
-  if (uris == NULL)
-    {
-      if (ldap_backend (base))
-        conf_problem (ld, group, s->key, "backend = ldap needs the server's URIs");
-      return;
-    }
-  items = g_strsplit_set (uris, "; \t", -1);
-  for (guint i = 0; items[i]; i++)
-    {
-      if (items[i][0] == '\0')
-        continue;
-      n++;
-      if (!g_str_has_prefix (items[i], "ldap://") && !g_str_has_prefix (items[i], "ldaps://")
-          && !g_str_has_prefix (items[i], "ldapi://"))
-        conf_problem (ld, group, s->key, "'%s' is not an ldap://, ldaps:// or ldapi:// URI", items[i]);
-    }
-  if (n == 0 || n > 16)
-    conf_problem (ld, group, s->key, "give 1 to 16 URIs");
-}
-
-static void
-check_ldap_base (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
-{
-  if (CONF_FIELD (base, s, char *) == NULL && ldap_backend (base))
-    conf_problem (ld, group, s->key, "backend = ldap needs the search base");
-}
-
-/* A filter template: in parentheses, balanced, escapes %u %n %d %% only. */
-static void
-check_ldap_filter (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
-{
-  const char *f = CONF_FIELD (base, s, char *);
-  int depth = 0;
-
-  for (const char *p = f; *p; p++)
-    {
-      if (*p == '%' && (p[1] == '\0' || !strchr ("und%", p[1])))
-        {
-          conf_problem (ld, group, s->key, "unknown escape in '%s' (use %%u, %%n, %%d or %%%%)", f);
-          return;
-        }
-      if (*p == '%')
-        p++;
-      else if (*p == '(')
-        depth++;
-      else if (*p == ')' && --depth < 0)
-        break;
-    }
-  if (f[0] != '(' || depth != 0 || f[strlen (f) - 1] != ')')
-    conf_problem (ld, group, s->key, "'%s' is not a filter in balanced parentheses", f);
-}
-
-/* An attribute name (or an OID); empty: the attribute is not read. */
-static void
-check_ldap_attribute (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
-{
-  const char *a;
-
-  check_empty_is_unset (ld, kf, group, s, base);
-  a = CONF_FIELD (base, s, char *);
-  if (a == NULL)
-    return;
-  for (const char *p = a; *p; p++)
-    if (!g_ascii_isalnum (*p) && *p != '-' && *p != '.' && *p != ';')
-      {
-        conf_problem (ld, group, s->key, "'%s' is not an attribute name", a);
-        return;
-      }
-  if (strlen (a) > 128)
-    conf_problem (ld, group, s->key, "'%s' is too long for an attribute name", a);
-}
-
-static void
-check_readable_file (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
-{
-  const char *path;
-
-  check_empty_is_unset (ld, kf, group, s, base);
-  path = CONF_FIELD (base, s, char *);
-  if (path && !g_file_test (path, G_FILE_TEST_IS_REGULAR))
-    conf_problem (ld, group, s->key, "'%s' is not a readable file", path);
-}
-
-static void
-check_ldap_password_file (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
-{
-  LmtpdConfig *c = base;
-
-  check_readable_file (ld, kf, group, s, base);
-  if (c->ldap_bind_dn && c->ldap_bind_dn[0] && c->ldap_bind_password_file == NULL)
-    conf_problem (ld, group, s->key, "ldap_bind_dn needs a password file");
-  else if ((c->ldap_bind_dn == NULL || c->ldap_bind_dn[0] == '\0') && c->ldap_bind_password_file)
-    conf_problem (ld, group, s->key, "a password file needs ldap_bind_dn");
-}
-
 /* ---- [sieve] ------------------------------------------------------------ */
 
 static void
@@ -626,7 +413,7 @@ check_srs (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s
   LmtpdConfig *c = base;
   g_autofree char *text = NULL;
 
-  check_empty_is_unset (ld, kf, group, s, base);
+  conf_check_empty_is_unset (ld, kf, group, s, base);
   if (c->srs_secret_file && (!g_file_get_contents (c->srs_secret_file, &text, NULL, NULL) || strchr ("\r\n", text[0])))
     conf_problem (ld, group, s->key, "'%s' is not a readable file whose first line is the secret",
                   c->srs_secret_file);
@@ -658,7 +445,7 @@ static const ConfSetting main_rows[] = {
     .doc = "seconds a client may be idle" },
   { "server", "shutdown_timeout", CONF_UINT, CFG (shutdown_timeout), .def = 30, .min = 0, .max = 3600,
     .doc = "seconds transactions get to finish at SIGTERM" },
-  { "server", "user", CONF_STRING, CFG (user), .needs_restart = TRUE, .check = check_empty_is_unset,
+  { "server", "user", CONF_STRING, CFG (user), .needs_restart = TRUE, .check = conf_check_empty_is_unset,
     .doc = "the account to switch to after binding" },
   { "server", "delivery_threads", CONF_UINT, CFG (delivery_threads), .def = 64, .min = 1, .max = 1024,
     .doc = "worker threads for deliveries and callouts" },
@@ -742,54 +529,54 @@ static const ConfSetting main_rows[] = {
   { "users", "pgsql_password_query", CONF_STRING, CFG (users_pgsql_password_query),
     .check = conf_check_pgsql_query,
     .doc = "backend pgsql: ManageSieve logins, the query whose first column is the password hash ($1 $2 $3)" },
-  { "users", "dovecot_socket", CONF_STRING, CFG (users_dovecot_socket), .check = check_dovecot_socket,
+  { "users", "dovecot_socket", CONF_STRING, CFG (users_dovecot_socket), .check = conf_check_dovecot_socket,
     .doc = "Dovecot's auth-userdb socket (backend dovecot)" },
-  { "users", "dovecot_auth_socket", CONF_STRING, CFG (users_dovecot_auth_socket), .check = check_socket_path,
+  { "users", "dovecot_auth_socket", CONF_STRING, CFG (users_dovecot_auth_socket), .check = conf_check_socket_path,
     .doc = "Dovecot's auth-client socket, for ManageSieve logins with backend dovecot" },
   { "users", "dovecot_service", CONF_STRING, CFG (users_dovecot_service), .def_text = "lmtp",
-    .check = check_dovecot_name, .doc = "the service named in Dovecot's USER lookup" },
+    .check = conf_check_dovecot_name, .doc = "the service named in Dovecot's USER lookup" },
   { "users", "dovecot_user_key", CONF_CHOICE, CFG (users_dovecot_local), .def = FALSE,
     .choices = &dovecot_user_key_choices, .doc = "what Dovecot is asked for: address or localpart" },
   { "users", "dovecot_sieve_field", CONF_STRING, CFG (users_dovecot_sieve_field), .def_text = "sieve",
-    .check = check_dovecot_name, .doc = "the userdb field naming the user's Sieve script" },
+    .check = conf_check_dovecot_name, .doc = "the userdb field naming the user's Sieve script" },
   { "users", "dovecot_settings_prefix", CONF_STRING, CFG (users_dovecot_settings_prefix),
-    .def_text = "lmtpd_setting_", .check = check_dovecot_name,
+    .def_text = "lmtpd_setting_", .check = conf_check_dovecot_name,
     .doc = "userdb fields so prefixed are per-recipient settings for the services" },
-  { "users", "domains", CONF_LIST, CFG (domains), .def_text = "*", .load = load_domains,
+  { "users", "domains", CONF_LIST, CFG (domains), .def_text = "*", .load = conf_load_domains,
     .doc = "any local part of these domains is a user (*: any domain)" },
-  { "users", "postmaster", CONF_STRING, CFG (postmaster), .check = check_postmaster,
+  { "users", "postmaster", CONF_STRING, CFG (postmaster), .check = conf_check_postmaster,
     .doc = "where a bare <postmaster> goes" },
-  { "users", "ldap_uris", CONF_STRING, CFG (ldap_uris), .check = check_ldap_uris,
+  { "users", "ldap_uris", CONF_STRING, CFG (ldap_uris), .check = conf_check_ldap_uris,
     .doc = "backend ldap: the servers' URIs, tried in order" },
-  { "users", "ldap_base", CONF_STRING, CFG (ldap_base), .check = check_ldap_base, .doc = "the search base" },
+  { "users", "ldap_base", CONF_STRING, CFG (ldap_base), .check = conf_check_ldap_base, .doc = "the search base" },
   { "users", "ldap_scope", CONF_CHOICE, CFG (ldap_scope), .def = LMTPD_LDAP_SCOPE_SUB,
     .choices = &ldap_scope_choices, .doc = "sub, one or base" },
   { "users", "ldap_bind_dn", CONF_STRING, CFG (ldap_bind_dn), .doc = "the DN to bind as (none: anonymous)" },
   { "users", "ldap_bind_password_file", CONF_STRING, CFG (ldap_bind_password_file),
-    .check = check_ldap_password_file, .doc = "the file holding its password" },
+    .check = conf_check_ldap_password_file, .doc = "the file holding its password" },
   { "users", "ldap_starttls", CONF_CHOICE, CFG (ldap_starttls), .def = FALSE, .choices = &yes_no_choices, .doc = "StartTLS on ldap:// URIs" },
-  { "users", "ldap_tls_ca_file", CONF_STRING, CFG (ldap_tls_ca_file), .check = check_readable_file,
+  { "users", "ldap_tls_ca_file", CONF_STRING, CFG (ldap_tls_ca_file), .check = conf_check_readable_file,
     .doc = "CA certificates for StartTLS and ldaps://" },
-  { "users", "ldap_filter", CONF_STRING, CFG (ldap_filter), .def_text = "(mail=%u)", .check = check_ldap_filter,
+  { "users", "ldap_filter", CONF_STRING, CFG (ldap_filter), .def_text = "(mail=%u)", .check = conf_check_ldap_filter,
     .doc = "the search filter; %u %n %d are escaped" },
   { "users", "ldap_mailbox_attribute", CONF_STRING, CFG (ldap_mailbox_attribute), .def_text = "mailMessageStore",
-    .check = check_ldap_attribute, .doc = "the mailbox spec" },
+    .check = conf_check_ldap_attribute, .doc = "the mailbox spec" },
   { "users", "ldap_quota_attribute", CONF_STRING, CFG (ldap_quota_attribute), .def_text = "mailQuota",
-    .check = check_ldap_attribute, .doc = "quota in bytes (or 10M)" },
+    .check = conf_check_ldap_attribute, .doc = "quota in bytes (or 10M)" },
   { "users", "ldap_quota_messages_attribute", CONF_STRING, CFG (ldap_quota_messages_attribute),
-    .def_text = "mailQuotaMessages", .check = check_ldap_attribute, .doc = "quota in messages" },
+    .def_text = "mailQuotaMessages", .check = conf_check_ldap_attribute, .doc = "quota in messages" },
   { "users", "ldap_sieve_attribute", CONF_STRING, CFG (ldap_sieve_attribute), .def_text = "mailSieveScript",
-    .check = check_ldap_attribute, .doc = "the Sieve script path" },
+    .check = conf_check_ldap_attribute, .doc = "the Sieve script path" },
   { "users", "ldap_enabled_attribute", CONF_STRING, CFG (ldap_enabled_attribute), .def_text = "accountStatus",
-    .check = check_ldap_attribute, .doc = "enabled if absent or ldap_enabled_value" },
+    .check = conf_check_ldap_attribute, .doc = "enabled if absent or ldap_enabled_value" },
   { "users", "ldap_enabled_value", CONF_STRING, CFG (ldap_enabled_value), .def_text = "active",
     .doc = "the value that means enabled" },
   { "users", "ldap_alias_attribute", CONF_STRING, CFG (ldap_alias_attribute), .def_text = "mailForwardingAddress",
-    .check = check_ldap_attribute, .doc = "an alias's target address" },
+    .check = conf_check_ldap_attribute, .doc = "an alias's target address" },
   { "users", "ldap_settings_attribute", CONF_STRING, CFG (ldap_settings_attribute),
-    .def_text = "mailRecipientSetting", .check = check_ldap_attribute, .doc = "\"Name: value\" for the services" },
+    .def_text = "mailRecipientSetting", .check = conf_check_ldap_attribute, .doc = "\"Name: value\" for the services" },
   { "users", "ldap_host_attribute", CONF_STRING, CFG (ldap_host_attribute), .def_text = "mailHost",
-    .check = check_ldap_attribute, .doc = "the node holding the mailbox" },
+    .check = conf_check_ldap_attribute, .doc = "the node holding the mailbox" },
 
   { "opes", "system", CONF_STRING, CFG (opes_system), .load = conf_load_opes_system,
     .doc = "URI naming this OPES system in traces" },
@@ -858,7 +645,7 @@ static const ConfSetting main_rows[] = {
   { "managesieve", "max_auth_failures", CONF_UINT, CFG (managesieve_max_auth_failures), .def = 3, .min = 1,
     .max = 100, .doc = "failed logins a connection before BYE (each answered after a delay)" },
   /* [cluster]: per-recipient LMTP proxying (docs/cluster.md) */
-  { "cluster", "node_name", CONF_STRING, CFG (cluster_node_name), .check = check_empty_is_unset,
+  { "cluster", "node_name", CONF_STRING, CFG (cluster_node_name), .check = conf_check_empty_is_unset,
     .needs_restart = TRUE, .doc = "this node's name in [cluster] nodes and the nodes table (unset: not in a cluster)" },
   { "cluster", "nodes", CONF_STRING, CFG (cluster_nodes), .check = check_cluster_nodes,
     .doc = "NAME=inet:HOST:PORT;NAME=unix:PATH;...: the nodes and their LMTP listeners, or pgsql: the nodes "
