@@ -167,7 +167,7 @@ void conf_load_users_map (ConfLoader *ld, GKeyFile *kf, const char *group, const
 void conf_load_rewrite_map (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s,
                             gpointer base);
 void conf_rewrite_free (gpointer p);
-/* settings.c: an empty value is no value */
+/* conf-values.c: an empty value is no value (a check of the table's rows) */
 void conf_check_empty_is_unset (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);
 /* [users] (users-settings.c): checks and loaders of the table's rows */
 void conf_load_domains (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base);

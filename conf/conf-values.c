@@ -279,3 +279,13 @@ conf_listen_list_text (const GPtrArray *listen)
     }
   return g_string_free (out, FALSE);
 }
+
+/* "key =" with nothing: as if not set */
+void
+conf_check_empty_is_unset (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
+{
+  char **v = &CONF_FIELD (base, s, char *);
+
+  if (*v && (*v)[0] == '\0')
+    g_clear_pointer (v, g_free);
+}

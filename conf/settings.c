@@ -47,16 +47,6 @@ check_hostname (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetti
     conf_problem (ld, group, s->key, "'%s' is not a host name", h);
 }
 
-/* "key =" with nothing: as if not set */
-void
-conf_check_empty_is_unset (ConfLoader *ld, GKeyFile *kf, const char *group, const ConfSetting *s, gpointer base)
-{
-  char **v = &CONF_FIELD (base, s, char *);
-
-  if (*v && (*v)[0] == '\0')
-    g_clear_pointer (v, g_free);
-}
-
 /* [server] xforward_hosts: CIDR blocks or addresses, and "local" for the
  * UNIX sockets, separated by ';', ',' or blanks. */
 static void
