@@ -14,8 +14,10 @@ others are hashed (lmtpd/lmtp-nodes.c, fnv_owner here).
 - PostgreSQL stopped mid-load: tempfail holds, nothing lost or twice; it
   comes back without restarting lmtpd."""
 
+import collections
 import itertools
 import random
+import re
 import signal
 import threading
 import time
@@ -178,6 +180,8 @@ class ClusterTest(unittest.TestCase):
         time.sleep(2.5)
         self.assertRegex(self.nodes["n1"].ctl("node", "list").stdout, r"n3\s+\S+\s+down\s+up")
         replies.update(self.load(["n1", "n2"], 10, "late", 200))
+        print("# n3 killed: %s" % ", ".join("%d %s" % (n, c) for c, n in sorted(collections.Counter(
+            r[:9] for r in replies.values()).items())))
         for (tag, u), r in replies.items():
             if owner(u) == "n3":
                 self.assertRegex(r, r"^(250|451 4\.4\.[12]) ", (tag, u))
@@ -248,7 +252,7 @@ class ClusterTest(unittest.TestCase):
             self.assertTrue(wait_for(lambda: len(replies) >= 40, 60))
             self.pg.stop()
         replies = self.load(NAMES, 40, "p", 300, stop)
-        codes = {r[:9] for r in replies.values()}
+        codes = collections.Counter(r[:9] for r in replies.values())
         self.assertIn("451 4.3.0", codes)
         self.assertTrue({c[:3] for c in codes} <= {"250", "451"}, codes)
         got = self.copies()
@@ -261,6 +265,9 @@ class ClusterTest(unittest.TestCase):
         self.assert_each_once_on_owner({k: owner(k[1]) for k in replies})
         self.assertEqual({n: d.proc.pid for n, d in self.nodes.items()}, pids)
         self.assertTrue(any("PostgreSQL answers again" in d.read_log() for d in self.nodes.values()))
+        self.assertTrue(wait_for(lambda: len(re.findall(r"\s+up\s+up\s+\ds ago",
+                                                        self.nodes["n1"].ctl("node", "list").stdout)) == 3, 8))
+        print("# PostgreSQL stopped: %s" % ", ".join("%d %s" % (n, c) for c, n in sorted(codes.items())))
 
     def test_node_restarted_while_pgsql_down(self):
         """A node that has not read the nodes table yet does not know who
