@@ -223,9 +223,9 @@ class ClusterTest(unittest.TestCase):
         r = self.nodes["n1"].ctl("node", "drain", "n2")
         self.assertEqual((r.returncode, r.stdout), (0, "n2: draining\n"))
         t0 = time.monotonic()
-        self.assertTrue(wait_for(lambda: settled(after), 8))
+        self.assertTrue(wait_for(lambda: settled(after), 10))
         drained = time.monotonic() - t0
-        self.assertLess(drained, 6)
+        self.assertLess(drained, 8)
         print("# drain effective on every node within %.1f s" % drained)
         got = self.copies()
         last = "d%d" % (next(rounds) - 1)
@@ -239,8 +239,8 @@ class ClusterTest(unittest.TestCase):
         r = self.nodes["n3"].ctl("node", "up", "n2")
         self.assertEqual(r.returncode, 0, r.stderr)
         t0 = time.monotonic()
-        self.assertTrue(wait_for(lambda: settled({u: owner(u) for u in USERS}), 8))
-        self.assertLess(time.monotonic() - t0, 6)
+        self.assertTrue(wait_for(lambda: settled({u: owner(u) for u in USERS}), 10))
+        self.assertLess(time.monotonic() - t0, 8)
         # every copy on the owner of its moment, none twice
         for k, v in self.copies().items():
             self.assertIn(v, ([owner(k[1])], [after[k[1]]]), k)
