@@ -1,8 +1,9 @@
 /* lmtp-nodes-registry.c - the node list from PostgreSQL's nodes table
  * (state/, [cluster] node_name without [cluster] nodes): the list the
  * heartbeat thread last read, as LmtpNode, taken on the main loop without
- * waiting on the database.  A node the table does not show yet (before the
- * first read) is simply not there: with no node up, this one delivers.
+ * waiting on the database.  Before the first read (PostgreSQL down when
+ * lmtpd started, or not answered yet) there is no list and no owner: 451.
+ * A node the table does not show yet is simply not there.
  * Hashing follows the state lmtpctl set (drain, down), not the heartbeat.
  */
 #include "config.h"
@@ -56,7 +57,9 @@ registry_list (gpointer self, const LmtpdConfig *config)
   if (r->nodes && now - r->built < REBUILD_US)
     return r->nodes;
   cached = state_nodes_cached (r->state);
-  if (cached || r->nodes == NULL)
+  if (cached == NULL && r->nodes == NULL)
+    return NULL;
+  if (cached)
     {
       g_clear_pointer (&r->nodes, g_ptr_array_unref);
       r->nodes = g_ptr_array_new_with_free_func (node_free);

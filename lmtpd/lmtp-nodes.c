@@ -176,6 +176,9 @@ lmtp_nodes_owner (const LmtpdConfig *config, const char *address, const char *ho
   if (!lmtp_nodes_enabled (config))
     return LMTP_OWNER_LOCAL;
   nodes = source->list (source_self, config);
+  /* delivered here, another node's user would land on the wrong disk */
+  if (nodes == NULL)
+    return LMTP_OWNER_NO_LIST;
   n = host ? node_named (nodes, host) : node_hashed (nodes, address);
   if (n == NULL && host)
     return LMTP_OWNER_UNKNOWN_HOST;

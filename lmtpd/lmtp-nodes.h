@@ -22,7 +22,8 @@ typedef struct {
 
 /* Where the nodes come from.  list() is called for every proxied RCPT,
  * so it must answer from memory: the nodes in a stable order (any), this
- * node among them, borrowed until control returns to the main loop. */
+ * node among them, borrowed until control returns to the main loop;
+ * NULL while the source has no list yet (the nodes table not read). */
 typedef struct {
   const GPtrArray *(*list) (gpointer self, const LmtpdConfig *config);
 } LmtpNodeSource;
@@ -43,6 +44,7 @@ typedef enum {
   LMTP_OWNER_LOCAL,        /* deliver here */
   LMTP_OWNER_REMOTE,       /* proxy to *node */
   LMTP_OWNER_UNKNOWN_HOST, /* the directory names a node not in the list: 451 */
+  LMTP_OWNER_NO_LIST,      /* no node list yet, so no owner known: 451 */
 } LmtpOwner;
 
 /* The owner of @address: the directory's @host if not NULL, else

@@ -434,6 +434,9 @@ lmtp_proxy_rcpt (LmtpSession *s, DeliverRecipient *r, const char *params, const 
       why = g_strdup_printf ("The directory names node %s, which is not in the cluster", r->host);
       refuse (s, r, results, "4.3.5", why);
       return TRUE;
+    case LMTP_OWNER_NO_LIST:
+      refuse (s, r, results, "4.3.0", "The cluster's node list is not known yet, try again later");
+      return TRUE;
     case LMTP_OWNER_REMOTE:
       break;
     }

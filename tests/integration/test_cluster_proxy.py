@@ -7,40 +7,21 @@ silent costs its recipients a 451 within the deadline and nothing else,
 and a proxied transaction is never proxied again."""
 
 import os
-import random
 import re
 import signal
-import smtplib
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 import unittest
 
 from lmtptest import LMTPD, Daemon, dotstuff, free_port, main, strip_trace
-from test_postfix import Postfix
+from clustertest import PostfixFront, fnv_owner
 
 DOMAIN = "example.org"
 NODES = ["n1", "n2", "n3"]
 HOSTED = {"a": "n1", "b": "n2", "c": "n3", "ghost": "n2"}
 ALL = NODES + ["silent", "mute"]  # fake nodes are up too: the hash spreads over all five
-
-
-def fnv_owner(address, nodes):
-    """lmtpd/lmtp-nodes.c's rendezvous hashing (weight 1), in Python."""
-    mask = (1 << 64) - 1
-
-    def h(node):
-        x = 14695981039346656037
-        for ch in node.encode() + b"#" + bytes([0, 0]) + address.encode():
-            x = ((x ^ ch) * 1099511628211) & mask
-        x ^= x >> 30
-        x = (x * 0xbf58476d1ce4e5b9) & mask
-        x ^= x >> 27
-        x = (x * 0x94d049bb133111eb) & mask
-        return x ^ (x >> 31)
-    return max(nodes, key=h)
 
 
 def owner(local):
@@ -414,49 +395,20 @@ class PostfixInFront(unittest.TestCase):
     def setUp(self):
         users = ["%s@%s%s" % (u, DOMAIN, " host=" + self.PINNED[u] if u in self.PINNED else "") for u in self.USERS]
         self.nodes, ports = start_nodes(lambda n: users, {"server.max_sessions": "200"})
-        self.maps = tempfile.mkdtemp(prefix="cluster-maps-")
-        os.chmod(self.maps, 0o755)
-        transport = os.path.join(self.maps, "transport")
-        with open(transport, "w") as f:
-            for digits, n in (("0-3", "n1"), ("4-6", "n2"), ("7-9", "n3")):
-                i = NODES.index(n)
-                f.write("/^u[0-9]*[%s]@/ lmtp:inet:127.0.0.%d:%d\n" % (digits, i + 2, ports[n]))
-        self.pf = Postfix("/nonexistent", 1, settings=[
-            "virtual_mailbox_domains = %s" % DOMAIN, "transport_maps = regexp:%s" % transport,
-            "virtual_transport = lmtp:inet:127.0.0.2:%d" % ports["n1"]])
+        self.front = PostfixFront({n: ("127.0.0.%d" % (i + 2), ports[n]) for i, n in enumerate(NODES)},
+                                  self.USERS)
+        self.pf = self.front.pf
 
     def tearDown(self):
-        self.pf.stop()
+        self.front.stop()
         for d in self.nodes.values():
             d.cleanup()
 
-    def delivered(self):
-        """{(message tag, user): [node, ...]} of every copy on every disk."""
-        out = {}
-        for n, d in self.nodes.items():
-            for u in self.USERS:
-                for _, data in d.messages("%s@%s" % (u, DOMAIN)):
-                    m = re.search(rb"Message-ID: <(m\d+)@t>", data)
-                    out.setdefault((m.group(1).decode(), u), []).append(n)
-        return out
-
     def submit(self, count, during=None):
-        """@count messages of 1-5 random users; @during(i) before message i.
-        Returns {(tag, user): [owner]}."""
-        rnd = random.Random(18)
-        expected = {}
-        with smtplib.SMTP("127.0.0.1", self.pf.port, timeout=60) as smtp:
-            for i in range(count):
-                if during:
-                    during(i)
-                rcpts = rnd.sample(self.USERS, rnd.randint(1, 5))
-                tag = "m%d" % i
-                smtp.sendmail("s@example.net", ["%s@%s" % (u, DOMAIN) for u in rcpts],
-                              "From: s@example.net\r\nSubject: %s\r\nMessage-ID: <%s@t>\r\n\r\nbody %s\r\n"
-                              % (tag, tag, tag))
-                for u in rcpts:
-                    expected[(tag, u)] = [self.owner(u)]
-        return expected
+        return self.front.submit(count, self.owner, during)
+
+    def check_delivered(self, expected):
+        self.front.check_delivered(self, self.nodes, expected)
 
     def test_two_thousand_messages(self):
         self.check_delivered(self.submit(2000))
@@ -481,23 +433,6 @@ class PostfixInFront(unittest.TestCase):
         self.assertRegex(logs, r"mailbox=proxy:n3 .*status=451 4\.4\.[12]|rejected at RCPT: .*status=451 4\.4\.1")
         n3.start()
         self.check_delivered(expected)
-
-    def check_delivered(self, expected):
-        deadline = time.time() + 600
-        count = 0
-        while time.time() < deadline:
-            count = sum(len(os.listdir(os.path.join(d.maildir("%s@%s" % (u, DOMAIN)), "new")))
-                        for d in self.nodes.values() for u in self.USERS
-                        if os.path.isdir(os.path.join(d.maildir("%s@%s" % (u, DOMAIN)), "new")))
-            if count >= len(expected) and not self.pf.queue():
-                break
-            time.sleep(1)
-        got = self.delivered()
-        missing = [k for k in expected if k not in got]
-        wrong = [(k, v) for k, v in got.items() if expected.get(k) != v]
-        self.assertEqual((missing[:5], wrong[:5]), ([], []),
-                         "%d copies of %d; postfix: %s" % (count, len(expected), self.pf.maillog()[-3000:]))
-        self.assertEqual(len(got), len(expected))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ started and stopped by the test) and one mail root.
 - old rows expire, bounded; --check-config refuses bad [state]/[cluster]."""
 
 import os
-import socket
 import subprocess
 import shutil
 import tempfile
@@ -23,83 +22,13 @@ import threading
 import time
 import unittest
 
-from lmtptest import LMTPD, Client, Daemon, free_port, main, own
-from test_delivery import transaction
+from clustertest import Node, wait_for
+from lmtptest import LMTPD, Daemon, free_port, main, own
 from test_directory_pgsql import PGBIN, Cluster
 from test_sieve import SmtpReceiver
 
-LMTPCTL = os.path.join(os.path.dirname(LMTPD), "..", "state", "lmtpctl")
 MSG = (b"From: Sender <s@example.net>\r\nTo: alice@example.org\r\nSubject: hello\r\n"
        b"Message-ID: <c1@example.net>\r\n\r\nThe body.\r\n")
-
-
-class NodeClient(Client):
-    def __init__(self, host, port, timeout=10):
-        self.where = "%s:%d" % (host, port)
-        self.s = socket.create_connection((host, port))
-        self.s.settimeout(timeout)
-        self.buf = b""
-
-
-class Node(Daemon):
-    """One lmtpd on its own loopback address, its own directory (journal,
-    spool, scripts), the shared mail root."""
-
-    def __init__(self, name, host, pg, mail, extra=None):
-        self.name, self.host, self.lport = name, host, free_port()
-        conninfo = "host=%s port=%d dbname=postgres user=postgres" % (pg.sock, pg.port)
-        super().__init__(dict({"server.listen": "inet:%s:%d" % (host, self.lport),
-                               "delivery.mail_root": mail,
-                               "state.backend": "pgsql", "state.pgsql_conninfo": conninfo,
-                               "state.pgsql_timeout": "2s",
-                               "cluster.node_name": name,
-                               "cluster.lmtp_address": "%s:%d" % (host, self.lport),
-                               "cluster.node_timeout": "2"}, **(extra or {})))
-        self.mail = mail
-
-    def start(self):
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([LMTPD, "-c", "lmtpd.conf", "-d"], stdout=self.log,
-                                     stderr=subprocess.STDOUT, cwd=self.dir)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            log = self.read_log()
-            if "started" in log and "listening on inet:%s:%d" % (self.host, self.lport) in log:
-                self.port = self.lport
-                return self
-            if self.proc.poll() is not None:
-                raise RuntimeError("lmtpd exited: " + log)
-            time.sleep(0.02)
-        raise RuntimeError("lmtpd did not start: " + self.read_log())
-
-    def connect(self, unix=False, timeout=10):
-        c = NodeClient(self.host, self.lport, timeout)
-        c.reply()
-        c.cmd("LHLO mta")
-        return c
-
-    def send(self, rcpts, body, sender="s@example.net"):
-        c = self.connect()
-        r = transaction(c, rcpts, body, sender)
-        c.close()
-        return r
-
-    def ctl(self, *args):
-        return subprocess.run([LMTPCTL, "-c", self.conf] + list(args), capture_output=True, text=True,
-                              timeout=30)
-
-    def init_db(self):
-        return subprocess.run([LMTPD, "-c", self.conf, "--init-db"], capture_output=True, text=True,
-                              timeout=60, cwd=self.dir)
-
-
-def wait_for(pred, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 class ClusterBase(unittest.TestCase):

@@ -28,6 +28,8 @@ owner_of (const LmtpdConfig *c, const char *address, const char *host)
       return "local";
     case LMTP_OWNER_UNKNOWN_HOST:
       return "unknown";
+    case LMTP_OWNER_NO_LIST:
+      return "no list";
     case LMTP_OWNER_REMOTE:
       return n->name;
     }
@@ -143,6 +145,20 @@ test_states_and_weights (void)
   g_ptr_array_unref (source_nodes);
 }
 
+/* A source without a list yet (the nodes table not read): no owner,
+ * neither hashed nor host=, rather than everything here. */
+static void
+test_no_list_yet (void)
+{
+  g_autoptr (LmtpdConfig) c = cluster_config ("mx1", "mx1=inet:127.0.0.2:24");
+
+  lmtp_nodes_set_source (&test_source, NULL);
+  g_assert_cmpstr (owner_of (c, "a@example.org", NULL), ==, "no list");
+  g_assert_cmpstr (owner_of (c, "a@example.org", "mx1"), ==, "no list");
+  lmtp_nodes_set_source (NULL, NULL);
+  g_assert_cmpstr (owner_of (c, "a@example.org", NULL), ==, "local");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -150,5 +166,6 @@ main (int argc, char **argv)
   g_test_add_func ("/nodes/no-cluster", test_no_cluster);
   g_test_add_func ("/nodes/from-config", test_from_config);
   g_test_add_func ("/nodes/states-and-weights", test_states_and_weights);
+  g_test_add_func ("/nodes/no-list-yet", test_no_list_yet);
   return g_test_run ();
 }
