@@ -31,22 +31,6 @@ sieve_run_mime_parts (SieveRun *run)
 }
 
 static void
-part_free (gpointer data)
-{
-  SieveMimePart *p = data;
-
-  g_free (p->type);
-  g_free (p->subtype);
-  g_strfreev (p->names);
-  g_strfreev (p->values);
-  g_free (p->content);
-  g_free (p->prologue);
-  g_free (p->epilogue);
-  g_free (p->message_header);
-  g_free (p);
-}
-
-static void
 list_free (gpointer list)
 {
   if (list)
@@ -148,7 +132,7 @@ header_text (const SieveMimePart *top)
 static GPtrArray *
 enclosed_parts (const SieveChange *c, const GPtrArray *before)
 {
-  GPtrArray *out = g_ptr_array_new_with_free_func (part_free);
+  GPtrArray *out = g_ptr_array_new_with_free_func (sieve_mime_part_free);
   guint n = before ? MIN (before->len, SIEVE_MIME_MAX_PARTS - 3) : 0;
   SieveMimePart *text, *rfc822;
 

@@ -18,22 +18,6 @@ typedef struct {
   gsize room;               /* bytes of content left */
 } Walk;
 
-static void
-part_free (gpointer data)
-{
-  SieveMimePart *p = data;
-
-  g_free (p->type);
-  g_free (p->subtype);
-  g_strfreev (p->names);
-  g_strfreev (p->values);
-  g_free (p->content);
-  g_free (p->prologue);
-  g_free (p->epilogue);
-  g_free (p->message_header);
-  g_free (p);
-}
-
 /* @s cut to the room left (on a UTF-8 boundary when it is text) */
 static char *
 take (Walk *w, char *s)
@@ -190,7 +174,7 @@ walk (Walk *w, GMimeObject *obj, GMimeMessage *msg, guint depth)
 GPtrArray *
 sieve_mime_parts_new (GMimeMessage *message, gsize max_bytes)
 {
-  Walk w = { g_ptr_array_new_with_free_func (part_free), max_bytes ? max_bytes : DEFAULT_MAX_BYTES };
+  Walk w = { g_ptr_array_new_with_free_func (sieve_mime_part_free), max_bytes ? max_bytes : DEFAULT_MAX_BYTES };
 
   if (message)
     walk (&w, g_mime_message_get_mime_part (message), message, 0);

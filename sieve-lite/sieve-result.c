@@ -77,6 +77,22 @@ sieve_header_edit_free (gpointer p)
 }
 
 void
+sieve_mime_part_free (gpointer data)
+{
+  SieveMimePart *p = data;
+
+  g_free (p->type);
+  g_free (p->subtype);
+  g_strfreev (p->names);
+  g_strfreev (p->values);
+  g_free (p->content);
+  g_free (p->prologue);
+  g_free (p->epilogue);
+  g_free (p->message_header);
+  g_free (p);
+}
+
+void
 sieve_duplicate_free (gpointer p)
 {
   SieveDuplicate *d = p;

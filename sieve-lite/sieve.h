@@ -48,6 +48,9 @@ typedef struct {
   char *message_header;     /* message/rfc822: the enclosed header as text, or NULL */
 } SieveMimePart;
 
+/* Frees a part of sieve_mime_parts_new's list (its free function). */
+void sieve_mime_part_free (gpointer part);
+
 typedef struct {
   const char *envelope_from;   /* "" for the null sender */
   const char *envelope_to;     /* this recipient, final address */

@@ -11,6 +11,7 @@
 #include <gmime/gmime.h>
 
 #include "sieve.h"
+#include "sieve-fake.h"
 
 /* ---- a message made of plain values ---------------------------------------- */
 
@@ -29,14 +30,8 @@ static char **
 fake_header (const char *name, gpointer data)
 {
   const Fake *f = data;
-  GPtrArray *out = g_ptr_array_new ();
-  gsize n = strlen (name);
 
-  for (guint i = 0; f->headers[i]; i++)
-    if (g_ascii_strncasecmp (f->headers[i], name, n) == 0 && f->headers[i][n] == ':')
-      g_ptr_array_add (out, g_strdup (f->headers[i] + n + 1 + strspn (f->headers[i] + n + 1, " ")));
-  g_ptr_array_add (out, NULL);
-  return (char **) g_ptr_array_free (out, FALSE);
+  return sieve_fake_header (f->headers, name);
 }
 
 static char *

@@ -10,6 +10,7 @@
 #include <gmime/gmime.h>
 
 #include "sieve.h"
+#include "sieve-fake.h"
 
 /* ---- a message, a script store and a site of plain values ------------------- */
 
@@ -29,14 +30,8 @@ static char **
 site_header (const char *name, gpointer data)
 {
   const Site *site = data;
-  GPtrArray *out = g_ptr_array_new ();
-  gsize n = strlen (name);
 
-  for (guint i = 0; site->headers[i]; i++)
-    if (g_ascii_strncasecmp (site->headers[i], name, n) == 0 && site->headers[i][n] == ':')
-      g_ptr_array_add (out, g_strdup (site->headers[i] + n + 2));
-  g_ptr_array_add (out, NULL);
-  return (char **) g_ptr_array_free (out, FALSE);
+  return sieve_fake_header (site->headers, name);
 }
 
 static gboolean

@@ -11,6 +11,7 @@
 #include <openssl/hmac.h>
 
 #include "sieve.h"
+#include "sieve-fake.h"
 #include "srs.h"
 
 static const char *const headers[] = { "Subject: hello there", "X-Spam: no", NULL };
@@ -18,14 +19,7 @@ static const char *const headers[] = { "Subject: hello there", "X-Spam: no", NUL
 static char **
 fake_header (const char *name, gpointer data)
 {
-  GPtrArray *out = g_ptr_array_new ();
-  gsize n = strlen (name);
-
-  for (guint i = 0; headers[i]; i++)
-    if (g_ascii_strncasecmp (headers[i], name, n) == 0 && headers[i][n] == ':')
-      g_ptr_array_add (out, g_strdup (headers[i] + n + 2));
-  g_ptr_array_add (out, NULL);
-  return (char **) g_ptr_array_free (out, FALSE);
+  return sieve_fake_header (headers, name);
 }
 
 static void
