@@ -125,6 +125,7 @@ struct _ConfSetting {
 struct _ConfTable {
   const ConfSetting *rows;
   gsize n_rows;
+  const ConfTable *more;  /* the rows go on there (the main table is split by subject), or NULL */
 };
 
 /* The value of @s in @base, as a @type lvalue */
@@ -132,6 +133,8 @@ struct _ConfTable {
 
 /* The main table: the fixed groups (settings.c) */
 extern const ConfTable conf_main_table;
+/* Its continuation: the operator's tools of issue 19 (ops-settings.c) */
+extern const ConfTable conf_ops_table;
 /* The rows of each [service NAME] and [rule NAME] (opes.c) */
 extern const ConfTable conf_service_table;
 extern const ConfTable conf_rule_table;

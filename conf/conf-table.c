@@ -60,13 +60,16 @@ apply_default (const ConfSetting *s, gpointer base)
 void
 conf_apply_defaults (const ConfTable *t, gpointer base)
 {
-  for (gsize i = 0; i < t->n_rows; i++)
-    apply_default (&t->rows[i], base);
+  for (; t; t = t->more)
+    for (gsize i = 0; i < t->n_rows; i++)
+      apply_default (&t->rows[i], base);
 }
 
 void
 conf_free_values (const ConfTable *t, gpointer base)
 {
+  if (t->more)
+    conf_free_values (t->more, base);
   for (gsize i = 0; i < t->n_rows; i++)
     {
       const ConfSetting *s = &t->rows[i];
@@ -190,8 +193,9 @@ conf_load_group (ConfLoader *ld, GKeyFile *kf, const ConfTable *t, const char *g
 void
 conf_load_table (ConfLoader *ld, GKeyFile *kf, const ConfTable *t, gpointer base)
 {
-  for (gsize i = 0; i < t->n_rows; i++)
-    load_row (ld, kf, t->rows[i].group, &t->rows[i], base);
+  for (; t; t = t->more)
+    for (gsize i = 0; i < t->n_rows; i++)
+      load_row (ld, kf, t->rows[i].group, &t->rows[i], base);
 }
 
 /* ---- unknown groups and keys -------------------------------------------- */
@@ -203,14 +207,15 @@ conf_load_table (ConfLoader *ld, GKeyFile *kf, const ConfTable *t, gpointer base
 static const ConfTable *
 rows_of_group (const ConfTable *t, const char *group, const char **table_group)
 {
-  for (gsize i = 0; i < t->n_rows; i++)
-    {
-      const ConfSetting *s = &t->rows[i];
-      if (strcmp (s->group, group) != 0 && !(s->named && conf_named_group_name (group, s->group)))
-        continue;
-      *table_group = s->group;
-      return s->named ? s->named : t;
-    }
+  for (; t; t = t->more)
+    for (gsize i = 0; i < t->n_rows; i++)
+      {
+        const ConfSetting *s = &t->rows[i];
+        if (strcmp (s->group, group) != 0 && !(s->named && conf_named_group_name (group, s->group)))
+          continue;
+        *table_group = s->group;
+        return s->named ? s->named : t;
+      }
   return NULL;
 }
 
@@ -294,7 +299,8 @@ change_free (gpointer p)
 GPtrArray *
 conf_table_differences (const ConfTable *t, gconstpointer old, gconstpointer now)
 {
-  GPtrArray *changes = g_ptr_array_new_with_free_func (change_free);
+  GPtrArray *changes = t->more ? conf_table_differences (t->more, old, now)
+                               : g_ptr_array_new_with_free_func (change_free);
 
   for (gsize i = 0; i < t->n_rows; i++)
     {

@@ -270,6 +270,12 @@ typedef struct {
   gboolean state_on_error_local; /* PostgreSQL failing: the local files (else 451 4.3.0) */
   char *cluster_lmtp_address; /* HOST:PORT where the other nodes reach this one */
   guint cluster_node_timeout; /* seconds without a heartbeat: down */
+  char *state_records_db;     /* [state] records_db: the SQLite file of the records (backend = file) */
+
+  /* the operator's tools (issue 19; conf/ops-settings.c): [trace], [quarantine],
+   * [record], [learn], [admin] */
+  gboolean trace_enabled;     /* [trace] enabled: a decision trace for every recipient */
+  guint trace_keep;           /* [trace] keep: seconds a trace is kept */
 
   char *source;               /* the file this came from */
 } LmtpdConfig;

@@ -655,6 +655,9 @@ static const ConfSetting main_rows[] = {
   { "state", "on_error", CONF_CHOICE, CFG (state_on_error_local), .def = FALSE,
     .choices = &state_on_error_choices, .needs_restart = TRUE,
     .doc = "PostgreSQL failing: tempfail (451 4.3.0) or local (the local files, with a warning)" },
+  { "state", "records_db", CONF_STRING, CFG (state_records_db), .def_text = "./var/lib/records.db",
+    .needs_restart = TRUE,
+    .doc = "backend file: the SQLite file of the quarantine index, traces and recorded calls" },
   { "cluster", "lmtp_address", CONF_STRING, CFG (cluster_lmtp_address), .needs_restart = TRUE,
     .check = check_lmtp_address,
     .doc = "HOST:PORT where the other nodes reach this one over LMTP" },
@@ -662,4 +665,4 @@ static const ConfSetting main_rows[] = {
     .needs_restart = TRUE, .doc = "seconds without a heartbeat after which a node counts as down" },
 };
 
-const ConfTable conf_main_table = { main_rows, G_N_ELEMENTS (main_rows) };
+const ConfTable conf_main_table = { main_rows, G_N_ELEMENTS (main_rows), &conf_ops_table };

@@ -42,6 +42,7 @@ deliver_context_unref (DeliverContext *ctx)
   deliver_spool_pool_unref (ctx->spools);
   deliver_dedupe_free (ctx->journal);
   state_store_free (ctx->state);
+  state_records_free (ctx->records);
   g_hash_table_unref (ctx->tmp_cleaned);
   g_mutex_clear (&ctx->tmp_lock);
   g_free (ctx->root_configured);
@@ -53,12 +54,15 @@ deliver_context_unref (DeliverContext *ctx)
 }
 
 /* The shared state first (it holds the vacation log too, whatever the
- * duplicate window); the local journal as well, for on_error = local. */
+ * duplicate window); the local journal as well, for on_error = local.
+ * The records always. */
 gboolean
 deliver_context_open_journal (DeliverContext *ctx, const LmtpdConfig *config, GError **error)
 {
   if (ctx->state == NULL && config->state_backend == LMTPD_STATE_PGSQL
       && (ctx->state = state_store_open (config, error)) == NULL)
+    return FALSE;
+  if (ctx->records == NULL && (ctx->records = state_records_open (config, error)) == NULL)
     return FALSE;
   if (config->duplicate_window == 0 || ctx->journal)
     return TRUE;
@@ -70,6 +74,12 @@ StateStore *
 deliver_context_state (DeliverContext *ctx)
 {
   return ctx->state;
+}
+
+StateRecords *
+deliver_context_records (DeliverContext *ctx)
+{
+  return ctx->records;
 }
 
 void

@@ -48,4 +48,8 @@ struct DeliverContext {
   /* [state] backend = pgsql: the state the nodes share (the duplicate
    * journal, the vacation log, the duplicate ids); NULL: the local files */
   StateStore *state;
+
+  /* the records (issue 19): quarantine index, traces, recorded calls;
+   * SQLite or PostgreSQL, opened with the journal */
+  StateRecords *records;
 };

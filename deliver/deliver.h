@@ -61,13 +61,16 @@ DeliverContext *deliver_context_new (void);
 DeliverContext *deliver_context_ref (DeliverContext *ctx);
 void deliver_context_unref (DeliverContext *ctx);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (DeliverContext, deliver_context_unref)
-/* Opens the duplicate journal when @config asks for one (duplicate_window
- * > 0).  Called once privileges are dropped, so the journal belongs to the
+/* Opens the records, and the duplicate journal when @config asks for one
+ * (duplicate_window > 0).  Called once privileges are dropped, so the journal belongs to the
  * mail user. */
 gboolean deliver_context_open_journal (DeliverContext *ctx, const LmtpdConfig *config, GError **error);
 /* The shared state ([state] backend = pgsql) that open_journal opened, or
  * NULL: for the heartbeat and the nodes list (lmtpd-state.h). */
 StateStore *deliver_context_state (DeliverContext *ctx);
+/* The records (quarantine index, traces, recorded calls, verdict counts;
+ * lmtpd-state.h) that open_journal opened: NULL before. */
+StateRecords *deliver_context_records (DeliverContext *ctx);
 /* The user directory of @config ([users] backend), a new reference: the
  * context keeps one and makes it again when a reload changes [users].
  * @ctx may be NULL (a directory of its own, without a cache kept). */
@@ -462,5 +465,90 @@ gboolean deliver_rcpt_check (DeliverContext *ctx, const LmtpdConfig *config, con
  * FALSE and sets @status when the recipient is over quota. */
 gboolean deliver_precheck (const LmtpdConfig *config, const DeliverRecipient *rcpt,
                            guint64 size_hint, DeliverStatus *status);
+
+/* ---- the operator's tools (issue 19) -----------------------------------
+ * The quarantine store, the decision traces and the verdict counts, as
+ * lmtpctl (admin/ctl-*.c) and the admin web page (admin/web-*.c) use them.
+ * All of them read and write deliver_context_records(); the context must
+ * have been opened (deliver_context_open_journal). */
+
+/* One message in the quarantine store (lmtpd_quarantine). */
+typedef struct {
+  char *id;
+  gint64 created, expires;    /* unix seconds */
+  char *recipient;            /* final address */
+  char *original_recipient;   /* as the client gave it, or NULL */
+  char *sender;               /* "" for the null sender */
+  char *subject, *message_id; /* or NULL */
+  guint64 size;
+  char *service, *reason;     /* who quarantined it and why (reason may be NULL) */
+  char *state;                /* "held", "releasing", "released", "deleted" */
+  char *released_by, *released_to; /* or NULL */
+  gint64 released_at;         /* or 0 */
+} DeliverQuarantined;
+void deliver_quarantined_free (DeliverQuarantined *q);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (DeliverQuarantined, deliver_quarantined_free)
+
+/* What to list; NULL / 0 members match everything. */
+typedef struct {
+  const char *recipient;      /* exact final address */
+  const char *sender;
+  const char *service;
+  const char *text;           /* a substring of recipient, sender or subject */
+  gint64 since;               /* created at or after (unix seconds) */
+  gboolean all_states;        /* FALSE: only "held" */
+  guint limit;                /* 0: 1000 */
+} DeliverQuarantineFilter;
+
+/* Newest first; DeliverQuarantined*.  NULL with @error when the records
+ * fail. */
+GPtrArray *deliver_quarantine_list (DeliverContext *ctx, const DeliverQuarantineFilter *filter, GError **error);
+/* NULL with G_IO_ERROR_NOT_FOUND when there is no such id. */
+DeliverQuarantined *deliver_quarantine_get (DeliverContext *ctx, const char *id, GError **error);
+/* The stored copy, as it would have been delivered, read-only (O_NOFOLLOW,
+ * a regular file); -1 with @error. */
+int deliver_quarantine_open_copy (DeliverContext *ctx, const LmtpdConfig *config, const char *id, GError **error);
+/* Delivers the copy through the pipeline to its recipient (or @to),
+ * skipping the service that quarantined it (and only it), exactly once,
+ * with a trace header and a log line naming @who.  FALSE with @error:
+ * G_IO_ERROR_NOT_FOUND (no such id), G_IO_ERROR_EXISTS (released or
+ * deleted already), else the delivery's failure (*@status says which
+ * reply, may be NULL). */
+gboolean deliver_quarantine_release (DeliverContext *ctx, const LmtpdConfig *config, const char *id,
+                                     const char *to, const char *who, DeliverStatus *status, GError **error);
+/* Removes the copy, keeps the row as "deleted". */
+gboolean deliver_quarantine_delete (DeliverContext *ctx, const LmtpdConfig *config, const char *id,
+                                    const char *who, GError **error);
+/* Deletes what has expired (copies and rows); the number, or -1 with @error. */
+gint64 deliver_quarantine_expire (DeliverContext *ctx, const LmtpdConfig *config, GError **error);
+
+/* One recipient's decision trace (lmtpd_trace). */
+typedef struct {
+  char *txn, *recipient;
+  gint64 at;
+  char *message_id, *queue_id, *sender; /* or NULL */
+  char *reply;                /* "250 2.0.0 ..." */
+  char *folder;               /* where it went, or NULL */
+  char **steps;               /* one line per step, in order */
+} DeliverTrace;
+void deliver_trace_free (DeliverTrace *t);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (DeliverTrace, deliver_trace_free)
+/* The traces whose Message-ID, transaction id or queue id is @id (a
+ * Message-ID with or without <>), oldest first; DeliverTrace*.  Empty when
+ * none; NULL with @error when the records fail. */
+GPtrArray *deliver_trace_find (DeliverContext *ctx, const char *id, GError **error);
+/* The traces as lmtpctl trace prints them. */
+char *deliver_trace_format (GPtrArray *traces);
+
+/* Verdict counts per service and hour (lmtpd_verdicts), oldest first. */
+typedef struct {
+  gint64 hour;                /* unix seconds, a multiple of 3600 */
+  char *service, *verdict;
+  gboolean shadow;            /* a shadow service's would-be verdict */
+  guint64 n;
+} DeliverVerdictCount;
+void deliver_verdict_count_free (DeliverVerdictCount *c);
+/* Since @since (unix seconds); DeliverVerdictCount*, or NULL with @error. */
+GPtrArray *deliver_verdict_counts (DeliverContext *ctx, gint64 since, GError **error);
 
 G_END_DECLS

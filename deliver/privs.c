@@ -201,8 +201,13 @@ deliver_prepare_dirs (const LmtpdConfig *c, GError **error)
 
   if (geteuid () == 0 && c->user && !lookup (c->user, &pw, error))
     return FALSE;
+  g_autofree char *records_dir = g_path_get_dirname (c->state_records_db);
+
   for (guint i = 0; i < G_N_ELEMENTS (dirs); i++)
     if (!make_dir_for (dirs[i], 0700, pw, NULL, error))
       return FALSE;
-  return !c->duplicate_window || make_journal (c->duplicate_db, pw, error);
+  if (!c->duplicate_window || make_journal (c->duplicate_db, pw, error))
+    /* SQLite makes its -wal and -shm files next to the database */
+    return c->state_backend == LMTPD_STATE_PGSQL || make_dir_for (records_dir, 0700, pw, NULL, error);
+  return FALSE;
 }

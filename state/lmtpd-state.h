@@ -10,8 +10,10 @@
  * not answer within [state] pgsql_timeout; the caller applies [state]
  * on_error (state_store_fall_back()): 451 4.3.0, or the local files.
  *
- * Room left: the quarantine index (issue 19) is a fourth table here,
- * behind the same pool, answering STATE_FAILED the same way.
+ * The records (issue 19: the quarantine index, decision traces, recorded
+ * callout calls, verdict counts) are a second handle, StateRecords, that
+ * always exists: SQLite in [state] records_db on one node, the same tables
+ * in PostgreSQL when [state] backend = pgsql.
  */
 #pragma once
 
@@ -106,5 +108,64 @@ GPtrArray *state_nodes_list (StateStore *s, GError **error);
 GPtrArray *state_nodes_cached (StateStore *s);
 /* lmtpctl: sets NAME's state; FALSE with @error if there is no such node. */
 gboolean state_node_set (StateStore *s, const char *name, StateNodeState st, GError **error);
+
+/* ---- the records (issue 19) ------------------------------------------------
+ * What the operator's tools read: the quarantine index, the decision trace
+ * of each recipient, the recorded callout calls (shadow mode and replay),
+ * verdict counts per hour.  Always available: SQLite in [state] records_db
+ * (WAL, one connection behind a lock; lmtpctl opens the same file), or
+ * PostgreSQL when [state] backend = pgsql (the same pool settings as the
+ * shared state, so every node sees every record).
+ *
+ * SQL is written once for both: parameters $1..$n (text values, NULL for
+ * SQL NULL), column types TEXT and BIGINT only, ids are text the caller
+ * makes (state_records_new_id), times are unix seconds; INSERT ... ON
+ * CONFLICT and RETURNING may be used.  The tables are in state/records-
+ * schema.c, created when the SQLite file is opened and by lmtpd --init-db
+ * for PostgreSQL.  Each part expires its own rows. */
+
+typedef struct StateRecords StateRecords;
+
+/* Rows of a query: row-major cells, NULL for SQL NULL. */
+typedef struct {
+  guint n_rows;
+  guint n_cols;
+  char **cells;
+} StateRows;
+
+/* The records @config asks for; NULL with @error when the SQLite file
+ * cannot be opened or created, or the configuration is bad.  A
+ * PostgreSQL that is down is no error here. */
+StateRecords *state_records_open (const LmtpdConfig *config, GError **error);
+/* Writes what is queued, then closes. */
+void state_records_free (StateRecords *r);
+/* TRUE when the records live in PostgreSQL, shared by the nodes. */
+gboolean state_records_shared (const StateRecords *r);
+
+/* One statement, committed on return (SQLite: synchronous = FULL, so on
+ * stable storage).  *@changed (may be NULL): rows changed.  FALSE with
+ * @error when the database fails or is slower than [state] pgsql_timeout
+ * (SQLite: busy for as long). */
+gboolean state_records_exec (StateRecords *r, const char *sql, guint n, const char *const *values, guint64 *changed,
+                             GError **error);
+/* The rows of one statement; NULL with @error as above. */
+StateRows *state_records_query (StateRecords *r, const char *sql, guint n, const char *const *values,
+                                GError **error);
+/* The cell, or NULL (SQL NULL, or out of range). */
+const char *state_rows_get (const StateRows *rows, guint row, guint col);
+void state_rows_free (StateRows *rows);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (StateRows, state_rows_free)
+
+/* Queued for the writer thread, which commits what is queued in one
+ * transaction at a time, in the order posted.  Never blocks: when the
+ * queue is full (bounded) the statement is dropped and counted.  For what
+ * may be lost in a crash (traces, counts), never for the quarantine. */
+void state_records_post (StateRecords *r, const char *sql, guint n, const char *const *values);
+/* Returns once everything posted before the call is written (or failed). */
+void state_records_flush (StateRecords *r);
+/* Statements dropped (queue full) or failed in the writer, since open. */
+guint64 state_records_dropped (const StateRecords *r);
+/* A new random id: 16 lowercase hex digits. */
+char *state_records_new_id (void);
 
 G_END_DECLS

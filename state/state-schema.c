@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "records-private.h"
 #include "state-private.h"
 
 #define INIT_TIMEOUT_MS 30000
@@ -34,7 +35,8 @@ static const char *const migration_1[] = {
   NULL,
 };
 
-static const char *const *const migrations[] = { migration_1 };
+/* Migration 2: the records of issue 19 (records-schema.c) */
+static const char *const *const migrations[] = { migration_1, records_schema };
 
 static gboolean
 run_for (PGconn *conn, const char *sql, ExecStatusType want, gint64 deadline, GError **error)

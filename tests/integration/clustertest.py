@@ -15,7 +15,7 @@ import time
 from lmtptest import LMTPD, Client, Daemon, dotstuff, free_port
 from test_postfix import Postfix
 
-LMTPCTL = os.path.join(os.path.dirname(LMTPD), "..", "state", "lmtpctl")
+LMTPCTL = os.path.join(os.path.dirname(LMTPD), "..", "admin", "lmtpctl")
 DOMAIN = "example.org"
 
 

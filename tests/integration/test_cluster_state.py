@@ -248,7 +248,10 @@ class InitDbAndNodes(ClusterBase):
             r = a.init_db()
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn("up to date", r.stdout)
-        self.assertEqual(self.pg.psql("SELECT version FROM lmtpd_schema_version").split(), ["1"])
+        self.assertEqual(self.pg.psql("SELECT version FROM lmtpd_schema_version ORDER BY version").split(),
+                         ["1", "2"])
+        # migration 2: the records of issue 19
+        self.assertIn("lmtpd_quarantine", self.pg.psql("SELECT tablename FROM pg_tables").split())
         a.write_config(dict(a.extra, **{"state.pgsql_conninfo": "host=127.0.0.1 port=%d dbname=postgres "
                                         "user=postgres connect_timeout=2" % free_port()}))
         r = a.init_db()

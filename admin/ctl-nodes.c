@@ -1,12 +1,11 @@
-/* lmtpctl.c - the nodes of a cluster, from the command line:
+/* ctl-nodes.c - lmtpctl node: the nodes of a cluster.
  *
  *   lmtpctl [-c FILE] node list
  *   lmtpctl [-c FILE] node drain|up|down NAME
  *
- * It reads lmtpd's configuration file for [state] (the PostgreSQL the
- * nodes share) and [cluster] node_timeout.  Exit 0, 64 for a bad command
- * line, 67 for no such node, 75 when PostgreSQL does not answer, 78 for a
- * bad configuration.
+ * From [state] (the PostgreSQL the nodes share) and [cluster]
+ * node_timeout.  Exit 67 for no such node, 75 when PostgreSQL does not
+ * answer, 78 when [state] backend is not pgsql.
  */
 #include "config.h"
 
@@ -14,7 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "lmtpd-conf.h"
+#include "admin.h"
 #include "lmtpd-state.h"
 
 static int
@@ -63,48 +62,29 @@ is_set_verb (const char *verb)
 }
 
 static int
-usage (void)
+node_run (const LmtpdConfig *config, int argc, char **argv)
 {
-  fprintf (stderr, "usage: lmtpctl [-c FILE] node list | node drain|up|down NAME\n");
-  return 64;
-}
-
-int
-main (int argc, char **argv)
-{
-  g_autofree char *path = NULL;
   g_autoptr (GError) error = NULL;
-  g_autoptr (GOptionContext) ctx = g_option_context_new ("node list | node drain|up|down NAME");
-  g_autoptr (LmtpdConfig) config = NULL;
-  GOptionEntry entries[] = {
-    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &path, "lmtpd's configuration file", "FILE" },
-    { NULL }
-  };
   StateStore *s;
   int code;
 
-  setlocale (LC_ALL, "C");
-  g_option_context_add_main_entries (ctx, entries, NULL);
-  if (!g_option_context_parse (ctx, &argc, &argv, &error))
+  if (argc < 2 || (strcmp (argv[1], "list") == 0 ? argc != 2 : !is_set_verb (argv[1]) || argc != 3))
+    return ADMIN_EXIT_USAGE;
+  if (config->state_backend != LMTPD_STATE_PGSQL)
     {
-      fprintf (stderr, "lmtpctl: %s\n", error->message);
-      return 64;
-    }
-  if (argc < 3 || strcmp (argv[1], "node") != 0 || (strcmp (argv[2], "list") == 0 ? argc != 3
-                                                     : !is_set_verb (argv[2]) || argc != 4))
-    return usage ();
-  config = path ? lmtpd_config_load (path, &error) : lmtpd_config_new_default ();
-  if (config == NULL || config->state_backend != LMTPD_STATE_PGSQL)
-    {
-      fprintf (stderr, "lmtpctl: %s\n", config ? "[state] backend is not pgsql: there are no nodes" : error->message);
-      return 78;
+      fprintf (stderr, "lmtpctl: [state] backend is not pgsql: there are no nodes\n");
+      return ADMIN_EXIT_CONFIG;
     }
   if ((s = state_store_open (config, &error)) == NULL)
     {
       fprintf (stderr, "lmtpctl: %s\n", error->message);
-      return 78;
+      return ADMIN_EXIT_CONFIG;
     }
-  code = argc == 3 ? node_list (s) : node_set (s, argv[2], argv[3]);
+  code = argc == 2 ? node_list (s) : node_set (s, argv[1], argv[2]);
   state_store_free (s);
   return code;
 }
+
+const AdminCommand admin_node_command = {
+  "node", "node list\nnode drain|up|down NAME", node_run,
+};

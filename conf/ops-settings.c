@@ -1,0 +1,22 @@
+/* ops-settings.c - the rows of the operator's tools (issue 19): the
+ * decision trace, the quarantine store, recorded calls, learning from the
+ * user's Junk moves and the admin listener.  The main table (settings.c)
+ * goes on here; each group's rows stay together.
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "conf-private.h"
+
+#define CFG(field) G_STRUCT_OFFSET (LmtpdConfig, field)
+
+static const ConfSetting ops_rows[] = {
+  /* [trace]: what happened to each recipient (deliver/, lmtpctl trace) */
+  { "trace", "enabled", CONF_BOOL, CFG (trace_enabled), .def = TRUE,
+    .doc = "record each recipient's decisions: callouts, Sieve rules, the reply and folder" },
+  { "trace", "keep", CONF_UINT, CFG (trace_keep), .def = 7 * 86400, .min = 60, .max = 366 * 86400,
+    .doc = "how long a decision trace is kept" },
+};
+
+const ConfTable conf_ops_table = { ops_rows, G_N_ELEMENTS (ops_rows), NULL };
