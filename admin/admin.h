@@ -10,6 +10,7 @@
 #include <gio/gio.h>
 
 #include "lmtpd-conf.h"
+#include "deliver.h"
 
 G_BEGIN_DECLS
 
@@ -35,5 +36,27 @@ typedef struct {
 } AdminCommand;
 
 extern const AdminCommand admin_node_command;
+extern const AdminCommand admin_quarantine_link_command; /* "quarantine link" (ctl-link.c) */
+
+/* ---- the admin web listener (web-*.c) ---- */
+
+/* The page text of /metrics, newly allocated; called on the main loop. */
+typedef char *(*AdminMetricsRender) (void);
+
+/* Binds [admin] listen (call it as root, before dropping privileges) and
+ * serves the admin pages and /metrics on the thread-default main context,
+ * reading the records of @ctx in worker threads.  Reads [admin]
+ * token_file and link_secret_file now: NULL with @error if the token file
+ * is missing, empty or readable by others. */
+GObject *admin_web_new (const LmtpdConfig *config, DeliverContext *ctx, AdminMetricsRender metrics,
+                        GError **error);
+/* Stops listening and drops the server (may be NULL). */
+void admin_web_free (GObject *web);
+
+/* A user's signed link to release quarantined message @id (the digest's
+ * links), valid until @expires (unix seconds; 0: now + [admin]
+ * link_lifetime): "http(s)://HOST:PORT/u/release?id=..&exp=..&sig=..".
+ * NULL with @error without a readable [admin] link_secret_file. */
+char *admin_link_url (const LmtpdConfig *config, const char *id, gint64 expires, GError **error);
 
 G_END_DECLS

@@ -15,6 +15,7 @@
 
 static const AdminCommand *const commands[] = {
   &admin_node_command,
+  &admin_quarantine_link_command,
 };
 
 static int
@@ -30,11 +31,18 @@ usage (void)
   return ADMIN_EXIT_USAGE;
 }
 
+/* "NOUN VERB" first (a verb a file of its own adds to a noun, as
+ * "quarantine link"), then "NOUN". */
 static const AdminCommand *
-command_named (const char *noun)
+command_named (int argc, char **argv)
 {
+  g_autofree char *two = argc >= 3 ? g_strdup_printf ("%s %s", argv[1], argv[2]) : NULL;
+
+  for (guint i = 0; two && i < G_N_ELEMENTS (commands); i++)
+    if (strcmp (commands[i]->noun, two) == 0)
+      return commands[i];
   for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
-    if (strcmp (commands[i]->noun, noun) == 0)
+    if (strcmp (commands[i]->noun, argv[1]) == 0)
       return commands[i];
   return NULL;
 }
@@ -62,7 +70,7 @@ main (int argc, char **argv)
       fprintf (stderr, "lmtpctl: %s\n", error->message);
       return ADMIN_EXIT_USAGE;
     }
-  if (argc < 2 || (cmd = command_named (argv[1])) == NULL)
+  if (argc < 2 || (cmd = command_named (argc, argv)) == NULL)
     return usage ();
   config = path ? lmtpd_config_load (path, &error) : lmtpd_config_new_default ();
   if (config == NULL)

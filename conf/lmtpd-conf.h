@@ -276,6 +276,14 @@ typedef struct {
    * [record], [learn], [admin] */
   gboolean trace_enabled;     /* [trace] enabled: a decision trace for every recipient */
   guint trace_keep;           /* [trace] keep: seconds a trace is kept */
+  char *admin_listen;         /* [admin] listen: inet:HOST:PORT / unix:PATH, or NULL: no admin listener */
+  char *admin_token_file;     /* [admin] token_file: the admin token (not world-readable) */
+  char *admin_tls_cert_file;  /* [admin] tls_cert_file / tls_key_file: HTTPS, or NULL: plain HTTP */
+  char *admin_tls_key_file;
+  char *admin_tls_client_ca_file; /* [admin] tls_client_ca_file: its client certificates are admins */
+  char *admin_link_secret_file;   /* [admin] link_secret_file: HMAC key of the users' signed links */
+  guint admin_link_lifetime;  /* [admin] link_lifetime: seconds a signed link is valid */
+  guint admin_max_connections; /* [admin] max_connections */
 
   char *source;               /* the file this came from */
 } LmtpdConfig;

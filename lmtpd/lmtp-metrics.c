@@ -2,8 +2,9 @@
  * (version 0.0.4), served over HTTP on [server] metrics_listen, and a
  * one-line summary for SIGUSR1.
  *
- * Counters are updated on the main loop and read by the HTTP handler
- * thread: plain 64-bit atomics, no locks.
+ * Counters are updated on the main loop and the delivery threads and
+ * read on the main loop (libsoup, util/util-http.c): plain 64-bit
+ * atomics, no locks.
  */
 #include "config.h"
 
@@ -358,11 +359,11 @@ metrics_address (const LmtpdListen *l, GError **error)
   return g_inet_socket_address_new (ip, l->port);
 }
 
-GSocketService *
+GObject *
 lmtp_metrics_listen (const char *spec, GError **error)
 {
   g_autoptr (GSocketAddress) addr = NULL, bound = NULL;
-  GSocketService *service = NULL;
+  GObject *service = NULL;
   LmtpdListen *l = lmtpd_listen_parse (spec, error);
 
   if (l == NULL)

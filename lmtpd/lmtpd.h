@@ -154,9 +154,9 @@ void lmtp_metrics_sieve_error (const char *kind);
 char *lmtp_metrics_render (void);
 /* One line for the log (SIGUSR1). */
 char *lmtp_metrics_summary (void);
-/* Serves GET /metrics over HTTP on @spec ("inet:HOST:PORT" or "unix:PATH")
- * from worker threads. */
-GSocketService *lmtp_metrics_listen (const char *spec, GError **error);
+/* Serves GET /metrics over HTTP on @spec ("inet:HOST:PORT" or "unix:PATH"),
+ * without authentication: a libsoup server (util_metrics_http_new). */
+GObject *lmtp_metrics_listen (const char *spec, GError **error);
 
 /* ---- Postfix lookups (lmtp-socketmap.c, lmtp-policy.c, lmtp-maps.c) ---- */
 

@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include <glib-unix.h>
 
+#include "admin.h"
 #include "deliver.h"
 #include "lmtpd-state.h"
 #include "lmtpd-util.h"
@@ -33,7 +34,8 @@ typedef struct {
   GMainLoop *loop;
   LmtpServer *server;
   DeliverContext *ctx;       /* what deliveries share, for the life of the process */
-  GSocketService *metrics;
+  GObject *metrics;           /* [server] metrics_listen: a libsoup server, or NULL */
+  GObject *admin;             /* [admin] listen: the admin web listener, or NULL */
   LmtpMaps *socketmap, *policy; /* Postfix's lookups ([server] socketmap_listen, policy_listen) */
   LmtpdConfig *started;      /* the configuration the listeners were made from */
   gboolean debug;
@@ -467,6 +469,7 @@ start_serving (Daemon *d, LmtpdConfig *config)
       return 71; /* EX_OSERR */
     }
   if ((config->metrics_listen && (d->metrics = lmtp_metrics_listen (config->metrics_listen, &error)) == NULL)
+      || (config->admin_listen && (d->admin = admin_web_new (config, d->ctx, lmtp_metrics_render, &error)) == NULL)
       || !listen_postfix_maps (d, config, &error))
     {
       fprintf (stderr, "lmtpd: cannot listen: %s\n", error->message);
@@ -499,12 +502,8 @@ run (Daemon *d, LmtpdConfig *config)
   g_message ("%s %s started (mail_root %s, hostname %s)", PACKAGE_NAME, PACKAGE_VERSION,
              config->mail_root, config->hostname);
   g_main_loop_run (d->loop);
-  if (d->metrics)
-    {
-      g_socket_service_stop (d->metrics);
-      g_socket_listener_close (G_SOCKET_LISTENER (d->metrics));
-      g_object_unref (d->metrics);
-    }
+  util_http_server_free (d->metrics);
+  admin_web_free (d->admin);
   g_clear_pointer (&d->socketmap, lmtp_maps_free);
   g_clear_pointer (&d->policy, lmtp_maps_free);
   lmtp_server_free (d->server);

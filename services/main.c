@@ -347,7 +347,7 @@ on_term (gpointer loop)
 
 /* Opens every listener, then the metrics; the exit code on failure. */
 static int
-daemon_open (Daemon *d, GPtrArray *lives, GKeyFile *kf, GSocketService **metrics)
+daemon_open (Daemon *d, GPtrArray *lives, GKeyFile *kf, GObject **metrics)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *metrics_listen = service_get_string (kf, "server", "metrics_listen", NULL);
@@ -374,7 +374,7 @@ static int
 run (Daemon *d, GPtrArray *lives, GKeyFile *kf)
 {
   g_autoptr (GError) error = NULL;
-  GSocketService *metrics = NULL;
+  GObject *metrics = NULL;
   int rc;
 
   d->slots = g_ptr_array_new_with_free_func (slot_free);
@@ -395,11 +395,7 @@ run (Daemon *d, GPtrArray *lives, GKeyFile *kf)
       g_unix_signal_add (SIGHUP, on_hup, d);
       g_main_loop_run (d->loop);
     }
-  if (metrics)
-    {
-      g_socket_service_stop (metrics);
-      g_object_unref (metrics);
-    }
+  util_http_server_free (metrics);
   g_ptr_array_unref (d->slots);
   g_main_loop_unref (d->loop);
   g_free (d->server_group);

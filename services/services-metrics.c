@@ -142,11 +142,11 @@ metrics_address (const char *spec, GError **error)
   return g_inet_socket_address_new (ip, (guint16) g_ascii_strtoull (colon + 1, NULL, 10));
 }
 
-GSocketService *
+GObject *
 service_metrics_listen (const char *spec, GError **error)
 {
   g_autoptr (GSocketAddress) addr = metrics_address (spec, error), bound = NULL;
-  GSocketService *service;
+  GObject *service;
 
   if (addr == NULL)
     return NULL;

@@ -110,7 +110,8 @@ extern char *service_user;
 /* @check_us < 0: one more recipient of a call already counted. */
 void service_metrics_decision (const char *service, const char *verdict, guint n_rcpts, gint64 check_us);
 void service_metrics_reload (gboolean ok);
-GSocketService *service_metrics_listen (const char *spec, GError **error);
+/* a libsoup server (util_metrics_http_new), or NULL with @error */
+GObject *service_metrics_listen (const char *spec, GError **error);
 
 extern const ServiceModule service_logging;
 extern const ServiceModule service_access;

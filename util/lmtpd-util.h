@@ -77,23 +77,38 @@ char *util_sanitize (const char *s, gsize max);
  * multi-line record such as a user's script log. */
 char *util_sanitize_record (const char *s);
 
-/* ---- the metrics page (util-http.c) ---- */
+/* ---- HTTP (util-http.c, libsoup 3) ---- */
 
-/* The page's text, newly allocated; called from a worker thread. */
+/* A listening stream socket bound to @addr (bind it as root, serve it
+ * after dropping privileges); NULL with @error. */
+GSocket *util_http_bind (GSocketAddress *addr, GError **error);
+
+/* The page's text, newly allocated; called on the main loop. */
 typedef char *(*UtilMetricsRender) (void);
 
-/* Serves render()'s Prometheus text at GET (or HEAD) /metrics and / on
- * @addr, one request per connection in a worker thread (a request head of
- * at most 8 KiB within 5 s); other methods get 405, other paths 404.
- * *@bound (may be NULL) gets the address bound, with the port chosen. */
-GSocketService *util_metrics_http_new (GSocketAddress *addr, UtilMetricsRender render, GSocketAddress **bound,
-                                       GError **error);
+/* A libsoup server (a SoupServer, handed out as a GObject so that this
+ * header needs no libsoup) serving render()'s Prometheus text at GET (or
+ * HEAD) /metrics and / on @addr, without authentication; other methods
+ * get 405, other paths 404.  *@bound (may be NULL) gets the address
+ * bound, with the port chosen. */
+GObject *util_metrics_http_new (GSocketAddress *addr, UtilMetricsRender render, GSocketAddress **bound,
+                                GError **error);
+/* Answers @msg (a SoupServerMessage *) with render()'s text, or 405: for
+ * a server that authenticated the request itself. */
+void util_metrics_http_answer (gpointer msg, UtilMetricsRender render);
+/* Stops listening, closes the connections and drops @server (may be NULL). */
+void util_http_server_free (GObject *server);
 
 /* ---- GMime (util-gmime.c) ---- */
 
 /* Parses a message header (no body needed) held in @header; NULL if GMime
  * finds no message in it or @header is NULL. */
 GMimeMessage *util_gmime_parse_header (GBytes *header);
+/* The message's readable text as UTF-8, at most about @max bytes: its
+ * text/plain parts, and its text/html parts turned into text (tags,
+ * scripts and styles dropped), attachments skipped.  Never markup to
+ * render: the caller escapes it. */
+char *util_gmime_text_view (GMimeMessage *message, gsize max);
 
 /* the g_autoptr cleanups GMime 3 does not declare (every GMime object is a
  * GObject, so g_object_unref frees it) */

@@ -1,96 +1,90 @@
-/* util-http.c - the metrics page: Prometheus text over plain HTTP/1.0 on a
- * threaded socket service, one request per connection.  Enough for a
- * scraper and curl; the admin web service that later issues bring will use
- * libsoup.
+/* util-http.c - HTTP with libsoup 3: binding a listening socket (as root,
+ * before privileges are dropped) and the metrics page, Prometheus text at
+ * GET or HEAD /metrics (and /).  lmtpd's [server] metrics_listen and
+ * ocp-services serve it on a server of their own, without authentication;
+ * lmtpd's admin listener (admin/web-server.c) answers /metrics with the
+ * same code after its own authentication.
  */
 #include "config.h"
 
 #include <string.h>
+#include <libsoup/soup.h>
 
 #include "lmtpd-util.h"
 
-#define HEAD_MAX 8192
+GSocket *
+util_http_bind (GSocketAddress *addr, GError **error)
+{
+  g_autoptr (GSocket) sock = g_socket_new (g_socket_address_get_family (addr), G_SOCKET_TYPE_STREAM,
+                                           G_SOCKET_PROTOCOL_DEFAULT, error);
 
-typedef struct {
-  UtilMetricsRender render;
-} Page;
+  if (sock == NULL)
+    return NULL;
+  if (!g_socket_bind (sock, addr, TRUE, error))
+    return NULL;
+  g_socket_set_listen_backlog (sock, 64);
+  if (!g_socket_listen (sock, error))
+    return NULL;
+  return g_steal_pointer (&sock);
+}
 
-/* The request head, at most HEAD_MAX - 1 bytes within 5 seconds. */
+void
+util_metrics_http_answer (gpointer message, UtilMetricsRender render)
+{
+  SoupServerMessage *msg = message;
+  const char *method = soup_server_message_get_method (msg);
+  char *body;
+
+  if (strcmp (method, "GET") != 0 && strcmp (method, "HEAD") != 0)
+    {
+      soup_server_message_set_status (msg, SOUP_STATUS_METHOD_NOT_ALLOWED, NULL);
+      soup_message_headers_append (soup_server_message_get_response_headers (msg), "Allow", "GET, HEAD");
+      soup_server_message_set_response (msg, "text/plain; charset=utf-8", SOUP_MEMORY_STATIC, "only GET\n", 9);
+      return;
+    }
+  body = render ();
+  soup_server_message_set_status (msg, SOUP_STATUS_OK, NULL);
+  soup_server_message_set_response (msg, "text/plain; version=0.0.4; charset=utf-8", SOUP_MEMORY_TAKE, body,
+                                    strlen (body));
+}
+
 static void
-read_head (GSocket *sock, char *head)
+metrics_handler (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable *query, gpointer data)
 {
-  gsize len = 0;
-
-  g_socket_set_timeout (sock, 5);
-  head[0] = '\0';
-  while (len < HEAD_MAX - 1)
+  (void) server;
+  (void) query;
+  if (strcmp (path, "/metrics") != 0 && strcmp (path, "/") != 0)
     {
-      gssize n = g_socket_receive (sock, head + len, HEAD_MAX - 1 - len, NULL, NULL);
-      if (n <= 0)
-        break;
-      len += n;
-      head[len] = '\0';
-      if (strstr (head, "\r\n\r\n") || strstr (head, "\n\n"))
-        break;
+      soup_server_message_set_status (msg, SOUP_STATUS_NOT_FOUND, NULL);
+      soup_server_message_set_response (msg, "text/plain; charset=utf-8", SOUP_MEMORY_STATIC, "try /metrics\n", 13);
+      return;
     }
+  util_metrics_http_answer (msg, (UtilMetricsRender) data);
 }
 
-/* GET or HEAD of /metrics or /: the page; any other method 405, any other
- * path 404. */
-static char *
-answer (const char *head, const Page *page, const char **status)
-{
-  const char *path;
-
-  if (!g_str_has_prefix (head, "GET ") && !g_str_has_prefix (head, "HEAD "))
-    {
-      *status = "405 Method Not Allowed";
-      return g_strdup ("only GET\n");
-    }
-  path = strchr (head, ' ') + 1;
-  if (!g_str_has_prefix (path, "/metrics ") && !g_str_has_prefix (path, "/ "))
-    {
-      *status = "404 Not Found";
-      return g_strdup ("try /metrics\n");
-    }
-  *status = "200 OK";
-  return page->render ();
-}
-
-static gboolean
-serve (GThreadedSocketService *service, GSocketConnection *conn, GObject *source, gpointer data)
-{
-  GOutputStream *os = g_io_stream_get_output_stream (G_IO_STREAM (conn));
-  char head[HEAD_MAX];
-  const char *status;
-  g_autofree char *body = NULL, *reply = NULL;
-
-  (void) service;
-  (void) source;
-  read_head (g_socket_connection_get_socket (conn), head);
-  body = answer (head, data, &status);
-  reply = g_strdup_printf ("HTTP/1.0 %s\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-                           "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                           status, strlen (body), g_str_has_prefix (head, "HEAD ") ? "" : body);
-  g_output_stream_write_all (os, reply, strlen (reply), NULL, NULL, NULL);
-  g_io_stream_close (G_IO_STREAM (conn), NULL, NULL);
-  return TRUE;
-}
-
-GSocketService *
+GObject *
 util_metrics_http_new (GSocketAddress *addr, UtilMetricsRender render, GSocketAddress **bound, GError **error)
 {
-  g_autoptr (GSocketService) service = g_threaded_socket_service_new (2);
-  Page *page = g_new0 (Page, 1);
+  g_autoptr (GSocket) sock = util_http_bind (addr, error);
+  g_autoptr (SoupServer) server = NULL;
 
-  if (!g_socket_listener_add_address (G_SOCKET_LISTENER (service), addr, G_SOCKET_TYPE_STREAM,
-                                      G_SOCKET_PROTOCOL_DEFAULT, NULL, bound, error))
-    {
-      g_free (page);
-      return NULL;
-    }
-  page->render = render;
-  g_signal_connect_data (service, "run", G_CALLBACK (serve), page, (GClosureNotify) (void (*) (void)) g_free, 0);
-  g_socket_service_start (service);
-  return g_steal_pointer (&service);
+  if (sock == NULL)
+    return NULL;
+  /* no Server: header: nothing for a scanner to match versions on */
+  server = soup_server_new ("server-header", NULL, NULL);
+  soup_server_add_handler (server, NULL, metrics_handler, (gpointer) render, NULL);
+  if (!soup_server_listen_socket (server, sock, 0, error))
+    return NULL;
+  if (bound)
+    *bound = g_socket_get_local_address (sock, NULL);
+  return G_OBJECT (g_steal_pointer (&server));
+}
+
+void
+util_http_server_free (GObject *server)
+{
+  if (server == NULL)
+    return;
+  soup_server_disconnect (SOUP_SERVER (server));
+  g_object_unref (server);
 }
