@@ -154,19 +154,23 @@ web_services_page (const WebRequest *req, WebReply *reply)
   GHashTableIter it;
   gpointer k, v;
 
-  if (counts == NULL)
+  if (counts == NULL && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED))
     {
       web_page_error (reply, req, web_status_of_error (error), error->message);
       return;
     }
-  all = series_of (counts, first);
+  /* a build without the counts still shows the page, saying so */
+  all = counts ? series_of (counts, first) : g_hash_table_new (g_str_hash, g_str_equal);
   web_page_begin (reply->body, "Services", req);
   g_string_append_printf (reply->body, "<p>Verdicts applied per hour, the last %d hours.</p>\n", HOURS);
   legend (reply->body);
   g_hash_table_iter_init (&it, all);
   while (g_hash_table_iter_next (&it, &k, &v))
     chart (reply->body, k, v);
-  if (g_hash_table_size (all) == 0)
+  if (error)
+    web_append_escaped (reply->body, "<p class=\"err\" id=\"unavailable\">Verdict counts are not available: %s</p>\n",
+                        error->message);
+  else if (g_hash_table_size (all) == 0)
     g_string_append (reply->body, "<p>No verdicts recorded yet.</p>\n");
   comparison (reply->body, all);
   web_page_end (reply->body);
