@@ -2,8 +2,9 @@
  * format (0.0.4), served over HTTP on [server] metrics_listen, as lmtpd
  * serves its own.
  *
- * Counters are bumped on the main loop and read by the HTTP worker
- * thread, both under one mutex: a scrape is rare, a decision is cheap.
+ * Counters are bumped by the calls and read by the scrape (libsoup, on
+ * the main loop: util/util-http.c), both under one mutex: a scrape is
+ * rare, a decision is cheap.
  */
 #include "config.h"
 
