@@ -28,8 +28,12 @@ struct _WebAuth {
 };
 
 static gboolean
-client_ca_load (WebAuth *auth, const char *path, GError **error)
+client_ca_load (WebAuth *auth, const char *file, GError **error)
 {
+  /* GTlsFileDatabase wants an absolute path; lmtpd's paths are relative
+   * to where it runs */
+  g_autofree char *path = g_canonicalize_filename (file, NULL);
+
   if ((auth->ca_db = g_tls_file_database_new (path, error)) == NULL
       || (auth->ca = g_tls_certificate_new_from_file (path, error)) == NULL)
     {
@@ -146,12 +150,18 @@ check_cookie (WebAuth *auth, const char *value, WebPrincipal *p)
   admit (auth, p, "web:admin", session);
 }
 
+gboolean
+web_auth_certificate_ok (WebAuth *auth, GTlsCertificate *peer)
+{
+  return auth->ca && g_tls_certificate_verify (peer, NULL, auth->ca) == 0;
+}
+
 static void
 check_certificate (WebAuth *auth, GTlsCertificate *peer, WebPrincipal *p)
 {
   g_autofree char *subject = NULL, *session = NULL;
 
-  if (auth->ca == NULL || g_tls_certificate_verify (peer, NULL, auth->ca) != 0)
+  if (!web_auth_certificate_ok (auth, peer))
     {
       p->refused = TRUE;
       return;

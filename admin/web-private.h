@@ -69,6 +69,8 @@ WebAuth *web_auth_new (const LmtpdConfig *config, GError **error);
 void web_auth_free (WebAuth *auth);
 gboolean web_auth_has_client_ca (WebAuth *auth);
 GTlsDatabase *web_auth_client_ca (WebAuth *auth);
+/* @peer was signed by [admin] tls_client_ca_file */
+gboolean web_auth_certificate_ok (WebAuth *auth, GTlsCertificate *peer);
 /* Who sent @msg: fills @p; FALSE if nobody authenticated. */
 gboolean web_auth_check (WebAuth *auth, SoupServerMessage *msg, WebPrincipal *p);
 /* GET /login?token=: a session cookie for the right token, 403 else. */

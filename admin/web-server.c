@@ -335,6 +335,19 @@ got_headers (SoupServerMessage *msg, gpointer data)
     }
 }
 
+/* The handshake takes any client certificate (its owner proved to hold
+ * the key): whether it makes an admin is web-auth.c's to judge, against
+ * the CA alone, so that one from elsewhere gets a clear 403, not a reset. */
+static gboolean
+accept_certificate (SoupServerMessage *msg, GTlsCertificate *peer, GTlsCertificateFlags errors, gpointer data)
+{
+  (void) msg;
+  (void) peer;
+  (void) errors;
+  (void) data;
+  return TRUE;
+}
+
 /* Counts each connection once, at its first request, until its socket
  * goes; over [admin] max_connections a request is answered 503 and its
  * connection closed. */
@@ -346,6 +359,7 @@ request_started (SoupServer *server, SoupServerMessage *msg, gpointer data)
 
   (void) server;
   g_signal_connect (msg, "got-headers", G_CALLBACK (got_headers), web);
+  g_signal_connect (msg, "accept-certificate", G_CALLBACK (accept_certificate), web);
   if (sock == NULL || g_object_get_data (G_OBJECT (sock), "admin-web-counted"))
     return;
   if (*web->connections >= web->config->admin_max_connections)

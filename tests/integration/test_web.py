@@ -321,6 +321,77 @@ class Web(unittest.TestCase):
         self.assertEqual(len(self.alice()), 1)
 
 
+def openssl(*args):
+    subprocess.run(["openssl"] + list(args), check=True, capture_output=True, timeout=60)
+
+
+def make_ca(directory, name):
+    ca, key = os.path.join(directory, name + "-ca.pem"), os.path.join(directory, name + "-ca.key")
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
+            "-out", ca, "-days", "2", "-subj", "/CN=%s admin CA" % name, "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign")
+    return ca, key
+
+
+def make_signed(directory, name, ca, ca_key, subject, ext):
+    cert, key, csr = (os.path.join(directory, name + x) for x in (".pem", ".key", ".csr"))
+    extfile = os.path.join(directory, name + ".ext")
+    with open(extfile, "w") as f:
+        f.write(ext + "\n")
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
+            "-out", csr, "-subj", subject)
+    openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert, "-days", "2",
+            "-extfile", extfile)
+    return cert, key
+
+
+class ClientCertificates(unittest.TestCase):
+    """HTTPS, and client certificates from [admin] tls_client_ca_file as
+    the admins' way in (no token file at all)."""
+
+    def setUp(self):
+        self.d = Daemon(extra={"admin.listen": "inet:127.0.0.1:0", "admin.tls_cert_file": "server.pem",
+                               "admin.tls_key_file": "server.key", "admin.tls_client_ca_file": "admins-ca.pem"})
+        self.addCleanup(self.d.cleanup)
+        ca, ca_key = make_ca(self.d.dir, "admins")
+        rogue, rogue_key = make_ca(self.d.dir, "rogue")
+        self.server, _ = make_signed(self.d.dir, "server", ca, ca_key, "/CN=lmtp.test",
+                                     "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth")
+        self.admin = make_signed(self.d.dir, "admin", ca, ca_key, "/O=Example/CN=Ops Admin",
+                                 "extendedKeyUsage=clientAuth")
+        self.intruder = make_signed(self.d.dir, "intruder", rogue, rogue_key, "/CN=Ops Admin",
+                                    "extendedKeyUsage=clientAuth")
+        self.ca = ca
+        self.d.start()
+        self.port = int(re.search(r"admin web page on https://127\.0\.0\.1:(\d+)/", self.d.read_log()).group(1))
+
+    def get(self, path, cert=None):
+        import ssl
+        ctx = ssl.create_default_context(cafile=self.ca)
+        if cert:
+            ctx.load_cert_chain(*cert)
+        try:
+            with urllib.request.urlopen("https://127.0.0.1:%d%s" % (self.port, path), context=ctx, timeout=30) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def test_certificate_from_the_ca_is_an_admin(self):
+        status, body = self.get("/services", self.admin)
+        self.assertEqual(status, 200, body)
+        self.assertIn("<h1>Services</h1>", body)
+        self.assertRegex(body, r'name="csrf"|Services')
+        self.assertEqual(self.get("/services")[0], 401)
+        try:
+            status, _ = self.get("/services", self.intruder)
+        except (urllib.error.URLError, ConnectionError, OSError):
+            status = "handshake refused"
+        self.assertIn(status, (403, "handshake refused"))
+        status, body = self.get("/metrics", self.admin)
+        self.assertEqual(status, 200)
+        self.assertIn("lmtpd_sessions_total", body)
+
+
 class TokenFile(unittest.TestCase):
     """lmtpd refuses to start the admin listener with a bad token file."""
 
