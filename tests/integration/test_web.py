@@ -350,7 +350,8 @@ class ClientCertificates(unittest.TestCase):
     the admins' way in (no token file at all)."""
 
     def setUp(self):
-        self.d = Daemon(extra={"admin.listen": "inet:127.0.0.1:0", "admin.tls_cert_file": "server.pem",
+        self.d = Daemon(extra={"state.records_db": "lib/records.db",
+                               "admin.listen": "inet:127.0.0.1:0", "admin.tls_cert_file": "server.pem",
                                "admin.tls_key_file": "server.key", "admin.tls_client_ca_file": "admins-ca.pem"})
         self.addCleanup(self.d.cleanup)
         ca, ca_key = make_ca(self.d.dir, "admins")
