@@ -43,6 +43,9 @@ util_metrics_http_answer (gpointer message, UtilMetricsRender render)
       return;
     }
   body = render ();
+  /* as scrapers have always had it: HTTP/1.0, one request a connection */
+  soup_server_message_set_http_version (msg, SOUP_HTTP_1_0);
+  soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Connection", "close");
   soup_server_message_set_status (msg, SOUP_STATUS_OK, NULL);
   soup_server_message_set_response (msg, "text/plain; version=0.0.4; charset=utf-8", SOUP_MEMORY_TAKE, body,
                                     strlen (body));
