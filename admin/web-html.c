@@ -63,6 +63,18 @@ web_page_error (WebReply *reply, const WebRequest *req, guint status, const char
 }
 
 void
+web_append_fields (GString *out, const char *id, const char *const *fields, guint n)
+{
+  if (id)
+    web_append_escaped (out, "<table id=\"%s\">", id);
+  else
+    g_string_append (out, "<table class=\"fields\">");
+  for (guint i = 0; i + 1 < n; i += 2)
+    web_append_escaped (out, "<tr><th>%s</th><td>%s</td></tr>", fields[i], fields[i + 1] ? fields[i + 1] : "");
+  g_string_append (out, "</table>\n");
+}
+
+void
 web_append_csrf (GString *out, const WebRequest *req)
 {
   web_append_escaped (out, "<input type=\"hidden\" name=\"csrf\" value=\"%s\">", req->who.csrf ? req->who.csrf : "");

@@ -14,14 +14,14 @@ static void
 summary (GString *out, const DeliverQuarantined *q)
 {
   g_autofree char *created = web_format_time (q->created);
+  g_autofree char *size = g_strdup_printf ("%" G_GUINT64_FORMAT, q->size);
+  g_autofree char *why = g_strdup_printf ("%s%s%s", q->service, q->reason ? ": " : "", q->reason ? q->reason : "");
+  const char *const fields[] = {
+    "To", q->recipient, "From", q->sender[0] ? q->sender : "<>", "Subject", q->subject,
+    "Held since", created, "Size", size, "Why", why,
+  };
 
-  web_append_escaped (out,
-                      "<table id=\"summary\"><tr><th>To</th><td>%s</td></tr><tr><th>From</th><td>%s</td></tr>"
-                      "<tr><th>Subject</th><td>%s</td></tr><tr><th>Held since</th><td>%s</td></tr>"
-                      "<tr><th>Size</th><td>%" G_GUINT64_FORMAT "</td></tr><tr><th>Why</th><td>%s%s%s</td></tr>"
-                      "</table>\n",
-                      q->recipient, q->sender[0] ? q->sender : "<>", q->subject ? q->subject : "", created, q->size,
-                      q->service, q->reason ? ": " : "", q->reason ? q->reason : "");
+  web_append_fields (out, "summary", fields, G_N_ELEMENTS (fields));
 }
 
 static void

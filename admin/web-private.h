@@ -83,6 +83,9 @@ void web_page_begin (GString *out, const char *title, const WebRequest *req);
 void web_page_end (GString *out);
 void web_page_error (WebReply *reply, const WebRequest *req, guint status, const char *text);
 void web_append_escaped (GString *out, const char *format, ...) G_GNUC_PRINTF (2, 3);
+/* A two-column table #@id (NULL: no id): @n/2 pairs of name and value (a NULL value
+ * is empty), all escaped. */
+void web_append_fields (GString *out, const char *id, const char *const *fields, guint n);
 /* <input type=hidden name=csrf ...> for a form of @req's session */
 void web_append_csrf (GString *out, const WebRequest *req);
 char *web_format_time (gint64 t);

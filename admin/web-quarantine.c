@@ -123,23 +123,19 @@ static void
 summary_table (GString *out, const DeliverQuarantined *q)
 {
   g_autofree char *created = web_format_time (q->created), *expires = web_format_time (q->expires);
-  g_autofree char *released = web_format_time (q->released_at);
+  g_autofree char *size = g_strdup_printf ("%" G_GUINT64_FORMAT, q->size);
+  g_autofree char *at = web_format_time (q->released_at);
+  g_autofree char *released = q->released_by ? g_strdup_printf ("%s by %s to %s", at, q->released_by,
+                                                                 q->released_to ? q->released_to : q->recipient)
+                                             : NULL;
+  const char *const fields[] = {
+    "ID", q->id, "State", q->state, "Recipient", q->recipient, "Original recipient", q->original_recipient,
+    "Sender", q->sender[0] ? q->sender : "<>", "Subject", q->subject, "Message-ID", q->message_id,
+    "Size", size, "Service", q->service, "Reason", q->reason, "Quarantined", created, "Expires", expires,
+    "Released", released,
+  };
 
-  web_append_escaped (out,
-                      "<table id=\"summary\"><tr><th>ID</th><td>%s</td></tr><tr><th>State</th><td>%s</td></tr>"
-                      "<tr><th>Recipient</th><td>%s</td></tr><tr><th>Original recipient</th><td>%s</td></tr>"
-                      "<tr><th>Sender</th><td>%s</td></tr><tr><th>Subject</th><td>%s</td></tr>"
-                      "<tr><th>Message-ID</th><td>%s</td></tr><tr><th>Size</th><td>%" G_GUINT64_FORMAT "</td></tr>"
-                      "<tr><th>Service</th><td>%s</td></tr><tr><th>Reason</th><td>%s</td></tr>"
-                      "<tr><th>Quarantined</th><td>%s</td></tr><tr><th>Expires</th><td>%s</td></tr>",
-                      q->id, q->state, q->recipient, q->original_recipient ? q->original_recipient : "",
-                      q->sender[0] ? q->sender : "<>", q->subject ? q->subject : "",
-                      q->message_id ? q->message_id : "", q->size, q->service, q->reason ? q->reason : "", created,
-                      expires);
-  if (q->released_by)
-    web_append_escaped (out, "<tr><th>Released</th><td>%s by %s to %s</td></tr>", released, q->released_by,
-                        q->released_to ? q->released_to : q->recipient);
-  g_string_append (out, "</table>\n");
+  web_append_fields (out, "summary", fields, released ? G_N_ELEMENTS (fields) : G_N_ELEMENTS (fields) - 2);
 }
 
 /* At most COPY_READ_MAX bytes of the stored copy, parsed; NULL if none. */

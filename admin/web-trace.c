@@ -10,15 +10,14 @@ static void
 trace_table (GString *out, const DeliverTrace *t)
 {
   g_autofree char *at = web_format_time (t->at);
+  const char *const fields[] = {
+    "Transaction", t->txn, "Time", at, "Sender", t->sender, "Message-ID", t->message_id,
+    "Queue id", t->queue_id, "Reply", t->reply, "Folder", t->folder,
+  };
 
-  web_append_escaped (out,
-                      "<h2>%s</h2><table class=\"trace\"><tr><th>Transaction</th><td>%s</td></tr>"
-                      "<tr><th>Time</th><td>%s</td></tr><tr><th>Sender</th><td>%s</td></tr>"
-                      "<tr><th>Message-ID</th><td>%s</td></tr><tr><th>Queue id</th><td>%s</td></tr>"
-                      "<tr><th>Reply</th><td>%s</td></tr><tr><th>Folder</th><td>%s</td></tr></table>\n"
-                      "<table class=\"steps\"><tr><th>#</th><th>Step</th></tr>\n",
-                      t->recipient, t->txn, at, t->sender ? t->sender : "", t->message_id ? t->message_id : "",
-                      t->queue_id ? t->queue_id : "", t->reply ? t->reply : "", t->folder ? t->folder : "");
+  web_append_escaped (out, "<h2>%s</h2>", t->recipient);
+  web_append_fields (out, NULL, fields, G_N_ELEMENTS (fields));
+  g_string_append (out, "<table class=\"steps\"><tr><th>#</th><th>Step</th></tr>\n");
   for (guint i = 0; t->steps && t->steps[i]; i++)
     web_append_escaped (out, "<tr><td>%u</td><td>%s</td></tr>\n", i + 1, t->steps[i]);
   g_string_append (out, "</table>\n");

@@ -15,6 +15,8 @@ import tempfile
 import time
 import urllib.request
 
+from lmtptest import terminate
+
 try:
     import websocket
 except ImportError:  # python3-websocket is Debian's, the tests may run under another Python
@@ -142,12 +144,6 @@ class Browser:
             self.ws.close()
         except Exception:
             pass
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -195,6 +195,17 @@ def metrics_text(daemon):
 
 
 
+def terminate(proc, timeout=10):
+    """Stops a process a test started: SIGTERM, then SIGKILL after @timeout."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def free_port():
     """A loopback TCP port free now, for a server a test starts."""
     with socket.socket() as s:
@@ -385,13 +396,7 @@ class Callout:
         return int(counts[-1]) if counts else 0
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.log.close()
         log = self.read_log()
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -444,13 +449,7 @@ class Services:
         return os.path.join(self.dir, name)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.log.close()
         log = self.read_log()
         shutil.rmtree(self.dir, ignore_errors=True)
