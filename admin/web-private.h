@@ -23,6 +23,7 @@ G_BEGIN_DECLS
 #define WEB_BODY_MAX (64 * 1024)      /* a request's body (forms are small) */
 #define WEB_FIELD_MAX 1024            /* one form or query field */
 #define WEB_SESSION_LIFETIME (12 * 3600)
+#define WEB_IO_TIMEOUT 30             /* seconds a client may stop sending */
 
 typedef struct _AdminWeb AdminWeb;
 

@@ -6,7 +6,8 @@
  * Everything on the wire happens on the main loop; a page, which may wait
  * on the records or deliver a released message, renders in a GTask
  * worker while its request is paused.  Limits: [admin] max_connections
- * connections (one more is answered 503 and closed), request heads
+ * connections (one more is answered 503 and closed), one request each,
+ * WEB_IO_TIMEOUT seconds for a client that stops sending, request heads
  * libsoup's 64 KiB, bodies WEB_BODY_MAX (413), fields WEB_FIELD_MAX.
  */
 #include "config.h"
@@ -24,7 +25,7 @@ struct _AdminWeb {
   AdminMetricsRender metrics;
   WebAuth *auth;
   GBytes *link_secret;        /* or NULL: no signed links */
-  guint *connections;         /* a box each counted socket holds a reference to */
+  GHashTable *connections;    /* the sockets served (weak: each removes itself as it goes) */
 };
 
 typedef struct {
@@ -59,6 +60,8 @@ web_link_secret (AdminWeb *web)
   return web->link_secret;
 }
 
+static void connections_forget (AdminWeb *web);
+
 static void
 admin_web_destroy (gpointer data)
 {
@@ -66,7 +69,7 @@ admin_web_destroy (gpointer data)
 
   web_auth_free (web->auth);
   g_clear_pointer (&web->link_secret, g_bytes_unref);
-  g_rc_box_release (web->connections);
+  connections_forget (web);
   deliver_context_unref (web->ctx);
   lmtpd_config_unref ((LmtpdConfig *) web->config);
   g_free (web);
@@ -271,7 +274,6 @@ handle (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable
   (void) server;
   if (g_object_get_data (G_OBJECT (msg), "over-limit"))
     {
-      soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Connection", "close");
       plain_reply (msg, SOUP_STATUS_SERVICE_UNAVAILABLE, "503 too many connections\n");
       return;
     }
@@ -311,11 +313,39 @@ handle (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable
 static void
 connection_gone (gpointer data, GObject *socket)
 {
-  guint *connections = data;
+  AdminWeb *web = data;
 
-  (void) socket;
-  (*connections)--;
-  g_rc_box_release (connections);
+  g_hash_table_remove (web->connections, socket);
+}
+
+/* Connections served now: a socket libsoup has closed may outlive its
+ * connection a while, it no longer counts. */
+static guint
+connections_live (AdminWeb *web)
+{
+  GHashTableIter it;
+  gpointer sock;
+
+  g_hash_table_iter_init (&it, web->connections);
+  while (g_hash_table_iter_next (&it, &sock, NULL))
+    if (g_socket_is_closed (sock))
+      {
+        g_object_weak_unref (sock, connection_gone, web);
+        g_hash_table_iter_remove (&it);
+      }
+  return g_hash_table_size (web->connections);
+}
+
+static void
+connections_forget (AdminWeb *web)
+{
+  GHashTableIter it;
+  gpointer sock;
+
+  g_hash_table_iter_init (&it, web->connections);
+  while (g_hash_table_iter_next (&it, &sock, NULL))
+    g_object_weak_unref (sock, connection_gone, web);
+  g_hash_table_destroy (web->connections);
 }
 
 /* A body over WEB_BODY_MAX, or of unknown length, is refused before it is
@@ -330,7 +360,6 @@ got_headers (SoupServerMessage *msg, gpointer data)
   if (enc == SOUP_ENCODING_CHUNKED || enc == SOUP_ENCODING_EOF
       || (enc == SOUP_ENCODING_CONTENT_LENGTH && soup_message_headers_get_content_length (h) > WEB_BODY_MAX))
     {
-      soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Connection", "close");
       plain_reply (msg, SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE, "413 request too large\n");
     }
 }
@@ -348,9 +377,10 @@ accept_certificate (SoupServerMessage *msg, GTlsCertificate *peer, GTlsCertifica
   return TRUE;
 }
 
-/* Counts each connection once, at its first request, until its socket
- * goes; over [admin] max_connections a request is answered 503 and its
- * connection closed. */
+/* Counts each connection from its start until it closes (every answer
+ * closes it: a page is one request, and libsoup would not notice an idle
+ * keep-alive connection going away); over [admin] max_connections a
+ * request is answered 503 and its connection closed. */
 static void
 request_started (SoupServer *server, SoupServerMessage *msg, gpointer data)
 {
@@ -358,18 +388,20 @@ request_started (SoupServer *server, SoupServerMessage *msg, gpointer data)
   GSocket *sock = soup_server_message_get_socket (msg);
 
   (void) server;
+  soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Connection", "close");
   g_signal_connect (msg, "got-headers", G_CALLBACK (got_headers), web);
   g_signal_connect (msg, "accept-certificate", G_CALLBACK (accept_certificate), web);
-  if (sock == NULL || g_object_get_data (G_OBJECT (sock), "admin-web-counted"))
+  if (sock == NULL || g_hash_table_contains (web->connections, sock))
     return;
-  if (*web->connections >= web->config->admin_max_connections)
+  /* a client that stops sending (or never sends) is dropped */
+  g_socket_set_timeout (sock, WEB_IO_TIMEOUT);
+  if (connections_live (web) >= web->config->admin_max_connections)
     {
       g_object_set_data (G_OBJECT (msg), "over-limit", GINT_TO_POINTER (1));
       return;
     }
-  (*web->connections)++;
-  g_object_set_data (G_OBJECT (sock), "admin-web-counted", GINT_TO_POINTER (1));
-  g_object_weak_ref (G_OBJECT (sock), connection_gone, g_rc_box_acquire (web->connections));
+  g_hash_table_add (web->connections, sock);
+  g_object_weak_ref (G_OBJECT (sock), connection_gone, web);
 }
 
 /* ---- the server ----------------------------------------------------------- */
@@ -458,7 +490,7 @@ admin_web_new (const LmtpdConfig *config, DeliverContext *ctx, AdminMetricsRende
   web->ctx = deliver_context_ref (ctx);
   web->metrics = metrics;
   web->auth = auth;
-  web->connections = g_rc_box_new0 (guint);
+  web->connections = g_hash_table_new (NULL, NULL);
   g_object_set_data_full (G_OBJECT (server), "admin-web", web, admin_web_destroy);
   if (config->admin_link_secret_file
       && (web->link_secret = admin_secret_file_read (config->admin_link_secret_file, "[admin] link_secret_file",

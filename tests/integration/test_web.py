@@ -393,6 +393,54 @@ class ClientCertificates(unittest.TestCase):
         self.assertIn("lmtpd_sessions_total", body)
 
 
+class Connections(unittest.TestCase):
+    """[admin] max_connections: one more connection gets 503 and is closed;
+    once one goes, a new one is served."""
+
+    def setUp(self):
+        self.d = Daemon(extra={"state.records_db": "lib/records.db", "admin.listen": "inet:127.0.0.1:0",
+                               "admin.token_file": "admin.token", "admin.max_connections": "2"})
+        self.addCleanup(self.d.cleanup)
+        write_secret(os.path.join(self.d.dir, "admin.token"), TOKEN)
+        self.d.start()
+        self.port = int(re.search(r"admin web page on http://127\.0\.0\.1:(\d+)/", self.d.read_log()).group(1))
+
+    def ask(self, s):
+        """One request on @s: the status line, and whether the connection
+        was closed after the answer."""
+        s.sendall(("GET /nothing-here HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % TOKEN).encode())
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data.split(b"\r\n")[0].decode(), b"\r\nConnection: close\r\n" in data
+
+    def test_one_connection_too_many(self):
+        # two clients that have not finished their request hold both places
+        first = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        second = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        for s in (first, second):
+            s.sendall(b"GET /nothing-here HTTP/1.1\r\n")
+        time.sleep(0.3)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as third:
+            self.assertEqual(self.ask(third), ("HTTP/1.1 503 Service Unavailable", True))
+        # one finishes its request: answered, closed, its place free again
+        first.sendall(("Host: x\r\nAuthorization: Bearer %s\r\n\r\n" % TOKEN).encode())
+        self.assertTrue(first.recv(100).startswith(b"HTTP/1.1 404 "))
+        first.close()
+        deadline = time.time() + 10
+        while True:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=10) as again:
+                answer = self.ask(again)
+            if answer[0] != "HTTP/1.1 503 Service Unavailable" or time.time() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertEqual(answer, ("HTTP/1.1 404 Not Found", True))
+        second.close()
+
+
 class TokenFile(unittest.TestCase):
     """lmtpd refuses to start the admin listener with a bad token file."""
 
