@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "lmtpd-util.h"
 #include "web-private.h"
 
 #define COOKIE_NAME "lmtpd_admin"
@@ -166,9 +167,11 @@ check_certificate (WebAuth *auth, GTlsCertificate *peer, WebPrincipal *p)
       p->refused = TRUE;
       return;
     }
-  subject = g_tls_certificate_get_subject_name (peer);
-  session = g_strdup_printf ("cert:%s", subject ? subject : "?");
-  admit (auth, p, subject ? subject : "web:certificate", session);
+  /* the subject names who acted, in the log and the released message's
+   * header: one line, bounded */
+  subject = util_sanitize (g_tls_certificate_get_subject_name (peer), 200);
+  session = g_strdup_printf ("cert:%s", subject);
+  admit (auth, p, subject[0] ? subject : "web:certificate", session);
 }
 
 static char *

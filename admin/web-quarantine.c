@@ -239,6 +239,7 @@ release (const WebRequest *req, const char *id, GError **error)
 {
   const char *to = web_request_field (req, "to");
   DeliverStatus status = { 0 };
+  g_autofree char *log_to = NULL;
   gboolean ok;
 
   if (to && *to == '\0')
@@ -248,7 +249,8 @@ release (const WebRequest *req, const char *id, GError **error)
   deliver_status_clear (&status);
   if (!ok)
     return NULL;
-  g_message ("admin web action=release id=%s who=%s to=%s", id, req->who.who, to ? to : "(recipient)");
+  log_to = util_sanitize (to ? to : "(recipient)", 200);
+  g_message ("admin web action=release id=%s who=%s to=%s", id, req->who.who, log_to);
   return g_strdup_printf ("Released to %s.", to ? to : "its recipient");
 }
 
@@ -277,6 +279,21 @@ act (const WebRequest *req, WebReply *reply, const char *id, const char *verb)
   show_message (req, reply, id, note);
 }
 
+/* an id as the store makes them (letters, digits, '-', '_'): anything
+ * else is no page, and never reaches the store */
+static gboolean
+id_plausible (const char *id)
+{
+  gsize n = strlen (id);
+
+  if (n == 0 || n > 64)
+    return FALSE;
+  for (gsize i = 0; i < n; i++)
+    if (!g_ascii_isalnum (id[i]) && id[i] != '-' && id[i] != '_')
+      return FALSE;
+  return TRUE;
+}
+
 /* /quarantine/ID, /quarantine/ID/release, /quarantine/ID/delete */
 void
 web_quarantine_page (const WebRequest *req, WebReply *reply)
@@ -284,7 +301,9 @@ web_quarantine_page (const WebRequest *req, WebReply *reply)
   g_auto (GStrv) parts = g_strsplit (req->path + strlen ("/quarantine/"), "/", 3);
   guint n = g_strv_length (parts);
 
-  if (n == 1)
+  if (n == 0 || !id_plausible (parts[0]))
+    web_page_error (reply, req, SOUP_STATUS_NOT_FOUND, "no such message");
+  else if (n == 1)
     show_message (req, reply, parts[0], NULL);
   else if (n == 2 && (strcmp (parts[1], "release") == 0 || strcmp (parts[1], "delete") == 0))
     act (req, reply, parts[0], parts[1]);

@@ -249,6 +249,12 @@ class Web(unittest.TestCase):
         self.assertIn("Deleted.", body)
         self.assertIn(" deleted ", self.ctl("quarantine", "list", "--all").stdout.decode())
         self.assertEqual(self.alice(), [])
+        # hostile input comes back as text
+        self.assertEqual(http(self.port, "/quarantine/..%2F..%2Fadmin.token", headers=bearer)[0], 404)
+        status, _, page = http(self.port, "/quarantine?text=%22%3E%3Cscript%3Ex%3C/script%3E", headers=bearer)
+        self.assertEqual(status, 200)
+        self.assertNotIn('"><script>', page)
+        self.assertIn('value="&quot;&gt;&lt;script&gt;x&lt;/script&gt;"', page)
 
     def test_metrics_on_both_listeners(self):
         status, headers, body = http(self.port, "/metrics", headers={"Authorization": "Bearer " + TOKEN})
