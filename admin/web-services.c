@@ -24,9 +24,9 @@ static const struct {
 #define N_VERDICTS G_N_ELEMENTS (verdicts)
 
 typedef struct {
-  guint64 hourly[HOURS][N_VERDICTS]; /* applied */
+  guint64 hourly[2][HOURS][N_VERDICTS]; /* [0] applied, [1] shadow (would-be) */
   guint64 applied[N_VERDICTS], shadow[N_VERDICTS];
-  guint64 peak;                       /* the highest hour */
+  guint64 peak;                       /* the highest hour charted */
 } Series;
 
 static guint
@@ -59,23 +59,24 @@ series_of (GPtrArray *counts, gint64 first_hour)
         s->shadow[v] += c->n;
       else
         s->applied[v] += c->n;
-      if (!c->shadow && h >= 0 && h < HOURS)
-        s->hourly[h][v] += c->n;
+      if (h >= 0 && h < HOURS)
+        s->hourly[c->shadow ? 1 : 0][h][v] += c->n;
     }
   return all;
 }
 
 static void
-chart_bar (GString *out, const Series *s, guint h)
+chart_bar (GString *out, const Series *s, guint kind, guint h)
 {
   double y = CHART_H;
   guint64 total = 0;
 
   for (guint v = 0; v < N_VERDICTS; v++)
     {
-      double height = s->peak ? (double) s->hourly[h][v] * (CHART_H - 5) / s->peak : 0;
-      total += s->hourly[h][v];
-      if (s->hourly[h][v] == 0)
+      guint64 n = s->hourly[kind][h][v];
+      double height = s->peak ? (double) n * (CHART_H - 5) / s->peak : 0;
+      total += n;
+      if (n == 0)
         continue;
       y -= height;
       g_string_append_printf (out, "<rect x=\"%u\" y=\"%.1f\" width=\"%d\" height=\"%.1f\" fill=\"%s\"/>",
@@ -85,17 +86,29 @@ chart_bar (GString *out, const Series *s, guint h)
     g_string_append_printf (out, "<title>%" G_GUINT64_FORMAT "</title>", total);
 }
 
+static gboolean
+has_applied (const Series *s)
+{
+  for (guint v = 0; v < N_VERDICTS; v++)
+    if (s->applied[v])
+      return TRUE;
+  return FALSE;
+}
+
+/* the applied verdicts; a service that has only shadow verdicts (one in
+ * shadow mode) gets those, said so */
 static void
 chart (GString *out, const char *service, Series *s)
 {
+  guint kind = has_applied (s) ? 0 : 1;
   for (guint h = 0; h < HOURS; h++)
     {
       guint64 t = 0;
       for (guint v = 0; v < N_VERDICTS; v++)
-        t += s->hourly[h][v];
+        t += s->hourly[kind][h][v];
       s->peak = MAX (s->peak, t);
     }
-  web_append_escaped (out, "<h2>%s</h2>", service);
+  web_append_escaped (out, "<h2>%s%s</h2>", service, kind ? " (shadow mode: would-be verdicts)" : "");
   g_string_append_printf (out,
                           "<svg class=\"chart\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\">"
                           "<text x=\"0\" y=\"12\" font-size=\"11\">%" G_GUINT64_FORMAT "/h</text>"
@@ -104,7 +117,7 @@ chart (GString *out, const char *service, Series *s)
                           40 + HOURS * BAR_W, CHART_H + 16, 40 + HOURS * BAR_W, CHART_H + 16, s->peak, CHART_H,
                           CHART_H, 40 + HOURS * BAR_W, CHART_H);
   for (guint h = 0; h < HOURS; h++)
-    chart_bar (out, s, h);
+    chart_bar (out, s, kind, h);
   g_string_append_printf (out, "<text x=\"40\" y=\"%d\" font-size=\"11\">%d hours ago</text>"
                                "<text x=\"%d\" y=\"%d\" font-size=\"11\">now</text></svg>\n",
                           CHART_H + 14, HOURS, 40 + HOURS * BAR_W - 30, CHART_H + 14);
@@ -122,23 +135,19 @@ legend (GString *out)
 
 /* per service and verdict: applied, and would-be (shadow) */
 static void
-comparison (GString *out, GHashTable *all)
+comparison (GString *out, GHashTable *all, GList *names)
 {
-  GHashTableIter it;
-  gpointer k, v;
-
   g_string_append (out, "<h2>Applied and shadow verdicts</h2><p>A service in shadow mode is called but its verdict "
                         "is only recorded: its would-be verdicts stand next to the applied ones.</p>"
                         "<table id=\"shadow\"><tr><th>Service</th><th>Verdict</th><th>Applied</th>"
                         "<th>Shadow (would-be)</th></tr>\n");
-  g_hash_table_iter_init (&it, all);
-  while (g_hash_table_iter_next (&it, &k, &v))
+  for (GList *l = names; l; l = l->next)
     {
-      const Series *s = v;
+      const Series *s = g_hash_table_lookup (all, l->data);
       for (guint i = 0; i < N_VERDICTS; i++)
         if (s->applied[i] || s->shadow[i])
           web_append_escaped (out, "<tr><td>%s</td><td>%s</td><td>%" G_GUINT64_FORMAT "</td><td>%" G_GUINT64_FORMAT
-                              "</td></tr>\n", (const char *) k, verdicts[i].verdict, s->applied[i], s->shadow[i]);
+                              "</td></tr>\n", (const char *) l->data, verdicts[i].verdict, s->applied[i], s->shadow[i]);
     }
   g_string_append (out, "</table>\n");
 }
@@ -151,8 +160,7 @@ web_services_page (const WebRequest *req, WebReply *reply)
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) counts = deliver_verdict_counts (web_context (req->web), first, &error);
   g_autoptr (GHashTable) all = NULL;
-  GHashTableIter it;
-  gpointer k, v;
+  GList *names;
 
   if (counts == NULL && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED))
     {
@@ -164,14 +172,15 @@ web_services_page (const WebRequest *req, WebReply *reply)
   web_page_begin (reply->body, "Services", req);
   g_string_append_printf (reply->body, "<p>Verdicts applied per hour, the last %d hours.</p>\n", HOURS);
   legend (reply->body);
-  g_hash_table_iter_init (&it, all);
-  while (g_hash_table_iter_next (&it, &k, &v))
-    chart (reply->body, k, v);
+  names = g_list_sort (g_hash_table_get_keys (all), (GCompareFunc) strcmp);
+  for (GList *l = names; l; l = l->next)
+    chart (reply->body, l->data, g_hash_table_lookup (all, l->data));
   if (error)
     web_append_escaped (reply->body, "<p class=\"err\" id=\"unavailable\">Verdict counts are not available: %s</p>\n",
                         error->message);
   else if (g_hash_table_size (all) == 0)
     g_string_append (reply->body, "<p>No verdicts recorded yet.</p>\n");
-  comparison (reply->body, all);
+  comparison (reply->body, all, names);
+  g_list_free (names);
   web_page_end (reply->body);
 }
