@@ -25,6 +25,18 @@ util_gmime_parse_header (GBytes *header)
 
 /* ---- a safe text view: what an operator may read of a suspect message ---- */
 
+/* @needle (lower case) in @hay, whatever the case of @hay; NULL if not */
+static const char *
+find_caseless (const char *hay, const char *needle)
+{
+  gsize n = strlen (needle);
+
+  for (; *hay; hay++)
+    if (g_ascii_strncasecmp (hay, needle, n) == 0)
+      return hay;
+  return NULL;
+}
+
 /* HTML as text: tags dropped, <script> and <style> with their content,
  * the few entities plain text needs decoded.  The result is still
  * untrusted text: whoever shows it escapes it. */
@@ -42,7 +54,7 @@ append_html_as_text (GString *out, const char *html, gsize max)
       if (g_ascii_strncasecmp (p, "<script", 7) == 0 || g_ascii_strncasecmp (p, "<style", 6) == 0)
         {
           /* on to the closing tag, which the next branch drops */
-          const char *end = strstr (p, p[2] == 'c' || p[2] == 'C' ? "</script" : "</style");
+          const char *end = find_caseless (p, p[2] == 'c' || p[2] == 'C' ? "</script" : "</style");
           p = end ? end : p + strlen (p);
         }
       if (*p == '<')

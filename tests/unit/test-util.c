@@ -193,6 +193,48 @@ test_sanitize_c1 (void)
   g_assert_cmpstr (b, ==, "one\ntwo\t???\xc2\xa0");
 }
 
+static char *
+text_view_of (const char *message, gsize max)
+{
+  g_autoptr (GMimeStream) stream = g_mime_stream_mem_new_with_buffer (message, strlen (message));
+  g_autoptr (GMimeParser) parser = g_mime_parser_new_with_stream (stream);
+  g_autoptr (GMimeMessage) m = g_mime_parser_construct_message (parser, NULL);
+
+  g_assert_nonnull (m);
+  return util_gmime_text_view (m, max);
+}
+
+/* text/plain as it is; HTML as text (tags, scripts, styles gone, entities
+ * decoded); attachments and other types skipped; bounded */
+static void
+test_gmime_text_view (void)
+{
+  static const struct {
+    const char *message;
+    const char *want;
+  } cases[] = {
+    { "Subject: x\n\nplain body\n", "plain body\n" },
+    { "Content-Type: text/html\n\n<html><head><style>p{x}</style><SCRIPT>evil()</SCRIPT></head>"
+      "<body><p>a &lt;b&gt; &amp; c</p><img src=\"http://x/\"></body></html>", "a <b> & c" },
+    { "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\none\n"
+      "--b\nContent-Type: text/plain\nContent-Disposition: attachment; filename=a.txt\n\nsecret\n"
+      "--b\nContent-Type: application/octet-stream\n\nbinary\n--b--\n", "one" },
+    { "Content-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: quoted-printable\n\ncaf=E9\n",
+      "caf\xc3\xa9\n" },
+    { "Content-Type: text/html\n\n<p>unclosed <script>never shown", "unclosed " },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *got = text_view_of (cases[i].message, 4096);
+      g_assert_cmpstr (got, ==, cases[i].want);
+    }
+  g_autofree char *big = g_strnfill (100000, 'x');
+  g_autofree char *message = g_strdup_printf ("Subject: big\n\n%s\n", big);
+  g_autofree char *cut = text_view_of (message, 1000);
+  g_assert_cmpuint (strlen (cut), ==, 1000);
+}
+
 static void
 test_gmime_parse_header (void)
 {
@@ -315,6 +357,7 @@ main (int argc, char **argv)
   g_test_add_func ("/util/sanitize", test_sanitize);
   g_test_add_func ("/util/sanitize-c1", test_sanitize_c1);
   g_test_add_func ("/util/gmime/parse-header", test_gmime_parse_header);
+  g_test_add_func ("/util/gmime/text-view", test_gmime_text_view);
   g_test_add_func ("/util/drop-privileges", test_drop_privileges_unprivileged);
   g_test_add_func ("/util/metrics-http", test_metrics_http);
   return g_test_run ();
