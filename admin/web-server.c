@@ -180,7 +180,7 @@ fields_bounded (GHashTable *fields)
     return FALSE;
   g_hash_table_iter_init (&it, fields);
   while (g_hash_table_iter_next (&it, &k, &v))
-    if (strlen (v) > WEB_FIELD_MAX || !g_utf8_validate (v, -1, NULL))
+    if (v == NULL || strlen (v) > WEB_FIELD_MAX || !g_utf8_validate (v, -1, NULL))
       return FALSE;
   return TRUE;
 }
@@ -236,12 +236,15 @@ refuse (SoupServerMessage *msg, const WebPrincipal *who)
                "or present a client certificate\n");
 }
 
+/* The page in a worker; the task holds the server (and so the AdminWeb
+ * the page reads) until the page is done. */
 static void
-start_page (AdminWeb *web, SoupServerMessage *msg, const char *path, GHashTable *query, const WebRoute *route,
+start_page (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable *query, const WebRoute *route,
             WebPrincipal *who)
 {
+  AdminWeb *web = g_object_get_data (G_OBJECT (server), "admin-web");
   WebRequest *req = g_new0 (WebRequest, 1);
-  g_autoptr (GTask) task = g_task_new (NULL, NULL, page_done, g_object_ref (msg));
+  g_autoptr (GTask) task = g_task_new (server, NULL, page_done, g_object_ref (msg));
 
   req->web = web;
   req->method = g_strdup (soup_server_message_get_method (msg));
@@ -271,7 +274,6 @@ handle (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable
   const WebRoute *route = route_of (path);
   WebPrincipal who = { 0 };
 
-  (void) server;
   if (g_object_get_data (G_OBJECT (msg), "over-limit"))
     {
       plain_reply (msg, SOUP_STATUS_SERVICE_UNAVAILABLE, "503 too many connections\n");
@@ -289,7 +291,7 @@ handle (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable
     }
   if (route && !route->admin)
     {
-      start_page (web, msg, path, query, route, &who);
+      start_page (server, msg, path, query, route, &who);
       return;
     }
   if (!web_auth_check (web->auth, msg, &who))
@@ -304,7 +306,7 @@ handle (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable
   else if (route == NULL)
     plain_reply (msg, SOUP_STATUS_NOT_FOUND, "404 not found\n");
   else
-    start_page (web, msg, path, query, route, &who);
+    start_page (server, msg, path, query, route, &who);
   web_principal_clear (&who);
 }
 
