@@ -160,7 +160,7 @@ web_auth_certificate_ok (WebAuth *auth, GTlsCertificate *peer)
 static void
 check_certificate (WebAuth *auth, GTlsCertificate *peer, WebPrincipal *p)
 {
-  g_autofree char *subject = NULL, *session = NULL;
+  g_autofree char *raw = NULL, *subject = NULL, *session = NULL;
 
   if (!web_auth_certificate_ok (auth, peer))
     {
@@ -169,7 +169,8 @@ check_certificate (WebAuth *auth, GTlsCertificate *peer, WebPrincipal *p)
     }
   /* the subject names who acted, in the log and the released message's
    * header: one line, bounded */
-  subject = util_sanitize (g_tls_certificate_get_subject_name (peer), 200);
+  raw = g_tls_certificate_get_subject_name (peer);
+  subject = util_sanitize (raw, 200);
   session = g_strdup_printf ("cert:%s", subject);
   admit (auth, p, subject[0] ? subject : "web:certificate", session);
 }
