@@ -87,12 +87,6 @@ web_auth_free (WebAuth *auth)
   g_free (auth);
 }
 
-gboolean
-web_auth_has_client_ca (WebAuth *auth)
-{
-  return auth->ca_db != NULL;
-}
-
 GTlsDatabase *
 web_auth_client_ca (WebAuth *auth)
 {

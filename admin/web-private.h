@@ -68,8 +68,7 @@ const char *web_request_field (const WebRequest *req, const char *name); /* form
 typedef struct _WebAuth WebAuth;
 WebAuth *web_auth_new (const LmtpdConfig *config, GError **error);
 void web_auth_free (WebAuth *auth);
-gboolean web_auth_has_client_ca (WebAuth *auth);
-GTlsDatabase *web_auth_client_ca (WebAuth *auth);
+GTlsDatabase *web_auth_client_ca (WebAuth *auth); /* or NULL */
 /* @peer was signed by [admin] tls_client_ca_file */
 gboolean web_auth_certificate_ok (WebAuth *auth, GTlsCertificate *peer);
 /* Who sent @msg: fills @p; FALSE if nobody authenticated. */

@@ -5,9 +5,10 @@
  *
  * Everything on the wire happens on the main loop; a page, which may wait
  * on the records or deliver a released message, renders in a GTask
- * worker while its request is paused.  Limits: [admin] max_connections
- * connections (one more is answered 503 and closed), one request each,
- * WEB_IO_TIMEOUT seconds for a client that stops sending, request heads
+ * worker while its request is paused.  Limits (util_http_serve): [admin]
+ * max_connections connections (one more is answered 503 and closed), one
+ * request each, WEB_IO_TIMEOUT seconds for a client that stops sending;
+ * here: request heads
  * libsoup's 64 KiB, bodies WEB_BODY_MAX (413), fields WEB_FIELD_MAX.
  */
 #include "config.h"
@@ -25,7 +26,6 @@ struct _AdminWeb {
   AdminMetricsRender metrics;
   WebAuth *auth;
   GBytes *link_secret;        /* or NULL: no signed links */
-  GHashTable *connections;    /* the sockets served (weak: each removes itself as it goes) */
 };
 
 typedef struct {
@@ -60,16 +60,13 @@ web_link_secret (AdminWeb *web)
   return web->link_secret;
 }
 
-static void connections_forget (AdminWeb *web);
-
 static void
 admin_web_destroy (gpointer data)
 {
   AdminWeb *web = data;
 
-  web_auth_free (web->auth);
+  g_clear_pointer (&web->auth, web_auth_free);
   g_clear_pointer (&web->link_secret, g_bytes_unref);
-  connections_forget (web);
   deliver_context_unref (web->ctx);
   lmtpd_config_unref ((LmtpdConfig *) web->config);
   g_free (web);
@@ -274,11 +271,6 @@ handle (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable
   const WebRoute *route = route_of (path);
   WebPrincipal who = { 0 };
 
-  if (g_object_get_data (G_OBJECT (msg), "over-limit"))
-    {
-      plain_reply (msg, SOUP_STATUS_SERVICE_UNAVAILABLE, "503 too many connections\n");
-      return;
-    }
   if (strcmp (method, "GET") != 0 && strcmp (method, "HEAD") != 0 && strcmp (method, "POST") != 0)
     {
       plain_reply (msg, SOUP_STATUS_METHOD_NOT_ALLOWED, "405 method not allowed\n");
@@ -312,44 +304,6 @@ handle (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable
 
 /* ---- limits --------------------------------------------------------------- */
 
-static void
-connection_gone (gpointer data, GObject *socket)
-{
-  AdminWeb *web = data;
-
-  g_hash_table_remove (web->connections, socket);
-}
-
-/* Connections served now: a socket libsoup has closed may outlive its
- * connection a while, it no longer counts. */
-static guint
-connections_live (AdminWeb *web)
-{
-  GHashTableIter it;
-  gpointer sock;
-
-  g_hash_table_iter_init (&it, web->connections);
-  while (g_hash_table_iter_next (&it, &sock, NULL))
-    if (g_socket_is_closed (sock))
-      {
-        g_object_weak_unref (sock, connection_gone, web);
-        g_hash_table_iter_remove (&it);
-      }
-  return g_hash_table_size (web->connections);
-}
-
-static void
-connections_forget (AdminWeb *web)
-{
-  GHashTableIter it;
-  gpointer sock;
-
-  g_hash_table_iter_init (&it, web->connections);
-  while (g_hash_table_iter_next (&it, &sock, NULL))
-    g_object_weak_unref (sock, connection_gone, web);
-  g_hash_table_destroy (web->connections);
-}
-
 /* A body over WEB_BODY_MAX, or of unknown length, is refused before it is
  * read. */
 static void
@@ -366,65 +320,28 @@ got_headers (SoupServerMessage *msg, gpointer data)
     }
 }
 
-/* The handshake takes any client certificate (its owner proved to hold
- * the key): whether it makes an admin is web-auth.c's to judge, against
- * the CA alone, so that one from elsewhere gets a clear 403, not a reset. */
-static gboolean
-accept_certificate (SoupServerMessage *msg, GTlsCertificate *peer, GTlsCertificateFlags errors, gpointer data)
-{
-  (void) msg;
-  (void) peer;
-  (void) errors;
-  (void) data;
-  return TRUE;
-}
-
-/* Counts each connection from its start until it closes (every answer
- * closes it: a page is one request, and libsoup would not notice an idle
- * keep-alive connection going away); over [admin] max_connections a
- * request is answered 503 and its connection closed. */
+/* Every answer closes its connection: a page is one request, and the
+ * count of connections util_http_serve bounds is then the count of
+ * requests in progress. */
 static void
 request_started (SoupServer *server, SoupServerMessage *msg, gpointer data)
 {
-  AdminWeb *web = data;
-  GSocket *sock = soup_server_message_get_socket (msg);
-
   (void) server;
   soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Connection", "close");
-  g_signal_connect (msg, "got-headers", G_CALLBACK (got_headers), web);
-  g_signal_connect (msg, "accept-certificate", G_CALLBACK (accept_certificate), web);
-  if (sock == NULL || g_hash_table_contains (web->connections, sock))
-    return;
-  /* a client that stops sending (or never sends) is dropped */
-  g_socket_set_timeout (sock, WEB_IO_TIMEOUT);
-  if (connections_live (web) >= web->config->admin_max_connections)
-    {
-      g_object_set_data (G_OBJECT (msg), "over-limit", GINT_TO_POINTER (1));
-      return;
-    }
-  g_hash_table_add (web->connections, sock);
-  g_object_weak_ref (G_OBJECT (sock), connection_gone, web);
+  g_signal_connect (msg, "got-headers", G_CALLBACK (got_headers), data);
 }
 
 /* ---- the server ----------------------------------------------------------- */
 
-static SoupServer *
-server_new (const LmtpdConfig *config, WebAuth *auth, GError **error)
+static gboolean
+load_certificate (const LmtpdConfig *config, GTlsCertificate **cert, GError **error)
 {
-  g_autoptr (GTlsCertificate) cert = NULL;
-
   if (config->admin_tls_cert_file == NULL)
-    return soup_server_new ("server-header", NULL, NULL);
-  cert = g_tls_certificate_new_from_files (config->admin_tls_cert_file, config->admin_tls_key_file, error);
-  if (cert == NULL)
-    {
-      g_prefix_error (error, "[admin] tls_cert_file: ");
-      return NULL;
-    }
-  if (!web_auth_has_client_ca (auth))
-    return soup_server_new ("server-header", NULL, "tls-certificate", cert, NULL);
-  return soup_server_new ("server-header", NULL, "tls-certificate", cert, "tls-database", web_auth_client_ca (auth),
-                          "tls-auth-mode", G_TLS_AUTHENTICATION_REQUESTED, NULL);
+    return TRUE;
+  *cert = g_tls_certificate_new_from_files (config->admin_tls_cert_file, config->admin_tls_key_file, error);
+  if (*cert == NULL)
+    g_prefix_error (error, "[admin] tls_cert_file: ");
+  return *cert != NULL;
 }
 
 static GSocketAddress *
@@ -450,14 +367,18 @@ listen_address (const LmtpdConfig *config, GError **error)
 }
 
 static gboolean
-web_listen (SoupServer *server, const LmtpdConfig *config, GError **error)
+web_listen (SoupServer *server, AdminWeb *web, GError **error)
 {
+  const LmtpdConfig *config = web->config;
   g_autoptr (GSocketAddress) addr = listen_address (config, error), bound = NULL;
   g_autoptr (GSocket) sock = addr ? util_http_bind (addr, error) : NULL;
+  g_autoptr (GTlsCertificate) cert = NULL;
   g_autofree char *shown = NULL;
+  UtilHttpLimits limits = { config->admin_max_connections, WEB_IO_TIMEOUT, NULL, web_auth_client_ca (web->auth) };
+  gboolean ok = sock && load_certificate (config, &cert, error);
 
-  if (sock == NULL
-      || !soup_server_listen_socket (server, sock, config->admin_tls_cert_file ? SOUP_SERVER_LISTEN_HTTPS : 0, error))
+  limits.cert = cert;
+  if (!ok || !util_http_serve (G_OBJECT (server), sock, &limits, error))
     {
       g_prefix_error (error, "[admin] listen %s: ", config->admin_listen);
       return FALSE;
@@ -476,31 +397,22 @@ web_listen (SoupServer *server, const LmtpdConfig *config, GError **error)
 GObject *
 admin_web_new (const LmtpdConfig *config, DeliverContext *ctx, AdminMetricsRender metrics, GError **error)
 {
-  g_autoptr (SoupServer) server = NULL;
-  AdminWeb *web;
-  WebAuth *auth = web_auth_new (config, error);
+  g_autoptr (SoupServer) server = soup_server_new ("server-header", NULL, NULL);
+  AdminWeb *web = g_new0 (AdminWeb, 1);
 
-  if (auth == NULL)
-    return NULL;
-  if ((server = server_new (config, auth, error)) == NULL)
-    {
-      web_auth_free (auth);
-      return NULL;
-    }
-  web = g_new0 (AdminWeb, 1);
   web->config = lmtpd_config_ref ((LmtpdConfig *) config);
   web->ctx = deliver_context_ref (ctx);
   web->metrics = metrics;
-  web->auth = auth;
-  web->connections = g_hash_table_new (NULL, NULL);
   g_object_set_data_full (G_OBJECT (server), "admin-web", web, admin_web_destroy);
+  if ((web->auth = web_auth_new (config, error)) == NULL)
+    return NULL;
   if (config->admin_link_secret_file
       && (web->link_secret = admin_secret_file_read (config->admin_link_secret_file, "[admin] link_secret_file",
                                                      error)) == NULL)
     return NULL;
   soup_server_add_handler (server, NULL, handle, web, NULL);
   g_signal_connect (server, "request-started", G_CALLBACK (request_started), web);
-  if (!web_listen (server, config, error))
+  if (!web_listen (server, web, error))
     return NULL;
   return G_OBJECT (g_steal_pointer (&server));
 }

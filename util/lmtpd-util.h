@@ -83,6 +83,21 @@ char *util_sanitize_record (const char *s);
  * after dropping privileges); NULL with @error. */
 GSocket *util_http_bind (GSocketAddress *addr, GError **error);
 
+/* How a server is served (util_http_serve). */
+typedef struct {
+  guint max_connections;      /* open at once; one more gets 503 and is closed */
+  guint timeout;              /* seconds a client may stop sending */
+  GTlsCertificate *cert;      /* HTTPS with this certificate, or NULL */
+  GTlsDatabase *client_ca;    /* with cert: client certificates requested (any
+                               * passes the handshake: the server judges them) */
+} UtilHttpLimits;
+
+/* Serves @server (a SoupServer) on the listening @sock (from
+ * util_http_bind): connections are accepted here, bounded, timed out and
+ * wrapped in TLS, then handed to the server.  Stops with
+ * util_http_server_free. */
+gboolean util_http_serve (GObject *server, GSocket *sock, const UtilHttpLimits *limits, GError **error);
+
 /* The page's text, newly allocated; called on the main loop. */
 typedef char *(*UtilMetricsRender) (void);
 

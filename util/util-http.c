@@ -1,9 +1,15 @@
 /* util-http.c - HTTP with libsoup 3: binding a listening socket (as root,
- * before privileges are dropped) and the metrics page, Prometheus text at
- * GET or HEAD /metrics (and /).  lmtpd's [server] metrics_listen and
- * ocp-services serve it on a server of their own, without authentication;
- * lmtpd's admin listener (admin/web-server.c) answers /metrics with the
- * same code after its own authentication.
+ * before privileges are dropped), serving a SoupServer on it, and the
+ * metrics page, Prometheus text at GET or HEAD /metrics (and /).  lmtpd's
+ * [server] metrics_listen and ocp-services serve it on a server of their
+ * own, without authentication; lmtpd's admin listener
+ * (admin/web-server.c) answers /metrics with the same code after its own
+ * authentication.
+ *
+ * Connections are accepted here, not by libsoup's own listener: libsoup
+ * 3.2 (Debian 12) loses the socket of every connection its listener
+ * accepted (fixed in 3.3), and accepting them here is also where their
+ * number is bounded, a silent client timed out and TLS put on.
  */
 #include "config.h"
 
@@ -27,6 +33,120 @@ util_http_bind (GSocketAddress *addr, GError **error)
     return NULL;
   return g_steal_pointer (&sock);
 }
+
+/* ---- serving ---------------------------------------------------------------- */
+
+typedef struct {
+  SoupServer *server;         /* not a reference: the server owns this */
+  GSocketService *service;
+  UtilHttpLimits limits;
+  GTlsCertificate *cert;      /* HTTPS, or NULL */
+  GTlsDatabase *client_ca;    /* client certificates requested, or NULL */
+  guint *live;                /* connections open now; each holds a reference to the box */
+} HttpServe;
+
+static void
+http_serve_free (gpointer data)
+{
+  HttpServe *hs = data;
+
+  g_socket_service_stop (hs->service);
+  g_socket_listener_close (G_SOCKET_LISTENER (hs->service));
+  g_object_unref (hs->service);
+  g_clear_object (&hs->cert);
+  g_clear_object (&hs->client_ca);
+  g_rc_box_release (hs->live);
+  g_free (hs);
+}
+
+static void
+connection_gone (gpointer data, GObject *conn)
+{
+  guint *live = data;
+
+  (void) conn;
+  (*live)--;
+  g_rc_box_release (live);
+}
+
+/* Any client certificate passes the handshake (its owner proved to hold
+ * the key); whether it is trusted is the pages' to judge. */
+static gboolean
+accept_any_certificate (GTlsConnection *conn, GTlsCertificate *peer, GTlsCertificateFlags errors, gpointer data)
+{
+  (void) conn;
+  (void) peer;
+  (void) errors;
+  (void) data;
+  return TRUE;
+}
+
+/* @conn as libsoup gets it: itself, or wrapped in TLS */
+static GIOStream *
+http_stream (HttpServe *hs, GSocketConnection *conn)
+{
+  GIOStream *tls;
+
+  if (hs->cert == NULL)
+    return G_IO_STREAM (g_object_ref (conn));
+  tls = G_IO_STREAM (g_tls_server_connection_new (G_IO_STREAM (conn), hs->cert, NULL));
+  if (tls && hs->client_ca)
+    {
+      g_object_set (tls, "authentication-mode", G_TLS_AUTHENTICATION_REQUESTED, "database", hs->client_ca, NULL);
+      g_signal_connect (tls, "accept-certificate", G_CALLBACK (accept_any_certificate), NULL);
+    }
+  return tls;
+}
+
+static gboolean
+incoming (GSocketService *service, GSocketConnection *conn, GObject *source, gpointer data)
+{
+  static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+  HttpServe *hs = data;
+  GSocket *sock = g_socket_connection_get_socket (conn);
+  g_autoptr (GSocketAddress) local = g_socket_get_local_address (sock, NULL);
+  g_autoptr (GSocketAddress) remote = g_socket_get_remote_address (sock, NULL);
+  g_autoptr (GIOStream) stream = NULL;
+
+  (void) service;
+  (void) source;
+  if (*hs->live >= hs->limits.max_connections)
+    {
+      g_socket_send (sock, busy, sizeof busy - 1, NULL, NULL);
+      g_io_stream_close (G_IO_STREAM (conn), NULL, NULL);
+      return TRUE;
+    }
+  g_socket_set_timeout (sock, hs->limits.timeout);
+  if ((stream = http_stream (hs, conn)) == NULL)
+    return TRUE;
+  (*hs->live)++;
+  g_object_weak_ref (G_OBJECT (conn), connection_gone, g_rc_box_acquire (hs->live));
+  soup_server_accept_iostream (hs->server, stream, local, remote, NULL);
+  return TRUE;
+}
+
+gboolean
+util_http_serve (GObject *server, GSocket *sock, const UtilHttpLimits *limits, GError **error)
+{
+  HttpServe *hs = g_new0 (HttpServe, 1);
+
+  hs->server = SOUP_SERVER (server);
+  hs->service = g_socket_service_new ();
+  hs->limits = *limits;
+  hs->cert = limits->cert ? g_object_ref (limits->cert) : NULL;
+  hs->client_ca = limits->client_ca ? g_object_ref (limits->client_ca) : NULL;
+  hs->limits.cert = NULL;
+  hs->limits.client_ca = NULL;
+  hs->live = g_rc_box_new0 (guint);
+  g_object_set_data_full (server, "util-http-serve", hs, http_serve_free);
+  if (!g_socket_listener_add_socket (G_SOCKET_LISTENER (hs->service), sock, NULL, error))
+    return FALSE;
+  g_signal_connect (hs->service, "incoming", G_CALLBACK (incoming), hs);
+  g_socket_service_start (hs->service);
+  return TRUE;
+}
+
+/* ---- the metrics page ------------------------------------------------------- */
 
 void
 util_metrics_http_answer (gpointer message, UtilMetricsRender render)
@@ -65,6 +185,9 @@ metrics_handler (SoupServer *server, SoupServerMessage *msg, const char *path, G
   util_metrics_http_answer (msg, (UtilMetricsRender) data);
 }
 
+/* a scraper or two */
+static const UtilHttpLimits metrics_limits = { .max_connections = 8, .timeout = 10 };
+
 GObject *
 util_metrics_http_new (GSocketAddress *addr, UtilMetricsRender render, GSocketAddress **bound, GError **error)
 {
@@ -76,7 +199,7 @@ util_metrics_http_new (GSocketAddress *addr, UtilMetricsRender render, GSocketAd
   /* no Server: header: nothing for a scanner to match versions on */
   server = soup_server_new ("server-header", NULL, NULL);
   soup_server_add_handler (server, NULL, metrics_handler, (gpointer) render, NULL);
-  if (!soup_server_listen_socket (server, sock, 0, error))
+  if (!util_http_serve (G_OBJECT (server), sock, &metrics_limits, error))
     return NULL;
   if (bound)
     *bound = g_socket_get_local_address (sock, NULL);
@@ -88,6 +211,7 @@ util_http_server_free (GObject *server)
 {
   if (server == NULL)
     return;
+  g_object_set_data (server, "util-http-serve", NULL);
   soup_server_disconnect (SOUP_SERVER (server));
   g_object_unref (server);
 }
