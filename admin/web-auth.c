@@ -185,11 +185,11 @@ session_cookie (SoupServerMessage *msg)
 }
 
 gboolean
-web_auth_check (WebAuth *auth, SoupServerMessage *msg, WebPrincipal *p)
+web_auth_check (WebAuth *auth, SoupServer *server, SoupServerMessage *msg, WebPrincipal *p)
 {
   const char *header = soup_message_headers_get_one (soup_server_message_get_request_headers (msg), "Authorization");
   g_autofree char *cookie = session_cookie (msg);
-  GTlsCertificate *peer = soup_server_message_get_tls_peer_certificate (msg);
+  GTlsCertificate *peer = util_http_peer_certificate (G_OBJECT (server), soup_server_message_get_remote_address (msg));
 
   memset (p, 0, sizeof *p);
   if (header)

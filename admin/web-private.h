@@ -72,7 +72,7 @@ GTlsDatabase *web_auth_client_ca (WebAuth *auth); /* or NULL */
 /* @peer was signed by [admin] tls_client_ca_file */
 gboolean web_auth_certificate_ok (WebAuth *auth, GTlsCertificate *peer);
 /* Who sent @msg: fills @p; FALSE if nobody authenticated. */
-gboolean web_auth_check (WebAuth *auth, SoupServerMessage *msg, WebPrincipal *p);
+gboolean web_auth_check (WebAuth *auth, SoupServer *server, SoupServerMessage *msg, WebPrincipal *p);
 /* GET /login?token=: a session cookie for the right token, 403 else. */
 void web_auth_login (WebAuth *auth, SoupServerMessage *msg, GHashTable *query);
 /* TRUE if @csrf is the one of @p's session */

@@ -286,7 +286,7 @@ handle (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable
       start_page (server, msg, path, query, route, &who);
       return;
     }
-  if (!web_auth_check (web->auth, msg, &who))
+  if (!web_auth_check (web->auth, server, msg, &who))
     refuse (msg, &who);
   else if (strcmp (path, "/metrics") == 0)
     util_metrics_http_answer (msg, web->metrics);

@@ -97,6 +97,9 @@ typedef struct {
  * wrapped in TLS, then handed to the server.  Stops with
  * util_http_server_free. */
 gboolean util_http_serve (GObject *server, GSocket *sock, const UtilHttpLimits *limits, GError **error);
+/* The client certificate of the TLS connection from @remote (a request's
+ * remote address) to @server, or NULL. */
+GTlsCertificate *util_http_peer_certificate (GObject *server, GSocketAddress *remote);
 
 /* The page's text, newly allocated; called on the main loop. */
 typedef char *(*UtilMetricsRender) (void);

@@ -43,6 +43,7 @@ typedef struct {
   GTlsCertificate *cert;      /* HTTPS, or NULL */
   GTlsDatabase *client_ca;    /* client certificates requested, or NULL */
   guint *live;                /* connections open now; each holds a reference to the box */
+  GHashTable *tls_by_peer;    /* "address:port" -> GTlsConnection (a reference), until it is closed */
 } HttpServe;
 
 static void
@@ -56,6 +57,7 @@ http_serve_free (gpointer data)
   g_clear_object (&hs->cert);
   g_clear_object (&hs->client_ca);
   g_rc_box_release (hs->live);
+  g_hash_table_destroy (hs->tls_by_peer);
   g_free (hs);
 }
 
@@ -98,6 +100,43 @@ http_stream (HttpServe *hs, GSocketConnection *conn)
   return tls;
 }
 
+/* Forgets the TLS connections libsoup has closed. */
+static void
+forget_closed (HttpServe *hs)
+{
+  GHashTableIter it;
+  gpointer tls;
+
+  g_hash_table_iter_init (&it, hs->tls_by_peer);
+  while (g_hash_table_iter_next (&it, NULL, &tls))
+    if (g_io_stream_is_closed (tls))
+      g_hash_table_iter_remove (&it);
+}
+
+static void
+remember_tls (HttpServe *hs, GSocketAddress *remote, GIOStream *tls)
+{
+  char *key = remote ? g_socket_connectable_to_string (G_SOCKET_CONNECTABLE (remote)) : NULL;
+
+  forget_closed (hs);
+  if (key)
+    g_hash_table_replace (hs->tls_by_peer, key, g_object_ref (tls));
+}
+
+GTlsCertificate *
+util_http_peer_certificate (GObject *server, GSocketAddress *remote)
+{
+  HttpServe *hs = g_object_get_data (server, "util-http-serve");
+  g_autofree char *key = remote ? g_socket_connectable_to_string (G_SOCKET_CONNECTABLE (remote)) : NULL;
+  GTlsConnection *tls;
+
+  if (hs == NULL || key == NULL)
+    return NULL;
+  forget_closed (hs);
+  tls = g_hash_table_lookup (hs->tls_by_peer, key);
+  return tls ? g_tls_connection_get_peer_certificate (tls) : NULL;
+}
+
 static gboolean
 incoming (GSocketService *service, GSocketConnection *conn, GObject *source, gpointer data)
 {
@@ -112,13 +151,18 @@ incoming (GSocketService *service, GSocketConnection *conn, GObject *source, gpo
   (void) source;
   if (*hs->live >= hs->limits.max_connections)
     {
+      /* best effort, and closed at once: a client that sent its request
+       * already may see a reset instead */
       g_socket_send (sock, busy, sizeof busy - 1, NULL, NULL);
+      g_socket_shutdown (sock, FALSE, TRUE, NULL);
       g_io_stream_close (G_IO_STREAM (conn), NULL, NULL);
       return TRUE;
     }
   g_socket_set_timeout (sock, hs->limits.timeout);
   if ((stream = http_stream (hs, conn)) == NULL)
     return TRUE;
+  if (hs->cert)
+    remember_tls (hs, remote, stream);
   (*hs->live)++;
   g_object_weak_ref (G_OBJECT (conn), connection_gone, g_rc_box_acquire (hs->live));
   soup_server_accept_iostream (hs->server, stream, local, remote, NULL);
@@ -138,6 +182,7 @@ util_http_serve (GObject *server, GSocket *sock, const UtilHttpLimits *limits, G
   hs->limits.cert = NULL;
   hs->limits.client_ca = NULL;
   hs->live = g_rc_box_new0 (guint);
+  hs->tls_by_peer = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
   g_object_set_data_full (server, "util-http-serve", hs, http_serve_free);
   if (!g_socket_listener_add_socket (G_SOCKET_LISTENER (hs->service), sock, NULL, error))
     return FALSE;
