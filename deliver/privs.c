@@ -217,10 +217,11 @@ deliver_prepare_dirs (const LmtpdConfig *c, GError **error)
   for (guint i = 0; i < G_N_ELEMENTS (dirs); i++)
     if (!make_dir_for (dirs[i], 0700, pw, NULL, error))
       return FALSE;
-  if (!make_record_dir (c, pw, error))
+  if (c->duplicate_window && !make_journal (c->duplicate_db, pw, error))
     return FALSE;
-  if (!c->duplicate_window || make_journal (c->duplicate_db, pw, error))
-    /* SQLite makes its -wal and -shm files next to the database */
-    return c->state_backend == LMTPD_STATE_PGSQL || make_dir_for (records_dir, 0700, pw, NULL, error);
-  return FALSE;
+  /* SQLite makes its -wal and -shm files next to the database */
+  if (c->state_backend != LMTPD_STATE_PGSQL && !make_dir_for (records_dir, 0700, pw, NULL, error))
+    return FALSE;
+  /* after the records' directory, which may hold it and is the mail user's */
+  return make_record_dir (c, pw, error);
 }
