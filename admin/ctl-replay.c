@@ -23,33 +23,6 @@ typedef struct {
   int limit;
 } ReplayArgs;
 
-/* @text as unix seconds; FALSE if it is none of the forms above. */
-static gboolean
-parse_since (const char *text, gint64 *out)
-{
-  char *end = NULL;
-  gint64 n = g_ascii_strtoll (text, &end, 10);
-  g_autoptr (GTimeZone) utc = g_time_zone_new_utc ();
-  g_autoptr (GDateTime) dt = NULL;
-  const char *units = "smhd";
-  const gint64 seconds[] = { 1, 60, 3600, 86400 };
-
-  if (end != text && *end == '\0' && n >= 0)
-    {
-      *out = n;
-      return TRUE;
-    }
-  if (end != text && n >= 0 && end[0] && end[1] == '\0' && strchr (units, end[0]))
-    {
-      *out = g_get_real_time () / G_USEC_PER_SEC - n * seconds[strchr (units, end[0]) - units];
-      return TRUE;
-    }
-  if ((dt = g_date_time_new_from_iso8601 (text, utc)) == NULL)
-    return FALSE;
-  *out = g_date_time_to_unix (dt);
-  return TRUE;
-}
-
 /* Prints the recipients of @call whose verdict now differs; their number. */
 static guint
 print_differences (const DeliverRecordedCall *call, char **now)
@@ -156,7 +129,7 @@ replay_run (const LmtpdConfig *config, int argc, char **argv)
   g_option_context_set_help_enabled (opts, FALSE);
   if (!g_option_context_parse (opts, &argc, &argv, &error) || argc != 1 || a.service == NULL || a.limit < 0)
     fprintf (stderr, "lmtpctl: replay: %s\n", error ? error->message : "--service NAME is needed");
-  else if (a.since && !parse_since (a.since, &since))
+  else if (a.since && !admin_parse_since (a.since, &since))
     fprintf (stderr, "lmtpctl: replay: --since %s: not unix seconds, an age (2h) or ISO 8601\n", a.since);
   else if (!service_known (config, a.service))
     {

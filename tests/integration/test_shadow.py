@@ -8,7 +8,7 @@ Real LMTP on the wire, ocp-calloutd as the services, bytes on disk:
   that adds a header: every reply 250, the stored bytes the same as those
   of a second lmtpd without the shadow service (trace headers aside), its
   would-be rejections on the metrics page and in lmtpd_verdicts (through
-  SQLite), its calls in lmtpd_calls with one kept copy per message;
+  SQLite and lmtpctl verdicts), its calls in lmtpd_calls with one kept copy per message;
 - lmtpctl replay against a second calloutd scripted differently prints
   the differences recipient by recipient and a summary, delivers nothing;
   --since leaves the older calls out; 66 when nothing is recorded, 69 when
@@ -151,6 +151,17 @@ class ShadowMode(unittest.TestCase):
                   [("judge", "reject", 1, 4), ("tagger", "modify", 0, 4)])
         wait_rows(plain, "SELECT service, verdict, shadow, sum(n) FROM lmtpd_verdicts"
                          " GROUP BY service, verdict, shadow", [("tagger", "modify", 0, 4)])
+        # deliver_verdict_counts, as lmtpctl verdicts prints it
+        p = lmtpctl(with_shadow, "verdicts", "--since", "1h")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        totals = {}
+        for line in p.stdout.splitlines():  # "HOUR SERVICE VERDICT N [shadow]"; an hour may turn meanwhile
+            m = re.match(r"\d{4}-\d\d-\d\dT\d\d:00Z (\S+) (\S+) (\d+)( shadow)?$", line)
+            self.assertTrue(m, line)
+            key = (m.group(1), m.group(2), bool(m.group(4)))
+            totals[key] = totals.get(key, 0) + int(m.group(3))
+        self.assertEqual(totals, {("judge", "reject", True): 4, ("tagger", "modify", False): 4})
+        self.assertEqual(lmtpctl(with_shadow, "verdicts", "--since", str(int(time.time()) + 7200)).stdout, "")
 
     def test_recording_one_copy_per_message(self):
         d = self.daemon(config(self.normal, self.shadow))
