@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -304,39 +305,23 @@ reserve (DeliverRecorder *r, const LmtpdConfig *config, guint64 size)
   return ok;
 }
 
-static gboolean
-write_all (int fd, const char *buf, gsize len)
-{
-  while (len > 0)
-    {
-      ssize_t n = write (fd, buf, len);
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0)
-        return FALSE;
-      buf += n;
-      len -= n;
-    }
-  return TRUE;
-}
-
-/* @size bytes of @src into @dfd/@name, through a temporary name. */
+/* @size bytes of @src into @dfd/@name, through a temporary name; the
+ * kernel copies (sendfile reads at an offset: the spool's own offset,
+ * which other recipients' threads use, stays where it is). */
 static gboolean
 write_copy (int dfd, const char *name, int src, guint64 size)
 {
   g_autofree char *tmp = g_strdup_printf (".tmp.%s.%08x", name, g_random_int ());
-  g_autofree char *buf = g_malloc (65536);
   int fd = openat (dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  guint64 off = 0;
+  off_t off = 0;
   gboolean ok = fd >= 0;
 
-  while (ok && off < size)
+  while (ok && (guint64) off < size)
     {
-      ssize_t n = pread (src, buf, MIN (65536, size - off), off);
+      ssize_t n = sendfile (fd, src, &off, MIN (size - off, 1 << 20));
       if (n < 0 && errno == EINTR)
         continue;
-      ok = n > 0 && write_all (fd, buf, n);
-      off += n > 0 ? n : 0;
+      ok = n > 0;
     }
   if (fd >= 0 && close (fd) != 0)
     ok = FALSE;
