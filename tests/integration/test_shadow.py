@@ -14,7 +14,9 @@ Real LMTP on the wire, ocp-calloutd as the services, bytes on disk:
   --since leaves the older calls out; 66 when nothing is recorded, 69 when
   the server cannot be reached;
 - [record] max_size bounds the kept copies (recording pauses, logged once);
-- a shadow service that is down changes nothing either."""
+- a shadow service that is down changes nothing either;
+- the same counts and replay with the records in PostgreSQL ([state]
+  backend = pgsql): the SQL is written once for both."""
 
 import os
 import re
@@ -25,6 +27,7 @@ import unittest
 
 from lmtptest import LMTPD, Callout, Daemon, free_port, main, metrics_text, strip_trace
 from test_delivery import transaction
+from test_directory_pgsql import PGBIN, Cluster
 
 LMTPCTL = os.path.join(os.path.dirname(LMTPD), "..", "admin", "lmtpctl")
 
@@ -248,6 +251,63 @@ class ShadowMode(unittest.TestCase):
                         " GROUP BY service, verdict, shadow ORDER BY service",
                   [("judge", "failed", 1, 3), ("tagger", "modify", 0, 3)])
         self.assertEqual(records(down, "SELECT count(*) FROM lmtpd_calls"), [(0,)])
+
+
+
+class ShadowOnPostgres(unittest.TestCase):
+    """The records in PostgreSQL: counts add up (upsert), calls replay."""
+
+    @classmethod
+    def setUpClass(cls):
+        if PGBIN is None:
+            raise unittest.SkipTest("PostgreSQL's initdb is not installed (/usr/lib/postgresql/*/bin)")
+        cls.pg = Cluster()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pg.cleanup()
+
+    def setUp(self):
+        self.shadow = Callout(SHADOW_SCRIPT)
+        self.normal = Callout(NORMAL_SCRIPT)
+        conninfo = "host=%s port=%d dbname=postgres user=postgres" % (self.pg.sock, self.pg.port)
+        self.d = Daemon(extra=config(self.normal, self.shadow, **{
+            "state.backend": "pgsql", "state.pgsql_conninfo": conninfo, "state.pgsql_timeout": "5s"}))
+        r = subprocess.run([LMTPD, "-c", "lmtpd.conf", "--init-db"], cwd=self.d.dir, capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.d.start()
+
+    def tearDown(self):
+        self.d.cleanup()
+        self.shadow.stop()
+        self.normal.stop()
+
+    def test_counts_and_replay(self):
+        for rcpts in (RCPTS[:2], RCPTS[2:]):
+            c = self.d.connect()
+            c.reply()
+            c.cmd("LHLO test")
+            self.assertEqual([r[:3] for r in transaction(c, rcpts, message(len(rcpts)))], ["250"] * len(rcpts))
+            c.close()
+        deadline = time.time() + 15
+        while time.time() < deadline and self.pg.psql("SELECT sum(n) FROM lmtpd_verdicts WHERE shadow = 1").strip() != "3":
+            time.sleep(0.2)
+        self.assertEqual(self.pg.psql("SELECT service, verdict, shadow, sum(n) FROM lmtpd_verdicts"
+                                      " GROUP BY 1, 2, 3 ORDER BY 1").split(),
+                         ["judge|reject|1|3", "tagger|modify|0|3"])
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM lmtpd_calls").strip(), "2")
+        candidate = Callout(CANDIDATE_SCRIPT)
+        try:
+            p = lmtpctl(self.d, "replay", "--service", "judge", "--server", candidate.endpoint)
+        finally:
+            candidate.stop()
+        self.assertEqual(p.returncode, 0, p.stderr)
+        # the first call had alice and bob: bob matches, so the candidate rejects that call, for both
+        lines = p.stdout.splitlines()
+        self.assertEqual(len(lines), 2, p.stdout)
+        self.assertRegex(lines[0], r"^[0-9a-f]{16} carol@example.org: was reject, now accept$")
+        self.assertEqual(lines[1], "2 calls, 3 recipients, 1 differ")
 
 
 if __name__ == "__main__":
