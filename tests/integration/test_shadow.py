@@ -13,7 +13,8 @@ Real LMTP on the wire, ocp-calloutd as the services, bytes on disk:
   the differences recipient by recipient and a summary, delivers nothing;
   --since leaves the older calls out; 66 when nothing is recorded, 69 when
   the server cannot be reached;
-- [record] max_size bounds the kept copies (recording pauses, logged once);
+- [record] max_size bounds the kept copies (recording pauses, logged once),
+  [record] keep expires calls and copies;
 - a shadow service that is down changes nothing either;
 - the same counts and replay with the records in PostgreSQL ([state]
   backend = pgsql): the SQL is written once for both."""
@@ -238,6 +239,24 @@ class ShadowMode(unittest.TestCase):
         self.assertEqual(d.read_log().count("recording paused"), 1, d.read_log())
         # counted all the same
         wait_rows(d, "SELECT sum(n) FROM lmtpd_verdicts WHERE service = 'judge' AND shadow = 1", [(4,)])
+
+    def test_keep_expires_calls_and_copies(self):
+        d = self.daemon(config(self.normal, self.shadow, **{"record.keep": "60"}))
+        self.deliver(d, RCPTS[:1], message(1))
+        wait_rows(d, "SELECT count(*) FROM lmtpd_calls", [(1,)])
+        d.stop()
+        (old,) = recorded_files(d)
+        path = os.path.join(d.dir, "var", "lib", "recorded", old)
+        os.utime(path, (time.time() - 120, time.time() - 120))
+        db = sqlite3.connect(os.path.join(d.dir, "var", "lib", "records.db"))
+        db.execute("UPDATE lmtpd_calls SET expires = expires - 120")
+        db.commit()
+        db.close()
+        d.start()  # a new process looks at the directory with its first recording
+        self.deliver(d, RCPTS[1:2], message(2))
+        wait_rows(d, "SELECT recipients FROM lmtpd_calls", [("bob@example.org",)])
+        self.assertNotIn(old, recorded_files(d))
+        self.assertEqual(len(recorded_files(d)), 1)
 
     def test_shadow_down_changes_nothing(self):
         plain = self.daemon(config(self.normal))
