@@ -81,7 +81,7 @@ replay_run_args (const LmtpdConfig *config, const ReplayArgs *a, gint64 since)
   DeliverContext *ctx = deliver_context_new ();
   int code;
 
-  if (!deliver_context_open_journal (ctx, config, &error)
+  if (!deliver_context_open_records (ctx, config, &error)
       || (calls = deliver_recorded_calls (ctx, a->service, since, a->limit, &error)) == NULL)
     {
       fprintf (stderr, "lmtpctl: %s\n", error->message);

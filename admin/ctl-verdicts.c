@@ -22,7 +22,7 @@ print_counts (const LmtpdConfig *config, gint64 since)
   g_autoptr (GPtrArray) counts = NULL;
   DeliverContext *ctx = deliver_context_new ();
 
-  if (deliver_context_open_journal (ctx, config, &error))
+  if (deliver_context_open_records (ctx, config, &error))
     counts = deliver_verdict_counts (ctx, since, &error);
   deliver_context_unref (ctx);
   if (counts == NULL)

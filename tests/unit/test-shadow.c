@@ -134,8 +134,7 @@ test_counts_sum (void)
 
   g_free (c->state_records_db);
   c->state_records_db = g_build_filename (dir, "records.db", NULL);
-  c->duplicate_window = 0;
-  g_assert_true (deliver_context_open_journal (ctx, c, &error));
+  g_assert_true (deliver_context_open_records (ctx, c, &error));
   for (guint i = 0; i < 3; i++)
     verdict_counts_add (ctx, "judge", "reject", TRUE);
   verdict_counts_add (ctx, "judge", "reject", FALSE);
