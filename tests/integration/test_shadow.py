@@ -28,7 +28,7 @@ import unittest
 
 from lmtptest import LMTPD, Callout, Daemon, free_port, main, metrics_text, strip_trace
 from test_delivery import transaction
-from test_directory_pgsql import PGBIN, Cluster
+from test_directory_pgsql import PostgresClass
 
 LMTPCTL = os.path.join(os.path.dirname(LMTPD), "..", "admin", "lmtpctl")
 
@@ -101,6 +101,16 @@ def lmtpctl(d, *args):
                           text=True, timeout=60)
 
 
+def deliver(d, rcpts, body):
+    """One LMTP session, one transaction; the replies after the data."""
+    c = d.connect()
+    c.reply()
+    c.cmd("LHLO test")
+    replies = transaction(c, rcpts, body)
+    c.close()
+    return replies
+
+
 def recorded_files(d):
     path = os.path.join(d.dir, "var", "lib", "recorded")
     return sorted(os.listdir(path)) if os.path.isdir(path) else []
@@ -124,12 +134,7 @@ class ShadowMode(unittest.TestCase):
         return d
 
     def deliver(self, d, rcpts, body):
-        c = d.connect()
-        c.reply()
-        c.cmd("LHLO test")
-        replies = transaction(c, rcpts, body)
-        c.close()
-        return replies
+        return deliver(d, rcpts, body)
 
     def test_shadow_rejecting_all_changes_nothing_and_is_counted(self):
         plain = self.daemon(config(self.normal))
@@ -273,18 +278,8 @@ class ShadowMode(unittest.TestCase):
 
 
 
-class ShadowOnPostgres(unittest.TestCase):
+class ShadowOnPostgres(PostgresClass):
     """The records in PostgreSQL: counts add up (upsert), calls replay."""
-
-    @classmethod
-    def setUpClass(cls):
-        if PGBIN is None:
-            raise unittest.SkipTest("PostgreSQL's initdb is not installed (/usr/lib/postgresql/*/bin)")
-        cls.pg = Cluster()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pg.cleanup()
 
     def setUp(self):
         self.shadow = Callout(SHADOW_SCRIPT)
@@ -304,11 +299,7 @@ class ShadowOnPostgres(unittest.TestCase):
 
     def test_counts_and_replay(self):
         for rcpts in (RCPTS[:2], RCPTS[2:]):
-            c = self.d.connect()
-            c.reply()
-            c.cmd("LHLO test")
-            self.assertEqual([r[:3] for r in transaction(c, rcpts, message(len(rcpts)))], ["250"] * len(rcpts))
-            c.close()
+            self.assertEqual([r[:3] for r in deliver(self.d, rcpts, message(len(rcpts)))], ["250"] * len(rcpts))
         deadline = time.time() + 15
         while time.time() < deadline and self.pg.psql("SELECT sum(n) FROM lmtpd_verdicts WHERE shadow = 1").strip() != "3":
             time.sleep(0.2)
