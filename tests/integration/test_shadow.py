@@ -172,6 +172,21 @@ class ShadowMode(unittest.TestCase):
         self.assertEqual(totals, {("judge", "reject", True): 4, ("tagger", "modify", False): 4})
         self.assertEqual(lmtpctl(with_shadow, "verdicts", "--since", str(int(time.time()) + 7200)).stdout, "")
 
+    def test_shadow_junking_and_editing_changes_nothing(self):
+        painter = Callout("* quarantine Junk; add-header X-Spam: yes; tag-subject [SPAM]; flags Seen\n")
+        try:
+            plain = self.daemon(config(self.normal))
+            with_shadow = self.daemon(config(self.normal, painter))
+            for d in (plain, with_shadow):
+                self.assertEqual([r[:3] for r in self.deliver(d, RCPTS[:2], message(4))], ["250"] * 2)
+        finally:
+            painter.stop()
+        self.assertEqual(stored(with_shadow, RCPTS[:2]), stored(plain, RCPTS[:2]))
+        self.assertEqual(len(with_shadow.messages("alice@example.org")), 1)  # INBOX/new: no Seen, no Junk
+        self.assertFalse(os.path.exists(with_shadow.maildir("alice@example.org", ".Junk")))
+        self.assertIn('lmtpd_shadow_verdicts_total{service="judge",verdict="quarantine"} 2',
+                      metrics_text(with_shadow))
+
     def test_recording_one_copy_per_message(self):
         d = self.daemon(config(self.normal, self.shadow))
         # the same message twice (to others: a duplicate is not called at all): one copy
