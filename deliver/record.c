@@ -3,11 +3,11 @@
  * For the services [record] services names (by default those in mode =
  * shadow), each answered call is kept in lmtpd_calls: the envelope as the
  * call sent it, each recipient's verdict as the service answered, and the
- * message by reference to one copy in [record] dir named by the spool's
- * digest, so the calls of one transaction (one per service and group)
- * share it.  A copy is written to a temporary name and renamed: a reader
- * never sees half of one.  It is a cache, so no fsync, and the row is
- * posted to the async writer: recording never waits on a disk flush.
+ * message by reference to one copy in [record] dir: a range of the hour's
+ * segment file, shared by the calls of one transaction (one per service
+ * and group).  The row is posted only once its copy is written, so a
+ * reader never sees half of one.  It is a cache, so no fsync, and the row
+ * goes to the async writer: recording never waits on a disk flush.
  *
  * Bounded: the copies take at most [record] max_size bytes (when full,
  * recording pauses, logged once, until expiry frees room); rows and copies
@@ -20,7 +20,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,6 +35,12 @@ struct DeliverRecorder {
   guint64 used;        /* bytes of copies in the directory */
   gint64 last_expire;  /* monotonic; 0: the directory was never scanned */
   gboolean full;       /* max_size reached: logged once, recording paused */
+  int seg_fd;          /* this hour's segment, or -1 */
+  gint64 seg_hour;
+  guint64 seg_end;     /* where the next copy goes */
+  char *last_digest;   /* the last copy written, shared by the calls of */
+  char *last_copy;     /* its transaction (one per service) */
+  gint64 last_hour;
 };
 
 DeliverRecorder *
@@ -44,6 +49,7 @@ recorder_new (void)
   DeliverRecorder *r = g_new0 (DeliverRecorder, 1);
 
   g_mutex_init (&r->lock);
+  r->seg_fd = -1;
   return r;
 }
 
@@ -52,6 +58,10 @@ recorder_free (DeliverRecorder *r)
 {
   if (r == NULL)
     return;
+  if (r->seg_fd >= 0)
+    close (r->seg_fd);
+  g_free (r->last_digest);
+  g_free (r->last_copy);
   g_mutex_clear (&r->lock);
   g_free (r);
 }
@@ -221,10 +231,28 @@ record_envelope_clear (RecordEnvelope *env)
 
 /* ---- the copies ------------------------------------------------------------ */
 
-/* Removes the copies (and left-over temporary files) last used before
- * @cutoff; the bytes of those that stay. */
+/* Segments: "seg-HOUR" (unix hour), appended to by every delivery thread
+ * under the recorder's lock; a copy is "seg-HOUR:OFFSET" with the call's
+ * size.  One file an hour instead of one a message: creating an inode a
+ * message cost more than the rest of recording together.  A segment goes
+ * whole once its hour is older than [record] keep. */
+#define SEGMENT_PREFIX "seg-"
+
+static gboolean
+segment_hour (const char *name, gint64 *hour)
+{
+  char *end;
+
+  if (!g_str_has_prefix (name, SEGMENT_PREFIX))
+    return FALSE;
+  *hour = g_ascii_strtoll (name + strlen (SEGMENT_PREFIX), &end, 10);
+  return end != name + strlen (SEGMENT_PREFIX) && *end == '\0';
+}
+
+/* Removes the segments (and anything else that is no segment) of hours
+ * before @cutoff; the bytes of those that stay. */
 static guint64
-scan_copies (int dfd, gint64 cutoff)
+scan_segments (int dfd, gint64 cutoff_hour)
 {
   int fd = dup (dfd);
   DIR *dir = fd >= 0 ? fdopendir (fd) : NULL;
@@ -241,11 +269,12 @@ scan_copies (int dfd, gint64 cutoff)
   while ((de = readdir (dir)) != NULL && seen++ < MAX_DIR_ENTRIES)
     {
       struct stat st;
+      gint64 hour = 0;
       if (de->d_name[0] == '.' && (de->d_name[1] == '\0' || strcmp (de->d_name, "..") == 0))
         continue;
       if (fstatat (dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG (st.st_mode))
         continue;
-      if (st.st_mtime < cutoff && unlinkat (dfd, de->d_name, 0) == 0)
+      if ((!segment_hour (de->d_name, &hour) || hour < cutoff_hour) && unlinkat (dfd, de->d_name, 0) == 0)
         continue;
       kept += st.st_size;
     }
@@ -254,7 +283,7 @@ scan_copies (int dfd, gint64 cutoff)
 }
 
 /* At most once a minute (and first of all, which counts what is there):
- * rows and copies older than [record] keep go. */
+ * rows and segments older than [record] keep go. */
 static void
 expire_maybe (DeliverContext *ctx, const LmtpdConfig *config, int dfd)
 {
@@ -273,7 +302,7 @@ expire_maybe (DeliverContext *ctx, const LmtpdConfig *config, int dfd)
   if (!due)
     return;
   state_records_post (ctx->records, "DELETE FROM lmtpd_calls WHERE expires < $1", 1, values);
-  kept = scan_copies (dfd, wall - config->record_keep);
+  kept = scan_segments (dfd, (wall - (gint64) config->record_keep) / 3600);
   g_mutex_lock (&r->lock);
   r->used = kept;
   if (r->full && kept < config->record_max_size)
@@ -284,73 +313,102 @@ expire_maybe (DeliverContext *ctx, const LmtpdConfig *config, int dfd)
   g_mutex_unlock (&r->lock);
 }
 
-/* Room for @size more bytes of copies, or FALSE (logged once). */
+/* Room for @size more bytes of copies, or FALSE (logged once); with the
+ * lock held. */
 static gboolean
-reserve (DeliverRecorder *r, const LmtpdConfig *config, guint64 size)
+reserve_locked (DeliverRecorder *r, const LmtpdConfig *config, guint64 size)
 {
-  gboolean ok;
-
-  g_mutex_lock (&r->lock);
-  ok = r->used + size <= config->record_max_size;
-  if (ok)
-    r->used += size;
-  else if (!r->full)
+  if (r->used + size <= config->record_max_size)
+    {
+      r->used += size;
+      return TRUE;
+    }
+  if (!r->full)
     {
       r->full = TRUE;
       g_warning ("record: dir=%s used=%" G_GUINT64_FORMAT " max_size=%" G_GUINT64_FORMAT
                  " full, recording paused until older calls expire", config->record_dir, r->used,
                  config->record_max_size);
     }
-  g_mutex_unlock (&r->lock);
-  return ok;
-}
-
-/* @size bytes of @src into @dfd/@name, through a temporary name; the
- * kernel copies (sendfile reads at an offset: the spool's own offset,
- * which other recipients' threads use, stays where it is). */
-static gboolean
-write_copy (int dfd, const char *name, int src, guint64 size)
-{
-  g_autofree char *tmp = g_strdup_printf (".tmp.%s.%08x", name, g_random_int ());
-  int fd = openat (dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  off_t off = 0;
-  gboolean ok = fd >= 0;
-
-  while (ok && (guint64) off < size)
-    {
-      ssize_t n = sendfile (fd, src, &off, MIN (size - off, 1 << 20));
-      if (n < 0 && errno == EINTR)
-        continue;
-      ok = n > 0;
-    }
-  if (fd >= 0 && close (fd) != 0)
-    ok = FALSE;
-  if (ok && renameat (dfd, tmp, dfd, name) == 0)
-    return TRUE;
-  if (fd >= 0)
-    unlinkat (dfd, tmp, 0);
   return FALSE;
 }
 
-/* The one copy of the message the request sends, by its digest: reused
- * (and marked as used now, so expiry keeps it) or written. */
-static gboolean
-keep_copy (DeliverContext *ctx, const LmtpdConfig *config, int dfd, const OcpRequest *req, const char *digest)
+/* The segment of this hour, open for appending (with the lock held):
+ * *@end is where the next copy goes. */
+static int
+segment_open_locked (DeliverRecorder *r, int dfd, gint64 hour, guint64 *end)
 {
-  guint64 size = req->header_len + req->body_len;
+  g_autofree char *name = NULL;
   struct stat st;
 
-  if (fstatat (dfd, digest, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG (st.st_mode) && (guint64) st.st_size == size)
+  if (r->seg_fd >= 0 && r->seg_hour == hour)
     {
-      (void) utimensat (dfd, digest, NULL, AT_SYMLINK_NOFOLLOW);
-      return TRUE;
+      *end = r->seg_end;
+      return r->seg_fd;
     }
-  if (!reserve (ctx->recorder, config, size))
-    return FALSE;
-  if (write_copy (dfd, digest, req->fd, size))
-    return TRUE;
-  g_warning ("record: dir=%s copy=%s cannot be written: %s", config->record_dir, digest, g_strerror (errno));
-  return FALSE;
+  if (r->seg_fd >= 0)
+    close (r->seg_fd);
+  name = g_strdup_printf (SEGMENT_PREFIX "%" G_GINT64_FORMAT, hour);
+  r->seg_fd = openat (dfd, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (r->seg_fd >= 0 && (fstat (r->seg_fd, &st) != 0 || !S_ISREG (st.st_mode)))
+    {
+      close (r->seg_fd);
+      r->seg_fd = -1;
+    }
+  r->seg_hour = hour;
+  r->seg_end = r->seg_fd >= 0 ? (guint64) st.st_size : 0;
+  *end = r->seg_end;
+  return r->seg_fd;
+}
+
+/* @size bytes of @src at the segment's end; the kernel copies (the
+ * spool's own offset, which other recipients' threads use, stays). */
+static gboolean
+append_copy (int fd, guint64 at, int src, guint64 size)
+{
+  loff_t in = 0, out = (loff_t) at;
+
+  while ((guint64) in < size)
+    {
+      ssize_t n = copy_file_range (src, &in, fd, &out, MIN (size - in, 1 << 20), 0);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* The copy of the message @req sends, as "seg-HOUR:OFFSET": the one this
+ * digest got last (the calls of a transaction share it), or a new one.
+ * NULL when recording is paused or the copy cannot be written. */
+static char *
+keep_copy (DeliverContext *ctx, const LmtpdConfig *config, int dfd, const OcpRequest *req, const char *digest)
+{
+  DeliverRecorder *r = ctx->recorder;
+  guint64 size = req->header_len + req->body_len, at = 0;
+  gint64 hour = g_get_real_time () / G_USEC_PER_SEC / 3600;
+  char *copy = NULL;
+  int fd;
+
+  g_mutex_lock (&r->lock);
+  if (g_strcmp0 (r->last_digest, digest) == 0 && r->last_hour == hour)
+    copy = g_strdup (r->last_copy);
+  else if (reserve_locked (r, config, size) && (fd = segment_open_locked (r, dfd, hour, &at)) >= 0
+           && append_copy (fd, at, req->fd, size))
+    {
+      r->seg_end = at + size;
+      copy = g_strdup_printf (SEGMENT_PREFIX "%" G_GINT64_FORMAT ":%" G_GUINT64_FORMAT, hour, at);
+      g_free (r->last_digest);
+      g_free (r->last_copy);
+      r->last_digest = g_strdup (digest);
+      r->last_copy = g_strdup (copy);
+      r->last_hour = hour;
+    }
+  else if (!r->full)
+    g_warning ("record: dir=%s copy cannot be written: %s", config->record_dir, g_strerror (errno));
+  g_mutex_unlock (&r->lock);
+  return copy;
 }
 
 /* ---- the row ------------------------------------------------------------------ */
@@ -393,6 +451,7 @@ record_call (DeliverContext *ctx, const LmtpdConfig *config, const LmtpdService 
 {
   g_autoptr (GError) error = NULL;
   gboolean with_copy = req->fd >= 0 && digest != NULL;
+  g_autofree char *copy = NULL;
   int dfd;
 
   if (ctx->records == NULL)
@@ -403,7 +462,7 @@ record_call (DeliverContext *ctx, const LmtpdConfig *config, const LmtpdService 
       return;
     }
   expire_maybe (ctx, config, dfd);
-  if (!with_copy || keep_copy (ctx, config, dfd, req, digest))
-    post_call (ctx, config, sv, req, verdict, with_copy ? digest : NULL);
+  if (!with_copy || (copy = keep_copy (ctx, config, dfd, req, digest)) != NULL)
+    post_call (ctx, config, sv, req, verdict, copy);
   close (dfd);
 }

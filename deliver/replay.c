@@ -87,26 +87,58 @@ service_named (const LmtpdConfig *config, const char *name, GError **error)
   return NULL;
 }
 
-/* The kept copy of @call's message, read-only; -1 with @error. */
+/* "seg-HOUR:OFFSET" into the segment's name and the offset. */
+static gboolean
+copy_location (const char *copy, char **segment, guint64 *offset)
+{
+  const char *colon = strchr (copy, ':');
+  char *end;
+
+  if (colon == NULL || !g_str_has_prefix (copy, "seg-") || colon == copy + 4
+      || strspn (copy + 4, "0123456789") != (gsize) (colon - copy - 4))
+    return FALSE;
+  *offset = g_ascii_strtoull (colon + 1, &end, 10);
+  if (end == colon + 1 || *end != '\0')
+    return FALSE;
+  *segment = g_strndup (copy, colon - copy);
+  return TRUE;
+}
+
+/* The kept copy of @call's message: its range of the segment, copied
+ * into an unlinked file of its own (the OCP client reads a whole file from
+ * its start); -1 with @error. */
 static int
 open_copy (const LmtpdConfig *config, const DeliverRecordedCall *call, GError **error)
 {
-  int dfd, fd = -1;
+  g_autofree char *segment = NULL;
+  guint64 offset = 0;
+  loff_t in, out = 0;
+  int dfd, fd = -1, tmp = -1;
   struct stat st;
 
-  if (strspn (call->copy, "0123456789abcdef") != strlen (call->copy) || call->copy[0] == '\0')
+  if (!copy_location (call->copy, &segment, &offset))
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "call %s: bad copy name", call->id);
       return -1;
     }
   if ((dfd = record_dir_open (config, error)) < 0)
     return -1;
-  fd = openat (dfd, call->copy, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  fd = openat (dfd, segment, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd >= 0 && fstat (fd, &st) == 0 && S_ISREG (st.st_mode) && offset + call->size <= (guint64) st.st_size)
+    tmp = openat (dfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
   close (dfd);
-  if (fd >= 0 && fstat (fd, &st) == 0 && S_ISREG (st.st_mode) && (guint64) st.st_size == call->size)
-    return fd;
+  for (in = (loff_t) offset; tmp >= 0 && out < (loff_t) call->size;)
+    {
+      ssize_t n = copy_file_range (fd, &in, tmp, &out, call->size - out, 0);
+      if (n > 0 || (n < 0 && errno == EINTR))
+        continue;
+      close (tmp);
+      tmp = -1;
+    }
   if (fd >= 0)
     close (fd);
+  if (tmp >= 0)
+    return tmp;
   g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "call %s: its copy of the message has expired", call->id);
   return -1;
 }

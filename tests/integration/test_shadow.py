@@ -202,9 +202,13 @@ class ShadowMode(unittest.TestCase):
         self.assertEqual(rows[1][2:4], ("dave@example.org", "reject"))
         self.assertEqual(rows[0][4], rows[1][4])
         self.assertNotEqual(rows[0][4], rows[2][4])
-        self.assertEqual(recorded_files(d), sorted({rows[0][4], rows[2][4]}))
-        with open(os.path.join(d.dir, "var", "lib", "recorded", rows[0][4]), "rb") as f:
-            self.assertEqual(f.read(), message(1))  # the message as the call sent it
+        # one segment file for the hour, each copy a range of it
+        segment, offset = rows[0][4].split(":")
+        self.assertEqual(recorded_files(d), [segment])
+        self.assertEqual(rows[2][4], "%s:%d" % (segment, int(offset) + len(message(1))))
+        with open(os.path.join(d.dir, "var", "lib", "recorded", segment), "rb") as f:
+            f.seek(int(offset))
+            self.assertEqual(f.read(rows[0][5]), message(1))  # the message as the call sent it
         self.assertEqual(rows[0][5], len(message(1)))
 
     def test_replay_prints_differences_recipient_by_recipient(self):
@@ -265,9 +269,11 @@ class ShadowMode(unittest.TestCase):
         self.deliver(d, RCPTS[:1], message(1))
         wait_rows(d, "SELECT count(*) FROM lmtpd_calls", [(1,)])
         d.stop()
-        (old,) = recorded_files(d)
-        path = os.path.join(d.dir, "var", "lib", "recorded", old)
-        os.utime(path, (time.time() - 120, time.time() - 120))
+        (segment,) = recorded_files(d)
+        # the copies are in one segment file an hour: make it two hours old
+        old = "seg-%d" % (int(segment[4:]) - 2)
+        recorded = os.path.join(d.dir, "var", "lib", "recorded")
+        os.rename(os.path.join(recorded, segment), os.path.join(recorded, old))
         db = sqlite3.connect(os.path.join(d.dir, "var", "lib", "records.db"))
         db.execute("UPDATE lmtpd_calls SET expires = expires - 120")
         db.commit()
