@@ -15,6 +15,7 @@
 
 static const AdminCommand *const commands[] = {
   &admin_node_command,
+  &admin_quarantine_command,
 };
 
 static int

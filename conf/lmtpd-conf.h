@@ -107,6 +107,8 @@ typedef struct {
   char *tls_cert_file;
   char *tls_key_file;
   char *tls_server_name;
+  gboolean quarantine_store;  /* quarantine = store: its quarantine verdict goes to the
+                                 quarantine store ([quarantine]), not a folder of the mailbox */
 } LmtpdService;
 
 /* [rule NAME]: which services run for which recipients, first match wins. */
@@ -276,6 +278,9 @@ typedef struct {
    * [record], [learn], [admin] */
   gboolean trace_enabled;     /* [trace] enabled: a decision trace for every recipient */
   guint trace_keep;           /* [trace] keep: seconds a trace is kept */
+  char *quarantine_dir;       /* [quarantine] dir: the stored copies (deliver/quarantine.c) */
+  guint quarantine_keep;      /* [quarantine] keep: seconds a copy is kept */
+  guint64 quarantine_max_size; /* [quarantine] max_size: a bigger copy is not stored (451) */
 
   char *source;               /* the file this came from */
 } LmtpdConfig;

@@ -117,6 +117,8 @@ typedef struct {
   char *sieve_script;  /* the user's script from the directory, or NULL: [sieve] script */
   char **settings;     /* the user's settings for the callout services ("Name: value"), or NULL */
   char *host;          /* the cluster node that holds the mailbox (directory), or NULL */
+  char *skip_service;  /* a quarantine release: the [service] that quarantined it is not
+                          called again (only it), or NULL */
 } DeliverRecipient;
 
 /* Resolves a recipient: rewrite map, subaddress, users, mailbox.  Returns
@@ -265,6 +267,10 @@ typedef struct {
   const char *mail_params;  /* MAIL FROM parameters as given, or NULL */
   gint64 received_us;       /* g_get_real_time() at MAIL */
   DeliverSpool *spool;      /* finished */
+  const char *released;     /* a quarantine release: the stored copy has its trace headers
+                               already, so this header line (LF-ended) replaces them; or NULL */
+  struct DeliverDedupe *journal; /* a quarantine release: the duplicate journal of the store
+                               (exactly once per id), instead of the context's; or NULL */
 } DeliverMessage;
 
 /* The headers prepended for one recipient: Return-Path, Delivered-To,

@@ -196,7 +196,7 @@ make_journal (const char *path, const struct passwd *pw, GError **error)
 gboolean
 deliver_prepare_dirs (const LmtpdConfig *c, GError **error)
 {
-  const char *dirs[] = { c->spool_dir, c->mail_root };
+  const char *dirs[] = { c->spool_dir, c->mail_root, c->quarantine_dir };
   struct passwd *pw = NULL;
 
   if (geteuid () == 0 && c->user && !lookup (c->user, &pw, error))
