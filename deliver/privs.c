@@ -193,10 +193,20 @@ make_journal (const char *path, const struct passwd *pw, GError **error)
   return ok;
 }
 
+/* Some [service] has quarantine = store: the store's directory is needed. */
+static gboolean
+quarantine_store_used (const LmtpdConfig *c)
+{
+  for (guint i = 0; c->services && i < c->services->len; i++)
+    if (((const LmtpdService *) c->services->pdata[i])->quarantine_store)
+      return TRUE;
+  return FALSE;
+}
+
 gboolean
 deliver_prepare_dirs (const LmtpdConfig *c, GError **error)
 {
-  const char *dirs[] = { c->spool_dir, c->mail_root, c->quarantine_dir };
+  const char *dirs[] = { c->spool_dir, c->mail_root };
   struct passwd *pw = NULL;
 
   if (geteuid () == 0 && c->user && !lookup (c->user, &pw, error))
@@ -206,8 +216,12 @@ deliver_prepare_dirs (const LmtpdConfig *c, GError **error)
   for (guint i = 0; i < G_N_ELEMENTS (dirs); i++)
     if (!make_dir_for (dirs[i], 0700, pw, NULL, error))
       return FALSE;
-  if (!c->duplicate_window || make_journal (c->duplicate_db, pw, error))
-    /* SQLite makes its -wal and -shm files next to the database */
-    return c->state_backend == LMTPD_STATE_PGSQL || make_dir_for (records_dir, 0700, pw, NULL, error);
-  return FALSE;
+  if (c->duplicate_window && !make_journal (c->duplicate_db, pw, error))
+    return FALSE;
+  /* SQLite makes its -wal and -shm files next to the database; the
+   * quarantine store (often below it) after it, so that its parent is the
+   * mail user's too */
+  if (c->state_backend != LMTPD_STATE_PGSQL && !make_dir_for (records_dir, 0700, pw, NULL, error))
+    return FALSE;
+  return !quarantine_store_used (c) || make_dir_for (c->quarantine_dir, 0700, pw, NULL, error);
 }
