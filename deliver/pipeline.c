@@ -251,7 +251,7 @@ deliver_decided (Delivery *dv, const CalloutResult *result, char **out_path, GEr
   st.prefix = prefix;
   if (callout_quarantines_to_store (&d))
     {
-      quarantine_store_copy (dv, &d, &st);
+      quarantine_store_copy (dv, &d, &st, out_path);
       return;
     }
   if (d.kind == CALLOUT_ACCEPT && run_sieve (dv, result, &st, new_header != NULL, out_path, error))

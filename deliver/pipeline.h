@@ -76,8 +76,11 @@ gboolean store_commit_record (gpointer data, const char *path, gboolean visible)
 
 /* Stores @st (the copy as it would have been delivered) for dv->rcpt in
  * [quarantine] dir and indexes it; sets the status: 250 "quarantined as
- * ID", or 451 (nothing visible is left behind). */
-void quarantine_store_copy (const Delivery *dv, const CalloutDecision *d, const Store *st);
+ * ID" (*@out_path "quarantine:ID", for the log), or 451 (nothing visible
+ * is left behind). */
+void quarantine_store_copy (const Delivery *dv, const CalloutDecision *d, const Store *st, char **out_path);
+/* "ID.journal": the duplicate journal of the release of ID. */
+char *quarantine_journal_name (const char *id);
 /* 16 lowercase hex digits (state_records_new_id): the only ids that name a file. */
 gboolean quarantine_id_valid (const char *id);
 /* "ID.msg" in [quarantine] dir. */

@@ -6,10 +6,10 @@
  *   without the service that quarantined it and without a second
  *   Return-Path/Delivered-To, with X-Quarantine-Released ▸ released
  *
- * The pipeline's duplicate journal for a release is the store's own
- * (release.journal in [quarantine] dir), keyed by the copy's digest and
- * the recipient: its intent names the file before the rename and is
- * confirmed after it.  A release a crash interrupted leaves the row
+ * The pipeline's duplicate journal for a release is one of its own
+ * (ID.journal in [quarantine] dir, so no other release or process shares
+ * it), keyed by the copy's digest and the recipient: its intent names the
+ * file before the rename and is confirmed after it.  A release a crash interrupted leaves the row
  * "releasing"; once older than delivery_timeout, a new release (lmtpctl
  * quarantine release or expire) claims it again, and the journal turns a
  * copy that was already made into "Saved (duplicate)": no loss, no second
@@ -156,7 +156,8 @@ deliver_claimed (DeliverContext *ctx, const LmtpdConfig *config, const DeliverQu
   const char *address = q->released_to ? q->released_to : q->recipient;
   g_autoptr (DeliverRecipient) rcpt = resolve_target (ctx, config, address, status);
   g_autoptr (DeliverSpool) spool = NULL;
-  g_autofree char *journal_path = g_build_filename (config->quarantine_dir, "release.journal", NULL);
+  g_autofree char *journal_name = quarantine_journal_name (q->id);
+  g_autofree char *journal_path = g_build_filename (config->quarantine_dir, journal_name, NULL);
   g_autofree char *header = released_header (q), *path = NULL;
   DeliverMessage msg = { 0 };
 

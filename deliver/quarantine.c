@@ -53,6 +53,12 @@ quarantine_file_name (const char *id)
   return g_strconcat (id, ".msg", NULL);
 }
 
+char *
+quarantine_journal_name (const char *id)
+{
+  return g_strconcat (id, ".journal", NULL);
+}
+
 int
 quarantine_dir_open (const LmtpdConfig *config, GError **error)
 {
@@ -63,14 +69,17 @@ quarantine_dir_open (const LmtpdConfig *config, GError **error)
   return fd;
 }
 
-/* Removes the copy @id (gone already is fine), durably. */
+/* Removes the copy @id and its release journal (gone already is fine),
+ * durably. */
 static void
 remove_copy (const LmtpdConfig *config, const char *id)
 {
   g_autoptr (GError) error = NULL;
-  g_autofree char *file = quarantine_file_name (id);
+  g_autofree char *file = quarantine_file_name (id), *journal = quarantine_journal_name (id);
   int dirfd = quarantine_dir_open (config, &error);
 
+  if (dirfd >= 0)
+    unlinkat (dirfd, journal, 0);
   if (dirfd < 0 || (unlinkat (dirfd, file, 0) < 0 && errno != ENOENT && !errno_error (&error, "remove", file)))
     g_warning ("quarantine: id=%s copy not removed: %s", id, error->message);
   else if (config->fsync)
@@ -149,7 +158,7 @@ store_failed_451 (const Delivery *dv, const char *id, const GError *error)
 }
 
 void
-quarantine_store_copy (const Delivery *dv, const CalloutDecision *d, const Store *st)
+quarantine_store_copy (const Delivery *dv, const CalloutDecision *d, const Store *st, char **out_path)
 {
   const LmtpdConfig *config = dv->config;
   g_autoptr (GError) error = NULL;
@@ -159,6 +168,11 @@ quarantine_store_copy (const Delivery *dv, const CalloutDecision *d, const Store
   guint64 max = config->quarantine_max_size ? config->quarantine_max_size : config->max_message_size;
   int dirfd = -1;
 
+  if (store_past_deadline (st->commit))
+    {
+      store_deadline_status (dv->status, dv->rcpt);
+      return;
+    }
   if (deliver_context_records (dv->ctx) == NULL)
     g_set_error (&error, G_IO_ERROR, G_IO_ERROR_NOT_INITIALIZED, "the records are not open");
   else if (max && size > max)
@@ -181,6 +195,7 @@ quarantine_store_copy (const Delivery *dv, const CalloutDecision *d, const Store
   g_message ("%s: <%s> quarantined id=%s service=%s size=%" G_GUINT64_FORMAT, dv->msg->id, dv->rcpt->address, id,
              callout_decision_service (d), size);
   deliver_status_set (dv->status, 250, "2.0.0", "<%s> quarantined as %s", dv->rcpt->original, id);
+  *out_path = g_strconcat ("quarantine:", id, NULL);
 }
 
 /* ---- the index ---------------------------------------------------------- */

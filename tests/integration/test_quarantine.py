@@ -99,6 +99,8 @@ class Quarantine(unittest.TestCase):
         self.assertIn("--- headers ---\nReturn-Path: <s@example.net>\n", shown)
         self.assertIn("--- text ---\nbuy now\n", shown)
 
+        self.assertRegex(self.d.read_log(), r"to=<alice@example\.org> mailbox=quarantine:%s .*status=250 " % qid)
+
         rel = self.ctl("release", qid)
         self.assertEqual(rel.returncode, 0, rel.stderr)
         self.assertRegex(rel.stderr.decode(), r"quarantine: id=%s released by=root rcpt=<alice@example\.org> " % qid)
@@ -216,6 +218,25 @@ class Quarantine(unittest.TestCase):
         self.sql("DROP TRIGGER q_down")
         r = self.send()
         self.assertRegex(r[0], r"quarantined as [0-9a-f]{16} id=")
+
+
+class Settings(unittest.TestCase):
+
+    def check(self, extra):
+        d = Daemon(extra=extra)
+        self.addCleanup(d.cleanup)
+        return subprocess.run([LMTPD, "-c", "lmtpd.conf", "--check-config"], cwd=d.dir, capture_output=True,
+                              timeout=30)
+
+    def test_quarantine_is_folder_or_store(self):
+        p = self.check({"service f.servers": "inet:127.0.0.1:1", "service f.quarantine": "box"})
+        self.assertNotEqual(p.returncode, 0)
+        self.assertRegex(p.stderr.decode(), r"\[service f\] quarantine: .*folder or store")
+        p = self.check({"service f.servers": "inet:127.0.0.1:1", "service f.quarantine": "store",
+                        "quarantine.keep": "720h", "quarantine.max_size": "10M"})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        p = self.check({"quarantine.keep": "10"})
+        self.assertRegex(p.stderr.decode(), r"\[quarantine\] keep")
 
 
 if __name__ == "__main__":
