@@ -228,6 +228,16 @@ class Settings(unittest.TestCase):
         return subprocess.run([LMTPD, "-c", "lmtpd.conf", "--check-config"], cwd=d.dir, capture_output=True,
                               timeout=30)
 
+    def test_records_down_is_75(self):
+        d = Daemon(extra={"state.records_db": "lib/records.db"})
+        self.addCleanup(d.cleanup)
+        os.makedirs(os.path.join(d.dir, "lib", "records.db"))  # a directory where the database should be
+        for args in (["list"], ["release", "0123456789abcdef"], ["expire"]):
+            p = subprocess.run([LMTPCTL, "-c", "lmtpd.conf", "quarantine"] + args, cwd=d.dir, capture_output=True,
+                               timeout=30)
+            self.assertEqual(p.returncode, 75, p.stderr)
+            self.assertIn(b"records", p.stderr)
+
     def test_quarantine_is_folder_or_store(self):
         p = self.check({"service f.servers": "inet:127.0.0.1:1", "service f.quarantine": "box"})
         self.assertNotEqual(p.returncode, 0)
