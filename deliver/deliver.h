@@ -527,6 +527,12 @@ gboolean deliver_quarantine_delete (DeliverContext *ctx, const LmtpdConfig *conf
                                     const char *who, GError **error);
 /* Deletes what has expired (copies and rows); the number, or -1 with @error. */
 gint64 deliver_quarantine_expire (DeliverContext *ctx, const LmtpdConfig *config, GError **error);
+/* Completes the releases a crash interrupted (rows left "releasing" for
+ * longer than delivery_timeout, and claimed before @claimed_before unix
+ * seconds if not 0), at most 100; how many were completed.  Blocking (it
+ * delivers): lmtpd runs it in a thread after its start for the claims
+ * older than itself; expire runs it for all. */
+guint deliver_quarantine_recover (DeliverContext *ctx, const LmtpdConfig *config, gint64 claimed_before);
 
 /* One recipient's decision trace (lmtpd_trace). */
 typedef struct {

@@ -87,9 +87,6 @@ gboolean quarantine_id_valid (const char *id);
 char *quarantine_file_name (const char *id);
 /* [quarantine] dir, opened without following a symlink; -1 with @error. */
 int quarantine_dir_open (const LmtpdConfig *config, GError **error);
-/* quarantine-release.c: completes releases a crash interrupted (rows left
- * "releasing" for longer than delivery_timeout), a bounded number. */
-void quarantine_finish_releases (DeliverContext *ctx, const LmtpdConfig *config);
 
 /* ---- maildir.c -------------------------------------------------------------- */
 

@@ -208,13 +208,18 @@ deliver_quarantine_release (DeliverContext *ctx, const LmtpdConfig *config, cons
   return ok;
 }
 
-void
-quarantine_finish_releases (DeliverContext *ctx, const LmtpdConfig *config)
+guint
+deliver_quarantine_recover (DeliverContext *ctx, const LmtpdConfig *config, gint64 claimed_before)
 {
-  g_autofree char *stale = now_text (-(gint64) config->delivery_timeout);
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC, limit = now - (gint64) config->delivery_timeout;
+  g_autofree char *stale = g_strdup_printf ("%" G_GINT64_FORMAT, claimed_before ? MIN (limit, claimed_before)
+                                                                                 : limit);
   const char *values[] = { stale };
   g_autoptr (StateRows) rows = NULL;
+  guint done = 0;
 
+  if (deliver_context_records (ctx) == NULL)
+    return 0;
   rows = state_records_query (deliver_context_records (ctx),
                               "SELECT id, released_by FROM lmtpd_quarantine WHERE state = 'releasing'"
                               " AND released_at < $1 LIMIT " G_STRINGIFY (RECOVER_BATCH), 1, values, NULL);
@@ -223,7 +228,10 @@ quarantine_finish_releases (DeliverContext *ctx, const LmtpdConfig *config)
       g_autoptr (GError) error = NULL;
       const char *id = state_rows_get (rows, i, 0);
       g_message ("quarantine: id=%s completing an interrupted release", id);
-      if (!deliver_quarantine_release (ctx, config, id, NULL, state_rows_get (rows, i, 1), NULL, &error))
+      if (deliver_quarantine_release (ctx, config, id, NULL, state_rows_get (rows, i, 1), NULL, &error))
+        done++;
+      else
         g_warning ("quarantine: id=%s interrupted release not completed: %s", id, error->message);
     }
+  return done;
 }

@@ -204,6 +204,21 @@ class Quarantine(unittest.TestCase):
         self.assertEqual(len(self.alice()), 1)
         self.assertRegex(self.ctl("list", "--all").stdout.decode(), qid + r" .* released ")
 
+    def test_interrupted_release_completed_by_lmtpd_at_start(self):
+        qid = self.quarantined()
+        self.killed_release(qid, "claimed")
+        self.d.stop()
+        time.sleep(1.1)  # claims older than lmtpd's start (by the second) are a crash's
+        self.d.start()
+        deadline = time.time() + 20
+        while time.time() < deadline and not self.alice():
+            time.sleep(0.2)
+        self.assertEqual(len(self.alice()), 1, self.d.read_log())
+        self.assertIn("quarantine: id=%s completing an interrupted release" % qid, self.d.read_log())
+        time.sleep(0.5)
+        self.assertRegex(self.ctl("list", "--all").stdout.decode(), qid + r" .* released ")
+        self.assertEqual(len(self.alice()), 1)
+
     def test_records_failure_answers_451_and_leaves_no_file(self):
         self.sql("CREATE TRIGGER q_down BEFORE INSERT ON lmtpd_quarantine BEGIN SELECT RAISE(ABORT, 'disk says no');"
                  " END")
