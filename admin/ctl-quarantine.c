@@ -63,7 +63,7 @@ open_context (const LmtpdConfig *config, DeliverContext **out)
     }
   g_mime_init ();
   ctx = deliver_context_new ();
-  if (!deliver_context_open_journal (ctx, config, &error))
+  if (!deliver_context_open_journal (ctx, config, &error) || !deliver_context_open_records (ctx, config, &error))
     return fail (error);
   *out = g_steal_pointer (&ctx);
   return ADMIN_EXIT_OK;
