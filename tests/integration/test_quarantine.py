@@ -143,6 +143,20 @@ class Quarantine(unittest.TestCase):
         self.assertRegex(self.ctl("show", qid).stdout.decode(), r"state: +deleted\n")
         self.assertEqual(self.alice(), [])
 
+    def test_a_symlink_in_the_store_is_not_followed(self):
+        qid = self.quarantined()
+        path = os.path.join(self.store, qid + ".msg")
+        os.unlink(path)
+        os.symlink("/etc/passwd", path)
+        shown = self.ctl("show", qid)
+        self.assertNotIn(b"root:", shown.stdout)
+        self.assertIn(b"(the copy: ", shown.stdout)
+        rel = self.ctl("release", qid)
+        self.assertEqual(rel.returncode, 75, rel.stderr)
+        self.assertEqual(self.alice(), [])
+        # not released: still held, for when the copy is back
+        self.assertRegex(self.ctl("list").stdout.decode(), qid + r" .* held ")
+
     def test_expiry_removes_copy_and_row(self):
         old = self.quarantined()
         new = self.quarantined(BODY.replace(b"q.1@", b"q.2@"))
