@@ -41,5 +41,6 @@ extern const AdminCommand admin_verdicts_command;
 /* --since T: unix seconds, an age (30m, 2h, 1d: that long ago) or an ISO
  * 8601 time (UTC unless it says otherwise) into *@out; FALSE if neither. */
 gboolean admin_parse_since (const char *text, gint64 *out);
+extern const AdminCommand admin_quarantine_command;
 
 G_END_DECLS

@@ -108,6 +108,8 @@ typedef struct {
   char *tls_key_file;
   char *tls_server_name;
   gboolean shadow;        /* mode = shadow: called, its verdict recorded, never applied */
+  gboolean quarantine_store;  /* quarantine = store: its quarantine verdict goes to the
+                                 quarantine store ([quarantine]), not a folder of the mailbox */
 } LmtpdService;
 
 /* [rule NAME]: which services run for which recipients, first match wins. */
@@ -281,6 +283,9 @@ typedef struct {
   char *record_dir;           /* [record] dir: the kept copies of recorded messages */
   guint record_keep;          /* [record] keep: seconds a recorded call is kept */
   guint64 record_max_size;    /* [record] max_size: bytes of kept copies at most */
+  char *quarantine_dir;       /* [quarantine] dir: the stored copies (deliver/quarantine.c) */
+  guint quarantine_keep;      /* [quarantine] keep: seconds a copy is kept */
+  guint64 quarantine_max_size; /* [quarantine] max_size: a bigger copy is not stored (451) */
 
   char *source;               /* the file this came from */
 } LmtpdConfig;

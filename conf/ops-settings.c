@@ -27,6 +27,13 @@ static const ConfSetting ops_rows[] = {
     .doc = "how long a recorded call and its copy are kept" },
   { "record", "max_size", CONF_SIZE, CFG (record_max_size), .def = 1024 * 1024 * 1024, .min = 0,
     .max = G_MAXINT64, .doc = "bytes of kept copies at most; when full, recording pauses (0: no recording)" },
+  /* [quarantine]: the store outside the mailboxes (deliver/quarantine*.c, lmtpctl quarantine) */
+  { "quarantine", "dir", CONF_STRING, CFG (quarantine_dir), .def_text = "./var/lib/quarantine",
+    .doc = "where the quarantined copies are kept (created by lmtpd, owned by the mail user)" },
+  { "quarantine", "keep", CONF_UINT, CFG (quarantine_keep), .def = 30 * 86400, .min = 60, .max = 3660 * 86400,
+    .doc = "how long a quarantined copy is kept before lmtpctl quarantine expire removes it" },
+  { "quarantine", "max_size", CONF_SIZE, CFG (quarantine_max_size), .def = 0, .min = 0,
+    .max = G_MAXINT64, .doc = "a copy larger than this is refused with 451 (0: max_message_size)" },
 };
 
 const ConfTable conf_ops_table = { ops_rows, G_N_ELEMENTS (ops_rows), NULL };

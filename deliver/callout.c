@@ -341,6 +341,16 @@ call_service (const Chain *ch, const OcpRequest *req, CalloutOutcome *o)
                         : o->state == OUT_SKIPPED ? "delivering unadapted" : "policy applies", o->why);
 }
 
+/* A quarantine release does not call again the service that quarantined
+ * it (and only it); such a recipient's chain runs alone (callout_run). */
+static gboolean
+skipped_for_release (GPtrArray *members, const LmtpdService *sv)
+{
+  const DeliverRecipient *m = members->len == 1 ? members->pdata[0] : NULL;
+
+  return m && m->skip_service && strcmp (m->skip_service, sv->name) == 0;
+}
+
 static CalloutResult *
 run_chain (const Chain *ch, const LmtpdRule *rule, GPtrArray *members)
 {
@@ -364,7 +374,7 @@ run_chain (const Chain *ch, const LmtpdRule *rule, GPtrArray *members)
       o->service = sv;
       ocp_verdict_init (&o->verdict);
       g_ptr_array_add (r->outcomes, o);
-      if (bypassed (ch->config, sv, ch->bypass))
+      if (bypassed (ch->config, sv, ch->bypass) || skipped_for_release (members, sv))
         {
           o->state = OUT_BYPASSED;
           continue;
@@ -505,7 +515,7 @@ recipient_view (DeliverContext *ctx, const LmtpdConfig *config, const DeliverMes
     return NULL;
   bypass = bypass_request (config, msg, rcpt);
   ch.bypass = bypass;
-  if (shared == NULL || shared->callouts == NULL)
+  if (shared == NULL || shared->callouts == NULL || rcpt->skip_service)
     {
       g_autoptr (GPtrArray) one = g_ptr_array_new ();
       g_ptr_array_add (one, (gpointer) rcpt);
@@ -639,6 +649,26 @@ callout_decide (const LmtpdConfig *config, const CalloutResult *r, const Deliver
     case 2: d->kind = CALLOUT_QUARANTINE; d->folder = d->decider->verdict.folder; break;
     default: d->kind = CALLOUT_ACCEPT; break;
     }
+}
+
+gboolean
+callout_quarantines_to_store (const CalloutDecision *d)
+{
+  return d->kind == CALLOUT_QUARANTINE && d->decider && d->decider->service->quarantine_store;
+}
+
+const char *
+callout_decision_service (const CalloutDecision *d)
+{
+  return d->decider ? d->decider->service->name : NULL;
+}
+
+const char *
+callout_decision_reason (const CalloutDecision *d)
+{
+  if (d->decider == NULL)
+    return NULL;
+  return d->decider->verdict.reply_text ? d->decider->verdict.reply_text : d->decider->verdict.folder;
 }
 
 /* "550 5.7.1 <rcpt> text (OPES system via service)" with the service's own

@@ -47,6 +47,12 @@ void callout_result_free (CalloutResult *r);
 GHashTable *callout_shared_table_new (void);
 void callout_decide (const LmtpdConfig *config, const CalloutResult *r, const DeliverRecipient *rcpt,
                      CalloutDecision *d);
+/* The decision is to quarantine into the store ([service] quarantine = store). */
+gboolean callout_quarantines_to_store (const CalloutDecision *d);
+/* The deciding service's name, and the reason it gave (its reply text or
+ * folder), or NULL. */
+const char *callout_decision_service (const CalloutDecision *d);
+const char *callout_decision_reason (const CalloutDecision *d);
 void callout_refusal (const LmtpdConfig *config, const CalloutDecision *d, const DeliverRecipient *rcpt,
                       DeliverStatus *status);
 /* "OPES-System: ...\nOPES-Via: ...\n", or "" when no service is configured. */

@@ -122,6 +122,8 @@ typedef struct {
   char *sieve_script;  /* the user's script from the directory, or NULL: [sieve] script */
   char **settings;     /* the user's settings for the callout services ("Name: value"), or NULL */
   char *host;          /* the cluster node that holds the mailbox (directory), or NULL */
+  char *skip_service;  /* a quarantine release: the [service] that quarantined it is not
+                          called again (only it), or NULL */
 } DeliverRecipient;
 
 /* Resolves a recipient: rewrite map, subaddress, users, mailbox.  Returns
@@ -270,6 +272,10 @@ typedef struct {
   const char *mail_params;  /* MAIL FROM parameters as given, or NULL */
   gint64 received_us;       /* g_get_real_time() at MAIL */
   DeliverSpool *spool;      /* finished */
+  const char *released;     /* a quarantine release: the stored copy has its trace headers
+                               already, so this header line (LF-ended) replaces them; or NULL */
+  struct DeliverDedupe *journal; /* a quarantine release: the duplicate journal of the store
+                               (exactly once per id), instead of the context's; or NULL */
 } DeliverMessage;
 
 /* The headers prepended for one recipient: Return-Path, Delivered-To,
@@ -526,6 +532,12 @@ gboolean deliver_quarantine_delete (DeliverContext *ctx, const LmtpdConfig *conf
                                     const char *who, GError **error);
 /* Deletes what has expired (copies and rows); the number, or -1 with @error. */
 gint64 deliver_quarantine_expire (DeliverContext *ctx, const LmtpdConfig *config, GError **error);
+/* Completes the releases a crash interrupted (rows left "releasing" for
+ * longer than delivery_timeout, and claimed before @claimed_before unix
+ * seconds if not 0), at most 100; how many were completed.  Blocking (it
+ * delivers): lmtpd runs it in a thread after its start for the claims
+ * older than itself; expire runs it for all. */
+guint deliver_quarantine_recover (DeliverContext *ctx, const LmtpdConfig *config, gint64 claimed_before);
 
 /* One recipient's decision trace (lmtpd_trace). */
 typedef struct {

@@ -237,16 +237,23 @@ deliver_decided (Delivery *dv, const CalloutResult *result, char **out_path, GEr
   if (!apply_verdict (dv, &d, &redirected))
     return;
   st.commit = dv->commit;
-  if (!verdict_folder (dv, &d, &st))
+  if (!callout_quarantines_to_store (&d) && !verdict_folder (dv, &d, &st))
     return;
   flags = callout_flags (result);
   st.flags = flags;
-  trace = deliver_trace_headers (dv->config, dv->msg, dv->rcpt, per_recipient);
+  /* a released copy has its trace headers already (stored with them) */
+  trace = dv->msg->released ? g_strdup (dv->msg->released)
+                            : deliver_trace_headers (dv->config, dv->msg, dv->rcpt, per_recipient);
   opes = callout_trace (dv->config, result, dv->rcpt->rcpt_trace);
   if (!adapted_content (dv, result, &d, &st, &new_header, &body, error))
     return;
   prefix = g_strconcat (trace, opes, new_header ? new_header : "", NULL);
   st.prefix = prefix;
+  if (callout_quarantines_to_store (&d))
+    {
+      quarantine_store_copy (dv, &d, &st, out_path);
+      return;
+    }
   if (d.kind == CALLOUT_ACCEPT && run_sieve (dv, result, &st, new_header != NULL, out_path, error))
     return;
   if (!store_copy (dv, &st, &path, error))
@@ -283,11 +290,12 @@ deliver_pipeline_run (DeliverContext *ctx, const LmtpdConfig *config, const Deli
   const char *digest = deliver_spool_digest (msg->spool);
   g_autoptr (GError) error = NULL;
   g_autofree char *path = NULL;
-  Commit commit = { ctx->journal, digest, msg->sender, rcpt->address, FALSE, FALSE,
+  Commit commit = { msg->journal ? msg->journal : ctx->journal, digest, msg->sender, rcpt->address, FALSE, FALSE,
                     g_get_monotonic_time () + (gint64) config->delivery_timeout * G_USEC_PER_SEC, NULL, FALSE,
                     FALSE };
   Delivery dv = { ctx, config, msg, rcpt, shared, &commit, status };
-  StateAnswer seen = journal_seen (&commit, ctx, config->duplicate_window, msg->id);
+  /* a release's own journal is local (window 0: not the shared state) */
+  StateAnswer seen = journal_seen (&commit, ctx, msg->journal ? 0 : config->duplicate_window, msg->id);
 
   if (seen != STATE_NO)
     {

@@ -204,6 +204,16 @@ make_record_dir (const LmtpdConfig *c, const struct passwd *pw, GError **error)
   return TRUE;
 }
 
+/* Some [service] has quarantine = store: the store's directory is needed. */
+static gboolean
+quarantine_store_used (const LmtpdConfig *c)
+{
+  for (guint i = 0; c->services && i < c->services->len; i++)
+    if (((const LmtpdService *) c->services->pdata[i])->quarantine_store)
+      return TRUE;
+  return FALSE;
+}
+
 gboolean
 deliver_prepare_dirs (const LmtpdConfig *c, GError **error)
 {
@@ -219,9 +229,12 @@ deliver_prepare_dirs (const LmtpdConfig *c, GError **error)
       return FALSE;
   if (c->duplicate_window && !make_journal (c->duplicate_db, pw, error))
     return FALSE;
-  /* SQLite makes its -wal and -shm files next to the database */
+  /* SQLite makes its -wal and -shm files next to the database; the
+   * recorded calls and the quarantine store (often below it) after it, so
+   * that their parent is the mail user's too */
   if (c->state_backend != LMTPD_STATE_PGSQL && !make_dir_for (records_dir, 0700, pw, NULL, error))
     return FALSE;
-  /* after the records' directory, which may hold it and is the mail user's */
-  return make_record_dir (c, pw, error);
+  if (!make_record_dir (c, pw, error))
+    return FALSE;
+  return !quarantine_store_used (c) || make_dir_for (c->quarantine_dir, 0700, pw, NULL, error);
 }

@@ -215,6 +215,7 @@ deliver_recipient_free (DeliverRecipient *r)
   g_free (r->rcpt_trace);
   g_free (r->sieve_script);
   g_free (r->host);
+  g_free (r->skip_service);
   g_strfreev (r->settings);
   g_free (r);
 }

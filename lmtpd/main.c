@@ -36,6 +36,7 @@ typedef struct {
   GSocketService *metrics;
   LmtpMaps *socketmap, *policy; /* Postfix's lookups ([server] socketmap_listen, policy_listen) */
   LmtpdConfig *started;      /* the configuration the listeners were made from */
+  gint64 started_at;         /* unix seconds */
   gboolean debug;
   int exit_code;
 } Daemon;
@@ -483,6 +484,39 @@ start_serving (Daemon *d, LmtpdConfig *config)
   return 0;
 }
 
+/* The quarantine's releases a crash interrupted, completed in a thread
+ * (they deliver) once their claims are stale (delivery_timeout). */
+typedef struct {
+  DeliverContext *ctx;
+  LmtpdConfig *config;
+  gint64 started;           /* unix seconds: claims from before are a crash's */
+} QuarantineRecovery;
+
+static gpointer
+quarantine_recovery (gpointer data)
+{
+  QuarantineRecovery *r = data;
+
+  deliver_quarantine_recover (r->ctx, r->config, r->started);
+  deliver_context_unref (r->ctx);
+  lmtpd_config_unref (r->config);
+  g_free (r);
+  return NULL;
+}
+
+static gboolean
+start_quarantine_recovery (gpointer data)
+{
+  Daemon *d = data;
+  QuarantineRecovery *r = g_new0 (QuarantineRecovery, 1);
+
+  r->ctx = deliver_context_ref (d->ctx);
+  r->config = lmtpd_config_ref (d->started);
+  r->started = d->started_at;
+  g_thread_unref (g_thread_new ("quarantine", quarantine_recovery, r));
+  return G_SOURCE_REMOVE;
+}
+
 /* Until SIGTERM (or SIGINT) and the shutdown after it. */
 /* The verdict counts reach the records even when mail stops coming. */
 static gboolean
@@ -505,6 +539,8 @@ run (Daemon *d, LmtpdConfig *config)
   g_unix_signal_add (SIGTERM, on_sigterm, d);
   g_unix_signal_add (SIGINT, on_sigterm, d);
   g_timeout_add_seconds (5, flush_verdict_counts, d->ctx);
+  d->started_at = g_get_real_time () / G_USEC_PER_SEC;
+  g_timeout_add_seconds (config->delivery_timeout + 1, start_quarantine_recovery, d);
   g_message ("%s %s started (mail_root %s, hostname %s)", PACKAGE_NAME, PACKAGE_VERSION,
              config->mail_root, config->hostname);
   g_main_loop_run (d->loop);
