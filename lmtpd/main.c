@@ -22,6 +22,7 @@
 #include <glib-unix.h>
 
 #include "deliver.h"
+#include "learn.h"
 #include "lmtpd-state.h"
 #include "lmtpd-util.h"
 #include "lmtpd.h"
@@ -36,6 +37,7 @@ typedef struct {
   GSocketService *metrics;
   LmtpMaps *socketmap, *policy; /* Postfix's lookups ([server] socketmap_listen, policy_listen) */
   LmtpdConfig *started;      /* the configuration the listeners were made from */
+  Learner *learner;          /* [learn]: the Junk moves taught to the spam filter, or NULL */
   gboolean debug;
   int exit_code;
 } Daemon;
@@ -480,6 +482,10 @@ start_serving (Daemon *d, LmtpdConfig *config)
       g_clear_pointer (&d->server, lmtp_server_free);
       return 77;
     }
+  /* as the mail user: it only reads the mailboxes; a learner that cannot
+   * start costs the lessons, never a delivery */
+  if ((d->learner = learner_start (config, &error)) == NULL && error)
+    g_warning ("learn: not started: %s", error->message);
   return 0;
 }
 
@@ -507,6 +513,7 @@ run (Daemon *d, LmtpdConfig *config)
     }
   g_clear_pointer (&d->socketmap, lmtp_maps_free);
   g_clear_pointer (&d->policy, lmtp_maps_free);
+  g_clear_pointer (&d->learner, learner_stop);
   lmtp_server_free (d->server);
   deliver_context_close_callouts (d->ctx);
   lmtpd_config_unref (d->started);

@@ -1,0 +1,303 @@
+/* learn-moves.c - one mailbox's file events made into the user's moves.
+ *
+ * A move is either a rename from one folder's cur/ or new/ into another's
+ * (what most IMAP servers, POP clients and `mv` do), or what Dovecot 2.3's
+ * IMAP MOVE does on Maildir: a hard link of the message into the
+ * destination's tmp/, a rename from there into new/, then the unlink of
+ * the source.  So a file renamed in from tmp/ with more than one link is a
+ * candidate, paired with the unlink that follows in the same mailbox: by
+ * inode when the unlinked file was in Junk (whose inodes are kept: Junk
+ * folders are small), by the candidate's link count dropping otherwise.
+ * lmtpd's own deliveries are a rename from tmp/ of a file with one link,
+ * or (single instance) a link made straight into new/: never a candidate.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "learn-private.h"
+
+#define JUNK_FILES_MAX 100000    /* inodes kept per mailbox */
+#define CANDIDATES_MAX 256       /* linked-in files waiting for their unlink */
+#define PAIR_WINDOW_US ((gint64) 120 * G_USEC_PER_SEC)
+
+typedef struct {
+  char *folder, *sub, *name;
+  ino_t ino;
+  nlink_t nlink;
+  gint64 seen;
+} Candidate;
+
+struct _LearnMailbox {
+  char *path;        /* the Maildir */
+  char *user;
+  GHashTable *junk;  /* "folder/sub/name" of a message in Junk -> its inode (boxed) */
+  GQueue candidates; /* Candidate*, oldest first */
+};
+
+static void
+candidate_free (gpointer p)
+{
+  Candidate *c = p;
+  g_free (c->folder);
+  g_free (c->sub);
+  g_free (c->name);
+  g_free (c);
+}
+
+LearnMailbox *
+learn_mailbox_new (const char *path, const char *user)
+{
+  LearnMailbox *mb = g_new0 (LearnMailbox, 1);
+
+  mb->path = g_strdup (path);
+  mb->user = g_strdup (user);
+  mb->junk = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  g_queue_init (&mb->candidates);
+  return mb;
+}
+
+void
+learn_mailbox_free (LearnMailbox *mb)
+{
+  if (mb == NULL)
+    return;
+  g_queue_clear_full (&mb->candidates, candidate_free);
+  g_hash_table_unref (mb->junk);
+  g_free (mb->path);
+  g_free (mb->user);
+  g_free (mb);
+}
+
+const char *
+learn_mailbox_path (const LearnMailbox *mb)
+{
+  return mb->path;
+}
+
+static char *
+place_path (const LearnMailbox *mb, const LearnPlace *at)
+{
+  g_autofree char *dir = at->folder[0] ? g_strconcat (".", at->folder, NULL) : g_strdup ("");
+
+  return g_build_filename (mb->path, dir, at->sub, at->name, NULL);
+}
+
+static char *
+place_key (const LearnPlace *at)
+{
+  return g_strconcat (at->folder, "/", at->sub, "/", at->name, NULL);
+}
+
+/* The file at @at, a regular file not reached through a symlink. */
+static gboolean
+place_stat (const LearnMailbox *mb, const LearnPlace *at, struct stat *st)
+{
+  g_autofree char *path = place_path (mb, at);
+
+  return fstatat (AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG (st->st_mode);
+}
+
+static void
+junk_remember (LearnMailbox *mb, const LearnPlace *at, ino_t ino)
+{
+  static gboolean warned;
+
+  if (g_hash_table_size (mb->junk) >= JUNK_FILES_MAX)
+    {
+      if (!warned)
+        g_warning ("learn: user=%s more than %d messages in Junk: moves out of the others are not seen",
+                   mb->user, JUNK_FILES_MAX);
+      warned = TRUE;
+      return;
+    }
+  g_hash_table_replace (mb->junk, place_key (at), g_memdup2 (&ino, sizeof ino));
+}
+
+/* Forgets a Junk message's name; its inode, or 0 if it was not known. */
+static ino_t
+junk_forget (LearnMailbox *mb, const LearnPlace *at)
+{
+  g_autofree char *key = place_key (at);
+  ino_t *known = g_hash_table_lookup (mb->junk, key);
+  ino_t ino = known ? *known : 0;
+
+  g_hash_table_remove (mb->junk, key);
+  return ino;
+}
+
+void
+learn_mailbox_scan (LearnMailbox *mb, LmtpdConfig *config, const char *folder, const char *sub)
+{
+  LearnPlace at = { folder, sub, NULL };
+  g_autofree char *dir = NULL;
+  g_autoptr (GDir) d = NULL;
+  const char *name;
+
+  if (learn_folder_kind (config, folder) != LEARN_FOLDER_JUNK)
+    return;
+  at.name = "";
+  dir = place_path (mb, &at);
+  if ((d = g_dir_open (dir, 0, NULL)) == NULL)
+    return;
+  while ((name = g_dir_read_name (d)) && g_hash_table_size (mb->junk) < JUNK_FILES_MAX)
+    {
+      struct stat st;
+      at.name = name;
+      if (name[0] != '.' && place_stat (mb, &at, &st))
+        junk_remember (mb, &at, st.st_ino);
+    }
+}
+
+/* What a move from a folder of kind @from into one of kind @to teaches:
+ * 1 spam, 0 ham, -1 nothing (within Junk, into Trash, between others). */
+static int
+move_lesson (LearnFolderKind from, LearnFolderKind to)
+{
+  if (to == LEARN_FOLDER_JUNK && from != LEARN_FOLDER_JUNK)
+    return 1;
+  if (from == LEARN_FOLDER_JUNK && to == LEARN_FOLDER_OTHER)
+    return 0;
+  return -1;
+}
+
+/* Queues the message now at @at, opened at once: it is learned even if
+ * the client renames it again (new/ to cur/) before its turn comes. */
+static void
+teach (LearnMailbox *mb, LmtpdConfig *config, const char *from, const LearnPlace *at, LearnQueue *q)
+{
+  int lesson = move_lesson (learn_folder_kind (config, from), learn_folder_kind (config, at->folder));
+  g_autofree char *path = NULL;
+  LearnJob *job;
+  int fd;
+
+  if (lesson < 0)
+    return;
+  path = place_path (mb, at);
+  fd = open (path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0)
+    {
+      g_warning ("learn: user=%s folder=%s cannot open the moved message: %s", mb->user,
+                 learn_folder_display (at->folder), g_strerror (errno));
+      return;
+    }
+  job = g_new0 (LearnJob, 1);
+  job->user = g_strdup (mb->user);
+  job->folder = g_strdup (learn_folder_display (at->folder));
+  job->from = g_strdup (learn_folder_display (from));
+  job->spam = lesson == 1;
+  job->fd = fd;
+  learn_queue_push (q, job);
+}
+
+/* Keeps the candidates' names right when a client renames new/ to cur/. */
+static void
+candidates_renamed (LearnMailbox *mb, const LearnPlace *from, const LearnPlace *to)
+{
+  for (GList *l = mb->candidates.head; l; l = l->next)
+    {
+      Candidate *c = l->data;
+      if (strcmp (c->folder, from->folder) == 0 && strcmp (c->sub, from->sub) == 0
+          && strcmp (c->name, from->name) == 0)
+        {
+          g_free (c->sub);
+          g_free (c->name);
+          c->sub = g_strdup (to->sub);
+          c->name = g_strdup (to->name);
+        }
+    }
+}
+
+void
+learn_mailbox_renamed (LearnMailbox *mb, LmtpdConfig *config, const LearnPlace *from, const LearnPlace *to,
+                       LearnQueue *q)
+{
+  gboolean same_folder = strcmp (from->folder, to->folder) == 0;
+  struct stat st;
+
+  if (learn_folder_kind (config, from->folder) == LEARN_FOLDER_JUNK)
+    junk_forget (mb, from);
+  if (learn_folder_kind (config, to->folder) == LEARN_FOLDER_JUNK && place_stat (mb, to, &st))
+    junk_remember (mb, to, st.st_ino);
+  candidates_renamed (mb, from, to);
+  if (!same_folder) /* new/ to cur/ of one folder is the client reading it */
+    teach (mb, config, from->folder, to, q);
+}
+
+void
+learn_mailbox_arrived (LearnMailbox *mb, LmtpdConfig *config, const LearnPlace *at)
+{
+  struct stat st;
+  Candidate *c;
+
+  if (!place_stat (mb, at, &st))
+    return;
+  if (learn_folder_kind (config, at->folder) == LEARN_FOLDER_JUNK)
+    junk_remember (mb, at, st.st_ino);
+  if (st.st_nlink < 2)
+    return; /* a delivery: written in tmp/, renamed in */
+  if (g_queue_get_length (&mb->candidates) >= CANDIDATES_MAX)
+    candidate_free (g_queue_pop_head (&mb->candidates));
+  c = g_new0 (Candidate, 1);
+  c->folder = g_strdup (at->folder);
+  c->sub = g_strdup (at->sub);
+  c->name = g_strdup (at->name);
+  c->ino = st.st_ino;
+  c->nlink = st.st_nlink;
+  c->seen = g_get_monotonic_time ();
+  g_queue_push_tail (&mb->candidates, c);
+}
+
+void
+learn_mailbox_created (LearnMailbox *mb, LmtpdConfig *config, const LearnPlace *at)
+{
+  struct stat st;
+
+  if (learn_folder_kind (config, at->folder) == LEARN_FOLDER_JUNK && place_stat (mb, at, &st))
+    junk_remember (mb, at, st.st_ino);
+}
+
+/* Whether @c is the other link of the file unlinked (inode @ino, or 0 if
+ * not known: then the candidate's link count has dropped). */
+static gboolean
+candidate_pairs (LearnMailbox *mb, const Candidate *c, ino_t ino)
+{
+  LearnPlace at = { c->folder, c->sub, c->name };
+  struct stat st;
+
+  if (!place_stat (mb, &at, &st) || st.st_ino != c->ino)
+    return FALSE;
+  return ino ? c->ino == ino : st.st_nlink < c->nlink;
+}
+
+void
+learn_mailbox_gone (LearnMailbox *mb, LmtpdConfig *config, const LearnPlace *at, LearnQueue *q)
+{
+  ino_t ino = learn_folder_kind (config, at->folder) == LEARN_FOLDER_JUNK ? junk_forget (mb, at) : 0;
+
+  for (GList *l = mb->candidates.head; l; l = l->next)
+    {
+      Candidate *c = l->data;
+      LearnPlace to = { c->folder, c->sub, c->name };
+
+      if (strcmp (c->folder, at->folder) == 0 || !candidate_pairs (mb, c, ino))
+        continue;
+      teach (mb, config, at->folder, &to, q);
+      g_queue_delete_link (&mb->candidates, l);
+      candidate_free (c);
+      return;
+    }
+}
+
+void
+learn_mailbox_expire (LearnMailbox *mb, gint64 now)
+{
+  Candidate *c;
+
+  while ((c = g_queue_peek_head (&mb->candidates)) && now - c->seen > PAIR_WINDOW_US)
+    candidate_free (g_queue_pop_head (&mb->candidates));
+}
