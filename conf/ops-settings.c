@@ -47,7 +47,7 @@ static const ConfSetting ops_rows[] = {
 
   /* [learn]: the user's Junk moves taught to the spam filter (learn/) */
   { "learn", "enabled", CONF_BOOL, CFG (learn_enabled), .def = FALSE, .needs_restart = TRUE,
-    .check = check_learn, .doc = "watch the Maildirs and learn from moves into and out of Junk" },
+    .doc = "watch the Maildirs and learn from moves into and out of Junk" },
   { "learn", "junk_folders", CONF_LIST, CFG (learn_junk_folders), .def_text = "Junk;Spam", .needs_restart = TRUE,
     .doc = "folders whose messages are spam (their subfolders too)" },
   { "learn", "trash_folders", CONF_LIST, CFG (learn_trash_folders), .def_text = "Trash;Deleted Messages",
@@ -65,7 +65,8 @@ static const ConfSetting ops_rows[] = {
   { "learn", "rate", CONF_UINT, CFG (learn_rate), .def = 100, .min = 1, .max = 100000, .needs_restart = TRUE,
     .doc = "learns per user per hour; more are dropped (and logged)" },
   { "learn", "max_size", CONF_SIZE, CFG (learn_max_size), .def = 1024 * 1024, .min = 1024,
-    .max = 64 * 1024 * 1024, .needs_restart = TRUE, .doc = "bigger messages are not learned" },
+    .max = 64 * 1024 * 1024, .needs_restart = TRUE, .check = check_learn, /* the group's last row: all loaded */
+    .doc = "bigger messages are not learned" },
 };
 
 const ConfTable conf_ops_table = { ops_rows, G_N_ELEMENTS (ops_rows), NULL };

@@ -1,0 +1,383 @@
+#!/usr/bin/env python3
+"""Learning from the user (issue 19): a message moved into Junk reaches a
+real spamd as spam for its user, one moved out as ham; a move into Trash
+and lmtpd's own deliveries into Junk teach nothing.  Moves are made by
+renaming files (as most IMAP servers do) and by a real Dovecot's IMAP MOVE
+(a hard link into the destination, then the unlink of the source).  The
+builtin scorer: what lmtpd's learner writes moves its score."""
+import imaplib
+import os
+import pwd
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import tempfile
+import time
+import unittest
+
+from lmtptest import (Daemon, MAIL_USER, Services, dotstuff, free_port, main, own)
+
+SPAMD = shutil.which("spamd") or "/usr/sbin/spamd"
+SA_LEARN = shutil.which("sa-learn") or "/usr/bin/sa-learn"
+DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
+
+ANN = "ann@example.org"
+PILLS = (b"From: Pharmacy <deals@pills.example>\r\nTo: ann@example.org\r\nSubject: cheap pills viagra offer\r\n"
+         b"Message-ID: <%s@pills.example>\r\n\r\nbuy cheap pills viagra cialis now online pharmacy discount\r\n"
+         b"limited offer order today pharmacy pills\r\n")
+
+
+def own_tree(path):
+    for root, dirs, files in os.walk(path):
+        own(root)
+        for name in files:
+            own(os.path.join(root, name))
+
+
+def make_maildir(daemon, address, folders=("Junk", "Trash")):
+    """@address's Maildir with its Maildir++ folders, owned by the mail user."""
+    path = daemon.maildir(address)
+    for d in [path] + [os.path.join(path, "." + f) for f in folders]:
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(d, sub), exist_ok=True)
+    own_tree(daemon.mail)
+
+
+def deliver(d, rcpts, body):
+    c = d.connect()
+    c.reply()
+    c.cmd("LHLO x")
+    c.send("MAIL FROM:<s@pills.example>\r\n" + "".join("RCPT TO:<%s>\r\n" % r for r in rcpts) + "DATA\r\n")
+    codes = [c.code() for _ in range(len(rcpts) + 2)]
+    assert codes == [250] * (len(rcpts) + 1) + [354], codes
+    c.send(dotstuff(body))
+    replies = [c.text() for _ in rcpts]
+    c.close()
+    assert all(r.startswith("250") for r in replies), replies
+
+
+def wait_for(fn, timeout=15, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def only_file(d):
+    names = [n for n in os.listdir(d) if not n.startswith(".")]
+    assert len(names) == 1, (d, names)
+    return os.path.join(d, names[0])
+
+
+class Spamd:
+    """spamd on 127.0.0.1 with --allow-tell and per-user Bayes files under a
+    temp dir (--virtual-config-dir), its own site config, as the mail user."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="spamd-")
+        os.chmod(self.dir, 0o755)
+        self.site = os.path.join(self.dir, "site")
+        os.mkdir(self.site)
+        for name in os.listdir("/etc/spamassassin"):
+            if name.endswith(".pre"):
+                shutil.copy(os.path.join("/etc/spamassassin", name), self.site)
+        with open(os.path.join(self.site, "local.cf"), "w") as f:
+            f.write("use_bayes 1\nbayes_auto_learn 0\nskip_rbl_checks 1\nuse_razor2 0\nuse_pyzor 0\n")
+        os.mkdir(os.path.join(self.dir, "users"))
+        own_tree(self.dir)
+        self.port = free_port()
+        self.pidfile = os.path.join(self.dir, "spamd.pid")
+        self.log = open(os.path.join(self.dir, "spamd.log"), "wb")
+        args = [SPAMD, "--allow-tell", "-x", "--virtual-config-dir=%s/users/%%u" % self.dir, "-i", "127.0.0.1",
+                "-p", str(self.port), "-A", "127.0.0.1", "--siteconfigpath=" + self.site, "-s", "stderr",
+                "-m", "2", "-r", self.pidfile]
+        if os.geteuid() == 0:
+            args += ["-u", MAIL_USER]
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.dir)
+        wait_for(lambda: b"server successfully spawned child" in open(self.log.name, "rb").read()
+                 or self.proc.poll() is not None, 60, "spamd")
+        if self.proc.poll() is not None:
+            raise RuntimeError("spamd exited: " + open(self.log.name).read())
+
+    def magic(self, user):
+        """(nspam, nham) of @user's Bayes database, by sa-learn --dump magic."""
+        db = os.path.join(self.dir, "users", user, "bayes")
+        if not os.path.exists(db + "_toks"):
+            return (0, 0)
+        out = subprocess.run([SA_LEARN, "--siteconfigpath=" + self.site, "--dbpath", db, "--dump", "magic"],
+                             capture_output=True, text=True, timeout=60).stdout
+        nspam = int(re.search(r"^\S+\s+\S+\s+(\d+)\s+\S+\s+non-token data: nspam$", out, re.M).group(1))
+        nham = int(re.search(r"^\S+\s+\S+\s+(\d+)\s+\S+\s+non-token data: nham$", out, re.M).group(1))
+        return (nspam, nham)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Dovecot:
+    """Dovecot's IMAP on a free loopback port over one Maildir; one user
+    (passdb static, any name with the password 'pw'), as the mail user."""
+
+    def __init__(self, maildir):
+        self.dir = tempfile.mkdtemp(prefix="dv-")
+        os.chmod(self.dir, 0o755)
+        self.port = free_port()
+        index = os.path.join(self.dir, "index")
+        os.mkdir(index)
+        own(index)
+        conf = os.path.join(self.dir, "dovecot.conf")
+        pw = pwd.getpwnam(MAIL_USER) if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
+        with open(conf, "w") as f:
+            f.write("""base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+default_internal_user = root
+default_internal_group = root
+default_login_user = dovenull
+first_valid_uid = 0
+mail_location = maildir:{m}:INDEX={i}
+passdb {{
+  driver = static
+  args = password=pw
+}}
+userdb {{
+  driver = static
+  args = uid={u} gid={g} home={i}
+}}
+service imap-login {{
+  chroot =
+  inet_listener imap {{
+    port = {p}
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+""".format(d=self.dir, m=maildir, i=index, p=self.port, u=pw.pw_uid, g=pw.pw_gid))
+        self.conf = conf
+        subprocess.run([DOVECOT, "-c", conf], check=True, timeout=30)
+        wait_for(lambda: os.path.exists(os.path.join(self.dir, "run", "master.pid")), 15, "dovecot")
+
+    def login(self):
+        imap = wait_for(self._connect, 15, "dovecot's IMAP")
+        imap.login("ann", "pw")
+        return imap
+
+    def _connect(self):
+        try:
+            return imaplib.IMAP4("127.0.0.1", self.port)
+        except OSError:
+            return None
+
+    def stop(self):
+        pidfile = os.path.join(self.dir, "run", "master.pid")
+        try:
+            with open(pidfile) as f:
+                pid = int(f.read().strip())
+            os.kill(pid, signal.SIGTERM)
+            wait_for(lambda: not os.path.exists("/proc/%d" % pid), 15, "dovecot to stop")
+        except (OSError, ValueError):
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def learn_lines(d, user=None):
+    return [l for l in d.read_log().splitlines() if "learn: user=" in l and (user is None or "user=" + user in l)]
+
+
+class LearnSpamd(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.spamd = Spamd()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.spamd.stop()
+
+    def setUp(self):
+        self.d = Daemon(extra={"learn.enabled": "true", "learn.backend": "spamd",
+                               "learn.spamd": "inet:127.0.0.1:%d" % self.spamd.port})
+        self.user = "ann%d@example.org" % (int(time.time() * 1000) % 1000000)  # a fresh Bayes per test
+        make_maildir(self.d, self.user)
+        self.d.start()
+        wait_for(lambda: "learn: watching" in self.d.read_log(), 10, "the watcher")
+
+    def tearDown(self):
+        self.d.cleanup()
+
+    def deliver_one(self, tag):
+        deliver(self.d, [self.user], PILLS % tag.encode())
+        return only_file(os.path.join(self.d.maildir(self.user), "new"))
+
+    def wait_learned(self, n, user=None):
+        return wait_for(lambda: len(learn_lines(self.d, user or self.user)) >= n and learn_lines(self.d, user or self.user),
+                        30, "%d learn lines" % n)
+
+    def test_rename_into_junk_then_out_to_inbox(self):
+        path = self.deliver_one("a1")
+        md = self.d.maildir(self.user)
+        # (a) into Junk, as an IMAP server renames it
+        junk = os.path.join(md, ".Junk", "cur", os.path.basename(path) + ":2,S")
+        os.rename(path, junk)
+        lines = self.wait_learned(1)
+        self.assertRegex(lines[0], r"learn: user=%s class=spam folder=Junk from=INBOX backend=spamd result=ok"
+                         % re.escape(self.user))
+        self.assertEqual(self.spamd.magic(self.user), (1, 0))
+        # (b) out to INBOX: ham (spamd moves it from spam to ham)
+        os.rename(junk, os.path.join(md, "cur", os.path.basename(junk)))
+        lines = self.wait_learned(2)
+        self.assertRegex(lines[1], r"class=ham folder=INBOX from=Junk backend=spamd result=ok")
+        self.assertEqual(self.spamd.magic(self.user), (0, 1))
+
+    def test_trash_and_same_folder_renames_teach_nothing(self):
+        path = self.deliver_one("c1")
+        md = self.d.maildir(self.user)
+        # new/ -> cur/ of INBOX is reading it; INBOX -> Trash is deleting it
+        cur = os.path.join(md, "cur", os.path.basename(path) + ":2,S")
+        os.rename(path, cur)
+        os.rename(cur, os.path.join(md, ".Trash", "cur", os.path.basename(cur)))
+        # (c) Junk -> Trash: nothing either; the one move into Junk is the only lesson
+        path = self.deliver_one("c2")
+        junk = os.path.join(md, ".Junk", "cur", os.path.basename(path))
+        os.rename(path, junk)
+        self.wait_learned(1)
+        os.rename(junk, os.path.join(md, ".Trash", "cur", os.path.basename(junk)))
+        time.sleep(2)
+        lines = learn_lines(self.d, self.user)
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("class=spam folder=Junk", lines[0])
+        self.assertEqual(self.spamd.magic(self.user), (1, 0))
+
+    def test_dovecot_imap_move(self):
+        self.deliver_one("d1")
+        dv = Dovecot(self.d.maildir(self.user))
+        try:
+            imap = dv.login()
+            self.assertEqual(imap.select("INBOX")[0], "OK")
+            typ, data = imap._simple_command("MOVE", "1", "Junk")
+            self.assertEqual(typ, "OK", data)
+            lines = self.wait_learned(1)
+            self.assertRegex(lines[0], r"class=spam folder=Junk from=INBOX backend=spamd result=ok")
+            self.assertEqual(self.spamd.magic(self.user), (1, 0))
+            self.assertEqual(imap.select("Junk")[0], "OK")
+            typ, data = imap._simple_command("MOVE", "1", "INBOX")
+            self.assertEqual(typ, "OK", data)
+            lines = self.wait_learned(2)
+            self.assertRegex(lines[1], r"class=ham folder=INBOX from=Junk backend=spamd result=ok")
+            self.assertEqual(self.spamd.magic(self.user), (0, 1))
+            imap.logout()
+        finally:
+            dv.stop()
+
+    def test_new_mailbox_is_picked_up(self):
+        bob = "bob%d@example.org" % (int(time.time() * 1000) % 1000000)
+        deliver(self.d, [bob], PILLS % b"n1")  # lmtpd makes bob's Maildir now
+        md = self.d.maildir(bob)
+        path = only_file(os.path.join(md, "new"))
+        make_maildir(self.d, bob)  # the IMAP server makes .Junk when the user asks
+        time.sleep(1)
+        os.rename(path, os.path.join(md, ".Junk", "cur", os.path.basename(path)))
+        lines = self.wait_learned(1, bob)
+        self.assertRegex(lines[0], r"user=%s class=spam folder=Junk" % re.escape(bob))
+        self.assertEqual(self.spamd.magic(bob), (1, 0))
+
+
+class LearnNotDeliveries(unittest.TestCase):
+    """(e) lmtpd's own deliveries into Junk (Sieve fileinto, for two users
+    at once: the second copy is a hard link of the first) are no lesson."""
+
+    def test_sieve_fileinto_junk_is_not_learned(self):
+        spamd_port = free_port()  # nothing listens: a lesson would log result=failed
+        d = Daemon(extra={"learn.enabled": "true", "learn.spamd": "inet:127.0.0.1:%d" % spamd_port})
+        try:
+            script = os.path.join(d.dir, "before.sieve")
+            with open(script, "w") as f:
+                f.write('require "fileinto";\nfileinto "Junk";\n')
+            d.write_config(dict(d.extra, **{"sieve.before": "before.sieve"}))
+            users = ["carl@example.org", "dora@example.org"]
+            for u in users:
+                make_maildir(d, u)
+            d.start()
+            wait_for(lambda: "learn: watching" in d.read_log(), 10, "the watcher")
+            deliver(d, users, PILLS % b"e1")
+            for u in users:
+                only_file(os.path.join(d.maildir(u), ".Junk", "new"))
+            time.sleep(2)
+            self.assertEqual(learn_lines(d), [])
+        finally:
+            d.cleanup()
+
+
+class LearnBuiltin(unittest.TestCase):
+    """The builtin Bayes: lmtpd's learner writes the user's tokens, the
+    builtin scorer of ocp-services reads them: a similar message scores
+    higher, the why text says BAYES."""
+
+    def setUp(self):
+        self.d = Daemon()
+        self.db = os.path.join(self.d.dir, "lib", "bayes.db")
+        os.makedirs(os.path.dirname(self.db), exist_ok=True)
+        own(os.path.dirname(self.db))
+        self.s = Services("[service spam]\nmodule = spam\nlisten = inet:127.0.0.1:0\nbackend = builtin\n"
+                          "threshold = 50\nactions = junk\nbayes_db = %s\n" % self.db)
+        extra = {"learn.enabled": "true", "learn.backend": "builtin", "learn.bayes_db": self.db,
+                 "service spam.servers": self.s.endpoint("spam"), "service spam.stage": "data",
+                 "service spam.timeout": "20s", "rule all.match": "*", "rule all.services": "spam"}
+        self.d.write_config(extra)
+        make_maildir(self.d, ANN)
+        self.d.start()
+        wait_for(lambda: "learn: watching" in self.d.read_log(), 10, "the watcher")
+
+    def tearDown(self):
+        self.d.cleanup()
+        self.s.stop()
+
+    def status(self, path):
+        with open(path, "rb") as f:
+            m = re.search(rb"X-Spam-Status: \w+, score=(-?[\d.]+) required=[\d.]+ tests=(.*)", f.read())
+        return float(m.group(1)), m.group(2).decode()
+
+    def test_learned_tokens_move_the_score(self):
+        md = self.d.maildir(ANN)
+        deliver(self.d, [ANN], PILLS % b"b1")
+        first = only_file(os.path.join(md, "new"))
+        score0, why0 = self.status(first)
+        self.assertNotIn("BAYES", why0)
+        os.rename(first, os.path.join(md, ".Junk", "cur", os.path.basename(first)))
+        lines = wait_for(lambda: learn_lines(self.d, ANN), 15, "the lesson")
+        self.assertRegex(lines[0], r"class=spam folder=Junk from=INBOX backend=builtin result=ok")
+        with sqlite3.connect(self.db) as db:
+            tokens = db.execute("SELECT count(*) FROM bayes_tokens WHERE user = ? AND spam > 0", (ANN,)).fetchone()[0]
+            totals = db.execute("SELECT spam, ham FROM bayes_totals WHERE user = ?", (ANN,)).fetchone()
+        self.assertGreater(tokens, 10)
+        self.assertEqual(totals, (1, 0))
+        deliver(self.d, [ANN], PILLS % b"b2")
+        second = only_file(os.path.join(md, "new"))
+        score1, why1 = self.status(second)
+        self.assertRegex(why1, r"BAYES_9\d\(\+3\.\d\)")
+        self.assertGreater(score1, score0 + 2.5)
+        # another user has learned nothing: no Bayes opinion for them
+        with sqlite3.connect(self.db) as db:
+            self.assertIsNone(db.execute("SELECT spam FROM bayes_totals WHERE user = 'zed@example.org'").fetchone())
+
+
+if __name__ == "__main__":
+    main()
