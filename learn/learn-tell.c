@@ -98,7 +98,9 @@ learn_tell_spamd (const char *endpoint, const char *user, gboolean spam, GBytes 
 SoupSession *
 learn_rspamd_session (void)
 {
-  return soup_session_new_with_options ("timeout", TELL_TIMEOUT_S, "idle-timeout", 60, NULL);
+  /* the controller is configured: straight to it, no system proxy (nor its
+   * resolver plugins, which would read the desktop settings of the mail user) */
+  return soup_session_new_with_options ("timeout", TELL_TIMEOUT_S, "idle-timeout", 60, "proxy-resolver", NULL, NULL);
 }
 
 gboolean

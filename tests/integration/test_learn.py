@@ -5,6 +5,7 @@ and lmtpd's own deliveries into Junk teach nothing.  Moves are made by
 renaming files (as most IMAP servers do) and by a real Dovecot's IMAP MOVE
 (a hard link into the destination, then the unlink of the source).  The
 builtin scorer: what lmtpd's learner writes moves its score."""
+import http.server
 import imaplib
 import os
 import pwd
@@ -14,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -324,6 +326,70 @@ class LearnNotDeliveries(unittest.TestCase):
             self.assertEqual(learn_lines(d), [])
         finally:
             d.cleanup()
+
+
+class RspamdController(http.server.BaseHTTPRequestHandler):
+    """Answers /learnspam and /learnham as rspamd's controller does, and
+    keeps what it was sent."""
+    seen = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.seen.append((self.path, self.headers.get("Password"), self.headers.get("Deliver-To"), body))
+        ok = self.headers.get("Password") == "s3cret"
+        self.send_response(200 if ok else 403)
+        self.end_headers()
+        self.wfile.write(b'{"success":true}' if ok else b'{"error":"Unauthorized"}')
+
+    def log_message(self, *args):
+        pass
+
+
+class LearnRspamdAndLimits(unittest.TestCase):
+    """rspamd's controller (a stand-in: the request is what is checked), the
+    per-user rate and max_size."""
+
+    def setUp(self):
+        RspamdController.seen = []
+        self.httpd = http.server.HTTPServer(("127.0.0.1", 0), RspamdController)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.d = Daemon(extra={"learn.enabled": "true", "learn.backend": "rspamd",
+                               "learn.rspamd": "http://127.0.0.1:%d" % self.httpd.server_port,
+                               "learn.rspamd_password": "s3cret", "learn.rate": "2", "learn.max_size": "2k"})
+        make_maildir(self.d, ANN)
+        self.d.start()
+        wait_for(lambda: "learn: watching" in self.d.read_log(), 10, "the watcher")
+
+    def tearDown(self):
+        self.d.cleanup()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def move_new_to_junk(self, body):
+        md = self.d.maildir(ANN)
+        deliver(self.d, [ANN], body)
+        path = only_file(os.path.join(md, "new"))
+        os.rename(path, os.path.join(md, ".Junk", "cur", os.path.basename(path)))
+        return path
+
+    def test_rspamd_learn_rate_and_size(self):
+        big = PILLS % b"r0" + b"x" * 3000 + b"\r\n"
+        self.move_new_to_junk(big)
+        lines = wait_for(lambda: learn_lines(self.d, ANN), 15, "the skip")
+        self.assertRegex(lines[0], r"class=spam folder=Junk from=INBOX backend=rspamd result=skipped-size")
+        for i in (1, 2, 3):
+            self.move_new_to_junk(PILLS % b"r%d" % i)
+        lines = wait_for(lambda: len(learn_lines(self.d, ANN)) >= 4 and learn_lines(self.d, ANN), 15, "4 lines")
+        # the learner thread logs its lesson, the watcher its drops: any order
+        results = sorted(re.search(r"backend=rspamd result=(\S+)", l).group(1) for l in lines[1:])
+        self.assertEqual(results, ["dropped-rate", "dropped-rate", "ok"])  # the skipped one counted
+        time.sleep(1)
+        self.assertEqual(len(learn_lines(self.d, ANN)), 4)
+        self.assertEqual(len(RspamdController.seen), 1)
+        path, password, rcpt, body = RspamdController.seen[0]
+        self.assertEqual((path, password, rcpt), ("/learnspam", "s3cret", ANN))
+        self.assertIn(b"Message-ID: <r1@pills.example>", body)
+        self.assertIn(b"Delivered-To: " + ANN.encode(), body)  # the file as stored
 
 
 class LearnBuiltin(unittest.TestCase):
