@@ -27,6 +27,7 @@ spamd_connect (const char *endpoint, GError **error)
   g_autoptr (GSocketAddress) addr = NULL;
 
   g_socket_client_set_timeout (client, TELL_TIMEOUT_S);
+  g_socket_client_set_enable_proxy (client, FALSE); /* spamd is where [learn] spamd says */
   if (g_str_has_prefix (endpoint, "unix:"))
     {
       addr = g_unix_socket_address_new (endpoint + 5);
