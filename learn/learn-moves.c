@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "learn-private.h"
+#include "lmtpd-util.h"
 
 #define JUNK_FILES_MAX 100000    /* inodes kept per mailbox */
 #define CANDIDATES_MAX 256       /* linked-in files waiting for their unlink */
@@ -181,8 +182,9 @@ teach (LearnMailbox *mb, LmtpdConfig *config, const char *from, const LearnPlace
   fd = open (path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0)
     {
-      g_warning ("learn: user=%s folder=%s cannot open the moved message: %s", mb->user,
-                 learn_folder_display (at->folder), g_strerror (errno));
+      g_autofree char *folder = util_sanitize (learn_folder_display (at->folder), 200);
+      g_warning ("learn: user=%s folder=%s cannot open the moved message: %s", mb->user, folder,
+                 g_strerror (errno));
       return;
     }
   job = g_new0 (LearnJob, 1);

@@ -89,13 +89,24 @@ learn_owner_depth (const LearnOwner *o)
   return o->depth;
 }
 
+/* A user's name goes into spamd's User: header and the log: no spaces,
+ * no control characters (a directory named so is not a mailbox). */
+static gboolean
+printable (const char *name)
+{
+  for (const guchar *p = (const guchar *) name; *p; p++)
+    if (*p <= ' ' || *p == 0x7f)
+      return FALSE;
+  return TRUE;
+}
+
 gboolean
 learn_owner_component_ok (const LearnOwner *o, guint level, const char *name)
 {
   if (level >= o->depth)
     return FALSE;
   if (part_is_code (o->parts[level]))
-    return name[0] != '.' && strlen (name) <= 255;
+    return name[0] != '.' && strlen (name) <= 255 && printable (name);
   return strcmp (o->parts[level], name) == 0;
 }
 

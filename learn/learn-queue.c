@@ -12,6 +12,7 @@
 
 #include "learn-private.h"
 #include "learn-tell.h"
+#include "lmtpd-util.h"
 
 #define QUEUE_MAX 256
 #define RATE_USERS_MAX 10000
@@ -49,9 +50,14 @@ learn_job_free (LearnJob *job)
 static void
 log_job (const LearnQueue *q, const LearnJob *job, const char *result, const char *why)
 {
-  g_message ("learn: user=%s class=%s folder=%s from=%s backend=%s result=%s%s%s", job->user,
-             job->spam ? "spam" : "ham", job->folder, job->from, backend_names[q->config->learn_backend], result,
-             why ? " error=" : "", why ? why : "");
+  g_autofree char *user = util_sanitize (job->user, 320);
+  g_autofree char *folder = util_sanitize (job->folder, 200);
+  g_autofree char *from = util_sanitize (job->from, 200);
+  g_autofree char *error = why ? util_sanitize (why, 300) : NULL;
+
+  g_message ("learn: user=%s class=%s folder=%s from=%s backend=%s result=%s%s%s", user, job->spam ? "spam" : "ham",
+             folder, from, backend_names[q->config->learn_backend], result, error ? " error=" : "",
+             error ? error : "");
 }
 
 /* The message behind @fd, or NULL (too big: *skipped; unreadable: @error). */

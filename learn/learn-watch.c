@@ -85,6 +85,36 @@ pending_free (gpointer p)
 
 static void scan_dir (LearnWatch *w, const WatchDir *d);
 
+/* An IMAP RENAME of a folder: a directory already watched (same inode)
+ * under a new name.  The folder and its cur/ and new/ take the new name,
+ * so that a renamed Junk stops teaching spam (and a folder renamed to Junk
+ * starts), and their Junk inodes are read again. */
+static void
+folder_renamed (LearnWatch *w, WatchDir *folder, const char *path, const char *name)
+{
+  g_autofree char *old = g_strdup (folder->folder);
+  GHashTableIter it;
+  gpointer value;
+
+  g_hash_table_iter_init (&it, w->dirs);
+  while (g_hash_table_iter_next (&it, NULL, &value))
+    {
+      WatchDir *d = value;
+      if (d->mb != folder->mb || d->kind == WATCH_MAILDIR || strcmp (d->folder, old) != 0)
+        continue;
+      g_free (d->folder);
+      d->folder = g_strdup (name);
+      if (d->kind == WATCH_SUB)
+        {
+          g_free (d->path);
+          d->path = g_build_filename (path, d->sub, NULL);
+          learn_mailbox_scan (d->mb, w->config, d->folder, d->sub);
+        }
+    }
+  g_free (folder->path);
+  folder->path = g_strdup (path);
+}
+
 /* Watches @path as @tmpl says; the new WatchDir, or NULL (already
  * watched, gone, or out of watches: said once). */
 static WatchDir *
@@ -106,8 +136,12 @@ add_watch (LearnWatch *w, const char *path, const WatchDir *tmpl)
       w->full_warned |= errno == ENOSPC;
       return NULL;
     }
-  if (g_hash_table_contains (w->dirs, GINT_TO_POINTER (wd)))
-    return NULL;
+  if ((d = g_hash_table_lookup (w->dirs, GINT_TO_POINTER (wd))) != NULL)
+    {
+      if (d->kind == WATCH_FOLDER && strcmp (d->path, path) != 0)
+        folder_renamed (w, d, path, tmpl->folder);
+      return NULL;
+    }
   d = g_new0 (WatchDir, 1);
   *d = *tmpl;
   d->path = g_strdup (path);

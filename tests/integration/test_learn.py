@@ -268,6 +268,24 @@ class LearnSpamd(unittest.TestCase):
         self.assertIn("class=spam folder=Junk", lines[0])
         self.assertEqual(self.spamd.magic(self.user), (1, 0))
 
+    def test_renamed_folder(self):
+        """An IMAP RENAME: the old Junk teaches nothing any more, the folder
+        renamed to Junk does."""
+        md = self.d.maildir(self.user)
+        os.rename(os.path.join(md, ".Junk"), os.path.join(md, ".Old"))
+        os.rename(os.path.join(md, ".Trash"), os.path.join(md, ".Junk"))
+        time.sleep(0.5)
+        path = self.deliver_one("f1")
+        os.rename(path, os.path.join(md, ".Old", "cur", os.path.basename(path)))
+        path = self.deliver_one("f2")
+        os.rename(path, os.path.join(md, ".Junk", "new", os.path.basename(path)))
+        lines = self.wait_learned(1)
+        time.sleep(1)
+        lines = learn_lines(self.d, self.user)
+        self.assertEqual(len(lines), 1, lines)
+        self.assertRegex(lines[0], r"class=spam folder=Junk from=INBOX backend=spamd result=ok")
+        self.assertEqual(self.spamd.magic(self.user), (1, 0))
+
     def test_dovecot_imap_move(self):
         self.deliver_one("d1")
         dv = Dovecot(self.d.maildir(self.user))
