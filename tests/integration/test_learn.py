@@ -20,10 +20,10 @@ import time
 import unittest
 
 from lmtptest import (Daemon, MAIL_USER, Services, dotstuff, free_port, main, own)
+from test_directory_dovecot import Dovecot
 
 SPAMD = shutil.which("spamd") or "/usr/sbin/spamd"
 SA_LEARN = shutil.which("sa-learn") or "/usr/bin/sa-learn"
-DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 
 ANN = "ann@example.org"
 PILLS = (b"From: Pharmacy <deals@pills.example>\r\nTo: ann@example.org\r\nSubject: cheap pills viagra offer\r\n"
@@ -129,20 +129,18 @@ class Spamd:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class Dovecot:
+class ImapDovecot(Dovecot):
     """Dovecot's IMAP on a free loopback port over one Maildir; one user
     (passdb static, any name with the password 'pw'), as the mail user."""
 
     def __init__(self, maildir):
-        self.dir = tempfile.mkdtemp(prefix="dv-")
-        os.chmod(self.dir, 0o755)
+        super().__init__([])
         self.port = free_port()
         index = os.path.join(self.dir, "index")
         os.mkdir(index)
         own(index)
-        conf = os.path.join(self.dir, "dovecot.conf")
         pw = pwd.getpwnam(MAIL_USER) if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
-        with open(conf, "w") as f:
+        with open(self.conf, "w") as f:
             f.write("""base_dir = {d}/run
 state_dir = {d}/state
 log_path = {d}/dovecot.log
@@ -151,9 +149,8 @@ listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain
-default_internal_user = root
-default_internal_group = root
-default_login_user = dovenull
+default_internal_user = {internal}
+default_login_user = {login}
 first_valid_uid = 0
 mail_location = maildir:{m}:INDEX={i}
 passdb {{
@@ -165,18 +162,14 @@ userdb {{
   args = uid={u} gid={g} home={i}
 }}
 service imap-login {{
-  chroot =
   inet_listener imap {{
     port = {p}
   }}
 }}
-service anvil {{
-  chroot =
-}}
-""".format(d=self.dir, m=maildir, i=index, p=self.port, u=pw.pw_uid, g=pw.pw_gid))
-        self.conf = conf
-        subprocess.run([DOVECOT, "-c", conf], check=True, timeout=30)
-        wait_for(lambda: os.path.exists(os.path.join(self.dir, "run", "master.pid")), 15, "dovecot")
+""".format(d=self.dir, m=maildir, i=index, p=self.port, u=pw.pw_uid, g=pw.pw_gid,
+           internal="dovecot" if os.geteuid() == 0 else pw.pw_name,
+           login="dovenull" if os.geteuid() == 0 else pw.pw_name))
+        self.start()
 
     def login(self):
         imap = wait_for(self._connect, 15, "dovecot's IMAP")
@@ -188,17 +181,6 @@ service anvil {{
             return imaplib.IMAP4("127.0.0.1", self.port)
         except OSError:
             return None
-
-    def stop(self):
-        pidfile = os.path.join(self.dir, "run", "master.pid")
-        try:
-            with open(pidfile) as f:
-                pid = int(f.read().strip())
-            os.kill(pid, signal.SIGTERM)
-            wait_for(lambda: not os.path.exists("/proc/%d" % pid), 15, "dovecot to stop")
-        except (OSError, ValueError):
-            pass
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def learn_lines(d, user=None):
@@ -288,7 +270,7 @@ class LearnSpamd(unittest.TestCase):
 
     def test_dovecot_imap_move(self):
         self.deliver_one("d1")
-        dv = Dovecot(self.d.maildir(self.user))
+        dv = ImapDovecot(self.d.maildir(self.user))
         try:
             imap = dv.login()
             self.assertEqual(imap.select("INBOX")[0], "OK")
@@ -305,7 +287,7 @@ class LearnSpamd(unittest.TestCase):
             self.assertEqual(self.spamd.magic(self.user), (0, 1))
             imap.logout()
         finally:
-            dv.stop()
+            dv.cleanup()
 
     def test_new_mailbox_is_picked_up(self):
         bob = "bob%d@example.org" % (int(time.time() * 1000) % 1000000)
