@@ -82,6 +82,19 @@ test_folder_kinds (void)
   g_assert_cmpstr (learn_folder_display (""), ==, "INBOX");
 }
 
+/* The file, its WAL companions if any, and the directory. */
+static void
+remove_db (const char *dir, const char *path)
+{
+  g_autofree char *wal = g_strconcat (path, "-wal", NULL);
+  g_autofree char *shm = g_strconcat (path, "-shm", NULL);
+
+  g_unlink (wal);
+  g_unlink (shm);
+  g_assert_cmpint (g_unlink (path), ==, 0);
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
+}
+
 static const char spam_msg[] = "From: deals@pills.example\nSubject: cheap pills offer\n\n"
                                "buy cheap pills viagra pharmacy discount order today\n";
 static const char ham_msg[] = "From: boss@work.example\nSubject: meeting agenda tomorrow\n\n"
@@ -131,7 +144,7 @@ test_bayes_learns (void)
   g_assert_no_error (error);
   g_assert_cmpfloat (classify (db, "ann@example.org", spam_msg), >, 0.9);
   learn_bayes_close (db);
-  g_assert_cmpint (g_unlink (path), ==, 0);
+  remove_db (dir, path);
 }
 
 static void
@@ -151,7 +164,7 @@ test_bayes_bounds (void)
   /* 1500 distinct tokens of a message at most */
   g_assert_cmpint (learn_bayes_token_count (db, "ann@example.org", &nspam, &nham), ==, 1500);
   learn_bayes_close (db);
-  g_assert_cmpint (g_unlink (path), ==, 0);
+  remove_db (dir, path);
 }
 
 int
