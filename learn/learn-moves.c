@@ -24,6 +24,7 @@
 
 #define JUNK_FILES_MAX 100000    /* inodes kept per mailbox */
 #define CANDIDATES_MAX 256       /* linked-in files waiting for their unlink */
+#define SCAN_NAMES_MAX 200000    /* names read looking for a renamed message */
 #define PAIR_WINDOW_US ((gint64) 120 * G_USEC_PER_SEC)
 
 typedef struct {
@@ -37,6 +38,7 @@ struct _LearnMailbox {
   char *path;        /* the Maildir */
   char *user;
   GHashTable *junk;  /* "folder/sub/name" of a message in Junk -> its inode (boxed) */
+  GHashTable *junk_inodes; /* the same inodes (boxed gint64) -> how many names have it */
   GQueue candidates; /* Candidate*, oldest first */
 };
 
@@ -58,6 +60,7 @@ learn_mailbox_new (const char *path, const char *user)
   mb->path = g_strdup (path);
   mb->user = g_strdup (user);
   mb->junk = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  mb->junk_inodes = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
   g_queue_init (&mb->candidates);
   return mb;
 }
@@ -69,6 +72,7 @@ learn_mailbox_free (LearnMailbox *mb)
     return;
   g_queue_clear_full (&mb->candidates, candidate_free);
   g_hash_table_unref (mb->junk);
+  g_hash_table_unref (mb->junk_inodes);
   g_free (mb->path);
   g_free (mb->user);
   g_free (mb);
@@ -103,20 +107,17 @@ place_stat (const LearnMailbox *mb, const LearnPlace *at, struct stat *st)
   return fstatat (AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG (st->st_mode);
 }
 
+/* Counts @ino as one more (@delta 1) or one less (-1) name in Junk. */
 static void
-junk_remember (LearnMailbox *mb, const LearnPlace *at, ino_t ino)
+junk_inode_count (LearnMailbox *mb, ino_t ino, int delta)
 {
-  static gboolean warned;
+  gint64 key = (gint64) ino;
+  guint n = GPOINTER_TO_UINT (g_hash_table_lookup (mb->junk_inodes, &key));
 
-  if (g_hash_table_size (mb->junk) >= JUNK_FILES_MAX)
-    {
-      if (!warned)
-        g_warning ("learn: user=%s more than %d messages in Junk: moves out of the others are not seen",
-                   mb->user, JUNK_FILES_MAX);
-      warned = TRUE;
-      return;
-    }
-  g_hash_table_replace (mb->junk, place_key (at), g_memdup2 (&ino, sizeof ino));
+  if (n + delta == 0)
+    g_hash_table_remove (mb->junk_inodes, &key);
+  else
+    g_hash_table_replace (mb->junk_inodes, g_memdup2 (&key, sizeof key), GUINT_TO_POINTER (n + delta));
 }
 
 /* Forgets a Junk message's name; its inode, or 0 if it was not known. */
@@ -127,8 +128,36 @@ junk_forget (LearnMailbox *mb, const LearnPlace *at)
   ino_t *known = g_hash_table_lookup (mb->junk, key);
   ino_t ino = known ? *known : 0;
 
+  if (known)
+    junk_inode_count (mb, ino, -1);
   g_hash_table_remove (mb->junk, key);
   return ino;
+}
+
+static void
+junk_remember (LearnMailbox *mb, const LearnPlace *at, ino_t ino)
+{
+  static gboolean warned;
+
+  junk_forget (mb, at);
+  if (g_hash_table_size (mb->junk) >= JUNK_FILES_MAX)
+    {
+      if (!warned)
+        g_warning ("learn: user=%s more than %d messages in Junk: moves out of the others are not seen",
+                   mb->user, JUNK_FILES_MAX);
+      warned = TRUE;
+      return;
+    }
+  g_hash_table_insert (mb->junk, place_key (at), g_memdup2 (&ino, sizeof ino));
+  junk_inode_count (mb, ino, 1);
+}
+
+static gboolean
+junk_has_inode (LearnMailbox *mb, ino_t ino)
+{
+  gint64 key = (gint64) ino;
+
+  return g_hash_table_contains (mb->junk_inodes, &key);
 }
 
 void
@@ -166,6 +195,47 @@ move_lesson (LearnFolderKind from, LearnFolderKind to)
   return -1;
 }
 
+/* The base of a Maildir name: what comes before the ":2," info. */
+static gsize
+base_len (const char *name)
+{
+  return strcspn (name, ":");
+}
+
+static gboolean
+same_base (const char *a, const char *b)
+{
+  gsize n = base_len (a);
+
+  return n == base_len (b) && strncmp (a, b, n) == 0;
+}
+
+/* The message of @at when the client has renamed it since (new/ to cur/,
+ * or other flags): the file of the folder with the same base name, or -1.
+ * Bounded: a folder is read up to SCAN_NAMES_MAX names. */
+static int
+open_renamed (const LearnMailbox *mb, const LearnPlace *at)
+{
+  static const char *const subs[] = { "cur", "new" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (subs); i++)
+    {
+      LearnPlace dir = { at->folder, subs[i], "" };
+      g_autofree char *path = place_path (mb, &dir);
+      g_autoptr (GDir) d = g_dir_open (path, 0, NULL);
+      const char *name;
+
+      for (guint n = 0; d && (name = g_dir_read_name (d)) && n < SCAN_NAMES_MAX; n++)
+        if (same_base (name, at->name))
+          {
+            g_autofree char *file = g_build_filename (path, name, NULL);
+            return open (file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+          }
+    }
+  errno = ENOENT;
+  return -1;
+}
+
 /* Queues the message now at @at, opened at once: it is learned even if
  * the client renames it again (new/ to cur/) before its turn comes. */
 static void
@@ -180,6 +250,8 @@ teach (LearnMailbox *mb, LmtpdConfig *config, const char *from, const LearnPlace
     return;
   path = place_path (mb, at);
   fd = open (path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT)
+    fd = open_renamed (mb, at);
   if (fd < 0)
     {
       g_autofree char *folder = util_sanitize (learn_folder_display (at->folder), 200);
@@ -230,26 +302,37 @@ learn_mailbox_renamed (LearnMailbox *mb, LmtpdConfig *config, const LearnPlace *
     teach (mb, config, from->folder, to, q);
 }
 
+/* Whether a file renamed in from outside the folders may be half of a
+ * move: into Junk, any such file (the unlink of its source decides; it may
+ * be done already, so the link count alone cannot tell); out of it, one
+ * whose inode a Junk message has. */
+static gboolean
+may_be_moved (LearnMailbox *mb, LmtpdConfig *config, const LearnPlace *at, gboolean found, const struct stat *st)
+{
+  if (learn_folder_kind (config, at->folder) == LEARN_FOLDER_JUNK)
+    return TRUE;
+  return found && junk_has_inode (mb, st->st_ino);
+}
+
 void
 learn_mailbox_arrived (LearnMailbox *mb, LmtpdConfig *config, const LearnPlace *at)
 {
-  struct stat st;
+  struct stat st = { 0 };
+  gboolean found = place_stat (mb, at, &st);
   Candidate *c;
 
-  if (!place_stat (mb, at, &st))
-    return;
-  if (learn_folder_kind (config, at->folder) == LEARN_FOLDER_JUNK)
+  if (found && learn_folder_kind (config, at->folder) == LEARN_FOLDER_JUNK)
     junk_remember (mb, at, st.st_ino);
-  if (st.st_nlink < 2)
-    return; /* a delivery: written in tmp/, renamed in */
+  if (!may_be_moved (mb, config, at, found, &st))
+    return;
   if (g_queue_get_length (&mb->candidates) >= CANDIDATES_MAX)
     candidate_free (g_queue_pop_head (&mb->candidates));
   c = g_new0 (Candidate, 1);
   c->folder = g_strdup (at->folder);
   c->sub = g_strdup (at->sub);
   c->name = g_strdup (at->name);
-  c->ino = st.st_ino;
-  c->nlink = st.st_nlink;
+  c->ino = found ? st.st_ino : 0;
+  c->nlink = found ? st.st_nlink : 0;
   c->seen = g_get_monotonic_time ();
   g_queue_push_tail (&mb->candidates, c);
 }
@@ -263,17 +346,24 @@ learn_mailbox_created (LearnMailbox *mb, LmtpdConfig *config, const LearnPlace *
     junk_remember (mb, at, st.st_ino);
 }
 
-/* Whether @c is the other link of the file unlinked (inode @ino, or 0 if
- * not known: then the candidate's link count has dropped). */
+/* Whether @c is the other half of the unlink of @gone (inode @ino, or 0
+ * when not known).  Known: the same inode.  Not known (the source was
+ * not in Junk, @c is in Junk): the same base name (Dovecot keeps it when
+ * it can; lmtpd's deliveries have names of their own), or @c's link count
+ * dropping from the two or more it had when it came in. */
 static gboolean
-candidate_pairs (LearnMailbox *mb, const Candidate *c, ino_t ino)
+candidate_pairs (LearnMailbox *mb, LmtpdConfig *config, const Candidate *c, const LearnPlace *gone, ino_t ino)
 {
   LearnPlace at = { c->folder, c->sub, c->name };
   struct stat st;
 
-  if (!place_stat (mb, &at, &st) || st.st_ino != c->ino)
+  if (ino)
+    return c->ino == ino;
+  if (learn_folder_kind (config, c->folder) != LEARN_FOLDER_JUNK)
     return FALSE;
-  return ino ? c->ino == ino : st.st_nlink < c->nlink;
+  if (same_base (c->name, gone->name))
+    return TRUE;
+  return c->nlink >= 2 && place_stat (mb, &at, &st) && st.st_ino == c->ino && st.st_nlink < c->nlink;
 }
 
 void
@@ -286,7 +376,7 @@ learn_mailbox_gone (LearnMailbox *mb, LmtpdConfig *config, const LearnPlace *at,
       Candidate *c = l->data;
       LearnPlace to = { c->folder, c->sub, c->name };
 
-      if (strcmp (c->folder, at->folder) == 0 || !candidate_pairs (mb, c, ino))
+      if (strcmp (c->folder, at->folder) == 0 || !candidate_pairs (mb, config, c, at, ino))
         continue;
       teach (mb, config, at->folder, &to, q);
       g_queue_delete_link (&mb->candidates, l);

@@ -320,8 +320,19 @@ class LearnNotDeliveries(unittest.TestCase):
             d.start()
             wait_for(lambda: "learn: watching" in d.read_log(), 10, "the watcher")
             deliver(d, users, PILLS % b"e1")
-            for u in users:
-                only_file(os.path.join(d.maildir(u), ".Junk", "new"))
+            copies = [only_file(os.path.join(d.maildir(u), ".Junk", "new")) for u in users]
+            # single instance: the second copy is a link of the first; the
+            # first one deleted does not make the second a move
+            self.assertEqual(os.stat(copies[1]).st_ino, os.stat(copies[0]).st_ino)
+            os.unlink(copies[0])
+            # a copy in INBOX and one in Junk, then the INBOX copy deleted:
+            # still lmtpd's delivery, not a move into Junk
+            with open(script, "w") as f:
+                f.write('require "fileinto";\nfileinto "Junk";\nkeep;\n')
+            deliver(d, users[:1], PILLS % b"e2")
+            inbox = only_file(os.path.join(d.maildir(users[0]), "new"))
+            only_file(os.path.join(d.maildir(users[0]), ".Junk", "new"))  # e1 was deleted above
+            os.unlink(inbox)
             time.sleep(2)
             self.assertEqual(learn_lines(d), [])
         finally:
