@@ -3,13 +3,15 @@
  * A move is either a rename from one folder's cur/ or new/ into another's
  * (what most IMAP servers, POP clients and `mv` do), or what Dovecot 2.3's
  * IMAP MOVE does on Maildir: a hard link of the message into the
- * destination's tmp/, a rename from there into new/, then the unlink of
- * the source.  So a file renamed in from tmp/ with more than one link is a
- * candidate, paired with the unlink that follows in the same mailbox: by
- * inode when the unlinked file was in Junk (whose inodes are kept: Junk
- * folders are small), by the candidate's link count dropping otherwise.
- * lmtpd's own deliveries are a rename from tmp/ of a file with one link,
- * or (single instance) a link made straight into new/: never a candidate.
+ * destination's tmp/, a rename from there into new/ (keeping the source's
+ * base name when it can), then the unlink of the source.  The watcher may
+ * read these events after all of them happened, so a file renamed in from
+ * tmp/ is a candidate paired with an unlink that follows in another folder
+ * of the same mailbox: out of Junk by inode (Junk folders are small: the
+ * inodes of their messages are kept), into Junk by base name or by the
+ * candidate's link count dropping.  lmtpd's own deliveries are a new file
+ * under a name of its own renamed from tmp/, or (single instance, another
+ * recipient's copy) a link made straight into new/: never half of a move.
  */
 #include "config.h"
 
