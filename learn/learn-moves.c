@@ -30,7 +30,7 @@
 #define PAIR_WINDOW_US ((gint64) 120 * G_USEC_PER_SEC)
 
 typedef struct {
-  char *folder, *sub, *name;
+  LearnPlace at;     /* owned copies */
   ino_t ino;
   nlink_t nlink;
   gint64 seen;
@@ -44,13 +44,26 @@ struct _LearnMailbox {
   GQueue candidates; /* Candidate*, oldest first */
 };
 
+LearnPlace
+learn_place_dup (const LearnPlace *p)
+{
+  return (LearnPlace) { g_strdup (p->folder), g_strdup (p->sub), g_strdup (p->name) };
+}
+
+void
+learn_place_clear (LearnPlace *p)
+{
+  g_free ((char *) p->folder);
+  g_free ((char *) p->sub);
+  g_free ((char *) p->name);
+  *p = (LearnPlace) { NULL, NULL, NULL };
+}
+
 static void
 candidate_free (gpointer p)
 {
   Candidate *c = p;
-  g_free (c->folder);
-  g_free (c->sub);
-  g_free (c->name);
+  learn_place_clear (&c->at);
   g_free (c);
 }
 
@@ -277,13 +290,11 @@ candidates_renamed (LearnMailbox *mb, const LearnPlace *from, const LearnPlace *
   for (GList *l = mb->candidates.head; l; l = l->next)
     {
       Candidate *c = l->data;
-      if (strcmp (c->folder, from->folder) == 0 && strcmp (c->sub, from->sub) == 0
-          && strcmp (c->name, from->name) == 0)
+      if (strcmp (c->at.folder, from->folder) == 0 && strcmp (c->at.sub, from->sub) == 0
+          && strcmp (c->at.name, from->name) == 0)
         {
-          g_free (c->sub);
-          g_free (c->name);
-          c->sub = g_strdup (to->sub);
-          c->name = g_strdup (to->name);
+          learn_place_clear (&c->at);
+          c->at = learn_place_dup (to);
         }
     }
 }
@@ -330,9 +341,7 @@ learn_mailbox_arrived (LearnMailbox *mb, LmtpdConfig *config, const LearnPlace *
   if (g_queue_get_length (&mb->candidates) >= CANDIDATES_MAX)
     candidate_free (g_queue_pop_head (&mb->candidates));
   c = g_new0 (Candidate, 1);
-  c->folder = g_strdup (at->folder);
-  c->sub = g_strdup (at->sub);
-  c->name = g_strdup (at->name);
+  c->at = learn_place_dup (at);
   c->ino = found ? st.st_ino : 0;
   c->nlink = found ? st.st_nlink : 0;
   c->seen = g_get_monotonic_time ();
@@ -356,16 +365,15 @@ learn_mailbox_created (LearnMailbox *mb, LmtpdConfig *config, const LearnPlace *
 static gboolean
 candidate_pairs (LearnMailbox *mb, LmtpdConfig *config, const Candidate *c, const LearnPlace *gone, ino_t ino)
 {
-  LearnPlace at = { c->folder, c->sub, c->name };
   struct stat st;
 
   if (ino)
     return c->ino == ino;
-  if (learn_folder_kind (config, c->folder) != LEARN_FOLDER_JUNK)
+  if (learn_folder_kind (config, c->at.folder) != LEARN_FOLDER_JUNK)
     return FALSE;
-  if (same_base (c->name, gone->name))
+  if (same_base (c->at.name, gone->name))
     return TRUE;
-  return c->nlink >= 2 && place_stat (mb, &at, &st) && st.st_ino == c->ino && st.st_nlink < c->nlink;
+  return c->nlink >= 2 && place_stat (mb, &c->at, &st) && st.st_ino == c->ino && st.st_nlink < c->nlink;
 }
 
 void
@@ -376,11 +384,10 @@ learn_mailbox_gone (LearnMailbox *mb, LmtpdConfig *config, const LearnPlace *at,
   for (GList *l = mb->candidates.head; l; l = l->next)
     {
       Candidate *c = l->data;
-      LearnPlace to = { c->folder, c->sub, c->name };
 
-      if (strcmp (c->folder, at->folder) == 0 || !candidate_pairs (mb, config, c, at, ino))
+      if (strcmp (c->at.folder, at->folder) == 0 || !candidate_pairs (mb, config, c, at, ino))
         continue;
-      teach (mb, config, at->folder, &to, q);
+      teach (mb, config, at->folder, &c->at, q);
       g_queue_delete_link (&mb->candidates, l);
       candidate_free (c);
       return;

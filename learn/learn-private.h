@@ -89,6 +89,10 @@ typedef struct {
   const char *name;
 } LearnPlace;
 
+/* A place whose strings are copies of @p's, and the freeing of them. */
+LearnPlace learn_place_dup (const LearnPlace *p);
+void learn_place_clear (LearnPlace *p);
+
 /* A rename inside the mailbox from @from to @to. */
 void learn_mailbox_renamed (LearnMailbox *mb, LmtpdConfig *config, const LearnPlace *from, const LearnPlace *to,
                             LearnQueue *q);

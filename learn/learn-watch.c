@@ -46,7 +46,7 @@ typedef struct {
 
 typedef struct {
   LearnMailbox *mb;
-  char *folder, *sub, *name;
+  LearnPlace at;     /* owned copies */
   gint64 seen;
 } PendingFrom;
 
@@ -77,9 +77,7 @@ static void
 pending_free (gpointer p)
 {
   PendingFrom *f = p;
-  g_free (f->folder);
-  g_free (f->sub);
-  g_free (f->name);
+  learn_place_clear (&f->at);
   g_free (f);
 }
 
@@ -233,10 +231,9 @@ flush_pending (LearnWatch *w, gboolean all)
   while (g_hash_table_iter_next (&it, NULL, &value))
     {
       PendingFrom *f = value;
-      LearnPlace at = { f->folder, f->sub, f->name };
       if (!all && now - f->seen < PENDING_FROM_US)
         continue;
-      learn_mailbox_gone (f->mb, w->config, &at, w->queue);
+      learn_mailbox_gone (f->mb, w->config, &f->at, w->queue);
       g_hash_table_iter_remove (&it);
     }
 }
@@ -245,13 +242,12 @@ static void
 moved_from (LearnWatch *w, const WatchDir *d, const struct inotify_event *ev)
 {
   PendingFrom *f = g_new0 (PendingFrom, 1);
+  LearnPlace from = { d->folder, d->sub, ev->name };
 
   if (g_hash_table_size (w->pending) >= PENDING_FROM_MAX)
     flush_pending (w, TRUE);
   f->mb = d->mb;
-  f->folder = g_strdup (d->folder);
-  f->sub = g_strdup (d->sub);
-  f->name = g_strdup (ev->name);
+  f->at = learn_place_dup (&from);
   f->seen = g_get_monotonic_time ();
   g_hash_table_replace (w->pending, GUINT_TO_POINTER (ev->cookie), f);
 }
@@ -264,15 +260,13 @@ moved_to (LearnWatch *w, const WatchDir *d, const struct inotify_event *ev)
 
   if (f && f->mb == d->mb)
     {
-      LearnPlace from = { f->folder, f->sub, f->name };
-      learn_mailbox_renamed (d->mb, w->config, &from, &to, w->queue);
+      learn_mailbox_renamed (d->mb, w->config, &f->at, &to, w->queue);
       g_hash_table_remove (w->pending, GUINT_TO_POINTER (ev->cookie));
       return;
     }
   if (f)
     {
-      LearnPlace from = { f->folder, f->sub, f->name };
-      learn_mailbox_gone (f->mb, w->config, &from, w->queue); /* another user's mailbox: no lesson */
+      learn_mailbox_gone (f->mb, w->config, &f->at, w->queue); /* another user's mailbox: no lesson */
       g_hash_table_remove (w->pending, GUINT_TO_POINTER (ev->cookie));
     }
   learn_mailbox_arrived (d->mb, w->config, &to);
