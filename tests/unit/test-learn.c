@@ -167,6 +167,37 @@ test_bayes_bounds (void)
   remove_db (dir, path);
 }
 
+/* [learn] enabled needs what its backend talks to; the defaults. */
+static void
+test_settings (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("learn-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename (dir, "lmtpd.conf", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LmtpdConfig) def = lmtpd_config_new_default ();
+  LmtpdConfig *c;
+
+  g_assert_false (def->learn_enabled);
+  g_assert_cmpuint (def->learn_rate, ==, 100);
+  g_assert_cmpstr (def->learn_junk_folders[1], ==, "Spam");
+  g_assert_cmpstr (def->learn_trash_folders[1], ==, "Deleted Messages");
+  g_assert_true (g_file_set_contents (path, "[learn]\nenabled = true\nbackend = rspamd\nrspamd = localhost\n", -1,
+                                      NULL));
+  g_assert_null (lmtpd_config_load (path, &error));
+  g_assert_nonnull (strstr (error->message, "[learn] rspamd: backend rspamd needs rspamd = the controller's"));
+  g_clear_error (&error);
+  g_assert_true (g_file_set_contents (path, "[learn]\nenabled = true\nspamd = unix:/run/spamd.sock\n"
+                                      "max_size = 2M\nrate = 5\n", -1, NULL));
+  c = lmtpd_config_load (path, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (c->learn_backend, ==, LMTPD_LEARN_SPAMD);
+  g_assert_cmpuint (c->learn_max_size, ==, 2 * 1024 * 1024);
+  g_assert_cmpuint (c->learn_rate, ==, 5);
+  lmtpd_config_unref (c);
+  g_assert_cmpint (g_unlink (path), ==, 0);
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -174,6 +205,7 @@ main (int argc, char **argv)
   g_test_add_func ("/learn/owner/default", test_owner_default_template);
   g_test_add_func ("/learn/owner/other", test_owner_other_templates);
   g_test_add_func ("/learn/folders", test_folder_kinds);
+  g_test_add_func ("/learn/settings", test_settings);
   g_test_add_func ("/learn/bayes/learns", test_bayes_learns);
   g_test_add_func ("/learn/bayes/bounds", test_bayes_bounds);
   return g_test_run ();
