@@ -3,8 +3,11 @@
 real spamd as spam for its user, one moved out as ham; a move into Trash
 and lmtpd's own deliveries into Junk teach nothing.  Moves are made by
 renaming files (as most IMAP servers do) and by a real Dovecot's IMAP MOVE
-(a hard link into the destination, then the unlink of the source).  The
-builtin scorer: what lmtpd's learner writes moves its score."""
+(a hard link into the destination, then the unlink of the source).  A
+real rspamd's controller learns per user too; the per-user rate and
+max_size drop what they should.  The builtin scorer: what lmtpd's learner
+writes moves its score."""
+import grp
 import http.server
 import imaplib
 import os
@@ -12,6 +15,7 @@ import pwd
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -24,6 +28,7 @@ from test_directory_dovecot import Dovecot
 
 SPAMD = shutil.which("spamd") or "/usr/sbin/spamd"
 SA_LEARN = shutil.which("sa-learn") or "/usr/bin/sa-learn"
+RSPAMD = shutil.which("rspamd") or "/usr/bin/rspamd"
 
 ANN = "ann@example.org"
 PILLS = (b"From: Pharmacy <deals@pills.example>\r\nTo: ann@example.org\r\nSubject: cheap pills viagra offer\r\n"
@@ -401,6 +406,101 @@ class LearnRspamdAndLimits(unittest.TestCase):
         self.assertEqual((path, password, rcpt), ("/learnspam", "s3cret", ANN))
         self.assertIn(b"Message-ID: <r1@pills.example>", body)
         self.assertIn(b"Delivered-To: " + ANN.encode(), body)  # the file as stored
+
+
+class Rspamd:
+    """A real rspamd (the system's rules, our workers on free loopback ports,
+    per-user Bayes in SQLite files under a temp dir), as the mail user."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="rspamd-")
+        os.chmod(self.dir, 0o755)
+        self.port = free_port()
+        files = {
+            "local.d/worker-controller.inc": 'bind_socket = "127.0.0.1:%d";\npassword = "s3cret";\n'
+                                             'enable_password = "s3cret";\n' % self.port,
+            "override.d/worker-normal.inc": 'bind_socket = "127.0.0.1:%d";\ncount = 1;\n' % free_port(),
+            "override.d/worker-proxy.inc": 'enabled = false;\nbind_socket = "127.0.0.1:%d";\n' % free_port(),
+            "override.d/worker-fuzzy.inc": "enabled = false;\n",
+            "override.d/classifier-bayes.conf":
+                'backend = "sqlite3";\nper_user = true;\nmin_learns = 1;\n'
+                'statfile {\n symbol = "BAYES_HAM";\n path = "%s/db/ham.sqlite";\n spam = false;\n}\n'
+                'statfile {\n symbol = "BAYES_SPAM";\n path = "%s/db/spam.sqlite";\n spam = true;\n}\n'
+                % (self.dir, self.dir),
+        }
+        for name, text in files.items():
+            os.makedirs(os.path.join(self.dir, os.path.dirname(name)), exist_ok=True)
+            with open(os.path.join(self.dir, name), "w") as f:
+                f.write(text)
+        for sub in ("db", "run", "log"):
+            os.mkdir(os.path.join(self.dir, sub))
+        own_tree(self.dir)
+        args = [RSPAMD, "-f", "-c", "/etc/rspamd/rspamd.conf", "--var", "LOCAL_CONFDIR=" + self.dir,
+                "--var", "DBDIR=%s/db" % self.dir, "--var", "RUNDIR=%s/run" % self.dir,
+                "--var", "LOGDIR=%s/log" % self.dir]
+        if os.geteuid() == 0:
+            args += ["-u", MAIL_USER, "-g", grp.getgrgid(pwd.getpwnam(MAIL_USER).pw_gid).gr_name]
+        self.log = open(os.path.join(self.dir, "rspamd.out"), "wb")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.dir)
+        wait_for(lambda: self.proc.poll() is not None or self._listening(), 120, "rspamd's controller")
+        if self.proc.poll() is not None:
+            raise RuntimeError("rspamd exited: " + open(self.log.name).read()[-3000:])
+
+    def _listening(self):
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def learns(self, cls, user):
+        """How many messages rspamd learned as @cls ("spam" or "ham") for @user."""
+        path = os.path.join(self.dir, "db", cls + ".sqlite")
+        if not os.path.exists(path):
+            return 0
+        with sqlite3.connect(path) as db:
+            row = db.execute("SELECT learns FROM users WHERE name = ?", (user,)).fetchone()
+        return row[0] if row else 0
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class LearnRealRspamd(unittest.TestCase):
+    """rspamd's controller itself: the lessons land in the user's Bayes."""
+
+    def setUp(self):
+        self.rspamd = Rspamd()
+        self.addCleanup(self.rspamd.stop)
+        self.d = Daemon(extra={"learn.enabled": "true", "learn.backend": "rspamd",
+                               "learn.rspamd": "http://127.0.0.1:%d/" % self.rspamd.port,
+                               "learn.rspamd_password": "s3cret"})
+        self.addCleanup(self.d.cleanup)
+        make_maildir(self.d, ANN)
+        self.d.start()
+        wait_for(lambda: "learn: watching" in self.d.read_log(), 10, "the watcher")
+
+    def test_spam_then_ham(self):
+        md = self.d.maildir(ANN)
+        deliver(self.d, [ANN], PILLS % b"q1")
+        path = only_file(os.path.join(md, "new"))
+        junk = os.path.join(md, ".Junk", "cur", os.path.basename(path) + ":2,S")
+        os.rename(path, junk)
+        lines = wait_for(lambda: learn_lines(self.d, ANN), 30, "the lesson")
+        self.assertRegex(lines[0], r"class=spam folder=Junk from=INBOX backend=rspamd result=ok")
+        self.assertEqual((self.rspamd.learns("spam", ANN), self.rspamd.learns("ham", ANN)), (1, 0))
+        os.rename(junk, os.path.join(md, "cur", os.path.basename(junk)))
+        lines = wait_for(lambda: len(learn_lines(self.d, ANN)) >= 2 and learn_lines(self.d, ANN), 30, "2 lessons")
+        self.assertRegex(lines[1], r"class=ham folder=INBOX from=Junk backend=rspamd result=ok")
+        self.assertEqual(self.rspamd.learns("ham", ANN), 1)
 
 
 class LearnBuiltin(unittest.TestCase):
