@@ -15,6 +15,8 @@
 
 static const AdminCommand *const commands[] = {
   &admin_node_command,
+  &admin_replay_command,
+  &admin_verdicts_command,
 };
 
 static int

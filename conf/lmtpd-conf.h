@@ -114,6 +114,7 @@ typedef struct {
   char *tls_cert_file;
   char *tls_key_file;
   char *tls_server_name;
+  gboolean shadow;        /* mode = shadow: called, its verdict recorded, never applied */
 } LmtpdService;
 
 /* [rule NAME]: which services run for which recipients, first match wins. */
@@ -293,6 +294,10 @@ typedef struct {
   char *learn_bayes_db;       /* [learn] bayes_db: the builtin scorer's SQLite file */
   guint learn_rate;           /* [learn] rate: learns per user per hour */
   guint64 learn_max_size;     /* [learn] max_size: bigger messages are skipped */
+  char **record_services;     /* [record] services whose calls are recorded; NULL: the shadow ones */
+  char *record_dir;           /* [record] dir: the kept copies of recorded messages */
+  guint record_keep;          /* [record] keep: seconds a recorded call is kept */
+  guint64 record_max_size;    /* [record] max_size: bytes of kept copies at most */
 
   char *source;               /* the file this came from */
 } LmtpdConfig;

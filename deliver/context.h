@@ -52,4 +52,10 @@ struct DeliverContext {
   /* the records (issue 19): quarantine index, traces, recorded calls;
    * SQLite or PostgreSQL, opened with the journal */
   StateRecords *records;
+
+  /* shadow mode and replay: verdict counts in memory (verdict-counts.c),
+   * the recorder's budget (record.c), metrics of shadow verdicts */
+  struct DeliverVerdictCounter *counts;
+  struct DeliverRecorder *recorder;
+  DeliverShadowObserver shadow_observer;
 };

@@ -84,18 +84,3 @@ deliver_trace_format (GPtrArray *traces)
 {
   return g_strdup ("");
 }
-
-/* ---- verdict counts (owner: shadow) ---- */
-
-void
-deliver_verdict_count_free (DeliverVerdictCount *c)
-{
-  g_free (c);
-}
-
-GPtrArray *
-deliver_verdict_counts (DeliverContext *ctx, gint64 since, GError **error)
-{
-  not_yet (error, "verdict counts");
-  return NULL;
-}

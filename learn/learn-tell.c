@@ -16,6 +16,7 @@
 
 #include "learn-private.h"
 #include "learn-tell.h"
+#include "lmtpd-util.h"
 
 #define TELL_TIMEOUT_S 30
 #define ANSWER_MAX 4096
@@ -23,11 +24,10 @@
 static GSocketConnection *
 spamd_connect (const char *endpoint, GError **error)
 {
-  g_autoptr (GSocketClient) client = g_socket_client_new ();
+  g_autoptr (GSocketClient) client = util_socket_client_new (); /* no proxy resolver */
   g_autoptr (GSocketAddress) addr = NULL;
 
   g_socket_client_set_timeout (client, TELL_TIMEOUT_S);
-  g_socket_client_set_enable_proxy (client, FALSE); /* spamd is where [learn] spamd says */
   if (g_str_has_prefix (endpoint, "unix:"))
     {
       addr = g_unix_socket_address_new (endpoint + 5);

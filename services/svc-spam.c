@@ -263,12 +263,9 @@ bayes_score (const char *path, const char *rcpt, GBytes *msg, double *score, GSt
 static GSocketConnection *
 connect_to (const char *endpoint, GError **error)
 {
-  g_autoptr (GSocketClient) client = g_socket_client_new ();
+  g_autoptr (GSocketClient) client = util_socket_client_new ();
   const char *hp = g_str_has_prefix (endpoint, "inet:") ? endpoint + 5 : endpoint;
   g_socket_client_set_timeout (client, 30);
-  /* the filter is where the configuration says: no system proxy, whose
-   * resolver (libproxy, dconf) is no business of a daemon */
-  g_socket_client_set_enable_proxy (client, FALSE);
   return g_socket_client_connect_to_host (client, hp, 0, NULL, error);
 }
 
