@@ -81,7 +81,29 @@ def only_file(d):
     return os.path.join(d, names[0])
 
 
-class Spamd:
+class TempServer:
+    """A server the test starts in a temp dir of its own and stops by its PID."""
+
+    def spawn(self, args, ready, what):
+        self.log = open(os.path.join(self.dir, "server.log"), "wb")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.dir)
+        wait_for(lambda: self.proc.poll() is not None or ready(), 120, what)
+        if self.proc.poll() is not None:
+            raise RuntimeError("%s exited: %s" % (what, open(self.log.name, errors="replace").read()[-3000:]))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Spamd(TempServer):
     """spamd on 127.0.0.1 with --allow-tell and per-user Bayes files under a
     temp dir (--virtual-config-dir), its own site config, as the mail user."""
 
@@ -99,17 +121,12 @@ class Spamd:
         own_tree(self.dir)
         self.port = free_port()
         self.pidfile = os.path.join(self.dir, "spamd.pid")
-        self.log = open(os.path.join(self.dir, "spamd.log"), "wb")
         args = [SPAMD, "--allow-tell", "-x", "--virtual-config-dir=%s/users/%%u" % self.dir, "-i", "127.0.0.1",
                 "-p", str(self.port), "-A", "127.0.0.1", "--siteconfigpath=" + self.site, "-s", "stderr",
                 "-m", "2", "-r", self.pidfile]
         if os.geteuid() == 0:
             args += ["-u", MAIL_USER]
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.dir)
-        wait_for(lambda: b"server successfully spawned child" in open(self.log.name, "rb").read()
-                 or self.proc.poll() is not None, 60, "spamd")
-        if self.proc.poll() is not None:
-            raise RuntimeError("spamd exited: " + open(self.log.name).read())
+        self.spawn(args, lambda: b"server successfully spawned child" in open(self.log.name, "rb").read(), "spamd")
 
     def magic(self, user):
         """(nspam, nham) of @user's Bayes database, by sa-learn --dump magic."""
@@ -122,16 +139,6 @@ class Spamd:
         nham = int(re.search(r"^\S+\s+\S+\s+(\d+)\s+\S+\s+non-token data: nham$", out, re.M).group(1))
         return (nspam, nham)
 
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class ImapDovecot(Dovecot):
@@ -408,7 +415,7 @@ class LearnRspamdAndLimits(unittest.TestCase):
         self.assertIn(b"Delivered-To: " + ANN.encode(), body)  # the file as stored
 
 
-class Rspamd:
+class Rspamd(TempServer):
     """A real rspamd (the system's rules, our workers on free loopback ports,
     per-user Bayes in SQLite files under a temp dir), as the mail user."""
 
@@ -440,11 +447,7 @@ class Rspamd:
                 "--var", "LOGDIR=%s/log" % self.dir]
         if os.geteuid() == 0:
             args += ["-u", MAIL_USER, "-g", grp.getgrgid(pwd.getpwnam(MAIL_USER).pw_gid).gr_name]
-        self.log = open(os.path.join(self.dir, "rspamd.out"), "wb")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.dir)
-        wait_for(lambda: self.proc.poll() is not None or self._listening(), 120, "rspamd's controller")
-        if self.proc.poll() is not None:
-            raise RuntimeError("rspamd exited: " + open(self.log.name).read()[-3000:])
+        self.spawn(args, self._listening, "rspamd")
 
     def _listening(self):
         try:
@@ -462,16 +465,6 @@ class Rspamd:
             row = db.execute("SELECT learns FROM users WHERE name = ?", (user,)).fetchone()
         return row[0] if row else 0
 
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class LearnRealRspamd(unittest.TestCase):
