@@ -55,6 +55,13 @@ typedef enum {
   LMTPD_LDAP_SCOPE_BASE,
 } LmtpdLdapScope;
 
+/* [learn] backend: who is taught */
+typedef enum {
+  LMTPD_LEARN_SPAMD,
+  LMTPD_LEARN_RSPAMD,
+  LMTPD_LEARN_BUILTIN,
+} LmtpdLearnBackend;
+
 /* One entry of the users map. */
 typedef struct {
   char *address;          /* lowercased local@domain */
@@ -279,6 +286,16 @@ typedef struct {
    * [record], [learn], [admin] */
   gboolean trace_enabled;     /* [trace] enabled: a decision trace for every recipient */
   guint trace_keep;           /* [trace] keep: seconds a trace is kept */
+  gboolean learn_enabled;     /* [learn] enabled: watch the Maildirs for Junk moves */
+  char **learn_junk_folders;  /* [learn] junk_folders (Maildir++ names, subfolders included) */
+  char **learn_trash_folders; /* [learn] trash_folders: out of Junk into these teaches nothing */
+  int learn_backend;          /* [learn] backend: LmtpdLearnBackend */
+  char *learn_spamd;          /* [learn] spamd: inet:HOST:PORT or unix:PATH */
+  char *learn_rspamd;         /* [learn] rspamd: the controller's URL */
+  char *learn_rspamd_password;
+  char *learn_bayes_db;       /* [learn] bayes_db: the builtin scorer's SQLite file */
+  guint learn_rate;           /* [learn] rate: learns per user per hour */
+  guint64 learn_max_size;     /* [learn] max_size: bigger messages are skipped */
   char **record_services;     /* [record] services whose calls are recorded; NULL: the shadow ones */
   char *record_dir;           /* [record] dir: the kept copies of recorded messages */
   guint record_keep;          /* [record] keep: seconds a recorded call is kept */

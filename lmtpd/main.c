@@ -22,6 +22,7 @@
 #include <glib-unix.h>
 
 #include "deliver.h"
+#include "learn.h"
 #include "lmtpd-state.h"
 #include "lmtpd-util.h"
 #include "lmtpd.h"
@@ -37,6 +38,7 @@ typedef struct {
   LmtpMaps *socketmap, *policy; /* Postfix's lookups ([server] socketmap_listen, policy_listen) */
   LmtpdConfig *started;      /* the configuration the listeners were made from */
   gint64 started_at;         /* unix seconds */
+  Learner *learner;          /* [learn]: the Junk moves taught to the spam filter, or NULL */
   gboolean debug;
   int exit_code;
 } Daemon;
@@ -481,6 +483,10 @@ start_serving (Daemon *d, LmtpdConfig *config)
       g_clear_pointer (&d->server, lmtp_server_free);
       return 77;
     }
+  /* as the mail user: it only reads the mailboxes; a learner that cannot
+   * start costs the lessons, never a delivery */
+  if ((d->learner = learner_start (config, &error)) == NULL && error)
+    g_warning ("learn: not started: %s", error->message);
   return 0;
 }
 
@@ -552,6 +558,7 @@ run (Daemon *d, LmtpdConfig *config)
     }
   g_clear_pointer (&d->socketmap, lmtp_maps_free);
   g_clear_pointer (&d->policy, lmtp_maps_free);
+  g_clear_pointer (&d->learner, learner_stop);
   lmtp_server_free (d->server);
   deliver_context_close_callouts (d->ctx);
   lmtpd_config_unref (d->started);
