@@ -35,5 +35,6 @@ typedef struct {
 } AdminCommand;
 
 extern const AdminCommand admin_node_command;
+extern const AdminCommand admin_trace_command;
 
 G_END_DECLS

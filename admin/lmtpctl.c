@@ -15,6 +15,7 @@
 
 static const AdminCommand *const commands[] = {
   &admin_node_command,
+  &admin_trace_command,
 };
 
 static int

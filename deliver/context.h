@@ -52,4 +52,5 @@ struct DeliverContext {
   /* the records (issue 19): quarantine index, traces, recorded calls;
    * SQLite or PostgreSQL, opened with the journal */
   StateRecords *records;
+  gint trace_posts;                /* decision traces posted (atomic): every 100th expires old ones */
 };

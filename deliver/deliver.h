@@ -117,6 +117,7 @@ typedef struct {
   char *sieve_script;  /* the user's script from the directory, or NULL: [sieve] script */
   char **settings;     /* the user's settings for the callout services ("Name: value"), or NULL */
   char *host;          /* the cluster node that holds the mailbox (directory), or NULL */
+  char *trace_steps;   /* the decision trace's lines of the RCPT stage (LF-ended), or NULL */
 } DeliverRecipient;
 
 /* Resolves a recipient: rewrite map, subaddress, users, mailbox.  Returns
@@ -265,6 +266,8 @@ typedef struct {
   const char *mail_params;  /* MAIL FROM parameters as given, or NULL */
   gint64 received_us;       /* g_get_real_time() at MAIL */
   DeliverSpool *spool;      /* finished */
+  const char *queue_id;     /* the MTA's queue id (XFORWARD IDENT) or NULL, for the decision trace */
+  const char *message_id;   /* the Message-ID field or NULL: the trace reads it from @spool */
 } DeliverMessage;
 
 /* The headers prepended for one recipient: Return-Path, Delivered-To,

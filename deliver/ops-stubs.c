@@ -64,27 +64,6 @@ deliver_quarantine_expire (DeliverContext *ctx, const LmtpdConfig *config, GErro
   return -1;
 }
 
-/* ---- traces (owner: trace) ---- */
-
-void
-deliver_trace_free (DeliverTrace *t)
-{
-  g_free (t);
-}
-
-GPtrArray *
-deliver_trace_find (DeliverContext *ctx, const char *id, GError **error)
-{
-  not_yet (error, "trace");
-  return NULL;
-}
-
-char *
-deliver_trace_format (GPtrArray *traces)
-{
-  return g_strdup ("");
-}
-
 /* ---- verdict counts (owner: shadow) ---- */
 
 void
