@@ -11,7 +11,7 @@ import subprocess
 import time
 import unittest
 
-from lmtptest import LMTPD, Callout, Daemon, dotstuff, free_port, main, own
+from lmtptest import LMTPD, Callout, Daemon, dotstuff, free_port, main
 
 LMTPCTL = os.path.join(os.path.dirname(LMTPD), "..", "admin", "lmtpctl")
 DELIVER = os.environ.get("DELIVER") or os.path.join(os.path.dirname(LMTPD), "..", "deliver", "deliver")
@@ -54,24 +54,12 @@ class TraceBase(unittest.TestCase):
             extra["rule %s.services" % rule] = "access;spam;virus;down"
         self.d = Daemon(extra=extra).start()
         # as lmtpd names it: under the (relative) mail_root
-        self.script_path = os.path.relpath(self.script("joe@example.org", SIEVE), self.d.dir)
+        self.script_path = os.path.relpath(self.d.user_file("joe@example.org", ".dovecot.sieve", SIEVE), self.d.dir)
 
     def tearDown(self):
         self.d.cleanup()
         for c in (self.access, self.spam, self.virus):
             c.stop()
-
-    def script(self, address, text):
-        local, domain = address.split("@")
-        home = os.path.join(self.d.mail, domain, local)
-        os.makedirs(home, exist_ok=True)
-        for p in (os.path.join(self.d.mail, domain), home):
-            own(p)
-        path = os.path.join(home, ".dovecot.sieve")
-        with open(path, "w") as f:
-            f.write(text)
-        own(path)
-        return path
 
     def lmtpctl(self, *args):
         return subprocess.run([LMTPCTL, "-c", self.d.conf] + list(args), capture_output=True, text=True,

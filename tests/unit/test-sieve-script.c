@@ -198,13 +198,8 @@ static void
 test_action_origin (void)
 {
   Site site = { NULL, rfc_personal, rfc_global };
-  const char *script = "require [\"include\", \"fileinto\", \"imap4flags\"];\n"
-                       "# a comment\n"
-                       "if true {\n"
-                       "  fileinto :flags \"\\\\Seen\" \"Work\";\n"
-                       "}\n"
-                       "include :personal \"mailing_lists\";\n"
-                       "fileinto \"Work\";\n";
+  const char *script = "require [\"include\", \"fileinto\", \"imap4flags\"];\n# a comment\nif true {\n"
+                       "  fileinto :flags \"\\\\Seen\" \"Work\";\n}\ninclude :personal \"mailing_lists\";\nfileinto \"Work\";\n";
   SieveResult r = { 0 };
   g_autofree char *failed = run_into (&site, script, NULL, &r);
   const SieveAction *a;
