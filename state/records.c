@@ -14,7 +14,7 @@
  * same transaction: one commit (one fsync with synchronous = FULL) for
  * many rows rather than one per delivery, which would double the fsyncs
  * a delivery costs the disk. */
-#define LINGER_US (20 * 1000)
+#define LINGER_US (100 * 1000)
 
 /* ---- rows --------------------------------------------------------------- */
 
@@ -159,7 +159,10 @@ state_records_post (StateRecords *r, const char *sql, guint n, const char *const
     }
   g_ptr_array_add (r->queue, statement_new (sql, n, values));
   r->posted++;
-  g_cond_signal (&r->wake);
+  /* the writer waits for a first statement, or lingers until a batch is
+   * full: waking it for every other one would cost a switch per post */
+  if (r->queue->len == 1 || r->queue->len >= BATCH_MAX)
+    g_cond_signal (&r->wake);
   g_mutex_unlock (&r->lock);
 }
 
