@@ -218,14 +218,16 @@ all_rows (void)
 {
   GPtrArray *rows = g_ptr_array_new ();
 
-  for (gsize i = 0; i < conf_main_table.n_rows; i++)
-    {
-      const ConfSetting *s = &conf_main_table.rows[i];
-      if (s->named == NULL)
-        g_ptr_array_add (rows, (gpointer) s);
-      for (gsize j = 0; s->named && j < s->named->n_rows; j++)
-        g_ptr_array_add (rows, (gpointer) &s->named->rows[j]);
-    }
+  /* the main table and its continuations (conf_ops_table) */
+  for (const ConfTable *t = &conf_main_table; t; t = t->more)
+    for (gsize i = 0; i < t->n_rows; i++)
+      {
+        const ConfSetting *s = &t->rows[i];
+        if (s->named == NULL)
+          g_ptr_array_add (rows, (gpointer) s);
+        for (gsize j = 0; s->named && j < s->named->n_rows; j++)
+          g_ptr_array_add (rows, (gpointer) &s->named->rows[j]);
+      }
   return rows;
 }
 
