@@ -12,6 +12,7 @@ import time
 import unittest
 
 from lmtptest import LMTPD, Callout, Daemon, dotstuff, free_port, main
+from test_directory_pgsql import PGBIN, Cluster
 
 LMTPCTL = os.path.join(os.path.dirname(LMTPD), "..", "admin", "lmtpctl")
 DELIVER = os.environ.get("DELIVER") or os.path.join(os.path.dirname(LMTPD), "..", "deliver", "deliver")
@@ -52,9 +53,18 @@ class TraceBase(unittest.TestCase):
         for rule, match in (("rej", "rej@example.org"), ("drop", "drop@example.org"), ("all", "*")):
             extra["rule %s.match" % rule] = match
             extra["rule %s.services" % rule] = "access;spam;virus;down"
-        self.d = Daemon(extra=extra).start()
+        extra.update(self.state_settings())
+        self.d = Daemon(extra=extra)
+        self.before_start()
+        self.d.start()
         # as lmtpd names it: under the (relative) mail_root
         self.script_path = os.path.relpath(self.d.user_file("joe@example.org", ".dovecot.sieve", SIEVE), self.d.dir)
+
+    def state_settings(self):
+        return {}
+
+    def before_start(self):
+        pass
 
     def tearDown(self):
         self.d.cleanup()
@@ -217,6 +227,48 @@ class TraceDisabled(TraceBase):
         self.assertEqual(self.trace_rows(), [])
         p = self.lmtpctl("trace", "trace.19@example.net")
         self.assertEqual(p.returncode, 66, p.stderr)
+
+
+@unittest.skipIf(PGBIN is None, "PostgreSQL's initdb is not installed (/usr/lib/postgresql/*/bin)")
+class TracePgsql(TraceBase):
+    """The same table in PostgreSQL ([state] backend = pgsql): every node
+    sees every trace; expiry deletes there too."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = Cluster()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pg.cleanup()
+
+    def state_settings(self):
+        return {"state.backend": "pgsql", "state.pgsql_timeout": "5s",
+                "state.pgsql_conninfo": "host=%s port=%d dbname=postgres user=postgres" % (self.pg.sock,
+                                                                                           self.pg.port)}
+
+    def before_start(self):
+        self.pg.psql("DROP TABLE IF EXISTS lmtpd_trace")
+        r = subprocess.run([LMTPD, "-c", self.d.conf, "--init-db"], capture_output=True, text=True, timeout=60,
+                           cwd=self.d.dir)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # a row past its time: this process's first trace deletes it
+        self.pg.psql("INSERT INTO lmtpd_trace (txn, recipient, at, expires, steps) VALUES "
+                     "('oldtxn', 'old@example.org', 1, 2, 'callout data spam')")
+
+    def test_trace_in_postgresql(self):
+        rcpt, data = self.deliver(["joe@example.org", "rej@example.org"])
+        self.assertTrue(data[0].startswith("250"), data)
+        out = self.wait_trace("QID4711", 2)
+        joe = block(out, "joe@example.org")
+        self.assertRegex(joe, r"4\. callout data down server=inet:127\.0\.0\.1:%d time=\d+ms failed: "
+                              r"on_failure=accept" % self.down_port)
+        self.assertRegex(joe, r"5\. sieve %s:4 fileinto \"Reports\"\n" % re.escape(self.script_path))
+        self.assertRegex(block(out, "rej@example.org"), r"reply: 550 5\.7\.1 <rej@example\.org> Spam detected")
+        rows = self.pg.psql("SELECT txn, recipient, folder FROM lmtpd_trace ORDER BY recipient").split()
+        self.assertEqual(len(rows), 2, rows)
+        self.assertTrue(rows[0].endswith("|joe@example.org|Reports"), rows)
+        self.assertTrue(rows[1].endswith("|rej@example.org|"), rows)
 
 
 if __name__ == "__main__":
