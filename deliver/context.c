@@ -54,15 +54,12 @@ deliver_context_unref (DeliverContext *ctx)
 }
 
 /* The shared state first (it holds the vacation log too, whatever the
- * duplicate window); the local journal as well, for on_error = local.
- * The records always. */
+ * duplicate window); the local journal as well, for on_error = local. */
 gboolean
 deliver_context_open_journal (DeliverContext *ctx, const LmtpdConfig *config, GError **error)
 {
   if (ctx->state == NULL && config->state_backend == LMTPD_STATE_PGSQL
       && (ctx->state = state_store_open (config, error)) == NULL)
-    return FALSE;
-  if (ctx->records == NULL && (ctx->records = state_records_open (config, error)) == NULL)
     return FALSE;
   if (config->duplicate_window == 0 || ctx->journal)
     return TRUE;
@@ -74,6 +71,14 @@ StateStore *
 deliver_context_state (DeliverContext *ctx)
 {
   return ctx->state;
+}
+
+gboolean
+deliver_context_open_records (DeliverContext *ctx, const LmtpdConfig *config, GError **error)
+{
+  if (ctx->records == NULL)
+    ctx->records = state_records_open (config, error);
+  return ctx->records != NULL;
 }
 
 StateRecords *

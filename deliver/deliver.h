@@ -61,15 +61,20 @@ DeliverContext *deliver_context_new (void);
 DeliverContext *deliver_context_ref (DeliverContext *ctx);
 void deliver_context_unref (DeliverContext *ctx);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (DeliverContext, deliver_context_unref)
-/* Opens the records, and the duplicate journal when @config asks for one
- * (duplicate_window > 0).  Called once privileges are dropped, so the journal belongs to the
+/* Opens the duplicate journal when @config asks for one (duplicate_window
+ * > 0).  Called once privileges are dropped, so the journal belongs to the
  * mail user. */
 gboolean deliver_context_open_journal (DeliverContext *ctx, const LmtpdConfig *config, GError **error);
 /* The shared state ([state] backend = pgsql) that open_journal opened, or
  * NULL: for the heartbeat and the nodes list (lmtpd-state.h). */
 StateStore *deliver_context_state (DeliverContext *ctx);
-/* The records (quarantine index, traces, recorded calls, verdict counts;
- * lmtpd-state.h) that open_journal opened: NULL before. */
+/* Opens the records (quarantine index, traces, recorded calls, verdict
+ * counts; lmtpd-state.h): lmtpd and lmtpctl at start, once privileges are
+ * dropped.  The LDA tries, and goes without when it cannot (run as the
+ * recipient, it may not write the operator's records). */
+gboolean deliver_context_open_records (DeliverContext *ctx, const LmtpdConfig *config, GError **error);
+/* The records, or NULL when they were not opened: then no trace is kept
+ * and a quarantine into the store answers 4xx. */
 StateRecords *deliver_context_records (DeliverContext *ctx);
 /* The user directory of @config ([users] backend), a new reference: the
  * context keeps one and makes it again when a reload changes [users].

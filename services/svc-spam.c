@@ -231,7 +231,7 @@ builtin_score (const ServiceInput *in, GBytes *msg, double *score, GString *why)
 static GSocketConnection *
 connect_to (const char *endpoint, GError **error)
 {
-  g_autoptr (GSocketClient) client = g_socket_client_new ();
+  g_autoptr (GSocketClient) client = util_socket_client_new ();
   const char *hp = g_str_has_prefix (endpoint, "inet:") ? endpoint + 5 : endpoint;
   g_socket_client_set_timeout (client, 30);
   return g_socket_client_connect_to_host (client, hp, 0, NULL, error);
