@@ -23,7 +23,7 @@ trace_run (const LmtpdConfig *config, int argc, char **argv)
   if (argc != 2 || argv[1][0] == '\0')
     return ADMIN_EXIT_USAGE;
   ctx = deliver_context_new ();
-  if (!deliver_context_open_journal (ctx, config, &error)
+  if (!deliver_context_open_records (ctx, config, &error)
       || (traces = deliver_trace_find (ctx, argv[1], &error)) == NULL)
     {
       fprintf (stderr, "lmtpctl: trace: %s\n", error->message);
