@@ -181,6 +181,16 @@ class Trace(TraceBase):
         out = self.wait_trace("RCVD42", 1)
         self.assertRegex(out, r"^transaction \w+ queue_id=RCVD42 message_id=<trace\.19@example\.net>")
 
+    def test_duplicate_suppressed(self):
+        self.deliver(["joe@example.org"], ident="QIDFIRST")
+        rcpt, data = self.deliver(["joe@example.org"], ident="QIDAGAIN")
+        self.assertRegex(data[0], r"^250 2\.0\.0 <joe@example\.org> Saved \(duplicate\)")
+        self.assertEqual(len(self.d.messages("joe@example.org", folder=".Reports")), 1)
+        joe = block(self.wait_trace("QIDAGAIN", 1), "joe@example.org")
+        self.assertRegex(joe, r"^    1\. callout rcpt access [^\n]* verdict=accept applied\n"
+                              r"    2\. duplicate: delivered before within duplicate_window, not stored again\n"
+                              r"    reply: 250 2\.0\.0 <joe@example\.org> Saved \(duplicate\)\n$")
+
     def test_records_failing_is_75(self):
         self.d.stop()
         os.makedirs(os.path.join(self.d.dir, "blocked"))
