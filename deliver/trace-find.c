@@ -27,20 +27,18 @@ deliver_trace_free (DeliverTrace *t)
   g_free (t);
 }
 
+/* Row @i of the SELECT below: its text columns in order, "at" (2) a number. */
 static DeliverTrace *
 trace_from_row (const StateRows *rows, guint i)
 {
   DeliverTrace *t = g_new0 (DeliverTrace, 1);
-  const char *steps = state_rows_get (rows, i, 8);
+  char **text[] = { &t->txn, &t->recipient, NULL, &t->message_id, &t->queue_id, &t->sender, &t->reply, &t->folder };
+  const char *at = state_rows_get (rows, i, 2), *steps = state_rows_get (rows, i, 8);
 
-  t->txn = g_strdup (state_rows_get (rows, i, 0));
-  t->recipient = g_strdup (state_rows_get (rows, i, 1));
-  t->at = g_ascii_strtoll (state_rows_get (rows, i, 2) ? state_rows_get (rows, i, 2) : "0", NULL, 10);
-  t->message_id = g_strdup (state_rows_get (rows, i, 3));
-  t->queue_id = g_strdup (state_rows_get (rows, i, 4));
-  t->sender = g_strdup (state_rows_get (rows, i, 5));
-  t->reply = g_strdup (state_rows_get (rows, i, 6));
-  t->folder = g_strdup (state_rows_get (rows, i, 7));
+  for (guint c = 0; c < G_N_ELEMENTS (text); c++)
+    if (text[c])
+      *text[c] = g_strdup (state_rows_get (rows, i, c));
+  t->at = at ? g_ascii_strtoll (at, NULL, 10) : 0;
   t->steps = steps && steps[0] ? g_strsplit (steps, "\n", -1) : g_new0 (char *, 1);
   return t;
 }
