@@ -36,5 +36,11 @@ typedef struct {
 
 extern const AdminCommand admin_node_command;
 extern const AdminCommand admin_trace_command;
+extern const AdminCommand admin_replay_command;
+extern const AdminCommand admin_verdicts_command;
+
+/* --since T: unix seconds, an age (30m, 2h, 1d: that long ago) or an ISO
+ * 8601 time (UTC unless it says otherwise) into *@out; FALSE if neither. */
+gboolean admin_parse_since (const char *text, gint64 *out);
 
 G_END_DECLS

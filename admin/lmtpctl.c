@@ -16,6 +16,8 @@
 static const AdminCommand *const commands[] = {
   &admin_node_command,
   &admin_trace_command,
+  &admin_replay_command,
+  &admin_verdicts_command,
 };
 
 static int

@@ -107,6 +107,7 @@ typedef struct {
   char *tls_cert_file;
   char *tls_key_file;
   char *tls_server_name;
+  gboolean shadow;        /* mode = shadow: called, its verdict recorded, never applied */
 } LmtpdService;
 
 /* [rule NAME]: which services run for which recipients, first match wins. */
@@ -276,6 +277,10 @@ typedef struct {
    * [record], [learn], [admin] */
   gboolean trace_enabled;     /* [trace] enabled: a decision trace for every recipient */
   guint trace_keep;           /* [trace] keep: seconds a trace is kept */
+  char **record_services;     /* [record] services whose calls are recorded; NULL: the shadow ones */
+  char *record_dir;           /* [record] dir: the kept copies of recorded messages */
+  guint record_keep;          /* [record] keep: seconds a recorded call is kept */
+  guint64 record_max_size;    /* [record] max_size: bytes of kept copies at most */
 
   char *source;               /* the file this came from */
 } LmtpdConfig;

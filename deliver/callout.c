@@ -10,7 +10,10 @@
  *
  *   reject > tempfail > discard > redirect > quarantine > modify > accept
  *
- * A service that fails is answered by its on_failure policy.  Header
+ * A service that fails is answered by its on_failure policy.  A service
+ * in mode = shadow is called like the others, but its verdict is only
+ * counted and recorded (record.c): it changes no reply, byte, header,
+ * folder or Sieve value, and its failure is no failure.  Header
  * changes are made by the header editor (header-edit.c); the OPES trace
  * names this system and every service with what it did (RFC 3897, RFC
  * 4902 3.1).  The OCP client and the observer are the delivery context's.
@@ -25,12 +28,13 @@
 #include "context.h"
 #include "lmtpd-util.h"
 #include "header-edit.h"
+#include "record.h"
 #include "ocp.h"
 
 /* ---- the client ---------------------------------------------------------- */
 
-static void
-service_config (const LmtpdService *sv, OcpServiceConfig *out)
+void
+callout_service_config (const LmtpdService *sv, OcpServiceConfig *out)
 {
   guint parts = OCP_PARTS_ALL;
 
@@ -54,7 +58,9 @@ service_config (const LmtpdService *sv, OcpServiceConfig *out)
 
 struct CalloutOutcome {
   const LmtpdService *service;
-  enum { OUT_APPLIED, OUT_SKIPPED, OUT_BYPASSED, OUT_FAILED } state;
+  /* OUT_SHADOW: a shadow service answered; its would-be verdict is kept
+   * in verdict, never applied */
+  enum { OUT_APPLIED, OUT_SKIPPED, OUT_BYPASSED, OUT_FAILED, OUT_SHADOW } state;
   OcpVerdict verdict;
   char *why;
   char *server;             /* the endpoint that answered (or failed last), or NULL */
@@ -80,15 +86,22 @@ callout_result_free (CalloutResult *r)
   g_free (r);
 }
 
-/* What a service answered: its verdict, "modify" for an accept that changes the message. */
-static const char *
-verdict_word (const OcpVerdict *v)
+const char *
+callout_verdict_word (const OcpVerdict *v)
 {
   if (v->verdict == OCP_VERDICT_ACCEPT
       && (v->header || v->body_fd >= 0 || v->add_headers || v->remove_headers || v->subject_tag || v->flags
           || v->folder))
     return "modify";
   return ocp_verdict_name (v->verdict);
+}
+
+const char *
+callout_rcpt_verdict_word (const OcpVerdict *v, const char *address)
+{
+  const OcpRecipientVerdict *rv = ocp_verdict_for_recipient (v, address);
+
+  return callout_verdict_word (rv ? &rv->verdict : v);
 }
 
 static const char *
@@ -99,9 +112,17 @@ outcome_word (const CalloutOutcome *o)
     case OUT_SKIPPED: return "skipped";
     case OUT_BYPASSED: return "bypassed";
     case OUT_FAILED: return "failed";
+    case OUT_SHADOW: return "shadow";
     default: break;
     }
-  return verdict_word (&o->verdict);
+  return callout_verdict_word (&o->verdict);
+}
+
+/* A service answered (applied or shadow): its verdict is there. */
+static gboolean
+answered (const CalloutOutcome *o)
+{
+  return o->state == OUT_APPLIED || o->state == OUT_SHADOW;
 }
 
 static int
@@ -283,6 +304,8 @@ prior_verdicts (const CalloutResult *r)
   for (guint k = 0; k + 1 < r->outcomes->len; k++)
     {
       const CalloutOutcome *p = r->outcomes->pdata[k];
+      if (p->service->shadow) /* the chain sees what it would without it */
+        continue;
       g_string_append_printf (prior, "%s%s=%s", prior->len ? ", " : "", p->service->uri, outcome_word (p));
     }
   return g_string_free (prior, FALSE);
@@ -298,15 +321,18 @@ call_service (const Chain *ch, const OcpRequest *req, CalloutOutcome *o)
   OcpServiceConfig sc;
   gint64 t0;
 
-  service_config (sv, &sc);
+  callout_service_config (sv, &sc);
   t0 = g_get_monotonic_time ();
   if (ocp_client_call (ch->ctx->ocp, &sc, req, &o->verdict, &error))
     {
       o->elapsed_us = g_get_monotonic_time () - t0;
       o->server = g_strdup (o->verdict.server);
-      o->state = OUT_APPLIED;
+      o->state = sv->shadow ? OUT_SHADOW : OUT_APPLIED;
       if (observer)
-        observer (sv->name, g_get_monotonic_time () - t0, outcome_word (o));
+        observer (sv->name, g_get_monotonic_time () - t0, callout_verdict_word (&o->verdict));
+      if (record_wanted (ch->config, sv))
+        record_call (ch->ctx, ch->config, sv, req, &o->verdict,
+                     ch->msg->spool ? deliver_spool_digest (ch->msg->spool) : NULL);
       g_debug ("%s: service %s: %s (%" G_GINT64_FORMAT " us)", ch->msg->id, sv->name, outcome_word (o),
                g_get_monotonic_time () - t0);
       return;
@@ -316,9 +342,10 @@ call_service (const Chain *ch, const OcpRequest *req, CalloutOutcome *o)
   if (observer)
     observer (sv->name, g_get_monotonic_time () - t0, NULL);
   o->why = util_sanitize (error->message, 200);
-  o->state = sv->on_failure == LMTPD_FAIL_ACCEPT ? OUT_SKIPPED : OUT_FAILED;
+  o->state = sv->on_failure == LMTPD_FAIL_ACCEPT || sv->shadow ? OUT_SKIPPED : OUT_FAILED;
   g_warning ("%s: service %s failed (%s): %s", ch->msg->id, sv->name,
-             o->state == OUT_SKIPPED ? "delivering unadapted" : "policy applies", o->why);
+             sv->shadow ? "shadow, nothing applies"
+                        : o->state == OUT_SKIPPED ? "delivering unadapted" : "policy applies", o->why);
 }
 
 static CalloutResult *
@@ -398,8 +425,7 @@ static CalloutOutcome *
 outcome_for_recipient (const CalloutOutcome *o, const char *address)
 {
   CalloutOutcome *mine = g_new0 (CalloutOutcome, 1);
-  const OcpRecipientVerdict *rv = o->state == OUT_APPLIED ? ocp_verdict_for_recipient (&o->verdict, address)
-                                                           : NULL;
+  const OcpRecipientVerdict *rv = answered (o) ? ocp_verdict_for_recipient (&o->verdict, address) : NULL;
 
   mine->service = o->service;
   mine->state = o->state;
@@ -433,7 +459,7 @@ result_for_recipient (const CalloutResult *shared, const DeliverRecipient *rcpt)
   for (guint i = 0; i < shared->outcomes->len && !any; i++)
     {
       const CalloutOutcome *o = shared->outcomes->pdata[i];
-      any = o->state == OUT_APPLIED && ocp_verdict_for_recipient (&o->verdict, rcpt->address);
+      any = answered (o) && ocp_verdict_for_recipient (&o->verdict, rcpt->address);
     }
   if (!any)
     return NULL;
@@ -457,9 +483,24 @@ callout_shared_table_new (void)
   return g_hash_table_new_full (g_str_hash, g_str_equal, g_free, shared_call_free);
 }
 
-const CalloutResult *
-callout_run (DeliverContext *ctx, const LmtpdConfig *config, const DeliverMessage *msg,
-             const DeliverRecipient *rcpt, DeliverShared *shared, CalloutResult **owned)
+/* Each verdict @r gives its recipient, counted per service and hour (a
+ * shadow service's would-be verdict too); failures as "failed". */
+static void
+count_verdicts (DeliverContext *ctx, const CalloutResult *r)
+{
+  for (guint i = 0; r && i < r->outcomes->len; i++)
+    {
+      const CalloutOutcome *o = r->outcomes->pdata[i];
+      const char *word = o->state == OUT_SHADOW ? callout_verdict_word (&o->verdict) : outcome_word (o);
+      if (o->state == OUT_BYPASSED || (o->state == OUT_SKIPPED && o->why == NULL))
+        continue;
+      verdict_counts_add (ctx, o->service->name, o->why && !answered (o) ? "failed" : word, o->service->shadow);
+    }
+}
+
+static const CalloutResult *
+recipient_view (DeliverContext *ctx, const LmtpdConfig *config, const DeliverMessage *msg,
+                const DeliverRecipient *rcpt, DeliverShared *shared, CalloutResult **owned)
 {
   Chain ch = { ctx, config, msg, NULL, FALSE };
   const LmtpdRule *rule = lmtpd_config_match_rule (config, rcpt->address);
@@ -508,6 +549,16 @@ callout_run (DeliverContext *ctx, const LmtpdConfig *config, const DeliverMessag
   return own_view (call->result, rcpt, owned);
 }
 
+const CalloutResult *
+callout_run (DeliverContext *ctx, const LmtpdConfig *config, const DeliverMessage *msg,
+             const DeliverRecipient *rcpt, DeliverShared *shared, CalloutResult **owned)
+{
+  const CalloutResult *r = recipient_view (ctx, config, msg, rcpt, shared, owned);
+
+  count_verdicts (ctx, r);
+  return r;
+}
+
 gboolean
 callout_rcpt_stage (DeliverContext *ctx, const LmtpdConfig *config, const DeliverMessage *msg,
                     DeliverRecipient *rcpt, GString *steps, DeliverStatus *status)
@@ -532,6 +583,7 @@ run:
   g_ptr_array_add (one, (gpointer) rcpt);
   ch.bypass = bypass;
   r = run_chain (&ch, rule, one);
+  count_verdicts (ctx, r);
   if (steps)
     callout_trace_steps (r, "rcpt", steps);
   callout_decide (config, r, rcpt, &d);
@@ -545,7 +597,9 @@ run:
       for (guint i = 0; i < r->outcomes->len; i++)
         {
           const CalloutOutcome *o = r->outcomes->pdata[i];
-          g_string_append_printf (t, "%s%s ; verdict=%s", t->len ? ",\n\t" : "", o->service->uri, outcome_word (o));
+          if (!o->service->shadow)
+            g_string_append_printf (t, "%s%s ; verdict=%s", t->len ? ",\n\t" : "", o->service->uri,
+                                    outcome_word (o));
         }
       g_free (rcpt->rcpt_trace);
       rcpt->rcpt_trace = g_string_free (t, FALSE);
@@ -663,6 +717,8 @@ callout_trace (const LmtpdConfig *config, const CalloutResult *r, const char *rc
   for (guint i = 0; r && i < r->outcomes->len; i++)
     {
       const CalloutOutcome *o = r->outcomes->pdata[i];
+      if (o->service->shadow) /* a shadow service changes no stored byte */
+        continue;
       g_string_append_printf (s, "%s%s ; verdict=%s", any ? ",\n\t" : "OPES-Via: ", o->service->uri,
                               outcome_word (o));
       any = TRUE;
@@ -813,6 +869,8 @@ append_disposition (GString *out, const CalloutOutcome *o)
 {
   if (o->state == OUT_APPLIED)
     g_string_append (out, " applied");
+  else if ((o->state == OUT_FAILED || o->state == OUT_SKIPPED) && o->service->shadow)
+    g_string_append (out, " failed: shadow");
   else if (o->state == OUT_FAILED || o->state == OUT_SKIPPED)
     g_string_append_printf (out, " failed: on_failure=%s", on_failure_name (o->service->on_failure));
   else
@@ -825,17 +883,17 @@ callout_trace_steps (const CalloutResult *r, const char *stage, GString *out)
   for (guint i = 0; r && i < r->outcomes->len; i++)
     {
       const CalloutOutcome *o = r->outcomes->pdata[i];
-      gboolean answered = o->state != OUT_FAILED && o->state != OUT_SKIPPED && o->state != OUT_BYPASSED;
+      gboolean got = answered (o);   /* applied or shadow: a verdict to show */
 
       g_string_append_printf (out, "callout %s %s", stage, o->service->name);
       if (o->state != OUT_BYPASSED)
         g_string_append_printf (out, " server=%s time=%" G_GINT64_FORMAT "ms", o->server ? o->server : "-",
                                 o->elapsed_us / 1000);
-      if (answered)
-        g_string_append_printf (out, " verdict=%s", verdict_word (&o->verdict));
+      if (got)
+        g_string_append_printf (out, " verdict=%s", callout_verdict_word (&o->verdict));
       append_disposition (out, o);
-      append_quoted (out, "reason", answered ? o->verdict.reply_text : o->why);
-      if (answered)
+      append_quoted (out, "reason", got ? o->verdict.reply_text : o->why);
+      if (got)
         {
           append_quoted (out, "score", o->verdict.score);
           append_quoted (out, "folder", o->verdict.folder);

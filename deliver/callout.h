@@ -4,6 +4,7 @@
 #pragma once
 
 #include "deliver.h"
+#include "ocp.h"
 #include "sieve.h"
 
 typedef struct CalloutOutcome CalloutOutcome;
@@ -65,3 +66,12 @@ void callout_trace_steps (const CalloutResult *r, const char *stage, GString *ou
  * spamtest/virustest and the callout test).  Strings borrow from @r or
  * are kept alive in @keep. */
 void callout_for_sieve (const CalloutResult *r, SieveMessage *sm, GArray *callouts, GPtrArray *keep);
+
+/* ---- shared with recording and replay (record.c, replay.c) ---- */
+/* @sv's endpoints and limits for the OCP client; strings borrow from @sv. */
+void callout_service_config (const LmtpdService *sv, OcpServiceConfig *out);
+/* The verdict as traced: "accept", "modify" (accepted with changes),
+ * "reject", "quarantine", ... */
+const char *callout_verdict_word (const OcpVerdict *v);
+/* The same for @address: its own section (profile 2), else the call's. */
+const char *callout_rcpt_verdict_word (const OcpVerdict *v, const char *address);

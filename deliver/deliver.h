@@ -556,7 +556,45 @@ typedef struct {
   guint64 n;
 } DeliverVerdictCount;
 void deliver_verdict_count_free (DeliverVerdictCount *c);
-/* Since @since (unix seconds); DeliverVerdictCount*, or NULL with @error. */
+/* Since @since (unix seconds; the hour that holds it on);
+ * DeliverVerdictCount*, or NULL with @error.  What this process counted
+ * is written first.  Verdict words: accept, modify, reject, tempfail,
+ * discard, quarantine, redirect, and failed (the call failed). */
 GPtrArray *deliver_verdict_counts (DeliverContext *ctx, gint64 since, GError **error);
+/* Posts what was counted in memory to the records (lmtpd calls it every
+ * few seconds and at the end; the context's last unref does too). */
+void deliver_verdict_counts_flush (DeliverContext *ctx);
+
+/* A callout call kept for replay (lmtpd_calls): the services [record]
+ * services names, by default the shadow ones. */
+typedef struct {
+  char *id;
+  gint64 at;                  /* unix seconds */
+  char *service, *txn, *sender;
+  char **recipients;          /* as the call named them */
+  char **verdicts;            /* parallel: each one's verdict as the service answered */
+  char *copy;                 /* the kept message's name (its digest), or NULL (rcpt stage) */
+  guint64 size;
+  char *envelope;             /* the rest of the request, as replay reads it */
+} DeliverRecordedCall;
+void deliver_recorded_call_free (DeliverRecordedCall *c);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (DeliverRecordedCall, deliver_recorded_call_free)
+/* The recorded calls of @service at or after @since, oldest first, at most
+ * @limit (0: 1000); DeliverRecordedCall*, or NULL with @error. */
+GPtrArray *deliver_recorded_calls (DeliverContext *ctx, const char *service, gint64 since, guint limit,
+                                   GError **error);
+/* Makes @call again, with its envelope and kept message, against @server
+ * ("inet:HOST:PORT", "unix:PATH") or the service's configured servers
+ * when NULL; nothing is delivered.  The verdicts, parallel to
+ * call->recipients (free with g_strfreev), or NULL with @error:
+ * G_IO_ERROR_NOT_FOUND (no such service, or the copy expired), else the
+ * OCP client's (the server cannot be reached, ...). */
+char **deliver_replay_call (DeliverContext *ctx, const LmtpdConfig *config, const DeliverRecordedCall *call,
+                            const char *server, GError **error);
+
+/* A shadow service's would-be verdict for one recipient (metrics). */
+typedef void (*DeliverShadowObserver) (const char *service, const char *verdict);
+/* Set before the first delivery. */
+void deliver_context_set_shadow_observer (DeliverContext *ctx, DeliverShadowObserver observer);
 
 G_END_DECLS

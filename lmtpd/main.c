@@ -484,6 +484,14 @@ start_serving (Daemon *d, LmtpdConfig *config)
 }
 
 /* Until SIGTERM (or SIGINT) and the shutdown after it. */
+/* The verdict counts reach the records even when mail stops coming. */
+static gboolean
+flush_verdict_counts (gpointer ctx)
+{
+  deliver_verdict_counts_flush (ctx);
+  return G_SOURCE_CONTINUE;
+}
+
 static void
 run (Daemon *d, LmtpdConfig *config)
 {
@@ -496,6 +504,7 @@ run (Daemon *d, LmtpdConfig *config)
   g_unix_signal_add (SIGUSR1, on_sigusr1, d);
   g_unix_signal_add (SIGTERM, on_sigterm, d);
   g_unix_signal_add (SIGINT, on_sigterm, d);
+  g_timeout_add_seconds (5, flush_verdict_counts, d->ctx);
   g_message ("%s %s started (mail_root %s, hostname %s)", PACKAGE_NAME, PACKAGE_VERSION,
              config->mail_root, config->hostname);
   g_main_loop_run (d->loop);
@@ -621,6 +630,7 @@ main (int argc, char **argv)
   deliver_context_set_callout_observer (d.ctx, lmtp_metrics_callout);
   deliver_context_set_directory_observer (d.ctx, lmtp_metrics_directory);
   deliver_context_set_sieve_observer (d.ctx, lmtp_metrics_sieve_error);
+  deliver_context_set_shadow_observer (d.ctx, lmtp_metrics_shadow);
   raise_fd_limit ();
   code = start_serving (&d, config);
   if (code == 0)

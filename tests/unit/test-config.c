@@ -218,7 +218,7 @@ all_rows (void)
 {
   GPtrArray *rows = g_ptr_array_new ();
 
-  /* the main table and its continuations (conf_ops_table) */
+  /* the main table and its continuations (conf/ops-settings.c) */
   for (const ConfTable *t = &conf_main_table; t; t = t->more)
     for (gsize i = 0; i < t->n_rows; i++)
       {
