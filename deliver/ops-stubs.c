@@ -63,18 +63,3 @@ deliver_quarantine_expire (DeliverContext *ctx, const LmtpdConfig *config, GErro
   not_yet (error, "quarantine");
   return -1;
 }
-
-/* ---- verdict counts (owner: shadow) ---- */
-
-void
-deliver_verdict_count_free (DeliverVerdictCount *c)
-{
-  g_free (c);
-}
-
-GPtrArray *
-deliver_verdict_counts (DeliverContext *ctx, gint64 since, GError **error)
-{
-  not_yet (error, "verdict counts");
-  return NULL;
-}
