@@ -226,6 +226,28 @@ class Trace(TraceBase):
         self.assertRegex(joe, r"folder: Reports\n$")
 
 
+class TraceShadow(TraceBase):
+    """A service in shadow mode: its would-be verdict is traced as shadow,
+    never applied."""
+
+    def state_settings(self):
+        self.shadow = Callout("* reject 550 5.7.1 Would have refused\n")
+        return {"service shadowspam.servers": self.shadow.endpoint, "service shadowspam.mode": "shadow",
+                "rule all.services": "access;spam;virus;down;shadowspam"}
+
+    def tearDown(self):
+        super().tearDown()
+        self.shadow.stop()
+
+    def test_shadow_verdict_traced_not_applied(self):
+        rcpt, data = self.deliver(["joe@example.org"])
+        self.assertTrue(data[0].startswith("250 2.0.0"), data)
+        joe = block(self.wait_trace("QID4711", 1), "joe@example.org")
+        self.assertRegex(joe, r"5\. callout data shadowspam server=%s time=\d+ms verdict=reject shadow "
+                              r"reason=\"5\.7\.1 Would have refused\"\n" % self.shadow.endpoint)
+        self.assertRegex(joe, r"6\. sieve [^\n]*:4 fileinto \"Reports\"\n    reply: 250 ")
+
+
 class TraceDisabled(TraceBase):
     trace_enabled = "false"
 
