@@ -35,6 +35,7 @@ typedef struct {
 } AdminCommand;
 
 extern const AdminCommand admin_node_command;
+extern const AdminCommand admin_trace_command;
 extern const AdminCommand admin_replay_command;
 extern const AdminCommand admin_verdicts_command;
 

@@ -15,6 +15,7 @@
 
 static const AdminCommand *const commands[] = {
   &admin_node_command,
+  &admin_trace_command,
   &admin_replay_command,
   &admin_verdicts_command,
   &admin_quarantine_command,

@@ -63,6 +63,8 @@ struct CalloutOutcome {
   enum { OUT_APPLIED, OUT_SKIPPED, OUT_BYPASSED, OUT_FAILED, OUT_SHADOW } state;
   OcpVerdict verdict;
   char *why;
+  char *server;             /* the endpoint that answered (or failed last), or NULL */
+  gint64 elapsed_us;        /* the call's time */
 };
 
 static void
@@ -71,6 +73,7 @@ outcome_free (gpointer p)
   CalloutOutcome *o = p;
   ocp_verdict_clear (&o->verdict);
   g_free (o->why);
+  g_free (o->server);
   g_free (o);
 }
 
@@ -322,6 +325,8 @@ call_service (const Chain *ch, const OcpRequest *req, CalloutOutcome *o)
   t0 = g_get_monotonic_time ();
   if (ocp_client_call (ch->ctx->ocp, &sc, req, &o->verdict, &error))
     {
+      o->elapsed_us = g_get_monotonic_time () - t0;
+      o->server = g_strdup (o->verdict.server);
       o->state = sv->shadow ? OUT_SHADOW : OUT_APPLIED;
       if (observer)
         observer (sv->name, g_get_monotonic_time () - t0, callout_verdict_word (&o->verdict));
@@ -332,6 +337,8 @@ call_service (const Chain *ch, const OcpRequest *req, CalloutOutcome *o)
                g_get_monotonic_time () - t0);
       return;
     }
+  o->elapsed_us = g_get_monotonic_time () - t0;
+  o->server = g_strdup (o->verdict.server);
   if (observer)
     observer (sv->name, g_get_monotonic_time () - t0, NULL);
   o->why = util_sanitize (error->message, 200);
@@ -433,6 +440,8 @@ outcome_for_recipient (const CalloutOutcome *o, const char *address)
   mine->service = o->service;
   mine->state = o->state;
   mine->why = g_strdup (o->why);
+  mine->server = g_strdup (o->server);
+  mine->elapsed_us = o->elapsed_us;
   if (rv == NULL)
     {
       ocp_verdict_copy (&mine->verdict, &o->verdict);
@@ -562,7 +571,7 @@ callout_run (DeliverContext *ctx, const LmtpdConfig *config, const DeliverMessag
 
 gboolean
 callout_rcpt_stage (DeliverContext *ctx, const LmtpdConfig *config, const DeliverMessage *msg,
-                    DeliverRecipient *rcpt, DeliverStatus *status)
+                    DeliverRecipient *rcpt, GString *steps, DeliverStatus *status)
 {
   Chain ch = { ctx, config, msg, NULL, TRUE };
   const LmtpdRule *rule = lmtpd_config_match_rule (config, rcpt->address);
@@ -585,6 +594,8 @@ run:
   ch.bypass = bypass;
   r = run_chain (&ch, rule, one);
   count_verdicts (ctx, r);
+  if (steps)
+    callout_trace_steps (r, "rcpt", steps);
   callout_decide (config, r, rcpt, &d);
   ok = d.kind != CALLOUT_REJECT && d.kind != CALLOUT_TEMPFAIL;
   if (!ok)
@@ -854,4 +865,70 @@ callout_for_sieve (const CalloutResult *r, SieveMessage *sm, GArray *callouts, G
     }
   sm->callouts = (const SieveCallout *) (void *) callouts->data;
   sm->n_callouts = callouts->len;
+}
+
+/* ---- the decision trace ------------------------------------------------------- */
+
+static const char *
+on_failure_name (LmtpdFailPolicy policy)
+{
+  switch (policy)
+    {
+    case LMTPD_FAIL_ACCEPT: return "accept";
+    case LMTPD_FAIL_REJECT: return "reject";
+    default: return "tempfail";
+    }
+}
+
+/* " name=\"value\"" for a value from a service or an error: one line, bounded. */
+static void
+append_quoted (GString *out, const char *name, const char *value)
+{
+  g_autofree char *shown = NULL;
+
+  if (value == NULL || value[0] == '\0')
+    return;
+  shown = util_sanitize (value, 200);
+  g_string_append_printf (out, " %s=\"%s\"", name, shown);
+}
+
+/* How the outcome counted: applied, failed and by which policy, or the
+ * outcome's own word (bypassed, shadow...). */
+static void
+append_disposition (GString *out, const CalloutOutcome *o)
+{
+  if (o->state == OUT_APPLIED)
+    g_string_append (out, " applied");
+  else if ((o->state == OUT_FAILED || o->state == OUT_SKIPPED) && o->service->shadow)
+    g_string_append (out, " failed: shadow");
+  else if (o->state == OUT_FAILED || o->state == OUT_SKIPPED)
+    g_string_append_printf (out, " failed: on_failure=%s", on_failure_name (o->service->on_failure));
+  else
+    g_string_append_printf (out, " %s", outcome_word (o));
+}
+
+void
+callout_trace_steps (const CalloutResult *r, const char *stage, GString *out)
+{
+  for (guint i = 0; r && i < r->outcomes->len; i++)
+    {
+      const CalloutOutcome *o = r->outcomes->pdata[i];
+      gboolean got = answered (o);   /* applied or shadow: a verdict to show */
+
+      g_string_append_printf (out, "callout %s %s", stage, o->service->name);
+      if (o->state != OUT_BYPASSED)
+        g_string_append_printf (out, " server=%s time=%" G_GINT64_FORMAT "ms", o->server ? o->server : "-",
+                                o->elapsed_us / 1000);
+      if (got)
+        g_string_append_printf (out, " verdict=%s", callout_verdict_word (&o->verdict));
+      append_disposition (out, o);
+      append_quoted (out, "reason", got ? o->verdict.reply_text : o->why);
+      if (got)
+        {
+          append_quoted (out, "score", o->verdict.score);
+          append_quoted (out, "folder", o->verdict.folder);
+          append_quoted (out, "redirect", o->verdict.redirect);
+        }
+      g_string_append_c (out, '\n');
+    }
 }

@@ -39,9 +39,10 @@ typedef struct {
  * is set when the caller must free the result. */
 const CalloutResult *callout_run (DeliverContext *ctx, const LmtpdConfig *config, const DeliverMessage *msg,
                                   const DeliverRecipient *rcpt, DeliverShared *shared, CalloutResult **owned);
-/* RCPT-stage services: FALSE with @status when they refuse the recipient. */
+/* RCPT-stage services: FALSE with @status when they refuse the recipient.
+ * @steps (or NULL) gets their lines of the decision trace. */
 gboolean callout_rcpt_stage (DeliverContext *ctx, const LmtpdConfig *config, const DeliverMessage *msg,
-                             DeliverRecipient *rcpt, DeliverStatus *status);
+                             DeliverRecipient *rcpt, GString *steps, DeliverStatus *status);
 void callout_result_free (CalloutResult *r);
 /* The table of calls shared by the recipients of one transaction. */
 GHashTable *callout_shared_table_new (void);
@@ -61,6 +62,11 @@ gboolean callout_needs_new_header (const CalloutResult *r, const CalloutDecision
 char *callout_new_header (const DeliverMessage *msg, const CalloutResult *r, const CalloutDecision *d);
 /* Flags the services asked for, normalized, or NULL.  Free with g_free. */
 char *callout_flags (const CalloutResult *r);
+
+/* The decision trace's lines of @r's calls, in chain order, each ending
+ * in LF: "callout STAGE NAME server=ENDPOINT time=Nms verdict=V applied
+ * reason=\"...\"", "... failed: on_failure=accept ...", "... bypassed". */
+void callout_trace_steps (const CalloutResult *r, const char *stage, GString *out);
 
 /* What the services said, as Sieve sees it (plain values, RFC 5235
  * spamtest/virustest and the callout test).  Strings borrow from @r or

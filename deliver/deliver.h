@@ -124,6 +124,7 @@ typedef struct {
   char *host;          /* the cluster node that holds the mailbox (directory), or NULL */
   char *skip_service;  /* a quarantine release: the [service] that quarantined it is not
                           called again (only it), or NULL */
+  char *trace_steps;   /* the decision trace's lines of the RCPT stage (LF-ended), or NULL */
 } DeliverRecipient;
 
 /* Resolves a recipient: rewrite map, subaddress, users, mailbox.  Returns
@@ -276,6 +277,8 @@ typedef struct {
                                already, so this header line (LF-ended) replaces them; or NULL */
   struct DeliverDedupe *journal; /* a quarantine release: the duplicate journal of the store
                                (exactly once per id), instead of the context's; or NULL */
+  const char *queue_id;     /* the MTA's queue id (XFORWARD IDENT) or NULL, for the decision trace */
+  const char *message_id;   /* the Message-ID field or NULL: the trace reads it from @spool */
 } DeliverMessage;
 
 /* The headers prepended for one recipient: Return-Path, Delivered-To,

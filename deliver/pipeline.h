@@ -6,6 +6,7 @@
 
 #include "callout.h"
 #include "context.h"
+#include "decision-trace.h"
 #include "filter.h"
 
 /* The duplicate journal learns of a delivery the moment its first copy
@@ -32,6 +33,7 @@ typedef struct {
   DeliverShared *shared;          /* or NULL */
   Commit *commit;
   DeliverStatus *status;
+  DecisionTrace *trace;           /* the steps so far (decision-trace.h) */
 } Delivery;
 
 typedef struct {
