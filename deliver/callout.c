@@ -56,16 +56,6 @@ callout_service_config (const LmtpdService *sv, OcpServiceConfig *out)
 
 /* ---- results --------------------------------------------------------------- */
 
-struct CalloutOutcome {
-  const LmtpdService *service;
-  /* OUT_SHADOW: a shadow service answered; its would-be verdict is kept
-   * in verdict, never applied */
-  enum { OUT_APPLIED, OUT_SKIPPED, OUT_BYPASSED, OUT_FAILED, OUT_SHADOW } state;
-  OcpVerdict verdict;
-  char *why;
-  char *server;             /* the endpoint that answered (or failed last), or NULL */
-  gint64 elapsed_us;        /* the call's time */
-};
 
 static void
 outcome_free (gpointer p)
@@ -104,8 +94,8 @@ callout_rcpt_verdict_word (const OcpVerdict *v, const char *address)
   return callout_verdict_word (rv ? &rv->verdict : v);
 }
 
-static const char *
-outcome_word (const CalloutOutcome *o)
+const char *
+callout_outcome_word (const CalloutOutcome *o)
 {
   switch (o->state)
     {
@@ -118,9 +108,8 @@ outcome_word (const CalloutOutcome *o)
   return callout_verdict_word (&o->verdict);
 }
 
-/* A service answered (applied or shadow): its verdict is there. */
-static gboolean
-answered (const CalloutOutcome *o)
+gboolean
+callout_outcome_answered (const CalloutOutcome *o)
 {
   return o->state == OUT_APPLIED || o->state == OUT_SHADOW;
 }
@@ -139,7 +128,7 @@ rank (const CalloutOutcome *o, const LmtpdService *sv)
     case OCP_VERDICT_DISCARD: return 4;
     case OCP_VERDICT_REDIRECT: return 3;
     case OCP_VERDICT_QUARANTINE: return 2;
-    case OCP_VERDICT_ACCEPT: return strcmp (outcome_word (o), "modify") == 0 ? 1 : 0;
+    case OCP_VERDICT_ACCEPT: return strcmp (callout_outcome_word (o), "modify") == 0 ? 1 : 0;
     }
   return 0;
 }
@@ -306,7 +295,7 @@ prior_verdicts (const CalloutResult *r)
       const CalloutOutcome *p = r->outcomes->pdata[k];
       if (p->service->shadow) /* the chain sees what it would without it */
         continue;
-      g_string_append_printf (prior, "%s%s=%s", prior->len ? ", " : "", p->service->uri, outcome_word (p));
+      g_string_append_printf (prior, "%s%s=%s", prior->len ? ", " : "", p->service->uri, callout_outcome_word (p));
     }
   return g_string_free (prior, FALSE);
 }
@@ -333,7 +322,7 @@ call_service (const Chain *ch, const OcpRequest *req, CalloutOutcome *o)
       if (record_wanted (ch->config, sv))
         record_call (ch->ctx, ch->config, sv, req, &o->verdict,
                      ch->msg->spool ? deliver_spool_digest (ch->msg->spool) : NULL);
-      g_debug ("%s: service %s: %s (%" G_GINT64_FORMAT " us)", ch->msg->id, sv->name, outcome_word (o),
+      g_debug ("%s: service %s: %s (%" G_GINT64_FORMAT " us)", ch->msg->id, sv->name, callout_outcome_word (o),
                g_get_monotonic_time () - t0);
       return;
     }
@@ -435,7 +424,7 @@ static CalloutOutcome *
 outcome_for_recipient (const CalloutOutcome *o, const char *address)
 {
   CalloutOutcome *mine = g_new0 (CalloutOutcome, 1);
-  const OcpRecipientVerdict *rv = answered (o) ? ocp_verdict_for_recipient (&o->verdict, address) : NULL;
+  const OcpRecipientVerdict *rv = callout_outcome_answered (o) ? ocp_verdict_for_recipient (&o->verdict, address) : NULL;
 
   mine->service = o->service;
   mine->state = o->state;
@@ -469,7 +458,7 @@ result_for_recipient (const CalloutResult *shared, const DeliverRecipient *rcpt)
   for (guint i = 0; i < shared->outcomes->len && !any; i++)
     {
       const CalloutOutcome *o = shared->outcomes->pdata[i];
-      any = answered (o) && ocp_verdict_for_recipient (&o->verdict, rcpt->address);
+      any = callout_outcome_answered (o) && ocp_verdict_for_recipient (&o->verdict, rcpt->address);
     }
   if (!any)
     return NULL;
@@ -501,10 +490,10 @@ count_verdicts (DeliverContext *ctx, const CalloutResult *r)
   for (guint i = 0; r && i < r->outcomes->len; i++)
     {
       const CalloutOutcome *o = r->outcomes->pdata[i];
-      const char *word = o->state == OUT_SHADOW ? callout_verdict_word (&o->verdict) : outcome_word (o);
+      const char *word = o->state == OUT_SHADOW ? callout_verdict_word (&o->verdict) : callout_outcome_word (o);
       if (o->state == OUT_BYPASSED || (o->state == OUT_SKIPPED && o->why == NULL))
         continue;
-      verdict_counts_add (ctx, o->service->name, o->why && !answered (o) ? "failed" : word, o->service->shadow);
+      verdict_counts_add (ctx, o->service->name, o->why && !callout_outcome_answered (o) ? "failed" : word, o->service->shadow);
     }
 }
 
@@ -609,7 +598,7 @@ run:
           const CalloutOutcome *o = r->outcomes->pdata[i];
           if (!o->service->shadow)
             g_string_append_printf (t, "%s%s ; verdict=%s", t->len ? ",\n\t" : "", o->service->uri,
-                                    outcome_word (o));
+                                    callout_outcome_word (o));
         }
       g_free (rcpt->rcpt_trace);
       rcpt->rcpt_trace = g_string_free (t, FALSE);
@@ -750,7 +739,7 @@ callout_trace (const LmtpdConfig *config, const CalloutResult *r, const char *rc
       if (o->service->shadow) /* a shadow service changes no stored byte */
         continue;
       g_string_append_printf (s, "%s%s ; verdict=%s", any ? ",\n\t" : "OPES-Via: ", o->service->uri,
-                              outcome_word (o));
+                              callout_outcome_word (o));
       any = TRUE;
     }
   if (any)
@@ -865,70 +854,4 @@ callout_for_sieve (const CalloutResult *r, SieveMessage *sm, GArray *callouts, G
     }
   sm->callouts = (const SieveCallout *) (void *) callouts->data;
   sm->n_callouts = callouts->len;
-}
-
-/* ---- the decision trace ------------------------------------------------------- */
-
-static const char *
-on_failure_name (LmtpdFailPolicy policy)
-{
-  switch (policy)
-    {
-    case LMTPD_FAIL_ACCEPT: return "accept";
-    case LMTPD_FAIL_REJECT: return "reject";
-    default: return "tempfail";
-    }
-}
-
-/* " name=\"value\"" for a value from a service or an error: one line, bounded. */
-static void
-append_quoted (GString *out, const char *name, const char *value)
-{
-  g_autofree char *shown = NULL;
-
-  if (value == NULL || value[0] == '\0')
-    return;
-  shown = util_sanitize (value, 200);
-  g_string_append_printf (out, " %s=\"%s\"", name, shown);
-}
-
-/* How the outcome counted: applied, failed and by which policy, or the
- * outcome's own word (bypassed, shadow...). */
-static void
-append_disposition (GString *out, const CalloutOutcome *o)
-{
-  if (o->state == OUT_APPLIED)
-    g_string_append (out, " applied");
-  else if ((o->state == OUT_FAILED || o->state == OUT_SKIPPED) && o->service->shadow)
-    g_string_append (out, " failed: shadow");
-  else if (o->state == OUT_FAILED || o->state == OUT_SKIPPED)
-    g_string_append_printf (out, " failed: on_failure=%s", on_failure_name (o->service->on_failure));
-  else
-    g_string_append_printf (out, " %s", outcome_word (o));
-}
-
-void
-callout_trace_steps (const CalloutResult *r, const char *stage, GString *out)
-{
-  for (guint i = 0; r && i < r->outcomes->len; i++)
-    {
-      const CalloutOutcome *o = r->outcomes->pdata[i];
-      gboolean got = answered (o);   /* applied or shadow: a verdict to show */
-
-      g_string_append_printf (out, "callout %s %s", stage, o->service->name);
-      if (o->state != OUT_BYPASSED)
-        g_string_append_printf (out, " server=%s time=%" G_GINT64_FORMAT "ms", o->server ? o->server : "-",
-                                o->elapsed_us / 1000);
-      if (got)
-        g_string_append_printf (out, " verdict=%s", callout_verdict_word (&o->verdict));
-      append_disposition (out, o);
-      append_quoted (out, "reason", got ? o->verdict.reply_text : o->why);
-      if (got)
-        {
-          append_quoted (out, "score", o->verdict.score);
-          append_quoted (out, "folder", o->verdict.folder);
-          append_quoted (out, "redirect", o->verdict.redirect);
-        }
-      g_string_append_c (out, '\n');
-    }
 }

@@ -9,6 +9,23 @@
 
 typedef struct CalloutOutcome CalloutOutcome;
 
+/* What one service did for a recipient (or its group). */
+struct CalloutOutcome {
+  const LmtpdService *service;
+  /* OUT_SHADOW: a shadow service answered; its would-be verdict is kept
+   * in verdict, never applied */
+  enum { OUT_APPLIED, OUT_SKIPPED, OUT_BYPASSED, OUT_FAILED, OUT_SHADOW } state;
+  OcpVerdict verdict;
+  char *why;
+  char *server;             /* the endpoint that answered (or failed last), or NULL */
+  gint64 elapsed_us;        /* the call's time */
+};
+
+/* "skipped", "bypassed", "failed", "shadow", else the verdict's word. */
+const char *callout_outcome_word (const CalloutOutcome *o);
+/* A service answered (applied or shadow): its verdict is there. */
+gboolean callout_outcome_answered (const CalloutOutcome *o);
+
 typedef struct {
   GPtrArray *outcomes;      /* CalloutOutcome*, in chain order */
 } CalloutResult;
