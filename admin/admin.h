@@ -53,10 +53,21 @@ GObject *admin_web_new (const LmtpdConfig *config, DeliverContext *ctx, AdminMet
 /* Stops listening and drops the server (may be NULL). */
 void admin_web_free (GObject *web);
 
+/* The key of the users' signed links, from [admin] link_secret_file (read
+ * it as root, before dropping privileges); NULL with @error when it is not
+ * set, missing, empty or readable by others. */
+GBytes *admin_link_secret (const LmtpdConfig *config, GError **error);
 /* A user's signed link to release quarantined message @id (the digest's
  * links), valid until @expires (unix seconds; 0: now + [admin]
- * link_lifetime): "http(s)://HOST:PORT/u/release?id=..&exp=..&sig=..".
- * NULL with @error without a readable [admin] link_secret_file. */
-char *admin_link_url (const LmtpdConfig *config, const char *id, gint64 expires, GError **error);
+ * link_lifetime): "http(s)://HOST:PORT/u/release?id=..&exp=..&sig=..". */
+char *admin_link_url (const LmtpdConfig *config, GBytes *secret, const char *id, gint64 expires);
+extern const AdminCommand admin_trace_command;
+extern const AdminCommand admin_replay_command;
+extern const AdminCommand admin_verdicts_command;
+
+/* --since T: unix seconds, an age (30m, 2h, 1d: that long ago) or an ISO
+ * 8601 time (UTC unless it says otherwise) into *@out; FALSE if neither. */
+gboolean admin_parse_since (const char *text, gint64 *out);
+extern const AdminCommand admin_quarantine_command;
 
 G_END_DECLS

@@ -134,19 +134,22 @@ link_base (const LmtpdConfig *config)
   return base;
 }
 
-char *
-admin_link_url (const LmtpdConfig *config, const char *id, gint64 expires, GError **error)
+GBytes *
+admin_link_secret (const LmtpdConfig *config, GError **error)
 {
-  g_autoptr (GBytes) secret = NULL;
-  g_autofree char *sig = NULL, *base = NULL, *esc = NULL;
-
   if (config->admin_link_secret_file == NULL)
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED, "[admin] link_secret_file is not set");
       return NULL;
     }
-  if ((secret = admin_secret_file_read (config->admin_link_secret_file, "[admin] link_secret_file", error)) == NULL)
-    return NULL;
+  return admin_secret_file_read (config->admin_link_secret_file, "[admin] link_secret_file", error);
+}
+
+char *
+admin_link_url (const LmtpdConfig *config, GBytes *secret, const char *id, gint64 expires)
+{
+  g_autofree char *sig = NULL, *base = NULL, *esc = NULL;
+
   if (expires == 0)
     expires = g_get_real_time () / G_USEC_PER_SEC + config->admin_link_lifetime;
   sig = admin_link_signature (secret, id, expires);

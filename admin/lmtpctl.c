@@ -16,6 +16,10 @@
 static const AdminCommand *const commands[] = {
   &admin_node_command,
   &admin_quarantine_link_command,
+  &admin_trace_command,
+  &admin_replay_command,
+  &admin_verdicts_command,
+  &admin_quarantine_command,
 };
 
 static int

@@ -406,9 +406,7 @@ admin_web_new (const LmtpdConfig *config, DeliverContext *ctx, AdminMetricsRende
   g_object_set_data_full (G_OBJECT (server), "admin-web", web, admin_web_destroy);
   if ((web->auth = web_auth_new (config, error)) == NULL)
     return NULL;
-  if (config->admin_link_secret_file
-      && (web->link_secret = admin_secret_file_read (config->admin_link_secret_file, "[admin] link_secret_file",
-                                                     error)) == NULL)
+  if (config->admin_link_secret_file && (web->link_secret = admin_link_secret (config, error)) == NULL)
     return NULL;
   soup_server_add_handler (server, NULL, handle, web, NULL);
   g_signal_connect (server, "request-started", G_CALLBACK (request_started), web);

@@ -3,7 +3,10 @@
 # recipient against the same load without callouts, and the time each
 # callout adds (p50/p99, from lmtpd's debug log), via ../shared/bench.
 #
-#   bench/callout-bench.sh [--messages N] [--sessions S] [--repeat R] [--size B]
+#   bench/callout-bench.sh [--messages N] [--sessions S] [--repeat R] [--size B] [--shadow]
+#
+# --shadow adds a third target: the same service in mode = shadow, its
+# calls recorded (issue 19: counting and recording, one copy per message).
 #
 # Needs root (the harness creates its mail user), Postfix's smtp-source and
 # a built tree.  Loopback only.
@@ -11,14 +14,15 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
 harness=${LMTP_BENCH:-$top/../shared/bench/lmtp-bench.sh}
-messages=2000 sessions=4 repeat=3 size=4096
+messages=2000 sessions=4 repeat=3 size=4096 shadow=0
 while [ $# -gt 0 ]; do
   case $1 in
+    --shadow) shadow=1; shift ;;
     --messages) messages=$2; shift 2 ;;
     --sessions) sessions=$2; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
     --size) size=$2; shift 2 ;;
-    *) echo "usage: $0 [--messages N] [--sessions S] [--repeat R] [--size B]" >&2; exit 64 ;;
+    *) echo "usage: $0 [--messages N] [--sessions S] [--repeat R] [--size B] [--shadow]" >&2; exit 64 ;;
   esac
 done
 work=$(mktemp -d /tmp/callout-bench.XXXXXX)
@@ -32,11 +36,15 @@ sed "s#@PORT@#$port#" "$here/callout.conf.in" > "$work/callout.part"
 base="sed 's#@W@#{workdir}#g' $here/lmtpd.conf.in > {workdir}/lmtpd.conf"
 with="$base && cat $work/callout.part >> {workdir}/lmtpd.conf"
 lmtpd=$top/lmtpd/lmtpd
+run="exec $lmtpd -c {workdir}/lmtpd.conf --listen {addr} --maildir-root {mailroot}"
+targets=(--target "no-callout=cmd:$base && $run" --target "noop-callout=cmd:$with && $run")
+if [ "$shadow" = 1 ]; then
+  sed 's#^\[service noop\]$#&\nmode = shadow#' "$work/callout.part" > "$work/shadow.part"
+  printf '[record]\ndir = @W@/recorded\n' >> "$work/shadow.part"
+  targets+=(--target "shadow-recorded=cmd:$base && sed 's#@W@#{workdir}#g' $work/shadow.part >> {workdir}/lmtpd.conf && $run")
+fi
 "$harness" --messages "$messages" --recipients 1 --size "$size" --sessions "$sessions" --repeat "$repeat" \
-  --keep 2>"$work/harness.log" \
-  --target "no-callout=cmd:$base && exec $lmtpd -c {workdir}/lmtpd.conf --listen {addr} --maildir-root {mailroot}" \
-  --target "noop-callout=cmd:$with && exec $lmtpd -c {workdir}/lmtpd.conf --listen {addr} --maildir-root {mailroot}" \
-  | tee "$work/results"
+  --keep 2>"$work/harness.log" "${targets[@]}" | tee "$work/results"
 kept=$(sed -n 's/^lmtp-bench: kept //p' "$work/harness.log" | tail -1)
 grep -E 'error|exited' "$work/harness.log" >&2 || true
 # the time each callout took, as lmtpd logs it per delivery (callout_us=)

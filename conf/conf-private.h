@@ -45,7 +45,7 @@ void conf_file_problem (ConfLoader *ld, const char *file, guint line, const char
 
 /* The unit suffixes a number may carry. */
 typedef enum {
-  CONF_UNITS_TIME, /* s, m, h: seconds */
+  CONF_UNITS_TIME, /* s, m, h, d: seconds */
   CONF_UNITS_SIZE, /* k, M, G with an optional B: bytes */
 } ConfUnits;
 
@@ -77,7 +77,7 @@ typedef enum {
   CONF_STRING,   /* char *, blanks stripped; default ->def_text */
   CONF_LIST,     /* char ** from a ';' list; default ->def_text split on ';' */
   CONF_BOOL,     /* gboolean */
-  CONF_UINT,     /* guint, a number that may end in s, m or h */
+  CONF_UINT,     /* guint, a number that may end in s, m, h or d */
   CONF_SIZE,     /* guint64, a number that may end in k, M or G (and B) */
   CONF_SIZE_T,   /* gsize, as CONF_SIZE */
   CONF_MS,       /* guint milliseconds: 500ms, 2s, 1m or plain seconds */

@@ -58,6 +58,7 @@ unit_multiplier (const char **end, ConfUnits units)
     case 's': mult = 1; break;
     case 'm': mult = 60; break;
     case 'h': mult = 3600; break;
+    case 'd': mult = 86400; break;
     default: break;
     }
   if (mult && u[1] == '\0')
@@ -108,7 +109,7 @@ conf_get_number (ConfLoader *ld, GKeyFile *kf, const char *group, const char *ke
     conf_problem (ld, group, key, "'%s' is not a number", s);
   else if (r == CONF_NUMBER_BAD_UNIT)
     conf_problem (ld, group, key, "'%s' has an unknown unit (use %s)", s,
-                  units == CONF_UNITS_SIZE ? "k, M or G" : "s, m or h");
+                  units == CONF_UNITS_SIZE ? "k, M or G" : "s, m, h or d");
   else if (r == CONF_NUMBER_TOO_BIG || v < min || v > max)
     conf_problem (ld, group, key, "'%s' is out of range (%" G_GUINT64_FORMAT " to %" G_GUINT64_FORMAT ")", s,
                   min, max);

@@ -55,6 +55,13 @@ typedef enum {
   LMTPD_LDAP_SCOPE_BASE,
 } LmtpdLdapScope;
 
+/* [learn] backend: who is taught */
+typedef enum {
+  LMTPD_LEARN_SPAMD,
+  LMTPD_LEARN_RSPAMD,
+  LMTPD_LEARN_BUILTIN,
+} LmtpdLearnBackend;
+
 /* One entry of the users map. */
 typedef struct {
   char *address;          /* lowercased local@domain */
@@ -107,6 +114,9 @@ typedef struct {
   char *tls_cert_file;
   char *tls_key_file;
   char *tls_server_name;
+  gboolean shadow;        /* mode = shadow: called, its verdict recorded, never applied */
+  gboolean quarantine_store;  /* quarantine = store: its quarantine verdict goes to the
+                                 quarantine store ([quarantine]), not a folder of the mailbox */
 } LmtpdService;
 
 /* [rule NAME]: which services run for which recipients, first match wins. */
@@ -284,6 +294,23 @@ typedef struct {
   char *admin_link_secret_file;   /* [admin] link_secret_file: HMAC key of the users' signed links */
   guint admin_link_lifetime;  /* [admin] link_lifetime: seconds a signed link is valid */
   guint admin_max_connections; /* [admin] max_connections */
+  gboolean learn_enabled;     /* [learn] enabled: watch the Maildirs for Junk moves */
+  char **learn_junk_folders;  /* [learn] junk_folders (Maildir++ names, subfolders included) */
+  char **learn_trash_folders; /* [learn] trash_folders: out of Junk into these teaches nothing */
+  int learn_backend;          /* [learn] backend: LmtpdLearnBackend */
+  char *learn_spamd;          /* [learn] spamd: inet:HOST:PORT or unix:PATH */
+  char *learn_rspamd;         /* [learn] rspamd: the controller's URL */
+  char *learn_rspamd_password;
+  char *learn_bayes_db;       /* [learn] bayes_db: the builtin scorer's SQLite file */
+  guint learn_rate;           /* [learn] rate: learns per user per hour */
+  guint64 learn_max_size;     /* [learn] max_size: bigger messages are skipped */
+  char **record_services;     /* [record] services whose calls are recorded; NULL: the shadow ones */
+  char *record_dir;           /* [record] dir: the kept copies of recorded messages */
+  guint record_keep;          /* [record] keep: seconds a recorded call is kept */
+  guint64 record_max_size;    /* [record] max_size: bytes of kept copies at most */
+  char *quarantine_dir;       /* [quarantine] dir: the stored copies (deliver/quarantine.c) */
+  guint quarantine_keep;      /* [quarantine] keep: seconds a copy is kept */
+  guint64 quarantine_max_size; /* [quarantine] max_size: a bigger copy is not stored (451) */
 
   char *source;               /* the file this came from */
 } LmtpdConfig;

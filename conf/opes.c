@@ -162,6 +162,14 @@ static const ConfChoices on_failure_choices = {
     { NULL, 0 } },
 };
 
+static const ConfChoices mode_choices = {
+  FALSE, "normal or shadow", { { "normal", FALSE }, { "shadow", TRUE }, { NULL, 0 } },
+};
+
+static const ConfChoices quarantine_choices = {
+  FALSE, "folder or store", { { "folder", FALSE }, { "store", TRUE }, { NULL, 0 } },
+};
+
 static const ConfSetting service_rows[] = {
   { "service", "servers", CONF_LIST, SVC (servers), .load = load_servers,
     .doc = "endpoints inet:HOST:PORT or unix:PATH, primary first" },
@@ -187,6 +195,10 @@ static const ConfSetting service_rows[] = {
     .doc = "client certificate" },
   { "service", "tls_key_file", CONF_STRING, SVC (tls_key_file), .doc = "its private key" },
   { "service", "tls_server_name", CONF_STRING, SVC (tls_server_name), .doc = "name to verify and send (SNI)" },
+  { "service", "mode", CONF_CHOICE, SVC (shadow), .def = FALSE, .choices = &mode_choices,
+    .doc = "normal, or shadow: called, its verdict recorded and counted, never applied" },
+  { "service", "quarantine", CONF_CHOICE, SVC (quarantine_store), .def = FALSE, .choices = &quarantine_choices,
+    .doc = "where its quarantine verdict goes: folder (of the mailbox) or store ([quarantine])" },
 };
 
 const ConfTable conf_service_table = { service_rows, G_N_ELEMENTS (service_rows) };

@@ -200,7 +200,8 @@ plan_actions (const Delivery *dv, const SieveResult *r, const Store *st, SievePl
 /* The redirects, after the stores; *@keep_instead when one that failed
  * asks for the message to be kept.  Returns how many went out. */
 static guint
-send_redirects (const FilterMessage *fm, const SievePlan *plan, const Store *st, gboolean *keep_instead)
+send_redirects (const FilterMessage *fm, const SievePlan *plan, const Store *st, DecisionTrace *trace,
+                gboolean *keep_instead)
 {
   guint redirected = 0;
 
@@ -218,7 +219,12 @@ send_redirects (const FilterMessage *fm, const SievePlan *plan, const Store *st,
       one.prefix = version.prefix;
       one.content = &version.content;
       if (error == NULL && filter_redirect (&one, a->argument))
-        redirected++;
+        {
+          g_autofree char *to = util_sanitize (a->argument, 300);
+          g_autofree char *where = g_strconcat ("redirect ", to, NULL);
+          decision_trace_folder (trace, where);
+          redirected++;
+        }
       else if (!a->copy)
         *keep_instead = TRUE;
     }
@@ -240,6 +246,7 @@ sieve_status (const Delivery *dv, const GPtrArray *stored, guint redirected, cha
   else
     {
       g_message ("%s: <%s> discarded by Sieve", dv->msg->id, dv->rcpt->address);
+      decision_trace_folder (dv->trace, "discard");
       deliver_status_set (dv->status, 250, "2.0.0", "<%s> Discarded by Sieve filter", original);
     }
 }
@@ -263,7 +270,7 @@ carry_out (const Delivery *dv, const Store *st, FilterOutcome *fo, SievePlan *pl
   /* stores first: a store that fails sends nothing on */
   if (!store_all (dv, plan->stores, stored, error))
     return;
-  redirected = send_redirects (&fm, plan, st, &keep_instead);
+  redirected = send_redirects (&fm, plan, st, dv->trace, &keep_instead);
   if (keep_instead && stored->len == 0)
     {
       g_array_set_size (plan->stores, 0);

@@ -10,7 +10,10 @@
  *
  *   reject > tempfail > discard > redirect > quarantine > modify > accept
  *
- * A service that fails is answered by its on_failure policy.  Header
+ * A service that fails is answered by its on_failure policy.  A service
+ * in mode = shadow is called like the others, but its verdict is only
+ * counted and recorded (record.c): it changes no reply, byte, header,
+ * folder or Sieve value, and its failure is no failure.  Header
  * changes are made by the header editor (header-edit.c); the OPES trace
  * names this system and every service with what it did (RFC 3897, RFC
  * 4902 3.1).  The OCP client and the observer are the delivery context's.
@@ -25,12 +28,13 @@
 #include "context.h"
 #include "lmtpd-util.h"
 #include "header-edit.h"
+#include "record.h"
 #include "ocp.h"
 
 /* ---- the client ---------------------------------------------------------- */
 
-static void
-service_config (const LmtpdService *sv, OcpServiceConfig *out)
+void
+callout_service_config (const LmtpdService *sv, OcpServiceConfig *out)
 {
   guint parts = OCP_PARTS_ALL;
 
@@ -52,12 +56,6 @@ service_config (const LmtpdService *sv, OcpServiceConfig *out)
 
 /* ---- results --------------------------------------------------------------- */
 
-struct CalloutOutcome {
-  const LmtpdService *service;
-  enum { OUT_APPLIED, OUT_SKIPPED, OUT_BYPASSED, OUT_FAILED } state;
-  OcpVerdict verdict;
-  char *why;
-};
 
 static void
 outcome_free (gpointer p)
@@ -65,6 +63,7 @@ outcome_free (gpointer p)
   CalloutOutcome *o = p;
   ocp_verdict_clear (&o->verdict);
   g_free (o->why);
+  g_free (o->server);
   g_free (o);
 }
 
@@ -77,21 +76,42 @@ callout_result_free (CalloutResult *r)
   g_free (r);
 }
 
-static const char *
-outcome_word (const CalloutOutcome *o)
+const char *
+callout_verdict_word (const OcpVerdict *v)
+{
+  if (v->verdict == OCP_VERDICT_ACCEPT
+      && (v->header || v->body_fd >= 0 || v->add_headers || v->remove_headers || v->subject_tag || v->flags
+          || v->folder))
+    return "modify";
+  return ocp_verdict_name (v->verdict);
+}
+
+const char *
+callout_rcpt_verdict_word (const OcpVerdict *v, const char *address)
+{
+  const OcpRecipientVerdict *rv = ocp_verdict_for_recipient (v, address);
+
+  return callout_verdict_word (rv ? &rv->verdict : v);
+}
+
+const char *
+callout_outcome_word (const CalloutOutcome *o)
 {
   switch (o->state)
     {
     case OUT_SKIPPED: return "skipped";
     case OUT_BYPASSED: return "bypassed";
     case OUT_FAILED: return "failed";
+    case OUT_SHADOW: return "shadow";
     default: break;
     }
-  if (o->verdict.verdict == OCP_VERDICT_ACCEPT
-      && (o->verdict.header || o->verdict.body_fd >= 0 || o->verdict.add_headers || o->verdict.remove_headers
-          || o->verdict.subject_tag || o->verdict.flags || o->verdict.folder))
-    return "modify";
-  return ocp_verdict_name (o->verdict.verdict);
+  return callout_verdict_word (&o->verdict);
+}
+
+gboolean
+callout_outcome_answered (const CalloutOutcome *o)
+{
+  return o->state == OUT_APPLIED || o->state == OUT_SHADOW;
 }
 
 static int
@@ -108,7 +128,7 @@ rank (const CalloutOutcome *o, const LmtpdService *sv)
     case OCP_VERDICT_DISCARD: return 4;
     case OCP_VERDICT_REDIRECT: return 3;
     case OCP_VERDICT_QUARANTINE: return 2;
-    case OCP_VERDICT_ACCEPT: return strcmp (outcome_word (o), "modify") == 0 ? 1 : 0;
+    case OCP_VERDICT_ACCEPT: return strcmp (callout_outcome_word (o), "modify") == 0 ? 1 : 0;
     }
   return 0;
 }
@@ -273,7 +293,9 @@ prior_verdicts (const CalloutResult *r)
   for (guint k = 0; k + 1 < r->outcomes->len; k++)
     {
       const CalloutOutcome *p = r->outcomes->pdata[k];
-      g_string_append_printf (prior, "%s%s=%s", prior->len ? ", " : "", p->service->uri, outcome_word (p));
+      if (p->service->shadow) /* the chain sees what it would without it */
+        continue;
+      g_string_append_printf (prior, "%s%s=%s", prior->len ? ", " : "", p->service->uri, callout_outcome_word (p));
     }
   return g_string_free (prior, FALSE);
 }
@@ -288,23 +310,41 @@ call_service (const Chain *ch, const OcpRequest *req, CalloutOutcome *o)
   OcpServiceConfig sc;
   gint64 t0;
 
-  service_config (sv, &sc);
+  callout_service_config (sv, &sc);
   t0 = g_get_monotonic_time ();
   if (ocp_client_call (ch->ctx->ocp, &sc, req, &o->verdict, &error))
     {
-      o->state = OUT_APPLIED;
+      o->elapsed_us = g_get_monotonic_time () - t0;
+      o->server = g_strdup (o->verdict.server);
+      o->state = sv->shadow ? OUT_SHADOW : OUT_APPLIED;
       if (observer)
-        observer (sv->name, g_get_monotonic_time () - t0, outcome_word (o));
-      g_debug ("%s: service %s: %s (%" G_GINT64_FORMAT " us)", ch->msg->id, sv->name, outcome_word (o),
+        observer (sv->name, g_get_monotonic_time () - t0, callout_verdict_word (&o->verdict));
+      if (record_wanted (ch->config, sv))
+        record_call (ch->ctx, ch->config, sv, req, &o->verdict,
+                     ch->msg->spool ? deliver_spool_digest (ch->msg->spool) : NULL);
+      g_debug ("%s: service %s: %s (%" G_GINT64_FORMAT " us)", ch->msg->id, sv->name, callout_outcome_word (o),
                g_get_monotonic_time () - t0);
       return;
     }
+  o->elapsed_us = g_get_monotonic_time () - t0;
+  o->server = g_strdup (o->verdict.server);
   if (observer)
     observer (sv->name, g_get_monotonic_time () - t0, NULL);
   o->why = util_sanitize (error->message, 200);
-  o->state = sv->on_failure == LMTPD_FAIL_ACCEPT ? OUT_SKIPPED : OUT_FAILED;
+  o->state = sv->on_failure == LMTPD_FAIL_ACCEPT || sv->shadow ? OUT_SKIPPED : OUT_FAILED;
   g_warning ("%s: service %s failed (%s): %s", ch->msg->id, sv->name,
-             o->state == OUT_SKIPPED ? "delivering unadapted" : "policy applies", o->why);
+             sv->shadow ? "shadow, nothing applies"
+                        : o->state == OUT_SKIPPED ? "delivering unadapted" : "policy applies", o->why);
+}
+
+/* A quarantine release does not call again the service that quarantined
+ * it (and only it); such a recipient's chain runs alone (callout_run). */
+static gboolean
+skipped_for_release (GPtrArray *members, const LmtpdService *sv)
+{
+  const DeliverRecipient *m = members->len == 1 ? members->pdata[0] : NULL;
+
+  return m && m->skip_service && strcmp (m->skip_service, sv->name) == 0;
 }
 
 static CalloutResult *
@@ -330,7 +370,7 @@ run_chain (const Chain *ch, const LmtpdRule *rule, GPtrArray *members)
       o->service = sv;
       ocp_verdict_init (&o->verdict);
       g_ptr_array_add (r->outcomes, o);
-      if (bypassed (ch->config, sv, ch->bypass))
+      if (bypassed (ch->config, sv, ch->bypass) || skipped_for_release (members, sv))
         {
           o->state = OUT_BYPASSED;
           continue;
@@ -384,12 +424,13 @@ static CalloutOutcome *
 outcome_for_recipient (const CalloutOutcome *o, const char *address)
 {
   CalloutOutcome *mine = g_new0 (CalloutOutcome, 1);
-  const OcpRecipientVerdict *rv = o->state == OUT_APPLIED ? ocp_verdict_for_recipient (&o->verdict, address)
-                                                           : NULL;
+  const OcpRecipientVerdict *rv = callout_outcome_answered (o) ? ocp_verdict_for_recipient (&o->verdict, address) : NULL;
 
   mine->service = o->service;
   mine->state = o->state;
   mine->why = g_strdup (o->why);
+  mine->server = g_strdup (o->server);
+  mine->elapsed_us = o->elapsed_us;
   if (rv == NULL)
     {
       ocp_verdict_copy (&mine->verdict, &o->verdict);
@@ -417,7 +458,7 @@ result_for_recipient (const CalloutResult *shared, const DeliverRecipient *rcpt)
   for (guint i = 0; i < shared->outcomes->len && !any; i++)
     {
       const CalloutOutcome *o = shared->outcomes->pdata[i];
-      any = o->state == OUT_APPLIED && ocp_verdict_for_recipient (&o->verdict, rcpt->address);
+      any = callout_outcome_answered (o) && ocp_verdict_for_recipient (&o->verdict, rcpt->address);
     }
   if (!any)
     return NULL;
@@ -441,9 +482,24 @@ callout_shared_table_new (void)
   return g_hash_table_new_full (g_str_hash, g_str_equal, g_free, shared_call_free);
 }
 
-const CalloutResult *
-callout_run (DeliverContext *ctx, const LmtpdConfig *config, const DeliverMessage *msg,
-             const DeliverRecipient *rcpt, DeliverShared *shared, CalloutResult **owned)
+/* Each verdict @r gives its recipient, counted per service and hour (a
+ * shadow service's would-be verdict too); failures as "failed". */
+static void
+count_verdicts (DeliverContext *ctx, const CalloutResult *r)
+{
+  for (guint i = 0; r && i < r->outcomes->len; i++)
+    {
+      const CalloutOutcome *o = r->outcomes->pdata[i];
+      const char *word = o->state == OUT_SHADOW ? callout_verdict_word (&o->verdict) : callout_outcome_word (o);
+      if (o->state == OUT_BYPASSED || (o->state == OUT_SKIPPED && o->why == NULL))
+        continue;
+      verdict_counts_add (ctx, o->service->name, o->why && !callout_outcome_answered (o) ? "failed" : word, o->service->shadow);
+    }
+}
+
+static const CalloutResult *
+recipient_view (DeliverContext *ctx, const LmtpdConfig *config, const DeliverMessage *msg,
+                const DeliverRecipient *rcpt, DeliverShared *shared, CalloutResult **owned)
 {
   Chain ch = { ctx, config, msg, NULL, FALSE };
   const LmtpdRule *rule = lmtpd_config_match_rule (config, rcpt->address);
@@ -457,7 +513,7 @@ callout_run (DeliverContext *ctx, const LmtpdConfig *config, const DeliverMessag
     return NULL;
   bypass = bypass_request (config, msg, rcpt);
   ch.bypass = bypass;
-  if (shared == NULL || shared->callouts == NULL)
+  if (shared == NULL || shared->callouts == NULL || rcpt->skip_service)
     {
       g_autoptr (GPtrArray) one = g_ptr_array_new ();
       g_ptr_array_add (one, (gpointer) rcpt);
@@ -492,9 +548,19 @@ callout_run (DeliverContext *ctx, const LmtpdConfig *config, const DeliverMessag
   return own_view (call->result, rcpt, owned);
 }
 
+const CalloutResult *
+callout_run (DeliverContext *ctx, const LmtpdConfig *config, const DeliverMessage *msg,
+             const DeliverRecipient *rcpt, DeliverShared *shared, CalloutResult **owned)
+{
+  const CalloutResult *r = recipient_view (ctx, config, msg, rcpt, shared, owned);
+
+  count_verdicts (ctx, r);
+  return r;
+}
+
 gboolean
 callout_rcpt_stage (DeliverContext *ctx, const LmtpdConfig *config, const DeliverMessage *msg,
-                    DeliverRecipient *rcpt, DeliverStatus *status)
+                    DeliverRecipient *rcpt, GString *steps, DeliverStatus *status)
 {
   Chain ch = { ctx, config, msg, NULL, TRUE };
   const LmtpdRule *rule = lmtpd_config_match_rule (config, rcpt->address);
@@ -516,6 +582,9 @@ run:
   g_ptr_array_add (one, (gpointer) rcpt);
   ch.bypass = bypass;
   r = run_chain (&ch, rule, one);
+  count_verdicts (ctx, r);
+  if (steps)
+    callout_trace_steps (r, "rcpt", steps);
   callout_decide (config, r, rcpt, &d);
   ok = d.kind != CALLOUT_REJECT && d.kind != CALLOUT_TEMPFAIL;
   if (!ok)
@@ -527,7 +596,9 @@ run:
       for (guint i = 0; i < r->outcomes->len; i++)
         {
           const CalloutOutcome *o = r->outcomes->pdata[i];
-          g_string_append_printf (t, "%s%s ; verdict=%s", t->len ? ",\n\t" : "", o->service->uri, outcome_word (o));
+          if (!o->service->shadow)
+            g_string_append_printf (t, "%s%s ; verdict=%s", t->len ? ",\n\t" : "", o->service->uri,
+                                    callout_outcome_word (o));
         }
       g_free (rcpt->rcpt_trace);
       rcpt->rcpt_trace = g_string_free (t, FALSE);
@@ -578,6 +649,26 @@ callout_decide (const LmtpdConfig *config, const CalloutResult *r, const Deliver
     case 2: d->kind = CALLOUT_QUARANTINE; d->folder = d->decider->verdict.folder; break;
     default: d->kind = CALLOUT_ACCEPT; break;
     }
+}
+
+gboolean
+callout_quarantines_to_store (const CalloutDecision *d)
+{
+  return d->kind == CALLOUT_QUARANTINE && d->decider && d->decider->service->quarantine_store;
+}
+
+const char *
+callout_decision_service (const CalloutDecision *d)
+{
+  return d->decider ? d->decider->service->name : NULL;
+}
+
+const char *
+callout_decision_reason (const CalloutDecision *d)
+{
+  if (d->decider == NULL)
+    return NULL;
+  return d->decider->verdict.reply_text ? d->decider->verdict.reply_text : d->decider->verdict.folder;
 }
 
 /* "550 5.7.1 <rcpt> text (OPES system via service)" with the service's own
@@ -645,8 +736,10 @@ callout_trace (const LmtpdConfig *config, const CalloutResult *r, const char *rc
   for (guint i = 0; r && i < r->outcomes->len; i++)
     {
       const CalloutOutcome *o = r->outcomes->pdata[i];
+      if (o->service->shadow) /* a shadow service changes no stored byte */
+        continue;
       g_string_append_printf (s, "%s%s ; verdict=%s", any ? ",\n\t" : "OPES-Via: ", o->service->uri,
-                              outcome_word (o));
+                              callout_outcome_word (o));
       any = TRUE;
     }
   if (any)

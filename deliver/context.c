@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "context.h"
+#include "record.h"
 
 DeliverContext *
 deliver_context_new (void)
@@ -22,6 +23,8 @@ deliver_context_new (void)
   ctx->tmp_cleaned = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   g_mutex_init (&ctx->root_lock);
   g_mutex_init (&ctx->users_lock);
+  ctx->counts = verdict_counter_new ();
+  ctx->recorder = recorder_new ();
   return ctx;
 }
 
@@ -42,6 +45,9 @@ deliver_context_unref (DeliverContext *ctx)
   deliver_spool_pool_unref (ctx->spools);
   deliver_dedupe_free (ctx->journal);
   state_store_free (ctx->state);
+  deliver_verdict_counts_flush (ctx);
+  verdict_counter_free (ctx->counts);
+  recorder_free (ctx->recorder);
   state_records_free (ctx->records);
   g_hash_table_unref (ctx->tmp_cleaned);
   g_mutex_clear (&ctx->tmp_lock);
@@ -54,15 +60,12 @@ deliver_context_unref (DeliverContext *ctx)
 }
 
 /* The shared state first (it holds the vacation log too, whatever the
- * duplicate window); the local journal as well, for on_error = local.
- * The records always. */
+ * duplicate window); the local journal as well, for on_error = local. */
 gboolean
 deliver_context_open_journal (DeliverContext *ctx, const LmtpdConfig *config, GError **error)
 {
   if (ctx->state == NULL && config->state_backend == LMTPD_STATE_PGSQL
       && (ctx->state = state_store_open (config, error)) == NULL)
-    return FALSE;
-  if (ctx->records == NULL && (ctx->records = state_records_open (config, error)) == NULL)
     return FALSE;
   if (config->duplicate_window == 0 || ctx->journal)
     return TRUE;
@@ -76,6 +79,14 @@ deliver_context_state (DeliverContext *ctx)
   return ctx->state;
 }
 
+gboolean
+deliver_context_open_records (DeliverContext *ctx, const LmtpdConfig *config, GError **error)
+{
+  if (ctx->records == NULL)
+    ctx->records = state_records_open (config, error);
+  return ctx->records != NULL;
+}
+
 StateRecords *
 deliver_context_records (DeliverContext *ctx)
 {
@@ -86,6 +97,12 @@ void
 deliver_context_set_callout_observer (DeliverContext *ctx, DeliverCalloutObserver observer)
 {
   ctx->observer = observer;
+}
+
+void
+deliver_context_set_shadow_observer (DeliverContext *ctx, DeliverShadowObserver observer)
+{
+  ctx->shadow_observer = observer;
 }
 
 void

@@ -52,4 +52,11 @@ struct DeliverContext {
   /* the records (issue 19): quarantine index, traces, recorded calls;
    * SQLite or PostgreSQL, opened with the journal */
   StateRecords *records;
+  gint trace_posts;                /* decision traces posted (atomic): every 100th expires old ones */
+
+  /* shadow mode and replay: verdict counts in memory (verdict-counts.c),
+   * the recorder's budget (record.c), metrics of shadow verdicts */
+  struct DeliverVerdictCounter *counts;
+  struct DeliverRecorder *recorder;
+  DeliverShadowObserver shadow_observer;
 };

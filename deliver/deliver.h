@@ -61,15 +61,20 @@ DeliverContext *deliver_context_new (void);
 DeliverContext *deliver_context_ref (DeliverContext *ctx);
 void deliver_context_unref (DeliverContext *ctx);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (DeliverContext, deliver_context_unref)
-/* Opens the records, and the duplicate journal when @config asks for one
- * (duplicate_window > 0).  Called once privileges are dropped, so the journal belongs to the
+/* Opens the duplicate journal when @config asks for one (duplicate_window
+ * > 0).  Called once privileges are dropped, so the journal belongs to the
  * mail user. */
 gboolean deliver_context_open_journal (DeliverContext *ctx, const LmtpdConfig *config, GError **error);
 /* The shared state ([state] backend = pgsql) that open_journal opened, or
  * NULL: for the heartbeat and the nodes list (lmtpd-state.h). */
 StateStore *deliver_context_state (DeliverContext *ctx);
-/* The records (quarantine index, traces, recorded calls, verdict counts;
- * lmtpd-state.h) that open_journal opened: NULL before. */
+/* Opens the records (quarantine index, traces, recorded calls, verdict
+ * counts; lmtpd-state.h): lmtpd and lmtpctl at start, once privileges are
+ * dropped.  The LDA tries, and goes without when it cannot (run as the
+ * recipient, it may not write the operator's records). */
+gboolean deliver_context_open_records (DeliverContext *ctx, const LmtpdConfig *config, GError **error);
+/* The records, or NULL when they were not opened: then no trace is kept
+ * and a quarantine into the store answers 4xx. */
 StateRecords *deliver_context_records (DeliverContext *ctx);
 /* The user directory of @config ([users] backend), a new reference: the
  * context keeps one and makes it again when a reload changes [users].
@@ -117,6 +122,9 @@ typedef struct {
   char *sieve_script;  /* the user's script from the directory, or NULL: [sieve] script */
   char **settings;     /* the user's settings for the callout services ("Name: value"), or NULL */
   char *host;          /* the cluster node that holds the mailbox (directory), or NULL */
+  char *skip_service;  /* a quarantine release: the [service] that quarantined it is not
+                          called again (only it), or NULL */
+  char *trace_steps;   /* the decision trace's lines of the RCPT stage (LF-ended), or NULL */
 } DeliverRecipient;
 
 /* Resolves a recipient: rewrite map, subaddress, users, mailbox.  Returns
@@ -265,6 +273,12 @@ typedef struct {
   const char *mail_params;  /* MAIL FROM parameters as given, or NULL */
   gint64 received_us;       /* g_get_real_time() at MAIL */
   DeliverSpool *spool;      /* finished */
+  const char *released;     /* a quarantine release: the stored copy has its trace headers
+                               already, so this header line (LF-ended) replaces them; or NULL */
+  struct DeliverDedupe *journal; /* a quarantine release: the duplicate journal of the store
+                               (exactly once per id), instead of the context's; or NULL */
+  const char *queue_id;     /* the MTA's queue id (XFORWARD IDENT) or NULL, for the decision trace */
+  const char *message_id;   /* the Message-ID field or NULL: the trace reads it from @spool */
 } DeliverMessage;
 
 /* The headers prepended for one recipient: Return-Path, Delivered-To,
@@ -521,6 +535,12 @@ gboolean deliver_quarantine_delete (DeliverContext *ctx, const LmtpdConfig *conf
                                     const char *who, GError **error);
 /* Deletes what has expired (copies and rows); the number, or -1 with @error. */
 gint64 deliver_quarantine_expire (DeliverContext *ctx, const LmtpdConfig *config, GError **error);
+/* Completes the releases a crash interrupted (rows left "releasing" for
+ * longer than delivery_timeout, and claimed before @claimed_before unix
+ * seconds if not 0), at most 100; how many were completed.  Blocking (it
+ * delivers): lmtpd runs it in a thread after its start for the claims
+ * older than itself; expire runs it for all. */
+guint deliver_quarantine_recover (DeliverContext *ctx, const LmtpdConfig *config, gint64 claimed_before);
 
 /* One recipient's decision trace (lmtpd_trace). */
 typedef struct {
@@ -548,7 +568,45 @@ typedef struct {
   guint64 n;
 } DeliverVerdictCount;
 void deliver_verdict_count_free (DeliverVerdictCount *c);
-/* Since @since (unix seconds); DeliverVerdictCount*, or NULL with @error. */
+/* Since @since (unix seconds; the hour that holds it on);
+ * DeliverVerdictCount*, or NULL with @error.  What this process counted
+ * is written first.  Verdict words: accept, modify, reject, tempfail,
+ * discard, quarantine, redirect, and failed (the call failed). */
 GPtrArray *deliver_verdict_counts (DeliverContext *ctx, gint64 since, GError **error);
+/* Posts what was counted in memory to the records (lmtpd calls it every
+ * few seconds and at the end; the context's last unref does too). */
+void deliver_verdict_counts_flush (DeliverContext *ctx);
+
+/* A callout call kept for replay (lmtpd_calls): the services [record]
+ * services names, by default the shadow ones. */
+typedef struct {
+  char *id;
+  gint64 at;                  /* unix seconds */
+  char *service, *txn, *sender;
+  char **recipients;          /* as the call named them */
+  char **verdicts;            /* parallel: each one's verdict as the service answered */
+  char *copy;                 /* the kept message's name (its digest), or NULL (rcpt stage) */
+  guint64 size;
+  char *envelope;             /* the rest of the request, as replay reads it */
+} DeliverRecordedCall;
+void deliver_recorded_call_free (DeliverRecordedCall *c);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (DeliverRecordedCall, deliver_recorded_call_free)
+/* The recorded calls of @service at or after @since, oldest first, at most
+ * @limit (0: 1000); DeliverRecordedCall*, or NULL with @error. */
+GPtrArray *deliver_recorded_calls (DeliverContext *ctx, const char *service, gint64 since, guint limit,
+                                   GError **error);
+/* Makes @call again, with its envelope and kept message, against @server
+ * ("inet:HOST:PORT", "unix:PATH") or the service's configured servers
+ * when NULL; nothing is delivered.  The verdicts, parallel to
+ * call->recipients (free with g_strfreev), or NULL with @error:
+ * G_IO_ERROR_NOT_FOUND (no such service, or the copy expired), else the
+ * OCP client's (the server cannot be reached, ...). */
+char **deliver_replay_call (DeliverContext *ctx, const LmtpdConfig *config, const DeliverRecordedCall *call,
+                            const char *server, GError **error);
+
+/* A shadow service's would-be verdict for one recipient (metrics). */
+typedef void (*DeliverShadowObserver) (const char *service, const char *verdict);
+/* Set before the first delivery. */
+void deliver_context_set_shadow_observer (DeliverContext *ctx, DeliverShadowObserver observer);
 
 G_END_DECLS

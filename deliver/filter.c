@@ -68,14 +68,17 @@ rejects_with_others (const SieveResult *so_far, const SieveResult *next)
 }
 
 /* Moves @from's actions and edits over; its implicit keep goes to
- * *pending, as only the last script's counts. */
+ * *pending, as only the last script's counts.  An action of the script
+ * itself (not of an include) is named by @path, for the decision trace. */
 static void
-merge (SieveResult *into, SieveResult *from, SieveAction **pending)
+merge (SieveResult *into, SieveResult *from, const char *path, SieveAction **pending)
 {
   guint n = from->actions->len - (from->implicit_keep ? 1 : 0);
   for (guint i = 0; i < n; i++)
     {
       SieveAction *a = g_steal_pointer (&from->actions->pdata[i]);
+      if (a->script == NULL)
+        a->script = g_strdup (path);
       /* the earlier scripts' edits and changes come first (RFC 5293 7,
        * RFC 5703 5, 6 across the sequence) */
       a->edits_before += into->edits->len;
@@ -254,7 +257,7 @@ filter_run (const FilterMessage *m, const CalloutResult *callouts, FilterOutcome
       if (why)
         script_failed (m, path, why, c->script == NULL, i == user_index, out, &pending);
       else
-        merge (&out->result, &r, &pending);
+        merge (&out->result, &r, path, &pending);
       sieve_result_clear (&r);
       filter_script_unref (c);
       /* the sequence goes on only while the message is still kept (as

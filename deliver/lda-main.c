@@ -415,6 +415,11 @@ main (int argc, char **argv)
       say ("duplicate journal not used: %s", error->message);
       g_clear_error (&error);
     }
+  if (!deliver_context_open_records (dctx, config, &error))
+    {
+      g_debug ("no records, no traces: %s", error->message);
+      g_clear_error (&error);
+    }
   id = g_strdup_printf ("%" G_GINT64_MODIFIER "XL%05X", g_get_real_time () / G_USEC_PER_SEC,
                         (guint) getpid () & 0xFFFFF);
   msg.id = id;

@@ -19,6 +19,7 @@
 #include <glib/gstdio.h>
 
 #include "context.h"
+#include "pipeline.h"
 
 /* Process-wide on purpose: it makes the names of this process unique
  * (with the pid and the time), whatever context or thread stores. */
@@ -331,9 +332,12 @@ store_link (const MaildirDirs *d, const DeliverMaildirStore *st, const char *lea
   return TRUE;
 }
 
-static gboolean
-copy_content (const DeliverContent *content, int out, const char *path, GError **error)
+gboolean
+deliver_content_write (const char *header, const DeliverContent *content, int out, const char *path,
+                       GError **error)
 {
+  if (!write_all (out, header, strlen (header), path, error))
+    return FALSE;
   for (guint i = 0; i < content->n; i++)
     if (!copy_range (content->seg[i].fd, content->seg[i].offset, content->seg[i].length, out, path, error))
       return FALSE;
@@ -349,8 +353,7 @@ write_tmp (const MaildirDirs *d, const DeliverMaildirStore *st, const char *base
 
   if (fd < 0)
     return set_errno_error (error, "create", tmp);
-  if (!write_all (fd, st->header, strlen (st->header), tmp, error)
-      || !copy_content (st->content, fd, tmp, error)
+  if (!deliver_content_write (st->header, st->content, fd, tmp, error)
       || (st->do_fsync && fsync (fd) < 0 && !set_errno_error (error, "fsync", tmp)))
     {
       close (fd);

@@ -60,12 +60,30 @@ deliver_precheck (const LmtpdConfig *config, const DeliverRecipient *rcpt, guint
   return FALSE;
 }
 
+/* The RCPT stage's trace: kept with the recipient for its delivery, or
+ * written now when it was refused. */
 gboolean
 deliver_rcpt_check (DeliverContext *ctx, const LmtpdConfig *config, const DeliverMessage *msg,
                     DeliverRecipient *rcpt, guint64 size_hint, DeliverStatus *status)
 {
-  return deliver_precheck (config, rcpt, size_hint, status)
-         && callout_rcpt_stage (ctx, config, msg, rcpt, status);
+  DecisionTrace trace;
+  gboolean ok;
+
+  decision_trace_init (&trace, ctx, config);
+  ok = deliver_precheck (config, rcpt, size_hint, status);
+  if (!ok)
+    decision_trace_add (&trace, "quota: over quota at RCPT");
+  else
+    ok = callout_rcpt_stage (ctx, config, msg, rcpt, trace.steps, status);
+  if (!ok)
+    decision_trace_post (&trace, ctx, config, msg, rcpt->address, status);
+  else if (trace.steps && trace.steps->len)
+    {
+      g_free (rcpt->trace_steps);
+      rcpt->trace_steps = g_strdup (trace.steps->str);
+    }
+  decision_trace_clear (&trace);
+  return ok;
 }
 
 /* An adapted body is normalized to LF through a spool of its own. */
@@ -114,6 +132,7 @@ verdict_redirect (Delivery *dv, const CalloutDecision *d, DeliverRecipient **red
     }
   g_free ((*redirected)->original);
   (*redirected)->original = g_strdup (dv->rcpt->original);
+  decision_trace_add (dv->trace, "redirect to <%s> (content filter)", (*redirected)->address);
   dv->rcpt = *redirected;
   return TRUE;
 }
@@ -131,6 +150,7 @@ apply_verdict (Delivery *dv, const CalloutDecision *d, DeliverRecipient **redire
       callout_refusal (dv->config, d, dv->rcpt, dv->status);
       return FALSE;
     case CALLOUT_DISCARD:
+      decision_trace_folder (dv->trace, "discard");
       g_message ("%s: <%s> discarded by a content filter", dv->msg->id, dv->rcpt->address);
       deliver_status_set (dv->status, 250, "2.0.0", "<%s> Discarded by content filter", dv->rcpt->original);
       return FALSE;
@@ -212,6 +232,8 @@ run_sieve (const Delivery *dv, const CalloutResult *result, Store *st, gboolean 
 
   filter_run (&fm, result, &fo);
   ran = fo.ran;
+  if (ran)
+    decision_trace_sieve (dv->trace, &fo.result);
   if (ran && store_past_deadline (dv->commit))
     store_deadline_status (dv->status, dv->rcpt);
   else if (ran)
@@ -237,16 +259,23 @@ deliver_decided (Delivery *dv, const CalloutResult *result, char **out_path, GEr
   if (!apply_verdict (dv, &d, &redirected))
     return;
   st.commit = dv->commit;
-  if (!verdict_folder (dv, &d, &st))
+  if (!callout_quarantines_to_store (&d) && !verdict_folder (dv, &d, &st))
     return;
   flags = callout_flags (result);
   st.flags = flags;
-  trace = deliver_trace_headers (dv->config, dv->msg, dv->rcpt, per_recipient);
+  /* a released copy has its trace headers already (stored with them) */
+  trace = dv->msg->released ? g_strdup (dv->msg->released)
+                            : deliver_trace_headers (dv->config, dv->msg, dv->rcpt, per_recipient);
   opes = callout_trace (dv->config, result, dv->rcpt->rcpt_trace);
   if (!adapted_content (dv, result, &d, &st, &new_header, &body, error))
     return;
   prefix = g_strconcat (trace, opes, new_header ? new_header : "", NULL);
   st.prefix = prefix;
+  if (callout_quarantines_to_store (&d))
+    {
+      quarantine_store_copy (dv, &d, &st, out_path);
+      return;
+    }
   if (d.kind == CALLOUT_ACCEPT && run_sieve (dv, result, &st, new_header != NULL, out_path, error))
     return;
   if (!store_copy (dv, &st, &path, error))
@@ -267,12 +296,37 @@ run (Delivery *dv, char **out_path, GError **error)
   const CalloutResult *result = callout_run (dv->ctx, dv->config, dv->msg, dv->rcpt, dv->shared, &owned);
   guint64 callout_us = result ? (guint64) (g_get_monotonic_time () - t0) : 0;
 
+  if (dv->trace->steps && result)
+    callout_trace_steps (result, "data", dv->trace->steps);
+
   if (store_past_deadline (dv->commit))
     store_deadline_status (dv->status, dv->rcpt);
   else
     deliver_decided (dv, result, out_path, error);
   dv->status->callout_us = callout_us;
   callout_result_free (owned);
+}
+
+/* The duplicate check: FALSE when the delivery ends here (status set). */
+static gboolean
+not_seen (Delivery *dv, StateAnswer seen)
+{
+  const DeliverMessage *msg = dv->msg;
+  const DeliverRecipient *rcpt = dv->rcpt;
+
+  if (seen == STATE_NO)
+    return TRUE;
+  if (seen == STATE_YES)
+    {
+      g_message ("%s: <%s> has this message already: duplicate not delivered", msg->id, rcpt->address);
+      decision_trace_add (dv->trace, "duplicate: delivered before within duplicate_window, not stored again");
+      deliver_status_set (dv->status, 250, "2.0.0", "<%s> Saved (duplicate)", rcpt->original);
+      return FALSE;
+    }
+  g_warning ("%s: <%s> shared state failing: 451 (on_error = tempfail)", msg->id, rcpt->address);
+  decision_trace_add (dv->trace, "duplicate check: the shared state failed (on_error = tempfail)");
+  journal_failed_status (dv->commit, dv->status, rcpt);
+  return FALSE;
 }
 
 void
@@ -283,25 +337,22 @@ deliver_pipeline_run (DeliverContext *ctx, const LmtpdConfig *config, const Deli
   const char *digest = deliver_spool_digest (msg->spool);
   g_autoptr (GError) error = NULL;
   g_autofree char *path = NULL;
-  Commit commit = { ctx->journal, digest, msg->sender, rcpt->address, FALSE, FALSE,
+  Commit commit = { msg->journal ? msg->journal : ctx->journal, digest, msg->sender, rcpt->address, FALSE, FALSE,
                     g_get_monotonic_time () + (gint64) config->delivery_timeout * G_USEC_PER_SEC, NULL, FALSE,
                     FALSE };
-  Delivery dv = { ctx, config, msg, rcpt, shared, &commit, status };
-  StateAnswer seen = journal_seen (&commit, ctx, config->duplicate_window, msg->id);
+  DecisionTrace trace;
+  Delivery dv = { ctx, config, msg, rcpt, shared, &commit, status, &trace };
+  /* a release's own journal is local (window 0: not the shared state) */
+  guint window = msg->journal ? 0 : config->duplicate_window;
 
-  if (seen != STATE_NO)
+  decision_trace_init (&trace, ctx, config);
+  decision_trace_add_lines (&trace, rcpt->trace_steps);
+  if (!not_seen (&dv, journal_seen (&commit, ctx, window, msg->id)))
     {
-      if (seen == STATE_YES)
-        {
-          g_message ("%s: <%s> has this message already: duplicate not delivered", msg->id, rcpt->address);
-          deliver_status_set (status, 250, "2.0.0", "<%s> Saved (duplicate)", rcpt->original);
-          return;
-        }
-      g_warning ("%s: <%s> shared state failing: 451 (on_error = tempfail)", msg->id, rcpt->address);
-      journal_failed_status (&commit, status, rcpt);
+      decision_trace_post (&trace, ctx, config, msg, rcpt->address, status);
+      decision_trace_clear (&trace);
       return;
     }
-
   run (&dv, &path, &error);
   if (error)
     {
@@ -313,6 +364,8 @@ deliver_pipeline_run (DeliverContext *ctx, const LmtpdConfig *config, const Deli
     store_commit_record (&commit, NULL, TRUE);
   else if (commit.recorded)
     journal_forget (&commit);
+  decision_trace_post (&trace, ctx, config, msg, rcpt->address, status);
+  decision_trace_clear (&trace);
   if (out_path)
     *out_path = g_steal_pointer (&path);
 }

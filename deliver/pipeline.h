@@ -6,6 +6,7 @@
 
 #include "callout.h"
 #include "context.h"
+#include "decision-trace.h"
 #include "filter.h"
 
 /* The duplicate journal learns of a delivery the moment its first copy
@@ -32,6 +33,7 @@ typedef struct {
   DeliverShared *shared;          /* or NULL */
   Commit *commit;
   DeliverStatus *status;
+  DecisionTrace *trace;           /* the steps so far (decision-trace.h) */
 } Delivery;
 
 typedef struct {
@@ -71,6 +73,28 @@ void store_deadline_status (DeliverStatus *status, const DeliverRecipient *rcpt)
 /* A DeliverCommitFunc (@data a Commit*, may be NULL): tells the
  * journal; FALSE before a file appears when past the deadline. */
 gboolean store_commit_record (gpointer data, const char *path, gboolean visible);
+
+/* ---- quarantine.c: the quarantine store --------------------------------- */
+
+/* Stores @st (the copy as it would have been delivered) for dv->rcpt in
+ * [quarantine] dir and indexes it; sets the status: 250 "quarantined as
+ * ID" (*@out_path "quarantine:ID", for the log), or 451 (nothing visible
+ * is left behind). */
+void quarantine_store_copy (const Delivery *dv, const CalloutDecision *d, const Store *st, char **out_path);
+/* "ID.journal": the duplicate journal of the release of ID. */
+char *quarantine_journal_name (const char *id);
+/* 16 lowercase hex digits (state_records_new_id): the only ids that name a file. */
+gboolean quarantine_id_valid (const char *id);
+/* "ID.msg" in [quarantine] dir. */
+char *quarantine_file_name (const char *id);
+/* [quarantine] dir, opened without following a symlink; -1 with @error. */
+int quarantine_dir_open (const LmtpdConfig *config, GError **error);
+
+/* ---- maildir.c -------------------------------------------------------------- */
+
+/* Writes @header then @content to @fd (@path for errors). */
+gboolean deliver_content_write (const char *header, const DeliverContent *content, int fd, const char *path,
+                                GError **error);
 
 /* ---- sieve-message.c -------------------------------------------------------- */
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "deliver.h"
+#include "record.h"
 
 static gboolean
 lookup (const char *user, struct passwd **out, GError **error)
@@ -193,6 +194,26 @@ make_journal (const char *path, const struct passwd *pw, GError **error)
   return ok;
 }
 
+/* [record] dir, when some service's calls are recorded. */
+static gboolean
+make_record_dir (const LmtpdConfig *c, const struct passwd *pw, GError **error)
+{
+  for (guint i = 0; i < c->services->len; i++)
+    if (record_wanted (c, c->services->pdata[i]))
+      return make_dir_for (c->record_dir, 0700, pw, NULL, error);
+  return TRUE;
+}
+
+/* Some [service] has quarantine = store: the store's directory is needed. */
+static gboolean
+quarantine_store_used (const LmtpdConfig *c)
+{
+  for (guint i = 0; c->services && i < c->services->len; i++)
+    if (((const LmtpdService *) c->services->pdata[i])->quarantine_store)
+      return TRUE;
+  return FALSE;
+}
+
 gboolean
 deliver_prepare_dirs (const LmtpdConfig *c, GError **error)
 {
@@ -206,8 +227,14 @@ deliver_prepare_dirs (const LmtpdConfig *c, GError **error)
   for (guint i = 0; i < G_N_ELEMENTS (dirs); i++)
     if (!make_dir_for (dirs[i], 0700, pw, NULL, error))
       return FALSE;
-  if (!c->duplicate_window || make_journal (c->duplicate_db, pw, error))
-    /* SQLite makes its -wal and -shm files next to the database */
-    return c->state_backend == LMTPD_STATE_PGSQL || make_dir_for (records_dir, 0700, pw, NULL, error);
-  return FALSE;
+  if (c->duplicate_window && !make_journal (c->duplicate_db, pw, error))
+    return FALSE;
+  /* SQLite makes its -wal and -shm files next to the database; the
+   * recorded calls and the quarantine store (often below it) after it, so
+   * that their parent is the mail user's too */
+  if (c->state_backend != LMTPD_STATE_PGSQL && !make_dir_for (records_dir, 0700, pw, NULL, error))
+    return FALSE;
+  if (!make_record_dir (c, pw, error))
+    return FALSE;
+  return !quarantine_store_used (c) || make_dir_for (c->quarantine_dir, 0700, pw, NULL, error);
 }

@@ -213,8 +213,10 @@ deliver_recipient_free (DeliverRecipient *r)
   g_free (r->orcpt);
   g_free (r->bypass);
   g_free (r->rcpt_trace);
+  g_free (r->trace_steps);
   g_free (r->sieve_script);
   g_free (r->host);
+  g_free (r->skip_service);
   g_strfreev (r->settings);
   g_free (r);
 }

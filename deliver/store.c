@@ -248,6 +248,7 @@ store_maildir (const Delivery *dv, const Store *st, char **out_path, GError **er
   if (!ok)
     return FALSE;
   deliver_quota_add (rcpt->mailbox, rcpt->quota_bytes, rcpt->quota_messages, size);
+  decision_trace_folder (dv->trace, strcmp (dir, rcpt->mailbox) == 0 ? "INBOX" : st->folder);
   *out_path = g_steal_pointer (&path);
   return TRUE;
 }
@@ -290,7 +291,10 @@ store_mbox (const Delivery *dv, const Store *st, char **out_path, GError **error
   ms.path = *out_path;
   ms.lock_timeout = lock_timeout (config, st->commit);
   if (deliver_mbox_store (&ms, error))
-    return TRUE;
+    {
+      decision_trace_folder (dv->trace, strcmp (*out_path, rcpt->inbox) == 0 ? "INBOX" : st->folder);
+      return TRUE;
+    }
   /* the lock wait was cut short by the deadline: say so */
   if (g_error_matches (*error, DELIVER_ERROR, EAGAIN) && store_past_deadline (st->commit))
     {

@@ -179,7 +179,7 @@ submit_smtp (const LmtpdConfig *config, const char *sender, const char *rcpt, co
              const DeliverContent *content, GError **error)
 {
   LmtpdListen *l = NULL;
-  g_autoptr (GSocketClient) client = g_socket_client_new ();
+  g_autoptr (GSocketClient) client = util_socket_client_new ();
   g_autoptr (GSocketConnection) conn = NULL;
   g_autoptr (GInputStream) in = NULL;
   GOutputStream *out;

@@ -242,6 +242,8 @@ job_new (LmtpSession *s, Txn *t, DeliverRecipient *rcpt)
   job->msg.mail_params = t->mail_params;
   job->msg.received_us = t->started_us;
   job->msg.spool = t->spool;
+  job->msg.queue_id = s->xf.ident;
+  job->msg.message_id = t->message_id;   /* known after the data (the decision trace) */
   job->rcpt = rcpt;
   return job;
 }

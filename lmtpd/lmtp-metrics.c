@@ -42,6 +42,7 @@ typedef struct {
   Histogram latency;
   guint64 failures;
   guint64 verdicts[N_VERDICTS];
+  guint64 shadow[N_VERDICTS];   /* a shadow service's would-be verdicts, per recipient */
 } ServiceStats;
 
 static GMutex services_lock;
@@ -82,8 +83,9 @@ verdict_index (const char *verdict)
   return i;
 }
 
-void
-lmtp_metrics_callout (const char *service, gint64 us, const char *verdict)
+/* @service's counters (made on first use; at most 1000 services), or NULL. */
+static ServiceStats *
+service_stats (const char *service)
 {
   ServiceStats *st;
 
@@ -94,6 +96,23 @@ lmtp_metrics_callout (const char *service, gint64 us, const char *verdict)
   if (st == NULL && g_hash_table_size (services) < 1000)
     g_hash_table_insert (services, g_strdup (service), st = g_new0 (ServiceStats, 1));
   g_mutex_unlock (&services_lock);
+  return st;
+}
+
+void
+lmtp_metrics_shadow (const char *service, const char *verdict)
+{
+  ServiceStats *st = service_stats (service);
+
+  if (st)
+    ADD (st->shadow[verdict_index (verdict)], 1);
+}
+
+void
+lmtp_metrics_callout (const char *service, gint64 us, const char *verdict)
+{
+  ServiceStats *st = service_stats (service);
+
   if (st == NULL)
     return;
   observe (&st->latency, (guint64) MAX (us, 0));
@@ -246,6 +265,35 @@ services_render (GString *out)
   g_string_free (verdicts, TRUE);
 }
 
+/* lmtpd_shadow_verdicts_total: per recipient, what the services in mode
+ * = shadow would have done (never applied); only services that have any. */
+static void
+shadow_render (GString *out)
+{
+  GHashTableIter it;
+  gpointer k, v;
+
+  g_string_append (out, "# HELP lmtpd_shadow_verdicts_total Would-be verdicts of shadow services, per recipient "
+                        "(never applied).\n# TYPE lmtpd_shadow_verdicts_total counter\n");
+  g_mutex_lock (&services_lock);
+  if (services)
+    {
+      g_hash_table_iter_init (&it, services);
+      while (g_hash_table_iter_next (&it, &k, &v))
+        {
+          ServiceStats *st = v;
+          g_autofree char *l = label (k);
+          guint64 any = 0;
+          for (guint i = 0; i < N_VERDICTS; i++)
+            any += GET (st->shadow[i]);
+          for (guint i = 0; any && i < N_VERDICTS; i++)
+            g_string_append_printf (out, "lmtpd_shadow_verdicts_total{service=\"%s\",verdict=\"%s\"} %"
+                                    G_GUINT64_FORMAT "\n", l, verdict_names[i], GET (st->shadow[i]));
+        }
+    }
+  g_mutex_unlock (&services_lock);
+}
+
 static void
 directories_render (GString *out)
 {
@@ -315,6 +363,7 @@ lmtp_metrics_render (void)
   histogram (out, "lmtpd_delivery_seconds", "Time from MAIL to a recipient's reply.", &m.delivery);
   histogram (out, "lmtpd_callout_seconds", "Time a recipient's OPES callouts took.", &m.callout);
   services_render (out);
+  shadow_render (out);
   directories_render (out);
   g_string_append_printf (out, "# HELP lmtpd_sieve_errors_total Sieve scripts that failed at delivery (the message "
                                "was kept), by kind.\n# TYPE lmtpd_sieve_errors_total counter\n"

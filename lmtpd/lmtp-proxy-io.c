@@ -248,7 +248,7 @@ connect_done (GObject *src, GAsyncResult *res, gpointer data)
 void
 proxy_io_connect (ProxyIo *io)
 {
-  g_autoptr (GSocketClient) client = g_socket_client_new ();
+  g_autoptr (GSocketClient) client = util_socket_client_new ();
   g_autoptr (GError) error = NULL;
   g_autoptr (GSocketConnectable) where = NULL;
   LmtpdListen *l = lmtpd_listen_parse (io->address, &error);

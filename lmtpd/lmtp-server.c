@@ -485,7 +485,8 @@ static gboolean memory_watch_cb (gpointer data);
 gboolean
 lmtp_server_start (LmtpServer *server, GError **error)
 {
-  if (!deliver_context_open_journal (server->ctx, server->config, error))
+  if (!deliver_context_open_journal (server->ctx, server->config, error)
+      || !deliver_context_open_records (server->ctx, server->config, error))
     return FALSE;
   /* the nodes table's heartbeat and the expiry of old rows: a thread of
    * the shared state's, never this loop */

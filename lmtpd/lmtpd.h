@@ -146,6 +146,8 @@ void lmtp_metrics_rcpt_refused (guint code);
 /* One call to a callout service (from any thread): its verdict, NULL if
  * the call failed. */
 void lmtp_metrics_callout (const char *service, gint64 us, const char *verdict);
+/* a shadow service's would-be verdict for one recipient */
+void lmtp_metrics_shadow (const char *service, const char *verdict);
 /* A user lookup (a DeliverDirectoryObserver). */
 void lmtp_metrics_directory (const char *backend, gboolean cached, gboolean failed, gint64 us);
 /* A Sieve script that failed at delivery (a DeliverSieveObserver). */

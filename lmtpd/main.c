@@ -23,6 +23,7 @@
 
 #include "admin.h"
 #include "deliver.h"
+#include "learn.h"
 #include "lmtpd-state.h"
 #include "lmtpd-util.h"
 #include "lmtpd.h"
@@ -38,6 +39,8 @@ typedef struct {
   GObject *admin;             /* [admin] listen: the admin web listener, or NULL */
   LmtpMaps *socketmap, *policy; /* Postfix's lookups ([server] socketmap_listen, policy_listen) */
   LmtpdConfig *started;      /* the configuration the listeners were made from */
+  gint64 started_at;         /* unix seconds */
+  Learner *learner;          /* [learn]: the Junk moves taught to the spam filter, or NULL */
   gboolean debug;
   int exit_code;
 } Daemon;
@@ -483,10 +486,55 @@ start_serving (Daemon *d, LmtpdConfig *config)
       g_clear_pointer (&d->server, lmtp_server_free);
       return 77;
     }
+  /* as the mail user: it only reads the mailboxes; a learner that cannot
+   * start costs the lessons, never a delivery */
+  if ((d->learner = learner_start (config, &error)) == NULL && error)
+    g_warning ("learn: not started: %s", error->message);
   return 0;
 }
 
+/* The quarantine's releases a crash interrupted, completed in a thread
+ * (they deliver) once their claims are stale (delivery_timeout). */
+typedef struct {
+  DeliverContext *ctx;
+  LmtpdConfig *config;
+  gint64 started;           /* unix seconds: claims from before are a crash's */
+} QuarantineRecovery;
+
+static gpointer
+quarantine_recovery (gpointer data)
+{
+  QuarantineRecovery *r = data;
+
+  deliver_quarantine_recover (r->ctx, r->config, r->started);
+  deliver_context_unref (r->ctx);
+  lmtpd_config_unref (r->config);
+  g_free (r);
+  return NULL;
+}
+
+static gboolean
+start_quarantine_recovery (gpointer data)
+{
+  Daemon *d = data;
+  QuarantineRecovery *r = g_new0 (QuarantineRecovery, 1);
+
+  r->ctx = deliver_context_ref (d->ctx);
+  r->config = lmtpd_config_ref (d->started);
+  r->started = d->started_at;
+  g_thread_unref (g_thread_new ("quarantine", quarantine_recovery, r));
+  return G_SOURCE_REMOVE;
+}
+
 /* Until SIGTERM (or SIGINT) and the shutdown after it. */
+/* The verdict counts reach the records even when mail stops coming. */
+static gboolean
+flush_verdict_counts (gpointer ctx)
+{
+  deliver_verdict_counts_flush (ctx);
+  return G_SOURCE_CONTINUE;
+}
+
 static void
 run (Daemon *d, LmtpdConfig *config)
 {
@@ -499,6 +547,9 @@ run (Daemon *d, LmtpdConfig *config)
   g_unix_signal_add (SIGUSR1, on_sigusr1, d);
   g_unix_signal_add (SIGTERM, on_sigterm, d);
   g_unix_signal_add (SIGINT, on_sigterm, d);
+  g_timeout_add_seconds (5, flush_verdict_counts, d->ctx);
+  d->started_at = g_get_real_time () / G_USEC_PER_SEC;
+  g_timeout_add_seconds (config->delivery_timeout + 1, start_quarantine_recovery, d);
   g_message ("%s %s started (mail_root %s, hostname %s)", PACKAGE_NAME, PACKAGE_VERSION,
              config->mail_root, config->hostname);
   g_main_loop_run (d->loop);
@@ -506,6 +557,7 @@ run (Daemon *d, LmtpdConfig *config)
   admin_web_free (d->admin);
   g_clear_pointer (&d->socketmap, lmtp_maps_free);
   g_clear_pointer (&d->policy, lmtp_maps_free);
+  g_clear_pointer (&d->learner, learner_stop);
   lmtp_server_free (d->server);
   deliver_context_close_callouts (d->ctx);
   lmtpd_config_unref (d->started);
@@ -620,6 +672,7 @@ main (int argc, char **argv)
   deliver_context_set_callout_observer (d.ctx, lmtp_metrics_callout);
   deliver_context_set_directory_observer (d.ctx, lmtp_metrics_directory);
   deliver_context_set_sieve_observer (d.ctx, lmtp_metrics_sieve_error);
+  deliver_context_set_shadow_observer (d.ctx, lmtp_metrics_shadow);
   raise_fd_limit ();
   code = start_serving (&d, config);
   if (code == 0)

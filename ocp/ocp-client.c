@@ -290,6 +290,7 @@ ocp_client_call (OcpClient *cl, const OcpServiceConfig *svc, const OcpRequest *r
   g_autoptr (GError) last = NULL;
   guint n = svc->servers ? g_strv_length (svc->servers) : 0;
   gboolean go_on = TRUE;
+  const char *tried = NULL;
 
   ocp_verdict_init (out);
   /* endpoints that are up first, in order; then the ones marked down */
@@ -298,10 +299,15 @@ ocp_client_call (OcpClient *cl, const OcpServiceConfig *svc, const OcpRequest *r
       {
         if (endpoint_down (cl, svc->servers[i]) != (pass == 1))
           continue;
-        if (call_endpoint (&call, svc->servers[i], &last))
-          return TRUE;
+        tried = svc->servers[i];
+        if (call_endpoint (&call, tried, &last))
+          {
+            out->server = g_strdup (tried);
+            return TRUE;
+          }
         go_on = worth_failing_over (&call, last);
       }
+  out->server = g_strdup (tried); /* call_endpoint cleared @out: who failed, for the trace */
   if (last == NULL)
     g_set_error (&last, OCP_ERROR, OCP_ERROR_UNAVAILABLE, "%s: no callout server configured", svc->name);
   g_propagate_error (error, g_steal_pointer (&last));

@@ -119,6 +119,7 @@ ocp_verdict_clear (OcpVerdict *v)
   if (v->body_fd >= 0)
     close (v->body_fd);
   g_clear_pointer (&v->recipients, g_ptr_array_unref);
+  g_free (v->server);
   ocp_verdict_init (v);
 }
 
@@ -170,6 +171,7 @@ ocp_verdict_copy (OcpVerdict *dst, const OcpVerdict *src)
   dst->header = src->header ? g_bytes_ref (src->header) : NULL;
   dst->body_fd = src->body_fd >= 0 ? dup (src->body_fd) : -1;
   dst->body_len = src->body_len;
+  dst->server = g_strdup (src->server);
   for (guint i = 0; src->recipients && i < src->recipients->len; i++)
     {
       const OcpRecipientVerdict *rv = src->recipients->pdata[i];

@@ -189,6 +189,8 @@ typedef struct {
   int body_fd;                  /* adapted body part in an unlinked file, or -1 if unchanged */
   guint64 body_len;
   GPtrArray *recipients;        /* OcpRecipientVerdict*: profile 2's verdict per recipient, or NULL */
+  char *server;                 /* ocp_client_call: the endpoint that answered, or for a failed
+                                 * call the last one tried; NULL if none was */
 } OcpVerdict;
 
 /* One recipient's own verdict (profile 2): a whole verdict, which replaces
@@ -251,7 +253,8 @@ void ocp_client_free (OcpClient *client);
 /* One transaction with a callout server: picks a pooled connection (or
  * opens one, failing over to the next endpoint), negotiates the profile,
  * sends the request, and returns the verdict and adapted parts.  Blocking,
- * thread-safe; never takes longer than @service->timeout_ms. */
+ * thread-safe; never takes longer than @service->timeout_ms.  Clear @out
+ * after a failure too (it names the server that failed). */
 gboolean ocp_client_call (OcpClient *client, const OcpServiceConfig *service,
                           const OcpRequest *request, OcpVerdict *out, GError **error);
 

@@ -186,7 +186,7 @@ service_emit_message (GMimeMessage *msg, const char *tmpl, ServiceOutput *out)
 GSocketConnection *
 service_connect (const char *endpoint, guint16 default_port, guint timeout_s, GError **error)
 {
-  g_autoptr (GSocketClient) client = g_socket_client_new ();
+  g_autoptr (GSocketClient) client = util_socket_client_new ();
 
   g_socket_client_set_timeout (client, timeout_s);
   if (g_str_has_prefix (endpoint, "unix:"))

@@ -13,10 +13,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "learn.h"
 #include "services.h"
 
 #define GTUBE "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 #define MESSAGE_MAX (32 * 1024 * 1024)
+#define BAYES_POINTS 3.5 /* what a certain Bayes verdict adds (or takes away) */
 
 typedef struct {
   char *pattern;        /* recipient glob */
@@ -27,6 +29,7 @@ typedef struct {
 typedef struct {
   char *backend;        /* builtin, spamd, rspamd */
   char *endpoint;       /* inet:HOST:PORT of spamd or rspamd */
+  char *bayes_db;       /* builtin: the per-user token counts lmtpd's learner writes, or NULL */
   GPtrArray *policies;  /* Policy*, first match wins; the last is the default */
 } Spam;
 
@@ -88,6 +91,7 @@ static gboolean
 spam_backend (Spam *s, GKeyFile *kf, const char *group, GError **error)
 {
   s->backend = service_get_string (kf, group, "backend", "builtin");
+  s->bayes_db = service_get_string (kf, group, "bayes_db", NULL);
   if (strcmp (s->backend, "spamd") == 0)
     s->endpoint = service_get_string (kf, group, "spamd", "inet:127.0.0.1:783");
   else if (strcmp (s->backend, "rspamd") == 0)
@@ -228,10 +232,38 @@ builtin_score (const ServiceInput *in, GBytes *msg, double *score, GString *why)
   return TRUE;
 }
 
+/* The recipient's own Bayes opinion ([learn] backend = builtin in lmtpd
+ * writes it): (p - 0.5) * 2 * BAYES_POINTS, shown as BAYES_NN(+x.x).  A
+ * missing or busy file, or a user who taught nothing yet, adds nothing. */
+static void
+bayes_score (const char *path, const char *rcpt, GBytes *msg, double *score, GString *why)
+{
+  g_autoptr (GError) error = NULL;
+  LearnBayes *db = learn_bayes_open (path, FALSE, &error);
+  double prob, points;
+  guint tokens;
+  gsize n;
+  const char *p = g_bytes_get_data (msg, &n);
+  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+
+  if (db == NULL || !learn_bayes_classify (db, rcpt, p, n, &prob, &tokens, &error))
+    {
+      if (error)
+        g_printerr ("ocp-services: spam: bayes: %s\n", error->message);
+      learn_bayes_close (db);
+      return;
+    }
+  learn_bayes_close (db);
+  points = (prob - 0.5) * 2 * BAYES_POINTS;
+  *score += points;
+  g_ascii_formatd (buf, sizeof buf, "%+.1f", points);
+  g_string_append_printf (why, "%sBAYES_%02d(%s)", why->len ? "," : "", MIN ((int) (prob * 100), 99), buf);
+}
+
 static GSocketConnection *
 connect_to (const char *endpoint, GError **error)
 {
-  g_autoptr (GSocketClient) client = g_socket_client_new ();
+  g_autoptr (GSocketClient) client = util_socket_client_new ();
   const char *hp = g_str_has_prefix (endpoint, "inet:") ? endpoint + 5 : endpoint;
   g_socket_client_set_timeout (client, 30);
   return g_socket_client_connect_to_host (client, hp, 0, NULL, error);
@@ -351,8 +383,10 @@ static gboolean
 message_score (Spam *s, const ServiceInput *in, const char *rcpt, GBytes *msg, double *score, GString *why,
                GError **error)
 {
-  g_autofree char *key = strcmp (s->backend, "spamd") == 0 ? g_strconcat ("spam:spamd:", rcpt, NULL)
-                                                            : g_strconcat ("spam:", s->backend, NULL);
+  /* spamd and the builtin Bayes score per recipient */
+  gboolean per_rcpt = strcmp (s->backend, "spamd") == 0 || s->bayes_db;
+  g_autofree char *key = per_rcpt ? g_strconcat ("spam:", s->backend, ":", rcpt, NULL)
+                                  : g_strconcat ("spam:", s->backend, NULL);
   const char *memo = in->call_memo ? g_hash_table_lookup (in->call_memo, key) : NULL;
   gboolean ok;
 
@@ -367,8 +401,8 @@ message_score (Spam *s, const ServiceInput *in, const char *rcpt, GBytes *msg, d
     ok = spamd_score (s->endpoint, rcpt, msg, score, why, error);
   else if (strcmp (s->backend, "rspamd") == 0)
     ok = rspamd_score (s->endpoint, in, msg, score, why, error);
-  else
-    ok = builtin_score (in, msg, score, why);
+  else if ((ok = builtin_score (in, msg, score, why)) && s->bayes_db)
+    bayes_score (s->bayes_db, rcpt, msg, score, why);
   if (ok && in->call_memo)
     {
       char buf[G_ASCII_DTOSTR_BUF_SIZE];
@@ -488,6 +522,7 @@ spam_free (gpointer p)
   Spam *s = p;
   g_free (s->backend);
   g_free (s->endpoint);
+  g_free (s->bayes_db);
   g_ptr_array_unref (s->policies);
   g_free (s);
 }

@@ -80,6 +80,20 @@ duplicate (SieveRun *run, SieveActionKind kind, const char *arg, char **flags)
   return FALSE;
 }
 
+SieveAction *
+sieve_run_new_action (SieveRun *run, SieveActionKind kind)
+{
+  SieveAction *x = g_new0 (SieveAction, 1);
+
+  x->kind = kind;
+  x->line = run->command ? (guint) run->command->line : 0;
+  /* the innermost include running, if any (sieve-include.c's chain) */
+  x->script = run->chain && run->chain->len ? g_strdup (run->chain->pdata[run->chain->len - 1]) : NULL;
+  x->edits_before = run->r->edits->len;
+  x->changes_before = run->r->changes ? run->r->changes->len : 0;
+  return x;
+}
+
 /* Takes @arg and @flags. */
 void
 sieve_run_action (SieveRun *run, SieveActionKind kind, char *arg, char *flags, gboolean copy)
@@ -95,13 +109,10 @@ sieve_run_action (SieveRun *run, SieveActionKind kind, char *arg, char *flags, g
       g_free (flags);
       return;
     }
-  x = g_new0 (SieveAction, 1);
-  x->kind = kind;
+  x = sieve_run_new_action (run, kind);
   x->argument = arg;
   x->flags = flags;
   x->copy = copy;
-  x->edits_before = run->r->edits->len;
-  x->changes_before = run->r->changes ? run->r->changes->len : 0;
   g_ptr_array_add (run->r->actions, x);
 }
 
@@ -148,8 +159,7 @@ sieve_run_vacation (SieveRun *run, const SieveArgs *a)
   v->from = a->from ? sieve_run_expand (run, a->from) : NULL;
   v->addresses = a->addresses ? sieve_run_expand_list (run, a->addresses) : NULL;
   v->mime = a->mime;
-  x = g_new0 (SieveAction, 1);
-  x->kind = SIEVE_VACATION;
+  x = sieve_run_new_action (run, SIEVE_VACATION);
   x->argument = sieve_run_expand (run, sieve_args_string (a, 0));
   x->vacation = v;
   v->handle = a->handle ? sieve_run_expand (run, a->handle) : vacation_handle (v, x->argument);

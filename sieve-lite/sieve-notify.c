@@ -278,11 +278,9 @@ sieve_cmd_notify (SieveRun *run, const SieveNode *c, gboolean *if_taken)
       sieve_notify_free (n);
       return;
     }
-  x = g_new0 (SieveAction, 1);
-  x->kind = SIEVE_NOTIFY;
+  x = sieve_run_new_action (run, SIEVE_NOTIFY);
   x->argument = g_steal_pointer (&uri);
   x->notify = n;
-  x->edits_before = run->r->edits->len;
   g_ptr_array_add (run->r->actions, x);
 }
 

@@ -20,6 +20,7 @@ sieve_action_free (gpointer p)
     return;
   g_free (a->argument);
   g_free (a->flags);
+  g_free (a->script);
   if (a->vacation)
     {
       g_free (a->vacation->subject);

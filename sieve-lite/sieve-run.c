@@ -264,6 +264,7 @@ run_command (SieveRun *run, const SieveNode *c, gboolean *if_taken)
     return;
   if (run->m->trace)
     sieve_trace_command (run, c, *if_taken);
+  run->command = c;
   c->def->command (run, c, if_taken);
   run->trace_if = NULL;
   if (!(c->def->flags & (SIEVE_DEF_IF | SIEVE_DEF_ELSE)))

@@ -46,6 +46,7 @@ struct SieveRun {
   guint trace_depth;         /* tests running inside a test */
   guint trace_lines;         /* lines given so far */
   const SieveNode *trace_if; /* the if or elsif whose test runs next */
+  const SieveNode *command;  /* the command running: its line goes with the actions it makes */
   GPtrArray *trace_wait;     /* lines of the tests running, in order */
   gint64 now;                /* currentdate: one point in time a run (RFC 5260 5) */
   /* include (RFC 6609): the running script's frame, and the run's */
@@ -83,6 +84,10 @@ void sieve_run_set_variable (SieveRun *run, char *name, char *value);
 void sieve_run_set_match_variables (SieveRun *run, const char *value, GArray *caps);
 void sieve_run_add_flags (SieveRun *run, char **list, gboolean remove, gboolean replace);
 char *sieve_run_flags_string (SieveRun *run, char **explicit_flags);
+
+/* sieve-actions.c: a new action of the running command (its line and
+ * script, the edits and changes before it), not yet added */
+SieveAction *sieve_run_new_action (SieveRun *run, SieveActionKind kind);
 
 /* sieve-trace.c: a line for each command and test as it runs */
 void sieve_trace_command (SieveRun *run, const SieveNode *c, gboolean if_taken);

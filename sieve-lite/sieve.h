@@ -183,6 +183,12 @@ typedef struct {
   /* RFC 5703 5, 6: how many of SieveResult.changes came before (the
    * implicit keep: all of them) */
   guint changes_before;
+  /* where the action came from, for a decision trace: the line of the
+   * command in its script (0: the implicit keep), and the script when an
+   * include (RFC 6609) ran it: "personal:NAME" or "global:NAME"; NULL for
+   * the script the caller ran */
+  guint line;
+  char *script;
 } SieveAction;
 
 /* replace and enclose (RFC 5703 5, 6): what keep, fileinto and the

@@ -36,11 +36,15 @@ const char *const records_schema[] = {
   " hour BIGINT NOT NULL, service TEXT NOT NULL, verdict TEXT NOT NULL, shadow BIGINT NOT NULL, n BIGINT NOT NULL,"
   " PRIMARY KEY (hour, service, verdict, shadow))",
 
-  /* a callout call as it was made (shadow mode and replay): the envelope,
-   * the message by reference to a kept copy, each recipient's verdict */
+  /* a callout call as it was made (shadow mode and replay, deliver/
+   * record.c): recipients and verdicts one per line and parallel (each
+   * recipient's verdict as the service answered); copy: the kept message's
+   * name in [record] dir (its digest), shared by the calls of one message;
+   * envelope: the rest of the request as a GVariant text */
   "CREATE TABLE IF NOT EXISTS lmtpd_calls ("
   " id TEXT PRIMARY KEY, at BIGINT NOT NULL, expires BIGINT NOT NULL, service TEXT NOT NULL, server TEXT,"
-  " txn TEXT, sender TEXT, recipients TEXT, copy TEXT, size BIGINT, verdicts TEXT)",
+  " txn TEXT, sender TEXT, recipients TEXT, copy TEXT, size BIGINT, verdicts TEXT, envelope TEXT)",
   "CREATE INDEX IF NOT EXISTS lmtpd_calls_service ON lmtpd_calls (service, at)",
+  "CREATE INDEX IF NOT EXISTS lmtpd_calls_expires ON lmtpd_calls (expires)",
   NULL,
 };

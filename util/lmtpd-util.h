@@ -138,6 +138,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (GMimeObject, g_object_unref)
  * between new/ and cur/ by a reader (which appends ":2,FLAGS"). */
 gboolean util_maildir_file_exists (const char *path);
 
+/* A GSocketClient that asks no proxy resolver (util-net.c). */
+GSocketClient *util_socket_client_new (void);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GMimeFormatOptions, g_mime_format_options_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GMimeParserOptions, g_mime_parser_options_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (InternetAddressList, g_object_unref)

@@ -158,6 +158,20 @@ class Daemon:
     def connect(self, unix=False, timeout=10):
         return Client(self, unix, timeout)
 
+    def user_file(self, address, name, text):
+        """Writes a file into a user's home below the mail root (a Sieve
+        script), owned by the mail user as lmtpd would find it; its path."""
+        local, domain = address.split("@")
+        home = os.path.join(self.mail, domain, local)
+        os.makedirs(home, exist_ok=True)
+        for p in (os.path.join(self.mail, domain), home):
+            own(p)
+        path = os.path.join(home, name)
+        with open(path, "w") as f:
+            f.write(text)
+        own(path)
+        return path
+
     def maildir(self, address, folder=None):
         local, domain = address.lower().rsplit("@", 1)
         d = os.path.join(self.mail, domain, local, "Maildir")

@@ -130,23 +130,32 @@ def rcpt(d, address, params=""):
     return reply
 
 
-class PgsqlBase(unittest.TestCase):
-    extra = {}
+class PostgresClass(unittest.TestCase):
+    """A private PostgreSQL (cls.pg) for the tests of a class; skipped
+    where PostgreSQL is not installed."""
 
     @classmethod
     def setUpClass(cls):
         if PGBIN is None:
             raise unittest.SkipTest("PostgreSQL's initdb is not installed (/usr/lib/postgresql/*/bin)")
         cls.pg = Cluster()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pg.cleanup()
+
+
+class PgsqlBase(PostgresClass):
+    extra = {}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
         try:
             cls.pg.psql(SCHEMA)
         except Exception:
             cls.pg.cleanup()
             raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pg.cleanup()
 
     def setUp(self):
         self.d = Daemon(extra={"users.backend": "pgsql", "users.domains": "",

@@ -11,7 +11,7 @@ import threading
 import time
 import unittest
 
-from lmtptest import SLOWDOWN, Daemon, dotstuff, main, own
+from lmtptest import SLOWDOWN, Daemon, dotstuff, main
 from test_sieve import SmtpReceiver, session, transaction
 
 DOMAIN = "example.org"
@@ -32,15 +32,7 @@ class Base(unittest.TestCase):
         self.smtp.close()
 
     def script(self, local, text):
-        home = os.path.join(self.d.mail, DOMAIN, local)
-        os.makedirs(home, exist_ok=True)
-        for p in (os.path.join(self.d.mail, DOMAIN), home):
-            own(p)
-        path = os.path.join(home, ".dovecot.sieve")
-        with open(path, "w") as f:
-            f.write(text)
-        own(path)
-        return path
+        return self.d.user_file("%s@%s" % (local, DOMAIN), ".dovecot.sieve", text)
 
     def deliver(self, rcpt, body, timeout=120):
         """One message to @rcpt; the reply and how long it took."""

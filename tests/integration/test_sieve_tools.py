@@ -138,16 +138,7 @@ class DeliveryBase(unittest.TestCase):
         self.smtp.close()
 
     def script(self, address, text, name=".dovecot.sieve"):
-        local, domain = address.split("@")
-        home = os.path.join(self.d.mail, domain, local)
-        os.makedirs(home, exist_ok=True)
-        for p in (os.path.join(self.d.mail, domain), home):
-            own(p)
-        path = os.path.join(home, name)
-        with open(path, "w") as f:
-            f.write(text)
-        own(path)
-        return path
+        return self.d.user_file(address, name, text)
 
 
 class ScriptErrorsTest(DeliveryBase):

@@ -39,6 +39,19 @@ test_example (void)
   g_assert_true (lmtpd_config_lookup_user (c, "anyone@anywhere.example", NULL));
 }
 
+/* Durations take days too: "keep = 30d" is what people write. */
+static void
+test_days (void)
+{
+  g_autofree char *path = write_file ("days.conf", "[trace]\nkeep = 3d\n[server]\nidle_timeout = 1d\n");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LmtpdConfig) c = lmtpd_config_load (path, &error);
+
+  g_assert_no_error (error);
+  g_assert_cmpuint (c->trace_keep, ==, 3 * 86400);
+  g_assert_cmpuint (c->idle_timeout, ==, 86400);
+}
+
 static void
 test_errors (void)
 {
@@ -218,14 +231,16 @@ all_rows (void)
 {
   GPtrArray *rows = g_ptr_array_new ();
 
-  for (gsize i = 0; i < conf_main_table.n_rows; i++)
-    {
-      const ConfSetting *s = &conf_main_table.rows[i];
-      if (s->named == NULL)
-        g_ptr_array_add (rows, (gpointer) s);
-      for (gsize j = 0; s->named && j < s->named->n_rows; j++)
-        g_ptr_array_add (rows, (gpointer) &s->named->rows[j]);
-    }
+  /* the main table and its continuations (conf/ops-settings.c) */
+  for (const ConfTable *t = &conf_main_table; t; t = t->more)
+    for (gsize i = 0; i < t->n_rows; i++)
+      {
+        const ConfSetting *s = &t->rows[i];
+        if (s->named == NULL)
+          g_ptr_array_add (rows, (gpointer) s);
+        for (gsize j = 0; s->named && j < s->named->n_rows; j++)
+          g_ptr_array_add (rows, (gpointer) &s->named->rows[j]);
+      }
   return rows;
 }
 
@@ -419,6 +434,7 @@ main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
   g_test_add_func ("/config/example", test_example);
+  g_test_add_func ("/config/days", test_days);
   g_test_add_func ("/config/errors", test_errors);
   g_test_add_func ("/config/postfix-listeners", test_postfix_listeners);
   g_test_add_func ("/config/syntax-error", test_syntax_error);

@@ -448,6 +448,8 @@ test_client_server (void)
     g_assert_error (error, OCP_ERROR, OCP_ERROR_UNAVAILABLE);
     g_assert_cmpint (g_get_monotonic_time () - t0, <, 2 * G_USEC_PER_SEC);
     g_clear_error (&error);
+    g_assert_cmpstr (v.server, ==, "inet:127.0.0.1:1"); /* who failed, for the trace */
+    ocp_verdict_clear (&v);
     /* and a stand-by server takes over */
     dead[1] = NULL;
     {

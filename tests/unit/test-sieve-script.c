@@ -75,17 +75,14 @@ site_special_use (const char *flag, gpointer data)
   return g_ascii_strcasecmp (flag, "\\Trash") == 0 ? "Deleted" : NULL;
 }
 
-/* Runs @script in @site (NULL: none); "kind:arg; ..." or "compile error:
- * ..." or "error: ...; keep" */
+/* Runs @script in @site (NULL: none) into @r; NULL, or the compile error. */
 static char *
-run_in (Site *site, const char *script, const char *remote_ip)
+run_into (Site *site, const char *script, const char *remote_ip, SieveResult *r)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (SieveScript) s = sieve_compile (script, strlen (script), &error);
   Site empty = { NULL };
   SieveMessage m = { 0 };
-  SieveResult r = { 0 };
-  GString *out;
 
   if (s == NULL)
     return g_strdup_printf ("compile error: %s", error->message);
@@ -105,7 +102,23 @@ run_in (Site *site, const char *script, const char *remote_ip)
   m.env_host = "mx1.example.org";
   m.env_domain = "example.org";
   m.env_remote_ip = remote_ip;
-  sieve_run (s, &m, &r);
+  sieve_run (s, &m, r);
+  if (site == &empty)
+    g_hash_table_unref (empty.compiled);
+  return NULL;
+}
+
+/* Runs @script in @site (NULL: none); "kind:arg; ..." or "compile error:
+ * ..." or "error: ...; keep" */
+static char *
+run_in (Site *site, const char *script, const char *remote_ip)
+{
+  SieveResult r = { 0 };
+  char *failed = run_into (site, script, remote_ip, &r);
+  GString *out;
+
+  if (failed)
+    return failed;
   out = g_string_new (NULL);
   if (r.error)
     g_string_append_printf (out, "error: %s; ", r.error);
@@ -116,8 +129,6 @@ run_in (Site *site, const char *script, const char *remote_ip)
                               a->argument ? a->argument : "");
     }
   sieve_result_clear (&r);
-  if (site == &empty)
-    g_hash_table_unref (empty.compiled);
   return g_string_free (out, FALSE);
 }
 
@@ -178,6 +189,36 @@ test_include_rfc_example (void)
   CHECK_IN (&site, script, "error: reject conflicts with reject; keep");
   site.headers = boss;
   CHECK_IN (&site, script, "keep; fileinto:lists.sieve");
+  site_clear (&site);
+}
+
+/* Each action knows where it came from, for the decision trace: its
+ * command's line, and the include that ran it (NULL: the script run). */
+static void
+test_action_origin (void)
+{
+  Site site = { NULL, rfc_personal, rfc_global };
+  const char *script = "require [\"include\", \"fileinto\", \"imap4flags\"];\n# a comment\nif true {\n"
+                       "  fileinto :flags \"\\\\Seen\" \"Work\";\n}\ninclude :personal \"mailing_lists\";\nfileinto \"Work\";\n";
+  SieveResult r = { 0 };
+  g_autofree char *failed = run_into (&site, script, NULL, &r);
+  const SieveAction *a;
+
+  g_assert_null (failed);
+  g_assert_null (r.error);
+  g_assert_cmpuint (r.actions->len, ==, 2);
+  /* line 4's fileinto; line 7's names the same folder and is merged into it (RFC 5228 2.10.3) */
+  a = r.actions->pdata[0];
+  g_assert_cmpstr (a->argument, ==, "Work");
+  g_assert_cmpuint (a->line, ==, 4);
+  g_assert_null (a->script);
+  /* the include's action: its own line 4 in "mailing_lists" */
+  a = r.actions->pdata[1];
+  g_assert_cmpstr (a->argument, ==, "lists.sieve");
+  g_assert_cmpuint (a->line, ==, 4);
+  g_assert_cmpstr (a->script, ==, "personal:mailing_lists");
+  g_assert_false (r.implicit_keep);
+  sieve_result_clear (&r);
   site_clear (&site);
 }
 
@@ -452,6 +493,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   g_mime_init ();
   g_test_add_func ("/sieve/rfc6609/example", test_include_rfc_example);
+  g_test_add_func ("/sieve/action-origin", test_action_origin);
   g_test_add_func ("/sieve/rfc6609/global-example", test_include_global_example);
   g_test_add_func ("/sieve/rfc6609/global-namespace", test_include_global_namespace);
   g_test_add_func ("/sieve/rfc6609/return-stop", test_include_return_stop);
