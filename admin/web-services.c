@@ -162,23 +162,19 @@ web_services_page (const WebRequest *req, WebReply *reply)
   g_autoptr (GHashTable) all = NULL;
   GList *names;
 
-  if (counts == NULL && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED))
+  if (counts == NULL)
     {
       web_page_error (reply, req, web_status_of_error (error), error->message);
       return;
     }
-  /* a build without the counts still shows the page, saying so */
-  all = counts ? series_of (counts, first) : g_hash_table_new (g_str_hash, g_str_equal);
+  all = series_of (counts, first);
   web_page_begin (reply->body, "Services", req);
   g_string_append_printf (reply->body, "<p>Verdicts applied per hour, the last %d hours.</p>\n", HOURS);
   legend (reply->body);
   names = g_list_sort (g_hash_table_get_keys (all), (GCompareFunc) strcmp);
   for (GList *l = names; l; l = l->next)
     chart (reply->body, l->data, g_hash_table_lookup (all, l->data));
-  if (error)
-    web_append_escaped (reply->body, "<p class=\"err\" id=\"unavailable\">Verdict counts are not available: %s</p>\n",
-                        error->message);
-  else if (g_hash_table_size (all) == 0)
+  if (g_hash_table_size (all) == 0)
     g_string_append (reply->body, "<p>No verdicts recorded yet.</p>\n");
   comparison (reply->body, all, names);
   g_list_free (names);
