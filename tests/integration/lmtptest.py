@@ -199,13 +199,18 @@ def metrics_text(daemon):
     m = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", daemon.read_log())
     with socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=10) as s:
         s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_to_close(s)
     return data.split(b"\r\n\r\n", 1)[1].decode()
+
+
+def recv_to_close(sock):
+    """Every byte @sock receives until the peer closes it."""
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
 
 
 

@@ -21,7 +21,7 @@ import urllib.parse
 import urllib.request
 
 from browser import Browser
-from lmtptest import LMTPD, Callout, Daemon, main
+from lmtptest import LMTPD, Callout, Daemon, main, recv_to_close
 from test_delivery import transaction
 
 LMTPCTL = os.path.join(os.path.dirname(LMTPD), "..", "admin", "lmtpctl")
@@ -427,12 +427,7 @@ class Connections(unittest.TestCase):
         """One request on @s: the status line, and whether the connection
         was closed after the answer."""
         s.sendall(("GET /nothing-here HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % TOKEN).encode())
-        data = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_to_close(s)
         return data.split(b"\r\n")[0].decode(), b"\r\nConnection: close\r\n" in data
 
     def test_one_connection_too_many(self):
