@@ -466,6 +466,8 @@ class SetupRunStops(unittest.TestCase):
         text = self.d.config_text().replace("= spool", "= %s/spool" % self.d.dir) \
             .replace("= mail", "= %s/mail" % self.d.dir).replace("= lib/", "= %s/lib/" % self.d.dir) \
             .replace("unix:run/", "unix:%s/run/" % self.d.dir)
+        # setup.sh runs lmtpd in the source tree: no relative path may stay
+        text += "[state]\nrecords_db = %s/lib/records.db\n" % self.d.dir
         self.d.write_config(text=text)
 
     def tearDown(self):

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <glib/gstdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lmtpd-conf.h"
@@ -115,7 +116,10 @@ test_post_flush_and_second_handle (Fixture *f, gconstpointer data)
   g_assert_cmpuint (rows->n_rows, ==, 3);
   g_assert_cmpstr (state_rows_get (rows, 0, 1), ==, "400");
   state_records_free (other);
-  g_assert_cmpuint (strlen (state_records_new_id ()), ==, 16);
+  {
+    g_autofree char *id = state_records_new_id ();
+    g_assert_cmpuint (strlen (id), ==, 16);
+  }
 }
 
 int
