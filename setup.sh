@@ -96,6 +96,20 @@ if [ "$mode" = run ]; then
   trap stop_all EXIT
   services_conf=${SERVICES_CONF:-conf/services.conf.example}
   lmtpd_conf=${LMTPD_CONF:-conf/lmtpd.conf.example}
+  if [ -z "${LMTPD_CONF:-}" ]; then
+    # the example with its admin web page on: a token made once (0600,
+    # read by lmtpd before it drops privileges), the login link printed
+    # (in a directory of its own: the ones lmtpd makes are the mail user's)
+    mkdir -p var/admin
+    if [ ! -s var/admin/token ]; then
+      (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > var/admin/token)
+    fi
+    sed -e 's|^#listen = inet:127.0.0.1:8025$|listen = inet:127.0.0.1:8025|' \
+        -e 's|^#token_file = /etc/lmtpd/admin.token$|token_file = ./var/admin/token|' \
+        conf/lmtpd.conf.example > var/admin/lmtpd.conf
+    lmtpd_conf=var/admin/lmtpd.conf
+    echo "setup: the admin page: http://127.0.0.1:8025/login?token=$(cat var/admin/token)" >&2
+  fi
   echo "setup: starting ocp-services on $services_conf" >&2
   ./services/ocp-services -c "$services_conf" &
   pids+=($!)

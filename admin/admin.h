@@ -33,6 +33,10 @@ typedef struct {
   const char *noun;
   const char *usage;      /* one or more lines, each without "lmtpctl " */
   int (*run) (const LmtpdConfig *config, int argc, char **argv);
+  /* TRUE: @run needs root for a start (making directories, reading a key)
+   * and drops to [server] user itself; else lmtpctl drops before @run, so
+   * that nothing it opens (the SQLite records) is created as root. */
+  gboolean drops_itself;
 } AdminCommand;
 
 extern const AdminCommand admin_node_command;

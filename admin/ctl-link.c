@@ -66,5 +66,5 @@ link_run (const LmtpdConfig *config, int argc, char **argv)
 }
 
 const AdminCommand admin_quarantine_link_command = {
-  "quarantine link", "quarantine link ID [--expires SECONDS]", link_run,
+  "quarantine link", "quarantine link ID [--expires SECONDS]", link_run, TRUE,
 };

@@ -337,4 +337,5 @@ const AdminCommand admin_quarantine_command = {
   "quarantine list [--rcpt ADDR] [--sender ADDR] [--service NAME] [--since T] [--all]\n"
   "quarantine show ID\nquarantine release ID [--to ADDR]\nquarantine delete ID\nquarantine expire",
   quarantine_run,
+  TRUE,
 };

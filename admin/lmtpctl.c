@@ -10,8 +10,10 @@
 #include <locale.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "admin.h"
+#include "lmtpd-util.h"
 
 static const AdminCommand *const commands[] = {
   &admin_node_command,
@@ -78,6 +80,11 @@ main (int argc, char **argv)
     return usage ();
   config = path ? lmtpd_config_load (path, &error) : lmtpd_config_new_default ();
   if (config == NULL)
+    {
+      fprintf (stderr, "lmtpctl: %s\n", error->message);
+      return ADMIN_EXIT_CONFIG;
+    }
+  if (!cmd->drops_itself && geteuid () == 0 && config->user && !util_drop_privileges (config->user, &error))
     {
       fprintf (stderr, "lmtpctl: %s\n", error->message);
       return ADMIN_EXIT_CONFIG;

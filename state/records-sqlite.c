@@ -7,6 +7,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <sqlite3.h>
 #include <string.h>
 
@@ -201,13 +204,31 @@ make_parent (const char *path, GError **error)
   return FALSE;
 }
 
+/* The file made first, 0600 (SQLite would take the umask's mode, and
+ * gives its -wal and -shm files the database's): the records hold
+ * addresses and subjects. */
+static gboolean
+make_private (const char *path, GError **error)
+{
+  int fd = open (path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  struct stat st;
+  gboolean ok = fd >= 0 && fstat (fd, &st) == 0 && S_ISREG (st.st_mode);
+
+  if (!ok)
+    g_set_error (error, G_IO_ERROR, fd < 0 ? g_io_error_from_errno (errno) : G_IO_ERROR_NOT_REGULAR_FILE,
+                 "records: %s: %s", path, fd < 0 ? g_strerror (errno) : "not a regular file");
+  if (fd >= 0)
+    close (fd);
+  return ok;
+}
+
 gboolean
 records_sqlite_open (StateRecords *r, const char *path, GError **error)
 {
   Sqlite *q;
   sqlite3 *db = NULL;
 
-  if (!make_parent (path, error))
+  if (!make_parent (path, error) || !make_private (path, error))
     return FALSE;
   if (sqlite3_open_v2 (path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
                        NULL) != SQLITE_OK

@@ -26,6 +26,12 @@ setup (Fixture *f, gconstpointer data)
   f->config->state_records_db = g_build_filename (f->dir, "sub", "records.db", NULL);
   f->r = state_records_open (f->config, NULL);
   g_assert_nonnull (f->r);
+  /* addresses and subjects: the owner's only */
+  {
+    GStatBuf st;
+    g_assert_cmpint (g_stat (f->config->state_records_db, &st), ==, 0);
+    g_assert_cmpint (st.st_mode & 0777, ==, 0600);
+  }
 }
 
 static void
