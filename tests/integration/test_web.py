@@ -339,6 +339,47 @@ class Web(unittest.TestCase):
         self.assertEqual(len(self.alice()), 1)
 
 
+    def test_sigkill_of_lmtpd_in_the_middle_of_a_release(self):
+        """A release the page started inside lmtpd, lmtpd killed (SIGKILL)
+        right after the claim: the store keeps the message, and the
+        restarted lmtpd completes the release, exactly once."""
+        qid = self.quarantined()
+        url = self.ctl("quarantine", "link", qid).stdout.decode().strip()
+        form = urllib.parse.urlencode(dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))).encode()
+        self.d.stop()
+        self.d.extra["delivery.delivery_timeout"] = "2"   # a claim this old is a crash's
+        self.d.write_config()
+        self.d.env = dict(os.environ, LMTPD_TEST_QUARANTINE_PAUSE="claimed")
+        self.d.start()
+        port = self.admin_port()
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(b"POST /u/release HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                  b"application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s" % (len(form), form))
+        deadline = time.time() + 15
+        while "quarantine release paused: claimed" not in self.d.read_log() and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertIn("quarantine release paused: claimed", self.d.read_log())
+        self.d.proc.kill()
+        self.d.proc.wait()
+        s.close()
+        self.assertEqual(self.alice(), [])
+        self.assertTrue(os.path.exists(os.path.join(self.d.dir, "qstore", qid + ".msg")))
+        self.assertRegex(self.ctl("quarantine", "list", "--all").stdout.decode(), qid + r" .* releasing ")
+        self.d.env = None
+        time.sleep(1.1)   # claims older than lmtpd's start (by the second) are a crash's
+        self.d.start()
+        deadline = time.time() + 20
+        while not self.alice() and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
+        data, = self.alice()
+        self.assertRegex(data.decode(), r"^X-Quarantine-Released: %s by link:alice@example\.org at " % qid)
+        self.assertRegex(self.ctl("quarantine", "list", "--all").stdout.decode(), qid + r" .* released ")
+        self.assertEqual(http(self.admin_port(), "/u/release", "POST",
+                              {"Content-Type": "application/x-www-form-urlencoded"}, form)[0], 409)
+        self.assertEqual(len(self.alice()), 1)
+
+
 def openssl(*args):
     subprocess.run(["openssl"] + list(args), check=True, capture_output=True, timeout=60)
 
