@@ -196,6 +196,7 @@ quarantine_store_copy (const Delivery *dv, const CalloutDecision *d, const Store
              callout_decision_service (d), size);
   deliver_status_set (dv->status, 250, "2.0.0", "<%s> quarantined as %s", dv->rcpt->original, id);
   *out_path = g_strconcat ("quarantine:", id, NULL);
+  decision_trace_folder (dv->trace, *out_path);
 }
 
 /* ---- the index ---------------------------------------------------------- */

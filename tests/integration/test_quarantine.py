@@ -60,6 +60,10 @@ class Quarantine(unittest.TestCase):
         return subprocess.run([LMTPCTL, "-c", "lmtpd.conf", "quarantine"] + list(args), cwd=self.d.dir,
                               capture_output=True, env=env, timeout=60)
 
+    def trace(self, message_id):
+        return subprocess.run([LMTPCTL, "-c", "lmtpd.conf", "trace", message_id], cwd=self.d.dir,
+                              capture_output=True, timeout=60).stdout.decode()
+
     def sql(self, statement):
         subprocess.run([SQLITE, os.path.join(self.d.dir, "lib", "records.db"), statement], check=True, timeout=30)
 
@@ -75,8 +79,12 @@ class Quarantine(unittest.TestCase):
             (_, data), = self.d.messages(who)
             self.assertIn(b"X-Tagged: yes\n", data)
             self.assertTrue(data.endswith(b"\nbuy now\n"), data)
-        # in the store, not in any folder of alice's mailbox
+        # in the store, not in any folder of alice's mailbox; her trace says where
         self.assertEqual(self.alice(), [])
+        deadline = time.time() + 10
+        while "folder: quarantine:" not in self.trace("q.1@example.net") and time.time() < deadline:
+            time.sleep(0.1)
+        self.assertIn("folder: quarantine:%s\n" % qid, self.trace("q.1@example.net"))
         home = self.d.maildir("alice@example.org")
         self.assertEqual([f for f in os.listdir(home) if f.startswith(".")] if os.path.isdir(home) else [], [])
         with open(os.path.join(self.store, qid + ".msg"), "rb") as f:
