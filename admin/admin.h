@@ -41,6 +41,7 @@ typedef struct {
 
 extern const AdminCommand admin_node_command;
 extern const AdminCommand admin_quarantine_link_command; /* "quarantine link" (ctl-link.c) */
+extern const AdminCommand admin_quarantine_digest_command; /* "quarantine digest" (ctl-digest.c) */
 
 /* ---- the admin web listener (web-*.c) ---- */
 

@@ -18,6 +18,7 @@
 static const AdminCommand *const commands[] = {
   &admin_node_command,
   &admin_quarantine_link_command,
+  &admin_quarantine_digest_command,
   &admin_trace_command,
   &admin_replay_command,
   &admin_verdicts_command,

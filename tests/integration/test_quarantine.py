@@ -241,6 +241,49 @@ class Quarantine(unittest.TestCase):
         self.assertRegex(self.ctl("list", "--all").stdout.decode(), qid + r" .* released ")
         self.assertEqual(len(self.alice()), 1)
 
+    def test_digest_lists_held_messages_with_release_links(self):
+        """lmtpctl quarantine digest: one message a recipient, through the
+        MTA (here a sendmail stand-in), listing what is held for her with a
+        signed link each; released messages are not listed."""
+        sent = os.path.join(self.d.dir, "sent")
+        tool = os.path.join(self.d.dir, "fake-sendmail")
+        with open(tool, "w") as f:
+            f.write("#!/bin/sh\n{ echo \"ARGS: $*\"; cat; echo END; } >> %s\n" % sent)
+        os.chmod(tool, 0o755)
+        open(sent, "w").close()
+        os.chmod(sent, 0o666)
+        secret = os.path.join(self.d.dir, "link.secret")
+        with open(secret, "w") as f:
+            f.write("a-link-secret-of-some-length\n")
+        os.chmod(secret, 0o600)
+        first = self.quarantined()
+        second = self.quarantined(BODY.replace(b"q.1@", b"q.2@").replace(b"cheap pills", b"Cheap\tWatches"))
+        gone = self.quarantined(BODY.replace(b"q.1@", b"q.3@"))
+        self.assertEqual(self.ctl("release", gone).returncode, 0)
+        self.d.write_config(dict(self.d.extra, **{"sieve.sendmail": tool, "admin.link_secret_file": "link.secret",
+                                                  "admin.listen": "inet:127.0.0.1:8999",
+                                                  "admin.token_file": "link.secret"}))
+        r = self.ctl("digest")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, b"digest: <alice@example.org> 2 held\n")
+        with open(sent) as f:
+            text = f.read()
+        self.assertEqual(text.count("ARGS: "), 1)
+        self.assertIn("ARGS: -i -f <> -- alice@example.org\n", text)
+        self.assertIn("\nSubject: Quarantine: 2 messages held for you\n", text)
+        self.assertIn("\nAuto-Submitted: auto-generated\n", text)
+        self.assertIn("Subject: cheap pills\n", text)
+        self.assertIn("Subject: Cheap?Watches\n", text)   # a control character from the mail is not passed on
+        for qid in (first, second):
+            self.assertRegex(text, r"Release: http://127\.0\.0\.1:8999/u/release\?id=%s&exp=\d+&sig=[0-9a-f]{64}\n"
+                             % qid)
+        self.assertNotIn(gone, text)
+        # nothing held since a minute from now: nothing sent
+        self.assertEqual(self.ctl("digest", "--since", str(int(time.time()) + 60)).stdout, b"")
+        # no way to send: a configuration error
+        self.d.write_config(self.d.extra)
+        self.assertEqual(self.ctl("digest").returncode, 78)
+
     def test_records_failure_answers_451_and_leaves_no_file(self):
         self.sql("CREATE TRIGGER q_down BEFORE INSERT ON lmtpd_quarantine BEGIN SELECT RAISE(ABORT, 'disk says no');"
                  " END")
