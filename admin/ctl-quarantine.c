@@ -90,25 +90,6 @@ time_text (gint64 t)
 
 /* ---- list ------------------------------------------------------------------ */
 
-/* --since: unix seconds, YYYY-MM-DD, or an age (30m, 2h, 7d); 0 if bad. */
-static gint64
-parse_since (const char *s)
-{
-  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
-  char *end = NULL;
-  guint64 n = g_ascii_strtoull (s, &end, 10);
-  g_autofree char *iso = NULL;
-  g_autoptr (GDateTime) d = NULL;
-
-  if (end != s && *end == '\0')
-    return (gint64) n;
-  if (end != s && end[1] == '\0' && strchr ("smhd", *end) && n < 100000)
-    return now - (gint64) n * (*end == 's' ? 1 : *end == 'm' ? 60 : *end == 'h' ? 3600 : 86400);
-  iso = g_strconcat (s, "T00:00:00Z", NULL);
-  d = g_date_time_new_from_iso8601 (iso, NULL);
-  return d ? g_date_time_to_unix (d) : 0;
-}
-
 static void
 print_row (const DeliverQuarantined *q)
 {
@@ -137,12 +118,11 @@ quarantine_list (DeliverContext *ctx, int argc, char **argv)
   DeliverQuarantineFilter f = { 0 };
 
   g_option_context_add_main_entries (oc, entries, NULL);
-  if (!g_option_context_parse (oc, &argc, &argv, &error) || argc != 1 || (since && parse_since (since) == 0))
+  if (!g_option_context_parse (oc, &argc, &argv, &error) || argc != 1 || (since && !admin_parse_since (since, &f.since)))
     return ADMIN_EXIT_USAGE;
   f.recipient = rcpt;
   f.sender = sender;
   f.service = service;
-  f.since = since ? parse_since (since) : 0;
   f.all_states = all;
   if ((list = deliver_quarantine_list (ctx, &f, &error)) == NULL)
     return fail (error);

@@ -1,5 +1,6 @@
 /* ctl-time.c - the times lmtpctl's commands take (--since T): unix
- * seconds, an age ("30m", "2h", "1d": that long ago) or ISO 8601.
+ * seconds, an age ("30m", "2h", "1d": that long ago), ISO 8601 or a day
+ * (YYYY-MM-DD, UTC).
  */
 #include "config.h"
 
@@ -29,7 +30,12 @@ admin_parse_since (const char *text, gint64 *out)
       return TRUE;
     }
   if ((dt = g_date_time_new_from_iso8601 (text, utc)) == NULL)
-    return FALSE;
+    {
+      /* a day alone (YYYY-MM-DD): from its start, UTC */
+      g_autofree char *day = strlen (text) == 10 ? g_strconcat (text, "T00:00:00Z", NULL) : NULL;
+      if (day == NULL || (dt = g_date_time_new_from_iso8601 (day, utc)) == NULL)
+        return FALSE;
+    }
   *out = g_date_time_to_unix (dt);
   return TRUE;
 }

@@ -241,6 +241,16 @@ class Quarantine(unittest.TestCase):
         self.assertRegex(self.ctl("list", "--all").stdout.decode(), qid + r" .* released ")
         self.assertEqual(len(self.alice()), 1)
 
+    def test_list_since(self):
+        qid = self.quarantined()
+        tomorrow = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 86400))
+        for since, listed in (("2000-01-01", True), ("1h", True), (tomorrow, False),
+                              (str(int(time.time()) + 60), False)):
+            r = self.ctl("list", "--since", since)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(qid in r.stdout.decode(), listed, since)
+        self.assertEqual(self.ctl("list", "--since", "soon").returncode, 64)
+
     def test_digest_lists_held_messages_with_release_links(self):
         """lmtpctl quarantine digest: one message a recipient, through the
         MTA (here a sendmail stand-in), listing what is held for her with a
