@@ -278,6 +278,8 @@ quarantine_verb (DeliverContext *ctx, const LmtpdConfig *config, const char *who
       printf ("%s: deleted\n", argv[1]);
       return ADMIN_EXIT_OK;
     }
+  /* interrupted releases first: their rows are not expired under them */
+  deliver_quarantine_recover (ctx, config, 0);
   if ((n = deliver_quarantine_expire (ctx, config, &error)) < 0)
     return fail (error);
   printf ("expired: %" G_GINT64_FORMAT "\n", n);

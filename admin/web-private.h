@@ -78,6 +78,15 @@ void web_auth_login (WebAuth *auth, SoupServerMessage *msg, GHashTable *query);
 /* TRUE if @csrf is the one of @p's session */
 gboolean web_auth_csrf_ok (const WebPrincipal *p, const char *csrf);
 
+/* The listener's state (web-server.c makes it, web-request.c answers for it). */
+struct _AdminWeb {
+  const LmtpdConfig *config;  /* a reference, held */
+  DeliverContext *ctx;        /* a reference, held */
+  AdminMetricsRender metrics;
+  WebAuth *auth;
+  GBytes *link_secret;        /* or NULL: no signed links */
+};
+
 /* web-html.c */
 void web_page_begin (GString *out, const char *title, const WebRequest *req);
 void web_page_end (GString *out);

@@ -20,14 +20,6 @@
 #include "lmtpd-util.h"
 #include "web-private.h"
 
-struct _AdminWeb {
-  const LmtpdConfig *config;  /* a reference, held */
-  DeliverContext *ctx;        /* a reference, held */
-  AdminMetricsRender metrics;
-  WebAuth *auth;
-  GBytes *link_secret;        /* or NULL: no signed links */
-};
-
 typedef struct {
   const char *prefix;         /* a path, or a prefix ending in '/' */
   gboolean admin;             /* FALSE: the users' signed links */
@@ -42,24 +34,6 @@ static const WebRoute routes[] = {
   { "/u/release", FALSE, web_link_page },
 };
 
-DeliverContext *
-web_context (AdminWeb *web)
-{
-  return web->ctx;
-}
-
-const LmtpdConfig *
-web_config (AdminWeb *web)
-{
-  return web->config;
-}
-
-GBytes *
-web_link_secret (AdminWeb *web)
-{
-  return web->link_secret;
-}
-
 static void
 admin_web_destroy (gpointer data)
 {
@@ -70,13 +44,6 @@ admin_web_destroy (gpointer data)
   deliver_context_unref (web->ctx);
   lmtpd_config_unref ((LmtpdConfig *) web->config);
   g_free (web);
-}
-
-void
-web_principal_clear (WebPrincipal *p)
-{
-  g_clear_pointer (&p->who, g_free);
-  g_clear_pointer (&p->csrf, g_free);
 }
 
 void
@@ -99,16 +66,6 @@ web_request_free (WebRequest *req)
   g_clear_pointer (&req->form, g_hash_table_unref);
   web_principal_clear (&req->who);
   g_free (req);
-}
-
-const char *
-web_request_field (const WebRequest *req, const char *name)
-{
-  const char *v = req->form ? g_hash_table_lookup (req->form, name) : NULL;
-
-  if (v == NULL && req->query)
-    v = g_hash_table_lookup (req->query, name);
-  return v;
 }
 
 /* ---- the reply ------------------------------------------------------------ */

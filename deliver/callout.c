@@ -56,7 +56,6 @@ callout_service_config (const LmtpdService *sv, OcpServiceConfig *out)
 
 /* ---- results --------------------------------------------------------------- */
 
-
 static void
 outcome_free (gpointer p)
 {
@@ -74,44 +73,6 @@ callout_result_free (CalloutResult *r)
     return;
   g_ptr_array_unref (r->outcomes);
   g_free (r);
-}
-
-const char *
-callout_verdict_word (const OcpVerdict *v)
-{
-  if (v->verdict == OCP_VERDICT_ACCEPT
-      && (v->header || v->body_fd >= 0 || v->add_headers || v->remove_headers || v->subject_tag || v->flags
-          || v->folder))
-    return "modify";
-  return ocp_verdict_name (v->verdict);
-}
-
-const char *
-callout_rcpt_verdict_word (const OcpVerdict *v, const char *address)
-{
-  const OcpRecipientVerdict *rv = ocp_verdict_for_recipient (v, address);
-
-  return callout_verdict_word (rv ? &rv->verdict : v);
-}
-
-const char *
-callout_outcome_word (const CalloutOutcome *o)
-{
-  switch (o->state)
-    {
-    case OUT_SKIPPED: return "skipped";
-    case OUT_BYPASSED: return "bypassed";
-    case OUT_FAILED: return "failed";
-    case OUT_SHADOW: return "shadow";
-    default: break;
-    }
-  return callout_verdict_word (&o->verdict);
-}
-
-gboolean
-callout_outcome_answered (const CalloutOutcome *o)
-{
-  return o->state == OUT_APPLIED || o->state == OUT_SHADOW;
 }
 
 static int

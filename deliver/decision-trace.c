@@ -4,8 +4,6 @@
  * to the records (lmtpd_trace) through their writer thread, so the reply
  * never waits for it.  Every hundredth row of a process also deletes a
  * bounded batch of expired ones.  lmtpctl trace reads them (trace-find.c).
- * The lines of a callout result are made here too (callout_trace_steps),
- * from the outcomes callout.c leaves.
  */
 #include "config.h"
 
@@ -13,7 +11,6 @@
 #include <string.h>
 
 #include "context.h"
-#include "callout.h"
 #include "decision-trace.h"
 
 #define EXPIRE_EVERY 100          /* rows posted between two expiry batches */
@@ -216,70 +213,4 @@ decision_trace_post (DecisionTrace *t, DeliverContext *ctx, const LmtpdConfig *c
                       " reply = excluded.reply, folder = excluded.folder, steps = excluded.steps",
                       G_N_ELEMENTS (values), values);
   maybe_expire (ctx, records, at_s);
-}
-
-/* ---- a CalloutResult's lines -------------------------------------------- */
-
-static const char *
-on_failure_name (LmtpdFailPolicy policy)
-{
-  switch (policy)
-    {
-    case LMTPD_FAIL_ACCEPT: return "accept";
-    case LMTPD_FAIL_REJECT: return "reject";
-    default: return "tempfail";
-    }
-}
-
-/* " name=\"value\"" for a value from a service or an error: one line, bounded. */
-static void
-append_quoted (GString *out, const char *name, const char *value)
-{
-  g_autofree char *shown = NULL;
-
-  if (value == NULL || value[0] == '\0')
-    return;
-  shown = util_sanitize (value, 200);
-  g_string_append_printf (out, " %s=\"%s\"", name, shown);
-}
-
-/* How the outcome counted: applied, failed and by which policy, or the
- * outcome's own word (bypassed, shadow...). */
-static void
-append_disposition (GString *out, const CalloutOutcome *o)
-{
-  if (o->state == OUT_APPLIED)
-    g_string_append (out, " applied");
-  else if ((o->state == OUT_FAILED || o->state == OUT_SKIPPED) && o->service->shadow)
-    g_string_append (out, " failed: shadow");
-  else if (o->state == OUT_FAILED || o->state == OUT_SKIPPED)
-    g_string_append_printf (out, " failed: on_failure=%s", on_failure_name (o->service->on_failure));
-  else
-    g_string_append_printf (out, " %s", callout_outcome_word (o));
-}
-
-void
-callout_trace_steps (const CalloutResult *r, const char *stage, GString *out)
-{
-  for (guint i = 0; r && i < r->outcomes->len; i++)
-    {
-      const CalloutOutcome *o = r->outcomes->pdata[i];
-      gboolean got = callout_outcome_answered (o);   /* applied or shadow: a verdict to show */
-
-      g_string_append_printf (out, "callout %s %s", stage, o->service->name);
-      if (o->state != OUT_BYPASSED)
-        g_string_append_printf (out, " server=%s time=%" G_GINT64_FORMAT "ms", o->server ? o->server : "-",
-                                o->elapsed_us / 1000);
-      if (got)
-        g_string_append_printf (out, " verdict=%s", callout_verdict_word (&o->verdict));
-      append_disposition (out, o);
-      append_quoted (out, "reason", got ? o->verdict.reply_text : o->why);
-      if (got)
-        {
-          append_quoted (out, "score", o->verdict.score);
-          append_quoted (out, "folder", o->verdict.folder);
-          append_quoted (out, "redirect", o->verdict.redirect);
-        }
-      g_string_append_c (out, '\n');
-    }
 }

@@ -533,7 +533,8 @@ gboolean deliver_quarantine_release (DeliverContext *ctx, const LmtpdConfig *con
 /* Removes the copy, keeps the row as "deleted". */
 gboolean deliver_quarantine_delete (DeliverContext *ctx, const LmtpdConfig *config, const char *id,
                                     const char *who, GError **error);
-/* Deletes what has expired (copies and rows); the number, or -1 with @error. */
+/* Deletes what has expired (copies and rows; not a row left "releasing":
+ * run deliver_quarantine_recover first); the number, or -1 with @error. */
 gint64 deliver_quarantine_expire (DeliverContext *ctx, const LmtpdConfig *config, GError **error);
 /* Completes the releases a crash interrupted (rows left "releasing" for
  * longer than delivery_timeout, and claimed before @claimed_before unix

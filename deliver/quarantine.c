@@ -428,7 +428,6 @@ deliver_quarantine_expire (DeliverContext *ctx, const LmtpdConfig *config, GErro
 
   if (!records_open (ctx, error))
     return -1;
-  deliver_quarantine_recover (ctx, config, 0);
   rows = state_records_query (deliver_context_records (ctx),
                               "SELECT id FROM lmtpd_quarantine WHERE expires < $1 AND state <> 'releasing'"
                               " ORDER BY expires LIMIT " G_STRINGIFY (EXPIRE_BATCH), 1, values, error);
