@@ -1,7 +1,10 @@
 /* disk-ceiling.c - what the disk allows: lmtpd's exact sequence for one
  * Maildir delivery (create in tmp/, write, fsync, close, rename into new/,
  * open new/, fsync it, close) done by THREADS writers into one Maildir,
- * COUNT times in all.  Prints deliveries per second.
+ * COUNT times in all.  Prints deliveries per second and the CPU it used
+ * per delivery in milliseconds (user + system, all threads).  DIR must not
+ * exist yet: bench/run gives every run a fresh one and deletes nothing
+ * between runs (issue 20: freed inodes slow the next run's allocations).
  *
  *   disk-ceiling DIR THREADS COUNT SIZE
  */
@@ -11,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +35,8 @@ static void *
 writer (void *arg)
 {
   char *buf = malloc (size), tmp[4096], final[4096], newdir[4096];
+
+  (void) arg;
 
   memset (buf, 'x', size);
   snprintf (newdir, sizeof newdir, "%s/new", dir);
@@ -67,7 +73,8 @@ main (int argc, char **argv)
   pthread_t t[256];
   struct timespec a, b;
   char path[4096];
-  double secs;
+  double secs, cpu;
+  struct rusage ru;
 
   if (argc != 5)
     {
@@ -80,7 +87,8 @@ main (int argc, char **argv)
   size = atoi (argv[4]);
   if (threads < 1 || threads > 256 || count < 1 || size < 1)
     return 64;
-  mkdir (dir, 0700);
+  if (mkdir (dir, 0700) < 0)
+    die ("mkdir (DIR must be new)");
   snprintf (path, sizeof path, "%s/tmp", dir);
   mkdir (path, 0700);
   snprintf (path, sizeof path, "%s/new", dir);
@@ -92,6 +100,8 @@ main (int argc, char **argv)
     pthread_join (t[i], NULL);
   clock_gettime (CLOCK_MONOTONIC, &b);
   secs = (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
-  printf ("%.0f\n", count / secs);
+  getrusage (RUSAGE_SELF, &ru);
+  cpu = ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  printf ("%.0f %.3f\n", count / secs, cpu * 1000 / count);
   return 0;
 }
