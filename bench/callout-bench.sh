@@ -9,7 +9,9 @@
 # calls recorded (issue 19: counting and recording, one copy per message).
 #
 # Needs root (the harness creates its mail user), Postfix's smtp-source and
-# a built tree.  Loopback only.
+# a built tree.  Loopback only.  Everything is written on a fresh ext4
+# made for the invocation (bench/freshfs.sh; 3 targets x messages x
+# repeat files of 8 KB, doubled, plus 512 MB), nothing deleted before the end.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
@@ -26,7 +28,12 @@ while [ $# -gt 0 ]; do
   esac
 done
 work=$(mktemp -d /tmp/callout-bench.XXXXXX)
-trap 'kill "$cpid" 2>/dev/null || true; rm -rf "$work"' EXIT
+cpid=""
+. "$here/freshfs.sh"
+trap '[ -n "$cpid" ] && kill "$cpid" 2>/dev/null; fresh_fs_done; rm -rf "$work"' EXIT
+chmod 755 "$work"
+fresh_fs "$work" $(( 3 * messages * repeat * 8 * 2 / 1024 + 512 )) $(( 3 * messages * repeat * 2 + 20000 ))
+mkdir -p "$FRESH/harness"; chmod 755 "$FRESH/harness"
 printf '* accept\n' > "$work/script"
 "$top/ocp/ocp-calloutd" --listen inet:127.0.0.1:0 --script "$work/script" 2>"$work/calloutd.log" &
 cpid=$!
@@ -43,7 +50,7 @@ if [ "$shadow" = 1 ]; then
   printf '[record]\ndir = @W@/recorded\n' >> "$work/shadow.part"
   targets+=(--target "shadow-recorded=cmd:$base && sed 's#@W@#{workdir}#g' $work/shadow.part >> {workdir}/lmtpd.conf && $run")
 fi
-"$harness" --messages "$messages" --recipients 1 --size "$size" --sessions "$sessions" --repeat "$repeat" \
+"$harness" --workdir "$FRESH/harness" --messages "$messages" --recipients 1 --size "$size" --sessions "$sessions" --repeat "$repeat" \
   --keep 2>"$work/harness.log" "${targets[@]}" | tee "$work/results"
 kept=$(sed -n 's/^lmtp-bench: kept //p' "$work/harness.log" | tail -1)
 grep -E 'error|exited' "$work/harness.log" >&2 || true
@@ -57,4 +64,3 @@ if [ "$n" -gt 0 ]; then
   p99=$(sed -n "$(( (n * 99 + 99) / 100 ))p" "$work/lat")
   echo "CALLOUT count=$n p50_us=$p50 p99_us=$p99"
 fi
-[ -n "$kept" ] && rm -rf "$kept"

@@ -8,6 +8,9 @@
 #   bench/records-bench.sh [--messages N] [--sessions S] [--repeat R]
 #
 # Needs root, Postfix's smtp-source and a built tree.  Loopback only.
+# Everything is written on a fresh ext4 made for the invocation
+# (bench/freshfs.sh; 2 targets x messages x repeat files of 8 KB, doubled,
+# plus 512 MB), nothing deleted before the end.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
@@ -23,7 +26,8 @@ while [ $# -gt 0 ]; do
 done
 work=$(mktemp -d /tmp/lmtpd-records-bench.XXXXXX)
 cpid=""
-trap '[ -n "$cpid" ] && kill "$cpid" 2>/dev/null; rm -rf "$work"' EXIT
+. "$here/freshfs.sh"
+trap '[ -n "$cpid" ] && kill "$cpid" 2>/dev/null; fresh_fs_done; rm -rf "$work"' EXIT
 printf '* accept\n' > "$work/callout.script"
 "$top/ocp/ocp-calloutd" --listen inet:127.0.0.1:0 --script "$work/callout.script" 2>"$work/calloutd.log" &
 cpid=$!
@@ -33,10 +37,12 @@ sed "s#@PORT@#$port#" "$here/callout.conf.in" > "$work/callout.part"
 printf '[trace]\nenabled = false\n' > "$work/bare.part"
 printf '[trace]\nenabled = true\n[record]\nservices = noop\n' > "$work/recorded.part"
 chmod 755 "$work"
+fresh_fs "$work" $(( 2 * messages * repeat * 8 * 2 / 1024 + 512 )) $(( 2 * messages * repeat * 2 + 20000 ))
+mkdir -p "$FRESH/harness"; chmod 755 "$FRESH/harness"
 
 lmtpd=$top/lmtpd/lmtpd
 conf="sed 's#@W@#{workdir}#g' $here/lmtpd.conf.in > {workdir}/lmtpd.conf && cat $work/callout.part >> {workdir}/lmtpd.conf"
 run="exec $lmtpd -c {workdir}/lmtpd.conf --listen {addr} --maildir-root {mailroot}"
-"$harness" --messages "$messages" --recipients 1 --size 4096 --sessions "$sessions" --repeat "$repeat" \
+"$harness" --workdir "$FRESH/harness" --keep --messages "$messages" --recipients 1 --size 4096 --sessions "$sessions" --repeat "$repeat" \
   --target "lmtpd-bare=cmd:$conf && cat $work/bare.part >> {workdir}/lmtpd.conf && $run" \
   --target "lmtpd-recorded=cmd:$conf && cat $work/recorded.part >> {workdir}/lmtpd.conf && printf 'dir = {workdir}/lib/recorded\\n' >> {workdir}/lmtpd.conf && $run"
