@@ -25,7 +25,7 @@ skip_build=""
 [ "$mode" = run ] && [ "${SKIP_BUILD:-0}" = 1 ] && [ -x lmtpd/lmtpd ] && [ -x services/ocp-services ] && skip_build=1
 
 build_pkgs="build-essential autoconf automake pkg-config libglib2.0-dev libgmime-3.0-dev libssl-dev libldap-dev libpq-dev libcrypt-dev libsqlite3-dev libsoup-3.0-dev python3"
-test_pkgs="swaks postfix dovecot-core dovecot-imapd dovecot-sieve socat openssl spamassassin spamd spamc rspamd clamav-daemon clang libclang-rt-14-dev slapd ldap-utils postgresql sieve-connect chromium python3-websocket sqlite3"
+test_pkgs="swaks postfix dovecot-core dovecot-imapd dovecot-sieve socat openssl spamassassin spamd spamc rspamd clamav-daemon clang libclang-rt-14-dev slapd ldap-utils postgresql sieve-connect chromium python3-websocket sqlite3 strace"
 
 missing=()
 pkgs=$build_pkgs

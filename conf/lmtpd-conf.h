@@ -133,6 +133,12 @@ typedef enum {
   LMTPD_BYPASS_PARAMETER = 2,  /* RCPT TO:<...> OPES-BYPASS=... */
 } LmtpdBypass;
 
+/* How a Maildir delivery is made durable when fsync is on. */
+typedef enum {
+  LMTPD_SYNC_TWO_STEP,    /* fsync the file, rename, fsync the directory: any file system */
+  LMTPD_SYNC_ONE_COMMIT,  /* one journal commit where the file system carries it, else two-step */
+} LmtpdSyncMode;
+
 typedef enum {
   LMTPD_DETAIL_NO,        /* user+detail goes to INBOX */
   LMTPD_DETAIL_YES,       /* into folder "detail", created if needed */
@@ -177,6 +183,7 @@ typedef struct {
   char *mailbox_template;     /* [maildir:|mbox:]PATH, relative to mail_root; %u %d %n %% */
   GHashTable *domain_mailbox; /* [mailboxes] domain -> template */
   gboolean fsync;
+  LmtpdSyncMode sync_mode;    /* how a Maildir delivery is made durable */
   gboolean create_folders;    /* create a missing folder a delivery names */
   char *recipient_delimiter;  /* characters that start a detail, "" = none */
   LmtpdDetailFolder detail_folder;

@@ -266,6 +266,11 @@ static const ConfChoices detail_choices = {
     { "true", LMTPD_DETAIL_YES }, { "if-exists", LMTPD_DETAIL_IF_EXISTS }, { NULL, 0 } },
 };
 
+static const ConfChoices sync_choices = {
+  TRUE, "one-commit or two-step",
+  { { "one-commit", LMTPD_SYNC_ONE_COMMIT }, { "two-step", LMTPD_SYNC_TWO_STEP }, { NULL, 0 } },
+};
+
 static const ConfChoices quoting_choices = {
   TRUE, "mboxrd or mboxo", { { "mboxrd", FALSE }, { "mboxo", TRUE }, { NULL, 0 } },
 };
@@ -476,6 +481,8 @@ static const ConfSetting main_rows[] = {
     .check = check_mailbox, .doc = "[maildir:|mbox:]PATH under mail_root with %u %n %d" },
   { "mailboxes", "*", CONF_NONE, 0, .load = load_domain_mailboxes, .doc = "DOMAIN = a mailbox template" },
   { "delivery", "fsync", CONF_BOOL, CFG (fsync), .def = TRUE, .doc = "fsync messages and directories" },
+  { "delivery", "sync_mode", CONF_CHOICE, CFG (sync_mode), .def = LMTPD_SYNC_ONE_COMMIT, .choices = &sync_choices,
+    .doc = "one-commit (ext4 with an ordered journal, else two-step) or two-step" },
   { "delivery", "create_folders", CONF_BOOL, CFG (create_folders), .def = TRUE,
     .doc = "create a missing folder a delivery names" },
   { "delivery", "quota_full_tempfail", CONF_BOOL, CFG (quota_full_tempfail),

@@ -298,6 +298,11 @@ char *deliver_maildir_unique (const char *hostname);
 /* Creates a Maildir (tmp, new, cur) and its parents if missing; fsyncs the
  * parents of what it creates. */
 gboolean deliver_maildir_create (const char *maildir, gboolean do_fsync, GError **error);
+/* TRUE when the file system of the directory @dirfd makes a new file, its
+ * data and its name in that directory durable with one fsync of the file
+ * (ext4 with a journal in data=ordered or data=journal mode: fs-sync.c).
+ * The answer is logged the first time and when it changes. */
+gboolean deliver_fs_one_commit (int dirfd);
 /* Removes files in tmp/ not touched for @max_age seconds (36 hours by the
  * Maildir rules; stores do this once an hour per Maildir).  Returns how
  * many went. */
@@ -321,6 +326,8 @@ typedef struct {
   DeliverCommitFunc committed;     /* or NULL */
   gpointer data;                   /* for @committed */
   DeliverContext *ctx;             /* remembers when tmp/ was cleaned; NULL: it is not */
+  gboolean one_commit;             /* with @do_fsync: one journal commit where the file system
+                                    * carries it (deliver_fs_one_commit), else file and directory */
 } DeliverMaildirStore;
 
 /* Writes @st->header then the content into tmp/, fsyncs it (if do_fsync),

@@ -3,7 +3,9 @@
  * The file is written under tmp/, fsynced and closed (each step checked),
  * then renamed into new/ and new/ is fsynced: a reader sees the whole
  * message or nothing, and once this returns TRUE the message survives a
- * crash.  Names follow Dovecot's "<secs>.M<usecs>P<pid>Q<n>.<host>" with
+ * crash.  Where the file system allows (sync_mode = one-commit, fs-sync.c)
+ * the file's data is written back instead of fsynced before the rename,
+ * and the file is fsynced after it: one journal commit instead of two.  Names follow Dovecot's "<secs>.M<usecs>P<pid>Q<n>.<host>" with
  * ",S=" (file size) and ",W=" (size with CRLF line ends).  rename() rather
  * than link()+unlink(): the name is unique, and rename works on file
  * systems without hard links.
@@ -344,21 +346,58 @@ deliver_content_write (const char *header, const DeliverContent *content, int ou
   return TRUE;
 }
 
-/* Writes tmp/<base>, durably when asked; unlinks it on failure. */
+/* How a store is made durable (fs-sync.c says why one commit can do). */
+typedef enum {
+  SYNC_NONE,        /* fsync = false */
+  SYNC_TWO_STEP,    /* fsync the file, rename, fsync the directory */
+  SYNC_ONE_COMMIT,  /* write back the data, rename, fsync the file */
+} SyncSeq;
+
+static SyncSeq
+sync_seq (const DeliverMaildirStore *st, const MaildirDirs *d)
+{
+  if (!st->do_fsync)
+    return SYNC_NONE;
+  return st->one_commit && deliver_fs_one_commit (d->dest) ? SYNC_ONE_COMMIT : SYNC_TWO_STEP;
+}
+
+/* Before the rename: two-step fsyncs the file; one-commit has its data
+ * written (blocks allocated, size set) in the running transaction, so no
+ * commit can hold the name without them. */
 static gboolean
-write_tmp (const MaildirDirs *d, const DeliverMaildirStore *st, const char *base, const char *tmp,
-           GError **error)
+sync_tmp (int fd, SyncSeq seq, const char *tmp, GError **error)
+{
+  if (seq == SYNC_TWO_STEP && fsync (fd) < 0)
+    return set_errno_error (error, "fsync", tmp);
+  if (seq == SYNC_ONE_COMMIT
+      && sync_file_range (fd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE
+                                      | SYNC_FILE_RANGE_WAIT_AFTER) < 0)
+    return set_errno_error (error, "write back", tmp);
+  return TRUE;
+}
+
+/* Writes tmp/<base> as @seq asks; unlinks it on failure.  One-commit keeps
+ * the file open in *@keep_fd for its fsync after the rename; otherwise
+ * it is closed here (close checked: NFS reports a failed write there). */
+static gboolean
+write_tmp (const MaildirDirs *d, const DeliverMaildirStore *st, SyncSeq seq, const char *base,
+           const char *tmp, int *keep_fd, GError **error)
 {
   int fd = openat (d->tmp, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 
+  *keep_fd = -1;
   if (fd < 0)
     return set_errno_error (error, "create", tmp);
-  if (!deliver_content_write (st->header, st->content, fd, tmp, error)
-      || (st->do_fsync && fsync (fd) < 0 && !set_errno_error (error, "fsync", tmp)))
+  if (!deliver_content_write (st->header, st->content, fd, tmp, error) || !sync_tmp (fd, seq, tmp, error))
     {
       close (fd);
       unlinkat (d->tmp, base, 0);
       return FALSE;
+    }
+  if (seq == SYNC_ONE_COMMIT)
+    {
+      *keep_fd = fd;
+      return TRUE;
     }
   if (close (fd) < 0)
     {
@@ -369,27 +408,47 @@ write_tmp (const MaildirDirs *d, const DeliverMaildirStore *st, const char *base
   return TRUE;
 }
 
-/* tmp/<base> becomes <dest>/<leaf>, then the directory is fsynced. */
+/* After the rename: the name (and with one-commit the file) on stable
+ * storage.  Closes @fd (one-commit's file) whatever happens. */
 static gboolean
-publish_tmp (const MaildirDirs *d, const DeliverMaildirStore *st, const char *base, const char *leaf,
-             const char *final, GError **error)
+sync_published (const MaildirDirs *d, SyncSeq seq, int fd, const char *final, GError **error)
+{
+  gboolean ok = TRUE;
+
+  if (seq == SYNC_TWO_STEP)
+    ok = fsync_dest (d, final, error);
+  else if (seq == SYNC_ONE_COMMIT && fsync (fd) < 0)
+    ok = set_errno_error (error, "fsync", final);
+  if (fd >= 0 && close (fd) < 0 && ok)
+    ok = set_errno_error (error, "close", final);
+  return ok;
+}
+
+/* tmp/<base> becomes <dest>/<leaf>, then is made durable (sync_published). */
+static gboolean
+publish_tmp (const MaildirDirs *d, const DeliverMaildirStore *st, SyncSeq seq, int fd, const char *base,
+             const char *leaf, const char *final, GError **error)
 {
   if (st->committed && !st->committed (st->data, final, FALSE))
     {
+      if (fd >= 0)
+        close (fd);
       unlinkat (d->tmp, base, 0);
       return too_late (error, final);
     }
   if (renameat (d->tmp, base, d->dest, leaf) < 0)
     {
       set_errno_error (error, "rename", final);
+      if (fd >= 0)
+        close (fd);
       unlinkat (d->tmp, base, 0);
       return FALSE;
     }
   /* visible now: whoever must know it (the duplicate journal) learns it
-   * before the slow directory fsync, so a kill cannot fall in between */
+   * before the slow sync, so a kill cannot fall in between */
   if (st->committed)
     st->committed (st->data, final, TRUE);
-  if (st->do_fsync && !fsync_dest (d, final, error))
+  if (!sync_published (d, seq, fd, final, error))
     {
       /* Not known to be durable: take it back, so the client's retry does
        * not leave a second copy. */
@@ -423,7 +482,12 @@ deliver_maildir_store (const DeliverMaildirStore *st, char **out_path, guint64 *
 
   ok = st->link_from && store_link (&d, st, leaf, final, error);
   if (!ok && !(error && *error))
-    ok = write_tmp (&d, st, base, tmp, error) && publish_tmp (&d, st, base, leaf, final, error);
+    {
+      SyncSeq seq = sync_seq (st, &d);
+      int fd;
+
+      ok = write_tmp (&d, st, seq, base, tmp, &fd, error) && publish_tmp (&d, st, seq, fd, base, leaf, final, error);
+    }
   dirs_close (&d);
   if (!ok)
     return FALSE;

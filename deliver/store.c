@@ -224,7 +224,8 @@ store_maildir (const Delivery *dv, const Store *st, char **out_path, GError **er
   gboolean writer, ok;
   Publish pub = { st->commit, shared, st, FALSE, NULL };
   DeliverMaildirStore ms = { NULL, config->hostname, st->prefix, &st->content, st->flags, NULL,
-                             config->fsync, store_commit_record, st->commit, dv->ctx };
+                             config->fsync, store_commit_record, st->commit, dv->ctx,
+                             config->sync_mode == LMTPD_SYNC_ONE_COMMIT };
 
   /* nothing is created, let alone written, through a symlink that leads
    * out of the mail root */

@@ -190,6 +190,43 @@ class Daemon:
 
 
 # the spam test string: any spam filter scores it far above its threshold
+class Ext4Image:
+    """A fresh ext4 file system (mkfs.ext4 with @mkfs_opts), loop-mounted on
+    @mountpoint and handed to the mail user, for tests of what lmtpd does on
+    a given file system (sync_mode).  close() unmounts it and removes the
+    image.  Raises unittest.SkipTest, saying why, where loop mounts are
+    impossible (not root, no loop devices)."""
+
+    def __init__(self, mountpoint, mkfs_opts=(), size_mb=256):
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("loop mounts need root")
+        self.mountpoint = mountpoint
+        self.image = tempfile.mktemp(prefix="lmtpd-ext4-", suffix=".img")
+        with open(self.image, "wb") as f:
+            f.truncate(size_mb << 20)
+        self.mounted = False
+        try:
+            subprocess.run(["mkfs.ext4", "-q", "-F"] + list(mkfs_opts) + [self.image], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            os.makedirs(mountpoint, exist_ok=True)
+            r = subprocess.run(["mount", "-o", "loop", self.image, mountpoint], stderr=subprocess.PIPE)
+        except (OSError, subprocess.CalledProcessError) as e:
+            os.unlink(self.image)
+            raise unittest.SkipTest("no ext4 image: %s" % e)
+        if r.returncode != 0:
+            os.unlink(self.image)
+            raise unittest.SkipTest("no loop mount here: %s" % r.stderr.decode().strip())
+        self.mounted = True
+        own(mountpoint)
+
+    def close(self):
+        if self.mounted:
+            subprocess.run(["umount", self.mountpoint], check=True)
+            self.mounted = False
+        if os.path.exists(self.image):
+            os.unlink(self.image)
+
+
 GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
 

@@ -28,7 +28,7 @@ import threading
 import time
 import unittest
 
-from lmtptest import Callout, Daemon, dotstuff, main
+from lmtptest import Callout, Daemon, Ext4Image, dotstuff, main
 from test_clients import tool
 
 ROUNDS = int(os.environ.get("CRASH_ROUNDS", "5"))
@@ -122,6 +122,26 @@ def drain(d, queue, acked, lock, passes=20):
 class CrashTest(unittest.TestCase):
     def test_sigkill_under_load(self):
         d = Daemon({"delivery.fsync": "true"})
+        try:
+            self.sigkill_rounds(d)
+        finally:
+            d.cleanup()
+
+    def test_sigkill_under_load_one_commit(self):
+        """The same on ext4 with a journal, where sync_mode = one-commit
+        (the default) makes each delivery durable with one fsync of the file
+        after the rename (issue 20)."""
+        d = Daemon({"delivery.fsync": "true", "delivery.sync_mode": "one-commit"})
+        fs = Ext4Image(d.mail, size_mb=1024)
+        try:
+            self.sigkill_rounds(d)
+            self.assertIn("one commit per Maildir delivery", "".join(self.logs))
+        finally:
+            d.stop()
+            fs.close()
+            d.cleanup()
+
+    def sigkill_rounds(self, d):
         self.logs = []
         self.acked_before = set()
         self.known_dups = set()
@@ -179,7 +199,7 @@ class CrashTest(unittest.TestCase):
             self.assertEqual(set(copies), acked)
             print("# %d kills, %d deliveries acknowledged: 0 lost, 0 partial, 0 duplicated" % (ROUNDS, len(acked)))
         finally:
-            d.cleanup()
+            d.stop()
 
     def test_callout_server_killed(self):
         callout = Callout("* set-header X-Checked: yes\n")
