@@ -1,12 +1,20 @@
-/* disk-ceiling.c - what the disk allows: lmtpd's exact sequence for one
- * Maildir delivery (create in tmp/, write, fsync, close, rename into new/,
- * open new/, fsync it, close) done by THREADS writers into one Maildir,
- * COUNT times in all.  Prints deliveries per second and the CPU it used
- * per delivery in milliseconds (user + system, all threads).  DIR must not
- * exist yet: bench/run gives every run a fresh one and deletes nothing
- * between runs (issue 20: freed inodes slow the next run's allocations).
+/* disk-ceiling.c - what the disk allows: lmtpd's exact sequences for one
+ * Maildir delivery done by THREADS writers into one Maildir, COUNT times in
+ * all.  SEQUENCE is
  *
- *   disk-ceiling DIR THREADS COUNT SIZE
+ *   two-step    create in tmp/, write, fsync, close, rename into new/,
+ *               open new/, fsync it, close (sync_mode = two-step: two
+ *               journal commits per delivery);
+ *   one-commit  create in tmp/, write, sync_file_range(WAIT_BEFORE|WRITE|
+ *               WAIT_AFTER), rename into new/, fsync the file, close
+ *               (sync_mode = one-commit on ext4 with an ordered journal).
+ *
+ * Prints deliveries per second and the CPU it used per delivery in
+ * milliseconds (user + system, all threads).  DIR must not exist yet:
+ * bench/run gives every run a fresh one and deletes nothing between runs
+ * (issue 20: freed inodes slow the next run's allocations).
+ *
+ *   disk-ceiling DIR THREADS COUNT SIZE [two-step|one-commit]
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -22,6 +30,7 @@
 static const char *dir;
 static int count, size;
 static int next;
+static int one_commit;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void
@@ -54,8 +63,21 @@ writer (void *arg)
       fd = open (tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
       if (fd < 0)
         die ("open");
-      if (write (fd, buf, size) != size || fsync (fd) < 0 || close (fd) < 0)
-        die ("write/fsync/close");
+      if (write (fd, buf, size) != size)
+        die ("write");
+      if (one_commit)
+        {
+          if (sync_file_range (fd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE
+                                           | SYNC_FILE_RANGE_WAIT_AFTER) < 0)
+            die ("sync_file_range");
+          if (rename (tmp, final) < 0)
+            die ("rename");
+          if (fsync (fd) < 0 || close (fd) < 0)
+            die ("fsync/close");
+          continue;
+        }
+      if (fsync (fd) < 0 || close (fd) < 0)
+        die ("fsync/close");
       if (rename (tmp, final) < 0)
         die ("rename");
       fd = open (newdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -76,11 +98,12 @@ main (int argc, char **argv)
   double secs, cpu;
   struct rusage ru;
 
-  if (argc != 5)
+  if (argc != 5 && !(argc == 6 && (strcmp (argv[5], "two-step") == 0 || strcmp (argv[5], "one-commit") == 0)))
     {
-      fprintf (stderr, "usage: disk-ceiling DIR THREADS COUNT SIZE\n");
+      fprintf (stderr, "usage: disk-ceiling DIR THREADS COUNT SIZE [two-step|one-commit]\n");
       return 64;
     }
+  one_commit = argc == 6 && strcmp (argv[5], "one-commit") == 0;
   dir = argv[1];
   threads = atoi (argv[2]);
   count = atoi (argv[3]);
