@@ -17,7 +17,41 @@
 
 #include "deliver.h"
 
-#define MAILDIRSIZE_MAX 5120
+#define MAILDIRSIZE_MAX 5120              /* recalculated above this, as Maildir++ says */
+#define MAILDIRSIZE_READ_MAX (64 * 1024)  /* summed up to this while another thread recalculates */
+
+/* The Maildirs whose maildirsize a thread of this process is recalculating
+ * now.  A recalculation reads every file name in the mailbox (100,000 in a
+ * big one); when maildirsize grows over 5120 bytes, every delivery thread
+ * reading it would start one at the same time (issue 20: four scans of
+ * 100,000 names instead of one).  The others use the sums of the long file
+ * meanwhile: they are the usage, the length only says it is time to
+ * compact.  At most one entry per delivery thread. */
+static GMutex recalc_lock;
+static GHashTable *recalculating;
+
+static gboolean
+recalc_claim (const char *maildir)
+{
+  gboolean mine;
+
+  g_mutex_lock (&recalc_lock);
+  if (recalculating == NULL)
+    recalculating = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  mine = !g_hash_table_contains (recalculating, maildir);
+  if (mine)
+    g_hash_table_add (recalculating, g_strdup (maildir));
+  g_mutex_unlock (&recalc_lock);
+  return mine;
+}
+
+static void
+recalc_release (const char *maildir)
+{
+  g_mutex_lock (&recalc_lock);
+  g_hash_table_remove (recalculating, maildir);
+  g_mutex_unlock (&recalc_lock);
+}
 
 static char *
 quota_line (guint64 bytes, guint64 messages)
@@ -138,24 +172,40 @@ sum_lines (char **lines, guint64 *bytes, guint64 *count)
   return TRUE;
 }
 
-/* Usage from maildirsize, recalculating when needed. */
+/* TRUE with the sums of maildirsize and its length if it is of this quota
+ * and can be trusted.  A FIFO, a symlink or a file over the read bound is
+ * not read (and will be replaced). */
+static gboolean
+read_sums (const char *path, const char *qline, guint64 *bytes, guint64 *count, gsize *len)
+{
+  g_autofree char *text = NULL;
+  g_auto (GStrv) lines = NULL;
+
+  if (!deliver_mailfile_read (path, MAILDIRSIZE_READ_MAX, &text, len, NULL))
+    return FALSE;
+  lines = g_strsplit (text, "\n", -1);
+  return lines[0] != NULL && strcmp (lines[0], qline) == 0 && sum_lines (lines, bytes, count);
+}
+
+/* Usage from maildirsize, recalculating when needed: when it is missing,
+ * of another quota or untrustworthy, always; when it is only over 5120
+ * bytes, unless another thread is already at it. */
 static void
 usage (const char *maildir, guint64 quota_bytes, guint64 quota_messages, guint64 *bytes, guint64 *count)
 {
   g_autofree char *path = g_build_filename (maildir, "maildirsize", NULL);
   g_autofree char *qline = quota_line (quota_bytes, quota_messages);
-  g_autofree char *text = NULL;
-  g_auto (GStrv) lines = NULL;
+  gsize len = 0;
+  gboolean valid = read_sums (path, qline, bytes, count, &len), mine;
 
-  /* a FIFO, a symlink or an oversized file there is replaced, not read */
-  if (!deliver_mailfile_read (path, MAILDIRSIZE_MAX, &text, NULL, NULL))
-    {
-      recalculate (maildir, path, qline, bytes, count);
-      return;
-    }
-  lines = g_strsplit (text, "\n", -1);
-  if (lines[0] == NULL || strcmp (lines[0], qline) != 0 || !sum_lines (lines, bytes, count))
-    recalculate (maildir, path, qline, bytes, count);
+  if (valid && len <= MAILDIRSIZE_MAX)
+    return;
+  mine = recalc_claim (maildir);
+  if (valid && !mine)
+    return;
+  recalculate (maildir, path, qline, bytes, count);
+  if (mine)
+    recalc_release (maildir);
 }
 
 gboolean

@@ -248,6 +248,61 @@ test_quota (void)
   g_assert_true (deliver_quota_check (maildir, 0, 2, 1, &error));
 }
 
+/* A Maildir of 2000 messages of 10 bytes (names with ",S=10") and a
+ * maildirsize of 1000 bytes' quota, over 5120 bytes long, whose lines add
+ * up to the same 20000 bytes in 2000 messages. */
+static char *
+long_maildirsize (void)
+{
+  char *maildir = g_build_filename (g_get_tmp_dir (), "long", "Maildir", NULL);
+  g_autofree char *cur = g_build_filename (maildir, "cur", NULL);
+  g_autofree char *size_file = g_build_filename (maildir, "maildirsize", NULL);
+  g_autoptr (GString) text = g_string_new ("1000S\n");
+
+  g_assert_cmpint (g_mkdir_with_parents (cur, 0700), ==, 0);
+  for (int i = 0; i < 2000; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("%s/%d.M1P1Q%d.h,S=10:2,S", cur, i, i);
+      g_assert_true (g_file_set_contents (name, "0123456789", 10, NULL));
+      g_string_append (text, "10 1\n");
+    }
+  g_assert_cmpuint (text->len, >, 5120);
+  g_assert_true (g_file_set_contents (size_file, text->str, text->len, NULL));
+  return maildir;
+}
+
+static gpointer
+usage_thread (gpointer maildir)
+{
+  guint64 bytes = 0, messages = 0;
+
+  deliver_quota_usage (maildir, 1000, 0, &bytes, &messages);
+  g_assert_cmpuint (bytes, ==, 20000);
+  g_assert_cmpuint (messages, ==, 2000);
+  return NULL;
+}
+
+/* A maildirsize over 5120 bytes is recalculated (compacted to one line);
+ * delivery threads that read it while another recalculates it use its
+ * sums instead of scanning the Maildir too (issue 20): every one of them
+ * gets the same usage either way. */
+static void
+test_quota_long_maildirsize (void)
+{
+  g_autofree char *maildir = long_maildirsize ();
+  g_autofree char *size_file = g_build_filename (maildir, "maildirsize", NULL);
+  g_autofree char *text = NULL;
+  GThread *threads[8];
+
+  for (guint i = 0; i < G_N_ELEMENTS (threads); i++)
+    threads[i] = g_thread_new ("usage", usage_thread, maildir);
+  for (guint i = 0; i < G_N_ELEMENTS (threads); i++)
+    g_thread_join (threads[i]);
+  text = read_all (size_file);
+  g_assert_cmpstr (text, ==, "1000S\n20000 2000\n");
+  usage_thread (maildir);
+}
+
 static void
 test_dedupe (void)
 {
@@ -451,6 +506,7 @@ main (int argc, char **argv)
   g_test_add_func ("/mbox/locked-and-repair", test_mbox_locked_and_repair);
   g_test_add_func ("/mbox/symlink-and-fifo", test_mbox_refuses_symlink_and_fifo);
   g_test_add_func ("/quota/maildirsize", test_quota);
+  g_test_add_func ("/quota/long-maildirsize", test_quota_long_maildirsize);
   g_test_add_func ("/dedupe/journal", test_dedupe);
   g_test_add_func ("/resolve/rewrite-and-subaddress", test_rewrite_and_subaddress);
   g_test_add_func ("/resolve/domain-mailboxes", test_domain_mailboxes);
