@@ -12,8 +12,9 @@
  * W=<vsize>:2,S"): read mail, as in a mailbox of that size.  No
  * maildirsize: lmtpd reads one only for a user with a quota.  Ends with
  * syncfs(), so that the writeback of these files does not fall into the
- * measured run.  COUNT 0 makes the empty Maildir (and syncs) only: the
- * reference target does exactly the same minus the files.
+ * measured run.  COUNT 0 makes the empty Maildir (and syncs) only.  The
+ * reference target (an empty mailbox) writes as many messages into
+ * another user's Maildir, so that both runs start after the same writing.
  */
 #define _GNU_SOURCE
 #include <errno.h>
