@@ -4,13 +4,16 @@
  * the measured run (the harness starts its clock once the server answers
  * LHLO).  Built and run by bench/run only; never installed.
  *
- *   prefill MAILDIR COUNT
+ *   prefill MAILDIR COUNT [QUOTA]
  *
  * Makes MAILDIR and its cur/, new/ and tmp/ (mode 0700, parents too, as
  * lmtpd would), then COUNT small messages in cur/ named as Dovecot and
  * lmtpd name them, seen ("<secs>.M<usecs>P<pid>Q<n>.prefill,S=<size>,
- * W=<vsize>:2,S"): read mail, as in a mailbox of that size.  No
- * maildirsize: lmtpd reads one only for a user with a quota.  Ends with
+ * W=<vsize>:2,S"): read mail, as in a mailbox of that size.  With QUOTA
+ * (the Maildir++ quota line lmtpd will expect, e.g. "10737418240S") also
+ * the maildirsize a quota'd mailbox that size has: that line and the
+ * total, as if recalculated just now; without it none (lmtpd reads one
+ * only for a user with a quota).  Ends with
  * syncfs(), so that the writeback of these files does not fall into the
  * measured run.  COUNT 0 makes the empty Maildir (and syncs) only.  The
  * reference target (an empty mailbox) writes as many messages into
@@ -105,6 +108,28 @@ write_messages (int cur, long count)
     }
 }
 
+/* maildirsize as a recalculation leaves it: the quota, then one line
+ * with the bytes and messages of the Maildir */
+static void
+write_maildirsize (const char *maildir, const char *quota, long count)
+{
+  char path[4096], text[256];
+  int fd, n;
+
+  snprintf (path, sizeof path, "%s/maildirsize", maildir);
+  n = snprintf (text, sizeof text, "%s\n%zu %ld\n", quota, count * (sizeof message - 1), count);
+  if (n < 0 || (size_t) n >= sizeof text)
+    {
+      fprintf (stderr, "prefill: QUOTA too long\n");
+      exit (64);
+    }
+  fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0)
+    die ("create", path);
+  if (write (fd, text, n) != n || close (fd) < 0)
+    die ("write", path);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -112,9 +137,9 @@ main (int argc, char **argv)
   long count;
   int cur;
 
-  if (argc != 3)
+  if (argc != 3 && argc != 4)
     {
-      fprintf (stderr, "usage: prefill MAILDIR COUNT\n");
+      fprintf (stderr, "usage: prefill MAILDIR COUNT [QUOTA]\n");
       return 64;
     }
   count = strtol (argv[2], &end, 10);
@@ -132,6 +157,8 @@ main (int argc, char **argv)
   make_dirs (maildir);
   cur = open_subdirs (maildir);
   write_messages (cur, count);
+  if (argc == 4)
+    write_maildirsize (maildir, argv[3], count);
   if (syncfs (cur) < 0)
     die ("syncfs", maildir);
   close (cur);
