@@ -314,8 +314,13 @@ deliver_spool_finish (DeliverSpool *s, GError **error)
 
     EVP_DigestFinal_ex (s->sum, md, &len);
     s->digest = g_malloc (2 * len + 1);
+    /* by hand: a formatted print per byte cost more than the digest */
     for (unsigned int i = 0; i < len; i++)
-      g_snprintf (s->digest + 2 * i, 3, "%02x", md[i]);
+      {
+        s->digest[2 * i] = "0123456789abcdef"[md[i] >> 4];
+        s->digest[2 * i + 1] = "0123456789abcdef"[md[i] & 0xf];
+      }
+    s->digest[2 * len] = '\0';
   }
   if (!s->header_done)
     {
