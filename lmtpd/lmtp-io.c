@@ -277,7 +277,7 @@ read_got (LmtpIo *io, gsize n)
 }
 
 static gboolean
-read_cb (GObject *stream, gpointer data)
+read_cb (GSocket *sock, GIOCondition cond, gpointer data)
 {
   LmtpIo *io = data;
   gpointer owner = io->owner;
@@ -349,16 +349,19 @@ lmtp_io_want_read (LmtpIo *io)
       io->read_source = g_idle_source_new ();
       g_source_set_callback (io->read_source, tls_read_cb, io, NULL);
     }
-  else if (io->tls)
-    {
-      io->read_source = g_socket_create_source (g_socket_connection_get_socket (io->conn), G_IO_IN, io->cancel);
-      g_source_set_callback (io->read_source, (GSourceFunc) (void (*) (void)) tls_read_socket_cb, io, NULL);
-    }
   else
     {
-      io->read_source = g_pollable_input_stream_create_source (io->in, io->cancel);
-      g_source_set_callback (io->read_source, (GSourceFunc) (void (*) (void)) read_cb, io, NULL);
+      /* the socket's own source, not the input stream's: that one wraps
+       * it as a child, which is dispatched (and blocked) too */
+      GSourceFunc cb = (GSourceFunc) (void (*) (void)) (io->tls ? tls_read_socket_cb : read_cb);
+      io->read_source = g_socket_create_source (g_socket_connection_get_socket (io->conn), G_IO_IN, io->cancel);
+      g_source_set_callback (io->read_source, cb, io, NULL);
     }
+  /* GLib blocks a source while its callback runs unless it may recurse,
+   * and blocking takes its fd out of the poll set and puts it back: two
+   * writes to the context's wakeup fd and one more poll per read.  No
+   * callback here runs the main loop, so there is nothing to block. */
+  g_source_set_can_recurse (io->read_source, TRUE);
   g_source_attach (io->read_source, NULL);
 }
 
