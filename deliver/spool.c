@@ -152,6 +152,24 @@ pool_give_back (DeliverSpool *s)
   return kept;
 }
 
+/* SHA-256 looked up once: with EVP_sha256 () OpenSSL 3 fetches the
+ * implementation again at every init, which cost as much as hashing a
+ * few KB. */
+static const EVP_MD *
+sha256 (void)
+{
+  static gsize md;
+
+  if (g_once_init_enter (&md))
+    {
+      EVP_MD *fetched = EVP_MD_fetch (NULL, "SHA256", NULL);
+      if (fetched == NULL)
+        g_error ("OpenSSL has no SHA-256");
+      g_once_init_leave (&md, (gsize) fetched);
+    }
+  return (const EVP_MD *) md;
+}
+
 DeliverSpool *
 deliver_spool_new (DeliverContext *ctx, const char *dir, GError **error)
 {
@@ -159,7 +177,7 @@ deliver_spool_new (DeliverContext *ctx, const char *dir, GError **error)
   DeliverSpool *s = pool_take (pool, dir);
 
   if (s)
-    EVP_DigestInit_ex (s->sum, EVP_sha256 (), NULL);
+    EVP_DigestInit_ex2 (s->sum, sha256 (), NULL);
   else
     {
       int fd = open_unlinked (dir, error);
@@ -169,7 +187,7 @@ deliver_spool_new (DeliverContext *ctx, const char *dir, GError **error)
       s->fd = fd;
       s->dir = g_strdup (dir);
       s->sum = EVP_MD_CTX_new ();
-      if (s->sum == NULL || !EVP_DigestInit_ex (s->sum, EVP_sha256 (), NULL))
+      if (s->sum == NULL || !EVP_DigestInit_ex2 (s->sum, sha256 (), NULL))
         g_error ("out of memory (SHA-256 context)");
     }
   s->pool = pool ? pool_ref (pool) : NULL;
