@@ -34,6 +34,7 @@ struct DeliverSpool {
   guint64 header_len;
   guint64 header_lines;
   gsize buf_len;
+  gboolean in_memory;     /* finished with a single flush: buf still holds it all */
   char buf[SPOOL_BUFSIZE];
 };
 
@@ -198,6 +199,7 @@ deliver_spool_new (DeliverContext *ctx, const char *dir, GError **error)
   s->at_bol = TRUE;
   s->header_len = s->header_lines = 0;
   s->buf_len = 0;
+  s->in_memory = FALSE;
   return s;
 }
 
@@ -323,6 +325,8 @@ deliver_spool_finish (DeliverSpool *s, GError **error)
       if (!spool_put (s, "\r", 1, error))
         return FALSE;
     }
+  /* a message that fits the buffer is read back from it, not the file */
+  s->in_memory = s->size == s->buf_len;
   if (!spool_flush (s, error))
     return FALSE;
   s->finished = TRUE;
@@ -374,6 +378,20 @@ field_value_start (const char *line, gsize n, const char *name)
   return n > 0 && *line == ':' ? line + 1 : NULL;
 }
 
+/* The first @len bytes of the stored message: from memory when all of it
+ * is still in the buffer (the header is read two or three times per
+ * delivery: a pread each). */
+static gssize
+spool_read_start (const DeliverSpool *s, char *buf, gsize len)
+{
+  if (s->in_memory && len <= s->size)
+    {
+      memcpy (buf, s->buf, len);
+      return (gssize) len;
+    }
+  return pread (s->fd, buf, len, 0);
+}
+
 /* Only the first SPOOL_BUFSIZE bytes of the header are looked at: the
  * value is for the log, and a field past 64 KiB of header is not worth a
  * second read.  Folded lines are joined with their leading white space. */
@@ -383,7 +401,7 @@ deliver_spool_header_value (const DeliverSpool *s, const char *name)
   gsize want = (gsize) MIN (s->header_len, (guint64) SPOOL_BUFSIZE);
   g_autofree char *buf = g_malloc (want + 1);
   GString *value = NULL;
-  ssize_t got = want ? pread (s->fd, buf, want, 0) : 0;
+  ssize_t got = want ? spool_read_start (s, buf, want) : 0;
   gsize pos = 0;
 
   while (got > 0 && pos < (gsize) got)
@@ -411,7 +429,7 @@ deliver_spool_read_header (const DeliverSpool *s, gsize *out_len)
   gsize len = (gsize) s->header_len;
   char *buf = g_malloc (len + 1);
 
-  if (len && pread (s->fd, buf, len, 0) != (gssize) len)
+  if (len && spool_read_start (s, buf, len) != (gssize) len)
     {
       g_free (buf);
       return NULL;
