@@ -40,6 +40,8 @@ sanitize (const char *s, gsize max, gboolean keep_newlines)
   if (s == NULL)
     return g_strdup ("");
   end = s + strlen (s);
+  if ((gsize) (end - s) <= max && plain_run (s, end) == (gsize) (end - s))
+    return g_strndup (s, end - s); /* the common case: nothing to replace */
   out = g_string_sized_new (MIN ((gsize) (end - s), max) + 4);
   for (p = s; p < end && out->len < max;)
     {
