@@ -34,6 +34,7 @@ struct DeliverSpool {
   guint64 header_len;
   guint64 header_lines;
   gsize buf_len;
+  gboolean in_memory;     /* finished with a single flush: buf still holds it all */
   char buf[SPOOL_BUFSIZE];
 };
 
@@ -152,6 +153,24 @@ pool_give_back (DeliverSpool *s)
   return kept;
 }
 
+/* SHA-256 looked up once: with EVP_sha256 () OpenSSL 3 fetches the
+ * implementation again at every init, which cost as much as hashing a
+ * few KB. */
+static const EVP_MD *
+sha256 (void)
+{
+  static gsize md;
+
+  if (g_once_init_enter (&md))
+    {
+      EVP_MD *fetched = EVP_MD_fetch (NULL, "SHA256", NULL);
+      if (fetched == NULL)
+        g_error ("OpenSSL has no SHA-256");
+      g_once_init_leave (&md, (gsize) fetched);
+    }
+  return (const EVP_MD *) md;
+}
+
 DeliverSpool *
 deliver_spool_new (DeliverContext *ctx, const char *dir, GError **error)
 {
@@ -159,7 +178,7 @@ deliver_spool_new (DeliverContext *ctx, const char *dir, GError **error)
   DeliverSpool *s = pool_take (pool, dir);
 
   if (s)
-    EVP_DigestInit_ex (s->sum, EVP_sha256 (), NULL);
+    EVP_DigestInit_ex2 (s->sum, sha256 (), NULL);
   else
     {
       int fd = open_unlinked (dir, error);
@@ -169,7 +188,7 @@ deliver_spool_new (DeliverContext *ctx, const char *dir, GError **error)
       s->fd = fd;
       s->dir = g_strdup (dir);
       s->sum = EVP_MD_CTX_new ();
-      if (s->sum == NULL || !EVP_DigestInit_ex (s->sum, EVP_sha256 (), NULL))
+      if (s->sum == NULL || !EVP_DigestInit_ex2 (s->sum, sha256 (), NULL))
         g_error ("out of memory (SHA-256 context)");
     }
   s->pool = pool ? pool_ref (pool) : NULL;
@@ -180,6 +199,7 @@ deliver_spool_new (DeliverContext *ctx, const char *dir, GError **error)
   s->at_bol = TRUE;
   s->header_len = s->header_lines = 0;
   s->buf_len = 0;
+  s->in_memory = FALSE;
   return s;
 }
 
@@ -305,6 +325,8 @@ deliver_spool_finish (DeliverSpool *s, GError **error)
       if (!spool_put (s, "\r", 1, error))
         return FALSE;
     }
+  /* a message that fits the buffer is read back from it, not the file */
+  s->in_memory = s->size == s->buf_len;
   if (!spool_flush (s, error))
     return FALSE;
   s->finished = TRUE;
@@ -314,8 +336,13 @@ deliver_spool_finish (DeliverSpool *s, GError **error)
 
     EVP_DigestFinal_ex (s->sum, md, &len);
     s->digest = g_malloc (2 * len + 1);
+    /* by hand: a formatted print per byte cost more than the digest */
     for (unsigned int i = 0; i < len; i++)
-      g_snprintf (s->digest + 2 * i, 3, "%02x", md[i]);
+      {
+        s->digest[2 * i] = "0123456789abcdef"[md[i] >> 4];
+        s->digest[2 * i + 1] = "0123456789abcdef"[md[i] & 0xf];
+      }
+    s->digest[2 * len] = '\0';
   }
   if (!s->header_done)
     {
@@ -351,6 +378,20 @@ field_value_start (const char *line, gsize n, const char *name)
   return n > 0 && *line == ':' ? line + 1 : NULL;
 }
 
+/* The first @len bytes of the stored message: from memory when all of it
+ * is still in the buffer (the header is read two or three times per
+ * delivery: a pread each). */
+static gssize
+spool_read_start (const DeliverSpool *s, char *buf, gsize len)
+{
+  if (s->in_memory && len <= s->size)
+    {
+      memcpy (buf, s->buf, len);
+      return (gssize) len;
+    }
+  return pread (s->fd, buf, len, 0);
+}
+
 /* Only the first SPOOL_BUFSIZE bytes of the header are looked at: the
  * value is for the log, and a field past 64 KiB of header is not worth a
  * second read.  Folded lines are joined with their leading white space. */
@@ -360,7 +401,7 @@ deliver_spool_header_value (const DeliverSpool *s, const char *name)
   gsize want = (gsize) MIN (s->header_len, (guint64) SPOOL_BUFSIZE);
   g_autofree char *buf = g_malloc (want + 1);
   GString *value = NULL;
-  ssize_t got = want ? pread (s->fd, buf, want, 0) : 0;
+  ssize_t got = want ? spool_read_start (s, buf, want) : 0;
   gsize pos = 0;
 
   while (got > 0 && pos < (gsize) got)
@@ -388,7 +429,7 @@ deliver_spool_read_header (const DeliverSpool *s, gsize *out_len)
   gsize len = (gsize) s->header_len;
   char *buf = g_malloc (len + 1);
 
-  if (len && pread (s->fd, buf, len, 0) != (gssize) len)
+  if (len && spool_read_start (s, buf, len) != (gssize) len)
     {
       g_free (buf);
       return NULL;

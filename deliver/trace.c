@@ -43,38 +43,57 @@ header_token (const char *s, gsize max)
   return g_string_free (out, FALSE);
 }
 
+/* Three pieces in a row: the headers are made for every delivery, and a
+ * format string parsed each time cost more than the rest of them. */
+static void
+append3 (GString *h, const char *a, const char *b, const char *c)
+{
+  g_string_append (h, a);
+  g_string_append (h, b);
+  g_string_append (h, c);
+}
+
+/* " from HELO (NAME [ADDR])" or " from HELO (ADDR)", then the fold */
+static void
+append_from (GString *h, const DeliverMessage *msg)
+{
+  g_autofree char *helo = header_token (msg->helo ? msg->helo : "unknown", 255);
+  g_autofree char *addr = header_token (msg->client_addr ? msg->client_addr : "unknown", 255);
+
+  append3 (h, " from ", helo, " (");
+  if (msg->client_name)
+    {
+      g_autofree char *name = header_token (msg->client_name, 255);
+      append3 (h, name, " [", addr);
+      g_string_append (h, "])\n\t");
+    }
+  else
+    append3 (h, addr, ")\n\t", "");
+}
+
 char *
 deliver_trace_headers (const LmtpdConfig *config, const DeliverMessage *msg,
                        const DeliverRecipient *rcpt, gboolean per_recipient)
 {
-  GString *h = g_string_new (NULL);
+  GString *h = g_string_sized_new (256);
   char date[64];
 
   rfc5322_date (msg->received_us / G_USEC_PER_SEC, date, sizeof date);
 
-  g_string_append_printf (h, "Return-Path: <%s>\n", msg->sender);
+  append3 (h, "Return-Path: <", msg->sender, ">\n");
   if (per_recipient)
-    g_string_append_printf (h, "Delivered-To: %s\n", rcpt->address);
+    append3 (h, "Delivered-To: ", rcpt->address, "\n");
   if (g_ascii_strcasecmp (rcpt->original, rcpt->address) != 0)
-    g_string_append_printf (h, "X-Original-To: %s\n", rcpt->original);
+    append3 (h, "X-Original-To: ", rcpt->original, "\n");
   g_string_append (h, "Received:");
   if (msg->helo || msg->client_addr)
-    {
-      g_autofree char *helo = header_token (msg->helo ? msg->helo : "unknown", 255);
-      g_autofree char *addr = header_token (msg->client_addr ? msg->client_addr : "unknown", 255);
-      if (msg->client_name)
-        {
-          g_autofree char *name = header_token (msg->client_name, 255);
-          g_string_append_printf (h, " from %s (%s [%s])\n\t", helo, name, addr);
-        }
-      else
-        g_string_append_printf (h, " from %s (%s)\n\t", helo, addr);
-    }
+    append_from (h, msg);
   else
     g_string_append_c (h, ' ');
-  g_string_append_printf (h, "by %s with %s id %s", config->hostname, msg->protocol, msg->id);
+  append3 (h, "by ", config->hostname, " with ");
+  append3 (h, msg->protocol, " id ", msg->id);
   if (per_recipient)
-    g_string_append_printf (h, "\n\tfor <%s>", rcpt->original);
-  g_string_append_printf (h, "; %s\n", date);
+    append3 (h, "\n\tfor <", rcpt->original, ">");
+  append3 (h, "; ", date, "\n");
   return g_string_free (h, FALSE);
 }

@@ -25,8 +25,8 @@ struct LmtpIo {
   GCancellable *cancel;
   UtilTls *tls;             /* after STARTTLS: all I/O goes through it */
   GSource *read_source;
-  GSource *tls_source;      /* a handshake or a TLS write waiting for the socket */
-  void (*tls_next) (LmtpIo *io); /* what goes on once the socket is ready */
+  GSource *wait_source;     /* a handshake or a write waiting for the socket */
+  void (*wait_next) (LmtpIo *io); /* what goes on once the socket is ready */
   GString *outbuf;          /* queued replies */
   GString *wbuf;            /* being written */
   gsize wpos;               /* bytes of wbuf written */
@@ -66,7 +66,7 @@ lmtp_io_close (LmtpIo *io)
 {
   io->closed = TRUE;
   source_clear (&io->read_source);
-  source_clear (&io->tls_source);
+  source_clear (&io->wait_source);
   g_cancellable_cancel (io->cancel);
   g_clear_pointer (&io->tls, util_tls_free);
   g_io_stream_close (G_IO_STREAM (io->conn), NULL, NULL);
@@ -92,25 +92,25 @@ owner_unref (gpointer data)
 }
 
 static gboolean
-tls_ready_cb (GSocket *sock, GIOCondition cond, gpointer data)
+socket_ready_cb (GSocket *sock, GIOCondition cond, gpointer data)
 {
   LmtpIo *io = data;
 
-  g_clear_pointer (&io->tls_source, g_source_unref);
+  g_clear_pointer (&io->wait_source, g_source_unref);
   if (!io->closed)
-    io->tls_next (io);
+    io->wait_next (io);
   return G_SOURCE_REMOVE;
 }
 
-/* A TLS step that waits for the socket: @next runs once it is ready. */
+/* A step that waits for the socket: @next runs once it is ready. */
 static void
-tls_wait (LmtpIo *io, GIOCondition cond, void (*next) (LmtpIo *io))
+socket_wait (LmtpIo *io, GIOCondition cond, void (*next) (LmtpIo *io))
 {
-  io->tls_next = next;
-  io->tls_source = g_socket_create_source (g_socket_connection_get_socket (io->conn), cond, io->cancel);
+  io->wait_next = next;
+  io->wait_source = g_socket_create_source (g_socket_connection_get_socket (io->conn), cond, io->cancel);
   io->h->ref (io->owner);
-  g_source_set_callback (io->tls_source, (GSourceFunc) (void (*) (void)) tls_ready_cb, io, owner_unref);
-  g_source_attach (io->tls_source, NULL);
+  g_source_set_callback (io->wait_source, (GSourceFunc) (void (*) (void)) socket_ready_cb, io, owner_unref);
+  g_source_attach (io->wait_source, NULL);
 }
 
 /* ---- output -------------------------------------------------------------- */
@@ -158,38 +158,37 @@ write_finished (LmtpIo *io, gboolean ok)
   io->h->write_done (io->owner, ok);
 }
 
-static void write_some (LmtpIo *io);
-
+/* As much of wbuf as the socket takes now; waits for it otherwise, as
+ * TLS does below.  The write is tried at once, not through
+ * g_output_stream_write_async: that costs a GTask and a main loop
+ * iteration per reply, most of the replying cost of a small delivery. */
 static void
-write_cb (GObject *source, GAsyncResult *res, gpointer data)
+plain_write_some (LmtpIo *io)
 {
-  LmtpIo *io = data;
-  gpointer owner = io->owner;
   g_autoptr (GError) error = NULL;
-  gssize n = g_output_stream_write_finish (G_OUTPUT_STREAM (source), res, &error);
 
-  if (n < 0 && !io->closed)
-    g_debug ("%s: write failed: %s", io->log_id, error->message);
-  if (n < 0 || io->closed)
-    write_finished (io, FALSE);
-  else
+  while (io->wpos < io->wbuf->len)
     {
-      io->wpos += n;
-      io->write_progress_us = g_get_monotonic_time ();
-      if (io->wpos < io->wbuf->len)
-        write_some (io);
-      else
-        write_finished (io, TRUE);
+      gssize n = g_pollable_output_stream_write_nonblocking (G_POLLABLE_OUTPUT_STREAM (io->out),
+                                                             io->wbuf->str + io->wpos, io->wbuf->len - io->wpos,
+                                                             NULL, &error);
+      if (n > 0)
+        {
+          io->wpos += n;
+          io->write_progress_us = g_get_monotonic_time ();
+          continue;
+        }
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+        {
+          socket_wait (io, G_IO_OUT, plain_write_some);
+          return;
+        }
+      if (error)
+        g_debug ("%s: write failed: %s", io->log_id, error->message);
+      write_finished (io, FALSE);
+      return;
     }
-  io->h->unref (owner);
-}
-
-static void
-write_some (LmtpIo *io)
-{
-  io->h->ref (io->owner);
-  g_output_stream_write_async (io->out, io->wbuf->str + io->wpos, io->wbuf->len - io->wpos, G_PRIORITY_DEFAULT,
-                               io->cancel, write_cb, io);
+  write_finished (io, TRUE);
 }
 
 /* TLS: as much of wbuf as the socket takes; waits for it otherwise. */
@@ -210,7 +209,7 @@ tls_write_some (LmtpIo *io)
         }
       if (st == UTIL_TLS_WANT_WRITE || st == UTIL_TLS_WANT_READ)
         {
-          tls_wait (io, st == UTIL_TLS_WANT_WRITE ? G_IO_OUT : G_IO_IN, tls_write_some);
+          socket_wait (io, st == UTIL_TLS_WANT_WRITE ? G_IO_OUT : G_IO_IN, tls_write_some);
           return;
         }
       if (st == UTIL_TLS_ERROR)
@@ -235,7 +234,7 @@ lmtp_io_flush (LmtpIo *io)
   if (io->tls)
     tls_write_some (io);
   else
-    write_some (io);
+    plain_write_some (io);
 }
 
 /* ---- input --------------------------------------------------------------- */
@@ -277,7 +276,7 @@ read_got (LmtpIo *io, gsize n)
 }
 
 static gboolean
-read_cb (GObject *stream, gpointer data)
+read_cb (GSocket *sock, GIOCondition cond, gpointer data)
 {
   LmtpIo *io = data;
   gpointer owner = io->owner;
@@ -349,16 +348,19 @@ lmtp_io_want_read (LmtpIo *io)
       io->read_source = g_idle_source_new ();
       g_source_set_callback (io->read_source, tls_read_cb, io, NULL);
     }
-  else if (io->tls)
-    {
-      io->read_source = g_socket_create_source (g_socket_connection_get_socket (io->conn), G_IO_IN, io->cancel);
-      g_source_set_callback (io->read_source, (GSourceFunc) (void (*) (void)) tls_read_socket_cb, io, NULL);
-    }
   else
     {
-      io->read_source = g_pollable_input_stream_create_source (io->in, io->cancel);
-      g_source_set_callback (io->read_source, (GSourceFunc) (void (*) (void)) read_cb, io, NULL);
+      /* the socket's own source, not the input stream's: that one wraps
+       * it as a child, which is dispatched (and blocked) too */
+      GSourceFunc cb = (GSourceFunc) (void (*) (void)) (io->tls ? tls_read_socket_cb : read_cb);
+      io->read_source = g_socket_create_source (g_socket_connection_get_socket (io->conn), G_IO_IN, io->cancel);
+      g_source_set_callback (io->read_source, cb, io, NULL);
     }
+  /* GLib blocks a source while its callback runs unless it may recurse,
+   * and blocking takes its fd out of the poll set and puts it back: two
+   * writes to the context's wakeup fd and one more poll per read.  No
+   * callback here runs the main loop, so there is nothing to block. */
+  g_source_set_can_recurse (io->read_source, TRUE);
   g_source_attach (io->read_source, NULL);
 }
 
@@ -371,7 +373,7 @@ tls_step (LmtpIo *io)
   UtilTlsStatus st = util_tls_handshake (io->tls, &error);
 
   if (st == UTIL_TLS_WANT_READ || st == UTIL_TLS_WANT_WRITE)
-    tls_wait (io, st == UTIL_TLS_WANT_READ ? G_IO_IN : G_IO_OUT, tls_step);
+    socket_wait (io, st == UTIL_TLS_WANT_READ ? G_IO_IN : G_IO_OUT, tls_step);
   else if (st != UTIL_TLS_OK)
     io->h->handshake_done (io->owner, error ? error->message : "connection closed");
   else

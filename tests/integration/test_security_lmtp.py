@@ -71,6 +71,27 @@ class NeverReads(unittest.TestCase):
         self.assertLess(sent, 16 << 20, "lmtpd kept reading a client that does not read")
         self.assertLess(grown, 32 * 1024 * SLOWDOWN, "resident size grew by %d KB" % grown)
 
+    def test_late_reader_gets_every_reply(self):
+        """Replies that fill the socket wait for it and go out once the
+        client reads: nothing lost, nothing doubled, the session goes on."""
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        s.connect(("127.0.0.1", self.d.port))
+        s.settimeout(10)
+        n = 400
+        s.sendall(b"LHLO x\r\n" * n + b"QUIT\r\n")
+        time.sleep(1)  # the replies (~100 KB) back up against the small buffer
+        got = b""
+        while b"\r\n221 " not in got:
+            part = s.recv(65536)
+            if not part:
+                break
+            got += part
+        s.close()
+        lines = got.split(b"\r\n")
+        self.assertEqual(sum(1 for l in lines if l.startswith(b"250 ")), n, got[-300:])
+        self.assertTrue(any(l.startswith(b"221 ") for l in lines), got[-300:])
+
     def test_stalled_writes_end_the_session(self):
         """A client that never reads is closed after idle_timeout of no
         write progress, and the log says so."""

@@ -494,12 +494,52 @@ test_context_spool_pool (void)
   deliver_spool_free (b);
 }
 
+/* The header reads the same whether the message is still in the spool's
+ * buffer (small) or only in the file (past 64 KiB), and a reused spool
+ * does not answer with its last message. */
+static void
+test_spool_header_read_back (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (DeliverContext) ctx = deliver_context_new ();
+  g_autoptr (GString) big = g_string_new ("Message-ID: <big@x>\r\nSubject: b\r\n\r\n");
+  DeliverSpool *s;
+  char *h;
+  gsize len = 0;
+
+  s = deliver_spool_new (ctx, g_get_tmp_dir (), &error);
+  g_assert_true (deliver_spool_write (s, "Message-ID: <small@x>\r\n\r\nbody\r\n", 33, &error));
+  g_assert_true (deliver_spool_finish (s, &error));
+  h = deliver_spool_read_header (s, &len);
+  g_assert_cmpstr (h, ==, "Message-ID: <small@x>\n\n");
+  g_assert_cmpuint (len, ==, 23);
+  g_free (h);
+  h = deliver_spool_header_value (s, "Message-ID");
+  g_assert_cmpstr (h, ==, "<small@x>");
+  g_free (h);
+  deliver_spool_free (s);
+
+  while (big->len < 200 * 1024)
+    g_string_append (big, "a line of the body\r\n");
+  s = deliver_spool_new (ctx, g_get_tmp_dir (), &error); /* the pooled one again */
+  g_assert_true (deliver_spool_write (s, big->str, big->len, &error));
+  g_assert_true (deliver_spool_finish (s, &error));
+  h = deliver_spool_read_header (s, &len);
+  g_assert_cmpstr (h, ==, "Message-ID: <big@x>\nSubject: b\n\n");
+  g_free (h);
+  h = deliver_spool_header_value (s, "Message-ID");
+  g_assert_cmpstr (h, ==, "<big@x>");
+  g_free (h);
+  deliver_spool_free (s);
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
   g_test_add_func ("/folder/names", test_folder_names);
   g_test_add_func ("/context/spool-pool", test_context_spool_pool);
+  g_test_add_func ("/spool/header-read-back", test_spool_header_read_back);
   g_test_add_func ("/maildir/flags", test_flags);
   g_test_add_func ("/maildir/single-instance", test_single_instance_link);
   g_test_add_func ("/mbox/quoting", test_mbox_quoting);

@@ -193,6 +193,23 @@ test_sanitize_c1 (void)
   g_assert_cmpstr (b, ==, "one\ntwo\t???\xc2\xa0");
 }
 
+/* Runs of plain ASCII are copied whole: the limit still cuts inside a run,
+ * and what follows a run (a control, a multibyte character) is still seen */
+static void
+test_sanitize_runs (void)
+{
+  g_autofree char *a = util_sanitize ("abc\x01" "defgh", 5);
+  g_autofree char *b = util_sanitize ("ab\xc3\xa9" "cdef", 4);
+  g_autofree char *c = util_sanitize ("ab\xc3\xa9" "cdef", 3);
+  g_autofree char *d = util_sanitize ("\x7f" "x\x80" "y", 100);
+  g_autofree char *e = util_sanitize ("exact", 5);
+  g_assert_cmpstr (a, ==, "abc?d...");
+  g_assert_cmpstr (b, ==, "ab\xc3\xa9...");
+  g_assert_cmpstr (c, ==, "ab\xc3\xa9...");
+  g_assert_cmpstr (d, ==, "?x?y");
+  g_assert_cmpstr (e, ==, "exact");
+}
+
 static char *
 text_view_of (const char *message, gsize max)
 {
@@ -356,6 +373,7 @@ main (int argc, char **argv)
   g_test_add_func ("/util/tls/bad-files", test_tls_bad_files);
   g_test_add_func ("/util/sanitize", test_sanitize);
   g_test_add_func ("/util/sanitize-c1", test_sanitize_c1);
+  g_test_add_func ("/util/sanitize-runs", test_sanitize_runs);
   g_test_add_func ("/util/gmime/parse-header", test_gmime_parse_header);
   g_test_add_func ("/util/gmime/text-view", test_gmime_text_view);
   g_test_add_func ("/util/drop-privileges", test_drop_privileges_unprivileged);
