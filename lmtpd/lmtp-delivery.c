@@ -172,7 +172,11 @@ static void delivered (LmtpSession *s);
 static void rcpt_checked (LmtpSession *s, Job *job);
 static const LmtpProxyResults proxy_results;
 
-static gboolean
+/* Where the threads hand finished jobs back to the main loop; made by the
+ * first job_push, for the process's lifetime. */
+static LmtpHandback *handback;
+
+static void
 job_finished (gpointer data)
 {
   Job *job = data;
@@ -184,7 +188,6 @@ job_finished (gpointer data)
   else
     delivered (s);
   lmtp_session_unref (s);
-  return G_SOURCE_REMOVE;
 }
 
 static gboolean rcpt_needs_check (const LmtpdConfig *c, const DeliverRecipient *r);
@@ -221,7 +224,7 @@ lmtp_delivery_run (gpointer data, gpointer unused)
   else
     deliver_pipeline_run (job->ctx, job->config, &job->msg, job->rcpt, &job->t->shared, &job->status,
                           &job->path);
-  g_main_context_invoke (NULL, job_finished, job);
+  lmtp_handback_push (handback, job);
 }
 
 static Job *
@@ -252,6 +255,8 @@ job_new (LmtpSession *s, Txn *t, DeliverRecipient *rcpt)
 static void
 job_push (LmtpSession *s, Job *job)
 {
+  if (handback == NULL) /* here on the main thread, before any job is out */
+    handback = lmtp_handback_new (job_finished);
   g_thread_pool_push (s->host->pool (s->server), job, NULL);
 }
 

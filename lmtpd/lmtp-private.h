@@ -47,3 +47,9 @@ gsize lmtp_session_backlog (LmtpSession *s);
 /* The delivery threads' work function (lmtp-delivery.c), for the pool
  * the server makes. */
 void lmtp_delivery_run (gpointer job, gpointer unused);
+
+/* Finished jobs back from the delivery threads to the main loop
+ * (lmtp-handback.c): one queue and one eventfd, one wakeup per batch. */
+typedef struct LmtpHandback LmtpHandback;
+LmtpHandback *lmtp_handback_new (void (*run) (gpointer item));
+void lmtp_handback_push (LmtpHandback *h, gpointer item);
