@@ -57,19 +57,27 @@ prepared (Sqlite *q, const char *sql, GError **error)
   return st;
 }
 
-/* $1..$n by name: a statement may use them in any order, or not all. */
+/* $1..$n by name: a statement may use them in any order, or not all.
+ * Each of the statement's parameters is read back by its name ("$7" takes
+ * values[6]), not each value looked up by a formatted name: a row of ten
+ * values cost ten g_snprintf and ten linear name searches.  The values
+ * are bound without a copy (SQLITE_STATIC): run_locked resets the
+ * statement and clears them before it returns to the caller who owns them. */
 static void
 bind_values (sqlite3_stmt *st, guint n, const char *const *values)
 {
-  for (guint i = 0; i < n; i++)
+  int count = sqlite3_bind_parameter_count (st);
+
+  for (int at = 1; at <= count; at++)
     {
-      char name[16];
-      int at;
-      g_snprintf (name, sizeof name, "$%u", i + 1);
-      if ((at = sqlite3_bind_parameter_index (st, name)) == 0)
+      const char *name = sqlite3_bind_parameter_name (st, at);
+      guint64 i;
+
+      if (name == NULL || name[0] != '$' || name[1] == '0'
+          || !g_ascii_string_to_unsigned (name + 1, 10, 1, n, &i, NULL))
         continue;
-      if (values[i])
-        sqlite3_bind_text (st, at, values[i], -1, SQLITE_TRANSIENT);
+      if (values[i - 1])
+        sqlite3_bind_text (st, at, values[i - 1], -1, SQLITE_STATIC);
       else
         sqlite3_bind_null (st, at);
     }
