@@ -101,7 +101,7 @@ deliver_maildir_unique (const char *hostname)
   GString *s = g_string_new (NULL);
 
   g_string_printf (s, "%" G_GINT64_FORMAT ".M%06dP%dQ%u.", now / G_USEC_PER_SEC,
-                   (int) (now % G_USEC_PER_SEC), (int) getpid (),
+                   (int) (now % G_USEC_PER_SEC), util_pid (),
                    (guint) g_atomic_int_add (&unique_counter, 1) + 1);
   for (const char *p = hostname; *p; p++)
     {

@@ -26,7 +26,7 @@ txn_new_id (void)
 {
   /* unique per host: time, pid and a counter */
   return g_strdup_printf ("%" G_GINT64_MODIFIER "X%05X%" G_GINT64_MODIFIER "X",
-                          g_get_real_time () / G_USEC_PER_SEC, (guint) getpid () & 0xFFFFF,
+                          g_get_real_time () / G_USEC_PER_SEC, (guint) util_pid () & 0xFFFFF,
                           (guint64) ++txn_counter);
 }
 

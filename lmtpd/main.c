@@ -89,7 +89,7 @@ json_record (GLogLevelFlags level, const GLogField *fields, gsize n, const char 
   json_string (out, stamp);
   g_string_append_printf (out, ",\"level\":\"%s\",\"program\":", lvl);
   json_string (out, domain ? domain : "lmtpd");
-  g_string_append_printf (out, ",\"pid\":%d,\"message\":", (int) getpid ());
+  g_string_append_printf (out, ",\"pid\":%d,\"message\":", util_pid ());
   json_string (out, message ? message : "");
   for (gsize i = 0; i < n; i++)
     {
@@ -156,13 +156,13 @@ write_text_record (const char *domain, const char *tag, const char *message)
   /* no terminal escapes in the log, whoever forgot to sanitise */
   safe = util_sanitize_record (message);
   n = snprintf (line, sizeof line, "%s.%03ld %s[%d]: %s%s\n", stamp, ts.tv_nsec / 1000000,
-                domain ? domain : "lmtpd", (int) getpid (), tag, safe);
+                domain ? domain : "lmtpd", util_pid (), tag, safe);
   if (n >= 0 && (gsize) n < sizeof line)
     write_all_stderr (line, n);
   else
     {
       g_autofree char *big = g_strdup_printf ("%s.%03ld %s[%d]: %s%s\n", stamp, ts.tv_nsec / 1000000,
-                                              domain ? domain : "lmtpd", (int) getpid (), tag, safe);
+                                              domain ? domain : "lmtpd", util_pid (), tag, safe);
       write_all_stderr (big, strlen (big));
     }
 }

@@ -67,6 +67,11 @@ void util_tls_free (UtilTls *tls);
  * while root; does nothing when not root. */
 gboolean util_drop_privileges (const char *user, GError **error);
 
+/* getpid (), asked of the kernel once per process (glibc no longer caches
+ * it, and a delivery named the process three times: its log line, its
+ * transaction id, its Maildir file name).  A forked child asks again. */
+int util_pid (void);
+
 /* ---- strings from outside (util-sanitize.c) ---- */
 
 /* At most @max bytes of @s (then "...") with every control character

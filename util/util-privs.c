@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <unistd.h>
 
@@ -55,4 +56,30 @@ util_drop_privileges (const char *user, GError **error)
       return FALSE;
     }
   return switch_to (pw, user, error);
+}
+
+static int cached_pid; /* 0: not asked yet, or forked since */
+
+static void
+forget_pid (void)
+{
+  g_atomic_int_set (&cached_pid, 0);
+}
+
+int
+util_pid (void)
+{
+  static gsize registered;
+  int pid = g_atomic_int_get (&cached_pid);
+
+  if (pid != 0)
+    return pid;
+  if (g_once_init_enter (&registered))
+    {
+      pthread_atfork (NULL, NULL, forget_pid);
+      g_once_init_leave (&registered, 1);
+    }
+  pid = (int) getpid ();
+  g_atomic_int_set (&cached_pid, pid);
+  return pid;
 }

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <openssl/err.h>
 
@@ -362,6 +363,25 @@ test_metrics_http (void)
   util_http_server_free (server);
 }
 
+/* util_pid is asked once, and asked again in a forked child (the child's
+ * log lines and Maildir names carry its own pid, not its parent's). */
+static void
+test_pid_after_fork (void)
+{
+  int status = 0;
+  pid_t child;
+
+  g_assert_cmpint (util_pid (), ==, getpid ());
+  g_assert_cmpint (util_pid (), ==, getpid ());
+  child = fork ();
+  g_assert_cmpint (child, >=, 0);
+  if (child == 0)
+    _exit (util_pid () == getpid () ? 0 : 1);
+  g_assert_cmpint (waitpid (child, &status, 0), ==, child);
+  g_assert_true (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+  g_assert_cmpint (util_pid (), ==, getpid ());
+}
+
 int
 main (int argc, char **argv)
 {
@@ -377,6 +397,7 @@ main (int argc, char **argv)
   g_test_add_func ("/util/gmime/parse-header", test_gmime_parse_header);
   g_test_add_func ("/util/gmime/text-view", test_gmime_text_view);
   g_test_add_func ("/util/drop-privileges", test_drop_privileges_unprivileged);
+  g_test_add_func ("/util/pid-after-fork", test_pid_after_fork);
   g_test_add_func ("/util/metrics-http", test_metrics_http);
   return g_test_run ();
 }
