@@ -274,6 +274,21 @@ spool_put (DeliverSpool *s, const char *data, gsize len, GError **error)
   return TRUE;
 }
 
+/* A body line and its LF in one copy, when both fit in the buffer without
+ * a flush (the common case; the header is tracked by spool_put).  FALSE:
+ * nothing done, spool_put it. */
+static gboolean
+spool_put_line (DeliverSpool *s, const char *line, gsize n)
+{
+  if (!s->header_done || s->buf_len + n + 1 >= SPOOL_BUFSIZE)
+    return FALSE;
+  memcpy (s->buf + s->buf_len, line, n);
+  s->buf[s->buf_len + n] = '\n';
+  s->buf_len += n + 1;
+  s->size += n + 1;
+  return TRUE;
+}
+
 gboolean
 deliver_spool_write (DeliverSpool *s, const void *data, gsize len, GError **error)
 {
@@ -302,11 +317,9 @@ deliver_spool_write (DeliverSpool *s, const void *data, gsize len, GError **erro
         }
       else if (nl != NULL && n > 0 && stop[-1] == '\r')
         n--;
-      if (!spool_put (s, p, n, error))
-        return FALSE;
       if (nl == NULL)
-        break;
-      if (!spool_put (s, "\n", 1, error))
+        return spool_put (s, p, n, error);
+      if (!spool_put_line (s, p, n) && (!spool_put (s, p, n, error) || !spool_put (s, "\n", 1, error)))
         return FALSE;
       s->lines++;
       p = nl + 1;
