@@ -54,6 +54,8 @@ job_free (gpointer p)
   g_strfreev (job->in.rcpts);
   if (job->in.header)
     g_bytes_unref (job->in.header);
+  if (job->in.body)
+    g_bytes_unref (job->in.body);
   if (job->in.body_fd >= 0)
     close (job->in.body_fd);
   ocp_verdict_clear (&job->out.verdict);
@@ -325,7 +327,9 @@ service_call_start (ServiceLive *live, OcpServerTxn *txn, gboolean debug)
   rcpts = g_hash_table_lookup (job->in.env, "Rcpt-To");
   job->in.rcpts = g_strsplit (rcpts ? rcpts : "", ", ", -1);
   job->in.header = ocp_server_txn_header (txn);
-  fd = ocp_server_txn_body_fd (txn, &job->in.body_len);
+  job->in.body = ocp_server_txn_body (txn);
+  fd = job->in.body ? -1 : ocp_server_txn_body_fd (txn, &job->in.body_len);
+  job->in.body_len = job->in.body ? g_bytes_get_size (job->in.body) : job->in.body_len;
   job->in.body_fd = fd >= 0 ? dup (fd) : -1;
   job->out.body_fd = -1;
   ocp_verdict_init (&job->out.verdict);

@@ -99,6 +99,12 @@ service_header_value (GBytes *header, const char *name)
   return v ? g_strdup (v) : NULL;
 }
 
+gboolean
+service_input_has_body (const ServiceInput *in)
+{
+  return in->body != NULL || in->body_fd >= 0;
+}
+
 GMimeMessage *
 service_input_message (const ServiceInput *in, ServiceParseFlags flags)
 {
@@ -117,7 +123,14 @@ service_input_message (const ServiceInput *in, ServiceParseFlags flags)
       g_autoptr (GMimeStream) hs = g_mime_stream_mem_new_with_buffer (h, n);
       g_mime_stream_cat_add_source (GMIME_STREAM_CAT (cat), hs);
     }
-  if (in->body_fd >= 0)
+  if (in->body)
+    {
+      gsize bn;
+      const char *b = g_bytes_get_data (in->body, &bn);
+      g_autoptr (GMimeStream) bs = g_mime_stream_mem_new_with_buffer (b, bn);
+      g_mime_stream_cat_add_source (GMIME_STREAM_CAT (cat), bs);
+    }
+  else if (in->body_fd >= 0)
     {
       g_autoptr (GMimeStream) bs = g_mime_stream_fs_new (dup (in->body_fd));
       g_mime_stream_fs_set_owner (GMIME_STREAM_FS (bs), TRUE);

@@ -148,6 +148,8 @@ whole_message (const ServiceInput *in)
     }
   if (h)
     g_byte_array_append (b, h, n);
+  if (in->body && b->len < MESSAGE_MAX)
+    g_byte_array_append (b, g_bytes_get_data (in->body, NULL), g_bytes_get_size (in->body));
   while (in->body_fd >= 0 && off < in->body_len && b->len < MESSAGE_MAX)
     {
       gssize r = pread (in->body_fd, buf, sizeof buf, off);
