@@ -73,6 +73,9 @@ gboolean service_load_lines (const char *path, ServiceLineParser parse, GPtrArra
 gboolean service_input_has_body (const ServiceInput *in);
 /* The value of header @name in @header (decoded by GMime), or NULL. */
 char *service_header_value (GBytes *header, const char *name);
+/* The values of the headers @names (NULL-terminated) in @header, parsed
+ * once: values[i] (newly allocated, or NULL) for names[i]. */
+void service_header_values (GBytes *header, const char *const *names, char **values);
 
 /* @obj as GMime writes it with @newline line ends (a new array); if
  * @out_complete, whether all of it could be written. */
