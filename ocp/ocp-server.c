@@ -23,6 +23,10 @@
 #define READ_CHUNK (64 * 1024)
 #define HEADER_MAX (1024 * 1024)
 #define MAX_TXNS 1024
+/* A body up to this size is held in memory (most mail: no temp file, no
+ * syscalls to read it back); a larger one goes to an unlinked temp file as
+ * it arrives, so what a peer can make us hold stays bounded. */
+#define BODY_MEMORY_MAX (64 * 1024)
 /* a connection costs about 66 KB (its read buffer): bounded by default */
 #define DEFAULT_MAX_CONNECTIONS 1024
 #define DEFAULT_HANDSHAKE_TIMEOUT 30
@@ -39,7 +43,9 @@ struct OcpServerTxn {
   GHashTable *env;
   GByteArray *header;
   gboolean header_sent;
-  int body_fd;
+  GByteArray *body_mem;     /* the body while it is small, during collection */
+  GBytes *body;             /* ... and once complete (AME) */
+  int body_fd;              /* or the body in a file, once it grew too large */
   guint64 body_len;
   gboolean body_sent;
   guint64 next_offset;
@@ -129,6 +135,10 @@ ocp_server_txn_unref (OcpServerTxn *t)
   if (t->env)
     g_hash_table_unref (t->env);
   g_byte_array_unref (t->header);
+  if (t->body_mem)
+    g_byte_array_unref (t->body_mem);
+  if (t->body)
+    g_bytes_unref (t->body);
   if (t->body_fd >= 0)
     close (t->body_fd);
   g_free (t);
@@ -336,27 +346,55 @@ on_ts (SConn *c, OcpMessage *m)
 }
 
 static gboolean
-body_append (OcpServerTxn *t, const char *p, gsize n)
+write_all (int fd, const guint8 *p, gsize n)
 {
-  if (t->body_fd < 0)
-    {
-      g_autofree char *path = NULL;
-      t->body_fd = g_file_open_tmp ("ocp-server-XXXXXX", &path, NULL);
-      if (t->body_fd < 0)
-        return FALSE;
-      g_unlink (path);
-    }
   while (n > 0)
     {
-      gssize w = write (t->body_fd, p, n);
+      gssize w = write (fd, p, n);
       if (w < 0 && errno == EINTR)
         continue;
       if (w < 0)
         return FALSE;
       p += w;
       n -= w;
-      t->body_len += w;
     }
+  return TRUE;
+}
+
+/* Moves the body held in memory (@p, @n) to an unlinked temp file. */
+static gboolean
+body_spill (OcpServerTxn *t, const guint8 *p, gsize n)
+{
+  g_autofree char *path = NULL;
+
+  t->body_fd = g_file_open_tmp ("ocp-server-XXXXXX", &path, NULL);
+  if (t->body_fd < 0)
+    return FALSE;
+  g_unlink (path);
+  return write_all (t->body_fd, p, n);
+}
+
+static gboolean
+body_append (OcpServerTxn *t, const char *p, gsize n)
+{
+  if (t->body_fd < 0 && t->body_len + n <= BODY_MEMORY_MAX)
+    {
+      if (t->body_mem == NULL)
+        t->body_mem = g_byte_array_new ();
+      g_byte_array_append (t->body_mem, (const guint8 *) p, n);
+      t->body_len += n;
+      return TRUE;
+    }
+  if (t->body_fd < 0)
+    {
+      gboolean ok = body_spill (t, t->body_mem ? t->body_mem->data : NULL, t->body_mem ? t->body_mem->len : 0);
+      g_clear_pointer (&t->body_mem, g_byte_array_unref);
+      if (!ok)
+        return FALSE;
+    }
+  if (!write_all (t->body_fd, (const guint8 *) p, n))
+    return FALSE;
+  t->body_len += n;
   return TRUE;
 }
 
@@ -482,6 +520,8 @@ on_ame (SConn *c, OcpMessage *m)
   t->complete = TRUE;
   if (t->body_fd >= 0)
     lseek (t->body_fd, 0, SEEK_SET);
+  if (t->body_mem)
+    t->body = g_byte_array_free_to_bytes (g_steal_pointer (&t->body_mem));
   ocp_server_txn_ref (t);
   c->server->handler (t, c->server->user_data);
   ocp_server_txn_unref (t);
@@ -669,11 +709,30 @@ ocp_server_txn_header (OcpServerTxn *t)
   return t->header_sent ? g_bytes_new (t->header->data, t->header->len) : NULL;
 }
 
+GBytes *
+ocp_server_txn_body (OcpServerTxn *t)
+{
+  return t->body ? g_bytes_ref (t->body) : NULL;
+}
+
+/* A body held in memory goes to a file for a caller that wants one. */
 int
 ocp_server_txn_body_fd (OcpServerTxn *t, guint64 *out_len)
 {
   if (out_len)
     *out_len = t->body_len;
+  if (t->body && t->body_fd < 0)
+    {
+      gsize n;
+      const guint8 *p = g_bytes_get_data (t->body, &n);
+      if (body_spill (t, p, n))
+        lseek (t->body_fd, 0, SEEK_SET);
+      else if (t->body_fd >= 0)
+        {
+          close (t->body_fd);
+          t->body_fd = -1;
+        }
+    }
   return t->body_sent ? t->body_fd : -1;
 }
 

@@ -294,7 +294,11 @@ GHashTable *ocp_server_txn_envelope (OcpServerTxn *txn);
 const char *ocp_server_txn_service (OcpServerTxn *txn);
 /* The original header part, or NULL if it was not sent. */
 GBytes *ocp_server_txn_header (OcpServerTxn *txn);
-/* The original body part in an unlinked file (-1 if not sent), and its size. */
+/* The original body part when it was small enough to be held in memory
+ * (up to 64 KB), or NULL: not sent, or in a file (ocp_server_txn_body_fd). */
+GBytes *ocp_server_txn_body (OcpServerTxn *txn);
+/* The original body part in an unlinked file (-1 if not sent), and its size.
+ * A body held in memory is written to a file for this call. */
 int ocp_server_txn_body_fd (OcpServerTxn *txn, guint64 *out_len);
 /* Sends the verdict (AMS), the adapted parts and AME, then TE.  A part
  * given is sent by DUM; a kept part not given is echoed by DUY, so an

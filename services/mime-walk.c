@@ -20,7 +20,7 @@
 gboolean
 mime_load (const ServiceInput *in, MimeLoaded *out)
 {
-  if (in->header == NULL && in->body_fd < 0)
+  if (in->header == NULL && !service_input_has_body (in))
     return FALSE;
   out->msg = service_input_message (in, SERVICE_PARSE_PERSIST);
   if (out->msg == NULL)

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "services-call.h"
@@ -54,6 +55,8 @@ job_free (gpointer p)
   g_strfreev (job->in.rcpts);
   if (job->in.header)
     g_bytes_unref (job->in.header);
+  if (job->in.body)
+    g_bytes_unref (job->in.body);
   if (job->in.body_fd >= 0)
     close (job->in.body_fd);
   ocp_verdict_clear (&job->out.verdict);
@@ -278,6 +281,22 @@ log_decision (const Job *job, const char *rcpt_in, const OcpVerdict *v, const ch
               job->live->svc.name, safe_xid, rcpt, word, safe_why);
 }
 
+/* Local time with milliseconds, as lmtpd's lines.  localtime_r reads the
+ * zone once; GDateTime's local time looked /etc/localtime up (readlink,
+ * two stats) on every call. */
+static void
+log_stamp (char *stamp, gsize size)
+{
+  struct timespec ts;
+  struct tm tm;
+  char sec[32];
+
+  clock_gettime (CLOCK_REALTIME, &ts);
+  localtime_r (&ts.tv_sec, &tm);
+  strftime (sec, sizeof sec, "%Y-%m-%dT%H:%M:%S", &tm);
+  g_snprintf (stamp, size, "%s.%03ld", sec, ts.tv_nsec / 1000000);
+}
+
 static void
 check_done (GObject *src, GAsyncResult *res, gpointer data)
 {
@@ -285,10 +304,9 @@ check_done (GObject *src, GAsyncResult *res, gpointer data)
   const OcpVerdict *top = &job->out.verdict;
   gboolean adapted = job->out.header || job->out.body_fd >= 0;
   gint64 took = g_get_monotonic_time () - job->started_us;
-  g_autoptr (GDateTime) now = g_date_time_new_now_local ();
-  g_autofree char *stamp = g_date_time_format (now, "%Y-%m-%dT%H:%M:%S.%f");
+  char stamp[40];
 
-  stamp[23] = '\0'; /* milliseconds, as lmtpd's lines */
+  log_stamp (stamp, sizeof stamp);
   if (job->out.verdict.service_id == NULL)
     job->out.verdict.service_id = g_strdup (job->live->svc.uri);
   if (job->debug) /* one line per call, with the recipients in the order lmtpd listed them */
@@ -325,7 +343,9 @@ service_call_start (ServiceLive *live, OcpServerTxn *txn, gboolean debug)
   rcpts = g_hash_table_lookup (job->in.env, "Rcpt-To");
   job->in.rcpts = g_strsplit (rcpts ? rcpts : "", ", ", -1);
   job->in.header = ocp_server_txn_header (txn);
-  fd = ocp_server_txn_body_fd (txn, &job->in.body_len);
+  job->in.body = ocp_server_txn_body (txn);
+  fd = job->in.body ? -1 : ocp_server_txn_body_fd (txn, &job->in.body_len);
+  job->in.body_len = job->in.body ? g_bytes_get_size (job->in.body) : job->in.body_len;
   job->in.body_fd = fd >= 0 ? dup (fd) : -1;
   job->out.body_fd = -1;
   ocp_verdict_init (&job->out.verdict);

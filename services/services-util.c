@@ -84,19 +84,36 @@ service_load_lines (const char *path, ServiceLineParser parse, GPtrArray *items,
 
 /* ---- the input and the output, through GMime ------------------------------ */
 
+void
+service_header_values (GBytes *header, const char *const *names, char **values)
+{
+  g_autoptr (GMimeMessage) msg = util_gmime_parse_header (header);
+
+  for (guint i = 0; names[i]; i++)
+    {
+      const char *v = NULL;
+      if (msg && g_ascii_strcasecmp (names[i], "Subject") == 0)
+        v = g_mime_message_get_subject (msg);
+      else if (msg)
+        v = g_mime_object_get_header (GMIME_OBJECT (msg), names[i]);
+      values[i] = v ? g_strdup (v) : NULL;
+    }
+}
+
 char *
 service_header_value (GBytes *header, const char *name)
 {
-  g_autoptr (GMimeMessage) msg = util_gmime_parse_header (header);
-  const char *v;
+  const char *names[] = { name, NULL };
+  char *value;
 
-  if (msg == NULL)
-    return NULL;
-  if (g_ascii_strcasecmp (name, "Subject") == 0)
-    v = g_mime_message_get_subject (msg);
-  else
-    v = g_mime_object_get_header (GMIME_OBJECT (msg), name);
-  return v ? g_strdup (v) : NULL;
+  service_header_values (header, names, &value);
+  return value;
+}
+
+gboolean
+service_input_has_body (const ServiceInput *in)
+{
+  return in->body != NULL || in->body_fd >= 0;
 }
 
 GMimeMessage *
@@ -117,7 +134,14 @@ service_input_message (const ServiceInput *in, ServiceParseFlags flags)
       g_autoptr (GMimeStream) hs = g_mime_stream_mem_new_with_buffer (h, n);
       g_mime_stream_cat_add_source (GMIME_STREAM_CAT (cat), hs);
     }
-  if (in->body_fd >= 0)
+  if (in->body)
+    {
+      gsize bn;
+      const char *b = g_bytes_get_data (in->body, &bn);
+      g_autoptr (GMimeStream) bs = g_mime_stream_mem_new_with_buffer (b, bn);
+      g_mime_stream_cat_add_source (GMIME_STREAM_CAT (cat), bs);
+    }
+  else if (in->body_fd >= 0)
     {
       g_autoptr (GMimeStream) bs = g_mime_stream_fs_new (dup (in->body_fd));
       g_mime_stream_fs_set_owner (GMIME_STREAM_FS (bs), TRUE);

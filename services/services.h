@@ -20,7 +20,8 @@ typedef struct {
   GHashTable *env;        /* envelope: Stage, Mail-From, Rcpt-To, Client-Address ... */
   char **rcpts;           /* Rcpt-To split */
   GBytes *header;         /* original header part, or NULL */
-  int body_fd;            /* original body part, or -1 */
+  GBytes *body;           /* original body part when it is small (held in memory), or NULL */
+  int body_fd;            /* otherwise the body part in a file, or -1 */
   guint64 body_len;
   /* string -> string, for the whole call: what a module found for one
    * recipient that holds for the others too (spam's score of the message)
@@ -68,8 +69,13 @@ char **service_read_lines (const char *path, GError **error);
 typedef gpointer (*ServiceLineParser) (char *line, const char *path, guint lineno, GError **error);
 /* Each line of the file @path through @parse, its items appended to @items. */
 gboolean service_load_lines (const char *path, ServiceLineParser parse, GPtrArray *items, GError **error);
+/* Whether the input has a body part (in memory or in a file). */
+gboolean service_input_has_body (const ServiceInput *in);
 /* The value of header @name in @header (decoded by GMime), or NULL. */
 char *service_header_value (GBytes *header, const char *name);
+/* The values of the headers @names (NULL-terminated) in @header, parsed
+ * once: values[i] (newly allocated, or NULL) for names[i]. */
+void service_header_values (GBytes *header, const char *const *names, char **values);
 
 /* @obj as GMime writes it with @newline line ends (a new array); if
  * @out_complete, whether all of it could be written. */

@@ -155,7 +155,7 @@ normalize_check (Service *svc, const ServiceInput *in, ServiceOutput *out)
       service_apply_action (&out->verdict, refusal, NULL);
       return;
     }
-  if (in->header == NULL || in->body_fd < 0)
+  if (in->header == NULL || !service_input_has_body (in))
     return;
   msg = service_input_message (in, SERVICE_PARSE_PERSIST);
   if (msg == NULL || g_mime_message_get_mime_part (msg) == NULL

@@ -104,7 +104,7 @@ logging_check (Service *svc, const ServiceInput *in, ServiceOutput *out)
     }
   /* it asked for metadata only: say so, so a reader can check */
   g_string_append_printf (s, "],\"had_header\":%s,\"had_body\":%s}\n", in->header ? "true" : "false",
-                          in->body_fd >= 0 ? "true" : "false");
+                          service_input_has_body (in) ? "true" : "false");
   g_mutex_lock (&l->lock);
   if (write (l->fd, s->str, s->len) < 0)
     g_printerr ("ocp-services: logging: %s\n", g_strerror (errno));

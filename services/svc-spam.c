@@ -148,6 +148,8 @@ whole_message (const ServiceInput *in)
     }
   if (h)
     g_byte_array_append (b, h, n);
+  if (in->body && b->len < MESSAGE_MAX)
+    g_byte_array_append (b, g_bytes_get_data (in->body, NULL), g_bytes_get_size (in->body));
   while (in->body_fd >= 0 && off < in->body_len && b->len < MESSAGE_MAX)
     {
       gssize r = pread (in->body_fd, buf, sizeof buf, off);
@@ -192,10 +194,8 @@ from_mismatch (const char *from, const char *env_from)
 
 /* None of the envelope recipients is named in To or Cc (Bcc or list). */
 static gboolean
-rcpt_not_named (const ServiceInput *in)
+rcpt_not_named (const ServiceInput *in, const char *to, const char *cc)
 {
-  g_autofree char *to = service_header_value (in->header, "To");
-  g_autofree char *cc = service_header_value (in->header, "Cc");
   g_autofree char *joined = g_strconcat (to ? to : "", ",", cc ? cc : "", NULL);
   g_autofree char *both = g_ascii_strdown (joined, -1);
   gboolean named = FALSE;
@@ -213,9 +213,14 @@ builtin_score (const ServiceInput *in, GBytes *msg, double *score, GString *why)
 {
   gsize n;
   const char *p = g_bytes_get_data (msg, &n);
-  g_autofree char *subject = service_header_value (in->header, "Subject");
-  g_autofree char *from = service_header_value (in->header, "From");
+  /* the header parsed once for all the rules */
+  const char *names[] = { "Subject", "From", "To", "Cc", NULL };
+  char *v[G_N_ELEMENTS (names)] = { NULL };
+  const char *subject, *from;
 
+  service_header_values (in->header, names, v);
+  subject = v[0];
+  from = v[1];
   *score = 0;
   if (g_strstr_len (p, n, GTUBE))
     add_rule (score, why, 1000, "GTUBE");
@@ -225,10 +230,12 @@ builtin_score (const ServiceInput *in, GBytes *msg, double *score, GString *why)
     add_rule (score, why, 1, "MISSING_FROM");
   else if (from_mismatch (from, g_hash_table_lookup (in->env, "Mail-From")))
     add_rule (score, why, 0.5, "FROM_MISMATCH");
-  if (rcpt_not_named (in))
+  if (rcpt_not_named (in, v[2], v[3]))
     add_rule (score, why, 0.5, "RCPT_NOT_IN_TO");
   if (why->len)
     g_string_truncate (why, why->len - 1);
+  for (guint i = 0; i < G_N_ELEMENTS (v); i++)
+    g_free (v[i]);
   return TRUE;
 }
 

@@ -255,7 +255,34 @@ typedef struct {
   GCond cond;
   gboolean ready;
   guint64 body_seen;
+  gboolean body_in_memory;  /* the last call's body was held in memory */
+  GByteArray *body;         /* the last call's body, as its file gives it */
 } Peer;
+
+/* What the handler sees of the body: in memory when small (and then the
+ * file made for ocp_server_txn_body_fd holds the same bytes), in a file
+ * when large. */
+static void
+note_body (Peer *p, OcpServerTxn *t)
+{
+  g_autoptr (GBytes) mem = ocp_server_txn_body (t);
+  guint64 len = 0, off = 0;
+  int fd = ocp_server_txn_body_fd (t, &len);
+  char buf[65536];
+  gssize n;
+
+  p->body_seen += len;
+  p->body_in_memory = mem != NULL;
+  g_byte_array_set_size (p->body, 0);
+  while (fd >= 0 && (n = pread (fd, buf, sizeof buf, off)) > 0)
+    {
+      g_byte_array_append (p->body, (guint8 *) buf, n);
+      off += n;
+    }
+  g_assert_cmpuint (p->body->len, ==, len);
+  if (mem)
+    g_assert_cmpmem (g_bytes_get_data (mem, NULL), g_bytes_get_size (mem), p->body->data, p->body->len);
+}
 
 static gboolean
 respond_later (gpointer data)
@@ -275,10 +302,8 @@ peer_handle (OcpServerTxn *t, gpointer data)
   GHashTable *env = ocp_server_txn_envelope (t);
   const char *rcpt = g_hash_table_lookup (env, "Rcpt-To");
   OcpVerdict v;
-  guint64 blen = 0;
 
-  ocp_server_txn_body_fd (t, &blen);
-  p->body_seen += blen;
+  note_body (p, t);
   ocp_verdict_init (&v);
   if (g_str_has_prefix (rcpt, "slow@"))
     {
@@ -373,6 +398,29 @@ test_server_free_with_open_connection (void)
     g_main_context_iteration (NULL, FALSE);
 }
 
+/* A small body is held in memory, byte for byte. */
+static void
+small_body_in_memory (OcpClient *cl, const OcpServiceConfig *svc, Peer *p)
+{
+  const char *msg = "Subject: s\n\nsmall body\r\n.. dots\n";
+  const char *rcpts[2] = { "ok@example.org", NULL };
+  OcpRequest req = { "data", "T2", "127.0.0.1", "mx", "a@b.example", NULL, rcpts, NULL, 0, NULL };
+  g_autofree char *path = NULL;
+  OcpVerdict v;
+  int fd = g_file_open_tmp ("ocp-test-XXXXXX", &path, NULL);
+
+  g_unlink (path);
+  g_assert_cmpint (write (fd, msg, strlen (msg)), ==, (gssize) strlen (msg));
+  req.fd = fd;
+  req.header_len = 12;
+  req.body_len = strlen (msg) - 12;
+  g_assert_true (ocp_client_call (cl, svc, &req, &v, NULL));
+  ocp_verdict_clear (&v);
+  g_assert_true (p->body_in_memory);
+  g_assert_cmpmem (p->body->data, p->body->len, msg + 12, strlen (msg) - 12);
+  close (fd);
+}
+
 static void
 test_client_server (void)
 {
@@ -390,6 +438,7 @@ test_client_server (void)
   g_autoptr (GError) error = NULL;
   int fd;
 
+  p.body = g_byte_array_new ();
   p.ctx = g_main_context_new ();
   p.loop = g_main_loop_new (p.ctx, FALSE);
   g_mutex_init (&p.lock);
@@ -419,6 +468,9 @@ test_client_server (void)
   g_assert_null (v.header);
   g_assert_cmpint (v.body_fd, ==, -1);
   ocp_verdict_clear (&v);
+  /* 1.4 MB: in a file, not in memory */
+  g_assert_false (p.body_in_memory);
+  g_assert_cmpmem (p.body->data, p.body->len, body->str, body->len);
 
   rcpts[0] = "reject@example.org";
   g_assert_true (ocp_client_call (cl, &svc, &req, &v, &error));
@@ -436,6 +488,7 @@ test_client_server (void)
   g_assert_cmpint (v.body_fd, ==, -1);
   ocp_verdict_clear (&v);
   g_assert_cmpuint (p.body_seen, ==, 3 * body->len);
+  small_body_in_memory (cl, &svc, &p);
 
   /* nobody listening: UNAVAILABLE, quickly */
   {
@@ -489,6 +542,7 @@ test_client_server (void)
   g_main_loop_unref (p.loop);
   g_main_context_unref (p.ctx);
   g_string_free (body, TRUE);
+  g_byte_array_unref (p.body);
   close (fd);
 }
 
