@@ -474,6 +474,21 @@ lmtp_session_start (LmtpSession *s)
   lmtp_session_want_read (s);
 }
 
+/* The host lets go of a closed session on the next turn of the main loop,
+ * not at once: a reply is written as soon as it is queued, so a failed
+ * write (a peer that reset) or an expired timer closes the session in the
+ * middle of whatever queued that reply, and its caller may still look at
+ * the session when the flush returns (it sees s->closed). */
+static gboolean
+host_let_go (gpointer data)
+{
+  LmtpSession *s = data;
+
+  s->host->closed (s->server, s);
+  lmtp_session_unref (s);
+  return G_SOURCE_REMOVE;
+}
+
 void
 lmtp_session_close (LmtpSession *s)
 {
@@ -487,7 +502,8 @@ lmtp_session_close (LmtpSession *s)
       g_clear_pointer (&s->idle_source, g_source_unref);
     }
   lmtp_io_close (s->io);
-  s->host->closed (s->server, s);
+  /* default priority: a busy loop must not put it off indefinitely */
+  g_idle_add_full (G_PRIORITY_DEFAULT, host_let_go, lmtp_session_ref (s), NULL);
 }
 
 void
