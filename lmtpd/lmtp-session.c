@@ -479,13 +479,18 @@ lmtp_session_start (LmtpSession *s)
  * write (a peer that reset) or an expired timer closes the session in the
  * middle of whatever queued that reply, and its caller may still look at
  * the session when the flush returns (it sees s->closed). */
+static void
+let_go_now (LmtpSession *s)
+{
+  s->let_go_id = 0;
+  s->host->closed (s->server, s);
+  lmtp_session_unref (s); /* the idle's reference */
+}
+
 static gboolean
 host_let_go (gpointer data)
 {
-  LmtpSession *s = data;
-
-  s->host->closed (s->server, s);
-  lmtp_session_unref (s);
+  let_go_now (data);
   return G_SOURCE_REMOVE;
 }
 
@@ -503,7 +508,7 @@ lmtp_session_close (LmtpSession *s)
     }
   lmtp_io_close (s->io);
   /* default priority: a busy loop must not put it off indefinitely */
-  g_idle_add_full (G_PRIORITY_DEFAULT, host_let_go, lmtp_session_ref (s), NULL);
+  s->let_go_id = g_idle_add_full (G_PRIORITY_DEFAULT, host_let_go, lmtp_session_ref (s), NULL);
 }
 
 void
@@ -526,10 +531,17 @@ lmtp_session_backlog (LmtpSession *s)
   return s->closed ? 0 : lmtp_io_pending (s->io);
 }
 
+/* The host is going away (lmtp_server_free): closed and handed back now,
+ * with no idle left behind to call a freed host.  @s may be gone after. */
 void
 lmtp_session_abort (LmtpSession *s)
 {
   lmtp_session_close (s);
+  if (s->let_go_id)
+    {
+      g_source_remove (s->let_go_id);
+      let_go_now (s);
+    }
 }
 
 void

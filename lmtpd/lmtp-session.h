@@ -73,6 +73,7 @@ struct LmtpSession {
   gboolean resume;          /* output drained while processing: go round again */
   gboolean close_after_flush;
   gboolean closed;
+  guint let_go_id;            /* the idle that hands a closed session back to the host */
   gboolean shutdown;
 
   SessionMode mode;
