@@ -15,6 +15,7 @@ runs on the one-commit file system too (test_crash.py)."""
 import os
 import re
 import shutil
+import signal
 import subprocess
 import unittest
 
@@ -55,10 +56,15 @@ class SyncModeTest(unittest.TestCase):
         trace = os.path.join(d.dir, "strace.out")
         d.wrap = ["strace", "-f", "-qq", "-y", "-o", trace,
                   "-e", "trace=fsync,fdatasync,sync_file_range,rename,renameat,renameat2"]
+        pid = None
         try:
             d.start()
+            # d.proc is strace: a SIGTERM to it detaches and leaves lmtpd
+            # running, so lmtpd is stopped by its own pid (strace then ends)
+            pid = int(re.search(r"lmtpd\[(\d+)\]", d.read_log()).group(1))
             deliver(d, MESSAGES)
-            d.stop()
+            os.kill(pid, signal.SIGTERM)
+            d.proc.wait(30)
             files = os.listdir(os.path.join(d.maildir(RCPT), "new"))
             self.assertEqual(len(files), MESSAGES)
             for name in files:
@@ -68,6 +74,8 @@ class SyncModeTest(unittest.TestCase):
                 calls = f.read().splitlines()
             return d.read_log(), files, calls
         finally:
+            if pid is not None and os.path.exists("/proc/%d" % pid):
+                os.kill(pid, signal.SIGKILL)
             d.stop()
             fs.close()
             d.cleanup()
